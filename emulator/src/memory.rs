@@ -1,0 +1,1 @@
+//! Guest memory (placeholder until the memory module lands).

@@ -1,0 +1,18 @@
+//! The `tandem` command line: argument parsing and rendering only; the work lives in the library crates.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "tandem", version, about = "Deterministic simulation and record-replay for static x86-64 Linux binaries")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {}
+}
