@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "tandem", version, about = "Deterministic simulation and record-replay for static x86-64 Linux binaries")]
+#[command(
+    name = "tandem",
+    version,
+    about = "Deterministic simulation and record-replay for static x86-64 Linux binaries"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -7,4 +7,5 @@
 //! Architecture invariant: this crate depends on no other crate of the workspace, reads no host clock and no
 //! unseeded randomness, and no guest input can make it panic (a broken guest is a guest exception, a value).
 
+pub mod cpu;
 pub mod memory;

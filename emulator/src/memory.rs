@@ -1,1 +1,1060 @@
-//! Guest memory (placeholder until the memory module lands).
+//! Guest memory: 4 KiB guest-virtual pages mapped onto guest-physical frames.
+//!
+//! What it owns: the page table (virtual page number to frame and permissions), the frame table (each frame's
+//! bytes, class and poison bit), the dirty set of the current snapshot epoch, and a software TLB.
+//!
+//! Key decisions:
+//! - A frame's bytes live in an `Arc<[u8; 4096]>`. A snapshot clones the Arcs, so after it every frame is shared
+//!   and the first write to a page copies it (copy-on-write): what a snapshot costs afterwards is proportional to
+//!   the pages written since. Pages that were never written all share one zero frame.
+//! - The software TLB is direct-mapped, one array for reads and one for writes. A write entry is installed only for
+//!   a frame this memory owns alone, that holds no cached code and is not poisoned, so a hit on it never needs a
+//!   check. The first write to a page in an epoch goes through the slow path, which is where the page is copied,
+//!   classified as anonymous dirty and added to the dirty set.
+//! - Faults are guest exceptions (`Exception::PageFault`), never Rust errors or panics: an access that crosses into an
+//!   unmapped or protected page faults before any byte is written.
+//!
+//! Invariant: a TLB entry never outlives the page-table entry and frame it was made from; every change of either
+//! flushes the entry (see `flush_page`).
+//! It must not: do IO, read the clock, or iterate a hash map into an output (the page table is a BTreeMap).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
+
+pub const PAGE_SIZE: usize = 4096;
+pub const PAGE_SHIFT: u32 = 12;
+pub const PAGE_MASK: u64 = PAGE_SIZE as u64 - 1;
+
+const TLB_ENTRIES: usize = 256;
+
+/// Page permissions, as in the `prot` argument of mmap(2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Perms(pub u8);
+
+impl Perms {
+    pub const NONE: Perms = Perms(0);
+    pub const READ: Perms = Perms(1);
+    pub const WRITE: Perms = Perms(2);
+    pub const EXEC: Perms = Perms(4);
+    pub const RW: Perms = Perms(3);
+    pub const RX: Perms = Perms(5);
+    pub const RWX: Perms = Perms(7);
+
+    pub fn contains(self, other: Perms) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub fn union(self, other: Perms) -> Perms {
+        Perms(self.0 | other.0)
+    }
+}
+
+impl std::fmt::Display for Perms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let flag = |p: Perms, c: char| if self.contains(p) { c } else { '-' };
+        write!(
+            f,
+            "{}{}{}",
+            flag(Perms::READ, 'r'),
+            flag(Perms::WRITE, 'w'),
+            flag(Perms::EXEC, 'x')
+        )
+    }
+}
+
+/// The kind of access that faulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Access {
+    Read,
+    Write,
+    Execute,
+}
+
+/// What a frame holds, following the page states of Linux's mm/memory-failure.c.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FrameClass {
+    /// Not mapped by any page.
+    Free,
+    /// Bytes loaded from a file (program text, read-only data) and never written since: can be re-read.
+    FileClean,
+    /// Anonymous memory never written: its content is zeros and can be recreated.
+    AnonZero,
+    /// Written by the guest: the only copy of its content.
+    AnonDirty,
+}
+
+/// A guest-physical frame number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FrameId(pub u32);
+
+/// A guest exception raised by a memory access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryFault {
+    /// #PF: `present` is false when no page is mapped at `addr`, true when the page's permissions refuse `access`.
+    PageFault {
+        addr: u64,
+        access: Access,
+        present: bool,
+    },
+    /// The access touched a poisoned frame (an uncorrectable memory error).
+    MachineCheck { addr: u64, frame: FrameId },
+}
+
+/// Errors of the mapping calls (mmap-like operations requested by the OS layer, not by guest instructions).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MapError {
+    #[error("address {addr:#x} is not page-aligned")]
+    Unaligned { addr: u64 },
+    #[error("range {addr:#x}+{len:#x} overflows the address space")]
+    Overflow { addr: u64, len: u64 },
+    #[error("guest memory limit reached: {frames_max} frames")]
+    OutOfFrames { frames_max: usize },
+}
+
+pub type PageBytes = [u8; PAGE_SIZE];
+
+#[derive(Clone)]
+struct Frame {
+    bytes: Arc<PageBytes>,
+    class: FrameClass,
+    poisoned: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PageEntry {
+    frame: u32,
+    perms: Perms,
+}
+
+#[derive(Clone, Copy)]
+struct TlbEntry {
+    /// Virtual page number, or `u64::MAX` when empty (no canonical address has that page number).
+    tag: u64,
+    host: *mut u8,
+}
+
+const TLB_EMPTY: TlbEntry = TlbEntry {
+    tag: u64::MAX,
+    host: std::ptr::null_mut(),
+};
+
+fn zero_frame() -> Arc<PageBytes> {
+    static ZERO: OnceLock<Arc<PageBytes>> = OnceLock::new();
+    ZERO.get_or_init(|| Arc::new([0u8; PAGE_SIZE])).clone()
+}
+
+/// A mapped range, for /proc/self/maps-like listings, core dumps and reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub start: u64,
+    pub end: u64,
+    pub perms: Perms,
+}
+
+/// A copy-on-write image of the whole memory; restoring it is exact.
+#[derive(Clone)]
+pub struct MemorySnapshot {
+    pages: BTreeMap<u64, PageEntry>,
+    frames: Vec<Frame>,
+    free_frames: Vec<u32>,
+}
+
+pub struct Memory {
+    pages: BTreeMap<u64, PageEntry>,
+    frames: Vec<Frame>,
+    free_frames: Vec<u32>,
+    frames_max: usize,
+    /// Virtual pages holding code that the block cache decoded; a write to one is reported in `code_writes`.
+    code_pages: BTreeSet<u64>,
+    /// Pages with cached code that were written since the CPU last looked; the CPU drops their blocks.
+    pub(crate) code_writes: Vec<u64>,
+    /// Frames written since the current epoch began.
+    dirty: BTreeSet<u32>,
+    epoch: u64,
+    read_tlb: Box<[TlbEntry; TLB_ENTRIES]>,
+    write_tlb: Box<[TlbEntry; TLB_ENTRIES]>,
+}
+
+// SAFETY: the raw pointers in the TLBs point into frames owned (through Arcs) by this same `Memory`; they are only
+// dereferenced through `&self`/`&mut self` methods, so moving the whole `Memory` to another thread is sound.
+unsafe impl Send for Memory {}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Memory {
+    /// Default limit: 4 Mi frames, 16 GiB of guest memory.
+    pub const FRAMES_MAX_DEFAULT: usize = 4 << 20;
+
+    pub fn new() -> Memory {
+        Memory {
+            pages: BTreeMap::new(),
+            frames: Vec::new(),
+            free_frames: Vec::new(),
+            frames_max: Self::FRAMES_MAX_DEFAULT,
+            code_pages: BTreeSet::new(),
+            code_writes: Vec::new(),
+            dirty: BTreeSet::new(),
+            epoch: 0,
+            read_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
+            write_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
+        }
+    }
+
+    /// A copy that shares every frame copy-on-write with this memory (fork(2) semantics). Takes `&mut self`
+    /// because this memory's write TLB must forget the frames that are now shared.
+    pub fn fork(&mut self) -> Memory {
+        self.write_tlb.fill(TLB_EMPTY);
+        Memory {
+            pages: self.pages.clone(),
+            frames: self.frames.clone(),
+            free_frames: self.free_frames.clone(),
+            frames_max: self.frames_max,
+            code_pages: BTreeSet::new(),
+            code_writes: Vec::new(),
+            dirty: self.dirty.clone(),
+            epoch: self.epoch,
+            read_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
+            write_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
+        }
+    }
+
+    pub fn set_frames_max(&mut self, frames_max: usize) {
+        self.frames_max = frames_max;
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Mapping (called by the OS layer).
+
+    fn check_range(addr: u64, len: u64) -> Result<(u64, u64), MapError> {
+        if addr & PAGE_MASK != 0 {
+            return Err(MapError::Unaligned { addr });
+        }
+        let end = addr
+            .checked_add(len)
+            .and_then(|e| e.checked_add(PAGE_MASK))
+            .ok_or(MapError::Overflow { addr, len })?;
+        Ok((addr >> PAGE_SHIFT, end >> PAGE_SHIFT))
+    }
+
+    fn alloc_frame(&mut self, bytes: Arc<PageBytes>, class: FrameClass) -> Result<u32, MapError> {
+        let frame = Frame {
+            bytes,
+            class,
+            poisoned: false,
+        };
+        if let Some(id) = self.free_frames.pop() {
+            self.frames[id as usize] = frame;
+            return Ok(id);
+        }
+        if self.frames.len() >= self.frames_max {
+            return Err(MapError::OutOfFrames {
+                frames_max: self.frames_max,
+            });
+        }
+        self.frames.push(frame);
+        Ok((self.frames.len() - 1) as u32)
+    }
+
+    fn release_frame(&mut self, id: u32) {
+        let f = &mut self.frames[id as usize];
+        f.bytes = zero_frame();
+        f.class = FrameClass::Free;
+        // A poisoned frame is retired for good: it never goes back on the free list.
+        if !f.poisoned {
+            self.free_frames.push(id);
+        }
+        self.dirty.remove(&id);
+    }
+
+    /// Maps `[addr, addr+len)` as fresh zero-filled anonymous memory, replacing whatever was mapped there.
+    pub fn map_anonymous(&mut self, addr: u64, len: u64, perms: Perms) -> Result<(), MapError> {
+        let (first, last) = Self::check_range(addr, len)?;
+        for vpn in first..last {
+            self.unmap_page(vpn);
+            let frame = self.alloc_frame(zero_frame(), FrameClass::AnonZero)?;
+            self.pages.insert(vpn, PageEntry { frame, perms });
+        }
+        Ok(())
+    }
+
+    /// Maps `[addr, addr+len)` with the given bytes (zero-padded), as clean file-backed frames.
+    pub fn map_file_bytes(
+        &mut self,
+        addr: u64,
+        len: u64,
+        bytes: &[u8],
+        perms: Perms,
+    ) -> Result<(), MapError> {
+        let (first, last) = Self::check_range(addr, len)?;
+        for (i, vpn) in (first..last).enumerate() {
+            self.unmap_page(vpn);
+            let mut page = [0u8; PAGE_SIZE];
+            let start = i * PAGE_SIZE;
+            if start < bytes.len() {
+                let n = (bytes.len() - start).min(PAGE_SIZE);
+                page[..n].copy_from_slice(&bytes[start..start + n]);
+            }
+            let frame = self.alloc_frame(Arc::new(page), FrameClass::FileClean)?;
+            self.pages.insert(vpn, PageEntry { frame, perms });
+        }
+        Ok(())
+    }
+
+    fn unmap_page(&mut self, vpn: u64) {
+        if let Some(entry) = self.pages.remove(&vpn) {
+            self.release_frame(entry.frame);
+            self.flush_page(vpn);
+            self.note_code_change(vpn);
+        }
+    }
+
+    /// Unmaps `[addr, addr+len)`; pages that are not mapped are skipped, as munmap(2) does.
+    pub fn unmap(&mut self, addr: u64, len: u64) -> Result<(), MapError> {
+        let (first, last) = Self::check_range(addr, len)?;
+        let vpns: Vec<u64> = self.pages.range(first..last).map(|(v, _)| *v).collect();
+        for vpn in vpns {
+            self.unmap_page(vpn);
+        }
+        Ok(())
+    }
+
+    /// Changes the permissions of the mapped pages in `[addr, addr+len)`. Returns false if any page in the range
+    /// is unmapped (mprotect(2) then fails with ENOMEM), in which case nothing is changed.
+    pub fn protect(&mut self, addr: u64, len: u64, perms: Perms) -> Result<bool, MapError> {
+        let (first, last) = Self::check_range(addr, len)?;
+        if (first..last).any(|vpn| !self.pages.contains_key(&vpn)) {
+            return Ok(false);
+        }
+        for vpn in first..last {
+            if let Some(e) = self.pages.get_mut(&vpn) {
+                e.perms = perms;
+            }
+            self.flush_page(vpn);
+            if !perms.contains(Perms::EXEC) {
+                self.note_code_change(vpn);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Moves the mappings of `[from, from+len)` to `[to, to+len)` without copying bytes (for mremap(2)).
+    pub fn remap(&mut self, from: u64, to: u64, len: u64) -> Result<(), MapError> {
+        let (first, last) = Self::check_range(from, len)?;
+        let (to_first, to_last) = Self::check_range(to, len)?;
+        debug_assert_eq!(last - first, to_last - to_first);
+        let moved: Vec<(u64, PageEntry)> = (first..last)
+            .filter_map(|vpn| self.pages.remove(&vpn).map(|e| (vpn, e)))
+            .collect();
+        for vpn in first..last {
+            self.flush_page(vpn);
+            self.note_code_change(vpn);
+        }
+        for vpn in to_first..to_last {
+            self.unmap_page(vpn);
+        }
+        for (vpn, entry) in moved {
+            self.pages.insert(vpn - first + to_first, entry);
+        }
+        Ok(())
+    }
+
+    pub fn is_mapped(&self, addr: u64) -> bool {
+        self.pages.contains_key(&(addr >> PAGE_SHIFT))
+    }
+
+    pub fn perms(&self, addr: u64) -> Option<Perms> {
+        self.pages.get(&(addr >> PAGE_SHIFT)).map(|e| e.perms)
+    }
+
+    /// True if no page in `[addr, addr+len)` is mapped.
+    pub fn range_is_free(&self, addr: u64, len: u64) -> bool {
+        let first = addr >> PAGE_SHIFT;
+        let last = (addr.saturating_add(len).saturating_add(PAGE_MASK)) >> PAGE_SHIFT;
+        self.pages.range(first..last).next().is_none()
+    }
+
+    /// The mapped regions, merged where adjacent pages have equal permissions, in address order.
+    pub fn regions(&self) -> Vec<Region> {
+        let mut out: Vec<Region> = Vec::new();
+        for (&vpn, e) in &self.pages {
+            let start = vpn << PAGE_SHIFT;
+            match out.last_mut() {
+                Some(r) if r.end == start && r.perms == e.perms => r.end = start + PAGE_SIZE as u64,
+                _ => out.push(Region {
+                    start,
+                    end: start + PAGE_SIZE as u64,
+                    perms: e.perms,
+                }),
+            }
+        }
+        out
+    }
+
+    pub fn mapped_page_count(&self) -> usize {
+        self.pages.len()
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Frames: classes, poison, reverse map, epochs.
+
+    /// The frame mapped at `addr`, if any.
+    pub fn frame_of(&self, addr: u64) -> Option<FrameId> {
+        self.pages
+            .get(&(addr >> PAGE_SHIFT))
+            .map(|e| FrameId(e.frame))
+    }
+
+    pub fn frame_class(&self, frame: FrameId) -> Option<FrameClass> {
+        self.frames.get(frame.0 as usize).map(|f| f.class)
+    }
+
+    pub fn frame_is_poisoned(&self, frame: FrameId) -> bool {
+        self.frames
+            .get(frame.0 as usize)
+            .is_some_and(|f| f.poisoned)
+    }
+
+    pub fn frame_count(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Every virtual page address mapping `frame`, in address order (the reverse map of memory-failure handling).
+    pub fn reverse_map(&self, frame: FrameId) -> Vec<u64> {
+        self.pages
+            .iter()
+            .filter(|(_, e)| e.frame == frame.0)
+            .map(|(vpn, _)| vpn << PAGE_SHIFT)
+            .collect()
+    }
+
+    /// Marks a frame poisoned (an uncorrectable error): every later access to it raises a machine check.
+    pub fn poison(&mut self, frame: FrameId) {
+        if let Some(f) = self.frames.get_mut(frame.0 as usize) {
+            f.poisoned = true;
+        }
+        for addr in self.reverse_map(frame) {
+            self.flush_page(addr >> PAGE_SHIFT);
+        }
+    }
+
+    /// Replaces the frame behind the page at `addr` with a fresh one holding `bytes` (recovery of a clean page).
+    /// The old frame stays poisoned and retired.
+    pub fn replace_frame(
+        &mut self,
+        addr: u64,
+        bytes: &PageBytes,
+        class: FrameClass,
+    ) -> Result<(), MapError> {
+        let vpn = addr >> PAGE_SHIFT;
+        let Some(entry) = self.pages.get(&vpn).copied() else {
+            return Ok(());
+        };
+        let frame = self.alloc_frame(Arc::new(*bytes), class)?;
+        self.pages.insert(
+            vpn,
+            PageEntry {
+                frame,
+                perms: entry.perms,
+            },
+        );
+        self.flush_page(vpn);
+        self.note_code_change(vpn);
+        Ok(())
+    }
+
+    /// Flips one bit of a frame, as a memory fault would (no permission check, no dirty marking: the guest did not
+    /// write it).
+    pub fn flip_bit(&mut self, frame: FrameId, byte: usize, bit: u8) {
+        if let Some(f) = self.frames.get_mut(frame.0 as usize) {
+            let bytes = Arc::make_mut(&mut f.bytes);
+            bytes[byte % PAGE_SIZE] ^= 1 << (bit & 7);
+        }
+        for addr in self.reverse_map(frame) {
+            self.flush_page(addr >> PAGE_SHIFT);
+            self.note_code_change(addr >> PAGE_SHIFT);
+        }
+    }
+
+    /// The frames written since the current epoch began, in frame order.
+    pub fn dirty_frames(&self) -> Vec<FrameId> {
+        self.dirty.iter().map(|&f| FrameId(f)).collect()
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Takes a copy-on-write snapshot and starts a new dirty epoch.
+    pub fn snapshot(&mut self) -> MemorySnapshot {
+        let snap = MemorySnapshot {
+            pages: self.pages.clone(),
+            frames: self.frames.clone(),
+            free_frames: self.free_frames.clone(),
+        };
+        self.dirty.clear();
+        self.epoch += 1;
+        // Every frame is now shared with the snapshot: the next write to each must copy it.
+        self.write_tlb.fill(TLB_EMPTY);
+        snap
+    }
+
+    /// Restores a snapshot exactly. The pages with cached code are all reported as written.
+    pub fn restore(&mut self, snap: &MemorySnapshot) {
+        self.pages = snap.pages.clone();
+        self.frames = snap.frames.clone();
+        self.free_frames = snap.free_frames.clone();
+        self.dirty.clear();
+        self.epoch += 1;
+        self.flush_tlb();
+        let code: Vec<u64> = std::mem::take(&mut self.code_pages).into_iter().collect();
+        self.code_writes.extend(code);
+    }
+
+    /// A digest of the mapped pages (address, permissions, bytes), for state hashes. FNV-1a over 64-bit words:
+    /// stable across platforms and releases, which std's hashers do not promise.
+    pub fn digest(&self) -> u64 {
+        let mut h = Fnv::new();
+        for (&vpn, e) in &self.pages {
+            h.write_u64(vpn);
+            h.write_u64(e.perms.0 as u64);
+            let f = &self.frames[e.frame as usize];
+            h.write_u64(f.poisoned as u64);
+            for chunk in f.bytes.chunks_exact(8) {
+                h.write_u64(u64::from_le_bytes(chunk.try_into().unwrap()));
+            }
+        }
+        h.finish()
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Cached code.
+
+    /// Records that the block cache decoded code on this page (given by address).
+    pub(crate) fn mark_code_page(&mut self, addr: u64) {
+        let vpn = addr >> PAGE_SHIFT;
+        if self.code_pages.insert(vpn) {
+            let slot = &mut self.write_tlb[(vpn as usize) % TLB_ENTRIES];
+            if slot.tag == vpn {
+                *slot = TLB_EMPTY;
+            }
+        }
+    }
+
+    fn note_code_change(&mut self, vpn: u64) {
+        if self.code_pages.remove(&vpn) {
+            self.code_writes.push(vpn);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // TLB.
+
+    fn flush_page(&mut self, vpn: u64) {
+        let i = (vpn as usize) % TLB_ENTRIES;
+        if self.read_tlb[i].tag == vpn {
+            self.read_tlb[i] = TLB_EMPTY;
+        }
+        if self.write_tlb[i].tag == vpn {
+            self.write_tlb[i] = TLB_EMPTY;
+        }
+    }
+
+    pub fn flush_tlb(&mut self) {
+        self.read_tlb.fill(TLB_EMPTY);
+        self.write_tlb.fill(TLB_EMPTY);
+    }
+
+    /// Resolves a page for reading, filling the read TLB.
+    fn page_for_read(&mut self, addr: u64, access: Access) -> Result<*const u8, MemoryFault> {
+        let vpn = addr >> PAGE_SHIFT;
+        let Some(e) = self.pages.get(&vpn).copied() else {
+            return Err(MemoryFault::PageFault {
+                addr,
+                access,
+                present: false,
+            });
+        };
+        let need = if access == Access::Execute {
+            Perms::EXEC
+        } else {
+            Perms::READ
+        };
+        if !e.perms.contains(need) {
+            return Err(MemoryFault::PageFault {
+                addr,
+                access,
+                present: true,
+            });
+        }
+        let f = &self.frames[e.frame as usize];
+        if f.poisoned {
+            return Err(MemoryFault::MachineCheck {
+                addr,
+                frame: FrameId(e.frame),
+            });
+        }
+        let host = f.bytes.as_ptr();
+        if access == Access::Read {
+            self.read_tlb[(vpn as usize) % TLB_ENTRIES] = TlbEntry {
+                tag: vpn,
+                host: host as *mut u8,
+            };
+        }
+        Ok(host)
+    }
+
+    /// Checks that the page at `addr` is writable, without changing anything.
+    fn check_write(&self, addr: u64) -> Result<(), MemoryFault> {
+        let vpn = addr >> PAGE_SHIFT;
+        let Some(e) = self.pages.get(&vpn) else {
+            return Err(MemoryFault::PageFault {
+                addr,
+                access: Access::Write,
+                present: false,
+            });
+        };
+        if !e.perms.contains(Perms::WRITE) {
+            return Err(MemoryFault::PageFault {
+                addr,
+                access: Access::Write,
+                present: true,
+            });
+        }
+        if self.frames[e.frame as usize].poisoned {
+            return Err(MemoryFault::MachineCheck {
+                addr,
+                frame: FrameId(e.frame),
+            });
+        }
+        Ok(())
+    }
+
+    /// Resolves a page for writing: copies a shared frame, marks it dirty, reports written code, fills the write TLB.
+    fn page_for_write(&mut self, addr: u64) -> Result<*mut u8, MemoryFault> {
+        self.check_write(addr)?;
+        let vpn = addr >> PAGE_SHIFT;
+        let e = self.pages[&vpn];
+        let f = &mut self.frames[e.frame as usize];
+        f.class = FrameClass::AnonDirty;
+        let host = Arc::make_mut(&mut f.bytes).as_mut_ptr();
+        self.dirty.insert(e.frame);
+        // The copy may have moved the bytes: the read entry must not keep pointing at the shared original.
+        let i = (vpn as usize) % TLB_ENTRIES;
+        self.read_tlb[i] = TlbEntry { tag: vpn, host };
+        if self.code_pages.contains(&vpn) {
+            self.note_code_change(vpn);
+            // Not cached for writing: the next write must tell the block cache again only if code was decoded
+            // from the page in between, which `mark_code_page` handles by emptying the entry.
+        }
+        self.write_tlb[i] = TlbEntry { tag: vpn, host };
+        Ok(host)
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Guest accesses.
+
+    /// Reads `N` bytes at `addr` (any alignment, may cross a page).
+    #[inline(always)]
+    pub fn read<const N: usize>(&mut self, addr: u64) -> Result<[u8; N], MemoryFault> {
+        let vpn = addr >> PAGE_SHIFT;
+        let off = (addr & PAGE_MASK) as usize;
+        let e = self.read_tlb[(vpn as usize) % TLB_ENTRIES];
+        if e.tag == vpn && off + N <= PAGE_SIZE {
+            // SAFETY: a read-TLB entry points at the 4096 bytes of a live frame of this memory (invariant above),
+            // and `off + N <= 4096`.
+            return Ok(unsafe { std::ptr::read_unaligned(e.host.add(off) as *const [u8; N]) });
+        }
+        self.read_slow::<N>(addr)
+    }
+
+    #[inline(never)]
+    fn read_slow<const N: usize>(&mut self, addr: u64) -> Result<[u8; N], MemoryFault> {
+        let mut out = [0u8; N];
+        self.read_bytes_as(addr, &mut out, Access::Read)?;
+        Ok(out)
+    }
+
+    /// Writes `N` bytes at `addr` (any alignment, may cross a page). Nothing is written if any page faults.
+    #[inline(always)]
+    pub fn write<const N: usize>(&mut self, addr: u64, bytes: [u8; N]) -> Result<(), MemoryFault> {
+        let vpn = addr >> PAGE_SHIFT;
+        let off = (addr & PAGE_MASK) as usize;
+        let e = self.write_tlb[(vpn as usize) % TLB_ENTRIES];
+        if e.tag == vpn && off + N <= PAGE_SIZE {
+            // SAFETY: a write-TLB entry points at the bytes of a frame this memory owns alone (invariant above).
+            unsafe { std::ptr::write_unaligned(e.host.add(off) as *mut [u8; N], bytes) };
+            return Ok(());
+        }
+        self.write_bytes(addr, &bytes)
+    }
+
+    #[inline(always)]
+    pub fn read_u8(&mut self, addr: u64) -> Result<u8, MemoryFault> {
+        Ok(self.read::<1>(addr)?[0])
+    }
+    #[inline(always)]
+    pub fn read_u16(&mut self, addr: u64) -> Result<u16, MemoryFault> {
+        Ok(u16::from_le_bytes(self.read(addr)?))
+    }
+    #[inline(always)]
+    pub fn read_u32(&mut self, addr: u64) -> Result<u32, MemoryFault> {
+        Ok(u32::from_le_bytes(self.read(addr)?))
+    }
+    #[inline(always)]
+    pub fn read_u64(&mut self, addr: u64) -> Result<u64, MemoryFault> {
+        Ok(u64::from_le_bytes(self.read(addr)?))
+    }
+    #[inline(always)]
+    pub fn read_u128(&mut self, addr: u64) -> Result<u128, MemoryFault> {
+        Ok(u128::from_le_bytes(self.read(addr)?))
+    }
+    #[inline(always)]
+    pub fn write_u8(&mut self, addr: u64, v: u8) -> Result<(), MemoryFault> {
+        self.write(addr, [v])
+    }
+    #[inline(always)]
+    pub fn write_u16(&mut self, addr: u64, v: u16) -> Result<(), MemoryFault> {
+        self.write(addr, v.to_le_bytes())
+    }
+    #[inline(always)]
+    pub fn write_u32(&mut self, addr: u64, v: u32) -> Result<(), MemoryFault> {
+        self.write(addr, v.to_le_bytes())
+    }
+    #[inline(always)]
+    pub fn write_u64(&mut self, addr: u64, v: u64) -> Result<(), MemoryFault> {
+        self.write(addr, v.to_le_bytes())
+    }
+    #[inline(always)]
+    pub fn write_u128(&mut self, addr: u64, v: u128) -> Result<(), MemoryFault> {
+        self.write(addr, v.to_le_bytes())
+    }
+
+    /// Reads an unsigned value of `size` bytes (1, 2, 4 or 8), zero-extended.
+    #[inline(always)]
+    pub fn read_sized(&mut self, addr: u64, size: u32) -> Result<u64, MemoryFault> {
+        match size {
+            1 => self.read_u8(addr).map(u64::from),
+            2 => self.read_u16(addr).map(u64::from),
+            4 => self.read_u32(addr).map(u64::from),
+            _ => self.read_u64(addr),
+        }
+    }
+
+    /// Writes the low `size` bytes (1, 2, 4 or 8) of `v`.
+    #[inline(always)]
+    pub fn write_sized(&mut self, addr: u64, size: u32, v: u64) -> Result<(), MemoryFault> {
+        match size {
+            1 => self.write_u8(addr, v as u8),
+            2 => self.write_u16(addr, v as u16),
+            4 => self.write_u32(addr, v as u32),
+            _ => self.write_u64(addr, v),
+        }
+    }
+
+    fn read_bytes_as(
+        &mut self,
+        addr: u64,
+        out: &mut [u8],
+        access: Access,
+    ) -> Result<(), MemoryFault> {
+        let mut done = 0usize;
+        while done < out.len() {
+            let a = addr.wrapping_add(done as u64);
+            let off = (a & PAGE_MASK) as usize;
+            let n = (PAGE_SIZE - off).min(out.len() - done);
+            let host = self.page_for_read(a, access)?;
+            // SAFETY: `host` points at a live 4096-byte frame and `off + n <= 4096`.
+            unsafe { std::ptr::copy_nonoverlapping(host.add(off), out[done..].as_mut_ptr(), n) };
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Reads bytes as a guest load (read permission required).
+    pub fn read_bytes(&mut self, addr: u64, out: &mut [u8]) -> Result<(), MemoryFault> {
+        self.read_bytes_as(addr, out, Access::Read)
+    }
+
+    /// Fetches instruction bytes (execute permission required).
+    pub fn fetch_bytes(&mut self, addr: u64, out: &mut [u8]) -> Result<(), MemoryFault> {
+        self.read_bytes_as(addr, out, Access::Execute)
+    }
+
+    /// Writes bytes as a guest store. Every page of the range is checked before the first byte is written.
+    pub fn write_bytes(&mut self, addr: u64, bytes: &[u8]) -> Result<(), MemoryFault> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let last = addr.wrapping_add(bytes.len() as u64 - 1);
+        let mut page = addr & !PAGE_MASK;
+        loop {
+            self.check_write(page.max(addr))?;
+            if page == last & !PAGE_MASK {
+                break;
+            }
+            page = page.wrapping_add(PAGE_SIZE as u64);
+        }
+        let mut done = 0usize;
+        while done < bytes.len() {
+            let a = addr.wrapping_add(done as u64);
+            let off = (a & PAGE_MASK) as usize;
+            let n = (PAGE_SIZE - off).min(bytes.len() - done);
+            let host = self.page_for_write(a)?;
+            // SAFETY: `host` points at a 4096-byte frame owned by this memory alone and `off + n <= 4096`.
+            unsafe { std::ptr::copy_nonoverlapping(bytes[done..].as_ptr(), host.add(off), n) };
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Reads bytes ignoring permissions (for debuggers, core dumps and the OS layer). Unmapped or poisoned bytes
+    /// are an error.
+    pub fn peek(&self, addr: u64, out: &mut [u8]) -> Result<(), MemoryFault> {
+        for (i, b) in out.iter_mut().enumerate() {
+            let a = addr.wrapping_add(i as u64);
+            let Some(e) = self.pages.get(&(a >> PAGE_SHIFT)) else {
+                return Err(MemoryFault::PageFault {
+                    addr: a,
+                    access: Access::Read,
+                    present: false,
+                });
+            };
+            let f = &self.frames[e.frame as usize];
+            if f.poisoned {
+                return Err(MemoryFault::MachineCheck {
+                    addr: a,
+                    frame: FrameId(e.frame),
+                });
+            }
+            *b = f.bytes[(a & PAGE_MASK) as usize];
+        }
+        Ok(())
+    }
+
+    pub fn peek_u64(&self, addr: u64) -> Result<u64, MemoryFault> {
+        let mut b = [0u8; 8];
+        self.peek(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    pub fn peek_u128(&self, addr: u64) -> Result<u128, MemoryFault> {
+        let mut b = [0u8; 16];
+        self.peek(addr, &mut b)?;
+        Ok(u128::from_le_bytes(b))
+    }
+
+    /// Writes bytes ignoring permissions, as the kernel side does (the loader, debuggers). Syscalls that fill a
+    /// guest buffer, such as read(2), use `write_bytes` so that permissions apply.
+    pub fn poke(&mut self, addr: u64, bytes: &[u8]) -> Result<(), MemoryFault> {
+        for (i, &b) in bytes.iter().enumerate() {
+            let a = addr.wrapping_add(i as u64);
+            let vpn = a >> PAGE_SHIFT;
+            let Some(e) = self.pages.get(&vpn).copied() else {
+                return Err(MemoryFault::PageFault {
+                    addr: a,
+                    access: Access::Write,
+                    present: false,
+                });
+            };
+            let f = &mut self.frames[e.frame as usize];
+            Arc::make_mut(&mut f.bytes)[(a & PAGE_MASK) as usize] = b;
+            f.class = FrameClass::AnonDirty;
+            self.dirty.insert(e.frame);
+            self.flush_page(vpn);
+            self.note_code_change(vpn);
+        }
+        Ok(())
+    }
+}
+
+/// 64-bit FNV-1a, word at a time: a fixed, documented digest for state hashes.
+#[derive(Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fnv {
+    pub const fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    pub fn write_u64(&mut self, v: u64) {
+        for b in v.to_le_bytes() {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    pub fn write_bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unmapped_read_is_a_page_fault_not_present() {
+        let mut m = Memory::new();
+        assert_eq!(
+            m.read_u32(0x1000),
+            Err(MemoryFault::PageFault {
+                addr: 0x1000,
+                access: Access::Read,
+                present: false
+            })
+        );
+    }
+
+    #[test]
+    fn write_to_read_only_page_faults_and_changes_nothing() {
+        let mut m = Memory::new();
+        m.map_file_bytes(0x1000, 0x1000, &[1, 2, 3], Perms::READ)
+            .unwrap();
+        assert_eq!(
+            m.write_u8(0x1001, 9),
+            Err(MemoryFault::PageFault {
+                addr: 0x1001,
+                access: Access::Write,
+                present: true
+            })
+        );
+        assert_eq!(m.read_u8(0x1001), Ok(2));
+    }
+
+    #[test]
+    fn page_crossing_write_checks_both_pages_first() {
+        let mut m = Memory::new();
+        m.map_anonymous(0x1000, 0x1000, Perms::RW).unwrap();
+        m.map_anonymous(0x2000, 0x1000, Perms::READ).unwrap();
+        let r = m.write_u64(0x1ffc, u64::MAX);
+        assert_eq!(
+            r,
+            Err(MemoryFault::PageFault {
+                addr: 0x2000,
+                access: Access::Write,
+                present: true
+            })
+        );
+        assert_eq!(
+            m.read_u32(0x1ffc),
+            Ok(0),
+            "the writable half must not have been written"
+        );
+    }
+
+    #[test]
+    fn page_crossing_read_and_write_round_trip() {
+        let mut m = Memory::new();
+        m.map_anonymous(0x1000, 0x2000, Perms::RW).unwrap();
+        m.write_u128(0x1ff9, 0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10)
+            .unwrap();
+        assert_eq!(
+            m.read_u128(0x1ff9),
+            Ok(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10)
+        );
+        assert_eq!(m.read_u8(0x1ff9), Ok(0x10));
+        assert_eq!(m.read_u8(0x2008), Ok(0x01));
+    }
+
+    #[test]
+    fn snapshot_is_copy_on_write_and_restores_exactly() {
+        let mut m = Memory::new();
+        m.map_anonymous(0x10000, 0x4000, Perms::RW).unwrap();
+        m.write_u64(0x10000, 1).unwrap();
+        m.write_u64(0x11000, 2).unwrap();
+        let snap = m.snapshot();
+        assert!(m.dirty_frames().is_empty());
+        m.write_u64(0x10000, 111).unwrap();
+        assert_eq!(
+            m.dirty_frames().len(),
+            1,
+            "only the page written since the snapshot is dirty"
+        );
+        // The TLB entry made before the snapshot must not let the write reach the snapshot's frame.
+        m.restore(&snap);
+        assert_eq!(m.read_u64(0x10000), Ok(1));
+        assert_eq!(m.read_u64(0x11000), Ok(2));
+    }
+
+    #[test]
+    fn frame_classes_follow_writes() {
+        let mut m = Memory::new();
+        m.map_anonymous(0x1000, 0x1000, Perms::RW).unwrap();
+        m.map_file_bytes(0x2000, 0x1000, b"text", Perms::RW)
+            .unwrap();
+        let anon = m.frame_of(0x1000).unwrap();
+        let file = m.frame_of(0x2000).unwrap();
+        assert_eq!(m.frame_class(anon), Some(FrameClass::AnonZero));
+        assert_eq!(m.frame_class(file), Some(FrameClass::FileClean));
+        m.write_u8(0x2000, b'T').unwrap();
+        assert_eq!(m.frame_class(file), Some(FrameClass::AnonDirty));
+        m.unmap(0x1000, 0x1000).unwrap();
+        assert_eq!(m.frame_class(anon), Some(FrameClass::Free));
+    }
+
+    #[test]
+    fn poisoned_frame_is_never_read_silently() {
+        let mut m = Memory::new();
+        m.map_anonymous(0x1000, 0x1000, Perms::RW).unwrap();
+        m.write_u8(0x1010, 7).unwrap();
+        assert_eq!(m.read_u8(0x1010), Ok(7)); // fills the TLB
+        let f = m.frame_of(0x1000).unwrap();
+        m.poison(f);
+        assert_eq!(
+            m.read_u8(0x1010),
+            Err(MemoryFault::MachineCheck {
+                addr: 0x1010,
+                frame: f
+            })
+        );
+        assert!(matches!(
+            m.write_u8(0x1010, 1),
+            Err(MemoryFault::MachineCheck { .. })
+        ));
+        assert_eq!(m.reverse_map(f), vec![0x1000]);
+    }
+
+    #[test]
+    fn protect_refuses_a_range_with_a_hole() {
+        let mut m = Memory::new();
+        m.map_anonymous(0x1000, 0x1000, Perms::RW).unwrap();
+        assert_eq!(m.protect(0x1000, 0x2000, Perms::READ), Ok(false));
+        assert_eq!(m.perms(0x1000), Some(Perms::RW));
+    }
+
+    #[test]
+    fn regions_merge_adjacent_pages() {
+        let mut m = Memory::new();
+        m.map_anonymous(0x1000, 0x3000, Perms::RW).unwrap();
+        m.protect(0x3000, 0x1000, Perms::READ).unwrap();
+        let r = m.regions();
+        assert_eq!(
+            r,
+            vec![
+                Region {
+                    start: 0x1000,
+                    end: 0x3000,
+                    perms: Perms::RW
+                },
+                Region {
+                    start: 0x3000,
+                    end: 0x4000,
+                    perms: Perms::READ
+                }
+            ]
+        );
+    }
+}

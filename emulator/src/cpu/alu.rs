@@ -1,0 +1,170 @@
+//! Binary arithmetic and logical instructions (SDM Vol. 1, 5.1.2 and 5.1.4): ADD, ADC, SUB, SBB, CMP, AND, OR,
+//! XOR, TEST, NOT, NEG, INC, DEC.
+//!
+//! Handlers are monomorphised per operand width and operation. A read-modify-write writes its destination before
+//! it sets the flags, so that a faulting write leaves the flags as they were (precise exceptions).
+
+use super::dispatch::{by_size, forms, Table};
+use super::flags::{mask, FlagOp};
+use super::{Cpu, Stop};
+use iced_x86::{Instruction, Mnemonic};
+
+const ADD: u8 = 0;
+const OR: u8 = 1;
+const ADC: u8 = 2;
+const SBB: u8 = 3;
+const AND: u8 = 4;
+const SUB: u8 = 5;
+const XOR: u8 = 6;
+const CMP: u8 = 7;
+const TEST: u8 = 8;
+
+fn binop<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let a = cpu.read_op(i, 0, S)?;
+    let b = cpu.read_op(i, 1, S)?;
+    let carry = if OP == ADC || OP == SBB {
+        cpu.flags.cf() as u64
+    } else {
+        0
+    };
+    let r = match OP {
+        ADD => a.wrapping_add(b),
+        ADC => a.wrapping_add(b).wrapping_add(carry),
+        SUB | CMP => a.wrapping_sub(b),
+        SBB => a.wrapping_sub(b).wrapping_sub(carry),
+        AND | TEST => a & b,
+        OR => a | b,
+        _ => a ^ b,
+    } & mask(S);
+    if OP != CMP && OP != TEST {
+        cpu.write_op(i, 0, S, r)?;
+    }
+    let op = match OP {
+        ADD => FlagOp::Add,
+        ADC => FlagOp::Adc,
+        SUB | CMP => FlagOp::Sub,
+        SBB => FlagOp::Sbb,
+        _ => FlagOp::Logic,
+    };
+    cpu.flags.set_aux(op, S, a, b, r, carry);
+    Ok(())
+}
+
+fn not<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let a = cpu.read_op(i, 0, S)?;
+    cpu.write_op(i, 0, S, !a)?;
+    Ok(())
+}
+
+fn neg<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let a = cpu.read_op(i, 0, S)?;
+    let r = 0u64.wrapping_sub(a) & mask(S);
+    cpu.write_op(i, 0, S, r)?;
+    cpu.flags.set(FlagOp::Neg, S, 0, a, r);
+    Ok(())
+}
+
+fn inc<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let a = cpu.read_op(i, 0, S)?;
+    let r = a.wrapping_add(1) & mask(S);
+    cpu.write_op(i, 0, S, r)?;
+    let cf = cpu.flags.cf() as u64;
+    cpu.flags.set_aux(FlagOp::Inc, S, a, 1, r, cf);
+    Ok(())
+}
+
+fn dec<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let a = cpu.read_op(i, 0, S)?;
+    let r = a.wrapping_sub(1) & mask(S);
+    cpu.write_op(i, 0, S, r)?;
+    let cf = cpu.flags.cf() as u64;
+    cpu.flags.set_aux(FlagOp::Dec, S, a, 1, r, cf);
+    Ok(())
+}
+
+pub(crate) fn register(t: &mut Table) {
+    macro_rules! binops {
+        ($($m:ident => $op:ident),*) => {$(
+            for (code, size) in forms(Mnemonic::$m) {
+                t.set(code, by_size!(size, binop::<$op>));
+            }
+        )*};
+    }
+    binops!(Add => ADD, Or => OR, Adc => ADC, Sbb => SBB, And => AND, Sub => SUB, Xor => XOR, Cmp => CMP, Test => TEST);
+    for (code, size) in forms(Mnemonic::Not) {
+        t.set(code, by_size!(size, not));
+    }
+    for (code, size) in forms(Mnemonic::Neg) {
+        t.set(code, by_size!(size, neg));
+    }
+    for (code, size) in forms(Mnemonic::Inc) {
+        t.set(code, by_size!(size, inc));
+    }
+    for (code, size) in forms(Mnemonic::Dec) {
+        t.set(code, by_size!(size, dec));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cpu::flags::{CF, OF, SF, ZF};
+    use crate::cpu::testutil::*;
+    use crate::cpu::*;
+    use iced_x86::code_asm::*;
+
+    #[test]
+    fn adc_chain_adds_128_bit_numbers() {
+        let code = assemble(|a| {
+            a.add(rax, rcx).unwrap();
+            a.adc(rdx, rbx).unwrap();
+            a.hlt().unwrap();
+        });
+        let m = run_to_hlt(&code, |c| {
+            c.gpr[RAX] = u64::MAX;
+            c.gpr[RDX] = 1;
+            c.gpr[RCX] = 1;
+            c.gpr[RBX] = 2;
+        });
+        assert_eq!((m.cpu.gpr[RDX], m.cpu.gpr[RAX]), (4, 0));
+        assert_eq!(m.cpu.rflags() & (CF | ZF | SF | OF), 0);
+    }
+
+    #[test]
+    fn memory_destination_and_flags() {
+        let code = assemble(|a| {
+            a.mov(qword_ptr(DATA), 5i32).unwrap();
+            a.sub(qword_ptr(DATA), 7i32).unwrap();
+            a.mov(rax, qword_ptr(DATA)).unwrap();
+            a.hlt().unwrap();
+        });
+        let m = run_to_hlt(&code, |_| {});
+        assert_eq!(m.cpu.gpr[RAX], (-2i64) as u64);
+        assert_eq!(m.cpu.rflags() & (CF | SF | ZF | OF), CF | SF);
+    }
+
+    #[test]
+    fn inc_preserves_carry_and_faulting_write_preserves_flags() {
+        let code = assemble(|a| {
+            a.stc().unwrap();
+            a.inc(eax).unwrap();
+            a.hlt().unwrap();
+        });
+        let m = run_to_hlt(&code, |c| c.gpr[RAX] = 0xffff_ffff);
+        assert_eq!(m.cpu.gpr[RAX], 0);
+        assert_eq!(m.cpu.rflags() & (CF | ZF), CF | ZF);
+
+        // add to a read-only page: the exception leaves flags and memory untouched.
+        let code = assemble(|a| {
+            a.stc().unwrap();
+            a.add(dword_ptr(CODE), 1i32).unwrap();
+        });
+        let mut m = machine_with(&code);
+        let exit = m.run(10);
+        assert!(matches!(
+            exit,
+            Exit::Exception(Exception::PageFault { present: true, .. })
+        ));
+        assert_eq!(m.cpu.rflags() & CF, CF);
+        assert_eq!(m.cpu.rip, CODE + 1);
+    }
+}

@@ -1,0 +1,117 @@
+//! The dispatch table: one handler per `iced_x86::Code`, filled by each instruction-group file's `register`.
+//!
+//! Invariant: a code that no group registered runs `invalid_opcode` (a guest #UD), and `implemented_codes` lists
+//! exactly the codes with another handler; the differential suites walk that list, so a form cannot be added
+//! without a differential case.
+
+use super::{Cpu, Exception, Handler, Stop};
+use iced_x86::{Code, EncodingKind, Instruction, Mnemonic, OpCodeOperandKind};
+use std::sync::OnceLock;
+
+pub(crate) struct Table {
+    handlers: Vec<Handler>,
+    implemented: Vec<bool>,
+}
+
+impl Table {
+    /// Registers `handler` for `code`. Registering a code twice is a bug of ours and panics at table build time
+    /// (which every test run does first).
+    pub(crate) fn set(&mut self, code: Code, handler: Handler) {
+        let i = code as usize;
+        assert!(!self.implemented[i], "{code:?} registered twice");
+        self.handlers[i] = handler;
+        self.implemented[i] = true;
+    }
+}
+
+pub(crate) fn invalid_opcode(_: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+    Err(Stop::Exception(Exception::InvalidOpcode))
+}
+
+fn build() -> Table {
+    let count = Code::values().len();
+    let mut t = Table {
+        handlers: vec![invalid_opcode as Handler; count],
+        implemented: vec![false; count],
+    };
+    super::alu::register(&mut t);
+    super::transfer::register(&mut t);
+    super::control::register(&mut t);
+    super::stack::register(&mut t);
+    super::system::register(&mut t);
+    super::shift::register(&mut t);
+    super::muldiv::register(&mut t);
+    super::bit::register(&mut t);
+    super::string::register(&mut t);
+    super::sse::register(&mut t);
+    super::x87::register(&mut t);
+    t
+}
+
+fn get() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(build)
+}
+
+pub(crate) fn table() -> &'static [Handler] {
+    &get().handlers
+}
+
+pub(crate) fn is_implemented(code: Code) -> bool {
+    get().implemented[code as usize]
+}
+
+/// Every code with a handler, in `Code` order.
+pub fn implemented_codes() -> Vec<Code> {
+    let t = get();
+    Code::values()
+        .filter(|&c| t.implemented[c as usize])
+        .collect()
+}
+
+/// The width in bytes of an operand kind that names a general-purpose register or memory of that width.
+pub(crate) fn gpr_operand_size(kind: OpCodeOperandKind) -> Option<u8> {
+    use OpCodeOperandKind as K;
+    Some(match kind {
+        K::r8_or_mem | K::r8_reg | K::r8_opcode | K::al | K::cl => 1,
+        K::r16_or_mem | K::r16_reg | K::r16_opcode | K::r16_rm | K::r16_reg_mem | K::ax | K::dx => {
+            2
+        }
+        K::r32_or_mem | K::r32_reg | K::r32_opcode | K::r32_rm | K::r32_reg_mem | K::eax => 4,
+        K::r64_or_mem | K::r64_reg | K::r64_opcode | K::r64_rm | K::r64_reg_mem | K::rax => 8,
+        _ => return None,
+    })
+}
+
+/// The legacy-encoded forms of `mnemonic` that are valid in 64-bit mode, each with the width of its first operand.
+pub(crate) fn forms(mnemonic: Mnemonic) -> Vec<(Code, u8)> {
+    Code::values()
+        .filter(|c| c.mnemonic() == mnemonic)
+        .filter(|c| {
+            let op = c.op_code();
+            op.encoding() == EncodingKind::Legacy && op.mode64()
+        })
+        .filter_map(|c| {
+            let op = c.op_code();
+            let size = if op.op_count() == 0 {
+                Some(0)
+            } else {
+                gpr_operand_size(op.op_kind(0))
+            };
+            size.map(|s| (c, s))
+        })
+        .collect()
+}
+
+/// Picks the monomorphised handler for an operand width.
+macro_rules! by_size {
+    ($size:expr, $f:ident $(::<$($g:tt),*>)?) => {
+        match $size {
+            1 => $f::<1 $($(, $g)*)?> as crate::cpu::Handler,
+            2 => $f::<2 $($(, $g)*)?> as crate::cpu::Handler,
+            4 => $f::<4 $($(, $g)*)?> as crate::cpu::Handler,
+            _ => $f::<8 $($(, $g)*)?> as crate::cpu::Handler,
+        }
+    };
+}
+pub(crate) use by_size;

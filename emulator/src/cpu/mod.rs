@@ -1,0 +1,946 @@
+//! The x86-64 CPU, 64-bit mode, user level: architectural state, operand access, the block cache and the run loop.
+//!
+//! Key decisions:
+//! - Instructions are decoded by iced-x86 into basic blocks cached by guest address. A block ends at a control
+//!   transfer, after `BLOCK_INSNS_MAX` instructions, or at the end of its 4 KiB page (an instruction that straddles
+//!   two pages ends its block and marks both pages). Writing to a page that holds cached code drops that page's
+//!   blocks before the next instruction runs, so self-modifying code works.
+//! - Each instruction runs through a handler taken from a table indexed by `iced_x86::Code` (dispatch.rs); handlers
+//!   live in one file per SDM instruction group. An instruction without a handler is a guest #UD.
+//! - Exact counting: `Machine::run(budget)` retires exactly `budget` instructions unless the guest stops first.
+//!   Each iteration of a REP-prefixed string instruction counts as one retired instruction (a REP instruction with a
+//!   count of zero counts as one); when the budget ends mid-way, rip stays on the string instruction with rcx and
+//!   the pointers showing the iterations done, exactly as after an interrupt on hardware (SDM Vol. 1, 7.3.9.2).
+//! - Exceptions are precise: a handler reads and checks everything before it writes, so a faulting instruction
+//!   leaves the state as it was (rip on the instruction, icount not advanced).
+
+pub mod cpuid;
+mod dispatch;
+pub mod flags;
+
+mod alu;
+mod bit;
+mod control;
+mod muldiv;
+mod shift;
+mod sse;
+mod stack;
+mod string;
+mod system;
+mod transfer;
+pub mod x87;
+
+use iced_x86::{
+    Code, Decoder, DecoderError, DecoderOptions, FlowControl, Formatter, Instruction,
+    IntelFormatter, OpKind, Register,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+
+use crate::memory::{Access, FrameId, Memory, MemoryFault, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE};
+pub use dispatch::implemented_codes;
+use flags::Flags;
+pub use x87::X87;
+
+/// General-purpose register numbers, in the SDM's encoding order.
+pub const RAX: usize = 0;
+pub const RCX: usize = 1;
+pub const RDX: usize = 2;
+pub const RBX: usize = 3;
+pub const RSP: usize = 4;
+pub const RBP: usize = 5;
+pub const RSI: usize = 6;
+pub const RDI: usize = 7;
+
+/// The SDM's names of the 64-bit general-purpose registers, in encoding order.
+pub const GPR_NAMES: [&str; 16] = [
+    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15",
+];
+
+/// Longest basic block, in instructions.
+pub const BLOCK_INSNS_MAX: usize = 256;
+
+/// MXCSR after reset: all exceptions masked, round to nearest (SDM Vol. 1, 10.2.3.1).
+pub const MXCSR_DEFAULT: u32 = 0x1f80;
+
+/// A guest exception: the CPU's answer to an instruction it cannot complete. A value, never a panic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exception {
+    /// #DE: division by zero or a quotient too large.
+    DivideError,
+    /// #UD: an undefined or unimplemented instruction (also UD2).
+    InvalidOpcode,
+    /// #GP(0): a privileged instruction, a misaligned SSE operand, a non-canonical address.
+    GeneralProtection,
+    /// #PF.
+    PageFault {
+        addr: u64,
+        access: Access,
+        present: bool,
+    },
+    /// #MC: an access to a poisoned frame.
+    MachineCheck { addr: u64, frame: FrameId },
+    /// #BP: INT3.
+    Breakpoint,
+    /// #MF: an unmasked x87 floating-point exception.
+    X87FloatingPoint,
+    /// #XM: an unmasked SIMD floating-point exception.
+    SimdFloatingPoint,
+}
+
+impl From<MemoryFault> for Exception {
+    fn from(f: MemoryFault) -> Self {
+        match f {
+            MemoryFault::PageFault {
+                addr,
+                access,
+                present,
+            } => Exception::PageFault {
+                addr,
+                access,
+                present,
+            },
+            MemoryFault::MachineCheck { addr, frame } => Exception::MachineCheck { addr, frame },
+        }
+    }
+}
+
+impl std::fmt::Display for Exception {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exception::DivideError => write!(f, "#DE divide error"),
+            Exception::InvalidOpcode => write!(f, "#UD invalid or unimplemented instruction"),
+            Exception::GeneralProtection => write!(f, "#GP general protection"),
+            Exception::PageFault {
+                addr,
+                access,
+                present,
+            } => write!(
+                f,
+                "#PF page fault: {} at {addr:#x} ({})",
+                match access {
+                    Access::Read => "read",
+                    Access::Write => "write",
+                    Access::Execute => "execute",
+                },
+                if *present { "protection" } else { "not mapped" }
+            ),
+            Exception::MachineCheck { addr, frame } => {
+                write!(
+                    f,
+                    "#MC machine check: poisoned frame {} at {addr:#x}",
+                    frame.0
+                )
+            }
+            Exception::Breakpoint => write!(f, "#BP breakpoint"),
+            Exception::X87FloatingPoint => write!(f, "#MF x87 floating-point error"),
+            Exception::SimdFloatingPoint => write!(f, "#XM SIMD floating-point exception"),
+        }
+    }
+}
+
+/// Why a handler stopped the instruction stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Exception(Exception),
+    /// SYSCALL retired; the OS layer takes over.
+    Syscall,
+}
+
+impl From<MemoryFault> for Stop {
+    #[inline]
+    fn from(f: MemoryFault) -> Self {
+        Stop::Exception(f.into())
+    }
+}
+
+impl From<Exception> for Stop {
+    #[inline]
+    fn from(e: Exception) -> Self {
+        Stop::Exception(e)
+    }
+}
+
+pub(crate) type Handler = fn(&mut Cpu, &Instruction) -> Result<(), Stop>;
+
+/// Why `Machine::run` returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Exactly the requested number of instructions retired.
+    BudgetExhausted,
+    /// A SYSCALL instruction retired; rip is after it, the syscall number is in rax.
+    Syscall,
+    /// An instruction raised an exception; rip is on it and it did not retire.
+    Exception(Exception),
+}
+
+/// Fixed configuration of the CPU model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuConfig {
+    /// Seed of the `rdrand` stream.
+    pub seed: u64,
+    /// Time-stamp counter ticks per retired instruction (RDTSC reads `icount * tsc_per_insn`).
+    pub tsc_per_insn: u64,
+}
+
+impl Default for CpuConfig {
+    fn default() -> Self {
+        CpuConfig {
+            seed: 0,
+            tsc_per_insn: 1,
+        }
+    }
+}
+
+/// Derives a named random stream from a root seed: the determinism contract's "one root seed, one stream per
+/// consumer". The key is the seed's bytes followed by FNV-1a of the name, so streams of different names are
+/// independent and extra draws in one never shift another.
+pub fn named_stream(seed: u64, name: &str) -> ChaCha20Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    let mut h = crate::memory::Fnv::new();
+    h.write_bytes(name.as_bytes());
+    key[8..16].copy_from_slice(&h.finish().to_le_bytes());
+    key[16..24].copy_from_slice(&(name.len() as u64).to_le_bytes());
+    ChaCha20Rng::from_seed(key)
+}
+
+/// The architectural state of one CPU plus the memory it runs on.
+pub struct Cpu {
+    pub gpr: [u64; 16],
+    pub rip: u64,
+    pub flags: Flags,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    pub xmm: [u128; 16],
+    pub mxcsr: u32,
+    pub x87: X87,
+    /// Retired instructions since the machine started.
+    pub icount: u64,
+    pub mem: Memory,
+    pub config: CpuConfig,
+    /// The icount at which the current `run` must stop (REP string instructions read it).
+    pub(crate) icount_end: u64,
+    pub(crate) rdrand: ChaCha20Rng,
+}
+
+/// A copy of the CPU registers (not memory), for checkpoints and divergence reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registers {
+    pub gpr: [u64; 16],
+    pub rip: u64,
+    pub rflags: u64,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    pub xmm: [u128; 16],
+    pub mxcsr: u32,
+    pub x87: X87,
+}
+
+const K_NONE: u8 = 0;
+const K_GPR8: u8 = 1;
+const K_GPR8_HIGH: u8 = 2;
+const K_GPR16: u8 = 3;
+const K_GPR32: u8 = 4;
+const K_GPR64: u8 = 5;
+const K_XMM: u8 = 6;
+
+#[derive(Clone, Copy)]
+struct RegInfo {
+    kind: u8,
+    index: u8,
+}
+
+/// Register kind and index by `iced_x86::Register` number (a unit test checks this against iced's own tables).
+const REG_INFO: [RegInfo; 256] = {
+    let mut t = [RegInfo {
+        kind: K_NONE,
+        index: 0,
+    }; 256];
+    let mut i = 0;
+    while i < 16 {
+        t[Register::RAX as usize + i] = RegInfo {
+            kind: K_GPR64,
+            index: i as u8,
+        };
+        t[Register::EAX as usize + i] = RegInfo {
+            kind: K_GPR32,
+            index: i as u8,
+        };
+        t[Register::AX as usize + i] = RegInfo {
+            kind: K_GPR16,
+            index: i as u8,
+        };
+        t[Register::XMM0 as usize + i] = RegInfo {
+            kind: K_XMM,
+            index: i as u8,
+        };
+        i += 1;
+    }
+    // AL, CL, DL, BL; AH, CH, DH, BH; SPL, BPL, SIL, DIL; R8L..R15L.
+    let mut j = 0;
+    while j < 4 {
+        t[Register::AL as usize + j] = RegInfo {
+            kind: K_GPR8,
+            index: j as u8,
+        };
+        t[Register::AH as usize + j] = RegInfo {
+            kind: K_GPR8_HIGH,
+            index: j as u8,
+        };
+        t[Register::SPL as usize + j] = RegInfo {
+            kind: K_GPR8,
+            index: (j + 4) as u8,
+        };
+        j += 1;
+    }
+    let mut k = 0;
+    while k < 8 {
+        t[Register::R8L as usize + k] = RegInfo {
+            kind: K_GPR8,
+            index: (k + 8) as u8,
+        };
+        k += 1;
+    }
+    t
+};
+
+impl Cpu {
+    pub fn new(mem: Memory, config: CpuConfig) -> Cpu {
+        let rdrand = named_stream(config.seed, "cpu.rdrand");
+        Cpu {
+            gpr: [0; 16],
+            rip: 0,
+            flags: Flags::default(),
+            fs_base: 0,
+            gs_base: 0,
+            xmm: [0; 16],
+            mxcsr: MXCSR_DEFAULT,
+            x87: X87::default(),
+            icount: 0,
+            mem,
+            config,
+            icount_end: u64::MAX,
+            rdrand,
+        }
+    }
+
+    pub fn rflags(&self) -> u64 {
+        self.flags.rflags()
+    }
+
+    pub fn registers(&self) -> Registers {
+        Registers {
+            gpr: self.gpr,
+            rip: self.rip,
+            rflags: self.rflags(),
+            fs_base: self.fs_base,
+            gs_base: self.gs_base,
+            xmm: self.xmm,
+            mxcsr: self.mxcsr,
+            x87: self.x87.clone(),
+        }
+    }
+
+    pub fn set_registers(&mut self, r: &Registers) {
+        self.gpr = r.gpr;
+        self.rip = r.rip;
+        self.flags.set_rflags(r.rflags, !0);
+        self.fs_base = r.fs_base;
+        self.gs_base = r.gs_base;
+        self.xmm = r.xmm;
+        self.mxcsr = r.mxcsr;
+        self.x87 = r.x87.clone();
+    }
+
+    /// A digest of registers and memory, stable across platforms: the "final state hash" of a run.
+    pub fn state_hash(&self) -> u64 {
+        let mut h = crate::memory::Fnv::new();
+        for g in self.gpr {
+            h.write_u64(g);
+        }
+        for v in [
+            self.rip,
+            self.rflags(),
+            self.fs_base,
+            self.gs_base,
+            self.mxcsr as u64,
+            self.icount,
+        ] {
+            h.write_u64(v);
+        }
+        for x in self.xmm {
+            h.write_u64(x as u64);
+            h.write_u64((x >> 64) as u64);
+        }
+        self.x87.hash_into(&mut h);
+        h.write_u64(self.mem.digest());
+        h.finish()
+    }
+
+    // -------------------------------------------------------------------------------------------------------------
+    // Registers by iced name.
+
+    #[inline(always)]
+    pub fn read_reg(&self, r: Register) -> u64 {
+        let info = REG_INFO[r as usize];
+        let v = self.gpr[(info.index & 15) as usize];
+        match info.kind {
+            K_GPR64 => v,
+            K_GPR32 => v as u32 as u64,
+            K_GPR16 => v as u16 as u64,
+            K_GPR8 => v as u8 as u64,
+            K_GPR8_HIGH => (v >> 8) as u8 as u64,
+            K_XMM => self.xmm[(info.index & 15) as usize] as u64,
+            _ => 0,
+        }
+    }
+
+    /// Writes a general-purpose register with the SDM's width rules: a 32-bit write zero-extends into the whole
+    /// register, 8- and 16-bit writes leave the other bits alone.
+    #[inline(always)]
+    pub fn write_reg(&mut self, r: Register, v: u64) {
+        let info = REG_INFO[r as usize];
+        let g = &mut self.gpr[(info.index & 15) as usize];
+        match info.kind {
+            K_GPR64 => *g = v,
+            K_GPR32 => *g = v as u32 as u64,
+            K_GPR16 => *g = (*g & !0xffff) | (v & 0xffff),
+            K_GPR8 => *g = (*g & !0xff) | (v & 0xff),
+            K_GPR8_HIGH => *g = (*g & !0xff00) | ((v & 0xff) << 8),
+            _ => {}
+        }
+    }
+
+    /// The XMM register number of an iced register (XMM0..XMM15).
+    #[inline(always)]
+    pub fn xmm_index(r: Register) -> usize {
+        (REG_INFO[r as usize].index & 15) as usize
+    }
+
+    // -------------------------------------------------------------------------------------------------------------
+    // Operands.
+
+    /// The effective (linear) address of the instruction's memory operand: base + index * scale + displacement,
+    /// plus the FS or GS base, truncated to 32 bits under an address-size prefix. RIP-relative operands come from
+    /// iced already resolved against the instruction's address.
+    #[inline(always)]
+    pub fn ea(&self, i: &Instruction) -> u64 {
+        let mut a = i.memory_displacement64();
+        let base = i.memory_base();
+        let mut addr32 = false;
+        if base != Register::None {
+            let info = REG_INFO[base as usize];
+            if info.kind == K_GPR64 {
+                a = a.wrapping_add(self.gpr[(info.index & 15) as usize]);
+            } else if info.kind == K_GPR32 {
+                a = a.wrapping_add(self.gpr[(info.index & 15) as usize] as u32 as u64);
+                addr32 = true;
+            } else if base == Register::EIP {
+                addr32 = true;
+            }
+        }
+        let index = i.memory_index();
+        if index != Register::None {
+            let info = REG_INFO[index as usize];
+            let v = if info.kind == K_GPR32 {
+                addr32 = true;
+                self.gpr[(info.index & 15) as usize] as u32 as u64
+            } else {
+                self.gpr[(info.index & 15) as usize]
+            };
+            a = a.wrapping_add(v.wrapping_mul(i.memory_index_scale() as u64));
+        }
+        if addr32 {
+            a &= 0xffff_ffff;
+        }
+        match i.memory_segment() {
+            Register::FS => a.wrapping_add(self.fs_base),
+            Register::GS => a.wrapping_add(self.gs_base),
+            _ => a,
+        }
+    }
+
+    /// Reads operand `n` as an unsigned value of `size` bytes. Immediates come sign-extended by iced to the
+    /// operand size and are truncated to it here.
+    #[inline(always)]
+    pub(crate) fn read_op(
+        &mut self,
+        i: &Instruction,
+        n: u32,
+        size: u8,
+    ) -> Result<u64, MemoryFault> {
+        match i.op_kind(n) {
+            OpKind::Register => Ok(self.read_reg(i.op_register(n))),
+            OpKind::Memory => {
+                let a = self.ea(i);
+                self.mem.read_sized(a, size as u32)
+            }
+            OpKind::Immediate8_2nd => Ok(i.immediate8_2nd() as u64),
+            _ => Ok(i.immediate(n) & flags::mask(size)),
+        }
+    }
+
+    /// Writes operand `n` (a register or memory).
+    #[inline(always)]
+    pub(crate) fn write_op(
+        &mut self,
+        i: &Instruction,
+        n: u32,
+        size: u8,
+        v: u64,
+    ) -> Result<(), MemoryFault> {
+        match i.op_kind(n) {
+            OpKind::Register => {
+                self.write_reg(i.op_register(n), v);
+                Ok(())
+            }
+            _ => {
+                let a = self.ea(i);
+                self.mem.write_sized(a, size as u32, v)
+            }
+        }
+    }
+
+    // -------------------------------------------------------------------------------------------------------------
+    // Stack.
+
+    #[inline(always)]
+    pub(crate) fn push64(&mut self, v: u64) -> Result<(), MemoryFault> {
+        let sp = self.gpr[RSP].wrapping_sub(8);
+        self.mem.write_u64(sp, v)?;
+        self.gpr[RSP] = sp;
+        Ok(())
+    }
+
+    #[inline(always)]
+    pub(crate) fn pop64(&mut self) -> Result<u64, MemoryFault> {
+        let v = self.mem.read_u64(self.gpr[RSP])?;
+        self.gpr[RSP] = self.gpr[RSP].wrapping_add(8);
+        Ok(v)
+    }
+}
+
+/// One decoded instruction and its handler.
+struct Decoded {
+    instr: Instruction,
+    handler: Handler,
+}
+
+struct Block {
+    insns: Box<[Decoded]>,
+}
+
+/// Decoded blocks by start address, and which blocks each page holds (for invalidation).
+#[derive(Default)]
+struct BlockCache {
+    /// Lookup only, never iterated: its order cannot reach an output.
+    blocks: FxHashMap<u64, Block>,
+    by_page: BTreeMap<u64, Vec<u64>>,
+}
+
+impl BlockCache {
+    fn invalidate_page(&mut self, vpn: u64) {
+        if let Some(starts) = self.by_page.remove(&vpn) {
+            for s in starts {
+                self.blocks.remove(&s);
+            }
+        }
+    }
+}
+
+/// Counters of the block cache, for --stats and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub blocks_translated: u64,
+    pub pages_invalidated: u64,
+}
+
+/// A CPU with its block cache: the unit that runs guest code.
+pub struct Machine {
+    pub cpu: Cpu,
+    cache: BlockCache,
+    pub cache_stats: CacheStats,
+}
+
+impl Machine {
+    pub fn new(cpu: Cpu) -> Machine {
+        Machine {
+            cpu,
+            cache: BlockCache::default(),
+            cache_stats: CacheStats::default(),
+        }
+    }
+
+    /// Drops every cached block (after the OS layer replaced memory wholesale, such as a checkpoint restore).
+    pub fn flush_code_cache(&mut self) {
+        self.cache = BlockCache::default();
+        self.cpu.mem.code_writes.clear();
+    }
+
+    fn apply_code_writes(&mut self) {
+        while let Some(vpn) = self.cpu.mem.code_writes.pop() {
+            self.cache.invalidate_page(vpn);
+            self.cache_stats.pages_invalidated += 1;
+        }
+    }
+
+    /// Decodes the block starting at `rip` into the cache.
+    fn translate(&mut self, rip: u64) -> Result<(), Exception> {
+        let table = dispatch::table();
+        let page_end = (rip | PAGE_MASK).wrapping_add(1);
+        let in_page = if page_end == 0 {
+            (PAGE_SIZE as u64 - (rip & PAGE_MASK)) as usize
+        } else {
+            (page_end - rip) as usize
+        };
+        let mut buf = [0u8; PAGE_SIZE + 15];
+        self.cpu.mem.fetch_bytes(rip, &mut buf[..in_page])?;
+        // Up to 14 more bytes from the next page, for an instruction that straddles the boundary.
+        let extra = if page_end != 0
+            && self
+                .cpu
+                .mem
+                .fetch_bytes(page_end, &mut buf[in_page..in_page + 14])
+                .is_ok()
+        {
+            14
+        } else {
+            0
+        };
+        let mut decoder = Decoder::with_ip(64, &buf[..in_page + extra], rip, DecoderOptions::NONE);
+        let mut insns: Vec<Decoded> = Vec::new();
+        let mut straddles = false;
+        while insns.len() < BLOCK_INSNS_MAX && decoder.can_decode() {
+            let mut instr = Instruction::default();
+            decoder.decode_out(&mut instr);
+            if instr.ip() >= page_end && page_end != 0 {
+                break;
+            }
+            let error = decoder.last_error();
+            if error != DecoderError::None {
+                if !insns.is_empty() {
+                    break;
+                }
+                if error == DecoderError::NoMoreBytes && extra == 0 && page_end != 0 {
+                    // The instruction runs into a page that cannot be fetched.
+                    return Err(Exception::PageFault {
+                        addr: page_end,
+                        access: Access::Execute,
+                        present: self.cpu.mem.is_mapped(page_end),
+                    });
+                }
+                insns.push(Decoded {
+                    instr: undecodable_at(rip),
+                    handler: dispatch::invalid_opcode,
+                });
+                break;
+            }
+            let handler = table[instr.code() as usize];
+            let ends_block = instr.flow_control() != FlowControl::Next;
+            if instr.next_ip() > page_end && page_end != 0 {
+                straddles = true;
+            }
+            insns.push(Decoded { instr, handler });
+            if ends_block || straddles {
+                break;
+            }
+        }
+        if insns.is_empty() {
+            // can_decode() was false at once: not reachable with in_page >= 1, but never panic on it.
+            insns.push(Decoded {
+                instr: undecodable_at(rip),
+                handler: dispatch::invalid_opcode,
+            });
+        }
+        let vpn = rip >> PAGE_SHIFT;
+        self.cpu.mem.mark_code_page(rip);
+        self.cache.by_page.entry(vpn).or_default().push(rip);
+        if straddles {
+            self.cpu.mem.mark_code_page(page_end);
+            self.cache
+                .by_page
+                .entry(page_end >> PAGE_SHIFT)
+                .or_default()
+                .push(rip);
+        }
+        self.cache.blocks.insert(
+            rip,
+            Block {
+                insns: insns.into_boxed_slice(),
+            },
+        );
+        self.cache_stats.blocks_translated += 1;
+        Ok(())
+    }
+
+    /// Runs until exactly `budget` more instructions have retired, a SYSCALL retires, or an exception is raised.
+    pub fn run(&mut self, budget: u64) -> Exit {
+        let end = self.cpu.icount.saturating_add(budget);
+        self.cpu.icount_end = end;
+        self.apply_code_writes();
+        loop {
+            if self.cpu.icount >= end {
+                return Exit::BudgetExhausted;
+            }
+            let rip = self.cpu.rip;
+            if !self.cache.blocks.contains_key(&rip) {
+                if let Err(e) = self.translate(rip) {
+                    return Exit::Exception(e);
+                }
+            }
+            let block = &self.cache.blocks[&rip];
+            let cpu = &mut self.cpu;
+            let mut stop = None;
+            for d in block.insns.iter() {
+                cpu.rip = d.instr.next_ip();
+                if let Err(s) = (d.handler)(cpu, &d.instr) {
+                    match s {
+                        Stop::Syscall => cpu.icount += 1,
+                        Stop::Exception(_) => cpu.rip = d.instr.ip(),
+                    }
+                    stop = Some(s);
+                    break;
+                }
+                cpu.icount += 1;
+                if cpu.icount >= end || !cpu.mem.code_writes.is_empty() {
+                    break;
+                }
+            }
+            if !self.cpu.mem.code_writes.is_empty() {
+                self.apply_code_writes();
+            }
+            match stop {
+                None => {}
+                Some(Stop::Syscall) => return Exit::Syscall,
+                Some(Stop::Exception(e)) => return Exit::Exception(e),
+            }
+        }
+    }
+
+    /// Executes one instruction (or one iteration of a REP string instruction).
+    pub fn step(&mut self) -> Exit {
+        self.run(1)
+    }
+
+    /// The bytes and Intel-syntax disassembly of the instruction at `addr`, for reports (#UD, debugger).
+    pub fn describe_instruction(&self, addr: u64) -> (Vec<u8>, String) {
+        describe_instruction(&self.cpu.mem, addr)
+    }
+}
+
+/// A placeholder instruction for bytes that do not decode: it raises #UD with rip on `rip`.
+fn undecodable_at(rip: u64) -> Instruction {
+    let mut ud = Instruction::default();
+    // iced derives ip() from next_ip() - len(): set both so that ip() is `rip`.
+    ud.set_len(1);
+    ud.set_next_ip(rip.wrapping_add(1));
+    ud
+}
+
+/// The bytes and Intel-syntax disassembly of the instruction at `addr` (read without permission checks).
+pub fn describe_instruction(mem: &Memory, addr: u64) -> (Vec<u8>, String) {
+    let mut buf = [0u8; 15];
+    let mut n = 0;
+    while n < 15
+        && mem
+            .peek(addr.wrapping_add(n as u64), &mut buf[n..n + 1])
+            .is_ok()
+    {
+        n += 1;
+    }
+    let mut decoder = Decoder::with_ip(64, &buf[..n], addr, DecoderOptions::NONE);
+    let instr = decoder.decode();
+    if instr.is_invalid() {
+        return (buf[..n.min(4)].to_vec(), "(bad)".to_string());
+    }
+    let mut text = String::new();
+    IntelFormatter::new().format(&instr, &mut text);
+    (buf[..instr.len()].to_vec(), text)
+}
+
+/// Whether the emulator implements `code` (a handler other than #UD is registered).
+pub fn is_implemented(code: Code) -> bool {
+    dispatch::is_implemented(code)
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Assembles instructions with iced's encoder and runs them on a fresh machine.
+    use super::*;
+    use crate::memory::Perms;
+    use iced_x86::code_asm::CodeAssembler;
+
+    pub const CODE: u64 = 0x40_0000;
+    pub const DATA: u64 = 0x60_0000;
+    pub const STACK_TOP: u64 = 0x80_0000;
+
+    pub fn machine_with(code: &[u8]) -> Machine {
+        let mut mem = Memory::new();
+        mem.map_file_bytes(CODE, 0x10000, code, Perms::RX).unwrap();
+        mem.map_anonymous(DATA, 0x10000, Perms::RW).unwrap();
+        mem.map_anonymous(STACK_TOP - 0x10000, 0x10000, Perms::RW)
+            .unwrap();
+        let mut cpu = Cpu::new(mem, CpuConfig::default());
+        cpu.rip = CODE;
+        cpu.gpr[RSP] = STACK_TOP - 0x100;
+        Machine::new(cpu)
+    }
+
+    pub fn assemble(f: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> {
+        let mut a = CodeAssembler::new(64).unwrap();
+        f(&mut a);
+        a.assemble(CODE).unwrap()
+    }
+
+    /// Runs the code until it executes `hlt` (a #GP at user level), returning the machine.
+    pub fn run_to_hlt(code: &[u8], setup: impl FnOnce(&mut Cpu)) -> Machine {
+        let mut m = machine_with(code);
+        setup(&mut m.cpu);
+        let exit = m.run(1_000_000);
+        assert_eq!(
+            exit,
+            Exit::Exception(Exception::GeneralProtection),
+            "program should stop at hlt"
+        );
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+    use iced_x86::code_asm::*;
+
+    #[test]
+    fn register_table_matches_iced() {
+        for r in Register::values() {
+            let info = REG_INFO[r as usize];
+            if r.is_gpr() {
+                let full = r.full_register();
+                assert_eq!(info.index as usize, full.number(), "{r:?}");
+                let expected = match r.size() {
+                    8 => K_GPR64,
+                    4 => K_GPR32,
+                    2 => K_GPR16,
+                    _ if matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) => {
+                        K_GPR8_HIGH
+                    }
+                    _ => K_GPR8,
+                };
+                assert_eq!(info.kind, expected, "{r:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn partial_register_writes_follow_the_sdm() {
+        let code = assemble(|a| {
+            a.mov(rax, -1i64).unwrap();
+            a.mov(eax, 0x1234_5678u32).unwrap(); // zero-extends
+            a.mov(rbx, -1i64).unwrap();
+            a.mov(bx, 0x1111u32).unwrap(); // keeps the rest
+            a.mov(rcx, -1i64).unwrap();
+            a.mov(ch, 0x22u32).unwrap();
+            a.hlt().unwrap();
+        });
+        let m = run_to_hlt(&code, |_| {});
+        assert_eq!(m.cpu.gpr[RAX], 0x1234_5678);
+        assert_eq!(m.cpu.gpr[RBX], 0xffff_ffff_ffff_1111);
+        assert_eq!(m.cpu.gpr[RCX], 0xffff_ffff_ffff_22ff);
+    }
+
+    #[test]
+    fn unimplemented_instruction_is_ud_with_rip_on_it() {
+        // VZEROUPPER (AVX) is outside the CPU model.
+        let code = assemble(|a| {
+            a.nop().unwrap();
+            a.vzeroupper().unwrap();
+        });
+        let mut m = machine_with(&code);
+        assert_eq!(m.run(10), Exit::Exception(Exception::InvalidOpcode));
+        assert_eq!(m.cpu.rip, CODE + 1);
+        assert_eq!(m.cpu.icount, 1);
+        let (bytes, text) = m.describe_instruction(m.cpu.rip);
+        assert_eq!(bytes, vec![0xc5, 0xf8, 0x77]);
+        assert_eq!(text, "vzeroupper");
+    }
+
+    #[test]
+    fn garbage_bytes_are_ud_not_a_panic() {
+        let mut m = machine_with(&[0x06]);
+        assert_eq!(m.run(10), Exit::Exception(Exception::InvalidOpcode));
+        assert_eq!(m.cpu.rip, CODE);
+    }
+
+    #[test]
+    fn executing_unmapped_memory_is_an_execute_page_fault() {
+        let code = assemble(|a| {
+            a.mov(rax, 0x1234_0000u64).unwrap();
+            a.jmp(rax).unwrap();
+        });
+        let mut m = machine_with(&code);
+        assert_eq!(
+            m.run(10),
+            Exit::Exception(Exception::PageFault {
+                addr: 0x1234_0000,
+                access: Access::Execute,
+                present: false
+            })
+        );
+        assert_eq!(m.cpu.icount, 2);
+    }
+
+    #[test]
+    fn self_modifying_code_sees_its_own_writes() {
+        // Overwrite the imm32 of a later `mov eax, imm32` after the block containing it was decoded.
+        let code = assemble(|a| {
+            let mut target = a.create_label();
+            a.lea(rbx, ptr(target)).unwrap();
+            a.mov(eax, 1u32).unwrap();
+            a.set_label(&mut target).unwrap();
+            a.mov(ecx, 0u32).unwrap(); // b9 00 00 00 00
+            a.hlt().unwrap();
+        });
+        let mut m = machine_with(&code);
+        m.cpu
+            .mem
+            .protect(CODE, 0x1000, crate::memory::Perms::RWX)
+            .unwrap();
+        assert_eq!(m.run(10), Exit::Exception(Exception::GeneralProtection));
+        assert_eq!(m.cpu.gpr[RCX], 0);
+        // Patch the immediate through guest memory and run the same code again.
+        let target = m.cpu.gpr[RBX];
+        m.cpu.mem.write_u32(target + 1, 0xabcd).unwrap();
+        m.cpu.rip = CODE;
+        assert_eq!(m.run(10), Exit::Exception(Exception::GeneralProtection));
+        assert_eq!(m.cpu.gpr[RCX], 0xabcd);
+        assert!(m.cache_stats.pages_invalidated >= 1);
+    }
+
+    #[test]
+    fn store_into_the_running_block_takes_effect_on_the_next_instruction() {
+        // mov byte [rip+x], 0x90 turns the following `int3` into a nop.
+        let code = assemble(|a| {
+            let mut patch = a.create_label();
+            a.mov(byte_ptr(patch), 0x90u32).unwrap();
+            a.set_label(&mut patch).unwrap();
+            a.int3().unwrap();
+            a.hlt().unwrap();
+        });
+        let mut m = machine_with(&code);
+        m.cpu
+            .mem
+            .protect(CODE, 0x1000, crate::memory::Perms::RWX)
+            .unwrap();
+        assert_eq!(m.run(10), Exit::Exception(Exception::GeneralProtection));
+        assert_eq!(
+            m.cpu.icount, 2,
+            "mov and the patched nop retire; hlt faults"
+        );
+    }
+}

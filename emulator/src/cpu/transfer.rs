@@ -1,0 +1,328 @@
+//! Data transfer instructions (SDM Vol. 1, 5.1.1): MOV, MOVZX, MOVSX, MOVSXD, LEA, XCHG, CMPXCHG, CMPXCHG8B,
+//! CMPXCHG16B, XADD, BSWAP, CMOVcc, and the conversions CBW/CWDE/CDQE and CWD/CDQ/CQO.
+//!
+//! One thread runs per machine, so LOCK prefixes change nothing: every instruction is already atomic.
+
+use super::dispatch::{by_size, forms, gpr_operand_size, Table};
+use super::flags::{mask, sext, FlagOp, ZF};
+use super::{Cpu, Exception, Stop, RAX, RBX, RCX, RDX};
+use iced_x86::{Code, Instruction, Mnemonic, OpCodeOperandKind};
+
+fn mov<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let v = cpu.read_op(i, 1, S)?;
+    cpu.write_op(i, 0, S, v)?;
+    Ok(())
+}
+
+/// MOVZX/MOVSX/MOVSXD: destination width D, source width S.
+fn movx<const D: u8, const S: u8, const SIGNED: bool>(
+    cpu: &mut Cpu,
+    i: &Instruction,
+) -> Result<(), Stop> {
+    let v = cpu.read_op(i, 1, S)?;
+    let v = if SIGNED { sext(v, S) as u64 } else { v };
+    cpu.write_reg(i.op0_register(), v & mask(D));
+    Ok(())
+}
+
+fn lea<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    // LEA computes the offset only: a segment override does not add the FS/GS base.
+    let mut a = cpu.ea(i);
+    match i.memory_segment() {
+        iced_x86::Register::FS => a = a.wrapping_sub(cpu.fs_base),
+        iced_x86::Register::GS => a = a.wrapping_sub(cpu.gs_base),
+        _ => {}
+    }
+    cpu.write_reg(i.op0_register(), a & mask(S));
+    Ok(())
+}
+
+fn xchg<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let a = cpu.read_op(i, 0, S)?;
+    let b = cpu.read_op(i, 1, S)?;
+    // Operand 0 may be memory: write it first so a fault changes nothing.
+    cpu.write_op(i, 0, S, b)?;
+    cpu.write_op(i, 1, S, a)?;
+    Ok(())
+}
+
+fn cmpxchg<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let dst = cpu.read_op(i, 0, S)?;
+    let src = cpu.read_op(i, 1, S)?;
+    let acc = cpu.gpr[RAX] & mask(S);
+    let equal = acc == dst;
+    // SDM CMPXCHG: the destination is written in both cases (with its own value when unequal).
+    cpu.write_op(i, 0, S, if equal { src } else { dst })?;
+    if !equal {
+        let r = match S {
+            1 => iced_x86::Register::AL,
+            2 => iced_x86::Register::AX,
+            4 => iced_x86::Register::EAX,
+            _ => iced_x86::Register::RAX,
+        };
+        cpu.write_reg(r, dst);
+    }
+    cpu.flags
+        .set(FlagOp::Sub, S, acc, dst, acc.wrapping_sub(dst));
+    Ok(())
+}
+
+fn cmpxchg8b(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let a = cpu.ea(i);
+    let cur = cpu.mem.read_u64(a)?;
+    let expected = (cpu.gpr[RDX] << 32) | (cpu.gpr[RAX] & 0xffff_ffff);
+    if cur == expected {
+        cpu.mem
+            .write_u64(a, (cpu.gpr[RCX] << 32) | (cpu.gpr[RBX] & 0xffff_ffff))?;
+        cpu.flags.set_flag(ZF, true);
+    } else {
+        cpu.mem.write_u64(a, cur)?;
+        cpu.gpr[RAX] = cur & 0xffff_ffff;
+        cpu.gpr[RDX] = cur >> 32;
+        cpu.flags.set_flag(ZF, false);
+    }
+    Ok(())
+}
+
+fn cmpxchg16b(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let a = cpu.ea(i);
+    if a & 15 != 0 {
+        return Err(Exception::GeneralProtection.into());
+    }
+    let cur = cpu.mem.read_u128(a)?;
+    let expected = ((cpu.gpr[RDX] as u128) << 64) | cpu.gpr[RAX] as u128;
+    if cur == expected {
+        cpu.mem
+            .write_u128(a, ((cpu.gpr[RCX] as u128) << 64) | cpu.gpr[RBX] as u128)?;
+        cpu.flags.set_flag(ZF, true);
+    } else {
+        cpu.mem.write_u128(a, cur)?;
+        cpu.gpr[RAX] = cur as u64;
+        cpu.gpr[RDX] = (cur >> 64) as u64;
+        cpu.flags.set_flag(ZF, false);
+    }
+    Ok(())
+}
+
+fn xadd<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let dst = cpu.read_op(i, 0, S)?;
+    let src = cpu.read_op(i, 1, S)?;
+    let sum = dst.wrapping_add(src) & mask(S);
+    cpu.write_op(i, 0, S, sum)?;
+    cpu.write_op(i, 1, S, dst)?;
+    cpu.flags.set(FlagOp::Add, S, dst, src, sum);
+    Ok(())
+}
+
+fn bswap<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let r = i.op0_register();
+    let v = cpu.read_reg(r);
+    let v = if S == 4 {
+        (v as u32).swap_bytes() as u64
+    } else {
+        v.swap_bytes()
+    };
+    cpu.write_reg(r, v);
+    Ok(())
+}
+
+fn cmov<const S: u8, const CC: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    // The source is read whatever the condition (SDM CMOVcc: a memory source may fault either way).
+    let v = cpu.read_op(i, 1, S)?;
+    let r = i.op0_register();
+    if cpu.flags.cond(CC) {
+        cpu.write_reg(r, v);
+    } else if S == 4 {
+        // A 32-bit destination is zero-extended even when the move does not happen.
+        let old = cpu.read_reg(r);
+        cpu.write_reg(r, old);
+    }
+    Ok(())
+}
+
+fn cbw(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+    let v = sext(cpu.gpr[RAX], 1) as u64;
+    cpu.write_reg(iced_x86::Register::AX, v);
+    Ok(())
+}
+fn cwde(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+    cpu.gpr[RAX] = sext(cpu.gpr[RAX], 2) as u32 as u64;
+    Ok(())
+}
+fn cdqe(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+    cpu.gpr[RAX] = sext(cpu.gpr[RAX], 4) as u64;
+    Ok(())
+}
+/// CWD/CDQ/CQO: rdx (of width S) takes the sign of rax.
+fn cwd<const S: u8>(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+    let sign = if sext(cpu.gpr[RAX], S) < 0 {
+        u64::MAX
+    } else {
+        0
+    };
+    let r = match S {
+        2 => iced_x86::Register::DX,
+        4 => iced_x86::Register::EDX,
+        _ => iced_x86::Register::RDX,
+    };
+    cpu.write_reg(r, sign);
+    Ok(())
+}
+
+fn has_special_register(code: Code) -> bool {
+    let op = code.op_code();
+    (0..op.op_count()).any(|n| {
+        matches!(
+            op.op_kind(n),
+            OpCodeOperandKind::seg_reg
+                | OpCodeOperandKind::cr_reg
+                | OpCodeOperandKind::dr_reg
+                | OpCodeOperandKind::tr_reg
+                | OpCodeOperandKind::bnd_reg
+        )
+    })
+}
+
+pub(crate) fn register(t: &mut Table) {
+    for (code, size) in forms(Mnemonic::Mov) {
+        if !has_special_register(code) {
+            t.set(code, by_size!(size, mov));
+        }
+    }
+    for (m, signed) in [
+        (Mnemonic::Movzx, false),
+        (Mnemonic::Movsx, true),
+        (Mnemonic::Movsxd, true),
+    ] {
+        for (code, dst) in forms(m) {
+            let Some(src) = gpr_operand_size(code.op_code().op_kind(1)) else {
+                continue;
+            };
+            let h: super::Handler = match (dst, src, signed) {
+                (2, 1, false) => movx::<2, 1, false>,
+                (4, 1, false) => movx::<4, 1, false>,
+                (8, 1, false) => movx::<8, 1, false>,
+                (2, 2, false) => movx::<2, 2, false>,
+                (4, 2, false) => movx::<4, 2, false>,
+                (8, 2, false) => movx::<8, 2, false>,
+                (2, 1, true) => movx::<2, 1, true>,
+                (4, 1, true) => movx::<4, 1, true>,
+                (8, 1, true) => movx::<8, 1, true>,
+                (2, 2, true) => movx::<2, 2, true>,
+                (4, 2, true) => movx::<4, 2, true>,
+                (8, 2, true) => movx::<8, 2, true>,
+                (2, 4, true) => movx::<2, 4, true>,
+                (4, 4, true) => movx::<4, 4, true>,
+                (8, 4, true) => movx::<8, 4, true>,
+                _ => continue,
+            };
+            t.set(code, h);
+        }
+    }
+    for (code, size) in forms(Mnemonic::Lea) {
+        t.set(code, by_size!(size, lea));
+    }
+    for (code, size) in forms(Mnemonic::Xchg) {
+        t.set(code, by_size!(size, xchg));
+    }
+    for (code, size) in forms(Mnemonic::Cmpxchg) {
+        t.set(code, by_size!(size, cmpxchg));
+    }
+    t.set(Code::Cmpxchg8b_m64, cmpxchg8b);
+    t.set(Code::Cmpxchg16b_m128, cmpxchg16b);
+    for (code, size) in forms(Mnemonic::Xadd) {
+        t.set(code, by_size!(size, xadd));
+    }
+    t.set(Code::Bswap_r32, bswap::<4>);
+    t.set(Code::Bswap_r64, bswap::<8>);
+    for code in Code::values() {
+        let m = code.mnemonic();
+        if !(Mnemonic::Cmova..=Mnemonic::Cmovs).contains(&m) || !code.op_code().mode64() {
+            continue;
+        }
+        if code.op_code().encoding() != iced_x86::EncodingKind::Legacy {
+            continue;
+        }
+        let Some(size) = gpr_operand_size(code.op_code().op_kind(0)) else {
+            continue;
+        };
+        let cc = code.condition_code() as u8 - 1;
+        macro_rules! cc_arms {
+            ($($n:literal),*) => {
+                match cc { $($n => by_size!(size, cmov::<$n>),)* _ => continue }
+            };
+        }
+        t.set(
+            code,
+            cc_arms!(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        );
+    }
+    t.set(Code::Cbw, cbw);
+    t.set(Code::Cwde, cwde);
+    t.set(Code::Cdqe, cdqe);
+    t.set(Code::Cwd, cwd::<2>);
+    t.set(Code::Cdq, cwd::<4>);
+    t.set(Code::Cqo, cwd::<8>);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cpu::flags::ZF;
+    use crate::cpu::testutil::*;
+    use crate::cpu::*;
+    use iced_x86::code_asm::*;
+
+    #[test]
+    fn cmov_32_bit_zero_extends_even_when_false() {
+        let code = assemble(|a| {
+            a.cmp(eax, eax).unwrap();
+            a.cmovne(ebx, ecx).unwrap();
+            a.hlt().unwrap();
+        });
+        let m = run_to_hlt(&code, |c| {
+            c.gpr[RBX] = 0xdead_beef_0000_0001;
+            c.gpr[RCX] = 7;
+        });
+        assert_eq!(m.cpu.gpr[RBX], 1);
+    }
+
+    #[test]
+    fn cmpxchg16b_swaps_and_checks_alignment() {
+        let code = assemble(|a| {
+            a.cmpxchg16b(xmmword_ptr(DATA)).unwrap();
+            a.hlt().unwrap();
+        });
+        let m = run_to_hlt(&code, |c| {
+            c.gpr[RBX] = 0x1111;
+            c.gpr[RCX] = 0x2222;
+        });
+        assert_eq!(
+            m.cpu.mem.peek_u128(DATA).unwrap(),
+            (0x2222u128 << 64) | 0x1111
+        );
+        assert_ne!(m.cpu.rflags() & ZF, 0);
+
+        let code = assemble(|a| {
+            a.cmpxchg16b(xmmword_ptr(DATA + 8)).unwrap();
+        });
+        let mut m = machine_with(&code);
+        assert_eq!(m.run(5), Exit::Exception(Exception::GeneralProtection));
+    }
+
+    #[test]
+    fn movsx_movzx_lea_with_fs_override() {
+        let code = assemble(|a| {
+            a.mov(byte_ptr(DATA), 0x80u32).unwrap();
+            a.movsx(rax, byte_ptr(DATA)).unwrap();
+            a.movzx(ebx, byte_ptr(DATA)).unwrap();
+            a.movsxd(rcx, edx).unwrap();
+            a.lea(rsi, qword_ptr(rax + rbx * 4 + 0x10)).unwrap();
+            a.hlt().unwrap();
+        });
+        let m = run_to_hlt(&code, |c| c.gpr[RDX] = 0xffff_fffe);
+        assert_eq!(m.cpu.gpr[RAX], (-128i64) as u64);
+        assert_eq!(m.cpu.gpr[RBX], 0x80);
+        assert_eq!(m.cpu.gpr[RCX], (-2i64) as u64);
+        assert_eq!(m.cpu.gpr[RSI], (-128i64 + 0x200 + 0x10) as u64);
+    }
+}
