@@ -20,7 +20,8 @@ mod int;
 mod moves;
 pub(crate) mod softfloat;
 
-// NATIVE_TESTS_PLACEHOLDER
+#[cfg(all(test, target_arch = "x86_64", target_os = "linux"))]
+mod native_tests;
 
 use super::dispatch::Table;
 use super::{Cpu, Exception, Stop};

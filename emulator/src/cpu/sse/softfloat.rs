@@ -156,6 +156,16 @@ impl Fp {
         }
     }
 
+    /// DAZ alone: a denormal becomes a zero of its sign when DAZ is set, and raises nothing.
+    #[inline]
+    fn daz<F: Format>(&self, x: u64) -> u64 {
+        if self.daz && is_denormal::<F>(x) {
+            x & F::SIGN
+        } else {
+            x
+        }
+    }
+
     /// An input operand after DAZ: a denormal becomes a zero of its sign under DAZ, else it raises DE.
     #[inline]
     fn input<F: Format>(&mut self, x: u64) -> u64 {
@@ -354,6 +364,17 @@ impl Fp {
         if let Some(r) = self.nan2::<F>(a, b) {
             return r;
         }
+        // A division by zero is reported alone, without DE for a denormal dividend (checked on hardware).
+        let (a, b) = (self.daz::<F>(a), self.daz::<F>(b));
+        if is_zero::<F>(b) && !is_inf::<F>(a) {
+            let s = (a ^ b) & F::SIGN;
+            if is_zero::<F>(a) {
+                self.flags |= IE;
+                return F::DEFAULT_NAN;
+            }
+            self.flags |= ZE;
+            return s | F::EXP_MASK;
+        }
         let a = self.input::<F>(a);
         let b = self.input::<F>(b);
         let sign = (a ^ b) & F::SIGN != 0;
@@ -395,7 +416,13 @@ impl Fp {
             }
             return quiet::<F>(a);
         }
-        let a = self.input::<F>(a);
+        // A negative denormal is invalid without being a denormal-operand case (checked on hardware): the sign
+        // test comes before `input`, after DAZ, which turns it into -0 whose root is -0.
+        let a = if self.daz && is_denormal::<F>(a) {
+            a & F::SIGN
+        } else {
+            a
+        };
         if is_zero::<F>(a) {
             return a;
         }
@@ -403,6 +430,7 @@ impl Fp {
             self.flags |= IE;
             return F::DEFAULT_NAN;
         }
+        let a = self.input::<F>(a);
         if is_inf::<F>(a) {
             return a;
         }
@@ -423,7 +451,8 @@ impl Fp {
     pub(crate) fn min_max<F: Format>(&mut self, a: u64, b: u64, max: bool) -> u64 {
         if is_nan::<F>(a) || is_nan::<F>(b) {
             self.flags |= IE;
-            return b;
+            // The second operand is returned as the computation sees it: flushed by DAZ (checked on hardware).
+            return self.daz::<F>(b);
         }
         let a = self.input::<F>(a);
         let b = self.input::<F>(b);
