@@ -20,9 +20,13 @@ fn get<F: Format>(v: u128, l: u32) -> u64 {
 /// CVTSI2SS/CVTSI2SD: a signed integer of `S` bytes into lane 0.
 fn int_to_scalar<F: Format, const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     let v = cpu.read_op(i, 1, S)?;
-    let v = if S == 4 { v as u32 as i32 as i64 } else { v as i64 };
+    let v = if S == 4 {
+        v as u32 as i32 as i64
+    } else {
+        v as i64
+    };
     let mut fp = Fp::new(cpu.mxcsr);
-    let r = fp.from_int::<F>(v);
+    let r = fp.int_to_float::<F>(v);
     commit_flags(cpu, fp.flags)?;
     let d = xreg(i, 0);
     let mask = F::ALL as u128;
@@ -37,7 +41,7 @@ fn scalar_to_int<F: Format, const BITS: u32, const TRUNCATE: bool>(
 ) -> Result<(), Stop> {
     let x = get::<F>(src(cpu, i, 1)?, 0);
     let mut fp = Fp::new(cpu.mxcsr);
-    let r = fp.to_int::<F>(x, BITS, TRUNCATE);
+    let r = fp.float_to_int::<F>(x, BITS, TRUNCATE);
     commit_flags(cpu, fp.flags)?;
     cpu.write_reg(i.op0_register(), r);
     Ok(())
@@ -75,7 +79,7 @@ fn packed_from_int<F: Format>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop
     let mut r = 0u128;
     for l in 0..128 / F::WIDTH {
         let x = (v >> (32 * l)) as u32 as i32 as i64;
-        r |= (fp.from_int::<F>(x) as u128) << (l * F::WIDTH);
+        r |= (fp.int_to_float::<F>(x) as u128) << (l * F::WIDTH);
     }
     commit_flags(cpu, fp.flags)?;
     cpu.xmm[xreg(i, 0)] = r;
@@ -91,7 +95,7 @@ fn packed_to_int<F: Format, const TRUNCATE: bool>(
     let mut fp = Fp::new(cpu.mxcsr);
     let mut r = 0u128;
     for l in 0..128 / F::WIDTH {
-        let x = fp.to_int::<F>(get::<F>(v, l), 32, TRUNCATE);
+        let x = fp.float_to_int::<F>(get::<F>(v, l), 32, TRUNCATE);
         r |= (x as u128) << (32 * l);
     }
     commit_flags(cpu, fp.flags)?;

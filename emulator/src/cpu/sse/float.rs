@@ -359,6 +359,9 @@ mod tests {
             c.flags.set_rflags(OF | SF, OF | SF);
         });
         assert_eq!(m.cpu.rflags() & (ZF | PF | CF | OF | SF), ZF | PF | CF);
-        assert_eq!(m.cpu.mxcsr, MXCSR_DEFAULT, "a QNaN is not invalid for UCOMISD");
+        assert_eq!(
+            m.cpu.mxcsr, MXCSR_DEFAULT,
+            "a QNaN is not invalid for UCOMISD"
+        );
     }
 }

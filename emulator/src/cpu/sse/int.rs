@@ -133,7 +133,7 @@ binary! {
         let hi = ((x >> 8) & 0xff) as i64 * sx(y >> 8, 8);
         sat_s(lo + hi, 16)
     });
-    pmulhrsw = |a, b| zip::<16>(a, b, |x, y| (((sx(x, 16) * sx(y, 16) >> 14) + 1) >> 1) as u64);
+    pmulhrsw = |a, b| zip::<16>(a, b, |x, y| ((((sx(x, 16) * sx(y, 16)) >> 14) + 1) >> 1) as u64);
     phaddw = |a, b| horizontal::<16>(a, b, |x, y| x.wrapping_add(y));
     phaddd = |a, b| horizontal::<32>(a, b, |x, y| x.wrapping_add(y));
     phaddsw = |a, b| horizontal::<16>(a, b, |x, y| sat_s(sx(x, 16) + sx(y, 16), 16));

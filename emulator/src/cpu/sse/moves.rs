@@ -150,7 +150,11 @@ fn movdup32<const ODD: u32>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> 
 }
 
 pub(super) fn register(t: &mut Table) {
-    for c in [Code::Movaps_xmm_xmmm128, Code::Movapd_xmm_xmmm128, Code::Movdqa_xmm_xmmm128] {
+    for c in [
+        Code::Movaps_xmm_xmmm128,
+        Code::Movapd_xmm_xmmm128,
+        Code::Movdqa_xmm_xmmm128,
+    ] {
         t.set(c, load128::<false>);
     }
     for c in [
@@ -218,7 +222,10 @@ mod tests {
             a.movaps(xmm2, xmmword_ptr(DATA + 8)).unwrap();
         });
         let mut m = machine_with(&code);
-        m.cpu.mem.write_u128(DATA + 8, 0x1234_u128 << 100 | 7).unwrap();
+        m.cpu
+            .mem
+            .write_u128(DATA + 8, 0x1234_u128 << 100 | 7)
+            .unwrap();
         m.cpu.xmm[2] = 99;
         assert_eq!(m.run(10), Exit::Exception(Exception::GeneralProtection));
         assert_eq!(m.cpu.icount, 1);

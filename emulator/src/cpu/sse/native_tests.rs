@@ -15,7 +15,7 @@ use crate::cpu::testutil::{machine_with, CODE, DATA};
 use crate::cpu::{implemented_codes, Exit};
 use iced_x86::code_asm::*;
 use iced_x86::{
-    Code, Decoder, DecoderOptions, EncodingKind, Encoder, Formatter, Instruction, IntelFormatter,
+    Code, Decoder, DecoderOptions, Encoder, EncodingKind, Formatter, Instruction, IntelFormatter,
     MemoryOperand, OpCodeOperandKind as K, Register,
 };
 use rand::{Rng, SeedableRng};
@@ -97,8 +97,8 @@ impl Drop for Native {
 
 fn harness(insn: &[u8], ip: u64) -> Vec<u8> {
     let xmms = [
-        xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14,
-        xmm15,
+        xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13,
+        xmm14, xmm15,
     ];
     let gprs = [
         rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15,
@@ -165,9 +165,18 @@ fn edge_float(rng: &mut ChaCha8Rng, frac: u32, exp: u32) -> u64 {
         5 => with(rng.random_range(1..4), random_frac),
         6 => with(exp_max - rng.random_range(1..4), random_frac),
         // Around the 32- and 64-bit integer limits, and small integers with halves.
-        7 => with(bias + rng.random_range(29..33), random_frac >> rng.random_range(0..frac)),
-        8 => with(bias + rng.random_range(61..65), random_frac >> rng.random_range(0..frac)),
-        9 => with(bias + rng.random_range(0..4), random_frac & !(frac_mask >> 2)),
+        7 => with(
+            bias + rng.random_range(29..33),
+            random_frac >> rng.random_range(0..frac),
+        ),
+        8 => with(
+            bias + rng.random_range(61..65),
+            random_frac >> rng.random_range(0..frac),
+        ),
+        9 => with(
+            bias + rng.random_range(0..4),
+            random_frac & !(frac_mask >> 2),
+        ),
         // Exponents that make products and quotients underflow or overflow.
         10 => with(rng.random_range(1..bias / 2), random_frac),
         11 => with(rng.random_range(bias + bias / 2..exp_max), random_frac),
@@ -262,12 +271,15 @@ fn sse_codes() -> Vec<Code> {
         .filter(|c| {
             let op = c.op_code();
             op.encoding() == EncodingKind::Legacy
-                && ((0..op.op_count()).any(|k| {
-                    matches!(op.op_kind(k), K::xmm_reg | K::xmm_rm | K::xmm_or_mem)
-                }) || matches!(
-                    c,
-                    Code::Ldmxcsr_m32 | Code::Stmxcsr_m32 | Code::Movnti_m32_r32 | Code::Movnti_m64_r64
-                ))
+                && ((0..op.op_count())
+                    .any(|k| matches!(op.op_kind(k), K::xmm_reg | K::xmm_rm | K::xmm_or_mem))
+                    || matches!(
+                        c,
+                        Code::Ldmxcsr_m32
+                            | Code::Stmxcsr_m32
+                            | Code::Movnti_m32_r32
+                            | Code::Movnti_m64_r64
+                    ))
         })
         .collect()
 }
@@ -278,9 +290,17 @@ fn is_float_form(code: Code) -> bool {
     m.starts_with("cvt")
         || m.starts_with("cmp")
         || m.contains("comis")
-        || ["add", "sub", "mul", "div", "sqrt", "min", "max", "hadd", "hsub"]
-            .iter()
-            .any(|p| m.starts_with(p) && (m.ends_with("ps") || m.ends_with("pd") || m.ends_with("ss") || m.ends_with("sd")))
+        || [
+            "add", "sub", "mul", "div", "sqrt", "min", "max", "hadd", "hsub",
+        ]
+        .iter()
+        .any(|p| {
+            m.starts_with(p)
+                && (m.ends_with("ps")
+                    || m.ends_with("pd")
+                    || m.ends_with("ss")
+                    || m.ends_with("sd"))
+        })
 }
 
 struct Case {
@@ -558,7 +578,11 @@ fn results_at_the_underflow_threshold_match_the_host_cpu() {
             } else {
                 f32::MIN_POSITIVE as f64
             };
-            let (width, lanes) = if double || narrowing { (64, 2) } else { (32, 4) };
+            let (width, lanes) = if double || narrowing {
+                (64, 2)
+            } else {
+                (32, 4)
+            };
             for l in 0..lanes {
                 let sign = rng.random::<bool>();
                 let a_bits = if double {

@@ -112,11 +112,7 @@ fn unpack<F: Format>(x: u64) -> (bool, i32, u64) {
     if exp == 0 {
         (sign, 1 - F::BIAS - F::FRAC as i32, frac)
     } else {
-        (
-            sign,
-            exp - F::BIAS - F::FRAC as i32,
-            frac | (1 << F::FRAC),
-        )
+        (sign, exp - F::BIAS - F::FRAC as i32, frac | (1 << F::FRAC))
     }
 }
 
@@ -195,7 +191,13 @@ impl Fp {
     /// Rounds `m * 2^e` (plus a fraction below `m`'s last bit when `sticky`) to the format, with the x86 rules for
     /// overflow, tininess after rounding, FTZ and the flags. With `sticky`, `m` must have at least `FRAC + 3`
     /// significant bits so that the guard bits sit above the sticky fraction.
-    pub(crate) fn round_pack<F: Format>(&mut self, sign: bool, e: i32, m: u128, sticky: bool) -> u64 {
+    pub(crate) fn round_pack<F: Format>(
+        &mut self,
+        sign: bool,
+        e: i32,
+        m: u128,
+        sticky: bool,
+    ) -> u64 {
         let s = if sign { F::SIGN } else { 0 };
         if m == 0 {
             debug_assert!(!sticky);
@@ -490,13 +492,13 @@ impl Fp {
     // Conversions.
 
     /// A signed integer to the format, rounded by the rounding control.
-    pub(crate) fn from_int<F: Format>(&mut self, v: i64) -> u64 {
+    pub(crate) fn int_to_float<F: Format>(&mut self, v: i64) -> u64 {
         self.round_pack::<F>(v < 0, 0, v.unsigned_abs() as u128, false)
     }
 
     /// A value to a signed integer of `bits` (32 or 64) bits, rounded by the rounding control or truncated.
     /// NaN, infinity and out-of-range values raise IE and give the "integer indefinite" (only the sign bit set).
-    pub(crate) fn to_int<F: Format>(&mut self, a: u64, bits: u32, truncate: bool) -> u64 {
+    pub(crate) fn float_to_int<F: Format>(&mut self, a: u64, bits: u32, truncate: bool) -> u64 {
         let indefinite = 1u64 << (bits - 1);
         if is_nan::<F>(a) || is_inf::<F>(a) {
             self.flags |= IE;
