@@ -364,4 +364,83 @@ mod tests {
             "a QNaN is not invalid for UCOMISD"
         );
     }
+
+    /// Runs `op xmm0, xmm1` with the given MXCSR and inputs: the exit, xmm0 and MXCSR after.
+    fn run_one(
+        op: impl FnOnce(&mut CodeAssembler),
+        mxcsr: u32,
+        x0: u128,
+        x1: u128,
+    ) -> (Exit, u128, u32) {
+        let code = assemble(|a| {
+            op(a);
+            a.hlt().unwrap();
+        });
+        let mut m = machine_with(&code);
+        m.cpu.mxcsr = mxcsr;
+        m.cpu.xmm[0] = x0;
+        m.cpu.xmm[1] = x1;
+        let exit = m.run(1);
+        (exit, m.cpu.xmm[0], m.cpu.mxcsr)
+    }
+
+    #[test]
+    fn exact_tiny_result_is_underflow_only_when_unmasked() {
+        let small = 0x0d80_0000u128; // 2^-100
+        let smaller = 0x3080_0000u128; // 2^-30
+        let mul = |a: &mut CodeAssembler| a.mulss(xmm0, xmm1).unwrap();
+        // Masked: the exact denormal 2^-130 is written and nothing is flagged.
+        let (exit, x, mxcsr) = run_one(mul, MXCSR_DEFAULT, small, smaller);
+        assert_eq!(exit, Exit::BudgetExhausted);
+        assert_eq!(x, 1 << 19);
+        assert_eq!(mxcsr, MXCSR_DEFAULT);
+        // Unmasked (UM, bit 11, clear): #XM with UE, destination untouched.
+        let (exit, x, mxcsr) = run_one(mul, MXCSR_DEFAULT & !(1 << 11), small, smaller);
+        assert_eq!(exit, Exit::Exception(Exception::SimdFloatingPoint));
+        assert_eq!(x, small);
+        assert_eq!(mxcsr & 0x3f, 0x10);
+        // FTZ with underflow masked flushes a tiny result even when exact: +0, with UE and PE.
+        let (_, x, mxcsr) = run_one(mul, MXCSR_DEFAULT | 0x8000, small, smaller);
+        assert_eq!(x, 0);
+        assert_eq!(mxcsr & 0x3f, 0x30);
+    }
+
+    #[test]
+    fn unmasked_pre_computation_exception_records_only_pre_computation_flags() {
+        // Lane 0: 0/0 (IE); lane 1: 1/3 (PE). With IE unmasked, PE is not recorded.
+        let one = 0x3f80_0000u128;
+        let three = 0x4040_0000u128;
+        let div = |a: &mut CodeAssembler| a.divps(xmm0, xmm1).unwrap();
+        let (exit, x, mxcsr) = run_one(div, MXCSR_DEFAULT & !(1 << 7), one << 32, three << 32);
+        assert_eq!(exit, Exit::Exception(Exception::SimdFloatingPoint));
+        assert_eq!(x, one << 32);
+        assert_eq!(mxcsr & 0x3f, 0x01);
+        // With PE unmasked instead, 0/0 is masked: both flags are recorded and #XM is raised.
+        let (exit, _, mxcsr) = run_one(div, MXCSR_DEFAULT & !(1 << 12), one << 32, three << 32);
+        assert_eq!(exit, Exit::Exception(Exception::SimdFloatingPoint));
+        assert_eq!(mxcsr & 0x3f, 0x21);
+    }
+
+    #[test]
+    fn daz_turns_denormal_operands_into_zero_without_de() {
+        let denormal = 0x0000_0001u128;
+        let add = |a: &mut CodeAssembler| a.addss(xmm0, xmm1).unwrap();
+        let (_, x, mxcsr) = run_one(add, MXCSR_DEFAULT, 0, denormal);
+        assert_eq!((x, mxcsr & 0x3f), (denormal, 0x02), "DE without DAZ");
+        let (_, x, mxcsr) = run_one(add, MXCSR_DEFAULT | 0x40, 0, denormal);
+        assert_eq!((x, mxcsr & 0x3f), (0, 0), "DAZ: +0 + +0, no flag");
+    }
+
+    #[test]
+    fn minps_returns_the_source_for_nan_and_zeros() {
+        let qnan = 0x7fc0_0000u128;
+        let neg_zero = 0x8000_0000u128;
+        let min = |a: &mut CodeAssembler| a.minps(xmm0, xmm1).unwrap();
+        let (_, x, mxcsr) = run_one(min, MXCSR_DEFAULT, qnan | (neg_zero << 32), 0x3f80_0000);
+        assert_eq!(
+            x, 0x3f80_0000,
+            "NaN gives the source; -0 vs +0 gives the source +0"
+        );
+        assert_eq!(mxcsr & 0x3f, 0x01, "a QNaN is invalid for MINPS");
+    }
 }
