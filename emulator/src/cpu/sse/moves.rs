@@ -1,14 +1,14 @@
 //! SSE data movement (SDM Vol. 1, 10.4.1 and 11.4.1; Vol. 2 for each): MOVAPS, MOVUPS, MOVAPD, MOVUPD, MOVDQA,
 //! MOVDQU, LDDQU, MOVNTPS, MOVNTPD, MOVNTDQ, MOVNTI, MOVD, MOVQ, MOVSS, MOVSD, MOVHPS, MOVLPS, MOVHPD, MOVLPD,
-//! MOVHLPS, MOVLHPS, MOVDDUP, MOVSHDUP, MOVSLDUP.
+//! MOVHLPS, MOVLHPS, MOVDDUP, MOVSHDUP, MOVSLDUP, MASKMOVDQU.
 //!
 //! The non-temporal stores are plain stores here: there is no cache to bypass. The load forms of MOVSS and MOVSD
 //! zero the upper lanes; their register forms merge (SDM Vol. 2, MOVSS).
 
 use super::{lane, read_xmm_or_mem, src, store128, with_lane, xreg};
 use crate::cpu::dispatch::Table;
-use crate::cpu::{Cpu, Stop};
-use iced_x86::{Code, Instruction, OpKind};
+use crate::cpu::{Cpu, Stop, RDI};
+use iced_x86::{Code, Instruction, OpKind, Register};
 
 const LOW64: u128 = u64::MAX as u128;
 const LOW32: u128 = u32::MAX as u128;
@@ -149,7 +149,42 @@ fn movdup32<const ODD: u32>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> 
     Ok(())
 }
 
+/// MASKMOVDQU: stores the bytes of the first register whose mask byte (second register) has its top bit set, at
+/// ds:rdi (edi with an address-size prefix; FS or GS by override). Only the span from the first to the last
+/// selected byte is accessed, read then written back merged, so a fault leaves memory unchanged; an all-zero mask
+/// accesses nothing (the SDM leaves faults for unselected bytes to the implementation).
+fn maskmovdqu(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let data = cpu.xmm[xreg(i, 1)].to_le_bytes();
+    let mask = cpu.xmm[xreg(i, 2)].to_le_bytes();
+    let Some(first) = mask.iter().position(|m| m & 0x80 != 0) else {
+        return Ok(());
+    };
+    let last = mask.iter().rposition(|m| m & 0x80 != 0).unwrap_or(first);
+    let mut addr = if i.op0_kind() == OpKind::MemorySegEDI {
+        cpu.gpr[RDI] as u32 as u64
+    } else {
+        cpu.gpr[RDI]
+    };
+    match i.memory_segment() {
+        Register::FS => addr = addr.wrapping_add(cpu.fs_base),
+        Register::GS => addr = addr.wrapping_add(cpu.gs_base),
+        _ => {}
+    }
+    let start = addr.wrapping_add(first as u64);
+    let mut span = [0u8; 16];
+    let span = &mut span[..last - first + 1];
+    cpu.mem.read_bytes(start, span)?;
+    for (k, byte) in span.iter_mut().enumerate() {
+        if mask[first + k] & 0x80 != 0 {
+            *byte = data[first + k];
+        }
+    }
+    cpu.mem.write_bytes(start, span)?;
+    Ok(())
+}
+
 pub(super) fn register(t: &mut Table) {
+    t.set(Code::Maskmovdqu_rDI_xmm_xmm, maskmovdqu);
     for c in [
         Code::Movaps_xmm_xmmm128,
         Code::Movapd_xmm_xmmm128,

@@ -308,6 +308,8 @@ struct Case {
     text: String,
     state: State,
     mem: [u8; MEM_BYTES],
+    /// MASKMOVDQU stores at rdi: both runs point it at the memory region (and its value is not compared).
+    rdi_is_memory: bool,
 }
 
 fn random_case(rng: &mut ChaCha8Rng, code: Code) -> Case {
@@ -339,6 +341,7 @@ fn random_case(rng: &mut ChaCha8Rng, code: Code) -> Case {
             K::r32_or_mem | K::r64_or_mem if use_mem => Operand::Mem(memory),
             K::r32_or_mem | K::r32_reg | K::r32_rm => Operand::Reg(Register::EAX + gpr as u32),
             K::r64_or_mem | K::r64_reg | K::r64_rm => Operand::Reg(Register::RAX + gpr as u32),
+            K::seg_rDI => Operand::Imm(0),
             K::imm8 => Operand::Imm(match rng.random_range(0..3) {
                 0 => rng.random_range(0..256),
                 _ => rng.random_range(0..20),
@@ -368,7 +371,15 @@ fn random_case(rng: &mut ChaCha8Rng, code: Code) -> Case {
     }
     state.mxcsr = 0x1f80 | (rng.random::<u32>() & 0x3f) | (rng.random::<u32>() & 0xe040);
     state.rflags = 0x202 | (rng.random::<u64>() & STATUS);
-    let instr = build(code, &ops);
+    let instr = if code == Code::Maskmovdqu_rDI_xmm_xmm {
+        // The implicit ds:[rdi] operand: rdi points at the memory region (see `run_native`, `run_emulated`).
+        let (Operand::Reg(a), Operand::Reg(b)) = (&ops[1], &ops[2]) else {
+            panic!("maskmovdqu operands")
+        };
+        Instruction::with_maskmovdqu(64, *a, *b, Register::None).unwrap()
+    } else {
+        build(code, &ops)
+    };
     let mut encoder = Encoder::new(64);
     encoder
         .encode(&instr, CODE)
@@ -384,6 +395,7 @@ fn random_case(rng: &mut ChaCha8Rng, code: Code) -> Case {
         text,
         state,
         mem,
+        rdi_is_memory: code == Code::Maskmovdqu_rDI_xmm_xmm,
     }
 }
 
@@ -393,6 +405,9 @@ fn run_native(native: &mut Native, case: &Case) -> (State, [u8; MEM_BYTES]) {
     let mut mem = Box::new(AlignedMem([0; MEM_BYTES]));
     mem.0 = case.mem;
     state.gpr[3] = mem.0.as_mut_ptr() as u64;
+    if case.rdi_is_memory {
+        state.gpr[7] = state.gpr[3];
+    }
     native.run(&case.insn, &mut state);
     (state, mem.0)
 }
@@ -410,6 +425,9 @@ fn run_emulated(case: &Case) -> Result<(State, [u8; MEM_BYTES]), String> {
     m.cpu.gpr = case.state.gpr;
     m.cpu.gpr[4] = stack_pointer;
     m.cpu.gpr[3] = DATA;
+    if case.rdi_is_memory {
+        m.cpu.gpr[7] = DATA;
+    }
     m.cpu.mxcsr = case.state.mxcsr;
     m.cpu.flags.set_rflags(case.state.rflags, STATUS);
     m.cpu.mem.write_bytes(DATA, &case.mem).unwrap();
@@ -498,10 +516,14 @@ fn every_sse_form_matches_the_host_cpu() {
             let case = random_case(&mut rng, code);
             cases_count += 1;
             let (native_state, native_mem) = run_native(&mut native, &case);
-            let native_state = state_without_scratch(native_state);
+            let mut native_state = state_without_scratch(native_state);
             let report = match run_emulated(&case) {
                 Err(e) => Some(format!("  {e}\n")),
-                Ok((emulated, emulated_mem)) => {
+                Ok((mut emulated, emulated_mem)) => {
+                    if case.rdi_is_memory {
+                        native_state.gpr[7] = 0;
+                        emulated.gpr[7] = 0;
+                    }
                     let mut d = describe_difference(&case, &native_state, &emulated);
                     if native_mem != emulated_mem {
                         d += &format!(
@@ -618,6 +640,7 @@ fn results_at_the_underflow_threshold_match_the_host_cpu() {
                 text: name.clone(),
                 state,
                 mem: [0; MEM_BYTES],
+                rdi_is_memory: false,
             };
             let (native_state, _) = run_native(&mut native, &case);
             let native_state = state_without_scratch(native_state);
