@@ -189,8 +189,10 @@ fn edge_float(rng: &mut ChaCha8Rng, frac: u32, exp: u32) -> u64 {
 /// A 128-bit register value in one of several lane styles.
 fn edge_xmm(rng: &mut ChaCha8Rng) -> u128 {
     let mut v = 0u128;
-    match rng.random_range(0..6) {
-        0 => v = rng.random(),
+    match rng.random_range(0..7u32) {
+        0 | 7.. => v = rng.random(),
+        // A small shift count in the low quadword, random bits above it.
+        6 => v = rng.random_range(0..70u128) | (rng.random::<u128>() << 64),
         1 | 2 => {
             for l in 0..4 {
                 v |= (edge_float(rng, 23, 8) as u128) << (32 * l);
@@ -201,7 +203,7 @@ fn edge_xmm(rng: &mut ChaCha8Rng) -> u128 {
                 v |= (edge_float(rng, 52, 11) as u128) << (64 * l);
             }
         }
-        _ => {
+        5 => {
             for l in 0..16 {
                 let b: u8 = match rng.random_range(0..6) {
                     0 => 0,
