@@ -562,7 +562,8 @@ fn every_sse_form_matches_the_host_cpu() {
     }
     assert!(
         failures.is_empty(),
-        "{} forms differ from the host CPU (seed {SEED:#x}, {cases_count} cases): {:?}\n{}",
+        "{} forms differ from the host CPU (seed {SEED:#x}, {cases_count} cases): {:?}\n{}\nreproduce with: \
+         cargo test -p tandem-emulator every_sse_form_matches_the_host_cpu",
         failing_forms.len(),
         failing_forms,
         failures.join("\n")
@@ -668,7 +669,8 @@ fn results_at_the_underflow_threshold_match_the_host_cpu() {
     }
     assert!(
         failures.is_empty(),
-        "underflow cases differ from the host CPU (seed {:#x}):\n{}",
+        "underflow cases differ from the host CPU (seed {:#x}):\n{}\nreproduce with: \
+         cargo test -p tandem-emulator results_at_the_underflow_threshold_match_the_host_cpu",
         SEED ^ 0x7417,
         failures.join("\n")
     );
