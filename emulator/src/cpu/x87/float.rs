@@ -311,34 +311,54 @@ pub fn round(
 
     if exp < format.emin {
         // Tiny after rounding unless rounding at full precision carries up to the smallest normal.
-        let (r, _, _) = round_at(sig);
+        let (r, inexact, up) = round_at(sig);
         let tiny = !(exp == format.emin - 1 && r == 0);
-        if masks & UE == 0 {
-            if tiny {
-                // Unmasked underflow: deliver the rounded result with its exponent wrapped up.
-                exp += BIAS_ADJUST;
-                flags |= UE;
-            }
-        } else {
-            sig = shift_right_jam(sig, (format.emin - exp) as u32);
-            exp = format.emin;
-            let (r, inexact, up) = round_at(sig);
-            if inexact {
-                flags |= PE;
-                if tiny {
-                    flags |= UE;
-                }
-            }
-            // The denormalised significand is below 2^127, so rounding up cannot carry out of the integer.
+        if tiny && masks & UE == 0 && exp + BIAS_ADJUST >= format.emin {
+            // Unmasked underflow: the rounded result with its exponent wrapped up (SDM Vol. 1, 8.5.5).
+            let (r, exp) = if r == 0 {
+                (1u128 << 127, exp + 1)
+            } else {
+                (r, exp)
+            };
             return Rounded {
                 sign,
-                exp,
+                exp: exp + BIAS_ADJUST,
                 sig: (r >> 64) as u64,
                 infinite: false,
-                flags,
+                flags: UE | if inexact { PE } else { 0 },
                 rounded_up: up,
             };
         }
+        if tiny && masks & UE == 0 {
+            // Unmasked, and out of range even after the wrap (only FSCALE gets there): a signed zero.
+            return Rounded {
+                sign,
+                exp: format.emin,
+                sig: 0,
+                infinite: false,
+                flags: UE | PE,
+                rounded_up: false,
+            };
+        }
+        // Masked underflow: denormalise, then round.
+        sig = shift_right_jam(sig, (format.emin - exp).min(128) as u32);
+        exp = format.emin;
+        let (r, inexact, up) = round_at(sig);
+        if inexact {
+            flags |= PE;
+        }
+        if tiny && inexact {
+            flags |= UE;
+        }
+        // The denormalised significand is below 2^127, so rounding up cannot carry out of the integer.
+        return Rounded {
+            sign,
+            exp,
+            sig: (r >> 64) as u64,
+            infinite: false,
+            flags,
+            rounded_up: up,
+        };
     }
 
     let (mut r, inexact, up) = round_at(sig);
@@ -351,13 +371,24 @@ pub fn round(
     }
     if exp > format.emax {
         if masks & OE == 0 {
+            if exp - BIAS_ADJUST <= format.emax {
+                return Rounded {
+                    sign,
+                    exp: exp - BIAS_ADJUST,
+                    sig: (r >> 64) as u64,
+                    infinite: false,
+                    flags: flags | OE,
+                    rounded_up: up,
+                };
+            }
+            // Out of range even after the wrap (only FSCALE gets there): a signed infinity.
             return Rounded {
                 sign,
-                exp: exp - BIAS_ADJUST,
-                sig: (r >> 64) as u64,
-                infinite: false,
-                flags: flags | OE,
-                rounded_up: up,
+                exp: format.emax,
+                sig: 0,
+                infinite: true,
+                flags: OE | PE,
+                rounded_up: true,
             };
         }
         let to_infinity = match rounding {
@@ -885,16 +916,17 @@ pub fn partial_remainder(a: F80, b: F80, nearest: bool, rounding: Rounding, mask
     }
     let denormal = if ua.denormal || ub.denormal { DE } else { 0 };
     // An operand returned unchanged is still normalised (a pseudo-denormal or denormal becomes its canonical form).
-    let unchanged = |flags: u16| {
-        let value = match ua.class {
-            Class::Finite => round(ua.sign, ua.exp, (ua.sig as u128) << 64, EXTENDED, rounding, masks).to_f80(),
-            _ => a,
-        };
-        Outcome {
-            value,
+    let unchanged = |flags: u16| match ua.class {
+        Class::Finite => {
+            let mut o = round(ua.sign, ua.exp, (ua.sig as u128) << 64, EXTENDED, rounding, masks).outcome();
+            o.flags |= flags;
+            o
+        }
+        _ => Outcome {
+            value: a,
             flags,
             rounded_up: false,
-        }
+        },
     };
     if ua.class == Class::Zero || ub.class == Class::Infinity {
         return (unchanged(denormal), true, 0);

@@ -507,7 +507,11 @@ fn native_differential_x87() {
             let mut emulated = [0u8; DATA_SIZE];
             machine.cpu.mem.read_bytes(DATA, &mut emulated).unwrap();
 
-            let mask = !undefined_status(code);
+            let mut mask = !undefined_status(code);
+            if code == Code::Fxam && count == 0 {
+                // FXAM of an empty ST(0) reports the sign of the stale register in C1: the host's is unknown.
+                mask &= !C1;
+            }
             let want = observe(&data.0, mask);
             let got = observe(&emulated, mask);
             if exit != Exit::Exception(Exception::GeneralProtection) || want != got {
