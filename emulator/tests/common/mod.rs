@@ -244,6 +244,19 @@ pub fn image_diff(a: &Image, b: &Image, lines_max: usize) -> Vec<String> {
     out
 }
 
+/// Renders the general registers, rip, rflags and MXCSR (the XMM registers are in the differences).
+pub fn format_state_short(s: &State) -> String {
+    let mut out = String::new();
+    for (name, value) in GPR_NAMES.iter().zip(s.gpr) {
+        out.push_str(&format!("{name}={value:#x} "));
+    }
+    out.push_str(&format!(
+        "rip={:#x} rflags={:#x} mxcsr={:#x}",
+        s.rip, s.rflags, s.mxcsr
+    ));
+    out
+}
+
 /// Renders a full state, for the "both states" part of a mismatch report.
 pub fn format_state(s: &State) -> String {
     let mut out = String::new();
