@@ -20,12 +20,15 @@ pub const TF: u64 = 1 << 8;
 pub const IF: u64 = 1 << 9;
 pub const DF: u64 = 1 << 10;
 pub const OF: u64 = 1 << 11;
+/// Nested task: meaningless in 64-bit mode, but a user-mode POPF sets and clears it like any other flag.
+pub const NT: u64 = 1 << 14;
 pub const AC: u64 = 1 << 18;
 pub const ID: u64 = 1 << 21;
 /// The six status flags.
 pub const STATUS: u64 = CF | PF | AF | ZF | SF | OF;
-/// The bits a user-mode popfq may change (SDM Vol. 2, POPF: IOPL and IF are kept at CPL 3, VM/RF are cleared).
-pub const USER_WRITABLE: u64 = STATUS | TF | DF | AC | ID;
+/// The bits a user-mode popfq may change (SDM Vol. 2, POPF: IOPL and IF are kept at CPL 3, VM/RF are cleared;
+/// NT is writable at every privilege level, which is why Linux clears it on kernel entry).
+pub const USER_WRITABLE: u64 = STATUS | TF | DF | NT | AC | ID;
 /// Bit 1 is reserved and always reads as one.
 pub const RESERVED_ONE: u64 = 1 << 1;
 

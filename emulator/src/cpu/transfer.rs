@@ -122,8 +122,15 @@ fn xadd<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     let dst = cpu.read_op(i, 0, S)?;
     let src = cpu.read_op(i, 1, S)?;
     let sum = dst.wrapping_add(src) & mask(S);
-    cpu.write_op(i, 0, S, sum)?;
-    cpu.write_op(i, 1, S, dst)?;
+    // SDM XADD: SRC <- DEST, then DEST <- TEMP, so with one register as both operands the sum wins.
+    // A memory destination is written first so that a fault leaves the source register untouched.
+    if i.op0_kind() == iced_x86::OpKind::Register {
+        cpu.write_op(i, 1, S, dst)?;
+        cpu.write_op(i, 0, S, sum)?;
+    } else {
+        cpu.write_op(i, 0, S, sum)?;
+        cpu.write_op(i, 1, S, dst)?;
+    }
     cpu.flags.set(FlagOp::Add, S, dst, src, sum);
     Ok(())
 }
@@ -309,6 +316,16 @@ mod tests {
         let m = run_to_hlt(&code, |_| {});
         assert_eq!(m.cpu.gpr[RBX], 0x1122_3344);
         assert_eq!(m.cpu.gpr[RAX] & 0xff, 0x77, "byte 1 of the stored qword");
+    }
+
+    #[test]
+    fn xadd_with_one_register_as_both_operands_keeps_the_sum() {
+        let code = assemble(|a| {
+            a.xadd(rbx, rbx).unwrap();
+            a.hlt().unwrap();
+        });
+        let m = run_to_hlt(&code, |c| c.gpr[RBX] = 21);
+        assert_eq!(m.cpu.gpr[RBX], 42);
     }
 
     #[test]
