@@ -2,17 +2,28 @@
 
 use clap::{Parser, Subcommand};
 
+mod scenario_cmd;
+
 #[derive(Parser)]
-#[command(name = "tandem", version, about = "Deterministic simulation and record-replay for static x86-64 Linux binaries")]
+#[command(
+    name = "tandem",
+    version,
+    about = "Deterministic simulation and record-replay for static x86-64 Linux binaries"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Seeded simulation scenarios: run templates over many seeds, show a run's timeline, benchmark.
+    Scenario(scenario_cmd::ScenarioArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Scenario(args) => scenario_cmd::run(args),
+    }
 }
