@@ -165,6 +165,8 @@ struct NodeState<M, T> {
     /// Bumped at each crash, so that timers set before the crash are dropped.
     incarnation: u32,
     skew_ns: i64,
+    /// How many pauses are in force.
+    pause_depth: u32,
     /// Events that arrived while the node was paused, in arrival order.
     held: Vec<Event<M, T>>,
 }
@@ -238,6 +240,7 @@ impl<M: Copy + Debug, T: Copy + Debug> Kernel<M, T> {
                     status: NodeStatus::Up,
                     incarnation: 0,
                     skew_ns: 0,
+                    pause_depth: 0,
                     held: Vec::new(),
                 })
                 .collect(),
@@ -485,6 +488,7 @@ impl<M: Copy + Debug, T: Copy + Debug> Kernel<M, T> {
         }
         state.status = NodeStatus::Crashed;
         state.incarnation += 1;
+        state.pause_depth = 0;
         state.held.clear();
         true
     }
@@ -500,22 +504,31 @@ impl<M: Copy + Debug, T: Copy + Debug> Kernel<M, T> {
         true
     }
 
+    /// Pauses a node. Pauses nest: overlapping pauses end when the last one ends.
     pub(crate) fn pause(&mut self, node: NodeId) -> bool {
         let state = &mut self.nodes[node];
-        if state.status != NodeStatus::Up {
-            return false;
+        match state.status {
+            NodeStatus::Crashed => false,
+            NodeStatus::Up | NodeStatus::Paused => {
+                state.pause_depth += 1;
+                state.status = NodeStatus::Paused;
+                true
+            }
         }
-        state.status = NodeStatus::Paused;
-        true
     }
 
-    /// Resumes a paused node; what arrived meanwhile is delivered now, in arrival order.
+    /// Ends one pause; when none is left, what arrived meanwhile is delivered now, in arrival order.
     pub(crate) fn resume(&mut self, node: NodeId) -> bool {
-        if self.nodes[node].status != NodeStatus::Paused {
+        let state = &mut self.nodes[node];
+        if state.status != NodeStatus::Paused {
             return false;
         }
-        self.nodes[node].status = NodeStatus::Up;
-        let held = std::mem::take(&mut self.nodes[node].held);
+        state.pause_depth = state.pause_depth.saturating_sub(1);
+        if state.pause_depth > 0 {
+            return false;
+        }
+        state.status = NodeStatus::Up;
+        let held = std::mem::take(&mut state.held);
         for event in held {
             self.schedule(self.now_ns, event);
         }

@@ -111,11 +111,11 @@ impl Default for Params {
             vnfm_timeout_ms: 300,
             probe_interval_ms: 200,
             probe_failures_isolated: 3,
-            isolation_memory_ms: 10_000,
+            isolation_memory_ms: 3_000,
             preferred_standby: Some(1),
             detection_window_ms: 5_000,
             flap_window_ms: 10_000,
-            flap_changes_max: 4,
+            flap_changes_max: 6,
         }
     }
 }
@@ -260,8 +260,12 @@ struct Vnfc {
     last_active_heartbeat_ns: u64,
     last_ack_ns: Option<u64>,
     last_ack_peer_active: bool,
+    /// When the heartbeat timer last ran (to notice pauses).
+    last_tick_ns: u64,
     /// Times of recent role changes, for the flapping checker.
     changes_ns: VecDeque<u64>,
+    /// Times of the last few changes to standby ordered by the EMS (the promotion back-off).
+    stepdowns_ns: VecDeque<u64>,
 }
 
 #[derive(Clone, Copy)]
@@ -319,7 +323,9 @@ impl SplitBrain {
             last_active_heartbeat_ns: 0,
             last_ack_ns: None,
             last_ack_peer_active: true,
+            last_tick_ns: 0,
             changes_ns: VecDeque::new(),
+            stepdowns_ns: VecDeque::new(),
         };
         SplitBrain {
             p,
@@ -469,6 +475,20 @@ impl SplitBrain {
     fn vnfc_heartbeat(&mut self, k: &mut K, instance: usize) {
         let node = Self::node_of(instance);
         let peer = Self::node_of(1 - instance);
+        let now = k.now_ns();
+        let interval = self.ms(self.p.heartbeat_interval_ms);
+        // A tick far later than scheduled means this process was paused (a GC or VM pause): what it knows about its
+        // peer is stale, so it starts detection afresh instead of promoting on old silence.
+        let me = &mut self.vnfc[instance];
+        if now > me.last_tick_ns + 2 * interval {
+            me.last_active_heartbeat_ns = now;
+            me.last_ack_ns = Some(now);
+            me.last_ack_peer_active = true;
+            k.log(node, || {
+                "resumed after a pause: restarts failure detection".into()
+            });
+        }
+        me.last_tick_ns = now;
         let me = &self.vnfc[instance];
         k.send(
             node,
@@ -479,9 +499,16 @@ impl SplitBrain {
             },
         );
         let now = k.now_ns();
-        if me.role == Role::Standby
-            && now >= me.last_active_heartbeat_ns + self.ms(self.p.detect_timeout_ms)
-        {
+        // Back-off: each change to standby that the EMS ordered within the flap window doubles the silence needed
+        // before the next self-promotion (up to 8x), so repeated faults cannot make the pair flap.
+        let window = self.ms(self.p.flap_window_ms);
+        let recent_stepdowns = me
+            .stepdowns_ns
+            .iter()
+            .filter(|&&t| t + window > now)
+            .count();
+        let detect_ns = self.ms(self.p.detect_timeout_ms) << recent_stepdowns.min(3);
+        if me.role == Role::Standby && now >= me.last_active_heartbeat_ns + detect_ns {
             let ems_reachable = me
                 .last_ack_ns
                 .is_some_and(|t| now < t + self.ms(self.p.ems_silence_ms));
@@ -547,6 +574,13 @@ impl SplitBrain {
                     self.vnfc[instance].last_active_heartbeat_ns = now;
                     self.vnfc[instance].last_ack_ns = Some(now);
                     self.vnfc[instance].last_ack_peer_active = true;
+                    if self.vnfc[instance].role == Role::Active {
+                        let stepdowns = &mut self.vnfc[instance].stepdowns_ns;
+                        if stepdowns.len() >= 4 {
+                            stepdowns.pop_front();
+                        }
+                        stepdowns.push_back(now);
+                    }
                     self.set_role(
                         k,
                         instance,
@@ -608,14 +642,23 @@ impl SplitBrain {
                     self.start_resolution(k);
                 }
             } else if !accepted || self.db_owner != instance {
-                // The only active the EMS hears, but under an old epoch: grant it a fresh one.
-                self.db_epoch += 1;
-                self.db_owner = instance;
-                let epoch = self.db_epoch;
-                k.log(EMS, || {
-                    format!("grants epoch {epoch} to vnfc-{}", ab(instance))
-                });
-                k.send(EMS, Self::node_of(instance), Msg::Confirm { epoch });
+                // The only active the EMS hears, but under an old epoch: grant it a fresh one, once; while the
+                // grant is in flight (or was lost) the EMS repeats it instead of inflating the epoch.
+                if self.db_owner != instance {
+                    self.db_epoch += 1;
+                    self.db_owner = instance;
+                    let epoch = self.db_epoch;
+                    k.log(EMS, || {
+                        format!("grants epoch {epoch} to vnfc-{}", ab(instance))
+                    });
+                }
+                k.send(
+                    EMS,
+                    Self::node_of(instance),
+                    Msg::Confirm {
+                        epoch: self.db_epoch,
+                    },
+                );
             }
         }
         k.send(
@@ -776,6 +819,7 @@ impl Model for SplitBrain {
         for instance in 0..2 {
             self.vnfc[instance].last_active_heartbeat_ns = k.now_ns();
             self.vnfc[instance].last_ack_ns = Some(k.now_ns());
+            self.vnfc[instance].last_tick_ns = k.now_ns();
             let node = Self::node_of(instance);
             // Stagger the instances so that their timers do not always tie.
             k.set_timer(node, instance as u64 * NS_PER_MS, Timer::Heartbeat);
@@ -864,6 +908,7 @@ impl Model for SplitBrain {
                 me.last_active_heartbeat_ns = now;
                 me.last_ack_ns = None;
                 me.last_ack_peer_active = true;
+                me.last_tick_ns = now;
                 k.set_timer(node, 0, Timer::Heartbeat);
                 k.set_timer(node, 0, Timer::Status);
             }
