@@ -653,3 +653,104 @@ pub fn plan_for_seed(template: &Template, seed: u64) -> FaultPlan {
         events,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn template(name: &str) -> Template {
+        crate::template::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("templates")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_seed_always_draws_the_same_plan_and_seeds_differ() {
+        let t = template("split-brain.toml");
+        assert_eq!(plan_for_seed(&t, 5), plan_for_seed(&t, 5));
+        assert_ne!(plan_for_seed(&t, 5).events, plan_for_seed(&t, 6).events);
+        assert_ne!(
+            plan_for_seed(&t, 5).network,
+            plan_for_seed(&t, 6).network,
+            "swarm: each seed draws its network"
+        );
+    }
+
+    #[test]
+    fn plans_round_trip_through_toml() {
+        let t = template("split-brain.toml");
+        for seed in 0..20 {
+            let plan = plan_for_seed(&t, seed);
+            let parsed = FaultPlan::parse("plan.toml", &plan.to_toml(), &t.node_names).unwrap();
+            assert_eq!(parsed, plan);
+        }
+    }
+
+    #[test]
+    fn swarm_faults_stay_in_their_window_and_crashes_restart() {
+        let t = template("split-brain.toml");
+        // split-brain.toml: the used isolation template waits 10 s in all, then 30 s of swarm.
+        let (start_ms, end_ms) = (10_000, 40_000);
+        for seed in 0..200 {
+            let plan = plan_for_seed(&t, seed);
+            assert!(
+                plan.events.windows(2).all(|w| w[0].at_ms <= w[1].at_ms),
+                "sorted"
+            );
+            let swarm: Vec<&FaultEvent> = plan
+                .events
+                .iter()
+                .filter(|e| e.at_ms > start_ms && e.at_ms < end_ms)
+                .collect();
+            assert!(!swarm.is_empty(), "seed {seed} drew no faults");
+            for event in swarm {
+                assert!(
+                    event.at_ms + event.duration_ms.unwrap_or(0) < end_ms,
+                    "seed {seed}: {event:?} outlives the swarm"
+                );
+            }
+            let crashes = plan
+                .events
+                .iter()
+                .filter(|e| e.action == Some(ActionKind::Crash))
+                .count();
+            let restarts = plan
+                .events
+                .iter()
+                .filter(|e| e.action == Some(ActionKind::Restart))
+                .count();
+            assert_eq!(
+                crashes, restarts,
+                "seed {seed}: every crash has its restart"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_plan_files_name_the_event_and_key() {
+        let t = template("split-brain.toml");
+        let mut plan = plan_for_seed(&t, 1);
+        plan.events[0].node = Some("vnfc-q".into());
+        plan.events[0].action = Some(ActionKind::Crash);
+        let error = FaultPlan::parse("p.toml", &plan.to_toml(), &t.node_names)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("p.toml") && error.contains("event 0") && error.contains("vnfc-q"),
+            "{error}"
+        );
+        let text = plan.to_toml().replace("version = 1", "version = 99");
+        let error = FaultPlan::parse("p.toml", &text, &t.node_names)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("version 99"), "{error}");
+        let error = FaultPlan::parse("p.toml", "format = 3", &t.node_names)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("line 1"), "{error}");
+    }
+}

@@ -542,6 +542,134 @@ pub fn shrink(template: &Template, plan: &FaultPlan) -> Option<Shrunk> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    fn template(name: &str) -> Template {
+        crate::template::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("templates")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    fn first_failure(name: &str, checker: &str) -> Option<u64> {
+        let t = template(name);
+        let seeds: Vec<u64> = (0..1_000).collect();
+        let outcomes = run_seeds(&t, &seeds, 2, false, &|_| {}).unwrap();
+        outcomes
+            .iter()
+            .find(|o| o.failed_checkers().contains(&checker))
+            .map(|o| o.report.seed)
+    }
+
+    #[test]
+    fn broken_variants_are_caught_within_1000_seeds() {
+        let caught = [
+            ("split-brain-ignore-isolation.toml", "decision-pure"),
+            ("split-brain-no-epoch-fencing.toml", "epoch-monotonic"),
+            ("hpo-no-lease-fencing.toml", "single-holder"),
+            ("hpo-no-lease-fencing.toml", "exactly-one-result"),
+        ];
+        for (name, checker) in caught {
+            let seed = first_failure(name, checker);
+            assert!(
+                seed.is_some(),
+                "{name}: {checker} never failed in 1,000 seeds"
+            );
+        }
+    }
+
+    #[test]
+    fn correct_models_pass_and_reach_the_dangerous_states() {
+        for name in ["split-brain.toml", "hpo.toml"] {
+            let t = template(name);
+            let seeds: Vec<u64> = (0..300).collect();
+            let outcomes = run_seeds(&t, &seeds, 2, false, &|_| {}).unwrap();
+            let summary = summarise(&t, "0..300", &outcomes);
+            assert_eq!(summary.failed, 0, "{}", summary.render_text());
+            let reached = |property: &str| summary.coverage.get(property).map_or(0, |c| c.0);
+            if name == "split-brain.toml" {
+                assert!(
+                    reached("dual-active visible to the EMS") > 250,
+                    "{}",
+                    summary.render_text()
+                );
+                assert!(reached("resolution with exactly one isolated") > 250);
+            } else {
+                assert!(
+                    reached("worker died holding a lease") > 50,
+                    "{}",
+                    summary.render_text()
+                );
+                assert!(reached("stale-token write refused") > 20);
+            }
+        }
+    }
+
+    #[test]
+    fn the_scripted_isolation_steps_down_the_isolated_instance() {
+        let t = template("split-brain-isolation.toml");
+        let report = run_seed(&t, 0, true);
+        assert!(!report.failed(), "{:?}", report.model.checks);
+        let timeline = report.timeline.join("\n");
+        assert!(timeline.contains("vnfc-b     becomes Active"), "{timeline}");
+        assert!(
+            timeline.contains("vnfc-a steps down, vnfc-b active"),
+            "{timeline}"
+        );
+        let coverage: BTreeMap<_, _> = report.model.coverage.iter().copied().collect();
+        assert_eq!(coverage["resolution with exactly one isolated"], 1);
+    }
+
+    #[test]
+    fn output_does_not_depend_on_the_thread_count() {
+        let t = template("split-brain.toml");
+        let seeds: Vec<u64> = (100..180).collect();
+        let one = summarise(&t, "x", &run_seeds(&t, &seeds, 1, false, &|_| {}).unwrap());
+        let two = summarise(&t, "x", &run_seeds(&t, &seeds, 2, false, &|_| {}).unwrap());
+        assert_eq!(one.render_text(), two.render_text());
+        assert_eq!(one.render_json(), two.render_json());
+        assert_eq!(one.to_junit(), two.to_junit());
+    }
+
+    #[test]
+    fn runs_are_reproducible_and_seeds_differ() {
+        for name in ["split-brain.toml", "hpo.toml"] {
+            let t = template(name);
+            let a = run_seed(&t, 42, false);
+            assert_eq!(a.trace_hash, run_seed(&t, 42, false).trace_hash, "{name}");
+            assert_eq!(
+                a.events_count,
+                run_seed(&t, 42, true).events_count,
+                "recording a timeline changes nothing"
+            );
+            assert_ne!(a.trace_hash, run_seed(&t, 43, false).trace_hash, "{name}");
+        }
+    }
+
+    #[test]
+    fn shrinking_keeps_the_failure_with_fewer_events() {
+        let t = template("split-brain-ignore-isolation.toml");
+        let seed = first_failure("split-brain-ignore-isolation.toml", "decision-pure").unwrap();
+        let plan = plan_for_seed(&t, seed);
+        let shrunk = shrink(&t, &plan).unwrap();
+        assert!(
+            shrunk.plan.events.len() < plan.events.len(),
+            "{} of {}",
+            shrunk.plan.events.len(),
+            plan.events.len()
+        );
+        assert!(shrunk.checkers.contains(&"decision-pure"));
+        assert!(run_plan(&t, &shrunk.plan, false)
+            .failed_checkers()
+            .contains(&"decision-pure"));
+        assert!(shrink(
+            &template("split-brain.toml"),
+            &plan_for_seed(&template("split-brain.toml"), 0)
+        )
+        .is_none());
+    }
 
     #[test]
     fn percentiles_use_nearest_rank() {

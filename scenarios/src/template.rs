@@ -646,3 +646,160 @@ fn network_section(
     section.swarm = raw.swarm.unwrap_or(false);
     Ok(section)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes files into a fresh directory for one test and returns it.
+    fn dir_with(test: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tandem-template-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        dir
+    }
+
+    fn load_err(test: &str, text: &str) -> (usize, String, String) {
+        let dir = dir_with(test, &[("t.toml", text)]);
+        match load(&dir.join("t.toml")) {
+            Err(TemplateError::Invalid {
+                line,
+                key,
+                message,
+                path,
+            }) => {
+                assert!(path.ends_with("t.toml"), "the error names the file: {path}");
+                (line, key, message)
+            }
+            Err(other) => panic!("expected an invalid-template error, got {other}"),
+            Ok(_) => panic!("expected {test} to be refused"),
+        }
+    }
+
+    const HEAD: &str = "name = \"t\"\nmodel = \"split-brain\"\n";
+
+    #[test]
+    fn every_shipped_template_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let template = load(&path).unwrap_or_else(|e| panic!("{e}"));
+                assert!(!template.steps.is_empty(), "{} has steps", path.display());
+                count += 1;
+            }
+        }
+        assert!(
+            count >= 6,
+            "a template per model plus the broken variants, found {count}"
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_key_names_line_and_key() {
+        let (line, key, message) = load_err("top", &format!("{HEAD}modle = \"x\"\n"));
+        assert_eq!((line, key.as_str()), (3, "modle"), "{message}");
+    }
+
+    #[test]
+    fn unknown_step_key_names_line_and_key() {
+        let text = format!(
+            "{HEAD}[[steps]]\naction = \"start\"\n\n[[steps]]\naction = \"wait\"\nduraton_ms = 5\n"
+        );
+        let (line, key, _) = load_err("step", &text);
+        assert_eq!((line, key.as_str()), (8, "duraton_ms"));
+    }
+
+    #[test]
+    fn undeclared_action_is_refused() {
+        let text = format!("{HEAD}[[steps]]\naction = \"start\"\n[[steps]]\naction = \"crash\"\nnode = \"vnfc-a\"\n");
+        let (line, key, message) = load_err("undeclared", &text);
+        assert_eq!((line, key.as_str()), (6, "action"));
+        assert!(
+            message.contains("not declared in [capabilities]"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn action_on_an_undeclared_node_is_refused() {
+        let text = format!(
+            "{HEAD}[capabilities]\ncrash = [\"vnfc-b\"]\n[[steps]]\naction = \"crash\"\nnode = \"vnfc-a\"\n"
+        );
+        let (line, _, message) = load_err("node", &text);
+        assert_eq!(line, 6);
+        assert!(message.contains("allows only [vnfc-b]"), "{message}");
+    }
+
+    #[test]
+    fn unknown_node_and_unused_key_name_their_lines() {
+        let text = format!("{HEAD}[capabilities]\ncrash = [\"vnfc-a\"]\n[[steps]]\naction = \"crash\"\nnode = \"vnfc-z\"\n");
+        let (line, key, _) = load_err("unknown-node", &text);
+        assert_eq!((line, key.as_str()), (7, "node"));
+        let text = format!("{HEAD}[capabilities]\ncrash = [\"vnfc-a\"]\n[[steps]]\naction = \"crash\"\nnode = \"vnfc-a\"\nskew_ms = 3\n");
+        let (line, key, message) = load_err("unused-key", &text);
+        assert_eq!((line, key.as_str()), (8, "skew_ms"), "{message}");
+    }
+
+    #[test]
+    fn unknown_parameter_and_variant_name_their_lines() {
+        let (line, key, _) = load_err("param", &format!("{HEAD}[parameters]\nheartbeat_ms = 5\n"));
+        assert_eq!((line, key.as_str()), (4, "heartbeat_ms"));
+        let (line, _, message) = load_err(
+            "variant",
+            &format!("{HEAD}[parameters]\n\nvariant = \"nope\"\n"),
+        );
+        assert_eq!(line, 5);
+        assert!(
+            message.contains("ignore-isolation"),
+            "lists the known variants: {message}"
+        );
+    }
+
+    #[test]
+    fn use_is_checked_against_the_using_templates_capabilities() {
+        let inner = format!("{HEAD}[capabilities]\ncrash = [\"vnfc-a\"]\n[[steps]]\naction = \"crash\"\nnode = \"vnfc-a\"\n");
+        let outer = format!("{HEAD}[[steps]]\naction = \"use\"\ntemplate = \"inner.toml\"\n");
+        let dir = dir_with("use", &[("inner.toml", &inner), ("outer.toml", &outer)]);
+        let error = load(&dir.join("outer.toml")).unwrap_err().to_string();
+        assert!(
+            error.contains("inner.toml:6:") && error.contains("not declared"),
+            "{error}"
+        );
+        let allowed = format!("{HEAD}[capabilities]\ncrash = [\"vnfc-a\"]\n[[steps]]\naction = \"use\"\ntemplate = \"inner.toml\"\n");
+        std::fs::write(dir.join("outer.toml"), allowed).unwrap();
+        let template = load(&dir.join("outer.toml")).unwrap();
+        assert_eq!(template.steps.len(), 1);
+    }
+
+    #[test]
+    fn use_cycles_are_reported() {
+        let a = format!("{HEAD}[[steps]]\naction = \"use\"\ntemplate = \"b.toml\"\n");
+        let b = format!("{HEAD}[[steps]]\naction = \"use\"\ntemplate = \"a.toml\"\n");
+        let dir = dir_with("cycle", &[("a.toml", &a), ("b.toml", &b)]);
+        let error = load(&dir.join("a.toml")).unwrap_err().to_string();
+        assert!(
+            error.contains("b.toml:5:") && error.contains("cycle"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn steps_longer_than_the_run_are_refused() {
+        let text =
+            format!("{HEAD}duration_s = 1\n[[steps]]\naction = \"wait\"\nduration_ms = 5000\n");
+        let (line, key, _) = load_err("long", &text);
+        assert_eq!((line, key.as_str()), (3, "duration_s"));
+    }
+
+    #[test]
+    fn malformed_toml_is_an_error_not_a_panic() {
+        let (line, _, _) = load_err("syntax", &format!("{HEAD}[[steps]\n"));
+        assert_eq!(line, 3);
+    }
+}
