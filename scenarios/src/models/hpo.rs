@@ -243,7 +243,7 @@ pub enum Msg {
         op: u32,
         token: u64,
         recorded: u64,
-        ok: bool,
+        outcome: WriteOutcome,
     },
     Write {
         op: u32,
@@ -334,6 +334,8 @@ struct Job {
     op: u32,
     token: u64,
     config: u64,
+    /// First iteration of the operation's range.
+    start: u64,
     next: u64,
     end: u64,
     phase: Phase,
@@ -634,12 +636,17 @@ impl Hpo {
                     op,
                     token,
                     recorded: 0,
-                    ok: false,
+                    outcome: WriteOutcome::DiskError,
                 },
             );
             return;
         }
         let ok = !fenced || token >= record.token_max;
+        let outcome = if ok {
+            WriteOutcome::Accepted
+        } else {
+            WriteOutcome::Stale
+        };
         if ok {
             record.token_max = record.token_max.max(token);
         }
@@ -659,7 +666,7 @@ impl Hpo {
                 op,
                 token,
                 recorded,
-                ok,
+                outcome,
             },
         );
     }
@@ -750,16 +757,9 @@ impl Hpo {
         }
     }
 
-    fn worker_grant(
-        &mut self,
-        k: &mut K,
-        node: NodeId,
-        op: u32,
-        token: u64,
-        config: u64,
-        start: u64,
-        end: u64,
-    ) {
+    /// A grant arrived; `grant` is the job it describes, still to be opened at the repository.
+    fn worker_grant(&mut self, k: &mut K, node: NodeId, grant: Job) {
+        let Job { op, token, .. } = grant;
         let index = Self::worker_index(node);
         if let Some(job) = &self.workers[index].job {
             if job.op != op || job.token != token {
@@ -768,15 +768,7 @@ impl Hpo {
             }
             return;
         }
-        let _ = start;
-        self.workers[index].job = Some(Job {
-            op,
-            token,
-            config,
-            next: 0,
-            end,
-            phase: Phase::Opening,
-        });
+        self.workers[index].job = Some(grant);
         self.workers[index].busy_since_ns = Some(k.now_ns());
         k.send(node, REPO, Msg::Open { op, token });
         k.set_timer(
@@ -890,22 +882,29 @@ impl Hpo {
                 config,
                 start,
                 end,
-            } => self.worker_grant(k, node, op, token, config, start, end),
-            Msg::NoWork { finished } => {
-                if finished {
-                    self.workers[Self::worker_index(node)].stop_polling = true;
-                }
+            } => {
+                let job = Job {
+                    op,
+                    token,
+                    config,
+                    start,
+                    next: start,
+                    end,
+                    phase: Phase::Opening,
+                };
+                self.worker_grant(k, node, job)
             }
-            Msg::RenewAck { op, token, ok } => {
-                if !ok && self.job_mut(node, op, token).is_some() {
-                    self.abandon(k, node, "the master refused to renew the lease");
-                }
+            Msg::NoWork { finished } if finished => {
+                self.workers[Self::worker_index(node)].stop_polling = true;
+            }
+            Msg::RenewAck { op, token, ok } if !ok && self.job_mut(node, op, token).is_some() => {
+                self.abandon(k, node, "the master refused to renew the lease");
             }
             Msg::OpenReply {
                 op,
                 token,
                 recorded,
-                ok,
+                outcome,
             } => {
                 let index = Self::worker_index(node);
                 let Some(job) = self.workers[index]
@@ -918,15 +917,20 @@ impl Hpo {
                 if job.phase != Phase::Opening {
                     return;
                 }
-                if !ok {
-                    // A disk error: retry after the resend timer; a stale token: the lease is gone.
-                    if recorded == 0 && self.repo_disk_faults > 0 {
+                match outcome {
+                    WriteOutcome::Accepted => {}
+                    // Retried by the resend timer.
+                    WriteOutcome::DiskError => return,
+                    WriteOutcome::Stale => {
+                        self.abandon(
+                            k,
+                            node,
+                            "the repository refused the open under a stale token",
+                        );
                         return;
                     }
-                    self.abandon(k, node, "the repository refused the open");
-                    return;
                 }
-                let start = self.ops[op as usize].start;
+                let start = job.start;
                 job.next = start + recorded;
                 if job.next >= job.end {
                     let value = objective(job.config, job.end - 1);

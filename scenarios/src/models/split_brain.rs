@@ -546,14 +546,13 @@ impl SplitBrain {
     fn vnfc_message(&mut self, k: &mut K, instance: usize, from: NodeId, msg: Msg) {
         let now = k.now_ns();
         match msg {
-            Msg::Heartbeat { role, epoch } => {
-                if role == Role::Active {
-                    self.vnfc[instance].last_active_heartbeat_ns = now;
-                    if self.vnfc[instance].role == Role::Standby
-                        && epoch > self.vnfc[instance].epoch
-                    {
-                        self.set_epoch(k, instance, epoch);
-                    }
+            Msg::Heartbeat {
+                role: Role::Active,
+                epoch,
+            } => {
+                self.vnfc[instance].last_active_heartbeat_ns = now;
+                if self.vnfc[instance].role == Role::Standby && epoch > self.vnfc[instance].epoch {
+                    self.set_epoch(k, instance, epoch);
                 }
             }
             Msg::StatusAck {
@@ -567,33 +566,29 @@ impl SplitBrain {
                     self.set_epoch(k, instance, db_epoch);
                 }
             }
-            Msg::StandDown { epoch } => {
-                if epoch >= self.vnfc[instance].epoch {
-                    self.set_epoch(k, instance, epoch);
-                    // The EMS just said the peer is active: do not promote again before hearing otherwise.
-                    self.vnfc[instance].last_active_heartbeat_ns = now;
-                    self.vnfc[instance].last_ack_ns = Some(now);
-                    self.vnfc[instance].last_ack_peer_active = true;
-                    if self.vnfc[instance].role == Role::Active {
-                        let stepdowns = &mut self.vnfc[instance].stepdowns_ns;
-                        if stepdowns.len() >= 4 {
-                            stepdowns.pop_front();
-                        }
-                        stepdowns.push_back(now);
+            Msg::StandDown { epoch } if epoch >= self.vnfc[instance].epoch => {
+                self.set_epoch(k, instance, epoch);
+                // The EMS just said the peer is active: do not promote again before hearing otherwise.
+                self.vnfc[instance].last_active_heartbeat_ns = now;
+                self.vnfc[instance].last_ack_ns = Some(now);
+                self.vnfc[instance].last_ack_peer_active = true;
+                if self.vnfc[instance].role == Role::Active {
+                    let stepdowns = &mut self.vnfc[instance].stepdowns_ns;
+                    if stepdowns.len() >= 4 {
+                        stepdowns.pop_front();
                     }
-                    self.set_role(
-                        k,
-                        instance,
-                        Role::Standby,
-                        "EMS ordered a change to standby",
-                    );
+                    stepdowns.push_back(now);
                 }
+                self.set_role(
+                    k,
+                    instance,
+                    Role::Standby,
+                    "EMS ordered a change to standby",
+                );
             }
-            Msg::Confirm { epoch } => {
-                if epoch >= self.vnfc[instance].epoch {
-                    self.set_epoch(k, instance, epoch);
-                    self.set_role(k, instance, Role::Active, "EMS confirmed the active role");
-                }
+            Msg::Confirm { epoch } if epoch >= self.vnfc[instance].epoch => {
+                self.set_epoch(k, instance, epoch);
+                self.set_role(k, instance, Role::Active, "EMS confirmed the active role");
             }
             Msg::Probe { seq } => k.send(Self::node_of(instance), from, Msg::ProbeReply { seq }),
             _ => {}
