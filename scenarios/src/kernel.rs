@@ -700,6 +700,54 @@ mod tests {
     }
 
     #[test]
+    fn per_link_latency_overrides_the_default() {
+        let slow = LinkLatency {
+            latency_us_min: 5_000,
+            latency_us_max: 5_000,
+            exponential: false,
+        };
+        let network = NetworkOptions {
+            links: vec![LinkOverride {
+                from: "a".into(),
+                to: "c".into(),
+                latency: slow,
+            }],
+            ..NetworkOptions::default()
+        };
+        let mut k = kernel(network);
+        k.send(0, 2, 1);
+        k.send(2, 0, 2);
+        let got = drain(&mut k);
+        assert!(
+            got[0].0 <= 2 * NS_PER_MS && got[0].1 == 2,
+            "the reverse link keeps the default"
+        );
+        assert_eq!(got[1], (5 * NS_PER_MS, 1));
+    }
+
+    #[test]
+    fn exponential_latency_stays_within_bounds_with_a_short_median() {
+        let latency = LinkLatency {
+            latency_us_min: 1_000,
+            latency_us_max: 41_000,
+            exponential: true,
+        };
+        let mut k = kernel(NetworkOptions {
+            latency,
+            ..NetworkOptions::default()
+        });
+        for i in 0..2_000 {
+            k.send(0, 1, i);
+        }
+        let mut delays: Vec<u64> = drain(&mut k).into_iter().map(|(t, _)| t).collect();
+        delays.sort_unstable();
+        assert!(delays[0] >= NS_PER_MS && delays[delays.len() - 1] <= 41 * NS_PER_MS);
+        // Mean tail 10 ms: the median is about 1 + 10 ln 2 = 7.9 ms, far below a uniform draw's 21 ms.
+        let median_ms = delays[delays.len() / 2] / NS_PER_MS;
+        assert!((6..=10).contains(&median_ms), "median {median_ms} ms");
+    }
+
+    #[test]
     fn loss_and_duplication_follow_their_rates() {
         let network = NetworkOptions {
             loss: 0.25,

@@ -623,6 +623,28 @@ mod tests {
     }
 
     #[test]
+    fn full_budget_policy_runs_every_iteration_and_reports_the_true_best() {
+        let mut full = template("hpo.toml");
+        if let ModelParams::Hpo(p) = &mut full.params {
+            p.policy = hpo::Policy::Full;
+            p.configs = 12;
+        }
+        for seed in 0..20 {
+            let report = run_seed(&full, seed, false);
+            assert!(!report.failed(), "seed {seed}: {:?}", report.model.checks);
+            let makespan_ms = report
+                .model
+                .metrics
+                .iter()
+                .find(|m| m.0 == "makespan_ms")
+                .unwrap()
+                .1[0];
+            // 12 operations of 27 iterations x 300 ms on 6 workers: at least two rounds of 8.1 s.
+            assert!(makespan_ms >= 16_200.0, "seed {seed}: {makespan_ms} ms");
+        }
+    }
+
+    #[test]
     fn output_does_not_depend_on_the_thread_count() {
         let t = template("split-brain.toml");
         let seeds: Vec<u64> = (100..180).collect();
