@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod scenario_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "tandem",
@@ -14,9 +16,14 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Seeded simulation scenarios: run templates over many seeds, show a run's timeline, benchmark.
+    Scenario(scenario_cmd::ScenarioArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Scenario(args) => scenario_cmd::run(args),
+    }
 }
