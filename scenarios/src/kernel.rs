@@ -549,14 +549,14 @@ impl<M: Copy + Debug, T: Copy + Debug> Kernel<M, T> {
             let Scheduled { time_ns, event, .. } = self.queue.pop()?;
             debug_assert!(time_ns >= self.now_ns);
             self.now_ns = time_ns;
-            self.events_count += 1;
-            if self.events_count > self.limits.events_max {
+            if self.events_count >= self.limits.events_max {
                 self.stop(format!(
                     "events_max ({}) reached at {} ns",
                     self.limits.events_max, self.now_ns
                 ));
                 return None;
             }
+            self.events_count += 1;
             let target = match event {
                 Event::Deliver { to, .. } => Some(to),
                 Event::Timer {

@@ -353,3 +353,30 @@ fn apply<Mo: Model>(
     }
     model.on_fault(k, fault, starting);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hitting_events_max_stops_the_run_cleanly_as_a_limits_failure() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/split-brain.toml");
+        let template = crate::template::load(&path).unwrap();
+        let plan = crate::plan::plan_for_seed(&template, 3);
+        let limits = Limits {
+            events_max: 1_000,
+            ..Limits::default()
+        };
+        let model = split_brain::SplitBrain::new(split_brain::Params::default());
+        let report = simulate(model, template.node_names.clone(), &plan, limits, false);
+        let reason = report.stopped.clone().expect("the run stops at the limit");
+        assert!(reason.starts_with("events_max (1000) reached"), "{reason}");
+        assert_eq!(
+            report.events_count, 1_000,
+            "events dispatched, the refused one not counted"
+        );
+        assert!(report.end_ns < plan.duration_ms * crate::kernel::NS_PER_MS);
+        assert_eq!(report.failed_checkers(), vec!["limits"]);
+    }
+}

@@ -97,6 +97,8 @@ pub struct Params {
     pub detection_window_ms: u64,
     pub flap_window_ms: u64,
     pub flap_changes_max: u64,
+    /// After the last fault ends, exactly one instance must be active within this deadline.
+    pub converge_deadline_ms: u64,
 }
 
 impl Default for Params {
@@ -116,6 +118,7 @@ impl Default for Params {
             detection_window_ms: 5_000,
             flap_window_ms: 10_000,
             flap_changes_max: 6,
+            converge_deadline_ms: 3_000,
         }
     }
 }
@@ -153,11 +156,13 @@ impl Params {
             "detection_window_ms" => self.detection_window_ms = positive(value)?,
             "flap_window_ms" => self.flap_window_ms = positive(value)?,
             "flap_changes_max" => self.flap_changes_max = positive(value)?,
+            "converge_deadline_ms" => self.converge_deadline_ms = positive(value)?,
             other => {
                 return Err(format!(
                     "unknown parameter `{other}` of model split-brain (known: variant, preferred_standby, heartbeat_interval_ms, \
                      detect_timeout_ms, status_interval_ms, peer_recent_ms, ems_silence_ms, vnfm_timeout_ms, probe_interval_ms, \
-                     probe_failures_isolated, isolation_memory_ms, detection_window_ms, flap_window_ms, flap_changes_max)"
+                     probe_failures_isolated, isolation_memory_ms, detection_window_ms, flap_window_ms, flap_changes_max, \
+                     converge_deadline_ms)"
                 ))
             }
         }
@@ -221,7 +226,13 @@ pub enum Timer {
     Heartbeat,
     Status,
     Probe,
-    QueryTimeout { query: u64 },
+    QueryTimeout {
+        query: u64,
+    },
+    /// The convergence deadline after the fault with this generation ended.
+    ConvergeCheck {
+        generation: u64,
+    },
 }
 
 /// The inputs of one resolution: what `decide` may depend on, and nothing else.
@@ -301,6 +312,8 @@ pub struct SplitBrain {
     vnfm: Vnfm,
     checks: Checks,
     decisions: BTreeMap<DecisionInputs, usize>,
+    /// Bumped at every fault start and end, so a convergence check knows whether a fault intervened.
+    fault_generation: u64,
     // Interval tracking for `single-active` and the metrics.
     dual_since_ns: Option<u64>,
     visible_since_ns: Option<u64>,
@@ -312,6 +325,7 @@ pub struct SplitBrain {
     coverage_vnfm_timeout: u64,
     coverage_stale_refused: u64,
     coverage_checks_converged: u64,
+    coverage_quiet_after_fault: u64,
 }
 
 impl SplitBrain {
@@ -343,6 +357,7 @@ impl SplitBrain {
             },
             checks: Checks::new(&CHECKERS),
             decisions: BTreeMap::new(),
+            fault_generation: 0,
             dual_since_ns: None,
             visible_since_ns: None,
             dual_active_ms: Vec::new(),
@@ -353,6 +368,7 @@ impl SplitBrain {
             coverage_vnfm_timeout: 0,
             coverage_stale_refused: 0,
             coverage_checks_converged: 0,
+            coverage_quiet_after_fault: 0,
         }
     }
 
@@ -465,6 +481,33 @@ impl SplitBrain {
                     "both instances were active and reachable from the EMS for {:.3} ms from {:.3} ms (detection window {window_ms} ms)",
                     (until - since) as f64 / 1e6,
                     since as f64 / 1e6
+                )
+            });
+        }
+    }
+
+    /// Exactly one instance active under the database epoch, whenever one is healthy.
+    fn check_converged(&mut self, k: &mut K, origin: &str) {
+        let healthy: Vec<usize> = (0..2).filter(|&i| k.is_up(Self::node_of(i))).collect();
+        if healthy.is_empty() {
+            return;
+        }
+        let active: Vec<usize> = (0..2).filter(|&i| self.is_active(k, i)).collect();
+        let effective: Vec<usize> = active
+            .iter()
+            .copied()
+            .filter(|&i| self.vnfc[i].epoch == self.db_epoch && self.db_owner == i)
+            .collect();
+        if active.len() == 1 && effective.len() == 1 {
+            self.coverage_checks_converged += 1;
+        } else {
+            let (db_epoch, db_owner) = (self.db_epoch, self.db_owner);
+            let epochs = [self.vnfc[0].epoch, self.vnfc[1].epoch];
+            let roles = [self.vnfc[0].role, self.vnfc[1].role];
+            self.checks.fail(CONVERGES, k.now_ns(), || {
+                format!(
+                    "{origin}: expected exactly one active under the database epoch; roles {roles:?}, epochs {epochs:?}, database epoch {db_epoch} owned by vnfc-{}",
+                    ab(db_owner)
                 )
             });
         }
@@ -862,6 +905,12 @@ impl Model for SplitBrain {
                 k.set_timer(node, self.ms(self.p.status_interval_ms), Timer::Status);
             }
             Timer::Probe => self.vnfm_probe(k),
+            Timer::ConvergeCheck { generation } => {
+                if generation == self.fault_generation {
+                    self.coverage_quiet_after_fault += 1;
+                    self.check_converged(k, "after the faults ended");
+                }
+            }
             Timer::QueryTimeout { query } => {
                 if self.resolving.as_ref().is_some_and(|r| r.query == query) {
                     k.log(EMS, || format!("VNFM query {query} timed out"));
@@ -912,32 +961,21 @@ impl Model for SplitBrain {
 
     fn on_fault(&mut self, k: &mut K, _fault: &Fault, _starting: bool) {
         self.track_dual(k);
+        // "After a partition heals, exactly one is active within a deadline": when a fault ends and leaves every node
+        // up and the network whole, check again after the deadline unless another fault came first.
+        self.fault_generation += 1;
+        if k.network_healed() && (0..k.node_count()).all(|node| k.is_up(node)) {
+            let generation = self.fault_generation;
+            k.set_timer(
+                EMS,
+                self.ms(self.p.converge_deadline_ms),
+                Timer::ConvergeCheck { generation },
+            );
+        }
     }
 
     fn on_check(&mut self, k: &mut K) {
-        let healthy: Vec<usize> = (0..2).filter(|&i| k.is_up(Self::node_of(i))).collect();
-        if healthy.is_empty() {
-            return;
-        }
-        let active: Vec<usize> = (0..2).filter(|&i| self.is_active(k, i)).collect();
-        let effective: Vec<usize> = active
-            .iter()
-            .copied()
-            .filter(|&i| self.vnfc[i].epoch == self.db_epoch && self.db_owner == i)
-            .collect();
-        if active.len() == 1 && effective.len() == 1 {
-            self.coverage_checks_converged += 1;
-        } else {
-            let (db_epoch, db_owner) = (self.db_epoch, self.db_owner);
-            let epochs = [self.vnfc[0].epoch, self.vnfc[1].epoch];
-            let roles = [self.vnfc[0].role, self.vnfc[1].role];
-            self.checks.fail(CONVERGES, k.now_ns(), || {
-                format!(
-                    "expected exactly one active under the database epoch; roles {roles:?}, epochs {epochs:?}, database epoch {db_epoch} owned by vnfc-{}",
-                    ab(db_owner)
-                )
-            });
-        }
+        self.check_converged(k, "check step");
     }
 
     fn finish(&mut self, k: &mut K) -> ModelReport {
@@ -973,6 +1011,10 @@ impl Model for SplitBrain {
                 (
                     "check passed with one active",
                     self.coverage_checks_converged,
+                ),
+                (
+                    "quiet deadline after a fault checked",
+                    self.coverage_quiet_after_fault,
                 ),
             ],
         }

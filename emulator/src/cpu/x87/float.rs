@@ -486,14 +486,12 @@ fn propagate_nan(a: F80, ua: &Unpacked, b: F80, ub: &Unpacked) -> Outcome {
         _ if b_snan && !a_snan => a,
         _ => {
             let (qa, qb) = (quiet(a), quiet(b));
-            if qb.significand > qa.significand {
+            let b_wins =
+                qb.significand > qa.significand || (qb.significand == qa.significand && qa.sign());
+            if b_wins {
                 qb
-            } else if qa.significand > qb.significand {
-                qa
-            } else if !qa.sign() {
-                qa
             } else {
-                qb
+                qa
             }
         }
     };
@@ -516,6 +514,7 @@ pub enum Op {
 /// Computes `a op b` rounded to `format`, with every special case of the SDM's FADD/FSUB/FMUL/FDIV tables.
 /// `a_denormal`/`b_denormal` override the DE detection for operands converted from memory formats (a single or
 /// double denormal is a normal extended value).
+#[allow(clippy::too_many_arguments)]
 pub fn arith(
     op: Op,
     a: F80,
@@ -549,9 +548,9 @@ pub fn arith(
         flags,
         rounded_up: false,
     };
-    let out = match op {
+    match op {
         Op::Add | Op::Sub => match (ua.class, ub.class) {
-            (Infinity, Infinity) if ua.sign != b_sign => return Outcome::invalid(),
+            (Infinity, Infinity) if ua.sign != b_sign => Outcome::invalid(),
             (Infinity, _) => special(F80::infinity(ua.sign), denormal),
             (_, Infinity) => special(F80::infinity(b_sign), denormal),
             (Zero, Zero) => {
@@ -563,21 +562,37 @@ pub fn arith(
                 special(F80::zero(s), 0)
             }
             (Zero, _) => {
-                let r = round(b_sign, ub.exp, (ub.sig as u128) << 64, format, rounding, masks);
+                let r = round(
+                    b_sign,
+                    ub.exp,
+                    (ub.sig as u128) << 64,
+                    format,
+                    rounding,
+                    masks,
+                );
                 let mut o = r.outcome();
                 o.flags |= denormal;
                 o
             }
             (_, Zero) => {
-                let r = round(ua.sign, ua.exp, (ua.sig as u128) << 64, format, rounding, masks);
+                let r = round(
+                    ua.sign,
+                    ua.exp,
+                    (ua.sig as u128) << 64,
+                    format,
+                    rounding,
+                    masks,
+                );
                 let mut o = r.outcome();
                 o.flags |= denormal;
                 o
             }
-            _ => add_finite(ua.sign, ua.exp, ua.sig, b_sign, ub.exp, ub.sig, format, rounding, masks, denormal),
+            _ => add_finite(
+                ua.sign, ua.exp, ua.sig, b_sign, ub.exp, ub.sig, format, rounding, masks, denormal,
+            ),
         },
         Op::Mul => match (ua.class, ub.class) {
-            (Infinity, Zero) | (Zero, Infinity) => return Outcome::invalid(),
+            (Infinity, Zero) | (Zero, Infinity) => Outcome::invalid(),
             (Infinity, _) | (_, Infinity) => special(F80::infinity(sign), denormal),
             (Zero, _) | (_, Zero) => special(F80::zero(sign), denormal),
             _ => {
@@ -588,7 +603,7 @@ pub fn arith(
             }
         },
         Op::Div => match (ua.class, ub.class) {
-            (Infinity, Infinity) | (Zero, Zero) => return Outcome::invalid(),
+            (Infinity, Infinity) | (Zero, Zero) => Outcome::invalid(),
             (Infinity, _) => special(F80::infinity(sign), denormal),
             (_, Infinity) => special(F80::zero(sign), denormal),
             (_, Zero) => special(F80::infinity(sign), ZE),
@@ -605,8 +620,7 @@ pub fn arith(
                 o
             }
         },
-    };
-    out
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -702,7 +716,10 @@ pub fn from_ieee(bits: u64, frac_bits: u32, exp_bits: u32) -> (F80, bool) {
         if frac == 0 {
             return (F80::infinity(sign), false);
         }
-        return (F80::new(sign, 0x7fff, (1 << 63) | (frac << (63 - frac_bits))), false);
+        return (
+            F80::new(sign, 0x7fff, (1 << 63) | (frac << (63 - frac_bits))),
+            false,
+        );
     }
     if e == 0 {
         if frac == 0 {
@@ -714,14 +731,24 @@ pub fn from_ieee(bits: u64, frac_bits: u32, exp_bits: u32) -> (F80, bool) {
         return (F80::new(sign, (exp + BIAS) as u16, sig << shift), true);
     }
     (
-        F80::new(sign, (e - bias + BIAS) as u16, (1 << 63) | (frac << (63 - frac_bits))),
+        F80::new(
+            sign,
+            (e - bias + BIAS) as u16,
+            (1 << 63) | (frac << (63 - frac_bits)),
+        ),
         false,
     )
 }
 
 /// Converts an 80-bit value to an IEEE single or double (FST m32fp/m64fp), returning the bits and the outcome
 /// flags. Unsupported encodings and SNaNs raise IE; a NaN keeps the top of its payload.
-pub fn to_ieee(a: F80, format: Format, exp_bits: u32, rounding: Rounding, masks: u16) -> (u64, u16, bool) {
+pub fn to_ieee(
+    a: F80,
+    format: Format,
+    exp_bits: u32,
+    rounding: Rounding,
+    masks: u16,
+) -> (u64, u16, bool) {
     let frac_bits = format.precision - 1;
     let ua = a.unpack();
     let sign_bit = (ua.sign as u64) << (frac_bits + exp_bits);
@@ -733,14 +760,29 @@ pub fn to_ieee(a: F80, format: Format, exp_bits: u32, rounding: Rounding, masks:
             (v, IE, false)
         }
         Class::QuietNaN | Class::SignalingNaN => {
-            let flags = if ua.class == Class::SignalingNaN { IE } else { 0 };
+            let flags = if ua.class == Class::SignalingNaN {
+                IE
+            } else {
+                0
+            };
             let payload = (ua.sig >> (63 - frac_bits)) & ((1 << frac_bits) - 1);
-            (sign_bit | exp_all_ones | payload | (1 << (frac_bits - 1)), flags, false)
+            (
+                sign_bit | exp_all_ones | payload | (1 << (frac_bits - 1)),
+                flags,
+                false,
+            )
         }
         Class::Infinity => (sign_bit | exp_all_ones, 0, false),
         Class::Zero => (sign_bit, 0, false),
         Class::Finite => {
-            let r = round(ua.sign, ua.exp, (ua.sig as u128) << 64, format, rounding, masks);
+            let r = round(
+                ua.sign,
+                ua.exp,
+                (ua.sig as u128) << 64,
+                format,
+                rounding,
+                masks,
+            );
             // Unmasked underflow or overflow to memory stores nothing and reports only that exception.
             if r.flags & UE != 0 && masks & UE == 0 {
                 return (0, UE, false);
@@ -893,14 +935,28 @@ pub fn scale(a: F80, b: F80, rounding: Rounding, masks: u16) -> Outcome {
         _ => (ub.sig >> (63 - ub.exp)) as i32,
     };
     let n = if ub.sign { -n } else { n };
-    let mut o = round(ua.sign, ua.exp + n, (ua.sig as u128) << 64, EXTENDED, rounding, masks).outcome();
+    let mut o = round(
+        ua.sign,
+        ua.exp + n,
+        (ua.sig as u128) << 64,
+        EXTENDED,
+        rounding,
+        masks,
+    )
+    .outcome();
     o.flags |= denormal;
     o
 }
 
 /// FPREM (`nearest` false) and FPREM1 (true): the partial remainder and the condition codes (SDM Vol. 2, FPREM).
 /// Returns the outcome, whether the reduction is complete (C2 clear), and the low three quotient bits.
-pub fn partial_remainder(a: F80, b: F80, nearest: bool, rounding: Rounding, masks: u16) -> (Outcome, bool, u8) {
+pub fn partial_remainder(
+    a: F80,
+    b: F80,
+    nearest: bool,
+    rounding: Rounding,
+    masks: u16,
+) -> (Outcome, bool, u8) {
     let ua = a.unpack();
     let ub = b.unpack();
     if ua.class == Class::Unsupported || ub.class == Class::Unsupported {
@@ -918,7 +974,15 @@ pub fn partial_remainder(a: F80, b: F80, nearest: bool, rounding: Rounding, mask
     // An operand returned unchanged is still normalised (a pseudo-denormal or denormal becomes its canonical form).
     let unchanged = |flags: u16| match ua.class {
         Class::Finite => {
-            let mut o = round(ua.sign, ua.exp, (ua.sig as u128) << 64, EXTENDED, rounding, masks).outcome();
+            let mut o = round(
+                ua.sign,
+                ua.exp,
+                (ua.sig as u128) << 64,
+                EXTENDED,
+                rounding,
+                masks,
+            )
+            .outcome();
             o.flags |= flags;
             o
         }
@@ -944,7 +1008,11 @@ pub fn partial_remainder(a: F80, b: F80, nearest: bool, rounding: Rounding, mask
         return (unchanged(denormal), true, 0);
     }
     // The implementation-dependent N of the partial case: 32 + (D mod 32), as on the host (and in Bochs).
-    let (shift, complete) = if d < 64 { (d, true) } else { ((d & 31) | 32, false) };
+    let (shift, complete) = if d < 64 {
+        (d, true)
+    } else {
+        ((d & 31) | 32, false)
+    };
     // a = A * 2^(a.exp - 63), b' = B * 2^(a.exp - shift - 63): remainder of (A << shift) by B.
     let num = (ua.sig as u128) << shift;
     let den = ub.sig as u128;
@@ -986,7 +1054,11 @@ pub fn extract(a: F80) -> Result<(F80, F80, u16), Outcome> {
         Class::Zero => Ok((F80::infinity(true), a, ZE)),
         Class::Finite => {
             let flags = if ua.denormal { DE } else { 0 };
-            Ok((from_int(ua.exp as i64), F80::new(ua.sign, BIAS as u16, ua.sig), flags))
+            Ok((
+                from_int(ua.exp as i64),
+                F80::new(ua.sign, BIAS as u16, ua.sig),
+                flags,
+            ))
         }
     }
 }
@@ -1001,7 +1073,13 @@ pub enum Ordering {
 }
 
 /// Compares a with b; `quiet` comparisons (FUCOM*) raise IE only for SNaNs and unsupported encodings.
-pub fn compare(a: F80, a_denormal: bool, b: F80, b_denormal: bool, quiet_compare: bool) -> (Ordering, u16) {
+pub fn compare(
+    a: F80,
+    a_denormal: bool,
+    b: F80,
+    b_denormal: bool,
+    quiet_compare: bool,
+) -> (Ordering, u16) {
     let ua = a.unpack();
     let ub = b.unpack();
     let unsupported = ua.class == Class::Unsupported || ub.class == Class::Unsupported;
@@ -1009,7 +1087,11 @@ pub fn compare(a: F80, a_denormal: bool, b: F80, b_denormal: bool, quiet_compare
     let nan = matches!(ua.class, Class::QuietNaN | Class::SignalingNaN)
         || matches!(ub.class, Class::QuietNaN | Class::SignalingNaN);
     if unsupported || nan {
-        let flags = if unsupported || snan || !quiet_compare { IE } else { 0 };
+        let flags = if unsupported || snan || !quiet_compare {
+            IE
+        } else {
+            0
+        };
         return (Ordering::Unordered, flags);
     }
     let flags = if ua.denormal || a_denormal || ub.denormal || b_denormal {
@@ -1064,7 +1146,16 @@ mod tests {
 
     #[test]
     fn one_plus_two_is_three_exactly() {
-        let o = arith(Op::Add, f80(ONE), false, f80(TWO), false, EXTENDED, Rounding::Nearest, 0x3f);
+        let o = arith(
+            Op::Add,
+            f80(ONE),
+            false,
+            f80(TWO),
+            false,
+            EXTENDED,
+            Rounding::Nearest,
+            0x3f,
+        );
         assert_eq!(o, Outcome::exact(f80(THREE)));
     }
 
@@ -1081,7 +1172,16 @@ mod tests {
                 precision,
                 ..EXTENDED
             };
-            let o = arith(Op::Div, f80(ONE), false, f80(THREE), false, format, rounding, 0x3f);
+            let o = arith(
+                Op::Div,
+                f80(ONE),
+                false,
+                f80(THREE),
+                false,
+                format,
+                rounding,
+                0x3f,
+            );
             assert_eq!(o.value, f80(want), "precision {precision} {rounding:?}");
             assert_eq!(o.flags, PE);
             assert_eq!(o.rounded_up, up);
@@ -1093,17 +1193,47 @@ mod tests {
         let o = sqrt(f80(TWO), EXTENDED, Rounding::Nearest, 0x3f);
         assert_eq!(o.value, f80(0x3fff_b504_f333_f9de_6484));
         assert_eq!(o.flags, PE);
-        assert_eq!(sqrt(f80(0x4002_9000_0000_0000_0000), EXTENDED, Rounding::Nearest, 0x3f).value, f80(0x4000_c000_0000_0000_0000));
+        assert_eq!(
+            sqrt(
+                f80(0x4002_9000_0000_0000_0000),
+                EXTENDED,
+                Rounding::Nearest,
+                0x3f
+            )
+            .value,
+            f80(0x4000_c000_0000_0000_0000)
+        );
     }
 
     #[test]
     fn smallest_normal_halved_is_a_denormal_with_underflow_only_when_inexact() {
         let min_normal = f80(0x0001_8000_0000_0000_0000);
-        let o = arith(Op::Div, min_normal, false, f80(TWO), false, EXTENDED, Rounding::Nearest, 0x3f);
+        let o = arith(
+            Op::Div,
+            min_normal,
+            false,
+            f80(TWO),
+            false,
+            EXTENDED,
+            Rounding::Nearest,
+            0x3f,
+        );
         assert_eq!(o.value, f80(0x0000_4000_0000_0000_0000));
-        assert_eq!(o.flags, 0, "exact tiny results do not raise UE when it is masked");
+        assert_eq!(
+            o.flags, 0,
+            "exact tiny results do not raise UE when it is masked"
+        );
         let min_denormal = f80(0x0000_0000_0000_0000_0001);
-        let o = arith(Op::Div, min_denormal, false, f80(TWO), false, EXTENDED, Rounding::Nearest, 0x3f);
+        let o = arith(
+            Op::Div,
+            min_denormal,
+            false,
+            f80(TWO),
+            false,
+            EXTENDED,
+            Rounding::Nearest,
+            0x3f,
+        );
         assert_eq!(o.value, F80::zero(false), "a tie rounds to even zero");
         assert_eq!(o.flags, DE | UE | PE);
     }
@@ -1113,10 +1243,22 @@ mod tests {
         let two_and_half = f80(0x4000_a000_0000_0000_0000);
         assert_eq!(to_int(two_and_half, 32, Rounding::Nearest), (2, PE, false));
         assert_eq!(to_int(two_and_half, 32, Rounding::Up), (3, PE, true));
-        assert_eq!(to_int(two_and_half.with_sign(true), 16, Rounding::Down), (0xfffd, PE, true));
-        assert_eq!(to_int(from_int(40000), 16, Rounding::Nearest), (0x8000, IE, false));
-        assert_eq!(to_int(from_int(-32768), 16, Rounding::Nearest), (0x8000, 0, false));
-        assert_eq!(to_int(from_int(i64::MIN), 64, Rounding::Nearest), (1 << 63, 0, false));
+        assert_eq!(
+            to_int(two_and_half.with_sign(true), 16, Rounding::Down),
+            (0xfffd, PE, true)
+        );
+        assert_eq!(
+            to_int(from_int(40000), 16, Rounding::Nearest),
+            (0x8000, IE, false)
+        );
+        assert_eq!(
+            to_int(from_int(-32768), 16, Rounding::Nearest),
+            (0x8000, 0, false)
+        );
+        assert_eq!(
+            to_int(from_int(i64::MIN), 64, Rounding::Nearest),
+            (1 << 63, 0, false)
+        );
     }
 
     #[test]
@@ -1124,19 +1266,40 @@ mod tests {
         let (x, den) = from_ieee(1.5f64.to_bits(), 52, 11);
         assert!(!den);
         assert_eq!(x, f80(0x3fff_c000_0000_0000_0000));
-        assert_eq!(to_ieee(x, DOUBLE, 11, Rounding::Nearest, 0x3f), (1.5f64.to_bits(), 0, false));
+        assert_eq!(
+            to_ieee(x, DOUBLE, 11, Rounding::Nearest, 0x3f),
+            (1.5f64.to_bits(), 0, false)
+        );
         let huge = f80(0x7ffe_8000_0000_0000_0000);
-        assert_eq!(to_ieee(huge, DOUBLE, 11, Rounding::Nearest, 0x3f), (f64::INFINITY.to_bits(), OE | PE, true));
-        assert_eq!(to_ieee(huge, DOUBLE, 11, Rounding::Zero, 0x3f), (f64::MAX.to_bits(), OE | PE, false));
+        assert_eq!(
+            to_ieee(huge, DOUBLE, 11, Rounding::Nearest, 0x3f),
+            (f64::INFINITY.to_bits(), OE | PE, true)
+        );
+        assert_eq!(
+            to_ieee(huge, DOUBLE, 11, Rounding::Zero, 0x3f),
+            (f64::MAX.to_bits(), OE | PE, false)
+        );
         let (d, den) = from_ieee(5e-324f64.to_bits(), 52, 11);
         assert!(den);
-        assert_eq!(to_ieee(d, DOUBLE, 11, Rounding::Nearest, 0x3f).0, 5e-324f64.to_bits());
+        assert_eq!(
+            to_ieee(d, DOUBLE, 11, Rounding::Nearest, 0x3f).0,
+            5e-324f64.to_bits()
+        );
     }
 
     #[test]
     fn constants_follow_rounding_control() {
-        assert_eq!(constant(PI.0, PI.1, Rounding::Nearest), f80(0x4000_c90f_daa2_2168_c235));
-        assert_eq!(constant(PI.0, PI.1, Rounding::Down), f80(0x4000_c90f_daa2_2168_c234));
-        assert_eq!(constant(LN_2.0, LN_2.1, Rounding::Nearest), f80(0x3ffe_b172_17f7_d1cf_79ac));
+        assert_eq!(
+            constant(PI.0, PI.1, Rounding::Nearest),
+            f80(0x4000_c90f_daa2_2168_c235)
+        );
+        assert_eq!(
+            constant(PI.0, PI.1, Rounding::Down),
+            f80(0x4000_c90f_daa2_2168_c234)
+        );
+        assert_eq!(
+            constant(LN_2.0, LN_2.1, Rounding::Nearest),
+            f80(0x3ffe_b172_17f7_d1cf_79ac)
+        );
     }
 }

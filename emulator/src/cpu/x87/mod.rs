@@ -316,7 +316,14 @@ fn op_of(a: u8) -> (Op, bool) {
 }
 
 /// dest := dest OP src (or src OP dest for the reversed operations); pops afterwards if asked.
-fn arith_core(cpu: &mut Cpu, a: u8, dest: usize, src: Option<(F80, bool)>, src_reg: usize, pop: bool) {
+fn arith_core(
+    cpu: &mut Cpu,
+    a: u8,
+    dest: usize,
+    src: Option<(F80, bool)>,
+    src_reg: usize,
+    pop: bool,
+) {
     let src = match src {
         Some(v) => Some(v),
         None if cpu.x87.is_empty(src_reg) => None,
@@ -339,7 +346,16 @@ fn arith_core(cpu: &mut Cpu, a: u8, dest: usize, src: Option<(F80, bool)>, src_r
         (d, false, s, s_den)
     };
     let x87 = &cpu.x87;
-    let o = float::arith(op, x, x_den, y, y_den, x87.precision(), x87.rounding(), x87.masks());
+    let o = float::arith(
+        op,
+        x,
+        x_den,
+        y,
+        y_den,
+        x87.precision(),
+        x87.rounding(),
+        x87.masks(),
+    );
     if settle(cpu, &o) {
         cpu.x87.set_st(dest, o.value);
         if pop {
@@ -478,7 +494,8 @@ fn fst_float<const K: u8, const POP: bool>(cpu: &mut Cpu, i: &Instruction) -> Re
         return Ok(());
     }
     let x87 = &cpu.x87;
-    let (bits, flags, up) = float::to_ieee(x87.st(0), format, exp_bits, x87.rounding(), x87.masks());
+    let (bits, flags, up) =
+        float::to_ieee(x87.st(0), format, exp_bits, x87.rounding(), x87.masks());
     // Unmasked invalid operation, overflow or underflow: nothing is stored to memory and nothing is popped.
     let stored = flags & !x87.masks() & (IE | OE | UE) == 0;
     if stored {
@@ -763,10 +780,6 @@ fn fwait(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
 // ---------------------------------------------------------------------------------------------------------------
 // Comparisons.
 
-/// What is compared with ST(0).
-const WITH_ST: u8 = 0;
-const WITH_ZERO: u8 = 1;
-
 /// FCOM, FCOMP, FCOMPP, FUCOM*, FICOM*, FTST: sets C3, C2, C0. `POPS` is the number of pops.
 fn fcom_core(
     cpu: &mut Cpu,
@@ -782,9 +795,7 @@ fn fcom_core(
         None => Some((cpu.x87.st(other_reg), false)),
     };
     let ord_flags = match (other, cpu.x87.is_empty(0)) {
-        (Some((b, b_den)), false) => {
-            Some(float::compare(cpu.x87.st(0), false, b, b_den, quiet))
-        }
+        (Some((b, b_den)), false) => Some(float::compare(cpu.x87.st(0), false, b, b_den, quiet)),
         _ => None,
     };
     // The condition codes (or rflags) are set even when the exception is unmasked; the pops are then skipped
@@ -847,10 +858,9 @@ fn fcom_mem<const K: u8, const POPS: u8>(cpu: &mut Cpu, i: &Instruction) -> Resu
     Ok(())
 }
 
-fn ftst<const W: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn ftst(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
-    let _ = WITH_ST;
     fcom_core(cpu, Some((F80::zero(false), false)), 0, false, 0, false);
     Ok(())
 }
@@ -1124,12 +1134,66 @@ pub(crate) fn register(t: &mut Table) {
             set(&[C::$i32], arith_mem::<$a, M32INT>);
         };
     }
-    arith!(ADD, Fadd_st0_sti, Fadd_sti_st0, Faddp_sti_st0, Fadd_m32fp, Fadd_m64fp, Fiadd_m16int, Fiadd_m32int);
-    arith!(SUB, Fsub_st0_sti, Fsub_sti_st0, Fsubp_sti_st0, Fsub_m32fp, Fsub_m64fp, Fisub_m16int, Fisub_m32int);
-    arith!(SUBR, Fsubr_st0_sti, Fsubr_sti_st0, Fsubrp_sti_st0, Fsubr_m32fp, Fsubr_m64fp, Fisubr_m16int, Fisubr_m32int);
-    arith!(MUL, Fmul_st0_sti, Fmul_sti_st0, Fmulp_sti_st0, Fmul_m32fp, Fmul_m64fp, Fimul_m16int, Fimul_m32int);
-    arith!(DIV, Fdiv_st0_sti, Fdiv_sti_st0, Fdivp_sti_st0, Fdiv_m32fp, Fdiv_m64fp, Fidiv_m16int, Fidiv_m32int);
-    arith!(DIVR, Fdivr_st0_sti, Fdivr_sti_st0, Fdivrp_sti_st0, Fdivr_m32fp, Fdivr_m64fp, Fidivr_m16int, Fidivr_m32int);
+    arith!(
+        ADD,
+        Fadd_st0_sti,
+        Fadd_sti_st0,
+        Faddp_sti_st0,
+        Fadd_m32fp,
+        Fadd_m64fp,
+        Fiadd_m16int,
+        Fiadd_m32int
+    );
+    arith!(
+        SUB,
+        Fsub_st0_sti,
+        Fsub_sti_st0,
+        Fsubp_sti_st0,
+        Fsub_m32fp,
+        Fsub_m64fp,
+        Fisub_m16int,
+        Fisub_m32int
+    );
+    arith!(
+        SUBR,
+        Fsubr_st0_sti,
+        Fsubr_sti_st0,
+        Fsubrp_sti_st0,
+        Fsubr_m32fp,
+        Fsubr_m64fp,
+        Fisubr_m16int,
+        Fisubr_m32int
+    );
+    arith!(
+        MUL,
+        Fmul_st0_sti,
+        Fmul_sti_st0,
+        Fmulp_sti_st0,
+        Fmul_m32fp,
+        Fmul_m64fp,
+        Fimul_m16int,
+        Fimul_m32int
+    );
+    arith!(
+        DIV,
+        Fdiv_st0_sti,
+        Fdiv_sti_st0,
+        Fdivp_sti_st0,
+        Fdiv_m32fp,
+        Fdiv_m64fp,
+        Fidiv_m16int,
+        Fidiv_m32int
+    );
+    arith!(
+        DIVR,
+        Fdivr_st0_sti,
+        Fdivr_sti_st0,
+        Fdivrp_sti_st0,
+        Fdivr_m32fp,
+        Fdivr_m64fp,
+        Fidivr_m16int,
+        Fidivr_m32int
+    );
 
     // Loads and stores.
     set(&[C::Fld_m32fp], fld_mem::<M32FP>);
@@ -1152,7 +1216,10 @@ pub(crate) fn register(t: &mut Table) {
     set(&[C::Fstp_m64fp], fst_float::<M64FP, true>);
     set(&[C::Fstp_m80fp], fstp_m80);
     set(&[C::Fst_sti], fst_st::<false>);
-    set(&[C::Fstp_sti, C::Fstp_sti_DFD0, C::Fstp_sti_DFD8], fst_st::<true>);
+    set(
+        &[C::Fstp_sti, C::Fstp_sti_DFD0, C::Fstp_sti_DFD8],
+        fst_st::<true>,
+    );
     set(&[C::Fist_m16int], fist::<16, false, false>);
     set(&[C::Fist_m32int], fist::<32, false, false>);
     set(&[C::Fistp_m16int], fist::<16, true, false>);
@@ -1163,7 +1230,10 @@ pub(crate) fn register(t: &mut Table) {
     set(&[C::Fisttp_m64int], fist::<64, true, true>);
 
     // Register operations.
-    set(&[C::Fxch_st0_sti, C::Fxch_st0_sti_DDC8, C::Fxch_st0_sti_DFC8], fxch);
+    set(
+        &[C::Fxch_st0_sti, C::Fxch_st0_sti_DDC8, C::Fxch_st0_sti_DFC8],
+        fxch,
+    );
     set(&[C::Fchs], unary::<CHS>);
     set(&[C::Fabs], unary::<ABS>);
     set(&[C::Fsqrt], unary::<SQRT>);
@@ -1188,8 +1258,18 @@ pub(crate) fn register(t: &mut Table) {
     set(&[C::Wait], fwait);
 
     // Comparisons.
-    set(&[C::Fcom_st0_sti, C::Fcom_st0_sti_DCD0], fcom_reg::<false, 0, false>);
-    set(&[C::Fcomp_st0_sti, C::Fcomp_st0_sti_DCD8, C::Fcomp_st0_sti_DED0], fcom_reg::<false, 1, false>);
+    set(
+        &[C::Fcom_st0_sti, C::Fcom_st0_sti_DCD0],
+        fcom_reg::<false, 0, false>,
+    );
+    set(
+        &[
+            C::Fcomp_st0_sti,
+            C::Fcomp_st0_sti_DCD8,
+            C::Fcomp_st0_sti_DED0,
+        ],
+        fcom_reg::<false, 1, false>,
+    );
     set(&[C::Fcompp], fcom_reg::<false, 2, false>);
     set(&[C::Fucom_st0_sti], fcom_reg::<true, 0, false>);
     set(&[C::Fucomp_st0_sti], fcom_reg::<true, 1, false>);
@@ -1206,7 +1286,7 @@ pub(crate) fn register(t: &mut Table) {
     set(&[C::Ficomp_m16int], fcom_mem::<M16INT, 1>);
     set(&[C::Ficom_m32int], fcom_mem::<M32INT, 0>);
     set(&[C::Ficomp_m32int], fcom_mem::<M32INT, 1>);
-    set(&[C::Ftst], ftst::<WITH_ZERO>);
+    set(&[C::Ftst], ftst);
     set(&[C::Fxam], fxam);
 
     // Control and state.
