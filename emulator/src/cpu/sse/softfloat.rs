@@ -675,4 +675,105 @@ mod tests {
         assert_eq!(r, min_normal);
         assert_eq!(f.flags, UE | PE);
     }
+
+    /// A random value that is often an edge: zeros, infinities, NaNs, denormals, extreme exponents.
+    fn edge<F: Format>(rng: &mut rand_chacha::ChaCha8Rng) -> u64 {
+        use rand::Rng;
+        let sign = if rng.random() { F::SIGN } else { 0 };
+        let frac = rng.random::<u64>() & F::FRAC_MASK;
+        let exp_max = (1u64 << F::EXP) - 1;
+        let exp = match rng.random_range(0..8) {
+            0 => 0,
+            1 => exp_max,
+            2 => rng.random_range(1..4),
+            3 => exp_max - rng.random_range(1..4),
+            _ => rng.random_range(0..=exp_max),
+        };
+        sign | (exp << F::FRAC) | frac
+    }
+
+    /// Round to nearest against the host's IEEE arithmetic, which Rust guarantees correctly rounded on every
+    /// platform (results only: Rust gives no flags, and leaves NaN payloads unspecified, so a NaN matches a NaN).
+    /// This runs on any host; the native differential test covers flags, rounding modes, DAZ and FTZ on x86-64.
+    #[test]
+    fn round_to_nearest_matches_the_host_ieee_arithmetic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x50f7);
+        let same32 = |ours: u64, host: f32| {
+            ours as u32 == host.to_bits() || (host.is_nan() && is_nan::<F32>(ours))
+        };
+        let same64 =
+            |ours: u64, host: f64| ours == host.to_bits() || (host.is_nan() && is_nan::<F64>(ours));
+        for case in 0..20_000 {
+            let mut f = fp();
+            let (a, b) = (edge::<F32>(&mut rng), edge::<F32>(&mut rng));
+            let (x, y) = (f32::from_bits(a as u32), f32::from_bits(b as u32));
+            assert!(
+                same32(f.add::<F32>(a, b, false), x + y),
+                "case {case}: {x:e} + {y:e}"
+            );
+            assert!(
+                same32(f.add::<F32>(a, b, true), x - y),
+                "case {case}: {x:e} - {y:e}"
+            );
+            assert!(
+                same32(f.mul::<F32>(a, b), x * y),
+                "case {case}: {x:e} * {y:e}"
+            );
+            assert!(
+                same32(f.div::<F32>(a, b), x / y),
+                "case {case}: {x:e} / {y:e}"
+            );
+            assert!(
+                same32(f.sqrt::<F32>(a), x.sqrt()),
+                "case {case}: sqrt {x:e}"
+            );
+            assert!(
+                same64(f.convert::<F32, F64>(a), x as f64),
+                "case {case}: {x:e} as f64"
+            );
+            let (a, b) = (edge::<F64>(&mut rng), edge::<F64>(&mut rng));
+            let (x, y) = (f64::from_bits(a), f64::from_bits(b));
+            assert!(
+                same64(f.add::<F64>(a, b, false), x + y),
+                "case {case}: {x:e} + {y:e}"
+            );
+            assert!(
+                same64(f.add::<F64>(a, b, true), x - y),
+                "case {case}: {x:e} - {y:e}"
+            );
+            assert!(
+                same64(f.mul::<F64>(a, b), x * y),
+                "case {case}: {x:e} * {y:e}"
+            );
+            assert!(
+                same64(f.div::<F64>(a, b), x / y),
+                "case {case}: {x:e} / {y:e}"
+            );
+            assert!(
+                same64(f.sqrt::<F64>(a), x.sqrt()),
+                "case {case}: sqrt {x:e}"
+            );
+            assert!(
+                same32(f.convert::<F64, F32>(a), x as f32),
+                "case {case}: {x:e} as f32"
+            );
+            let i: i64 = rng.random::<i64>() >> rng.random_range(0..64);
+            assert!(
+                same64(f.int_to_float::<F64>(i), i as f64),
+                "case {case}: {i} as f64"
+            );
+            assert!(
+                same32(f.int_to_float::<F32>(i), i as f32),
+                "case {case}: {i} as f32"
+            );
+            if x.is_finite() && x.abs() < 9.2e18 {
+                assert_eq!(
+                    f.float_to_int::<F64>(a, 64, true),
+                    x as i64 as u64,
+                    "case {case}: {x:e}"
+                );
+            }
+        }
+    }
 }
