@@ -8,7 +8,7 @@
 //!
 //! Run: `cargo bench -p tandem-emulator --bench kernels`. Criterion reports "elem/s": guest instructions/s.
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use std::cell::Cell;
 use std::rc::Rc;
 use tandem_emulator::cpu::{Cpu, CpuConfig, Exception, Exit, Machine, RAX, RDI, RSI, RSP};
@@ -185,4 +185,20 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// `TANDEM_PROFILE_KERNEL=NAME cargo bench -p tandem-emulator --bench kernels` runs that kernel once on tandem
+/// and exits, for profilers: under `valgrind --tool=callgrind` the host instructions per guest instruction do not
+/// depend on what else the machine is doing, unlike wall time.
+fn main() {
+    if let Ok(name) = std::env::var("TANDEM_PROFILE_KERNEL") {
+        let k = kernels()
+            .into_iter()
+            .find(|k| k.name == name)
+            .expect("unknown kernel name");
+        let (_, icount) = run_tandem(&k);
+        eprintln!("{name}: {icount} guest instructions");
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -147,6 +147,31 @@ pub(crate) const OPK_REG: u8 = 0;
 pub(crate) const OPK_MEM: u8 = 1;
 pub(crate) const OPK_IMM: u8 = 2;
 
+/// Operand `n`'s register through iced's fixed-position accessors: with `n` a constant this is one load, where
+/// `Instruction::op_register(n)` is a bounds-checked lookup.
+#[inline(always)]
+pub(crate) fn op_reg(i: &Instruction, n: u32) -> Register {
+    match n {
+        0 => i.op0_register(),
+        1 => i.op1_register(),
+        2 => i.op2_register(),
+        3 => i.op3_register(),
+        _ => i.op4_register(),
+    }
+}
+
+/// Operand `n`'s kind through iced's fixed-position accessors (see `op_reg`).
+#[inline(always)]
+pub(crate) fn op_kind_of(i: &Instruction, n: u32) -> OpKind {
+    match n {
+        0 => i.op0_kind(),
+        1 => i.op1_kind(),
+        2 => i.op2_kind(),
+        3 => i.op3_kind(),
+        _ => i.op4_kind(),
+    }
+}
+
 /// The kind of operand `n` as one of `OPK_REG`, `OPK_MEM`, `OPK_IMM`.
 #[inline]
 pub(crate) fn op_shape(i: &Instruction, n: u32) -> u8 {
@@ -430,6 +455,45 @@ impl Cpu {
         }
     }
 
+    /// Reads a general-purpose register whose width the caller knows (`size` is a constant in every handler, so
+    /// this folds to one load; only 8-bit reads check for AH..BH).
+    #[inline(always)]
+    pub fn read_gpr_sized(&self, r: Register, size: u8) -> u64 {
+        let info = REG_INFO[r as usize];
+        let v = self.gpr[(info.index & 15) as usize];
+        match size {
+            8 => v,
+            4 => v as u32 as u64,
+            2 => v as u16 as u64,
+            _ => {
+                if info.kind == K_GPR8_HIGH {
+                    (v >> 8) as u8 as u64
+                } else {
+                    v as u8 as u64
+                }
+            }
+        }
+    }
+
+    /// Writes a general-purpose register whose width the caller knows, with the SDM's width rules.
+    #[inline(always)]
+    pub fn write_gpr_sized(&mut self, r: Register, size: u8, v: u64) {
+        let info = REG_INFO[r as usize];
+        let g = &mut self.gpr[(info.index & 15) as usize];
+        match size {
+            8 => *g = v,
+            4 => *g = v as u32 as u64,
+            2 => *g = (*g & !0xffff) | (v & 0xffff),
+            _ => {
+                if info.kind == K_GPR8_HIGH {
+                    *g = (*g & !0xff00) | ((v & 0xff) << 8)
+                } else {
+                    *g = (*g & !0xff) | (v & 0xff)
+                }
+            }
+        }
+    }
+
     /// The XMM register number of an iced register (XMM0..XMM15).
     #[inline(always)]
     pub fn xmm_index(r: Register) -> usize {
@@ -439,11 +503,23 @@ impl Cpu {
     // -------------------------------------------------------------------------------------------------------------
     // Operands.
 
-    /// The effective (linear) address of the instruction's memory operand: base + index * scale + displacement,
-    /// plus the FS or GS base, truncated to 32 bits under an address-size prefix. RIP-relative operands come from
-    /// iced already resolved against the instruction's address.
+    /// The effective (linear) address of the instruction's memory operand: the offset (`ea_offset`) plus the FS
+    /// or GS base.
     #[inline(always)]
     pub fn ea(&self, i: &Instruction) -> u64 {
+        let a = self.ea_offset(i);
+        match i.memory_segment() {
+            Register::FS => a.wrapping_add(self.fs_base),
+            Register::GS => a.wrapping_add(self.gs_base),
+            _ => a,
+        }
+    }
+
+    /// The offset part of the memory operand: base + index * scale + displacement, truncated to 32 bits under an
+    /// address-size prefix. RIP-relative operands come from iced already resolved against the instruction's
+    /// address. LEA stores exactly this.
+    #[inline(always)]
+    pub fn ea_offset(&self, i: &Instruction) -> u64 {
         let mut a = i.memory_displacement64();
         let base = i.memory_base();
         let mut addr32 = false;
@@ -472,11 +548,7 @@ impl Cpu {
         if addr32 {
             a &= 0xffff_ffff;
         }
-        match i.memory_segment() {
-            Register::FS => a.wrapping_add(self.fs_base),
-            Register::GS => a.wrapping_add(self.gs_base),
-            _ => a,
-        }
+        a
     }
 
     /// Reads operand `n` as an unsigned value of `size` bytes. Immediates come sign-extended by iced to the
@@ -488,8 +560,8 @@ impl Cpu {
         n: u32,
         size: u8,
     ) -> Result<u64, MemoryFault> {
-        match i.op_kind(n) {
-            OpKind::Register => Ok(self.read_reg(i.op_register(n))),
+        match op_kind_of(i, n) {
+            OpKind::Register => Ok(self.read_reg(op_reg(i, n))),
             OpKind::Memory => {
                 let a = self.ea(i);
                 self.mem.read_sized(a, size as u32)
@@ -508,7 +580,7 @@ impl Cpu {
         size: u8,
     ) -> Result<u64, MemoryFault> {
         match K {
-            OPK_REG => Ok(self.read_reg(i.op_register(n))),
+            OPK_REG => Ok(self.read_gpr_sized(op_reg(i, n), size)),
             OPK_MEM => {
                 let a = self.ea(i);
                 self.mem.read_sized(a, size as u32)
@@ -527,7 +599,7 @@ impl Cpu {
         v: u64,
     ) -> Result<(), MemoryFault> {
         if K == OPK_REG {
-            self.write_reg(i.op_register(n), v);
+            self.write_gpr_sized(op_reg(i, n), size, v);
             Ok(())
         } else {
             let a = self.ea(i);
@@ -544,9 +616,9 @@ impl Cpu {
         size: u8,
         v: u64,
     ) -> Result<(), MemoryFault> {
-        match i.op_kind(n) {
+        match op_kind_of(i, n) {
             OpKind::Register => {
-                self.write_reg(i.op_register(n), v);
+                self.write_reg(op_reg(i, n), v);
                 Ok(())
             }
             _ => {
@@ -585,9 +657,20 @@ struct Block {
     insns: Box<[Decoded]>,
 }
 
+/// Entries of the direct-mapped jump cache in front of `slot_by_rip`.
+const JUMP_CACHE_ENTRIES: usize = 4096;
+
+#[derive(Clone, Copy)]
+struct JumpCacheEntry {
+    /// Block start address; `u64::MAX` when empty (never a block start: a block needs at least one byte).
+    rip: u64,
+    slot: u32,
+}
+
 /// Decoded blocks in a slab, their slot by start address, and which blocks each page holds (for invalidation).
-#[derive(Default)]
 struct BlockCache {
+    /// Recently run blocks by start address: one compare instead of a hash lookup on the common path.
+    jump_cache: Box<[JumpCacheEntry; JUMP_CACHE_ENTRIES]>,
     slab: Vec<Block>,
     free_slots: Vec<u32>,
     /// Lookup only, never iterated: its order cannot reach an output.
@@ -595,7 +678,40 @@ struct BlockCache {
     by_page: BTreeMap<u64, Vec<u64>>,
 }
 
+impl Default for BlockCache {
+    fn default() -> Self {
+        BlockCache {
+            jump_cache: Box::new(
+                [JumpCacheEntry {
+                    rip: u64::MAX,
+                    slot: 0,
+                }; JUMP_CACHE_ENTRIES],
+            ),
+            slab: Vec::new(),
+            free_slots: Vec::new(),
+            slot_by_rip: FxHashMap::default(),
+            by_page: BTreeMap::new(),
+        }
+    }
+}
+
+#[inline(always)]
+fn jump_cache_index(rip: u64) -> usize {
+    ((rip ^ (rip >> 12)) as usize) & (JUMP_CACHE_ENTRIES - 1)
+}
+
 impl BlockCache {
+    #[inline(always)]
+    fn lookup(&mut self, rip: u64) -> Option<u32> {
+        let e = &mut self.jump_cache[jump_cache_index(rip)];
+        if e.rip == rip {
+            return Some(e.slot);
+        }
+        let slot = *self.slot_by_rip.get(&rip)?;
+        *e = JumpCacheEntry { rip, slot };
+        Some(slot)
+    }
+
     fn insert(&mut self, rip: u64, block: Block) -> u32 {
         let slot = match self.free_slots.pop() {
             Some(s) => {
@@ -615,6 +731,10 @@ impl BlockCache {
         if let Some(starts) = self.by_page.remove(&vpn) {
             for s in starts {
                 if let Some(slot) = self.slot_by_rip.remove(&s) {
+                    let e = &mut self.jump_cache[jump_cache_index(s)];
+                    if e.rip == s {
+                        e.rip = u64::MAX;
+                    }
                     self.slab[slot as usize].insns = Box::new([]);
                     self.free_slots.push(slot);
                 }
@@ -710,7 +830,12 @@ impl Machine {
                 break;
             }
             let handler = dispatch::handler_for(&instr);
-            let ends_block = instr.flow_control() != FlowControl::Next;
+            // A REP string instruction ends its block: the budget may stop it mid-way with rip on itself.
+            let ends_block = instr.flow_control() != FlowControl::Next
+                || (instr.is_string_instruction()
+                    && (instr.has_rep_prefix()
+                        || instr.has_repe_prefix()
+                        || instr.has_repne_prefix()));
             if instr.next_ip() > page_end && page_end != 0 {
                 straddles = true;
             }
@@ -756,8 +881,8 @@ impl Machine {
                 return Exit::BudgetExhausted;
             }
             let rip = self.cpu.rip;
-            let slot = match self.cache.slot_by_rip.get(&rip) {
-                Some(&slot) => slot,
+            let slot = match self.cache.lookup(rip) {
+                Some(slot) => slot,
                 None => match self.translate(rip) {
                     Ok(slot) => slot,
                     Err(e) => return Exit::Exception(e),
@@ -766,7 +891,16 @@ impl Machine {
             let block = &self.cache.slab[slot as usize];
             let cpu = &mut self.cpu;
             let mut stop = None;
-            for d in block.insns.iter() {
+            // The whole block fits in the budget: no budget check per instruction. Otherwise run only the
+            // instructions that fit. A REP string instruction ends its block, so one that the budget stops
+            // mid-way (rip back on itself) is always the last instruction run here.
+            let fits = (block.insns.len() as u64) <= end - cpu.icount;
+            let count = if fits {
+                block.insns.len()
+            } else {
+                (end - cpu.icount) as usize
+            };
+            for d in &block.insns[..count] {
                 cpu.rip = d.instr.next_ip();
                 if let Err(s) = (d.handler)(cpu, &d.instr) {
                     match s {
@@ -777,7 +911,7 @@ impl Machine {
                     break;
                 }
                 cpu.icount += 1;
-                if cpu.icount >= end || !cpu.mem.code_writes.is_empty() {
+                if !cpu.mem.code_writes.is_empty() {
                     break;
                 }
             }

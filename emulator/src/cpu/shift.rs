@@ -27,37 +27,39 @@ fn count_mask(size: u8) -> u64 {
     }
 }
 
-/// Sets CF and OF, keeping the other status flags.
+/// Sets CF and OF, keeping the other status flags lazy (flags.rs: the CF/OF override).
+#[inline(always)]
 fn set_cf_of(cpu: &mut Cpu, cf: bool, of: bool) {
-    let s = cpu.flags.status() & !(CF | OF);
-    cpu.flags
-        .set_status(s | if cf { CF } else { 0 } | if of { OF } else { 0 });
+    cpu.flags.set_cf_of(cf, of);
 }
 
-fn shift<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
-    let a = cpu.read_op(i, 0, S)?;
-    let count = cpu.read_op(i, 1, 1)? & count_mask(S);
+fn shift<const S: u8, const OP: u8, const K0: u8, const K1: u8>(
+    cpu: &mut Cpu,
+    i: &Instruction,
+) -> Result<(), Stop> {
+    let a = cpu.read_k::<K0>(i, 0, S)?;
+    let count = cpu.read_k::<K1>(i, 1, 1)? & count_mask(S);
     let bits = S as u32 * 8;
     let m = mask(S);
     if count == 0 {
-        cpu.write_op(i, 0, S, a)?;
+        cpu.write_k::<K0>(i, 0, S, a)?;
         return Ok(());
     }
     let sb = sign_bit(S);
     match OP {
         SHL => {
             let r = if count >= 64 { 0 } else { (a << count) & m };
-            cpu.write_op(i, 0, S, r)?;
+            cpu.write_k::<K0>(i, 0, S, r)?;
             cpu.flags.set(FlagOp::Shl, S, a, count, r);
         }
         SHR => {
             let r = if count >= 64 { 0 } else { a >> count };
-            cpu.write_op(i, 0, S, r)?;
+            cpu.write_k::<K0>(i, 0, S, r)?;
             cpu.flags.set(FlagOp::Shr, S, a, count, r);
         }
         SAR => {
             let r = (super::flags::sext(a, S) >> count.min(63)) as u64 & m;
-            cpu.write_op(i, 0, S, r)?;
+            cpu.write_k::<K0>(i, 0, S, r)?;
             cpu.flags.set(FlagOp::Sar, S, a, count, r);
         }
         ROL => {
@@ -67,7 +69,7 @@ fn shift<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<()
             } else {
                 ((a << c) | (a >> (bits - c))) & m
             };
-            cpu.write_op(i, 0, S, r)?;
+            cpu.write_k::<K0>(i, 0, S, r)?;
             let cf = r & 1 != 0;
             set_cf_of(cpu, cf, (r & sb != 0) ^ cf);
         }
@@ -78,7 +80,7 @@ fn shift<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<()
             } else {
                 ((a >> c) | (a << (bits - c))) & m
             };
-            cpu.write_op(i, 0, S, r)?;
+            cpu.write_k::<K0>(i, 0, S, r)?;
             let msb = r & sb != 0;
             let msb1 = r & (sb >> 1) != 0;
             set_cf_of(cpu, msb, msb ^ msb1);
@@ -97,7 +99,7 @@ fn shift<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<()
                 r = ((r << 1) | cf as u64) & m;
                 cf = out;
             }
-            cpu.write_op(i, 0, S, r)?;
+            cpu.write_k::<K0>(i, 0, S, r)?;
             set_cf_of(cpu, cf, (r & sb != 0) ^ cf);
         }
         _ => {
@@ -115,7 +117,7 @@ fn shift<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<()
                 r = (r >> 1) | if cf { sb } else { 0 };
                 cf = out;
             }
-            cpu.write_op(i, 0, S, r)?;
+            cpu.write_k::<K0>(i, 0, S, r)?;
             set_cf_of(cpu, cf, of);
         }
     }
@@ -167,11 +169,28 @@ fn double_shift<const S: u8, const LEFT: bool>(cpu: &mut Cpu, i: &Instruction) -
     Ok(())
 }
 
+/// The shift handler for this instruction's operand kinds (register or memory; CL or an immediate count).
+fn choose_shift<const S: u8, const OP: u8>(i: &Instruction) -> super::Handler {
+    use super::{op_shape, OPK_IMM, OPK_MEM, OPK_REG};
+    match (op_shape(i, 0), op_shape(i, 1)) {
+        (OPK_REG, OPK_REG) => shift::<S, OP, OPK_REG, OPK_REG>,
+        (OPK_REG, _) => shift::<S, OP, OPK_REG, OPK_IMM>,
+        (_, OPK_REG) => shift::<S, OP, OPK_MEM, OPK_REG>,
+        _ => shift::<S, OP, OPK_MEM, OPK_IMM>,
+    }
+}
+
 pub(crate) fn register(t: &mut Table) {
     macro_rules! shifts {
         ($($m:ident => $op:ident),*) => {$(
             for (code, size) in forms(Mnemonic::$m) {
-                t.set(code, by_size!(size, shift::<$op>));
+                let chooser: super::dispatch::Chooser = match size {
+                    1 => choose_shift::<1, $op>,
+                    2 => choose_shift::<2, $op>,
+                    4 => choose_shift::<4, $op>,
+                    _ => choose_shift::<8, $op>,
+                };
+                t.set_chooser(code, chooser);
             }
         )*};
     }

@@ -41,13 +41,8 @@ fn movx<const D: u8, const S: u8, const SIGNED: bool>(
 
 fn lea<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     // LEA computes the offset only: a segment override does not add the FS/GS base.
-    let mut a = cpu.ea(i);
-    match i.memory_segment() {
-        iced_x86::Register::FS => a = a.wrapping_sub(cpu.fs_base),
-        iced_x86::Register::GS => a = a.wrapping_sub(cpu.gs_base),
-        _ => {}
-    }
-    cpu.write_reg(i.op0_register(), a & mask(S));
+    let a = cpu.ea_offset(i);
+    cpu.write_gpr_sized(i.op0_register(), S, a & mask(S));
     Ok(())
 }
 
