@@ -96,6 +96,8 @@ pub struct State {
     pub mxcsr: u32,
     pub fs_base: u64,
     pub gs_base: u64,
+    /// The x87 stack and its control, status and tag words (last_ip/last_dp/last_opcode are not compared).
+    pub x87: X87,
 }
 
 impl Default for State {
@@ -108,6 +110,7 @@ impl Default for State {
             mxcsr: 0x1f80,
             fs_base: 0,
             gs_base: 0,
+            x87: X87::default(),
         }
     }
 }
@@ -134,7 +137,7 @@ pub fn machine_with(image: &Image, state: &State) -> Machine {
         gs_base: state.gs_base,
         xmm: state.xmm,
         mxcsr: state.mxcsr,
-        x87: X87::default(),
+        x87: state.x87.clone(),
     });
     Machine::new(cpu)
 }
@@ -150,6 +153,7 @@ pub fn tandem_state(m: &Machine) -> State {
         mxcsr: r.mxcsr,
         fs_base: r.fs_base,
         gs_base: r.gs_base,
+        x87: r.x87,
     }
 }
 
@@ -220,6 +224,31 @@ pub fn state_diff(a: &State, b: &State, rflags_mask: u64) -> Vec<String> {
     }
     if a.mxcsr != b.mxcsr {
         out.push(format!(" mxcsr: {:#x} vs {:#x}", a.mxcsr, b.mxcsr));
+    }
+    let (x, y) = (&a.x87, &b.x87);
+    for k in 0..8 {
+        if x.regs[k] != y.regs[k] {
+            out.push(format!(
+                "    r{k}: {:04x}:{:016x} vs {:04x}:{:016x} (x87 physical register)",
+                x.regs[k].sign_exponent,
+                x.regs[k].significand,
+                y.regs[k].sign_exponent,
+                y.regs[k].significand
+            ));
+        }
+    }
+    if x.status_word() != y.status_word() {
+        out.push(format!(
+            "  fpsw: {:#06x} vs {:#06x}",
+            x.status_word(),
+            y.status_word()
+        ));
+    }
+    if x.control != y.control {
+        out.push(format!("  fpcw: {:#06x} vs {:#06x}", x.control, y.control));
+    }
+    if x.tag != y.tag {
+        out.push(format!(" fptag: {:#06x} vs {:#06x}", x.tag, y.tag));
     }
     out
 }
