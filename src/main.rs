@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod run_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "tandem",
@@ -14,9 +16,13 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    Run(run_cmd::RunArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Run(args) => run_cmd::run(args),
+    }
 }
