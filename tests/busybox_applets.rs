@@ -8,7 +8,9 @@ const BUSYBOX: &str = "/bin/busybox";
 
 /// Deterministic text input: 2000 lines of words with repeats, digits and mixed case.
 fn input_text() -> Vec<u8> {
-    let words = ["alpha", "Beta", "gamma", "delta", "alpha", "EPSILON", "zeta", "eta", "theta", "iota"];
+    let words = [
+        "alpha", "Beta", "gamma", "delta", "alpha", "EPSILON", "zeta", "eta", "theta", "iota",
+    ];
     let mut out = String::new();
     let mut s: u32 = 7;
     for i in 0..2000 {
@@ -25,7 +27,10 @@ fn input_file(test: &str) -> (String, String) {
     let dir = scratch(&format!("busybox-{test}"));
     let file = dir.join("input.txt");
     std::fs::write(&file, input_text()).unwrap();
-    (dir.to_str().unwrap().to_string(), file.to_str().unwrap().to_string())
+    (
+        dir.to_str().unwrap().to_string(),
+        file.to_str().unwrap().to_string(),
+    )
 }
 
 fn applet(test: &str, args: &[&str], stdin: &[u8], mount: Option<&str>) {
@@ -36,7 +41,10 @@ fn applet(test: &str, args: &[&str], stdin: &[u8], mount: Option<&str>) {
     }
     let e = emulate(&flags, BUSYBOX, args, stdin);
     let n = native(BUSYBOX, args, &[], stdin);
-    assert!(!n.stdout.is_empty() || n.status.code() != Some(0), "{test}: native run printed nothing");
+    assert!(
+        !n.stdout.is_empty() || n.status.code() != Some(0),
+        "{test}: native run printed nothing"
+    );
     assert_same(test, &n, &e);
 }
 
@@ -79,7 +87,16 @@ fn tr_upper_case_and_delete() {
 
 #[test]
 fn sed_substitutions_and_addresses() {
-    applet("sed", &["sed", "-n", "s/\\(alpha\\) \\([0-9]*\\)/\\2<\\1>/p; 100,105p; $="], &input_text(), None);
+    applet(
+        "sed",
+        &[
+            "sed",
+            "-n",
+            "s/\\(alpha\\) \\([0-9]*\\)/\\2<\\1>/p; 100,105p; $=",
+        ],
+        &input_text(),
+        None,
+    );
 }
 
 #[test]
@@ -107,14 +124,31 @@ fn gzip_and_gunzip_round_trip() {
 
 #[test]
 fn od_hex_dump() {
-    applet("od", &["od", "-A", "x", "-t", "x1z", "-v"], &input_text()[..4096], None);
+    applet(
+        "od",
+        &["od", "-A", "x", "-t", "x1z", "-v"],
+        &input_text()[..4096],
+        None,
+    );
 }
 
 #[test]
 fn seq_factor_expr() {
     applet("seq", &["seq", "-s", ",", "1", "7", "1000"], b"", None);
-    applet("factor", &["factor", "1234567890", "999999937", "600851475143", "97"], b"", None);
-    applet("expr", &["expr", "(", "17", "*", "23", ")", "%", "7", "+", "length", "tandem"], b"", None);
+    applet(
+        "factor",
+        &["factor", "1234567890", "999999937", "600851475143", "97"],
+        b"",
+        None,
+    );
+    applet(
+        "expr",
+        &[
+            "expr", "(", "17", "*", "23", ")", "%", "7", "+", "length", "tandem",
+        ],
+        b"",
+        None,
+    );
 }
 
 #[test]
@@ -139,7 +173,12 @@ fn cat_cannot_escape_the_mount() {
     let outside = format!("{dir}/../../../../etc/hostname");
     for path in [outside.as_str(), "/etc/passwd", "/proc/self/environ"] {
         let e = emulate(&["--mount", &dir], BUSYBOX, &["cat", path], b"");
-        assert_ne!(e.status.code(), Some(0), "{path} was readable: {}", text(&e.stdout));
+        assert_ne!(
+            e.status.code(),
+            Some(0),
+            "{path} was readable: {}",
+            text(&e.stdout)
+        );
         assert!(e.stdout.is_empty());
     }
 }

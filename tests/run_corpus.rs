@@ -31,7 +31,11 @@ macro_rules! both_libcs {
 both_libcs!(hello, "hello", &[]);
 both_libcs!(malloc_stress, "malloc", &[]);
 both_libcs!(qsort, "qsort", &[]);
-both_libcs!(sha256, "sha256", &["", "abc", "The quick brown fox jumps over the lazy dog"]);
+both_libcs!(
+    sha256,
+    "sha256",
+    &["", "abc", "The quick brown fox jumps over the lazy dog"]
+);
 both_libcs!(float_printf, "float", &[]);
 both_libcs!(sigsegv_handler, "segv", &[]);
 both_libcs!(setjmp_longjmp, "jmp", &[]);
@@ -40,7 +44,12 @@ fn args_and_env(name: &str) {
     let bin = corpus_bin(name);
     let args = ["one", "two words", "", "--three"];
     let n = native(&bin, &args, &[("HOME", "/home/guest"), ("LANG", "C")], b"");
-    let e = emulate(&["--env", "HOME=/home/guest", "--env", "LANG=C"], &bin, &args, b"");
+    let e = emulate(
+        &["--env", "HOME=/home/guest", "--env", "LANG=C"],
+        &bin,
+        &args,
+        b"",
+    );
     assert_same(name, &n, &e);
     assert_eq!(e.status.code(), Some(5), "exit status is argc");
 }
@@ -66,10 +75,17 @@ fn file_io(name: &str) {
     // Emulated first: it must leave the host directory untouched.
     let mount = d.to_string();
     let e = emulate(&["--mount", &mount], &bin, &[&input, &output, d], b"");
-    assert!(!dir.join("out.txt").exists(), "the emulated run wrote to the host");
+    assert!(
+        !dir.join("out.txt").exists(),
+        "the emulated run wrote to the host"
+    );
     let n = native(&bin, &[&input, &output, d], &[], b"");
     assert_same(name, &n, &e);
-    assert!(text(&e.stdout).contains("entry out.txt"), "{}", text(&e.stdout));
+    assert!(
+        text(&e.stdout).contains("entry out.txt"),
+        "{}",
+        text(&e.stdout)
+    );
 }
 
 #[test]

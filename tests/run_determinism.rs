@@ -20,8 +20,15 @@ fn twice(name: &str) {
         "{name}: no state report in {report}"
     );
     assert_eq!(first.stdout, second.stdout, "{name}: stdout differs");
-    assert_eq!(first.stderr, second.stderr, "{name}: stderr, icount or state hash differ");
-    assert_eq!(first.status.code(), second.status.code(), "{name}: exit status differs");
+    assert_eq!(
+        first.stderr, second.stderr,
+        "{name}: stderr, icount or state hash differ"
+    );
+    assert_eq!(
+        first.status.code(),
+        second.status.code(),
+        "{name}: exit status differs"
+    );
 }
 
 #[test]

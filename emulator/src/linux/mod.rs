@@ -155,6 +155,8 @@ pub struct LinuxMachine<H: Host> {
     signals: SignalState,
     slept_ns: u64,
     umask: u32,
+    /// The name prctl(PR_SET_NAME) set (at most 15 bytes).
+    thread_name: Vec<u8>,
     termination: Option<Termination>,
     stats: Stats,
 }
@@ -200,6 +202,12 @@ impl<H: Host> LinuxMachine<H> {
             signals: SignalState::default(),
             slept_ns: 0,
             umask: 0o022,
+            thread_name: config
+                .exe_path
+                .rsplit(|&b| b == b'/')
+                .next()
+                .map(|n| n[..n.len().min(15)].to_vec())
+                .unwrap_or_default(),
             termination: None,
             stats: Stats::default(),
             config,

@@ -286,6 +286,7 @@ impl<H: Host> LinuxMachine<H> {
             118 | 120 => self.sys_getresid(a, GUEST_UID),
             127 => self.write_u64(a[0], self.signals.pending).map(|_| 0),
             131 => self.sys_sigaltstack(a[0], a[1]),
+            157 => self.sys_prctl(a[0], a[1]),
             158 => self.sys_arch_prctl(a[0], a[1]),
             186 => Ok(GUEST_PID as u64),
             200 => self.sys_kill(a[0] as i32, a[1] as i32),
@@ -1260,6 +1261,31 @@ impl<H: Host> LinuxMachine<H> {
         }
         self.brk_current = addr;
         addr
+    }
+
+    /// prctl(2): the thread name and the flags a lone process may ask about; anything else is EINVAL.
+    fn sys_prctl(&mut self, option: u64, arg: u64) -> SysResult {
+        const PR_SET_PDEATHSIG: u64 = 1;
+        const PR_GET_DUMPABLE: u64 = 3;
+        const PR_SET_DUMPABLE: u64 = 4;
+        const PR_SET_NAME: u64 = 15;
+        const PR_GET_NAME: u64 = 16;
+        match option {
+            PR_SET_PDEATHSIG | PR_SET_DUMPABLE => Ok(0),
+            PR_GET_DUMPABLE => Ok(1),
+            PR_SET_NAME => {
+                let name = self.read_cstring(arg, 16)?;
+                self.thread_name = name[..name.len().min(15)].to_vec();
+                Ok(0)
+            }
+            PR_GET_NAME => {
+                let mut b = [0u8; 16];
+                b[..self.thread_name.len()].copy_from_slice(&self.thread_name);
+                self.write_mem(arg, &b)?;
+                Ok(0)
+            }
+            _ => Err(EINVAL),
+        }
     }
 
     fn sys_arch_prctl(&mut self, code: u64, addr: u64) -> SysResult {

@@ -156,7 +156,8 @@ impl Vfs {
             mounts,
             overlay: BTreeMap::new(),
             host_cache: BTreeMap::new(),
-            exe_path,
+            // /proc/self/exe is always an absolute, clean path (glibc asserts it starts with '/').
+            exe_path: join(&split(&exe_path).into_iter().collect::<Vec<_>>()),
         }
     }
 
