@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod run_cmd;
+mod scenario_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -18,11 +19,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(run_cmd::RunArgs),
+    /// Seeded simulation scenarios: run templates over many seeds, show a run's timeline, benchmark.
+    Scenario(scenario_cmd::ScenarioArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run_cmd::run(args),
+        Command::Scenario(args) => scenario_cmd::run(args),
     }
 }

@@ -6,7 +6,7 @@
 
 use super::dispatch::{by_size, forms, Table};
 use super::flags::{mask, FlagOp};
-use super::{Cpu, Stop};
+use super::{op_shape, Cpu, Handler, Stop, OPK_IMM, OPK_MEM, OPK_REG};
 use iced_x86::{Instruction, Mnemonic};
 
 const ADD: u8 = 0;
@@ -19,9 +19,12 @@ const XOR: u8 = 6;
 const CMP: u8 = 7;
 const TEST: u8 = 8;
 
-fn binop<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
-    let a = cpu.read_op(i, 0, S)?;
-    let b = cpu.read_op(i, 1, S)?;
+fn binop<const S: u8, const OP: u8, const K0: u8, const K1: u8>(
+    cpu: &mut Cpu,
+    i: &Instruction,
+) -> Result<(), Stop> {
+    let a = cpu.read_k::<K0>(i, 0, S)?;
+    let b = cpu.read_k::<K1>(i, 1, S)?;
     let carry = if OP == ADC || OP == SBB {
         cpu.flags.cf() as u64
     } else {
@@ -37,7 +40,7 @@ fn binop<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<()
         _ => a ^ b,
     } & mask(S);
     if OP != CMP && OP != TEST {
-        cpu.write_op(i, 0, S, r)?;
+        cpu.write_k::<K0>(i, 0, S, r)?;
     }
     let op = match OP {
         ADD => FlagOp::Add,
@@ -82,11 +85,28 @@ fn dec<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
+/// The binop handler for this instruction's operand kinds.
+fn choose_binop<const S: u8, const OP: u8>(i: &Instruction) -> Handler {
+    match (op_shape(i, 0), op_shape(i, 1)) {
+        (OPK_REG, OPK_REG) => binop::<S, OP, OPK_REG, OPK_REG>,
+        (OPK_REG, OPK_MEM) => binop::<S, OP, OPK_REG, OPK_MEM>,
+        (OPK_REG, _) => binop::<S, OP, OPK_REG, OPK_IMM>,
+        (_, OPK_REG) => binop::<S, OP, OPK_MEM, OPK_REG>,
+        _ => binop::<S, OP, OPK_MEM, OPK_IMM>,
+    }
+}
+
 pub(crate) fn register(t: &mut Table) {
     macro_rules! binops {
         ($($m:ident => $op:ident),*) => {$(
             for (code, size) in forms(Mnemonic::$m) {
-                t.set(code, by_size!(size, binop::<$op>));
+                let chooser: super::dispatch::Chooser = match size {
+                    1 => choose_binop::<1, $op>,
+                    2 => choose_binop::<2, $op>,
+                    4 => choose_binop::<4, $op>,
+                    _ => choose_binop::<8, $op>,
+                };
+                t.set_chooser(code, chooser);
             }
         )*};
     }

@@ -8,8 +8,13 @@ use super::{Cpu, Exception, Handler, Stop};
 use iced_x86::{Code, EncodingKind, Instruction, Mnemonic, OpCodeOperandKind};
 use std::sync::OnceLock;
 
+/// Picks a handler specialised for the operand kinds of one decoded instruction (register, memory or
+/// immediate), so that the handler does not branch on them each time it runs.
+pub(crate) type Chooser = fn(&Instruction) -> Handler;
+
 pub(crate) struct Table {
     handlers: Vec<Handler>,
+    choosers: Vec<Option<Chooser>>,
     implemented: Vec<bool>,
 }
 
@@ -22,6 +27,14 @@ impl Table {
         self.handlers[i] = handler;
         self.implemented[i] = true;
     }
+
+    /// Registers a chooser for `code`: the block translator calls it once per decoded instruction.
+    pub(crate) fn set_chooser(&mut self, code: Code, chooser: Chooser) {
+        let i = code as usize;
+        assert!(!self.implemented[i], "{code:?} registered twice");
+        self.choosers[i] = Some(chooser);
+        self.implemented[i] = true;
+    }
 }
 
 pub(crate) fn invalid_opcode(_: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
@@ -32,6 +45,7 @@ fn build() -> Table {
     let count = Code::values().len();
     let mut t = Table {
         handlers: vec![invalid_opcode as Handler; count],
+        choosers: vec![None; count],
         implemented: vec![false; count],
     };
     super::alu::register(&mut t);
@@ -53,8 +67,15 @@ fn get() -> &'static Table {
     TABLE.get_or_init(build)
 }
 
-pub(crate) fn table() -> &'static [Handler] {
-    &get().handlers
+/// The handler that runs `instr`.
+#[inline]
+pub(crate) fn handler_for(instr: &Instruction) -> Handler {
+    let t = get();
+    let i = instr.code() as usize;
+    match t.choosers[i] {
+        Some(choose) => choose(instr),
+        None => t.handlers[i],
+    }
 }
 
 pub(crate) fn is_implemented(code: Code) -> bool {
@@ -93,10 +114,13 @@ pub(crate) fn forms(mnemonic: Mnemonic) -> Vec<(Code, u8)> {
         })
         .filter_map(|c| {
             let op = c.op_code();
-            let size = if op.op_count() == 0 {
-                Some(0)
-            } else {
-                gpr_operand_size(op.op_kind(0))
+            let size = match op.op_count() {
+                0 => Some(0),
+                // MOV moffs, AL/AX/EAX/RAX: the width comes from the register.
+                _ if op.op_kind(0) == OpCodeOperandKind::mem_offs => {
+                    gpr_operand_size(op.op_kind(1))
+                }
+                _ => gpr_operand_size(op.op_kind(0)),
             };
             size.map(|s| (c, s))
         })

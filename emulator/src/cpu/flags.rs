@@ -20,12 +20,15 @@ pub const TF: u64 = 1 << 8;
 pub const IF: u64 = 1 << 9;
 pub const DF: u64 = 1 << 10;
 pub const OF: u64 = 1 << 11;
+/// Nested task: meaningless in 64-bit mode, but a user-mode POPF sets and clears it like any other flag.
+pub const NT: u64 = 1 << 14;
 pub const AC: u64 = 1 << 18;
 pub const ID: u64 = 1 << 21;
 /// The six status flags.
 pub const STATUS: u64 = CF | PF | AF | ZF | SF | OF;
-/// The bits a user-mode popfq may change (SDM Vol. 2, POPF: IOPL and IF are kept at CPL 3, VM/RF are cleared).
-pub const USER_WRITABLE: u64 = STATUS | TF | DF | AC | ID;
+/// The bits a user-mode popfq may change (SDM Vol. 2, POPF: IOPL and IF are kept at CPL 3, VM/RF are cleared;
+/// NT is writable at every privilege level, which is why Linux clears it on kernel entry).
+pub const USER_WRITABLE: u64 = STATUS | TF | DF | NT | AC | ID;
 /// Bit 1 is reserved and always reads as one.
 pub const RESERVED_ONE: u64 = 1 << 1;
 
@@ -62,6 +65,11 @@ pub struct Flags {
     pub src: u64,
     pub res: u64,
     pub aux: u64,
+    /// Status bits that an instruction changing only some flags (ROL, ROR, RCL, RCR change CF and OF) set on
+    /// top of the lazy operation, which keeps the others: `ovr_mask` says which, `ovr_val` their values.
+    /// Every full flag-setting operation clears it.
+    pub ovr_mask: u64,
+    pub ovr_val: u64,
     /// The non-status bits of rflags.
     pub other: u64,
 }
@@ -75,6 +83,8 @@ impl Default for Flags {
             src: 0,
             res: 0,
             aux: 0,
+            ovr_mask: 0,
+            ovr_val: 0,
             other: RESERVED_ONE | IF,
         }
     }
@@ -114,6 +124,7 @@ impl Flags {
         self.dst = dst;
         self.src = src;
         self.res = res & mask(size);
+        self.ovr_mask = 0;
     }
 
     #[inline(always)]
@@ -127,10 +138,27 @@ impl Flags {
     pub fn set_status(&mut self, status: u64) {
         self.op = FlagOp::Raw;
         self.aux = status & STATUS;
+        self.ovr_mask = 0;
+    }
+
+    /// Sets CF and OF, keeping the other status flags, without computing them.
+    #[inline(always)]
+    pub fn set_cf_of(&mut self, cf: bool, of: bool) {
+        let v = if cf { CF } else { 0 } | if of { OF } else { 0 };
+        if self.op == FlagOp::Raw {
+            self.aux = (self.aux & !(CF | OF)) | v;
+            self.ovr_mask = 0;
+        } else {
+            self.ovr_mask = CF | OF;
+            self.ovr_val = v;
+        }
     }
 
     #[inline(always)]
     pub fn cf(&self) -> bool {
+        if self.ovr_mask & CF != 0 {
+            return self.ovr_val & CF != 0;
+        }
         let m = mask(self.size);
         match self.op {
             FlagOp::Raw => self.aux & CF != 0,
@@ -204,6 +232,9 @@ impl Flags {
 
     #[inline(always)]
     pub fn of(&self) -> bool {
+        if self.ovr_mask & OF != 0 {
+            return self.ovr_val & OF != 0;
+        }
         let sb = sign_bit(self.size);
         match self.op {
             FlagOp::Raw => self.aux & OF != 0,
@@ -226,6 +257,7 @@ impl Flags {
         if self.op == FlagOp::Raw {
             return self.aux & STATUS;
         }
+        // cf() and of() already honour the overrides.
         (self.cf() as u64)
             | (self.pf() as u64) << 2
             | (self.af() as u64) << 4
@@ -262,7 +294,7 @@ impl Flags {
     #[inline(always)]
     pub fn cond(&self, cc: u8) -> bool {
         // Fast paths for the overwhelmingly common compare-then-branch.
-        if self.op == FlagOp::Sub {
+        if self.op == FlagOp::Sub && self.ovr_mask == 0 {
             let m = mask(self.size);
             let (a, b) = (self.dst & m, self.src & m);
             let r = match cc >> 1 {
@@ -351,6 +383,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn cf_of_override_keeps_the_lazy_flags() {
+        let mut f = Flags::default();
+        f.set(FlagOp::Sub, 4, 1, 2, 1u64.wrapping_sub(2));
+        let before = f.status();
+        f.set_cf_of(false, true);
+        assert_eq!(f.status(), (before & !(CF | OF)) | OF);
+        assert!(f.cond(0) && !f.cond(2), "jo taken, jb not");
+        f.set(FlagOp::Logic, 4, 0, 0, 0);
+        assert!(!f.of(), "a full flag update clears the override");
     }
 
     #[test]

@@ -142,6 +142,21 @@ impl std::fmt::Display for Exception {
     }
 }
 
+/// Operand kinds for handlers specialised at translation time (`Cpu::read_k`, `dispatch::Chooser`).
+pub(crate) const OPK_REG: u8 = 0;
+pub(crate) const OPK_MEM: u8 = 1;
+pub(crate) const OPK_IMM: u8 = 2;
+
+/// The kind of operand `n` as one of `OPK_REG`, `OPK_MEM`, `OPK_IMM`.
+#[inline]
+pub(crate) fn op_shape(i: &Instruction, n: u32) -> u8 {
+    match i.op_kind(n) {
+        OpKind::Register => OPK_REG,
+        OpKind::Memory => OPK_MEM,
+        _ => OPK_IMM,
+    }
+}
+
 /// Why a handler stopped the instruction stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stop {
@@ -484,6 +499,42 @@ impl Cpu {
         }
     }
 
+    /// Reads operand `n` whose kind the caller knows: `K` is `OPK_REG`, `OPK_MEM` or `OPK_IMM` (see `op_shape`).
+    #[inline(always)]
+    pub(crate) fn read_k<const K: u8>(
+        &mut self,
+        i: &Instruction,
+        n: u32,
+        size: u8,
+    ) -> Result<u64, MemoryFault> {
+        match K {
+            OPK_REG => Ok(self.read_reg(i.op_register(n))),
+            OPK_MEM => {
+                let a = self.ea(i);
+                self.mem.read_sized(a, size as u32)
+            }
+            _ => Ok(i.immediate(n) & flags::mask(size)),
+        }
+    }
+
+    /// Writes operand `n` whose kind the caller knows (`OPK_REG` or `OPK_MEM`).
+    #[inline(always)]
+    pub(crate) fn write_k<const K: u8>(
+        &mut self,
+        i: &Instruction,
+        n: u32,
+        size: u8,
+        v: u64,
+    ) -> Result<(), MemoryFault> {
+        if K == OPK_REG {
+            self.write_reg(i.op_register(n), v);
+            Ok(())
+        } else {
+            let a = self.ea(i);
+            self.mem.write_sized(a, size as u32, v)
+        }
+    }
+
     /// Writes operand `n` (a register or memory).
     #[inline(always)]
     pub(crate) fn write_op(
@@ -534,19 +585,39 @@ struct Block {
     insns: Box<[Decoded]>,
 }
 
-/// Decoded blocks by start address, and which blocks each page holds (for invalidation).
+/// Decoded blocks in a slab, their slot by start address, and which blocks each page holds (for invalidation).
 #[derive(Default)]
 struct BlockCache {
+    slab: Vec<Block>,
+    free_slots: Vec<u32>,
     /// Lookup only, never iterated: its order cannot reach an output.
-    blocks: FxHashMap<u64, Block>,
+    slot_by_rip: FxHashMap<u64, u32>,
     by_page: BTreeMap<u64, Vec<u64>>,
 }
 
 impl BlockCache {
+    fn insert(&mut self, rip: u64, block: Block) -> u32 {
+        let slot = match self.free_slots.pop() {
+            Some(s) => {
+                self.slab[s as usize] = block;
+                s
+            }
+            None => {
+                self.slab.push(block);
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.slot_by_rip.insert(rip, slot);
+        slot
+    }
+
     fn invalidate_page(&mut self, vpn: u64) {
         if let Some(starts) = self.by_page.remove(&vpn) {
             for s in starts {
-                self.blocks.remove(&s);
+                if let Some(slot) = self.slot_by_rip.remove(&s) {
+                    self.slab[slot as usize].insns = Box::new([]);
+                    self.free_slots.push(slot);
+                }
             }
         }
     }
@@ -588,9 +659,8 @@ impl Machine {
         }
     }
 
-    /// Decodes the block starting at `rip` into the cache.
-    fn translate(&mut self, rip: u64) -> Result<(), Exception> {
-        let table = dispatch::table();
+    /// Decodes the block starting at `rip` into the cache and returns its slot.
+    fn translate(&mut self, rip: u64) -> Result<u32, Exception> {
         let page_end = (rip | PAGE_MASK).wrapping_add(1);
         let in_page = if page_end == 0 {
             (PAGE_SIZE as u64 - (rip & PAGE_MASK)) as usize
@@ -639,7 +709,7 @@ impl Machine {
                 });
                 break;
             }
-            let handler = table[instr.code() as usize];
+            let handler = dispatch::handler_for(&instr);
             let ends_block = instr.flow_control() != FlowControl::Next;
             if instr.next_ip() > page_end && page_end != 0 {
                 straddles = true;
@@ -667,14 +737,13 @@ impl Machine {
                 .or_default()
                 .push(rip);
         }
-        self.cache.blocks.insert(
+        self.cache_stats.blocks_translated += 1;
+        Ok(self.cache.insert(
             rip,
             Block {
                 insns: insns.into_boxed_slice(),
             },
-        );
-        self.cache_stats.blocks_translated += 1;
-        Ok(())
+        ))
     }
 
     /// Runs until exactly `budget` more instructions have retired, a SYSCALL retires, or an exception is raised.
@@ -687,12 +756,14 @@ impl Machine {
                 return Exit::BudgetExhausted;
             }
             let rip = self.cpu.rip;
-            if !self.cache.blocks.contains_key(&rip) {
-                if let Err(e) = self.translate(rip) {
-                    return Exit::Exception(e);
-                }
-            }
-            let block = &self.cache.blocks[&rip];
+            let slot = match self.cache.slot_by_rip.get(&rip) {
+                Some(&slot) => slot,
+                None => match self.translate(rip) {
+                    Ok(slot) => slot,
+                    Err(e) => return Exit::Exception(e),
+                },
+            };
+            let block = &self.cache.slab[slot as usize];
             let cpu = &mut self.cpu;
             let mut stop = None;
             for d in block.insns.iter() {

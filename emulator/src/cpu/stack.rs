@@ -144,6 +144,20 @@ mod tests {
     }
 
     #[test]
+    fn user_popfq_sets_nt_but_keeps_iopl_and_if() {
+        let code = assemble(|a| {
+            a.push(0x3000 | 0x4000 | 0x1i32).unwrap(); // IOPL 3, NT, CF; IF clear
+            a.popfq().unwrap();
+            a.hlt().unwrap();
+        });
+        let m = run_to_hlt(&code, |_| {});
+        assert_eq!(
+            m.cpu.rflags() & (0x3000 | 0x4000 | 0x200 | 0x1),
+            0x4000 | 0x200 | 0x1
+        );
+    }
+
+    #[test]
     fn enter_and_leave_build_and_drop_a_frame() {
         let code = assemble(|a| {
             a.enter(32u32, 0u32).unwrap();

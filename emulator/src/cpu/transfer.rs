@@ -8,10 +8,24 @@ use super::flags::{mask, sext, FlagOp, ZF};
 use super::{Cpu, Exception, Stop, RAX, RBX, RCX, RDX};
 use iced_x86::{Code, Instruction, Mnemonic, OpCodeOperandKind};
 
-fn mov<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
-    let v = cpu.read_op(i, 1, S)?;
-    cpu.write_op(i, 0, S, v)?;
+fn mov<const S: u8, const K0: u8, const K1: u8>(
+    cpu: &mut Cpu,
+    i: &Instruction,
+) -> Result<(), Stop> {
+    let v = cpu.read_k::<K1>(i, 1, S)?;
+    cpu.write_k::<K0>(i, 0, S, v)?;
     Ok(())
+}
+
+fn choose_mov<const S: u8>(i: &Instruction) -> super::Handler {
+    use super::{op_shape, OPK_IMM, OPK_MEM, OPK_REG};
+    match (op_shape(i, 0), op_shape(i, 1)) {
+        (OPK_REG, OPK_REG) => mov::<S, OPK_REG, OPK_REG>,
+        (OPK_REG, OPK_MEM) => mov::<S, OPK_REG, OPK_MEM>,
+        (OPK_REG, _) => mov::<S, OPK_REG, OPK_IMM>,
+        (_, OPK_REG) => mov::<S, OPK_MEM, OPK_REG>,
+        _ => mov::<S, OPK_MEM, OPK_IMM>,
+    }
 }
 
 /// MOVZX/MOVSX/MOVSXD: destination width D, source width S.
@@ -108,8 +122,15 @@ fn xadd<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     let dst = cpu.read_op(i, 0, S)?;
     let src = cpu.read_op(i, 1, S)?;
     let sum = dst.wrapping_add(src) & mask(S);
-    cpu.write_op(i, 0, S, sum)?;
-    cpu.write_op(i, 1, S, dst)?;
+    // SDM XADD: SRC <- DEST, then DEST <- TEMP, so with one register as both operands the sum wins.
+    // A memory destination is written first so that a fault leaves the source register untouched.
+    if i.op0_kind() == iced_x86::OpKind::Register {
+        cpu.write_op(i, 1, S, dst)?;
+        cpu.write_op(i, 0, S, sum)?;
+    } else {
+        cpu.write_op(i, 0, S, sum)?;
+        cpu.write_op(i, 1, S, dst)?;
+    }
     cpu.flags.set(FlagOp::Add, S, dst, src, sum);
     Ok(())
 }
@@ -186,7 +207,13 @@ fn has_special_register(code: Code) -> bool {
 pub(crate) fn register(t: &mut Table) {
     for (code, size) in forms(Mnemonic::Mov) {
         if !has_special_register(code) {
-            t.set(code, by_size!(size, mov));
+            let chooser: super::dispatch::Chooser = match size {
+                1 => choose_mov::<1>,
+                2 => choose_mov::<2>,
+                4 => choose_mov::<4>,
+                _ => choose_mov::<8>,
+            };
+            t.set_chooser(code, chooser);
         }
     }
     for (m, signed) in [
@@ -271,6 +298,35 @@ mod tests {
     use crate::cpu::testutil::*;
     use crate::cpu::*;
     use iced_x86::code_asm::*;
+
+    #[test]
+    fn movabs_through_a_64_bit_offset() {
+        let code = assemble(|a| {
+            a.mov(rax, 0x1122_3344_5566_7788u64).unwrap();
+            // mov [moffs64], rax (REX.W A3) and mov al, [moffs64] (A0), written as bytes.
+            let mut store = vec![0x48, 0xa3];
+            store.extend_from_slice(&(DATA + 8).to_le_bytes());
+            a.db(&store).unwrap();
+            a.mov(ebx, dword_ptr(DATA + 12)).unwrap();
+            let mut load = vec![0xa0];
+            load.extend_from_slice(&(DATA + 9).to_le_bytes());
+            a.db(&load).unwrap();
+            a.hlt().unwrap();
+        });
+        let m = run_to_hlt(&code, |_| {});
+        assert_eq!(m.cpu.gpr[RBX], 0x1122_3344);
+        assert_eq!(m.cpu.gpr[RAX] & 0xff, 0x77, "byte 1 of the stored qword");
+    }
+
+    #[test]
+    fn xadd_with_one_register_as_both_operands_keeps_the_sum() {
+        let code = assemble(|a| {
+            a.xadd(rbx, rbx).unwrap();
+            a.hlt().unwrap();
+        });
+        let m = run_to_hlt(&code, |c| c.gpr[RBX] = 21);
+        assert_eq!(m.cpu.gpr[RBX], 42);
+    }
 
     #[test]
     fn cmov_32_bit_zero_extends_even_when_false() {

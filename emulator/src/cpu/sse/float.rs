@@ -1,0 +1,367 @@
+//! Scalar and packed single- and double-precision floating point (SDM Vol. 1, 10.4.2 and 11.4.1; Vol. 2 for each):
+//! ADD, SUB, MUL, DIV, SQRT, MIN, MAX, CMP (eight predicates) in their PS/PD/SS/SD forms; the SSE3 HADD, HSUB and
+//! ADDSUB; COMISS/COMISD/UCOMISS/UCOMISD; the logic ANDPS..XORPD; SHUFPS/SHUFPD, UNPCKLPS..UNPCKHPD,
+//! MOVMSKPS/MOVMSKPD; LDMXCSR and STMXCSR.
+//!
+//! Arithmetic goes through softfloat.rs lane by lane; the flags of all lanes are gathered and committed before the
+//! destination is written, so an unmasked exception (#XM) leaves the destination untouched. Scalar forms change
+//! only the low lane of the destination. RCPPS/RSQRTPS are not implemented: their approximations differ between
+//! processor generations, so no fixed answer matches "the hardware".
+
+use super::softfloat::{Format, Fp, F32, F64};
+use super::{commit_flags, src, xreg};
+use crate::cpu::dispatch::Table;
+use crate::cpu::flags::{CF, PF, STATUS, ZF};
+use crate::cpu::{Cpu, Exception, Stop};
+use iced_x86::{Code, Instruction};
+use std::cmp::Ordering;
+
+#[inline(always)]
+fn get<F: Format>(v: u128, l: u32) -> u64 {
+    (v >> (l * F::WIDTH)) as u64 & F::ALL
+}
+
+#[inline(always)]
+fn put<F: Format>(v: u128, l: u32, x: u64) -> u128 {
+    let mask = (F::ALL as u128) << (l * F::WIDTH);
+    (v & !mask) | (((x & F::ALL) as u128) << (l * F::WIDTH))
+}
+
+const ADD: u8 = 0;
+const SUB: u8 = 1;
+const MUL: u8 = 2;
+const DIV: u8 = 3;
+const MIN: u8 = 4;
+const MAX: u8 = 5;
+const SQRT: u8 = 6;
+
+/// The arithmetic of one lane: destination lane `x`, source lane `y`.
+#[inline(always)]
+fn op<F: Format, const OP: u8>(fp: &mut Fp, x: u64, y: u64) -> u64 {
+    match OP {
+        ADD => fp.add::<F>(x, y, false),
+        SUB => fp.add::<F>(x, y, true),
+        MUL => fp.mul::<F>(x, y),
+        DIV => fp.div::<F>(x, y),
+        MIN => fp.min_max::<F>(x, y, false),
+        MAX => fp.min_max::<F>(x, y, true),
+        _ => fp.sqrt::<F>(y),
+    }
+}
+
+/// ADDPS..SQRTSD: every lane of a packed form, lane 0 of a scalar one.
+fn arith<F: Format, const PACKED: bool, const OP: u8>(
+    cpu: &mut Cpu,
+    i: &Instruction,
+) -> Result<(), Stop> {
+    let b = src(cpu, i, 1)?;
+    let d = xreg(i, 0);
+    let a = cpu.xmm[d];
+    let mut fp = Fp::new(cpu.mxcsr);
+    let lanes = if PACKED { 128 / F::WIDTH } else { 1 };
+    let mut r = a;
+    for l in 0..lanes {
+        r = put::<F>(r, l, op::<F, OP>(&mut fp, get::<F>(a, l), get::<F>(b, l)));
+    }
+    commit_flags(cpu, fp.flags)?;
+    cpu.xmm[d] = r;
+    Ok(())
+}
+
+const HADD: u8 = 0;
+const HSUB: u8 = 1;
+const ADDSUB: u8 = 2;
+
+/// HADDPS/HADDPD/HSUBPS/HSUBPD (pairs of adjacent lanes, destination's first) and ADDSUBPS/ADDSUBPD (even lanes
+/// subtract, odd lanes add).
+fn horizontal<F: Format, const KIND: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let b = src(cpu, i, 1)?;
+    let d = xreg(i, 0);
+    let a = cpu.xmm[d];
+    let mut fp = Fp::new(cpu.mxcsr);
+    let lanes = 128 / F::WIDTH;
+    let mut r = 0u128;
+    for l in 0..lanes {
+        let z = if KIND == ADDSUB {
+            fp.add::<F>(get::<F>(a, l), get::<F>(b, l), l % 2 == 0)
+        } else {
+            let (v, k) = if l < lanes / 2 {
+                (a, l)
+            } else {
+                (b, l - lanes / 2)
+            };
+            fp.add::<F>(get::<F>(v, 2 * k), get::<F>(v, 2 * k + 1), KIND == HSUB)
+        };
+        r = put::<F>(r, l, z);
+    }
+    commit_flags(cpu, fp.flags)?;
+    cpu.xmm[d] = r;
+    Ok(())
+}
+
+/// CMPPS..CMPSD with the predicate in imm8 bits 2..0: EQ, LT, LE, UNORD, NEQ, NLT, NLE, ORD. LT, LE, NLT and NLE
+/// signal IE on a QNaN too (SDM Vol. 2, CMPPS, Table 3-7).
+fn cmp<F: Format, const PACKED: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let b = src(cpu, i, 1)?;
+    let d = xreg(i, 0);
+    let a = cpu.xmm[d];
+    let predicate = i.immediate8() & 7;
+    let signalling = matches!(predicate, 1 | 2 | 5 | 6);
+    let mut fp = Fp::new(cpu.mxcsr);
+    let lanes = if PACKED { 128 / F::WIDTH } else { 1 };
+    let mut r = a;
+    for l in 0..lanes {
+        let ord = fp.compare::<F>(get::<F>(a, l), get::<F>(b, l), signalling);
+        let lt_or_eq = matches!(ord, Some(Ordering::Less | Ordering::Equal));
+        let t = match predicate {
+            0 => ord == Some(Ordering::Equal),
+            1 => ord == Some(Ordering::Less),
+            2 => lt_or_eq,
+            3 => ord.is_none(),
+            4 => ord != Some(Ordering::Equal),
+            5 => ord != Some(Ordering::Less),
+            6 => !lt_or_eq,
+            _ => ord.is_some(),
+        };
+        r = put::<F>(r, l, if t { F::ALL } else { 0 });
+    }
+    commit_flags(cpu, fp.flags)?;
+    cpu.xmm[d] = r;
+    Ok(())
+}
+
+/// COMISS/COMISD (SIGNALLING: IE on any NaN) and UCOMISS/UCOMISD (IE on an SNaN only): ZF, PF, CF from the
+/// comparison (unordered 1,1,1; greater 0,0,0; less 0,0,1; equal 1,0,0), OF, SF and AF cleared.
+fn comis<F: Format, const SIGNALLING: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let b = src(cpu, i, 1)?;
+    let a = cpu.xmm[xreg(i, 0)];
+    let mut fp = Fp::new(cpu.mxcsr);
+    let ord = fp.compare::<F>(get::<F>(a, 0), get::<F>(b, 0), SIGNALLING);
+    commit_flags(cpu, fp.flags)?;
+    let status = match ord {
+        None => ZF | PF | CF,
+        Some(Ordering::Greater) => 0,
+        Some(Ordering::Less) => CF,
+        Some(Ordering::Equal) => ZF,
+    };
+    cpu.flags.set_rflags(status, STATUS);
+    Ok(())
+}
+
+/// Defines a handler `dst = f(dst, src)` on whole registers.
+macro_rules! bitwise {
+    ($($name:ident = |$a:ident, $b:ident| $body:expr;)*) => {$(
+        fn $name(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+            let $b = src(cpu, i, 1)?;
+            let d = xreg(i, 0);
+            let $a = cpu.xmm[d];
+            cpu.xmm[d] = $body;
+            Ok(())
+        }
+    )*};
+}
+
+bitwise! {
+    and = |a, b| a & b;
+    andn = |a, b| !a & b;
+    or = |a, b| a | b;
+    xor = |a, b| a ^ b;
+    unpcklps = |a, b| unpack::<F32>(a, b, 0);
+    unpckhps = |a, b| unpack::<F32>(a, b, 1);
+    unpcklpd = |a, b| unpack::<F64>(a, b, 0);
+    unpckhpd = |a, b| unpack::<F64>(a, b, 1);
+}
+
+/// UNPCKL* (half 0) and UNPCKH*: interleaves the lanes of one half of `a` and `b`.
+fn unpack<F: Format>(a: u128, b: u128, half: u32) -> u128 {
+    let count = 64 / F::WIDTH;
+    let mut r = 0u128;
+    for k in 0..count {
+        r = put::<F>(r, 2 * k, get::<F>(a, half * count + k));
+        r = put::<F>(r, 2 * k + 1, get::<F>(b, half * count + k));
+    }
+    r
+}
+
+/// SHUFPS: lanes 0 and 1 from the destination, 2 and 3 from the source, each picked by two bits of imm8.
+fn shufps(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let b = src(cpu, i, 1)?;
+    let d = xreg(i, 0);
+    let a = cpu.xmm[d];
+    let imm = i.immediate8() as u32;
+    let mut r = 0u128;
+    for l in 0..4 {
+        let v = if l < 2 { a } else { b };
+        r = put::<F32>(r, l, get::<F32>(v, (imm >> (2 * l)) & 3));
+    }
+    cpu.xmm[d] = r;
+    Ok(())
+}
+
+/// SHUFPD: lane 0 from the destination, lane 1 from the source, each picked by one bit of imm8.
+fn shufpd(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let b = src(cpu, i, 1)?;
+    let d = xreg(i, 0);
+    let a = cpu.xmm[d];
+    let imm = i.immediate8() as u32;
+    let r = put::<F64>(0, 0, get::<F64>(a, imm & 1));
+    cpu.xmm[d] = put::<F64>(r, 1, get::<F64>(b, (imm >> 1) & 1));
+    Ok(())
+}
+
+/// MOVMSKPS/MOVMSKPD: the sign bit of each lane, into a general-purpose register (upper bits zero).
+fn movmsk<F: Format>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let v = cpu.xmm[xreg(i, 1)];
+    let mut m = 0u64;
+    for l in 0..128 / F::WIDTH {
+        m |= (get::<F>(v, l) >> (F::WIDTH - 1)) << l;
+    }
+    cpu.write_reg(i.op0_register(), m);
+    Ok(())
+}
+
+/// LDMXCSR m32: setting a reserved bit (31..16) is #GP (SDM Vol. 2, LDMXCSR; MXCSR_MASK is 0xffff with DAZ).
+fn ldmxcsr(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let a = cpu.ea(i);
+    let v = cpu.mem.read_u32(a)?;
+    if v & 0xffff_0000 != 0 {
+        return Err(Stop::Exception(Exception::GeneralProtection));
+    }
+    cpu.mxcsr = v;
+    Ok(())
+}
+
+fn stmxcsr(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+    let a = cpu.ea(i);
+    cpu.mem.write_u32(a, cpu.mxcsr)?;
+    Ok(())
+}
+
+pub(super) fn register(t: &mut Table) {
+    macro_rules! arith_forms {
+        ($($op:ident: $ps:ident $pd:ident $ss:ident $sd:ident;)*) => {$(
+            t.set(Code::$ps, arith::<F32, true, $op>);
+            t.set(Code::$pd, arith::<F64, true, $op>);
+            t.set(Code::$ss, arith::<F32, false, $op>);
+            t.set(Code::$sd, arith::<F64, false, $op>);
+        )*};
+    }
+    arith_forms! {
+        ADD: Addps_xmm_xmmm128 Addpd_xmm_xmmm128 Addss_xmm_xmmm32 Addsd_xmm_xmmm64;
+        SUB: Subps_xmm_xmmm128 Subpd_xmm_xmmm128 Subss_xmm_xmmm32 Subsd_xmm_xmmm64;
+        MUL: Mulps_xmm_xmmm128 Mulpd_xmm_xmmm128 Mulss_xmm_xmmm32 Mulsd_xmm_xmmm64;
+        DIV: Divps_xmm_xmmm128 Divpd_xmm_xmmm128 Divss_xmm_xmmm32 Divsd_xmm_xmmm64;
+        MIN: Minps_xmm_xmmm128 Minpd_xmm_xmmm128 Minss_xmm_xmmm32 Minsd_xmm_xmmm64;
+        MAX: Maxps_xmm_xmmm128 Maxpd_xmm_xmmm128 Maxss_xmm_xmmm32 Maxsd_xmm_xmmm64;
+        SQRT: Sqrtps_xmm_xmmm128 Sqrtpd_xmm_xmmm128 Sqrtss_xmm_xmmm32 Sqrtsd_xmm_xmmm64;
+    }
+    t.set(Code::Haddps_xmm_xmmm128, horizontal::<F32, HADD>);
+    t.set(Code::Haddpd_xmm_xmmm128, horizontal::<F64, HADD>);
+    t.set(Code::Hsubps_xmm_xmmm128, horizontal::<F32, HSUB>);
+    t.set(Code::Hsubpd_xmm_xmmm128, horizontal::<F64, HSUB>);
+    t.set(Code::Addsubps_xmm_xmmm128, horizontal::<F32, ADDSUB>);
+    t.set(Code::Addsubpd_xmm_xmmm128, horizontal::<F64, ADDSUB>);
+    t.set(Code::Cmpps_xmm_xmmm128_imm8, cmp::<F32, true>);
+    t.set(Code::Cmppd_xmm_xmmm128_imm8, cmp::<F64, true>);
+    t.set(Code::Cmpss_xmm_xmmm32_imm8, cmp::<F32, false>);
+    t.set(Code::Cmpsd_xmm_xmmm64_imm8, cmp::<F64, false>);
+    t.set(Code::Comiss_xmm_xmmm32, comis::<F32, true>);
+    t.set(Code::Comisd_xmm_xmmm64, comis::<F64, true>);
+    t.set(Code::Ucomiss_xmm_xmmm32, comis::<F32, false>);
+    t.set(Code::Ucomisd_xmm_xmmm64, comis::<F64, false>);
+    for (c, h) in [
+        (Code::Andps_xmm_xmmm128, and as crate::cpu::Handler),
+        (Code::Andpd_xmm_xmmm128, and),
+        (Code::Andnps_xmm_xmmm128, andn),
+        (Code::Andnpd_xmm_xmmm128, andn),
+        (Code::Orps_xmm_xmmm128, or),
+        (Code::Orpd_xmm_xmmm128, or),
+        (Code::Xorps_xmm_xmmm128, xor),
+        (Code::Xorpd_xmm_xmmm128, xor),
+        (Code::Unpcklps_xmm_xmmm128, unpcklps),
+        (Code::Unpckhps_xmm_xmmm128, unpckhps),
+        (Code::Unpcklpd_xmm_xmmm128, unpcklpd),
+        (Code::Unpckhpd_xmm_xmmm128, unpckhpd),
+        (Code::Shufps_xmm_xmmm128_imm8, shufps),
+        (Code::Shufpd_xmm_xmmm128_imm8, shufpd),
+        (Code::Movmskps_r32_xmm, movmsk::<F32>),
+        (Code::Movmskps_r64_xmm, movmsk::<F32>),
+        (Code::Movmskpd_r32_xmm, movmsk::<F64>),
+        (Code::Movmskpd_r64_xmm, movmsk::<F64>),
+        (Code::Ldmxcsr_m32, ldmxcsr),
+        (Code::Stmxcsr_m32, stmxcsr),
+    ] {
+        t.set(c, h);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cpu::flags::{CF, OF, PF, SF, ZF};
+    use crate::cpu::testutil::*;
+    use crate::cpu::*;
+    use iced_x86::code_asm::*;
+
+    const F32_ONE: u128 = 0x3f80_0000;
+
+    #[test]
+    fn divide_by_zero_masked_gives_infinity_and_sets_ze() {
+        let code = assemble(|a| {
+            a.divss(xmm0, xmm1).unwrap();
+            a.hlt().unwrap();
+        });
+        let m = run_to_hlt(&code, |c| {
+            c.xmm[0] = (0xdead_u128 << 32) | F32_ONE;
+            c.xmm[1] = 0;
+        });
+        assert_eq!(m.cpu.xmm[0], (0xdead_u128 << 32) | 0x7f80_0000);
+        assert_eq!(m.cpu.mxcsr, MXCSR_DEFAULT | 0x4);
+    }
+
+    #[test]
+    fn unmasked_exception_raises_xm_before_writing() {
+        let code = assemble(|a| {
+            a.ldmxcsr(dword_ptr(DATA)).unwrap();
+            a.divps(xmm0, xmm1).unwrap();
+        });
+        let mut m = machine_with(&code);
+        // Zero-divide unmasked (ZM, bit 9, cleared).
+        m.cpu.mem.write_u32(DATA, 0x1f80 & !(1 << 9)).unwrap();
+        m.cpu.xmm[0] = F32_ONE;
+        m.cpu.xmm[1] = (F32_ONE << 32) | (F32_ONE << 64) | (F32_ONE << 96);
+        assert_eq!(m.run(10), Exit::Exception(Exception::SimdFloatingPoint));
+        assert_eq!(m.cpu.xmm[0], F32_ONE, "destination untouched");
+        assert_eq!(m.cpu.mxcsr & 0x3f, 0x4, "ZE recorded");
+        assert_eq!(m.cpu.icount, 1);
+    }
+
+    #[test]
+    fn ldmxcsr_with_reserved_bits_is_gp() {
+        let code = assemble(|a| {
+            a.ldmxcsr(dword_ptr(DATA)).unwrap();
+        });
+        let mut m = machine_with(&code);
+        m.cpu.mem.write_u32(DATA, 0x1_1f80).unwrap();
+        assert_eq!(m.run(10), Exit::Exception(Exception::GeneralProtection));
+        assert_eq!(m.cpu.mxcsr, MXCSR_DEFAULT);
+    }
+
+    #[test]
+    fn ucomisd_sets_zf_pf_cf_and_clears_the_rest() {
+        let code = assemble(|a| {
+            a.ucomisd(xmm0, xmm1).unwrap();
+            a.hlt().unwrap();
+        });
+        let nan = 0x7ff8_0000_0000_0000u128;
+        let m = run_to_hlt(&code, |c| {
+            c.xmm[0] = nan;
+            c.xmm[1] = 0;
+            c.flags.set_rflags(OF | SF, OF | SF);
+        });
+        assert_eq!(m.cpu.rflags() & (ZF | PF | CF | OF | SF), ZF | PF | CF);
+        assert_eq!(
+            m.cpu.mxcsr, MXCSR_DEFAULT,
+            "a QNaN is not invalid for UCOMISD"
+        );
+    }
+}

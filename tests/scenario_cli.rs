@@ -1,0 +1,386 @@
+//! End-to-end tests of `tandem scenario ...`: they run the built binary on the shipped templates and check what a CI
+//! user sees: the summary, exit statuses, reproduce lines, JSON and JUnit reports, shrinking, sharding, `show`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tandem(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the tandem binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("stderr is UTF-8")
+}
+
+fn scratch(test: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("tandem-scenario-cli-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const SPLIT_BRAIN: &str = "scenarios/templates/split-brain.toml";
+const HPO: &str = "scenarios/templates/hpo.toml";
+const IGNORE_ISOLATION: &str = "scenarios/templates/split-brain-ignore-isolation.toml";
+
+/// A tiny well-formedness check: every start tag is closed in order, and the text has no raw `<` or `&` outside tags
+/// and entities.
+fn assert_well_formed_xml(xml: &str) {
+    let mut stack: Vec<String> = Vec::new();
+    let mut rest = xml.trim_start();
+    assert!(rest.starts_with("<?xml "), "XML declaration first");
+    rest = &rest[rest.find("?>").unwrap() + 2..];
+    while let Some(open) = rest.find('<') {
+        let text = &rest[..open];
+        for (i, _) in text.match_indices('&') {
+            let entity = &text[i..text[i..]
+                .find(';')
+                .map(|e| i + e + 1)
+                .expect("entity ends with ;")];
+            assert!(
+                ["&amp;", "&lt;", "&gt;", "&quot;", "&apos;"].contains(&entity),
+                "bad entity {entity}"
+            );
+        }
+        let close = open + rest[open..].find('>').expect("tag closes");
+        let tag = &rest[open + 1..close];
+        assert!(!tag.contains('<'), "no `<` inside a tag: {tag}");
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(stack.pop().as_deref(), Some(name), "closing tag matches");
+        } else if !tag.ends_with('/') {
+            stack.push(tag.split_whitespace().next().unwrap().to_string());
+        }
+        rest = &rest[close + 1..];
+    }
+    assert!(stack.is_empty(), "unclosed tags: {stack:?}");
+}
+
+#[test]
+fn run_output_is_byte_identical_at_any_job_count() {
+    let dir = scratch("jobs");
+    let mut outputs = Vec::new();
+    for jobs in ["1", "2", "3"] {
+        let json = dir.join(format!("r{jobs}.json"));
+        let junit = dir.join(format!("r{jobs}.xml"));
+        let out = tandem(&[
+            "scenario",
+            "run",
+            SPLIT_BRAIN,
+            "--seeds",
+            "0..120",
+            "--jobs",
+            jobs,
+            "--json",
+            json.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        outputs.push((
+            stdout(&out),
+            std::fs::read(&json).unwrap(),
+            std::fs::read(&junit).unwrap(),
+        ));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[0], outputs[2]);
+    assert!(
+        outputs[0].0.contains("120 runs, 120 passed, 0 failed"),
+        "{}",
+        outputs[0].0
+    );
+}
+
+#[test]
+fn json_and_junit_reports_are_versioned_and_valid() {
+    let dir = scratch("reports");
+    let json_path = dir.join("report.json");
+    let junit_path = dir.join("junit.xml");
+    let out = tandem(&[
+        "scenario",
+        "run",
+        IGNORE_ISOLATION,
+        "--seeds",
+        "0..40",
+        "--json",
+        json_path.to_str().unwrap(),
+        "--junit",
+        junit_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a failing checker exits 1");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(json["format"], "tandem-scenario-report");
+    assert_eq!(json["version"], 1);
+    assert_eq!(json["runs"], 40);
+    let failed = json["failed"].as_u64().unwrap();
+    assert!(failed > 0);
+    assert_eq!(json["passed"].as_u64().unwrap() + failed, 40);
+    assert_eq!(
+        json["checkers"]["decision-pure"]["failed_seeds"].as_u64(),
+        Some(failed)
+    );
+    let first = &json["failures"][0];
+    let seed = first["seed"].as_u64().unwrap();
+    assert_eq!(
+        first["reproduce"],
+        format!("tandem scenario run {IGNORE_ISOLATION} --seed {seed}")
+    );
+    assert!(json["metrics"]["dual_active_ms"]["p99"].as_f64().unwrap() > 0.0);
+    let junit = std::fs::read_to_string(&junit_path).unwrap();
+    assert_well_formed_xml(&junit);
+    assert!(junit.contains(
+        r#"<testcase classname="scenario.split-brain-ignore-isolation" name="decision-pure">"#
+    ));
+    assert!(junit.contains(
+        r#"<testcase classname="scenario.split-brain-ignore-isolation" name="single-active"/>"#
+    ));
+    assert!(junit.contains(r#"<property name="version" value="1"/>"#));
+}
+
+#[test]
+fn each_failure_prints_a_reproduce_line_that_reproduces_it() {
+    let out = tandem(&["scenario", "run", IGNORE_ISOLATION, "--seeds", "0..30"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("reproduce: "))
+        .collect();
+    let failed: usize = text
+        .split(" failed")
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        lines.len(),
+        failed,
+        "one reproduce line per failing seed:\n{text}"
+    );
+    let command = lines[0].trim_start().trim_start_matches("reproduce: ");
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let again = tandem(&args);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "the reproduce line fails again"
+    );
+    assert!(
+        stdout(&again).contains("1 runs, 0 passed, 1 failed"),
+        "{}",
+        stdout(&again)
+    );
+    assert!(stdout(&again).contains("decision-pure"));
+}
+
+#[test]
+fn bad_templates_exit_2_naming_file_line_and_key() {
+    let dir = scratch("bad");
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "name = \"bad\"\nmodel = \"split-brain\"\n\n[[steps]]\naction = \"start\"\n\n[[steps]]\naction = \"partition\"\na = [\"vnfc-a\"]\n",
+    )
+    .unwrap();
+    let out = tandem(&["scenario", "run", path.to_str().unwrap(), "--seed", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{}:8:", path.display())), "{err}");
+    assert!(
+        err.contains("`partition` is not declared in [capabilities]"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    std::fs::write(
+        &path,
+        "name = \"bad\"\nmodel = \"split-brain\"\nstpes = []\n",
+    )
+    .unwrap();
+    let err = stderr(&tandem(&[
+        "scenario",
+        "show",
+        path.to_str().unwrap(),
+        "--seed",
+        "1",
+    ]));
+    assert!(
+        err.contains(":3:") && err.contains("unknown field `stpes`"),
+        "{err}"
+    );
+
+    let missing = tandem(&["scenario", "run", "no/such/template.toml"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("no/such/template.toml"));
+}
+
+#[test]
+fn show_prints_the_event_timeline() {
+    let out = tandem(&[
+        "scenario",
+        "show",
+        "scenarios/templates/split-brain-isolation.toml",
+        "--seed",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("fault plan: isolate vnfc-a for 3000 ms"),
+        "{text}"
+    );
+    assert!(text.contains("vnfc-b     becomes Active"), "{text}");
+    assert!(text.contains("vnfc-a steps down"), "{text}");
+    assert!(text.contains("ok   single-active"), "{text}");
+    let times: Vec<f64> = text
+        .lines()
+        .filter(|l| l.contains(" ms  "))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        times.len() >= 6 && times.windows(2).all(|w| w[0] <= w[1]),
+        "the timeline is in time order"
+    );
+}
+
+#[test]
+fn shrink_writes_a_minimal_plan_that_replays_the_failure() {
+    let dir = scratch("shrink");
+    let seed = "0";
+    let out = tandem(&[
+        "scenario",
+        "run",
+        IGNORE_ISOLATION,
+        "--seed",
+        seed,
+        "--shrink",
+        "--regressions-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let plan_path = dir.join("split-brain-ignore-isolation-seed-0.toml");
+    let plan = std::fs::read_to_string(&plan_path).unwrap();
+    let replay = format!(
+        "tandem scenario run {IGNORE_ISOLATION} --plan {}",
+        plan_path.display()
+    );
+    assert!(plan.contains(&format!("# Reproduce: {replay}")), "{plan}");
+    assert!(stdout(&out).contains(&format!("reproduce: {replay}")));
+    let full = stdout(&tandem(&[
+        "scenario",
+        "plan",
+        IGNORE_ISOLATION,
+        "--seed",
+        seed,
+    ]));
+    assert!(
+        plan.matches("[[events]]").count() < full.matches("[[events]]").count(),
+        "shrinking dropped events"
+    );
+    let again = tandem(&[
+        "scenario",
+        "run",
+        IGNORE_ISOLATION,
+        "--plan",
+        plan_path.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stdout(&again).contains(&format!("reproduce: {replay}")),
+        "{}",
+        stdout(&again)
+    );
+}
+
+#[test]
+fn shards_partition_the_seed_range() {
+    let counts: Vec<usize> = ["0/3", "1/3", "2/3"]
+        .iter()
+        .map(|shard| {
+            let out = tandem(&[
+                "scenario",
+                "run",
+                IGNORE_ISOLATION,
+                "--seeds",
+                "0..50",
+                "--shard",
+                shard,
+            ]);
+            let text = stdout(&out);
+            let runs = text
+                .split(" runs,")
+                .next()
+                .unwrap()
+                .rsplit(' ')
+                .next()
+                .unwrap();
+            runs.parse().unwrap()
+        })
+        .collect();
+    assert_eq!(counts, vec![17, 17, 16]);
+    let bad = tandem(&["scenario", "run", SPLIT_BRAIN, "--shard", "3/3"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("0-based"));
+}
+
+#[test]
+fn check_determinism_runs_each_seed_twice() {
+    let out = tandem(&[
+        "scenario",
+        "run",
+        HPO,
+        "--seeds",
+        "0..40",
+        "--check-determinism",
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("40 runs, 40 passed, 0 failed"));
+    assert!(
+        !stdout(&out).contains("determinism"),
+        "no determinism failures reported"
+    );
+}
+
+#[test]
+fn help_explains_every_run_flag_with_an_example() {
+    let text = stdout(&tandem(&["scenario", "run", "--help"]));
+    for flag in [
+        "--seeds",
+        "--seed",
+        "--plan",
+        "--jobs",
+        "--json",
+        "--junit",
+        "--shard",
+        "--shrink",
+        "--check-determinism",
+    ] {
+        assert!(text.contains(flag), "--help mentions {flag}");
+    }
+    assert!(
+        text.contains("tandem scenario run scenarios/templates/split-brain.toml --seeds 0..10000"),
+        "{text}"
+    );
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(SPLIT_BRAIN)
+        .exists());
+}
