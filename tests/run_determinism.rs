@@ -19,6 +19,7 @@ fn twice(name: &str) {
         report.contains("tandem: icount ") && report.contains(" state_hash 0x"),
         "{name}: no state report in {report}"
     );
+    assert!(!report.contains("unknown syscalls"), "{name}: {report}");
     assert_eq!(first.stdout, second.stdout, "{name}: stdout differs");
     assert_eq!(
         first.stderr, second.stderr,
@@ -47,5 +48,8 @@ fn hello_musl_finishes_with_a_stable_report() {
     assert_eq!(e.status.code(), Some(0), "{}", text(&e.stderr));
     assert_eq!(text(&e.stdout), "hello, world\n");
     let report = text(&e.stderr);
-    assert!(report.starts_with("tandem: icount "), "{report}");
+    assert!(
+        report.starts_with("tandem: icount 1121 state_hash 0x"),
+        "{report}"
+    );
 }
