@@ -170,8 +170,24 @@ fn sh_with_builtins_only() {
 #[test]
 fn cat_cannot_escape_the_mount() {
     let (dir, _) = input_file("escape");
-    let outside = format!("{dir}/../../../../etc/hostname");
-    for path in [outside.as_str(), "/etc/passwd", "/proc/self/environ"] {
+    let root = std::path::Path::new(&dir);
+    // Links planted inside the mount that point outside it, absolutely and relatively.
+    std::os::unix::fs::symlink("/etc/passwd", root.join("abs-link")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../etc/passwd", root.join("rel-link")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("dir-link")).unwrap();
+    std::os::unix::fs::symlink("input.txt", root.join("inside-link")).unwrap();
+    let outside = format!("{dir}/../../../../etc/passwd");
+    let abs = format!("{dir}/abs-link");
+    let rel = format!("{dir}/rel-link");
+    let through_dir = format!("{dir}/dir-link/passwd");
+    for path in [
+        outside.as_str(),
+        "/etc/passwd",
+        "/proc/self/environ",
+        &abs,
+        &rel,
+        &through_dir,
+    ] {
         let e = emulate(&["--mount", &dir], BUSYBOX, &["cat", path], b"");
         assert_ne!(
             e.status.code(),
@@ -179,6 +195,14 @@ fn cat_cannot_escape_the_mount() {
             "{path} was readable: {}",
             text(&e.stdout)
         );
-        assert!(e.stdout.is_empty());
+        assert!(e.stdout.is_empty(), "{path}");
     }
+    // A link that stays inside the mount works.
+    let e = emulate(
+        &["--mount", &dir],
+        BUSYBOX,
+        &["cat", &format!("{dir}/inside-link")],
+        b"",
+    );
+    assert_eq!(e.stdout, input_text());
 }
