@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod run_cmd;
 mod scenario_cmd;
 
 #[derive(Parser)]
@@ -17,6 +18,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Run(run_cmd::RunArgs),
     /// Seeded simulation scenarios: run templates over many seeds, show a run's timeline, benchmark.
     Scenario(scenario_cmd::ScenarioArgs),
 }
@@ -24,6 +26,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => run_cmd::run(args),
         Command::Scenario(args) => scenario_cmd::run(args),
     }
 }

@@ -1,0 +1,170 @@
+//! Open file descriptions and the descriptor table (the kernel's `struct file` and `struct files_struct`).
+//!
+//! A descriptor points at a shared open file description (offset and status flags are shared by dup'ed
+//! descriptors, as in Linux). Pipes live wholly in memory: one run is one thread, so a pipe is a bounded buffer
+//! that a reader drains after the writer filled it; a read of an empty pipe whose writer is still open would
+//! block forever and answers EAGAIN instead.
+
+use super::abi::*;
+use super::vfs::{Device, GuestPath, SharedFile};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+
+/// Most open descriptors (RLIMIT_NOFILE's soft limit).
+pub const FDS_MAX: i32 = 1024;
+/// Most bytes buffered in one pipe.
+pub const PIPE_BYTES_MAX: usize = 16 << 20;
+
+#[derive(Debug, Default)]
+pub struct Pipe {
+    pub buf: VecDeque<u8>,
+    pub readers: u32,
+    pub writers: u32,
+}
+
+pub type SharedPipe = Rc<RefCell<Pipe>>;
+
+#[derive(Debug)]
+pub enum FileKind {
+    Stdin,
+    Stdout,
+    Stderr,
+    Regular { data: SharedFile, path: GuestPath },
+    Dir { path: GuestPath },
+    Device(Device),
+    PipeRead(SharedPipe),
+    PipeWrite(SharedPipe),
+}
+
+#[derive(Debug)]
+pub struct OpenFile {
+    pub kind: FileKind,
+    pub offset: u64,
+    /// Access mode and status flags (O_APPEND, O_NONBLOCK) as given to open(2).
+    pub flags: u32,
+}
+
+impl OpenFile {
+    pub fn new(kind: FileKind, flags: u32) -> Description {
+        match &kind {
+            FileKind::PipeRead(p) => p.borrow_mut().readers += 1,
+            FileKind::PipeWrite(p) => p.borrow_mut().writers += 1,
+            _ => {}
+        }
+        Rc::new(RefCell::new(OpenFile {
+            kind,
+            offset: 0,
+            flags,
+        }))
+    }
+
+    pub fn readable(&self) -> bool {
+        self.flags & O_ACCMODE != O_WRONLY
+    }
+
+    pub fn writable(&self) -> bool {
+        self.flags & O_ACCMODE != O_RDONLY
+    }
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        match &self.kind {
+            FileKind::PipeRead(p) => p.borrow_mut().readers -= 1,
+            FileKind::PipeWrite(p) => p.borrow_mut().writers -= 1,
+            _ => {}
+        }
+    }
+}
+
+pub type Description = Rc<RefCell<OpenFile>>;
+
+#[derive(Clone, Debug)]
+pub struct FdEntry {
+    pub desc: Description,
+    pub cloexec: bool,
+}
+
+#[derive(Default)]
+pub struct FdTable {
+    fds: BTreeMap<i32, FdEntry>,
+}
+
+impl FdTable {
+    pub fn with_stdio() -> FdTable {
+        let mut t = FdTable::default();
+        t.fds.insert(
+            0,
+            FdEntry {
+                desc: OpenFile::new(FileKind::Stdin, O_RDONLY),
+                cloexec: false,
+            },
+        );
+        t.fds.insert(
+            1,
+            FdEntry {
+                desc: OpenFile::new(FileKind::Stdout, O_WRONLY),
+                cloexec: false,
+            },
+        );
+        t.fds.insert(
+            2,
+            FdEntry {
+                desc: OpenFile::new(FileKind::Stderr, O_WRONLY),
+                cloexec: false,
+            },
+        );
+        t
+    }
+
+    pub fn get(&self, fd: i32) -> Result<Description, Errno> {
+        self.fds.get(&fd).map(|e| e.desc.clone()).ok_or(EBADF)
+    }
+
+    pub fn entry_mut(&mut self, fd: i32) -> Result<&mut FdEntry, Errno> {
+        self.fds.get_mut(&fd).ok_or(EBADF)
+    }
+
+    /// Installs `desc` at the lowest free descriptor not below `min`.
+    pub fn insert_from(
+        &mut self,
+        min: i32,
+        desc: Description,
+        cloexec: bool,
+    ) -> Result<i32, Errno> {
+        let mut fd = min.max(0);
+        while self.fds.contains_key(&fd) {
+            fd += 1;
+        }
+        if fd >= FDS_MAX {
+            return Err(EMFILE);
+        }
+        self.fds.insert(fd, FdEntry { desc, cloexec });
+        Ok(fd)
+    }
+
+    pub fn insert(&mut self, desc: Description, cloexec: bool) -> Result<i32, Errno> {
+        self.insert_from(0, desc, cloexec)
+    }
+
+    /// Installs `desc` at exactly `fd`, closing what was there.
+    pub fn insert_at(&mut self, fd: i32, desc: Description, cloexec: bool) -> Result<i32, Errno> {
+        if !(0..FDS_MAX).contains(&fd) {
+            return Err(EBADF);
+        }
+        self.fds.insert(fd, FdEntry { desc, cloexec });
+        Ok(fd)
+    }
+
+    pub fn close(&mut self, fd: i32) -> Result<(), Errno> {
+        self.fds.remove(&fd).map(|_| ()).ok_or(EBADF)
+    }
+
+    pub fn close_range(&mut self, first: i32, last: i32) {
+        let doomed: Vec<i32> = self.fds.range(first..=last).map(|(k, _)| *k).collect();
+        for fd in doomed {
+            self.fds.remove(&fd);
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The host interface: the one door through which anything from outside reaches a guest run.
+//!
+//! The determinism contract (../shared/DESIGN.md) says the emulator does no IO of its own: stdin, stdout and
+//! stderr, the mounted host files, the clock and the entropy all come through `Host`. The live host (`tandem run`,
+//! in the command-line crate) reads real files and the real stdin; a replaying host answers from a trace; the
+//! `MemoryHost` here serves in-memory files for tests. The linux layer calls a host only from syscalls, in guest
+//! order, so a recording of the calls and their answers replays the run exactly.
+//!
+//! Clock and entropy: the linux layer computes virtual time itself (epoch + icount * ns_per_insn + slept time) and
+//! passes it through `clock_ns`, which the live host returns unchanged; entropy comes from `fill_random`, which the
+//! live host answers from a named ChaCha stream of the seed (`SeededEntropy`).
+
+use super::abi::Errno;
+use rand::RngCore;
+use rand_chacha::ChaCha20Rng;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The kind of a host file-system object. Symbolic links are reported, never followed, so that the linux layer
+/// resolves them inside the guest's name space (which is how it keeps them from escaping the mounts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostKind {
+    File,
+    Dir,
+    Symlink,
+    /// Devices, sockets, FIFOs: shown but not readable through a mount.
+    Other,
+}
+
+/// What a host reports about a path. Times and owners are deliberately absent: they differ from machine to
+/// machine, and the guest sees fixed ones instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostMetadata {
+    pub kind: HostKind,
+    pub size_bytes: u64,
+    /// Permission bits (the low 12 bits of st_mode).
+    pub mode: u32,
+}
+
+/// The one host interface of a guest run.
+pub trait Host {
+    /// Reads from the guest's stdin; 0 means end of file.
+    fn read_stdin(&mut self, buf: &mut [u8]) -> Result<usize, Errno>;
+    fn write_stdout(&mut self, bytes: &[u8]) -> Result<(), Errno>;
+    fn write_stderr(&mut self, bytes: &[u8]) -> Result<(), Errno>;
+    /// Metadata of a host path, not following a final symbolic link (lstat(2)).
+    fn metadata(&mut self, path: &Path) -> Result<HostMetadata, Errno>;
+    /// The whole contents of a regular host file.
+    fn read_file(&mut self, path: &Path) -> Result<Vec<u8>, Errno>;
+    /// The names in a host directory, without "." and "..", in any order (the caller sorts).
+    fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno>;
+    /// The target of a host symbolic link.
+    fn read_link(&mut self, path: &Path) -> Result<Vec<u8>, Errno>;
+    /// The guest's clock reading, given the virtual time the linux layer computed. The live host returns it
+    /// unchanged; a replaying host returns what was recorded.
+    fn clock_ns(&mut self, virtual_ns: u64) -> u64 {
+        virtual_ns
+    }
+    /// Fills `out` with entropy for getrandom(2) and /dev/urandom.
+    fn fill_random(&mut self, out: &mut [u8]);
+}
+
+/// Entropy from the seed: the named stream "linux.getrandom", independent of every other stream of the run.
+pub struct SeededEntropy(ChaCha20Rng);
+
+impl SeededEntropy {
+    pub fn new(seed: u64) -> SeededEntropy {
+        SeededEntropy(crate::cpu::named_stream(seed, "linux.getrandom"))
+    }
+    pub fn fill(&mut self, out: &mut [u8]) {
+        self.0.fill_bytes(out);
+    }
+}
+
+/// A node of `MemoryHost`'s file tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemoryNode {
+    File(Vec<u8>),
+    Dir,
+    Symlink(Vec<u8>),
+}
+
+/// A host that keeps everything in memory: files by absolute host path, stdin as bytes, stdout and stderr captured.
+/// Used by tests, and by anything that wants to run a guest without touching the machine's files.
+pub struct MemoryHost {
+    pub stdin: Vec<u8>,
+    stdin_pos: usize,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub files: BTreeMap<PathBuf, MemoryNode>,
+    entropy: SeededEntropy,
+}
+
+impl MemoryHost {
+    pub fn new(seed: u64) -> MemoryHost {
+        MemoryHost {
+            stdin: Vec::new(),
+            stdin_pos: 0,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            files: BTreeMap::new(),
+            entropy: SeededEntropy::new(seed),
+        }
+    }
+
+    /// Adds a file and all its parent directories.
+    pub fn add_file(&mut self, path: &str, contents: &[u8]) {
+        let p = PathBuf::from(path);
+        for a in p.ancestors().skip(1) {
+            self.files.insert(a.to_path_buf(), MemoryNode::Dir);
+        }
+        self.files.insert(p, MemoryNode::File(contents.to_vec()));
+    }
+
+    pub fn add_symlink(&mut self, path: &str, target: &str) {
+        self.files.insert(
+            PathBuf::from(path),
+            MemoryNode::Symlink(target.as_bytes().to_vec()),
+        );
+    }
+}
+
+impl Host for MemoryHost {
+    fn read_stdin(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
+        let rest = &self.stdin[self.stdin_pos..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.stdin_pos += n;
+        Ok(n)
+    }
+    fn write_stdout(&mut self, bytes: &[u8]) -> Result<(), Errno> {
+        self.stdout.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn write_stderr(&mut self, bytes: &[u8]) -> Result<(), Errno> {
+        self.stderr.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn metadata(&mut self, path: &Path) -> Result<HostMetadata, Errno> {
+        match self.files.get(path) {
+            Some(MemoryNode::File(b)) => Ok(HostMetadata {
+                kind: HostKind::File,
+                size_bytes: b.len() as u64,
+                mode: 0o644,
+            }),
+            Some(MemoryNode::Dir) => Ok(HostMetadata {
+                kind: HostKind::Dir,
+                size_bytes: 4096,
+                mode: 0o755,
+            }),
+            Some(MemoryNode::Symlink(t)) => Ok(HostMetadata {
+                kind: HostKind::Symlink,
+                size_bytes: t.len() as u64,
+                mode: 0o777,
+            }),
+            None => Err(super::abi::ENOENT),
+        }
+    }
+    fn read_file(&mut self, path: &Path) -> Result<Vec<u8>, Errno> {
+        match self.files.get(path) {
+            Some(MemoryNode::File(b)) => Ok(b.clone()),
+            Some(_) => Err(super::abi::EISDIR),
+            None => Err(super::abi::ENOENT),
+        }
+    }
+    fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(self
+            .files
+            .keys()
+            .filter(|k| k.parent() == Some(path) && k.as_path() != path)
+            .filter_map(|k| k.file_name().map(|n| n.as_bytes().to_vec()))
+            .collect())
+    }
+    fn read_link(&mut self, path: &Path) -> Result<Vec<u8>, Errno> {
+        match self.files.get(path) {
+            Some(MemoryNode::Symlink(t)) => Ok(t.clone()),
+            _ => Err(super::abi::EINVAL),
+        }
+    }
+    fn fill_random(&mut self, out: &mut [u8]) {
+        self.entropy.fill(out);
+    }
+}

@@ -1,0 +1,286 @@
+//! The Linux x86-64 user-mode ABI: a process around the CPU. It loads a static ELF executable, answers its
+//! syscalls, delivers signals through real signal frames, and gives it an in-memory file system with read-only
+//! mounts of host paths.
+//!
+//! What it owns: the process's kernel-side state (descriptors, file system overlay, program break, mmap area,
+//! signal actions and mask, virtual time slept), and the run loop that alternates CPU and kernel
+//! (`LinuxMachine::run`). What it must not do: any IO of its own. Every byte from or to the outside goes through
+//! `Host` (host.rs), the one host interface; time is `epoch + icount * ns_per_insn + time slept`, entropy is seeded.
+//! So the same program, arguments, environment, mounts, stdin and seed give the same run, instruction for
+//! instruction.
+//!
+//! Layout: elf.rs (loader and initial stack), syscalls.rs (the syscall table), signal.rs (frames and default
+//! actions), vfs.rs (paths and the overlay), fd.rs (descriptors and pipes), host.rs, abi.rs (kernel constants),
+//! sysnames.rs (syscall names for reports).
+
+pub mod abi;
+pub mod elf;
+pub mod fd;
+pub mod host;
+mod signal;
+mod syscalls;
+pub mod sysnames;
+pub mod vfs;
+
+use crate::cpu::{cpuid, named_stream, Cpu, CpuConfig, Exit, Machine, RSP};
+use crate::memory::Memory;
+use abi::*;
+use fd::FdTable;
+pub use host::{Host, HostKind, HostMetadata, MemoryHost, SeededEntropy};
+use rand::RngCore;
+pub use signal::SignalState;
+use std::collections::BTreeMap;
+use vfs::{GuestPath, Mount, Vfs};
+
+/// 2024-01-01T00:00:00Z, the default guest epoch.
+pub const EPOCH_NS_DEFAULT: u64 = 1_704_067_200 * 1_000_000_000;
+/// The guest's uid and gid (an ordinary user, not root, so programs take their unprivileged paths).
+pub const GUEST_UID: u64 = 1000;
+pub const GUEST_GID: u64 = 1000;
+pub const GUEST_PID: i32 = 1000;
+pub const GUEST_PPID: i32 = 999;
+
+/// Everything that defines a guest run besides the program's bytes and the host.
+#[derive(Clone, Debug)]
+pub struct LinuxConfig {
+    /// Root seed: AT_RANDOM, getrandom (through the host), RDRAND.
+    pub seed: u64,
+    pub argv: Vec<Vec<u8>>,
+    pub envp: Vec<Vec<u8>>,
+    pub mounts: Vec<Mount>,
+    /// An unknown syscall ends the run (as SIGSYS) instead of returning -ENOSYS.
+    pub strict: bool,
+    /// Guest wall-clock time at icount 0.
+    pub epoch_ns: u64,
+    /// Virtual nanoseconds per retired instruction (also the TSC ticks per instruction).
+    pub ns_per_insn: u64,
+    /// TCGETS and TIOCGWINSZ on descriptors 0-2 succeed (as on a terminal) instead of answering ENOTTY.
+    pub stdout_is_terminal: bool,
+    /// The guest path of the program (AT_EXECFN and /proc/self/exe).
+    pub exe_path: Vec<u8>,
+    /// The initial working directory (a guest path).
+    pub cwd: Vec<u8>,
+    /// Guest memory limit, in 4 KiB frames.
+    pub frames_max: usize,
+}
+
+impl Default for LinuxConfig {
+    fn default() -> Self {
+        LinuxConfig {
+            seed: 0,
+            argv: vec![b"program".to_vec()],
+            envp: Vec::new(),
+            mounts: Vec::new(),
+            strict: false,
+            epoch_ns: EPOCH_NS_DEFAULT,
+            ns_per_insn: 1,
+            stdout_is_terminal: false,
+            exe_path: b"/program".to_vec(),
+            cwd: b"/".to_vec(),
+            frames_max: Memory::FRAMES_MAX_DEFAULT,
+        }
+    }
+}
+
+/// How a guest run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Termination {
+    /// exit or exit_group with this status (the low 8 bits are what a parent sees).
+    Exited { code: i32 },
+    /// Killed by a signal's default action (or by --strict, as SIGSYS).
+    Signaled {
+        signal: i32,
+        rip: u64,
+        icount: u64,
+        /// What raised it: the CPU exception, "kill from the program itself", an unknown syscall.
+        cause: String,
+    },
+}
+
+impl Termination {
+    /// The exit status a shell would show: the exit code, or 128 + the signal number.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            Termination::Exited { code } => code & 0xff,
+            Termination::Signaled { signal, .. } => 128 + signal,
+        }
+    }
+
+    /// The diagnostic line for a run killed by a signal.
+    pub fn diagnostic(&self) -> Option<String> {
+        match self {
+            Termination::Exited { .. } => None,
+            Termination::Signaled {
+                signal,
+                rip,
+                icount,
+                cause,
+            } => Some(format!(
+                "guest killed by {} (signal {signal}) at rip {rip:#x}, icount {icount}: {cause}",
+                signal_name(*signal)
+            )),
+        }
+    }
+}
+
+/// Counters of a run, for --stats and reports. Ordered maps, so printing them is deterministic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Calls per syscall name (unknown ones under their table name, or "unknown").
+    pub syscalls: BTreeMap<&'static str, u64>,
+    /// Syscalls answered -ENOSYS because tandem does not implement them: number -> calls.
+    pub unknown_syscalls: BTreeMap<u64, u64>,
+    pub signals_delivered: u64,
+}
+
+/// What `run` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The budget ran out; the guest can be run further.
+    BudgetExhausted,
+    /// The guest ended; see `termination()`.
+    Finished,
+}
+
+/// A guest process: CPU, memory and the kernel state around them. The API a record/replay layer drives.
+pub struct LinuxMachine<H: Host> {
+    pub machine: Machine,
+    pub host: H,
+    config: LinuxConfig,
+    fds: FdTable,
+    vfs: Vfs,
+    cwd: GuestPath,
+    brk_start: u64,
+    brk_current: u64,
+    signals: SignalState,
+    slept_ns: u64,
+    umask: u32,
+    /// The name prctl(PR_SET_NAME) set (at most 15 bytes).
+    thread_name: Vec<u8>,
+    termination: Option<Termination>,
+    stats: Stats,
+}
+
+impl<H: Host> LinuxMachine<H> {
+    /// Loads `program` (the bytes of a static ELF executable) and prepares its first instruction.
+    pub fn new(config: LinuxConfig, program: &[u8], host: H) -> Result<Self, elf::LoadError> {
+        let file = elf::ElfFile::parse(program)?;
+        let mut mem = Memory::new();
+        mem.set_frames_max(config.frames_max);
+        let image = elf::load_segments(&file, program, &mut mem)?;
+        let mut random = [0u8; 16];
+        named_stream(config.seed, "linux.at_random").fill_bytes(&mut random);
+        let inputs = elf::StackInputs {
+            argv: &config.argv,
+            envp: &config.envp,
+            execfn: &config.exe_path,
+            random,
+            hwcap: cpuid::LEAF1_EDX as u64,
+            uid: GUEST_UID,
+            gid: GUEST_GID,
+        };
+        let rsp = elf::build_stack(&mut mem, &image, &inputs, file.executable_stack())?;
+        let mut cpu = Cpu::new(
+            mem,
+            CpuConfig {
+                seed: config.seed,
+                tsc_per_insn: config.ns_per_insn,
+            },
+        );
+        cpu.rip = image.entry;
+        cpu.gpr[RSP] = rsp;
+        let vfs = Vfs::new(config.mounts.clone(), config.exe_path.clone());
+        let cwd = vfs::split(&config.cwd).into_iter().collect();
+        Ok(LinuxMachine {
+            machine: Machine::new(cpu),
+            host,
+            fds: FdTable::with_stdio(),
+            vfs,
+            cwd,
+            brk_start: image.brk_start,
+            brk_current: image.brk_start,
+            signals: SignalState::default(),
+            slept_ns: 0,
+            umask: 0o022,
+            thread_name: config
+                .exe_path
+                .rsplit(|&b| b == b'/')
+                .next()
+                .map(|n| n[..n.len().min(15)].to_vec())
+                .unwrap_or_default(),
+            termination: None,
+            stats: Stats::default(),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &LinuxConfig {
+        &self.config
+    }
+
+    /// Retired instructions so far.
+    pub fn icount(&self) -> u64 {
+        self.machine.cpu.icount
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The digest of registers and memory: the run's final state hash once it has finished.
+    pub fn state_hash(&self) -> u64 {
+        self.machine.cpu.state_hash()
+    }
+
+    pub fn termination(&self) -> Option<&Termination> {
+        self.termination.as_ref()
+    }
+
+    /// The guest's exit status once it has finished (see `Termination::exit_status`).
+    pub fn exit_status(&self) -> Option<i32> {
+        self.termination.as_ref().map(Termination::exit_status)
+    }
+
+    /// Virtual time since the start of the run: instructions retired times the rate, plus time slept.
+    pub fn elapsed_ns(&self) -> u64 {
+        self.machine
+            .cpu
+            .icount
+            .saturating_mul(self.config.ns_per_insn)
+            .saturating_add(self.slept_ns)
+    }
+
+    /// Runs until `budget` more instructions have retired or the guest ends.
+    pub fn run(&mut self, budget: u64) -> Progress {
+        let end = self.machine.cpu.icount.saturating_add(budget);
+        loop {
+            if self.termination.is_some() {
+                return Progress::Finished;
+            }
+            let icount = self.machine.cpu.icount;
+            if icount >= end {
+                return Progress::BudgetExhausted;
+            }
+            match self.machine.run(end - icount) {
+                Exit::BudgetExhausted => {}
+                Exit::Syscall => self.syscall(),
+                Exit::Exception(e) => self.exception(e),
+            }
+        }
+    }
+
+    /// Runs until the guest ends or `instructions_max` instructions have retired in total.
+    pub fn run_to_completion(&mut self, instructions_max: u64) -> Progress {
+        let left = instructions_max.saturating_sub(self.machine.cpu.icount);
+        self.run(left)
+    }
+
+    fn terminate(&mut self, t: Termination) {
+        if self.termination.is_none() {
+            self.termination = Some(t);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

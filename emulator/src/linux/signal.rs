@@ -1,0 +1,408 @@
+//! Signals: actions, the blocked mask, pending signals, delivery through a real `rt_sigframe`, rt_sigreturn, and
+//! the default actions.
+//!
+//! The frame is the one Linux builds on x86-64 (arch/x86/kernel/signal.c, uapi/asm/sigcontext.h): at the new rsp the
+//! return address (sa_restorer), then `struct ucontext` (uc_flags, uc_link, uc_stack, the 256-byte sigcontext with
+//! the general registers in the kernel's order, uc_sigmask), then `siginfo` (128 bytes); the FP state (the 512-byte
+//! FXSAVE layout, SDM Vol. 1, 10.5.1) sits above, 64-byte aligned, and sigcontext.fpstate points at it. The handler
+//! is entered with rdi = signal, rsi = &siginfo, rdx = &ucontext, rax = 0 and rsp + 8 16-byte aligned, as after a call.
+//!
+//! Synchronous faults (a CPU exception) that are blocked or ignored kill the process, as Linux's force_sig does.
+//! A default action that terminates ends the run with 128 + signal as exit status and a diagnostic line.
+
+use super::abi::*;
+use super::{Host, LinuxMachine, Termination};
+use crate::cpu::x87::F80;
+use crate::cpu::{Cpu, Exception, RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP};
+use crate::memory::Access;
+
+pub const SIG_DFL: u64 = 0;
+pub const SIG_IGN: u64 = 1;
+pub const SA_ONSTACK: u64 = 0x0800_0000;
+pub const SA_NODEFER: u64 = 0x4000_0000;
+pub const SA_RESETHAND: u64 = 0x8000_0000;
+pub const SS_ONSTACK: u32 = 1;
+pub const SS_DISABLE: u32 = 2;
+
+const UCONTEXT_OFFSET: u64 = 8;
+const SIGCONTEXT_OFFSET: u64 = UCONTEXT_OFFSET + 40;
+const SIGMASK_OFFSET: u64 = SIGCONTEXT_OFFSET + 256;
+const SIGINFO_OFFSET: u64 = SIGMASK_OFFSET + 8;
+const FRAME_BYTES: u64 = SIGINFO_OFFSET + 128;
+const FXSAVE_BYTES: u64 = 512;
+/// The flags a sigreturn may change (arch/x86/kernel/signal.c FIX_EFLAGS): CF PF AF ZF SF TF DF OF AC RF.
+const RFLAGS_USER_MASK: u64 =
+    0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x4_0000 | 0x1_0000;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SigAction {
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+/// The fields of siginfo that the layer fills.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SigInfo {
+    pub signo: i32,
+    pub code: i32,
+    /// si_addr for faults; for kill-like signals, si_pid in the low 32 bits and si_uid in the high.
+    pub addr: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct SignalState {
+    pub actions: [SigAction; NSIG + 1],
+    /// Bit `sig - 1` set: blocked.
+    pub blocked: u64,
+    pub pending: u64,
+    pub altstack_sp: u64,
+    pub altstack_size: u64,
+    pub altstack_flags: u32,
+}
+
+impl Default for SignalState {
+    fn default() -> Self {
+        SignalState {
+            actions: [SigAction::default(); NSIG + 1],
+            blocked: 0,
+            pending: 0,
+            altstack_sp: 0,
+            altstack_size: 0,
+            altstack_flags: SS_DISABLE,
+        }
+    }
+}
+
+pub fn bit(sig: i32) -> u64 {
+    1u64 << ((sig - 1) as u64 & 63)
+}
+
+/// Signals whose default action is to ignore them (signal(7)); the stop signals are ignored too, as a lone
+/// process has nobody to continue it.
+fn default_ignores(sig: i32) -> bool {
+    matches!(
+        sig,
+        SIGCHLD | SIGCONT | SIGURG | SIGWINCH | SIGSTOP | SIGTSTP | SIGTTIN | SIGTTOU
+    )
+}
+
+/// The signal and siginfo Linux sends for a CPU exception (arch/x86/kernel/traps.c, mm/fault.c).
+pub fn signal_for(e: Exception, rip: u64) -> SigInfo {
+    const SI_KERNEL: i32 = 0x80;
+    let (signo, code, addr) = match e {
+        Exception::PageFault { addr, present, .. } => (SIGSEGV, if present { 2 } else { 1 }, addr),
+        Exception::GeneralProtection => (SIGSEGV, SI_KERNEL, 0),
+        Exception::InvalidOpcode => (SIGILL, 2, rip),
+        Exception::DivideError => (SIGFPE, 1, rip),
+        Exception::Breakpoint => (SIGTRAP, SI_KERNEL, 0),
+        Exception::MachineCheck { addr, .. } => (SIGBUS, 4, addr),
+        Exception::X87FloatingPoint | Exception::SimdFloatingPoint => (SIGFPE, 0, rip),
+    };
+    SigInfo { signo, code, addr }
+}
+
+/// The 512-byte FXSAVE image of the FPU, MXCSR and XMM registers.
+pub fn fxsave(cpu: &Cpu) -> [u8; 512] {
+    let mut b = [0u8; 512];
+    let x = &cpu.x87;
+    b[0..2].copy_from_slice(&x.control.to_le_bytes());
+    b[2..4].copy_from_slice(&x.status_word().to_le_bytes());
+    let mut abridged = 0u8;
+    for p in 0..8 {
+        if (x.tag >> (2 * p)) & 3 != 3 {
+            abridged |= 1 << p;
+        }
+    }
+    b[4] = abridged;
+    b[6..8].copy_from_slice(&x.last_opcode.to_le_bytes());
+    b[8..16].copy_from_slice(&x.last_ip.to_le_bytes());
+    b[16..24].copy_from_slice(&x.last_dp.to_le_bytes());
+    b[24..28].copy_from_slice(&cpu.mxcsr.to_le_bytes());
+    b[28..32].copy_from_slice(&0xffffu32.to_le_bytes());
+    for i in 0..8 {
+        let r = x.regs[(x.top as usize + i) & 7];
+        let at = 32 + 16 * i;
+        b[at..at + 8].copy_from_slice(&r.significand.to_le_bytes());
+        b[at + 8..at + 10].copy_from_slice(&r.sign_exponent.to_le_bytes());
+    }
+    for i in 0..16 {
+        let at = 160 + 16 * i;
+        b[at..at + 16].copy_from_slice(&cpu.xmm[i].to_le_bytes());
+    }
+    b
+}
+
+/// The full two-bit tag of a non-empty register, from its contents (SDM Vol. 1, 8.1.7).
+fn tag_of(r: F80) -> u16 {
+    let exponent = r.sign_exponent & 0x7fff;
+    if exponent == 0x7fff {
+        2
+    } else if exponent == 0 {
+        if r.significand == 0 {
+            1
+        } else {
+            2
+        }
+    } else if r.significand >> 63 == 0 {
+        2
+    } else {
+        0
+    }
+}
+
+/// Loads an FXSAVE image (FXRSTOR). Reserved MXCSR bits are cleared rather than faulting.
+pub fn fxrstor(cpu: &mut Cpu, b: &[u8; 512]) {
+    let x = &mut cpu.x87;
+    x.control = u16::from_le_bytes([b[0], b[1]]);
+    let sw = u16::from_le_bytes([b[2], b[3]]);
+    x.top = ((sw >> 11) & 7) as u8;
+    x.status = sw & !0x3800;
+    x.last_opcode = u16::from_le_bytes([b[6], b[7]]);
+    x.last_ip = u64::from_le_bytes(b[8..16].try_into().unwrap());
+    x.last_dp = u64::from_le_bytes(b[16..24].try_into().unwrap());
+    for i in 0..8 {
+        let at = 32 + 16 * i;
+        x.regs[(x.top as usize + i) & 7] = F80 {
+            significand: u64::from_le_bytes(b[at..at + 8].try_into().unwrap()),
+            sign_exponent: u16::from_le_bytes([b[at + 8], b[at + 9]]),
+        };
+    }
+    let mut tag = 0u16;
+    for p in 0..8 {
+        let t = if b[4] & (1 << p) == 0 {
+            3
+        } else {
+            tag_of(x.regs[p])
+        };
+        tag |= t << (2 * p);
+    }
+    x.tag = tag;
+    cpu.mxcsr = u32::from_le_bytes(b[24..28].try_into().unwrap()) & 0xffff;
+    for i in 0..16 {
+        let at = 160 + 16 * i;
+        cpu.xmm[i] = u128::from_le_bytes(b[at..at + 16].try_into().unwrap());
+    }
+}
+
+/// sigcontext's register order (uapi/asm/sigcontext.h): r8-r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp.
+const SIGCONTEXT_GPRS: [usize; 16] = [
+    8, 9, 10, 11, 12, 13, 14, 15, RDI, RSI, RBP, RBX, RDX, RAX, RCX, RSP,
+];
+
+impl<H: Host> LinuxMachine<H> {
+    /// A CPU exception: deliver the matching signal, or end the run.
+    pub(super) fn exception(&mut self, e: Exception) {
+        let rip = self.machine.cpu.rip;
+        if e == Exception::Breakpoint {
+            // INT3 is a trap: Linux reports rip after the instruction.
+            self.machine.cpu.rip = rip.wrapping_add(1);
+        }
+        let info = signal_for(e, rip);
+        let action = self.signals.actions[info.signo as usize];
+        let blocked = self.signals.blocked & bit(info.signo) != 0;
+        if blocked || action.handler == SIG_IGN || action.handler == SIG_DFL {
+            let mut cause = e.to_string();
+            if e == Exception::InvalidOpcode {
+                let (bytes, text) = self.machine.describe_instruction(rip);
+                let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                cause = format!("{cause}: {} ({text})", hex.join(" "));
+            }
+            if blocked {
+                cause.push_str(" (the signal was blocked)");
+            }
+            self.terminate(Termination::Signaled {
+                signal: info.signo,
+                rip,
+                icount: self.machine.cpu.icount,
+                cause,
+            });
+            return;
+        }
+        let trapno = match e {
+            Exception::DivideError => 0,
+            Exception::Breakpoint => 3,
+            Exception::InvalidOpcode => 6,
+            Exception::GeneralProtection => 13,
+            Exception::PageFault { .. } => 14,
+            Exception::X87FloatingPoint => 16,
+            Exception::MachineCheck { .. } => 18,
+            Exception::SimdFloatingPoint => 19,
+        };
+        let (cr2, err) = match e {
+            Exception::PageFault {
+                addr,
+                access,
+                present,
+            } => (
+                addr,
+                present as u64
+                    | ((access == Access::Write) as u64) << 1
+                    | 4
+                    | ((access == Access::Execute) as u64) << 4,
+            ),
+            _ => (0, 0),
+        };
+        self.deliver(info, trapno, err, cr2);
+    }
+
+    /// Delivers the lowest-numbered pending signal that is not blocked, if any.
+    pub(super) fn deliver_pending(&mut self) {
+        let ready = self.signals.pending & !self.signals.blocked;
+        if ready == 0 || self.termination.is_some() {
+            return;
+        }
+        let sig = ready.trailing_zeros() as i32 + 1;
+        self.signals.pending &= !bit(sig);
+        let info = SigInfo {
+            signo: sig,
+            code: 0, // SI_USER
+            addr: (super::GUEST_PID as u32 as u64) | (super::GUEST_UID << 32),
+        };
+        let action = self.signals.actions[sig as usize];
+        if action.handler == SIG_IGN || (action.handler == SIG_DFL && default_ignores(sig)) {
+            return;
+        }
+        if action.handler == SIG_DFL {
+            self.terminate(Termination::Signaled {
+                signal: sig,
+                rip: self.machine.cpu.rip,
+                icount: self.machine.cpu.icount,
+                cause: "sent by the program itself".into(),
+            });
+            return;
+        }
+        self.deliver(info, 0, 0, 0);
+    }
+
+    /// Builds the rt_sigframe and enters the handler.
+    fn deliver(&mut self, info: SigInfo, trapno: u64, err: u64, cr2: u64) {
+        let sig = info.signo;
+        let action = self.signals.actions[sig as usize];
+        let cpu = &self.machine.cpu;
+        let rsp = cpu.gpr[RSP];
+        let on_altstack = self.signals.altstack_flags & SS_DISABLE == 0
+            && rsp.wrapping_sub(self.signals.altstack_sp) < self.signals.altstack_size;
+        let mut sp = if action.flags & SA_ONSTACK != 0
+            && self.signals.altstack_flags & SS_DISABLE == 0
+            && !on_altstack
+        {
+            self.signals
+                .altstack_sp
+                .wrapping_add(self.signals.altstack_size)
+        } else {
+            // Skip the red zone of the interrupted function (x86-64 ABI, 3.2.2).
+            rsp.wrapping_sub(128)
+        };
+        sp = sp.wrapping_sub(FXSAVE_BYTES) & !63;
+        let fpstate = sp;
+        let frame = (sp.wrapping_sub(FRAME_BYTES) & !15).wrapping_sub(8);
+
+        let mut f = vec![0u8; FRAME_BYTES as usize];
+        let put = |f: &mut Vec<u8>, at: u64, v: u64| {
+            f[at as usize..at as usize + 8].copy_from_slice(&v.to_le_bytes())
+        };
+        put(&mut f, 0, action.restorer);
+        // uc_flags: UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS.
+        put(&mut f, UCONTEXT_OFFSET, 6);
+        put(&mut f, UCONTEXT_OFFSET + 16, self.signals.altstack_sp);
+        put(
+            &mut f,
+            UCONTEXT_OFFSET + 24,
+            if on_altstack {
+                SS_ONSTACK
+            } else {
+                self.signals.altstack_flags
+            } as u64,
+        );
+        put(&mut f, UCONTEXT_OFFSET + 32, self.signals.altstack_size);
+        for (i, &g) in SIGCONTEXT_GPRS.iter().enumerate() {
+            put(&mut f, SIGCONTEXT_OFFSET + 8 * i as u64, cpu.gpr[g]);
+        }
+        put(&mut f, SIGCONTEXT_OFFSET + 128, cpu.rip);
+        put(&mut f, SIGCONTEXT_OFFSET + 136, cpu.rflags());
+        // cs = 0x33, gs = fs = 0, ss = 0x2b.
+        put(&mut f, SIGCONTEXT_OFFSET + 144, 0x33 | (0x2b << 48));
+        put(&mut f, SIGCONTEXT_OFFSET + 152, err);
+        put(&mut f, SIGCONTEXT_OFFSET + 160, trapno);
+        put(&mut f, SIGCONTEXT_OFFSET + 168, self.signals.blocked);
+        put(&mut f, SIGCONTEXT_OFFSET + 176, cr2);
+        put(&mut f, SIGCONTEXT_OFFSET + 184, fpstate);
+        put(&mut f, SIGMASK_OFFSET, self.signals.blocked);
+        f[SIGINFO_OFFSET as usize..SIGINFO_OFFSET as usize + 4].copy_from_slice(&sig.to_le_bytes());
+        f[SIGINFO_OFFSET as usize + 8..SIGINFO_OFFSET as usize + 12]
+            .copy_from_slice(&info.code.to_le_bytes());
+        put(&mut f, SIGINFO_OFFSET + 16, info.addr);
+        let fx = fxsave(cpu);
+
+        let mem = &mut self.machine.cpu.mem;
+        if mem.write_bytes(fpstate, &fx).is_err() || mem.write_bytes(frame, &f).is_err() {
+            // No room for the frame: Linux kills the process with SIGSEGV.
+            self.terminate(Termination::Signaled {
+                signal: SIGSEGV,
+                rip: self.machine.cpu.rip,
+                icount: self.machine.cpu.icount,
+                cause: format!(
+                    "could not write the frame for {} at {frame:#x}",
+                    signal_name(sig)
+                ),
+            });
+            return;
+        }
+        let cpu = &mut self.machine.cpu;
+        cpu.gpr[RDI] = sig as u64;
+        cpu.gpr[RSI] = frame + SIGINFO_OFFSET;
+        cpu.gpr[RDX] = frame + UCONTEXT_OFFSET;
+        cpu.gpr[RAX] = 0;
+        cpu.gpr[RSP] = frame;
+        cpu.rip = action.handler;
+        // DF and TF are cleared for the handler.
+        let rflags = cpu.rflags() & !(0x400 | 0x100);
+        cpu.flags.set_rflags(rflags, !0);
+        self.signals.blocked |= action.mask;
+        if action.flags & SA_NODEFER == 0 {
+            self.signals.blocked |= bit(sig);
+        }
+        self.signals.blocked &= !(bit(SIGKILL) | bit(SIGSTOP));
+        if action.flags & SA_RESETHAND != 0 {
+            self.signals.actions[sig as usize] = SigAction::default();
+        }
+        self.stats.signals_delivered += 1;
+    }
+
+    /// rt_sigreturn: restores the state saved in the frame at rsp - 8 (the handler's `ret` popped the restorer
+    /// address). A frame that cannot be read kills the process with SIGSEGV, as on Linux.
+    pub(super) fn sigreturn(&mut self) {
+        let frame = self.machine.cpu.gpr[RSP].wrapping_sub(8);
+        let mut f = vec![0u8; FRAME_BYTES as usize];
+        let mut fx = [0u8; 512];
+        let mem = &mut self.machine.cpu.mem;
+        let ok = mem.read_bytes(frame, &mut f).is_ok();
+        let get = |at: u64| u64::from_le_bytes(f[at as usize..at as usize + 8].try_into().unwrap());
+        let fpstate = if ok { get(SIGCONTEXT_OFFSET + 184) } else { 0 };
+        let fp_ok = fpstate == 0 || mem.read_bytes(fpstate, &mut fx).is_ok();
+        if !ok || !fp_ok {
+            self.terminate(Termination::Signaled {
+                signal: SIGSEGV,
+                rip: self.machine.cpu.rip,
+                icount: self.machine.cpu.icount,
+                cause: format!("rt_sigreturn with an unreadable frame at {frame:#x}"),
+            });
+            return;
+        }
+        let cpu = &mut self.machine.cpu;
+        for (i, &g) in SIGCONTEXT_GPRS.iter().enumerate() {
+            cpu.gpr[g] = get(SIGCONTEXT_OFFSET + 8 * i as u64);
+        }
+        cpu.rip = get(SIGCONTEXT_OFFSET + 128);
+        let rflags =
+            (cpu.rflags() & !RFLAGS_USER_MASK) | (get(SIGCONTEXT_OFFSET + 136) & RFLAGS_USER_MASK);
+        cpu.flags.set_rflags(rflags, !0);
+        if fpstate != 0 {
+            fxrstor(cpu, &fx);
+        }
+        self.signals.blocked = get(SIGMASK_OFFSET) & !(bit(SIGKILL) | bit(SIGSTOP));
+        self.deliver_pending();
+    }
+}

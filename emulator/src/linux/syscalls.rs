@@ -1,0 +1,1636 @@
+//! The syscall table: what each x86-64 Linux syscall the layer implements does to the process, following the man
+//! pages (section 2) and, where they are silent, the kernel's behaviour.
+//!
+//! Convention (x86-64 ABI, A.2.1): number in rax, arguments in rdi, rsi, rdx, r10, r8, r9; the result or -errno in
+//! rax; the SYSCALL instruction leaves the return address in rcx and rflags in r11. An unknown number returns
+//! -ENOSYS and is counted by number for the report; with `strict` it ends the run as SIGSYS (what a seccomp filter
+//! would do). Guest buffers are accessed with the guest's permissions, and a bad pointer is -EFAULT, never a panic.
+//!
+//! Decisions worth knowing:
+//! - uname is fixed: Linux 6.1.0 on "tandem", x86_64.
+//! - Clocks read virtual time (see `LinuxMachine::elapsed_ns`); nanosleep and friends advance it and return at once.
+//! - One thread: futex wait on a matching value would sleep forever and answers ETIMEDOUT with a timeout and EAGAIN
+//!   without one; fork, clone and execve are not implemented (ENOSYS).
+
+use super::abi::*;
+use super::fd::{FileKind, OpenFile, Pipe, PIPE_BYTES_MAX};
+use super::signal::{bit, SigAction, SS_DISABLE, SS_ONSTACK};
+use super::sysnames::syscall_name;
+use super::vfs::{self, Device, FileData, GuestPath, Node, Resolved};
+use super::{Host, LinuxMachine, Termination, GUEST_GID, GUEST_PID, GUEST_PPID, GUEST_UID};
+use crate::cpu::{RAX, RCX, RDI, RDX, RSI};
+use crate::memory::{Perms, PAGE_MASK, PAGE_SIZE};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Lowest and highest (exclusive) addresses the kernel picks for mmap without a usable hint.
+pub const MMAP_MIN: u64 = 0x1_0000;
+pub const MMAP_TOP: u64 = 0x7fff_f7ff_f000;
+/// Largest program break growth.
+pub const BRK_BYTES_MAX: u64 = 1 << 30;
+/// Largest single read or write a syscall moves (Linux's MAX_RW_COUNT).
+pub const RW_BYTES_MAX: u64 = 0x7fff_f000;
+/// Most iovecs in one readv/writev (UIO_MAXIOV).
+pub const IOV_MAX: u64 = 1024;
+/// Start of CLOCK_MONOTONIC: the guest "booted" this long before the run started.
+pub const MONOTONIC_START_NS: u64 = 1_000_000_000;
+
+const MAP_SHARED: u64 = 0x01;
+const MAP_FIXED: u64 = 0x10;
+const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+const MREMAP_MAYMOVE: u64 = 1;
+const MREMAP_FIXED: u64 = 2;
+
+type SysResult = Result<u64, Errno>;
+
+/// What a syscall did to the register file.
+enum Outcome {
+    /// Store this value (or -errno) in rax.
+    Return(SysResult),
+    /// The syscall set every register itself (rt_sigreturn) or ended the process.
+    NoReturn,
+}
+
+fn perms_of(prot: u64) -> Perms {
+    let mut p = Perms::NONE;
+    if prot & 1 != 0 {
+        p = p.union(Perms::READ);
+    }
+    if prot & 2 != 0 {
+        p = p.union(Perms::WRITE);
+    }
+    if prot & 4 != 0 {
+        p = p.union(Perms::EXEC);
+    }
+    p
+}
+
+fn page_up(x: u64) -> Option<u64> {
+    x.checked_add(PAGE_MASK).map(|v| v & !PAGE_MASK)
+}
+
+impl<H: Host> LinuxMachine<H> {
+    // ---------------------------------------------------------------------------------------------------------
+    // Guest memory helpers.
+
+    fn read_mem(&mut self, addr: u64, len: u64) -> Result<Vec<u8>, Errno> {
+        if len > RW_BYTES_MAX {
+            return Err(EFAULT);
+        }
+        let mut buf = vec![0u8; len as usize];
+        self.machine
+            .cpu
+            .mem
+            .read_bytes(addr, &mut buf)
+            .map_err(|_| EFAULT)?;
+        Ok(buf)
+    }
+
+    fn write_mem(&mut self, addr: u64, bytes: &[u8]) -> Result<(), Errno> {
+        self.machine
+            .cpu
+            .mem
+            .write_bytes(addr, bytes)
+            .map_err(|_| EFAULT)
+    }
+
+    fn read_u64(&mut self, addr: u64) -> Result<u64, Errno> {
+        self.machine.cpu.mem.read_u64(addr).map_err(|_| EFAULT)
+    }
+
+    fn write_u64(&mut self, addr: u64, v: u64) -> Result<(), Errno> {
+        self.write_mem(addr, &v.to_le_bytes())
+    }
+
+    fn write_u32(&mut self, addr: u64, v: u32) -> Result<(), Errno> {
+        self.write_mem(addr, &v.to_le_bytes())
+    }
+
+    /// A NUL-terminated string of at most `max` bytes.
+    fn read_cstring(&mut self, addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
+        let mut out = Vec::new();
+        let mut a = addr;
+        loop {
+            let in_page = (PAGE_SIZE as u64 - (a & PAGE_MASK)) as usize;
+            let mut chunk = vec![0u8; in_page];
+            self.machine
+                .cpu
+                .mem
+                .read_bytes(a, &mut chunk)
+                .map_err(|_| EFAULT)?;
+            if let Some(n) = chunk.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..n]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk);
+            if out.len() > max {
+                return Err(ENAMETOOLONG);
+            }
+            a = a.wrapping_add(in_page as u64);
+        }
+    }
+
+    fn read_path(&mut self, addr: u64) -> Result<Vec<u8>, Errno> {
+        let p = self.read_cstring(addr, vfs::PATH_BYTES_MAX)?;
+        if p.is_empty() {
+            return Err(ENOENT);
+        }
+        Ok(p)
+    }
+
+    fn write_timespec(&mut self, addr: u64, ns: u64) -> Result<(), Errno> {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
+        b[8..].copy_from_slice(&(ns % 1_000_000_000).to_le_bytes());
+        self.write_mem(addr, &b)
+    }
+
+    fn read_timespec(&mut self, addr: u64) -> Result<u64, Errno> {
+        let b = self.read_mem(addr, 16)?;
+        let sec = i64::from_le_bytes(b[..8].try_into().unwrap());
+        let nsec = i64::from_le_bytes(b[8..].try_into().unwrap());
+        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+            return Err(EINVAL);
+        }
+        Ok((sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(nsec as u64))
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Dispatch.
+
+    /// Handles the SYSCALL that just retired.
+    pub(super) fn syscall(&mut self) {
+        let cpu = &mut self.machine.cpu;
+        let nr = cpu.gpr[RAX];
+        let a = [
+            cpu.gpr[RDI],
+            cpu.gpr[RSI],
+            cpu.gpr[RDX],
+            cpu.gpr[10],
+            cpu.gpr[8],
+            cpu.gpr[9],
+        ];
+        // SYSCALL: rcx = return address, r11 = rflags (SDM Vol. 2B, SYSCALL).
+        cpu.gpr[RCX] = cpu.rip;
+        cpu.gpr[11] = cpu.rflags();
+        *self.stats.syscalls.entry(syscall_name(nr)).or_insert(0) += 1;
+        match self.dispatch(nr, a) {
+            Outcome::Return(r) => {
+                self.machine.cpu.gpr[RAX] = match r {
+                    Ok(v) => v,
+                    Err(Errno(e)) => (-(e as i64)) as u64,
+                };
+                self.deliver_pending();
+            }
+            Outcome::NoReturn => {}
+        }
+    }
+
+    fn unknown(&mut self, nr: u64) -> Outcome {
+        *self.stats.unknown_syscalls.entry(nr).or_insert(0) += 1;
+        if self.config.strict {
+            self.terminate(Termination::Signaled {
+                signal: SIGSYS,
+                rip: self.machine.cpu.rip.wrapping_sub(2),
+                icount: self.machine.cpu.icount,
+                cause: format!(
+                    "unknown syscall {} (number {nr}) with --strict",
+                    syscall_name(nr)
+                ),
+            });
+            return Outcome::NoReturn;
+        }
+        Outcome::Return(Err(ENOSYS))
+    }
+
+    fn dispatch(&mut self, nr: u64, a: [u64; 6]) -> Outcome {
+        let fd0 = a[0] as i32;
+        let r = match nr {
+            0 => self.sys_read(fd0, a[1], a[2], None),
+            1 => self.sys_write(fd0, a[1], a[2], None),
+            2 => self.sys_openat(AT_FDCWD, a[0], a[1] as u32, a[2] as u32),
+            3 => self.fds.close(fd0).map(|_| 0),
+            4 => self.sys_fstatat(AT_FDCWD, a[0], a[1], 0),
+            5 => self.sys_fstatat(fd0, 0, a[1], AT_EMPTY_PATH),
+            6 => self.sys_fstatat(AT_FDCWD, a[0], a[1], AT_SYMLINK_NOFOLLOW),
+            7 => self.sys_poll(a[0], a[1], a[2] as i32 as i64),
+            8 => self.sys_lseek(fd0, a[1] as i64, a[2] as u32),
+            9 => self.sys_mmap(a[0], a[1], a[2], a[3], a[4] as i32, a[5]),
+            10 => self.sys_mprotect(a[0], a[1], a[2]),
+            11 => self.sys_munmap(a[0], a[1]),
+            12 => Ok(self.sys_brk(a[0])),
+            13 => self.sys_rt_sigaction(a[0] as i32, a[1], a[2], a[3]),
+            14 => self.sys_rt_sigprocmask(a[0] as i32, a[1], a[2], a[3]),
+            15 => {
+                self.sigreturn();
+                return Outcome::NoReturn;
+            }
+            16 => self.sys_ioctl(fd0, a[1], a[2]),
+            17 => self.sys_read(fd0, a[1], a[2], Some(a[3])),
+            18 => self.sys_write(fd0, a[1], a[2], Some(a[3])),
+            19 => self.sys_readv(fd0, a[1], a[2], None),
+            20 => self.sys_writev(fd0, a[1], a[2], None),
+            21 => self.sys_faccessat(AT_FDCWD, a[0], a[1] as u32),
+            22 => self.sys_pipe2(a[0], 0),
+            24 => Ok(0),
+            25 => self.sys_mremap(a[0], a[1], a[2], a[3], a[4]),
+            26 | 28 => Ok(0), // msync, madvise: advice only
+            32 => self.sys_dup(fd0, 0, None),
+            33 => self.sys_dup2(fd0, a[1] as i32, 0, true),
+            35 => self.sys_nanosleep(a[0]),
+            37 => Ok(0), // alarm: no timers yet; "no alarm was scheduled"
+            39 => Ok(GUEST_PID as u64),
+            60 | 231 => {
+                self.terminate(Termination::Exited {
+                    code: a[0] as i32 & 0xff,
+                });
+                return Outcome::NoReturn;
+            }
+            61 => Err(ECHILD), // wait4: no children
+            62 => self.sys_kill(a[0] as i32, a[1] as i32),
+            63 => self.sys_uname(a[0]),
+            72 => self.sys_fcntl(fd0, a[1] as u32, a[2]),
+            74 | 75 => self.fds.get(fd0).map(|_| 0), // fsync, fdatasync
+            76 => self.sys_truncate_path(a[0], a[1] as i64),
+            77 => self.sys_ftruncate(fd0, a[1] as i64),
+            79 => self.sys_getcwd(a[0], a[1]),
+            80 => self.sys_chdir(a[0]),
+            81 => self.sys_fchdir(fd0),
+            82 => self.sys_renameat(AT_FDCWD, a[0], AT_FDCWD, a[1]),
+            83 => self.sys_mkdirat(AT_FDCWD, a[0], a[1] as u32),
+            84 => self.sys_unlinkat(AT_FDCWD, a[0], AT_REMOVEDIR),
+            85 => self.sys_openat(AT_FDCWD, a[0], O_CREAT | O_WRONLY | O_TRUNC, a[1] as u32),
+            87 => self.sys_unlinkat(AT_FDCWD, a[0], 0),
+            88 => self.sys_symlinkat(a[0], AT_FDCWD, a[1]),
+            89 => self.sys_readlinkat(AT_FDCWD, a[0], a[1], a[2]),
+            90..=94 => Ok(0), // chmod, fchmod, chown, fchown, lchown: the overlay keeps no owners
+            95 => {
+                let old = self.umask;
+                self.umask = a[0] as u32 & 0o777;
+                Ok(old as u64)
+            }
+            96 => self.sys_gettimeofday(a[0]),
+            97 => self.sys_prlimit(0, a[0] as u32, 0, a[1]),
+            98 => self.sys_getrusage(a[1]),
+            99 => self.sys_sysinfo(a[0]),
+            100 => self.sys_times(a[0]),
+            102 | 107 => Ok(GUEST_UID),
+            104 | 108 => Ok(GUEST_GID),
+            105 | 106 | 109 | 112 => Ok(0), // setuid, setgid, setpgid, setsid
+            110 => Ok(GUEST_PPID as u64),
+            111 | 121 | 124 => Ok(GUEST_PID as u64), // getpgrp, getpgid, getsid
+            115 => Ok(0),                            // getgroups: no supplementary groups
+            118 | 120 => self.sys_getresid(a, GUEST_UID),
+            127 => self.write_u64(a[0], self.signals.pending).map(|_| 0),
+            131 => self.sys_sigaltstack(a[0], a[1]),
+            157 => self.sys_prctl(a[0], a[1]),
+            158 => self.sys_arch_prctl(a[0], a[1]),
+            186 => Ok(GUEST_PID as u64),
+            200 => self.sys_kill(a[0] as i32, a[1] as i32),
+            201 => self.sys_time(a[0]),
+            202 => self.sys_futex(a[0], a[1], a[2] as u32, a[3]),
+            204 => self.sys_sched_getaffinity(a[1], a[2]),
+            217 => self.sys_getdents64(fd0, a[1], a[2]),
+            218 => Ok(GUEST_PID as u64), // set_tid_address
+            228 => self.sys_clock_gettime(a[0] as i32, a[1]),
+            229 => self.sys_clock_getres(a[1]),
+            230 => self.sys_clock_nanosleep(a[0] as i32, a[1], a[2]),
+            234 => {
+                if a[0] as i32 != GUEST_PID {
+                    Err(ESRCH)
+                } else {
+                    self.sys_kill(a[1] as i32, a[2] as i32)
+                }
+            }
+            257 => self.sys_openat(fd0, a[1], a[2] as u32, a[3] as u32),
+            258 => self.sys_mkdirat(fd0, a[1], a[2] as u32),
+            262 => self.sys_fstatat(fd0, a[1], a[2], a[3] as u32),
+            263 => self.sys_unlinkat(fd0, a[1], a[2] as u32),
+            264 | 316 => self.sys_renameat(fd0, a[1], a[2] as i32, a[3]),
+            266 => self.sys_symlinkat(a[0], a[1] as i32, a[2]),
+            267 => self.sys_readlinkat(fd0, a[1], a[2], a[3]),
+            268 => Ok(0), // fchmodat
+            269 | 439 => self.sys_faccessat(fd0, a[1], a[2] as u32),
+            271 => self.sys_poll(a[0], a[1], -1),
+            273 => Ok(0), // set_robust_list: one thread, nothing to clean up
+            292 => self.sys_dup2(fd0, a[1] as i32, a[2] as u32, false),
+            293 => self.sys_pipe2(a[0], a[1] as u32),
+            295 => self.sys_readv(fd0, a[1], a[2], Some(a[3])),
+            296 => self.sys_writev(fd0, a[1], a[2], Some(a[3])),
+            302 => self.sys_prlimit(a[0] as i32, a[1] as u32, a[2], a[3]),
+            318 => self.sys_getrandom(a[0], a[1]),
+            332 => self.sys_statx(fd0, a[1], a[2] as u32, a[4]),
+            334 => Err(ENOSYS), // rseq: glibc copes without it
+            436 => {
+                self.fds
+                    .close_range(a[0] as i32, a[1].min(i32::MAX as u64) as i32);
+                Ok(0)
+            }
+            _ => return self.unknown(nr),
+        };
+        if self.termination.is_some() {
+            return Outcome::NoReturn;
+        }
+        Outcome::Return(r)
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Files: reading and writing.
+
+    fn read_desc(&mut self, fd: i32, len: usize, offset: Option<u64>) -> Result<Vec<u8>, Errno> {
+        let desc = self.fds.get(fd)?;
+        let mut d = desc.borrow_mut();
+        if !d.readable() {
+            return Err(EBADF);
+        }
+        let pos = offset.unwrap_or(d.offset);
+        let out = match &d.kind {
+            FileKind::Stdin => {
+                if offset.is_some() {
+                    return Err(ESPIPE);
+                }
+                let mut buf = vec![0u8; len.min(1 << 20)];
+                let n = self.host.read_stdin(&mut buf)?;
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            FileKind::Stdout | FileKind::Stderr => return Err(EBADF),
+            FileKind::Regular { data, .. } => {
+                let data = data.borrow();
+                let start = (pos as usize).min(data.bytes.len());
+                let end = start.saturating_add(len).min(data.bytes.len());
+                data.bytes[start..end].to_vec()
+            }
+            FileKind::Dir { .. } => return Err(EISDIR),
+            FileKind::Device(Device::Null) => Vec::new(),
+            FileKind::Device(Device::Zero) => vec![0u8; len.min(1 << 20)],
+            FileKind::Device(Device::Random) => {
+                let mut b = vec![0u8; len.min(1 << 20)];
+                self.host.fill_random(&mut b);
+                b
+            }
+            FileKind::PipeRead(p) => {
+                if offset.is_some() {
+                    return Err(ESPIPE);
+                }
+                let mut p = p.borrow_mut();
+                if p.buf.is_empty() {
+                    // Nobody else can ever write: a blocking read would never return.
+                    return if p.writers > 0 {
+                        Err(EAGAIN)
+                    } else {
+                        Ok(Vec::new())
+                    };
+                }
+                let n = len.min(p.buf.len());
+                return Ok(p.buf.drain(..n).collect());
+            }
+            FileKind::PipeWrite(_) => return Err(EBADF),
+        };
+        if offset.is_none() {
+            d.offset = pos + out.len() as u64;
+        }
+        Ok(out)
+    }
+
+    fn write_desc(&mut self, fd: i32, bytes: &[u8], offset: Option<u64>) -> SysResult {
+        let desc = self.fds.get(fd)?;
+        let mut d = desc.borrow_mut();
+        if !d.writable() {
+            return Err(EBADF);
+        }
+        match &d.kind {
+            FileKind::Stdout => self.host.write_stdout(bytes)?,
+            FileKind::Stderr => self.host.write_stderr(bytes)?,
+            FileKind::Stdin | FileKind::Dir { .. } | FileKind::PipeRead(_) => return Err(EBADF),
+            FileKind::Device(_) => {}
+            FileKind::PipeWrite(p) => {
+                let mut p = p.borrow_mut();
+                if p.readers == 0 {
+                    // Delivered when the syscall returns, after rax holds -EPIPE.
+                    self.signals.pending |= bit(SIGPIPE);
+                    return Err(EPIPE);
+                }
+                if p.buf.len() + bytes.len() > PIPE_BYTES_MAX {
+                    return Err(EAGAIN);
+                }
+                p.buf.extend(bytes.iter().copied());
+            }
+            FileKind::Regular { data, .. } => {
+                let data = data.clone();
+                let mut f = data.borrow_mut();
+                let pos = if d.flags & O_APPEND != 0 {
+                    f.bytes.len() as u64
+                } else {
+                    offset.unwrap_or(d.offset)
+                };
+                let end = pos.checked_add(bytes.len() as u64).ok_or(EFBIG)?;
+                if end > super::elf::IMAGE_SIZE_BYTES_MAX {
+                    return Err(EFBIG);
+                }
+                if f.bytes.len() < end as usize {
+                    f.bytes.resize(end as usize, 0);
+                }
+                f.bytes[pos as usize..end as usize].copy_from_slice(bytes);
+                if offset.is_none() {
+                    d.offset = end;
+                }
+            }
+        }
+        Ok(bytes.len() as u64)
+    }
+
+    fn sys_read(&mut self, fd: i32, buf: u64, len: u64, offset: Option<u64>) -> SysResult {
+        let len = len.min(RW_BYTES_MAX);
+        // A bad buffer is found after the input was consumed (the bytes are lost, as with a partial fault on Linux).
+        let data = self.read_desc(fd, len as usize, offset)?;
+        self.write_mem(buf, &data)?;
+        Ok(data.len() as u64)
+    }
+
+    fn sys_write(&mut self, fd: i32, buf: u64, len: u64, offset: Option<u64>) -> SysResult {
+        let data = self.read_mem(buf, len.min(RW_BYTES_MAX))?;
+        self.write_desc(fd, &data, offset)
+    }
+
+    fn read_iovecs(&mut self, iov: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> {
+        if count > IOV_MAX {
+            return Err(EINVAL);
+        }
+        let raw = self.read_mem(iov, count * 16)?;
+        Ok(raw
+            .chunks_exact(16)
+            .map(|c| {
+                (
+                    u64::from_le_bytes(c[..8].try_into().unwrap()),
+                    u64::from_le_bytes(c[8..].try_into().unwrap()),
+                )
+            })
+            .collect())
+    }
+
+    fn sys_readv(&mut self, fd: i32, iov: u64, count: u64, offset: Option<u64>) -> SysResult {
+        let vecs = self.read_iovecs(iov, count)?;
+        let mut total = 0u64;
+        for (base, len) in vecs {
+            if len == 0 {
+                continue;
+            }
+            let data = self.read_desc(
+                fd,
+                len.min(RW_BYTES_MAX) as usize,
+                offset.map(|o| o + total),
+            )?;
+            self.write_mem(base, &data)?;
+            total += data.len() as u64;
+            if (data.len() as u64) < len {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    fn sys_writev(&mut self, fd: i32, iov: u64, count: u64, offset: Option<u64>) -> SysResult {
+        let vecs = self.read_iovecs(iov, count)?;
+        let mut all = Vec::new();
+        for (base, len) in vecs {
+            all.extend_from_slice(&self.read_mem(base, len.min(RW_BYTES_MAX))?);
+        }
+        self.write_desc(fd, &all, offset)
+    }
+
+    fn sys_lseek(&mut self, fd: i32, off: i64, whence: u32) -> SysResult {
+        let desc = self.fds.get(fd)?;
+        let mut d = desc.borrow_mut();
+        let size = match &d.kind {
+            FileKind::Regular { data, .. } => data.borrow().bytes.len() as i64,
+            FileKind::Dir { .. } | FileKind::Device(_) => 0,
+            _ => return Err(ESPIPE),
+        };
+        let base = match whence {
+            0 => 0,
+            1 => d.offset as i64,
+            2 => size,
+            _ => return Err(EINVAL),
+        };
+        let new = base.checked_add(off).filter(|&n| n >= 0).ok_or(EINVAL)?;
+        d.offset = new as u64;
+        Ok(new as u64)
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Paths.
+
+    /// The directory a *at() call resolves relative paths against.
+    fn dir_of(&self, dirfd: i32) -> Result<GuestPath, Errno> {
+        if dirfd == AT_FDCWD {
+            return Ok(self.cwd.clone());
+        }
+        let desc = self.fds.get(dirfd)?;
+        let d = desc.borrow();
+        match &d.kind {
+            FileKind::Dir { path } => Ok(path.clone()),
+            _ => Err(ENOTDIR),
+        }
+    }
+
+    fn resolve_at(&mut self, dirfd: i32, path: &[u8], follow: bool) -> Result<Resolved, Errno> {
+        let base = if path.first() == Some(&b'/') {
+            Vec::new()
+        } else {
+            self.dir_of(dirfd)?
+        };
+        self.vfs.resolve(&mut self.host, &base, path, follow)
+    }
+
+    fn sys_openat(&mut self, dirfd: i32, path: u64, flags: u32, mode: u32) -> SysResult {
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(dirfd, &path, flags & O_NOFOLLOW == 0)?;
+        let cloexec = flags & O_CLOEXEC != 0;
+        let wants_write = flags & O_ACCMODE != O_RDONLY;
+        let node = match r.node {
+            Some(_) if flags & O_CREAT != 0 && flags & O_EXCL != 0 => return Err(EEXIST),
+            Some(n) => n,
+            None if flags & O_CREAT != 0 => {
+                self.check_parent_dir(&r.path)?;
+                let f = Rc::new(RefCell::new(FileData {
+                    bytes: Vec::new(),
+                    mode: mode & 0o7777 & !self.umask,
+                }));
+                self.vfs.put_file(&r.path, f.clone());
+                Node::MemoryFile(f)
+            }
+            None => return Err(ENOENT),
+        };
+        let kind = match node {
+            Node::Dir { .. } => {
+                if wants_write {
+                    return Err(EISDIR);
+                }
+                FileKind::Dir { path: r.path }
+            }
+            _ if flags & O_DIRECTORY != 0 => return Err(ENOTDIR),
+            Node::Symlink(_) => return Err(ELOOP),
+            Node::Device(d) => FileKind::Device(d),
+            Node::MemoryFile(_) | Node::HostFile { .. } => {
+                let data = self.vfs.contents(&mut self.host, &node)?;
+                if wants_write || flags & O_TRUNC != 0 {
+                    // Copy a host file up into the overlay on its first opening for writing.
+                    if matches!(node, Node::HostFile { .. }) {
+                        self.vfs.put_file(&r.path, data.clone());
+                    }
+                    if flags & O_TRUNC != 0 {
+                        data.borrow_mut().bytes.clear();
+                    }
+                }
+                FileKind::Regular { data, path: r.path }
+            }
+        };
+        let desc = OpenFile::new(kind, flags & (O_ACCMODE | O_APPEND | O_NONBLOCK));
+        self.fds.insert(desc, cloexec).map(|fd| fd as u64)
+    }
+
+    fn check_parent_dir(&mut self, path: &[Vec<u8>]) -> Result<(), Errno> {
+        let parent = &path[..path.len().saturating_sub(1)];
+        match self.vfs.lookup(&mut self.host, parent) {
+            Some(n) if n.is_dir() => Ok(()),
+            Some(_) => Err(ENOTDIR),
+            None => Err(ENOENT),
+        }
+    }
+
+    /// The path and node a stat-like call names: a path, or the descriptor itself with AT_EMPTY_PATH.
+    fn stat_target(
+        &mut self,
+        dirfd: i32,
+        path_addr: u64,
+        flags: u32,
+    ) -> Result<(GuestPath, Node), Errno> {
+        let path = if path_addr == 0 {
+            Vec::new()
+        } else {
+            self.read_cstring(path_addr, vfs::PATH_BYTES_MAX)?
+        };
+        if path.is_empty() {
+            if flags & AT_EMPTY_PATH == 0 {
+                return Err(ENOENT);
+            }
+            if dirfd == AT_FDCWD {
+                let cwd = self.cwd.clone();
+                let node = self.vfs.lookup(&mut self.host, &cwd).ok_or(ENOENT)?;
+                return Ok((cwd, node));
+            }
+            let desc = self.fds.get(dirfd)?;
+            let d = desc.borrow();
+            return Ok(match &d.kind {
+                FileKind::Regular { data, path } => (path.clone(), Node::MemoryFile(data.clone())),
+                FileKind::Dir { path } => (path.clone(), Node::Dir { mode: 0o755 }),
+                FileKind::Device(dev) => (vec![b"dev".to_vec()], Node::Device(*dev)),
+                // Standard streams and pipes: a character device or a FIFO with a fixed identity.
+                FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => (
+                    vec![b"dev".to_vec(), b"tty".to_vec()],
+                    Node::Device(Device::Null),
+                ),
+                FileKind::PipeRead(_) | FileKind::PipeWrite(_) => {
+                    return Err(Errno(-1)); // handled by the caller (FIFO)
+                }
+            });
+        }
+        let r = self.resolve_at(dirfd, &path, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+        let node = r.node.ok_or(ENOENT)?;
+        Ok((r.path, node))
+    }
+
+    fn stat_of(&mut self, dirfd: i32, path: u64, flags: u32) -> Result<vfs::Stat, Errno> {
+        match self.stat_target(dirfd, path, flags) {
+            Ok((p, node)) => Ok(self.vfs.stat(&p, &node)),
+            Err(Errno(-1)) => Ok(vfs::Stat {
+                ino: 0x9999 + dirfd as u64,
+                mode: S_IFIFO | 0o600,
+                size_bytes: 0,
+                nlink: 1,
+                rdev: 0,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn sys_fstatat(&mut self, dirfd: i32, path: u64, buf: u64, flags: u32) -> SysResult {
+        let st = self.stat_of(dirfd, path, flags)?;
+        let mut b = [0u8; 144];
+        let put =
+            |b: &mut [u8; 144], at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        let secs = self.config.epoch_ns / 1_000_000_000;
+        put(&mut b, 0, 0x801); // st_dev
+        put(&mut b, 8, st.ino);
+        put(&mut b, 16, st.nlink);
+        b[24..28].copy_from_slice(&st.mode.to_le_bytes());
+        b[28..32].copy_from_slice(&(GUEST_UID as u32).to_le_bytes());
+        b[32..36].copy_from_slice(&(GUEST_GID as u32).to_le_bytes());
+        put(&mut b, 40, st.rdev);
+        put(&mut b, 48, st.size_bytes);
+        put(&mut b, 56, 4096);
+        put(&mut b, 64, st.size_bytes.div_ceil(512));
+        put(&mut b, 72, secs);
+        put(&mut b, 88, secs);
+        put(&mut b, 104, secs);
+        self.write_mem(buf, &b)?;
+        Ok(0)
+    }
+
+    fn sys_statx(&mut self, dirfd: i32, path: u64, flags: u32, buf: u64) -> SysResult {
+        let st = self.stat_of(dirfd, path, flags)?;
+        let mut b = [0u8; 256];
+        let secs = self.config.epoch_ns / 1_000_000_000;
+        b[0..4].copy_from_slice(&0x7ffu32.to_le_bytes()); // STATX_BASIC_STATS
+        b[4..8].copy_from_slice(&4096u32.to_le_bytes());
+        b[16..20].copy_from_slice(&(st.nlink as u32).to_le_bytes());
+        b[20..24].copy_from_slice(&(GUEST_UID as u32).to_le_bytes());
+        b[24..28].copy_from_slice(&(GUEST_GID as u32).to_le_bytes());
+        b[28..30].copy_from_slice(&(st.mode as u16).to_le_bytes());
+        b[32..40].copy_from_slice(&st.ino.to_le_bytes());
+        b[40..48].copy_from_slice(&st.size_bytes.to_le_bytes());
+        b[48..56].copy_from_slice(&st.size_bytes.div_ceil(512).to_le_bytes());
+        for at in [64usize, 80, 96, 112] {
+            b[at..at + 8].copy_from_slice(&secs.to_le_bytes());
+        }
+        b[128..132].copy_from_slice(&((st.rdev >> 8) as u32).to_le_bytes());
+        b[132..136].copy_from_slice(&((st.rdev & 0xff) as u32).to_le_bytes());
+        b[136..140].copy_from_slice(&8u32.to_le_bytes());
+        b[140..144].copy_from_slice(&1u32.to_le_bytes());
+        self.write_mem(buf, &b)?;
+        Ok(0)
+    }
+
+    fn sys_getdents64(&mut self, fd: i32, buf: u64, len: u64) -> SysResult {
+        let desc = self.fds.get(fd)?;
+        let path = match &desc.borrow().kind {
+            FileKind::Dir { path } => path.clone(),
+            _ => return Err(ENOTDIR),
+        };
+        let mut entries: Vec<(Vec<u8>, u64, u8)> = vec![
+            (b".".to_vec(), vfs::inode_of(&path), 4),
+            (
+                b"..".to_vec(),
+                vfs::inode_of(&path[..path.len().saturating_sub(1)]),
+                4,
+            ),
+        ];
+        for (name, node) in self.vfs.list_dir(&mut self.host, &path)? {
+            let mut child = path.clone();
+            child.push(name.clone());
+            let d_type = match node {
+                Node::Dir { .. } => 4,
+                Node::Symlink(_) => 10,
+                Node::Device(_) => 2,
+                _ => 8,
+            };
+            entries.push((name, vfs::inode_of(&child), d_type));
+        }
+        let start = desc.borrow().offset as usize;
+        let mut out = Vec::new();
+        let mut index = start;
+        for (name, ino, d_type) in entries.iter().skip(start) {
+            let reclen = (19 + name.len() + 1).div_ceil(8) * 8;
+            if out.len() + reclen > len as usize {
+                break;
+            }
+            let mut rec = vec![0u8; reclen];
+            rec[0..8].copy_from_slice(&ino.to_le_bytes());
+            rec[8..16].copy_from_slice(&((index + 1) as u64).to_le_bytes());
+            rec[16..18].copy_from_slice(&(reclen as u16).to_le_bytes());
+            rec[18] = *d_type;
+            rec[19..19 + name.len()].copy_from_slice(name);
+            out.extend_from_slice(&rec);
+            index += 1;
+        }
+        if out.is_empty() && index < entries.len() {
+            return Err(EINVAL);
+        }
+        self.write_mem(buf, &out)?;
+        desc.borrow_mut().offset = index as u64;
+        Ok(out.len() as u64)
+    }
+
+    fn sys_faccessat(&mut self, dirfd: i32, path: u64, mode: u32) -> SysResult {
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(dirfd, &path, true)?;
+        let node = r.node.ok_or(ENOENT)?;
+        // X_OK on a regular file needs an execute bit.
+        if mode & 1 != 0 {
+            let st = self.vfs.stat(&r.path, &node);
+            if st.mode & S_IFMT != S_IFDIR && st.mode & 0o111 == 0 {
+                return Err(EACCES);
+            }
+        }
+        Ok(0)
+    }
+
+    fn sys_readlinkat(&mut self, dirfd: i32, path: u64, buf: u64, len: u64) -> SysResult {
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(dirfd, &path, false)?;
+        match r.node {
+            Some(Node::Symlink(target)) => {
+                let n = target.len().min(len as usize);
+                self.write_mem(buf, &target[..n])?;
+                Ok(n as u64)
+            }
+            Some(_) => Err(EINVAL),
+            None => Err(ENOENT),
+        }
+    }
+
+    fn sys_getcwd(&mut self, buf: u64, len: u64) -> SysResult {
+        let mut text = vfs::join(&self.cwd);
+        text.push(0);
+        if text.len() as u64 > len {
+            return Err(ERANGE);
+        }
+        self.write_mem(buf, &text)?;
+        Ok(text.len() as u64)
+    }
+
+    fn sys_chdir(&mut self, path: u64) -> SysResult {
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(AT_FDCWD, &path, true)?;
+        match r.node {
+            Some(n) if n.is_dir() => {
+                self.cwd = r.path;
+                Ok(0)
+            }
+            Some(_) => Err(ENOTDIR),
+            None => Err(ENOENT),
+        }
+    }
+
+    fn sys_fchdir(&mut self, fd: i32) -> SysResult {
+        self.cwd = self.dir_of(fd)?;
+        Ok(0)
+    }
+
+    fn sys_mkdirat(&mut self, dirfd: i32, path: u64, mode: u32) -> SysResult {
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(dirfd, &path, false)?;
+        if r.node.is_some() || r.path.is_empty() {
+            return Err(EEXIST);
+        }
+        self.check_parent_dir(&r.path)?;
+        self.vfs.make_dir(&r.path, mode & 0o7777 & !self.umask);
+        Ok(0)
+    }
+
+    fn sys_unlinkat(&mut self, dirfd: i32, path: u64, flags: u32) -> SysResult {
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(dirfd, &path, false)?;
+        let node = r.node.ok_or(ENOENT)?;
+        if flags & AT_REMOVEDIR != 0 {
+            if !node.is_dir() {
+                return Err(ENOTDIR);
+            }
+            if r.path.is_empty() {
+                return Err(EINVAL);
+            }
+            if !self.vfs.list_dir(&mut self.host, &r.path)?.is_empty() {
+                return Err(ENOTEMPTY);
+            }
+        } else if node.is_dir() {
+            return Err(EISDIR);
+        }
+        self.vfs.remove(&r.path);
+        Ok(0)
+    }
+
+    fn sys_renameat(&mut self, olddir: i32, old: u64, newdir: i32, new: u64) -> SysResult {
+        let old = self.read_path(old)?;
+        let new = self.read_path(new)?;
+        let from = self.resolve_at(olddir, &old, false)?;
+        let to = self.resolve_at(newdir, &new, false)?;
+        if from.node.is_none() {
+            return Err(ENOENT);
+        }
+        if from.path == to.path {
+            return Ok(0);
+        }
+        self.check_parent_dir(&to.path)?;
+        if let Some(existing) = &to.node {
+            if existing.is_dir() && !self.vfs.list_dir(&mut self.host, &to.path)?.is_empty() {
+                return Err(ENOTEMPTY);
+            }
+        }
+        self.vfs.rename(&mut self.host, &from.path, &to.path)?;
+        Ok(0)
+    }
+
+    fn sys_symlinkat(&mut self, target: u64, dirfd: i32, path: u64) -> SysResult {
+        let target = self.read_path(target)?;
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(dirfd, &path, false)?;
+        if r.node.is_some() {
+            return Err(EEXIST);
+        }
+        self.check_parent_dir(&r.path)?;
+        self.vfs.make_symlink(&r.path, target);
+        Ok(0)
+    }
+
+    fn truncate_data(data: &vfs::SharedFile, len: i64) -> SysResult {
+        if len < 0 || len as u64 > super::elf::IMAGE_SIZE_BYTES_MAX {
+            return Err(EINVAL);
+        }
+        data.borrow_mut().bytes.resize(len as usize, 0);
+        Ok(0)
+    }
+
+    fn sys_ftruncate(&mut self, fd: i32, len: i64) -> SysResult {
+        let desc = self.fds.get(fd)?;
+        let d = desc.borrow();
+        if !d.writable() {
+            return Err(EINVAL);
+        }
+        match &d.kind {
+            FileKind::Regular { data, .. } => Self::truncate_data(data, len),
+            _ => Err(EINVAL),
+        }
+    }
+
+    fn sys_truncate_path(&mut self, path: u64, len: i64) -> SysResult {
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(AT_FDCWD, &path, true)?;
+        let node = r.node.ok_or(ENOENT)?;
+        if node.is_dir() {
+            return Err(EISDIR);
+        }
+        let data = self.vfs.contents(&mut self.host, &node)?;
+        self.vfs.put_file(&r.path, data.clone());
+        Self::truncate_data(&data, len)
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Descriptors.
+
+    fn sys_dup(&mut self, fd: i32, min: i32, cloexec: Option<bool>) -> SysResult {
+        let desc = self.fds.get(fd)?;
+        self.fds
+            .insert_from(min, desc, cloexec.unwrap_or(false))
+            .map(|n| n as u64)
+    }
+
+    fn sys_dup2(&mut self, old: i32, new: i32, flags: u32, same_ok: bool) -> SysResult {
+        let desc = self.fds.get(old)?;
+        if old == new {
+            return if same_ok { Ok(new as u64) } else { Err(EINVAL) };
+        }
+        self.fds
+            .insert_at(new, desc, flags & O_CLOEXEC != 0)
+            .map(|n| n as u64)
+    }
+
+    fn sys_fcntl(&mut self, fd: i32, cmd: u32, arg: u64) -> SysResult {
+        const F_DUPFD: u32 = 0;
+        const F_GETFD: u32 = 1;
+        const F_SETFD: u32 = 2;
+        const F_GETFL: u32 = 3;
+        const F_SETFL: u32 = 4;
+        const F_GETLK: u32 = 5;
+        const F_SETLK: u32 = 6;
+        const F_SETLKW: u32 = 7;
+        const F_DUPFD_CLOEXEC: u32 = 1030;
+        match cmd {
+            F_DUPFD => self.sys_dup(fd, arg as i32, Some(false)),
+            F_DUPFD_CLOEXEC => self.sys_dup(fd, arg as i32, Some(true)),
+            F_GETFD => Ok(self.fds.entry_mut(fd)?.cloexec as u64),
+            F_SETFD => {
+                self.fds.entry_mut(fd)?.cloexec = arg & 1 != 0;
+                Ok(0)
+            }
+            F_GETFL => Ok(self.fds.get(fd)?.borrow().flags as u64),
+            F_SETFL => {
+                let desc = self.fds.get(fd)?;
+                let mut d = desc.borrow_mut();
+                d.flags = (d.flags & O_ACCMODE) | (arg as u32 & (O_APPEND | O_NONBLOCK));
+                Ok(0)
+            }
+            // One process: every lock is granted.
+            F_GETLK | F_SETLK | F_SETLKW => self.fds.get(fd).map(|_| 0),
+            _ => Err(EINVAL),
+        }
+    }
+
+    fn sys_pipe2(&mut self, fds: u64, flags: u32) -> SysResult {
+        let pipe = Rc::new(RefCell::new(Pipe::default()));
+        let cloexec = flags & O_CLOEXEC != 0;
+        let r = self.fds.insert(
+            OpenFile::new(FileKind::PipeRead(pipe.clone()), O_RDONLY),
+            cloexec,
+        )?;
+        let w = match self
+            .fds
+            .insert(OpenFile::new(FileKind::PipeWrite(pipe), O_WRONLY), cloexec)
+        {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = self.fds.close(r);
+                return Err(e);
+            }
+        };
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&r.to_le_bytes());
+        b[4..].copy_from_slice(&w.to_le_bytes());
+        if let Err(e) = self.write_mem(fds, &b) {
+            let _ = self.fds.close(r);
+            let _ = self.fds.close(w);
+            return Err(e);
+        }
+        Ok(0)
+    }
+
+    fn sys_ioctl(&mut self, fd: i32, request: u64, arg: u64) -> SysResult {
+        const TCGETS: u64 = 0x5401;
+        const TIOCGWINSZ: u64 = 0x5413;
+        const TIOCGPGRP: u64 = 0x540f;
+        let desc = self.fds.get(fd)?;
+        let is_tty = self.config.stdout_is_terminal
+            && matches!(
+                desc.borrow().kind,
+                FileKind::Stdin | FileKind::Stdout | FileKind::Stderr
+            );
+        if !is_tty {
+            return Err(ENOTTY);
+        }
+        match request {
+            TCGETS => {
+                // A cooked terminal: ICRNL | IXON, OPOST | ONLCR, B38400 | CS8 | CREAD, ISIG | ICANON | ECHO...
+                let mut t = [0u8; 60];
+                t[0..4].copy_from_slice(&0x500u32.to_le_bytes());
+                t[4..8].copy_from_slice(&0x5u32.to_le_bytes());
+                t[8..12].copy_from_slice(&0xbfu32.to_le_bytes());
+                t[12..16].copy_from_slice(&0x8a3bu32.to_le_bytes());
+                self.write_mem(arg, &t)?;
+                Ok(0)
+            }
+            TIOCGWINSZ => {
+                let mut w = [0u8; 8];
+                w[0..2].copy_from_slice(&24u16.to_le_bytes());
+                w[2..4].copy_from_slice(&80u16.to_le_bytes());
+                self.write_mem(arg, &w)?;
+                Ok(0)
+            }
+            TIOCGPGRP => {
+                self.write_u32(arg, GUEST_PID as u32)?;
+                Ok(0)
+            }
+            _ => Err(ENOTTY),
+        }
+    }
+
+    fn sys_poll(&mut self, fds: u64, count: u64, timeout_ms: i64) -> SysResult {
+        if count > super::fd::FDS_MAX as u64 {
+            return Err(EINVAL);
+        }
+        let raw = self.read_mem(fds, count * 8)?;
+        let mut out = raw.clone();
+        let mut ready = 0u64;
+        for (i, c) in raw.chunks_exact(8).enumerate() {
+            let fd = i32::from_le_bytes(c[..4].try_into().unwrap());
+            let events = u16::from_le_bytes([c[4], c[5]]);
+            let revents: u16 = if fd < 0 {
+                0
+            } else {
+                match self.fds.get(fd) {
+                    Err(_) => 0x20, // POLLNVAL
+                    Ok(desc) => match &desc.borrow().kind {
+                        FileKind::PipeRead(p) => {
+                            let p = p.borrow();
+                            if !p.buf.is_empty() {
+                                events & 1
+                            } else if p.writers == 0 {
+                                0x10 // POLLHUP
+                            } else {
+                                0
+                            }
+                        }
+                        FileKind::PipeWrite(p) => {
+                            if p.borrow().readers == 0 {
+                                0x8 // POLLERR
+                            } else {
+                                events & 4
+                            }
+                        }
+                        // Everything else is always ready (POLLIN | POLLOUT as asked).
+                        _ => events & 5,
+                    },
+                }
+            };
+            out[i * 8 + 6..i * 8 + 8].copy_from_slice(&revents.to_le_bytes());
+            if revents != 0 {
+                ready += 1;
+            }
+        }
+        self.write_mem(fds, &out)?;
+        if ready == 0 && timeout_ms > 0 {
+            self.slept_ns = self.slept_ns.saturating_add(timeout_ms as u64 * 1_000_000);
+        }
+        Ok(ready)
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Memory.
+
+    /// The highest free range of `len` bytes below MMAP_TOP.
+    fn find_free(&self, len: u64) -> Option<u64> {
+        let mut end = MMAP_TOP;
+        for r in self.machine.cpu.mem.regions().iter().rev() {
+            if r.start >= end {
+                continue;
+            }
+            if r.end <= end && end - r.end >= len {
+                return Some(end - len);
+            }
+            end = end.min(r.start);
+        }
+        (end >= MMAP_MIN + len).then(|| end - len)
+    }
+
+    fn sys_mmap(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        fd: i32,
+        offset: u64,
+    ) -> SysResult {
+        let len = match page_up(len) {
+            Some(l) if l > 0 && l <= super::elf::IMAGE_SIZE_BYTES_MAX => l,
+            _ => return Err(EINVAL),
+        };
+        if offset & PAGE_MASK != 0 {
+            return Err(EINVAL);
+        }
+        let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+        let mem = &self.machine.cpu.mem;
+        let target = if fixed {
+            if addr & PAGE_MASK != 0
+                || addr
+                    .checked_add(len)
+                    .is_none_or(|e| e > super::elf::USER_END)
+            {
+                return Err(EINVAL);
+            }
+            if flags & MAP_FIXED_NOREPLACE != 0 && !mem.range_is_free(addr, len) {
+                return Err(EEXIST);
+            }
+            addr
+        } else if addr != 0
+            && addr & PAGE_MASK == 0
+            && addr >= MMAP_MIN
+            && addr.checked_add(len).is_some_and(|e| e <= MMAP_TOP)
+            && mem.range_is_free(addr, len)
+        {
+            addr
+        } else {
+            self.find_free(len).ok_or(ENOMEM)?
+        };
+        let perms = perms_of(prot);
+        if flags & MAP_ANONYMOUS != 0 {
+            self.machine
+                .cpu
+                .mem
+                .map_anonymous(target, len, perms)
+                .map_err(|_| ENOMEM)?;
+            return Ok(target);
+        }
+        let desc = self.fds.get(fd)?;
+        let bytes = match &desc.borrow().kind {
+            FileKind::Regular { data, .. } => {
+                let data = data.borrow();
+                let start = (offset as usize).min(data.bytes.len());
+                let end = start.saturating_add(len as usize).min(data.bytes.len());
+                data.bytes[start..end].to_vec()
+            }
+            FileKind::Device(Device::Zero) => Vec::new(),
+            _ => return Err(EACCES),
+        };
+        // MAP_SHARED writes are not carried back to the file: the mapping is a private copy either way.
+        let _ = flags & MAP_SHARED;
+        self.machine
+            .cpu
+            .mem
+            .map_file_bytes(target, len, &bytes, perms)
+            .map_err(|_| ENOMEM)?;
+        Ok(target)
+    }
+
+    fn sys_munmap(&mut self, addr: u64, len: u64) -> SysResult {
+        let len = page_up(len).ok_or(EINVAL)?;
+        if addr & PAGE_MASK != 0 || len == 0 {
+            return Err(EINVAL);
+        }
+        self.machine.cpu.mem.unmap(addr, len).map_err(|_| EINVAL)?;
+        Ok(0)
+    }
+
+    fn sys_mprotect(&mut self, addr: u64, len: u64, prot: u64) -> SysResult {
+        let len = page_up(len).ok_or(ENOMEM)?;
+        if addr & PAGE_MASK != 0 {
+            return Err(EINVAL);
+        }
+        if len == 0 {
+            return Ok(0);
+        }
+        match self.machine.cpu.mem.protect(addr, len, perms_of(prot)) {
+            Ok(true) => Ok(0),
+            Ok(false) => Err(ENOMEM),
+            Err(_) => Err(EINVAL),
+        }
+    }
+
+    fn sys_mremap(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: u64,
+        new_addr: u64,
+    ) -> SysResult {
+        let old_len = page_up(old_len).ok_or(EINVAL)?;
+        let new_len = match page_up(new_len) {
+            Some(l) if l > 0 && l <= super::elf::IMAGE_SIZE_BYTES_MAX => l,
+            _ => return Err(EINVAL),
+        };
+        if old & PAGE_MASK != 0 || flags & MREMAP_FIXED != 0 {
+            let _ = new_addr;
+            return Err(EINVAL);
+        }
+        let mem = &mut self.machine.cpu.mem;
+        let perms = mem.perms(old).ok_or(EFAULT)?;
+        if (0..old_len / PAGE_SIZE as u64).any(|i| !mem.is_mapped(old + i * PAGE_SIZE as u64)) {
+            return Err(EFAULT);
+        }
+        if new_len <= old_len {
+            if new_len < old_len {
+                mem.unmap(old + new_len, old_len - new_len)
+                    .map_err(|_| EINVAL)?;
+            }
+            return Ok(old);
+        }
+        let grow = new_len - old_len;
+        if old.checked_add(new_len).is_some_and(|e| e <= MMAP_TOP)
+            && mem.range_is_free(old + old_len, grow)
+        {
+            mem.map_anonymous(old + old_len, grow, perms)
+                .map_err(|_| ENOMEM)?;
+            return Ok(old);
+        }
+        if flags & MREMAP_MAYMOVE == 0 {
+            return Err(ENOMEM);
+        }
+        let target = self.find_free(new_len).ok_or(ENOMEM)?;
+        let mem = &mut self.machine.cpu.mem;
+        mem.remap(old, target, old_len).map_err(|_| ENOMEM)?;
+        mem.map_anonymous(target + old_len, grow, perms)
+            .map_err(|_| ENOMEM)?;
+        Ok(target)
+    }
+
+    fn sys_brk(&mut self, addr: u64) -> u64 {
+        if addr < self.brk_start || addr > self.brk_start + BRK_BYTES_MAX {
+            return self.brk_current;
+        }
+        let old_end = page_up(self.brk_current).unwrap_or(self.brk_current);
+        let new_end = page_up(addr).unwrap_or(addr);
+        let mem = &mut self.machine.cpu.mem;
+        if new_end > old_end {
+            if !mem.range_is_free(old_end, new_end - old_end)
+                || mem
+                    .map_anonymous(old_end, new_end - old_end, Perms::RW)
+                    .is_err()
+            {
+                return self.brk_current;
+            }
+        } else if new_end < old_end && mem.unmap(new_end, old_end - new_end).is_err() {
+            return self.brk_current;
+        }
+        self.brk_current = addr;
+        addr
+    }
+
+    /// prctl(2): the thread name and the flags a lone process may ask about; anything else is EINVAL.
+    fn sys_prctl(&mut self, option: u64, arg: u64) -> SysResult {
+        const PR_SET_PDEATHSIG: u64 = 1;
+        const PR_GET_DUMPABLE: u64 = 3;
+        const PR_SET_DUMPABLE: u64 = 4;
+        const PR_SET_NAME: u64 = 15;
+        const PR_GET_NAME: u64 = 16;
+        match option {
+            PR_SET_PDEATHSIG | PR_SET_DUMPABLE => Ok(0),
+            PR_GET_DUMPABLE => Ok(1),
+            PR_SET_NAME => {
+                let name = self.read_cstring(arg, 16)?;
+                self.thread_name = name[..name.len().min(15)].to_vec();
+                Ok(0)
+            }
+            PR_GET_NAME => {
+                let mut b = [0u8; 16];
+                b[..self.thread_name.len()].copy_from_slice(&self.thread_name);
+                self.write_mem(arg, &b)?;
+                Ok(0)
+            }
+            _ => Err(EINVAL),
+        }
+    }
+
+    fn sys_arch_prctl(&mut self, code: u64, addr: u64) -> SysResult {
+        const ARCH_SET_GS: u64 = 0x1001;
+        const ARCH_SET_FS: u64 = 0x1002;
+        const ARCH_GET_FS: u64 = 0x1003;
+        const ARCH_GET_GS: u64 = 0x1004;
+        match code {
+            ARCH_SET_FS => self.machine.cpu.fs_base = addr,
+            ARCH_SET_GS => self.machine.cpu.gs_base = addr,
+            ARCH_GET_FS => self.write_u64(addr, self.machine.cpu.fs_base)?,
+            ARCH_GET_GS => self.write_u64(addr, self.machine.cpu.gs_base)?,
+            _ => return Err(EINVAL),
+        }
+        Ok(0)
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Time.
+
+    fn clock_ns(&mut self, clock: i32) -> Result<u64, Errno> {
+        let elapsed = self.elapsed_ns();
+        let v = match clock {
+            0 | 8 | 11 => self.config.epoch_ns.saturating_add(elapsed), // REALTIME, REALTIME_ALARM, TAI
+            1 | 4 | 5 | 6 | 7 | 9 => MONOTONIC_START_NS.saturating_add(elapsed), // MONOTONIC and friends
+            2 | 3 => self
+                .machine
+                .cpu
+                .icount
+                .saturating_mul(self.config.ns_per_insn), // CPU time
+            _ => return Err(EINVAL),
+        };
+        Ok(self.host.clock_ns(v))
+    }
+
+    fn sys_clock_gettime(&mut self, clock: i32, ts: u64) -> SysResult {
+        let ns = self.clock_ns(clock)?;
+        self.write_timespec(ts, ns)?;
+        Ok(0)
+    }
+
+    fn sys_clock_getres(&mut self, ts: u64) -> SysResult {
+        if ts != 0 {
+            self.write_timespec(ts, 1)?;
+        }
+        Ok(0)
+    }
+
+    fn sys_gettimeofday(&mut self, tv: u64) -> SysResult {
+        if tv != 0 {
+            let ns = self.clock_ns(0)?;
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
+            b[8..].copy_from_slice(&(ns % 1_000_000_000 / 1000).to_le_bytes());
+            self.write_mem(tv, &b)?;
+        }
+        Ok(0)
+    }
+
+    fn sys_time(&mut self, out: u64) -> SysResult {
+        let secs = self.clock_ns(0)? / 1_000_000_000;
+        if out != 0 {
+            self.write_u64(out, secs)?;
+        }
+        Ok(secs)
+    }
+
+    fn sys_nanosleep(&mut self, req: u64) -> SysResult {
+        let ns = self.read_timespec(req)?;
+        self.slept_ns = self.slept_ns.saturating_add(ns);
+        Ok(0)
+    }
+
+    fn sys_clock_nanosleep(&mut self, clock: i32, flags: u64, req: u64) -> SysResult {
+        let ns = self.read_timespec(req)?;
+        if flags & 1 != 0 {
+            // TIMER_ABSTIME: sleep until the clock reads `ns`.
+            let now = self.clock_ns(clock)?;
+            self.slept_ns = self.slept_ns.saturating_add(ns.saturating_sub(now));
+        } else {
+            self.clock_ns(clock)?;
+            self.slept_ns = self.slept_ns.saturating_add(ns);
+        }
+        Ok(0)
+    }
+
+    fn sys_times(&mut self, buf: u64) -> SysResult {
+        let ticks = self.elapsed_ns() / 10_000_000;
+        if buf != 0 {
+            let cpu_ticks = self
+                .machine
+                .cpu
+                .icount
+                .saturating_mul(self.config.ns_per_insn)
+                / 10_000_000;
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&cpu_ticks.to_le_bytes());
+            self.write_mem(buf, &b)?;
+        }
+        Ok(ticks)
+    }
+
+    fn sys_getrusage(&mut self, buf: u64) -> SysResult {
+        let ns = self
+            .machine
+            .cpu
+            .icount
+            .saturating_mul(self.config.ns_per_insn);
+        let mut b = [0u8; 144];
+        b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
+        b[8..16].copy_from_slice(&(ns % 1_000_000_000 / 1000).to_le_bytes());
+        let rss_kib = self.machine.cpu.mem.mapped_page_count() as u64 * 4;
+        b[32..40].copy_from_slice(&rss_kib.to_le_bytes());
+        self.write_mem(buf, &b)?;
+        Ok(0)
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Process, identity, limits.
+
+    fn sys_uname(&mut self, buf: u64) -> SysResult {
+        let mut b = [0u8; 390];
+        let fields: [&[u8]; 6] = [
+            b"Linux",
+            b"tandem",
+            b"6.1.0-tandem",
+            b"#1 SMP PREEMPT_DYNAMIC tandem",
+            b"x86_64",
+            b"(none)",
+        ];
+        for (i, f) in fields.iter().enumerate() {
+            b[i * 65..i * 65 + f.len()].copy_from_slice(f);
+        }
+        self.write_mem(buf, &b)?;
+        Ok(0)
+    }
+
+    fn sys_getresid(&mut self, a: [u64; 6], id: u64) -> SysResult {
+        for &p in &a[..3] {
+            self.write_u32(p, id as u32)?;
+        }
+        Ok(0)
+    }
+
+    fn sys_prlimit(&mut self, pid: i32, resource: u32, new: u64, old: u64) -> SysResult {
+        if pid != 0 && pid != GUEST_PID {
+            return Err(ESRCH);
+        }
+        const RLIMIT_STACK: u32 = 3;
+        const RLIMIT_NOFILE: u32 = 7;
+        if resource > 15 {
+            return Err(EINVAL);
+        }
+        let (cur, max) = match resource {
+            RLIMIT_STACK => (super::elf::STACK_SIZE_BYTES, u64::MAX),
+            RLIMIT_NOFILE => (super::fd::FDS_MAX as u64, super::fd::FDS_MAX as u64),
+            _ => (u64::MAX, u64::MAX),
+        };
+        if old != 0 {
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&cur.to_le_bytes());
+            b[8..].copy_from_slice(&max.to_le_bytes());
+            self.write_mem(old, &b)?;
+        }
+        // New limits are accepted and not enforced.
+        let _ = new;
+        Ok(0)
+    }
+
+    fn sys_sysinfo(&mut self, buf: u64) -> SysResult {
+        let mut b = [0u8; 112];
+        let uptime = (MONOTONIC_START_NS + self.elapsed_ns()) / 1_000_000_000;
+        let total: u64 = 4 << 30;
+        let used = self.machine.cpu.mem.mapped_page_count() as u64 * PAGE_SIZE as u64;
+        b[0..8].copy_from_slice(&uptime.to_le_bytes());
+        b[32..40].copy_from_slice(&total.to_le_bytes());
+        b[40..48].copy_from_slice(&total.saturating_sub(used).to_le_bytes());
+        b[80..82].copy_from_slice(&1u16.to_le_bytes()); // procs
+        b[104..108].copy_from_slice(&1u32.to_le_bytes()); // mem_unit
+        self.write_mem(buf, &b)?;
+        Ok(0)
+    }
+
+    fn sys_sched_getaffinity(&mut self, len: u64, mask: u64) -> SysResult {
+        if len < 8 {
+            return Err(EINVAL);
+        }
+        self.write_u64(mask, 1)?;
+        Ok(8)
+    }
+
+    fn sys_futex(&mut self, addr: u64, op: u64, val: u32, timeout: u64) -> SysResult {
+        const FUTEX_WAIT: u64 = 0;
+        const FUTEX_WAKE: u64 = 1;
+        const FUTEX_WAIT_BITSET: u64 = 9;
+        const FUTEX_WAKE_BITSET: u64 = 10;
+        match op & 0x7f {
+            FUTEX_WAIT | FUTEX_WAIT_BITSET => {
+                let cur = self.machine.cpu.mem.read_u32(addr).map_err(|_| EFAULT)?;
+                if cur != val {
+                    return Err(EAGAIN);
+                }
+                // No other thread can wake us.
+                if timeout != 0 {
+                    Err(ETIMEDOUT)
+                } else {
+                    Err(EAGAIN)
+                }
+            }
+            FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(0),
+            _ => Err(ENOSYS),
+        }
+    }
+
+    fn sys_getrandom(&mut self, buf: u64, len: u64) -> SysResult {
+        let len = len.min(33_554_431);
+        let mut b = vec![0u8; len as usize];
+        self.host.fill_random(&mut b);
+        self.write_mem(buf, &b)?;
+        Ok(len)
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Signals.
+
+    fn sys_rt_sigaction(&mut self, sig: i32, act: u64, old: u64, size: u64) -> SysResult {
+        if !(1..=64).contains(&sig) || size != 8 {
+            return Err(EINVAL);
+        }
+        let new = if act != 0 {
+            let b = self.read_mem(act, 32)?;
+            let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
+            if sig == SIGKILL || sig == SIGSTOP {
+                return Err(EINVAL);
+            }
+            Some(SigAction {
+                handler: w(0),
+                flags: w(1),
+                restorer: w(2),
+                mask: w(3) & !(bit(SIGKILL) | bit(SIGSTOP)),
+            })
+        } else {
+            None
+        };
+        if old != 0 {
+            let o = self.signals.actions[sig as usize];
+            let mut b = [0u8; 32];
+            for (i, v) in [o.handler, o.flags, o.restorer, o.mask].iter().enumerate() {
+                b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            self.write_mem(old, &b)?;
+        }
+        if let Some(n) = new {
+            self.signals.actions[sig as usize] = n;
+        }
+        Ok(0)
+    }
+
+    fn sys_rt_sigprocmask(&mut self, how: i32, set: u64, old: u64, size: u64) -> SysResult {
+        if size != 8 {
+            return Err(EINVAL);
+        }
+        let new = if set != 0 {
+            Some(self.read_u64(set)?)
+        } else {
+            None
+        };
+        if old != 0 {
+            self.write_u64(old, self.signals.blocked)?;
+        }
+        if let Some(s) = new {
+            let b = &mut self.signals.blocked;
+            match how {
+                0 => *b |= s,
+                1 => *b &= !s,
+                2 => *b = s,
+                _ => return Err(EINVAL),
+            }
+            *b &= !(bit(SIGKILL) | bit(SIGSTOP));
+        }
+        Ok(0)
+    }
+
+    fn sys_sigaltstack(&mut self, new: u64, old: u64) -> SysResult {
+        let rsp = self.machine.cpu.gpr[crate::cpu::RSP];
+        let on = self.signals.altstack_flags & SS_DISABLE == 0
+            && rsp.wrapping_sub(self.signals.altstack_sp) < self.signals.altstack_size;
+        let parsed = if new != 0 {
+            let b = self.read_mem(new, 24)?;
+            Some((
+                u64::from_le_bytes(b[0..8].try_into().unwrap()),
+                u32::from_le_bytes(b[8..12].try_into().unwrap()),
+                u64::from_le_bytes(b[16..24].try_into().unwrap()),
+            ))
+        } else {
+            None
+        };
+        if old != 0 {
+            let mut b = [0u8; 24];
+            b[0..8].copy_from_slice(&self.signals.altstack_sp.to_le_bytes());
+            let flags = if on {
+                SS_ONSTACK
+            } else {
+                self.signals.altstack_flags
+            };
+            b[8..12].copy_from_slice(&flags.to_le_bytes());
+            b[16..24].copy_from_slice(&self.signals.altstack_size.to_le_bytes());
+            self.write_mem(old, &b)?;
+        }
+        if let Some((sp, flags, size)) = parsed {
+            if on {
+                return Err(EPERM);
+            }
+            if flags & SS_DISABLE != 0 {
+                self.signals.altstack_flags = SS_DISABLE;
+                self.signals.altstack_sp = 0;
+                self.signals.altstack_size = 0;
+            } else {
+                if size < 2048 {
+                    return Err(ENOMEM);
+                }
+                self.signals.altstack_flags = 0;
+                self.signals.altstack_sp = sp;
+                self.signals.altstack_size = size;
+            }
+        }
+        Ok(0)
+    }
+
+    fn sys_kill(&mut self, pid: i32, sig: i32) -> SysResult {
+        if pid != GUEST_PID && pid != 0 && pid != -1 {
+            return Err(ESRCH);
+        }
+        if !(0..=64).contains(&sig) {
+            return Err(EINVAL);
+        }
+        if sig != 0 {
+            if sig == SIGKILL {
+                self.terminate(Termination::Signaled {
+                    signal: SIGKILL,
+                    rip: self.machine.cpu.rip,
+                    icount: self.machine.cpu.icount,
+                    cause: "sent by the program itself".into(),
+                });
+                return Ok(0);
+            }
+            // The return value is set before the handler runs, so the handler's frame saves rax = 0.
+            self.machine.cpu.gpr[RAX] = 0;
+            self.signals.pending |= bit(sig);
+        }
+        Ok(0)
+    }
+}

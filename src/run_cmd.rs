@@ -1,0 +1,274 @@
+//! `tandem run`: runs a static x86-64 Linux program under the emulator, deterministically.
+//!
+//! This file parses the flags, implements the live host (the real stdin, stdout, stderr and the files under
+//! --mount; the guest's clock and entropy stay virtual and seeded) and renders the reports. The work is in
+//! `tandem_emulator::linux`. The only host clock read is for the MIPS figure of --stats, which is a report about
+//! the emulator, not an input of the guest.
+
+use anyhow::{bail, Context};
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use tandem_emulator::linux::abi::{Errno, EIO};
+use tandem_emulator::linux::sysnames::syscall_name;
+use tandem_emulator::linux::vfs::{split, Mount};
+use tandem_emulator::linux::{
+    Host, HostKind, HostMetadata, LinuxConfig, LinuxMachine, Progress, SeededEntropy,
+};
+
+/// Exit status of a run stopped by --max-insns (the convention of timeout(1)).
+pub const EXIT_INSTRUCTION_LIMIT: i32 = 124;
+
+#[derive(clap::Args, Debug)]
+#[command(
+    about = "Run a static x86-64 Linux program deterministically",
+    long_about = "Run a static x86-64 Linux program (musl or glibc, ET_EXEC or static-PIE) under the emulator.\n\n\
+        The run is a function of its inputs: the program, its arguments, the --env variables (the host's \
+        environment is not passed), the mounted files, stdin and the seed. Guest time starts at 2024-01-01 \
+        and advances with the instruction count; getrandom and AT_RANDOM come from the seed.\n\n\
+        The exit status is the guest's; a guest killed by a signal exits with 128 + the signal number \
+        and a diagnostic line on stderr; a run stopped by --max-insns exits with 124.",
+    after_help = "Examples:\n  \
+        tandem run -- corpus/bin/hello-musl\n  \
+        tandem run --seed 7 --stats -- /bin/busybox sha256sum /data/file --mount /tmp/in:/data\n  \
+        echo hi | tandem run --env LANG=C -- /bin/busybox tr a-z A-Z"
+)]
+pub struct RunArgs {
+    /// Root seed of every random stream of the run (AT_RANDOM, getrandom, RDRAND). Example: --seed 42
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    seed: u64,
+
+    /// Stop cleanly after N instructions if the guest has not finished (exit status 124). Example: --max-insns 1000000
+    #[arg(long, value_name = "N")]
+    max_insns: Option<u64>,
+
+    /// Mount a host file or directory read-only at GUEST (default: the same path); guest writes go to an
+    /// in-memory overlay. Repeatable. Example: --mount ./data:/data
+    #[arg(long = "mount", value_name = "HOST[:GUEST]")]
+    mounts: Vec<String>,
+
+    /// Set an environment variable of the guest (the host's environment is not passed). Repeatable.
+    /// Example: --env LANG=C
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+
+    /// Make an unknown syscall fatal (the run ends as if by SIGSYS) instead of returning -ENOSYS. Example: --strict
+    #[arg(long)]
+    strict: bool,
+
+    /// Print the instruction count, MIPS, a syscall histogram and unknown syscalls to stderr at the end.
+    /// Example: --stats
+    #[arg(long)]
+    stats: bool,
+
+    /// Print the instruction count and the final state hash to stderr (deterministic, for tests).
+    #[arg(long, hide = true)]
+    report_state: bool,
+
+    /// The program to run (a host path) and its arguments. Example: -- corpus/bin/args-musl one two
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM ARGS"
+    )]
+    command: Vec<OsString>,
+}
+
+/// The live host: real stdio and read-only access to the mounted host files.
+struct LiveHost {
+    stdout: std::io::Stdout,
+    stderr: std::io::Stderr,
+    stdin: std::io::Stdin,
+    entropy: SeededEntropy,
+}
+
+fn errno_of(e: &std::io::Error) -> Errno {
+    e.raw_os_error().map(Errno).unwrap_or(EIO)
+}
+
+impl Host for LiveHost {
+    fn read_stdin(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.stdin.lock().read(buf).map_err(|e| errno_of(&e))
+    }
+    fn write_stdout(&mut self, bytes: &[u8]) -> Result<(), Errno> {
+        self.stdout.write_all(bytes).map_err(|e| errno_of(&e))
+    }
+    fn write_stderr(&mut self, bytes: &[u8]) -> Result<(), Errno> {
+        let _ = self.stdout.flush();
+        self.stderr.write_all(bytes).map_err(|e| errno_of(&e))
+    }
+    fn metadata(&mut self, path: &Path) -> Result<HostMetadata, Errno> {
+        let md = std::fs::symlink_metadata(path).map_err(|e| errno_of(&e))?;
+        let t = md.file_type();
+        let kind = if t.is_symlink() {
+            HostKind::Symlink
+        } else if t.is_dir() {
+            HostKind::Dir
+        } else if t.is_file() {
+            HostKind::File
+        } else {
+            HostKind::Other
+        };
+        Ok(HostMetadata {
+            kind,
+            size_bytes: md.len(),
+            mode: md.permissions().mode() & 0o7777,
+        })
+    }
+    fn read_file(&mut self, path: &Path) -> Result<Vec<u8>, Errno> {
+        std::fs::read(path).map_err(|e| errno_of(&e))
+    }
+    fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(|e| errno_of(&e))? {
+            let entry = entry.map_err(|e| errno_of(&e))?;
+            names.push(entry.file_name().into_vec());
+        }
+        Ok(names)
+    }
+    fn read_link(&mut self, path: &Path) -> Result<Vec<u8>, Errno> {
+        std::fs::read_link(path)
+            .map(|p| p.into_os_string().into_vec())
+            .map_err(|e| errno_of(&e))
+    }
+    fn fill_random(&mut self, out: &mut [u8]) {
+        self.entropy.fill(out);
+    }
+}
+
+/// Parses `HOST[:GUEST]` into a mount of the host path (made absolute) at a guest path.
+fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
+    let (host, guest) = match spec.split_once(':') {
+        Some((h, g)) => (h, Some(g)),
+        None => (spec, None),
+    };
+    let host = std::fs::canonicalize(host)
+        .with_context(|| format!("--mount {spec}: host path {host} cannot be mounted"))?;
+    let guest = match guest {
+        Some(g) if g.starts_with('/') => g.to_string(),
+        Some(g) => bail!("--mount {spec}: the guest path {g:?} must be absolute, such as /data"),
+        None => host.to_string_lossy().into_owned(),
+    };
+    Ok(Mount {
+        guest: split(guest.as_bytes()).into_iter().collect(),
+        host,
+    })
+}
+
+/// The guest path of the program: where a mount shows it, else the path as given.
+fn exe_guest_path(program: &Path, mounts: &[Mount]) -> Vec<u8> {
+    if let Ok(canon) = std::fs::canonicalize(program) {
+        for m in mounts {
+            if let Ok(rest) = canon.strip_prefix(&m.host) {
+                let mut p: Vec<Vec<u8>> = m.guest.clone();
+                p.extend(rest.iter().map(|c| c.as_bytes().to_vec()));
+                return tandem_emulator::linux::vfs::join(&p);
+            }
+        }
+    }
+    program.as_os_str().as_bytes().to_vec()
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let program = PathBuf::from(&args.command[0]);
+    let bytes = std::fs::read(&program)
+        .with_context(|| format!("cannot read the program {}", program.display()))?;
+    let mounts = args
+        .mounts
+        .iter()
+        .map(|m| parse_mount(m))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for e in &args.env {
+        if !e.contains('=') {
+            bail!("--env {e}: expected K=V, such as --env LANG=C");
+        }
+    }
+    let config = LinuxConfig {
+        seed: args.seed,
+        argv: args.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        envp: args.env.iter().map(|e| e.as_bytes().to_vec()).collect(),
+        exe_path: exe_guest_path(&program, &mounts),
+        mounts,
+        strict: args.strict,
+        ..LinuxConfig::default()
+    };
+    let host = LiveHost {
+        stdout: std::io::stdout(),
+        stderr: std::io::stderr(),
+        stdin: std::io::stdin(),
+        entropy: SeededEntropy::new(args.seed),
+    };
+    let mut guest = LinuxMachine::new(config, &bytes, host)
+        .with_context(|| format!("cannot load {}", program.display()))?;
+
+    // A report about the emulator's speed, not an input of the guest.
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    let progress = guest.run_to_completion(args.max_insns.unwrap_or(u64::MAX));
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = guest.host.stdout.flush();
+
+    let mut err = std::io::stderr().lock();
+    let status = match progress {
+        Progress::Finished => {
+            let t = guest
+                .termination()
+                .expect("a finished guest has a termination");
+            if let Some(line) = t.diagnostic() {
+                writeln!(err, "tandem: {line}")?;
+            }
+            t.exit_status()
+        }
+        Progress::BudgetExhausted => {
+            writeln!(
+                err,
+                "tandem: stopped after {} instructions (--max-insns); the guest had not finished",
+                guest.icount()
+            )?;
+            EXIT_INSTRUCTION_LIMIT
+        }
+    };
+    let stats = guest.stats();
+    if !stats.unknown_syscalls.is_empty() {
+        let list: Vec<String> = stats
+            .unknown_syscalls
+            .iter()
+            .map(|(nr, n)| format!("{} (number {nr}) x{n}", syscall_name(*nr)))
+            .collect();
+        writeln!(
+            err,
+            "tandem: unknown syscalls answered -ENOSYS: {}",
+            list.join(", ")
+        )?;
+    }
+    if args.stats {
+        let icount = guest.icount();
+        writeln!(
+            err,
+            "tandem: {icount} instructions in {seconds:.3} s, {:.1} MIPS",
+            icount as f64 / seconds.max(1e-9) / 1e6
+        )?;
+        writeln!(err, "tandem: syscalls:")?;
+        for (name, n) in &stats.syscalls {
+            writeln!(err, "tandem:   {name:<20} {n}")?;
+        }
+        writeln!(
+            err,
+            "tandem: signals delivered: {}",
+            stats.signals_delivered
+        )?;
+    }
+    if args.report_state {
+        writeln!(
+            err,
+            "tandem: icount {} state_hash {:#018x}",
+            guest.icount(),
+            guest.state_hash()
+        )?;
+    }
+    err.flush()?;
+    std::process::exit(status);
+}

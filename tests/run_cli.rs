@@ -1,0 +1,127 @@
+//! The `tandem run` command line: help, exit statuses, clean stops and clear errors on bad input.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+#[test]
+fn help_explains_every_flag_with_an_example() {
+    let out = Command::new(tandem())
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for flag in [
+        "--seed",
+        "--max-insns",
+        "--mount",
+        "--env",
+        "--strict",
+        "--stats",
+    ] {
+        let line_start = help
+            .find(flag)
+            .unwrap_or_else(|| panic!("{flag} missing from\n{help}"));
+        let rest = &help[line_start..];
+        let next_flag = rest[2..].find("\n  -").map(|i| i + 2).unwrap_or(rest.len());
+        assert!(
+            rest[..next_flag].contains("Example"),
+            "{flag} has no example:\n{}",
+            &rest[..next_flag]
+        );
+    }
+    assert!(!help.contains("report-state"), "hidden flags stay hidden");
+}
+
+#[test]
+fn exit_status_and_output_mirror_the_guest() {
+    let e = emulate(&[], &corpus_bin("hello-musl"), &[], b"");
+    assert_eq!(text(&e.stdout), "hello, world\n");
+    assert_eq!(e.status.code(), Some(0));
+    assert!(e.stderr.is_empty(), "{}", text(&e.stderr));
+}
+
+#[test]
+fn max_insns_is_a_clean_stop_with_a_message() {
+    let e = emulate(&["--max-insns", "100"], &corpus_bin("hello-musl"), &[], b"");
+    assert_eq!(e.status.code(), Some(124));
+    let err = text(&e.stderr);
+    assert!(
+        err.contains("stopped after 100 instructions (--max-insns)"),
+        "{err}"
+    );
+    assert!(e.stdout.is_empty());
+}
+
+#[test]
+fn stats_print_instructions_mips_and_a_syscall_histogram() {
+    let e = emulate(&["--stats"], &corpus_bin("hello-musl"), &[], b"");
+    assert_eq!(e.status.code(), Some(0));
+    let err = text(&e.stderr);
+    assert!(
+        err.contains(" instructions in ") && err.contains(" MIPS"),
+        "{err}"
+    );
+    assert!(err.contains("tandem:   exit_group           1"), "{err}");
+    assert!(err.contains("tandem:   writev"), "{err}");
+}
+
+#[test]
+fn a_dynamic_binary_is_refused_with_how_to_build_a_static_one() {
+    let e = emulate(&[], "/bin/ls", &[], b"");
+    assert_ne!(e.status.code(), Some(0));
+    let err = text(&e.stderr);
+    assert!(err.contains("cannot load /bin/ls"), "{err}");
+    assert!(
+        err.contains("dynamically linked") && err.contains("-static"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_and_missing_programs_are_clear_errors_not_panics() {
+    let dir = scratch("cli-bad-input");
+    let truncated = dir.join("truncated");
+    let hello = std::fs::read(repo().join("corpus/bin/hello-musl")).unwrap();
+    std::fs::write(&truncated, &hello[..100]).unwrap();
+    let script = dir.join("script.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    for (path, expected) in [
+        (
+            truncated.to_str().unwrap(),
+            "program header table at offset 0x40",
+        ),
+        (script.to_str().unwrap(), "not an ELF file"),
+        (
+            "/nonexistent/program",
+            "cannot read the program /nonexistent/program",
+        ),
+    ] {
+        let e = emulate(&[], path, &[], b"");
+        let err = text(&e.stderr);
+        assert_ne!(e.status.code(), Some(0), "{path}");
+        assert!(
+            err.contains(path) && err.contains(expected),
+            "{path}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let e = emulate(
+        &["--mount", "/nonexistent:/x"],
+        &corpus_bin("hello-musl"),
+        &[],
+        b"",
+    );
+    assert!(
+        text(&e.stderr).contains("--mount /nonexistent:/x"),
+        "{}",
+        text(&e.stderr)
+    );
+    let e = emulate(&["--env", "NOEQUALS"], &corpus_bin("hello-musl"), &[], b"");
+    assert!(
+        text(&e.stderr).contains("expected K=V"),
+        "{}",
+        text(&e.stderr)
+    );
+}
