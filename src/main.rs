@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod faults_cmd;
 mod run_cmd;
 mod scenario_cmd;
 
@@ -21,6 +22,8 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Seeded simulation scenarios: run templates over many seeds, show a run's timeline, benchmark.
     Scenario(scenario_cmd::ScenarioArgs),
+    /// Memory-fault campaigns: a program under many seeded fault plans, outcomes tabulated per frame class.
+    Faults(faults_cmd::FaultsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,5 +31,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run_cmd::run(args),
         Command::Scenario(args) => scenario_cmd::run(args),
+        Command::Faults(args) => faults_cmd::run(args),
     }
 }
