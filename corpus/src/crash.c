@@ -18,8 +18,8 @@ __attribute__((noinline)) void crash_here(volatile int *p, const char *how) {
     if (strcmp(how, "ill") == 0)
         __builtin_trap();
     if (strcmp(how, "fpe") == 0) {
-        volatile int zero = 0;
-        printf("%d\n", 1 / zero);
+        volatile int one = 1, zero = 0;
+        crash_depth = one / zero;
     }
     *p = 42;
 }
