@@ -46,10 +46,10 @@ fn sigbus_handler_recovers_a_lost_page_late_and_early() {
             } else {
                 "sigbus-ao-now"
             };
-            let line = format!("tandem: memory-error v1 icount=300000 kind=ue frame=");
+            let line = "tandem: memory-error v1 icount=300000 kind=ue frame=";
             let report = stderr
                 .lines()
-                .find(|l| l.starts_with(&line))
+                .find(|l| l.starts_with(line))
                 .unwrap_or_else(|| panic!("no report line: {stderr}"));
             assert!(
                 report.ends_with(&format!(
