@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod record_cmd;
+mod replay_cmd;
 mod run_cmd;
 mod scenario_cmd;
 
@@ -19,6 +21,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(run_cmd::RunArgs),
+    Record(record_cmd::RecordArgs),
+    Replay(replay_cmd::ReplayArgs),
     /// Seeded simulation scenarios: run templates over many seeds, show a run's timeline, benchmark.
     Scenario(scenario_cmd::ScenarioArgs),
 }
@@ -27,6 +31,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run_cmd::run(args),
+        Command::Record(args) => record_cmd::run(args),
+        Command::Replay(args) => replay_cmd::run(args),
         Command::Scenario(args) => scenario_cmd::run(args),
     }
 }

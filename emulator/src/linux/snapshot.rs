@@ -267,7 +267,11 @@ mod tests {
         };
         let mut straight = LinuxMachine::new(config.clone(), &program, MemoryHost::new(5)).unwrap();
         assert_eq!(straight.run(u64::MAX), Progress::Finished);
-        let expected = (straight.icount(), straight.state_hash(), straight.exit_status());
+        let expected = (
+            straight.icount(),
+            straight.state_hash(),
+            straight.exit_status(),
+        );
         let at = straight.icount() * 2 / 3;
 
         let mut m = LinuxMachine::new(config, &program, MemoryHost::new(5)).unwrap();
