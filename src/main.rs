@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod debug_cmd;
 mod record_cmd;
 mod replay_cmd;
 mod run_cmd;
@@ -23,6 +24,7 @@ enum Command {
     Run(run_cmd::RunArgs),
     Record(record_cmd::RecordArgs),
     Replay(replay_cmd::ReplayArgs),
+    Debug(debug_cmd::DebugArgs),
     /// Seeded simulation scenarios: run templates over many seeds, show a run's timeline, benchmark.
     Scenario(scenario_cmd::ScenarioArgs),
 }
@@ -33,6 +35,7 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => run_cmd::run(args),
         Command::Record(args) => record_cmd::run(args),
         Command::Replay(args) => replay_cmd::run(args),
+        Command::Debug(args) => debug_cmd::run(args),
         Command::Scenario(args) => scenario_cmd::run(args),
     }
 }

@@ -9,10 +9,12 @@
 //! Layout: trace.rs (the format, writer and reader), hosts.rs (the recording and replaying hosts),
 //! digest.rs (register files and the incremental memory digest), record.rs, replay.rs.
 
+pub mod debugger;
 pub mod digest;
 pub mod hosts;
 pub mod record;
 pub mod replay;
+pub mod timeline;
 pub mod trace;
 
 /// The version written into every trace header.
