@@ -33,9 +33,10 @@ pub struct RecordArgs {
     hash_interval: u64,
 
     /// Instructions between the register hashes that narrow a divergence; 1 narrows to the exact instruction
-    /// (slower recording). Must divide --hash-interval. Example: --fine-interval 1
-    #[arg(long, default_value_t = 4096, value_name = "N")]
-    fine_interval: u64,
+    /// (slower recording). Must divide --hash-interval. Default: 4096, or --hash-interval if smaller.
+    /// Example: --fine-interval 1
+    #[arg(long, value_name = "N")]
+    fine_interval: Option<u64>,
 
     /// The guest's clock follows the host's (recorded in the trace) instead of the instruction count.
     #[arg(long)]
@@ -59,13 +60,10 @@ impl LiveClock for HostClock {
 }
 
 pub fn run(args: RecordArgs) -> anyhow::Result<()> {
-    if args.fine_interval == 0
-        || args.hash_interval == 0
-        || args.hash_interval % args.fine_interval != 0
-    {
+    let fine_interval = args.fine_interval.unwrap_or(4096.min(args.hash_interval));
+    if fine_interval == 0 || args.hash_interval == 0 || args.hash_interval % fine_interval != 0 {
         bail!(
-            "--fine-interval {} must be at least 1 and divide --hash-interval {}",
-            args.fine_interval,
+            "--fine-interval {fine_interval} must be at least 1 and divide --hash-interval {}",
             args.hash_interval
         );
     }
@@ -119,7 +117,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         frames_max: config.frames_max as u64,
         instructions_max: r.max_insns,
         hash_interval: args.hash_interval,
-        fine_interval: args.fine_interval,
+        fine_interval,
         live_clock: args.live_clock,
         live_entropy: args.live_entropy,
     };
