@@ -11,7 +11,7 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use tandem_emulator::linux::{LinuxConfig, LinuxMachine};
-use tandem_replay::hosts::{LiveClock, RecordingHost};
+use tandem_replay::hosts::{LiveClock, LiveEntropy, RecordingHost};
 use tandem_replay::record::record;
 use tandem_replay::trace::{blob_id, Header, TraceWriter};
 
@@ -126,7 +126,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let clock: Option<Box<dyn LiveClock>> = args
         .live_clock
         .then(|| Box::new(HostClock(std::time::Instant::now())) as Box<dyn LiveClock>);
-    let entropy: Option<Box<dyn FnMut(&mut [u8])>> = if args.live_entropy {
+    let entropy: Option<LiveEntropy> = if args.live_entropy {
         let mut urandom = std::fs::File::open("/dev/urandom")
             .context("--live-entropy: cannot open /dev/urandom")?;
         Some(Box::new(move |out: &mut [u8]| {

@@ -119,9 +119,14 @@ impl MemoryDigest {
                     Some(&(f, d)) if f == frame && !dirty.contains(&frame) => d,
                     _ => {
                         let mut p = Fnv::new();
-                        match mem.peek(addr, &mut buf) {
-                            Ok(()) => p.write_bytes(&buf),
-                            Err(_) => p.write_u64(u64::MAX),
+                        // read_bytes goes through the TLB (peek looks up the page table per byte); pages the guest
+                        // may not read (guard pages) fall back to peek. Neither changes the guest's state.
+                        let ok = mem.read_bytes(addr, &mut buf).is_ok()
+                            || mem.peek(addr, &mut buf).is_ok();
+                        if ok {
+                            p.write_bytes(&buf);
+                        } else {
+                            p.write_u64(u64::MAX);
                         }
                         p.finish()
                     }

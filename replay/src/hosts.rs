@@ -66,6 +66,9 @@ pub trait LiveClock {
     fn elapsed_ns(&mut self) -> u64;
 }
 
+/// Where live entropy comes from while recording with --live-entropy.
+pub type LiveEntropy = Box<dyn FnMut(&mut [u8])>;
+
 /// Wraps the live host and logs its answers.
 pub struct RecordingHost<H: Host> {
     pub inner: H,
@@ -73,7 +76,7 @@ pub struct RecordingHost<H: Host> {
     pub pending: Vec<Record>,
     blobs_written: BTreeSet<BlobId>,
     live_clock: Option<Box<dyn LiveClock>>,
-    live_entropy: Option<Box<dyn FnMut(&mut [u8])>>,
+    live_entropy: Option<LiveEntropy>,
     pub stdout: OutputDigest,
     pub stderr: OutputDigest,
     /// Approximate bytes in `pending`, to bound a chunk.
@@ -84,7 +87,7 @@ impl<H: Host> RecordingHost<H> {
     pub fn new(
         inner: H,
         live_clock: Option<Box<dyn LiveClock>>,
-        live_entropy: Option<Box<dyn FnMut(&mut [u8])>>,
+        live_entropy: Option<LiveEntropy>,
     ) -> Self {
         RecordingHost {
             inner,

@@ -46,12 +46,15 @@ pub fn record<H: Host, W: Write>(
         if icount % header.hash_interval == 0 {
             let registers = register_file(&machine.machine.cpu);
             let memory_digest = memory.update(&mut machine.machine.cpu.mem);
-            machine.host.pending.push(Record::Checkpoint(Checkpoint {
-                icount,
-                registers,
-                memory_digest,
-                fine_hashes: std::mem::take(&mut fine_hashes),
-            }));
+            machine
+                .host
+                .pending
+                .push(Record::Checkpoint(Box::new(Checkpoint {
+                    icount,
+                    registers,
+                    memory_digest,
+                    fine_hashes: std::mem::take(&mut fine_hashes),
+                })));
             flush(machine, writer)?;
         } else if machine.host.pending_bytes >= CHUNK_SOFT_BYTES {
             flush(machine, writer)?;

@@ -161,7 +161,7 @@ impl Replayer {
                     blobs.insert(id, bytes);
                 }
                 Record::Event(e) => events.push(e),
-                Record::Checkpoint(c) => checkpoints.push(c),
+                Record::Checkpoint(c) => checkpoints.push(*c),
             }
         }
         let events: Rc<[Event]> = events.into();

@@ -163,7 +163,7 @@ pub enum Record {
         bytes: Vec<u8>,
     },
     Event(Event),
-    Checkpoint(Checkpoint),
+    Checkpoint(Box<Checkpoint>),
 }
 
 /// How the recorded run ended.
@@ -581,7 +581,7 @@ mod tests {
                         result: Ok(b"abc".to_vec()),
                     })),
                     Record::Event(Event::SyscallExit { result: 3 }),
-                    Record::Checkpoint(Checkpoint {
+                    Record::Checkpoint(Box::new(Checkpoint {
                         icount: (i + 1) * 16,
                         registers: RegisterFile {
                             gpr: [i; 16],
@@ -595,7 +595,7 @@ mod tests {
                         },
                         memory_digest: 99,
                         fine_hashes: vec![1, 2, 3, 4],
-                    }),
+                    })),
                 ],
             })
             .unwrap();
