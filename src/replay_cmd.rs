@@ -1,8 +1,9 @@
 //! `tandem replay`: reproduces a recorded run from its trace alone and verifies it.
 //!
 //! Exit status: the guest's, when the replay matches the recording to the end; 3 when it diverges (the report
-//! names the first checkpoint that differs and the instruction it was narrowed to); 2 when the trace is
-//! truncated or corrupt after its header (replayed and verified up to its last complete chunk).
+//! names the first checkpoint that differs and the instruction it was narrowed to); 4 when the trace is
+//! truncated or corrupt after its header (replayed and verified up to its last complete chunk); 2 when it cannot
+//! be read at all (tandem's error status: not a trace, wrong version, damaged header).
 
 use anyhow::Context;
 use std::io::Write;
@@ -12,7 +13,7 @@ use tandem_replay::replay::{describe, Replayer};
 use tandem_replay::trace::Trace;
 
 pub const EXIT_DIVERGENCE: i32 = 3;
-pub const EXIT_DAMAGED_TRACE: i32 = 2;
+pub const EXIT_DAMAGED_TRACE: i32 = 4;
 
 #[derive(clap::Args, Debug)]
 #[command(

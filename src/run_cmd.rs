@@ -11,11 +11,14 @@ use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use tandem_emulator::hypervisor::plan::FaultPlan;
+use tandem_emulator::hypervisor::{Hypervisor, Policy};
 use tandem_emulator::linux::abi::{Errno, EIO};
+use tandem_emulator::linux::abi::{SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGSEGV};
 use tandem_emulator::linux::sysnames::syscall_name;
 use tandem_emulator::linux::vfs::{split, Mount};
 use tandem_emulator::linux::{
-    Host, HostKind, HostMetadata, LinuxConfig, LinuxMachine, Progress, SeededEntropy,
+    Host, HostKind, HostMetadata, LinuxConfig, Progress, SeededEntropy, Termination,
 };
 
 /// Exit status of a run stopped by --max-insns (the convention of timeout(1)).
@@ -62,6 +65,32 @@ pub struct RunArgs {
     /// Example: --stats
     #[arg(long)]
     pub(crate) stats: bool,
+
+    /// Memory faults to inject: comma-separated items, `mem.KIND:KEY=VALUE` starting each fault (KIND: ue for an
+    /// uncorrectable error, flip, stuck); keys icount, addr, frame, byte, bit, value (explicit faults) or rate,
+    /// count, within, class (faults drawn from --fault-seed). Every fault gets a `memory-error` line on stderr.
+    /// Example: --faults 'mem.ue:icount=50000,addr=0x4c6000,mem.flip:rate=1e-6'
+    #[arg(long, value_name = "SPEC")]
+    faults: Option<String>,
+
+    /// Read the fault plan from a TOML file ([[event]] and [[random]] tables with the keys of --faults and
+    /// kind = "ue" | "flip" | "stuck"). Example: --faults-file plan.toml
+    #[arg(long, value_name = "FILE", conflicts_with = "faults")]
+    faults_file: Option<PathBuf>,
+
+    /// Seed of the "faults.mem" stream that draws faults (default: --seed). Example: --fault-seed 17
+    #[arg(long, value_name = "N")]
+    fault_seed: Option<u64>,
+
+    /// Early kill: send SIGBUS BUS_MCEERR_AO as soon as a dirty page is lost, instead of BUS_MCEERR_AR when the
+    /// guest touches it (Linux's vm.memory_failure_early_kill). Example: --early-kill
+    #[arg(long)]
+    early_kill: bool,
+
+    /// Write an ELF core file of the guest to FILE: at the crash if a signal whose default action dumps core
+    /// (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT) kills it, else of the final state. Example: --core /tmp/guest.core
+    #[arg(long, value_name = "FILE")]
+    core: Option<PathBuf>,
 
     /// Print the instruction count and the final state hash to stderr (deterministic, for tests).
     #[arg(long, hide = true)]
@@ -207,20 +236,39 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         strict: args.strict,
         ..LinuxConfig::default()
     };
+    let plan = read_fault_plan(args.faults.as_deref(), args.faults_file.as_deref())?;
+    if plan.missing_horizon() {
+        bail!(
+            "--faults: a count= fault needs within=ICOUNT in tandem run, such as \
+             mem.ue:count=1,within=1000000 (tandem faults fills it with the fault-free run's length)"
+        );
+    }
+    let policy = Policy {
+        early_kill: args.early_kill,
+        ..Policy::default()
+    };
     let host = LiveHost {
         stdout: std::io::stdout(),
         stderr: std::io::stderr(),
         stdin: std::io::stdin(),
         entropy: SeededEntropy::new(args.seed),
     };
-    let mut guest = LinuxMachine::new(config, &bytes, host)
-        .with_context(|| format!("cannot load {}", program.display()))?;
+    let mut hv = Hypervisor::new(
+        config,
+        bytes.into(),
+        host,
+        plan,
+        policy,
+        args.fault_seed.unwrap_or(args.seed),
+    )
+    .with_context(|| format!("cannot load {}", program.display()))?;
 
     // A report about the emulator's speed, not an input of the guest.
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
-    let progress = guest.run_to_completion(args.max_insns.unwrap_or(u64::MAX));
+    let progress = hv.run_to_completion(args.max_insns.unwrap_or(u64::MAX));
     let seconds = started.elapsed().as_secs_f64();
+    let guest = &mut hv.guest;
     let _ = guest.host.stdout.flush();
 
     let mut err = std::io::stderr().lock();
@@ -243,6 +291,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             EXIT_INSTRUCTION_LIMIT
         }
     };
+    for report in hv.reports() {
+        writeln!(err, "tandem: {}", report.line())?;
+    }
+    if let Some(path) = &args.core {
+        write_core(&hv, path, &mut err)?;
+    }
+    let guest = &hv.guest;
     let stats = guest.stats();
     if !stats.unknown_syscalls.is_empty() {
         let list: Vec<String> = stats
@@ -272,6 +327,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             "tandem: signals delivered: {}",
             stats.signals_delivered
         )?;
+        let plan = hv.plan().describe();
+        if !plan.is_empty() {
+            writeln!(
+                err,
+                "tandem: fault plan ({}, fault seed {}):",
+                if hv.policy().early_kill {
+                    "early kill"
+                } else {
+                    "late kill"
+                },
+                args.fault_seed.unwrap_or(args.seed)
+            )?;
+            for line in plan {
+                writeln!(err, "tandem:   {line}")?;
+            }
+            writeln!(err, "tandem: faults injected: {}", hv.injections().len())?;
+        }
     }
     if args.report_state {
         writeln!(
@@ -283,4 +355,45 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     err.flush()?;
     std::process::exit(status);
+}
+
+/// The fault plan of --faults or --faults-file (empty without either).
+pub fn read_fault_plan(spec: Option<&str>, file: Option<&Path>) -> anyhow::Result<FaultPlan> {
+    if let Some(spec) = spec {
+        return Ok(FaultPlan::parse_spec(spec, "--faults")?);
+    }
+    let Some(path) = file else {
+        return Ok(FaultPlan::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--faults-file: cannot read {}", path.display()))?;
+    Ok(FaultPlan::parse_toml(&text, &path.display().to_string())?)
+}
+
+/// Signals whose default action dumps core (signal(7)).
+fn dumps_core(signal: i32) -> bool {
+    matches!(signal, SIGSEGV | SIGBUS | SIGILL | SIGFPE | SIGABRT)
+}
+
+fn write_core<H: Host>(
+    hv: &Hypervisor<H>,
+    path: &Path,
+    err: &mut impl Write,
+) -> anyhow::Result<()> {
+    let dump = hv.core_dump().context("cannot build the core file")?;
+    std::fs::write(path, &dump.bytes)
+        .with_context(|| format!("--core: cannot write {}", path.display()))?;
+    let why = match hv.guest.termination() {
+        Some(Termination::Signaled { signal, .. }) if dumps_core(*signal) => "at the crash",
+        _ => "on request",
+    };
+    writeln!(
+        err,
+        "tandem: core written to {} {why}: {} bytes, {} memory segments, {} poisoned pages left out",
+        path.display(),
+        dump.bytes.len(),
+        dump.load_segments,
+        dump.poisoned_pages.len()
+    )?;
+    Ok(())
 }

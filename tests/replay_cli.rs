@@ -163,12 +163,12 @@ fn truncated_and_corrupt_traces_name_the_chunk_and_offset() {
     );
     let bytes = std::fs::read(&trace).unwrap();
 
-    // Cut in the middle: replays up to the last complete chunk, exit 2.
+    // Cut in the middle: replays up to the last complete chunk, exit 4.
     let cut = scratch("cut-half.trace");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let rep = replay(&cut, &["--quiet"]);
     let err = text(&rep.stderr);
-    assert_eq!(rep.status.code(), Some(2), "{err}");
+    assert_eq!(rep.status.code(), Some(4), "{err}");
     assert!(err.contains("truncated"), "{err}");
     assert!(err.contains("at byte offset "), "{err}");
     assert!(err.contains("replayed and verified up to icount "), "{err}");
@@ -181,7 +181,7 @@ fn truncated_and_corrupt_traces_name_the_chunk_and_offset() {
     std::fs::write(&bad, &flipped).unwrap();
     let rep = replay(&bad, &["--quiet"]);
     let err = text(&rep.stderr);
-    assert_eq!(rep.status.code(), Some(2), "{err}");
+    assert_eq!(rep.status.code(), Some(4), "{err}");
     assert!(err.contains("checksum mismatch"), "{err}");
 
     // Wrong version: refused before anything runs, naming the file.
@@ -191,7 +191,7 @@ fn truncated_and_corrupt_traces_name_the_chunk_and_offset() {
     std::fs::write(&v, &old).unwrap();
     let rep = replay(&v, &[]);
     let err = text(&rep.stderr);
-    assert_eq!(rep.status.code(), Some(1), "{err}");
+    assert_eq!(rep.status.code(), Some(2), "{err}");
     assert!(err.contains("version.trace"), "{err}");
     assert!(err.contains("trace format version 99"), "{err}");
     assert!(!err.contains("panicked"), "{err}");

@@ -29,7 +29,7 @@ use abi::*;
 use fd::FdTable;
 pub use host::{Host, HostKind, HostMetadata, MemoryHost, SeededEntropy};
 use rand::RngCore;
-pub use signal::SignalState;
+pub use signal::{fxsave, EarlyKill, SigInfo, SignalState};
 pub use snapshot::LinuxSnapshot;
 use std::collections::BTreeMap;
 use vfs::{GuestPath, Mount, Vfs};
@@ -133,6 +133,11 @@ pub struct Stats {
     /// Syscalls answered -ENOSYS because tandem does not implement them: number -> calls.
     pub unknown_syscalls: BTreeMap<u64, u64>,
     pub signals_delivered: u64,
+    /// Guest accesses that touched a poisoned frame (machine checks), by frame number: the hypervisor layer
+    /// (hypervisor/containment.rs) reads it to tell a consumed memory error from a latent one.
+    pub machine_checks: BTreeMap<u32, u64>,
+    /// The siginfo of the last synchronous fault (CPU exception) or memory-error signal, for core dumps.
+    pub last_fault: Option<SigInfo>,
 }
 
 /// What `run` did.
@@ -232,6 +237,11 @@ impl<H: Host> LinuxMachine<H> {
     /// The digest of registers and memory: the run's final state hash once it has finished.
     pub fn state_hash(&self) -> u64 {
         self.machine.cpu.state_hash()
+    }
+
+    /// Signal actions, mask and pending set (for core dumps: NT_PRSTATUS pr_sigpend and pr_sighold).
+    pub fn signal_state(&self) -> &SignalState {
+        &self.signals
     }
 
     pub fn termination(&self) -> Option<&Termination> {
