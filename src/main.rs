@@ -2,7 +2,10 @@
 
 use clap::{Parser, Subcommand};
 
+mod debug_cmd;
 mod faults_cmd;
+mod record_cmd;
+mod replay_cmd;
 mod run_cmd;
 mod scenario_cmd;
 
@@ -20,6 +23,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(run_cmd::RunArgs),
+    Record(record_cmd::RecordArgs),
+    Replay(replay_cmd::ReplayArgs),
+    Debug(debug_cmd::DebugArgs),
     /// Seeded simulation scenarios: run templates over many seeds, show a run's timeline, benchmark.
     Scenario(scenario_cmd::ScenarioArgs),
     /// Memory-fault campaigns: a program under many seeded fault plans, outcomes tabulated per frame class.
@@ -34,6 +40,9 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run_cmd::run(args),
+        Command::Record(args) => record_cmd::run(args),
+        Command::Replay(args) => replay_cmd::run(args),
+        Command::Debug(args) => debug_cmd::run(args),
         Command::Scenario(args) => scenario_cmd::run(args),
         Command::Faults(args) => faults_cmd::run(args),
     };

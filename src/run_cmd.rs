@@ -41,30 +41,30 @@ pub const EXIT_INSTRUCTION_LIMIT: i32 = 124;
 pub struct RunArgs {
     /// Root seed of every random stream of the run (AT_RANDOM, getrandom, RDRAND). Example: --seed 42
     #[arg(long, default_value_t = 0, value_name = "N")]
-    seed: u64,
+    pub(crate) seed: u64,
 
     /// Stop cleanly after N instructions if the guest has not finished (exit status 124). Example: --max-insns 1000000
     #[arg(long, value_name = "N")]
-    max_insns: Option<u64>,
+    pub(crate) max_insns: Option<u64>,
 
     /// Mount a host file or directory read-only at GUEST (default: the same path); guest writes go to an
     /// in-memory overlay. Repeatable. Example: --mount ./data:/data
     #[arg(long = "mount", value_name = "HOST[:GUEST]")]
-    mounts: Vec<String>,
+    pub(crate) mounts: Vec<String>,
 
     /// Set an environment variable of the guest (the host's environment is not passed). Repeatable.
     /// Example: --env LANG=C
     #[arg(long = "env", value_name = "K=V")]
-    env: Vec<String>,
+    pub(crate) env: Vec<String>,
 
     /// Make an unknown syscall fatal (the run ends as if by SIGSYS) instead of returning -ENOSYS. Example: --strict
     #[arg(long)]
-    strict: bool,
+    pub(crate) strict: bool,
 
     /// Print the instruction count, MIPS, a syscall histogram and unknown syscalls to stderr at the end.
     /// Example: --stats
     #[arg(long)]
-    stats: bool,
+    pub(crate) stats: bool,
 
     /// Memory faults to inject: comma-separated items, `mem.KIND:KEY=VALUE` starting each fault (KIND: ue for an
     /// uncorrectable error, flip, stuck); keys icount, addr, frame, byte, bit, value (explicit faults) or rate,
@@ -94,7 +94,7 @@ pub struct RunArgs {
 
     /// Print the instruction count and the final state hash to stderr (deterministic, for tests).
     #[arg(long, hide = true)]
-    report_state: bool,
+    pub(crate) report_state: bool,
 
     /// The program to run (a host path) and its arguments. Example: -- corpus/bin/args-musl one two
     #[arg(
@@ -103,11 +103,11 @@ pub struct RunArgs {
         allow_hyphen_values = true,
         value_name = "PROGRAM ARGS"
     )]
-    command: Vec<OsString>,
+    pub(crate) command: Vec<OsString>,
 }
 
 /// The live host: real stdio and read-only access to the mounted host files.
-struct LiveHost {
+pub(crate) struct LiveHost {
     stdout: std::io::Stdout,
     stderr: std::io::Stderr,
     stdin: std::io::Stdin,
@@ -168,8 +168,20 @@ impl Host for LiveHost {
     }
 }
 
+impl LiveHost {
+    /// The real stdio; entropy from the seed.
+    pub(crate) fn new(seed: u64) -> LiveHost {
+        LiveHost {
+            stdout: std::io::stdout(),
+            stderr: std::io::stderr(),
+            stdin: std::io::stdin(),
+            entropy: SeededEntropy::new(seed),
+        }
+    }
+}
+
 /// Parses `HOST[:GUEST]` into a mount of the host path (made absolute) at a guest path.
-fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
+pub(crate) fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
     let (host, guest) = match spec.split_once(':') {
         Some((h, g)) => (h, Some(g)),
         None => (spec, None),
@@ -188,7 +200,7 @@ fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
 }
 
 /// The guest path of the program: where a mount shows it, else the path as given.
-fn exe_guest_path(program: &Path, mounts: &[Mount]) -> Vec<u8> {
+pub(crate) fn exe_guest_path(program: &Path, mounts: &[Mount]) -> Vec<u8> {
     if let Ok(canon) = std::fs::canonicalize(program) {
         for m in mounts {
             if let Ok(rest) = canon.strip_prefix(&m.host) {

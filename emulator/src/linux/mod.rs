@@ -18,6 +18,7 @@ pub mod elf;
 pub mod fd;
 pub mod host;
 mod signal;
+mod snapshot;
 mod syscalls;
 pub mod sysnames;
 pub mod vfs;
@@ -29,6 +30,7 @@ use fd::FdTable;
 pub use host::{Host, HostKind, HostMetadata, MemoryHost, SeededEntropy};
 use rand::RngCore;
 pub use signal::{fxsave, EarlyKill, SigInfo, SignalState};
+pub use snapshot::LinuxSnapshot;
 use std::collections::BTreeMap;
 use vfs::{GuestPath, Mount, Vfs};
 
@@ -273,7 +275,12 @@ impl<H: Host> LinuxMachine<H> {
             }
             match self.machine.run(end - icount) {
                 Exit::BudgetExhausted => {}
-                Exit::Syscall => self.syscall(),
+                Exit::Syscall => {
+                    let cpu = &self.machine.cpu;
+                    self.host.syscall_entry(cpu.icount, cpu.gpr[0]);
+                    self.syscall();
+                    self.host.syscall_exit(self.machine.cpu.gpr[0]);
+                }
                 Exit::Exception(e) => self.exception(e),
             }
         }
