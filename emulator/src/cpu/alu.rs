@@ -7,7 +7,8 @@
 use super::dispatch::{by_size, forms, Table};
 use super::flags::{mask, FlagOp};
 use super::{op_shape, Cpu, Handler, Stop, OPK_IMM, OPK_MEM, OPK_REG};
-use iced_x86::{Instruction, Mnemonic};
+use crate::cpu::Insn;
+use iced_x86::Mnemonic;
 
 const ADD: u8 = 0;
 const OR: u8 = 1;
@@ -21,7 +22,7 @@ const TEST: u8 = 8;
 
 fn binop<const S: u8, const OP: u8, const K0: u8, const K1: u8>(
     cpu: &mut Cpu,
-    i: &Instruction,
+    i: &Insn,
 ) -> Result<(), Stop> {
     let a = cpu.read_k::<K0>(i, 0, S)?;
     let b = cpu.read_k::<K1>(i, 1, S)?;
@@ -53,13 +54,13 @@ fn binop<const S: u8, const OP: u8, const K0: u8, const K1: u8>(
     Ok(())
 }
 
-fn not<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn not<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.read_op(i, 0, S)?;
     cpu.write_op(i, 0, S, !a)?;
     Ok(())
 }
 
-fn neg<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn neg<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.read_op(i, 0, S)?;
     let r = 0u64.wrapping_sub(a) & mask(S);
     cpu.write_op(i, 0, S, r)?;
@@ -67,7 +68,7 @@ fn neg<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn inc<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn inc<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.read_op(i, 0, S)?;
     let r = a.wrapping_add(1) & mask(S);
     cpu.write_op(i, 0, S, r)?;
@@ -76,7 +77,7 @@ fn inc<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn dec<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn dec<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.read_op(i, 0, S)?;
     let r = a.wrapping_sub(1) & mask(S);
     cpu.write_op(i, 0, S, r)?;
@@ -86,7 +87,7 @@ fn dec<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 }
 
 /// The binop handler for this instruction's operand kinds.
-fn choose_binop<const S: u8, const OP: u8>(i: &Instruction) -> Handler {
+fn choose_binop<const S: u8, const OP: u8>(i: &Insn) -> Handler {
     match (op_shape(i, 0), op_shape(i, 1)) {
         (OPK_REG, OPK_REG) => binop::<S, OP, OPK_REG, OPK_REG>,
         (OPK_REG, OPK_MEM) => binop::<S, OP, OPK_REG, OPK_MEM>,

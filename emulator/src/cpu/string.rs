@@ -13,7 +13,8 @@
 use super::dispatch::Table;
 use super::flags::{mask, FlagOp};
 use super::{Cpu, Stop, RAX, RCX, RDI, RSI};
-use iced_x86::{Code, Instruction, OpKind, Register};
+use crate::cpu::Insn;
+use iced_x86::{Code, OpKind, Register};
 
 const MOVS: u8 = 0;
 const STOS: u8 = 1;
@@ -31,7 +32,7 @@ enum Repeat {
     WhileNotEqual,
 }
 
-fn source_base(cpu: &Cpu, i: &Instruction) -> u64 {
+fn source_base(cpu: &Cpu, i: &Insn) -> u64 {
     match i.memory_segment() {
         Register::FS => cpu.fs_base,
         Register::GS => cpu.gs_base,
@@ -99,7 +100,7 @@ fn set_addr_reg(cpu: &mut Cpu, reg: usize, amask: u64, v: u64) {
     cpu.gpr[reg] = v & amask;
 }
 
-fn string<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn string<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let amask = match i.op0_kind() {
         OpKind::MemoryESEDI | OpKind::MemorySegESI => 0xffff_ffff,
         _ if i.op1_kind() == OpKind::MemorySegESI || i.op1_kind() == OpKind::MemoryESEDI => {

@@ -6,18 +6,16 @@
 use super::dispatch::{by_size, forms, gpr_operand_size, Table};
 use super::flags::{mask, sext, FlagOp, ZF};
 use super::{Cpu, Exception, Stop, RAX, RBX, RCX, RDX};
-use iced_x86::{Code, Instruction, Mnemonic, OpCodeOperandKind};
+use crate::cpu::Insn;
+use iced_x86::{Code, Mnemonic, OpCodeOperandKind};
 
-fn mov<const S: u8, const K0: u8, const K1: u8>(
-    cpu: &mut Cpu,
-    i: &Instruction,
-) -> Result<(), Stop> {
+fn mov<const S: u8, const K0: u8, const K1: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.read_k::<K1>(i, 1, S)?;
     cpu.write_k::<K0>(i, 0, S, v)?;
     Ok(())
 }
 
-fn choose_mov<const S: u8>(i: &Instruction) -> super::Handler {
+fn choose_mov<const S: u8>(i: &Insn) -> super::Handler {
     use super::{op_shape, OPK_IMM, OPK_MEM, OPK_REG};
     match (op_shape(i, 0), op_shape(i, 1)) {
         (OPK_REG, OPK_REG) => mov::<S, OPK_REG, OPK_REG>,
@@ -29,24 +27,21 @@ fn choose_mov<const S: u8>(i: &Instruction) -> super::Handler {
 }
 
 /// MOVZX/MOVSX/MOVSXD: destination width D, source width S.
-fn movx<const D: u8, const S: u8, const SIGNED: bool>(
-    cpu: &mut Cpu,
-    i: &Instruction,
-) -> Result<(), Stop> {
+fn movx<const D: u8, const S: u8, const SIGNED: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.read_op(i, 1, S)?;
     let v = if SIGNED { sext(v, S) as u64 } else { v };
     cpu.write_reg(i.op0_register(), v & mask(D));
     Ok(())
 }
 
-fn lea<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn lea<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     // LEA computes the offset only: a segment override does not add the FS/GS base.
     let a = cpu.ea_offset(i);
     cpu.write_gpr_sized(i.op0_register(), S, a & mask(S));
     Ok(())
 }
 
-fn xchg<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn xchg<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.read_op(i, 0, S)?;
     let b = cpu.read_op(i, 1, S)?;
     // Operand 0 may be memory: write it first so a fault changes nothing.
@@ -55,7 +50,7 @@ fn xchg<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn cmpxchg<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn cmpxchg<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let dst = cpu.read_op(i, 0, S)?;
     let src = cpu.read_op(i, 1, S)?;
     let acc = cpu.gpr[RAX] & mask(S);
@@ -76,7 +71,7 @@ fn cmpxchg<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn cmpxchg8b(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn cmpxchg8b(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
     let cur = cpu.mem.read_u64(a)?;
     let expected = (cpu.gpr[RDX] << 32) | (cpu.gpr[RAX] & 0xffff_ffff);
@@ -93,7 +88,7 @@ fn cmpxchg8b(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn cmpxchg16b(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn cmpxchg16b(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
     if a & 15 != 0 {
         return Err(Exception::GeneralProtection.into());
@@ -113,7 +108,7 @@ fn cmpxchg16b(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn xadd<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn xadd<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let dst = cpu.read_op(i, 0, S)?;
     let src = cpu.read_op(i, 1, S)?;
     let sum = dst.wrapping_add(src) & mask(S);
@@ -130,7 +125,7 @@ fn xadd<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn bswap<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn bswap<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let r = i.op0_register();
     let v = cpu.read_reg(r);
     let v = if S == 4 {
@@ -142,7 +137,7 @@ fn bswap<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn cmov<const S: u8, const CC: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn cmov<const S: u8, const CC: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     // The source is read whatever the condition (SDM CMOVcc: a memory source may fault either way).
     let v = cpu.read_op(i, 1, S)?;
     let r = i.op0_register();
@@ -156,21 +151,21 @@ fn cmov<const S: u8, const CC: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(),
     Ok(())
 }
 
-fn cbw(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn cbw(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let v = sext(cpu.gpr[RAX], 1) as u64;
     cpu.write_reg(iced_x86::Register::AX, v);
     Ok(())
 }
-fn cwde(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn cwde(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     cpu.gpr[RAX] = sext(cpu.gpr[RAX], 2) as u32 as u64;
     Ok(())
 }
-fn cdqe(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn cdqe(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     cpu.gpr[RAX] = sext(cpu.gpr[RAX], 4) as u64;
     Ok(())
 }
 /// CWD/CDQ/CQO: rdx (of width S) takes the sign of rax.
-fn cwd<const S: u8>(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn cwd<const S: u8>(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let sign = if sext(cpu.gpr[RAX], S) < 0 {
         u64::MAX
     } else {
