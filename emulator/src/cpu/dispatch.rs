@@ -39,7 +39,7 @@ impl Table {
 }
 
 pub(crate) fn invalid_opcode(_: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    Err(Stop::Exception(Exception::InvalidOpcode))
+    Err(Stop::exception(Exception::InvalidOpcode))
 }
 
 fn build() -> Table {

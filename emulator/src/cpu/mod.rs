@@ -182,25 +182,111 @@ pub(crate) fn op_shape(i: &Instruction, n: u32) -> u8 {
     }
 }
 
-/// Why a handler stopped the instruction stream.
+/// Why a handler stopped the instruction stream: SYSCALL retired, or an exception.
+///
+/// Packed into two words (a non-zero code and an address) so that a handler's `Result<(), Stop>` comes back in
+/// two registers instead of through memory: that return is on the path of every instruction. The code holds
+/// the kind in bits 0..8; for #PF the access kind in bits 8..16 and `present` in bit 16; for #MC the frame in
+/// bits 32..64. `addr` is the faulting address of #PF and #MC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Stop {
-    Exception(Exception),
+pub(crate) struct Stop {
+    code: std::num::NonZeroU64,
+    addr: u64,
+}
+
+const STOP_SYSCALL: u64 = 1;
+const STOP_DIVIDE_ERROR: u64 = 2;
+const STOP_INVALID_OPCODE: u64 = 3;
+const STOP_GENERAL_PROTECTION: u64 = 4;
+const STOP_PAGE_FAULT: u64 = 5;
+const STOP_MACHINE_CHECK: u64 = 6;
+const STOP_BREAKPOINT: u64 = 7;
+const STOP_X87_FLOATING_POINT: u64 = 8;
+const STOP_SIMD_FLOATING_POINT: u64 = 9;
+
+impl Stop {
     /// SYSCALL retired; the OS layer takes over.
-    Syscall,
+    pub(crate) const SYSCALL: Stop = Stop::pack(STOP_SYSCALL, 0);
+
+    #[inline(always)]
+    const fn pack(code: u64, addr: u64) -> Stop {
+        match std::num::NonZeroU64::new(code) {
+            Some(code) => Stop { code, addr },
+            None => panic!("stop codes are non-zero"),
+        }
+    }
+
+    #[inline]
+    pub(crate) const fn exception(e: Exception) -> Stop {
+        match e {
+            Exception::DivideError => Stop::pack(STOP_DIVIDE_ERROR, 0),
+            Exception::InvalidOpcode => Stop::pack(STOP_INVALID_OPCODE, 0),
+            Exception::GeneralProtection => Stop::pack(STOP_GENERAL_PROTECTION, 0),
+            Exception::PageFault {
+                addr,
+                access,
+                present,
+            } => {
+                let access = match access {
+                    Access::Read => 0,
+                    Access::Write => 1,
+                    Access::Execute => 2,
+                };
+                Stop::pack(STOP_PAGE_FAULT | access << 8 | (present as u64) << 16, addr)
+            }
+            Exception::MachineCheck { addr, frame } => {
+                Stop::pack(STOP_MACHINE_CHECK | (frame.0 as u64) << 32, addr)
+            }
+            Exception::Breakpoint => Stop::pack(STOP_BREAKPOINT, 0),
+            Exception::X87FloatingPoint => Stop::pack(STOP_X87_FLOATING_POINT, 0),
+            Exception::SimdFloatingPoint => Stop::pack(STOP_SIMD_FLOATING_POINT, 0),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn is_syscall(self) -> bool {
+        self.code.get() == STOP_SYSCALL
+    }
+
+    /// The exception this stop carries (`None` for SYSCALL).
+    pub(crate) fn to_exception(self) -> Option<Exception> {
+        let code = self.code.get();
+        Some(match code & 0xff {
+            STOP_DIVIDE_ERROR => Exception::DivideError,
+            STOP_INVALID_OPCODE => Exception::InvalidOpcode,
+            STOP_GENERAL_PROTECTION => Exception::GeneralProtection,
+            STOP_PAGE_FAULT => Exception::PageFault {
+                addr: self.addr,
+                access: match (code >> 8) & 0xff {
+                    0 => Access::Read,
+                    1 => Access::Write,
+                    _ => Access::Execute,
+                },
+                present: (code >> 16) & 1 != 0,
+            },
+            STOP_MACHINE_CHECK => Exception::MachineCheck {
+                addr: self.addr,
+                frame: FrameId((code >> 32) as u32),
+            },
+            STOP_BREAKPOINT => Exception::Breakpoint,
+            STOP_X87_FLOATING_POINT => Exception::X87FloatingPoint,
+            STOP_SIMD_FLOATING_POINT => Exception::SimdFloatingPoint,
+            _ => return None,
+        })
+    }
 }
 
 impl From<MemoryFault> for Stop {
     #[inline]
     fn from(f: MemoryFault) -> Self {
-        Stop::Exception(f.into())
+        Stop::exception(f.into())
     }
 }
 
 impl From<Exception> for Stop {
     #[inline]
     fn from(e: Exception) -> Self {
-        Stop::Exception(e)
+        Stop::exception(e)
     }
 }
 
@@ -1041,12 +1127,11 @@ impl Machine {
             while k < count {
                 let d = &insns[k];
                 if let Err(s) = (d.handler)(cpu, &d.instr) {
-                    match s {
-                        Stop::Syscall => {
-                            cpu.icount += 1;
-                            cpu.rip = d.instr.next_ip();
-                        }
-                        Stop::Exception(_) => cpu.rip = d.instr.ip(),
+                    if s.is_syscall() {
+                        cpu.icount += 1;
+                        cpu.rip = d.instr.next_ip();
+                    } else {
+                        cpu.rip = d.instr.ip();
                     }
                     stop = Some(s);
                     break;
@@ -1063,10 +1148,11 @@ impl Machine {
             if !self.cpu.mem.code_writes.is_empty() {
                 self.apply_code_writes();
             }
-            match stop {
-                None => {}
-                Some(Stop::Syscall) => return Exit::Syscall,
-                Some(Stop::Exception(e)) => return Exit::Exception(e),
+            if let Some(s) = stop {
+                return match s.to_exception() {
+                    None => Exit::Syscall,
+                    Some(e) => Exit::Exception(e),
+                };
             }
         }
     }
@@ -1165,6 +1251,44 @@ mod tests {
     use super::testutil::*;
     use super::*;
     use iced_x86::code_asm::*;
+
+    #[test]
+    fn stop_packs_every_exception_losslessly() {
+        let all = [
+            Exception::DivideError,
+            Exception::InvalidOpcode,
+            Exception::GeneralProtection,
+            Exception::PageFault {
+                addr: u64::MAX,
+                access: Access::Execute,
+                present: true,
+            },
+            Exception::PageFault {
+                addr: 0x1234,
+                access: Access::Write,
+                present: false,
+            },
+            Exception::PageFault {
+                addr: 0,
+                access: Access::Read,
+                present: true,
+            },
+            Exception::MachineCheck {
+                addr: 0xdead_beef_f00d,
+                frame: FrameId(u32::MAX),
+            },
+            Exception::Breakpoint,
+            Exception::X87FloatingPoint,
+            Exception::SimdFloatingPoint,
+        ];
+        for e in all {
+            assert_eq!(Stop::exception(e).to_exception(), Some(e));
+            assert!(!Stop::exception(e).is_syscall());
+        }
+        assert!(Stop::SYSCALL.is_syscall());
+        assert_eq!(Stop::SYSCALL.to_exception(), None);
+        assert_eq!(std::mem::size_of::<Result<(), Stop>>(), 16);
+    }
 
     #[test]
     fn register_table_matches_iced() {

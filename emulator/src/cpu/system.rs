@@ -13,7 +13,7 @@ use iced_x86::{Code, Mnemonic};
 use rand::RngCore;
 
 fn syscall(_: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    Err(Stop::Syscall)
+    Err(Stop::SYSCALL)
 }
 
 fn nop(_: &mut Cpu, _: &Insn) -> Result<(), Stop> {

@@ -223,7 +223,7 @@ fn ldmxcsr(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
     let v = cpu.mem.read_u32(a)?;
     if v & 0xffff_0000 != 0 {
-        return Err(Stop::Exception(Exception::GeneralProtection));
+        return Err(Stop::exception(Exception::GeneralProtection));
     }
     cpu.mxcsr = v;
     Ok(())

@@ -62,7 +62,7 @@ pub(super) fn xreg(i: &Insn, n: u32) -> usize {
 
 #[inline(always)]
 fn gp() -> Stop {
-    Stop::Exception(Exception::GeneralProtection)
+    Stop::exception(Exception::GeneralProtection)
 }
 
 /// Reads operand `n`: a whole XMM register, or the memory operand's `memory_size` bytes zero-extended. A 16-byte
@@ -87,7 +87,7 @@ pub(super) fn read_xmm_or_mem<const UNALIGNED: bool>(
         8 => cpu.mem.read_u64(a)? as u128,
         4 => cpu.mem.read_u32(a)? as u128,
         2 => cpu.mem.read_u16(a)? as u128,
-        _ => return Err(Stop::Exception(Exception::InvalidOpcode)),
+        _ => return Err(Stop::exception(Exception::InvalidOpcode)),
     })
 }
 
@@ -125,7 +125,7 @@ pub(super) fn commit_flags(cpu: &mut Cpu, flags: u32) -> Result<(), Stop> {
     }
     let pre = flags & (IE | DE | ZE);
     cpu.mxcsr |= if pre & !masks != 0 { pre } else { flags };
-    Err(Stop::Exception(Exception::SimdFloatingPoint))
+    Err(Stop::exception(Exception::SimdFloatingPoint))
 }
 
 /// Lane `l` of `BITS` bits.
