@@ -11,11 +11,14 @@ use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use tandem_emulator::hypervisor::plan::FaultPlan;
+use tandem_emulator::hypervisor::{Hypervisor, Policy};
 use tandem_emulator::linux::abi::{Errno, EIO};
+use tandem_emulator::linux::abi::{SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGSEGV};
 use tandem_emulator::linux::sysnames::syscall_name;
 use tandem_emulator::linux::vfs::{split, Mount};
 use tandem_emulator::linux::{
-    Host, HostKind, HostMetadata, LinuxConfig, LinuxMachine, Progress, SeededEntropy,
+    Host, HostKind, HostMetadata, LinuxConfig, Progress, SeededEntropy, Termination,
 };
 
 /// Exit status of a run stopped by --max-insns (the convention of timeout(1)).
@@ -38,34 +41,60 @@ pub const EXIT_INSTRUCTION_LIMIT: i32 = 124;
 pub struct RunArgs {
     /// Root seed of every random stream of the run (AT_RANDOM, getrandom, RDRAND). Example: --seed 42
     #[arg(long, default_value_t = 0, value_name = "N")]
-    seed: u64,
+    pub(crate) seed: u64,
 
     /// Stop cleanly after N instructions if the guest has not finished (exit status 124). Example: --max-insns 1000000
     #[arg(long, value_name = "N")]
-    max_insns: Option<u64>,
+    pub(crate) max_insns: Option<u64>,
 
     /// Mount a host file or directory read-only at GUEST (default: the same path); guest writes go to an
     /// in-memory overlay. Repeatable. Example: --mount ./data:/data
     #[arg(long = "mount", value_name = "HOST[:GUEST]")]
-    mounts: Vec<String>,
+    pub(crate) mounts: Vec<String>,
 
     /// Set an environment variable of the guest (the host's environment is not passed). Repeatable.
     /// Example: --env LANG=C
     #[arg(long = "env", value_name = "K=V")]
-    env: Vec<String>,
+    pub(crate) env: Vec<String>,
 
     /// Make an unknown syscall fatal (the run ends as if by SIGSYS) instead of returning -ENOSYS. Example: --strict
     #[arg(long)]
-    strict: bool,
+    pub(crate) strict: bool,
 
     /// Print the instruction count, MIPS, a syscall histogram and unknown syscalls to stderr at the end.
     /// Example: --stats
     #[arg(long)]
-    stats: bool,
+    pub(crate) stats: bool,
+
+    /// Memory faults to inject: comma-separated items, `mem.KIND:KEY=VALUE` starting each fault (KIND: ue for an
+    /// uncorrectable error, flip, stuck); keys icount, addr, frame, byte, bit, value (explicit faults) or rate,
+    /// count, within, class (faults drawn from --fault-seed). Every fault gets a `memory-error` line on stderr.
+    /// Example: --faults 'mem.ue:icount=50000,addr=0x4c6000,mem.flip:rate=1e-6'
+    #[arg(long, value_name = "SPEC")]
+    faults: Option<String>,
+
+    /// Read the fault plan from a TOML file ([[event]] and [[random]] tables with the keys of --faults and
+    /// kind = "ue" | "flip" | "stuck"). Example: --faults-file plan.toml
+    #[arg(long, value_name = "FILE", conflicts_with = "faults")]
+    faults_file: Option<PathBuf>,
+
+    /// Seed of the "faults.mem" stream that draws faults (default: --seed). Example: --fault-seed 17
+    #[arg(long, value_name = "N")]
+    fault_seed: Option<u64>,
+
+    /// Early kill: send SIGBUS BUS_MCEERR_AO as soon as a dirty page is lost, instead of BUS_MCEERR_AR when the
+    /// guest touches it (Linux's vm.memory_failure_early_kill). Example: --early-kill
+    #[arg(long)]
+    early_kill: bool,
+
+    /// Write an ELF core file of the guest to FILE: at the crash if a signal whose default action dumps core
+    /// (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT) kills it, else of the final state. Example: --core /tmp/guest.core
+    #[arg(long, value_name = "FILE")]
+    core: Option<PathBuf>,
 
     /// Print the instruction count and the final state hash to stderr (deterministic, for tests).
     #[arg(long, hide = true)]
-    report_state: bool,
+    pub(crate) report_state: bool,
 
     /// The program to run (a host path) and its arguments. Example: -- corpus/bin/args-musl one two
     #[arg(
@@ -74,11 +103,11 @@ pub struct RunArgs {
         allow_hyphen_values = true,
         value_name = "PROGRAM ARGS"
     )]
-    command: Vec<OsString>,
+    pub(crate) command: Vec<OsString>,
 }
 
 /// The live host: real stdio and read-only access to the mounted host files.
-struct LiveHost {
+pub(crate) struct LiveHost {
     stdout: std::io::Stdout,
     stderr: std::io::Stderr,
     stdin: std::io::Stdin,
@@ -139,8 +168,20 @@ impl Host for LiveHost {
     }
 }
 
+impl LiveHost {
+    /// The real stdio; entropy from the seed.
+    pub(crate) fn new(seed: u64) -> LiveHost {
+        LiveHost {
+            stdout: std::io::stdout(),
+            stderr: std::io::stderr(),
+            stdin: std::io::stdin(),
+            entropy: SeededEntropy::new(seed),
+        }
+    }
+}
+
 /// Parses `HOST[:GUEST]` into a mount of the host path (made absolute) at a guest path.
-fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
+pub(crate) fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
     let (host, guest) = match spec.split_once(':') {
         Some((h, g)) => (h, Some(g)),
         None => (spec, None),
@@ -159,7 +200,7 @@ fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
 }
 
 /// The guest path of the program: where a mount shows it, else the path as given.
-fn exe_guest_path(program: &Path, mounts: &[Mount]) -> Vec<u8> {
+pub(crate) fn exe_guest_path(program: &Path, mounts: &[Mount]) -> Vec<u8> {
     if let Ok(canon) = std::fs::canonicalize(program) {
         for m in mounts {
             if let Ok(rest) = canon.strip_prefix(&m.host) {
@@ -195,20 +236,39 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         strict: args.strict,
         ..LinuxConfig::default()
     };
+    let plan = read_fault_plan(args.faults.as_deref(), args.faults_file.as_deref())?;
+    if plan.missing_horizon() {
+        bail!(
+            "--faults: a count= fault needs within=ICOUNT in tandem run, such as \
+             mem.ue:count=1,within=1000000 (tandem faults fills it with the fault-free run's length)"
+        );
+    }
+    let policy = Policy {
+        early_kill: args.early_kill,
+        ..Policy::default()
+    };
     let host = LiveHost {
         stdout: std::io::stdout(),
         stderr: std::io::stderr(),
         stdin: std::io::stdin(),
         entropy: SeededEntropy::new(args.seed),
     };
-    let mut guest = LinuxMachine::new(config, &bytes, host)
-        .with_context(|| format!("cannot load {}", program.display()))?;
+    let mut hv = Hypervisor::new(
+        config,
+        bytes.into(),
+        host,
+        plan,
+        policy,
+        args.fault_seed.unwrap_or(args.seed),
+    )
+    .with_context(|| format!("cannot load {}", program.display()))?;
 
     // A report about the emulator's speed, not an input of the guest.
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
-    let progress = guest.run_to_completion(args.max_insns.unwrap_or(u64::MAX));
+    let progress = hv.run_to_completion(args.max_insns.unwrap_or(u64::MAX));
     let seconds = started.elapsed().as_secs_f64();
+    let guest = &mut hv.guest;
     let _ = guest.host.stdout.flush();
 
     let mut err = std::io::stderr().lock();
@@ -231,6 +291,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             EXIT_INSTRUCTION_LIMIT
         }
     };
+    for report in hv.reports() {
+        writeln!(err, "tandem: {}", report.line())?;
+    }
+    if let Some(path) = &args.core {
+        write_core(&hv, path, &mut err)?;
+    }
+    let guest = &hv.guest;
     let stats = guest.stats();
     if !stats.unknown_syscalls.is_empty() {
         let list: Vec<String> = stats
@@ -260,6 +327,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             "tandem: signals delivered: {}",
             stats.signals_delivered
         )?;
+        let plan = hv.plan().describe();
+        if !plan.is_empty() {
+            writeln!(
+                err,
+                "tandem: fault plan ({}, fault seed {}):",
+                if hv.policy().early_kill {
+                    "early kill"
+                } else {
+                    "late kill"
+                },
+                args.fault_seed.unwrap_or(args.seed)
+            )?;
+            for line in plan {
+                writeln!(err, "tandem:   {line}")?;
+            }
+            writeln!(err, "tandem: faults injected: {}", hv.injections().len())?;
+        }
     }
     if args.report_state {
         writeln!(
@@ -271,4 +355,45 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     err.flush()?;
     std::process::exit(status);
+}
+
+/// The fault plan of --faults or --faults-file (empty without either).
+pub fn read_fault_plan(spec: Option<&str>, file: Option<&Path>) -> anyhow::Result<FaultPlan> {
+    if let Some(spec) = spec {
+        return Ok(FaultPlan::parse_spec(spec, "--faults")?);
+    }
+    let Some(path) = file else {
+        return Ok(FaultPlan::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--faults-file: cannot read {}", path.display()))?;
+    Ok(FaultPlan::parse_toml(&text, &path.display().to_string())?)
+}
+
+/// Signals whose default action dumps core (signal(7)).
+fn dumps_core(signal: i32) -> bool {
+    matches!(signal, SIGSEGV | SIGBUS | SIGILL | SIGFPE | SIGABRT)
+}
+
+fn write_core<H: Host>(
+    hv: &Hypervisor<H>,
+    path: &Path,
+    err: &mut impl Write,
+) -> anyhow::Result<()> {
+    let dump = hv.core_dump().context("cannot build the core file")?;
+    std::fs::write(path, &dump.bytes)
+        .with_context(|| format!("--core: cannot write {}", path.display()))?;
+    let why = match hv.guest.termination() {
+        Some(Termination::Signaled { signal, .. }) if dumps_core(*signal) => "at the crash",
+        _ => "on request",
+    };
+    writeln!(
+        err,
+        "tandem: core written to {} {why}: {} bytes, {} memory segments, {} poisoned pages left out",
+        path.display(),
+        dump.bytes.len(),
+        dump.load_segments,
+        dump.poisoned_pages.len()
+    )?;
+    Ok(())
 }

@@ -323,7 +323,7 @@ fn show_cmd(args: ShowArgs) -> Result<()> {
     let report = runner::run_plan(&template, &plan, true);
     let mut out = String::new();
     out += &format!(
-        "template {} seed {}: {} plan events, network {:?}\n",
+        "template {} seed {}: {} plan events; network: {}\n",
         template.name,
         plan.seed,
         plan.events.len(),

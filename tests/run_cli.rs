@@ -125,3 +125,19 @@ fn malformed_and_missing_programs_are_clear_errors_not_panics() {
         text(&e.stderr)
     );
 }
+
+#[test]
+fn errors_are_one_line_with_status_2_even_with_backtraces_enabled() {
+    let out = Command::new(tandem())
+        .args(["run", "--", "corpus/src/hello.c"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line, no backtrace:\n{err}");
+    assert!(
+        err.starts_with("tandem: error: cannot load corpus/src/hello.c: not an ELF file"),
+        "{err}"
+    );
+}

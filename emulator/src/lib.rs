@@ -8,5 +8,6 @@
 //! unseeded randomness, and no guest input can make it panic (a broken guest is a guest exception, a value).
 
 pub mod cpu;
+pub mod hypervisor;
 pub mod linux;
 pub mod memory;

@@ -430,14 +430,35 @@ impl Memory {
             .collect()
     }
 
-    /// Marks a frame poisoned (an uncorrectable error): every later access to it raises a machine check.
+    /// Marks a frame poisoned (an uncorrectable error): every later access to it raises a machine check, code
+    /// decoded from it is dropped (the block cache must not run bytes nobody can read), and a free frame is taken
+    /// off the free list so it is never handed out again (mm/memory-failure.c takes it off the buddy lists).
     pub fn poison(&mut self, frame: FrameId) {
         if let Some(f) = self.frames.get_mut(frame.0 as usize) {
             f.poisoned = true;
         }
+        self.free_frames.retain(|&id| id != frame.0);
         for addr in self.reverse_map(frame) {
             self.flush_page(addr >> PAGE_SHIFT);
+            self.note_code_change(addr >> PAGE_SHIFT);
         }
+    }
+
+    /// The frames that are poisoned, in frame order (this set only grows during a run).
+    pub fn poisoned_frames(&self) -> Vec<FrameId> {
+        (0..self.frames.len())
+            .filter(|&i| self.frames[i].poisoned)
+            .map(|i| FrameId(i as u32))
+            .collect()
+    }
+
+    /// A frame's bytes, for the hypervisor layer (core dumps, stuck-at bits). None for an unknown or poisoned
+    /// frame: a poisoned frame is never read, not even by the hypervisor.
+    pub fn frame_bytes(&self, frame: FrameId) -> Option<&PageBytes> {
+        self.frames
+            .get(frame.0 as usize)
+            .filter(|f| !f.poisoned)
+            .map(|f| &*f.bytes)
     }
 
     /// Replaces the frame behind the page at `addr` with a fresh one holding `bytes` (recovery of a clean page).

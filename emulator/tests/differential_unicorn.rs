@@ -301,15 +301,20 @@ fn f80_tag(v: F80) -> u16 {
 }
 
 fn random_x87(rng: &mut ChaCha20Rng) -> X87 {
-    let mut x = X87::default();
-    x.top = rng.random_range(0..8);
+    let top = rng.random_range(0..8);
     // Rounding and precision control vary; exceptions stay masked.
-    x.control = 0x037f & !0x0f00
+    let control = 0x037f & !0x0f00
         | (rng.random_range(0..4u16) << 10)
         | ([0u16, 2, 3][rng.random_range(0..3)] << 8);
-    x.status = rng.random::<u16>() & 0x4700; // C0..C3
+    let status = rng.random::<u16>() & 0x4700; // C0..C3
+    let mut x = X87 {
+        top,
+        control,
+        status,
+        tag: 0xffff,
+        ..X87::default()
+    };
     let valid_count = rng.random_range(0..=8);
-    x.tag = 0xffff;
     for i in 0..8 {
         let p = (x.top as usize + i) & 7;
         x.regs[p] = random_f80(rng);

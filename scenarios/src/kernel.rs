@@ -97,6 +97,40 @@ pub struct NetworkOptions {
     pub links: Vec<LinkOverride>,
 }
 
+impl std::fmt::Display for LinkLatency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shape = if self.exponential {
+            "exponential"
+        } else {
+            "uniform"
+        };
+        write!(
+            f,
+            "latency {}-{} us {shape}",
+            self.latency_us_min, self.latency_us_max
+        )
+    }
+}
+
+/// One line for reports: the rates as percentages, the default latency, and each per-link override.
+impl std::fmt::Display for NetworkOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "loss {:.2}%, duplicate {:.2}%, reorder {:.2}% (up to {} us), {}",
+            self.loss * 100.0,
+            self.duplicate * 100.0,
+            self.reorder * 100.0,
+            self.reorder_us_max,
+            self.latency
+        )?;
+        for link in &self.links {
+            write!(f, "; {}->{} {}", link.from, link.to, link.latency)?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for NetworkOptions {
     fn default() -> Self {
         NetworkOptions {

@@ -160,14 +160,6 @@ mod tests {
     use crate::cpu::*;
     use iced_x86::code_asm::*;
 
-    fn run(f: impl FnOnce(&mut CodeAssembler), setup: impl FnOnce(&mut Cpu)) -> Machine {
-        let code = assemble(|a| {
-            f(a);
-            a.hlt().unwrap();
-        });
-        run_to_hlt(&code, setup)
-    }
-
     #[test]
     fn bts_with_register_offset_reaches_outside_the_operand() {
         let m = run(

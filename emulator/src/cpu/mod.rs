@@ -1232,6 +1232,15 @@ pub(crate) mod testutil {
         a.assemble(CODE).unwrap()
     }
 
+    /// Assembles `f` followed by `hlt`, runs it after `setup` and returns the machine stopped at the `hlt`.
+    pub fn run(f: impl FnOnce(&mut CodeAssembler), setup: impl FnOnce(&mut Cpu)) -> Machine {
+        let code = assemble(|a| {
+            f(a);
+            a.hlt().unwrap();
+        });
+        run_to_hlt(&code, setup)
+    }
+
     /// Runs the code until it executes `hlt` (a #GP at user level), returning the machine.
     pub fn run_to_hlt(code: &[u8], setup: impl FnOnce(&mut Cpu)) -> Machine {
         let mut m = machine_with(code);

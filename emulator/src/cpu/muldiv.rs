@@ -183,14 +183,6 @@ mod tests {
     use crate::cpu::*;
     use iced_x86::code_asm::*;
 
-    fn run(f: impl FnOnce(&mut CodeAssembler), setup: impl FnOnce(&mut Cpu)) -> Machine {
-        let code = assemble(|a| {
-            f(a);
-            a.hlt().unwrap();
-        });
-        run_to_hlt(&code, setup)
-    }
-
     #[test]
     fn mul_64_gives_128_bit_product() {
         let m = run(

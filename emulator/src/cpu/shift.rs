@@ -211,14 +211,6 @@ mod tests {
     use crate::cpu::*;
     use iced_x86::code_asm::*;
 
-    fn run(f: impl FnOnce(&mut CodeAssembler), setup: impl FnOnce(&mut Cpu)) -> Machine {
-        let code = assemble(|a| {
-            f(a);
-            a.hlt().unwrap();
-        });
-        run_to_hlt(&code, setup)
-    }
-
     #[test]
     fn shifts_match_hand_checked_values() {
         let m = run(

@@ -88,7 +88,7 @@ pub struct FdEntry {
 
 #[derive(Default)]
 pub struct FdTable {
-    fds: BTreeMap<i32, FdEntry>,
+    pub(super) fds: BTreeMap<i32, FdEntry>,
 }
 
 impl FdTable {

@@ -58,6 +58,11 @@ pub trait Host {
     }
     /// Fills `out` with entropy for getrandom(2) and /dev/urandom.
     fn fill_random(&mut self, out: &mut [u8]);
+    /// Called when a SYSCALL instruction has retired, before the linux layer handles it: `icount` counts the
+    /// SYSCALL itself, `number` is rax. A recording host keys its events by it; a replaying host checks it.
+    fn syscall_entry(&mut self, _icount: u64, _number: u64) {}
+    /// Called after the linux layer handled the syscall (and delivered any signal it raised): `result` is rax.
+    fn syscall_exit(&mut self, _result: u64) {}
 }
 
 /// Entropy from the seed: the named stream "linux.getrandom", independent of every other stream of the run.

@@ -18,6 +18,7 @@ pub mod elf;
 pub mod fd;
 pub mod host;
 mod signal;
+mod snapshot;
 mod syscalls;
 pub mod sysnames;
 pub mod vfs;
@@ -28,7 +29,8 @@ use abi::*;
 use fd::FdTable;
 pub use host::{Host, HostKind, HostMetadata, MemoryHost, SeededEntropy};
 use rand::RngCore;
-pub use signal::SignalState;
+pub use signal::{fxsave, EarlyKill, SigInfo, SignalState};
+pub use snapshot::LinuxSnapshot;
 use std::collections::BTreeMap;
 use vfs::{GuestPath, Mount, Vfs};
 
@@ -131,6 +133,11 @@ pub struct Stats {
     /// Syscalls answered -ENOSYS because tandem does not implement them: number -> calls.
     pub unknown_syscalls: BTreeMap<u64, u64>,
     pub signals_delivered: u64,
+    /// Guest accesses that touched a poisoned frame (machine checks), by frame number: the hypervisor layer
+    /// (hypervisor/containment.rs) reads it to tell a consumed memory error from a latent one.
+    pub machine_checks: BTreeMap<u32, u64>,
+    /// The siginfo of the last synchronous fault (CPU exception) or memory-error signal, for core dumps.
+    pub last_fault: Option<SigInfo>,
 }
 
 /// What `run` did.
@@ -232,6 +239,11 @@ impl<H: Host> LinuxMachine<H> {
         self.machine.cpu.state_hash()
     }
 
+    /// Signal actions, mask and pending set (for core dumps: NT_PRSTATUS pr_sigpend and pr_sighold).
+    pub fn signal_state(&self) -> &SignalState {
+        &self.signals
+    }
+
     pub fn termination(&self) -> Option<&Termination> {
         self.termination.as_ref()
     }
@@ -263,7 +275,12 @@ impl<H: Host> LinuxMachine<H> {
             }
             match self.machine.run(end - icount) {
                 Exit::BudgetExhausted => {}
-                Exit::Syscall => self.syscall(),
+                Exit::Syscall => {
+                    let cpu = &self.machine.cpu;
+                    self.host.syscall_entry(cpu.icount, cpu.gpr[0]);
+                    self.syscall();
+                    self.host.syscall_exit(self.machine.cpu.gpr[0]);
+                }
                 Exit::Exception(e) => self.exception(e),
             }
         }

@@ -51,6 +51,22 @@ pub struct SigInfo {
     pub addr: u64,
 }
 
+/// What an early-kill SIGBUS (BUS_MCEERR_AO) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EarlyKill {
+    /// The default action ended the process.
+    Killed,
+    /// The guest's handler was entered.
+    HandlerRuns,
+    /// SIGBUS is ignored (or the guest had already ended): nothing happened.
+    Ignored,
+    /// SIGBUS is blocked: the AO signal is dropped; touching the page raises BUS_MCEERR_AR.
+    Blocked,
+}
+
+pub const BUS_MCEERR_AR: i32 = 4;
+pub const BUS_MCEERR_AO: i32 = 5;
+
 #[derive(Clone, Debug)]
 pub struct SignalState {
     pub actions: [SigAction; NSIG + 1],
@@ -97,7 +113,7 @@ pub fn signal_for(e: Exception, rip: u64) -> SigInfo {
         Exception::InvalidOpcode => (SIGILL, 2, rip),
         Exception::DivideError => (SIGFPE, 1, rip),
         Exception::Breakpoint => (SIGTRAP, SI_KERNEL, 0),
-        Exception::MachineCheck { addr, .. } => (SIGBUS, 4, addr),
+        Exception::MachineCheck { addr, .. } => (SIGBUS, BUS_MCEERR_AR, addr),
         Exception::X87FloatingPoint | Exception::SimdFloatingPoint => (SIGFPE, 0, rip),
     };
     SigInfo { signo, code, addr }
@@ -200,6 +216,10 @@ impl<H: Host> LinuxMachine<H> {
             self.machine.cpu.rip = rip.wrapping_add(1);
         }
         let info = signal_for(e, rip);
+        if let Exception::MachineCheck { frame, .. } = e {
+            *self.stats.machine_checks.entry(frame.0).or_insert(0) += 1;
+        }
+        self.stats.last_fault = Some(info);
         let action = self.signals.actions[info.signo as usize];
         let blocked = self.signals.blocked & bit(info.signo) != 0;
         if blocked || action.handler == SIG_IGN || action.handler == SIG_DFL {
@@ -245,6 +265,43 @@ impl<H: Host> LinuxMachine<H> {
             _ => (0, 0),
         };
         self.deliver(info, trapno, err, cr2);
+    }
+
+    /// Sends SIGBUS with BUS_MCEERR_AO for a memory error at `addr` at once (the early kill of
+    /// mm/memory-failure.c, kill_proc): a handler runs, the default action kills, an ignored or blocked signal is
+    /// dropped (the error then surfaces as BUS_MCEERR_AR when the page is touched).
+    pub fn send_memory_error(&mut self, addr: u64) -> EarlyKill {
+        if self.termination.is_some() {
+            return EarlyKill::Ignored;
+        }
+        let info = SigInfo {
+            signo: SIGBUS,
+            code: BUS_MCEERR_AO,
+            addr,
+        };
+        let action = self.signals.actions[SIGBUS as usize];
+        if action.handler == SIG_IGN {
+            return EarlyKill::Ignored;
+        }
+        if self.signals.blocked & bit(SIGBUS) != 0 {
+            return EarlyKill::Blocked;
+        }
+        self.stats.last_fault = Some(info);
+        if action.handler == SIG_DFL {
+            self.terminate(Termination::Signaled {
+                signal: SIGBUS,
+                rip: self.machine.cpu.rip,
+                icount: self.machine.cpu.icount,
+                cause: format!("memory error at {addr:#x} (BUS_MCEERR_AO, early kill)"),
+            });
+            return EarlyKill::Killed;
+        }
+        self.deliver(info, 18, 0, 0);
+        if self.termination.is_some() {
+            EarlyKill::Killed
+        } else {
+            EarlyKill::HandlerRuns
+        }
     }
 
     /// Delivers the lowest-numbered pending signal that is not blocked, if any.
@@ -334,6 +391,11 @@ impl<H: Host> LinuxMachine<H> {
         f[SIGINFO_OFFSET as usize + 8..SIGINFO_OFFSET as usize + 12]
             .copy_from_slice(&info.code.to_le_bytes());
         put(&mut f, SIGINFO_OFFSET + 16, info.addr);
+        if info.signo == SIGBUS && (info.code == BUS_MCEERR_AR || info.code == BUS_MCEERR_AO) {
+            // si_addr_lsb: the error covers the whole 4 KiB page (kernel/signal.c force_sig_mceerr).
+            f[SIGINFO_OFFSET as usize + 24..SIGINFO_OFFSET as usize + 26]
+                .copy_from_slice(&12i16.to_le_bytes());
+        }
         let fx = fxsave(cpu);
 
         let mem = &mut self.machine.cpu.mem;

@@ -72,7 +72,7 @@ impl Node {
 }
 
 #[derive(Clone, Debug)]
-enum OverlayEntry {
+pub(super) enum OverlayEntry {
     File(SharedFile),
     Dir(u32),
     Symlink(Vec<u8>),
@@ -135,12 +135,12 @@ pub fn inode_of(path: &[Vec<u8>]) -> u64 {
 }
 
 pub struct Vfs {
-    mounts: Vec<Mount>,
-    overlay: BTreeMap<Vec<u8>, OverlayEntry>,
+    pub(super) mounts: Vec<Mount>,
+    pub(super) overlay: BTreeMap<Vec<u8>, OverlayEntry>,
     /// Host metadata already asked for (mounts are read-only, so answers do not change during a run).
-    host_cache: BTreeMap<PathBuf, Result<HostMetadata, Errno>>,
+    pub(super) host_cache: BTreeMap<PathBuf, Result<HostMetadata, Errno>>,
     /// The guest path of the running program, for /proc/self/exe.
-    exe_path: Vec<u8>,
+    pub(super) exe_path: Vec<u8>,
 }
 
 impl Vfs {

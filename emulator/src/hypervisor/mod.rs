@@ -1,0 +1,556 @@
+//! Hypervisor services around a guest process: memory-fault injection, containment and recovery of uncorrectable
+//! errors, ELF core dumps, and fault campaigns.
+//!
+//! What it owns: `Hypervisor`, which wraps a `LinuxMachine` and drives it with `run(budget)` so that each fault of
+//! the plan fires at its exact icount (the guest is stopped when exactly that many instructions have retired);
+//! the report lines of every fault; the copy of the binary that clean pages are re-read from.
+//!
+//! Key decisions:
+//! - Faults act on guest-physical frames (`memory::FrameId`), as real memory errors do; an address in a plan is
+//!   resolved to its frame when the fault fires. Containment follows mm/memory-failure.c (see containment.rs).
+//! - Drawn faults come from one named stream, `cpu::named_stream(fault_seed, "faults.mem")`: the icounts of
+//!   `count=` specs are drawn when the run starts, `rate=` gaps and every target (frame, byte, bit) when a fault
+//!   fires. The run is deterministic, so the draws are too.
+//! - A stuck bit cannot be enforced on every guest store without a check on the memory hot path; the hypervisor
+//!   re-asserts it whenever it has control: at each fault, and every `Policy::stuck_period_insns` instructions.
+//!   A store to a stuck bit can therefore be read back unchanged until the next re-assertion.
+//! - The guest's SIGBUS for a touched poisoned page comes from the CPU (#MC) through the Linux layer's
+//!   signal delivery (BUS_MCEERR_AR, si_addr, si_addr_lsb 12); the layer counts the touches per frame in
+//!   `Stats::machine_checks`, which is how a report's outcome becomes "killed" or "recovered" by the end.
+//!
+//! It must not: do IO (the CLI writes cores and prints reports), read the clock, or read a poisoned frame.
+//!
+//! Layout: plan.rs (fault plans), containment.rs (policy, actions, outcomes, report lines), core.rs (ELF cores),
+//! campaign.rs (many seeded runs in parallel, outcome tables).
+
+pub mod campaign;
+pub mod containment;
+pub mod core;
+pub mod plan;
+
+use crate::cpu::named_stream;
+use crate::linux::elf::{self, ElfFile, LoadError};
+use crate::linux::{EarlyKill, Host, LinuxConfig, LinuxMachine, Progress, Termination};
+use crate::memory::{FrameClass, FrameId, Memory, PAGE_MASK, PAGE_SIZE};
+use containment::{Action, ErrorReport, Outcome};
+use plan::{FaultEvent, FaultKind, FaultPlan, Injection, PageState, RandomFaults, Target};
+use rand::Rng;
+use rand_chacha::ChaCha20Rng;
+use std::sync::Arc;
+
+/// How the hypervisor reacts to memory errors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Send BUS_MCEERR_AO at once for a lost page (vm.memory_failure_early_kill = 1) instead of waiting for the
+    /// guest to touch it.
+    pub early_kill: bool,
+    /// How often stuck bits are re-asserted, in instructions.
+    pub stuck_period_insns: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            early_kill: false,
+            stuck_period_insns: 10_000,
+        }
+    }
+}
+
+/// Most auxv entries kept for core dumps (Linux's AT_VECTOR_SIZE is 2 * (2 + 20 + 1) words).
+const AUXV_ENTRIES_MAX: usize = 64;
+
+struct RandomState {
+    spec: RandomFaults,
+    /// The icount of this spec's next rate-drawn fault (u64::MAX: none).
+    next_icount: u64,
+}
+
+/// A guest under the hypervisor.
+pub struct Hypervisor<H: Host> {
+    pub guest: LinuxMachine<H>,
+    program: Arc<[u8]>,
+    elf: ElfFile,
+    /// The binary's pages as the loader placed them, made on the first clean-page recovery.
+    clean_image: Option<Memory>,
+    policy: Policy,
+    plan: FaultPlan,
+    /// Explicit events and drawn `count=` faults, by icount (stable: plan order within an icount).
+    scheduled: Vec<(u64, Scheduled)>,
+    scheduled_next: usize,
+    random: Vec<RandomState>,
+    rng: ChaCha20Rng,
+    stuck: Vec<Injection>,
+    stuck_next_icount: u64,
+    injections: Vec<Injection>,
+    reports: Vec<ErrorReport>,
+    /// For each report of a lost page: the early-kill result, if one was sent.
+    early: Vec<Option<EarlyKill>>,
+    auxv: Vec<(u64, u64)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Scheduled {
+    Event(FaultEvent),
+    /// A drawn fault of random spec `index`.
+    Drawn {
+        index: usize,
+        kind: FaultKind,
+    },
+}
+
+impl<H: Host> Hypervisor<H> {
+    /// Loads `program` under the plan. `fault_seed` keys the "faults.mem" stream (usually the run's root seed;
+    /// campaigns vary it while the guest's own seed stays fixed, so one fault-free run serves every seed).
+    pub fn new(
+        config: LinuxConfig,
+        program: Arc<[u8]>,
+        host: H,
+        plan: FaultPlan,
+        policy: Policy,
+        fault_seed: u64,
+    ) -> Result<Self, LoadError> {
+        let elf = ElfFile::parse(&program)?;
+        let guest = LinuxMachine::new(config, &program, host)?;
+        let auxv = read_auxv(
+            &guest.machine.cpu.mem,
+            guest.machine.cpu.gpr[crate::cpu::RSP],
+        );
+        let mut rng = named_stream(fault_seed, "faults.mem");
+        let mut scheduled: Vec<(u64, Scheduled)> = plan
+            .events
+            .iter()
+            .map(|e| (e.icount, Scheduled::Event(*e)))
+            .collect();
+        let mut random = Vec::new();
+        for (index, spec) in plan.random.iter().enumerate() {
+            let mut next_icount = u64::MAX;
+            if let (Some(count), Some(within)) = (spec.count, spec.within) {
+                for _ in 0..count {
+                    let at = rng.random_range(0..within.max(1));
+                    scheduled.push((
+                        at,
+                        Scheduled::Drawn {
+                            index,
+                            kind: spec.kind,
+                        },
+                    ));
+                }
+            }
+            if let Some(rate) = spec.rate {
+                next_icount = draw_gap(&mut rng, rate);
+            }
+            random.push(RandomState {
+                spec: spec.clone(),
+                next_icount,
+            });
+        }
+        scheduled.sort_by_key(|(at, _)| *at);
+        Ok(Hypervisor {
+            guest,
+            program,
+            elf,
+            clean_image: None,
+            policy,
+            plan,
+            scheduled,
+            scheduled_next: 0,
+            random,
+            rng,
+            stuck: Vec::new(),
+            stuck_next_icount: u64::MAX,
+            injections: Vec::new(),
+            reports: Vec::new(),
+            early: Vec::new(),
+            auxv,
+        })
+    }
+
+    pub fn plan(&self) -> &FaultPlan {
+        &self.plan
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The faults injected so far, resolved to frames (what a recording logs).
+    pub fn injections(&self) -> &[Injection] {
+        &self.injections
+    }
+
+    /// The report lines so far. Outcomes of lost pages are final once the guest has finished.
+    pub fn reports(&self) -> Vec<ErrorReport> {
+        let mut out = self.reports.clone();
+        for (i, r) in out.iter_mut().enumerate() {
+            r.outcome = self.final_outcome(i);
+        }
+        out
+    }
+
+    /// The auxiliary vector the guest started with.
+    pub fn auxv(&self) -> &[(u64, u64)] {
+        &self.auxv
+    }
+
+    pub fn elf(&self) -> &ElfFile {
+        &self.elf
+    }
+
+    /// Runs until `budget` more instructions have retired or the guest ends, firing each fault at its icount.
+    pub fn run(&mut self, budget: u64) -> Progress {
+        let end = self.guest.icount().saturating_add(budget);
+        loop {
+            self.fire_due();
+            if self.guest.termination().is_some() {
+                return Progress::Finished;
+            }
+            let now = self.guest.icount();
+            if now >= end {
+                return Progress::BudgetExhausted;
+            }
+            let stop = end
+                .min(self.next_fault_icount())
+                .min(self.stuck_next_icount);
+            let progress = self.guest.run(stop.max(now + 1) - now);
+            if self.guest.icount() >= self.stuck_next_icount {
+                self.reassert_stuck();
+            }
+            if progress == Progress::Finished {
+                return Progress::Finished;
+            }
+        }
+    }
+
+    /// Runs until the guest ends or `instructions_max` instructions have retired in total.
+    pub fn run_to_completion(&mut self, instructions_max: u64) -> Progress {
+        let left = instructions_max.saturating_sub(self.guest.icount());
+        self.run(left)
+    }
+
+    fn next_fault_icount(&self) -> u64 {
+        let scheduled = self
+            .scheduled
+            .get(self.scheduled_next)
+            .map_or(u64::MAX, |(at, _)| *at);
+        self.random
+            .iter()
+            .map(|r| r.next_icount)
+            .fold(scheduled, u64::min)
+    }
+
+    fn fire_due(&mut self) {
+        let now = self.guest.icount();
+        while self.guest.termination().is_none() {
+            if let Some(&(at, s)) = self.scheduled.get(self.scheduled_next) {
+                if at <= now {
+                    self.scheduled_next += 1;
+                    match s {
+                        Scheduled::Event(e) => self.fire_event(e),
+                        Scheduled::Drawn { index, kind } => self.fire_drawn(index, kind),
+                    }
+                    continue;
+                }
+            }
+            let Some(index) = self.random.iter().position(|r| r.next_icount <= now) else {
+                break;
+            };
+            let kind = self.random[index].spec.kind;
+            let rate = self.random[index].spec.rate.unwrap_or(0.0);
+            let gap = draw_gap(&mut self.rng, rate);
+            self.random[index].next_icount = now.saturating_add(gap.max(1));
+            self.fire_drawn(index, kind);
+        }
+    }
+
+    fn fire_event(&mut self, e: FaultEvent) {
+        let mem = &self.guest.machine.cpu.mem;
+        let resolved = match e.target {
+            Target::Addr(a) => mem.frame_of(a).map(|f| (f, (a & PAGE_MASK) as u16)),
+            Target::Frame { frame, byte } => {
+                ((frame as usize) < mem.frame_count()).then_some((FrameId(frame), byte))
+            }
+        };
+        match resolved {
+            Some((frame, byte)) => self.inject(e.kind, frame, byte, e.bit, e.value),
+            None => self.push_report(ErrorReport {
+                icount: self.guest.icount(),
+                kind: e.kind,
+                frame: None,
+                vaddrs: Vec::new(),
+                class: None,
+                action: Action::NotMapped,
+                outcome: Outcome::Ignored,
+            }),
+        }
+    }
+
+    fn fire_drawn(&mut self, index: usize, kind: FaultKind) {
+        let class = self.random[index].spec.class;
+        let mem = &self.guest.machine.cpu.mem;
+        let candidates: Vec<u32> = (0..mem.frame_count() as u32)
+            .filter(|&f| {
+                let id = FrameId(f);
+                !mem.frame_is_poisoned(id)
+                    && class.is_none_or(|c| mem.frame_class(id).map(PageState::from) == Some(c))
+            })
+            .collect();
+        if candidates.is_empty() {
+            self.push_report(ErrorReport {
+                icount: self.guest.icount(),
+                kind,
+                frame: None,
+                vaddrs: Vec::new(),
+                class,
+                action: Action::NoCandidate,
+                outcome: Outcome::Ignored,
+            });
+            return;
+        }
+        let frame = candidates[self.rng.random_range(0..candidates.len())];
+        let byte = self.rng.random_range(0..PAGE_SIZE as u16);
+        let bit = self.rng.random_range(0..8u8);
+        let value = self.rng.random_bool(0.5);
+        self.inject(kind, FrameId(frame), byte, bit, value);
+    }
+
+    /// Injects one fault now, on a resolved frame.
+    pub fn inject(&mut self, kind: FaultKind, frame: FrameId, byte: u16, bit: u8, value: bool) {
+        let injection = Injection {
+            icount: self.guest.icount(),
+            kind,
+            frame: frame.0,
+            byte,
+            bit,
+            value,
+        };
+        self.injections.push(injection);
+        match kind {
+            FaultKind::Ue => self.uncorrectable(frame),
+            FaultKind::Flip | FaultKind::Stuck => {
+                let mem = &mut self.guest.machine.cpu.mem;
+                let report = ErrorReport {
+                    icount: injection.icount,
+                    kind,
+                    frame: Some(frame.0),
+                    vaddrs: mem.reverse_map(frame),
+                    class: mem.frame_class(frame).map(PageState::from),
+                    action: if kind == FaultKind::Flip {
+                        Action::FlippedBit
+                    } else {
+                        Action::StuckBit
+                    },
+                    outcome: Outcome::Undetected,
+                };
+                if mem.frame_is_poisoned(frame) {
+                    // A poisoned frame is never read: there is no bit left to flip.
+                    self.push_report(ErrorReport {
+                        action: Action::AlreadyPoisoned,
+                        outcome: Outcome::Ignored,
+                        ..report
+                    });
+                    return;
+                }
+                if kind == FaultKind::Flip {
+                    mem.flip_bit(frame, byte as usize, bit);
+                } else {
+                    self.stuck.push(injection);
+                    if self.stuck_next_icount == u64::MAX {
+                        self.stuck_next_icount = injection
+                            .icount
+                            .saturating_add(self.policy.stuck_period_insns.max(1));
+                    }
+                    self.assert_stuck_bit(&injection);
+                }
+                self.push_report(report);
+            }
+        }
+    }
+
+    fn assert_stuck_bit(&mut self, s: &Injection) {
+        let mem = &mut self.guest.machine.cpu.mem;
+        let Some(bytes) = mem.frame_bytes(FrameId(s.frame)) else {
+            return;
+        };
+        let current = bytes[s.byte as usize] >> s.bit & 1 == 1;
+        if current != s.value {
+            mem.flip_bit(FrameId(s.frame), s.byte as usize, s.bit);
+        }
+    }
+
+    fn reassert_stuck(&mut self) {
+        let stuck = std::mem::take(&mut self.stuck);
+        for s in &stuck {
+            self.assert_stuck_bit(s);
+        }
+        self.stuck = stuck;
+        self.stuck_next_icount = self
+            .guest
+            .icount()
+            .saturating_add(self.policy.stuck_period_insns.max(1));
+    }
+
+    fn push_report(&mut self, r: ErrorReport) {
+        self.reports.push(r);
+        self.early.push(None);
+    }
+
+    /// An uncorrectable error on `frame`: poison, reverse-map, classify, act (containment.rs has the table).
+    fn uncorrectable(&mut self, frame: FrameId) {
+        let icount = self.guest.icount();
+        let mem = &self.guest.machine.cpu.mem;
+        let vaddrs = mem.reverse_map(frame);
+        let class = mem.frame_class(frame).map(PageState::from);
+        let mut report = ErrorReport {
+            icount,
+            kind: FaultKind::Ue,
+            frame: Some(frame.0),
+            vaddrs: vaddrs.clone(),
+            class,
+            action: Action::AlreadyPoisoned,
+            outcome: Outcome::Ignored,
+        };
+        if mem.frame_is_poisoned(frame) {
+            self.push_report(report);
+            return;
+        }
+        // Poison first: from here on nothing reads the frame, the hypervisor included.
+        self.guest.machine.cpu.mem.poison(frame);
+        let sources: Option<Vec<Box<[u8; PAGE_SIZE]>>> = match class {
+            Some(PageState::FileClean) => vaddrs.iter().map(|&a| self.binary_page(a)).collect(),
+            _ => None,
+        };
+        let (action, outcome) = match class {
+            None | Some(PageState::Free) => (Action::Retired, Outcome::Recovered),
+            _ if vaddrs.is_empty() => (Action::Retired, Outcome::Recovered),
+            Some(PageState::AnonZero) => {
+                let zero = [0u8; PAGE_SIZE];
+                for &a in &vaddrs {
+                    self.replace(a, &zero, FrameClass::AnonZero);
+                }
+                (Action::Zeroed, Outcome::Recovered)
+            }
+            Some(PageState::FileClean) if sources.is_some() => {
+                for (a, bytes) in vaddrs.iter().zip(sources.unwrap_or_default()) {
+                    self.replace(*a, &bytes, FrameClass::FileClean);
+                }
+                (Action::Reread, Outcome::Recovered)
+            }
+            Some(PageState::FileClean | PageState::AnonDirty) => {
+                let lost_action = if class == Some(PageState::FileClean) {
+                    Action::LostNoSource
+                } else if self.policy.early_kill {
+                    Action::SigbusNow
+                } else {
+                    Action::SigbusOnTouch
+                };
+                report.action = lost_action;
+                report.outcome = Outcome::Delayed;
+                self.reports.push(report);
+                let early = if lost_action == Action::SigbusNow {
+                    Some(self.guest.send_memory_error(vaddrs[0]))
+                } else {
+                    None
+                };
+                self.early.push(early);
+                return;
+            }
+        };
+        report.action = action;
+        report.outcome = outcome;
+        self.push_report(report);
+    }
+
+    /// Maps a fresh frame with `bytes` at the page `addr`. Running out of frames is a guest-visible loss:
+    /// the page stays poisoned (and the report says recovered only when the replacement happened).
+    fn replace(&mut self, addr: u64, bytes: &[u8; PAGE_SIZE], class: FrameClass) {
+        let _ = self.guest.machine.cpu.mem.replace_frame(addr, bytes, class);
+    }
+
+    /// The bytes the loader placed at page `addr` from the binary, if the page is part of the binary's image.
+    fn binary_page(&mut self, addr: u64) -> Option<Box<[u8; PAGE_SIZE]>> {
+        if self.clean_image.is_none() {
+            let mut image = Memory::new();
+            elf::load_segments(&self.elf, &self.program, &mut image).ok()?;
+            self.clean_image = Some(image);
+        }
+        let image = self.clean_image.as_ref()?;
+        let frame = image.frame_of(addr)?;
+        image.frame_bytes(frame).map(|b| Box::new(*b))
+    }
+
+    /// The outcome of report `i` given what the guest has done since.
+    fn final_outcome(&self, i: usize) -> Outcome {
+        let r = &self.reports[i];
+        if r.outcome != Outcome::Delayed {
+            return r.outcome;
+        }
+        let Some(frame) = r.frame else {
+            return r.outcome;
+        };
+        let killed = matches!(self.guest.termination(), Some(Termination::Signaled { .. }));
+        match self.early[i] {
+            Some(EarlyKill::Killed) => return Outcome::Killed,
+            Some(EarlyKill::HandlerRuns) => {
+                return if killed {
+                    Outcome::Killed
+                } else {
+                    Outcome::Recovered
+                }
+            }
+            _ => {}
+        }
+        let touched = self
+            .guest
+            .stats()
+            .machine_checks
+            .get(&frame)
+            .is_some_and(|&n| n > 0);
+        match (touched, killed, self.early[i]) {
+            (true, true, _) => Outcome::Killed,
+            (true, false, _) => Outcome::Recovered,
+            (false, _, Some(EarlyKill::Ignored | EarlyKill::Blocked)) => Outcome::Ignored,
+            (false, _, _) => Outcome::Delayed,
+        }
+    }
+}
+
+/// A gap until the next rate-drawn fault: uniform on [1, 2/rate], mean about 1/rate.
+fn draw_gap(rng: &mut ChaCha20Rng, rate: f64) -> u64 {
+    if rate <= 0.0 {
+        return u64::MAX;
+    }
+    let span = (2.0 / rate).min(u64::MAX as f64 / 2.0) as u64;
+    rng.random_range(1..=span.max(1))
+}
+
+/// The auxv on the initial stack at `rsp`: argc, argv, NULL, envp, NULL, then (key, value) pairs to AT_NULL.
+fn read_auxv(mem: &Memory, rsp: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let Ok(argc) = mem.peek_u64(rsp) else {
+        return out;
+    };
+    let mut at = rsp.wrapping_add(8 * (argc.min(1 << 20) + 2));
+    for _ in 0..(1 << 20) {
+        match mem.peek_u64(at) {
+            Ok(0) => break,
+            Ok(_) => at += 8,
+            Err(_) => return out,
+        }
+    }
+    at += 8;
+    while out.len() < AUXV_ENTRIES_MAX {
+        let (Ok(key), Ok(value)) = (mem.peek_u64(at), mem.peek_u64(at + 8)) else {
+            break;
+        };
+        out.push((key, value));
+        if key == elf::AT_NULL {
+            break;
+        }
+        at += 16;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

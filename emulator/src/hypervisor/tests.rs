@@ -1,0 +1,444 @@
+//! Containment, injection and core-dump tests on the corpus programs (corpus/bin), through the library API.
+
+use super::campaign::{run_campaign, CampaignSpec, Verdict};
+use super::containment::{allowed_outcomes, Action, Outcome};
+use super::plan::{FaultKind, FaultPlan, PageState};
+use super::*;
+use crate::linux::abi::{SIGBUS, SIGSEGV};
+use crate::linux::MemoryHost;
+
+fn corpus(name: &str) -> Arc<[u8]> {
+    let path = format!("{}/../corpus/bin/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .into()
+}
+
+fn config(argv: &[&str]) -> LinuxConfig {
+    LinuxConfig {
+        argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        ..LinuxConfig::default()
+    }
+}
+
+fn guest(
+    name: &str,
+    argv: &[&str],
+    spec: &str,
+    early_kill: bool,
+    seed: u64,
+) -> Hypervisor<MemoryHost> {
+    let plan = if spec.is_empty() {
+        FaultPlan::default()
+    } else {
+        FaultPlan::parse_spec(spec, "test").unwrap()
+    };
+    let policy = Policy {
+        early_kill,
+        ..Policy::default()
+    };
+    Hypervisor::new(
+        config(argv),
+        corpus(name),
+        MemoryHost::new(0),
+        plan,
+        policy,
+        seed,
+    )
+    .unwrap()
+}
+
+/// The table page the sigbus program recovers: page 1 of its 8-page mmap (the same address for musl and glibc
+/// because tandem's mmap placement is deterministic; a layout change makes these tests fail with a clear diff).
+const SIGBUS_TABLE_PAGE1: u64 = 0x7fff_f7ff_8000;
+
+fn finished(hv: &mut Hypervisor<MemoryHost>) {
+    assert_eq!(hv.run_to_completion(100_000_000), Progress::Finished);
+}
+
+#[test]
+fn a_ue_fires_at_the_exact_icount() {
+    for at in [1u64, 777, 1000] {
+        let mut hv = guest(
+            "hello-musl",
+            &["hello"],
+            &format!("mem.ue:icount={at},addr=0x7fffffffe000"),
+            false,
+            0,
+        );
+        hv.run(at);
+        assert_eq!(hv.guest.icount(), at);
+        assert_eq!(
+            hv.injections().len(),
+            1,
+            "fired by the time icount {at} was reached"
+        );
+        assert_eq!(hv.injections()[0].icount, at);
+    }
+}
+
+#[test]
+fn dirty_page_late_kill_recovered_by_the_guest_handler() {
+    let mut base = guest("sigbus-musl", &["sigbus", "20"], "", false, 0);
+    finished(&mut base);
+    for (name, early) in [
+        ("sigbus-musl", false),
+        ("sigbus-glibc", false),
+        ("sigbus-musl", true),
+        ("sigbus-glibc", true),
+    ] {
+        let spec = format!("mem.ue:icount=300000,addr={SIGBUS_TABLE_PAGE1:#x}");
+        let mut hv = guest(name, &["sigbus", "20"], &spec, early, 0);
+        finished(&mut hv);
+        let reports = hv.reports();
+        assert_eq!(reports.len(), 1);
+        let r = &reports[0];
+        assert_eq!(r.class, Some(PageState::AnonDirty), "{}", r.line());
+        assert_eq!(r.vaddrs, vec![SIGBUS_TABLE_PAGE1]);
+        assert_eq!(
+            r.action,
+            if early {
+                Action::SigbusNow
+            } else {
+                Action::SigbusOnTouch
+            }
+        );
+        assert_eq!(
+            r.outcome,
+            Outcome::Recovered,
+            "{name} early={early}: {}",
+            r.line()
+        );
+        assert_eq!(hv.guest.exit_status(), Some(0));
+        assert_eq!(
+            hv.guest.host.stdout, base.guest.host.stdout,
+            "{name}: the handler recomputed the lost page"
+        );
+        let stderr = String::from_utf8_lossy(&hv.guest.host.stderr).to_string();
+        let code = if early { 5 } else { 4 };
+        assert!(
+            stderr.contains(&format!("recomputed page 1 of the table (si_code {code})")),
+            "{stderr}"
+        );
+        assert_eq!(
+            hv.guest.stats().last_fault.map(|f| (f.signo, f.code)),
+            Some((SIGBUS, code))
+        );
+    }
+}
+
+#[test]
+fn dirty_page_without_handler_kills_on_touch_or_at_once() {
+    // hello's top stack page holds argv and envp: dirty, and touched by the C runtime later.
+    let mut hv = guest(
+        "hello-musl",
+        &["hello"],
+        "mem.ue:icount=300,addr=0x7fffffffe000",
+        false,
+        0,
+    );
+    finished(&mut hv);
+    let r = &hv.reports()[0];
+    assert_eq!(
+        (r.class, r.action, r.outcome),
+        (
+            Some(PageState::AnonDirty),
+            Action::SigbusOnTouch,
+            Outcome::Killed
+        )
+    );
+    match hv.guest.termination() {
+        Some(Termination::Signaled { signal, icount, .. }) => {
+            assert_eq!(*signal, SIGBUS);
+            assert!(
+                *icount > 300,
+                "late kill: killed when touched, after the error"
+            );
+        }
+        t => panic!("expected a SIGBUS kill, got {t:?}"),
+    }
+    let fault = hv.guest.stats().last_fault.unwrap();
+    assert_eq!((fault.signo, fault.code), (SIGBUS, 4));
+    assert_eq!(
+        fault.addr & !0xfff,
+        0x7fffffffe000,
+        "si_addr is in the lost page"
+    );
+
+    let mut hv = guest(
+        "hello-musl",
+        &["hello"],
+        "mem.ue:icount=300,addr=0x7fffffffe000",
+        true,
+        0,
+    );
+    finished(&mut hv);
+    assert!(matches!(
+        hv.guest.termination(),
+        Some(Termination::Signaled {
+            signal: SIGBUS,
+            icount: 300,
+            ..
+        })
+    ));
+    assert_eq!(hv.guest.stats().last_fault.map(|f| f.code), Some(5));
+    assert_eq!(hv.reports()[0].outcome, Outcome::Killed);
+}
+
+#[test]
+fn clean_text_page_is_reread_and_invisible_to_the_guest() {
+    let mut base = guest("sigbus-glibc", &["sigbus", "5"], "", false, 0);
+    finished(&mut base);
+    // The page holding main's loop: executed after the error, so a stale or zero page would crash or change output.
+    let mut hv = guest(
+        "sigbus-glibc",
+        &["sigbus", "5"],
+        "mem.ue:icount=120000,addr=0x401000",
+        false,
+        0,
+    );
+    finished(&mut hv);
+    let r = &hv.reports()[0];
+    assert_eq!(
+        (r.class, r.action, r.outcome),
+        (
+            Some(PageState::FileClean),
+            Action::Reread,
+            Outcome::Recovered
+        )
+    );
+    let poisoned = FrameId(r.frame.unwrap());
+    let mem = &hv.guest.machine.cpu.mem;
+    assert!(mem.frame_is_poisoned(poisoned));
+    assert_ne!(
+        mem.frame_of(0x401000),
+        Some(poisoned),
+        "a fresh frame replaced it"
+    );
+    assert_eq!(hv.guest.host.stdout, base.guest.host.stdout);
+    assert_eq!(
+        hv.guest.icount(),
+        base.guest.icount(),
+        "invisible: not one instruction more"
+    );
+    assert_eq!(
+        hv.guest.state_hash(),
+        base.guest.state_hash(),
+        "the same final state, bit for bit"
+    );
+}
+
+#[test]
+fn never_written_page_is_zero_filled_and_free_frame_retired() {
+    let mut hv = guest(
+        "hello-musl",
+        &["hello"],
+        "mem.ue:icount=100,addr=0x7fffff900000",
+        false,
+        0,
+    );
+    hv.run(100);
+    let r = &hv.reports()[0];
+    assert_eq!(
+        (r.class, r.action, r.outcome),
+        (
+            Some(PageState::AnonZero),
+            Action::Zeroed,
+            Outcome::Recovered
+        )
+    );
+    let mem = &mut hv.guest.machine.cpu.mem;
+    assert_eq!(mem.peek_u64(0x7fffff900000), Ok(0));
+    // A free frame: unmap a page, poison its frame, and check the frame is never handed out again.
+    let frame = mem.frame_of(0x7fffff800000).unwrap();
+    mem.unmap(0x7fffff800000, 4096).unwrap();
+    assert_eq!(mem.frame_class(frame), Some(FrameClass::Free));
+    hv.inject(FaultKind::Ue, frame, 0, 0, false);
+    let r = hv.reports().pop().unwrap();
+    assert_eq!(
+        (r.class, r.action, r.outcome),
+        (Some(PageState::Free), Action::Retired, Outcome::Recovered)
+    );
+    let mem = &mut hv.guest.machine.cpu.mem;
+    mem.map_anonymous(0x1000_0000, 64 * 4096, crate::memory::Perms::RW)
+        .unwrap();
+    for i in 0..64 {
+        assert_ne!(
+            mem.frame_of(0x1000_0000 + i * 4096),
+            Some(frame),
+            "a retired frame was reused"
+        );
+    }
+    finished(&mut hv);
+    assert_eq!(hv.guest.exit_status(), Some(0));
+}
+
+#[test]
+fn a_poisoned_frame_is_never_read_silently() {
+    let mut hv = guest(
+        "sigbus-musl",
+        &["sigbus", "20"],
+        &format!("mem.ue:icount=300000,addr={SIGBUS_TABLE_PAGE1:#x}"),
+        false,
+        0,
+    );
+    hv.run(300_000);
+    let mem = &hv.guest.machine.cpu.mem;
+    let frame = mem.frame_of(SIGBUS_TABLE_PAGE1).unwrap();
+    assert!(mem.frame_is_poisoned(frame));
+    assert!(
+        mem.peek_u64(SIGBUS_TABLE_PAGE1).is_err(),
+        "peek refuses a poisoned page"
+    );
+    assert_eq!(
+        mem.frame_bytes(frame),
+        None,
+        "the hypervisor cannot read it either"
+    );
+    let dump = hv.core_dump().unwrap();
+    assert_eq!(
+        dump.poisoned_pages,
+        vec![SIGBUS_TABLE_PAGE1],
+        "the core leaves it out and lists it"
+    );
+    // A bit flip on a poisoned frame does nothing and says so.
+    hv.inject(FaultKind::Flip, frame, 0, 0, false);
+    assert_eq!(hv.reports().last().unwrap().action, Action::AlreadyPoisoned);
+}
+
+#[test]
+fn drawn_faults_depend_on_the_seed_only() {
+    let spec = "mem.ue:count=3,within=2000,mem.flip:rate=1e-3";
+    let run = |seed| {
+        let mut hv = guest("jmp-musl", &["jmp"], spec, false, seed);
+        finished(&mut hv);
+        (
+            hv.injections().to_vec(),
+            hv.reports(),
+            hv.guest.state_hash(),
+        )
+    };
+    let a = run(1);
+    assert_eq!(a, run(1), "same seed, same faults, same run");
+    assert_ne!(a.0, run(2).0, "another seed draws other faults");
+    assert!(a.0.iter().filter(|i| i.kind == FaultKind::Ue).count() == 3);
+    assert!(a.0.iter().any(|i| i.kind == FaultKind::Flip));
+}
+
+#[test]
+fn outcomes_follow_the_policy_and_poison_only_grows() {
+    for seed in 0..12 {
+        let mut hv = guest(
+            "jmp-musl",
+            &["jmp"],
+            "mem.ue:count=4,within=4000",
+            seed % 2 == 1,
+            seed,
+        );
+        let mut poisoned = 0;
+        while hv.run(500) == Progress::BudgetExhausted {
+            let now = hv.guest.machine.cpu.mem.poisoned_frames().len();
+            assert!(now >= poisoned, "seed {seed}: the poisoned set shrank");
+            poisoned = now;
+        }
+        for r in hv.reports() {
+            assert!(
+                allowed_outcomes(r.class, r.action).contains(&r.outcome),
+                "seed {seed}: {}",
+                r.line()
+            );
+        }
+    }
+}
+
+#[test]
+fn stuck_bits_are_reasserted() {
+    let mut hv = guest("sigbus-musl", &["sigbus", "20"], "", false, 0);
+    hv.run(200_000);
+    let frame = hv
+        .guest
+        .machine
+        .cpu
+        .mem
+        .frame_of(SIGBUS_TABLE_PAGE1)
+        .unwrap();
+    hv.inject(FaultKind::Stuck, frame, 8, 0, true);
+    // The guest rewrites the word when it recomputes; here we overwrite the bit ourselves, as a store would.
+    let before = hv
+        .guest
+        .machine
+        .cpu
+        .mem
+        .peek_u64(SIGBUS_TABLE_PAGE1 + 8)
+        .unwrap();
+    assert_eq!(before & 1, 1);
+    hv.guest
+        .machine
+        .cpu
+        .mem
+        .poke(SIGBUS_TABLE_PAGE1 + 8, &[(before as u8) & !1])
+        .unwrap();
+    hv.run(Policy::default().stuck_period_insns + 1);
+    let after = hv
+        .guest
+        .machine
+        .cpu
+        .mem
+        .peek_u64(SIGBUS_TABLE_PAGE1 + 8)
+        .unwrap();
+    assert_eq!(after & 1, 1, "the stuck bit came back");
+}
+
+#[test]
+fn a_core_dump_leaves_the_state_unchanged() {
+    let mut hv = guest("crash-musl", &["crash"], "", false, 0);
+    finished(&mut hv);
+    assert!(matches!(
+        hv.guest.termination(),
+        Some(Termination::Signaled {
+            signal: SIGSEGV,
+            ..
+        })
+    ));
+    let hash = hv.guest.state_hash();
+    let dump = hv.core_dump().unwrap();
+    assert_eq!(hv.guest.state_hash(), hash);
+    assert_eq!(
+        hv.core_dump().unwrap(),
+        dump,
+        "two dumps of one state are identical"
+    );
+    assert_eq!(&dump.bytes[..4], b"\x7fELF");
+    assert_eq!(
+        u16::from_le_bytes([dump.bytes[16], dump.bytes[17]]),
+        4,
+        "ET_CORE"
+    );
+    assert!(dump.load_segments >= 4);
+    assert!(
+        hv.auxv().iter().any(|&(k, _)| k == elf::AT_PHDR),
+        "auxv captured: {:?}",
+        hv.auxv()
+    );
+}
+
+#[test]
+fn campaigns_are_identical_at_any_thread_count() {
+    let spec = |jobs| CampaignSpec {
+        program: corpus("jmp-musl"),
+        config: config(&["jmp"]),
+        plan: FaultPlan::parse_spec("mem.ue:count=1,mem.flip:count=1", "test").unwrap(),
+        policy: Policy::default(),
+        seeds: 0..16,
+        jobs,
+        instructions_max: None,
+    };
+    let one = run_campaign(&spec(1)).unwrap();
+    let three = run_campaign(&spec(3)).unwrap();
+    assert_eq!(one.runs, three.runs);
+    let render = |r: &campaign::CampaignResult| r.render(&|s| format!("seed {s}"), 3);
+    assert_eq!(render(&one), render(&three));
+    assert_eq!(one.runs.len(), 16);
+    assert!(one.violations().is_empty(), "{:?}", one.violations());
+    assert!(one.runs.iter().any(|r| r.verdict != Verdict::Hung));
+}

@@ -1,0 +1,301 @@
+//! Whole-machine snapshots of a guest process: the CPU's architectural state, guest memory (copy-on-write, see
+//! `Memory::snapshot`) and the linux layer's kernel-side state (descriptors, the file-system overlay, the
+//! program break, signal state, virtual time slept, counters, termination).
+//!
+//! Why here: checkpoints, reverse execution and divergence narrowing (crate tandem-replay) restore a machine to
+//! an earlier instruction and run it forward again; that is exact only if everything that influences the next
+//! instruction is restored, and most of it is private to the linux layer.
+//!
+//! Invariants:
+//! - `restore(snapshot(m))` gives a machine that runs instruction for instruction like `m` would have, with the
+//!   same state hash; a snapshot can be restored any number of times.
+//! - Sharing is preserved: two descriptors that shared an open file description (dup) or an overlay file still
+//!   share one after a restore, and a snapshot never aliases the live machine's descriptors, files or pipes
+//!   (they are `Rc<RefCell<..>>`, so they are deep-copied, identity by identity, both when taken and when
+//!   restored).
+//! - The host is not part of it: the host's own position (stdin consumed, events answered) is the caller's to
+//!   snapshot, because only the caller knows what kind of host it is.
+//!
+//! Memory is copy-on-write (cost in proportion to the pages written since); overlay file contents and pipe
+//! buffers are copied whole, which is cheap for the programs tandem runs (their files are small) but is the part
+//! to make copy-on-write if a guest ever keeps large files in the overlay.
+
+use super::fd::{FdEntry, FdTable, FileKind, OpenFile, Pipe};
+use super::vfs::{FileData, OverlayEntry, SharedFile, Vfs};
+use super::{Host, LinuxMachine, SignalState, Stats, Termination};
+use crate::cpu::flags::Flags;
+use crate::cpu::{CpuConfig, X87};
+use crate::memory::MemorySnapshot;
+use rand_chacha::ChaCha20Rng;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// A copy of a whole guest process at one instruction boundary.
+pub struct LinuxSnapshot {
+    gpr: [u64; 16],
+    rip: u64,
+    flags: Flags,
+    fs_base: u64,
+    gs_base: u64,
+    xmm: [u128; 16],
+    mxcsr: u32,
+    x87: X87,
+    icount: u64,
+    cpu_config: CpuConfig,
+    rdrand: ChaCha20Rng,
+    memory: MemorySnapshot,
+    /// Pages mapped when the snapshot was taken (its page table's size).
+    mapped_page_count: usize,
+    fds: FdTable,
+    vfs: Vfs,
+    cwd: Vec<Vec<u8>>,
+    brk_start: u64,
+    brk_current: u64,
+    signals: SignalState,
+    slept_ns: u64,
+    umask: u32,
+    thread_name: Vec<u8>,
+    termination: Option<Termination>,
+    stats: Stats,
+    /// Bytes held in overlay files and pipe buffers (copied whole).
+    file_bytes: usize,
+}
+
+impl LinuxSnapshot {
+    /// The instruction count at which the snapshot was taken.
+    pub fn icount(&self) -> u64 {
+        self.icount
+    }
+
+    /// The bytes this snapshot costs besides the guest frames it shares copy-on-write: its page table and frame
+    /// table entries, and the overlay files and pipe buffers it copied.
+    pub fn fixed_bytes(&self) -> usize {
+        // A BTreeMap entry of (u64, PageEntry) and a frame-table entry (Arc pointer, class, flag) each cost about
+        // 24 bytes with the tree's overhead amortised.
+        self.mapped_page_count * 48 + self.file_bytes
+    }
+}
+
+/// Deep copies of `Rc`-shared kernel objects, keyed by the address of the original so that sharing is kept.
+#[derive(Default)]
+struct CloneMap {
+    files: BTreeMap<usize, SharedFile>,
+    pipes: BTreeMap<usize, Rc<RefCell<Pipe>>>,
+    descriptions: BTreeMap<usize, Rc<RefCell<OpenFile>>>,
+    bytes: usize,
+}
+
+impl CloneMap {
+    fn file(&mut self, f: &SharedFile) -> SharedFile {
+        let key = Rc::as_ptr(f) as usize;
+        if let Some(c) = self.files.get(&key) {
+            return c.clone();
+        }
+        let data = f.borrow();
+        self.bytes += data.bytes.len();
+        let c = Rc::new(RefCell::new(FileData {
+            bytes: data.bytes.clone(),
+            mode: data.mode,
+        }));
+        self.files.insert(key, c.clone());
+        c
+    }
+
+    fn pipe(&mut self, p: &Rc<RefCell<Pipe>>) -> Rc<RefCell<Pipe>> {
+        let key = Rc::as_ptr(p) as usize;
+        if let Some(c) = self.pipes.get(&key) {
+            return c.clone();
+        }
+        let pipe = p.borrow();
+        self.bytes += pipe.buf.len();
+        // The counts are copied as they are: every description that holds an end is copied too (below, without
+        // going through `OpenFile::new`, which would count it again), and dropping a copy decrements the copy.
+        let c = Rc::new(RefCell::new(Pipe {
+            buf: pipe.buf.clone(),
+            readers: pipe.readers,
+            writers: pipe.writers,
+        }));
+        self.pipes.insert(key, c.clone());
+        c
+    }
+
+    fn description(&mut self, d: &Rc<RefCell<OpenFile>>) -> Rc<RefCell<OpenFile>> {
+        let key = Rc::as_ptr(d) as usize;
+        if let Some(c) = self.descriptions.get(&key) {
+            return c.clone();
+        }
+        let open = d.borrow();
+        let kind = match &open.kind {
+            FileKind::Stdin => FileKind::Stdin,
+            FileKind::Stdout => FileKind::Stdout,
+            FileKind::Stderr => FileKind::Stderr,
+            FileKind::Regular { data, path } => FileKind::Regular {
+                data: self.file(data),
+                path: path.clone(),
+            },
+            FileKind::Dir { path } => FileKind::Dir { path: path.clone() },
+            FileKind::Device(dev) => FileKind::Device(*dev),
+            FileKind::PipeRead(p) => FileKind::PipeRead(self.pipe(p)),
+            FileKind::PipeWrite(p) => FileKind::PipeWrite(self.pipe(p)),
+        };
+        let c = Rc::new(RefCell::new(OpenFile {
+            kind,
+            offset: open.offset,
+            flags: open.flags,
+        }));
+        self.descriptions.insert(key, c.clone());
+        c
+    }
+
+    fn fd_table(&mut self, t: &FdTable) -> FdTable {
+        let mut out = FdTable::default();
+        for (&fd, e) in &t.fds {
+            out.fds.insert(
+                fd,
+                FdEntry {
+                    desc: self.description(&e.desc),
+                    cloexec: e.cloexec,
+                },
+            );
+        }
+        out
+    }
+
+    fn vfs(&mut self, v: &Vfs) -> Vfs {
+        let mut out = Vfs::new(v.mounts.clone(), v.exe_path.clone());
+        out.host_cache = v.host_cache.clone();
+        out.overlay = v
+            .overlay
+            .iter()
+            .map(|(k, e)| {
+                let e = match e {
+                    OverlayEntry::File(f) => OverlayEntry::File(self.file(f)),
+                    other => other.clone(),
+                };
+                (k.clone(), e)
+            })
+            .collect();
+        out
+    }
+}
+
+impl<H: Host> LinuxMachine<H> {
+    /// Takes a snapshot of the whole process (not of the host). Starts a new dirty-memory epoch.
+    pub fn snapshot(&mut self) -> LinuxSnapshot {
+        let mut map = CloneMap::default();
+        // Files first through the overlay, then descriptors, so that both see the same copies.
+        let vfs = map.vfs(&self.vfs);
+        let fds = map.fd_table(&self.fds);
+        let cpu = &mut self.machine.cpu;
+        LinuxSnapshot {
+            gpr: cpu.gpr,
+            rip: cpu.rip,
+            flags: cpu.flags,
+            fs_base: cpu.fs_base,
+            gs_base: cpu.gs_base,
+            xmm: cpu.xmm,
+            mxcsr: cpu.mxcsr,
+            x87: cpu.x87.clone(),
+            icount: cpu.icount,
+            cpu_config: cpu.config.clone(),
+            rdrand: cpu.rdrand.clone(),
+            mapped_page_count: cpu.mem.mapped_page_count(),
+            memory: cpu.mem.snapshot(),
+            fds,
+            vfs,
+            cwd: self.cwd.clone(),
+            brk_start: self.brk_start,
+            brk_current: self.brk_current,
+            signals: self.signals.clone(),
+            slept_ns: self.slept_ns,
+            umask: self.umask,
+            thread_name: self.thread_name.clone(),
+            termination: self.termination.clone(),
+            stats: self.stats.clone(),
+            file_bytes: map.bytes,
+        }
+    }
+
+    /// Puts the process back exactly as it was when `snap` was taken (the host is left alone).
+    pub fn restore(&mut self, snap: &LinuxSnapshot) {
+        let mut map = CloneMap::default();
+        self.vfs = map.vfs(&snap.vfs);
+        self.fds = map.fd_table(&snap.fds);
+        let cpu = &mut self.machine.cpu;
+        cpu.gpr = snap.gpr;
+        cpu.rip = snap.rip;
+        cpu.flags = snap.flags;
+        cpu.fs_base = snap.fs_base;
+        cpu.gs_base = snap.gs_base;
+        cpu.xmm = snap.xmm;
+        cpu.mxcsr = snap.mxcsr;
+        cpu.x87 = snap.x87.clone();
+        cpu.icount = snap.icount;
+        cpu.config = snap.cpu_config.clone();
+        cpu.rdrand = snap.rdrand.clone();
+        cpu.mem.restore(&snap.memory);
+        // Memory was replaced wholesale: no cached block may survive.
+        self.machine.flush_code_cache();
+        self.cwd = snap.cwd.clone();
+        self.brk_start = snap.brk_start;
+        self.brk_current = snap.brk_current;
+        self.signals = snap.signals.clone();
+        self.slept_ns = snap.slept_ns;
+        self.umask = snap.umask;
+        self.thread_name = snap.thread_name.clone();
+        self.termination = snap.termination.clone();
+        self.stats = snap.stats.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{LinuxConfig, LinuxMachine, MemoryHost, Progress};
+
+    fn corpus(name: &str) -> Vec<u8> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/bin/");
+        std::fs::read(format!("{path}{name}")).expect("corpus binary")
+    }
+
+    /// Runs to the end from a snapshot taken part-way, twice, and compares with an uninterrupted run.
+    fn restore_replays_exactly(name: &str) {
+        let program = corpus(name);
+        let config = LinuxConfig {
+            seed: 5,
+            ..LinuxConfig::default()
+        };
+        let mut straight = LinuxMachine::new(config.clone(), &program, MemoryHost::new(5)).unwrap();
+        assert_eq!(straight.run(u64::MAX), Progress::Finished);
+        let expected = (
+            straight.icount(),
+            straight.state_hash(),
+            straight.exit_status(),
+        );
+        let at = straight.icount() * 2 / 3;
+
+        let mut m = LinuxMachine::new(config, &program, MemoryHost::new(5)).unwrap();
+        assert_eq!(m.run(at), Progress::BudgetExhausted);
+        let snap = m.snapshot();
+        let hash_at = m.state_hash();
+        for _ in 0..2 {
+            m.host.stdout.clear();
+            m.restore(&snap);
+            assert_eq!(m.icount(), at);
+            assert_eq!(m.state_hash(), hash_at, "{name}: restore changed the state");
+            assert_eq!(m.run(u64::MAX), Progress::Finished);
+            assert_eq!(
+                (m.icount(), m.state_hash(), m.exit_status()),
+                expected,
+                "{name}: the run from the snapshot differs"
+            );
+        }
+    }
+
+    #[test]
+    fn restore_replays_corpus_programs_exactly() {
+        for name in ["hello-musl", "fileio-musl", "fileio-glibc", "malloc-glibc"] {
+            restore_replays_exactly(name);
+        }
+    }
+}

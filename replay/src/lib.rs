@@ -1,0 +1,21 @@
+//! tandem-replay: the trace format, record and replay, checkpoints and reverse execution, the replay
+//! debugger and its GDB remote-protocol server.
+//!
+//! Architecture invariant: a replay reads nothing from outside but the trace. The recorded run's inputs
+//! (program, mounted files as they were read, stdin, live clock and entropy when asked for) are all in it, so a
+//! trace replays on another machine, and a replay that differs from its recording is reported at the first
+//! checkpoint that shows it and narrowed by re-execution (replay.rs).
+//!
+//! Layout: trace.rs (the format, writer and reader), hosts.rs (the recording and replaying hosts),
+//! digest.rs (register files and the incremental memory digest), record.rs, replay.rs.
+
+pub mod debugger;
+pub mod digest;
+pub mod hosts;
+pub mod record;
+pub mod replay;
+pub mod timeline;
+pub mod trace;
+
+/// The version written into every trace header.
+pub const EMULATOR_VERSION: &str = env!("CARGO_PKG_VERSION");

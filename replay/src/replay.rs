@@ -1,0 +1,438 @@
+//! Replay: rebuilds the recorded machine from a trace, answers its host calls from the event stream, checks
+//! every checkpoint, and on a divergence narrows it down by re-execution.
+//!
+//! Narrowing: a divergence is found either by the host (the guest made a different syscall, asked a different
+//! question, or wrote different output: exact to the syscall's icount) or at a checkpoint (registers or memory
+//! differ). For the second, the replay restores its snapshot of the previous checkpoint and re-executes, comparing
+//! the recorded register hashes every `fine_interval` instructions, to find the first window whose registers
+//! differ; with `fine_interval` 1 (`tandem record --fine-interval 1`) that window is one instruction.
+
+use crate::digest::{register_differences, register_file, register_hash, MemoryDigest};
+use crate::hosts::{OutputSink, ReplayHost};
+use crate::trace::{BlobId, Checkpoint, Event, Header, Record, Summary, Trace, TraceError};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::rc::Rc;
+use tandem_emulator::linux::vfs::{split, Mount};
+use tandem_emulator::linux::{LinuxConfig, LinuxMachine, LinuxSnapshot, Progress};
+
+/// Why a trace cannot be replayed at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    #[error("the embedded program cannot be loaded: {0}")]
+    Load(String),
+}
+
+/// Where and how a replay left the recorded run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    /// The icount at which the divergence was noticed (a checkpoint, a syscall, the end of the run).
+    pub detected_icount: u64,
+    pub message: String,
+    /// The first instruction known to differ, as the icount before it retires, and the width of the window it
+    /// was narrowed to (1: exactly this instruction).
+    pub first_icount: u64,
+    pub window: u64,
+    /// rip, bytes and disassembly of the instruction at `first_icount`.
+    pub instruction: Option<(u64, Vec<u8>, String)>,
+    /// Registers that differ at the checkpoint: (name, recorded, replayed).
+    pub register_differences: Vec<(String, u128, u128)>,
+    pub memory_differs: bool,
+    /// Registers the narrowed instruction changed in the replay: (name, before, after).
+    pub instruction_effects: Vec<(String, u128, u128)>,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "divergence detected at icount {}: {}",
+            self.detected_icount, self.message
+        )?;
+        if self.window <= 1 {
+            write!(
+                f,
+                "first differing instruction: icount {}",
+                self.first_icount
+            )?;
+        } else {
+            write!(
+                f,
+                "first differing window: icount {}..{} ({} instructions; record with --fine-interval 1 to narrow to one)",
+                self.first_icount,
+                self.first_icount + self.window,
+                self.window
+            )?;
+        }
+        if let Some((rip, bytes, text)) = &self.instruction {
+            let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            write!(f, ", rip {rip:#x}: {text} ({})", hex.join(" "))?;
+        }
+        writeln!(f)?;
+        for (name, before, after) in &self.instruction_effects {
+            writeln!(
+                f,
+                "  the instruction sets {name}: {before:#x} -> {after:#x}"
+            )?;
+        }
+        if !self.register_differences.is_empty() {
+            writeln!(
+                f,
+                "registers at icount {} (recorded, replayed):",
+                self.detected_icount
+            )?;
+            for (name, rec, rep) in &self.register_differences {
+                writeln!(f, "  {name:<8} {rec:#x}  {rep:#x}")?;
+            }
+        }
+        if self.memory_differs {
+            writeln!(f, "memory differs at icount {}", self.detected_icount)?;
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of `Replayer::replay`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub checkpoints_verified: usize,
+    pub icount: u64,
+    pub state_hash: u64,
+    /// The guest's exit status (124 when the recording stopped at its instruction limit); None if the replay did
+    /// not reach the end of the run.
+    pub exit_status: Option<i32>,
+    pub diagnostic: Option<String>,
+    pub divergence: Option<Divergence>,
+    /// The trace was damaged; the replay went as far as its last complete chunk.
+    pub damage: Option<TraceError>,
+}
+
+/// A trace loaded for replay, and the machine that replays it.
+pub struct Replayer {
+    pub header: Header,
+    pub summary: Option<Summary>,
+    pub damage: Option<TraceError>,
+    /// How far the trace's records go.
+    pub icount_end: u64,
+    pub checkpoints: Vec<Checkpoint>,
+    pub events: Rc<[Event]>,
+    pub blobs: Rc<BTreeMap<BlobId, Vec<u8>>>,
+    pub sink: Rc<RefCell<OutputSink>>,
+    pub machine: LinuxMachine<ReplayHost>,
+}
+
+/// The machine configuration a header describes.
+pub fn config_of(header: &Header) -> LinuxConfig {
+    use std::os::unix::ffi::OsStrExt;
+    LinuxConfig {
+        seed: header.seed,
+        argv: header.argv.clone(),
+        envp: header.envp.clone(),
+        mounts: header
+            .mounts
+            .iter()
+            .map(|(guest, host)| Mount {
+                guest: split(guest).into_iter().collect(),
+                host: PathBuf::from(std::ffi::OsStr::from_bytes(host)),
+            })
+            .collect(),
+        strict: header.strict,
+        epoch_ns: header.epoch_ns,
+        ns_per_insn: header.ns_per_insn,
+        stdout_is_terminal: header.stdout_is_terminal,
+        exe_path: header.exe_path.clone(),
+        cwd: header.cwd.clone(),
+        frames_max: header.frames_max as usize,
+    }
+}
+
+impl Replayer {
+    pub fn new(trace: Trace, sink: OutputSink) -> Result<Replayer, ReplayError> {
+        let mut events = Vec::new();
+        let mut checkpoints = Vec::new();
+        let mut blobs = BTreeMap::new();
+        for r in trace.records {
+            match r {
+                Record::Blob { id, bytes } => {
+                    blobs.insert(id, bytes);
+                }
+                Record::Event(e) => events.push(e),
+                Record::Checkpoint(c) => checkpoints.push(*c),
+            }
+        }
+        let events: Rc<[Event]> = events.into();
+        let blobs = Rc::new(blobs);
+        let sink = Rc::new(RefCell::new(sink));
+        let header = trace.header;
+        let host = ReplayHost::new(
+            events.clone(),
+            blobs.clone(),
+            header.seed,
+            header.live_clock,
+            header.live_entropy,
+            sink.clone(),
+        );
+        let machine = LinuxMachine::new(config_of(&header), &header.program, host)
+            .map_err(|e| ReplayError::Load(e.to_string()))?;
+        Ok(Replayer {
+            header,
+            summary: trace.summary,
+            damage: trace.damage,
+            icount_end: trace.icount_end,
+            checkpoints,
+            events,
+            blobs,
+            sink,
+            machine,
+        })
+    }
+
+    /// Takes a snapshot of the machine and its host position.
+    pub fn snapshot(&mut self) -> (LinuxSnapshot, ReplayHost) {
+        (self.machine.snapshot(), self.machine.host.clone())
+    }
+
+    pub fn restore(&mut self, snap: &(LinuxSnapshot, ReplayHost)) {
+        self.machine.restore(&snap.0);
+        self.machine.host = snap.1.clone();
+    }
+
+    /// Replays the whole trace from the start, verifying every checkpoint and the end of the run.
+    pub fn replay(&mut self) -> ReplayReport {
+        let mut memory = MemoryDigest::default();
+        let mut previous = self.snapshot();
+        let mut verified = 0;
+        let checkpoints = self.checkpoints.clone();
+        for c in &checkpoints {
+            let progress = self.machine.run_to_completion(c.icount);
+            if let Some(d) = self.event_divergence(&previous) {
+                return self.report(verified, Some(d));
+            }
+            if progress == Progress::Finished {
+                let icount = self.machine.icount();
+                let d = self.narrow_at_end(
+                    &previous,
+                    format!(
+                        "the guest ended at icount {icount}; the trace has a checkpoint at icount {}",
+                        c.icount
+                    ),
+                );
+                return self.report(verified, Some(d));
+            }
+            let registers = register_file(&self.machine.machine.cpu);
+            let memory_digest = memory.update(&mut self.machine.machine.cpu.mem);
+            if registers != c.registers || memory_digest != c.memory_digest {
+                let d = self.narrow_checkpoint(&previous, c, &registers, memory_digest);
+                return self.report(verified, Some(d));
+            }
+            verified += 1;
+            previous = self.snapshot();
+        }
+        // From the last checkpoint to the end of the records.
+        let progress = self.machine.run_to_completion(self.icount_end);
+        if let Some(d) = self.event_divergence(&previous) {
+            return self.report(verified, Some(d));
+        }
+        let Some(summary) = self.summary.clone() else {
+            return self.report(verified, None);
+        };
+        let icount = self.machine.icount();
+        let finished = progress == Progress::Finished;
+        let host = &self.machine.host;
+        let mut problems = Vec::new();
+        if icount != summary.icount || finished == summary.stopped_by_limit {
+            problems.push(format!(
+                "the run ends at icount {icount} ({}); the recording ended at icount {} ({})",
+                if finished { "finished" } else { "not finished" },
+                summary.icount,
+                if summary.stopped_by_limit {
+                    "stopped by the instruction limit"
+                } else {
+                    "finished"
+                }
+            ));
+        }
+        if host.position != self.events.len() {
+            problems.push(format!(
+                "{} recorded events were not asked for",
+                self.events.len() - host.position
+            ));
+        }
+        if (host.stdout.len, host.stdout.fnv()) != (summary.stdout_len, summary.stdout_fnv)
+            || (host.stderr.len, host.stderr.fnv()) != (summary.stderr_len, summary.stderr_fnv)
+        {
+            problems.push("the output differs from the recorded output".into());
+        }
+        let state_hash = self.machine.state_hash();
+        if problems.is_empty() && state_hash != summary.state_hash {
+            problems.push(format!(
+                "final state hash {state_hash:#018x}, recorded {:#018x}",
+                summary.state_hash
+            ));
+        }
+        if problems.is_empty() {
+            let exit = if finished {
+                self.machine.exit_status()
+            } else {
+                Some(summary.exit_status)
+            };
+            if exit != Some(summary.exit_status) {
+                problems.push(format!(
+                    "exit status {exit:?}, recorded {}",
+                    summary.exit_status
+                ));
+            }
+        }
+        if problems.is_empty() {
+            return self.report(verified, None);
+        }
+        let d = self.narrow_at_end(&previous, problems.join("; "));
+        self.report(verified, Some(d))
+    }
+
+    fn report(&mut self, verified: usize, divergence: Option<Divergence>) -> ReplayReport {
+        let at_end = divergence.is_none()
+            && self.summary.is_some()
+            && self.machine.icount() == self.icount_end;
+        let exit_status = if at_end {
+            self.summary.as_ref().map(|s| s.exit_status)
+        } else {
+            None
+        };
+        ReplayReport {
+            checkpoints_verified: verified,
+            icount: self.machine.icount(),
+            state_hash: self.machine.state_hash(),
+            exit_status,
+            diagnostic: if at_end {
+                self.machine.termination().and_then(|t| t.diagnostic())
+            } else {
+                None
+            },
+            divergence,
+            damage: self.damage.clone(),
+        }
+    }
+
+    /// A divergence the host noticed: narrowed to its syscall by re-executing from `previous` up to it.
+    fn event_divergence(&mut self, previous: &(LinuxSnapshot, ReplayHost)) -> Option<Divergence> {
+        let mismatch = self.machine.host.mismatch.clone()?;
+        let detected = self.machine.icount();
+        self.restore(previous);
+        let before = mismatch.icount.saturating_sub(1);
+        self.machine.run_to_completion(before);
+        let cpu = &self.machine.machine.cpu;
+        let (bytes, text) = self.machine.machine.describe_instruction(cpu.rip);
+        Some(Divergence {
+            detected_icount: detected.min(mismatch.icount),
+            message: mismatch.message,
+            first_icount: self.machine.icount(),
+            window: 1,
+            instruction: Some((cpu.rip, bytes, text)),
+            register_differences: Vec::new(),
+            memory_differs: false,
+            instruction_effects: Vec::new(),
+        })
+    }
+
+    /// A divergence found at the end of the run: reported from the last verified checkpoint.
+    fn narrow_at_end(
+        &mut self,
+        previous: &(LinuxSnapshot, ReplayHost),
+        message: String,
+    ) -> Divergence {
+        let detected = self.machine.icount();
+        let from = previous.0.icount();
+        Divergence {
+            detected_icount: detected,
+            message,
+            first_icount: from,
+            window: detected.saturating_sub(from).max(1),
+            instruction: None,
+            register_differences: Vec::new(),
+            memory_differs: false,
+            instruction_effects: Vec::new(),
+        }
+    }
+
+    /// A checkpoint whose state differs: re-execute from `previous`, comparing the fine register hashes.
+    fn narrow_checkpoint(
+        &mut self,
+        previous: &(LinuxSnapshot, ReplayHost),
+        c: &Checkpoint,
+        replayed: &crate::trace::RegisterFile,
+        memory_digest: u64,
+    ) -> Divergence {
+        let register_differences = register_differences(&c.registers, replayed);
+        let memory_differs = memory_digest != c.memory_digest;
+        let fine = self.header.fine_interval;
+        let start = previous.0.icount();
+        self.restore(previous);
+        let mut window_start = None;
+        for (j, expected) in c.fine_hashes.iter().enumerate() {
+            let target = start + (j as u64 + 1) * fine;
+            if self.machine.run_to_completion(target) == Progress::Finished {
+                break;
+            }
+            if register_hash(&register_file(&self.machine.machine.cpu)) != *expected {
+                window_start = Some(target - fine);
+                break;
+            }
+        }
+        let mut d = Divergence {
+            detected_icount: c.icount,
+            message: if register_differences.is_empty() {
+                "the memory digest differs from the recorded one".into()
+            } else {
+                format!(
+                    "{} registers differ from the recorded ones{}",
+                    register_differences.len(),
+                    if memory_differs { ", and memory" } else { "" }
+                )
+            },
+            first_icount: start,
+            window: c.icount - start,
+            instruction: None,
+            register_differences,
+            memory_differs,
+            instruction_effects: Vec::new(),
+        };
+        let Some(window_start) = window_start else {
+            // Registers agree at every fine point: only memory differs; the window is the checkpoint interval.
+            return d;
+        };
+        self.restore(previous);
+        self.machine.run_to_completion(window_start);
+        let cpu = &self.machine.machine.cpu;
+        let rip = cpu.rip;
+        let (bytes, text) = self.machine.machine.describe_instruction(rip);
+        d.first_icount = window_start;
+        d.window = fine;
+        d.instruction = Some((rip, bytes, text));
+        if fine == 1 {
+            let before = register_file(&self.machine.machine.cpu);
+            self.machine.run(1);
+            let after = register_file(&self.machine.machine.cpu);
+            d.instruction_effects = crate::digest::register_differences(&before, &after)
+                .into_iter()
+                .filter(|(n, _, _)| n != "rip")
+                .collect();
+        }
+        d
+    }
+}
+
+/// A short text of a replay report, for the command line.
+pub fn describe(report: &ReplayReport) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "replayed {} instructions, {} checkpoints verified, state hash {:#018x}",
+        report.icount, report.checkpoints_verified, report.state_hash
+    );
+    s
+}

@@ -1,0 +1,155 @@
+//! The timeline of a replay: copy-on-write checkpoints of the whole machine, placed so that memory stays
+//! bounded and any icount is a bounded re-execution away, and the moves of reverse execution built on them.
+//!
+//! Placement (as rr does it): while the replay moves forward, a checkpoint is taken every `interval_base`
+//! instructions; then the older ones are thinned so that, going back from the newest, the gap between kept
+//! checkpoints doubles after every `per_level` of them. The count stays logarithmic in the run's length, the
+//! recent past is dense, and the start of the run (icount 0) is always kept. Reaching icount `t` restores the
+//! latest checkpoint at or before `t` and runs forward.
+
+use crate::hosts::ReplayHost;
+use crate::replay::Replayer;
+use std::collections::BTreeMap;
+use tandem_emulator::linux::{LinuxSnapshot, Progress};
+
+/// Default spacing of new checkpoints.
+pub const INTERVAL_BASE_DEFAULT: u64 = 1 << 20;
+/// Checkpoints kept at each spacing before it doubles.
+pub const PER_LEVEL_DEFAULT: usize = 4;
+
+pub struct Timeline {
+    pub replayer: Replayer,
+    checkpoints: BTreeMap<u64, (LinuxSnapshot, ReplayHost)>,
+    pub interval_base: u64,
+    pub per_level: usize,
+    /// Guest frames written since each checkpoint was taken (what it holds privately), by icount.
+    private_frames: BTreeMap<u64, usize>,
+}
+
+impl Timeline {
+    pub fn new(mut replayer: Replayer) -> Timeline {
+        let first = replayer.snapshot();
+        let mut checkpoints = BTreeMap::new();
+        checkpoints.insert(0, first);
+        Timeline {
+            replayer,
+            checkpoints,
+            interval_base: INTERVAL_BASE_DEFAULT,
+            per_level: PER_LEVEL_DEFAULT,
+            private_frames: BTreeMap::new(),
+        }
+    }
+
+    pub fn icount(&self) -> u64 {
+        self.replayer.machine.icount()
+    }
+
+    /// The end of the recorded history.
+    pub fn icount_end(&self) -> u64 {
+        self.replayer.icount_end
+    }
+
+    pub fn finished(&self) -> bool {
+        self.replayer.machine.termination().is_some()
+    }
+
+    /// Runs forward to `target` (or the end of history), taking checkpoints on the way.
+    pub fn forward_to(&mut self, target: u64) -> Progress {
+        let target = target.min(self.icount_end());
+        loop {
+            let icount = self.icount();
+            if icount >= target {
+                return Progress::BudgetExhausted;
+            }
+            let next = ((icount / self.interval_base) + 1) * self.interval_base;
+            let stop = next.min(target);
+            if self.replayer.machine.run(stop - icount) == Progress::Finished {
+                return Progress::Finished;
+            }
+            if self.icount() % self.interval_base == 0 {
+                self.take_checkpoint();
+            }
+        }
+    }
+
+    fn take_checkpoint(&mut self) {
+        let icount = self.icount();
+        if self.checkpoints.contains_key(&icount) {
+            return;
+        }
+        // The frames written since the previous checkpoint are the ones it now holds privately.
+        let dirty = self.replayer.machine.machine.cpu.mem.dirty_frames().len();
+        if let Some((&previous, _)) = self.checkpoints.range(..icount).next_back() {
+            *self.private_frames.entry(previous).or_default() += dirty;
+        }
+        let snap = self.replayer.snapshot();
+        self.checkpoints.insert(icount, snap);
+        self.thin();
+    }
+
+    /// Drops checkpoints so that, from the newest back, the kept ones' gaps double every `per_level`.
+    fn thin(&mut self) {
+        let icounts: Vec<u64> = self.checkpoints.keys().rev().copied().collect();
+        let mut gap = self.interval_base;
+        let mut kept_at_level = 0;
+        let mut last_kept = u64::MAX;
+        for icount in icounts {
+            if icount == 0 {
+                break;
+            }
+            if last_kept == u64::MAX || last_kept - icount >= gap {
+                last_kept = icount;
+                kept_at_level += 1;
+                if kept_at_level == self.per_level {
+                    kept_at_level = 0;
+                    gap = gap.saturating_mul(2);
+                }
+            } else {
+                self.checkpoints.remove(&icount);
+                if let Some(frames) = self.private_frames.remove(&icount) {
+                    // The frames pass to the checkpoint before it (they are still shared with the live memory).
+                    if let Some((&before, _)) = self.checkpoints.range(..icount).next_back() {
+                        *self.private_frames.entry(before).or_default() += frames;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Goes to `target`, backwards by restoring the latest checkpoint at or before it.
+    pub fn seek(&mut self, target: u64) -> Progress {
+        let target = target.min(self.icount_end());
+        if target < self.icount() {
+            let key = *self
+                .checkpoints
+                .range(..=target)
+                .next_back()
+                .expect("the checkpoint at icount 0 is never dropped")
+                .0;
+            // Taken out and put back so that the restore can borrow the replayer mutably.
+            let snap = self.checkpoints.remove(&key).expect("present");
+            self.replayer.restore(&snap);
+            self.checkpoints.insert(key, snap);
+        }
+        self.forward_to(target)
+    }
+
+    /// The checkpoints: (icount, approximate bytes held privately).
+    pub fn checkpoint_list(&self) -> Vec<(u64, usize)> {
+        self.checkpoints
+            .iter()
+            .map(|(&icount, (snap, _))| {
+                let frames = self.private_frames.get(&icount).copied().unwrap_or(0);
+                (icount, snap.fixed_bytes() + frames * 4096)
+            })
+            .collect()
+    }
+
+    /// The latest checkpoint strictly before `icount`.
+    pub fn checkpoint_before(&self, icount: u64) -> Option<u64> {
+        self.checkpoints
+            .range(..icount)
+            .next_back()
+            .map(|(&k, _)| k)
+    }
+}

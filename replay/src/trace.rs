@@ -1,0 +1,714 @@
+//! The trace format: what a recording writes and a replay reads.
+//!
+//! Layout (all integers little-endian):
+//!
+//! ```text
+//! preamble   "TANDEMTR" (8 bytes), format version (u32)
+//! chunk*     length (u32) | CRC-32 of the payload (u32, IEEE, crc32fast) | payload (bincode 1.3, varint)
+//! ```
+//!
+//! The first chunk is `Chunk::Header` (everything that defines the run, the program embedded); then
+//! `Chunk::Records` (blobs, events keyed by icount, checkpoints with state hashes), each complete up to its
+//! `icount_end`; last `Chunk::End` with the run's outcome. Chunks are written and flushed one by one, so a
+//! recording that is killed leaves a trace whose complete chunks all replay.
+//!
+//! Invariants: the reader never panics and never allocates more than a chunk's declared length allows
+//! (`CHUNK_BYTES_MAX`); every error names the chunk (counted from 0, the header) and its byte offset.
+//! A change to any type below that changes its encoding must bump `FORMAT_VERSION`.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+
+pub const MAGIC: [u8; 8] = *b"TANDEMTR";
+/// Version of the encoding of everything in this file.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes before the first chunk.
+pub const PREAMBLE_BYTES: usize = 12;
+/// Bytes of a chunk's frame (length and checksum).
+pub const FRAME_BYTES: usize = 8;
+/// Longest chunk payload accepted, in bytes (a bigger embedded file cannot be recorded).
+pub const CHUNK_BYTES_MAX: usize = 256 << 20;
+
+/// A content address: the SHA-256 of an embedded file.
+pub type BlobId = [u8; 32];
+
+pub fn blob_id(bytes: &[u8]) -> BlobId {
+    Sha256::digest(bytes).into()
+}
+
+/// Hex of the first bytes of a blob id, for messages.
+pub fn blob_name(id: &BlobId) -> String {
+    id[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Everything that defines the run besides what the event stream carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// The tandem that recorded (`CARGO_PKG_VERSION` of tandem-replay); a different one replays with a warning.
+    pub emulator_version: String,
+    /// The program's path as given on the recording machine (for messages only).
+    pub program_path: Vec<u8>,
+    pub program_id: BlobId,
+    pub program: Vec<u8>,
+    pub argv: Vec<Vec<u8>>,
+    pub envp: Vec<Vec<u8>>,
+    /// (guest path, host path on the recording machine). Files under them are embedded as they are read.
+    pub mounts: Vec<(Vec<u8>, Vec<u8>)>,
+    pub seed: u64,
+    pub strict: bool,
+    pub epoch_ns: u64,
+    pub ns_per_insn: u64,
+    pub stdout_is_terminal: bool,
+    pub exe_path: Vec<u8>,
+    pub cwd: Vec<u8>,
+    pub frames_max: u64,
+    pub instructions_max: Option<u64>,
+    /// Instructions between checkpoints (state hashes).
+    pub hash_interval: u64,
+    /// Instructions between the register hashes that narrow a divergence inside a checkpoint interval.
+    pub fine_interval: u64,
+    /// The guest's clock answers came from the host clock and are in the event stream.
+    pub live_clock: bool,
+    /// The guest's entropy came from the host and is in the event stream.
+    pub live_entropy: bool,
+}
+
+/// Metadata of a host path as the recording host answered it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// 0 file, 1 directory, 2 symbolic link, 3 other.
+    pub kind: u8,
+    pub size_bytes: u64,
+    pub mode: u32,
+}
+
+/// One answer of the host interface, in the order the guest asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostCall {
+    ReadStdin {
+        requested: u64,
+        result: Result<Vec<u8>, i32>,
+    },
+    /// A write to stdout (fd 1) or stderr (fd 2): its length and FNV-1a, so that replay checks its output.
+    Write {
+        fd: u8,
+        len: u64,
+        fnv: u64,
+        result: Result<(), i32>,
+    },
+    Metadata {
+        path: Vec<u8>,
+        result: Result<Meta, i32>,
+    },
+    ReadFile {
+        path: Vec<u8>,
+        result: Result<BlobId, i32>,
+    },
+    ReadDir {
+        path: Vec<u8>,
+        result: Result<Vec<Vec<u8>>, i32>,
+    },
+    ReadLink {
+        path: Vec<u8>,
+        result: Result<Vec<u8>, i32>,
+    },
+    /// Only with `live_clock`.
+    Clock { virtual_ns: u64, answer_ns: u64 },
+    /// Only with `live_entropy`.
+    Random { bytes: Vec<u8> },
+}
+
+/// An event of the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// A SYSCALL retired at `icount` (counting itself) with rax = `number`.
+    SyscallEntry { icount: u64, number: u64 },
+    /// The host answered (between the entry and the exit of the syscall it belongs to).
+    Host(HostCall),
+    /// The syscall returned `result` in rax.
+    SyscallExit { result: u64 },
+}
+
+/// The registers stored at a checkpoint, to show which differ when the replay diverges.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterFile {
+    pub gpr: [u64; 16],
+    pub rip: u64,
+    pub rflags: u64,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    pub xmm: [u128; 16],
+    pub mxcsr: u32,
+    /// FNV-1a of the x87 state (registers, control, status and tag words).
+    pub x87_digest: u64,
+}
+
+/// A state hash at an exact icount.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub icount: u64,
+    pub registers: RegisterFile,
+    /// Digest of the mapped pages (address, permissions, bytes); see `digest::MemoryDigest`.
+    pub memory_digest: u64,
+    /// Register hashes at every `fine_interval` instructions after the previous checkpoint, up to this one.
+    pub fine_hashes: Vec<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// An embedded file, before the first event that names it.
+    Blob {
+        id: BlobId,
+        bytes: Vec<u8>,
+    },
+    Event(Event),
+    Checkpoint(Box<Checkpoint>),
+}
+
+/// How the recorded run ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub icount: u64,
+    /// `LinuxMachine::state_hash` at the end.
+    pub state_hash: u64,
+    /// The exit status a shell saw (124 when stopped by the instruction limit).
+    pub exit_status: i32,
+    /// The guest had not finished when the instruction limit stopped it.
+    pub stopped_by_limit: bool,
+    pub diagnostic: Option<String>,
+    pub stdout_len: u64,
+    pub stdout_fnv: u64,
+    pub stderr_len: u64,
+    pub stderr_fnv: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Chunk {
+    Header(Box<Header>),
+    /// Records that are complete up to `icount_end`: a replay may run to it.
+    Records {
+        icount_end: u64,
+        records: Vec<Record>,
+    },
+    End(Summary),
+}
+
+/// What is wrong with a trace. Every variant names the place.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TraceError {
+    #[error("byte offset 0: not a tandem trace (it does not start with \"TANDEMTR\")")]
+    BadMagic,
+    #[error("byte offset 8: trace format version {found}, but this tandem reads version {supported}: replay it with the tandem that recorded it")]
+    Version { found: u32, supported: u32 },
+    #[error("chunk {chunk} at byte offset {offset}: truncated: {expected} bytes expected, {available} present")]
+    Truncated {
+        chunk: usize,
+        offset: usize,
+        expected: usize,
+        available: usize,
+    },
+    #[error("chunk {chunk} at byte offset {offset}: declared length {len} exceeds the limit of {max} bytes")]
+    TooLong {
+        chunk: usize,
+        offset: usize,
+        len: usize,
+        max: usize,
+    },
+    #[error("chunk {chunk} at byte offset {offset}: checksum mismatch (CRC-32 {stored:#010x} stored, {computed:#010x} computed): the trace is corrupt")]
+    Checksum {
+        chunk: usize,
+        offset: usize,
+        stored: u32,
+        computed: u32,
+    },
+    #[error("chunk {chunk} at byte offset {offset}: cannot decode: {message}")]
+    Decode {
+        chunk: usize,
+        offset: usize,
+        message: String,
+    },
+    #[error("chunk {chunk} at byte offset {offset}: {message}")]
+    Invalid {
+        chunk: usize,
+        offset: usize,
+        message: String,
+    },
+}
+
+fn options() -> impl bincode::Options {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_limit(CHUNK_BYTES_MAX as u64)
+        .reject_trailing_bytes()
+}
+
+/// Writes a trace chunk by chunk, flushing each.
+pub struct TraceWriter<W: Write> {
+    out: W,
+    offset: usize,
+    chunk_count: usize,
+}
+
+impl<W: Write> TraceWriter<W> {
+    pub fn new(mut out: W) -> std::io::Result<Self> {
+        out.write_all(&MAGIC)?;
+        out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        out.flush()?;
+        Ok(TraceWriter {
+            out,
+            offset: PREAMBLE_BYTES,
+            chunk_count: 0,
+        })
+    }
+
+    pub fn write_chunk(&mut self, chunk: &Chunk) -> std::io::Result<()> {
+        use bincode::Options;
+        let payload = options()
+            .serialize(chunk)
+            .map_err(|e| std::io::Error::other(format!("cannot encode chunk: {e}")))?;
+        if payload.len() > CHUNK_BYTES_MAX {
+            return Err(std::io::Error::other(format!(
+                "chunk {} is {} bytes, more than the limit of {CHUNK_BYTES_MAX}",
+                self.chunk_count,
+                payload.len()
+            )));
+        }
+        self.out.write_all(&(payload.len() as u32).to_le_bytes())?;
+        self.out
+            .write_all(&crc32fast::hash(&payload).to_le_bytes())?;
+        self.out.write_all(&payload)?;
+        self.out.flush()?;
+        self.offset += FRAME_BYTES + payload.len();
+        self.chunk_count += 1;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+/// A trace read into memory.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    pub header: Header,
+    /// Every record of the complete chunks, in order.
+    pub records: Vec<Record>,
+    /// The icount up to which the records are complete.
+    pub icount_end: u64,
+    pub summary: Option<Summary>,
+    /// What stopped the reading before the `End` chunk: a truncated or corrupt chunk. The records before it
+    /// are valid.
+    pub damage: Option<TraceError>,
+    pub chunk_count: usize,
+}
+
+/// Reads one framed chunk at `offset`.
+fn read_chunk(bytes: &[u8], chunk: usize, offset: usize) -> Result<(Chunk, usize), TraceError> {
+    use bincode::Options;
+    let available = bytes.len() - offset;
+    if available < FRAME_BYTES {
+        return Err(TraceError::Truncated {
+            chunk,
+            offset,
+            expected: FRAME_BYTES,
+            available,
+        });
+    }
+    let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+    let stored = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().unwrap());
+    if len > CHUNK_BYTES_MAX {
+        return Err(TraceError::TooLong {
+            chunk,
+            offset,
+            len,
+            max: CHUNK_BYTES_MAX,
+        });
+    }
+    if available - FRAME_BYTES < len {
+        return Err(TraceError::Truncated {
+            chunk,
+            offset,
+            expected: FRAME_BYTES + len,
+            available,
+        });
+    }
+    let payload = &bytes[offset + FRAME_BYTES..offset + FRAME_BYTES + len];
+    let computed = crc32fast::hash(payload);
+    if computed != stored {
+        return Err(TraceError::Checksum {
+            chunk,
+            offset,
+            stored,
+            computed,
+        });
+    }
+    let decoded: Chunk = options()
+        .deserialize(payload)
+        .map_err(|e| TraceError::Decode {
+            chunk,
+            offset,
+            message: e.to_string(),
+        })?;
+    Ok((decoded, offset + FRAME_BYTES + len))
+}
+
+impl Trace {
+    /// Parses a whole trace. A bad preamble or header is an error; damage after the header is kept in `damage`
+    /// and the trace holds what came before it.
+    pub fn parse(bytes: &[u8]) -> Result<Trace, TraceError> {
+        if bytes.len() < 8 || bytes[..8] != MAGIC {
+            return Err(TraceError::BadMagic);
+        }
+        if bytes.len() < PREAMBLE_BYTES {
+            return Err(TraceError::Truncated {
+                chunk: 0,
+                offset: 8,
+                expected: 4,
+                available: bytes.len() - 8,
+            });
+        }
+        let found = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+        if found != FORMAT_VERSION {
+            return Err(TraceError::Version {
+                found,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let (first, mut offset) = read_chunk(bytes, 0, PREAMBLE_BYTES)?;
+        let header = match first {
+            Chunk::Header(h) => *h,
+            _ => {
+                return Err(TraceError::Invalid {
+                    chunk: 0,
+                    offset: PREAMBLE_BYTES,
+                    message: "the first chunk is not the header".into(),
+                })
+            }
+        };
+        if blob_id(&header.program) != header.program_id {
+            return Err(TraceError::Invalid {
+                chunk: 0,
+                offset: PREAMBLE_BYTES,
+                message: "the embedded program does not match its SHA-256".into(),
+            });
+        }
+        if header.hash_interval == 0 || header.fine_interval == 0 {
+            return Err(TraceError::Invalid {
+                chunk: 0,
+                offset: PREAMBLE_BYTES,
+                message: "hash_interval and fine_interval must be at least 1".into(),
+            });
+        }
+        let mut trace = Trace {
+            header,
+            records: Vec::new(),
+            icount_end: 0,
+            summary: None,
+            damage: None,
+            chunk_count: 1,
+        };
+        let mut chunk = 1;
+        while offset < bytes.len() {
+            let here = offset;
+            match read_chunk(bytes, chunk, offset) {
+                Ok((
+                    Chunk::Records {
+                        icount_end,
+                        records,
+                    },
+                    next,
+                )) => {
+                    if let Err(message) = check_records(&trace, icount_end, &records) {
+                        trace.damage = Some(TraceError::Invalid {
+                            chunk,
+                            offset: here,
+                            message,
+                        });
+                        break;
+                    }
+                    trace.records.extend(records);
+                    trace.icount_end = icount_end;
+                    offset = next;
+                }
+                Ok((Chunk::End(summary), next)) => {
+                    if next != bytes.len() {
+                        trace.damage = Some(TraceError::Invalid {
+                            chunk: chunk + 1,
+                            offset: next,
+                            message: "bytes after the end chunk".into(),
+                        });
+                    }
+                    if summary.icount < trace.icount_end {
+                        trace.damage = Some(TraceError::Invalid {
+                            chunk,
+                            offset: here,
+                            message: format!(
+                                "the run ends at icount {} before its records ({})",
+                                summary.icount, trace.icount_end
+                            ),
+                        });
+                        break;
+                    }
+                    trace.icount_end = summary.icount;
+                    trace.summary = Some(summary);
+                    trace.chunk_count = chunk + 1;
+                    return Ok(trace);
+                }
+                Ok((Chunk::Header(_), _)) => {
+                    trace.damage = Some(TraceError::Invalid {
+                        chunk,
+                        offset: here,
+                        message: "a second header".into(),
+                    });
+                    break;
+                }
+                Err(e) => {
+                    trace.damage = Some(e);
+                    break;
+                }
+            }
+            chunk += 1;
+        }
+        trace.chunk_count = chunk;
+        if trace.damage.is_none() {
+            trace.damage = Some(TraceError::Truncated {
+                chunk,
+                offset,
+                expected: FRAME_BYTES,
+                available: 0,
+            });
+        }
+        Ok(trace)
+    }
+}
+
+/// Checks the invariants of a records chunk against what came before: icounts only grow, blobs match their
+/// names, checkpoints fall on the hash interval.
+fn check_records(trace: &Trace, icount_end: u64, records: &[Record]) -> Result<(), String> {
+    if icount_end < trace.icount_end {
+        return Err(format!(
+            "icount_end {icount_end} is before the previous chunk's {}",
+            trace.icount_end
+        ));
+    }
+    let mut last = trace.icount_end;
+    for r in records {
+        match r {
+            Record::Blob { id, bytes } => {
+                if blob_id(bytes) != *id {
+                    return Err(format!(
+                        "embedded file {} does not match its SHA-256",
+                        blob_name(id)
+                    ));
+                }
+            }
+            Record::Event(Event::SyscallEntry { icount, .. }) => {
+                if *icount < last || *icount > icount_end {
+                    return Err(format!("event at icount {icount} out of order"));
+                }
+                last = *icount;
+            }
+            Record::Event(_) => {}
+            Record::Checkpoint(c) => {
+                if c.icount < last || c.icount > icount_end {
+                    return Err(format!("checkpoint at icount {} out of order", c.icount));
+                }
+                if c.icount % trace.header.hash_interval != 0 {
+                    return Err(format!(
+                        "checkpoint at icount {} is not on the hash interval {}",
+                        c.icount, trace.header.hash_interval
+                    ));
+                }
+                last = c.icount;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) fn sample_header() -> Header {
+        let program = b"\x7fELF not really".to_vec();
+        Header {
+            emulator_version: "test".into(),
+            program_path: b"/bin/x".to_vec(),
+            program_id: blob_id(&program),
+            program,
+            argv: vec![b"x".to_vec()],
+            envp: vec![],
+            mounts: vec![],
+            seed: 1,
+            strict: false,
+            epoch_ns: 0,
+            ns_per_insn: 1,
+            stdout_is_terminal: false,
+            exe_path: b"/x".to_vec(),
+            cwd: b"/".to_vec(),
+            frames_max: 1000,
+            instructions_max: None,
+            hash_interval: 16,
+            fine_interval: 4,
+            live_clock: false,
+            live_entropy: false,
+        }
+    }
+
+    fn sample_trace() -> Vec<u8> {
+        let mut w = TraceWriter::new(Vec::new()).unwrap();
+        w.write_chunk(&Chunk::Header(Box::new(sample_header())))
+            .unwrap();
+        for i in 0..3u64 {
+            w.write_chunk(&Chunk::Records {
+                icount_end: (i + 1) * 16,
+                records: vec![
+                    Record::Event(Event::SyscallEntry {
+                        icount: i * 16 + 3,
+                        number: 0,
+                    }),
+                    Record::Event(Event::Host(HostCall::ReadStdin {
+                        requested: 10,
+                        result: Ok(b"abc".to_vec()),
+                    })),
+                    Record::Event(Event::SyscallExit { result: 3 }),
+                    Record::Checkpoint(Box::new(Checkpoint {
+                        icount: (i + 1) * 16,
+                        registers: RegisterFile {
+                            gpr: [i; 16],
+                            rip: 0x401000,
+                            rflags: 2,
+                            fs_base: 0,
+                            gs_base: 0,
+                            xmm: [u128::MAX; 16],
+                            mxcsr: 0x1f80,
+                            x87_digest: 7,
+                        },
+                        memory_digest: 99,
+                        fine_hashes: vec![1, 2, 3, 4],
+                    })),
+                ],
+            })
+            .unwrap();
+        }
+        w.write_chunk(&Chunk::End(Summary {
+            icount: 50,
+            state_hash: 5,
+            exit_status: 0,
+            stopped_by_limit: false,
+            diagnostic: None,
+            stdout_len: 0,
+            stdout_fnv: 0,
+            stderr_len: 0,
+            stderr_fnv: 0,
+        }))
+        .unwrap();
+        w.into_inner()
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = sample_trace();
+        let t = Trace::parse(&bytes).unwrap();
+        assert_eq!(t.header, sample_header());
+        assert_eq!(t.records.len(), 12);
+        assert_eq!(t.icount_end, 50);
+        assert!(t.damage.is_none(), "{:?}", t.damage);
+        assert_eq!(t.chunk_count, 5);
+    }
+
+    #[test]
+    fn wrong_version_is_named() {
+        let mut bytes = sample_trace();
+        bytes[8] = 9;
+        let e = Trace::parse(&bytes).unwrap_err();
+        assert_eq!(
+            e,
+            TraceError::Version {
+                found: 9,
+                supported: FORMAT_VERSION
+            }
+        );
+        assert!(e.to_string().contains("version 9"), "{e}");
+    }
+
+    #[test]
+    fn truncation_keeps_the_complete_chunks() {
+        let bytes = sample_trace();
+        let full = Trace::parse(&bytes).unwrap();
+        // Cut inside the third records chunk: the first two stay.
+        let second_end = {
+            let mut off = PREAMBLE_BYTES;
+            for _ in 0..3 {
+                let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+                off += FRAME_BYTES + len;
+            }
+            off
+        };
+        let t = Trace::parse(&bytes[..second_end + 5]).unwrap();
+        assert_eq!(t.records, full.records[..8].to_vec());
+        assert_eq!(t.icount_end, 32);
+        match t.damage {
+            Some(TraceError::Truncated { chunk, offset, .. }) => {
+                assert_eq!((chunk, offset), (3, second_end));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn flipped_byte_is_a_checksum_error_naming_the_chunk() {
+        let mut bytes = sample_trace();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0x40;
+        let t = Trace::parse(&bytes).unwrap();
+        let e = t.damage.unwrap();
+        assert!(matches!(e, TraceError::Checksum { chunk: 4, .. }), "{e}");
+        assert!(e.to_string().starts_with("chunk 4 at byte offset "), "{e}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        /// Any truncation and any mutation of bytes gives an error or a consistent prefix, never a panic.
+        #[test]
+        fn mutated_traces_never_panic(cut in 0usize..2000, flips in proptest::collection::vec((0usize..2000, any::<u8>()), 0..6)) {
+            let mut bytes = sample_trace();
+            for (at, x) in flips {
+                let n = bytes.len();
+                bytes[at % n] ^= x;
+            }
+            let cut = cut.min(bytes.len());
+            let full = Trace::parse(&sample_trace()).unwrap();
+            match Trace::parse(&bytes[..cut]) {
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+                Ok(t) => {
+                    // Whatever was read is a prefix of the original records, or a mutation that kept the checksum
+                    // (the 8-byte preamble fields are not checksummed, so only the version can change there).
+                    prop_assert!(t.records.len() <= full.records.len() || t.damage.is_some());
+                    prop_assert!(t.summary.is_some() || t.damage.is_some());
+                }
+            }
+        }
+
+        /// A bad length field never makes the reader allocate or read past the end.
+        #[test]
+        fn huge_declared_lengths_are_refused(len in any::<u32>()) {
+            let mut bytes = sample_trace();
+            bytes[PREAMBLE_BYTES..PREAMBLE_BYTES + 4].copy_from_slice(&len.to_le_bytes());
+            let r = Trace::parse(&bytes);
+            let real = u32::from_le_bytes(sample_trace()[PREAMBLE_BYTES..PREAMBLE_BYTES + 4].try_into().unwrap());
+            if len != real {
+                prop_assert!(r.is_err());
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! `tandem record`: runs a program like `tandem run` and writes its trace (crate tandem-replay).
+//!
+//! The trace holds the program, everything the run read from the host (stdin, mounted files, and with
+//! --live-clock / --live-entropy the host's clock and entropy), state hashes every --hash-interval instructions,
+//! and the outcome; `tandem replay FILE` reproduces the run from it alone. The host clock is read here only for
+//! --live-clock, where it is an input of the guest that the trace records.
+
+use crate::run_cmd::{exe_guest_path, parse_mount, LiveHost, RunArgs};
+use anyhow::{bail, Context};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use tandem_emulator::linux::{LinuxConfig, LinuxMachine};
+use tandem_replay::hosts::{LiveClock, LiveEntropy, RecordingHost};
+use tandem_replay::record::record;
+use tandem_replay::trace::{blob_id, Header, TraceWriter};
+
+#[derive(clap::Args, Debug)]
+#[command(
+    about = "Run a program and record a trace that `tandem replay` reproduces bit for bit",
+    after_help = "Examples:\n  \
+        tandem record -o hello.trace -- corpus/bin/hello-musl\n  \
+        echo hi | tandem record -o tr.trace --live-clock -- /bin/busybox tr a-z A-Z\n  \
+        tandem replay hello.trace"
+)]
+pub struct RecordArgs {
+    /// The trace file to write. Example: -o run.trace
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+
+    /// Instructions between state hashes (checkpoints that replay verifies). Example: --hash-interval 65536
+    #[arg(long, default_value_t = 1 << 20, value_name = "N")]
+    hash_interval: u64,
+
+    /// Instructions between the register hashes that narrow a divergence; 1 narrows to the exact instruction
+    /// (slower recording). Must divide --hash-interval. Default: 4096, or --hash-interval if smaller.
+    /// Example: --fine-interval 1
+    #[arg(long, value_name = "N")]
+    fine_interval: Option<u64>,
+
+    /// The guest's clock follows the host's (recorded in the trace) instead of the instruction count.
+    #[arg(long)]
+    live_clock: bool,
+
+    /// getrandom and /dev/urandom read the host's entropy (recorded in the trace) instead of the seed.
+    #[arg(long)]
+    live_entropy: bool,
+
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// The host clock since the recording started.
+struct HostClock(std::time::Instant);
+
+impl LiveClock for HostClock {
+    fn elapsed_ns(&mut self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+pub fn run(args: RecordArgs) -> anyhow::Result<()> {
+    let fine_interval = args.fine_interval.unwrap_or(4096.min(args.hash_interval));
+    if fine_interval == 0 || args.hash_interval == 0 || args.hash_interval % fine_interval != 0 {
+        bail!(
+            "--fine-interval {fine_interval} must be at least 1 and divide --hash-interval {}",
+            args.hash_interval
+        );
+    }
+    let r = &args.run;
+    let program = PathBuf::from(&r.command[0]);
+    let bytes = std::fs::read(&program)
+        .with_context(|| format!("cannot read the program {}", program.display()))?;
+    let mounts = r
+        .mounts
+        .iter()
+        .map(|m| parse_mount(m))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for e in &r.env {
+        if !e.contains('=') {
+            bail!("--env {e}: expected K=V, such as --env LANG=C");
+        }
+    }
+    let config = LinuxConfig {
+        seed: r.seed,
+        argv: r.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        envp: r.env.iter().map(|e| e.as_bytes().to_vec()).collect(),
+        exe_path: exe_guest_path(&program, &mounts),
+        mounts,
+        strict: r.strict,
+        ..LinuxConfig::default()
+    };
+    let header = Header {
+        emulator_version: tandem_replay::EMULATOR_VERSION.to_string(),
+        program_path: program.as_os_str().as_bytes().to_vec(),
+        program_id: blob_id(&bytes),
+        program: bytes.clone(),
+        argv: config.argv.clone(),
+        envp: config.envp.clone(),
+        mounts: config
+            .mounts
+            .iter()
+            .map(|m| {
+                (
+                    tandem_emulator::linux::vfs::join(&m.guest),
+                    m.host.as_os_str().as_bytes().to_vec(),
+                )
+            })
+            .collect(),
+        seed: config.seed,
+        strict: config.strict,
+        epoch_ns: config.epoch_ns,
+        ns_per_insn: config.ns_per_insn,
+        stdout_is_terminal: config.stdout_is_terminal,
+        exe_path: config.exe_path.clone(),
+        cwd: config.cwd.clone(),
+        frames_max: config.frames_max as u64,
+        instructions_max: r.max_insns,
+        hash_interval: args.hash_interval,
+        fine_interval,
+        live_clock: args.live_clock,
+        live_entropy: args.live_entropy,
+    };
+    // The live clock is an input of the guest, recorded in the trace: the one permitted host-clock read.
+    #[allow(clippy::disallowed_methods)]
+    let clock: Option<Box<dyn LiveClock>> = args
+        .live_clock
+        .then(|| Box::new(HostClock(std::time::Instant::now())) as Box<dyn LiveClock>);
+    let entropy: Option<LiveEntropy> = if args.live_entropy {
+        let mut urandom = std::fs::File::open("/dev/urandom")
+            .context("--live-entropy: cannot open /dev/urandom")?;
+        Some(Box::new(move |out: &mut [u8]| {
+            use std::io::Read;
+            if urandom.read_exact(out).is_err() {
+                out.fill(0);
+            }
+        }))
+    } else {
+        None
+    };
+    let host = RecordingHost::new(LiveHost::new(r.seed), clock, entropy);
+    let mut guest = LinuxMachine::new(config, &bytes, host)
+        .with_context(|| format!("cannot load {}", program.display()))?;
+    let file = std::fs::File::create(&args.output)
+        .with_context(|| format!("cannot create the trace {}", args.output.display()))?;
+    let mut writer = TraceWriter::new(std::io::BufWriter::new(file))
+        .with_context(|| format!("cannot write the trace {}", args.output.display()))?;
+    let summary = record(&mut guest, &header, &mut writer)
+        .with_context(|| format!("cannot write the trace {}", args.output.display()))?;
+    let _ = std::io::stdout().flush();
+    let mut err = std::io::stderr().lock();
+    if let Some(line) = &summary.diagnostic {
+        writeln!(err, "tandem: {line}")?;
+    }
+    if summary.stopped_by_limit {
+        writeln!(
+            err,
+            "tandem: stopped after {} instructions (--max-insns); the guest had not finished",
+            summary.icount
+        )?;
+    }
+    writeln!(
+        err,
+        "tandem: recorded {} instructions to {} ({} bytes)",
+        summary.icount,
+        args.output.display(),
+        writer.offset()
+    )?;
+    if r.report_state {
+        writeln!(
+            err,
+            "tandem: icount {} state_hash {:#018x}",
+            summary.icount, summary.state_hash
+        )?;
+    }
+    err.flush()?;
+    drop(err);
+    std::process::exit(summary.exit_status);
+}

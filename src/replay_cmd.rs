@@ -1,0 +1,97 @@
+//! `tandem replay`: reproduces a recorded run from its trace alone and verifies it.
+//!
+//! Exit status: the guest's, when the replay matches the recording to the end; 3 when it diverges (the report
+//! names the first checkpoint that differs and the instruction it was narrowed to); 4 when the trace is
+//! truncated or corrupt after its header (replayed and verified up to its last complete chunk); 2 when it cannot
+//! be read at all (tandem's error status: not a trace, wrong version, damaged header).
+
+use anyhow::Context;
+use std::io::Write;
+use std::path::PathBuf;
+use tandem_replay::hosts::OutputSink;
+use tandem_replay::replay::{describe, Replayer};
+use tandem_replay::trace::Trace;
+
+pub const EXIT_DIVERGENCE: i32 = 3;
+pub const EXIT_DAMAGED_TRACE: i32 = 4;
+
+#[derive(clap::Args, Debug)]
+#[command(
+    about = "Replay a trace written by `tandem record`, verifying every state hash",
+    after_help = "Examples:\n  tandem replay run.trace\n  tandem replay --quiet run.trace"
+)]
+pub struct ReplayArgs {
+    /// The trace to replay. Example: run.trace
+    #[arg(value_name = "FILE")]
+    trace: PathBuf,
+
+    /// Do not print the guest's output (verify only).
+    #[arg(long)]
+    quiet: bool,
+
+    /// Print the instruction count and the final state hash to stderr (deterministic, for tests).
+    #[arg(long, hide = true)]
+    report_state: bool,
+}
+
+/// Reads and parses a trace, naming the file in every error.
+pub fn load(path: &std::path::Path) -> anyhow::Result<Trace> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read the trace {}", path.display()))?;
+    let trace = Trace::parse(&bytes).with_context(|| format!("{}", path.display()))?;
+    if trace.header.emulator_version != tandem_replay::EMULATOR_VERSION {
+        eprintln!(
+            "tandem: warning: {} was recorded by tandem {}, this is {}; a divergence may come from the change",
+            path.display(),
+            trace.header.emulator_version,
+            tandem_replay::EMULATOR_VERSION
+        );
+    }
+    Ok(trace)
+}
+
+pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    let trace = load(&args.trace)?;
+    let sink = OutputSink {
+        passthrough: !args.quiet,
+        keep: false,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    let mut replayer = Replayer::new(trace, sink)
+        .with_context(|| format!("cannot replay {}", args.trace.display()))?;
+    let report = replayer.replay();
+    let _ = std::io::stdout().flush();
+    let mut err = std::io::stderr().lock();
+    let name = args.trace.display();
+    let status = if let Some(d) = &report.divergence {
+        write!(
+            err,
+            "tandem: {name}: the replay diverges from the recording\n{d}"
+        )?;
+        EXIT_DIVERGENCE
+    } else if let Some(damage) = &report.damage {
+        writeln!(
+            err,
+            "tandem: {name}: {damage}\ntandem: replayed and verified up to icount {} (the last complete chunk); {} checkpoints verified",
+            report.icount, report.checkpoints_verified
+        )?;
+        EXIT_DAMAGED_TRACE
+    } else {
+        if let Some(line) = &report.diagnostic {
+            writeln!(err, "tandem: {line}")?;
+        }
+        writeln!(err, "tandem: {name}: {}", describe(&report))?;
+        report.exit_status.unwrap_or(0)
+    };
+    if args.report_state {
+        writeln!(
+            err,
+            "tandem: icount {} state_hash {:#018x}",
+            report.icount, report.state_hash
+        )?;
+    }
+    err.flush()?;
+    drop(err);
+    std::process::exit(status);
+}

@@ -1,0 +1,188 @@
+//! Crash dumps read by real clients: Debian's gdb in batch mode loads the core with the corpus binary and must name
+//! the crashing function, show the emulator's rip and a global's value; `readelf -n` must list the notes.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn core_path(tag: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tandem-core-{}-{tag}.core", std::process::id()))
+}
+
+/// The rip of the diagnostic line "guest killed by ... at rip 0x..., icount ...".
+fn emulator_rip(stderr: &str) -> u64 {
+    let at = stderr
+        .find("at rip 0x")
+        .unwrap_or_else(|| panic!("no rip in {stderr}"))
+        + "at rip 0x".len();
+    let hex: String = stderr[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect();
+    u64::from_str_radix(&hex, 16).unwrap()
+}
+
+fn gdb(binary: &str, core: &std::path::Path, commands: &[&str]) -> String {
+    let mut cmd = Command::new("gdb");
+    cmd.args(["-batch", "-nx"]);
+    for c in commands {
+        cmd.args(["-ex", c]);
+    }
+    let out = cmd
+        .arg(binary)
+        .arg(core)
+        .current_dir(repo())
+        .output()
+        .expect("gdb is installed (apt-get install gdb)");
+    text(&out.stdout) + &text(&out.stderr)
+}
+
+#[test]
+fn gdb_reads_the_crash_core() {
+    for (libc, how, signal) in [
+        ("musl", "segv", "SIGSEGV"),
+        ("glibc", "segv", "SIGSEGV"),
+        ("musl", "fpe", "SIGFPE"),
+        ("glibc", "ill", "SIGILL"),
+    ] {
+        let binary = corpus_bin(&format!("crash-{libc}"));
+        let core = core_path(&format!("{libc}-{how}"));
+        let out = emulate(&["--core", core.to_str().unwrap()], &binary, &[how], b"");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("guest killed by {signal}")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("at the crash"), "{stderr}");
+        let rip = emulator_rip(&stderr);
+        let g = gdb(
+            &binary,
+            &core,
+            &[
+                "bt",
+                "info registers rip",
+                "print/x crash_marker",
+                "print $_siginfo.si_signo",
+            ],
+        );
+        assert!(
+            g.contains(&format!("Program terminated with signal {signal}")),
+            "{libc} {how}:\n{g}"
+        );
+        let frame0 = g
+            .lines()
+            .find(|l| l.starts_with("#0"))
+            .unwrap_or_else(|| panic!("no backtrace:\n{g}"));
+        assert!(
+            frame0.contains("crash_here"),
+            "{libc} {how}: bt must name crash_here:\n{g}"
+        );
+        assert!(
+            g.lines()
+                .any(|l| l.starts_with("#") && l.contains(" main ")),
+            "bt reaches main:\n{g}"
+        );
+        let rip_line = g
+            .lines()
+            .find(|l| l.starts_with("rip"))
+            .unwrap_or_else(|| panic!("{g}"));
+        assert!(
+            rip_line.contains(&format!("{rip:#x}")),
+            "gdb {rip_line:?} vs emulator {rip:#x}"
+        );
+        assert!(g.contains("= 0x5eed5eed"), "crash_marker's value:\n{g}");
+        std::fs::remove_file(&core).unwrap();
+    }
+}
+
+#[test]
+fn readelf_lists_the_notes_and_a_poisoned_page_is_left_out() {
+    let binary = corpus_bin("hello-musl");
+    let core = core_path("poisoned");
+    let out = emulate(
+        &[
+            "--core",
+            core.to_str().unwrap(),
+            "--faults",
+            "mem.ue:icount=300,addr=0x7fffffffe000",
+        ],
+        &binary,
+        &[],
+        b"",
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("guest killed by SIGBUS"), "{stderr}");
+    assert!(stderr.contains("1 poisoned pages left out"), "{stderr}");
+    let notes = Command::new("readelf")
+        .arg("-n")
+        .arg(&core)
+        .output()
+        .expect("readelf");
+    let notes = text(&notes.stdout);
+    for n in [
+        "NT_PRSTATUS",
+        "NT_PRPSINFO",
+        "NT_SIGINFO",
+        "NT_AUXV",
+        "NT_FILE",
+        "NT_FPREGSET",
+        "TANDEM",
+    ] {
+        assert!(notes.contains(n), "readelf -n lacks {n}:\n{notes}");
+    }
+    let headers = Command::new("readelf")
+        .arg("-lW")
+        .arg(&core)
+        .output()
+        .expect("readelf");
+    let headers = text(&headers.stdout);
+    assert!(headers.contains("Elf file type is CORE"), "{headers}");
+    assert!(
+        !headers.contains("0x00007fffffffe000"),
+        "the poisoned page must not be dumped:\n{headers}"
+    );
+    let g = gdb(
+        &binary,
+        &core,
+        &[
+            "print $_siginfo.si_code",
+            "print $_siginfo._sifields._sigfault.si_addr",
+            "x/gx 0x7fffffffe000",
+        ],
+    );
+    assert!(g.contains("$1 = 4"), "BUS_MCEERR_AR in NT_SIGINFO:\n{g}");
+    assert!(g.contains("0x7fffffffe"), "si_addr in the lost page:\n{g}");
+    assert!(
+        g.contains("Cannot access memory at address 0x7fffffffe000"),
+        "gdb cannot read the poisoned page:\n{g}"
+    );
+    std::fs::remove_file(&core).unwrap();
+}
+
+#[test]
+fn a_core_on_request_at_a_normal_exit() {
+    let core = core_path("request");
+    let out = emulate(
+        &["--core", core.to_str().unwrap(), "--report-state"],
+        &corpus_bin("hello-musl"),
+        &[],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("on request"), "{stderr}");
+    let plain = emulate(&["--report-state"], &corpus_bin("hello-musl"), &[], b"");
+    let hash = |s: &str| {
+        s.lines()
+            .find(|l| l.contains("state_hash"))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        hash(&stderr),
+        hash(&text(&plain.stderr)),
+        "taking the dump did not change the state"
+    );
+    let g = gdb(&corpus_bin("hello-musl"), &core, &["info registers rip"]);
+    assert!(g.contains("rip"), "{g}");
+    std::fs::remove_file(&core).unwrap();
+}

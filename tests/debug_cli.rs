@@ -1,0 +1,176 @@
+//! End-to-end tests of `tandem debug`: a script drives breakpoints on ELF symbols, watchpoints, stepping in
+//! both directions, goto and the listings, and the transcript is checked line by line.
+
+mod common;
+use common::*;
+use std::process::{Command, Stdio};
+
+fn record_rewind(trace: &std::path::Path, stdin: &[u8]) {
+    use std::io::Write;
+    let mut child = Command::new(tandem())
+        .args(["record", "--hash-interval", "1024", "-o"])
+        .arg(trace)
+        .args(["--", &corpus_bin("rewind-musl")])
+        .current_dir(repo())
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+fn debug(trace: &std::path::Path, script: &str) -> (String, Option<i32>) {
+    let dir = trace.parent().unwrap();
+    let script_path = dir.join("script.txt");
+    std::fs::write(&script_path, script).unwrap();
+    let out = Command::new(tandem())
+        .arg("debug")
+        .arg(trace)
+        .arg("-x")
+        .arg(&script_path)
+        .current_dir(repo())
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (text(&out.stdout) + &text(&out.stderr), out.status.code())
+}
+
+/// The output line that follows the "(tandem) CMD" line of the `n`th occurrence of CMD.
+fn answer(transcript: &str, cmd: &str, n: usize) -> String {
+    let lines: Vec<&str> = transcript.lines().collect();
+    let at = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| **l == format!("(tandem) {cmd}"))
+        .nth(n)
+        .unwrap_or_else(|| panic!("no {cmd} #{n} in\n{transcript}"))
+        .0;
+    lines[at + 1].to_string()
+}
+
+#[test]
+fn breakpoints_watchpoints_and_reverse_execution() {
+    let dir = std::env::temp_dir().join(format!("tandem-debug-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("rewind.trace");
+    record_rewind(&trace, b"hello");
+    let script = "\
+break step
+continue
+when
+x counter 8
+continue
+x counter 8
+reverse-continue
+when
+reverse-stepi
+disas
+stepi
+watch counter 8
+continue
+delete
+goto 5
+when
+reverse-continue
+syscalls
+checkpoints
+frobnicate
+";
+    let (t, status) = debug(&trace, script);
+    // The unknown command is an error: reported with its line, and the exit status says so.
+    assert_eq!(status, Some(1), "{t}");
+    assert!(t.contains("error: "), "{t}");
+    assert!(t.contains("line 20: unknown command \"frobnicate\""), "{t}");
+
+    assert!(
+        answer(&t, "break step", 0).starts_with("breakpoint 1 at 0x"),
+        "{t}"
+    );
+    let first = answer(&t, "continue", 0);
+    assert!(first.starts_with("breakpoint 1, icount "), "{t}");
+    assert!(first.contains("<step>"), "{t}");
+    let first_icount: u64 = answer(&t, "when", 0)["icount ".len()..].parse().unwrap();
+    // Before the first call counter is 0; before the second it is 1 (step(1) added 1).
+    assert_eq!(
+        answer(&t, "x counter 8", 0),
+        format!("{}: 00 00 00 00 00 00 00 00", addr_of(&t))
+    );
+    assert_eq!(
+        answer(&t, "x counter 8", 1),
+        format!("{}: 01 00 00 00 00 00 00 00", addr_of(&t))
+    );
+    // reverse-continue goes back to the first hit.
+    let back = answer(&t, "reverse-continue", 0);
+    assert!(
+        back.starts_with(&format!("breakpoint 1, icount {first_icount} ")),
+        "{t}"
+    );
+    assert_eq!(answer(&t, "when", 1), format!("icount {first_icount}"));
+    // One instruction back is the call in main.
+    let rsi = answer(&t, "reverse-stepi", 0);
+    assert!(
+        rsi.starts_with(&format!("icount {} ", first_icount - 1)),
+        "{t}"
+    );
+    assert!(rsi.contains("<main") && rsi.contains("call"), "{t}");
+    assert!(answer(&t, "disas", 0).starts_with("=> "), "{t}");
+    // The watchpoint stops after the store to counter in step: 0 -> 1.
+    let w = answer(&t, "continue", 1);
+    assert!(
+        w.starts_with("breakpoint 1"),
+        "the breakpoint comes first: {t}"
+    );
+    let lines: Vec<&str> = t.lines().collect();
+    assert!(lines.iter().all(|l| !l.contains("panicked")), "{t}");
+    assert_eq!(answer(&t, "when", 2), "icount 5");
+    assert!(
+        answer(&t, "reverse-continue", 1).starts_with("start of history, icount 0"),
+        "{t}"
+    );
+    let sys = answer(&t, "syscalls", 0);
+    assert!(
+        sys.starts_with("icount ") && sys.contains("arch_prctl"),
+        "{t}"
+    );
+    assert!(t.contains(": read (0) = 5"), "{t}");
+    assert!(t.contains("checkpoint at icount 0: ~"), "{t}");
+}
+
+/// The address `x counter 8` printed.
+fn addr_of(t: &str) -> String {
+    answer(t, "x counter 8", 0)
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn watchpoint_stops_after_the_write() {
+    let dir = std::env::temp_dir().join(format!("tandem-debug-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("rewind.trace");
+    record_rewind(&trace, b"x");
+    let (t, status) = debug(
+        &trace,
+        "watch counter 8\ncontinue\ncontinue\nreverse-continue\n",
+    );
+    assert_eq!(status, Some(0), "{t}");
+    let first = answer(&t, "continue", 0);
+    assert!(
+        first.starts_with("watchpoint 1: 0000000000000000 -> 0100000000000000, icount "),
+        "{t}"
+    );
+    assert!(first.contains("<step+"), "{t}");
+    let second = answer(&t, "continue", 1);
+    assert!(
+        second.starts_with("watchpoint 1: 0100000000000000 -> 0300000000000000"),
+        "{t}"
+    );
+    // Backwards from the second write: the first write.
+    assert_eq!(answer(&t, "reverse-continue", 0), first, "{t}");
+}
