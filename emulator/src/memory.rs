@@ -677,6 +677,32 @@ impl Memory {
     // ---------------------------------------------------------------------------------------------------------
     // Guest accesses.
 
+    /// The host address of the start of the page holding `addr`, resolved for a guest read exactly as `read`
+    /// would (same faults, fills the read TLB). For bulk string instructions; the pointer is valid until the
+    /// next call that changes this memory.
+    #[inline]
+    pub(crate) fn host_page_for_read(&mut self, addr: u64) -> Result<*const u8, MemoryFault> {
+        let vpn = addr >> PAGE_SHIFT;
+        let e = self.read_tlb[(vpn as usize) % TLB_ENTRIES];
+        if e.tag == vpn {
+            return Ok(e.host);
+        }
+        self.page_for_read(addr, Access::Read)
+    }
+
+    /// The host address of the start of the page holding `addr`, resolved for a guest write exactly as `write`
+    /// would (same faults; copies a shared frame, marks it dirty, reports written code). Valid until the next
+    /// call that changes this memory.
+    #[inline]
+    pub(crate) fn host_page_for_write(&mut self, addr: u64) -> Result<*mut u8, MemoryFault> {
+        let vpn = addr >> PAGE_SHIFT;
+        let e = self.write_tlb[(vpn as usize) % TLB_ENTRIES];
+        if e.tag == vpn {
+            return Ok(e.host);
+        }
+        self.page_for_write(addr)
+    }
+
     /// Reads `N` bytes at `addr` (any alignment, may cross a page).
     #[inline(always)]
     pub fn read<const N: usize>(&mut self, addr: u64) -> Result<[u8; N], MemoryFault> {

@@ -4,10 +4,11 @@
 //! Handlers are monomorphised per operand width and operation. A read-modify-write writes its destination before
 //! it sets the flags, so that a faulting write leaves the flags as they were (precise exceptions).
 
-use super::dispatch::{by_size, forms, Table};
+use super::dispatch::{forms, Table};
 use super::flags::{mask, FlagOp};
 use super::{op_shape, Cpu, Handler, Stop, OPK_IMM, OPK_MEM, OPK_REG};
-use iced_x86::{Instruction, Mnemonic};
+use crate::cpu::Insn;
+use iced_x86::Mnemonic;
 
 const ADD: u8 = 0;
 const OR: u8 = 1;
@@ -21,7 +22,7 @@ const TEST: u8 = 8;
 
 fn binop<const S: u8, const OP: u8, const K0: u8, const K1: u8>(
     cpu: &mut Cpu,
-    i: &Instruction,
+    i: &Insn,
 ) -> Result<(), Stop> {
     let a = cpu.read_k::<K0>(i, 0, S)?;
     let b = cpu.read_k::<K1>(i, 1, S)?;
@@ -49,44 +50,66 @@ fn binop<const S: u8, const OP: u8, const K0: u8, const K1: u8>(
         SBB => FlagOp::Sbb,
         _ => FlagOp::Logic,
     };
-    cpu.flags.set_aux(op, S, a, b, r, carry);
+    if OP == ADC || OP == SBB {
+        cpu.flags.set_aux(op, S, a, b, r, carry);
+    } else {
+        // ADD, SUB and the logical operations never read `aux`.
+        cpu.flags.set(op, S, a, b, r);
+    }
     Ok(())
 }
 
-fn not<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
-    let a = cpu.read_op(i, 0, S)?;
-    cpu.write_op(i, 0, S, !a)?;
+fn not<const S: u8, const K: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
+    let a = cpu.read_k::<K>(i, 0, S)?;
+    cpu.write_k::<K>(i, 0, S, !a & mask(S))?;
     Ok(())
 }
 
-fn neg<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
-    let a = cpu.read_op(i, 0, S)?;
+fn neg<const S: u8, const K: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
+    let a = cpu.read_k::<K>(i, 0, S)?;
     let r = 0u64.wrapping_sub(a) & mask(S);
-    cpu.write_op(i, 0, S, r)?;
+    cpu.write_k::<K>(i, 0, S, r)?;
     cpu.flags.set(FlagOp::Neg, S, 0, a, r);
     Ok(())
 }
 
-fn inc<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
-    let a = cpu.read_op(i, 0, S)?;
+fn inc<const S: u8, const K: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
+    let a = cpu.read_k::<K>(i, 0, S)?;
     let r = a.wrapping_add(1) & mask(S);
-    cpu.write_op(i, 0, S, r)?;
+    cpu.write_k::<K>(i, 0, S, r)?;
     let cf = cpu.flags.cf() as u64;
     cpu.flags.set_aux(FlagOp::Inc, S, a, 1, r, cf);
     Ok(())
 }
 
-fn dec<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
-    let a = cpu.read_op(i, 0, S)?;
+fn dec<const S: u8, const K: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
+    let a = cpu.read_k::<K>(i, 0, S)?;
     let r = a.wrapping_sub(1) & mask(S);
-    cpu.write_op(i, 0, S, r)?;
+    cpu.write_k::<K>(i, 0, S, r)?;
     let cf = cpu.flags.cf() as u64;
     cpu.flags.set_aux(FlagOp::Dec, S, a, 1, r, cf);
     Ok(())
 }
 
+/// Picks the register or memory variant of a one-operand handler.
+macro_rules! choose_unary {
+    ($name:ident, $f:ident) => {
+        fn $name<const S: u8>(i: &Insn) -> Handler {
+            if op_shape(i, 0) == OPK_REG {
+                $f::<S, OPK_REG>
+            } else {
+                $f::<S, OPK_MEM>
+            }
+        }
+    };
+}
+choose_unary!(choose_not, not);
+choose_unary!(choose_neg, neg);
+choose_unary!(choose_inc, inc);
+choose_unary!(choose_dec, dec);
+
 /// The binop handler for this instruction's operand kinds.
-fn choose_binop<const S: u8, const OP: u8>(i: &Instruction) -> Handler {
+fn choose_binop<const S: u8, const OP: u8>(i: &Insn) -> Handler {
     match (op_shape(i, 0), op_shape(i, 1)) {
         (OPK_REG, OPK_REG) => binop::<S, OP, OPK_REG, OPK_REG>,
         (OPK_REG, OPK_MEM) => binop::<S, OP, OPK_REG, OPK_MEM>,
@@ -111,17 +134,53 @@ pub(crate) fn register(t: &mut Table) {
         )*};
     }
     binops!(Add => ADD, Or => OR, Adc => ADC, Sbb => SBB, And => AND, Sub => SUB, Xor => XOR, Cmp => CMP, Test => TEST);
-    for (code, size) in forms(Mnemonic::Not) {
-        t.set(code, by_size!(size, not));
-    }
-    for (code, size) in forms(Mnemonic::Neg) {
-        t.set(code, by_size!(size, neg));
-    }
-    for (code, size) in forms(Mnemonic::Inc) {
-        t.set(code, by_size!(size, inc));
-    }
-    for (code, size) in forms(Mnemonic::Dec) {
-        t.set(code, by_size!(size, dec));
+    for (mnemonic, chooser) in [
+        (
+            Mnemonic::Not,
+            [
+                choose_not::<1> as super::dispatch::Chooser,
+                choose_not::<2>,
+                choose_not::<4>,
+                choose_not::<8>,
+            ],
+        ),
+        (
+            Mnemonic::Neg,
+            [
+                choose_neg::<1>,
+                choose_neg::<2>,
+                choose_neg::<4>,
+                choose_neg::<8>,
+            ],
+        ),
+        (
+            Mnemonic::Inc,
+            [
+                choose_inc::<1>,
+                choose_inc::<2>,
+                choose_inc::<4>,
+                choose_inc::<8>,
+            ],
+        ),
+        (
+            Mnemonic::Dec,
+            [
+                choose_dec::<1>,
+                choose_dec::<2>,
+                choose_dec::<4>,
+                choose_dec::<8>,
+            ],
+        ),
+    ] {
+        for (code, size) in forms(mnemonic) {
+            let n = match size {
+                1 => 0,
+                2 => 1,
+                4 => 2,
+                _ => 3,
+            };
+            t.set_chooser(code, chooser[n]);
+        }
     }
 }
 

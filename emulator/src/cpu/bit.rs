@@ -7,7 +7,8 @@
 use super::dispatch::{by_size, forms, Table};
 use super::flags::{mask, CF, STATUS, ZF};
 use super::{Cpu, Stop};
-use iced_x86::{Code, Instruction, Mnemonic, OpKind};
+use crate::cpu::Insn;
+use iced_x86::{Code, Mnemonic, OpKind};
 
 const BT: u8 = 0;
 const BTS: u8 = 1;
@@ -20,7 +21,7 @@ fn set_some(cpu: &mut Cpu, which: u64, values: u64) {
     cpu.flags.set_status((s | (values & which)) & STATUS);
 }
 
-fn bt<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn bt<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let bits = S as u64 * 8;
     let offset_reg = i.op1_kind() == OpKind::Register;
     let offset = cpu.read_op(i, 1, S)?;
@@ -61,7 +62,7 @@ fn bt<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), S
     Ok(())
 }
 
-fn bsf<const S: u8, const REVERSE: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn bsf<const S: u8, const REVERSE: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.read_op(i, 1, S)? & mask(S);
     if v == 0 {
         set_some(cpu, ZF, ZF);
@@ -77,7 +78,7 @@ fn bsf<const S: u8, const REVERSE: bool>(cpu: &mut Cpu, i: &Instruction) -> Resu
     Ok(())
 }
 
-fn tzcnt<const S: u8, const LEADING: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn tzcnt<const S: u8, const LEADING: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.read_op(i, 1, S)? & mask(S);
     let bits = S as u32 * 8;
     let n = if v == 0 {
@@ -96,7 +97,7 @@ fn tzcnt<const S: u8, const LEADING: bool>(cpu: &mut Cpu, i: &Instruction) -> Re
     Ok(())
 }
 
-fn popcnt<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn popcnt<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.read_op(i, 1, S)? & mask(S);
     cpu.write_reg(i.op0_register(), v.count_ones() as u64);
     // SDM POPCNT: OF, SF, ZF, AF, CF, PF are cleared, then ZF set if the source was zero.
@@ -104,7 +105,7 @@ fn popcnt<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn setcc<const CC: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn setcc<const CC: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.flags.cond(CC) as u64;
     cpu.write_op(i, 0, 1, v)?;
     Ok(())

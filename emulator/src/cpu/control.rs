@@ -5,44 +5,45 @@
 
 use super::dispatch::Table;
 use super::{Cpu, Stop, RCX, RSP};
-use iced_x86::{Code, Instruction, OpCodeOperandKind};
+use crate::cpu::Insn;
+use iced_x86::{Code, OpCodeOperandKind};
 
-fn jmp_rel(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn jmp_rel(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     cpu.rip = i.near_branch64();
     Ok(())
 }
 
-fn jmp_rm64(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn jmp_rm64(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     cpu.rip = cpu.read_op(i, 0, 8)?;
     Ok(())
 }
 
-fn jcc<const CC: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn jcc<const CC: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     if cpu.flags.cond(CC) {
         cpu.rip = i.near_branch64();
     }
     Ok(())
 }
 
-fn call_rel(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn call_rel(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     cpu.push64(i.next_ip())?;
     cpu.rip = i.near_branch64();
     Ok(())
 }
 
-fn call_rm64(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn call_rm64(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let target = cpu.read_op(i, 0, 8)?;
     cpu.push64(i.next_ip())?;
     cpu.rip = target;
     Ok(())
 }
 
-fn ret(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn ret(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     cpu.rip = cpu.pop64()?;
     Ok(())
 }
 
-fn ret_imm16(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn ret_imm16(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     cpu.rip = cpu.pop64()?;
     cpu.gpr[RSP] = cpu.gpr[RSP].wrapping_add(i.immediate16() as u64);
     Ok(())
@@ -50,7 +51,7 @@ fn ret_imm16(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 
 /// LOOP, LOOPE, LOOPNE with rcx (W = 8) or ecx (W = 4, under an address-size prefix) as the counter.
 /// KIND: 0 = LOOP, 1 = LOOPE (also needs ZF = 1), 2 = LOOPNE (also needs ZF = 0). Flags are not changed.
-fn loop_<const W: u8, const KIND: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn loop_<const W: u8, const KIND: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let count = if W == 4 {
         let c = (cpu.gpr[RCX] as u32).wrapping_sub(1);
         cpu.gpr[RCX] = c as u64;
@@ -71,7 +72,7 @@ fn loop_<const W: u8, const KIND: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<
     Ok(())
 }
 
-fn jrcxz<const W: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn jrcxz<const W: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let c = if W == 4 {
         cpu.gpr[RCX] as u32 as u64
     } else {

@@ -5,12 +5,13 @@
 //! without a differential case.
 
 use super::{Cpu, Exception, Handler, Stop};
-use iced_x86::{Code, EncodingKind, Instruction, Mnemonic, OpCodeOperandKind};
+use crate::cpu::Insn;
+use iced_x86::{Code, EncodingKind, Mnemonic, OpCodeOperandKind};
 use std::sync::OnceLock;
 
 /// Picks a handler specialised for the operand kinds of one decoded instruction (register, memory or
 /// immediate), so that the handler does not branch on them each time it runs.
-pub(crate) type Chooser = fn(&Instruction) -> Handler;
+pub(crate) type Chooser = fn(&Insn) -> Handler;
 
 pub(crate) struct Table {
     handlers: Vec<Handler>,
@@ -37,8 +38,8 @@ impl Table {
     }
 }
 
-pub(crate) fn invalid_opcode(_: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
-    Err(Stop::Exception(Exception::InvalidOpcode))
+pub(crate) fn invalid_opcode(_: &mut Cpu, _: &Insn) -> Result<(), Stop> {
+    Err(Stop::exception(Exception::InvalidOpcode))
 }
 
 fn build() -> Table {
@@ -69,7 +70,7 @@ fn get() -> &'static Table {
 
 /// The handler that runs `instr`.
 #[inline]
-pub(crate) fn handler_for(instr: &Instruction) -> Handler {
+pub(crate) fn handler_for(instr: &Insn) -> Handler {
     let t = get();
     let i = instr.code() as usize;
     match t.choosers[i] {

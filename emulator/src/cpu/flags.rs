@@ -119,6 +119,11 @@ fn parity(v: u64) -> bool {
 impl Flags {
     #[inline(always)]
     pub fn set(&mut self, op: FlagOp, size: u8, dst: u64, src: u64, res: u64) {
+        // `cond`'s fast path compares the operands of a subtraction without truncating them.
+        debug_assert!(
+            op != FlagOp::Sub || (dst | src) & !mask(size) == 0,
+            "FlagOp::Sub operands must be truncated to the operand size"
+        );
         self.op = op;
         self.size = size;
         self.dst = dst;
@@ -291,23 +296,27 @@ impl Flags {
     }
 
     /// Evaluates a condition code (the low nibble of a Jcc/SETcc/CMOVcc opcode, SDM Vol. 1, Appendix B).
+    /// `cc` is a constant in every caller, so the match below folds to one arm.
     #[inline(always)]
     pub fn cond(&self, cc: u8) -> bool {
-        // Fast paths for the overwhelmingly common compare-then-branch.
-        if self.op == FlagOp::Sub && self.ovr_mask == 0 {
-            let m = mask(self.size);
-            let (a, b) = (self.dst & m, self.src & m);
-            let r = match cc >> 1 {
-                1 => a < b,
-                2 => a == b,
-                3 => a <= b,
-                6 => sext(a, self.size) < sext(b, self.size),
-                7 => sext(a, self.size) <= sext(b, self.size),
-                _ => return self.cond_slow(cc),
-            };
-            return r ^ (cc & 1 != 0);
-        }
-        self.cond_slow(cc)
+        let r = match cc >> 1 {
+            // ZF and SF come straight from the result for every lazy operation.
+            2 => self.zf(),
+            4 => self.sf(),
+            // The overwhelmingly common compare-then-branch. Every FlagOp::Sub producer (CMP, SUB, CMPXCHG,
+            // CMPS, SCAS) stores its operands already truncated to the operand size, so they compare as they are.
+            1 | 3 | 6 | 7 if self.op == FlagOp::Sub && self.ovr_mask == 0 => {
+                let (a, b) = (self.dst, self.src);
+                match cc >> 1 {
+                    1 => a < b,
+                    3 => a <= b,
+                    6 => sext(a, self.size) < sext(b, self.size),
+                    _ => sext(a, self.size) <= sext(b, self.size),
+                }
+            }
+            _ => return self.cond_slow(cc),
+        };
+        r ^ (cc & 1 != 0)
     }
 
     #[inline(never)]

@@ -182,29 +182,115 @@ pub(crate) fn op_shape(i: &Instruction, n: u32) -> u8 {
     }
 }
 
-/// Why a handler stopped the instruction stream.
+/// Why a handler stopped the instruction stream: SYSCALL retired, or an exception.
+///
+/// Packed into two words (a non-zero code and an address) so that a handler's `Result<(), Stop>` comes back in
+/// two registers instead of through memory: that return is on the path of every instruction. The code holds
+/// the kind in bits 0..8; for #PF the access kind in bits 8..16 and `present` in bit 16; for #MC the frame in
+/// bits 32..64. `addr` is the faulting address of #PF and #MC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Stop {
-    Exception(Exception),
+pub(crate) struct Stop {
+    code: std::num::NonZeroU64,
+    addr: u64,
+}
+
+const STOP_SYSCALL: u64 = 1;
+const STOP_DIVIDE_ERROR: u64 = 2;
+const STOP_INVALID_OPCODE: u64 = 3;
+const STOP_GENERAL_PROTECTION: u64 = 4;
+const STOP_PAGE_FAULT: u64 = 5;
+const STOP_MACHINE_CHECK: u64 = 6;
+const STOP_BREAKPOINT: u64 = 7;
+const STOP_X87_FLOATING_POINT: u64 = 8;
+const STOP_SIMD_FLOATING_POINT: u64 = 9;
+
+impl Stop {
     /// SYSCALL retired; the OS layer takes over.
-    Syscall,
+    pub(crate) const SYSCALL: Stop = Stop::pack(STOP_SYSCALL, 0);
+
+    #[inline(always)]
+    const fn pack(code: u64, addr: u64) -> Stop {
+        match std::num::NonZeroU64::new(code) {
+            Some(code) => Stop { code, addr },
+            None => panic!("stop codes are non-zero"),
+        }
+    }
+
+    #[inline]
+    pub(crate) const fn exception(e: Exception) -> Stop {
+        match e {
+            Exception::DivideError => Stop::pack(STOP_DIVIDE_ERROR, 0),
+            Exception::InvalidOpcode => Stop::pack(STOP_INVALID_OPCODE, 0),
+            Exception::GeneralProtection => Stop::pack(STOP_GENERAL_PROTECTION, 0),
+            Exception::PageFault {
+                addr,
+                access,
+                present,
+            } => {
+                let access = match access {
+                    Access::Read => 0,
+                    Access::Write => 1,
+                    Access::Execute => 2,
+                };
+                Stop::pack(STOP_PAGE_FAULT | access << 8 | (present as u64) << 16, addr)
+            }
+            Exception::MachineCheck { addr, frame } => {
+                Stop::pack(STOP_MACHINE_CHECK | (frame.0 as u64) << 32, addr)
+            }
+            Exception::Breakpoint => Stop::pack(STOP_BREAKPOINT, 0),
+            Exception::X87FloatingPoint => Stop::pack(STOP_X87_FLOATING_POINT, 0),
+            Exception::SimdFloatingPoint => Stop::pack(STOP_SIMD_FLOATING_POINT, 0),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn is_syscall(self) -> bool {
+        self.code.get() == STOP_SYSCALL
+    }
+
+    /// The exception this stop carries (`None` for SYSCALL).
+    pub(crate) fn to_exception(self) -> Option<Exception> {
+        let code = self.code.get();
+        Some(match code & 0xff {
+            STOP_DIVIDE_ERROR => Exception::DivideError,
+            STOP_INVALID_OPCODE => Exception::InvalidOpcode,
+            STOP_GENERAL_PROTECTION => Exception::GeneralProtection,
+            STOP_PAGE_FAULT => Exception::PageFault {
+                addr: self.addr,
+                access: match (code >> 8) & 0xff {
+                    0 => Access::Read,
+                    1 => Access::Write,
+                    _ => Access::Execute,
+                },
+                present: (code >> 16) & 1 != 0,
+            },
+            STOP_MACHINE_CHECK => Exception::MachineCheck {
+                addr: self.addr,
+                frame: FrameId((code >> 32) as u32),
+            },
+            STOP_BREAKPOINT => Exception::Breakpoint,
+            STOP_X87_FLOATING_POINT => Exception::X87FloatingPoint,
+            STOP_SIMD_FLOATING_POINT => Exception::SimdFloatingPoint,
+            _ => return None,
+        })
+    }
 }
 
 impl From<MemoryFault> for Stop {
     #[inline]
     fn from(f: MemoryFault) -> Self {
-        Stop::Exception(f.into())
+        Stop::exception(f.into())
     }
 }
 
 impl From<Exception> for Stop {
     #[inline]
     fn from(e: Exception) -> Self {
-        Stop::Exception(e)
+        Stop::exception(e)
     }
 }
 
-pub(crate) type Handler = fn(&mut Cpu, &Instruction) -> Result<(), Stop>;
+pub(crate) type Handler = fn(&mut Cpu, &Insn) -> Result<(), Stop>;
 
 /// Why `Machine::run` returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -506,60 +592,70 @@ impl Cpu {
     /// The effective (linear) address of the instruction's memory operand: the offset (`ea_offset`) plus the FS
     /// or GS base.
     #[inline(always)]
-    pub fn ea(&self, i: &Instruction) -> u64 {
+    pub(crate) fn ea(&self, i: &Insn) -> u64 {
         let a = self.ea_offset(i);
-        match i.memory_segment() {
-            Register::FS => a.wrapping_add(self.fs_base),
-            Register::GS => a.wrapping_add(self.gs_base),
-            _ => a,
+        match i.ea_seg {
+            SEG_NONE => a,
+            SEG_FS => a.wrapping_add(self.fs_base),
+            _ => a.wrapping_add(self.gs_base),
         }
     }
 
     /// The offset part of the memory operand: base + index * scale + displacement, truncated to 32 bits under an
     /// address-size prefix. RIP-relative operands come from iced already resolved against the instruction's
-    /// address. LEA stores exactly this.
+    /// address. LEA stores exactly this. Branch-free over the facts `Insn::new` precomputed.
     #[inline(always)]
-    pub fn ea_offset(&self, i: &Instruction) -> u64 {
-        let mut a = i.memory_displacement64();
-        let base = i.memory_base();
-        let mut addr32 = false;
-        if base != Register::None {
-            let info = REG_INFO[base as usize];
-            if info.kind == K_GPR64 {
-                a = a.wrapping_add(self.gpr[(info.index & 15) as usize]);
-            } else if info.kind == K_GPR32 {
-                a = a.wrapping_add(self.gpr[(info.index & 15) as usize] as u32 as u64);
-                addr32 = true;
-            } else if base == Register::EIP {
-                addr32 = true;
+    pub(crate) fn ea_offset(&self, i: &Insn) -> u64 {
+        let base = self.gpr[(i.ea_base & 15) as usize] & i.ea_base_mask;
+        let index =
+            (self.gpr[(i.ea_index & 15) as usize] & i.ea_index_mask) << (i.ea_scale_shift & 3);
+        i.instr
+            .memory_displacement64()
+            .wrapping_add(base)
+            .wrapping_add(index)
+            & i.ea_addr_mask
+    }
+
+    /// Reads operand `n`'s register, of a width the caller knows (`size` is a constant in every handler).
+    #[inline(always)]
+    pub(crate) fn read_reg_k(&self, i: &Insn, n: u32, size: u8) -> u64 {
+        let v = self.gpr[(i.reg[(n & 3) as usize] & 15) as usize];
+        match size {
+            8 => v,
+            4 => v as u32 as u64,
+            2 => v as u16 as u64,
+            _ => {
+                if i.reg_high8 & (1 << n) != 0 {
+                    (v >> 8) as u8 as u64
+                } else {
+                    v as u8 as u64
+                }
             }
         }
-        let index = i.memory_index();
-        if index != Register::None {
-            let info = REG_INFO[index as usize];
-            let v = if info.kind == K_GPR32 {
-                addr32 = true;
-                self.gpr[(info.index & 15) as usize] as u32 as u64
-            } else {
-                self.gpr[(info.index & 15) as usize]
-            };
-            a = a.wrapping_add(v.wrapping_mul(i.memory_index_scale() as u64));
+    }
+
+    /// Writes operand `n`'s register, of a width the caller knows, with the SDM's width rules.
+    #[inline(always)]
+    pub(crate) fn write_reg_k(&mut self, i: &Insn, n: u32, size: u8, v: u64) {
+        let g = &mut self.gpr[(i.reg[(n & 3) as usize] & 15) as usize];
+        match size {
+            8 => *g = v,
+            4 => *g = v as u32 as u64,
+            2 => *g = (*g & !0xffff) | (v & 0xffff),
+            _ => {
+                if i.reg_high8 & (1 << n) != 0 {
+                    *g = (*g & !0xff00) | ((v & 0xff) << 8)
+                } else {
+                    *g = (*g & !0xff) | (v & 0xff)
+                }
+            }
         }
-        if addr32 {
-            a &= 0xffff_ffff;
-        }
-        a
     }
 
     /// Reads operand `n` as an unsigned value of `size` bytes. Immediates come sign-extended by iced to the
     /// operand size and are truncated to it here.
     #[inline(always)]
-    pub(crate) fn read_op(
-        &mut self,
-        i: &Instruction,
-        n: u32,
-        size: u8,
-    ) -> Result<u64, MemoryFault> {
+    pub(crate) fn read_op(&mut self, i: &Insn, n: u32, size: u8) -> Result<u64, MemoryFault> {
         match op_kind_of(i, n) {
             OpKind::Register => Ok(self.read_reg(op_reg(i, n))),
             OpKind::Memory => {
@@ -572,20 +668,21 @@ impl Cpu {
     }
 
     /// Reads operand `n` whose kind the caller knows: `K` is `OPK_REG`, `OPK_MEM` or `OPK_IMM` (see `op_shape`).
+    /// An `OPK_IMM` operand is the instruction's first immediate.
     #[inline(always)]
     pub(crate) fn read_k<const K: u8>(
         &mut self,
-        i: &Instruction,
+        i: &Insn,
         n: u32,
         size: u8,
     ) -> Result<u64, MemoryFault> {
         match K {
-            OPK_REG => Ok(self.read_gpr_sized(op_reg(i, n), size)),
+            OPK_REG => Ok(self.read_reg_k(i, n, size)),
             OPK_MEM => {
                 let a = self.ea(i);
                 self.mem.read_sized(a, size as u32)
             }
-            _ => Ok(i.immediate(n) & flags::mask(size)),
+            _ => Ok(i.imm & flags::mask(size)),
         }
     }
 
@@ -593,13 +690,13 @@ impl Cpu {
     #[inline(always)]
     pub(crate) fn write_k<const K: u8>(
         &mut self,
-        i: &Instruction,
+        i: &Insn,
         n: u32,
         size: u8,
         v: u64,
     ) -> Result<(), MemoryFault> {
         if K == OPK_REG {
-            self.write_gpr_sized(op_reg(i, n), size, v);
+            self.write_reg_k(i, n, size, v);
             Ok(())
         } else {
             let a = self.ea(i);
@@ -611,7 +708,7 @@ impl Cpu {
     #[inline(always)]
     pub(crate) fn write_op(
         &mut self,
-        i: &Instruction,
+        i: &Insn,
         n: u32,
         size: u8,
         v: u64,
@@ -647,9 +744,128 @@ impl Cpu {
     }
 }
 
+/// A decoded instruction with facts about its operands worked out once, at translation time, so that handlers do
+/// not re-derive them from iced's generic accessors each time the instruction runs. Dereferences to the iced
+/// `Instruction` for everything else.
+pub(crate) struct Insn {
+    pub(crate) instr: Instruction,
+    /// The value of the first immediate operand as iced gives it (`Instruction::immediate`: sign-extended to 64
+    /// bits where the encoding sign-extends); zero when there is none.
+    pub(crate) imm: u64,
+    /// Memory operand: all ones when it has a base register (other than RIP/EIP, whose target iced folds into
+    /// the displacement), else zero.
+    pub(crate) ea_base_mask: u64,
+    /// All ones when the memory operand has an index register, else zero.
+    pub(crate) ea_index_mask: u64,
+    /// 0xffff_ffff under a 32-bit address size (a 32-bit base or index, or EIP-relative), else all ones. The
+    /// truncation after the full-width sum gives the same result as adding 32-bit registers, modulo 2^32.
+    pub(crate) ea_addr_mask: u64,
+    /// General-purpose register numbers (0..15) of the base and index registers.
+    pub(crate) ea_base: u8,
+    pub(crate) ea_index: u8,
+    /// log2 of the index scale.
+    pub(crate) ea_scale_shift: u8,
+    /// Segment base added to the offset: `SEG_NONE`, `SEG_FS` or `SEG_GS`.
+    pub(crate) ea_seg: u8,
+    /// General-purpose register number (0..15) of operands 0..3 that are registers.
+    pub(crate) reg: [u8; 4],
+    /// Bit n set when operand n is AH, CH, DH or BH.
+    pub(crate) reg_high8: u8,
+}
+
+pub(crate) const SEG_NONE: u8 = 0;
+pub(crate) const SEG_FS: u8 = 1;
+pub(crate) const SEG_GS: u8 = 2;
+
+impl std::ops::Deref for Insn {
+    type Target = Instruction;
+    #[inline(always)]
+    fn deref(&self) -> &Instruction {
+        &self.instr
+    }
+}
+
+impl Insn {
+    pub(crate) fn new(instr: Instruction) -> Insn {
+        let mut insn = Insn {
+            instr,
+            imm: 0,
+            ea_base_mask: 0,
+            ea_index_mask: 0,
+            ea_addr_mask: u64::MAX,
+            ea_base: 0,
+            ea_index: 0,
+            ea_scale_shift: 0,
+            ea_seg: SEG_NONE,
+            reg: [0; 4],
+            reg_high8: 0,
+        };
+        let mut imm_found = false;
+        for n in 0..instr.op_count().min(4) {
+            match instr.op_kind(n) {
+                OpKind::Register => {
+                    let info = REG_INFO[instr.op_register(n) as usize];
+                    insn.reg[n as usize] = info.index & 15;
+                    if info.kind == K_GPR8_HIGH {
+                        insn.reg_high8 |= 1 << n;
+                    }
+                }
+                OpKind::Immediate8
+                | OpKind::Immediate16
+                | OpKind::Immediate32
+                | OpKind::Immediate64
+                | OpKind::Immediate8to16
+                | OpKind::Immediate8to32
+                | OpKind::Immediate8to64
+                | OpKind::Immediate32to64
+                    if !imm_found =>
+                {
+                    insn.imm = instr.immediate(n);
+                    imm_found = true;
+                }
+                _ => {}
+            }
+        }
+        let base = instr.memory_base();
+        if base != Register::None {
+            let info = REG_INFO[base as usize];
+            match info.kind {
+                K_GPR64 | K_GPR32 => {
+                    insn.ea_base_mask = u64::MAX;
+                    insn.ea_base = info.index & 15;
+                    if info.kind == K_GPR32 {
+                        insn.ea_addr_mask = 0xffff_ffff;
+                    }
+                }
+                _ => {
+                    if base == Register::EIP {
+                        insn.ea_addr_mask = 0xffff_ffff;
+                    }
+                }
+            }
+        }
+        let index = instr.memory_index();
+        if index != Register::None {
+            let info = REG_INFO[index as usize];
+            insn.ea_index_mask = u64::MAX;
+            insn.ea_index = info.index & 15;
+            if info.kind == K_GPR32 {
+                insn.ea_addr_mask = 0xffff_ffff;
+            }
+            insn.ea_scale_shift = instr.memory_index_scale().trailing_zeros() as u8;
+        }
+        insn.ea_seg = match instr.memory_segment() {
+            Register::FS => SEG_FS,
+            Register::GS => SEG_GS,
+            _ => SEG_NONE,
+        };
+        insn
+    }
+}
+
 /// One decoded instruction and its handler.
 struct Decoded {
-    instr: Instruction,
+    instr: Insn,
     handler: Handler,
 }
 
@@ -824,11 +1040,12 @@ impl Machine {
                     });
                 }
                 insns.push(Decoded {
-                    instr: undecodable_at(rip),
+                    instr: Insn::new(undecodable_at(rip)),
                     handler: dispatch::invalid_opcode,
                 });
                 break;
             }
+            let instr = Insn::new(instr);
             let handler = dispatch::handler_for(&instr);
             // A REP string instruction ends its block: the budget may stop it mid-way with rip on itself.
             let ends_block = instr.flow_control() != FlowControl::Next
@@ -847,7 +1064,7 @@ impl Machine {
         if insns.is_empty() {
             // can_decode() was false at once: not reachable with in_page >= 1, but never panic on it.
             insns.push(Decoded {
-                instr: undecodable_at(rip),
+                instr: Insn::new(undecodable_at(rip)),
                 handler: dispatch::invalid_opcode,
             });
         }
@@ -900,28 +1117,42 @@ impl Machine {
             } else {
                 (end - cpu.icount) as usize
             };
-            for d in &block.insns[..count] {
-                cpu.rip = d.instr.next_ip();
+            // rip is stored once per block, not per instruction: handlers never read it (a branch, CALL or an
+            // unfinished REP instruction writes it, and only the last instruction of a block can be one of
+            // those), so presetting it to the fall-through of the last instruction run is exact. The paths that
+            // leave early (exception, SYSCALL, a write to cached code) set it themselves.
+            let insns = &block.insns[..count];
+            cpu.rip = insns[count - 1].instr.next_ip();
+            let mut k = 0;
+            while k < count {
+                let d = &insns[k];
                 if let Err(s) = (d.handler)(cpu, &d.instr) {
-                    match s {
-                        Stop::Syscall => cpu.icount += 1,
-                        Stop::Exception(_) => cpu.rip = d.instr.ip(),
+                    if s.is_syscall() {
+                        cpu.icount += 1;
+                        cpu.rip = d.instr.next_ip();
+                    } else {
+                        cpu.rip = d.instr.ip();
                     }
                     stop = Some(s);
                     break;
                 }
                 cpu.icount += 1;
+                k += 1;
                 if !cpu.mem.code_writes.is_empty() {
+                    if k < count {
+                        cpu.rip = d.instr.next_ip();
+                    }
                     break;
                 }
             }
             if !self.cpu.mem.code_writes.is_empty() {
                 self.apply_code_writes();
             }
-            match stop {
-                None => {}
-                Some(Stop::Syscall) => return Exit::Syscall,
-                Some(Stop::Exception(e)) => return Exit::Exception(e),
+            if let Some(s) = stop {
+                return match s.to_exception() {
+                    None => Exit::Syscall,
+                    Some(e) => Exit::Exception(e),
+                };
             }
         }
     }
@@ -1029,6 +1260,44 @@ mod tests {
     use super::testutil::*;
     use super::*;
     use iced_x86::code_asm::*;
+
+    #[test]
+    fn stop_packs_every_exception_losslessly() {
+        let all = [
+            Exception::DivideError,
+            Exception::InvalidOpcode,
+            Exception::GeneralProtection,
+            Exception::PageFault {
+                addr: u64::MAX,
+                access: Access::Execute,
+                present: true,
+            },
+            Exception::PageFault {
+                addr: 0x1234,
+                access: Access::Write,
+                present: false,
+            },
+            Exception::PageFault {
+                addr: 0,
+                access: Access::Read,
+                present: true,
+            },
+            Exception::MachineCheck {
+                addr: 0xdead_beef_f00d,
+                frame: FrameId(u32::MAX),
+            },
+            Exception::Breakpoint,
+            Exception::X87FloatingPoint,
+            Exception::SimdFloatingPoint,
+        ];
+        for e in all {
+            assert_eq!(Stop::exception(e).to_exception(), Some(e));
+            assert!(!Stop::exception(e).is_syscall());
+        }
+        assert!(Stop::SYSCALL.is_syscall());
+        assert_eq!(Stop::SYSCALL.to_exception(), None);
+        assert_eq!(std::mem::size_of::<Result<(), Stop>>(), 16);
+    }
 
     #[test]
     fn register_table_matches_iced() {

@@ -8,7 +8,8 @@
 use super::dispatch::{forms, gpr_operand_size, Table};
 use super::flags::{mask, sext, sign_bit, CF, OF, PF, SF, ZF};
 use super::{Cpu, Exception, Handler, Stop, RAX, RDX};
-use iced_x86::{Instruction, Mnemonic, Register};
+use crate::cpu::Insn;
+use iced_x86::{Mnemonic, Register};
 
 fn set_mul_flags(cpu: &mut Cpu, size: u8, low: u64, overflow: bool) {
     let low = low & mask(size);
@@ -58,7 +59,7 @@ fn read_pair(cpu: &Cpu, size: u8) -> u128 {
     }
 }
 
-fn mul<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn mul<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let src = cpu.read_op(i, 0, S)? as u128;
     let acc = (cpu.gpr[RAX] & mask(S)) as u128;
     let p = acc * src;
@@ -69,7 +70,7 @@ fn mul<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn imul1<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn imul1<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let src = sext(cpu.read_op(i, 0, S)?, S) as i128;
     let acc = sext(cpu.gpr[RAX], S) as i128;
     let p = acc * src;
@@ -82,7 +83,7 @@ fn imul1<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 }
 
 /// IMUL r, r/m (two operands) and IMUL r, r/m, imm (three): the product truncated to the destination width.
-fn imul_n<const S: u8, const THREE: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn imul_n<const S: u8, const THREE: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let (a, b) = if THREE {
         (cpu.read_op(i, 1, S)?, cpu.read_op(i, 2, S)?)
     } else {
@@ -95,7 +96,7 @@ fn imul_n<const S: u8, const THREE: bool>(cpu: &mut Cpu, i: &Instruction) -> Res
     Ok(())
 }
 
-fn div<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn div<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let d = cpu.read_op(i, 0, S)? as u128;
     if d == 0 {
         return Err(Exception::DivideError.into());
@@ -110,7 +111,7 @@ fn div<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn idiv<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn idiv<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let d = sext(cpu.read_op(i, 0, S)?, S) as i128;
     if d == 0 {
         return Err(Exception::DivideError.into());

@@ -8,7 +8,8 @@
 use super::dispatch::{by_size, forms, Table};
 use super::flags::{mask, sign_bit, FlagOp, CF, OF, PF, SF, STATUS, ZF};
 use super::{Cpu, Stop};
-use iced_x86::{Instruction, Mnemonic};
+use crate::cpu::Insn;
+use iced_x86::Mnemonic;
 
 const SHL: u8 = 0;
 const SHR: u8 = 1;
@@ -35,7 +36,7 @@ fn set_cf_of(cpu: &mut Cpu, cf: bool, of: bool) {
 
 fn shift<const S: u8, const OP: u8, const K0: u8, const K1: u8>(
     cpu: &mut Cpu,
-    i: &Instruction,
+    i: &Insn,
 ) -> Result<(), Stop> {
     let a = cpu.read_k::<K0>(i, 0, S)?;
     let count = cpu.read_k::<K1>(i, 1, 1)? & count_mask(S);
@@ -125,7 +126,7 @@ fn shift<const S: u8, const OP: u8, const K0: u8, const K1: u8>(
 }
 
 /// SHLD (LEFT) and SHRD: shift the destination, filling from the source register.
-fn double_shift<const S: u8, const LEFT: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn double_shift<const S: u8, const LEFT: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.read_op(i, 0, S)?;
     let b = cpu.read_op(i, 1, S)?;
     let count = (cpu.read_op(i, 2, 1)? & count_mask(S)) as u32;
@@ -170,7 +171,7 @@ fn double_shift<const S: u8, const LEFT: bool>(cpu: &mut Cpu, i: &Instruction) -
 }
 
 /// The shift handler for this instruction's operand kinds (register or memory; CL or an immediate count).
-fn choose_shift<const S: u8, const OP: u8>(i: &Instruction) -> super::Handler {
+fn choose_shift<const S: u8, const OP: u8>(i: &Insn) -> super::Handler {
     use super::{op_shape, OPK_IMM, OPK_MEM, OPK_REG};
     match (op_shape(i, 0), op_shape(i, 1)) {
         (OPK_REG, OPK_REG) => shift::<S, OP, OPK_REG, OPK_REG>,

@@ -4,9 +4,10 @@
 use super::dispatch::Table;
 use super::flags::USER_WRITABLE;
 use super::{Cpu, Stop, RBP, RSP};
-use iced_x86::{Code, Instruction};
+use crate::cpu::Insn;
+use iced_x86::Code;
 
-fn push<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn push<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.read_op(i, 0, S)?;
     let sp = cpu.gpr[RSP].wrapping_sub(S as u64);
     cpu.mem.write_sized(sp, S as u32, v)?;
@@ -15,7 +16,7 @@ fn push<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 }
 
 /// PUSH imm: the immediate is sign-extended to the stack width.
-fn push_imm<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn push_imm<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = i.immediate(0);
     let sp = cpu.gpr[RSP].wrapping_sub(S as u64);
     cpu.mem.write_sized(sp, S as u32, v)?;
@@ -23,7 +24,7 @@ fn push_imm<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn pop<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn pop<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let old_sp = cpu.gpr[RSP];
     let v = cpu.mem.read_sized(old_sp, S as u32)?;
     // SDM POP: a memory destination addressed through rsp uses the value after the increment.
@@ -35,25 +36,25 @@ fn pop<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn push_zero_selector(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn push_zero_selector(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     cpu.push64(0)?;
     Ok(())
 }
 
-fn pushfq(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn pushfq(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     // RF and VM read as zero in the pushed image.
     let v = cpu.rflags() & !((1 << 16) | (1 << 17));
     cpu.push64(v)?;
     Ok(())
 }
 
-fn popfq(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn popfq(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let v = cpu.pop64()?;
     cpu.flags.set_rflags(v, USER_WRITABLE);
     Ok(())
 }
 
-fn leave(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn leave(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let v = cpu.mem.read_u64(cpu.gpr[RBP])?;
     cpu.gpr[RSP] = cpu.gpr[RBP].wrapping_add(8);
     cpu.gpr[RBP] = v;
@@ -61,7 +62,7 @@ fn leave(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
 }
 
 /// ENTER imm16, imm8 with 64-bit operand size (SDM ENTER, the 64-bit algorithm).
-fn enter(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn enter(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let size = i.immediate16() as u64;
     let level = (i.immediate8_2nd() % 32) as u64;
     let (saved_sp, saved_bp) = (cpu.gpr[RSP], cpu.gpr[RBP]);

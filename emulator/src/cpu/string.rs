@@ -13,7 +13,9 @@
 use super::dispatch::Table;
 use super::flags::{mask, FlagOp};
 use super::{Cpu, Stop, RAX, RCX, RDI, RSI};
-use iced_x86::{Code, Instruction, OpKind, Register};
+use crate::cpu::Insn;
+use crate::memory::{PAGE_MASK, PAGE_SIZE};
+use iced_x86::{Code, OpKind, Register};
 
 const MOVS: u8 = 0;
 const STOS: u8 = 1;
@@ -31,7 +33,7 @@ enum Repeat {
     WhileNotEqual,
 }
 
-fn source_base(cpu: &Cpu, i: &Instruction) -> u64 {
+fn source_base(cpu: &Cpu, i: &Insn) -> u64 {
     match i.memory_segment() {
         Register::FS => cpu.fs_base,
         Register::GS => cpu.gs_base,
@@ -93,13 +95,76 @@ fn iterate<const S: u8, const OP: u8>(
     Ok(zf)
 }
 
+/// Runs up to `max` iterations of a forward REP MOVS or REP STOS with 64-bit addresses at once, as many as stay
+/// within one source page and one destination page. Returns how many ran; 0 when the per-iteration path must
+/// take the next one (an element straddling a page, fewer than two iterations, or a MOVS whose destination
+/// overlaps the source above it, where the element-by-element order is visible).
+///
+/// Exactness: every iteration of the chunk reads the same source page and writes the same destination page, so
+/// resolving both pages first (source first: each iteration reads before it writes) raises exactly the fault
+/// the first iteration would, with nothing done; otherwise all of them succeed and leave what the iterations
+/// one by one would. The caller counts each iteration as a retired instruction.
+#[inline(always)]
+fn bulk<const S: u8, const OP: u8>(cpu: &mut Cpu, seg: u64, max: u64) -> Result<u64, Stop> {
+    let size = S as usize;
+    let rdi = cpu.gpr[RDI];
+    let dst_off = (rdi & PAGE_MASK) as usize;
+    let src_addr = seg.wrapping_add(cpu.gpr[RSI]);
+    let src_off = (src_addr & PAGE_MASK) as usize;
+    let mut n = (PAGE_SIZE - dst_off) / size;
+    if OP == MOVS {
+        n = n.min((PAGE_SIZE - src_off) / size);
+    }
+    let n = (n as u64).min(max) as usize;
+    if n < 2 {
+        return Ok(0);
+    }
+    let bytes = n * size;
+    if OP == MOVS {
+        cpu.mem.host_page_for_read(src_addr)?;
+    }
+    let dst_page = cpu.mem.host_page_for_write(rdi)?;
+    if OP == MOVS {
+        // Resolved again after the write side, which may have copied a shared frame that the source shares.
+        let src_page = cpu.mem.host_page_for_read(src_addr)?;
+        // SAFETY: both pointers are to live 4096-byte frames of `cpu.mem` (host_page_for_*), nothing changes
+        // the memory between their resolution and this copy, and `off + bytes <= 4096` on both sides by the
+        // choice of `n`.
+        let (src, dst) = unsafe { (src_page.add(src_off), dst_page.add(dst_off)) };
+        let (s_addr, d_addr) = (src as usize, dst as usize);
+        if d_addr > s_addr && d_addr < s_addr + bytes {
+            return Ok(0);
+        }
+        // SAFETY: as above; `copy` allows the ranges to overlap, and with the destination not above the source
+        // inside it, a forward element-by-element copy and memmove leave the same bytes.
+        unsafe { std::ptr::copy(src, dst, bytes) };
+        cpu.gpr[RSI] = cpu.gpr[RSI].wrapping_add(bytes as u64);
+    } else {
+        let v = cpu.gpr[RAX].to_le_bytes();
+        // SAFETY: `dst_page` is a live 4096-byte frame of `cpu.mem` resolved for writing just above, and
+        // `dst_off + bytes <= 4096`.
+        unsafe {
+            let dst = dst_page.add(dst_off);
+            if S == 1 {
+                std::ptr::write_bytes(dst, v[0], bytes);
+            } else {
+                for k in 0..n {
+                    std::ptr::copy_nonoverlapping(v.as_ptr(), dst.add(k * size), size);
+                }
+            }
+        }
+    }
+    cpu.gpr[RDI] = rdi.wrapping_add(bytes as u64);
+    Ok(n as u64)
+}
+
 #[inline(always)]
 fn set_addr_reg(cpu: &mut Cpu, reg: usize, amask: u64, v: u64) {
     // A 32-bit address register write zero-extends, as any 32-bit register write does.
     cpu.gpr[reg] = v & amask;
 }
 
-fn string<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn string<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let amask = match i.op0_kind() {
         OpKind::MemoryESEDI | OpKind::MemorySegESI => 0xffff_ffff,
         _ if i.op1_kind() == OpKind::MemorySegESI || i.op1_kind() == OpKind::MemoryESEDI => {
@@ -134,7 +199,27 @@ fn string<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(
     let mut done = 0u64;
     let compares = matches!(OP, CMPS | SCAS);
     let mut finished = false;
+    let bulk_ok = matches!(OP, MOVS | STOS) && amask == u64::MAX && step == S as u64;
     while done < limit {
+        if bulk_ok {
+            match bulk::<S, OP>(cpu, seg, count.min(limit - done)) {
+                Ok(0) => {}
+                Ok(n) => {
+                    count -= n;
+                    done += n;
+                    if count == 0 {
+                        finished = true;
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    cpu.gpr[RCX] = count;
+                    cpu.icount += done;
+                    return Err(e);
+                }
+            }
+        }
         match iterate::<S, OP>(cpu, seg, amask, step) {
             Ok(zf) => {
                 count -= 1;
@@ -198,6 +283,7 @@ mod tests {
     use crate::cpu::testutil::*;
     use crate::cpu::*;
     use iced_x86::code_asm::*;
+    use iced_x86::IcedError;
 
     #[test]
     fn rep_movsb_copies_and_counts_each_iteration() {
@@ -224,6 +310,94 @@ mod tests {
         for k in 0..100u64 {
             assert_eq!(m.cpu.mem.read_u8(DATA + 0x1000 + k).unwrap(), k as u8);
         }
+    }
+
+    /// The bulk path (whole page spans at once) must leave exactly what iteration-by-iteration execution
+    /// leaves, at every budget: page-crossing and unaligned spans, every element size, MOVS and STOS, and an
+    /// overlapping MOVS that replicates a pattern.
+    #[test]
+    fn bulk_rep_movs_and_stos_match_single_iterations_at_every_budget() {
+        type Op = fn(&mut CodeAssembler) -> Result<(), IcedError>;
+        let ops: [(&str, Op, u64); 6] = [
+            ("movsb", |a| a.rep().movsb(), 1),
+            ("movsw", |a| a.rep().movsw(), 2),
+            ("movsq", |a| a.rep().movsq(), 8),
+            ("stosb", |a| a.rep().stosb(), 1),
+            ("stosd", |a| a.rep().stosd(), 4),
+            ("stosq", |a| a.rep().stosq(), 8),
+        ];
+        for (name, op, size) in ops {
+            for (src, dst) in [
+                (DATA + 0xff3, DATA + 0x2ffd),
+                (DATA + 0x10, DATA + 0x11),
+                (DATA + 0x11, DATA + 0x10),
+            ] {
+                let count = 0x1400 / size;
+                let code = assemble(|a| {
+                    op(a).unwrap();
+                    a.hlt().unwrap();
+                });
+                let setup = |m: &mut Machine| {
+                    for k in 0..0x4000u64 {
+                        m.cpu.mem.write_u8(DATA + k, (k * 7 + 3) as u8).unwrap();
+                    }
+                    m.cpu.gpr[RSI] = src;
+                    m.cpu.gpr[RDI] = dst;
+                    m.cpu.gpr[RCX] = count;
+                    m.cpu.gpr[RAX] = 0x1122_3344_5566_7788;
+                };
+                let mut reference = machine_with(&code);
+                setup(&mut reference);
+                while reference.cpu.rip == CODE {
+                    assert_eq!(reference.step(), Exit::BudgetExhausted);
+                }
+                let mut expected = vec![0u8; 0x4000];
+                reference.cpu.mem.read_bytes(DATA, &mut expected).unwrap();
+                for budget in [1, 2, 3, 1000, 4095, count - 1, count, count + 5] {
+                    let mut m = machine_with(&code);
+                    setup(&mut m);
+                    let mut steps = 0;
+                    while m.cpu.rip == CODE {
+                        let exit = m.run(budget);
+                        assert!(
+                            exit == Exit::BudgetExhausted
+                                || exit == Exit::Exception(Exception::GeneralProtection),
+                            "{name}: {exit:?}"
+                        );
+                        steps += 1;
+                        assert!(steps <= count, "{name}: no progress");
+                    }
+                    let mut got = vec![0u8; 0x4000];
+                    m.cpu.mem.read_bytes(DATA, &mut got).unwrap();
+                    assert!(
+                        got == expected,
+                        "{name} src {src:#x} dst {dst:#x} budget {budget}"
+                    );
+                    assert_eq!(
+                        m.cpu.registers(),
+                        reference.cpu.registers(),
+                        "{name} budget {budget}"
+                    );
+                    assert_eq!(m.cpu.icount, reference.cpu.icount, "{name} budget {budget}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bulk_rep_stosq_fault_keeps_the_iterations_before_the_page() {
+        let code = assemble(|a| {
+            a.rep().stosq().unwrap();
+        });
+        let mut m = machine_with(&code);
+        m.cpu.gpr[RDI] = DATA + 0x10000 - 0x100; // 32 qwords before the end of the mapping
+        m.cpu.gpr[RCX] = 100;
+        let exit = m.run(1000);
+        assert!(
+            matches!(exit, Exit::Exception(Exception::PageFault { addr, .. }) if addr == DATA + 0x10000)
+        );
+        assert_eq!((m.cpu.gpr[RCX], m.cpu.icount, m.cpu.rip), (68, 32, CODE));
+        assert_eq!(m.cpu.gpr[RDI], DATA + 0x10000);
     }
 
     #[test]

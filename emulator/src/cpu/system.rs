@@ -8,31 +8,32 @@
 use super::dispatch::Table;
 use super::flags::{CF, DF, STATUS};
 use super::{cpuid, Cpu, Exception, Stop, RAX, RCX, RDX};
-use iced_x86::{Code, Instruction, Mnemonic};
+use crate::cpu::Insn;
+use iced_x86::{Code, Mnemonic};
 use rand::RngCore;
 
-fn syscall(_: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
-    Err(Stop::Syscall)
+fn syscall(_: &mut Cpu, _: &Insn) -> Result<(), Stop> {
+    Err(Stop::SYSCALL)
 }
 
-fn nop(_: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn nop(_: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     Ok(())
 }
 
-fn ud(_: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn ud(_: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     Err(Exception::InvalidOpcode.into())
 }
 
 /// HLT and INT n are privileged at user level: #GP, which Linux turns into SIGSEGV.
-fn gp(_: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn gp(_: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     Err(Exception::GeneralProtection.into())
 }
 
-fn int3(_: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn int3(_: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     Err(Exception::Breakpoint.into())
 }
 
-fn cpuid_insn(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn cpuid_insn(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let [a, b, c, d] = cpuid::cpuid(cpu.gpr[RAX] as u32, cpu.gpr[RCX] as u32);
     cpu.gpr[RAX] = a as u64;
     cpu.gpr[super::RBX] = b as u64;
@@ -45,14 +46,14 @@ fn tsc(cpu: &Cpu) -> u64 {
     cpu.icount.wrapping_mul(cpu.config.tsc_per_insn)
 }
 
-fn rdtsc(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn rdtsc(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let t = tsc(cpu);
     cpu.gpr[RAX] = t & 0xffff_ffff;
     cpu.gpr[RDX] = t >> 32;
     Ok(())
 }
 
-fn rdtscp(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn rdtscp(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     rdtsc(cpu, i)?;
     // IA32_TSC_AUX: processor 0.
     cpu.gpr[RCX] = 0;
@@ -60,14 +61,14 @@ fn rdtscp(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 }
 
 /// RDRAND/RDSEED: a value from the seeded stream, CF = 1 (always ready), the other status flags 0.
-fn rdrand<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn rdrand<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.rdrand.next_u64();
     cpu.write_reg(i.op0_register(), v & super::flags::mask(S));
     cpu.flags.set_status(CF);
     Ok(())
 }
 
-fn xgetbv(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn xgetbv(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     // XCR0 = x87 | SSE state; any other register number is #GP.
     if cpu.gpr[RCX] as u32 != 0 {
         return Err(Exception::GeneralProtection.into());
@@ -77,37 +78,37 @@ fn xgetbv(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn clc(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn clc(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     cpu.flags.set_flag(CF, false);
     Ok(())
 }
-fn stc(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn stc(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     cpu.flags.set_flag(CF, true);
     Ok(())
 }
-fn cmc(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn cmc(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let cf = cpu.flags.cf();
     cpu.flags.set_flag(CF, !cf);
     Ok(())
 }
-fn cld(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn cld(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     cpu.flags.other &= !DF;
     Ok(())
 }
-fn std_(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn std_(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     cpu.flags.other |= DF;
     Ok(())
 }
 
 /// LAHF: AH = SF:ZF:0:AF:0:PF:1:CF.
-fn lahf(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn lahf(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let ah = (cpu.flags.status() & 0xd5) | 0x02;
     cpu.write_reg(iced_x86::Register::AH, ah);
     Ok(())
 }
 
 /// SAHF: SF, ZF, AF, PF, CF from AH; OF unchanged.
-fn sahf(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn sahf(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let ah = cpu.read_reg(iced_x86::Register::AH);
     let status = (cpu.flags.status() & !0xd5 & STATUS) | (ah & 0xd5);
     cpu.flags.set_status(status);

@@ -5,20 +5,18 @@
 
 use super::dispatch::{by_size, forms, gpr_operand_size, Table};
 use super::flags::{mask, sext, FlagOp, ZF};
-use super::{Cpu, Exception, Stop, RAX, RBX, RCX, RDX};
-use iced_x86::{Code, Instruction, Mnemonic, OpCodeOperandKind};
+use super::{op_shape, Cpu, Exception, Stop, OPK_MEM, OPK_REG, RAX, RBX, RCX, RDX};
+use crate::cpu::Insn;
+use iced_x86::{Code, Mnemonic, OpCodeOperandKind};
 
-fn mov<const S: u8, const K0: u8, const K1: u8>(
-    cpu: &mut Cpu,
-    i: &Instruction,
-) -> Result<(), Stop> {
+fn mov<const S: u8, const K0: u8, const K1: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.read_k::<K1>(i, 1, S)?;
     cpu.write_k::<K0>(i, 0, S, v)?;
     Ok(())
 }
 
-fn choose_mov<const S: u8>(i: &Instruction) -> super::Handler {
-    use super::{op_shape, OPK_IMM, OPK_MEM, OPK_REG};
+fn choose_mov<const S: u8>(i: &Insn) -> super::Handler {
+    use super::OPK_IMM;
     match (op_shape(i, 0), op_shape(i, 1)) {
         (OPK_REG, OPK_REG) => mov::<S, OPK_REG, OPK_REG>,
         (OPK_REG, OPK_MEM) => mov::<S, OPK_REG, OPK_MEM>,
@@ -28,25 +26,34 @@ fn choose_mov<const S: u8>(i: &Instruction) -> super::Handler {
     }
 }
 
-/// MOVZX/MOVSX/MOVSXD: destination width D, source width S.
-fn movx<const D: u8, const S: u8, const SIGNED: bool>(
+/// MOVZX/MOVSX/MOVSXD: destination width D, source width S, source operand kind K (`OPK_REG` or `OPK_MEM`).
+fn movx<const D: u8, const S: u8, const SIGNED: bool, const K: u8>(
     cpu: &mut Cpu,
-    i: &Instruction,
+    i: &Insn,
 ) -> Result<(), Stop> {
-    let v = cpu.read_op(i, 1, S)?;
+    let v = cpu.read_k::<K>(i, 1, S)?;
     let v = if SIGNED { sext(v, S) as u64 } else { v };
-    cpu.write_reg(i.op0_register(), v & mask(D));
+    cpu.write_reg_k(i, 0, D, v & mask(D));
     Ok(())
 }
 
-fn lea<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+/// The MOVZX/MOVSX/MOVSXD handler for this instruction's source operand kind.
+fn choose_movx<const D: u8, const S: u8, const SIGNED: bool>(i: &Insn) -> super::Handler {
+    if op_shape(i, 1) == OPK_REG {
+        movx::<D, S, SIGNED, OPK_REG>
+    } else {
+        movx::<D, S, SIGNED, OPK_MEM>
+    }
+}
+
+fn lea<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     // LEA computes the offset only: a segment override does not add the FS/GS base.
     let a = cpu.ea_offset(i);
-    cpu.write_gpr_sized(i.op0_register(), S, a & mask(S));
+    cpu.write_reg_k(i, 0, S, a & mask(S));
     Ok(())
 }
 
-fn xchg<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn xchg<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.read_op(i, 0, S)?;
     let b = cpu.read_op(i, 1, S)?;
     // Operand 0 may be memory: write it first so a fault changes nothing.
@@ -55,7 +62,7 @@ fn xchg<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn cmpxchg<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn cmpxchg<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let dst = cpu.read_op(i, 0, S)?;
     let src = cpu.read_op(i, 1, S)?;
     let acc = cpu.gpr[RAX] & mask(S);
@@ -76,7 +83,7 @@ fn cmpxchg<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn cmpxchg8b(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn cmpxchg8b(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
     let cur = cpu.mem.read_u64(a)?;
     let expected = (cpu.gpr[RDX] << 32) | (cpu.gpr[RAX] & 0xffff_ffff);
@@ -93,7 +100,7 @@ fn cmpxchg8b(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn cmpxchg16b(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn cmpxchg16b(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
     if a & 15 != 0 {
         return Err(Exception::GeneralProtection.into());
@@ -113,7 +120,7 @@ fn cmpxchg16b(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn xadd<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn xadd<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let dst = cpu.read_op(i, 0, S)?;
     let src = cpu.read_op(i, 1, S)?;
     let sum = dst.wrapping_add(src) & mask(S);
@@ -130,7 +137,7 @@ fn xadd<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn bswap<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn bswap<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let r = i.op0_register();
     let v = cpu.read_reg(r);
     let v = if S == 4 {
@@ -142,35 +149,43 @@ fn bswap<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn cmov<const S: u8, const CC: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn cmov<const S: u8, const CC: u8, const K: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     // The source is read whatever the condition (SDM CMOVcc: a memory source may fault either way).
-    let v = cpu.read_op(i, 1, S)?;
-    let r = i.op0_register();
+    let v = cpu.read_k::<K>(i, 1, S)?;
     if cpu.flags.cond(CC) {
-        cpu.write_reg(r, v);
+        cpu.write_reg_k(i, 0, S, v);
     } else if S == 4 {
         // A 32-bit destination is zero-extended even when the move does not happen.
-        let old = cpu.read_reg(r);
-        cpu.write_reg(r, old);
+        let old = cpu.read_reg_k(i, 0, 4);
+        cpu.write_reg_k(i, 0, 4, old);
     }
     Ok(())
 }
 
-fn cbw(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+/// The CMOVcc handler for this instruction's source operand kind.
+fn choose_cmov<const S: u8, const CC: u8>(i: &Insn) -> super::Handler {
+    if op_shape(i, 1) == OPK_REG {
+        cmov::<S, CC, OPK_REG>
+    } else {
+        cmov::<S, CC, OPK_MEM>
+    }
+}
+
+fn cbw(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let v = sext(cpu.gpr[RAX], 1) as u64;
     cpu.write_reg(iced_x86::Register::AX, v);
     Ok(())
 }
-fn cwde(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn cwde(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     cpu.gpr[RAX] = sext(cpu.gpr[RAX], 2) as u32 as u64;
     Ok(())
 }
-fn cdqe(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn cdqe(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     cpu.gpr[RAX] = sext(cpu.gpr[RAX], 4) as u64;
     Ok(())
 }
 /// CWD/CDQ/CQO: rdx (of width S) takes the sign of rax.
-fn cwd<const S: u8>(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn cwd<const S: u8>(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let sign = if sext(cpu.gpr[RAX], S) < 0 {
         u64::MAX
     } else {
@@ -220,25 +235,25 @@ pub(crate) fn register(t: &mut Table) {
             let Some(src) = gpr_operand_size(code.op_code().op_kind(1)) else {
                 continue;
             };
-            let h: super::Handler = match (dst, src, signed) {
-                (2, 1, false) => movx::<2, 1, false>,
-                (4, 1, false) => movx::<4, 1, false>,
-                (8, 1, false) => movx::<8, 1, false>,
-                (2, 2, false) => movx::<2, 2, false>,
-                (4, 2, false) => movx::<4, 2, false>,
-                (8, 2, false) => movx::<8, 2, false>,
-                (2, 1, true) => movx::<2, 1, true>,
-                (4, 1, true) => movx::<4, 1, true>,
-                (8, 1, true) => movx::<8, 1, true>,
-                (2, 2, true) => movx::<2, 2, true>,
-                (4, 2, true) => movx::<4, 2, true>,
-                (8, 2, true) => movx::<8, 2, true>,
-                (2, 4, true) => movx::<2, 4, true>,
-                (4, 4, true) => movx::<4, 4, true>,
-                (8, 4, true) => movx::<8, 4, true>,
+            let h: super::dispatch::Chooser = match (dst, src, signed) {
+                (2, 1, false) => choose_movx::<2, 1, false>,
+                (4, 1, false) => choose_movx::<4, 1, false>,
+                (8, 1, false) => choose_movx::<8, 1, false>,
+                (2, 2, false) => choose_movx::<2, 2, false>,
+                (4, 2, false) => choose_movx::<4, 2, false>,
+                (8, 2, false) => choose_movx::<8, 2, false>,
+                (2, 1, true) => choose_movx::<2, 1, true>,
+                (4, 1, true) => choose_movx::<4, 1, true>,
+                (8, 1, true) => choose_movx::<8, 1, true>,
+                (2, 2, true) => choose_movx::<2, 2, true>,
+                (4, 2, true) => choose_movx::<4, 2, true>,
+                (8, 2, true) => choose_movx::<8, 2, true>,
+                (2, 4, true) => choose_movx::<2, 4, true>,
+                (4, 4, true) => choose_movx::<4, 4, true>,
+                (8, 4, true) => choose_movx::<8, 4, true>,
                 _ => continue,
             };
-            t.set(code, h);
+            t.set_chooser(code, h);
         }
     }
     for (code, size) in forms(Mnemonic::Lea) {
@@ -271,10 +286,17 @@ pub(crate) fn register(t: &mut Table) {
         let cc = code.condition_code() as u8 - 1;
         macro_rules! cc_arms {
             ($($n:literal),*) => {
-                match cc { $($n => by_size!(size, cmov::<$n>),)* _ => continue }
+                match cc {
+                    $($n => match size {
+                        2 => choose_cmov::<2, $n> as super::dispatch::Chooser,
+                        4 => choose_cmov::<4, $n>,
+                        _ => choose_cmov::<8, $n>,
+                    },)*
+                    _ => continue,
+                }
             };
         }
-        t.set(
+        t.set_chooser(
             code,
             cc_arms!(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         );

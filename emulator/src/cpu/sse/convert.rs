@@ -9,8 +9,9 @@
 use super::softfloat::{Format, Fp, F32, F64};
 use super::{commit_flags, src, xreg};
 use crate::cpu::dispatch::Table;
+use crate::cpu::Insn;
 use crate::cpu::{Cpu, Stop};
-use iced_x86::{Code, Instruction};
+use iced_x86::Code;
 
 #[inline(always)]
 fn get<F: Format>(v: u128, l: u32) -> u64 {
@@ -18,7 +19,7 @@ fn get<F: Format>(v: u128, l: u32) -> u64 {
 }
 
 /// CVTSI2SS/CVTSI2SD: a signed integer of `S` bytes into lane 0.
-fn int_to_scalar<F: Format, const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn int_to_scalar<F: Format, const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.read_op(i, 1, S)?;
     let v = if S == 4 {
         v as u32 as i32 as i64
@@ -37,7 +38,7 @@ fn int_to_scalar<F: Format, const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Resu
 /// CVTSS2SI/CVTSD2SI/CVTTSS2SI/CVTTSD2SI into a general-purpose register of `BITS` bits.
 fn scalar_to_int<F: Format, const BITS: u32, const TRUNCATE: bool>(
     cpu: &mut Cpu,
-    i: &Instruction,
+    i: &Insn,
 ) -> Result<(), Stop> {
     let x = get::<F>(src(cpu, i, 1)?, 0);
     let mut fp = Fp::new(cpu.mxcsr);
@@ -48,7 +49,7 @@ fn scalar_to_int<F: Format, const BITS: u32, const TRUNCATE: bool>(
 }
 
 /// CVTSS2SD/CVTSD2SS: lane 0 converted, the rest of the destination kept.
-fn scalar_convert<From: Format, To: Format>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn scalar_convert<From: Format, To: Format>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let x = get::<From>(src(cpu, i, 1)?, 0);
     let mut fp = Fp::new(cpu.mxcsr);
     let r = fp.convert::<From, To>(x);
@@ -60,7 +61,7 @@ fn scalar_convert<From: Format, To: Format>(cpu: &mut Cpu, i: &Instruction) -> R
 }
 
 /// CVTPS2PD (two singles to two doubles) and CVTPD2PS (two doubles to the two low singles, upper half zero).
-fn packed_convert<From: Format, To: Format>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn packed_convert<From: Format, To: Format>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = src(cpu, i, 1)?;
     let mut fp = Fp::new(cpu.mxcsr);
     let mut r = 0u128;
@@ -73,7 +74,7 @@ fn packed_convert<From: Format, To: Format>(cpu: &mut Cpu, i: &Instruction) -> R
 }
 
 /// CVTDQ2PS (four lanes) and CVTDQ2PD (the two low doublewords): signed doublewords to floating point.
-fn packed_from_int<F: Format>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn packed_from_int<F: Format>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = src(cpu, i, 1)?;
     let mut fp = Fp::new(cpu.mxcsr);
     let mut r = 0u128;
@@ -87,10 +88,7 @@ fn packed_from_int<F: Format>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop
 }
 
 /// CVTPS2DQ/CVTTPS2DQ (four lanes) and CVTPD2DQ/CVTTPD2DQ (two lanes, upper half zero): to signed doublewords.
-fn packed_to_int<F: Format, const TRUNCATE: bool>(
-    cpu: &mut Cpu,
-    i: &Instruction,
-) -> Result<(), Stop> {
+fn packed_to_int<F: Format, const TRUNCATE: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = src(cpu, i, 1)?;
     let mut fp = Fp::new(cpu.mxcsr);
     let mut r = 0u128;

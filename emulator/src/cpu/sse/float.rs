@@ -12,8 +12,9 @@ use super::softfloat::{Format, Fp, F32, F64};
 use super::{commit_flags, src, xreg};
 use crate::cpu::dispatch::Table;
 use crate::cpu::flags::{CF, PF, STATUS, ZF};
+use crate::cpu::Insn;
 use crate::cpu::{Cpu, Exception, Stop};
-use iced_x86::{Code, Instruction};
+use iced_x86::Code;
 use std::cmp::Ordering;
 
 #[inline(always)]
@@ -50,10 +51,7 @@ fn op<F: Format, const OP: u8>(fp: &mut Fp, x: u64, y: u64) -> u64 {
 }
 
 /// ADDPS..SQRTSD: every lane of a packed form, lane 0 of a scalar one.
-fn arith<F: Format, const PACKED: bool, const OP: u8>(
-    cpu: &mut Cpu,
-    i: &Instruction,
-) -> Result<(), Stop> {
+fn arith<F: Format, const PACKED: bool, const OP: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let b = src(cpu, i, 1)?;
     let d = xreg(i, 0);
     let a = cpu.xmm[d];
@@ -74,7 +72,7 @@ const ADDSUB: u8 = 2;
 
 /// HADDPS/HADDPD/HSUBPS/HSUBPD (pairs of adjacent lanes, destination's first) and ADDSUBPS/ADDSUBPD (even lanes
 /// subtract, odd lanes add).
-fn horizontal<F: Format, const KIND: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn horizontal<F: Format, const KIND: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let b = src(cpu, i, 1)?;
     let d = xreg(i, 0);
     let a = cpu.xmm[d];
@@ -101,7 +99,7 @@ fn horizontal<F: Format, const KIND: u8>(cpu: &mut Cpu, i: &Instruction) -> Resu
 
 /// CMPPS..CMPSD with the predicate in imm8 bits 2..0: EQ, LT, LE, UNORD, NEQ, NLT, NLE, ORD. LT, LE, NLT and NLE
 /// signal IE on a QNaN too (SDM Vol. 2, CMPPS, Table 3-7).
-fn cmp<F: Format, const PACKED: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn cmp<F: Format, const PACKED: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let b = src(cpu, i, 1)?;
     let d = xreg(i, 0);
     let a = cpu.xmm[d];
@@ -132,7 +130,7 @@ fn cmp<F: Format, const PACKED: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<
 
 /// COMISS/COMISD (SIGNALLING: IE on any NaN) and UCOMISS/UCOMISD (IE on an SNaN only): ZF, PF, CF from the
 /// comparison (unordered 1,1,1; greater 0,0,0; less 0,0,1; equal 1,0,0), OF, SF and AF cleared.
-fn comis<F: Format, const SIGNALLING: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn comis<F: Format, const SIGNALLING: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let b = src(cpu, i, 1)?;
     let a = cpu.xmm[xreg(i, 0)];
     let mut fp = Fp::new(cpu.mxcsr);
@@ -151,7 +149,7 @@ fn comis<F: Format, const SIGNALLING: bool>(cpu: &mut Cpu, i: &Instruction) -> R
 /// Defines a handler `dst = f(dst, src)` on whole registers.
 macro_rules! bitwise {
     ($($name:ident = |$a:ident, $b:ident| $body:expr;)*) => {$(
-        fn $name(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+        fn $name(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
             let $b = src(cpu, i, 1)?;
             let d = xreg(i, 0);
             let $a = cpu.xmm[d];
@@ -184,7 +182,7 @@ fn unpack<F: Format>(a: u128, b: u128, half: u32) -> u128 {
 }
 
 /// SHUFPS: lanes 0 and 1 from the destination, 2 and 3 from the source, each picked by two bits of imm8.
-fn shufps(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn shufps(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let b = src(cpu, i, 1)?;
     let d = xreg(i, 0);
     let a = cpu.xmm[d];
@@ -199,7 +197,7 @@ fn shufps(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 }
 
 /// SHUFPD: lane 0 from the destination, lane 1 from the source, each picked by one bit of imm8.
-fn shufpd(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn shufpd(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let b = src(cpu, i, 1)?;
     let d = xreg(i, 0);
     let a = cpu.xmm[d];
@@ -210,7 +208,7 @@ fn shufpd(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 }
 
 /// MOVMSKPS/MOVMSKPD: the sign bit of each lane, into a general-purpose register (upper bits zero).
-fn movmsk<F: Format>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn movmsk<F: Format>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.xmm[xreg(i, 1)];
     let mut m = 0u64;
     for l in 0..128 / F::WIDTH {
@@ -221,17 +219,17 @@ fn movmsk<F: Format>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 }
 
 /// LDMXCSR m32: setting a reserved bit (31..16) is #GP (SDM Vol. 2, LDMXCSR; MXCSR_MASK is 0xffff with DAZ).
-fn ldmxcsr(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn ldmxcsr(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
     let v = cpu.mem.read_u32(a)?;
     if v & 0xffff_0000 != 0 {
-        return Err(Stop::Exception(Exception::GeneralProtection));
+        return Err(Stop::exception(Exception::GeneralProtection));
     }
     cpu.mxcsr = v;
     Ok(())
 }
 
-fn stmxcsr(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn stmxcsr(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
     cpu.mem.write_u32(a, cpu.mxcsr)?;
     Ok(())

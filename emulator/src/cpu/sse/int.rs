@@ -8,8 +8,9 @@
 
 use super::{lane, src, with_lane, xreg};
 use crate::cpu::dispatch::Table;
+use crate::cpu::Insn;
 use crate::cpu::{Cpu, Stop};
-use iced_x86::{Code, Instruction, Mnemonic, OpKind};
+use iced_x86::{Code, Mnemonic, OpKind};
 
 /// Applies `f` lane by lane to `BITS`-bit lanes of `a` and `b`.
 #[inline(always)]
@@ -43,7 +44,7 @@ fn sat_u(v: i64, bits: u32) -> u64 {
 /// Defines a handler `dst = f(dst, src)` for each `name = |a, b| expression` on two u128 values.
 macro_rules! binary {
     ($($name:ident = |$a:ident, $b:ident| $body:expr;)*) => {$(
-        fn $name(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+        fn $name(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
             let $b = src(cpu, i, 1)?;
             let d = xreg(i, 0);
             let $a = cpu.xmm[d];
@@ -200,7 +201,7 @@ const SAR: u8 = 2;
 
 /// PSLL/PSRL/PSRA with an XMM/m128 count (its low quadword) or an imm8 count. A count at least the lane width
 /// zeroes the lane, or fills it with the sign for PSRA.
-fn shift<const BITS: u32, const KIND: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn shift<const BITS: u32, const KIND: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let count = if i.op1_kind() == OpKind::Immediate8 {
         i.immediate8() as u64
     } else {
@@ -217,7 +218,7 @@ fn shift<const BITS: u32, const KIND: u8>(cpu: &mut Cpu, i: &Instruction) -> Res
 }
 
 /// PSLLDQ (LEFT) and PSRLDQ: a byte shift of the whole register by imm8 (16 or more zeroes it).
-fn byte_shift<const LEFT: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn byte_shift<const LEFT: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let count = i.immediate8() as u32;
     let d = xreg(i, 0);
     let v = cpu.xmm[d];
@@ -232,7 +233,7 @@ fn byte_shift<const LEFT: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), St
 }
 
 /// PSHUFD: each doubleword of the result picks a source doubleword by two bits of imm8.
-fn pshufd(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn pshufd(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = src(cpu, i, 1)?;
     let imm = i.immediate8() as u32;
     let mut r = 0u128;
@@ -244,7 +245,7 @@ fn pshufd(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 }
 
 /// PSHUFLW (HIGH = false) and PSHUFHW: shuffles the words of one quadword, copies the other.
-fn pshufw<const HIGH: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn pshufw<const HIGH: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = src(cpu, i, 1)?;
     let imm = i.immediate8() as u32;
     let base = if HIGH { 4 } else { 0 };
@@ -257,7 +258,7 @@ fn pshufw<const HIGH: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> 
 }
 
 /// PALIGNR: the destination:source pair (destination high) shifted right by imm8 bytes, low 16 bytes kept.
-fn palignr(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn palignr(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let s = src(cpu, i, 1)?;
     let d = xreg(i, 0);
     let a = cpu.xmm[d];
@@ -273,7 +274,7 @@ fn palignr(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 }
 
 /// PMOVMSKB r32/r64, xmm: the top bit of each byte.
-fn pmovmskb(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn pmovmskb(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.xmm[xreg(i, 1)];
     let mut m = 0u64;
     for l in 0..16 {
@@ -284,14 +285,14 @@ fn pmovmskb(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 }
 
 /// PEXTRW r32/r64, xmm, imm8: a word zero-extended.
-fn pextrw(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn pextrw(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = lane::<16>(cpu.xmm[xreg(i, 1)], i.immediate8() as u32 & 7);
     cpu.write_reg(i.op0_register(), v);
     Ok(())
 }
 
 /// PINSRW xmm, r32/m16, imm8.
-fn pinsrw(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn pinsrw(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.read_op(i, 1, 2)? & 0xffff;
     let d = xreg(i, 0);
     cpu.xmm[d] = with_lane::<16>(cpu.xmm[d], i.immediate8() as u32 & 7, v);

@@ -25,7 +25,8 @@ mod native_tests;
 
 use super::dispatch::Table;
 use super::{Cpu, Exception, Stop};
-use iced_x86::{Code, EncodingKind, Instruction, Mnemonic, OpCodeOperandKind, OpKind};
+use crate::cpu::Insn;
+use iced_x86::{Code, EncodingKind, Mnemonic, OpCodeOperandKind, OpKind};
 use softfloat::{DE, IE, MASK_SHIFT, ZE};
 
 pub(crate) fn register(t: &mut Table) {
@@ -55,13 +56,13 @@ pub(super) fn sse_forms(mnemonic: Mnemonic) -> impl Iterator<Item = Code> {
 
 /// The XMM register number of operand `n`.
 #[inline(always)]
-pub(super) fn xreg(i: &Instruction, n: u32) -> usize {
+pub(super) fn xreg(i: &Insn, n: u32) -> usize {
     Cpu::xmm_index(i.op_register(n))
 }
 
 #[inline(always)]
 fn gp() -> Stop {
-    Stop::Exception(Exception::GeneralProtection)
+    Stop::exception(Exception::GeneralProtection)
 }
 
 /// Reads operand `n`: a whole XMM register, or the memory operand's `memory_size` bytes zero-extended. A 16-byte
@@ -69,7 +70,7 @@ fn gp() -> Stop {
 #[inline(always)]
 pub(super) fn read_xmm_or_mem<const UNALIGNED: bool>(
     cpu: &mut Cpu,
-    i: &Instruction,
+    i: &Insn,
     n: u32,
 ) -> Result<u128, Stop> {
     if i.op_kind(n) == OpKind::Register {
@@ -86,13 +87,13 @@ pub(super) fn read_xmm_or_mem<const UNALIGNED: bool>(
         8 => cpu.mem.read_u64(a)? as u128,
         4 => cpu.mem.read_u32(a)? as u128,
         2 => cpu.mem.read_u16(a)? as u128,
-        _ => return Err(Stop::Exception(Exception::InvalidOpcode)),
+        _ => return Err(Stop::exception(Exception::InvalidOpcode)),
     })
 }
 
 /// `read_xmm_or_mem` with the alignment check: the rule for every legacy SSE operand but the unaligned moves.
 #[inline(always)]
-pub(super) fn src(cpu: &mut Cpu, i: &Instruction, n: u32) -> Result<u128, Stop> {
+pub(super) fn src(cpu: &mut Cpu, i: &Insn, n: u32) -> Result<u128, Stop> {
     read_xmm_or_mem::<false>(cpu, i, n)
 }
 
@@ -100,7 +101,7 @@ pub(super) fn src(cpu: &mut Cpu, i: &Instruction, n: u32) -> Result<u128, Stop> 
 #[inline(always)]
 pub(super) fn store128<const UNALIGNED: bool>(
     cpu: &mut Cpu,
-    i: &Instruction,
+    i: &Insn,
     v: u128,
 ) -> Result<(), Stop> {
     let a = cpu.ea(i);
@@ -124,7 +125,7 @@ pub(super) fn commit_flags(cpu: &mut Cpu, flags: u32) -> Result<(), Stop> {
     }
     let pre = flags & (IE | DE | ZE);
     cpu.mxcsr |= if pre & !masks != 0 { pre } else { flags };
-    Err(Stop::Exception(Exception::SimdFloatingPoint))
+    Err(Stop::exception(Exception::SimdFloatingPoint))
 }
 
 /// Lane `l` of `BITS` bits.

@@ -7,19 +7,20 @@
 
 use super::{lane, read_xmm_or_mem, src, store128, with_lane, xreg};
 use crate::cpu::dispatch::Table;
+use crate::cpu::Insn;
 use crate::cpu::{Cpu, Stop, RDI};
-use iced_x86::{Code, Instruction, OpKind, Register};
+use iced_x86::{Code, OpKind, Register};
 
 const LOW64: u128 = u64::MAX as u128;
 const LOW32: u128 = u32::MAX as u128;
 
-fn load128<const UNALIGNED: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn load128<const UNALIGNED: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = read_xmm_or_mem::<UNALIGNED>(cpu, i, 1)?;
     cpu.xmm[xreg(i, 0)] = v;
     Ok(())
 }
 
-fn store_xmm128<const UNALIGNED: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn store_xmm128<const UNALIGNED: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.xmm[xreg(i, 1)];
     if i.op0_kind() == OpKind::Register {
         cpu.xmm[xreg(i, 0)] = v;
@@ -30,28 +31,28 @@ fn store_xmm128<const UNALIGNED: bool>(cpu: &mut Cpu, i: &Instruction) -> Result
 }
 
 /// MOVD/MOVQ xmm, r/m32 or r/m64: zero-extended into the register.
-fn movd_to_xmm<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn movd_to_xmm<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.read_op(i, 1, S)?;
     cpu.xmm[xreg(i, 0)] = v as u128;
     Ok(())
 }
 
 /// MOVD/MOVQ r/m32 or r/m64, xmm.
-fn movd_from_xmm<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn movd_from_xmm<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.xmm[xreg(i, 1)] as u64;
     cpu.write_op(i, 0, S, v)?;
     Ok(())
 }
 
 /// MOVQ xmm, xmm/m64: the low quadword, upper one zeroed.
-fn movq_load(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn movq_load(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = src(cpu, i, 1)? & LOW64;
     cpu.xmm[xreg(i, 0)] = v;
     Ok(())
 }
 
 /// MOVQ xmm/m64, xmm: to a register it zeroes the upper quadword.
-fn movq_store(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn movq_store(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.xmm[xreg(i, 1)] & LOW64;
     if i.op0_kind() == OpKind::Register {
         cpu.xmm[xreg(i, 0)] = v;
@@ -63,7 +64,7 @@ fn movq_store(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 }
 
 /// MOVSS/MOVSD xmm, xmm/m32|m64: a register source merges into the low lane, a memory source zero-extends.
-fn movs_load<const BITS: u32>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn movs_load<const BITS: u32>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let mask = if BITS == 32 { LOW32 } else { LOW64 };
     let v = src(cpu, i, 1)? & mask;
     let d = xreg(i, 0);
@@ -76,7 +77,7 @@ fn movs_load<const BITS: u32>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop
 }
 
 /// MOVSS/MOVSD xmm/m32|m64, xmm.
-fn movs_store<const BITS: u32>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn movs_store<const BITS: u32>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let mask = if BITS == 32 { LOW32 } else { LOW64 };
     let v = cpu.xmm[xreg(i, 1)] & mask;
     if i.op0_kind() == OpKind::Register {
@@ -94,7 +95,7 @@ fn movs_store<const BITS: u32>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Sto
 }
 
 /// MOVLPS/MOVLPD (LANE 0) and MOVHPS/MOVHPD (LANE 1) xmm, m64: one quadword lane from memory.
-fn movhl_load<const LANE: u32>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn movhl_load<const LANE: u32>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
     let v = cpu.mem.read_u64(a)?;
     let d = xreg(i, 0);
@@ -103,7 +104,7 @@ fn movhl_load<const LANE: u32>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Sto
 }
 
 /// MOVLPS/MOVLPD/MOVHPS/MOVHPD m64, xmm.
-fn movhl_store<const LANE: u32>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn movhl_store<const LANE: u32>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = lane::<64>(cpu.xmm[xreg(i, 1)], LANE);
     let a = cpu.ea(i);
     cpu.mem.write_u64(a, v)?;
@@ -111,7 +112,7 @@ fn movhl_store<const LANE: u32>(cpu: &mut Cpu, i: &Instruction) -> Result<(), St
 }
 
 /// MOVHLPS: the source's high quadword into the destination's low one.
-fn movhlps(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn movhlps(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let s = cpu.xmm[xreg(i, 1)];
     let d = xreg(i, 0);
     cpu.xmm[d] = (cpu.xmm[d] & !LOW64) | (s >> 64);
@@ -119,27 +120,27 @@ fn movhlps(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 }
 
 /// MOVLHPS: the source's low quadword into the destination's high one.
-fn movlhps(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn movlhps(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let s = cpu.xmm[xreg(i, 1)];
     let d = xreg(i, 0);
     cpu.xmm[d] = (cpu.xmm[d] & LOW64) | (s << 64);
     Ok(())
 }
 
-fn movnti<const S: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn movnti<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.read_op(i, 1, S)?;
     cpu.write_op(i, 0, S, v)?;
     Ok(())
 }
 
-fn movddup(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn movddup(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = src(cpu, i, 1)? & LOW64;
     cpu.xmm[xreg(i, 0)] = v | (v << 64);
     Ok(())
 }
 
 /// MOVSLDUP (ODD = 0) duplicates the even doublewords, MOVSHDUP (ODD = 1) the odd ones.
-fn movdup32<const ODD: u32>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn movdup32<const ODD: u32>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = src(cpu, i, 1)?;
     let mut r = 0u128;
     for l in 0..4 {
@@ -153,7 +154,7 @@ fn movdup32<const ODD: u32>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> 
 /// ds:rdi (edi with an address-size prefix; FS or GS by override). Only the span from the first to the last
 /// selected byte is accessed, read then written back merged, so a fault leaves memory unchanged; an all-zero mask
 /// accesses nothing (the SDM leaves faults for unselected bytes to the implementation).
-fn maskmovdqu(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn maskmovdqu(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let data = cpu.xmm[xreg(i, 1)].to_le_bytes();
     let mask = cpu.xmm[xreg(i, 2)].to_le_bytes();
     let Some(first) = mask.iter().position(|m| m & 0x80 != 0) else {

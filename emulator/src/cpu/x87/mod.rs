@@ -27,8 +27,9 @@ pub mod float;
 use super::dispatch::Table;
 use super::flags::{CF, PF, ZF};
 use super::{Cpu, Exception, Handler, Stop};
+use crate::cpu::Insn;
 use float::{Format, Op, Ordering, Outcome, Rounding, DE, IE, INDEFINITE, OE, UE, ZE};
-use iced_x86::{Code, Instruction, OpKind, Register};
+use iced_x86::{Code, OpKind, Register};
 
 /// An 80-bit extended-precision value as stored in an x87 register: 64-bit significand (with explicit integer
 /// bit) and 16-bit sign and exponent.
@@ -244,19 +245,19 @@ fn check_pending(cpu: &Cpu) -> Result<(), Stop> {
 }
 
 /// Records FIP (and FDP for memory forms) of a non-control instruction.
-fn note(cpu: &mut Cpu, i: &Instruction) {
+fn note(cpu: &mut Cpu, i: &Insn) {
     cpu.x87.last_ip = i.ip();
     if has_memory(i) {
         cpu.x87.last_dp = cpu.ea(i);
     }
 }
 
-fn has_memory(i: &Instruction) -> bool {
+fn has_memory(i: &Insn) -> bool {
     (0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Memory)
 }
 
 /// The stack index of an ST(i) register operand.
-fn sti(i: &Instruction, n: u32) -> usize {
+fn sti(i: &Insn, n: u32) -> usize {
     (i.op_register(n) as usize).wrapping_sub(Register::ST0 as usize) & 7
 }
 
@@ -268,7 +269,7 @@ const M32INT: u8 = 3;
 const M64INT: u8 = 4;
 
 /// Reads a memory operand of format `K` as an 80-bit value, with whether it was a denormal of its format.
-fn read_operand<const K: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(F80, bool), Stop> {
+fn read_operand<const K: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(F80, bool), Stop> {
     let a = cpu.ea(i);
     Ok(match K {
         M32FP => float::from_ieee(cpu.mem.read_u32(a)? as u64, 23, 8),
@@ -364,7 +365,7 @@ fn arith_core(
     }
 }
 
-fn arith_reg<const A: u8, const POP: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn arith_reg<const A: u8, const POP: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     let (dest, src) = (sti(i, 0), sti(i, 1));
@@ -372,7 +373,7 @@ fn arith_reg<const A: u8, const POP: bool>(cpu: &mut Cpu, i: &Instruction) -> Re
     Ok(())
 }
 
-fn arith_mem<const A: u8, const K: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn arith_mem<const A: u8, const K: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     let src = read_operand::<K>(cpu, i)?;
     note(cpu, i);
@@ -402,7 +403,7 @@ fn push_checked(cpu: &mut Cpu, v: F80, flags: u16) {
     cpu.x87.push(v);
 }
 
-fn fld_mem<const K: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fld_mem<const K: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     let (v, denormal) = read_operand::<K>(cpu, i)?;
     note(cpu, i);
@@ -416,7 +417,7 @@ fn fld_mem<const K: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn fld_m80(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fld_m80(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     let a = cpu.ea(i);
     let b: [u8; 10] = cpu.mem.read(a)?;
@@ -429,7 +430,7 @@ fn fld_m80(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn fld_st(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fld_st(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     let src = sti(i, 0);
@@ -449,7 +450,7 @@ fn fld_st(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn fld_const<const C: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fld_const<const C: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     let r = cpu.x87.rounding();
@@ -470,7 +471,7 @@ fn fld_const<const C: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 // Stores.
 
 /// FST/FSTP m32fp and m64fp.
-fn fst_float<const K: u8, const POP: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fst_float<const K: u8, const POP: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     let a = cpu.ea(i);
     let (format, exp_bits, size) = if K == M32FP {
@@ -510,7 +511,7 @@ fn fst_float<const K: u8, const POP: bool>(cpu: &mut Cpu, i: &Instruction) -> Re
     Ok(())
 }
 
-fn fstp_m80(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fstp_m80(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     let a = cpu.ea(i);
     let empty = cpu.x87.is_empty(0);
@@ -534,7 +535,7 @@ fn fstp_m80(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn fst_st<const POP: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fst_st<const POP: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     let dest = sti(i, 0);
@@ -557,7 +558,7 @@ fn fst_st<const POP: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 /// FIST/FISTP (rounding control) and FISTTP (`TRUNC`, truncation) to a 16-, 32- or 64-bit integer.
 fn fist<const BITS: u32, const POP: bool, const TRUNC: bool>(
     cpu: &mut Cpu,
-    i: &Instruction,
+    i: &Insn,
 ) -> Result<(), Stop> {
     check_pending(cpu)?;
     let a = cpu.ea(i);
@@ -600,7 +601,7 @@ fn fist<const BITS: u32, const POP: bool, const TRUNC: bool>(
 // ---------------------------------------------------------------------------------------------------------------
 // Register operations.
 
-fn fxch(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fxch(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     let j = sti(i, 1);
@@ -630,7 +631,7 @@ const ABS: u8 = 1;
 const SQRT: u8 = 2;
 const RNDINT: u8 = 3;
 
-fn unary<const U: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn unary<const U: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     if cpu.x87.is_empty(0) {
@@ -658,7 +659,7 @@ const SCALE: u8 = 0;
 const PREM: u8 = 1;
 const PREM1: u8 = 2;
 
-fn binary_st01<const F: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn binary_st01<const F: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     if cpu.x87.is_empty(0) || cpu.x87.is_empty(1) {
@@ -692,7 +693,7 @@ fn binary_st01<const F: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> 
     Ok(())
 }
 
-fn fxtract(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fxtract(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     if cpu.x87.is_empty(0) {
@@ -731,7 +732,7 @@ fn fxtract(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn fcmov<const CC: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fcmov<const CC: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     let src = sti(i, 1);
@@ -749,7 +750,7 @@ fn fcmov<const CC: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn ffree<const POP: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn ffree<const POP: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     cpu.x87.free(sti(i, 0));
@@ -759,7 +760,7 @@ fn ffree<const POP: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn fstp_top<const DELTA: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fstp_top<const DELTA: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     cpu.x87.top = (cpu.x87.top + DELTA) & 7;
@@ -767,13 +768,13 @@ fn fstp_top<const DELTA: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop>
     Ok(())
 }
 
-fn fnop(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fnop(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     Ok(())
 }
 
-fn fwait(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn fwait(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     check_pending(cpu)
 }
 
@@ -836,7 +837,7 @@ fn fcom_core(
 
 fn fcom_reg<const QUIET: bool, const POPS: u8, const RFLAGS: bool>(
     cpu: &mut Cpu,
-    i: &Instruction,
+    i: &Insn,
 ) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
@@ -850,7 +851,7 @@ fn fcom_reg<const QUIET: bool, const POPS: u8, const RFLAGS: bool>(
     Ok(())
 }
 
-fn fcom_mem<const K: u8, const POPS: u8>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fcom_mem<const K: u8, const POPS: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     let v = read_operand::<K>(cpu, i)?;
     note(cpu, i);
@@ -858,14 +859,14 @@ fn fcom_mem<const K: u8, const POPS: u8>(cpu: &mut Cpu, i: &Instruction) -> Resu
     Ok(())
 }
 
-fn ftst(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn ftst(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     fcom_core(cpu, Some((F80::zero(false), false)), 0, false, 0, false);
     Ok(())
 }
 
-fn fxam(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fxam(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     let v = cpu.x87.st(0);
@@ -889,18 +890,18 @@ fn fxam(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 // ---------------------------------------------------------------------------------------------------------------
 // Control and state.
 
-fn fnstcw(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fnstcw(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
     cpu.mem.write_u16(a, cpu.x87.control)?;
     Ok(())
 }
 
-fn fstcw(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fstcw(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     fnstcw(cpu, i)
 }
 
-fn fldcw(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fldcw(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     let a = cpu.ea(i);
     let v = cpu.mem.read_u16(a)?;
@@ -909,39 +910,39 @@ fn fldcw(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn fnstsw_mem(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fnstsw_mem(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
     cpu.mem.write_u16(a, cpu.x87.status_word())?;
     Ok(())
 }
 
-fn fstsw_mem(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fstsw_mem(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     fnstsw_mem(cpu, i)
 }
 
-fn fnstsw_ax(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn fnstsw_ax(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let sw = cpu.x87.status_word();
     cpu.write_reg(Register::AX, sw as u64);
     Ok(())
 }
 
-fn fstsw_ax(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fstsw_ax(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     fnstsw_ax(cpu, i)
 }
 
-fn fnclex(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn fnclex(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     cpu.x87.status &= !(EXCEPTIONS | SF | ES | B);
     Ok(())
 }
 
-fn fclex(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fclex(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     fnclex(cpu, i)
 }
 
-fn fninit(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
+fn fninit(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let regs = cpu.x87.regs;
     cpu.x87 = X87 {
         regs,
@@ -950,7 +951,7 @@ fn fninit(cpu: &mut Cpu, _: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn finit(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn finit(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     fninit(cpu, i)
 }
@@ -985,7 +986,7 @@ fn load_environment(x87: &mut X87, e: &[u8]) {
     x87.last_dp = dword(5) as u64;
 }
 
-fn fnstenv<const WAIT: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fnstenv<const WAIT: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     if WAIT {
         check_pending(cpu)?;
     }
@@ -997,7 +998,7 @@ fn fnstenv<const WAIT: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop>
     Ok(())
 }
 
-fn fldenv(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fldenv(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     let a = cpu.ea(i);
     let e: [u8; 28] = cpu.mem.read(a)?;
@@ -1005,7 +1006,7 @@ fn fldenv(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn fnsave<const WAIT: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fnsave<const WAIT: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     if WAIT {
         check_pending(cpu)?;
     }
@@ -1021,7 +1022,7 @@ fn fnsave<const WAIT: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> 
     fninit(cpu, i)
 }
 
-fn frstor(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn frstor(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     let a = cpu.ea(i);
     let image: [u8; 108] = cpu.mem.read(a)?;
@@ -1041,7 +1042,7 @@ fn frstor(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
 }
 
 /// FXSAVE and FXSAVE64 (REX.W: 64-bit FIP and FDP), SDM Vol. 1, Table 10-2. Bytes 416..511 are not written.
-fn fxsave<const W64: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fxsave<const W64: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
     if a & 15 != 0 {
         return Err(Exception::GeneralProtection.into());
@@ -1075,7 +1076,7 @@ fn fxsave<const W64: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
     Ok(())
 }
 
-fn fxrstor<const W64: bool>(cpu: &mut Cpu, i: &Instruction) -> Result<(), Stop> {
+fn fxrstor<const W64: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
     if a & 15 != 0 {
         return Err(Exception::GeneralProtection.into());
