@@ -543,11 +543,18 @@ impl Memory {
             h.write_u64(e.perms.0 as u64);
             let f = &self.frames[e.frame as usize];
             h.write_u64(f.poisoned as u64);
-            for chunk in f.bytes.chunks_exact(8) {
-                h.write_u64(u64::from_le_bytes(chunk.try_into().unwrap()));
-            }
+            h.write_u64(page_digest(&f.bytes[..]));
         }
         h.finish()
+    }
+
+    /// Starts a new dirty epoch without taking a snapshot: `dirty_frames` will list only frames written from now
+    /// on. For incremental digests, which need the epochs but not the copy.
+    pub fn begin_epoch(&mut self) {
+        self.dirty.clear();
+        self.epoch += 1;
+        // The first write to each page from now on must go through the slow path, which marks the frame dirty.
+        self.write_tlb.fill(TLB_EMPTY);
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -917,7 +924,24 @@ impl Memory {
     }
 }
 
-/// 64-bit FNV-1a, word at a time: a fixed, documented digest for state hashes.
+/// A digest of one page's bytes, a word at a time: FNV-1a's offset basis and prime applied to 64-bit little-endian
+/// words with a rotation after each multiply so that high bits feed back. About eight times cheaper than FNV-1a
+/// byte by byte, which matters because checkpoints digest every page written since the last one. Fixed and
+/// platform-independent, so traces compare across machines.
+pub fn page_digest(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().expect("chunks_exact gives 8 bytes"));
+        h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29);
+    }
+    for &b in words.remainder() {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^ bytes.len() as u64
+}
+
+/// 64-bit FNV-1a, byte at a time: a fixed, documented digest for state hashes.
 #[derive(Clone, Copy)]
 pub struct Fnv(u64);
 

@@ -10,7 +10,7 @@
 use crate::trace::RegisterFile;
 use std::collections::{BTreeMap, BTreeSet};
 use tandem_emulator::cpu::Cpu;
-use tandem_emulator::memory::{Fnv, Memory, PAGE_SIZE};
+use tandem_emulator::memory::{page_digest, Fnv, Memory, PAGE_SIZE};
 
 pub fn register_file(cpu: &Cpu) -> RegisterFile {
     let r = cpu.registers();
@@ -106,7 +106,7 @@ impl MemoryDigest {
     pub fn update(&mut self, mem: &mut Memory) -> u64 {
         let dirty: BTreeSet<u32> = mem.dirty_frames().into_iter().map(|f| f.0).collect();
         // Start a new epoch: the next update sees only frames written after this one.
-        drop(mem.snapshot());
+        mem.begin_epoch();
         let mut pages = BTreeMap::new();
         let mut h = Fnv::new();
         let mut buf = vec![0u8; PAGE_SIZE];
@@ -118,17 +118,15 @@ impl MemoryDigest {
                 let digest = match self.pages.get(&vpn) {
                     Some(&(f, d)) if f == frame && !dirty.contains(&frame) => d,
                     _ => {
-                        let mut p = Fnv::new();
                         // read_bytes goes through the TLB (peek looks up the page table per byte); pages the guest
                         // may not read (guard pages) fall back to peek. Neither changes the guest's state.
                         let ok = mem.read_bytes(addr, &mut buf).is_ok()
                             || mem.peek(addr, &mut buf).is_ok();
                         if ok {
-                            p.write_bytes(&buf);
+                            page_digest(&buf)
                         } else {
-                            p.write_u64(u64::MAX);
+                            u64::MAX
                         }
-                        p.finish()
                     }
                 };
                 pages.insert(vpn, (frame, digest));
