@@ -72,16 +72,97 @@ fn reference_from_cli(trace: &Path) -> (u64, u64, u64) {
     (address_of("step"), address_of("main"), when)
 }
 
-/// Kills the server if the test fails before it exits.
-struct ServerGuard(Option<Child>);
+/// A running `tandem debug TRACE --gdb 127.0.0.1:0`; killed on drop if the test fails before it exits.
+struct Server {
+    child: Option<Child>,
+    address: String,
+    stderr_reader: Option<std::thread::JoinHandle<String>>,
+}
 
-impl Drop for ServerGuard {
+impl Server {
+    /// Starts the server on a port the kernel picks and waits (bounded) for the startup line naming it.
+    fn start(trace: &Path) -> Server {
+        let mut child = Command::new(tandem())
+            .arg("debug")
+            .arg(trace)
+            .args(["--gdb", "127.0.0.1:0"])
+            .current_dir(repo())
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (lines_send, lines_receive) = mpsc::channel::<String>();
+        let stderr_reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                all.push_str(&line);
+                all.push('\n');
+                let _ = lines_send.send(line);
+            }
+            all
+        });
+        let mut server = Server {
+            child: Some(child),
+            address: String::new(),
+            stderr_reader: Some(stderr_reader),
+        };
+        server.address = loop {
+            let line = lines_receive
+                .recv_timeout(SERVER_START_TIMEOUT)
+                .expect("the gdb server did not print its address in time");
+            if let Some(a) = line.strip_prefix("tandem: gdb server listening on ") {
+                break a.trim().to_string();
+            }
+        };
+        assert!(
+            server.address.starts_with("127.0.0.1:") && !server.address.ends_with(":0"),
+            "the server must print the real port, not {}",
+            server.address
+        );
+        server
+    }
+
+    /// Waits (bounded) for the server to exit by itself; its status and stderr.
+    fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let child = self.child.take().unwrap();
+        let out = output_within(child, SERVER_EXIT_TIMEOUT, "the gdb server");
+        let stderr = self.stderr_reader.take().unwrap().join().unwrap();
+        (out.status, stderr)
+    }
+}
+
+impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
+        if let Some(child) = self.child.as_mut() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+}
+
+/// Runs gdb in batch mode against `address` with rewind-musl's symbols; its stdout and stderr.
+fn run_gdb(address: &str, commands: &[&str]) -> String {
+    let mut gdb = Command::new("gdb");
+    gdb.args(["-batch", "-nx", "-iex", "set debuginfod enabled off"])
+        .arg("-ex")
+        .arg(format!("target remote {address}"));
+    for c in commands {
+        gdb.arg("-ex").arg(c);
+    }
+    let gdb = gdb
+        .arg(corpus_bin("rewind-musl"))
+        .current_dir(repo())
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start gdb (Debian package gdb)");
+    let out = output_within(gdb, GDB_RUN_TIMEOUT, "gdb");
+    text(&out.stdout) + &text(&out.stderr)
 }
 
 /// Waits for `child` with a deadline; kills it when the deadline passes.
@@ -120,90 +201,38 @@ fn gdb_breaks_examines_watches_and_reverses() {
     record_rewind(&trace);
     let (step_address, main_address, first_hit_icount) = reference_from_cli(&trace);
 
-    // The server, on a port the kernel picks; its startup line names the port.
-    let mut server = Command::new(tandem())
-        .arg("debug")
-        .arg(&trace)
-        .args(["--gdb", "127.0.0.1:0"])
-        .current_dir(repo())
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = server.stderr.take().unwrap();
-    let mut guard = ServerGuard(Some(server));
-    let (lines_send, lines_receive) = mpsc::channel::<String>();
-    let stderr_reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            all.push_str(&line);
-            all.push('\n');
-            let _ = lines_send.send(line);
-        }
-        all
-    });
-    let address = loop {
-        let line = lines_receive
-            .recv_timeout(SERVER_START_TIMEOUT)
-            .expect("the gdb server did not print its address in time");
-        if let Some(a) = line.strip_prefix("tandem: gdb server listening on ") {
-            break a.trim().to_string();
-        }
-    };
-    assert!(
-        address.starts_with("127.0.0.1:") && !address.ends_with(":0"),
-        "the server must print the real port, not {address}"
-    );
-
+    let server = Server::start(&trace);
     let commands = [
-        format!("target remote {address}"),
-        "break step".into(),
-        "continue".into(),
-        "info registers rip".into(),
-        "x/4gx $rsp".into(),
-        "print counter".into(),
-        "continue".into(),
-        "print counter".into(),
-        "reverse-stepi".into(),
-        "info registers rip".into(),
-        "reverse-continue".into(),
-        "print counter".into(),
-        "monitor when".into(),
-        "info registers fs_base".into(),
-        "stepi".into(),
-        "monitor when".into(),
-        "reverse-stepi".into(),
-        "monitor when".into(),
-        "watch counter".into(),
-        "continue".into(),
-        "print counter".into(),
-        "delete".into(),
-        "continue".into(),
-        "monitor when".into(),
-        "monitor seek 3".into(),
-        "maintenance flush register-cache".into(),
-        "reverse-continue".into(),
-        "monitor when".into(),
-        "monitor bogus".into(),
+        "break step",
+        "continue",
+        "info registers rip",
+        "x/4gx $rsp",
+        "print counter",
+        "continue",
+        "print counter",
+        "reverse-stepi",
+        "info registers rip",
+        "reverse-continue",
+        "print counter",
+        "monitor when",
+        "info registers fs_base",
+        "stepi",
+        "monitor when",
+        "reverse-stepi",
+        "monitor when",
+        "watch counter",
+        "continue",
+        "print counter",
+        "delete",
+        "continue",
+        "monitor when",
+        "monitor seek 3",
+        "maintenance flush register-cache",
+        "reverse-continue",
+        "monitor when",
+        "monitor bogus",
     ];
-    let mut gdb = Command::new("gdb");
-    gdb.args(["-batch", "-nx", "-iex", "set debuginfod enabled off"]);
-    for c in &commands {
-        gdb.arg("-ex").arg(c);
-    }
-    let gdb = gdb
-        .arg(corpus_bin("rewind-musl"))
-        .current_dir(repo())
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start gdb (Debian package gdb)");
-    let out = output_within(gdb, GDB_RUN_TIMEOUT, "gdb");
-    let output = text(&out.stdout) + &text(&out.stderr);
+    let output = run_gdb(&server.address, &commands);
     let context = format!("gdb's output:\n{output}");
 
     // The breakpoint stops name the function: the first two hits, reverse-continue's return to the first, and
@@ -308,16 +337,41 @@ fn gdb_breaks_examines_watches_and_reverses() {
     assert!(output.contains("unknown monitor command"), "{context}");
 
     // gdb detached when it quit: the server exits by itself, successfully.
-    let server = guard.0.take().unwrap();
-    let server_out = output_within(server, SERVER_EXIT_TIMEOUT, "the gdb server");
-    let server_stderr = stderr_reader.join().unwrap();
-    assert!(
-        server_out.status.success(),
-        "server: {:?}\n{server_stderr}",
-        server_out.status
-    );
+    let (status, server_stderr) = server.wait();
+    assert!(status.success(), "server: {status:?}\n{server_stderr}");
     assert!(
         server_stderr.contains("tandem: gdb detached"),
+        "{server_stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `kill` ends the session: the server says so and exits successfully; a register write is refused (a replay
+/// is read-only) without ending it.
+#[test]
+fn gdb_kill_ends_the_server() {
+    let dir = std::env::temp_dir().join(format!("tandem-gdb-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("rewind.trace");
+    record_rewind(&trace);
+    let server = Server::start(&trace);
+    let output = run_gdb(
+        &server.address,
+        &["set var $rax = 5", "stepi", "monitor when", "kill"],
+    );
+    assert!(
+        output.contains("Could not write registers"),
+        "gdb's output:\n{output}"
+    );
+    assert!(output.contains("icount 1"), "gdb's output:\n{output}");
+    assert!(
+        output.contains("Kill the program being debugged?"),
+        "gdb's output:\n{output}"
+    );
+    let (status, server_stderr) = server.wait();
+    assert!(status.success(), "server: {status:?}\n{server_stderr}");
+    assert!(
+        server_stderr.contains("tandem: gdb killed the session"),
         "{server_stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
