@@ -17,6 +17,7 @@ pub const COMMANDS_MAX: usize = 100_000;
     about = "Debug a recorded run: step, break, watch, and go backwards (reverse-stepi, reverse-continue, goto)",
     after_help = "Examples:\n  \
         tandem debug run.trace -x script.txt\n  \
+        tandem debug run.trace --gdb 127.0.0.1:1234\n  \
         printf 'break main\\ncontinue\\nregs\\nreverse-stepi\\n' | tandem debug run.trace\n\n\
         Commands: stepi [N], reverse-stepi [N], continue, reverse-continue, goto ICOUNT, when, \
         break ADDR|SYMBOL, watch ADDR LEN, delete [N], regs, x ADDR LEN, disas [ADDR [N]], syscalls, \
@@ -28,8 +29,13 @@ pub struct DebugArgs {
     trace: PathBuf,
 
     /// Read the commands from FILE instead of stdin. Example: -x script.txt
-    #[arg(short = 'x', value_name = "FILE")]
+    #[arg(short = 'x', value_name = "FILE", conflicts_with = "gdb")]
     script: Option<PathBuf>,
+
+    /// Serve the replay to gdb over TCP at ADDR instead of reading commands (port 0 picks a free port; the
+    /// address is printed on stderr). Example: --gdb 127.0.0.1:1234, then in gdb: target remote 127.0.0.1:1234
+    #[arg(long, value_name = "ADDR")]
+    gdb: Option<String>,
 }
 
 pub fn run(args: DebugArgs) -> anyhow::Result<()> {
@@ -50,6 +56,9 @@ pub fn run(args: DebugArgs) -> anyhow::Result<()> {
     let replayer = Replayer::new(trace, sink)
         .with_context(|| format!("cannot replay {}", args.trace.display()))?;
     let mut debugger = Debugger::new(replayer);
+    if let Some(address) = &args.gdb {
+        return serve_gdb(debugger, address);
+    }
     let lines: Vec<String> = match &args.script {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the script {}", path.display()))?
@@ -92,5 +101,33 @@ pub fn run(args: DebugArgs) -> anyhow::Result<()> {
     if errors > 0 {
         std::process::exit(1);
     }
+    Ok(())
+}
+
+/// `--gdb ADDR`: waits for one gdb, serves it until it detaches or kills, then exits.
+fn serve_gdb(debugger: Debugger, address: &str) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(address)
+        .with_context(|| format!("cannot listen on {address} for gdb; try another port"))?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the gdb server's address")?;
+    // Tests wait for this line (and read the port from it when they asked for port 0).
+    eprintln!("tandem: gdb server listening on {local}");
+    eprintln!("tandem: in gdb: target remote {local}");
+    let (stream, peer) = listener
+        .accept()
+        .context("cannot accept gdb's connection")?;
+    eprintln!("tandem: gdb connected from {peer}");
+    let _ = stream.set_nodelay(true);
+    let (end, debugger) =
+        tandem_replay::gdb::serve(debugger, Box::new(stream)).context("the gdb session failed")?;
+    eprintln!(
+        "tandem: gdb {} at icount {}",
+        match end {
+            tandem_replay::gdb::SessionEnd::Detached => "detached",
+            tandem_replay::gdb::SessionEnd::Killed => "killed the session",
+        },
+        debugger.timeline.icount()
+    );
     Ok(())
 }
