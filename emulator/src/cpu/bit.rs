@@ -4,11 +4,11 @@
 //! BSF/BSR; OF, SF, AF, PF after TZCNT/LZCNT). BSF and BSR with a zero source leave the destination unchanged,
 //! as Intel and AMD processors do.
 
-use super::dispatch::{by_size, forms, Table};
+use super::dispatch::{by_cc, by_size, condition_forms, forms, Table};
 use super::flags::{mask, CF, STATUS, ZF};
 use super::{Cpu, Stop};
 use crate::cpu::Insn;
-use iced_x86::{Code, Mnemonic, OpKind};
+use iced_x86::{Mnemonic, OpKind};
 
 const BT: u8 = 0;
 const BTS: u8 = 1;
@@ -135,21 +135,10 @@ pub(crate) fn register(t: &mut Table) {
     for (code, size) in forms(Mnemonic::Popcnt) {
         t.set(code, by_size!(size, popcnt));
     }
-    for code in Code::values() {
-        let m = code.mnemonic();
-        if !(Mnemonic::Seta..=Mnemonic::Sets).contains(&m)
-            || code.op_code().encoding() != iced_x86::EncodingKind::Legacy
-        {
-            continue;
-        }
-        let cc = code.condition_code() as u8 - 1;
-        macro_rules! cc_arms {
-            ($($n:literal),*) => { match cc { $($n => setcc::<$n> as super::Handler,)* _ => continue } };
-        }
-        t.set(
-            code,
-            cc_arms!(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        );
+    for (code, cc) in condition_forms(|c| (Mnemonic::Seta..=Mnemonic::Sets).contains(&c.mnemonic()))
+    {
+        let h: super::Handler = by_cc!(cc, setcc);
+        t.set(code, h);
     }
 }
 

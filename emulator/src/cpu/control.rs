@@ -3,7 +3,7 @@
 //! The run loop has already set rip to the next instruction; a taken branch overwrites it. Only the 64-bit
 //! operand-size forms exist in 64-bit mode (a 66h prefix on a near branch is ignored, as on Intel processors).
 
-use super::dispatch::Table;
+use super::dispatch::{by_cc, condition_forms, Table};
 use super::{Cpu, Stop, RCX, RSP};
 use crate::cpu::Insn;
 use iced_x86::{Code, OpCodeOperandKind};
@@ -100,29 +100,20 @@ pub(crate) fn register(t: &mut Table) {
     t.set(Code::Loopne_rel8_64_ECX, loop_::<4, 2>);
     t.set(Code::Jrcxz_rel8_64, jrcxz::<8>);
     t.set(Code::Jecxz_rel8_64, jrcxz::<4>);
-    for code in Code::values() {
-        let op = code.op_code();
-        if op.op_count() != 1
-            || !matches!(
+    let branches = condition_forms(|c| {
+        let op = c.op_code();
+        op.op_count() == 1
+            && matches!(
                 op.op_kind(0),
                 OpCodeOperandKind::br64_1 | OpCodeOperandKind::br64_4
             )
-            || op.encoding() != iced_x86::EncodingKind::Legacy
-            || code.condition_code() == iced_x86::ConditionCode::None
-            || code.is_loop()
-            || code.is_loopcc()
-            || code.is_jcx_short()
-        {
-            continue;
-        }
-        let cc = code.condition_code() as u8 - 1;
-        macro_rules! cc_arms {
-            ($($n:literal),*) => { match cc { $($n => jcc::<$n> as super::Handler,)* _ => continue } };
-        }
-        t.set(
-            code,
-            cc_arms!(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        );
+            && !c.is_loop()
+            && !c.is_loopcc()
+            && !c.is_jcx_short()
+    });
+    for (code, cc) in branches {
+        let h: super::Handler = by_cc!(cc, jcc);
+        t.set(code, h);
     }
 }
 

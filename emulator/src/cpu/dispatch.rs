@@ -128,6 +128,47 @@ pub(crate) fn forms(mnemonic: Mnemonic) -> Vec<(Code, u8)> {
         .collect()
 }
 
+/// The legacy-encoded codes valid in 64-bit mode that have a condition code (Jcc, SETcc, CMOVcc) and that `keep`
+/// accepts, each with its condition number: the low nibble of the opcode, 0 = O through 15 = G (SDM Vol. 1,
+/// Appendix B), as `Flags::cond` takes it.
+pub(crate) fn condition_forms(keep: impl Fn(Code) -> bool) -> Vec<(Code, u8)> {
+    Code::values()
+        .filter(|c| {
+            let op = c.op_code();
+            c.condition_code() != iced_x86::ConditionCode::None
+                && op.encoding() == EncodingKind::Legacy
+                && op.mode64()
+                && keep(*c)
+        })
+        .map(|c| (c, c.condition_code() as u8 - 1))
+        .collect()
+}
+
+/// Picks the monomorphised function for a condition number: `by_cc!(cc, f)` is `f::<cc>` and
+/// `by_cc!(cc, f, 4)` is `f::<4, cc>`. Assign the result to a typed binding (`Handler` or `Chooser`).
+macro_rules! by_cc {
+    ($cc:expr, $f:ident) => {
+        by_cc!(@one $cc, $f, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+    };
+    ($cc:expr, $f:ident, $pre:tt) => {
+        by_cc!(@two $cc, $f, $pre, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+    };
+    (@one $cc:expr, $f:ident, $($n:literal)*) => {
+        match $cc {
+            $($n => $f::<$n>,)*
+            // condition_forms yields 0..=15 only; this runs once, when the table is built.
+            other => unreachable!("condition number {other}"),
+        }
+    };
+    (@two $cc:expr, $f:ident, $pre:tt, $($n:literal)*) => {
+        match $cc {
+            $($n => $f::<$pre, $n>,)*
+            other => unreachable!("condition number {other}"),
+        }
+    };
+}
+pub(crate) use by_cc;
+
 /// Picks the monomorphised handler for an operand width.
 macro_rules! by_size {
     ($size:expr, $f:ident $(::<$($g:tt),*>)?) => {

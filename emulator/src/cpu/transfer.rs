@@ -3,7 +3,7 @@
 //!
 //! One thread runs per machine, so LOCK prefixes change nothing: every instruction is already atomic.
 
-use super::dispatch::{by_size, forms, gpr_operand_size, Table};
+use super::dispatch::{by_cc, by_size, condition_forms, forms, gpr_operand_size, Table};
 use super::flags::{mask, sext, FlagOp, ZF};
 use super::{op_shape, Cpu, Exception, Stop, OPK_MEM, OPK_REG, RAX, RBX, RCX, RDX};
 use crate::cpu::Insn;
@@ -272,34 +272,18 @@ pub(crate) fn register(t: &mut Table) {
     }
     t.set(Code::Bswap_r32, bswap::<4>);
     t.set(Code::Bswap_r64, bswap::<8>);
-    for code in Code::values() {
-        let m = code.mnemonic();
-        if !(Mnemonic::Cmova..=Mnemonic::Cmovs).contains(&m) || !code.op_code().mode64() {
-            continue;
-        }
-        if code.op_code().encoding() != iced_x86::EncodingKind::Legacy {
-            continue;
-        }
+    for (code, cc) in
+        condition_forms(|c| (Mnemonic::Cmova..=Mnemonic::Cmovs).contains(&c.mnemonic()))
+    {
         let Some(size) = gpr_operand_size(code.op_code().op_kind(0)) else {
             continue;
         };
-        let cc = code.condition_code() as u8 - 1;
-        macro_rules! cc_arms {
-            ($($n:literal),*) => {
-                match cc {
-                    $($n => match size {
-                        2 => choose_cmov::<2, $n> as super::dispatch::Chooser,
-                        4 => choose_cmov::<4, $n>,
-                        _ => choose_cmov::<8, $n>,
-                    },)*
-                    _ => continue,
-                }
-            };
-        }
-        t.set_chooser(
-            code,
-            cc_arms!(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        );
+        let chooser: super::dispatch::Chooser = match size {
+            2 => by_cc!(cc, choose_cmov, 2),
+            4 => by_cc!(cc, choose_cmov, 4),
+            _ => by_cc!(cc, choose_cmov, 8),
+        };
+        t.set_chooser(code, chooser);
     }
     t.set(Code::Cbw, cbw);
     t.set(Code::Cwde, cwde);
