@@ -156,6 +156,16 @@ pub struct MemorySnapshot {
     pages: BTreeMap<u64, PageEntry>,
     frames: Vec<Frame>,
     free_frames: Vec<u32>,
+    stuck_bits: BTreeMap<u32, Vec<StuckBit>>,
+}
+
+/// A bit of a frame stuck at a value (a hardware defect injected as a fault): every write to the frame is
+/// followed by forcing the bit, so the guest never reads back anything else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StuckBit {
+    pub byte: u16,
+    pub bit: u8,
+    pub value: bool,
 }
 
 pub struct Memory {
@@ -169,6 +179,9 @@ pub struct Memory {
     pub(crate) code_writes: Vec<u64>,
     /// Frames written since the current epoch began.
     dirty: BTreeSet<u32>,
+    /// Stuck bits by frame. A frame listed here is never cached in the write TLB, so every write to it goes
+    /// through the slow path, which re-forces its bits: exact, at no cost to other frames.
+    stuck_bits: BTreeMap<u32, Vec<StuckBit>>,
     epoch: u64,
     read_tlb: Box<[TlbEntry; TLB_ENTRIES]>,
     write_tlb: Box<[TlbEntry; TLB_ENTRIES]>,
@@ -197,6 +210,7 @@ impl Memory {
             code_pages: BTreeSet::new(),
             code_writes: Vec::new(),
             dirty: BTreeSet::new(),
+            stuck_bits: BTreeMap::new(),
             epoch: 0,
             read_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
             write_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
@@ -215,6 +229,7 @@ impl Memory {
             code_pages: BTreeSet::new(),
             code_writes: Vec::new(),
             dirty: self.dirty.clone(),
+            stuck_bits: self.stuck_bits.clone(),
             epoch: self.epoch,
             read_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
             write_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
@@ -247,6 +262,8 @@ impl Memory {
         };
         if let Some(id) = self.free_frames.pop() {
             self.frames[id as usize] = frame;
+            // A stuck bit is a defect of the physical frame: it outlives the mapping.
+            self.force_stuck_bits(id);
             return Ok(id);
         }
         if self.frames.len() >= self.frames_max {
@@ -493,9 +510,57 @@ impl Memory {
             let bytes = Arc::make_mut(&mut f.bytes);
             bytes[byte % PAGE_SIZE] ^= 1 << (bit & 7);
         }
+        self.force_stuck_bits(frame.0);
         for addr in self.reverse_map(frame) {
             self.flush_page(addr >> PAGE_SHIFT);
             self.note_code_change(addr >> PAGE_SHIFT);
+        }
+    }
+
+    /// Sticks bit `bit` of byte `byte` of `frame` at `value` from now on: the bit is forced now and after every
+    /// later write to the frame, by the guest or by the kernel side.
+    pub fn set_stuck_bit(&mut self, frame: FrameId, byte: usize, bit: u8, value: bool) {
+        let stuck = StuckBit {
+            byte: (byte % PAGE_SIZE) as u16,
+            bit: bit & 7,
+            value,
+        };
+        let list = self.stuck_bits.entry(frame.0).or_default();
+        list.retain(|s| (s.byte, s.bit) != (stuck.byte, stuck.bit));
+        list.push(stuck);
+        self.force_stuck_bits(frame.0);
+        // Cached write entries for the frame would bypass the forcing.
+        for addr in self.reverse_map(frame) {
+            self.flush_page(addr >> PAGE_SHIFT);
+            self.note_code_change(addr >> PAGE_SHIFT);
+        }
+    }
+
+    /// The stuck bits of a frame.
+    pub fn stuck_bits(&self, frame: FrameId) -> &[StuckBit] {
+        self.stuck_bits.get(&frame.0).map_or(&[], |v| v.as_slice())
+    }
+
+    fn force_stuck_bits(&mut self, id: u32) {
+        let Some(list) = self.stuck_bits.get(&id) else {
+            return;
+        };
+        let Some(f) = self.frames.get_mut(id as usize) else {
+            return;
+        };
+        let needs = list
+            .iter()
+            .any(|s| (f.bytes[s.byte as usize] >> s.bit & 1 == 1) != s.value);
+        if !needs {
+            return;
+        }
+        let bytes = Arc::make_mut(&mut f.bytes);
+        for s in list {
+            if s.value {
+                bytes[s.byte as usize] |= 1 << s.bit;
+            } else {
+                bytes[s.byte as usize] &= !(1 << s.bit);
+            }
         }
     }
 
@@ -514,6 +579,7 @@ impl Memory {
             pages: self.pages.clone(),
             frames: self.frames.clone(),
             free_frames: self.free_frames.clone(),
+            stuck_bits: self.stuck_bits.clone(),
         };
         self.dirty.clear();
         self.epoch += 1;
@@ -527,6 +593,7 @@ impl Memory {
         self.pages = snap.pages.clone();
         self.frames = snap.frames.clone();
         self.free_frames = snap.free_frames.clone();
+        self.stuck_bits = snap.stuck_bits.clone();
         self.dirty.clear();
         self.epoch += 1;
         self.flush_tlb();
@@ -677,7 +744,9 @@ impl Memory {
             // Not cached for writing: the next write must tell the block cache again only if code was decoded
             // from the page in between, which `mark_code_page` handles by emptying the entry.
         }
-        self.write_tlb[i] = TlbEntry { tag: vpn, host };
+        if !self.stuck_bits.contains_key(&e.frame) {
+            self.write_tlb[i] = TlbEntry { tag: vpn, host };
+        }
         Ok(host)
     }
 
@@ -859,6 +928,11 @@ impl Memory {
             let host = self.page_for_write(a)?;
             // SAFETY: `host` points at a 4096-byte frame owned by this memory alone and `off + n <= 4096`.
             unsafe { std::ptr::copy_nonoverlapping(bytes[done..].as_ptr(), host.add(off), n) };
+            if !self.stuck_bits.is_empty() {
+                if let Some(frame) = self.frame_of(a) {
+                    self.force_stuck_bits(frame.0);
+                }
+            }
             done += n;
         }
         Ok(())
@@ -916,6 +990,7 @@ impl Memory {
             let f = &mut self.frames[e.frame as usize];
             Arc::make_mut(&mut f.bytes)[(a & PAGE_MASK) as usize] = b;
             f.class = FrameClass::AnonDirty;
+            self.force_stuck_bits(e.frame);
             self.dirty.insert(e.frame);
             self.flush_page(vpn);
             self.note_code_change(vpn);
@@ -1096,6 +1171,37 @@ mod tests {
             Err(MemoryFault::MachineCheck { .. })
         ));
         assert_eq!(m.reverse_map(f), vec![0x1000]);
+    }
+
+    #[test]
+    fn a_stuck_bit_survives_every_kind_of_write() {
+        let mut m = Memory::new();
+        m.map_anonymous(0x1000, 0x1000, Perms::RW).unwrap();
+        m.write_u64(0x1000, 0).unwrap(); // caches the page in the write TLB
+        let f = m.frame_of(0x1000).unwrap();
+        m.set_stuck_bit(f, 3, 5, true);
+        assert_eq!(m.read_u8(0x1003), Ok(0x20), "forced at once");
+        m.write_u64(0x1000, 0).unwrap(); // must not reach the frame through a stale TLB entry
+        assert_eq!(m.read_u8(0x1003), Ok(0x20));
+        m.write_bytes(0x1000, &[0u8; 16]).unwrap();
+        assert_eq!(m.read_u8(0x1003), Ok(0x20));
+        m.poke(0x1003, &[0]).unwrap();
+        assert_eq!(m.read_u8(0x1003), Ok(0x20));
+        m.set_stuck_bit(f, 3, 5, false);
+        m.write_u8(0x1003, 0xff).unwrap();
+        assert_eq!(
+            m.read_u8(0x1003),
+            Ok(0xdf),
+            "stuck at zero now; the other bits are written"
+        );
+        let snap = m.snapshot();
+        m.restore(&snap);
+        m.write_u8(0x1003, 0xff).unwrap();
+        assert_eq!(
+            m.read_u8(0x1003),
+            Ok(0xdf),
+            "a restore keeps the frame's defects"
+        );
     }
 
     #[test]
