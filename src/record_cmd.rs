@@ -4,16 +4,21 @@
 //! --live-clock / --live-entropy the host's clock and entropy), state hashes every --hash-interval instructions,
 //! and the outcome; `tandem replay FILE` reproduces the run from it alone. The host clock is read here only for
 //! --live-clock, where it is an input of the guest that the trace records.
+//!
+//! The guest runs under the hypervisor with the fault flags of `tandem run` (--faults, --faults-file,
+//! --fault-seed, --early-kill): the plan and options go into the header, each fault that fires into the event
+//! stream (`Event::Fault`), and its report line to stderr as `tandem run` prints it.
 
-use crate::run_cmd::{exe_guest_path, parse_mount, LiveHost, RunArgs};
+use crate::run_cmd::{exe_guest_path, parse_mount, read_fault_plan, LiveHost, RunArgs};
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use tandem_emulator::linux::{LinuxConfig, LinuxMachine};
+use tandem_emulator::hypervisor::{Hypervisor, Policy};
+use tandem_emulator::linux::LinuxConfig;
 use tandem_replay::hosts::{LiveClock, LiveEntropy, RecordingHost};
 use tandem_replay::record::record;
-use tandem_replay::trace::{blob_id, Header, TraceWriter};
+use tandem_replay::trace::{blob_id, FaultOptions, Header, TraceWriter};
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -90,6 +95,19 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         strict: r.strict,
         ..LinuxConfig::default()
     };
+    let plan = read_fault_plan(r.faults.as_deref(), r.faults_file.as_deref())?;
+    if plan.missing_horizon() {
+        bail!(
+            "--faults: a count= fault needs within=ICOUNT in tandem record, such as \
+             mem.ue:count=1,within=1000000"
+        );
+    }
+    let policy = Policy {
+        early_kill: r.early_kill,
+        ..Policy::default()
+    };
+    let fault_seed = r.fault_seed.unwrap_or(r.seed);
+    let has_faults = !plan.events.is_empty() || !plan.random.is_empty();
     let header = Header {
         emulator_version: tandem_replay::EMULATOR_VERSION.to_string(),
         program_path: program.as_os_str().as_bytes().to_vec(),
@@ -120,6 +138,12 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         fine_interval,
         live_clock: args.live_clock,
         live_entropy: args.live_entropy,
+        faults: has_faults.then(|| FaultOptions {
+            plan: plan.clone(),
+            fault_seed,
+            early_kill: policy.early_kill,
+            stuck_period_insns: policy.stuck_period_insns,
+        }),
     };
     // The live clock is an input of the guest, recorded in the trace: the one permitted host-clock read.
     #[allow(clippy::disallowed_methods)]
@@ -139,13 +163,13 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         None
     };
     let host = RecordingHost::new(LiveHost::new(r.seed), clock, entropy);
-    let mut guest = LinuxMachine::new(config, &bytes, host)
+    let mut hv = Hypervisor::new(config, bytes.into(), host, plan, policy, fault_seed)
         .with_context(|| format!("cannot load {}", program.display()))?;
     let file = std::fs::File::create(&args.output)
         .with_context(|| format!("cannot create the trace {}", args.output.display()))?;
     let mut writer = TraceWriter::new(std::io::BufWriter::new(file))
         .with_context(|| format!("cannot write the trace {}", args.output.display()))?;
-    let summary = record(&mut guest, &header, &mut writer)
+    let summary = record(&mut hv, &header, &mut writer)
         .with_context(|| format!("cannot write the trace {}", args.output.display()))?;
     let _ = std::io::stdout().flush();
     let mut err = std::io::stderr().lock();
@@ -158,6 +182,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
             "tandem: stopped after {} instructions (--max-insns); the guest had not finished",
             summary.icount
         )?;
+    }
+    for report in &summary.faults {
+        writeln!(err, "tandem: {}", report.line())?;
     }
     writeln!(
         err,

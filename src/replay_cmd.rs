@@ -81,6 +81,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         if let Some(line) = &report.diagnostic {
             writeln!(err, "tandem: {line}")?;
         }
+        for fault in replayer.hv.reports() {
+            writeln!(err, "tandem: {}", fault.line())?;
+        }
         writeln!(err, "tandem: {name}: {}", describe(&report))?;
         report.exit_status.unwrap_or(0)
     };

@@ -71,21 +71,21 @@ pub struct RunArgs {
     /// count, within, class (faults drawn from --fault-seed). Every fault gets a `memory-error` line on stderr.
     /// Example: --faults 'mem.ue:icount=50000,addr=0x4c6000,mem.flip:rate=1e-6'
     #[arg(long, value_name = "SPEC")]
-    faults: Option<String>,
+    pub(crate) faults: Option<String>,
 
     /// Read the fault plan from a TOML file ([[event]] and [[random]] tables with the keys of --faults and
     /// kind = "ue" | "flip" | "stuck"). Example: --faults-file plan.toml
     #[arg(long, value_name = "FILE", conflicts_with = "faults")]
-    faults_file: Option<PathBuf>,
+    pub(crate) faults_file: Option<PathBuf>,
 
     /// Seed of the "faults.mem" stream that draws faults (default: --seed). Example: --fault-seed 17
     #[arg(long, value_name = "N")]
-    fault_seed: Option<u64>,
+    pub(crate) fault_seed: Option<u64>,
 
     /// Early kill: send SIGBUS BUS_MCEERR_AO as soon as a dirty page is lost, instead of BUS_MCEERR_AR when the
     /// guest touches it (Linux's vm.memory_failure_early_kill). Example: --early-kill
     #[arg(long)]
-    early_kill: bool,
+    pub(crate) early_kill: bool,
 
     /// Write an ELF core file of the guest to FILE: at the crash if a signal whose default action dumps core
     /// (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT) kills it, else of the final state. Example: --core /tmp/guest.core

@@ -138,11 +138,11 @@ impl Debugger {
     }
 
     fn rip(&self) -> u64 {
-        self.timeline.replayer.machine.machine.cpu.rip
+        self.timeline.replayer.hv.guest.machine.cpu.rip
     }
 
     fn watched(&self) -> Vec<(u32, Vec<u8>)> {
-        let mem = &self.timeline.replayer.machine.machine.cpu.mem;
+        let mem = &self.timeline.replayer.hv.guest.machine.cpu.mem;
         self.watchpoints
             .iter()
             .map(|(&id, &(addr, len))| {
@@ -234,7 +234,7 @@ impl Debugger {
 
     /// The current position: icount, rip, symbol and instruction.
     pub fn position(&self) -> String {
-        let m = &self.timeline.replayer.machine.machine;
+        let m = &self.timeline.replayer.hv.guest.machine;
         let rip = m.cpu.rip;
         let (_, text) = m.describe_instruction(rip);
         let state = if self.timeline.finished() {
@@ -379,7 +379,7 @@ impl Debugger {
     }
 
     pub fn registers_text(&self) -> String {
-        let cpu = &self.timeline.replayer.machine.machine.cpu;
+        let cpu = &self.timeline.replayer.hv.guest.machine.cpu;
         let mut s = String::new();
         for (i, name) in GPR_NAMES.iter().enumerate() {
             let _ = writeln!(s, "{name:<8} {:#018x}", cpu.gpr[i]);
@@ -398,7 +398,7 @@ impl Debugger {
     }
 
     fn examine(&self, addr: u64, len: u64) -> String {
-        let mem = &self.timeline.replayer.machine.machine.cpu.mem;
+        let mem = &self.timeline.replayer.hv.guest.machine.cpu.mem;
         let mut s = String::new();
         let mut a = addr;
         while a < addr + len {
@@ -424,7 +424,7 @@ impl Debugger {
     }
 
     fn disassemble(&self, addr: u64, n: u64) -> String {
-        let m = &self.timeline.replayer.machine.machine;
+        let m = &self.timeline.replayer.hv.guest.machine;
         let mut s = String::new();
         let mut a = addr;
         for i in 0..n {
@@ -442,32 +442,48 @@ impl Debugger {
         s
     }
 
+    /// The recorded syscalls and memory faults, by icount (a fault at icount N fires after the syscall at N).
     fn syscalls_text(&self) -> String {
         let events = &self.timeline.replayer.events;
-        let mut s = String::new();
+        let mut lines: Vec<(u64, String)> = Vec::new();
         let mut pending: Option<(u64, u64)> = None;
         for e in events.iter() {
             match e {
                 Event::SyscallEntry { icount, number } => pending = Some((*icount, *number)),
                 Event::SyscallExit { result } => {
                     if let Some((icount, number)) = pending.take() {
-                        let _ = writeln!(
-                            s,
-                            "icount {icount}: {} ({number}) = {}",
-                            syscall_name(number),
-                            *result as i64
-                        );
+                        lines.push((
+                            icount,
+                            format!(
+                                "icount {icount}: {} ({number}) = {}",
+                                syscall_name(number),
+                                *result as i64
+                            ),
+                        ));
                     }
                 }
-                Event::Host(_) => {}
+                Event::Host(_) | Event::Fault(_) => {}
             }
         }
         if let Some((icount, number)) = pending {
-            let _ = writeln!(
-                s,
-                "icount {icount}: {} ({number}) (did not return)",
-                syscall_name(number)
-            );
+            lines.push((
+                icount,
+                format!(
+                    "icount {icount}: {} ({number}) (did not return)",
+                    syscall_name(number)
+                ),
+            ));
+        }
+        for f in &self.timeline.replayer.faults {
+            lines.push((
+                f.report.icount,
+                format!("icount {}: {}", f.report.icount, f.report.line()),
+            ));
+        }
+        lines.sort_by_key(|(icount, _)| *icount);
+        let mut s = String::new();
+        for (_, line) in lines {
+            let _ = writeln!(s, "{line}");
         }
         s.trim_end().to_string()
     }

@@ -187,7 +187,7 @@ impl Target for GdbTarget {
 
 impl SingleThreadBase for GdbTarget {
     fn read_registers(&mut self, regs: &mut TandemX86_64Regs) -> TargetResult<(), Self> {
-        let cpu = &self.debugger.timeline.replayer.machine.machine.cpu;
+        let cpu = &self.debugger.timeline.replayer.hv.guest.machine.cpu;
         for (slot, &index) in regs.core.regs.iter_mut().zip(GDB_GPR_ORDER.iter()) {
             *slot = cpu.gpr[index];
         }
@@ -228,7 +228,7 @@ impl SingleThreadBase for GdbTarget {
     }
 
     fn read_addrs(&mut self, start_addr: u64, data: &mut [u8]) -> TargetResult<usize, Self> {
-        let mem = &self.debugger.timeline.replayer.machine.machine.cpu.mem;
+        let mem = &self.debugger.timeline.replayer.hv.guest.machine.cpu.mem;
         for (i, byte) in data.iter_mut().enumerate() {
             let mut one = [0u8];
             if mem

@@ -4,11 +4,16 @@
 //! checkpoint: registers and memory digest, then the chunk is written and flushed). A chunk is also written
 //! when its pending events pass `CHUNK_SOFT_BYTES`, always between two syscalls, so every chunk is complete up
 //! to its `icount_end`.
+//!
+//! The guest runs under the hypervisor, which fires the run's memory faults; the run is also cut at each
+//! fault's icount so that its `Event::Fault` lands in the event stream after the syscalls before it (a fault at
+//! icount N fires after the N-th instruction, a syscall included, has retired).
 
 use crate::digest::{register_file, register_hash, MemoryDigest};
 use crate::hosts::RecordingHost;
-use crate::trace::{Checkpoint, Chunk, Header, Record, Summary, TraceWriter};
+use crate::trace::{Checkpoint, Chunk, Event, Header, Record, Summary, TraceWriter};
 use std::io::Write;
+use tandem_emulator::hypervisor::Hypervisor;
 use tandem_emulator::linux::{Host, LinuxMachine, Progress};
 
 /// Pending bytes past which a chunk is written before the next checkpoint.
@@ -16,9 +21,9 @@ pub const CHUNK_SOFT_BYTES: usize = 1 << 20;
 /// Exit status of a run stopped by its instruction limit (the convention of timeout(1), as `tandem run`).
 pub const EXIT_INSTRUCTION_LIMIT: i32 = 124;
 
-/// Runs `machine` to its end (or `header.instructions_max`), writing the trace. The header is written first.
+/// Runs the guest to its end (or `header.instructions_max`), writing the trace. The header is written first.
 pub fn record<H: Host, W: Write>(
-    machine: &mut LinuxMachine<RecordingHost<H>>,
+    hv: &mut Hypervisor<RecordingHost<H>>,
     header: &Header,
     writer: &mut TraceWriter<W>,
 ) -> std::io::Result<Summary> {
@@ -28,17 +33,27 @@ pub fn record<H: Host, W: Write>(
     let fine = header.fine_interval;
     let mut fine_hashes = Vec::new();
     let mut memory = MemoryDigest::default();
-    let mut progress = Progress::BudgetExhausted;
+    // Faults due at icount 0 fire before the first instruction.
+    let mut progress = hv.run(0);
+    let mut logged = log_faults(hv, 0);
     loop {
-        let icount = machine.icount();
-        if icount >= limit {
-            break;
-        }
-        let stop = (icount / fine + 1).saturating_mul(fine).min(limit);
-        progress = machine.run(stop - icount);
         if progress == Progress::Finished {
             break;
         }
+        let icount = hv.guest.icount();
+        if icount >= limit {
+            break;
+        }
+        let stop = (icount / fine + 1)
+            .saturating_mul(fine)
+            .min(limit)
+            .min(hv.next_fault_icount().max(icount + 1));
+        progress = hv.run(stop - icount);
+        logged = log_faults(hv, logged);
+        if progress == Progress::Finished {
+            break;
+        }
+        let machine = &mut hv.guest;
         let icount = machine.icount();
         if icount % fine == 0 {
             fine_hashes.push(register_hash(&register_file(&machine.machine.cpu)));
@@ -60,6 +75,8 @@ pub fn record<H: Host, W: Write>(
             flush(machine, writer)?;
         }
     }
+    let faults = hv.reports();
+    let machine = &mut hv.guest;
     flush(machine, writer)?;
     let (exit_status, stopped_by_limit, diagnostic) = match progress {
         Progress::Finished => {
@@ -80,9 +97,21 @@ pub fn record<H: Host, W: Write>(
         stdout_fnv: machine.host.stdout.fnv(),
         stderr_len: machine.host.stderr.len,
         stderr_fnv: machine.host.stderr.fnv(),
+        faults,
     };
     writer.write_chunk(&Chunk::End(summary.clone()))?;
     Ok(summary)
+}
+
+/// Appends the faults fired since the first `logged` to the pending records; returns how many are logged.
+fn log_faults<H: Host>(hv: &mut Hypervisor<RecordingHost<H>>, logged: usize) -> usize {
+    let new: Vec<Record> = hv.fault_log()[logged..]
+        .iter()
+        .map(|f| Record::Event(Event::Fault(Box::new(f.clone()))))
+        .collect();
+    let n = logged + new.len();
+    hv.guest.host.pending.extend(new);
+    n
 }
 
 fn flush<H: Host, W: Write>(

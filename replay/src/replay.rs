@@ -6,6 +6,11 @@
 //! differ). For the second, the replay restores its snapshot of the previous checkpoint and re-executes, comparing
 //! the recorded register hashes every `fine_interval` instructions, to find the first window whose registers
 //! differ; with `fine_interval` 1 (`tandem record --fine-interval 1`) that window is one instruction.
+//!
+//! Memory faults: the machine runs under the hypervisor, which re-applies each recorded `Event::Fault` at its
+//! icount (nothing is drawn from the fault seed) and compares what it did (frame, virtual addresses, class,
+//! action, outcome, where the guest was) with the record; a difference is a divergence at that icount. At the
+//! end the final outcomes are compared with the summary's.
 
 use crate::digest::{register_differences, register_file, register_hash, MemoryDigest};
 use crate::hosts::{OutputSink, ReplayHost};
@@ -15,8 +20,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::rc::Rc;
+use tandem_emulator::hypervisor::{FaultRecord, FaultSnapshot, Hypervisor, Policy};
 use tandem_emulator::linux::vfs::{split, Mount};
-use tandem_emulator::linux::{LinuxConfig, LinuxMachine, LinuxSnapshot, Progress};
+use tandem_emulator::linux::{LinuxConfig, LinuxSnapshot, Progress};
+
+/// A replay's position: the machine, its host's place in the event stream, and the hypervisor's fault state.
+pub type ReplaySnapshot = (LinuxSnapshot, ReplayHost, FaultSnapshot);
 
 /// Why a trace cannot be replayed at all.
 #[derive(Debug, thiserror::Error)]
@@ -119,10 +128,14 @@ pub struct Replayer {
     /// How far the trace's records go.
     pub icount_end: u64,
     pub checkpoints: Vec<Checkpoint>,
+    /// The events the host answers from (every event but the faults).
     pub events: Rc<[Event]>,
+    /// The recorded memory faults, in order.
+    pub faults: Vec<FaultRecord>,
     pub blobs: Rc<BTreeMap<BlobId, Vec<u8>>>,
     pub sink: Rc<RefCell<OutputSink>>,
-    pub machine: LinuxMachine<ReplayHost>,
+    /// The guest (`hv.guest`) under the hypervisor that re-applies the recorded faults.
+    pub hv: Hypervisor<ReplayHost>,
 }
 
 /// The machine configuration a header describes.
@@ -153,6 +166,7 @@ pub fn config_of(header: &Header) -> LinuxConfig {
 impl Replayer {
     pub fn new(trace: Trace, sink: OutputSink) -> Result<Replayer, ReplayError> {
         let mut events = Vec::new();
+        let mut faults = Vec::new();
         let mut checkpoints = Vec::new();
         let mut blobs = BTreeMap::new();
         for r in trace.records {
@@ -160,6 +174,7 @@ impl Replayer {
                 Record::Blob { id, bytes } => {
                     blobs.insert(id, bytes);
                 }
+                Record::Event(Event::Fault(f)) => faults.push(*f),
                 Record::Event(e) => events.push(e),
                 Record::Checkpoint(c) => checkpoints.push(*c),
             }
@@ -176,8 +191,21 @@ impl Replayer {
             header.live_entropy,
             sink.clone(),
         );
-        let machine = LinuxMachine::new(config_of(&header), &header.program, host)
-            .map_err(|e| ReplayError::Load(e.to_string()))?;
+        let policy = header
+            .faults
+            .as_ref()
+            .map_or(Policy::default(), |f| Policy {
+                early_kill: f.early_kill,
+                stuck_period_insns: f.stuck_period_insns,
+            });
+        let hv = Hypervisor::replaying(
+            config_of(&header),
+            header.program.clone().into(),
+            host,
+            faults.clone(),
+            policy,
+        )
+        .map_err(|e| ReplayError::Load(e.to_string()))?;
         Ok(Replayer {
             header,
             summary: trace.summary,
@@ -185,20 +213,26 @@ impl Replayer {
             icount_end: trace.icount_end,
             checkpoints,
             events,
+            faults,
             blobs,
             sink,
-            machine,
+            hv,
         })
     }
 
-    /// Takes a snapshot of the machine and its host position.
-    pub fn snapshot(&mut self) -> (LinuxSnapshot, ReplayHost) {
-        (self.machine.snapshot(), self.machine.host.clone())
+    /// Takes a snapshot of the machine, its host position and the fault state.
+    pub fn snapshot(&mut self) -> ReplaySnapshot {
+        (
+            self.hv.guest.snapshot(),
+            self.hv.guest.host.clone(),
+            self.hv.snapshot_faults(),
+        )
     }
 
-    pub fn restore(&mut self, snap: &(LinuxSnapshot, ReplayHost)) {
-        self.machine.restore(&snap.0);
-        self.machine.host = snap.1.clone();
+    pub fn restore(&mut self, snap: &ReplaySnapshot) {
+        self.hv.guest.restore(&snap.0);
+        self.hv.guest.host = snap.1.clone();
+        self.hv.restore_faults(&snap.2);
     }
 
     /// Replays the whole trace from the start, verifying every checkpoint and the end of the run.
@@ -208,12 +242,12 @@ impl Replayer {
         let mut verified = 0;
         let checkpoints = self.checkpoints.clone();
         for c in &checkpoints {
-            let progress = self.machine.run_to_completion(c.icount);
+            let progress = self.hv.run_to_completion(c.icount);
             if let Some(d) = self.event_divergence(&previous) {
                 return self.report(verified, Some(d));
             }
             if progress == Progress::Finished {
-                let icount = self.machine.icount();
+                let icount = self.hv.guest.icount();
                 let d = self.narrow_at_end(
                     &previous,
                     format!(
@@ -223,8 +257,8 @@ impl Replayer {
                 );
                 return self.report(verified, Some(d));
             }
-            let registers = register_file(&self.machine.machine.cpu);
-            let memory_digest = memory.update(&mut self.machine.machine.cpu.mem);
+            let registers = register_file(&self.hv.guest.machine.cpu);
+            let memory_digest = memory.update(&mut self.hv.guest.machine.cpu.mem);
             if registers != c.registers || memory_digest != c.memory_digest {
                 let d = self.narrow_checkpoint(&previous, c, &registers, memory_digest);
                 return self.report(verified, Some(d));
@@ -233,16 +267,16 @@ impl Replayer {
             previous = self.snapshot();
         }
         // From the last checkpoint to the end of the records.
-        let progress = self.machine.run_to_completion(self.icount_end);
+        let progress = self.hv.run_to_completion(self.icount_end);
         if let Some(d) = self.event_divergence(&previous) {
             return self.report(verified, Some(d));
         }
         let Some(summary) = self.summary.clone() else {
             return self.report(verified, None);
         };
-        let icount = self.machine.icount();
+        let icount = self.hv.guest.icount();
         let finished = progress == Progress::Finished;
-        let host = &self.machine.host;
+        let host = &self.hv.guest.host;
         let mut problems = Vec::new();
         if icount != summary.icount || finished == summary.stopped_by_limit {
             problems.push(format!(
@@ -256,6 +290,24 @@ impl Replayer {
                 }
             ));
         }
+        if self.hv.fault_log().len() != self.faults.len() {
+            problems.push(format!(
+                "{} memory faults were recorded, {} fired in the replay",
+                self.faults.len(),
+                self.hv.fault_log().len()
+            ));
+        }
+        let reports = self.hv.reports();
+        if reports != summary.faults {
+            let line = |r: &[tandem_emulator::hypervisor::containment::ErrorReport]| {
+                r.iter().map(|r| r.line()).collect::<Vec<_>>().join("; ")
+            };
+            problems.push(format!(
+                "the memory faults end differently: recorded [{}], replayed [{}]",
+                line(&summary.faults),
+                line(&reports)
+            ));
+        }
         if host.position != self.events.len() {
             problems.push(format!(
                 "{} recorded events were not asked for",
@@ -267,7 +319,7 @@ impl Replayer {
         {
             problems.push("the output differs from the recorded output".into());
         }
-        let state_hash = self.machine.state_hash();
+        let state_hash = self.hv.guest.state_hash();
         if problems.is_empty() && state_hash != summary.state_hash {
             problems.push(format!(
                 "final state hash {state_hash:#018x}, recorded {:#018x}",
@@ -276,7 +328,7 @@ impl Replayer {
         }
         if problems.is_empty() {
             let exit = if finished {
-                self.machine.exit_status()
+                self.hv.guest.exit_status()
             } else {
                 Some(summary.exit_status)
             };
@@ -297,7 +349,7 @@ impl Replayer {
     fn report(&mut self, verified: usize, divergence: Option<Divergence>) -> ReplayReport {
         let at_end = divergence.is_none()
             && self.summary.is_some()
-            && self.machine.icount() == self.icount_end;
+            && self.hv.guest.icount() == self.icount_end;
         let exit_status = if at_end {
             self.summary.as_ref().map(|s| s.exit_status)
         } else {
@@ -305,11 +357,11 @@ impl Replayer {
         };
         ReplayReport {
             checkpoints_verified: verified,
-            icount: self.machine.icount(),
-            state_hash: self.machine.state_hash(),
+            icount: self.hv.guest.icount(),
+            state_hash: self.hv.guest.state_hash(),
             exit_status,
             diagnostic: if at_end {
-                self.machine.termination().and_then(|t| t.diagnostic())
+                self.hv.guest.termination().and_then(|t| t.diagnostic())
             } else {
                 None
             },
@@ -318,19 +370,28 @@ impl Replayer {
         }
     }
 
-    /// A divergence the host noticed: narrowed to its syscall by re-executing from `previous` up to it.
-    fn event_divergence(&mut self, previous: &(LinuxSnapshot, ReplayHost)) -> Option<Divergence> {
-        let mismatch = self.machine.host.mismatch.clone()?;
-        let detected = self.machine.icount();
+    /// A divergence the host noticed (narrowed to its syscall by re-executing from `previous` up to it), or a
+    /// memory fault that did something else than recorded (reported where it fired: after `icount` instructions).
+    fn event_divergence(&mut self, previous: &ReplaySnapshot) -> Option<Divergence> {
+        let host = self.hv.guest.host.mismatch.clone();
+        let fault = self.hv.fault_mismatch().cloned();
+        // A fault at icount N fires after the N-th instruction (and its syscall) retired.
+        let (icount, message, before) = match (host, fault) {
+            (Some(h), Some(f)) if f.icount < h.icount => (f.icount, f.message, f.icount),
+            (Some(h), _) => (h.icount, h.message, h.icount.saturating_sub(1)),
+            (None, Some(f)) => (f.icount, f.message, f.icount),
+            (None, None) => return None,
+        };
+        let mismatch = crate::hosts::EventMismatch { icount, message };
+        let detected = self.hv.guest.icount();
         self.restore(previous);
-        let before = mismatch.icount.saturating_sub(1);
-        self.machine.run_to_completion(before);
-        let cpu = &self.machine.machine.cpu;
-        let (bytes, text) = self.machine.machine.describe_instruction(cpu.rip);
+        self.hv.run_to_completion(before);
+        let cpu = &self.hv.guest.machine.cpu;
+        let (bytes, text) = self.hv.guest.machine.describe_instruction(cpu.rip);
         Some(Divergence {
             detected_icount: detected.min(mismatch.icount),
             message: mismatch.message,
-            first_icount: self.machine.icount(),
+            first_icount: self.hv.guest.icount(),
             window: 1,
             instruction: Some((cpu.rip, bytes, text)),
             register_differences: Vec::new(),
@@ -340,12 +401,8 @@ impl Replayer {
     }
 
     /// A divergence found at the end of the run: reported from the last verified checkpoint.
-    fn narrow_at_end(
-        &mut self,
-        previous: &(LinuxSnapshot, ReplayHost),
-        message: String,
-    ) -> Divergence {
-        let detected = self.machine.icount();
+    fn narrow_at_end(&mut self, previous: &ReplaySnapshot, message: String) -> Divergence {
+        let detected = self.hv.guest.icount();
         let from = previous.0.icount();
         Divergence {
             detected_icount: detected,
@@ -362,7 +419,7 @@ impl Replayer {
     /// A checkpoint whose state differs: re-execute from `previous`, comparing the fine register hashes.
     fn narrow_checkpoint(
         &mut self,
-        previous: &(LinuxSnapshot, ReplayHost),
+        previous: &ReplaySnapshot,
         c: &Checkpoint,
         replayed: &crate::trace::RegisterFile,
         memory_digest: u64,
@@ -375,10 +432,10 @@ impl Replayer {
         let mut window_start = None;
         for (j, expected) in c.fine_hashes.iter().enumerate() {
             let target = start + (j as u64 + 1) * fine;
-            if self.machine.run_to_completion(target) == Progress::Finished {
+            if self.hv.run_to_completion(target) == Progress::Finished {
                 break;
             }
-            if register_hash(&register_file(&self.machine.machine.cpu)) != *expected {
+            if register_hash(&register_file(&self.hv.guest.machine.cpu)) != *expected {
                 window_start = Some(target - fine);
                 break;
             }
@@ -406,17 +463,17 @@ impl Replayer {
             return d;
         };
         self.restore(previous);
-        self.machine.run_to_completion(window_start);
-        let cpu = &self.machine.machine.cpu;
+        self.hv.run_to_completion(window_start);
+        let cpu = &self.hv.guest.machine.cpu;
         let rip = cpu.rip;
-        let (bytes, text) = self.machine.machine.describe_instruction(rip);
+        let (bytes, text) = self.hv.guest.machine.describe_instruction(rip);
         d.first_icount = window_start;
         d.window = fine;
         d.instruction = Some((rip, bytes, text));
         if fine == 1 {
-            let before = register_file(&self.machine.machine.cpu);
-            self.machine.run(1);
-            let after = register_file(&self.machine.machine.cpu);
+            let before = register_file(&self.hv.guest.machine.cpu);
+            self.hv.run(1);
+            let after = register_file(&self.hv.guest.machine.cpu);
             d.instruction_effects = crate::digest::register_differences(&before, &after)
                 .into_iter()
                 .filter(|(n, _, _)| n != "rip")

@@ -7,10 +7,9 @@
 //! recent past is dense, and the start of the run (icount 0) is always kept. Reaching icount `t` restores the
 //! latest checkpoint at or before `t` and runs forward.
 
-use crate::hosts::ReplayHost;
-use crate::replay::Replayer;
+use crate::replay::{ReplaySnapshot, Replayer};
 use std::collections::BTreeMap;
-use tandem_emulator::linux::{LinuxSnapshot, Progress};
+use tandem_emulator::linux::Progress;
 
 /// Default spacing of new checkpoints.
 pub const INTERVAL_BASE_DEFAULT: u64 = 1 << 20;
@@ -19,7 +18,7 @@ pub const PER_LEVEL_DEFAULT: usize = 4;
 
 pub struct Timeline {
     pub replayer: Replayer,
-    checkpoints: BTreeMap<u64, (LinuxSnapshot, ReplayHost)>,
+    checkpoints: BTreeMap<u64, ReplaySnapshot>,
     pub interval_base: u64,
     pub per_level: usize,
     /// Guest frames written since each checkpoint was taken (what it holds privately), by icount.
@@ -41,7 +40,7 @@ impl Timeline {
     }
 
     pub fn icount(&self) -> u64 {
-        self.replayer.machine.icount()
+        self.replayer.hv.guest.icount()
     }
 
     /// The end of the recorded history.
@@ -50,7 +49,7 @@ impl Timeline {
     }
 
     pub fn finished(&self) -> bool {
-        self.replayer.machine.termination().is_some()
+        self.replayer.hv.guest.termination().is_some()
     }
 
     /// Runs forward to `target` (or the end of history), taking checkpoints on the way.
@@ -63,7 +62,7 @@ impl Timeline {
             }
             let next = ((icount / self.interval_base) + 1) * self.interval_base;
             let stop = next.min(target);
-            if self.replayer.machine.run(stop - icount) == Progress::Finished {
+            if self.replayer.hv.run(stop - icount) == Progress::Finished {
                 return Progress::Finished;
             }
             if self.icount() % self.interval_base == 0 {
@@ -78,7 +77,7 @@ impl Timeline {
             return;
         }
         // The frames written since the previous checkpoint are the ones it now holds privately.
-        let dirty = self.replayer.machine.machine.cpu.mem.dirty_frames().len();
+        let dirty = self.replayer.hv.guest.machine.cpu.mem.dirty_frames().len();
         if let Some((&previous, _)) = self.checkpoints.range(..icount).next_back() {
             *self.private_frames.entry(previous).or_default() += dirty;
         }
@@ -138,7 +137,7 @@ impl Timeline {
     pub fn checkpoint_list(&self) -> Vec<(u64, usize)> {
         self.checkpoints
             .iter()
-            .map(|(&icount, (snap, _))| {
+            .map(|(&icount, (snap, _, _))| {
                 let frames = self.private_frames.get(&icount).copied().unwrap_or(0);
                 (icount, snap.fixed_bytes() + frames * 4096)
             })

@@ -19,10 +19,14 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Write;
+use tandem_emulator::hypervisor::containment::ErrorReport;
+use tandem_emulator::hypervisor::plan::FaultPlan;
+use tandem_emulator::hypervisor::FaultRecord;
 
 pub const MAGIC: [u8; 8] = *b"TANDEMTR";
-/// Version of the encoding of everything in this file.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the encoding of everything in this file (2: memory-fault plans in the header, `Event::Fault`,
+/// final fault reports in the summary).
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes before the first chunk.
 pub const PREAMBLE_BYTES: usize = 12;
 /// Bytes of a chunk's frame (length and checksum).
@@ -42,8 +46,19 @@ pub fn blob_name(id: &BlobId) -> String {
     id[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The memory-fault options of a recorded run (`tandem record --faults/--faults-file/--fault-seed/--early-kill`).
+/// A replay does not draw from them: it re-applies the `Event::Fault` records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultOptions {
+    pub plan: FaultPlan,
+    pub fault_seed: u64,
+    pub early_kill: bool,
+    /// `Policy::stuck_period_insns`: how often stuck bits are re-asserted (replay re-asserts them the same way).
+    pub stuck_period_insns: u64,
+}
+
 /// Everything that defines the run besides what the event stream carries.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Header {
     /// The tandem that recorded (`CARGO_PKG_VERSION` of tandem-replay); a different one replays with a warning.
     pub emulator_version: String,
@@ -72,6 +87,8 @@ pub struct Header {
     pub live_clock: bool,
     /// The guest's entropy came from the host and is in the event stream.
     pub live_entropy: bool,
+    /// The run was recorded under the hypervisor with these memory faults.
+    pub faults: Option<FaultOptions>,
 }
 
 /// Metadata of a host path as the recording host answered it.
@@ -128,6 +145,16 @@ pub enum Event {
     Host(HostCall),
     /// The syscall returned `result` in rax.
     SyscallExit { result: u64 },
+    /// A memory fault fired when `report.icount` instructions had retired (after any syscall at that icount):
+    /// the resolved injection, its report line as it stood then, and the guest's position.
+    Fault(Box<FaultRecord>),
+}
+
+impl Event {
+    /// Whether the replaying host answers this event (faults are re-applied by the hypervisor instead).
+    pub fn is_host_stream(&self) -> bool {
+        !matches!(self, Event::Fault(_))
+    }
 }
 
 /// The registers stored at a checkpoint, to show which differ when the replay diverges.
@@ -181,9 +208,11 @@ pub struct Summary {
     pub stdout_fnv: u64,
     pub stderr_len: u64,
     pub stderr_fnv: u64,
+    /// The memory-fault report lines with their final outcomes (`Hypervisor::reports`).
+    pub faults: Vec<ErrorReport>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Chunk {
     Header(Box<Header>),
     /// Records that are complete up to `icount_end`: a replay may run to it.
@@ -515,6 +544,18 @@ fn check_records(trace: &Trace, icount_end: u64, records: &[Record]) -> Result<(
                 }
                 last = *icount;
             }
+            Record::Event(Event::Fault(f)) => {
+                let icount = f.report.icount;
+                if icount < last || icount > icount_end {
+                    return Err(format!("memory fault at icount {icount} out of order"));
+                }
+                if f.injection.is_some_and(|i| i.icount != icount) {
+                    return Err(format!(
+                        "memory fault at icount {icount}: its injection names another icount"
+                    ));
+                }
+                last = icount;
+            }
             Record::Event(_) => {}
             Record::Checkpoint(c) => {
                 if c.icount < last || c.icount > icount_end {
@@ -561,6 +602,7 @@ mod tests {
             fine_interval: 4,
             live_clock: false,
             live_entropy: false,
+            faults: None,
         }
     }
 
@@ -610,6 +652,7 @@ mod tests {
             stdout_fnv: 0,
             stderr_len: 0,
             stderr_fnv: 0,
+            faults: vec![],
         }))
         .unwrap();
         w.into_inner()

@@ -36,7 +36,41 @@ use containment::{Action, ErrorReport, Outcome};
 use plan::{FaultEvent, FaultKind, FaultPlan, Injection, PageState, RandomFaults, Target};
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// A fault as it fired: the injection (None when nothing could be injected: no frame at the address, no frame of
+/// the class), its report line as it stood then, and where the guest was (rip and an FNV-1a of rip and the
+/// general registers). A recording logs one per report line; a replay re-applies the injections and compares.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    pub injection: Option<Injection>,
+    pub report: ErrorReport,
+    pub rip: u64,
+    pub register_fnv: u64,
+}
+
+/// A replayed fault that did not do what the recording says it did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultMismatch {
+    pub icount: u64,
+    pub message: String,
+}
+
+/// The hypervisor's state besides the guest's, for rewinding a replay (see `snapshot_faults`).
+#[derive(Clone)]
+pub struct FaultSnapshot {
+    scheduled_next: usize,
+    random_next: Vec<u64>,
+    rng: ChaCha20Rng,
+    stuck: Vec<Injection>,
+    stuck_next_icount: u64,
+    injections: Vec<Injection>,
+    reports: Vec<ErrorReport>,
+    early: Vec<Option<EarlyKill>>,
+    log: Vec<FaultRecord>,
+    mismatch: Option<FaultMismatch>,
+}
 
 /// How the hypervisor reacts to memory errors.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,11 +121,20 @@ pub struct Hypervisor<H: Host> {
     /// For each report of a lost page: the early-kill result, if one was sent.
     early: Vec<Option<EarlyKill>>,
     auxv: Vec<(u64, u64)>,
+    /// One record per report line, in order (what a recording writes).
+    log: Vec<FaultRecord>,
+    /// The injection being made, for the log entry of its report.
+    firing: Option<Injection>,
+    /// Replay: the recorded faults that `Scheduled::Replay` re-applies.
+    replaying: Vec<FaultRecord>,
+    mismatch: Option<FaultMismatch>,
 }
 
 #[derive(Clone, Copy, Debug)]
 enum Scheduled {
     Event(FaultEvent),
+    /// Recorded fault `index` of `replaying`.
+    Replay(usize),
     /// A drawn fault of random spec `index`.
     Drawn {
         index: usize,
@@ -163,7 +206,78 @@ impl<H: Host> Hypervisor<H> {
             reports: Vec::new(),
             early: Vec::new(),
             auxv,
+            log: Vec::new(),
+            firing: None,
+            replaying: Vec::new(),
+            mismatch: None,
         })
+    }
+
+    /// Loads `program` to replay recorded faults: each record's injection is re-applied at its icount (nothing is
+    /// drawn), and what it does is compared with the record; the first difference is `fault_mismatch`.
+    pub fn replaying(
+        config: LinuxConfig,
+        program: Arc<[u8]>,
+        host: H,
+        records: Vec<FaultRecord>,
+        policy: Policy,
+    ) -> Result<Self, LoadError> {
+        let mut hv = Hypervisor::new(config, program, host, FaultPlan::default(), policy, 0)?;
+        hv.scheduled = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.report.icount, Scheduled::Replay(i)))
+            .collect();
+        hv.scheduled.sort_by_key(|(at, _)| *at);
+        hv.replaying = records;
+        Ok(hv)
+    }
+
+    /// One record per report line so far, with the report as it stood when the fault fired.
+    pub fn fault_log(&self) -> &[FaultRecord] {
+        &self.log
+    }
+
+    /// The first replayed fault that differed from its record.
+    pub fn fault_mismatch(&self) -> Option<&FaultMismatch> {
+        self.mismatch.as_ref()
+    }
+
+    /// The icount of the next fault that will fire (u64::MAX: none known).
+    pub fn next_fault_icount(&self) -> u64 {
+        self.next_fault_at()
+    }
+
+    /// The hypervisor's state (not the guest's), to rewind together with a guest snapshot.
+    pub fn snapshot_faults(&self) -> FaultSnapshot {
+        FaultSnapshot {
+            scheduled_next: self.scheduled_next,
+            random_next: self.random.iter().map(|r| r.next_icount).collect(),
+            rng: self.rng.clone(),
+            stuck: self.stuck.clone(),
+            stuck_next_icount: self.stuck_next_icount,
+            injections: self.injections.clone(),
+            reports: self.reports.clone(),
+            early: self.early.clone(),
+            log: self.log.clone(),
+            mismatch: self.mismatch.clone(),
+        }
+    }
+
+    pub fn restore_faults(&mut self, s: &FaultSnapshot) {
+        self.scheduled_next = s.scheduled_next;
+        for (r, &next) in self.random.iter_mut().zip(&s.random_next) {
+            r.next_icount = next;
+        }
+        self.rng = s.rng.clone();
+        self.stuck = s.stuck.clone();
+        self.stuck_next_icount = s.stuck_next_icount;
+        self.injections = s.injections.clone();
+        self.reports = s.reports.clone();
+        self.early = s.early.clone();
+        self.log = s.log.clone();
+        self.mismatch = s.mismatch.clone();
+        self.firing = None;
     }
 
     pub fn plan(&self) -> &FaultPlan {
@@ -209,9 +323,7 @@ impl<H: Host> Hypervisor<H> {
             if now >= end {
                 return Progress::BudgetExhausted;
             }
-            let stop = end
-                .min(self.next_fault_icount())
-                .min(self.stuck_next_icount);
+            let stop = end.min(self.next_fault_at()).min(self.stuck_next_icount);
             let progress = self.guest.run(stop.max(now + 1) - now);
             if self.guest.icount() >= self.stuck_next_icount {
                 self.reassert_stuck();
@@ -228,7 +340,7 @@ impl<H: Host> Hypervisor<H> {
         self.run(left)
     }
 
-    fn next_fault_icount(&self) -> u64 {
+    fn next_fault_at(&self) -> u64 {
         let scheduled = self
             .scheduled
             .get(self.scheduled_next)
@@ -248,6 +360,7 @@ impl<H: Host> Hypervisor<H> {
                     match s {
                         Scheduled::Event(e) => self.fire_event(e),
                         Scheduled::Drawn { index, kind } => self.fire_drawn(index, kind),
+                        Scheduled::Replay(index) => self.fire_replay(index),
                     }
                     continue;
                 }
@@ -261,6 +374,86 @@ impl<H: Host> Hypervisor<H> {
             self.random[index].next_icount = now.saturating_add(gap.max(1));
             self.fire_drawn(index, kind);
         }
+    }
+
+    /// Re-applies recorded fault `index` and compares what it did with the record.
+    fn fire_replay(&mut self, index: usize) {
+        let record = self.replaying[index].clone();
+        let logged = self.log.len();
+        match record.injection {
+            Some(i) if (i.frame as usize) < self.guest.machine.cpu.mem.frame_count() => {
+                self.inject(i.kind, FrameId(i.frame), i.byte, i.bit, i.value)
+            }
+            Some(i) => {
+                self.mismatch_at(format!(
+                    "the recorded fault names frame {}, but the guest has {} frames",
+                    i.frame,
+                    self.guest.machine.cpu.mem.frame_count()
+                ));
+                return;
+            }
+            None => self.push_report(record.report.clone()),
+        }
+        match self.log.get(logged) {
+            Some(replayed) if *replayed == record => {}
+            Some(replayed) => {
+                let mut what = Vec::new();
+                if replayed.report != record.report {
+                    what.push(format!(
+                        "recorded `{}`, replayed `{}`",
+                        record.report.line(),
+                        replayed.report.line()
+                    ));
+                }
+                if replayed.injection != record.injection {
+                    what.push(format!(
+                        "recorded injection {:?}, replayed {:?}",
+                        record.injection, replayed.injection
+                    ));
+                }
+                if (replayed.rip, replayed.register_fnv) != (record.rip, record.register_fnv) {
+                    what.push(format!(
+                        "the guest was at rip {:#x} (registers {:#018x}) when it fired, recorded rip {:#x} (registers {:#018x})",
+                        replayed.rip, replayed.register_fnv, record.rip, record.register_fnv
+                    ));
+                }
+                let message = format!("the memory fault differs: {}", what.join("; "));
+                self.mismatch_at(message);
+            }
+            None => self.mismatch_at("the recorded memory fault left no report".into()),
+        }
+    }
+
+    fn mismatch_at(&mut self, message: String) {
+        if self.mismatch.is_none() {
+            self.mismatch = Some(FaultMismatch {
+                icount: self.guest.icount(),
+                message,
+            });
+        }
+    }
+
+    /// Where the guest is, for the log: rip, and FNV-1a of rip and the general registers.
+    fn position(&self) -> (u64, u64) {
+        let cpu = &self.guest.machine.cpu;
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for w in cpu.gpr.iter().chain(std::iter::once(&cpu.rip)) {
+            for b in w.to_le_bytes() {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        (cpu.rip, h)
+    }
+
+    fn log_report(&mut self, r: &ErrorReport) {
+        let (rip, register_fnv) = self.position();
+        self.log.push(FaultRecord {
+            injection: self.firing.take(),
+            report: r.clone(),
+            rip,
+            register_fnv,
+        });
     }
 
     fn fire_event(&mut self, e: FaultEvent) {
@@ -325,6 +518,7 @@ impl<H: Host> Hypervisor<H> {
             value,
         };
         self.injections.push(injection);
+        self.firing = Some(injection);
         match kind {
             FaultKind::Ue => self.uncorrectable(frame),
             FaultKind::Flip | FaultKind::Stuck => {
@@ -391,6 +585,7 @@ impl<H: Host> Hypervisor<H> {
     }
 
     fn push_report(&mut self, r: ErrorReport) {
+        self.log_report(&r);
         self.reports.push(r);
         self.early.push(None);
     }
@@ -446,6 +641,7 @@ impl<H: Host> Hypervisor<H> {
                 };
                 report.action = lost_action;
                 report.outcome = Outcome::Delayed;
+                self.log_report(&report);
                 self.reports.push(report);
                 let early = if lost_action == Action::SigbusNow {
                     Some(self.guest.send_memory_error(vaddrs[0]))
