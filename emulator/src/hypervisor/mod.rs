@@ -11,9 +11,9 @@
 //! - Drawn faults come from one named stream, `cpu::named_stream(fault_seed, "faults.mem")`: the icounts of
 //!   `count=` specs are drawn when the run starts, `rate=` gaps and every target (frame, byte, bit) when a fault
 //!   fires. The run is deterministic, so the draws are too.
-//! - A stuck bit cannot be enforced on every guest store without a check on the memory hot path; the hypervisor
-//!   re-asserts it whenever it has control: at each fault, and every `Policy::stuck_period_insns` instructions.
-//!   A store to a stuck bit can therefore be read back unchanged until the next re-assertion.
+//! - A stuck bit is enforced by guest memory itself (`Memory::set_stuck_bit`): the frame is never cached for
+//!   writing, and every write to it, by the guest or the kernel side, forces the bit again, so the guest never
+//!   reads back anything else. Memory snapshots carry the defect.
 //! - The guest's SIGBUS for a touched poisoned page comes from the CPU (#MC) through the Linux layer's
 //!   signal delivery (BUS_MCEERR_AR, si_addr, si_addr_lsb 12); the layer counts the touches per frame in
 //!   `Stats::machine_checks`, which is how a report's outcome becomes "killed" or "recovered" by the end.
@@ -63,8 +63,6 @@ pub struct FaultSnapshot {
     scheduled_next: usize,
     random_next: Vec<u64>,
     rng: ChaCha20Rng,
-    stuck: Vec<Injection>,
-    stuck_next_icount: u64,
     injections: Vec<Injection>,
     reports: Vec<ErrorReport>,
     early: Vec<Option<EarlyKill>>,
@@ -78,7 +76,8 @@ pub struct Policy {
     /// Send BUS_MCEERR_AO at once for a lost page (vm.memory_failure_early_kill = 1) instead of waiting for the
     /// guest to touch it.
     pub early_kill: bool,
-    /// How often stuck bits are re-asserted, in instructions.
+    /// Unused: stuck bits are now enforced by memory on every write. Kept because version-2 trace headers
+    /// record it; drop it with the next trace format version.
     pub stuck_period_insns: u64,
 }
 
@@ -114,8 +113,6 @@ pub struct Hypervisor<H: Host> {
     scheduled_next: usize,
     random: Vec<RandomState>,
     rng: ChaCha20Rng,
-    stuck: Vec<Injection>,
-    stuck_next_icount: u64,
     injections: Vec<Injection>,
     reports: Vec<ErrorReport>,
     /// For each report of a lost page: the early-kill result, if one was sent.
@@ -200,8 +197,6 @@ impl<H: Host> Hypervisor<H> {
             scheduled_next: 0,
             random,
             rng,
-            stuck: Vec::new(),
-            stuck_next_icount: u64::MAX,
             injections: Vec::new(),
             reports: Vec::new(),
             early: Vec::new(),
@@ -254,8 +249,6 @@ impl<H: Host> Hypervisor<H> {
             scheduled_next: self.scheduled_next,
             random_next: self.random.iter().map(|r| r.next_icount).collect(),
             rng: self.rng.clone(),
-            stuck: self.stuck.clone(),
-            stuck_next_icount: self.stuck_next_icount,
             injections: self.injections.clone(),
             reports: self.reports.clone(),
             early: self.early.clone(),
@@ -270,8 +263,6 @@ impl<H: Host> Hypervisor<H> {
             r.next_icount = next;
         }
         self.rng = s.rng.clone();
-        self.stuck = s.stuck.clone();
-        self.stuck_next_icount = s.stuck_next_icount;
         self.injections = s.injections.clone();
         self.reports = s.reports.clone();
         self.early = s.early.clone();
@@ -323,11 +314,8 @@ impl<H: Host> Hypervisor<H> {
             if now >= end {
                 return Progress::BudgetExhausted;
             }
-            let stop = end.min(self.next_fault_at()).min(self.stuck_next_icount);
+            let stop = end.min(self.next_fault_at());
             let progress = self.guest.run(stop.max(now + 1) - now);
-            if self.guest.icount() >= self.stuck_next_icount {
-                self.reassert_stuck();
-            }
             if progress == Progress::Finished {
                 return Progress::Finished;
             }
@@ -548,40 +536,11 @@ impl<H: Host> Hypervisor<H> {
                 if kind == FaultKind::Flip {
                     mem.flip_bit(frame, byte as usize, bit);
                 } else {
-                    self.stuck.push(injection);
-                    if self.stuck_next_icount == u64::MAX {
-                        self.stuck_next_icount = injection
-                            .icount
-                            .saturating_add(self.policy.stuck_period_insns.max(1));
-                    }
-                    self.assert_stuck_bit(&injection);
+                    mem.set_stuck_bit(frame, byte as usize, bit, injection.value);
                 }
                 self.push_report(report);
             }
         }
-    }
-
-    fn assert_stuck_bit(&mut self, s: &Injection) {
-        let mem = &mut self.guest.machine.cpu.mem;
-        let Some(bytes) = mem.frame_bytes(FrameId(s.frame)) else {
-            return;
-        };
-        let current = bytes[s.byte as usize] >> s.bit & 1 == 1;
-        if current != s.value {
-            mem.flip_bit(FrameId(s.frame), s.byte as usize, s.bit);
-        }
-    }
-
-    fn reassert_stuck(&mut self) {
-        let stuck = std::mem::take(&mut self.stuck);
-        for s in &stuck {
-            self.assert_stuck_bit(s);
-        }
-        self.stuck = stuck;
-        self.stuck_next_icount = self
-            .guest
-            .icount()
-            .saturating_add(self.policy.stuck_period_insns.max(1));
     }
 
     fn push_report(&mut self, r: ErrorReport) {
