@@ -6,20 +6,18 @@ use common::*;
 use std::process::{Command, Stdio};
 
 fn record_rewind(trace: &std::path::Path, stdin: &[u8]) {
-    use std::io::Write;
-    let mut child = Command::new(tandem())
-        .args(["record", "--hash-interval", "1024", "-o"])
-        .arg(trace)
-        .args(["--", &corpus_bin("rewind-musl")])
-        .current_dir(repo())
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    assert!(child.wait().unwrap().success());
+    let out = record_trace(
+        trace,
+        &["--hash-interval", "1024"],
+        &corpus_bin("rewind-musl"),
+        &[],
+        stdin,
+    );
+    assert!(
+        out.status.success(),
+        "tandem record failed: {}",
+        text(&out.stderr)
+    );
 }
 
 fn debug(trace: &std::path::Path, script: &str) -> (String, Option<i32>) {

@@ -21,20 +21,12 @@ const GDB_RUN_TIMEOUT: Duration = Duration::from_secs(120);
 const SERVER_EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn record_rewind(trace: &Path) {
-    use std::io::Write;
-    let mut child = Command::new(tandem())
-        .args(["record", "-o"])
-        .arg(trace)
-        .args(["--", &corpus_bin("rewind-musl")])
-        .current_dir(repo())
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"hello").unwrap();
-    assert!(child.wait().unwrap().success(), "tandem record failed");
+    let out = record_trace(trace, &[], &corpus_bin("rewind-musl"), &[], b"hello");
+    assert!(
+        out.status.success(),
+        "tandem record failed: {}",
+        text(&out.stderr)
+    );
 }
 
 /// The command-line debugger's answers: (address of `step`, address of `main`, icount of the first stop in

@@ -14,31 +14,17 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-fn record(trace: &PathBuf, flags: &[&str], program: &str, args: &[&str], stdin: &[u8]) -> Output {
-    use std::io::Write;
-    let mut cmd = Command::new(tandem());
-    cmd.arg("record")
-        .arg("-o")
-        .arg(trace)
-        .arg("--report-state")
-        .args(flags)
-        .arg("--")
-        .arg(program)
-        .args(args)
-        .current_dir(repo())
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let w = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    w.join().unwrap();
-    out
+fn record(
+    trace: &std::path::Path,
+    flags: &[&str],
+    program: &str,
+    args: &[&str],
+    stdin: &[u8],
+) -> Output {
+    let flags: Vec<&str> = std::iter::once("--report-state")
+        .chain(flags.iter().copied())
+        .collect();
+    record_trace(trace, &flags, program, args, stdin)
 }
 
 fn replay(trace: &PathBuf, flags: &[&str]) -> Output {

@@ -24,19 +24,10 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn record(trace: &Path, flags: &[&str], program: &str) -> Output {
-    Command::new(tandem())
-        .arg("record")
-        .arg("-o")
-        .arg(trace)
-        .arg("--report-state")
-        .args(flags)
-        .arg("--")
-        .arg(program)
-        .current_dir(repo())
-        .env_clear()
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    let flags: Vec<&str> = std::iter::once("--report-state")
+        .chain(flags.iter().copied())
+        .collect();
+    record_trace(trace, &flags, program, &[], b"")
 }
 
 fn replay(trace: &Path) -> Output {

@@ -43,6 +43,26 @@ pub fn emulate(flags: &[&str], program: &str, args: &[&str], stdin: &[u8]) -> Ou
     finish(cmd, stdin)
 }
 
+/// `tandem record -o TRACE FLAGS -- PROGRAM ARGS` with the given stdin.
+pub fn record_trace(
+    trace: &Path,
+    flags: &[&str],
+    program: &str,
+    args: &[&str],
+    stdin: &[u8],
+) -> Output {
+    let mut cmd = Command::new(tandem());
+    cmd.arg("record")
+        .arg("-o")
+        .arg(trace)
+        .args(flags)
+        .arg("--")
+        .arg(program)
+        .args(args);
+    cmd.env_clear();
+    finish(cmd, stdin)
+}
+
 /// The same program run natively, with an empty environment plus `env`.
 pub fn native(program: &str, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
     let mut cmd = Command::new(program);
