@@ -122,6 +122,7 @@ impl GdbTarget {
                 tid: None,
                 pos: ReplayLogPosition::Begin,
             },
+            Stop::Interrupted => SingleThreadStopReason::Signal(Signal::SIGINT),
         }
     }
 
