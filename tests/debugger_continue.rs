@@ -220,3 +220,72 @@ fn fast_continue_stops_where_single_stepping_does() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A poll that answers true stops a continue at an exact icount, from which everything goes on as from any
+/// other position; a reverse-continue interrupted the same way stops where its search had got to, and the
+/// next one finds the breakpoint all the same.
+#[test]
+fn an_interrupted_continue_stops_at_an_exact_icount() {
+    let dir = std::env::temp_dir().join(format!("tandem-interrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("sha.trace");
+    let out = record_trace(&trace, &[], &corpus_bin("sha256-glibc"), &[], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut d = debugger_for(&trace);
+    d.timeline.interval_base = tandem_replay::timeline::INTERVAL_BASE_DEFAULT;
+    let end = d.timeline.icount_end();
+    assert!(end > 10_000_000, "a long recording: {end}");
+
+    let mut polls = 0;
+    let stop = d.continue_forward_polling(&mut || {
+        polls += 1;
+        polls == 3
+    });
+    assert_eq!(stop, Stop::Interrupted);
+    let at = d.timeline.icount();
+    let interval = tandem_replay::debugger::POLL_INTERVAL_INSNS;
+    assert!(
+        (2 * interval..4 * interval).contains(&at),
+        "interrupted at the third poll, not at {at}"
+    );
+    // The state is that of the recorded run at that icount, as a fresh replay reaches it.
+    let mut fresh = debugger_for(&trace);
+    fresh.timeline.seek(at);
+    assert_eq!(d.registers_text(), fresh.registers_text());
+    d.timeline.seek(at - 1);
+    fresh.timeline.seek(at - 1);
+    assert_eq!(d.timeline.icount(), at - 1);
+    assert_eq!(d.registers_text(), fresh.registers_text());
+    assert_eq!(d.continue_forward(), Stop::End);
+    assert_eq!(d.timeline.icount(), end);
+
+    // A breakpoint early in the run; reverse-continue from the end, interrupted at its 20th poll (a search
+    // back over a checkpoint interval of 2^20 instructions polls 16 times).
+    fresh.timeline.seek(1000);
+    let early = fresh.timeline.replayer.hv.guest.machine.cpu.rip;
+    fresh.timeline.seek(0);
+    fresh.add_breakpoint(early);
+    fresh.continue_forward();
+    let first_hit = fresh.timeline.icount();
+    d.add_breakpoint(early);
+    // The last hit before the end, found forwards (the breakpoint may be hit more than once).
+    let mut last_hit = first_hit;
+    while let Stop::Breakpoint(_) = fresh.continue_forward() {
+        last_hit = fresh.timeline.icount();
+    }
+    assert_eq!(d.timeline.icount(), end);
+    let mut polls = 0;
+    let stop = d.continue_backward_polling(&mut || {
+        polls += 1;
+        polls == 20
+    });
+    assert_eq!(stop, Stop::Interrupted);
+    let searched_from = d.timeline.icount();
+    assert!(
+        searched_from > last_hit && searched_from < end,
+        "{searched_from}"
+    );
+    assert!(matches!(d.continue_backward(), Stop::Breakpoint(_)));
+    assert_eq!(d.timeline.icount(), last_hit);
+    let _ = std::fs::remove_dir_all(&dir);
+}
