@@ -1,11 +1,15 @@
 //! The command-line replay debugger: moves through a trace's timeline forwards and backwards and shows the
 //! guest's state. Every command returns its output as text, so scripts and tests drive it the same way.
 //!
-//! Breakpoints and watchpoints are checked between instructions (the CPU has no hooks): `continue` and
-//! `reverse-continue` single-step, which is exact but runs at single-step speed. A watchpoint stops after an
-//! instruction that changed the watched bytes. Reverse-continue works as rr's does: from the latest checkpoint
-//! before the current icount, run forward to it remembering the last stop; if there was none, retry from the
-//! checkpoint before that.
+//! Stops: a breakpoint stops with rip on its address, before that instruction runs; a watchpoint stops after
+//! the instruction that changed the watched bytes. The CPU has no hooks, so `continue` asks the block cache
+//! how many instructions of the current block run before a breakpoint address and runs exactly those at block
+//! speed; watched pages are armed to report a write, and a stretch that wrote one is re-run from the timeline
+//! one checked instruction at a time (`run_forward` says how). The stops are those of single-stepping with a
+//! check after every instruction, which `tests/debugger_continue.rs` compares against. Reverse-continue works
+//! as rr's does: from the latest checkpoint before the current icount, run forward to it remembering the last
+//! stop; if there was none, retry from the checkpoint before that. Both poll their caller now and then, so
+//! gdb's Ctrl-C can stop them at an exact icount.
 
 use crate::replay::Replayer;
 use crate::timeline::Timeline;
