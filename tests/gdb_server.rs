@@ -15,7 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Bounds on the waits (generous: a debug build single-steps the replay).
+/// Bounds on the waits (generous: the machine is shared and the tests run in parallel).
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
 const GDB_RUN_TIMEOUT: Duration = Duration::from_secs(120);
 const SERVER_EXIT_TIMEOUT: Duration = Duration::from_secs(30);
