@@ -15,7 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Bounds on the waits (generous: a debug build single-steps the replay).
+/// Bounds on the waits (generous: the machine is shared and the tests run in parallel).
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
 const GDB_RUN_TIMEOUT: Duration = Duration::from_secs(120);
 const SERVER_EXIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -396,5 +396,174 @@ fn unusable_address_is_an_error() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A minimal GDB remote-protocol client: sends packets, reads replies (acknowledging each, skipping acks).
+struct RawClient {
+    stream: std::net::TcpStream,
+}
+
+impl RawClient {
+    fn connect(address: &str) -> RawClient {
+        let stream = std::net::TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(GDB_RUN_TIMEOUT)).unwrap();
+        RawClient { stream }
+    }
+
+    fn send(&mut self, body: &str) {
+        use std::io::Write;
+        let sum = body.bytes().fold(0u8, |s, b| s.wrapping_add(b));
+        write!(self.stream, "${body}#{sum:02x}").unwrap();
+    }
+
+    fn write_byte(&mut self, byte: u8) {
+        use std::io::Write;
+        self.stream.write_all(&[byte]).unwrap();
+    }
+
+    /// The next reply packet's body ('+' acks skipped; the reply acknowledged).
+    fn reply(&mut self) -> String {
+        use std::io::Write;
+        let mut byte = [0u8];
+        loop {
+            self.stream
+                .read_exact(&mut byte)
+                .expect("the server did not answer in time");
+            if byte[0] == b'$' {
+                break;
+            }
+        }
+        let mut body = Vec::new();
+        loop {
+            self.stream.read_exact(&mut byte).unwrap();
+            if byte[0] == b'#' {
+                break;
+            }
+            body.push(byte[0]);
+        }
+        let mut checksum = [0u8; 2];
+        self.stream.read_exact(&mut checksum).unwrap();
+        self.stream.write_all(b"+").unwrap();
+        String::from_utf8(body).unwrap()
+    }
+
+    /// `monitor CMD` (qRcmd): the console output, decoded from its O packets.
+    fn monitor(&mut self, cmd: &str) -> String {
+        let hex: String = cmd.bytes().map(|b| format!("{b:02x}")).collect();
+        self.send(&format!("qRcmd,{hex}"));
+        let mut out = String::new();
+        loop {
+            let r = self.reply();
+            if r == "OK" {
+                return out;
+            }
+            let hex = r
+                .strip_prefix('O')
+                .unwrap_or_else(|| panic!("not console output: {r:?}"));
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            out.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    /// rip from the `g` packet (gdb's amd64 order: 16 GPRs then rip, each 8 bytes little-endian in hex).
+    fn rip(&mut self) -> u64 {
+        self.send("g");
+        // Run-length encoding: "X*n" repeats X (n - 29) more times (the GDB remote protocol's "Debugging
+        // Protocol Details").
+        let mut regs = Vec::new();
+        let mut bytes = self.reply().into_bytes().into_iter();
+        while let Some(b) = bytes.next() {
+            if b == b'*' {
+                let repeat = bytes.next().unwrap() - 29;
+                let last = *regs.last().unwrap();
+                regs.extend(std::iter::repeat_n(last, repeat as usize));
+            } else {
+                regs.push(b);
+            }
+        }
+        let regs = String::from_utf8(regs).unwrap();
+        let hex = &regs[16 * 16..17 * 16];
+        let bytes: Vec<u8> = (0..8)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        u64::from_le_bytes(bytes.try_into().unwrap())
+    }
+}
+
+fn icount_of(monitor_when: &str) -> u64 {
+    monitor_when
+        .trim()
+        .strip_prefix("icount ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a `monitor when` answer: {monitor_when:?}"))
+}
+
+/// gdb's interrupt byte (what Ctrl-C sends) stops a long `continue` with SIGINT at an exact icount: the
+/// registers read there are the recorded run's at that icount, and a reverse step goes one instruction back.
+#[test]
+fn interrupt_stops_a_long_continue() {
+    let dir = std::env::temp_dir().join(format!("tandem-gdb-interrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("sha.trace");
+    let out = record_trace(&trace, &[], &corpus_bin("sha256-glibc"), &[], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let server = Server::start(&trace);
+    let mut client = RawClient::connect(&server.address);
+    client.send("?");
+    client.reply();
+    // No breakpoint: the continue would run the whole 70-million-instruction history.
+    client.send("c");
+    client.write_byte(0x03);
+    let stop = client.reply();
+    assert!(
+        stop.starts_with("T02") || stop.starts_with("S02"),
+        "a SIGINT stop, not {stop:?}"
+    );
+    let at = icount_of(&client.monitor("when"));
+    // The interrupt byte arrived with the resume: the continue sees it at its first poll, at the first block
+    // boundary after POLL_INTERVAL_INSNS instructions.
+    let poll = tandem_replay::debugger::POLL_INTERVAL_INSNS;
+    assert!(
+        (poll..poll + 1000).contains(&at),
+        "stopped at the first poll, not at {at}"
+    );
+    let rip_at = client.rip();
+    // Reverse step (bs): one instruction back; then forward again to the same place.
+    client.send("bs");
+    let step_stop = client.reply();
+    assert!(
+        step_stop.starts_with("T05") || step_stop.starts_with("S05"),
+        "{step_stop}"
+    );
+    assert_eq!(icount_of(&client.monitor("when")), at - 1);
+    client.send("s");
+    client.reply();
+    assert_eq!(icount_of(&client.monitor("when")), at);
+    assert_eq!(client.rip(), rip_at);
+    // The command-line debugger puts the recorded run at that icount at the same rip.
+    let script = dir.join("goto.txt");
+    std::fs::write(&script, format!("goto {at}\n")).unwrap();
+    let cli = Command::new(tandem())
+        .arg("debug")
+        .arg(&trace)
+        .arg("-x")
+        .arg(&script)
+        .current_dir(repo())
+        .env_clear()
+        .output()
+        .unwrap();
+    let transcript = text(&cli.stdout);
+    assert!(
+        transcript.contains(&format!("icount {at} rip {rip_at:#x}")),
+        "gdb saw rip {rip_at:#x} at icount {at}; the debugger says:\n{transcript}"
+    );
+    client.send("D");
+    assert_eq!(client.reply(), "OK");
+    let (status, server_stderr) = server.wait();
+    assert!(status.success(), "{server_stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }

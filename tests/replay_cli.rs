@@ -289,3 +289,133 @@ fn an_edited_input_is_narrowed_to_the_exact_instruction() {
     );
     assert!(err.contains(": syscall (0f 05)"), "{err}");
 }
+
+/// The command-line debugger's answers to `script`.
+fn debug_script(trace: &PathBuf, script: &str) -> String {
+    let path = trace.with_extension("script");
+    std::fs::write(&path, script).unwrap();
+    let out = Command::new(tandem())
+        .arg("debug")
+        .arg(trace)
+        .arg("-x")
+        .arg(&path)
+        .current_dir(repo())
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    text(&out.stdout)
+}
+
+/// The value of `name` in a `regs` listing.
+fn register_in(listing: &str, name: &str) -> String {
+    listing
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(' ')?;
+            (n == name).then(|| v.trim().split(' ').next().unwrap().to_string())
+        })
+        .unwrap_or_else(|| panic!("no {name} in {listing}"))
+}
+
+/// A register that differs at a checkpoint is shown with its recorded and replayed values, and with the last
+/// instruction of the replay that changed it, which the debugger confirms: at that icount rip is on it, it
+/// changes the register, and nothing changes it again before the checkpoint.
+#[test]
+fn a_register_divergence_names_the_register_and_its_last_writer() {
+    let trace = scratch("regs.trace");
+    let rec = record(
+        &trace,
+        &["--hash-interval", "1024", "--fine-interval", "256"],
+        &corpus_bin("rewind-musl"),
+        &[],
+        b"hello",
+    );
+    assert_eq!(rec.status.code(), Some(0));
+    // A checkpoint and a general-purpose register whose recorded value changed since the checkpoint before.
+    let t = Trace::parse(&std::fs::read(&trace).unwrap()).unwrap();
+    let checkpoints: Vec<_> = t
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Checkpoint(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect();
+    let (k, index) = (1..checkpoints.len())
+        .find_map(|k| {
+            (0..16)
+                .filter(|&i| i != 4)
+                .find(|&i| checkpoints[k].registers.gpr[i] != checkpoints[k - 1].registers.gpr[i])
+                .map(|i| (k, i))
+        })
+        .expect("some register changes between checkpoints");
+    let name = tandem_emulator::cpu::GPR_NAMES[index];
+    let at = checkpoints[k].icount;
+    let real = checkpoints[k].registers.gpr[index];
+    let edited = scratch("regs-edited.trace");
+    rewrite(&trace, &edited, |records| {
+        for r in records.iter_mut() {
+            if let Record::Checkpoint(c) = r {
+                if c.icount == at {
+                    c.registers.gpr[index] ^= 0x100;
+                }
+            }
+        }
+    });
+    let rep = replay(&edited, &["--quiet"]);
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!(
+            "divergence detected at icount {at}: 1 registers differ"
+        )),
+        "{err}"
+    );
+    let line = err
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no line for {name}: {err}"));
+    let prefix = format!(
+        "{name:<8} recorded={:#x} replayed={real:#x}; last changed in the replay by the instruction at icount ",
+        real ^ 0x100
+    );
+    let rest = line
+        .trim_start()
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{line:?} does not start with {prefix:?}"));
+    let writer: u64 = rest.split(' ').next().unwrap().parse().unwrap();
+    assert!(writer < at && writer >= checkpoints[k - 1].icount, "{err}");
+    let rip = u64::from_str_radix(
+        rest.split(' ')
+            .nth(2)
+            .unwrap()
+            .trim_end_matches(':')
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+
+    let listing = debug_script(
+        &trace,
+        &format!("goto {writer}\nregs\nstepi\nregs\ngoto {at}\nregs\n"),
+    );
+    let blocks: Vec<&str> = listing.split("(tandem) regs").skip(1).collect();
+    assert_eq!(blocks.len(), 3, "{listing}");
+    assert_eq!(
+        register_in(blocks[0], "rip"),
+        format!("{rip:#018x}"),
+        "{listing}"
+    );
+    assert_ne!(
+        register_in(blocks[0], name),
+        register_in(blocks[1], name),
+        "the writer changes {name}: {listing}"
+    );
+    assert_eq!(
+        register_in(blocks[1], name),
+        register_in(blocks[2], name),
+        "nothing changes {name} after it: {listing}"
+    );
+    assert_eq!(register_in(blocks[2], name), format!("{real:#018x}"));
+}

@@ -1,16 +1,20 @@
 //! The command-line replay debugger: moves through a trace's timeline forwards and backwards and shows the
 //! guest's state. Every command returns its output as text, so scripts and tests drive it the same way.
 //!
-//! Breakpoints and watchpoints are checked between instructions (the CPU has no hooks): `continue` and
-//! `reverse-continue` single-step, which is exact but runs at single-step speed. A watchpoint stops after an
-//! instruction that changed the watched bytes. Reverse-continue works as rr's does: from the latest checkpoint
-//! before the current icount, run forward to it remembering the last stop; if there was none, retry from the
-//! checkpoint before that.
+//! Stops: a breakpoint stops with rip on its address, before that instruction runs; a watchpoint stops after
+//! the instruction that changed the watched bytes. The CPU has no hooks, so `continue` asks the block cache
+//! how many instructions of the current block run before a breakpoint address and runs exactly those at block
+//! speed; watched pages are armed to report a write, and a stretch that wrote one is re-run from the timeline
+//! one checked instruction at a time (`run_forward` says how). The stops are those of single-stepping with a
+//! check after every instruction, which `tests/debugger_continue.rs` compares against. Reverse-continue works
+//! as rr's does: from the latest checkpoint before the current icount, run forward to it remembering the last
+//! stop; if there was none, retry from the checkpoint before that. Both poll their caller now and then, so
+//! gdb's Ctrl-C can stop them at an exact icount.
 
 use crate::replay::Replayer;
 use crate::timeline::Timeline;
 use crate::trace::Event;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use tandem_emulator::cpu::GPR_NAMES;
 use tandem_emulator::linux::sysnames::syscall_name;
@@ -19,6 +23,12 @@ use tandem_emulator::linux::Progress;
 /// Most bytes `x` shows and most instructions `disas` lists, and most steps one `stepi` takes.
 pub const EXAMINE_BYTES_MAX: u64 = 4096;
 pub const DISAS_INSNS_MAX: u64 = 256;
+/// Instructions between two polls for an interrupt during a continue (about a tenth of a millisecond).
+pub const POLL_INTERVAL_INSNS: u64 = 1 << 16;
+/// Instructions run at block speed between two looks at the watched bytes.
+pub const WATCH_CHUNK_INSNS: u64 = 1 << 12;
+/// Most instructions single-stepped after a chunk wrote a watched page without changing the watched bytes.
+pub const WATCH_PENALTY_INSNS_MAX: u64 = 1 << 20;
 
 pub struct Debugger {
     pub timeline: Timeline,
@@ -29,6 +39,8 @@ pub struct Debugger {
     breakpoints: BTreeMap<u32, u64>,
     watchpoints: BTreeMap<u32, (u64, u64)>,
     next_id: u32,
+    /// Instructions run at block speed between two looks at the watched bytes (`WATCH_CHUNK_INSNS`).
+    pub watch_chunk_insns: u64,
 }
 
 /// Why a continue stopped.
@@ -40,6 +52,8 @@ pub enum Stop {
     End,
     /// The start of the history.
     Start,
+    /// The caller's poll asked to stop (gdb's Ctrl-C); the position is an exact icount.
+    Interrupted,
 }
 
 fn parse_u64(s: &str) -> Option<u64> {
@@ -82,6 +96,7 @@ impl Debugger {
             breakpoints: BTreeMap::new(),
             watchpoints: BTreeMap::new(),
             next_id: 1,
+            watch_chunk_insns: WATCH_CHUNK_INSNS,
         }
     }
 
@@ -172,27 +187,196 @@ impl Debugger {
                 return Some(Stop::Watchpoint(id, old, new));
             }
         }
+        self.breakpoint_here()
+            .or_else(|| self.at_end().then_some(Stop::End))
+    }
+
+    /// The breakpoint at the current rip, as a stop.
+    fn breakpoint_here(&self) -> Option<Stop> {
         let rip = self.rip();
-        if let Some((&id, _)) = self.breakpoints.iter().find(|(_, &a)| a == rip) {
-            return Some(Stop::Breakpoint(id));
-        }
-        if self.timeline.icount() >= self.timeline.icount_end() || self.timeline.finished() {
-            return Some(Stop::End);
+        self.breakpoints
+            .iter()
+            .find(|(_, &a)| a == rip)
+            .map(|(&id, _)| Stop::Breakpoint(id))
+    }
+
+    /// Single-steps (checking after every instruction) until `limit`; the first stop, if any.
+    fn step_checked_to(&mut self, limit: u64) -> Option<Stop> {
+        while self.timeline.icount() < limit {
+            if let Some(s) = self.step_checked() {
+                return Some(s);
+            }
         }
         None
     }
 
-    /// Runs forward until a breakpoint, a watchpoint or the end of history.
-    pub fn continue_forward(&mut self) -> Stop {
+    /// Counters that move when the guest may have left a block early (a signal was delivered, code or a
+    /// watched page was written), read after pending code writes were applied.
+    fn deviation_counters(&mut self) -> (u64, u64) {
+        let guest = &mut self.timeline.replayer.hv.guest;
+        // Applies the code writes a syscall left pending, so that they count now and not in the next run.
+        guest.machine.run(0);
+        (
+            guest.stats().signals_delivered,
+            guest.machine.cache_stats.pages_invalidated,
+        )
+    }
+
+    /// Runs forward at block speed until a breakpoint, the end of history or `limit`. Exact: before each
+    /// block the block cache says how many of its instructions run before a breakpoint address
+    /// (`Machine::instructions_until`); a block the guest left early (a signal, a write to code or to a
+    /// watched page) is run again from the timeline, one checked instruction at a time. The result, and the
+    /// icount at which it leaves the machine, are those of `step_checked` repeated.
+    fn run_blocks(&mut self, limit: u64, poll: &mut dyn FnMut() -> bool) -> Option<Stop> {
+        let stops: BTreeSet<u64> = self.breakpoints.values().copied().collect();
+        let mut next_poll = self.timeline.icount().saturating_add(POLL_INTERVAL_INSNS);
         loop {
-            if let Some(s) = self.step_checked() {
-                return s;
+            let icount = self.timeline.icount();
+            if self.at_end() {
+                return Some(Stop::End);
+            }
+            if icount >= limit {
+                return None;
+            }
+            if icount >= next_poll {
+                next_poll = icount.saturating_add(POLL_INTERVAL_INSNS);
+                if poll() {
+                    return Some(Stop::Interrupted);
+                }
+            }
+            let counters = self.deviation_counters();
+            let block = self
+                .timeline
+                .replayer
+                .hv
+                .guest
+                .machine
+                .instructions_until(&stops);
+            let target = icount
+                .saturating_add(block)
+                .min(limit)
+                .min(self.timeline.icount_end());
+            self.timeline.forward_to(target);
+            if self.deviation_counters() != counters && target - icount > 1 {
+                self.timeline.seek(icount);
+                if let Some(s) = self.step_checked_to(target) {
+                    return Some(s);
+                }
+                continue;
+            }
+            if let Some(s) = self.breakpoint_here() {
+                return Some(s);
             }
         }
     }
 
+    /// Arms the pages of every watched range to report a write (`Machine::report_writes_to`).
+    fn arm_watched_pages(&mut self) {
+        let machine = &mut self.timeline.replayer.hv.guest.machine;
+        for &(addr, len) in self.watchpoints.values() {
+            let mut page = addr & !0xfff;
+            while page < addr.saturating_add(len) {
+                machine.report_writes_to(page);
+                page = page.saturating_add(0x1000);
+            }
+        }
+    }
+
+    /// Runs forward until a breakpoint, a watchpoint, the end of history, `limit` or an interrupt (`poll`
+    /// answering true, asked every `POLL_INTERVAL_INSNS` instructions or so); the stop, if any.
+    ///
+    /// Watchpoints: the run goes in chunks of `WATCH_CHUNK_INSNS` at block speed with the watched pages armed
+    /// to report a write. A chunk in which no watched page was written cannot have changed the watched bytes;
+    /// one in which one was is run again from the timeline one checked instruction at a time, which finds the
+    /// exact instruction that changed them (as `step_checked` would), or none when a write left them as they
+    /// were. After such a false alarm (another variable on the same page, say) the run keeps single-stepping
+    /// for a while, doubling each time, so a hot page costs at most about what single-stepping all the way
+    /// would.
+    pub fn run_forward(&mut self, limit: u64, poll: &mut dyn FnMut() -> bool) -> Option<Stop> {
+        if self.watchpoints.is_empty() {
+            return self.run_blocks(limit, poll);
+        }
+        let mut stepping_until = 0u64;
+        let chunk = self.watch_chunk_insns.max(1);
+        let mut penalty = chunk;
+        let mut next_poll = self.timeline.icount().saturating_add(POLL_INTERVAL_INSNS);
+        loop {
+            let start = self.timeline.icount();
+            if self.at_end() {
+                return Some(Stop::End);
+            }
+            if start >= limit {
+                return None;
+            }
+            if start >= next_poll {
+                next_poll = start.saturating_add(POLL_INTERVAL_INSNS);
+                if poll() {
+                    return Some(Stop::Interrupted);
+                }
+            }
+            let chunk_end = start.saturating_add(chunk).min(limit);
+            if start < stepping_until {
+                if let Some(s) = self.step_checked_to(chunk_end.min(stepping_until)) {
+                    return Some(s);
+                }
+                continue;
+            }
+            let before = self.watched();
+            self.arm_watched_pages();
+            let (_, written_before) = self.deviation_counters();
+            let stop = self.run_blocks(chunk_end, &mut || false);
+            if let Some(Stop::Watchpoint(..)) = stop {
+                // Found by single-stepping the block that first wrote a watched page in this chunk: before it,
+                // no watched byte was written, so this is the first change.
+                return stop;
+            }
+            let (_, written_after) = self.deviation_counters();
+            let changed = self.watched() != before;
+            if !changed && written_after == written_before {
+                match stop {
+                    None => {
+                        penalty = chunk;
+                        continue;
+                    }
+                    Some(s) => return Some(s),
+                }
+            }
+            // A watched page was written (or code was): redo the chunk instruction by instruction.
+            let end = self.timeline.icount();
+            self.timeline.seek(start);
+            if let Some(s) = self.step_checked_to(end) {
+                return Some(s);
+            }
+            if let Some(s) = stop {
+                // The chunk ended on a stop that stepping reached too (the end of history, say).
+                return Some(s);
+            }
+            stepping_until = end.saturating_add(penalty);
+            penalty = penalty.saturating_mul(2).min(WATCH_PENALTY_INSNS_MAX);
+        }
+    }
+
+    /// Runs forward until a breakpoint, a watchpoint or the end of history.
+    pub fn continue_forward(&mut self) -> Stop {
+        self.continue_forward_polling(&mut || false)
+    }
+
+    /// `continue_forward` that asks `poll` now and then whether to stop ([`Stop::Interrupted`]).
+    pub fn continue_forward_polling(&mut self, poll: &mut dyn FnMut() -> bool) -> Stop {
+        self.run_forward(u64::MAX, poll).unwrap_or(Stop::End)
+    }
+
     /// Runs backward to the latest earlier stop, or to the start of history.
     pub fn continue_backward(&mut self) -> Stop {
+        self.continue_backward_polling(&mut || false)
+    }
+
+    /// Runs backward to the latest earlier stop, or to the start of history, asking `poll` now and then
+    /// whether to stop. Works as rr's reverse-continue does: from the latest checkpoint before the current
+    /// icount, run forward (at block speed, `run_forward`) to it remembering the last stop; if there was none,
+    /// retry from the checkpoint before that. An interrupt leaves the position at the earliest icount from
+    /// which the rest of the way back has been searched without a stop.
+    pub fn continue_backward_polling(&mut self, poll: &mut dyn FnMut() -> bool) -> Stop {
         let here = self.timeline.icount();
         let mut upto = here;
         while upto > 0 {
@@ -200,21 +384,25 @@ impl Debugger {
             self.timeline.seek(from);
             let mut last: Option<(u64, Stop)> = None;
             // A breakpoint at the checkpoint itself counts too.
-            if from < here && self.breakpoints.values().any(|&a| a == self.rip()) && from != 0 {
-                let id = *self
-                    .breakpoints
-                    .iter()
-                    .find(|(_, &a)| a == self.rip())
-                    .unwrap()
-                    .0;
-                last = Some((from, Stop::Breakpoint(id)));
+            if from < here && from != 0 {
+                if let Some(s) = self.breakpoint_here() {
+                    last = Some((from, s));
+                }
             }
-            while self.timeline.icount() < upto {
-                match self.step_checked() {
-                    Some(Stop::End) | None => {}
+            loop {
+                match self.run_forward(upto, poll) {
+                    None | Some(Stop::End) | Some(Stop::Start) => break,
+                    Some(Stop::Interrupted) => {
+                        self.timeline.seek(upto);
+                        return Stop::Interrupted;
+                    }
                     Some(s) => {
-                        if self.timeline.icount() < here {
-                            last = Some((self.timeline.icount(), s));
+                        let icount = self.timeline.icount();
+                        if icount < here {
+                            last = Some((icount, s));
+                        }
+                        if icount >= upto {
+                            break;
                         }
                     }
                 }
@@ -260,6 +448,7 @@ impl Debugger {
             ),
             Stop::End => format!("end of history, {}", self.position()),
             Stop::Start => format!("start of history, {}", self.position()),
+            Stop::Interrupted => format!("interrupted, {}", self.position()),
         }
     }
 

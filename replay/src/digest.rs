@@ -81,6 +81,43 @@ pub fn named_registers(r: &RegisterFile) -> Vec<(String, u128)> {
     out
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_follow_the_names() {
+        let mut r = RegisterFile {
+            gpr: [0; 16],
+            rip: 1,
+            rflags: 2,
+            fs_base: 3,
+            gs_base: 4,
+            xmm: [0; 16],
+            mxcsr: 5,
+            x87_digest: 6,
+        };
+        r.gpr[2] = 7;
+        r.xmm[3] = 8;
+        let named = named_registers(&r);
+        let values = register_values(&r);
+        assert_eq!(named.len(), values.len());
+        for ((_, a), b) in named.iter().zip(&values) {
+            assert_eq!(a, b);
+        }
+    }
+}
+
+/// The values of `named_registers`, in the same order, without the names (for comparisons on every step).
+pub fn register_values(r: &RegisterFile) -> Vec<u128> {
+    let mut out: Vec<u128> = r.gpr.iter().map(|&v| v as u128).collect();
+    out.extend([r.rip, r.rflags, r.fs_base, r.gs_base].map(|v| v as u128));
+    out.extend(r.xmm);
+    out.push(r.mxcsr as u128);
+    out.push(r.x87_digest as u128);
+    out
+}
+
 /// The registers that differ between two register files: (name, first, second).
 pub fn register_differences(a: &RegisterFile, b: &RegisterFile) -> Vec<(String, u128, u128)> {
     named_registers(a)

@@ -16,8 +16,14 @@
 //! features/i386/64bit-*.xml) adds `orig_rax`, `fs_base` and `gs_base` to gdbstub_arch's X86_64_SSE register
 //! file, so `info registers fs_base` works as it does against a live Linux process.
 //!
-//! Limits: a move runs to completion before the server reads the connection again, so a Ctrl-C reaches it
-//! only between moves; every move is bounded by the recorded history (`Timeline::icount_end`).
+//! Interrupts: during `continue` and `reverse-continue` the server peeks at the connection every
+//! `debugger::POLL_INTERVAL_INSNS` instructions or so; gdb's interrupt byte (Ctrl-C) stops the move at an exact
+//! icount and is reported as SIGINT, after which every command works from there (a reverse-continue that is
+//! interrupted stops at the earliest icount from which the rest of the way back was searched).
+//!
+//! Limits: a single step and a reverse step (at most one checkpoint interval of re-execution) and
+//! `monitor seek` run to completion without polling; every move is bounded by the recorded history
+//! (`Timeline::icount_end`).
 
 use crate::debugger::{Debugger, Stop};
 use gdbstub::common::Signal;
@@ -122,38 +128,38 @@ impl GdbTarget {
                 tid: None,
                 pos: ReplayLogPosition::Begin,
             },
+            Stop::Interrupted => SingleThreadStopReason::Signal(Signal::SIGINT),
         }
     }
 
-    /// Performs the pending move; the stop to report.
-    fn perform(&mut self) -> SingleThreadStopReason<u64> {
+    /// Performs the pending move; the stop to report, or None when `poll` interrupted it (the position is
+    /// then the exact icount where the move stopped, and the caller reports the interrupt).
+    fn perform(&mut self, poll: &mut dyn FnMut() -> bool) -> Option<SingleThreadStopReason<u64>> {
         let action = std::mem::replace(&mut self.action, Action::None);
-        match action {
-            Action::None => SingleThreadStopReason::DoneStep,
-            Action::Continue => {
-                let stop = self.debugger.continue_forward();
-                self.stop_reason(stop)
-            }
-            Action::ReverseContinue => {
-                let stop = self.debugger.continue_backward();
-                self.stop_reason(stop)
-            }
+        let stop = match action {
+            Action::None => return Some(SingleThreadStopReason::DoneStep),
+            Action::Continue => self.debugger.continue_forward_polling(poll),
+            Action::ReverseContinue => self.debugger.continue_backward_polling(poll),
             Action::Step => {
                 if self.debugger.at_end() {
-                    return self.stop_reason(Stop::End);
+                    return Some(self.stop_reason(Stop::End));
                 }
                 let icount = self.debugger.timeline.icount();
                 self.debugger.progress_to(icount + 1);
-                SingleThreadStopReason::DoneStep
+                return Some(SingleThreadStopReason::DoneStep);
             }
             Action::ReverseStep => {
                 let icount = self.debugger.timeline.icount();
                 if icount == 0 {
-                    return self.stop_reason(Stop::Start);
+                    return Some(self.stop_reason(Stop::Start));
                 }
                 self.debugger.progress_to(icount - 1);
-                SingleThreadStopReason::DoneStep
+                return Some(SingleThreadStopReason::DoneStep);
             }
+        };
+        match stop {
+            Stop::Interrupted => None,
+            stop => Some(self.stop_reason(stop)),
         }
     }
 }
@@ -408,6 +414,9 @@ fn parse_icount(s: &str) -> Option<u64> {
     }
 }
 
+/// What gdb sends to interrupt a running target (Ctrl-C; the GDB remote protocol's "Interrupts").
+const INTERRUPT_BYTE: u8 = 0x03;
+
 /// gdbstub's blocking event loop over [`GdbTarget`].
 enum EventLoop {}
 
@@ -424,14 +433,30 @@ impl BlockingEventLoop for EventLoop {
         run_blocking::Event<Self::StopReason>,
         run_blocking::WaitForStopReasonError<&'static str, <Self::Connection as Connection>::Error>,
     > {
-        // A byte that arrived since the resume (a Ctrl-C) is handled before the move starts.
-        if let Ok(Some(_)) = conn.peek() {
+        // A byte that arrived since the resume (a Ctrl-C) is handled before a step starts. A continue looks
+        // for it at its first poll, after `POLL_INTERVAL_INSNS` instructions: an interrupt sent with the
+        // resume stops it at the same place every time.
+        let polls = matches!(target.action, Action::Continue | Action::ReverseContinue);
+        if !polls && matches!(conn.peek(), Ok(Some(_))) {
             let byte = conn
                 .read()
                 .map_err(run_blocking::WaitForStopReasonError::Connection)?;
             return Ok(run_blocking::Event::IncomingData(byte));
         }
-        Ok(run_blocking::Event::TargetStopped(target.perform()))
+        // During the move, the connection is peeked between chunks (Debugger::POLL_INTERVAL_INSNS): gdb sends
+        // nothing but the interrupt byte while the target runs. Another byte, or an error, does not stop the
+        // move; it is read when the move is over.
+        let mut poll = || matches!(conn.peek(), Ok(Some(INTERRUPT_BYTE)));
+        match target.perform(&mut poll) {
+            Some(stop) => Ok(run_blocking::Event::TargetStopped(stop)),
+            None => {
+                // The interrupt byte goes through gdbstub, which calls on_interrupt to report SIGINT.
+                let byte = conn
+                    .read()
+                    .map_err(run_blocking::WaitForStopReasonError::Connection)?;
+                Ok(run_blocking::Event::IncomingData(byte))
+            }
+        }
     }
 
     fn on_interrupt(target: &mut GdbTarget) -> Result<Option<Self::StopReason>, &'static str> {

@@ -5,7 +5,12 @@
 //! question, or wrote different output: exact to the syscall's icount) or at a checkpoint (registers or memory
 //! differ). For the second, the replay restores its snapshot of the previous checkpoint and re-executes, comparing
 //! the recorded register hashes every `fine_interval` instructions, to find the first window whose registers
-//! differ; with `fine_interval` 1 (`tandem record --fine-interval 1`) that window is one instruction.
+//! differ; with `fine_interval` 1 (`tandem record --fine-interval 1`) that window is one instruction. The
+//! registers that differ at the checkpoint are shown with their recorded and replayed values and, from a
+//! second re-execution one instruction at a time, the last instruction of the interval that changed each in
+//! the replay (a syscall named as such): where the wrong value was last produced, which is not necessarily
+//! where the run first went wrong. A checkpoint holds a digest of memory, not its bytes, so a memory-only
+//! divergence is narrowed to the checkpoint interval and no further.
 //!
 //! Memory faults: the machine runs under the hypervisor, which re-applies each recorded `Event::Fault` at its
 //! icount (nothing is drawn from the fault seed) and compares what it did (frame, virtual addresses, class,
@@ -53,6 +58,31 @@ pub struct Divergence {
     pub memory_differs: bool,
     /// Registers the narrowed instruction changed in the replay: (name, before, after).
     pub instruction_effects: Vec<(String, u128, u128)>,
+    /// For each register in `register_differences` (but rip): the last instruction of the replay, from the
+    /// previous checkpoint to the one that differs, that changed its value. None when no instruction of the
+    /// interval changed it (the difference came from before, which the previous checkpoint rules out, or from
+    /// a value written unchanged).
+    pub register_writers: Vec<(String, Option<Writer>)>,
+}
+
+/// An instruction of the replay that wrote something, as a divergence report names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Writer {
+    /// Instructions retired before it.
+    pub icount: u64,
+    pub rip: u64,
+    /// Its disassembly; for a syscall, the syscall's name and number too.
+    pub text: String,
+}
+
+impl std::fmt::Display for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "icount {} rip {:#x}: {}",
+            self.icount, self.rip, self.text
+        )
+    }
 }
 
 impl std::fmt::Display for Divergence {
@@ -95,7 +125,19 @@ impl std::fmt::Display for Divergence {
                 self.detected_icount
             )?;
             for (name, rec, rep) in &self.register_differences {
-                writeln!(f, "  {name:<8} {rec:#x}  {rep:#x}")?;
+                write!(f, "  {name:<8} recorded={rec:#x} replayed={rep:#x}")?;
+                match self.register_writers.iter().find(|(n, _)| n == name) {
+                    Some((_, Some(w))) => {
+                        write!(f, "; last changed in the replay by the instruction at {w}")?
+                    }
+                    Some((_, None)) => write!(
+                        f,
+                        "; no instruction since icount {} changed it in the replay",
+                        self.first_icount
+                    )?,
+                    None => {}
+                }
+                writeln!(f)?;
             }
         }
         if self.memory_differs {
@@ -397,6 +439,7 @@ impl Replayer {
             register_differences: Vec::new(),
             memory_differs: false,
             instruction_effects: Vec::new(),
+            register_writers: Vec::new(),
         })
     }
 
@@ -413,6 +456,7 @@ impl Replayer {
             register_differences: Vec::new(),
             memory_differs: false,
             instruction_effects: Vec::new(),
+            register_writers: Vec::new(),
         }
     }
 
@@ -457,7 +501,9 @@ impl Replayer {
             register_differences,
             memory_differs,
             instruction_effects: Vec::new(),
+            register_writers: Vec::new(),
         };
+        d.register_writers = self.register_writers(previous, c.icount, &d.register_differences);
         let Some(window_start) = window_start else {
             // Registers agree at every fine point: only memory differs; the window is the checkpoint interval.
             return d;
@@ -480,6 +526,73 @@ impl Replayer {
                 .collect();
         }
         d
+    }
+}
+
+impl Replayer {
+    /// Re-executes from `previous` to `icount` one instruction at a time and names, for each register of
+    /// `differences` (rip excepted: every instruction changes it), the last instruction that changed its value.
+    /// Leaves the machine at `icount` (or where the guest ended).
+    fn register_writers(
+        &mut self,
+        previous: &ReplaySnapshot,
+        icount: u64,
+        differences: &[(String, u128, u128)],
+    ) -> Vec<(String, Option<Writer>)> {
+        let names: Vec<String> =
+            crate::digest::named_registers(&register_file(&self.hv.guest.machine.cpu))
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+        let watched: Vec<(usize, &String)> = differences
+            .iter()
+            .filter(|(n, _, _)| n != "rip")
+            .filter_map(|(n, _, _)| names.iter().position(|m| m == n).map(|i| (i, n)))
+            .collect();
+        if watched.is_empty() {
+            return Vec::new();
+        }
+        self.restore(previous);
+        let mut last: Vec<Option<(u64, u64, u128)>> = vec![None; watched.len()];
+        let mut before = crate::digest::register_values(&register_file(&self.hv.guest.machine.cpu));
+        while self.hv.guest.icount() < icount {
+            let at = self.hv.guest.icount();
+            let rip = self.hv.guest.machine.cpu.rip;
+            let rax = self.hv.guest.machine.cpu.gpr[0];
+            if self.hv.run(1) == Progress::Finished {
+                break;
+            }
+            let after = crate::digest::register_values(&register_file(&self.hv.guest.machine.cpu));
+            for (slot, &(index, _)) in last.iter_mut().zip(&watched) {
+                if before[index] != after[index] {
+                    *slot = Some((at, rip, rax as u128));
+                }
+            }
+            before = after;
+        }
+        watched
+            .iter()
+            .zip(last)
+            .map(|(&(_, name), writer)| {
+                let writer = writer.map(|(at, rip, rax)| {
+                    let (_, mut text) = self.hv.guest.machine.describe_instruction(rip);
+                    if text == "syscall" {
+                        let number = rax as u64;
+                        text = format!(
+                            "syscall {} ({number}), listed by `syscalls` at icount {}",
+                            tandem_emulator::linux::sysnames::syscall_name(number),
+                            at + 1
+                        );
+                    }
+                    Writer {
+                        icount: at,
+                        rip,
+                        text,
+                    }
+                });
+                (name.clone(), writer)
+            })
+            .collect()
     }
 }
 

@@ -22,6 +22,7 @@ mod alu;
 mod bit;
 mod control;
 mod muldiv;
+mod probe;
 mod shift;
 mod sse;
 mod stack;

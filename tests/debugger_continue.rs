@@ -1,0 +1,291 @@
+//! The replay debugger's fast `continue` and `reverse-continue` (block-speed runs with breakpoint addresses
+//! looked up in the block cache, watched pages armed to report writes) against a reference written here: a
+//! walk of the whole recorded history one instruction at a time, comparing the watched bytes and rip after
+//! every instruction. Both must stop at the same icounts, for the same reasons, forwards and backwards.
+//!
+//! The breakpoints are spread over the instructions the program really executes (inside blocks as well as at
+//! their starts), and the watchpoints cover a global written by the program, the buffer a read() syscall
+//! fills, and a stack slot on a page the program writes all the time (which exercises the single-stepping
+//! fallback after a write that leaves the watched bytes as they were).
+
+mod common;
+use common::*;
+use std::collections::BTreeSet;
+use tandem_replay::debugger::{Debugger, Stop};
+use tandem_replay::hosts::OutputSink;
+use tandem_replay::replay::Replayer;
+use tandem_replay::trace::Trace;
+
+fn debugger_for(trace: &std::path::Path) -> Debugger {
+    let bytes = std::fs::read(trace).unwrap();
+    let trace = Trace::parse(&bytes).unwrap();
+    let sink = OutputSink {
+        passthrough: false,
+        keep: true,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    let mut d = Debugger::new(Replayer::new(trace, sink).unwrap());
+    // Dense checkpoints, so that reverse-continue searches more than one interval, and short watch chunks,
+    // so that the ~4,000-instruction program spans many.
+    d.timeline.interval_base = 1000;
+    d.watch_chunk_insns = 300;
+    d
+}
+
+fn rip(d: &Debugger) -> u64 {
+    d.timeline.replayer.hv.guest.machine.cpu.rip
+}
+
+fn bytes_at(d: &Debugger, addr: u64, len: u64) -> Vec<u8> {
+    let mem = &d.timeline.replayer.hv.guest.machine.cpu.mem;
+    (0..len)
+        .map(|i| {
+            let mut b = [0u8];
+            mem.peek(addr + i, &mut b).map(|_| b[0]).unwrap_or(0)
+        })
+        .collect()
+}
+
+/// What a stop is, without the watched bytes: (icount, "b" or "w", id).
+fn key(icount: u64, stop: &Stop) -> Option<(u64, char, u32)> {
+    match stop {
+        Stop::Breakpoint(id) => Some((icount, 'b', *id)),
+        Stop::Watchpoint(id, _, _) => Some((icount, 'w', *id)),
+        _ => None,
+    }
+}
+
+/// The stops of the whole history, one instruction at a time: after each instruction, a watched range whose
+/// bytes changed (lowest id first), else a breakpoint at the new rip (lowest id first).
+fn reference_stops(
+    d: &mut Debugger,
+    breakpoints: &[(u32, u64)],
+    watchpoints: &[(u32, u64, u64)],
+) -> Vec<(u64, char, u32)> {
+    d.timeline.seek(0);
+    let end = d.timeline.icount_end();
+    let mut stops = Vec::new();
+    let mut watched: Vec<Vec<u8>> = watchpoints
+        .iter()
+        .map(|&(_, a, l)| bytes_at(d, a, l))
+        .collect();
+    while d.timeline.icount() < end && !d.timeline.finished() {
+        let next = d.timeline.icount() + 1;
+        d.timeline.seek(next);
+        let now: Vec<Vec<u8>> = watchpoints
+            .iter()
+            .map(|&(_, a, l)| bytes_at(d, a, l))
+            .collect();
+        let changed = watchpoints
+            .iter()
+            .zip(watched.iter().zip(&now))
+            .find(|(_, (old, new))| old != new)
+            .map(|(&(id, _, _), _)| id);
+        watched = now;
+        if let Some(id) = changed {
+            stops.push((next, 'w', id));
+        } else if let Some(&(id, _)) = breakpoints.iter().find(|(_, a)| *a == rip(d)) {
+            stops.push((next, 'b', id));
+        }
+    }
+    stops
+}
+
+fn forward_stops(d: &mut Debugger) -> Vec<(u64, char, u32)> {
+    d.timeline.seek(0);
+    let mut stops = Vec::new();
+    for _ in 0..100_000 {
+        let s = d.continue_forward();
+        match key(d.timeline.icount(), &s) {
+            Some(k) => stops.push(k),
+            None => {
+                assert_eq!(s, Stop::End);
+                return stops;
+            }
+        }
+    }
+    panic!("continue never reached the end of history");
+}
+
+fn backward_stops(d: &mut Debugger) -> Vec<(u64, char, u32)> {
+    let end = d.timeline.icount_end();
+    d.timeline.seek(end);
+    let mut stops = Vec::new();
+    for _ in 0..100_000 {
+        let s = d.continue_backward();
+        match key(d.timeline.icount(), &s) {
+            Some(k) => stops.push(k),
+            None => {
+                assert_eq!(s, Stop::Start);
+                assert_eq!(d.timeline.icount(), 0);
+                stops.reverse();
+                return stops;
+            }
+        }
+    }
+    panic!("reverse-continue never reached the start of history");
+}
+
+#[test]
+fn fast_continue_stops_where_single_stepping_does() {
+    let dir = std::env::temp_dir().join(format!("tandem-continue-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("rewind.trace");
+    let out = record_trace(&trace, &[], &corpus_bin("rewind-musl"), &[], b"hello");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut d = debugger_for(&trace);
+
+    // Every executed instruction address, and the stack pointer at main's entry.
+    let main = d.symbol("main").expect("rewind-musl has symbols");
+    let end = d.timeline.icount_end();
+    let mut executed = BTreeSet::new();
+    let mut rsp_in_main = None;
+    while d.timeline.icount() < end && !d.timeline.finished() {
+        executed.insert(rip(&d));
+        if rip(&d) == main && rsp_in_main.is_none() {
+            rsp_in_main = Some(d.timeline.replayer.hv.guest.machine.cpu.gpr[4]);
+        }
+        let next = d.timeline.icount() + 1;
+        d.timeline.seek(next);
+    }
+    assert!(executed.len() > 200, "{} addresses", executed.len());
+    // Every 41st executed address (starts of blocks and instructions inside them alike), and step.
+    let mut addresses: Vec<u64> = executed.iter().copied().step_by(41).collect();
+    addresses.push(d.symbol("step").unwrap());
+    let breakpoints: Vec<(u32, u64)> = addresses
+        .iter()
+        .map(|&a| (d.add_breakpoint(a), a))
+        .collect();
+
+    let expected = reference_stops(&mut d, &breakpoints, &[]);
+    assert!(expected.len() > 20, "{expected:?}");
+    assert_eq!(
+        forward_stops(&mut d),
+        expected,
+        "continue, breakpoints only"
+    );
+    assert_eq!(
+        backward_stops(&mut d),
+        expected,
+        "reverse-continue, breakpoints only"
+    );
+
+    // Watchpoints: counter (written by step), the first bytes of line (filled by read()), and the return
+    // address slot below main's frame (its page is written by every call).
+    let counter = d.symbol("counter").unwrap();
+    let line = d.symbol("line").unwrap();
+    let slot = rsp_in_main.unwrap() - 0x28;
+    let mut watched = vec![(counter, 8), (line, 4), (slot, 8)];
+    for k in 1..40u64 {
+        watched.push((slot - 8 * k, 8));
+    }
+    let watchpoints: Vec<(u32, u64, u64)> = watched
+        .iter()
+        .map(|&(a, l)| (d.add_watchpoint(a, l), a, l))
+        .collect();
+    let expected = reference_stops(&mut d, &breakpoints, &watchpoints);
+    let watch_hits: Vec<u32> = expected
+        .iter()
+        .filter(|s| s.1 == 'w')
+        .map(|s| s.2)
+        .collect();
+    for &(id, _, _) in &watchpoints[..3] {
+        assert!(
+            watch_hits.contains(&id),
+            "watchpoint {id} never hit: {expected:?}"
+        );
+    }
+    assert_eq!(forward_stops(&mut d), expected, "continue with watchpoints");
+    assert_eq!(
+        backward_stops(&mut d),
+        expected,
+        "reverse-continue with watchpoints"
+    );
+
+    // Watchpoints alone: long chunks between stops, in which a watched slot can change and change back.
+    for &(_, a) in &breakpoints {
+        d.remove_breakpoint_at(a);
+    }
+    let expected = reference_stops(&mut d, &[], &watchpoints);
+    assert_eq!(
+        forward_stops(&mut d),
+        expected,
+        "continue, watchpoints only"
+    );
+    assert_eq!(
+        backward_stops(&mut d),
+        expected,
+        "reverse-continue, watchpoints only"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A poll that answers true stops a continue at an exact icount, from which everything goes on as from any
+/// other position; a reverse-continue interrupted the same way stops where its search had got to, and the
+/// next one finds the breakpoint all the same.
+#[test]
+fn an_interrupted_continue_stops_at_an_exact_icount() {
+    let dir = std::env::temp_dir().join(format!("tandem-interrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("sha.trace");
+    let out = record_trace(&trace, &[], &corpus_bin("sha256-glibc"), &[], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut d = debugger_for(&trace);
+    d.timeline.interval_base = tandem_replay::timeline::INTERVAL_BASE_DEFAULT;
+    let end = d.timeline.icount_end();
+    assert!(end > 10_000_000, "a long recording: {end}");
+
+    let mut polls = 0;
+    let stop = d.continue_forward_polling(&mut || {
+        polls += 1;
+        polls == 3
+    });
+    assert_eq!(stop, Stop::Interrupted);
+    let at = d.timeline.icount();
+    let interval = tandem_replay::debugger::POLL_INTERVAL_INSNS;
+    assert!(
+        (2 * interval..4 * interval).contains(&at),
+        "interrupted at the third poll, not at {at}"
+    );
+    // The state is that of the recorded run at that icount, as a fresh replay reaches it.
+    let mut fresh = debugger_for(&trace);
+    fresh.timeline.seek(at);
+    assert_eq!(d.registers_text(), fresh.registers_text());
+    d.timeline.seek(at - 1);
+    fresh.timeline.seek(at - 1);
+    assert_eq!(d.timeline.icount(), at - 1);
+    assert_eq!(d.registers_text(), fresh.registers_text());
+    assert_eq!(d.continue_forward(), Stop::End);
+    assert_eq!(d.timeline.icount(), end);
+
+    // A breakpoint early in the run; reverse-continue from the end, interrupted at its 20th poll (a search
+    // back over a checkpoint interval of 2^20 instructions polls 16 times).
+    fresh.timeline.seek(1000);
+    let early = fresh.timeline.replayer.hv.guest.machine.cpu.rip;
+    fresh.timeline.seek(0);
+    fresh.add_breakpoint(early);
+    fresh.continue_forward();
+    let first_hit = fresh.timeline.icount();
+    d.add_breakpoint(early);
+    // The last hit before the end, found forwards (the breakpoint may be hit more than once).
+    let mut last_hit = first_hit;
+    while let Stop::Breakpoint(_) = fresh.continue_forward() {
+        last_hit = fresh.timeline.icount();
+    }
+    assert_eq!(d.timeline.icount(), end);
+    let mut polls = 0;
+    let stop = d.continue_backward_polling(&mut || {
+        polls += 1;
+        polls == 20
+    });
+    assert_eq!(stop, Stop::Interrupted);
+    let searched_from = d.timeline.icount();
+    assert!(
+        searched_from > last_hit && searched_from < end,
+        "{searched_from}"
+    );
+    assert!(matches!(d.continue_backward(), Stop::Breakpoint(_)));
+    assert_eq!(d.timeline.icount(), last_hit);
+    let _ = std::fs::remove_dir_all(&dir);
+}
