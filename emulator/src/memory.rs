@@ -125,7 +125,9 @@ struct PageEntry {
     perms: Perms,
 }
 
+/// `repr(C)`: compiled code (cpu/jit.rs) reads entries as `tag` at offset 0 and `host` at offset 8.
 #[derive(Clone, Copy)]
+#[repr(C)]
 struct TlbEntry {
     /// Virtual page number, or `u64::MAX` when empty (no canonical address has that page number).
     tag: u64,
@@ -655,6 +657,16 @@ impl Memory {
         if self.write_tlb[i].tag == vpn {
             self.write_tlb[i] = TLB_EMPTY;
         }
+    }
+
+    /// The read and write TLBs (256 entries of 16 bytes, indexed by the page number modulo 256), for compiled
+    /// code, which looks pages up exactly as `read` and `write` do and leaves on a miss.
+    pub(crate) fn tlb_pointers(&self) -> (*const u8, *const u8) {
+        const _: () = assert!(TLB_ENTRIES == 256 && std::mem::size_of::<TlbEntry>() == 16);
+        (
+            self.read_tlb.as_ptr() as *const u8,
+            self.write_tlb.as_ptr() as *const u8,
+        )
     }
 
     pub fn flush_tlb(&mut self) {

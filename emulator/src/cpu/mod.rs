@@ -17,6 +17,8 @@
 pub mod cpuid;
 mod dispatch;
 pub mod flags;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod jit;
 
 mod alu;
 mod bit;
@@ -352,6 +354,10 @@ pub struct Cpu {
     /// The icount at which the current `run` must stop (REP string instructions read it).
     pub(crate) icount_end: u64,
     pub(crate) rdrand: ChaCha20Rng,
+    /// The status flags while compiled code runs (see jit.rs): read at every exit and helper call.
+    pub(crate) jit_flags: u64,
+    /// Why a helper called from compiled code stopped.
+    pub(crate) jit_stop: Option<Stop>,
 }
 
 /// A copy of the CPU registers (not memory), for checkpoints and divergence reports.
@@ -452,6 +458,8 @@ impl Cpu {
             config,
             icount_end: u64::MAX,
             rdrand,
+            jit_flags: 0,
+            jit_stop: None,
         }
     }
 
@@ -872,7 +880,35 @@ struct Decoded {
 
 struct Block {
     insns: Box<[Decoded]>,
+    jit: JitState,
 }
+
+/// Whether a block has been compiled to host code (jit.rs).
+#[derive(Clone, Copy)]
+enum JitState {
+    /// Not yet: how many times the block ran whole.
+    Cold(u32),
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    Compiled(jit::JitFn),
+    /// Nothing in it runs natively.
+    Never,
+}
+
+/// What the run loop does after offering a block to the compiled-code path.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+enum JitOutcome {
+    /// Interpret the block from this instruction on (0: it is not compiled).
+    Interpret(usize),
+    /// The block ran; go on with the next.
+    Done,
+    /// The run ends.
+    Exit(Exit),
+}
+
+/// Runs of a block before it is compiled: compiling costs about as much as interpreting a few thousand
+/// instructions, so only blocks that run again and again are worth it.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+const JIT_THRESHOLD: u32 = 32;
 
 /// Entries of the direct-mapped jump cache in front of `slot_by_rip`.
 const JUMP_CACHE_ENTRIES: usize = 4096;
@@ -953,6 +989,7 @@ impl BlockCache {
                         e.rip = u64::MAX;
                     }
                     self.slab[slot as usize].insns = Box::new([]);
+                    self.slab[slot as usize].jit = JitState::Never;
                     self.free_slots.push(slot);
                 }
             }
@@ -972,6 +1009,10 @@ pub struct Machine {
     pub cpu: Cpu,
     cache: BlockCache,
     pub cache_stats: CacheStats,
+    /// Run hot blocks as compiled host code (on by default where the host is x86-64 Linux).
+    jit_enabled: bool,
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    jit_code: Option<jit::CodeBuffer>,
 }
 
 impl Machine {
@@ -980,12 +1021,29 @@ impl Machine {
             cpu,
             cache: BlockCache::default(),
             cache_stats: CacheStats::default(),
+            jit_enabled: cfg!(all(target_arch = "x86_64", target_os = "linux")),
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            jit_code: None,
         }
+    }
+
+    /// Turns the block compiler on or off. Results are identical either way (tests hold it to that); off, every
+    /// instruction is interpreted.
+    pub fn set_jit(&mut self, on: bool) {
+        self.jit_enabled = on && cfg!(all(target_arch = "x86_64", target_os = "linux"));
+    }
+
+    pub fn jit_enabled(&self) -> bool {
+        self.jit_enabled
     }
 
     /// Drops every cached block (after the OS layer replaced memory wholesale, such as a checkpoint restore).
     pub fn flush_code_cache(&mut self) {
         self.cache = BlockCache::default();
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if let Some(code) = &mut self.jit_code {
+            code.reset();
+        }
         self.cpu.mem.code_writes.clear();
     }
 
@@ -1085,6 +1143,7 @@ impl Machine {
             rip,
             Block {
                 insns: insns.into_boxed_slice(),
+                jit: JitState::Cold(0),
             },
         ))
     }
@@ -1106,23 +1165,38 @@ impl Machine {
                     Err(e) => return Exit::Exception(e),
                 },
             };
+            let remaining = end - self.cpu.icount;
+            // Where in the block the interpreter starts: after a side exit of compiled code, at the instruction
+            // the compiled code left to it.
+            #[allow(unused_mut)]
+            let mut start = 0;
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            if self.jit_enabled && (self.cache.slab[slot as usize].insns.len() as u64) <= remaining
+            {
+                match self.run_compiled(slot) {
+                    JitOutcome::Interpret(k) => start = k,
+                    JitOutcome::Done => continue,
+                    JitOutcome::Exit(exit) => return exit,
+                }
+            }
             let block = &self.cache.slab[slot as usize];
             let cpu = &mut self.cpu;
             let mut stop = None;
             // The whole block fits in the budget: no budget check per instruction. Otherwise run only the
             // instructions that fit. A REP string instruction ends its block, so one that the budget stops
             // mid-way (rip back on itself) is always the last instruction run here.
-            let fits = (block.insns.len() as u64) <= end - cpu.icount;
+            let fits = (block.insns.len() as u64) <= remaining;
             let count = if fits {
                 block.insns.len()
             } else {
-                (end - cpu.icount) as usize
+                remaining as usize
             };
             // rip is stored once per block, not per instruction: handlers never read it (a branch, CALL or an
             // unfinished REP instruction writes it, and only the last instruction of a block can be one of
             // those), so presetting it to the fall-through of the last instruction run is exact. The paths that
             // leave early (exception, SYSCALL, a write to cached code) set it themselves.
-            let insns = &block.insns[..count];
+            let insns = &block.insns[start..count];
+            let count = count - start;
             cpu.rip = insns[count - 1].instr.next_ip();
             let mut k = 0;
             while k < count {
@@ -1155,6 +1229,104 @@ impl Machine {
                     Some(e) => Exit::Exception(e),
                 };
             }
+        }
+    }
+
+    /// Runs block `slot` as compiled code if it is compiled (compiling it once it is hot).
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    fn run_compiled(&mut self, slot: u32) -> JitOutcome {
+        let f = match self.cache.slab[slot as usize].jit {
+            JitState::Compiled(f) => f,
+            JitState::Never => return JitOutcome::Interpret(0),
+            JitState::Cold(n) if n < JIT_THRESHOLD => {
+                self.cache.slab[slot as usize].jit = JitState::Cold(n + 1);
+                return JitOutcome::Interpret(0);
+            }
+            JitState::Cold(_) => {
+                let code = match &mut self.jit_code {
+                    Some(code) => code,
+                    None => match jit::CodeBuffer::new() {
+                        Some(code) => self.jit_code.insert(code),
+                        None => {
+                            // No executable memory on this host: interpret everything.
+                            self.jit_enabled = false;
+                            return JitOutcome::Interpret(0);
+                        }
+                    },
+                };
+                if code.is_full() {
+                    code.reset();
+                    for b in &mut self.cache.slab {
+                        b.jit = JitState::Cold(0);
+                    }
+                }
+                let block = &mut self.cache.slab[slot as usize];
+                match jit::compile(&block.insns, code) {
+                    Some(f) => {
+                        block.jit = JitState::Compiled(f);
+                        f
+                    }
+                    None => {
+                        block.jit = JitState::Never;
+                        return JitOutcome::Interpret(0);
+                    }
+                }
+            }
+        };
+        let block = &self.cache.slab[slot as usize];
+        let cpu = &mut self.cpu;
+        let n = block.insns.len();
+        cpu.jit_flags = cpu.flags.status();
+        let (read_tlb, write_tlb) = cpu.mem.tlb_pointers();
+        // SAFETY: `f` was compiled from this block's instructions (it is dropped with them) for the `JitFn`
+        // ABI; it touches only this `Cpu` (through the pointer, while `cpu` is not otherwise used) and its TLBs.
+        let r = unsafe { f(cpu as *mut Cpu, read_tlb, write_tlb) };
+        let k = (r >> 8) as usize;
+        let mut stop = None;
+        match r & 0xff {
+            jit::EXIT_END => {
+                cpu.icount += n as u64;
+                cpu.flags.set_status(cpu.jit_flags);
+            }
+            jit::EXIT_SIDE => {
+                // The interpreter runs the rest of the block, starting with the instruction left to it.
+                cpu.icount += k as u64;
+                cpu.rip = block.insns[k].instr.ip();
+                cpu.flags.set_status(cpu.jit_flags);
+                return JitOutcome::Interpret(k);
+            }
+            jit::EXIT_CODE_WRITE => {
+                cpu.icount += k as u64 + 1;
+                cpu.flags.set_status(cpu.jit_flags);
+                if k + 1 < n {
+                    cpu.rip = block.insns[k].instr.next_ip();
+                }
+            }
+            _ => {
+                let s = cpu
+                    .jit_stop
+                    .take()
+                    .expect("a helper stop leaves its reason");
+                let d = &block.insns[k];
+                if s.is_syscall() {
+                    cpu.icount += k as u64 + 1;
+                    cpu.rip = d.instr.next_ip();
+                } else {
+                    cpu.icount += k as u64;
+                    cpu.rip = d.instr.ip();
+                }
+                stop = Some(s);
+            }
+        }
+        if !self.cpu.mem.code_writes.is_empty() {
+            self.apply_code_writes();
+        }
+        match stop {
+            None => JitOutcome::Done,
+            Some(s) => JitOutcome::Exit(match s.to_exception() {
+                None => Exit::Syscall,
+                Some(e) => Exit::Exception(e),
+            }),
         }
     }
 

@@ -1,0 +1,1355 @@
+//! The block compiler: a hot block of guest x86-64 code becomes host x86-64 code that runs it natively.
+//!
+//! Why: an interpreter pays a dispatch, operand decoding and lazy-flag bookkeeping for every guest instruction,
+//! about 40 host instructions each on mixed code. The guest and host share one instruction set, so most integer
+//! instructions can run as themselves with their registers renamed, and the host computes their results and flags
+//! exactly as the SDM defines them. That is the only way to come near qemu's speed while counting instructions.
+//!
+//! How a block is compiled (blocks are the interpreter's own, decoded once, never crossing a 4 KiB page):
+//! - Guest registers are cached in eight host registers for the length of the block (evicting the one used
+//!   farthest ahead), loaded on first use and written back at every exit.
+//! - Each instruction from a whitelist (moves, ALU, shifts and rotates by a constant, IMUL, SETcc, CMOVcc, LEA,
+//!   PUSH/POP, and the block-ending branches) is re-encoded with host registers in place of guest ones and, for a
+//!   memory operand, a host pointer in place of the guest address. Every other instruction calls its interpreter
+//!   handler (`helper`), so a block never needs to stop early, except before a REP string instruction (whose
+//!   handler counts its own iterations).
+//! - Memory goes through the interpreter's software TLBs, inline: an access whose page is not cached for that kind
+//!   of access, or which crosses a page, leaves the block *before* the instruction (a side exit) and the
+//!   interpreter runs it. So faults, copy-on-write, dirty tracking, stuck bits, poison and self-modifying code
+//!   are all the interpreter's, unchanged: the write TLB never holds a page with decoded code or stuck bits.
+//! - Status flags live in the host's rflags between instructions and in `Cpu::jit_flags` at every exit and helper
+//!   call. Flags the SDM leaves undefined would come from the host CPU, which would make runs differ between
+//!   machines and from the interpreter; a backward liveness pass proves them dead, or the instruction runs through
+//!   its handler instead (AF after AND/OR/XOR/TEST is known to be 0 and is cleared on the way out).
+//!
+//! Exact counting: a compiled block runs only when the whole block fits in the budget; every exit reports how many
+//! of its instructions retired, so `icount` is the interpreter's at every instruction boundary the outside sees.
+
+use super::{Cpu, Decoded};
+use iced_x86::code_asm::*;
+use iced_x86::{
+    Code, ConditionCode, Encoder, FlowControl, Instruction, Mnemonic, OpCodeOperandKind, OpKind,
+    Register,
+};
+use std::mem::offset_of;
+
+/// A compiled block: `(cpu, read TLB, write TLB) -> exit code` (`kind | retired << 8`).
+pub(crate) type JitFn = unsafe extern "sysv64" fn(*mut Cpu, *const u8, *const u8) -> u64;
+
+/// Every instruction retired; the code stored rip (or a helper's handler did).
+pub(crate) const EXIT_END: u64 = 0;
+/// Left before instruction `k`, which did not run: the interpreter runs it next.
+pub(crate) const EXIT_SIDE: u64 = 1;
+/// The handler of instruction `k` stopped (`Cpu::jit_stop` says why): a syscall or an exception.
+pub(crate) const EXIT_STOP: u64 = 2;
+/// Instruction `k` (a helper) retired and wrote a page holding decoded code.
+pub(crate) const EXIT_CODE_WRITE: u64 = 3;
+
+// Status flags as iced's `RflagsBits` numbers them.
+const F_OF: u8 = 0x01;
+const F_AF: u8 = 0x08;
+const F_ALL: u8 = 0x3f;
+
+/// AF in rflags.
+const RFLAGS_AF: i32 = 0x10;
+
+/// Host registers that cache guest registers (callee- and caller-saved alike: helpers write everything back).
+const POOL: [usize; 8] = [5, 6, 7, 8, 9, 10, 14, 15];
+/// Fixed: rbx holds the `Cpu`, r12 the read TLB, r13 the write TLB. Scratch: rax, rcx, rdx, r11.
+const GP64: [AsmRegister64; 16] = [
+    rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15,
+];
+const GP32: [AsmRegister32; 16] = [
+    eax, ecx, edx, ebx, esp, ebp, esi, edi, r8d, r9d, r10d, r11d, r12d, r13d, r14d, r15d,
+];
+
+const R64: [Register; 16] = [
+    Register::RAX,
+    Register::RCX,
+    Register::RDX,
+    Register::RBX,
+    Register::RSP,
+    Register::RBP,
+    Register::RSI,
+    Register::RDI,
+    Register::R8,
+    Register::R9,
+    Register::R10,
+    Register::R11,
+    Register::R12,
+    Register::R13,
+    Register::R14,
+    Register::R15,
+];
+const R32: [Register; 16] = [
+    Register::EAX,
+    Register::ECX,
+    Register::EDX,
+    Register::EBX,
+    Register::ESP,
+    Register::EBP,
+    Register::ESI,
+    Register::EDI,
+    Register::R8D,
+    Register::R9D,
+    Register::R10D,
+    Register::R11D,
+    Register::R12D,
+    Register::R13D,
+    Register::R14D,
+    Register::R15D,
+];
+const R16: [Register; 16] = [
+    Register::AX,
+    Register::CX,
+    Register::DX,
+    Register::BX,
+    Register::SP,
+    Register::BP,
+    Register::SI,
+    Register::DI,
+    Register::R8W,
+    Register::R9W,
+    Register::R10W,
+    Register::R11W,
+    Register::R12W,
+    Register::R13W,
+    Register::R14W,
+    Register::R15W,
+];
+const R8: [Register; 16] = [
+    Register::AL,
+    Register::CL,
+    Register::DL,
+    Register::BL,
+    Register::SPL,
+    Register::BPL,
+    Register::SIL,
+    Register::DIL,
+    Register::R8L,
+    Register::R9L,
+    Register::R10L,
+    Register::R11L,
+    Register::R12L,
+    Register::R13L,
+    Register::R14L,
+    Register::R15L,
+];
+
+fn sized(num: usize, size: usize) -> Register {
+    match size {
+        8 => R64[num],
+        4 => R32[num],
+        2 => R16[num],
+        _ => R8[num],
+    }
+}
+
+/// A guest general-purpose register operand: its number, or `None` for anything else (AH..BH included).
+fn guest_gpr(r: Register) -> Option<(usize, usize)> {
+    if !r.is_gpr() || matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) {
+        return None;
+    }
+    Some((r.full_register().number(), r.size()))
+}
+
+fn gpr_off(g: usize) -> i32 {
+    (offset_of!(Cpu, gpr) + 8 * g) as i32
+}
+
+// -----------------------------------------------------------------------------------------------------------------
+// Executable memory.
+
+/// A region of host memory that holds compiled blocks, filled front to back and emptied all at once.
+pub(crate) struct CodeBuffer {
+    base: *mut u8,
+    cap: usize,
+    used: usize,
+}
+
+// SAFETY: the buffer is owned by one `Machine` and only touched through it; the pointer is never shared.
+unsafe impl Send for CodeBuffer {}
+
+impl CodeBuffer {
+    /// 64 MiB of address space, committed by the host kernel only as it is written.
+    const CAPACITY: usize = 64 << 20;
+
+    pub(crate) fn new() -> Option<CodeBuffer> {
+        // SAFETY: an anonymous private mapping with no address hint has no preconditions; failure is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                Self::CAPACITY,
+                libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        Some(CodeBuffer {
+            base: p as *mut u8,
+            cap: Self::CAPACITY,
+            used: 0,
+        })
+    }
+
+    /// Where the next block goes.
+    fn next_address(&self) -> u64 {
+        // 16-byte alignment for the block entries.
+        (self.base as u64 + self.used as u64 + 15) & !15
+    }
+
+    /// Copies code assembled for `next_address()` in; `None` when the buffer is full.
+    fn install(&mut self, code: &[u8]) -> Option<JitFn> {
+        let start = (self.next_address() - self.base as u64) as usize;
+        if start + code.len() > self.cap {
+            return None;
+        }
+        // SAFETY: `start + len <= cap`, inside the mapping this buffer owns; nothing else references those bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(code.as_ptr(), self.base.add(start), code.len());
+        }
+        self.used = start + code.len();
+        // SAFETY: the bytes are a complete function assembled for this address with the `JitFn` ABI.
+        Some(unsafe { std::mem::transmute::<*mut u8, JitFn>(self.base.add(start)) })
+    }
+
+    /// Forgets every compiled block (the caller drops every `JitFn` taken from here first).
+    pub(crate) fn reset(&mut self) {
+        self.used = 0;
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.used + (1 << 20) > self.cap
+    }
+}
+
+impl Drop for CodeBuffer {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made in `new` with this size and is not used after the drop.
+        unsafe {
+            libc::munmap(self.base as *mut libc::c_void, self.cap);
+        }
+    }
+}
+
+// -----------------------------------------------------------------------------------------------------------------
+// The helper: one instruction through its interpreter handler.
+
+/// Runs instruction `k` of a compiled block through its handler. Returns 0 to go on, else the block's exit code.
+/// Registers are in `cpu.gpr` (the block wrote them back), the status flags in `cpu.jit_flags`.
+unsafe extern "sysv64" fn helper(cpu: *mut Cpu, d: *const Decoded, k: u64) -> u64 {
+    // SAFETY: the compiled block passes the `Cpu` it was entered with (exclusively borrowed for the whole run)
+    // and a pointer into the block's own instructions, which live as long as the compiled code.
+    let (cpu, d) = unsafe { (&mut *cpu, &*d) };
+    let base = cpu.icount;
+    // Handlers that read the instruction count (RDTSC) see the count before this instruction, as interpreted.
+    cpu.icount = base + k;
+    cpu.flags.set_status(cpu.jit_flags);
+    let result = (d.handler)(cpu, &d.instr);
+    cpu.icount = base;
+    match result {
+        Ok(()) => {
+            cpu.jit_flags = cpu.flags.status();
+            if cpu.mem.code_writes.is_empty() {
+                0
+            } else {
+                EXIT_CODE_WRITE | k << 8
+            }
+        }
+        Err(stop) => {
+            cpu.jit_stop = Some(stop);
+            EXIT_STOP | k << 8
+        }
+    }
+}
+
+// -----------------------------------------------------------------------------------------------------------------
+// Analysis.
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// Re-encoded with host registers; `mem` when it has a memory operand that is accessed.
+    Generic,
+    /// LEA: re-encoded with host base and index, or a constant for an absolute operand.
+    Lea,
+    /// No architectural effect (NOP forms, ENDBR64).
+    Skip,
+    PushReg,
+    PushImm,
+    PopReg,
+    /// CDQE, CWDE, CDQ, CQO: fixed registers.
+    SignExtendAcc,
+    Jcc,
+    JmpRel,
+    CallRel,
+    Ret,
+    JmpInd,
+    CallInd,
+    /// Through the interpreter handler.
+    Helper,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Mem {
+    size: u32,
+    read: bool,
+    write: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    kind: Kind,
+    mem: Option<Mem>,
+    /// Flags read, flags surely written, flags that may be written with host-chosen values.
+    read: u8,
+    kill: u8,
+    undefined: u8,
+    /// The flags the instruction may write (a superset of `kill`).
+    touch: u8,
+    /// AND/OR/XOR/TEST: AF is undefined, the interpreter's value is 0.
+    logic: bool,
+    /// Guest registers it names (operands, address, implicit), as a bit set.
+    uses: u16,
+}
+
+fn is_rep_string(i: &Instruction) -> bool {
+    i.is_string_instruction() && (i.has_rep_prefix() || i.has_repe_prefix() || i.has_repne_prefix())
+}
+
+fn fixed_operand(k: OpCodeOperandKind) -> Option<usize> {
+    match k {
+        OpCodeOperandKind::al
+        | OpCodeOperandKind::ax
+        | OpCodeOperandKind::eax
+        | OpCodeOperandKind::rax => Some(0),
+        OpCodeOperandKind::cl => Some(1),
+        _ => None,
+    }
+}
+
+fn plan(d: &Decoded, last: bool) -> Plan {
+    let i = &d.instr.instr;
+    let mut p = Plan {
+        kind: Kind::Helper,
+        mem: None,
+        read: (i.rflags_read() as u8) & F_ALL,
+        kill: (i.rflags_modified() as u8) & F_ALL,
+        undefined: (i.rflags_undefined() as u8) & F_ALL,
+        touch: (i.rflags_modified() as u8) & F_ALL,
+        logic: false,
+        uses: 0,
+    };
+    p.kind = classify(i, last, &mut p);
+    // Re-encodability is checked up front so a surprise in the encoder means "helper", never a failed block.
+    if p.kind == Kind::Generic && !encodable(&rewrite(i, |g| POOL[g % POOL.len()])) {
+        p.kind = Kind::Helper;
+    }
+    if p.kind == Kind::Helper {
+        // The handler computes its own flags exactly; it needs all of them in (from `jit_flags`).
+        p.mem = None;
+        p.read = F_ALL;
+        p.undefined = 0;
+        p.logic = false;
+    }
+    p
+}
+
+/// Decides how instruction `i` runs, filling in its memory access, registers and flag adjustments.
+fn classify(i: &Instruction, last: bool, p: &mut Plan) -> Kind {
+    use Mnemonic as M;
+    if i.has_lock_prefix() || i.has_xacquire_prefix() || i.has_xrelease_prefix() {
+        return Kind::Helper;
+    }
+    let flow = i.flow_control();
+    let m = i.mnemonic();
+    // Registers named by the memory operand.
+    let mut uses = 0u16;
+    let mut has_mem = false;
+    for n in 0..i.op_count() {
+        match i.op_kind(n) {
+            OpKind::Register => {
+                let r = i.op_register(n);
+                match guest_gpr(r) {
+                    Some((g, _)) => uses |= 1 << g,
+                    None => return Kind::Helper,
+                }
+            }
+            OpKind::Memory => {
+                has_mem = true;
+                if matches!(i.op_code().op_kind(n), OpCodeOperandKind::mem_offs) {
+                    return Kind::Helper;
+                }
+            }
+            OpKind::Immediate8
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64
+            | OpKind::NearBranch64 => {}
+            _ => return Kind::Helper,
+        }
+    }
+    if has_mem {
+        let base = i.memory_base();
+        let index = i.memory_index();
+        // 32-bit addressing and segment overrides other than FS/GS stay with the interpreter.
+        if base != Register::None && base != Register::RIP {
+            if base.size() != 8 || !base.is_gpr() {
+                return Kind::Helper;
+            }
+            uses |= 1 << base.number();
+        }
+        if base == Register::EIP {
+            return Kind::Helper;
+        }
+        if index != Register::None {
+            if index.size() != 8 || !index.is_gpr() {
+                return Kind::Helper;
+            }
+            uses |= 1 << index.number();
+        }
+        if !matches!(
+            i.memory_segment(),
+            Register::DS | Register::SS | Register::ES | Register::CS | Register::FS | Register::GS
+        ) {
+            return Kind::Helper;
+        }
+    }
+    p.uses = uses;
+    let rsp_bit = 1u16 << 4;
+    let acc = |size: u32| Mem {
+        size,
+        read: true,
+        write: false,
+    };
+    match flow {
+        FlowControl::Next => {}
+        FlowControl::ConditionalBranch if last && i.is_jcc_short_or_near() => return Kind::Jcc,
+        FlowControl::UnconditionalBranch
+            if last && matches!(i.code(), Code::Jmp_rel8_64 | Code::Jmp_rel32_64) =>
+        {
+            return Kind::JmpRel
+        }
+        FlowControl::Call if last && i.code() == Code::Call_rel32_64 => {
+            p.uses |= rsp_bit;
+            p.mem = Some(Mem {
+                size: 8,
+                read: false,
+                write: true,
+            });
+            return Kind::CallRel;
+        }
+        FlowControl::Return if last && i.code() == Code::Retnq => {
+            p.uses |= rsp_bit;
+            p.mem = Some(acc(8));
+            return Kind::Ret;
+        }
+        FlowControl::IndirectBranch if last && i.code() == Code::Jmp_rm64 => {
+            if has_mem {
+                p.mem = Some(acc(8));
+            }
+            return Kind::JmpInd;
+        }
+        FlowControl::IndirectCall if last && i.code() == Code::Call_rm64 => {
+            p.uses |= rsp_bit;
+            if has_mem {
+                p.mem = Some(acc(8));
+            }
+            return Kind::CallInd;
+        }
+        _ => return Kind::Helper,
+    }
+    match i.code() {
+        Code::Push_r64 => {
+            p.uses |= rsp_bit;
+            p.mem = Some(Mem {
+                size: 8,
+                read: false,
+                write: true,
+            });
+            return Kind::PushReg;
+        }
+        Code::Pushq_imm8 | Code::Pushq_imm32 => {
+            p.uses |= rsp_bit;
+            p.mem = Some(Mem {
+                size: 8,
+                read: false,
+                write: true,
+            });
+            return Kind::PushImm;
+        }
+        Code::Pop_r64 => {
+            p.uses |= rsp_bit;
+            p.mem = Some(acc(8));
+            return Kind::PopReg;
+        }
+        Code::Cdqe | Code::Cwde | Code::Cdq | Code::Cqo => {
+            p.uses |= 0b101;
+            return Kind::SignExtendAcc;
+        }
+        _ => {}
+    }
+    if matches!(m, M::Nop | M::Endbr64) {
+        return Kind::Skip;
+    }
+    if m == M::Lea {
+        if i.op0_register().size() < 4 || !matches!(i.memory_base().size(), 0 | 8) {
+            return Kind::Helper;
+        }
+        return Kind::Lea;
+    }
+    let generic = matches!(
+        m,
+        M::Mov
+            | M::Movzx
+            | M::Movsx
+            | M::Movsxd
+            | M::Add
+            | M::Or
+            | M::Adc
+            | M::Sbb
+            | M::And
+            | M::Sub
+            | M::Xor
+            | M::Cmp
+            | M::Test
+            | M::Inc
+            | M::Dec
+            | M::Neg
+            | M::Not
+            | M::Shl
+            | M::Sal
+            | M::Shr
+            | M::Sar
+            | M::Rol
+            | M::Ror
+            | M::Bswap
+    ) || (m == M::Imul && i.op_count() >= 2)
+        || is_setcc_or_cmov(m)
+        || (m == M::Xchg && !has_mem);
+    if !generic {
+        return Kind::Helper;
+    }
+    // Fixed registers: the accumulator (pinned to host rax, which also carries memory pointers) and CL.
+    for n in 0..i.op_count() {
+        if i.op_kind(n) == OpKind::Register {
+            if let Some(0) = fixed_operand(i.op_code().op_kind(n)) {
+                if has_mem {
+                    return Kind::Helper;
+                }
+            }
+        }
+    }
+    // AND/OR/XOR/TEST and shifts by a non-zero count leave AF undefined; the interpreter (flags.rs) makes it 0.
+    let mut af_zero = matches!(m, M::And | M::Or | M::Xor | M::Test);
+    if matches!(m, M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror) {
+        let size = op0_size(i);
+        let count = match i.op1_kind() {
+            OpKind::Immediate8 => Some(i.immediate8() as u32),
+            OpKind::Register => None,
+            _ => Some(1),
+        };
+        match count {
+            Some(c) => {
+                let c = c & if size == 8 { 63 } else { 31 };
+                if c == 0 {
+                    // Changes nothing, flags included.
+                    p.kill = 0;
+                    p.undefined = 0;
+                    p.touch = 0;
+                } else if c >= size * 8 && size < 4 {
+                    // Counts past the width of 8- and 16-bit operands leave CF undefined too.
+                    return Kind::Helper;
+                } else {
+                    if c == 1 {
+                        p.undefined &= !F_OF;
+                    }
+                    af_zero = !matches!(m, M::Rol | M::Ror);
+                }
+            }
+            None => {
+                if size < 4 {
+                    return Kind::Helper;
+                }
+                // A count of 0 changes no flag: nothing is surely written, and AF may keep its old value.
+                p.kill = 0;
+            }
+        }
+    }
+    if af_zero {
+        p.logic = true;
+        p.undefined &= !F_AF;
+    }
+    p.kill &= !p.undefined;
+    if has_mem {
+        let op0_mem = i.op0_kind() == OpKind::Memory;
+        let write = op0_mem && !matches!(m, M::Cmp | M::Test);
+        let read = !(op0_mem && (m == M::Mov || is_setcc_or_cmov(m)));
+        p.mem = Some(Mem {
+            size: i.memory_size().size() as u32,
+            read,
+            write,
+        });
+    }
+    Kind::Generic
+}
+
+fn is_setcc_or_cmov(m: Mnemonic) -> bool {
+    use Mnemonic as M;
+    matches!(
+        m,
+        M::Seto
+            | M::Setno
+            | M::Setb
+            | M::Setae
+            | M::Sete
+            | M::Setne
+            | M::Setbe
+            | M::Seta
+            | M::Sets
+            | M::Setns
+            | M::Setp
+            | M::Setnp
+            | M::Setl
+            | M::Setge
+            | M::Setle
+            | M::Setg
+            | M::Cmovo
+            | M::Cmovno
+            | M::Cmovb
+            | M::Cmovae
+            | M::Cmove
+            | M::Cmovne
+            | M::Cmovbe
+            | M::Cmova
+            | M::Cmovs
+            | M::Cmovns
+            | M::Cmovp
+            | M::Cmovnp
+            | M::Cmovl
+            | M::Cmovge
+            | M::Cmovle
+            | M::Cmovg
+    )
+}
+
+/// Width in bytes of operand 0 (a register or memory).
+fn op0_size(i: &Instruction) -> u32 {
+    if i.op0_kind() == OpKind::Register {
+        i.op0_register().size() as u32
+    } else {
+        i.memory_size().size() as u32
+    }
+}
+
+// -----------------------------------------------------------------------------------------------------------------
+// Code generation.
+
+struct Stub {
+    label: CodeLabel,
+    code: u64,
+    /// (guest register, host register) pairs to write back.
+    writeback: Vec<(usize, usize)>,
+}
+
+struct Translator<'a> {
+    a: CodeAssembler,
+    insns: &'a [Decoded],
+    plans: Vec<Plan>,
+    host_of: [Option<usize>; 16],
+    guest_of: [Option<usize>; 16],
+    dirty: u16,
+    /// Status flags (iced numbering) whose guest value the host rflags holds.
+    host_valid: u8,
+    /// Flags known to be 0 in the guest while the host may hold anything (AF after a logic operation).
+    zero: u8,
+    /// `Cpu::jit_flags` holds every status flag.
+    slot_valid: bool,
+    stubs: Vec<Stub>,
+    epilogue: CodeLabel,
+}
+
+type R<T = ()> = Result<T, IcedError>;
+
+fn q(base: AsmRegister64, off: i32) -> AsmMemoryOperand {
+    qword_ptr(base + off)
+}
+
+impl<'a> Translator<'a> {
+    fn slot() -> i32 {
+        offset_of!(Cpu, jit_flags) as i32
+    }
+
+    /// Where guest register `g` is next named, from instruction `from` on; a helper forgets every cached
+    /// register, so a use after one counts as never.
+    fn next_use(&self, g: usize, from: usize) -> usize {
+        for k in from..self.plans.len() {
+            if self.plans[k].kind == Kind::Helper {
+                break;
+            }
+            if self.plans[k].uses & (1 << g) != 0 {
+                return k;
+            }
+        }
+        usize::MAX
+    }
+
+    /// The host register caching guest register `g`, loading it when `load`. Registers in `keep` are not evicted.
+    fn reg(&mut self, g: usize, load: bool, k: usize, keep: u16) -> R<usize> {
+        if let Some(h) = self.host_of[g] {
+            return Ok(h);
+        }
+        let h = match POOL.iter().copied().find(|&h| self.guest_of[h].is_none()) {
+            Some(h) => h,
+            None => {
+                // Evict the cached register used farthest ahead.
+                let mut best: Option<(usize, usize)> = None;
+                for h in POOL {
+                    let owner = self.guest_of[h].expect("pool is full");
+                    if keep & (1 << owner) != 0 {
+                        continue;
+                    }
+                    let nu = self.next_use(owner, k + 1);
+                    if best.is_none_or(|(_, b)| nu > b) {
+                        best = Some((h, nu));
+                    }
+                }
+                let (h, _) = best.expect("an instruction names at most 4 registers");
+                self.evict(h)?;
+                h
+            }
+        };
+        self.host_of[g] = Some(h);
+        self.guest_of[h] = Some(g);
+        if load {
+            self.a.mov(GP64[h], q(rbx, gpr_off(g)))?;
+        }
+        Ok(h)
+    }
+
+    fn evict(&mut self, h: usize) -> R {
+        if let Some(g) = self.guest_of[h].take() {
+            if self.dirty & (1 << g) != 0 {
+                self.a.mov(q(rbx, gpr_off(g)), GP64[h])?;
+                self.dirty &= !(1 << g);
+            }
+            self.host_of[g] = None;
+        }
+        Ok(())
+    }
+
+    fn writeback_all(&mut self) -> R {
+        for g in 0..16 {
+            if self.dirty & (1 << g) != 0 {
+                let h = self.host_of[g].expect("dirty registers are cached");
+                self.a.mov(q(rbx, gpr_off(g)), GP64[h])?;
+            }
+        }
+        self.dirty = 0;
+        Ok(())
+    }
+
+    fn forget_all(&mut self) {
+        self.host_of = [None; 16];
+        self.guest_of = [None; 16];
+        self.dirty = 0;
+    }
+
+    /// Stores the status flags into `jit_flags` if it is stale. May clobber the host flags (when AF needs
+    /// clearing), which the state records.
+    fn save_flags(&mut self) -> R {
+        if self.slot_valid {
+            return Ok(());
+        }
+        self.a.pushfq()?;
+        self.a.pop(rax)?;
+        if self.zero & F_AF != 0 {
+            self.a.and(rax, !RFLAGS_AF)?;
+            self.host_valid = 0;
+            self.zero = 0;
+        }
+        self.a.mov(q(rbx, Self::slot()), rax)?;
+        self.slot_valid = true;
+        Ok(())
+    }
+
+    /// Makes the host flags hold the guest's `need` flags (a flag known to be 0 counts: no instruction the
+    /// compiler emits reads AF, and `save_flags` clears it).
+    fn need_flags(&mut self, need: u8) -> R {
+        if need & !(self.host_valid | self.zero) == 0 {
+            return Ok(());
+        }
+        self.save_flags()?;
+        self.a.push(q(rbx, Self::slot()))?;
+        self.a.popfq()?;
+        self.host_valid = F_ALL;
+        self.zero = 0;
+        Ok(())
+    }
+
+    /// A side exit before instruction `k`: writes back what is dirty now and reports `k` retired.
+    fn side_exit(&mut self, k: usize) -> R<CodeLabel> {
+        let label = self.a.create_label();
+        let mut writeback = Vec::new();
+        for g in 0..16 {
+            if self.dirty & (1 << g) != 0 {
+                writeback.push((g, self.host_of[g].expect("dirty registers are cached")));
+            }
+        }
+        self.stubs.push(Stub {
+            label,
+            code: EXIT_SIDE | (k as u64) << 8,
+            writeback,
+        });
+        Ok(label)
+    }
+
+    /// Guest address (in r11) to host pointer (in rax) through the TLB, or a side exit before instruction `k`.
+    fn translate_address(&mut self, k: usize, mem: Mem) -> R {
+        self.save_flags()?;
+        let exit = self.side_exit(k)?;
+        let tlb = if mem.write { r13 } else { r12 };
+        self.a.mov(rax, r11)?;
+        self.a.shr(rax, 12)?;
+        self.a.movzx(ecx, al)?;
+        self.a.shl(ecx, 4)?;
+        self.a.cmp(qword_ptr(tlb + rcx), rax)?;
+        self.a.jne(exit)?;
+        if mem.write && mem.read {
+            // A writable page is readable in every mapping Linux makes, but check the read entry anyway.
+            self.a.cmp(qword_ptr(r12 + rcx), rax)?;
+            self.a.jne(exit)?;
+        }
+        self.a.mov(eax, r11d)?;
+        self.a.and(eax, 0xfff)?;
+        self.a.cmp(eax, 4096 - mem.size as i32)?;
+        self.a.ja(exit)?;
+        self.a.add(rax, qword_ptr(tlb + rcx + 8))?;
+        self.host_valid = 0;
+        self.zero = 0;
+        Ok(())
+    }
+
+    /// The guest address of `i`'s memory operand into r11 (no flags touched).
+    fn effective_address(&mut self, i: &Instruction, k: usize, keep: u16) -> R {
+        let base = i.memory_base();
+        let index = i.memory_index();
+        let disp = i.memory_displacement64();
+        if base == Register::RIP || (base == Register::None && index == Register::None) {
+            self.a.mov(r11, disp)?;
+        } else {
+            let mut op: Option<AsmMemoryOperand> = None;
+            if base != Register::None {
+                let h = self.reg(base.number(), true, k, keep)?;
+                op = Some(GP64[h] + 0);
+            }
+            if index != Register::None {
+                let h = self.reg(index.number(), true, k, keep)?;
+                let scaled = GP64[h] * i.memory_index_scale();
+                op = Some(match op {
+                    Some(b) => b + scaled,
+                    None => scaled + 0,
+                });
+            }
+            let op = op.expect("base or index") + disp as i64 as i32;
+            self.a.lea(r11, op)?;
+        }
+        match i.memory_segment() {
+            Register::FS => {
+                self.a.mov(rcx, q(rbx, offset_of!(Cpu, fs_base) as i32))?;
+                self.a.lea(r11, r11 + rcx)?;
+            }
+            Register::GS => {
+                self.a.mov(rcx, q(rbx, offset_of!(Cpu, gs_base) as i32))?;
+                self.a.lea(r11, r11 + rcx)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn store_rip(&mut self, rip: u64) -> R {
+        self.a.mov(rax, rip)?;
+        self.a.mov(q(rbx, offset_of!(Cpu, rip) as i32), rax)?;
+        Ok(())
+    }
+
+    fn exit(&mut self, code: u64) -> R {
+        self.a.mov(rax, code)?;
+        self.a.jmp(self.epilogue)?;
+        Ok(())
+    }
+
+    /// Updates the flag state after a native instruction that may write `touch` and surely writes `kill`.
+    fn after_flags(&mut self, p: &Plan) {
+        if p.touch == 0 {
+            return;
+        }
+        // Flags it may write but not surely: valid only if they were and the instruction keeps them.
+        self.host_valid = (self.host_valid & !p.touch)
+            | (self.host_valid & !p.undefined & (p.touch & !p.kill))
+            | p.kill;
+        self.zero &= !p.touch;
+        if p.logic {
+            self.host_valid &= !F_AF;
+            self.zero |= F_AF;
+        }
+        self.slot_valid = false;
+    }
+
+    fn compile_insn(&mut self, k: usize, live_out: u8) -> R {
+        let d = &self.insns[k];
+        let i = d.instr.instr;
+        let p = self.plans[k];
+        match p.kind {
+            Kind::Skip => Ok(()),
+            Kind::Helper => self.emit_helper(k),
+            Kind::Generic => self.emit_generic(k, &i, &p, live_out),
+            Kind::Lea => self.emit_lea(k, &i),
+            Kind::PushReg | Kind::PushImm => {
+                let keep = p.uses;
+                let rsp_h = self.reg(4, true, k, keep)?;
+                let value = if p.kind == Kind::PushReg {
+                    Some(self.reg(i.op0_register().number(), true, k, keep)?)
+                } else {
+                    None
+                };
+                self.a.lea(r11, GP64[rsp_h] - 8)?;
+                self.translate_address(k, p.mem.expect("push writes"))?;
+                match value {
+                    Some(h) => self.a.mov(qword_ptr(rax), GP64[h])?,
+                    None => {
+                        self.a.mov(rcx, i.immediate(0))?;
+                        self.a.mov(qword_ptr(rax), rcx)?;
+                    }
+                }
+                self.a.lea(GP64[rsp_h], GP64[rsp_h] - 8)?;
+                self.dirty |= 1 << 4;
+                Ok(())
+            }
+            Kind::PopReg => {
+                let keep = p.uses;
+                let rsp_h = self.reg(4, true, k, keep)?;
+                let dst = i.op0_register().number();
+                self.a.mov(r11, GP64[rsp_h])?;
+                self.translate_address(k, p.mem.expect("pop reads"))?;
+                self.a.mov(rcx, qword_ptr(rax))?;
+                self.a.lea(GP64[rsp_h], GP64[rsp_h] + 8)?;
+                self.dirty |= 1 << 4;
+                let h = self.reg(dst, false, k, keep)?;
+                self.a.mov(GP64[h], rcx)?;
+                self.dirty |= 1 << dst;
+                Ok(())
+            }
+            Kind::SignExtendAcc => {
+                let ha = self.reg(0, true, k, p.uses)?;
+                self.a.mov(rax, GP64[ha])?;
+                match i.code() {
+                    Code::Cdqe => {
+                        self.a.cdqe()?;
+                        self.a.mov(GP64[ha], rax)?;
+                        self.dirty |= 1;
+                    }
+                    Code::Cwde => {
+                        self.a.cwde()?;
+                        self.a.mov(GP64[ha], rax)?;
+                        self.dirty |= 1;
+                    }
+                    _ => {
+                        let hd = self.reg(2, true, k, p.uses)?;
+                        self.a.mov(rdx, GP64[hd])?;
+                        if i.code() == Code::Cdq {
+                            self.a.cdq()?;
+                        } else {
+                            self.a.cqo()?;
+                        }
+                        self.a.mov(GP64[hd], rdx)?;
+                        self.dirty |= 1 << 2;
+                    }
+                }
+                Ok(())
+            }
+            Kind::Jcc => {
+                self.need_flags(p.read)?;
+                self.writeback_all()?;
+                let mut taken = self.a.create_label();
+                self.jcc(i.condition_code(), taken)?;
+                // Both paths leave with the same flag state: save once per path (the jcc changed nothing).
+                let (hv, z, sv) = (self.host_valid, self.zero, self.slot_valid);
+                self.save_flags()?;
+                self.store_rip(i.next_ip())?;
+                self.exit(EXIT_END | (self.insns.len() as u64) << 8)?;
+                self.a.set_label(&mut taken)?;
+                (self.host_valid, self.zero, self.slot_valid) = (hv, z, sv);
+                self.save_flags()?;
+                self.store_rip(i.near_branch_target())?;
+                Ok(())
+            }
+            Kind::JmpRel => {
+                self.store_rip(i.near_branch_target())?;
+                Ok(())
+            }
+            Kind::CallRel => {
+                let rsp_h = self.reg(4, true, k, p.uses)?;
+                self.a.lea(r11, GP64[rsp_h] - 8)?;
+                self.translate_address(k, p.mem.expect("call writes"))?;
+                self.a.mov(rcx, i.next_ip())?;
+                self.a.mov(qword_ptr(rax), rcx)?;
+                self.a.lea(GP64[rsp_h], GP64[rsp_h] - 8)?;
+                self.dirty |= 1 << 4;
+                self.store_rip(i.near_branch_target())?;
+                Ok(())
+            }
+            Kind::Ret => {
+                let rsp_h = self.reg(4, true, k, p.uses)?;
+                self.a.mov(r11, GP64[rsp_h])?;
+                self.translate_address(k, p.mem.expect("ret reads"))?;
+                self.a.mov(rdx, qword_ptr(rax))?;
+                self.a.lea(GP64[rsp_h], GP64[rsp_h] + 8)?;
+                self.dirty |= 1 << 4;
+                self.a.mov(q(rbx, offset_of!(Cpu, rip) as i32), rdx)?;
+                Ok(())
+            }
+            Kind::JmpInd | Kind::CallInd => {
+                let keep = p.uses;
+                if i.op0_kind() == OpKind::Register {
+                    let h = self.reg(i.op0_register().number(), true, k, keep)?;
+                    self.a.mov(rdx, GP64[h])?;
+                } else {
+                    self.effective_address(&i, k, keep)?;
+                    self.translate_address(k, p.mem.expect("indirect target in memory"))?;
+                    self.a.mov(rdx, qword_ptr(rax))?;
+                }
+                if p.kind == Kind::CallInd {
+                    let rsp_h = self.reg(4, true, k, keep)?;
+                    self.a.lea(r11, GP64[rsp_h] - 8)?;
+                    self.translate_address(
+                        k,
+                        Mem {
+                            size: 8,
+                            read: false,
+                            write: true,
+                        },
+                    )?;
+                    self.a.mov(rcx, i.next_ip())?;
+                    self.a.mov(qword_ptr(rax), rcx)?;
+                    self.a.lea(GP64[rsp_h], GP64[rsp_h] - 8)?;
+                    self.dirty |= 1 << 4;
+                }
+                self.a.mov(q(rbx, offset_of!(Cpu, rip) as i32), rdx)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn jcc(&mut self, cc: ConditionCode, l: CodeLabel) -> R {
+        use ConditionCode as C;
+        match cc {
+            C::o => self.a.jo(l),
+            C::no => self.a.jno(l),
+            C::b => self.a.jb(l),
+            C::ae => self.a.jae(l),
+            C::e => self.a.je(l),
+            C::ne => self.a.jne(l),
+            C::be => self.a.jbe(l),
+            C::a => self.a.ja(l),
+            C::s => self.a.js(l),
+            C::ns => self.a.jns(l),
+            C::p => self.a.jp(l),
+            C::np => self.a.jnp(l),
+            C::l => self.a.jl(l),
+            C::ge => self.a.jge(l),
+            C::le => self.a.jle(l),
+            _ => self.a.jg(l),
+        }
+    }
+
+    fn emit_helper(&mut self, k: usize) -> R {
+        self.writeback_all()?;
+        self.forget_all();
+        self.save_flags()?;
+        let d = &self.insns[k];
+        if k + 1 == self.insns.len() && d.instr.flow_control() != FlowControl::Next {
+            // Handlers of control transfers write rip only when they jump; preset the fall-through.
+            self.store_rip(d.instr.next_ip())?;
+        }
+        self.a.mov(rdi, rbx)?;
+        self.a.mov(rsi, d as *const Decoded as u64)?;
+        self.a.mov(edx, k as u32)?;
+        self.a.mov(rax, helper as *const () as u64)?;
+        self.a.call(rax)?;
+        self.a.test(rax, rax)?;
+        self.a.jnz(self.epilogue)?;
+        self.host_valid = 0;
+        self.zero = 0;
+        self.slot_valid = true;
+        Ok(())
+    }
+
+    fn emit_lea(&mut self, k: usize, i: &Instruction) -> R {
+        let dst = i.op0_register();
+        let (g, size) = (dst.number(), dst.size());
+        let base = i.memory_base();
+        let keep = self.plans[k].uses;
+        if base == Register::RIP || (base == Register::None && i.memory_index() == Register::None) {
+            let h = self.reg(g, false, k, keep)?;
+            let v = i.memory_displacement64();
+            if size == 8 {
+                self.a.mov(GP64[h], v)?;
+            } else {
+                self.a.mov(GP32[h], v as u32)?;
+            }
+            self.dirty |= 1 << g;
+            return Ok(());
+        }
+        let mut ni = *i;
+        if base != Register::None {
+            let h = self.reg(base.number(), true, k, keep)?;
+            ni.set_memory_base(R64[h]);
+        }
+        if i.memory_index() != Register::None {
+            let h = self.reg(i.memory_index().number(), true, k, keep)?;
+            ni.set_memory_index(R64[h]);
+        }
+        let h = self.reg(g, false, k, keep)?;
+        ni.set_op0_register(sized(h, size));
+        self.a.add_instruction(ni)?;
+        self.dirty |= 1 << g;
+        Ok(())
+    }
+
+    fn emit_generic(&mut self, k: usize, i: &Instruction, p: &Plan, live_out: u8) -> R {
+        let keep = p.uses;
+        let (reads, writes) = generic_registers(i);
+        // Cache every register the instruction names; load those it reads (or keeps part of).
+        for g in 0..16 {
+            if (reads | writes) & (1 << g) != 0 {
+                self.reg(g, reads & (1 << g) != 0, k, keep)?;
+            }
+        }
+        if p.mem.is_some() {
+            self.effective_address(i, k, keep)?;
+            self.translate_address(k, p.mem.expect("checked"))?;
+        }
+        let host_of = self.host_of;
+        let ni = rewrite(i, |g| host_of[g].expect("cached above"));
+        // The pinned accumulator and CL, loaded after the TLB code (which uses rax and rcx).
+        let pins = pinned(i);
+        for &(scratch, g) in &pins {
+            self.a
+                .mov(GP64[scratch], GP64[host_of[g].expect("cached above")])?;
+        }
+        // Flags the instruction reads, and, when it writes any (which makes `jit_flags` stale), the live flags it
+        // does not surely write: from here on only the host holds them.
+        let keeps = if p.touch != 0 {
+            (F_ALL & !p.kill) & live_out
+        } else {
+            0
+        };
+        self.need_flags(p.read | keeps)?;
+        self.a.add_instruction(ni)?;
+        for &(scratch, g) in &pins {
+            if writes & (1 << g) != 0 {
+                self.a
+                    .mov(GP64[host_of[g].expect("cached above")], GP64[scratch])?;
+            }
+        }
+        self.dirty |= writes;
+        self.after_flags(p);
+        Ok(())
+    }
+}
+
+/// Guest registers a generic instruction reads (and must have loaded) and writes, as bit sets. A register it
+/// only writes whole (32 or 64 bits, no read) need not be loaded.
+fn generic_registers(i: &Instruction) -> (u16, u16) {
+    use Mnemonic as M;
+    let m = i.mnemonic();
+    let pure_write = matches!(m, M::Mov | M::Movzx | M::Movsx | M::Movsxd)
+        || (m == M::Imul && i.op_count() == 3);
+    let writes_op0 = !matches!(m, M::Cmp | M::Test);
+    let writes_op1 = m == M::Xchg;
+    let (mut reads, mut writes) = (0u16, 0u16);
+    for n in 0..i.op_count() {
+        match i.op_kind(n) {
+            OpKind::Register => {
+                let (g, size) = guest_gpr(i.op_register(n)).expect("classified as a GPR");
+                if (n == 0 && writes_op0) || (n == 1 && writes_op1) {
+                    writes |= 1 << g;
+                }
+                if !(n == 0 && pure_write && size >= 4) {
+                    reads |= 1 << g;
+                }
+            }
+            OpKind::Memory => {
+                for r in [i.memory_base(), i.memory_index()] {
+                    if r != Register::None && r != Register::RIP {
+                        reads |= 1 << r.number();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (reads, writes)
+}
+
+/// Operands fixed by the encoding (the accumulator, CL): (host scratch register, guest register).
+fn pinned(i: &Instruction) -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    for n in 0..i.op_count() {
+        if i.op_kind(n) == OpKind::Register {
+            if let Some(scratch) = fixed_operand(i.op_code().op_kind(n)) {
+                v.push((scratch, i.op_register(n).full_register().number()));
+            }
+        }
+    }
+    v
+}
+
+/// The instruction with host registers in place of guest ones (`host` maps a guest register number to a host
+/// one; fixed operands go to their scratch registers) and a memory operand of `[rax]`.
+fn rewrite(i: &Instruction, host: impl Fn(usize) -> usize) -> Instruction {
+    let mut ni = *i;
+    for n in 0..i.op_count() {
+        if i.op_kind(n) != OpKind::Register {
+            continue;
+        }
+        let r = i.op_register(n);
+        let (g, size) = guest_gpr(r).expect("classified as a GPR");
+        let h = fixed_operand(i.op_code().op_kind(n)).unwrap_or_else(|| host(g));
+        ni.set_op_register(n, sized(h, size));
+    }
+    if (0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Memory) {
+        ni.set_memory_base(Register::RAX);
+        ni.set_memory_index(Register::None);
+        ni.set_memory_index_scale(1);
+        ni.set_memory_displacement64(0);
+        ni.set_memory_displ_size(0);
+        ni.set_segment_prefix(Register::None);
+    }
+    ni
+}
+
+/// Whether the instruction can be re-encoded for the host at all (checked before committing to it).
+fn encodable(i: &Instruction) -> bool {
+    let mut e = Encoder::new(64);
+    e.encode(i, 0).is_ok()
+}
+
+/// Compiles a decoded block. `None` when nothing in it would run natively (then the interpreter keeps it).
+pub(crate) fn compile(insns: &[Decoded], buffer: &mut CodeBuffer) -> Option<JitFn> {
+    let n = insns.len();
+    // Stop before a REP string instruction: its handler counts its own iterations.
+    let m = insns
+        .iter()
+        .position(|d| is_rep_string(&d.instr.instr))
+        .unwrap_or(n);
+    if m == 0 {
+        return None;
+    }
+    let mut plans: Vec<Plan> = (0..m).map(|k| plan(&insns[k], k + 1 == n)).collect();
+    // Liveness of the status flags, backwards; every exit and helper needs all of them. An instruction whose
+    // undefined flags are live runs through its handler instead (which makes everything before it live).
+    let mut live_out = vec![F_ALL; m];
+    let mut live = F_ALL;
+    for k in (0..m).rev() {
+        live_out[k] = live;
+        let p = &mut plans[k];
+        if p.kind != Kind::Helper && p.undefined & live != 0 {
+            *p = Plan {
+                kind: Kind::Helper,
+                mem: None,
+                read: F_ALL,
+                kill: 0,
+                undefined: 0,
+                touch: 0,
+                logic: false,
+                uses: 0,
+            };
+        }
+        live = if p.kind == Kind::Helper || p.mem.is_some() {
+            F_ALL
+        } else {
+            (live & !p.kill) | p.read
+        };
+    }
+    let native = plans
+        .iter()
+        .filter(|p| !matches!(p.kind, Kind::Helper | Kind::Skip))
+        .count();
+    if native == 0 {
+        return None;
+    }
+    let mut a = CodeAssembler::new(64).ok()?;
+    let epilogue = a.create_label();
+    let mut t = Translator {
+        a,
+        insns,
+        plans,
+        host_of: [None; 16],
+        guest_of: [None; 16],
+        dirty: 0,
+        host_valid: 0,
+        zero: 0,
+        slot_valid: true,
+        stubs: Vec::new(),
+        epilogue,
+    };
+    // Re-encodability is checked up front so a surprise in the encoder means "helper", never a failed block.
+    emit(&mut t, m, &live_out).ok()?;
+    let address = buffer.next_address();
+    let code = t.a.assemble(address).ok()?;
+    buffer.install(&code)
+}
+
+fn emit(t: &mut Translator<'_>, m: usize, live_out: &[u8]) -> R {
+    let n = t.insns.len();
+    for r in [rbx, rbp, r12, r13, r14, r15] {
+        t.a.push(r)?;
+    }
+    t.a.sub(rsp, 8)?;
+    t.a.mov(rbx, rdi)?;
+    t.a.mov(r12, rsi)?;
+    t.a.mov(r13, rdx)?;
+    for k in 0..m {
+        // A helper's plan was forced to read all flags; the liveness pass treated it as such.
+        t.compile_insn(k, live_out[k])?;
+    }
+    t.writeback_all()?;
+    t.save_flags()?;
+    if m < n {
+        t.exit(EXIT_SIDE | (m as u64) << 8)?;
+    } else {
+        // Branches stored their target, helpers for control transfers had the fall-through preset.
+        let last = &t.insns[n - 1].instr;
+        if last.flow_control() == FlowControl::Next {
+            t.store_rip(last.next_ip())?;
+        }
+        t.exit(EXIT_END | (n as u64) << 8)?;
+    }
+    let stubs = std::mem::take(&mut t.stubs);
+    for mut s in stubs {
+        t.a.set_label(&mut s.label)?;
+        for (g, h) in s.writeback {
+            t.a.mov(q(rbx, gpr_off(g)), GP64[h])?;
+        }
+        t.a.mov(rax, s.code)?;
+        t.a.jmp(t.epilogue)?;
+    }
+    let mut epilogue = t.epilogue;
+    t.a.set_label(&mut epilogue)?;
+    t.a.add(rsp, 8)?;
+    for r in [r15, r14, r13, r12, rbp, rbx] {
+        t.a.pop(r)?;
+    }
+    t.a.ret()?;
+    Ok(())
+}
