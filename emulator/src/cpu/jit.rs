@@ -28,22 +28,25 @@
 use super::{Cpu, Decoded};
 use iced_x86::code_asm::*;
 use iced_x86::{
-    Code, ConditionCode, Encoder, FlowControl, Instruction, Mnemonic, OpCodeOperandKind, OpKind,
-    Register,
+    BlockEncoderOptions, Code, ConditionCode, Encoder, FlowControl, Instruction, Mnemonic,
+    OpCodeOperandKind, OpKind, Register,
 };
 use std::mem::offset_of;
 
-/// A compiled block: `(cpu, read TLB, write TLB) -> exit code` (`kind | retired << 8`).
+/// A compiled block: `(cpu, read TLB, write TLB) -> exit kind`. Compiled code keeps `Cpu::icount`, `Cpu::rip`
+/// and `Cpu::jit_flags` exact at every exit, so the caller only reads the kind.
 pub(crate) type JitFn = unsafe extern "sysv64" fn(*mut Cpu, *const u8, *const u8) -> u64;
 
-/// Every instruction retired; the code stored rip (or a helper's handler did).
+/// The last block run retired whole (compiled blocks chain into each other while the budget lasts).
 pub(crate) const EXIT_END: u64 = 0;
-/// Left before instruction `k`, which did not run: the interpreter runs it next.
+/// Left before an instruction that did not run, at rip: the interpreter must run it next.
 pub(crate) const EXIT_SIDE: u64 = 1;
-/// The handler of instruction `k` stopped (`Cpu::jit_stop` says why): a syscall or an exception.
+/// A handler stopped (`Cpu::jit_stop` says why): a syscall (retired) or an exception (rip on it).
 pub(crate) const EXIT_STOP: u64 = 2;
-/// Instruction `k` (a helper) retired and wrote a page holding decoded code.
+/// A helper retired an instruction that wrote a page holding decoded code.
 pub(crate) const EXIT_CODE_WRITE: u64 = 3;
+/// The next block, at rip, does not fit in the budget.
+pub(crate) const EXIT_NO_FIT: u64 = 4;
 
 // Status flags as iced's `RflagsBits` numbers them.
 const F_OF: u8 = 0x01;
@@ -202,9 +205,9 @@ impl CodeBuffer {
         (self.base as u64 + self.used as u64 + 15) & !15
     }
 
-    /// Copies code assembled for `next_address()` in; `None` when the buffer is full.
-    fn install(&mut self, code: &[u8]) -> Option<JitFn> {
-        let start = (self.next_address() - self.base as u64) as usize;
+    /// Copies code assembled for `address` (which `next_address` gave) in; `None` when the buffer is full.
+    fn install(&mut self, address: u64, code: &[u8]) -> Option<JitFn> {
+        let start = (address - self.base as u64) as usize;
         if start + code.len() > self.cap {
             return None;
         }
@@ -245,24 +248,34 @@ unsafe extern "sysv64" fn helper(cpu: *mut Cpu, d: *const Decoded, k: u64) -> u6
     // SAFETY: the compiled block passes the `Cpu` it was entered with (exclusively borrowed for the whole run)
     // and a pointer into the block's own instructions, which live as long as the compiled code.
     let (cpu, d) = unsafe { (&mut *cpu, &*d) };
+    // Inside a block `icount` is the count at its start; handlers that read it (RDTSC) see this instruction's.
     let base = cpu.icount;
-    // Handlers that read the instruction count (RDTSC) see the count before this instruction, as interpreted.
     cpu.icount = base + k;
     cpu.flags.set_status(cpu.jit_flags);
     let result = (d.handler)(cpu, &d.instr);
-    cpu.icount = base;
+    cpu.jit_flags = cpu.flags.status();
     match result {
+        Ok(()) if cpu.mem.code_writes.is_empty() => {
+            cpu.icount = base;
+            0
+        }
         Ok(()) => {
-            cpu.jit_flags = cpu.flags.status();
-            if cpu.mem.code_writes.is_empty() {
-                0
-            } else {
-                EXIT_CODE_WRITE | k << 8
+            cpu.icount = base + k + 1;
+            // A control transfer is last in its block and set rip itself (the fall-through was preset).
+            if d.instr.flow_control() == FlowControl::Next {
+                cpu.rip = d.instr.next_ip();
             }
+            EXIT_CODE_WRITE
         }
         Err(stop) => {
+            if stop.is_syscall() {
+                cpu.icount = base + k + 1;
+                cpu.rip = d.instr.next_ip();
+            } else {
+                cpu.rip = d.instr.ip();
+            }
             cpu.jit_stop = Some(stop);
-            EXIT_STOP | k << 8
+            EXIT_STOP
         }
     }
 }
@@ -654,9 +667,44 @@ fn op0_size(i: &Instruction) -> u32 {
 
 struct Stub {
     label: CodeLabel,
-    code: u64,
+    /// The instruction left to the interpreter: how many retired before it, and its address.
+    retired: usize,
+    rip: u64,
     /// (guest register, host register) pairs to write back.
     writeback: Vec<(usize, usize)>,
+}
+
+/// An exit to a block known at compile time: `jmp [cell]`, the cell holding either the address of `stub` (which
+/// stores `target` in rip and returns) or, once that block is compiled, its chained entry.
+struct Chain {
+    cell: CodeLabel,
+    stub: CodeLabel,
+    target: u64,
+}
+
+/// Where a compiled block's static exits are, for linking (see `Linker`).
+pub(crate) struct Link {
+    /// Address of the 8-byte cell in the code buffer.
+    pub(crate) cell: u64,
+    /// Its value while the target is not compiled.
+    pub(crate) stub: u64,
+    pub(crate) target: u64,
+}
+
+/// A compiled block: the function the run loop calls, the entry other blocks chain to, its static exits.
+pub(crate) struct Compiled {
+    pub(crate) entry: JitFn,
+    pub(crate) chain_entry: u64,
+    pub(crate) links: Vec<Link>,
+}
+
+/// Points cell `link` at `to`.
+///
+/// # Safety
+/// `link.cell` must be a cell of a block in the live code buffer, and no compiled code may be running.
+pub(crate) unsafe fn patch(link: &Link, to: u64) {
+    // SAFETY: per the contract, an 8-byte cell (of any alignment) inside the buffer's mapping.
+    unsafe { std::ptr::write_unaligned(link.cell as *mut u64, to) }
 }
 
 struct Translator<'a> {
@@ -673,7 +721,11 @@ struct Translator<'a> {
     /// `Cpu::jit_flags` holds every status flag.
     slot_valid: bool,
     stubs: Vec<Stub>,
+    chains: Vec<Chain>,
     epilogue: CodeLabel,
+    /// The first guest instruction's code, and the entry from other blocks (checks the budget first).
+    body: CodeLabel,
+    chain_entry: CodeLabel,
 }
 
 type R<T = ()> = Result<T, IcedError>;
@@ -803,9 +855,11 @@ impl<'a> Translator<'a> {
                 writeback.push((g, self.host_of[g].expect("dirty registers are cached")));
             }
         }
+        let rip = self.insns[k].instr.ip();
         self.stubs.push(Stub {
             label,
-            code: EXIT_SIDE | (k as u64) << 8,
+            retired: k,
+            rip,
             writeback,
         });
         Ok(label)
@@ -882,8 +936,28 @@ impl<'a> Translator<'a> {
     }
 
     fn exit(&mut self, code: u64) -> R {
-        self.a.mov(rax, code)?;
+        self.a.mov(eax, code as u32)?;
         self.a.jmp(self.epilogue)?;
+        Ok(())
+    }
+
+    /// icount += n, without touching the flags.
+    fn add_icount(&mut self, n: usize) -> R {
+        if n > 0 {
+            let at = offset_of!(Cpu, icount) as i32;
+            self.a.mov(rax, q(rbx, at))?;
+            self.a.lea(rax, rax + n as i32)?;
+            self.a.mov(q(rbx, at), rax)?;
+        }
+        Ok(())
+    }
+
+    /// Continues at the block at `target` (chained once it is compiled).
+    fn chain(&mut self, target: u64) -> R {
+        let cell = self.a.create_label();
+        let stub = self.a.create_label();
+        self.a.jmp(qword_ptr(cell))?;
+        self.chains.push(Chain { cell, stub, target });
         Ok(())
     }
 
@@ -976,26 +1050,8 @@ impl<'a> Translator<'a> {
                 }
                 Ok(())
             }
-            Kind::Jcc => {
-                self.need_flags(p.read)?;
-                self.writeback_all()?;
-                let mut taken = self.a.create_label();
-                self.jcc(i.condition_code(), taken)?;
-                // Both paths leave with the same flag state: save once per path (the jcc changed nothing).
-                let (hv, z, sv) = (self.host_valid, self.zero, self.slot_valid);
-                self.save_flags()?;
-                self.store_rip(i.next_ip())?;
-                self.exit(EXIT_END | (self.insns.len() as u64) << 8)?;
-                self.a.set_label(&mut taken)?;
-                (self.host_valid, self.zero, self.slot_valid) = (hv, z, sv);
-                self.save_flags()?;
-                self.store_rip(i.near_branch_target())?;
-                Ok(())
-            }
-            Kind::JmpRel => {
-                self.store_rip(i.near_branch_target())?;
-                Ok(())
-            }
+            // The successor is emitted by `emit` (chained exits).
+            Kind::Jcc | Kind::JmpRel => Ok(()),
             Kind::CallRel => {
                 let rsp_h = self.reg(4, true, k, p.uses)?;
                 self.a.lea(r11, GP64[rsp_h] - 8)?;
@@ -1004,7 +1060,6 @@ impl<'a> Translator<'a> {
                 self.a.mov(qword_ptr(rax), rcx)?;
                 self.a.lea(GP64[rsp_h], GP64[rsp_h] - 8)?;
                 self.dirty |= 1 << 4;
-                self.store_rip(i.near_branch_target())?;
                 Ok(())
             }
             Kind::Ret => {
@@ -1245,7 +1300,7 @@ fn encodable(i: &Instruction) -> bool {
 }
 
 /// Compiles a decoded block. `None` when nothing in it would run natively (then the interpreter keeps it).
-pub(crate) fn compile(insns: &[Decoded], buffer: &mut CodeBuffer) -> Option<JitFn> {
+pub(crate) fn compile(insns: &[Decoded], buffer: &mut CodeBuffer) -> Option<Compiled> {
     let n = insns.len();
     // Stop before a REP string instruction: its handler counts its own iterations.
     let m = insns
@@ -1290,6 +1345,8 @@ pub(crate) fn compile(insns: &[Decoded], buffer: &mut CodeBuffer) -> Option<JitF
     }
     let mut a = CodeAssembler::new(64).ok()?;
     let epilogue = a.create_label();
+    let body = a.create_label();
+    let chain_entry = a.create_label();
     let mut t = Translator {
         a,
         insns,
@@ -1301,16 +1358,39 @@ pub(crate) fn compile(insns: &[Decoded], buffer: &mut CodeBuffer) -> Option<JitF
         zero: 0,
         slot_valid: true,
         stubs: Vec::new(),
+        chains: Vec::new(),
         epilogue,
+        body,
+        chain_entry,
     };
-    // Re-encodability is checked up front so a surprise in the encoder means "helper", never a failed block.
-    emit(&mut t, m, &live_out).ok()?;
+    let chains = emit(&mut t, m, &live_out).ok()?;
     let address = buffer.next_address();
-    let code = t.a.assemble(address).ok()?;
-    buffer.install(&code)
+    let result =
+        t.a.assemble_options(address, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)
+            .ok()?;
+    let mut code = result.inner.code_buffer.clone();
+    let mut links = Vec::with_capacity(chains.len());
+    for c in &chains {
+        let cell = result.label_ip(&c.cell).ok()?;
+        let stub = result.label_ip(&c.stub).ok()?;
+        let at = (cell - address) as usize;
+        code[at..at + 8].copy_from_slice(&stub.to_le_bytes());
+        links.push(Link {
+            cell,
+            stub,
+            target: c.target,
+        });
+    }
+    let chain_entry = result.label_ip(&t.chain_entry).ok()?;
+    let entry = buffer.install(address, &code)?;
+    Some(Compiled {
+        entry,
+        chain_entry,
+        links,
+    })
 }
 
-fn emit(t: &mut Translator<'_>, m: usize, live_out: &[u8]) -> R {
+fn emit(t: &mut Translator<'_>, m: usize, live_out: &[u8]) -> R<Vec<Chain>> {
     let n = t.insns.len();
     for r in [rbx, rbp, r12, r13, r14, r15] {
         t.a.push(r)?;
@@ -1319,31 +1399,75 @@ fn emit(t: &mut Translator<'_>, m: usize, live_out: &[u8]) -> R {
     t.a.mov(rbx, rdi)?;
     t.a.mov(r12, rsi)?;
     t.a.mov(r13, rdx)?;
+    let mut body = t.body;
+    t.a.set_label(&mut body)?;
     for k in 0..m {
         // A helper's plan was forced to read all flags; the liveness pass treated it as such.
         t.compile_insn(k, live_out[k])?;
     }
-    t.writeback_all()?;
-    t.save_flags()?;
     if m < n {
-        t.exit(EXIT_SIDE | (m as u64) << 8)?;
+        // Before a REP string instruction: the interpreter runs it.
+        t.save_flags()?;
+        let exit = t.side_exit(m)?;
+        t.a.jmp(exit)?;
     } else {
-        // Branches stored their target, helpers for control transfers had the fall-through preset.
         let last = &t.insns[n - 1].instr;
-        if last.flow_control() == FlowControl::Next {
-            t.store_rip(last.next_ip())?;
+        let kind = t.plans[n - 1].kind;
+        if kind == Kind::Jcc {
+            t.save_flags()?;
+            t.need_flags(t.plans[n - 1].read)?;
+            t.writeback_all()?;
+            t.add_icount(n)?;
+            let mut taken = t.a.create_label();
+            t.jcc(last.condition_code(), taken)?;
+            t.chain(last.next_ip())?;
+            t.a.set_label(&mut taken)?;
+            t.chain(last.near_branch_target())?;
+        } else {
+            t.writeback_all()?;
+            t.save_flags()?;
+            t.add_icount(n)?;
+            match kind {
+                Kind::JmpRel | Kind::CallRel => t.chain(last.near_branch_target())?,
+                // Returns, indirect branches and helpers for control transfers stored rip themselves.
+                _ if last.flow_control() != FlowControl::Next => t.exit(EXIT_END)?,
+                _ => t.chain(last.next_ip())?,
+            }
         }
-        t.exit(EXIT_END | (n as u64) << 8)?;
     }
+    // Side exits.
     let stubs = std::mem::take(&mut t.stubs);
     for mut s in stubs {
         t.a.set_label(&mut s.label)?;
         for (g, h) in s.writeback {
             t.a.mov(q(rbx, gpr_off(g)), GP64[h])?;
         }
-        t.a.mov(rax, s.code)?;
-        t.a.jmp(t.epilogue)?;
+        t.add_icount(s.retired)?;
+        t.store_rip(s.rip)?;
+        t.exit(EXIT_SIDE)?;
     }
+    // Chained exits, while their target is not compiled.
+    let mut chains = std::mem::take(&mut t.chains);
+    for c in &mut chains {
+        // `set_label` records the position in the label itself: keep that copy for `label_ip`.
+        t.a.set_label(&mut c.stub)?;
+        t.store_rip(c.target)?;
+        t.exit(EXIT_END)?;
+    }
+    // Entered from another block, which retired, stored its flags and wrote its registers back: check that
+    // this one fits in the budget (`icount_end - icount`), else return with rip on it.
+    let mut no_fit = t.a.create_label();
+    let mut chain_entry = t.chain_entry;
+    t.a.set_label(&mut chain_entry)?;
+    t.chain_entry = chain_entry;
+    t.a.mov(rax, q(rbx, offset_of!(Cpu, icount_end) as i32))?;
+    t.a.sub(rax, q(rbx, offset_of!(Cpu, icount) as i32))?;
+    t.a.cmp(rax, n as i32)?;
+    t.a.jb(no_fit)?;
+    t.a.jmp(t.body)?;
+    t.a.set_label(&mut no_fit)?;
+    t.store_rip(t.insns[0].instr.ip())?;
+    t.exit(EXIT_NO_FIT)?;
     let mut epilogue = t.epilogue;
     t.a.set_label(&mut epilogue)?;
     t.a.add(rsp, 8)?;
@@ -1351,5 +1475,10 @@ fn emit(t: &mut Translator<'_>, m: usize, live_out: &[u8]) -> R {
         t.a.pop(r)?;
     }
     t.a.ret()?;
-    Ok(())
+    // The cells.
+    for c in &mut chains {
+        t.a.set_label(&mut c.cell)?;
+        t.a.dq(&[0])?;
+    }
+    Ok(chains)
 }

@@ -873,7 +873,7 @@ impl Insn {
 }
 
 /// One decoded instruction and its handler.
-struct Decoded {
+pub(crate) struct Decoded {
     instr: Insn,
     handler: Handler,
 }
@@ -888,8 +888,9 @@ struct Block {
 enum JitState {
     /// Not yet: how many times the block ran whole.
     Cold(u32),
+    /// The function the run loop calls and the address other compiled blocks chain to.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    Compiled(jit::JitFn),
+    Compiled(jit::JitFn, u64),
     /// Nothing in it runs natively.
     Never,
 }
@@ -897,10 +898,12 @@ enum JitState {
 /// What the run loop does after offering a block to the compiled-code path.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 enum JitOutcome {
-    /// Interpret the block from this instruction on (0: it is not compiled).
-    Interpret(usize),
-    /// The block ran; go on with the next.
+    /// The block is not compiled: interpret it.
+    Interpret,
+    /// Compiled code ran one or more blocks; go on at rip.
     Done,
+    /// Compiled code left an instruction to the interpreter, at rip: interpret the next block.
+    Side,
     /// The run ends.
     Exit(Exit),
 }
@@ -980,9 +983,12 @@ impl BlockCache {
         slot
     }
 
-    fn invalidate_page(&mut self, vpn: u64) {
+    /// Drops the blocks that hold code of page `vpn`; returns their start addresses.
+    fn invalidate_page(&mut self, vpn: u64) -> Vec<u64> {
+        let mut dropped = Vec::new();
         if let Some(starts) = self.by_page.remove(&vpn) {
             for s in starts {
+                dropped.push(s);
                 if let Some(slot) = self.slot_by_rip.remove(&s) {
                     let e = &mut self.jump_cache[jump_cache_index(s)];
                     if e.rip == s {
@@ -994,6 +1000,7 @@ impl BlockCache {
                 }
             }
         }
+        dropped
     }
 }
 
@@ -1013,6 +1020,9 @@ pub struct Machine {
     jit_enabled: bool,
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     jit_code: Option<jit::CodeBuffer>,
+    /// Static exits of compiled blocks by target address. Lookup only, never iterated into an output.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    jit_links: FxHashMap<u64, Vec<jit::Link>>,
 }
 
 impl Machine {
@@ -1024,6 +1034,8 @@ impl Machine {
             jit_enabled: cfg!(all(target_arch = "x86_64", target_os = "linux")),
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
             jit_code: None,
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            jit_links: FxHashMap::default(),
         }
     }
 
@@ -1044,13 +1056,27 @@ impl Machine {
         if let Some(code) = &mut self.jit_code {
             code.reset();
         }
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        self.jit_links.clear();
         self.cpu.mem.code_writes.clear();
     }
 
     fn apply_code_writes(&mut self) {
         while let Some(vpn) = self.cpu.mem.code_writes.pop() {
-            self.cache.invalidate_page(vpn);
+            let dropped = self.cache.invalidate_page(vpn);
             self.cache_stats.pages_invalidated += 1;
+            // Compiled blocks that chained to a dropped block exit to the run loop again.
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            for rip in dropped {
+                if let Some(incoming) = self.jit_links.get(&rip) {
+                    for link in incoming {
+                        // SAFETY: cells of blocks in the live buffer; no compiled code is running.
+                        unsafe { jit::patch(link, link.stub) };
+                    }
+                }
+            }
+            #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+            let _ = dropped;
         }
     }
 
@@ -1153,6 +1179,9 @@ impl Machine {
         let end = self.cpu.icount.saturating_add(budget);
         self.cpu.icount_end = end;
         self.apply_code_writes();
+        // Set after compiled code left an instruction to the interpreter (it would leave it again).
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        let mut interpret_next = false;
         loop {
             if self.cpu.icount >= end {
                 return Exit::BudgetExhausted;
@@ -1166,16 +1195,18 @@ impl Machine {
                 },
             };
             let remaining = end - self.cpu.icount;
-            // Where in the block the interpreter starts: after a side exit of compiled code, at the instruction
-            // the compiled code left to it.
-            #[allow(unused_mut)]
-            let mut start = 0;
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-            if self.jit_enabled && (self.cache.slab[slot as usize].insns.len() as u64) <= remaining
+            if self.jit_enabled
+                && !std::mem::take(&mut interpret_next)
+                && (self.cache.slab[slot as usize].insns.len() as u64) <= remaining
             {
                 match self.run_compiled(slot) {
-                    JitOutcome::Interpret(k) => start = k,
+                    JitOutcome::Interpret => {}
                     JitOutcome::Done => continue,
+                    JitOutcome::Side => {
+                        interpret_next = true;
+                        continue;
+                    }
                     JitOutcome::Exit(exit) => return exit,
                 }
             }
@@ -1195,8 +1226,7 @@ impl Machine {
             // unfinished REP instruction writes it, and only the last instruction of a block can be one of
             // those), so presetting it to the fall-through of the last instruction run is exact. The paths that
             // leave early (exception, SYSCALL, a write to cached code) set it themselves.
-            let insns = &block.insns[start..count];
-            let count = count - start;
+            let insns = &block.insns[..count];
             cpu.rip = insns[count - 1].instr.next_ip();
             let mut k = 0;
             while k < count {
@@ -1236,98 +1266,93 @@ impl Machine {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     fn run_compiled(&mut self, slot: u32) -> JitOutcome {
         let f = match self.cache.slab[slot as usize].jit {
-            JitState::Compiled(f) => f,
-            JitState::Never => return JitOutcome::Interpret(0),
+            JitState::Compiled(f, _) => f,
+            JitState::Never => return JitOutcome::Interpret,
             JitState::Cold(n) if n < JIT_THRESHOLD => {
                 self.cache.slab[slot as usize].jit = JitState::Cold(n + 1);
-                return JitOutcome::Interpret(0);
+                return JitOutcome::Interpret;
             }
-            JitState::Cold(_) => {
-                let code = match &mut self.jit_code {
-                    Some(code) => code,
-                    None => match jit::CodeBuffer::new() {
-                        Some(code) => self.jit_code.insert(code),
-                        None => {
-                            // No executable memory on this host: interpret everything.
-                            self.jit_enabled = false;
-                            return JitOutcome::Interpret(0);
-                        }
-                    },
-                };
-                if code.is_full() {
-                    code.reset();
-                    for b in &mut self.cache.slab {
-                        b.jit = JitState::Cold(0);
-                    }
-                }
-                let block = &mut self.cache.slab[slot as usize];
-                match jit::compile(&block.insns, code) {
-                    Some(f) => {
-                        block.jit = JitState::Compiled(f);
-                        f
-                    }
-                    None => {
-                        block.jit = JitState::Never;
-                        return JitOutcome::Interpret(0);
-                    }
-                }
-            }
+            JitState::Cold(_) => match self.compile(slot) {
+                Some(f) => f,
+                None => return JitOutcome::Interpret,
+            },
         };
-        let block = &self.cache.slab[slot as usize];
         let cpu = &mut self.cpu;
-        let n = block.insns.len();
         cpu.jit_flags = cpu.flags.status();
         let (read_tlb, write_tlb) = cpu.mem.tlb_pointers();
-        // SAFETY: `f` was compiled from this block's instructions (it is dropped with them) for the `JitFn`
-        // ABI; it touches only this `Cpu` (through the pointer, while `cpu` is not otherwise used) and its TLBs.
-        let r = unsafe { f(cpu as *mut Cpu, read_tlb, write_tlb) };
-        let k = (r >> 8) as usize;
-        let mut stop = None;
-        match r & 0xff {
-            jit::EXIT_END => {
-                cpu.icount += n as u64;
-                cpu.flags.set_status(cpu.jit_flags);
-            }
-            jit::EXIT_SIDE => {
-                // The interpreter runs the rest of the block, starting with the instruction left to it.
-                cpu.icount += k as u64;
-                cpu.rip = block.insns[k].instr.ip();
-                cpu.flags.set_status(cpu.jit_flags);
-                return JitOutcome::Interpret(k);
-            }
-            jit::EXIT_CODE_WRITE => {
-                cpu.icount += k as u64 + 1;
-                cpu.flags.set_status(cpu.jit_flags);
-                if k + 1 < n {
-                    cpu.rip = block.insns[k].instr.next_ip();
-                }
-            }
-            _ => {
+        // SAFETY: `f` was compiled from a block of this cache for the `JitFn` ABI; it and the blocks it chains to
+        // touch only this `Cpu` (through the pointer, while `cpu` is not otherwise used), its TLBs and the
+        // instructions of live blocks (links to a dropped block are undone when it is dropped).
+        let kind = unsafe { f(cpu as *mut Cpu, read_tlb, write_tlb) };
+        cpu.flags.set_status(cpu.jit_flags);
+        match kind {
+            jit::EXIT_SIDE => JitOutcome::Side,
+            jit::EXIT_STOP => {
                 let s = cpu
                     .jit_stop
                     .take()
                     .expect("a helper stop leaves its reason");
-                let d = &block.insns[k];
-                if s.is_syscall() {
-                    cpu.icount += k as u64 + 1;
-                    cpu.rip = d.instr.next_ip();
-                } else {
-                    cpu.icount += k as u64;
-                    cpu.rip = d.instr.ip();
+                if !self.cpu.mem.code_writes.is_empty() {
+                    self.apply_code_writes();
                 }
-                stop = Some(s);
+                JitOutcome::Exit(match s.to_exception() {
+                    None => Exit::Syscall,
+                    Some(e) => Exit::Exception(e),
+                })
+            }
+            _ => {
+                if !self.cpu.mem.code_writes.is_empty() {
+                    self.apply_code_writes();
+                }
+                JitOutcome::Done
             }
         }
-        if !self.cpu.mem.code_writes.is_empty() {
-            self.apply_code_writes();
+    }
+
+    /// Compiles block `slot` and links it with the compiled blocks it jumps to and that jump to it.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    fn compile(&mut self, slot: u32) -> Option<jit::JitFn> {
+        let code = match &mut self.jit_code {
+            Some(code) => code,
+            None => match jit::CodeBuffer::new() {
+                Some(code) => self.jit_code.insert(code),
+                None => {
+                    // No executable memory on this host: interpret everything.
+                    self.jit_enabled = false;
+                    return None;
+                }
+            },
+        };
+        if code.is_full() {
+            code.reset();
+            self.jit_links.clear();
+            for b in &mut self.cache.slab {
+                b.jit = JitState::Cold(0);
+            }
         }
-        match stop {
-            None => JitOutcome::Done,
-            Some(s) => JitOutcome::Exit(match s.to_exception() {
-                None => Exit::Syscall,
-                Some(e) => Exit::Exception(e),
-            }),
+        let block = &mut self.cache.slab[slot as usize];
+        let Some(c) = jit::compile(&block.insns, code) else {
+            block.jit = JitState::Never;
+            return None;
+        };
+        block.jit = JitState::Compiled(c.entry, c.chain_entry);
+        let rip = block.insns[0].instr.ip();
+        for link in c.links {
+            if let Some(target) = self.cache.lookup(link.target) {
+                if let JitState::Compiled(_, entry) = self.cache.slab[target as usize].jit {
+                    // SAFETY: the cell is in the block just installed; no compiled code is running.
+                    unsafe { jit::patch(&link, entry) };
+                }
+            }
+            self.jit_links.entry(link.target).or_default().push(link);
         }
+        if let Some(incoming) = self.jit_links.get(&rip) {
+            for link in incoming {
+                // SAFETY: cells of blocks in the live buffer (reset clears the table); nothing is running.
+                unsafe { jit::patch(link, c.chain_entry) };
+            }
+        }
+        Some(c.entry)
     }
 
     /// Executes one instruction (or one iteration of a REP string instruction).
