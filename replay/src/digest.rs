@@ -207,6 +207,13 @@ mod tests {
             }]
         );
         assert_eq!(moved.unmapped, vec![0x13000]);
+        // A page unmapped before the others and one mapped after them.
+        mem.unmap(0x10000, 0x1000).unwrap();
+        mem.map_anonymous(0x20000, 0x1000, Perms::RW).unwrap();
+        let remapped = step(&mut mem, 5);
+        let addresses: Vec<u64> = remapped.changed.iter().map(|p| p.address).collect();
+        assert_eq!(addresses, vec![0x20000]);
+        assert_eq!(remapped.unmapped, vec![0x10000]);
     }
 }
 
@@ -323,8 +330,9 @@ pub fn page_differences(
 /// The incremental memory digest: the recorder and the replayer each keep one and update it at every checkpoint.
 #[derive(Default)]
 pub struct MemoryDigest {
-    /// Virtual page number -> (frame, permission bits, digest of the page's bytes).
-    pages: BTreeMap<u64, (u32, u8, u64)>,
+    /// Every mapped page as of the last update, in address order: (virtual page number, frame, permission bits,
+    /// digest of the page's bytes). A sorted vector, walked beside the page table at each update: no lookups.
+    pages: Vec<(u64, u32, u8, u64)>,
 }
 
 impl MemoryDigest {
@@ -334,22 +342,39 @@ impl MemoryDigest {
 
     /// Brings the digest up to date and starts a new dirty epoch. Returns the digest of all mapped pages and
     /// what changed since the previous update (every page, the first time), for checkpoint `icount`.
+    ///
+    /// Cost: one walk of the page table beside the previous update's pages, and a digest of each page whose
+    /// frame changed or was written; this runs at every checkpoint of a recording, so it allocates only the
+    /// new page list and the changes.
     pub fn update(&mut self, mem: &mut Memory, icount: u64) -> (u64, PageChanges) {
-        let dirty: BTreeSet<u32> = mem.dirty_frames().into_iter().map(|f| f.0).collect();
+        // In frame order (`Memory::dirty_frames`), so a binary search answers membership.
+        let dirty: Vec<u32> = mem.dirty_frames().into_iter().map(|f| f.0).collect();
+        debug_assert!(dirty.windows(2).all(|w| w[0] < w[1]));
         // Start a new epoch: the next update sees only frames written after this one.
         mem.begin_epoch();
-        let mut pages = BTreeMap::new();
+        let mut pages = Vec::with_capacity(self.pages.len());
         let mut changed = Vec::new();
+        let mut unmapped = Vec::new();
         let mut h = Fnv::new();
         let mut buf = vec![0u8; PAGE_SIZE];
+        // The previous update's pages not yet passed.
+        let mut old = self.pages.iter().peekable();
         for region in mem.regions() {
             let perms = region.perms.0;
             let mut addr = region.start;
             while addr < region.end {
                 let vpn = addr >> 12;
+                while let Some(&&(v, ..)) = old.peek() {
+                    if v >= vpn {
+                        break;
+                    }
+                    unmapped.push(v << 12);
+                    old.next();
+                }
+                let before = old.next_if(|&&(v, ..)| v == vpn);
                 let frame = mem.frame_of(addr).map(|f| f.0).unwrap_or(u32::MAX);
-                let digest = match self.pages.get(&vpn) {
-                    Some(&(f, p, d)) if f == frame && !dirty.contains(&frame) => {
+                let digest = match before {
+                    Some(&(_, f, p, d)) if f == frame && dirty.binary_search(&frame).is_err() => {
                         if p != perms {
                             changed.push(PageDigest {
                                 address: addr,
@@ -373,17 +398,12 @@ impl MemoryDigest {
                         d
                     }
                 };
-                pages.insert(vpn, (frame, perms, digest));
+                pages.push((vpn, frame, perms, digest));
                 write_page(&mut h, addr, perms, digest);
                 addr += PAGE_SIZE as u64;
             }
         }
-        let unmapped = self
-            .pages
-            .keys()
-            .filter(|vpn| !pages.contains_key(vpn))
-            .map(|vpn| vpn << 12)
-            .collect();
+        unmapped.extend(old.map(|&(v, ..)| v << 12));
         self.pages = pages;
         (
             h.finish(),
@@ -399,7 +419,7 @@ impl MemoryDigest {
     pub fn page_map(&self) -> PageMap {
         self.pages
             .iter()
-            .map(|(&vpn, &(_, perms, digest))| (vpn << 12, (perms, digest)))
+            .map(|&(vpn, _, perms, digest)| (vpn << 12, (perms, digest)))
             .collect()
     }
 }
