@@ -619,3 +619,102 @@ fn a_format_2_trace_still_replays() {
         "{err}"
     );
 }
+
+/// A mounted file whose recorded contents are edited (the embedded copy and its content address) is read with
+/// other bytes by busybox sha256sum: at the default checkpoint interval (2^20 instructions) the report names the
+/// pages that differ, a read(2) as the last writer of the page it filled, and the replayed bytes.
+#[test]
+fn an_edited_mounted_file_is_a_memory_divergence_naming_the_read() {
+    let data = scratch("memdiv-data.bin");
+    // 64 KiB of a fixed pattern: sha256sum reads it in a few read(2) calls.
+    let bytes: Vec<u8> = (0..65536u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    std::fs::write(&data, &bytes).unwrap();
+    let mount = format!("{}:/data/in.bin", data.display());
+    let trace = scratch("memdiv-file.trace");
+    let rec = record(
+        &trace,
+        &["--mount", &mount],
+        "/bin/busybox",
+        &["sha256sum", "/data/in.bin"],
+        b"",
+    );
+    assert_eq!(rec.status.code(), Some(0), "{}", text(&rec.stderr));
+    let edited = scratch("memdiv-file-edited.trace");
+    rewrite(&trace, &edited, |records| {
+        let old = records
+            .iter()
+            .find_map(|r| match r {
+                Record::Blob { id, bytes: b } if *b == bytes => Some(*id),
+                _ => None,
+            })
+            .expect("the mounted file is embedded");
+        // Every byte, so that whichever part of the file the guest's buffer holds at the checkpoint differs.
+        let changed: Vec<u8> = bytes.iter().map(|b| b ^ 0xff).collect();
+        let new = tandem_replay::trace::blob_id(&changed);
+        for r in records.iter_mut() {
+            match r {
+                Record::Blob { id, bytes: b } if *id == old => {
+                    *id = new;
+                    *b = changed.clone();
+                }
+                Record::Event(Event::Host(HostCall::ReadFile { result: Ok(id), .. }))
+                    if *id == old =>
+                {
+                    *id = new;
+                }
+                _ => {}
+            }
+        }
+    });
+    let rep = replay(&edited, &["--quiet"]);
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(3), "{err}");
+    let detected: u64 = err
+        .split("divergence detected at icount ")
+        .nth(1)
+        .and_then(|r| r.split(':').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no detection icount in {err}"));
+    assert!(
+        err.contains(" pages differ (the recording's page digests"),
+        "{err}"
+    );
+    assert!(
+        err.contains("replayed bytes written in this interval ("),
+        "{err}"
+    );
+    // The last read before the checkpoint, and the buffer it was given (rsi as it executes, from the debugger).
+    let t = Trace::parse(&std::fs::read(&trace).unwrap()).unwrap();
+    let read_at = t
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Event(Event::SyscallEntry { icount, number: 0 }) if *icount <= detected => {
+                Some(*icount)
+            }
+            _ => None,
+        })
+        .last()
+        .expect("a read before the checkpoint");
+    let regs = debug_script(&trace, &format!("goto {}\nregs\n", read_at - 1));
+    let buffer =
+        u64::from_str_radix(register_in(&regs, "rsi").trim_start_matches("0x"), 16).unwrap();
+    // Each listed page with its last writer.
+    let lines: Vec<&str> = err.lines().map(str::trim_start).collect();
+    let written_by_the_read: Vec<&str> = lines
+        .windows(2)
+        .filter(|w| {
+            w[1].ends_with(&format!(
+                ": syscall read (0), listed by `syscalls` at icount {read_at}"
+            ))
+        })
+        .map(|w| w[0])
+        .collect();
+    assert!(
+        written_by_the_read
+            .iter()
+            .any(|l| l.starts_with(&format!("page {:#x}: ", buffer & !0xfff))),
+        "the page of the read's buffer {buffer:#x} is not named with the read at icount {read_at} as its last writer:\n{err}"
+    );
+}
