@@ -3,14 +3,23 @@
 //!
 //! Narrowing: a divergence is found either by the host (the guest made a different syscall, asked a different
 //! question, or wrote different output: exact to the syscall's icount) or at a checkpoint (registers or memory
-//! differ). For the second, the replay restores its snapshot of the previous checkpoint and re-executes, comparing
-//! the recorded register hashes every `fine_interval` instructions, to find the first window whose registers
-//! differ; with `fine_interval` 1 (`tandem record --fine-interval 1`) that window is one instruction. The
-//! registers that differ at the checkpoint are shown with their recorded and replayed values and, from a
-//! second re-execution one instruction at a time, the last instruction of the interval that changed each in
-//! the replay (a syscall named as such): where the wrong value was last produced, which is not necessarily
-//! where the run first went wrong. A checkpoint holds a digest of memory, not its bytes, so a memory-only
-//! divergence is narrowed to the checkpoint interval and no further.
+//! differ). For the second, the replay restores its snapshot of the previous checkpoint and re-executes:
+//!
+//! - In time, by registers: the recorded register hashes every `fine_interval` instructions are compared to
+//!   find the first window whose registers differ; with `fine_interval` 1 (`tandem record --fine-interval 1`)
+//!   that window is one instruction, shown with the registers it changed.
+//! - Registers, at the checkpoint: each differing register with its recorded and replayed values and, from a
+//!   re-execution one instruction at a time, the last instruction of the interval that changed it in the replay
+//!   (a syscall named as such): where the wrong value was last produced, which is not necessarily where the run
+//!   first went wrong.
+//! - Memory, at the checkpoint, by page (format-3 traces; memory_divergence.rs): the pages whose recorded digest
+//!   differs from the replay's, or that only one of the two wrote in the interval, by guest address; for each
+//!   (the first eight), the last instruction or syscall of the interval that wrote it in the replay, and the
+//!   page's 16-byte rows whose replayed bytes changed since the previous checkpoint. The trace holds page
+//!   digests, not bytes, so the recorded bytes are never shown. The fine points hold register hashes only: when
+//!   the registers agree at all of them, time is narrowed no further than the checkpoint interval, and the
+//!   report's answer is each page's last writer. A format-2 trace has one digest of all memory per checkpoint,
+//!   so a memory divergence in it is narrowed to the checkpoint interval and names no page.
 //!
 //! Memory faults: the machine runs under the hypervisor, which re-applies each recorded `Event::Fault` at its
 //! icount (nothing is drawn from the fault seed) and compares what it did (frame, virtual addresses, class,
