@@ -689,13 +689,13 @@ fn an_edited_mounted_file_is_a_memory_divergence_naming_the_read() {
     let read_at = t
         .records
         .iter()
-        .filter_map(|r| match r {
+        .rev()
+        .find_map(|r| match r {
             Record::Event(Event::SyscallEntry { icount, number: 0 }) if *icount <= detected => {
                 Some(*icount)
             }
             _ => None,
         })
-        .last()
         .expect("a read before the checkpoint");
     let regs = debug_script(&trace, &format!("goto {}\nregs\n", read_at - 1));
     let buffer =
