@@ -266,6 +266,12 @@ fn an_edited_input_is_narrowed_to_the_exact_instruction() {
         err.contains("divergence detected at icount 256: the memory digest differs"),
         "{err}"
     );
+    // No page differs: the edit is caught as a checkpoint whose page digests do not add up to its digest.
+    assert!(!err.contains("pages differ"), "{err}");
+    assert!(
+        err.contains("note: the recorded page digests add up to 0x"),
+        "{err}"
+    );
 
     // A removed syscall event: exact to the syscall.
     let dropped = scratch("dropped.trace");
@@ -418,4 +424,297 @@ fn a_register_divergence_names_the_register_and_its_last_writer() {
         "nothing changes {name} after it: {listing}"
     );
     assert_eq!(register_in(blocks[2], name), format!("{real:#018x}"));
+}
+
+/// The icount at which the `syscalls` listing shows the first syscall `number` of a trace.
+fn syscall_icount(trace: &PathBuf, number: u64) -> u64 {
+    let t = Trace::parse(&std::fs::read(trace).unwrap()).unwrap();
+    t.records
+        .iter()
+        .find_map(|r| match r {
+            Record::Event(Event::SyscallEntry { icount, number: n }) if *n == number => {
+                Some(*icount)
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no syscall {number} in {}", trace.display()))
+}
+
+/// The stdin bytes of a trace's reads replaced by `bytes` (of the same length).
+fn edit_stdin(from: &PathBuf, to: &PathBuf, bytes: &'static [u8]) {
+    rewrite(from, to, |records| {
+        for r in records.iter_mut() {
+            if let Record::Event(Event::Host(HostCall::ReadStdin { result: Ok(b), .. })) = r {
+                assert_eq!(b.len(), bytes.len());
+                b.copy_from_slice(bytes);
+            }
+        }
+    });
+}
+
+/// The line of `text` that starts (after indentation) with `prefix`.
+fn line_starting<'a>(text: &'a str, prefix: &str) -> &'a str {
+    text.lines()
+        .map(str::trim_start)
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{text}"))
+}
+
+/// A read(2) that delivers other bytes than recorded is a memory divergence at the next checkpoint: the report
+/// names the page of the buffer (where the debugger finds the symbol `line`), the read syscall as the last
+/// writer of that page with the icount the `syscalls` listing gives it, and the replayed bytes it wrote.
+#[test]
+fn an_edited_read_names_the_buffer_page_its_last_writer_and_the_bytes() {
+    let probe = scratch("memdiv-probe.trace");
+    let rec = record(&probe, &[], &corpus_bin("rewind-musl"), &[], b"hello");
+    assert_eq!(rec.status.code(), Some(0), "{}", text(&rec.stderr));
+    let read_at = syscall_icount(&probe, 0);
+    let listing = debug_script(&probe, "syscalls\nx line 8\n");
+    assert!(
+        listing.contains(&format!("icount {read_at}: read (0) = 5")),
+        "{listing}"
+    );
+    // "(tandem) x line 8" is followed by "0x407140: 00 00 ...".
+    let line_address = listing
+        .split("(tandem) x line 8\n")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+        .unwrap_or_else(|| panic!("no address of `line` in {listing}"));
+    let page = line_address & !0xfff;
+    // jello, not hello: the replayed bytes, which the trace never held.
+    let row_address = line_address & !0xf;
+    let mut row = vec![".."; 16];
+    for (i, b) in ["6a", "65", "6c", "6c", "6f"].iter().enumerate() {
+        let at = (line_address - row_address) as usize + i;
+        if at < 16 {
+            row[at] = b;
+        }
+    }
+    let row = format!("{row_address:#018x}  {}", row.join(" "));
+
+    // A checkpoint right after the read: the read is the last writer, and only that page differs.
+    let trace = scratch("memdiv.trace");
+    let interval = read_at.to_string();
+    let rec = record(
+        &trace,
+        &["--hash-interval", &interval, "--fine-interval", &interval],
+        &corpus_bin("rewind-musl"),
+        &[],
+        b"hello",
+    );
+    assert_eq!(rec.status.code(), Some(0), "{}", text(&rec.stderr));
+    let edited = scratch("memdiv-edited.trace");
+    edit_stdin(&trace, &edited, b"jello");
+    let rep = replay(&edited, &["--quiet"]);
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!(
+            "divergence detected at icount {read_at}: the memory digest differs"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("\n1 pages differ"), "{err}");
+    let page_line = line_starting(&err, &format!("page {page:#x}: recorded digest 0x"));
+    assert!(
+        page_line.ends_with("(rw-); written in this interval by both"),
+        "{err}"
+    );
+    let writer = line_starting(
+        &err,
+        "last written in the replay by the instruction at icount ",
+    );
+    assert!(
+        writer.starts_with(&format!(
+            "last written in the replay by the instruction at icount {} rip ",
+            read_at - 1
+        )),
+        "{err}"
+    );
+    assert!(
+        writer.ends_with(&format!(
+            ": syscall read (0), listed by `syscalls` at icount {read_at}"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("replayed bytes written in this interval ("),
+        "{err}"
+    );
+    assert_eq!(
+        line_starting(&err, &format!("{row_address:#018x}")),
+        row,
+        "{err}"
+    );
+    assert!(!err.contains("recorded bytes"), "{err}");
+
+    // A coarser interval: the page is still named, with the replayed bytes; its last writer comes after the read.
+    let coarse = scratch("memdiv-coarse.trace");
+    record(
+        &coarse,
+        &["--hash-interval", "1024", "--fine-interval", "256"],
+        &corpus_bin("rewind-musl"),
+        &[],
+        b"hello",
+    );
+    let coarse_edited = scratch("memdiv-coarse-edited.trace");
+    edit_stdin(&coarse, &coarse_edited, b"jello");
+    let rep = replay(&coarse_edited, &["--quiet"]);
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("divergence detected at icount 1024: "),
+        "{err}"
+    );
+    line_starting(&err, &format!("page {page:#x}: recorded digest 0x"));
+    assert_eq!(
+        line_starting(&err, &format!("{row_address:#018x}")),
+        row,
+        "{err}"
+    );
+}
+
+/// A trace in format 2 (committed under tests/data, recorded before format 3) still replays, verifying its
+/// checkpoints; a memory divergence in it says that it holds no page digests instead of naming pages.
+#[test]
+fn a_format_2_trace_still_replays() {
+    let old = repo().join("tests/data/hello-musl-v2.trace");
+    let bytes = std::fs::read(&old).unwrap();
+    assert_eq!(
+        bytes[8..12],
+        2u32.to_le_bytes(),
+        "the test trace must stay in format 2"
+    );
+    let rep = replay(&old, &[]);
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(0), "{err}");
+    assert_eq!(text(&rep.stdout), "hello, world\n");
+    assert!(err.contains("4 checkpoints verified"), "{err}");
+    let run = emulate(&["--report-state"], &corpus_bin("hello-musl"), &[], b"");
+    assert_eq!(state_line(&rep.stderr), state_line(&run.stderr), "{err}");
+
+    // Its memory digest edited (and the preamble kept at version 2): a divergence without page names.
+    let edited = scratch("v2-edited.trace");
+    rewrite(&old, &edited, |records| {
+        if let Some(Record::Checkpoint(c)) = records
+            .iter_mut()
+            .find(|r| matches!(r, Record::Checkpoint(_)))
+        {
+            c.memory_digest ^= 1;
+        }
+    });
+    let mut bytes = std::fs::read(&edited).unwrap();
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    std::fs::write(&edited, bytes).unwrap();
+    let rep = replay(&edited, &["--quiet"]);
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("divergence detected at icount 256: the memory digest differs"),
+        "{err}"
+    );
+    assert!(
+        err.contains("note: this trace (format 2) holds a digest of all memory at each checkpoint but none per page"),
+        "{err}"
+    );
+}
+
+/// A mounted file whose recorded contents are edited (the embedded copy and its content address) is read with
+/// other bytes by busybox sha256sum: at the default checkpoint interval (2^20 instructions) the report names the
+/// pages that differ, a read(2) as the last writer of the page it filled, and the replayed bytes.
+#[test]
+fn an_edited_mounted_file_is_a_memory_divergence_naming_the_read() {
+    let data = scratch("memdiv-data.bin");
+    // 64 KiB of a fixed pattern: sha256sum reads it in a few read(2) calls.
+    let bytes: Vec<u8> = (0..65536u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    std::fs::write(&data, &bytes).unwrap();
+    let mount = format!("{}:/data/in.bin", data.display());
+    let trace = scratch("memdiv-file.trace");
+    let rec = record(
+        &trace,
+        &["--mount", &mount],
+        "/bin/busybox",
+        &["sha256sum", "/data/in.bin"],
+        b"",
+    );
+    assert_eq!(rec.status.code(), Some(0), "{}", text(&rec.stderr));
+    let edited = scratch("memdiv-file-edited.trace");
+    rewrite(&trace, &edited, |records| {
+        let old = records
+            .iter()
+            .find_map(|r| match r {
+                Record::Blob { id, bytes: b } if *b == bytes => Some(*id),
+                _ => None,
+            })
+            .expect("the mounted file is embedded");
+        // Every byte, so that whichever part of the file the guest's buffer holds at the checkpoint differs.
+        let changed: Vec<u8> = bytes.iter().map(|b| b ^ 0xff).collect();
+        let new = tandem_replay::trace::blob_id(&changed);
+        for r in records.iter_mut() {
+            match r {
+                Record::Blob { id, bytes: b } if *id == old => {
+                    *id = new;
+                    *b = changed.clone();
+                }
+                Record::Event(Event::Host(HostCall::ReadFile { result: Ok(id), .. }))
+                    if *id == old =>
+                {
+                    *id = new;
+                }
+                _ => {}
+            }
+        }
+    });
+    let rep = replay(&edited, &["--quiet"]);
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(3), "{err}");
+    let detected: u64 = err
+        .split("divergence detected at icount ")
+        .nth(1)
+        .and_then(|r| r.split(':').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no detection icount in {err}"));
+    assert!(
+        err.contains(" pages differ (the recording's page digests"),
+        "{err}"
+    );
+    assert!(
+        err.contains("replayed bytes written in this interval ("),
+        "{err}"
+    );
+    // The last read before the checkpoint, and the buffer it was given (rsi as it executes, from the debugger).
+    let t = Trace::parse(&std::fs::read(&trace).unwrap()).unwrap();
+    let read_at = t
+        .records
+        .iter()
+        .rev()
+        .find_map(|r| match r {
+            Record::Event(Event::SyscallEntry { icount, number: 0 }) if *icount <= detected => {
+                Some(*icount)
+            }
+            _ => None,
+        })
+        .expect("a read before the checkpoint");
+    let regs = debug_script(&trace, &format!("goto {}\nregs\n", read_at - 1));
+    let buffer =
+        u64::from_str_radix(register_in(&regs, "rsi").trim_start_matches("0x"), 16).unwrap();
+    // Each listed page with its last writer.
+    let lines: Vec<&str> = err.lines().map(str::trim_start).collect();
+    let written_by_the_read: Vec<&str> = lines
+        .windows(2)
+        .filter(|w| {
+            w[1].ends_with(&format!(
+                ": syscall read (0), listed by `syscalls` at icount {read_at}"
+            ))
+        })
+        .map(|w| w[0])
+        .collect();
+    assert!(
+        written_by_the_read
+            .iter()
+            .any(|l| l.starts_with(&format!("page {:#x}: ", buffer & !0xfff))),
+        "the page of the read's buffer {buffer:#x} is not named with the read at icount {read_at} as its last writer:\n{err}"
+    );
 }

@@ -7,13 +7,15 @@
 //! checkpoint that shows it and narrowed by re-execution (replay.rs).
 //!
 //! Layout: trace.rs (the format, writer and reader), hosts.rs (the recording and replaying hosts),
-//! digest.rs (register files and the incremental memory digest), record.rs, replay.rs, timeline.rs
+//! digest.rs (register files and the incremental memory digest), record.rs, replay.rs and
+//! memory_divergence.rs (which pages differ, who wrote them), timeline.rs
 //! (checkpoints, seeking), debugger.rs (the command-line debugger) and gdb.rs (its GDB remote-protocol front end).
 
 pub mod debugger;
 pub mod digest;
 pub mod gdb;
 pub mod hosts;
+pub mod memory_divergence;
 pub mod record;
 pub mod replay;
 pub mod timeline;

@@ -1,7 +1,8 @@
 //! Recording: runs a guest on a `RecordingHost` and writes its trace, chunk by chunk.
 //!
 //! The run is cut at every `fine_interval` instructions (a register hash) and every `hash_interval` (a
-//! checkpoint: registers and memory digest, then the chunk is written and flushed). A chunk is also written
+//! checkpoint: registers, memory digest and the digest of every page changed since the previous checkpoint,
+//! then the chunk is written and flushed). A chunk is also written
 //! when its pending events pass `CHUNK_SOFT_BYTES`, always between two syscalls, so every chunk is complete up
 //! to its `icount_end`.
 //!
@@ -60,16 +61,16 @@ pub fn record<H: Host, W: Write>(
         }
         if icount % header.hash_interval == 0 {
             let registers = register_file(&machine.machine.cpu);
-            let memory_digest = memory.update(&mut machine.machine.cpu.mem);
-            machine
-                .host
-                .pending
-                .push(Record::Checkpoint(Box::new(Checkpoint {
-                    icount,
-                    registers,
-                    memory_digest,
-                    fine_hashes: std::mem::take(&mut fine_hashes),
-                })));
+            let (memory_digest, pages) = memory.update(&mut machine.machine.cpu.mem, icount);
+            let pending = &mut machine.host.pending;
+            pending.push(Record::Checkpoint(Box::new(Checkpoint {
+                icount,
+                registers,
+                memory_digest,
+                fine_hashes: std::mem::take(&mut fine_hashes),
+            })));
+            // In the same chunk as its checkpoint (the reader requires it).
+            pending.push(Record::Pages(Box::new(pages)));
             flush(machine, writer)?;
         } else if machine.host.pending_bytes >= CHUNK_SOFT_BYTES {
             flush(machine, writer)?;

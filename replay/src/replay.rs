@@ -3,23 +3,35 @@
 //!
 //! Narrowing: a divergence is found either by the host (the guest made a different syscall, asked a different
 //! question, or wrote different output: exact to the syscall's icount) or at a checkpoint (registers or memory
-//! differ). For the second, the replay restores its snapshot of the previous checkpoint and re-executes, comparing
-//! the recorded register hashes every `fine_interval` instructions, to find the first window whose registers
-//! differ; with `fine_interval` 1 (`tandem record --fine-interval 1`) that window is one instruction. The
-//! registers that differ at the checkpoint are shown with their recorded and replayed values and, from a
-//! second re-execution one instruction at a time, the last instruction of the interval that changed each in
-//! the replay (a syscall named as such): where the wrong value was last produced, which is not necessarily
-//! where the run first went wrong. A checkpoint holds a digest of memory, not its bytes, so a memory-only
-//! divergence is narrowed to the checkpoint interval and no further.
+//! differ). For the second, the replay restores its snapshot of the previous checkpoint and re-executes:
+//!
+//! - In time, by registers: the recorded register hashes every `fine_interval` instructions are compared to
+//!   find the first window whose registers differ; with `fine_interval` 1 (`tandem record --fine-interval 1`)
+//!   that window is one instruction, shown with the registers it changed.
+//! - Registers, at the checkpoint: each differing register with its recorded and replayed values and, from a
+//!   re-execution one instruction at a time, the last instruction of the interval that changed it in the replay
+//!   (a syscall named as such): where the wrong value was last produced, which is not necessarily where the run
+//!   first went wrong.
+//! - Memory, at the checkpoint, by page (format-3 traces; memory_divergence.rs): the pages whose recorded digest
+//!   differs from the replay's, or that only one of the two wrote in the interval, by guest address; for each
+//!   (the first eight), the last instruction or syscall of the interval that wrote it in the replay, and the
+//!   page's 16-byte rows whose replayed bytes changed since the previous checkpoint. The trace holds page
+//!   digests, not bytes, so the recorded bytes are never shown. The fine points hold register hashes only: when
+//!   the registers agree at all of them, time is narrowed no further than the checkpoint interval, and the
+//!   report's answer is each page's last writer. A format-2 trace has one digest of all memory per checkpoint,
+//!   so a memory divergence in it is narrowed to the checkpoint interval and names no page.
 //!
 //! Memory faults: the machine runs under the hypervisor, which re-applies each recorded `Event::Fault` at its
 //! icount (nothing is drawn from the fault seed) and compares what it did (frame, virtual addresses, class,
 //! action, outcome, where the guest was) with the record; a difference is a divergence at that icount. At the
 //! end the final outcomes are compared with the summary's.
 
-use crate::digest::{register_differences, register_file, register_hash, MemoryDigest};
+use crate::digest::{register_differences, register_file, register_hash, MemoryDigest, PageMap};
 use crate::hosts::{OutputSink, ReplayHost};
-use crate::trace::{BlobId, Checkpoint, Event, Header, Record, Summary, Trace, TraceError};
+use crate::memory_divergence::MemoryReport;
+use crate::trace::{
+    BlobId, Checkpoint, Event, Header, PageChanges, Record, Summary, Trace, TraceError,
+};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -56,6 +68,8 @@ pub struct Divergence {
     /// Registers that differ at the checkpoint: (name, recorded, replayed).
     pub register_differences: Vec<(String, u128, u128)>,
     pub memory_differs: bool,
+    /// The pages that differ at the checkpoint, their last writers in the replay and their replayed bytes.
+    pub memory: Option<MemoryReport>,
     /// Registers the narrowed instruction changed in the replay: (name, before, after).
     pub instruction_effects: Vec<(String, u128, u128)>,
     /// For each register in `register_differences` (but rip): the last instruction of the replay, from the
@@ -97,6 +111,15 @@ impl std::fmt::Display for Divergence {
                 f,
                 "first differing instruction: icount {}",
                 self.first_icount
+            )?;
+        } else if self.instruction.is_none() && self.memory.is_some() {
+            // Registers agreed at every fine point: a finer --fine-interval would not narrow this.
+            write!(
+                f,
+                "differing interval: icount {}..{} (registers agree at every recorded fine point; memory is \
+                 narrowed to each differing page's last writer below)",
+                self.first_icount,
+                self.first_icount + self.window,
             )?;
         } else {
             write!(
@@ -143,6 +166,9 @@ impl std::fmt::Display for Divergence {
         if self.memory_differs {
             writeln!(f, "memory differs at icount {}", self.detected_icount)?;
         }
+        if let Some(memory) = &self.memory {
+            write!(f, "{memory}")?;
+        }
         Ok(())
     }
 }
@@ -170,6 +196,10 @@ pub struct Replayer {
     /// How far the trace's records go.
     pub icount_end: u64,
     pub checkpoints: Vec<Checkpoint>,
+    /// The page digests after each checkpoint (format 3; empty for format 2), in order.
+    pub page_changes: Vec<PageChanges>,
+    /// The trace's format version.
+    pub format_version: u32,
     /// The events the host answers from (every event but the faults).
     pub events: Rc<[Event]>,
     /// The recorded memory faults, in order.
@@ -210,6 +240,7 @@ impl Replayer {
         let mut events = Vec::new();
         let mut faults = Vec::new();
         let mut checkpoints = Vec::new();
+        let mut page_changes = Vec::new();
         let mut blobs = BTreeMap::new();
         for r in trace.records {
             match r {
@@ -219,12 +250,14 @@ impl Replayer {
                 Record::Event(Event::Fault(f)) => faults.push(*f),
                 Record::Event(e) => events.push(e),
                 Record::Checkpoint(c) => checkpoints.push(*c),
+                Record::Pages(p) => page_changes.push(*p),
             }
         }
         let events: Rc<[Event]> = events.into();
         let blobs = Rc::new(blobs);
         let sink = Rc::new(RefCell::new(sink));
         let header = trace.header;
+        let format_version = trace.format_version;
         let host = ReplayHost::new(
             events.clone(),
             blobs.clone(),
@@ -254,6 +287,8 @@ impl Replayer {
             damage: trace.damage,
             icount_end: trace.icount_end,
             checkpoints,
+            page_changes,
+            format_version,
             events,
             faults,
             blobs,
@@ -300,9 +335,12 @@ impl Replayer {
                 return self.report(verified, Some(d));
             }
             let registers = register_file(&self.hv.guest.machine.cpu);
-            let memory_digest = memory.update(&mut self.hv.guest.machine.cpu.mem);
+            let (memory_digest, changes) =
+                memory.update(&mut self.hv.guest.machine.cpu.mem, c.icount);
             if registers != c.registers || memory_digest != c.memory_digest {
-                let d = self.narrow_checkpoint(&previous, c, &registers, memory_digest);
+                let pages =
+                    (memory_digest != c.memory_digest).then(|| (memory.page_map(), changes));
+                let d = self.narrow_checkpoint(&previous, c, &registers, pages);
                 return self.report(verified, Some(d));
             }
             verified += 1;
@@ -438,6 +476,7 @@ impl Replayer {
             instruction: Some((cpu.rip, bytes, text)),
             register_differences: Vec::new(),
             memory_differs: false,
+            memory: None,
             instruction_effects: Vec::new(),
             register_writers: Vec::new(),
         })
@@ -455,6 +494,7 @@ impl Replayer {
             instruction: None,
             register_differences: Vec::new(),
             memory_differs: false,
+            memory: None,
             instruction_effects: Vec::new(),
             register_writers: Vec::new(),
         }
@@ -466,10 +506,10 @@ impl Replayer {
         previous: &ReplaySnapshot,
         c: &Checkpoint,
         replayed: &crate::trace::RegisterFile,
-        memory_digest: u64,
+        replayed_pages: Option<(PageMap, PageChanges)>,
     ) -> Divergence {
         let register_differences = register_differences(&c.registers, replayed);
-        let memory_differs = memory_digest != c.memory_digest;
+        let memory_differs = replayed_pages.is_some();
         let fine = self.header.fine_interval;
         let start = previous.0.icount();
         self.restore(previous);
@@ -500,10 +540,14 @@ impl Replayer {
             instruction: None,
             register_differences,
             memory_differs,
+            memory: None,
             instruction_effects: Vec::new(),
             register_writers: Vec::new(),
         };
         d.register_writers = self.register_writers(previous, c.icount, &d.register_differences);
+        if let Some((map, changes)) = &replayed_pages {
+            d.memory = Some(self.memory_report(previous, c, map, changes));
+        }
         let Some(window_start) = window_start else {
             // Registers agree at every fine point: only memory differs; the window is the checkpoint interval.
             return d;
@@ -574,25 +618,28 @@ impl Replayer {
             .iter()
             .zip(last)
             .map(|(&(_, name), writer)| {
-                let writer = writer.map(|(at, rip, rax)| {
-                    let (_, mut text) = self.hv.guest.machine.describe_instruction(rip);
-                    if text == "syscall" {
-                        let number = rax as u64;
-                        text = format!(
-                            "syscall {} ({number}), listed by `syscalls` at icount {}",
-                            tandem_emulator::linux::sysnames::syscall_name(number),
-                            at + 1
-                        );
-                    }
-                    Writer {
-                        icount: at,
-                        rip,
-                        text,
-                    }
-                });
+                let writer = writer.map(|(at, rip, rax)| self.writer(at, rip, rax as u64));
                 (name.clone(), writer)
             })
             .collect()
+    }
+
+    /// The instruction at `rip` that retired as instruction `at + 1`, with rax = `rax` before it, as a report
+    /// names it (a syscall by its name, number and the icount of the `syscalls` listing).
+    pub(crate) fn writer(&self, at: u64, rip: u64, rax: u64) -> Writer {
+        let (_, mut text) = self.hv.guest.machine.describe_instruction(rip);
+        if text == "syscall" {
+            text = format!(
+                "syscall {} ({rax}), listed by `syscalls` at icount {}",
+                tandem_emulator::linux::sysnames::syscall_name(rax),
+                at + 1
+            );
+        }
+        Writer {
+            icount: at,
+            rip,
+            text,
+        }
     }
 }
 

@@ -12,6 +12,11 @@
 //! `icount_end`; last `Chunk::End` with the run's outcome. Chunks are written and flushed one by one, so a
 //! recording that is killed leaves a trace whose complete chunks all replay.
 //!
+//! Versions read: 3 (written) and 2. Version 3 only appended a variant to `Record` (`Record::Pages`, the digest
+//! of every page that changed since the previous checkpoint, right after each checkpoint). bincode numbers enum
+//! variants in declaration order, so a version-2 chunk decodes with these types unchanged; a version-2 trace
+//! simply has no `Record::Pages` (and may not have one).
+//!
 //! Invariants: the reader never panics and never allocates more than a chunk's declared length allows
 //! (`CHUNK_BYTES_MAX`); every error names the chunk (counted from 0, the header) and its byte offset.
 //! A change to any type below that changes its encoding must bump `FORMAT_VERSION`.
@@ -25,12 +30,16 @@ use tandem_emulator::hypervisor::FaultRecord;
 
 pub const MAGIC: [u8; 8] = *b"TANDEMTR";
 /// Version of the encoding of everything in this file (2: memory-fault plans in the header, `Event::Fault`,
-/// final fault reports in the summary).
-pub const FORMAT_VERSION: u32 = 2;
+/// final fault reports in the summary; 3: `Record::Pages` after every checkpoint).
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest version this tandem still reads.
+pub const FORMAT_VERSION_MIN: u32 = 2;
 /// Bytes before the first chunk.
 pub const PREAMBLE_BYTES: usize = 12;
 /// Bytes of a chunk's frame (length and checksum).
 pub const FRAME_BYTES: usize = 8;
+/// The guest page size the page digests are taken at.
+pub const PAGE_BYTES: u64 = tandem_emulator::memory::PAGE_SIZE as u64;
 /// Longest chunk payload accepted, in bytes (a bigger embedded file cannot be recorded).
 pub const CHUNK_BYTES_MAX: usize = 256 << 20;
 
@@ -182,6 +191,32 @@ pub struct Checkpoint {
     pub fine_hashes: Vec<u64>,
 }
 
+/// The digest of one guest page as a checkpoint saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageDigest {
+    /// The page's guest address (a multiple of the page size).
+    pub address: u64,
+    /// `Perms` bits (read 1, write 2, execute 4).
+    pub perms: u8,
+    /// `page_digest` of its bytes (`u64::MAX` for a page that neither the guest nor a peek can read).
+    pub digest: u64,
+}
+
+/// What changed in memory since the previous checkpoint (format 3): every page written, mapped or re-protected
+/// (at the first checkpoint, every mapped page), and every page unmapped. Applied in order from the first
+/// checkpoint, these give each page's digest at every checkpoint, and `digest::digest_of_pages` of that map is
+/// the checkpoint's `memory_digest`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageChanges {
+    /// The checkpoint these belong to (the record follows it).
+    pub icount: u64,
+    /// In address order.
+    pub changed: Vec<PageDigest>,
+    /// Guest addresses, in order.
+    pub unmapped: Vec<u64>,
+}
+
+/// Appending variants keeps older traces decodable (see the module doc); never reorder them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     /// An embedded file, before the first event that names it.
@@ -191,6 +226,8 @@ pub enum Record {
     },
     Event(Event),
     Checkpoint(Box<Checkpoint>),
+    /// Format 3: the page digests of the checkpoint just before it.
+    Pages(Box<PageChanges>),
 }
 
 /// How the recorded run ended.
@@ -228,8 +265,12 @@ pub enum Chunk {
 pub enum TraceError {
     #[error("byte offset 0: not a tandem trace (it does not start with \"TANDEMTR\")")]
     BadMagic,
-    #[error("byte offset 8: trace format version {found}, but this tandem reads version {supported}: replay it with the tandem that recorded it")]
-    Version { found: u32, supported: u32 },
+    #[error("byte offset 8: trace format version {found}, but this tandem reads versions {oldest} to {supported}: replay it with the tandem that recorded it")]
+    Version {
+        found: u32,
+        oldest: u32,
+        supported: u32,
+    },
     #[error("chunk {chunk} at byte offset {offset}: truncated: {expected} bytes expected, {available} present")]
     Truncated {
         chunk: usize,
@@ -326,6 +367,8 @@ impl<W: Write> TraceWriter<W> {
 /// A trace read into memory.
 #[derive(Clone, Debug)]
 pub struct Trace {
+    /// The format version in the preamble (`FORMAT_VERSION_MIN..=FORMAT_VERSION`).
+    pub format_version: u32,
     pub header: Header,
     /// Every record of the complete chunks, in order.
     pub records: Vec<Record>,
@@ -404,9 +447,10 @@ impl Trace {
             });
         }
         let found = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
-        if found != FORMAT_VERSION {
+        if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&found) {
             return Err(TraceError::Version {
                 found,
+                oldest: FORMAT_VERSION_MIN,
                 supported: FORMAT_VERSION,
             });
         }
@@ -436,6 +480,7 @@ impl Trace {
             });
         }
         let mut trace = Trace {
+            format_version: found,
             header,
             records: Vec::new(),
             icount_end: 0,
@@ -519,7 +564,8 @@ impl Trace {
 }
 
 /// Checks the invariants of a records chunk against what came before: icounts only grow, blobs match their
-/// names, checkpoints fall on the hash interval.
+/// names, checkpoints fall on the hash interval, and (format 3) each checkpoint is followed by its page
+/// digests, in address order.
 fn check_records(trace: &Trace, icount_end: u64, records: &[Record]) -> Result<(), String> {
     if icount_end < trace.icount_end {
         return Err(format!(
@@ -527,8 +573,22 @@ fn check_records(trace: &Trace, icount_end: u64, records: &[Record]) -> Result<(
             trace.icount_end
         ));
     }
+    let pages_expected = trace.format_version >= 3;
     let mut last = trace.icount_end;
+    // The checkpoint whose page digests must come next.
+    let mut pending_pages: Option<u64> = None;
     for r in records {
+        let expected_pages = pending_pages.take();
+        if let Some(icount) = expected_pages {
+            match r {
+                Record::Pages(p) if p.icount == icount => {}
+                _ => {
+                    return Err(format!(
+                        "the checkpoint at icount {icount} is not followed by its page digests"
+                    ))
+                }
+            }
+        }
         match r {
             Record::Blob { id, bytes } => {
                 if blob_id(bytes) != *id {
@@ -568,10 +628,52 @@ fn check_records(trace: &Trace, icount_end: u64, records: &[Record]) -> Result<(
                     ));
                 }
                 last = c.icount;
+                if pages_expected {
+                    pending_pages = Some(c.icount);
+                }
+            }
+            Record::Pages(p) => {
+                if !pages_expected {
+                    return Err(format!(
+                        "page digests at icount {} in a format-{} trace, which has none",
+                        p.icount, trace.format_version
+                    ));
+                }
+                if expected_pages != Some(p.icount) {
+                    return Err(format!(
+                        "page digests at icount {} do not follow their checkpoint",
+                        p.icount
+                    ));
+                }
+                if !pages_in_order(p.changed.iter().map(|d| d.address))
+                    || !pages_in_order(p.unmapped.iter().copied())
+                {
+                    return Err(format!(
+                        "page digests at icount {}: addresses not page-aligned or not in order",
+                        p.icount
+                    ));
+                }
             }
         }
     }
+    if let Some(icount) = pending_pages {
+        return Err(format!(
+            "the checkpoint at icount {icount} is not followed by its page digests"
+        ));
+    }
     Ok(())
+}
+
+/// Whether the addresses are page-aligned and strictly increasing.
+fn pages_in_order(addresses: impl Iterator<Item = u64>) -> bool {
+    let mut previous: Option<u64> = None;
+    for a in addresses {
+        if a % PAGE_BYTES != 0 || previous.is_some_and(|b| b >= a) {
+            return false;
+        }
+        previous = Some(a);
+    }
+    true
 }
 
 #[cfg(test)]
@@ -638,6 +740,22 @@ mod tests {
                         memory_digest: 99,
                         fine_hashes: vec![1, 2, 3, 4],
                     })),
+                    Record::Pages(Box::new(PageChanges {
+                        icount: (i + 1) * 16,
+                        changed: vec![
+                            PageDigest {
+                                address: 0x400000,
+                                perms: 5,
+                                digest: i,
+                            },
+                            PageDigest {
+                                address: 0x7fff_f000,
+                                perms: 3,
+                                digest: u64::MAX,
+                            },
+                        ],
+                        unmapped: vec![0x500000 + i * 0x1000],
+                    })),
                 ],
             })
             .unwrap();
@@ -663,10 +781,59 @@ mod tests {
         let bytes = sample_trace();
         let t = Trace::parse(&bytes).unwrap();
         assert_eq!(t.header, sample_header());
-        assert_eq!(t.records.len(), 12);
+        assert_eq!(t.records.len(), 15);
+        assert_eq!(t.format_version, FORMAT_VERSION);
         assert_eq!(t.icount_end, 50);
         assert!(t.damage.is_none(), "{:?}", t.damage);
         assert_eq!(t.chunk_count, 5);
+    }
+
+    /// Rewrites the sample's records chunks with `edit` applied, under the preamble of `version`.
+    fn sample_with(version: u32, edit: impl Fn(&mut Vec<Record>)) -> Vec<u8> {
+        let t = Trace::parse(&sample_trace()).unwrap();
+        let mut w = TraceWriter::new(Vec::new()).unwrap();
+        w.write_chunk(&Chunk::Header(Box::new(t.header.clone())))
+            .unwrap();
+        let mut records = t.records.clone();
+        edit(&mut records);
+        w.write_chunk(&Chunk::Records {
+            icount_end: t.icount_end,
+            records,
+        })
+        .unwrap();
+        w.write_chunk(&Chunk::End(t.summary.clone().unwrap()))
+            .unwrap();
+        let mut bytes = w.into_inner();
+        bytes[8..12].copy_from_slice(&version.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn version_2_is_read_without_page_digests_and_refused_with_them() {
+        let drop_pages = |r: &mut Vec<Record>| r.retain(|r| !matches!(r, Record::Pages(_)));
+        let t = Trace::parse(&sample_with(2, drop_pages)).unwrap();
+        assert!(t.damage.is_none(), "{:?}", t.damage);
+        assert_eq!((t.format_version, t.records.len()), (2, 12));
+        // Page digests have no place in version 2; their absence has none in version 3.
+        let t = Trace::parse(&sample_with(2, |_| {})).unwrap();
+        let e = t.damage.expect("page digests in a version-2 trace");
+        assert!(e.to_string().contains("in a format-2 trace"), "{e}");
+        let t = Trace::parse(&sample_with(3, drop_pages)).unwrap();
+        let e = t.damage.expect("a version-3 checkpoint without its pages");
+        assert!(
+            e.to_string()
+                .contains("the checkpoint at icount 16 is not followed by its page digests"),
+            "{e}"
+        );
+        // Out-of-order or unaligned addresses are refused.
+        let t = Trace::parse(&sample_with(3, |r| {
+            if let Some(Record::Pages(p)) = r.iter_mut().find(|r| matches!(r, Record::Pages(_))) {
+                p.changed.swap(0, 1);
+            }
+        }))
+        .unwrap();
+        let e = t.damage.expect("pages out of order");
+        assert!(e.to_string().contains("not in order"), "{e}");
     }
 
     #[test]
@@ -678,6 +845,7 @@ mod tests {
             e,
             TraceError::Version {
                 found: 9,
+                oldest: FORMAT_VERSION_MIN,
                 supported: FORMAT_VERSION
             }
         );
@@ -698,7 +866,7 @@ mod tests {
             off
         };
         let t = Trace::parse(&bytes[..second_end + 5]).unwrap();
-        assert_eq!(t.records, full.records[..8].to_vec());
+        assert_eq!(t.records, full.records[..10].to_vec());
         assert_eq!(t.icount_end, 32);
         match t.damage {
             Some(TraceError::Truncated { chunk, offset, .. }) => {
