@@ -96,6 +96,12 @@ pub struct RunArgs {
     #[arg(long, hide = true)]
     pub(crate) report_state: bool,
 
+    /// Interpret every instruction instead of compiling hot blocks to host code. Results are identical either
+    /// way (same output, instruction count and state hash); this is for comparing speed and for suspicion.
+    /// Example: --no-jit
+    #[arg(long)]
+    pub(crate) no_jit: bool,
+
     /// The program to run (a host path) and its arguments. Example: -- corpus/bin/args-musl one two
     #[arg(
         required = true,
@@ -262,6 +268,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         args.fault_seed.unwrap_or(args.seed),
     )
     .with_context(|| format!("cannot load {}", program.display()))?;
+    hv.guest.machine.set_jit(!args.no_jit);
 
     // A report about the emulator's speed, not an input of the guest.
     #[allow(clippy::disallowed_methods)]

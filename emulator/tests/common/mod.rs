@@ -25,7 +25,7 @@ pub const RO_BASE: u64 = 0x40_0000;
 pub const RO_SIZE: u64 = 0x1000;
 
 /// Which regions a test machine maps, with their permissions and initial bytes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Image {
     pub code: Vec<u8>,
     pub data: Vec<u8>,
