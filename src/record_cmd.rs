@@ -38,7 +38,7 @@ pub struct RecordArgs {
     hash_interval: u64,
 
     /// Instructions between the register hashes that narrow a divergence; 1 narrows to the exact instruction
-    /// (slower recording). Must divide --hash-interval. Default: 4096, or --hash-interval if smaller.
+    /// (slower recording). Must divide --hash-interval. Default: 65536, or --hash-interval if smaller.
     /// Example: --fine-interval 1
     #[arg(long, value_name = "N")]
     fine_interval: Option<u64>,
@@ -65,7 +65,7 @@ impl LiveClock for HostClock {
 }
 
 pub fn run(args: RecordArgs) -> anyhow::Result<()> {
-    let fine_interval = args.fine_interval.unwrap_or(4096.min(args.hash_interval));
+    let fine_interval = args.fine_interval.unwrap_or(65536.min(args.hash_interval));
     if fine_interval == 0 || args.hash_interval == 0 || args.hash_interval % fine_interval != 0 {
         bail!(
             "--fine-interval {fine_interval} must be at least 1 and divide --hash-interval {}",

@@ -53,3 +53,48 @@ fn hello_musl_finishes_with_a_stable_report() {
         "{report}"
     );
 }
+
+/// Compiled blocks change nothing observable: Debian's busybox (gzip, sha256sum, sort, awk over a few hundred KB,
+/// so that hot blocks compile, chain and take side exits) gives the same stdout, stderr, instruction count and
+/// final state hash with and without `--no-jit`.
+#[test]
+fn busybox_is_identical_with_and_without_compiled_blocks() {
+    let mut input = Vec::new();
+    let mut x: u32 = 12345;
+    for line in 0..12_000u32 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        input.extend_from_slice(
+            format!("{} line {line} word{} {}\n", x % 977, x % 13, x >> 7).as_bytes(),
+        );
+    }
+    for args in [
+        &["gzip", "-c"][..],
+        &["sha256sum"],
+        &["sort", "-n"],
+        &[
+            "awk",
+            "{ s[$3] += $1 } END { for (k in s) n++; print n, s[\"word7\"] }",
+        ],
+    ] {
+        let with = emulate(&["--report-state"], "/bin/busybox", args, &input);
+        let without = emulate(
+            &["--report-state", "--no-jit"],
+            "/bin/busybox",
+            args,
+            &input,
+        );
+        assert_eq!(
+            with.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&with.stderr)
+        );
+        assert!(text(&with.stderr).contains(" state_hash 0x"), "{args:?}");
+        assert_eq!(with.stdout, without.stdout, "{args:?}: stdout differs");
+        assert_eq!(
+            text(&with.stderr),
+            text(&without.stderr),
+            "{args:?}: icount or state hash differ"
+        );
+    }
+}

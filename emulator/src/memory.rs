@@ -420,6 +420,15 @@ impl Memory {
     // Frames: classes, poison, reverse map, epochs.
 
     /// The frame mapped at `addr`, if any.
+    /// Every mapped page in address order: (virtual page number, frame, permissions). One walk of the page table,
+    /// for digests that visit every page (no lookup per page).
+    pub fn page_entries(&self) -> Vec<(u64, FrameId, Perms)> {
+        self.pages
+            .iter()
+            .map(|(&vpn, e)| (vpn, FrameId(e.frame), e.perms))
+            .collect()
+    }
+
     pub fn frame_of(&self, addr: u64) -> Option<FrameId> {
         self.pages
             .get(&(addr >> PAGE_SHIFT))

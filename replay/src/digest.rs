@@ -359,49 +359,45 @@ impl MemoryDigest {
         let mut buf = vec![0u8; PAGE_SIZE];
         // The previous update's pages not yet passed.
         let mut old = self.pages.iter().peekable();
-        for region in mem.regions() {
-            let perms = region.perms.0;
-            let mut addr = region.start;
-            while addr < region.end {
-                let vpn = addr >> 12;
-                while let Some(&&(v, ..)) = old.peek() {
-                    if v >= vpn {
-                        break;
-                    }
-                    unmapped.push(v << 12);
-                    old.next();
+        for (vpn, frame, perms) in mem.page_entries() {
+            let perms = perms.0;
+            let frame = frame.0;
+            let addr = vpn << 12;
+            while let Some(&&(v, ..)) = old.peek() {
+                if v >= vpn {
+                    break;
                 }
-                let before = old.next_if(|&&(v, ..)| v == vpn);
-                let frame = mem.frame_of(addr).map(|f| f.0).unwrap_or(u32::MAX);
-                let digest = match before {
-                    Some(&(_, f, p, d)) if f == frame && dirty.binary_search(&frame).is_err() => {
-                        if p != perms {
-                            changed.push(PageDigest {
-                                address: addr,
-                                perms,
-                                digest: d,
-                            });
-                        }
-                        d
-                    }
-                    _ => {
-                        // read_bytes goes through the TLB (peek looks up the page table per byte); pages the guest
-                        // may not read (guard pages) fall back to peek. Neither changes the guest's state.
-                        let ok = mem.read_bytes(addr, &mut buf).is_ok()
-                            || mem.peek(addr, &mut buf).is_ok();
-                        let d = if ok { page_digest(&buf) } else { u64::MAX };
+                unmapped.push(v << 12);
+                old.next();
+            }
+            let before = old.next_if(|&&(v, ..)| v == vpn);
+            let digest = match before {
+                Some(&(_, f, p, d)) if f == frame && dirty.binary_search(&frame).is_err() => {
+                    if p != perms {
                         changed.push(PageDigest {
                             address: addr,
                             perms,
                             digest: d,
                         });
-                        d
                     }
-                };
-                pages.push((vpn, frame, perms, digest));
-                write_page(&mut h, addr, perms, digest);
-                addr += PAGE_SIZE as u64;
-            }
+                    d
+                }
+                _ => {
+                    // read_bytes goes through the TLB (peek looks up the page table per byte); pages the guest
+                    // may not read (guard pages) fall back to peek. Neither changes the guest's state.
+                    let ok =
+                        mem.read_bytes(addr, &mut buf).is_ok() || mem.peek(addr, &mut buf).is_ok();
+                    let d = if ok { page_digest(&buf) } else { u64::MAX };
+                    changed.push(PageDigest {
+                        address: addr,
+                        perms,
+                        digest: d,
+                    });
+                    d
+                }
+            };
+            pages.push((vpn, frame, perms, digest));
+            write_page(&mut h, addr, perms, digest);
         }
         unmapped.extend(old.map(|&(v, ..)| v << 12));
         self.pages = pages;

@@ -22,8 +22,14 @@
 //!   machines and from the interpreter; a backward liveness pass proves them dead, or the instruction runs through
 //!   its handler instead (AF after AND/OR/XOR/TEST is known to be 0 and is cleared on the way out).
 //!
-//! Exact counting: a compiled block runs only when the whole block fits in the budget; every exit reports how many
-//! of its instructions retired, so `icount` is the interpreter's at every instruction boundary the outside sees.
+//! - Blocks chain: an exit to a block known at compile time (a direct branch, a fall-through) jumps through an
+//!   8-byte cell that holds the target's chained entry once it is compiled, or else a stub that returns to the
+//!   run loop. The run loop patches cells when a target is compiled and resets them when it is dropped
+//!   (self-modifying code), so a chain never enters stale code.
+//!
+//! Exact counting: a compiled block runs only when the whole block fits in the budget (a chained entry checks
+//! `icount_end - icount` first); every exit keeps `icount`, rip and the flags exact, so the state is the
+//! interpreter's at every instruction boundary the outside sees.
 
 use super::{Cpu, Decoded};
 use iced_x86::code_asm::*;
@@ -1189,9 +1195,9 @@ impl<'a> Translator<'a> {
                 self.reg(g, reads & (1 << g) != 0, k, keep)?;
             }
         }
-        if p.mem.is_some() {
+        if let Some(mem) = p.mem {
             self.effective_address(i, k, keep)?;
-            self.translate_address(k, p.mem.expect("checked"))?;
+            self.translate_address(k, mem)?;
         }
         let host_of = self.host_of;
         let ni = rewrite(i, |g| host_of[g].expect("cached above"));
@@ -1401,9 +1407,9 @@ fn emit(t: &mut Translator<'_>, m: usize, live_out: &[u8]) -> R<Vec<Chain>> {
     t.a.mov(r13, rdx)?;
     let mut body = t.body;
     t.a.set_label(&mut body)?;
-    for k in 0..m {
+    for (k, &live) in live_out.iter().enumerate().take(m) {
         // A helper's plan was forced to read all flags; the liveness pass treated it as such.
-        t.compile_insn(k, live_out[k])?;
+        t.compile_insn(k, live)?;
     }
     if m < n {
         // Before a REP string instruction: the interpreter runs it.

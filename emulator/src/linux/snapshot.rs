@@ -93,7 +93,7 @@ impl CloneMap {
             return c.clone();
         }
         let data = f.borrow();
-        self.bytes += data.bytes.len();
+        // The contents are shared copy-on-write: no bytes are copied here.
         let c = Rc::new(RefCell::new(FileData {
             bytes: data.bytes.clone(),
             mode: data.mode,

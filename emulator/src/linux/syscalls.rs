@@ -431,10 +431,11 @@ impl<H: Host> LinuxMachine<H> {
                 if end > super::elf::IMAGE_SIZE_BYTES_MAX {
                     return Err(EFBIG);
                 }
-                if f.bytes.len() < end as usize {
-                    f.bytes.resize(end as usize, 0);
+                let bytes_mut = Rc::make_mut(&mut f.bytes);
+                if bytes_mut.len() < end as usize {
+                    bytes_mut.resize(end as usize, 0);
                 }
-                f.bytes[pos as usize..end as usize].copy_from_slice(bytes);
+                bytes_mut[pos as usize..end as usize].copy_from_slice(bytes);
                 if offset.is_none() {
                     d.offset = end;
                 }
@@ -557,7 +558,7 @@ impl<H: Host> LinuxMachine<H> {
             None if flags & O_CREAT != 0 => {
                 self.check_parent_dir(&r.path)?;
                 let f = Rc::new(RefCell::new(FileData {
-                    bytes: Vec::new(),
+                    bytes: Rc::new(Vec::new()),
                     mode: mode & 0o7777 & !self.umask,
                 }));
                 self.vfs.put_file(&r.path, f.clone());
@@ -583,7 +584,7 @@ impl<H: Host> LinuxMachine<H> {
                         self.vfs.put_file(&r.path, data.clone());
                     }
                     if flags & O_TRUNC != 0 {
-                        data.borrow_mut().bytes.clear();
+                        Rc::make_mut(&mut data.borrow_mut().bytes).clear();
                     }
                 }
                 FileKind::Regular { data, path: r.path }
@@ -880,7 +881,7 @@ impl<H: Host> LinuxMachine<H> {
         if len < 0 || len as u64 > super::elf::IMAGE_SIZE_BYTES_MAX {
             return Err(EINVAL);
         }
-        data.borrow_mut().bytes.resize(len as usize, 0);
+        Rc::make_mut(&mut data.borrow_mut().bytes).resize(len as usize, 0);
         Ok(0)
     }
 

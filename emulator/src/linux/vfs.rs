@@ -34,7 +34,9 @@ pub type GuestPath = Vec<Vec<u8>>;
 /// The bytes and mode of a file held in memory. Shared by every open file description of it.
 #[derive(Debug)]
 pub struct FileData {
-    pub bytes: Vec<u8>,
+    /// Shared copy-on-write with the copies snapshots take (`Rc::make_mut` before a change), so a checkpoint
+    /// of a run that opened a large file costs nothing for it.
+    pub bytes: Rc<Vec<u8>>,
     pub mode: u32,
 }
 
@@ -410,7 +412,7 @@ impl Vfs {
         match node {
             Node::MemoryFile(f) => Ok(f.clone()),
             Node::HostFile { host: hp, mode, .. } => Ok(Rc::new(RefCell::new(FileData {
-                bytes: host.read_file(hp)?,
+                bytes: Rc::new(host.read_file(hp)?),
                 mode: *mode,
             }))),
             Node::Dir { .. } => Err(EISDIR),
@@ -515,7 +517,7 @@ mod tests {
         let r = vfs.resolve(h, &[], path.as_bytes(), true)?;
         let node = r.node.ok_or(ENOENT)?;
         let f = vfs.contents(h, &node)?;
-        let b = f.borrow().bytes.clone();
+        let b = f.borrow().bytes.to_vec();
         Ok(b)
     }
 
@@ -573,7 +575,7 @@ mod tests {
         let path: Vec<Vec<u8>> = split(b"/data/a.txt").into();
         let node = vfs.lookup(&mut h, &path).unwrap();
         let f = vfs.contents(&mut h, &node).unwrap();
-        f.borrow_mut().bytes.extend_from_slice(b"!");
+        Rc::make_mut(&mut f.borrow_mut().bytes).extend_from_slice(b"!");
         vfs.put_file(&path, f);
         assert_eq!(read(&mut vfs, &mut h, "/data/a.txt").unwrap(), b"alpha!");
         assert_eq!(
@@ -586,7 +588,7 @@ mod tests {
         vfs.put_file(
             &tmp,
             Rc::new(RefCell::new(FileData {
-                bytes: b"x".to_vec(),
+                bytes: Rc::new(b"x".to_vec()),
                 mode: 0o600,
             })),
         );
