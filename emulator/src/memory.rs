@@ -1066,6 +1066,10 @@ impl Fnv {
     pub fn finish(&self) -> u64 {
         self.0
     }
+    /// Continues a digest from a state `finish` returned (to skip re-hashing an unchanged prefix).
+    pub const fn resume(state: u64) -> Fnv {
+        Fnv(state)
+    }
 }
 
 #[cfg(test)]

@@ -333,11 +333,15 @@ pub struct MemoryDigest {
     /// Every mapped page as of the last update, in address order: (virtual page number, frame, permission bits,
     /// digest of the page's bytes). A sorted vector, walked beside the page table at each update: no lookups.
     pages: Vec<(u64, u32, u8, u64)>,
+    /// The combined digest's state after each page of `pages`: an update re-hashes only from the first page that
+    /// changed, which is usually near the end (the stack is the highest mapping).
+    after: Vec<u64>,
 }
 
 impl MemoryDigest {
     pub fn reset(&mut self) {
         self.pages.clear();
+        self.after.clear();
     }
 
     /// Brings the digest up to date and starts a new dirty epoch. Returns the digest of all mapped pages and
@@ -353,6 +357,10 @@ impl MemoryDigest {
         // Start a new epoch: the next update sees only frames written after this one.
         mem.begin_epoch();
         let mut pages = Vec::with_capacity(self.pages.len());
+        let mut after = Vec::with_capacity(self.pages.len());
+        // Every page so far is the previous update's page at the same position, with the same permissions and
+        // digest: the combined state can be taken from `self.after` instead of hashed again.
+        let mut prefix = true;
         let mut changed = Vec::new();
         let mut unmapped = Vec::new();
         let mut h = Fnv::new();
@@ -369,6 +377,7 @@ impl MemoryDigest {
                 }
                 unmapped.push(v << 12);
                 old.next();
+                prefix = false;
             }
             let before = old.next_if(|&&(v, ..)| v == vpn);
             let digest = match before {
@@ -396,11 +405,18 @@ impl MemoryDigest {
                     d
                 }
             };
+            prefix = prefix && matches!(before, Some(&(_, _, p, d)) if p == perms && d == digest);
+            if prefix {
+                h = Fnv::resume(self.after[pages.len()]);
+            } else {
+                write_page(&mut h, addr, perms, digest);
+            }
             pages.push((vpn, frame, perms, digest));
-            write_page(&mut h, addr, perms, digest);
+            after.push(h.finish());
         }
         unmapped.extend(old.map(|&(v, ..)| v << 12));
         self.pages = pages;
+        self.after = after;
         (
             h.finish(),
             PageChanges {

@@ -258,6 +258,7 @@ impl Flags {
     }
 
     /// The six status flags as rflags bits.
+    #[inline]
     pub fn status(&self) -> u64 {
         if self.op == FlagOp::Raw {
             return self.aux & STATUS;
