@@ -15,25 +15,16 @@ use tandem_emulator::cpu::{Exit, Machine};
 /// Registers the body may change: not rbx (the data pointer), r13 (the loop counter) or rsp.
 const REGS: [usize; 13] = [0, 1, 2, 5, 6, 7, 8, 9, 10, 11, 12, 14, 15];
 
+/// Register `n` (encoding order) at width `size` bytes; iced puts AH..BH before SPL..DIL among byte registers.
 fn reg(n: usize, size: usize) -> Register {
-    use Register::*;
-    const T64: [Register; 16] = [
-        RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15,
-    ];
-    const T32: [Register; 16] = [
-        EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI, R8D, R9D, R10D, R11D, R12D, R13D, R14D, R15D,
-    ];
-    const T16: [Register; 16] = [
-        AX, CX, DX, BX, SP, BP, SI, DI, R8W, R9W, R10W, R11W, R12W, R13W, R14W, R15W,
-    ];
-    const T8: [Register; 16] = [
-        AL, CL, DL, BL, SPL, BPL, SIL, DIL, R8L, R9L, R10L, R11L, R12L, R13L, R14L, R15L,
-    ];
+    let n = n as u32;
     match size {
-        8 => T64[n],
-        4 => T32[n],
-        2 => T16[n],
-        _ => T8[n],
+        8 => Register::RAX + n,
+        4 => Register::EAX + n,
+        2 => Register::AX + n,
+        _ if n < 4 => Register::AL + n,
+        _ if n < 8 => Register::SPL + (n - 4),
+        _ => Register::R8L + (n - 8),
     }
 }
 

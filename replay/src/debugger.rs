@@ -56,6 +56,15 @@ pub enum Stop {
     Interrupted,
 }
 
+/// Whether `poll` asks to stop, asked once `icount` reaches `next_poll` (then `POLL_INTERVAL_INSNS` later).
+fn interrupted(icount: u64, next_poll: &mut u64, poll: &mut dyn FnMut() -> bool) -> bool {
+    if icount < *next_poll {
+        return false;
+    }
+    *next_poll = icount.saturating_add(POLL_INTERVAL_INSNS);
+    poll()
+}
+
 fn parse_u64(s: &str) -> Option<u64> {
     if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         u64::from_str_radix(h, 16).ok()
@@ -238,11 +247,8 @@ impl Debugger {
             if icount >= limit {
                 return None;
             }
-            if icount >= next_poll {
-                next_poll = icount.saturating_add(POLL_INTERVAL_INSNS);
-                if poll() {
-                    return Some(Stop::Interrupted);
-                }
+            if interrupted(icount, &mut next_poll, poll) {
+                return Some(Stop::Interrupted);
             }
             let counters = self.deviation_counters();
             let block = self
@@ -308,11 +314,8 @@ impl Debugger {
             if start >= limit {
                 return None;
             }
-            if start >= next_poll {
-                next_poll = start.saturating_add(POLL_INTERVAL_INSNS);
-                if poll() {
-                    return Some(Stop::Interrupted);
-                }
+            if interrupted(start, &mut next_poll, poll) {
+                return Some(Stop::Interrupted);
             }
             let chunk_end = start.saturating_add(chunk).min(limit);
             if start < stepping_until {

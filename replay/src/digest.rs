@@ -86,137 +86,6 @@ pub fn named_registers(r: &RegisterFile) -> Vec<(String, u128)> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_follow_the_names() {
-        let mut r = RegisterFile {
-            gpr: [0; 16],
-            rip: 1,
-            rflags: 2,
-            fs_base: 3,
-            gs_base: 4,
-            xmm: [0; 16],
-            mxcsr: 5,
-            x87_digest: 6,
-        };
-        r.gpr[2] = 7;
-        r.xmm[3] = 8;
-        let named = named_registers(&r);
-        let values = register_values(&r);
-        assert_eq!(named.len(), values.len());
-        for ((_, a), b) in named.iter().zip(&values) {
-            assert_eq!(a, b);
-        }
-    }
-
-    fn changes(icount: u64, written: &[u64]) -> PageChanges {
-        PageChanges {
-            icount,
-            changed: written
-                .iter()
-                .map(|&address| PageDigest {
-                    address,
-                    perms: 3,
-                    digest: 0,
-                })
-                .collect(),
-            unmapped: vec![],
-        }
-    }
-
-    #[test]
-    fn page_differences_are_content_mapping_and_one_sided_writes() {
-        let (a, b, c, d, e) = (0x1000, 0x2000, 0x3000, 0x4000, 0x5000);
-        let recorded: PageMap = [(a, (3, 1)), (b, (3, 2)), (c, (5, 3)), (e, (3, 5))].into();
-        let replayed: PageMap = [(a, (3, 1)), (b, (3, 9)), (d, (3, 4)), (e, (3, 5))].into();
-        // a: the same bytes, but only the recording wrote it; e: written by both, alike: not a difference.
-        let found = page_differences(
-            &recorded,
-            &replayed,
-            &changes(8, &[a, e]),
-            &changes(8, &[b, e]),
-        );
-        let summary: Vec<_> = found
-            .iter()
-            .map(|p| {
-                (
-                    p.address,
-                    p.recorded,
-                    p.replayed,
-                    p.written_recorded,
-                    p.written_replayed,
-                )
-            })
-            .collect();
-        assert_eq!(
-            summary,
-            vec![
-                (a, Some((3, 1)), Some((3, 1)), true, false),
-                (b, Some((3, 2)), Some((3, 9)), false, true),
-                (c, Some((5, 3)), None, false, false),
-                (d, None, Some((3, 4)), false, false),
-            ]
-        );
-        assert!(
-            page_differences(&recorded, &recorded, &changes(8, &[a]), &changes(8, &[a])).is_empty()
-        );
-        // Permissions alone make a difference.
-        let reprotected: PageMap = [(a, (1, 1)), (b, (3, 2)), (c, (5, 3)), (e, (3, 5))].into();
-        let found = page_differences(&recorded, &reprotected, &changes(8, &[]), &changes(8, &[]));
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].replayed, Some((1, 1)));
-    }
-
-    /// The changes listed at each update, applied from the first, give the digest's page map, whose digest is
-    /// the update's: a replay can rebuild the recording's pages from the trace.
-    #[test]
-    fn listed_changes_rebuild_the_page_map_and_its_digest() {
-        use tandem_emulator::memory::Perms;
-        let mut mem = Memory::new();
-        mem.map_anonymous(0x10000, 0x4000, Perms::RW).unwrap();
-        let mut digest = MemoryDigest::default();
-        let mut rebuilt = PageMap::new();
-        let mut step = |mem: &mut Memory, icount: u64| {
-            let (d, c) = digest.update(mem, icount);
-            assert_eq!(c.icount, icount);
-            apply_page_changes(&mut rebuilt, &c);
-            assert_eq!(rebuilt, digest.page_map());
-            assert_eq!(digest_of_pages(&rebuilt), d);
-            c
-        };
-        let first = step(&mut mem, 1);
-        assert_eq!(first.changed.len(), 4, "every page the first time");
-        let quiet = step(&mut mem, 2);
-        assert!(quiet.changed.is_empty() && quiet.unmapped.is_empty());
-        mem.write_bytes(0x11008, b"replay").unwrap();
-        let written = step(&mut mem, 3);
-        let addresses: Vec<u64> = written.changed.iter().map(|p| p.address).collect();
-        assert_eq!(addresses, vec![0x11000]);
-        mem.protect(0x12000, 0x1000, Perms::READ).unwrap();
-        mem.unmap(0x13000, 0x1000).unwrap();
-        let moved = step(&mut mem, 4);
-        assert_eq!(
-            moved.changed,
-            vec![PageDigest {
-                address: 0x12000,
-                perms: Perms::READ.0,
-                digest: first.changed[2].digest
-            }]
-        );
-        assert_eq!(moved.unmapped, vec![0x13000]);
-        // A page unmapped before the others and one mapped after them.
-        mem.unmap(0x10000, 0x1000).unwrap();
-        mem.map_anonymous(0x20000, 0x1000, Perms::RW).unwrap();
-        let remapped = step(&mut mem, 5);
-        let addresses: Vec<u64> = remapped.changed.iter().map(|p| p.address).collect();
-        assert_eq!(addresses, vec![0x20000]);
-        assert_eq!(remapped.unmapped, vec![0x10000]);
-    }
-}
-
 /// The values of `named_registers`, in the same order, without the names (for comparisons on every step).
 pub fn register_values(r: &RegisterFile) -> Vec<u128> {
     let mut out: Vec<u128> = r.gpr.iter().map(|&v| v as u128).collect();
@@ -433,5 +302,136 @@ impl MemoryDigest {
             .iter()
             .map(|&(vpn, _, perms, digest)| (vpn << 12, (perms, digest)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_follow_the_names() {
+        let mut r = RegisterFile {
+            gpr: [0; 16],
+            rip: 1,
+            rflags: 2,
+            fs_base: 3,
+            gs_base: 4,
+            xmm: [0; 16],
+            mxcsr: 5,
+            x87_digest: 6,
+        };
+        r.gpr[2] = 7;
+        r.xmm[3] = 8;
+        let named = named_registers(&r);
+        let values = register_values(&r);
+        assert_eq!(named.len(), values.len());
+        for ((_, a), b) in named.iter().zip(&values) {
+            assert_eq!(a, b);
+        }
+    }
+
+    fn changes(icount: u64, written: &[u64]) -> PageChanges {
+        PageChanges {
+            icount,
+            changed: written
+                .iter()
+                .map(|&address| PageDigest {
+                    address,
+                    perms: 3,
+                    digest: 0,
+                })
+                .collect(),
+            unmapped: vec![],
+        }
+    }
+
+    #[test]
+    fn page_differences_are_content_mapping_and_one_sided_writes() {
+        let (a, b, c, d, e) = (0x1000, 0x2000, 0x3000, 0x4000, 0x5000);
+        let recorded: PageMap = [(a, (3, 1)), (b, (3, 2)), (c, (5, 3)), (e, (3, 5))].into();
+        let replayed: PageMap = [(a, (3, 1)), (b, (3, 9)), (d, (3, 4)), (e, (3, 5))].into();
+        // a: the same bytes, but only the recording wrote it; e: written by both, alike: not a difference.
+        let found = page_differences(
+            &recorded,
+            &replayed,
+            &changes(8, &[a, e]),
+            &changes(8, &[b, e]),
+        );
+        let summary: Vec<_> = found
+            .iter()
+            .map(|p| {
+                (
+                    p.address,
+                    p.recorded,
+                    p.replayed,
+                    p.written_recorded,
+                    p.written_replayed,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (a, Some((3, 1)), Some((3, 1)), true, false),
+                (b, Some((3, 2)), Some((3, 9)), false, true),
+                (c, Some((5, 3)), None, false, false),
+                (d, None, Some((3, 4)), false, false),
+            ]
+        );
+        assert!(
+            page_differences(&recorded, &recorded, &changes(8, &[a]), &changes(8, &[a])).is_empty()
+        );
+        // Permissions alone make a difference.
+        let reprotected: PageMap = [(a, (1, 1)), (b, (3, 2)), (c, (5, 3)), (e, (3, 5))].into();
+        let found = page_differences(&recorded, &reprotected, &changes(8, &[]), &changes(8, &[]));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].replayed, Some((1, 1)));
+    }
+
+    /// The changes listed at each update, applied from the first, give the digest's page map, whose digest is
+    /// the update's: a replay can rebuild the recording's pages from the trace.
+    #[test]
+    fn listed_changes_rebuild_the_page_map_and_its_digest() {
+        use tandem_emulator::memory::Perms;
+        let mut mem = Memory::new();
+        mem.map_anonymous(0x10000, 0x4000, Perms::RW).unwrap();
+        let mut digest = MemoryDigest::default();
+        let mut rebuilt = PageMap::new();
+        let mut step = |mem: &mut Memory, icount: u64| {
+            let (d, c) = digest.update(mem, icount);
+            assert_eq!(c.icount, icount);
+            apply_page_changes(&mut rebuilt, &c);
+            assert_eq!(rebuilt, digest.page_map());
+            assert_eq!(digest_of_pages(&rebuilt), d);
+            c
+        };
+        let first = step(&mut mem, 1);
+        assert_eq!(first.changed.len(), 4, "every page the first time");
+        let quiet = step(&mut mem, 2);
+        assert!(quiet.changed.is_empty() && quiet.unmapped.is_empty());
+        mem.write_bytes(0x11008, b"replay").unwrap();
+        let written = step(&mut mem, 3);
+        let addresses: Vec<u64> = written.changed.iter().map(|p| p.address).collect();
+        assert_eq!(addresses, vec![0x11000]);
+        mem.protect(0x12000, 0x1000, Perms::READ).unwrap();
+        mem.unmap(0x13000, 0x1000).unwrap();
+        let moved = step(&mut mem, 4);
+        assert_eq!(
+            moved.changed,
+            vec![PageDigest {
+                address: 0x12000,
+                perms: Perms::READ.0,
+                digest: first.changed[2].digest
+            }]
+        );
+        assert_eq!(moved.unmapped, vec![0x13000]);
+        // A page unmapped before the others and one mapped after them.
+        mem.unmap(0x10000, 0x1000).unwrap();
+        mem.map_anonymous(0x20000, 0x1000, Perms::RW).unwrap();
+        let remapped = step(&mut mem, 5);
+        let addresses: Vec<u64> = remapped.changed.iter().map(|p| p.address).collect();
+        assert_eq!(addresses, vec![0x20000]);
+        assert_eq!(remapped.unmapped, vec![0x10000]);
     }
 }

@@ -72,85 +72,17 @@ const GP32: [AsmRegister32; 16] = [
     eax, ecx, edx, ebx, esp, ebp, esi, edi, r8d, r9d, r10d, r11d, r12d, r13d, r14d, r15d,
 ];
 
-const R64: [Register; 16] = [
-    Register::RAX,
-    Register::RCX,
-    Register::RDX,
-    Register::RBX,
-    Register::RSP,
-    Register::RBP,
-    Register::RSI,
-    Register::RDI,
-    Register::R8,
-    Register::R9,
-    Register::R10,
-    Register::R11,
-    Register::R12,
-    Register::R13,
-    Register::R14,
-    Register::R15,
-];
-const R32: [Register; 16] = [
-    Register::EAX,
-    Register::ECX,
-    Register::EDX,
-    Register::EBX,
-    Register::ESP,
-    Register::EBP,
-    Register::ESI,
-    Register::EDI,
-    Register::R8D,
-    Register::R9D,
-    Register::R10D,
-    Register::R11D,
-    Register::R12D,
-    Register::R13D,
-    Register::R14D,
-    Register::R15D,
-];
-const R16: [Register; 16] = [
-    Register::AX,
-    Register::CX,
-    Register::DX,
-    Register::BX,
-    Register::SP,
-    Register::BP,
-    Register::SI,
-    Register::DI,
-    Register::R8W,
-    Register::R9W,
-    Register::R10W,
-    Register::R11W,
-    Register::R12W,
-    Register::R13W,
-    Register::R14W,
-    Register::R15W,
-];
-const R8: [Register; 16] = [
-    Register::AL,
-    Register::CL,
-    Register::DL,
-    Register::BL,
-    Register::SPL,
-    Register::BPL,
-    Register::SIL,
-    Register::DIL,
-    Register::R8L,
-    Register::R9L,
-    Register::R10L,
-    Register::R11L,
-    Register::R12L,
-    Register::R13L,
-    Register::R14L,
-    Register::R15L,
-];
-
+/// Host register `num` (0..15, encoding order) at width `size` bytes. iced numbers each width's registers in
+/// encoding order, except that the byte registers put AH..BH before SPL..DIL.
 fn sized(num: usize, size: usize) -> Register {
+    let n = num as u32;
     match size {
-        8 => R64[num],
-        4 => R32[num],
-        2 => R16[num],
-        _ => R8[num],
+        8 => Register::RAX + n,
+        4 => Register::EAX + n,
+        2 => Register::AX + n,
+        _ if n < 4 => Register::AL + n,
+        _ if n < 8 => Register::SPL + (n - 4),
+        _ => Register::R8L + (n - 8),
     }
 }
 
@@ -335,6 +267,23 @@ struct Plan {
     uses: u16,
 }
 
+impl Plan {
+    /// Through the interpreter handler, which computes its own flags exactly and needs all of them in (from
+    /// `jit_flags`); it reads and writes registers in `Cpu::gpr`, so it names none for the register cache.
+    fn helper() -> Plan {
+        Plan {
+            kind: Kind::Helper,
+            mem: None,
+            read: F_ALL,
+            kill: 0,
+            undefined: 0,
+            touch: 0,
+            logic: false,
+            uses: 0,
+        }
+    }
+}
+
 fn is_rep_string(i: &Instruction) -> bool {
     i.is_string_instruction() && (i.has_rep_prefix() || i.has_repe_prefix() || i.has_repne_prefix())
 }
@@ -364,15 +313,10 @@ fn plan(d: &Decoded, last: bool) -> Plan {
     };
     p.kind = classify(i, last, &mut p);
     // Re-encodability is checked up front so a surprise in the encoder means "helper", never a failed block.
-    if p.kind == Kind::Generic && !encodable(&rewrite(i, |g| POOL[g % POOL.len()])) {
-        p.kind = Kind::Helper;
-    }
-    if p.kind == Kind::Helper {
-        // The handler computes its own flags exactly; it needs all of them in (from `jit_flags`).
-        p.mem = None;
-        p.read = F_ALL;
-        p.undefined = 0;
-        p.logic = false;
+    if p.kind == Kind::Helper
+        || (p.kind == Kind::Generic && !encodable(&rewrite(i, |g| POOL[g % POOL.len()])))
+    {
+        return Plan::helper();
     }
     p
 }
@@ -1173,11 +1117,11 @@ impl<'a> Translator<'a> {
         let mut ni = *i;
         if base != Register::None {
             let h = self.reg(base.number(), true, k, keep)?;
-            ni.set_memory_base(R64[h]);
+            ni.set_memory_base(sized(h, 8));
         }
         if i.memory_index() != Register::None {
             let h = self.reg(i.memory_index().number(), true, k, keep)?;
-            ni.set_memory_index(R64[h]);
+            ni.set_memory_index(sized(h, 8));
         }
         let h = self.reg(g, false, k, keep)?;
         ni.set_op0_register(sized(h, size));
@@ -1325,16 +1269,7 @@ pub(crate) fn compile(insns: &[Decoded], buffer: &mut CodeBuffer) -> Option<Comp
         live_out[k] = live;
         let p = &mut plans[k];
         if p.kind != Kind::Helper && p.undefined & live != 0 {
-            *p = Plan {
-                kind: Kind::Helper,
-                mem: None,
-                read: F_ALL,
-                kill: 0,
-                undefined: 0,
-                touch: 0,
-                logic: false,
-                uses: 0,
-            };
+            *p = Plan::helper();
         }
         live = if p.kind == Kind::Helper || p.mem.is_some() {
             F_ALL

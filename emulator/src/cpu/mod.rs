@@ -251,6 +251,14 @@ impl Stop {
         self.code.get() == STOP_SYSCALL
     }
 
+    /// What `Machine::run` returns for this stop.
+    pub(crate) fn to_exit(self) -> Exit {
+        match self.to_exception() {
+            None => Exit::Syscall,
+            Some(e) => Exit::Exception(e),
+        }
+    }
+
     /// The exception this stop carries (`None` for SYSCALL).
     pub(crate) fn to_exception(self) -> Option<Exception> {
         let code = self.code.get();
@@ -1254,10 +1262,7 @@ impl Machine {
                 self.apply_code_writes();
             }
             if let Some(s) = stop {
-                return match s.to_exception() {
-                    None => Exit::Syscall,
-                    Some(e) => Exit::Exception(e),
-                };
+                return s.to_exit();
             }
         }
     }
@@ -1285,27 +1290,20 @@ impl Machine {
         // instructions of live blocks (links to a dropped block are undone when it is dropped).
         let kind = unsafe { f(cpu as *mut Cpu, read_tlb, write_tlb) };
         cpu.flags.set_status(cpu.jit_flags);
+        if !self.cpu.mem.code_writes.is_empty() {
+            self.apply_code_writes();
+        }
         match kind {
             jit::EXIT_SIDE => JitOutcome::Side,
             jit::EXIT_STOP => {
-                let s = cpu
+                let s = self
+                    .cpu
                     .jit_stop
                     .take()
                     .expect("a helper stop leaves its reason");
-                if !self.cpu.mem.code_writes.is_empty() {
-                    self.apply_code_writes();
-                }
-                JitOutcome::Exit(match s.to_exception() {
-                    None => Exit::Syscall,
-                    Some(e) => Exit::Exception(e),
-                })
+                JitOutcome::Exit(s.to_exit())
             }
-            _ => {
-                if !self.cpu.mem.code_writes.is_empty() {
-                    self.apply_code_writes();
-                }
-                JitOutcome::Done
-            }
+            _ => JitOutcome::Done,
         }
     }
 
