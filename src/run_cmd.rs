@@ -153,8 +153,10 @@ impl Host for LiveHost {
             mode: md.permissions().mode() & 0o7777,
         })
     }
-    fn read_file(&mut self, path: &Path) -> Result<Vec<u8>, Errno> {
-        std::fs::read(path).map_err(|e| errno_of(&e))
+    fn read_file(&mut self, path: &Path) -> Result<std::rc::Rc<Vec<u8>>, Errno> {
+        std::fs::read(path)
+            .map(std::rc::Rc::new)
+            .map_err(|e| errno_of(&e))
     }
     fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {
         let mut names = Vec::new();

@@ -620,6 +620,52 @@ fn a_format_2_trace_still_replays() {
     );
 }
 
+/// A trace in format 3 (committed under tests/data: SHA-256 names, byte-at-a-time register hashes, memory
+/// digests combined in address order) still replays, verifying its fine hashes and checkpoints in its own scheme;
+/// an edited checkpoint digest in it is found at that checkpoint, with its page digests read in that scheme.
+#[test]
+fn a_format_3_trace_still_replays() {
+    let old = repo().join("tests/data/hello-musl-v3.trace");
+    let bytes = std::fs::read(&old).unwrap();
+    assert_eq!(
+        bytes[8..12],
+        3u32.to_le_bytes(),
+        "the test trace must stay in format 3"
+    );
+    let rep = replay(&old, &[]);
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(0), "{err}");
+    assert_eq!(text(&rep.stdout), "hello, world\n");
+    assert!(err.contains("4 checkpoints verified"), "{err}");
+    let run = emulate(&["--report-state"], &corpus_bin("hello-musl"), &[], b"");
+    assert_eq!(state_line(&rep.stderr), state_line(&run.stderr), "{err}");
+
+    let edited = scratch("v3-edited.trace");
+    rewrite(&old, &edited, |records| {
+        if let Some(Record::Checkpoint(c)) = records
+            .iter_mut()
+            .find(|r| matches!(r, Record::Checkpoint(_)))
+        {
+            c.memory_digest ^= 1;
+        }
+    });
+    let mut bytes = std::fs::read(&edited).unwrap();
+    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+    std::fs::write(&edited, bytes).unwrap();
+    let rep = replay(&edited, &["--quiet"]);
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("divergence detected at icount 256: the memory digest differs"),
+        "{err}"
+    );
+    // The page digests (unedited, combined in format 3's order) no longer add up to the edited digest.
+    assert!(
+        err.contains("the trace's checkpoint is inconsistent"),
+        "{err}"
+    );
+}
+
 /// A mounted file whose recorded contents are edited (the embedded copy and its content address) is read with
 /// other bytes by busybox sha256sum: at the default checkpoint interval (2^20 instructions) the report names the
 /// pages that differ, a read(2) as the last writer of the page it filled, and the replayed bytes.
@@ -646,7 +692,7 @@ fn an_edited_mounted_file_is_a_memory_divergence_naming_the_read() {
         let old = records
             .iter()
             .find_map(|r| match r {
-                Record::Blob { id, bytes: b } if *b == bytes => Some(*id),
+                Record::Blob { id, bytes: b } if **b == bytes => Some(*id),
                 _ => None,
             })
             .expect("the mounted file is embedded");
@@ -657,7 +703,7 @@ fn an_edited_mounted_file_is_a_memory_divergence_naming_the_read() {
             match r {
                 Record::Blob { id, bytes: b } if *id == old => {
                     *id = new;
-                    *b = changed.clone();
+                    *b = std::rc::Rc::new(changed.clone());
                 }
                 Record::Event(Event::Host(HostCall::ReadFile { result: Ok(id), .. }))
                     if *id == old =>

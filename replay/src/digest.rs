@@ -15,7 +15,7 @@
 use crate::trace::{PageChanges, PageDigest, RegisterFile};
 use std::collections::{BTreeMap, BTreeSet};
 use tandem_emulator::cpu::Cpu;
-use tandem_emulator::memory::{page_digest, Fnv, Memory, PAGE_SIZE};
+use tandem_emulator::memory::{page_digest, Fnv, FrameId, Memory, WordDigest};
 
 pub fn register_file(cpu: &Cpu) -> RegisterFile {
     let r = cpu.registers();
@@ -44,11 +44,26 @@ pub fn register_file(cpu: &Cpu) -> RegisterFile {
     }
 }
 
-/// The hash of a register file (the fine hashes).
-pub fn register_hash(r: &RegisterFile) -> u64 {
-    let mut h = Fnv::new();
+/// The hash of a register file (the fine hashes), in a trace's scheme.
+pub fn register_hash(r: &RegisterFile, scheme: DigestScheme) -> u64 {
+    match scheme {
+        DigestScheme::Ordered => {
+            let mut h = Fnv::new();
+            register_words(r, |w| h.write_u64(w));
+            h.finish()
+        }
+        DigestScheme::Summed => {
+            let mut h = WordDigest::new();
+            register_words(r, |w| h.write_u64(w));
+            h.finish()
+        }
+    }
+}
+
+/// The words the register hashes cover, in their order.
+fn register_words(r: &RegisterFile, mut h: impl FnMut(u64)) {
     for g in r.gpr {
-        h.write_u64(g);
+        h(g);
     }
     for v in [
         r.rip,
@@ -58,13 +73,12 @@ pub fn register_hash(r: &RegisterFile) -> u64 {
         r.mxcsr as u64,
         r.x87_digest,
     ] {
-        h.write_u64(v);
+        h(v);
     }
     for x in r.xmm {
-        h.write_u64(x as u64);
-        h.write_u64((x >> 64) as u64);
+        h(x as u64);
+        h((x >> 64) as u64);
     }
-    h.finish()
 }
 
 /// Every register by name with its value, in a fixed order, for divergence reports.
@@ -120,12 +134,20 @@ pub fn apply_page_changes(map: &mut PageMap, changes: &PageChanges) {
 }
 
 /// The memory digest of a checkpoint from its page map: what `MemoryDigest::update` returns for the same pages.
-pub fn digest_of_pages(map: &PageMap) -> u64 {
-    let mut h = Fnv::new();
-    for (&address, &(perms, digest)) in map {
-        write_page(&mut h, address, perms, digest);
+pub fn digest_of_pages(map: &PageMap, scheme: DigestScheme) -> u64 {
+    match scheme {
+        DigestScheme::Ordered => {
+            let mut h = Fnv::new();
+            for (&address, &(perms, digest)) in map {
+                write_page(&mut h, address, perms, digest);
+            }
+            h.finish()
+        }
+        DigestScheme::Summed => summed_digest(
+            map.iter()
+                .fold(0u64, |s, (&a, &(p, d))| s.wrapping_add(page_term(a, p, d))),
+        ),
     }
-    h.finish()
 }
 
 /// One page's part of the memory digest (page number, permissions, bytes' digest), the same for the recorder's
@@ -196,63 +218,166 @@ pub fn page_differences(
         .collect()
 }
 
+/// How a trace's state digests are computed, by format version.
+///
+/// - `Ordered` (formats 2 and 3): register hashes are FNV-1a a byte at a time; the memory digest is FNV-1a over
+///   every page's (page number, permissions, bytes' digest) in address order, so an update walks every page.
+/// - `Summed` (format 4): register hashes go a word at a time (`WordDigest`); the memory digest is the wrapping
+///   sum of a mix of each page's (page number, permissions, bytes' digest), which does not depend on order, so
+///   an update adds and subtracts only the pages that changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DigestScheme {
+    Ordered,
+    Summed,
+}
+
+impl DigestScheme {
+    /// The scheme of a trace of format `version`.
+    pub fn of_format(version: u32) -> DigestScheme {
+        if version >= 4 {
+            DigestScheme::Summed
+        } else {
+            DigestScheme::Ordered
+        }
+    }
+}
+
+/// splitmix64's finaliser: every input bit reaches every output bit.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// One page's term of the summed memory digest.
+fn page_term(address: u64, perms: u8, digest: u64) -> u64 {
+    mix64(mix64((address >> 12) << 8 | perms as u64) ^ digest)
+}
+
+/// The summed memory digest of the pages whose terms add up to `sum`.
+fn summed_digest(sum: u64) -> u64 {
+    mix64(sum)
+}
+
 /// The incremental memory digest: the recorder and the replayer each keep one and update it at every checkpoint.
-#[derive(Default)]
 pub struct MemoryDigest {
+    scheme: DigestScheme,
     /// Every mapped page as of the last update, in address order: (virtual page number, frame, permission bits,
-    /// digest of the page's bytes). A sorted vector, walked beside the page table at each update: no lookups.
+    /// digest of the page's bytes).
     pages: Vec<(u64, u32, u8, u64)>,
-    /// The combined digest's state after each page of `pages`: an update re-hashes only from the first page that
-    /// changed, which is usually near the end (the stack is the highest mapping).
-    after: Vec<u64>,
+    /// (frame, index in `pages`) in frame order: the pages a dirty frame backs. Valid while the memory's page
+    /// table is unchanged (`Memory::map_generation`).
+    by_frame: Vec<(u32, u32)>,
+    /// The wrapping sum of `page_term` over `pages`.
+    sum: u64,
+    /// The memory's (epoch, map generation) right after the last update. When both are unchanged at the next
+    /// one, only the dirty frames' pages can have changed.
+    seen: Option<(u64, u64)>,
 }
 
 impl MemoryDigest {
+    pub fn new(scheme: DigestScheme) -> MemoryDigest {
+        MemoryDigest {
+            scheme,
+            pages: Vec::new(),
+            by_frame: Vec::new(),
+            sum: 0,
+            seen: None,
+        }
+    }
+
+    /// Forgets every page: the next update lists every page as changed.
     pub fn reset(&mut self) {
         self.pages.clear();
-        self.after.clear();
+        self.by_frame.clear();
+        self.sum = 0;
+        self.seen = None;
     }
 
     /// Brings the digest up to date and starts a new dirty epoch. Returns the digest of all mapped pages and
     /// what changed since the previous update (every page, the first time), for checkpoint `icount`.
     ///
-    /// Cost: one walk of the page table beside the previous update's pages, and a digest of each page whose
-    /// frame changed or was written; this runs at every checkpoint of a recording, so it allocates only the
-    /// new page list and the changes.
+    /// Cost: when the page table did not change since the previous update (the usual case), a digest of each
+    /// page whose frame was written and nothing else; otherwise one walk of the page table beside the previous
+    /// update's pages. The `Ordered` scheme (old traces) also walks every page to combine them.
+    ///
+    /// Listed as changed: the pages hashed again because their frame was written, replaced or newly mapped,
+    /// and the pages whose permissions changed. If the dirty epoch was broken since the previous update (the
+    /// memory was restored), every page is hashed again and those whose digest or permissions differ are listed.
     pub fn update(&mut self, mem: &mut Memory, icount: u64) -> (u64, PageChanges) {
         // In frame order (`Memory::dirty_frames`), so a binary search answers membership.
         let dirty: Vec<u32> = mem.dirty_frames().into_iter().map(|f| f.0).collect();
         debug_assert!(dirty.windows(2).all(|w| w[0] < w[1]));
+        let same_epoch = self.seen.is_some_and(|(e, _)| e == mem.epoch());
+        let same_map = same_epoch && self.seen.is_some_and(|(_, g)| g == mem.map_generation());
         // Start a new epoch: the next update sees only frames written after this one.
         mem.begin_epoch();
+        let mut changes = PageChanges {
+            icount,
+            changed: Vec::new(),
+            unmapped: Vec::new(),
+        };
+        if same_map {
+            for frame in dirty {
+                let first = self.by_frame.partition_point(|&(f, _)| f < frame);
+                for &(f, index) in &self.by_frame[first..] {
+                    if f != frame {
+                        break;
+                    }
+                    let page = &mut self.pages[index as usize];
+                    let (addr, perms) = (page.0 << 12, page.2);
+                    let digest = digest_frame(mem, frame);
+                    self.sum = self
+                        .sum
+                        .wrapping_sub(page_term(addr, perms, page.3))
+                        .wrapping_add(page_term(addr, perms, digest));
+                    page.3 = digest;
+                    changes.changed.push(PageDigest {
+                        address: addr,
+                        perms,
+                        digest,
+                    });
+                }
+            }
+            changes.changed.sort_unstable_by_key(|p| p.address);
+        } else {
+            self.walk(mem, same_epoch.then_some(&dirty[..]), &mut changes);
+        }
+        self.seen = Some((mem.epoch(), mem.map_generation()));
+        let digest = match self.scheme {
+            DigestScheme::Summed => summed_digest(self.sum),
+            DigestScheme::Ordered => {
+                let mut h = Fnv::new();
+                for &(vpn, _, perms, digest) in &self.pages {
+                    write_page(&mut h, vpn << 12, perms, digest);
+                }
+                h.finish()
+            }
+        };
+        (digest, changes)
+    }
+
+    /// The update after a change of the page table: walks it beside the previous update's pages. `dirty` is
+    /// the frames written since then, or None if that is unknown (every page is hashed again).
+    fn walk(&mut self, mem: &Memory, dirty: Option<&[u32]>, changes: &mut PageChanges) {
         let mut pages = Vec::with_capacity(self.pages.len());
-        let mut after = Vec::with_capacity(self.pages.len());
-        // Every page so far is the previous update's page at the same position, with the same permissions and
-        // digest: the combined state can be taken from `self.after` instead of hashed again.
-        let mut prefix = true;
-        let mut changed = Vec::new();
-        let mut unmapped = Vec::new();
-        let mut h = Fnv::new();
-        let mut buf = vec![0u8; PAGE_SIZE];
         // The previous update's pages not yet passed.
         let mut old = self.pages.iter().peekable();
         for (vpn, frame, perms) in mem.page_entries() {
-            let perms = perms.0;
-            let frame = frame.0;
-            let addr = vpn << 12;
+            let (perms, frame, addr) = (perms.0, frame.0, vpn << 12);
             while let Some(&&(v, ..)) = old.peek() {
                 if v >= vpn {
                     break;
                 }
-                unmapped.push(v << 12);
+                changes.unmapped.push(v << 12);
                 old.next();
-                prefix = false;
             }
-            let before = old.next_if(|&&(v, ..)| v == vpn);
+            let before = old.next_if(|&&(v, ..)| v == vpn).copied();
+            let clean = |f: u32| dirty.is_some_and(|d| f == frame && d.binary_search(&f).is_err());
             let digest = match before {
-                Some(&(_, f, p, d)) if f == frame && dirty.binary_search(&frame).is_err() => {
+                Some((_, f, p, d)) if clean(f) => {
                     if p != perms {
-                        changed.push(PageDigest {
+                        changes.changed.push(PageDigest {
                             address: addr,
                             perms,
                             digest: d,
@@ -261,39 +386,34 @@ impl MemoryDigest {
                     d
                 }
                 _ => {
-                    // read_bytes goes through the TLB (peek looks up the page table per byte); pages the guest
-                    // may not read (guard pages) fall back to peek. Neither changes the guest's state.
-                    let ok =
-                        mem.read_bytes(addr, &mut buf).is_ok() || mem.peek(addr, &mut buf).is_ok();
-                    let d = if ok { page_digest(&buf) } else { u64::MAX };
-                    changed.push(PageDigest {
-                        address: addr,
-                        perms,
-                        digest: d,
-                    });
+                    let d = digest_frame(mem, frame);
+                    // Unknown history: list the page only if it is not what it was.
+                    let same = dirty.is_none()
+                        && before.is_some_and(|(_, _, p, old)| p == perms && old == d);
+                    if !same {
+                        changes.changed.push(PageDigest {
+                            address: addr,
+                            perms,
+                            digest: d,
+                        });
+                    }
                     d
                 }
             };
-            prefix = prefix && matches!(before, Some(&(_, _, p, d)) if p == perms && d == digest);
-            if prefix {
-                h = Fnv::resume(self.after[pages.len()]);
-            } else {
-                write_page(&mut h, addr, perms, digest);
-            }
             pages.push((vpn, frame, perms, digest));
-            after.push(h.finish());
         }
-        unmapped.extend(old.map(|&(v, ..)| v << 12));
+        changes.unmapped.extend(old.map(|&(v, ..)| v << 12));
         self.pages = pages;
-        self.after = after;
-        (
-            h.finish(),
-            PageChanges {
-                icount,
-                changed,
-                unmapped,
-            },
-        )
+        self.sum = self.pages.iter().fold(0u64, |s, &(vpn, _, perms, digest)| {
+            s.wrapping_add(page_term(vpn << 12, perms, digest))
+        });
+        self.by_frame = self
+            .pages
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, frame, ..))| (frame, i as u32))
+            .collect();
+        self.by_frame.sort_unstable();
     }
 
     /// Every page as of the last update.
@@ -303,6 +423,12 @@ impl MemoryDigest {
             .map(|&(vpn, _, perms, digest)| (vpn << 12, (perms, digest)))
             .collect()
     }
+}
+
+/// The digest of a frame's bytes, or `u64::MAX` for a poisoned frame (which nobody may read).
+fn digest_frame(mem: &Memory, frame: u32) -> u64 {
+    mem.frame_bytes(FrameId(frame))
+        .map_or(u64::MAX, |bytes| page_digest(&bytes[..]))
 }
 
 #[cfg(test)]
@@ -393,17 +519,23 @@ mod tests {
     /// the update's: a replay can rebuild the recording's pages from the trace.
     #[test]
     fn listed_changes_rebuild_the_page_map_and_its_digest() {
+        for scheme in [DigestScheme::Ordered, DigestScheme::Summed] {
+            listed_changes_rebuild(scheme);
+        }
+    }
+
+    fn listed_changes_rebuild(scheme: DigestScheme) {
         use tandem_emulator::memory::Perms;
         let mut mem = Memory::new();
         mem.map_anonymous(0x10000, 0x4000, Perms::RW).unwrap();
-        let mut digest = MemoryDigest::default();
+        let mut digest = MemoryDigest::new(scheme);
         let mut rebuilt = PageMap::new();
         let mut step = |mem: &mut Memory, icount: u64| {
             let (d, c) = digest.update(mem, icount);
             assert_eq!(c.icount, icount);
             apply_page_changes(&mut rebuilt, &c);
             assert_eq!(rebuilt, digest.page_map());
-            assert_eq!(digest_of_pages(&rebuilt), d);
+            assert_eq!(digest_of_pages(&rebuilt, scheme), d);
             c
         };
         let first = step(&mut mem, 1);
@@ -433,5 +565,139 @@ mod tests {
         let addresses: Vec<u64> = remapped.changed.iter().map(|p| p.address).collect();
         assert_eq!(addresses, vec![0x20000]);
         assert_eq!(remapped.unmapped, vec![0x10000]);
+    }
+
+    /// One step of `incremental_updates_match_a_fresh_digest`.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Write {
+            page: u64,
+            offset: u64,
+            value: u64,
+        },
+        Map {
+            page: u64,
+            pages: u64,
+        },
+        Unmap {
+            page: u64,
+        },
+        Protect {
+            page: u64,
+            read_only: bool,
+        },
+        Remap {
+            from: u64,
+            to: u64,
+        },
+        Snapshot,
+        Restore,
+        /// Someone else starts a dirty epoch: the digest can no longer trust the dirty set.
+        ForeignEpoch,
+        Update,
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0..24u64, 0..4089u64, any::<u64>())
+                .prop_map(|(page, offset, value)| Step::Write { page, offset, value }),
+            1 => (0..24u64, 1..4u64).prop_map(|(page, pages)| Step::Map { page, pages }),
+            1 => (0..24u64).prop_map(|page| Step::Unmap { page }),
+            1 => (0..24u64, any::<bool>()).prop_map(|(page, read_only)| Step::Protect { page, read_only }),
+            1 => (0..24u64, 0..24u64).prop_map(|(from, to)| Step::Remap { from, to }),
+            1 => Just(Step::Snapshot),
+            1 => Just(Step::Restore),
+            1 => Just(Step::ForeignEpoch),
+            3 => Just(Step::Update),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the guest does between updates (writes, mappings, snapshots, restores), the incremental
+        /// digest equals a digest computed from scratch of the same memory, in both schemes, and its listed
+        /// changes rebuild its page map; a page written since the previous update is listed.
+        #[test]
+        fn incremental_updates_match_a_fresh_digest(steps in proptest::collection::vec(step(), 1..80)) {
+            for scheme in [DigestScheme::Ordered, DigestScheme::Summed] {
+                incremental_matches_fresh(scheme, &steps)?;
+            }
+        }
+    }
+
+    fn incremental_matches_fresh(
+        scheme: DigestScheme,
+        steps: &[Step],
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        use tandem_emulator::memory::Perms;
+        const BASE: u64 = 0x40_0000;
+        let at = |page: u64| BASE + page * 0x1000;
+        let mut mem = Memory::new();
+        mem.map_anonymous(BASE, 8 * 0x1000, Perms::RW).unwrap();
+        let mut digest = MemoryDigest::new(scheme);
+        let mut rebuilt = PageMap::new();
+        let mut snapshot = None;
+        let mut written = BTreeSet::new();
+        let mut restored = false;
+        for (icount, s) in steps.iter().cloned().chain([Step::Update]).enumerate() {
+            match s {
+                Step::Write {
+                    page,
+                    offset,
+                    value,
+                } => {
+                    if mem.write_u64(at(page) + offset, value).is_ok() {
+                        written.insert(at(page));
+                    }
+                }
+                Step::Map { page, pages } => mem
+                    .map_anonymous(at(page), pages * 0x1000, Perms::RW)
+                    .unwrap(),
+                Step::Unmap { page } => mem.unmap(at(page), 0x1000).unwrap(),
+                Step::Protect { page, read_only } => {
+                    let perms = if read_only { Perms::READ } else { Perms::RW };
+                    let _ = mem.protect(at(page), 0x1000, perms).unwrap();
+                }
+                Step::Remap { from, to } => {
+                    if from != to && mem.is_mapped(at(from)) {
+                        mem.remap(at(from), at(to), 0x1000).unwrap();
+                    }
+                }
+                Step::Snapshot => snapshot = Some(mem.snapshot()),
+                Step::ForeignEpoch => {
+                    mem.begin_epoch();
+                    restored = true;
+                }
+                Step::Restore => {
+                    if let Some(snap) = &snapshot {
+                        mem.restore(snap);
+                        restored = true;
+                    }
+                }
+                Step::Update => {
+                    let (d, changes) = digest.update(&mut mem, icount as u64);
+                    // From scratch, on a copy: an update starts a new dirty epoch of its memory.
+                    let mut copy = mem.fork();
+                    let mut fresh = MemoryDigest::new(scheme);
+                    let (expected, _) = fresh.update(&mut copy, icount as u64);
+                    proptest::prop_assert_eq!(d, expected);
+                    proptest::prop_assert_eq!(digest.page_map(), fresh.page_map());
+                    apply_page_changes(&mut rebuilt, &changes);
+                    proptest::prop_assert_eq!(&rebuilt, &digest.page_map());
+                    if !restored {
+                        for a in &written {
+                            let listed = changes.changed.iter().any(|p| p.address == *a);
+                            proptest::prop_assert!(
+                                listed || !mem.is_mapped(*a),
+                                "page {a:#x} written but not listed"
+                            );
+                        }
+                    }
+                    written.clear();
+                    restored = false;
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -158,7 +158,7 @@ impl<H: Host> Host for RecordingHost<H> {
         });
         r
     }
-    fn read_file(&mut self, path: &Path) -> Result<Vec<u8>, Errno> {
+    fn read_file(&mut self, path: &Path) -> Result<Rc<Vec<u8>>, Errno> {
         let r = self.inner.read_file(path);
         let result = match &r {
             Ok(bytes) => {
@@ -268,7 +268,7 @@ pub struct SyscallSeen {
 #[derive(Clone)]
 pub struct ReplayHost {
     events: Rc<[Event]>,
-    blobs: Rc<BTreeMap<BlobId, Vec<u8>>>,
+    blobs: Rc<BTreeMap<BlobId, Rc<Vec<u8>>>>,
     /// Index of the next event to consume.
     pub position: usize,
     live_clock: bool,
@@ -288,7 +288,7 @@ pub struct ReplayHost {
 impl ReplayHost {
     pub fn new(
         events: Rc<[Event]>,
-        blobs: Rc<BTreeMap<BlobId, Vec<u8>>>,
+        blobs: Rc<BTreeMap<BlobId, Rc<Vec<u8>>>>,
         seed: u64,
         live_clock: bool,
         live_entropy: bool,
@@ -466,7 +466,7 @@ impl Host for ReplayHost {
             None => Err(EIO),
         }
     }
-    fn read_file(&mut self, path: &Path) -> Result<Vec<u8>, Errno> {
+    fn read_file(&mut self, path: &Path) -> Result<Rc<Vec<u8>>, Errno> {
         let p = path.as_os_str().as_bytes();
         let asked = format!("the contents of {}", path.display());
         match self.next_host_call(&asked) {

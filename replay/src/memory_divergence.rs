@@ -231,7 +231,7 @@ impl Replayer {
         for changes in &self.page_changes[..=index] {
             apply_page_changes(&mut recorded, changes);
         }
-        let sum = digest_of_pages(&recorded);
+        let sum = digest_of_pages(&recorded, self.scheme());
         if sum != c.memory_digest {
             report.notes.push(format!(
                 "the recorded page digests add up to {sum:#018x}, not to the checkpoint's memory digest {:#018x}: \

@@ -10,8 +10,9 @@
 //! fault's icount so that its `Event::Fault` lands in the event stream after the syscalls before it (a fault at
 //! icount N fires after the N-th instruction, a syscall included, has retired).
 
-use crate::digest::{register_file, register_hash, MemoryDigest};
+use crate::digest::{register_file, register_hash, DigestScheme, MemoryDigest};
 use crate::hosts::RecordingHost;
+use crate::trace::FORMAT_VERSION;
 use crate::trace::{Checkpoint, Chunk, Event, Header, Record, Summary, TraceWriter};
 use std::io::Write;
 use tandem_emulator::hypervisor::Hypervisor;
@@ -33,7 +34,8 @@ pub fn record<H: Host, W: Write>(
     let limit = header.instructions_max.unwrap_or(u64::MAX);
     let fine = header.fine_interval;
     let mut fine_hashes = Vec::new();
-    let mut memory = MemoryDigest::default();
+    let scheme = DigestScheme::of_format(FORMAT_VERSION);
+    let mut memory = MemoryDigest::new(scheme);
     // Faults due at icount 0 fire before the first instruction.
     let mut progress = hv.run(0);
     let mut logged = log_faults(hv, 0);
@@ -57,7 +59,7 @@ pub fn record<H: Host, W: Write>(
         let machine = &mut hv.guest;
         let icount = machine.icount();
         if icount % fine == 0 {
-            fine_hashes.push(register_hash(&register_file(&machine.machine.cpu)));
+            fine_hashes.push(register_hash(&register_file(&machine.machine.cpu), scheme));
         }
         if icount % header.hash_interval == 0 {
             let registers = register_file(&machine.machine.cpu);

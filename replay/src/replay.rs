@@ -3,7 +3,8 @@
 //!
 //! Narrowing: a divergence is found either by the host (the guest made a different syscall, asked a different
 //! question, or wrote different output: exact to the syscall's icount) or at a checkpoint (registers or memory
-//! differ). For the second, the replay restores its snapshot of the previous checkpoint and re-executes:
+//! differ). For the second, the replay rebuilds the state of the previous checkpoint (from its newest snapshot,
+//! which may be a few checkpoints older: snapshots are kept every `snapshot_gap` instructions) and re-executes:
 //!
 //! - In time, by registers: the recorded register hashes every `fine_interval` instructions are compared to
 //!   find the first window whose registers differ; with `fine_interval` 1 (`tandem record --fine-interval 1`)
@@ -26,7 +27,9 @@
 //! action, outcome, where the guest was) with the record; a difference is a divergence at that icount. At the
 //! end the final outcomes are compared with the summary's.
 
-use crate::digest::{register_differences, register_file, register_hash, MemoryDigest, PageMap};
+use crate::digest::{
+    register_differences, register_file, register_hash, DigestScheme, MemoryDigest, PageMap,
+};
 use crate::hosts::{OutputSink, ReplayHost};
 use crate::memory_divergence::MemoryReport;
 use crate::trace::{
@@ -204,7 +207,7 @@ pub struct Replayer {
     pub events: Rc<[Event]>,
     /// The recorded memory faults, in order.
     pub faults: Vec<FaultRecord>,
-    pub blobs: Rc<BTreeMap<BlobId, Vec<u8>>>,
+    pub blobs: Rc<BTreeMap<BlobId, Rc<Vec<u8>>>>,
     pub sink: Rc<RefCell<OutputSink>>,
     /// The guest (`hv.guest`) under the hypervisor that re-applies the recorded faults.
     pub hv: Hypervisor<ReplayHost>,
@@ -300,6 +303,11 @@ impl Replayer {
         })
     }
 
+    /// How the trace's state digests are computed.
+    pub fn scheme(&self) -> DigestScheme {
+        DigestScheme::of_format(self.format_version)
+    }
+
     /// Takes a snapshot of the machine, its host position and the fault state.
     pub fn snapshot(&mut self) -> ReplaySnapshot {
         (
@@ -316,20 +324,26 @@ impl Replayer {
     }
 
     /// Replays the whole trace from the start, verifying every checkpoint and the end of the run.
+    ///
+    /// Snapshots are kept only every `snapshot_gap` instructions (a snapshot costs in proportion to the mapped
+    /// pages, and a checkpoint may come every fraction of a millisecond); narrowing a divergence first
+    /// re-executes from the newest snapshot to the last verified checkpoint.
     pub fn replay(&mut self) -> ReplayReport {
-        let mut memory = MemoryDigest::default();
-        let mut previous = self.snapshot();
+        let mut memory = MemoryDigest::new(self.scheme());
+        // The newest snapshot (at the start or at a verified checkpoint) and the last verified checkpoint.
+        let mut base = self.snapshot();
+        let mut previous_icount = base.0.icount();
         let mut verified = 0;
         let checkpoints = self.checkpoints.clone();
         for c in &checkpoints {
             let progress = self.hv.run_to_completion(c.icount);
-            if let Some(d) = self.event_divergence(&previous) {
+            if let Some(d) = self.event_divergence(&base) {
                 return self.report(verified, Some(d));
             }
             if progress == Progress::Finished {
                 let icount = self.hv.guest.icount();
                 let d = self.narrow_at_end(
-                    &previous,
+                    previous_icount,
                     format!(
                         "the guest ended at icount {icount}; the trace has a checkpoint at icount {}",
                         c.icount
@@ -343,15 +357,19 @@ impl Replayer {
             if registers != c.registers || memory_digest != c.memory_digest {
                 let pages =
                     (memory_digest != c.memory_digest).then(|| (memory.page_map(), changes));
+                let previous = self.state_at(&base, previous_icount);
                 let d = self.narrow_checkpoint(&previous, c, &registers, pages);
                 return self.report(verified, Some(d));
             }
             verified += 1;
-            previous = self.snapshot();
+            previous_icount = c.icount;
+            if c.icount - base.0.icount() >= self.snapshot_gap() {
+                base = self.snapshot();
+            }
         }
         // From the last checkpoint to the end of the records.
         let progress = self.hv.run_to_completion(self.icount_end);
-        if let Some(d) = self.event_divergence(&previous) {
+        if let Some(d) = self.event_divergence(&base) {
             return self.report(verified, Some(d));
         }
         let Some(summary) = self.summary.clone() else {
@@ -428,8 +446,23 @@ impl Replayer {
         }
         // Narrowing re-executes: the hash computed above is no longer the machine's.
         self.final_state_hash = None;
-        let d = self.narrow_at_end(&previous, problems.join("; "));
+        let d = self.narrow_at_end(previous_icount, problems.join("; "));
         self.report(verified, Some(d))
+    }
+
+    /// Instructions between the snapshots a replay keeps: at least 2^24 (about 5 ms of re-execution with
+    /// compiled blocks), and more for a large memory, so that snapshots cost at most about one instruction in
+    /// 4096 of the replay per mapped page.
+    fn snapshot_gap(&self) -> u64 {
+        let pages = self.hv.guest.machine.cpu.mem.mapped_page_count() as u64;
+        (1u64 << 24).max(pages.saturating_mul(4096))
+    }
+
+    /// The replay's state at `icount` (a verified checkpoint), by re-execution from `base`.
+    fn state_at(&mut self, base: &ReplaySnapshot, icount: u64) -> ReplaySnapshot {
+        self.restore(base);
+        self.hv.run_to_completion(icount);
+        self.snapshot()
     }
 
     fn report(&mut self, verified: usize, divergence: Option<Divergence>) -> ReplayReport {
@@ -459,7 +492,8 @@ impl Replayer {
         }
     }
 
-    /// A divergence the host noticed (narrowed to its syscall by re-executing from `previous` up to it), or a
+    /// A divergence the host noticed (narrowed to its syscall by re-executing from `previous`, any earlier
+    /// state of the replay, up to it), or a
     /// memory fault that did something else than recorded (reported where it fired: after `icount` instructions).
     fn event_divergence(&mut self, previous: &ReplaySnapshot) -> Option<Divergence> {
         let host = self.hv.guest.host.mismatch.clone();
@@ -492,9 +526,8 @@ impl Replayer {
     }
 
     /// A divergence found at the end of the run: reported from the last verified checkpoint.
-    fn narrow_at_end(&mut self, previous: &ReplaySnapshot, message: String) -> Divergence {
+    fn narrow_at_end(&mut self, from: u64, message: String) -> Divergence {
         let detected = self.hv.guest.icount();
-        let from = previous.0.icount();
         Divergence {
             detected_icount: detected,
             message,
@@ -528,7 +561,8 @@ impl Replayer {
             if self.hv.run_to_completion(target) == Progress::Finished {
                 break;
             }
-            if register_hash(&register_file(&self.hv.guest.machine.cpu)) != *expected {
+            if register_hash(&register_file(&self.hv.guest.machine.cpu), self.scheme()) != *expected
+            {
                 window_start = Some(target - fine);
                 break;
             }

@@ -412,7 +412,7 @@ impl Vfs {
         match node {
             Node::MemoryFile(f) => Ok(f.clone()),
             Node::HostFile { host: hp, mode, .. } => Ok(Rc::new(RefCell::new(FileData {
-                bytes: Rc::new(host.read_file(hp)?),
+                bytes: host.read_file(hp)?,
                 mode: *mode,
             }))),
             Node::Dir { .. } => Err(EISDIR),
