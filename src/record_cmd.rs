@@ -18,6 +18,7 @@ use tandem_emulator::hypervisor::{Hypervisor, Policy};
 use tandem_emulator::linux::LinuxConfig;
 use tandem_replay::hosts::{LiveClock, LiveEntropy, RecordingHost};
 use tandem_replay::record::record;
+use tandem_replay::sink::BackgroundWriter;
 use tandem_replay::trace::{blob_id, FaultOptions, Header, TraceWriter};
 
 #[derive(clap::Args, Debug)]
@@ -168,10 +169,18 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     hv.guest.machine.set_jit(!r.no_jit);
     let file = std::fs::File::create(&args.output)
         .with_context(|| format!("cannot create the trace {}", args.output.display()))?;
-    let mut writer = TraceWriter::new(std::io::BufWriter::new(file))
+    let writer = TraceWriter::new(std::io::BufWriter::new(file))
         .with_context(|| format!("cannot write the trace {}", args.output.display()))?;
-    let summary = record(&mut hv, &header, &mut writer)
+    // Chunks are encoded and written on a second thread, beside the guest.
+    let mut writer = BackgroundWriter::new(writer)
         .with_context(|| format!("cannot write the trace {}", args.output.display()))?;
+    let summary = record(&mut hv, &header, &mut writer);
+    // Whatever happened, every chunk sent is written before anything is reported.
+    let written = writer.finish();
+    let summary =
+        summary.with_context(|| format!("cannot write the trace {}", args.output.display()))?;
+    let writer =
+        written.with_context(|| format!("cannot write the trace {}", args.output.display()))?;
     let _ = std::io::stdout().flush();
     let mut err = std::io::stderr().lock();
     if let Some(line) = &summary.diagnostic {

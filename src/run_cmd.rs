@@ -153,9 +153,9 @@ impl Host for LiveHost {
             mode: md.permissions().mode() & 0o7777,
         })
     }
-    fn read_file(&mut self, path: &Path) -> Result<std::rc::Rc<Vec<u8>>, Errno> {
+    fn read_file(&mut self, path: &Path) -> Result<std::sync::Arc<Vec<u8>>, Errno> {
         std::fs::read(path)
-            .map(std::rc::Rc::new)
+            .map(std::sync::Arc::new)
             .map_err(|e| errno_of(&e))
     }
     fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {

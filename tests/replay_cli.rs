@@ -703,7 +703,7 @@ fn an_edited_mounted_file_is_a_memory_divergence_naming_the_read() {
             match r {
                 Record::Blob { id, bytes: b } if *id == old => {
                     *id = new;
-                    *b = std::rc::Rc::new(changed.clone());
+                    *b = std::sync::Arc::new(changed.clone());
                 }
                 Record::Event(Event::Host(HostCall::ReadFile { result: Ok(id), .. }))
                     if *id == old =>

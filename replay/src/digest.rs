@@ -17,21 +17,32 @@ use std::collections::{BTreeMap, BTreeSet};
 use tandem_emulator::cpu::Cpu;
 use tandem_emulator::memory::{page_digest, Fnv, FrameId, Memory, WordDigest};
 
-pub fn register_file(cpu: &Cpu) -> RegisterFile {
+/// The registers as a trace stores them, the x87 state as a digest in the trace's scheme.
+pub fn register_file(cpu: &Cpu, scheme: DigestScheme) -> RegisterFile {
     let r = cpu.registers();
-    let mut h = Fnv::new();
-    for v in r.x87.regs {
-        h.write_u64(v.significand);
-        h.write_u64(v.sign_exponent as u64);
-    }
-    for v in [
-        r.x87.top as u64,
-        r.x87.control as u64,
-        r.x87.status as u64,
-        r.x87.tag as u64,
-    ] {
-        h.write_u64(v);
-    }
+    let words = r
+        .x87
+        .regs
+        .iter()
+        .flat_map(|v| [v.significand, v.sign_exponent as u64])
+        .chain([
+            r.x87.top as u64,
+            r.x87.control as u64,
+            r.x87.status as u64,
+            r.x87.tag as u64,
+        ]);
+    let x87_digest = match scheme {
+        DigestScheme::Ordered => {
+            let mut h = Fnv::new();
+            words.for_each(|w| h.write_u64(w));
+            h.finish()
+        }
+        DigestScheme::Summed => {
+            let mut h = WordDigest::new();
+            words.for_each(|w| h.write_u64(w));
+            h.finish()
+        }
+    };
     RegisterFile {
         gpr: r.gpr,
         rip: r.rip,
@@ -40,7 +51,7 @@ pub fn register_file(cpu: &Cpu) -> RegisterFile {
         gs_base: r.gs_base,
         xmm: r.xmm,
         mxcsr: r.mxcsr,
-        x87_digest: h.finish(),
+        x87_digest,
     }
 }
 
@@ -222,9 +233,10 @@ pub fn page_differences(
 ///
 /// - `Ordered` (formats 2 and 3): register hashes are FNV-1a a byte at a time; the memory digest is FNV-1a over
 ///   every page's (page number, permissions, bytes' digest) in address order, so an update walks every page.
-/// - `Summed` (format 4): register hashes go a word at a time (`WordDigest`); the memory digest is the wrapping
-///   sum of a mix of each page's (page number, permissions, bytes' digest), which does not depend on order, so
-///   an update adds and subtracts only the pages that changed.
+/// - `Summed` (format 4): register hashes and the x87 digest go a word at a time (`WordDigest`), page digests on
+///   four lanes (`page_digest_lanes`); the memory digest is the wrapping sum of a mix of each page's (page
+///   number, permissions, bytes' digest), which does not depend on order, so an update adds and subtracts only
+///   the pages that changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DigestScheme {
     Ordered,
@@ -326,7 +338,7 @@ impl MemoryDigest {
                     }
                     let page = &mut self.pages[index as usize];
                     let (addr, perms) = (page.0 << 12, page.2);
-                    let digest = digest_frame(mem, frame);
+                    let digest = digest_frame(mem, frame, self.scheme);
                     self.sum = self
                         .sum
                         .wrapping_sub(page_term(addr, perms, page.3))
@@ -386,7 +398,7 @@ impl MemoryDigest {
                     d
                 }
                 _ => {
-                    let d = digest_frame(mem, frame);
+                    let d = digest_frame(mem, frame, self.scheme);
                     // Unknown history: list the page only if it is not what it was.
                     let same = dirty.is_none()
                         && before.is_some_and(|(_, _, p, old)| p == perms && old == d);
@@ -426,9 +438,40 @@ impl MemoryDigest {
 }
 
 /// The digest of a frame's bytes, or `u64::MAX` for a poisoned frame (which nobody may read).
-fn digest_frame(mem: &Memory, frame: u32) -> u64 {
+fn digest_frame(mem: &Memory, frame: u32, scheme: DigestScheme) -> u64 {
     mem.frame_bytes(FrameId(frame))
-        .map_or(u64::MAX, |bytes| page_digest(&bytes[..]))
+        .map_or(u64::MAX, |bytes| match scheme {
+            DigestScheme::Ordered => page_digest(&bytes[..]),
+            DigestScheme::Summed => page_digest_lanes(bytes),
+        })
+}
+
+/// A page's digest in format 4: `WordDigest`'s step on four interleaved lanes of words (word i to lane i mod
+/// 4), then the four lanes through one `WordDigest`. The lanes are independent chains of multiplies, so the
+/// processor overlaps them: about four times faster than `page_digest`, which is one chain.
+pub fn page_digest_lanes(bytes: &[u8; 4096]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut lanes: [u64; 4] = [
+        0xcbf2_9ce4_8422_2325,
+        0x8422_2325_cbf2_9ce4,
+        0x9ce4_8422_2325_cbf2,
+        0x2325_cbf2_9ce4_8422,
+    ];
+    for block in bytes.chunks_exact(32) {
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            let w = u64::from_le_bytes(
+                block[i * 8..i * 8 + 8]
+                    .try_into()
+                    .expect("a 32-byte block has four words"),
+            );
+            *lane = (*lane ^ w).wrapping_mul(PRIME).rotate_left(29);
+        }
+    }
+    let mut h = WordDigest::new();
+    for lane in lanes {
+        h.write_u64(lane);
+    }
+    h.finish()
 }
 
 #[cfg(test)]
@@ -565,6 +608,37 @@ mod tests {
         let addresses: Vec<u64> = remapped.changed.iter().map(|p| p.address).collect();
         assert_eq!(addresses, vec![0x20000]);
         assert_eq!(remapped.unmapped, vec![0x10000]);
+    }
+
+    proptest::proptest! {
+        /// Any one bit flipped, and any two different words swapped, change a page's format-4 digest.
+        #[test]
+        fn lane_digest_sees_every_bit_and_word_order(
+            seed in proptest::prelude::any::<u64>(),
+            bit in 0..4096usize * 8,
+            a in 0..512usize,
+            b in 0..512usize,
+        ) {
+            let mut page = [0u8; 4096];
+            let mut x = seed | 1;
+            for byte in page.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *byte = x as u8;
+            }
+            let before = page_digest_lanes(&page);
+            let mut flipped = page;
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            proptest::prop_assert_ne!(page_digest_lanes(&flipped), before);
+            let mut swapped = page;
+            let (wa, wb) = (page[a * 8..a * 8 + 8].to_vec(), page[b * 8..b * 8 + 8].to_vec());
+            swapped[a * 8..a * 8 + 8].copy_from_slice(&wb);
+            swapped[b * 8..b * 8 + 8].copy_from_slice(&wa);
+            if wa != wb {
+                proptest::prop_assert_ne!(page_digest_lanes(&swapped), before);
+            }
+        }
     }
 
     /// One step of `incremental_updates_match_a_fresh_digest`.

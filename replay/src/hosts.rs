@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 use tandem_emulator::cpu::named_stream;
 use tandem_emulator::linux::abi::{Errno, EIO};
 use tandem_emulator::linux::sysnames::syscall_name;
@@ -158,7 +159,7 @@ impl<H: Host> Host for RecordingHost<H> {
         });
         r
     }
-    fn read_file(&mut self, path: &Path) -> Result<Rc<Vec<u8>>, Errno> {
+    fn read_file(&mut self, path: &Path) -> Result<Arc<Vec<u8>>, Errno> {
         let r = self.inner.read_file(path);
         let result = match &r {
             Ok(bytes) => {
@@ -268,7 +269,7 @@ pub struct SyscallSeen {
 #[derive(Clone)]
 pub struct ReplayHost {
     events: Rc<[Event]>,
-    blobs: Rc<BTreeMap<BlobId, Rc<Vec<u8>>>>,
+    blobs: Rc<BTreeMap<BlobId, Arc<Vec<u8>>>>,
     /// Index of the next event to consume.
     pub position: usize,
     live_clock: bool,
@@ -288,7 +289,7 @@ pub struct ReplayHost {
 impl ReplayHost {
     pub fn new(
         events: Rc<[Event]>,
-        blobs: Rc<BTreeMap<BlobId, Rc<Vec<u8>>>>,
+        blobs: Rc<BTreeMap<BlobId, Arc<Vec<u8>>>>,
         seed: u64,
         live_clock: bool,
         live_entropy: bool,
@@ -466,7 +467,7 @@ impl Host for ReplayHost {
             None => Err(EIO),
         }
     }
-    fn read_file(&mut self, path: &Path) -> Result<Rc<Vec<u8>>, Errno> {
+    fn read_file(&mut self, path: &Path) -> Result<Arc<Vec<u8>>, Errno> {
         let p = path.as_os_str().as_bytes();
         let asked = format!("the contents of {}", path.display());
         match self.next_host_call(&asked) {

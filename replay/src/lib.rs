@@ -6,7 +6,8 @@
 //! trace replays on another machine, and a replay that differs from its recording is reported at the first
 //! checkpoint that shows it and narrowed by re-execution (replay.rs).
 //!
-//! Layout: trace.rs (the format, writer and reader), hosts.rs (the recording and replaying hosts),
+//! Layout: trace.rs (the format, writer and reader), sink.rs (where a recording's chunks go: a writer on a
+//! thread of its own), hosts.rs (the recording and replaying hosts),
 //! digest.rs (register files and the incremental memory digest), record.rs, replay.rs and
 //! memory_divergence.rs (which pages differ, who wrote them), timeline.rs
 //! (checkpoints, seeking), debugger.rs (the command-line debugger) and gdb.rs (its GDB remote-protocol front end).
@@ -18,6 +19,7 @@ pub mod hosts;
 pub mod memory_divergence;
 pub mod record;
 pub mod replay;
+pub mod sink;
 pub mod timeline;
 pub mod trace;
 

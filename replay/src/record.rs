@@ -12,9 +12,9 @@
 
 use crate::digest::{register_file, register_hash, DigestScheme, MemoryDigest};
 use crate::hosts::RecordingHost;
+use crate::sink::ChunkSink;
 use crate::trace::FORMAT_VERSION;
-use crate::trace::{Checkpoint, Chunk, Event, Header, Record, Summary, TraceWriter};
-use std::io::Write;
+use crate::trace::{Checkpoint, Chunk, Event, Header, Record, Summary};
 use tandem_emulator::hypervisor::Hypervisor;
 use tandem_emulator::linux::{Host, LinuxMachine, Progress};
 
@@ -24,13 +24,13 @@ pub const CHUNK_SOFT_BYTES: usize = 1 << 20;
 pub const EXIT_INSTRUCTION_LIMIT: i32 = 124;
 
 /// Runs the guest to its end (or `header.instructions_max`), writing the trace. The header is written first.
-pub fn record<H: Host, W: Write>(
+pub fn record<H: Host, S: ChunkSink>(
     hv: &mut Hypervisor<RecordingHost<H>>,
     header: &Header,
-    writer: &mut TraceWriter<W>,
+    writer: &mut S,
 ) -> std::io::Result<Summary> {
     assert!(header.fine_interval >= 1 && header.hash_interval % header.fine_interval == 0);
-    writer.write_chunk(&Chunk::Header(Box::new(header.clone())))?;
+    writer.put(Chunk::Header(Box::new(header.clone())))?;
     let limit = header.instructions_max.unwrap_or(u64::MAX);
     let fine = header.fine_interval;
     let mut fine_hashes = Vec::new();
@@ -59,10 +59,13 @@ pub fn record<H: Host, W: Write>(
         let machine = &mut hv.guest;
         let icount = machine.icount();
         if icount % fine == 0 {
-            fine_hashes.push(register_hash(&register_file(&machine.machine.cpu), scheme));
+            fine_hashes.push(register_hash(
+                &register_file(&machine.machine.cpu, scheme),
+                scheme,
+            ));
         }
         if icount % header.hash_interval == 0 {
-            let registers = register_file(&machine.machine.cpu);
+            let registers = register_file(&machine.machine.cpu, scheme);
             let (memory_digest, pages) = memory.update(&mut machine.machine.cpu.mem, icount);
             let pending = &mut machine.host.pending;
             pending.push(Record::Checkpoint(Box::new(Checkpoint {
@@ -102,7 +105,7 @@ pub fn record<H: Host, W: Write>(
         stderr_fnv: machine.host.stderr.fnv(),
         faults,
     };
-    writer.write_chunk(&Chunk::End(summary.clone()))?;
+    writer.put(Chunk::End(summary.clone()))?;
     Ok(summary)
 }
 
@@ -117,16 +120,16 @@ fn log_faults<H: Host>(hv: &mut Hypervisor<RecordingHost<H>>, logged: usize) -> 
     n
 }
 
-fn flush<H: Host, W: Write>(
+fn flush<H: Host, S: ChunkSink>(
     machine: &mut LinuxMachine<RecordingHost<H>>,
-    writer: &mut TraceWriter<W>,
+    writer: &mut S,
 ) -> std::io::Result<()> {
     let records = std::mem::take(&mut machine.host.pending);
     machine.host.pending_bytes = 0;
     if records.is_empty() {
         return Ok(());
     }
-    writer.write_chunk(&Chunk::Records {
+    writer.put(Chunk::Records {
         icount_end: machine.icount(),
         records,
     })

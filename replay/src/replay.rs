@@ -40,6 +40,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use tandem_emulator::hypervisor::{FaultRecord, FaultSnapshot, Hypervisor, Policy};
 use tandem_emulator::linux::vfs::{split, Mount};
 use tandem_emulator::linux::{LinuxConfig, LinuxSnapshot, Progress};
@@ -207,7 +208,7 @@ pub struct Replayer {
     pub events: Rc<[Event]>,
     /// The recorded memory faults, in order.
     pub faults: Vec<FaultRecord>,
-    pub blobs: Rc<BTreeMap<BlobId, Rc<Vec<u8>>>>,
+    pub blobs: Rc<BTreeMap<BlobId, Arc<Vec<u8>>>>,
     pub sink: Rc<RefCell<OutputSink>>,
     /// The guest (`hv.guest`) under the hypervisor that re-applies the recorded faults.
     pub hv: Hypervisor<ReplayHost>,
@@ -351,7 +352,7 @@ impl Replayer {
                 );
                 return self.report(verified, Some(d));
             }
-            let registers = register_file(&self.hv.guest.machine.cpu);
+            let registers = register_file(&self.hv.guest.machine.cpu, self.scheme());
             let (memory_digest, changes) =
                 memory.update(&mut self.hv.guest.machine.cpu.mem, c.icount);
             if registers != c.registers || memory_digest != c.memory_digest {
@@ -561,7 +562,10 @@ impl Replayer {
             if self.hv.run_to_completion(target) == Progress::Finished {
                 break;
             }
-            if register_hash(&register_file(&self.hv.guest.machine.cpu), self.scheme()) != *expected
+            if register_hash(
+                &register_file(&self.hv.guest.machine.cpu, self.scheme()),
+                self.scheme(),
+            ) != *expected
             {
                 window_start = Some(target - fine);
                 break;
@@ -604,9 +608,9 @@ impl Replayer {
         d.window = fine;
         d.instruction = Some((rip, bytes, text));
         if fine == 1 {
-            let before = register_file(&self.hv.guest.machine.cpu);
+            let before = register_file(&self.hv.guest.machine.cpu, self.scheme());
             self.hv.run(1);
-            let after = register_file(&self.hv.guest.machine.cpu);
+            let after = register_file(&self.hv.guest.machine.cpu, self.scheme());
             d.instruction_effects = crate::digest::register_differences(&before, &after)
                 .into_iter()
                 .filter(|(n, _, _)| n != "rip")
@@ -626,11 +630,13 @@ impl Replayer {
         icount: u64,
         differences: &[(String, u128, u128)],
     ) -> Vec<(String, Option<Writer>)> {
-        let names: Vec<String> =
-            crate::digest::named_registers(&register_file(&self.hv.guest.machine.cpu))
-                .into_iter()
-                .map(|(n, _)| n)
-                .collect();
+        let names: Vec<String> = crate::digest::named_registers(&register_file(
+            &self.hv.guest.machine.cpu,
+            self.scheme(),
+        ))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
         let watched: Vec<(usize, &String)> = differences
             .iter()
             .filter(|(n, _, _)| n != "rip")
@@ -641,7 +647,10 @@ impl Replayer {
         }
         self.restore(previous);
         let mut last: Vec<Option<(u64, u64, u128)>> = vec![None; watched.len()];
-        let mut before = crate::digest::register_values(&register_file(&self.hv.guest.machine.cpu));
+        let mut before = crate::digest::register_values(&register_file(
+            &self.hv.guest.machine.cpu,
+            self.scheme(),
+        ));
         while self.hv.guest.icount() < icount {
             let at = self.hv.guest.icount();
             let rip = self.hv.guest.machine.cpu.rip;
@@ -649,7 +658,10 @@ impl Replayer {
             if self.hv.run(1) == Progress::Finished {
                 break;
             }
-            let after = crate::digest::register_values(&register_file(&self.hv.guest.machine.cpu));
+            let after = crate::digest::register_values(&register_file(
+                &self.hv.guest.machine.cpu,
+                self.scheme(),
+            ));
             for (slot, &(index, _)) in last.iter_mut().zip(&watched) {
                 if before[index] != after[index] {
                     *slot = Some((at, rip, rax as u128));

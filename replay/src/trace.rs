@@ -29,7 +29,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Write;
-use std::rc::Rc;
+use std::sync::Arc;
 use tandem_emulator::hypervisor::containment::ErrorReport;
 use tandem_emulator::hypervisor::plan::FaultPlan;
 use tandem_emulator::hypervisor::FaultRecord;
@@ -253,7 +253,7 @@ pub enum Record {
         id: BlobId,
         /// Shared with the guest's file system, which holds the same bytes (no copy of a large file).
         #[serde(with = "shared_bytes")]
-        bytes: Rc<Vec<u8>>,
+        bytes: Arc<Vec<u8>>,
     },
     Event(Event),
     Checkpoint(Box<Checkpoint>),
@@ -379,14 +379,14 @@ mod bytes {
 /// `bytes` for shared byte vectors.
 mod shared_bytes {
     use serde::{Deserializer, Serializer};
-    use std::rc::Rc;
+    use std::sync::Arc;
 
-    pub fn serialize<S: Serializer>(bytes: &Rc<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(bytes: &Arc<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         super::bytes::serialize(bytes, s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Rc<Vec<u8>>, D::Error> {
-        super::bytes::deserialize(d).map(Rc::new)
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Vec<u8>>, D::Error> {
+        super::bytes::deserialize(d).map(Arc::new)
     }
 }
 

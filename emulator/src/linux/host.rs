@@ -15,7 +15,7 @@ use rand::RngCore;
 use rand_chacha::ChaCha20Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// The kind of a host file-system object. Symbolic links are reported, never followed, so that the linux layer
 /// resolves them inside the guest's name space (which is how it keeps them from escaping the mounts).
@@ -48,7 +48,7 @@ pub trait Host {
     fn metadata(&mut self, path: &Path) -> Result<HostMetadata, Errno>;
     /// The whole contents of a regular host file.
     /// Shared: the guest's file system keeps the same bytes, copied only if the guest writes them.
-    fn read_file(&mut self, path: &Path) -> Result<Rc<Vec<u8>>, Errno>;
+    fn read_file(&mut self, path: &Path) -> Result<Arc<Vec<u8>>, Errno>;
     /// The names in a host directory, without "." and "..", in any order (the caller sorts).
     fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno>;
     /// The target of a host symbolic link.
@@ -163,9 +163,9 @@ impl Host for MemoryHost {
             None => Err(super::abi::ENOENT),
         }
     }
-    fn read_file(&mut self, path: &Path) -> Result<Rc<Vec<u8>>, Errno> {
+    fn read_file(&mut self, path: &Path) -> Result<Arc<Vec<u8>>, Errno> {
         match self.files.get(path) {
-            Some(MemoryNode::File(b)) => Ok(Rc::new(b.clone())),
+            Some(MemoryNode::File(b)) => Ok(Arc::new(b.clone())),
             Some(_) => Err(super::abi::EISDIR),
             None => Err(super::abi::ENOENT),
         }

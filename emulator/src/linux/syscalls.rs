@@ -22,6 +22,7 @@ use crate::cpu::{RAX, RCX, RDI, RDX, RSI};
 use crate::memory::{Perms, PAGE_MASK, PAGE_SIZE};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Lowest and highest (exclusive) addresses the kernel picks for mmap without a usable hint.
 pub const MMAP_MIN: u64 = 0x1_0000;
@@ -431,7 +432,7 @@ impl<H: Host> LinuxMachine<H> {
                 if end > super::elf::IMAGE_SIZE_BYTES_MAX {
                     return Err(EFBIG);
                 }
-                let bytes_mut = Rc::make_mut(&mut f.bytes);
+                let bytes_mut = Arc::make_mut(&mut f.bytes);
                 if bytes_mut.len() < end as usize {
                     bytes_mut.resize(end as usize, 0);
                 }
@@ -558,7 +559,7 @@ impl<H: Host> LinuxMachine<H> {
             None if flags & O_CREAT != 0 => {
                 self.check_parent_dir(&r.path)?;
                 let f = Rc::new(RefCell::new(FileData {
-                    bytes: Rc::new(Vec::new()),
+                    bytes: Arc::new(Vec::new()),
                     mode: mode & 0o7777 & !self.umask,
                 }));
                 self.vfs.put_file(&r.path, f.clone());
@@ -584,7 +585,7 @@ impl<H: Host> LinuxMachine<H> {
                         self.vfs.put_file(&r.path, data.clone());
                     }
                     if flags & O_TRUNC != 0 {
-                        Rc::make_mut(&mut data.borrow_mut().bytes).clear();
+                        Arc::make_mut(&mut data.borrow_mut().bytes).clear();
                     }
                 }
                 FileKind::Regular { data, path: r.path }
@@ -881,7 +882,7 @@ impl<H: Host> LinuxMachine<H> {
         if len < 0 || len as u64 > super::elf::IMAGE_SIZE_BYTES_MAX {
             return Err(EINVAL);
         }
-        Rc::make_mut(&mut data.borrow_mut().bytes).resize(len as usize, 0);
+        Arc::make_mut(&mut data.borrow_mut().bytes).resize(len as usize, 0);
         Ok(0)
     }
 

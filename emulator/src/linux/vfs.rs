@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Most symbolic links followed while resolving one path (Linux's MAXSYMLINKS).
 pub const SYMLINKS_MAX: u32 = 40;
@@ -34,9 +35,10 @@ pub type GuestPath = Vec<Vec<u8>>;
 /// The bytes and mode of a file held in memory. Shared by every open file description of it.
 #[derive(Debug)]
 pub struct FileData {
-    /// Shared copy-on-write with the copies snapshots take (`Rc::make_mut` before a change), so a checkpoint
-    /// of a run that opened a large file costs nothing for it.
-    pub bytes: Rc<Vec<u8>>,
+    /// Shared copy-on-write with the copies snapshots take (`Arc::make_mut` before a change), so a checkpoint
+    /// of a run that opened a large file costs nothing for it; and with the recorder, which writes the same
+    /// bytes into the trace on a thread of its own (hence `Arc`).
+    pub bytes: Arc<Vec<u8>>,
     pub mode: u32,
 }
 
@@ -575,7 +577,7 @@ mod tests {
         let path: Vec<Vec<u8>> = split(b"/data/a.txt").into();
         let node = vfs.lookup(&mut h, &path).unwrap();
         let f = vfs.contents(&mut h, &node).unwrap();
-        Rc::make_mut(&mut f.borrow_mut().bytes).extend_from_slice(b"!");
+        Arc::make_mut(&mut f.borrow_mut().bytes).extend_from_slice(b"!");
         vfs.put_file(&path, f);
         assert_eq!(read(&mut vfs, &mut h, "/data/a.txt").unwrap(), b"alpha!");
         assert_eq!(
@@ -588,7 +590,7 @@ mod tests {
         vfs.put_file(
             &tmp,
             Rc::new(RefCell::new(FileData {
-                bytes: Rc::new(b"x".to_vec()),
+                bytes: Arc::new(b"x".to_vec()),
                 mode: 0o600,
             })),
         );
