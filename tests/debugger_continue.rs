@@ -289,3 +289,51 @@ fn an_interrupted_continue_stops_at_an_exact_icount() {
     assert_eq!(d.timeline.icount(), last_hit);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A checkpoint holds privately the frames written after it, up to the next one: right after the timeline
+/// takes one, no frame counts as written (a snapshot does not end the memory's dirty epoch, so the timeline
+/// starts one itself), and the memory the `checkpoints` command reports stays that of a few intervals' writes,
+/// not of every write since the start.
+#[test]
+fn checkpoint_memory_counts_only_the_frames_written_since() {
+    let dir = std::env::temp_dir().join(format!("tandem-ckpt-mem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("sha.trace");
+    let out = record_trace(&trace, &[], &corpus_bin("sha256-glibc"), &[], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut d = debugger_for(&trace);
+    let base = tandem_replay::timeline::INTERVAL_BASE_DEFAULT;
+    d.timeline.interval_base = base;
+    for k in [1, 2, 7, 30] {
+        d.timeline.seek(k * base);
+        assert!(
+            d.timeline
+                .checkpoint_list()
+                .iter()
+                .any(|&(i, _)| i == k * base),
+            "a checkpoint at icount {}",
+            k * base
+        );
+        let dirty = d.timeline.replayer.hv.guest.machine.cpu.mem.dirty_frames();
+        assert!(
+            dirty.is_empty(),
+            "{} frames dirty right after a checkpoint",
+            dirty.len()
+        );
+    }
+    let mapped = d
+        .timeline
+        .replayer
+        .hv
+        .guest
+        .machine
+        .cpu
+        .mem
+        .mapped_page_count();
+    for (icount, bytes) in d.timeline.checkpoint_list() {
+        assert!(
+            bytes < 4 * mapped * 4096,
+            "checkpoint at {icount} holds {bytes} bytes, more than four times the {mapped} mapped pages"
+        );
+    }
+}

@@ -82,6 +82,9 @@ impl Timeline {
             *self.private_frames.entry(previous).or_default() += dirty;
         }
         let snap = self.replayer.snapshot();
+        // A snapshot does not end the dirty epoch (digests span snapshots): the next checkpoint must count only
+        // the frames written from here on.
+        self.replayer.hv.guest.machine.cpu.mem.begin_epoch();
         self.checkpoints.insert(icount, snap);
         self.thin();
     }
