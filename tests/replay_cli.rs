@@ -575,16 +575,17 @@ fn an_edited_read_names_the_buffer_page_its_last_writer_and_the_bytes() {
     );
 }
 
-/// A trace in format 2 (committed under tests/data, recorded before format 3) still replays, verifying its
-/// checkpoints; a memory divergence in it says that it holds no page digests instead of naming pages.
-#[test]
-fn a_format_2_trace_still_replays() {
-    let old = repo().join("tests/data/hello-musl-v2.trace");
+/// Replays a trace of an older format committed under tests/data (hello-musl, recorded with
+/// `--hash-interval 256 --fine-interval 64`): it must verify its 4 checkpoints and end as `tandem run` does.
+/// Then replays it with its first checkpoint's memory digest edited (and the preamble kept at `version`), which
+/// must be a divergence at that checkpoint; returns that replay's stderr.
+fn replay_old_trace(name: &str, version: u32) -> String {
+    let old = repo().join("tests/data").join(name);
     let bytes = std::fs::read(&old).unwrap();
     assert_eq!(
         bytes[8..12],
-        2u32.to_le_bytes(),
-        "the test trace must stay in format 2"
+        version.to_le_bytes(),
+        "the test trace must stay in format {version}"
     );
     let rep = replay(&old, &[]);
     let err = text(&rep.stderr);
@@ -594,8 +595,7 @@ fn a_format_2_trace_still_replays() {
     let run = emulate(&["--report-state"], &corpus_bin("hello-musl"), &[], b"");
     assert_eq!(state_line(&rep.stderr), state_line(&run.stderr), "{err}");
 
-    // Its memory digest edited (and the preamble kept at version 2): a divergence without page names.
-    let edited = scratch("v2-edited.trace");
+    let edited = scratch(&format!("v{version}-edited.trace"));
     rewrite(&old, &edited, |records| {
         if let Some(Record::Checkpoint(c)) = records
             .iter_mut()
@@ -605,7 +605,7 @@ fn a_format_2_trace_still_replays() {
         }
     });
     let mut bytes = std::fs::read(&edited).unwrap();
-    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&version.to_le_bytes());
     std::fs::write(&edited, bytes).unwrap();
     let rep = replay(&edited, &["--quiet"]);
     let err = text(&rep.stderr);
@@ -614,52 +614,26 @@ fn a_format_2_trace_still_replays() {
         err.contains("divergence detected at icount 256: the memory digest differs"),
         "{err}"
     );
+    err
+}
+
+/// A trace in format 2 (recorded before format 3) still replays, verifying its checkpoints; a memory
+/// divergence in it says that it holds no page digests instead of naming pages.
+#[test]
+fn a_format_2_trace_still_replays() {
+    let err = replay_old_trace("hello-musl-v2.trace", 2);
     assert!(
         err.contains("note: this trace (format 2) holds a digest of all memory at each checkpoint but none per page"),
         "{err}"
     );
 }
 
-/// A trace in format 3 (committed under tests/data: SHA-256 names, byte-at-a-time register hashes, memory
-/// digests combined in address order) still replays, verifying its fine hashes and checkpoints in its own scheme;
-/// an edited checkpoint digest in it is found at that checkpoint, with its page digests read in that scheme.
+/// A trace in format 3 (SHA-256 names, byte-at-a-time register hashes, memory digests combined in address
+/// order) still replays, verifying its fine hashes and checkpoints in its own scheme; its page digests, read in
+/// that scheme, no longer add up to an edited checkpoint digest.
 #[test]
 fn a_format_3_trace_still_replays() {
-    let old = repo().join("tests/data/hello-musl-v3.trace");
-    let bytes = std::fs::read(&old).unwrap();
-    assert_eq!(
-        bytes[8..12],
-        3u32.to_le_bytes(),
-        "the test trace must stay in format 3"
-    );
-    let rep = replay(&old, &[]);
-    let err = text(&rep.stderr);
-    assert_eq!(rep.status.code(), Some(0), "{err}");
-    assert_eq!(text(&rep.stdout), "hello, world\n");
-    assert!(err.contains("4 checkpoints verified"), "{err}");
-    let run = emulate(&["--report-state"], &corpus_bin("hello-musl"), &[], b"");
-    assert_eq!(state_line(&rep.stderr), state_line(&run.stderr), "{err}");
-
-    let edited = scratch("v3-edited.trace");
-    rewrite(&old, &edited, |records| {
-        if let Some(Record::Checkpoint(c)) = records
-            .iter_mut()
-            .find(|r| matches!(r, Record::Checkpoint(_)))
-        {
-            c.memory_digest ^= 1;
-        }
-    });
-    let mut bytes = std::fs::read(&edited).unwrap();
-    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
-    std::fs::write(&edited, bytes).unwrap();
-    let rep = replay(&edited, &["--quiet"]);
-    let err = text(&rep.stderr);
-    assert_eq!(rep.status.code(), Some(3), "{err}");
-    assert!(
-        err.contains("divergence detected at icount 256: the memory digest differs"),
-        "{err}"
-    );
-    // The page digests (unedited, combined in format 3's order) no longer add up to the edited digest.
+    let err = replay_old_trace("hello-musl-v3.trace", 3);
     assert!(
         err.contains("the trace's checkpoint is inconsistent"),
         "{err}"

@@ -1069,6 +1069,31 @@ pub fn page_digest(bytes: &[u8]) -> u64 {
 
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
+/// A page's digest in format 4: `WordDigest`'s step on four interleaved lanes of words (word i to lane i mod
+/// 4), then the four lanes through one `WordDigest`. The lanes are independent chains of multiplies, so the
+/// processor overlaps them: about four times faster than `page_digest`, which is one chain.
+pub fn page_digest_lanes(bytes: &PageBytes) -> u64 {
+    let mut lanes = [
+        WordDigest(0xcbf2_9ce4_8422_2325),
+        WordDigest(0x8422_2325_cbf2_9ce4),
+        WordDigest(0x9ce4_8422_2325_cbf2),
+        WordDigest(0x2325_cbf2_9ce4_8422),
+    ];
+    // A block of four words at a time, one to each lane, so that the four chains interleave.
+    for block in bytes.chunks_exact(32) {
+        for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            lane.write_u64(u64::from_le_bytes(
+                word.try_into().expect("chunks_exact gives 8 bytes"),
+            ));
+        }
+    }
+    let mut h = WordDigest::new();
+    for lane in lanes {
+        h.write_u64(lane.finish());
+    }
+    h.finish()
+}
+
 /// `page_digest`'s construction over 64-bit words: FNV-1a's offset basis and prime, one multiply and a rotation
 /// per word (eight times cheaper than `Fnv::write_u64`, which goes a byte at a time). Fixed and
 /// platform-independent; for digests stored in traces.
@@ -1122,10 +1147,6 @@ impl Fnv {
     }
     pub fn finish(&self) -> u64 {
         self.0
-    }
-    /// Continues a digest from a state `finish` returned (to skip re-hashing an unchanged prefix).
-    pub const fn resume(state: u64) -> Fnv {
-        Fnv(state)
     }
 }
 

@@ -15,7 +15,7 @@
 use crate::trace::{PageChanges, PageDigest, RegisterFile};
 use std::collections::{BTreeMap, BTreeSet};
 use tandem_emulator::cpu::Cpu;
-use tandem_emulator::memory::{page_digest, Fnv, FrameId, Memory, WordDigest};
+use tandem_emulator::memory::{page_digest, page_digest_lanes, Fnv, FrameId, Memory, WordDigest};
 
 /// The registers as a trace stores them, the x87 state as a digest in the trace's scheme.
 pub fn register_file(cpu: &Cpu, scheme: DigestScheme) -> RegisterFile {
@@ -31,18 +31,7 @@ pub fn register_file(cpu: &Cpu, scheme: DigestScheme) -> RegisterFile {
             r.x87.status as u64,
             r.x87.tag as u64,
         ]);
-    let x87_digest = match scheme {
-        DigestScheme::Ordered => {
-            let mut h = Fnv::new();
-            words.for_each(|w| h.write_u64(w));
-            h.finish()
-        }
-        DigestScheme::Summed => {
-            let mut h = WordDigest::new();
-            words.for_each(|w| h.write_u64(w));
-            h.finish()
-        }
-    };
+    let x87_digest = hash_words(scheme, words);
     RegisterFile {
         gpr: r.gpr,
         rip: r.rip,
@@ -55,41 +44,39 @@ pub fn register_file(cpu: &Cpu, scheme: DigestScheme) -> RegisterFile {
     }
 }
 
-/// The hash of a register file (the fine hashes), in a trace's scheme.
-pub fn register_hash(r: &RegisterFile, scheme: DigestScheme) -> u64 {
+/// Words hashed in a scheme: FNV-1a a byte at a time (`Ordered`) or `WordDigest` (`Summed`).
+fn hash_words(scheme: DigestScheme, words: impl IntoIterator<Item = u64>) -> u64 {
     match scheme {
         DigestScheme::Ordered => {
             let mut h = Fnv::new();
-            register_words(r, |w| h.write_u64(w));
+            words.into_iter().for_each(|w| h.write_u64(w));
             h.finish()
         }
         DigestScheme::Summed => {
             let mut h = WordDigest::new();
-            register_words(r, |w| h.write_u64(w));
+            words.into_iter().for_each(|w| h.write_u64(w));
             h.finish()
         }
     }
 }
 
-/// The words the register hashes cover, in their order.
-fn register_words(r: &RegisterFile, mut h: impl FnMut(u64)) {
-    for g in r.gpr {
-        h(g);
-    }
-    for v in [
+/// The hash of a register file, in a trace's scheme.
+pub fn register_hash(r: &RegisterFile, scheme: DigestScheme) -> u64 {
+    let scalars = [
         r.rip,
         r.rflags,
         r.fs_base,
         r.gs_base,
         r.mxcsr as u64,
         r.x87_digest,
-    ] {
-        h(v);
-    }
-    for x in r.xmm {
-        h(x as u64);
-        h((x >> 64) as u64);
-    }
+    ];
+    let xmm = r.xmm.iter().flat_map(|&x| [x as u64, (x >> 64) as u64]);
+    hash_words(scheme, r.gpr.into_iter().chain(scalars).chain(xmm))
+}
+
+/// A fine hash: the hash of the CPU's registers, recorded every `fine_interval` instructions.
+pub fn fine_hash(cpu: &Cpu, scheme: DigestScheme) -> u64 {
+    register_hash(&register_file(cpu, scheme), scheme)
 }
 
 /// Every register by name with its value, in a fixed order, for divergence reports.
@@ -146,27 +133,28 @@ pub fn apply_page_changes(map: &mut PageMap, changes: &PageChanges) {
 
 /// The memory digest of a checkpoint from its page map: what `MemoryDigest::update` returns for the same pages.
 pub fn digest_of_pages(map: &PageMap, scheme: DigestScheme) -> u64 {
+    combine_pages(scheme, map.iter().map(|(&a, &(p, d))| (a, p, d)))
+}
+
+/// The memory digest of (address, permission bits, bytes' digest) for every page, in address order.
+fn combine_pages(scheme: DigestScheme, pages: impl Iterator<Item = (u64, u8, u64)>) -> u64 {
     match scheme {
         DigestScheme::Ordered => {
             let mut h = Fnv::new();
-            for (&address, &(perms, digest)) in map {
-                write_page(&mut h, address, perms, digest);
+            for (address, perms, digest) in pages {
+                h.write_u64(address >> 12);
+                h.write_u64(perms as u64);
+                h.write_u64(digest);
             }
             h.finish()
         }
-        DigestScheme::Summed => summed_digest(
-            map.iter()
-                .fold(0u64, |s, (&a, &(p, d))| s.wrapping_add(page_term(a, p, d))),
-        ),
+        DigestScheme::Summed => mix64(sum_of_terms(pages)),
     }
 }
 
-/// One page's part of the memory digest (page number, permissions, bytes' digest), the same for the recorder's
-/// incremental digest and for `digest_of_pages`.
-fn write_page(h: &mut Fnv, address: u64, perms: u8, digest: u64) {
-    h.write_u64(address >> 12);
-    h.write_u64(perms as u64);
-    h.write_u64(digest);
+/// The wrapping sum of the pages' `page_term`s, which `Summed` digests (and `MemoryDigest` keeps up to date).
+fn sum_of_terms(pages: impl Iterator<Item = (u64, u8, u64)>) -> u64 {
+    pages.fold(0u64, |s, (a, p, d)| s.wrapping_add(page_term(a, p, d)))
 }
 
 /// A page that differs between the recording and the replay at a checkpoint.
@@ -266,11 +254,6 @@ fn page_term(address: u64, perms: u8, digest: u64) -> u64 {
     mix64(mix64((address >> 12) << 8 | perms as u64) ^ digest)
 }
 
-/// The summed memory digest of the pages whose terms add up to `sum`.
-fn summed_digest(sum: u64) -> u64 {
-    mix64(sum)
-}
-
 /// The incremental memory digest: the recorder and the replayer each keep one and update it at every checkpoint.
 pub struct MemoryDigest {
     scheme: DigestScheme,
@@ -357,14 +340,8 @@ impl MemoryDigest {
         }
         self.seen = Some((mem.epoch(), mem.map_generation()));
         let digest = match self.scheme {
-            DigestScheme::Summed => summed_digest(self.sum),
-            DigestScheme::Ordered => {
-                let mut h = Fnv::new();
-                for &(vpn, _, perms, digest) in &self.pages {
-                    write_page(&mut h, vpn << 12, perms, digest);
-                }
-                h.finish()
-            }
+            DigestScheme::Summed => mix64(self.sum),
+            DigestScheme::Ordered => combine_pages(self.scheme, self.page_entries()),
         };
         (digest, changes)
     }
@@ -416,9 +393,7 @@ impl MemoryDigest {
         }
         changes.unmapped.extend(old.map(|&(v, ..)| v << 12));
         self.pages = pages;
-        self.sum = self.pages.iter().fold(0u64, |s, &(vpn, _, perms, digest)| {
-            s.wrapping_add(page_term(vpn << 12, perms, digest))
-        });
+        self.sum = sum_of_terms(self.page_entries());
         self.by_frame = self
             .pages
             .iter()
@@ -430,10 +405,14 @@ impl MemoryDigest {
 
     /// Every page as of the last update.
     pub fn page_map(&self) -> PageMap {
+        self.page_entries().map(|(a, p, d)| (a, (p, d))).collect()
+    }
+
+    /// (address, permission bits, bytes' digest) of every page as of the last update, in address order.
+    fn page_entries(&self) -> impl Iterator<Item = (u64, u8, u64)> + '_ {
         self.pages
             .iter()
-            .map(|&(vpn, _, perms, digest)| (vpn << 12, (perms, digest)))
-            .collect()
+            .map(|&(vpn, _, perms, digest)| (vpn << 12, perms, digest))
     }
 }
 
@@ -444,34 +423,6 @@ fn digest_frame(mem: &Memory, frame: u32, scheme: DigestScheme) -> u64 {
             DigestScheme::Ordered => page_digest(&bytes[..]),
             DigestScheme::Summed => page_digest_lanes(bytes),
         })
-}
-
-/// A page's digest in format 4: `WordDigest`'s step on four interleaved lanes of words (word i to lane i mod
-/// 4), then the four lanes through one `WordDigest`. The lanes are independent chains of multiplies, so the
-/// processor overlaps them: about four times faster than `page_digest`, which is one chain.
-pub fn page_digest_lanes(bytes: &[u8; 4096]) -> u64 {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut lanes: [u64; 4] = [
-        0xcbf2_9ce4_8422_2325,
-        0x8422_2325_cbf2_9ce4,
-        0x9ce4_8422_2325_cbf2,
-        0x2325_cbf2_9ce4_8422,
-    ];
-    for block in bytes.chunks_exact(32) {
-        for (i, lane) in lanes.iter_mut().enumerate() {
-            let w = u64::from_le_bytes(
-                block[i * 8..i * 8 + 8]
-                    .try_into()
-                    .expect("a 32-byte block has four words"),
-            );
-            *lane = (*lane ^ w).wrapping_mul(PRIME).rotate_left(29);
-        }
-    }
-    let mut h = WordDigest::new();
-    for lane in lanes {
-        h.write_u64(lane);
-    }
-    h.finish()
 }
 
 #[cfg(test)]

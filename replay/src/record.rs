@@ -10,7 +10,7 @@
 //! fault's icount so that its `Event::Fault` lands in the event stream after the syscalls before it (a fault at
 //! icount N fires after the N-th instruction, a syscall included, has retired).
 
-use crate::digest::{register_file, register_hash, DigestScheme, MemoryDigest};
+use crate::digest::{fine_hash, register_file, DigestScheme, MemoryDigest};
 use crate::hosts::RecordingHost;
 use crate::sink::ChunkSink;
 use crate::trace::FORMAT_VERSION;
@@ -59,10 +59,7 @@ pub fn record<H: Host, S: ChunkSink>(
         let machine = &mut hv.guest;
         let icount = machine.icount();
         if icount % fine == 0 {
-            fine_hashes.push(register_hash(
-                &register_file(&machine.machine.cpu, scheme),
-                scheme,
-            ));
+            fine_hashes.push(fine_hash(&machine.machine.cpu, scheme));
         }
         if icount % header.hash_interval == 0 {
             let registers = register_file(&machine.machine.cpu, scheme);

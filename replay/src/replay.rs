@@ -28,7 +28,7 @@
 //! end the final outcomes are compared with the summary's.
 
 use crate::digest::{
-    register_differences, register_file, register_hash, DigestScheme, MemoryDigest, PageMap,
+    fine_hash, register_differences, register_file, DigestScheme, MemoryDigest, PageMap,
 };
 use crate::hosts::{OutputSink, ReplayHost};
 use crate::memory_divergence::MemoryReport;
@@ -309,6 +309,11 @@ impl Replayer {
         DigestScheme::of_format(self.format_version)
     }
 
+    /// The replay's registers now, as the trace stores them.
+    pub fn registers(&self) -> crate::trace::RegisterFile {
+        register_file(&self.hv.guest.machine.cpu, self.scheme())
+    }
+
     /// Takes a snapshot of the machine, its host position and the fault state.
     pub fn snapshot(&mut self) -> ReplaySnapshot {
         (
@@ -352,7 +357,7 @@ impl Replayer {
                 );
                 return self.report(verified, Some(d));
             }
-            let registers = register_file(&self.hv.guest.machine.cpu, self.scheme());
+            let registers = self.registers();
             let (memory_digest, changes) =
                 memory.update(&mut self.hv.guest.machine.cpu.mem, c.icount);
             if registers != c.registers || memory_digest != c.memory_digest {
@@ -562,11 +567,7 @@ impl Replayer {
             if self.hv.run_to_completion(target) == Progress::Finished {
                 break;
             }
-            if register_hash(
-                &register_file(&self.hv.guest.machine.cpu, self.scheme()),
-                self.scheme(),
-            ) != *expected
-            {
+            if fine_hash(&self.hv.guest.machine.cpu, self.scheme()) != *expected {
                 window_start = Some(target - fine);
                 break;
             }
@@ -608,9 +609,9 @@ impl Replayer {
         d.window = fine;
         d.instruction = Some((rip, bytes, text));
         if fine == 1 {
-            let before = register_file(&self.hv.guest.machine.cpu, self.scheme());
+            let before = self.registers();
             self.hv.run(1);
-            let after = register_file(&self.hv.guest.machine.cpu, self.scheme());
+            let after = self.registers();
             d.instruction_effects = crate::digest::register_differences(&before, &after)
                 .into_iter()
                 .filter(|(n, _, _)| n != "rip")
@@ -630,13 +631,10 @@ impl Replayer {
         icount: u64,
         differences: &[(String, u128, u128)],
     ) -> Vec<(String, Option<Writer>)> {
-        let names: Vec<String> = crate::digest::named_registers(&register_file(
-            &self.hv.guest.machine.cpu,
-            self.scheme(),
-        ))
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+        let names: Vec<String> = crate::digest::named_registers(&self.registers())
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         let watched: Vec<(usize, &String)> = differences
             .iter()
             .filter(|(n, _, _)| n != "rip")
@@ -647,10 +645,7 @@ impl Replayer {
         }
         self.restore(previous);
         let mut last: Vec<Option<(u64, u64, u128)>> = vec![None; watched.len()];
-        let mut before = crate::digest::register_values(&register_file(
-            &self.hv.guest.machine.cpu,
-            self.scheme(),
-        ));
+        let mut before = crate::digest::register_values(&self.registers());
         while self.hv.guest.icount() < icount {
             let at = self.hv.guest.icount();
             let rip = self.hv.guest.machine.cpu.rip;
@@ -658,10 +653,7 @@ impl Replayer {
             if self.hv.run(1) == Progress::Finished {
                 break;
             }
-            let after = crate::digest::register_values(&register_file(
-                &self.hv.guest.machine.cpu,
-                self.scheme(),
-            ));
+            let after = crate::digest::register_values(&self.registers());
             for (slot, &(index, _)) in last.iter_mut().zip(&watched) {
                 if before[index] != after[index] {
                     *slot = Some((at, rip, rax as u128));

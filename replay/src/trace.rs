@@ -444,7 +444,10 @@ impl<W: Write> TraceWriter<W> {
         }
         self.out.write_all(&(len as u32).to_le_bytes())?;
         if len <= STREAMED_CHUNK_BYTES {
-            let payload = options().serialize(chunk).map_err(encode)?;
+            let mut payload = Vec::with_capacity(len);
+            options()
+                .serialize_into(&mut payload, chunk)
+                .map_err(encode)?;
             self.out
                 .write_all(&crc32fast::hash(&payload).to_le_bytes())?;
             self.out.write_all(&payload)?;

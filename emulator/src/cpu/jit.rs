@@ -347,15 +347,8 @@ fn classify(i: &Instruction, last: bool, p: &mut Plan) -> Kind {
                     return Kind::Helper;
                 }
             }
-            OpKind::Immediate8
-            | OpKind::Immediate16
-            | OpKind::Immediate32
-            | OpKind::Immediate64
-            | OpKind::Immediate8to16
-            | OpKind::Immediate8to32
-            | OpKind::Immediate8to64
-            | OpKind::Immediate32to64
-            | OpKind::NearBranch64 => {}
+            OpKind::NearBranch64 => {}
+            kind if super::is_immediate(kind) => {}
             _ => return Kind::Helper,
         }
     }

@@ -802,6 +802,21 @@ impl std::ops::Deref for Insn {
     }
 }
 
+/// Whether an operand is an immediate (of any width or sign extension).
+pub(crate) fn is_immediate(kind: OpKind) -> bool {
+    matches!(
+        kind,
+        OpKind::Immediate8
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64
+    )
+}
+
 impl Insn {
     pub(crate) fn new(instr: Instruction) -> Insn {
         let mut insn = Insn {
@@ -827,16 +842,7 @@ impl Insn {
                         insn.reg_high8 |= 1 << n;
                     }
                 }
-                OpKind::Immediate8
-                | OpKind::Immediate16
-                | OpKind::Immediate32
-                | OpKind::Immediate64
-                | OpKind::Immediate8to16
-                | OpKind::Immediate8to32
-                | OpKind::Immediate8to64
-                | OpKind::Immediate32to64
-                    if !imm_found =>
-                {
+                kind if is_immediate(kind) && !imm_found => {
                     insn.imm = instr.immediate(n);
                     imm_found = true;
                 }
