@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod debug_cmd;
 mod faults_cmd;
+mod mount_fs;
 mod record_cmd;
 mod replay_cmd;
 mod run_cmd;

@@ -163,7 +163,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let host = RecordingHost::new(LiveHost::new(r.seed), clock, entropy);
+    let live = LiveHost::new(r.seed, &config.mounts, r.normalize_metadata)?;
+    let host = RecordingHost::new(live, clock, entropy);
     let mut hv = Hypervisor::new(config, bytes.into(), host, plan, policy, fault_seed)
         .with_context(|| format!("cannot load {}", program.display()))?;
     hv.guest.machine.set_jit(!r.no_jit);

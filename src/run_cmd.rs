@@ -5,11 +5,11 @@
 //! `tandem_emulator::linux`. The only host clock read is for the MIPS figure of --stats, which is a report about
 //! the emulator, not an input of the guest.
 
+use crate::mount_fs::MountRoots;
 use anyhow::{bail, Context};
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use tandem_emulator::hypervisor::plan::FaultPlan;
 use tandem_emulator::hypervisor::{Hypervisor, Policy};
@@ -18,7 +18,7 @@ use tandem_emulator::linux::abi::{SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGSEGV};
 use tandem_emulator::linux::sysnames::syscall_name;
 use tandem_emulator::linux::vfs::{split, Mount};
 use tandem_emulator::linux::{
-    Host, HostKind, HostMetadata, LinuxConfig, Progress, SeededEntropy, Termination,
+    Host, HostMetadata, LinuxConfig, Progress, SeededEntropy, Termination,
 };
 
 /// Exit status of a run stopped by --max-insns (the convention of timeout(1)).
@@ -51,6 +51,13 @@ pub struct RunArgs {
     /// in-memory overlay. Repeatable. Example: --mount ./data:/data
     #[arg(long = "mount", value_name = "HOST[:GUEST]")]
     pub(crate) mounts: Vec<String>,
+
+    /// Show mounted files with fixed owners (the guest's uid and gid, 1000), times (2024-01-01), inode numbers
+    /// (a hash of the guest path) and block counts, so that `ls -l`, `stat`, `tar` and `du` print the same on
+    /// any machine. Without it (the default) the guest sees the host's real metadata, as Linux would show it;
+    /// either way the metadata is an input of the run and is recorded in traces. Example: --normalize-metadata
+    #[arg(long)]
+    pub(crate) normalize_metadata: bool,
 
     /// Set an environment variable of the guest (the host's environment is not passed). Repeatable.
     /// Example: --env LANG=C
@@ -112,12 +119,14 @@ pub struct RunArgs {
     pub(crate) command: Vec<OsString>,
 }
 
-/// The live host: real stdio and read-only access to the mounted host files.
+/// The live host: real stdio and read-only access to the mounted host files, each opened beneath its mount's
+/// root without following links (mount_fs.rs).
 pub(crate) struct LiveHost {
     stdout: std::io::Stdout,
     stderr: std::io::Stderr,
     stdin: std::io::Stdin,
     entropy: SeededEntropy,
+    mounts: MountRoots,
 }
 
 fn errno_of(e: &std::io::Error) -> Errno {
@@ -136,40 +145,16 @@ impl Host for LiveHost {
         self.stderr.write_all(bytes).map_err(|e| errno_of(&e))
     }
     fn metadata(&mut self, path: &Path) -> Result<HostMetadata, Errno> {
-        let md = std::fs::symlink_metadata(path).map_err(|e| errno_of(&e))?;
-        let t = md.file_type();
-        let kind = if t.is_symlink() {
-            HostKind::Symlink
-        } else if t.is_dir() {
-            HostKind::Dir
-        } else if t.is_file() {
-            HostKind::File
-        } else {
-            HostKind::Other
-        };
-        Ok(HostMetadata {
-            kind,
-            size_bytes: md.len(),
-            mode: md.permissions().mode() & 0o7777,
-        })
+        self.mounts.metadata(path)
     }
     fn read_file(&mut self, path: &Path) -> Result<std::sync::Arc<Vec<u8>>, Errno> {
-        std::fs::read(path)
-            .map(std::sync::Arc::new)
-            .map_err(|e| errno_of(&e))
+        self.mounts.read_file(path)
     }
     fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(path).map_err(|e| errno_of(&e))? {
-            let entry = entry.map_err(|e| errno_of(&e))?;
-            names.push(entry.file_name().into_vec());
-        }
-        Ok(names)
+        self.mounts.read_dir(path)
     }
     fn read_link(&mut self, path: &Path) -> Result<Vec<u8>, Errno> {
-        std::fs::read_link(path)
-            .map(|p| p.into_os_string().into_vec())
-            .map_err(|e| errno_of(&e))
+        self.mounts.read_link(path)
     }
     fn fill_random(&mut self, out: &mut [u8]) {
         self.entropy.fill(out);
@@ -177,14 +162,19 @@ impl Host for LiveHost {
 }
 
 impl LiveHost {
-    /// The real stdio; entropy from the seed.
-    pub(crate) fn new(seed: u64) -> LiveHost {
-        LiveHost {
+    /// The real stdio; entropy from the seed; the mounts' roots opened now and held for the run.
+    pub(crate) fn new(
+        seed: u64,
+        mounts: &[Mount],
+        normalize_metadata: bool,
+    ) -> anyhow::Result<LiveHost> {
+        Ok(LiveHost {
             stdout: std::io::stdout(),
             stderr: std::io::stderr(),
             stdin: std::io::stdin(),
             entropy: SeededEntropy::new(seed),
-        }
+            mounts: MountRoots::open(mounts, normalize_metadata)?,
+        })
     }
 }
 
@@ -255,12 +245,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         early_kill: args.early_kill,
         ..Policy::default()
     };
-    let host = LiveHost {
-        stdout: std::io::stdout(),
-        stderr: std::io::stderr(),
-        stdin: std::io::stdin(),
-        entropy: SeededEntropy::new(args.seed),
-    };
+    let host = LiveHost::new(args.seed, &config.mounts, args.normalize_metadata)?;
     let mut hv = Hypervisor::new(
         config,
         bytes.into(),
@@ -319,6 +304,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             "tandem: unknown syscalls answered -ENOSYS: {}",
             list.join(", ")
         )?;
+    }
+    for why in stats.unsupported.values() {
+        writeln!(err, "tandem: warning: {why}")?;
     }
     if args.stats {
         let icount = guest.icount();

@@ -5,7 +5,7 @@
 //! trace. A question the trace does not answer (a divergence) gets an error answer and is remembered as the
 //! first divergence, with the icount of the syscall that asked it: the replay driver stops and reports it.
 
-use crate::trace::{blob_id, BlobId, Event, HostCall, Meta, Record};
+use crate::trace::{blob_id, BlobId, Event, HostCall, Meta, Record, StatMeta};
 use rand::RngCore;
 use rand_chacha::ChaCha20Rng;
 use std::cell::RefCell;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tandem_emulator::cpu::named_stream;
 use tandem_emulator::linux::abi::{Errno, EIO};
 use tandem_emulator::linux::sysnames::syscall_name;
-use tandem_emulator::linux::{Host, HostKind, HostMetadata};
+use tandem_emulator::linux::{Host, HostKind, HostMetadata, HostStat, Timespec};
 use tandem_emulator::memory::Fnv;
 
 fn kind_code(k: HostKind) -> u8 {
@@ -35,6 +35,52 @@ fn kind_of(code: u8) -> HostKind {
         1 => HostKind::Dir,
         2 => HostKind::Symlink,
         _ => HostKind::Other,
+    }
+}
+
+/// The trace's form of a host answer with the whole of stat(2).
+fn stat_meta(m: &HostMetadata, s: &HostStat) -> StatMeta {
+    let t = |t: Timespec| (t.sec, t.nsec);
+    StatMeta {
+        kind: kind_code(m.kind),
+        size_bytes: m.size_bytes,
+        mode: m.mode,
+        uid: s.uid,
+        gid: s.gid,
+        nlink: s.nlink,
+        atime: t(s.atime),
+        mtime: t(s.mtime),
+        ctime: t(s.ctime),
+        blocks: s.blocks,
+        blksize: s.blksize,
+        ino: s.ino,
+        dev: s.dev,
+    }
+}
+
+/// A recorded stat(2) answer as the host interface gives it (nanoseconds out of range are clamped: a trace is
+/// data, never a reason to panic).
+fn host_metadata(m: &StatMeta) -> HostMetadata {
+    let t = |(sec, nsec): (i64, u32)| Timespec {
+        sec,
+        nsec: nsec.min(999_999_999),
+    };
+    HostMetadata {
+        kind: kind_of(m.kind),
+        size_bytes: m.size_bytes,
+        mode: m.mode,
+        stat: Some(HostStat {
+            uid: m.uid,
+            gid: m.gid,
+            nlink: m.nlink,
+            atime: t(m.atime),
+            mtime: t(m.mtime),
+            ctime: t(m.ctime),
+            blocks: m.blocks,
+            blksize: m.blksize,
+            ino: m.ino,
+            dev: m.dev,
+        }),
     }
 }
 
@@ -147,15 +193,27 @@ impl<H: Host> Host for RecordingHost<H> {
     }
     fn metadata(&mut self, path: &Path) -> Result<HostMetadata, Errno> {
         let r = self.inner.metadata(path);
-        self.log(HostCall::Metadata {
-            path: path.as_os_str().as_bytes().to_vec(),
-            result: r
-                .map(|m| Meta {
-                    kind: kind_code(m.kind),
-                    size_bytes: m.size_bytes,
-                    mode: m.mode,
-                })
-                .map_err(|e| e.0),
+        let path = path.as_os_str().as_bytes().to_vec();
+        self.log(match r {
+            // A host that gives the whole stat(2) has it recorded; one that does not, the three fields.
+            Ok(m) => match &m.stat {
+                Some(s) => HostCall::Stat {
+                    path,
+                    result: Ok(stat_meta(&m, s)),
+                },
+                None => HostCall::Metadata {
+                    path,
+                    result: Ok(Meta {
+                        kind: kind_code(m.kind),
+                        size_bytes: m.size_bytes,
+                        mode: m.mode,
+                    }),
+                },
+            },
+            Err(e) => HostCall::Stat {
+                path,
+                result: Err(e.0),
+            },
         });
         r
     }
@@ -451,13 +509,18 @@ impl Host for ReplayHost {
         let p = path.as_os_str().as_bytes();
         let asked = format!("the metadata of {}", path.display());
         match self.next_host_call(&asked) {
+            // Traces recorded before stat(2) was an input: the guest sees the fixed values of those tandems.
             Some(HostCall::Metadata { path, result }) if path == p => result
                 .map(|m| HostMetadata {
                     kind: kind_of(m.kind),
                     size_bytes: m.size_bytes,
                     mode: m.mode,
+                    stat: None,
                 })
                 .map_err(Errno),
+            Some(HostCall::Stat { path, result }) if path == p => {
+                result.map(|m| host_metadata(&m)).map_err(Errno)
+            }
             Some(other) => {
                 self.diverge(format!(
                     "the guest asked for {asked}; the trace has {other:?}"

@@ -138,7 +138,28 @@ pub struct Meta {
     pub mode: u32,
 }
 
-/// One answer of the host interface, in the order the guest asked.
+/// The whole stat(2) of a host path as the recording host answered it (`HostCall::Stat`): owners, link count,
+/// times and identity are inputs of the run, like the file's bytes. Times are (seconds, nanoseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatMeta {
+    /// 0 file, 1 directory, 2 symbolic link, 3 other.
+    pub kind: u8,
+    pub size_bytes: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u64,
+    pub atime: (i64, u32),
+    pub mtime: (i64, u32),
+    pub ctime: (i64, u32),
+    pub blocks: u64,
+    pub blksize: u64,
+    pub ino: u64,
+    pub dev: u64,
+}
+
+/// One answer of the host interface, in the order the guest asked. Appending variants keeps older traces
+/// decodable; never reorder them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HostCall {
     ReadStdin {
@@ -172,6 +193,12 @@ pub enum HostCall {
     Clock { virtual_ns: u64, answer_ns: u64 },
     /// Only with `live_entropy`.
     Random { bytes: Vec<u8> },
+    /// Metadata of a host path with the whole of stat(2) (written instead of `Metadata` since owners, times and
+    /// counts became inputs; `Metadata` is still read, from older traces).
+    Stat {
+        path: Vec<u8>,
+        result: Result<StatMeta, i32>,
+    },
 }
 
 /// An event of the run.

@@ -28,14 +28,91 @@ pub enum HostKind {
     Other,
 }
 
-/// What a host reports about a path. Times and owners are deliberately absent: they differ from machine to
-/// machine, and the guest sees fixed ones instead.
+/// A time as stat(2) shows it: seconds since 1970 (negative before) and nanoseconds (below 10^9).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timespec {
+    pub sec: i64,
+    pub nsec: u32,
+}
+
+impl Timespec {
+    /// A time given in nanoseconds since 1970.
+    pub fn from_ns(ns: u64) -> Timespec {
+        Timespec {
+            sec: (ns / 1_000_000_000) as i64,
+            nsec: (ns % 1_000_000_000) as u32,
+        }
+    }
+}
+
+/// The part of stat(2) beyond kind, size and mode: owners, link count, times, allocation and identity. It is an
+/// input of the run like the file's bytes (recorded in traces, answered on replay), because tools such as `tar`,
+/// `ls -l`, `stat` and `du` print it; `HostMetadata::normalized` replaces what differs between machines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostStat {
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u64,
+    pub atime: Timespec,
+    pub mtime: Timespec,
+    pub ctime: Timespec,
+    /// 512-byte blocks allocated (st_blocks) and the preferred I/O size (st_blksize).
+    pub blocks: u64,
+    pub blksize: u64,
+    pub ino: u64,
+    pub dev: u64,
+}
+
+/// What a host reports about a path (lstat(2)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostMetadata {
     pub kind: HostKind,
     pub size_bytes: u64,
     /// Permission bits (the low 12 bits of st_mode).
     pub mode: u32,
+    /// The rest of stat(2). None when the host does not say: traces recorded before it was an input hold only the
+    /// three fields above, and the guest then sees the fixed owners, times and counts those tandems showed.
+    pub stat: Option<HostStat>,
+}
+
+/// The device number that overlay files, synthetic nodes and normalised host files show (st_dev 8:1).
+pub const GUEST_DEV: u64 = 0x801;
+
+impl HostMetadata {
+    /// The same metadata with what differs from machine to machine replaced by fixed values, for output that is
+    /// reproducible anywhere (`--normalize-metadata`): owner and group are the guest's, every time is 2024-01-01
+    /// (`EPOCH_NS_DEFAULT`), the inode number is `ino` (the caller passes a hash of the guest path), the device is
+    /// `GUEST_DEV`, and blocks are what a file system of 4 KiB blocks allocates for the size. Kind, size, mode and
+    /// link count are kept: they describe the tree itself, not the machine.
+    pub fn normalized(self, ino: u64) -> HostMetadata {
+        let nlink = self
+            .stat
+            .map_or(if self.kind == HostKind::Dir { 2 } else { 1 }, |s| s.nlink);
+        let epoch = Timespec::from_ns(super::EPOCH_NS_DEFAULT);
+        let blocks = match self.kind {
+            HostKind::File => self.size_bytes.div_ceil(4096) * 8,
+            HostKind::Dir => 8,
+            // A link target shorter than 60 bytes lives in the inode (ext4's fast symlinks).
+            HostKind::Symlink if self.size_bytes < 60 => 0,
+            HostKind::Symlink => 8,
+            HostKind::Other => 0,
+        };
+        HostMetadata {
+            stat: Some(HostStat {
+                uid: super::GUEST_UID as u32,
+                gid: super::GUEST_GID as u32,
+                nlink,
+                atime: epoch,
+                mtime: epoch,
+                ctime: epoch,
+                blocks,
+                blksize: 4096,
+                ino,
+                dev: GUEST_DEV,
+            }),
+            ..self
+        }
+    }
 }
 
 /// The one host interface of a guest run.
@@ -95,6 +172,8 @@ pub struct MemoryHost {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub files: BTreeMap<PathBuf, MemoryNode>,
+    /// stat(2) answers for some paths; the others get normalised metadata.
+    pub stats: BTreeMap<PathBuf, HostStat>,
     entropy: SeededEntropy,
 }
 
@@ -106,6 +185,7 @@ impl MemoryHost {
             stdout: Vec::new(),
             stderr: Vec::new(),
             files: BTreeMap::new(),
+            stats: BTreeMap::new(),
             entropy: SeededEntropy::new(seed),
         }
     }
@@ -144,24 +224,27 @@ impl Host for MemoryHost {
         Ok(())
     }
     fn metadata(&mut self, path: &Path) -> Result<HostMetadata, Errno> {
-        match self.files.get(path) {
-            Some(MemoryNode::File(b)) => Ok(HostMetadata {
-                kind: HostKind::File,
-                size_bytes: b.len() as u64,
-                mode: 0o644,
-            }),
-            Some(MemoryNode::Dir) => Ok(HostMetadata {
-                kind: HostKind::Dir,
-                size_bytes: 4096,
-                mode: 0o755,
-            }),
-            Some(MemoryNode::Symlink(t)) => Ok(HostMetadata {
-                kind: HostKind::Symlink,
-                size_bytes: t.len() as u64,
-                mode: 0o777,
-            }),
-            None => Err(super::abi::ENOENT),
+        let (kind, size_bytes, mode) = match self.files.get(path) {
+            Some(MemoryNode::File(b)) => (HostKind::File, b.len() as u64, 0o644),
+            Some(MemoryNode::Dir) => (HostKind::Dir, 4096, 0o755),
+            Some(MemoryNode::Symlink(t)) => (HostKind::Symlink, t.len() as u64, 0o777),
+            None => return Err(super::abi::ENOENT),
+        };
+        let md = HostMetadata {
+            kind,
+            size_bytes,
+            mode,
+            stat: None,
+        };
+        if let Some(stat) = self.stats.get(path) {
+            return Ok(HostMetadata {
+                stat: Some(*stat),
+                ..md
+            });
         }
+        let mut h = crate::memory::Fnv::new();
+        h.write_bytes(path.as_os_str().as_encoded_bytes());
+        Ok(md.normalized(h.finish() | 1))
     }
     fn read_file(&mut self, path: &Path) -> Result<Arc<Vec<u8>>, Errno> {
         match self.files.get(path) {

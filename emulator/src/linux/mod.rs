@@ -9,13 +9,14 @@
 //! So the same program, arguments, environment, mounts, stdin and seed give the same run, instruction for
 //! instruction.
 //!
-//! Layout: elf.rs (loader and initial stack), syscalls.rs (the syscall table), signal.rs (frames and default
-//! actions), vfs.rs (paths and the overlay), fd.rs (descriptors and pipes), host.rs, abi.rs (kernel constants),
-//! sysnames.rs (syscall names for reports).
+//! Layout: elf.rs (loader and initial stack), syscalls.rs (the syscall table), files.rs (metadata changes, links,
+//! sendfile, shared file mappings), signal.rs (frames and default actions), vfs.rs (paths and the overlay), fd.rs
+//! (descriptors and pipes), host.rs, abi.rs (kernel constants), sysnames.rs (syscall names for reports).
 
 pub mod abi;
 pub mod elf;
 pub mod fd;
+mod files;
 pub mod host;
 mod signal;
 mod snapshot;
@@ -27,7 +28,7 @@ use crate::cpu::{cpuid, named_stream, Cpu, CpuConfig, Exit, Machine, RSP};
 use crate::memory::Memory;
 use abi::*;
 use fd::FdTable;
-pub use host::{Host, HostKind, HostMetadata, MemoryHost, SeededEntropy};
+pub use host::{Host, HostKind, HostMetadata, HostStat, MemoryHost, SeededEntropy, Timespec};
 use rand::RngCore;
 pub use signal::{fxsave, EarlyKill, SigInfo, SignalState};
 pub use snapshot::LinuxSnapshot;
@@ -132,6 +133,8 @@ pub struct Stats {
     pub syscalls: BTreeMap<&'static str, u64>,
     /// Syscalls answered -ENOSYS because tandem does not implement them: number -> calls.
     pub unknown_syscalls: BTreeMap<u64, u64>,
+    /// Of those, the ones tandem knows but cannot honour yet (alarm, setitimer): number -> what to tell the user.
+    pub unsupported: BTreeMap<u64, &'static str>,
     pub signals_delivered: u64,
     /// Guest accesses that touched a poisoned frame (machine checks), by frame number: the hypervisor layer
     /// (hypervisor/containment.rs) reads it to tell a consumed memory error from a latent one.
@@ -157,6 +160,8 @@ pub struct LinuxMachine<H: Host> {
     fds: FdTable,
     vfs: Vfs,
     cwd: GuestPath,
+    /// MAP_SHARED mappings of files, kept coherent with them (files.rs).
+    shared_maps: Vec<files::SharedMap>,
     brk_start: u64,
     brk_current: u64,
     signals: SignalState,
@@ -196,14 +201,19 @@ impl<H: Host> LinuxMachine<H> {
         );
         cpu.rip = image.entry;
         cpu.gpr[RSP] = rsp;
-        let vfs = Vfs::new(config.mounts.clone(), config.exe_path.clone());
-        let cwd = vfs::split(&config.cwd).into_iter().collect();
+        let vfs = Vfs::new(
+            config.mounts.clone(),
+            config.exe_path.clone(),
+            config.epoch_ns,
+        );
+        let cwd = vfs.path_of(&config.cwd);
         Ok(LinuxMachine {
             machine: Machine::new(cpu),
             host,
             fds: FdTable::with_stdio(),
             vfs,
             cwd,
+            shared_maps: Vec::new(),
             brk_start: image.brk_start,
             brk_current: image.brk_start,
             signals: SignalState::default(),

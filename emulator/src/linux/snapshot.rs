@@ -21,7 +21,8 @@
 //! to make copy-on-write if a guest ever keeps large files in the overlay.
 
 use super::fd::{FdEntry, FdTable, FileKind, OpenFile, Pipe};
-use super::vfs::{FileData, OverlayEntry, SharedFile, Vfs};
+use super::files::SharedMap;
+use super::vfs::{FileData, SharedFile, Vfs};
 use super::{Host, LinuxMachine, SignalState, Stats, Termination};
 use crate::cpu::flags::Flags;
 use crate::cpu::{CpuConfig, X87};
@@ -49,7 +50,8 @@ pub struct LinuxSnapshot {
     mapped_page_count: usize,
     fds: FdTable,
     vfs: Vfs,
-    cwd: Vec<Vec<u8>>,
+    cwd: super::vfs::GuestPath,
+    shared_maps: Vec<SharedMap>,
     brk_start: u64,
     brk_current: u64,
     signals: SignalState,
@@ -96,7 +98,9 @@ impl CloneMap {
         // The contents are shared copy-on-write: no bytes are copied here.
         let c = Rc::new(RefCell::new(FileData {
             bytes: data.bytes.clone(),
-            mode: data.mode,
+            attrs: data.attrs,
+            nlink: data.nlink,
+            host: data.host,
         }));
         self.files.insert(key, c.clone());
         c
@@ -163,20 +167,16 @@ impl CloneMap {
     }
 
     fn vfs(&mut self, v: &Vfs) -> Vfs {
-        let mut out = Vfs::new(v.mounts.clone(), v.exe_path.clone());
-        out.host_cache = v.host_cache.clone();
-        out.overlay = v
-            .overlay
-            .iter()
-            .map(|(k, e)| {
-                let e = match e {
-                    OverlayEntry::File(f) => OverlayEntry::File(self.file(f)),
-                    other => other.clone(),
-                };
-                (k.clone(), e)
+        v.copy_with(|f| self.file(f))
+    }
+
+    fn shared_maps(&mut self, maps: &[SharedMap]) -> Vec<SharedMap> {
+        maps.iter()
+            .map(|m| SharedMap {
+                file: self.file(&m.file),
+                ..m.clone()
             })
-            .collect();
-        out
+            .collect()
     }
 }
 
@@ -187,6 +187,7 @@ impl<H: Host> LinuxMachine<H> {
         // Files first through the overlay, then descriptors, so that both see the same copies.
         let vfs = map.vfs(&self.vfs);
         let fds = map.fd_table(&self.fds);
+        let shared_maps = map.shared_maps(&self.shared_maps);
         let cpu = &mut self.machine.cpu;
         LinuxSnapshot {
             gpr: cpu.gpr,
@@ -205,6 +206,7 @@ impl<H: Host> LinuxMachine<H> {
             fds,
             vfs,
             cwd: self.cwd.clone(),
+            shared_maps,
             brk_start: self.brk_start,
             brk_current: self.brk_current,
             signals: self.signals.clone(),
@@ -222,6 +224,7 @@ impl<H: Host> LinuxMachine<H> {
         let mut map = CloneMap::default();
         self.vfs = map.vfs(&snap.vfs);
         self.fds = map.fd_table(&snap.fds);
+        self.shared_maps = map.shared_maps(&snap.shared_maps);
         let cpu = &mut self.machine.cpu;
         cpu.gpr = snap.gpr;
         cpu.rip = snap.rip;

@@ -365,3 +365,78 @@ fn fxsave_round_trips() {
     signal::fxrstor(cpu, &image);
     assert_eq!(cpu.registers(), before);
 }
+
+/// `mkdir d; chdir d` `levels` times from /tmp, then exit(getcwd's length).
+fn nested_dirs_program(levels: u32) -> Vec<u8> {
+    assemble(|a| {
+        let mut d = a.create_label();
+        let mut tmp = a.create_label();
+        let mut top = a.create_label();
+        a.lea(rdi, ptr(tmp)).unwrap();
+        sys(a, 80); // chdir("/tmp")
+        a.mov(r12d, levels).unwrap();
+        a.set_label(&mut top).unwrap();
+        a.lea(rdi, ptr(d)).unwrap();
+        a.mov(esi, 0o755u32).unwrap();
+        sys(a, 83); // mkdir("d", 0755)
+        a.lea(rdi, ptr(d)).unwrap();
+        sys(a, 80); // chdir("d")
+        a.dec(r12d).unwrap();
+        a.jnz(top).unwrap();
+        // getcwd(rsp - 4096, 4096): /tmp plus 2 bytes a level fit only for shallow nests.
+        a.lea(rdi, qword_ptr(rsp - 4096)).unwrap();
+        a.mov(esi, 4096u32).unwrap();
+        sys(a, 79);
+        a.mov(rdi, rax).unwrap();
+        exit_with_rdi(a);
+        a.set_label(&mut d).unwrap();
+        a.db(b"d\0").unwrap();
+        a.set_label(&mut tmp).unwrap();
+        a.db(b"/tmp\0").unwrap();
+    })
+}
+
+#[test]
+fn nested_directories_cost_memory_linear_in_their_depth() {
+    // Each level keeps its one-byte name and an id, not the text of its whole path: 16,000 levels used to
+    // hold 256 MB of path text (and took time quadratic in the depth to resolve).
+    let levels = 16_000u64;
+    let m = run(&nested_dirs_program(levels as u32));
+    assert_eq!(
+        m.exit_status(),
+        Some((-(ENAMETOOLONG.0)) & 0xff),
+        "getcwd of a path past PATH_MAX"
+    );
+    let bytes = m.vfs.name_bytes() as u64;
+    assert!(
+        bytes < levels * 8,
+        "{bytes} bytes of names for {levels} levels: not linear"
+    );
+    assert_eq!(m.cwd.depth(), levels as usize + 1);
+    assert_eq!(m.stats().syscalls.get("mkdir"), Some(&levels));
+    // A shallow nest still knows its path.
+    let m = run(&nested_dirs_program(3));
+    assert_eq!(m.exit_status(), Some("/tmp/d/d/d\0".len() as i32));
+}
+
+#[test]
+fn alarm_and_setitimer_are_enosys_with_a_reason() {
+    let code = assemble(|a| {
+        a.mov(edi, 5u32).unwrap();
+        sys(a, 37); // alarm(5)
+        a.mov(rbx, rax).unwrap();
+        a.xor(edi, edi).unwrap();
+        a.lea(rsi, qword_ptr(rsp - 64)).unwrap();
+        a.xor(edx, edx).unwrap();
+        sys(a, 38); // setitimer(ITIMER_REAL, ...)
+        a.add(rax, rbx).unwrap();
+        a.mov(rdi, rax).unwrap();
+        a.neg(rdi).unwrap();
+        exit_with_rdi(a);
+    });
+    let m = run(&code);
+    assert_eq!(m.exit_status(), Some(2 * ENOSYS.0), "both answer -ENOSYS");
+    assert_eq!(m.stats().unknown_syscalls.get(&37), Some(&1));
+    assert_eq!(m.stats().unknown_syscalls.get(&38), Some(&1));
+    assert!(m.stats().unsupported[&37].starts_with("alarm is not implemented yet"));
+}

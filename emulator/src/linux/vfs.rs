@@ -6,17 +6,26 @@
 //!   guest path (`..` at the root stays at the root), and a symbolic link, whether in the overlay or on a mount,
 //!   is read and spliced into the remaining guest path; an absolute target restarts at the guest root. A host path
 //!   is only ever formed as `mount.host` joined with plain names whose every prefix was seen to be a real host
-//!   directory (not a link), so no guest path reaches a host file outside a mount.
+//!   directory (not a link), so no guest path reaches a host file outside a mount. (The live host additionally
+//!   opens every host path beneath a descriptor of the mount root without following links, so a host-side rename
+//!   between two guest calls cannot lead outside either.)
+//! - The cost of a path operation is that of the components it names, whatever the depth of the directory it
+//!   starts from: a `GuestPath` is a persistent list (push, parent and clone are O(1)), and the overlay and the
+//!   host answers are keyed by interned path ids (`PathTable`), never by the text of whole paths. So `mkdir d;
+//!   chdir d` repeated N times costs O(N) time and memory, not O(N^2).
 //! - The host is never written. Creating, writing, truncating, renaming or deleting goes to the overlay: a host
-//!   file is copied up on its first write, a deletion leaves a whiteout.
-//! - Names in listings are sorted, inode numbers are a hash of the guest path, and times are fixed: nothing of the
-//!   host's own order, inode numbers or clocks reaches the guest.
+//!   file is copied up on its first write, a deletion leaves a whiteout. Metadata of host nodes (chmod, chown,
+//!   utimensat) cannot be changed: the mounts are read-only file systems (EROFS); overlay nodes keep their own
+//!   owner, mode, times, inode number and link count.
+//! - What a host node shows is the host's metadata, an input of the run recorded like the file's bytes (or the
+//!   normalised form of it); names in listings are sorted; overlay inode numbers come from a counter and times
+//!   from the guest's virtual clock, so nothing of the host's order or clocks reaches the guest unrecorded.
 //!
 //! It must not: call the host for anything but the `Host` methods, or follow host symbolic links on the host side.
 
 use super::abi::*;
-use super::host::{Host, HostKind, HostMetadata};
-use std::cell::RefCell;
+use super::host::{Host, HostKind, HostMetadata, Timespec, GUEST_DEV};
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -28,87 +37,11 @@ pub const SYMLINKS_MAX: u32 = 40;
 /// Longest path accepted (PATH_MAX) and longest name (NAME_MAX).
 pub const PATH_BYTES_MAX: usize = 4096;
 pub const NAME_BYTES_MAX: usize = 255;
+/// The first inode number the overlay hands out (far from the small numbers real file systems use).
+const OVERLAY_INO_FIRST: u64 = 0x7a00_0000_0000_0001;
 
-/// A path in the guest's name space: its components, without `.`, `..` or empty ones.
-pub type GuestPath = Vec<Vec<u8>>;
-
-/// The bytes and mode of a file held in memory. Shared by every open file description of it.
-#[derive(Debug)]
-pub struct FileData {
-    /// Shared copy-on-write with the copies snapshots take (`Arc::make_mut` before a change), so a checkpoint
-    /// of a run that opened a large file costs nothing for it; and with the recorder, which writes the same
-    /// bytes into the trace on a thread of its own (hence `Arc`).
-    pub bytes: Arc<Vec<u8>>,
-    pub mode: u32,
-}
-
-pub type SharedFile = Rc<RefCell<FileData>>;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Device {
-    Null,
-    Zero,
-    Random,
-}
-
-/// What a guest path names.
-#[derive(Clone, Debug)]
-pub enum Node {
-    /// A file in the overlay (created by the guest, or copied up from a mount).
-    MemoryFile(SharedFile),
-    /// A file on a mount, not yet copied up.
-    HostFile {
-        host: PathBuf,
-        size_bytes: u64,
-        mode: u32,
-    },
-    Dir {
-        mode: u32,
-    },
-    Symlink(Vec<u8>),
-    Device(Device),
-}
-
-impl Node {
-    pub fn is_dir(&self) -> bool {
-        matches!(self, Node::Dir { .. })
-    }
-}
-
-#[derive(Clone, Debug)]
-pub(super) enum OverlayEntry {
-    File(SharedFile),
-    Dir(u32),
-    Symlink(Vec<u8>),
-    /// Deleted: hides whatever a mount or a synthetic node has at this path.
-    Whiteout,
-}
-
-/// A host path mounted read-only at a guest path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mount {
-    pub guest: GuestPath,
-    pub host: PathBuf,
-}
-
-/// The result of resolving a path: its canonical guest path and the node there, if any (a missing final
-/// component is not an error, so that creating calls can use the path).
-#[derive(Clone, Debug)]
-pub struct Resolved {
-    pub path: GuestPath,
-    pub node: Option<Node>,
-}
-
-/// Metadata as stat(2) shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stat {
-    pub ino: u64,
-    /// File type and permission bits.
-    pub mode: u32,
-    pub size_bytes: u64,
-    pub nlink: u64,
-    pub rdev: u64,
-}
+/// An interned guest path (see `PathTable`). 0 is the root.
+pub type PathId = u32;
 
 /// Splits a path into its non-empty components.
 pub fn split(path: &[u8]) -> VecDeque<Vec<u8>> {
@@ -131,24 +64,331 @@ pub fn join(path: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-/// The inode number of a guest path: FNV-1a of its text, never 0.
-pub fn inode_of(path: &[Vec<u8>]) -> u64 {
+/// The inode number of a synthetic node or a normalised host file: FNV-1a of its guest path's text, never 0.
+pub fn inode_of(text: &[u8]) -> u64 {
     let mut h = crate::memory::Fnv::new();
-    h.write_bytes(&join(path));
+    h.write_bytes(text);
     h.finish() | 1
+}
+
+/// A canonical path in the guest's name space (no `.`, `..` or links), as a persistent list from the leaf up: a
+/// child shares its parent, so pushing a name, taking the parent and cloning cost O(1) at any depth.
+#[derive(Clone)]
+pub struct GuestPath(Rc<Link>);
+
+struct Link {
+    /// None for the root.
+    parent: Option<GuestPath>,
+    name: Box<[u8]>,
+    depth: usize,
+    /// The innermost mount the path is on (an index into `Vfs::mounts`), fixed when the path is made: a child is
+    /// on its parent's mount unless it is a mount point itself.
+    mount: Option<u32>,
+    /// The interned id, once known. Ids never change (the table only grows), so caching them is always right.
+    id: Cell<Option<PathId>>,
+}
+
+impl GuestPath {
+    pub fn depth(&self) -> usize {
+        self.0.depth
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0.parent.is_none()
+    }
+
+    /// The parent directory (the root's parent is the root, as `..` has it).
+    pub fn parent(&self) -> GuestPath {
+        self.0.parent.clone().unwrap_or_else(|| self.clone())
+    }
+
+    /// The last component (empty for the root).
+    pub fn name(&self) -> &[u8] {
+        &self.0.name
+    }
+
+    /// The components from the root down.
+    pub fn components(&self) -> Vec<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.depth());
+        let mut p = self;
+        while let Some(parent) = &p.0.parent {
+            out.push(p.0.name.to_vec());
+            p = parent;
+        }
+        out.reverse();
+        out
+    }
+
+    /// The text of the path ("/a/b").
+    pub fn text(&self) -> Vec<u8> {
+        join(&self.components())
+    }
+
+    /// The ancestor at `depth` (self if it is not deeper).
+    fn ancestor(&self, depth: usize) -> GuestPath {
+        let mut p = self.clone();
+        while p.depth() > depth {
+            p = p.parent();
+        }
+        p
+    }
+
+    /// Whether `self` is `other` or lies beneath it.
+    pub fn starts_with(&self, other: &GuestPath) -> bool {
+        self.depth() >= other.depth() && self.ancestor(other.depth()) == *other
+    }
+}
+
+impl PartialEq for GuestPath {
+    fn eq(&self, other: &GuestPath) -> bool {
+        let (mut a, mut b) = (self, other);
+        if a.depth() != b.depth() {
+            return false;
+        }
+        loop {
+            if Rc::ptr_eq(&a.0, &b.0) {
+                return true;
+            }
+            if a.0.name != b.0.name {
+                return false;
+            }
+            match (&a.0.parent, &b.0.parent) {
+                (Some(pa), Some(pb)) => (a, b) = (pa, pb),
+                _ => return true,
+            }
+        }
+    }
+}
+
+impl Eq for GuestPath {}
+
+impl std::fmt::Debug for GuestPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", String::from_utf8_lossy(&self.text()))
+    }
+}
+
+/// A node the file system itself provides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Synthetic {
+    /// /, /dev, /proc, /proc/self, /tmp and every directory above a mount point.
+    Dir,
+    Device(Device),
+    /// /proc/self/exe.
+    ExeLink,
+}
+
+struct PathEntry {
+    children: BTreeMap<Box<[u8]>, PathId>,
+    /// The mount whose root this path is.
+    mount_here: Option<u32>,
+    synthetic: Option<Synthetic>,
+}
+
+/// Interned guest paths: each path that the overlay or a host answer is kept for gets a small id, looked up by
+/// (parent id, name). Shared by a machine and its snapshots and never shrunk, so an id means one path forever;
+/// what is stored under the ids (overlay entries, host answers) belongs to the `Vfs` and is what snapshots copy.
+/// It grows with the paths the overlay and the host cache hold, no faster.
+struct PathTable {
+    entries: Vec<PathEntry>,
+}
+
+impl PathTable {
+    fn new() -> PathTable {
+        PathTable {
+            entries: vec![PathEntry {
+                children: BTreeMap::new(),
+                mount_here: None,
+                synthetic: Some(Synthetic::Dir),
+            }],
+        }
+    }
+
+    fn child(&self, parent: PathId, name: &[u8]) -> Option<PathId> {
+        self.entries[parent as usize].children.get(name).copied()
+    }
+
+    fn intern_child(&mut self, parent: PathId, name: &[u8]) -> PathId {
+        if let Some(id) = self.child(parent, name) {
+            return id;
+        }
+        let id = PathId::try_from(self.entries.len()).expect("fewer than 2^32 interned paths");
+        self.entries.push(PathEntry {
+            children: BTreeMap::new(),
+            mount_here: None,
+            synthetic: None,
+        });
+        self.entries[parent as usize]
+            .children
+            .insert(name.into(), id);
+        id
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Null,
+    Zero,
+    Random,
+}
+
+/// Owner, permissions, times and identity of an overlay node (host nodes show the host's metadata instead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attrs {
+    /// Permission bits (0o7777).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: Timespec,
+    pub mtime: Timespec,
+    pub ctime: Timespec,
+    pub ino: u64,
+}
+
+impl Attrs {
+    /// Attributes of a copied-up host node: the host's owner, mode, times and inode number.
+    fn of_host(md: &HostMetadata, legacy: Attrs) -> Attrs {
+        match md.stat {
+            Some(s) => Attrs {
+                mode: md.mode & 0o7777,
+                uid: s.uid,
+                gid: s.gid,
+                atime: s.atime,
+                mtime: s.mtime,
+                ctime: s.ctime,
+                ino: s.ino,
+            },
+            None => Attrs {
+                mode: md.mode & 0o7777,
+                ..legacy
+            },
+        }
+    }
+}
+
+/// The bytes and attributes of a file held in memory. Shared by every name (hard link) and every open file
+/// description of it.
+#[derive(Debug)]
+pub struct FileData {
+    /// Shared copy-on-write with the copies snapshots take (`Arc::make_mut` before a change), so a checkpoint
+    /// of a run that opened a large file costs nothing for it; and with the recorder, which writes the same
+    /// bytes into the trace on a thread of its own (hence `Arc`).
+    pub bytes: Arc<Vec<u8>>,
+    pub attrs: Attrs,
+    /// Names in the overlay that refer to it (0 once the last is unlinked while it is still open).
+    pub nlink: u64,
+    /// The host's metadata when these are the contents of a mounted file opened without copying it up: such a
+    /// file is read-only, and stat shows the host's answer. None for an overlay file.
+    pub host: Option<HostMetadata>,
+}
+
+impl FileData {
+    /// A new overlay file with these bytes and attributes and one name.
+    pub fn new(bytes: Vec<u8>, attrs: Attrs) -> FileData {
+        FileData {
+            bytes: Arc::new(bytes),
+            attrs,
+            nlink: 1,
+            host: None,
+        }
+    }
+}
+
+pub type SharedFile = Rc<RefCell<FileData>>;
+
+/// Where the metadata of a directory or symbolic link comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Origin {
+    Overlay(Attrs),
+    Host(HostMetadata),
+    Synthetic,
+}
+
+/// What a guest path names.
+#[derive(Clone, Debug)]
+pub enum Node {
+    /// A file in the overlay (created by the guest, or copied up from a mount).
+    MemoryFile(SharedFile),
+    /// A file on a mount, not yet copied up.
+    HostFile {
+        host: PathBuf,
+        md: HostMetadata,
+    },
+    Dir(Origin),
+    Symlink {
+        target: Vec<u8>,
+        origin: Origin,
+    },
+    Device(Device),
+}
+
+impl Node {
+    pub fn is_dir(&self) -> bool {
+        matches!(self, Node::Dir(_))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(super) enum OverlayEntry {
+    File(SharedFile),
+    Dir(Attrs),
+    Symlink(Vec<u8>, Attrs),
+    /// Deleted: hides whatever a mount or a synthetic node has at this path.
+    Whiteout,
+}
+
+/// A host path mounted read-only at a guest path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    pub guest: Vec<Vec<u8>>,
+    pub host: PathBuf,
+}
+
+/// The result of resolving a path: its canonical guest path and the node there, if any (a missing final
+/// component is not an error, so that creating calls can use the path).
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub path: GuestPath,
+    pub node: Option<Node>,
+}
+
+/// Metadata as stat(2) shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub dev: u64,
+    pub ino: u64,
+    /// File type and permission bits.
+    pub mode: u32,
+    pub nlink: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u64,
+    pub size_bytes: u64,
+    pub blksize: u64,
+    /// 512-byte blocks allocated.
+    pub blocks: u64,
+    pub atime: Timespec,
+    pub mtime: Timespec,
+    pub ctime: Timespec,
 }
 
 pub struct Vfs {
     pub(super) mounts: Vec<Mount>,
-    pub(super) overlay: BTreeMap<Vec<u8>, OverlayEntry>,
+    table: Rc<RefCell<PathTable>>,
+    root: GuestPath,
+    pub(super) overlay: BTreeMap<PathId, OverlayEntry>,
     /// Host metadata already asked for (mounts are read-only, so answers do not change during a run).
-    pub(super) host_cache: BTreeMap<PathBuf, Result<HostMetadata, Errno>>,
+    pub(super) host_cache: BTreeMap<PathId, Result<HostMetadata, Errno>>,
     /// The guest path of the running program, for /proc/self/exe.
     pub(super) exe_path: Vec<u8>,
+    /// The guest's epoch: the times of synthetic nodes.
+    epoch: Timespec,
+    /// The next inode number of an overlay node.
+    next_ino: u64,
 }
 
 impl Vfs {
-    pub fn new(mut mounts: Vec<Mount>, exe_path: Vec<u8>) -> Vfs {
+    pub fn new(mut mounts: Vec<Mount>, exe_path: Vec<u8>, epoch_ns: u64) -> Vfs {
         // Longest guest prefix first, so the innermost mount wins.
         mounts.sort_by(|a, b| {
             b.guest
@@ -156,100 +396,275 @@ impl Vfs {
                 .cmp(&a.guest.len())
                 .then(a.guest.cmp(&b.guest))
         });
+        let mut table = PathTable::new();
+        let intern = |table: &mut PathTable, path: &[Vec<u8>], kind: Option<Synthetic>| {
+            let mut id = 0;
+            for (i, c) in path.iter().enumerate() {
+                id = table.intern_child(id, c);
+                if i + 1 < path.len() && table.entries[id as usize].synthetic.is_none() {
+                    table.entries[id as usize].synthetic = Some(Synthetic::Dir);
+                }
+            }
+            if kind.is_some() {
+                table.entries[id as usize].synthetic = kind;
+            }
+            id
+        };
+        for (i, m) in mounts.iter().enumerate() {
+            let id = intern(&mut table, &m.guest, None);
+            let e = &mut table.entries[id as usize];
+            if e.mount_here.is_none() {
+                e.mount_here = Some(i as u32);
+            }
+        }
+        for (text, kind) in [
+            (&b"/dev"[..], Synthetic::Dir),
+            (b"/proc", Synthetic::Dir),
+            (b"/proc/self", Synthetic::Dir),
+            (b"/tmp", Synthetic::Dir),
+            (b"/dev/null", Synthetic::Device(Device::Null)),
+            (b"/dev/zero", Synthetic::Device(Device::Zero)),
+            (b"/dev/urandom", Synthetic::Device(Device::Random)),
+            (b"/dev/random", Synthetic::Device(Device::Random)),
+            (b"/proc/self/exe", Synthetic::ExeLink),
+        ] {
+            let path: Vec<Vec<u8>> = split(text).into();
+            intern(&mut table, &path, Some(kind));
+        }
+        let root = GuestPath(Rc::new(Link {
+            parent: None,
+            name: Box::default(),
+            depth: 0,
+            mount: table.entries[0].mount_here,
+            id: Cell::new(Some(0)),
+        }));
         Vfs {
             mounts,
+            table: Rc::new(RefCell::new(table)),
+            root,
             overlay: BTreeMap::new(),
             host_cache: BTreeMap::new(),
             // /proc/self/exe is always an absolute, clean path (glibc asserts it starts with '/').
             exe_path: join(&split(&exe_path).into_iter().collect::<Vec<_>>()),
+            epoch: Timespec::from_ns(epoch_ns),
+            next_ino: OVERLAY_INO_FIRST,
         }
     }
 
-    fn host_metadata(
+    /// A copy for a snapshot: the same path table (ids mean the same paths), copies of the overlay and the host
+    /// answers, with each overlay file passed through `file` (which keeps files shared with descriptors shared).
+    pub(super) fn copy_with(&self, mut file: impl FnMut(&SharedFile) -> SharedFile) -> Vfs {
+        Vfs {
+            mounts: self.mounts.clone(),
+            table: self.table.clone(),
+            root: self.root.clone(),
+            overlay: self
+                .overlay
+                .iter()
+                .map(|(k, e)| {
+                    let e = match e {
+                        OverlayEntry::File(f) => OverlayEntry::File(file(f)),
+                        other => other.clone(),
+                    };
+                    (*k, e)
+                })
+                .collect(),
+            host_cache: self.host_cache.clone(),
+            exe_path: self.exe_path.clone(),
+            epoch: self.epoch,
+            next_ino: self.next_ino,
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Paths.
+
+    pub fn root(&self) -> GuestPath {
+        self.root.clone()
+    }
+
+    /// The path named by `name` in the directory `parent` (a plain name: not "." or "..", no "/").
+    pub fn child(&self, parent: &GuestPath, name: &[u8]) -> GuestPath {
+        debug_assert!(!name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/'));
+        let id = self
+            .id_of(parent)
+            .and_then(|p| self.table.borrow().child(p, name));
+        let mount = id
+            .and_then(|id| self.table.borrow().entries[id as usize].mount_here)
+            .or(parent.0.mount);
+        GuestPath(Rc::new(Link {
+            parent: Some(parent.clone()),
+            name: name.into(),
+            depth: parent.depth() + 1,
+            mount,
+            id: Cell::new(id),
+        }))
+    }
+
+    /// The path of an absolute, clean text ("/a/b"), without looking anything up.
+    pub fn path_of(&self, text: &[u8]) -> GuestPath {
+        let mut p = self.root();
+        for c in split(text) {
+            match c.as_slice() {
+                b"." => {}
+                b".." => p = p.parent(),
+                _ => p = self.child(&p, &c),
+            }
+        }
+        p
+    }
+
+    /// The interned id of `path`, if it has one (no path is interned by asking).
+    fn id_of(&self, path: &GuestPath) -> Option<PathId> {
+        if let Some(id) = path.0.id.get() {
+            return Some(id);
+        }
+        // Up to the nearest ancestor whose id is known (the root's always is), then down by name.
+        let mut chain = Vec::new();
+        let mut p = path.clone();
+        let mut id = loop {
+            if let Some(id) = p.0.id.get() {
+                break id;
+            }
+            chain.push(p.clone());
+            p = p.parent();
+        };
+        let table = self.table.borrow();
+        for q in chain.iter().rev() {
+            id = table.child(id, q.name())?;
+            q.0.id.set(Some(id));
+        }
+        Some(id)
+    }
+
+    /// The id of `path`, interning it (and its ancestors) if needed.
+    fn intern(&mut self, path: &GuestPath) -> PathId {
+        if let Some(id) = self.id_of(path) {
+            return id;
+        }
+        let mut chain = Vec::new();
+        let mut p = path.clone();
+        let mut id = loop {
+            if let Some(id) = self.id_of(&p) {
+                break id;
+            }
+            chain.push(p.clone());
+            p = p.parent();
+        };
+        let mut table = self.table.borrow_mut();
+        for q in chain.iter().rev() {
+            id = table.intern_child(id, q.name());
+            q.0.id.set(Some(id));
+        }
+        id
+    }
+
+    fn synthetic(&self, id: Option<PathId>) -> Option<Synthetic> {
+        id.and_then(|id| self.table.borrow().entries[id as usize].synthetic)
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Host answers.
+
+    /// The host path of a path on mount `m`: the mount's host path joined with the names below its guest path.
+    fn host_path_of(&self, path: &GuestPath, m: u32) -> PathBuf {
+        let mount = &self.mounts[m as usize];
+        let mut hp = mount.host.clone();
+        for c in &path.components()[mount.guest.len()..] {
+            hp.push(std::ffi::OsStr::from_bytes(c));
+        }
+        hp
+    }
+
+    /// The host's answer for a path on a mount, asking the host for each directory between the mount's root and
+    /// it that was not asked about yet (top-down, so the questions come in the same order on replay). None when
+    /// the path is on no mount or some directory above it is not a real host directory (a link the host would
+    /// follow, a file, nothing): then no host path is formed at all.
+    fn host_meta(
         &mut self,
         host: &mut dyn Host,
-        path: &PathBuf,
-    ) -> Result<HostMetadata, Errno> {
-        if let Some(r) = self.host_cache.get(path) {
-            return *r;
-        }
-        let r = host.metadata(path);
-        self.host_cache.insert(path.clone(), r);
-        r
-    }
-
-    /// The mount holding `path` and the host path for it, after checking that every host directory between the
-    /// mount's root and the path is a real directory (not a link the host would follow).
-    fn host_path(&mut self, host: &mut dyn Host, path: &[Vec<u8>]) -> Option<PathBuf> {
-        let m = self.mounts.iter().find(|m| path.starts_with(&m.guest))?;
-        let mut hp = m.host.clone();
-        let rest: Vec<Vec<u8>> = path[m.guest.len()..].to_vec();
-        for (i, c) in rest.iter().enumerate() {
-            if i > 0 {
-                match self.host_metadata(host, &hp) {
+        path: &GuestPath,
+    ) -> Option<Result<HostMetadata, Errno>> {
+        let m = path.0.mount?;
+        let mount_depth = self.mounts[m as usize].guest.len();
+        let mut chain = Vec::new();
+        let mut p = path.clone();
+        let mut above = loop {
+            if let Some(r) = self.id_of(&p).and_then(|id| self.host_cache.get(&id)) {
+                break Some(*r);
+            }
+            chain.push(p.clone());
+            if p.depth() <= mount_depth {
+                break None;
+            }
+            p = p.parent();
+        };
+        for q in chain.iter().rev() {
+            if let Some(r) = above {
+                match r {
                     Ok(md) if md.kind == HostKind::Dir => {}
                     _ => return None,
                 }
             }
-            hp.push(std::ffi::OsStr::from_bytes(c));
+            let r = host.metadata(&self.host_path_of(q, m));
+            let id = self.intern(q);
+            self.host_cache.insert(id, r);
+            above = Some(r);
         }
-        Some(hp)
+        above
     }
 
-    fn is_synthetic_dir(&self, path: &[Vec<u8>]) -> bool {
-        let text = join(path);
-        matches!(
-            text.as_slice(),
-            b"/" | b"/dev" | b"/proc" | b"/proc/self" | b"/tmp"
-        ) || self
-            .mounts
-            .iter()
-            .any(|m| m.guest.len() > path.len() && m.guest.starts_with(path))
-    }
-
-    fn special(&self, path: &[Vec<u8>]) -> Option<Node> {
-        Some(match join(path).as_slice() {
-            b"/dev/null" => Node::Device(Device::Null),
-            b"/dev/zero" => Node::Device(Device::Zero),
-            b"/dev/urandom" | b"/dev/random" => Node::Device(Device::Random),
-            b"/proc/self/exe" => Node::Symlink(self.exe_path.clone()),
-            _ => return None,
-        })
-    }
+    // ---------------------------------------------------------------------------------------------------------
+    // Lookup and resolution.
 
     /// The node at a canonical guest path, without following a final link.
-    pub fn lookup(&mut self, host: &mut dyn Host, path: &[Vec<u8>]) -> Option<Node> {
-        if let Some(e) = self.overlay.get(&join(path)) {
+    pub fn lookup(&mut self, host: &mut dyn Host, path: &GuestPath) -> Option<Node> {
+        let id = self.id_of(path);
+        if let Some(e) = id.and_then(|id| self.overlay.get(&id)) {
             return match e {
                 OverlayEntry::File(f) => Some(Node::MemoryFile(f.clone())),
-                OverlayEntry::Dir(mode) => Some(Node::Dir { mode: *mode }),
-                OverlayEntry::Symlink(t) => Some(Node::Symlink(t.clone())),
+                OverlayEntry::Dir(a) => Some(Node::Dir(Origin::Overlay(*a))),
+                OverlayEntry::Symlink(t, a) => Some(Node::Symlink {
+                    target: t.clone(),
+                    origin: Origin::Overlay(*a),
+                }),
                 OverlayEntry::Whiteout => None,
             };
         }
-        if let Some(n) = self.special(path) {
-            return Some(n);
-        }
-        if let Some(hp) = self.host_path(host, path) {
-            if let Ok(md) = self.host_metadata(host, &hp) {
-                return Some(match md.kind {
-                    HostKind::File => Node::HostFile {
-                        host: hp,
-                        size_bytes: md.size_bytes,
-                        mode: md.mode,
-                    },
-                    HostKind::Dir => Node::Dir { mode: md.mode },
-                    HostKind::Symlink => match host.read_link(&hp) {
-                        Ok(t) => Node::Symlink(t),
-                        Err(_) => return None,
-                    },
-                    // Devices, sockets and FIFOs of the host are not passed through.
-                    HostKind::Other => return None,
-                });
+        match self.synthetic(id) {
+            Some(Synthetic::Device(d)) => return Some(Node::Device(d)),
+            Some(Synthetic::ExeLink) => {
+                return Some(Node::Symlink {
+                    target: self.exe_path.clone(),
+                    origin: Origin::Synthetic,
+                })
             }
+            _ => {}
         }
-        if self.is_synthetic_dir(path) {
-            return Some(Node::Dir { mode: 0o755 });
+        if let Some(Ok(md)) = self.host_meta(host, path) {
+            let m = path
+                .0
+                .mount
+                .expect("a host answer is for a path on a mount");
+            return Some(match md.kind {
+                HostKind::File => Node::HostFile {
+                    host: self.host_path_of(path, m),
+                    md,
+                },
+                HostKind::Dir => Node::Dir(Origin::Host(md)),
+                HostKind::Symlink => match host.read_link(&self.host_path_of(path, m)) {
+                    Ok(target) => Node::Symlink {
+                        target,
+                        origin: Origin::Host(md),
+                    },
+                    Err(_) => return None,
+                },
+                // Devices, sockets and FIFOs of the host are not passed through.
+                HostKind::Other => return None,
+            });
+        }
+        if self.synthetic(id) == Some(Synthetic::Dir) {
+            return Some(Node::Dir(Origin::Synthetic));
         }
         None
     }
@@ -259,7 +674,7 @@ impl Vfs {
     pub fn resolve(
         &mut self,
         host: &mut dyn Host,
-        base: &[Vec<u8>],
+        base: &GuestPath,
         path: &[u8],
         follow_last: bool,
     ) -> Result<Resolved, Errno> {
@@ -269,28 +684,33 @@ impl Vfs {
         if path.len() > PATH_BYTES_MAX {
             return Err(ENAMETOOLONG);
         }
-        let mut cur: GuestPath = if path[0] == b'/' {
-            Vec::new()
+        let mut cur = if path[0] == b'/' {
+            self.root()
         } else {
-            base.to_vec()
+            base.clone()
         };
         let must_be_dir = path.ends_with(b"/");
         let mut todo = split(path);
         let mut links = 0u32;
+        let mut node = None;
+        let mut looked_up = false;
         while let Some(c) = todo.pop_front() {
             if c == b"." {
                 continue;
             }
             if c == b".." {
-                cur.pop();
+                cur = cur.parent();
+                looked_up = false;
                 continue;
             }
             if c.len() > NAME_BYTES_MAX {
                 return Err(ENAMETOOLONG);
             }
-            cur.push(c);
+            cur = self.child(&cur, &c);
             let last = todo.iter().all(|c| c == b".");
-            match self.lookup(host, &cur) {
+            node = self.lookup(host, &cur);
+            looked_up = true;
+            match &node {
                 None if last => {
                     return Ok(Resolved {
                         path: cur,
@@ -298,18 +718,20 @@ impl Vfs {
                     })
                 }
                 None => return Err(ENOENT),
-                Some(Node::Symlink(target)) if !last || follow_last || must_be_dir => {
+                Some(Node::Symlink { target, .. }) if !last || follow_last || must_be_dir => {
                     links += 1;
                     if links > SYMLINKS_MAX {
                         return Err(ELOOP);
                     }
-                    cur.pop();
-                    if target.first() == Some(&b'/') {
-                        cur.clear();
-                    }
-                    let mut spliced = split(&target);
+                    cur = if target.first() == Some(&b'/') {
+                        self.root()
+                    } else {
+                        cur.parent()
+                    };
+                    let mut spliced = split(target);
                     spliced.extend(todo);
                     todo = spliced;
+                    looked_up = false;
                 }
                 Some(n) if !last && !n.is_dir() => {
                     // A ".." after a file is still an error, as on Linux.
@@ -318,48 +740,249 @@ impl Vfs {
                 Some(_) => {}
             }
         }
-        let node = self.lookup(host, &cur);
+        if !looked_up {
+            node = self.lookup(host, &cur);
+        }
         if must_be_dir && node.as_ref().is_some_and(|n| !n.is_dir()) {
             return Err(ENOTDIR);
         }
         Ok(Resolved { path: cur, node })
     }
 
-    pub fn stat(&self, path: &[Vec<u8>], node: &Node) -> Stat {
-        let ino = inode_of(path);
-        let (mode, size_bytes, rdev) = match node {
+    // ---------------------------------------------------------------------------------------------------------
+    // Metadata.
+
+    /// The attributes older tandems showed for every node (owner 1000, the epoch as every time, the path's hash
+    /// as inode number): what a host answer without stat(2) (a trace of format 4 or older) still gets.
+    fn legacy_attrs(&self, path: &GuestPath, mode: u32) -> Attrs {
+        Attrs {
+            mode,
+            uid: super::GUEST_UID as u32,
+            gid: super::GUEST_GID as u32,
+            atime: self.epoch,
+            mtime: self.epoch,
+            ctime: self.epoch,
+            ino: inode_of(&path.text()),
+        }
+    }
+
+    /// Fresh attributes for a node the guest creates now.
+    pub fn new_attrs(&mut self, mode: u32, now: Timespec) -> Attrs {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        Attrs {
+            mode: mode & 0o7777,
+            uid: super::GUEST_UID as u32,
+            gid: super::GUEST_GID as u32,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            ino,
+        }
+    }
+
+    /// The link count of a directory: `base` (the host's count when `base_is_host`, which counts the host's
+    /// subdirectories, else 2) plus one for each subdirectory it has now that `base` does not count, minus one for
+    /// each that `base` counts and the overlay removed. Only the interned children can differ from the host.
+    fn dir_nlink(&self, path: &GuestPath, base: u64, base_is_host: bool) -> u64 {
+        let Some(id) = self.id_of(path) else {
+            return base;
+        };
+        let table = self.table.borrow();
+        let mut n = base as i64;
+        for &child in table.entries[id as usize].children.values() {
+            let host_dir =
+                matches!(self.host_cache.get(&child), Some(Ok(md)) if md.kind == HostKind::Dir);
+            let e = &table.entries[child as usize];
+            let is_dir = match self.overlay.get(&child) {
+                Some(OverlayEntry::Dir(_)) => true,
+                Some(_) => false,
+                None => {
+                    host_dir
+                        || e.synthetic == Some(Synthetic::Dir)
+                        || (e.mount_here.is_some() && !self.host_cache.contains_key(&child))
+                }
+            };
+            let counted = base_is_host && host_dir;
+            n += is_dir as i64 - counted as i64;
+        }
+        n.max(1) as u64
+    }
+
+    /// What stat(2) shows for `node` at `path`.
+    pub fn stat(&self, path: &GuestPath, node: &Node) -> Stat {
+        let overlay = |a: &Attrs, type_bits: u32, nlink: u64, size: u64, blocks: u64| Stat {
+            dev: GUEST_DEV,
+            ino: a.ino,
+            mode: type_bits | (a.mode & 0o7777),
+            nlink,
+            uid: a.uid,
+            gid: a.gid,
+            rdev: 0,
+            size_bytes: size,
+            blksize: 4096,
+            blocks,
+            atime: a.atime,
+            mtime: a.mtime,
+            ctime: a.ctime,
+        };
+        let host =
+            |md: &HostMetadata, type_bits: u32, legacy: Attrs, legacy_nlink: u64| match md.stat {
+                Some(s) => Stat {
+                    dev: s.dev,
+                    ino: s.ino,
+                    mode: type_bits | (md.mode & 0o7777),
+                    nlink: s.nlink,
+                    uid: s.uid,
+                    gid: s.gid,
+                    rdev: 0,
+                    size_bytes: md.size_bytes,
+                    blksize: s.blksize,
+                    blocks: s.blocks,
+                    atime: s.atime,
+                    mtime: s.mtime,
+                    ctime: s.ctime,
+                },
+                None => {
+                    let mut st = overlay(&legacy, type_bits, legacy_nlink, md.size_bytes, 0);
+                    st.blocks = md.size_bytes.div_ceil(512);
+                    st.mode = type_bits | (md.mode & 0o7777);
+                    st
+                }
+            };
+        let synthetic = |mode: u32, size: u64| Stat {
+            dev: GUEST_DEV,
+            ino: inode_of(&path.text()),
+            mode,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            size_bytes: size,
+            blksize: 4096,
+            blocks: 0,
+            atime: self.epoch,
+            mtime: self.epoch,
+            ctime: self.epoch,
+        };
+        match node {
             Node::MemoryFile(f) => {
                 let f = f.borrow();
-                (S_IFREG | (f.mode & 0o7777), f.bytes.len() as u64, 0)
+                let size = f.bytes.len() as u64;
+                match &f.host {
+                    Some(md) => {
+                        let legacy = self.legacy_attrs(path, md.mode);
+                        let mut st = host(md, S_IFREG, legacy, 1);
+                        st.size_bytes = size;
+                        st
+                    }
+                    None => overlay(&f.attrs, S_IFREG, f.nlink, size, size.div_ceil(4096) * 8),
+                }
             }
-            Node::HostFile {
-                size_bytes, mode, ..
-            } => (S_IFREG | (mode & 0o7777), *size_bytes, 0),
-            Node::Dir { mode } => (S_IFDIR | (mode & 0o7777), 4096, 0),
-            Node::Symlink(t) => (S_IFLNK | 0o777, t.len() as u64, 0),
+            Node::HostFile { md, .. } => host(md, S_IFREG, self.legacy_attrs(path, md.mode), 1),
+            Node::Dir(Origin::Overlay(a)) => {
+                overlay(a, S_IFDIR, self.dir_nlink(path, 2, false), 4096, 8)
+            }
+            Node::Dir(Origin::Host(md)) => {
+                let mut st = host(md, S_IFDIR, self.legacy_attrs(path, md.mode), 2);
+                if md.stat.is_some() {
+                    st.nlink = self.dir_nlink(path, st.nlink, true);
+                } else {
+                    // Older tandems showed 2 and a size of 4096 for every directory.
+                    st.size_bytes = 4096;
+                    st.blocks = 8;
+                }
+                st
+            }
+            Node::Dir(Origin::Synthetic) => {
+                let tmp = path.depth() == 1 && path.name() == b"tmp";
+                let mut st = synthetic(S_IFDIR | if tmp { 0o1777 } else { 0o755 }, 4096);
+                st.nlink = self.dir_nlink(path, 2, false);
+                st.blocks = 8;
+                st
+            }
+            Node::Symlink { target, origin } => {
+                let len = target.len() as u64;
+                match origin {
+                    Origin::Overlay(a) => overlay(a, S_IFLNK, 1, len, 0),
+                    Origin::Host(md) => {
+                        let mut st = host(md, S_IFLNK, self.legacy_attrs(path, 0o777), 1);
+                        st.size_bytes = len;
+                        st
+                    }
+                    Origin::Synthetic => {
+                        let mut st = synthetic(S_IFLNK | 0o777, len);
+                        st.uid = super::GUEST_UID as u32;
+                        st.gid = super::GUEST_GID as u32;
+                        st
+                    }
+                }
+            }
             Node::Device(d) => {
                 let minor = match d {
                     Device::Null => 3,
                     Device::Zero => 5,
                     Device::Random => 9,
                 };
-                (S_IFCHR | 0o666, 0, (1 << 8) | minor)
+                Stat {
+                    rdev: (1 << 8) | minor,
+                    ..synthetic(S_IFCHR | 0o666, 0)
+                }
             }
-        };
-        Stat {
-            ino,
-            mode,
-            size_bytes,
-            nlink: if node.is_dir() { 2 } else { 1 },
-            rdev,
         }
     }
+
+    /// Changes the attributes of the node at `path` with `change`, which checks permissions and may refuse.
+    /// Host nodes are on a read-only mount (EROFS); synthetic ones belong to root (EPERM, the guest is not root).
+    pub fn change_attrs(
+        &mut self,
+        path: &GuestPath,
+        node: &Node,
+        change: impl FnOnce(&mut Attrs, bool) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        match node {
+            Node::MemoryFile(f) => {
+                let mut f = f.borrow_mut();
+                if f.host.is_some() {
+                    return Err(EROFS);
+                }
+                change(&mut f.attrs, false)
+            }
+            Node::HostFile { .. }
+            | Node::Dir(Origin::Host(_))
+            | Node::Symlink {
+                origin: Origin::Host(_),
+                ..
+            } => Err(EROFS),
+            Node::Dir(Origin::Synthetic)
+            | Node::Symlink {
+                origin: Origin::Synthetic,
+                ..
+            }
+            | Node::Device(_) => Err(EPERM),
+            Node::Dir(Origin::Overlay(_))
+            | Node::Symlink {
+                origin: Origin::Overlay(_),
+                ..
+            } => {
+                let id = self.id_of(path).ok_or(ENOENT)?;
+                match self.overlay.get_mut(&id) {
+                    Some(OverlayEntry::Dir(a)) => change(a, true),
+                    Some(OverlayEntry::Symlink(_, a)) => change(a, false),
+                    _ => Err(ENOENT),
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Directories.
 
     /// The names in a directory (without "." and ".."), sorted, each with its node.
     pub fn list_dir(
         &mut self,
         host: &mut dyn Host,
-        path: &[Vec<u8>],
+        path: &GuestPath,
     ) -> Result<Vec<(Vec<u8>, Node)>, Errno> {
         match self.lookup(host, path) {
             Some(n) if n.is_dir() => {}
@@ -367,41 +990,33 @@ impl Vfs {
             None => return Err(ENOENT),
         }
         let mut names: BTreeSet<Vec<u8>> = BTreeSet::new();
-        if let Some(hp) = self.host_path(host, path) {
-            if let Ok(md) = self.host_metadata(host, &hp) {
-                if md.kind == HostKind::Dir {
-                    names.extend(host.read_dir(&hp).unwrap_or_default());
+        if let Some(Ok(md)) = self.host_meta(host, path) {
+            if md.kind == HostKind::Dir {
+                let m = path
+                    .0
+                    .mount
+                    .expect("a host answer is for a path on a mount");
+                names.extend(
+                    host.read_dir(&self.host_path_of(path, m))
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        if let Some(id) = self.id_of(path) {
+            let table = self.table.borrow();
+            for (name, &child) in &table.entries[id as usize].children {
+                let e = &table.entries[child as usize];
+                if e.synthetic.is_some()
+                    || e.mount_here.is_some()
+                    || matches!(self.overlay.get(&child), Some(e) if !matches!(e, OverlayEntry::Whiteout))
+                {
+                    names.insert(name.to_vec());
                 }
             }
         }
-        let mut prefix = join(path);
-        if prefix != b"/" {
-            prefix.push(b'/');
-        }
-        for key in self.overlay.keys() {
-            if let Some(rest) = key.strip_prefix(prefix.as_slice()) {
-                if !rest.is_empty() && !rest.contains(&b'/') {
-                    names.insert(rest.to_vec());
-                }
-            }
-        }
-        for m in &self.mounts {
-            if m.guest.len() > path.len() && m.guest.starts_with(path) {
-                names.insert(m.guest[path.len()].clone());
-            }
-        }
-        let synthetic: &[&[u8]] = match join(path).as_slice() {
-            b"/" => &[b"dev", b"proc", b"tmp"],
-            b"/dev" => &[b"null", b"zero", b"urandom", b"random"],
-            b"/proc" => &[b"self"],
-            b"/proc/self" => &[b"exe"],
-            _ => &[],
-        };
-        names.extend(synthetic.iter().map(|s| s.to_vec()));
         let mut out = Vec::new();
         for name in names {
-            let mut child = path.to_vec();
-            child.push(name.clone());
+            let child = self.child(path, &name);
             if let Some(node) = self.lookup(host, &child) {
                 out.push((name, node));
             }
@@ -409,84 +1024,201 @@ impl Vfs {
         Ok(out)
     }
 
-    /// The contents of a file node: shared bytes for overlay files, a fresh copy for host files.
+    // ---------------------------------------------------------------------------------------------------------
+    // Changes (all to the overlay).
+
+    /// The contents of a file node: shared bytes for overlay files, a read-only copy for host files.
     pub fn contents(&mut self, host: &mut dyn Host, node: &Node) -> Result<SharedFile, Errno> {
         match node {
             Node::MemoryFile(f) => Ok(f.clone()),
-            Node::HostFile { host: hp, mode, .. } => Ok(Rc::new(RefCell::new(FileData {
+            Node::HostFile { host: hp, md } => Ok(Rc::new(RefCell::new(FileData {
                 bytes: host.read_file(hp)?,
-                mode: *mode,
+                attrs: Attrs {
+                    mode: md.mode,
+                    ..self.legacy_attrs(&self.root, md.mode)
+                },
+                nlink: 1,
+                host: Some(*md),
             }))),
-            Node::Dir { .. } => Err(EISDIR),
+            Node::Dir(_) => Err(EISDIR),
             _ => Err(EINVAL),
         }
     }
 
-    /// Makes `path` an overlay file holding `file` (creating it, or copying a host file up).
-    pub fn put_file(&mut self, path: &[Vec<u8>], file: SharedFile) {
-        self.overlay.insert(join(path), OverlayEntry::File(file));
+    /// The overlay file at `path`, copying a host file up first (with the host's owner, mode, times and inode
+    /// number) if it is still on its mount.
+    pub fn copy_up(
+        &mut self,
+        host: &mut dyn Host,
+        path: &GuestPath,
+        node: &Node,
+    ) -> Result<SharedFile, Errno> {
+        match node {
+            Node::MemoryFile(f) if f.borrow().host.is_none() => Ok(f.clone()),
+            Node::HostFile { host: hp, md } => {
+                let bytes = host.read_file(hp)?;
+                let legacy = self.legacy_attrs(path, md.mode);
+                let f = Rc::new(RefCell::new(FileData {
+                    bytes,
+                    attrs: Attrs::of_host(md, legacy),
+                    nlink: 1,
+                    host: None,
+                }));
+                self.put_file(path, f.clone());
+                Ok(f)
+            }
+            Node::Dir(_) => Err(EISDIR),
+            _ => Err(EINVAL),
+        }
     }
 
-    pub fn make_dir(&mut self, path: &[Vec<u8>], mode: u32) {
-        self.overlay.insert(join(path), OverlayEntry::Dir(mode));
+    /// Makes `path` a name of the overlay file `file` (a new file, a copied-up one, or another link to it).
+    pub fn put_file(&mut self, path: &GuestPath, file: SharedFile) {
+        let id = self.intern(path);
+        self.overlay.insert(id, OverlayEntry::File(file));
     }
 
-    pub fn make_symlink(&mut self, path: &[Vec<u8>], target: Vec<u8>) {
+    pub fn make_dir(&mut self, path: &GuestPath, attrs: Attrs) {
+        let id = self.intern(path);
+        self.overlay.insert(id, OverlayEntry::Dir(attrs));
+    }
+
+    pub fn make_symlink(&mut self, path: &GuestPath, target: Vec<u8>, attrs: Attrs) {
+        let id = self.intern(path);
         self.overlay
-            .insert(join(path), OverlayEntry::Symlink(target));
+            .insert(id, OverlayEntry::Symlink(target, attrs));
     }
 
-    /// Removes the name `path` (the caller checked that it exists and is of the right kind).
-    pub fn remove(&mut self, path: &[Vec<u8>]) {
-        self.overlay.insert(join(path), OverlayEntry::Whiteout);
+    /// Whether something below the overlay (a host node or a synthetic one) has this path.
+    fn has_lower(&self, id: PathId) -> bool {
+        let table = self.table.borrow();
+        let e = &table.entries[id as usize];
+        e.synthetic.is_some()
+            || e.mount_here.is_some()
+            || matches!(self.host_cache.get(&id), Some(Ok(_)))
     }
 
-    /// Renames `from` to `to` (both canonical). Directories move only when they have no host contents.
+    /// Removes the name `path` (the caller checked that it exists and is of the right kind): a file loses a
+    /// link; a whiteout hides a node below the overlay, and an overlay-only name is simply dropped.
+    pub fn remove(&mut self, path: &GuestPath, now: Timespec) {
+        let id = self.intern(path);
+        if let Some(OverlayEntry::File(f)) = self.overlay.get(&id) {
+            let mut f = f.borrow_mut();
+            f.nlink = f.nlink.saturating_sub(1);
+            f.attrs.ctime = now;
+        }
+        if self.has_lower(id) {
+            self.overlay.insert(id, OverlayEntry::Whiteout);
+        } else {
+            self.overlay.remove(&id);
+        }
+    }
+
+    /// The overlay entries below a path (ids and their paths), depth first.
+    fn overlay_descendants(&self, path: &GuestPath) -> Vec<(PathId, Vec<Vec<u8>>)> {
+        let Some(id) = self.id_of(path) else {
+            return Vec::new();
+        };
+        let table = self.table.borrow();
+        let mut out = Vec::new();
+        let mut stack: Vec<(PathId, Vec<Vec<u8>>)> = vec![(id, Vec::new())];
+        while let Some((id, rel)) = stack.pop() {
+            for (name, &child) in &table.entries[id as usize].children {
+                let mut r = rel.clone();
+                r.push(name.to_vec());
+                if self.overlay.contains_key(&child) {
+                    out.push((child, r.clone()));
+                }
+                stack.push((child, r));
+            }
+        }
+        out
+    }
+
+    /// Renames `from` to `to` (both canonical; the caller checked the target). Directories move only when they
+    /// have no host contents.
     pub fn rename(
         &mut self,
         host: &mut dyn Host,
-        from: &[Vec<u8>],
-        to: &[Vec<u8>],
+        from: &GuestPath,
+        to: &GuestPath,
+        now: Timespec,
     ) -> Result<(), Errno> {
         let node = self.lookup(host, from).ok_or(ENOENT)?;
-        if to.starts_with(from) && to.len() > from.len() {
+        if to.starts_with(from) && to.depth() > from.depth() {
             return Err(EINVAL);
         }
+        let replaced = self.lookup(host, to);
         match &node {
-            Node::Dir { mode } => {
-                if self.host_path(host, from).is_some_and(|hp| {
-                    self.host_metadata(host, &hp)
-                        .is_ok_and(|m| m.kind == HostKind::Dir)
-                }) {
-                    return Err(EXDEV);
+            Node::Dir(origin) => {
+                let attrs = match origin {
+                    Origin::Overlay(a) => *a,
+                    Origin::Host(_) => return Err(EXDEV),
+                    Origin::Synthetic => return Err(EBUSY),
+                };
+                for (id, rel) in self.overlay_descendants(from) {
+                    let e = self
+                        .overlay
+                        .get(&id)
+                        .cloned()
+                        .expect("listed entries exist");
+                    let mut dest = to.clone();
+                    for c in &rel {
+                        dest = self.child(&dest, c);
+                    }
+                    if self.has_lower(id) {
+                        self.overlay.insert(id, OverlayEntry::Whiteout);
+                    } else {
+                        self.overlay.remove(&id);
+                    }
+                    let dest_id = self.intern(&dest);
+                    self.overlay.insert(dest_id, e);
                 }
-                let mut old_prefix = join(from);
-                old_prefix.push(b'/');
-                let moved: Vec<(Vec<u8>, OverlayEntry)> = self
-                    .overlay
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(&old_prefix))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                let mut new_prefix = join(to);
-                new_prefix.push(b'/');
-                for (k, v) in moved {
-                    self.overlay.insert(k.clone(), OverlayEntry::Whiteout);
-                    let mut nk = new_prefix.clone();
-                    nk.extend_from_slice(&k[old_prefix.len()..]);
-                    self.overlay.insert(nk, v);
-                }
-                self.make_dir(to, *mode);
+                self.make_dir(
+                    to,
+                    Attrs {
+                        ctime: now,
+                        ..attrs
+                    },
+                );
             }
-            Node::Symlink(t) => self.make_symlink(to, t.clone()),
+            Node::Symlink { target, origin } => {
+                let attrs = match origin {
+                    Origin::Overlay(a) => *a,
+                    _ => self.new_attrs(0o777, now),
+                };
+                self.make_symlink(to, target.clone(), attrs);
+            }
             Node::Device(_) => return Err(EXDEV),
             Node::MemoryFile(_) | Node::HostFile { .. } => {
-                let f = self.contents(host, &node)?;
+                let f = self.copy_up(host, from, &node)?;
+                if let Some(Node::MemoryFile(old)) = &replaced {
+                    if !Rc::ptr_eq(old, &f) {
+                        let mut old = old.borrow_mut();
+                        old.nlink = old.nlink.saturating_sub(1);
+                        old.attrs.ctime = now;
+                    }
+                }
+                f.borrow_mut().attrs.ctime = now;
+                // The file keeps its link count: one name goes, one comes.
+                f.borrow_mut().nlink += 1;
                 self.put_file(to, f);
             }
         }
-        self.remove(from);
+        self.remove(from, now);
         Ok(())
+    }
+
+    /// Bytes held by the names of the path table and the overlay's keys: linear in the number of paths kept,
+    /// whatever their depth (the test of nested directories checks it).
+    pub fn name_bytes(&self) -> usize {
+        let table = self.table.borrow();
+        table
+            .entries
+            .iter()
+            .map(|e| e.children.keys().map(|k| k.len()).sum::<usize>())
+            .sum::<usize>()
+            + self.overlay.len() * std::mem::size_of::<PathId>()
     }
 }
 
@@ -511,16 +1243,22 @@ mod tests {
                 host: PathBuf::from("/srv/data"),
             }],
             b"/bin/prog".to_vec(),
+            0,
         );
         (vfs, h)
     }
 
     fn read(vfs: &mut Vfs, h: &mut MemoryHost, path: &str) -> Result<Vec<u8>, Errno> {
-        let r = vfs.resolve(h, &[], path.as_bytes(), true)?;
+        let root = vfs.root();
+        let r = vfs.resolve(h, &root, path.as_bytes(), true)?;
         let node = r.node.ok_or(ENOENT)?;
         let f = vfs.contents(h, &node)?;
         let b = f.borrow().bytes.to_vec();
         Ok(b)
+    }
+
+    fn attrs(vfs: &mut Vfs) -> Attrs {
+        vfs.new_attrs(0o644, Timespec::default())
     }
 
     #[test]
@@ -531,8 +1269,9 @@ mod tests {
             read(&mut vfs, &mut h, "/data/sub/../sub/./b.txt").unwrap(),
             b"beta"
         );
+        let data = vfs.path_of(b"/data");
         let names: Vec<Vec<u8>> = vfs
-            .list_dir(&mut h, &split(b"/data").into_iter().collect::<Vec<_>>())
+            .list_dir(&mut h, &data)
             .unwrap()
             .into_iter()
             .map(|(n, _)| n)
@@ -542,6 +1281,18 @@ mod tests {
             .map(|s| s.as_bytes().to_vec())
             .collect();
         assert_eq!(names, expected, "links are listed as links, sorted");
+        let root = vfs.root();
+        let names: Vec<Vec<u8>> = vfs
+            .list_dir(&mut h, &root)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            [&b"data"[..], b"dev", b"proc", b"tmp"].map(|s| s.to_vec()),
+            "the root lists the mount point and the synthetic directories"
+        );
     }
 
     #[test]
@@ -563,44 +1314,88 @@ mod tests {
         }
         assert_eq!(read(&mut vfs, &mut h, "/data/loop"), Err(ELOOP));
         // Relative paths from inside the mount climb no higher than the guest root either.
-        let base: Vec<Vec<u8>> = split(b"/data/sub").into();
+        let base = vfs.path_of(b"/data/sub");
         let r = vfs
             .resolve(&mut h, &base, b"../../../../secret.txt", true)
             .unwrap();
-        assert_eq!(join(&r.path), b"/secret.txt");
+        assert_eq!(r.path.text(), b"/secret.txt");
         assert!(r.node.is_none());
     }
 
     #[test]
     fn writes_go_to_the_overlay_and_hide_nothing_on_the_host() {
         let (mut vfs, mut h) = setup();
-        let path: Vec<Vec<u8>> = split(b"/data/a.txt").into();
+        let path = vfs.path_of(b"/data/a.txt");
         let node = vfs.lookup(&mut h, &path).unwrap();
-        let f = vfs.contents(&mut h, &node).unwrap();
+        let f = vfs.copy_up(&mut h, &path, &node).unwrap();
         Arc::make_mut(&mut f.borrow_mut().bytes).extend_from_slice(b"!");
-        vfs.put_file(&path, f);
         assert_eq!(read(&mut vfs, &mut h, "/data/a.txt").unwrap(), b"alpha!");
         assert_eq!(
             h.files[&PathBuf::from("/srv/data/a.txt")],
             crate::linux::host::MemoryNode::File(b"alpha".to_vec())
         );
-        vfs.remove(&path);
+        vfs.remove(&path, Timespec::default());
         assert_eq!(read(&mut vfs, &mut h, "/data/a.txt"), Err(ENOENT));
-        let tmp: Vec<Vec<u8>> = split(b"/tmp/x").into();
-        vfs.put_file(
-            &tmp,
-            Rc::new(RefCell::new(FileData {
-                bytes: Arc::new(b"x".to_vec()),
-                mode: 0o600,
-            })),
-        );
-        vfs.rename(
-            &mut h,
-            &tmp,
-            &split(b"/tmp/y").into_iter().collect::<Vec<_>>(),
-        )
-        .unwrap();
+        let tmp = vfs.path_of(b"/tmp/x");
+        let a = attrs(&mut vfs);
+        vfs.put_file(&tmp, Rc::new(RefCell::new(FileData::new(b"x".to_vec(), a))));
+        let y = vfs.path_of(b"/tmp/y");
+        vfs.rename(&mut h, &tmp, &y, Timespec::default()).unwrap();
         assert_eq!(read(&mut vfs, &mut h, "/tmp/y").unwrap(), b"x");
         assert_eq!(read(&mut vfs, &mut h, "/tmp/x"), Err(ENOENT));
+        // An overlay-only name that is removed leaves nothing behind; a host one leaves a whiteout.
+        vfs.remove(&y, Timespec::default());
+        let y_id = vfs.id_of(&y).unwrap();
+        assert!(!vfs.overlay.contains_key(&y_id));
+        let a_id = vfs.id_of(&path).unwrap();
+        assert!(matches!(
+            vfs.overlay.get(&a_id),
+            Some(OverlayEntry::Whiteout)
+        ));
+    }
+
+    #[test]
+    fn a_directory_renamed_takes_its_overlay_contents_along() {
+        let (mut vfs, mut h) = setup();
+        let d = vfs.path_of(b"/tmp/d");
+        let a = attrs(&mut vfs);
+        vfs.make_dir(&d, a);
+        let inner = vfs.path_of(b"/tmp/d/e/f");
+        let a = attrs(&mut vfs);
+        vfs.make_dir(&inner.parent(), a);
+        let a = attrs(&mut vfs);
+        vfs.put_file(
+            &inner,
+            Rc::new(RefCell::new(FileData::new(b"deep".to_vec(), a))),
+        );
+        let moved = vfs.path_of(b"/tmp/m");
+        vfs.rename(&mut h, &d, &moved, Timespec::default()).unwrap();
+        assert_eq!(read(&mut vfs, &mut h, "/tmp/m/e/f").unwrap(), b"deep");
+        assert_eq!(read(&mut vfs, &mut h, "/tmp/d/e/f"), Err(ENOENT));
+        let node = vfs.lookup(&mut h, &moved).unwrap();
+        let st = vfs.stat(&moved, &node);
+        assert_eq!(st.nlink, 3, "2 plus its one subdirectory");
+        // A host directory does not move.
+        let sub = vfs.path_of(b"/data/sub");
+        let to = vfs.path_of(b"/tmp/sub");
+        assert_eq!(
+            vfs.rename(&mut h, &sub, &to, Timespec::default()),
+            Err(EXDEV)
+        );
+    }
+
+    #[test]
+    fn paths_compare_by_components_and_know_their_mount() {
+        let (vfs, _) = setup();
+        let a = vfs.path_of(b"/data/sub/x");
+        let b = vfs.child(&vfs.child(&vfs.path_of(b"/data"), b"sub"), b"x");
+        assert_eq!(a, b);
+        assert_ne!(a, vfs.path_of(b"/data/sub/y"));
+        assert!(a.starts_with(&vfs.path_of(b"/data")));
+        assert!(!a.starts_with(&vfs.path_of(b"/dat")));
+        assert_eq!(a.0.mount, Some(0));
+        assert_eq!(vfs.path_of(b"/tmp/x").0.mount, None);
+        assert_eq!(vfs.path_of(b"/data/../tmp").text(), b"/tmp");
+        assert_eq!(vfs.root().parent().text(), b"/");
     }
 }

@@ -1,0 +1,479 @@
+//! The file layer tells the truth: shared file mappings, metadata changes, hard links and sendfile behave as on
+//! Linux (the same program run natively is the oracle); mounted files show their real metadata (busybox `ls`,
+//! `stat`, `du`, `tar` and `cpio` print what they print natively), recorded in traces and normalised on request;
+//! what cannot be done fails loudly (read-only mounts, alarm); and a host-side rename between two guest opens
+//! does not lead outside the mount.
+
+mod common;
+use common::*;
+use std::ffi::CString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+fn fsops(libc: &str) -> String {
+    corpus_bin(&format!("fsops-{libc}"))
+}
+
+/// Runs `fsops COMMAND DIR` natively in one scratch directory and under tandem in another one mounted at the same
+/// path, and asserts the outputs are equal.
+fn same_as_native(command: &str) {
+    for libc in ["musl", "glibc"] {
+        let n_dir = scratch(&format!("fsops-{command}-{libc}-native"));
+        let e_dir = scratch(&format!("fsops-{command}-{libc}-emulated"));
+        let n = native(&fsops(libc), &[command, n_dir.to_str().unwrap()], &[], b"");
+        // The emulated run sees the other directory at the native one's path, so paths print the same.
+        let mount = format!("{}:{}", e_dir.display(), n_dir.display());
+        let e = emulate(
+            &["--mount", &mount],
+            &fsops(libc),
+            &[command, n_dir.to_str().unwrap()],
+            b"",
+        );
+        assert!(n.status.success(), "{command}: {}", text(&n.stderr));
+        assert_same(&format!("fsops {command} ({libc})"), &n, &e);
+        assert!(
+            !text(&e.stderr).contains("unknown syscalls"),
+            "{}",
+            text(&e.stderr)
+        );
+    }
+}
+
+#[test]
+fn shared_file_mappings_are_coherent_with_the_file() {
+    // Stores reach pread, pwrite and read(2) reach the mapping, msync and munmap keep them, a shrink and regrow
+    // clears, and writable shared mappings of read-only descriptors are EACCES (also through mprotect).
+    same_as_native("mmap-shared");
+}
+
+#[test]
+fn chmod_chown_utimensat_link_and_sendfile_change_what_linux_changes() {
+    same_as_native("meta");
+}
+
+#[test]
+fn read_only_mounts_refuse_metadata_changes_and_chown_needs_privilege() {
+    let dir = scratch("fsops-readonly");
+    std::fs::create_dir(dir.join("hostdir")).unwrap();
+    std::fs::write(dir.join("host.txt"), b"on the host\n").unwrap();
+    let d = dir.to_str().unwrap();
+    // Normalised metadata: the host files belong to the guest's uid whoever runs the test.
+    let e = emulate(
+        &["--normalize-metadata", "--mount", d],
+        &fsops("musl"),
+        &["readonly", d],
+        b"",
+    );
+    assert_eq!(
+        text(&e.stdout),
+        "chmod host file: -1 EROFS\n\
+         chmod host dir: -1 EROFS\n\
+         chown host file: -1 EROFS\n\
+         utimensat host file: -1 EROFS\n\
+         utimensat host dir: -1 EROFS\n\
+         fchmod host file: -1 EROFS\n\
+         futimens host file: -1 EROFS\n\
+         chown new to uid 0: -1 EPERM\n\
+         chown new to gid 0: -1 EPERM\n\
+         chown new to own ids: 0\n\
+         fchmod new setuid: 0\n\
+         fchown new keeps ids: 0\n\
+         mode after chown: 755\n\
+         chmod /dev/null: -1 EPERM\n\
+         touch /dev/null: 0\n\
+         link host file: 0\n\
+         host file after link: mode 100644 nlink 2 mine 1 atime now mtime now\n\
+         chmod host file copied up by link: 0\n",
+        "stderr: {}",
+        text(&e.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dir.join("host.txt")).unwrap(),
+        b"on the host\n",
+        "the host is never written"
+    );
+    assert!(!dir.join("hostlink").exists());
+}
+
+#[test]
+fn alarm_and_setitimer_fail_loudly() {
+    let e = emulate(&[], &fsops("glibc"), &["timers", "-"], b"");
+    assert_eq!(text(&e.stdout), "alarm: -1 ENOSYS\nsetitimer: -1 ENOSYS\n");
+    let err = text(&e.stderr);
+    assert!(
+        err.contains("alarm (number 37) x1, setitimer (number 38) x1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tandem: warning: alarm is not implemented yet"),
+        "{err}"
+    );
+    assert_eq!(err.matches("alarm is not implemented").count(), 1, "{err}");
+    // With --strict an unsupported call ends the run like an unknown one.
+    let e = emulate(&["--strict"], &fsops("glibc"), &["timers", "-"], b"");
+    assert_eq!(e.status.code(), Some(128 + 31), "{}", text(&e.stderr));
+}
+
+/// Sets a path's access and modification times without following a link (utimensat AT_SYMLINK_NOFOLLOW).
+fn set_times(path: &Path, atime: i64, mtime: i64) {
+    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let ts = [
+        libc::timespec {
+            tv_sec: atime,
+            tv_nsec: 250_000_000,
+        },
+        libc::timespec {
+            tv_sec: mtime,
+            tv_nsec: 123_456_789,
+        },
+    ];
+    // SAFETY: `p` and `ts` are valid for the duration of the call.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// A small tree with files, a sparse file, a symbolic link, nested directories and odd modes; every time is
+/// set years in the past (so `ls` prints the year whatever the clock) and deepest first (so no later change
+/// moves a directory's times).
+fn metadata_tree(name: &str, with_hard_link: bool) -> std::path::PathBuf {
+    let dir = scratch(name);
+    std::fs::create_dir_all(dir.join("sub/deeper")).unwrap();
+    std::fs::write(dir.join("a.txt"), b"hello\n").unwrap();
+    std::fs::write(dir.join("sub/b.bin"), vec![7u8; 10_000]).unwrap();
+    let sparse = std::fs::File::create(dir.join("sub/sparse")).unwrap();
+    sparse.set_len(1 << 20).unwrap();
+    std::fs::write(dir.join("sub/deeper/c"), b"c").unwrap();
+    std::os::unix::fs::symlink("a.txt", dir.join("link")).unwrap();
+    if with_hard_link {
+        std::fs::hard_link(dir.join("a.txt"), dir.join("hard")).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("sub"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::fs::set_permissions(
+        dir.join("sub/b.bin"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    for (i, p) in [
+        "sub/deeper/c",
+        "sub/deeper",
+        "sub/sparse",
+        "sub/b.bin",
+        "sub",
+        "link",
+        "a.txt",
+        ".",
+    ]
+    .iter()
+    .enumerate()
+    {
+        set_times(
+            &dir.join(p),
+            1_500_000_000 + i as i64,
+            1_400_000_000 + i as i64 * 1000,
+        );
+    }
+    dir
+}
+
+/// busybox APPLET ARGS natively and under tandem with `dir` mounted at its own path (and the host's user names).
+fn busybox_both(
+    dir: &Path,
+    args: &[&str],
+    stdin: &[u8],
+) -> (std::process::Output, std::process::Output) {
+    let n = native(BUSYBOX, args, &[], stdin);
+    let d = dir.to_str().unwrap();
+    let e = emulate(
+        &[
+            "--mount",
+            d,
+            "--mount",
+            "/etc/passwd",
+            "--mount",
+            "/etc/group",
+        ],
+        BUSYBOX,
+        args,
+        stdin,
+    );
+    assert!(n.status.success(), "{args:?}: {}", text(&n.stderr));
+    (n, e)
+}
+
+fn sorted_lines(b: &[u8]) -> Vec<String> {
+    let mut v: Vec<String> = text(b).lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn mounted_files_show_their_real_metadata_as_on_linux() {
+    let dir = metadata_tree("metadata-tree", true);
+    let d = dir.to_str().unwrap();
+    let sub = format!("{d}/sub");
+    let a = format!("{d}/a.txt");
+    let link = format!("{d}/link");
+    let sparse = format!("{d}/sub/sparse");
+    for args in [
+        vec!["ls", "-ln", d],
+        vec!["ls", "-lnai", sub.as_str()],
+        vec!["ls", "-ln", "--full-time", sub.as_str()],
+        vec![
+            "stat",
+            "-c",
+            "%n %a %u %g %s %h %Y %b %B %i %d %f",
+            d,
+            &a,
+            &sub,
+            &link,
+            &sparse,
+        ],
+        // The whole of stat(1) (atime included: nothing in these runs reads the files).
+        vec!["stat", &a, &sub, &sparse],
+        vec!["du", "-s", d],
+    ] {
+        let (n, e) = busybox_both(&dir, &args, b"");
+        assert_same(&format!("busybox {args:?}"), &n, &e);
+    }
+    // Listings come in the host's order natively and sorted under tandem: compare them as sets.
+    let (n, e) = busybox_both(&dir, &["du", "-a", &sub], b"");
+    assert_eq!(
+        sorted_lines(&n.stdout),
+        sorted_lines(&e.stdout),
+        "busybox du -a"
+    );
+    // cpio writes each file's inode, mode, owners, link count, mtime, size and device: byte for byte the same,
+    // given the same list of names.
+    let list: String = [
+        "",
+        "/a.txt",
+        "/hard",
+        "/link",
+        "/sub",
+        "/sub/b.bin",
+        "/sub/deeper",
+        "/sub/deeper/c",
+        "/sub/sparse",
+    ]
+    .iter()
+    .map(|p| format!("{d}{p}\n"))
+    .collect();
+    let (n, e) = busybox_both(&dir, &["cpio", "-o", "-H", "newc"], list.as_bytes());
+    assert!(n.stdout.len() > 20_000);
+    assert!(
+        n.stdout == e.stdout,
+        "cpio archives differ (native {} bytes, emulated {}): {}",
+        n.stdout.len(),
+        e.stdout.len(),
+        text(&e.stderr)
+    );
+}
+
+#[test]
+fn tar_lists_what_it_archived_as_on_linux() {
+    let dir = metadata_tree("metadata-tar", false);
+    let (n, e) = busybox_both(
+        &dir,
+        &["tar", "cf", "-", "-C", dir.to_str().unwrap(), "."],
+        b"",
+    );
+    assert!(e.status.success(), "{}", text(&e.stderr));
+    let list = |archive: &[u8]| {
+        let mut child = Command::new(BUSYBOX)
+            .args(["tar", "tvf", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(archive).unwrap();
+        sorted_lines(&child.wait_with_output().unwrap().stdout)
+    };
+    let native_list = list(&n.stdout);
+    assert!(
+        native_list.iter().any(|l| l.contains("2014-")),
+        "{native_list:?}"
+    );
+    assert_eq!(native_list, list(&e.stdout));
+}
+
+#[test]
+fn normalised_metadata_is_the_same_on_any_machine_and_the_default_is_the_hosts() {
+    // Two copies of one tree made at different times, so inode numbers, times and (maybe) owners differ.
+    let one = metadata_tree("normalize-one", false);
+    let two = metadata_tree("normalize-two", false);
+    set_times(&two.join("a.txt"), 1_000, 2_000);
+    let stat = |dir: &Path, normalize: bool| {
+        let mount = format!("{}:/data", dir.display());
+        let mut flags = vec!["--mount", mount.as_str()];
+        if normalize {
+            flags.push("--normalize-metadata");
+        }
+        let e = emulate(
+            &flags,
+            BUSYBOX,
+            &[
+                "stat",
+                "-c",
+                "%n %a %u %g %s %h %Y %X %Z %b %i %d",
+                "/data",
+                "/data/a.txt",
+                "/data/sub/b.bin",
+                "/data/link",
+            ],
+            b"",
+        );
+        assert!(e.status.success(), "{}", text(&e.stderr));
+        text(&e.stdout)
+    };
+    let normal = stat(&one, true);
+    assert_eq!(normal, stat(&two, true));
+    assert!(
+        normal.contains("/data/a.txt 644 1000 1000 6 1 1704067200 1704067200 1704067200 8 "),
+        "{normal}"
+    );
+    // By default the host's own metadata shows, so the copies differ.
+    let real_one = stat(&one, false);
+    assert_ne!(real_one, stat(&two, false));
+    assert!(
+        real_one.contains(" 1400006000 "),
+        "a.txt's real mtime: {real_one}"
+    );
+}
+
+#[test]
+fn mounted_metadata_is_recorded_and_replayed() {
+    let dir = metadata_tree("metadata-replay", false);
+    let d = dir.to_str().unwrap();
+    let trace = dir.with_extension("trace");
+    let a = format!("{d}/a.txt");
+    let args = ["stat", "-c", "%a %u %g %s %h %Y %b %i", &a];
+    let r = record_trace(&trace, &["--mount", d], BUSYBOX, &args, b"");
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(&a).unwrap();
+    assert_eq!(
+        text(&r.stdout),
+        format!(
+            "644 {} {} 6 1 1400006000 8 {}\n",
+            md.uid(),
+            md.gid(),
+            md.ino()
+        ),
+        "the recording saw the host's metadata"
+    );
+    // The host file changes after the recording: the replay answers from the trace.
+    set_times(&dir.join("a.txt"), 5, 6);
+    std::fs::remove_file(dir.join("a.txt")).unwrap();
+    let out = Command::new(tandem())
+        .args(["replay"])
+        .arg(&trace)
+        .current_dir(repo())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), text(&r.stdout));
+}
+
+/// Swaps `a` with `b` atomically (renameat2 RENAME_EXCHANGE), as a racing host process would.
+fn exchange(a: &Path, b: &Path) {
+    let a = CString::new(a.as_os_str().as_bytes()).unwrap();
+    let b = CString::new(b.as_os_str().as_bytes()).unwrap();
+    // SAFETY: both paths are valid NUL-terminated strings for the duration of the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    assert_eq!(r, 0, "renameat2: {}", std::io::Error::last_os_error());
+}
+
+/// The guest opens /data/sub/FIRST, waits for a line of stdin, opens /data/sub/SECOND; between the two the test
+/// swaps the mounted directory sub for a link to a directory outside the mount. Returns the guest's output.
+fn open_across_a_swap(name: &str, first: &str, second: &str) -> String {
+    let dir = scratch(name);
+    std::fs::create_dir_all(dir.join("m/sub")).unwrap();
+    std::fs::create_dir_all(dir.join("outside")).unwrap();
+    for f in ["file.txt", "other.txt"] {
+        std::fs::write(dir.join("m/sub").join(f), b"inside\n").unwrap();
+        std::fs::write(dir.join("outside").join(f), b"secret\n").unwrap();
+    }
+    std::os::unix::fs::symlink(dir.join("outside"), dir.join("swap")).unwrap();
+    let mount = format!("{}:/data", dir.join("m").display());
+    let mut child = Command::new(tandem())
+        .args(["run", "--mount", &mount, "--"])
+        .arg(fsops("musl"))
+        .args(["twice", "/data/sub", first, second])
+        .current_dir(repo())
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first_line = String::new();
+    // The guest prints its first open's result, then blocks reading stdin: the swap happens in between.
+    stdout.read_line(&mut first_line).unwrap();
+    assert_eq!(first_line, "open 0: inside\n");
+    exchange(&dir.join("m/sub"), &dir.join("swap"));
+    assert!(std::fs::symlink_metadata(dir.join("m/sub"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    child.wait().unwrap();
+    first_line + &rest
+}
+
+#[test]
+fn a_host_side_rename_between_two_opens_does_not_escape_the_mount() {
+    // The same name again (its metadata known to the guest already) and a new one (asked of the host now).
+    for (name, first, second) in [
+        ("rename-race-same", "file.txt", "file.txt"),
+        ("rename-race-new", "file.txt", "other.txt"),
+    ] {
+        let out = open_across_a_swap(name, first, second);
+        assert!(
+            !out.contains("secret"),
+            "{name}: read outside the mount:\n{out}"
+        );
+        assert!(
+            out.starts_with("open 0: inside\nopen 1: E"),
+            "{name}: the second open must fail:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn nested_directories_cost_linear_time_and_memory() {
+    let dir = scratch("nest");
+    let d = dir.to_str().unwrap();
+    let e = emulate(&["--mount", d], &fsops("musl"), &["nest", d, "16000"], b"");
+    assert_eq!(
+        text(&e.stdout),
+        "depth 16000, leaf 5 bytes\n",
+        "{}",
+        text(&e.stderr)
+    );
+}
