@@ -263,9 +263,17 @@ mod tests {
 
     /// Runs to the end from a snapshot taken part-way, twice, and compares with an uninterrupted run.
     fn restore_replays_exactly(name: &str) {
+        restore_replays_exactly_at(name, &[], 2, 3);
+    }
+
+    /// The same with arguments, the snapshot taken after `num`/`den` of the run.
+    fn restore_replays_exactly_at(name: &str, args: &[&str], num: u64, den: u64) {
         let program = corpus(name);
+        let mut argv = vec![name.as_bytes().to_vec()];
+        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
         let config = LinuxConfig {
             seed: 5,
+            argv,
             ..LinuxConfig::default()
         };
         let mut straight = LinuxMachine::new(config.clone(), &program, MemoryHost::new(5)).unwrap();
@@ -275,14 +283,15 @@ mod tests {
             straight.state_hash(),
             straight.exit_status(),
         );
-        let at = straight.icount() * 2 / 3;
+        let at = straight.icount() * num / den;
 
         let mut m = LinuxMachine::new(config, &program, MemoryHost::new(5)).unwrap();
         assert_eq!(m.run(at), Progress::BudgetExhausted);
         let snap = m.snapshot();
         let hash_at = m.state_hash();
+        let stdout_at = m.host.stdout.len();
         for _ in 0..2 {
-            m.host.stdout.clear();
+            m.host.stdout.truncate(stdout_at);
             m.restore(&snap);
             assert_eq!(m.icount(), at);
             assert_eq!(m.state_hash(), hash_at, "{name}: restore changed the state");
@@ -292,6 +301,19 @@ mod tests {
                 expected,
                 "{name}: the run from the snapshot differs"
             );
+            assert_eq!(
+                m.host.stdout, straight.host.stdout,
+                "{name}: output differs"
+            );
+        }
+    }
+
+    #[test]
+    fn restore_keeps_shared_mappings_links_and_metadata_exact() {
+        // Snapshots taken while shared mappings, hard links and changed attributes are live.
+        for (num, den) in [(1, 4), (1, 2), (3, 4)] {
+            restore_replays_exactly_at("fsops-musl", &["mmap-shared", "/tmp"], num, den);
+            restore_replays_exactly_at("fsops-glibc", &["meta", "/tmp"], num, den);
         }
     }
 
