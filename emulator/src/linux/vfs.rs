@@ -247,7 +247,7 @@ pub struct Attrs {
 
 impl Attrs {
     /// Attributes of a copied-up host node: the host's owner, mode, times and inode number.
-    fn of_host(md: &HostMetadata, legacy: Attrs) -> Attrs {
+    fn of_host(md: &HostMetadata, legacy: impl FnOnce() -> Attrs) -> Attrs {
         match md.stat {
             Some(s) => Attrs {
                 mode: md.mode & 0o7777,
@@ -260,7 +260,7 @@ impl Attrs {
             },
             None => Attrs {
                 mode: md.mode & 0o7777,
-                ..legacy
+                ..legacy()
             },
         }
     }
@@ -826,30 +826,30 @@ impl Vfs {
             mtime: a.mtime,
             ctime: a.ctime,
         };
-        let host =
-            |md: &HostMetadata, type_bits: u32, legacy: Attrs, legacy_nlink: u64| match md.stat {
-                Some(s) => Stat {
-                    dev: s.dev,
-                    ino: s.ino,
-                    mode: type_bits | (md.mode & 0o7777),
-                    nlink: s.nlink,
-                    uid: s.uid,
-                    gid: s.gid,
-                    rdev: 0,
-                    size_bytes: md.size_bytes,
-                    blksize: s.blksize,
-                    blocks: s.blocks,
-                    atime: s.atime,
-                    mtime: s.mtime,
-                    ctime: s.ctime,
-                },
-                None => {
-                    let mut st = overlay(&legacy, type_bits, legacy_nlink, md.size_bytes, 0);
-                    st.blocks = md.size_bytes.div_ceil(512);
-                    st.mode = type_bits | (md.mode & 0o7777);
-                    st
-                }
-            };
+        let host = |md: &HostMetadata, type_bits: u32, legacy_nlink: u64| match md.stat {
+            Some(s) => Stat {
+                dev: s.dev,
+                ino: s.ino,
+                mode: type_bits | (md.mode & 0o7777),
+                nlink: s.nlink,
+                uid: s.uid,
+                gid: s.gid,
+                rdev: 0,
+                size_bytes: md.size_bytes,
+                blksize: s.blksize,
+                blocks: s.blocks,
+                atime: s.atime,
+                mtime: s.mtime,
+                ctime: s.ctime,
+            },
+            None => {
+                let legacy = self.legacy_attrs(path, md.mode);
+                let mut st = overlay(&legacy, type_bits, legacy_nlink, md.size_bytes, 0);
+                st.blocks = md.size_bytes.div_ceil(512);
+                st.mode = type_bits | (md.mode & 0o7777);
+                st
+            }
+        };
         let synthetic = |mode: u32, size: u64| Stat {
             dev: GUEST_DEV,
             ino: inode_of(&path.text()),
@@ -871,20 +871,19 @@ impl Vfs {
                 let size = f.bytes.len() as u64;
                 match &f.host {
                     Some(md) => {
-                        let legacy = self.legacy_attrs(path, md.mode);
-                        let mut st = host(md, S_IFREG, legacy, 1);
+                        let mut st = host(md, S_IFREG, 1);
                         st.size_bytes = size;
                         st
                     }
                     None => overlay(&f.attrs, S_IFREG, f.nlink, size, size.div_ceil(4096) * 8),
                 }
             }
-            Node::HostFile { md, .. } => host(md, S_IFREG, self.legacy_attrs(path, md.mode), 1),
+            Node::HostFile { md, .. } => host(md, S_IFREG, 1),
             Node::Dir(Origin::Overlay(a)) => {
                 overlay(a, S_IFDIR, self.dir_nlink(path, 2, false), 4096, 8)
             }
             Node::Dir(Origin::Host(md)) => {
-                let mut st = host(md, S_IFDIR, self.legacy_attrs(path, md.mode), 2);
+                let mut st = host(md, S_IFDIR, 2);
                 if md.stat.is_some() {
                     st.nlink = self.dir_nlink(path, st.nlink, true);
                 } else {
@@ -906,7 +905,7 @@ impl Vfs {
                 match origin {
                     Origin::Overlay(a) => overlay(a, S_IFLNK, 1, len, 0),
                     Origin::Host(md) => {
-                        let mut st = host(md, S_IFLNK, self.legacy_attrs(path, 0o777), 1);
+                        let mut st = host(md, S_IFLNK, 1);
                         st.size_bytes = len;
                         st
                     }
@@ -1057,10 +1056,9 @@ impl Vfs {
             Node::MemoryFile(f) if f.borrow().host.is_none() => Ok(f.clone()),
             Node::HostFile { host: hp, md } => {
                 let bytes = host.read_file(hp)?;
-                let legacy = self.legacy_attrs(path, md.mode);
                 let f = Rc::new(RefCell::new(FileData {
                     bytes,
-                    attrs: Attrs::of_host(md, legacy),
+                    attrs: Attrs::of_host(md, || self.legacy_attrs(path, md.mode)),
                     nlink: 1,
                     host: None,
                 }));
