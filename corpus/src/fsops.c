@@ -192,6 +192,17 @@ static int meta(const char *dir) {
     report("unlink original", unlink(f));
     show_stat("hard after unlink", g, 1);
     report("link a directory", link(dir, at(dir, "dirlink")));
+    /* rename: a directory replaces only a directory, a file only a non-directory; two names of one file stay. */
+    char rd[4096], rf[4096];
+    snprintf(rd, sizeof rd, "%s/rdir", dir);
+    snprintf(rf, sizeof rf, "%s/rfile", dir);
+    mkdir(rd, 0755);
+    close(open(rf, O_WRONLY | O_CREAT, 0644));
+    report("rename file over dir", rename(rf, rd));
+    report("rename dir over file", rename(rd, rf));
+    report("link rfile twin", link(rf, at(dir, "twin")));
+    report("rename onto its twin", rename(rf, at(dir, "twin")));
+    show_stat("rfile after", rf, 1);
     /* sendfile: from a file to a file, with and without an offset pointer, and to stdout. */
     int in = open(g, O_RDONLY);
     int out = open(at(dir, "copy"), O_RDWR | O_CREAT | O_TRUNC, 0644);

@@ -975,6 +975,12 @@ impl<H: Host> LinuxMachine<H> {
         }
         self.check_parent_dir(&to.path)?;
         if let Some(existing) = &to.node {
+            // A directory replaces only an empty directory, and anything else only a non-directory.
+            match (from_node.is_dir(), existing.is_dir()) {
+                (true, false) => return Err(ENOTDIR),
+                (false, true) => return Err(EISDIR),
+                _ => {}
+            }
             if existing.is_dir() && !self.vfs.list_dir(&mut self.host, &to.path)?.is_empty() {
                 return Err(ENOTEMPTY);
             }
