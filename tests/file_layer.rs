@@ -25,10 +25,11 @@ fn same_as_native(command: &str) {
         let n_dir = scratch(&format!("fsops-{command}-{libc}-native"));
         let e_dir = scratch(&format!("fsops-{command}-{libc}-emulated"));
         let n = native(&fsops(libc), &[command, n_dir.to_str().unwrap()], &[], b"");
-        // The emulated run sees the other directory at the native one's path, so paths print the same.
+        // The emulated run sees the other directory at the native one's path, so paths print the same; and
+        // owned by the guest's user (normalised), as the native directory is by the user running the test.
         let mount = format!("{}:{}", e_dir.display(), n_dir.display());
         let e = emulate(
-            &["--mount", &mount],
+            &["--normalize-metadata", "--mount", &mount],
             &fsops(libc),
             &[command, n_dir.to_str().unwrap()],
             b"",

@@ -203,6 +203,10 @@ static int meta(const char *dir) {
     report("link rfile twin", link(rf, at(dir, "twin")));
     report("rename onto its twin", rename(rf, at(dir, "twin")));
     show_stat("rfile after", rf, 1);
+    /* A directory's link count follows its subdirectories. */
+    show_stat("dir with a subdirectory", dir, 1);
+    report("rmdir", rmdir(rd));
+    show_stat("dir without", dir, 1);
     /* sendfile: from a file to a file, with and without an offset pointer, and to stdout. */
     int in = open(g, O_RDONLY);
     int out = open(at(dir, "copy"), O_RDWR | O_CREAT | O_TRUNC, 0644);

@@ -300,7 +300,7 @@ impl<H: Host> LinuxMachine<H> {
     // Targets of the metadata calls.
 
     /// The path and node a *at() call with `flags` names: a path, or the descriptor itself with AT_EMPTY_PATH and
-    /// an empty path (or with no path at all, for the f*() forms, `path_addr` 0).
+    /// an empty path.
     fn meta_target(
         &mut self,
         dirfd: i32,
@@ -308,13 +308,9 @@ impl<H: Host> LinuxMachine<H> {
         flags: u32,
         follow: bool,
     ) -> Result<Option<(GuestPath, Node)>, Errno> {
-        let path = if path_addr == 0 {
-            Vec::new()
-        } else {
-            self.read_cstring(path_addr, super::vfs::PATH_BYTES_MAX)?
-        };
+        let path = self.read_cstring(path_addr, super::vfs::PATH_BYTES_MAX)?;
         if path.is_empty() {
-            if path_addr != 0 && flags & AT_EMPTY_PATH == 0 {
+            if flags & AT_EMPTY_PATH == 0 {
                 return Err(ENOENT);
             }
             return self.fd_node(dirfd);
@@ -516,7 +512,12 @@ impl<H: Host> LinuxMachine<H> {
         } else {
             self.read_time_pair(times, true)?
         };
-        let target = self.meta_target(dirfd, path, 0, true)?;
+        // With no path, the descriptor itself (as utimensat does).
+        let target = if path == 0 && dirfd != AT_FDCWD {
+            self.fd_node(dirfd)?
+        } else {
+            self.meta_target(dirfd, path, 0, true)?
+        };
         self.set_times(target, times)
     }
 
