@@ -88,6 +88,20 @@ struct Link {
     id: Cell<Option<PathId>>,
 }
 
+impl Drop for Link {
+    /// Drops the chain of parents a link alone holds one at a time: the default recursive drop would take stack
+    /// in proportion to the depth, and a guest chooses the depth.
+    fn drop(&mut self) {
+        let mut parent = self.parent.take();
+        while let Some(GuestPath(rc)) = parent {
+            match Rc::try_unwrap(rc) {
+                Ok(mut link) => parent = link.parent.take(),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
 impl GuestPath {
     pub fn depth(&self) -> usize {
         self.0.depth
@@ -486,8 +500,13 @@ impl Vfs {
     /// The path named by `name` in the directory `parent` (a plain name: not "." or "..", no "/").
     pub fn child(&self, parent: &GuestPath, name: &[u8]) -> GuestPath {
         debug_assert!(!name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/'));
-        let id = self
-            .id_of(parent)
+        // Only the parent's cached id is used (O(1)): a path whose parent's id is not cached yet is not a mount
+        // point (mount points and their ancestors are interned from the start, so their links always know their
+        // ids), and `id_of` finds the id later if the path gets one.
+        let id = parent
+            .0
+            .id
+            .get()
             .and_then(|p| self.table.borrow().child(p, name));
         let mount = id
             .and_then(|id| self.table.borrow().entries[id as usize].mount_here)
@@ -1112,22 +1131,22 @@ impl Vfs {
         }
     }
 
-    /// The overlay entries below a path (ids and their paths), depth first.
-    fn overlay_descendants(&self, path: &GuestPath) -> Vec<(PathId, Vec<Vec<u8>>)> {
-        let Some(id) = self.id_of(path) else {
+    /// The overlay entries below `from`, each with the path it gets below `to`, parents before children. Linear
+    /// in the size of the subtree, whatever its depth (each new path is its parent's plus a name).
+    fn moved_descendants(&self, from: &GuestPath, to: &GuestPath) -> Vec<(PathId, GuestPath)> {
+        let Some(id) = self.id_of(from) else {
             return Vec::new();
         };
         let table = self.table.borrow();
         let mut out = Vec::new();
-        let mut stack: Vec<(PathId, Vec<Vec<u8>>)> = vec![(id, Vec::new())];
-        while let Some((id, rel)) = stack.pop() {
+        let mut stack: Vec<(PathId, GuestPath)> = vec![(id, to.clone())];
+        while let Some((id, dest)) = stack.pop() {
             for (name, &child) in &table.entries[id as usize].children {
-                let mut r = rel.clone();
-                r.push(name.to_vec());
+                let d = self.child(&dest, name);
                 if self.overlay.contains_key(&child) {
-                    out.push((child, r.clone()));
+                    out.push((child, d.clone()));
                 }
-                stack.push((child, r));
+                stack.push((child, d));
             }
         }
         out
@@ -1154,16 +1173,12 @@ impl Vfs {
                     Origin::Host(_) => return Err(EXDEV),
                     Origin::Synthetic => return Err(EBUSY),
                 };
-                for (id, rel) in self.overlay_descendants(from) {
+                for (id, dest) in self.moved_descendants(from, to) {
                     let e = self
                         .overlay
                         .get(&id)
                         .cloned()
                         .expect("listed entries exist");
-                    let mut dest = to.clone();
-                    for c in &rel {
-                        dest = self.child(&dest, c);
-                    }
                     if self.has_lower(id) {
                         self.overlay.insert(id, OverlayEntry::Whiteout);
                     } else {
@@ -1380,6 +1395,41 @@ mod tests {
             vfs.rename(&mut h, &sub, &to, Timespec::default()),
             Err(EXDEV)
         );
+    }
+
+    #[test]
+    fn deep_paths_drop_and_move_without_deep_recursion_or_quadratic_work() {
+        let (mut vfs, mut h) = setup();
+        // A million levels: dropping the chain must not recurse once per level (a test thread has 2 MiB).
+        let mut p = vfs.path_of(b"/tmp");
+        for _ in 0..1_000_000 {
+            p = vfs.child(&p, b"d");
+        }
+        assert_eq!(p.depth(), 1_000_001);
+        drop(p);
+        // A deep overlay chain renamed as a whole keeps its shape.
+        let top = vfs.path_of(b"/tmp/top");
+        let mut p = top.clone();
+        for _ in 0..20_000 {
+            let a = attrs(&mut vfs);
+            vfs.make_dir(&p, a);
+            p = vfs.child(&p, b"d");
+        }
+        let a = attrs(&mut vfs);
+        vfs.put_file(
+            &p,
+            Rc::new(RefCell::new(FileData::new(b"leaf".to_vec(), a))),
+        );
+        let moved = vfs.path_of(b"/tmp/moved");
+        vfs.rename(&mut h, &top, &moved, Timespec::default())
+            .unwrap();
+        let mut q = moved;
+        for _ in 0..20_000 {
+            assert!(vfs.lookup(&mut h, &q).is_some_and(|n| n.is_dir()));
+            q = vfs.child(&q, b"d");
+        }
+        assert!(matches!(vfs.lookup(&mut h, &q), Some(Node::MemoryFile(_))));
+        assert!(vfs.lookup(&mut h, &top).is_none());
     }
 
     #[test]
