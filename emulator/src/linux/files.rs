@@ -370,7 +370,7 @@ impl<H: Host> LinuxMachine<H> {
             return Err(EOPNOTSUPP);
         }
         let now = self.now();
-        self.vfs.change_attrs(&path, &node, |a, _| {
+        self.vfs.change_attrs(&path, &node, |a| {
             if a.uid != GUEST_UID as u32 {
                 return Err(EPERM);
             }
@@ -416,7 +416,7 @@ impl<H: Host> LinuxMachine<H> {
         let regular = matches!(node, Node::MemoryFile(_));
         let now = self.now();
         let me = (GUEST_UID as u32, GUEST_GID as u32);
-        self.vfs.change_attrs(&path, &node, |a, _| {
+        self.vfs.change_attrs(&path, &node, |a| {
             let owner = a.uid == me.0;
             if uid != u32::MAX && !(owner && uid == a.uid) {
                 return Err(EPERM);
@@ -566,7 +566,7 @@ impl<H: Host> LinuxMachine<H> {
                 Err(EACCES)
             };
         }
-        self.vfs.change_attrs(&path, &node, |a, _| {
+        self.vfs.change_attrs(&path, &node, |a| {
             let owner = a.uid == GUEST_UID as u32;
             if explicit && !owner {
                 return Err(EPERM);

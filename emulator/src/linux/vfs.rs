@@ -956,7 +956,7 @@ impl Vfs {
         &mut self,
         path: &GuestPath,
         node: &Node,
-        change: impl FnOnce(&mut Attrs, bool) -> Result<(), Errno>,
+        change: impl FnOnce(&mut Attrs) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
         match node {
             Node::MemoryFile(f) => {
@@ -964,7 +964,7 @@ impl Vfs {
                 if f.host.is_some() {
                     return Err(EROFS);
                 }
-                change(&mut f.attrs, false)
+                change(&mut f.attrs)
             }
             Node::HostFile { .. }
             | Node::Dir(Origin::Host(_))
@@ -985,8 +985,8 @@ impl Vfs {
             } => {
                 let id = self.id_of(path).ok_or(ENOENT)?;
                 match self.overlay.get_mut(&id) {
-                    Some(OverlayEntry::Dir(a)) => change(a, true),
-                    Some(OverlayEntry::Symlink(_, a)) => change(a, false),
+                    Some(OverlayEntry::Dir(a)) => change(a),
+                    Some(OverlayEntry::Symlink(_, a)) => change(a),
                     _ => Err(ENOENT),
                 }
             }
