@@ -16,7 +16,9 @@
 //! same way at once, and every change of a file's bytes (write, truncate, sendfile, another mapping's stores) is
 //! copied into the pages of its shared mappings at once (`file_changed`). What this does not give is
 //! coherence between two shared mappings of the same bytes between two syscalls (Linux maps one page twice); a
-//! store to one is seen by the other at the next syscall.
+//! store to one is seen by the other at the next syscall. Also not done yet: a page wholly past the end of the
+//! file reads zeros instead of raising SIGBUS, and an mremap of part of a shared mapping leaves that part
+//! unshared.
 
 use super::abi::*;
 use super::fd::FileKind;
