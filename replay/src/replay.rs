@@ -374,7 +374,7 @@ impl Replayer {
             }
         }
         // From the last checkpoint to the end of the records.
-        let progress = self.hv.run_to_completion(self.icount_end);
+        let progress = self.run_to_recorded_end();
         if let Some(d) = self.event_divergence(&base) {
             return self.report(verified, Some(d));
         }
@@ -454,6 +454,29 @@ impl Replayer {
         self.final_state_hash = None;
         let d = self.narrow_at_end(previous_icount, problems.join("; "));
         self.report(verified, Some(d))
+    }
+
+    /// Runs to the end of the records and, when the recording ended there with the guest finished, lets the
+    /// guest end the same way.
+    ///
+    /// A run killed by a CPU exception (SIGSEGV, SIGILL, SIGFPE, a machine check's SIGBUS) ends on an instruction
+    /// that does not retire, so the recording's last icount is reached *before* the fatal exception is raised.
+    /// Running to that icount stops there; one more step with a budget of one instruction raises the exception
+    /// and delivers its signal exactly as the recording did. If the replay has diverged and the instruction
+    /// retires instead, the icount passes the recorded one and the end-of-run check reports it.
+    pub fn run_to_recorded_end(&mut self) -> Progress {
+        let progress = self.hv.run_to_completion(self.icount_end);
+        let recorded_finished = self
+            .summary
+            .as_ref()
+            .is_some_and(|s| !s.stopped_by_limit && s.icount == self.icount_end);
+        if progress == Progress::Finished
+            || !recorded_finished
+            || self.hv.guest.icount() != self.icount_end
+        {
+            return progress;
+        }
+        self.hv.run(1)
     }
 
     /// Instructions between the snapshots a replay keeps: at least 2^24 (about 5 ms of re-execution with
@@ -698,5 +721,8 @@ pub fn describe(report: &ReplayReport) -> String {
         "replayed {} instructions, {} checkpoints verified, state hash {:#018x}",
         report.icount, report.checkpoints_verified, report.state_hash
     );
+    if let Some(status) = report.exit_status {
+        let _ = write!(s, "; the guest's exit status {status}, as recorded");
+    }
     s
 }
