@@ -17,6 +17,8 @@ pub mod abi;
 pub mod elf;
 pub mod fd;
 pub mod host;
+pub mod ids;
+pub mod sched;
 mod signal;
 mod snapshot;
 mod syscalls;
