@@ -539,13 +539,13 @@ impl Replayer {
         self.restore(previous);
         self.hv.run_to_completion(before);
         let cpu = &self.hv.guest.machine.cpu;
-        let (bytes, text) = self.hv.guest.machine.describe_instruction(cpu.rip);
+        let (bytes, text) = self.hv.guest.machine.describe_instruction(cpu.regs.rip);
         Some(Divergence {
             detected_icount: detected.min(mismatch.icount),
             message: mismatch.message,
             first_icount: self.hv.guest.icount(),
             window: 1,
-            instruction: Some((cpu.rip, bytes, text)),
+            instruction: Some((cpu.regs.rip, bytes, text)),
             register_differences: Vec::new(),
             memory_differs: false,
             memory: None,
@@ -626,7 +626,7 @@ impl Replayer {
         self.restore(previous);
         self.hv.run_to_completion(window_start);
         let cpu = &self.hv.guest.machine.cpu;
-        let rip = cpu.rip;
+        let rip = cpu.regs.rip;
         let (bytes, text) = self.hv.guest.machine.describe_instruction(rip);
         d.first_icount = window_start;
         d.window = fine;
@@ -671,8 +671,8 @@ impl Replayer {
         let mut before = crate::digest::register_values(&self.registers());
         while self.hv.guest.icount() < icount {
             let at = self.hv.guest.icount();
-            let rip = self.hv.guest.machine.cpu.rip;
-            let rax = self.hv.guest.machine.cpu.gpr[0];
+            let rip = self.hv.guest.machine.cpu.regs.rip;
+            let rax = self.hv.guest.machine.cpu.regs.gpr[0];
             if self.hv.run(1) == Progress::Finished {
                 break;
             }

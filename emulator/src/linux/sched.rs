@@ -212,15 +212,20 @@ impl Scheduler {
         *self
             .queue
             .iter()
-            .max_by_key(|t| (self.priorities.get(t).copied().unwrap_or(0), std::cmp::Reverse(**t)))
+            .max_by_key(|t| {
+                (
+                    self.priorities.get(t).copied().unwrap_or(0),
+                    std::cmp::Reverse(**t),
+                )
+            })
             .expect("queue is not empty")
     }
 
     fn draw_change_gap(&mut self) -> u64 {
         match self.policy {
-            SchedPolicy::Chaos { change_gap_insns } => {
-                self.rng.random_range(1..=change_gap_insns.saturating_mul(2).max(1))
-            }
+            SchedPolicy::Chaos { change_gap_insns } => self
+                .rng
+                .random_range(1..=change_gap_insns.saturating_mul(2).max(1)),
             SchedPolicy::Fair { .. } => u64::MAX,
         }
     }
