@@ -18,6 +18,8 @@ pub mod elf;
 pub mod fd;
 mod files;
 pub mod host;
+pub mod ids;
+pub mod sched;
 mod signal;
 mod snapshot;
 mod syscalls;
@@ -287,9 +289,9 @@ impl<H: Host> LinuxMachine<H> {
                 Exit::BudgetExhausted => {}
                 Exit::Syscall => {
                     let cpu = &self.machine.cpu;
-                    self.host.syscall_entry(cpu.icount, cpu.gpr[0]);
+                    self.host.syscall_entry(cpu.icount, cpu.regs.gpr[0]);
                     self.syscall();
-                    self.host.syscall_exit(self.machine.cpu.gpr[0]);
+                    self.host.syscall_exit(self.machine.cpu.regs.gpr[0]);
                 }
                 Exit::Exception(e) => self.exception(e),
             }
