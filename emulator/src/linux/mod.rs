@@ -201,8 +201,8 @@ impl<H: Host> LinuxMachine<H> {
                 tsc_per_insn: config.ns_per_insn,
             },
         );
-        cpu.rip = image.entry;
-        cpu.gpr[RSP] = rsp;
+        cpu.regs.rip = image.entry;
+        cpu.regs.gpr[RSP] = rsp;
         let vfs = Vfs::new(
             config.mounts.clone(),
             config.exe_path.clone(),
