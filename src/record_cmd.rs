@@ -94,6 +94,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         exe_path: exe_guest_path(&program, &mounts),
         mounts,
         strict: r.strict,
+        frames_max: r.memory_max,
         ..LinuxConfig::default()
     };
     let plan = read_fault_plan(r.faults.as_deref(), r.faults_file.as_deref())?;

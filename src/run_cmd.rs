@@ -92,6 +92,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     core: Option<PathBuf>,
 
+    /// Guest memory limit, with K, M or G (powers of 1024). Every mapped page counts; mmap, brk and mremap
+    /// beyond it fail with ENOMEM inside the guest, and a program whose image does not fit is refused. An input
+    /// of the run (recorded in traces). Example: --memory-max 512M
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_memory_size)]
+    pub(crate) memory_max: usize,
+
     /// Print the instruction count and the final state hash to stderr (deterministic, for tests).
     #[arg(long, hide = true)]
     pub(crate) report_state: bool,
@@ -207,6 +213,40 @@ pub(crate) fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
     })
 }
 
+/// Parses --memory-max: a byte count with an optional K, M or G suffix (powers of 1024), a whole number of pages
+/// from one page to `Memory::FRAMES_MAX_LIMIT` pages; gives the limit in pages (frames).
+pub(crate) fn parse_memory_size(text: &str) -> Result<usize, String> {
+    use tandem_emulator::memory::{Memory, PAGE_SIZE};
+    let t = text.trim();
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_uppercase()),
+        _ => (t, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        'T' => 40,
+        _ => return Err(format!("{text:?}: the unit is K, M, G or T, such as 512M")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a size such as 512M or 4G"))?;
+    let bytes = n
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    let pages = bytes / PAGE_SIZE as u64;
+    let limit = Memory::FRAMES_MAX_LIMIT as u64;
+    if bytes % PAGE_SIZE as u64 != 0 || pages == 0 || pages > limit {
+        return Err(format!(
+            "{text:?}: the limit is a whole number of 4 KiB pages, from 4K to {} GiB",
+            limit >> 18
+        ));
+    }
+    Ok(pages as usize)
+}
+
 /// The guest path of the program: where a mount shows it, else the path as given.
 pub(crate) fn exe_guest_path(program: &Path, mounts: &[Mount]) -> Vec<u8> {
     if let Ok(canon) = std::fs::canonicalize(program) {
@@ -242,6 +282,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         exe_path: exe_guest_path(&program, &mounts),
         mounts,
         strict: args.strict,
+        frames_max: args.memory_max,
         ..LinuxConfig::default()
     };
     let plan = read_fault_plan(args.faults.as_deref(), args.faults_file.as_deref())?;

@@ -468,15 +468,18 @@ impl<H: Host> Hypervisor<H> {
 
     fn fire_drawn(&mut self, index: usize, kind: FaultKind) {
         let class = self.random[index].spec.class;
-        let mem = &self.guest.machine.cpu.mem;
-        let candidates: Vec<u32> = (0..mem.frame_count() as u32)
-            .filter(|&f| {
-                let id = FrameId(f);
-                !mem.frame_is_poisoned(id)
-                    && class.is_none_or(|c| mem.frame_class(id).map(PageState::from) == Some(c))
-            })
-            .collect();
-        if candidates.is_empty() {
+        // The candidates are the unpoisoned frames (of the class), in frame order; the memory's index finds the
+        // drawn one without listing them, so each fault costs O(log frames) however many came before.
+        let mem = &mut self.guest.machine.cpu.mem;
+        let wanted = class.map(FrameClass::from);
+        let count = mem.unpoisoned_frame_count(wanted);
+        let drawn = if count == 0 {
+            None
+        } else {
+            let n = self.rng.random_range(0..count);
+            self.guest.machine.cpu.mem.nth_unpoisoned_frame(wanted, n)
+        };
+        let Some(frame) = drawn else {
             self.push_report(ErrorReport {
                 icount: self.guest.icount(),
                 kind,
@@ -487,12 +490,11 @@ impl<H: Host> Hypervisor<H> {
                 outcome: Outcome::Ignored,
             });
             return;
-        }
-        let frame = candidates[self.rng.random_range(0..candidates.len())];
+        };
         let byte = self.rng.random_range(0..PAGE_SIZE as u16);
         let bit = self.rng.random_range(0..8u8);
         let value = self.rng.random_bool(0.5);
-        self.inject(kind, FrameId(frame), byte, bit, value);
+        self.inject(kind, frame, byte, bit, value);
     }
 
     /// Injects one fault now, on a resolved frame.

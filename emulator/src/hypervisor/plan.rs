@@ -79,6 +79,17 @@ impl From<FrameClass> for PageState {
     }
 }
 
+impl From<PageState> for FrameClass {
+    fn from(c: PageState) -> Self {
+        match c {
+            PageState::Free => FrameClass::Free,
+            PageState::FileClean => FrameClass::FileClean,
+            PageState::AnonZero => FrameClass::AnonZero,
+            PageState::AnonDirty => FrameClass::AnonDirty,
+        }
+    }
+}
+
 /// Where an explicit fault lands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -1105,9 +1105,12 @@ impl<H: Host> LinuxMachine<H> {
         fd: i32,
         offset: u64,
     ) -> SysResult {
+        // Every mapped page holds a frame, so a mapping beyond the guest memory limit (`Memory::frames_max`) is
+        // ENOMEM here, checked before anything changes, never a failure when the guest touches it later.
         let len = match page_up(len) {
-            Some(l) if l > 0 && l <= super::elf::IMAGE_SIZE_BYTES_MAX => l,
-            _ => return Err(EINVAL),
+            Some(0) | None => return Err(EINVAL),
+            Some(l) if l > super::elf::IMAGE_SIZE_BYTES_MAX => return Err(ENOMEM),
+            Some(l) => l,
         };
         if offset & PAGE_MASK != 0 {
             return Err(EINVAL);
@@ -1200,8 +1203,9 @@ impl<H: Host> LinuxMachine<H> {
     ) -> SysResult {
         let old_len = page_up(old_len).ok_or(EINVAL)?;
         let new_len = match page_up(new_len) {
-            Some(l) if l > 0 && l <= super::elf::IMAGE_SIZE_BYTES_MAX => l,
-            _ => return Err(EINVAL),
+            Some(0) | None => return Err(EINVAL),
+            Some(l) if l > super::elf::IMAGE_SIZE_BYTES_MAX => return Err(ENOMEM),
+            Some(l) => l,
         };
         if old & PAGE_MASK != 0 || flags & MREMAP_FIXED != 0 {
             let _ = new_addr;
@@ -1232,6 +1236,10 @@ impl<H: Host> LinuxMachine<H> {
         }
         let target = self.find_free(new_len).ok_or(ENOMEM)?;
         let mem = &mut self.machine.cpu.mem;
+        // The grown part must fit the memory limit before the old pages move: a failure leaves them in place.
+        if grow / PAGE_SIZE as u64 > mem.frames_available() as u64 {
+            return Err(ENOMEM);
+        }
         mem.remap(old, target, old_len).map_err(|_| ENOMEM)?;
         mem.map_anonymous(target + old_len, grow, perms)
             .map_err(|_| ENOMEM)?;
