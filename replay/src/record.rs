@@ -4,7 +4,9 @@
 //! checkpoint: registers, memory digest and the digest of every page changed since the previous checkpoint,
 //! then the chunk is written and flushed). A chunk is also written
 //! when its pending events pass `CHUNK_SOFT_BYTES`, always between two syscalls, so every chunk is complete up
-//! to its `icount_end`.
+//! to its `icount_end`: the recording host pauses the run right after the syscall that crossed the mark
+//! (`Host::pause_requested`), so what a recording holds in memory is bounded whatever the guest reads (stdin
+//! streams into chunks as it is read).
 //!
 //! The guest runs under the hypervisor, which fires the run's memory faults; the run is also cut at each
 //! fault's icount so that its `Event::Fault` lands in the event stream after the syscalls before it (a fault at

@@ -319,6 +319,10 @@ impl<H: Host> Hypervisor<H> {
             if progress == Progress::Finished {
                 return Progress::Finished;
             }
+            // The host asked for a pause (see `Host::pause_requested`); faults due now fire on the next call.
+            if self.guest.icount() < stop && self.guest.host.pause_requested() {
+                return Progress::BudgetExhausted;
+            }
         }
     }
 

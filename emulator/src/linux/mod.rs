@@ -262,7 +262,8 @@ impl<H: Host> LinuxMachine<H> {
             .saturating_add(self.slept_ns)
     }
 
-    /// Runs until `budget` more instructions have retired or the guest ends.
+    /// Runs until `budget` more instructions have retired or the guest ends (or, earlier, right after a
+    /// syscall when the host asks for a pause: `Host::pause_requested`).
     pub fn run(&mut self, budget: u64) -> Progress {
         let end = self.machine.cpu.icount.saturating_add(budget);
         loop {
@@ -280,6 +281,9 @@ impl<H: Host> LinuxMachine<H> {
                     self.host.syscall_entry(cpu.icount, cpu.gpr[0]);
                     self.syscall();
                     self.host.syscall_exit(self.machine.cpu.gpr[0]);
+                    if self.termination.is_none() && self.host.pause_requested() {
+                        return Progress::BudgetExhausted;
+                    }
                 }
                 Exit::Exception(e) => self.exception(e),
             }
