@@ -34,11 +34,12 @@ pub struct ReplayArgs {
     report_state: bool,
 }
 
-/// Reads and parses a trace, naming the file in every error.
+/// Reads and parses a trace, naming the file in every error. Chunk by chunk: the file is never held whole.
 pub fn load(path: &std::path::Path) -> anyhow::Result<Trace> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read the trace {}", path.display()))?;
-    let trace = Trace::parse(&bytes).with_context(|| format!("{}", path.display()))?;
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read the trace {}", path.display()))?;
+    let trace = Trace::read(std::io::BufReader::new(file))
+        .with_context(|| format!("{}", path.display()))?;
     if trace.header.emulator_version != tandem_replay::EMULATOR_VERSION {
         eprintln!(
             "tandem: warning: {} was recorded by tandem {}, this is {}; a divergence may come from the change",
