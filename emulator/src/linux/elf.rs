@@ -119,10 +119,10 @@ pub enum LoadError {
     #[error("the initial stack does not fit its mapping (writing at {addr:#x})")]
     StackOverflow { addr: u64 },
     #[error(
-        "{what} needs {pages} pages ({mib} MiB), more than the guest memory limit of {frames_max} pages \
-         ({limit_mib} MiB); raise it with --memory-max if the program really needs it",
-        mib = pages >> 8,
-        limit_mib = frames_max >> 8
+        "{what} needs {pages} pages ({}), more than the guest memory limit of {frames_max} pages ({}); raise it \
+         with --memory-max if the program really needs it",
+        size_text(*pages),
+        size_text(*frames_max as u64)
     )]
     TooLarge {
         what: String,
@@ -131,6 +131,16 @@ pub enum LoadError {
     },
     #[error("mapping the image failed: {0}")]
     Map(#[from] MapError),
+}
+
+/// A number of pages as a size for messages: "1.5 MiB", "3.0 GiB".
+fn size_text(pages: u64) -> String {
+    let bytes = pages as f64 * PAGE_SIZE as f64;
+    if bytes >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", bytes / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", bytes / (1u64 << 20) as f64)
+    }
 }
 
 /// One program header.
