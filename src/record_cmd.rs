@@ -89,6 +89,12 @@ fn refuse_output_over_an_input(
     r: &RunArgs,
 ) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
+    if output.file_name().is_none() || output.is_dir() {
+        bail!(
+            "-o {}: a directory; name the trace file, such as -o run.trace",
+            output.display()
+        );
+    }
     let mut inputs: Vec<(String, PathBuf)> = vec![("the program".into(), program.to_path_buf())];
     for m in &r.mounts {
         let host = m.split_once(':').map_or(m.as_str(), |(h, _)| h);

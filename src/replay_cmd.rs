@@ -36,8 +36,19 @@ pub struct ReplayArgs {
 
 /// Reads and parses a trace, naming the file in every error. Chunk by chunk: the file is never held whole.
 pub fn load(path: &std::path::Path) -> anyhow::Result<Trace> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot read the trace {}", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| {
+        let mut partial = path.as_os_str().to_os_string();
+        partial.push(".partial");
+        let hint = if std::path::Path::new(&partial).exists() {
+            format!(
+                " (a recording that did not finish left {}: replay that)",
+                std::path::Path::new(&partial).display()
+            )
+        } else {
+            String::new()
+        };
+        format!("cannot read the trace {}{hint}", path.display())
+    })?;
     let trace = Trace::read(std::io::BufReader::new(file))
         .with_context(|| format!("{}", path.display()))?;
     if trace.header.emulator_version != tandem_replay::EMULATOR_VERSION {

@@ -835,6 +835,9 @@ fn record_refuses_an_output_that_is_an_input() {
         );
         assert!(!data.join("t.trace").exists());
     }
+    let rec = record_trace(&dir, &[], prog, &[], b"");
+    assert_eq!(rec.status.code(), Some(2));
+    assert!(text(&rec.stderr).contains("a directory; name the trace file"));
 }
 
 /// A recording killed with SIGKILL at an arbitrary point leaves FILE untouched (an earlier trace stays
@@ -891,6 +894,17 @@ fn a_killed_recording_leaves_a_partial_trace_that_replays_to_its_last_chunk() {
         .unwrap_or_else(|| panic!("{err}"));
     assert!(verified >= 65536, "{err}");
     assert!(!err.contains("diverges"), "{err}");
+    // Where no earlier trace was, replaying FILE points at FILE.partial.
+    let fresh = scratch("killed-fresh.trace");
+    std::fs::copy(&partial, scratch("killed-fresh.trace.partial")).unwrap();
+    let rep = replay(&fresh, &["--quiet"]);
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("a recording that did not finish left ")
+            && err.contains("killed-fresh.trace.partial: replay that"),
+        "{err}"
+    );
 }
 
 /// A full disk under a recording (a 4 MB file size limit, with SIGXFSZ ignored: a full disk sends no signal,
