@@ -1,9 +1,10 @@
 //! `tandem replay`: reproduces a recorded run from its trace alone and verifies it.
 //!
-//! Exit status: the guest's, when the replay matches the recording to the end; 3 when it diverges (the report
-//! names the first checkpoint that differs and the instruction it was narrowed to); 4 when the trace is
-//! truncated or corrupt after its header (replayed and verified up to its last complete chunk); 2 when it cannot
-//! be read at all (tandem's error status: not a trace, wrong version, damaged header).
+//! Exit status: 0 when the replay matches the recording to its end ("verified", whatever status the guest
+//! itself ended with, which the report prints; `--guest-status` exits with the guest's status instead); 3 when it
+//! diverges (the report names the first checkpoint that differs and the instruction it was narrowed to); 4 when
+//! the trace is truncated or corrupt after its header (replayed and verified up to its last complete chunk);
+//! tandem's error status when it cannot be read at all (not a trace, wrong version, damaged header).
 
 use anyhow::Context;
 use std::io::Write;
@@ -28,6 +29,11 @@ pub struct ReplayArgs {
     /// Do not print the guest's output (verify only).
     #[arg(long)]
     quiet: bool,
+
+    /// Exit with the guest's recorded exit status when the replay verifies (instead of 0), as `tandem run`
+    /// and `tandem record` do. A divergence or a damaged trace still exits 3 or 4.
+    #[arg(long)]
+    guest_status: bool,
 
     /// Print the instruction count and the final state hash to stderr (deterministic, for tests).
     #[arg(long, hide = true)]
@@ -96,8 +102,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         for fault in replayer.hv.reports() {
             writeln!(err, "tandem: {}", fault.line())?;
         }
-        writeln!(err, "tandem: {name}: {}", describe(&report))?;
-        report.exit_status.unwrap_or(0)
+        writeln!(err, "tandem: {name}: verified: {}", describe(&report))?;
+        match report.exit_status {
+            Some(status) if args.guest_status => status,
+            _ => EXIT_VERIFIED,
+        }
     };
     if args.report_state {
         writeln!(
