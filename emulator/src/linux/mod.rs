@@ -282,7 +282,7 @@ impl<H: Host> LinuxMachine<H> {
                     let cpu = &self.machine.cpu;
                     self.host.syscall_entry(cpu.icount, cpu.regs.gpr[0]);
                     self.syscall();
-                    self.host.syscall_exit(self.machine.cpu.gpr[0]);
+                    self.host.syscall_exit(self.machine.cpu.regs.gpr[0]);
                     if self.termination.is_none() && self.host.pause_requested() {
                         return Progress::BudgetExhausted;
                     }
