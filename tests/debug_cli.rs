@@ -155,7 +155,7 @@ fn watchpoint_stops_after_the_write() {
     record_rewind(&trace, b"x");
     let (t, status) = debug(
         &trace,
-        "watch counter 8\ncontinue\ncontinue\nreverse-continue\n",
+        "watch counter 8\ncontinue\ncontinue\nreverse-continue\nreverse-continue\n",
     );
     assert_eq!(status, Some(0), "{t}");
     let first = answer(&t, "continue", 0);
@@ -169,6 +169,33 @@ fn watchpoint_stops_after_the_write() {
         second.starts_with("watchpoint 1: 0100000000000000 -> 0300000000000000"),
         "{t}"
     );
-    // Backwards from the second write: the first write.
-    assert_eq!(answer(&t, "reverse-continue", 0), first, "{t}");
+    // Backwards from after the second write: the second write itself, undone (as rr and gdb answer a reverse
+    // watchpoint): one instruction earlier, on the writing instruction; then the first write, undone.
+    let icount_of = |line: &str| -> u64 {
+        let rest = &line[line.find("icount ").unwrap() + 7..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let back = answer(&t, "reverse-continue", 0);
+    assert!(
+        back.starts_with(
+            "watchpoint 1: 0100000000000000 -> 0300000000000000, going backwards: before the instruction"
+        ),
+        "{t}"
+    );
+    assert_eq!(icount_of(&back), icount_of(&second) - 1, "{t}");
+    let counter = answer(&t, "watch counter 8", 0)
+        .rsplit("0x")
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        back.contains("<step+") && back.contains(&format!(": mov [{counter}h],")),
+        "on the store to counter ({counter}): {t}"
+    );
+    let back = answer(&t, "reverse-continue", 1);
+    assert!(
+        back.starts_with("watchpoint 1: 0000000000000000 -> 0100000000000000, going backwards"),
+        "{t}"
+    );
+    assert_eq!(icount_of(&back), icount_of(&first) - 1, "{t}");
 }

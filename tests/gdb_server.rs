@@ -328,11 +328,16 @@ fn gdb_breaks_examines_watches_and_reverses() {
     );
     assert!(output.contains("unknown monitor command"), "{context}");
 
-    // gdb detached when it quit: the server exits by itself, successfully.
+    // gdb detached when it quit; the server waits for the next gdb, which starts where the first left the
+    // replay (icount 0, after the last reverse-continue) and ends the server with `kill`.
+    let output = run_gdb(&server.address, &["monitor when", "kill"]);
+    assert!(output.contains("icount 0"), "gdb's output:\n{output}");
     let (status, server_stderr) = server.wait();
     assert!(status.success(), "server: {status:?}\n{server_stderr}");
     assert!(
-        server_stderr.contains("tandem: gdb detached"),
+        server_stderr.contains("tandem: gdb detached at icount 0")
+            && server_stderr.contains("tandem: waiting for the next gdb")
+            && server_stderr.contains("tandem: gdb killed the session"),
         "{server_stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -561,7 +566,7 @@ fn interrupt_stops_a_long_continue() {
         transcript.contains(&format!("icount {at} rip {rip_at:#x}")),
         "gdb saw rip {rip_at:#x} at icount {at}; the debugger says:\n{transcript}"
     );
-    client.send("D");
+    client.send("vKill;1");
     assert_eq!(client.reply(), "OK");
     let (status, server_stderr) = server.wait();
     assert!(status.success(), "{server_stderr}");
