@@ -1,6 +1,10 @@
 //! `tandem debug`: the replay debugger over a trace (crate tandem-replay, debugger.rs). Commands come from a
 //! script (-x FILE) or stdin, one per line; each command's output is printed after a "(tandem) COMMAND" line,
 //! so a transcript reads like a session. `#` starts a comment line.
+//!
+//! `--gdb ADDR` serves the replay to gdb instead (tandem-replay, gdb.rs): sessions one after another, the
+//! replay's position carried from one to the next; a connection that arrives while a session runs is answered
+//! with an error gdb prints and closed; gdb's `kill` ends the server.
 
 use anyhow::Context;
 use std::io::{BufRead, Write};
@@ -11,6 +15,8 @@ use tandem_replay::replay::Replayer;
 
 /// Most commands one session runs (a script that loops on itself cannot run forever).
 pub const COMMANDS_MAX: usize = 100_000;
+/// Most connections told at once that a gdb session is running (each takes a thread for at most a few seconds).
+const REFUSALS_MAX: usize = 16;
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -110,7 +116,7 @@ pub fn run(args: DebugArgs) -> anyhow::Result<()> {
 /// `--gdb ADDR`: serves gdb sessions one after another until one of them kills the guest (`kill`). While a
 /// session runs, another connection is told so and closed at once, instead of waiting unanswered.
 fn serve_gdb(debugger: &mut Debugger, address: &str) -> anyhow::Result<()> {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
 
     let listener = std::net::TcpListener::bind(address)
@@ -131,6 +137,7 @@ fn serve_gdb(debugger: &mut Debugger, address: &str) -> anyhow::Result<()> {
     // The accepting thread hands a connection to the session loop when no session runs, and refuses it
     // otherwise. `busy` is set by the thread when it hands one over and cleared by the loop when it is done.
     let busy = Arc::new(AtomicBool::new(false));
+    let refusing = Arc::new(AtomicUsize::new(0));
     let (send, receive) = std::sync::mpsc::sync_channel(0);
     {
         let busy = busy.clone();
@@ -138,7 +145,16 @@ fn serve_gdb(debugger: &mut Debugger, address: &str) -> anyhow::Result<()> {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 if busy.swap(true, Ordering::SeqCst) {
-                    std::thread::spawn(move || refuse(&mut stream));
+                    // At most REFUSALS_MAX at once get the message; beyond that a connection is just closed.
+                    if refusing.fetch_add(1, Ordering::SeqCst) < REFUSALS_MAX {
+                        let refusing = refusing.clone();
+                        std::thread::spawn(move || {
+                            refuse(&mut stream);
+                            refusing.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    } else {
+                        refusing.fetch_sub(1, Ordering::SeqCst);
+                    }
                     continue;
                 }
                 if send.send(stream).is_err() {
@@ -208,7 +224,11 @@ fn refuse(stream: &mut std::net::TcpStream) {
     packet.extend_from_slice(format!("#{sum:02x}").as_bytes());
     let _ = stream.write_all(&packet);
     let _ = stream.shutdown(std::net::Shutdown::Write);
-    // Let gdb read the reply before the connection goes: drain what it sends until it closes.
+    // Let gdb read the reply before the connection goes: drain what it sends until it closes (bounded).
     let mut sink = [0u8; 1024];
-    while matches!(std::io::Read::read(stream, &mut sink), Ok(n) if n > 0) {}
+    for _ in 0..64 {
+        if !matches!(std::io::Read::read(stream, &mut sink), Ok(n) if n > 0) {
+            break;
+        }
+    }
 }

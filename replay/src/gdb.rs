@@ -550,6 +550,12 @@ fn feed<'a, 'd>(
             }
         };
     }
+    // A resume packet's acknowledgment goes out now, not with the stop reply after the move.
+    let sent = match &mut machine {
+        GdbStubStateMachine::Running(running) => running.borrow_conn().send(),
+        _ => Ok(()),
+    };
+    sent.map_err(connection_error("write"))?;
     Ok(machine)
 }
 

@@ -658,6 +658,38 @@ mod tests {
         assert_eq!(classify(b"?"), Request::StopStatus);
     }
 
+    /// A byte that a packet body carries as it is.
+    fn plain(b: u8) -> bool {
+        b.is_ascii_graphic() && !b"$#}*".contains(&b)
+    }
+
+    proptest::proptest! {
+        /// Any body is classified without a panic, and what is forwarded is one of the canonical forms gdbstub
+        /// parses: printable, no framing characters, within a packet.
+        #[test]
+        fn any_body_is_classified_and_forwarded_canonically(body in proptest::collection::vec(0u8..=255, 0..64)) {
+            if let Request::Forward(canonical) = classify(&body) {
+                proptest::prop_assert!(canonical.len() <= PACKET_BODY_BYTES_MAX);
+                proptest::prop_assert!(canonical.bytes().all(plain), "{canonical:?}");
+            }
+        }
+
+        /// Bodies made of the protocol's own letters and fields, which reach the deeper parsers.
+        #[test]
+        fn protocol_like_bodies_are_classified(parts in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "m", "Z", "z", "vCont;", "H", "T", "q", "X", "C", "S", "c", "s", ",", ";", ":", "p", ".", "-1",
+                "0", "1", "ff", "ffffffffffffffffff", "Xfer", "siginfo", "features", "read", "target.xml",
+            ]),
+            0..8,
+        )) {
+            let body: String = parts.concat();
+            if let Request::Forward(canonical) = classify(body.as_bytes()) {
+                proptest::prop_assert!(canonical.bytes().all(plain), "{canonical:?}");
+            }
+        }
+    }
+
     #[test]
     fn binary_data_is_escaped_and_packets_framed() {
         assert_eq!(escape_binary(b"a#$}*b"), b"a}\x03}\x04}]}\x0ab");
