@@ -66,21 +66,21 @@ fn memory_accesses(d: &Debugger) -> Vec<(u64, u64, bool)> {
     let mut code = [0u8; 15];
     for (i, b) in code.iter_mut().enumerate() {
         let mut one = [0u8];
-        if cpu.mem.peek(cpu.rip + i as u64, &mut one).is_err() {
+        if cpu.mem.peek(cpu.regs.rip + i as u64, &mut one).is_err() {
             break;
         }
         *b = one[0];
     }
-    let instr = Decoder::with_ip(64, &code, cpu.rip, DecoderOptions::NONE).decode();
+    let instr = Decoder::with_ip(64, &code, cpu.regs.rip, DecoderOptions::NONE).decode();
     let repeats = instr.has_rep_prefix() || instr.has_repne_prefix();
     if repeats && instr.is_string_instruction() {
         let address32 = instr
             .op_kinds()
             .any(|k| matches!(k, OpKind::MemoryESEDI | OpKind::MemorySegESI));
         let count = if address32 {
-            cpu.gpr[1] & 0xffff_ffff
+            cpu.regs.gpr[1] & 0xffff_ffff
         } else {
-            cpu.gpr[1]
+            cpu.regs.gpr[1]
         };
         if count == 0 {
             return Vec::new();
@@ -89,10 +89,10 @@ fn memory_accesses(d: &Debugger) -> Vec<(u64, u64, bool)> {
     let value = |reg: Register, _: usize, _: usize| -> Option<u64> {
         match reg {
             Register::ES | Register::CS | Register::SS | Register::DS => Some(0),
-            Register::FS => Some(cpu.fs_base),
-            Register::GS => Some(cpu.gs_base),
+            Register::FS => Some(cpu.regs.fs_base),
+            Register::GS => Some(cpu.regs.gs_base),
             r if r.is_gpr() => {
-                let v = cpu.gpr[r.full_register().number()];
+                let v = cpu.regs.gpr[r.full_register().number()];
                 Some(match r.size() {
                     8 => v,
                     4 => v & 0xffff_ffff,

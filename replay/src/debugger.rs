@@ -587,7 +587,7 @@ impl Debugger {
         let guest = &self.timeline.replayer.hv.guest;
         match (guest.termination(), guest.stats().last_fault) {
             (Some(Termination::Signaled { signal, rip, .. }), Some(fault)) => {
-                fault.signo == *signal && *rip == guest.machine.cpu.rip
+                fault.signo == *signal && *rip == guest.machine.cpu.regs.rip
             }
             _ => false,
         }

@@ -169,14 +169,14 @@ mod tests {
         let mut fast = machine_with(&code);
         fast.set_watches(&watches);
         fast.run(1000);
-        assert_eq!(fast.cpu.gpr[crate::cpu::RCX], 0);
+        assert_eq!(fast.cpu.regs.gpr[crate::cpu::RCX], 0);
         assert!(fast.watch_hits()[0].reads >= 1 && fast.watch_hits()[1].writes >= 1);
         let mut slow = machine_with(&code);
         slow.set_watches(&watches);
         for _ in 0..100 {
             slow.run(1);
         }
-        assert_eq!(slow.cpu.gpr[crate::cpu::RCX], 0);
+        assert_eq!(slow.cpu.regs.gpr[crate::cpu::RCX], 0);
         assert_eq!(
             slow.watch_hits(),
             &[
