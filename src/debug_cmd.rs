@@ -2,12 +2,17 @@
 //! script (-x FILE) or stdin, one per line; each command's output is printed after a "(tandem) COMMAND" line,
 //! so a transcript reads like a session. `#` starts a comment line.
 
+use crate::output::note;
 use anyhow::Context;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use tandem_replay::debugger::Debugger;
 use tandem_replay::hosts::OutputSink;
 use tandem_replay::replay::Replayer;
+use tandem_scenarios::input::{read_input_from, read_input_text, InputKind};
+
+/// Exit status when a command of the script failed.
+pub const EXIT_COMMAND_FAILED: i32 = 1;
 
 /// Most commands one session runs (a script that loops on itself cannot run forever).
 pub const COMMANDS_MAX: usize = 100_000;
@@ -19,6 +24,9 @@ pub const COMMANDS_MAX: usize = 100_000;
         tandem debug run.trace -x script.txt\n  \
         tandem debug run.trace --gdb 127.0.0.1:1234\n  \
         printf 'break main\\ncontinue\\nregs\\nreverse-stepi\\n' | tandem debug run.trace\n\n\
+        Exit status: 0 when every command ran, 1 when a command of the script failed (each failure is printed \
+        with its line), 125 for tandem's own failure (unreadable trace or script, usage error), 141 when the \
+        reader of stdout went away.\n\n\
         Commands: stepi [N], reverse-stepi [N], continue, reverse-continue, goto ICOUNT, when, \
         break ADDR|SYMBOL, watch ADDR LEN, delete [N], regs, x ADDR LEN, disas [ADDR [N]], syscalls, \
         checkpoints, quit"
@@ -41,7 +49,7 @@ pub struct DebugArgs {
 pub fn run(args: DebugArgs) -> anyhow::Result<()> {
     let trace = crate::replay_cmd::load(&args.trace)?;
     if let Some(damage) = &trace.damage {
-        eprintln!(
+        note!(
             "tandem: warning: {}: {damage}; the history ends at icount {}",
             args.trace.display(),
             trace.icount_end
@@ -59,18 +67,15 @@ pub fn run(args: DebugArgs) -> anyhow::Result<()> {
     if let Some(address) = &args.gdb {
         return serve_gdb(debugger, address);
     }
-    let lines: Vec<String> = match &args.script {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the script {}", path.display()))?
-            .lines()
-            .map(str::to_string)
-            .collect(),
-        None => std::io::stdin()
-            .lock()
-            .lines()
-            .collect::<Result<_, _>>()
-            .context("cannot read commands from stdin")?,
+    let text = match &args.script {
+        Some(path) => read_input_text(path, InputKind::DebuggerScript)?,
+        None => {
+            let bytes =
+                read_input_from(std::io::stdin().lock(), "stdin", InputKind::DebuggerScript)?;
+            String::from_utf8(bytes).context("the commands on stdin are not UTF-8 text")?
+        }
     };
+    let lines: Vec<&str> = text.lines().collect();
     let source = args
         .script
         .as_ref()
@@ -99,7 +104,7 @@ pub fn run(args: DebugArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     if errors > 0 {
-        std::process::exit(1);
+        std::process::exit(EXIT_COMMAND_FAILED);
     }
     Ok(())
 }
@@ -112,16 +117,16 @@ fn serve_gdb(debugger: Debugger, address: &str) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the gdb server's address")?;
     // Tests wait for this line (and read the port from it when they asked for port 0).
-    eprintln!("tandem: gdb server listening on {local}");
-    eprintln!("tandem: in gdb: target remote {local}");
+    note!("tandem: gdb server listening on {local}");
+    note!("tandem: in gdb: target remote {local}");
     let (stream, peer) = listener
         .accept()
         .context("cannot accept gdb's connection")?;
-    eprintln!("tandem: gdb connected from {peer}");
+    note!("tandem: gdb connected from {peer}");
     let _ = stream.set_nodelay(true);
     let (end, debugger) =
         tandem_replay::gdb::serve(debugger, Box::new(stream)).context("the gdb session failed")?;
-    eprintln!(
+    note!(
         "tandem: gdb {} at icount {}",
         match end {
             tandem_replay::gdb::SessionEnd::Detached => "detached",

@@ -2,7 +2,7 @@
 //!
 //! Exit status: the guest's, when the replay matches the recording to the end; 3 when it diverges (the report
 //! names the first checkpoint that differs and the instruction it was narrowed to); 4 when the trace is
-//! truncated or corrupt after its header (replayed and verified up to its last complete chunk); 2 when it cannot
+//! truncated or corrupt after its header (replayed and verified up to its last complete chunk); 125 when it cannot
 //! be read at all (tandem's error status: not a trace, wrong version, damaged header).
 
 use anyhow::Context;
@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use tandem_replay::hosts::OutputSink;
 use tandem_replay::replay::{describe, Replayer};
 use tandem_replay::trace::Trace;
+use tandem_scenarios::input::{read_input, InputKind};
 
 pub const EXIT_DIVERGENCE: i32 = 3;
 pub const EXIT_DAMAGED_TRACE: i32 = 4;
@@ -18,7 +19,18 @@ pub const EXIT_DAMAGED_TRACE: i32 = 4;
 #[derive(clap::Args, Debug)]
 #[command(
     about = "Replay a trace written by `tandem record`, verifying every state hash",
-    after_help = "Examples:\n  tandem replay run.trace\n  tandem replay --quiet run.trace"
+    long_about = "Replay a trace written by `tandem record` from the trace alone (no stdin, no files, no host \
+        clock), printing the guest's output again and verifying every recorded state hash, the output, the exit \
+        status and the final state. A divergence is narrowed to the first instruction whose registers differ, \
+        with the memory pages that differ and the instruction that last wrote each.",
+    after_help = "Exit status:\n  \
+        0    verified: the replay matches the recording to its end, whatever the guest's recorded exit status \
+        (the report on stderr prints it)\n  \
+        3    divergence: the replay differs from the recording (the report names where)\n  \
+        4    damaged trace: truncated or corrupt after its header; replayed and verified up to its last complete \
+        chunk\n  \
+        125  tandem's own failure: not a trace, unreadable, wrong version, damaged header, usage error\n\n\
+        Examples:\n  tandem replay run.trace\n  tandem replay --quiet run.trace"
 )]
 pub struct ReplayArgs {
     /// The trace to replay. Example: run.trace
@@ -36,11 +48,10 @@ pub struct ReplayArgs {
 
 /// Reads and parses a trace, naming the file in every error.
 pub fn load(path: &std::path::Path) -> anyhow::Result<Trace> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read the trace {}", path.display()))?;
+    let bytes = read_input(path, InputKind::Trace)?;
     let trace = Trace::parse(&bytes).with_context(|| format!("{}", path.display()))?;
     if trace.header.emulator_version != tandem_replay::EMULATOR_VERSION {
-        eprintln!(
+        crate::output::note!(
             "tandem: warning: {} was recorded by tandem {}, this is {}; a divergence may come from the change",
             path.display(),
             trace.header.emulator_version,
