@@ -70,11 +70,12 @@ impl InputKind {
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("cannot read the {} {path}: {source}", kind.name())]
+    /// The io error is in the message, not a `source`, so that a cause chain prints it once.
+    #[error("cannot read the {} {path}: {error}", kind.name())]
     Read {
         kind: InputKind,
         path: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("the {} {path} is larger than {bytes_max} bytes, the most tandem reads for a {}", kind.name(), kind.name())]
     TooLarge {
@@ -93,10 +94,10 @@ pub enum InputError {
 /// Reads a whole input file of `kind`, refusing one larger than the kind's maximum (see the module doc).
 pub fn read_input(path: &Path, kind: InputKind) -> Result<Vec<u8>, InputError> {
     let name = path.display().to_string();
-    let read_error = |source| InputError::Read {
+    let read_error = |error| InputError::Read {
         kind,
         path: name.clone(),
-        source,
+        error,
     };
     let file = std::fs::File::open(path).map_err(read_error)?;
     let metadata = file.metadata().map_err(read_error)?;
@@ -147,10 +148,10 @@ fn read_bounded(
     reader
         .take(bytes_max + 1)
         .read_to_end(&mut bytes)
-        .map_err(|source| InputError::Read {
+        .map_err(|error| InputError::Read {
             kind,
             path: name.to_string(),
-            source,
+            error,
         })?;
     if bytes.len() as u64 > bytes_max {
         return Err(InputError::TooLarge {
