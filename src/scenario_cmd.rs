@@ -221,9 +221,7 @@ fn run_cmd(args: RunArgs) -> Result<bool> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    if jobs == 0 || jobs > 1024 {
-        bail!("--jobs must be between 1 and 1024");
-    }
+    check_jobs(jobs)?;
     if let Some(plan_path) = &args.plan {
         let plan = load_plan(&template, plan_path)?;
         let report = runner::run_plan(&template, &plan, false);
@@ -397,7 +395,28 @@ fn plan_cmd(args: PlanArgs) -> Result<()> {
     print_out(&plan_for_seed(&template, args.seed).to_toml())
 }
 
+/// Most worker threads a scenario command starts.
+pub const JOBS_MAX: usize = 1024;
+/// Most seeds one `bench` measurement runs (its seed list is held in memory).
+pub const BENCH_SEEDS_MAX: u64 = 10_000_000;
+
+fn check_jobs(jobs: usize) -> Result<()> {
+    if jobs == 0 || jobs > JOBS_MAX {
+        bail!("--jobs {jobs}: must be between 1 and {JOBS_MAX}");
+    }
+    Ok(())
+}
+
 fn bench_cmd(args: BenchArgs) -> Result<()> {
+    for &jobs in &args.jobs {
+        check_jobs(jobs)?;
+    }
+    if args.seeds == 0 || args.seeds > BENCH_SEEDS_MAX {
+        bail!(
+            "--seeds {}: must be between 1 and {BENCH_SEEDS_MAX}",
+            args.seeds
+        );
+    }
     let templates = if args.templates.is_empty() {
         vec![
             PathBuf::from("scenarios/templates/split-brain.toml"),

@@ -458,3 +458,37 @@ fn endless_and_oversized_inputs_are_refused_naming_the_file() {
         assert!(err.contains("/dev/zero is larger than "), "{err}");
     }
 }
+
+#[test]
+fn thread_and_seed_counts_are_bounded() {
+    for (args, expected) in [
+        (
+            vec!["scenario", "run", SPLIT_BRAIN, "--jobs", "0"],
+            "--jobs 0: must be between 1 and 1024",
+        ),
+        (
+            vec!["scenario", "run", SPLIT_BRAIN, "--jobs", "5000"],
+            "--jobs 5000: must be between 1 and 1024",
+        ),
+        (
+            vec!["scenario", "bench", SPLIT_BRAIN, "--jobs", "5000"],
+            "--jobs 5000: must be between 1 and 1024",
+        ),
+        (
+            vec!["scenario", "bench", SPLIT_BRAIN, "--seeds", "1000000000000"],
+            "--seeds 1000000000000: must be between 1 and 10000000",
+        ),
+        (
+            vec!["scenario", "bench", SPLIT_BRAIN, "--seeds", "0"],
+            "--seeds 0: must be between 1",
+        ),
+    ] {
+        let out = tandem(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -25,6 +25,8 @@ use toml::Spanned;
 pub const USE_DEPTH_MAX: usize = 8;
 /// Steps in one template after `use` expansion.
 pub const STEPS_MAX: usize = 10_000;
+/// `use` steps in one template after expansion (each reads a file).
+pub const USES_MAX: usize = 1_000;
 /// Faults one swarm step may draw.
 pub const SWARM_FAULTS_MAX: u32 = 1_000;
 
@@ -210,6 +212,8 @@ impl RawStep {
 struct Loader {
     /// Files being loaded, outermost first, to report `use` cycles.
     stack: Vec<PathBuf>,
+    /// `use` steps expanded so far (each reads and parses a file), against `USES_MAX`.
+    uses_count: usize,
 }
 
 fn invalid(path: &Path, line: usize, key: &str, message: impl Into<String>) -> TemplateError {
@@ -235,7 +239,11 @@ fn parse_raw(path: &Path) -> Result<(String, RawTemplate), TemplateError> {
 
 /// Loads and validates a template file.
 pub fn load(path: &Path) -> Result<Template, TemplateError> {
-    Loader { stack: Vec::new() }.load_root(path)
+    Loader {
+        stack: Vec::new(),
+        uses_count: 0,
+    }
+    .load_root(path)
 }
 
 impl Loader {
@@ -509,6 +517,17 @@ impl Loader {
                             other_line,
                             "template",
                             format!("`use` nests deeper than {USE_DEPTH_MAX}"),
+                        ));
+                    }
+                    // Steps are bounded by STEPS_MAX, but a `use` of a template without steps adds none: without
+                    // this bound, 100 uses of 100 uses of ... (8 deep) read 10^16 files.
+                    self.uses_count += 1;
+                    if self.uses_count > USES_MAX {
+                        return Err(invalid(
+                            path,
+                            other_line,
+                            "template",
+                            format!("more than {USES_MAX} `use` steps after expansion"),
                         ));
                     }
                     let (other_text, other_raw) = parse_raw(&other_path).map_err(|e| match e {
@@ -999,6 +1018,30 @@ mod tests {
         assert!(
             message.contains("the template /dev/zero is larger than 4194304 bytes"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn use_expansions_are_bounded_even_without_steps() {
+        // Four levels of 40 uses of an empty template: 2.56 million file reads, and no step to count.
+        let mut files = vec![("e.toml".to_string(), HEAD.to_string())];
+        for (name, inner) in [("a", "b"), ("b", "c"), ("c", "d"), ("d", "e")] {
+            let uses =
+                format!("[[steps]]\naction = \"use\"\ntemplate = \"{inner}.toml\"\n").repeat(40);
+            files.push((format!("{name}.toml"), format!("{HEAD}{uses}")));
+        }
+        let files: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        let dir = dir_with("uses", &files);
+        let error = load(&dir.join("a.toml")).unwrap_err();
+        assert_eq!(error.key(), Some("template"));
+        assert!(
+            error
+                .to_string()
+                .contains("more than 1000 `use` steps after expansion"),
+            "{error}"
         );
     }
 
