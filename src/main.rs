@@ -44,9 +44,8 @@ enum Command {
     Record(record_cmd::RecordArgs),
     Replay(replay_cmd::ReplayArgs),
     Debug(debug_cmd::DebugArgs),
-    /// Seeded simulation scenarios: run templates over many seeds, show a run's timeline, benchmark.
+    // No doc comments here: they would replace each command's own about and long_about in its --help.
     Scenario(scenario_cmd::ScenarioArgs),
-    /// Memory-fault campaigns: a program under many seeded fault plans, outcomes judged against the fault-free run.
     Faults(faults_cmd::FaultsArgs),
 }
 

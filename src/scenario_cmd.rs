@@ -23,7 +23,8 @@ pub const EXIT_BAD_INPUT: i32 = 2;
 
 #[derive(Args)]
 #[command(
-    about = "Run seeded simulation scenarios from TOML workflow templates",
+    about = "Seeded simulation scenarios from TOML workflow templates: run them over many seeds, show a run's \
+        timeline, print a seed's fault plan, benchmark",
     after_help = "Exit status (every scenario command):\n  \
         0    every run passed (show, plan, bench: done)\n  \
         1    a checker failed in some run\n  \

@@ -150,6 +150,20 @@ fn every_command_documents_its_exit_statuses_and_has_examples() {
 }
 
 #[test]
+fn faults_help_explains_the_verdicts() {
+    let help = text(&run(&["faults", "--help"]).stdout);
+    for verdict in [
+        "masked              it ended as the fault-free run did",
+        "silently-corrupted  different stdout",
+        "exit-changed",
+        "crashed             killed by a signal the fault-free run was not killed by",
+        "hung",
+    ] {
+        assert!(help.contains(verdict), "{verdict} missing from\n{help}");
+    }
+}
+
+#[test]
 fn record_help_describes_record_not_run() {
     let help = text(&run(&["record", "--help"]).stdout);
     assert!(
