@@ -41,10 +41,18 @@ pub struct ReplayArgs {
     #[arg(long)]
     quiet: bool,
 
+    /// Exit with the guest's recorded exit status when the replay verifies (instead of 0), as `tandem run`
+    /// and `tandem record` do. A divergence or a damaged trace still exits 3 or 4.
+    #[arg(long)]
+    guest_status: bool,
+
     /// Print the instruction count and the final state hash to stderr (deterministic, for tests).
     #[arg(long, hide = true)]
     report_state: bool,
 }
+
+/// Exit status of a replay that matched the recording to its end.
+pub const EXIT_VERIFIED: i32 = 0;
 
 /// Reads and parses a trace, naming the file in every error.
 pub fn load(path: &std::path::Path) -> anyhow::Result<Trace> {
@@ -95,8 +103,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         for fault in replayer.hv.reports() {
             writeln!(err, "tandem: {}", fault.line())?;
         }
-        writeln!(err, "tandem: {name}: {}", describe(&report))?;
-        report.exit_status.unwrap_or(0)
+        writeln!(err, "tandem: {name}: verified: {}", describe(&report))?;
+        match report.exit_status {
+            Some(status) if args.guest_status => status,
+            _ => EXIT_VERIFIED,
+        }
     };
     if args.report_state {
         writeln!(
