@@ -14,6 +14,10 @@
 //! flags are all defined comes last, or `pushfq` right after one), so the host's vendor-specific undefined flags
 //! never decide a result. Inputs are random from a seeded stream; a failure prints the seed and the snippet.
 //!
+//! The second half walks the hint-NOP space and the CET instructions one encoding at a time (see its section
+//! comment). There an encoding may fault: the host's SIGILL/SIGSEGV is caught (`on_native_fault`), the snippet
+//! resumes at the epilogue with the registers of the fault, and tandem must raise the matching exception.
+//!
 //! Safety: running generated code natively is inherently unsafe; each snippet is written so that it only touches
 //! its registers, the data pages and a balanced stack, and cannot fault or loop forever (every loop is counted).
 
@@ -710,12 +714,12 @@ fn the_oracle_sees_a_difference() {
 // SDM Vol. 2B, NOP ("0F 1F /0 NOP r/m16/32"), and Vol. 2D, Appendix A, Table A-3 (two-byte opcode map): 0F 0D and
 // 0F 18-0F 1F are "NOP Ev" / prefetch group 16, where every ModRM form not assigned to an instruction is a
 // reserved NOP ("hint NOP"). Instructions later placed there run as NOPs on processors that predate them: PREFETCHh
-// (group 16 /0-/3, Vol. 2B), PREFETCHIT0/1 (0F 18 /7 and /6 with RIP-relative memory, Vol. 2B), CLDEMOTE (0F 1C /0,
-// Vol. 2A), the MPX BND* forms (0F 1A, 0F 1B: NOPs without MPX, Vol. 1, 17.5.1), ENDBR32/ENDBR64 (F3 0F 1E FB/FA)
-// and RDSSPD/RDSSPQ (F3 0F 1E /1 with a register operand: "operates as a NOP" when shadow stacks are not enabled,
-// Vol. 2B, RDSSPD/RDSSPQ, and Vol. 1, 18.2 on the CET instructions' compatibility with older processors). The
-// other CET instructions live outside the hint space and raise #UD without CET (Vol. 2A INCSSP, CLRSSBSY; Vol. 2B
-// RSTORSSP, SAVEPREVSSP, SETSSBSY, WRSS, WRUSS): `cet_encodings` lists them.
+// (group 16 /0-/3, Vol. 2B), PREFETCHIT0/1 (0F 18 /7 and /6, Vol. 2B), CLDEMOTE (0F 1C /0, Vol. 2A), the MPX BND*
+// forms (0F 1A, 0F 1B, Vol. 2A), ENDBR32/ENDBR64 (F3 0F 1E FB/FA, Vol. 2A) and RDSSPD/RDSSPQ (F3 0F 1E /1 with a
+// register operand, Vol. 2B: "a NOP when CET shadow stacks are not enabled and on processors that do not support
+// CET"). The other CET instructions live outside the hint space and raise #UD without CET (the "#UD If CR4.CET =
+// 0" rows of INCSSP and CLRSSBSY in Vol. 2A, RSTORSSP, SAVEPREVSSP, SETSSBSY, WRSS and WRUSS in Vol. 2B):
+// `cet_encodings` lists them. emulator/src/cpu/hint.rs has the same table.
 //
 // The oracle is this host CPU with CET off for the test process (Linux user space runs without shadow stacks
 // unless a binary asks for them; the walk first checks that rdsspq leaves 0 as a NOP does, since a process with

@@ -11,13 +11,14 @@
 //!   cache, so they are NOPs.
 //! - CLDEMOTE (NP 0F 1C /0, Vol. 2A): a hint, a NOP where unsupported (tandem's CPUID does not report it).
 //! - ENDBR32/ENDBR64 (F3 0F 1E FB/FA, Vol. 2A): NOPs unless indirect-branch tracking is on, which it never is.
-//! - RDSSPD/RDSSPQ (F3 0F 1E /1 with a register operand, Vol. 2B): "operates as a NOP" when shadow stacks are
-//!   not enabled (CR4.CET = 0 or IA32_U_CET.SH_STK_EN = 0), which is how Linux runs user space unless a program
-//!   asks for shadow stacks. The destination is left unchanged: libgcc's unwinder zeroes it first and reads 0 as
-//!   "no shadow stack" on every C++ throw and Rust panic unwind (Vol. 1, 18.2: the encoding was chosen so that
-//!   older processors run it as a NOP).
-//! - The MPX forms of 0F 1A/0F 1B (BND*) are reserved NOPs on a CPU without MPX (Vol. 1, 17.5.1); iced decodes
-//!   them as `Reservednop_*` unless asked for MPX, so they need no code of their own here.
+//! - RDSSPD/RDSSPQ (F3 0F 1E /1 with a register operand, Vol. 2B): "This opcode is a NOP when CET shadow stacks
+//!   are not enabled and on processors that do not support CET" (its Operation section writes the destination
+//!   only under CR4.CET and IA32_U_CET.SH_STK_EN). Linux runs user space without shadow stacks unless a program
+//!   asks for them. The destination is left unchanged: libgcc's unwinder zeroes it first and reads 0 as "no
+//!   shadow stack" on every C++ throw and Rust panic unwind.
+//! - The MPX forms of 0F 1A/0F 1B (BND*, Vol. 2A) sit on reserved NOPs and run as NOPs on a CPU without MPX
+//!   (tandem's CPUID does not report MPX, leaf 7 EBX bit 14); iced decodes them as `Reservednop_*` unless asked
+//!   for MPX, so they need no code of their own here.
 //!
 //! Not NOPs: 0F 0D with a register operand raises #UD (the host CPU the suites compare against, an AMD one,
 //! does so, as AMD's APM says for PREFETCH/PREFETCHW; QEMU agrees), and the CET instructions outside this
