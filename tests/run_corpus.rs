@@ -49,7 +49,11 @@ fn unwinds_as_natively(name: &str, caught: i32) {
     let e = emulate(&[], &bin, &[], b"");
     assert_same(name, &n, &e);
     assert_eq!(text(&e.stderr), text(&n.stderr), "{name}: stderr");
-    assert_eq!(e.status.code(), Some(caught), "{name}: everything thrown was caught");
+    assert_eq!(
+        e.status.code(),
+        Some(caught),
+        "{name}: everything thrown was caught"
+    );
 }
 
 #[test]
