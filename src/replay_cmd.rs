@@ -1,9 +1,10 @@
 //! `tandem replay`: reproduces a recorded run from its trace alone and verifies it.
 //!
-//! Exit status: the guest's, when the replay matches the recording to the end; 3 when it diverges (the report
-//! names the first checkpoint that differs and the instruction it was narrowed to); 4 when the trace is
-//! truncated or corrupt after its header (replayed and verified up to its last complete chunk); 2 when it cannot
-//! be read at all (tandem's error status: not a trace, wrong version, damaged header).
+//! Exit status: 0 when the replay matches the recording to its end ("verified", whatever status the guest
+//! itself ended with, which the report prints; `--guest-status` exits with the guest's status instead); 3 when it
+//! diverges (the report names the first checkpoint that differs and the instruction it was narrowed to); 4 when
+//! the trace is truncated or corrupt after its header (replayed and verified up to its last complete chunk);
+//! tandem's error status when it cannot be read at all (not a trace, wrong version, damaged header).
 
 use anyhow::Context;
 use std::io::Write;
@@ -29,10 +30,18 @@ pub struct ReplayArgs {
     #[arg(long)]
     quiet: bool,
 
+    /// Exit with the guest's recorded exit status when the replay verifies (instead of 0), as `tandem run`
+    /// and `tandem record` do. A divergence or a damaged trace still exits 3 or 4.
+    #[arg(long)]
+    guest_status: bool,
+
     /// Print the instruction count and the final state hash to stderr (deterministic, for tests).
     #[arg(long, hide = true)]
     report_state: bool,
 }
+
+/// Exit status of a replay that matched the recording to its end.
+pub const EXIT_VERIFIED: i32 = 0;
 
 /// Reads and parses a trace, naming the file in every error.
 pub fn load(path: &std::path::Path) -> anyhow::Result<Trace> {
@@ -84,8 +93,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         for fault in replayer.hv.reports() {
             writeln!(err, "tandem: {}", fault.line())?;
         }
-        writeln!(err, "tandem: {name}: {}", describe(&report))?;
-        report.exit_status.unwrap_or(0)
+        writeln!(err, "tandem: {name}: verified: {}", describe(&report))?;
+        match report.exit_status {
+            Some(status) if args.guest_status => status,
+            _ => EXIT_VERIFIED,
+        }
     };
     if args.report_state {
         writeln!(

@@ -70,7 +70,7 @@ fn replay_reproduces_runs_bit_for_bit() {
             &args,
             &stdin,
         );
-        let rep = replay(&trace, &[]);
+        let rep = replay(&trace, &["--guest-status"]);
         assert_eq!(rec.stdout, run.stdout, "{program}: record changes stdout");
         assert_eq!(rep.stdout, run.stdout, "{program}: replay stdout differs");
         assert_eq!(
@@ -95,6 +95,63 @@ fn replay_reproduces_runs_bit_for_bit() {
             text(&rep.stderr)
         );
     }
+}
+
+/// A run killed by a fatal signal replays to the same end: the exception that kills it is raised by an
+/// instruction that does not retire, after the recording's last icount (issue 11, item 1).
+#[test]
+fn crashed_runs_replay_verified() {
+    for (program, arg, signal) in [
+        ("crash-musl", "segv", 11),
+        ("crash-musl", "ill", 4),
+        ("crash-musl", "fpe", 8),
+        ("crash-musl", "abort", 6),
+        ("crash-glibc", "segv", 11),
+        ("crash-glibc", "ill", 4),
+        ("crash-glibc", "fpe", 8),
+    ] {
+        let trace = scratch(&format!("{program}-{arg}.trace"));
+        let bin = corpus_bin(program);
+        let rec = record(&trace, &[], &bin, &[arg], b"");
+        assert_eq!(
+            rec.status.code(),
+            Some(128 + signal),
+            "{program} {arg}: {}",
+            text(&rec.stderr)
+        );
+        let rep = replay(&trace, &[]);
+        let err = text(&rep.stderr);
+        assert_eq!(rep.status.code(), Some(0), "{program} {arg}: {err}");
+        assert!(err.contains(": verified: "), "{program} {arg}: {err}");
+        assert!(
+            err.contains(&format!("the guest's exit status {}", 128 + signal)),
+            "{program} {arg}: {err}"
+        );
+        assert_eq!(state_line(&rep.stderr), state_line(&rec.stderr));
+        let rep = replay(&trace, &["--guest-status"]);
+        assert_eq!(rep.status.code(), Some(128 + signal), "{program} {arg}");
+    }
+}
+
+/// A late-kill uncorrectable memory error on the stack: the touch raises a machine check and the SIGBUS kills
+/// the process; the replay ends the same way ("killed", not "delayed").
+#[test]
+fn a_late_kill_sigbus_replays_verified() {
+    let trace = scratch("late-kill.trace");
+    let rec = record(
+        &trace,
+        &["--faults", "mem.ue:icount=300000,addr=0x7fffffffe000"],
+        &corpus_bin("sigbus-musl"),
+        &["20"],
+        b"",
+    );
+    assert_eq!(rec.status.code(), Some(128 + 7), "{}", text(&rec.stderr));
+    assert!(text(&rec.stderr).contains("outcome=killed"));
+    let rep = replay(&trace, &[]);
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(0), "{err}");
+    assert!(err.contains("outcome=killed"), "{err}");
+    assert_eq!(state_line(&rep.stderr), state_line(&rec.stderr));
 }
 
 #[test]

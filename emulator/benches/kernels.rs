@@ -100,13 +100,13 @@ fn tandem_machine(k: &Kernel) -> Machine {
         .unwrap();
     mem.write_bytes(DATA, &k.data).unwrap();
     let mut cpu = Cpu::new(mem, CpuConfig::default());
-    cpu.rip = CODE + 8 * k.slot;
-    cpu.gpr[RSP] = STACK - 64;
-    cpu.mem.write_u64(cpu.gpr[RSP], HALT).unwrap();
-    cpu.gpr[RDI] = k.args[0];
-    cpu.gpr[RSI] = k.args[1];
-    cpu.gpr[2] = k.args[2];
-    cpu.gpr[1] = k.args[3];
+    cpu.regs.rip = CODE + 8 * k.slot;
+    cpu.regs.gpr[RSP] = STACK - 64;
+    cpu.mem.write_u64(cpu.regs.gpr[RSP], HALT).unwrap();
+    cpu.regs.gpr[RDI] = k.args[0];
+    cpu.regs.gpr[RSI] = k.args[1];
+    cpu.regs.gpr[2] = k.args[2];
+    cpu.regs.gpr[1] = k.args[3];
     Machine::new(cpu)
 }
 
@@ -120,8 +120,8 @@ fn run_tandem(k: &Kernel) -> (u64, u64) {
         "{}: stopped early",
         k.name
     );
-    assert_eq!(m.cpu.rip, HALT, "{}: did not return", k.name);
-    (m.cpu.gpr[RAX], m.cpu.icount)
+    assert_eq!(m.cpu.regs.rip, HALT, "{}: did not return", k.name);
+    (m.cpu.regs.gpr[RAX], m.cpu.icount)
 }
 
 fn unicorn_machine(k: &Kernel) -> Unicorn<'static, ()> {

@@ -1439,7 +1439,7 @@ fn run_tandem(case: &Case, rep_to_end: bool) -> (Outcome, State, Image, Option<F
     }
     if rep_to_end {
         let mut steps = 1u32;
-        while exit == Exit::BudgetExhausted && m.cpu.rip != next_ip && steps < 100_000 {
+        while exit == Exit::BudgetExhausted && m.cpu.regs.rip != next_ip && steps < 100_000 {
             exit = m.step();
             steps += 1;
         }

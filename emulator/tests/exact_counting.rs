@@ -204,19 +204,19 @@ fn rep_iterations_count_one_each() {
     let mut m = machine_with(&image, &state);
     assert_eq!(m.run(4), Exit::BudgetExhausted);
     assert_eq!(m.cpu.icount, 4);
-    assert_eq!(m.cpu.rip, START);
-    assert_eq!(m.cpu.gpr[RCX], 6);
-    assert_eq!(m.cpu.gpr[RSI], DATA_BASE + 4);
-    assert_eq!(m.cpu.gpr[RDI], DATA_BASE + 0x104);
+    assert_eq!(m.cpu.regs.rip, START);
+    assert_eq!(m.cpu.regs.gpr[RCX], 6);
+    assert_eq!(m.cpu.regs.gpr[RSI], DATA_BASE + 4);
+    assert_eq!(m.cpu.regs.gpr[RDI], DATA_BASE + 0x104);
     // The other six, and rip moves on exactly when the last one retires.
     assert_eq!(m.run(6), Exit::BudgetExhausted);
     assert_eq!(
-        (m.cpu.icount, m.cpu.rip, m.cpu.gpr[RCX]),
+        (m.cpu.icount, m.cpu.regs.rip, m.cpu.regs.gpr[RCX]),
         (10, START + movsb_len, 0)
     );
     // REP STOSB with rcx = 0 retires as one instruction.
     assert_eq!(m.run(1), Exit::BudgetExhausted);
-    assert_eq!((m.cpu.icount, m.cpu.rip), (11, START + 2 * movsb_len));
+    assert_eq!((m.cpu.icount, m.cpu.regs.rip), (11, START + 2 * movsb_len));
     assert_eq!(m.run(1), Exit::Exception(Exception::GeneralProtection));
     assert_eq!(m.cpu.icount, 11, "the faulting HLT does not retire");
 }

@@ -73,7 +73,7 @@ fn explain(program: &[u8], name: &str, until: u64) -> String {
         }
         let mut before = machine(program, name, false);
         before.run(x - 1);
-        let rip = before.machine.cpu.rip;
+        let rip = before.machine.cpu.regs.rip;
         let (bytes, text) = before.machine.describe_instruction(rip);
         let (a, b) = (state(&jit).1, state(&interp).1);
         let mut diffs = Vec::new();

@@ -272,7 +272,7 @@ fn run_tandem(snippet: &[u8], regs: &NativeRegs, data: &[u8]) -> (NativeRegs, Ve
         exit,
         Exit::Exception(Exception::GeneralProtection),
         "the kernel should end at its HLT (rip {:#x})",
-        m.cpu.rip
+        m.cpu.regs.rip
     );
     let s = tandem_state(&m);
     let out = NativeRegs {

@@ -162,7 +162,7 @@ impl Debugger {
     }
 
     fn rip(&self) -> u64 {
-        self.timeline.replayer.hv.guest.machine.cpu.rip
+        self.timeline.replayer.hv.guest.machine.cpu.regs.rip
     }
 
     fn watched(&self) -> Vec<(u32, Vec<u8>)> {
@@ -426,7 +426,7 @@ impl Debugger {
     /// The current position: icount, rip, symbol and instruction.
     pub fn position(&self) -> String {
         let m = &self.timeline.replayer.hv.guest.machine;
-        let rip = m.cpu.rip;
+        let rip = m.cpu.regs.rip;
         let (_, text) = m.describe_instruction(rip);
         let state = if self.timeline.finished() {
             " (the guest has exited)"
@@ -574,18 +574,18 @@ impl Debugger {
         let cpu = &self.timeline.replayer.hv.guest.machine.cpu;
         let mut s = String::new();
         for (i, name) in GPR_NAMES.iter().enumerate() {
-            let _ = writeln!(s, "{name:<8} {:#018x}", cpu.gpr[i]);
+            let _ = writeln!(s, "{name:<8} {:#018x}", cpu.regs.gpr[i]);
         }
         let _ = writeln!(
             s,
             "{:<8} {:#018x}{}",
             "rip",
-            cpu.rip,
-            self.symbolize(cpu.rip)
+            cpu.regs.rip,
+            self.symbolize(cpu.regs.rip)
         );
         let _ = writeln!(s, "{:<8} {:#018x}", "rflags", cpu.rflags());
-        let _ = writeln!(s, "{:<8} {:#018x}", "fs_base", cpu.fs_base);
-        let _ = write!(s, "{:<8} {:#018x}", "gs_base", cpu.gs_base);
+        let _ = writeln!(s, "{:<8} {:#018x}", "fs_base", cpu.regs.fs_base);
+        let _ = write!(s, "{:<8} {:#018x}", "gs_base", cpu.regs.gs_base);
         s
     }
 
@@ -621,7 +621,7 @@ impl Debugger {
         let mut a = addr;
         for i in 0..n {
             let (bytes, text) = m.describe_instruction(a);
-            let marker = if a == m.cpu.rip { "=>" } else { "  " };
+            let marker = if a == m.cpu.regs.rip { "=>" } else { "  " };
             let _ = write!(s, "{marker} {a:#x}{}: {text}", self.symbolize(a));
             if i + 1 < n {
                 s.push('\n');

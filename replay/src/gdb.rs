@@ -195,9 +195,9 @@ impl SingleThreadBase for GdbTarget {
     fn read_registers(&mut self, regs: &mut TandemX86_64Regs) -> TargetResult<(), Self> {
         let cpu = &self.debugger.timeline.replayer.hv.guest.machine.cpu;
         for (slot, &index) in regs.core.regs.iter_mut().zip(GDB_GPR_ORDER.iter()) {
-            *slot = cpu.gpr[index];
+            *slot = cpu.regs.gpr[index];
         }
-        regs.core.rip = cpu.rip;
+        regs.core.rip = cpu.regs.rip;
         regs.core.eflags = cpu.rflags() as u32;
         regs.core.segments.cs = USER_CS;
         regs.core.segments.ss = USER_DS;
@@ -205,7 +205,7 @@ impl SingleThreadBase for GdbTarget {
         regs.core.segments.es = 0;
         regs.core.segments.fs = 0;
         regs.core.segments.gs = 0;
-        let x87 = &cpu.x87;
+        let x87 = &cpu.regs.x87;
         for (i, st) in regs.core.st.iter_mut().enumerate() {
             let r = &x87.regs[(x87.top as usize + i) % 8];
             st[..8].copy_from_slice(&r.significand.to_le_bytes());
@@ -219,12 +219,12 @@ impl SingleThreadBase for GdbTarget {
         regs.core.fpu.foseg = 0;
         regs.core.fpu.fooff = x87.last_dp as u32;
         regs.core.fpu.fop = x87.last_opcode as u32;
-        regs.core.xmm = cpu.xmm;
-        regs.core.mxcsr = cpu.mxcsr;
+        regs.core.xmm = cpu.regs.xmm;
+        regs.core.mxcsr = cpu.regs.mxcsr;
         // -1: not stopped in a system call (what Linux's ptrace shows between syscalls).
         regs.orig_rax = u64::MAX;
-        regs.fs_base = cpu.fs_base;
-        regs.gs_base = cpu.gs_base;
+        regs.fs_base = cpu.regs.fs_base;
+        regs.gs_base = cpu.regs.gs_base;
         Ok(())
     }
 

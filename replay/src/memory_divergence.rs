@@ -346,8 +346,8 @@ impl Replayer {
             let end = (start + WRITER_SEARCH_CHUNK_INSNS).min(icount);
             while self.hv.guest.icount() < end {
                 let at = self.hv.guest.icount();
-                let rip = self.hv.guest.machine.cpu.rip;
-                let rax = self.hv.guest.machine.cpu.gpr[0];
+                let rip = self.hv.guest.machine.cpu.regs.rip;
+                let rax = self.hv.guest.machine.cpu.regs.gpr[0];
                 let states: Vec<PageState> =
                     addresses.iter().map(|&a| self.page_state(a)).collect();
                 self.hv.guest.machine.cpu.mem.begin_epoch();

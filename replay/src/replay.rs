@@ -374,7 +374,7 @@ impl Replayer {
             }
         }
         // From the last checkpoint to the end of the records.
-        let progress = self.hv.run_to_completion(self.icount_end);
+        let progress = self.run_to_recorded_end();
         if let Some(d) = self.event_divergence(&base) {
             return self.report(verified, Some(d));
         }
@@ -456,6 +456,29 @@ impl Replayer {
         self.report(verified, Some(d))
     }
 
+    /// Runs to the end of the records and, when the recording ended there with the guest finished, lets the
+    /// guest end the same way.
+    ///
+    /// A run killed by a CPU exception (SIGSEGV, SIGILL, SIGFPE, a machine check's SIGBUS) ends on an instruction
+    /// that does not retire, so the recording's last icount is reached *before* the fatal exception is raised.
+    /// Running to that icount stops there; one more step with a budget of one instruction raises the exception
+    /// and delivers its signal exactly as the recording did. If the replay has diverged and the instruction
+    /// retires instead, the icount passes the recorded one and the end-of-run check reports it.
+    pub fn run_to_recorded_end(&mut self) -> Progress {
+        let progress = self.hv.run_to_completion(self.icount_end);
+        let recorded_finished = self
+            .summary
+            .as_ref()
+            .is_some_and(|s| !s.stopped_by_limit && s.icount == self.icount_end);
+        if progress == Progress::Finished
+            || !recorded_finished
+            || self.hv.guest.icount() != self.icount_end
+        {
+            return progress;
+        }
+        self.hv.run(1)
+    }
+
     /// Instructions between the snapshots a replay keeps: at least 2^24 (about 5 ms of re-execution with
     /// compiled blocks), and more for a large memory, so that snapshots cost at most about one instruction in
     /// 4096 of the replay per mapped page.
@@ -516,13 +539,13 @@ impl Replayer {
         self.restore(previous);
         self.hv.run_to_completion(before);
         let cpu = &self.hv.guest.machine.cpu;
-        let (bytes, text) = self.hv.guest.machine.describe_instruction(cpu.rip);
+        let (bytes, text) = self.hv.guest.machine.describe_instruction(cpu.regs.rip);
         Some(Divergence {
             detected_icount: detected.min(mismatch.icount),
             message: mismatch.message,
             first_icount: self.hv.guest.icount(),
             window: 1,
-            instruction: Some((cpu.rip, bytes, text)),
+            instruction: Some((cpu.regs.rip, bytes, text)),
             register_differences: Vec::new(),
             memory_differs: false,
             memory: None,
@@ -603,7 +626,7 @@ impl Replayer {
         self.restore(previous);
         self.hv.run_to_completion(window_start);
         let cpu = &self.hv.guest.machine.cpu;
-        let rip = cpu.rip;
+        let rip = cpu.regs.rip;
         let (bytes, text) = self.hv.guest.machine.describe_instruction(rip);
         d.first_icount = window_start;
         d.window = fine;
@@ -648,8 +671,8 @@ impl Replayer {
         let mut before = crate::digest::register_values(&self.registers());
         while self.hv.guest.icount() < icount {
             let at = self.hv.guest.icount();
-            let rip = self.hv.guest.machine.cpu.rip;
-            let rax = self.hv.guest.machine.cpu.gpr[0];
+            let rip = self.hv.guest.machine.cpu.regs.rip;
+            let rax = self.hv.guest.machine.cpu.regs.gpr[0];
             if self.hv.run(1) == Progress::Finished {
                 break;
             }
@@ -698,5 +721,8 @@ pub fn describe(report: &ReplayReport) -> String {
         "replayed {} instructions, {} checkpoints verified, state hash {:#018x}",
         report.icount, report.checkpoints_verified, report.state_hash
     );
+    if let Some(status) = report.exit_status {
+        let _ = write!(s, "; the guest's exit status {status}, as recorded");
+    }
     s
 }

@@ -27,7 +27,7 @@ fn binop<const S: u8, const OP: u8, const K0: u8, const K1: u8>(
     let a = cpu.read_k::<K0>(i, 0, S)?;
     let b = cpu.read_k::<K1>(i, 1, S)?;
     let carry = if OP == ADC || OP == SBB {
-        cpu.flags.cf() as u64
+        cpu.regs.flags.cf() as u64
     } else {
         0
     };
@@ -51,10 +51,10 @@ fn binop<const S: u8, const OP: u8, const K0: u8, const K1: u8>(
         _ => FlagOp::Logic,
     };
     if OP == ADC || OP == SBB {
-        cpu.flags.set_aux(op, S, a, b, r, carry);
+        cpu.regs.flags.set_aux(op, S, a, b, r, carry);
     } else {
         // ADD, SUB and the logical operations never read `aux`.
-        cpu.flags.set(op, S, a, b, r);
+        cpu.regs.flags.set(op, S, a, b, r);
     }
     Ok(())
 }
@@ -69,7 +69,7 @@ fn neg<const S: u8, const K: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.read_k::<K>(i, 0, S)?;
     let r = 0u64.wrapping_sub(a) & mask(S);
     cpu.write_k::<K>(i, 0, S, r)?;
-    cpu.flags.set(FlagOp::Neg, S, 0, a, r);
+    cpu.regs.flags.set(FlagOp::Neg, S, 0, a, r);
     Ok(())
 }
 
@@ -77,8 +77,8 @@ fn inc<const S: u8, const K: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.read_k::<K>(i, 0, S)?;
     let r = a.wrapping_add(1) & mask(S);
     cpu.write_k::<K>(i, 0, S, r)?;
-    let cf = cpu.flags.cf() as u64;
-    cpu.flags.set_aux(FlagOp::Inc, S, a, 1, r, cf);
+    let cf = cpu.regs.flags.cf() as u64;
+    cpu.regs.flags.set_aux(FlagOp::Inc, S, a, 1, r, cf);
     Ok(())
 }
 
@@ -86,8 +86,8 @@ fn dec<const S: u8, const K: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.read_k::<K>(i, 0, S)?;
     let r = a.wrapping_sub(1) & mask(S);
     cpu.write_k::<K>(i, 0, S, r)?;
-    let cf = cpu.flags.cf() as u64;
-    cpu.flags.set_aux(FlagOp::Dec, S, a, 1, r, cf);
+    let cf = cpu.regs.flags.cf() as u64;
+    cpu.regs.flags.set_aux(FlagOp::Dec, S, a, 1, r, cf);
     Ok(())
 }
 
@@ -199,12 +199,12 @@ mod tests {
             a.hlt().unwrap();
         });
         let m = run_to_hlt(&code, |c| {
-            c.gpr[RAX] = u64::MAX;
-            c.gpr[RDX] = 1;
-            c.gpr[RCX] = 1;
-            c.gpr[RBX] = 2;
+            c.regs.gpr[RAX] = u64::MAX;
+            c.regs.gpr[RDX] = 1;
+            c.regs.gpr[RCX] = 1;
+            c.regs.gpr[RBX] = 2;
         });
-        assert_eq!((m.cpu.gpr[RDX], m.cpu.gpr[RAX]), (4, 0));
+        assert_eq!((m.cpu.regs.gpr[RDX], m.cpu.regs.gpr[RAX]), (4, 0));
         assert_eq!(m.cpu.rflags() & (CF | ZF | SF | OF), 0);
     }
 
@@ -217,7 +217,7 @@ mod tests {
             a.hlt().unwrap();
         });
         let m = run_to_hlt(&code, |_| {});
-        assert_eq!(m.cpu.gpr[RAX], (-2i64) as u64);
+        assert_eq!(m.cpu.regs.gpr[RAX], (-2i64) as u64);
         assert_eq!(m.cpu.rflags() & (CF | SF | ZF | OF), CF | SF);
     }
 
@@ -228,8 +228,8 @@ mod tests {
             a.inc(eax).unwrap();
             a.hlt().unwrap();
         });
-        let m = run_to_hlt(&code, |c| c.gpr[RAX] = 0xffff_ffff);
-        assert_eq!(m.cpu.gpr[RAX], 0);
+        let m = run_to_hlt(&code, |c| c.regs.gpr[RAX] = 0xffff_ffff);
+        assert_eq!(m.cpu.regs.gpr[RAX], 0);
         assert_eq!(m.cpu.rflags() & (CF | ZF), CF | ZF);
 
         // add to a read-only page: the exception leaves flags and memory untouched.
@@ -244,6 +244,6 @@ mod tests {
             Exit::Exception(Exception::PageFault { present: true, .. })
         ));
         assert_eq!(m.cpu.rflags() & CF, CF);
-        assert_eq!(m.cpu.rip, CODE + 1);
+        assert_eq!(m.cpu.regs.rip, CODE + 1);
     }
 }

@@ -17,8 +17,8 @@ const BTC: u8 = 3;
 
 /// Replaces the status flags in `which` by those in `values`.
 fn set_some(cpu: &mut Cpu, which: u64, values: u64) {
-    let s = cpu.flags.status() & !which;
-    cpu.flags.set_status((s | (values & which)) & STATUS);
+    let s = cpu.regs.flags.status() & !which;
+    cpu.regs.flags.set_status((s | (values & which)) & STATUS);
 }
 
 fn bt<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
@@ -101,12 +101,12 @@ fn popcnt<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.read_op(i, 1, S)? & mask(S);
     cpu.write_reg(i.op0_register(), v.count_ones() as u64);
     // SDM POPCNT: OF, SF, ZF, AF, CF, PF are cleared, then ZF set if the source was zero.
-    cpu.flags.set_status(if v == 0 { ZF } else { 0 });
+    cpu.regs.flags.set_status(if v == 0 { ZF } else { 0 });
     Ok(())
 }
 
 fn setcc<const CC: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    let v = cpu.flags.cond(CC) as u64;
+    let v = cpu.regs.flags.cond(CC) as u64;
     cpu.write_op(i, 0, 1, v)?;
     Ok(())
 }
@@ -153,7 +153,7 @@ mod tests {
     fn bts_with_register_offset_reaches_outside_the_operand() {
         let m = run(
             |a| a.bts(dword_ptr(DATA + 0x100), ecx).unwrap(),
-            |c| c.gpr[RCX] = (-1i32) as u32 as u64,
+            |c| c.regs.gpr[RCX] = (-1i32) as u32 as u64,
         );
         // Bit -1 of the dword at DATA+0x100 is bit 31 of the dword at DATA+0xfc.
         assert_eq!(
@@ -174,17 +174,20 @@ mod tests {
                 a.popcnt(r8, rbx).unwrap();
             },
             |c| {
-                c.gpr[RBX] = 0x0010_0000_0000_1000;
-                c.gpr[RSI] = 0;
+                c.regs.gpr[RBX] = 0x0010_0000_0000_1000;
+                c.regs.gpr[RSI] = 0;
             },
         );
-        assert_eq!(m.cpu.gpr[RAX], 52);
-        assert_eq!(m.cpu.gpr[RCX], 12);
-        assert_eq!(m.cpu.gpr[RDX], 32, "tzcnt of zero is the width");
-        assert_eq!(m.cpu.gpr[RDI], 19);
-        assert_eq!(m.cpu.gpr[8], 2);
-        let m = run(|a| a.bsf(rax, rbx).unwrap(), |c| c.gpr[RAX] = 77);
-        assert_eq!(m.cpu.gpr[RAX], 77, "zero source leaves the destination");
+        assert_eq!(m.cpu.regs.gpr[RAX], 52);
+        assert_eq!(m.cpu.regs.gpr[RCX], 12);
+        assert_eq!(m.cpu.regs.gpr[RDX], 32, "tzcnt of zero is the width");
+        assert_eq!(m.cpu.regs.gpr[RDI], 19);
+        assert_eq!(m.cpu.regs.gpr[8], 2);
+        let m = run(|a| a.bsf(rax, rbx).unwrap(), |c| c.regs.gpr[RAX] = 77);
+        assert_eq!(
+            m.cpu.regs.gpr[RAX], 77,
+            "zero source leaves the destination"
+        );
         assert_eq!(m.cpu.rflags() & ZF, ZF);
     }
 
@@ -197,10 +200,13 @@ mod tests {
                 a.setb(dl).unwrap();
             },
             |c| {
-                c.gpr[RAX] = (-1i32) as u32 as u64;
-                c.gpr[RBX] = 1;
+                c.regs.gpr[RAX] = (-1i32) as u32 as u64;
+                c.regs.gpr[RBX] = 1;
             },
         );
-        assert_eq!((m.cpu.gpr[RCX] & 0xff, m.cpu.gpr[RDX] & 0xff), (1, 0));
+        assert_eq!(
+            (m.cpu.regs.gpr[RCX] & 0xff, m.cpu.regs.gpr[RDX] & 0xff),
+            (1, 0)
+        );
     }
 }

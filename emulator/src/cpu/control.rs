@@ -9,43 +9,43 @@ use crate::cpu::Insn;
 use iced_x86::{Code, OpCodeOperandKind};
 
 fn jmp_rel(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    cpu.rip = i.near_branch64();
+    cpu.regs.rip = i.near_branch64();
     Ok(())
 }
 
 fn jmp_rm64(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    cpu.rip = cpu.read_op(i, 0, 8)?;
+    cpu.regs.rip = cpu.read_op(i, 0, 8)?;
     Ok(())
 }
 
 fn jcc<const CC: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    if cpu.flags.cond(CC) {
-        cpu.rip = i.near_branch64();
+    if cpu.regs.flags.cond(CC) {
+        cpu.regs.rip = i.near_branch64();
     }
     Ok(())
 }
 
 fn call_rel(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     cpu.push64(i.next_ip())?;
-    cpu.rip = i.near_branch64();
+    cpu.regs.rip = i.near_branch64();
     Ok(())
 }
 
 fn call_rm64(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let target = cpu.read_op(i, 0, 8)?;
     cpu.push64(i.next_ip())?;
-    cpu.rip = target;
+    cpu.regs.rip = target;
     Ok(())
 }
 
 fn ret(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    cpu.rip = cpu.pop64()?;
+    cpu.regs.rip = cpu.pop64()?;
     Ok(())
 }
 
 fn ret_imm16(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    cpu.rip = cpu.pop64()?;
-    cpu.gpr[RSP] = cpu.gpr[RSP].wrapping_add(i.immediate16() as u64);
+    cpu.regs.rip = cpu.pop64()?;
+    cpu.regs.gpr[RSP] = cpu.regs.gpr[RSP].wrapping_add(i.immediate16() as u64);
     Ok(())
 }
 
@@ -53,33 +53,33 @@ fn ret_imm16(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 /// KIND: 0 = LOOP, 1 = LOOPE (also needs ZF = 1), 2 = LOOPNE (also needs ZF = 0). Flags are not changed.
 fn loop_<const W: u8, const KIND: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let count = if W == 4 {
-        let c = (cpu.gpr[RCX] as u32).wrapping_sub(1);
-        cpu.gpr[RCX] = c as u64;
+        let c = (cpu.regs.gpr[RCX] as u32).wrapping_sub(1);
+        cpu.regs.gpr[RCX] = c as u64;
         c as u64
     } else {
-        cpu.gpr[RCX] = cpu.gpr[RCX].wrapping_sub(1);
-        cpu.gpr[RCX]
+        cpu.regs.gpr[RCX] = cpu.regs.gpr[RCX].wrapping_sub(1);
+        cpu.regs.gpr[RCX]
     };
     let taken = count != 0
         && match KIND {
-            1 => cpu.flags.zf(),
-            2 => !cpu.flags.zf(),
+            1 => cpu.regs.flags.zf(),
+            2 => !cpu.regs.flags.zf(),
             _ => true,
         };
     if taken {
-        cpu.rip = i.near_branch64();
+        cpu.regs.rip = i.near_branch64();
     }
     Ok(())
 }
 
 fn jrcxz<const W: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let c = if W == 4 {
-        cpu.gpr[RCX] as u32 as u64
+        cpu.regs.gpr[RCX] as u32 as u64
     } else {
-        cpu.gpr[RCX]
+        cpu.regs.gpr[RCX]
     };
     if c == 0 {
-        cpu.rip = i.near_branch64();
+        cpu.regs.rip = i.near_branch64();
     }
     Ok(())
 }
@@ -143,8 +143,8 @@ mod tests {
             a.hlt().unwrap();
         });
         let m = run_to_hlt(&code, |_| {});
-        assert_eq!(m.cpu.gpr[RAX], 55);
-        assert_eq!(m.cpu.gpr[RSP], STACK_TOP - 0x100);
+        assert_eq!(m.cpu.regs.gpr[RAX], 55);
+        assert_eq!(m.cpu.regs.gpr[RSP], STACK_TOP - 0x100);
         // 2 + 10 * (call, add, ret, dec, jnz) + jmp; hlt does not retire.
         assert_eq!(m.cpu.icount, 2 + 50 + 1);
     }
@@ -164,6 +164,13 @@ mod tests {
             a.hlt().unwrap();
         });
         let m = run_to_hlt(&code, |_| {});
-        assert_eq!((m.cpu.gpr[RAX], m.cpu.gpr[RBX], m.cpu.gpr[RCX]), (4, 0, 0));
+        assert_eq!(
+            (
+                m.cpu.regs.gpr[RAX],
+                m.cpu.regs.gpr[RBX],
+                m.cpu.regs.gpr[RCX]
+            ),
+            (4, 0, 0)
+        );
     }
 }

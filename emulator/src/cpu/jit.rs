@@ -95,7 +95,7 @@ fn guest_gpr(r: Register) -> Option<(usize, usize)> {
 }
 
 fn gpr_off(g: usize) -> i32 {
-    (offset_of!(Cpu, gpr) + 8 * g) as i32
+    (offset_of!(Cpu, regs.gpr) + 8 * g) as i32
 }
 
 // -----------------------------------------------------------------------------------------------------------------
@@ -189,9 +189,9 @@ unsafe extern "sysv64" fn helper(cpu: *mut Cpu, d: *const Decoded, k: u64) -> u6
     // Inside a block `icount` is the count at its start; handlers that read it (RDTSC) see this instruction's.
     let base = cpu.icount;
     cpu.icount = base + k;
-    cpu.flags.set_status(cpu.jit_flags);
+    cpu.regs.flags.set_status(cpu.jit_flags);
     let result = (d.handler)(cpu, &d.instr);
-    cpu.jit_flags = cpu.flags.status();
+    cpu.jit_flags = cpu.regs.flags.status();
     match result {
         Ok(()) if cpu.mem.code_writes.is_empty() => {
             cpu.icount = base;
@@ -201,16 +201,16 @@ unsafe extern "sysv64" fn helper(cpu: *mut Cpu, d: *const Decoded, k: u64) -> u6
             cpu.icount = base + k + 1;
             // A control transfer is last in its block and set rip itself (the fall-through was preset).
             if d.instr.flow_control() == FlowControl::Next {
-                cpu.rip = d.instr.next_ip();
+                cpu.regs.rip = d.instr.next_ip();
             }
             EXIT_CODE_WRITE
         }
         Err(stop) => {
             if stop.is_syscall() {
                 cpu.icount = base + k + 1;
-                cpu.rip = d.instr.next_ip();
+                cpu.regs.rip = d.instr.next_ip();
             } else {
-                cpu.rip = d.instr.ip();
+                cpu.regs.rip = d.instr.ip();
             }
             cpu.jit_stop = Some(stop);
             EXIT_STOP
@@ -860,11 +860,13 @@ impl<'a> Translator<'a> {
         }
         match i.memory_segment() {
             Register::FS => {
-                self.a.mov(rcx, q(rbx, offset_of!(Cpu, fs_base) as i32))?;
+                self.a
+                    .mov(rcx, q(rbx, offset_of!(Cpu, regs.fs_base) as i32))?;
                 self.a.lea(r11, r11 + rcx)?;
             }
             Register::GS => {
-                self.a.mov(rcx, q(rbx, offset_of!(Cpu, gs_base) as i32))?;
+                self.a
+                    .mov(rcx, q(rbx, offset_of!(Cpu, regs.gs_base) as i32))?;
                 self.a.lea(r11, r11 + rcx)?;
             }
             _ => {}
@@ -874,7 +876,7 @@ impl<'a> Translator<'a> {
 
     fn store_rip(&mut self, rip: u64) -> R {
         self.a.mov(rax, rip)?;
-        self.a.mov(q(rbx, offset_of!(Cpu, rip) as i32), rax)?;
+        self.a.mov(q(rbx, offset_of!(Cpu, regs.rip) as i32), rax)?;
         Ok(())
     }
 
@@ -1012,7 +1014,7 @@ impl<'a> Translator<'a> {
                 self.a.mov(rdx, qword_ptr(rax))?;
                 self.a.lea(GP64[rsp_h], GP64[rsp_h] + 8)?;
                 self.dirty |= 1 << 4;
-                self.a.mov(q(rbx, offset_of!(Cpu, rip) as i32), rdx)?;
+                self.a.mov(q(rbx, offset_of!(Cpu, regs.rip) as i32), rdx)?;
                 Ok(())
             }
             Kind::JmpInd | Kind::CallInd => {
@@ -1041,7 +1043,7 @@ impl<'a> Translator<'a> {
                     self.a.lea(GP64[rsp_h], GP64[rsp_h] - 8)?;
                     self.dirty |= 1 << 4;
                 }
-                self.a.mov(q(rbx, offset_of!(Cpu, rip) as i32), rdx)?;
+                self.a.mov(q(rbx, offset_of!(Cpu, regs.rip) as i32), rdx)?;
                 Ok(())
             }
         }

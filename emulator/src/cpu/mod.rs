@@ -346,8 +346,12 @@ pub fn named_stream(seed: u64, name: &str) -> ChaCha20Rng {
     ChaCha20Rng::from_seed(key)
 }
 
-/// The architectural state of one CPU plus the memory it runs on.
-pub struct Cpu {
+/// The architectural register state of one thread: what a context switch saves and restores, what a snapshot
+/// and a core dump copy. A plain value, apart from the engine that runs it (`Cpu`, which holds the running
+/// thread's `CpuState` in `regs` beside the memory, block cache and counters that the threads of an address space
+/// share), so that switching threads is a swap of this value.
+#[derive(Clone, Debug)]
+pub struct CpuState {
     pub gpr: [u64; 16],
     pub rip: u64,
     pub flags: Flags,
@@ -356,6 +360,30 @@ pub struct Cpu {
     pub xmm: [u128; 16],
     pub mxcsr: u32,
     pub x87: X87,
+}
+
+impl Default for CpuState {
+    /// The state after reset as Linux hands it to a new program (SDM Vol. 3A, 9.1.1; the ABI's initial MXCSR and
+    /// x87 control word).
+    fn default() -> Self {
+        CpuState {
+            gpr: [0; 16],
+            rip: 0,
+            flags: Flags::default(),
+            fs_base: 0,
+            gs_base: 0,
+            xmm: [0; 16],
+            mxcsr: MXCSR_DEFAULT,
+            x87: X87::default(),
+        }
+    }
+}
+
+/// The engine of one address space: the running thread's registers, the memory they run on, and the
+/// instruction counters.
+pub struct Cpu {
+    /// The registers of the thread now running on this address space.
+    pub regs: CpuState,
     /// Retired instructions since the machine started.
     pub icount: u64,
     pub mem: Memory,
@@ -454,14 +482,7 @@ impl Cpu {
     pub fn new(mem: Memory, config: CpuConfig) -> Cpu {
         let rdrand = named_stream(config.seed, "cpu.rdrand");
         Cpu {
-            gpr: [0; 16],
-            rip: 0,
-            flags: Flags::default(),
-            fs_base: 0,
-            gs_base: 0,
-            xmm: [0; 16],
-            mxcsr: MXCSR_DEFAULT,
-            x87: X87::default(),
+            regs: CpuState::default(),
             icount: 0,
             mem,
             config,
@@ -473,54 +494,54 @@ impl Cpu {
     }
 
     pub fn rflags(&self) -> u64 {
-        self.flags.rflags()
+        self.regs.flags.rflags()
     }
 
     pub fn registers(&self) -> Registers {
         Registers {
-            gpr: self.gpr,
-            rip: self.rip,
+            gpr: self.regs.gpr,
+            rip: self.regs.rip,
             rflags: self.rflags(),
-            fs_base: self.fs_base,
-            gs_base: self.gs_base,
-            xmm: self.xmm,
-            mxcsr: self.mxcsr,
-            x87: self.x87.clone(),
+            fs_base: self.regs.fs_base,
+            gs_base: self.regs.gs_base,
+            xmm: self.regs.xmm,
+            mxcsr: self.regs.mxcsr,
+            x87: self.regs.x87.clone(),
         }
     }
 
     pub fn set_registers(&mut self, r: &Registers) {
-        self.gpr = r.gpr;
-        self.rip = r.rip;
-        self.flags.set_rflags(r.rflags, !0);
-        self.fs_base = r.fs_base;
-        self.gs_base = r.gs_base;
-        self.xmm = r.xmm;
-        self.mxcsr = r.mxcsr;
-        self.x87 = r.x87.clone();
+        self.regs.gpr = r.gpr;
+        self.regs.rip = r.rip;
+        self.regs.flags.set_rflags(r.rflags, !0);
+        self.regs.fs_base = r.fs_base;
+        self.regs.gs_base = r.gs_base;
+        self.regs.xmm = r.xmm;
+        self.regs.mxcsr = r.mxcsr;
+        self.regs.x87 = r.x87.clone();
     }
 
     /// A digest of registers and memory, stable across platforms: the "final state hash" of a run.
     pub fn state_hash(&self) -> u64 {
         let mut h = crate::memory::Fnv::new();
-        for g in self.gpr {
+        for g in self.regs.gpr {
             h.write_u64(g);
         }
         for v in [
-            self.rip,
+            self.regs.rip,
             self.rflags(),
-            self.fs_base,
-            self.gs_base,
-            self.mxcsr as u64,
+            self.regs.fs_base,
+            self.regs.gs_base,
+            self.regs.mxcsr as u64,
             self.icount,
         ] {
             h.write_u64(v);
         }
-        for x in self.xmm {
+        for x in self.regs.xmm {
             h.write_u64(x as u64);
             h.write_u64((x >> 64) as u64);
         }
-        self.x87.hash_into(&mut h);
+        self.regs.x87.hash_into(&mut h);
         h.write_u64(self.mem.digest());
         h.finish()
     }
@@ -531,14 +552,14 @@ impl Cpu {
     #[inline(always)]
     pub fn read_reg(&self, r: Register) -> u64 {
         let info = REG_INFO[r as usize];
-        let v = self.gpr[(info.index & 15) as usize];
+        let v = self.regs.gpr[(info.index & 15) as usize];
         match info.kind {
             K_GPR64 => v,
             K_GPR32 => v as u32 as u64,
             K_GPR16 => v as u16 as u64,
             K_GPR8 => v as u8 as u64,
             K_GPR8_HIGH => (v >> 8) as u8 as u64,
-            K_XMM => self.xmm[(info.index & 15) as usize] as u64,
+            K_XMM => self.regs.xmm[(info.index & 15) as usize] as u64,
             _ => 0,
         }
     }
@@ -548,7 +569,7 @@ impl Cpu {
     #[inline(always)]
     pub fn write_reg(&mut self, r: Register, v: u64) {
         let info = REG_INFO[r as usize];
-        let g = &mut self.gpr[(info.index & 15) as usize];
+        let g = &mut self.regs.gpr[(info.index & 15) as usize];
         match info.kind {
             K_GPR64 => *g = v,
             K_GPR32 => *g = v as u32 as u64,
@@ -564,7 +585,7 @@ impl Cpu {
     #[inline(always)]
     pub fn read_gpr_sized(&self, r: Register, size: u8) -> u64 {
         let info = REG_INFO[r as usize];
-        let v = self.gpr[(info.index & 15) as usize];
+        let v = self.regs.gpr[(info.index & 15) as usize];
         match size {
             8 => v,
             4 => v as u32 as u64,
@@ -583,7 +604,7 @@ impl Cpu {
     #[inline(always)]
     pub fn write_gpr_sized(&mut self, r: Register, size: u8, v: u64) {
         let info = REG_INFO[r as usize];
-        let g = &mut self.gpr[(info.index & 15) as usize];
+        let g = &mut self.regs.gpr[(info.index & 15) as usize];
         match size {
             8 => *g = v,
             4 => *g = v as u32 as u64,
@@ -614,8 +635,8 @@ impl Cpu {
         let a = self.ea_offset(i);
         match i.ea_seg {
             SEG_NONE => a,
-            SEG_FS => a.wrapping_add(self.fs_base),
-            _ => a.wrapping_add(self.gs_base),
+            SEG_FS => a.wrapping_add(self.regs.fs_base),
+            _ => a.wrapping_add(self.regs.gs_base),
         }
     }
 
@@ -624,9 +645,9 @@ impl Cpu {
     /// address. LEA stores exactly this. Branch-free over the facts `Insn::new` precomputed.
     #[inline(always)]
     pub(crate) fn ea_offset(&self, i: &Insn) -> u64 {
-        let base = self.gpr[(i.ea_base & 15) as usize] & i.ea_base_mask;
+        let base = self.regs.gpr[(i.ea_base & 15) as usize] & i.ea_base_mask;
         let index =
-            (self.gpr[(i.ea_index & 15) as usize] & i.ea_index_mask) << (i.ea_scale_shift & 3);
+            (self.regs.gpr[(i.ea_index & 15) as usize] & i.ea_index_mask) << (i.ea_scale_shift & 3);
         i.instr
             .memory_displacement64()
             .wrapping_add(base)
@@ -637,7 +658,7 @@ impl Cpu {
     /// Reads operand `n`'s register, of a width the caller knows (`size` is a constant in every handler).
     #[inline(always)]
     pub(crate) fn read_reg_k(&self, i: &Insn, n: u32, size: u8) -> u64 {
-        let v = self.gpr[(i.reg[(n & 3) as usize] & 15) as usize];
+        let v = self.regs.gpr[(i.reg[(n & 3) as usize] & 15) as usize];
         match size {
             8 => v,
             4 => v as u32 as u64,
@@ -655,7 +676,7 @@ impl Cpu {
     /// Writes operand `n`'s register, of a width the caller knows, with the SDM's width rules.
     #[inline(always)]
     pub(crate) fn write_reg_k(&mut self, i: &Insn, n: u32, size: u8, v: u64) {
-        let g = &mut self.gpr[(i.reg[(n & 3) as usize] & 15) as usize];
+        let g = &mut self.regs.gpr[(i.reg[(n & 3) as usize] & 15) as usize];
         match size {
             8 => *g = v,
             4 => *g = v as u32 as u64,
@@ -748,16 +769,16 @@ impl Cpu {
 
     #[inline(always)]
     pub(crate) fn push64(&mut self, v: u64) -> Result<(), MemoryFault> {
-        let sp = self.gpr[RSP].wrapping_sub(8);
+        let sp = self.regs.gpr[RSP].wrapping_sub(8);
         self.mem.write_u64(sp, v)?;
-        self.gpr[RSP] = sp;
+        self.regs.gpr[RSP] = sp;
         Ok(())
     }
 
     #[inline(always)]
     pub(crate) fn pop64(&mut self) -> Result<u64, MemoryFault> {
-        let v = self.mem.read_u64(self.gpr[RSP])?;
-        self.gpr[RSP] = self.gpr[RSP].wrapping_add(8);
+        let v = self.mem.read_u64(self.regs.gpr[RSP])?;
+        self.regs.gpr[RSP] = self.regs.gpr[RSP].wrapping_add(8);
         Ok(v)
     }
 }
@@ -1201,7 +1222,7 @@ impl Machine {
             if self.cpu.icount >= end {
                 return Exit::BudgetExhausted;
             }
-            let rip = self.cpu.rip;
+            let rip = self.cpu.regs.rip;
             let slot = match self.cache.lookup(rip) {
                 Some(slot) => slot,
                 None => match self.translate(rip) {
@@ -1242,16 +1263,16 @@ impl Machine {
             // those), so presetting it to the fall-through of the last instruction run is exact. The paths that
             // leave early (exception, SYSCALL, a write to cached code) set it themselves.
             let insns = &block.insns[..count];
-            cpu.rip = insns[count - 1].instr.next_ip();
+            cpu.regs.rip = insns[count - 1].instr.next_ip();
             let mut k = 0;
             while k < count {
                 let d = &insns[k];
                 if let Err(s) = (d.handler)(cpu, &d.instr) {
                     if s.is_syscall() {
                         cpu.icount += 1;
-                        cpu.rip = d.instr.next_ip();
+                        cpu.regs.rip = d.instr.next_ip();
                     } else {
-                        cpu.rip = d.instr.ip();
+                        cpu.regs.rip = d.instr.ip();
                     }
                     stop = Some(s);
                     break;
@@ -1260,7 +1281,7 @@ impl Machine {
                 k += 1;
                 if !cpu.mem.code_writes.is_empty() {
                     if k < count {
-                        cpu.rip = d.instr.next_ip();
+                        cpu.regs.rip = d.instr.next_ip();
                     }
                     break;
                 }
@@ -1290,13 +1311,13 @@ impl Machine {
             },
         };
         let cpu = &mut self.cpu;
-        cpu.jit_flags = cpu.flags.status();
+        cpu.jit_flags = cpu.regs.flags.status();
         let (read_tlb, write_tlb) = cpu.mem.tlb_pointers();
         // SAFETY: `f` was compiled from a block of this cache for the `JitFn` ABI; it and the blocks it chains to
         // touch only this `Cpu` (through the pointer, while `cpu` is not otherwise used), its TLBs and the
         // instructions of live blocks (links to a dropped block are undone when it is dropped).
         let kind = unsafe { f(cpu as *mut Cpu, read_tlb, write_tlb) };
-        cpu.flags.set_status(cpu.jit_flags);
+        cpu.regs.flags.set_status(cpu.jit_flags);
         if !self.cpu.mem.code_writes.is_empty() {
             self.apply_code_writes();
         }
@@ -1424,8 +1445,8 @@ pub(crate) mod testutil {
         mem.map_anonymous(STACK_TOP - 0x10000, 0x10000, Perms::RW)
             .unwrap();
         let mut cpu = Cpu::new(mem, CpuConfig::default());
-        cpu.rip = CODE;
-        cpu.gpr[RSP] = STACK_TOP - 0x100;
+        cpu.regs.rip = CODE;
+        cpu.regs.gpr[RSP] = STACK_TOP - 0x100;
         Machine::new(cpu)
     }
 
@@ -1535,9 +1556,9 @@ mod tests {
             a.hlt().unwrap();
         });
         let m = run_to_hlt(&code, |_| {});
-        assert_eq!(m.cpu.gpr[RAX], 0x1234_5678);
-        assert_eq!(m.cpu.gpr[RBX], 0xffff_ffff_ffff_1111);
-        assert_eq!(m.cpu.gpr[RCX], 0xffff_ffff_ffff_22ff);
+        assert_eq!(m.cpu.regs.gpr[RAX], 0x1234_5678);
+        assert_eq!(m.cpu.regs.gpr[RBX], 0xffff_ffff_ffff_1111);
+        assert_eq!(m.cpu.regs.gpr[RCX], 0xffff_ffff_ffff_22ff);
     }
 
     #[test]
@@ -1549,9 +1570,9 @@ mod tests {
         });
         let mut m = machine_with(&code);
         assert_eq!(m.run(10), Exit::Exception(Exception::InvalidOpcode));
-        assert_eq!(m.cpu.rip, CODE + 1);
+        assert_eq!(m.cpu.regs.rip, CODE + 1);
         assert_eq!(m.cpu.icount, 1);
-        let (bytes, text) = m.describe_instruction(m.cpu.rip);
+        let (bytes, text) = m.describe_instruction(m.cpu.regs.rip);
         assert_eq!(bytes, vec![0xc5, 0xf8, 0x77]);
         assert_eq!(text, "vzeroupper");
     }
@@ -1560,7 +1581,7 @@ mod tests {
     fn garbage_bytes_are_ud_not_a_panic() {
         let mut m = machine_with(&[0x06]);
         assert_eq!(m.run(10), Exit::Exception(Exception::InvalidOpcode));
-        assert_eq!(m.cpu.rip, CODE);
+        assert_eq!(m.cpu.regs.rip, CODE);
     }
 
     #[test]
@@ -1598,13 +1619,13 @@ mod tests {
             .protect(CODE, 0x1000, crate::memory::Perms::RWX)
             .unwrap();
         assert_eq!(m.run(10), Exit::Exception(Exception::GeneralProtection));
-        assert_eq!(m.cpu.gpr[RCX], 0);
+        assert_eq!(m.cpu.regs.gpr[RCX], 0);
         // Patch the immediate through guest memory and run the same code again.
-        let target = m.cpu.gpr[RBX];
+        let target = m.cpu.regs.gpr[RBX];
         m.cpu.mem.write_u32(target + 1, 0xabcd).unwrap();
-        m.cpu.rip = CODE;
+        m.cpu.regs.rip = CODE;
         assert_eq!(m.run(10), Exit::Exception(Exception::GeneralProtection));
-        assert_eq!(m.cpu.gpr[RCX], 0xabcd);
+        assert_eq!(m.cpu.regs.gpr[RCX], 0xabcd);
         assert!(m.cache_stats.pages_invalidated >= 1);
     }
 

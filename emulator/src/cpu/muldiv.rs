@@ -26,7 +26,7 @@ fn set_mul_flags(cpu: &mut Cpu, size: u8, low: u64, overflow: bool) {
     if (low as u8).count_ones() % 2 == 0 {
         s |= PF;
     }
-    cpu.flags.set_status(s);
+    cpu.regs.flags.set_status(s);
 }
 
 /// Writes a double-width result to AX (8-bit), DX:AX, EDX:EAX or RDX:RAX.
@@ -42,8 +42,8 @@ fn write_pair(cpu: &mut Cpu, size: u8, low: u64, high: u64) {
             cpu.write_reg(Register::EDX, high);
         }
         _ => {
-            cpu.gpr[RAX] = low;
-            cpu.gpr[RDX] = high;
+            cpu.regs.gpr[RAX] = low;
+            cpu.regs.gpr[RDX] = high;
         }
     }
 }
@@ -51,17 +51,18 @@ fn write_pair(cpu: &mut Cpu, size: u8, low: u64, high: u64) {
 /// The dividend of DIV/IDIV: AX, DX:AX, EDX:EAX or RDX:RAX, as an unsigned 128-bit value of width 2*size.
 fn read_pair(cpu: &Cpu, size: u8) -> u128 {
     match size {
-        1 => (cpu.gpr[RAX] & 0xffff) as u128,
+        1 => (cpu.regs.gpr[RAX] & 0xffff) as u128,
         _ => {
             let m = mask(size) as u128;
-            (((cpu.gpr[RDX] as u128) & m) << (size as u32 * 8)) | ((cpu.gpr[RAX] as u128) & m)
+            (((cpu.regs.gpr[RDX] as u128) & m) << (size as u32 * 8))
+                | ((cpu.regs.gpr[RAX] as u128) & m)
         }
     }
 }
 
 fn mul<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let src = cpu.read_op(i, 0, S)? as u128;
-    let acc = (cpu.gpr[RAX] & mask(S)) as u128;
+    let acc = (cpu.regs.gpr[RAX] & mask(S)) as u128;
     let p = acc * src;
     let bits = S as u32 * 8;
     let (low, high) = ((p as u64) & mask(S), (p >> bits) as u64 & mask(S));
@@ -72,7 +73,7 @@ fn mul<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 
 fn imul1<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let src = sext(cpu.read_op(i, 0, S)?, S) as i128;
-    let acc = sext(cpu.gpr[RAX], S) as i128;
+    let acc = sext(cpu.regs.gpr[RAX], S) as i128;
     let p = acc * src;
     let bits = S as u32 * 8;
     let low = (p as u64) & mask(S);
@@ -188,11 +189,14 @@ mod tests {
         let m = run(
             |a| a.mul(rbx).unwrap(),
             |c| {
-                c.gpr[RAX] = u64::MAX;
-                c.gpr[RBX] = u64::MAX;
+                c.regs.gpr[RAX] = u64::MAX;
+                c.regs.gpr[RBX] = u64::MAX;
             },
         );
-        assert_eq!((m.cpu.gpr[RDX], m.cpu.gpr[RAX]), (u64::MAX - 1, 1));
+        assert_eq!(
+            (m.cpu.regs.gpr[RDX], m.cpu.regs.gpr[RAX]),
+            (u64::MAX - 1, 1)
+        );
         assert_eq!(m.cpu.rflags() & (CF | OF), CF | OF);
     }
 
@@ -204,12 +208,12 @@ mod tests {
                 a.imul_2(rdx, rbx).unwrap();
             },
             |c| {
-                c.gpr[RBX] = 7;
-                c.gpr[RDX] = (-2i64) as u64;
+                c.regs.gpr[RBX] = 7;
+                c.regs.gpr[RDX] = (-2i64) as u64;
             },
         );
-        assert_eq!(m.cpu.gpr[RCX], (-21i32) as u32 as u64);
-        assert_eq!(m.cpu.gpr[RDX], (-14i64) as u64);
+        assert_eq!(m.cpu.regs.gpr[RCX], (-21i32) as u32 as u64);
+        assert_eq!(m.cpu.regs.gpr[RDX], (-14i64) as u64);
         assert_eq!(m.cpu.rflags() & (CF | OF), 0);
     }
 
@@ -218,21 +222,24 @@ mod tests {
         let m = run(
             |a| a.div(ecx).unwrap(),
             |c| {
-                c.gpr[RDX] = 1;
-                c.gpr[RAX] = 5;
-                c.gpr[RCX] = 3;
+                c.regs.gpr[RDX] = 1;
+                c.regs.gpr[RAX] = 5;
+                c.regs.gpr[RCX] = 3;
             },
         );
         // (2^32 + 5) / 3 = 1431655767 rem 0
-        assert_eq!((m.cpu.gpr[RAX], m.cpu.gpr[RDX]), (1_431_655_767, 0));
+        assert_eq!(
+            (m.cpu.regs.gpr[RAX], m.cpu.regs.gpr[RDX]),
+            (1_431_655_767, 0)
+        );
         let m = run(
             |a| a.idiv(bl).unwrap(),
             |c| {
-                c.gpr[RAX] = (-7i16) as u16 as u64;
-                c.gpr[RBX] = 2;
+                c.regs.gpr[RAX] = (-7i16) as u16 as u64;
+                c.regs.gpr[RBX] = 2;
             },
         );
-        assert_eq!(m.cpu.gpr[RAX] & 0xffff, 0xfffd, "al = -3, ah = -1");
+        assert_eq!(m.cpu.regs.gpr[RAX] & 0xffff, 0xfffd, "al = -3, ah = -1");
 
         for (rax_in, rdx_in, divisor) in [
             (1u64, 0u64, 0u64),
@@ -243,14 +250,14 @@ mod tests {
                 a.idiv(rcx).unwrap();
             });
             let mut m = machine_with(&code);
-            m.cpu.gpr[RAX] = rax_in;
-            m.cpu.gpr[RDX] = rdx_in;
-            m.cpu.gpr[RCX] = divisor;
+            m.cpu.regs.gpr[RAX] = rax_in;
+            m.cpu.regs.gpr[RDX] = rdx_in;
+            m.cpu.regs.gpr[RCX] = divisor;
             // Division by zero; 2^64 / 1 and -2^127 / -1 whose quotients do not fit in 64 signed bits.
             let expected = Exit::Exception(Exception::DivideError);
             assert_eq!(m.run(1), expected);
             assert_eq!(
-                (m.cpu.gpr[RAX], m.cpu.gpr[RDX], m.cpu.rip),
+                (m.cpu.regs.gpr[RAX], m.cpu.regs.gpr[RDX], m.cpu.regs.rip),
                 (rax_in, rdx_in, CODE),
                 "nothing written"
             );

@@ -22,7 +22,7 @@ impl Machine {
     /// must be exact checks `signals_delivered` and `cache_stats.pages_invalidated` around the run).
     pub fn instructions_until(&mut self, stops: &BTreeSet<u64>) -> u64 {
         self.apply_code_writes();
-        let rip = self.cpu.rip;
+        let rip = self.cpu.regs.rip;
         let slot = match self.cache.lookup(rip) {
             Some(slot) => slot,
             None => match self.translate(rip) {
@@ -81,7 +81,7 @@ mod tests {
     #[test]
     fn counts_up_to_a_stop_inside_the_block() {
         let mut m = straight_line();
-        let start = m.cpu.rip;
+        let start = m.cpu.regs.rip;
         assert_eq!(m.instructions_until(&BTreeSet::new()), 6);
         // The address of the third instruction, add rcx.
         let second = start + m.describe_instruction(start).0.len() as u64;
@@ -89,7 +89,7 @@ mod tests {
         let stops: BTreeSet<u64> = [third].into();
         assert_eq!(m.instructions_until(&stops), 2);
         m.run(2);
-        assert_eq!(m.cpu.rip, third);
+        assert_eq!(m.cpu.regs.rip, third);
         // Sitting on the stop: the first instruction is never one, the block from here has four.
         assert_eq!(m.instructions_until(&stops), 4);
         // An address that is not an instruction boundary is never reached.

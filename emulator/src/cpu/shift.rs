@@ -31,7 +31,7 @@ fn count_mask(size: u8) -> u64 {
 /// Sets CF and OF, keeping the other status flags lazy (flags.rs: the CF/OF override).
 #[inline(always)]
 fn set_cf_of(cpu: &mut Cpu, cf: bool, of: bool) {
-    cpu.flags.set_cf_of(cf, of);
+    cpu.regs.flags.set_cf_of(cf, of);
 }
 
 fn shift<const S: u8, const OP: u8, const K0: u8, const K1: u8>(
@@ -51,17 +51,17 @@ fn shift<const S: u8, const OP: u8, const K0: u8, const K1: u8>(
         SHL => {
             let r = if count >= 64 { 0 } else { (a << count) & m };
             cpu.write_k::<K0>(i, 0, S, r)?;
-            cpu.flags.set(FlagOp::Shl, S, a, count, r);
+            cpu.regs.flags.set(FlagOp::Shl, S, a, count, r);
         }
         SHR => {
             let r = if count >= 64 { 0 } else { a >> count };
             cpu.write_k::<K0>(i, 0, S, r)?;
-            cpu.flags.set(FlagOp::Shr, S, a, count, r);
+            cpu.regs.flags.set(FlagOp::Shr, S, a, count, r);
         }
         SAR => {
             let r = (super::flags::sext(a, S) >> count.min(63)) as u64 & m;
             cpu.write_k::<K0>(i, 0, S, r)?;
-            cpu.flags.set(FlagOp::Sar, S, a, count, r);
+            cpu.regs.flags.set(FlagOp::Sar, S, a, count, r);
         }
         ROL => {
             let c = (count as u32) % bits;
@@ -93,7 +93,7 @@ fn shift<const S: u8, const OP: u8, const K0: u8, const K1: u8>(
             } else {
                 count
             };
-            let mut cf = cpu.flags.cf();
+            let mut cf = cpu.regs.flags.cf();
             let mut r = a;
             for _ in 0..c {
                 let out = r & sb != 0;
@@ -110,7 +110,7 @@ fn shift<const S: u8, const OP: u8, const K0: u8, const K1: u8>(
             } else {
                 count
             };
-            let mut cf = cpu.flags.cf();
+            let mut cf = cpu.regs.flags.cf();
             let of = (a & sb != 0) ^ cf;
             let mut r = a;
             for _ in 0..c {
@@ -166,7 +166,7 @@ fn double_shift<const S: u8, const LEFT: bool>(cpu: &mut Cpu, i: &Insn) -> Resul
     if of {
         status |= OF;
     }
-    cpu.flags.set_status(status & STATUS);
+    cpu.regs.flags.set_status(status & STATUS);
     Ok(())
 }
 
@@ -215,21 +215,21 @@ mod tests {
     fn shifts_match_hand_checked_values() {
         let m = run(
             |a| a.shl(eax, 4u32).unwrap(),
-            |c| c.gpr[RAX] = 0xffff_ffff_f000_0001,
+            |c| c.regs.gpr[RAX] = 0xffff_ffff_f000_0001,
         );
-        assert_eq!(m.cpu.gpr[RAX], 0x10);
+        assert_eq!(m.cpu.regs.gpr[RAX], 0x10);
         assert_eq!(m.cpu.rflags() & CF, CF);
-        let m = run(|a| a.sar(al, 1u32).unwrap(), |c| c.gpr[RAX] = 0x81);
-        assert_eq!(m.cpu.gpr[RAX], 0xc0);
+        let m = run(|a| a.sar(al, 1u32).unwrap(), |c| c.regs.gpr[RAX] = 0x81);
+        assert_eq!(m.cpu.regs.gpr[RAX], 0xc0);
         assert_eq!(m.cpu.rflags() & (CF | OF), CF);
         let m = run(
             |a| a.shr(rax, cl).unwrap(),
             |c| {
-                c.gpr[RAX] = 0x8000_0000_0000_0000;
-                c.gpr[RCX] = 63 + 64; // masked to 63
+                c.regs.gpr[RAX] = 0x8000_0000_0000_0000;
+                c.regs.gpr[RCX] = 63 + 64; // masked to 63
             },
         );
-        assert_eq!(m.cpu.gpr[RAX], 1);
+        assert_eq!(m.cpu.regs.gpr[RAX], 1);
     }
 
     #[test]
@@ -239,21 +239,21 @@ mod tests {
                 a.stc().unwrap();
                 a.rcl(al, 1u32).unwrap();
             },
-            |c| c.gpr[RAX] = 0x80,
+            |c| c.regs.gpr[RAX] = 0x80,
         );
-        assert_eq!(m.cpu.gpr[RAX] & 0xff, 0x01);
+        assert_eq!(m.cpu.regs.gpr[RAX] & 0xff, 0x01);
         assert_eq!(m.cpu.rflags() & (CF | OF), CF | OF);
-        let m = run(|a| a.rcr(ax, 17u32).unwrap(), |c| c.gpr[RAX] = 0x1234);
+        let m = run(|a| a.rcr(ax, 17u32).unwrap(), |c| c.regs.gpr[RAX] = 0x1234);
         assert_eq!(
-            m.cpu.gpr[RAX] & 0xffff,
+            m.cpu.regs.gpr[RAX] & 0xffff,
             0x1234,
             "a 17-bit rotation of CF:ax is the identity"
         );
         let m = run(
             |a| a.rol(rax, 8u32).unwrap(),
-            |c| c.gpr[RAX] = 0x0102_0304_0506_0708,
+            |c| c.regs.gpr[RAX] = 0x0102_0304_0506_0708,
         );
-        assert_eq!(m.cpu.gpr[RAX], 0x0203_0405_0607_0801);
+        assert_eq!(m.cpu.regs.gpr[RAX], 0x0203_0405_0607_0801);
     }
 
     #[test]
@@ -261,11 +261,11 @@ mod tests {
         let m = run(
             |a| a.shld(rax, rbx, 8u32).unwrap(),
             |c| {
-                c.gpr[RAX] = 0x1122_3344_5566_7788;
-                c.gpr[RBX] = 0x99aa_bbcc_ddee_ff00;
+                c.regs.gpr[RAX] = 0x1122_3344_5566_7788;
+                c.regs.gpr[RBX] = 0x99aa_bbcc_ddee_ff00;
             },
         );
-        assert_eq!(m.cpu.gpr[RAX], 0x2233_4455_6677_8899);
+        assert_eq!(m.cpu.regs.gpr[RAX], 0x2233_4455_6677_8899);
         assert_eq!(
             m.cpu.rflags() & CF,
             CF,
@@ -274,11 +274,11 @@ mod tests {
         let m = run(
             |a| a.shrd(eax, ebx, 4u32).unwrap(),
             |c| {
-                c.gpr[RAX] = 0x1234_5678;
-                c.gpr[RBX] = 0xa;
+                c.regs.gpr[RAX] = 0x1234_5678;
+                c.regs.gpr[RBX] = 0xa;
             },
         );
-        assert_eq!(m.cpu.gpr[RAX], 0xa123_4567);
+        assert_eq!(m.cpu.regs.gpr[RAX], 0xa123_4567);
     }
 
     #[test]
@@ -289,11 +289,11 @@ mod tests {
                 a.shl(eax, cl).unwrap();
             },
             |c| {
-                c.gpr[RAX] = 0xffff_ffff_0000_0005;
-                c.gpr[RCX] = 32;
+                c.regs.gpr[RAX] = 0xffff_ffff_0000_0005;
+                c.regs.gpr[RCX] = 32;
             },
         );
-        assert_eq!(m.cpu.gpr[RAX], 5);
+        assert_eq!(m.cpu.regs.gpr[RAX], 5);
         assert_eq!(m.cpu.rflags() & CF, CF);
     }
 }

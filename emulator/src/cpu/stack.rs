@@ -9,28 +9,28 @@ use iced_x86::Code;
 
 fn push<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.read_op(i, 0, S)?;
-    let sp = cpu.gpr[RSP].wrapping_sub(S as u64);
+    let sp = cpu.regs.gpr[RSP].wrapping_sub(S as u64);
     cpu.mem.write_sized(sp, S as u32, v)?;
-    cpu.gpr[RSP] = sp;
+    cpu.regs.gpr[RSP] = sp;
     Ok(())
 }
 
 /// PUSH imm: the immediate is sign-extended to the stack width.
 fn push_imm<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = i.immediate(0);
-    let sp = cpu.gpr[RSP].wrapping_sub(S as u64);
+    let sp = cpu.regs.gpr[RSP].wrapping_sub(S as u64);
     cpu.mem.write_sized(sp, S as u32, v)?;
-    cpu.gpr[RSP] = sp;
+    cpu.regs.gpr[RSP] = sp;
     Ok(())
 }
 
 fn pop<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    let old_sp = cpu.gpr[RSP];
+    let old_sp = cpu.regs.gpr[RSP];
     let v = cpu.mem.read_sized(old_sp, S as u32)?;
     // SDM POP: a memory destination addressed through rsp uses the value after the increment.
-    cpu.gpr[RSP] = old_sp.wrapping_add(S as u64);
+    cpu.regs.gpr[RSP] = old_sp.wrapping_add(S as u64);
     if let Err(e) = cpu.write_op(i, 0, S, v) {
-        cpu.gpr[RSP] = old_sp;
+        cpu.regs.gpr[RSP] = old_sp;
         return Err(e.into());
     }
     Ok(())
@@ -50,14 +50,14 @@ fn pushfq(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
 
 fn popfq(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let v = cpu.pop64()?;
-    cpu.flags.set_rflags(v, USER_WRITABLE);
+    cpu.regs.flags.set_rflags(v, USER_WRITABLE);
     Ok(())
 }
 
 fn leave(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    let v = cpu.mem.read_u64(cpu.gpr[RBP])?;
-    cpu.gpr[RSP] = cpu.gpr[RBP].wrapping_add(8);
-    cpu.gpr[RBP] = v;
+    let v = cpu.mem.read_u64(cpu.regs.gpr[RBP])?;
+    cpu.regs.gpr[RSP] = cpu.regs.gpr[RBP].wrapping_add(8);
+    cpu.regs.gpr[RBP] = v;
     Ok(())
 }
 
@@ -65,10 +65,10 @@ fn leave(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
 fn enter(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let size = i.immediate16() as u64;
     let level = (i.immediate8_2nd() % 32) as u64;
-    let (saved_sp, saved_bp) = (cpu.gpr[RSP], cpu.gpr[RBP]);
+    let (saved_sp, saved_bp) = (cpu.regs.gpr[RSP], cpu.regs.gpr[RBP]);
     let result = (|| -> Result<(), Stop> {
         cpu.push64(saved_bp)?;
-        let frame = cpu.gpr[RSP];
+        let frame = cpu.regs.gpr[RSP];
         if level > 0 {
             let mut bp = saved_bp;
             for _ in 1..level {
@@ -78,13 +78,13 @@ fn enter(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
             }
             cpu.push64(frame)?;
         }
-        cpu.gpr[RBP] = frame;
-        cpu.gpr[RSP] = cpu.gpr[RSP].wrapping_sub(size);
+        cpu.regs.gpr[RBP] = frame;
+        cpu.regs.gpr[RSP] = cpu.regs.gpr[RSP].wrapping_sub(size);
         Ok(())
     })();
     if result.is_err() {
-        cpu.gpr[RSP] = saved_sp;
-        cpu.gpr[RBP] = saved_bp;
+        cpu.regs.gpr[RSP] = saved_sp;
+        cpu.regs.gpr[RBP] = saved_bp;
     }
     result
 }
@@ -133,9 +133,9 @@ mod tests {
             a.hlt().unwrap();
         });
         let m = run_to_hlt(&code, |_| {});
-        assert_eq!(m.cpu.gpr[RAX], STACK_TOP - 0x100);
-        assert_eq!(m.cpu.gpr[RBX], (-2i64) as u64);
-        assert_eq!(m.cpu.gpr[RCX] & (CF | DF | 0x202), CF | DF | 0x202);
+        assert_eq!(m.cpu.regs.gpr[RAX], STACK_TOP - 0x100);
+        assert_eq!(m.cpu.regs.gpr[RBX], (-2i64) as u64);
+        assert_eq!(m.cpu.regs.gpr[RCX] & (CF | DF | 0x202), CF | DF | 0x202);
         assert_eq!(m.cpu.rflags() & (CF | DF | ZF), 0);
         assert_eq!(
             m.cpu.rflags() & 0x202,
@@ -168,9 +168,9 @@ mod tests {
             a.hlt().unwrap();
         });
         let sp0 = STACK_TOP - 0x100;
-        let m = run_to_hlt(&code, |c| c.gpr[RBP] = 0x1234);
-        assert_eq!(m.cpu.gpr[RAX], sp0 - 8);
-        assert_eq!(m.cpu.gpr[RBX], sp0 - 8 - 32);
-        assert_eq!((m.cpu.gpr[RSP], m.cpu.gpr[RBP]), (sp0, 0x1234));
+        let m = run_to_hlt(&code, |c| c.regs.gpr[RBP] = 0x1234);
+        assert_eq!(m.cpu.regs.gpr[RAX], sp0 - 8);
+        assert_eq!(m.cpu.regs.gpr[RBX], sp0 - 8 - 32);
+        assert_eq!((m.cpu.regs.gpr[RSP], m.cpu.regs.gpr[RBP]), (sp0, 0x1234));
     }
 }

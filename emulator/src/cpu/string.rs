@@ -35,8 +35,8 @@ enum Repeat {
 
 fn source_base(cpu: &Cpu, i: &Insn) -> u64 {
     match i.memory_segment() {
-        Register::FS => cpu.fs_base,
-        Register::GS => cpu.gs_base,
+        Register::FS => cpu.regs.fs_base,
+        Register::GS => cpu.regs.gs_base,
         _ => 0,
     }
 }
@@ -49,8 +49,8 @@ fn iterate<const S: u8, const OP: u8>(
     amask: u64,
     step: u64,
 ) -> Result<bool, Stop> {
-    let rsi = cpu.gpr[RSI] & amask;
-    let rdi = cpu.gpr[RDI] & amask;
+    let rsi = cpu.regs.gpr[RSI] & amask;
+    let rdi = cpu.regs.gpr[RDI] & amask;
     let size = S as u32;
     let mut zf = false;
     match OP {
@@ -58,7 +58,7 @@ fn iterate<const S: u8, const OP: u8>(
             let v = cpu.mem.read_sized(seg.wrapping_add(rsi), size)?;
             cpu.mem.write_sized(rdi, size, v)?;
         }
-        STOS => cpu.mem.write_sized(rdi, size, cpu.gpr[RAX])?,
+        STOS => cpu.mem.write_sized(rdi, size, cpu.regs.gpr[RAX])?,
         LODS => {
             let v = cpu.mem.read_sized(seg.wrapping_add(rsi), size)?;
             let r = match S {
@@ -73,14 +73,14 @@ fn iterate<const S: u8, const OP: u8>(
             let a = cpu.mem.read_sized(seg.wrapping_add(rsi), size)?;
             let b = cpu.mem.read_sized(rdi, size)?;
             let r = a.wrapping_sub(b) & mask(S);
-            cpu.flags.set(FlagOp::Sub, S, a, b, r);
+            cpu.regs.flags.set(FlagOp::Sub, S, a, b, r);
             zf = r == 0;
         }
         _ => {
-            let a = cpu.gpr[RAX] & mask(S);
+            let a = cpu.regs.gpr[RAX] & mask(S);
             let b = cpu.mem.read_sized(rdi, size)?;
             let r = a.wrapping_sub(b) & mask(S);
-            cpu.flags.set(FlagOp::Sub, S, a, b, r);
+            cpu.regs.flags.set(FlagOp::Sub, S, a, b, r);
             zf = r == 0;
         }
     }
@@ -108,9 +108,9 @@ fn iterate<const S: u8, const OP: u8>(
 #[inline(always)]
 fn bulk<const S: u8, const OP: u8>(cpu: &mut Cpu, seg: u64, max: u64) -> Result<u64, Stop> {
     let size = S as usize;
-    let rdi = cpu.gpr[RDI];
+    let rdi = cpu.regs.gpr[RDI];
     let dst_off = (rdi & PAGE_MASK) as usize;
-    let src_addr = seg.wrapping_add(cpu.gpr[RSI]);
+    let src_addr = seg.wrapping_add(cpu.regs.gpr[RSI]);
     let src_off = (src_addr & PAGE_MASK) as usize;
     let mut n = (PAGE_SIZE - dst_off) / size;
     if OP == MOVS {
@@ -139,9 +139,9 @@ fn bulk<const S: u8, const OP: u8>(cpu: &mut Cpu, seg: u64, max: u64) -> Result<
         // SAFETY: as above; `copy` allows the ranges to overlap, and with the destination not above the source
         // inside it, a forward element-by-element copy and memmove leave the same bytes.
         unsafe { std::ptr::copy(src, dst, bytes) };
-        cpu.gpr[RSI] = cpu.gpr[RSI].wrapping_add(bytes as u64);
+        cpu.regs.gpr[RSI] = cpu.regs.gpr[RSI].wrapping_add(bytes as u64);
     } else {
-        let v = cpu.gpr[RAX].to_le_bytes();
+        let v = cpu.regs.gpr[RAX].to_le_bytes();
         // SAFETY: `dst_page` is a live 4096-byte frame of `cpu.mem` resolved for writing just above, and
         // `dst_off + bytes <= 4096`.
         unsafe {
@@ -167,7 +167,7 @@ fn bulk<const S: u8, const OP: u8>(cpu: &mut Cpu, seg: u64, max: u64) -> Result<
 #[inline(always)]
 fn set_addr_reg(cpu: &mut Cpu, reg: usize, amask: u64, v: u64) {
     // A 32-bit address register write zero-extends, as any 32-bit register write does.
-    cpu.gpr[reg] = v & amask;
+    cpu.regs.gpr[reg] = v & amask;
 }
 
 fn string<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
@@ -179,7 +179,7 @@ fn string<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop
         _ => u64::MAX,
     };
     let seg = source_base(cpu, i);
-    let step = if cpu.flags.df() {
+    let step = if cpu.regs.flags.df() {
         (S as u64).wrapping_neg()
     } else {
         S as u64
@@ -197,7 +197,7 @@ fn string<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop
         iterate::<S, OP>(cpu, seg, amask, step)?;
         return Ok(());
     }
-    let mut count = cpu.gpr[RCX] & amask;
+    let mut count = cpu.regs.gpr[RCX] & amask;
     if count == 0 {
         return Ok(());
     }
@@ -220,7 +220,7 @@ fn string<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop
                     continue;
                 }
                 Err(e) => {
-                    cpu.gpr[RCX] = count;
+                    cpu.regs.gpr[RCX] = count;
                     cpu.icount += done;
                     return Err(e);
                 }
@@ -239,17 +239,17 @@ fn string<const S: u8, const OP: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop
                 }
             }
             Err(e) => {
-                cpu.gpr[RCX] = count;
+                cpu.regs.gpr[RCX] = count;
                 cpu.icount += done;
                 return Err(e);
             }
         }
     }
-    cpu.gpr[RCX] = count;
+    cpu.regs.gpr[RCX] = count;
     // The run loop counts one retirement for this instruction; the other iterations are counted here.
     cpu.icount += done - 1;
     if !finished {
-        cpu.rip = i.ip();
+        cpu.regs.rip = i.ip();
     }
     Ok(())
 }
@@ -301,18 +301,18 @@ mod tests {
         for k in 0..100u64 {
             m.cpu.mem.write_u8(DATA + k, k as u8).unwrap();
         }
-        m.cpu.gpr[RSI] = DATA;
-        m.cpu.gpr[RDI] = DATA + 0x1000;
-        m.cpu.gpr[RCX] = 100;
+        m.cpu.regs.gpr[RSI] = DATA;
+        m.cpu.regs.gpr[RDI] = DATA + 0x1000;
+        m.cpu.regs.gpr[RCX] = 100;
         assert_eq!(m.run(30), Exit::BudgetExhausted);
         assert_eq!(
-            (m.cpu.icount, m.cpu.gpr[RCX], m.cpu.rip),
+            (m.cpu.icount, m.cpu.regs.gpr[RCX], m.cpu.regs.rip),
             (30, 70, CODE),
             "stopped mid-way on the instruction"
         );
         assert_eq!(m.run(1000), Exit::Exception(Exception::GeneralProtection));
         assert_eq!(m.cpu.icount, 100);
-        assert_eq!(m.cpu.gpr[RCX], 0);
+        assert_eq!(m.cpu.regs.gpr[RCX], 0);
         for k in 0..100u64 {
             assert_eq!(m.cpu.mem.read_u8(DATA + 0x1000 + k).unwrap(), k as u8);
         }
@@ -374,7 +374,7 @@ mod tests {
                 };
                 let mut reference = machine_with(&code);
                 setup(&mut reference);
-                while reference.cpu.rip == CODE {
+                while reference.cpu.regs.rip == CODE {
                     assert_eq!(reference.step(), Exit::BudgetExhausted);
                 }
                 let mut expected = vec![0u8; 0x4000];
@@ -383,7 +383,7 @@ mod tests {
                     let mut m = machine_with(&code);
                     setup(&mut m);
                     let mut steps = 0;
-                    while m.cpu.rip == CODE {
+                    while m.cpu.regs.rip == CODE {
                         let exit = m.run(budget);
                         assert!(
                             exit == Exit::BudgetExhausted
@@ -416,14 +416,17 @@ mod tests {
             a.rep().stosq().unwrap();
         });
         let mut m = machine_with(&code);
-        m.cpu.gpr[RDI] = DATA + 0x10000 - 0x100; // 32 qwords before the end of the mapping
-        m.cpu.gpr[RCX] = 100;
+        m.cpu.regs.gpr[RDI] = DATA + 0x10000 - 0x100; // 32 qwords before the end of the mapping
+        m.cpu.regs.gpr[RCX] = 100;
         let exit = m.run(1000);
         assert!(
             matches!(exit, Exit::Exception(Exception::PageFault { addr, .. }) if addr == DATA + 0x10000)
         );
-        assert_eq!((m.cpu.gpr[RCX], m.cpu.icount, m.cpu.rip), (68, 32, CODE));
-        assert_eq!(m.cpu.gpr[RDI], DATA + 0x10000);
+        assert_eq!(
+            (m.cpu.regs.gpr[RCX], m.cpu.icount, m.cpu.regs.rip),
+            (68, 32, CODE)
+        );
+        assert_eq!(m.cpu.regs.gpr[RDI], DATA + 0x10000);
     }
 
     #[test]
@@ -434,11 +437,11 @@ mod tests {
         });
         let mut m = machine_with(&code);
         m.cpu.mem.write_bytes(DATA, b"hello\0").unwrap();
-        m.cpu.gpr[RDI] = DATA;
-        m.cpu.gpr[RCX] = u64::MAX;
+        m.cpu.regs.gpr[RDI] = DATA;
+        m.cpu.regs.gpr[RCX] = u64::MAX;
         assert_eq!(m.run(1000), Exit::Exception(Exception::GeneralProtection));
-        assert_eq!(m.cpu.gpr[RDI], DATA + 6);
-        assert_eq!(!m.cpu.gpr[RCX] - 1, 5, "the strlen idiom");
+        assert_eq!(m.cpu.regs.gpr[RDI], DATA + 6);
+        assert_eq!(!m.cpu.regs.gpr[RCX] - 1, 5, "the strlen idiom");
         assert_eq!(m.cpu.rflags() & ZF, ZF);
     }
 
@@ -457,13 +460,13 @@ mod tests {
         let mut m = machine_with(&code);
         m.cpu.mem.write_bytes(DATA, b"abcdefgh").unwrap();
         m.cpu.mem.write_bytes(DATA + 0x800, b"abcXefgh").unwrap();
-        m.cpu.gpr[RDI] = DATA + 0x100;
-        m.cpu.gpr[RCX] = 3;
-        m.cpu.gpr[RAX] = 0x1122;
+        m.cpu.regs.gpr[RDI] = DATA + 0x100;
+        m.cpu.regs.gpr[RCX] = 3;
+        m.cpu.regs.gpr[RAX] = 0x1122;
         assert_eq!(m.run(1000), Exit::Exception(Exception::GeneralProtection));
         assert_eq!(m.cpu.mem.peek_u64(DATA + 0xf0).unwrap(), 0x1122);
-        assert_eq!(m.cpu.gpr[RSI], DATA + 4);
-        assert_eq!(m.cpu.gpr[RCX], 4);
+        assert_eq!(m.cpu.regs.gpr[RSI], DATA + 4);
+        assert_eq!(m.cpu.regs.gpr[RCX], 4);
         assert_eq!(m.cpu.rflags() & ZF, 0);
     }
 
@@ -473,12 +476,15 @@ mod tests {
             a.rep().stosb().unwrap();
         });
         let mut m = machine_with(&code);
-        m.cpu.gpr[RDI] = DATA + 0x10000 - 4; // four bytes before the end of the mapping
-        m.cpu.gpr[RCX] = 10;
+        m.cpu.regs.gpr[RDI] = DATA + 0x10000 - 4; // four bytes before the end of the mapping
+        m.cpu.regs.gpr[RCX] = 10;
         let exit = m.run(100);
         assert!(
             matches!(exit, Exit::Exception(Exception::PageFault { addr, .. }) if addr == DATA + 0x10000)
         );
-        assert_eq!((m.cpu.gpr[RCX], m.cpu.icount, m.cpu.rip), (6, 4, CODE));
+        assert_eq!(
+            (m.cpu.regs.gpr[RCX], m.cpu.icount, m.cpu.regs.rip),
+            (6, 4, CODE)
+        );
     }
 }

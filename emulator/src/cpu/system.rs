@@ -35,11 +35,11 @@ fn int3(_: &mut Cpu, _: &Insn) -> Result<(), Stop> {
 }
 
 fn cpuid_insn(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    let [a, b, c, d] = cpuid::cpuid(cpu.gpr[RAX] as u32, cpu.gpr[RCX] as u32);
-    cpu.gpr[RAX] = a as u64;
-    cpu.gpr[super::RBX] = b as u64;
-    cpu.gpr[RCX] = c as u64;
-    cpu.gpr[RDX] = d as u64;
+    let [a, b, c, d] = cpuid::cpuid(cpu.regs.gpr[RAX] as u32, cpu.regs.gpr[RCX] as u32);
+    cpu.regs.gpr[RAX] = a as u64;
+    cpu.regs.gpr[super::RBX] = b as u64;
+    cpu.regs.gpr[RCX] = c as u64;
+    cpu.regs.gpr[RDX] = d as u64;
     Ok(())
 }
 
@@ -49,15 +49,15 @@ fn tsc(cpu: &Cpu) -> u64 {
 
 fn rdtsc(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let t = tsc(cpu);
-    cpu.gpr[RAX] = t & 0xffff_ffff;
-    cpu.gpr[RDX] = t >> 32;
+    cpu.regs.gpr[RAX] = t & 0xffff_ffff;
+    cpu.regs.gpr[RDX] = t >> 32;
     Ok(())
 }
 
 fn rdtscp(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     rdtsc(cpu, i)?;
     // IA32_TSC_AUX: processor 0.
-    cpu.gpr[RCX] = 0;
+    cpu.regs.gpr[RCX] = 0;
     Ok(())
 }
 
@@ -65,45 +65,45 @@ fn rdtscp(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 fn rdrand<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.rdrand.next_u64();
     cpu.write_reg(i.op0_register(), v & super::flags::mask(S));
-    cpu.flags.set_status(CF);
+    cpu.regs.flags.set_status(CF);
     Ok(())
 }
 
 fn xgetbv(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     // XCR0 = x87 | SSE state; any other register number is #GP.
-    if cpu.gpr[RCX] as u32 != 0 {
+    if cpu.regs.gpr[RCX] as u32 != 0 {
         return Err(Exception::GeneralProtection.into());
     }
-    cpu.gpr[RAX] = 3;
-    cpu.gpr[RDX] = 0;
+    cpu.regs.gpr[RAX] = 3;
+    cpu.regs.gpr[RDX] = 0;
     Ok(())
 }
 
 fn clc(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    cpu.flags.set_flag(CF, false);
+    cpu.regs.flags.set_flag(CF, false);
     Ok(())
 }
 fn stc(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    cpu.flags.set_flag(CF, true);
+    cpu.regs.flags.set_flag(CF, true);
     Ok(())
 }
 fn cmc(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    let cf = cpu.flags.cf();
-    cpu.flags.set_flag(CF, !cf);
+    let cf = cpu.regs.flags.cf();
+    cpu.regs.flags.set_flag(CF, !cf);
     Ok(())
 }
 fn cld(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    cpu.flags.other &= !DF;
+    cpu.regs.flags.other &= !DF;
     Ok(())
 }
 fn std_(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    cpu.flags.other |= DF;
+    cpu.regs.flags.other |= DF;
     Ok(())
 }
 
 /// LAHF: AH = SF:ZF:0:AF:0:PF:1:CF.
 fn lahf(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    let ah = (cpu.flags.status() & 0xd5) | 0x02;
+    let ah = (cpu.regs.flags.status() & 0xd5) | 0x02;
     cpu.write_reg(iced_x86::Register::AH, ah);
     Ok(())
 }
@@ -111,8 +111,8 @@ fn lahf(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
 /// SAHF: SF, ZF, AF, PF, CF from AH; OF unchanged.
 fn sahf(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
     let ah = cpu.read_reg(iced_x86::Register::AH);
-    let status = (cpu.flags.status() & !0xd5 & STATUS) | (ah & 0xd5);
-    cpu.flags.set_status(status);
+    let status = (cpu.regs.flags.status() & !0xd5 & STATUS) | (ah & 0xd5);
+    cpu.regs.flags.set_status(status);
     Ok(())
 }
 
@@ -180,8 +180,8 @@ mod tests {
             a.hlt().unwrap();
         });
         let m = run_to_hlt(&code, |c| c.config.tsc_per_insn = 3);
-        assert_eq!(m.cpu.gpr[RAX], 6);
-        assert_eq!(m.cpu.gpr[RDX], 0);
+        assert_eq!(m.cpu.regs.gpr[RAX], 6);
+        assert_eq!(m.cpu.regs.gpr[RDX], 0);
     }
 
     #[test]
@@ -196,7 +196,7 @@ mod tests {
             m.cpu.config.seed = seed;
             m.cpu.rdrand = named_stream(seed, "cpu.rdrand");
             m.run(100);
-            (m.cpu.gpr[RAX], m.cpu.gpr[RBX], m.cpu.rflags() & 1)
+            (m.cpu.regs.gpr[RAX], m.cpu.regs.gpr[RBX], m.cpu.rflags() & 1)
         };
         assert_eq!(run(1), run(1));
         assert_ne!(run(1), run(2));
@@ -214,7 +214,7 @@ mod tests {
             a.hlt().unwrap();
         });
         let m = run_to_hlt(&code, |_| {});
-        assert_eq!((m.cpu.gpr[RAX] >> 8) & 0xff, 0xd7);
+        assert_eq!((m.cpu.regs.gpr[RAX] >> 8) & 0xff, 0xd7);
     }
 
     #[test]

@@ -65,7 +65,7 @@ fn xchg<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 fn cmpxchg<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let dst = cpu.read_op(i, 0, S)?;
     let src = cpu.read_op(i, 1, S)?;
-    let acc = cpu.gpr[RAX] & mask(S);
+    let acc = cpu.regs.gpr[RAX] & mask(S);
     let equal = acc == dst;
     // SDM CMPXCHG: the destination is written in both cases (with its own value when unequal).
     cpu.write_op(i, 0, S, if equal { src } else { dst })?;
@@ -78,7 +78,8 @@ fn cmpxchg<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
         };
         cpu.write_reg(r, dst);
     }
-    cpu.flags
+    cpu.regs
+        .flags
         .set(FlagOp::Sub, S, acc, dst, acc.wrapping_sub(dst));
     Ok(())
 }
@@ -86,16 +87,18 @@ fn cmpxchg<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 fn cmpxchg8b(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
     let cur = cpu.mem.read_u64(a)?;
-    let expected = (cpu.gpr[RDX] << 32) | (cpu.gpr[RAX] & 0xffff_ffff);
+    let expected = (cpu.regs.gpr[RDX] << 32) | (cpu.regs.gpr[RAX] & 0xffff_ffff);
     if cur == expected {
-        cpu.mem
-            .write_u64(a, (cpu.gpr[RCX] << 32) | (cpu.gpr[RBX] & 0xffff_ffff))?;
-        cpu.flags.set_flag(ZF, true);
+        cpu.mem.write_u64(
+            a,
+            (cpu.regs.gpr[RCX] << 32) | (cpu.regs.gpr[RBX] & 0xffff_ffff),
+        )?;
+        cpu.regs.flags.set_flag(ZF, true);
     } else {
         cpu.mem.write_u64(a, cur)?;
-        cpu.gpr[RAX] = cur & 0xffff_ffff;
-        cpu.gpr[RDX] = cur >> 32;
-        cpu.flags.set_flag(ZF, false);
+        cpu.regs.gpr[RAX] = cur & 0xffff_ffff;
+        cpu.regs.gpr[RDX] = cur >> 32;
+        cpu.regs.flags.set_flag(ZF, false);
     }
     Ok(())
 }
@@ -106,16 +109,18 @@ fn cmpxchg16b(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
         return Err(Exception::GeneralProtection.into());
     }
     let cur = cpu.mem.read_u128(a)?;
-    let expected = ((cpu.gpr[RDX] as u128) << 64) | cpu.gpr[RAX] as u128;
+    let expected = ((cpu.regs.gpr[RDX] as u128) << 64) | cpu.regs.gpr[RAX] as u128;
     if cur == expected {
-        cpu.mem
-            .write_u128(a, ((cpu.gpr[RCX] as u128) << 64) | cpu.gpr[RBX] as u128)?;
-        cpu.flags.set_flag(ZF, true);
+        cpu.mem.write_u128(
+            a,
+            ((cpu.regs.gpr[RCX] as u128) << 64) | cpu.regs.gpr[RBX] as u128,
+        )?;
+        cpu.regs.flags.set_flag(ZF, true);
     } else {
         cpu.mem.write_u128(a, cur)?;
-        cpu.gpr[RAX] = cur as u64;
-        cpu.gpr[RDX] = (cur >> 64) as u64;
-        cpu.flags.set_flag(ZF, false);
+        cpu.regs.gpr[RAX] = cur as u64;
+        cpu.regs.gpr[RDX] = (cur >> 64) as u64;
+        cpu.regs.flags.set_flag(ZF, false);
     }
     Ok(())
 }
@@ -133,7 +138,7 @@ fn xadd<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
         cpu.write_op(i, 0, S, sum)?;
         cpu.write_op(i, 1, S, dst)?;
     }
-    cpu.flags.set(FlagOp::Add, S, dst, src, sum);
+    cpu.regs.flags.set(FlagOp::Add, S, dst, src, sum);
     Ok(())
 }
 
@@ -152,7 +157,7 @@ fn bswap<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 fn cmov<const S: u8, const CC: u8, const K: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     // The source is read whatever the condition (SDM CMOVcc: a memory source may fault either way).
     let v = cpu.read_k::<K>(i, 1, S)?;
-    if cpu.flags.cond(CC) {
+    if cpu.regs.flags.cond(CC) {
         cpu.write_reg_k(i, 0, S, v);
     } else if S == 4 {
         // A 32-bit destination is zero-extended even when the move does not happen.
@@ -172,21 +177,21 @@ fn choose_cmov<const S: u8, const CC: u8>(i: &Insn) -> super::Handler {
 }
 
 fn cbw(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    let v = sext(cpu.gpr[RAX], 1) as u64;
+    let v = sext(cpu.regs.gpr[RAX], 1) as u64;
     cpu.write_reg(iced_x86::Register::AX, v);
     Ok(())
 }
 fn cwde(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    cpu.gpr[RAX] = sext(cpu.gpr[RAX], 2) as u32 as u64;
+    cpu.regs.gpr[RAX] = sext(cpu.regs.gpr[RAX], 2) as u32 as u64;
     Ok(())
 }
 fn cdqe(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    cpu.gpr[RAX] = sext(cpu.gpr[RAX], 4) as u64;
+    cpu.regs.gpr[RAX] = sext(cpu.regs.gpr[RAX], 4) as u64;
     Ok(())
 }
 /// CWD/CDQ/CQO: rdx (of width S) takes the sign of rax.
 fn cwd<const S: u8>(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    let sign = if sext(cpu.gpr[RAX], S) < 0 {
+    let sign = if sext(cpu.regs.gpr[RAX], S) < 0 {
         u64::MAX
     } else {
         0
@@ -315,8 +320,12 @@ mod tests {
             a.hlt().unwrap();
         });
         let m = run_to_hlt(&code, |_| {});
-        assert_eq!(m.cpu.gpr[RBX], 0x1122_3344);
-        assert_eq!(m.cpu.gpr[RAX] & 0xff, 0x77, "byte 1 of the stored qword");
+        assert_eq!(m.cpu.regs.gpr[RBX], 0x1122_3344);
+        assert_eq!(
+            m.cpu.regs.gpr[RAX] & 0xff,
+            0x77,
+            "byte 1 of the stored qword"
+        );
     }
 
     #[test]
@@ -325,8 +334,8 @@ mod tests {
             a.xadd(rbx, rbx).unwrap();
             a.hlt().unwrap();
         });
-        let m = run_to_hlt(&code, |c| c.gpr[RBX] = 21);
-        assert_eq!(m.cpu.gpr[RBX], 42);
+        let m = run_to_hlt(&code, |c| c.regs.gpr[RBX] = 21);
+        assert_eq!(m.cpu.regs.gpr[RBX], 42);
     }
 
     #[test]
@@ -337,10 +346,10 @@ mod tests {
             a.hlt().unwrap();
         });
         let m = run_to_hlt(&code, |c| {
-            c.gpr[RBX] = 0xdead_beef_0000_0001;
-            c.gpr[RCX] = 7;
+            c.regs.gpr[RBX] = 0xdead_beef_0000_0001;
+            c.regs.gpr[RCX] = 7;
         });
-        assert_eq!(m.cpu.gpr[RBX], 1);
+        assert_eq!(m.cpu.regs.gpr[RBX], 1);
     }
 
     #[test]
@@ -350,8 +359,8 @@ mod tests {
             a.hlt().unwrap();
         });
         let m = run_to_hlt(&code, |c| {
-            c.gpr[RBX] = 0x1111;
-            c.gpr[RCX] = 0x2222;
+            c.regs.gpr[RBX] = 0x1111;
+            c.regs.gpr[RCX] = 0x2222;
         });
         assert_eq!(
             m.cpu.mem.peek_u128(DATA).unwrap(),
@@ -376,10 +385,10 @@ mod tests {
             a.lea(rsi, qword_ptr(rax + rbx * 4 + 0x10)).unwrap();
             a.hlt().unwrap();
         });
-        let m = run_to_hlt(&code, |c| c.gpr[RDX] = 0xffff_fffe);
-        assert_eq!(m.cpu.gpr[RAX], (-128i64) as u64);
-        assert_eq!(m.cpu.gpr[RBX], 0x80);
-        assert_eq!(m.cpu.gpr[RCX], (-2i64) as u64);
-        assert_eq!(m.cpu.gpr[RSI], (-128i64 + 0x200 + 0x10) as u64);
+        let m = run_to_hlt(&code, |c| c.regs.gpr[RDX] = 0xffff_fffe);
+        assert_eq!(m.cpu.regs.gpr[RAX], (-128i64) as u64);
+        assert_eq!(m.cpu.regs.gpr[RBX], 0x80);
+        assert_eq!(m.cpu.regs.gpr[RCX], (-2i64) as u64);
+        assert_eq!(m.cpu.regs.gpr[RSI], (-128i64 + 0x200 + 0x10) as u64);
     }
 }

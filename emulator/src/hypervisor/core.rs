@@ -111,7 +111,7 @@ impl<H: Host> Hypervisor<H> {
         put(&mut prstatus, 36, GUEST_PPID.to_le_bytes());
         put(&mut prstatus, 40, GUEST_PID.to_le_bytes());
         put(&mut prstatus, 44, GUEST_PID.to_le_bytes());
-        let g = &cpu.gpr;
+        let g = &cpu.regs.gpr;
         // user_regs_struct (arch/x86/include/asm/user_64.h).
         let regs: [u64; 27] = [
             g[15],
@@ -130,13 +130,13 @@ impl<H: Host> Hypervisor<H> {
             g[RSI],
             g[RDI],
             u64::MAX, // orig_rax: not in a syscall
-            cpu.rip,
+            cpu.regs.rip,
             0x33,
             cpu.rflags(),
             g[RSP],
             0x2b,
-            cpu.fs_base,
-            cpu.gs_base,
+            cpu.regs.fs_base,
+            cpu.regs.gs_base,
             0,
             0,
             0,

@@ -158,7 +158,7 @@ impl<H: Host> Hypervisor<H> {
         let guest = LinuxMachine::new(config, &program, host)?;
         let auxv = read_auxv(
             &guest.machine.cpu.mem,
-            guest.machine.cpu.gpr[crate::cpu::RSP],
+            guest.machine.cpu.regs.gpr[crate::cpu::RSP],
         );
         let mut rng = named_stream(fault_seed, "faults.mem");
         let mut scheduled: Vec<(u64, Scheduled)> = plan
@@ -429,13 +429,13 @@ impl<H: Host> Hypervisor<H> {
     fn position(&self) -> (u64, u64) {
         let cpu = &self.guest.machine.cpu;
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for w in cpu.gpr.iter().chain(std::iter::once(&cpu.rip)) {
+        for w in cpu.regs.gpr.iter().chain(std::iter::once(&cpu.regs.rip)) {
             for b in w.to_le_bytes() {
                 h ^= b as u64;
                 h = h.wrapping_mul(0x0100_0000_01b3);
             }
         }
-        (cpu.rip, h)
+        (cpu.regs.rip, h)
     }
 
     fn log_report(&mut self, r: &ErrorReport) {

@@ -17,6 +17,8 @@ pub mod abi;
 pub mod elf;
 pub mod fd;
 pub mod host;
+pub mod ids;
+pub mod sched;
 mod signal;
 mod snapshot;
 mod syscalls;
@@ -194,8 +196,8 @@ impl<H: Host> LinuxMachine<H> {
                 tsc_per_insn: config.ns_per_insn,
             },
         );
-        cpu.rip = image.entry;
-        cpu.gpr[RSP] = rsp;
+        cpu.regs.rip = image.entry;
+        cpu.regs.gpr[RSP] = rsp;
         let vfs = Vfs::new(config.mounts.clone(), config.exe_path.clone());
         let cwd = vfs::split(&config.cwd).into_iter().collect();
         Ok(LinuxMachine {
@@ -277,9 +279,9 @@ impl<H: Host> LinuxMachine<H> {
                 Exit::BudgetExhausted => {}
                 Exit::Syscall => {
                     let cpu = &self.machine.cpu;
-                    self.host.syscall_entry(cpu.icount, cpu.gpr[0]);
+                    self.host.syscall_entry(cpu.icount, cpu.regs.gpr[0]);
                     self.syscall();
-                    self.host.syscall_exit(self.machine.cpu.gpr[0]);
+                    self.host.syscall_exit(self.machine.cpu.regs.gpr[0]);
                 }
                 Exit::Exception(e) => self.exception(e),
             }

@@ -122,7 +122,7 @@ pub fn signal_for(e: Exception, rip: u64) -> SigInfo {
 /// The 512-byte FXSAVE image of the FPU, MXCSR and XMM registers.
 pub fn fxsave(cpu: &Cpu) -> [u8; 512] {
     let mut b = [0u8; 512];
-    let x = &cpu.x87;
+    let x = &cpu.regs.x87;
     b[0..2].copy_from_slice(&x.control.to_le_bytes());
     b[2..4].copy_from_slice(&x.status_word().to_le_bytes());
     let mut abridged = 0u8;
@@ -135,7 +135,7 @@ pub fn fxsave(cpu: &Cpu) -> [u8; 512] {
     b[6..8].copy_from_slice(&x.last_opcode.to_le_bytes());
     b[8..16].copy_from_slice(&x.last_ip.to_le_bytes());
     b[16..24].copy_from_slice(&x.last_dp.to_le_bytes());
-    b[24..28].copy_from_slice(&cpu.mxcsr.to_le_bytes());
+    b[24..28].copy_from_slice(&cpu.regs.mxcsr.to_le_bytes());
     b[28..32].copy_from_slice(&0xffffu32.to_le_bytes());
     for i in 0..8 {
         let r = x.regs[(x.top as usize + i) & 7];
@@ -145,7 +145,7 @@ pub fn fxsave(cpu: &Cpu) -> [u8; 512] {
     }
     for i in 0..16 {
         let at = 160 + 16 * i;
-        b[at..at + 16].copy_from_slice(&cpu.xmm[i].to_le_bytes());
+        b[at..at + 16].copy_from_slice(&cpu.regs.xmm[i].to_le_bytes());
     }
     b
 }
@@ -170,7 +170,7 @@ fn tag_of(r: F80) -> u16 {
 
 /// Loads an FXSAVE image (FXRSTOR). Reserved MXCSR bits are cleared rather than faulting.
 pub fn fxrstor(cpu: &mut Cpu, b: &[u8; 512]) {
-    let x = &mut cpu.x87;
+    let x = &mut cpu.regs.x87;
     x.control = u16::from_le_bytes([b[0], b[1]]);
     let sw = u16::from_le_bytes([b[2], b[3]]);
     x.top = ((sw >> 11) & 7) as u8;
@@ -195,10 +195,10 @@ pub fn fxrstor(cpu: &mut Cpu, b: &[u8; 512]) {
         tag |= t << (2 * p);
     }
     x.tag = tag;
-    cpu.mxcsr = u32::from_le_bytes(b[24..28].try_into().unwrap()) & 0xffff;
+    cpu.regs.mxcsr = u32::from_le_bytes(b[24..28].try_into().unwrap()) & 0xffff;
     for i in 0..16 {
         let at = 160 + 16 * i;
-        cpu.xmm[i] = u128::from_le_bytes(b[at..at + 16].try_into().unwrap());
+        cpu.regs.xmm[i] = u128::from_le_bytes(b[at..at + 16].try_into().unwrap());
     }
 }
 
@@ -210,10 +210,10 @@ const SIGCONTEXT_GPRS: [usize; 16] = [
 impl<H: Host> LinuxMachine<H> {
     /// A CPU exception: deliver the matching signal, or end the run.
     pub(super) fn exception(&mut self, e: Exception) {
-        let rip = self.machine.cpu.rip;
+        let rip = self.machine.cpu.regs.rip;
         if e == Exception::Breakpoint {
             // INT3 is a trap: Linux reports rip after the instruction.
-            self.machine.cpu.rip = rip.wrapping_add(1);
+            self.machine.cpu.regs.rip = rip.wrapping_add(1);
         }
         let info = signal_for(e, rip);
         if let Exception::MachineCheck { frame, .. } = e {
@@ -290,7 +290,7 @@ impl<H: Host> LinuxMachine<H> {
         if action.handler == SIG_DFL {
             self.terminate(Termination::Signaled {
                 signal: SIGBUS,
-                rip: self.machine.cpu.rip,
+                rip: self.machine.cpu.regs.rip,
                 icount: self.machine.cpu.icount,
                 cause: format!("memory error at {addr:#x} (BUS_MCEERR_AO, early kill)"),
             });
@@ -324,7 +324,7 @@ impl<H: Host> LinuxMachine<H> {
         if action.handler == SIG_DFL {
             self.terminate(Termination::Signaled {
                 signal: sig,
-                rip: self.machine.cpu.rip,
+                rip: self.machine.cpu.regs.rip,
                 icount: self.machine.cpu.icount,
                 cause: "sent by the program itself".into(),
             });
@@ -338,7 +338,7 @@ impl<H: Host> LinuxMachine<H> {
         let sig = info.signo;
         let action = self.signals.actions[sig as usize];
         let cpu = &self.machine.cpu;
-        let rsp = cpu.gpr[RSP];
+        let rsp = cpu.regs.gpr[RSP];
         let on_altstack = self.signals.altstack_flags & SS_DISABLE == 0
             && rsp.wrapping_sub(self.signals.altstack_sp) < self.signals.altstack_size;
         let mut sp = if action.flags & SA_ONSTACK != 0
@@ -375,9 +375,9 @@ impl<H: Host> LinuxMachine<H> {
         );
         put(&mut f, UCONTEXT_OFFSET + 32, self.signals.altstack_size);
         for (i, &g) in SIGCONTEXT_GPRS.iter().enumerate() {
-            put(&mut f, SIGCONTEXT_OFFSET + 8 * i as u64, cpu.gpr[g]);
+            put(&mut f, SIGCONTEXT_OFFSET + 8 * i as u64, cpu.regs.gpr[g]);
         }
-        put(&mut f, SIGCONTEXT_OFFSET + 128, cpu.rip);
+        put(&mut f, SIGCONTEXT_OFFSET + 128, cpu.regs.rip);
         put(&mut f, SIGCONTEXT_OFFSET + 136, cpu.rflags());
         // cs = 0x33, gs = fs = 0, ss = 0x2b.
         put(&mut f, SIGCONTEXT_OFFSET + 144, 0x33 | (0x2b << 48));
@@ -403,7 +403,7 @@ impl<H: Host> LinuxMachine<H> {
             // No room for the frame: Linux kills the process with SIGSEGV.
             self.terminate(Termination::Signaled {
                 signal: SIGSEGV,
-                rip: self.machine.cpu.rip,
+                rip: self.machine.cpu.regs.rip,
                 icount: self.machine.cpu.icount,
                 cause: format!(
                     "could not write the frame for {} at {frame:#x}",
@@ -413,15 +413,15 @@ impl<H: Host> LinuxMachine<H> {
             return;
         }
         let cpu = &mut self.machine.cpu;
-        cpu.gpr[RDI] = sig as u64;
-        cpu.gpr[RSI] = frame + SIGINFO_OFFSET;
-        cpu.gpr[RDX] = frame + UCONTEXT_OFFSET;
-        cpu.gpr[RAX] = 0;
-        cpu.gpr[RSP] = frame;
-        cpu.rip = action.handler;
+        cpu.regs.gpr[RDI] = sig as u64;
+        cpu.regs.gpr[RSI] = frame + SIGINFO_OFFSET;
+        cpu.regs.gpr[RDX] = frame + UCONTEXT_OFFSET;
+        cpu.regs.gpr[RAX] = 0;
+        cpu.regs.gpr[RSP] = frame;
+        cpu.regs.rip = action.handler;
         // DF and TF are cleared for the handler.
         let rflags = cpu.rflags() & !(0x400 | 0x100);
-        cpu.flags.set_rflags(rflags, !0);
+        cpu.regs.flags.set_rflags(rflags, !0);
         self.signals.blocked |= action.mask;
         if action.flags & SA_NODEFER == 0 {
             self.signals.blocked |= bit(sig);
@@ -436,7 +436,7 @@ impl<H: Host> LinuxMachine<H> {
     /// rt_sigreturn: restores the state saved in the frame at rsp - 8 (the handler's `ret` popped the restorer
     /// address). A frame that cannot be read kills the process with SIGSEGV, as on Linux.
     pub(super) fn sigreturn(&mut self) {
-        let frame = self.machine.cpu.gpr[RSP].wrapping_sub(8);
+        let frame = self.machine.cpu.regs.gpr[RSP].wrapping_sub(8);
         let mut f = vec![0u8; FRAME_BYTES as usize];
         let mut fx = [0u8; 512];
         let mem = &mut self.machine.cpu.mem;
@@ -447,7 +447,7 @@ impl<H: Host> LinuxMachine<H> {
         if !ok || !fp_ok {
             self.terminate(Termination::Signaled {
                 signal: SIGSEGV,
-                rip: self.machine.cpu.rip,
+                rip: self.machine.cpu.regs.rip,
                 icount: self.machine.cpu.icount,
                 cause: format!("rt_sigreturn with an unreadable frame at {frame:#x}"),
             });
@@ -455,12 +455,12 @@ impl<H: Host> LinuxMachine<H> {
         }
         let cpu = &mut self.machine.cpu;
         for (i, &g) in SIGCONTEXT_GPRS.iter().enumerate() {
-            cpu.gpr[g] = get(SIGCONTEXT_OFFSET + 8 * i as u64);
+            cpu.regs.gpr[g] = get(SIGCONTEXT_OFFSET + 8 * i as u64);
         }
-        cpu.rip = get(SIGCONTEXT_OFFSET + 128);
+        cpu.regs.rip = get(SIGCONTEXT_OFFSET + 128);
         let rflags =
             (cpu.rflags() & !RFLAGS_USER_MASK) | (get(SIGCONTEXT_OFFSET + 136) & RFLAGS_USER_MASK);
-        cpu.flags.set_rflags(rflags, !0);
+        cpu.regs.flags.set_rflags(rflags, !0);
         if fpstate != 0 {
             fxrstor(cpu, &fx);
         }

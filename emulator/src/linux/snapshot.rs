@@ -189,14 +189,14 @@ impl<H: Host> LinuxMachine<H> {
         let fds = map.fd_table(&self.fds);
         let cpu = &mut self.machine.cpu;
         LinuxSnapshot {
-            gpr: cpu.gpr,
-            rip: cpu.rip,
-            flags: cpu.flags,
-            fs_base: cpu.fs_base,
-            gs_base: cpu.gs_base,
-            xmm: cpu.xmm,
-            mxcsr: cpu.mxcsr,
-            x87: cpu.x87.clone(),
+            gpr: cpu.regs.gpr,
+            rip: cpu.regs.rip,
+            flags: cpu.regs.flags,
+            fs_base: cpu.regs.fs_base,
+            gs_base: cpu.regs.gs_base,
+            xmm: cpu.regs.xmm,
+            mxcsr: cpu.regs.mxcsr,
+            x87: cpu.regs.x87.clone(),
             icount: cpu.icount,
             cpu_config: cpu.config.clone(),
             rdrand: cpu.rdrand.clone(),
@@ -223,14 +223,14 @@ impl<H: Host> LinuxMachine<H> {
         self.vfs = map.vfs(&snap.vfs);
         self.fds = map.fd_table(&snap.fds);
         let cpu = &mut self.machine.cpu;
-        cpu.gpr = snap.gpr;
-        cpu.rip = snap.rip;
-        cpu.flags = snap.flags;
-        cpu.fs_base = snap.fs_base;
-        cpu.gs_base = snap.gs_base;
-        cpu.xmm = snap.xmm;
-        cpu.mxcsr = snap.mxcsr;
-        cpu.x87 = snap.x87.clone();
+        cpu.regs.gpr = snap.gpr;
+        cpu.regs.rip = snap.rip;
+        cpu.regs.flags = snap.flags;
+        cpu.regs.fs_base = snap.fs_base;
+        cpu.regs.gs_base = snap.gs_base;
+        cpu.regs.xmm = snap.xmm;
+        cpu.regs.mxcsr = snap.mxcsr;
+        cpu.regs.x87 = snap.x87.clone();
         cpu.icount = snap.icount;
         cpu.config = snap.cpu_config.clone();
         cpu.rdrand = snap.rdrand.clone();

@@ -165,22 +165,22 @@ impl<H: Host> LinuxMachine<H> {
     /// Handles the SYSCALL that just retired.
     pub(super) fn syscall(&mut self) {
         let cpu = &mut self.machine.cpu;
-        let nr = cpu.gpr[RAX];
+        let nr = cpu.regs.gpr[RAX];
         let a = [
-            cpu.gpr[RDI],
-            cpu.gpr[RSI],
-            cpu.gpr[RDX],
-            cpu.gpr[10],
-            cpu.gpr[8],
-            cpu.gpr[9],
+            cpu.regs.gpr[RDI],
+            cpu.regs.gpr[RSI],
+            cpu.regs.gpr[RDX],
+            cpu.regs.gpr[10],
+            cpu.regs.gpr[8],
+            cpu.regs.gpr[9],
         ];
         // SYSCALL: rcx = return address, r11 = rflags (SDM Vol. 2B, SYSCALL).
-        cpu.gpr[RCX] = cpu.rip;
-        cpu.gpr[11] = cpu.rflags();
+        cpu.regs.gpr[RCX] = cpu.regs.rip;
+        cpu.regs.gpr[11] = cpu.rflags();
         *self.stats.syscalls.entry(syscall_name(nr)).or_insert(0) += 1;
         match self.dispatch(nr, a) {
             Outcome::Return(r) => {
-                self.machine.cpu.gpr[RAX] = match r {
+                self.machine.cpu.regs.gpr[RAX] = match r {
                     Ok(v) => v,
                     Err(Errno(e)) => (-(e as i64)) as u64,
                 };
@@ -195,7 +195,7 @@ impl<H: Host> LinuxMachine<H> {
         if self.config.strict {
             self.terminate(Termination::Signaled {
                 signal: SIGSYS,
-                rip: self.machine.cpu.rip.wrapping_sub(2),
+                rip: self.machine.cpu.regs.rip.wrapping_sub(2),
                 icount: self.machine.cpu.icount,
                 cause: format!(
                     "unknown syscall {} (number {nr}) with --strict",
@@ -1291,10 +1291,10 @@ impl<H: Host> LinuxMachine<H> {
         const ARCH_GET_FS: u64 = 0x1003;
         const ARCH_GET_GS: u64 = 0x1004;
         match code {
-            ARCH_SET_FS => self.machine.cpu.fs_base = addr,
-            ARCH_SET_GS => self.machine.cpu.gs_base = addr,
-            ARCH_GET_FS => self.write_u64(addr, self.machine.cpu.fs_base)?,
-            ARCH_GET_GS => self.write_u64(addr, self.machine.cpu.gs_base)?,
+            ARCH_SET_FS => self.machine.cpu.regs.fs_base = addr,
+            ARCH_SET_GS => self.machine.cpu.regs.gs_base = addr,
+            ARCH_GET_FS => self.write_u64(addr, self.machine.cpu.regs.fs_base)?,
+            ARCH_GET_GS => self.write_u64(addr, self.machine.cpu.regs.gs_base)?,
             _ => return Err(EINVAL),
         }
         Ok(0)
@@ -1567,7 +1567,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     fn sys_sigaltstack(&mut self, new: u64, old: u64) -> SysResult {
-        let rsp = self.machine.cpu.gpr[crate::cpu::RSP];
+        let rsp = self.machine.cpu.regs.gpr[crate::cpu::RSP];
         let on = self.signals.altstack_flags & SS_DISABLE == 0
             && rsp.wrapping_sub(self.signals.altstack_sp) < self.signals.altstack_size;
         let parsed = if new != 0 {
@@ -1623,14 +1623,14 @@ impl<H: Host> LinuxMachine<H> {
             if sig == SIGKILL {
                 self.terminate(Termination::Signaled {
                     signal: SIGKILL,
-                    rip: self.machine.cpu.rip,
+                    rip: self.machine.cpu.regs.rip,
                     icount: self.machine.cpu.icount,
                     cause: "sent by the program itself".into(),
                 });
                 return Ok(0);
             }
             // The return value is set before the handler runs, so the handler's frame saves rax = 0.
-            self.machine.cpu.gpr[RAX] = 0;
+            self.machine.cpu.regs.gpr[RAX] = 0;
             self.signals.pending |= bit(sig);
         }
         Ok(0)

@@ -349,19 +349,19 @@ fn fxsave_round_trips() {
     )
     .unwrap();
     let cpu = &mut m.machine.cpu;
-    cpu.xmm[3] = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
-    cpu.mxcsr = 0x1f80 | 0x6000;
-    cpu.x87.top = 6;
-    cpu.x87.regs[6] = crate::cpu::x87::F80 {
+    cpu.regs.xmm[3] = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+    cpu.regs.mxcsr = 0x1f80 | 0x6000;
+    cpu.regs.x87.top = 6;
+    cpu.regs.x87.regs[6] = crate::cpu::x87::F80 {
         significand: 1 << 63,
         sign_exponent: 0x3fff,
     };
-    cpu.x87.tag = 0xcfff; // R6 valid, others empty
+    cpu.regs.x87.tag = 0xcfff; // R6 valid, others empty
     let image = signal::fxsave(cpu);
     let before = cpu.registers();
-    cpu.xmm[3] = 0;
-    cpu.x87 = crate::cpu::X87::default();
-    cpu.mxcsr = 0;
+    cpu.regs.xmm[3] = 0;
+    cpu.regs.x87 = crate::cpu::X87::default();
+    cpu.regs.mxcsr = 0;
     signal::fxrstor(cpu, &image);
     assert_eq!(cpu.registers(), before);
 }

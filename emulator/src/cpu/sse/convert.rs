@@ -26,12 +26,12 @@ fn int_to_scalar<F: Format, const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), 
     } else {
         v as i64
     };
-    let mut fp = Fp::new(cpu.mxcsr);
+    let mut fp = Fp::new(cpu.regs.mxcsr);
     let r = fp.int_to_float::<F>(v);
     commit_flags(cpu, fp.flags)?;
     let d = xreg(i, 0);
     let mask = F::ALL as u128;
-    cpu.xmm[d] = (cpu.xmm[d] & !mask) | r as u128;
+    cpu.regs.xmm[d] = (cpu.regs.xmm[d] & !mask) | r as u128;
     Ok(())
 }
 
@@ -41,7 +41,7 @@ fn scalar_to_int<F: Format, const BITS: u32, const TRUNCATE: bool>(
     i: &Insn,
 ) -> Result<(), Stop> {
     let x = get::<F>(src(cpu, i, 1)?, 0);
-    let mut fp = Fp::new(cpu.mxcsr);
+    let mut fp = Fp::new(cpu.regs.mxcsr);
     let r = fp.float_to_int::<F>(x, BITS, TRUNCATE);
     commit_flags(cpu, fp.flags)?;
     cpu.write_reg(i.op0_register(), r);
@@ -51,53 +51,53 @@ fn scalar_to_int<F: Format, const BITS: u32, const TRUNCATE: bool>(
 /// CVTSS2SD/CVTSD2SS: lane 0 converted, the rest of the destination kept.
 fn scalar_convert<From: Format, To: Format>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let x = get::<From>(src(cpu, i, 1)?, 0);
-    let mut fp = Fp::new(cpu.mxcsr);
+    let mut fp = Fp::new(cpu.regs.mxcsr);
     let r = fp.convert::<From, To>(x);
     commit_flags(cpu, fp.flags)?;
     let d = xreg(i, 0);
     let mask = To::ALL as u128;
-    cpu.xmm[d] = (cpu.xmm[d] & !mask) | r as u128;
+    cpu.regs.xmm[d] = (cpu.regs.xmm[d] & !mask) | r as u128;
     Ok(())
 }
 
 /// CVTPS2PD (two singles to two doubles) and CVTPD2PS (two doubles to the two low singles, upper half zero).
 fn packed_convert<From: Format, To: Format>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = src(cpu, i, 1)?;
-    let mut fp = Fp::new(cpu.mxcsr);
+    let mut fp = Fp::new(cpu.regs.mxcsr);
     let mut r = 0u128;
     for l in 0..2 {
         r |= (fp.convert::<From, To>(get::<From>(v, l)) as u128) << (l * To::WIDTH);
     }
     commit_flags(cpu, fp.flags)?;
-    cpu.xmm[xreg(i, 0)] = r;
+    cpu.regs.xmm[xreg(i, 0)] = r;
     Ok(())
 }
 
 /// CVTDQ2PS (four lanes) and CVTDQ2PD (the two low doublewords): signed doublewords to floating point.
 fn packed_from_int<F: Format>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = src(cpu, i, 1)?;
-    let mut fp = Fp::new(cpu.mxcsr);
+    let mut fp = Fp::new(cpu.regs.mxcsr);
     let mut r = 0u128;
     for l in 0..128 / F::WIDTH {
         let x = (v >> (32 * l)) as u32 as i32 as i64;
         r |= (fp.int_to_float::<F>(x) as u128) << (l * F::WIDTH);
     }
     commit_flags(cpu, fp.flags)?;
-    cpu.xmm[xreg(i, 0)] = r;
+    cpu.regs.xmm[xreg(i, 0)] = r;
     Ok(())
 }
 
 /// CVTPS2DQ/CVTTPS2DQ (four lanes) and CVTPD2DQ/CVTTPD2DQ (two lanes, upper half zero): to signed doublewords.
 fn packed_to_int<F: Format, const TRUNCATE: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = src(cpu, i, 1)?;
-    let mut fp = Fp::new(cpu.mxcsr);
+    let mut fp = Fp::new(cpu.regs.mxcsr);
     let mut r = 0u128;
     for l in 0..128 / F::WIDTH {
         let x = fp.float_to_int::<F>(get::<F>(v, l), 32, TRUNCATE);
         r |= (x as u128) << (32 * l);
     }
     commit_flags(cpu, fp.flags)?;
-    cpu.xmm[xreg(i, 0)] = r;
+    cpu.regs.xmm[xreg(i, 0)] = r;
     Ok(())
 }
 
@@ -140,13 +140,17 @@ mod tests {
             a.hlt().unwrap();
         });
         let m = run_to_hlt(&code, |c| {
-            c.xmm[0] = 0x7ff8_0000_0000_0001;
-            c.xmm[1] = 2.5f64.to_bits() as u128;
-            c.gpr[RAX] = u64::MAX;
+            c.regs.xmm[0] = 0x7ff8_0000_0000_0001;
+            c.regs.xmm[1] = 2.5f64.to_bits() as u128;
+            c.regs.gpr[RAX] = u64::MAX;
         });
-        assert_eq!(m.cpu.gpr[RAX], 0x8000_0000);
-        assert_eq!(m.cpu.gpr[RBX], 2, "2.5 rounds to even");
-        assert_eq!(m.cpu.mxcsr & 0x3f, 0x21, "IE from the NaN, PE from 2.5");
+        assert_eq!(m.cpu.regs.gpr[RAX], 0x8000_0000);
+        assert_eq!(m.cpu.regs.gpr[RBX], 2, "2.5 rounds to even");
+        assert_eq!(
+            m.cpu.regs.mxcsr & 0x3f,
+            0x21,
+            "IE from the NaN, PE from 2.5"
+        );
     }
 
     #[test]
@@ -157,9 +161,9 @@ mod tests {
         });
         // 2^24 + 1 is not a single: rounding up (RC = 10b) gives 2^24 + 2.
         let m = run_to_hlt(&code, |c| {
-            c.gpr[RAX] = (1 << 24) + 1;
-            c.mxcsr = MXCSR_DEFAULT | (2 << 13);
+            c.regs.gpr[RAX] = (1 << 24) + 1;
+            c.regs.mxcsr = MXCSR_DEFAULT | (2 << 13);
         });
-        assert_eq!(m.cpu.xmm[0] as u32, (16_777_218f32).to_bits());
+        assert_eq!(m.cpu.regs.xmm[0] as u32, (16_777_218f32).to_bits());
     }
 }

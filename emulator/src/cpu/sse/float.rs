@@ -54,15 +54,15 @@ fn op<F: Format, const OP: u8>(fp: &mut Fp, x: u64, y: u64) -> u64 {
 fn arith<F: Format, const PACKED: bool, const OP: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let b = src(cpu, i, 1)?;
     let d = xreg(i, 0);
-    let a = cpu.xmm[d];
-    let mut fp = Fp::new(cpu.mxcsr);
+    let a = cpu.regs.xmm[d];
+    let mut fp = Fp::new(cpu.regs.mxcsr);
     let lanes = if PACKED { 128 / F::WIDTH } else { 1 };
     let mut r = a;
     for l in 0..lanes {
         r = put::<F>(r, l, op::<F, OP>(&mut fp, get::<F>(a, l), get::<F>(b, l)));
     }
     commit_flags(cpu, fp.flags)?;
-    cpu.xmm[d] = r;
+    cpu.regs.xmm[d] = r;
     Ok(())
 }
 
@@ -75,8 +75,8 @@ const ADDSUB: u8 = 2;
 fn horizontal<F: Format, const KIND: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let b = src(cpu, i, 1)?;
     let d = xreg(i, 0);
-    let a = cpu.xmm[d];
-    let mut fp = Fp::new(cpu.mxcsr);
+    let a = cpu.regs.xmm[d];
+    let mut fp = Fp::new(cpu.regs.mxcsr);
     let lanes = 128 / F::WIDTH;
     let mut r = 0u128;
     for l in 0..lanes {
@@ -93,7 +93,7 @@ fn horizontal<F: Format, const KIND: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), 
         r = put::<F>(r, l, z);
     }
     commit_flags(cpu, fp.flags)?;
-    cpu.xmm[d] = r;
+    cpu.regs.xmm[d] = r;
     Ok(())
 }
 
@@ -102,10 +102,10 @@ fn horizontal<F: Format, const KIND: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), 
 fn cmp<F: Format, const PACKED: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let b = src(cpu, i, 1)?;
     let d = xreg(i, 0);
-    let a = cpu.xmm[d];
+    let a = cpu.regs.xmm[d];
     let predicate = i.immediate8() & 7;
     let signalling = matches!(predicate, 1 | 2 | 5 | 6);
-    let mut fp = Fp::new(cpu.mxcsr);
+    let mut fp = Fp::new(cpu.regs.mxcsr);
     let lanes = if PACKED { 128 / F::WIDTH } else { 1 };
     let mut r = a;
     for l in 0..lanes {
@@ -124,7 +124,7 @@ fn cmp<F: Format, const PACKED: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Sto
         r = put::<F>(r, l, if t { F::ALL } else { 0 });
     }
     commit_flags(cpu, fp.flags)?;
-    cpu.xmm[d] = r;
+    cpu.regs.xmm[d] = r;
     Ok(())
 }
 
@@ -132,8 +132,8 @@ fn cmp<F: Format, const PACKED: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Sto
 /// comparison (unordered 1,1,1; greater 0,0,0; less 0,0,1; equal 1,0,0), OF, SF and AF cleared.
 fn comis<F: Format, const SIGNALLING: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let b = src(cpu, i, 1)?;
-    let a = cpu.xmm[xreg(i, 0)];
-    let mut fp = Fp::new(cpu.mxcsr);
+    let a = cpu.regs.xmm[xreg(i, 0)];
+    let mut fp = Fp::new(cpu.regs.mxcsr);
     let ord = fp.compare::<F>(get::<F>(a, 0), get::<F>(b, 0), SIGNALLING);
     commit_flags(cpu, fp.flags)?;
     let status = match ord {
@@ -142,7 +142,7 @@ fn comis<F: Format, const SIGNALLING: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(
         Some(Ordering::Less) => CF,
         Some(Ordering::Equal) => ZF,
     };
-    cpu.flags.set_rflags(status, STATUS);
+    cpu.regs.flags.set_rflags(status, STATUS);
     Ok(())
 }
 
@@ -152,8 +152,8 @@ macro_rules! bitwise {
         fn $name(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
             let $b = src(cpu, i, 1)?;
             let d = xreg(i, 0);
-            let $a = cpu.xmm[d];
-            cpu.xmm[d] = $body;
+            let $a = cpu.regs.xmm[d];
+            cpu.regs.xmm[d] = $body;
             Ok(())
         }
     )*};
@@ -185,14 +185,14 @@ fn unpack<F: Format>(a: u128, b: u128, half: u32) -> u128 {
 fn shufps(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let b = src(cpu, i, 1)?;
     let d = xreg(i, 0);
-    let a = cpu.xmm[d];
+    let a = cpu.regs.xmm[d];
     let imm = i.immediate8() as u32;
     let mut r = 0u128;
     for l in 0..4 {
         let v = if l < 2 { a } else { b };
         r = put::<F32>(r, l, get::<F32>(v, (imm >> (2 * l)) & 3));
     }
-    cpu.xmm[d] = r;
+    cpu.regs.xmm[d] = r;
     Ok(())
 }
 
@@ -200,16 +200,16 @@ fn shufps(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 fn shufpd(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let b = src(cpu, i, 1)?;
     let d = xreg(i, 0);
-    let a = cpu.xmm[d];
+    let a = cpu.regs.xmm[d];
     let imm = i.immediate8() as u32;
     let r = put::<F64>(0, 0, get::<F64>(a, imm & 1));
-    cpu.xmm[d] = put::<F64>(r, 1, get::<F64>(b, (imm >> 1) & 1));
+    cpu.regs.xmm[d] = put::<F64>(r, 1, get::<F64>(b, (imm >> 1) & 1));
     Ok(())
 }
 
 /// MOVMSKPS/MOVMSKPD: the sign bit of each lane, into a general-purpose register (upper bits zero).
 fn movmsk<F: Format>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    let v = cpu.xmm[xreg(i, 1)];
+    let v = cpu.regs.xmm[xreg(i, 1)];
     let mut m = 0u64;
     for l in 0..128 / F::WIDTH {
         m |= (get::<F>(v, l) >> (F::WIDTH - 1)) << l;
@@ -225,13 +225,13 @@ fn ldmxcsr(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     if v & 0xffff_0000 != 0 {
         return Err(Stop::exception(Exception::GeneralProtection));
     }
-    cpu.mxcsr = v;
+    cpu.regs.mxcsr = v;
     Ok(())
 }
 
 fn stmxcsr(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
-    cpu.mem.write_u32(a, cpu.mxcsr)?;
+    cpu.mem.write_u32(a, cpu.regs.mxcsr)?;
     Ok(())
 }
 
@@ -309,11 +309,11 @@ mod tests {
             a.hlt().unwrap();
         });
         let m = run_to_hlt(&code, |c| {
-            c.xmm[0] = (0xdead_u128 << 32) | F32_ONE;
-            c.xmm[1] = 0;
+            c.regs.xmm[0] = (0xdead_u128 << 32) | F32_ONE;
+            c.regs.xmm[1] = 0;
         });
-        assert_eq!(m.cpu.xmm[0], (0xdead_u128 << 32) | 0x7f80_0000);
-        assert_eq!(m.cpu.mxcsr, MXCSR_DEFAULT | 0x4);
+        assert_eq!(m.cpu.regs.xmm[0], (0xdead_u128 << 32) | 0x7f80_0000);
+        assert_eq!(m.cpu.regs.mxcsr, MXCSR_DEFAULT | 0x4);
     }
 
     #[test]
@@ -325,11 +325,11 @@ mod tests {
         let mut m = machine_with(&code);
         // Zero-divide unmasked (ZM, bit 9, cleared).
         m.cpu.mem.write_u32(DATA, 0x1f80 & !(1 << 9)).unwrap();
-        m.cpu.xmm[0] = F32_ONE;
-        m.cpu.xmm[1] = (F32_ONE << 32) | (F32_ONE << 64) | (F32_ONE << 96);
+        m.cpu.regs.xmm[0] = F32_ONE;
+        m.cpu.regs.xmm[1] = (F32_ONE << 32) | (F32_ONE << 64) | (F32_ONE << 96);
         assert_eq!(m.run(10), Exit::Exception(Exception::SimdFloatingPoint));
-        assert_eq!(m.cpu.xmm[0], F32_ONE, "destination untouched");
-        assert_eq!(m.cpu.mxcsr & 0x3f, 0x4, "ZE recorded");
+        assert_eq!(m.cpu.regs.xmm[0], F32_ONE, "destination untouched");
+        assert_eq!(m.cpu.regs.mxcsr & 0x3f, 0x4, "ZE recorded");
         assert_eq!(m.cpu.icount, 1);
     }
 
@@ -341,7 +341,7 @@ mod tests {
         let mut m = machine_with(&code);
         m.cpu.mem.write_u32(DATA, 0x1_1f80).unwrap();
         assert_eq!(m.run(10), Exit::Exception(Exception::GeneralProtection));
-        assert_eq!(m.cpu.mxcsr, MXCSR_DEFAULT);
+        assert_eq!(m.cpu.regs.mxcsr, MXCSR_DEFAULT);
     }
 
     #[test]
@@ -352,13 +352,13 @@ mod tests {
         });
         let nan = 0x7ff8_0000_0000_0000u128;
         let m = run_to_hlt(&code, |c| {
-            c.xmm[0] = nan;
-            c.xmm[1] = 0;
-            c.flags.set_rflags(OF | SF, OF | SF);
+            c.regs.xmm[0] = nan;
+            c.regs.xmm[1] = 0;
+            c.regs.flags.set_rflags(OF | SF, OF | SF);
         });
         assert_eq!(m.cpu.rflags() & (ZF | PF | CF | OF | SF), ZF | PF | CF);
         assert_eq!(
-            m.cpu.mxcsr, MXCSR_DEFAULT,
+            m.cpu.regs.mxcsr, MXCSR_DEFAULT,
             "a QNaN is not invalid for UCOMISD"
         );
     }
@@ -375,11 +375,11 @@ mod tests {
             a.hlt().unwrap();
         });
         let mut m = machine_with(&code);
-        m.cpu.mxcsr = mxcsr;
-        m.cpu.xmm[0] = x0;
-        m.cpu.xmm[1] = x1;
+        m.cpu.regs.mxcsr = mxcsr;
+        m.cpu.regs.xmm[0] = x0;
+        m.cpu.regs.xmm[1] = x1;
         let exit = m.run(1);
-        (exit, m.cpu.xmm[0], m.cpu.mxcsr)
+        (exit, m.cpu.regs.xmm[0], m.cpu.regs.mxcsr)
     }
 
     #[test]

@@ -47,8 +47,8 @@ macro_rules! binary {
         fn $name(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
             let $b = src(cpu, i, 1)?;
             let d = xreg(i, 0);
-            let $a = cpu.xmm[d];
-            cpu.xmm[d] = $body;
+            let $a = cpu.regs.xmm[d];
+            cpu.regs.xmm[d] = $body;
             Ok(())
         }
     )*};
@@ -208,7 +208,7 @@ fn shift<const BITS: u32, const KIND: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(),
         src(cpu, i, 1)? as u64
     };
     let d = xreg(i, 0);
-    cpu.xmm[d] = zip::<BITS>(cpu.xmm[d], 0, |x, _| match KIND {
+    cpu.regs.xmm[d] = zip::<BITS>(cpu.regs.xmm[d], 0, |x, _| match KIND {
         SHL if count < BITS as u64 => x << count,
         SHR if count < BITS as u64 => x >> count,
         SAR => (sx(x, BITS) >> count.min(BITS as u64 - 1)) as u64,
@@ -221,8 +221,8 @@ fn shift<const BITS: u32, const KIND: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(),
 fn byte_shift<const LEFT: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let count = i.immediate8() as u32;
     let d = xreg(i, 0);
-    let v = cpu.xmm[d];
-    cpu.xmm[d] = if count >= 16 {
+    let v = cpu.regs.xmm[d];
+    cpu.regs.xmm[d] = if count >= 16 {
         0
     } else if LEFT {
         v << (count * 8)
@@ -240,7 +240,7 @@ fn pshufd(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     for l in 0..4 {
         r = with_lane::<32>(r, l, lane::<32>(v, (imm >> (2 * l)) & 3));
     }
-    cpu.xmm[xreg(i, 0)] = r;
+    cpu.regs.xmm[xreg(i, 0)] = r;
     Ok(())
 }
 
@@ -253,7 +253,7 @@ fn pshufw<const HIGH: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     for l in 0..4 {
         r = with_lane::<16>(r, base + l, lane::<16>(v, base + ((imm >> (2 * l)) & 3)));
     }
-    cpu.xmm[xreg(i, 0)] = r;
+    cpu.regs.xmm[xreg(i, 0)] = r;
     Ok(())
 }
 
@@ -261,9 +261,9 @@ fn pshufw<const HIGH: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 fn palignr(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let s = src(cpu, i, 1)?;
     let d = xreg(i, 0);
-    let a = cpu.xmm[d];
+    let a = cpu.regs.xmm[d];
     let count = i.immediate8() as u32;
-    cpu.xmm[d] = match count {
+    cpu.regs.xmm[d] = match count {
         0 => s,
         1..=15 => (s >> (8 * count)) | (a << (8 * (16 - count))),
         16 => a,
@@ -275,7 +275,7 @@ fn palignr(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 
 /// PMOVMSKB r32/r64, xmm: the top bit of each byte.
 fn pmovmskb(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    let v = cpu.xmm[xreg(i, 1)];
+    let v = cpu.regs.xmm[xreg(i, 1)];
     let mut m = 0u64;
     for l in 0..16 {
         m |= (lane::<8>(v, l) >> 7) << l;
@@ -286,7 +286,7 @@ fn pmovmskb(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 
 /// PEXTRW r32/r64, xmm, imm8: a word zero-extended.
 fn pextrw(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    let v = lane::<16>(cpu.xmm[xreg(i, 1)], i.immediate8() as u32 & 7);
+    let v = lane::<16>(cpu.regs.xmm[xreg(i, 1)], i.immediate8() as u32 & 7);
     cpu.write_reg(i.op0_register(), v);
     Ok(())
 }
@@ -295,7 +295,7 @@ fn pextrw(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 fn pinsrw(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.read_op(i, 1, 2)? & 0xffff;
     let d = xreg(i, 0);
-    cpu.xmm[d] = with_lane::<16>(cpu.xmm[d], i.immediate8() as u32 & 7, v);
+    cpu.regs.xmm[d] = with_lane::<16>(cpu.regs.xmm[d], i.immediate8() as u32 & 7, v);
     Ok(())
 }
 
@@ -410,14 +410,14 @@ mod tests {
             a.hlt().unwrap();
         });
         let m = run_to_hlt(&code, |c| {
-            c.xmm[0] = 0x7f | 0x80 << 8;
-            c.xmm[1] = 0x01 | 0xff << 8;
-            c.xmm[2] = 0xfff0;
-            c.xmm[3] = 0x0020;
+            c.regs.xmm[0] = 0x7f | 0x80 << 8;
+            c.regs.xmm[1] = 0x01 | 0xff << 8;
+            c.regs.xmm[2] = 0xfff0;
+            c.regs.xmm[3] = 0x0020;
         });
-        assert_eq!(m.cpu.xmm[0], 0x7f | 0x80 << 8);
-        assert_eq!(m.cpu.xmm[2], 0xffff);
-        assert_eq!(m.cpu.gpr[RAX], 0b10);
+        assert_eq!(m.cpu.regs.xmm[0], 0x7f | 0x80 << 8);
+        assert_eq!(m.cpu.regs.xmm[2], 0xffff);
+        assert_eq!(m.cpu.regs.gpr[RAX], 0b10);
     }
 
     #[test]
@@ -427,7 +427,7 @@ mod tests {
         });
         let mut m = machine_with(&code);
         assert_eq!(m.run(5), Exit::Exception(Exception::GeneralProtection));
-        assert_eq!(m.cpu.rip, CODE);
+        assert_eq!(m.cpu.regs.rip, CODE);
     }
 
     #[test]
@@ -438,12 +438,12 @@ mod tests {
             a.hlt().unwrap();
         });
         let m = run_to_hlt(&code, |c| {
-            c.xmm[0] = 0x0f0e_0d0c_0b0a_0908_0706_0504_0302_0100;
-            c.xmm[1] = 0x8000_0000_0000_0000_0000_0000_0000_0f03;
-            c.xmm[2] = 0x2222;
-            c.xmm[3] = 0x1111_0000_0000_0000_0000_0000_aaaa_bbbb;
+            c.regs.xmm[0] = 0x0f0e_0d0c_0b0a_0908_0706_0504_0302_0100;
+            c.regs.xmm[1] = 0x8000_0000_0000_0000_0000_0000_0000_0f03;
+            c.regs.xmm[2] = 0x2222;
+            c.regs.xmm[3] = 0x1111_0000_0000_0000_0000_0000_aaaa_bbbb;
         });
-        assert_eq!(m.cpu.xmm[0], 0x0f03);
-        assert_eq!(m.cpu.xmm[2], 0x0000_2222_1111_0000_0000_0000_0000_0000);
+        assert_eq!(m.cpu.regs.xmm[0], 0x0f03);
+        assert_eq!(m.cpu.regs.xmm[2], 0x0000_2222_1111_0000_0000_0000_0000_0000);
     }
 }

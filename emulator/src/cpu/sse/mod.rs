@@ -74,7 +74,7 @@ pub(super) fn read_xmm_or_mem<const UNALIGNED: bool>(
     n: u32,
 ) -> Result<u128, Stop> {
     if i.op_kind(n) == OpKind::Register {
-        return Ok(cpu.xmm[xreg(i, n)]);
+        return Ok(cpu.regs.xmm[xreg(i, n)]);
     }
     let a = cpu.ea(i);
     Ok(match i.memory_size().size() {
@@ -118,13 +118,13 @@ pub(super) fn store128<const UNALIGNED: bool>(
 /// of those is unmasked, since the computation does not happen, and else every flag (SDM Vol. 1, 11.5.2).
 #[inline(always)]
 pub(super) fn commit_flags(cpu: &mut Cpu, flags: u32) -> Result<(), Stop> {
-    let masks = (cpu.mxcsr >> MASK_SHIFT) & 0x3f;
+    let masks = (cpu.regs.mxcsr >> MASK_SHIFT) & 0x3f;
     if flags & !masks == 0 {
-        cpu.mxcsr |= flags;
+        cpu.regs.mxcsr |= flags;
         return Ok(());
     }
     let pre = flags & (IE | DE | ZE);
-    cpu.mxcsr |= if pre & !masks != 0 { pre } else { flags };
+    cpu.regs.mxcsr |= if pre & !masks != 0 { pre } else { flags };
     Err(Stop::exception(Exception::SimdFloatingPoint))
 }
 

@@ -16,14 +16,14 @@ const LOW32: u128 = u32::MAX as u128;
 
 fn load128<const UNALIGNED: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = read_xmm_or_mem::<UNALIGNED>(cpu, i, 1)?;
-    cpu.xmm[xreg(i, 0)] = v;
+    cpu.regs.xmm[xreg(i, 0)] = v;
     Ok(())
 }
 
 fn store_xmm128<const UNALIGNED: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    let v = cpu.xmm[xreg(i, 1)];
+    let v = cpu.regs.xmm[xreg(i, 1)];
     if i.op0_kind() == OpKind::Register {
-        cpu.xmm[xreg(i, 0)] = v;
+        cpu.regs.xmm[xreg(i, 0)] = v;
         Ok(())
     } else {
         store128::<UNALIGNED>(cpu, i, v)
@@ -33,13 +33,13 @@ fn store_xmm128<const UNALIGNED: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), St
 /// MOVD/MOVQ xmm, r/m32 or r/m64: zero-extended into the register.
 fn movd_to_xmm<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = cpu.read_op(i, 1, S)?;
-    cpu.xmm[xreg(i, 0)] = v as u128;
+    cpu.regs.xmm[xreg(i, 0)] = v as u128;
     Ok(())
 }
 
 /// MOVD/MOVQ r/m32 or r/m64, xmm.
 fn movd_from_xmm<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    let v = cpu.xmm[xreg(i, 1)] as u64;
+    let v = cpu.regs.xmm[xreg(i, 1)] as u64;
     cpu.write_op(i, 0, S, v)?;
     Ok(())
 }
@@ -47,15 +47,15 @@ fn movd_from_xmm<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 /// MOVQ xmm, xmm/m64: the low quadword, upper one zeroed.
 fn movq_load(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = src(cpu, i, 1)? & LOW64;
-    cpu.xmm[xreg(i, 0)] = v;
+    cpu.regs.xmm[xreg(i, 0)] = v;
     Ok(())
 }
 
 /// MOVQ xmm/m64, xmm: to a register it zeroes the upper quadword.
 fn movq_store(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    let v = cpu.xmm[xreg(i, 1)] & LOW64;
+    let v = cpu.regs.xmm[xreg(i, 1)] & LOW64;
     if i.op0_kind() == OpKind::Register {
-        cpu.xmm[xreg(i, 0)] = v;
+        cpu.regs.xmm[xreg(i, 0)] = v;
     } else {
         let a = cpu.ea(i);
         cpu.mem.write_u64(a, v as u64)?;
@@ -69,9 +69,9 @@ fn movs_load<const BITS: u32>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = src(cpu, i, 1)? & mask;
     let d = xreg(i, 0);
     if i.op1_kind() == OpKind::Register {
-        cpu.xmm[d] = (cpu.xmm[d] & !mask) | v;
+        cpu.regs.xmm[d] = (cpu.regs.xmm[d] & !mask) | v;
     } else {
-        cpu.xmm[d] = v;
+        cpu.regs.xmm[d] = v;
     }
     Ok(())
 }
@@ -79,10 +79,10 @@ fn movs_load<const BITS: u32>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 /// MOVSS/MOVSD xmm/m32|m64, xmm.
 fn movs_store<const BITS: u32>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let mask = if BITS == 32 { LOW32 } else { LOW64 };
-    let v = cpu.xmm[xreg(i, 1)] & mask;
+    let v = cpu.regs.xmm[xreg(i, 1)] & mask;
     if i.op0_kind() == OpKind::Register {
         let d = xreg(i, 0);
-        cpu.xmm[d] = (cpu.xmm[d] & !mask) | v;
+        cpu.regs.xmm[d] = (cpu.regs.xmm[d] & !mask) | v;
     } else {
         let a = cpu.ea(i);
         if BITS == 32 {
@@ -99,13 +99,13 @@ fn movhl_load<const LANE: u32>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
     let v = cpu.mem.read_u64(a)?;
     let d = xreg(i, 0);
-    cpu.xmm[d] = with_lane::<64>(cpu.xmm[d], LANE, v);
+    cpu.regs.xmm[d] = with_lane::<64>(cpu.regs.xmm[d], LANE, v);
     Ok(())
 }
 
 /// MOVLPS/MOVLPD/MOVHPS/MOVHPD m64, xmm.
 fn movhl_store<const LANE: u32>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    let v = lane::<64>(cpu.xmm[xreg(i, 1)], LANE);
+    let v = lane::<64>(cpu.regs.xmm[xreg(i, 1)], LANE);
     let a = cpu.ea(i);
     cpu.mem.write_u64(a, v)?;
     Ok(())
@@ -113,17 +113,17 @@ fn movhl_store<const LANE: u32>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 
 /// MOVHLPS: the source's high quadword into the destination's low one.
 fn movhlps(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    let s = cpu.xmm[xreg(i, 1)];
+    let s = cpu.regs.xmm[xreg(i, 1)];
     let d = xreg(i, 0);
-    cpu.xmm[d] = (cpu.xmm[d] & !LOW64) | (s >> 64);
+    cpu.regs.xmm[d] = (cpu.regs.xmm[d] & !LOW64) | (s >> 64);
     Ok(())
 }
 
 /// MOVLHPS: the source's low quadword into the destination's high one.
 fn movlhps(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    let s = cpu.xmm[xreg(i, 1)];
+    let s = cpu.regs.xmm[xreg(i, 1)];
     let d = xreg(i, 0);
-    cpu.xmm[d] = (cpu.xmm[d] & LOW64) | (s << 64);
+    cpu.regs.xmm[d] = (cpu.regs.xmm[d] & LOW64) | (s << 64);
     Ok(())
 }
 
@@ -135,7 +135,7 @@ fn movnti<const S: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 
 fn movddup(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let v = src(cpu, i, 1)? & LOW64;
-    cpu.xmm[xreg(i, 0)] = v | (v << 64);
+    cpu.regs.xmm[xreg(i, 0)] = v | (v << 64);
     Ok(())
 }
 
@@ -146,7 +146,7 @@ fn movdup32<const ODD: u32>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     for l in 0..4 {
         r = with_lane::<32>(r, l, lane::<32>(v, (l & !1) | ODD));
     }
-    cpu.xmm[xreg(i, 0)] = r;
+    cpu.regs.xmm[xreg(i, 0)] = r;
     Ok(())
 }
 
@@ -155,20 +155,20 @@ fn movdup32<const ODD: u32>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 /// selected byte is accessed, read then written back merged, so a fault leaves memory unchanged; an all-zero mask
 /// accesses nothing (the SDM leaves faults for unselected bytes to the implementation).
 fn maskmovdqu(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-    let data = cpu.xmm[xreg(i, 1)].to_le_bytes();
-    let mask = cpu.xmm[xreg(i, 2)].to_le_bytes();
+    let data = cpu.regs.xmm[xreg(i, 1)].to_le_bytes();
+    let mask = cpu.regs.xmm[xreg(i, 2)].to_le_bytes();
     let Some(first) = mask.iter().position(|m| m & 0x80 != 0) else {
         return Ok(());
     };
     let last = mask.iter().rposition(|m| m & 0x80 != 0).unwrap_or(first);
     let mut addr = if i.op0_kind() == OpKind::MemorySegEDI {
-        cpu.gpr[RDI] as u32 as u64
+        cpu.regs.gpr[RDI] as u32 as u64
     } else {
-        cpu.gpr[RDI]
+        cpu.regs.gpr[RDI]
     };
     match i.memory_segment() {
-        Register::FS => addr = addr.wrapping_add(cpu.fs_base),
-        Register::GS => addr = addr.wrapping_add(cpu.gs_base),
+        Register::FS => addr = addr.wrapping_add(cpu.regs.fs_base),
+        Register::GS => addr = addr.wrapping_add(cpu.regs.gs_base),
         _ => {}
     }
     let start = addr.wrapping_add(first as u64);
@@ -262,11 +262,11 @@ mod tests {
             .mem
             .write_u128(DATA + 8, 0x1234_u128 << 100 | 7)
             .unwrap();
-        m.cpu.xmm[2] = 99;
+        m.cpu.regs.xmm[2] = 99;
         assert_eq!(m.run(10), Exit::Exception(Exception::GeneralProtection));
         assert_eq!(m.cpu.icount, 1);
-        assert_eq!(m.cpu.xmm[1], 0x1234_u128 << 100 | 7);
-        assert_eq!(m.cpu.xmm[2], 99, "the faulting load wrote nothing");
+        assert_eq!(m.cpu.regs.xmm[1], 0x1234_u128 << 100 | 7);
+        assert_eq!(m.cpu.regs.xmm[2], 99, "the faulting load wrote nothing");
     }
 
     #[test]
@@ -281,19 +281,22 @@ mod tests {
         });
         let all = u128::MAX;
         let m = run_to_hlt(&code, |c| {
-            c.xmm[0] = all;
-            c.xmm[1] = 0x1111_2222;
-            c.xmm[2] = all;
-            c.xmm[3] = all;
-            c.xmm[4] = (0xaaaa_u128 << 64) | 0xffff_ffff_bbbb_cccc;
-            c.xmm[5] = all;
-            c.gpr[RAX] = u64::MAX;
+            c.regs.xmm[0] = all;
+            c.regs.xmm[1] = 0x1111_2222;
+            c.regs.xmm[2] = all;
+            c.regs.xmm[3] = all;
+            c.regs.xmm[4] = (0xaaaa_u128 << 64) | 0xffff_ffff_bbbb_cccc;
+            c.regs.xmm[5] = all;
+            c.regs.gpr[RAX] = u64::MAX;
             c.mem.write_u32(DATA, 0x3f80_0000).unwrap();
         });
-        assert_eq!(m.cpu.xmm[0], (all << 32) | 0x1111_2222);
-        assert_eq!(m.cpu.xmm[2], 0x3f80_0000);
-        assert_eq!(m.cpu.xmm[3], 0xffff_ffff_bbbb_cccc);
-        assert_eq!(m.cpu.xmm[5], (all << 64) | 0xaaaa);
-        assert_eq!(m.cpu.gpr[RAX], 0xbbbb_cccc, "a 32-bit write zero-extends");
+        assert_eq!(m.cpu.regs.xmm[0], (all << 32) | 0x1111_2222);
+        assert_eq!(m.cpu.regs.xmm[2], 0x3f80_0000);
+        assert_eq!(m.cpu.regs.xmm[3], 0xffff_ffff_bbbb_cccc);
+        assert_eq!(m.cpu.regs.xmm[5], (all << 64) | 0xaaaa);
+        assert_eq!(
+            m.cpu.regs.gpr[RAX], 0xbbbb_cccc,
+            "a 32-bit write zero-extends"
+        );
     }
 }

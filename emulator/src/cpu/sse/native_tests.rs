@@ -450,22 +450,22 @@ fn emulate(case: &Case) -> (Exit, State, [u8; MEM_BYTES]) {
     let mut code = case.insn.clone();
     code.push(0xf4);
     let mut m = machine_with(&code);
-    let stack_pointer = m.cpu.gpr[4];
-    m.cpu.xmm = case.state.xmm;
-    m.cpu.gpr = case.state.gpr;
-    m.cpu.gpr[4] = stack_pointer;
-    m.cpu.gpr[3] = DATA;
+    let stack_pointer = m.cpu.regs.gpr[4];
+    m.cpu.regs.xmm = case.state.xmm;
+    m.cpu.regs.gpr = case.state.gpr;
+    m.cpu.regs.gpr[4] = stack_pointer;
+    m.cpu.regs.gpr[3] = DATA;
     if case.rdi_is_memory {
-        m.cpu.gpr[7] = DATA;
+        m.cpu.regs.gpr[7] = DATA;
     }
-    m.cpu.mxcsr = case.state.mxcsr;
-    m.cpu.flags.set_rflags(case.state.rflags, STATUS);
+    m.cpu.regs.mxcsr = case.state.mxcsr;
+    m.cpu.regs.flags.set_rflags(case.state.rflags, STATUS);
     m.cpu.mem.write_bytes(DATA, &case.mem).unwrap();
     let exit = m.step();
     let state = State {
-        xmm: m.cpu.xmm,
-        gpr: m.cpu.gpr,
-        mxcsr: m.cpu.mxcsr,
+        xmm: m.cpu.regs.xmm,
+        gpr: m.cpu.regs.gpr,
+        mxcsr: m.cpu.regs.mxcsr,
         pad: 0,
         rflags: m.cpu.rflags(),
     };

@@ -238,7 +238,7 @@ impl X87 {
 /// A waiting x87 instruction first delivers a pending unmasked exception as #MF.
 #[inline]
 fn check_pending(cpu: &Cpu) -> Result<(), Stop> {
-    if cpu.x87.status & ES != 0 {
+    if cpu.regs.x87.status & ES != 0 {
         return Err(Exception::X87FloatingPoint.into());
     }
     Ok(())
@@ -246,9 +246,9 @@ fn check_pending(cpu: &Cpu) -> Result<(), Stop> {
 
 /// Records FIP (and FDP for memory forms) of a non-control instruction.
 fn note(cpu: &mut Cpu, i: &Insn) {
-    cpu.x87.last_ip = i.ip();
+    cpu.regs.x87.last_ip = i.ip();
     if has_memory(i) {
-        cpu.x87.last_dp = cpu.ea(i);
+        cpu.regs.x87.last_dp = cpu.ea(i);
     }
 }
 
@@ -285,13 +285,13 @@ fn read_operand<const K: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(F80, bool), Sto
 /// and the caller stores the result (returns true).
 fn settle(cpu: &mut Cpu, o: &Outcome) -> bool {
     let before = o.flags & (IE | DE | ZE);
-    if before & !cpu.x87.masks() != 0 {
-        cpu.x87.set_c1(false);
-        cpu.x87.raise(before);
+    if before & !cpu.regs.x87.masks() != 0 {
+        cpu.regs.x87.set_c1(false);
+        cpu.regs.x87.raise(before);
         return false;
     }
-    cpu.x87.set_c1(o.rounded_up);
-    cpu.x87.raise(o.flags);
+    cpu.regs.x87.set_c1(o.rounded_up);
+    cpu.regs.x87.raise(o.flags);
     true
 }
 
@@ -327,26 +327,26 @@ fn arith_core(
 ) {
     let src = match src {
         Some(v) => Some(v),
-        None if cpu.x87.is_empty(src_reg) => None,
-        None => Some((cpu.x87.st(src_reg), false)),
+        None if cpu.regs.x87.is_empty(src_reg) => None,
+        None => Some((cpu.regs.x87.st(src_reg), false)),
     };
-    let (Some((s, s_den)), false) = (src, cpu.x87.is_empty(dest)) else {
-        if cpu.x87.underflow() {
-            cpu.x87.set_st(dest, INDEFINITE);
+    let (Some((s, s_den)), false) = (src, cpu.regs.x87.is_empty(dest)) else {
+        if cpu.regs.x87.underflow() {
+            cpu.regs.x87.set_st(dest, INDEFINITE);
             if pop {
-                cpu.x87.pop();
+                cpu.regs.x87.pop();
             }
         }
         return;
     };
-    let d = cpu.x87.st(dest);
+    let d = cpu.regs.x87.st(dest);
     let (op, reversed) = op_of(a);
     let (x, x_den, y, y_den) = if reversed {
         (s, s_den, d, false)
     } else {
         (d, false, s, s_den)
     };
-    let x87 = &cpu.x87;
+    let x87 = &cpu.regs.x87;
     let o = float::arith(
         op,
         x,
@@ -358,9 +358,9 @@ fn arith_core(
         x87.masks(),
     );
     if settle(cpu, &o) {
-        cpu.x87.set_st(dest, o.value);
+        cpu.regs.x87.set_st(dest, o.value);
         if pop {
-            cpu.x87.pop();
+            cpu.regs.x87.pop();
         }
     }
 }
@@ -385,22 +385,22 @@ fn arith_mem<const A: u8, const K: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), St
 // Loads.
 
 fn push_checked(cpu: &mut Cpu, v: F80, flags: u16) {
-    if !cpu.x87.is_empty(7) {
-        if cpu.x87.overflow() {
-            cpu.x87.push(INDEFINITE);
+    if !cpu.regs.x87.is_empty(7) {
+        if cpu.regs.x87.overflow() {
+            cpu.regs.x87.push(INDEFINITE);
         }
         return;
     }
     // An unmasked invalid operation (an SNaN source) suppresses the load; a denormal source is loaded anyway
     // (checked on the host).
-    if flags & IE & !cpu.x87.masks() != 0 {
-        cpu.x87.set_c1(false);
-        cpu.x87.raise(flags);
+    if flags & IE & !cpu.regs.x87.masks() != 0 {
+        cpu.regs.x87.set_c1(false);
+        cpu.regs.x87.raise(flags);
         return;
     }
-    cpu.x87.set_c1(false);
-    cpu.x87.raise(flags);
-    cpu.x87.push(v);
+    cpu.regs.x87.set_c1(false);
+    cpu.regs.x87.raise(flags);
+    cpu.regs.x87.push(v);
 }
 
 fn fld_mem<const K: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
@@ -434,18 +434,18 @@ fn fld_st(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     let src = sti(i, 0);
-    if cpu.x87.is_empty(src) {
+    if cpu.regs.x87.is_empty(src) {
         // Stack underflow: a masked one pushes the indefinite (unless the push overflows as well).
-        if cpu.x87.is_empty(7) {
-            if cpu.x87.underflow() {
-                cpu.x87.push(INDEFINITE);
+        if cpu.regs.x87.is_empty(7) {
+            if cpu.regs.x87.underflow() {
+                cpu.regs.x87.push(INDEFINITE);
             }
-        } else if cpu.x87.overflow() {
-            cpu.x87.push(INDEFINITE);
+        } else if cpu.regs.x87.overflow() {
+            cpu.regs.x87.push(INDEFINITE);
         }
         return Ok(());
     }
-    let v = cpu.x87.st(src);
+    let v = cpu.regs.x87.st(src);
     push_checked(cpu, v, 0);
     Ok(())
 }
@@ -453,7 +453,7 @@ fn fld_st(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 fn fld_const<const C: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
-    let r = cpu.x87.rounding();
+    let r = cpu.regs.x87.rounding();
     let v = match C {
         0 => F80::new(false, 0x3fff, 1 << 63),
         1 => F80::zero(false),
@@ -479,22 +479,22 @@ fn fst_float<const K: u8, const POP: bool>(cpu: &mut Cpu, i: &Insn) -> Result<()
     } else {
         (float::DOUBLE, 11, 8)
     };
-    if cpu.x87.is_empty(0) {
+    if cpu.regs.x87.is_empty(0) {
         let indefinite = if K == M32FP {
             0xffc0_0000
         } else {
             0xfff8_0000_0000_0000
         };
-        if cpu.x87.masks() & IE != 0 {
+        if cpu.regs.x87.masks() & IE != 0 {
             cpu.mem.write_sized(a, size, indefinite)?;
         }
         note(cpu, i);
-        if cpu.x87.underflow() && POP {
-            cpu.x87.pop();
+        if cpu.regs.x87.underflow() && POP {
+            cpu.regs.x87.pop();
         }
         return Ok(());
     }
-    let x87 = &cpu.x87;
+    let x87 = &cpu.regs.x87;
     let (bits, flags, up) =
         float::to_ieee(x87.st(0), format, exp_bits, x87.rounding(), x87.masks());
     // Unmasked invalid operation, overflow or underflow: nothing is stored to memory and nothing is popped.
@@ -503,10 +503,10 @@ fn fst_float<const K: u8, const POP: bool>(cpu: &mut Cpu, i: &Insn) -> Result<()
         cpu.mem.write_sized(a, size, bits)?;
     }
     note(cpu, i);
-    cpu.x87.set_c1(up && stored);
-    cpu.x87.raise(flags);
+    cpu.regs.x87.set_c1(up && stored);
+    cpu.regs.x87.raise(flags);
     if POP && stored {
-        cpu.x87.pop();
+        cpu.regs.x87.pop();
     }
     Ok(())
 }
@@ -514,24 +514,28 @@ fn fst_float<const K: u8, const POP: bool>(cpu: &mut Cpu, i: &Insn) -> Result<()
 fn fstp_m80(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     let a = cpu.ea(i);
-    let empty = cpu.x87.is_empty(0);
-    if empty && cpu.x87.masks() & IE == 0 {
+    let empty = cpu.regs.x87.is_empty(0);
+    if empty && cpu.regs.x87.masks() & IE == 0 {
         note(cpu, i);
-        cpu.x87.underflow();
+        cpu.regs.x87.underflow();
         return Ok(());
     }
-    let v = if empty { INDEFINITE } else { cpu.x87.st(0) };
+    let v = if empty {
+        INDEFINITE
+    } else {
+        cpu.regs.x87.st(0)
+    };
     let mut b = [0u8; 10];
     b[..8].copy_from_slice(&v.significand.to_le_bytes());
     b[8..].copy_from_slice(&v.sign_exponent.to_le_bytes());
     cpu.mem.write(a, b)?;
     note(cpu, i);
     if empty {
-        cpu.x87.underflow();
+        cpu.regs.x87.underflow();
     } else {
-        cpu.x87.set_c1(false);
+        cpu.regs.x87.set_c1(false);
     }
-    cpu.x87.pop();
+    cpu.regs.x87.pop();
     Ok(())
 }
 
@@ -539,18 +543,18 @@ fn fst_st<const POP: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     let dest = sti(i, 0);
-    let v = if cpu.x87.is_empty(0) {
-        if !cpu.x87.underflow() {
+    let v = if cpu.regs.x87.is_empty(0) {
+        if !cpu.regs.x87.underflow() {
             return Ok(());
         }
         INDEFINITE
     } else {
-        cpu.x87.set_c1(false);
-        cpu.x87.st(0)
+        cpu.regs.x87.set_c1(false);
+        cpu.regs.x87.st(0)
     };
-    cpu.x87.set_st(dest, v);
+    cpu.regs.x87.set_st(dest, v);
     if POP {
-        cpu.x87.pop();
+        cpu.regs.x87.pop();
     }
     Ok(())
 }
@@ -564,36 +568,36 @@ fn fist<const BITS: u32, const POP: bool, const TRUNC: bool>(
     let a = cpu.ea(i);
     let size = BITS / 8;
     let indefinite = 1u64 << (BITS - 1);
-    if cpu.x87.is_empty(0) {
-        if cpu.x87.masks() & IE != 0 {
+    if cpu.regs.x87.is_empty(0) {
+        if cpu.regs.x87.masks() & IE != 0 {
             cpu.mem.write_sized(a, size, indefinite)?;
         }
         note(cpu, i);
-        if cpu.x87.underflow() && POP {
-            cpu.x87.pop();
+        if cpu.regs.x87.underflow() && POP {
+            cpu.regs.x87.pop();
         }
         return Ok(());
     }
     let rounding = if TRUNC {
         Rounding::Zero
     } else {
-        cpu.x87.rounding()
+        cpu.regs.x87.rounding()
     };
-    let (v, flags, up) = float::to_int(cpu.x87.st(0), BITS, rounding);
-    let masked = flags & (IE | DE) & !cpu.x87.masks() == 0;
+    let (v, flags, up) = float::to_int(cpu.regs.x87.st(0), BITS, rounding);
+    let masked = flags & (IE | DE) & !cpu.regs.x87.masks() == 0;
     if masked {
         cpu.mem.write_sized(a, size, v)?;
     }
     note(cpu, i);
     if !masked {
-        cpu.x87.set_c1(false);
-        cpu.x87.raise(flags & (IE | DE));
+        cpu.regs.x87.set_c1(false);
+        cpu.regs.x87.raise(flags & (IE | DE));
         return Ok(());
     }
-    cpu.x87.set_c1(up);
-    cpu.x87.raise(flags);
+    cpu.regs.x87.set_c1(up);
+    cpu.regs.x87.raise(flags);
     if POP {
-        cpu.x87.pop();
+        cpu.regs.x87.pop();
     }
     Ok(())
 }
@@ -605,23 +609,23 @@ fn fxch(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     let j = sti(i, 1);
-    let (e0, ej) = (cpu.x87.is_empty(0), cpu.x87.is_empty(j));
+    let (e0, ej) = (cpu.regs.x87.is_empty(0), cpu.regs.x87.is_empty(j));
     if e0 || ej {
-        if !cpu.x87.underflow() {
+        if !cpu.regs.x87.underflow() {
             return Ok(());
         }
         if e0 {
-            cpu.x87.set_st(0, INDEFINITE);
+            cpu.regs.x87.set_st(0, INDEFINITE);
         }
         if ej {
-            cpu.x87.set_st(j, INDEFINITE);
+            cpu.regs.x87.set_st(j, INDEFINITE);
         }
     } else {
-        cpu.x87.set_c1(false);
+        cpu.regs.x87.set_c1(false);
     }
-    let (a, b) = (cpu.x87.st(0), cpu.x87.st(j));
-    cpu.x87.set_st(0, b);
-    cpu.x87.set_st(j, a);
+    let (a, b) = (cpu.regs.x87.st(0), cpu.regs.x87.st(j));
+    cpu.regs.x87.set_st(0, b);
+    cpu.regs.x87.set_st(j, a);
     Ok(())
 }
 
@@ -634,14 +638,14 @@ const RNDINT: u8 = 3;
 fn unary<const U: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
-    if cpu.x87.is_empty(0) {
-        if cpu.x87.underflow() {
-            cpu.x87.set_st(0, INDEFINITE);
+    if cpu.regs.x87.is_empty(0) {
+        if cpu.regs.x87.underflow() {
+            cpu.regs.x87.set_st(0, INDEFINITE);
         }
         return Ok(());
     }
-    let v = cpu.x87.st(0);
-    let x87 = &cpu.x87;
+    let v = cpu.regs.x87.st(0);
+    let x87 = &cpu.regs.x87;
     let o = match U {
         CHS => Outcome::exact(v.with_sign(!v.sign())),
         ABS => Outcome::exact(v.with_sign(false)),
@@ -649,7 +653,7 @@ fn unary<const U: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
         _ => float::round_to_integral(v, x87.rounding()),
     };
     if settle(cpu, &o) {
-        cpu.x87.set_st(0, o.value);
+        cpu.regs.x87.set_st(0, o.value);
     }
     Ok(())
 }
@@ -662,25 +666,25 @@ const PREM1: u8 = 2;
 fn binary_st01<const F: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
-    if cpu.x87.is_empty(0) || cpu.x87.is_empty(1) {
-        if cpu.x87.underflow() {
-            cpu.x87.set_st(0, INDEFINITE);
+    if cpu.regs.x87.is_empty(0) || cpu.regs.x87.is_empty(1) {
+        if cpu.regs.x87.underflow() {
+            cpu.regs.x87.set_st(0, INDEFINITE);
         }
         return Ok(());
     }
-    let (a, b) = (cpu.x87.st(0), cpu.x87.st(1));
-    let (rounding, masks) = (cpu.x87.rounding(), cpu.x87.masks());
+    let (a, b) = (cpu.regs.x87.st(0), cpu.regs.x87.st(1));
+    let (rounding, masks) = (cpu.regs.x87.rounding(), cpu.regs.x87.masks());
     if F == SCALE {
         let o = float::scale(a, b, rounding, masks);
         if settle(cpu, &o) {
-            cpu.x87.set_st(0, o.value);
+            cpu.regs.x87.set_st(0, o.value);
         }
         return Ok(());
     }
     let (o, complete, q) = float::partial_remainder(a, b, F == PREM1, rounding, masks);
     if settle(cpu, &o) {
-        cpu.x87.set_st(0, o.value);
-        let s = &mut cpu.x87.status;
+        cpu.regs.x87.set_st(0, o.value);
+        let s = &mut cpu.regs.x87.status;
         *s &= !(C0 | C1 | C2 | C3);
         if complete {
             *s |= if q & 4 != 0 { C0 } else { 0 }
@@ -696,21 +700,21 @@ fn binary_st01<const F: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 fn fxtract(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
-    if cpu.x87.is_empty(0) {
-        if cpu.x87.underflow() {
-            cpu.x87.set_st(0, INDEFINITE);
+    if cpu.regs.x87.is_empty(0) {
+        if cpu.regs.x87.underflow() {
+            cpu.regs.x87.set_st(0, INDEFINITE);
             push_checked(cpu, INDEFINITE, 0);
         }
         return Ok(());
     }
-    if !cpu.x87.is_empty(7) {
-        if cpu.x87.overflow() {
-            cpu.x87.set_st(0, INDEFINITE);
-            cpu.x87.push(INDEFINITE);
+    if !cpu.regs.x87.is_empty(7) {
+        if cpu.regs.x87.overflow() {
+            cpu.regs.x87.set_st(0, INDEFINITE);
+            cpu.regs.x87.push(INDEFINITE);
         }
         return Ok(());
     }
-    match float::extract(cpu.x87.st(0)) {
+    match float::extract(cpu.regs.x87.st(0)) {
         Ok((exponent, significand, flags)) => {
             let o = Outcome {
                 value: significand,
@@ -718,14 +722,14 @@ fn fxtract(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
                 rounded_up: false,
             };
             if settle(cpu, &o) {
-                cpu.x87.set_st(0, exponent);
-                cpu.x87.push(significand);
+                cpu.regs.x87.set_st(0, exponent);
+                cpu.regs.x87.push(significand);
             }
         }
         Err(o) => {
             if settle(cpu, &o) {
-                cpu.x87.set_st(0, o.value);
-                cpu.x87.push(o.value);
+                cpu.regs.x87.set_st(0, o.value);
+                cpu.regs.x87.push(o.value);
             }
         }
     }
@@ -736,16 +740,16 @@ fn fcmov<const CC: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
     let src = sti(i, 1);
-    if cpu.x87.is_empty(0) || cpu.x87.is_empty(src) {
-        if cpu.x87.underflow() {
-            cpu.x87.set_st(0, INDEFINITE);
+    if cpu.regs.x87.is_empty(0) || cpu.regs.x87.is_empty(src) {
+        if cpu.regs.x87.underflow() {
+            cpu.regs.x87.set_st(0, INDEFINITE);
         }
         return Ok(());
     }
-    cpu.x87.set_c1(false);
-    if cpu.flags.cond(CC) {
-        let v = cpu.x87.st(src);
-        cpu.x87.set_st(0, v);
+    cpu.regs.x87.set_c1(false);
+    if cpu.regs.flags.cond(CC) {
+        let v = cpu.regs.x87.st(src);
+        cpu.regs.x87.set_st(0, v);
     }
     Ok(())
 }
@@ -753,9 +757,9 @@ fn fcmov<const CC: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 fn ffree<const POP: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
-    cpu.x87.free(sti(i, 0));
+    cpu.regs.x87.free(sti(i, 0));
     if POP {
-        cpu.x87.pop();
+        cpu.regs.x87.pop();
     }
     Ok(())
 }
@@ -763,8 +767,8 @@ fn ffree<const POP: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 fn fstp_top<const DELTA: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
-    cpu.x87.top = (cpu.x87.top + DELTA) & 7;
-    cpu.x87.set_c1(false);
+    cpu.regs.x87.top = (cpu.regs.x87.top + DELTA) & 7;
+    cpu.regs.x87.set_c1(false);
     Ok(())
 }
 
@@ -792,11 +796,13 @@ fn fcom_core(
 ) {
     let other = match other {
         Some(v) => Some(v),
-        None if cpu.x87.is_empty(other_reg) => None,
-        None => Some((cpu.x87.st(other_reg), false)),
+        None if cpu.regs.x87.is_empty(other_reg) => None,
+        None => Some((cpu.regs.x87.st(other_reg), false)),
     };
-    let ord_flags = match (other, cpu.x87.is_empty(0)) {
-        (Some((b, b_den)), false) => Some(float::compare(cpu.x87.st(0), false, b, b_den, quiet)),
+    let ord_flags = match (other, cpu.regs.x87.is_empty(0)) {
+        (Some((b, b_den)), false) => {
+            Some(float::compare(cpu.regs.x87.st(0), false, b, b_den, quiet))
+        }
         _ => None,
     };
     // The condition codes (or rflags) are set even when the exception is unmasked; the pops are then skipped
@@ -804,21 +810,21 @@ fn fcom_core(
     let (ord, flags) = match ord_flags {
         Some(v) => v,
         None => {
-            cpu.x87.underflow();
+            cpu.regs.x87.underflow();
             (Ordering::Unordered, IE)
         }
     };
-    let performed = flags & !cpu.x87.masks() & (IE | DE) == 0;
-    cpu.x87.raise(flags);
+    let performed = flags & !cpu.regs.x87.masks() & (IE | DE) == 0;
+    cpu.regs.x87.raise(flags);
     if to_rflags {
-        cpu.x87.set_c1(false);
+        cpu.regs.x87.set_c1(false);
         let f = match ord {
             Ordering::Greater => 0,
             Ordering::Less => CF,
             Ordering::Equal => ZF,
             Ordering::Unordered => ZF | PF | CF,
         };
-        cpu.flags.set_status(f);
+        cpu.regs.flags.set_status(f);
     } else {
         let (c3, c2, c0) = match ord {
             Ordering::Greater => (0, 0, 0),
@@ -826,11 +832,11 @@ fn fcom_core(
             Ordering::Equal => (C3, 0, 0),
             Ordering::Unordered => (C3, C2, C0),
         };
-        cpu.x87.set_condition(c3, c2, c0);
+        cpu.regs.x87.set_condition(c3, c2, c0);
     }
     if performed {
         for _ in 0..pops {
-            cpu.x87.pop();
+            cpu.regs.x87.pop();
         }
     }
 }
@@ -869,8 +875,8 @@ fn ftst(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 fn fxam(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     note(cpu, i);
-    let v = cpu.x87.st(0);
-    let (c3, c2, c0) = if cpu.x87.is_empty(0) {
+    let v = cpu.regs.x87.st(0);
+    let (c3, c2, c0) = if cpu.regs.x87.is_empty(0) {
         (C3, 0, C0)
     } else {
         match v.unpack().class {
@@ -882,8 +888,8 @@ fn fxam(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
             float::Class::Finite => (0, C2, 0),
         }
     };
-    cpu.x87.set_condition(c3, c2, c0);
-    cpu.x87.set_c1(v.sign());
+    cpu.regs.x87.set_condition(c3, c2, c0);
+    cpu.regs.x87.set_c1(v.sign());
     Ok(())
 }
 
@@ -892,7 +898,7 @@ fn fxam(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 
 fn fnstcw(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
-    cpu.mem.write_u16(a, cpu.x87.control)?;
+    cpu.mem.write_u16(a, cpu.regs.x87.control)?;
     Ok(())
 }
 
@@ -905,14 +911,14 @@ fn fldcw(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     let a = cpu.ea(i);
     let v = cpu.mem.read_u16(a)?;
-    cpu.x87.control = (v & CONTROL_WRITABLE) | CONTROL_ONE;
-    cpu.x87.update_summary();
+    cpu.regs.x87.control = (v & CONTROL_WRITABLE) | CONTROL_ONE;
+    cpu.regs.x87.update_summary();
     Ok(())
 }
 
 fn fnstsw_mem(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
-    cpu.mem.write_u16(a, cpu.x87.status_word())?;
+    cpu.mem.write_u16(a, cpu.regs.x87.status_word())?;
     Ok(())
 }
 
@@ -922,7 +928,7 @@ fn fstsw_mem(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 }
 
 fn fnstsw_ax(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    let sw = cpu.x87.status_word();
+    let sw = cpu.regs.x87.status_word();
     cpu.write_reg(Register::AX, sw as u64);
     Ok(())
 }
@@ -933,7 +939,7 @@ fn fstsw_ax(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 }
 
 fn fnclex(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    cpu.x87.status &= !(EXCEPTIONS | SF | ES | B);
+    cpu.regs.x87.status &= !(EXCEPTIONS | SF | ES | B);
     Ok(())
 }
 
@@ -943,8 +949,8 @@ fn fclex(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
 }
 
 fn fninit(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    let regs = cpu.x87.regs;
-    cpu.x87 = X87 {
+    let regs = cpu.regs.x87.regs;
+    cpu.regs.x87 = X87 {
         regs,
         ..X87::default()
     };
@@ -991,10 +997,10 @@ fn fnstenv<const WAIT: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
         check_pending(cpu)?;
     }
     let a = cpu.ea(i);
-    let e = environment(&cpu.x87);
+    let e = environment(&cpu.regs.x87);
     cpu.mem.write(a, e)?;
     // FNSTENV masks every exception after saving (SDM Vol. 2, FSTENV/FNSTENV).
-    cpu.x87.control |= EXCEPTIONS;
+    cpu.regs.x87.control |= EXCEPTIONS;
     Ok(())
 }
 
@@ -1002,7 +1008,7 @@ fn fldenv(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     let a = cpu.ea(i);
     let e: [u8; 28] = cpu.mem.read(a)?;
-    load_environment(&mut cpu.x87, &e);
+    load_environment(&mut cpu.regs.x87, &e);
     Ok(())
 }
 
@@ -1012,9 +1018,9 @@ fn fnsave<const WAIT: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     }
     let a = cpu.ea(i);
     let mut image = [0u8; 108];
-    image[..28].copy_from_slice(&environment(&cpu.x87));
+    image[..28].copy_from_slice(&environment(&cpu.regs.x87));
     for n in 0..8 {
-        let v = cpu.x87.st(n);
+        let v = cpu.regs.x87.st(n);
         image[28 + 10 * n..36 + 10 * n].copy_from_slice(&v.significand.to_le_bytes());
         image[36 + 10 * n..38 + 10 * n].copy_from_slice(&v.sign_exponent.to_le_bytes());
     }
@@ -1026,7 +1032,7 @@ fn frstor(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     check_pending(cpu)?;
     let a = cpu.ea(i);
     let image: [u8; 108] = cpu.mem.read(a)?;
-    let x87 = &mut cpu.x87;
+    let x87 = &mut cpu.regs.x87;
     // TOP first: the registers are stored in stack order.
     let sw = u16::from_le_bytes([image[4], image[5]]);
     x87.top = ((sw >> 11) & 7) as u8;
@@ -1047,7 +1053,7 @@ fn fxsave<const W64: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     if a & 15 != 0 {
         return Err(Exception::GeneralProtection.into());
     }
-    let x87 = &cpu.x87;
+    let x87 = &cpu.regs.x87;
     let mut image = [0u8; 416];
     image[0..2].copy_from_slice(&x87.control.to_le_bytes());
     image[2..4].copy_from_slice(&x87.status_word().to_le_bytes());
@@ -1060,7 +1066,7 @@ fn fxsave<const W64: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
         image[8..12].copy_from_slice(&(x87.last_ip as u32).to_le_bytes());
         image[16..20].copy_from_slice(&(x87.last_dp as u32).to_le_bytes());
     }
-    image[24..28].copy_from_slice(&cpu.mxcsr.to_le_bytes());
+    image[24..28].copy_from_slice(&cpu.regs.mxcsr.to_le_bytes());
     image[28..32].copy_from_slice(&MXCSR_MASK.to_le_bytes());
     for n in 0..8 {
         let v = x87.st(n);
@@ -1068,7 +1074,7 @@ fn fxsave<const W64: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
         image[o..o + 8].copy_from_slice(&v.significand.to_le_bytes());
         image[o + 8..o + 10].copy_from_slice(&v.sign_exponent.to_le_bytes());
     }
-    for (n, x) in cpu.xmm.iter().enumerate() {
+    for (n, x) in cpu.regs.xmm.iter().enumerate() {
         let o = 160 + 16 * n;
         image[o..o + 16].copy_from_slice(&x.to_le_bytes());
     }
@@ -1087,7 +1093,7 @@ fn fxrstor<const W64: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     if mxcsr & !MXCSR_MASK != 0 {
         return Err(Exception::GeneralProtection.into());
     }
-    let x87 = &mut cpu.x87;
+    let x87 = &mut cpu.regs.x87;
     x87.control = (u16::from_le_bytes([image[0], image[1]]) & CONTROL_WRITABLE) | CONTROL_ONE;
     x87.set_status_word(u16::from_le_bytes([image[2], image[3]]));
     x87.last_opcode = u16::from_le_bytes([image[6], image[7]]) & 0x7ff;
@@ -1107,10 +1113,10 @@ fn fxrstor<const W64: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
         };
     }
     x87.retag(image[4]);
-    cpu.mxcsr = mxcsr;
+    cpu.regs.mxcsr = mxcsr;
     for n in 0..16 {
         let o = 160 + 16 * n;
-        cpu.xmm[n] = u128::from_le_bytes(image[o..o + 16].try_into().unwrap());
+        cpu.regs.xmm[n] = u128::from_le_bytes(image[o..o + 16].try_into().unwrap());
     }
     Ok(())
 }

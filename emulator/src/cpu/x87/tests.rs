@@ -43,8 +43,8 @@ fn long_double_arithmetic_program() {
     });
     let mut m = run_to_hlt(&code, |c| c.mem.write_u32(DATA, 3).unwrap());
     assert_eq!(read_f80(&mut m, DATA + 0x10), 0x4001_e000_0000_0000_0000);
-    assert_eq!(m.cpu.gpr[RAX] as u16 & (PE | ES | 0x3800), PE);
-    assert_eq!(m.cpu.x87.tag, 0xffff, "the stack is empty again");
+    assert_eq!(m.cpu.regs.gpr[RAX] as u16 & (PE | ES | 0x3800), PE);
+    assert_eq!(m.cpu.regs.x87.tag, 0xffff, "the stack is empty again");
 }
 
 #[test]
@@ -67,7 +67,7 @@ fn fistp_rounds_by_control_and_fisttp_truncates() {
     assert_eq!(m.cpu.mem.read_u32(DATA + 0x10).unwrap() as i32, -2);
     assert_eq!(m.cpu.mem.read_u32(DATA + 0x14).unwrap() as i32, -2);
     assert_eq!(m.cpu.mem.read_u64(DATA + 0x18).unwrap() as i64, -2);
-    assert_eq!(m.cpu.x87.status & PE, PE);
+    assert_eq!(m.cpu.regs.x87.status & PE, PE);
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn out_of_range_conversion_stores_the_integer_indefinite() {
         write_f80(c, DATA, float::from_int(40000).to_bits())
     });
     assert_eq!(m.cpu.mem.read_u16(DATA + 0x10).unwrap(), 0x8000);
-    assert_eq!(m.cpu.x87.status & (IE | SF), IE);
+    assert_eq!(m.cpu.regs.x87.status & (IE | SF), IE);
 }
 
 #[test]
@@ -93,10 +93,10 @@ fn stack_overflow_and_underflow_give_the_indefinite_with_stack_fault() {
         a.hlt().unwrap();
     });
     let m = run_to_hlt(&code, |_| {});
-    assert_eq!(m.cpu.x87.st(0), float::INDEFINITE);
-    assert_eq!(m.cpu.x87.status & (IE | SF | C1), IE | SF | C1);
+    assert_eq!(m.cpu.regs.x87.st(0), float::INDEFINITE);
+    assert_eq!(m.cpu.regs.x87.status & (IE | SF | C1), IE | SF | C1);
     assert_eq!(
-        m.cpu.x87.tag, 0x8000,
+        m.cpu.regs.x87.tag, 0x8000,
         "R7 (the overflowed push) is special, the rest valid"
     );
 
@@ -105,8 +105,8 @@ fn stack_overflow_and_underflow_give_the_indefinite_with_stack_fault() {
         a.hlt().unwrap();
     });
     let m = run_to_hlt(&code, |_| {});
-    assert_eq!(m.cpu.x87.status & (IE | SF | C1), IE | SF);
-    assert_eq!(m.cpu.x87.st(0), float::INDEFINITE);
+    assert_eq!(m.cpu.regs.x87.status & (IE | SF | C1), IE | SF);
+    assert_eq!(m.cpu.regs.x87.st(0), float::INDEFINITE);
 }
 
 #[test]
@@ -126,10 +126,10 @@ fn unmasked_exception_faults_at_the_next_waiting_instruction() {
     m.cpu.mem.write_u16(DATA, 0x037b).unwrap();
     assert_eq!(m.run(100), Exit::Exception(Exception::X87FloatingPoint));
     assert_eq!(m.cpu.icount, 5);
-    let sw = m.cpu.gpr[RAX] as u16;
+    let sw = m.cpu.regs.gpr[RAX] as u16;
     assert_eq!(sw & (ZE | ES | 0x8000), ZE | ES | 0x8000);
-    assert_eq!(m.cpu.x87.top, 6, "the faulting fdivp did not pop");
-    assert_eq!(m.cpu.x87.st(1), bits(0x3fff_8000_0000_0000_0000));
+    assert_eq!(m.cpu.regs.x87.top, 6, "the faulting fdivp did not pop");
+    assert_eq!(m.cpu.regs.x87.st(1), bits(0x3fff_8000_0000_0000_0000));
 }
 
 #[test]
@@ -145,7 +145,7 @@ fn fcomi_sets_zf_pf_cf_and_fucomi_is_quiet_for_qnan() {
         m.cpu.rflags() & (flags::ZF | flags::PF | flags::CF),
         flags::ZF | flags::PF | flags::CF
     );
-    assert_eq!(m.cpu.x87.status & IE, 0);
+    assert_eq!(m.cpu.regs.x87.status & IE, 0);
     let code = assemble(|a| {
         a.fld(tbyte_ptr(DATA)).unwrap();
         a.fld1().unwrap();
@@ -158,7 +158,7 @@ fn fcomi_sets_zf_pf_cf_and_fucomi_is_quiet_for_qnan() {
         flags::CF,
         "1 < 2"
     );
-    assert_eq!(m.cpu.x87.top, 7);
+    assert_eq!(m.cpu.regs.x87.top, 7);
 }
 
 #[test]
@@ -174,17 +174,19 @@ fn fxsave_fxrstor_round_trip_and_alignment() {
         a.hlt().unwrap();
     });
     let mut m = machine_with(&code);
-    m.cpu.xmm[3] = 0x1234;
+    m.cpu.regs.xmm[3] = 0x1234;
     assert_eq!(m.run(100), Exit::Exception(Exception::GeneralProtection));
     assert!(
-        m.describe_instruction(m.cpu.rip).1.starts_with("fxsave "),
+        m.describe_instruction(m.cpu.regs.rip)
+            .1
+            .starts_with("fxsave "),
         "the misaligned fxsave faults"
     );
     assert_eq!(
-        m.cpu.x87.st(1),
+        m.cpu.regs.x87.st(1),
         float::constant(float::PI.0, float::PI.1, Rounding::Nearest)
     );
-    assert_eq!(m.cpu.x87.st(0), F80::zero(false));
+    assert_eq!(m.cpu.regs.x87.st(0), F80::zero(false));
     assert_eq!(
         m.cpu.mem.read_u8(DATA + 0x204).unwrap(),
         0xc0,
@@ -213,13 +215,13 @@ fn fnsave_frstor_round_trip() {
         a.hlt().unwrap();
     });
     let m = run_to_hlt(&code, |_| {});
-    assert_eq!(m.cpu.x87.top, 6);
-    assert_eq!(m.cpu.x87.st(1), bits(0x3fff_8000_0000_0000_0000));
+    assert_eq!(m.cpu.regs.x87.top, 6);
+    assert_eq!(m.cpu.regs.x87.st(1), bits(0x3fff_8000_0000_0000_0000));
     assert_eq!(
-        m.cpu.x87.st(0),
+        m.cpu.regs.x87.st(0),
         float::constant(float::LOG2_E.0, float::LOG2_E.1, Rounding::Nearest)
     );
-    assert_eq!(m.cpu.x87.tag, 0x0fff);
+    assert_eq!(m.cpu.regs.x87.tag, 0x0fff);
 }
 
 // -------------------------------------------------------------------------------------------------------------------
@@ -589,7 +591,7 @@ fn native_differential_x87() {
             let code_bytes = program(count, &[instr], false);
             let mut machine = machine_with(&code_bytes);
             machine.cpu.mem.write_bytes(DATA, &input).unwrap();
-            machine.cpu.gpr[RDI] = DATA;
+            machine.cpu.regs.gpr[RDI] = DATA;
             let exit = machine.run(10_000);
             let mut emulated = [0u8; DATA_SIZE];
             machine.cpu.mem.read_bytes(DATA, &mut emulated).unwrap();
@@ -676,7 +678,7 @@ fn native_differential_environment_images() {
         native.run(&program(count, &instrs, true), &mut data);
         let mut machine = machine_with(&program(count, &instrs, false));
         machine.cpu.mem.write_bytes(DATA, &input).unwrap();
-        machine.cpu.gpr[RDI] = DATA;
+        machine.cpu.regs.gpr[RDI] = DATA;
         let exit = machine.run(10_000);
         let mut emulated = [0u8; DATA_SIZE];
         machine.cpu.mem.read_bytes(DATA, &mut emulated).unwrap();
