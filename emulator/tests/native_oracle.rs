@@ -877,7 +877,7 @@ impl TandemHintRunner {
         let icount = m.cpu.icount;
         let exit = m.run(2);
         let retired = m.cpu.icount - icount;
-        let rip = m.cpu.rip;
+        let rip = m.cpu.regs.rip;
         let outcome = match exit {
             Exit::Exception(Exception::GeneralProtection)
                 if rip == SNIPPET + encoding.len() as u64 && retired == 1 =>

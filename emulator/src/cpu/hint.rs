@@ -117,8 +117,8 @@ mod tests {
         // f3 48 0f 1e c8: rdsspq rax, then f3 0f 1e c9: rdsspd ecx, then hlt.
         let code = [0xf3, 0x48, 0x0f, 0x1e, 0xc8, 0xf3, 0x0f, 0x1e, 0xc9, 0xf4];
         let mut m = machine_with(&code);
-        m.cpu.gpr[RAX] = 0;
-        m.cpu.gpr[RCX] = 0xdead_beef_0123_4567;
+        m.cpu.regs.gpr[RAX] = 0;
+        m.cpu.regs.gpr[RCX] = 0xdead_beef_0123_4567;
         let before = m.cpu.registers();
         assert_eq!(m.run(10), Exit::Exception(Exception::GeneralProtection));
         assert_eq!(m.cpu.icount, 2, "both retire; the hlt faults");

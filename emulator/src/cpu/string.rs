@@ -160,7 +160,7 @@ fn bulk<const S: u8, const OP: u8>(cpu: &mut Cpu, seg: u64, max: u64) -> Result<
     // earlier one wrote (MOVS copies forward only when the destination is not above the source inside it), and
     // forcing touches only the stuck bits.
     cpu.mem.host_write_done(rdi);
-    cpu.gpr[RDI] = rdi.wrapping_add(bytes as u64);
+    cpu.regs.gpr[RDI] = rdi.wrapping_add(bytes as u64);
     Ok(n as u64)
 }
 
@@ -354,10 +354,10 @@ mod tests {
                     for k in 0..0x4000u64 {
                         m.cpu.mem.write_u8(DATA + k, (k * 7 + 3) as u8).unwrap();
                     }
-                    m.cpu.gpr[RSI] = src;
-                    m.cpu.gpr[RDI] = dst;
-                    m.cpu.gpr[RCX] = count;
-                    m.cpu.gpr[RAX] = 0x1122_3344_5566_7788;
+                    m.cpu.regs.gpr[RSI] = src;
+                    m.cpu.regs.gpr[RDI] = dst;
+                    m.cpu.regs.gpr[RCX] = count;
+                    m.cpu.regs.gpr[RAX] = 0x1122_3344_5566_7788;
                     if stuck {
                         for page in 0..4 {
                             let frame = m.cpu.mem.frame_of(DATA + page * 0x1000).unwrap();
