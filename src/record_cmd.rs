@@ -179,7 +179,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let host = RecordingHost::new(LiveHost::new(r.seed), clock, entropy);
     let mut hv = Hypervisor::new(config, bytes.into(), host, plan, policy, fault_seed)
         .with_context(|| format!("cannot load {}", program.display()))?;
-    hv.guest.machine.set_jit(!r.no_jit);
+    hv.guest.set_jit(!r.no_jit);
     let file = std::fs::File::create(&args.output)
         .with_context(|| format!("cannot create the trace {}", args.output.display()))?;
     let writer = TraceWriter::new(std::io::BufWriter::new(file))

@@ -1,9 +1,10 @@
 //! `tandem replay`: reproduces a recorded run from its trace alone and verifies it.
 //!
-//! Exit status: the guest's, when the replay matches the recording to the end; 3 when it diverges (the report
-//! names the first checkpoint that differs and the instruction it was narrowed to); 4 when the trace is
-//! truncated or corrupt after its header (replayed and verified up to its last complete chunk); 125 when it cannot
-//! be read at all (tandem's error status: not a trace, wrong version, damaged header).
+//! Exit status: 0 when the replay matches the recording to its end ("verified", whatever status the guest
+//! itself ended with, which the report prints; `--guest-status` exits with the guest's status instead); 3 when it
+//! diverges (the report names the first checkpoint that differs and the instruction it was narrowed to); 4 when
+//! the trace is truncated or corrupt after its header (replayed and verified up to its last complete chunk); 125
+//! when it cannot be read at all (tandem's error status: not a trace, wrong version, damaged header).
 
 use anyhow::Context;
 use std::io::Write;
@@ -81,7 +82,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot replay {}", args.trace.display()))?;
     let report = replayer.replay();
     let _ = std::io::stdout().flush();
-    let mut err = std::io::stderr().lock();
+    let mut err = crate::output::Lossy(std::io::stderr().lock());
     let name = args.trace.display();
     let status = if let Some(d) = &report.divergence {
         write!(

@@ -272,7 +272,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         args.fault_seed.unwrap_or(args.seed),
     )
     .with_context(|| format!("cannot load {}", program.display()))?;
-    hv.guest.machine.set_jit(!args.no_jit);
+    hv.guest.set_jit(!args.no_jit);
 
     // A report about the emulator's speed, not an input of the guest.
     #[allow(clippy::disallowed_methods)]

@@ -34,11 +34,11 @@ fn debugger_for(trace: &std::path::Path) -> Debugger {
 }
 
 fn rip(d: &Debugger) -> u64 {
-    d.timeline.replayer.hv.guest.machine.cpu.regs.rip
+    d.timeline.replayer.hv.guest.rip()
 }
 
 fn bytes_at(d: &Debugger, addr: u64, len: u64) -> Vec<u8> {
-    let mem = &d.timeline.replayer.hv.guest.machine.cpu.mem;
+    let mem = d.timeline.replayer.hv.guest.memory();
     (0..len)
         .map(|i| {
             let mut b = [0u8];
@@ -144,7 +144,7 @@ fn fast_continue_stops_where_single_stepping_does() {
     while d.timeline.icount() < end && !d.timeline.finished() {
         executed.insert(rip(&d));
         if rip(&d) == main && rsp_in_main.is_none() {
-            rsp_in_main = Some(d.timeline.replayer.hv.guest.machine.cpu.regs.gpr[4]);
+            rsp_in_main = Some(d.timeline.replayer.hv.guest.registers().gpr[4]);
         }
         let next = d.timeline.icount() + 1;
         d.timeline.seek(next);
@@ -262,7 +262,7 @@ fn an_interrupted_continue_stops_at_an_exact_icount() {
     // A breakpoint early in the run; reverse-continue from the end, interrupted at its 20th poll (a search
     // back over a checkpoint interval of 2^20 instructions polls 16 times).
     fresh.timeline.seek(1000);
-    let early = fresh.timeline.replayer.hv.guest.machine.cpu.regs.rip;
+    let early = fresh.timeline.replayer.hv.guest.rip();
     fresh.timeline.seek(0);
     fresh.add_breakpoint(early);
     fresh.continue_forward();
@@ -314,22 +314,14 @@ fn checkpoint_memory_counts_only_the_frames_written_since() {
             "a checkpoint at icount {}",
             k * base
         );
-        let dirty = d.timeline.replayer.hv.guest.machine.cpu.mem.dirty_frames();
+        let dirty = d.timeline.replayer.hv.guest.memory_mut().dirty_frames();
         assert!(
             dirty.is_empty(),
             "{} frames dirty right after a checkpoint",
             dirty.len()
         );
     }
-    let mapped = d
-        .timeline
-        .replayer
-        .hv
-        .guest
-        .machine
-        .cpu
-        .mem
-        .mapped_page_count();
+    let mapped = d.timeline.replayer.hv.guest.memory().mapped_page_count();
     for (icount, bytes) in d.timeline.checkpoint_list() {
         assert!(
             bytes < 4 * mapped * 4096,

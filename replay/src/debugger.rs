@@ -162,11 +162,11 @@ impl Debugger {
     }
 
     fn rip(&self) -> u64 {
-        self.timeline.replayer.hv.guest.machine.cpu.regs.rip
+        self.timeline.replayer.hv.guest.rip()
     }
 
     fn watched(&self) -> Vec<(u32, Vec<u8>)> {
-        let mem = &self.timeline.replayer.hv.guest.machine.cpu.mem;
+        let mem = self.timeline.replayer.hv.guest.memory();
         self.watchpoints
             .iter()
             .map(|(&id, &(addr, len))| {
@@ -224,10 +224,10 @@ impl Debugger {
     fn deviation_counters(&mut self) -> (u64, u64) {
         let guest = &mut self.timeline.replayer.hv.guest;
         // Applies the code writes a syscall left pending, so that they count now and not in the next run.
-        guest.machine.run(0);
+        guest.apply_code_writes();
         (
             guest.stats().signals_delivered,
-            guest.machine.cache_stats.pages_invalidated,
+            guest.cache_stats().pages_invalidated,
         )
     }
 
@@ -251,13 +251,7 @@ impl Debugger {
                 return Some(Stop::Interrupted);
             }
             let counters = self.deviation_counters();
-            let block = self
-                .timeline
-                .replayer
-                .hv
-                .guest
-                .machine
-                .instructions_until(&stops);
+            let block = self.timeline.replayer.hv.guest.instructions_until(&stops);
             let target = icount
                 .saturating_add(block)
                 .min(limit)
@@ -278,11 +272,11 @@ impl Debugger {
 
     /// Arms the pages of every watched range to report a write (`Machine::report_writes_to`).
     fn arm_watched_pages(&mut self) {
-        let machine = &mut self.timeline.replayer.hv.guest.machine;
+        let guest = &mut self.timeline.replayer.hv.guest;
         for &(addr, len) in self.watchpoints.values() {
             let mut page = addr & !0xfff;
             while page < addr.saturating_add(len) {
-                machine.report_writes_to(page);
+                guest.report_writes_to(page);
                 page = page.saturating_add(0x1000);
             }
         }
@@ -425,9 +419,9 @@ impl Debugger {
 
     /// The current position: icount, rip, symbol and instruction.
     pub fn position(&self) -> String {
-        let m = &self.timeline.replayer.hv.guest.machine;
-        let rip = m.cpu.regs.rip;
-        let (_, text) = m.describe_instruction(rip);
+        let guest = &self.timeline.replayer.hv.guest;
+        let rip = guest.rip();
+        let (_, text) = guest.describe_instruction(rip);
         let state = if self.timeline.finished() {
             " (the guest has exited)"
         } else {
@@ -571,26 +565,26 @@ impl Debugger {
     }
 
     pub fn registers_text(&self) -> String {
-        let cpu = &self.timeline.replayer.hv.guest.machine.cpu;
+        let regs = self.timeline.replayer.hv.guest.registers();
         let mut s = String::new();
         for (i, name) in GPR_NAMES.iter().enumerate() {
-            let _ = writeln!(s, "{name:<8} {:#018x}", cpu.regs.gpr[i]);
+            let _ = writeln!(s, "{name:<8} {:#018x}", regs.gpr[i]);
         }
         let _ = writeln!(
             s,
             "{:<8} {:#018x}{}",
             "rip",
-            cpu.regs.rip,
-            self.symbolize(cpu.regs.rip)
+            regs.rip,
+            self.symbolize(regs.rip)
         );
-        let _ = writeln!(s, "{:<8} {:#018x}", "rflags", cpu.rflags());
-        let _ = writeln!(s, "{:<8} {:#018x}", "fs_base", cpu.regs.fs_base);
-        let _ = write!(s, "{:<8} {:#018x}", "gs_base", cpu.regs.gs_base);
+        let _ = writeln!(s, "{:<8} {:#018x}", "rflags", regs.rflags);
+        let _ = writeln!(s, "{:<8} {:#018x}", "fs_base", regs.fs_base);
+        let _ = write!(s, "{:<8} {:#018x}", "gs_base", regs.gs_base);
         s
     }
 
     fn examine(&self, addr: u64, len: u64) -> String {
-        let mem = &self.timeline.replayer.hv.guest.machine.cpu.mem;
+        let mem = self.timeline.replayer.hv.guest.memory();
         let mut s = String::new();
         let mut a = addr;
         while a < addr + len {
@@ -616,12 +610,12 @@ impl Debugger {
     }
 
     fn disassemble(&self, addr: u64, n: u64) -> String {
-        let m = &self.timeline.replayer.hv.guest.machine;
+        let guest = &self.timeline.replayer.hv.guest;
         let mut s = String::new();
         let mut a = addr;
         for i in 0..n {
-            let (bytes, text) = m.describe_instruction(a);
-            let marker = if a == m.cpu.regs.rip { "=>" } else { "  " };
+            let (bytes, text) = guest.describe_instruction(a);
+            let marker = if a == guest.rip() { "=>" } else { "  " };
             let _ = write!(s, "{marker} {a:#x}{}: {text}", self.symbolize(a));
             if i + 1 < n {
                 s.push('\n');
