@@ -6,12 +6,17 @@
 //! replay's position carried from one to the next; a connection that arrives while a session runs is answered
 //! with an error gdb prints and closed; gdb's `kill` ends the server.
 
+use crate::output::note;
 use anyhow::Context;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use tandem_replay::debugger::Debugger;
 use tandem_replay::hosts::OutputSink;
 use tandem_replay::replay::Replayer;
+use tandem_scenarios::input::{read_input_from, read_input_text, InputKind};
+
+/// Exit status when a command of the script failed.
+pub const EXIT_COMMAND_FAILED: i32 = 1;
 
 /// Most commands one session runs (a script that loops on itself cannot run forever).
 pub const COMMANDS_MAX: usize = 100_000;
@@ -25,6 +30,9 @@ const REFUSALS_MAX: usize = 16;
         tandem debug run.trace -x script.txt\n  \
         tandem debug run.trace --gdb 127.0.0.1:1234\n  \
         printf 'break main\\ncontinue\\nregs\\nreverse-stepi\\n' | tandem debug run.trace\n\n\
+        Exit status: 0 when every command ran, 1 when a command of the script failed (each failure is printed \
+        with its line), 125 for tandem's own failure (unreadable trace or script, usage error), 141 when the \
+        reader of stdout went away.\n\n\
         Commands: stepi [N], reverse-stepi [N], continue, reverse-continue, goto ICOUNT, when, \
         break ADDR|SYMBOL, watch ADDR|SYMBOL LEN, rwatch ADDR|SYMBOL LEN, awatch ADDR|SYMBOL LEN, delete [N], \
         regs, x ADDR LEN, disas [ADDR [N]], syscalls, checkpoints, quit\n\n\
@@ -50,7 +58,7 @@ pub struct DebugArgs {
 pub fn run(args: DebugArgs) -> anyhow::Result<()> {
     let trace = crate::replay_cmd::load(&args.trace)?;
     if let Some(damage) = &trace.damage {
-        eprintln!(
+        note!(
             "tandem: warning: {}: {damage}; the history ends at icount {}",
             args.trace.display(),
             trace.icount_end
@@ -68,18 +76,15 @@ pub fn run(args: DebugArgs) -> anyhow::Result<()> {
     if let Some(address) = &args.gdb {
         return serve_gdb(&mut debugger, address);
     }
-    let lines: Vec<String> = match &args.script {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the script {}", path.display()))?
-            .lines()
-            .map(str::to_string)
-            .collect(),
-        None => std::io::stdin()
-            .lock()
-            .lines()
-            .collect::<Result<_, _>>()
-            .context("cannot read commands from stdin")?,
+    let text = match &args.script {
+        Some(path) => read_input_text(path, InputKind::DebuggerScript)?,
+        None => {
+            let bytes =
+                read_input_from(std::io::stdin().lock(), "stdin", InputKind::DebuggerScript)?;
+            String::from_utf8(bytes).context("the commands on stdin are not UTF-8 text")?
+        }
     };
+    let lines: Vec<&str> = text.lines().collect();
     let source = args
         .script
         .as_ref()
@@ -108,7 +113,7 @@ pub fn run(args: DebugArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     if errors > 0 {
-        std::process::exit(1);
+        std::process::exit(EXIT_COMMAND_FAILED);
     }
     Ok(())
 }
@@ -125,15 +130,15 @@ fn serve_gdb(debugger: &mut Debugger, address: &str) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the gdb server's address")?;
     // Tests wait for this line (and read the port from it when they asked for port 0).
-    eprintln!("tandem: gdb server listening on {local}");
+    note!("tandem: gdb server listening on {local}");
     if !local.ip().is_loopback() {
-        eprintln!(
+        note!(
             "tandem: warning: {local} is not a loopback address: anyone who can reach it on the network can \
              drive the debugger and read the recorded program's memory; listen on 127.0.0.1 unless the network \
              is trusted"
         );
     }
-    eprintln!("tandem: in gdb: target remote {local}");
+    note!("tandem: in gdb: target remote {local}");
     // The accepting thread hands a connection to the session loop when no session runs, and refuses it
     // otherwise. `busy` is set by the thread when it hands one over and cleared by the loop when it is done.
     let busy = Arc::new(AtomicBool::new(false));
@@ -170,26 +175,26 @@ fn serve_gdb(debugger: &mut Debugger, address: &str) -> anyhow::Result<()> {
         let peer = stream
             .peer_addr()
             .map_or_else(|_| "an unknown address".to_string(), |p| p.to_string());
-        eprintln!("tandem: gdb connected from {peer}");
+        note!("tandem: gdb connected from {peer}");
         let end = tandem_replay::gdb::serve(debugger, stream);
         let icount = debugger.timeline.icount();
         busy.store(false, Ordering::SeqCst);
         use tandem_replay::gdb::SessionEnd;
         match end {
             Ok(SessionEnd::Killed) => {
-                eprintln!("tandem: gdb killed the session at icount {icount}");
+                note!("tandem: gdb killed the session at icount {icount}");
                 return Ok(());
             }
-            Ok(SessionEnd::Detached) => eprintln!("tandem: gdb detached at icount {icount}"),
+            Ok(SessionEnd::Detached) => note!("tandem: gdb detached at icount {icount}"),
             Ok(SessionEnd::Closed) => {
-                eprintln!("tandem: gdb closed the connection at icount {icount}")
+                note!("tandem: gdb closed the connection at icount {icount}")
             }
-            Ok(SessionEnd::GuestEnded) => eprintln!(
+            Ok(SessionEnd::GuestEnded) => note!(
                 "tandem: gdb saw the guest end at icount {icount}; a new session starts where it ended"
             ),
-            Err(e) => eprintln!("tandem: the gdb session from {peer} failed: {e}"),
+            Err(e) => note!("tandem: the gdb session from {peer} failed: {e}"),
         }
-        eprintln!("tandem: waiting for the next gdb on {local} (gdb's `kill` ends the server)");
+        note!("tandem: waiting for the next gdb on {local} (gdb's `kill` ends the server)");
     }
 }
 
@@ -201,7 +206,7 @@ fn refuse(stream: &mut std::net::TcpStream) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "an unknown address".to_string(), |p| p.to_string());
-    eprintln!("tandem: refused gdb from {peer}: another gdb session is running (one at a time)");
+    note!("tandem: refused gdb from {peer}: another gdb session is running (one at a time)");
     let _ = stream.set_read_timeout(Some(REFUSE_TIMEOUT));
     // Up to the end of the first packet: its `#` and two checksum digits.
     let mut seen_hash = None;

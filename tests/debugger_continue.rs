@@ -37,11 +37,11 @@ fn debugger_for(trace: &std::path::Path) -> Debugger {
 }
 
 fn rip(d: &Debugger) -> u64 {
-    d.timeline.replayer.hv.guest.machine.cpu.regs.rip
+    d.timeline.replayer.hv.guest.rip()
 }
 
 fn bytes_at(d: &Debugger, addr: u64, len: u64) -> Vec<u8> {
-    let mem = &d.timeline.replayer.hv.guest.machine.cpu.mem;
+    let mem = d.timeline.replayer.hv.guest.memory();
     (0..len)
         .map(|i| {
             let mut b = [0u8];
@@ -62,25 +62,26 @@ fn key(icount: u64, stop: &Stop) -> Option<(u64, char, u32)> {
 /// The data memory the instruction at rip reads and writes, by iced-x86's account of its operands (implicit
 /// stack and string operands included), with the registers before it: ((address, bytes), wrote).
 fn memory_accesses(d: &Debugger) -> Vec<(u64, u64, bool)> {
-    let cpu = &d.timeline.replayer.hv.guest.machine.cpu;
+    let guest = &d.timeline.replayer.hv.guest;
+    let regs = guest.registers();
     let mut code = [0u8; 15];
     for (i, b) in code.iter_mut().enumerate() {
         let mut one = [0u8];
-        if cpu.mem.peek(cpu.regs.rip + i as u64, &mut one).is_err() {
+        if guest.memory().peek(regs.rip + i as u64, &mut one).is_err() {
             break;
         }
         *b = one[0];
     }
-    let instr = Decoder::with_ip(64, &code, cpu.regs.rip, DecoderOptions::NONE).decode();
+    let instr = Decoder::with_ip(64, &code, regs.rip, DecoderOptions::NONE).decode();
     let repeats = instr.has_rep_prefix() || instr.has_repne_prefix();
     if repeats && instr.is_string_instruction() {
         let address32 = instr
             .op_kinds()
             .any(|k| matches!(k, OpKind::MemoryESEDI | OpKind::MemorySegESI));
         let count = if address32 {
-            cpu.regs.gpr[1] & 0xffff_ffff
+            regs.gpr[1] & 0xffff_ffff
         } else {
-            cpu.regs.gpr[1]
+            regs.gpr[1]
         };
         if count == 0 {
             return Vec::new();
@@ -89,10 +90,10 @@ fn memory_accesses(d: &Debugger) -> Vec<(u64, u64, bool)> {
     let value = |reg: Register, _: usize, _: usize| -> Option<u64> {
         match reg {
             Register::ES | Register::CS | Register::SS | Register::DS => Some(0),
-            Register::FS => Some(cpu.regs.fs_base),
-            Register::GS => Some(cpu.regs.gs_base),
+            Register::FS => Some(regs.fs_base),
+            Register::GS => Some(regs.gs_base),
             r if r.is_gpr() => {
-                let v = cpu.regs.gpr[r.full_register().number()];
+                let v = regs.gpr[r.full_register().number()];
                 Some(match r.size() {
                     8 => v,
                     4 => v & 0xffff_ffff,
@@ -264,7 +265,7 @@ fn fast_continue_stops_where_single_stepping_does() {
     while d.timeline.icount() < end && !d.timeline.finished() {
         executed.insert(rip(&d));
         if rip(&d) == main && rsp_in_main.is_none() {
-            rsp_in_main = Some(d.timeline.replayer.hv.guest.machine.cpu.regs.gpr[4]);
+            rsp_in_main = Some(d.timeline.replayer.hv.guest.registers().gpr[4]);
         }
         let next = d.timeline.icount() + 1;
         d.timeline.seek(next);
@@ -404,7 +405,7 @@ fn an_interrupted_continue_stops_at_an_exact_icount() {
     // A breakpoint early in the run; reverse-continue from the end, interrupted at its 20th poll (a search
     // back over a checkpoint interval of 2^20 instructions polls 16 times).
     fresh.timeline.seek(1000);
-    let early = fresh.timeline.replayer.hv.guest.machine.cpu.regs.rip;
+    let early = fresh.timeline.replayer.hv.guest.rip();
     fresh.timeline.seek(0);
     fresh.add_breakpoint(early);
     fresh.continue_forward();
@@ -456,22 +457,14 @@ fn checkpoint_memory_counts_only_the_frames_written_since() {
             "a checkpoint at icount {}",
             k * base
         );
-        let dirty = d.timeline.replayer.hv.guest.machine.cpu.mem.dirty_frames();
+        let dirty = d.timeline.replayer.hv.guest.memory_mut().dirty_frames();
         assert!(
             dirty.is_empty(),
             "{} frames dirty right after a checkpoint",
             dirty.len()
         );
     }
-    let mapped = d
-        .timeline
-        .replayer
-        .hv
-        .guest
-        .machine
-        .cpu
-        .mem
-        .mapped_page_count();
+    let mapped = d.timeline.replayer.hv.guest.memory().mapped_page_count();
     for (icount, bytes) in d.timeline.checkpoint_list() {
         assert!(
             bytes < 4 * mapped * 4096,

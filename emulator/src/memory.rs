@@ -945,7 +945,8 @@ impl Memory {
 
     /// The host address of the start of the page holding `addr`, resolved for a guest write exactly as `write`
     /// would (same faults; copies a shared frame, marks it dirty, reports written code). Valid until the next
-    /// call that changes this memory.
+    /// call that changes this memory. Unlike a write-TLB entry, the pointer is handed out for a frame with stuck
+    /// bits too: the caller must call `host_write_done(addr)` once it has written through it.
     #[inline]
     pub(crate) fn host_page_for_write(&mut self, addr: u64) -> Result<*mut u8, MemoryFault> {
         let vpn = addr >> PAGE_SHIFT;
@@ -958,6 +959,19 @@ impl Memory {
             self.note_page_access(addr, true);
         }
         Ok(host)
+    }
+
+    /// Ends a write through a `host_page_for_write` pointer to the page holding `addr`: forces the stuck bits of
+    /// its frame again, as every other write path does, so the guest never reads back a stuck bit written over.
+    /// Costs one test when no stuck bit is armed anywhere.
+    #[inline]
+    pub(crate) fn host_write_done(&mut self, addr: u64) {
+        if self.stuck_bits.is_empty() {
+            return;
+        }
+        if let Some(frame) = self.frame_of(addr) {
+            self.force_stuck_bits(frame.0);
+        }
     }
 
     /// Reads `N` bytes at `addr` (any alignment, may cross a page).

@@ -279,11 +279,11 @@ impl Debugger {
     }
 
     fn rip(&self) -> u64 {
-        self.timeline.replayer.hv.guest.machine.cpu.regs.rip
+        self.timeline.replayer.hv.guest.rip()
     }
 
     fn bytes_at(&self, addr: u64, len: u64) -> Vec<u8> {
-        let mem = &self.timeline.replayer.hv.guest.machine.cpu.mem;
+        let mem = self.timeline.replayer.hv.guest.memory();
         let mut b = vec![0u8; len as usize];
         if mem.peek(addr, &mut b).is_err() {
             // Partly unmapped: the mapped bytes, zeros for the rest.
@@ -302,7 +302,7 @@ impl Debugger {
     fn arm_watches(&mut self) {
         let ids: Vec<u32> = self.watchpoints.keys().copied().collect();
         let points: Vec<Watchpoint> = self.watchpoints.values().copied().collect();
-        let machine = &mut self.timeline.replayer.hv.guest.machine;
+        let machine = &mut self.timeline.replayer.hv.guest;
         if ids != self.armed.ids || machine.watch_hits().len() != ids.len() {
             let ranges: Vec<WatchRange> = points
                 .iter()
@@ -337,14 +337,14 @@ impl Debugger {
 
     /// Remembers the memory's counts, before a block or an instruction runs.
     fn note_hits_before(&mut self) {
-        let hits = self.timeline.replayer.hv.guest.machine.watch_hits();
+        let hits = self.timeline.replayer.hv.guest.watch_hits();
         self.armed.hits_before.clear();
         self.armed.hits_before.extend_from_slice(hits);
     }
 
     /// The counts' growth for watchpoint `i` since `note_hits_before`: (reads, writes).
     fn hits_since(&self, i: usize) -> (u64, u64) {
-        let now = self.timeline.replayer.hv.guest.machine.watch_hits()[i];
+        let now = self.timeline.replayer.hv.guest.watch_hits()[i];
         let before = self.armed.hits_before[i];
         (now.reads - before.reads, now.writes - before.writes)
     }
@@ -445,10 +445,10 @@ impl Debugger {
     fn deviation_counters(&mut self) -> (u64, u64) {
         let guest = &mut self.timeline.replayer.hv.guest;
         // Applies the code writes a syscall left pending, so that they count now and not in the next run.
-        guest.machine.run(0);
+        guest.apply_code_writes();
         (
             guest.stats().signals_delivered,
-            guest.machine.cache_stats.pages_invalidated,
+            guest.cache_stats().pages_invalidated,
         )
     }
 
@@ -479,13 +479,7 @@ impl Debugger {
             }
             let block_start = self.rip();
             let counters = self.deviation_counters();
-            let block = self
-                .timeline
-                .replayer
-                .hv
-                .guest
-                .machine
-                .instructions_until(&stops);
+            let block = self.timeline.replayer.hv.guest.instructions_until(&stops);
             let target = icount
                 .saturating_add(block)
                 .min(limit)
@@ -587,7 +581,7 @@ impl Debugger {
         let guest = &self.timeline.replayer.hv.guest;
         match (guest.termination(), guest.stats().last_fault) {
             (Some(Termination::Signaled { signal, rip, .. }), Some(fault)) => {
-                fault.signo == *signal && *rip == guest.machine.cpu.regs.rip
+                fault.signo == *signal && *rip == guest.rip()
             }
             _ => false,
         }
@@ -676,9 +670,9 @@ impl Debugger {
 
     /// The current position: icount, rip, symbol and instruction.
     pub fn position(&self) -> String {
-        let m = &self.timeline.replayer.hv.guest.machine;
-        let rip = m.cpu.regs.rip;
-        let (_, text) = m.describe_instruction(rip);
+        let guest = &self.timeline.replayer.hv.guest;
+        let rip = guest.rip();
+        let (_, text) = guest.describe_instruction(rip);
         let state = match self.timeline.replayer.hv.guest.termination() {
             None => String::new(),
             Some(Termination::Exited { .. }) => " (the guest has exited)".into(),
@@ -882,26 +876,26 @@ impl Debugger {
     }
 
     pub fn registers_text(&self) -> String {
-        let cpu = &self.timeline.replayer.hv.guest.machine.cpu;
+        let regs = self.timeline.replayer.hv.guest.registers();
         let mut s = String::new();
         for (i, name) in GPR_NAMES.iter().enumerate() {
-            let _ = writeln!(s, "{name:<8} {:#018x}", cpu.regs.gpr[i]);
+            let _ = writeln!(s, "{name:<8} {:#018x}", regs.gpr[i]);
         }
         let _ = writeln!(
             s,
             "{:<8} {:#018x}{}",
             "rip",
-            cpu.regs.rip,
-            self.symbolize(cpu.regs.rip)
+            regs.rip,
+            self.symbolize(regs.rip)
         );
-        let _ = writeln!(s, "{:<8} {:#018x}", "rflags", cpu.rflags());
-        let _ = writeln!(s, "{:<8} {:#018x}", "fs_base", cpu.regs.fs_base);
-        let _ = write!(s, "{:<8} {:#018x}", "gs_base", cpu.regs.gs_base);
+        let _ = writeln!(s, "{:<8} {:#018x}", "rflags", regs.rflags);
+        let _ = writeln!(s, "{:<8} {:#018x}", "fs_base", regs.fs_base);
+        let _ = write!(s, "{:<8} {:#018x}", "gs_base", regs.gs_base);
         s
     }
 
     fn examine(&self, addr: u64, len: u64) -> String {
-        let mem = &self.timeline.replayer.hv.guest.machine.cpu.mem;
+        let mem = self.timeline.replayer.hv.guest.memory();
         let mut s = String::new();
         let mut a = addr;
         while a < addr + len {
@@ -927,12 +921,12 @@ impl Debugger {
     }
 
     fn disassemble(&self, addr: u64, n: u64) -> String {
-        let m = &self.timeline.replayer.hv.guest.machine;
+        let guest = &self.timeline.replayer.hv.guest;
         let mut s = String::new();
         let mut a = addr;
         for i in 0..n {
-            let (bytes, text) = m.describe_instruction(a);
-            let marker = if a == m.cpu.regs.rip { "=>" } else { "  " };
+            let (bytes, text) = guest.describe_instruction(a);
+            let marker = if a == guest.rip() { "=>" } else { "  " };
             let _ = write!(s, "{marker} {a:#x}{}: {text}", self.symbolize(a));
             if i + 1 < n {
                 s.push('\n');

@@ -288,19 +288,19 @@ impl Target for GdbTarget<'_> {
 
 impl SingleThreadBase for GdbTarget<'_> {
     fn read_registers(&mut self, regs: &mut TandemX86_64Regs) -> TargetResult<(), Self> {
-        let cpu = &self.debugger.timeline.replayer.hv.guest.machine.cpu;
+        let r = self.debugger.timeline.replayer.hv.guest.registers();
         for (slot, &index) in regs.core.regs.iter_mut().zip(GDB_GPR_ORDER.iter()) {
-            *slot = cpu.regs.gpr[index];
+            *slot = r.gpr[index];
         }
-        regs.core.rip = cpu.regs.rip;
-        regs.core.eflags = cpu.rflags() as u32;
+        regs.core.rip = r.rip;
+        regs.core.eflags = r.rflags as u32;
         regs.core.segments.cs = USER_CS;
         regs.core.segments.ss = USER_DS;
         regs.core.segments.ds = 0;
         regs.core.segments.es = 0;
         regs.core.segments.fs = 0;
         regs.core.segments.gs = 0;
-        let x87 = &cpu.regs.x87;
+        let x87 = &r.x87;
         for (i, st) in regs.core.st.iter_mut().enumerate() {
             let r = &x87.regs[(x87.top as usize + i) % 8];
             st[..8].copy_from_slice(&r.significand.to_le_bytes());
@@ -314,12 +314,12 @@ impl SingleThreadBase for GdbTarget<'_> {
         regs.core.fpu.foseg = 0;
         regs.core.fpu.fooff = x87.last_dp as u32;
         regs.core.fpu.fop = x87.last_opcode as u32;
-        regs.core.xmm = cpu.regs.xmm;
-        regs.core.mxcsr = cpu.regs.mxcsr;
+        regs.core.xmm = r.xmm;
+        regs.core.mxcsr = r.mxcsr;
         // -1: not stopped in a system call (what Linux's ptrace shows between syscalls).
         regs.orig_rax = u64::MAX;
-        regs.fs_base = cpu.regs.fs_base;
-        regs.gs_base = cpu.regs.gs_base;
+        regs.fs_base = r.fs_base;
+        regs.gs_base = r.gs_base;
         Ok(())
     }
 
@@ -329,7 +329,7 @@ impl SingleThreadBase for GdbTarget<'_> {
     }
 
     fn read_addrs(&mut self, start_addr: u64, data: &mut [u8]) -> TargetResult<usize, Self> {
-        let mem = &self.debugger.timeline.replayer.hv.guest.machine.cpu.mem;
+        let mem = self.debugger.timeline.replayer.hv.guest.memory();
         for (i, byte) in data.iter_mut().enumerate() {
             let mut one = [0u8];
             if mem

@@ -108,14 +108,14 @@ impl Timeline {
             return;
         }
         // The frames written since the previous checkpoint are the ones it now holds privately.
-        let dirty = self.replayer.hv.guest.machine.cpu.mem.dirty_frames().len();
+        let dirty = self.replayer.hv.guest.memory_mut().dirty_frames().len();
         if let Some((&previous, _)) = self.checkpoints.range(..icount).next_back() {
             *self.private_frames.entry(previous).or_default() += dirty;
         }
         let snap = self.replayer.snapshot();
         // A snapshot does not end the dirty epoch (digests span snapshots): the next checkpoint must count only
         // the frames written from here on.
-        self.replayer.hv.guest.machine.cpu.mem.begin_epoch();
+        self.replayer.hv.guest.memory_mut().begin_epoch();
         self.checkpoints.insert(icount, snap);
         self.thin();
     }
