@@ -14,6 +14,7 @@
 //! FILE.partial replays up to its last complete chunk. -o may not name an input of the run (the program, a
 //! mounted file or a file under a mounted directory, the fault file).
 
+use crate::output::Lossy;
 use crate::run_cmd::{exe_guest_path, parse_mount, read_fault_plan, LiveHost, RunArgs};
 use anyhow::{bail, Context};
 use std::io::Write;
@@ -25,13 +26,26 @@ use tandem_replay::hosts::{LiveClock, LiveEntropy, RecordingHost};
 use tandem_replay::record::record;
 use tandem_replay::sink::BackgroundWriter;
 use tandem_replay::trace::{blob_id, FaultOptions, Header, TraceWriter};
+use tandem_scenarios::input::{read_input, InputKind};
 
 #[derive(clap::Args, Debug)]
 #[command(
     about = "Run a program and record a trace that `tandem replay` reproduces bit for bit",
-    after_help = "Examples:\n  \
+    long_about = "Run a static x86-64 Linux program exactly as `tandem run` does (same options, same output, same \
+        exit status) and write a trace to -o FILE: the program, its arguments and environment, every byte it read \
+        from stdin and from mounted files, the memory faults that fired, state hashes every --hash-interval \
+        instructions and the outcome. `tandem replay FILE` reproduces the run from the trace alone, on any machine, \
+        and `tandem debug FILE` steps through it forwards and backwards.\n\n\
+        Options go before the program; everything after it (or after `--`) is the program's arguments.",
+    after_help = "Exit status:\n  \
+        0-255  the guest's own exit status (the trace is written whatever it is)\n  \
+        128+N  the guest was killed by signal N, e.g. 139 for SIGSEGV\n  \
+        124    --max-insns stopped the guest before it finished (as timeout(1))\n  \
+        125    tandem's own failure: bad input, unreadable program, the trace cannot be written\n\n\
+        Examples:\n  \
         tandem record -o hello.trace -- corpus/bin/hello-musl\n  \
         echo hi | tandem record -o tr.trace --live-clock -- /bin/busybox tr a-z A-Z\n  \
+        tandem record -o ue.trace --faults 'mem.ue:icount=300000,addr=0x7ffff7ff8000' -- corpus/bin/sigbus-musl 20\n  \
         tandem replay hello.trace"
 )]
 pub struct RecordArgs {
@@ -146,8 +160,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let r = &args.run;
     let program = PathBuf::from(&r.command[0]);
     let partial = partial_path(&args.output);
-    let bytes = std::fs::read(&program)
-        .with_context(|| format!("cannot read the program {}", program.display()))?;
+    let bytes = read_input(&program, InputKind::Program)?;
     let mounts = r
         .mounts
         .iter()
@@ -238,7 +251,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let host = RecordingHost::new(LiveHost::new(r.seed), clock, entropy);
     let mut hv = Hypervisor::new(config, bytes.into(), host, plan, policy, fault_seed)
         .with_context(|| format!("cannot load {}", program.display()))?;
-    hv.guest.machine.set_jit(!r.no_jit);
+    hv.guest.set_jit(!r.no_jit);
     refuse_output_over_an_input(&args.output, &partial, &program, r)?;
     let file = std::fs::File::create(&partial)
         .with_context(|| format!("cannot create the trace {}", partial.display()))?;
@@ -274,7 +287,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         )
     })?;
     let _ = std::io::stdout().flush();
-    let mut err = std::io::stderr().lock();
+    // Report lines are best-effort: a closed stderr must not turn the guest's status into tandem's.
+    let mut err = Lossy(std::io::stderr().lock());
     if let Some(line) = &summary.diagnostic {
         writeln!(err, "tandem: {line}")?;
     }

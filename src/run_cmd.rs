@@ -5,6 +5,7 @@
 //! `tandem_emulator::linux`. The only host clock read is for the MIPS figure of --stats, which is a report about
 //! the emulator, not an input of the guest.
 
+use crate::output::Lossy;
 use anyhow::{bail, Context};
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -20,6 +21,7 @@ use tandem_emulator::linux::vfs::{split, Mount};
 use tandem_emulator::linux::{
     Host, HostKind, HostMetadata, LinuxConfig, Progress, SeededEntropy, Termination,
 };
+use tandem_scenarios::input::{read_input, read_input_text, InputKind};
 
 /// Exit status of a run stopped by --max-insns (the convention of timeout(1)).
 pub const EXIT_INSTRUCTION_LIMIT: i32 = 124;
@@ -31,11 +33,15 @@ pub const EXIT_INSTRUCTION_LIMIT: i32 = 124;
         The run is a function of its inputs: the program, its arguments, the --env variables (the host's \
         environment is not passed), the mounted files, stdin and the seed. Guest time starts at 2024-01-01 \
         and advances with the instruction count; getrandom and AT_RANDOM come from the seed.\n\n\
-        The exit status is the guest's; a guest killed by a signal exits with 128 + the signal number \
-        and a diagnostic line on stderr; a run stopped by --max-insns exits with 124.",
-    after_help = "Examples:\n  \
+        Options go before the program; everything after it (or after `--`) is the program's arguments.",
+    after_help = "Exit status:\n  \
+        0-255  the guest's own exit status\n  \
+        128+N  the guest was killed by signal N (a diagnostic line on stderr), e.g. 139 for SIGSEGV\n  \
+        124    --max-insns stopped the guest before it finished (as timeout(1))\n  \
+        125    tandem's own failure: bad input, unreadable program, usage error\n\n\
+        Examples:\n  \
         tandem run -- corpus/bin/hello-musl\n  \
-        tandem run --seed 7 --stats -- /bin/busybox sha256sum /data/file --mount /tmp/in:/data\n  \
+        tandem run --seed 7 --stats --mount /tmp/in:/data -- /bin/busybox sha256sum /data/file\n  \
         echo hi | tandem run --env LANG=C -- /bin/busybox tr a-z A-Z"
 )]
 pub struct RunArgs {
@@ -109,12 +115,9 @@ pub struct RunArgs {
     pub(crate) no_jit: bool,
 
     /// The program to run (a host path) and its arguments. Example: -- corpus/bin/args-musl one two
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "PROGRAM ARGS"
-    )]
+    ///
+    /// Options of tandem go before it: an unknown option there is a usage error, never taken for the program.
+    #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM ARGS")]
     pub(crate) command: Vec<OsString>,
 }
 
@@ -263,8 +266,7 @@ pub(crate) fn exe_guest_path(program: &Path, mounts: &[Mount]) -> Vec<u8> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let program = PathBuf::from(&args.command[0]);
-    let bytes = std::fs::read(&program)
-        .with_context(|| format!("cannot read the program {}", program.display()))?;
+    let bytes = read_input(&program, InputKind::Program)?;
     let mounts = args
         .mounts
         .iter()
@@ -311,7 +313,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         args.fault_seed.unwrap_or(args.seed),
     )
     .with_context(|| format!("cannot load {}", program.display()))?;
-    hv.guest.machine.set_jit(!args.no_jit);
+    hv.guest.set_jit(!args.no_jit);
 
     // A report about the emulator's speed, not an input of the guest.
     #[allow(clippy::disallowed_methods)]
@@ -321,7 +323,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let guest = &mut hv.guest;
     let _ = guest.host.stdout.flush();
 
-    let mut err = std::io::stderr().lock();
+    // Report lines are best-effort: a closed stderr must not turn the guest's status into tandem's.
+    let mut err = Lossy(std::io::stderr().lock());
     let status = match progress {
         Progress::Finished => {
             let t = guest
@@ -415,8 +418,7 @@ pub fn read_fault_plan(spec: Option<&str>, file: Option<&Path>) -> anyhow::Resul
     let Some(path) = file else {
         return Ok(FaultPlan::default());
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--faults-file: cannot read {}", path.display()))?;
+    let text = read_input_text(path, InputKind::FaultsFile).context("--faults-file")?;
     Ok(FaultPlan::parse_toml(&text, &path.display().to_string())?)
 }
 

@@ -19,6 +19,10 @@
 //!   only at the dirty frames.
 //! - Faults are guest exceptions (`Exception::PageFault`), never Rust errors or panics: an access that crosses into an
 //!   unmapped or protected page faults before any byte is written.
+//! - Debugger watches (`set_watches`): a page holding a watched byte range is never cached in the TLB of the
+//!   watched kind (read or write), so every guest access to it takes the slow path, which counts the accesses
+//!   that overlap the range (`watch_hits`). Only that page is slowed down; the others keep their TLB entries, so
+//!   a watched stack variable costs the accesses to its own page, not a single-stepped run.
 //!
 //! Invariant: a TLB entry never outlives the page-table entry and frame it was made from; every change of either
 //! flushes the entry (see `flush_page`).
@@ -118,6 +122,41 @@ pub enum MapError {
 
 pub type PageBytes = [u8; PAGE_SIZE];
 
+/// A byte range a debugger watches, and which guest accesses to it count (`Memory::set_watches`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchRange {
+    pub addr: u64,
+    /// At least 1; `addr + len` does not overflow.
+    pub len: u64,
+    pub reads: bool,
+    pub writes: bool,
+}
+
+impl WatchRange {
+    fn overlaps(&self, addr: u64, len: u64) -> bool {
+        addr < self.addr.saturating_add(self.len) && self.addr < addr.saturating_add(len)
+    }
+
+    fn pages(&self) -> impl Iterator<Item = u64> {
+        let first = self.addr >> PAGE_SHIFT;
+        let last = self.addr.saturating_add(self.len - 1) >> PAGE_SHIFT;
+        first..=last
+    }
+}
+
+/// Guest accesses that touched a watched range since `Memory::set_watches`, counted per access (an access that
+/// covers several bytes of the range counts once).
+///
+/// Exact for every access but one kind: a REP MOVS or REP STOS that runs many iterations at once
+/// (cpu/string.rs, `bulk`) counts one read or write per page it resolves on a watched page, whether or not it
+/// touches the range. A caller that must be exact re-runs such a stretch one instruction at a time: with a
+/// budget of one instruction, `bulk` never runs, and every iteration is counted exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchHits {
+    pub reads: u64,
+    pub writes: u64,
+}
+
 #[derive(Clone)]
 struct Frame {
     bytes: Arc<PageBytes>,
@@ -196,6 +235,13 @@ pub struct Memory {
     epoch: u64,
     read_tlb: Box<[TlbEntry; TLB_ENTRIES]>,
     write_tlb: Box<[TlbEntry; TLB_ENTRIES]>,
+    /// The debugger's watched ranges and their hit counts, in the order `set_watches` gave them. Not part of a
+    /// snapshot: a restore keeps them.
+    watches: Vec<WatchRange>,
+    watch_hits: Vec<WatchHits>,
+    /// Pages holding a range watched for reads (for writes): never cached in the read (write) TLB.
+    read_watched_pages: BTreeSet<u64>,
+    write_watched_pages: BTreeSet<u64>,
     /// Unpoisoned frames counted by class, for drawing a frame of a class (`nth_unpoisoned_frame`). Built by the
     /// first query and kept up to date from then on; dropped (rebuilt when asked again) by `restore`, `fork`
     /// and by frame ids outgrowing it. Runs that never draw a frame never build it.
@@ -319,6 +365,10 @@ impl Memory {
             epoch: 0,
             read_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
             write_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
+            watches: Vec::new(),
+            watch_hits: Vec::new(),
+            read_watched_pages: BTreeSet::new(),
+            write_watched_pages: BTreeSet::new(),
             frame_index: None,
         }
     }
@@ -340,6 +390,10 @@ impl Memory {
             epoch: self.epoch,
             read_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
             write_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
+            watches: Vec::new(),
+            watch_hits: Vec::new(),
+            read_watched_pages: BTreeSet::new(),
+            write_watched_pages: BTreeSet::new(),
             frame_index: None,
         }
     }
@@ -856,6 +910,66 @@ impl Memory {
     }
 
     // ---------------------------------------------------------------------------------------------------------
+    // Debugger watches.
+
+    /// Replaces the watched ranges (none: `&[]`) and zeroes their hit counts. Their pages leave the TLB of each
+    /// watched kind until the ranges are replaced again.
+    pub fn set_watches(&mut self, watches: &[WatchRange]) {
+        assert!(
+            watches
+                .iter()
+                .all(|w| w.len >= 1 && w.addr.checked_add(w.len).is_some()),
+            "a watched range is empty or overflows the address space"
+        );
+        self.watches = watches.to_vec();
+        self.watch_hits = vec![WatchHits::default(); watches.len()];
+        self.read_watched_pages = watches
+            .iter()
+            .filter(|w| w.reads)
+            .flat_map(WatchRange::pages)
+            .collect();
+        self.write_watched_pages = watches
+            .iter()
+            .filter(|w| w.writes)
+            .flat_map(WatchRange::pages)
+            .collect();
+        self.flush_tlb();
+    }
+
+    /// The hit counts of the ranges given to `set_watches`, in the same order.
+    pub fn watch_hits(&self) -> &[WatchHits] {
+        &self.watch_hits
+    }
+
+    /// Counts a guest access of `len` bytes at `addr` against the watched ranges it overlaps.
+    #[inline(never)]
+    fn note_access(&mut self, addr: u64, len: u64, write: bool) {
+        for (w, hits) in self.watches.iter().zip(self.watch_hits.iter_mut()) {
+            if (if write { w.writes } else { w.reads }) && w.overlaps(addr, len) {
+                if write {
+                    hits.writes += 1;
+                } else {
+                    hits.reads += 1;
+                }
+            }
+        }
+    }
+
+    /// Counts an access somewhere in the page of `addr` whose extent is unknown (see `WatchHits`): every range
+    /// of the page watched for that kind of access counts it.
+    #[inline(never)]
+    fn note_page_access(&mut self, addr: u64, write: bool) {
+        let pages = if write {
+            &self.write_watched_pages
+        } else {
+            &self.read_watched_pages
+        };
+        if pages.contains(&(addr >> PAGE_SHIFT)) {
+            self.note_access(addr & !PAGE_MASK, PAGE_SIZE as u64, write);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
     // Cached code.
 
     /// Records that the block cache decoded code on this page (given by address).
@@ -933,7 +1047,9 @@ impl Memory {
             });
         }
         let host = f.bytes.as_ptr();
-        if access == Access::Read {
+        if access == Access::Read
+            && (self.read_watched_pages.is_empty() || !self.read_watched_pages.contains(&vpn))
+        {
             self.read_tlb[(vpn as usize) % TLB_ENTRIES] = TlbEntry {
                 tag: vpn,
                 host: host as *mut u8,
@@ -985,13 +1101,21 @@ impl Memory {
         self.dirty.insert(e.frame);
         // The copy may have moved the bytes: the read entry must not keep pointing at the shared original.
         let i = (vpn as usize) % TLB_ENTRIES;
-        self.read_tlb[i] = TlbEntry { tag: vpn, host };
+        let watched = !self.watches.is_empty();
+        if watched && self.read_watched_pages.contains(&vpn) {
+            if self.read_tlb[i].tag == vpn {
+                self.read_tlb[i] = TLB_EMPTY;
+            }
+        } else {
+            self.read_tlb[i] = TlbEntry { tag: vpn, host };
+        }
         if self.code_pages.contains(&vpn) {
             self.note_code_change(vpn);
             // Not cached for writing: the next write must tell the block cache again only if code was decoded
             // from the page in between, which `mark_code_page` handles by emptying the entry.
         }
-        if !self.stuck_bits.contains_key(&e.frame) {
+        let write_watched = watched && self.write_watched_pages.contains(&vpn);
+        if !self.stuck_bits.contains_key(&e.frame) && !write_watched {
             self.write_tlb[i] = TlbEntry { tag: vpn, host };
         }
         Ok(host)
@@ -1010,12 +1134,17 @@ impl Memory {
         if e.tag == vpn {
             return Ok(e.host);
         }
-        self.page_for_read(addr, Access::Read)
+        let host = self.page_for_read(addr, Access::Read)?;
+        if !self.watches.is_empty() {
+            self.note_page_access(addr, false);
+        }
+        Ok(host)
     }
 
     /// The host address of the start of the page holding `addr`, resolved for a guest write exactly as `write`
     /// would (same faults; copies a shared frame, marks it dirty, reports written code). Valid until the next
-    /// call that changes this memory.
+    /// call that changes this memory. Unlike a write-TLB entry, the pointer is handed out for a frame with stuck
+    /// bits too: the caller must call `host_write_done(addr)` once it has written through it.
     #[inline]
     pub(crate) fn host_page_for_write(&mut self, addr: u64) -> Result<*mut u8, MemoryFault> {
         let vpn = addr >> PAGE_SHIFT;
@@ -1023,7 +1152,24 @@ impl Memory {
         if e.tag == vpn {
             return Ok(e.host);
         }
-        self.page_for_write(addr)
+        let host = self.page_for_write(addr)?;
+        if !self.watches.is_empty() {
+            self.note_page_access(addr, true);
+        }
+        Ok(host)
+    }
+
+    /// Ends a write through a `host_page_for_write` pointer to the page holding `addr`: forces the stuck bits of
+    /// its frame again, as every other write path does, so the guest never reads back a stuck bit written over.
+    /// Costs one test when no stuck bit is armed anywhere.
+    #[inline]
+    pub(crate) fn host_write_done(&mut self, addr: u64) {
+        if self.stuck_bits.is_empty() {
+            return;
+        }
+        if let Some(frame) = self.frame_of(addr) {
+            self.force_stuck_bits(frame.0);
+        }
     }
 
     /// Reads `N` bytes at `addr` (any alignment, may cross a page).
@@ -1140,6 +1286,9 @@ impl Memory {
             unsafe { std::ptr::copy_nonoverlapping(host.add(off), out[done..].as_mut_ptr(), n) };
             done += n;
         }
+        if access == Access::Read && !self.watches.is_empty() {
+            self.note_access(addr, out.len() as u64, false);
+        }
         Ok(())
     }
 
@@ -1181,6 +1330,9 @@ impl Memory {
                 }
             }
             done += n;
+        }
+        if !self.watches.is_empty() {
+            self.note_access(addr, bytes.len() as u64, true);
         }
         Ok(())
     }
@@ -1355,6 +1507,104 @@ impl Fnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every access that overlaps a watched range is counted, once, by kind; accesses to other bytes of the same
+    /// page, other kinds and other pages are not; the page stays out of the TLB so a repeated access counts
+    /// again; a restore keeps the watches; clearing them stops the counting.
+    #[test]
+    fn watched_ranges_count_exactly_the_accesses_that_touch_them() {
+        let mut m = Memory::new();
+        m.map_anonymous(0x1000, 0x3000, Perms::READ.union(Perms::WRITE))
+            .unwrap();
+        let read = WatchRange {
+            addr: 0x1ffc,
+            len: 8,
+            reads: true,
+            writes: false,
+        };
+        let write = WatchRange {
+            addr: 0x3010,
+            len: 4,
+            reads: false,
+            writes: true,
+        };
+        m.set_watches(&[read, write]);
+        let hits = |m: &Memory| m.watch_hits().to_vec();
+        let none = WatchHits::default();
+        // Other bytes of the watched pages, and the other kind of access to the watched bytes.
+        m.read_u64(0x1000).unwrap();
+        m.write_u32(0x1ffc, 7).unwrap();
+        m.read_u32(0x3014).unwrap();
+        m.read_u32(0x3010).unwrap();
+        m.write_u32(0x3014, 1).unwrap();
+        assert_eq!(hits(&m), vec![none, none]);
+        // A read that crosses into the second page counts once; so does one inside.
+        m.read_u64(0x1ffa).unwrap();
+        assert_eq!(hits(&m)[0].reads, 1);
+        m.read_u8(0x2002).unwrap();
+        assert_eq!(hits(&m)[0].reads, 2);
+        m.read_u8(0x2004).unwrap();
+        assert_eq!(hits(&m)[0].reads, 2, "0x2004 is past the range");
+        // The same read again: still counted (the page never entered the read TLB).
+        m.read_u8(0x2002).unwrap();
+        assert_eq!(hits(&m)[0].reads, 3);
+        // Writes, including one that changes nothing and a page-crossing bytes write.
+        m.write_u32(0x3012, 0).unwrap();
+        m.write_u32(0x3012, 0).unwrap();
+        m.write_bytes(0x300e, &[1, 2, 3]).unwrap();
+        assert_eq!(hits(&m)[1].writes, 3);
+        // A faulting access counts nothing.
+        m.set_watches(&[WatchRange {
+            addr: 0x3ffc,
+            len: 8,
+            reads: true,
+            writes: true,
+        }]);
+        assert!(m.read_u64(0x3ffc).is_err());
+        assert!(m.write_u64(0x3ffc, 1).is_err());
+        assert_eq!(hits(&m), vec![none]);
+        m.write_u32(0x3ffc, 5).unwrap();
+        let snap = m.snapshot();
+        m.restore(&snap);
+        assert_eq!(m.read_u32(0x3ffc), Ok(5));
+        assert_eq!(
+            hits(&m),
+            vec![WatchHits {
+                reads: 1,
+                writes: 1
+            }]
+        );
+        m.set_watches(&[]);
+        m.read_u32(0x3ffc).unwrap();
+        assert!(m.watch_hits().is_empty());
+    }
+
+    /// The bulk string paths do not know the extent of their access: each resolution of a watched page counts
+    /// as a possible hit, and an unwatched page never does.
+    #[test]
+    fn bulk_page_resolution_counts_a_possible_hit_on_watched_pages_only() {
+        let mut m = Memory::new();
+        m.map_anonymous(0x1000, 0x2000, Perms::READ.union(Perms::WRITE))
+            .unwrap();
+        m.set_watches(&[WatchRange {
+            addr: 0x1800,
+            len: 1,
+            reads: true,
+            writes: true,
+        }]);
+        m.host_page_for_read(0x2000).unwrap();
+        m.host_page_for_write(0x2000).unwrap();
+        assert_eq!(m.watch_hits()[0], WatchHits::default());
+        m.host_page_for_read(0x1000).unwrap();
+        m.host_page_for_write(0x1000).unwrap();
+        assert_eq!(
+            m.watch_hits()[0],
+            WatchHits {
+                reads: 1,
+                writes: 1
+            }
+        );
+    }
 
     #[test]
     fn unmapped_read_is_a_page_fault_not_present() {

@@ -189,8 +189,8 @@ fn run_limited(code: &[u8], limit_mib: u64) -> (Option<i32>, u64, LinuxMachine<M
     let mut m =
         LinuxMachine::new(config(frames_max), &elf_with(code, 0), MemoryHost::new(0)).unwrap();
     assert_eq!(m.run(50_000_000), Progress::Finished, "the guest must end");
-    let mib = m.machine.cpu.gpr[12];
-    let mem = &m.machine.cpu.mem;
+    let mib = m.registers().gpr[12];
+    let mem = m.memory();
     assert!(
         mem.frames_in_use() <= frames_max,
         "{} frames in use under a limit of {frames_max}",
@@ -205,7 +205,7 @@ fn a_guest_mapping_and_touching_in_a_loop_meets_enomem_at_the_limit() {
         let (status, mib, m) = run_limited(&mmap_loop(), limit_mib);
         assert_eq!(status, Some(42), "mmap must end in ENOMEM");
         // The refused mmap mapped nothing: less than a MiB is left, but not a page of it was taken.
-        let mem = &m.machine.cpu.mem;
+        let mem = m.memory();
         let frames_max = (limit_mib * MIB / 4096) as usize;
         assert!(
             mem.frames_available() > 0 && mem.frames_available() < 256,
@@ -218,7 +218,7 @@ fn a_guest_mapping_and_touching_in_a_loop_meets_enomem_at_the_limit() {
             "{mib} MiB mapped under {limit_mib} MiB"
         );
         // Every page the guest touched is a page of host memory; none beyond the limit.
-        let resident = m.machine.cpu.mem.resident_frame_count() as u64;
+        let resident = m.memory().resident_frame_count() as u64;
         assert!(
             resident * 4096 <= limit_mib * MIB,
             "{resident} resident frames"
@@ -256,7 +256,7 @@ fn a_large_bss_costs_no_host_page_until_written() {
         MemoryHost::new(0),
     )
     .unwrap();
-    let mem = &m.machine.cpu.mem;
+    let mem = m.memory();
     assert!(mem.mapped_page_count() > (1 << 30) / 4096);
     // The program's page and the few stack pages the loader wrote.
     assert!(

@@ -61,11 +61,11 @@ pub fn record<H: Host, S: ChunkSink>(
         let machine = &mut hv.guest;
         let icount = machine.icount();
         if icount % fine == 0 {
-            fine_hashes.push(fine_hash(&machine.machine.cpu, scheme));
+            fine_hashes.push(fine_hash(&machine.registers(), scheme));
         }
         if icount % header.hash_interval == 0 {
-            let registers = register_file(&machine.machine.cpu, scheme);
-            let (memory_digest, pages) = memory.update(&mut machine.machine.cpu.mem, icount);
+            let registers = register_file(&machine.registers(), scheme);
+            let (memory_digest, pages) = memory.update(machine.memory_mut(), icount);
             let pending = &mut machine.host.pending;
             pending.push(Record::Checkpoint(Box::new(Checkpoint {
                 icount,

@@ -13,7 +13,11 @@
 //!   fires. The run is deterministic, so the draws are too.
 //! - A stuck bit is enforced by guest memory itself (`Memory::set_stuck_bit`): the frame is never cached for
 //!   writing, and every write to it, by the guest or the kernel side, forces the bit again, so the guest never
-//!   reads back anything else. Memory snapshots carry the defect.
+//!   reads back anything else. That covers compiled code (its stores go through the write TLB), the bulk REP
+//!   MOVS/STOS path (it writes through a host pointer, then `Memory::host_write_done`), syscalls filling a buffer
+//!   (`write_bytes`), the loader and debuggers (`poke`), copy-on-write copies and frames reused after a free.
+//!   Memory snapshots and forks carry the defect. `tests::stuck_bits_hold_against_string_stores_reads_and_compiled_stores`
+//!   holds a guest's writes to it, with the block compiler on and off.
 //! - The guest's SIGBUS for a touched poisoned page comes from the CPU (#MC) through the Linux layer's
 //!   signal delivery (BUS_MCEERR_AR, si_addr, si_addr_lsb 12); the layer counts the touches per frame in
 //!   `Stats::machine_checks`, which is how a report's outcome becomes "killed" or "recovered" by the end.

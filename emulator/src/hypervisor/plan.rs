@@ -22,7 +22,8 @@ pub enum FaultKind {
     Ue,
     /// One bit flips once (a corrected-nothing soft error: nobody notices).
     Flip,
-    /// One bit is stuck at a value: the hypervisor re-asserts it whenever it has control (see `Policy`).
+    /// One bit is stuck at a value: guest memory forces it after every write to the frame (see the module doc
+    /// of hypervisor/mod.rs).
     Stuck,
 }
 
