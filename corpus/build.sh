@@ -1,7 +1,10 @@
 #!/bin/sh
-# Rebuilds the committed corpus binaries: each program in src/ with musl-gcc -static and with gcc -static (glibc).
-# Output: bin/NAME-musl and bin/NAME-glibc. Stripped (-s) to keep the repository small, except hello and rewind, which
-# keep their symbols for the gdb and replay-debugger tests, and crash and sigbus, which keep theirs for the core-dump and fault tests. Needs musl-tools (musl-gcc) and gcc.
+# Rebuilds the committed corpus binaries: each C program in src/ with musl-gcc -static and with gcc -static (glibc).
+# Output: bin/NAME-musl and bin/NAME-glibc; also bin/throw-glibc (src/throw.cpp, g++) and bin/unwind-rust
+# (src/unwind.rs, rustc). Stripped (-s) to keep the repository small, except hello and rewind, which
+# keep their symbols for the gdb and replay-debugger tests, crash and sigbus, which keep theirs for the core-dump and
+# fault tests, and overflow, which keeps its for the reverse-watchpoint tests. Needs musl-tools (musl-gcc), gcc, g++
+# and rustc.
 # Usage: corpus/build.sh            (from anywhere)
 set -eu
 cd "$(dirname "$0")"
@@ -9,8 +12,16 @@ mkdir -p bin
 for src in src/*.c; do
     name=$(basename "$src" .c)
     strip=-s
-    case "$name" in hello|rewind|crash|sigbus) strip=-g ;; esac
+    case "$name" in hello|rewind|crash|sigbus|overflow) strip=-g ;; esac
     musl-gcc -static -O2 $strip -o "bin/$name-musl" "$src" -lm
     gcc -static -O2 $strip -o "bin/$name-glibc" "$src" -lm
 done
+# C++ exceptions and Rust panics unwind through libgcc's unwinder, which runs rdsspq on every throw. glibc only (no
+# musl C++ toolchain here); Rust links glibc statically (static-pie) when the musl target is not installed.
+g++ -static -O2 -s -o bin/throw-glibc src/throw.cpp
+if rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
+    rustc --edition 2021 -O -C strip=symbols --target x86_64-unknown-linux-musl -o bin/unwind-rust src/unwind.rs
+else
+    rustc --edition 2021 -O -C strip=symbols -C target-feature=+crt-static -o bin/unwind-rust src/unwind.rs
+fi
 ls -l bin

@@ -1,10 +1,25 @@
 //! The `tandem` command line: argument parsing and rendering only; the work lives in the library crates.
+//!
+//! Exit statuses are decided here and in each subcommand, and each subcommand's --help lists its own:
+//! - `run`, `record`: the guest's status (0-255; 128+N when a signal N killed it), 124 when --max-insns stopped it
+//!   (as timeout(1)), 125 for tandem's own failure.
+//! - `replay`: 0 verified, 3 divergence, 4 damaged trace, 125 tandem's own failure.
+//! - `debug`: 0, 1 when a command of the script failed, 125 tandem's own failure.
+//! - `faults`: 0 when no run was silently corrupted, 1 when some run was, 125 tandem's own failure.
+//! - `scenario ...`: 0 every run passed, 1 a checker failed, 2 bad input (its statuses predate the others).
+//!
+//! 125 is tandem's own failure (bad input, unreadable file, usage error, internal error), as env(1) and timeout(1)
+//! use it: a guest rarely exits with it, unlike 1 or 2. When the reader of tandem's stdout goes away
+//! (`tandem scenario run ... | head -1`), tandem stops quietly with 141, the status a shell shows for a Unix tool
+//! killed by SIGPIPE (128 + 13). `run` and `record` print their own report lines to stderr on a best-effort basis: a
+//! closed stderr loses those lines, never the guest's status. A Rust panic (101) is a bug.
 
 use clap::{Parser, Subcommand};
 
 mod debug_cmd;
 mod faults_cmd;
 mod mount_fs;
+mod output;
 mod record_cmd;
 mod replay_cmd;
 mod run_cmd;
@@ -14,7 +29,10 @@ mod scenario_cmd;
 #[command(
     name = "tandem",
     version,
-    about = "Deterministic simulation and record-replay for static x86-64 Linux binaries"
+    about = "Deterministic simulation and record-replay for static x86-64 Linux binaries",
+    after_help = "Exit status: each command's --help lists its own. 125 is tandem's own failure (bad input, \
+        unreadable file, usage error) in every command but `scenario` (2); 141 when the reader of tandem's output \
+        went away (`| head -1`)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,18 +45,23 @@ enum Command {
     Record(record_cmd::RecordArgs),
     Replay(replay_cmd::ReplayArgs),
     Debug(debug_cmd::DebugArgs),
-    /// Seeded simulation scenarios: run templates over many seeds, show a run's timeline, benchmark.
+    // No doc comments here: they would replace each command's own about and long_about in its --help.
     Scenario(scenario_cmd::ScenarioArgs),
-    /// Memory-fault campaigns: a program under many seeded fault plans, outcomes tabulated per frame class.
     Faults(faults_cmd::FaultsArgs),
 }
 
-/// Exit status for a tandem error (bad input, unreadable file): distinct from a guest's own statuses as far as
-/// the shell convention allows, and what clap uses for usage errors.
-const EXIT_ERROR: u8 = 2;
+/// Exit status of tandem's own failure: bad input, an unreadable file, a usage error, an internal error. 125 as
+/// env(1), timeout(1) and git bisect use it: a status guests rarely give, unlike 1 and 2.
+pub const EXIT_TANDEM_FAILURE: i32 = 125;
 
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+/// Exit status when the reader of tandem's output went away: a shell's status for a tool killed by SIGPIPE.
+pub const EXIT_BROKEN_PIPE: i32 = 141;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => std::process::exit(output::clap_exit(&e)),
+    };
     let result = match cli.command {
         Command::Run(args) => run_cmd::run(args),
         Command::Record(args) => record_cmd::run(args),
@@ -48,12 +71,16 @@ fn main() -> std::process::ExitCode {
         Command::Faults(args) => faults_cmd::run(args),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            // One line with the whole cause chain; no backtrace, whatever RUST_BACKTRACE says: these are
-            // errors in the user's input, not bugs of ours.
-            eprintln!("tandem: error: {e:#}");
-            std::process::ExitCode::from(EXIT_ERROR)
-        }
+        Ok(()) => match output::flush_stdout() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                std::process::exit(EXIT_BROKEN_PIPE)
+            }
+            _ => std::process::exit(0),
+        },
+        Err(e) => std::process::exit(output::error_exit(
+            "tandem: error: ",
+            &e,
+            EXIT_TANDEM_FAILURE,
+        )),
     }
 }

@@ -8,25 +8,44 @@
 //! The guest runs under the hypervisor with the fault flags of `tandem run` (--faults, --faults-file,
 //! --fault-seed, --early-kill): the plan and options go into the header, each fault that fires into the event
 //! stream (`Event::Fault`), and its report line to stderr as `tandem run` prints it.
+//!
+//! The trace is written to FILE.partial beside FILE and renamed over FILE only when the recording is complete:
+//! a recording that is killed or fails (a full disk) never destroys an earlier FILE, and what it leaves in
+//! FILE.partial replays up to its last complete chunk. -o may not name an input of the run (the program, a
+//! mounted file or a file under a mounted directory, the fault file).
 
+use crate::output::Lossy;
 use crate::run_cmd::{exe_guest_path, parse_mount, read_fault_plan, LiveHost, RunArgs};
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tandem_emulator::hypervisor::{Hypervisor, Policy};
 use tandem_emulator::linux::LinuxConfig;
 use tandem_replay::hosts::{LiveClock, LiveEntropy, RecordingHost};
 use tandem_replay::record::record;
 use tandem_replay::sink::BackgroundWriter;
 use tandem_replay::trace::{blob_id, FaultOptions, Header, TraceWriter};
+use tandem_scenarios::input::{read_input, InputKind};
 
 #[derive(clap::Args, Debug)]
 #[command(
     about = "Run a program and record a trace that `tandem replay` reproduces bit for bit",
-    after_help = "Examples:\n  \
+    long_about = "Run a static x86-64 Linux program exactly as `tandem run` does (same options, same output, same \
+        exit status) and write a trace to -o FILE: the program, its arguments and environment, every byte it read \
+        from stdin and from mounted files, the memory faults that fired, state hashes every --hash-interval \
+        instructions and the outcome. `tandem replay FILE` reproduces the run from the trace alone, on any machine, \
+        and `tandem debug FILE` steps through it forwards and backwards.\n\n\
+        Options go before the program; everything after it (or after `--`) is the program's arguments.",
+    after_help = "Exit status:\n  \
+        0-255  the guest's own exit status (the trace is written whatever it is)\n  \
+        128+N  the guest was killed by signal N, e.g. 139 for SIGSEGV\n  \
+        124    --max-insns stopped the guest before it finished (as timeout(1))\n  \
+        125    tandem's own failure: bad input, unreadable program, the trace cannot be written\n\n\
+        Examples:\n  \
         tandem record -o hello.trace -- corpus/bin/hello-musl\n  \
         echo hi | tandem record -o tr.trace --live-clock -- /bin/busybox tr a-z A-Z\n  \
+        tandem record -o ue.trace --faults 'mem.ue:icount=300000,addr=0x7ffff7ff8000' -- corpus/bin/sigbus-musl 20\n  \
         tandem replay hello.trace"
 )]
 pub struct RecordArgs {
@@ -56,6 +75,71 @@ pub struct RecordArgs {
     run: RunArgs,
 }
 
+/// Where the trace is written until it is complete: FILE.partial beside FILE.
+fn partial_path(output: &Path) -> PathBuf {
+    let mut name = output.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    output.with_file_name(name)
+}
+
+/// The path as it will be on disk: canonical if it exists, else its canonical parent joined with its name.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return Some(p);
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Some(std::fs::canonicalize(parent).ok()?.join(path.file_name()?))
+}
+
+/// Refuses an -o (or its .partial) that names an input of the run: writing it would destroy the input, and a
+/// mounted one would be read by the guest while it is written.
+fn refuse_output_over_an_input(
+    output: &Path,
+    partial: &Path,
+    program: &Path,
+    r: &RunArgs,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if output.file_name().is_none() || output.is_dir() {
+        bail!(
+            "-o {}: a directory; name the trace file, such as -o run.trace",
+            output.display()
+        );
+    }
+    let mut inputs: Vec<(String, PathBuf)> = vec![("the program".into(), program.to_path_buf())];
+    for m in &r.mounts {
+        let host = m.split_once(':').map_or(m.as_str(), |(h, _)| h);
+        inputs.push((format!("the mount {m}"), PathBuf::from(host)));
+    }
+    if let Some(f) = &r.faults_file {
+        inputs.push(("the fault file".into(), f.clone()));
+    }
+    for target in [output, partial] {
+        let same_file = |input: &Path| match (std::fs::metadata(target), std::fs::metadata(input)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        };
+        let Some(at) = resolved(target) else { continue };
+        for (what, input) in &inputs {
+            let Some(input_at) = resolved(input) else {
+                continue;
+            };
+            if same_file(input) || at == input_at || at.starts_with(&input_at) {
+                bail!(
+                    "-o {}: it is {what} ({}), an input of the run: recording would overwrite it; write the \
+                     trace elsewhere",
+                    output.display(),
+                    input.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The host clock since the recording started.
 struct HostClock(std::time::Instant);
 
@@ -75,8 +159,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     }
     let r = &args.run;
     let program = PathBuf::from(&r.command[0]);
-    let bytes = std::fs::read(&program)
-        .with_context(|| format!("cannot read the program {}", program.display()))?;
+    let partial = partial_path(&args.output);
+    let bytes = read_input(&program, InputKind::Program)?;
     let mounts = r
         .mounts
         .iter()
@@ -94,6 +178,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         exe_path: exe_guest_path(&program, &mounts),
         mounts,
         strict: r.strict,
+        frames_max: r.memory_max,
         ..LinuxConfig::default()
     };
     let plan = read_fault_plan(r.faults.as_deref(), r.faults_file.as_deref())?;
@@ -167,23 +252,44 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let host = RecordingHost::new(live, clock, entropy);
     let mut hv = Hypervisor::new(config, bytes.into(), host, plan, policy, fault_seed)
         .with_context(|| format!("cannot load {}", program.display()))?;
-    hv.guest.machine.set_jit(!r.no_jit);
-    let file = std::fs::File::create(&args.output)
-        .with_context(|| format!("cannot create the trace {}", args.output.display()))?;
-    let writer = TraceWriter::new(std::io::BufWriter::new(file))
-        .with_context(|| format!("cannot write the trace {}", args.output.display()))?;
+    hv.guest.set_jit(!r.no_jit);
+    refuse_output_over_an_input(&args.output, &partial, &program, r)?;
+    let file = std::fs::File::create(&partial)
+        .with_context(|| format!("cannot create the trace {}", partial.display()))?;
+    let cannot_write = || {
+        format!(
+            "cannot write the trace {} (what was written is in {}: tandem replay reads it up to its last \
+             complete chunk)",
+            args.output.display(),
+            partial.display()
+        )
+    };
+    let writer = TraceWriter::new(std::io::BufWriter::new(file)).with_context(cannot_write)?;
     // Chunks are encoded and written on a second thread, beside the guest.
-    let mut writer = BackgroundWriter::new(writer)
-        .with_context(|| format!("cannot write the trace {}", args.output.display()))?;
+    let mut writer = BackgroundWriter::new(writer).with_context(cannot_write)?;
     let summary = record(&mut hv, &header, &mut writer);
     // Whatever happened, every chunk sent is written before anything is reported.
     let written = writer.finish();
-    let summary =
-        summary.with_context(|| format!("cannot write the trace {}", args.output.display()))?;
-    let writer =
-        written.with_context(|| format!("cannot write the trace {}", args.output.display()))?;
+    let summary = summary.with_context(cannot_write)?;
+    let writer = written.with_context(cannot_write)?;
+    let written_bytes = writer.offset();
+    // Complete and flushed: only now does it replace FILE.
+    writer
+        .into_inner()
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|file| file.sync_all())
+        .with_context(cannot_write)?;
+    std::fs::rename(&partial, &args.output).with_context(|| {
+        format!(
+            "cannot rename the finished trace {} to {}",
+            partial.display(),
+            args.output.display()
+        )
+    })?;
     let _ = std::io::stdout().flush();
-    let mut err = std::io::stderr().lock();
+    // Report lines are best-effort: a closed stderr must not turn the guest's status into tandem's.
+    let mut err = Lossy(std::io::stderr().lock());
     if let Some(line) = &summary.diagnostic {
         writeln!(err, "tandem: {line}")?;
     }
@@ -202,7 +308,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         "tandem: recorded {} instructions to {} ({} bytes)",
         summary.icount,
         args.output.display(),
-        writer.offset()
+        written_bytes
     )?;
     if r.report_state {
         writeln!(

@@ -3,8 +3,8 @@
 //! Exit status: 0 when the replay matches the recording to its end ("verified", whatever status the guest
 //! itself ended with, which the report prints; `--guest-status` exits with the guest's status instead); 3 when it
 //! diverges (the report names the first checkpoint that differs and the instruction it was narrowed to); 4 when
-//! the trace is truncated or corrupt after its header (replayed and verified up to its last complete chunk);
-//! tandem's error status when it cannot be read at all (not a trace, wrong version, damaged header).
+//! the trace is truncated or corrupt after its header (replayed and verified up to its last complete chunk); 125
+//! when it cannot be read at all (tandem's error status: not a trace, wrong version, damaged header).
 
 use anyhow::Context;
 use std::io::Write;
@@ -19,7 +19,18 @@ pub const EXIT_DAMAGED_TRACE: i32 = 4;
 #[derive(clap::Args, Debug)]
 #[command(
     about = "Replay a trace written by `tandem record`, verifying every state hash",
-    after_help = "Examples:\n  tandem replay run.trace\n  tandem replay --quiet run.trace"
+    long_about = "Replay a trace written by `tandem record` from the trace alone (no stdin, no files, no host \
+        clock), printing the guest's output again and verifying every recorded state hash, the output, the exit \
+        status and the final state. A divergence is narrowed to the first instruction whose registers differ, \
+        with the memory pages that differ and the instruction that last wrote each.",
+    after_help = "Exit status:\n  \
+        0    verified: the replay matches the recording to its end, whatever the guest's recorded exit status \
+        (the report on stderr prints it)\n  \
+        3    divergence: the replay differs from the recording (the report names where)\n  \
+        4    damaged trace: truncated or corrupt after its header; replayed and verified up to its last complete \
+        chunk\n  \
+        125  tandem's own failure: not a trace, unreadable, wrong version, damaged header, usage error\n\n\
+        Examples:\n  tandem replay run.trace\n  tandem replay --quiet run.trace"
 )]
 pub struct ReplayArgs {
     /// The trace to replay. Example: run.trace
@@ -43,13 +54,25 @@ pub struct ReplayArgs {
 /// Exit status of a replay that matched the recording to its end.
 pub const EXIT_VERIFIED: i32 = 0;
 
-/// Reads and parses a trace, naming the file in every error.
+/// Reads and parses a trace, naming the file in every error. Chunk by chunk: the file is never held whole.
 pub fn load(path: &std::path::Path) -> anyhow::Result<Trace> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read the trace {}", path.display()))?;
-    let trace = Trace::parse(&bytes).with_context(|| format!("{}", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| {
+        let mut partial = path.as_os_str().to_os_string();
+        partial.push(".partial");
+        let hint = if std::path::Path::new(&partial).exists() {
+            format!(
+                " (a recording that did not finish left {}: replay that)",
+                std::path::Path::new(&partial).display()
+            )
+        } else {
+            String::new()
+        };
+        format!("cannot read the trace {}{hint}", path.display())
+    })?;
+    let trace = Trace::read(std::io::BufReader::new(file))
+        .with_context(|| format!("{}", path.display()))?;
     if trace.header.emulator_version != tandem_replay::EMULATOR_VERSION {
-        eprintln!(
+        crate::output::note!(
             "tandem: warning: {} was recorded by tandem {}, this is {}; a divergence may come from the change",
             path.display(),
             trace.header.emulator_version,
@@ -71,7 +94,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot replay {}", args.trace.display()))?;
     let report = replayer.replay();
     let _ = std::io::stdout().flush();
-    let mut err = std::io::stderr().lock();
+    let mut err = crate::output::Lossy(std::io::stderr().lock());
     let name = args.trace.display();
     let status = if let Some(d) = &report.divergence {
         write!(

@@ -6,6 +6,7 @@
 //! the emulator, not an input of the guest.
 
 use crate::mount_fs::MountRoots;
+use crate::output::Lossy;
 use anyhow::{bail, Context};
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -20,6 +21,7 @@ use tandem_emulator::linux::vfs::{split, Mount};
 use tandem_emulator::linux::{
     Host, HostMetadata, LinuxConfig, Progress, SeededEntropy, Termination,
 };
+use tandem_scenarios::input::{read_input, read_input_text, InputKind};
 
 /// Exit status of a run stopped by --max-insns (the convention of timeout(1)).
 pub const EXIT_INSTRUCTION_LIMIT: i32 = 124;
@@ -31,11 +33,15 @@ pub const EXIT_INSTRUCTION_LIMIT: i32 = 124;
         The run is a function of its inputs: the program, its arguments, the --env variables (the host's \
         environment is not passed), the mounted files, stdin and the seed. Guest time starts at 2024-01-01 \
         and advances with the instruction count; getrandom and AT_RANDOM come from the seed.\n\n\
-        The exit status is the guest's; a guest killed by a signal exits with 128 + the signal number \
-        and a diagnostic line on stderr; a run stopped by --max-insns exits with 124.",
-    after_help = "Examples:\n  \
+        Options go before the program; everything after it (or after `--`) is the program's arguments.",
+    after_help = "Exit status:\n  \
+        0-255  the guest's own exit status\n  \
+        128+N  the guest was killed by signal N (a diagnostic line on stderr), e.g. 139 for SIGSEGV\n  \
+        124    --max-insns stopped the guest before it finished (as timeout(1))\n  \
+        125    tandem's own failure: bad input, unreadable program, usage error\n\n\
+        Examples:\n  \
         tandem run -- corpus/bin/hello-musl\n  \
-        tandem run --seed 7 --stats -- /bin/busybox sha256sum /data/file --mount /tmp/in:/data\n  \
+        tandem run --seed 7 --stats --mount /tmp/in:/data -- /bin/busybox sha256sum /data/file\n  \
         echo hi | tandem run --env LANG=C -- /bin/busybox tr a-z A-Z"
 )]
 pub struct RunArgs {
@@ -99,6 +105,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     core: Option<PathBuf>,
 
+    /// Guest memory limit, with K, M or G (powers of 1024). Every mapped page counts; mmap, brk and mremap
+    /// beyond it fail with ENOMEM inside the guest, and a program whose image does not fit is refused. An input
+    /// of the run (recorded in traces). Example: --memory-max 512M
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_memory_size)]
+    pub(crate) memory_max: usize,
+
     /// Print the instruction count and the final state hash to stderr (deterministic, for tests).
     #[arg(long, hide = true)]
     pub(crate) report_state: bool,
@@ -110,12 +122,9 @@ pub struct RunArgs {
     pub(crate) no_jit: bool,
 
     /// The program to run (a host path) and its arguments. Example: -- corpus/bin/args-musl one two
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "PROGRAM ARGS"
-    )]
+    ///
+    /// Options of tandem go before it: an unknown option there is a usage error, never taken for the program.
+    #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM ARGS")]
     pub(crate) command: Vec<OsString>,
 }
 
@@ -197,6 +206,40 @@ pub(crate) fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
     })
 }
 
+/// Parses --memory-max: a byte count with an optional K, M or G suffix (powers of 1024), a whole number of pages
+/// from one page to `Memory::FRAMES_MAX_LIMIT` pages; gives the limit in pages (frames).
+pub(crate) fn parse_memory_size(text: &str) -> Result<usize, String> {
+    use tandem_emulator::memory::{Memory, PAGE_SIZE};
+    let t = text.trim();
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_uppercase()),
+        _ => (t, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        'T' => 40,
+        _ => return Err(format!("{text:?}: the unit is K, M, G or T, such as 512M")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a size such as 512M or 4G"))?;
+    let bytes = n
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    let pages = bytes / PAGE_SIZE as u64;
+    let limit = Memory::FRAMES_MAX_LIMIT as u64;
+    if bytes % PAGE_SIZE as u64 != 0 || pages == 0 || pages > limit {
+        return Err(format!(
+            "{text:?}: the limit is a whole number of 4 KiB pages, from 4K to {} GiB",
+            limit >> 18
+        ));
+    }
+    Ok(pages as usize)
+}
+
 /// The guest path of the program: where a mount shows it, else the path as given.
 pub(crate) fn exe_guest_path(program: &Path, mounts: &[Mount]) -> Vec<u8> {
     if let Ok(canon) = std::fs::canonicalize(program) {
@@ -213,8 +256,7 @@ pub(crate) fn exe_guest_path(program: &Path, mounts: &[Mount]) -> Vec<u8> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let program = PathBuf::from(&args.command[0]);
-    let bytes = std::fs::read(&program)
-        .with_context(|| format!("cannot read the program {}", program.display()))?;
+    let bytes = read_input(&program, InputKind::Program)?;
     let mounts = args
         .mounts
         .iter()
@@ -232,6 +274,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         exe_path: exe_guest_path(&program, &mounts),
         mounts,
         strict: args.strict,
+        frames_max: args.memory_max,
         ..LinuxConfig::default()
     };
     let plan = read_fault_plan(args.faults.as_deref(), args.faults_file.as_deref())?;
@@ -255,7 +298,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         args.fault_seed.unwrap_or(args.seed),
     )
     .with_context(|| format!("cannot load {}", program.display()))?;
-    hv.guest.machine.set_jit(!args.no_jit);
+    hv.guest.set_jit(!args.no_jit);
 
     // A report about the emulator's speed, not an input of the guest.
     #[allow(clippy::disallowed_methods)]
@@ -265,7 +308,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let guest = &mut hv.guest;
     let _ = guest.host.stdout.flush();
 
-    let mut err = std::io::stderr().lock();
+    // Report lines are best-effort: a closed stderr must not turn the guest's status into tandem's.
+    let mut err = Lossy(std::io::stderr().lock());
     let status = match progress {
         Progress::Finished => {
             let t = guest
@@ -362,8 +406,7 @@ pub fn read_fault_plan(spec: Option<&str>, file: Option<&Path>) -> anyhow::Resul
     let Some(path) = file else {
         return Ok(FaultPlan::default());
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--faults-file: cannot read {}", path.display()))?;
+    let text = read_input_text(path, InputKind::FaultsFile).context("--faults-file")?;
     Ok(FaultPlan::parse_toml(&text, &path.display().to_string())?)
 }
 

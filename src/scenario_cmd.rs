@@ -4,16 +4,33 @@
 //! `plan` (print the fault plan of a seed), `bench` (seeds per second). The work lives in the library; this file only
 //! parses, prints and writes files. Output on stdout is byte-identical whatever `--jobs` is; the progress line goes to
 //! stderr and only when stderr is a terminal.
+//!
+//! Exit statuses (older than the other commands' and kept): 0 every run passed, 1 a checker failed, 2 bad input
+//! (template, plan, arguments, a usage error), 141 when the reader of stdout went away (`| head -1`).
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use tandem_scenarios::input::{read_input_text, InputKind};
 use tandem_scenarios::runner::{self, SeedOutcome};
 use tandem_scenarios::{plan_for_seed, FaultPlan, Template};
 
+/// A checker failed in some run.
+pub const EXIT_CHECKER_FAILED: i32 = 1;
+/// Bad input: a template, a plan, an argument, a usage error.
+pub const EXIT_BAD_INPUT: i32 = 2;
+
 #[derive(Args)]
-#[command(about = "Run seeded simulation scenarios from TOML workflow templates")]
+#[command(
+    about = "Seeded simulation scenarios from TOML workflow templates: run them over many seeds, show a run's \
+        timeline, print a seed's fault plan, benchmark",
+    after_help = "Exit status (every scenario command):\n  \
+        0    every run passed (show, plan, bench: done)\n  \
+        1    a checker failed in some run\n  \
+        2    bad input: template, plan, arguments, usage error\n  \
+        141  the reader of stdout went away (`| head -1`)"
+)]
 pub struct ScenarioArgs {
     #[command(subcommand)]
     command: ScenarioCommand,
@@ -30,7 +47,8 @@ enum ScenarioCommand {
     ///   tandem scenario run scenarios/templates/split-brain-ignore-isolation.toml --seed 3 --shrink
     ///   tandem scenario run scenarios/templates/split-brain.toml --plan corpus/regressions/split-brain-seed-3.toml
     ///
-    /// Exit status: 0 when every run passed, 1 when a checker failed, 2 on bad input (template, plan, arguments).
+    /// Exit status: 0 when every run passed, 1 when a checker failed, 2 on bad input (template, plan, arguments,
+    /// usage error), 141 when the reader of stdout went away (`| head -1`).
     #[command(verbatim_doc_comment)]
     Run(RunArgs),
     /// Print the fault plan and the event timeline of one run.
@@ -128,17 +146,23 @@ pub fn run(args: ScenarioArgs) -> Result<()> {
         ScenarioCommand::Plan(args) => plan_cmd(args).map(|()| true),
         ScenarioCommand::Bench(args) => bench_cmd(args).map(|()| true),
     };
+    let result = result.and_then(|passed| {
+        crate::output::flush_stdout()?;
+        Ok(passed)
+    });
     match result {
         Ok(true) => Ok(()),
-        Ok(false) => {
-            std::io::stdout().flush().ok();
-            std::process::exit(1)
-        }
+        Ok(false) => std::process::exit(EXIT_CHECKER_FAILED),
         Err(error) => {
-            eprintln!("error: {error:#}");
-            std::process::exit(2)
+            std::process::exit(crate::output::error_exit("error: ", &error, EXIT_BAD_INPUT))
         }
     }
+}
+
+/// Writes to stdout; a closed pipe comes back as an error that ends tandem quietly (see `output`).
+fn print_out(text: &str) -> Result<()> {
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
 }
 
 fn load_template(path: &Path) -> Result<Template> {
@@ -147,8 +171,7 @@ fn load_template(path: &Path) -> Result<Template> {
 }
 
 fn load_plan(template: &Template, path: &Path) -> Result<FaultPlan> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read fault plan {}", path.display()))?;
+    let text = read_input_text(path, InputKind::Plan)?;
     FaultPlan::parse(&path.display().to_string(), &text, &template.node_names)
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -199,9 +222,7 @@ fn run_cmd(args: RunArgs) -> Result<bool> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    if jobs == 0 || jobs > 1024 {
-        bail!("--jobs must be between 1 and 1024");
-    }
+    check_jobs(jobs)?;
     if let Some(plan_path) = &args.plan {
         let plan = load_plan(&template, plan_path)?;
         let report = runner::run_plan(&template, &plan, false);
@@ -218,7 +239,7 @@ fn run_cmd(args: RunArgs) -> Result<bool> {
                 plan_path.display()
             );
         }
-        print!("{}", summary.render_text());
+        print_out(&summary.render_text())?;
         write_reports(&args, &summary)?;
         if args.shrink && outcome.failed() {
             shrink_and_write(&template, &plan, &args.regressions_dir)?;
@@ -246,16 +267,20 @@ fn run_cmd(args: RunArgs) -> Result<bool> {
     let step = (total / 200).max(1);
     let progress = move |done: usize| {
         if show_progress && (done % step == 0 || done == total) {
-            eprint!("\r  {done}/{total} seeds ({}%)", done * 100 / total);
+            let _ = write!(
+                std::io::stderr(),
+                "\r  {done}/{total} seeds ({}%)",
+                done * 100 / total
+            );
         }
     };
     let outcomes = runner::run_seeds(&template, &seeds, jobs, args.check_determinism, &progress)
         .map_err(|e| anyhow::anyhow!(e))?;
     if show_progress {
-        eprintln!();
+        crate::output::note!();
     }
     let summary = runner::summarise(&template, &label, &outcomes);
-    print!("{}", summary.render_text());
+    print_out(&summary.render_text())?;
     write_reports(&args, &summary)?;
     if args.shrink {
         if let Some(failing) = outcomes.iter().find(|o| o.failed()) {
@@ -280,11 +305,24 @@ fn write_reports(args: &RunArgs, summary: &runner::Summary) -> Result<()> {
 
 fn shrink_and_write(template: &Template, plan: &FaultPlan, dir: &Path) -> Result<()> {
     let Some(shrunk) = runner::shrink(template, plan) else {
-        println!("\nshrink: the plan does not fail; nothing to shrink");
+        print_out("\nshrink: the plan does not fail; nothing to shrink\n")?;
         return Ok(());
     };
+    // Templates refuse names that are not plain file names; checked again here, as this is where a name with a `/`
+    // or `..` would write outside --regressions-dir.
+    let file_name = format!("{}-seed-{}.toml", template.name, plan.seed);
+    if Path::new(&file_name).file_name() != Some(std::ffi::OsStr::new(&file_name))
+        || file_name.starts_with('.')
+    {
+        bail!(
+            "{}: the template name {:?} is not a plain file name; --shrink will not write outside {}",
+            template.path.display(),
+            template.name,
+            dir.display()
+        );
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(format!("{}-seed-{}.toml", template.name, plan.seed));
+    let path = dir.join(file_name);
     let replay = format!(
         "tandem scenario run {} --plan {}",
         template.path.display(),
@@ -301,16 +339,14 @@ fn shrink_and_write(template: &Template, plan: &FaultPlan, dir: &Path) -> Result
         shrunk.plan.to_toml()
     );
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    println!(
-        "\nshrink: {} of {} events kept after {} runs; fails {}",
+    print_out(&format!(
+        "\nshrink: {} of {} events kept after {} runs; fails {}\n  wrote {}\n  reproduce: {replay}\n",
         shrunk.plan.events.len(),
         plan.events.len(),
         shrunk.runs,
-        shrunk.checkers.join(", ")
-    );
-    println!("  wrote {}", path.display());
-    println!("  reproduce: {replay}");
-    Ok(())
+        shrunk.checkers.join(", "),
+        path.display()
+    ))
 }
 
 fn show_cmd(args: ShowArgs) -> Result<()> {
@@ -352,19 +388,36 @@ fn show_cmd(args: ShowArgs) -> Result<()> {
     if let Some(reason) = &report.stopped {
         out += &format!("  FAIL limits: {reason}\n");
     }
-    std::io::stdout()
-        .write_all(out.as_bytes())
-        .context("cannot write to stdout")?;
-    Ok(())
+    print_out(&out)
 }
 
 fn plan_cmd(args: PlanArgs) -> Result<()> {
     let template = load_template(&args.template)?;
-    print!("{}", plan_for_seed(&template, args.seed).to_toml());
+    print_out(&plan_for_seed(&template, args.seed).to_toml())
+}
+
+/// Most worker threads a scenario command starts.
+pub const JOBS_MAX: usize = 1024;
+/// Most seeds one `bench` measurement runs (its seed list is held in memory).
+pub const BENCH_SEEDS_MAX: u64 = 10_000_000;
+
+fn check_jobs(jobs: usize) -> Result<()> {
+    if jobs == 0 || jobs > JOBS_MAX {
+        bail!("--jobs {jobs}: must be between 1 and {JOBS_MAX}");
+    }
     Ok(())
 }
 
 fn bench_cmd(args: BenchArgs) -> Result<()> {
+    for &jobs in &args.jobs {
+        check_jobs(jobs)?;
+    }
+    if args.seeds == 0 || args.seeds > BENCH_SEEDS_MAX {
+        bail!(
+            "--seeds {}: must be between 1 and {BENCH_SEEDS_MAX}",
+            args.seeds
+        );
+    }
     let templates = if args.templates.is_empty() {
         vec![
             PathBuf::from("scenarios/templates/split-brain.toml"),
@@ -373,10 +426,10 @@ fn bench_cmd(args: BenchArgs) -> Result<()> {
     } else {
         args.templates.clone()
     };
-    println!(
-        "{:<32} {:>5} {:>7} {:>9} {:>10} {:>15} {:>13}",
+    print_out(&format!(
+        "{:<32} {:>5} {:>7} {:>9} {:>10} {:>15} {:>13}\n",
         "template", "jobs", "seeds", "seconds", "seeds/s", "seeds/s/core", "events/s"
-    );
+    ))?;
     for path in &templates {
         let template = load_template(path)?;
         for &jobs in &args.jobs {
@@ -390,8 +443,8 @@ fn bench_cmd(args: BenchArgs) -> Result<()> {
             let seconds = started.elapsed().as_secs_f64();
             let events: u64 = outcomes.iter().map(|o| o.report.events_count).sum();
             let rate = args.seeds as f64 / seconds;
-            println!(
-                "{:<32} {:>5} {:>7} {:>9.3} {:>10.0} {:>15.0} {:>13.0}",
+            print_out(&format!(
+                "{:<32} {:>5} {:>7} {:>9.3} {:>10.0} {:>15.0} {:>13.0}\n",
                 template.name,
                 jobs,
                 args.seeds,
@@ -399,7 +452,7 @@ fn bench_cmd(args: BenchArgs) -> Result<()> {
                 rate,
                 rate / jobs as f64,
                 events as f64 / seconds
-            );
+            ))?;
         }
     }
     Ok(())

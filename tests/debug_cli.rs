@@ -155,7 +155,7 @@ fn watchpoint_stops_after_the_write() {
     record_rewind(&trace, b"x");
     let (t, status) = debug(
         &trace,
-        "watch counter 8\ncontinue\ncontinue\nreverse-continue\n",
+        "watch counter 8\ncontinue\ncontinue\nreverse-continue\nreverse-continue\n",
     );
     assert_eq!(status, Some(0), "{t}");
     let first = answer(&t, "continue", 0);
@@ -169,6 +169,233 @@ fn watchpoint_stops_after_the_write() {
         second.starts_with("watchpoint 1: 0100000000000000 -> 0300000000000000"),
         "{t}"
     );
-    // Backwards from the second write: the first write.
-    assert_eq!(answer(&t, "reverse-continue", 0), first, "{t}");
+    // Backwards from after the second write: the second write itself, undone (as rr and gdb answer a reverse
+    // watchpoint): one instruction earlier, on the writing instruction; then the first write, undone.
+    let icount_of = |line: &str| -> u64 {
+        let rest = &line[line.find("icount ").unwrap() + 7..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let back = answer(&t, "reverse-continue", 0);
+    assert!(
+        back.starts_with(
+            "watchpoint 1: 0100000000000000 -> 0300000000000000, going backwards: before the instruction"
+        ),
+        "{t}"
+    );
+    assert_eq!(icount_of(&back), icount_of(&second) - 1, "{t}");
+    let counter = answer(&t, "watch counter 8", 0)
+        .rsplit("0x")
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        back.contains("<step+") && back.contains(&format!(": mov [{counter}h],")),
+        "on the store to counter ({counter}): {t}"
+    );
+    let back = answer(&t, "reverse-continue", 1);
+    assert!(
+        back.starts_with("watchpoint 1: 0000000000000000 -> 0100000000000000, going backwards"),
+        "{t}"
+    );
+    assert_eq!(icount_of(&back), icount_of(&first) - 1, "{t}");
+}
+
+/// `tandem record` of a corpus program; the guest's death from its stderr: (signal name, rip, icount).
+fn record_death(
+    trace: &std::path::Path,
+    flags: &[&str],
+    program: &str,
+    args: &[&str],
+) -> (String, u64, u64) {
+    let out = record_trace(trace, flags, &corpus_bin(program), args, b"");
+    let stderr = text(&out.stderr);
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("tandem: guest killed by "))
+        .unwrap_or_else(|| panic!("{program} {args:?} was not killed:\n{stderr}"));
+    let name = line.split_whitespace().next().unwrap().to_string();
+    let rip = line
+        .split("at rip 0x")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap();
+    let icount = line
+        .split(", icount ")
+        .nth(1)
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap();
+    (
+        name,
+        u64::from_str_radix(rip, 16).unwrap(),
+        icount.parse().unwrap(),
+    )
+}
+
+/// A history that a signal ends ends with that signal: `continue` reaches it (the guest stopped with it, at
+/// the recorded rip and icount), a second `continue` is the guest's death, and the debugger goes back and
+/// forth from there: one instruction back, then forwards onto the signal again. For a fault, the instruction
+/// before the end leads to the faulting one, which raises the signal when stepped; for abort(3), stepping the
+/// kill syscall is what raises it.
+#[test]
+fn a_crash_ends_the_history_with_its_signal() {
+    let dir = std::env::temp_dir().join(format!("tandem-debug-crash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sigbus = ["--faults", "mem.ue:icount=5000,addr=0x7fffffffe000"];
+    for (program, args, flags, number, fault) in [
+        ("crash-musl", "segv", &[][..], 11, true),
+        ("crash-musl", "ill", &[][..], 4, true),
+        ("crash-musl", "fpe", &[][..], 8, true),
+        ("crash-glibc", "segv", &[][..], 11, true),
+        ("crash-musl", "abort", &[][..], 6, false),
+        ("sigbus-musl", "3", &sigbus[..], 7, true),
+    ] {
+        let trace = dir.join(format!("{program}-{args}.trace"));
+        let (signal, rip, icount) = record_death(&trace, flags, program, &[args]);
+        let (t, status) = debug(
+            &trace,
+            "continue\nwhen\ncontinue\nwhen\nreverse-stepi\nstepi\nstepi\nstepi\nreverse-continue\n",
+        );
+        let context = format!("{program} {args}:\n{t}");
+        assert_eq!(status, Some(0), "{context}");
+        let received = format!("the guest received {signal} (signal {number}) (");
+        let at = format!("icount {icount} rip {rip:#x} ");
+        let first = answer(&t, "continue", 0);
+        assert!(
+            first.starts_with(&received) && first.contains(&at),
+            "{context}"
+        );
+        assert!(
+            first.ends_with(&format!("(the guest ends here, by {signal})")),
+            "{context}"
+        );
+        assert_eq!(
+            answer(&t, "when", 0),
+            format!("icount {icount}"),
+            "{context}"
+        );
+        let killed = answer(&t, "continue", 1);
+        assert!(
+            killed.starts_with(&format!(
+                "the guest was killed by {signal} (signal {number}); nothing follows"
+            )),
+            "{context}"
+        );
+        assert_eq!(
+            answer(&t, "when", 1),
+            format!("icount {icount}"),
+            "{context}"
+        );
+        assert!(
+            answer(&t, "reverse-stepi", 0).starts_with(&format!("icount {} rip ", icount - 1)),
+            "{context}"
+        );
+        let steps: Vec<String> = (0..3).map(|n| answer(&t, "stepi", n)).collect();
+        if fault {
+            // Onto the faulting instruction (not yet raised), then the signal, then the death.
+            assert!(
+                steps[0].starts_with(&at) && !steps[0].contains("ends here"),
+                "{context}"
+            );
+            assert!(
+                steps[1].starts_with(&received) && steps[1].contains(&at),
+                "{context}"
+            );
+            assert!(steps[2].starts_with("the guest was killed by"), "{context}");
+        } else {
+            assert!(
+                steps[0].starts_with(&received) && steps[0].contains(&at),
+                "{context}"
+            );
+            assert!(steps[1].starts_with("the guest was killed by"), "{context}");
+        }
+        assert!(
+            answer(&t, "reverse-continue", 0).starts_with("start of history, icount 0 "),
+            "{context}"
+        );
+        assert!(!t.contains("end of history"), "{context}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A watchpoint covers the bytes asked for, not a clamped part of them: rewind reads 64 NUL bytes and "hello"
+/// into its 256-byte `line`, so its first 64 bytes never change and only a watch on more of it stops, at the
+/// read. Lengths of 0 or above the maximum are refused with the reason, which the exit status reports.
+#[test]
+fn watch_lengths_are_honoured_or_refused() {
+    let dir = std::env::temp_dir().join(format!("tandem-debug-long-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("rewind.trace");
+    let mut stdin = vec![0u8; 64];
+    stdin.extend_from_slice(b"hello");
+    let out = record_trace(
+        &trace,
+        &["--hash-interval", "1024"],
+        &corpus_bin("rewind-musl"),
+        &[],
+        &stdin,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (t, status) = debug(
+        &trace,
+        "watch line 64\ncontinue\ndelete\ngoto 0\nwatch line 256\ncontinue\nsyscalls\n",
+    );
+    assert_eq!(status, Some(0), "{t}");
+    assert!(
+        answer(&t, "continue", 0).starts_with("end of history"),
+        "{t}"
+    );
+    assert_eq!(
+        answer(&t, "watch line 256", 0).split(" at ").next(),
+        Some("watchpoint 2 on 256 bytes"),
+        "{t}"
+    );
+    let stop = answer(&t, "continue", 1);
+    let zeros = "00".repeat(256);
+    let new = format!(
+        "{}{}{}",
+        "00".repeat(64),
+        "68656c6c6f",
+        "00".repeat(256 - 69)
+    );
+    assert!(
+        stop.starts_with(&format!("watchpoint 2: {zeros} -> {new}, icount ")),
+        "{t}"
+    );
+    // Just after the read syscall.
+    let icount: u64 = stop
+        .split(", icount ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        t.contains(&format!("icount {icount}: read (0) = 69")),
+        "{t}"
+    );
+
+    let (t, status) = debug(
+        &trace,
+        "watch line 1048577\nwatch line 0\nrwatch line 1048576\n",
+    );
+    assert_eq!(status, Some(1), "{t}");
+    assert!(
+        t.contains("line 1: watch: a watchpoint covers at most 1048576 bytes, not 1048577"),
+        "{t}"
+    );
+    assert!(
+        t.contains("line 2: watch: a watchpoint covers at least 1 byte"),
+        "{t}"
+    );
+    assert!(
+        answer(&t, "rwatch line 1048576", 0).starts_with("read watchpoint 1 on 1048576 bytes"),
+        "{t}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

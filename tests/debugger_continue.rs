@@ -1,17 +1,21 @@
 //! The replay debugger's fast `continue` and `reverse-continue` (block-speed runs with breakpoint addresses
-//! looked up in the block cache, watched pages armed to report writes) against a reference written here: a
-//! walk of the whole recorded history one instruction at a time, comparing the watched bytes and rip after
-//! every instruction. Both must stop at the same icounts, for the same reasons, forwards and backwards.
+//! looked up in the block cache, the memory counting accesses to watched ranges) against a reference written
+//! here: a walk of the whole recorded history one instruction at a time, comparing the watched bytes and rip
+//! after every instruction, and deciding which instruction reads or writes a watched range from iced-x86's
+//! account of the instruction's memory operands (an oracle independent of the emulator's memory). Both must
+//! stop at the same icounts, for the same reasons, forwards and backwards (backwards, a watchpoint stops
+//! before its instruction).
 //!
 //! The breakpoints are spread over the instructions the program really executes (inside blocks as well as at
 //! their starts), and the watchpoints cover a global written by the program, the buffer a read() syscall
-//! fills, and a stack slot on a page the program writes all the time (which exercises the single-stepping
-//! fallback after a write that leaves the watched bytes as they were).
+//! fills, and stack slots on a page the program writes all the time (accesses to other bytes of the page must
+//! not stop, and must not cost a re-run either).
 
 mod common;
 use common::*;
+use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, OpAccess, OpKind, Register};
 use std::collections::BTreeSet;
-use tandem_replay::debugger::{Debugger, Stop};
+use tandem_replay::debugger::{Debugger, Stop, WatchKind};
 use tandem_replay::hosts::OutputSink;
 use tandem_replay::replay::Replayer;
 use tandem_replay::trace::Trace;
@@ -26,19 +30,18 @@ fn debugger_for(trace: &std::path::Path) -> Debugger {
         stderr: Vec::new(),
     };
     let mut d = Debugger::new(Replayer::new(trace, sink).unwrap());
-    // Dense checkpoints, so that reverse-continue searches more than one interval, and short watch chunks,
-    // so that the ~4,000-instruction program spans many.
+    // Dense checkpoints, so that reverse-continue searches more than one interval of the ~4,000-instruction
+    // program.
     d.timeline.interval_base = 1000;
-    d.watch_chunk_insns = 300;
     d
 }
 
 fn rip(d: &Debugger) -> u64 {
-    d.timeline.replayer.hv.guest.machine.cpu.regs.rip
+    d.timeline.replayer.hv.guest.rip()
 }
 
 fn bytes_at(d: &Debugger, addr: u64, len: u64) -> Vec<u8> {
-    let mem = &d.timeline.replayer.hv.guest.machine.cpu.mem;
+    let mem = d.timeline.replayer.hv.guest.memory();
     (0..len)
         .map(|i| {
             let mut b = [0u8];
@@ -51,42 +54,160 @@ fn bytes_at(d: &Debugger, addr: u64, len: u64) -> Vec<u8> {
 fn key(icount: u64, stop: &Stop) -> Option<(u64, char, u32)> {
     match stop {
         Stop::Breakpoint(id) => Some((icount, 'b', *id)),
-        Stop::Watchpoint(id, _, _) => Some((icount, 'w', *id)),
+        Stop::Watchpoint(hit) => Some((icount, 'w', hit.id)),
         _ => None,
     }
 }
 
-/// The stops of the whole history, one instruction at a time: after each instruction, a watched range whose
-/// bytes changed (lowest id first), else a breakpoint at the new rip (lowest id first).
+/// The data memory the instruction at rip reads and writes, by iced-x86's account of its operands (implicit
+/// stack and string operands included), with the registers before it: ((address, bytes), wrote).
+fn memory_accesses(d: &Debugger) -> Vec<(u64, u64, bool)> {
+    let guest = &d.timeline.replayer.hv.guest;
+    let regs = guest.registers();
+    let mut code = [0u8; 15];
+    for (i, b) in code.iter_mut().enumerate() {
+        let mut one = [0u8];
+        if guest.memory().peek(regs.rip + i as u64, &mut one).is_err() {
+            break;
+        }
+        *b = one[0];
+    }
+    let instr = Decoder::with_ip(64, &code, regs.rip, DecoderOptions::NONE).decode();
+    let repeats = instr.has_rep_prefix() || instr.has_repne_prefix();
+    if repeats && instr.is_string_instruction() {
+        let address32 = instr
+            .op_kinds()
+            .any(|k| matches!(k, OpKind::MemoryESEDI | OpKind::MemorySegESI));
+        let count = if address32 {
+            regs.gpr[1] & 0xffff_ffff
+        } else {
+            regs.gpr[1]
+        };
+        if count == 0 {
+            return Vec::new();
+        }
+    }
+    let value = |reg: Register, _: usize, _: usize| -> Option<u64> {
+        match reg {
+            Register::ES | Register::CS | Register::SS | Register::DS => Some(0),
+            Register::FS => Some(regs.fs_base),
+            Register::GS => Some(regs.gs_base),
+            r if r.is_gpr() => {
+                let v = regs.gpr[r.full_register().number()];
+                Some(match r.size() {
+                    8 => v,
+                    4 => v & 0xffff_ffff,
+                    2 => v & 0xffff,
+                    _ => v & 0xff,
+                })
+            }
+            _ => None,
+        }
+    };
+    let mut factory = InstructionInfoFactory::new();
+    factory
+        .info(&instr)
+        .used_memory()
+        .iter()
+        .filter_map(|m| {
+            let (reads, writes) = match m.access() {
+                OpAccess::Read | OpAccess::CondRead => (true, false),
+                OpAccess::Write | OpAccess::CondWrite => (false, true),
+                OpAccess::ReadWrite | OpAccess::ReadCondWrite => (true, true),
+                _ => return None,
+            };
+            let addr = m.virtual_address(0, value)?;
+            // iced gives a repeated string instruction's memory no size (the whole run's is unknown): one
+            // iteration, which is one step here, touches one element.
+            let size = match m.memory_size().size() {
+                0 if instr.is_string_instruction() => string_element_bytes(&instr),
+                n => n as u64,
+            };
+            let mut v = Vec::new();
+            if reads {
+                v.push((addr, size, false));
+            }
+            if writes {
+                v.push((addr, size, true));
+            }
+            Some(v)
+        })
+        .flatten()
+        .collect()
+}
+
+/// The element size of a string instruction (MOVSB..MOVSQ, STOS, LODS, SCAS, CMPS).
+fn string_element_bytes(instr: &iced_x86::Instruction) -> u64 {
+    use iced_x86::Mnemonic::*;
+    match instr.mnemonic() {
+        Movsb | Stosb | Lodsb | Scasb | Cmpsb | Insb | Outsb => 1,
+        Movsw | Stosw | Lodsw | Scasw | Cmpsw | Insw | Outsw => 2,
+        Movsd | Stosd | Lodsd | Scasd | Cmpsd | Insd | Outsd => 4,
+        Movsq | Stosq | Lodsq | Scasq | Cmpsq => 8,
+        other => panic!("not a string instruction: {other:?}"),
+    }
+}
+
+/// The stops of the whole history, one instruction at a time: after each instruction, the watchpoint it
+/// triggered, lowest id first (`watch`: the watched bytes changed; `rwatch`: the instruction read one of them;
+/// `awatch`: it read or wrote one), else a breakpoint at the new rip (lowest id first).
 fn reference_stops(
     d: &mut Debugger,
     breakpoints: &[(u32, u64)],
-    watchpoints: &[(u32, u64, u64)],
+    watchpoints: &[(u32, u64, u64, WatchKind)],
 ) -> Vec<(u64, char, u32)> {
     d.timeline.seek(0);
     let end = d.timeline.icount_end();
     let mut stops = Vec::new();
     let mut watched: Vec<Vec<u8>> = watchpoints
         .iter()
-        .map(|&(_, a, l)| bytes_at(d, a, l))
+        .map(|&(_, a, l, _)| bytes_at(d, a, l))
         .collect();
     while d.timeline.icount() < end && !d.timeline.finished() {
+        let accesses = memory_accesses(d);
         let next = d.timeline.icount() + 1;
         d.timeline.seek(next);
         let now: Vec<Vec<u8>> = watchpoints
             .iter()
-            .map(|&(_, a, l)| bytes_at(d, a, l))
+            .map(|&(_, a, l, _)| bytes_at(d, a, l))
             .collect();
-        let changed = watchpoints
+        let touched = |a: u64, l: u64, write: bool| {
+            accesses
+                .iter()
+                .any(|&(at, size, w)| w == write && at < a + l && a < at + size)
+        };
+        let stopped = watchpoints
             .iter()
             .zip(watched.iter().zip(&now))
-            .find(|(_, (old, new))| old != new)
-            .map(|(&(id, _, _), _)| id);
+            .find(|((_, a, l, kind), (old, new))| match kind {
+                WatchKind::Write => old != new,
+                WatchKind::Read => touched(*a, *l, false),
+                WatchKind::Access => touched(*a, *l, false) || touched(*a, *l, true),
+            })
+            .map(|(&(id, _, _, _), _)| id);
         watched = now;
-        if let Some(id) = changed {
+        if let Some(id) = stopped {
             stops.push((next, 'w', id));
         } else if let Some(&(id, _)) = breakpoints.iter().find(|(_, a)| *a == rip(d)) {
             stops.push((next, 'b', id));
+        }
+    }
+    stops
+}
+
+/// The same stops as reverse-continue finds them: a watchpoint before its instruction (one icount earlier),
+/// where it hides a breakpoint stop at that icount (going backwards, the watchpoint's instruction is undone
+/// first, and a breakpoint at the position reached is not reported again).
+fn backwards(forward: &[(u64, char, u32)]) -> Vec<(u64, char, u32)> {
+    let mut stops: Vec<(u64, char, u32)> = Vec::new();
+    for &(icount, kind, id) in forward {
+        if kind == 'w' {
+            if stops.last().is_some_and(|s| s.0 == icount - 1) {
+                stops.pop();
+            }
+            stops.push((icount - 1, kind, id));
+        } else {
+            stops.push((icount, kind, id));
         }
     }
     stops
@@ -144,7 +265,7 @@ fn fast_continue_stops_where_single_stepping_does() {
     while d.timeline.icount() < end && !d.timeline.finished() {
         executed.insert(rip(&d));
         if rip(&d) == main && rsp_in_main.is_none() {
-            rsp_in_main = Some(d.timeline.replayer.hv.guest.machine.cpu.regs.gpr[4]);
+            rsp_in_main = Some(d.timeline.replayer.hv.guest.registers().gpr[4]);
         }
         let next = d.timeline.icount() + 1;
         d.timeline.seek(next);
@@ -158,18 +279,8 @@ fn fast_continue_stops_where_single_stepping_does() {
         .map(|&a| (d.add_breakpoint(a), a))
         .collect();
 
-    let expected = reference_stops(&mut d, &breakpoints, &[]);
+    let expected = check_both_ways(&mut d, &breakpoints, &[], "breakpoints only");
     assert!(expected.len() > 20, "{expected:?}");
-    assert_eq!(
-        forward_stops(&mut d),
-        expected,
-        "continue, breakpoints only"
-    );
-    assert_eq!(
-        backward_stops(&mut d),
-        expected,
-        "reverse-continue, breakpoints only"
-    );
 
     // Watchpoints: counter (written by step), the first bytes of line (filled by read()), and the return
     // address slot below main's frame (its page is written by every call).
@@ -180,45 +291,77 @@ fn fast_continue_stops_where_single_stepping_does() {
     for k in 1..40u64 {
         watched.push((slot - 8 * k, 8));
     }
-    let watchpoints: Vec<(u32, u64, u64)> = watched
+    let writes: Vec<(u32, u64, u64, WatchKind)> = watched
         .iter()
-        .map(|&(a, l)| (d.add_watchpoint(a, l), a, l))
+        .map(|&(a, l)| {
+            let id = d.add_watchpoint(a, l, WatchKind::Write).unwrap();
+            (id, a, l, WatchKind::Write)
+        })
         .collect();
-    let expected = reference_stops(&mut d, &breakpoints, &watchpoints);
-    let watch_hits: Vec<u32> = expected
+    check_both_ways(
+        &mut d,
+        &breakpoints,
+        &writes,
+        "breakpoints and write watchpoints",
+    );
+    let watch_hits: Vec<u32> = reference_stops(&mut d, &breakpoints, &writes)
         .iter()
         .filter(|s| s.1 == 'w')
         .map(|s| s.2)
         .collect();
-    for &(id, _, _) in &watchpoints[..3] {
-        assert!(
-            watch_hits.contains(&id),
-            "watchpoint {id} never hit: {expected:?}"
-        );
+    for &(id, _, _, _) in &writes[..3] {
+        assert!(watch_hits.contains(&id), "watchpoint {id} never hit");
     }
-    assert_eq!(forward_stops(&mut d), expected, "continue with watchpoints");
-    assert_eq!(
-        backward_stops(&mut d),
-        expected,
-        "reverse-continue with watchpoints"
-    );
 
-    // Watchpoints alone: long chunks between stops, in which a watched slot can change and change back.
+    // Watchpoints alone: long runs between stops, in which a watched slot can change and change back.
     for &(_, a) in &breakpoints {
         d.remove_breakpoint_at(a);
     }
-    let expected = reference_stops(&mut d, &[], &watchpoints);
-    assert_eq!(
-        forward_stops(&mut d),
-        expected,
-        "continue, watchpoints only"
-    );
-    assert_eq!(
-        backward_stops(&mut d),
-        expected,
-        "reverse-continue, watchpoints only"
-    );
+    check_both_ways(&mut d, &[], &writes, "write watchpoints only");
+
+    // Read and access watchpoints, on counter (read and written by step) and on stack slots around main's
+    // frame (pushed, popped, stored), with write watchpoints on the same bytes: every kind stops on its own
+    // accesses, lowest id first.
+    for &(_, a, l, kind) in &writes {
+        assert!(d.remove_watchpoint(a, l, kind));
+    }
+    let mut mixed = Vec::new();
+    for (k, &(a, l)) in [(counter, 8), (slot, 8), (slot - 8, 8), (slot - 0x30, 16)]
+        .iter()
+        .enumerate()
+    {
+        let kinds = [WatchKind::Read, WatchKind::Access, WatchKind::Write];
+        for kind in [kinds[k % 3], kinds[(k + 1) % 3]] {
+            mixed.push((d.add_watchpoint(a, l, kind).unwrap(), a, l, kind));
+        }
+    }
+    let expected = check_both_ways(&mut d, &[], &mixed, "read, access and write watchpoints");
+    for kind in [WatchKind::Read, WatchKind::Access, WatchKind::Write] {
+        assert!(
+            mixed
+                .iter()
+                .any(|w| w.3 == kind && expected.iter().any(|s| s.1 == 'w' && s.2 == w.0)),
+            "no {kind:?} watchpoint hit: {expected:?}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Continue and reverse-continue over the whole history stop where the reference does; the reference.
+fn check_both_ways(
+    d: &mut Debugger,
+    breakpoints: &[(u32, u64)],
+    watchpoints: &[(u32, u64, u64, WatchKind)],
+    what: &str,
+) -> Vec<(u64, char, u32)> {
+    let expected = reference_stops(d, breakpoints, watchpoints);
+    assert_eq!(forward_stops(d), expected, "continue, {what}");
+    assert_eq!(
+        backward_stops(d),
+        backwards(&expected),
+        "reverse-continue, {what}"
+    );
+    expected
 }
 
 /// A poll that answers true stops a continue at an exact icount, from which everything goes on as from any
@@ -262,7 +405,7 @@ fn an_interrupted_continue_stops_at_an_exact_icount() {
     // A breakpoint early in the run; reverse-continue from the end, interrupted at its 20th poll (a search
     // back over a checkpoint interval of 2^20 instructions polls 16 times).
     fresh.timeline.seek(1000);
-    let early = fresh.timeline.replayer.hv.guest.machine.cpu.regs.rip;
+    let early = fresh.timeline.replayer.hv.guest.rip();
     fresh.timeline.seek(0);
     fresh.add_breakpoint(early);
     fresh.continue_forward();
@@ -314,22 +457,14 @@ fn checkpoint_memory_counts_only_the_frames_written_since() {
             "a checkpoint at icount {}",
             k * base
         );
-        let dirty = d.timeline.replayer.hv.guest.machine.cpu.mem.dirty_frames();
+        let dirty = d.timeline.replayer.hv.guest.memory_mut().dirty_frames();
         assert!(
             dirty.is_empty(),
             "{} frames dirty right after a checkpoint",
             dirty.len()
         );
     }
-    let mapped = d
-        .timeline
-        .replayer
-        .hv
-        .guest
-        .machine
-        .cpu
-        .mem
-        .mapped_page_count();
+    let mapped = d.timeline.replayer.hv.guest.memory().mapped_page_count();
     for (icount, bytes) in d.timeline.checkpoint_list() {
         assert!(
             bytes < 4 * mapped * 4096,

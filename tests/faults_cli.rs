@@ -235,7 +235,7 @@ fn ue_campaign_keeps_the_contract_and_is_identical_at_any_jobs() {
 }
 
 #[test]
-fn bit_flip_campaign_reports_corrupted_crashed_unaffected() {
+fn bit_flip_campaign_reports_silent_corruption_with_exit_1() {
     let out = faults(&[
         "--seeds",
         "0..24",
@@ -248,12 +248,22 @@ fn bit_flip_campaign_reports_corrupted_crashed_unaffected() {
         "8",
     ]);
     let table = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{table}{}", text(&out.stderr));
+    // Flipped bits in the table the program sums change its output while it exits 0: silent corruption.
+    assert_eq!(out.status.code(), Some(1), "{table}{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).ends_with("runs were silently corrupted\n"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        table.contains("silently-corrupted runs (first 5):"),
+        "{table}"
+    );
     let header = table
         .lines()
-        .find(|l| l.contains("unaffected") && l.contains("silently-corrupted"))
+        .find(|l| l.contains("masked") && l.contains("silently-corrupted"))
         .unwrap_or_else(|| panic!("{table}"));
-    assert!(header.contains("crashed"));
+    assert!(header.contains("crashed") && header.contains("exit-changed"));
     let row = table
         .lines()
         .find(|l| l.starts_with("no UE"))
@@ -268,4 +278,149 @@ fn bit_flip_campaign_reports_corrupted_crashed_unaffected() {
         table.contains("flip   anon-dirty") && table.contains("undetected"),
         "{table}"
     );
+}
+
+#[test]
+fn a_program_that_crashes_without_faults_is_judged_against_its_own_crash() {
+    // crash-musl segv always dies of SIGSEGV: uncorrectable errors on its zero pages (recovered invisibly) change
+    // nothing, so every run is masked, none "crashed" by the fault.
+    let out = faults(&[
+        "--seeds",
+        "0..6",
+        "--faults",
+        "mem.ue:count=1,class=anon-zero",
+        "--",
+        "corpus/bin/crash-musl",
+        "segv",
+    ]);
+    let table = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{table}{}", text(&out.stderr));
+    assert!(
+        table.contains("fault-free run: killed by SIGSEGV, 1997 instructions, 17 bytes of stdout"),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("met a UE"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let counts: Vec<u64> = row
+        .split_whitespace()
+        .skip(3)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(counts, [6, 0, 0, 0, 0], "all masked: {row}");
+    assert!(!table.contains("crashed runs"), "{table}");
+}
+
+#[test]
+fn the_json_report_is_versioned_and_each_rows_reproduce_line_records_that_run() {
+    let dir = scratch("faults-json");
+    let json_path = dir.join("report.json");
+    let out = faults(&[
+        "--seeds",
+        "0..6",
+        "--jobs",
+        "2",
+        "--faults",
+        "mem.flip:count=4,class=anon-dirty",
+        "--json",
+        json_path.to_str().unwrap(),
+        "--",
+        "corpus/bin/sigbus-musl",
+        "8",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(report["format"], "tandem-faults-report");
+    assert_eq!(report["version"], 1);
+    assert_eq!(report["seeds"]["start"], 0);
+    assert_eq!(report["seeds"]["end"], 6);
+    assert_eq!(report["fault_free"]["end"]["kind"], "exited");
+    assert_eq!(report["fault_free"]["exit_status"], 0);
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 6);
+    let corrupted = runs
+        .iter()
+        .filter(|r| r["verdict"] == "silently-corrupted")
+        .count();
+    assert!(corrupted > 0);
+    assert_eq!(report["silently_corrupted"], corrupted);
+    assert_eq!(report["verdicts"]["silently-corrupted"], corrupted);
+    for (seed, row) in runs.iter().enumerate() {
+        assert_eq!(row["seed"], seed);
+        assert_eq!(row["plan"]["fault_seed"], seed);
+        assert_eq!(row["plan"]["faults"], report["faults"]);
+        assert_eq!(row["faults"].as_array().unwrap().len(), 4, "{row}");
+    }
+    // The reproduce line of a row records exactly that run, and its trace replays.
+    let row = &runs[2];
+    let line = row["reproduce"].as_str().unwrap();
+    assert!(
+        line.starts_with("tandem record -o faults-seed-2.trace --seed 0 --fault-seed 2 --faults ")
+            && line.ends_with(" -- corpus/bin/sigbus-musl 8 < /dev/null"),
+        "{line}"
+    );
+    let command = line.replacen("tandem", tandem(), 1).replacen(
+        "-o faults-seed-2.trace",
+        &format!("-o {}", dir.join("seed-2.trace").display()),
+        1,
+    );
+    let recorded = Command::new("sh")
+        .args(["-c", &command])
+        .current_dir(repo())
+        .env_clear()
+        .output()
+        .unwrap();
+    let stderr = text(&recorded.stderr);
+    assert_eq!(
+        recorded.status.code(),
+        row["exit_status"].as_i64().map(|s| s as i32),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("tandem: recorded {} instructions", row["icount"])),
+        "{stderr}"
+    );
+    for fault in row["faults"].as_array().unwrap() {
+        assert!(
+            stderr.contains(&format!("tandem: {}", fault.as_str().unwrap())),
+            "the same faults fire: {fault} not in {stderr}"
+        );
+    }
+    assert_eq!(
+        recorded.stdout.len() as u64,
+        row["stdout_bytes"].as_u64().unwrap()
+    );
+    let replay = Command::new(tandem())
+        .args([
+            "replay",
+            "--quiet",
+            dir.join("seed-2.trace").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(replay.status.code(), Some(0), "{}", text(&replay.stderr));
+}
+
+#[test]
+fn jobs_are_bounded() {
+    for jobs in ["0", "257"] {
+        let out = faults(&[
+            "--seeds",
+            "0..2",
+            "--jobs",
+            jobs,
+            "--",
+            "corpus/bin/hello-musl",
+        ]);
+        assert_eq!(out.status.code(), Some(125));
+        assert!(
+            text(&out.stderr).contains(&format!(
+                "--jobs {jobs}: give between 1 and 256 worker threads"
+            )),
+            "{}",
+            text(&out.stderr)
+        );
+    }
 }

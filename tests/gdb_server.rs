@@ -74,10 +74,15 @@ struct Server {
 impl Server {
     /// Starts the server on a port the kernel picks and waits (bounded) for the startup line naming it.
     fn start(trace: &Path) -> Server {
+        Server::start_at(trace, "127.0.0.1:0")
+    }
+
+    /// Starts the server listening on `listen` (port 0); `address` is where a client on this host connects.
+    fn start_at(trace: &Path, listen: &str) -> Server {
         let mut child = Command::new(tandem())
             .arg("debug")
             .arg(trace)
-            .args(["--gdb", "127.0.0.1:0"])
+            .args(["--gdb", listen])
             .current_dir(repo())
             .env_clear()
             .stdin(Stdio::null())
@@ -109,11 +114,15 @@ impl Server {
                 break a.trim().to_string();
             }
         };
+        let host = listen.rsplit_once(':').unwrap().0;
         assert!(
-            server.address.starts_with("127.0.0.1:") && !server.address.ends_with(":0"),
+            server.address.starts_with(&format!("{host}:")) && !server.address.ends_with(":0"),
             "the server must print the real port, not {}",
             server.address
         );
+        if let Some(port) = server.address.strip_prefix("0.0.0.0:") {
+            server.address = format!("127.0.0.1:{port}");
+        }
         server
     }
 
@@ -137,6 +146,11 @@ impl Drop for Server {
 
 /// Runs gdb in batch mode against `address` with rewind-musl's symbols; its stdout and stderr.
 fn run_gdb(address: &str, commands: &[&str]) -> String {
+    run_gdb_on(address, "rewind-musl", commands)
+}
+
+/// Runs gdb in batch mode against `address` with the symbols of the corpus program `program`.
+fn run_gdb_on(address: &str, program: &str, commands: &[&str]) -> String {
     let mut gdb = Command::new("gdb");
     gdb.args(["-batch", "-nx", "-iex", "set debuginfod enabled off"])
         .arg("-ex")
@@ -144,8 +158,23 @@ fn run_gdb(address: &str, commands: &[&str]) -> String {
     for c in commands {
         gdb.arg("-ex").arg(c);
     }
+    gdb_output(gdb.arg(corpus_bin(program)))
+}
+
+/// The oracle: gdb running the corpus program natively (`run ARGS` first, then `commands`).
+fn run_native_gdb(program: &str, args: &[&str], commands: &[&str]) -> String {
+    let mut gdb = Command::new("gdb");
+    gdb.args(["-batch", "-nx", "-iex", "set debuginfod enabled off"])
+        .arg("-ex")
+        .arg(format!("run {}", args.join(" ")));
+    for c in commands {
+        gdb.arg("-ex").arg(c);
+    }
+    gdb_output(gdb.arg(corpus_bin(program)))
+}
+
+fn gdb_output(gdb: &mut Command) -> String {
     let gdb = gdb
-        .arg(corpus_bin("rewind-musl"))
         .current_dir(repo())
         .env_clear()
         .stdin(Stdio::null())
@@ -328,11 +357,16 @@ fn gdb_breaks_examines_watches_and_reverses() {
     );
     assert!(output.contains("unknown monitor command"), "{context}");
 
-    // gdb detached when it quit: the server exits by itself, successfully.
+    // gdb detached when it quit; the server waits for the next gdb, which starts where the first left the
+    // replay (icount 0, after the last reverse-continue) and ends the server with `kill`.
+    let output = run_gdb(&server.address, &["monitor when", "kill"]);
+    assert!(output.contains("icount 0"), "gdb's output:\n{output}");
     let (status, server_stderr) = server.wait();
     assert!(status.success(), "server: {status:?}\n{server_stderr}");
     assert!(
-        server_stderr.contains("tandem: gdb detached"),
+        server_stderr.contains("tandem: gdb detached at icount 0")
+            && server_stderr.contains("tandem: waiting for the next gdb")
+            && server_stderr.contains("tandem: gdb killed the session"),
         "{server_stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -408,13 +442,26 @@ impl RawClient {
     fn connect(address: &str) -> RawClient {
         let stream = std::net::TcpStream::connect(address).unwrap();
         stream.set_read_timeout(Some(GDB_RUN_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
         RawClient { stream }
     }
 
     fn send(&mut self, body: &str) {
         use std::io::Write;
         let sum = body.bytes().fold(0u8, |s, b| s.wrapping_add(b));
-        write!(self.stream, "${body}#{sum:02x}").unwrap();
+        // One write: several small ones would wait on Nagle's algorithm and the server's delayed ACK.
+        self.stream
+            .write_all(format!("${body}#{sum:02x}").as_bytes())
+            .unwrap();
+    }
+
+    /// The next byte the server sends.
+    fn next_byte(&mut self) -> u8 {
+        let mut byte = [0u8];
+        self.stream
+            .read_exact(&mut byte)
+            .expect("the server did not answer in time");
+        byte[0]
     }
 
     fn write_byte(&mut self, byte: u8) {
@@ -561,9 +608,671 @@ fn interrupt_stops_a_long_continue() {
         transcript.contains(&format!("icount {at} rip {rip_at:#x}")),
         "gdb saw rip {rip_at:#x} at icount {at}; the debugger says:\n{transcript}"
     );
-    client.send("D");
+    client.send("vKill;1");
     assert_eq!(client.reply(), "OK");
     let (status, server_stderr) = server.wait();
     assert!(status.success(), "{server_stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A scratch directory of this test process.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tandem-gdb-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `tandem: guest killed by SIGSEGV (signal 11) at rip 0x401219, icount 1997: ...` from a recording's stderr:
+/// (signal name, rip, icount).
+fn recorded_death(stderr: &str) -> (String, u64, u64) {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("tandem: guest killed by "))
+        .unwrap_or_else(|| panic!("no death in the recording's stderr:\n{stderr}"));
+    let name = line.split_whitespace().next().unwrap().to_string();
+    let rip = line
+        .split("at rip 0x")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap();
+    let icount = line
+        .split(", icount ")
+        .nth(1)
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap();
+    (
+        name,
+        u64::from_str_radix(rip, 16).unwrap(),
+        icount.parse().unwrap(),
+    )
+}
+
+/// The values of gdb's `print` commands, in order (the text after "$N = ").
+fn printed(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter(|l| l.starts_with('$'))
+        .filter_map(|l| l.split_once(" = ").map(|(_, v)| v.to_string()))
+        .collect()
+}
+
+/// The value of `info registers rip`.
+fn rip_of(output: &str) -> Vec<u64> {
+    output
+        .lines()
+        .filter(|l| l.starts_with("rip "))
+        .map(|l| {
+            let hex = l.split_whitespace().nth(1).unwrap();
+            u64::from_str_radix(hex.trim_start_matches("0x"), 16).unwrap()
+        })
+        .collect()
+}
+
+fn whens(output: &str) -> Vec<u64> {
+    output
+        .lines()
+        .filter_map(|l| l.strip_prefix("icount "))
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+/// At the end of a recorded crash gdb shows the fatal signal as it does for the same program run natively
+/// (the same stop line, the same rip, the same siginfo), not "No more reverse-execution history"; going back
+/// one instruction and forwards again stops on the signal again; continuing with it (gdb passes SIGSEGV and
+/// the like) reports the death as native gdb does, which ends the session.
+#[test]
+fn gdb_shows_the_fatal_signal_of_a_crash_as_native_gdb_does() {
+    let dir = scratch("crash");
+    for how in ["segv", "ill", "fpe", "abort"] {
+        let trace = dir.join(format!("{how}.trace"));
+        let out = record_trace(&trace, &[], &corpus_bin("crash-musl"), &[how], b"");
+        let (signal, rip, icount) = recorded_death(&text(&out.stderr));
+        let queries = [
+            "p $_siginfo.si_signo",
+            "p $_siginfo.si_code",
+            "p $_siginfo._sifields._sigfault.si_addr",
+            "info registers rip",
+        ];
+        let native = run_native_gdb(
+            "crash-musl",
+            &[how],
+            &[&queries[..], &["continue"]].concat(),
+        );
+        let server = Server::start(&trace);
+        let commands = [
+            &["continue"][..],
+            &queries,
+            &[
+                "monitor when",
+                "reverse-stepi",
+                "monitor when",
+                "continue",
+                "monitor when",
+                "continue",
+            ],
+        ]
+        .concat();
+        let output = run_gdb_on(&server.address, "crash-musl", &commands);
+        let context = format!("{how}: tandem's gdb:\n{output}\nnative gdb:\n{native}");
+        let received = |o: &str| -> Vec<String> {
+            o.lines()
+                .filter(|l| l.starts_with("Program received signal "))
+                .map(str::to_string)
+                .collect()
+        };
+        let native_received = received(&native);
+        assert_eq!(native_received.len(), 1, "{context}");
+        assert!(native_received[0].contains(&signal), "{context}");
+        assert_eq!(
+            received(&output),
+            vec![native_received[0].clone(); 2],
+            "{context}"
+        );
+        let terminated = |o: &str| {
+            o.lines()
+                .find(|l| l.starts_with("Program terminated"))
+                .map(str::to_string)
+        };
+        assert!(terminated(&native).is_some(), "{context}");
+        assert_eq!(terminated(&output), terminated(&native), "{context}");
+        assert!(
+            !output.contains("No more reverse-execution history"),
+            "{context}"
+        );
+        // si_signo and si_code (abort's tkill is SI_TKILL natively; tandem's guest kernel reports SI_USER),
+        // si_addr for the faults, rip.
+        let (ours, theirs) = (printed(&output), printed(&native));
+        assert_eq!(ours[0], theirs[0], "si_signo; {context}");
+        if how != "abort" {
+            assert_eq!(ours[1..3], theirs[1..3], "si_code, si_addr; {context}");
+        }
+        assert_eq!(rip_of(&output), vec![rip], "{context}");
+        assert_eq!(rip_of(&native), vec![rip], "{context}");
+        // At the signal, one instruction back, at the signal again.
+        assert_eq!(
+            whens(&output),
+            vec![icount, icount - 1, icount],
+            "{context}"
+        );
+        let (status, server_stderr) = server_after_gdb_ended(server);
+        assert!(
+            server_stderr.contains(&format!("tandem: gdb saw the guest end at icount {icount}")),
+            "{status:?} {server_stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// After a session that ended with the guest's death, the server waits for the next gdb; one more gdb kills
+/// it, and its status and stderr are returned.
+fn server_after_gdb_ended(server: Server) -> (std::process::ExitStatus, String) {
+    let mut client = RawClient::connect(&server.address);
+    client.send("vKill;1");
+    assert_eq!(client.reply(), "OK");
+    server.wait()
+}
+
+/// An uncorrectable memory error that kills the guest late (its SIGBUS handler gives up on memory outside its
+/// table, the touch is retried, the default action kills): gdb shows the SIGBUS with the memory error's
+/// siginfo (BUS_MCEERR_AR, the touched address, si_addr_lsb 12 for a whole page), as Linux reports it.
+#[test]
+fn gdb_shows_the_sigbus_of_a_late_killing_memory_error() {
+    let dir = scratch("sigbus");
+    let trace = dir.join("sigbus.trace");
+    let out = record_trace(
+        &trace,
+        &["--faults", "mem.ue:icount=5000,addr=0x7fffffffe000"],
+        &corpus_bin("sigbus-musl"),
+        &["3"],
+        b"",
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(128 + 7), "{stderr}");
+    let (signal, rip, icount) = recorded_death(&stderr);
+    assert_eq!(signal, "SIGBUS");
+    let addr = stderr.split("poisoned frame ").nth(1).unwrap();
+    let addr = addr.split(" at ").nth(1).unwrap();
+    let addr = addr.split_whitespace().next().unwrap();
+    let server = Server::start(&trace);
+    let output = run_gdb_on(
+        &server.address,
+        "sigbus-musl",
+        &[
+            "continue",
+            "p $_siginfo.si_signo",
+            "p $_siginfo.si_code",
+            "p $_siginfo._sifields._sigfault.si_addr",
+            "p $_siginfo._sifields._sigfault._addr_lsb",
+            "info registers rip",
+            "monitor when",
+        ],
+    );
+    let context = format!("gdb's output:\n{output}\nrecording:\n{stderr}");
+    assert!(
+        output.contains("Program received signal SIGBUS, Bus error."),
+        "{context}"
+    );
+    let values = printed(&output);
+    assert_eq!(values[0], "7", "{context}");
+    assert_eq!(values[1], "4", "BUS_MCEERR_AR; {context}");
+    assert!(values[2].ends_with(addr), "si_addr {addr}; {context}");
+    assert_eq!(values[3], "12", "{context}");
+    assert_eq!(rip_of(&output), vec![rip], "{context}");
+    assert_eq!(whens(&output), vec![icount], "{context}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The overflow program, as a user would debug it: from the crash, `watch -l counter` and reverse-continue
+/// stop at the overflowing store in fill, with counter's value from before it (gdb prints Old value = the
+/// crash's, New value = 3), then at bump's last increment; the command-line debugger's `watch` on the same
+/// trace names the same instructions at the same icounts. Read and access watchpoints agree the same way,
+/// forwards and backwards.
+#[test]
+fn reverse_watchpoints_name_the_overflowing_store_in_gdb_and_the_debugger() {
+    let dir = scratch("overflow");
+    for libc in ["musl", "glibc"] {
+        let program = format!("overflow-{libc}");
+        let trace = dir.join(format!("{program}.trace"));
+        let out = record_trace(&trace, &[], &corpus_bin(&program), &[], b"");
+        let (signal, _, end) = recorded_death(&text(&out.stderr));
+        assert_eq!(signal, "SIGSEGV");
+        let cli = debug_transcript(
+            &trace,
+            "continue\nwatch counter 8\nreverse-continue\nreverse-continue\ndelete\n\
+             rwatch counter 8\nreverse-continue\ncontinue\ndelete\nawatch counter 8\nreverse-continue\n\
+             reverse-continue\n",
+        );
+        let positions = cli_positions(&cli);
+        let server = Server::start(&trace);
+        let output = run_gdb_on(
+            &server.address,
+            &program,
+            &[
+                "continue",
+                "watch -l counter",
+                "reverse-continue",
+                "info registers rip",
+                "monitor when",
+                "reverse-continue",
+                "info registers rip",
+                "monitor when",
+                "delete",
+                "rwatch -l counter",
+                "reverse-continue",
+                "info registers rip",
+                "monitor when",
+                "continue",
+                "info registers rip",
+                "monitor when",
+                "delete",
+                "awatch -l counter",
+                "reverse-continue",
+                "info registers rip",
+                "monitor when",
+                "reverse-continue",
+                "info registers rip",
+                "monitor when",
+                "kill",
+            ],
+        );
+        let context = format!("{program}: gdb:\n{output}\ntandem debug:\n{cli}");
+        // The overflowing store: Old value = 0x4000004 (the crash's), New value = 3, in fill.
+        let fill = output.find("Old value = 67108868").expect(&context);
+        let after = &output[fill..];
+        assert!(
+            after.starts_with("Old value = 67108868\nNew value = 3\n"),
+            "{context}"
+        );
+        assert!(
+            after.lines().nth(2).unwrap().starts_with("fill ("),
+            "{context}"
+        );
+        assert!(
+            output.contains("Old value = 3\nNew value = 2\n"),
+            "bump's increment; {context}"
+        );
+        assert_eq!(
+            output.matches("Program received signal SIGSEGV").count(),
+            1,
+            "{context}"
+        );
+        // gdb and tandem debug stop at the same instruction and icount, every time.
+        let gdb_positions: Vec<(u64, u64)> =
+            whens(&output).into_iter().zip(rip_of(&output)).collect();
+        assert_eq!(gdb_positions.len(), 6, "{context}");
+        assert_eq!(gdb_positions, positions, "{context}");
+        assert!(gdb_positions[0].0 < end, "{context}");
+        drop(server);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `tandem debug TRACE -x SCRIPT`'s transcript.
+fn debug_transcript(trace: &Path, script: &str) -> String {
+    let path = trace.with_extension("script");
+    std::fs::write(&path, script).unwrap();
+    let out = Command::new(tandem())
+        .arg("debug")
+        .arg(trace)
+        .arg("-x")
+        .arg(&path)
+        .current_dir(repo())
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let transcript = text(&out.stdout);
+    assert!(out.status.success(), "tandem debug failed:\n{transcript}");
+    transcript
+}
+
+/// (icount, rip) of each watchpoint stop in a `tandem debug` transcript.
+fn cli_positions(transcript: &str) -> Vec<(u64, u64)> {
+    transcript
+        .lines()
+        .filter(|l| l.contains("watchpoint ") && l.contains(" rip 0x"))
+        .map(|l| {
+            let rest = &l[l.rfind("icount ").unwrap() + 7..];
+            let mut words = rest.split_whitespace();
+            let icount = words.next().unwrap().parse().unwrap();
+            assert_eq!(words.next(), Some("rip"));
+            let rip = words.next().unwrap().trim_end_matches(':');
+            (
+                icount,
+                u64::from_str_radix(rip.trim_start_matches("0x"), 16).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A watchpoint longer than 64 bytes is watched whole: a change at byte 64 of rewind's 256-byte `line` (read
+/// from stdin after 64 NUL bytes) stops gdb's `watch line` after the read() that made it.
+#[test]
+fn a_long_watchpoint_is_watched_whole() {
+    let dir = scratch("long-watch");
+    let trace = dir.join("rewind.trace");
+    let mut stdin = vec![0u8; 64];
+    stdin.extend_from_slice(b"hello");
+    let out = record_trace(&trace, &[], &corpus_bin("rewind-musl"), &[], &stdin);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let server = Server::start(&trace);
+    let output = run_gdb(
+        &server.address,
+        &["watch line", "continue", "x/i $pc", "p line[64]", "kill"],
+    );
+    assert!(output.contains("Hardware watchpoint 1: line"), "{output}");
+    assert!(
+        output.contains("New value = '\\000' <repeats 64 times>, \"hello\""),
+        "{output}"
+    );
+    assert!(output.contains("$1 = 104 'h'"), "{output}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Malformed and unexpected packets are answered and the session goes on: a bad checksum gets `-` (send it
+/// again), bytes outside a packet are skipped, `m-1,10`, `vCont;t`, `vCont;C09` (a signal the recorded run
+/// did not receive here), an over-long packet, a watchpoint longer than the server watches and a NAK each get
+/// an answer, and afterwards the server still answers `?`, `g` and `monitor when`.
+#[test]
+fn malformed_packets_are_answered_and_the_session_goes_on() {
+    use std::io::Write;
+    let dir = scratch("malformed");
+    let trace = dir.join("rewind.trace");
+    record_rewind(&trace);
+    let server = Server::start(&trace);
+    let mut client = RawClient::connect(&server.address);
+    client.send("qSupported:multiprocess+;swbreak+");
+    let supported = client.reply();
+    assert!(supported.contains("qXfer:siginfo:read+"), "{supported}");
+    // A bad checksum: `-`, nothing else.
+    client.stream.write_all(b"$g#00").unwrap();
+    assert_eq!(client.next_byte(), b'-');
+    // Junk outside packets is skipped.
+    client.stream.write_all(b"xyz\r\n").unwrap();
+    for (packet, expected) in [
+        ("m-1,10", "E."),
+        ("m,10", "E."),
+        ("vCont;t", "E.vCont;t"),
+        ("vCont;C09", "E.a replay cannot deliver"),
+        ("C1e", "E.a replay cannot deliver"),
+        ("vCont;r1000,2000", "E."),
+        ("Z2,7fffffffe000,200000", "E16"),
+        ("Z2,11223344556677889,8", "E."),
+        ("Hg-1", "OK"),
+        ("qXfer:siginfo:read::0,80", "E01"),
+        ("vMustReplyEmpty", ""),
+        ("G00", "E01"),
+        ("M401000,1:00", "E01"),
+        ("m401000,4", "f30f1efa"),
+    ] {
+        client.send(packet);
+        let reply = client.reply();
+        if expected == "f30f1efa" {
+            assert_eq!(reply.len(), 8, "{packet}: {reply}");
+        } else if expected.is_empty() {
+            assert_eq!(reply, "", "{packet}");
+        } else {
+            assert!(reply.starts_with(expected), "{packet}: {reply}");
+        }
+    }
+    // An over-long packet.
+    client.send(&"q".repeat(5000));
+    assert!(client.reply().starts_with("E.packet too long"));
+    // A NAK: the last reply again.
+    client.send("?");
+    let status = client.reply();
+    assert!(status.starts_with("T05thread:"), "{status}");
+    client.write_byte(b'-');
+    assert_eq!(client.reply(), status);
+    assert_ne!(client.rip(), 0, "the g packet");
+    client.send("qXfer:features:read:other.xml:0,100");
+    assert_eq!(client.reply(), "E00");
+    assert_eq!(icount_of(&client.monitor("when")), 0);
+    client.send("vKill;1");
+    assert_eq!(client.reply(), "OK");
+    let (status, server_stderr) = server.wait();
+    assert!(status.success(), "{server_stderr}");
+    assert!(!server_stderr.contains("failed"), "{server_stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// gdb's `signal SIGUSR1` (what it sends: vCont;C1e, or vCont;S1e when it first steps off a breakpoint) is
+/// refused with an error gdb prints, and the session goes on.
+#[test]
+fn gdb_signal_is_refused_and_the_session_goes_on() {
+    let dir = scratch("signal");
+    let trace = dir.join("rewind.trace");
+    record_rewind(&trace);
+    let server = Server::start(&trace);
+    let output = run_gdb(
+        &server.address,
+        &[
+            "break step",
+            "continue",
+            "signal SIGUSR1",
+            "monitor when",
+            "delete",
+            "signal SIGUSR1",
+            "continue",
+            "kill",
+        ],
+    );
+    assert_eq!(
+        output
+            .matches("Remote failure reply: E.a replay cannot deliver a signal")
+            .count(),
+        2,
+        "{output}"
+    );
+    // Still at the breakpoint; then the continue runs to the end of history.
+    assert!(output.contains("icount "), "{output}");
+    assert!(
+        output.contains("No more reverse-execution history."),
+        "{output}"
+    );
+    let (status, server_stderr) = server.wait();
+    assert!(status.success(), "{server_stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One gdb at a time: a second gdb while one is connected is told so (gdb prints the error) and closed at
+/// once instead of hanging; once the first detaches, the next one is served from where the first left.
+#[test]
+fn a_second_gdb_is_refused_while_one_is_connected_and_served_after() {
+    let dir = scratch("two");
+    let trace = dir.join("rewind.trace");
+    record_rewind(&trace);
+    let server = Server::start(&trace);
+    let mut first = RawClient::connect(&server.address);
+    first.send("qSupported:multiprocess+");
+    first.reply();
+    first.send("bs");
+    first.reply();
+    first.send("s");
+    first.reply();
+    // The second gdb gets an error reply to its first packet, then the connection closes.
+    let second = run_gdb(&server.address, &["info registers rip"]);
+    assert!(
+        second.contains("tandem serves one gdb at a time and another session is running"),
+        "{second}"
+    );
+    assert_eq!(icount_of(&first.monitor("when")), 1);
+    first.send("D");
+    assert_eq!(first.reply(), "OK");
+    let third = run_gdb(&server.address, &["monitor when", "kill"]);
+    assert!(third.contains("icount 1\n"), "{third}");
+    let (status, server_stderr) = server.wait();
+    assert!(status.success(), "{server_stderr}");
+    assert!(
+        server_stderr.contains("tandem: refused gdb from 127.0.0.1:"),
+        "{server_stderr}"
+    );
+    assert_eq!(
+        server_stderr.matches("tandem: gdb connected from").count(),
+        2,
+        "{server_stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Listening on every interface (0.0.0.0) warns that anyone on the network can drive the debugger; loopback
+/// does not.
+#[test]
+fn a_non_loopback_address_warns() {
+    let dir = scratch("anyaddr");
+    let trace = dir.join("rewind.trace");
+    record_rewind(&trace);
+    for (listen, warns) in [("0.0.0.0:0", true), ("127.0.0.1:0", false)] {
+        let server = Server::start_at(&trace, listen);
+        let mut client = RawClient::connect(&server.address);
+        client.send("vKill;1");
+        assert_eq!(client.reply(), "OK");
+        let (status, server_stderr) = server.wait();
+        assert!(status.success(), "{server_stderr}");
+        assert_eq!(
+            server_stderr
+                .contains("is not a loopback address: anyone who can reach it on the network"),
+            warns,
+            "{listen}: {server_stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Packets built at random from the protocol's letters and fields (a fixed seed: the same packets every run),
+/// sent one after another: each gets its reply, and the session survives all of them (`?` and `monitor when`
+/// still answer). Packets that end a session (`k`, `D`, `vKill`) are left out.
+#[test]
+fn random_packets_never_end_the_session() {
+    let dir = scratch("fuzz");
+    let trace = dir.join("rewind.trace");
+    record_rewind(&trace);
+    let server = Server::start(&trace);
+    let mut client = RawClient::connect(&server.address);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u64| -> u64 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let heads = [
+        "m",
+        "M",
+        "g",
+        "G",
+        "p",
+        "P",
+        "X",
+        "x",
+        "Z0,",
+        "Z1,",
+        "Z2,",
+        "Z3,",
+        "Z4,",
+        "z0,",
+        "z2,",
+        "z4,",
+        "H",
+        "Hg",
+        "Hc",
+        "T",
+        "vCont",
+        "vCont;",
+        "vCont?",
+        "c",
+        "s",
+        "C",
+        "S",
+        "bc",
+        "bs",
+        "?",
+        "qSupported",
+        "qSupported:",
+        "qXfer:features:read:target.xml:",
+        "qXfer:siginfo:read::",
+        "qXfer:",
+        "qRcmd,",
+        "qRcmd",
+        "qfThreadInfo",
+        "qsThreadInfo",
+        "qAttached",
+        "qAttached:",
+        "QStartNoAck",
+        "vFile:open:",
+        "qC",
+        "!",
+        "R00",
+        "vRun;",
+        "vAttach;1",
+        "q",
+        "Q",
+        "v",
+        "",
+    ];
+    let pieces = [
+        "0",
+        "1",
+        "-1",
+        "p1.1",
+        "p0.0",
+        "p1.-1",
+        "ffffffffffffffffff",
+        "401000",
+        "7fffffffe000",
+        ",",
+        ";",
+        ":",
+        "c",
+        "s",
+        "t",
+        "C0b",
+        "S05",
+        "r1,2",
+        "x",
+        "zz",
+        "8",
+        "1000",
+        "200000",
+        "target.xml",
+        "%",
+        "+",
+        "multiprocess+",
+        "}",
+        "*",
+        "#",
+    ];
+    for round in 0..400 {
+        let mut body = heads[next(heads.len() as u64) as usize].to_string();
+        for _ in 0..next(5) {
+            body.push_str(pieces[next(pieces.len() as u64) as usize]);
+        }
+        // '#' and '$' cannot appear raw in a body.
+        let body = body.replace(['#', '$'], "");
+        client.send(&body);
+        // Monitor commands answer with console output packets (O...) before their OK.
+        let mut reply = client.reply();
+        while reply.starts_with('O') && reply != "OK" {
+            reply = client.reply();
+        }
+        if round % 50 == 0 {
+            client.send("?");
+            assert!(client.reply().starts_with('T'), "after {body:?}");
+        }
+    }
+    client.send("?");
+    assert!(client.reply().starts_with('T'));
+    client.monitor("when");
+    client.send("vKill;1");
+    assert_eq!(client.reply(), "OK");
+    let (status, server_stderr) = server.wait();
+    assert!(status.success(), "{server_stderr}");
+    assert!(!server_stderr.contains("failed"), "{server_stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }

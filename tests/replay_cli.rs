@@ -1,6 +1,8 @@
 //! End-to-end tests of `tandem record` and `tandem replay`: a replay reproduces the recorded run bit for bit
 //! (stdout, exit status, icount, final state hash) from the trace alone; damaged traces give clear errors that
-//! name the chunk and offset; an edited trace is a divergence narrowed to the exact instruction.
+//! name the chunk and offset; an edited trace is a divergence narrowed to the exact instruction, or refused when
+//! its chunks were deleted or moved; a killed recording or a full disk leaves a partial trace that replays to
+//! its last complete chunk and never an earlier trace destroyed; -o never overwrites an input.
 
 mod common;
 use common::*;
@@ -234,7 +236,8 @@ fn truncated_and_corrupt_traces_name_the_chunk_and_offset() {
     std::fs::write(&v, &old).unwrap();
     let rep = replay(&v, &[]);
     let err = text(&rep.stderr);
-    assert_eq!(rep.status.code(), Some(2), "{err}");
+    // tandem's own failure: 125 (2 was a guest's status too).
+    assert_eq!(rep.status.code(), Some(125), "{err}");
     assert!(err.contains("version.trace"), "{err}");
     assert!(err.contains("trace format version 99"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -253,7 +256,8 @@ fn rewrite(from: &PathBuf, to: &PathBuf, edit: impl Fn(&mut Vec<Record>)) {
     let t = Trace::parse(&std::fs::read(from).unwrap()).unwrap();
     let mut records = t.records.clone();
     edit(&mut records);
-    let mut w = TraceWriter::new(Vec::new()).unwrap();
+    // In the trace's own format (an old trace stays old: format 5 chains its chunks, older ones do not).
+    let mut w = TraceWriter::with_version(Vec::new(), t.format_version).unwrap();
     w.write_chunk(&Chunk::Header(Box::new(t.header.clone())))
         .unwrap();
     w.write_chunk(&Chunk::Records {
@@ -634,7 +638,7 @@ fn an_edited_read_names_the_buffer_page_its_last_writer_and_the_bytes() {
 
 /// Replays a trace of an older format committed under tests/data (hello-musl, recorded with
 /// `--hash-interval 256 --fine-interval 64`): it must verify its 4 checkpoints and end as `tandem run` does.
-/// Then replays it with its first checkpoint's memory digest edited (and the preamble kept at `version`), which
+/// Then replays it with its first checkpoint's memory digest edited (rewritten in the same format), which
 /// must be a divergence at that checkpoint; returns that replay's stderr.
 fn replay_old_trace(name: &str, version: u32) -> String {
     let old = repo().join("tests/data").join(name);
@@ -661,9 +665,10 @@ fn replay_old_trace(name: &str, version: u32) -> String {
             c.memory_digest ^= 1;
         }
     });
-    let mut bytes = std::fs::read(&edited).unwrap();
-    bytes[8..12].copy_from_slice(&version.to_le_bytes());
-    std::fs::write(&edited, bytes).unwrap();
+    assert_eq!(
+        std::fs::read(&edited).unwrap()[8..12],
+        version.to_le_bytes()
+    );
     let rep = replay(&edited, &["--quiet"]);
     let err = text(&rep.stderr);
     assert_eq!(rep.status.code(), Some(3), "{err}");
@@ -681,6 +686,18 @@ fn a_format_2_trace_still_replays() {
     let err = replay_old_trace("hello-musl-v2.trace", 2);
     assert!(
         err.contains("note: this trace (format 2) holds a digest of all memory at each checkpoint but none per page"),
+        "{err}"
+    );
+}
+
+/// A trace in format 4 (the last format before chunks were numbered and chained) still replays, and an edited
+/// checkpoint in it is a divergence at that checkpoint, read in format 4's digest scheme (the page digests no
+/// longer add up to the edited memory digest).
+#[test]
+fn a_format_4_trace_still_replays() {
+    let err = replay_old_trace("hello-musl-v4.trace", 4);
+    assert!(
+        err.contains("the trace's checkpoint is inconsistent"),
         "{err}"
     );
 }
@@ -794,4 +811,232 @@ fn an_edited_mounted_file_is_a_memory_divergence_naming_the_read() {
             .any(|l| l.starts_with(&format!("page {:#x}: ", buffer & !0xfff))),
         "the page of the read's buffer {buffer:#x} is not named with the read at icount {read_at} as its last writer:\n{err}"
     );
+}
+
+/// The frames of a trace file: (offset, length) of each chunk after the preamble.
+fn chunk_frames(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut off = 12;
+    while off + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+        out.push((off, 8 + len));
+        off += 8 + len;
+    }
+    out
+}
+
+/// A trace with a chunk deleted (one that holds only records up to a checkpoint, every remaining CRC right) is
+/// refused by `tandem replay`, naming the chunk, instead of replaying as if nothing were missing.
+#[test]
+fn a_trace_with_a_deleted_chunk_is_refused_naming_it() {
+    let trace = scratch("deleted-chunk.trace");
+    let rec = record(
+        &trace,
+        &["--hash-interval", "256", "--fine-interval", "64"],
+        &corpus_bin("hello-musl"),
+        &[],
+        b"",
+    );
+    assert_eq!(rec.status.code(), Some(0), "{}", text(&rec.stderr));
+    let bytes = std::fs::read(&trace).unwrap();
+    let frames = chunk_frames(&bytes);
+    assert!(frames.len() >= 5, "{frames:?}");
+    let (at, len) = frames[2];
+    let mut edited = bytes[..at].to_vec();
+    edited.extend_from_slice(&bytes[at + len..]);
+    let cut = scratch("deleted-chunk-edited.trace");
+    std::fs::write(&cut, &edited).unwrap();
+    let rep = replay(&cut, &["--quiet"]);
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains(&format!(
+            "chunk 2 at byte offset {at}: its sequence number is 3: chunk 2 is missing"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("the trace was edited"), "{err}");
+}
+
+/// `record -o ./prog -- ./prog` used to overwrite the program with the trace. -o may name no input of the run:
+/// not the program (by any path to it), not a mounted file, not a file under a mounted directory.
+#[test]
+fn record_refuses_an_output_that_is_an_input() {
+    let dir = scratch("inputs");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let program = dir.join("prog");
+    std::fs::copy(repo().join(corpus_bin("hello-musl")), &program).unwrap();
+    let original = std::fs::read(&program).unwrap();
+    std::fs::hard_link(&program, dir.join("prog-link")).unwrap();
+    let data = dir.join("data");
+    let mount = format!("{}:/data", data.display());
+    let prog = program.to_str().unwrap();
+    for (output, flags, what) in [
+        (program.clone(), vec![], "the program"),
+        (dir.join("prog-link"), vec![], "the program"),
+        (dir.join("./data/../prog"), vec![], "the program"),
+        (
+            data.join("t.trace"),
+            vec!["--mount", mount.as_str()],
+            "the mount",
+        ),
+    ] {
+        let rec = record_trace(&output, &flags, prog, &[], b"");
+        let err = text(&rec.stderr);
+        assert_eq!(rec.status.code(), Some(125), "{}: {err}", output.display());
+        assert!(err.contains(&format!("it is {what}")), "{err}");
+        assert!(err.contains("an input of the run"), "{err}");
+        assert_eq!(
+            std::fs::read(&program).unwrap(),
+            original,
+            "the program was overwritten"
+        );
+        assert!(!data.join("t.trace").exists());
+    }
+    let rec = record_trace(&dir, &[], prog, &[], b"");
+    assert_eq!(rec.status.code(), Some(125));
+    assert!(text(&rec.stderr).contains("a directory; name the trace file"));
+}
+
+/// A recording killed with SIGKILL at an arbitrary point leaves FILE untouched (an earlier trace stays
+/// whole) and FILE.partial, which `tandem replay` reads up to its last complete chunk: it says the trace ends
+/// early and verifies what is there.
+#[test]
+fn a_killed_recording_leaves_a_partial_trace_that_replays_to_its_last_chunk() {
+    use std::io::Read;
+    let trace = scratch("killed.trace");
+    let earlier = record(&trace, &[], &corpus_bin("hello-musl"), &[], b"");
+    assert_eq!(earlier.status.code(), Some(0));
+    let earlier_bytes = std::fs::read(&trace).unwrap();
+    let partial = scratch("killed.trace.partial");
+    let _ = std::fs::remove_file(&partial);
+    // busybox yes prints forever; the recording is killed once 8 MiB of its output came through.
+    let mut child = Command::new(tandem())
+        .args(["record", "--hash-interval", "65536", "-o"])
+        .arg(&trace)
+        .args(["--", "/bin/busybox", "yes"])
+        .current_dir(repo())
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    while seen < 8 << 20 {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "the recording ended by itself");
+        seen += n;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        std::fs::read(&trace).unwrap(),
+        earlier_bytes,
+        "the earlier trace was touched"
+    );
+    let rep = replay(&partial, &["--quiet"]);
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("the trace ends early (truncated at chunk "),
+        "{err}"
+    );
+    let verified: u64 = err
+        .split("replayed and verified up to icount ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(verified >= 65536, "{err}");
+    assert!(!err.contains("diverges"), "{err}");
+    // Where no earlier trace was, replaying FILE points at FILE.partial.
+    let fresh = scratch("killed-fresh.trace");
+    std::fs::copy(&partial, scratch("killed-fresh.trace.partial")).unwrap();
+    let rep = replay(&fresh, &["--quiet"]);
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("a recording that did not finish left ")
+            && err.contains("killed-fresh.trace.partial: replay that"),
+        "{err}"
+    );
+}
+
+/// A full disk under a recording (a 4 MB file size limit, with SIGXFSZ ignored: a full disk sends no signal,
+/// its writes fail) is a clear error naming the trace and where what was written is, not a panic; the partial
+/// trace replays up to its last complete chunk.
+#[test]
+fn a_full_disk_under_a_recording_is_a_clear_error() {
+    let trace = scratch("full.trace");
+    let partial = scratch("full.trace.partial");
+    let _ = std::fs::remove_file(&partial);
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 8000; exec \"$@\"")
+        .arg("sh")
+        .arg(tandem())
+        .args([
+            "record",
+            "--hash-interval",
+            "65536",
+            "--max-insns",
+            "4000000000",
+            "-o",
+        ])
+        .arg(&trace)
+        .args(["--", "/bin/busybox", "yes"])
+        .current_dir(repo())
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("cannot write the trace"), "{err}");
+    assert!(err.contains("File too large"), "{err}");
+    assert!(err.contains("full.trace.partial"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!trace.exists() || std::fs::metadata(&trace).unwrap().len() > 0);
+    let rep = replay(&partial, &["--quiet"]);
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(4), "{err}");
+    assert!(err.contains("the trace ends early"), "{err}");
+}
+
+/// A guest that allocates and touches memory in a loop under --memory-max meets ENOMEM inside (busybox awk
+/// doubling a string says "out of memory" and exits 1); tandem stays alive, and the limit is an input of the
+/// run recorded in the trace, so the replay meets the same ENOMEM at the same instruction.
+#[test]
+fn memory_max_is_enomem_inside_the_guest_and_replays() {
+    let trace = scratch("memory-max.trace");
+    let rec = record(
+        &trace,
+        &["--memory-max", "48M"],
+        "/bin/busybox",
+        &["awk", "BEGIN { s = \"x\"; while (1) s = s s }"],
+        b"",
+    );
+    let err = text(&rec.stderr);
+    assert_eq!(rec.status.code(), Some(1), "{err}");
+    assert!(err.contains("awk: out of memory"), "{err}");
+    assert!(!err.contains("tandem: error"), "{err}");
+    let rep = replay(&trace, &["--quiet"]);
+    let rerr = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(0), "{rerr}");
+    assert_eq!(state_line(&rep.stderr), state_line(&rec.stderr), "{rerr}");
+    // A limit below what the program's image needs is a load error naming it, before anything runs.
+    let out = emulate(&["--memory-max", "1M"], "/bin/busybox", &["true"], b"");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("more than the guest memory limit of 256 pages (1.0 MiB)"),
+        "{err}"
+    );
+    let out = emulate(&["--memory-max", "12Q"], "/bin/busybox", &["true"], b"");
+    assert!(text(&out.stderr).contains("the unit is K, M, G or T"));
 }

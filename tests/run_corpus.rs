@@ -40,6 +40,32 @@ both_libcs!(float_printf, "float", &[]);
 both_libcs!(sigsegv_handler, "segv", &[]);
 both_libcs!(setjmp_longjmp, "jmp", &[]);
 
+/// Exceptions and panics unwind through libgcc's unwinder, which runs `rdsspq` (a NOP without shadow stacks)
+/// on every throw: the C++ program must catch all its exceptions and the Rust one all its panics, with the same
+/// stdout, stderr (the Rust panic hook's lines) and exit status (the number caught) as natively.
+fn unwinds_as_natively(name: &str, caught: i32) {
+    let bin = corpus_bin(name);
+    let n = native(&bin, &[], &[], b"");
+    let e = emulate(&[], &bin, &[], b"");
+    assert_same(name, &n, &e);
+    assert_eq!(text(&e.stderr), text(&n.stderr), "{name}: stderr");
+    assert_eq!(
+        e.status.code(),
+        Some(caught),
+        "{name}: everything thrown was caught"
+    );
+}
+
+#[test]
+fn cpp_exceptions_are_caught_glibc() {
+    unwinds_as_natively("throw-glibc", 41);
+}
+
+#[test]
+fn rust_panics_are_caught() {
+    unwinds_as_natively("unwind-rust", 14);
+}
+
 fn args_and_env(name: &str) {
     let bin = corpus_bin(name);
     let args = ["one", "two words", "", "--three"];

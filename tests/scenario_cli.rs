@@ -384,3 +384,111 @@ fn help_explains_every_run_flag_with_an_example() {
         .join(SPLIT_BRAIN)
         .exists());
 }
+
+#[test]
+fn a_template_named_outside_the_regressions_dir_is_refused_before_shrinking() {
+    let dir = scratch("escape");
+    let sub = dir.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let text = std::fs::read_to_string(IGNORE_ISOLATION).unwrap();
+    let name_line = text.lines().find(|l| l.starts_with("name = ")).unwrap();
+    for (file, name) in [("up.toml", "../escaped"), ("abs.toml", "/tmp/escaped")] {
+        let path = sub.join(file);
+        std::fs::write(&path, text.replace(name_line, &format!("name = {name:?}"))).unwrap();
+        let regressions = sub.join("regressions");
+        let out = tandem(&[
+            "scenario",
+            "run",
+            path.to_str().unwrap(),
+            "--seed",
+            "3",
+            "--shrink",
+            "--regressions-dir",
+            regressions.to_str().unwrap(),
+        ]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("{file}:")) && err.contains("must be a plain file name"),
+            "{err}"
+        );
+        assert!(!dir.join("escaped-seed-3.toml").exists());
+        assert!(!sub.join("escaped-seed-3.toml").exists());
+        assert!(!Path::new("/tmp/escaped-seed-3.toml").exists());
+    }
+}
+
+#[test]
+fn plan_files_with_events_after_the_end_are_refused() {
+    let dir = scratch("late-plan");
+    let plan = tandem(&["scenario", "plan", SPLIT_BRAIN, "--seed", "7"]);
+    assert!(plan.status.success());
+    let text = stdout(&plan);
+    let last_at = text
+        .lines()
+        .rfind(|l| l.starts_with("at_ms = "))
+        .unwrap()
+        .to_string();
+    let path = dir.join("late.toml");
+    std::fs::write(&path, text.replace(&last_at, "at_ms = 60001")).unwrap();
+    let out = tandem(&[
+        "scenario",
+        "run",
+        SPLIT_BRAIN,
+        "--plan",
+        path.to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("late.toml: event ") && err.contains("after the end of the run"),
+        "{err}"
+    );
+}
+
+#[test]
+fn endless_and_oversized_inputs_are_refused_naming_the_file() {
+    for args in [
+        vec!["scenario", "run", "/dev/zero"],
+        vec!["scenario", "run", SPLIT_BRAIN, "--plan", "/dev/zero"],
+    ] {
+        let out = tandem(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("/dev/zero is larger than "), "{err}");
+    }
+}
+
+#[test]
+fn thread_and_seed_counts_are_bounded() {
+    for (args, expected) in [
+        (
+            vec!["scenario", "run", SPLIT_BRAIN, "--jobs", "0"],
+            "--jobs 0: must be between 1 and 1024",
+        ),
+        (
+            vec!["scenario", "run", SPLIT_BRAIN, "--jobs", "5000"],
+            "--jobs 5000: must be between 1 and 1024",
+        ),
+        (
+            vec!["scenario", "bench", SPLIT_BRAIN, "--jobs", "5000"],
+            "--jobs 5000: must be between 1 and 1024",
+        ),
+        (
+            vec!["scenario", "bench", SPLIT_BRAIN, "--seeds", "1000000000000"],
+            "--seeds 1000000000000: must be between 1 and 10000000",
+        ),
+        (
+            vec!["scenario", "bench", SPLIT_BRAIN, "--seeds", "0"],
+            "--seeds 0: must be between 1",
+        ),
+    ] {
+        let out = tandem(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}

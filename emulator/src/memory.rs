@@ -19,6 +19,10 @@
 //!   only at the dirty frames.
 //! - Faults are guest exceptions (`Exception::PageFault`), never Rust errors or panics: an access that crosses into an
 //!   unmapped or protected page faults before any byte is written.
+//! - Debugger watches (`set_watches`): a page holding a watched byte range is never cached in the TLB of the
+//!   watched kind (read or write), so every guest access to it takes the slow path, which counts the accesses
+//!   that overlap the range (`watch_hits`). Only that page is slowed down; the others keep their TLB entries, so
+//!   a watched stack variable costs the accesses to its own page, not a single-stepped run.
 //!
 //! Invariant: a TLB entry never outlives the page-table entry and frame it was made from; every change of either
 //! flushes the entry (see `flush_page`).
@@ -118,6 +122,41 @@ pub enum MapError {
 
 pub type PageBytes = [u8; PAGE_SIZE];
 
+/// A byte range a debugger watches, and which guest accesses to it count (`Memory::set_watches`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchRange {
+    pub addr: u64,
+    /// At least 1; `addr + len` does not overflow.
+    pub len: u64,
+    pub reads: bool,
+    pub writes: bool,
+}
+
+impl WatchRange {
+    fn overlaps(&self, addr: u64, len: u64) -> bool {
+        addr < self.addr.saturating_add(self.len) && self.addr < addr.saturating_add(len)
+    }
+
+    fn pages(&self) -> impl Iterator<Item = u64> {
+        let first = self.addr >> PAGE_SHIFT;
+        let last = self.addr.saturating_add(self.len - 1) >> PAGE_SHIFT;
+        first..=last
+    }
+}
+
+/// Guest accesses that touched a watched range since `Memory::set_watches`, counted per access (an access that
+/// covers several bytes of the range counts once).
+///
+/// Exact for every access but one kind: a REP MOVS or REP STOS that runs many iterations at once
+/// (cpu/string.rs, `bulk`) counts one read or write per page it resolves on a watched page, whether or not it
+/// touches the range. A caller that must be exact re-runs such a stretch one instruction at a time: with a
+/// budget of one instruction, `bulk` never runs, and every iteration is counted exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchHits {
+    pub reads: u64,
+    pub writes: u64,
+}
+
 #[derive(Clone)]
 struct Frame {
     bytes: Arc<PageBytes>,
@@ -196,6 +235,101 @@ pub struct Memory {
     epoch: u64,
     read_tlb: Box<[TlbEntry; TLB_ENTRIES]>,
     write_tlb: Box<[TlbEntry; TLB_ENTRIES]>,
+    /// The debugger's watched ranges and their hit counts, in the order `set_watches` gave them. Not part of a
+    /// snapshot: a restore keeps them.
+    watches: Vec<WatchRange>,
+    watch_hits: Vec<WatchHits>,
+    /// Pages holding a range watched for reads (for writes): never cached in the read (write) TLB.
+    read_watched_pages: BTreeSet<u64>,
+    write_watched_pages: BTreeSet<u64>,
+    /// Unpoisoned frames counted by class, for drawing a frame of a class (`nth_unpoisoned_frame`). Built by the
+    /// first query and kept up to date from then on; dropped (rebuilt when asked again) by `restore`, `fork`
+    /// and by frame ids outgrowing it. Runs that never draw a frame never build it.
+    frame_index: Option<Box<FrameIndex>>,
+}
+
+/// The index slot of a frame's state: its class, or none for a poisoned frame (never drawn).
+fn frame_slot(f: &Frame) -> Option<usize> {
+    (!f.poisoned).then_some(match f.class {
+        FrameClass::Free => 0,
+        FrameClass::FileClean => 1,
+        FrameClass::AnonZero => 2,
+        FrameClass::AnonDirty => 3,
+    })
+}
+
+/// Fenwick trees over frame ids: tree `c` counts the unpoisoned frames of class slot `c` (see `frame_slot`),
+/// tree 4 every unpoisoned frame. Counting the frames of a class and finding the n-th of them in frame order cost
+/// O(log frames), where a scan costs O(frames): a plan of N drawn faults on a memory that grows with them (each
+/// recovered clean page takes a fresh frame) would otherwise cost O(N^2).
+#[derive(Clone)]
+struct FrameIndex {
+    /// A power of two; the trees cover frame ids `0..capacity`, 1-based inside (`trees[c][0]` is unused).
+    capacity: usize,
+    trees: [Vec<u32>; 5],
+}
+
+impl FrameIndex {
+    fn build(frames: &[Frame]) -> FrameIndex {
+        let capacity = (frames.len() * 2).max(64).next_power_of_two();
+        let mut index = FrameIndex {
+            capacity,
+            trees: std::array::from_fn(|_| vec![0u32; capacity + 1]),
+        };
+        for (id, f) in frames.iter().enumerate() {
+            index.moved(id, None, frame_slot(f));
+        }
+        index
+    }
+
+    fn add(&mut self, tree: usize, id: usize, up: bool) {
+        let mut i = id + 1;
+        while i <= self.capacity {
+            let n = &mut self.trees[tree][i];
+            *n = if up { *n + 1 } else { *n - 1 };
+            i += i & i.wrapping_neg();
+        }
+    }
+
+    /// Frame `id` left slot `before` for slot `after`.
+    fn moved(&mut self, id: usize, before: Option<usize>, after: Option<usize>) {
+        if before == after || id >= self.capacity {
+            return;
+        }
+        if let Some(c) = before {
+            self.add(c, id, false);
+            self.add(4, id, false);
+        }
+        if let Some(c) = after {
+            self.add(c, id, true);
+            self.add(4, id, true);
+        }
+    }
+
+    fn count(&self, tree: usize) -> usize {
+        // The root of a power-of-two Fenwick tree holds the total.
+        self.trees[tree][self.capacity] as usize
+    }
+
+    /// The frame id of the `n`-th (from 0) frame counted by `tree`.
+    fn nth(&self, tree: usize, mut n: usize) -> Option<usize> {
+        if n >= self.count(tree) {
+            return None;
+        }
+        let t = &self.trees[tree];
+        let mut position = 0;
+        let mut step = self.capacity;
+        while step > 0 {
+            let next = position + step;
+            if next <= self.capacity && (t[next] as usize) <= n {
+                position = next;
+                n -= t[next] as usize;
+            }
+            step >>= 1;
+        }
+        // `position` frames come before it: its 1-based index is position + 1, its id `position`.
+        Some(position)
+    }
 }
 
 // SAFETY: the raw pointers in the TLBs point into frames owned (through Arcs) by this same `Memory`; they are only
@@ -209,8 +343,13 @@ impl Default for Memory {
 }
 
 impl Memory {
-    /// Default limit: 4 Mi frames, 16 GiB of guest memory.
-    pub const FRAMES_MAX_DEFAULT: usize = 4 << 20;
+    /// Default guest memory limit: 1 Mi frames, 4 GiB. Every mapped page counts (whatever its permissions, as
+    /// every mapped page holds a frame), so a guest can never make the host hold more than this many pages of
+    /// its memory; mapping beyond it is ENOMEM inside the guest.
+    pub const FRAMES_MAX_DEFAULT: usize = 1 << 20;
+    /// The largest limit accepted (1 TiB): frame ids must fit a u32 with room to spare, and a trace's header
+    /// may not ask a replay for more.
+    pub const FRAMES_MAX_LIMIT: usize = 1 << 28;
 
     pub fn new() -> Memory {
         Memory {
@@ -226,6 +365,11 @@ impl Memory {
             epoch: 0,
             read_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
             write_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
+            watches: Vec::new(),
+            watch_hits: Vec::new(),
+            read_watched_pages: BTreeSet::new(),
+            write_watched_pages: BTreeSet::new(),
+            frame_index: None,
         }
     }
 
@@ -246,11 +390,55 @@ impl Memory {
             epoch: self.epoch,
             read_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
             write_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
+            watches: Vec::new(),
+            watch_hits: Vec::new(),
+            read_watched_pages: BTreeSet::new(),
+            write_watched_pages: BTreeSet::new(),
+            frame_index: None,
         }
     }
 
     pub fn set_frames_max(&mut self, frames_max: usize) {
         self.frames_max = frames_max;
+    }
+
+    /// The guest memory limit, in frames: every mapped page holds one (see `FRAMES_MAX_DEFAULT`).
+    pub fn frames_max(&self) -> usize {
+        self.frames_max
+    }
+
+    /// Frames held by mapped pages or retired by poison (never handed out again).
+    pub fn frames_in_use(&self) -> usize {
+        self.frames.len() - self.free_frames.len()
+    }
+
+    /// How many more pages can be mapped before the limit.
+    pub fn frames_available(&self) -> usize {
+        self.frames_max.saturating_sub(self.frames_in_use())
+    }
+
+    /// Frames whose bytes are not the shared zero frame: what the guest's pages cost the host, at 4 KiB each
+    /// (shared copy-on-write with snapshots, which are not counted again).
+    pub fn resident_frame_count(&self) -> usize {
+        let zero = zero_frame();
+        self.frames
+            .iter()
+            .filter(|f| f.class != FrameClass::Free && !Arc::ptr_eq(&f.bytes, &zero))
+            .count()
+    }
+
+    /// Fails with `OutOfFrames` unless mapping `[first, last)` (virtual page numbers) fits the limit. Pages
+    /// already mapped there are replaced, so they give their frame back first; a mapping call checks this before
+    /// it changes anything, so a refused mapping leaves the old one whole (mmap(2) with MAP_FIXED, brk).
+    fn check_frames_for(&self, first: u64, last: u64) -> Result<(), MapError> {
+        let replaced = self.pages.range(first..last).count() as u64;
+        let needed = (last - first).saturating_sub(replaced);
+        if needed > self.frames_available() as u64 {
+            return Err(MapError::OutOfFrames {
+                frames_max: self.frames_max,
+            });
+        }
+        Ok(())
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -276,7 +464,12 @@ impl Memory {
         // A frame handed out has new contents: dirty, even if its id was freed and reused within the epoch (a
         // digest that saw the id before must not take it for unchanged).
         if let Some(id) = self.free_frames.pop() {
+            let before = frame_slot(&self.frames[id as usize]);
+            let after = frame_slot(&frame);
             self.frames[id as usize] = frame;
+            if let Some(index) = &mut self.frame_index {
+                index.moved(id as usize, before, after);
+            }
             self.dirty.insert(id);
             // A stuck bit is a defect of the physical frame: it outlives the mapping.
             self.force_stuck_bits(id);
@@ -287,16 +480,26 @@ impl Memory {
                 frames_max: self.frames_max,
             });
         }
+        let after = frame_slot(&frame);
         self.frames.push(frame);
         let id = (self.frames.len() - 1) as u32;
         self.dirty.insert(id);
+        match &mut self.frame_index {
+            Some(index) if (id as usize) < index.capacity => index.moved(id as usize, None, after),
+            Some(_) => self.frame_index = None,
+            None => {}
+        }
         Ok(id)
     }
 
     fn release_frame(&mut self, id: u32) {
         let f = &mut self.frames[id as usize];
+        let before = frame_slot(f);
         f.bytes = zero_frame();
         f.class = FrameClass::Free;
+        if let Some(index) = &mut self.frame_index {
+            index.moved(id as usize, before, frame_slot(f));
+        }
         // A poisoned frame is retired for good: it never goes back on the free list.
         if !f.poisoned {
             self.free_frames.push(id);
@@ -307,6 +510,7 @@ impl Memory {
     /// Maps `[addr, addr+len)` as fresh zero-filled anonymous memory, replacing whatever was mapped there.
     pub fn map_anonymous(&mut self, addr: u64, len: u64, perms: Perms) -> Result<(), MapError> {
         let (first, last) = Self::check_range(addr, len)?;
+        self.check_frames_for(first, last)?;
         self.map_generation += 1;
         for vpn in first..last {
             self.unmap_page(vpn);
@@ -316,7 +520,8 @@ impl Memory {
         Ok(())
     }
 
-    /// Maps `[addr, addr+len)` with the given bytes (zero-padded), as clean file-backed frames.
+    /// Maps `[addr, addr+len)` with the given bytes (zero-padded), as clean file-backed frames. A page with no
+    /// byte other than zero shares the zero frame (bss costs no host page until it is written).
     pub fn map_file_bytes(
         &mut self,
         addr: u64,
@@ -325,16 +530,21 @@ impl Memory {
         perms: Perms,
     ) -> Result<(), MapError> {
         let (first, last) = Self::check_range(addr, len)?;
+        self.check_frames_for(first, last)?;
         self.map_generation += 1;
         for (i, vpn) in (first..last).enumerate() {
             self.unmap_page(vpn);
-            let mut page = [0u8; PAGE_SIZE];
-            let start = i * PAGE_SIZE;
-            if start < bytes.len() {
-                let n = (bytes.len() - start).min(PAGE_SIZE);
-                page[..n].copy_from_slice(&bytes[start..start + n]);
-            }
-            let frame = self.alloc_frame(Arc::new(page), FrameClass::FileClean)?;
+            let start = i.saturating_mul(PAGE_SIZE);
+            let contents = bytes.get(start..bytes.len().min(start.saturating_add(PAGE_SIZE)));
+            let page = match contents {
+                Some(c) if c.iter().any(|&b| b != 0) => {
+                    let mut page = [0u8; PAGE_SIZE];
+                    page[..c.len()].copy_from_slice(c);
+                    Arc::new(page)
+                }
+                _ => zero_frame(),
+            };
+            let frame = self.alloc_frame(page, FrameClass::FileClean)?;
             self.pages.insert(vpn, PageEntry { frame, perms });
         }
         Ok(())
@@ -484,13 +694,48 @@ impl Memory {
     /// off the free list so it is never handed out again (mm/memory-failure.c takes it off the buddy lists).
     pub fn poison(&mut self, frame: FrameId) {
         if let Some(f) = self.frames.get_mut(frame.0 as usize) {
+            let before = frame_slot(f);
             f.poisoned = true;
+            if let Some(index) = &mut self.frame_index {
+                index.moved(frame.0 as usize, before, None);
+            }
         }
         self.free_frames.retain(|&id| id != frame.0);
         for addr in self.reverse_map(frame) {
             self.flush_page(addr >> PAGE_SHIFT);
             self.note_code_change(addr >> PAGE_SHIFT);
         }
+    }
+
+    /// How many frames are not poisoned and, with `class`, of that class: the frames a drawn fault chooses from.
+    pub fn unpoisoned_frame_count(&mut self, class: Option<FrameClass>) -> usize {
+        let tree = Self::index_tree(class);
+        self.frame_index_built().count(tree)
+    }
+
+    /// The `n`-th (from 0, in frame order) of the frames `unpoisoned_frame_count` counts: what a scan of every
+    /// frame would find, in O(log frames).
+    pub fn nth_unpoisoned_frame(&mut self, class: Option<FrameClass>, n: usize) -> Option<FrameId> {
+        let tree = Self::index_tree(class);
+        self.frame_index_built()
+            .nth(tree, n)
+            .map(|id| FrameId(id as u32))
+    }
+
+    fn index_tree(class: Option<FrameClass>) -> usize {
+        match class {
+            Some(FrameClass::Free) => 0,
+            Some(FrameClass::FileClean) => 1,
+            Some(FrameClass::AnonZero) => 2,
+            Some(FrameClass::AnonDirty) => 3,
+            None => 4,
+        }
+    }
+
+    fn frame_index_built(&mut self) -> &FrameIndex {
+        let frames = &self.frames;
+        self.frame_index
+            .get_or_insert_with(|| Box::new(FrameIndex::build(frames)))
     }
 
     /// The frames that are poisoned, in frame order (this set only grows during a run).
@@ -628,6 +873,7 @@ impl Memory {
 
     /// Restores a snapshot exactly. The pages with cached code are all reported as written.
     pub fn restore(&mut self, snap: &MemorySnapshot) {
+        self.frame_index = None;
         self.pages = snap.pages.clone();
         self.frames = snap.frames.clone();
         self.free_frames = snap.free_frames.clone();
@@ -661,6 +907,66 @@ impl Memory {
         self.epoch += 1;
         // The first write to each page from now on must go through the slow path, which marks the frame dirty.
         self.write_tlb.fill(TLB_EMPTY);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Debugger watches.
+
+    /// Replaces the watched ranges (none: `&[]`) and zeroes their hit counts. Their pages leave the TLB of each
+    /// watched kind until the ranges are replaced again.
+    pub fn set_watches(&mut self, watches: &[WatchRange]) {
+        assert!(
+            watches
+                .iter()
+                .all(|w| w.len >= 1 && w.addr.checked_add(w.len).is_some()),
+            "a watched range is empty or overflows the address space"
+        );
+        self.watches = watches.to_vec();
+        self.watch_hits = vec![WatchHits::default(); watches.len()];
+        self.read_watched_pages = watches
+            .iter()
+            .filter(|w| w.reads)
+            .flat_map(WatchRange::pages)
+            .collect();
+        self.write_watched_pages = watches
+            .iter()
+            .filter(|w| w.writes)
+            .flat_map(WatchRange::pages)
+            .collect();
+        self.flush_tlb();
+    }
+
+    /// The hit counts of the ranges given to `set_watches`, in the same order.
+    pub fn watch_hits(&self) -> &[WatchHits] {
+        &self.watch_hits
+    }
+
+    /// Counts a guest access of `len` bytes at `addr` against the watched ranges it overlaps.
+    #[inline(never)]
+    fn note_access(&mut self, addr: u64, len: u64, write: bool) {
+        for (w, hits) in self.watches.iter().zip(self.watch_hits.iter_mut()) {
+            if (if write { w.writes } else { w.reads }) && w.overlaps(addr, len) {
+                if write {
+                    hits.writes += 1;
+                } else {
+                    hits.reads += 1;
+                }
+            }
+        }
+    }
+
+    /// Counts an access somewhere in the page of `addr` whose extent is unknown (see `WatchHits`): every range
+    /// of the page watched for that kind of access counts it.
+    #[inline(never)]
+    fn note_page_access(&mut self, addr: u64, write: bool) {
+        let pages = if write {
+            &self.write_watched_pages
+        } else {
+            &self.read_watched_pages
+        };
+        if pages.contains(&(addr >> PAGE_SHIFT)) {
+            self.note_access(addr & !PAGE_MASK, PAGE_SIZE as u64, write);
+        }
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -741,7 +1047,9 @@ impl Memory {
             });
         }
         let host = f.bytes.as_ptr();
-        if access == Access::Read {
+        if access == Access::Read
+            && (self.read_watched_pages.is_empty() || !self.read_watched_pages.contains(&vpn))
+        {
             self.read_tlb[(vpn as usize) % TLB_ENTRIES] = TlbEntry {
                 tag: vpn,
                 host: host as *mut u8,
@@ -782,18 +1090,32 @@ impl Memory {
         let vpn = addr >> PAGE_SHIFT;
         let e = self.pages[&vpn];
         let f = &mut self.frames[e.frame as usize];
-        f.class = FrameClass::AnonDirty;
+        if f.class != FrameClass::AnonDirty {
+            let before = frame_slot(f);
+            f.class = FrameClass::AnonDirty;
+            if let Some(index) = &mut self.frame_index {
+                index.moved(e.frame as usize, before, frame_slot(f));
+            }
+        }
         let host = Arc::make_mut(&mut f.bytes).as_mut_ptr();
         self.dirty.insert(e.frame);
         // The copy may have moved the bytes: the read entry must not keep pointing at the shared original.
         let i = (vpn as usize) % TLB_ENTRIES;
-        self.read_tlb[i] = TlbEntry { tag: vpn, host };
+        let watched = !self.watches.is_empty();
+        if watched && self.read_watched_pages.contains(&vpn) {
+            if self.read_tlb[i].tag == vpn {
+                self.read_tlb[i] = TLB_EMPTY;
+            }
+        } else {
+            self.read_tlb[i] = TlbEntry { tag: vpn, host };
+        }
         if self.code_pages.contains(&vpn) {
             self.note_code_change(vpn);
             // Not cached for writing: the next write must tell the block cache again only if code was decoded
             // from the page in between, which `mark_code_page` handles by emptying the entry.
         }
-        if !self.stuck_bits.contains_key(&e.frame) {
+        let write_watched = watched && self.write_watched_pages.contains(&vpn);
+        if !self.stuck_bits.contains_key(&e.frame) && !write_watched {
             self.write_tlb[i] = TlbEntry { tag: vpn, host };
         }
         Ok(host)
@@ -812,12 +1134,17 @@ impl Memory {
         if e.tag == vpn {
             return Ok(e.host);
         }
-        self.page_for_read(addr, Access::Read)
+        let host = self.page_for_read(addr, Access::Read)?;
+        if !self.watches.is_empty() {
+            self.note_page_access(addr, false);
+        }
+        Ok(host)
     }
 
     /// The host address of the start of the page holding `addr`, resolved for a guest write exactly as `write`
     /// would (same faults; copies a shared frame, marks it dirty, reports written code). Valid until the next
-    /// call that changes this memory.
+    /// call that changes this memory. Unlike a write-TLB entry, the pointer is handed out for a frame with stuck
+    /// bits too: the caller must call `host_write_done(addr)` once it has written through it.
     #[inline]
     pub(crate) fn host_page_for_write(&mut self, addr: u64) -> Result<*mut u8, MemoryFault> {
         let vpn = addr >> PAGE_SHIFT;
@@ -825,7 +1152,24 @@ impl Memory {
         if e.tag == vpn {
             return Ok(e.host);
         }
-        self.page_for_write(addr)
+        let host = self.page_for_write(addr)?;
+        if !self.watches.is_empty() {
+            self.note_page_access(addr, true);
+        }
+        Ok(host)
+    }
+
+    /// Ends a write through a `host_page_for_write` pointer to the page holding `addr`: forces the stuck bits of
+    /// its frame again, as every other write path does, so the guest never reads back a stuck bit written over.
+    /// Costs one test when no stuck bit is armed anywhere.
+    #[inline]
+    pub(crate) fn host_write_done(&mut self, addr: u64) {
+        if self.stuck_bits.is_empty() {
+            return;
+        }
+        if let Some(frame) = self.frame_of(addr) {
+            self.force_stuck_bits(frame.0);
+        }
     }
 
     /// Reads `N` bytes at `addr` (any alignment, may cross a page).
@@ -942,6 +1286,9 @@ impl Memory {
             unsafe { std::ptr::copy_nonoverlapping(host.add(off), out[done..].as_mut_ptr(), n) };
             done += n;
         }
+        if access == Access::Read && !self.watches.is_empty() {
+            self.note_access(addr, out.len() as u64, false);
+        }
         Ok(())
     }
 
@@ -983,6 +1330,9 @@ impl Memory {
                 }
             }
             done += n;
+        }
+        if !self.watches.is_empty() {
+            self.note_access(addr, bytes.len() as u64, true);
         }
         Ok(())
     }
@@ -1038,7 +1388,11 @@ impl Memory {
             };
             let f = &mut self.frames[e.frame as usize];
             Arc::make_mut(&mut f.bytes)[(a & PAGE_MASK) as usize] = b;
+            let before = frame_slot(f);
             f.class = FrameClass::AnonDirty;
+            if let Some(index) = &mut self.frame_index {
+                index.moved(e.frame as usize, before, frame_slot(f));
+            }
             self.force_stuck_bits(e.frame);
             self.dirty.insert(e.frame);
             self.flush_page(vpn);
@@ -1153,6 +1507,104 @@ impl Fnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every access that overlaps a watched range is counted, once, by kind; accesses to other bytes of the same
+    /// page, other kinds and other pages are not; the page stays out of the TLB so a repeated access counts
+    /// again; a restore keeps the watches; clearing them stops the counting.
+    #[test]
+    fn watched_ranges_count_exactly_the_accesses_that_touch_them() {
+        let mut m = Memory::new();
+        m.map_anonymous(0x1000, 0x3000, Perms::READ.union(Perms::WRITE))
+            .unwrap();
+        let read = WatchRange {
+            addr: 0x1ffc,
+            len: 8,
+            reads: true,
+            writes: false,
+        };
+        let write = WatchRange {
+            addr: 0x3010,
+            len: 4,
+            reads: false,
+            writes: true,
+        };
+        m.set_watches(&[read, write]);
+        let hits = |m: &Memory| m.watch_hits().to_vec();
+        let none = WatchHits::default();
+        // Other bytes of the watched pages, and the other kind of access to the watched bytes.
+        m.read_u64(0x1000).unwrap();
+        m.write_u32(0x1ffc, 7).unwrap();
+        m.read_u32(0x3014).unwrap();
+        m.read_u32(0x3010).unwrap();
+        m.write_u32(0x3014, 1).unwrap();
+        assert_eq!(hits(&m), vec![none, none]);
+        // A read that crosses into the second page counts once; so does one inside.
+        m.read_u64(0x1ffa).unwrap();
+        assert_eq!(hits(&m)[0].reads, 1);
+        m.read_u8(0x2002).unwrap();
+        assert_eq!(hits(&m)[0].reads, 2);
+        m.read_u8(0x2004).unwrap();
+        assert_eq!(hits(&m)[0].reads, 2, "0x2004 is past the range");
+        // The same read again: still counted (the page never entered the read TLB).
+        m.read_u8(0x2002).unwrap();
+        assert_eq!(hits(&m)[0].reads, 3);
+        // Writes, including one that changes nothing and a page-crossing bytes write.
+        m.write_u32(0x3012, 0).unwrap();
+        m.write_u32(0x3012, 0).unwrap();
+        m.write_bytes(0x300e, &[1, 2, 3]).unwrap();
+        assert_eq!(hits(&m)[1].writes, 3);
+        // A faulting access counts nothing.
+        m.set_watches(&[WatchRange {
+            addr: 0x3ffc,
+            len: 8,
+            reads: true,
+            writes: true,
+        }]);
+        assert!(m.read_u64(0x3ffc).is_err());
+        assert!(m.write_u64(0x3ffc, 1).is_err());
+        assert_eq!(hits(&m), vec![none]);
+        m.write_u32(0x3ffc, 5).unwrap();
+        let snap = m.snapshot();
+        m.restore(&snap);
+        assert_eq!(m.read_u32(0x3ffc), Ok(5));
+        assert_eq!(
+            hits(&m),
+            vec![WatchHits {
+                reads: 1,
+                writes: 1
+            }]
+        );
+        m.set_watches(&[]);
+        m.read_u32(0x3ffc).unwrap();
+        assert!(m.watch_hits().is_empty());
+    }
+
+    /// The bulk string paths do not know the extent of their access: each resolution of a watched page counts
+    /// as a possible hit, and an unwatched page never does.
+    #[test]
+    fn bulk_page_resolution_counts_a_possible_hit_on_watched_pages_only() {
+        let mut m = Memory::new();
+        m.map_anonymous(0x1000, 0x2000, Perms::READ.union(Perms::WRITE))
+            .unwrap();
+        m.set_watches(&[WatchRange {
+            addr: 0x1800,
+            len: 1,
+            reads: true,
+            writes: true,
+        }]);
+        m.host_page_for_read(0x2000).unwrap();
+        m.host_page_for_write(0x2000).unwrap();
+        assert_eq!(m.watch_hits()[0], WatchHits::default());
+        m.host_page_for_read(0x1000).unwrap();
+        m.host_page_for_write(0x1000).unwrap();
+        assert_eq!(
+            m.watch_hits()[0],
+            WatchHits {
+                reads: 1,
+                writes: 1
+            }
+        );
+    }
 
     #[test]
     fn unmapped_read_is_a_page_fault_not_present() {
@@ -1346,5 +1798,84 @@ mod tests {
                 }
             ]
         );
+    }
+
+    /// A mapping that does not fit the limit changes nothing: the old pages stay, with their bytes.
+    #[test]
+    fn a_refused_mapping_leaves_the_old_one_whole() {
+        let mut m = Memory::new();
+        m.set_frames_max(8);
+        m.map_anonymous(0x10000, 4 * 4096, Perms::RW).unwrap();
+        m.write_u64(0x10000, 0x1234).unwrap();
+        assert_eq!(m.frames_available(), 4);
+        // Replacing the four pages and adding five more needs five new frames: one too many.
+        assert_eq!(
+            m.map_anonymous(0x10000, 9 * 4096, Perms::RW),
+            Err(MapError::OutOfFrames { frames_max: 8 })
+        );
+        assert_eq!(m.read_u64(0x10000), Ok(0x1234));
+        assert!(!m.is_mapped(0x14000));
+        assert_eq!(m.frames_in_use(), 4);
+        // Replacing in place needs no new frame.
+        m.map_file_bytes(0x10000, 8 * 4096, b"abc", Perms::RX)
+            .unwrap();
+        assert_eq!(m.frames_in_use(), 8);
+        assert_eq!(
+            m.resident_frame_count(),
+            1,
+            "zero file pages share the zero frame"
+        );
+    }
+
+    proptest::proptest! {
+        /// The frame index finds what a scan of every frame finds, whatever happened to the frames (mapped,
+        /// written, unmapped, poisoned, restored), so a drawn fault picks the same frame either way.
+        #[test]
+        fn the_frame_index_agrees_with_a_scan(
+            ops in proptest::collection::vec((0u8..7, 0u64..48, 1u64..6), 1..80),
+            queries in proptest::collection::vec(0usize..64, 1..8),
+        ) {
+            let mut m = Memory::new();
+            m.set_frames_max(200);
+            let mut snapshot = None;
+            let classes = [
+                None,
+                Some(FrameClass::Free),
+                Some(FrameClass::FileClean),
+                Some(FrameClass::AnonZero),
+                Some(FrameClass::AnonDirty),
+            ];
+            for (step, (op, page, pages)) in ops.into_iter().enumerate() {
+                let addr = 0x10000 + page * 4096;
+                match op {
+                    0 => { let _ = m.map_anonymous(addr, pages * 4096, Perms::RW); }
+                    1 => { let _ = m.map_file_bytes(addr, pages * 4096, &[1, 2, 3], Perms::RX); }
+                    2 => { let _ = m.write_u8(addr, 9); }
+                    3 => { m.unmap(addr, pages * 4096).unwrap(); }
+                    4 => if let Some(f) = m.frame_of(addr) { m.poison(f) },
+                    5 => snapshot = Some(m.snapshot()),
+                    _ => if let Some(s) = &snapshot { m.restore(s) },
+                }
+                // Query after some steps only, so that the index is also kept up to date, not just rebuilt.
+                if step % 3 != 0 {
+                    continue;
+                }
+                for class in classes {
+                    let scan: Vec<u32> = (0..m.frame_count() as u32)
+                        .filter(|&f| {
+                            !m.frame_is_poisoned(FrameId(f))
+                                && class.is_none_or(|c| m.frame_class(FrameId(f)) == Some(c))
+                        })
+                        .collect();
+                    proptest::prop_assert_eq!(m.unpoisoned_frame_count(class), scan.len());
+                    for &n in &queries {
+                        proptest::prop_assert_eq!(
+                            m.nth_unpoisoned_frame(class, n),
+                            scan.get(n).map(|&f| FrameId(f))
+                        );
+                    }
+                }
+            }
+        }
     }
 }

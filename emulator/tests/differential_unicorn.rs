@@ -42,6 +42,7 @@
 //! | unicorn runs at CPL 0: POPFQ may change IF and IOPL, which a user-mode POPFQ keeps | IF and IOPL are not compared after POPFQ (tandem's own user-mode rule is tested in stack.rs) |
 //! | unicorn reports some exceptions through the interrupt hook (vector) and others as `uc_error` | both map to `Exception` in `oracle_exception` |
 //! | QEMU 5 sign-extends the imm16 of `RET imm16` (`x86_ldsw_code`); the SDM adds it zero-extended | for imm16 >= 0x8000 unicorn's rsp is corrected by 0x10000 |
+//! | QEMU 5 raises #UD for the reserved NOPs `0F 18 /0`-`/3` with a register operand; the host CPU runs them as NOPs (`native_oracle.rs`, `the_hint_nop_space_matches_the_host`) | unicorn runs the same NOP with reg field `/4`-`/7` (`unicorn_alias`) |
 //! | QEMU 5 decodes `F6 /1` and `F7 /1` (TEST r/m, imm, an alias Intel and AMD CPUs execute) as #UD | unicorn runs the `/0` encoding of the same instruction (`unicorn_alias`) |
 //! | QEMU 5 computes RIP-relative addresses of SHLD/SHRD r/m, r, imm8 one byte low (the imm8 is not counted) | unicorn runs the same instruction with the displacement one higher (`unicorn_alias`) |
 //! | QEMU 5 does not check the 16-byte alignment of legacy SSE memory operands (MOVAPS, PADDD m128, FXSAVE, ...) | when the operand is misaligned tandem must raise #GP (checked on its own) and leave the state untouched; unicorn's completion is not compared |
@@ -1493,6 +1494,22 @@ fn unicorn_alias(case: &Case) -> Option<Case> {
         // QEMU 5 raises #UD for a predicate above 7; legacy-encoded CMPxx uses imm8[2:0] only.
         let mut i = case.instr;
         i.set_immediate8(i.immediate8() & 7);
+        return Some(reencoded(case, &i));
+    }
+    if matches!(
+        case.code,
+        Code::Reservednop_rm16_r16_0F18
+            | Code::Reservednop_rm32_r32_0F18
+            | Code::Reservednop_rm64_r64_0F18
+    ) && case.instr.op0_kind() == OpKind::Register
+        && case.instr.op1_register().number() & 4 == 0
+    {
+        // QEMU 5 raises #UD for 0F 18 /0-/3 with a register operand (translate.c, case 0x118: "if (mod == 3)
+        // goto illegal_op"); the host CPU runs them as reserved NOPs (native_oracle.rs walks every form). Give
+        // unicorn the same reserved NOP with reg field /4-/7, which it runs as a NOP: same length, same effect.
+        let mut i = case.instr;
+        let r = i.op1_register();
+        i.set_op1_register(reg(r.base(), r.number() + 4));
         return Some(reencoded(case, &i));
     }
     let canonical = match case.code {

@@ -25,12 +25,12 @@ fn machine(program: &[u8], name: &str, jit: bool) -> LinuxMachine<MemoryHost> {
         ..LinuxConfig::default()
     };
     let mut m = LinuxMachine::new(config, program, MemoryHost::new(7)).expect("loads");
-    m.machine.set_jit(jit);
+    m.set_jit(jit);
     m
 }
 
 fn state(m: &LinuxMachine<MemoryHost>) -> (u64, Registers) {
-    (m.icount(), m.machine.cpu.registers())
+    (m.icount(), m.registers())
 }
 
 /// Runs both machines in chunks of `chunk` until they finish; returns the first chunk end where they differ.
@@ -73,8 +73,8 @@ fn explain(program: &[u8], name: &str, until: u64) -> String {
         }
         let mut before = machine(program, name, false);
         before.run(x - 1);
-        let rip = before.machine.cpu.regs.rip;
-        let (bytes, text) = before.machine.describe_instruction(rip);
+        let rip = before.rip();
+        let (bytes, text) = before.describe_instruction(rip);
         let (a, b) = (state(&jit).1, state(&interp).1);
         let mut diffs = Vec::new();
         for g in 0..16 {

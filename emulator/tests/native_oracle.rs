@@ -14,6 +14,10 @@
 //! flags are all defined comes last, or `pushfq` right after one), so the host's vendor-specific undefined flags
 //! never decide a result. Inputs are random from a seeded stream; a failure prints the seed and the snippet.
 //!
+//! The second half walks the hint-NOP space and the CET instructions one encoding at a time (see its section
+//! comment). There an encoding may fault: the host's SIGILL/SIGSEGV is caught (`on_native_fault`), the snippet
+//! resumes at the epilogue with the registers of the fault, and tandem must raise the matching exception.
+//!
 //! Safety: running generated code natively is inherently unsafe; each snippet is written so that it only touches
 //! its registers, the data pages and a balanced stack, and cannot fault or loop forever (every loop is counted).
 
@@ -23,8 +27,9 @@ use common::*;
 use iced_x86::code_asm::*;
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, OnceLock};
-use tandem_emulator::cpu::{named_stream, Exception, Exit};
+use tandem_emulator::cpu::{named_stream, Exception, Exit, Machine, Registers};
 
 /// Where the snippet under test starts (the trampoline's prologue is at CODE_BASE, its epilogue at EPILOGUE).
 const SNIPPET: u64 = CODE_BASE + 0x800;
@@ -123,6 +128,71 @@ fn trampoline() -> (Vec<u8>, Vec<u8>) {
 
 /// Runs `snippet` (assembled at SNIPPET, ending with a jump to EPILOGUE) on the host CPU.
 fn run_native(snippet: &[u8], regs: &NativeRegs, data: &[u8]) -> (NativeRegs, Vec<u8>) {
+    let (out, data_after, signal) = run_native_catching(snippet, regs, data);
+    assert_eq!(signal, None, "the snippet raised a signal on the host");
+    (out, data_after)
+}
+
+/// The signal the last native run raised inside the code pages (0: none); written by `on_native_fault`.
+static NATIVE_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// The handler of SIGILL, SIGSEGV, SIGBUS, SIGFPE and SIGTRAP while snippets may fault. A fault whose rip lies in
+/// the code pages is the snippet's: the signal is noted and the snippet resumes at EPILOGUE, which stores the
+/// registers as they were at the fault (the faulting instruction did nothing) and returns normally. A fault
+/// anywhere else is not ours: the default action is restored and the instruction re-runs into it, so the test
+/// process dies of the signal as it would have without this handler (Rust's own stack-overflow report is lost
+/// then, which only this test binary can notice).
+extern "C" fn on_native_fault(
+    signal: libc::c_int,
+    _: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    // SAFETY: the kernel passes a valid ucontext_t for a handler installed with SA_SIGINFO; only plain loads and
+    // stores and the async-signal-safe `signal(2)` happen here.
+    unsafe {
+        let uc = context as *mut libc::ucontext_t;
+        let rip = (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] as u64;
+        if (CODE_BASE..CODE_BASE + CODE_SIZE).contains(&rip) {
+            NATIVE_SIGNAL.store(signal, Ordering::SeqCst);
+            (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] = EPILOGUE as i64;
+        } else {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+    }
+}
+
+/// Installs `on_native_fault` once for the process.
+fn catch_native_faults() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        for signal in [
+            libc::SIGILL,
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGFPE,
+            libc::SIGTRAP,
+        ] {
+            // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; the handler has the
+            // SA_SIGINFO signature and is async-signal-safe (see its doc).
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_native_fault as *const () as usize;
+                action.sa_flags = libc::SA_SIGINFO;
+                libc::sigemptyset(&mut action.sa_mask);
+                assert_eq!(libc::sigaction(signal, &action, std::ptr::null_mut()), 0);
+            }
+        }
+    });
+}
+
+/// Runs `snippet` on the host CPU as `run_native` does, but a signal raised by the snippet (SIGILL for #UD,
+/// SIGSEGV for #GP or #PF, ...) is caught: it is returned with the registers as they were at the fault.
+fn run_native_catching(
+    snippet: &[u8],
+    regs: &NativeRegs,
+    data: &[u8],
+) -> (NativeRegs, Vec<u8>, Option<libc::c_int>) {
+    catch_native_faults();
     let n = native();
     let _guard = n.lock.lock().unwrap_or_else(|e| e.into_inner());
     let (prologue, epilogue) = trampoline();
@@ -169,7 +239,9 @@ fn run_native(snippet: &[u8], regs: &NativeRegs, data: &[u8]) -> (NativeRegs, Ve
     // callee-saved registers, returns with a balanced stack and DF clear) and takes a pointer to `NativeRegs`.
     // The snippets of this file touch only registers, the data pages and a balanced stack, and end in EPILOGUE.
     let f: extern "C" fn(*mut NativeRegs) = unsafe { std::mem::transmute(CODE_BASE as usize) };
+    NATIVE_SIGNAL.store(0, Ordering::SeqCst);
     f(&mut out);
+    let signal = NATIVE_SIGNAL.swap(0, Ordering::SeqCst);
     let mut data_after = vec![0u8; DATA_SIZE as usize];
     // SAFETY: as above, the data pages are ours under the mutex.
     unsafe {
@@ -179,7 +251,7 @@ fn run_native(snippet: &[u8], regs: &NativeRegs, data: &[u8]) -> (NativeRegs, Ve
             data_after.len(),
         )
     };
-    (out, data_after)
+    (out, data_after, (signal != 0).then_some(signal))
 }
 
 /// Runs the same snippet body (ending in HLT) in tandem.
@@ -634,4 +706,329 @@ fn the_oracle_sees_a_difference() {
     let (t, _, _) = run_tandem(&assemble_kernel(&dec, false), &regs, &data);
     assert_eq!(n.gpr[0], 1);
     assert_eq!(t.gpr[0], u64::MAX);
+}
+
+// =====================================================================================================================
+// The hint-NOP space, one encoding at a time.
+//
+// SDM Vol. 2B, NOP ("0F 1F /0 NOP r/m16/32"), and Vol. 2D, Appendix A, Table A-3 (two-byte opcode map): 0F 0D and
+// 0F 18-0F 1F are "NOP Ev" / prefetch group 16, where every ModRM form not assigned to an instruction is a
+// reserved NOP ("hint NOP"). Instructions later placed there run as NOPs on processors that predate them: PREFETCHh
+// (group 16 /0-/3, Vol. 2B), PREFETCHIT0/1 (0F 18 /7 and /6, Vol. 2B), CLDEMOTE (0F 1C /0, Vol. 2A), the MPX BND*
+// forms (0F 1A, 0F 1B, Vol. 2A), ENDBR32/ENDBR64 (F3 0F 1E FB/FA, Vol. 2A) and RDSSPD/RDSSPQ (F3 0F 1E /1 with a
+// register operand, Vol. 2B: "a NOP when CET shadow stacks are not enabled and on processors that do not support
+// CET"). The other CET instructions live outside the hint space and raise #UD without CET (the "#UD If CR4.CET =
+// 0" rows of INCSSP and CLRSSBSY in Vol. 2A, RSTORSSP, SAVEPREVSSP, SETSSBSY, WRSS and WRUSS in Vol. 2B):
+// `cet_encodings` lists them. emulator/src/cpu/hint.rs has the same table.
+//
+// The oracle is this host CPU with CET off for the test process (Linux user space runs without shadow stacks
+// unless a binary asks for them; the walk first checks that rdsspq leaves 0 as a NOP does, since a process with
+// shadow stacks on would read a non-zero SSP). tandem's CPUID advertises neither SHSTK nor IBT
+// (leaf 7 ECX bit 7, EDX bit 20), so the emulated CPU is one without CET.
+
+/// What one encoding did: completed (registers and data compared separately) or raised this signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum HintOutcome {
+    Completed,
+    Signal(&'static str),
+}
+
+fn signal_name(signal: libc::c_int) -> &'static str {
+    match signal {
+        libc::SIGILL => "SIGILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGTRAP => "SIGTRAP",
+        _ => "another signal",
+    }
+}
+
+/// The signal Linux sends a user-mode process for a tandem exception.
+fn exception_signal(e: Exception) -> &'static str {
+    match e {
+        Exception::InvalidOpcode => "SIGILL",
+        Exception::GeneralProtection | Exception::PageFault { .. } => "SIGSEGV",
+        Exception::DivideError => "SIGFPE",
+        Exception::Breakpoint => "SIGTRAP",
+        _ => "another signal",
+    }
+}
+
+/// The ModRM byte followed by what it asks for: a SIB byte (base rsp, no index) when rm = 100b with a memory
+/// operand, and a displacement (disp8 for mod 01b, disp32 for mod 10b and for RIP-relative mod 00b rm 101b).
+fn modrm_tail(modrm: u8) -> Vec<u8> {
+    let (md, rm) = (modrm >> 6, modrm & 7);
+    let mut out = vec![modrm];
+    if md != 3 && rm == 4 {
+        out.push(0x24);
+    }
+    match (md, rm) {
+        (1, _) => out.push(0x08),
+        (2, _) | (0, 5) => out.extend([0x10, 0, 0, 0]),
+        _ => {}
+    }
+    out
+}
+
+/// Every encoding of the hint space walked: 0F 0D and 0F 18-0F 1F with each of the 256 ModRM bytes, under no
+/// legacy prefix, 66, F2, F3 and the pairs of them in both orders, each with no REX, REX.W, REX.B and REX.WR.
+fn hint_space_encodings() -> Vec<Vec<u8>> {
+    let legacy: [&[u8]; 8] = [
+        &[],
+        &[0x66],
+        &[0xf2],
+        &[0xf3],
+        &[0x66, 0xf3],
+        &[0xf3, 0x66],
+        &[0xf2, 0xf3],
+        &[0xf3, 0xf2],
+    ];
+    let rex: [&[u8]; 4] = [&[], &[0x48], &[0x41], &[0x4c]];
+    let mut out = Vec::new();
+    for l in legacy {
+        for r in rex {
+            for opcode in std::iter::once(0x0d).chain(0x18..=0x1f) {
+                for modrm in 0..=255u8 {
+                    let mut e = [l, r, &[0x0f, opcode]].concat();
+                    e.extend(modrm_tail(modrm));
+                    out.push(e);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The CET instructions outside the hint space, in register and memory forms (SDM Vol. 2A/2B pages named in the
+/// section comment), and the fences they share 0F AE with, in every r/m form (which the fences ignore).
+fn cet_encodings() -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for rex in [&[][..], &[0x48], &[0x41], &[0x49]] {
+        for modrm in 0xe8..=0xefu8 {
+            out.push([&[0xf3][..], rex, &[0x0f, 0xae, modrm]].concat()); // INCSSPD/Q r (F3 0F AE /5)
+        }
+        for modrm in 0xe8..=0xffu8 {
+            out.push([rex, &[0x0f, 0xae, modrm]].concat()); // LFENCE, MFENCE, SFENCE (NP 0F AE /5 /6 /7, mod 11b)
+        }
+        out.push([&[0xf3][..], rex, &[0x0f, 0xae, 0x30]].concat()); // CLRSSBSY m64 (F3 0F AE /6)
+        out.push([rex, &[0x0f, 0x38, 0xf6, 0x00]].concat()); // WRSSD/Q m, r (0F 38 F6)
+        out.push([&[0x66][..], rex, &[0x0f, 0x38, 0xf5, 0x00]].concat()); // WRUSSD/Q m, r (66 0F 38 F5)
+    }
+    out.push(vec![0xf3, 0x0f, 0x01, 0x28]); // RSTORSSP m64 (F3 0F 01 /5)
+    out.push(vec![0xf3, 0x0f, 0x01, 0xea]); // SAVEPREVSSP (F3 0F 01 EA)
+    out.push(vec![0xf3, 0x0f, 0x01, 0xe8]); // SETSSBSY (F3 0F 01 E8)
+    out
+}
+
+/// Registers for a hint encoding: every general register points into the data pages (a memory operand built
+/// from any of them stays inside memory both sides own, should an encoding touch it), with random low bits so
+/// that a register write is visible.
+fn hint_inputs(rng: &mut ChaCha20Rng) -> NativeRegs {
+    let mut regs = NativeRegs::default();
+    for g in regs.gpr.iter_mut() {
+        *g = DATA_BASE + 0x1000 + rng.random_range(0..0x800u64);
+    }
+    regs.rflags = 0x202 | (rng.random::<u64>() & 0x8d5);
+    regs
+}
+
+/// One tandem machine for a whole walk (building one per encoding would cost more than the walk): each encoding is
+/// written at SNIPPET followed by HLT, and runs from fresh registers.
+struct TandemHintRunner {
+    machine: Machine,
+}
+
+impl TandemHintRunner {
+    fn new(data: &[u8]) -> TandemHintRunner {
+        let mut image = Image::new();
+        image.data.copy_from_slice(data);
+        TandemHintRunner {
+            machine: machine_with(&image, &State::default()),
+        }
+    }
+
+    /// Runs one encoding: what it did, the registers after and the data pages.
+    fn run(&mut self, encoding: &[u8], regs: &NativeRegs) -> (HintOutcome, NativeRegs, Vec<u8>) {
+        let m = &mut self.machine;
+        let code = [encoding, &[0xf4]].concat();
+        m.cpu
+            .mem
+            .poke(SNIPPET, &code)
+            .expect("the code page is mapped");
+        let mut state = State {
+            gpr: regs.gpr,
+            rip: SNIPPET,
+            rflags: regs.rflags,
+            ..State::default()
+        };
+        state.gpr[4] = STACK_BASE + STACK_SIZE - 0x100;
+        let s = state;
+        m.cpu.set_registers(&Registers {
+            gpr: s.gpr,
+            rip: s.rip,
+            rflags: s.rflags,
+            fs_base: s.fs_base,
+            gs_base: s.gs_base,
+            xmm: s.xmm,
+            mxcsr: s.mxcsr,
+            x87: s.x87,
+        });
+        let icount = m.cpu.icount;
+        let exit = m.run(2);
+        let retired = m.cpu.icount - icount;
+        let rip = m.cpu.regs.rip;
+        let outcome = match exit {
+            Exit::Exception(Exception::GeneralProtection)
+                if rip == SNIPPET + encoding.len() as u64 && retired == 1 =>
+            {
+                HintOutcome::Completed
+            }
+            Exit::Exception(e) if rip == SNIPPET && retired == 0 => {
+                HintOutcome::Signal(exception_signal(e))
+            }
+            other => panic!(
+                "{encoding:02x?}: tandem stopped with {other:?} at rip {rip:#x} after {retired} instructions"
+            ),
+        };
+        let r = m.cpu.registers();
+        let mut data = vec![0u8; DATA_SIZE as usize];
+        m.cpu
+            .mem
+            .read_bytes(DATA_BASE, &mut data)
+            .expect("the data pages are mapped");
+        (
+            outcome,
+            NativeRegs {
+                gpr: r.gpr,
+                rflags: r.rflags,
+            },
+            data,
+        )
+    }
+}
+
+fn disassemble(encoding: &[u8]) -> String {
+    use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+    let mut decoder = Decoder::with_ip(64, encoding, SNIPPET, DecoderOptions::NONE);
+    let i = decoder.decode();
+    let mut text = String::new();
+    IntelFormatter::new().format(&i, &mut text);
+    format!("{text} ({:?}, {} bytes)", i.code(), i.len())
+}
+
+fn iced_code(encoding: &[u8]) -> String {
+    let mut decoder =
+        iced_x86::Decoder::with_ip(64, encoding, SNIPPET, iced_x86::DecoderOptions::NONE);
+    format!("{:?}", decoder.decode().code())
+}
+
+/// Runs every encoding natively and in tandem; returns one line per difference, and per iced `Code` the
+/// outcomes the host gave (for the summary a failure prints).
+fn walk_hint_encodings(
+    encodings: &[Vec<u8>],
+    seed: u64,
+) -> (
+    Vec<String>,
+    std::collections::BTreeMap<String, std::collections::BTreeSet<HintOutcome>>,
+) {
+    let mut problems = Vec::new();
+    let mut by_code =
+        std::collections::BTreeMap::<String, std::collections::BTreeSet<HintOutcome>>::new();
+    let data = vec![0x5au8; DATA_SIZE as usize];
+    let mut tandem = TandemHintRunner::new(&data);
+    for (k, encoding) in encodings.iter().enumerate() {
+        let mut rng = named_stream(seed, &format!("native/hint/{k}"));
+        let regs = hint_inputs(&mut rng);
+        let mut native_code = encoding.clone();
+        let mut a = CodeAssembler::new(64).unwrap();
+        a.jmp(EPILOGUE).unwrap();
+        native_code.extend(a.assemble(SNIPPET + encoding.len() as u64).unwrap());
+        let (n, ndata, signal) = run_native_catching(&native_code, &regs, &data);
+        let host = match signal {
+            None => HintOutcome::Completed,
+            Some(s) => HintOutcome::Signal(signal_name(s)),
+        };
+        let (outcome, t, tdata) = tandem.run(encoding, &regs);
+        let text = disassemble(encoding);
+        by_code.entry(iced_code(encoding)).or_default().insert(host);
+        let mut what = Vec::new();
+        if host != outcome {
+            what.push(format!("host {host:?}, tandem {outcome:?}"));
+        }
+        for r in (0..16).filter(|&r| r != 4) {
+            if n.gpr[r] != t.gpr[r] {
+                what.push(format!(
+                    "{}: host {:#x} tandem {:#x}",
+                    GPR_NAMES[r], n.gpr[r], t.gpr[r]
+                ));
+            }
+        }
+        if (n.rflags ^ t.rflags) & RFLAGS_COMPARED != 0 {
+            what.push(format!(
+                "rflags: host {:#x} tandem {:#x}",
+                n.rflags, t.rflags
+            ));
+        }
+        if ndata != tdata {
+            what.push("the data pages differ".into());
+        }
+        if !what.is_empty() {
+            problems.push(format!("{encoding:02x?} {text}: {}", what.join("; ")));
+        }
+    }
+    (problems, by_code)
+}
+
+fn check_hint_walk(encodings: &[Vec<u8>], name: &str) {
+    let seed = std::env::var("TANDEM_NATIVE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x6e61_7469u64);
+    let (problems, by_code) = walk_hint_encodings(encodings, seed);
+    let summary: Vec<String> = by_code
+        .iter()
+        .map(|(code, outcomes)| format!("{code}: {outcomes:?}"))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "{} of {} encodings differ from the host CPU (reproduce with TANDEM_NATIVE_SEED={seed} cargo test -p \
+         tandem-emulator --test native_oracle {name}):\n  {}\nwhat the host did, by iced code:\n  {}",
+        problems.len(),
+        encodings.len(),
+        problems.iter().take(std::env::var("TANDEM_HINT_REPORTS").ok().and_then(|v| v.parse().ok()).unwrap_or(40)).cloned().collect::<Vec<_>>().join("\n  "),
+        summary.join("\n  ")
+    );
+}
+
+#[test]
+fn the_hint_nop_space_matches_the_host() {
+    // The oracle must be a CPU without shadow stacks in effect: there `xor eax, eax; rdsspq rax` leaves 0.
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.xor(eax, eax).unwrap();
+    a.db(&[0xf3, 0x48, 0x0f, 0x1e, 0xc8]).unwrap();
+    a.jmp(EPILOGUE).unwrap();
+    let probe = a.assemble(SNIPPET).unwrap();
+    let regs = NativeRegs {
+        gpr: [0x1234; 16],
+        rflags: 0x202,
+    };
+    let (n, _, signal) = run_native_catching(&probe, &regs, &vec![0; DATA_SIZE as usize]);
+    assert_eq!(
+        (signal, n.gpr[0]),
+        (None, 0),
+        "rdsspq must run as a NOP on the host (shadow stacks off for this process) for the host to be the oracle"
+    );
+    check_hint_walk(
+        &hint_space_encodings(),
+        "the_hint_nop_space_matches_the_host",
+    );
+}
+
+#[test]
+fn cet_instructions_and_fences_match_the_host() {
+    check_hint_walk(
+        &cet_encodings(),
+        "cet_instructions_and_fences_match_the_host",
+    );
 }

@@ -1,15 +1,30 @@
 //! The command-line replay debugger: moves through a trace's timeline forwards and backwards and shows the
 //! guest's state. Every command returns its output as text, so scripts and tests drive it the same way.
 //!
-//! Stops: a breakpoint stops with rip on its address, before that instruction runs; a watchpoint stops after
-//! the instruction that changed the watched bytes. The CPU has no hooks, so `continue` asks the block cache
-//! how many instructions of the current block run before a breakpoint address and runs exactly those at block
-//! speed; watched pages are armed to report a write, and a stretch that wrote one is re-run from the timeline
-//! one checked instruction at a time (`run_forward` says how). The stops are those of single-stepping with a
-//! check after every instruction, which `tests/debugger_continue.rs` compares against. Reverse-continue works
-//! as rr's does: from the latest checkpoint before the current icount, run forward to it remembering the last
-//! stop; if there was none, retry from the checkpoint before that. Both poll their caller now and then, so
-//! gdb's Ctrl-C can stop them at an exact icount.
+//! Stops: a breakpoint stops with rip on its address, before that instruction runs. A watchpoint stops on the
+//! instruction that changed the watched bytes (`watch`), read any of them (`rwatch`) or did either (`awatch`):
+//! going forwards, after that instruction, as a CPU's debug registers report it; going backwards, before it,
+//! with its effect undone, as rr answers reverse watchpoints (the replay is positioned on the accessing
+//! instruction, and the stop names the watchpoint).
+//!
+//! How a continue finds them without per-instruction hooks: before each block the block cache says how many
+//! of its instructions run before a breakpoint address (`Machine::instructions_until`), and exactly those run
+//! at block speed; the memory counts the guest's accesses to the watched ranges (`Machine::set_watches`,
+//! which slows down only the accesses to the watched pages), so a block that touched no watched byte is known
+//! not to stop. A block that did (or that left early: a signal, a write to code) is run again from the timeline
+//! one checked instruction at a time, and is stepped that way from then on: a loop over a watched variable
+//! costs one re-run, not one per iteration. The stops are those of single-stepping with a check after every
+//! instruction, which `tests/debugger_continue.rs` compares against.
+//!
+//! Reverse-continue works as rr's does: from the latest checkpoint before the current icount, run forward to it
+//! remembering the last stop; if there was none, retry from the checkpoint before that. Both directions poll
+//! their caller now and then, so gdb's Ctrl-C can stop them at an exact icount.
+//!
+//! The end of a history whose guest was killed by a signal (a CPU fault, abort(3), an uncorrectable memory
+//! error) is a stop of its own: the guest stopped with the fatal signal (`Stop::Signal`), in the state the
+//! signal found it (on the faulting instruction, for a fault), as Linux shows it to a debugger before the
+//! signal's default action; continuing from there is the guest's death (`Stop::Killed`), and going backwards
+//! works from there as from anywhere.
 
 use crate::replay::Replayer;
 use crate::timeline::Timeline;
@@ -17,43 +32,84 @@ use crate::trace::Event;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use tandem_emulator::cpu::GPR_NAMES;
+use tandem_emulator::linux::abi::signal_name;
 use tandem_emulator::linux::sysnames::syscall_name;
-use tandem_emulator::linux::Progress;
+use tandem_emulator::linux::{Progress, SigInfo, Termination, GUEST_PID, GUEST_UID};
+use tandem_emulator::memory::{WatchHits, WatchRange};
 
 /// Most bytes `x` shows and most instructions `disas` lists, and most steps one `stepi` takes.
 pub const EXAMINE_BYTES_MAX: u64 = 4096;
 pub const DISAS_INSNS_MAX: u64 = 256;
 /// Instructions between two polls for an interrupt during a continue (about a tenth of a millisecond).
 pub const POLL_INTERVAL_INSNS: u64 = 1 << 16;
-/// Instructions run at block speed between two looks at the watched bytes.
-pub const WATCH_CHUNK_INSNS: u64 = 1 << 12;
-/// Most instructions single-stepped after a chunk wrote a watched page without changing the watched bytes.
-pub const WATCH_PENALTY_INSNS_MAX: u64 = 1 << 20;
+/// Most bytes one watchpoint covers (1 MiB: an array gdb watches whole fits; its bytes are compared after each
+/// write to it, so the bound keeps that comparison cheap).
+pub const WATCH_BYTES_MAX: u64 = 1 << 20;
+/// Most block start addresses remembered as touching a watched range (stepped one instruction at a time).
+pub const WATCH_HOT_BLOCKS_MAX: usize = 1 << 16;
 
-pub struct Debugger {
-    pub timeline: Timeline,
-    /// Symbol name -> address, and address -> name, from the embedded program's ELF symbol table.
-    symbols: BTreeMap<String, u64>,
-    /// Function start -> (name, size in bytes; 0 when unknown).
-    by_address: BTreeMap<u64, (String, u64)>,
-    breakpoints: BTreeMap<u32, u64>,
-    watchpoints: BTreeMap<u32, (u64, u64)>,
-    next_id: u32,
-    /// Instructions run at block speed between two looks at the watched bytes (`WATCH_CHUNK_INSNS`).
-    pub watch_chunk_insns: u64,
+/// What a watchpoint stops on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WatchKind {
+    /// An instruction that changes the watched bytes (gdb's `watch`).
+    Write,
+    /// An instruction that reads any watched byte (gdb's `rwatch`).
+    Read,
+    /// An instruction that reads or writes any watched byte, even with the value it had (gdb's `awatch`).
+    Access,
 }
 
-/// Why a continue stopped.
+impl WatchKind {
+    /// The command that sets one, as the debugger and gdb name it.
+    pub fn command(self) -> &'static str {
+        match self {
+            WatchKind::Write => "watch",
+            WatchKind::Read => "rwatch",
+            WatchKind::Access => "awatch",
+        }
+    }
+}
+
+/// A watched byte range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watchpoint {
+    pub addr: u64,
+    /// 1 to `WATCH_BYTES_MAX`; `addr + len` does not overflow.
+    pub len: u64,
+    pub kind: WatchKind,
+}
+
+/// A watchpoint's stop: the instruction that accessed the range, and the watched bytes around it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchHit {
+    pub id: u32,
+    pub kind: WatchKind,
+    /// The instruction wrote the range (otherwise it only read it).
+    pub wrote: bool,
+    /// The watched bytes before and after the instruction.
+    pub old: Vec<u8>,
+    pub new: Vec<u8>,
+    /// Instructions retired before the accessing one: a stop going forwards is at `icount + 1` (after it), a
+    /// stop going backwards at `icount` (before it, its effect undone).
+    pub icount: u64,
+}
+
+/// Why a move stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stop {
     Breakpoint(u32),
-    Watchpoint(u32, Vec<u8>, Vec<u8>),
+    Watchpoint(WatchHit),
     /// The end of the recorded history.
     End,
     /// The start of the history.
     Start,
     /// The caller's poll asked to stop (gdb's Ctrl-C); the position is an exact icount.
     Interrupted,
+    /// The history ends with the guest killed by this signal (Linux's number): the guest is stopped with it,
+    /// before its default action, as Linux shows a fatal signal to a debugger.
+    Signal(i32),
+    /// Continuing from `Signal`: the signal's default action killed the guest. The position does not change.
+    Killed(i32),
 }
 
 /// Whether `poll` asks to stop, asked once `icount` reaches `next_poll` (then `POLL_INTERVAL_INSNS` later).
@@ -71,6 +127,33 @@ fn parse_u64(s: &str) -> Option<u64> {
     } else {
         s.parse().ok()
     }
+}
+
+/// The watchpoints as the memory counts them: the ids in the order of the memory's ranges, the bytes each
+/// covered when last looked at, and the counts before the block being run.
+#[derive(Default)]
+struct Armed {
+    ids: Vec<u32>,
+    points: Vec<Watchpoint>,
+    /// The watched bytes as of the current position (kept for `watch` and `awatch`, which report old bytes).
+    bytes: Vec<Vec<u8>>,
+    /// The memory's counts before the current block or instruction (a buffer reused, so a block allocates
+    /// nothing).
+    hits_before: Vec<WatchHits>,
+    /// Start addresses of blocks that touched a watched range: they run one checked instruction at a time.
+    hot_blocks: BTreeSet<u64>,
+}
+
+pub struct Debugger {
+    pub timeline: Timeline,
+    /// Symbol name -> address, and address -> name, from the embedded program's ELF symbol table.
+    symbols: BTreeMap<String, u64>,
+    /// Function start -> (name, size in bytes; 0 when unknown).
+    by_address: BTreeMap<u64, (String, u64)>,
+    breakpoints: BTreeMap<u32, u64>,
+    watchpoints: BTreeMap<u32, Watchpoint>,
+    next_id: u32,
+    armed: Armed,
 }
 
 impl Debugger {
@@ -105,7 +188,7 @@ impl Debugger {
             breakpoints: BTreeMap::new(),
             watchpoints: BTreeMap::new(),
             next_id: 1,
-            watch_chunk_insns: WATCH_CHUNK_INSNS,
+            armed: Armed::default(),
         }
     }
 
@@ -150,53 +233,191 @@ impl Debugger {
         self.breakpoints.retain(|_, a| *a != addr);
     }
 
-    pub fn add_watchpoint(&mut self, addr: u64, len: u64) -> u32 {
+    /// Watches `len` bytes at `addr`; the new watchpoint's id. A length of 0 or above `WATCH_BYTES_MAX`, or a
+    /// range past the end of the address space, is refused with the reason.
+    pub fn add_watchpoint(&mut self, addr: u64, len: u64, kind: WatchKind) -> Result<u32, String> {
+        if len == 0 {
+            return Err("a watchpoint covers at least 1 byte".into());
+        }
+        if len > WATCH_BYTES_MAX {
+            return Err(format!(
+                "a watchpoint covers at most {WATCH_BYTES_MAX} bytes, not {len}; watch a part of the range"
+            ));
+        }
+        if addr.checked_add(len).is_none() {
+            return Err(format!(
+                "{len} bytes at {addr:#x} run past the end of the address space"
+            ));
+        }
         let id = self.next_id;
         self.next_id += 1;
-        self.watchpoints.insert(id, (addr, len.clamp(1, 64)));
-        id
+        self.watchpoints.insert(id, Watchpoint { addr, len, kind });
+        Ok(id)
     }
 
-    pub fn remove_watchpoint_at(&mut self, addr: u64) {
-        self.watchpoints.retain(|_, (a, _)| *a != addr);
+    /// Removes one watchpoint on exactly this range and kind; whether there was one.
+    pub fn remove_watchpoint(&mut self, addr: u64, len: u64, kind: WatchKind) -> bool {
+        let wanted = Watchpoint { addr, len, kind };
+        match self.watchpoints.iter().find(|(_, w)| **w == wanted) {
+            Some((&id, _)) => {
+                self.watchpoints.remove(&id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The watchpoint with this id.
+    pub fn watchpoint(&self, id: u32) -> Option<Watchpoint> {
+        self.watchpoints.get(&id).copied()
+    }
+
+    /// Deletes every breakpoint and watchpoint (a new gdb session sets its own).
+    pub fn clear_breakpoints_and_watchpoints(&mut self) {
+        self.breakpoints.clear();
+        self.watchpoints.clear();
     }
 
     fn rip(&self) -> u64 {
-        self.timeline.replayer.hv.guest.machine.cpu.regs.rip
+        self.timeline.replayer.hv.guest.rip()
     }
 
-    fn watched(&self) -> Vec<(u32, Vec<u8>)> {
-        let mem = &self.timeline.replayer.hv.guest.machine.cpu.mem;
-        self.watchpoints
+    fn bytes_at(&self, addr: u64, len: u64) -> Vec<u8> {
+        let mem = self.timeline.replayer.hv.guest.memory();
+        let mut b = vec![0u8; len as usize];
+        if mem.peek(addr, &mut b).is_err() {
+            // Partly unmapped: the mapped bytes, zeros for the rest.
+            for (i, byte) in b.iter_mut().enumerate() {
+                let mut one = [0u8];
+                *byte = match mem.peek(addr + i as u64, &mut one) {
+                    Ok(()) => one[0],
+                    Err(_) => 0,
+                };
+            }
+        }
+        b
+    }
+
+    /// Gives the memory the current watchpoints (in id order) and reads their bytes at the current position.
+    fn arm_watches(&mut self) {
+        let ids: Vec<u32> = self.watchpoints.keys().copied().collect();
+        let points: Vec<Watchpoint> = self.watchpoints.values().copied().collect();
+        let machine = &mut self.timeline.replayer.hv.guest;
+        if ids != self.armed.ids || machine.watch_hits().len() != ids.len() {
+            let ranges: Vec<WatchRange> = points
+                .iter()
+                .map(|w| WatchRange {
+                    addr: w.addr,
+                    len: w.len,
+                    reads: w.kind != WatchKind::Write,
+                    writes: w.kind != WatchKind::Read,
+                })
+                .collect();
+            machine.set_watches(&ranges);
+            self.armed.hot_blocks.clear();
+            self.armed.ids = ids;
+            self.armed.points = points;
+        }
+        self.refresh_watched_bytes();
+    }
+
+    /// Reads the watched bytes at the current position (after a move that the counts did not follow: a seek).
+    fn refresh_watched_bytes(&mut self) {
+        let bytes = self
+            .armed
+            .points
             .iter()
-            .map(|(&id, &(addr, len))| {
-                let mut b = vec![0u8; len as usize];
-                for (i, byte) in b.iter_mut().enumerate() {
-                    let mut one = [0u8];
-                    if mem.peek(addr + i as u64, &mut one).is_ok() {
-                        *byte = one[0];
+            .map(|w| match w.kind {
+                WatchKind::Read => Vec::new(),
+                WatchKind::Write | WatchKind::Access => self.bytes_at(w.addr, w.len),
+            })
+            .collect();
+        self.armed.bytes = bytes;
+    }
+
+    /// Remembers the memory's counts, before a block or an instruction runs.
+    fn note_hits_before(&mut self) {
+        let hits = self.timeline.replayer.hv.guest.watch_hits();
+        self.armed.hits_before.clear();
+        self.armed.hits_before.extend_from_slice(hits);
+    }
+
+    /// The counts' growth for watchpoint `i` since `note_hits_before`: (reads, writes).
+    fn hits_since(&self, i: usize) -> (u64, u64) {
+        let now = self.timeline.replayer.hv.guest.watch_hits()[i];
+        let before = self.armed.hits_before[i];
+        (now.reads - before.reads, now.writes - before.writes)
+    }
+
+    /// After a run of several instructions: whether it may have stopped on a watchpoint, so that it must be run
+    /// again one checked instruction at a time. A `watch` whose bytes were written once and are unchanged did not
+    /// stop (two writes may have changed them and back); a read or an access counted by `rwatch` or `awatch`
+    /// always may have (the counts of bulk string instructions are only possible accesses).
+    fn block_may_stop(&mut self) -> bool {
+        for i in 0..self.armed.ids.len() {
+            let (reads, writes) = self.hits_since(i);
+            let point = self.armed.points[i];
+            match point.kind {
+                WatchKind::Write if writes >= 2 => return true,
+                WatchKind::Write if writes == 1 => {
+                    if self.bytes_at(point.addr, point.len) != self.armed.bytes[i] {
+                        return true;
                     }
                 }
-                (id, b)
-            })
-            .collect()
+                WatchKind::Write => {}
+                WatchKind::Read | WatchKind::Access if reads + writes > 0 => return true,
+                WatchKind::Read | WatchKind::Access => {}
+            }
+        }
+        false
     }
 
-    /// One instruction forward; the stop it causes, if any.
+    /// After exactly one instruction (which started at `icount`): the watchpoint it stops on, lowest id first,
+    /// with the watched bytes brought up to date.
+    fn instruction_watch_stop(&mut self, icount: u64) -> Option<Stop> {
+        let mut stop = None;
+        for i in 0..self.armed.ids.len() {
+            let (reads, writes) = self.hits_since(i);
+            if reads + writes == 0 {
+                continue;
+            }
+            let point = self.armed.points[i];
+            let new = self.bytes_at(point.addr, point.len);
+            let old = match point.kind {
+                WatchKind::Read => new.clone(),
+                WatchKind::Write | WatchKind::Access => {
+                    std::mem::replace(&mut self.armed.bytes[i], new.clone())
+                }
+            };
+            let stops = match point.kind {
+                WatchKind::Write => old != new,
+                WatchKind::Read => reads > 0,
+                WatchKind::Access => true,
+            };
+            if stops && stop.is_none() {
+                stop = Some(Stop::Watchpoint(WatchHit {
+                    id: self.armed.ids[i],
+                    kind: point.kind,
+                    wrote: writes > 0,
+                    old,
+                    new,
+                    icount,
+                }));
+            }
+        }
+        stop
+    }
+
+    /// One instruction forward; the stop it causes, if any (a watchpoint before a breakpoint at the new rip).
     fn step_checked(&mut self) -> Option<Stop> {
-        let before = self.watched();
         let icount = self.timeline.icount();
         if icount >= self.timeline.icount_end() || self.timeline.finished() {
             return Some(Stop::End);
         }
+        self.note_hits_before();
         self.timeline.forward_to(icount + 1);
-        let after = self.watched();
-        for ((id, old), (_, new)) in before.into_iter().zip(after) {
-            if old != new {
-                return Some(Stop::Watchpoint(id, old, new));
-            }
-        }
-        self.breakpoint_here()
+        self.instruction_watch_stop(icount)
+            .or_else(|| self.breakpoint_here())
             .or_else(|| self.at_end().then_some(Stop::End))
     }
 
@@ -219,24 +440,30 @@ impl Debugger {
         None
     }
 
-    /// Counters that move when the guest may have left a block early (a signal was delivered, code or a
-    /// watched page was written), read after pending code writes were applied.
+    /// Counters that move when the guest may have left a block early (a signal was delivered, code was
+    /// written), read after pending code writes were applied.
     fn deviation_counters(&mut self) -> (u64, u64) {
         let guest = &mut self.timeline.replayer.hv.guest;
         // Applies the code writes a syscall left pending, so that they count now and not in the next run.
-        guest.machine.run(0);
+        guest.apply_code_writes();
         (
             guest.stats().signals_delivered,
-            guest.machine.cache_stats.pages_invalidated,
+            guest.cache_stats().pages_invalidated,
         )
     }
 
-    /// Runs forward at block speed until a breakpoint, the end of history or `limit`. Exact: before each
-    /// block the block cache says how many of its instructions run before a breakpoint address
-    /// (`Machine::instructions_until`); a block the guest left early (a signal, a write to code or to a
-    /// watched page) is run again from the timeline, one checked instruction at a time. The result, and the
-    /// icount at which it leaves the machine, are those of `step_checked` repeated.
-    fn run_blocks(&mut self, limit: u64, poll: &mut dyn FnMut() -> bool) -> Option<Stop> {
+    /// Runs forward until a breakpoint, a watchpoint, the end of history, `limit` or an interrupt (`poll`
+    /// answering true, asked every `POLL_INTERVAL_INSNS` instructions or so); the stop, if any.
+    ///
+    /// Block by block at block speed: before each block the block cache says how many of its instructions run
+    /// before a breakpoint address (`Machine::instructions_until`), and after it the memory's counts say
+    /// whether it touched a watched range. A block that touched one, or that the guest left early (a signal, a
+    /// write to code), is run again from the timeline one checked instruction at a time, and a block that
+    /// touched one is stepped that way whenever it runs again. The result, and the icount at which it leaves
+    /// the machine, are those of `step_checked` repeated.
+    pub fn run_forward(&mut self, limit: u64, poll: &mut dyn FnMut() -> bool) -> Option<Stop> {
+        self.arm_watches();
+        let watching = !self.armed.ids.is_empty();
         let stops: BTreeSet<u64> = self.breakpoints.values().copied().collect();
         let mut next_poll = self.timeline.icount().saturating_add(POLL_INTERVAL_INSNS);
         loop {
@@ -250,112 +477,50 @@ impl Debugger {
             if interrupted(icount, &mut next_poll, poll) {
                 return Some(Stop::Interrupted);
             }
+            let block_start = self.rip();
             let counters = self.deviation_counters();
-            let block = self
-                .timeline
-                .replayer
-                .hv
-                .guest
-                .machine
-                .instructions_until(&stops);
+            let block = self.timeline.replayer.hv.guest.instructions_until(&stops);
             let target = icount
                 .saturating_add(block)
                 .min(limit)
                 .min(self.timeline.icount_end());
-            self.timeline.forward_to(target);
-            if self.deviation_counters() != counters && target - icount > 1 {
-                self.timeline.seek(icount);
+            if watching && self.armed.hot_blocks.contains(&block_start) {
                 if let Some(s) = self.step_checked_to(target) {
                     return Some(s);
                 }
                 continue;
             }
-            if let Some(s) = self.breakpoint_here() {
-                return Some(s);
+            if watching {
+                self.note_hits_before();
             }
-        }
-    }
-
-    /// Arms the pages of every watched range to report a write (`Machine::report_writes_to`).
-    fn arm_watched_pages(&mut self) {
-        let machine = &mut self.timeline.replayer.hv.guest.machine;
-        for &(addr, len) in self.watchpoints.values() {
-            let mut page = addr & !0xfff;
-            while page < addr.saturating_add(len) {
-                machine.report_writes_to(page);
-                page = page.saturating_add(0x1000);
-            }
-        }
-    }
-
-    /// Runs forward until a breakpoint, a watchpoint, the end of history, `limit` or an interrupt (`poll`
-    /// answering true, asked every `POLL_INTERVAL_INSNS` instructions or so); the stop, if any.
-    ///
-    /// Watchpoints: the run goes in chunks of `WATCH_CHUNK_INSNS` at block speed with the watched pages armed
-    /// to report a write. A chunk in which no watched page was written cannot have changed the watched bytes;
-    /// one in which one was is run again from the timeline one checked instruction at a time, which finds the
-    /// exact instruction that changed them (as `step_checked` would), or none when a write left them as they
-    /// were. After such a false alarm (another variable on the same page, say) the run keeps single-stepping
-    /// for a while, doubling each time, so a hot page costs at most about what single-stepping all the way
-    /// would.
-    pub fn run_forward(&mut self, limit: u64, poll: &mut dyn FnMut() -> bool) -> Option<Stop> {
-        if self.watchpoints.is_empty() {
-            return self.run_blocks(limit, poll);
-        }
-        let mut stepping_until = 0u64;
-        let chunk = self.watch_chunk_insns.max(1);
-        let mut penalty = chunk;
-        let mut next_poll = self.timeline.icount().saturating_add(POLL_INTERVAL_INSNS);
-        loop {
-            let start = self.timeline.icount();
-            if self.at_end() {
-                return Some(Stop::End);
-            }
-            if start >= limit {
-                return None;
-            }
-            if interrupted(start, &mut next_poll, poll) {
-                return Some(Stop::Interrupted);
-            }
-            let chunk_end = start.saturating_add(chunk).min(limit);
-            if start < stepping_until {
-                if let Some(s) = self.step_checked_to(chunk_end.min(stepping_until)) {
+            self.timeline.forward_to(target);
+            let ran = self.timeline.icount() - icount;
+            let deviated = self.deviation_counters() != counters;
+            let touched = watching && self.block_may_stop();
+            if ran <= 1 && touched {
+                // One instruction: the counts are exact (no bulk string run), the stop is known.
+                if let Some(s) = self.instruction_watch_stop(icount) {
+                    return Some(s);
+                }
+            } else if (deviated || touched) && ran > 1 {
+                let end = self.timeline.icount();
+                self.timeline.seek(icount);
+                self.refresh_watched_bytes();
+                if touched && self.armed.hot_blocks.len() < WATCH_HOT_BLOCKS_MAX {
+                    self.armed.hot_blocks.insert(block_start);
+                }
+                if let Some(s) = self.step_checked_to(end) {
                     return Some(s);
                 }
                 continue;
             }
-            let before = self.watched();
-            self.arm_watched_pages();
-            let (_, written_before) = self.deviation_counters();
-            let stop = self.run_blocks(chunk_end, &mut || false);
-            if let Some(Stop::Watchpoint(..)) = stop {
-                // Found by single-stepping the block that first wrote a watched page in this chunk: before it,
-                // no watched byte was written, so this is the first change.
-                return stop;
+            if touched {
+                // Nothing stopped: the bytes as they are now are the ones the next block changes or not.
+                self.refresh_watched_bytes();
             }
-            let (_, written_after) = self.deviation_counters();
-            let changed = self.watched() != before;
-            if !changed && written_after == written_before {
-                match stop {
-                    None => {
-                        penalty = chunk;
-                        continue;
-                    }
-                    Some(s) => return Some(s),
-                }
-            }
-            // A watched page was written (or code was): redo the chunk instruction by instruction.
-            let end = self.timeline.icount();
-            self.timeline.seek(start);
-            if let Some(s) = self.step_checked_to(end) {
+            if let Some(s) = self.breakpoint_here() {
                 return Some(s);
             }
-            if let Some(s) = stop {
-                // The chunk ended on a stop that stepping reached too (the end of history, say).
-                return Some(s);
-            }
-            stepping_until = end.saturating_add(penalty);
-            penalty = penalty.saturating_mul(2).min(WATCH_PENALTY_INSNS_MAX);
         }
     }
 
@@ -364,9 +529,76 @@ impl Debugger {
         self.continue_forward_polling(&mut || false)
     }
 
-    /// `continue_forward` that asks `poll` now and then whether to stop ([`Stop::Interrupted`]).
+    /// `continue_forward` that asks `poll` now and then whether to stop ([`Stop::Interrupted`]). At the end of
+    /// a history that a signal ends, the first arrival is [`Stop::Signal`] and a continue from there
+    /// [`Stop::Killed`] (the signal delivered).
     pub fn continue_forward_polling(&mut self, poll: &mut dyn FnMut() -> bool) -> Stop {
-        self.run_forward(u64::MAX, poll).unwrap_or(Stop::End)
+        if self.timeline.finished() {
+            return self.fatal_signal().map_or(Stop::End, Stop::Killed);
+        }
+        match self.run_forward(u64::MAX, poll) {
+            None | Some(Stop::End) => self.end_of_history(),
+            Some(s) => s,
+        }
+    }
+
+    /// One instruction forward, as `stepi` does: None when it simply stepped, or the stop it made. Stepping at
+    /// the end of a history that a fault ends raises the fault (`Stop::Signal`); stepping from there delivers
+    /// it (`Stop::Killed`).
+    pub fn step_forward(&mut self) -> Option<Stop> {
+        if self.timeline.finished() {
+            return Some(self.fatal_signal().map_or(Stop::End, Stop::Killed));
+        }
+        let icount = self.timeline.icount();
+        if icount >= self.timeline.icount_end() {
+            return Some(self.end_of_history());
+        }
+        self.timeline.forward_to(icount + 1);
+        if self.timeline.finished() {
+            return self.fatal_signal().map(Stop::Signal);
+        }
+        None
+    }
+
+    /// At the end of the history: lets a guest that a fault killed take its last step, and says how the
+    /// history ends.
+    fn end_of_history(&mut self) -> Stop {
+        self.timeline.finish_recorded_end();
+        self.fatal_signal().map_or(Stop::End, Stop::Signal)
+    }
+
+    /// The signal (Linux's number) that killed the guest, once it has.
+    pub fn fatal_signal(&self) -> Option<i32> {
+        match self.timeline.replayer.hv.guest.termination() {
+            Some(Termination::Signaled { signal, .. }) => Some(*signal),
+            _ => None,
+        }
+    }
+
+    /// Whether the fatal signal was raised by the instruction at rip without retiring it (a CPU fault): a guest
+    /// that went on without the signal would run that instruction and raise it again.
+    pub fn fatal_signal_repeats(&self) -> bool {
+        let guest = &self.timeline.replayer.hv.guest;
+        match (guest.termination(), guest.stats().last_fault) {
+            (Some(Termination::Signaled { signal, rip, .. }), Some(fault)) => {
+                fault.signo == *signal && *rip == guest.rip()
+            }
+            _ => false,
+        }
+    }
+
+    /// The siginfo of the fatal signal, once the guest is stopped with it: the fault's (si_code, si_addr) for a
+    /// CPU fault or a memory error, SI_USER from the guest itself otherwise (as the core dump's NT_SIGINFO).
+    pub fn fatal_siginfo(&self) -> Option<SigInfo> {
+        let signal = self.fatal_signal()?;
+        Some(match self.timeline.replayer.hv.guest.stats().last_fault {
+            Some(info) if info.signo == signal => info,
+            _ => SigInfo {
+                signo: signal,
+                code: 0,
+                addr: (GUEST_PID as u32 as u64) | (GUEST_UID << 32),
+            },
+        })
     }
 
     /// Runs backward to the latest earlier stop, or to the start of history.
@@ -377,10 +609,14 @@ impl Debugger {
     /// Runs backward to the latest earlier stop, or to the start of history, asking `poll` now and then
     /// whether to stop. Works as rr's reverse-continue does: from the latest checkpoint before the current
     /// icount, run forward (at block speed, `run_forward`) to it remembering the last stop; if there was none,
-    /// retry from the checkpoint before that. An interrupt leaves the position at the earliest icount from
-    /// which the rest of the way back has been searched without a stop.
+    /// retry from the checkpoint before that. A watchpoint's stop is placed before its instruction (the
+    /// instruction's effect undone); a breakpoint's where it was hit. An interrupt leaves the position at the
+    /// earliest icount from which the rest of the way back has been searched without a stop.
     pub fn continue_backward_polling(&mut self, poll: &mut dyn FnMut() -> bool) -> Stop {
         let here = self.timeline.icount();
+        // Stopped with the fatal signal of a fault, the guest is one step past the state at the same icount
+        // where it was about to raise it: a stop there (a breakpoint on the faulting instruction) is earlier.
+        let past_the_fault = self.timeline.finished() && here == self.timeline.icount_end();
         let mut upto = here;
         while upto > 0 {
             let from = self.timeline.checkpoint_before(upto).unwrap_or(0);
@@ -394,15 +630,24 @@ impl Debugger {
             }
             loop {
                 match self.run_forward(upto, poll) {
-                    None | Some(Stop::End) | Some(Stop::Start) => break,
+                    None
+                    | Some(Stop::End)
+                    | Some(Stop::Start)
+                    | Some(Stop::Signal(_))
+                    | Some(Stop::Killed(_)) => break,
                     Some(Stop::Interrupted) => {
                         self.timeline.seek(upto);
                         return Stop::Interrupted;
                     }
                     Some(s) => {
                         let icount = self.timeline.icount();
-                        if icount < here {
-                            last = Some((icount, s));
+                        let at = match &s {
+                            Stop::Watchpoint(hit) => hit.icount,
+                            _ => icount,
+                        };
+                        if at < here || (past_the_fault && at == here && !self.timeline.finished())
+                        {
+                            last = Some((at, s));
                         }
                         if icount >= upto {
                             break;
@@ -425,13 +670,15 @@ impl Debugger {
 
     /// The current position: icount, rip, symbol and instruction.
     pub fn position(&self) -> String {
-        let m = &self.timeline.replayer.hv.guest.machine;
-        let rip = m.cpu.regs.rip;
-        let (_, text) = m.describe_instruction(rip);
-        let state = if self.timeline.finished() {
-            " (the guest has exited)"
-        } else {
-            ""
+        let guest = &self.timeline.replayer.hv.guest;
+        let rip = guest.rip();
+        let (_, text) = guest.describe_instruction(rip);
+        let state = match self.timeline.replayer.hv.guest.termination() {
+            None => String::new(),
+            Some(Termination::Exited { .. }) => " (the guest has exited)".into(),
+            Some(Termination::Signaled { signal, .. }) => {
+                format!(" (the guest ends here, by {})", signal_name(*signal))
+            }
         };
         format!(
             "icount {} rip {rip:#x}{}: {text}{state}",
@@ -443,15 +690,87 @@ impl Debugger {
     fn describe_stop(&self, stop: &Stop) -> String {
         match stop {
             Stop::Breakpoint(id) => format!("breakpoint {id}, {}", self.position()),
-            Stop::Watchpoint(id, old, new) => format!(
-                "watchpoint {id}: {} -> {}, {}",
-                hex(old),
-                hex(new),
-                self.position()
-            ),
+            Stop::Watchpoint(hit) => {
+                let label = match hit.kind {
+                    WatchKind::Write => "watchpoint",
+                    WatchKind::Read => "read watchpoint",
+                    WatchKind::Access => "access watchpoint",
+                };
+                let what = if hit.wrote && hit.kind != WatchKind::Read {
+                    format!("{} -> {}", hex(&hit.old), hex(&hit.new))
+                } else {
+                    format!("read, value {}", hex(&hit.new))
+                };
+                let when = if self.timeline.icount() == hit.icount {
+                    "going backwards: before the instruction, its effect undone; "
+                } else {
+                    ""
+                };
+                format!("{label} {}: {what}, {when}{}", hit.id, self.position())
+            }
             Stop::End => format!("end of history, {}", self.position()),
             Stop::Start => format!("start of history, {}", self.position()),
             Stop::Interrupted => format!("interrupted, {}", self.position()),
+            Stop::Signal(signal) => {
+                let cause = match self.timeline.replayer.hv.guest.termination() {
+                    Some(Termination::Signaled { cause, .. }) => format!(" ({cause})"),
+                    _ => String::new(),
+                };
+                format!(
+                    "the guest received {} (signal {signal}){cause}; the history ends with it, {}",
+                    signal_name(*signal),
+                    self.position()
+                )
+            }
+            Stop::Killed(signal) => format!(
+                "the guest was killed by {} (signal {signal}); nothing follows in the history, {}",
+                signal_name(*signal),
+                self.position()
+            ),
+        }
+    }
+
+    /// `watch`, `rwatch` and `awatch`: ADDR|SYMBOL LEN.
+    fn watch_command(&mut self, args: &[&str], kind: WatchKind) -> Result<String, String> {
+        let cmd = kind.command();
+        let (Some(a), Some(l)) = (args.first(), args.get(1)) else {
+            return Err(format!("{cmd} ADDR|SYMBOL LEN"));
+        };
+        let addr = self.address(a)?;
+        let len = parse_u64(l).ok_or_else(|| format!("{cmd} ADDR LEN: LEN is a number"))?;
+        let id = self
+            .add_watchpoint(addr, len, kind)
+            .map_err(|e| format!("{cmd}: {e}"))?;
+        let label = match kind {
+            WatchKind::Write => "watchpoint",
+            WatchKind::Read => "read watchpoint",
+            WatchKind::Access => "access watchpoint",
+        };
+        Ok(format!(
+            "{label} {id} on {len} bytes at {addr:#x}{}",
+            self.symbolize(addr)
+        ))
+    }
+
+    /// `stepi N`: N instructions forward, or up to the end of history and the stop there.
+    fn stepi(&mut self, n: u64) -> String {
+        let icount = self.timeline.icount();
+        let target = icount.saturating_add(n);
+        let end = self.timeline.icount_end();
+        if !self.timeline.finished() && icount < end {
+            self.timeline.seek(target.min(end));
+            if self.timeline.finished() {
+                if let Some(signal) = self.fatal_signal() {
+                    return self.describe_stop(&Stop::Signal(signal));
+                }
+            }
+            if target <= end {
+                return self.position();
+            }
+        }
+        match self.step_forward() {
+            Some(stop) => self.describe_stop(&stop),
+            None => self.position(),
         }
     }
 
@@ -470,9 +789,7 @@ impl Debugger {
         match cmd {
             "stepi" | "si" => {
                 let n = count(0)?;
-                let target = self.timeline.icount().saturating_add(n);
-                self.timeline.seek(target);
-                Ok(self.position())
+                Ok(self.stepi(n))
             }
             "reverse-stepi" | "rsi" => {
                 let n = count(0)?;
@@ -506,19 +823,12 @@ impl Debugger {
                     self.symbolize(addr)
                 ))
             }
-            "watch" => {
-                let (Some(a), Some(l)) = (args.first(), args.get(1)) else {
-                    return Err("watch ADDR LEN".into());
-                };
-                let addr = self.address(a)?;
-                let len = parse_u64(l).ok_or("watch ADDR LEN: LEN is a number")?;
-                let id = self.add_watchpoint(addr, len);
-                Ok(format!("watchpoint {id} on {len} bytes at {addr:#x}"))
-            }
+            "watch" => self.watch_command(args, WatchKind::Write),
+            "rwatch" => self.watch_command(args, WatchKind::Read),
+            "awatch" => self.watch_command(args, WatchKind::Access),
             "delete" | "d" => match args.first() {
                 None => {
-                    self.breakpoints.clear();
-                    self.watchpoints.clear();
+                    self.clear_breakpoints_and_watchpoints();
                     Ok("deleted all breakpoints and watchpoints".into())
                 }
                 Some(s) => {
@@ -560,37 +870,32 @@ impl Debugger {
                 let _ = write!(s, "{} checkpoints, ~{total} bytes", list.len());
                 Ok(s)
             }
-            "help" => Ok(
-                "stepi [N], reverse-stepi [N], continue, reverse-continue, goto ICOUNT, when, \
-                break ADDR|SYMBOL, watch ADDR LEN, delete [N], regs, x ADDR LEN, disas [ADDR [N]], \
-                syscalls, checkpoints, quit"
-                    .into(),
-            ),
+            "help" => Ok(HELP.into()),
             _ => Err(format!("unknown command {cmd:?}; try help")),
         }
     }
 
     pub fn registers_text(&self) -> String {
-        let cpu = &self.timeline.replayer.hv.guest.machine.cpu;
+        let regs = self.timeline.replayer.hv.guest.registers();
         let mut s = String::new();
         for (i, name) in GPR_NAMES.iter().enumerate() {
-            let _ = writeln!(s, "{name:<8} {:#018x}", cpu.regs.gpr[i]);
+            let _ = writeln!(s, "{name:<8} {:#018x}", regs.gpr[i]);
         }
         let _ = writeln!(
             s,
             "{:<8} {:#018x}{}",
             "rip",
-            cpu.regs.rip,
-            self.symbolize(cpu.regs.rip)
+            regs.rip,
+            self.symbolize(regs.rip)
         );
-        let _ = writeln!(s, "{:<8} {:#018x}", "rflags", cpu.rflags());
-        let _ = writeln!(s, "{:<8} {:#018x}", "fs_base", cpu.regs.fs_base);
-        let _ = write!(s, "{:<8} {:#018x}", "gs_base", cpu.regs.gs_base);
+        let _ = writeln!(s, "{:<8} {:#018x}", "rflags", regs.rflags);
+        let _ = writeln!(s, "{:<8} {:#018x}", "fs_base", regs.fs_base);
+        let _ = write!(s, "{:<8} {:#018x}", "gs_base", regs.gs_base);
         s
     }
 
     fn examine(&self, addr: u64, len: u64) -> String {
-        let mem = &self.timeline.replayer.hv.guest.machine.cpu.mem;
+        let mem = self.timeline.replayer.hv.guest.memory();
         let mut s = String::new();
         let mut a = addr;
         while a < addr + len {
@@ -616,12 +921,12 @@ impl Debugger {
     }
 
     fn disassemble(&self, addr: u64, n: u64) -> String {
-        let m = &self.timeline.replayer.hv.guest.machine;
+        let guest = &self.timeline.replayer.hv.guest;
         let mut s = String::new();
         let mut a = addr;
         for i in 0..n {
-            let (bytes, text) = m.describe_instruction(a);
-            let marker = if a == m.cpu.regs.rip { "=>" } else { "  " };
+            let (bytes, text) = guest.describe_instruction(a);
+            let marker = if a == guest.rip() { "=>" } else { "  " };
             let _ = write!(s, "{marker} {a:#x}{}: {text}", self.symbolize(a));
             if i + 1 < n {
                 s.push('\n');
@@ -689,6 +994,11 @@ impl Debugger {
         self.timeline.seek(icount)
     }
 }
+
+/// The commands, for `help` (and `tandem debug --help`).
+pub const HELP: &str = "stepi [N], reverse-stepi [N], continue, reverse-continue, goto ICOUNT, when, \
+    break ADDR|SYMBOL, watch ADDR|SYMBOL LEN, rwatch ADDR|SYMBOL LEN, awatch ADDR|SYMBOL LEN, delete [N], regs, \
+    x ADDR LEN, disas [ADDR [N]], syscalls, checkpoints, quit";
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -14,12 +14,11 @@
 
 use crate::trace::{PageChanges, PageDigest, RegisterFile};
 use std::collections::{BTreeMap, BTreeSet};
-use tandem_emulator::cpu::Cpu;
+use tandem_emulator::cpu::Registers;
 use tandem_emulator::memory::{page_digest, page_digest_lanes, Fnv, FrameId, Memory, WordDigest};
 
 /// The registers as a trace stores them, the x87 state as a digest in the trace's scheme.
-pub fn register_file(cpu: &Cpu, scheme: DigestScheme) -> RegisterFile {
-    let r = cpu.registers();
+pub fn register_file(r: &Registers, scheme: DigestScheme) -> RegisterFile {
     let words = r
         .x87
         .regs
@@ -75,8 +74,8 @@ pub fn register_hash(r: &RegisterFile, scheme: DigestScheme) -> u64 {
 }
 
 /// A fine hash: the hash of the CPU's registers, recorded every `fine_interval` instructions.
-pub fn fine_hash(cpu: &Cpu, scheme: DigestScheme) -> u64 {
-    register_hash(&register_file(cpu, scheme), scheme)
+pub fn fine_hash(r: &Registers, scheme: DigestScheme) -> u64 {
+    register_hash(&register_file(r, scheme), scheme)
 }
 
 /// Every register by name with its value, in a fixed order, for divergence reports.

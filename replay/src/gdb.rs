@@ -1,35 +1,53 @@
 //! The GDB remote-protocol server of the replay debugger: `tandem debug FILE --gdb ADDR` serves a trace's
 //! timeline to gdb, forwards and backwards.
 //!
-//! What it owns: the translation between gdbstub's target traits and the [`Debugger`]. It does no stepping,
-//! breakpoint checking or reverse execution of its own: `continue` is [`Debugger::continue_forward`],
-//! `reverse-continue` is [`Debugger::continue_backward`], stepping in either direction is a seek on the
-//! debugger's [`crate::timeline::Timeline`], and gdb's `Z0`/`Z2` packets become the debugger's breakpoints and
-//! watchpoints. There is one engine; this module is a protocol front end to it.
+//! What it owns: the translation between gdbstub's target traits and the [`Debugger`], and the session loop
+//! that drives gdbstub's state machine. It does no stepping, breakpoint checking or reverse execution of its
+//! own: `continue` is [`Debugger::continue_forward_polling`], `reverse-continue` is
+//! [`Debugger::continue_backward_polling`], stepping forwards is [`Debugger::step_forward`] and backwards a
+//! seek on the debugger's [`crate::timeline::Timeline`], and gdb's `Z0`/`Z2`/`Z3`/`Z4` packets become the
+//! debugger's breakpoints and write, read and access watchpoints. There is one engine; this module is a
+//! protocol front end to it.
+//!
+//! Every byte gdb sends goes through the packet gate first (`gate.rs`): gdbstub ends a session on any packet
+//! it cannot parse, so the gate checks each one, answers the malformed and the unsupported ones itself, and
+//! hands gdbstub canonical packets only. A bad packet is answered and the session goes on.
 //!
 //! Invariants: a replay is read-only, so register and memory writes are refused (a non-fatal error, gdb says
 //! so and carries on); at the edges of history a move reports `replaylog:begin` / `replaylog:end` (the GDB
-//! remote protocol's "Stop Reply Packets", as rr does) instead of running off them; bad packets and unknown
-//! monitor commands are answered, never a panic.
+//! remote protocol's "Stop Reply Packets", as rr does) instead of running off them. A watchpoint going
+//! backwards stops before the instruction that triggered it, its effect undone, and names the watchpoint's
+//! address (`watch:ADDR`), as rr answers reverse watchpoints; going forwards it stops after it.
+//!
+//! Fatal signals: a history that ends with the guest killed by a signal (SIGSEGV, SIGILL, SIGFPE, SIGABRT, a
+//! memory error's SIGBUS) ends with a stop for that signal (gdb: "Program received signal SIGSEGV"), with the
+//! signal's siginfo readable (`qXfer:siginfo:read`, gdb's `$_siginfo`), as Linux shows a fatal signal to a
+//! debugger. Continuing with the signal (gdb passes SIGSEGV and the like by default) reports the guest's
+//! death (`X`, "Program terminated with signal SIGSEGV"), which ends the session; continuing without it reports
+//! the same stop again for a fault (the faulting instruction would run again), the end of history otherwise.
+//! Any other signal gdb asks to deliver (`signal SIGUSR1`) is refused with an error reply, since a replay
+//! cannot deliver a signal the recorded run did not receive.
 //!
 //! The target description (org.gnu.gdb.i386.core, .sse, .linux and .segments, following gdb's
 //! features/i386/64bit-*.xml) adds `orig_rax`, `fs_base` and `gs_base` to gdbstub_arch's X86_64_SSE register
 //! file, so `info registers fs_base` works as it does against a live Linux process.
 //!
-//! Interrupts: during `continue` and `reverse-continue` the server peeks at the connection every
+//! Interrupts: during `continue` and `reverse-continue` the server looks at the connection every
 //! `debugger::POLL_INTERVAL_INSNS` instructions or so; gdb's interrupt byte (Ctrl-C) stops the move at an exact
 //! icount and is reported as SIGINT, after which every command works from there (a reverse-continue that is
 //! interrupted stops at the earliest icount from which the rest of the way back was searched).
 //!
 //! Limits: a single step and a reverse step (at most one checkpoint interval of re-execution) and
 //! `monitor seek` run to completion without polling; every move is bounded by the recorded history
-//! (`Timeline::icount_end`).
+//! (`Timeline::icount_end`); packets are at most `gate::PACKET_BODY_BYTES_MAX` bytes.
 
-use crate::debugger::{Debugger, Stop};
+mod gate;
+
+use crate::debugger::{Debugger, Stop, WatchKind};
+use gate::{Frame, Reader, Request, Writer};
 use gdbstub::common::Signal;
-use gdbstub::conn::{Connection, ConnectionExt};
-use gdbstub::stub::run_blocking::{self, BlockingEventLoop};
-use gdbstub::stub::{DisconnectReason, GdbStub, SingleThreadStopReason};
+use gdbstub::stub::state_machine::GdbStubStateMachine;
+use gdbstub::stub::{DisconnectReason, GdbStub, GdbStubError, SingleThreadStopReason};
 use gdbstub::target::ext::base::reverse_exec::{
     ReplayLogPosition, ReverseCont, ReverseContOps, ReverseStep, ReverseStepOps,
 };
@@ -40,11 +58,11 @@ use gdbstub::target::ext::base::singlethread::{
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
     Breakpoints, BreakpointsOps, HwWatchpoint, HwWatchpointOps, SwBreakpoint, SwBreakpointOps,
-    WatchKind,
+    WatchKind as GdbWatchKind,
 };
 use gdbstub::target::ext::monitor_cmd::{outputln, ConsoleOutput, MonitorCmd, MonitorCmdOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
-use std::collections::BTreeMap;
+use std::net::TcpStream;
 use tandem_emulator::cpu::{RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP};
 
 pub use arch::{TandemX86_64, TandemX86_64Regs};
@@ -54,7 +72,7 @@ pub use arch::{TandemX86_64, TandemX86_64Regs};
 pub enum GdbServerError {
     #[error("gdb connection failed ({kind}): {source}")]
     Connection {
-        /// What the stub was doing (gdbstub's ConnectionErrorKind, which it does not export).
+        /// What the server was doing.
         kind: String,
         source: std::io::Error,
     },
@@ -69,54 +87,115 @@ pub enum GdbServerError {
 pub enum SessionEnd {
     /// gdb detached (`detach`, or quitting a `target remote` session).
     Detached,
-    /// gdb sent `k` (`kill`).
+    /// gdb sent `k` or `vKill` (`kill`).
     Killed,
+    /// gdb was told that the guest ended (it continued past the fatal signal, or past a normal exit).
+    GuestEnded,
+    /// gdb closed the connection without detaching.
+    Closed,
 }
 
-/// The move gdb asked for, performed by the event loop once gdbstub has answered the resume packet.
+/// The move gdb asked for, performed by the session loop once gdbstub has answered the resume packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Action {
     None,
-    Continue,
-    Step,
+    /// `deliver`: gdb gave the fatal signal the guest is stopped with (checked by the gate).
+    Continue {
+        deliver: bool,
+    },
+    Step {
+        deliver: bool,
+    },
     ReverseContinue,
     ReverseStep,
 }
 
 /// The debugger as gdbstub's target.
-pub struct GdbTarget {
-    debugger: Debugger,
+pub struct GdbTarget<'a> {
+    debugger: &'a mut Debugger,
     action: Action,
-    /// gdb's watchpoints by (address, length), with the debugger's ids, so a stop can name the address.
-    watchpoints: BTreeMap<(u64, u64), u32>,
 }
 
-impl GdbTarget {
-    pub fn new(debugger: Debugger) -> GdbTarget {
+/// gdb's number for a Linux signal (gdb's include/gdb/signals.def; Linux's x86-64 numbering, signal(7)).
+pub fn gdb_signal(linux: i32) -> Signal {
+    const GDB_BY_LINUX: [u8; 32] = [
+        0, 1, 2, 3, 4, 5, 6, 10, 8, 9, 30, 11, 31, 13, 14,
+        15, // 0-15: SIGBUS is 10, SIGUSR1 30, SIGUSR2 31
+        143, 20, 19, 17, 18, 21, 22, 16, 24, 25, 26, 27, 28, 23, 32,
+        12, // 16: SIGSTKFLT has none
+    ];
+    Signal(GDB_BY_LINUX.get(linux as usize).copied().unwrap_or(143))
+}
+
+impl<'a> GdbTarget<'a> {
+    pub fn new(debugger: &'a mut Debugger) -> GdbTarget<'a> {
         GdbTarget {
             debugger,
             action: Action::None,
-            watchpoints: BTreeMap::new(),
         }
     }
 
-    pub fn into_debugger(self) -> Debugger {
-        self.debugger
+    /// The fatal signal the guest is stopped with (Linux's number): the end of a history that a signal ends.
+    fn stopped_with_signal(&self) -> Option<i32> {
+        if self.debugger.timeline.finished() {
+            self.debugger.fatal_signal()
+        } else {
+            None
+        }
+    }
+
+    /// Whether gdb may resume with this signal (gdb's number): only the fatal one, which the recorded run did
+    /// receive there.
+    fn accepts_signal(&self, signal: u8) -> bool {
+        self.stopped_with_signal()
+            .is_some_and(|s| gdb_signal(s).0 == signal)
+    }
+
+    /// The stop reply for `?`.
+    fn stop_status(&self, multiprocess: bool) -> String {
+        let signal = self.stopped_with_signal().map_or(5, |s| gdb_signal(s).0);
+        let thread = if multiprocess { "p01.01" } else { "01" };
+        format!("T{signal:02x}thread:{thread};")
+    }
+
+    /// The reply to `qXfer:siginfo:read::OFFSET,LENGTH`: Linux's 128-byte x86-64 siginfo_t of the fatal signal
+    /// (si_signo, si_code, si_addr or si_pid and si_uid, si_addr_lsb for a memory error), or an error when the
+    /// guest is not stopped with a signal.
+    fn siginfo_reply(&self, offset: u64, length: u64) -> Vec<u8> {
+        let Some(info) = self
+            .stopped_with_signal()
+            .and_then(|_| self.debugger.fatal_siginfo())
+        else {
+            return b"E01".to_vec();
+        };
+        let mut bytes = [0u8; 128];
+        bytes[0..4].copy_from_slice(&info.signo.to_le_bytes());
+        bytes[8..12].copy_from_slice(&info.code.to_le_bytes());
+        bytes[16..24].copy_from_slice(&info.addr.to_le_bytes());
+        // SIGBUS with BUS_MCEERR_AR or _AO: si_addr_lsb, a whole 4 KiB page (kernel/signal.c force_sig_mceerr).
+        if info.signo == 7 && (info.code == 4 || info.code == 5) {
+            bytes[24..26].copy_from_slice(&12i16.to_le_bytes());
+        }
+        let start = (offset as usize).min(bytes.len());
+        let end = start.saturating_add(length as usize).min(bytes.len());
+        let mut reply = vec![if end < bytes.len() { b'm' } else { b'l' }];
+        reply.extend_from_slice(&gate::escape_binary(&bytes[start..end]));
+        reply
     }
 
     fn stop_reason(&self, stop: Stop) -> SingleThreadStopReason<u64> {
         match stop {
             Stop::Breakpoint(_) => SingleThreadStopReason::SwBreak(()),
-            Stop::Watchpoint(id, _, _) => {
-                let addr = self
-                    .watchpoints
-                    .iter()
-                    .find(|(_, &i)| i == id)
-                    .map(|(&(addr, _), _)| addr)
-                    .unwrap_or(0);
+            Stop::Watchpoint(hit) => {
+                let addr = self.debugger.watchpoint(hit.id).map_or(0, |w| w.addr);
+                let kind = match hit.kind {
+                    WatchKind::Write => GdbWatchKind::Write,
+                    WatchKind::Read => GdbWatchKind::Read,
+                    WatchKind::Access => GdbWatchKind::ReadWrite,
+                };
                 SingleThreadStopReason::Watch {
                     tid: (),
-                    kind: WatchKind::Write,
+                    kind,
                     addr,
                 }
             }
@@ -129,6 +208,20 @@ impl GdbTarget {
                 pos: ReplayLogPosition::Begin,
             },
             Stop::Interrupted => SingleThreadStopReason::Signal(Signal::SIGINT),
+            Stop::Signal(signal) => SingleThreadStopReason::Signal(gdb_signal(signal)),
+            Stop::Killed(signal) => SingleThreadStopReason::Terminated(gdb_signal(signal)),
+        }
+    }
+
+    /// A resume from the fatal signal's stop: the guest's death when gdb delivers the signal; without it, the
+    /// same stop again for a fault (the instruction would fault again), the end of history otherwise.
+    fn resume_from_signal(&self, signal: i32, deliver: bool) -> Stop {
+        if deliver {
+            Stop::Killed(signal)
+        } else if self.debugger.fatal_signal_repeats() {
+            Stop::Signal(signal)
+        } else {
+            Stop::End
         }
     }
 
@@ -138,16 +231,18 @@ impl GdbTarget {
         let action = std::mem::replace(&mut self.action, Action::None);
         let stop = match action {
             Action::None => return Some(SingleThreadStopReason::DoneStep),
-            Action::Continue => self.debugger.continue_forward_polling(poll),
+            Action::Continue { deliver } => match self.stopped_with_signal() {
+                Some(signal) => self.resume_from_signal(signal, deliver),
+                None => self.debugger.continue_forward_polling(poll),
+            },
+            Action::Step { deliver } => match self.stopped_with_signal() {
+                Some(signal) => self.resume_from_signal(signal, deliver),
+                None => match self.debugger.step_forward() {
+                    Some(stop) => stop,
+                    None => return Some(SingleThreadStopReason::DoneStep),
+                },
+            },
             Action::ReverseContinue => self.debugger.continue_backward_polling(poll),
-            Action::Step => {
-                if self.debugger.at_end() {
-                    return Some(self.stop_reason(Stop::End));
-                }
-                let icount = self.debugger.timeline.icount();
-                self.debugger.progress_to(icount + 1);
-                return Some(SingleThreadStopReason::DoneStep);
-            }
             Action::ReverseStep => {
                 let icount = self.debugger.timeline.icount();
                 if icount == 0 {
@@ -174,7 +269,7 @@ const GDB_GPR_ORDER: [usize; 16] = [
 const USER_CS: u32 = 0x33;
 const USER_DS: u32 = 0x2b;
 
-impl Target for GdbTarget {
+impl Target for GdbTarget<'_> {
     type Arch = TandemX86_64;
     type Error = &'static str;
 
@@ -191,21 +286,21 @@ impl Target for GdbTarget {
     }
 }
 
-impl SingleThreadBase for GdbTarget {
+impl SingleThreadBase for GdbTarget<'_> {
     fn read_registers(&mut self, regs: &mut TandemX86_64Regs) -> TargetResult<(), Self> {
-        let cpu = &self.debugger.timeline.replayer.hv.guest.machine.cpu;
+        let r = self.debugger.timeline.replayer.hv.guest.registers();
         for (slot, &index) in regs.core.regs.iter_mut().zip(GDB_GPR_ORDER.iter()) {
-            *slot = cpu.regs.gpr[index];
+            *slot = r.gpr[index];
         }
-        regs.core.rip = cpu.regs.rip;
-        regs.core.eflags = cpu.rflags() as u32;
+        regs.core.rip = r.rip;
+        regs.core.eflags = r.rflags as u32;
         regs.core.segments.cs = USER_CS;
         regs.core.segments.ss = USER_DS;
         regs.core.segments.ds = 0;
         regs.core.segments.es = 0;
         regs.core.segments.fs = 0;
         regs.core.segments.gs = 0;
-        let x87 = &cpu.regs.x87;
+        let x87 = &r.x87;
         for (i, st) in regs.core.st.iter_mut().enumerate() {
             let r = &x87.regs[(x87.top as usize + i) % 8];
             st[..8].copy_from_slice(&r.significand.to_le_bytes());
@@ -219,12 +314,12 @@ impl SingleThreadBase for GdbTarget {
         regs.core.fpu.foseg = 0;
         regs.core.fpu.fooff = x87.last_dp as u32;
         regs.core.fpu.fop = x87.last_opcode as u32;
-        regs.core.xmm = cpu.regs.xmm;
-        regs.core.mxcsr = cpu.regs.mxcsr;
+        regs.core.xmm = r.xmm;
+        regs.core.mxcsr = r.mxcsr;
         // -1: not stopped in a system call (what Linux's ptrace shows between syscalls).
         regs.orig_rax = u64::MAX;
-        regs.fs_base = cpu.regs.fs_base;
-        regs.gs_base = cpu.regs.gs_base;
+        regs.fs_base = r.fs_base;
+        regs.gs_base = r.gs_base;
         Ok(())
     }
 
@@ -234,7 +329,7 @@ impl SingleThreadBase for GdbTarget {
     }
 
     fn read_addrs(&mut self, start_addr: u64, data: &mut [u8]) -> TargetResult<usize, Self> {
-        let mem = &self.debugger.timeline.replayer.hv.guest.machine.cpu.mem;
+        let mem = self.debugger.timeline.replayer.hv.guest.memory();
         for (i, byte) in data.iter_mut().enumerate() {
             let mut one = [0u8];
             if mem
@@ -261,12 +356,12 @@ impl SingleThreadBase for GdbTarget {
     }
 }
 
-impl SingleThreadResume for GdbTarget {
+impl SingleThreadResume for GdbTarget<'_> {
     fn resume(&mut self, signal: Option<Signal>) -> Result<(), Self::Error> {
-        if signal.is_some() {
-            return Err("a replay cannot deliver a signal gdb asks for; continue without one");
-        }
-        self.action = Action::Continue;
+        // The gate lets through only the fatal signal the guest is stopped with.
+        self.action = Action::Continue {
+            deliver: signal.is_some_and(|s| self.accepts_signal(s.0)),
+        };
         Ok(())
     }
 
@@ -283,31 +378,30 @@ impl SingleThreadResume for GdbTarget {
     }
 }
 
-impl SingleThreadSingleStep for GdbTarget {
+impl SingleThreadSingleStep for GdbTarget<'_> {
     fn step(&mut self, signal: Option<Signal>) -> Result<(), Self::Error> {
-        if signal.is_some() {
-            return Err("a replay cannot deliver a signal gdb asks for; step without one");
-        }
-        self.action = Action::Step;
+        self.action = Action::Step {
+            deliver: signal.is_some_and(|s| self.accepts_signal(s.0)),
+        };
         Ok(())
     }
 }
 
-impl ReverseCont<()> for GdbTarget {
+impl ReverseCont<()> for GdbTarget<'_> {
     fn reverse_cont(&mut self) -> Result<(), Self::Error> {
         self.action = Action::ReverseContinue;
         Ok(())
     }
 }
 
-impl ReverseStep<()> for GdbTarget {
+impl ReverseStep<()> for GdbTarget<'_> {
     fn reverse_step(&mut self, _tid: ()) -> Result<(), Self::Error> {
         self.action = Action::ReverseStep;
         Ok(())
     }
 }
 
-impl Breakpoints for GdbTarget {
+impl Breakpoints for GdbTarget<'_> {
     fn support_sw_breakpoint(&mut self) -> Option<SwBreakpointOps<'_, Self>> {
         Some(self)
     }
@@ -317,7 +411,7 @@ impl Breakpoints for GdbTarget {
     }
 }
 
-impl SwBreakpoint for GdbTarget {
+impl SwBreakpoint for GdbTarget<'_> {
     fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
         self.debugger.add_breakpoint(addr);
         Ok(true)
@@ -330,48 +424,40 @@ impl SwBreakpoint for GdbTarget {
     }
 }
 
-impl HwWatchpoint for GdbTarget {
+fn watch_kind(kind: GdbWatchKind) -> WatchKind {
+    match kind {
+        GdbWatchKind::Write => WatchKind::Write,
+        GdbWatchKind::Read => WatchKind::Read,
+        GdbWatchKind::ReadWrite => WatchKind::Access,
+    }
+}
+
+impl HwWatchpoint for GdbTarget<'_> {
     fn add_hw_watchpoint(
         &mut self,
         addr: u64,
         len: u64,
-        kind: WatchKind,
+        kind: GdbWatchKind,
     ) -> TargetResult<bool, Self> {
-        // The debugger sees writes only (it compares the bytes after each instruction).
-        if kind != WatchKind::Write || self.watchpoints.contains_key(&(addr, len)) {
-            return Ok(false);
-        }
-        let id = self.debugger.add_watchpoint(addr, len);
-        self.watchpoints.insert((addr, len), id);
-        Ok(true)
+        // Any length up to debugger::WATCH_BYTES_MAX is watched whole; a longer one is refused (E22), and gdb
+        // says it could not insert the watchpoint.
+        Ok(self
+            .debugger
+            .add_watchpoint(addr, len, watch_kind(kind))
+            .is_ok())
     }
 
     fn remove_hw_watchpoint(
         &mut self,
         addr: u64,
         len: u64,
-        kind: WatchKind,
+        kind: GdbWatchKind,
     ) -> TargetResult<bool, Self> {
-        if kind != WatchKind::Write || self.watchpoints.remove(&(addr, len)).is_none() {
-            return Ok(false);
-        }
-        self.debugger.remove_watchpoint_at(addr);
-        // Other watchpoints at the same address (different lengths) were removed with it: put them back.
-        let same_address: Vec<(u64, u64)> = self
-            .watchpoints
-            .keys()
-            .filter(|(a, _)| *a == addr)
-            .copied()
-            .collect();
-        for key in same_address {
-            let id = self.debugger.add_watchpoint(key.0, key.1);
-            self.watchpoints.insert(key, id);
-        }
-        Ok(true)
+        Ok(self.debugger.remove_watchpoint(addr, len, watch_kind(kind)))
     }
 }
 
-impl MonitorCmd for GdbTarget {
+impl MonitorCmd for GdbTarget<'_> {
     fn handle_monitor_cmd(
         &mut self,
         cmd: &[u8],
@@ -417,81 +503,239 @@ fn parse_icount(s: &str) -> Option<u64> {
 /// What gdb sends to interrupt a running target (Ctrl-C; the GDB remote protocol's "Interrupts").
 const INTERRUPT_BYTE: u8 = 0x03;
 
-/// gdbstub's blocking event loop over [`GdbTarget`].
-enum EventLoop {}
+/// The feature the gate adds to gdbstub's `qSupported` reply.
+const SIGINFO_FEATURE: &str = ";qXfer:siginfo:read+";
 
-impl BlockingEventLoop for EventLoop {
-    type Target = GdbTarget;
-    type Connection = Box<dyn ConnectionExt<Error = std::io::Error>>;
-    type StopReason = SingleThreadStopReason<u64>;
+type Machine<'a, 'd> = GdbStubStateMachine<'a, GdbTarget<'d>, Writer>;
 
-    #[allow(clippy::type_complexity)]
-    fn wait_for_stop_reason(
-        target: &mut GdbTarget,
-        conn: &mut Self::Connection,
-    ) -> Result<
-        run_blocking::Event<Self::StopReason>,
-        run_blocking::WaitForStopReasonError<&'static str, <Self::Connection as Connection>::Error>,
-    > {
-        // A byte that arrived since the resume (a Ctrl-C) is handled before a step starts. A continue looks
-        // for it at its first poll, after `POLL_INTERVAL_INSNS` instructions: an interrupt sent with the
-        // resume stops it at the same place every time.
-        let polls = matches!(target.action, Action::Continue | Action::ReverseContinue);
-        if !polls && matches!(conn.peek(), Ok(Some(_))) {
-            let byte = conn
-                .read()
-                .map_err(run_blocking::WaitForStopReasonError::Connection)?;
-            return Ok(run_blocking::Event::IncomingData(byte));
-        }
-        // During the move, the connection is peeked between chunks (Debugger::POLL_INTERVAL_INSNS): gdb sends
-        // nothing but the interrupt byte while the target runs. Another byte, or an error, does not stop the
-        // move; it is read when the move is over.
-        let mut poll = || matches!(conn.peek(), Ok(Some(INTERRUPT_BYTE)));
-        match target.perform(&mut poll) {
-            Some(stop) => Ok(run_blocking::Event::TargetStopped(stop)),
-            None => {
-                // The interrupt byte goes through gdbstub, which calls on_interrupt to report SIGINT.
-                let byte = conn
-                    .read()
-                    .map_err(run_blocking::WaitForStopReasonError::Connection)?;
-                Ok(run_blocking::Event::IncomingData(byte))
-            }
-        }
-    }
-
-    fn on_interrupt(target: &mut GdbTarget) -> Result<Option<Self::StopReason>, &'static str> {
-        target.action = Action::None;
-        Ok(Some(SingleThreadStopReason::Signal(Signal::SIGINT)))
+fn connection_error(kind: &str) -> impl FnOnce(std::io::Error) -> GdbServerError + '_ {
+    move |source| GdbServerError::Connection {
+        kind: kind.to_string(),
+        source,
     }
 }
 
-/// Serves `debugger` to one gdb over `conn` until gdb detaches or kills.
-pub fn serve(
-    debugger: Debugger,
-    conn: Box<dyn ConnectionExt<Error = std::io::Error>>,
-) -> Result<(SessionEnd, Debugger), GdbServerError> {
-    let mut target = GdbTarget::new(debugger);
-    let result = GdbStub::new(conn).run_blocking::<EventLoop>(&mut target);
-    let end = match result {
-        Ok(DisconnectReason::Kill) => SessionEnd::Killed,
-        Ok(_) => SessionEnd::Detached,
-        Err(e) if e.is_target_error() => {
-            return Err(GdbServerError::Target(
-                e.into_target_error().unwrap_or("unknown target error"),
-            ))
+fn stub_error(e: GdbStubError<&'static str, std::io::Error>) -> GdbServerError {
+    if e.is_target_error() {
+        return GdbServerError::Target(e.into_target_error().unwrap_or("unknown target error"));
+    }
+    if e.is_connection_error() {
+        if let Some((source, kind)) = e.into_connection_error() {
+            return GdbServerError::Connection {
+                kind: format!("{kind:?}"),
+                source,
+            };
         }
-        Err(e) if e.is_connection_error() => match e.into_connection_error() {
-            Some((source, kind)) => {
-                return Err(GdbServerError::Connection {
-                    kind: format!("{kind:?}"),
-                    source,
-                })
+        return GdbServerError::Protocol("connection error".into());
+    }
+    GdbServerError::Protocol(e.to_string())
+}
+
+/// Hands gdbstub a packet (framed with its checksum), byte by byte, as if gdb had sent it.
+fn feed<'a, 'd>(
+    mut machine: Machine<'a, 'd>,
+    target: &mut GdbTarget<'d>,
+    body: &str,
+) -> Result<Machine<'a, 'd>, GdbServerError> {
+    for b in gate::framed(body.as_bytes()) {
+        machine = match machine {
+            GdbStubStateMachine::Idle(idle) => idle.incoming_data(target, b).map_err(stub_error)?,
+            GdbStubStateMachine::Running(running) => {
+                running.incoming_data(target, b).map_err(stub_error)?
             }
-            None => return Err(GdbServerError::Protocol("connection error".into())),
-        },
-        Err(e) => return Err(GdbServerError::Protocol(e.to_string())),
+            _ => {
+                return Err(GdbServerError::Protocol(format!(
+                    "gdbstub left the idle state in the middle of {body:?}"
+                )))
+            }
+        };
+    }
+    // A resume packet's acknowledgment goes out now, not with the stop reply after the move.
+    let sent = match &mut machine {
+        GdbStubStateMachine::Running(running) => running.borrow_conn().send(),
+        _ => Ok(()),
     };
-    Ok((end, target.into_debugger()))
+    sent.map_err(connection_error("write"))?;
+    Ok(machine)
+}
+
+/// Serves `debugger` to one gdb over `stream` until gdb detaches, kills, closes the connection or is told
+/// that the guest ended. The session's breakpoints and watchpoints are its own: the debugger's are cleared at
+/// the start; the position carries over to the next session.
+pub fn serve(debugger: &mut Debugger, stream: TcpStream) -> Result<SessionEnd, GdbServerError> {
+    debugger.clear_breakpoints_and_watchpoints();
+    let _ = stream.set_nodelay(true);
+    let mut reader = Reader::new(stream.try_clone().map_err(connection_error("clone"))?);
+    let mut target = GdbTarget::new(debugger);
+    let mut flags = Flags::default();
+    let mut machine: Machine<'_, '_> = GdbStub::new(Writer::new(stream))
+        .run_state_machine(&mut target)
+        .map_err(stub_error)?;
+    loop {
+        machine = match machine {
+            GdbStubStateMachine::Idle(idle) => {
+                let Some(frame) = reader.next_frame().map_err(connection_error("read"))? else {
+                    return Ok(SessionEnd::Closed);
+                };
+                on_frame(idle, &mut target, frame, &mut flags)?
+            }
+            GdbStubStateMachine::Running(running) => {
+                let stop = {
+                    let mut poll = || reader.poll_interrupt();
+                    target.perform(&mut poll)
+                };
+                match stop {
+                    Some(reason) => running
+                        .report_stop(&mut target, reason)
+                        .map_err(stub_error)?,
+                    None if reader.closed() => return Ok(SessionEnd::Closed),
+                    None => {
+                        reader.take_interrupt();
+                        running
+                            .incoming_data(&mut target, INTERRUPT_BYTE)
+                            .map_err(stub_error)?
+                    }
+                }
+            }
+            GdbStubStateMachine::CtrlCInterrupt(ctrl_c) => {
+                target.action = Action::None;
+                ctrl_c
+                    .interrupt_handled(
+                        &mut target,
+                        Some(SingleThreadStopReason::Signal(Signal::SIGINT)),
+                    )
+                    .map_err(stub_error)?
+            }
+            GdbStubStateMachine::Disconnected(mut disconnected) => {
+                // gdbstub leaves the acknowledgment of a `k` unsent.
+                let _ = disconnected.borrow_conn().send();
+                return Ok(match disconnected.get_reason() {
+                    DisconnectReason::Disconnect => SessionEnd::Detached,
+                    DisconnectReason::Kill => SessionEnd::Killed,
+                    DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_) => {
+                        SessionEnd::GuestEnded
+                    }
+                });
+            }
+        };
+    }
+}
+
+/// What the gate has learnt of the session.
+#[derive(Default)]
+struct Flags {
+    /// Acknowledgments are off (`QStartNoAckMode`).
+    no_ack: bool,
+    /// gdb uses multiprocess thread ids (`pPID.TID`).
+    multiprocess: bool,
+}
+
+type Idle<'a, 'd> = gdbstub::stub::state_machine::GdbStubStateMachineInner<
+    'a,
+    gdbstub::stub::state_machine::state::Idle<GdbTarget<'d>>,
+    GdbTarget<'d>,
+    Writer,
+>;
+
+/// What the gate does with one frame from gdb while the target is stopped: answer it, or hand gdbstub its
+/// canonical form. The state machine that follows.
+fn on_frame<'a, 'd>(
+    mut idle: Idle<'a, 'd>,
+    target: &mut GdbTarget<'d>,
+    frame: Frame,
+    flags: &mut Flags,
+) -> Result<Machine<'a, 'd>, GdbServerError> {
+    let ack = !flags.no_ack;
+    let reply = |idle: &mut Idle<'a, 'd>, body: &[u8]| {
+        idle.borrow_conn()
+            .reply(ack, body)
+            .map_err(connection_error("write"))
+    };
+    let (body, checksum_ok, too_long) = match frame {
+        // An interrupt while stopped: nothing is running, nothing to stop.
+        Frame::Ack | Frame::Interrupt => return Ok(idle.into()),
+        Frame::Nack => {
+            idle.borrow_conn()
+                .resend()
+                .map_err(connection_error("write"))?;
+            return Ok(idle.into());
+        }
+        Frame::Packet {
+            body,
+            checksum_ok,
+            too_long,
+        } => (body, checksum_ok, too_long),
+    };
+    if !checksum_ok {
+        if flags.no_ack {
+            reply(&mut idle, b"E.bad checksum")?;
+        } else {
+            idle.borrow_conn()
+                .nack()
+                .map_err(connection_error("write"))?;
+        }
+        return Ok(idle.into());
+    }
+    if too_long {
+        reply(&mut idle, b"E.packet too long")?;
+        return Ok(idle.into());
+    }
+    Ok(match gate::classify(&body) {
+        Request::Forward(canonical) => feed(idle.into(), target, &canonical)?,
+        Request::Reply(text) => {
+            reply(&mut idle, text.as_bytes())?;
+            idle.into()
+        }
+        Request::StopStatus => {
+            let status = target.stop_status(flags.multiprocess);
+            reply(&mut idle, status.as_bytes())?;
+            idle.into()
+        }
+        Request::SigInfo { offset, length } => {
+            let data = target.siginfo_reply(offset, length);
+            reply(&mut idle, &data)?;
+            idle.into()
+        }
+        Request::ResumeWithSignal { step, signal } => {
+            if target.accepts_signal(signal) {
+                let letter = if step { 'S' } else { 'C' };
+                feed(idle.into(), target, &format!("vCont;{letter}{signal:02x}"))?
+            } else {
+                reply(
+                    &mut idle,
+                    b"E.a replay cannot deliver a signal the recorded run did not receive here; \
+                      continue without it (signal 0)",
+                )?;
+                idle.into()
+            }
+        }
+        Request::Supported { multiprocess } => {
+            flags.multiprocess = multiprocess;
+            idle.borrow_conn().append_to_next_reply(SIGINFO_FEATURE);
+            let features = if multiprocess {
+                "multiprocess+"
+            } else {
+                "multiprocess-"
+            };
+            feed(idle.into(), target, &format!("qSupported:{features}"))?
+        }
+        Request::NoAckMode => {
+            let next = feed(idle.into(), target, "QStartNoAckMode")?;
+            flags.no_ack = true;
+            next
+        }
+        Request::Kill { reply_ok } => {
+            // gdbstub ends the session on `k` without a reply (its acknowledgment waits in the writer);
+            // vKill expects OK.
+            let mut next = feed(idle.into(), target, "k")?;
+            if let (true, GdbStubStateMachine::Disconnected(d)) = (reply_ok, &mut next) {
+                d.borrow_conn()
+                    .reply(false, b"OK")
+                    .map_err(connection_error("write"))?;
+            }
+            next
+        }
+    })
 }
 
 mod arch {

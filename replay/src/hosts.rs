@@ -294,6 +294,12 @@ impl<H: Host> Host for RecordingHost<H> {
         self.pending
             .push(Record::Event(Event::SyscallExit { result }));
     }
+    /// Past `CHUNK_SOFT_BYTES` of pending records the run pauses so that the recorder writes them out: a guest
+    /// that reads stdin a megabyte per syscall would otherwise pile up everything it read until the next
+    /// fine-hash stop (every 65536 instructions can be hundreds of reads).
+    fn pause_requested(&self) -> bool {
+        self.pending_bytes >= crate::record::CHUNK_SOFT_BYTES
+    }
 }
 
 /// Where replayed output goes. Shared by every copy of a `ReplayHost` (checkpoints copy the host), so that

@@ -264,7 +264,7 @@ impl Replayer {
     }
 
     fn page_state(&self, address: u64) -> PageState {
-        let mem = &self.hv.guest.machine.cpu.mem;
+        let mem = self.hv.guest.memory();
         Some((mem.frame_of(address)?.0, mem.perms(address)?.0))
     }
 
@@ -272,9 +272,7 @@ impl Replayer {
         let mut buf = vec![0u8; PAGE_SIZE];
         self.hv
             .guest
-            .machine
-            .cpu
-            .mem
+            .memory()
             .peek(address, &mut buf)
             .ok()
             .map(|_| buf)
@@ -285,9 +283,7 @@ impl Replayer {
         let dirty: BTreeSet<u32> = self
             .hv
             .guest
-            .machine
-            .cpu
-            .mem
+            .memory()
             .dirty_frames()
             .into_iter()
             .map(|f| f.0)
@@ -320,7 +316,7 @@ impl Replayer {
         while self.hv.guest.icount() < icount {
             let from = self.hv.guest.icount();
             let states: Vec<PageState> = addresses.iter().map(|&a| self.page_state(a)).collect();
-            self.hv.guest.machine.cpu.mem.begin_epoch();
+            self.hv.guest.memory_mut().begin_epoch();
             let progress = self
                 .hv
                 .run_to_completion((from + WRITER_SEARCH_CHUNK_INSNS).min(icount));
@@ -346,11 +342,11 @@ impl Replayer {
             let end = (start + WRITER_SEARCH_CHUNK_INSNS).min(icount);
             while self.hv.guest.icount() < end {
                 let at = self.hv.guest.icount();
-                let rip = self.hv.guest.machine.cpu.regs.rip;
-                let rax = self.hv.guest.machine.cpu.regs.gpr[0];
+                let rip = self.hv.guest.rip();
+                let rax = self.hv.guest.registers().gpr[0];
                 let states: Vec<PageState> =
                     addresses.iter().map(|&a| self.page_state(a)).collect();
-                self.hv.guest.machine.cpu.mem.begin_epoch();
+                self.hv.guest.memory_mut().begin_epoch();
                 let progress = self.hv.run(1);
                 let changed = self.pages_changed(addresses, &states);
                 for (i, changed) in changed.into_iter().enumerate() {

@@ -4,7 +4,9 @@
 //! checkpoint: registers, memory digest and the digest of every page changed since the previous checkpoint,
 //! then the chunk is written and flushed). A chunk is also written
 //! when its pending events pass `CHUNK_SOFT_BYTES`, always between two syscalls, so every chunk is complete up
-//! to its `icount_end`.
+//! to its `icount_end`: the recording host pauses the run right after the syscall that crossed the mark
+//! (`Host::pause_requested`), so what a recording holds in memory is bounded whatever the guest reads (stdin
+//! streams into chunks as it is read).
 //!
 //! The guest runs under the hypervisor, which fires the run's memory faults; the run is also cut at each
 //! fault's icount so that its `Event::Fault` lands in the event stream after the syscalls before it (a fault at
@@ -59,11 +61,11 @@ pub fn record<H: Host, S: ChunkSink>(
         let machine = &mut hv.guest;
         let icount = machine.icount();
         if icount % fine == 0 {
-            fine_hashes.push(fine_hash(&machine.machine.cpu, scheme));
+            fine_hashes.push(fine_hash(&machine.registers(), scheme));
         }
         if icount % header.hash_interval == 0 {
-            let registers = register_file(&machine.machine.cpu, scheme);
-            let (memory_digest, pages) = memory.update(&mut machine.machine.cpu.mem, icount);
+            let registers = register_file(&machine.registers(), scheme);
+            let (memory_digest, pages) = memory.update(machine.memory_mut(), icount);
             let pending = &mut machine.host.pending;
             pending.push(Record::Checkpoint(Box::new(Checkpoint {
                 icount,

@@ -311,7 +311,7 @@ impl Replayer {
 
     /// The replay's registers now, as the trace stores them.
     pub fn registers(&self) -> crate::trace::RegisterFile {
-        register_file(&self.hv.guest.machine.cpu, self.scheme())
+        register_file(&self.hv.guest.registers(), self.scheme())
     }
 
     /// Takes a snapshot of the machine, its host position and the fault state.
@@ -358,8 +358,7 @@ impl Replayer {
                 return self.report(verified, Some(d));
             }
             let registers = self.registers();
-            let (memory_digest, changes) =
-                memory.update(&mut self.hv.guest.machine.cpu.mem, c.icount);
+            let (memory_digest, changes) = memory.update(self.hv.guest.memory_mut(), c.icount);
             if registers != c.registers || memory_digest != c.memory_digest {
                 let pages =
                     (memory_digest != c.memory_digest).then(|| (memory.page_map(), changes));
@@ -483,7 +482,7 @@ impl Replayer {
     /// compiled blocks), and more for a large memory, so that snapshots cost at most about one instruction in
     /// 4096 of the replay per mapped page.
     fn snapshot_gap(&self) -> u64 {
-        let pages = self.hv.guest.machine.cpu.mem.mapped_page_count() as u64;
+        let pages = self.hv.guest.memory().mapped_page_count() as u64;
         (1u64 << 24).max(pages.saturating_mul(4096))
     }
 
@@ -538,14 +537,14 @@ impl Replayer {
         let detected = self.hv.guest.icount();
         self.restore(previous);
         self.hv.run_to_completion(before);
-        let cpu = &self.hv.guest.machine.cpu;
-        let (bytes, text) = self.hv.guest.machine.describe_instruction(cpu.regs.rip);
+        let rip = self.hv.guest.rip();
+        let (bytes, text) = self.hv.guest.describe_instruction(rip);
         Some(Divergence {
             detected_icount: detected.min(mismatch.icount),
             message: mismatch.message,
             first_icount: self.hv.guest.icount(),
             window: 1,
-            instruction: Some((cpu.regs.rip, bytes, text)),
+            instruction: Some((rip, bytes, text)),
             register_differences: Vec::new(),
             memory_differs: false,
             memory: None,
@@ -590,7 +589,7 @@ impl Replayer {
             if self.hv.run_to_completion(target) == Progress::Finished {
                 break;
             }
-            if fine_hash(&self.hv.guest.machine.cpu, self.scheme()) != *expected {
+            if fine_hash(&self.hv.guest.registers(), self.scheme()) != *expected {
                 window_start = Some(target - fine);
                 break;
             }
@@ -625,9 +624,8 @@ impl Replayer {
         };
         self.restore(previous);
         self.hv.run_to_completion(window_start);
-        let cpu = &self.hv.guest.machine.cpu;
-        let rip = cpu.regs.rip;
-        let (bytes, text) = self.hv.guest.machine.describe_instruction(rip);
+        let rip = self.hv.guest.rip();
+        let (bytes, text) = self.hv.guest.describe_instruction(rip);
         d.first_icount = window_start;
         d.window = fine;
         d.instruction = Some((rip, bytes, text));
@@ -671,8 +669,8 @@ impl Replayer {
         let mut before = crate::digest::register_values(&self.registers());
         while self.hv.guest.icount() < icount {
             let at = self.hv.guest.icount();
-            let rip = self.hv.guest.machine.cpu.regs.rip;
-            let rax = self.hv.guest.machine.cpu.regs.gpr[0];
+            let rip = self.hv.guest.rip();
+            let rax = self.hv.guest.registers().gpr[0];
             if self.hv.run(1) == Progress::Finished {
                 break;
             }
@@ -697,7 +695,7 @@ impl Replayer {
     /// The instruction at `rip` that retired as instruction `at + 1`, with rax = `rax` before it, as a report
     /// names it (a syscall by its name, number and the icount of the `syscalls` listing).
     pub(crate) fn writer(&self, at: u64, rip: u64, rax: u64) -> Writer {
-        let (_, mut text) = self.hv.guest.machine.describe_instruction(rip);
+        let (_, mut text) = self.hv.guest.describe_instruction(rip);
         if text == "syscall" {
             text = format!(
                 "syscall {} ({rax}), listed by `syscalls` at icount {}",

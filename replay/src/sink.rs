@@ -7,9 +7,11 @@
 //! Invariant: nothing handed to a `BackgroundWriter` is lost short of the process being killed (which loses
 //! at most the chunks of the last `BATCH_CHUNKS` checkpoints). Dropping it (also while unwinding from a panic)
 //! waits for the thread to write and flush every chunk put; an error of the thread is returned by a later
-//! `put` or by `finish`.
+//! `put` or by `finish`. What it holds is bounded: at most `QUEUE_BATCHES` batches wait, and a batch is sent
+//! when it holds `BATCH_CHUNKS` chunks or `BATCH_BYTES` of payload, so a recording of a guest that reads
+//! gigabytes of stdin holds a few megabytes of it at a time.
 
-use crate::trace::{Chunk, Record, TraceWriter};
+use crate::trace::{Chunk, Event, HostCall, Record, TraceWriter};
 use std::io::Write;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
@@ -29,13 +31,36 @@ impl<W: Write> ChunkSink for TraceWriter<W> {
 /// bounds the memory they hold.
 const QUEUE_BATCHES: usize = 4;
 /// Chunks sent to the thread together. Waking a thread costs tens of microseconds on a virtual machine, and a
-/// checkpoint's chunk may come every 0.2 ms; a batch is also sent as soon as it holds a chunk that is not a
-/// small records chunk (the header, an embedded file, the end).
+/// checkpoint's chunk may come every 0.2 ms; a batch is also sent as soon as it holds `BATCH_BYTES` of payload
+/// or a chunk that is not a records chunk (the header, the end).
 const BATCH_CHUNKS: usize = 32;
+/// Payload bytes (stdin, embedded files, entropy) past which a batch is sent at once.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// About how many bytes a chunk's variable-length records hold (what makes a chunk big).
+fn payload_bytes(chunk: &Chunk) -> usize {
+    let Chunk::Records { records, .. } = chunk else {
+        return 0;
+    };
+    records
+        .iter()
+        .map(|r| match r {
+            Record::Blob { bytes, .. } => bytes.len(),
+            Record::Event(Event::Host(HostCall::ReadStdin {
+                result: Ok(bytes), ..
+            })) => bytes.len(),
+            Record::Event(Event::Host(HostCall::Random { bytes })) => bytes.len(),
+            Record::Pages(p) => 24 * p.changed.len() + 8 * p.unmapped.len(),
+            _ => 32,
+        })
+        .sum()
+}
 
 /// A `TraceWriter` on a thread of its own.
 pub struct BackgroundWriter<W: Write + Send + 'static> {
     batch: Vec<Chunk>,
+    /// `payload_bytes` of the chunks in `batch`.
+    batch_bytes: usize,
     queue: Option<SyncSender<Vec<Chunk>>>,
     thread: Option<JoinHandle<std::io::Result<TraceWriter<W>>>>,
 }
@@ -56,6 +81,7 @@ impl<W: Write + Send + 'static> BackgroundWriter<W> {
             })?;
         Ok(BackgroundWriter {
             batch: Vec::with_capacity(BATCH_CHUNKS),
+            batch_bytes: 0,
             queue: Some(queue),
             thread: Some(thread),
         })
@@ -67,6 +93,7 @@ impl<W: Write + Send + 'static> BackgroundWriter<W> {
             return Ok(());
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_CHUNKS));
+        self.batch_bytes = 0;
         let sent = match &self.queue {
             Some(queue) => queue.send(batch).is_ok(),
             None => false,
@@ -107,14 +134,10 @@ impl<W: Write + Send + 'static> BackgroundWriter<W> {
 
 impl<W: Write + Send + 'static> ChunkSink for BackgroundWriter<W> {
     fn put(&mut self, chunk: Chunk) -> std::io::Result<()> {
-        let small = match &chunk {
-            Chunk::Records { records, .. } => {
-                !records.iter().any(|r| matches!(r, Record::Blob { .. }))
-            }
-            Chunk::Header(_) | Chunk::End(_) => false,
-        };
+        let records = matches!(chunk, Chunk::Records { .. });
+        self.batch_bytes += payload_bytes(&chunk);
         self.batch.push(chunk);
-        if !small || self.batch.len() >= BATCH_CHUNKS {
+        if !records || self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_CHUNKS {
             self.send()?;
         }
         Ok(())

@@ -6,6 +6,11 @@
 //! checkpoints doubles after every `per_level` of them. The count stays logarithmic in the run's length, the
 //! recent past is dense, and the start of the run (icount 0) is always kept. Reaching icount `t` restores the
 //! latest checkpoint at or before `t` and runs forward.
+//!
+//! The end of a history: a run killed by a CPU fault (SIGSEGV, SIGILL, SIGFPE, a machine check's SIGBUS) ends on
+//! an instruction that does not retire, so at the recording's last icount the guest is still alive, stopped on
+//! that instruction. `finish_recorded_end` lets it take that last step, which ends it as recorded without
+//! retiring anything; moves by icount never take it by themselves (both states have the same icount).
 
 use crate::replay::{ReplaySnapshot, Replayer};
 use std::collections::BTreeMap;
@@ -52,6 +57,32 @@ impl Timeline {
         self.replayer.hv.guest.termination().is_some()
     }
 
+    /// Whether the guest is at the end of the history, still alive, in a recording whose guest ended there
+    /// (not at the instruction limit, not in a trace cut short): the last step, which retires nothing, is left
+    /// to take (`finish_recorded_end`).
+    pub fn recorded_end_pending(&self) -> bool {
+        let ended_here = self.replayer.summary.as_ref().is_some_and(|s| {
+            !s.stopped_by_limit && s.icount == self.icount_end() && self.replayer.damage.is_none()
+        });
+        ended_here && self.icount() == self.icount_end() && !self.finished()
+    }
+
+    /// Takes the last step of a history whose guest ended on an instruction that does not retire (see the
+    /// module doc); true when the guest has ended. A replay that retires the instruction instead has left the
+    /// recorded run: it is put back at the end of the history, alive, and the answer is false.
+    pub fn finish_recorded_end(&mut self) -> bool {
+        if !self.recorded_end_pending() {
+            return self.finished();
+        }
+        self.replayer.hv.run(1);
+        if self.icount() != self.icount_end() {
+            let end = self.icount_end();
+            self.seek(end);
+            return false;
+        }
+        self.finished()
+    }
+
     /// Runs forward to `target` (or the end of history), taking checkpoints on the way.
     pub fn forward_to(&mut self, target: u64) -> Progress {
         let target = target.min(self.icount_end());
@@ -77,14 +108,14 @@ impl Timeline {
             return;
         }
         // The frames written since the previous checkpoint are the ones it now holds privately.
-        let dirty = self.replayer.hv.guest.machine.cpu.mem.dirty_frames().len();
+        let dirty = self.replayer.hv.guest.memory_mut().dirty_frames().len();
         if let Some((&previous, _)) = self.checkpoints.range(..icount).next_back() {
             *self.private_frames.entry(previous).or_default() += dirty;
         }
         let snap = self.replayer.snapshot();
         // A snapshot does not end the dirty epoch (digests span snapshots): the next checkpoint must count only
         // the frames written from here on.
-        self.replayer.hv.guest.machine.cpu.mem.begin_epoch();
+        self.replayer.hv.guest.memory_mut().begin_epoch();
         self.checkpoints.insert(icount, snap);
         self.thin();
     }

@@ -5,6 +5,8 @@
 //! ```text
 //! preamble   "TANDEMTR" (8 bytes), format version (u32)
 //! chunk*     length (u32) | CRC-32 of the payload (u32, IEEE, crc32fast) | payload (bincode 1.3, varint)
+//! payload    sequence number (u64) | link (32 bytes) | the chunk               (format 5)
+//!            the chunk                                                        (formats 2 to 4)
 //! ```
 //!
 //! The first chunk is `Chunk::Header` (everything that defines the run, the program embedded); then
@@ -12,18 +14,29 @@
 //! `icount_end`; last `Chunk::End` with the run's outcome. Chunks are written and flushed one by one, so a
 //! recording that is killed leaves a trace whose complete chunks all replay.
 //!
-//! Versions read: 4 (written), 3 and 2. Version 3 only appended a variant to `Record` (`Record::Pages`, the
+//! Format 5 chains the chunks: each payload starts with the chunk's sequence number (0 for the header) and the
+//! BLAKE3 of the previous chunk's whole payload (of the preamble, for the header). The CRC tells a torn or
+//! corrupt chunk (damage: the chunks before it replay); the chain tells an edited trace, which is refused whole:
+//! a chunk deleted (a checkpoint chunk, say), repeated or moved is named by its sequence number, and a chunk
+//! edited with its CRC recomputed (the header's program path or argv, say) breaks the link of the chunk after
+//! it. It is tamper evidence, not a signature: whoever rewrites every later chunk as well can forge it, and the
+//! last chunk has no successor to vouch for it (an edited summary is a divergence of the replay anyway).
+//!
+//! Versions read: 5 (written), 4, 3 and 2. Version 3 only appended a variant to `Record` (`Record::Pages`, the
 //! digest of every page that changed since the previous checkpoint, right after each checkpoint). bincode numbers
 //! enum variants in declaration order, so a version-2 chunk decodes with these types unchanged; a version-2 trace
 //! simply has no `Record::Pages` (and may not have one). Version 4 encodes exactly as version 3; what changed is
 //! how the fine register hashes and the checkpoints' memory digests are computed (`digest::DigestScheme`: a word
 //! at a time, and a sum over pages that an update keeps up to date from the written pages alone) and how
 //! embedded files are named (BLAKE3 instead of SHA-256, `blob_id_in`). A replay computes its digests and
-//! checks names in the trace's scheme.
+//! checks names in the trace's scheme. Version 5 encodes chunks as version 4 with the chain before each.
 //! A change to how a stored digest is computed bumps `FORMAT_VERSION` too.
 //!
-//! Invariants: the reader never panics and never allocates more than a chunk's declared length allows
-//! (`CHUNK_BYTES_MAX`); every error names the chunk (counted from 0, the header) and its byte offset.
+//! Invariants: the reader never panics, reads one chunk at a time (`Trace::read` takes any `Read`; the file is
+//! never held whole) and never allocates more for a chunk than the bytes really there, nor more than
+//! `CHUNK_BYTES_MAX`, whatever its length field says; every error names the chunk (counted from 0, the header)
+//! and its byte offset. A header that asks for what no recording can have (intervals that do not divide, a
+//! memory limit beyond `Memory::FRAMES_MAX_LIMIT`) is refused before a replay loads anything.
 //! A change to any type below that changes its encoding must bump `FORMAT_VERSION`.
 
 use serde::{Deserialize, Serialize};
@@ -37,8 +50,11 @@ use tandem_emulator::hypervisor::FaultRecord;
 pub const MAGIC: [u8; 8] = *b"TANDEMTR";
 /// Version of the encoding of everything in this file (2: memory-fault plans in the header, `Event::Fault`,
 /// final fault reports in the summary; 3: `Record::Pages` after every checkpoint; 4: the same encoding, but
-/// digests computed another way, see `digest::DigestScheme`, and embedded files named by BLAKE3).
-pub const FORMAT_VERSION: u32 = 4;
+/// digests computed another way, see `digest::DigestScheme`, and embedded files named by BLAKE3; 5: chunks
+/// numbered and chained, see the module doc).
+pub const FORMAT_VERSION: u32 = 5;
+/// The first version whose chunks carry a sequence number and a link to the previous chunk.
+pub const FORMAT_VERSION_CHAINED: u32 = 5;
 /// The oldest version this tandem still reads.
 pub const FORMAT_VERSION_MIN: u32 = 2;
 /// Bytes before the first chunk.
@@ -329,7 +345,7 @@ pub enum TraceError {
         oldest: u32,
         supported: u32,
     },
-    #[error("chunk {chunk} at byte offset {offset}: truncated: {expected} bytes expected, {available} present")]
+    #[error("chunk {chunk} at byte offset {offset}: the trace ends early (truncated at chunk {chunk}: {expected} bytes expected, {available} present), as a recording that was killed or ran out of disk leaves it")]
     Truncated {
         chunk: usize,
         offset: usize,
@@ -358,6 +374,18 @@ pub enum TraceError {
     },
     #[error("chunk {chunk} at byte offset {offset}: {message}")]
     Invalid {
+        chunk: usize,
+        offset: usize,
+        message: String,
+    },
+    #[error("chunk {chunk} at byte offset {offset}: {message}: the trace was edited after it was recorded; tandem replays traces only as they were recorded")]
+    Edited {
+        chunk: usize,
+        offset: usize,
+        message: String,
+    },
+    #[error("chunk {chunk} at byte offset {offset}: cannot read the trace: {message}")]
+    Io {
         chunk: usize,
         offset: usize,
         message: String,
@@ -427,12 +455,27 @@ fn options() -> impl bincode::Options {
 /// Chunks longer than this are encoded straight into the output instead of into a buffer.
 const STREAMED_CHUNK_BYTES: usize = 1 << 20;
 
-/// A `Write` that only computes the CRC-32 of what goes through it.
-struct CrcWriter(crc32fast::Hasher);
+/// The BLAKE3 of one chunk's payload: what the next chunk's link holds (format 5).
+pub type ChunkLink = [u8; 32];
 
-impl Write for CrcWriter {
+/// The link of the header chunk: the BLAKE3 of the preamble, so that the version is bound too.
+fn preamble_link(version: u32) -> ChunkLink {
+    let mut h = blake3::Hasher::new();
+    h.update(&MAGIC);
+    h.update(&version.to_le_bytes());
+    h.finalize().into()
+}
+
+/// A `Write` that only computes the CRC-32 and the BLAKE3 of what goes through it.
+struct SumWriter {
+    crc: crc32fast::Hasher,
+    blake3: blake3::Hasher,
+}
+
+impl Write for SumWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.update(bytes);
+        self.crc.update(bytes);
+        self.blake3.update(bytes);
         Ok(bytes.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -440,29 +483,60 @@ impl Write for CrcWriter {
     }
 }
 
+/// A chunk as format 5 encodes it: its sequence number and the previous chunk's link first.
+#[derive(Serialize)]
+struct ChainedRef<'a>(u64, ChunkLink, &'a Chunk);
+
+#[derive(Deserialize)]
+struct Chained(u64, ChunkLink, Chunk);
+
 /// Writes a trace chunk by chunk, flushing each.
 pub struct TraceWriter<W: Write> {
     out: W,
+    version: u32,
     offset: usize,
     chunk_count: usize,
+    /// The BLAKE3 of the last chunk's payload (of the preamble before the first chunk).
+    link: ChunkLink,
 }
 
 impl<W: Write> TraceWriter<W> {
-    pub fn new(mut out: W) -> std::io::Result<Self> {
+    pub fn new(out: W) -> std::io::Result<Self> {
+        Self::with_version(out, FORMAT_VERSION)
+    }
+
+    /// A writer of an older format's encoding (`FORMAT_VERSION_MIN` on), for tests of the readers of old
+    /// traces. Only the framing follows `version`: the caller makes the records match it (blob names, digests).
+    pub fn with_version(mut out: W, version: u32) -> std::io::Result<Self> {
+        if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
+            return Err(std::io::Error::other(format!(
+                "trace format {version} is not one this tandem writes"
+            )));
+        }
         out.write_all(&MAGIC)?;
-        out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        out.write_all(&version.to_le_bytes())?;
         out.flush()?;
         Ok(TraceWriter {
             out,
+            version,
             offset: PREAMBLE_BYTES,
             chunk_count: 0,
+            link: preamble_link(version),
         })
     }
 
     pub fn write_chunk(&mut self, chunk: &Chunk) -> std::io::Result<()> {
+        if self.version >= FORMAT_VERSION_CHAINED {
+            self.write_payload(&ChainedRef(self.chunk_count as u64, self.link, chunk))
+        } else {
+            self.write_payload(chunk)
+        }
+    }
+
+    fn write_payload<T: Serialize>(&mut self, value: &T) -> std::io::Result<()> {
         use bincode::Options;
         let encode = |e: bincode::Error| std::io::Error::other(format!("cannot encode chunk: {e}"));
-        let len = options().serialized_size(chunk).map_err(encode)? as usize;
+        let len = options().serialized_size(value).map_err(encode)? as usize;
         if len > CHUNK_BYTES_MAX {
             return Err(std::io::Error::other(format!(
                 "chunk {} is {len} bytes, more than the limit of {CHUNK_BYTES_MAX}",
@@ -473,20 +547,25 @@ impl<W: Write> TraceWriter<W> {
         if len <= STREAMED_CHUNK_BYTES {
             let mut payload = Vec::with_capacity(len);
             options()
-                .serialize_into(&mut payload, chunk)
+                .serialize_into(&mut payload, value)
                 .map_err(encode)?;
             self.out
                 .write_all(&crc32fast::hash(&payload).to_le_bytes())?;
             self.out.write_all(&payload)?;
+            self.link = blake3::hash(&payload).into();
         } else {
-            // A chunk holding a large embedded file: encoded twice, once into the checksum and once into the
+            // A chunk holding a large embedded file: encoded twice, once into the checksums and once into the
             // output, rather than copied whole into a buffer first.
-            let mut crc = CrcWriter(crc32fast::Hasher::new());
-            options().serialize_into(&mut crc, chunk).map_err(encode)?;
-            self.out.write_all(&crc.0.finalize().to_le_bytes())?;
+            let mut sums = SumWriter {
+                crc: crc32fast::Hasher::new(),
+                blake3: blake3::Hasher::new(),
+            };
+            options().serialize_into(&mut sums, value).map_err(encode)?;
+            self.out.write_all(&sums.crc.finalize().to_le_bytes())?;
             options()
-                .serialize_into(&mut self.out, chunk)
+                .serialize_into(&mut self.out, value)
                 .map_err(encode)?;
+            self.link = sums.blake3.finalize().into();
         }
         self.out.flush()?;
         self.offset += FRAME_BYTES + len;
@@ -521,72 +600,204 @@ pub struct Trace {
     pub chunk_count: usize,
 }
 
-/// Reads one framed chunk at `offset`.
-fn read_chunk(bytes: &[u8], chunk: usize, offset: usize) -> Result<(Chunk, usize), TraceError> {
-    use bincode::Options;
-    let available = bytes.len() - offset;
-    if available < FRAME_BYTES {
-        return Err(TraceError::Truncated {
-            chunk,
-            offset,
-            expected: FRAME_BYTES,
-            available,
-        });
+/// Reads framed chunks from a `Read` one at a time, checking each frame's CRC and, from format 5 on, its
+/// sequence number and its link to the chunk before it.
+struct ChunkReader<R: std::io::Read> {
+    input: R,
+    version: u32,
+    /// Byte offset of the next frame.
+    offset: usize,
+    /// Index of the next chunk (0: the header).
+    chunk: usize,
+    /// The BLAKE3 of the previous chunk's payload (of the preamble before the header).
+    link: ChunkLink,
+}
+
+/// Bytes of a chunk read at once before the rest of its declared length is allocated: a length field that
+/// promises more than the file holds costs at most this much.
+const CHUNK_READ_FIRST_BYTES: usize = 1 << 20;
+
+impl<R: std::io::Read> ChunkReader<R> {
+    fn io_error(&self, e: std::io::Error) -> TraceError {
+        TraceError::Io {
+            chunk: self.chunk,
+            offset: self.offset,
+            message: e.to_string(),
+        }
     }
-    let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
-    let stored = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().unwrap());
-    if len > CHUNK_BYTES_MAX {
-        return Err(TraceError::TooLong {
-            chunk,
-            offset,
-            len,
-            max: CHUNK_BYTES_MAX,
-        });
+
+    /// Fills `buf` from the input, short only at its end; returns how many bytes were read.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<usize, TraceError> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.input.read(&mut buf[done..]) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io_error(e)),
+            }
+        }
+        Ok(done)
     }
-    if available - FRAME_BYTES < len {
-        return Err(TraceError::Truncated {
-            chunk,
-            offset,
-            expected: FRAME_BYTES + len,
-            available,
-        });
+
+    /// Appends up to `len` more bytes of the input to `out`; short only at the end of the input.
+    fn take_into(&mut self, out: &mut Vec<u8>, len: usize) -> Result<(), TraceError> {
+        use std::io::Read;
+        let result = (&mut self.input).take(len as u64).read_to_end(out);
+        result.map(|_| ()).map_err(|e| self.io_error(e))
     }
-    let payload = &bytes[offset + FRAME_BYTES..offset + FRAME_BYTES + len];
-    let computed = crc32fast::hash(payload);
-    if computed != stored {
-        return Err(TraceError::Checksum {
-            chunk,
-            offset,
-            stored,
-            computed,
-        });
-    }
-    let decoded: Chunk = options()
-        .deserialize(payload)
-        .map_err(|e| TraceError::Decode {
+
+    /// The next chunk, or None at the end of the input on a frame boundary.
+    fn next(&mut self) -> Result<Option<Chunk>, TraceError> {
+        use bincode::Options;
+        let (chunk, offset) = (self.chunk, self.offset);
+        let mut frame = [0u8; FRAME_BYTES];
+        let got = self.fill(&mut frame)?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < FRAME_BYTES {
+            return Err(TraceError::Truncated {
+                chunk,
+                offset,
+                expected: FRAME_BYTES,
+                available: got,
+            });
+        }
+        let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+        let stored = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        if len > CHUNK_BYTES_MAX {
+            return Err(TraceError::TooLong {
+                chunk,
+                offset,
+                len,
+                max: CHUNK_BYTES_MAX,
+            });
+        }
+        // The declared length is allocated only once the first megabyte of it has really been read.
+        let mut payload = Vec::with_capacity(len.min(CHUNK_READ_FIRST_BYTES));
+        self.take_into(&mut payload, len.min(CHUNK_READ_FIRST_BYTES))?;
+        if payload.len() < len && payload.len() == CHUNK_READ_FIRST_BYTES {
+            payload.reserve_exact(len - payload.len());
+            self.take_into(&mut payload, len - CHUNK_READ_FIRST_BYTES)?;
+        }
+        if payload.len() < len {
+            return Err(TraceError::Truncated {
+                chunk,
+                offset,
+                expected: FRAME_BYTES + len,
+                available: FRAME_BYTES + payload.len(),
+            });
+        }
+        let computed = crc32fast::hash(&payload);
+        if computed != stored {
+            return Err(TraceError::Checksum {
+                chunk,
+                offset,
+                stored,
+                computed,
+            });
+        }
+        let decode_error = |e: bincode::Error| TraceError::Decode {
             chunk,
             offset,
             message: e.to_string(),
-        })?;
-    Ok((decoded, offset + FRAME_BYTES + len))
+        };
+        let decoded = if self.version >= FORMAT_VERSION_CHAINED {
+            let Chained(sequence, link, decoded) =
+                options().deserialize(&payload).map_err(decode_error)?;
+            let edited = |message: String| TraceError::Edited {
+                chunk,
+                offset,
+                message,
+            };
+            if sequence != chunk as u64 {
+                return Err(edited(if sequence == chunk as u64 + 1 {
+                    format!("its sequence number is {sequence}: chunk {chunk} is missing")
+                } else if sequence > chunk as u64 {
+                    format!(
+                        "its sequence number is {sequence}: chunks {chunk} to {} are missing",
+                        sequence - 1
+                    )
+                } else {
+                    format!("its sequence number is {sequence}: chunk {sequence} is repeated or out of place")
+                }));
+            }
+            if link != self.link {
+                return Err(edited(if chunk == 0 {
+                    "its link to the preamble differs (the format version was changed)".into()
+                } else {
+                    format!(
+                        "it was not written after chunk {} as this trace holds it (its BLAKE3 link differs): \
+                         chunk {} or this one was changed",
+                        chunk - 1,
+                        chunk - 1
+                    )
+                }));
+            }
+            self.link = blake3::hash(&payload).into();
+            decoded
+        } else {
+            options().deserialize(&payload).map_err(decode_error)?
+        };
+        self.offset += FRAME_BYTES + len;
+        self.chunk += 1;
+        Ok(Some(decoded))
+    }
+}
+
+/// Checks what a header claims that a replay relies on: only what a recording could have written passes.
+fn check_header(h: &Header) -> Result<(), String> {
+    if h.hash_interval == 0 || h.fine_interval == 0 {
+        return Err("hash_interval and fine_interval must be at least 1".into());
+    }
+    if h.hash_interval % h.fine_interval != 0 {
+        return Err(format!(
+            "fine_interval {} does not divide hash_interval {}",
+            h.fine_interval, h.hash_interval
+        ));
+    }
+    let limit = tandem_emulator::memory::Memory::FRAMES_MAX_LIMIT as u64;
+    if h.frames_max == 0 || h.frames_max > limit {
+        return Err(format!(
+            "frames_max {} is not a guest memory limit (1 to {limit} pages)",
+            h.frames_max
+        ));
+    }
+    Ok(())
 }
 
 impl Trace {
-    /// Parses a whole trace. A bad preamble or header is an error; damage after the header is kept in `damage`
-    /// and the trace holds what came before it.
+    /// Parses a whole trace held in memory (see `read`).
     pub fn parse(bytes: &[u8]) -> Result<Trace, TraceError> {
-        if bytes.len() < 8 || bytes[..8] != MAGIC {
+        Trace::read(bytes)
+    }
+
+    /// Reads a trace chunk by chunk. A bad preamble or header, or a trace that was edited (format 5), is an
+    /// error; damage after the header (a torn or corrupt chunk, the end of the input before the `End` chunk)
+    /// is kept in `damage` and the trace holds what came before it.
+    pub fn read<R: std::io::Read>(input: R) -> Result<Trace, TraceError> {
+        let mut reader = ChunkReader {
+            input,
+            version: 0,
+            offset: 0,
+            chunk: 0,
+            link: [0; 32],
+        };
+        let mut preamble = [0u8; PREAMBLE_BYTES];
+        let got = reader.fill(&mut preamble)?;
+        if got < 8 || preamble[..8] != MAGIC {
             return Err(TraceError::BadMagic);
         }
-        if bytes.len() < PREAMBLE_BYTES {
+        if got < PREAMBLE_BYTES {
             return Err(TraceError::Truncated {
                 chunk: 0,
                 offset: 8,
                 expected: 4,
-                available: bytes.len() - 8,
+                available: got - 8,
             });
         }
-        let found = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+        let found = u32::from_le_bytes([preamble[8], preamble[9], preamble[10], preamble[11]]);
         if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&found) {
             return Err(TraceError::Version {
                 found,
@@ -594,34 +805,33 @@ impl Trace {
                 supported: FORMAT_VERSION,
             });
         }
-        let (first, mut offset) = read_chunk(bytes, 0, PREAMBLE_BYTES)?;
-        let header = match first {
-            Chunk::Header(h) => *h,
-            _ => {
-                return Err(TraceError::Invalid {
+        reader.version = found;
+        reader.offset = PREAMBLE_BYTES;
+        reader.link = preamble_link(found);
+        let header_error = |message: String| TraceError::Invalid {
+            chunk: 0,
+            offset: PREAMBLE_BYTES,
+            message,
+        };
+        let header = match reader.next()? {
+            Some(Chunk::Header(h)) => *h,
+            Some(_) => return Err(header_error("the first chunk is not the header".into())),
+            None => {
+                return Err(TraceError::Truncated {
                     chunk: 0,
                     offset: PREAMBLE_BYTES,
-                    message: "the first chunk is not the header".into(),
+                    expected: FRAME_BYTES,
+                    available: 0,
                 })
             }
         };
         if blob_id_in(found, &header.program) != header.program_id {
-            return Err(TraceError::Invalid {
-                chunk: 0,
-                offset: PREAMBLE_BYTES,
-                message: format!(
-                    "the embedded program does not match its {}",
-                    blob_hash_name(found)
-                ),
-            });
+            return Err(header_error(format!(
+                "the embedded program does not match its {}",
+                blob_hash_name(found)
+            )));
         }
-        if header.hash_interval == 0 || header.fine_interval == 0 {
-            return Err(TraceError::Invalid {
-                chunk: 0,
-                offset: PREAMBLE_BYTES,
-                message: "hash_interval and fine_interval must be at least 1".into(),
-            });
-        }
+        check_header(&header).map_err(header_error)?;
         let mut trace = Trace {
             format_version: found,
             header,
@@ -631,37 +841,25 @@ impl Trace {
             damage: None,
             chunk_count: 1,
         };
-        let mut chunk = 1;
-        while offset < bytes.len() {
-            let here = offset;
-            match read_chunk(bytes, chunk, offset) {
-                Ok((
-                    Chunk::Records {
-                        icount_end,
-                        records,
-                    },
-                    next,
-                )) => {
+        let good_chunks = loop {
+            let (chunk, here) = (reader.chunk, reader.offset);
+            match reader.next() {
+                Ok(Some(Chunk::Records {
+                    icount_end,
+                    records,
+                })) => {
                     if let Err(message) = check_records(&trace, icount_end, &records) {
                         trace.damage = Some(TraceError::Invalid {
                             chunk,
                             offset: here,
                             message,
                         });
-                        break;
+                        break chunk;
                     }
                     trace.records.extend(records);
                     trace.icount_end = icount_end;
-                    offset = next;
                 }
-                Ok((Chunk::End(summary), next)) => {
-                    if next != bytes.len() {
-                        trace.damage = Some(TraceError::Invalid {
-                            chunk: chunk + 1,
-                            offset: next,
-                            message: "bytes after the end chunk".into(),
-                        });
-                    }
+                Ok(Some(Chunk::End(summary))) => {
                     if summary.icount < trace.icount_end {
                         trace.damage = Some(TraceError::Invalid {
                             chunk,
@@ -671,37 +869,47 @@ impl Trace {
                                 summary.icount, trace.icount_end
                             ),
                         });
-                        break;
+                        break chunk;
+                    }
+                    let mut extra = [0u8; 1];
+                    if reader.fill(&mut extra)? != 0 {
+                        trace.damage = Some(TraceError::Invalid {
+                            chunk: chunk + 1,
+                            offset: reader.offset,
+                            message: "bytes after the end chunk".into(),
+                        });
                     }
                     trace.icount_end = summary.icount;
                     trace.summary = Some(summary);
                     trace.chunk_count = chunk + 1;
                     return Ok(trace);
                 }
-                Ok((Chunk::Header(_), _)) => {
+                Ok(Some(Chunk::Header(_))) => {
                     trace.damage = Some(TraceError::Invalid {
                         chunk,
                         offset: here,
                         message: "a second header".into(),
                     });
-                    break;
+                    break chunk;
                 }
+                Ok(None) => {
+                    trace.damage = Some(TraceError::Truncated {
+                        chunk,
+                        offset: here,
+                        expected: FRAME_BYTES,
+                        available: 0,
+                    });
+                    break chunk;
+                }
+                // An edited trace is refused whole: no part of it is what was recorded for sure.
+                Err(e @ TraceError::Edited { .. }) => return Err(e),
                 Err(e) => {
                     trace.damage = Some(e);
-                    break;
+                    break chunk;
                 }
             }
-            chunk += 1;
-        }
-        trace.chunk_count = chunk;
-        if trace.damage.is_none() {
-            trace.damage = Some(TraceError::Truncated {
-                chunk,
-                offset,
-                expected: FRAME_BYTES,
-                available: 0,
-            });
-        }
+        };
+        trace.chunk_count = good_chunks;
         Ok(trace)
     }
 }
@@ -932,10 +1140,10 @@ mod tests {
         assert_eq!(t.chunk_count, 5);
     }
 
-    /// Rewrites the sample's records chunks with `edit` applied, under the preamble of `version`.
+    /// Rewrites the sample's records chunks with `edit` applied, in the encoding of `version`.
     fn sample_with(version: u32, edit: impl Fn(&mut Vec<Record>)) -> Vec<u8> {
         let t = Trace::parse(&sample_trace()).unwrap();
-        let mut w = TraceWriter::new(Vec::new()).unwrap();
+        let mut w = TraceWriter::with_version(Vec::new(), version).unwrap();
         // Embedded files named as that version names them.
         let mut header = t.header.clone();
         header.program_id = blob_id_in(version, &header.program);
@@ -954,9 +1162,7 @@ mod tests {
         .unwrap();
         w.write_chunk(&Chunk::End(t.summary.clone().unwrap()))
             .unwrap();
-        let mut bytes = w.into_inner();
-        bytes[8..12].copy_from_slice(&version.to_le_bytes());
-        bytes
+        w.into_inner()
     }
 
     #[test]
@@ -985,6 +1191,188 @@ mod tests {
         .unwrap();
         let e = t.damage.expect("pages out of order");
         assert!(e.to_string().contains("not in order"), "{e}");
+    }
+
+    /// The frames of a trace: (offset, payload) of each chunk, the preamble left out.
+    fn frames(bytes: &[u8]) -> Vec<(usize, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut off = PREAMBLE_BYTES;
+        while off < bytes.len() {
+            let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+            out.push((
+                off,
+                bytes[off + FRAME_BYTES..off + FRAME_BYTES + len].to_vec(),
+            ));
+            off += FRAME_BYTES + len;
+        }
+        out
+    }
+
+    /// A trace put back together from payloads, each framed with a correct CRC (an editor that fixes CRCs).
+    fn reframe(preamble: &[u8], payloads: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = preamble[..PREAMBLE_BYTES].to_vec();
+        for p in payloads {
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            out.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    /// Deleting a chunk that holds only a checkpoint, with every CRC still right, is named as an edit.
+    #[test]
+    fn a_deleted_checkpoint_chunk_is_refused_and_named() {
+        let bytes = sample_trace();
+        let mut payloads: Vec<Vec<u8>> = frames(&bytes).into_iter().map(|f| f.1).collect();
+        // Chunk 2 holds records up to the second checkpoint.
+        payloads.remove(2);
+        let e = Trace::parse(&reframe(&bytes, &payloads)).unwrap_err();
+        assert!(matches!(e, TraceError::Edited { chunk: 2, .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("its sequence number is 3: chunk 2 is missing"),
+            "{text}"
+        );
+        assert!(text.contains("the trace was edited"), "{text}");
+        // Swapping two chunks is named too.
+        let mut payloads: Vec<Vec<u8>> = frames(&bytes).into_iter().map(|f| f.1).collect();
+        payloads.swap(1, 2);
+        let e = Trace::parse(&reframe(&bytes, &payloads)).unwrap_err();
+        assert!(matches!(e, TraceError::Edited { chunk: 1, .. }), "{e:?}");
+        assert!(e.to_string().contains("its sequence number is 2"), "{e}");
+    }
+
+    /// An edit of the header's program path, argv or seed with the CRC recomputed breaks the link of the chunk
+    /// after it; so does an edit of any records chunk but the last.
+    #[test]
+    fn an_edited_header_with_a_fixed_crc_is_refused() {
+        use bincode::Options;
+        let bytes = sample_trace();
+        let frames = frames(&bytes);
+        for edit in 0..3 {
+            let Chained(sequence, link, chunk) = options().deserialize(&frames[0].1).unwrap();
+            let Chunk::Header(mut header) = chunk else {
+                panic!("the first chunk is the header")
+            };
+            match edit {
+                0 => header.program_path = b"/bin/innocent".to_vec(),
+                1 => header.argv.push(b"--extra".to_vec()),
+                _ => header.seed += 1,
+            }
+            let edited_chunk = Chunk::Header(header);
+            let edited = options()
+                .serialize(&ChainedRef(sequence, link, &edited_chunk))
+                .unwrap();
+            let mut payloads: Vec<Vec<u8>> = frames.iter().map(|f| f.1.clone()).collect();
+            payloads[0] = edited;
+            let e = Trace::parse(&reframe(&bytes, &payloads)).unwrap_err();
+            assert!(matches!(e, TraceError::Edited { chunk: 1, .. }), "{e:?}");
+            assert!(e.to_string().contains("not written after chunk 0"), "{e}");
+        }
+        // A records chunk edited in place (an event's result) is caught by the chunk after it.
+        let Chained(sequence, link, chunk) = options().deserialize(&frames[1].1).unwrap();
+        let Chunk::Records {
+            icount_end,
+            mut records,
+        } = chunk
+        else {
+            panic!("chunk 1 holds records")
+        };
+        records[2] = Record::Event(Event::SyscallExit { result: 4 });
+        let edited_chunk = Chunk::Records {
+            icount_end,
+            records,
+        };
+        let mut payloads: Vec<Vec<u8>> = frames.iter().map(|f| f.1.clone()).collect();
+        payloads[1] = options()
+            .serialize(&ChainedRef(sequence, link, &edited_chunk))
+            .unwrap();
+        let e = Trace::parse(&reframe(&bytes, &payloads)).unwrap_err();
+        assert!(matches!(e, TraceError::Edited { chunk: 2, .. }), "{e:?}");
+    }
+
+    /// Format 4 traces (no chain) are still read, and a format-4 reader's view of a format-5 trace (the version
+    /// changed in the preamble, which no CRC covers) is a clear error.
+    #[test]
+    fn version_4_is_still_read_and_the_version_is_bound() {
+        let t = Trace::parse(&sample_with(4, |_| {})).unwrap();
+        assert!(t.damage.is_none(), "{:?}", t.damage);
+        assert_eq!((t.format_version, t.records.len()), (4, 15));
+        let mut bytes = sample_trace();
+        bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
+        let e = Trace::parse(&bytes).unwrap_err();
+        assert!(
+            e.to_string().starts_with("chunk 0 at byte offset 12"),
+            "{e}"
+        );
+    }
+
+    /// A header no recording writes is refused before a replay loads anything.
+    #[test]
+    fn impossible_headers_are_refused() {
+        for (edit, want) in [
+            (
+                (|h: &mut Header| h.fine_interval = 5) as fn(&mut Header),
+                "fine_interval 5 does not divide hash_interval 16",
+            ),
+            (|h: &mut Header| h.hash_interval = 0, "at least 1"),
+            (|h: &mut Header| h.frames_max = 0, "frames_max 0"),
+            (
+                |h: &mut Header| h.frames_max = u64::MAX,
+                "is not a guest memory limit",
+            ),
+        ] {
+            let mut header = sample_header();
+            edit(&mut header);
+            let mut w = TraceWriter::new(Vec::new()).unwrap();
+            w.write_chunk(&Chunk::Header(Box::new(header))).unwrap();
+            let e = Trace::parse(&w.into_inner()).unwrap_err();
+            assert!(
+                e.to_string().starts_with("chunk 0 at byte offset 12: "),
+                "{e}"
+            );
+            assert!(e.to_string().contains(want), "{e}");
+        }
+    }
+
+    /// The reader takes any `Read` and a length field that promises more than the input holds is a truncation
+    /// named at its chunk, read in pieces (the input here hands out a few bytes per call).
+    #[test]
+    fn a_reader_in_small_pieces_reads_the_same_trace() {
+        struct Trickle<'a>(&'a [u8]);
+        impl std::io::Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(7);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let bytes = sample_trace();
+        let whole = Trace::parse(&bytes).unwrap();
+        let trickled = Trace::read(Trickle(&bytes)).unwrap();
+        assert_eq!(trickled.records, whole.records);
+        assert_eq!(trickled.summary, whole.summary);
+        let mut long = bytes.clone();
+        let second = frames(&bytes)[1].0;
+        long[second..second + 4].copy_from_slice(&(200u32 << 20).to_le_bytes());
+        let t = Trace::read(Trickle(&long)).unwrap();
+        match t.damage {
+            Some(TraceError::Truncated {
+                chunk: 1,
+                offset,
+                expected,
+                ..
+            }) => {
+                assert_eq!((offset, expected), (second, FRAME_BYTES + (200 << 20)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(t
+            .damage
+            .unwrap()
+            .to_string()
+            .contains("the trace ends early (truncated at chunk 1"));
     }
 
     #[test]
@@ -1051,8 +1439,19 @@ mod tests {
             let cut = cut.min(bytes.len());
             let full = Trace::parse(&sample_trace()).unwrap();
             match Trace::parse(&bytes[..cut]) {
-                Err(e) => prop_assert!(!e.to_string().is_empty()),
+                // Every error names the place: the chunk and its byte offset, or the preamble's byte offset.
+                Err(e) => {
+                    let text = e.to_string();
+                    prop_assert!(
+                        text.starts_with("byte offset ") || text.starts_with("chunk "),
+                        "an error without its place: {}", text
+                    );
+                    prop_assert!(text.contains("byte offset "), "{}", text);
+                }
                 Ok(t) => {
+                    if let Some(e) = &t.damage {
+                        prop_assert!(e.to_string().starts_with("chunk "), "{}", e);
+                    }
                     // Whatever was read is a prefix of the original records, or a mutation that kept the checksum
                     // (the 8-byte preamble fields are not checksummed, so only the version can change there).
                     prop_assert!(t.records.len() <= full.records.len() || t.damage.is_some());

@@ -6,8 +6,10 @@
 //! from one command line, and a green run proves the dangerous states were reached (coverage properties).
 //! Key decision: one run is a pure, single-threaded function of (template, fault plan, seed): virtual time, one totally
 //! ordered event queue, named ChaCha streams. Parallelism is across seeds only, so results are byte-identical at any
-//! thread count. This crate does no IO except reading templates and plans and writing what the runner is asked to write.
+//! thread count. This crate does no IO except reading templates and plans (through `input`, which bounds every input file
+//! tandem reads, the command line's included) and writing what the runner is asked to write.
 
+pub mod input;
 pub mod kernel;
 pub mod models;
 pub mod plan;

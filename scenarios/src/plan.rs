@@ -9,7 +9,7 @@
 //! Invariants: events are sorted by `at_ms` (stable, so same-time events keep template order); every node name in a plan
 //! is one of the model's nodes (checked by `compile`); the format is versioned (`format`, `version`).
 
-use crate::kernel::{NetworkOptions, NodeId, NS_PER_MS};
+use crate::kernel::{LinkLatency, NetworkOptions, NodeId, NS_PER_MS};
 use crate::rng;
 use crate::template::{Capabilities, NetworkSection, Step, Template};
 use rand::Rng;
@@ -17,6 +17,13 @@ use serde::{Deserialize, Serialize};
 
 pub const PLAN_FORMAT: &str = "tandem-fault-plan";
 pub const PLAN_VERSION: u32 = 1;
+
+/// The longest run: a template's `duration_s` is at most a day, and so is a plan's `duration_ms`. Every time a step or
+/// an event carries (`duration_ms`, `skew_ms`, `at_ms`) is bounded by it too, so sums of up to `STEPS_MAX` of them and
+/// their conversion to nanoseconds never overflow.
+pub const DURATION_MS_MAX: u64 = 86_400_000;
+/// The largest slow-down factor of a `slow` fault.
+pub const SLOW_FACTOR_MAX: u32 = 1_000;
 
 /// Every action a step or plan event can name. `wait`, `swarm` and `use` exist only in templates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -322,11 +329,29 @@ pub fn check_event(event: &FaultEvent, node_names: &[String]) -> Result<(), (Str
             return Err(("to".into(), "a clog needs two different nodes".into()));
         }
     }
-    if event.factor == Some(0) {
-        return Err((
-            "factor".into(),
-            "a slow-down factor must be at least 1".into(),
-        ));
+    if let Some(factor) = event.factor {
+        if factor == 0 || factor > SLOW_FACTOR_MAX {
+            return Err((
+                "factor".into(),
+                format!("a slow-down factor is between 1 and {SLOW_FACTOR_MAX}, not {factor}"),
+            ));
+        }
+    }
+    if let Some(duration_ms) = event.duration_ms {
+        if duration_ms > DURATION_MS_MAX {
+            return Err((
+                "duration_ms".into(),
+                format!("duration_ms is at most {DURATION_MS_MAX} (a day), not {duration_ms}"),
+            ));
+        }
+    }
+    if let Some(skew_ms) = event.skew_ms {
+        if skew_ms.unsigned_abs() > DURATION_MS_MAX {
+            return Err((
+                "skew_ms".into(),
+                format!("skew_ms is between -{DURATION_MS_MAX} and {DURATION_MS_MAX} (a day), not {skew_ms}"),
+            ));
+        }
     }
     Ok(())
 }
@@ -379,7 +404,33 @@ impl FaultPlan {
                 ),
             });
         }
+        let invalid = |message: String| PlanError::Invalid {
+            path: path.into(),
+            message,
+        };
+        if plan.duration_ms == 0 || plan.duration_ms > DURATION_MS_MAX {
+            return Err(invalid(format!(
+                "duration_ms is between 1 and {DURATION_MS_MAX} (a day), not {}",
+                plan.duration_ms
+            )));
+        }
+        check_network(&plan.network, node_names)
+            .map_err(|(key, message)| invalid(format!("network, key `{key}`: {message}")))?;
+        let mut previous_ms = 0;
         for (index, event) in plan.events.iter().enumerate() {
+            if event.at_ms > plan.duration_ms {
+                return Err(invalid(format!(
+                    "event {index} (at_ms = {}), key `at_ms`: the event is after the end of the run (duration_ms = {})",
+                    event.at_ms, plan.duration_ms
+                )));
+            }
+            if event.at_ms < previous_ms {
+                return Err(invalid(format!(
+                    "event {index} (at_ms = {}), key `at_ms`: events are in time order, and the event before it is at {previous_ms}",
+                    event.at_ms
+                )));
+            }
+            previous_ms = event.at_ms;
             if event.action.is_none() {
                 return Err(PlanError::Invalid {
                     path: path.into(),
@@ -455,6 +506,88 @@ impl FaultPlan {
             })
             .collect()
     }
+}
+
+/// The largest latency, extra reordering delay included, of a message: a day, in microseconds.
+pub const LATENCY_US_MAX: u64 = DURATION_MS_MAX * 1_000;
+
+/// Checks network options (a template's `[network]` table or a plan's `network`): probabilities between 0 and 1,
+/// latencies at most `LATENCY_US_MAX` with min <= max, link overrides between two known nodes. Errors are (key,
+/// message) so that the caller can name the line.
+pub fn check_network(
+    options: &NetworkOptions,
+    node_names: &[String],
+) -> Result<(), (String, String)> {
+    for (key, value) in [
+        ("loss", options.loss),
+        ("duplicate", options.duplicate),
+        ("reorder", options.reorder),
+    ] {
+        check_probability(key, value).map_err(|message| (key.to_string(), message))?;
+    }
+    check_reorder(options.reorder_us_max).map_err(|message| ("reorder_us_max".into(), message))?;
+    check_latency(&options.latency, "network")?;
+    for link in &options.links {
+        for name in [&link.from, &link.to] {
+            if !node_names.contains(name) {
+                return Err((
+                    "links".into(),
+                    format!(
+                        "node `{name}` is not one of the model's nodes ({})",
+                        node_names.join(", ")
+                    ),
+                ));
+            }
+        }
+        check_latency(&link.latency, &format!("link {}->{}", link.from, link.to))
+            .map_err(|(_, message)| ("links".to_string(), message))?;
+    }
+    Ok(())
+}
+
+/// `loss`, `duplicate` and `reorder` are probabilities (NaN is refused too).
+pub fn check_probability(key: &str, value: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "network.{key} is a probability between 0 and 1, not {value}"
+        ))
+    }
+}
+
+pub fn check_reorder(reorder_us_max: u64) -> Result<(), String> {
+    if reorder_us_max > LATENCY_US_MAX {
+        return Err(format!(
+            "network.reorder_us_max is at most {LATENCY_US_MAX} (a day), not {reorder_us_max}"
+        ));
+    }
+    Ok(())
+}
+
+/// A latency's bounds: each at most `LATENCY_US_MAX`, and min <= max. `what` names the table ("network", a link).
+pub fn check_latency(latency: &LinkLatency, what: &str) -> Result<(), (String, String)> {
+    for (key, value) in [
+        ("latency_us_min", latency.latency_us_min),
+        ("latency_us_max", latency.latency_us_max),
+    ] {
+        if value > LATENCY_US_MAX {
+            return Err((
+                key.into(),
+                format!("{what}: {key} is at most {LATENCY_US_MAX} (a day), not {value}"),
+            ));
+        }
+    }
+    if latency.latency_us_min > latency.latency_us_max {
+        return Err((
+            "latency_us_min".into(),
+            format!(
+                "{what}: latency_us_min ({}) is larger than latency_us_max ({})",
+                latency.latency_us_min, latency.latency_us_max
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Draws the run's network options: fixed values, or in swarm mode a value between 0 and each configured maximum.
@@ -728,6 +861,97 @@ mod tests {
                 "seed {seed}: every crash has its restart"
             );
         }
+    }
+
+    fn parse_error(plan: &FaultPlan) -> String {
+        let t = template("split-brain.toml");
+        FaultPlan::parse("p.toml", &plan.to_toml(), &t.node_names)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn plan_events_after_the_end_or_out_of_order_are_refused() {
+        let t = template("split-brain.toml");
+        let mut plan = plan_for_seed(&t, 1);
+        let last = plan.events.len() - 1;
+        plan.events[last].at_ms = plan.duration_ms + 1;
+        let error = parse_error(&plan);
+        assert!(
+            error.starts_with(&format!("p.toml: event {last} (at_ms = 60001), key `at_ms`: the event is after the end of the run (duration_ms = 60000)")),
+            "{error}"
+        );
+        plan.events[last].at_ms = plan.duration_ms;
+        assert!(
+            FaultPlan::parse("p.toml", &plan.to_toml(), &t.node_names).is_ok(),
+            "at the end is in"
+        );
+        let mut plan = plan_for_seed(&t, 1);
+        plan.events[1].at_ms = plan.events[0].at_ms + 5_000;
+        plan.events[2].at_ms = plan.events[0].at_ms;
+        let error = parse_error(&plan);
+        assert!(
+            error.contains("event 2 (at_ms = ") && error.contains("events are in time order"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn plan_durations_and_values_are_bounded() {
+        let t = template("split-brain.toml");
+        let mut plan = plan_for_seed(&t, 1);
+        plan.duration_ms = u64::MAX;
+        assert!(parse_error(&plan).contains("p.toml: duration_ms is between 1 and 86400000"));
+        plan.duration_ms = 0;
+        assert!(parse_error(&plan).contains("duration_ms is between 1 and 86400000"));
+        let mut plan = plan_for_seed(&t, 1);
+        let isolate = plan
+            .events
+            .iter()
+            .position(|e| e.action == Some(ActionKind::Isolate))
+            .unwrap();
+        plan.events[isolate].duration_ms = Some(u64::MAX);
+        let error = parse_error(&plan);
+        assert!(
+            error.contains(&format!("event {isolate}"))
+                && error.contains("key `duration_ms`: duration_ms is at most 86400000"),
+            "{error}"
+        );
+        let mut plan = plan_for_seed(&t, 1);
+        plan.events[0] = FaultEvent {
+            at_ms: 0,
+            action: Some(ActionKind::SkewClock),
+            node: Some("vnfc-a".into()),
+            skew_ms: Some(i64::MIN),
+            ..FaultEvent::default()
+        };
+        assert!(parse_error(&plan).contains("key `skew_ms`"));
+    }
+
+    #[test]
+    fn plan_networks_are_checked_like_templates() {
+        let t = template("split-brain.toml");
+        let mut plan = plan_for_seed(&t, 1);
+        plan.network.latency.latency_us_min = 10_000;
+        plan.network.latency.latency_us_max = 10;
+        let error = parse_error(&plan);
+        assert!(
+            error.contains("p.toml: network, key `latency_us_min`: network: latency_us_min (10000) is larger than latency_us_max (10)"),
+            "{error}"
+        );
+        let mut plan = plan_for_seed(&t, 1);
+        plan.network.reorder_us_max = u64::MAX;
+        assert!(parse_error(&plan).contains("key `reorder_us_max`"));
+        let mut plan = plan_for_seed(&t, 1);
+        plan.network.loss = 2.0;
+        assert!(parse_error(&plan).contains("key `loss`"));
+        let mut plan = plan_for_seed(&t, 1);
+        plan.network.links.push(crate::kernel::LinkOverride {
+            from: "ems".into(),
+            to: "nobody".into(),
+            latency: LinkLatency::default(),
+        });
+        assert!(parse_error(&plan).contains("node `nobody` is not one of the model's nodes"));
     }
 
     #[test]

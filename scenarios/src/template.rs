@@ -9,9 +9,13 @@
 //!
 //! This module does IO only to read template files; it never panics on bad input.
 
+use crate::input::{read_input_text, InputKind};
 use crate::kernel::{LinkLatency, LinkOverride, NetworkOptions, NodeId};
 use crate::models::{ModelKind, ModelParams};
-use crate::plan::{check_event, ActionKind, FaultEvent};
+use crate::plan::{
+    check_event, check_latency, check_probability, check_reorder, ActionKind, FaultEvent,
+    DURATION_MS_MAX,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,16 +25,15 @@ use toml::Spanned;
 pub const USE_DEPTH_MAX: usize = 8;
 /// Steps in one template after `use` expansion.
 pub const STEPS_MAX: usize = 10_000;
+/// `use` steps in one template after expansion (each reads a file).
+pub const USES_MAX: usize = 1_000;
 /// Faults one swarm step may draw.
 pub const SWARM_FAULTS_MAX: u32 = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    #[error("{path}: cannot read the template: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    Read(#[from] crate::input::InputError),
     #[error("{path}:{line}: {message}")]
     Invalid {
         path: String,
@@ -44,7 +47,7 @@ impl TemplateError {
     pub fn key(&self) -> Option<&str> {
         match self {
             TemplateError::Invalid { key, .. } => Some(key),
-            TemplateError::Read { .. } => None,
+            TemplateError::Read(_) => None,
         }
     }
 }
@@ -118,13 +121,13 @@ struct RawTemplate {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNetwork {
-    latency_us_min: Option<u64>,
-    latency_us_max: Option<u64>,
+    latency_us_min: Option<Spanned<u64>>,
+    latency_us_max: Option<Spanned<u64>>,
     exponential: Option<bool>,
     loss: Option<Spanned<f64>>,
     duplicate: Option<Spanned<f64>>,
     reorder: Option<Spanned<f64>>,
-    reorder_us_max: Option<u64>,
+    reorder_us_max: Option<Spanned<u64>>,
     swarm: Option<bool>,
     #[serde(default)]
     links: Vec<Spanned<LinkOverride>>,
@@ -209,6 +212,8 @@ impl RawStep {
 struct Loader {
     /// Files being loaded, outermost first, to report `use` cycles.
     stack: Vec<PathBuf>,
+    /// `use` steps expanded so far (each reads and parses a file), against `USES_MAX`.
+    uses_count: usize,
 }
 
 fn invalid(path: &Path, line: usize, key: &str, message: impl Into<String>) -> TemplateError {
@@ -221,10 +226,7 @@ fn invalid(path: &Path, line: usize, key: &str, message: impl Into<String>) -> T
 }
 
 fn parse_raw(path: &Path) -> Result<(String, RawTemplate), TemplateError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = read_input_text(path, InputKind::Template)?;
     let raw: RawTemplate = toml::from_str(&text).map_err(|e| {
         let line = e.span().map(|s| line_of(&text, s.start)).unwrap_or(1);
         let message = e.message().to_string();
@@ -237,12 +239,19 @@ fn parse_raw(path: &Path) -> Result<(String, RawTemplate), TemplateError> {
 
 /// Loads and validates a template file.
 pub fn load(path: &Path) -> Result<Template, TemplateError> {
-    Loader { stack: Vec::new() }.load_root(path)
+    Loader {
+        stack: Vec::new(),
+        uses_count: 0,
+    }
+    .load_root(path)
 }
 
 impl Loader {
     fn load_root(&mut self, path: &Path) -> Result<Template, TemplateError> {
         let (text, raw) = parse_raw(path)?;
+        check_name(raw.name.get_ref()).map_err(|message| {
+            invalid(path, line_of(&text, raw.name.span().start), "name", message)
+        })?;
         let model = ModelKind::from_name(raw.model.get_ref()).ok_or_else(|| {
             invalid(
                 path,
@@ -304,6 +313,17 @@ impl Loader {
                         ),
                     )
                 })?;
+            if nodes.get_ref().is_empty() {
+                return Err(invalid(
+                    path,
+                    line,
+                    kind_name.get_ref(),
+                    format!(
+                        "capabilities.{}: the node list is empty; list the nodes it may touch, or remove the line",
+                        kind_name.get_ref()
+                    ),
+                ));
+            }
             let mut ids = Vec::new();
             for node in nodes.get_ref() {
                 let id = node_names
@@ -321,6 +341,20 @@ impl Loader {
                             ),
                         )
                     })?;
+                if ids.contains(&id) {
+                    // A node listed twice would weigh double in the swarm's draws, and a clog between two copies
+                    // of one node has no second node to draw.
+                    return Err(invalid(
+                        path,
+                        line_of(&text, node.span().start),
+                        kind_name.get_ref(),
+                        format!(
+                            "capabilities.{}: node `{}` is listed twice",
+                            kind_name.get_ref(),
+                            node.get_ref()
+                        ),
+                    ));
+                }
                 ids.push(id);
             }
             capabilities.insert(kind, ids);
@@ -337,11 +371,13 @@ impl Loader {
             &mut steps,
         )?;
         self.stack.pop();
+        // Each step's duration is at most DURATION_MS_MAX (checked as it was read), so the sum of STEPS_MAX of them
+        // fits; checked all the same, so that no input can wrap it.
         let mut timeline_ms = 0u64;
         for step in &steps {
             match step {
                 Step::Wait { duration_ms } | Step::Swarm { duration_ms, .. } => {
-                    timeline_ms += duration_ms
+                    timeline_ms = timeline_ms.saturating_add(*duration_ms)
                 }
                 Step::Event(_) => {}
             }
@@ -410,6 +446,7 @@ impl Loader {
                                     "action `wait` needs key `duration_ms`",
                                 )
                             })?;
+                    check_step_duration(path, text, step, duration_ms)?;
                     out.push(Step::Wait { duration_ms });
                 }
                 "swarm" => {
@@ -426,6 +463,7 @@ impl Loader {
                                     "action `swarm` needs key `duration_ms`",
                                 )
                             })?;
+                    check_step_duration(path, text, step, duration_ms)?;
                     let faults_max = step
                         .faults_max
                         .as_ref()
@@ -481,13 +519,21 @@ impl Loader {
                             format!("`use` nests deeper than {USE_DEPTH_MAX}"),
                         ));
                     }
-                    let (other_text, other_raw) = parse_raw(&other_path).map_err(|e| match e {
-                        TemplateError::Read { path: p, source } => invalid(
+                    // Steps are bounded by STEPS_MAX, but a `use` of a template without steps adds none: without
+                    // this bound, 100 uses of 100 uses of ... (8 deep) read 10^16 files.
+                    self.uses_count += 1;
+                    if self.uses_count > USES_MAX {
+                        return Err(invalid(
                             path,
                             other_line,
                             "template",
-                            format!("cannot read used template {p}: {source}"),
-                        ),
+                            format!("more than {USES_MAX} `use` steps after expansion"),
+                        ));
+                    }
+                    let (other_text, other_raw) = parse_raw(&other_path).map_err(|e| match e {
+                        TemplateError::Read(source) => {
+                            invalid(path, other_line, "template", format!("`use`: {source}"))
+                        }
                         other => other,
                     })?;
                     if ModelKind::from_name(other_raw.model.get_ref()) != Some(model) {
@@ -582,6 +628,46 @@ impl Loader {
     }
 }
 
+/// The longest template name: it becomes part of a file name (`--shrink` writes `NAME-seed-N.toml`).
+pub const NAME_BYTES_MAX: usize = 100;
+
+/// A template's `name` is used in reports and as a file name under `--regressions-dir`, so it must be a plain file
+/// name: letters, digits, `-`, `_` and `.`, not starting with `.` (no `..`, no `/`, no hidden files).
+fn check_name(name: &str) -> Result<(), String> {
+    let plain = !name.is_empty()
+        && name.len() <= NAME_BYTES_MAX
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if plain {
+        Ok(())
+    } else {
+        Err(format!(
+            "name {name:?} must be a plain file name of at most {NAME_BYTES_MAX} letters, digits, `-`, `_` and `.`, \
+             not starting with `.` (it names regression files), such as \"my-scenario\""
+        ))
+    }
+}
+
+/// A `wait` or `swarm` step lasts at most DURATION_MS_MAX: then no sum of steps can wrap.
+fn check_step_duration(
+    path: &Path,
+    text: &str,
+    step: &RawStep,
+    duration_ms: u64,
+) -> Result<(), TemplateError> {
+    if duration_ms > DURATION_MS_MAX {
+        return Err(invalid(
+            path,
+            step.line_of_key(text, "duration_ms"),
+            "duration_ms",
+            format!("duration_ms is at most {DURATION_MS_MAX} (a day), not {duration_ms}"),
+        ));
+    }
+    Ok(())
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
@@ -597,13 +683,11 @@ fn network_section(
 ) -> Result<NetworkSection, TemplateError> {
     let mut section = NetworkSection::default();
     let Some(raw) = raw else { return Ok(section) };
-    let options = &mut section.options;
-    let latency = LinkLatency {
-        latency_us_min: raw.latency_us_min.unwrap_or(options.latency.latency_us_min),
-        latency_us_max: raw.latency_us_max.unwrap_or(options.latency.latency_us_max),
-        exponential: raw.exponential.unwrap_or(false),
+    // Each check names the line of its key, or of the `[network]` header for a key left at its default.
+    let line = |span: Option<std::ops::Range<usize>>| {
+        span.map_or_else(|| network_line(text), |s| line_of(text, s.start))
     };
-    options.latency = latency;
+    let options = &mut section.options;
     for (key, value) in [
         ("loss", &raw.loss),
         ("duplicate", &raw.duplicate),
@@ -611,14 +695,8 @@ fn network_section(
     ] {
         if let Some(value) = value {
             let v = *value.get_ref();
-            if !(0.0..=1.0).contains(&v) {
-                return Err(invalid(
-                    path,
-                    line_of(text, value.span().start),
-                    key,
-                    format!("network.{key} is a probability between 0 and 1, not {v}"),
-                ));
-            }
+            check_probability(key, v)
+                .map_err(|message| invalid(path, line(Some(value.span())), key, message))?;
             match key {
                 "loss" => options.loss = v,
                 "duplicate" => options.duplicate = v,
@@ -626,13 +704,35 @@ fn network_section(
             }
         }
     }
-    options.reorder_us_max = raw.reorder_us_max.unwrap_or(options.reorder_us_max);
+    if let Some(value) = &raw.reorder_us_max {
+        options.reorder_us_max = *value.get_ref();
+        check_reorder(options.reorder_us_max).map_err(|message| {
+            invalid(path, line(Some(value.span())), "reorder_us_max", message)
+        })?;
+    }
+    let value = |field: &Option<Spanned<u64>>, default: u64| {
+        field.as_ref().map_or(default, |v| *v.get_ref())
+    };
+    options.latency = LinkLatency {
+        latency_us_min: value(&raw.latency_us_min, options.latency.latency_us_min),
+        latency_us_max: value(&raw.latency_us_max, options.latency.latency_us_max),
+        exponential: raw.exponential.unwrap_or(false),
+    };
+    check_latency(&options.latency, "network").map_err(|(key, message)| {
+        let span = match key.as_str() {
+            "latency_us_max" => raw.latency_us_max.as_ref(),
+            _ => raw.latency_us_min.as_ref(),
+        };
+        invalid(path, line(span.map(|v| v.span())), &key, message)
+    })?;
     for link in &raw.links {
-        for name in [&link.get_ref().from, &link.get_ref().to] {
+        let l = link.get_ref();
+        let link_line = line(Some(link.span()));
+        for name in [&l.from, &l.to] {
             if !node_names.contains(name) {
                 return Err(invalid(
                     path,
-                    line_of(text, link.span().start),
+                    link_line,
                     "links",
                     format!(
                         "node `{name}` is not one of the model's nodes ({})",
@@ -641,10 +741,18 @@ fn network_section(
                 ));
             }
         }
-        options.links.push(link.get_ref().clone());
+        check_latency(&l.latency, &format!("link {}->{}", l.from, l.to))
+            .map_err(|(_, message)| invalid(path, link_line, "links", message))?;
+        options.links.push(l.clone());
     }
     section.swarm = raw.swarm.unwrap_or(false);
     Ok(section)
+}
+
+/// The line of the `[network]` header, for errors that no single key carries.
+fn network_line(text: &str) -> usize {
+    text.find("[network]")
+        .map_or(1, |offset| line_of(text, offset))
 }
 
 #[cfg(test)]
@@ -795,6 +903,146 @@ mod tests {
             format!("{HEAD}duration_s = 1\n[[steps]]\naction = \"wait\"\nduration_ms = 5000\n");
         let (line, key, _) = load_err("long", &text);
         assert_eq!((line, key.as_str()), (3, "duration_s"));
+    }
+
+    #[test]
+    fn an_empty_capability_list_is_refused_before_a_swarm_draws_from_it() {
+        // It used to load, and a swarm step then panicked drawing a node from the empty list.
+        let text = format!(
+            "{HEAD}[capabilities]\npartition = []\n[[steps]]\naction = \"swarm\"\nduration_ms = 30000\n"
+        );
+        let (line, key, message) = load_err("empty-capability", &text);
+        assert_eq!((line, key.as_str()), (4, "partition"), "{message}");
+        assert!(message.contains("the node list is empty"), "{message}");
+        let text = format!("{HEAD}[capabilities]\nclog = [\"ems\", \"vnfm\", \"ems\"]\n");
+        let (line, key, message) = load_err("twice", &text);
+        assert_eq!((line, key.as_str()), (4, "clog"));
+        assert!(message.contains("node `ems` is listed twice"), "{message}");
+    }
+
+    #[test]
+    fn a_name_must_be_a_plain_file_name() {
+        for name in [
+            "../x",
+            "/tmp/x",
+            "a/b",
+            "..",
+            ".hidden",
+            "",
+            "a b",
+            &"n".repeat(101),
+        ] {
+            let (line, key, message) = load_err(
+                "name",
+                &format!("name = {name:?}\nmodel = \"split-brain\"\n"),
+            );
+            assert_eq!((line, key.as_str()), (1, "name"), "{name}: {message}");
+            assert!(message.contains("plain file name"), "{message}");
+        }
+        let dir = dir_with(
+            "good-name",
+            &[("t.toml", "name = \"my_scenario-2.v1\"\nmodel = \"hpo\"\n")],
+        );
+        assert_eq!(load(&dir.join("t.toml")).unwrap().name, "my_scenario-2.v1");
+    }
+
+    #[test]
+    fn step_times_cannot_wrap() {
+        // 2^64-1 ms then 10 ms used to wrap to 9 ms and pass the duration check.
+        let text = format!(
+            "{HEAD}[[steps]]\naction = \"wait\"\nduration_ms = 18446744073709551615\n[[steps]]\naction = \"wait\"\nduration_ms = 10\n"
+        );
+        let (line, key, message) = load_err("wrap", &text);
+        assert_eq!((line, key.as_str()), (5, "duration_ms"), "{message}");
+        assert!(message.contains("at most 86400000"), "{message}");
+        let text = format!("{HEAD}[capabilities]\ncrash = [\"ems\"]\n[[steps]]\naction = \"swarm\"\nduration_ms = 86400001\n");
+        let (line, key, _) = load_err("swarm-wrap", &text);
+        assert_eq!((line, key.as_str()), (7, "duration_ms"));
+        let text = format!("{HEAD}[capabilities]\nisolate = [\"ems\"]\n[[steps]]\naction = \"isolate\"\nnode = \"ems\"\nduration_ms = 18446744073709551615\n");
+        let (line, key, _) = load_err("fault-wrap", &text);
+        assert_eq!((line, key.as_str()), (8, "duration_ms"));
+        // Steps each within the limit still add up past the run's duration: the sum is exact, not wrapped.
+        let text = format!(
+            "{HEAD}duration_s = 86400\n[[steps]]\naction = \"wait\"\nduration_ms = 86400000\n[[steps]]\naction = \"wait\"\nduration_ms = 86400000\n"
+        );
+        let (_, key, message) = load_err("sum", &text);
+        assert_eq!(key, "duration_s");
+        assert!(message.contains("the steps take 172800000 ms"), "{message}");
+    }
+
+    #[test]
+    fn network_latencies_are_ordered_and_bounded() {
+        let (line, key, message) = load_err(
+            "latency",
+            &format!("{HEAD}[network]\nlatency_us_min = 5000\nlatency_us_max = 100\n"),
+        );
+        assert_eq!((line, key.as_str()), (4, "latency_us_min"));
+        assert!(
+            message.contains("latency_us_min (5000) is larger than latency_us_max (100)"),
+            "{message}"
+        );
+        // Only the max is given: the default min (200 us) is larger.
+        let (line, key, _) = load_err(
+            "latency-max",
+            &format!("{HEAD}[network]\nlatency_us_max = 100\n"),
+        );
+        assert_eq!((line, key.as_str()), (3, "latency_us_min"));
+        let (line, key, message) = load_err(
+            "link",
+            &format!("{HEAD}[network]\nlinks = [{{ from = \"ems\", to = \"vnfm\", latency_us_min = 9, latency_us_max = 1 }}]\n"),
+        );
+        assert_eq!((line, key.as_str()), (4, "links"));
+        assert!(
+            message.contains("link ems->vnfm: latency_us_min (9)"),
+            "{message}"
+        );
+        let (line, key, _) = load_err(
+            "huge",
+            &format!("{HEAD}[network]\nlatency_us_max = 86400000001\n"),
+        );
+        assert_eq!((line, key.as_str()), (4, "latency_us_max"));
+        let (line, key, _) = load_err(
+            "reorder",
+            &format!("{HEAD}[network]\n\nreorder_us_max = 86400000001\n"),
+        );
+        assert_eq!((line, key.as_str()), (5, "reorder_us_max"));
+        let (line, key, _) = load_err("nan", &format!("{HEAD}[network]\nloss = nan\n"));
+        assert_eq!((line, key.as_str()), (4, "loss"));
+    }
+
+    #[test]
+    fn a_used_template_is_read_with_the_same_bound() {
+        let outer = format!("{HEAD}[[steps]]\naction = \"use\"\ntemplate = \"/dev/zero\"\n");
+        let (line, key, message) = load_err("use-zero", &outer);
+        assert_eq!((line, key.as_str()), (5, "template"));
+        assert!(
+            message.contains("the template /dev/zero is larger than 4194304 bytes"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn use_expansions_are_bounded_even_without_steps() {
+        // Four levels of 40 uses of an empty template: 2.56 million file reads, and no step to count.
+        let mut files = vec![("e.toml".to_string(), HEAD.to_string())];
+        for (name, inner) in [("a", "b"), ("b", "c"), ("c", "d"), ("d", "e")] {
+            let uses =
+                format!("[[steps]]\naction = \"use\"\ntemplate = \"{inner}.toml\"\n").repeat(40);
+            files.push((format!("{name}.toml"), format!("{HEAD}{uses}")));
+        }
+        let files: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        let dir = dir_with("uses", &files);
+        let error = load(&dir.join("a.toml")).unwrap_err();
+        assert_eq!(error.key(), Some("template"));
+        assert!(
+            error
+                .to_string()
+                .contains("more than 1000 `use` steps after expansion"),
+            "{error}"
+        );
     }
 
     #[test]

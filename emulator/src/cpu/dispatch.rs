@@ -54,6 +54,7 @@ fn build() -> Table {
     super::control::register(&mut t);
     super::stack::register(&mut t);
     super::system::register(&mut t);
+    super::hint::register(&mut t);
     super::shift::register(&mut t);
     super::muldiv::register(&mut t);
     super::bit::register(&mut t);

@@ -23,6 +23,7 @@ mod jit;
 mod alu;
 mod bit;
 mod control;
+mod hint;
 mod muldiv;
 mod probe;
 mod shift;

@@ -1,16 +1,20 @@
 //! Probes of the block cache for debuggers: how far the machine can run before it reaches an address of
-//! interest, and a cheap way to learn that a page was written.
+//! interest, and counts of the guest's accesses to watched byte ranges.
 //!
 //! Why: a replay debugger must stop exactly before the instruction at a breakpoint's address retires, and after
-//! the instruction that writes a watched range. The run loop has no hooks (they would cost every run), so the
-//! debugger asks instead how many instructions of the current block it may run (`instructions_until`) and
-//! runs exactly that many with `Machine::run`, block after block, at the speed of the run loop.
+//! the instruction that writes (reads, accesses) a watched range. The run loop has no hooks (they would cost
+//! every run), so the debugger asks instead how many instructions of the current block it may run
+//! (`instructions_until`) and runs exactly that many with `Machine::run`, block after block, at the speed of
+//! the run loop; and it learns from the watch counts (`watch_hits`, kept by the memory's slow path for the
+//! watched pages only) whether a block touched a watched range at all, so that only such a block is looked at
+//! one instruction at a time.
 //!
 //! Invariant: nothing here changes the guest's architectural state; `instructions_until` only decodes (as
-//! `run` would at the same rip), and `report_writes_to` only makes the next write to a page take the slow
-//! path that reports it.
+//! `run` would at the same rip), and `set_watches` only makes the accesses to the watched pages take the slow
+//! path that counts them.
 
 use super::Machine;
+use crate::memory::{WatchHits, WatchRange};
 use std::collections::BTreeSet;
 
 impl Machine {
@@ -49,12 +53,15 @@ impl Machine {
         at.max(1) as u64
     }
 
-    /// Makes the next guest write to the page holding `addr` report itself, as a write to cached code does:
-    /// `cache_stats.pages_invalidated` grows when it happens (at the latest when the next `run` starts). One
-    /// write disarms it; call again to re-arm. A debugger compares the counter around a run to learn, without
-    /// comparing bytes after every instruction, that a watched page may have changed.
-    pub fn report_writes_to(&mut self, addr: u64) {
-        self.cpu.mem.mark_code_page(addr);
+    /// Watches byte ranges (none: `&[]`): from now on, every guest access to them is counted by kind in
+    /// `watch_hits`, in the order given (`Memory::set_watches`, which says when a count is only possible).
+    pub fn set_watches(&mut self, watches: &[WatchRange]) {
+        self.cpu.mem.set_watches(watches);
+    }
+
+    /// The access counts of the watched ranges since `set_watches`.
+    pub fn watch_hits(&self) -> &[WatchHits] {
+        self.cpu.mem.watch_hits()
     }
 }
 
@@ -97,22 +104,91 @@ mod tests {
         assert_eq!(m.instructions_until(&inside), 4);
     }
 
+    /// A hot loop (compiled after 32 runs) reads and writes a watched word and writes its neighbour: the
+    /// counts are exact, compiled code included (it leaves to the interpreter at each watched access).
     #[test]
-    fn a_write_to_a_watched_page_is_counted() {
+    fn watched_accesses_are_counted_exactly_in_compiled_blocks_too() {
         let mut m = machine_with(&assemble(|a| {
-            a.mov(qword_ptr(DATA + 8), rax).unwrap();
-            a.mov(qword_ptr(DATA + 4096), rax).unwrap();
+            let mut top = a.create_label();
+            a.mov(ecx, 100).unwrap();
+            a.set_label(&mut top).unwrap();
+            a.mov(rax, qword_ptr(DATA + 8)).unwrap();
+            a.add(rax, 1).unwrap();
             a.mov(qword_ptr(DATA + 16), rax).unwrap();
+            a.mov(qword_ptr(DATA + 8), rax).unwrap();
+            a.push(rax).unwrap();
+            a.pop(rax).unwrap();
+            a.dec(ecx).unwrap();
+            a.jnz(top).unwrap();
             a.hlt().unwrap();
         }));
-        let before = m.cache_stats.pages_invalidated;
-        m.report_writes_to(DATA);
-        m.run(1);
-        m.run(0);
-        assert_eq!(m.cache_stats.pages_invalidated, before + 1);
-        // Another page: not reported. The watched page again: disarmed by the first write.
-        m.run(2);
-        m.run(0);
-        assert_eq!(m.cache_stats.pages_invalidated, before + 1);
+        m.set_watches(&[WatchRange {
+            addr: DATA + 8,
+            len: 8,
+            reads: true,
+            writes: true,
+        }]);
+        m.run(10_000);
+        assert_eq!(m.cpu.mem.peek_u64(DATA + 8), Ok(100));
+        assert_eq!(
+            m.watch_hits(),
+            &[WatchHits {
+                reads: 100,
+                writes: 100
+            }]
+        );
+    }
+
+    /// REP MOVSB run many iterations at once counts a possible hit per watched page it resolves; one
+    /// instruction at a time, each iteration is counted exactly: one read of the watched source byte, one
+    /// write of the watched destination byte.
+    #[test]
+    fn bulk_string_counts_are_possible_hits_and_exact_one_at_a_time() {
+        let code = assemble(|a| {
+            a.mov(rsi, DATA).unwrap();
+            a.mov(rdi, DATA + 0x800).unwrap();
+            a.mov(ecx, 64).unwrap();
+            a.cld().unwrap();
+            a.rep().movsb().unwrap();
+            a.hlt().unwrap();
+        });
+        let watches = [
+            WatchRange {
+                addr: DATA + 9,
+                len: 1,
+                reads: true,
+                writes: false,
+            },
+            WatchRange {
+                addr: DATA + 0x809,
+                len: 1,
+                reads: false,
+                writes: true,
+            },
+        ];
+        let mut fast = machine_with(&code);
+        fast.set_watches(&watches);
+        fast.run(1000);
+        assert_eq!(fast.cpu.regs.gpr[crate::cpu::RCX], 0);
+        assert!(fast.watch_hits()[0].reads >= 1 && fast.watch_hits()[1].writes >= 1);
+        let mut slow = machine_with(&code);
+        slow.set_watches(&watches);
+        for _ in 0..100 {
+            slow.run(1);
+        }
+        assert_eq!(slow.cpu.regs.gpr[crate::cpu::RCX], 0);
+        assert_eq!(
+            slow.watch_hits(),
+            &[
+                WatchHits {
+                    reads: 1,
+                    writes: 0
+                },
+                WatchHits {
+                    reads: 0,
+                    writes: 1
+                }
+            ]
+        );
     }
 }

@@ -103,7 +103,8 @@ fn iterate<const S: u8, const OP: u8>(
 /// Exactness: every iteration of the chunk reads the same source page and writes the same destination page, so
 /// resolving both pages first (source first: each iteration reads before it writes) raises exactly the fault
 /// the first iteration would, with nothing done; otherwise all of them succeed and leave what the iterations
-/// one by one would. The caller counts each iteration as a retired instruction.
+/// one by one would, stuck bits of the destination frame included. The caller counts each iteration as a
+/// retired instruction.
 #[inline(always)]
 fn bulk<const S: u8, const OP: u8>(cpu: &mut Cpu, seg: u64, max: u64) -> Result<u64, Stop> {
     let size = S as usize;
@@ -154,6 +155,11 @@ fn bulk<const S: u8, const OP: u8>(cpu: &mut Cpu, seg: u64, max: u64) -> Result<
             }
         }
     }
+    // Stuck bits of the destination frame hold against this write as against any other. Forcing them once after
+    // the whole span leaves what forcing after each iteration would: no iteration of the span reads a byte that an
+    // earlier one wrote (MOVS copies forward only when the destination is not above the source inside it), and
+    // forcing touches only the stuck bits.
+    cpu.mem.host_write_done(rdi);
     cpu.regs.gpr[RDI] = rdi.wrapping_add(bytes as u64);
     Ok(n as u64)
 }
@@ -314,9 +320,16 @@ mod tests {
 
     /// The bulk path (whole page spans at once) must leave exactly what iteration-by-iteration execution
     /// leaves, at every budget: page-crossing and unaligned spans, every element size, MOVS and STOS, and an
-    /// overlapping MOVS that replicates a pattern.
+    /// overlapping MOVS that replicates a pattern; and the same again with stuck bits in every page, inside the
+    /// source and destination spans, which each write must leave forced.
     #[test]
     fn bulk_rep_movs_and_stos_match_single_iterations_at_every_budget() {
+        for stuck in [false, true] {
+            bulk_matches_single_iterations(stuck);
+        }
+    }
+
+    fn bulk_matches_single_iterations(stuck: bool) {
         type Op = fn(&mut CodeAssembler) -> Result<(), IcedError>;
         let ops: [(&str, Op, u64); 6] = [
             ("movsb", |a| a.rep().movsb(), 1),
@@ -345,6 +358,19 @@ mod tests {
                     m.cpu.regs.gpr[RDI] = dst;
                     m.cpu.regs.gpr[RCX] = count;
                     m.cpu.regs.gpr[RAX] = 0x1122_3344_5566_7788;
+                    if stuck {
+                        for page in 0..4 {
+                            let frame = m.cpu.mem.frame_of(DATA + page * 0x1000).unwrap();
+                            for (byte, bit, value) in [
+                                (0x7, 5, false),
+                                (0x11, 0, true),
+                                (0x12, 7, false),
+                                (0xff8, 3, true),
+                            ] {
+                                m.cpu.mem.set_stuck_bit(frame, byte, bit, value);
+                            }
+                        }
+                    }
                 };
                 let mut reference = machine_with(&code);
                 setup(&mut reference);
@@ -371,7 +397,7 @@ mod tests {
                     m.cpu.mem.read_bytes(DATA, &mut got).unwrap();
                     assert!(
                         got == expected,
-                        "{name} src {src:#x} dst {dst:#x} budget {budget}"
+                        "{name} src {src:#x} dst {dst:#x} budget {budget} stuck {stuck}"
                     );
                     assert_eq!(
                         m.cpu.registers(),

@@ -1,6 +1,7 @@
 //! System and miscellaneous instructions (SDM Vol. 1, 5.1.13 and 5.20): SYSCALL, CPUID, RDTSC, RDTSCP, RDRAND,
-//! RDSEED, XGETBV, the fences, prefetches, NOP forms, PAUSE, ENDBR64, UD0/UD1/UD2, HLT, INT3, INT n, the flag
-//! control instructions (CLC, STC, CMC, CLD, STD, LAHF, SAHF).
+//! RDSEED, XGETBV, the fences, CLFLUSH, the one-byte NOP, PAUSE, UD0/UD1/UD2, HLT, INT3, INT n, the flag
+//! control instructions (CLC, STC, CMC, CLD, STD, LAHF, SAHF). The hint-NOP space (NOP r/m, prefetches, ENDBR,
+//! RDSSP and the reserved NOPs) is hint.rs's.
 //!
 //! Every source of nondeterminism here is answered from the configuration: RDTSC from the instruction count,
 //! RDRAND and RDSEED from a ChaCha stream of the seed, CPUID from the fixed table in cpuid.rs.
@@ -127,29 +128,25 @@ pub(crate) fn register(t: &mut Table) {
     t.set(Code::Rdseed_r32, rdrand::<4>);
     t.set(Code::Rdseed_r64, rdrand::<8>);
     t.set(Code::Xgetbv, xgetbv);
-    for code in [
-        Code::Lfence,
-        Code::Mfence,
-        Code::Sfence,
-        Code::Prefetchnta_m8,
-        Code::Prefetcht0_m8,
-        Code::Prefetcht1_m8,
-        Code::Prefetcht2_m8,
-        Code::Prefetchw_m8,
-        Code::Clflush_m8,
-        Code::Pause,
-        Code::Endbr64,
-        Code::Endbr32,
-    ] {
+    for code in [Code::Clflush_m8, Code::Pause] {
         t.set(code, nop);
     }
+    // "The processor ignores the r/m field of the ModR/M byte" (SDM Vol. 2A LFENCE and MFENCE, Vol. 2B SFENCE):
+    // each fence is any of 0F AE E8-EF, F0-F7, F8-FF, and iced gives each byte its own code. One CPU with no other
+    // agent in memory has nothing to order, so all are NOPs (native_oracle.rs walks them on the host CPU).
     for code in Code::values() {
-        if code.mnemonic() == Mnemonic::Nop
-            && code.op_code().mode64()
+        if matches!(
+            code.mnemonic(),
+            Mnemonic::Lfence | Mnemonic::Mfence | Mnemonic::Sfence
+        ) && code.op_code().mode64()
             && code.op_code().encoding() == iced_x86::EncodingKind::Legacy
         {
             t.set(code, nop);
         }
+    }
+    // The one-byte NOPs (90 with or without 66 or REX.W); NOP r/m, prefetches and ENDBR are hint.rs's.
+    for code in [Code::Nopw, Code::Nopd, Code::Nopq] {
+        t.set(code, nop);
     }
     t.set(Code::Ud2, ud);
     t.set(Code::Ud0_r32_rm32, ud);

@@ -1,21 +1,28 @@
-//! Fault campaigns: one program under many seeded fault plans, in parallel, with outcome tables.
+//! Fault campaigns: one program under many seeded fault plans, in parallel, each run judged against the fault-free run.
 //!
-//! A campaign first runs the program without faults (the baseline: exit status, stdout, instruction count), then
-//! runs it once per fault seed with the plan's drawn faults (`count=` specs without `within=` are spread over the
+//! A campaign first runs the program without faults (the baseline: how it ended, its stdout, its instruction count),
+//! then runs it once per fault seed with the plan's drawn faults (`count=` specs without `within=` are spread over the
 //! baseline's instruction count). The guest's own seed is the same for every run, so the baseline serves them all;
 //! only the "faults.mem" stream changes with the seed. Runs are independent and single-threaded; rayon spreads them
 //! over `jobs` threads and collects them in seed order, so every table is byte-identical at any `jobs`.
 //!
-//! Each run gets a verdict against the baseline, on stdout and the exit status (stderr is where programs report
-//! recoveries, so it is not compared):
-//! unaffected (same status, same stdout), silently corrupted (same status, different stdout), error exit (a
-//! different exit status: the program noticed), crashed (killed by a signal), hung (hit the instruction limit).
+//! Each run is judged against the baseline (`judge`), on how it ended (exit status, killing signal, or the
+//! instruction limit) and its stdout (stderr is where programs report recoveries, so it is not compared):
+//! - masked: it ended as the fault-free run did with the same stdout. A crash that the fault-free run has too is
+//!   not the fault's doing, so a program that always crashes is masked, not "crashed", when it crashes the same way.
+//! - silently corrupted: different stdout, yet it ended as the fault-free run did or with exit status 0: nothing but
+//!   the output itself tells that it is wrong.
+//! - exit changed: it exited with a status other than the fault-free run's (and not 0 with different output): the
+//!   program noticed something, or failed where it had succeeded.
+//! - crashed: killed by a signal the fault-free run was not killed by.
+//! - hung: it hit the instruction limit (the fault-free run finished, or the campaign is refused).
 //!
 //! It must not: do IO (guests run on `MemoryHost`; the CLI prints), or let the thread count reach an output.
 
 use super::containment::{allowed_outcomes, Action, ErrorReport, Outcome};
 use super::plan::{FaultKind, FaultPlan, PageState};
 use super::{Hypervisor, Policy};
+use crate::linux::abi::signal_name;
 use crate::linux::{LinuxConfig, LinuxMachine, MemoryHost, Progress, Termination};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -25,6 +32,8 @@ use std::sync::Arc;
 
 /// Most seeds one campaign runs.
 pub const SEEDS_MAX: u64 = 10_000_000;
+/// Most worker threads one campaign starts (each runs one guest at a time, with its own memory).
+pub const JOBS_MAX: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CampaignError {
@@ -36,6 +45,8 @@ pub enum CampaignError {
     BaselineHung { instructions_max: u64 },
     #[error("seeds {start}..{end}: the range is empty or holds more than {SEEDS_MAX} seeds")]
     BadSeeds { start: u64, end: u64 },
+    #[error("{jobs} worker threads: give between 1 and {JOBS_MAX}")]
+    BadJobs { jobs: usize },
     #[error("cannot start {jobs} worker threads: {message}")]
     Threads { jobs: usize, message: String },
 }
@@ -54,29 +65,72 @@ pub struct CampaignSpec {
     pub instructions_max: Option<u64>,
 }
 
-/// How one run compares with the fault-free run.
+/// How a run ended. Unlike a shell's status, an exit with 139 and a SIGSEGV are different ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum End {
+    /// exit or exit_group with this status (0-255).
+    Exited { status: i32 },
+    /// Killed by this signal.
+    Killed { signal: i32 },
+    /// Still running at the instruction limit.
+    Hung,
+}
+
+impl End {
+    fn of(progress: Progress, termination: Option<&Termination>) -> End {
+        match (progress, termination) {
+            (Progress::Finished, Some(Termination::Signaled { signal, .. })) => {
+                End::Killed { signal: *signal }
+            }
+            (Progress::Finished, Some(t)) => End::Exited {
+                status: t.exit_status(),
+            },
+            _ => End::Hung,
+        }
+    }
+
+    /// The status a shell shows (128 + N for signal N); None for a hung run.
+    pub fn exit_status(self) -> Option<i32> {
+        match self {
+            End::Exited { status } => Some(status),
+            End::Killed { signal } => Some(128 + signal),
+            End::Hung => None,
+        }
+    }
+
+    /// "exit 3", "killed by SIGSEGV", "hung".
+    pub fn describe(self) -> String {
+        match self {
+            End::Exited { status } => format!("exit {status}"),
+            End::Killed { signal } => format!("killed by {}", signal_name(signal)),
+            End::Hung => "hung".into(),
+        }
+    }
+}
+
+/// How one run compares with the fault-free run (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Verdict {
-    Unaffected,
+    Masked,
     SilentlyCorrupted,
-    ErrorExit,
+    ExitChanged,
     Crashed,
     Hung,
 }
 
 impl Verdict {
     pub const ALL: [Verdict; 5] = [
-        Verdict::Unaffected,
+        Verdict::Masked,
         Verdict::SilentlyCorrupted,
-        Verdict::ErrorExit,
+        Verdict::ExitChanged,
         Verdict::Crashed,
         Verdict::Hung,
     ];
     pub fn name(self) -> &'static str {
         match self {
-            Verdict::Unaffected => "unaffected",
+            Verdict::Masked => "masked",
             Verdict::SilentlyCorrupted => "silently-corrupted",
-            Verdict::ErrorExit => "error-exit",
+            Verdict::ExitChanged => "exit-changed",
             Verdict::Crashed => "crashed",
             Verdict::Hung => "hung",
         }
@@ -85,17 +139,33 @@ impl Verdict {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Baseline {
-    pub exit_status: i32,
+    pub end: End,
     pub stdout: Vec<u8>,
     pub icount: u64,
+    /// The diagnostic line of a fault-free run killed by a signal.
+    pub diagnostic: Option<String>,
+}
+
+/// The verdict of a run that ended with `end` and wrote `stdout`, against the fault-free run.
+pub fn judge(baseline: &Baseline, end: End, stdout: &[u8]) -> Verdict {
+    let same_stdout = stdout == baseline.stdout.as_slice();
+    match end {
+        End::Hung => Verdict::Hung,
+        _ if end == baseline.end && same_stdout => Verdict::Masked,
+        _ if end == baseline.end => Verdict::SilentlyCorrupted,
+        End::Exited { status: 0 } if !same_stdout => Verdict::SilentlyCorrupted,
+        End::Exited { .. } => Verdict::ExitChanged,
+        End::Killed { .. } => Verdict::Crashed,
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunResult {
     pub seed: u64,
     pub verdict: Verdict,
-    pub exit_status: Option<i32>,
+    pub end: End,
     pub icount: u64,
+    pub stdout_bytes: u64,
     pub diagnostic: Option<String>,
     pub reports: Vec<ErrorReport>,
 }
@@ -107,6 +177,11 @@ impl RunResult {
             r.kind == FaultKind::Ue && r.frame.is_some() && r.action != Action::AlreadyPoisoned
         })
     }
+
+    /// The status a shell shows; None for a hung run.
+    pub fn exit_status(&self) -> Option<i32> {
+        self.end.exit_status()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -114,15 +189,18 @@ pub struct CampaignResult {
     pub baseline: Baseline,
     /// The plan as run (count specs with their window filled in).
     pub plan: FaultPlan,
+    /// The instruction limit of each faulty run.
+    pub instructions_max: u64,
     pub runs: Vec<RunResult>,
 }
 
 fn run_one(
     spec: &CampaignSpec,
     plan: &FaultPlan,
+    baseline: &Baseline,
     seed: u64,
     instructions_max: u64,
-) -> Result<(RunResult, Vec<u8>), CampaignError> {
+) -> Result<RunResult, CampaignError> {
     let host = MemoryHost::new(spec.config.seed);
     let mut hv = Hypervisor::new(
         spec.config.clone(),
@@ -135,31 +213,17 @@ fn run_one(
     let progress = hv.run_to_completion(instructions_max);
     let reports = hv.reports();
     let guest = &hv.guest;
-    let (exit_status, diagnostic) = match (progress, guest.termination()) {
-        (Progress::Finished, Some(t)) => (Some(t.exit_status()), t.diagnostic()),
-        _ => (None, None),
-    };
-    let result = RunResult {
+    let end = End::of(progress, guest.termination());
+    let stdout = &guest.host.stdout;
+    Ok(RunResult {
         seed,
-        verdict: Verdict::Hung,
-        exit_status,
+        verdict: judge(baseline, end, stdout),
+        end,
         icount: guest.icount(),
-        diagnostic,
+        stdout_bytes: stdout.len() as u64,
+        diagnostic: guest.termination().and_then(Termination::diagnostic),
         reports,
-    };
-    let crashed = matches!(guest.termination(), Some(Termination::Signaled { .. }));
-    let stdout = hv.guest.host.stdout.clone();
-    Ok((
-        RunResult {
-            verdict: if crashed {
-                Verdict::Crashed
-            } else {
-                result.verdict
-            },
-            ..result
-        },
-        stdout,
-    ))
+    })
 }
 
 /// Runs the campaign.
@@ -168,19 +232,24 @@ pub fn run_campaign(spec: &CampaignSpec) -> Result<CampaignResult, CampaignError
     if end <= start || end - start > SEEDS_MAX {
         return Err(CampaignError::BadSeeds { start, end });
     }
+    if spec.jobs == 0 || spec.jobs > JOBS_MAX {
+        return Err(CampaignError::BadJobs { jobs: spec.jobs });
+    }
     let baseline_max = spec.instructions_max.unwrap_or(u64::MAX / 4);
     let mut guest = LinuxMachine::new(
         spec.config.clone(),
         &spec.program,
         MemoryHost::new(spec.config.seed),
     )?;
-    if guest.run_to_completion(baseline_max) != Progress::Finished {
+    let progress = guest.run_to_completion(baseline_max);
+    if progress != Progress::Finished {
         return Err(CampaignError::BaselineHung {
             instructions_max: baseline_max,
         });
     }
     let baseline = Baseline {
-        exit_status: guest.exit_status().unwrap_or(0),
+        end: End::of(progress, guest.termination()),
+        diagnostic: guest.termination().and_then(Termination::diagnostic),
         stdout: std::mem::take(&mut guest.host.stdout),
         icount: guest.icount(),
     };
@@ -189,35 +258,24 @@ pub fn run_campaign(spec: &CampaignSpec) -> Result<CampaignResult, CampaignError
         .instructions_max
         .unwrap_or(baseline.icount.saturating_mul(2).saturating_add(1_000_000));
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(spec.jobs.max(1))
+        .num_threads(spec.jobs)
         .build()
         .map_err(|e| CampaignError::Threads {
             jobs: spec.jobs,
             message: e.to_string(),
         })?;
-    let runs: Vec<Result<(RunResult, Vec<u8>), CampaignError>> = pool.install(|| {
+    // Each run is judged where it ran, so only its verdict and sizes are kept, never every run's stdout at once.
+    let runs: Result<Vec<RunResult>, CampaignError> = pool.install(|| {
         (start..end)
             .into_par_iter()
-            .map(|seed| run_one(spec, &plan, seed, instructions_max))
+            .map(|seed| run_one(spec, &plan, &baseline, seed, instructions_max))
             .collect()
     });
-    let mut out = Vec::with_capacity(runs.len());
-    for r in runs {
-        let (mut run, stdout) = r?;
-        if run.verdict != Verdict::Crashed {
-            run.verdict = match run.exit_status {
-                None => Verdict::Hung,
-                Some(s) if s != baseline.exit_status => Verdict::ErrorExit,
-                Some(_) if stdout != baseline.stdout => Verdict::SilentlyCorrupted,
-                Some(_) => Verdict::Unaffected,
-            };
-        }
-        out.push(run);
-    }
     Ok(CampaignResult {
         baseline,
         plan,
-        runs: out,
+        instructions_max,
+        runs: runs?,
     })
 }
 
@@ -248,9 +306,9 @@ impl CampaignResult {
         t
     }
 
-    /// Breaches of the containment contract: an outcome the policy does not allow for the frame's class, or a
-    /// run that met an uncorrectable error and exited 0 with stdout different from the fault-free run.
-    pub fn violations(&self) -> Vec<(u64, String)> {
+    /// Breaches of the containment contract, each a bug of tandem's hypervisor rather than of the guest: an
+    /// uncorrectable error whose outcome the memory-failure policy does not allow for the frame's class.
+    pub fn containment_violations(&self) -> Vec<(u64, String)> {
         let mut out = Vec::new();
         for run in &self.runs {
             for r in &run.reports {
@@ -263,14 +321,15 @@ impl CampaignResult {
                     ));
                 }
             }
-            if run.met_uncorrectable()
-                && run.exit_status == Some(0)
-                && run.verdict == Verdict::SilentlyCorrupted
-            {
-                out.push((run.seed, "an uncorrectable error led to exit 0 with different output (silent corruption)".into()));
-            }
         }
         out
+    }
+
+    /// The runs judged silently corrupted: wrong output and nothing else telling.
+    pub fn silently_corrupted(&self) -> impl Iterator<Item = &RunResult> {
+        self.runs
+            .iter()
+            .filter(|r| r.verdict == Verdict::SilentlyCorrupted)
     }
 
     /// The tables as text. `reproduce(seed)` gives the one-line command for a seed.
@@ -279,11 +338,18 @@ impl CampaignResult {
         let runs = self.runs.len();
         let _ = writeln!(
             s,
-            "fault-free run: exit {}, {} instructions, {} bytes of stdout",
-            self.baseline.exit_status,
+            "fault-free run: {}, {} instructions, {} bytes of stdout",
+            self.baseline.end.describe(),
             self.baseline.icount,
             self.baseline.stdout.len()
         );
+        if let Some(line) = &self.baseline.diagnostic {
+            let _ = writeln!(s, "  {line}");
+            let _ = writeln!(
+                s,
+                "  (a faulty run that ends the same way with the same stdout is masked, not crashed)"
+            );
+        }
         let _ = writeln!(s, "faults: {}", self.plan.to_spec());
         let _ = writeln!(s, "runs: {runs}");
         let _ = writeln!(s);
@@ -308,7 +374,7 @@ impl CampaignResult {
             let _ = writeln!(s);
         }
         let _ = writeln!(s);
-        let _ = writeln!(s, "runs by verdict:");
+        let _ = writeln!(s, "runs by verdict against the fault-free run:");
         let _ = write!(s, "{:<20}", "");
         for v in Verdict::ALL {
             let _ = write!(s, " {:>18}", v.name());
@@ -325,7 +391,7 @@ impl CampaignResult {
             }
             let _ = writeln!(s);
         }
-        let violations = self.violations();
+        let violations = self.containment_violations();
         let _ = writeln!(s);
         let _ = writeln!(s, "containment violations: {}", violations.len());
         for (seed, what) in violations.iter().take(examples_max) {
@@ -338,7 +404,7 @@ impl CampaignResult {
         for v in [
             Verdict::SilentlyCorrupted,
             Verdict::Crashed,
-            Verdict::ErrorExit,
+            Verdict::ExitChanged,
             Verdict::Hung,
         ] {
             let seeds: Vec<&RunResult> = self.runs.iter().filter(|r| r.verdict == v).collect();
@@ -352,9 +418,14 @@ impl CampaignResult {
                 examples_max.min(seeds.len())
             );
             for r in seeds.iter().take(examples_max) {
-                let why = r.diagnostic.clone().unwrap_or_else(|| match r.exit_status {
-                    Some(st) => format!("exit {st}"),
-                    None => format!("no exit after {} instructions", r.icount),
+                let why = r.diagnostic.clone().unwrap_or_else(|| match r.end {
+                    End::Hung => format!("no exit after {} instructions", r.icount),
+                    end if v == Verdict::SilentlyCorrupted => format!(
+                        "{}, {} bytes of stdout that differ from the fault-free run's",
+                        end.describe(),
+                        r.stdout_bytes
+                    ),
+                    end => end.describe(),
                 });
                 let _ = writeln!(
                     s,
@@ -365,5 +436,128 @@ impl CampaignResult {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn baseline(end: End, stdout: &[u8]) -> Baseline {
+        Baseline {
+            end,
+            stdout: stdout.to_vec(),
+            icount: 1000,
+            diagnostic: None,
+        }
+    }
+
+    const SEGV: End = End::Killed { signal: 11 };
+    const BUS: End = End::Killed { signal: 7 };
+
+    #[test]
+    fn each_outcome_is_judged_against_the_fault_free_run() {
+        let ok = baseline(End::Exited { status: 0 }, b"42\n");
+        let exit = |status| End::Exited { status };
+        for (end, stdout, verdict) in [
+            (exit(0), &b"42\n"[..], Verdict::Masked),
+            (exit(0), b"43\n", Verdict::SilentlyCorrupted),
+            (exit(0), b"", Verdict::SilentlyCorrupted),
+            (exit(1), b"42\n", Verdict::ExitChanged),
+            (exit(1), b"error\n", Verdict::ExitChanged),
+            (SEGV, b"42\n", Verdict::Crashed),
+            (SEGV, b"", Verdict::Crashed),
+            (End::Hung, b"42\n", Verdict::Hung),
+        ] {
+            assert_eq!(judge(&ok, end, stdout), verdict, "{end:?} {stdout:?}");
+        }
+        // A program that fails by design: the same failure is no news, exit 0 with other output is corruption.
+        let fails = baseline(exit(3), b"usage\n");
+        assert_eq!(judge(&fails, exit(3), b"usage\n"), Verdict::Masked);
+        assert_eq!(
+            judge(&fails, exit(3), b"usagf\n"),
+            Verdict::SilentlyCorrupted
+        );
+        assert_eq!(
+            judge(&fails, exit(0), b"done\n"),
+            Verdict::SilentlyCorrupted
+        );
+        assert_eq!(judge(&fails, exit(0), b"usage\n"), Verdict::ExitChanged);
+        // 139 is an exit status here, not a SIGSEGV.
+        assert_eq!(judge(&fails, exit(139), b"usage\n"), Verdict::ExitChanged);
+    }
+
+    #[test]
+    fn a_crash_the_fault_free_run_has_too_is_not_the_faults_doing() {
+        let crashes = baseline(SEGV, b"crashing\n");
+        assert_eq!(judge(&crashes, SEGV, b"crashing\n"), Verdict::Masked);
+        assert_eq!(
+            judge(&crashes, SEGV, b"crashinf\n"),
+            Verdict::SilentlyCorrupted
+        );
+        assert_eq!(judge(&crashes, BUS, b"crashing\n"), Verdict::Crashed);
+        assert_eq!(
+            judge(&crashes, End::Exited { status: 0 }, b"crashing\n"),
+            Verdict::ExitChanged
+        );
+        assert_eq!(
+            judge(&crashes, End::Exited { status: 139 }, b"crashing\n"),
+            Verdict::ExitChanged,
+            "an exit with 139 is not the SIGSEGV of the fault-free run"
+        );
+    }
+
+    fn corpus_spec(name: &str, argv: &[&str], spec: &str, seeds: Range<u64>) -> CampaignSpec {
+        let path = format!("{}/../corpus/bin/{name}", env!("CARGO_MANIFEST_DIR"));
+        CampaignSpec {
+            program: std::fs::read(&path).unwrap().into(),
+            config: LinuxConfig {
+                argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+                ..LinuxConfig::default()
+            },
+            plan: FaultPlan::parse_spec(spec, "test").unwrap(),
+            policy: Policy::default(),
+            seeds,
+            jobs: 2,
+            instructions_max: None,
+        }
+    }
+
+    #[test]
+    fn a_program_that_always_crashes_is_not_listed_as_crashed_by_the_fault() {
+        // Uncorrectable errors on zero pages are recovered invisibly: every run crashes exactly as the fault-free run.
+        let result = run_campaign(&corpus_spec(
+            "crash-musl",
+            &["crash", "segv"],
+            "mem.ue:count=1,class=anon-zero",
+            0..6,
+        ))
+        .unwrap();
+        assert_eq!(result.baseline.end, SEGV);
+        assert_eq!(result.baseline.stdout, b"crashing by segv\n");
+        assert!(
+            result.runs.iter().all(|r| r.verdict == Verdict::Masked),
+            "{:?}",
+            result.runs
+        );
+        let text = result.render(&|seed| format!("seed {seed}"), 3);
+        assert!(
+            text.starts_with("fault-free run: killed by SIGSEGV, ")
+                && !text.contains("crashed runs"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn jobs_are_bounded() {
+        for jobs in [0, JOBS_MAX + 1] {
+            let mut spec = corpus_spec("hello-musl", &["hello"], "mem.ue:count=1", 0..1);
+            spec.jobs = jobs;
+            let error = run_campaign(&spec).unwrap_err().to_string();
+            assert_eq!(
+                error,
+                format!("{jobs} worker threads: give between 1 and 256")
+            );
+        }
     }
 }

@@ -104,7 +104,7 @@ impl<H: Host> Hypervisor<H> {
         put(&mut prstatus, 0, info.signo.to_le_bytes());
         put(&mut prstatus, 4, info.code.to_le_bytes());
         put(&mut prstatus, 12, (info.signo as i16).to_le_bytes());
-        let signals = self.guest.signal_state();
+        let signals = self.guest.thread_signals();
         put(&mut prstatus, 16, signals.pending.to_le_bytes());
         put(&mut prstatus, 24, signals.blocked.to_le_bytes());
         put(&mut prstatus, 32, GUEST_PID.to_le_bytes());

@@ -13,7 +13,11 @@
 //!   fires. The run is deterministic, so the draws are too.
 //! - A stuck bit is enforced by guest memory itself (`Memory::set_stuck_bit`): the frame is never cached for
 //!   writing, and every write to it, by the guest or the kernel side, forces the bit again, so the guest never
-//!   reads back anything else. Memory snapshots carry the defect.
+//!   reads back anything else. That covers compiled code (its stores go through the write TLB), the bulk REP
+//!   MOVS/STOS path (it writes through a host pointer, then `Memory::host_write_done`), syscalls filling a buffer
+//!   (`write_bytes`), the loader and debuggers (`poke`), copy-on-write copies and frames reused after a free.
+//!   Memory snapshots and forks carry the defect. `tests::stuck_bits_hold_against_string_stores_reads_and_compiled_stores`
+//!   holds a guest's writes to it, with the block compiler on and off.
 //! - The guest's SIGBUS for a touched poisoned page comes from the CPU (#MC) through the Linux layer's
 //!   signal delivery (BUS_MCEERR_AR, si_addr, si_addr_lsb 12); the layer counts the touches per frame in
 //!   `Stats::machine_checks`, which is how a report's outcome becomes "killed" or "recovered" by the end.
@@ -319,6 +323,10 @@ impl<H: Host> Hypervisor<H> {
             if progress == Progress::Finished {
                 return Progress::Finished;
             }
+            // The host asked for a pause (see `Host::pause_requested`); faults due now fire on the next call.
+            if self.guest.icount() < stop && self.guest.host.pause_requested() {
+                return Progress::BudgetExhausted;
+            }
         }
     }
 
@@ -468,15 +476,18 @@ impl<H: Host> Hypervisor<H> {
 
     fn fire_drawn(&mut self, index: usize, kind: FaultKind) {
         let class = self.random[index].spec.class;
-        let mem = &self.guest.machine.cpu.mem;
-        let candidates: Vec<u32> = (0..mem.frame_count() as u32)
-            .filter(|&f| {
-                let id = FrameId(f);
-                !mem.frame_is_poisoned(id)
-                    && class.is_none_or(|c| mem.frame_class(id).map(PageState::from) == Some(c))
-            })
-            .collect();
-        if candidates.is_empty() {
+        // The candidates are the unpoisoned frames (of the class), in frame order; the memory's index finds the
+        // drawn one without listing them, so each fault costs O(log frames) however many came before.
+        let mem = &mut self.guest.machine.cpu.mem;
+        let wanted = class.map(FrameClass::from);
+        let count = mem.unpoisoned_frame_count(wanted);
+        let drawn = if count == 0 {
+            None
+        } else {
+            let n = self.rng.random_range(0..count);
+            self.guest.machine.cpu.mem.nth_unpoisoned_frame(wanted, n)
+        };
+        let Some(frame) = drawn else {
             self.push_report(ErrorReport {
                 icount: self.guest.icount(),
                 kind,
@@ -487,12 +498,11 @@ impl<H: Host> Hypervisor<H> {
                 outcome: Outcome::Ignored,
             });
             return;
-        }
-        let frame = candidates[self.rng.random_range(0..candidates.len())];
+        };
         let byte = self.rng.random_range(0..PAGE_SIZE as u16);
         let bit = self.rng.random_range(0..8u8);
         let value = self.rng.random_bool(0.5);
-        self.inject(kind, FrameId(frame), byte, bit, value);
+        self.inject(kind, frame, byte, bit, value);
     }
 
     /// Injects one fault now, on a resolved frame.

@@ -22,7 +22,8 @@ pub enum FaultKind {
     Ue,
     /// One bit flips once (a corrected-nothing soft error: nobody notices).
     Flip,
-    /// One bit is stuck at a value: the hypervisor re-asserts it whenever it has control (see `Policy`).
+    /// One bit is stuck at a value: guest memory forces it after every write to the frame (see the module doc
+    /// of hypervisor/mod.rs).
     Stuck,
 }
 
@@ -75,6 +76,17 @@ impl From<FrameClass> for PageState {
             FrameClass::FileClean => PageState::FileClean,
             FrameClass::AnonZero => PageState::AnonZero,
             FrameClass::AnonDirty => PageState::AnonDirty,
+        }
+    }
+}
+
+impl From<PageState> for FrameClass {
+    fn from(c: PageState) -> Self {
+        match c {
+            PageState::Free => FrameClass::Free,
+            PageState::FileClean => FrameClass::FileClean,
+            PageState::AnonZero => FrameClass::AnonZero,
+            PageState::AnonDirty => FrameClass::AnonDirty,
         }
     }
 }

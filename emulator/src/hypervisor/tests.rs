@@ -438,6 +438,212 @@ fn campaigns_are_identical_at_any_thread_count() {
     let render = |r: &campaign::CampaignResult| r.render(&|s| format!("seed {s}"), 3);
     assert_eq!(render(&one), render(&three));
     assert_eq!(one.runs.len(), 16);
-    assert!(one.violations().is_empty(), "{:?}", one.violations());
+    assert!(
+        one.containment_violations().is_empty(),
+        "{:?}",
+        one.containment_violations()
+    );
     assert!(one.runs.iter().any(|r| r.verdict != Verdict::Hung));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Stuck bits against every kind of write a program makes.
+
+/// Where `elf_rwx` loads its one segment: the headers and the code on the first page, then bss.
+const RWX_LOAD: u64 = 0x40_0000;
+/// The page with the stuck bits, and a source page for the string copies (both bss of `elf_rwx`).
+const STUCK_PAGE: u64 = RWX_LOAD + 0x2000;
+const SOURCE_PAGE: u64 = RWX_LOAD + 0x3000;
+/// The stuck bits of `STUCK_PAGE`: (byte, bit, value). One stuck at 1 and one at 0, so that writing zeros and
+/// writing ones are both caught.
+const STUCK_BITS: [(u64, u8, bool); 2] = [(8, 0, true), (0x123, 7, false)];
+
+/// An ET_EXEC with one RWX PT_LOAD at `RWX_LOAD`: the ELF header, one program header and `code` in the file,
+/// 0x4000 bytes in memory (the rest is bss).
+fn elf_rwx(code: &[u8]) -> Vec<u8> {
+    let entry = RWX_LOAD + 120;
+    let mut f = vec![0u8; 120];
+    f[..4].copy_from_slice(b"\x7fELF");
+    f[4] = 2; // ELFCLASS64
+    f[5] = 1; // little-endian
+    f[6] = 1; // EV_CURRENT
+    f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    f[20..24].copy_from_slice(&1u32.to_le_bytes());
+    f[24..32].copy_from_slice(&entry.to_le_bytes());
+    f[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    f[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+    f[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+    f[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+    let file_bytes = (120 + code.len()) as u64;
+    assert!(file_bytes <= 0x2000, "the code must stay below STUCK_PAGE");
+    let ph = &mut f[64..120];
+    ph[0..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    ph[4..8].copy_from_slice(&7u32.to_le_bytes()); // RWX
+    ph[16..24].copy_from_slice(&RWX_LOAD.to_le_bytes());
+    ph[24..32].copy_from_slice(&RWX_LOAD.to_le_bytes());
+    ph[32..40].copy_from_slice(&file_bytes.to_le_bytes());
+    ph[40..48].copy_from_slice(&0x4000u64.to_le_bytes());
+    ph[48..56].copy_from_slice(&0x1000u64.to_le_bytes());
+    f.extend_from_slice(code);
+    f
+}
+
+/// The guest of `stuck_bits_hold_against_string_stores_reads_and_compiled_stores`: it overwrites the stuck page
+/// six ways and writes the page to stdout after each, then exits 0.
+fn stuck_bit_program() -> Vec<u8> {
+    use iced_x86::code_asm::*;
+    let mut a = CodeAssembler::new(64).unwrap();
+    let dump = |a: &mut CodeAssembler| {
+        // write(1, STUCK_PAGE, 4096)
+        a.mov(eax, 1u32).unwrap();
+        a.mov(edi, 1u32).unwrap();
+        a.mov(rsi, STUCK_PAGE).unwrap();
+        a.mov(edx, 0x1000u32).unwrap();
+        a.syscall().unwrap();
+    };
+    let fill = |a: &mut CodeAssembler, page: u64, value: u64| {
+        a.cld().unwrap();
+        a.mov(rdi, page).unwrap();
+        a.mov(rax, value).unwrap();
+        a.mov(ecx, 0x200u32).unwrap();
+        a.rep().stosq().unwrap();
+    };
+    // 1. REP STOSB of zeros.
+    a.cld().unwrap();
+    a.mov(rdi, STUCK_PAGE).unwrap();
+    a.xor(eax, eax).unwrap();
+    a.mov(ecx, 0x1000u32).unwrap();
+    a.rep().stosb().unwrap();
+    dump(&mut a);
+    // 2. REP STOSQ of ones.
+    fill(&mut a, STUCK_PAGE, u64::MAX);
+    dump(&mut a);
+    // 3. REP MOVSB of 80 81 .. 87.
+    fill(&mut a, SOURCE_PAGE, 0x8786_8584_8382_8180);
+    a.mov(rsi, SOURCE_PAGE).unwrap();
+    a.mov(rdi, STUCK_PAGE).unwrap();
+    a.mov(ecx, 0x1000u32).unwrap();
+    a.rep().movsb().unwrap();
+    dump(&mut a);
+    // 4. REP MOVSQ of fe.
+    fill(&mut a, SOURCE_PAGE, 0xfefe_fefe_fefe_fefe);
+    a.mov(rsi, SOURCE_PAGE).unwrap();
+    a.mov(rdi, STUCK_PAGE).unwrap();
+    a.mov(ecx, 0x200u32).unwrap();
+    a.rep().movsq().unwrap();
+    dump(&mut a);
+    // 5. read(0, STUCK_PAGE, 4096): the kernel side writes the page.
+    a.xor(eax, eax).unwrap();
+    a.xor(edi, edi).unwrap();
+    a.mov(rsi, STUCK_PAGE).unwrap();
+    a.mov(edx, 0x1000u32).unwrap();
+    a.syscall().unwrap();
+    dump(&mut a);
+    // 6. A loop of plain stores, hot enough for the block compiler to run it as host code.
+    a.mov(rdi, STUCK_PAGE).unwrap();
+    a.mov(rax, 0xd4d4_d4d4_d4d4_d4d4u64).unwrap();
+    a.mov(ecx, 0x200u32).unwrap();
+    let mut top = a.create_label();
+    a.set_label(&mut top).unwrap();
+    a.mov(qword_ptr(rdi), rax).unwrap();
+    a.add(rdi, 8).unwrap();
+    a.dec(ecx).unwrap();
+    a.jnz(top).unwrap();
+    dump(&mut a);
+    // exit_group(0)
+    a.mov(eax, 231u32).unwrap();
+    a.xor(edi, edi).unwrap();
+    a.syscall().unwrap();
+    a.assemble(RWX_LOAD + 120).unwrap()
+}
+
+/// What each of the six dumps must read: the page as written, with the stuck bits forced.
+fn stuck_bit_expected(stdin: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let pages: [Vec<u8>; 6] = [
+        vec![0; 0x1000],
+        vec![0xff; 0x1000],
+        (0..0x1000).map(|k| 0x80 + (k % 8) as u8).collect(),
+        vec![0xfe; 0x1000],
+        stdin.to_vec(),
+        vec![0xd4; 0x1000],
+    ];
+    for mut page in pages {
+        for (byte, bit, value) in STUCK_BITS {
+            let b = &mut page[byte as usize];
+            *b = if value {
+                *b | 1 << bit
+            } else {
+                *b & !(1 << bit)
+            };
+        }
+        out.extend(page);
+    }
+    out
+}
+
+/// The promise of the module doc (stuck bits hold on every write) for the writes a program makes: REP STOSB,
+/// REP STOSQ, REP MOVSB and REP MOVSQ (which write whole page spans at once), read(2) filling a buffer, and plain
+/// stores compiled by the block compiler, with the compiler on and off.
+#[test]
+fn stuck_bits_hold_against_string_stores_reads_and_compiled_stores() {
+    let program: Arc<[u8]> = elf_rwx(&stuck_bit_program()).into();
+    let stdin: Vec<u8> = (0..0x1000u32).map(|k| 0xaa ^ (k as u8 & 0x10)).collect();
+    let expected = stuck_bit_expected(&stdin);
+    let spec = STUCK_BITS
+        .iter()
+        .map(|&(byte, bit, value)| {
+            format!(
+                "mem.stuck:icount=0,addr={:#x},bit={bit},value={}",
+                STUCK_PAGE + byte,
+                value as u8
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    for jit in [true, false] {
+        let mut host = MemoryHost::new(0);
+        host.stdin = stdin.clone();
+        let mut hv = Hypervisor::new(
+            config(&["stuck"]),
+            program.clone(),
+            host,
+            FaultPlan::parse_spec(&spec, "test").unwrap(),
+            Policy::default(),
+            0,
+        )
+        .unwrap();
+        hv.guest.machine.set_jit(jit);
+        finished(&mut hv);
+        assert_eq!(hv.guest.exit_status(), Some(0), "jit {jit}");
+        assert_eq!(hv.injections().len(), 2);
+        let got = &hv.guest.host.stdout;
+        assert_eq!(got.len(), expected.len(), "jit {jit}: six pages written");
+        for (k, what) in [
+            "rep stosb",
+            "rep stosq",
+            "rep movsb",
+            "rep movsq",
+            "read(2)",
+            "compiled stores",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let page = k * 0x1000..(k + 1) * 0x1000;
+            for (byte, _, _) in STUCK_BITS {
+                let at = page.start + byte as usize;
+                assert_eq!(
+                    got[at], expected[at],
+                    "jit {jit}, {what}: byte {byte:#x} of the stuck page reads {:#04x}, the stuck bits say {:#04x}",
+                    got[at], expected[at]
+                );
+            }
+            assert!(
+                got[page.clone()] == expected[page],
+                "jit {jit}, {what}: the rest of the page"
+            );
+        }
+    }
 }

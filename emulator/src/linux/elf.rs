@@ -12,11 +12,17 @@
 //!   segment. Randomness (AT_RANDOM) comes from the seed.
 //! - Segments that share a page are merged into one page whose permissions are the union of theirs, as the page
 //!   cache would show both segments' bytes there.
+//! - Only pages that hold bytes of the file cost a page of host memory at load: the rest of a segment's p_memsz
+//!   (bss) shares the one zero frame until the guest writes it, so a large p_memsz costs a page-table entry per
+//!   page (about 40 bytes), not 4 KiB. The image must fit in the guest memory limit (`Memory::frames_max`): a
+//!   p_memsz beyond it is a load error naming the program header, before anything is mapped.
+//! - The initial stack follows Linux's limits (fs/exec.c): each argument or environment string at most
+//!   `ARG_STRLEN_MAX` bytes, and strings plus their pointers at most `ARGS_SIZE_BYTES_MAX` (a quarter of the
+//!   stack), so argv and envp always fit the stack mapping; more is `E2BIG`'s error, never a failed write.
 //!
 //! It must not: do IO (the caller passes the file's bytes), or trust any offset, size or count from the file.
 
-use crate::memory::{MapError, Memory, Perms, PAGE_MASK, PAGE_SIZE};
-use std::collections::BTreeMap;
+use crate::memory::{MapError, Memory, Perms, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE};
 
 /// Where a static-PIE is loaded (Linux's ELF_ET_DYN_BASE on x86-64 with randomisation off).
 pub const PIE_BASE: u64 = 0x5555_5555_4000;
@@ -30,8 +36,11 @@ pub const USER_END: u64 = 0x7fff_ffff_f000;
 pub const IMAGE_SIZE_BYTES_MAX: u64 = 1 << 32;
 /// Most program headers accepted.
 pub const PHNUM_MAX: u16 = 256;
-/// Most bytes of argv and envp strings (Linux's limit is a quarter of the stack rlimit).
-pub const ARGS_SIZE_BYTES_MAX: usize = 2 << 20;
+/// Most bytes of argv and envp strings with their pointers (fs/exec.c, bprm_stack_limits: a quarter of the
+/// stack rlimit, here of `STACK_SIZE_BYTES`).
+pub const ARGS_SIZE_BYTES_MAX: usize = (STACK_SIZE_BYTES / 4) as usize;
+/// Most bytes of one argument or environment string, its NUL included (Linux's MAX_ARG_STRLEN, 32 pages).
+pub const ARG_STRLEN_MAX: usize = 32 * PAGE_SIZE;
 
 const ET_EXEC: u16 = 2;
 const ET_DYN: u16 = 3;
@@ -93,10 +102,45 @@ pub enum LoadError {
     NoLoadSegments,
     #[error("entry point {entry:#x} is not inside an executable segment")]
     BadEntry { entry: u64 },
-    #[error("argument and environment strings exceed {ARGS_SIZE_BYTES_MAX} bytes")]
-    ArgumentsTooLong,
+    #[error(
+        "{strings} argument and environment strings take {bytes} bytes with their pointers, more than Linux \
+         allows ({ARGS_SIZE_BYTES_MAX} bytes, a quarter of the stack: execve would fail with E2BIG)"
+    )]
+    ArgumentsTooLong { strings: usize, bytes: usize },
+    #[error(
+        "{what} {index} is {len} bytes, more than Linux allows for one string ({ARG_STRLEN_MAX} bytes with its \
+         NUL: execve would fail with E2BIG)"
+    )]
+    ArgumentTooLong {
+        what: &'static str,
+        index: usize,
+        len: usize,
+    },
+    #[error("the initial stack does not fit its mapping (writing at {addr:#x})")]
+    StackOverflow { addr: u64 },
+    #[error(
+        "{what} needs {pages} pages ({}), more than the guest memory limit of {frames_max} pages ({}); raise it \
+         with --memory-max if the program really needs it",
+        size_text(*pages),
+        size_text(*frames_max as u64)
+    )]
+    TooLarge {
+        what: String,
+        pages: u64,
+        frames_max: usize,
+    },
     #[error("mapping the image failed: {0}")]
     Map(#[from] MapError),
+}
+
+/// A number of pages as a size for messages: "1.5 MiB", "3.0 GiB".
+fn size_text(pages: u64) -> String {
+    let bytes = pages as f64 * PAGE_SIZE as f64;
+    if bytes >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", bytes / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", bytes / (1u64 << 20) as f64)
+    }
 }
 
 /// One program header.
@@ -314,11 +358,19 @@ pub fn load_segments(
     mem: &mut Memory,
 ) -> Result<LoadedImage, LoadError> {
     let bias = if elf.is_pie() { PIE_BASE } else { 0 };
-    // Page-granular image: virtual page number -> (bytes, permissions).
-    let mut pages: BTreeMap<u64, (Box<[u8; PAGE_SIZE]>, Perms)> = BTreeMap::new();
+    /// A PT_LOAD segment, checked: its page range, file bytes and permissions.
+    struct Segment<'a> {
+        start: u64,
+        contents: &'a [u8],
+        first_page: u64,
+        last_page: u64,
+        perms: Perms,
+    }
+    let mut segments: Vec<Segment> = Vec::new();
     let mut total_bytes: u64 = 0;
     let mut end_max = 0u64;
     let mut entry_ok = false;
+    let frames_max = mem.frames_max();
     for (index, h) in elf.headers.iter().enumerate() {
         if h.p_type != PT_LOAD || h.memsz == 0 {
             continue;
@@ -349,6 +401,19 @@ pub fn load_segments(
         if total_bytes > IMAGE_SIZE_BYTES_MAX {
             return Err(bad("the segments add up to more than 4 GiB".into()));
         }
+        let first_page = start & !PAGE_MASK;
+        let last_page = (end + PAGE_MASK) & !PAGE_MASK;
+        let pages = (last_page - first_page) >> PAGE_SHIFT;
+        if pages > frames_max as u64 {
+            return Err(LoadError::TooLarge {
+                what: format!(
+                    "program header {index} at offset {at:#x} (p_memsz {:#x})",
+                    h.memsz
+                ),
+                pages,
+                frames_max,
+            });
+        }
         let perms = segment_perms(h.flags);
         let entry = elf.entry.wrapping_add(bias);
         if perms.contains(Perms::EXEC) && entry >= start && entry < end {
@@ -357,51 +422,78 @@ pub fn load_segments(
         end_max = end_max.max(end);
         let contents = read_bytes(data, h.offset, h.filesz, "PT_LOAD contents")
             .map_err(|e| bad(e.to_string()))?;
-        let first_page = start & !PAGE_MASK;
-        let last_page = (end + PAGE_MASK) & !PAGE_MASK;
-        let mut page = first_page;
-        while page < last_page {
-            let slot = pages
-                .entry(page)
-                .or_insert_with(|| (Box::new([0u8; PAGE_SIZE]), Perms::NONE));
-            slot.1 = slot.1.union(perms);
-            // Copy the part of the segment's file bytes that falls in this page.
-            let lo = page.max(start);
-            let hi = (page + PAGE_SIZE as u64).min(start + h.filesz);
-            if lo < hi {
-                let src = (lo - start) as usize..(hi - start) as usize;
-                let dst = (lo - page) as usize..(hi - page) as usize;
-                slot.0[dst].copy_from_slice(&contents[src]);
-            }
-            page += PAGE_SIZE as u64;
-        }
+        segments.push(Segment {
+            start,
+            contents,
+            first_page,
+            last_page,
+            perms,
+        });
     }
-    if pages.is_empty() {
+    if segments.is_empty() {
         return Err(LoadError::NoLoadSegments);
     }
     let entry = elf.entry.wrapping_add(bias);
     if !entry_ok {
         return Err(LoadError::BadEntry { entry });
     }
-    // Map runs of consecutive pages with equal permissions in one call each.
-    let mut run: Vec<u8> = Vec::new();
-    let mut run_start = 0u64;
-    let mut run_perms = Perms::NONE;
-    let mut next = u64::MAX;
-    for (&addr, (bytes, perms)) in &pages {
-        if addr != next || *perms != run_perms {
-            if !run.is_empty() {
-                mem.map_file_bytes(run_start, run.len() as u64, &run, run_perms)?;
-            }
-            run.clear();
-            run_start = addr;
-            run_perms = *perms;
+    // The page ranges split at every segment boundary; each piece takes the union of the permissions of the
+    // segments that cover it (pieces no segment covers are gaps). At most 2 * PHNUM_MAX boundaries, so the
+    // quadratic walk is small, and nothing here is per page.
+    let mut bounds: Vec<u64> = segments
+        .iter()
+        .flat_map(|s| [s.first_page, s.last_page])
+        .collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    // Runs of consecutive pages with equal permissions: (start, end, permissions), in address order.
+    let mut runs: Vec<(u64, u64, Perms)> = Vec::new();
+    for piece in bounds.windows(2) {
+        let (lo, hi) = (piece[0], piece[1]);
+        let covering = segments
+            .iter()
+            .filter(|s| s.first_page < hi && s.last_page > lo);
+        let mut perms = None;
+        for s in covering {
+            perms = Some(perms.unwrap_or(Perms::NONE).union(s.perms));
         }
-        run.extend_from_slice(&bytes[..]);
-        next = addr + PAGE_SIZE as u64;
+        let Some(perms) = perms else { continue };
+        match runs.last_mut() {
+            Some(run) if run.1 == lo && run.2 == perms => run.1 = hi,
+            _ => runs.push((lo, hi, perms)),
+        }
     }
-    if !run.is_empty() {
-        mem.map_file_bytes(run_start, run.len() as u64, &run, run_perms)?;
+    let pages: u64 = runs.iter().map(|r| (r.1 - r.0) >> PAGE_SHIFT).sum();
+    if pages > mem.frames_available() as u64 {
+        return Err(LoadError::TooLarge {
+            what: "the program's segments".into(),
+            pages,
+            frames_max,
+        });
+    }
+    // Map each run with the file bytes that fall in it (later segments' bytes over earlier ones', as the pages
+    // are filled in program-header order); past the last file byte the pages share the zero frame.
+    for &(lo, hi, perms) in &runs {
+        let bytes_end = segments
+            .iter()
+            .filter(|s| !s.contents.is_empty())
+            .map(|s| (s.start, s.start + s.contents.len() as u64))
+            .filter(|&(start, file_end)| start < hi && file_end > lo)
+            .map(|(_, file_end)| file_end.min(hi))
+            .max()
+            .unwrap_or(lo);
+        let mut bytes = vec![0u8; (bytes_end - lo) as usize];
+        for s in &segments {
+            let file_end = s.start + s.contents.len() as u64;
+            let from = s.start.max(lo);
+            let to = file_end.min(bytes_end);
+            if from < to {
+                let src = (from - s.start) as usize..(to - s.start) as usize;
+                let dst = (from - lo) as usize..(to - lo) as usize;
+                bytes[dst].copy_from_slice(&s.contents[src]);
+            }
+        }
+        mem.map_file_bytes(lo, hi - lo, &bytes, perms)?;
     }
     // AT_PHDR: PT_PHDR if present, else the loaded segment that contains the program header table.
     let phdr = elf
@@ -452,44 +544,84 @@ pub fn build_stack(
     inputs: &StackInputs,
     executable: bool,
 ) -> Result<u64, LoadError> {
-    let strings_len: usize = inputs
-        .argv
-        .iter()
-        .chain(inputs.envp.iter())
-        .map(|s| s.len() + 1)
-        .sum::<usize>()
-        + inputs.execfn.len()
-        + 1;
-    if strings_len > ARGS_SIZE_BYTES_MAX {
-        return Err(LoadError::ArgumentsTooLong);
+    // fs/exec.c: each string at most MAX_ARG_STRLEN; the strings and the argv and envp pointers together at
+    // most a quarter of the stack. Counted before anything is mapped or written, in checked arithmetic.
+    for (what, list) in [
+        ("argument", inputs.argv),
+        ("environment string", inputs.envp),
+    ] {
+        if let Some((index, s)) = list
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.len() >= ARG_STRLEN_MAX)
+        {
+            return Err(LoadError::ArgumentTooLong {
+                what,
+                index,
+                len: s.len() + 1,
+            });
+        }
+    }
+    if inputs.execfn.len() >= ARG_STRLEN_MAX {
+        return Err(LoadError::ArgumentTooLong {
+            what: "program path",
+            index: 0,
+            len: inputs.execfn.len() + 1,
+        });
+    }
+    let strings = inputs.argv.len() + inputs.envp.len();
+    let too_long = |bytes: usize| LoadError::ArgumentsTooLong { strings, bytes };
+    // Linux counts at least one argv pointer (bprm_stack_limits: max(argc, 1)).
+    let pointers = inputs.argv.len().max(1) + inputs.envp.len();
+    let mut total = pointers.saturating_mul(8);
+    for s in inputs.argv.iter().chain(inputs.envp.iter()) {
+        total = total.saturating_add(s.len() + 1);
+        if total > ARGS_SIZE_BYTES_MAX {
+            return Err(too_long(total));
+        }
+    }
+    total = total.saturating_add(inputs.execfn.len() + 1);
+    if total > ARGS_SIZE_BYTES_MAX {
+        return Err(too_long(total));
     }
     let perms = if executable { Perms::RWX } else { Perms::RW };
-    mem.map_anonymous(STACK_TOP - STACK_SIZE_BYTES, STACK_SIZE_BYTES, perms)?;
-    // Strings and blobs are placed from the top down.
+    mem.map_anonymous(STACK_TOP - STACK_SIZE_BYTES, STACK_SIZE_BYTES, perms)
+        .map_err(|e| match e {
+            MapError::OutOfFrames { frames_max } => LoadError::TooLarge {
+                what: format!("the program with its {} MiB stack", STACK_SIZE_BYTES >> 20),
+                pages: (mem.frames_in_use() as u64) + (STACK_SIZE_BYTES >> PAGE_SHIFT),
+                frames_max,
+            },
+            other => LoadError::Map(other),
+        })?;
+    // Strings and blobs are placed from the top down. The checks above keep everything within a quarter of the
+    // mapping plus a few hundred bytes; a write outside it is still an error, not a panic.
     let mut sp = STACK_TOP - 8;
-    let mut push_bytes = |mem: &mut Memory, bytes: &[u8], nul: bool| -> u64 {
-        sp -= bytes.len() as u64 + nul as u64;
-        // The range was just mapped and checked against ARGS_SIZE_BYTES_MAX, far below the stack size.
-        mem.poke(sp, bytes).expect("stack is mapped");
+    let overflow = |addr: u64| LoadError::StackOverflow { addr };
+    let mut push_bytes = |mem: &mut Memory, bytes: &[u8], nul: bool| -> Result<u64, LoadError> {
+        sp = sp
+            .checked_sub(bytes.len() as u64 + nul as u64)
+            .ok_or(overflow(0))?;
+        mem.poke(sp, bytes).map_err(|_| overflow(sp))?;
         if nul {
             mem.poke(sp + bytes.len() as u64, &[0])
-                .expect("stack is mapped");
+                .map_err(|_| overflow(sp))?;
         }
-        sp
+        Ok(sp)
     };
-    let execfn = push_bytes(mem, inputs.execfn, true);
+    let execfn = push_bytes(mem, inputs.execfn, true)?;
     let mut envp_addrs = Vec::with_capacity(inputs.envp.len());
     for e in inputs.envp.iter().rev() {
-        envp_addrs.push(push_bytes(mem, e, true));
+        envp_addrs.push(push_bytes(mem, e, true)?);
     }
     envp_addrs.reverse();
     let mut argv_addrs = Vec::with_capacity(inputs.argv.len());
     for a in inputs.argv.iter().rev() {
-        argv_addrs.push(push_bytes(mem, a, true));
+        argv_addrs.push(push_bytes(mem, a, true)?);
     }
     argv_addrs.reverse();
-    let platform = push_bytes(mem, b"x86_64", true);
-    let random = push_bytes(mem, &inputs.random, false);
+    let platform = push_bytes(mem, b"x86_64", true)?;
+    let random = push_bytes(mem, &inputs.random, false)?;
     let auxv: [(u64, u64); 18] = [
         (AT_HWCAP, inputs.hwcap),
         (AT_PAGESZ, PAGE_SIZE as u64),
@@ -511,27 +643,32 @@ pub fn build_stack(
         (AT_PLATFORM, platform),
     ];
     let words = 1 + argv_addrs.len() + 1 + envp_addrs.len() + 1 + 2 * (auxv.len() + 1);
-    let mut rsp = (sp - 8 * words as u64) & !15;
+    let mut rsp = sp
+        .checked_sub(8 * words as u64)
+        .ok_or(LoadError::StackOverflow { addr: 0 })?
+        & !15;
     let start = rsp;
-    let mut put = |mem: &mut Memory, v: u64| {
-        mem.poke(rsp, &v.to_le_bytes()).expect("stack is mapped");
+    let mut put = |mem: &mut Memory, v: u64| -> Result<(), LoadError> {
+        mem.poke(rsp, &v.to_le_bytes())
+            .map_err(|_| LoadError::StackOverflow { addr: rsp })?;
         rsp += 8;
+        Ok(())
     };
-    put(mem, argv_addrs.len() as u64);
+    put(mem, argv_addrs.len() as u64)?;
     for a in &argv_addrs {
-        put(mem, *a);
+        put(mem, *a)?;
     }
-    put(mem, 0);
+    put(mem, 0)?;
     for e in &envp_addrs {
-        put(mem, *e);
+        put(mem, *e)?;
     }
-    put(mem, 0);
+    put(mem, 0)?;
     for (k, v) in auxv {
-        put(mem, k);
-        put(mem, v);
+        put(mem, k)?;
+        put(mem, v)?;
     }
-    put(mem, AT_NULL);
-    put(mem, 0);
+    put(mem, AT_NULL)?;
+    put(mem, 0)?;
     Ok(start)
 }
 
@@ -637,6 +774,177 @@ mod tests {
             count += 1;
         }
         assert!(count > 0, "no regression inputs in {}", dir.display());
+    }
+
+    fn stack_inputs<'a>(argv: &'a [Vec<u8>], envp: &'a [Vec<u8>]) -> StackInputs<'a> {
+        StackInputs {
+            argv,
+            envp,
+            execfn: b"prog",
+            random: [7; 16],
+            hwcap: 0,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    fn stack_with(argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<u64, LoadError> {
+        let data = tiny_elf(&[0x0f, 0x05]);
+        let elf = ElfFile::parse(&data).unwrap();
+        let mut mem = Memory::new();
+        let image = load_segments(&elf, &data, &mut mem).unwrap();
+        build_stack(&mut mem, &image, &stack_inputs(argv, envp), false)
+    }
+
+    /// A million empty arguments are 1 MB of strings but 8 MB of pointers: Linux refuses them with E2BIG, and so
+    /// does the loader, instead of overflowing the stack mapping (it once panicked there, from a trace header).
+    #[test]
+    fn a_million_empty_arguments_are_e2big_not_a_panic() {
+        let argv = vec![Vec::new(); 1_000_000];
+        let e = stack_with(&argv, &[]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                LoadError::ArgumentsTooLong {
+                    strings: 1_000_000,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("E2BIG"), "{e}");
+        // Empty environment strings count the same way.
+        let envp = vec![Vec::new(); 300_000];
+        assert!(matches!(
+            stack_with(&[b"x".to_vec()], &envp),
+            Err(LoadError::ArgumentsTooLong { .. })
+        ));
+        // One string longer than MAX_ARG_STRLEN is refused and named.
+        let e = stack_with(&[b"x".to_vec(), vec![b'a'; ARG_STRLEN_MAX]], &[]).unwrap_err();
+        assert_eq!(
+            e,
+            LoadError::ArgumentTooLong {
+                what: "argument",
+                index: 1,
+                len: ARG_STRLEN_MAX + 1
+            }
+        );
+        // Just under the limit everything fits, and argc reads back.
+        let n = (ARGS_SIZE_BYTES_MAX - 64) / 9;
+        let argv = vec![Vec::new(); n];
+        let data = tiny_elf(&[0x0f, 0x05]);
+        let elf = ElfFile::parse(&data).unwrap();
+        let mut mem = Memory::new();
+        let image = load_segments(&elf, &data, &mut mem).unwrap();
+        let rsp = build_stack(&mut mem, &image, &stack_inputs(&argv, &[]), false).unwrap();
+        assert_eq!(mem.peek_u64(rsp), Ok(n as u64));
+    }
+
+    /// Writes the header fields and program headers of `elf` back over `data` (the table at `elf.phoff`,
+    /// growing the file if it must), so that structure-level mutations reach the loader with every other byte
+    /// intact.
+    fn serialize(elf: &ElfFile, data: &[u8]) -> Vec<u8> {
+        let mut f = data.to_vec();
+        f[16..18].copy_from_slice(&elf.e_type.to_le_bytes());
+        f[24..32].copy_from_slice(&elf.entry.to_le_bytes());
+        f[32..40].copy_from_slice(&elf.phoff.to_le_bytes());
+        f[54..56].copy_from_slice(&elf.phentsize.to_le_bytes());
+        f[56..58].copy_from_slice(&elf.phnum.to_le_bytes());
+        let Some(table) = usize::try_from(elf.phoff).ok().filter(|&t| t < 1 << 20) else {
+            return f;
+        };
+        for (i, h) in elf.headers.iter().enumerate() {
+            let at = table + i * 56;
+            if f.len() < at + 56 {
+                f.resize(at + 56, 0);
+            }
+            let ph = &mut f[at..at + 56];
+            ph[0..4].copy_from_slice(&h.p_type.to_le_bytes());
+            ph[4..8].copy_from_slice(&h.flags.to_le_bytes());
+            ph[8..16].copy_from_slice(&h.offset.to_le_bytes());
+            ph[16..24].copy_from_slice(&h.vaddr.to_le_bytes());
+            ph[32..40].copy_from_slice(&h.filesz.to_le_bytes());
+            ph[40..48].copy_from_slice(&h.memsz.to_le_bytes());
+            ph[48..56].copy_from_slice(&h.align.to_le_bytes());
+        }
+        f
+    }
+
+    /// Values a field of a mutated header takes: edges, limits and their neighbours, and anything.
+    fn field_value() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0u64),
+            Just(1),
+            Just(u64::MAX),
+            Just(0x1000),
+            Just(PIE_BASE),
+            Just(USER_END - 0x1000),
+            Just(USER_END),
+            Just(IMAGE_SIZE_BYTES_MAX),
+            Just(IMAGE_SIZE_BYTES_MAX + 1),
+            Just(3 << 30),
+            Just((1 << 28) + 5),
+            0u64..0x20_0000,
+            0x40_0000u64..0x60_0000,
+            any::<u64>(),
+        ]
+    }
+
+    fn corpus_program(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../corpus/bin")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
+                "../corpus/regressions/elf-structure.proptest-regressions",
+            ))),
+            .. ProptestConfig::default()
+        })]
+
+        /// The parsed structure of real binaries with fields set to edge values and re-serialized: the loader
+        /// gives an image or an error, never a panic, within the memory limit, and an image costs the host
+        /// about the file's pages, whatever p_memsz says (bss shares the zero frame).
+        #[test]
+        fn mutated_program_headers_load_within_the_limits(
+            program in 0usize..3,
+            edits in proptest::collection::vec((0usize..8, 0usize..8, field_value()), 1..5),
+        ) {
+            let data = match program {
+                0 => tiny_elf(&[0x0f, 0x05, 0xeb, 0xfe]),
+                1 => corpus_program("hello-musl"),
+                _ => corpus_program("hello-glibc"),
+            };
+            let mut elf = ElfFile::parse(&data).unwrap();
+            for (index, field, value) in edits {
+                let n = elf.headers.len();
+                match field {
+                    0 => elf.entry = value,
+                    1 => elf.phnum = (value % 300) as u16,
+                    2 => elf.headers[index % n].offset = value,
+                    3 => elf.headers[index % n].vaddr = value,
+                    4 => elf.headers[index % n].filesz = value,
+                    5 => elf.headers[index % n].memsz = value,
+                    6 => elf.headers[index % n].flags = value as u32,
+                    _ => elf.headers[index % n].p_type = if value % 2 == 0 { PT_LOAD } else { value as u32 },
+                }
+            }
+            let bytes = serialize(&elf, &data);
+            let frames_max = 1 << 16;
+            let Ok(parsed) = ElfFile::parse(&bytes) else { return Ok(()) };
+            let mut mem = Memory::new();
+            mem.set_frames_max(frames_max);
+            let Ok(image) = load_segments(&parsed, &bytes, &mut mem) else { return Ok(()) };
+            prop_assert!(mem.frames_in_use() <= frames_max);
+            // Each segment adds at most its file bytes and one partial page at each end.
+            let loads = parsed.headers.iter().filter(|h| h.p_type == PT_LOAD).count();
+            prop_assert!(mem.resident_frame_count() <= bytes.len() / PAGE_SIZE * loads + 2 * loads + 1);
+            let _ = build_stack(&mut mem, &image, &stack_inputs(&[b"prog".to_vec()], &[]), false);
+        }
     }
 
     proptest! {

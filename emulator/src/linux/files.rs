@@ -106,9 +106,12 @@ impl<H: Host> LinuxMachine<H> {
     /// Copies the stores made through writable shared mappings since the last syscall into their files (called
     /// at every syscall entry).
     pub(super) fn flush_shared_maps(&mut self) {
-        if self.shared_maps.iter().any(|m| m.writable) {
-            for i in 0..self.shared_maps.len() {
-                let (start, end) = (self.shared_maps[i].start, self.shared_maps[i].end());
+        if self.proc.shared_maps.iter().any(|m| m.writable) {
+            for i in 0..self.proc.shared_maps.len() {
+                let (start, end) = (
+                    self.proc.shared_maps[i].start,
+                    self.proc.shared_maps[i].end(),
+                );
                 self.flush_map_range(i, start, end);
             }
         }
@@ -117,12 +120,12 @@ impl<H: Host> LinuxMachine<H> {
     /// After a syscall wrote guest memory `[addr, addr+len)`: the part inside writable shared mappings reaches
     /// their files now.
     pub(super) fn memory_written(&mut self, addr: u64, len: u64) {
-        if self.shared_maps.is_empty() {
+        if self.proc.shared_maps.is_empty() {
             return;
         }
         let end = addr.saturating_add(len);
-        for i in 0..self.shared_maps.len() {
-            let m = &self.shared_maps[i];
+        for i in 0..self.proc.shared_maps.len() {
+            let m = &self.proc.shared_maps[i];
             let (a, b) = (addr.max(m.start), end.min(m.end()));
             if m.writable && a < b {
                 self.flush_map_range(i, a, b);
@@ -131,7 +134,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     fn flush_map_range(&mut self, i: usize, from: u64, to: u64) {
-        let m = &self.shared_maps[i];
+        let m = &self.proc.shared_maps[i];
         if !m.writable {
             return;
         }
@@ -150,7 +153,7 @@ impl<H: Host> LinuxMachine<H> {
 
     /// The file's bytes in `[from, to)` changed (or, past its end, went away): its shared mappings show it now.
     pub(super) fn file_changed(&mut self, file: &SharedFile, from: u64, to: u64) {
-        if !self.shared_maps.is_empty() && from < to {
+        if !self.proc.shared_maps.is_empty() && from < to {
             self.refresh_maps(file, from, to, None);
         }
     }
@@ -158,8 +161,8 @@ impl<H: Host> LinuxMachine<H> {
     /// Copies the file range `[from, to)` into every shared mapping of `file` but `except` (bytes past the end
     /// of the file read as zeros).
     fn refresh_maps(&mut self, file: &SharedFile, from: u64, to: u64, except: Option<usize>) {
-        for i in 0..self.shared_maps.len() {
-            let m = &self.shared_maps[i];
+        for i in 0..self.proc.shared_maps.len() {
+            let m = &self.proc.shared_maps[i];
             if Some(i) == except || !Rc::ptr_eq(&m.file, file) {
                 continue;
             }
@@ -192,12 +195,12 @@ impl<H: Host> LinuxMachine<H> {
 
     /// Forgets the shared mappings in `[addr, addr+len)` (unmapped or mapped over), keeping the parts outside.
     pub(super) fn forget_shared_maps(&mut self, addr: u64, len: u64) {
-        if self.shared_maps.is_empty() {
+        if self.proc.shared_maps.is_empty() {
             return;
         }
         let end = addr.saturating_add(len);
         let mut kept = Vec::new();
-        for m in self.shared_maps.drain(..) {
+        for m in self.proc.shared_maps.drain(..) {
             if m.end() <= addr || m.start >= end {
                 kept.push(m);
                 continue;
@@ -217,7 +220,7 @@ impl<H: Host> LinuxMachine<H> {
                 });
             }
         }
-        self.shared_maps = kept;
+        self.proc.shared_maps = kept;
     }
 
     /// mprotect(2) may not make a shared mapping of a descriptor opened read-only writable (EACCES).
@@ -230,6 +233,7 @@ impl<H: Host> LinuxMachine<H> {
         let end = addr.saturating_add(len);
         if perms.contains(Perms::WRITE)
             && self
+                .proc
                 .shared_maps
                 .iter()
                 .any(|m| !m.writable && m.start < end && addr < m.end())
@@ -242,7 +246,7 @@ impl<H: Host> LinuxMachine<H> {
     /// mremap(2) moved `[old, old+old_len)` to `new` with `new_len` bytes: the shared mappings there move along,
     /// and the one reaching the old end grows over the new pages, which show the file.
     pub(super) fn shared_maps_moved(&mut self, old: u64, old_len: u64, new: u64, new_len: u64) {
-        if self.shared_maps.is_empty() {
+        if self.proc.shared_maps.is_empty() {
             return;
         }
         // The lengths as mremap rounded them (it succeeded, so they round without overflow).
@@ -250,8 +254,8 @@ impl<H: Host> LinuxMachine<H> {
         let (old_len, new_len) = (up(old_len), up(new_len));
         let old_end = old + old_len;
         let mut grown = Vec::new();
-        for i in 0..self.shared_maps.len() {
-            let m = &mut self.shared_maps[i];
+        for i in 0..self.proc.shared_maps.len() {
+            let m = &mut self.proc.shared_maps[i];
             if m.start < old || m.end() > old_end {
                 continue;
             }
@@ -268,12 +272,12 @@ impl<H: Host> LinuxMachine<H> {
             }
         }
         for i in grown {
-            let m = &self.shared_maps[i];
+            let m = &self.proc.shared_maps[i];
             let (file, from) = (m.file.clone(), m.offset + (m.len - (new_len - old_len)));
             let to = m.offset + m.len;
             self.refresh_maps(&file, from, to, None);
         }
-        self.shared_maps.retain(|m| m.len > 0);
+        self.proc.shared_maps.retain(|m| m.len > 0);
     }
 
     pub(super) fn sys_msync(&mut self, addr: u64, len: u64, flags: u64) -> SysResult {
@@ -325,7 +329,7 @@ impl<H: Host> LinuxMachine<H> {
     /// The node a descriptor refers to; None for standard streams and pipes (no node of the file system).
     fn fd_node(&mut self, fd: i32) -> Result<Option<(GuestPath, Node)>, Errno> {
         if fd != AT_FDCWD {
-            let desc = self.fds.get(fd)?;
+            let desc = self.proc.fds.get(fd)?;
             if matches!(
                 desc.borrow().kind,
                 FileKind::Stdin
@@ -659,8 +663,8 @@ impl<H: Host> LinuxMachine<H> {
         offset: u64,
         count: u64,
     ) -> SysResult {
-        let in_desc = self.fds.get(in_fd)?;
-        let out_desc = self.fds.get(out_fd)?;
+        let in_desc = self.proc.fds.get(in_fd)?;
+        let out_desc = self.proc.fds.get(out_fd)?;
         if !in_desc.borrow().readable() || !out_desc.borrow().writable() {
             return Err(EBADF);
         }

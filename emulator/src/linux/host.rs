@@ -142,6 +142,13 @@ pub trait Host {
     fn syscall_entry(&mut self, _icount: u64, _number: u64) {}
     /// Called after the linux layer handled the syscall (and delivered any signal it raised): `result` is rax.
     fn syscall_exit(&mut self, _result: u64) {}
+    /// Whether the run should pause after the syscall that just returned: `LinuxMachine::run` then returns
+    /// `Progress::BudgetExhausted` before the budget is spent. A recording host asks when its log has grown
+    /// large (a guest reading stdin in big pieces), so that the log is written out while the run goes on
+    /// instead of piling up in memory until the next planned stop. Asking changes nothing about the run.
+    fn pause_requested(&self) -> bool {
+        false
+    }
 }
 
 /// Entropy from the seed: the named stream "linux.getrandom", independent of every other stream of the run.

@@ -24,18 +24,21 @@ mod signal;
 mod snapshot;
 mod syscalls;
 pub mod sysnames;
+mod task;
 pub mod vfs;
 
-use crate::cpu::{cpuid, named_stream, Cpu, CpuConfig, Exit, Machine, RSP};
+use crate::cpu::{cpuid, named_stream, CacheStats, Cpu, CpuConfig, Exit, Machine, Registers, RSP};
 use crate::memory::Memory;
 use abi::*;
-use fd::FdTable;
 pub use host::{Host, HostKind, HostMetadata, HostStat, MemoryHost, SeededEntropy, Timespec};
+use ids::{Pid, Tid};
 use rand::RngCore;
-pub use signal::{fxsave, EarlyKill, SigInfo, SignalState};
+pub use signal::{fxsave, EarlyKill, SigInfo};
 pub use snapshot::LinuxSnapshot;
 use std::collections::BTreeMap;
-use vfs::{GuestPath, Mount, Vfs};
+pub use task::ThreadSignals;
+use task::{Process, Thread};
+use vfs::{Mount, Vfs};
 
 /// 2024-01-01T00:00:00Z, the default guest epoch.
 pub const EPOCH_NS_DEFAULT: u64 = 1_704_067_200 * 1_000_000_000;
@@ -156,21 +159,16 @@ pub enum Progress {
 
 /// A guest process: CPU, memory and the kernel state around them. The API a record/replay layer drives.
 pub struct LinuxMachine<H: Host> {
-    pub machine: Machine,
+    /// The engine of the running thread's address space (its registers are the running thread's).
+    pub(crate) machine: Machine,
     pub host: H,
     config: LinuxConfig,
-    fds: FdTable,
     vfs: Vfs,
-    cwd: GuestPath,
-    /// MAP_SHARED mappings of files, kept coherent with them (files.rs).
-    shared_maps: Vec<files::SharedMap>,
-    brk_start: u64,
-    brk_current: u64,
-    signals: SignalState,
+    /// The process of the running thread: its descriptors, file-system view, signal actions, program break.
+    proc: Process,
+    /// The running thread's kernel-side state (its registers are the engine's, in `machine`).
+    thread: Thread,
     slept_ns: u64,
-    umask: u32,
-    /// The name prctl(PR_SET_NAME) set (at most 15 bytes).
-    thread_name: Vec<u8>,
     termination: Option<Termination>,
     stats: Stats,
 }
@@ -209,24 +207,20 @@ impl<H: Host> LinuxMachine<H> {
             config.epoch_ns,
         );
         let cwd = vfs.path_of(&config.cwd);
+        let pid = Pid(GUEST_PID);
+        let name = config
+            .exe_path
+            .rsplit(|&b| b == b'/')
+            .next()
+            .map(|n| n[..n.len().min(15)].to_vec())
+            .unwrap_or_default();
         Ok(LinuxMachine {
             machine: Machine::new(cpu),
             host,
-            fds: FdTable::with_stdio(),
             vfs,
-            cwd,
-            shared_maps: Vec::new(),
-            brk_start: image.brk_start,
-            brk_current: image.brk_start,
-            signals: SignalState::default(),
+            proc: Process::first(pid, Pid(GUEST_PPID), cwd, image.brk_start),
+            thread: Thread::new(Tid(GUEST_PID), pid, name),
             slept_ns: 0,
-            umask: 0o022,
-            thread_name: config
-                .exe_path
-                .rsplit(|&b| b == b'/')
-                .next()
-                .map(|n| n[..n.len().min(15)].to_vec())
-                .unwrap_or_default(),
             termination: None,
             stats: Stats::default(),
             config,
@@ -235,6 +229,71 @@ impl<H: Host> LinuxMachine<H> {
 
     pub fn config(&self) -> &LinuxConfig {
         &self.config
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // The interface outward: what replay, the debugger, the hypervisor's reports and the CLI see of a guest.
+    // They never reach into the engine or the kernel's tables.
+
+    /// The running thread's registers, in their canonical form (rflags computed).
+    pub fn registers(&self) -> Registers {
+        self.machine.cpu.registers()
+    }
+
+    /// The running thread's instruction pointer.
+    pub fn rip(&self) -> u64 {
+        self.machine.cpu.regs.rip
+    }
+
+    /// The running thread's address space.
+    pub fn memory(&self) -> &Memory {
+        &self.machine.cpu.mem
+    }
+
+    /// The running thread's address space, for the consumers that keep dirty-page epochs and for
+    /// hypervisor-level changes (poison, replaced frames).
+    pub fn memory_mut(&mut self) -> &mut Memory {
+        &mut self.machine.cpu.mem
+    }
+
+    /// The bytes and the text of the instruction at `addr` in the running thread's address space.
+    pub fn describe_instruction(&self, addr: u64) -> (Vec<u8>, String) {
+        self.machine.describe_instruction(addr)
+    }
+
+    /// Runs hot blocks as compiled host code (the default) or interprets everything; results are identical.
+    pub fn set_jit(&mut self, on: bool) {
+        self.machine.set_jit(on);
+    }
+
+    pub fn jit_enabled(&self) -> bool {
+        self.machine.jit_enabled()
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.machine.cache_stats
+    }
+
+    /// Drops the cached blocks of code pages written since the last run (so that counters read now include
+    /// them).
+    pub fn apply_code_writes(&mut self) {
+        self.machine.run(0);
+    }
+
+    /// Instructions the running thread will retire before reaching an address in `stops`, as far as its
+    /// current block tells (see `Machine::instructions_until`).
+    pub fn instructions_until(&mut self, stops: &std::collections::BTreeSet<u64>) -> u64 {
+        self.machine.instructions_until(stops)
+    }
+
+    /// Watches these ranges of the running thread's address space (see `Machine::set_watches`).
+    pub fn set_watches(&mut self, watches: &[crate::memory::WatchRange]) {
+        self.machine.set_watches(watches);
+    }
+
+    /// The accesses counted on each watched range so far (see `Machine::watch_hits`).
+    pub fn watch_hits(&self) -> &[crate::memory::WatchHits] {
+        self.machine.watch_hits()
     }
 
     /// Retired instructions so far.
@@ -251,9 +310,10 @@ impl<H: Host> LinuxMachine<H> {
         self.machine.cpu.state_hash()
     }
 
-    /// Signal actions, mask and pending set (for core dumps: NT_PRSTATUS pr_sigpend and pr_sighold).
-    pub fn signal_state(&self) -> &SignalState {
-        &self.signals
+    /// The running thread's signal mask and pending set (for core dumps: NT_PRSTATUS pr_sigpend and
+    /// pr_sighold).
+    pub fn thread_signals(&self) -> &ThreadSignals {
+        &self.thread.sig
     }
 
     pub fn termination(&self) -> Option<&Termination> {
@@ -274,7 +334,8 @@ impl<H: Host> LinuxMachine<H> {
             .saturating_add(self.slept_ns)
     }
 
-    /// Runs until `budget` more instructions have retired or the guest ends.
+    /// Runs until `budget` more instructions have retired or the guest ends (or, earlier, right after a
+    /// syscall when the host asks for a pause: `Host::pause_requested`).
     pub fn run(&mut self, budget: u64) -> Progress {
         let end = self.machine.cpu.icount.saturating_add(budget);
         loop {
@@ -292,6 +353,9 @@ impl<H: Host> LinuxMachine<H> {
                     self.host.syscall_entry(cpu.icount, cpu.regs.gpr[0]);
                     self.syscall();
                     self.host.syscall_exit(self.machine.cpu.regs.gpr[0]);
+                    if self.termination.is_none() && self.host.pause_requested() {
+                        return Progress::BudgetExhausted;
+                    }
                 }
                 Exit::Exception(e) => self.exception(e),
             }

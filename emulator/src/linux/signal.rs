@@ -67,30 +67,6 @@ pub enum EarlyKill {
 pub const BUS_MCEERR_AR: i32 = 4;
 pub const BUS_MCEERR_AO: i32 = 5;
 
-#[derive(Clone, Debug)]
-pub struct SignalState {
-    pub actions: [SigAction; NSIG + 1],
-    /// Bit `sig - 1` set: blocked.
-    pub blocked: u64,
-    pub pending: u64,
-    pub altstack_sp: u64,
-    pub altstack_size: u64,
-    pub altstack_flags: u32,
-}
-
-impl Default for SignalState {
-    fn default() -> Self {
-        SignalState {
-            actions: [SigAction::default(); NSIG + 1],
-            blocked: 0,
-            pending: 0,
-            altstack_sp: 0,
-            altstack_size: 0,
-            altstack_flags: SS_DISABLE,
-        }
-    }
-}
-
 pub fn bit(sig: i32) -> u64 {
     1u64 << ((sig - 1) as u64 & 63)
 }
@@ -220,8 +196,8 @@ impl<H: Host> LinuxMachine<H> {
             *self.stats.machine_checks.entry(frame.0).or_insert(0) += 1;
         }
         self.stats.last_fault = Some(info);
-        let action = self.signals.actions[info.signo as usize];
-        let blocked = self.signals.blocked & bit(info.signo) != 0;
+        let action = self.proc.sigactions[info.signo as usize];
+        let blocked = self.thread.sig.blocked & bit(info.signo) != 0;
         if blocked || action.handler == SIG_IGN || action.handler == SIG_DFL {
             let mut cause = e.to_string();
             if e == Exception::InvalidOpcode {
@@ -279,11 +255,11 @@ impl<H: Host> LinuxMachine<H> {
             code: BUS_MCEERR_AO,
             addr,
         };
-        let action = self.signals.actions[SIGBUS as usize];
+        let action = self.proc.sigactions[SIGBUS as usize];
         if action.handler == SIG_IGN {
             return EarlyKill::Ignored;
         }
-        if self.signals.blocked & bit(SIGBUS) != 0 {
+        if self.thread.sig.blocked & bit(SIGBUS) != 0 {
             return EarlyKill::Blocked;
         }
         self.stats.last_fault = Some(info);
@@ -306,18 +282,18 @@ impl<H: Host> LinuxMachine<H> {
 
     /// Delivers the lowest-numbered pending signal that is not blocked, if any.
     pub(super) fn deliver_pending(&mut self) {
-        let ready = self.signals.pending & !self.signals.blocked;
+        let ready = self.thread.sig.pending & !self.thread.sig.blocked;
         if ready == 0 || self.termination.is_some() {
             return;
         }
         let sig = ready.trailing_zeros() as i32 + 1;
-        self.signals.pending &= !bit(sig);
+        self.thread.sig.pending &= !bit(sig);
         let info = SigInfo {
             signo: sig,
             code: 0, // SI_USER
             addr: (super::GUEST_PID as u32 as u64) | (super::GUEST_UID << 32),
         };
-        let action = self.signals.actions[sig as usize];
+        let action = self.proc.sigactions[sig as usize];
         if action.handler == SIG_IGN || (action.handler == SIG_DFL && default_ignores(sig)) {
             return;
         }
@@ -336,18 +312,19 @@ impl<H: Host> LinuxMachine<H> {
     /// Builds the rt_sigframe and enters the handler.
     fn deliver(&mut self, info: SigInfo, trapno: u64, err: u64, cr2: u64) {
         let sig = info.signo;
-        let action = self.signals.actions[sig as usize];
+        let action = self.proc.sigactions[sig as usize];
         let cpu = &self.machine.cpu;
         let rsp = cpu.regs.gpr[RSP];
-        let on_altstack = self.signals.altstack_flags & SS_DISABLE == 0
-            && rsp.wrapping_sub(self.signals.altstack_sp) < self.signals.altstack_size;
+        let on_altstack = self.thread.sig.altstack_flags & SS_DISABLE == 0
+            && rsp.wrapping_sub(self.thread.sig.altstack_sp) < self.thread.sig.altstack_size;
         let mut sp = if action.flags & SA_ONSTACK != 0
-            && self.signals.altstack_flags & SS_DISABLE == 0
+            && self.thread.sig.altstack_flags & SS_DISABLE == 0
             && !on_altstack
         {
-            self.signals
+            self.thread
+                .sig
                 .altstack_sp
-                .wrapping_add(self.signals.altstack_size)
+                .wrapping_add(self.thread.sig.altstack_size)
         } else {
             // Skip the red zone of the interrupted function (x86-64 ABI, 3.2.2).
             rsp.wrapping_sub(128)
@@ -363,17 +340,17 @@ impl<H: Host> LinuxMachine<H> {
         put(&mut f, 0, action.restorer);
         // uc_flags: UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS.
         put(&mut f, UCONTEXT_OFFSET, 6);
-        put(&mut f, UCONTEXT_OFFSET + 16, self.signals.altstack_sp);
+        put(&mut f, UCONTEXT_OFFSET + 16, self.thread.sig.altstack_sp);
         put(
             &mut f,
             UCONTEXT_OFFSET + 24,
             if on_altstack {
                 SS_ONSTACK
             } else {
-                self.signals.altstack_flags
+                self.thread.sig.altstack_flags
             } as u64,
         );
-        put(&mut f, UCONTEXT_OFFSET + 32, self.signals.altstack_size);
+        put(&mut f, UCONTEXT_OFFSET + 32, self.thread.sig.altstack_size);
         for (i, &g) in SIGCONTEXT_GPRS.iter().enumerate() {
             put(&mut f, SIGCONTEXT_OFFSET + 8 * i as u64, cpu.regs.gpr[g]);
         }
@@ -383,10 +360,10 @@ impl<H: Host> LinuxMachine<H> {
         put(&mut f, SIGCONTEXT_OFFSET + 144, 0x33 | (0x2b << 48));
         put(&mut f, SIGCONTEXT_OFFSET + 152, err);
         put(&mut f, SIGCONTEXT_OFFSET + 160, trapno);
-        put(&mut f, SIGCONTEXT_OFFSET + 168, self.signals.blocked);
+        put(&mut f, SIGCONTEXT_OFFSET + 168, self.thread.sig.blocked);
         put(&mut f, SIGCONTEXT_OFFSET + 176, cr2);
         put(&mut f, SIGCONTEXT_OFFSET + 184, fpstate);
-        put(&mut f, SIGMASK_OFFSET, self.signals.blocked);
+        put(&mut f, SIGMASK_OFFSET, self.thread.sig.blocked);
         f[SIGINFO_OFFSET as usize..SIGINFO_OFFSET as usize + 4].copy_from_slice(&sig.to_le_bytes());
         f[SIGINFO_OFFSET as usize + 8..SIGINFO_OFFSET as usize + 12]
             .copy_from_slice(&info.code.to_le_bytes());
@@ -422,13 +399,13 @@ impl<H: Host> LinuxMachine<H> {
         // DF and TF are cleared for the handler.
         let rflags = cpu.rflags() & !(0x400 | 0x100);
         cpu.regs.flags.set_rflags(rflags, !0);
-        self.signals.blocked |= action.mask;
+        self.thread.sig.blocked |= action.mask;
         if action.flags & SA_NODEFER == 0 {
-            self.signals.blocked |= bit(sig);
+            self.thread.sig.blocked |= bit(sig);
         }
-        self.signals.blocked &= !(bit(SIGKILL) | bit(SIGSTOP));
+        self.thread.sig.blocked &= !(bit(SIGKILL) | bit(SIGSTOP));
         if action.flags & SA_RESETHAND != 0 {
-            self.signals.actions[sig as usize] = SigAction::default();
+            self.proc.sigactions[sig as usize] = SigAction::default();
         }
         self.stats.signals_delivered += 1;
     }
@@ -464,7 +441,7 @@ impl<H: Host> LinuxMachine<H> {
         if fpstate != 0 {
             fxrstor(cpu, &fx);
         }
-        self.signals.blocked = get(SIGMASK_OFFSET) & !(bit(SIGKILL) | bit(SIGSTOP));
+        self.thread.sig.blocked = get(SIGMASK_OFFSET) & !(bit(SIGKILL) | bit(SIGSTOP));
         self.deliver_pending();
     }
 }

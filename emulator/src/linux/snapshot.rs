@@ -22,42 +22,31 @@
 
 use super::fd::{FdEntry, FdTable, FileKind, OpenFile, Pipe};
 use super::files::SharedMap;
+use super::task::{Process, Thread};
 use super::vfs::{FileData, SharedFile, Vfs};
-use super::{Host, LinuxMachine, SignalState, Stats, Termination};
-use crate::cpu::flags::Flags;
-use crate::cpu::{CpuConfig, X87};
+use super::{Host, LinuxMachine, Stats, Termination};
+use crate::cpu::{CpuConfig, CpuState};
 use crate::memory::MemorySnapshot;
 use rand_chacha::ChaCha20Rng;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-/// A copy of a whole guest process at one instruction boundary.
+/// A copy of a whole guest at one instruction boundary: the engine's state (registers of the running thread,
+/// memory, counters), each part's kernel state (process, thread) and the kernel's own (file system, clock,
+/// counters, termination).
 pub struct LinuxSnapshot {
-    gpr: [u64; 16],
-    rip: u64,
-    flags: Flags,
-    fs_base: u64,
-    gs_base: u64,
-    xmm: [u128; 16],
-    mxcsr: u32,
-    x87: X87,
+    regs: CpuState,
     icount: u64,
     cpu_config: CpuConfig,
     rdrand: ChaCha20Rng,
     memory: MemorySnapshot,
     /// Pages mapped when the snapshot was taken (its page table's size).
     mapped_page_count: usize,
-    fds: FdTable,
+    process: Process,
+    thread: Thread,
     vfs: Vfs,
-    cwd: super::vfs::GuestPath,
-    shared_maps: Vec<SharedMap>,
-    brk_start: u64,
-    brk_current: u64,
-    signals: SignalState,
     slept_ns: u64,
-    umask: u32,
-    thread_name: Vec<u8>,
     termination: Option<Termination>,
     stats: Stats,
     /// Bytes held in overlay files and pipe buffers (copied whole).
@@ -178,75 +167,67 @@ impl CloneMap {
             })
             .collect()
     }
+
+    /// A copy of a process whose descriptors share nothing with the original (but keep their sharing among
+    /// themselves and with the other copies made through this map).
+    fn process(&mut self, p: &Process) -> Process {
+        Process {
+            pid: p.pid,
+            ppid: p.ppid,
+            pgid: p.pgid,
+            sid: p.sid,
+            fds: self.fd_table(&p.fds),
+            cwd: p.cwd.clone(),
+            umask: p.umask,
+            brk_start: p.brk_start,
+            brk_current: p.brk_current,
+            sigactions: p.sigactions,
+            shared_pending: p.shared_pending,
+            shared_maps: self.shared_maps(&p.shared_maps),
+        }
+    }
 }
 
 impl<H: Host> LinuxMachine<H> {
-    /// Takes a snapshot of the whole process (not of the host). Starts a new dirty-memory epoch.
+    /// Takes a snapshot of the whole guest (not of the host).
     pub fn snapshot(&mut self) -> LinuxSnapshot {
         let mut map = CloneMap::default();
         // Files first through the overlay, then descriptors, so that both see the same copies.
         let vfs = map.vfs(&self.vfs);
-        let fds = map.fd_table(&self.fds);
-        let shared_maps = map.shared_maps(&self.shared_maps);
+        let process = map.process(&self.proc);
         let cpu = &mut self.machine.cpu;
         LinuxSnapshot {
-            gpr: cpu.regs.gpr,
-            rip: cpu.regs.rip,
-            flags: cpu.regs.flags,
-            fs_base: cpu.regs.fs_base,
-            gs_base: cpu.regs.gs_base,
-            xmm: cpu.regs.xmm,
-            mxcsr: cpu.regs.mxcsr,
-            x87: cpu.regs.x87.clone(),
+            regs: cpu.regs.clone(),
             icount: cpu.icount,
             cpu_config: cpu.config.clone(),
             rdrand: cpu.rdrand.clone(),
             mapped_page_count: cpu.mem.mapped_page_count(),
             memory: cpu.mem.snapshot(),
-            fds,
+            process,
+            thread: self.thread.clone(),
             vfs,
-            cwd: self.cwd.clone(),
-            shared_maps,
-            brk_start: self.brk_start,
-            brk_current: self.brk_current,
-            signals: self.signals.clone(),
             slept_ns: self.slept_ns,
-            umask: self.umask,
-            thread_name: self.thread_name.clone(),
             termination: self.termination.clone(),
             stats: self.stats.clone(),
             file_bytes: map.bytes,
         }
     }
 
-    /// Puts the process back exactly as it was when `snap` was taken (the host is left alone).
+    /// Puts the guest back exactly as it was when `snap` was taken (the host is left alone).
     pub fn restore(&mut self, snap: &LinuxSnapshot) {
         let mut map = CloneMap::default();
         self.vfs = map.vfs(&snap.vfs);
-        self.fds = map.fd_table(&snap.fds);
-        self.shared_maps = map.shared_maps(&snap.shared_maps);
+        self.proc = map.process(&snap.process);
+        self.thread = snap.thread.clone();
         let cpu = &mut self.machine.cpu;
-        cpu.regs.gpr = snap.gpr;
-        cpu.regs.rip = snap.rip;
-        cpu.regs.flags = snap.flags;
-        cpu.regs.fs_base = snap.fs_base;
-        cpu.regs.gs_base = snap.gs_base;
-        cpu.regs.xmm = snap.xmm;
-        cpu.regs.mxcsr = snap.mxcsr;
-        cpu.regs.x87 = snap.x87.clone();
+        cpu.regs = snap.regs.clone();
         cpu.icount = snap.icount;
         cpu.config = snap.cpu_config.clone();
         cpu.rdrand = snap.rdrand.clone();
         cpu.mem.restore(&snap.memory);
         // Memory was replaced wholesale: no cached block may survive.
         self.machine.flush_code_cache();
-        self.cwd = snap.cwd.clone();
-        self.brk_start = snap.brk_start;
-        self.brk_current = snap.brk_current;
-        self.signals = snap.signals.clone();
         self.slept_ns = snap.slept_ns;
-        self.umask = snap.umask;
-        self.thread_name = snap.thread_name.clone();
         self.termination = snap.termination.clone();
         self.stats = snap.stats.clone();
     }

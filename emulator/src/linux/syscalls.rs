@@ -18,7 +18,7 @@ use super::host::{Timespec, GUEST_DEV};
 use super::signal::{bit, SigAction, SS_DISABLE, SS_ONSTACK};
 use super::sysnames::syscall_name;
 use super::vfs::{self, Device, FileData, GuestPath, Node, Resolved};
-use super::{Host, LinuxMachine, Termination, GUEST_GID, GUEST_PID, GUEST_PPID, GUEST_UID};
+use super::{Host, LinuxMachine, Termination, GUEST_GID, GUEST_UID};
 use crate::cpu::{RAX, RCX, RDI, RDX, RSI};
 use crate::memory::{Perms, PAGE_MASK, PAGE_SIZE};
 use std::cell::RefCell;
@@ -226,7 +226,7 @@ impl<H: Host> LinuxMachine<H> {
             0 => self.sys_read(fd0, a[1], a[2], None),
             1 => self.sys_write(fd0, a[1], a[2], None),
             2 => self.sys_openat(AT_FDCWD, a[0], a[1] as u32, a[2] as u32),
-            3 => self.fds.close(fd0).map(|_| 0),
+            3 => self.proc.fds.close(fd0).map(|_| 0),
             4 => self.sys_fstatat(AT_FDCWD, a[0], a[1], 0),
             5 => self.sys_fstatat(fd0, 0, a[1], AT_EMPTY_PATH),
             6 => self.sys_fstatat(AT_FDCWD, a[0], a[1], AT_SYMLINK_NOFOLLOW),
@@ -271,7 +271,7 @@ impl<H: Host> LinuxMachine<H> {
                 )
             }
             40 => self.sys_sendfile(fd0, a[1] as i32, a[2], a[3]),
-            39 => Ok(GUEST_PID as u64),
+            39 => Ok(self.proc.pid.0 as u64),
             60 | 231 => {
                 self.terminate(Termination::Exited {
                     code: a[0] as i32 & 0xff,
@@ -282,7 +282,7 @@ impl<H: Host> LinuxMachine<H> {
             62 => self.sys_kill(a[0] as i32, a[1] as i32),
             63 => self.sys_uname(a[0]),
             72 => self.sys_fcntl(fd0, a[1] as u32, a[2]),
-            74 | 75 => self.fds.get(fd0).map(|_| 0), // fsync, fdatasync
+            74 | 75 => self.proc.fds.get(fd0).map(|_| 0), // fsync, fdatasync
             76 => self.sys_truncate_path(a[0], a[1] as i64),
             77 => self.sys_ftruncate(fd0, a[1] as i64),
             79 => self.sys_getcwd(a[0], a[1]),
@@ -302,8 +302,8 @@ impl<H: Host> LinuxMachine<H> {
             93 => self.sys_fchown(fd0, a[1], a[2]),
             94 => self.sys_fchownat(AT_FDCWD, a[0], a[1], a[2], AT_SYMLINK_NOFOLLOW as u64),
             95 => {
-                let old = self.umask;
-                self.umask = a[0] as u32 & 0o777;
+                let old = self.proc.umask;
+                self.proc.umask = a[0] as u32 & 0o777;
                 Ok(old as u64)
             }
             96 => self.sys_gettimeofday(a[0]),
@@ -314,28 +314,32 @@ impl<H: Host> LinuxMachine<H> {
             102 | 107 => Ok(GUEST_UID),
             104 | 108 => Ok(GUEST_GID),
             105 | 106 | 109 | 112 => Ok(0), // setuid, setgid, setpgid, setsid
-            110 => Ok(GUEST_PPID as u64),
-            111 | 121 | 124 => Ok(GUEST_PID as u64), // getpgrp, getpgid, getsid
-            115 => Ok(0),                            // getgroups: no supplementary groups
+            110 => Ok(self.proc.ppid.0 as u64),
+            111 | 121 => Ok(self.proc.pgid.0 as u64), // getpgrp, getpgid
+            124 => Ok(self.proc.sid.0 as u64),        // getsid
+            115 => Ok(0),                             // getgroups: no supplementary groups
             118 | 120 => self.sys_getresid(a, GUEST_UID),
-            127 => self.write_u64(a[0], self.signals.pending).map(|_| 0),
+            127 => self.write_u64(a[0], self.thread.sig.pending).map(|_| 0),
             131 => self.sys_sigaltstack(a[0], a[1]),
             132 => self.sys_utime(a[0], a[1]),
             157 => self.sys_prctl(a[0], a[1]),
             158 => self.sys_arch_prctl(a[0], a[1]),
-            186 => Ok(GUEST_PID as u64),
+            186 => Ok(self.thread.tid.0 as u64),
             200 => self.sys_kill(a[0] as i32, a[1] as i32),
             201 => self.sys_time(a[0]),
             202 => self.sys_futex(a[0], a[1], a[2] as u32, a[3]),
             204 => self.sys_sched_getaffinity(a[1], a[2]),
             217 => self.sys_getdents64(fd0, a[1], a[2]),
-            218 => Ok(GUEST_PID as u64), // set_tid_address
+            218 => {
+                self.thread.clear_child_tid = a[0];
+                Ok(self.thread.tid.0 as u64)
+            }
             228 => self.sys_clock_gettime(a[0] as i32, a[1]),
             229 => self.sys_clock_getres(a[1]),
             230 => self.sys_clock_nanosleep(a[0] as i32, a[1], a[2]),
             235 => self.sys_futimesat(AT_FDCWD, a[0], a[1]),
             234 => {
-                if a[0] as i32 != GUEST_PID {
+                if a[0] as i32 != self.proc.pid.0 {
                     Err(ESRCH)
                 } else {
                     self.sys_kill(a[1] as i32, a[2] as i32)
@@ -354,7 +358,10 @@ impl<H: Host> LinuxMachine<H> {
             268 => self.sys_fchmodat(fd0, a[1], a[2], 0),
             269 | 439 => self.sys_faccessat(fd0, a[1], a[2] as u32),
             271 => self.sys_poll(a[0], a[1], -1),
-            273 => Ok(0), // set_robust_list: one thread, nothing to clean up
+            273 => {
+                self.thread.robust_list = (a[0], a[1]);
+                Ok(0)
+            }
             280 => self.sys_utimensat(fd0, a[1], a[2], a[3] as u32),
             292 => self.sys_dup2(fd0, a[1] as i32, a[2] as u32, false),
             293 => self.sys_pipe2(a[0], a[1] as u32),
@@ -366,7 +373,8 @@ impl<H: Host> LinuxMachine<H> {
             334 => Err(ENOSYS), // rseq: glibc copes without it
             452 => self.sys_fchmodat(fd0, a[1], a[2], a[3] as u32),
             436 => {
-                self.fds
+                self.proc
+                    .fds
                     .close_range(a[0] as i32, a[1].min(i32::MAX as u64) as i32);
                 Ok(0)
             }
@@ -387,7 +395,7 @@ impl<H: Host> LinuxMachine<H> {
         len: usize,
         offset: Option<u64>,
     ) -> Result<Vec<u8>, Errno> {
-        let desc = self.fds.get(fd)?;
+        let desc = self.proc.fds.get(fd)?;
         let mut d = desc.borrow_mut();
         if !d.readable() {
             return Err(EBADF);
@@ -443,7 +451,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     pub(super) fn write_desc(&mut self, fd: i32, bytes: &[u8], offset: Option<u64>) -> SysResult {
-        let desc = self.fds.get(fd)?;
+        let desc = self.proc.fds.get(fd)?;
         let now = self.now();
         let mut d = desc.borrow_mut();
         if !d.writable() {
@@ -458,7 +466,7 @@ impl<H: Host> LinuxMachine<H> {
                 let mut p = p.borrow_mut();
                 if p.readers == 0 {
                     // Delivered when the syscall returns, after rax holds -EPIPE.
-                    self.signals.pending |= bit(SIGPIPE);
+                    self.thread.sig.pending |= bit(SIGPIPE);
                     return Err(EPIPE);
                 }
                 if p.buf.len() + bytes.len() > PIPE_BYTES_MAX {
@@ -556,7 +564,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     fn sys_lseek(&mut self, fd: i32, off: i64, whence: u32) -> SysResult {
-        let desc = self.fds.get(fd)?;
+        let desc = self.proc.fds.get(fd)?;
         let mut d = desc.borrow_mut();
         let size = match &d.kind {
             FileKind::Regular { data, .. } => data.borrow().bytes.len() as i64,
@@ -580,9 +588,9 @@ impl<H: Host> LinuxMachine<H> {
     /// The directory a *at() call resolves relative paths against.
     fn dir_of(&self, dirfd: i32) -> Result<GuestPath, Errno> {
         if dirfd == AT_FDCWD {
-            return Ok(self.cwd.clone());
+            return Ok(self.proc.cwd.clone());
         }
-        let desc = self.fds.get(dirfd)?;
+        let desc = self.proc.fds.get(dirfd)?;
         let d = desc.borrow();
         match &d.kind {
             FileKind::Dir { path } => Ok(path.clone()),
@@ -615,7 +623,7 @@ impl<H: Host> LinuxMachine<H> {
             Some(n) => n,
             None if flags & O_CREAT != 0 => {
                 self.check_parent_dir(&r.path)?;
-                let attrs = self.vfs.new_attrs(mode & !self.umask, now);
+                let attrs = self.vfs.new_attrs(mode & !self.proc.umask, now);
                 let f = Rc::new(RefCell::new(FileData::new(Vec::new(), attrs)));
                 self.vfs.put_file(&r.path, f.clone());
                 Node::MemoryFile(f)
@@ -655,7 +663,7 @@ impl<H: Host> LinuxMachine<H> {
             }
         };
         let desc = OpenFile::new(kind, flags & (O_ACCMODE | O_APPEND | O_NONBLOCK));
-        self.fds.insert(desc, cloexec).map(|fd| fd as u64)
+        self.proc.fds.insert(desc, cloexec).map(|fd| fd as u64)
     }
 
     pub(super) fn check_parent_dir(&mut self, path: &GuestPath) -> Result<(), Errno> {
@@ -678,7 +686,7 @@ impl<H: Host> LinuxMachine<H> {
                 return Err(ENOENT);
             }
             if dirfd != AT_FDCWD {
-                let desc = self.fds.get(dirfd)?;
+                let desc = self.proc.fds.get(dirfd)?;
                 let epoch = Timespec::from_ns(self.config.epoch_ns);
                 // Standard streams and pipes: a character device or a FIFO with a fixed identity.
                 let fixed = |ino: u64, mode: u32, rdev: u64| vfs::Stat {
@@ -720,11 +728,11 @@ impl<H: Host> LinuxMachine<H> {
     /// The path and node behind a descriptor of a file, a directory or a device (or the working directory).
     pub(super) fn fd_target(&mut self, fd: i32) -> Result<(GuestPath, Node), Errno> {
         if fd == AT_FDCWD {
-            let cwd = self.cwd.clone();
+            let cwd = self.proc.cwd.clone();
             let node = self.vfs.lookup(&mut self.host, &cwd).ok_or(ENOENT)?;
             return Ok((cwd, node));
         }
-        let desc = self.fds.get(fd)?;
+        let desc = self.proc.fds.get(fd)?;
         let d = desc.borrow();
         match &d.kind {
             FileKind::Regular { data, path } => Ok((path.clone(), Node::MemoryFile(data.clone()))),
@@ -801,7 +809,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     fn sys_getdents64(&mut self, fd: i32, buf: u64, len: u64) -> SysResult {
-        let desc = self.fds.get(fd)?;
+        let desc = self.proc.fds.get(fd)?;
         let path = match &desc.borrow().kind {
             FileKind::Dir { path } => path.clone(),
             _ => return Err(ENOTDIR),
@@ -891,7 +899,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     fn sys_getcwd(&mut self, buf: u64, len: u64) -> SysResult {
-        let mut text = self.cwd.text();
+        let mut text = self.proc.cwd.text();
         text.push(0);
         // The kernel builds the path in one page (fs/d_path.c).
         if text.len() > vfs::PATH_BYTES_MAX {
@@ -909,7 +917,7 @@ impl<H: Host> LinuxMachine<H> {
         let r = self.resolve_at(AT_FDCWD, &path, true)?;
         match r.node {
             Some(n) if n.is_dir() => {
-                self.cwd = r.path;
+                self.proc.cwd = r.path;
                 Ok(0)
             }
             Some(_) => Err(ENOTDIR),
@@ -918,7 +926,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     fn sys_fchdir(&mut self, fd: i32) -> SysResult {
-        self.cwd = self.dir_of(fd)?;
+        self.proc.cwd = self.dir_of(fd)?;
         Ok(0)
     }
 
@@ -929,7 +937,7 @@ impl<H: Host> LinuxMachine<H> {
             return Err(EEXIST);
         }
         self.check_parent_dir(&r.path)?;
-        let attrs = self.vfs.new_attrs(mode & !self.umask, self.now());
+        let attrs = self.vfs.new_attrs(mode & !self.proc.umask, self.now());
         self.vfs.make_dir(&r.path, attrs);
         Ok(0)
     }
@@ -1022,7 +1030,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     fn sys_ftruncate(&mut self, fd: i32, len: i64) -> SysResult {
-        let desc = self.fds.get(fd)?;
+        let desc = self.proc.fds.get(fd)?;
         let d = desc.borrow();
         if !d.writable() {
             return Err(EINVAL);
@@ -1050,18 +1058,20 @@ impl<H: Host> LinuxMachine<H> {
     // Descriptors.
 
     fn sys_dup(&mut self, fd: i32, min: i32, cloexec: Option<bool>) -> SysResult {
-        let desc = self.fds.get(fd)?;
-        self.fds
+        let desc = self.proc.fds.get(fd)?;
+        self.proc
+            .fds
             .insert_from(min, desc, cloexec.unwrap_or(false))
             .map(|n| n as u64)
     }
 
     fn sys_dup2(&mut self, old: i32, new: i32, flags: u32, same_ok: bool) -> SysResult {
-        let desc = self.fds.get(old)?;
+        let desc = self.proc.fds.get(old)?;
         if old == new {
             return if same_ok { Ok(new as u64) } else { Err(EINVAL) };
         }
-        self.fds
+        self.proc
+            .fds
             .insert_at(new, desc, flags & O_CLOEXEC != 0)
             .map(|n| n as u64)
     }
@@ -1079,20 +1089,20 @@ impl<H: Host> LinuxMachine<H> {
         match cmd {
             F_DUPFD => self.sys_dup(fd, arg as i32, Some(false)),
             F_DUPFD_CLOEXEC => self.sys_dup(fd, arg as i32, Some(true)),
-            F_GETFD => Ok(self.fds.entry_mut(fd)?.cloexec as u64),
+            F_GETFD => Ok(self.proc.fds.entry_mut(fd)?.cloexec as u64),
             F_SETFD => {
-                self.fds.entry_mut(fd)?.cloexec = arg & 1 != 0;
+                self.proc.fds.entry_mut(fd)?.cloexec = arg & 1 != 0;
                 Ok(0)
             }
-            F_GETFL => Ok(self.fds.get(fd)?.borrow().flags as u64),
+            F_GETFL => Ok(self.proc.fds.get(fd)?.borrow().flags as u64),
             F_SETFL => {
-                let desc = self.fds.get(fd)?;
+                let desc = self.proc.fds.get(fd)?;
                 let mut d = desc.borrow_mut();
                 d.flags = (d.flags & O_ACCMODE) | (arg as u32 & (O_APPEND | O_NONBLOCK));
                 Ok(0)
             }
             // One process: every lock is granted.
-            F_GETLK | F_SETLK | F_SETLKW => self.fds.get(fd).map(|_| 0),
+            F_GETLK | F_SETLK | F_SETLKW => self.proc.fds.get(fd).map(|_| 0),
             _ => Err(EINVAL),
         }
     }
@@ -1100,17 +1110,18 @@ impl<H: Host> LinuxMachine<H> {
     fn sys_pipe2(&mut self, fds: u64, flags: u32) -> SysResult {
         let pipe = Rc::new(RefCell::new(Pipe::default()));
         let cloexec = flags & O_CLOEXEC != 0;
-        let r = self.fds.insert(
+        let r = self.proc.fds.insert(
             OpenFile::new(FileKind::PipeRead(pipe.clone()), O_RDONLY),
             cloexec,
         )?;
         let w = match self
+            .proc
             .fds
             .insert(OpenFile::new(FileKind::PipeWrite(pipe), O_WRONLY), cloexec)
         {
             Ok(w) => w,
             Err(e) => {
-                let _ = self.fds.close(r);
+                let _ = self.proc.fds.close(r);
                 return Err(e);
             }
         };
@@ -1118,8 +1129,8 @@ impl<H: Host> LinuxMachine<H> {
         b[..4].copy_from_slice(&r.to_le_bytes());
         b[4..].copy_from_slice(&w.to_le_bytes());
         if let Err(e) = self.write_mem(fds, &b) {
-            let _ = self.fds.close(r);
-            let _ = self.fds.close(w);
+            let _ = self.proc.fds.close(r);
+            let _ = self.proc.fds.close(w);
             return Err(e);
         }
         Ok(0)
@@ -1129,7 +1140,7 @@ impl<H: Host> LinuxMachine<H> {
         const TCGETS: u64 = 0x5401;
         const TIOCGWINSZ: u64 = 0x5413;
         const TIOCGPGRP: u64 = 0x540f;
-        let desc = self.fds.get(fd)?;
+        let desc = self.proc.fds.get(fd)?;
         let is_tty = self.config.stdout_is_terminal
             && matches!(
                 desc.borrow().kind,
@@ -1157,7 +1168,7 @@ impl<H: Host> LinuxMachine<H> {
                 Ok(0)
             }
             TIOCGPGRP => {
-                self.write_u32(arg, GUEST_PID as u32)?;
+                self.write_u32(arg, self.proc.pgid.0 as u32)?;
                 Ok(0)
             }
             _ => Err(ENOTTY),
@@ -1177,7 +1188,7 @@ impl<H: Host> LinuxMachine<H> {
             let revents: u16 = if fd < 0 {
                 0
             } else {
-                match self.fds.get(fd) {
+                match self.proc.fds.get(fd) {
                     Err(_) => 0x20, // POLLNVAL
                     Ok(desc) => match &desc.borrow().kind {
                         FileKind::PipeRead(p) => {
@@ -1241,9 +1252,12 @@ impl<H: Host> LinuxMachine<H> {
         fd: i32,
         offset: u64,
     ) -> SysResult {
+        // Every mapped page holds a frame, so a mapping beyond the guest memory limit (`Memory::frames_max`) is
+        // ENOMEM here, checked before anything changes, never a failure when the guest touches it later.
         let len = match page_up(len) {
-            Some(l) if l > 0 && l <= super::elf::IMAGE_SIZE_BYTES_MAX => l,
-            _ => return Err(EINVAL),
+            Some(0) | None => return Err(EINVAL),
+            Some(l) if l > super::elf::IMAGE_SIZE_BYTES_MAX => return Err(ENOMEM),
+            Some(l) => l,
         };
         if offset & PAGE_MASK != 0 {
             return Err(EINVAL);
@@ -1282,7 +1296,7 @@ impl<H: Host> LinuxMachine<H> {
             self.forget_shared_maps(target, len);
             return Ok(target);
         }
-        let desc = self.fds.get(fd)?;
+        let desc = self.proc.fds.get(fd)?;
         let mut shared = None;
         let bytes = match &desc.borrow().kind {
             FileKind::Regular { data, .. } => {
@@ -1313,7 +1327,7 @@ impl<H: Host> LinuxMachine<H> {
         self.forget_shared_maps(target, len);
         // Shared: stores reach the file and file changes reach the pages (files.rs).
         if let Some((file, writable)) = shared {
-            self.shared_maps.push(super::files::SharedMap {
+            self.proc.shared_maps.push(super::files::SharedMap {
                 start: target,
                 len,
                 file,
@@ -1360,8 +1374,9 @@ impl<H: Host> LinuxMachine<H> {
     ) -> SysResult {
         let old_len = page_up(old_len).ok_or(EINVAL)?;
         let new_len = match page_up(new_len) {
-            Some(l) if l > 0 && l <= super::elf::IMAGE_SIZE_BYTES_MAX => l,
-            _ => return Err(EINVAL),
+            Some(0) | None => return Err(EINVAL),
+            Some(l) if l > super::elf::IMAGE_SIZE_BYTES_MAX => return Err(ENOMEM),
+            Some(l) => l,
         };
         if old & PAGE_MASK != 0 || flags & MREMAP_FIXED != 0 {
             let _ = new_addr;
@@ -1392,6 +1407,10 @@ impl<H: Host> LinuxMachine<H> {
         }
         let target = self.find_free(new_len).ok_or(ENOMEM)?;
         let mem = &mut self.machine.cpu.mem;
+        // The grown part must fit the memory limit before the old pages move: a failure leaves them in place.
+        if grow / PAGE_SIZE as u64 > mem.frames_available() as u64 {
+            return Err(ENOMEM);
+        }
         mem.remap(old, target, old_len).map_err(|_| ENOMEM)?;
         mem.map_anonymous(target + old_len, grow, perms)
             .map_err(|_| ENOMEM)?;
@@ -1399,10 +1418,10 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     fn sys_brk(&mut self, addr: u64) -> u64 {
-        if addr < self.brk_start || addr > self.brk_start + BRK_BYTES_MAX {
-            return self.brk_current;
+        if addr < self.proc.brk_start || addr > self.proc.brk_start + BRK_BYTES_MAX {
+            return self.proc.brk_current;
         }
-        let old_end = page_up(self.brk_current).unwrap_or(self.brk_current);
+        let old_end = page_up(self.proc.brk_current).unwrap_or(self.proc.brk_current);
         let new_end = page_up(addr).unwrap_or(addr);
         let mem = &mut self.machine.cpu.mem;
         if new_end > old_end {
@@ -1411,12 +1430,12 @@ impl<H: Host> LinuxMachine<H> {
                     .map_anonymous(old_end, new_end - old_end, Perms::RW)
                     .is_err()
             {
-                return self.brk_current;
+                return self.proc.brk_current;
             }
         } else if new_end < old_end && mem.unmap(new_end, old_end - new_end).is_err() {
-            return self.brk_current;
+            return self.proc.brk_current;
         }
-        self.brk_current = addr;
+        self.proc.brk_current = addr;
         addr
     }
 
@@ -1432,12 +1451,12 @@ impl<H: Host> LinuxMachine<H> {
             PR_GET_DUMPABLE => Ok(1),
             PR_SET_NAME => {
                 let name = self.read_cstring(arg, 16)?;
-                self.thread_name = name[..name.len().min(15)].to_vec();
+                self.thread.name = name[..name.len().min(15)].to_vec();
                 Ok(0)
             }
             PR_GET_NAME => {
                 let mut b = [0u8; 16];
-                b[..self.thread_name.len()].copy_from_slice(&self.thread_name);
+                b[..self.thread.name.len()].copy_from_slice(&self.thread.name);
                 self.write_mem(arg, &b)?;
                 Ok(0)
             }
@@ -1588,7 +1607,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     fn sys_prlimit(&mut self, pid: i32, resource: u32, new: u64, old: u64) -> SysResult {
-        if pid != 0 && pid != GUEST_PID {
+        if pid != 0 && pid != self.proc.pid.0 {
             return Err(ESRCH);
         }
         const RLIMIT_STACK: u32 = 3;
@@ -1688,7 +1707,7 @@ impl<H: Host> LinuxMachine<H> {
             None
         };
         if old != 0 {
-            let o = self.signals.actions[sig as usize];
+            let o = self.proc.sigactions[sig as usize];
             let mut b = [0u8; 32];
             for (i, v) in [o.handler, o.flags, o.restorer, o.mask].iter().enumerate() {
                 b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
@@ -1696,7 +1715,7 @@ impl<H: Host> LinuxMachine<H> {
             self.write_mem(old, &b)?;
         }
         if let Some(n) = new {
-            self.signals.actions[sig as usize] = n;
+            self.proc.sigactions[sig as usize] = n;
         }
         Ok(0)
     }
@@ -1711,10 +1730,10 @@ impl<H: Host> LinuxMachine<H> {
             None
         };
         if old != 0 {
-            self.write_u64(old, self.signals.blocked)?;
+            self.write_u64(old, self.thread.sig.blocked)?;
         }
         if let Some(s) = new {
-            let b = &mut self.signals.blocked;
+            let b = &mut self.thread.sig.blocked;
             match how {
                 0 => *b |= s,
                 1 => *b &= !s,
@@ -1728,8 +1747,8 @@ impl<H: Host> LinuxMachine<H> {
 
     fn sys_sigaltstack(&mut self, new: u64, old: u64) -> SysResult {
         let rsp = self.machine.cpu.regs.gpr[crate::cpu::RSP];
-        let on = self.signals.altstack_flags & SS_DISABLE == 0
-            && rsp.wrapping_sub(self.signals.altstack_sp) < self.signals.altstack_size;
+        let on = self.thread.sig.altstack_flags & SS_DISABLE == 0
+            && rsp.wrapping_sub(self.thread.sig.altstack_sp) < self.thread.sig.altstack_size;
         let parsed = if new != 0 {
             let b = self.read_mem(new, 24)?;
             Some((
@@ -1742,14 +1761,14 @@ impl<H: Host> LinuxMachine<H> {
         };
         if old != 0 {
             let mut b = [0u8; 24];
-            b[0..8].copy_from_slice(&self.signals.altstack_sp.to_le_bytes());
+            b[0..8].copy_from_slice(&self.thread.sig.altstack_sp.to_le_bytes());
             let flags = if on {
                 SS_ONSTACK
             } else {
-                self.signals.altstack_flags
+                self.thread.sig.altstack_flags
             };
             b[8..12].copy_from_slice(&flags.to_le_bytes());
-            b[16..24].copy_from_slice(&self.signals.altstack_size.to_le_bytes());
+            b[16..24].copy_from_slice(&self.thread.sig.altstack_size.to_le_bytes());
             self.write_mem(old, &b)?;
         }
         if let Some((sp, flags, size)) = parsed {
@@ -1757,23 +1776,23 @@ impl<H: Host> LinuxMachine<H> {
                 return Err(EPERM);
             }
             if flags & SS_DISABLE != 0 {
-                self.signals.altstack_flags = SS_DISABLE;
-                self.signals.altstack_sp = 0;
-                self.signals.altstack_size = 0;
+                self.thread.sig.altstack_flags = SS_DISABLE;
+                self.thread.sig.altstack_sp = 0;
+                self.thread.sig.altstack_size = 0;
             } else {
                 if size < 2048 {
                     return Err(ENOMEM);
                 }
-                self.signals.altstack_flags = 0;
-                self.signals.altstack_sp = sp;
-                self.signals.altstack_size = size;
+                self.thread.sig.altstack_flags = 0;
+                self.thread.sig.altstack_sp = sp;
+                self.thread.sig.altstack_size = size;
             }
         }
         Ok(0)
     }
 
     fn sys_kill(&mut self, pid: i32, sig: i32) -> SysResult {
-        if pid != GUEST_PID && pid != 0 && pid != -1 {
+        if pid != self.proc.pid.0 && pid != 0 && pid != -1 {
             return Err(ESRCH);
         }
         if !(0..=64).contains(&sig) {
@@ -1791,7 +1810,7 @@ impl<H: Host> LinuxMachine<H> {
             }
             // The return value is set before the handler runs, so the handler's frame saves rax = 0.
             self.machine.cpu.regs.gpr[RAX] = 0;
-            self.signals.pending |= bit(sig);
+            self.thread.sig.pending |= bit(sig);
         }
         Ok(0)
     }

@@ -412,7 +412,7 @@ fn nested_directories_cost_memory_linear_in_their_depth() {
         bytes < levels * 8,
         "{bytes} bytes of names for {levels} levels: not linear"
     );
-    assert_eq!(m.cwd.depth(), levels as usize + 1);
+    assert_eq!(m.proc.cwd.depth(), levels as usize + 1);
     assert_eq!(m.stats().syscalls.get("mkdir"), Some(&levels));
     // A shallow nest still knows its path.
     let m = run(&nested_dirs_program(3));

@@ -170,9 +170,13 @@ impl Params {
     }
 }
 
+/// The largest value of a split-brain parameter (an hour, for the times in ms): times are added and converted to
+/// nanoseconds, which must not overflow.
+pub const PARAM_MAX: u64 = 3_600_000;
+
 fn positive(value: &toml::Value) -> Result<u64, String> {
     match param_u64(value)? {
-        0 => Err("must be at least 1".into()),
+        v if v == 0 || v > PARAM_MAX => Err(format!("must be between 1 and {PARAM_MAX}")),
         v => Ok(v),
     }
 }

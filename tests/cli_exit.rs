@@ -1,0 +1,189 @@
+//! The command line's contract with shells and scripts: exit statuses (documented in every --help) and usage errors
+//! that name the option. Closed pipes are tests/cli_epipe.rs's.
+
+mod common;
+use common::*;
+use std::process::{Command, Output, Stdio};
+
+fn tandem_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(tandem());
+    cmd.args(args).current_dir(repo()).env_clear();
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    tandem_cmd(args).stdin(Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn unknown_options_before_the_program_are_usage_errors_naming_them() {
+    for args in [
+        vec!["run", "--sed", "1", "--", "corpus/bin/hello-musl"],
+        vec![
+            "record",
+            "-o",
+            "/dev/null",
+            "--sed",
+            "1",
+            "--",
+            "corpus/bin/hello-musl",
+        ],
+        vec![
+            "faults",
+            "--seeds",
+            "0..2",
+            "--sed",
+            "1",
+            "--",
+            "corpus/bin/hello-musl",
+        ],
+    ] {
+        let out = run(&args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
+        assert!(err.contains("unexpected argument '--sed'"), "{err}");
+        if args[0] != "faults" {
+            assert!(err.contains("a similar argument exists: '--seed'"), "{err}");
+        }
+        assert!(!err.contains("cannot read the program"), "{err}");
+    }
+    // After the program, everything is the program's, with or without `--`.
+    for args in [
+        vec!["run", "--", "corpus/bin/args-musl", "--sed", "1"],
+        vec!["run", "corpus/bin/args-musl", "--sed", "1"],
+    ] {
+        let out = run(&args);
+        let native = native(&corpus_bin("args-musl"), &["--sed", "1"], &[], b"");
+        assert_same("args after the program", &native, &out);
+    }
+    // Usage errors of the other commands are 125 too; `scenario` keeps its 2.
+    for (args, expected) in [
+        (vec!["replay"], 125),
+        (vec!["debug", "x.trace", "--frobnicate"], 125),
+        (vec!["bogus-command"], 125),
+        (vec![], 125),
+        (vec!["faults", "--seeds", "0..1"], 125),
+        (vec!["scenario", "run", "t.toml", "--frobnicate"], 2),
+        (vec!["scenario"], 2),
+    ] {
+        let out = run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn tandems_own_failures_exit_125_and_guest_statuses_pass_through() {
+    let out = run(&["run", "--", "/nonexistent/program"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        text(&out.stderr),
+        "tandem: error: cannot read the program /nonexistent/program: No such file or directory (os error 2)\n"
+    );
+    let out = run(&[
+        "record",
+        "-o",
+        "/nonexistent/dir/x.trace",
+        "--",
+        "corpus/bin/hello-musl",
+    ]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    let out = run(&[
+        "faults",
+        "--seeds",
+        "0..2",
+        "--jobs",
+        "257",
+        "--",
+        "corpus/bin/hello-musl",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("--jobs 257: give between 1 and 256 worker threads"),
+        "{}",
+        text(&out.stderr)
+    );
+    for (signal, status) in [("segv", 139), ("abort", 134), ("ill", 132), ("fpe", 136)] {
+        let out = run(&["run", "--", "corpus/bin/crash-musl", signal]);
+        assert_eq!(out.status.code(), Some(status), "{signal}");
+    }
+    let out = run(&["run", "--max-insns", "10", "--", "corpus/bin/hello-musl"]);
+    assert_eq!(out.status.code(), Some(124));
+}
+
+#[test]
+fn every_command_documents_its_exit_statuses_and_has_examples() {
+    for (args, statuses) in [
+        (vec!["run", "--help"], vec!["128+N", "124", "125"]),
+        (vec!["record", "--help"], vec!["128+N", "124", "125"]),
+        (vec!["replay", "--help"], vec!["0 ", "3 ", "4 ", "125"]),
+        (vec!["debug", "--help"], vec!["1 when", "125"]),
+        (vec!["faults", "--help"], vec!["0 ", "1 ", "125", "141"]),
+        (vec!["scenario", "--help"], vec!["1 ", "2 ", "141"]),
+        (
+            vec!["scenario", "run", "--help"],
+            vec!["1 when", "2 on bad input", "141"],
+        ),
+        (vec!["--help"], vec!["125", "141"]),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let help = text(&out.stdout);
+        let section = help
+            .find("Exit status")
+            .map(|i| &help[i..])
+            .unwrap_or_else(|| panic!("{args:?} documents no exit status:\n{help}"));
+        for status in statuses {
+            assert!(
+                section.contains(status),
+                "{args:?}: {status} missing from\n{section}"
+            );
+        }
+        if args.len() > 1 && args[0] != "scenario" {
+            assert!(help.contains("Examples:"), "{args:?}:\n{help}");
+        }
+    }
+}
+
+#[test]
+fn faults_help_explains_the_verdicts() {
+    let help = text(&run(&["faults", "--help"]).stdout);
+    for verdict in [
+        "masked              it ended as the fault-free run did",
+        "silently-corrupted  different stdout",
+        "exit-changed",
+        "crashed             killed by a signal the fault-free run was not killed by",
+        "hung",
+    ] {
+        assert!(help.contains(verdict), "{verdict} missing from\n{help}");
+    }
+}
+
+#[test]
+fn record_help_describes_record_not_run() {
+    let help = text(&run(&["record", "--help"]).stdout);
+    assert!(
+        help.starts_with("Run a static x86-64 Linux program exactly as `tandem run` does"),
+        "{help}"
+    );
+    assert!(help.contains("write a trace to -o FILE"), "{help}");
+    let short = text(&run(&["record", "-h"]).stdout);
+    assert!(
+        short.starts_with(
+            "Run a program and record a trace that `tandem replay` reproduces bit for bit"
+        ),
+        "{short}"
+    );
+    assert!(help.contains("tandem record -o hello.trace"), "{help}");
+    let run_help = text(&run(&["run", "--help"]).stdout);
+    let first = |h: &str| h.split("\n\n").nth(1).unwrap_or("").to_string();
+    assert_ne!(
+        first(&help),
+        first(&run_help),
+        "record's long description is its own"
+    );
+}
