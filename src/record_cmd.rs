@@ -25,7 +25,7 @@ use tandem_emulator::linux::LinuxConfig;
 use tandem_replay::hosts::{LiveClock, LiveEntropy, RecordingHost};
 use tandem_replay::record::record;
 use tandem_replay::sink::BackgroundWriter;
-use tandem_replay::trace::{blob_id, FaultOptions, Header, TraceWriter};
+use tandem_replay::trace::{blob_id, FaultOptions, Header, TaskOptions, TraceWriter};
 use tandem_scenarios::input::{read_input, InputKind};
 
 #[derive(clap::Args, Debug)]
@@ -179,6 +179,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         mounts,
         strict: r.strict,
         frames_max: r.memory_max,
+        trace_syscalls: r.strace,
+        sched: r.sched,
+        cpus: r.cpus,
         ..LinuxConfig::default()
     };
     let plan = read_fault_plan(r.faults.as_deref(), r.faults_file.as_deref())?;
@@ -224,6 +227,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         fine_interval,
         live_clock: args.live_clock,
         live_entropy: args.live_entropy,
+        tasks: TaskOptions::of(&config),
         faults: has_faults.then(|| FaultOptions {
             plan: plan.clone(),
             fault_seed,

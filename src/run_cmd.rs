@@ -19,7 +19,7 @@ use tandem_emulator::linux::abi::{SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGSEGV};
 use tandem_emulator::linux::sysnames::syscall_name;
 use tandem_emulator::linux::vfs::{split, Mount};
 use tandem_emulator::linux::{
-    Host, HostMetadata, LinuxConfig, Progress, SeededEntropy, Termination,
+    Host, HostMetadata, LinuxConfig, Progress, SchedPolicy, SeededEntropy, Termination,
 };
 use tandem_scenarios::input::{read_input, read_input_text, InputKind};
 
@@ -78,6 +78,27 @@ pub struct RunArgs {
     /// Example: --stats
     #[arg(long)]
     pub(crate) stats: bool,
+
+    /// How the guest's threads and processes share the one emulated CPU: `fair` (round robin, a quantum of
+    /// about 100,000 instructions drawn from the seed; `fair:N` sets N) or `chaos` (PCT-style random priorities
+    /// with change points every ~20,000 instructions, `chaos:N` sets N: makes rare interleavings likely, to
+    /// find races). Either way the schedule is a function of the seed: the same seed gives the same run. An
+    /// input of the run (recorded in traces). Example: --sched chaos
+    #[arg(long, value_name = "POLICY", default_value = "fair", value_parser = parse_sched)]
+    pub(crate) sched: SchedPolicy,
+
+    /// CPUs the guest is told it has (sched_getaffinity, sysconf(_SC_NPROCESSORS_ONLN), /proc/cpuinfo), 1 to
+    /// 64: programs size their thread pools from it. The guest's tasks still run one at a time. An input of
+    /// the run (recorded in traces). Example: --cpus 8
+    #[arg(long, value_name = "N", default_value_t = tandem_emulator::linux::CPUS_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..=tandem_emulator::linux::CPUS_MAX as i64))]
+    pub(crate) cpus: u32,
+
+    /// Print every syscall the guest makes to stderr as it happens, as strace would: `[TID] ICOUNT
+    /// name(arguments) = result` (an error as -ERRNO; "? (blocked)" for an attempt that waits and is made
+    /// again when woken). Changes nothing in the run. Example: --strace
+    #[arg(long)]
+    pub(crate) strace: bool,
 
     /// Memory faults to inject: comma-separated items, `mem.KIND:KEY=VALUE` starting each fault (KIND: ue for an
     /// uncorrectable error, flip, stuck); keys icount, addr, frame, byte, bit, value (explicit faults) or rate,
@@ -142,7 +163,15 @@ fn errno_of(e: &std::io::Error) -> Errno {
     e.raw_os_error().map(Errno).unwrap_or(EIO)
 }
 
+/// `--sched`: a scheduling policy (`SchedPolicy::parse`).
+pub(crate) fn parse_sched(s: &str) -> Result<SchedPolicy, String> {
+    SchedPolicy::parse(s)
+}
+
 impl Host for LiveHost {
+    fn trace(&mut self, line: &str) {
+        crate::output::note!("tandem: strace: {line}");
+    }
     fn read_stdin(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
         self.stdin.lock().read(buf).map_err(|e| errno_of(&e))
     }
@@ -275,6 +304,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         mounts,
         strict: args.strict,
         frames_max: args.memory_max,
+        trace_syscalls: args.strace,
+        sched: args.sched,
+        cpus: args.cpus,
         ..LinuxConfig::default()
     };
     let plan = read_fault_plan(args.faults.as_deref(), args.faults_file.as_deref())?;

@@ -493,9 +493,10 @@ fn syscall_icount(trace: &PathBuf, number: u64) -> u64 {
     t.records
         .iter()
         .find_map(|r| match r {
-            Record::Event(Event::SyscallEntry { icount, number: n }) if *n == number => {
-                Some(*icount)
-            }
+            Record::Event(e) => match e.syscall_entry() {
+                Some((icount, _, n)) if n == number => Some(icount),
+                _ => None,
+            },
             _ => None,
         })
         .unwrap_or_else(|| panic!("no syscall {number} in {}", trace.display()))
@@ -785,9 +786,10 @@ fn an_edited_mounted_file_is_a_memory_divergence_naming_the_read() {
         .iter()
         .rev()
         .find_map(|r| match r {
-            Record::Event(Event::SyscallEntry { icount, number: 0 }) if *icount <= detected => {
-                Some(*icount)
-            }
+            Record::Event(e) => match e.syscall_entry() {
+                Some((icount, _, 0)) if icount <= detected => Some(icount),
+                _ => None,
+            },
             _ => None,
         })
         .expect("a read before the checkpoint");

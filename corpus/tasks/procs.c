@@ -40,6 +40,7 @@ int main(int argc, char **argv) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigchld;
+    sa.sa_flags = SA_RESTART; /* reads and waits go on after the handler */
     sigaction(SIGCHLD, &sa, NULL);
 
     pid_t me = getpid();

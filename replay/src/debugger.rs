@@ -597,6 +597,7 @@ impl Debugger {
                 signo: signal,
                 code: 0,
                 addr: (GUEST_PID as u32 as u64) | (GUEST_UID << 32),
+                value: 0,
             },
         })
     }
@@ -679,6 +680,7 @@ impl Debugger {
             Some(Termination::Signaled { signal, .. }) => {
                 format!(" (the guest ends here, by {})", signal_name(*signal))
             }
+            Some(Termination::Deadlock { .. }) => " (every task is blocked: deadlock)".into(),
         };
         format!(
             "icount {} rip {rip:#x}{}: {text}{state}",
@@ -943,18 +945,28 @@ impl Debugger {
     fn syscalls_text(&self) -> String {
         let events = &self.timeline.replayer.events;
         let mut lines: Vec<(u64, String)> = Vec::new();
-        let mut pending: Option<(u64, u64)> = None;
+        let mut pending: Option<(u64, u64, Option<i32>)> = None;
         for e in events.iter() {
             match e {
-                Event::SyscallEntry { icount, number } => pending = Some((*icount, *number)),
+                Event::SyscallEntry { icount, number } => pending = Some((*icount, *number, None)),
+                Event::TaskSyscallEntry {
+                    icount,
+                    tid,
+                    number,
+                } => pending = Some((*icount, *number, Some(*tid))),
                 Event::SyscallExit { result } => {
-                    if let Some((icount, number)) = pending.take() {
+                    if let Some((icount, number, tid)) = pending.take() {
+                        let task = tid.map_or(String::new(), |t| format!(" [task {t}]"));
+                        let result = if *result == (-512i64) as u64 {
+                            "(blocked, attempted again when woken)".to_string()
+                        } else {
+                            format!("= {}", *result as i64)
+                        };
                         lines.push((
                             icount,
                             format!(
-                                "icount {icount}: {} ({number}) = {}",
+                                "icount {icount}: {} ({number}) {result}{task}",
                                 syscall_name(number),
-                                *result as i64
                             ),
                         ));
                     }
@@ -962,7 +974,7 @@ impl Debugger {
                 Event::Host(_) | Event::Fault(_) => {}
             }
         }
-        if let Some((icount, number)) = pending {
+        if let Some((icount, number, _)) = pending {
             lines.push((
                 icount,
                 format!(

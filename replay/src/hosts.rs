@@ -284,10 +284,13 @@ impl<H: Host> Host for RecordingHost<H> {
             }
         }
     }
-    fn syscall_entry(&mut self, icount: u64, number: u64) {
-        self.pending_bytes += 16;
-        self.pending
-            .push(Record::Event(Event::SyscallEntry { icount, number }));
+    fn syscall_entry(&mut self, icount: u64, tid: i32, number: u64) {
+        self.pending_bytes += 20;
+        self.pending.push(Record::Event(Event::TaskSyscallEntry {
+            icount,
+            tid,
+            number,
+        }));
     }
     fn syscall_exit(&mut self, result: u64) {
         self.pending_bytes += 8;
@@ -299,6 +302,9 @@ impl<H: Host> Host for RecordingHost<H> {
     /// fine-hash stop (every 65536 instructions can be hundreds of reads).
     fn pause_requested(&self) -> bool {
         self.pending_bytes >= crate::record::CHUNK_SOFT_BYTES
+    }
+    fn trace(&mut self, line: &str) {
+        self.inner.trace(line);
     }
 }
 
@@ -628,7 +634,7 @@ impl Host for ReplayHost {
             None => out.fill(0),
         }
     }
-    fn syscall_entry(&mut self, icount: u64, number: u64) {
+    fn syscall_entry(&mut self, icount: u64, tid: i32, number: u64) {
         self.current_syscall = icount;
         if self.mismatch.is_some() {
             return;
@@ -638,6 +644,21 @@ impl Host for ReplayHost {
                 icount: i,
                 number: n,
             }) if *i == icount && *n == number => self.position += 1,
+            Some(Event::TaskSyscallEntry {
+                icount: i,
+                tid: t,
+                number: n,
+            }) if *i == icount && *n == number && *t == tid => self.position += 1,
+            Some(Event::TaskSyscallEntry {
+                icount: i,
+                tid: t,
+                number: n,
+            }) => self.diverge(format!(
+                "task {tid} made syscall {} ({number}); the trace has task {t} making syscall {} ({n}) at \
+                 icount {i}",
+                syscall_name(number),
+                syscall_name(*n)
+            )),
             Some(Event::SyscallEntry {
                 icount: i,
                 number: n,

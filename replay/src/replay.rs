@@ -43,7 +43,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use tandem_emulator::hypervisor::{FaultRecord, FaultSnapshot, Hypervisor, Policy};
 use tandem_emulator::linux::vfs::{split, Mount};
-use tandem_emulator::linux::{LinuxConfig, LinuxSnapshot, Progress};
+use tandem_emulator::linux::{LinuxConfig, LinuxSnapshot, Progress, SchedPolicy};
 
 /// A replay's position: the machine, its host's place in the event stream, and the hypervisor's fault state.
 pub type ReplaySnapshot = (LinuxSnapshot, ReplayHost, FaultSnapshot);
@@ -238,6 +238,9 @@ pub fn config_of(header: &Header) -> LinuxConfig {
         exe_path: header.exe_path.clone(),
         cwd: header.cwd.clone(),
         frames_max: header.frames_max as usize,
+        sched: SchedPolicy::parse(&header.tasks.sched).unwrap_or_default(),
+        cpus: header.tasks.cpus,
+        ..LinuxConfig::default()
     }
 }
 

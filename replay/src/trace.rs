@@ -52,7 +52,10 @@ pub const MAGIC: [u8; 8] = *b"TANDEMTR";
 /// final fault reports in the summary; 3: `Record::Pages` after every checkpoint; 4: the same encoding, but
 /// digests computed another way, see `digest::DigestScheme`, and embedded files named by BLAKE3; 5: chunks
 /// numbered and chained, see the module doc).
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
+/// The first version whose header carries the task options (`Header::tasks`) and whose syscall entries name
+/// their task (`Event::TaskSyscallEntry`).
+pub const FORMAT_VERSION_TASKS: u32 = 6;
 /// The first version whose chunks carry a sequence number and a link to the previous chunk.
 pub const FORMAT_VERSION_CHAINED: u32 = 5;
 /// The oldest version this tandem still reads.
@@ -143,6 +146,39 @@ pub struct Header {
     pub live_entropy: bool,
     /// The run was recorded under the hypervisor with these memory faults.
     pub faults: Option<FaultOptions>,
+    /// How the guest's tasks were scheduled and how many CPUs it was told it had (format 6; on the wire in
+    /// `Chunk::HeaderTasks`, beside the header, so that the header of older formats decodes unchanged).
+    #[serde(skip)]
+    pub tasks: TaskOptions,
+}
+
+/// The guest kernel's options of a recorded run (`tandem record --sched/--cpus`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskOptions {
+    /// The scheduling policy, as `SchedPolicy::spelling` writes it.
+    pub sched: String,
+    pub cpus: u32,
+}
+
+impl TaskOptions {
+    /// The task options a guest configuration runs with.
+    pub fn of(config: &tandem_emulator::linux::LinuxConfig) -> TaskOptions {
+        TaskOptions {
+            sched: config.sched.spelling(),
+            cpus: config.cpus,
+        }
+    }
+}
+
+impl Default for TaskOptions {
+    /// What a trace of format 5 or older was recorded with: one task at a time on "one CPU" (sched_getaffinity
+    /// answered a single CPU), and the fair policy (the only one, and irrelevant to a single task).
+    fn default() -> Self {
+        TaskOptions {
+            sched: tandem_emulator::linux::SchedPolicy::default().spelling(),
+            cpus: 1,
+        }
+    }
 }
 
 /// Metadata of a host path as the recording host answered it.
@@ -220,7 +256,7 @@ pub enum HostCall {
 /// An event of the run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
-    /// A SYSCALL retired at `icount` (counting itself) with rax = `number`.
+    /// A SYSCALL retired at `icount` (counting itself) with rax = `number` (formats 2 to 5).
     SyscallEntry { icount: u64, number: u64 },
     /// The host answered (between the entry and the exit of the syscall it belongs to).
     Host(HostCall),
@@ -229,9 +265,25 @@ pub enum Event {
     /// A memory fault fired when `report.icount` instructions had retired (after any syscall at that icount):
     /// the resolved injection, its report line as it stood then, and the guest's position.
     Fault(Box<FaultRecord>),
+    /// Format 6: task `tid` made a syscall (the SYSCALL retired at `icount`, counting every task's
+    /// instructions) with rax = `number`. Each attempt of a syscall that blocks is one entry.
+    TaskSyscallEntry { icount: u64, tid: i32, number: u64 },
 }
 
 impl Event {
+    /// A syscall entry of either format: (icount, task when the trace names it, number).
+    pub fn syscall_entry(&self) -> Option<(u64, Option<i32>, u64)> {
+        match self {
+            Event::SyscallEntry { icount, number } => Some((*icount, None, *number)),
+            Event::TaskSyscallEntry {
+                icount,
+                tid,
+                number,
+            } => Some((*icount, Some(*tid), *number)),
+            _ => None,
+        }
+    }
+
     /// Whether the replaying host answers this event (faults are re-applied by the hypervisor instead).
     pub fn is_host_stream(&self) -> bool {
         !matches!(self, Event::Fault(_))
@@ -325,6 +377,7 @@ pub struct Summary {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Chunk {
+    /// The header (formats 2 to 5 on the wire; from format 6 written as `HeaderTasks` and read back as this).
     Header(Box<Header>),
     /// Records that are complete up to `icount_end`: a replay may run to it.
     Records {
@@ -332,6 +385,32 @@ pub enum Chunk {
         records: Vec<Record>,
     },
     End(Summary),
+    /// Format 6: the header with its task options (`Header::tasks`). Only on the wire: the reader gives
+    /// `Chunk::Header` with `tasks` filled in, and the writer turns `Chunk::Header` into this.
+    HeaderTasks(Box<Header>, TaskOptions),
+}
+
+impl Chunk {
+    /// The chunk as a trace of `version` encodes it.
+    fn on_the_wire(&self, version: u32) -> std::borrow::Cow<'_, Chunk> {
+        match self {
+            Chunk::Header(h) if version >= FORMAT_VERSION_TASKS => {
+                std::borrow::Cow::Owned(Chunk::HeaderTasks(h.clone(), h.tasks.clone()))
+            }
+            other => std::borrow::Cow::Borrowed(other),
+        }
+    }
+
+    /// The chunk as the reader gives it.
+    fn into_read(self) -> Chunk {
+        match self {
+            Chunk::HeaderTasks(mut h, tasks) => {
+                h.tasks = tasks;
+                Chunk::Header(h)
+            }
+            other => other,
+        }
+    }
 }
 
 /// What is wrong with a trace. Every variant names the place.
@@ -526,6 +605,7 @@ impl<W: Write> TraceWriter<W> {
     }
 
     pub fn write_chunk(&mut self, chunk: &Chunk) -> std::io::Result<()> {
+        let chunk = &*chunk.on_the_wire(self.version);
         if self.version >= FORMAT_VERSION_CHAINED {
             self.write_payload(&ChainedRef(self.chunk_count as u64, self.link, chunk))
         } else {
@@ -742,12 +822,21 @@ impl<R: std::io::Read> ChunkReader<R> {
         };
         self.offset += FRAME_BYTES + len;
         self.chunk += 1;
-        Ok(Some(decoded))
+        Ok(Some(Chunk::into_read(decoded)))
     }
 }
 
 /// Checks what a header claims that a replay relies on: only what a recording could have written passes.
 fn check_header(h: &Header) -> Result<(), String> {
+    tandem_emulator::linux::SchedPolicy::parse(&h.tasks.sched)
+        .map_err(|e| format!("its scheduling policy: {e}"))?;
+    if !(1..=tandem_emulator::linux::CPUS_MAX).contains(&h.tasks.cpus) {
+        return Err(format!(
+            "it claims {} CPUs (1 to {} are possible)",
+            h.tasks.cpus,
+            tandem_emulator::linux::CPUS_MAX
+        ));
+    }
     if h.hash_interval == 0 || h.fine_interval == 0 {
         return Err("hash_interval and fine_interval must be at least 1".into());
     }
@@ -884,7 +973,7 @@ impl Trace {
                     trace.chunk_count = chunk + 1;
                     return Ok(trace);
                 }
-                Ok(Some(Chunk::Header(_))) => {
+                Ok(Some(Chunk::Header(_) | Chunk::HeaderTasks(..))) => {
                     trace.damage = Some(TraceError::Invalid {
                         chunk,
                         offset: here,
@@ -1057,6 +1146,29 @@ mod tests {
             live_clock: false,
             live_entropy: false,
             faults: None,
+            tasks: TaskOptions {
+                sched: "chaos:300".into(),
+                cpus: 8,
+            },
+        }
+    }
+
+    /// Format 6 carries the task options beside the header; an older format reads as one CPU, fair.
+    #[test]
+    fn task_options_round_trip_in_format_6_and_default_before() {
+        for version in [FORMAT_VERSION, 5] {
+            let mut w = TraceWriter::with_version(Vec::new(), version).unwrap();
+            w.write_chunk(&Chunk::Header(Box::new(sample_header())))
+                .unwrap();
+            let bytes = w.into_inner();
+            let t = Trace::read(&bytes[..]).unwrap();
+            let expected = if version >= FORMAT_VERSION_TASKS {
+                sample_header().tasks
+            } else {
+                TaskOptions::default()
+            };
+            assert_eq!(t.header.tasks, expected, "format {version}");
+            assert_eq!(expected.cpus == 1, version < FORMAT_VERSION_TASKS);
         }
     }
 
@@ -1251,7 +1363,7 @@ mod tests {
         let frames = frames(&bytes);
         for edit in 0..3 {
             let Chained(sequence, link, chunk) = options().deserialize(&frames[0].1).unwrap();
-            let Chunk::Header(mut header) = chunk else {
+            let Chunk::HeaderTasks(mut header, tasks) = chunk else {
                 panic!("the first chunk is the header")
             };
             match edit {
@@ -1259,7 +1371,7 @@ mod tests {
                 1 => header.argv.push(b"--extra".to_vec()),
                 _ => header.seed += 1,
             }
-            let edited_chunk = Chunk::Header(header);
+            let edited_chunk = Chunk::HeaderTasks(header, tasks);
             let edited = options()
                 .serialize(&ChainedRef(sequence, link, &edited_chunk))
                 .unwrap();

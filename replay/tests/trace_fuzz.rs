@@ -99,6 +99,9 @@ fn edit_record(records: &mut [Record], (field, v, i): Edit) {
     match (r, field % 12) {
         (Record::Event(Event::SyscallEntry { icount, .. }), 0) => *icount = v,
         (Record::Event(Event::SyscallEntry { number, .. }), _) => *number = v % 512,
+        (Record::Event(Event::TaskSyscallEntry { icount, .. }), 0) => *icount = v,
+        (Record::Event(Event::TaskSyscallEntry { tid, .. }), 1) => *tid = v as i32,
+        (Record::Event(Event::TaskSyscallEntry { number, .. }), _) => *number = v % 512,
         (Record::Event(Event::SyscallExit { result }), _) => *result = v,
         (Record::Event(Event::Host(HostCall::ReadStdin { requested, .. })), 0) => *requested = v,
         (Record::Event(Event::Host(HostCall::ReadStdin { result, .. })), _) => {

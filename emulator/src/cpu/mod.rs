@@ -315,11 +315,16 @@ pub enum Exit {
     Exception(Exception),
 }
 
+/// The `rdrand` stream of the first address space of a run.
+pub const RDRAND_STREAM: &str = "cpu.rdrand";
+
 /// Fixed configuration of the CPU model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CpuConfig {
     /// Seed of the `rdrand` stream.
     pub seed: u64,
+    /// Name of the `rdrand` stream (each address space of a guest draws from its own).
+    pub rdrand_stream: String,
     /// Time-stamp counter ticks per retired instruction (RDTSC reads `icount * tsc_per_insn`).
     pub tsc_per_insn: u64,
 }
@@ -328,6 +333,7 @@ impl Default for CpuConfig {
     fn default() -> Self {
         CpuConfig {
             seed: 0,
+            rdrand_stream: RDRAND_STREAM.to_string(),
             tsc_per_insn: 1,
         }
     }
@@ -480,7 +486,7 @@ const REG_INFO: [RegInfo; 256] = {
 
 impl Cpu {
     pub fn new(mem: Memory, config: CpuConfig) -> Cpu {
-        let rdrand = named_stream(config.seed, "cpu.rdrand");
+        let rdrand = named_stream(config.seed, &config.rdrand_stream);
         Cpu {
             regs: CpuState::default(),
             icount: 0,

@@ -89,6 +89,7 @@ impl<H: Host> Hypervisor<H> {
                 signo,
                 code: 0,
                 addr: (GUEST_PID as u32 as u64) | (GUEST_UID << 32),
+                value: 0,
             },
         }
     }

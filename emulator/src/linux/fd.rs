@@ -1,9 +1,9 @@
 //! Open file descriptions and the descriptor table (the kernel's `struct file` and `struct files_struct`).
 //!
 //! A descriptor points at a shared open file description (offset and status flags are shared by dup'ed
-//! descriptors, as in Linux). Pipes live wholly in memory: one run is one thread, so a pipe is a bounded buffer
-//! that a reader drains after the writer filled it; a read of an empty pipe whose writer is still open would
-//! block forever and answers EAGAIN instead.
+//! descriptors, as in Linux). Pipes live wholly in memory as bounded buffers of Linux's default capacity; a
+//! reader of an empty pipe and a writer of a full one wait (the guest kernel's blocked pool) unless the
+//! description is non-blocking.
 
 use super::abi::*;
 use super::vfs::{Device, GuestPath, SharedFile};
@@ -13,8 +13,10 @@ use std::rc::Rc;
 
 /// Most open descriptors (RLIMIT_NOFILE's soft limit).
 pub const FDS_MAX: i32 = 1024;
-/// Most bytes buffered in one pipe.
-pub const PIPE_BYTES_MAX: usize = 16 << 20;
+/// Most bytes buffered in one pipe: Linux's default pipe capacity (pipe(7)); a writer waits for a reader beyond.
+pub const PIPE_BYTES_MAX: usize = 65_536;
+/// Writes of at most this many bytes to a pipe are atomic (pipe(7), PIPE_BUF).
+pub const PIPE_BUF: usize = 4096;
 
 #[derive(Debug, Default)]
 pub struct Pipe {

@@ -139,7 +139,7 @@ pub trait Host {
     fn fill_random(&mut self, out: &mut [u8]);
     /// Called when a SYSCALL instruction has retired, before the linux layer handles it: `icount` counts the
     /// SYSCALL itself, `number` is rax. A recording host keys its events by it; a replaying host checks it.
-    fn syscall_entry(&mut self, _icount: u64, _number: u64) {}
+    fn syscall_entry(&mut self, _icount: u64, _tid: i32, _number: u64) {}
     /// Called after the linux layer handled the syscall (and delivered any signal it raised): `result` is rax.
     fn syscall_exit(&mut self, _result: u64) {}
     /// Whether the run should pause after the syscall that just returned: `LinuxMachine::run` then returns
@@ -149,6 +149,8 @@ pub trait Host {
     fn pause_requested(&self) -> bool {
         false
     }
+    /// A line of the syscall trace (`LinuxConfig::trace_syscalls`), for the user: not an input of the run.
+    fn trace(&mut self, _line: &str) {}
 }
 
 /// Entropy from the seed: the named stream "linux.getrandom", independent of every other stream of the run.

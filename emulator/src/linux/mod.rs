@@ -19,20 +19,24 @@ pub mod fd;
 mod files;
 pub mod host;
 pub mod ids;
+mod kernel;
+mod process;
 pub mod sched;
 mod signal;
 mod snapshot;
 mod syscalls;
 pub mod sysnames;
 mod task;
+mod threads;
 pub mod vfs;
 
-use crate::cpu::{cpuid, named_stream, CacheStats, Cpu, CpuConfig, Exit, Machine, Registers, RSP};
+use crate::cpu::{CacheStats, CpuConfig, Exit, Machine, Registers};
 use crate::memory::Memory;
 use abi::*;
 pub use host::{Host, HostKind, HostMetadata, HostStat, MemoryHost, SeededEntropy, Timespec};
 use ids::{Pid, Tid};
-use rand::RngCore;
+pub use sched::SchedPolicy;
+use sched::Scheduler;
 pub use signal::{fxsave, EarlyKill, SigInfo};
 pub use snapshot::LinuxSnapshot;
 use std::collections::BTreeMap;
@@ -70,7 +74,20 @@ pub struct LinuxConfig {
     pub cwd: Vec<u8>,
     /// Guest memory limit, in 4 KiB frames.
     pub frames_max: usize,
+    /// How tasks share the CPU (`--sched`).
+    pub sched: SchedPolicy,
+    /// Report every syscall attempt (task, icount, name, arguments, result) through `Host::trace`, as strace
+    /// would. Changes nothing in the run.
+    pub trace_syscalls: bool,
+    /// CPUs the guest is told it has (sched_getaffinity, sysinfo, /proc/cpuinfo): programs size their worker
+    /// pools from it. Whatever the number, the guest's tasks run one at a time on one host thread.
+    pub cpus: u32,
 }
+
+/// CPUs the guest sees by default: enough that programs start their worker threads.
+pub const CPUS_DEFAULT: u32 = 4;
+/// Most CPUs a guest can be told it has (the affinity mask is one 64-bit word).
+pub const CPUS_MAX: u32 = 64;
 
 impl Default for LinuxConfig {
     fn default() -> Self {
@@ -86,6 +103,9 @@ impl Default for LinuxConfig {
             exe_path: b"/program".to_vec(),
             cwd: b"/".to_vec(),
             frames_max: Memory::FRAMES_MAX_DEFAULT,
+            sched: SchedPolicy::default(),
+            trace_syscalls: false,
+            cpus: CPUS_DEFAULT,
         }
     }
 }
@@ -103,6 +123,9 @@ pub enum Termination {
         /// What raised it: the CPU exception, "kill from the program itself", an unknown syscall.
         cause: String,
     },
+    /// Every task was blocked with no timer pending: the run could never go on. Exit status 124, as a run
+    /// stopped by its instruction limit (the guest would have hung).
+    Deadlock { icount: u64, report: String },
 }
 
 impl Termination {
@@ -111,6 +134,7 @@ impl Termination {
         match self {
             Termination::Exited { code } => code & 0xff,
             Termination::Signaled { signal, .. } => 128 + signal,
+            Termination::Deadlock { .. } => EXIT_DEADLOCK,
         }
     }
 
@@ -127,9 +151,16 @@ impl Termination {
                 "guest killed by {} (signal {signal}) at rip {rip:#x}, icount {icount}: {cause}",
                 signal_name(*signal)
             )),
+            Termination::Deadlock { icount, report } => Some(format!(
+                "guest stopped at icount {icount}: {}",
+                report.trim_end()
+            )),
         }
     }
 }
+
+/// Exit status of a deadlocked run (timeout(1)'s: the run would never have ended).
+pub const EXIT_DEADLOCK: i32 = 124;
 
 /// Counters of a run, for --stats and reports. Ordered maps, so printing them is deterministic.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -146,6 +177,12 @@ pub struct Stats {
     pub machine_checks: BTreeMap<u32, u64>,
     /// The siginfo of the last synchronous fault (CPU exception) or memory-error signal, for core dumps.
     pub last_fault: Option<SigInfo>,
+    /// Switches of the CPU from one task to another.
+    pub context_switches: u64,
+    /// Threads and processes created (clone, fork, vfork).
+    pub tasks_created: u64,
+    /// Programs started by execve.
+    pub execs: u64,
 }
 
 /// What `run` did.
@@ -168,7 +205,38 @@ pub struct LinuxMachine<H: Host> {
     proc: Process,
     /// The running thread's kernel-side state (its registers are the engine's, in `machine`).
     thread: Thread,
-    slept_ns: u64,
+    /// The running thread has exited: the next scheduling decision drops it.
+    thread_exited: bool,
+    /// Every other thread, by tid (their registers are in `Thread::regs`).
+    threads: BTreeMap<Tid, Thread>,
+    /// Every other live process, by pid.
+    procs: BTreeMap<Pid, Process>,
+    /// The address spaces of the other processes, by `Process::space` (the running one is `machine`).
+    spaces: BTreeMap<u32, Machine>,
+    /// Tasks waiting, by tid. INVARIANT: none of them is in the scheduler's run queue.
+    blocked: BTreeMap<Tid, kernel::Blocked>,
+    /// Futex waiters in the order they blocked, per word.
+    futex_waiters: BTreeMap<kernel::FutexKey, std::collections::VecDeque<Tid>>,
+    sched: Scheduler,
+    /// Moves whenever a task did something a blocked task may wait for (see kernel.rs).
+    generation: u64,
+    /// The global icount at which the running thread's slice ends.
+    slice_end: u64,
+    /// The deadline of the syscall being re-run (None on its first attempt).
+    restart_deadline: Option<ids::GuestNs>,
+    /// The deadline a file-family syscall asked for as it blocked (see `syscalls::would_block`).
+    block_deadline: Option<ids::GuestNs>,
+    /// Virtual time skipped while every task was blocked (the clock's part not made of instructions).
+    skipped_ns: u64,
+    /// The next tid (and pid) to hand out.
+    tid_next: i32,
+    /// Processes that ended and wait for their parent's wait4, by pid.
+    zombies: BTreeMap<Pid, task::Zombie>,
+    death_seq: u64,
+    /// The next address-space key to hand out.
+    space_next: u32,
+    /// execve calls so far (names the random streams of each new image).
+    exec_count: u64,
     termination: Option<Termination>,
     stats: Stats,
 }
@@ -176,31 +244,19 @@ pub struct LinuxMachine<H: Host> {
 impl<H: Host> LinuxMachine<H> {
     /// Loads `program` (the bytes of a static ELF executable) and prepares its first instruction.
     pub fn new(config: LinuxConfig, program: &[u8], host: H) -> Result<Self, elf::LoadError> {
-        let file = elf::ElfFile::parse(program)?;
-        let mut mem = Memory::new();
-        mem.set_frames_max(config.frames_max);
-        let image = elf::load_segments(&file, program, &mut mem)?;
-        let mut random = [0u8; 16];
-        named_stream(config.seed, "linux.at_random").fill_bytes(&mut random);
-        let inputs = elf::StackInputs {
-            argv: &config.argv,
-            envp: &config.envp,
-            execfn: &config.exe_path,
-            random,
-            hwcap: cpuid::LEAF1_EDX as u64,
-            uid: GUEST_UID,
-            gid: GUEST_GID,
-        };
-        let rsp = elf::build_stack(&mut mem, &image, &inputs, file.executable_stack())?;
-        let mut cpu = Cpu::new(
-            mem,
+        let loaded = process::load_program(
+            program,
+            &config.argv,
+            &config.envp,
+            &config.exe_path,
             CpuConfig {
                 seed: config.seed,
+                rdrand_stream: crate::cpu::RDRAND_STREAM.to_string(),
                 tsc_per_insn: config.ns_per_insn,
             },
-        );
-        cpu.regs.rip = image.entry;
-        cpu.regs.gpr[RSP] = rsp;
+            config.frames_max,
+            "linux.at_random",
+        )?;
         let vfs = Vfs::new(
             config.mounts.clone(),
             config.exe_path.clone(),
@@ -214,13 +270,39 @@ impl<H: Host> LinuxMachine<H> {
             .next()
             .map(|n| n[..n.len().min(15)].to_vec())
             .unwrap_or_default();
+        let mut sched = Scheduler::new(config.seed, config.sched);
+        sched.add(pid.leader());
+        let exe_path = vfs.exe_path.clone();
         Ok(LinuxMachine {
-            machine: Machine::new(cpu),
+            machine: loaded.machine,
             host,
             vfs,
-            proc: Process::first(pid, Pid(GUEST_PPID), cwd, image.brk_start),
-            thread: Thread::new(Tid(GUEST_PID), pid, name),
-            slept_ns: 0,
+            proc: Process::first(
+                pid,
+                Pid(GUEST_PPID),
+                cwd,
+                loaded.brk_start,
+                exe_path,
+                std::sync::Arc::new(program.to_vec()),
+            ),
+            thread: Thread::new(pid.leader(), pid, name),
+            thread_exited: false,
+            threads: BTreeMap::new(),
+            procs: BTreeMap::new(),
+            spaces: BTreeMap::new(),
+            blocked: BTreeMap::new(),
+            futex_waiters: BTreeMap::new(),
+            sched,
+            generation: 0,
+            slice_end: 0,
+            restart_deadline: None,
+            block_deadline: None,
+            skipped_ns: 0,
+            tid_next: GUEST_PID + 1,
+            zombies: BTreeMap::new(),
+            death_seq: 0,
+            space_next: 1,
+            exec_count: 0,
             termination: None,
             stats: Stats::default(),
             config,
@@ -305,9 +387,32 @@ impl<H: Host> LinuxMachine<H> {
         &self.stats
     }
 
-    /// The digest of registers and memory: the run's final state hash once it has finished.
+    /// The digest of registers and memory: the run's final state hash once it has finished. With one thread
+    /// and one address space, the engine's digest (as before threads existed, so older traces verify); with
+    /// more, every thread's registers (by tid) and every address space's memory are mixed in.
     pub fn state_hash(&self) -> u64 {
-        self.machine.cpu.state_hash()
+        let running = self.machine.cpu.state_hash();
+        if self.threads.is_empty() && self.spaces.is_empty() {
+            return running;
+        }
+        let mut h = crate::memory::Fnv::new();
+        h.write_u64(running);
+        for (tid, t) in &self.threads {
+            h.write_u64(tid.0 as u64);
+            let mut cpu_state = crate::memory::Fnv::new();
+            for g in t.regs.gpr {
+                cpu_state.write_u64(g);
+            }
+            cpu_state.write_u64(t.regs.rip);
+            cpu_state.write_u64(t.regs.flags.rflags());
+            cpu_state.write_u64(t.regs.fs_base);
+            h.write_u64(cpu_state.finish());
+        }
+        for (id, m) in &self.spaces {
+            h.write_u64(*id as u64);
+            h.write_u64(m.cpu.mem.digest());
+        }
+        h.finish()
     }
 
     /// The running thread's signal mask and pending set (for core dumps: NT_PRSTATUS pr_sigpend and
@@ -325,17 +430,22 @@ impl<H: Host> LinuxMachine<H> {
         self.termination.as_ref().map(Termination::exit_status)
     }
 
-    /// Virtual time since the start of the run: instructions retired times the rate, plus time slept.
+    /// Virtual time since the start of the run: instructions retired (by every task) times the rate, plus time
+    /// skipped while every task was blocked.
     pub fn elapsed_ns(&self) -> u64 {
         self.machine
             .cpu
             .icount
             .saturating_mul(self.config.ns_per_insn)
-            .saturating_add(self.slept_ns)
+            .saturating_add(self.skipped_ns)
     }
 
-    /// Runs until `budget` more instructions have retired or the guest ends (or, earlier, right after a
-    /// syscall when the host asks for a pause: `Host::pause_requested`).
+    /// Runs until `budget` more instructions have retired (counted over every task) or the guest ends (or,
+    /// earlier, right after a syscall when the host asks for a pause: `Host::pause_requested`).
+    ///
+    /// Exact: scheduling, blocking and skipping time retire nothing, so the run stops exactly at the budget. A
+    /// slice ends at the scheduler's quantum or at the next deadline (a timeout, a timer), so time-driven events
+    /// happen at an exact instruction count.
     pub fn run(&mut self, budget: u64) -> Progress {
         let end = self.machine.cpu.icount.saturating_add(budget);
         loop {
@@ -346,13 +456,32 @@ impl<H: Host> LinuxMachine<H> {
             if icount >= end {
                 return Progress::BudgetExhausted;
             }
-            match self.machine.run(end - icount) {
-                Exit::BudgetExhausted => {}
+            let deadline = self.next_deadline().map(|d| self.icount_at(d));
+            let due = deadline.is_some_and(|d| icount >= d);
+            if (icount >= self.slice_end || !self.current_can_run() || due) && !self.schedule() {
+                continue;
+            }
+            if !self.current_can_run() {
+                // Re-running its syscall blocked it again, or ended it.
+                continue;
+            }
+            let mut stop = end.min(self.slice_end.max(icount + 1));
+            if let Some(d) = self.next_deadline() {
+                stop = stop.min(self.icount_at(d).max(icount + 1));
+            }
+            debug_assert!(stop > icount);
+            let exit = self.machine.run(stop - icount);
+            let retired = self.machine.cpu.icount - icount;
+            self.thread.insns.0 += retired;
+            match exit {
+                Exit::BudgetExhausted => {
+                    if self.machine.cpu.icount >= self.slice_end {
+                        // A timer interrupt: the thread's signals are taken before another task runs.
+                        self.deliver_pending();
+                    }
+                }
                 Exit::Syscall => {
-                    let cpu = &self.machine.cpu;
-                    self.host.syscall_entry(cpu.icount, cpu.regs.gpr[0]);
                     self.syscall();
-                    self.host.syscall_exit(self.machine.cpu.regs.gpr[0]);
                     if self.termination.is_none() && self.host.pause_requested() {
                         return Progress::BudgetExhausted;
                     }
@@ -368,6 +497,7 @@ impl<H: Host> LinuxMachine<H> {
         self.run(left)
     }
 
+    /// The whole run ends.
     fn terminate(&mut self, t: Termination) {
         if self.termination.is_none() {
             self.termination = Some(t);

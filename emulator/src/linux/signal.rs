@@ -11,6 +11,9 @@
 //! A default action that terminates ends the run with 128 + signal as exit status and a diagnostic line.
 
 use super::abi::*;
+use super::ids::{Pid, Tid};
+use super::kernel::Wait;
+use super::syscalls::Outcome;
 use super::{Host, LinuxMachine, Termination};
 use crate::cpu::x87::F80;
 use crate::cpu::{Cpu, Exception, RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP};
@@ -19,6 +22,7 @@ use crate::memory::Access;
 pub const SIG_DFL: u64 = 0;
 pub const SIG_IGN: u64 = 1;
 pub const SA_ONSTACK: u64 = 0x0800_0000;
+pub const SA_RESTART: u64 = 0x1000_0000;
 pub const SA_NODEFER: u64 = 0x4000_0000;
 pub const SA_RESETHAND: u64 = 0x8000_0000;
 pub const SS_ONSTACK: u32 = 1;
@@ -49,6 +53,26 @@ pub struct SigInfo {
     pub code: i32,
     /// si_addr for faults; for kill-like signals, si_pid in the low 32 bits and si_uid in the high.
     pub addr: u64,
+    /// The word at offset 24: si_value of a timer or queued signal, si_status of SIGCHLD (0 for the others).
+    pub value: u64,
+}
+
+/// si_code values (include/uapi/asm-generic/siginfo.h).
+pub const SI_USER: i32 = 0;
+pub const SI_TKILL: i32 = -6;
+pub const CLD_EXITED: i32 = 1;
+pub const CLD_KILLED: i32 = 2;
+
+impl SigInfo {
+    /// A signal sent by a process (kill, tkill, tgkill): si_pid and si_uid of the sender.
+    pub fn from_process(signo: i32, code: i32, sender: i32) -> SigInfo {
+        SigInfo {
+            signo,
+            code,
+            addr: (sender as u32 as u64) | (super::GUEST_UID << 32),
+            value: 0,
+        }
+    }
 }
 
 /// What an early-kill SIGBUS (BUS_MCEERR_AO) did.
@@ -69,6 +93,40 @@ pub const BUS_MCEERR_AO: i32 = 5;
 
 pub fn bit(sig: i32) -> u64 {
     1u64 << ((sig - 1) as u64 & 63)
+}
+
+/// Syscalls that SA_RESTART restarts after a handler (signal(7), "Interruption of system calls and library
+/// functions by signal handlers"); the sleeps, poll, select, epoll_wait, pause and sigsuspend are never
+/// restarted and fail with EINTR.
+fn restarted_after_handler(nr: u64) -> bool {
+    matches!(
+        nr,
+        0 | 1
+            | 2
+            | 16
+            | 17
+            | 18
+            | 19
+            | 20
+            | 40
+            | 42
+            | 43
+            | 44
+            | 45
+            | 46
+            | 47
+            | 61
+            | 72
+            | 73
+            | 202
+            | 247
+            | 257
+            | 288
+            | 295
+            | 296
+            | 299
+            | 307
+    )
 }
 
 /// Signals whose default action is to ignore them (signal(7)); the stop signals are ignored too, as a lone
@@ -92,7 +150,12 @@ pub fn signal_for(e: Exception, rip: u64) -> SigInfo {
         Exception::MachineCheck { addr, .. } => (SIGBUS, BUS_MCEERR_AR, addr),
         Exception::X87FloatingPoint | Exception::SimdFloatingPoint => (SIGFPE, 0, rip),
     };
-    SigInfo { signo, code, addr }
+    SigInfo {
+        signo,
+        code,
+        addr,
+        value: 0,
+    }
 }
 
 /// The 512-byte FXSAVE image of the FPU, MXCSR and XMM registers.
@@ -208,7 +271,7 @@ impl<H: Host> LinuxMachine<H> {
             if blocked {
                 cause.push_str(" (the signal was blocked)");
             }
-            self.terminate(Termination::Signaled {
+            self.end_process(Termination::Signaled {
                 signal: info.signo,
                 rip,
                 icount: self.machine.cpu.icount,
@@ -254,6 +317,7 @@ impl<H: Host> LinuxMachine<H> {
             signo: SIGBUS,
             code: BUS_MCEERR_AO,
             addr,
+            value: 0,
         };
         let action = self.proc.sigactions[SIGBUS as usize];
         if action.handler == SIG_IGN {
@@ -264,7 +328,7 @@ impl<H: Host> LinuxMachine<H> {
         }
         self.stats.last_fault = Some(info);
         if action.handler == SIG_DFL {
-            self.terminate(Termination::Signaled {
+            self.end_process(Termination::Signaled {
                 signal: SIGBUS,
                 rip: self.machine.cpu.regs.rip,
                 icount: self.machine.cpu.icount,
@@ -280,33 +344,151 @@ impl<H: Host> LinuxMachine<H> {
         }
     }
 
-    /// Delivers the lowest-numbered pending signal that is not blocked, if any.
+    /// Delivers the lowest-numbered signal pending for the running thread (its own first, then its
+    /// process's) that it does not block, if any: runs its handler, or its default action.
     pub(super) fn deliver_pending(&mut self) {
-        let ready = self.thread.sig.pending & !self.thread.sig.blocked;
-        if ready == 0 || self.termination.is_some() {
+        if self.termination.is_some() || !self.current_can_run() {
             return;
+        }
+        while let Some(info) = self.take_signal() {
+            let sig = info.signo;
+            let action = self.proc.sigactions[sig as usize];
+            if action.handler == SIG_IGN || (action.handler == SIG_DFL && default_ignores(sig)) {
+                continue;
+            }
+            if action.handler == SIG_DFL {
+                self.stats.last_fault = Some(info);
+                let cause = if info.code == SI_USER || info.code == SI_TKILL {
+                    let sender = info.addr as u32 as i32;
+                    if sender == self.proc.pid.0 {
+                        "sent by the program itself".to_string()
+                    } else {
+                        format!("sent by process {sender}")
+                    }
+                } else {
+                    format!("si_code {}", info.code)
+                };
+                self.end_process(Termination::Signaled {
+                    signal: sig,
+                    rip: self.machine.cpu.regs.rip,
+                    icount: self.machine.cpu.icount,
+                    cause,
+                });
+                return;
+            }
+            self.deliver(info, 0, 0, 0);
+            return;
+        }
+    }
+
+    /// Dequeues the lowest-numbered signal the running thread does not block: its own, then its process's.
+    fn take_signal(&mut self) -> Option<SigInfo> {
+        let own = self.thread.sig.pending & !self.thread.sig.blocked;
+        let shared = self.proc.shared_pending & !self.thread.sig.blocked;
+        let ready = own | shared;
+        if ready == 0 {
+            return None;
         }
         let sig = ready.trailing_zeros() as i32 + 1;
-        self.thread.sig.pending &= !bit(sig);
-        let info = SigInfo {
-            signo: sig,
-            code: 0, // SI_USER
-            addr: (super::GUEST_PID as u32 as u64) | (super::GUEST_UID << 32),
+        let info = if own & bit(sig) != 0 {
+            self.thread.sig.pending &= !bit(sig);
+            self.thread.pending_info.remove(&sig)
+        } else {
+            self.proc.shared_pending &= !bit(sig);
+            self.proc.shared_info.remove(&sig)
         };
-        let action = self.proc.sigactions[sig as usize];
-        if action.handler == SIG_IGN || (action.handler == SIG_DFL && default_ignores(sig)) {
-            return;
+        Some(info.unwrap_or_else(|| SigInfo::from_process(sig, SI_USER, self.proc.pid.0)))
+    }
+
+    /// Whether a signal pending for the running thread interrupts a syscall it was blocked in (`nr`): None
+    /// when none does; Some(true) when its handler asks for SA_RESTART and Linux restarts that syscall,
+    /// Some(false) when the syscall fails with EINTR (or the signal's default action ends the process).
+    /// Pending signals that are ignored are discarded on the way.
+    pub(super) fn interrupting_signal(&mut self, nr: u64) -> Option<bool> {
+        loop {
+            let ready =
+                (self.thread.sig.pending | self.proc.shared_pending) & !self.thread.sig.blocked;
+            if ready == 0 {
+                return None;
+            }
+            let sig = ready.trailing_zeros() as i32 + 1;
+            let action = self.proc.sigactions[sig as usize];
+            if action.handler == SIG_IGN || (action.handler == SIG_DFL && default_ignores(sig)) {
+                self.thread.sig.pending &= !bit(sig);
+                self.thread.pending_info.remove(&sig);
+                self.proc.shared_pending &= !bit(sig);
+                self.proc.shared_info.remove(&sig);
+                continue;
+            }
+            if action.handler == SIG_DFL {
+                return Some(false);
+            }
+            return Some(action.flags & SA_RESTART != 0 && restarted_after_handler(nr));
         }
-        if action.handler == SIG_DFL {
-            self.terminate(Termination::Signaled {
-                signal: sig,
-                rip: self.machine.cpu.regs.rip,
-                icount: self.machine.cpu.icount,
-                cause: "sent by the program itself".into(),
-            });
-            return;
+    }
+
+    /// Queues a signal for one thread (tkill, tgkill, SIGPIPE, a timer) and wakes it if it waits.
+    pub(super) fn send_to_thread(&mut self, tid: Tid, info: SigInfo) -> Result<(), Errno> {
+        let pid = self.thread_ref(tid).ok_or(ESRCH)?.pid;
+        if info.signo == 0 || self.ignores(pid, info.signo) {
+            return Ok(());
         }
-        self.deliver(info, 0, 0, 0);
+        let t = self.thread_mut(tid).ok_or(ESRCH)?;
+        t.sig.pending |= bit(info.signo);
+        t.pending_info.entry(info.signo).or_insert(info);
+        let blocks = t.sig.is_blocked(info.signo);
+        self.bump_generation();
+        if !blocks {
+            self.interrupt(tid);
+        }
+        Ok(())
+    }
+
+    /// Queues a signal for a whole process (kill): the first of its threads that does not block it (the
+    /// running one if it is one of them, else the lowest tid) is woken to take it.
+    pub(super) fn send_to_process(&mut self, pid: Pid, info: SigInfo) -> Result<(), Errno> {
+        if self.process_ref(pid).is_none() {
+            return if self.zombies.contains_key(&pid) {
+                Ok(())
+            } else {
+                Err(ESRCH)
+            };
+        }
+        if info.signo == 0 || self.ignores(pid, info.signo) {
+            return Ok(());
+        }
+        let p = self.process_mut(pid).expect("checked above");
+        p.shared_pending |= bit(info.signo);
+        p.shared_info.entry(info.signo).or_insert(info);
+        self.bump_generation();
+        let taker = self.threads_of(pid).into_iter().find(|&t| {
+            self.thread_ref(t)
+                .is_some_and(|t| !t.sig.is_blocked(info.signo))
+        });
+        if let Some(tid) = taker {
+            self.interrupt(tid);
+        }
+        Ok(())
+    }
+
+    /// A signal arrived for `tid`: if it waits interruptibly, it runs again, and its syscall answers EINTR or
+    /// restarts (`restart_syscall`). A vfork parent is not interrupted (it waits for its child, as Linux's
+    /// vfork does).
+    fn interrupt(&mut self, tid: Tid) {
+        match self.blocked.get(&tid).map(|b| &b.wait) {
+            Some(Wait::Vfork { .. }) | None => {}
+            Some(_) => self.wake(tid, None),
+        }
+    }
+
+    /// The process ignores `sig` (SIG_IGN, or a default action that ignores): sending it does nothing.
+    fn ignores(&self, pid: Pid, sig: i32) -> bool {
+        let Some(p) = self.process_ref(pid) else {
+            return true;
+        };
+        let action = p.sigactions[sig as usize];
+        sig != SIGKILL
+            && (action.handler == SIG_IGN || (action.handler == SIG_DFL && default_ignores(sig)))
     }
 
     /// Builds the rt_sigframe and enters the handler.
@@ -360,14 +542,23 @@ impl<H: Host> LinuxMachine<H> {
         put(&mut f, SIGCONTEXT_OFFSET + 144, 0x33 | (0x2b << 48));
         put(&mut f, SIGCONTEXT_OFFSET + 152, err);
         put(&mut f, SIGCONTEXT_OFFSET + 160, trapno);
-        put(&mut f, SIGCONTEXT_OFFSET + 168, self.thread.sig.blocked);
+        // After sigsuspend the handler returns to the mask the thread had before the call.
+        let saved_mask = self
+            .thread
+            .saved_mask
+            .take()
+            .unwrap_or(self.thread.sig.blocked);
+        put(&mut f, SIGCONTEXT_OFFSET + 168, saved_mask);
         put(&mut f, SIGCONTEXT_OFFSET + 176, cr2);
         put(&mut f, SIGCONTEXT_OFFSET + 184, fpstate);
-        put(&mut f, SIGMASK_OFFSET, self.thread.sig.blocked);
+        put(&mut f, SIGMASK_OFFSET, saved_mask);
         f[SIGINFO_OFFSET as usize..SIGINFO_OFFSET as usize + 4].copy_from_slice(&sig.to_le_bytes());
         f[SIGINFO_OFFSET as usize + 8..SIGINFO_OFFSET as usize + 12]
             .copy_from_slice(&info.code.to_le_bytes());
         put(&mut f, SIGINFO_OFFSET + 16, info.addr);
+        if info.value != 0 {
+            put(&mut f, SIGINFO_OFFSET + 24, info.value);
+        }
         if info.signo == SIGBUS && (info.code == BUS_MCEERR_AR || info.code == BUS_MCEERR_AO) {
             // si_addr_lsb: the error covers the whole 4 KiB page (kernel/signal.c force_sig_mceerr).
             f[SIGINFO_OFFSET as usize + 24..SIGINFO_OFFSET as usize + 26]
@@ -378,7 +569,7 @@ impl<H: Host> LinuxMachine<H> {
         let mem = &mut self.machine.cpu.mem;
         if mem.write_bytes(fpstate, &fx).is_err() || mem.write_bytes(frame, &f).is_err() {
             // No room for the frame: Linux kills the process with SIGSEGV.
-            self.terminate(Termination::Signaled {
+            self.end_process(Termination::Signaled {
                 signal: SIGSEGV,
                 rip: self.machine.cpu.regs.rip,
                 icount: self.machine.cpu.icount,
@@ -422,7 +613,7 @@ impl<H: Host> LinuxMachine<H> {
         let fpstate = if ok { get(SIGCONTEXT_OFFSET + 184) } else { 0 };
         let fp_ok = fpstate == 0 || mem.read_bytes(fpstate, &mut fx).is_ok();
         if !ok || !fp_ok {
-            self.terminate(Termination::Signaled {
+            self.end_process(Termination::Signaled {
                 signal: SIGSEGV,
                 rip: self.machine.cpu.regs.rip,
                 icount: self.machine.cpu.icount,
@@ -443,5 +634,150 @@ impl<H: Host> LinuxMachine<H> {
         }
         self.thread.sig.blocked = get(SIGMASK_OFFSET) & !(bit(SIGKILL) | bit(SIGSTOP));
         self.deliver_pending();
+    }
+}
+
+impl<H: Host> LinuxMachine<H> {
+    /// The syscalls of the signal family that send or wait (kill, tkill, tgkill, pause, rt_sigsuspend,
+    /// rt_sigtimedwait, rt_sigpending); None for any other number.
+    pub(super) fn dispatch_signals(&mut self, nr: u64, a: [u64; 6]) -> Option<Outcome> {
+        let r = match nr {
+            34 => return Some(Outcome::Block(Wait::Sleep, None)), // pause: only a signal ends it
+            62 => self.sys_kill(a[0] as i32, a[1] as i32),
+            127 => self.sys_rt_sigpending(a[0], a[1]),
+            128 => return Some(self.sys_rt_sigtimedwait(a[0], a[1], a[2], a[3])),
+            130 => return Some(self.sys_rt_sigsuspend(a[0], a[1])),
+            200 => self.sys_tgkill(None, a[0] as i32, a[1] as i32),
+            234 => self.sys_tgkill(Some(a[0] as i32), a[1] as i32, a[2] as i32),
+            _ => return None,
+        };
+        Some(Outcome::Return(r))
+    }
+
+    fn check_signal_number(sig: i32) -> Result<(), Errno> {
+        if (0..=NSIG as i32).contains(&sig) {
+            Ok(())
+        } else {
+            Err(EINVAL)
+        }
+    }
+
+    /// kill(2): a process (pid > 0), the caller's process group (0), every other process (-1), or a process
+    /// group (< -1).
+    fn sys_kill(&mut self, pid: i32, sig: i32) -> Result<u64, Errno> {
+        Self::check_signal_number(sig)?;
+        let me = self.proc.pid;
+        let info = SigInfo::from_process(sig, SI_USER, me.0);
+        // The return value is set before a handler runs, so its frame saves rax = 0.
+        self.machine.cpu.regs.gpr[RAX] = 0;
+        if pid > 0 {
+            return self.send_to_process(Pid(pid), info).map(|_| 0);
+        }
+        let targets: Vec<Pid> = match pid {
+            0 => self.processes_in_group(self.proc.pgid),
+            -1 => self
+                .process_ids()
+                .into_iter()
+                .filter(|&p| p != me)
+                .collect(),
+            _ => self.processes_in_group(Pid(pid.checked_neg().ok_or(ESRCH)?)),
+        };
+        if targets.is_empty() {
+            return Err(ESRCH);
+        }
+        for p in targets {
+            let _ = self.send_to_process(p, info);
+        }
+        Ok(0)
+    }
+
+    /// tkill(2) (tgid None) and tgkill(2): one thread; SI_TKILL, as raise() and abort() send.
+    fn sys_tgkill(&mut self, tgid: Option<i32>, tid: i32, sig: i32) -> Result<u64, Errno> {
+        Self::check_signal_number(sig)?;
+        if tid <= 0 || tgid.is_some_and(|g| g <= 0) {
+            return Err(EINVAL);
+        }
+        let target = self.thread_ref(Tid(tid)).ok_or(ESRCH)?;
+        if tgid.is_some_and(|g| g != target.pid.0) {
+            return Err(ESRCH);
+        }
+        self.machine.cpu.regs.gpr[RAX] = 0;
+        let info = SigInfo::from_process(sig, SI_TKILL, self.proc.pid.0);
+        self.send_to_thread(Tid(tid), info).map(|_| 0)
+    }
+
+    fn sys_rt_sigpending(&mut self, set: u64, size: u64) -> Result<u64, Errno> {
+        if size != 8 {
+            return Err(EINVAL);
+        }
+        let pending =
+            (self.thread.sig.pending | self.proc.shared_pending) & self.thread.sig.blocked;
+        self.write_u64(set, pending)?;
+        Ok(0)
+    }
+
+    /// rt_sigsuspend(2): the mask is replaced until a signal's handler runs (it returns to the old mask), then
+    /// -EINTR.
+    fn sys_rt_sigsuspend(&mut self, mask: u64, size: u64) -> Outcome {
+        if size != 8 {
+            return Outcome::Return(Err(EINVAL));
+        }
+        if self.restart_deadline.is_none() && self.thread.saved_mask.is_none() {
+            let new = match self.read_u64(mask) {
+                Ok(m) => m & !(bit(SIGKILL) | bit(SIGSTOP)),
+                Err(e) => return Outcome::Return(Err(e)),
+            };
+            self.thread.saved_mask = Some(self.thread.sig.blocked);
+            self.thread.sig.blocked = new;
+        }
+        Outcome::Block(Wait::Sleep, None)
+    }
+
+    /// rt_sigtimedwait(2): waits for one of `set` (blocked signals, normally) and dequeues it instead of
+    /// running a handler; EAGAIN at the timeout.
+    fn sys_rt_sigtimedwait(&mut self, set: u64, info: u64, timeout: u64, size: u64) -> Outcome {
+        if size != 8 {
+            return Outcome::Return(Err(EINVAL));
+        }
+        let wanted = match self.read_u64(set) {
+            Ok(s) => s & !(bit(SIGKILL) | bit(SIGSTOP)),
+            Err(e) => return Outcome::Return(Err(e)),
+        };
+        let deadline = match (self.restart_deadline, timeout) {
+            (Some(d), _) => Some(d),
+            (None, 0) => None,
+            (None, t) => match self.read_timespec(t) {
+                Ok(ns) => Some(self.guest_time().saturating_add(ns)),
+                Err(e) => return Outcome::Return(Err(e)),
+            },
+        };
+        let own = self.thread.sig.pending & wanted;
+        let shared = self.proc.shared_pending & wanted;
+        if own | shared != 0 {
+            let sig = (own | shared).trailing_zeros() as i32 + 1;
+            let taken = if own & bit(sig) != 0 {
+                self.thread.sig.pending &= !bit(sig);
+                self.thread.pending_info.remove(&sig)
+            } else {
+                self.proc.shared_pending &= !bit(sig);
+                self.proc.shared_info.remove(&sig)
+            }
+            .unwrap_or_else(|| SigInfo::from_process(sig, SI_USER, self.proc.pid.0));
+            if info != 0 {
+                let mut b = [0u8; 128];
+                b[0..4].copy_from_slice(&taken.signo.to_le_bytes());
+                b[8..12].copy_from_slice(&taken.code.to_le_bytes());
+                b[16..24].copy_from_slice(&taken.addr.to_le_bytes());
+                b[24..32].copy_from_slice(&taken.value.to_le_bytes());
+                if let Err(e) = self.write_mem(info, &b) {
+                    return Outcome::Return(Err(e));
+                }
+            }
+            return Outcome::Return(Ok(sig as u64));
+        }
+        if deadline.is_some_and(|d| d <= self.guest_time()) {
+            return Outcome::Return(Err(EAGAIN));
+        }
+        Outcome::Block(Wait::Retry, deadline)
     }
 }

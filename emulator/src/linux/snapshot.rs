@@ -22,35 +22,99 @@
 
 use super::fd::{FdEntry, FdTable, FileKind, OpenFile, Pipe};
 use super::files::SharedMap;
-use super::task::{Process, Thread};
+use super::ids::{GuestNs, Pid, Tid};
+use super::kernel::{Blocked, FutexKey};
+use super::sched::Scheduler;
+use super::task::{Process, Thread, Zombie};
 use super::vfs::{FileData, SharedFile, Vfs};
 use super::{Host, LinuxMachine, Stats, Termination};
-use crate::cpu::{CpuConfig, CpuState};
-use crate::memory::MemorySnapshot;
+use crate::cpu::{Cpu, CpuConfig, CpuState, Machine};
+use crate::memory::{Memory, MemorySnapshot};
 use rand_chacha::ChaCha20Rng;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
-/// A copy of a whole guest at one instruction boundary: the engine's state (registers of the running thread,
-/// memory, counters), each part's kernel state (process, thread) and the kernel's own (file system, clock,
-/// counters, termination).
-pub struct LinuxSnapshot {
-    regs: CpuState,
-    icount: u64,
+/// One address space's engine state (the registers aside: they belong to threads).
+struct SpaceSnapshot {
     cpu_config: CpuConfig,
     rdrand: ChaCha20Rng,
     memory: MemorySnapshot,
     /// Pages mapped when the snapshot was taken (its page table's size).
     mapped_page_count: usize,
+    jit: bool,
+}
+
+impl SpaceSnapshot {
+    fn take(machine: &mut Machine) -> SpaceSnapshot {
+        let cpu = &mut machine.cpu;
+        SpaceSnapshot {
+            cpu_config: cpu.config.clone(),
+            rdrand: cpu.rdrand.clone(),
+            mapped_page_count: cpu.mem.mapped_page_count(),
+            memory: cpu.mem.snapshot(),
+            jit: machine.jit_enabled(),
+        }
+    }
+
+    /// Puts `machine` back in this state; its cached blocks are dropped (memory was replaced wholesale).
+    fn restore_into(&self, machine: &mut Machine) {
+        let cpu = &mut machine.cpu;
+        cpu.config = self.cpu_config.clone();
+        cpu.rdrand = self.rdrand.clone();
+        cpu.mem.restore(&self.memory);
+        machine.set_jit(self.jit);
+        machine.flush_code_cache();
+    }
+
+    /// A new engine in this state.
+    fn rebuild(&self, frames_max: usize) -> Machine {
+        let mut mem = Memory::new();
+        mem.set_frames_max(frames_max);
+        let mut machine = Machine::new(Cpu::new(mem, self.cpu_config.clone()));
+        self.restore_into(&mut machine);
+        machine
+    }
+}
+
+/// A copy of a whole guest at one instruction boundary, assembled from each part's own state: every address
+/// space's engine, every process and thread (the running ones apart), the scheduler and the blocked pool, the
+/// clock, and the kernel's own (file system, counters, termination).
+pub struct LinuxSnapshot {
+    /// The running thread's registers and the global instruction count.
+    regs: CpuState,
+    icount: u64,
+    running_space: SpaceSnapshot,
+    spaces: BTreeMap<u32, SpaceSnapshot>,
     process: Process,
+    procs: BTreeMap<Pid, Process>,
     thread: Thread,
+    thread_exited: bool,
+    threads: BTreeMap<Tid, Thread>,
+    zombies: BTreeMap<Pid, Zombie>,
+    blocked: BTreeMap<Tid, Blocked>,
+    futex_waiters: BTreeMap<FutexKey, VecDeque<Tid>>,
+    sched: Scheduler,
+    counters: KernelCounters,
     vfs: Vfs,
-    slept_ns: u64,
     termination: Option<Termination>,
     stats: Stats,
     /// Bytes held in overlay files and pipe buffers (copied whole).
     file_bytes: usize,
+}
+
+/// The kernel's scalar state: clock, sequence numbers, the running slice.
+#[derive(Clone, Copy)]
+struct KernelCounters {
+    generation: u64,
+    slice_end: u64,
+    restart_deadline: Option<GuestNs>,
+    block_deadline: Option<GuestNs>,
+    skipped_ns: u64,
+    tid_next: i32,
+    death_seq: u64,
+    space_next: u32,
+    exec_count: u64,
 }
 
 impl LinuxSnapshot {
@@ -64,7 +128,13 @@ impl LinuxSnapshot {
     pub fn fixed_bytes(&self) -> usize {
         // A BTreeMap entry of (u64, PageEntry) and a frame-table entry (Arc pointer, class, flag) each cost about
         // 24 bytes with the tree's overhead amortised.
-        self.mapped_page_count * 48 + self.file_bytes
+        let pages: usize = self.running_space.mapped_page_count
+            + self
+                .spaces
+                .values()
+                .map(|s| s.mapped_page_count)
+                .sum::<usize>();
+        pages * 48 + self.file_bytes
     }
 }
 
@@ -183,7 +253,15 @@ impl CloneMap {
             brk_current: p.brk_current,
             sigactions: p.sigactions,
             shared_pending: p.shared_pending,
+            shared_info: p.shared_info.clone(),
             shared_maps: self.shared_maps(&p.shared_maps),
+            space: p.space,
+            exited: p.exited,
+            exit_signal: p.exit_signal,
+            vfork_parent: p.vfork_parent,
+            exe_path: p.exe_path.clone(),
+            exe: p.exe.clone(),
+            insns_dead_threads: p.insns_dead_threads,
         }
     }
 }
@@ -192,21 +270,45 @@ impl<H: Host> LinuxMachine<H> {
     /// Takes a snapshot of the whole guest (not of the host).
     pub fn snapshot(&mut self) -> LinuxSnapshot {
         let mut map = CloneMap::default();
-        // Files first through the overlay, then descriptors, so that both see the same copies.
+        // Files first through the overlay, then descriptors, so that all see the same copies.
         let vfs = map.vfs(&self.vfs);
         let process = map.process(&self.proc);
-        let cpu = &mut self.machine.cpu;
+        let procs = self
+            .procs
+            .iter()
+            .map(|(&pid, p)| (pid, map.process(p)))
+            .collect();
+        let spaces = self
+            .spaces
+            .iter_mut()
+            .map(|(&id, m)| (id, SpaceSnapshot::take(m)))
+            .collect();
         LinuxSnapshot {
-            regs: cpu.regs.clone(),
-            icount: cpu.icount,
-            cpu_config: cpu.config.clone(),
-            rdrand: cpu.rdrand.clone(),
-            mapped_page_count: cpu.mem.mapped_page_count(),
-            memory: cpu.mem.snapshot(),
+            regs: self.machine.cpu.regs.clone(),
+            icount: self.machine.cpu.icount,
+            running_space: SpaceSnapshot::take(&mut self.machine),
+            spaces,
             process,
+            procs,
             thread: self.thread.clone(),
+            thread_exited: self.thread_exited,
+            threads: self.threads.clone(),
+            zombies: self.zombies.clone(),
+            blocked: self.blocked.clone(),
+            futex_waiters: self.futex_waiters.clone(),
+            sched: self.sched.clone(),
+            counters: KernelCounters {
+                generation: self.generation,
+                slice_end: self.slice_end,
+                restart_deadline: self.restart_deadline,
+                block_deadline: self.block_deadline,
+                skipped_ns: self.skipped_ns,
+                tid_next: self.tid_next,
+                death_seq: self.death_seq,
+                space_next: self.space_next,
+                exec_count: self.exec_count,
+            },
             vfs,
-            slept_ns: self.slept_ns,
             termination: self.termination.clone(),
             stats: self.stats.clone(),
             file_bytes: map.bytes,
@@ -218,16 +320,38 @@ impl<H: Host> LinuxMachine<H> {
         let mut map = CloneMap::default();
         self.vfs = map.vfs(&snap.vfs);
         self.proc = map.process(&snap.process);
+        self.procs = snap
+            .procs
+            .iter()
+            .map(|(&pid, p)| (pid, map.process(p)))
+            .collect();
+        snap.running_space.restore_into(&mut self.machine);
+        self.machine.cpu.regs = snap.regs.clone();
+        self.machine.cpu.icount = snap.icount;
+        let frames_max = self.config.frames_max;
+        self.spaces = snap
+            .spaces
+            .iter()
+            .map(|(&id, s)| (id, s.rebuild(frames_max)))
+            .collect();
         self.thread = snap.thread.clone();
-        let cpu = &mut self.machine.cpu;
-        cpu.regs = snap.regs.clone();
-        cpu.icount = snap.icount;
-        cpu.config = snap.cpu_config.clone();
-        cpu.rdrand = snap.rdrand.clone();
-        cpu.mem.restore(&snap.memory);
-        // Memory was replaced wholesale: no cached block may survive.
-        self.machine.flush_code_cache();
-        self.slept_ns = snap.slept_ns;
+        self.thread_exited = snap.thread_exited;
+        self.threads = snap.threads.clone();
+        self.zombies = snap.zombies.clone();
+        self.blocked = snap.blocked.clone();
+        self.futex_waiters = snap.futex_waiters.clone();
+        self.sched = snap.sched.clone();
+        let c = snap.counters;
+        self.generation = c.generation;
+        self.slice_end = c.slice_end;
+        self.restart_deadline = c.restart_deadline;
+        self.block_deadline = c.block_deadline;
+        self.skipped_ns = c.skipped_ns;
+        self.tid_next = c.tid_next;
+        self.death_seq = c.death_seq;
+        self.space_next = c.space_next;
+        self.exec_count = c.exec_count;
+        self.vfs.exe_path = self.proc.exe_path.clone();
         self.termination = snap.termination.clone();
         self.stats = snap.stats.clone();
     }

@@ -13,8 +13,10 @@
 //!   without one; fork, clone and execve are not implemented (ENOSYS).
 
 use super::abi::*;
-use super::fd::{FileKind, OpenFile, Pipe, PIPE_BYTES_MAX};
+use super::fd::{FileKind, OpenFile, Pipe, PIPE_BUF, PIPE_BYTES_MAX};
 use super::host::{Timespec, GUEST_DEV};
+use super::ids::GuestNs;
+use super::kernel::{Restart, Wait};
 use super::signal::{bit, SigAction, SS_DISABLE, SS_ONSTACK};
 use super::sysnames::syscall_name;
 use super::vfs::{self, Device, FileData, GuestPath, Node, Resolved};
@@ -47,12 +49,20 @@ const MREMAP_FIXED: u64 = 2;
 type SysResult = Result<u64, Errno>;
 
 /// What a syscall did to the register file.
-enum Outcome {
+pub(super) enum Outcome {
     /// Store this value (or -errno) in rax.
     Return(SysResult),
-    /// The syscall set every register itself (rt_sigreturn) or ended the process.
+    /// The syscall set every register itself (rt_sigreturn) or ended the thread or the process.
     NoReturn,
+    /// The syscall cannot complete yet: the thread waits (see kernel.rs), until this deadline at the latest.
+    Block(Wait, Option<GuestNs>),
 }
+
+/// Not an errno the guest ever sees: a file-family handler's way of saying "block" (see `would_block`).
+const WOULD_BLOCK: Errno = Errno(0x1_0000);
+
+/// What the host's syscall_exit sees of a syscall that blocked (Linux's ERESTARTSYS: "to be restarted").
+const BLOCKED_RESULT: u64 = (-512i64) as u64;
 
 fn perms_of(prot: u64) -> Perms {
     let mut p = Perms::NONE;
@@ -100,15 +110,15 @@ impl<H: Host> LinuxMachine<H> {
         Ok(())
     }
 
-    fn read_u64(&mut self, addr: u64) -> Result<u64, Errno> {
+    pub(super) fn read_u64(&mut self, addr: u64) -> Result<u64, Errno> {
         self.machine.cpu.mem.read_u64(addr).map_err(|_| EFAULT)
     }
 
-    fn write_u64(&mut self, addr: u64, v: u64) -> Result<(), Errno> {
+    pub(super) fn write_u64(&mut self, addr: u64, v: u64) -> Result<(), Errno> {
         self.write_mem(addr, &v.to_le_bytes())
     }
 
-    fn write_u32(&mut self, addr: u64, v: u32) -> Result<(), Errno> {
+    pub(super) fn write_u32(&mut self, addr: u64, v: u32) -> Result<(), Errno> {
         self.write_mem(addr, &v.to_le_bytes())
     }
 
@@ -144,14 +154,14 @@ impl<H: Host> LinuxMachine<H> {
         Ok(p)
     }
 
-    fn write_timespec(&mut self, addr: u64, ns: u64) -> Result<(), Errno> {
+    pub(super) fn write_timespec(&mut self, addr: u64, ns: u64) -> Result<(), Errno> {
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
         b[8..].copy_from_slice(&(ns % 1_000_000_000).to_le_bytes());
         self.write_mem(addr, &b)
     }
 
-    fn read_timespec(&mut self, addr: u64) -> Result<u64, Errno> {
+    pub(super) fn read_timespec(&mut self, addr: u64) -> Result<u64, Errno> {
         let b = self.read_mem(addr, 16)?;
         let sec = i64::from_le_bytes(b[..8].try_into().unwrap());
         let nsec = i64::from_le_bytes(b[8..].try_into().unwrap());
@@ -182,24 +192,67 @@ impl<H: Host> LinuxMachine<H> {
         cpu.regs.gpr[RCX] = cpu.regs.rip;
         cpu.regs.gpr[11] = cpu.rflags();
         *self.stats.syscalls.entry(syscall_name(nr)).or_insert(0) += 1;
+        self.restart_deadline = None;
+        self.attempt_syscall(nr, a);
+    }
+
+    /// Re-runs the syscall a woken thread was blocked in. A signal that arrived meanwhile interrupts it first:
+    /// -EINTR, or, for a handler installed with SA_RESTART and a syscall Linux restarts, the syscall instruction
+    /// again once the handler returns (rip back on it, rax the syscall number, as Linux's ERESTARTSYS does).
+    pub(super) fn restart_syscall(&mut self, r: Restart) {
+        if let Some(restart) = self.interrupting_signal(r.nr) {
+            let cpu = &mut self.machine.cpu;
+            if restart {
+                cpu.regs.rip = cpu.regs.rip.wrapping_sub(2);
+                cpu.regs.gpr[RAX] = r.nr;
+            } else {
+                cpu.regs.gpr[RAX] = EINTR.negated();
+                self.write_remaining(r.nr, r.args, r.deadline);
+            }
+            self.deliver_pending();
+            return;
+        }
+        self.restart_deadline = r.deadline;
+        self.attempt_syscall(r.nr, r.args);
+    }
+
+    /// One attempt at a syscall, bracketed by the host's entry and exit calls (a recording logs both, so a
+    /// syscall that blocks and is re-run appears once per attempt, with `BLOCKED_RESULT` for the ones that
+    /// blocked).
+    fn attempt_syscall(&mut self, nr: u64, a: [u64; 6]) {
+        let icount = self.machine.cpu.icount;
+        self.host.syscall_entry(icount, self.thread.tid.0, nr);
         // Stores through shared file mappings reach their files before any syscall can look (files.rs).
         self.flush_shared_maps();
-        match self.dispatch(nr, a) {
+        let result = match self.dispatch(nr, a) {
             Outcome::Return(r) => {
                 self.machine.cpu.regs.gpr[RAX] = match r {
                     Ok(v) => v,
-                    Err(Errno(e)) => (-(e as i64)) as u64,
+                    Err(e) => e.negated(),
                 };
+                self.bump_generation();
                 self.deliver_pending();
+                self.machine.cpu.regs.gpr[RAX]
             }
-            Outcome::NoReturn => {}
+            Outcome::NoReturn => {
+                self.bump_generation();
+                self.machine.cpu.regs.gpr[RAX]
+            }
+            Outcome::Block(wait, deadline) => {
+                self.block_current(wait, deadline, nr, a);
+                BLOCKED_RESULT
+            }
+        };
+        if self.config.trace_syscalls {
+            self.trace_syscall(icount, nr, a, result);
         }
+        self.host.syscall_exit(result);
     }
 
     fn unknown(&mut self, nr: u64) -> Outcome {
         *self.stats.unknown_syscalls.entry(nr).or_insert(0) += 1;
         if self.config.strict {
-            self.terminate(Termination::Signaled {
+            self.end_process(Termination::Signaled {
                 signal: SIGSYS,
                 rip: self.machine.cpu.regs.rip.wrapping_sub(2),
                 icount: self.machine.cpu.icount,
@@ -220,7 +273,28 @@ impl<H: Host> LinuxMachine<H> {
         self.unknown(nr)
     }
 
+    /// Runs syscall `nr` by its family's table. A handler's `WOULD_BLOCK` becomes `Outcome::Block`.
     fn dispatch(&mut self, nr: u64, a: [u64; 6]) -> Outcome {
+        let outcome = match self
+            .dispatch_tasks(nr, a)
+            .or_else(|| self.dispatch_signals(nr, a))
+            .or_else(|| self.dispatch_processes(nr, a))
+        {
+            Some(outcome) => outcome,
+            None => self.dispatch_files_and_rest(nr, a),
+        };
+        match outcome {
+            Outcome::Return(Err(WOULD_BLOCK)) => {
+                Outcome::Block(Wait::Retry, self.block_deadline.take())
+            }
+            Outcome::Return(_) if self.termination.is_some() || !self.current_can_run() => {
+                Outcome::NoReturn
+            }
+            other => other,
+        }
+    }
+
+    fn dispatch_files_and_rest(&mut self, nr: u64, a: [u64; 6]) -> Outcome {
         let fd0 = a[0] as i32;
         let r = match nr {
             0 => self.sys_read(fd0, a[1], a[2], None),
@@ -249,7 +323,6 @@ impl<H: Host> LinuxMachine<H> {
             20 => self.sys_writev(fd0, a[1], a[2], None),
             21 => self.sys_faccessat(AT_FDCWD, a[0], a[1] as u32),
             22 => self.sys_pipe2(a[0], 0),
-            24 => Ok(0),
             25 => self
                 .sys_mremap(a[0], a[1], a[2], a[3], a[4])
                 .inspect(|&new| self.shared_maps_moved(a[0], a[1], new, a[2])),
@@ -257,7 +330,6 @@ impl<H: Host> LinuxMachine<H> {
             28 => Ok(0), // madvise: advice only
             32 => self.sys_dup(fd0, 0, None),
             33 => self.sys_dup2(fd0, a[1] as i32, 0, true),
-            35 => self.sys_nanosleep(a[0]),
             37 => {
                 return self.unsupported(
                     nr,
@@ -272,14 +344,6 @@ impl<H: Host> LinuxMachine<H> {
             }
             40 => self.sys_sendfile(fd0, a[1] as i32, a[2], a[3]),
             39 => Ok(self.proc.pid.0 as u64),
-            60 | 231 => {
-                self.terminate(Termination::Exited {
-                    code: a[0] as i32 & 0xff,
-                });
-                return Outcome::NoReturn;
-            }
-            61 => Err(ECHILD), // wait4: no children
-            62 => self.sys_kill(a[0] as i32, a[1] as i32),
             63 => self.sys_uname(a[0]),
             72 => self.sys_fcntl(fd0, a[1] as u32, a[2]),
             74 | 75 => self.proc.fds.get(fd0).map(|_| 0), // fsync, fdatasync
@@ -313,38 +377,20 @@ impl<H: Host> LinuxMachine<H> {
             100 => self.sys_times(a[0]),
             102 | 107 => Ok(GUEST_UID),
             104 | 108 => Ok(GUEST_GID),
-            105 | 106 | 109 | 112 => Ok(0), // setuid, setgid, setpgid, setsid
+            105 | 106 => Ok(0), // setuid, setgid: to the one uid and gid there is
             110 => Ok(self.proc.ppid.0 as u64),
-            111 | 121 => Ok(self.proc.pgid.0 as u64), // getpgrp, getpgid
-            124 => Ok(self.proc.sid.0 as u64),        // getsid
             115 => Ok(0),                             // getgroups: no supplementary groups
             118 | 120 => self.sys_getresid(a, GUEST_UID),
-            127 => self.write_u64(a[0], self.thread.sig.pending).map(|_| 0),
             131 => self.sys_sigaltstack(a[0], a[1]),
             132 => self.sys_utime(a[0], a[1]),
             157 => self.sys_prctl(a[0], a[1]),
             158 => self.sys_arch_prctl(a[0], a[1]),
             186 => Ok(self.thread.tid.0 as u64),
-            200 => self.sys_kill(a[0] as i32, a[1] as i32),
             201 => self.sys_time(a[0]),
-            202 => self.sys_futex(a[0], a[1], a[2] as u32, a[3]),
-            204 => self.sys_sched_getaffinity(a[1], a[2]),
             217 => self.sys_getdents64(fd0, a[1], a[2]),
-            218 => {
-                self.thread.clear_child_tid = a[0];
-                Ok(self.thread.tid.0 as u64)
-            }
             228 => self.sys_clock_gettime(a[0] as i32, a[1]),
             229 => self.sys_clock_getres(a[1]),
-            230 => self.sys_clock_nanosleep(a[0] as i32, a[1], a[2]),
             235 => self.sys_futimesat(AT_FDCWD, a[0], a[1]),
-            234 => {
-                if a[0] as i32 != self.proc.pid.0 {
-                    Err(ESRCH)
-                } else {
-                    self.sys_kill(a[1] as i32, a[2] as i32)
-                }
-            }
             257 => self.sys_openat(fd0, a[1], a[2] as u32, a[3] as u32),
             258 => self.sys_mkdirat(fd0, a[1], a[2] as u32),
             262 => self.sys_fstatat(fd0, a[1], a[2], a[3] as u32),
@@ -358,10 +404,6 @@ impl<H: Host> LinuxMachine<H> {
             268 => self.sys_fchmodat(fd0, a[1], a[2], 0),
             269 | 439 => self.sys_faccessat(fd0, a[1], a[2] as u32),
             271 => self.sys_poll(a[0], a[1], -1),
-            273 => {
-                self.thread.robust_list = (a[0], a[1]);
-                Ok(0)
-            }
             280 => self.sys_utimensat(fd0, a[1], a[2], a[3] as u32),
             292 => self.sys_dup2(fd0, a[1] as i32, a[2] as u32, false),
             293 => self.sys_pipe2(a[0], a[1] as u32),
@@ -380,10 +422,45 @@ impl<H: Host> LinuxMachine<H> {
             }
             _ => return self.unknown(nr),
         };
-        if self.termination.is_some() {
-            return Outcome::NoReturn;
-        }
         Outcome::Return(r)
+    }
+
+    /// One line of the syscall trace: `[tid] icount name(args) = result`.
+    fn trace_syscall(&mut self, icount: u64, nr: u64, a: [u64; 6], result: u64) {
+        let shown = match result {
+            BLOCKED_RESULT => "? (blocked)".to_string(),
+            r if (r as i64) < 0 && (r as i64) > -4096 => format!("-{}", -(r as i64)),
+            r => format!("{r:#x}"),
+        };
+        let line = format!(
+            "[{}] {icount} {}({:#x}, {:#x}, {:#x}, {:#x}) = {shown}",
+            self.thread.tid,
+            syscall_name(nr),
+            a[0],
+            a[1],
+            a[2],
+            a[3]
+        );
+        self.host.trace(&line);
+    }
+
+    /// The deadline of a timeout of `ms` milliseconds begun by this syscall's first attempt (kept across its
+    /// re-runs); None for a negative timeout (wait for ever).
+    pub(super) fn timeout_deadline_ms(&self, ms: i64) -> Option<GuestNs> {
+        if ms < 0 {
+            return None;
+        }
+        Some(
+            self.restart_deadline
+                .unwrap_or_else(|| self.guest_time().saturating_add(ms as u64 * 1_000_000)),
+        )
+    }
+
+    /// A file-family syscall that cannot complete yet: it is re-run when another task did something, or at
+    /// `deadline` (returned as the syscall's error; `dispatch` turns it into `Outcome::Block`).
+    pub(super) fn would_block(&mut self, deadline: Option<GuestNs>) -> Errno {
+        self.block_deadline = deadline;
+        WOULD_BLOCK
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -432,11 +509,13 @@ impl<H: Host> LinuxMachine<H> {
                 }
                 let mut p = p.borrow_mut();
                 if p.buf.is_empty() {
-                    // Nobody else can ever write: a blocking read would never return.
-                    return if p.writers > 0 {
+                    // Empty: the end of file once no writer is left; otherwise wait for one to write.
+                    return if p.writers == 0 {
+                        Ok(Vec::new())
+                    } else if d.flags & O_NONBLOCK != 0 {
                         Err(EAGAIN)
                     } else {
-                        Ok(Vec::new())
+                        Err(self.would_block(None))
                     };
                 }
                 let n = len.min(p.buf.len());
@@ -469,10 +548,27 @@ impl<H: Host> LinuxMachine<H> {
                     self.thread.sig.pending |= bit(SIGPIPE);
                     return Err(EPIPE);
                 }
-                if p.buf.len() + bytes.len() > PIPE_BYTES_MAX {
-                    return Err(EAGAIN);
+                // pipe(7): a write of at most PIPE_BUF bytes is atomic (all or, when it does not fit, wait);
+                // a larger one takes what fits and returns that count. Full: wait, or EAGAIN when non-blocking.
+                let space = PIPE_BYTES_MAX.saturating_sub(p.buf.len());
+                let fits = if bytes.len() <= PIPE_BUF {
+                    if space >= bytes.len() {
+                        bytes.len()
+                    } else {
+                        0
+                    }
+                } else {
+                    space.min(bytes.len())
+                };
+                if fits == 0 {
+                    return Err(if d.flags & O_NONBLOCK != 0 {
+                        EAGAIN
+                    } else {
+                        self.would_block(None)
+                    });
                 }
-                p.buf.extend(bytes.iter().copied());
+                p.buf.extend(bytes[..fits].iter().copied());
+                return Ok(fits as u64);
             }
             FileKind::Regular { data, .. } => {
                 let data = data.clone();
@@ -540,11 +636,16 @@ impl<H: Host> LinuxMachine<H> {
             if len == 0 {
                 continue;
             }
-            let data = self.read_desc(
+            let data = match self.read_desc(
                 fd,
                 len.min(RW_BYTES_MAX) as usize,
                 offset.map(|o| o + total),
-            )?;
+            ) {
+                Ok(data) => data,
+                // What was read so far is returned; the error (an empty pipe, say) waits for the next call.
+                Err(_) if total > 0 => break,
+                Err(e) => return Err(e),
+            };
             self.write_mem(base, &data)?;
             total += data.len() as u64;
             if (data.len() as u64) < len {
@@ -1218,10 +1319,15 @@ impl<H: Host> LinuxMachine<H> {
                 ready += 1;
             }
         }
-        self.write_mem(fds, &out)?;
-        if ready == 0 && timeout_ms > 0 {
-            self.slept_ns = self.slept_ns.saturating_add(timeout_ms as u64 * 1_000_000);
+        if ready == 0 && timeout_ms != 0 {
+            // Nothing ready: wait for another task to change something, or for the timeout (a negative one is
+            // infinite). The descriptors' revents are written when the call completes.
+            let deadline = self.timeout_deadline_ms(timeout_ms);
+            if deadline.is_none_or(|d| self.guest_time() < d) {
+                return Err(self.would_block(deadline));
+            }
         }
+        self.write_mem(fds, &out)?;
         Ok(ready)
     }
 
@@ -1529,25 +1635,6 @@ impl<H: Host> LinuxMachine<H> {
         Ok(secs)
     }
 
-    fn sys_nanosleep(&mut self, req: u64) -> SysResult {
-        let ns = self.read_timespec(req)?;
-        self.slept_ns = self.slept_ns.saturating_add(ns);
-        Ok(0)
-    }
-
-    fn sys_clock_nanosleep(&mut self, clock: i32, flags: u64, req: u64) -> SysResult {
-        let ns = self.read_timespec(req)?;
-        if flags & 1 != 0 {
-            // TIMER_ABSTIME: sleep until the clock reads `ns`.
-            let now = self.clock_ns(clock)?;
-            self.slept_ns = self.slept_ns.saturating_add(ns.saturating_sub(now));
-        } else {
-            self.clock_ns(clock)?;
-            self.slept_ns = self.slept_ns.saturating_add(ns);
-        }
-        Ok(0)
-    }
-
     fn sys_times(&mut self, buf: u64) -> SysResult {
         let ticks = self.elapsed_ns() / 10_000_000;
         if buf != 0 {
@@ -1643,37 +1730,6 @@ impl<H: Host> LinuxMachine<H> {
         b[104..108].copy_from_slice(&1u32.to_le_bytes()); // mem_unit
         self.write_mem(buf, &b)?;
         Ok(0)
-    }
-
-    fn sys_sched_getaffinity(&mut self, len: u64, mask: u64) -> SysResult {
-        if len < 8 {
-            return Err(EINVAL);
-        }
-        self.write_u64(mask, 1)?;
-        Ok(8)
-    }
-
-    fn sys_futex(&mut self, addr: u64, op: u64, val: u32, timeout: u64) -> SysResult {
-        const FUTEX_WAIT: u64 = 0;
-        const FUTEX_WAKE: u64 = 1;
-        const FUTEX_WAIT_BITSET: u64 = 9;
-        const FUTEX_WAKE_BITSET: u64 = 10;
-        match op & 0x7f {
-            FUTEX_WAIT | FUTEX_WAIT_BITSET => {
-                let cur = self.machine.cpu.mem.read_u32(addr).map_err(|_| EFAULT)?;
-                if cur != val {
-                    return Err(EAGAIN);
-                }
-                // No other thread can wake us.
-                if timeout != 0 {
-                    Err(ETIMEDOUT)
-                } else {
-                    Err(EAGAIN)
-                }
-            }
-            FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(0),
-            _ => Err(ENOSYS),
-        }
     }
 
     fn sys_getrandom(&mut self, buf: u64, len: u64) -> SysResult {
@@ -1787,30 +1843,6 @@ impl<H: Host> LinuxMachine<H> {
                 self.thread.sig.altstack_sp = sp;
                 self.thread.sig.altstack_size = size;
             }
-        }
-        Ok(0)
-    }
-
-    fn sys_kill(&mut self, pid: i32, sig: i32) -> SysResult {
-        if pid != self.proc.pid.0 && pid != 0 && pid != -1 {
-            return Err(ESRCH);
-        }
-        if !(0..=64).contains(&sig) {
-            return Err(EINVAL);
-        }
-        if sig != 0 {
-            if sig == SIGKILL {
-                self.terminate(Termination::Signaled {
-                    signal: SIGKILL,
-                    rip: self.machine.cpu.regs.rip,
-                    icount: self.machine.cpu.icount,
-                    cause: "sent by the program itself".into(),
-                });
-                return Ok(0);
-            }
-            // The return value is set before the handler runs, so the handler's frame saves rax = 0.
-            self.machine.cpu.regs.gpr[RAX] = 0;
-            self.thread.sig.pending |= bit(sig);
         }
         Ok(0)
     }

@@ -12,13 +12,16 @@
 //! What it must not do: hold anything the guest kernel shares between processes (the file system, the clock,
 //! the host, the scheduler); those live in `LinuxMachine`.
 
-use super::abi::NSIG;
+use super::abi::{NSIG, SIGCHLD};
 use super::fd::FdTable;
 use super::files::SharedMap;
 use super::ids::{Pid, ThreadInsns, Tid};
-use super::signal::{bit, SigAction, SS_DISABLE};
+use super::kernel::Restart;
+use super::signal::{bit, SigAction, SigInfo, SS_DISABLE};
 use super::vfs::GuestPath;
 use crate::cpu::CpuState;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The signal actions of a process (shared by its threads), indexed by signal number (index 0 unused).
 pub type SigActions = [SigAction; NSIG + 1];
@@ -39,18 +42,57 @@ pub struct Process {
     pub sigactions: SigActions,
     /// Signals sent to the process as a whole (kill), not yet taken by one of its threads.
     pub shared_pending: u64,
+    /// The siginfo of each signal in `shared_pending`.
+    pub shared_info: BTreeMap<i32, SigInfo>,
     /// MAP_SHARED mappings of files in its address space, kept coherent with the files (files.rs).
     pub shared_maps: Vec<SharedMap>,
+    /// Its address space: the key of its engine among the kernel's (shared with the parent by a vfork child
+    /// until it execs or exits).
+    pub space: u32,
+    /// The process has exited (its threads are gone); it leaves the running slot at the next switch.
+    pub exited: bool,
+    /// The signal its parent gets when it ends (SIGCHLD for fork; clone's low byte).
+    pub exit_signal: i32,
+    /// A vfork child: the parent thread waiting until this process execs or exits.
+    pub vfork_parent: Option<Tid>,
+    /// The guest path of its program (/proc/self/exe) and the program's bytes (what execve of it reads).
+    pub exe_path: Vec<u8>,
+    pub exe: Arc<Vec<u8>>,
+    /// Instructions retired by its threads that have ended (its CPU time, with the live threads').
+    pub insns_dead_threads: u64,
+}
+
+/// A process that has ended and waits for its parent's wait4 (its exit status and CPU time).
+#[derive(Clone, Debug)]
+pub struct Zombie {
+    pub pid: Pid,
+    pub ppid: Pid,
+    pub pgid: Pid,
+    /// The wait status word (wait(2)).
+    pub status: u32,
+    /// Instructions its threads retired.
+    pub insns: u64,
+    /// Order of death among zombies (wait4 reaps the first that died).
+    pub death_seq: u64,
 }
 
 impl Process {
-    /// The first process of a run: its own group and session leader.
-    pub fn first(pid: Pid, ppid: Pid, cwd: GuestPath, brk_start: u64) -> Process {
+    /// The first process of a run: in the process group and session of whatever started it (its parent's,
+    /// outside the guest), as a program started by a non-interactive shell or a test harness is; so setpgid
+    /// and setsid succeed as they would there.
+    pub fn first(
+        pid: Pid,
+        ppid: Pid,
+        cwd: GuestPath,
+        brk_start: u64,
+        exe_path: Vec<u8>,
+        exe: Arc<Vec<u8>>,
+    ) -> Process {
         Process {
             pid,
             ppid,
-            pgid: pid,
-            sid: pid,
+            pgid: ppid,
+            sid: ppid,
             fds: FdTable::with_stdio(),
             cwd,
             umask: 0o022,
@@ -58,7 +100,15 @@ impl Process {
             brk_current: brk_start,
             sigactions: [SigAction::default(); NSIG + 1],
             shared_pending: 0,
+            shared_info: BTreeMap::new(),
             shared_maps: Vec::new(),
+            space: 0,
+            exited: false,
+            exit_signal: SIGCHLD,
+            vfork_parent: None,
+            exe_path,
+            exe,
+            insns_dead_threads: 0,
         }
     }
 }
@@ -111,6 +161,12 @@ pub struct Thread {
     pub robust_list: (u64, u64),
     /// Instructions the thread has retired.
     pub insns: ThreadInsns,
+    /// The syscall to re-run when the thread next runs (it was blocked and has been woken).
+    pub restart: Option<Restart>,
+    /// The siginfo of each signal in `sig.pending`.
+    pub pending_info: BTreeMap<i32, SigInfo>,
+    /// rt_sigsuspend: the mask to restore when the handler returns (the frame saves it).
+    pub saved_mask: Option<u64>,
 }
 
 impl Thread {
@@ -124,6 +180,9 @@ impl Thread {
             clear_child_tid: 0,
             robust_list: (0, 0),
             insns: ThreadInsns::default(),
+            restart: None,
+            pending_info: BTreeMap::new(),
+            saved_mask: None,
         }
     }
 }

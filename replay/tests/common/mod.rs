@@ -9,7 +9,9 @@ use tandem_emulator::linux::{LinuxConfig, MemoryHost};
 use tandem_replay::hosts::RecordingHost;
 use tandem_replay::record::record;
 use tandem_replay::sink::ChunkSink;
-use tandem_replay::trace::{blob_id, Chunk, FaultOptions, Header, Summary, TraceWriter};
+use tandem_replay::trace::{
+    blob_id, Chunk, FaultOptions, Header, Summary, TaskOptions, TraceWriter,
+};
 
 /// The bytes of `corpus/bin/NAME`.
 pub fn corpus(name: &str) -> Vec<u8> {
@@ -98,6 +100,7 @@ pub fn record_in_memory(mut r: Recording) -> (Vec<u8>, Summary) {
             early_kill: false,
             stuck_period_insns: Policy::default().stuck_period_insns,
         }),
+        tasks: TaskOptions::of(&config),
     };
     let mut host = MemoryHost::new(0);
     host.stdin = std::mem::take(&mut r.stdin);
