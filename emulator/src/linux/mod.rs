@@ -1,17 +1,25 @@
-//! The Linux x86-64 user-mode ABI: a process around the CPU. It loads a static ELF executable, answers its
-//! syscalls, delivers signals through real signal frames, and gives it an in-memory file system with read-only
-//! mounts of host paths.
+//! The Linux x86-64 user-mode ABI as a small kernel: processes and threads over the CPU, one deterministic
+//! scheduler, blocking syscalls, signals between tasks, and an in-memory file system with read-only mounts of
+//! host paths. It loads static ELF executables, answers their syscalls and delivers signals through real
+//! signal frames.
 //!
-//! What it owns: the process's kernel-side state (descriptors, file system overlay, program break, mmap area,
-//! signal actions and mask, virtual time slept), and the run loop that alternates CPU and kernel
-//! (`LinuxMachine::run`). What it must not do: any IO of its own. Every byte from or to the outside goes through
-//! `Host` (host.rs), the one host interface; time is `epoch + icount * ns_per_insn + time slept`, entropy is seeded.
-//! So the same program, arguments, environment, mounts, stdin and seed give the same run, instruction for
-//! instruction.
+//! What it owns: `LinuxMachine`, the guest: the running thread's process and kernel state (`proc`, `thread`)
+//! beside every other (`procs`, `threads`), their address spaces (the running one is `machine`, the engine),
+//! the scheduler and the blocked pool, the file system, the clock. A context switch swaps register state (a
+//! plain `CpuState`) and, between processes, the address space; compiled blocks of an address space survive it.
+//! What it must not do: any IO of its own. Every byte from or to the outside goes through `Host` (host.rs), the
+//! one host interface; time is `epoch + icount * ns_per_insn + time skipped while every task waited`, entropy is
+//! seeded. So the same program, arguments, environment, mounts, stdin and seed give the same run, instruction
+//! for instruction, schedule included.
 //!
-//! Layout: elf.rs (loader and initial stack), syscalls.rs (the syscall table), files.rs (metadata changes, links,
-//! sendfile, shared file mappings), signal.rs (frames and default actions), vfs.rs (paths and the overlay), fd.rs
-//! (descriptors and pipes), host.rs, abi.rs (kernel constants), sysnames.rs (syscall names for reports).
+//! The interface outward (replay, debugger, hypervisor reports, CLI) is the `pub fn`s of `LinuxMachine`:
+//! registers, memory, icount, run, snapshot and restore, termination, statistics.
+//!
+//! Layout: elf.rs (loader and initial stack), syscalls/ (the syscall table, one file per family), kernel.rs
+//! (blocked pool, context switches, clock, deadlock report), sched.rs (the scheduling policies), task.rs (what a
+//! process and a thread hold), ids.rs (typed ids and times), signal.rs (queueing, frames, default actions),
+//! files.rs (metadata changes, links, sendfile, shared file mappings), vfs.rs (paths and the overlay), fd.rs
+//! (descriptors and pipes), snapshot.rs, host.rs, abi.rs (kernel constants), sysnames.rs (syscall names).
 
 pub mod abi;
 pub mod elf;
@@ -20,14 +28,12 @@ mod files;
 pub mod host;
 pub mod ids;
 mod kernel;
-mod process;
 pub mod sched;
 mod signal;
 mod snapshot;
 mod syscalls;
 pub mod sysnames;
 mod task;
-mod threads;
 pub mod vfs;
 
 use crate::cpu::{CacheStats, CpuConfig, Exit, Machine, Registers};
@@ -244,7 +250,7 @@ pub struct LinuxMachine<H: Host> {
 impl<H: Host> LinuxMachine<H> {
     /// Loads `program` (the bytes of a static ELF executable) and prepares its first instruction.
     pub fn new(config: LinuxConfig, program: &[u8], host: H) -> Result<Self, elf::LoadError> {
-        let loaded = process::load_program(
+        let loaded = syscalls::processes::load_program(
             program,
             &config.argv,
             &config.envp,

@@ -14,17 +14,17 @@
 //! - execve runs static ELF executables and `#!` scripts (up to 4 interpreters deep); a dynamically linked
 //!   program is ENOEXEC until the dynamic-binaries work lands.
 
-use super::abi::*;
-use super::fd::FdTable;
-use super::ids::{Pid, Tid};
-use super::kernel::Wait;
-use super::signal::{SigAction, SigInfo, CLD_EXITED, CLD_KILLED, SIG_IGN};
-use super::syscalls::Outcome;
-use super::task::{Process, Thread, Zombie};
-use super::threads::{CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_PARENT, CLONE_PARENT_SETTID};
-use super::threads::{CLONE_SETTLS, CLONE_VFORK, CLONE_VM};
-use super::{elf, Host, LinuxMachine, Termination, GUEST_GID, GUEST_UID};
+use super::tasks::{CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_PARENT, CLONE_PARENT_SETTID};
+use super::tasks::{CLONE_SETTLS, CLONE_VFORK, CLONE_VM};
+use super::Outcome;
 use crate::cpu::{cpuid, named_stream, Cpu, CpuConfig, Machine, RAX, RSP};
+use crate::linux::abi::*;
+use crate::linux::fd::FdTable;
+use crate::linux::ids::{Pid, Tid};
+use crate::linux::kernel::Wait;
+use crate::linux::signal::{SigAction, SigInfo, CLD_EXITED, CLD_KILLED, SIG_IGN};
+use crate::linux::task::{Process, Thread, Zombie};
+use crate::linux::{elf, Host, LinuxMachine, Termination, GUEST_GID, GUEST_UID};
 use crate::memory::Memory;
 use rand::RngCore;
 
@@ -43,14 +43,14 @@ const P_PID: u64 = 1;
 const P_PGID: u64 = 2;
 
 /// A program ready to run in a new address space.
-pub(super) struct LoadedProgram {
+pub(in crate::linux) struct LoadedProgram {
     pub machine: Machine,
     pub brk_start: u64,
 }
 
 /// Loads a static ELF executable into a fresh address space with its initial stack: what the first process
 /// and every execve start from.
-pub(super) fn load_program(
+pub(in crate::linux) fn load_program(
     program: &[u8],
     argv: &[Vec<u8>],
     envp: &[Vec<u8>],
@@ -95,7 +95,7 @@ fn wait_status(how: &Termination) -> u32 {
 
 impl<H: Host> LinuxMachine<H> {
     /// The syscalls of this family; None for any other number.
-    pub(super) fn dispatch_processes(&mut self, nr: u64, a: [u64; 6]) -> Option<Outcome> {
+    pub(in crate::linux) fn dispatch_processes(&mut self, nr: u64, a: [u64; 6]) -> Option<Outcome> {
         let r = match nr {
             57 => return Some(self.fork_process(0, SIGCHLD as u64, 0, 0, 0, 0)),
             58 => {
@@ -120,7 +120,7 @@ impl<H: Host> LinuxMachine<H> {
 
     /// A new process: fork (a copy-on-write address space) or vfork (the parent's, lent until the child execs
     /// or exits; the parent waits).
-    pub(super) fn fork_process(
+    pub(in crate::linux) fn fork_process(
         &mut self,
         flags: u64,
         exit_signal: u64,
@@ -133,7 +133,7 @@ impl<H: Host> LinuxMachine<H> {
         if flags & CLONE_VM != 0 && !vfork {
             return Outcome::Return(Err(EINVAL));
         }
-        if self.threads.len() + self.procs.len() + 2 >= super::threads::TASKS_MAX {
+        if self.threads.len() + self.procs.len() + 2 >= super::tasks::TASKS_MAX {
             return Outcome::Return(Err(EAGAIN));
         }
         let pid = Pid(self.allocate_tid().0);
@@ -191,7 +191,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// The kernel-side copy of the running process for a child.
-    fn forked_process(
+    pub(in crate::linux) fn forked_process(
         &self,
         pid: Pid,
         space: u32,
@@ -233,7 +233,7 @@ impl<H: Host> LinuxMachine<H> {
 
     /// The running process (not the first) has ended: it becomes a zombie for its parent, which gets SIGCHLD;
     /// its children are orphans; a vfork parent resumes.
-    pub(super) fn process_exited(&mut self, how: Termination) {
+    pub(in crate::linux) fn process_exited(&mut self, how: Termination) {
         let pid = self.proc.pid;
         self.release_vfork_parent();
         self.adopt_orphans_of(pid);
@@ -272,14 +272,14 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// A vfork child has exec'd or exited: its parent resumes, with the child's pid as vfork's result.
-    fn release_vfork_parent(&mut self) {
+    pub(in crate::linux) fn release_vfork_parent(&mut self) {
         if let Some(parent) = self.proc.vfork_parent.take() {
             self.wake(parent, Some(self.proc.pid.0 as u64));
         }
     }
 
     /// The children of `pid` are adopted by the init outside the guest; its zombies are reaped by it.
-    fn adopt_orphans_of(&mut self, pid: Pid) {
+    pub(in crate::linux) fn adopt_orphans_of(&mut self, pid: Pid) {
         for p in self.procs.values_mut() {
             if p.ppid == pid {
                 p.ppid = INIT_PID;
@@ -292,7 +292,7 @@ impl<H: Host> LinuxMachine<H> {
     // wait4 and waitid.
 
     /// Whether `pid` (wait4's argument) selects the child `child` in process group `pgid`.
-    fn selects(&self, pid: i32, child: Pid, pgid: Pid) -> bool {
+    pub(in crate::linux) fn selects(&self, pid: i32, child: Pid, pgid: Pid) -> bool {
         match pid {
             -1 => true,
             0 => pgid == self.proc.pgid,
@@ -303,7 +303,7 @@ impl<H: Host> LinuxMachine<H> {
 
     /// The zombie child that `pid` selects and that died first, if any; and whether any child (dead or alive)
     /// matches at all.
-    fn find_zombie(&self, pid: i32) -> (Option<Pid>, bool) {
+    pub(in crate::linux) fn find_zombie(&self, pid: i32) -> (Option<Pid>, bool) {
         let me = self.proc.pid;
         let zombie = self
             .zombies
@@ -318,7 +318,7 @@ impl<H: Host> LinuxMachine<H> {
         (zombie, zombie.is_some() || live)
     }
 
-    fn sys_wait4(
+    pub(in crate::linux) fn sys_wait4(
         &mut self,
         pid: i32,
         status: u64,
@@ -349,7 +349,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// struct rusage with the user time of `insns` instructions (everything else zero).
-    pub(super) fn write_rusage(&mut self, addr: u64, insns: u64) -> Result<(), Errno> {
+    pub(in crate::linux) fn write_rusage(&mut self, addr: u64, insns: u64) -> Result<(), Errno> {
         let mut b = [0u8; 144];
         let ns = insns.saturating_mul(self.config.ns_per_insn);
         b[0..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
@@ -357,7 +357,7 @@ impl<H: Host> LinuxMachine<H> {
         self.write_mem(addr, &b)
     }
 
-    fn sys_waitid(
+    pub(in crate::linux) fn sys_waitid(
         &mut self,
         idtype: u64,
         id: i32,
@@ -421,7 +421,7 @@ impl<H: Host> LinuxMachine<H> {
     // ---------------------------------------------------------------------------------------------------------
     // Process groups and sessions.
 
-    fn sys_setpgid(&mut self, pid: i32, pgid: i32) -> Result<u64, Errno> {
+    pub(in crate::linux) fn sys_setpgid(&mut self, pid: i32, pgid: i32) -> Result<u64, Errno> {
         if pgid < 0 {
             return Err(EINVAL);
         }
@@ -451,7 +451,7 @@ impl<H: Host> LinuxMachine<H> {
         Ok(0)
     }
 
-    fn sys_setsid(&mut self) -> Result<u64, Errno> {
+    pub(in crate::linux) fn sys_setsid(&mut self) -> Result<u64, Errno> {
         let me = self.proc.pid;
         // A process group leader cannot make a session (setsid(2) EPERM).
         if self
@@ -466,14 +466,14 @@ impl<H: Host> LinuxMachine<H> {
         Ok(me.0 as u64)
     }
 
-    fn sys_getpgid(&mut self, pid: i32) -> Result<u64, Errno> {
+    pub(in crate::linux) fn sys_getpgid(&mut self, pid: i32) -> Result<u64, Errno> {
         let target = if pid == 0 { self.proc.pid } else { Pid(pid) };
         self.process_ref(target)
             .map(|p| p.pgid.0 as u64)
             .ok_or(ESRCH)
     }
 
-    fn sys_getsid(&mut self, pid: i32) -> Result<u64, Errno> {
+    pub(in crate::linux) fn sys_getsid(&mut self, pid: i32) -> Result<u64, Errno> {
         let target = if pid == 0 { self.proc.pid } else { Pid(pid) };
         self.process_ref(target)
             .map(|p| p.sid.0 as u64)
@@ -483,7 +483,14 @@ impl<H: Host> LinuxMachine<H> {
     // ---------------------------------------------------------------------------------------------------------
     // execve.
 
-    fn sys_execveat(&mut self, dirfd: i32, path: u64, argv: u64, envp: u64, flags: u64) -> Outcome {
+    pub(in crate::linux) fn sys_execveat(
+        &mut self,
+        dirfd: i32,
+        path: u64,
+        argv: u64,
+        envp: u64,
+        flags: u64,
+    ) -> Outcome {
         const AT_EMPTY_PATH: u64 = 0x1000;
         if dirfd != AT_FDCWD || flags & AT_EMPTY_PATH != 0 {
             return Outcome::Return(Err(ENOSYS));
@@ -492,7 +499,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// A NULL-terminated array of string pointers (argv, envp), bounded as Linux bounds them.
-    fn read_string_array(&mut self, addr: u64) -> Result<Vec<Vec<u8>>, Errno> {
+    pub(in crate::linux) fn read_string_array(&mut self, addr: u64) -> Result<Vec<Vec<u8>>, Errno> {
         const STRINGS_MAX: usize = 0x7fff_ffff / 8;
         const BYTES_MAX: usize = 2 << 20;
         let mut out = Vec::new();
@@ -514,7 +521,7 @@ impl<H: Host> LinuxMachine<H> {
         }
     }
 
-    fn sys_execve(&mut self, path: u64, argv: u64, envp: u64) -> Outcome {
+    pub(in crate::linux) fn sys_execve(&mut self, path: u64, argv: u64, envp: u64) -> Outcome {
         let r = (|| {
             let path = self.read_path(path)?;
             let argv = self.read_string_array(argv)?;
@@ -529,7 +536,7 @@ impl<H: Host> LinuxMachine<H> {
 
     /// The bytes of an executable at a guest path and the absolute guest path they came from, following `#!`
     /// lines. `argv` is rewritten the way binfmt_script does.
-    fn resolve_executable(
+    pub(in crate::linux) fn resolve_executable(
         &mut self,
         mut path: Vec<u8>,
         argv: &mut Vec<Vec<u8>>,
@@ -571,7 +578,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// The contents of the file at a guest path, if it may be executed.
-    fn executable_bytes(
+    pub(in crate::linux) fn executable_bytes(
         &mut self,
         path: &[u8],
     ) -> Result<(Vec<u8>, std::sync::Arc<Vec<u8>>), Errno> {
@@ -594,7 +601,7 @@ impl<H: Host> LinuxMachine<H> {
 
     /// Replaces the running process's program (execve(2)): a new address space, the other threads gone,
     /// handled signals reset, close-on-exec descriptors closed.
-    fn exec(
+    pub(in crate::linux) fn exec(
         &mut self,
         path: Vec<u8>,
         mut argv: Vec<Vec<u8>>,
@@ -654,7 +661,7 @@ impl<H: Host> LinuxMachine<H> {
         let t = &mut self.thread;
         t.sig.altstack_sp = 0;
         t.sig.altstack_size = 0;
-        t.sig.altstack_flags = super::signal::SS_DISABLE;
+        t.sig.altstack_flags = crate::linux::signal::SS_DISABLE;
         t.clear_child_tid = 0;
         t.robust_list = (0, 0);
         t.name = exe_path
@@ -668,7 +675,7 @@ impl<H: Host> LinuxMachine<H> {
 
     /// execve: every other thread of the process ends (the exec'ing thread takes the leader's tid in Linux;
     /// here it keeps its own, which glibc and musl do not look at).
-    fn end_other_threads(&mut self) {
+    pub(in crate::linux) fn end_other_threads(&mut self) {
         let pid = self.proc.pid;
         let others: Vec<Tid> = self
             .threads

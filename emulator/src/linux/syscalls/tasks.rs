@@ -12,13 +12,13 @@
 //! - A futex waiter blocks in FIFO order per word; FUTEX_WAKE wakes the oldest first, so which thread gets a
 //!   contended lock is a function of the schedule, hence of the seed.
 
-use super::abi::*;
-use super::ids::{GuestNs, Pid, Tid};
-use super::kernel::{FutexKey, Wait};
-use super::syscalls::{Outcome, MONOTONIC_START_NS};
-use super::task::Thread;
-use super::{Host, LinuxMachine, Termination, GUEST_PID};
+use super::{Outcome, MONOTONIC_START_NS};
 use crate::cpu::{RAX, RSP};
+use crate::linux::abi::*;
+use crate::linux::ids::{GuestNs, Pid, Tid};
+use crate::linux::kernel::{FutexKey, Wait};
+use crate::linux::task::Thread;
+use crate::linux::{Host, LinuxMachine, Termination, GUEST_PID};
 
 pub const CLONE_VM: u64 = 0x100;
 pub const CLONE_SIGHAND: u64 = 0x800;
@@ -62,7 +62,7 @@ struct CloneArgs {
 
 impl<H: Host> LinuxMachine<H> {
     /// The syscalls of this family; None for any other number.
-    pub(super) fn dispatch_tasks(&mut self, nr: u64, a: [u64; 6]) -> Option<Outcome> {
+    pub(in crate::linux) fn dispatch_tasks(&mut self, nr: u64, a: [u64; 6]) -> Option<Outcome> {
         let r = match nr {
             24 => {
                 self.sched.yielded(self.thread.tid);
@@ -200,7 +200,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// A fresh tid (also the pid of a new process).
-    pub(super) fn allocate_tid(&mut self) -> Tid {
+    pub(in crate::linux) fn allocate_tid(&mut self) -> Tid {
         let tid = Tid(self.tid_next);
         self.tid_next += 1;
         tid
@@ -210,7 +210,7 @@ impl<H: Host> LinuxMachine<H> {
     // Ending threads and processes.
 
     /// exit(2): the running thread ends; the process ends with it when it was the last.
-    pub(super) fn exit_thread(&mut self, code: i32) {
+    pub(in crate::linux) fn exit_thread(&mut self, code: i32) {
         self.release_thread_resources();
         let pid = self.proc.pid;
         if !self.threads.values().any(|t| t.pid == pid) {
@@ -222,7 +222,7 @@ impl<H: Host> LinuxMachine<H> {
 
     /// What a thread releases as it exits: its robust futexes, and its clear_child_tid word (zeroed, one
     /// waiter woken: how pthread_join learns of the exit).
-    fn release_thread_resources(&mut self) {
+    pub(in crate::linux) fn release_thread_resources(&mut self) {
         self.release_robust_list();
         let ctid = self.thread.clear_child_tid;
         if ctid != 0 {
@@ -235,7 +235,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// The running thread is gone: it leaves the scheduler and is dropped at the next switch.
-    fn drop_running_thread(&mut self) {
+    pub(in crate::linux) fn drop_running_thread(&mut self) {
         let tid = self.thread.tid;
         self.forget_task(tid);
         self.thread_exited = true;
@@ -243,7 +243,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// Removes every trace of a task from the scheduler, the blocked pool and the futex queues.
-    pub(super) fn forget_task(&mut self, tid: Tid) {
+    pub(in crate::linux) fn forget_task(&mut self, tid: Tid) {
         self.sched.forget(tid);
         if let Some(b) = self.blocked.remove(&tid) {
             if let Wait::Futex { key, .. } = b.wait {
@@ -254,7 +254,7 @@ impl<H: Host> LinuxMachine<H> {
 
     /// The running process ends (exit_group, a fatal signal): all its threads go, its descriptors are closed.
     /// The first process's end is the end of the run.
-    pub(super) fn end_process(&mut self, how: Termination) {
+    pub(in crate::linux) fn end_process(&mut self, how: Termination) {
         let pid = self.proc.pid;
         let others: Vec<Tid> = self
             .threads
@@ -270,7 +270,7 @@ impl<H: Host> LinuxMachine<H> {
         self.drop_running_thread();
         self.proc.exited = true;
         // Closing the descriptors now lets readers of its pipes see the end of file at once.
-        self.proc.fds = super::fd::FdTable::default();
+        self.proc.fds = crate::linux::fd::FdTable::default();
         if pid == Pid(GUEST_PID) {
             self.terminate(how);
         } else {
@@ -280,7 +280,7 @@ impl<H: Host> LinuxMachine<H> {
 
     /// Walks the robust list (set_robust_list(2)) and marks each futex the thread held as owned by a dead
     /// thread, waking one waiter of each.
-    fn release_robust_list(&mut self) {
+    pub(in crate::linux) fn release_robust_list(&mut self) {
         let (head, _) = self.thread.robust_list;
         if head == 0 {
             return;
@@ -320,7 +320,12 @@ impl<H: Host> LinuxMachine<H> {
         }
     }
 
-    fn sys_get_robust_list(&mut self, tid: i32, head_ptr: u64, len_ptr: u64) -> Result<u64, Errno> {
+    pub(in crate::linux) fn sys_get_robust_list(
+        &mut self,
+        tid: i32,
+        head_ptr: u64,
+        len_ptr: u64,
+    ) -> Result<u64, Errno> {
         let (head, len) = if tid == 0 || tid == self.thread.tid.0 {
             self.thread.robust_list
         } else {
@@ -334,14 +339,14 @@ impl<H: Host> LinuxMachine<H> {
     // ---------------------------------------------------------------------------------------------------------
     // Futexes.
 
-    pub(super) fn futex_key(&self, addr: u64) -> FutexKey {
+    pub(in crate::linux) fn futex_key(&self, addr: u64) -> FutexKey {
         FutexKey {
             space: self.proc.space,
             addr,
         }
     }
 
-    fn sys_futex(&mut self, a: [u64; 6]) -> Outcome {
+    pub(in crate::linux) fn sys_futex(&mut self, a: [u64; 6]) -> Outcome {
         let (uaddr, op, val, timeout, uaddr2, val3) =
             (a[0], a[1], a[2] as u32, a[3], a[4], a[5] as u32);
         let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
@@ -369,14 +374,14 @@ impl<H: Host> LinuxMachine<H> {
         Outcome::Return(r)
     }
 
-    fn read_u32_guest(&mut self, addr: u64) -> Result<u32, Errno> {
+    pub(in crate::linux) fn read_u32_guest(&mut self, addr: u64) -> Result<u32, Errno> {
         if addr & 3 != 0 {
             return Err(EINVAL);
         }
         self.machine.cpu.mem.read_u32(addr).map_err(|_| EFAULT)
     }
 
-    fn futex_wait(
+    pub(in crate::linux) fn futex_wait(
         &mut self,
         uaddr: u64,
         val: u32,
@@ -417,7 +422,7 @@ impl<H: Host> LinuxMachine<H> {
 
     /// The guest time at which an absolute clock reading `ns` is reached (CLOCK_REALTIME when `realtime`,
     /// else CLOCK_MONOTONIC).
-    pub(super) fn deadline_of(&self, realtime: bool, ns: u64) -> GuestNs {
+    pub(in crate::linux) fn deadline_of(&self, realtime: bool, ns: u64) -> GuestNs {
         let start = if realtime {
             self.config.epoch_ns
         } else {
@@ -427,7 +432,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// Wakes up to `n` waiters of `key` whose bitset shares a bit with `bitset`, oldest first; how many.
-    pub(super) fn futex_wake(&mut self, key: FutexKey, n: u32, bitset: u32) -> u64 {
+    pub(in crate::linux) fn futex_wake(&mut self, key: FutexKey, n: u32, bitset: u32) -> u64 {
         let Some(queue) = self.futex_waiters.get(&key) else {
             return 0;
         };
@@ -446,7 +451,7 @@ impl<H: Host> LinuxMachine<H> {
         chosen.len() as u64
     }
 
-    pub(super) fn remove_futex_waiter(&mut self, key: FutexKey, tid: Tid) {
+    pub(in crate::linux) fn remove_futex_waiter(&mut self, key: FutexKey, tid: Tid) {
         if let Some(q) = self.futex_waiters.get_mut(&key) {
             q.retain(|&t| t != tid);
             if q.is_empty() {
@@ -456,7 +461,13 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// FUTEX_REQUEUE: wakes `wake` waiters of `from`, then moves up to `requeue` of the others to `to`.
-    fn futex_requeue(&mut self, from: u64, to: u64, wake: u32, requeue: u32) -> u64 {
+    pub(in crate::linux) fn futex_requeue(
+        &mut self,
+        from: u64,
+        to: u64,
+        wake: u32,
+        requeue: u32,
+    ) -> u64 {
         let (from, to) = (self.futex_key(from), self.futex_key(to));
         let woken = self.futex_wake(from, wake, FUTEX_BITSET_MATCH_ANY);
         let mut moved = 0u64;
@@ -484,7 +495,7 @@ impl<H: Host> LinuxMachine<H> {
 
     /// FUTEX_WAKE_OP (futex(2)): *uaddr2 = op(*uaddr2, oparg), wake `n` on uaddr, and `n2` on uaddr2 if the old
     /// value of *uaddr2 passes the comparison.
-    fn futex_wake_op(
+    pub(in crate::linux) fn futex_wake_op(
         &mut self,
         uaddr: u64,
         uaddr2: u64,
@@ -528,11 +539,15 @@ impl<H: Host> LinuxMachine<H> {
     // ---------------------------------------------------------------------------------------------------------
     // CPUs, barriers, sleeps.
 
-    fn sys_sched_getaffinity(&mut self, len: u64, mask: u64) -> Result<u64, Errno> {
+    pub(in crate::linux) fn sys_sched_getaffinity(
+        &mut self,
+        len: u64,
+        mask: u64,
+    ) -> Result<u64, Errno> {
         if len < 8 || len % 8 != 0 {
             return Err(EINVAL);
         }
-        let cpus = self.config.cpus.clamp(1, super::CPUS_MAX);
+        let cpus = self.config.cpus.clamp(1, crate::linux::CPUS_MAX);
         let bits = if cpus == 64 {
             u64::MAX
         } else {
@@ -543,7 +558,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// membarrier(2): every task runs on one emulated CPU, one at a time, so every barrier is already there.
-    fn sys_membarrier(&mut self, cmd: u64, flags: u64) -> Result<u64, Errno> {
+    pub(in crate::linux) fn sys_membarrier(&mut self, cmd: u64, flags: u64) -> Result<u64, Errno> {
         const MEMBARRIER_CMD_QUERY: u64 = 0;
         if flags != 0 && cmd != 0x100 {
             return Err(EINVAL);
@@ -556,12 +571,12 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// The deadline of a relative sleep of `ns` begun now, or the one kept from the first attempt.
-    fn sleep_deadline(&self, ns: u64) -> GuestNs {
+    pub(in crate::linux) fn sleep_deadline(&self, ns: u64) -> GuestNs {
         self.restart_deadline
             .unwrap_or_else(|| self.guest_time().saturating_add(ns))
     }
 
-    fn sys_nanosleep(&mut self, req: u64, _rem: u64) -> Outcome {
+    pub(in crate::linux) fn sys_nanosleep(&mut self, req: u64, _rem: u64) -> Outcome {
         let deadline = match self.restart_deadline {
             Some(d) => d,
             None => match self.read_timespec(req) {
@@ -572,7 +587,13 @@ impl<H: Host> LinuxMachine<H> {
         self.sleep_until(deadline)
     }
 
-    fn sys_clock_nanosleep(&mut self, clock: i32, flags: u64, req: u64, _rem: u64) -> Outcome {
+    pub(in crate::linux) fn sys_clock_nanosleep(
+        &mut self,
+        clock: i32,
+        flags: u64,
+        req: u64,
+        _rem: u64,
+    ) -> Outcome {
         const TIMER_ABSTIME: u64 = 1;
         let realtime = match clock {
             0 | 8 | 11 => true,             // REALTIME, REALTIME_ALARM, TAI
@@ -591,7 +612,7 @@ impl<H: Host> LinuxMachine<H> {
         self.sleep_until(deadline)
     }
 
-    fn sleep_until(&mut self, deadline: GuestNs) -> Outcome {
+    pub(in crate::linux) fn sleep_until(&mut self, deadline: GuestNs) -> Outcome {
         if self.guest_time() >= deadline {
             Outcome::Return(Ok(0))
         } else {
@@ -601,7 +622,12 @@ impl<H: Host> LinuxMachine<H> {
 
     /// For a sleep interrupted by a signal: the time left, written where the guest asked (nanosleep's `rem`,
     /// clock_nanosleep's for a relative sleep).
-    pub(super) fn write_remaining(&mut self, nr: u64, args: [u64; 6], deadline: Option<GuestNs>) {
+    pub(in crate::linux) fn write_remaining(
+        &mut self,
+        nr: u64,
+        args: [u64; 6],
+        deadline: Option<GuestNs>,
+    ) {
         let rem = match nr {
             35 => args[1],
             230 if args[1] & 1 == 0 => args[3],

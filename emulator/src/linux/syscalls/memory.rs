@@ -1,0 +1,260 @@
+//! Syscalls of the address space: mmap, munmap, mprotect, mremap and brk, following mmap(2), mremap(2) and
+//! brk(2). Every mapped page counts against the guest memory limit, checked before anything changes.
+
+use super::*;
+
+impl<H: Host> LinuxMachine<H> {
+    // ---------------------------------------------------------------------------------------------------------
+    // Memory.
+
+    /// The highest free range of `len` bytes below MMAP_TOP.
+    pub(in crate::linux) fn find_free(&self, len: u64) -> Option<u64> {
+        let mut end = MMAP_TOP;
+        for r in self.machine.cpu.mem.regions().iter().rev() {
+            if r.start >= end {
+                continue;
+            }
+            if r.end <= end && end - r.end >= len {
+                return Some(end - len);
+            }
+            end = end.min(r.start);
+        }
+        (end >= MMAP_MIN + len).then(|| end - len)
+    }
+
+    pub(in crate::linux) fn sys_mmap(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        fd: i32,
+        offset: u64,
+    ) -> SysResult {
+        // Every mapped page holds a frame, so a mapping beyond the guest memory limit (`Memory::frames_max`) is
+        // ENOMEM here, checked before anything changes, never a failure when the guest touches it later.
+        let len = match page_up(len) {
+            Some(0) | None => return Err(EINVAL),
+            Some(l) if l > crate::linux::elf::IMAGE_SIZE_BYTES_MAX => return Err(ENOMEM),
+            Some(l) => l,
+        };
+        if offset & PAGE_MASK != 0 {
+            return Err(EINVAL);
+        }
+        let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+        let mem = &self.machine.cpu.mem;
+        let target = if fixed {
+            if addr & PAGE_MASK != 0
+                || addr
+                    .checked_add(len)
+                    .is_none_or(|e| e > crate::linux::elf::USER_END)
+            {
+                return Err(EINVAL);
+            }
+            if flags & MAP_FIXED_NOREPLACE != 0 && !mem.range_is_free(addr, len) {
+                return Err(EEXIST);
+            }
+            addr
+        } else if addr != 0
+            && addr & PAGE_MASK == 0
+            && addr >= MMAP_MIN
+            && addr.checked_add(len).is_some_and(|e| e <= MMAP_TOP)
+            && mem.range_is_free(addr, len)
+        {
+            addr
+        } else {
+            self.find_free(len).ok_or(ENOMEM)?
+        };
+        let perms = perms_of(prot);
+        if flags & MAP_ANONYMOUS != 0 {
+            self.machine
+                .cpu
+                .mem
+                .map_anonymous(target, len, perms)
+                .map_err(|_| ENOMEM)?;
+            self.forget_shared_maps(target, len);
+            return Ok(target);
+        }
+        let desc = self.proc.fds.get(fd)?;
+        let mut shared = None;
+        let bytes = match &desc.borrow().kind {
+            FileKind::Regular { data, .. } => {
+                let d = desc.borrow();
+                // A file mapping needs read access, and a shared writable one write access (mmap(2) EACCES).
+                if !d.readable() {
+                    return Err(EACCES);
+                }
+                if flags & MAP_SHARED != 0 {
+                    if perms.contains(Perms::WRITE) && (!d.writable() || d.flags & O_APPEND != 0) {
+                        return Err(EACCES);
+                    }
+                    shared = Some((data.clone(), d.writable()));
+                }
+                let data = data.borrow();
+                let start = (offset as usize).min(data.bytes.len());
+                let end = start.saturating_add(len as usize).min(data.bytes.len());
+                data.bytes[start..end].to_vec()
+            }
+            FileKind::Device(Device::Zero) => Vec::new(),
+            _ => return Err(EACCES),
+        };
+        self.machine
+            .cpu
+            .mem
+            .map_file_bytes(target, len, &bytes, perms)
+            .map_err(|_| ENOMEM)?;
+        self.forget_shared_maps(target, len);
+        // Shared: stores reach the file and file changes reach the pages (files.rs).
+        if let Some((file, writable)) = shared {
+            self.proc.shared_maps.push(crate::linux::files::SharedMap {
+                start: target,
+                len,
+                file,
+                offset,
+                writable,
+            });
+        }
+        Ok(target)
+    }
+
+    pub(in crate::linux) fn sys_munmap(&mut self, addr: u64, len: u64) -> SysResult {
+        let len = page_up(len).ok_or(EINVAL)?;
+        if addr & PAGE_MASK != 0 || len == 0 {
+            return Err(EINVAL);
+        }
+        self.machine.cpu.mem.unmap(addr, len).map_err(|_| EINVAL)?;
+        self.forget_shared_maps(addr, len);
+        Ok(0)
+    }
+
+    pub(in crate::linux) fn sys_mprotect(&mut self, addr: u64, len: u64, prot: u64) -> SysResult {
+        let len = page_up(len).ok_or(ENOMEM)?;
+        if addr & PAGE_MASK != 0 {
+            return Err(EINVAL);
+        }
+        if len == 0 {
+            return Ok(0);
+        }
+        self.check_shared_protect(addr, len, perms_of(prot))?;
+        match self.machine.cpu.mem.protect(addr, len, perms_of(prot)) {
+            Ok(true) => Ok(0),
+            Ok(false) => Err(ENOMEM),
+            Err(_) => Err(EINVAL),
+        }
+    }
+
+    pub(in crate::linux) fn sys_mremap(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: u64,
+        new_addr: u64,
+    ) -> SysResult {
+        let old_len = page_up(old_len).ok_or(EINVAL)?;
+        let new_len = match page_up(new_len) {
+            Some(0) | None => return Err(EINVAL),
+            Some(l) if l > crate::linux::elf::IMAGE_SIZE_BYTES_MAX => return Err(ENOMEM),
+            Some(l) => l,
+        };
+        if old & PAGE_MASK != 0 || flags & MREMAP_FIXED != 0 {
+            let _ = new_addr;
+            return Err(EINVAL);
+        }
+        let mem = &mut self.machine.cpu.mem;
+        let perms = mem.perms(old).ok_or(EFAULT)?;
+        if (0..old_len / PAGE_SIZE as u64).any(|i| !mem.is_mapped(old + i * PAGE_SIZE as u64)) {
+            return Err(EFAULT);
+        }
+        if new_len <= old_len {
+            if new_len < old_len {
+                mem.unmap(old + new_len, old_len - new_len)
+                    .map_err(|_| EINVAL)?;
+            }
+            return Ok(old);
+        }
+        let grow = new_len - old_len;
+        if old.checked_add(new_len).is_some_and(|e| e <= MMAP_TOP)
+            && mem.range_is_free(old + old_len, grow)
+        {
+            mem.map_anonymous(old + old_len, grow, perms)
+                .map_err(|_| ENOMEM)?;
+            return Ok(old);
+        }
+        if flags & MREMAP_MAYMOVE == 0 {
+            return Err(ENOMEM);
+        }
+        let target = self.find_free(new_len).ok_or(ENOMEM)?;
+        let mem = &mut self.machine.cpu.mem;
+        // The grown part must fit the memory limit before the old pages move: a failure leaves them in place.
+        if grow / PAGE_SIZE as u64 > mem.frames_available() as u64 {
+            return Err(ENOMEM);
+        }
+        mem.remap(old, target, old_len).map_err(|_| ENOMEM)?;
+        mem.map_anonymous(target + old_len, grow, perms)
+            .map_err(|_| ENOMEM)?;
+        Ok(target)
+    }
+
+    pub(in crate::linux) fn sys_brk(&mut self, addr: u64) -> u64 {
+        if addr < self.proc.brk_start || addr > self.proc.brk_start + BRK_BYTES_MAX {
+            return self.proc.brk_current;
+        }
+        let old_end = page_up(self.proc.brk_current).unwrap_or(self.proc.brk_current);
+        let new_end = page_up(addr).unwrap_or(addr);
+        let mem = &mut self.machine.cpu.mem;
+        if new_end > old_end {
+            if !mem.range_is_free(old_end, new_end - old_end)
+                || mem
+                    .map_anonymous(old_end, new_end - old_end, Perms::RW)
+                    .is_err()
+            {
+                return self.proc.brk_current;
+            }
+        } else if new_end < old_end && mem.unmap(new_end, old_end - new_end).is_err() {
+            return self.proc.brk_current;
+        }
+        self.proc.brk_current = addr;
+        addr
+    }
+
+    /// prctl(2): the thread name and the flags a lone process may ask about; anything else is EINVAL.
+    pub(in crate::linux) fn sys_prctl(&mut self, option: u64, arg: u64) -> SysResult {
+        const PR_SET_PDEATHSIG: u64 = 1;
+        const PR_GET_DUMPABLE: u64 = 3;
+        const PR_SET_DUMPABLE: u64 = 4;
+        const PR_SET_NAME: u64 = 15;
+        const PR_GET_NAME: u64 = 16;
+        match option {
+            PR_SET_PDEATHSIG | PR_SET_DUMPABLE => Ok(0),
+            PR_GET_DUMPABLE => Ok(1),
+            PR_SET_NAME => {
+                let name = self.read_cstring(arg, 16)?;
+                self.thread.name = name[..name.len().min(15)].to_vec();
+                Ok(0)
+            }
+            PR_GET_NAME => {
+                let mut b = [0u8; 16];
+                b[..self.thread.name.len()].copy_from_slice(&self.thread.name);
+                self.write_mem(arg, &b)?;
+                Ok(0)
+            }
+            _ => Err(EINVAL),
+        }
+    }
+
+    pub(in crate::linux) fn sys_arch_prctl(&mut self, code: u64, addr: u64) -> SysResult {
+        const ARCH_SET_GS: u64 = 0x1001;
+        const ARCH_SET_FS: u64 = 0x1002;
+        const ARCH_GET_FS: u64 = 0x1003;
+        const ARCH_GET_GS: u64 = 0x1004;
+        match code {
+            ARCH_SET_FS => self.machine.cpu.regs.fs_base = addr,
+            ARCH_SET_GS => self.machine.cpu.regs.gs_base = addr,
+            ARCH_GET_FS => self.write_u64(addr, self.machine.cpu.regs.fs_base)?,
+            ARCH_GET_GS => self.write_u64(addr, self.machine.cpu.regs.gs_base)?,
+            _ => return Err(EINVAL),
+        }
+        Ok(0)
+    }
+}

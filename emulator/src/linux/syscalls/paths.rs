@@ -1,0 +1,533 @@
+//! Syscalls on paths: open, stat and statx, getdents, access, readlink, the working directory, mkdir,
+//! unlink, rename, symlink and truncate, over the guest's file system (vfs.rs), following their man pages
+//! (section 2).
+
+use super::*;
+
+impl<H: Host> LinuxMachine<H> {
+    // ---------------------------------------------------------------------------------------------------------
+    // Paths.
+
+    /// The directory a *at() call resolves relative paths against.
+    pub(in crate::linux) fn dir_of(&self, dirfd: i32) -> Result<GuestPath, Errno> {
+        if dirfd == AT_FDCWD {
+            return Ok(self.proc.cwd.clone());
+        }
+        let desc = self.proc.fds.get(dirfd)?;
+        let d = desc.borrow();
+        match &d.kind {
+            FileKind::Dir { path } => Ok(path.clone()),
+            _ => Err(ENOTDIR),
+        }
+    }
+
+    pub(in crate::linux) fn resolve_at(
+        &mut self,
+        dirfd: i32,
+        path: &[u8],
+        follow: bool,
+    ) -> Result<Resolved, Errno> {
+        let base = if path.first() == Some(&b'/') {
+            self.vfs.root()
+        } else {
+            self.dir_of(dirfd)?
+        };
+        self.vfs.resolve(&mut self.host, &base, path, follow)
+    }
+
+    pub(in crate::linux) fn sys_openat(
+        &mut self,
+        dirfd: i32,
+        path: u64,
+        flags: u32,
+        mode: u32,
+    ) -> SysResult {
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(dirfd, &path, flags & O_NOFOLLOW == 0)?;
+        let cloexec = flags & O_CLOEXEC != 0;
+        let wants_write = flags & O_ACCMODE != O_RDONLY;
+        let now = self.now();
+        let node = match r.node {
+            Some(_) if flags & O_CREAT != 0 && flags & O_EXCL != 0 => return Err(EEXIST),
+            Some(n) => n,
+            None if flags & O_CREAT != 0 => {
+                self.check_parent_dir(&r.path)?;
+                let attrs = self.vfs.new_attrs(mode & !self.proc.umask, now);
+                let f = Rc::new(RefCell::new(FileData::new(Vec::new(), attrs)));
+                self.vfs.put_file(&r.path, f.clone());
+                Node::MemoryFile(f)
+            }
+            None => return Err(ENOENT),
+        };
+        let kind = match node {
+            Node::Dir(_) => {
+                if wants_write {
+                    return Err(EISDIR);
+                }
+                FileKind::Dir { path: r.path }
+            }
+            _ if flags & O_DIRECTORY != 0 => return Err(ENOTDIR),
+            Node::Symlink { .. } => return Err(ELOOP),
+            Node::Device(d) => FileKind::Device(d),
+            Node::MemoryFile(_) | Node::HostFile { .. } => {
+                let data = if wants_write || flags & O_TRUNC != 0 {
+                    // Copy a host file up into the overlay on its first opening for writing.
+                    let data = self.vfs.copy_up(&mut self.host, &r.path, &node)?;
+                    if flags & O_TRUNC != 0 {
+                        let old_len = {
+                            let mut f = data.borrow_mut();
+                            let old_len = f.bytes.len() as u64;
+                            Arc::make_mut(&mut f.bytes).clear();
+                            f.attrs.mtime = now;
+                            f.attrs.ctime = now;
+                            old_len
+                        };
+                        self.file_changed(&data, 0, old_len);
+                    }
+                    data
+                } else {
+                    self.vfs.contents(&mut self.host, &node)?
+                };
+                FileKind::Regular { data, path: r.path }
+            }
+        };
+        let desc = OpenFile::new(kind, flags & (O_ACCMODE | O_APPEND | O_NONBLOCK));
+        self.proc.fds.insert(desc, cloexec).map(|fd| fd as u64)
+    }
+
+    pub(in crate::linux) fn check_parent_dir(&mut self, path: &GuestPath) -> Result<(), Errno> {
+        match self.vfs.lookup(&mut self.host, &path.parent()) {
+            Some(n) if n.is_dir() => Ok(()),
+            Some(_) => Err(ENOTDIR),
+            None => Err(ENOENT),
+        }
+    }
+
+    /// What a stat-like call shows: of a path, or of the descriptor itself with AT_EMPTY_PATH.
+    pub(in crate::linux) fn stat_of(
+        &mut self,
+        dirfd: i32,
+        path_addr: u64,
+        flags: u32,
+    ) -> Result<vfs::Stat, Errno> {
+        let path = if path_addr == 0 {
+            Vec::new()
+        } else {
+            self.read_cstring(path_addr, vfs::PATH_BYTES_MAX)?
+        };
+        if path.is_empty() {
+            if flags & AT_EMPTY_PATH == 0 {
+                return Err(ENOENT);
+            }
+            if dirfd != AT_FDCWD {
+                let desc = self.proc.fds.get(dirfd)?;
+                let epoch = Timespec::from_ns(self.config.epoch_ns);
+                // Standard streams and pipes: a character device or a FIFO with a fixed identity.
+                let fixed = |ino: u64, mode: u32, rdev: u64| vfs::Stat {
+                    dev: GUEST_DEV,
+                    ino,
+                    mode,
+                    nlink: 1,
+                    uid: GUEST_UID as u32,
+                    gid: GUEST_GID as u32,
+                    rdev,
+                    size_bytes: 0,
+                    blksize: 4096,
+                    blocks: 0,
+                    atime: epoch,
+                    mtime: epoch,
+                    ctime: epoch,
+                };
+                let special = match &desc.borrow().kind {
+                    FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => {
+                        Some(fixed(vfs::inode_of(b"/dev/tty"), S_IFCHR | 0o666, 0x103))
+                    }
+                    FileKind::PipeRead(_) | FileKind::PipeWrite(_) => {
+                        Some(fixed(0x9999 + dirfd as u64, S_IFIFO | 0o600, 0))
+                    }
+                    _ => None,
+                };
+                if let Some(st) = special {
+                    return Ok(st);
+                }
+            }
+            let (p, node) = self.fd_target(dirfd)?;
+            return Ok(self.vfs.stat(&p, &node));
+        }
+        let r = self.resolve_at(dirfd, &path, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+        let node = r.node.ok_or(ENOENT)?;
+        Ok(self.vfs.stat(&r.path, &node))
+    }
+
+    /// The path and node behind a descriptor of a file, a directory or a device (or the working directory).
+    pub(in crate::linux) fn fd_target(&mut self, fd: i32) -> Result<(GuestPath, Node), Errno> {
+        if fd == AT_FDCWD {
+            let cwd = self.proc.cwd.clone();
+            let node = self.vfs.lookup(&mut self.host, &cwd).ok_or(ENOENT)?;
+            return Ok((cwd, node));
+        }
+        let desc = self.proc.fds.get(fd)?;
+        let d = desc.borrow();
+        match &d.kind {
+            FileKind::Regular { data, path } => Ok((path.clone(), Node::MemoryFile(data.clone()))),
+            FileKind::Dir { path } => {
+                let path = path.clone();
+                drop(d);
+                // A directory removed while open still answers, with the attributes of an empty one.
+                let node = self
+                    .vfs
+                    .lookup(&mut self.host, &path)
+                    .filter(|n| n.is_dir())
+                    .unwrap_or(Node::Dir(vfs::Origin::Synthetic));
+                Ok((path, node))
+            }
+            FileKind::Device(dev) => Ok((self.vfs.path_of(b"/dev/null"), Node::Device(*dev))),
+            _ => Err(EBADF),
+        }
+    }
+
+    pub(in crate::linux) fn sys_fstatat(
+        &mut self,
+        dirfd: i32,
+        path: u64,
+        buf: u64,
+        flags: u32,
+    ) -> SysResult {
+        let st = self.stat_of(dirfd, path, flags)?;
+        let mut b = [0u8; 144];
+        let put =
+            |b: &mut [u8; 144], at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        put(&mut b, 0, st.dev);
+        put(&mut b, 8, st.ino);
+        put(&mut b, 16, st.nlink);
+        b[24..28].copy_from_slice(&st.mode.to_le_bytes());
+        b[28..32].copy_from_slice(&st.uid.to_le_bytes());
+        b[32..36].copy_from_slice(&st.gid.to_le_bytes());
+        put(&mut b, 40, st.rdev);
+        put(&mut b, 48, st.size_bytes);
+        put(&mut b, 56, st.blksize);
+        put(&mut b, 64, st.blocks);
+        for (at, t) in [(72, st.atime), (88, st.mtime), (104, st.ctime)] {
+            put(&mut b, at, t.sec as u64);
+            put(&mut b, at + 8, t.nsec as u64);
+        }
+        self.write_mem(buf, &b)?;
+        Ok(0)
+    }
+
+    pub(in crate::linux) fn sys_statx(
+        &mut self,
+        dirfd: i32,
+        path: u64,
+        flags: u32,
+        buf: u64,
+    ) -> SysResult {
+        let st = self.stat_of(dirfd, path, flags)?;
+        let mut b = [0u8; 256];
+        // The kernel's encoding of dev_t (MAJOR/MINOR in include/linux/kdev_t.h, new_decode_dev).
+        let major = |d: u64| ((d >> 8) & 0xfff) as u32 | ((d >> 32) as u32 & !0xfff);
+        let minor = |d: u64| (d & 0xff) as u32 | ((d >> 12) as u32 & !0xff);
+        b[0..4].copy_from_slice(&0x7ffu32.to_le_bytes()); // STATX_BASIC_STATS
+        b[4..8].copy_from_slice(&(st.blksize as u32).to_le_bytes());
+        b[16..20].copy_from_slice(&(st.nlink as u32).to_le_bytes());
+        b[20..24].copy_from_slice(&st.uid.to_le_bytes());
+        b[24..28].copy_from_slice(&st.gid.to_le_bytes());
+        b[28..30].copy_from_slice(&(st.mode as u16).to_le_bytes());
+        b[32..40].copy_from_slice(&st.ino.to_le_bytes());
+        b[40..48].copy_from_slice(&st.size_bytes.to_le_bytes());
+        b[48..56].copy_from_slice(&st.blocks.to_le_bytes());
+        // atime, btime (not in the mask; the ctime is given), ctime, mtime.
+        for (at, t) in [
+            (64usize, st.atime),
+            (80, st.ctime),
+            (96, st.ctime),
+            (112, st.mtime),
+        ] {
+            b[at..at + 8].copy_from_slice(&t.sec.to_le_bytes());
+            b[at + 8..at + 12].copy_from_slice(&t.nsec.to_le_bytes());
+        }
+        b[128..132].copy_from_slice(&major(st.rdev).to_le_bytes());
+        b[132..136].copy_from_slice(&minor(st.rdev).to_le_bytes());
+        b[136..140].copy_from_slice(&major(st.dev).to_le_bytes());
+        b[140..144].copy_from_slice(&minor(st.dev).to_le_bytes());
+        self.write_mem(buf, &b)?;
+        Ok(0)
+    }
+
+    pub(in crate::linux) fn sys_getdents64(&mut self, fd: i32, buf: u64, len: u64) -> SysResult {
+        let desc = self.proc.fds.get(fd)?;
+        let path = match &desc.borrow().kind {
+            FileKind::Dir { path } => path.clone(),
+            _ => return Err(ENOTDIR),
+        };
+        let start = desc.borrow().offset as usize;
+        let ino_of = |vfs: &mut vfs::Vfs, host: &mut H, p: &GuestPath| {
+            vfs.lookup(host, p).map_or(0, |n| vfs.stat(p, &n).ino)
+        };
+        let mut entries: Vec<(Vec<u8>, u64, u8)> = Vec::new();
+        if start < 2 {
+            let parent = path.parent();
+            entries.push((
+                b".".to_vec(),
+                ino_of(&mut self.vfs, &mut self.host, &path),
+                4,
+            ));
+            entries.push((
+                b"..".to_vec(),
+                ino_of(&mut self.vfs, &mut self.host, &parent),
+                4,
+            ));
+        } else {
+            entries.push((Vec::new(), 0, 0));
+            entries.push((Vec::new(), 0, 0));
+        }
+        for (name, node) in self.vfs.list_dir(&mut self.host, &path)? {
+            let child = self.vfs.child(&path, &name);
+            let d_type = match node {
+                Node::Dir(_) => 4,
+                Node::Symlink { .. } => 10,
+                Node::Device(_) => 2,
+                _ => 8,
+            };
+            let ino = self.vfs.stat(&child, &node).ino;
+            entries.push((name, ino, d_type));
+        }
+        let mut out = Vec::new();
+        let mut index = start;
+        for (name, ino, d_type) in entries.iter().skip(start) {
+            let reclen = (19 + name.len() + 1).div_ceil(8) * 8;
+            if out.len() + reclen > len as usize {
+                break;
+            }
+            let mut rec = vec![0u8; reclen];
+            rec[0..8].copy_from_slice(&ino.to_le_bytes());
+            rec[8..16].copy_from_slice(&((index + 1) as u64).to_le_bytes());
+            rec[16..18].copy_from_slice(&(reclen as u16).to_le_bytes());
+            rec[18] = *d_type;
+            rec[19..19 + name.len()].copy_from_slice(name);
+            out.extend_from_slice(&rec);
+            index += 1;
+        }
+        if out.is_empty() && index < entries.len() {
+            return Err(EINVAL);
+        }
+        self.write_mem(buf, &out)?;
+        desc.borrow_mut().offset = index as u64;
+        Ok(out.len() as u64)
+    }
+
+    pub(in crate::linux) fn sys_faccessat(
+        &mut self,
+        dirfd: i32,
+        path: u64,
+        mode: u32,
+    ) -> SysResult {
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(dirfd, &path, true)?;
+        let node = r.node.ok_or(ENOENT)?;
+        // X_OK on a regular file needs an execute bit.
+        if mode & 1 != 0 {
+            let st = self.vfs.stat(&r.path, &node);
+            if st.mode & S_IFMT != S_IFDIR && st.mode & 0o111 == 0 {
+                return Err(EACCES);
+            }
+        }
+        Ok(0)
+    }
+
+    pub(in crate::linux) fn sys_readlinkat(
+        &mut self,
+        dirfd: i32,
+        path: u64,
+        buf: u64,
+        len: u64,
+    ) -> SysResult {
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(dirfd, &path, false)?;
+        match r.node {
+            Some(Node::Symlink { target, .. }) => {
+                let n = target.len().min(len as usize);
+                self.write_mem(buf, &target[..n])?;
+                Ok(n as u64)
+            }
+            Some(_) => Err(EINVAL),
+            None => Err(ENOENT),
+        }
+    }
+
+    pub(in crate::linux) fn sys_getcwd(&mut self, buf: u64, len: u64) -> SysResult {
+        let mut text = self.proc.cwd.text();
+        text.push(0);
+        // The kernel builds the path in one page (fs/d_path.c).
+        if text.len() > vfs::PATH_BYTES_MAX {
+            return Err(ENAMETOOLONG);
+        }
+        if text.len() as u64 > len {
+            return Err(ERANGE);
+        }
+        self.write_mem(buf, &text)?;
+        Ok(text.len() as u64)
+    }
+
+    pub(in crate::linux) fn sys_chdir(&mut self, path: u64) -> SysResult {
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(AT_FDCWD, &path, true)?;
+        match r.node {
+            Some(n) if n.is_dir() => {
+                self.proc.cwd = r.path;
+                Ok(0)
+            }
+            Some(_) => Err(ENOTDIR),
+            None => Err(ENOENT),
+        }
+    }
+
+    pub(in crate::linux) fn sys_fchdir(&mut self, fd: i32) -> SysResult {
+        self.proc.cwd = self.dir_of(fd)?;
+        Ok(0)
+    }
+
+    pub(in crate::linux) fn sys_mkdirat(&mut self, dirfd: i32, path: u64, mode: u32) -> SysResult {
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(dirfd, &path, false)?;
+        if r.node.is_some() || r.path.is_root() {
+            return Err(EEXIST);
+        }
+        self.check_parent_dir(&r.path)?;
+        let attrs = self.vfs.new_attrs(mode & !self.proc.umask, self.now());
+        self.vfs.make_dir(&r.path, attrs);
+        Ok(0)
+    }
+
+    pub(in crate::linux) fn sys_unlinkat(
+        &mut self,
+        dirfd: i32,
+        path: u64,
+        flags: u32,
+    ) -> SysResult {
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(dirfd, &path, false)?;
+        let node = r.node.ok_or(ENOENT)?;
+        if flags & AT_REMOVEDIR != 0 {
+            if !node.is_dir() {
+                return Err(ENOTDIR);
+            }
+            if r.path.is_root() {
+                return Err(EINVAL);
+            }
+            if !self.vfs.list_dir(&mut self.host, &r.path)?.is_empty() {
+                return Err(ENOTEMPTY);
+            }
+        } else if node.is_dir() {
+            return Err(EISDIR);
+        }
+        let now = self.now();
+        self.vfs.remove(&r.path, now);
+        Ok(0)
+    }
+
+    pub(in crate::linux) fn sys_renameat(
+        &mut self,
+        olddir: i32,
+        old: u64,
+        newdir: i32,
+        new: u64,
+    ) -> SysResult {
+        let old = self.read_path(old)?;
+        let new = self.read_path(new)?;
+        let from = self.resolve_at(olddir, &old, false)?;
+        let to = self.resolve_at(newdir, &new, false)?;
+        let Some(from_node) = &from.node else {
+            return Err(ENOENT);
+        };
+        if from.path == to.path {
+            return Ok(0);
+        }
+        // Two names of one file: rename does nothing (rename(2)).
+        if let (Node::MemoryFile(a), Some(Node::MemoryFile(b))) = (from_node, &to.node) {
+            if Rc::ptr_eq(a, b) {
+                return Ok(0);
+            }
+        }
+        self.check_parent_dir(&to.path)?;
+        if let Some(existing) = &to.node {
+            // A directory replaces only an empty directory, and anything else only a non-directory.
+            match (from_node.is_dir(), existing.is_dir()) {
+                (true, false) => return Err(ENOTDIR),
+                (false, true) => return Err(EISDIR),
+                _ => {}
+            }
+            if existing.is_dir() && !self.vfs.list_dir(&mut self.host, &to.path)?.is_empty() {
+                return Err(ENOTEMPTY);
+            }
+        }
+        let now = self.now();
+        self.vfs.rename(&mut self.host, &from.path, &to.path, now)?;
+        Ok(0)
+    }
+
+    pub(in crate::linux) fn sys_symlinkat(
+        &mut self,
+        target: u64,
+        dirfd: i32,
+        path: u64,
+    ) -> SysResult {
+        let target = self.read_path(target)?;
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(dirfd, &path, false)?;
+        if r.node.is_some() {
+            return Err(EEXIST);
+        }
+        self.check_parent_dir(&r.path)?;
+        let attrs = self.vfs.new_attrs(0o777, self.now());
+        self.vfs.make_symlink(&r.path, target, attrs);
+        Ok(0)
+    }
+
+    pub(in crate::linux) fn truncate_data(
+        &mut self,
+        data: &vfs::SharedFile,
+        len: i64,
+    ) -> SysResult {
+        if len < 0 || len as u64 > crate::linux::elf::IMAGE_SIZE_BYTES_MAX {
+            return Err(EINVAL);
+        }
+        let now = self.now();
+        let old_len = {
+            let mut f = data.borrow_mut();
+            let old_len = f.bytes.len() as u64;
+            Arc::make_mut(&mut f.bytes).resize(len as usize, 0);
+            f.attrs.mtime = now;
+            f.attrs.ctime = now;
+            old_len
+        };
+        let new_len = len as u64;
+        self.file_changed(data, old_len.min(new_len), old_len.max(new_len));
+        Ok(0)
+    }
+
+    pub(in crate::linux) fn sys_ftruncate(&mut self, fd: i32, len: i64) -> SysResult {
+        let desc = self.proc.fds.get(fd)?;
+        let d = desc.borrow();
+        if !d.writable() {
+            return Err(EINVAL);
+        }
+        let data = match &d.kind {
+            FileKind::Regular { data, .. } => data.clone(),
+            _ => return Err(EINVAL),
+        };
+        drop(d);
+        self.truncate_data(&data, len)
+    }
+
+    pub(in crate::linux) fn sys_truncate_path(&mut self, path: u64, len: i64) -> SysResult {
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(AT_FDCWD, &path, true)?;
+        let node = r.node.ok_or(ENOENT)?;
+        if node.is_dir() {
+            return Err(EISDIR);
+        }
+        let data = self.vfs.copy_up(&mut self.host, &r.path, &node)?;
+        self.truncate_data(&data, len)
+    }
+}
