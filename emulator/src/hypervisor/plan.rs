@@ -251,7 +251,7 @@ impl RawFault {
         match (self.rate, self.count) {
             (Some(r), None) => {
                 if !(r > 0.0 && r <= 1.0) {
-                    return Err(format!("rate={r}: a rate is faults per instruction, above 0 and at most 1, such as rate=1e-6"));
+                    return Err(format!("rate={r:e}: a rate is faults per instruction, above 0 and at most 1, such as rate=1e-6"));
                 }
                 if self.within.is_some() {
                     return Err("within= goes with count=".into());
@@ -586,6 +586,8 @@ mod tests {
             ("mem.flip:icount=3,addr=0x10,bit=9", "bit=9"),
             ("mem.ue:icount=3", "exactly one of addr= or frame="),
             ("mem.ue:rate=2", "rate=2"),
+            // A huge rate is named as written, not as 309 digits.
+            ("mem.ue:rate=1e308", "rate=1e308: a rate"),
             ("mem.ue:count=1,rate=1e-3", "exactly one of rate= or count="),
             ("mem.ue:rate=1e-6,,", "empty item"),
             ("mem.ue:count=x", "count=x: expected a number"),
