@@ -73,6 +73,21 @@ fn busybox_script(script: &str) {
     assert_same(script, &n, &e);
 }
 
+/// glibc's system() and popen() start /bin/sh -c: under tandem the shell is Debian's busybox mounted at
+/// /bin/sh; natively it is the host's /bin/sh. The commands are plain POSIX, so the output is the same.
+#[test]
+fn glibc_system_and_popen_run_a_shell() {
+    let bin = corpus_bin("popen-glibc");
+    let n = native(&bin, &[], &[], b"");
+    let e = emulate(&["--mount", "/bin/busybox:/bin/sh"], &bin, &[], b"");
+    assert!(
+        text(&n.stdout).contains("popen line 3: three"),
+        "{}",
+        text(&n.stdout)
+    );
+    assert_same("popen-glibc", &n, &e);
+}
+
 #[test]
 fn busybox_sh_pipelines_substitution_subshells_and_loops() {
     busybox_script("pipes.sh");
@@ -220,5 +235,53 @@ fn multi_task_recordings_replay_verified() {
         let err = text(&rep.stderr);
         assert_eq!(rep.status.code(), Some(0), "{program}: {err}");
         assert!(err.contains(": verified: "), "{program}: {err}");
+    }
+}
+
+/// The CPU count by every route a program takes (sysconf, get_nprocs, sched_getaffinity, /proc/cpuinfo,
+/// /proc/stat, /sys/devices/system/cpu/online) follows --cpus, and /proc/self/stat and /proc/self/status show
+/// the process as getpid, getppid and getpgrp do, with its three threads: the same as a native run on a machine
+/// with that many CPUs (this one's count is taken from the native run).
+#[test]
+fn proc_and_sys_files_agree_with_cpus_and_the_process() {
+    for libc in ["musl", "glibc"] {
+        let bin = corpus_bin(&format!("ncpu-{libc}"));
+        let n = native(&bin, &[], &[], b"");
+        let out = text(&n.stdout);
+        let affinity = out
+            .split("affinity ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .expect("the native run prints its affinity count");
+        let e = emulate(&["--cpus", affinity], &bin, &[], b"");
+        // A host whose online CPUs differ from its affinity mask (a cpuset) cannot be the oracle for the counts;
+        // the emulated guest must then still say `affinity` everywhere.
+        let consistent = out.lines().take(5).all(|l| {
+            l.split_whitespace()
+                .filter_map(|w| w.parse::<u32>().ok())
+                .all(|v| v.to_string() == affinity)
+        });
+        if consistent {
+            assert_same(&format!("ncpu-{libc}"), &n, &e);
+        } else {
+            eprintln!(
+                "note: this host's CPU counts disagree among themselves; checking the guest alone"
+            );
+            let got = text(&e.stdout);
+            for l in got.lines().take(5) {
+                for v in l.split_whitespace().filter_map(|w| w.parse::<u32>().ok()) {
+                    assert_eq!(v.to_string(), affinity, "{got}");
+                }
+            }
+        }
+        // And another count than the host's.
+        let seven = text(&emulate(&["--cpus", "7"], &bin, &[], b"").stdout);
+        assert!(
+            seven.starts_with(
+                "sysconf online 7 configured 7\nget_nprocs 7 get_nprocs_conf 7 affinity 7\n\
+                 cpuinfo processors 7\nstat cpu lines 7\nsys online 7\nstatus Threads 3\n"
+            ),
+            "{seven}"
+        );
     }
 }

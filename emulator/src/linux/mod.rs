@@ -28,6 +28,7 @@ mod files;
 pub mod host;
 pub mod ids;
 mod kernel;
+pub mod procfs;
 pub mod sched;
 mod signal;
 mod snapshot;

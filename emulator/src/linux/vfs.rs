@@ -1,5 +1,6 @@
 //! The guest's file system: an in-memory overlay over read-only mounts of host paths, plus a few synthetic nodes
-//! (/dev/null, /dev/zero, /dev/urandom, /proc/self/exe, /tmp).
+//! (/dev/null, /dev/zero, /dev/urandom, /proc/self/exe, /tmp, and the generated files of /proc and /sys that
+//! procfs.rs makes: cpuinfo, stat, meminfo, uptime, self/stat, self/status, self/comm, the CPU lists).
 //!
 //! Key decisions:
 //! - Paths are resolved here, one component at a time, in the guest's name space: `.` and `..` are applied to the
@@ -25,6 +26,7 @@
 
 use super::abi::*;
 use super::host::{Host, HostKind, HostMetadata, Timespec, GUEST_DEV};
+use super::procfs::{InfoFile, INFO_FILES};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::os::unix::ffi::OsStrExt;
@@ -190,6 +192,8 @@ enum Synthetic {
     Device(Device),
     /// /proc/self/exe.
     ExeLink,
+    /// A file whose contents the kernel makes at the open (procfs.rs).
+    Info(InfoFile),
 }
 
 struct PathEntry {
@@ -334,6 +338,8 @@ pub enum Node {
         origin: Origin,
     },
     Device(Device),
+    /// A generated file of /proc or /sys (procfs.rs): read-only, made when opened.
+    Info(InfoFile),
 }
 
 impl Node {
@@ -444,6 +450,10 @@ impl Vfs {
         ] {
             let path: Vec<Vec<u8>> = split(text).into();
             intern(&mut table, &path, Some(kind));
+        }
+        for (text, file) in INFO_FILES {
+            let path: Vec<Vec<u8>> = split(text).into();
+            intern(&mut table, &path, Some(Synthetic::Info(file)));
         }
         let root = GuestPath(Rc::new(Link {
             parent: None,
@@ -652,6 +662,7 @@ impl Vfs {
         }
         match self.synthetic(id) {
             Some(Synthetic::Device(d)) => return Some(Node::Device(d)),
+            Some(Synthetic::Info(f)) => return Some(Node::Info(f)),
             Some(Synthetic::ExeLink) => {
                 return Some(Node::Symlink {
                     target: self.exe_path.clone(),
@@ -947,6 +958,8 @@ impl Vfs {
                     ..synthetic(S_IFCHR | 0o666, 0)
                 }
             }
+            // Linux shows size 0 for generated files; readers read to EOF.
+            Node::Info(_) => synthetic(S_IFREG | 0o444, 0),
         }
     }
 
@@ -977,7 +990,8 @@ impl Vfs {
                 origin: Origin::Synthetic,
                 ..
             }
-            | Node::Device(_) => Err(EPERM),
+            | Node::Device(_)
+            | Node::Info(_) => Err(EPERM),
             Node::Dir(Origin::Overlay(_))
             | Node::Symlink {
                 origin: Origin::Overlay(_),
@@ -1202,7 +1216,7 @@ impl Vfs {
                 };
                 self.make_symlink(to, target.clone(), attrs);
             }
-            Node::Device(_) => return Err(EXDEV),
+            Node::Device(_) | Node::Info(_) => return Err(EXDEV),
             Node::MemoryFile(_) | Node::HostFile { .. } => {
                 let f = self.copy_up(host, from, &node)?;
                 if let Some(Node::MemoryFile(old)) = &replaced {
@@ -1303,7 +1317,7 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            [&b"data"[..], b"dev", b"proc", b"tmp"].map(|s| s.to_vec()),
+            [&b"data"[..], b"dev", b"proc", b"sys", b"tmp"].map(|s| s.to_vec()),
             "the root lists the mount point and the synthetic directories"
         );
     }

@@ -69,6 +69,11 @@ impl<H: Host> LinuxMachine<H> {
             _ if flags & O_DIRECTORY != 0 => return Err(ENOTDIR),
             Node::Symlink { .. } => return Err(ELOOP),
             Node::Device(d) => FileKind::Device(d),
+            Node::Info(_) if wants_write || flags & O_TRUNC != 0 => return Err(EACCES),
+            Node::Info(file) => FileKind::Regular {
+                data: self.info_file(file),
+                path: r.path,
+            },
             Node::MemoryFile(_) | Node::HostFile { .. } => {
                 let data = if wants_write || flags & O_TRUNC != 0 {
                     // Copy a host file up into the overlay on its first opening for writing.
