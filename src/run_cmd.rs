@@ -400,6 +400,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             "tandem: signals delivered: {}",
             stats.signals_delivered
         )?;
+        writeln!(
+            err,
+            "tandem: tasks created: {}, programs executed: {}, context switches: {}",
+            stats.tasks_created, stats.execs, stats.context_switches
+        )?;
         let plan = hv.plan().describe();
         if !plan.is_empty() {
             writeln!(
