@@ -305,7 +305,7 @@ fn template() -> BoxedStrategy<String> {
             )
             .prop_flat_map({
                 let strategies: Vec<(&'static str, BoxedStrategy<String>)> = model.parameters;
-                let strategies = std::sync::Arc::new(strategies);
+                let strategies = std::rc::Rc::new(strategies);
                 move |indices: Vec<usize>| {
                     let strategies = strategies.clone();
                     let mut unique = indices.clone();

@@ -276,6 +276,71 @@ fn self_status(v: &InfoView) -> String {
     )
 }
 
+impl<H: super::Host> super::LinuxMachine<H> {
+    /// A generated file's contents as the calling thread sees it now, as an open file's data.
+    pub(super) fn info_file(&mut self, file: InfoFile) -> super::vfs::SharedFile {
+        let bytes = render(file, &self.info_view());
+        let attrs = self.vfs.new_attrs(0o444, self.now());
+        std::rc::Rc::new(std::cell::RefCell::new(super::vfs::FileData::new(
+            bytes, attrs,
+        )))
+    }
+
+    fn info_view(&self) -> InfoView {
+        use super::signal::bit;
+        let pid = self.proc.pid;
+        let live_threads = self.threads_of(pid);
+        let process_insns = self.proc.insns_dead_threads
+            + live_threads
+                .iter()
+                .filter_map(|&t| self.thread_ref(t))
+                .map(|t| t.insns.0)
+                .sum::<u64>();
+        let (mut ignored, mut caught) = (0u64, 0u64);
+        for (sig, action) in self.proc.sigactions.iter().enumerate().skip(1) {
+            match action.handler {
+                0 => {}
+                1 => ignored |= bit(sig as i32),
+                _ => caught |= bit(sig as i32),
+            }
+        }
+        let tasks = self.threads.len() as u32 + u32::from(!self.thread_exited);
+        let ns = self.config.ns_per_insn;
+        InfoView {
+            cpus: self.config.cpus,
+            memory_max_bytes: self.config.frames_max as u64 * crate::memory::PAGE_SIZE as u64,
+            mapped_bytes: self.machine.cpu.mem.mapped_page_count() as u64
+                * crate::memory::PAGE_SIZE as u64,
+            uptime_ns: super::syscalls::MONOTONIC_START_NS + self.elapsed_ns(),
+            cpu_ns: self.machine.cpu.icount.saturating_mul(ns),
+            context_switches: self.stats.context_switches,
+            processes_created: self.stats.tasks_created + 1,
+            tasks_running: tasks - self.blocked.len() as u32,
+            tasks_blocked: self.blocked.len() as u32,
+            pid: pid.0,
+            ppid: self.proc.ppid.0,
+            pgid: self.proc.pgid.0,
+            sid: self.proc.sid.0,
+            comm: self.thread.name.clone(),
+            threads: live_threads.len() as u32,
+            process_cpu_ns: process_insns.saturating_mul(ns),
+            // Every process is shown as started when the run did (tandem does not keep start times).
+            start_ns: super::syscalls::MONOTONIC_START_NS,
+            umask: self.proc.umask,
+            uid: super::GUEST_UID as u32,
+            gid: super::GUEST_GID as u32,
+            fd_slots: super::fd::FDS_MAX as u32,
+            sig_pending_thread: self.thread.sig.pending,
+            sig_pending_process: self.proc.shared_pending,
+            sig_blocked: self.thread.sig.blocked,
+            sig_ignored: ignored,
+            sig_caught: caught,
+            brk_start: self.proc.brk_start,
+            brk_current: self.proc.brk_current,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,70 +420,5 @@ mod tests {
             status.contains("\nCpus_allowed:\tf\nCpus_allowed_list:\t0-3\n"),
             "{status}"
         );
-    }
-}
-
-impl<H: super::Host> super::LinuxMachine<H> {
-    /// A generated file's contents as the calling thread sees it now, as an open file's data.
-    pub(super) fn info_file(&mut self, file: InfoFile) -> super::vfs::SharedFile {
-        let bytes = render(file, &self.info_view());
-        let attrs = self.vfs.new_attrs(0o444, self.now());
-        std::rc::Rc::new(std::cell::RefCell::new(super::vfs::FileData::new(
-            bytes, attrs,
-        )))
-    }
-
-    fn info_view(&self) -> InfoView {
-        use super::signal::bit;
-        let pid = self.proc.pid;
-        let live_threads = self.threads_of(pid);
-        let process_insns = self.proc.insns_dead_threads
-            + live_threads
-                .iter()
-                .filter_map(|&t| self.thread_ref(t))
-                .map(|t| t.insns.0)
-                .sum::<u64>();
-        let (mut ignored, mut caught) = (0u64, 0u64);
-        for (sig, action) in self.proc.sigactions.iter().enumerate().skip(1) {
-            match action.handler {
-                0 => {}
-                1 => ignored |= bit(sig as i32),
-                _ => caught |= bit(sig as i32),
-            }
-        }
-        let tasks = self.threads.len() as u32 + u32::from(!self.thread_exited);
-        let ns = self.config.ns_per_insn;
-        InfoView {
-            cpus: self.config.cpus,
-            memory_max_bytes: self.config.frames_max as u64 * crate::memory::PAGE_SIZE as u64,
-            mapped_bytes: self.machine.cpu.mem.mapped_page_count() as u64
-                * crate::memory::PAGE_SIZE as u64,
-            uptime_ns: super::syscalls::MONOTONIC_START_NS + self.elapsed_ns(),
-            cpu_ns: self.machine.cpu.icount.saturating_mul(ns),
-            context_switches: self.stats.context_switches,
-            processes_created: self.stats.tasks_created + 1,
-            tasks_running: tasks - self.blocked.len() as u32,
-            tasks_blocked: self.blocked.len() as u32,
-            pid: pid.0,
-            ppid: self.proc.ppid.0,
-            pgid: self.proc.pgid.0,
-            sid: self.proc.sid.0,
-            comm: self.thread.name.clone(),
-            threads: live_threads.len() as u32,
-            process_cpu_ns: process_insns.saturating_mul(ns),
-            // Every process is shown as started when the run did (tandem does not keep start times).
-            start_ns: super::syscalls::MONOTONIC_START_NS,
-            umask: self.proc.umask,
-            uid: super::GUEST_UID as u32,
-            gid: super::GUEST_GID as u32,
-            fd_slots: super::fd::FDS_MAX as u32,
-            sig_pending_thread: self.thread.sig.pending,
-            sig_pending_process: self.proc.shared_pending,
-            sig_blocked: self.thread.sig.blocked,
-            sig_ignored: ignored,
-            sig_caught: caught,
-            brk_start: self.proc.brk_start,
-            brk_current: self.proc.brk_current,
-        }
     }
 }
