@@ -34,8 +34,13 @@ pub enum FileKind {
     Stdin,
     Stdout,
     Stderr,
-    Regular { data: SharedFile, path: GuestPath },
-    Dir { path: GuestPath },
+    Regular {
+        data: SharedFile,
+        path: GuestPath,
+    },
+    Dir {
+        path: GuestPath,
+    },
     Device(Device),
     PipeRead(SharedPipe),
     PipeWrite(SharedPipe),

@@ -181,7 +181,10 @@ mod tests {
         assert!(!reaches(&V6_ANY, true, &V4_LOOPBACK));
         assert!(!reaches(&V4_LOOPBACK, false, &V6_LOOPBACK));
         assert!(overlap(&V4_ANY, false, &V4_LOOPBACK, false));
-        assert!(!bindable(Family::Inet, &[10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+        assert!(!bindable(
+            Family::Inet,
+            &[10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        ));
         let mut other = V4_ANY;
         other[12] = 10;
         assert!(!bindable(Family::Inet, &other));

@@ -138,13 +138,22 @@ mod tests {
         let c = Channel::shared();
         let mut c = c.borrow_mut();
         let from = Addr::Unnamed;
-        c.push_message(Message { bytes: b"ab".to_vec(), from: from.clone() });
-        c.push_message(Message { bytes: b"cde".to_vec(), from: from.clone() });
+        c.push_message(Message {
+            bytes: b"ab".to_vec(),
+            from: from.clone(),
+        });
+        c.push_message(Message {
+            bytes: b"cde".to_vec(),
+            from: from.clone(),
+        });
         assert_eq!(c.next_message_len(), Some(2));
         assert_eq!(c.take_message(false).unwrap().bytes, b"ab");
         assert_eq!(c.take_message(false).unwrap().bytes, b"cde");
         assert!(c.take_message(false).is_none());
-        c.push_message(Message { bytes: vec![0; CHANNEL_BYTES_MAX], from: from.clone() });
+        c.push_message(Message {
+            bytes: vec![0; CHANNEL_BYTES_MAX],
+            from: from.clone(),
+        });
         assert!(!c.fits(1), "a full queue takes nothing more");
     }
 }

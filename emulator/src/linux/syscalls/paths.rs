@@ -148,7 +148,9 @@ impl<H: Host> LinuxMachine<H> {
                         Some(fixed(0x9999 + dirfd as u64, S_IFIFO | 0o600, 0))
                     }
                     // sockfs: S_IFSOCK | 0777.
-                    FileKind::Socket(_) => Some(fixed(0x5_0000 + dirfd as u64, S_IFSOCK | 0o777, 0)),
+                    FileKind::Socket(_) => {
+                        Some(fixed(0x5_0000 + dirfd as u64, S_IFSOCK | 0o777, 0))
+                    }
                     _ => None,
                 };
                 if let Some(st) = special {

@@ -9,13 +9,12 @@
 //! EAGAIN instead. A send on a stream whose reader is gone is EPIPE with SIGPIPE unless MSG_NOSIGNAL.
 
 use super::*;
-use crate::linux::net::transport::{Message, CHANNEL_BYTES_MAX};
-use crate::linux::net::{
-    inet, unix, Addr, Family, Proto, SharedSocket, SockType, Socket, State, AF_UNSPEC,
-    BACKLOG_MAX,
-};
-use crate::linux::net::unix::UnixName;
 use crate::linux::net::transport::{Channel, SharedChannel};
+use crate::linux::net::transport::{Message, CHANNEL_BYTES_MAX};
+use crate::linux::net::unix::UnixName;
+use crate::linux::net::{
+    inet, unix, Addr, Family, Proto, SharedSocket, SockType, Socket, State, AF_UNSPEC, BACKLOG_MAX,
+};
 
 const SOCK_TYPE_MASK: u32 = 0xf;
 const MSG_PEEK: u32 = 0x2;
@@ -218,7 +217,7 @@ impl<H: Host> LinuxMachine<H> {
             (_, net::SOCK_DGRAM) => SockType::Dgram,
             (Family::Unix, net::SOCK_SEQPACKET) => SockType::SeqPacket,
             (Family::Unix, _) => return Err(Errno(94)), // ESOCKTNOSUPPORT
-            (_, 3) => return Err(EPERM),               // SOCK_RAW needs CAP_NET_RAW
+            (_, 3) => return Err(EPERM),                // SOCK_RAW needs CAP_NET_RAW
             (_, t) if t >= 10 => return Err(EINVAL),
             _ => return Err(EPROTONOSUPPORT),
         };
@@ -520,7 +519,10 @@ impl<H: Host> LinuxMachine<H> {
                 let r = self.resolve_at(AT_FDCWD, &p, true)?;
                 match r.node {
                     None => return Err(ENOENT),
-                    Some(Node::Socket(a)) => Addr::UnixPath { path: p, ino: a.ino },
+                    Some(Node::Socket(a)) => Addr::UnixPath {
+                        path: p,
+                        ino: a.ino,
+                    },
                     Some(_) => return Err(ECONNREFUSED),
                 }
             }
@@ -552,7 +554,8 @@ impl<H: Host> LinuxMachine<H> {
             .filter(|s| {
                 let s = s.borrow();
                 (proto == Proto::Udp || s.is_listening())
-                    && inet_parts(&s.local).is_some_and(|(ip, _)| inet::reaches(&ip, v6only(&s), dest))
+                    && inet_parts(&s.local)
+                        .is_some_and(|(ip, _)| inet::reaches(&ip, v6only(&s), dest))
             })
             .collect();
         let exact = candidates
@@ -580,7 +583,9 @@ impl<H: Host> LinuxMachine<H> {
             self.unix_target(unix::parse(&raw)?)?
         } else {
             let (dest, port) = self.inet_destination(family, &raw)?;
-            let l = self.inet_bound(Proto::Tcp, &dest, port).ok_or(ECONNREFUSED)?;
+            let l = self
+                .inet_bound(Proto::Tcp, &dest, port)
+                .ok_or(ECONNREFUSED)?;
             (l, Addr::Inet { ip: dest, port })
         };
         {
@@ -919,8 +924,13 @@ impl<H: Host> LinuxMachine<H> {
         let peek = flags & MSG_PEEK != 0;
         let s = sock.borrow();
         let (channel, eof) = match (&s.state, s.kind) {
-            (State::Connected { rx, .. }, _) => (rx.clone(), s.shut_read || rx.borrow().sender_gone),
-            (_, SockType::Dgram) => (s.inbox.clone().expect("datagram sockets have an inbox"), s.shut_read),
+            (State::Connected { rx, .. }, _) => {
+                (rx.clone(), s.shut_read || rx.borrow().sender_gone)
+            }
+            (_, SockType::Dgram) => (
+                s.inbox.clone().expect("datagram sockets have an inbox"),
+                s.shut_read,
+            ),
             _ => return Err(ENOTCONN),
         };
         let kind = s.kind;
@@ -1104,8 +1114,12 @@ impl<H: Host> LinuxMachine<H> {
                     (OptionShape::Bool, ..) => (v != 0) as i32,
                     // socket(7): the kernel doubles the value (for its bookkeeping) and getsockopt shows that,
                     // with floors of SOCK_MIN_SNDBUF and SOCK_MIN_RCVBUF and a ceiling of wmem_max/rmem_max.
-                    (_, SOL_SOCKET, SO_SNDBUF) => (v.clamp(0, CHANNEL_BYTES_MAX as i32) * 2).max(4608),
-                    (_, SOL_SOCKET, SO_RCVBUF) => (v.clamp(0, CHANNEL_BYTES_MAX as i32) * 2).max(2304),
+                    (_, SOL_SOCKET, SO_SNDBUF) => {
+                        (v.clamp(0, CHANNEL_BYTES_MAX as i32) * 2).max(4608)
+                    }
+                    (_, SOL_SOCKET, SO_RCVBUF) => {
+                        (v.clamp(0, CHANNEL_BYTES_MAX as i32) * 2).max(2304)
+                    }
                     _ => v,
                 };
                 v.to_le_bytes().to_vec()
@@ -1147,14 +1161,23 @@ impl<H: Host> LinuxMachine<H> {
                 }
                 match (shape, name) {
                     (OptionShape::Bytes(n), _) => Ok(vec![0; n]),
-                    (_, SO_SNDBUF | SO_RCVBUF) if level == SOL_SOCKET => int(default_buffer(s, name)),
+                    (_, SO_SNDBUF | SO_RCVBUF) if level == SOL_SOCKET => {
+                        int(default_buffer(s, name))
+                    }
                     _ => int(0),
                 }
             }
         }
     }
 
-    fn sys_getsockopt(&mut self, fd: i32, level: i32, name: i32, val: u64, len_ptr: u64) -> SysResult {
+    fn sys_getsockopt(
+        &mut self,
+        fd: i32,
+        level: i32,
+        name: i32,
+        val: u64,
+        len_ptr: u64,
+    ) -> SysResult {
         let (sock, _) = self.socket_of(fd)?;
         let room = i32::from_le_bytes(self.read_mem(len_ptr, 4)?.try_into().unwrap());
         if room < 0 {
