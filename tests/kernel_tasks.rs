@@ -314,3 +314,29 @@ fn socket_recordings_replay_verified() {
         assert!(err.contains(": verified: "), "{program}: {err}");
     }
 }
+
+/// Real servers and clients nobody here wrote, inside one guest: busybox httpd serving a mounted directory to
+/// busybox wget, and busybox nc listening for busybox nc, over TCP on the guest's loopback (the `sleep` that
+/// lets each server start is virtual time).
+#[test]
+fn busybox_httpd_serves_wget_and_nc_talks_to_nc_on_the_loopback() {
+    let dir = scratch("httpd-www");
+    std::fs::write(dir.join("index.html"), "hello from httpd\n").unwrap();
+    let www = dir.to_str().unwrap();
+    let script = "busybox httpd -f -p 127.0.0.1:8080 -h /www & sleep 1; \
+                  busybox wget -q -O - http://127.0.0.1:8080/index.html; kill $!; \
+                  busybox nc -l -p 9000 > /tmp/got & sleep 1; echo 'over nc' | busybox nc 127.0.0.1 9000; \
+                  wait; cat /tmp/got";
+    let out = emulate(
+        &["--mount", &format!("{www}:/www")],
+        "/bin/busybox",
+        &["sh", "-c", script],
+        b"",
+    );
+    assert_eq!(
+        (text(&out.stdout), out.status.code()),
+        ("hello from httpd\nover nc\n".to_string(), Some(0)),
+        "{}",
+        text(&out.stderr)
+    );
+}
