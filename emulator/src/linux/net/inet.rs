@@ -29,7 +29,7 @@ pub fn first_ephemeral_port(seed: u64) -> u16 {
 
 /// The port after `p` in the ephemeral range, wrapping.
 pub fn next_port(p: u16) -> u16 {
-    if p >= EPHEMERAL_LAST || p < EPHEMERAL_FIRST {
+    if !(EPHEMERAL_FIRST..EPHEMERAL_LAST).contains(&p) {
         EPHEMERAL_FIRST
     } else {
         p + 1

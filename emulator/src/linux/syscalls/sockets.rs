@@ -47,6 +47,9 @@ const SOCKADDR_BYTES_MAX: u64 = 128;
 /// Bytes of a `struct msghdr`.
 const MSGHDR_BYTES: u64 = 56;
 
+/// A `struct msghdr` read from the guest: name, name length, iovecs (base, length), control length.
+type MsgHdr = (u64, u64, Vec<(u64, u64)>, u64);
+
 /// What a receive got.
 struct Received {
     bytes: Vec<u8>,
@@ -881,7 +884,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// The iovecs, name and control of a `struct msghdr`.
-    fn read_msghdr(&mut self, msg: u64) -> Result<(u64, u64, Vec<(u64, u64)>, u64), Errno> {
+    fn read_msghdr(&mut self, msg: u64) -> Result<MsgHdr, Errno> {
         let h = self.read_mem(msg, MSGHDR_BYTES)?;
         let word = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap());
         let name = word(0);
@@ -941,9 +944,6 @@ impl<H: Host> LinuxMachine<H> {
             let wait_all = flags & MSG_WAITALL != 0 && !nonblock && avail < len && !eof;
             if (avail == 0 && !eof && len > 0) || (wait_all && avail > 0) {
                 drop(c);
-                if avail > 0 && nonblock {
-                    unreachable!("wait_all excludes non-blocking calls");
-                }
                 return Err(self.wait_or_again(nonblock));
             }
             let bytes = c.take_bytes(len, peek);
