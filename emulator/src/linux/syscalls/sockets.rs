@@ -656,14 +656,18 @@ impl<H: Host> LinuxMachine<H> {
         }
         if family == Family::Unix {
             let (target, addr) = self.unix_target(unix::parse(raw)?)?;
-            let t = target.borrow();
-            if t.kind != SockType::Dgram {
+            // The target may be the socket itself: read it before changing the socket.
+            let (kind, inbox, pid) = {
+                let t = target.borrow();
+                (t.kind, t.inbox.clone(), t.cred_pid)
+            };
+            if kind != SockType::Dgram {
                 return Err(EPROTOTYPE);
             }
             let mut s = sock.borrow_mut();
-            s.dgram_peer = t.inbox.clone();
+            s.dgram_peer = inbox;
             s.peer = Some(addr);
-            s.peer_pid = Some(t.cred_pid);
+            s.peer_pid = Some(pid);
             return Ok(0);
         }
         let (dest, port) = self.inet_destination(family, raw)?;
