@@ -285,3 +285,120 @@ fn proc_and_sys_files_agree_with_cpus_and_the_process() {
         );
     }
 }
+/// corpus/tasks/sockets.c: a client and an echo server over AF_UNIX stream and datagram, TCP and UDP on the
+/// loopback and socketpair, the server in a thread and in a forked child; every mode, both libcs, as natively.
+#[test]
+fn sockets_client_and_server_in_every_mode_as_natively() {
+    for libc in ["musl", "glibc"] {
+        let bin = corpus_bin(&format!("sockets-{libc}"));
+        for kind in ["unix", "tcp", "udp", "dgram", "pair"] {
+            for how in ["thread", "fork"] {
+                same_as_native(
+                    &format!("sockets-{libc} {kind} {how}"),
+                    &[],
+                    &bin,
+                    &[kind, how],
+                );
+            }
+        }
+    }
+}
+
+/// corpus/tasks/sockedge.c: message boundaries and truncation, ECONNREFUSED/ENOENT without a listener,
+/// EADDRINUSE, EAGAIN and EINPROGRESS when non-blocking, end of file and EPIPE/SIGPIPE after the peer closed,
+/// shutdown, poll readiness, options, S_IFSOCK nodes, abstract names and IPv4-mapped peers, as Linux answers.
+#[test]
+fn socket_edges_answer_as_linux_does() {
+    for libc in ["musl", "glibc"] {
+        let bin = corpus_bin(&format!("sockedge-{libc}"));
+        same_as_native(&format!("sockedge-{libc}"), &[], &bin, &["all"]);
+    }
+}
+
+/// Ephemeral ports come from the seed: the same on every run with one seed, in Linux's range, and another
+/// seed starts elsewhere.
+#[test]
+fn ephemeral_ports_are_chosen_from_the_seed() {
+    let run = |seed: &str| {
+        let out = emulate(
+            &["--seed", seed],
+            &corpus_bin("sockedge-musl"),
+            &["port"],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let first = run("3");
+    assert_eq!(first, run("3"));
+    assert_ne!(first, run("4"));
+    let ports: Vec<u32> = first
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(ports.len(), 2, "{first}");
+    for p in &ports {
+        assert!((32768..=60999).contains(p), "{first}");
+    }
+    assert_eq!(
+        ports[1],
+        ports[0] + 1,
+        "ports are handed out in order: {first}"
+    );
+}
+
+/// Recordings of socket programs (threads and processes blocking in accept, recv and connect) replay verified.
+#[test]
+fn socket_recordings_replay_verified() {
+    let dir = scratch("sockets-replay");
+    for (program, args) in [
+        ("sockets-musl", ["tcp", "fork"]),
+        ("sockets-glibc", ["unix", "thread"]),
+        ("sockets-musl", ["dgram", "thread"]),
+    ] {
+        let trace = dir.join(format!("{program}-{}.trace", args[0]));
+        let rec = record_trace(&trace, &[], &corpus_bin(program), &args, b"");
+        assert_eq!(
+            rec.status.code(),
+            Some(0),
+            "{program}: {}",
+            text(&rec.stderr)
+        );
+        let rep = std::process::Command::new(tandem())
+            .args(["replay", "--quiet"])
+            .arg(&trace)
+            .current_dir(repo())
+            .env_clear()
+            .output()
+            .unwrap();
+        let err = text(&rep.stderr);
+        assert_eq!(rep.status.code(), Some(0), "{program}: {err}");
+        assert!(err.contains(": verified: "), "{program}: {err}");
+    }
+}
+
+/// Real servers and clients nobody here wrote, inside one guest: busybox httpd serving a mounted directory to
+/// busybox wget, and busybox nc listening for busybox nc, over TCP on the guest's loopback (the `sleep` that
+/// lets each server start is virtual time).
+#[test]
+fn busybox_httpd_serves_wget_and_nc_talks_to_nc_on_the_loopback() {
+    let dir = scratch("httpd-www");
+    std::fs::write(dir.join("index.html"), "hello from httpd\n").unwrap();
+    let www = dir.to_str().unwrap();
+    let script = "busybox httpd -f -p 127.0.0.1:8080 -h /www & sleep 1; \
+                  busybox wget -q -O - http://127.0.0.1:8080/index.html; kill $!; \
+                  busybox nc -l -p 9000 > /tmp/got & sleep 1; echo 'over nc' | busybox nc 127.0.0.1 9000; \
+                  wait; cat /tmp/got";
+    let out = emulate(
+        &["--mount", &format!("{www}:/www")],
+        "/bin/busybox",
+        &["sh", "-c", script],
+        b"",
+    );
+    assert_eq!(
+        (text(&out.stdout), out.status.code()),
+        ("hello from httpd\nover nc\n".to_string(), Some(0)),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -9,7 +9,7 @@
 set -eu
 cd "$(dirname "$0")"
 out=../bin
-names="${*:-threads race deadlock procs sockets timers ready popen ncpu spin xzmt go-hello go-chan go-pool rust-threads}"
+names="${*:-threads race deadlock procs sockets sockedge timers ready popen ncpu spin xzmt go-hello go-chan go-pool rust-threads}"
 for name in $names; do
     case "$name" in
     xzmt)

@@ -7,6 +7,7 @@ pub struct Errno(pub i32);
 
 pub const EPERM: Errno = Errno(1);
 pub const ENOENT: Errno = Errno(2);
+pub const ENXIO: Errno = Errno(6);
 pub const E2BIG: Errno = Errno(7);
 pub const ENOEXEC: Errno = Errno(8);
 pub const ESRCH: Errno = Errno(3);
@@ -35,7 +36,21 @@ pub const ENAMETOOLONG: Errno = Errno(36);
 pub const ENOSYS: Errno = Errno(38);
 pub const ENOTEMPTY: Errno = Errno(39);
 pub const ELOOP: Errno = Errno(40);
+pub const ENOTSOCK: Errno = Errno(88);
+pub const EDESTADDRREQ: Errno = Errno(89);
+pub const EMSGSIZE: Errno = Errno(90);
+pub const EPROTOTYPE: Errno = Errno(91);
+pub const ENOPROTOOPT: Errno = Errno(92);
+pub const EPROTONOSUPPORT: Errno = Errno(93);
 pub const EOPNOTSUPP: Errno = Errno(95);
+pub const EAFNOSUPPORT: Errno = Errno(97);
+pub const EADDRINUSE: Errno = Errno(98);
+pub const EADDRNOTAVAIL: Errno = Errno(99);
+pub const ENETUNREACH: Errno = Errno(101);
+pub const EISCONN: Errno = Errno(106);
+pub const ENOTCONN: Errno = Errno(107);
+pub const ECONNREFUSED: Errno = Errno(111);
+pub const EINPROGRESS: Errno = Errno(115);
 pub const ETIMEDOUT: Errno = Errno(110);
 
 // open(2) flags.
@@ -64,6 +79,7 @@ pub const S_IFCHR: u32 = 0o020000;
 pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFREG: u32 = 0o100000;
 pub const S_IFLNK: u32 = 0o120000;
+pub const S_IFSOCK: u32 = 0o140000;
 pub const S_ISUID: u32 = 0o4000;
 pub const S_ISGID: u32 = 0o2000;
 pub const S_IXGRP: u32 = 0o010;

@@ -3,9 +3,11 @@
 //! A descriptor points at a shared open file description (offset and status flags are shared by dup'ed
 //! descriptors, as in Linux). Pipes live wholly in memory as bounded buffers of Linux's default capacity; a
 //! reader of an empty pipe and a writer of a full one wait (the guest kernel's blocked pool) unless the
-//! description is non-blocking.
+//! description is non-blocking. A socket description holds a socket of net/ (its last description closing
+//! closes the socket).
 
 use super::abi::*;
+use super::net::SharedSocket;
 use super::vfs::{Device, GuestPath, SharedFile};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -32,11 +34,18 @@ pub enum FileKind {
     Stdin,
     Stdout,
     Stderr,
-    Regular { data: SharedFile, path: GuestPath },
-    Dir { path: GuestPath },
+    Regular {
+        data: SharedFile,
+        path: GuestPath,
+    },
+    Dir {
+        path: GuestPath,
+    },
     Device(Device),
     PipeRead(SharedPipe),
     PipeWrite(SharedPipe),
+    /// A socket (net/): shared by the descriptions that hold it and by the name space of bound addresses.
+    Socket(SharedSocket),
 }
 
 #[derive(Debug)]
@@ -52,6 +61,7 @@ impl OpenFile {
         match &kind {
             FileKind::PipeRead(p) => p.borrow_mut().readers += 1,
             FileKind::PipeWrite(p) => p.borrow_mut().writers += 1,
+            FileKind::Socket(s) => s.borrow_mut().open_count += 1,
             _ => {}
         }
         Rc::new(RefCell::new(OpenFile {
@@ -75,6 +85,13 @@ impl Drop for OpenFile {
         match &self.kind {
             FileKind::PipeRead(p) => p.borrow_mut().readers -= 1,
             FileKind::PipeWrite(p) => p.borrow_mut().writers -= 1,
+            FileKind::Socket(s) => {
+                let mut s = s.borrow_mut();
+                s.open_count -= 1;
+                if s.open_count == 0 {
+                    s.close();
+                }
+            }
             _ => {}
         }
     }

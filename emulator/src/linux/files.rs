@@ -337,6 +337,7 @@ impl<H: Host> LinuxMachine<H> {
                     | FileKind::Stderr
                     | FileKind::PipeRead(_)
                     | FileKind::PipeWrite(_)
+                    | FileKind::Socket(_)
             ) {
                 return Ok(None);
             }
@@ -620,6 +621,7 @@ impl<H: Host> LinuxMachine<H> {
         match node {
             Node::Dir(_) => return Err(EPERM),
             Node::Device(_) => return Err(EXDEV),
+            Node::Socket(a) => self.vfs.make_socket(&to.path, a),
             Node::Symlink { target, origin } => {
                 let attrs = match origin {
                     Origin::Overlay(a) => a,

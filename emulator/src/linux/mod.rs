@@ -19,7 +19,7 @@
 //! (blocked pool, context switches, clock, deadlock report), sched.rs (the scheduling policies), task.rs (what a
 //! process and a thread hold), ids.rs (typed ids and times), signal.rs (queueing, frames, default actions),
 //! files.rs (metadata changes, links, sendfile, shared file mappings), vfs.rs (paths and the overlay), fd.rs
-//! (descriptors and pipes), snapshot.rs, host.rs, abi.rs (kernel constants), sysnames.rs (syscall names).
+//! (descriptors and pipes), net/ (sockets: addresses, name space, transport), snapshot.rs, host.rs, abi.rs (kernel constants), sysnames.rs (syscall names).
 
 pub mod abi;
 pub mod elf;
@@ -28,6 +28,7 @@ mod files;
 pub mod host;
 pub mod ids;
 mod kernel;
+mod net;
 pub mod procfs;
 pub mod sched;
 mod signal;
@@ -244,6 +245,8 @@ pub struct LinuxMachine<H: Host> {
     space_next: u32,
     /// execve calls so far (names the random streams of each new image).
     exec_count: u64,
+    /// The name space of bound socket addresses (net/).
+    net: net::Net,
     termination: Option<Termination>,
     stats: Stats,
 }
@@ -310,6 +313,7 @@ impl<H: Host> LinuxMachine<H> {
             death_seq: 0,
             space_next: 1,
             exec_count: 0,
+            net: net::Net::new(config.seed),
             termination: None,
             stats: Stats::default(),
             config,

@@ -340,6 +340,8 @@ pub enum Node {
     Device(Device),
     /// A generated file of /proc or /sys (procfs.rs): read-only, made when opened.
     Info(InfoFile),
+    /// An AF_UNIX socket bound to this path (net/unix.rs finds the socket by the inode number).
+    Socket(Attrs),
 }
 
 impl Node {
@@ -353,6 +355,7 @@ pub(super) enum OverlayEntry {
     File(SharedFile),
     Dir(Attrs),
     Symlink(Vec<u8>, Attrs),
+    Socket(Attrs),
     /// Deleted: hides whatever a mount or a synthetic node has at this path.
     Whiteout,
 }
@@ -657,6 +660,7 @@ impl Vfs {
                     target: t.clone(),
                     origin: Origin::Overlay(*a),
                 }),
+                OverlayEntry::Socket(a) => Some(Node::Socket(*a)),
                 OverlayEntry::Whiteout => None,
             };
         }
@@ -947,6 +951,7 @@ impl Vfs {
                     }
                 }
             }
+            Node::Socket(a) => overlay(a, S_IFSOCK, 1, 0, 0),
             Node::Device(d) => {
                 let minor = match d {
                     Device::Null => 3,
@@ -993,6 +998,7 @@ impl Vfs {
             | Node::Device(_)
             | Node::Info(_) => Err(EPERM),
             Node::Dir(Origin::Overlay(_))
+            | Node::Socket(_)
             | Node::Symlink {
                 origin: Origin::Overlay(_),
                 ..
@@ -1000,6 +1006,7 @@ impl Vfs {
                 let id = self.id_of(path).ok_or(ENOENT)?;
                 match self.overlay.get_mut(&id) {
                     Some(OverlayEntry::Dir(a)) => change(a),
+                    Some(OverlayEntry::Socket(a)) => change(a),
                     Some(OverlayEntry::Symlink(_, a)) => change(a),
                     _ => Err(ENOENT),
                 }
@@ -1120,6 +1127,12 @@ impl Vfs {
             .insert(id, OverlayEntry::Symlink(target, attrs));
     }
 
+    /// Makes `path` a socket node (bind(2) of an AF_UNIX path name).
+    pub fn make_socket(&mut self, path: &GuestPath, attrs: Attrs) {
+        let id = self.intern(path);
+        self.overlay.insert(id, OverlayEntry::Socket(attrs));
+    }
+
     /// Whether something below the overlay (a host node or a synthetic one) has this path.
     fn has_lower(&self, id: PathId) -> bool {
         let table = self.table.borrow();
@@ -1217,6 +1230,11 @@ impl Vfs {
                 self.make_symlink(to, target.clone(), attrs);
             }
             Node::Device(_) | Node::Info(_) => return Err(EXDEV),
+            // The node keeps its inode, so the socket bound to it stays reachable under the new name.
+            Node::Socket(a) => {
+                let a = Attrs { ctime: now, ..*a };
+                self.make_socket(to, a);
+            }
             Node::MemoryFile(_) | Node::HostFile { .. } => {
                 let f = self.copy_up(host, from, &node)?;
                 if let Some(Node::MemoryFile(old)) = &replaced {

@@ -19,6 +19,14 @@ impl<H: Host> LinuxMachine<H> {
         if !d.readable() {
             return Err(EBADF);
         }
+        if let FileKind::Socket(s) = &d.kind {
+            let (s, nonblock) = (s.clone(), d.flags & O_NONBLOCK != 0);
+            drop(d);
+            if offset.is_some() {
+                return Err(ESPIPE);
+            }
+            return self.socket_read(&s, nonblock, len);
+        }
         let pos = offset.unwrap_or(d.offset);
         let out = match &d.kind {
             FileKind::Stdin => {
@@ -64,6 +72,7 @@ impl<H: Host> LinuxMachine<H> {
                 return Ok(p.buf.drain(..n).collect());
             }
             FileKind::PipeWrite(_) => return Err(EBADF),
+            FileKind::Socket(_) => unreachable!("sockets are read above"),
         };
         if offset.is_none() {
             d.offset = pos + out.len() as u64;
@@ -83,10 +92,19 @@ impl<H: Host> LinuxMachine<H> {
         if !d.writable() {
             return Err(EBADF);
         }
+        if let FileKind::Socket(s) = &d.kind {
+            let (s, nonblock) = (s.clone(), d.flags & O_NONBLOCK != 0);
+            drop(d);
+            if offset.is_some() {
+                return Err(ESPIPE);
+            }
+            return self.socket_send(&s, nonblock, bytes, 0, None);
+        }
         match &d.kind {
             FileKind::Stdout => self.host.write_stdout(bytes)?,
             FileKind::Stderr => self.host.write_stderr(bytes)?,
             FileKind::Stdin | FileKind::Dir { .. } | FileKind::PipeRead(_) => return Err(EBADF),
+            FileKind::Socket(_) => unreachable!("sockets are written above"),
             FileKind::Device(_) => {}
             FileKind::PipeWrite(p) => {
                 let mut p = p.borrow_mut();
@@ -356,6 +374,13 @@ impl<H: Host> LinuxMachine<H> {
         const TIOCGWINSZ: u64 = 0x5413;
         const TIOCGPGRP: u64 = 0x540f;
         let desc = self.proc.fds.get(fd)?;
+        let socket = match &desc.borrow().kind {
+            FileKind::Socket(s) => Some(s.clone()),
+            _ => None,
+        };
+        if let Some(s) = socket {
+            return self.socket_ioctl(&s, &desc, request, arg);
+        }
         let is_tty = self.config.stdout_is_terminal
             && matches!(
                 desc.borrow().kind,
@@ -428,6 +453,8 @@ impl<H: Host> LinuxMachine<H> {
                                 events & 4
                             }
                         }
+                        // POLLERR and POLLHUP are reported whether asked for or not.
+                        FileKind::Socket(s) => s.borrow().poll_ready() & (events | 0x18),
                         // Everything else is always ready (POLLIN | POLLOUT as asked).
                         _ => events & 5,
                     },

@@ -3,7 +3,8 @@
 //! lives in a file of its own, following the man pages (section 2) and, where they are silent, the kernel:
 //! io.rs (bytes through descriptors, descriptor management, poll), paths.rs (open, stat, directories),
 //! memory.rs (mmap, brk), time.rs (clocks), system.rs (uname, limits, prctl), signals.rs (actions, sending,
-//! waiting), tasks.rs (threads, futex, sleeps, exit), processes.rs (fork, vfork, execve, wait, groups).
+//! waiting), tasks.rs (threads, futex, sleeps, exit), processes.rs (fork, vfork, execve, wait, groups),
+//! sockets.rs (socket, bind, listen, accept, connect, send and receive, options).
 //!
 //! Convention (x86-64 ABI, A.2.1): number in rax, arguments in rdi, rsi, rdx, r10, r8, r9; the result or -errno in
 //! rax; the SYSCALL instruction leaves the return address in rcx and rflags in r11. An unknown number returns
@@ -24,6 +25,7 @@ mod memory;
 mod paths;
 pub(super) mod processes;
 mod signals;
+mod sockets;
 mod system;
 pub(super) mod tasks;
 mod time;
@@ -33,6 +35,7 @@ use super::fd::{FileKind, OpenFile, Pipe, PIPE_BUF, PIPE_BYTES_MAX};
 use super::host::{Timespec, GUEST_DEV};
 use super::ids::GuestNs;
 use super::kernel::{Restart, Wait};
+use super::net;
 use super::signal::{bit, SigAction, SS_DISABLE, SS_ONSTACK};
 use super::sysnames::syscall_name;
 use super::vfs::{self, Device, FileData, GuestPath, Node, Resolved};
@@ -295,6 +298,7 @@ impl<H: Host> LinuxMachine<H> {
             .dispatch_tasks(nr, a)
             .or_else(|| self.dispatch_signals(nr, a))
             .or_else(|| self.dispatch_processes(nr, a))
+            .or_else(|| self.dispatch_sockets(nr, a))
         {
             Some(outcome) => outcome,
             None => self.dispatch_files_and_rest(nr, a),

@@ -68,6 +68,8 @@ impl<H: Host> LinuxMachine<H> {
             }
             _ if flags & O_DIRECTORY != 0 => return Err(ENOTDIR),
             Node::Symlink { .. } => return Err(ELOOP),
+            // open(2): "ENXIO: The file is a UNIX domain socket."
+            Node::Socket(_) => return Err(ENXIO),
             Node::Device(d) => FileKind::Device(d),
             Node::Info(_) if wants_write || flags & O_TRUNC != 0 => return Err(EACCES),
             Node::Info(file) => FileKind::Regular {
@@ -149,6 +151,10 @@ impl<H: Host> LinuxMachine<H> {
                     }
                     FileKind::PipeRead(_) | FileKind::PipeWrite(_) => {
                         Some(fixed(0x9999 + dirfd as u64, S_IFIFO | 0o600, 0))
+                    }
+                    // sockfs: S_IFSOCK | 0777.
+                    FileKind::Socket(_) => {
+                        Some(fixed(0x5_0000 + dirfd as u64, S_IFSOCK | 0o777, 0))
                     }
                     _ => None,
                 };
@@ -292,6 +298,7 @@ impl<H: Host> LinuxMachine<H> {
                 Node::Dir(_) => 4,
                 Node::Symlink { .. } => 10,
                 Node::Device(_) => 2,
+                Node::Socket(_) => 12,
                 _ => 8,
             };
             let ino = self.vfs.stat(&child, &node).ino;
