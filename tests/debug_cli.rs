@@ -399,3 +399,30 @@ fn watch_lengths_are_honoured_or_refused() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Going back to the first instructions of a glibc program (before glibc takes entropy for its heap) and
+/// continuing reaches the same end as the first time: the replay host rewinds its inputs with the guest.
+#[test]
+fn goto_early_then_continue_reaches_the_same_end() {
+    let dir = std::env::temp_dir().join(format!("tandem-debug-goto-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("hello-glibc.trace");
+    let out = record_trace(
+        &trace,
+        &["--hash-interval", "1024"],
+        &corpus_bin("hello-glibc"),
+        &[],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (t, status) = debug(
+        &trace,
+        "continue\nwhen\ngoto 100\nwhen\ncontinue\nwhen\ngoto 3000\ncontinue\nwhen\n",
+    );
+    assert_eq!(status, Some(0), "{t}");
+    let end = answer(&t, "when", 0);
+    assert!(!end.is_empty() && end != answer(&t, "when", 1), "{t}");
+    assert_eq!(answer(&t, "when", 2), end, "{t}");
+    assert_eq!(answer(&t, "when", 3), end, "{t}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -154,6 +154,8 @@ pub trait Host {
 }
 
 /// Entropy from the seed: the named stream "linux.getrandom", independent of every other stream of the run.
+/// `Clone`, so that whoever snapshots a machine can snapshot the stream's position with it.
+#[derive(Clone)]
 pub struct SeededEntropy(ChaCha20Rng);
 
 impl SeededEntropy {
@@ -175,6 +177,10 @@ pub enum MemoryNode {
 
 /// A host that keeps everything in memory: files by absolute host path, stdin as bytes, stdout and stderr captured.
 /// Used by tests, and by anything that wants to run a guest without touching the machine's files.
+/// `Clone`: a host is outside the machine's snapshot (`LinuxMachine::snapshot` holds guest state only), so a
+/// caller that restores a snapshot and wants the same continuation restores the host's inputs (stdin position,
+/// entropy stream) from a clone taken with it. The replay host does the same with its trace position.
+#[derive(Clone)]
 pub struct MemoryHost {
     pub stdin: Vec<u8>,
     stdin_pos: usize,
