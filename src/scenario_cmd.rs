@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use tandem_scenarios::input::{read_input_text, InputKind};
+use tandem_scenarios::report::{self, JunitCases, Summary};
 use tandem_scenarios::runner::{self, SeedOutcome};
 use tandem_scenarios::{plan_for_seed, FaultPlan, Template};
 
@@ -66,15 +67,31 @@ enum ScenarioCommand {
     /// Example: tandem scenario bench --seeds 2000 --jobs 1,2
     #[command(verbatim_doc_comment)]
     Bench(BenchArgs),
+    /// Merge the JSON reports of shards (`run --shard K/N --json ...`) into one report, exactly the one the unsharded
+    /// run writes: prints its summary, writes --json and --junit, exits 1 when a merged seed failed.
+    ///
+    /// Example:
+    ///   tandem scenario merge shard-0.json shard-1.json shard-2.json shard-3.json --json all.json --junit all.xml
+    #[command(verbatim_doc_comment)]
+    Merge(MergeArgs),
 }
 
 #[derive(Args)]
 struct RunArgs {
     /// The workflow template (a TOML file, e.g. scenarios/templates/split-brain.toml).
     template: PathBuf,
-    /// Seeds to run, as START..END (END excluded), e.g. `--seeds 0..10000`.
+    /// Seeds to run: START..END (END excluded), e.g. `--seeds 0..10000`; `@FILE` for the seeds listed in FILE (one per
+    /// line, as --seeds-out writes them); or `random` with --time-budget, to draw seeds from the host's entropy until
+    /// the budget is spent (the way VOPR is left running), e.g. `--seeds random --time-budget 10m --seeds-out s.txt`.
     #[arg(long, default_value = "0..100", conflicts_with_all = ["seed", "plan"])]
     seeds: String,
+    /// With `--seeds random`: how long to explore, as Ns, Nm or Nh, e.g. `--time-budget 10m`.
+    #[arg(long)]
+    time_budget: Option<String>,
+    /// Write the seeds that ran, one per line, here (required with `--seeds random`); `--seeds @FILE` runs them
+    /// again, e.g. `--seeds-out seeds.txt`.
+    #[arg(long)]
+    seeds_out: Option<PathBuf>,
     /// Run exactly this seed (the reproduce line of a failure uses it), e.g. `--seed 42`.
     #[arg(long, conflicts_with = "plan")]
     seed: Option<u64>,
@@ -87,9 +104,13 @@ struct RunArgs {
     /// Also write the versioned JSON report here, e.g. `--json report.json`.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Also write a JUnit XML report (one test case per checker) here, e.g. `--junit junit.xml`.
+    /// Also write a JUnit XML report here, e.g. `--junit junit.xml`.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// JUnit test cases: one per `checker` (failing when any seed failed it) or one per `seed` (what CI dashboards
+    /// count and retry; the failure message holds the reproduce line), e.g. `--junit-cases seed`.
+    #[arg(long, value_enum, default_value = "checker")]
+    junit_cases: JunitCasesArg,
     /// Run only shard K of N (0-based, like a Kubernetes indexed job): the seeds whose position in the range is K mod N,
     /// e.g. `--shard 0/4`.
     #[arg(long)]
@@ -104,6 +125,37 @@ struct RunArgs {
     /// Run each seed twice and fail any whose trace hashes differ (madsim's MADSIM_TEST_CHECK_DETERMINISM).
     #[arg(long)]
     check_determinism: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum JunitCasesArg {
+    Checker,
+    Seed,
+}
+
+impl JunitCasesArg {
+    fn cases(self) -> JunitCases {
+        match self {
+            JunitCasesArg::Checker => JunitCases::Checkers,
+            JunitCasesArg::Seed => JunitCases::Seeds,
+        }
+    }
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// The JSON reports to merge (written by `run --json` with this version of tandem), e.g. `shard-*.json`.
+    #[arg(required = true)]
+    reports: Vec<PathBuf>,
+    /// Write the merged JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the merged JUnit XML report here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// JUnit test cases: one per `checker` or one per `seed`.
+    #[arg(long, value_enum, default_value = "checker")]
+    junit_cases: JunitCasesArg,
 }
 
 #[derive(Args)]
@@ -145,6 +197,7 @@ pub fn run(args: ScenarioArgs) -> Result<()> {
         ScenarioCommand::Show(args) => show_cmd(args).map(|()| true),
         ScenarioCommand::Plan(args) => plan_cmd(args).map(|()| true),
         ScenarioCommand::Bench(args) => bench_cmd(args).map(|()| true),
+        ScenarioCommand::Merge(args) => merge_cmd(args),
     };
     let result = result.and_then(|passed| {
         crate::output::flush_stdout()?;
@@ -153,9 +206,11 @@ pub fn run(args: ScenarioArgs) -> Result<()> {
     match result {
         Ok(true) => Ok(()),
         Ok(false) => std::process::exit(EXIT_CHECKER_FAILED),
-        Err(error) => {
-            std::process::exit(crate::output::error_exit("error: ", &error, EXIT_BAD_INPUT))
-        }
+        Err(error) => std::process::exit(crate::output::error_exit(
+            "tandem: error: ",
+            &error,
+            EXIT_BAD_INPUT,
+        )),
     }
 }
 
@@ -232,56 +287,36 @@ fn run_cmd(args: RunArgs) -> Result<bool> {
         };
         let label = format!("plan {}", plan_path.display());
         let mut summary = runner::summarise(&template, &label, std::slice::from_ref(&outcome));
-        for failure in &mut summary.failures {
-            failure.reproduce = format!(
+        for record in &mut summary.records {
+            record.reproduce = format!(
                 "tandem scenario run {} --plan {}",
                 template.path.display(),
                 plan_path.display()
             );
         }
         print_out(&summary.render_text())?;
-        write_reports(&args, &summary)?;
+        write_reports(&args.json, &args.junit, args.junit_cases, &summary)?;
         if args.shrink && outcome.failed() {
             shrink_and_write(&template, &plan, &args.regressions_dir)?;
         }
         return Ok(summary.failed == 0);
     }
-    let (seeds, label): (Vec<u64>, String) = match args.seed {
-        Some(seed) => (vec![seed], seed.to_string()),
-        None => {
-            let (start, end) = parse_seeds(&args.seeds)?;
-            let mut label = format!("{start}..{end}");
-            let seeds: Vec<u64> = match &args.shard {
-                Some(shard) => {
-                    let (k, n) = parse_shard(shard)?;
-                    label += &format!(" shard {k}/{n}");
-                    (start..end).filter(|s| (s - start) % n == k).collect()
-                }
-                None => (start..end).collect(),
-            };
-            (seeds, label)
+    let (seeds, outcomes, label) = match (args.seed, args.seeds.as_str()) {
+        (None, "random") => explore(&args, &template, jobs)?,
+        _ => {
+            let (seeds, label) = chosen_seeds(&args)?;
+            let outcomes = run_with_progress(&template, &seeds, jobs, args.check_determinism)?;
+            (seeds, outcomes, label)
         }
     };
-    let total = seeds.len();
-    let show_progress = std::io::stderr().is_terminal() && total > 1;
-    let step = (total / 200).max(1);
-    let progress = move |done: usize| {
-        if show_progress && (done % step == 0 || done == total) {
-            let _ = write!(
-                std::io::stderr(),
-                "\r  {done}/{total} seeds ({}%)",
-                done * 100 / total
-            );
-        }
-    };
-    let outcomes = runner::run_seeds(&template, &seeds, jobs, args.check_determinism, &progress)
-        .map_err(|e| anyhow::anyhow!(e))?;
-    if show_progress {
-        crate::output::note!();
+    if let Some(path) = &args.seeds_out {
+        let text: String = seeds.iter().map(|s| format!("{s}\n")).collect();
+        std::fs::write(path, text)
+            .with_context(|| format!("cannot write the seeds to {}", path.display()))?;
     }
     let summary = runner::summarise(&template, &label, &outcomes);
     print_out(&summary.render_text())?;
-    write_reports(&args, &summary)?;
+    write_reports(&args.json, &args.junit, args.junit_cases, &summary)?;
     if args.shrink {
         if let Some(failing) = outcomes.iter().find(|o| o.failed()) {
             let plan = plan_for_seed(&template, failing.report.seed);
@@ -291,16 +326,207 @@ fn run_cmd(args: RunArgs) -> Result<bool> {
     Ok(summary.failed == 0)
 }
 
-fn write_reports(args: &RunArgs, summary: &runner::Summary) -> Result<()> {
-    if let Some(path) = &args.json {
+/// The seeds of `--seed`, `--seeds START..END` or `--seeds @FILE`, cut to `--shard`, and their label.
+fn chosen_seeds(args: &RunArgs) -> Result<(Vec<u64>, String)> {
+    if let Some(seed) = args.seed {
+        return Ok((vec![seed], seed.to_string()));
+    }
+    if args.time_budget.is_some() {
+        bail!("--time-budget goes with --seeds random");
+    }
+    let (all, mut label) = match args.seeds.strip_prefix('@') {
+        Some(file) => {
+            let seeds = read_seeds_file(Path::new(file))?;
+            let label = report::seeds_label(&seeds);
+            (seeds, label)
+        }
+        None => {
+            let (start, end) = parse_seeds(&args.seeds)?;
+            (
+                (start..end).collect::<Vec<u64>>(),
+                format!("{start}..{end}"),
+            )
+        }
+    };
+    let Some(shard) = &args.shard else {
+        return Ok((all, label));
+    };
+    let (k, n) = parse_shard(shard)?;
+    label += &format!(" shard {k}/{n}");
+    let seeds = all
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i as u64 % n == k)
+        .map(|(_, s)| s)
+        .collect();
+    Ok((seeds, label))
+}
+
+/// Most seeds a seeds file may list.
+const SEEDS_FILE_MAX: usize = 100_000_000;
+
+fn read_seeds_file(path: &Path) -> Result<Vec<u64>> {
+    let text = read_input_text(path, InputKind::Seeds)?;
+    let mut seeds = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let seed = line.parse::<u64>().with_context(|| {
+            format!(
+                "{}:{}: `{line}` is not a seed (one unsigned integer per line)",
+                path.display(),
+                n + 1
+            )
+        })?;
+        seeds.push(seed);
+        if seeds.len() > SEEDS_FILE_MAX {
+            bail!("{}: more than {SEEDS_FILE_MAX} seeds", path.display());
+        }
+    }
+    if seeds.is_empty() {
+        bail!("{}: lists no seeds", path.display());
+    }
+    Ok(seeds)
+}
+
+/// `--time-budget 10m`: seconds.
+fn parse_budget(text: &str) -> Result<u64> {
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => bail!("--time-budget `{text}`: give a number with s, m or h, e.g. 90s, 10m, 2h"),
+    };
+    let n: u64 = number
+        .parse()
+        .with_context(|| format!("--time-budget `{text}`: bad number"))?;
+    if n == 0 || n > 1_000_000 {
+        bail!("--time-budget `{text}`: must be between 1 and 1,000,000 {unit}");
+    }
+    Ok(n * scale)
+}
+
+/// `--seeds random --time-budget T`: batches of seeds drawn from the host's entropy until T has passed. The seeds are
+/// written to --seeds-out, so `--seeds @FILE` runs exactly this exploration again (results identical: each run is a
+/// function of its seed).
+fn explore(
+    args: &RunArgs,
+    template: &tandem_scenarios::Template,
+    jobs: usize,
+) -> Result<(Vec<u64>, Vec<SeedOutcome>, String)> {
+    let budget = parse_budget(
+        args.time_budget
+            .as_deref()
+            .context("--seeds random needs --time-budget, e.g. --time-budget 10m")?,
+    )?;
+    if args.seeds_out.is_none() {
+        bail!("--seeds random needs --seeds-out FILE, to record the seeds it draws (so that `--seeds @FILE` reruns them)");
+    }
+    if args.shard.is_some() {
+        bail!("--shard does not go with --seeds random: run one exploration per machine instead");
+    }
+    let batch = jobs * 64;
+    let mut seeds: Vec<u64> = Vec::new();
+    let mut outcomes = Vec::new();
+    // Exploration is paced by the wall clock and drawn from the host's entropy: the CLI's choice of which seeds to
+    // run, outside every simulation path; each run stays a pure function of its seed.
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    while started.elapsed().as_secs() < budget && seeds.len() < SEEDS_FILE_MAX {
+        let drawn = host_random_seeds(batch)?;
+        outcomes.extend(
+            runner::run_seeds(template, &drawn, jobs, args.check_determinism, &|_| {})
+                .map_err(|e| anyhow::anyhow!(e))?,
+        );
+        seeds.extend(drawn);
+        let failed = outcomes.iter().filter(|o| o.failed()).count();
+        crate::output::note!(
+            "tandem: explored {} seeds in {}s, {failed} failed",
+            seeds.len(),
+            started.elapsed().as_secs()
+        );
+    }
+    let label = format!("random ({} seeds)", seeds.len());
+    Ok((seeds, outcomes, label))
+}
+
+/// Seeds from the host's entropy (/dev/urandom): only `--seeds random` draws them, and it records them.
+fn host_random_seeds(count: usize) -> Result<Vec<u64>> {
+    use std::io::Read;
+    let mut bytes = vec![0u8; count * 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for --seeds random")?;
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect())
+}
+
+/// Runs the seeds with a progress report on stderr: a live line on a terminal, and otherwise (a CI log) one line at
+/// each tenth of the run.
+fn run_with_progress(
+    template: &tandem_scenarios::Template,
+    seeds: &[u64],
+    jobs: usize,
+    check_determinism: bool,
+) -> Result<Vec<SeedOutcome>> {
+    let total = seeds.len();
+    let terminal = std::io::stderr().is_terminal();
+    let step = if terminal {
+        (total / 200).max(1)
+    } else {
+        (total / 10).max(1)
+    };
+    let progress = move |done: usize| {
+        if total < 2 || (done % step != 0 && done != total) {
+            return;
+        }
+        let pct = done * 100 / total;
+        if terminal {
+            let _ = write!(std::io::stderr(), "\r  {done}/{total} seeds ({pct}%)");
+        } else if total >= 1000 {
+            crate::output::note!("tandem: {done}/{total} seeds ({pct}%)");
+        }
+    };
+    let outcomes = runner::run_seeds(template, seeds, jobs, check_determinism, &progress)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if terminal && total > 1 {
+        crate::output::note!();
+    }
+    Ok(outcomes)
+}
+
+fn write_reports(
+    json: &Option<PathBuf>,
+    junit: &Option<PathBuf>,
+    cases: JunitCasesArg,
+    summary: &Summary,
+) -> Result<()> {
+    if let Some(path) = json {
         std::fs::write(path, summary.render_json())
             .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
     }
-    if let Some(path) = &args.junit {
-        std::fs::write(path, summary.to_junit())
+    if let Some(path) = junit {
+        std::fs::write(path, summary.to_junit(cases.cases()))
             .with_context(|| format!("cannot write the JUnit report to {}", path.display()))?;
     }
     Ok(())
+}
+
+fn merge_cmd(args: MergeArgs) -> Result<bool> {
+    let mut reports = Vec::new();
+    for path in &args.reports {
+        let text = read_input_text(path, InputKind::Report)?;
+        reports.push((path.display().to_string(), text));
+    }
+    let summary = report::merge(&reports).map_err(|e| anyhow::anyhow!(e))?;
+    print_out(&summary.render_text())?;
+    write_reports(&args.json, &args.junit, args.junit_cases, &summary)?;
+    Ok(summary.failed == 0)
 }
 
 fn shrink_and_write(template: &Template, plan: &FaultPlan, dir: &Path) -> Result<()> {

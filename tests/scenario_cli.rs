@@ -120,7 +120,7 @@ fn json_and_junit_reports_are_versioned_and_valid() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     assert_eq!(json["format"], "tandem-scenario-report");
-    assert_eq!(json["version"], 1);
+    assert_eq!(json["version"], 2);
     assert_eq!(json["runs"], 40);
     let failed = json["failed"].as_u64().unwrap();
     assert!(failed > 0);
@@ -144,7 +144,7 @@ fn json_and_junit_reports_are_versioned_and_valid() {
     assert!(junit.contains(
         r#"<testcase classname="scenario.split-brain-ignore-isolation" name="single-active"/>"#
     ));
-    assert!(junit.contains(r#"<property name="version" value="1"/>"#));
+    assert!(junit.contains(r#"<property name="version" value="2"/>"#));
 }
 
 #[test]
@@ -491,4 +491,265 @@ fn thread_and_seed_counts_are_bounded() {
             stderr(&out)
         );
     }
+}
+
+const NO_FENCING: &str = "scenarios/templates/hpo-no-lease-fencing.toml";
+
+fn json_of(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn per_seed_junit_has_one_case_per_seed_matching_the_json() {
+    let dir = scratch("per-seed");
+    let (json, junit) = (dir.join("r.json"), dir.join("r.xml"));
+    let out = tandem(&[
+        "scenario",
+        "run",
+        NO_FENCING,
+        "--seeds",
+        "10..90",
+        "--json",
+        json.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--junit-cases",
+        "seed",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = json_of(&json);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_well_formed_xml(&xml);
+    let failed = report["failed"].as_u64().unwrap();
+    assert!(failed > 0 && failed < 80, "{failed}");
+    assert!(xml.contains(&format!(
+        r#"<testsuite name="hpo-no-lease-fencing" tests="80" failures="{failed}""#
+    )));
+    assert_eq!(xml.matches("<testcase ").count(), 80);
+    assert_eq!(xml.matches("<failure ").count() as u64, failed);
+    let results = report["seed_results"].as_array().unwrap();
+    assert_eq!(results.len(), 80);
+    for r in results {
+        let seed = r["seed"].as_u64().unwrap();
+        let case = format!(r#"name="seed {seed}""#);
+        let at = xml
+            .find(&case)
+            .unwrap_or_else(|| panic!("no case for seed {seed}"));
+        let case_text = &xml[at..at + xml[at..].find("testcase>").map_or(case.len() + 2, |e| e)];
+        if r["passed"].as_bool().unwrap() {
+            assert!(
+                xml[at..].starts_with(&format!("{case}/>")),
+                "seed {seed} passed"
+            );
+        } else {
+            let reproduce = format!("reproduce: tandem scenario run {NO_FENCING} --seed {seed}");
+            assert!(case_text.contains(&reproduce), "{case_text}");
+            for checker in r["failed"].as_array().unwrap() {
+                assert!(case_text.contains(checker.as_str().unwrap()), "{case_text}");
+            }
+        }
+    }
+}
+
+#[test]
+fn merging_four_shards_equals_the_unsharded_run() {
+    let dir = scratch("merge");
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let mut shards = Vec::new();
+    for k in 0..4 {
+        let shard = format!("{k}/4");
+        let out = tandem(&[
+            "scenario",
+            "run",
+            NO_FENCING,
+            "--seeds",
+            "0..150",
+            "--shard",
+            &shard,
+            "--json",
+            &path(&format!("s{k}.json")),
+        ]);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", stderr(&out));
+        shards.push(path(&format!("s{k}.json")));
+    }
+    let whole = tandem(&[
+        "scenario",
+        "run",
+        NO_FENCING,
+        "--seeds",
+        "0..150",
+        "--json",
+        &path("all.json"),
+        "--junit",
+        &path("all.xml"),
+    ]);
+    let mut args = vec!["scenario", "merge"];
+    args.extend(shards.iter().rev().map(String::as_str));
+    let (json, xml) = (path("m.json"), path("m.xml"));
+    args.extend(["--json", &json, "--junit", &xml]);
+    let merged = tandem(&args);
+    assert_eq!(
+        merged.status.code(),
+        whole.status.code(),
+        "{}",
+        stderr(&merged)
+    );
+    assert_eq!(stdout(&merged), stdout(&whole));
+    assert_eq!(
+        std::fs::read(&json).unwrap(),
+        std::fs::read(path("all.json")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(&xml).unwrap(),
+        std::fs::read(path("all.xml")).unwrap()
+    );
+    assert!(
+        stdout(&whole).contains("seeds 0..150: 150 runs"),
+        "{}",
+        stdout(&whole)
+    );
+
+    // Overlapping shards, another template's report and a file that is not a report are refused, naming the file.
+    let other = path("other.json");
+    tandem(&["scenario", "run", HPO, "--seeds", "0..5", "--json", &other]);
+    for (inputs, expected) in [
+        (
+            vec![shards[0].clone(), shards[0].clone()],
+            "more than one report".to_string(),
+        ),
+        (
+            vec![shards[0].clone(), other.clone()],
+            format!("{other}: template"),
+        ),
+        (
+            vec![shards[0].clone(), path("all.xml")],
+            format!("{}: not JSON", path("all.xml")),
+        ),
+    ] {
+        let mut args = vec!["scenario", "merge"];
+        args.extend(inputs.iter().map(String::as_str));
+        let out = tandem(&args);
+        assert_eq!(out.status.code(), Some(2), "{inputs:?}");
+        assert!(
+            stderr(&out).starts_with("tandem: error: "),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_random_exploration_records_its_seeds_and_they_run_again_identically() {
+    let dir = scratch("random");
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let out = tandem(&[
+        "scenario",
+        "run",
+        NO_FENCING,
+        "--seeds",
+        "random",
+        "--time-budget",
+        "1s",
+        "--seeds-out",
+        &path("seeds.txt"),
+        "--json",
+        &path("random.json"),
+        "--jobs",
+        "2",
+    ]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tandem: explored "),
+        "{}",
+        stderr(&out)
+    );
+    let seeds: Vec<u64> = std::fs::read_to_string(path("seeds.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert!(seeds.len() >= 128, "{} seeds", seeds.len());
+    assert!(stdout(&out).contains(&format!("seeds random ({} seeds)", seeds.len())));
+    let again = tandem(&[
+        "scenario",
+        "run",
+        NO_FENCING,
+        "--seeds",
+        &format!("@{}", path("seeds.txt")),
+        "--json",
+        &path("again.json"),
+    ]);
+    assert_eq!(again.status.code(), out.status.code());
+    let (a, b) = (
+        json_of(Path::new(&path("random.json"))),
+        json_of(Path::new(&path("again.json"))),
+    );
+    assert_eq!(a["seed_results"], b["seed_results"]);
+    let listed: Vec<u64> = a["seed_results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(listed, seeds);
+    // Without a place to record them, random seeds are refused.
+    let refused = tandem(&[
+        "scenario",
+        "run",
+        NO_FENCING,
+        "--seeds",
+        "random",
+        "--time-budget",
+        "1s",
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("--seeds-out"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[test]
+fn coverage_that_no_seed_reached_is_flagged() {
+    let dir = scratch("unreached");
+    let json = dir.join("r.json");
+    let out = tandem(&[
+        "scenario",
+        "run",
+        HPO,
+        "--seeds",
+        "0..3",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = json_of(&json);
+    let unreached: Vec<&str> = report["coverage_unreached"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        unreached.contains(&"operation failed at its retry limit"),
+        "{unreached:?}"
+    );
+    for (name, c) in report["coverage"].as_object().unwrap() {
+        let reached = c["seeds_reached"].as_u64().unwrap() > 0;
+        assert_eq!(c["reached"].as_bool(), Some(reached));
+        assert_eq!(unreached.contains(&name.as_str()), !reached, "{name}");
+        let line = stdout(&out)
+            .lines()
+            .find(|l| l.starts_with(name.as_str()))
+            .unwrap()
+            .to_string();
+        assert_eq!(line.ends_with("NOT REACHED"), !reached, "{line}");
+    }
+    assert!(
+        stdout(&out).contains(&format!("warning: {} of ", unreached.len())),
+        "{}",
+        stdout(&out)
+    );
 }

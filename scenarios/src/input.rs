@@ -28,6 +28,10 @@ pub enum InputKind {
     Plan,
     /// A memory-fault plan (`--faults-file`).
     FaultsFile,
+    /// A list of seeds (`tandem scenario run --seeds @FILE`).
+    Seeds,
+    /// A JSON report of `tandem scenario run` (`tandem scenario merge`).
+    Report,
 }
 
 /// Largest program: a static busybox is about 2 MB and glibc programs a few MB; 256 MiB leaves room for any real one.
@@ -42,6 +46,10 @@ pub const TEMPLATE_BYTES_MAX: u64 = 4 << 20;
 pub const PLAN_BYTES_MAX: u64 = 16 << 20;
 /// Largest memory-fault file.
 pub const FAULTS_FILE_BYTES_MAX: u64 = 4 << 20;
+/// Largest seeds file: 100 million seeds of up to 20 digits.
+pub const SEEDS_FILE_BYTES_MAX: u64 = 2 << 30;
+/// Largest scenario report: a few hundred bytes per seed.
+pub const REPORT_BYTES_MAX: u64 = 4 << 30;
 
 impl InputKind {
     /// The kind as the error messages name it.
@@ -53,6 +61,8 @@ impl InputKind {
             InputKind::Template => "template",
             InputKind::Plan => "fault plan",
             InputKind::FaultsFile => "faults file",
+            InputKind::Seeds => "seeds file",
+            InputKind::Report => "scenario report",
         }
     }
 
@@ -64,6 +74,8 @@ impl InputKind {
             InputKind::Template => TEMPLATE_BYTES_MAX,
             InputKind::Plan => PLAN_BYTES_MAX,
             InputKind::FaultsFile => FAULTS_FILE_BYTES_MAX,
+            InputKind::Seeds => SEEDS_FILE_BYTES_MAX,
+            InputKind::Report => REPORT_BYTES_MAX,
         }
     }
 }

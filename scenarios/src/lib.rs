@@ -1,7 +1,8 @@
 //! tandem-scenarios: the scenario engine.
 //!
 //! What: a deterministic discrete-event simulation kernel (`kernel`), fault plans (`plan`), workflow templates
-//! (`template`), scenario models with their checkers (`models`), and the multi-seed runner (`runner`).
+//! (`template`), scenario models with their checkers (`models`), the multi-seed runner (`runner`) and its reports
+//! (`report`: text, JSON, JUnit, merging shards).
 //! Why: so that a distributed protocol's failure modes are explored across thousands of seeds, each failure reproduces
 //! from one command line, and a green run proves the dangerous states were reached (coverage properties).
 //! Key decision: one run is a pure, single-threaded function of (template, fault plan, seed): virtual time, one totally
@@ -13,6 +14,7 @@ pub mod input;
 pub mod kernel;
 pub mod models;
 pub mod plan;
+pub mod report;
 pub mod rng;
 pub mod runner;
 pub mod template;

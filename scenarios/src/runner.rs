@@ -1,5 +1,5 @@
 //! The multi-seed runner: runs (template, seed) or (template, plan), many seeds in parallel, aggregates the results
-//! into a summary, renders it as text, JSON and JUnit XML, and shrinks failing fault plans.
+//! into a summary (rendered by `report`), and shrinks failing fault plans.
 //!
 //! Invariants: one run is single-threaded; seeds run in parallel with rayon and their results are collected in seed
 //! order, so every output (summary, JSON, JUnit) is byte-identical whatever the thread count. Nothing here reads the host
@@ -9,16 +9,10 @@
 use crate::kernel::Limits;
 use crate::models::{hpo, simulate, split_brain, ModelParams, RunReport};
 use crate::plan::{plan_for_seed, FaultPlan};
+pub use crate::report::{JunitCases, ReportHeader, SeedRecord, Summary};
 use crate::template::Template;
 use rayon::prelude::*;
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
-pub const REPORT_FORMAT: &str = "tandem-scenario-report";
-pub const REPORT_VERSION: u32 = 1;
-/// Failures listed one by one in the summary and reports; the counts stay exact beyond it.
-pub const FAILURES_LISTED_MAX: usize = 1_000;
 /// Runs one `--shrink` may spend.
 pub const SHRINK_RUNS_MAX: usize = 2_000;
 
@@ -108,51 +102,6 @@ pub fn run_seeds(
     }))
 }
 
-/// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct MetricSummary {
-    pub samples: usize,
-    pub p50: f64,
-    pub p99: f64,
-    pub max: f64,
-}
-
-#[derive(Clone, Debug)]
-pub struct FailureLine {
-    pub seed: u64,
-    pub checkers: Vec<&'static str>,
-    pub first: Vec<(&'static str, String)>,
-    pub reproduce: String,
-}
-
-/// Everything the summary, the JSON report and the JUnit report show.
-#[derive(Clone, Debug)]
-pub struct Summary {
-    pub template_name: String,
-    pub template_path: String,
-    pub model: &'static str,
-    pub variant: String,
-    pub seeds_label: String,
-    pub seed_count: usize,
-    pub passed: usize,
-    pub failed: usize,
-    /// Checker -> seeds that failed it (in seed order).
-    pub checkers: BTreeMap<&'static str, Vec<u64>>,
-    pub metrics: BTreeMap<&'static str, MetricSummary>,
-    /// Coverage property -> (seeds that reached it, total times reached).
-    pub coverage: BTreeMap<&'static str, (usize, u64)>,
-    pub failures: Vec<FailureLine>,
-    pub events_total: u64,
-}
-
 pub fn reproduce_command(template: &Template, seed: u64) -> String {
     format!(
         "tandem scenario run {} --seed {seed}",
@@ -160,315 +109,31 @@ pub fn reproduce_command(template: &Template, seed: u64) -> String {
     )
 }
 
-pub fn summarise(template: &Template, seeds_label: &str, outcomes: &[SeedOutcome]) -> Summary {
-    let mut checkers: BTreeMap<&'static str, Vec<u64>> = template
+/// What every report of this template says about it.
+pub fn header_of(template: &Template) -> ReportHeader {
+    let mut checkers: Vec<String> = template
         .params
         .checker_names()
         .into_iter()
-        .map(|name| (name, Vec::new()))
+        .map(str::to_string)
         .collect();
-    let mut samples: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
-    let mut coverage: BTreeMap<&'static str, (usize, u64)> = BTreeMap::new();
-    let mut failures = Vec::new();
-    let mut failed = 0;
-    let mut events_total = 0;
-    for outcome in outcomes {
-        let report = &outcome.report;
-        events_total += report.events_count;
-        for name in outcome.failed_checkers() {
-            checkers.entry(name).or_default().push(report.seed);
-        }
-        for (name, values) in &report.model.metrics {
-            samples
-                .entry(name)
-                .or_default()
-                .extend(values.iter().copied());
-        }
-        for &(name, count) in &report.model.coverage {
-            let entry = coverage.entry(name).or_default();
-            entry.0 += usize::from(count > 0);
-            entry.1 += count;
-        }
-        if outcome.failed() {
-            failed += 1;
-            if failures.len() < FAILURES_LISTED_MAX {
-                let mut first: Vec<(&'static str, String)> = report
-                    .model
-                    .checks
-                    .iter()
-                    .filter_map(|c| c.first.clone().map(|text| (c.name, text)))
-                    .collect();
-                if let Some(reason) = &report.stopped {
-                    first.push(("limits", reason.clone()));
-                }
-                if let Some((a, b)) = outcome.nondeterministic {
-                    first.push(("determinism", format!("trace hash {a:016x} then {b:016x}")));
-                }
-                failures.push(FailureLine {
-                    seed: report.seed,
-                    checkers: outcome.failed_checkers(),
-                    first,
-                    reproduce: reproduce_command(template, report.seed),
-                });
-            }
-        }
-    }
-    let metrics = samples
-        .into_iter()
-        .map(|(name, mut values)| {
-            values.sort_by(f64::total_cmp);
-            let summary = MetricSummary {
-                samples: values.len(),
-                p50: percentile(&values, 50.0),
-                p99: percentile(&values, 99.0),
-                max: values.last().copied().unwrap_or(0.0),
-            };
-            (name, summary)
-        })
-        .collect();
-    Summary {
+    checkers.sort();
+    ReportHeader {
         template_name: template.name.clone(),
         template_path: template.path.display().to_string(),
-        model: template.model.name(),
+        model: template.model.name().to_string(),
         variant: template.params.variant().to_string(),
-        seeds_label: seeds_label.to_string(),
-        seed_count: outcomes.len(),
-        passed: outcomes.len() - failed,
-        failed,
         checkers,
-        metrics,
-        coverage,
-        failures,
-        events_total,
     }
 }
 
-impl Summary {
-    /// The human summary: a table of checkers, metrics and coverage, then one reproduce line per failure.
-    pub fn render_text(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "template {} (model {}, variant {}), seeds {}: {} runs, {} passed, {} failed",
-            self.template_name,
-            self.model,
-            self.variant,
-            self.seeds_label,
-            self.seed_count,
-            self.passed,
-            self.failed
-        );
-        let _ = writeln!(
-            out,
-            "\n{:<44} {:>10}  first failing seed",
-            "checker", "failures"
-        );
-        for (name, seeds) in &self.checkers {
-            let first = seeds
-                .first()
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "-".into());
-            let _ = writeln!(out, "{name:<44} {:>10}  {first}", seeds.len());
-        }
-        let _ = writeln!(
-            out,
-            "\n{:<44} {:>10} {:>12} {:>12} {:>12}",
-            "metric", "samples", "p50", "p99", "max"
-        );
-        for (name, m) in &self.metrics {
-            let _ = writeln!(
-                out,
-                "{name:<44} {:>10} {:>12.3} {:>12.3} {:>12.3}",
-                m.samples, m.p50, m.p99, m.max
-            );
-        }
-        let _ = writeln!(out, "\n{:<44} {:>10} {:>12}", "coverage", "seeds", "times");
-        for (name, (seeds, total)) in &self.coverage {
-            let _ = writeln!(out, "{name:<44} {seeds:>10} {total:>12}");
-        }
-        if !self.failures.is_empty() {
-            let _ = writeln!(out, "\nfailures (one reproduce line each):");
-            for failure in &self.failures {
-                let what = failure
-                    .first
-                    .first()
-                    .map(|(name, text)| format!("{name}: {text}"))
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "  seed {} [{}] {}",
-                    failure.seed,
-                    failure.checkers.join(", "),
-                    what
-                );
-                let _ = writeln!(out, "    reproduce: {}", failure.reproduce);
-            }
-            if self.failed > self.failures.len() {
-                let _ = writeln!(
-                    out,
-                    "  ... and {} more failing seeds",
-                    self.failed - self.failures.len()
-                );
-            }
-        }
-        out
-    }
-
-    pub fn to_json(&self) -> Value {
-        let checkers: serde_json::Map<String, Value> = self
-            .checkers
-            .iter()
-            .map(|(name, seeds)| {
-                (name.to_string(), json!({ "failed_seeds": seeds.len(), "first_seeds": seeds.iter().take(10).collect::<Vec<_>>() }))
-            })
-            .collect();
-        let metrics: serde_json::Map<String, Value> = self
-            .metrics
-            .iter()
-            .map(|(name, m)| {
-                (
-                    name.to_string(),
-                    json!({ "samples": m.samples, "p50": m.p50, "p99": m.p99, "max": m.max }),
-                )
-            })
-            .collect();
-        let coverage: serde_json::Map<String, Value> = self
-            .coverage
-            .iter()
-            .map(|(name, (seeds, total))| {
-                (
-                    name.to_string(),
-                    json!({ "seeds_reached": seeds, "times": total }),
-                )
-            })
-            .collect();
-        let failures: Vec<Value> = self
-            .failures
-            .iter()
-            .map(|f| {
-                let first: serde_json::Map<String, Value> =
-                    f.first.iter().map(|(name, text)| (name.to_string(), Value::String(text.clone()))).collect();
-                json!({ "seed": f.seed, "checkers": f.checkers, "first": first, "reproduce": f.reproduce })
-            })
-            .collect();
-        json!({
-            "format": REPORT_FORMAT,
-            "version": REPORT_VERSION,
-            "template": { "name": self.template_name, "path": self.template_path, "model": self.model, "variant": self.variant },
-            "seeds": self.seeds_label,
-            "runs": self.seed_count,
-            "passed": self.passed,
-            "failed": self.failed,
-            "events": self.events_total,
-            "checkers": checkers,
-            "metrics": metrics,
-            "coverage": coverage,
-            "failures": failures,
-        })
-    }
-
-    /// The JSON report as pretty-printed text with a final newline (keys sorted: serde_json's map is a BTreeMap).
-    pub fn render_json(&self) -> String {
-        serde_json::to_string_pretty(&self.to_json()).expect("a JSON value always renders") + "\n"
-    }
-
-    /// JUnit XML: one test suite for the template, one test case per checker (failing when any seed failed it).
-    pub fn to_junit(&self) -> String {
-        let mut out = String::new();
-        let failing_checkers = self
-            .checkers
-            .values()
-            .filter(|seeds| !seeds.is_empty())
-            .count();
-        let _ = writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
-        let _ = writeln!(
-            out,
-            r#"<testsuites name="tandem-scenarios" tests="{}" failures="{failing_checkers}">"#,
-            self.checkers.len()
-        );
-        let _ = writeln!(
-            out,
-            r#"  <testsuite name="{}" tests="{}" failures="{failing_checkers}" errors="0" skipped="0">"#,
-            xml_escape(&self.template_name),
-            self.checkers.len()
-        );
-        let _ = writeln!(out, "    <properties>");
-        for (name, value) in [
-            ("format", format!("{REPORT_FORMAT}/junit")),
-            ("version", REPORT_VERSION.to_string()),
-            ("model", self.model.to_string()),
-            ("variant", self.variant.clone()),
-            ("seeds", self.seeds_label.clone()),
-            ("runs", self.seed_count.to_string()),
-        ] {
-            let _ = writeln!(
-                out,
-                r#"      <property name="{name}" value="{}"/>"#,
-                xml_escape(&value)
-            );
-        }
-        let _ = writeln!(out, "    </properties>");
-        for (name, seeds) in &self.checkers {
-            let classname = format!("scenario.{}", self.template_name);
-            let _ = write!(
-                out,
-                r#"    <testcase classname="{}" name="{}""#,
-                xml_escape(&classname),
-                xml_escape(name)
-            );
-            if seeds.is_empty() {
-                let _ = writeln!(out, "/>");
-                continue;
-            }
-            let _ = writeln!(out, ">");
-            let mut body = String::new();
-            for failure in self
-                .failures
-                .iter()
-                .filter(|f| f.checkers.contains(name))
-                .take(20)
-            {
-                let detail = failure
-                    .first
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, t)| t.as_str())
-                    .unwrap_or("");
-                let _ = writeln!(
-                    body,
-                    "seed {}: {}\nreproduce: {}",
-                    failure.seed, detail, failure.reproduce
-                );
-            }
-            let _ = writeln!(
-                out,
-                r#"      <failure message="{} of {} seeds failed {}" type="checker">{}</failure>"#,
-                seeds.len(),
-                self.seed_count,
-                xml_escape(name),
-                xml_escape(&body)
-            );
-            let _ = writeln!(out, "    </testcase>");
-        }
-        let _ = writeln!(out, "  </testsuite>\n</testsuites>");
-        out
-    }
-}
-
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' && c != '\r' => {}
-            c => out.push(c),
-        }
-    }
-    out
+/// The summary of seeds run from a template (each failure reproduced by `--seed`).
+pub fn summarise(template: &Template, seeds_label: &str, outcomes: &[SeedOutcome]) -> Summary {
+    let records = outcomes
+        .iter()
+        .map(|o| SeedRecord::of(o, reproduce_command(template, o.report.seed)))
+        .collect();
+    Summary::new(header_of(template), seeds_label, records)
 }
 
 /// The result of shrinking.
@@ -618,7 +283,8 @@ mod tests {
             timeline.contains("vnfc-a steps down, vnfc-b active"),
             "{timeline}"
         );
-        let coverage: BTreeMap<_, _> = report.model.coverage.iter().copied().collect();
+        let coverage: std::collections::BTreeMap<_, _> =
+            report.model.coverage.iter().copied().collect();
         assert_eq!(coverage["resolution with exactly one isolated"], 1);
     }
 
@@ -652,7 +318,14 @@ mod tests {
         let two = summarise(&t, "x", &run_seeds(&t, &seeds, 2, false, &|_| {}).unwrap());
         assert_eq!(one.render_text(), two.render_text());
         assert_eq!(one.render_json(), two.render_json());
-        assert_eq!(one.to_junit(), two.to_junit());
+        assert_eq!(
+            one.to_junit(JunitCases::Checkers),
+            two.to_junit(JunitCases::Checkers)
+        );
+        assert_eq!(
+            one.to_junit(JunitCases::Seeds),
+            two.to_junit(JunitCases::Seeds)
+        );
     }
 
     #[test]
@@ -691,19 +364,5 @@ mod tests {
             &plan_for_seed(&template("split-brain.toml"), 0)
         )
         .is_none());
-    }
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let values: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&values, 50.0), 50.0);
-        assert_eq!(percentile(&values, 99.0), 99.0);
-        assert_eq!(percentile(&[7.0], 99.0), 7.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
-    }
-
-    #[test]
-    fn xml_escape_handles_markup_and_control_characters() {
-        assert_eq!(xml_escape("a<b>&\"c'\u{1}"), "a&lt;b&gt;&amp;&quot;c&apos;");
     }
 }
