@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 
 mod debug_cmd;
 mod faults_cmd;
+mod install_cmd;
 mod mount_fs;
 mod output;
 mod record_cmd;
@@ -28,13 +29,13 @@ mod scenario_cmd;
 #[derive(Parser)]
 #[command(
     name = "tandem",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TANDEM_COMMIT"), ")"),
     about = "Deterministic simulation and record-replay for static x86-64 Linux binaries",
     after_help = "Exit status: each command's --help lists its own. 125 is tandem's own failure (bad input, \
         unreadable file, usage error) in every command but `scenario` (2); 141 when the reader of tandem's output \
         went away (`| head -1`)."
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +49,8 @@ enum Command {
     // No doc comments here: they would replace each command's own about and long_about in its --help.
     Scenario(scenario_cmd::ScenarioArgs),
     Faults(faults_cmd::FaultsArgs),
+    Completions(install_cmd::CompletionsArgs),
+    Man(install_cmd::ManArgs),
 }
 
 /// Exit status of tandem's own failure: bad input, an unreadable file, a usage error, an internal error. 125 as
@@ -69,6 +72,8 @@ fn main() {
         Command::Debug(args) => debug_cmd::run(args),
         Command::Scenario(args) => scenario_cmd::run(args),
         Command::Faults(args) => faults_cmd::run(args),
+        Command::Completions(args) => install_cmd::completions(args),
+        Command::Man(args) => install_cmd::man(args),
     };
     match result {
         Ok(()) => match output::flush_stdout() {

@@ -119,9 +119,10 @@ struct RunArgs {
     /// --regressions-dir with the command that replays it.
     #[arg(long)]
     shrink: bool,
-    /// Where --shrink writes minimal plans, e.g. `--regressions-dir corpus/regressions`.
-    #[arg(long, default_value = "corpus/regressions")]
-    regressions_dir: PathBuf,
+    /// Where --shrink writes minimal plans (default: tandem-regressions in the system's temporary directory, so an
+    /// installed tandem never writes into a source tree unasked), e.g. `--regressions-dir corpus/regressions`.
+    #[arg(long)]
+    regressions_dir: Option<PathBuf>,
     /// Run each seed twice and fail any whose trace hashes differ (madsim's MADSIM_TEST_CHECK_DETERMINISM).
     #[arg(long)]
     check_determinism: bool,
@@ -297,7 +298,7 @@ fn run_cmd(args: RunArgs) -> Result<bool> {
         print_out(&summary.render_text())?;
         write_reports(&args.json, &args.junit, args.junit_cases, &summary)?;
         if args.shrink && outcome.failed() {
-            shrink_and_write(&template, &plan, &args.regressions_dir)?;
+            shrink_and_write(&template, &plan, &regressions_dir(&args))?;
         }
         return Ok(summary.failed == 0);
     }
@@ -320,7 +321,7 @@ fn run_cmd(args: RunArgs) -> Result<bool> {
     if args.shrink {
         if let Some(failing) = outcomes.iter().find(|o| o.failed()) {
             let plan = plan_for_seed(&template, failing.report.seed);
-            shrink_and_write(&template, &plan, &args.regressions_dir)?;
+            shrink_and_write(&template, &plan, &regressions_dir(&args))?;
         }
     }
     Ok(summary.failed == 0)
@@ -527,6 +528,12 @@ fn merge_cmd(args: MergeArgs) -> Result<bool> {
     print_out(&summary.render_text())?;
     write_reports(&args.json, &args.junit, args.junit_cases, &summary)?;
     Ok(summary.failed == 0)
+}
+
+fn regressions_dir(args: &RunArgs) -> PathBuf {
+    args.regressions_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("tandem-regressions"))
 }
 
 fn shrink_and_write(template: &Template, plan: &FaultPlan, dir: &Path) -> Result<()> {

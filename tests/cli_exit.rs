@@ -187,3 +187,69 @@ fn record_help_describes_record_not_run() {
         "record's long description is its own"
     );
 }
+
+/// `tandem --version` names the commit it was built from (what a bug report quotes), and the completions and man
+/// pages come from the same definition as --help: they list an option added this year.
+#[test]
+fn version_names_the_commit_and_completions_and_man_pages_list_every_command() {
+    let out = run(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    let version = text(&out.stdout);
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(repo())
+        .output();
+    match head {
+        Ok(head) if head.status.success() => {
+            let commit = text(&head.stdout).trim().to_string();
+            // The binary under test was built from this checkout, perhaps a commit behind when tests run on work
+            // in progress; the form is what must hold, and the commit when they agree.
+            assert!(version.starts_with("tandem 0."), "{version}");
+            assert!(version.contains("(commit "), "{version}");
+            let built = version
+                .split("(commit ")
+                .nth(1)
+                .unwrap()
+                .trim_end()
+                .trim_end_matches(')');
+            assert!(
+                built.len() == 12 && built.chars().all(|c| c.is_ascii_hexdigit()),
+                "{version}"
+            );
+            let known = Command::new("git")
+                .args(["cat-file", "-e", &format!("{built}^{{commit}}")])
+                .current_dir(repo())
+                .status()
+                .unwrap();
+            assert!(
+                known.success(),
+                "{built} is not a commit of this repository (HEAD {commit})"
+            );
+        }
+        _ => assert!(version.contains("(commit unknown)"), "{version}"),
+    }
+    let bash = run(&["completions", "bash"]);
+    assert_eq!(bash.status.code(), Some(0));
+    let script = text(&bash.stdout);
+    for word in [
+        "scenario",
+        "merge",
+        "--junit-cases",
+        "--time-budget",
+        "record",
+        "--hash-interval",
+    ] {
+        assert!(script.contains(word), "bash completions lack {word}");
+    }
+    let dir = std::env::temp_dir().join(format!("tandem-man-{}", std::process::id()));
+    let man = run(&["man", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(man.status.code(), Some(0), "{}", text(&man.stderr));
+    let page = std::fs::read_to_string(dir.join("tandem-scenario-merge.1")).unwrap();
+    assert!(
+        page.starts_with(".ie") && page.contains(".TH tandem-scenario-merge 1"),
+        "{page}"
+    );
+    assert!(page.contains("junit"), "{page}");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(run(&["completions", "tcsh"]).status.code(), Some(125));
+}
