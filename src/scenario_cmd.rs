@@ -228,8 +228,20 @@ fn load_template(path: &Path) -> Result<Template> {
 
 fn load_plan(template: &Template, path: &Path) -> Result<FaultPlan> {
     let text = read_input_text(path, InputKind::Plan)?;
-    FaultPlan::parse(&path.display().to_string(), &text, &template.node_names)
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    let plan = FaultPlan::parse(&path.display().to_string(), &text, &template.node_names)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Running a broken variant's regression plan against the fixed template is how a fix is checked, so another
+    // template's plan is allowed (its node names were checked above), with a warning in case it was a slip.
+    if plan.template != template.name {
+        crate::output::note!(
+            "tandem: warning: the plan {} was made from template `{}`, and runs here on template `{}` ({})",
+            path.display(),
+            plan.template,
+            template.name,
+            template.path.display()
+        );
+    }
+    Ok(plan)
 }
 
 fn parse_seeds(text: &str) -> Result<(u64, u64)> {

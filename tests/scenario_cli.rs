@@ -309,6 +309,26 @@ fn shrink_writes_a_minimal_plan_that_replays_the_failure() {
         "{}",
         stdout(&again)
     );
+    assert!(!stderr(&again).contains("warning"), "{}", stderr(&again));
+    assert!(
+        plan.contains("loss = 0.0\n"),
+        "the network noise is shrunk too:\n{plan}"
+    );
+    // The broken variant's regression plan runs on the fixed template (how a fix is checked), with a warning.
+    let fixed = tandem(&[
+        "scenario",
+        "run",
+        SPLIT_BRAIN,
+        "--plan",
+        plan_path.to_str().unwrap(),
+    ]);
+    assert_eq!(fixed.status.code(), Some(0), "{}", stderr(&fixed));
+    assert!(
+        stderr(&fixed).contains("tandem: warning: the plan")
+            && stderr(&fixed).contains("made from template `split-brain-ignore-isolation`"),
+        "{}",
+        stderr(&fixed)
+    );
 }
 
 #[test]

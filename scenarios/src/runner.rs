@@ -143,9 +143,14 @@ pub struct Shrunk {
     pub checkers: Vec<&'static str>,
 }
 
-/// Minimises a failing plan while it still fails at least one of the checkers it first failed: drop events from the
-/// back (proptest's state-machine shrinking order), then halve durations, until nothing changes or the run budget is
-/// spent. `start` events are kept, since without them nothing runs.
+/// Ways to take noise out of a plan's network, each tried on its own: no loss, no duplicates, no reordering.
+const NETWORK_NOISE: [fn(&mut crate::kernel::NetworkOptions); 3] =
+    [|n| n.loss = 0.0, |n| n.duplicate = 0.0, |n| n.reorder = 0.0];
+
+/// Minimises a failing plan while it still fails at least one of the checkers it first failed: silence the network's
+/// noise (loss, duplication, reordering), drop events from the back (proptest's state-machine shrinking order), then
+/// halve durations, until nothing changes or the run budget is spent. `start` events are kept, since without them
+/// nothing runs.
 pub fn shrink(template: &Template, plan: &FaultPlan) -> Option<Shrunk> {
     let first = run_plan(template, plan, false);
     let target = first.failed_checkers();
@@ -163,6 +168,18 @@ pub fn shrink(template: &Template, plan: &FaultPlan) -> Option<Shrunk> {
     let mut changed = true;
     while changed && runs < SHRINK_RUNS_MAX {
         changed = false;
+        for quiet in NETWORK_NOISE {
+            let mut candidate = best.clone();
+            quiet(&mut candidate.network);
+            if candidate.network == best.network || runs >= SHRINK_RUNS_MAX {
+                continue;
+            }
+            runs += 1;
+            if still_fails(&candidate) {
+                best = candidate;
+                changed = true;
+            }
+        }
         let mut index = best.events.len();
         while index > 0 && runs < SHRINK_RUNS_MAX {
             index -= 1;
@@ -356,6 +373,11 @@ mod tests {
             plan.events.len()
         );
         assert!(shrunk.checkers.contains(&"decision-pure"));
+        assert_eq!(
+            (shrunk.plan.network.loss, shrunk.plan.network.duplicate),
+            (0.0, 0.0),
+            "the network noise stays only if the failure needs it"
+        );
         assert!(run_plan(&t, &shrunk.plan, false)
             .failed_checkers()
             .contains(&"decision-pure"));
