@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use tandem_scenarios::input::{read_input_text, InputKind};
 use tandem_scenarios::report::{self, JunitCases, Summary};
 use tandem_scenarios::runner::{self, SeedOutcome};
+use tandem_scenarios::{picture, timeline};
 use tandem_scenarios::{plan_for_seed, FaultPlan, Template};
 
 /// A checker failed in some run.
@@ -169,6 +170,22 @@ struct ShowArgs {
     /// Show this fault plan file instead of a seed's.
     #[arg(long, conflicts_with = "seed")]
     plan: Option<PathBuf>,
+    /// Also draw the run as a self-contained SVG picture here (one lane per node, messages as arrows, faults
+    /// shaded, the violation marked; open it in a browser), e.g. `--svg run.svg`.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Show only what concerns these nodes (comma-separated), e.g. `--node master,worker-1`.
+    #[arg(long, value_delimiter = ',')]
+    node: Vec<String>,
+    /// Show only from this virtual time on, in milliseconds, e.g. `--from-ms 19000`.
+    #[arg(long)]
+    from_ms: Option<f64>,
+    /// Show only up to this virtual time, in milliseconds, e.g. `--to-ms 20000`.
+    #[arg(long)]
+    to_ms: Option<f64>,
+    /// Which messages to show: `all`, `none`, or kinds (comma-separated), e.g. `--messages Lease,Complete`.
+    #[arg(long, default_value = "all")]
+    messages: String,
 }
 
 #[derive(Args)]
@@ -601,20 +618,30 @@ fn show_cmd(args: ShowArgs) -> Result<()> {
         (None, Some(seed)) => plan_for_seed(&template, seed),
         (None, None) => bail!("give --seed N or --plan FILE"),
     };
-    let report = runner::run_plan(&template, &plan, true);
-    let mut out = String::new();
-    out += &format!(
-        "template {} seed {}: {} plan events; network: {}\n",
+    let (filter, lanes) = show_filter(&args, &template)?;
+    let mut report = runner::run_plan(&template, &plan, true);
+    let violations: Vec<(String, u64, String)> = report
+        .model
+        .checks
+        .iter()
+        .filter_map(|c| Some((c.name.to_string(), c.first_at_ns?, c.first.clone()?)))
+        .chain(
+            report
+                .stopped
+                .iter()
+                .map(|r| ("limits".to_string(), report.end_ns, r.clone())),
+        )
+        .collect();
+    let entries = timeline::with_violations(std::mem::take(&mut report.timeline), &violations);
+    let shown: Vec<timeline::Entry> = entries.into_iter().filter(|e| filter.keeps(e)).collect();
+    let mut out = format!(
+        "template {} seed {}: {} plan events; network: {}\n\ntimeline:\n",
         template.name,
         plan.seed,
         plan.events.len(),
         plan.network
     );
-    out += "\ntimeline:\n";
-    for line in &report.timeline {
-        out += line;
-        out.push('\n');
-    }
+    out += &timeline::render_text(&shown, &template.node_names);
     out += &format!(
         "\n{} events, trace hash {:016x}\n",
         report.events_count, report.trace_hash
@@ -633,7 +660,62 @@ fn show_cmd(args: ShowArgs) -> Result<()> {
     if let Some(reason) = &report.stopped {
         out += &format!("  FAIL limits: {reason}\n");
     }
+    if let Some(path) = &args.svg {
+        let title = format!(
+            "{} seed {} ({})",
+            template.name,
+            plan.seed,
+            template.path.display()
+        );
+        let svg = picture::render_svg(&title, &shown, &template.node_names, &lanes, report.end_ns);
+        std::fs::write(path, svg)
+            .with_context(|| format!("cannot write the picture to {}", path.display()))?;
+        out += &format!("picture: {}\n", path.display());
+    }
     print_out(&out)
+}
+
+/// The filter of `show` and the lanes to draw, from --node, --from-ms, --to-ms and --messages.
+fn show_filter(
+    args: &ShowArgs,
+    template: &tandem_scenarios::Template,
+) -> Result<(timeline::Filter, Vec<usize>)> {
+    let names = &template.node_names;
+    let mut lanes = Vec::new();
+    for name in &args.node {
+        let node = names.iter().position(|n| n == name).with_context(|| {
+            format!(
+                "--node {name}: the template's nodes are {}",
+                names.join(", ")
+            )
+        })?;
+        lanes.push(node);
+    }
+    let nodes = (!lanes.is_empty()).then(|| lanes.clone());
+    if lanes.is_empty() {
+        lanes = (0..names.len()).collect();
+    }
+    let ns = |ms: Option<f64>, flag: &str| -> Result<Option<u64>> {
+        match ms {
+            Some(ms) if !(0.0..=86_400_000.0).contains(&ms) => {
+                bail!("{flag} {ms}: must be between 0 and 86400000 (a day)")
+            }
+            Some(ms) => Ok(Some((ms * 1e6) as u64)),
+            None => Ok(None),
+        }
+    };
+    let message_kinds = match args.messages.as_str() {
+        "all" => None,
+        "none" => Some(Vec::new()),
+        kinds => Some(kinds.split(',').map(|k| k.trim().to_string()).collect()),
+    };
+    let filter = timeline::Filter {
+        nodes,
+        from_ns: ns(args.from_ms, "--from-ms")?,
+        to_ns: ns(args.to_ms, "--to-ms")?,
+        message_kinds,
+    };
+    Ok((filter, lanes))
 }
 
 fn plan_cmd(args: PlanArgs) -> Result<()> {

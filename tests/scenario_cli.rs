@@ -773,3 +773,125 @@ fn coverage_that_no_seed_reached_is_flagged() {
         stdout(&out)
     );
 }
+
+/// `show --svg` draws the failing run of the broken hpo variant: a lane per node, messages as arrows, the fault plan's
+/// spans, and the violation that the text timeline also names; filters narrow both.
+#[test]
+fn show_draws_a_picture_with_lanes_messages_faults_and_the_violation() {
+    let dir = scratch("svg");
+    let svg_path = dir.join("run.svg");
+    let out = tandem(&[
+        "scenario",
+        "show",
+        NO_FENCING,
+        "--seed",
+        "1",
+        "--svg",
+        svg_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let violation = text
+        .lines()
+        .find(|l| l.contains("VIOLATION single-holder: at "))
+        .unwrap_or_else(|| panic!("no violation line in\n{text}"));
+    assert!(text.contains("  FAIL single-holder"), "{text}");
+    assert!(
+        text.lines().filter(|l| l.contains(" -> ")).count() > 100,
+        "messages are in the text"
+    );
+    assert!(
+        !text.contains("Some("),
+        "checker inputs in the model's terms, not debug output"
+    );
+
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("the picture is well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "svg");
+    assert_eq!(
+        root.tag_name().namespace(),
+        Some("http://www.w3.org/2000/svg")
+    );
+    let class = |c: &str| {
+        doc.descendants()
+            .filter(|n| {
+                n.attribute("class")
+                    .is_some_and(|k| k.split(' ').any(|x| x == c))
+            })
+            .collect::<Vec<_>>()
+    };
+    let lanes: Vec<&str> = class("lane")
+        .iter()
+        .map(|n| n.attribute("data-node").unwrap())
+        .collect();
+    assert_eq!(lanes.len(), 8, "{lanes:?}");
+    assert!(
+        lanes.contains(&"master") && lanes.contains(&"worker-6"),
+        "{lanes:?}"
+    );
+    let messages = class("message");
+    assert!(messages.len() > 100, "{} arrows", messages.len());
+    assert!(messages
+        .iter()
+        .any(|m| m.descendants().any(|d| d.has_tag_name("line"))));
+    assert!(!class("fault").is_empty(), "the plan's faults are shaded");
+    let violations = class("violation");
+    assert_eq!(
+        violations
+            .iter()
+            .filter(|v| v.attribute("data-checker") == Some("single-holder"))
+            .count(),
+        1
+    );
+    let drawn: String = violations[0]
+        .descendants()
+        .filter_map(|d| d.text())
+        .collect();
+    let first = violation.split("VIOLATION single-holder: ").nth(1).unwrap();
+    assert!(
+        drawn.contains(&first[..first.len().min(40)]),
+        "{drawn}\nvs {first}"
+    );
+
+    // --node keeps two lanes and only what touches them; --messages none drops the arrows.
+    let narrow = dir.join("narrow.svg");
+    let out = tandem(&[
+        "scenario",
+        "show",
+        NO_FENCING,
+        "--seed",
+        "1",
+        "--node",
+        "master,worker-1",
+        "--messages",
+        "none",
+        "--svg",
+        narrow.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains(" -> "), "{}", stdout(&out));
+    let svg = std::fs::read_to_string(&narrow).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let count = |c: &str| {
+        doc.descendants()
+            .filter(|n| n.attribute("class") == Some(c))
+            .count()
+    };
+    assert_eq!(count("lane"), 2);
+    assert_eq!(count("message"), 0);
+    assert_eq!(
+        count("violation"),
+        violations.len(),
+        "violations concern every node"
+    );
+    let bad = tandem(&[
+        "scenario", "show", NO_FENCING, "--seed", "1", "--node", "nobody",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("--node nobody: the template's nodes are master"),
+        "{}",
+        stderr(&bad)
+    );
+}

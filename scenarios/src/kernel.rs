@@ -15,6 +15,7 @@
 //! have a clock skew that models read through `local_time_ns`.
 
 use crate::rng::{self, SimRng};
+use crate::timeline::{message_kind, Entry, Fate, What};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
@@ -236,7 +237,7 @@ pub struct Kernel<M, T> {
     limits: Limits,
     events_count: u64,
     trace_hash: u64,
-    timeline: Option<Vec<String>>,
+    timeline: Option<Vec<Entry>>,
     stop: Option<String>,
     pub stats: NetworkStats,
 }
@@ -350,35 +351,31 @@ impl<M: Copy + Debug, T: Copy + Debug> Kernel<M, T> {
         self.timeline.is_some()
     }
 
-    /// Adds a line to the timeline when one is recorded (`tandem scenario show`). The closure runs only then,
-    /// so the hot path formats nothing.
+    /// Adds a note about a node to the timeline when one is recorded (`tandem scenario show`). The closure runs
+    /// only then, so the hot path formats nothing.
     #[inline]
     pub fn log(&mut self, node: NodeId, line: impl FnOnce() -> String) {
         if let Some(timeline) = &mut self.timeline {
-            let text = line();
-            timeline.push(format!(
-                "{:>12.3} ms  {:<10} {}",
-                self.now_ns as f64 / 1e6,
-                self.node_names[node],
-                text
-            ));
+            let what = What::Note { node, text: line() };
+            timeline.push(Entry {
+                at_ns: self.now_ns,
+                what,
+            });
         }
     }
 
-    /// Logs a line not tied to a node (fault plan events).
-    pub fn log_global(&mut self, line: impl FnOnce() -> String) {
+    /// Adds an entry made by `what` when a timeline is recorded.
+    #[inline]
+    pub(crate) fn record(&mut self, what: impl FnOnce() -> What) {
         if let Some(timeline) = &mut self.timeline {
-            let text = line();
-            timeline.push(format!(
-                "{:>12.3} ms  {:<10} {}",
-                self.now_ns as f64 / 1e6,
-                "*",
-                text
-            ));
+            timeline.push(Entry {
+                at_ns: self.now_ns,
+                what: what(),
+            });
         }
     }
 
-    pub fn take_timeline(&mut self) -> Vec<String> {
+    pub fn take_timeline(&mut self) -> Vec<Entry> {
         self.timeline.take().unwrap_or_default()
     }
 
@@ -453,10 +450,12 @@ impl<M: Copy + Debug, T: Copy + Debug> Kernel<M, T> {
         let index = from * self.nodes.len() + to;
         if self.blocks[index] > 0 {
             self.stats.blocked_count += 1;
+            self.record_message(from, to, &msg, Fate::Blocked);
             return;
         }
         if self.network.loss > 0.0 && self.rng_network.random::<f64>() < self.network.loss {
             self.stats.lost_count += 1;
+            self.record_message(from, to, &msg, Fate::Lost);
             return;
         }
         let copies = if self.network.duplicate > 0.0
@@ -481,8 +480,18 @@ impl<M: Copy + Debug, T: Copy + Debug> Kernel<M, T> {
                 self.stats.clogged_count += 1;
                 arrival_ns = self.clog_until_ns[index];
             }
+            self.record_message(from, to, &msg, Fate::Arrives(arrival_ns));
             self.schedule(arrival_ns, Event::Deliver { from, to, msg });
         }
+    }
+
+    fn record_message(&mut self, from: NodeId, to: NodeId, msg: &M, fate: Fate) {
+        self.record(|| What::Message {
+            from,
+            to,
+            kind: message_kind(&format!("{msg:?}")),
+            fate,
+        });
     }
 
     // --- Faults, applied by the run loop from the fault plan. ---

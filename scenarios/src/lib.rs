@@ -13,11 +13,13 @@
 pub mod input;
 pub mod kernel;
 pub mod models;
+pub mod picture;
 pub mod plan;
 pub mod report;
 pub mod rng;
 pub mod runner;
 pub mod template;
+pub mod timeline;
 
 pub use models::RunReport;
 pub use plan::{plan_for_seed, FaultPlan};

@@ -294,7 +294,7 @@ mod tests {
         let t = template("split-brain-isolation.toml");
         let report = run_seed(&t, 0, true);
         assert!(!report.failed(), "{:?}", report.model.checks);
-        let timeline = report.timeline.join("\n");
+        let timeline = crate::timeline::render_text(&report.timeline, &t.node_names);
         assert!(timeline.contains("vnfc-b     becomes Active"), "{timeline}");
         assert!(
             timeline.contains("vnfc-a steps down, vnfc-b active"),

@@ -1215,7 +1215,9 @@ impl Model for Hpo {
             let reported = self.reported_best();
             if reported != Some(best) {
                 self.checks.fail(BEST, now, || {
-                    format!("reported best configuration {reported:?}, true best {best}")
+                    let reported =
+                        reported.map_or("none".to_string(), |c| format!("configuration {c}"));
+                    format!("reported best {reported}, true best configuration {best}")
                 });
             }
         }

@@ -10,6 +10,7 @@ pub mod split_brain;
 
 use crate::kernel::{Event, Kernel, Limits, NodeId};
 use crate::plan::{CompiledEvent, Fault, FaultPlan};
+use crate::timeline::What;
 
 /// The models a template can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -103,6 +104,8 @@ pub struct CheckResult {
     pub violations: u64,
     /// The first violation: virtual time and what was seen.
     pub first: Option<String>,
+    /// The virtual time of the first violation.
+    pub first_at_ns: Option<u64>,
 }
 
 /// Collects checker results in the model's fixed checker order.
@@ -120,6 +123,7 @@ impl Checks {
                     name,
                     violations: 0,
                     first: None,
+                    first_at_ns: None,
                 })
                 .collect(),
         }
@@ -131,6 +135,7 @@ impl Checks {
         result.violations += 1;
         if result.first.is_none() {
             result.first = Some(format!("at {:.3} ms: {}", now_ns as f64 / 1e6, what()));
+            result.first_at_ns = Some(now_ns);
         }
     }
 
@@ -191,7 +196,7 @@ pub struct RunReport {
     pub end_ns: u64,
     /// Set when a limit stopped the run early.
     pub stopped: Option<String>,
-    pub timeline: Vec<String>,
+    pub timeline: Vec<crate::timeline::Entry>,
 }
 
 impl RunReport {
@@ -245,7 +250,7 @@ pub(crate) fn simulate<Mo: Model>(
             Event::PlanStart(index) => {
                 let event = &events[index];
                 started_generation[index] = heal_generation;
-                k.log_global(|| format!("fault plan: {}", plan.events[index].describe()));
+                k.record(|| fault_entry(&plan.events[index], event, false));
                 apply(&mut model, &mut k, event, true);
                 if matches!(event.fault, Fault::Heal) {
                     heal_generation += 1;
@@ -263,7 +268,7 @@ pub(crate) fn simulate<Mo: Model>(
                 {
                     continue;
                 }
-                k.log_global(|| format!("fault plan: end of {}", plan.events[index].describe()));
+                k.record(|| fault_entry(&plan.events[index], event, true));
                 apply(&mut model, &mut k, event, false);
             }
         }
@@ -278,6 +283,30 @@ pub(crate) fn simulate<Mo: Model>(
         end_ns: k.now_ns(),
         stopped,
         timeline: k.take_timeline(),
+    }
+}
+
+/// The timeline's form of a plan event: its description, the nodes it touches (none: every node), its span.
+fn fault_entry(planned: &crate::plan::FaultEvent, event: &CompiledEvent, ending: bool) -> What {
+    let nodes = match &event.fault {
+        Fault::Partition { a, b, .. } => a.iter().chain(b).copied().collect(),
+        Fault::Clog { from, to } => vec![*from, *to],
+        Fault::Isolate(n)
+        | Fault::Crash(n)
+        | Fault::Restart(n)
+        | Fault::Pause(n)
+        | Fault::DiskFault(n) => {
+            vec![*n]
+        }
+        Fault::SkewClock { node, .. } | Fault::Slow { node, .. } => vec![*node],
+        Fault::Start | Fault::Heal | Fault::Check => Vec::new(),
+    };
+    What::Fault {
+        text: planned.describe(),
+        action: planned.kind().name(),
+        nodes,
+        until_ns: event.duration_ns.map(|d| event.at_ns + d),
+        ending,
     }
 }
 

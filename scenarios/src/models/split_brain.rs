@@ -249,6 +249,27 @@ pub struct DecisionInputs {
     pub preferred_standby: Option<usize>,
 }
 
+/// The inputs in the model's own terms, for checker messages: what the VNFM answered about each instance, when
+/// each became active, and the preferred standby.
+impl std::fmt::Display for DecisionInputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let answer = |a: Option<bool>| match a {
+            Some(true) => "isolated",
+            Some(false) => "not isolated",
+            None => "no answer from the VNFM",
+        };
+        write!(
+            f,
+            "vnfc-a {} (active since {:.3} ms), vnfc-b {} (active since {:.3} ms), preferred standby {}",
+            answer(self.isolated[0]),
+            self.active_since_ns[0] as f64 / 1e6,
+            answer(self.isolated[1]),
+            self.active_since_ns[1] as f64 / 1e6,
+            self.preferred_standby.map_or("none".to_string(), |i| format!("vnfc-{}", ab(i)))
+        )
+    }
+}
+
 /// The specified resolution: returns the instance (0 or 1) that must change to standby.
 pub fn decide(inputs: &DecisionInputs) -> usize {
     match inputs.isolated {
@@ -510,7 +531,8 @@ impl SplitBrain {
             let roles = [self.vnfc[0].role, self.vnfc[1].role];
             self.checks.fail(CONVERGES, k.now_ns(), || {
                 format!(
-                    "{origin}: expected exactly one active under the database epoch; roles {roles:?}, epochs {epochs:?}, database epoch {db_epoch} owned by vnfc-{}",
+                    "{origin}: expected exactly one active under the database epoch; vnfc-a {:?} at epoch {}, vnfc-b {:?} at epoch {}, database epoch {db_epoch} owned by vnfc-{}",
+                    roles[0], epochs[0], roles[1], epochs[1],
                     ab(db_owner)
                 )
             });
@@ -761,7 +783,7 @@ impl SplitBrain {
         if loser != expected {
             self.checks.fail(DECISION, now, || {
                 format!(
-                    "resolution stepped down vnfc-{} but decide({inputs:?}) says vnfc-{}",
+                    "resolution stepped down vnfc-{} but the rule says vnfc-{} for: {inputs}",
                     ab(loser),
                     ab(expected)
                 )
@@ -770,7 +792,7 @@ impl SplitBrain {
         if let Some(&previous) = self.decisions.get(&inputs) {
             if previous != loser {
                 self.checks.fail(DECISION, now, || {
-                    format!("the same inputs {inputs:?} gave two different decisions")
+                    format!("the same inputs gave two different decisions: {inputs}")
                 });
             }
         } else if self.decisions.len() < 10_000 {
@@ -786,7 +808,7 @@ impl SplitBrain {
         k.hash_value(0x5000 | loser as u64);
         k.log(EMS, || {
             format!(
-                "decides {inputs:?}: vnfc-{} steps down, vnfc-{} active under epoch {epoch}",
+                "decides ({inputs}): vnfc-{} steps down, vnfc-{} active under epoch {epoch}",
                 ab(loser),
                 ab(winner)
             )
