@@ -40,6 +40,43 @@ macro_rules! both_libcs {
 
 both_libcs!(pthreads_mutex_condvar_barrier_tls, "threads", &["4"]);
 both_libcs!(fork_pipes_wait_vfork_execve_sessions, "procs", &[]);
+/// corpus/tasks/ready.c: poll on two pipes a writer thread feeds, eventfd counting, select with a timeout
+/// and with data, epoll level- and edge-triggered, epoll_wait timing out.
+both_libcs!(poll_select_epoll_and_eventfd, "ready", &[]);
+/// corpus/tasks/timers.c: sleeps, alarm and pause, a periodic setitimer, a POSIX timer's SIGEV_SIGNAL with its
+/// value, a periodic timerfd counting expirations, a nanosleep interrupted by SIGALRM with the time left.
+both_libcs!(alarm_itimer_posix_timer_and_timerfd, "timers", &[]);
+
+/// Go's runtime sleeps through its network poller (epoll_pwait with timeouts, an eventfd to break it): a
+/// pipeline of goroutines over channels, time.Sleep, a ticker and a select on time.After.
+#[test]
+fn go_channels_sleeps_tickers_and_timeouts() {
+    same_as_native("go-chan", &[], &corpus_bin("go-chan"), &[]);
+}
+
+/// busybox timeout kills a command that outlives it with SIGTERM: status 143, as natively, after one guest
+/// second (the sleep of five never finishes).
+#[test]
+fn busybox_timeout_kills_a_longer_sleep() {
+    let args = ["timeout", "1", "sleep", "5"];
+    let n = native("/bin/busybox", &args, &[], b"");
+    assert_eq!(n.status.code(), Some(143));
+    let e = emulate(&[], "/bin/busybox", &args, b"");
+    assert_eq!(e.status.code(), Some(143), "{}", text(&e.stderr));
+    let timed = emulate(
+        &[],
+        "/bin/busybox",
+        &[
+            "sh",
+            "-c",
+            "a=$(date +%s); timeout 1 sleep 5; s=$?; b=$(date +%s); echo $s $((b - a))",
+        ],
+        b"",
+    );
+    let out = text(&timed.stdout);
+    let secs: u64 = out.split_whitespace().nth(1).and_then(|w| w.parse().ok()).unwrap_or(99);
+    assert!(out.starts_with("143 ") && (1..=2).contains(&secs), "{out}");
+}
 
 #[test]
 fn rust_std_thread_mpsc_barrier_scope_and_a_caught_panic() {
