@@ -112,7 +112,12 @@ impl<H: Host> LinuxMachine<H> {
         let tid = self.thread.tid;
         debug_assert!(!self.blocked.contains_key(&tid));
         self.sched.remove(tid);
-        let wake_at = self.block_wake_at.take().filter(|_| wait == Wait::Retry);
+        // A wake-up time not after now would re-run the call at once for ever without the clock moving.
+        let now = self.guest_time();
+        let wake_at = self
+            .block_wake_at
+            .take()
+            .filter(|&t| wait == Wait::Retry && t > now);
         self.blocked.insert(
             tid,
             Blocked {

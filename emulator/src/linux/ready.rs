@@ -207,8 +207,8 @@ impl Epoll {
     }
 }
 
-/// The edge counter of a value that has no counter of its own: the ready bits themselves (a socket: EPOLLET
-/// then reports changes of what it is ready for).
+/// The edge counter of a file that has no counter of its own (it never waits, or it is an epoll instance):
+/// the ready bits themselves, so that EPOLLET reports changes of what it is ready for.
 fn edge_of_events(events: u32) -> u64 {
     events as u64
 }
@@ -255,14 +255,21 @@ fn readiness_at(f: &OpenFile, now: GuestNs, depth: u32) -> Ready {
             }
         }
         FileKind::Socket(s) => {
-            let mut events = s.try_borrow().map_or(0, |s| s.poll_ready() as u32);
+            let Ok(s) = s.try_borrow() else {
+                return simple(0);
+            };
+            let mut events = s.poll_ready() as u32;
             if events & POLLIN != 0 {
                 events |= POLLRDNORM;
             }
             if events & POLLOUT != 0 {
                 events |= POLLWRNORM;
             }
-            simple(events)
+            Ready {
+                events,
+                edge: s.edge(),
+                wake_at: None,
+            }
         }
         FileKind::EventFd(e) => {
             let mut events = 0;
@@ -281,7 +288,7 @@ fn readiness_at(f: &OpenFile, now: GuestNs, depth: u32) -> Ready {
         FileKind::TimerFd(t) => Ready {
             events: if t.pending(now) > 0 { POLLIN } else { 0 },
             edge: t.edge(now),
-            wake_at: if t.ticks == 0 { t.interval.next } else { None },
+            wake_at: t.interval.next_after(now),
         },
         FileKind::Epoll(ep) => {
             if depth > EPOLL_NESTS_MAX {

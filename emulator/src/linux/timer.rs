@@ -64,6 +64,18 @@ impl Interval {
         n
     }
 
+    /// The first expiry after `now` (the ones due at `now` not counted): when something new happens next.
+    pub fn next_after(&self, now: GuestNs) -> Option<GuestNs> {
+        let next = self.next?;
+        if next > now {
+            return Some(next);
+        }
+        match self.period {
+            0 => None,
+            p => Some(next.saturating_add(self.due(now).saturating_mul(p))),
+        }
+    }
+
     /// (time left until the next expiry, period), as getitimer and timer_gettime answer; (0, 0) disarmed.
     pub fn remaining(&self, now: GuestNs) -> (u64, u64) {
         match self.next {
@@ -258,6 +270,8 @@ mod tests {
         assert_eq!(i.expire(GuestNs(229)), 4);
         assert_eq!(i.next, Some(GuestNs(250)));
         assert_eq!(i.remaining(GuestNs(229)), (21, 30));
+        assert_eq!(i.next_after(GuestNs(229)), Some(GuestNs(250)));
+        assert_eq!(i.next_after(GuestNs(260)), Some(GuestNs(280)), "past the due one");
         assert_eq!(i.expire(GuestNs(249)), 0);
     }
 
