@@ -54,6 +54,37 @@ fn go_channels_sleeps_tickers_and_timeouts() {
     same_as_native("go-chan", &[], &corpus_bin("go-chan"), &[]);
 }
 
+/// Recordings of programs that wait in poll, select, epoll and timerfd reads and take signals from alarms,
+/// itimers and POSIX timers replay verified: timers fire at the same instruction in the replay.
+#[test]
+fn readiness_and_timer_recordings_replay_verified() {
+    let dir = scratch("ready-replay");
+    for (program, flags) in [
+        ("ready-musl", vec!["--sched", "chaos", "--seed", "3"]),
+        ("timers-glibc", vec![]),
+        ("go-chan", vec![]),
+    ] {
+        let trace = dir.join(format!("{program}.trace"));
+        let rec = record_trace(&trace, &flags, &corpus_bin(program), &[], b"");
+        assert_eq!(
+            rec.status.code(),
+            Some(0),
+            "{program}: {}",
+            text(&rec.stderr)
+        );
+        let rep = std::process::Command::new(tandem())
+            .args(["replay", "--quiet"])
+            .arg(&trace)
+            .current_dir(repo())
+            .env_clear()
+            .output()
+            .unwrap();
+        let err = text(&rep.stderr);
+        assert_eq!(rep.status.code(), Some(0), "{program}: {err}");
+        assert!(err.contains(": verified: "), "{program}: {err}");
+    }
+}
+
 /// busybox timeout kills a command that outlives it with SIGTERM (the shell sees 143, as natively) after one
 /// guest second: the sleep of five never finishes. (busybox's timeout execs the command and kills it from a
 /// forked watcher, so the status is the command's own death by SIGTERM.)

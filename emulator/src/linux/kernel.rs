@@ -196,10 +196,7 @@ impl<H: Host> LinuxMachine<H> {
     /// The earliest deadline of a blocked task or a process's timer.
     pub(super) fn next_deadline(&self) -> Option<GuestNs> {
         let timers = self.next_timer_expiry();
-        self.next_wait_deadline()
-            .into_iter()
-            .chain(timers)
-            .min()
+        self.next_wait_deadline().into_iter().chain(timers).min()
     }
 
     /// The earliest time a blocked task is woken by the clock (its timeout or its wake-up time).

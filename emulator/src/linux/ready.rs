@@ -109,6 +109,10 @@ pub struct EpollItem {
 #[derive(Clone, Debug, Default)]
 pub struct Epoll {
     pub items: BTreeMap<i32, EpollItem>,
+    /// The last descriptor a wait reported: the next scan starts after it, so that a wait for fewer events
+    /// than are ready serves every descriptor in turn (Linux moves reported level-triggered items to the
+    /// back of its ready list).
+    pub cursor: i32,
 }
 
 /// One event an epoll_wait reports.
@@ -136,8 +140,8 @@ impl Epoll {
         Some((events, r))
     }
 
-    /// The events a wait would report now, at most `max`, in descriptor order; and the earliest time one
-    /// becomes ready by the clock.
+    /// The events a wait would report now, at most `max`, in descriptor order from the cursor on; and the
+    /// earliest time one becomes ready by the clock.
     pub fn ready_events(
         &self,
         now: GuestNs,
@@ -146,7 +150,9 @@ impl Epoll {
     ) -> (Vec<EpollEvent>, Option<GuestNs>) {
         let mut out = Vec::new();
         let mut wake_at: Option<GuestNs> = None;
-        for (&fd, item) in &self.items {
+        let after = self.items.range(self.cursor.saturating_add(1)..);
+        let before = self.items.range(..=self.cursor);
+        for (&fd, item) in after.chain(before) {
             let Some((events, r)) = Self::item_ready(item, now, depth) else {
                 continue;
             };
@@ -171,6 +177,9 @@ impl Epoll {
     /// The events were delivered: edge-triggered items wait for a new edge, one-shot items are disabled
     /// until EPOLL_CTL_MOD re-arms them.
     pub fn reported(&mut self, events: &[EpollEvent]) {
+        if let Some(last) = events.last() {
+            self.cursor = last.fd;
+        }
         for e in events {
             let Some(item) = self.items.get_mut(&e.fd) else {
                 continue;
@@ -403,6 +412,23 @@ mod tests {
             vec![(5, POLLHUP)],
             "the last writer closing is an edge, HUP reported unasked"
         );
+    }
+
+    #[test]
+    fn a_wait_for_fewer_events_than_are_ready_serves_every_descriptor_in_turn() {
+        let (r1, w1) = pipe();
+        let (r2, w2) = pipe();
+        let (r3, w3) = pipe();
+        let mut ep = epoll_with(&[(3, &r1, POLLIN), (4, &r2, POLLIN), (5, &r3, POLLIN)]);
+        for w in [&w1, &w2, &w3] {
+            write(w, b"x");
+        }
+        let mut one = || {
+            let (events, _) = ep.ready_events(GuestNs(0), 1, 0);
+            ep.reported(&events);
+            events[0].fd
+        };
+        assert_eq!([one(), one(), one(), one()], [3, 4, 5, 3]);
     }
 
     #[test]

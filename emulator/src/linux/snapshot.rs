@@ -253,7 +253,10 @@ impl CloneMap {
     /// An epoll instance whose items watch the copies of their files (items of closed files are dropped).
     /// Loops are refused by epoll_ctl, so the recursion ends.
     fn epoll(&mut self, ep: &Epoll) -> Epoll {
-        let mut out = Epoll::default();
+        let mut out = Epoll {
+            cursor: ep.cursor,
+            ..Epoll::default()
+        };
         for (&fd, item) in &ep.items {
             let Some(file) = item.file.upgrade() else {
                 continue;

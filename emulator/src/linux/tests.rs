@@ -574,7 +574,12 @@ fn a_periodic_timer_whose_signal_is_blocked_does_not_keep_a_waiting_guest_alive(
         exit_with_rdi(a);
     });
     let m = run(&code);
-    assert_eq!(m.exit_status(), Some(EXIT_DEADLOCK), "{:?}", m.termination());
+    assert_eq!(
+        m.exit_status(),
+        Some(EXIT_DEADLOCK),
+        "{:?}",
+        m.termination()
+    );
     let line = m.termination().unwrap().diagnostic().unwrap();
     assert!(line.contains("timers are armed"), "{line}");
 }

@@ -38,13 +38,8 @@ impl Interval {
     /// Expirations that are due at `now` and not yet taken.
     pub fn due(&self, now: GuestNs) -> u64 {
         match self.next {
-            Some(next) if next <= now => {
-                if self.period == 0 {
-                    1
-                } else {
-                    1 + next.until(now) / self.period
-                }
-            }
+            // A one-shot timer (period 0) expires once, however late.
+            Some(next) if next <= now => 1 + next.until(now).checked_div(self.period).unwrap_or(0),
             _ => 0,
         }
     }
@@ -254,7 +249,11 @@ mod tests {
         assert_eq!(i.due(GuestNs(99)), 0);
         assert_eq!(i.expire(GuestNs(99)), 0);
         assert_eq!(i.remaining(GuestNs(40)), (60, 0));
-        assert_eq!(i.expire(GuestNs(500)), 1, "late by many periods: still once");
+        assert_eq!(
+            i.expire(GuestNs(500)),
+            1,
+            "late by many periods: still once"
+        );
         assert_eq!(i.next, None);
         assert_eq!(i.expire(GuestNs(10_000)), 0);
         assert_eq!(i.remaining(GuestNs(10_000)), (0, 0));
@@ -271,7 +270,11 @@ mod tests {
         assert_eq!(i.next, Some(GuestNs(250)));
         assert_eq!(i.remaining(GuestNs(229)), (21, 30));
         assert_eq!(i.next_after(GuestNs(229)), Some(GuestNs(250)));
-        assert_eq!(i.next_after(GuestNs(260)), Some(GuestNs(280)), "past the due one");
+        assert_eq!(
+            i.next_after(GuestNs(260)),
+            Some(GuestNs(280)),
+            "past the due one"
+        );
         assert_eq!(i.expire(GuestNs(249)), 0);
     }
 
@@ -289,7 +292,11 @@ mod tests {
         t.posix.get_mut(&a).unwrap().interval = Interval::armed(GuestNs(10), 10);
         t.posix.get_mut(&b).unwrap().interval = Interval::armed(GuestNs(5), 0);
         t.real = Interval::armed(GuestNs(25), 0);
-        assert_eq!(t.next_expiry(), Some(GuestNs(10)), "SIGEV_NONE is not a deadline");
+        assert_eq!(
+            t.next_expiry(),
+            Some(GuestNs(10)),
+            "SIGEV_NONE is not a deadline"
+        );
         let fired = t.fire(GuestNs(35));
         assert_eq!(
             fired,

@@ -416,7 +416,7 @@ impl<H: Host> LinuxMachine<H> {
             104 | 108 => Ok(GUEST_GID),
             105 | 106 => Ok(0), // setuid, setgid: to the one uid and gid there is
             110 => Ok(self.proc.ppid.0 as u64),
-            115 => Ok(0),                             // getgroups: no supplementary groups
+            115 => Ok(0), // getgroups: no supplementary groups
             118 | 120 => self.sys_getresid(a, GUEST_UID),
             131 => self.sys_sigaltstack(a[0], a[1]),
             132 => self.sys_utime(a[0], a[1]),

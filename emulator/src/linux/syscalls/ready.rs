@@ -46,7 +46,9 @@ impl<H: Host> LinuxMachine<H> {
             291 => self.sys_epoll_create1(a[0]),
             233 => self.sys_epoll_ctl(a[0] as i32, a[1] as i32, a[2] as i32, a[3]),
             232 => self.sys_epoll_pwait(a[0] as i32, a[1], a[2] as i32, ms_timeout(a[3]), 0, 0),
-            281 => self.sys_epoll_pwait(a[0] as i32, a[1], a[2] as i32, ms_timeout(a[3]), a[4], a[5]),
+            281 => {
+                self.sys_epoll_pwait(a[0] as i32, a[1], a[2] as i32, ms_timeout(a[3]), a[4], a[5])
+            }
             441 => match self.read_optional_timespec(a[3]) {
                 Ok(t) => self.sys_epoll_pwait(a[0] as i32, a[1], a[2] as i32, t, a[4], a[5]),
                 Err(e) => Err(e),
@@ -147,7 +149,13 @@ impl<H: Host> LinuxMachine<H> {
 
     /// poll(2) and ppoll(2): `ppoll` is the signal mask, its size and the timespec to write the time left
     /// into (zeros for poll).
-    fn sys_poll(&mut self, fds: u64, count: u64, timeout: Option<u64>, ppoll: [u64; 3]) -> SysResult {
+    fn sys_poll(
+        &mut self,
+        fds: u64,
+        count: u64,
+        timeout: Option<u64>,
+        ppoll: [u64; 3],
+    ) -> SysResult {
         if count > crate::linux::fd::FDS_MAX as u64 {
             return Err(EINVAL);
         }
@@ -158,7 +166,13 @@ impl<H: Host> LinuxMachine<H> {
         r
     }
 
-    fn poll_once(&mut self, fds: u64, count: u64, timeout: Option<u64>, time_left: u64) -> SysResult {
+    fn poll_once(
+        &mut self,
+        fds: u64,
+        count: u64,
+        timeout: Option<u64>,
+        time_left: u64,
+    ) -> SysResult {
         let raw = self.read_mem(fds, count * 8)?;
         let mut out = raw.clone();
         let mut ready = 0u64;
@@ -444,7 +458,11 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// read(2) of an eventfd: its counter (or 1, EFD_SEMAPHORE) as 8 bytes; waits while it is 0.
-    pub(in crate::linux) fn eventfd_read(&mut self, desc: &Description, len: usize) -> Result<Vec<u8>, Errno> {
+    pub(in crate::linux) fn eventfd_read(
+        &mut self,
+        desc: &Description,
+        len: usize,
+    ) -> Result<Vec<u8>, Errno> {
         if len < 8 {
             return Err(EINVAL);
         }
@@ -461,7 +479,11 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// write(2) of an eventfd: adds the 8-byte value; waits while the sum would pass 2^64 - 2.
-    pub(in crate::linux) fn eventfd_write(&mut self, desc: &Description, bytes: &[u8]) -> SysResult {
+    pub(in crate::linux) fn eventfd_write(
+        &mut self,
+        desc: &Description,
+        bytes: &[u8],
+    ) -> SysResult {
         if bytes.len() < 8 {
             return Err(EINVAL);
         }

@@ -30,13 +30,11 @@ impl<H: Host> LinuxMachine<H> {
     /// The syscalls of this family; None for any other number.
     pub(in crate::linux) fn dispatch_timers(&mut self, nr: u64, a: [u64; 6]) -> Option<Outcome> {
         let r = match nr {
-            36 | 38 if a[0] == 1 || a[0] == 2 => {
-                return Some(self.unsupported(
-                    nr,
-                    "getitimer/setitimer of ITIMER_VIRTUAL and ITIMER_PROF (CPU-time timers) are not \
+            36 | 38 if a[0] == 1 || a[0] == 2 => return Some(self.unsupported(
+                nr,
+                "getitimer/setitimer of ITIMER_VIRTUAL and ITIMER_PROF (CPU-time timers) are not \
                      implemented: answered -ENOSYS",
-                ))
-            }
+            )),
             36 => self.sys_getitimer(a[0] as i32, a[1]),
             37 => Ok(self.sys_alarm(a[0] as u32)),
             38 => self.sys_setitimer(a[0] as i32, a[1], a[2]),
@@ -96,7 +94,12 @@ impl<H: Host> LinuxMachine<H> {
 
     /// The interval a timer set to (value, interval) at `now` runs: `value` 0 disarms; an absolute value is a
     /// reading of CLOCK_REALTIME (`realtime`) or CLOCK_MONOTONIC.
-    fn interval_of(&self, (value, interval): (u64, u64), absolute: bool, realtime: bool) -> Interval {
+    fn interval_of(
+        &self,
+        (value, interval): (u64, u64),
+        absolute: bool,
+        realtime: bool,
+    ) -> Interval {
         if value == 0 {
             return Interval::default();
         }
@@ -231,11 +234,8 @@ impl<H: Host> LinuxMachine<H> {
             let left = self.posix_timer_left(id)?;
             self.write_itimerspec(old, left)?;
         }
-        let interval = self.interval_of(
-            value,
-            flags & TIMER_ABSTIME != 0,
-            Self::timer_clock(clock)?,
-        );
+        let interval =
+            self.interval_of(value, flags & TIMER_ABSTIME != 0, Self::timer_clock(clock)?);
         let t = self.proc.timers.posix.get_mut(&id).ok_or(EINVAL)?;
         t.interval = interval;
         t.overrun = 0;
@@ -286,13 +286,19 @@ impl<H: Host> LinuxMachine<H> {
         };
         let target = thread.filter(|&t| self.thread_ref(t).is_some_and(|t| t.pid == pid));
         if let Some(overrun) = self.merge_timer_overrun(pid, target, id, signo, count) {
-            if let Some(t) = self.process_mut(pid).and_then(|p| p.timers.posix.get_mut(&id)) {
+            if let Some(t) = self
+                .process_mut(pid)
+                .and_then(|p| p.timers.posix.get_mut(&id))
+            {
                 t.overrun = overrun as u32;
             }
             return;
         }
         let overrun = (count - 1).min(OVERRUN_MAX);
-        if let Some(t) = self.process_mut(pid).and_then(|p| p.timers.posix.get_mut(&id)) {
+        if let Some(t) = self
+            .process_mut(pid)
+            .and_then(|p| p.timers.posix.get_mut(&id))
+        {
             t.overrun = overrun as u32;
         }
         let info = SigInfo {
@@ -382,11 +388,8 @@ impl<H: Host> LinuxMachine<H> {
             let left = self.timerfd_left(&desc, now);
             self.write_itimerspec(old, left)?;
         }
-        let interval = self.interval_of(
-            value,
-            flags & TIMER_ABSTIME != 0,
-            Self::timer_clock(clock)?,
-        );
+        let interval =
+            self.interval_of(value, flags & TIMER_ABSTIME != 0, Self::timer_clock(clock)?);
         if let FileKind::TimerFd(t) = &mut desc.borrow_mut().kind {
             t.set(interval);
         }
