@@ -40,6 +40,79 @@ macro_rules! both_libcs {
 
 both_libcs!(pthreads_mutex_condvar_barrier_tls, "threads", &["4"]);
 both_libcs!(fork_pipes_wait_vfork_execve_sessions, "procs", &[]);
+// corpus/tasks/ready.c: poll on two pipes a writer thread feeds, eventfd counting, select with a timeout
+// and with data, epoll level- and edge-triggered, epoll_wait timing out.
+both_libcs!(poll_select_epoll_and_eventfd, "ready", &[]);
+// corpus/tasks/timers.c: sleeps, alarm and pause, a periodic setitimer, a POSIX timer's SIGEV_SIGNAL with its
+// value, a periodic timerfd counting expirations, a nanosleep interrupted by SIGALRM with the time left.
+both_libcs!(alarm_itimer_posix_timer_and_timerfd, "timers", &[]);
+
+/// Go's runtime sleeps through its network poller (epoll_pwait with timeouts, a pipe to break it): a
+/// pipeline of goroutines over channels, time.Sleep, a ticker and a select on time.After.
+#[test]
+fn go_channels_sleeps_tickers_and_timeouts() {
+    same_as_native("go-chan", &[], &corpus_bin("go-chan"), &[]);
+}
+
+/// Recordings of programs that wait in poll, select, epoll and timerfd reads and take signals from alarms,
+/// itimers and POSIX timers replay verified: timers fire at the same instruction in the replay.
+#[test]
+fn readiness_and_timer_recordings_replay_verified() {
+    let dir = scratch("ready-replay");
+    for (program, flags) in [
+        ("ready-musl", vec!["--sched", "chaos", "--seed", "3"]),
+        ("timers-glibc", vec![]),
+        ("go-chan", vec![]),
+    ] {
+        let trace = dir.join(format!("{program}.trace"));
+        let rec = record_trace(&trace, &flags, &corpus_bin(program), &[], b"");
+        assert_eq!(
+            rec.status.code(),
+            Some(0),
+            "{program}: {}",
+            text(&rec.stderr)
+        );
+        let rep = std::process::Command::new(tandem())
+            .args(["replay", "--quiet"])
+            .arg(&trace)
+            .current_dir(repo())
+            .env_clear()
+            .output()
+            .unwrap();
+        let err = text(&rep.stderr);
+        assert_eq!(rep.status.code(), Some(0), "{program}: {err}");
+        assert!(err.contains(": verified: "), "{program}: {err}");
+    }
+}
+
+/// busybox timeout kills a command that outlives it with SIGTERM (the shell sees 143, as natively) after one
+/// guest second: the sleep of five never finishes. (busybox's timeout execs the command and kills it from a
+/// forked watcher, so the status is the command's own death by SIGTERM.)
+#[test]
+fn busybox_timeout_kills_a_longer_sleep() {
+    let script = "timeout 1 sleep 5; echo status $?";
+    let n = native("/bin/busybox", &["sh", "-c", script], &[], b"");
+    assert_eq!(text(&n.stdout), "status 143\n");
+    let e = emulate(&[], "/bin/busybox", &["sh", "-c", script], b"");
+    assert_same("timeout 1 sleep 5", &n, &e);
+    let timed = emulate(
+        &[],
+        "/bin/busybox",
+        &[
+            "sh",
+            "-c",
+            "a=$(date +%s); timeout 1 sleep 5; s=$?; b=$(date +%s); echo $s $((b - a))",
+        ],
+        b"",
+    );
+    let out = text(&timed.stdout);
+    let secs: u64 = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(99);
+    assert!(out.starts_with("143 ") && (1..=2).contains(&secs), "{out}");
+}
 
 #[test]
 fn rust_std_thread_mpsc_barrier_scope_and_a_caught_panic() {

@@ -4,10 +4,13 @@
 //! descriptors, as in Linux). Pipes live wholly in memory as bounded buffers of Linux's default capacity; a
 //! reader of an empty pipe and a writer of a full one wait (the guest kernel's blocked pool) unless the
 //! description is non-blocking. A socket description holds a socket of net/ (its last description closing
-//! closes the socket).
+//! closes the socket). Eventfds, timerfds and epoll instances live in their one description (ready.rs,
+//! timer.rs).
 
 use super::abi::*;
 use super::net::SharedSocket;
+use super::ready::{Epoll, EventFd};
+use super::timer::TimerFd;
 use super::vfs::{Device, GuestPath, SharedFile};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -25,6 +28,24 @@ pub struct Pipe {
     pub buf: VecDeque<u8>,
     pub readers: u32,
     pub writers: u32,
+    /// Bytes ever written and ever read: the edge counters of the read and the write end (ready.rs).
+    pub written: u64,
+    pub read: u64,
+}
+
+impl Pipe {
+    /// Appends bytes a writer wrote.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend(bytes.iter().copied());
+        self.written = self.written.wrapping_add(bytes.len() as u64);
+    }
+
+    /// Takes up to `n` bytes for a reader.
+    pub fn take(&mut self, n: usize) -> Vec<u8> {
+        let n = n.min(self.buf.len());
+        self.read = self.read.wrapping_add(n as u64);
+        self.buf.drain(..n).collect()
+    }
 }
 
 pub type SharedPipe = Rc<RefCell<Pipe>>;
@@ -46,6 +67,12 @@ pub enum FileKind {
     PipeWrite(SharedPipe),
     /// A socket (net/): shared by the descriptions that hold it and by the name space of bound addresses.
     Socket(SharedSocket),
+    /// An eventfd (ready.rs): its counter lives in its one open file description.
+    EventFd(EventFd),
+    /// A timerfd (timer.rs).
+    TimerFd(TimerFd),
+    /// An epoll instance (ready.rs) and its interest list.
+    Epoll(Epoll),
 }
 
 #[derive(Debug)]

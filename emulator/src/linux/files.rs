@@ -338,6 +338,9 @@ impl<H: Host> LinuxMachine<H> {
                     | FileKind::PipeRead(_)
                     | FileKind::PipeWrite(_)
                     | FileKind::Socket(_)
+                    | FileKind::EventFd(_)
+                    | FileKind::TimerFd(_)
+                    | FileKind::Epoll(_)
             ) {
                 return Ok(None);
             }

@@ -5,14 +5,17 @@
 //! queue for the blocked pool, with its syscall remembered:
 //! - `Wait::Futex` waiters are woken by FUTEX_WAKE (the waker stores the result, 0, in their rax), by their
 //!   deadline (-ETIMEDOUT) or by a signal (-EINTR);
-//! - `Wait::Retry` waiters (a pipe, a child, a sleep, poll) re-run their syscall whenever another task has done
-//!   something since they blocked (the kernel's `generation` moved) or their deadline passed; the syscall then
+//! - `Wait::Retry` waiters (a pipe, a child, poll, select, epoll_wait, an eventfd or timerfd read) re-run their
+//!   syscall whenever another task has done something since they blocked (the kernel's `generation` moved),
+//!   their deadline passed or their `wake_at` came (a timerfd they wait on expires); the syscall then
 //!   completes or blocks again. This costs a context switch per retry, which is cheap, and keeps each syscall's
 //!   logic in one place: the first attempt and every retry run the same code.
 //!
 //! Time. The one clock is `now() = icount * ns_per_insn + skipped_ns`: instructions retired by all tasks, plus
 //! the time skipped while every task was blocked and one of them had a deadline. A slice ends at the next
-//! deadline, so timeouts and timers fire at an exact instruction count. When every task is blocked and none has
+//! deadline (a blocked task's, or a process timer's expiry: timer.rs), so timeouts and timers fire at an exact
+//! instruction count; due timers fire in the wake-up pass before each scheduling decision, and a blocked
+//! syscall that finds a signal its mask lets through already pending is interrupted at once. When every task is blocked and none has
 //! a deadline or a timer, the run ends with a deadlock report naming each task and what it waits on.
 //!
 //! Invariants: a tid is in at most one of {the running thread, `threads`}; a thread in `blocked` is not in the
@@ -25,6 +28,10 @@ use super::task::{Process, Thread};
 use super::{Host, LinuxMachine, Termination};
 use crate::cpu::RAX;
 use std::fmt::Write;
+
+/// Most consecutive time skips to timer expiries with every task waiting and none of them with a timeout of
+/// its own, before the run counts as deadlocked (a periodic timer whose signal every task blocks).
+const IDLE_TIMER_SKIPS_MAX: u64 = 100_000;
 
 /// Why a blocked task waits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,7 +58,11 @@ pub struct FutexKey {
 #[derive(Clone, Debug)]
 pub struct Blocked {
     pub wait: Wait,
+    /// The syscall's own timeout (kept across its re-runs: `Restart::deadline`).
     pub deadline: Option<GuestNs>,
+    /// An earlier time to re-run a Retry waiter (a timerfd it waits on expires then), which is not its
+    /// timeout.
+    pub wake_at: Option<GuestNs>,
     /// The kernel's generation when the task blocked (a Retry waiter runs again once it has moved).
     pub generation: u64,
     /// The syscall it is in, with its arguments: re-run for Retry, named in the deadlock report.
@@ -101,11 +112,18 @@ impl<H: Host> LinuxMachine<H> {
         let tid = self.thread.tid;
         debug_assert!(!self.blocked.contains_key(&tid));
         self.sched.remove(tid);
+        // A wake-up time not after now would re-run the call at once for ever without the clock moving.
+        let now = self.guest_time();
+        let wake_at = self
+            .block_wake_at
+            .take()
+            .filter(|&t| wait == Wait::Retry && t > now);
         self.blocked.insert(
             tid,
             Blocked {
                 wait,
                 deadline,
+                wake_at,
                 generation: self.generation,
                 nr,
                 args,
@@ -151,6 +169,7 @@ impl<H: Host> LinuxMachine<H> {
     /// Wakes the Retry waiters that have not run since the kernel's state last moved, and every waiter whose
     /// deadline has passed. Called before each scheduling decision.
     pub(super) fn wake_due(&mut self) {
+        self.fire_timers();
         let now = self.guest_time();
         let generation = self.generation;
         let due: Vec<(Tid, Option<u64>)> = self
@@ -158,8 +177,11 @@ impl<H: Host> LinuxMachine<H> {
             .iter()
             .filter_map(|(&tid, b)| {
                 let expired = b.deadline.is_some_and(|d| d <= now);
+                let woken = b.wake_at.is_some_and(|d| d <= now);
                 match b.wait {
-                    Wait::Retry if expired || b.generation != generation => Some((tid, None)),
+                    Wait::Retry if expired || woken || b.generation != generation => {
+                        Some((tid, None))
+                    }
                     Wait::Sleep if expired => Some((tid, None)),
                     Wait::Futex { .. } if expired => Some((tid, Some(ETIMEDOUT.negated()))),
                     _ => None,
@@ -171,9 +193,46 @@ impl<H: Host> LinuxMachine<H> {
         }
     }
 
-    /// The earliest deadline of a blocked task.
+    /// The earliest deadline of a blocked task or a process's timer.
     pub(super) fn next_deadline(&self) -> Option<GuestNs> {
-        self.blocked.values().filter_map(|b| b.deadline).min()
+        let timers = self.next_timer_expiry();
+        self.next_wait_deadline().into_iter().chain(timers).min()
+    }
+
+    /// The earliest time a blocked task is woken by the clock (its timeout or its wake-up time).
+    fn next_wait_deadline(&self) -> Option<GuestNs> {
+        self.blocked
+            .values()
+            .flat_map(|b| b.deadline.into_iter().chain(b.wake_at))
+            .min()
+    }
+
+    /// The earliest expiry of a timer that sends a signal, over every live process.
+    fn next_timer_expiry(&self) -> Option<GuestNs> {
+        let running = (!self.proc.exited).then_some(&self.proc);
+        running
+            .into_iter()
+            .chain(self.procs.values())
+            .filter_map(|p| p.timers.next_expiry())
+            .min()
+    }
+
+    /// Fires the timers that are due (timer.rs): their signals are queued as Linux queues them, waking the
+    /// task that takes them.
+    fn fire_timers(&mut self) {
+        let now = self.guest_time();
+        if self.next_timer_expiry().is_none_or(|t| t > now) {
+            return;
+        }
+        for pid in self.process_ids() {
+            let fired = match self.process_mut(pid) {
+                Some(p) => p.timers.fire(now),
+                None => continue,
+            };
+            for f in fired {
+                self.timer_signal(pid, f);
+            }
+        }
     }
 
     /// Chooses the thread to run next and switches to it. Returns false when the run ended instead (every
@@ -184,19 +243,28 @@ impl<H: Host> LinuxMachine<H> {
         loop {
             self.wake_due();
             if let Some((tid, slice)) = self.sched.pick(self.icount()) {
+                self.idle_timer_skips = 0;
                 self.slice_end = self.icount().saturating_add(slice);
                 self.switch_to(tid);
                 self.resume_current();
                 return true;
             }
-            // Nothing can run: skip the clock to the next deadline, or report the deadlock.
+            // Nothing can run: skip the clock to the next deadline, or report the deadlock. Timers whose
+            // signals nobody takes (blocked ones, say) would skip time for ever: past a bound they count as
+            // no timer.
+            let only_timers = self.next_wait_deadline().is_none();
+            self.idle_timer_skips = if only_timers {
+                self.idle_timer_skips + 1
+            } else {
+                0
+            };
             match self.next_deadline() {
-                Some(d) => {
+                Some(d) if self.idle_timer_skips <= IDLE_TIMER_SKIPS_MAX => {
                     let now = self.guest_time();
                     debug_assert!(d > now, "a due deadline would have woken its task");
                     self.skipped_ns = self.skipped_ns.saturating_add(now.until(d).max(1));
                 }
-                None => {
+                _ => {
                     let report = self.deadlock_report();
                     self.terminate(Termination::Deadlock {
                         icount: self.icount(),
@@ -369,6 +437,9 @@ impl<H: Host> LinuxMachine<H> {
     /// The deadlock report: every task and what it waits on.
     fn deadlock_report(&self) -> String {
         let mut s = String::from("deadlock: every task is blocked and no timer is pending\n");
+        if self.next_timer_expiry().is_some() {
+            s.push_str("  (timers are armed, but every task blocks or ignores what they send)\n");
+        }
         for (tid, b) in &self.blocked {
             let pid = if *tid == self.thread.tid {
                 self.thread.pid

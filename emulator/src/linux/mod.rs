@@ -16,7 +16,8 @@
 //! registers, memory, icount, run, snapshot and restore, termination, statistics.
 //!
 //! Layout: elf.rs (loader and initial stack), syscalls/ (the syscall table, one file per family), kernel.rs
-//! (blocked pool, context switches, clock, deadlock report), sched.rs (the scheduling policies), task.rs (what a
+//! (blocked pool, context switches, clock, deadlock report), sched.rs (the scheduling policies), ready.rs (what
+//! poll, select and epoll call ready; eventfd, epoll), timer.rs (alarm, itimers, POSIX timers, timerfd), task.rs (what a
 //! process and a thread hold), ids.rs (typed ids and times), signal.rs (queueing, frames, default actions),
 //! files.rs (metadata changes, links, sendfile, shared file mappings), vfs.rs (paths and the overlay), fd.rs
 //! (descriptors and pipes), net/ (sockets: addresses, name space, transport), snapshot.rs, host.rs, abi.rs (kernel constants), sysnames.rs (syscall names).
@@ -30,12 +31,14 @@ pub mod ids;
 mod kernel;
 mod net;
 pub mod procfs;
+mod ready;
 pub mod sched;
 mod signal;
 mod snapshot;
 mod syscalls;
 pub mod sysnames;
 mod task;
+mod timer;
 pub mod vfs;
 
 use crate::cpu::{CacheStats, CpuConfig, Exit, Machine, Registers};
@@ -234,6 +237,11 @@ pub struct LinuxMachine<H: Host> {
     restart_deadline: Option<ids::GuestNs>,
     /// The deadline a file-family syscall asked for as it blocked (see `syscalls::would_block`).
     block_deadline: Option<ids::GuestNs>,
+    /// An earlier time at which such a syscall wants to be re-run without its deadline having passed (a
+    /// timerfd it waits on expires then; see `syscalls::would_block_until`).
+    block_wake_at: Option<ids::GuestNs>,
+    /// Consecutive time skips while every task waited and only timers were pending (see kernel.rs).
+    idle_timer_skips: u64,
     /// Virtual time skipped while every task was blocked (the clock's part not made of instructions).
     skipped_ns: u64,
     /// The next tid (and pid) to hand out.
@@ -307,6 +315,8 @@ impl<H: Host> LinuxMachine<H> {
             slice_end: 0,
             restart_deadline: None,
             block_deadline: None,
+            block_wake_at: None,
+            idle_timer_skips: 0,
             skipped_ns: 0,
             tid_next: GUEST_PID + 1,
             zombies: BTreeMap::new(),

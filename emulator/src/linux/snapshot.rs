@@ -26,6 +26,7 @@ use super::ids::{GuestNs, Pid, Tid};
 use super::kernel::{Blocked, FutexKey};
 use super::net::transport::SharedChannel;
 use super::net::{Net, Remap, SharedSocket};
+use super::ready::{Epoll, EpollItem};
 use super::sched::Scheduler;
 use super::task::{Process, Thread, Zombie};
 use super::vfs::{FileData, SharedFile, Vfs};
@@ -113,6 +114,8 @@ struct KernelCounters {
     slice_end: u64,
     restart_deadline: Option<GuestNs>,
     block_deadline: Option<GuestNs>,
+    block_wake_at: Option<GuestNs>,
+    idle_timer_skips: u64,
     skipped_ns: u64,
     tid_next: i32,
     death_seq: u64,
@@ -208,6 +211,8 @@ impl CloneMap {
             buf: pipe.buf.clone(),
             readers: pipe.readers,
             writers: pipe.writers,
+            written: pipe.written,
+            read: pipe.read,
         }));
         self.pipes.insert(key, c.clone());
         c
@@ -232,6 +237,9 @@ impl CloneMap {
             FileKind::PipeRead(p) => FileKind::PipeRead(self.pipe(p)),
             FileKind::PipeWrite(p) => FileKind::PipeWrite(self.pipe(p)),
             FileKind::Socket(s) => FileKind::Socket(self.socket(s)),
+            FileKind::EventFd(e) => FileKind::EventFd(e.clone()),
+            FileKind::TimerFd(t) => FileKind::TimerFd(t.clone()),
+            FileKind::Epoll(ep) => FileKind::Epoll(self.epoll(ep)),
         };
         let c = Rc::new(RefCell::new(OpenFile {
             kind,
@@ -240,6 +248,29 @@ impl CloneMap {
         }));
         self.descriptions.insert(key, c.clone());
         c
+    }
+
+    /// An epoll instance whose items watch the copies of their files (items of closed files are dropped).
+    /// Loops are refused by epoll_ctl, so the recursion ends.
+    fn epoll(&mut self, ep: &Epoll) -> Epoll {
+        let mut out = Epoll {
+            cursor: ep.cursor,
+            ..Epoll::default()
+        };
+        for (&fd, item) in &ep.items {
+            let Some(file) = item.file.upgrade() else {
+                continue;
+            };
+            let copy = self.description(&file);
+            out.items.insert(
+                fd,
+                EpollItem {
+                    file: Rc::downgrade(&copy),
+                    ..item.clone()
+                },
+            );
+        }
+        out
     }
 
     fn fd_table(&mut self, t: &FdTable) -> FdTable {
@@ -286,6 +317,7 @@ impl CloneMap {
             shared_pending: p.shared_pending,
             shared_info: p.shared_info.clone(),
             shared_maps: self.shared_maps(&p.shared_maps),
+            timers: p.timers.clone(),
             space: p.space,
             exited: p.exited,
             exit_signal: p.exit_signal,
@@ -335,6 +367,8 @@ impl<H: Host> LinuxMachine<H> {
                 slice_end: self.slice_end,
                 restart_deadline: self.restart_deadline,
                 block_deadline: self.block_deadline,
+                block_wake_at: self.block_wake_at,
+                idle_timer_skips: self.idle_timer_skips,
                 skipped_ns: self.skipped_ns,
                 tid_next: self.tid_next,
                 death_seq: self.death_seq,
@@ -380,6 +414,8 @@ impl<H: Host> LinuxMachine<H> {
         self.slice_end = c.slice_end;
         self.restart_deadline = c.restart_deadline;
         self.block_deadline = c.block_deadline;
+        self.block_wake_at = c.block_wake_at;
+        self.idle_timer_skips = c.idle_timer_skips;
         self.skipped_ns = c.skipped_ns;
         self.tid_next = c.tid_next;
         self.death_seq = c.death_seq;
@@ -495,6 +531,21 @@ mod tests {
             for num in 1..16 {
                 restore_replays_exactly_at(name, args, num, 16);
             }
+        }
+    }
+
+    #[test]
+    fn restore_mid_wait_continues_identically() {
+        // Snapshots taken while tasks wait in poll, select, epoll_wait, eventfd and timerfd reads, pause and
+        // sleeps, with alarms, itimers, POSIX timers and timerfds armed.
+        for (num, den) in [(1, 5), (2, 5), (1, 2), (3, 5), (4, 5), (9, 10)] {
+            restore_replays_exactly_at("ready-musl", &[], num, den);
+            restore_replays_exactly_at("timers-musl", &[], num, den);
+            restore_replays_exactly_at("go-chan", &[], num, den);
+        }
+        for (num, den) in [(1, 2), (4, 5)] {
+            restore_replays_exactly_at("ready-glibc", &[], num, den);
+            restore_replays_exactly_at("timers-glibc", &[], num, den);
         }
     }
 

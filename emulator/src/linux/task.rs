@@ -2,7 +2,7 @@
 //!
 //! The split follows Linux (and Blink's System/Machine, rr's ThreadGroup/Task):
 //! - a `Process` (a thread group) holds the descriptor table, the file-system view (working directory, umask),
-//!   the signal actions and the signals sent to the whole process, the program break, and its identity (pid,
+//!   the signal actions and the signals sent to the whole process, the program break, its timers, and its identity (pid,
 //!   parent, process group, session); its address space is the engine (`cpu::Machine`) the kernel runs its
 //!   threads on;
 //! - a `Thread` holds its registers (`CpuState`, while it is not running), its tid, its signal mask, the signals
@@ -18,6 +18,7 @@ use super::files::SharedMap;
 use super::ids::{Pid, ThreadInsns, Tid};
 use super::kernel::Restart;
 use super::signal::{bit, SigAction, SigInfo, SS_DISABLE};
+use super::timer::ProcessTimers;
 use super::vfs::GuestPath;
 use crate::cpu::CpuState;
 use std::collections::BTreeMap;
@@ -46,6 +47,8 @@ pub struct Process {
     pub shared_info: BTreeMap<i32, SigInfo>,
     /// MAP_SHARED mappings of files in its address space, kept coherent with the files (files.rs).
     pub shared_maps: Vec<SharedMap>,
+    /// alarm, ITIMER_REAL and timer_create's timers (timer.rs): not inherited by fork; execve keeps the first two.
+    pub timers: ProcessTimers,
     /// Its address space: the key of its engine among the kernel's (shared with the parent by a vfork child
     /// until it execs or exits).
     pub space: u32,
@@ -102,6 +105,7 @@ impl Process {
             shared_pending: 0,
             shared_info: BTreeMap::new(),
             shared_maps: Vec::new(),
+            timers: ProcessTimers::default(),
             space: 0,
             exited: false,
             exit_signal: SIGCHLD,

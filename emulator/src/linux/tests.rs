@@ -420,23 +420,166 @@ fn nested_directories_cost_memory_linear_in_their_depth() {
 }
 
 #[test]
-fn alarm_and_setitimer_are_enosys_with_a_reason() {
+fn alarm_answers_the_time_left_and_cpu_time_itimers_are_enosys_with_a_reason() {
     let code = assemble(|a| {
         a.mov(edi, 5u32).unwrap();
-        sys(a, 37); // alarm(5)
+        sys(a, 37); // alarm(5): no alarm before, 0
         a.mov(rbx, rax).unwrap();
-        a.xor(edi, edi).unwrap();
+        a.mov(edi, 1u32).unwrap();
         a.lea(rsi, qword_ptr(rsp - 64)).unwrap();
         a.xor(edx, edx).unwrap();
-        sys(a, 38); // setitimer(ITIMER_REAL, ...)
-        a.add(rax, rbx).unwrap();
-        a.mov(rdi, rax).unwrap();
-        a.neg(rdi).unwrap();
+        sys(a, 38); // setitimer(ITIMER_VIRTUAL, ...)
+        a.sub(rbx, rax).unwrap();
+        a.xor(edi, edi).unwrap();
+        sys(a, 37); // alarm(0): 5 seconds were left
+        a.imul_3(rax, rax, 10).unwrap();
+        a.add(rbx, rax).unwrap();
+        a.mov(rdi, rbx).unwrap();
         exit_with_rdi(a);
     });
     let m = run(&code);
-    assert_eq!(m.exit_status(), Some(2 * ENOSYS.0), "both answer -ENOSYS");
-    assert_eq!(m.stats().unknown_syscalls.get(&37), Some(&1));
+    assert_eq!(m.exit_status(), Some(5 * 10 + ENOSYS.0));
+    assert_eq!(m.stats().unknown_syscalls.get(&37), None);
     assert_eq!(m.stats().unknown_syscalls.get(&38), Some(&1));
-    assert!(m.stats().unsupported[&37].starts_with("alarm is not implemented yet"));
+    assert!(m.stats().unsupported[&38].contains("ITIMER_VIRTUAL"));
+}
+
+/// Installs `handler` (a label) for `sig`, with the sigaction struct built on the stack.
+fn handle_signal(a: &mut CodeAssembler, sig: u32, handler: CodeLabel) {
+    a.xor(eax, eax).unwrap();
+    a.push(rax).unwrap(); // sa_mask
+    a.push(rax).unwrap(); // sa_restorer
+    a.push(rax).unwrap(); // sa_flags
+    a.lea(rax, ptr(handler)).unwrap();
+    a.push(rax).unwrap(); // sa_handler
+    a.mov(edi, sig).unwrap();
+    a.mov(rsi, rsp).unwrap();
+    a.xor(edx, edx).unwrap();
+    a.mov(r10d, 8u32).unwrap();
+    sys(a, 13);
+    a.add(rsp, 32).unwrap();
+}
+
+/// A program that blocks SIGUSR1, installs a handler that exits 42, sends itself SIGUSR1 (pending, blocked),
+/// then runs `wait`, which unblocks it for the time it waits; exit 1 if `wait` returns.
+fn pending_signal_then(wait: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> {
+    assemble(|a| {
+        let mut handler = a.create_label();
+        a.mov(rax, 1u64 << (SIGUSR1 - 1)).unwrap();
+        a.push(rax).unwrap();
+        a.xor(edi, edi).unwrap(); // SIG_BLOCK
+        a.mov(rsi, rsp).unwrap();
+        a.xor(edx, edx).unwrap();
+        a.mov(r10d, 8u32).unwrap();
+        sys(a, 14);
+        handle_signal(a, SIGUSR1 as u32, handler);
+        sys(a, 39);
+        a.mov(edi, eax).unwrap();
+        a.mov(esi, SIGUSR1 as u32).unwrap();
+        sys(a, 62);
+        a.xor(eax, eax).unwrap();
+        a.push(rax).unwrap(); // the empty mask the wait installs, at rsp
+        wait(a);
+        a.mov(edi, 1u32).unwrap();
+        exit_with_rdi(a);
+        a.set_label(&mut handler).unwrap();
+        a.mov(edi, 42u32).unwrap();
+        exit_with_rdi(a);
+    })
+}
+
+#[test]
+fn sigsuspend_with_a_signal_already_pending_runs_its_handler_at_once() {
+    let code = pending_signal_then(|a| {
+        a.mov(rdi, rsp).unwrap();
+        a.mov(esi, 8u32).unwrap();
+        sys(a, 130);
+    });
+    let m = run(&code);
+    assert_eq!(m.exit_status(), Some(42), "{:?}", m.termination());
+}
+
+#[test]
+fn ppoll_and_pselect_with_a_mask_that_lets_a_pending_signal_through_are_interrupted() {
+    // ppoll(NULL, 0, NULL, &empty, 8): no descriptors, no timeout; only the signal ends it.
+    let code = pending_signal_then(|a| {
+        a.xor(edi, edi).unwrap();
+        a.xor(esi, esi).unwrap();
+        a.xor(edx, edx).unwrap();
+        a.mov(r10, rsp).unwrap();
+        a.mov(r8d, 8u32).unwrap();
+        sys(a, 271);
+    });
+    assert_eq!(run(&code).exit_status(), Some(42));
+    // pselect6(0, NULL, NULL, NULL, NULL, &{&empty, 8}).
+    let code = pending_signal_then(|a| {
+        a.mov(rax, rsp).unwrap();
+        a.push(8).unwrap();
+        a.push(rax).unwrap();
+        a.xor(edi, edi).unwrap();
+        a.xor(esi, esi).unwrap();
+        a.xor(edx, edx).unwrap();
+        a.xor(r10d, r10d).unwrap();
+        a.xor(r8d, r8d).unwrap();
+        a.mov(r9, rsp).unwrap();
+        sys(a, 270);
+    });
+    assert_eq!(run(&code).exit_status(), Some(42));
+}
+
+#[test]
+fn alarm_skips_the_clock_while_everything_waits_and_its_signal_ends_pause() {
+    let code = assemble(|a| {
+        let mut handler = a.create_label();
+        handle_signal(a, SIGALRM as u32, handler);
+        a.mov(edi, 5u32).unwrap();
+        sys(a, 37); // alarm(5)
+        sys(a, 34); // pause
+        a.mov(edi, 1u32).unwrap();
+        exit_with_rdi(a);
+        a.set_label(&mut handler).unwrap();
+        a.mov(edi, 42u32).unwrap();
+        exit_with_rdi(a);
+    });
+    let m = run(&code);
+    assert_eq!(m.exit_status(), Some(42));
+    let elapsed = m.elapsed_ns();
+    assert!(
+        (5_000_000_000..5_000_100_000).contains(&elapsed),
+        "five guest seconds passed, and barely more: {elapsed}"
+    );
+}
+
+#[test]
+fn a_periodic_timer_whose_signal_is_blocked_does_not_keep_a_waiting_guest_alive() {
+    // Block SIGALRM, setitimer(ITIMER_REAL, 1 ms periodic), pause: nothing can ever end the pause.
+    let code = assemble(|a| {
+        a.mov(rax, 1u64 << (SIGALRM - 1)).unwrap();
+        a.push(rax).unwrap();
+        a.xor(edi, edi).unwrap();
+        a.mov(rsi, rsp).unwrap();
+        a.xor(edx, edx).unwrap();
+        a.mov(r10d, 8u32).unwrap();
+        sys(a, 14);
+        for v in [0u64, 1000, 0, 1000] {
+            a.mov(rax, v).unwrap();
+            a.push(rax).unwrap();
+        }
+        a.xor(edi, edi).unwrap();
+        a.mov(rsi, rsp).unwrap();
+        a.xor(edx, edx).unwrap();
+        sys(a, 38);
+        sys(a, 34);
+        a.mov(edi, 1u32).unwrap();
+        exit_with_rdi(a);
+    });
+    let m = run(&code);
+    assert_eq!(
+        m.exit_status(),
+        Some(EXIT_DEADLOCK),
+        "{:?}",
+        m.termination()
+    );
+    let line = m.termination().unwrap().diagnostic().unwrap();
+    assert!(line.contains("timers are armed"), "{line}");
 }

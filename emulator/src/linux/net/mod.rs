@@ -138,6 +138,8 @@ pub struct Socket {
     pub options: BTreeMap<(i32, i32), Vec<u8>>,
     /// Open file descriptions holding it; the socket closes when the last goes.
     pub open_count: u32,
+    /// Connections queued for accept so far (part of its EPOLLET edge counter).
+    pub connections_queued: u64,
     pub closed: bool,
 }
 
@@ -160,6 +162,7 @@ impl Socket {
             shut_write: false,
             options: BTreeMap::new(),
             open_count: 0,
+            connections_queued: 0,
             closed: false,
         }
     }
@@ -174,6 +177,30 @@ impl Socket {
 
     /// The poll(2) events the socket is ready for (POLLIN 0x1, POLLOUT 0x4, POLLERR 0x8, POLLHUP 0x10,
     /// POLLRDHUP 0x2000): readable with data, a pending connection or the peer gone; writable with room.
+    /// A counter that moves whenever something new happens that a reader or writer of the socket may wait
+    /// for: bytes or a message arriving, room made by the peer's reads, a connection queued, an end going away
+    /// (epoll's EPOLLET edge, ready.rs).
+    pub fn edge(&self) -> u64 {
+        let channel = |c: Option<&SharedChannel>, pushes: bool| {
+            c.map_or(0, |c| {
+                let c = c.borrow();
+                let gone = (c.sender_gone as u64) << 1 | c.receiver_gone as u64;
+                let n = if pushes { c.pushes } else { c.takes };
+                n.wrapping_mul(4).wrapping_add(gone)
+            })
+        };
+        let (rx, tx) = match &self.state {
+            State::Connected { rx, tx } => (Some(rx), Some(tx)),
+            _ => (self.inbox.as_ref(), self.dgram_peer.as_ref()),
+        };
+        let shut = (self.shut_read as u64) << 1 | self.shut_write as u64;
+        channel(rx, true)
+            .wrapping_add(channel(tx, false))
+            .wrapping_add(self.connections_queued)
+            .wrapping_mul(4)
+            .wrapping_add(shut)
+    }
+
     pub fn poll_ready(&self) -> u16 {
         const IN: u16 = 0x1;
         const OUT: u16 = 0x4;
@@ -293,6 +320,7 @@ impl Socket {
             shut_write: self.shut_write,
             options: self.options.clone(),
             open_count: self.open_count,
+            connections_queued: self.connections_queued,
             closed: self.closed,
         }
     }

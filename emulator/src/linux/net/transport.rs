@@ -42,6 +42,9 @@ pub struct Channel {
     pub sender_gone: bool,
     /// Nobody will read: a send fails.
     pub receiver_gone: bool,
+    /// Pushes and takes so far: what epoll's EPOLLET sees as new edges (ready.rs).
+    pub pushes: u64,
+    pub takes: u64,
 }
 
 pub type SharedChannel = Rc<RefCell<Channel>>;
@@ -55,6 +58,8 @@ impl Channel {
             capacity_bytes: CHANNEL_BYTES_MAX,
             sender_gone: false,
             receiver_gone: false,
+            pushes: 0,
+            takes: 0,
         }))
     }
 
@@ -82,6 +87,7 @@ impl Channel {
         debug_assert!(data.len() <= self.space());
         self.bytes.extend(data.iter().copied());
         self.queued_bytes += data.len();
+        self.pushes += 1;
     }
 
     /// Takes (or, with `peek`, copies) up to `len` stream bytes.
@@ -91,12 +97,14 @@ impl Channel {
             return self.bytes.iter().take(n).copied().collect();
         }
         self.queued_bytes -= n;
+        self.takes += 1;
         self.bytes.drain(..n).collect()
     }
 
     pub fn push_message(&mut self, m: Message) {
         debug_assert!(self.fits(m.bytes.len()));
         self.queued_bytes += m.bytes.len();
+        self.pushes += 1;
         self.messages.push_back(m);
     }
 
@@ -112,6 +120,7 @@ impl Channel {
         }
         let m = self.messages.pop_front()?;
         self.queued_bytes -= m.bytes.len();
+        self.takes += 1;
         Some(m)
     }
 }

@@ -1,6 +1,6 @@
 //! Syscalls that move bytes through descriptors (read, write, their vectored and positioned forms) and that
-//! manage descriptors (dup, fcntl, pipe, ioctl, poll), following read(2), write(2), pipe(7), fcntl(2),
-//! ioctl_tty(2) and poll(2). A read of an empty pipe and a write to a full one block (`would_block`).
+//! manage descriptors (dup, fcntl, pipe, ioctl), following read(2), write(2), pipe(7), fcntl(2) and
+//! ioctl_tty(2). Reads and writes of eventfds and timerfds are ready.rs's and timers.rs's. A read of an empty pipe and a write to a full one block (`would_block`).
 
 use super::*;
 
@@ -26,6 +26,19 @@ impl<H: Host> LinuxMachine<H> {
                 return Err(ESPIPE);
             }
             return self.socket_read(&s, nonblock, len);
+        }
+        match &d.kind {
+            FileKind::EventFd(_) | FileKind::TimerFd(_) if offset.is_some() => return Err(ESPIPE),
+            FileKind::EventFd(_) => {
+                drop(d);
+                return self.eventfd_read(&desc, len);
+            }
+            FileKind::TimerFd(_) => {
+                drop(d);
+                return self.timerfd_read(&desc, len);
+            }
+            FileKind::Epoll(_) => return Err(EINVAL),
+            _ => {}
         }
         let pos = offset.unwrap_or(d.offset);
         let out = match &d.kind {
@@ -68,11 +81,13 @@ impl<H: Host> LinuxMachine<H> {
                         Err(self.would_block(None))
                     };
                 }
-                let n = len.min(p.buf.len());
-                return Ok(p.buf.drain(..n).collect());
+                return Ok(p.take(len));
             }
             FileKind::PipeWrite(_) => return Err(EBADF),
             FileKind::Socket(_) => unreachable!("sockets are read above"),
+            FileKind::EventFd(_) | FileKind::TimerFd(_) | FileKind::Epoll(_) => {
+                unreachable!("read above")
+            }
         };
         if offset.is_none() {
             d.offset = pos + out.len() as u64;
@@ -101,10 +116,22 @@ impl<H: Host> LinuxMachine<H> {
             return self.socket_send(&s, nonblock, bytes, 0, None);
         }
         match &d.kind {
+            FileKind::EventFd(_) if offset.is_some() => return Err(ESPIPE),
+            FileKind::EventFd(_) => {
+                drop(d);
+                return self.eventfd_write(&desc, bytes);
+            }
+            FileKind::TimerFd(_) | FileKind::Epoll(_) => return Err(EINVAL),
+            _ => {}
+        }
+        match &d.kind {
             FileKind::Stdout => self.host.write_stdout(bytes)?,
             FileKind::Stderr => self.host.write_stderr(bytes)?,
             FileKind::Stdin | FileKind::Dir { .. } | FileKind::PipeRead(_) => return Err(EBADF),
             FileKind::Socket(_) => unreachable!("sockets are written above"),
+            FileKind::EventFd(_) | FileKind::TimerFd(_) | FileKind::Epoll(_) => {
+                unreachable!("written above")
+            }
             FileKind::Device(_) => {}
             FileKind::PipeWrite(p) => {
                 let mut p = p.borrow_mut();
@@ -132,7 +159,7 @@ impl<H: Host> LinuxMachine<H> {
                         self.would_block(None)
                     });
                 }
-                p.buf.extend(bytes[..fits].iter().copied());
+                p.push(&bytes[..fits]);
                 return Ok(fits as u64);
             }
             FileKind::Regular { data, .. } => {
@@ -413,67 +440,5 @@ impl<H: Host> LinuxMachine<H> {
             }
             _ => Err(ENOTTY),
         }
-    }
-
-    pub(in crate::linux) fn sys_poll(
-        &mut self,
-        fds: u64,
-        count: u64,
-        timeout_ms: i64,
-    ) -> SysResult {
-        if count > crate::linux::fd::FDS_MAX as u64 {
-            return Err(EINVAL);
-        }
-        let raw = self.read_mem(fds, count * 8)?;
-        let mut out = raw.clone();
-        let mut ready = 0u64;
-        for (i, c) in raw.chunks_exact(8).enumerate() {
-            let fd = i32::from_le_bytes(c[..4].try_into().unwrap());
-            let events = u16::from_le_bytes([c[4], c[5]]);
-            let revents: u16 = if fd < 0 {
-                0
-            } else {
-                match self.proc.fds.get(fd) {
-                    Err(_) => 0x20, // POLLNVAL
-                    Ok(desc) => match &desc.borrow().kind {
-                        FileKind::PipeRead(p) => {
-                            let p = p.borrow();
-                            if !p.buf.is_empty() {
-                                events & 1
-                            } else if p.writers == 0 {
-                                0x10 // POLLHUP
-                            } else {
-                                0
-                            }
-                        }
-                        FileKind::PipeWrite(p) => {
-                            if p.borrow().readers == 0 {
-                                0x8 // POLLERR
-                            } else {
-                                events & 4
-                            }
-                        }
-                        // POLLERR and POLLHUP are reported whether asked for or not.
-                        FileKind::Socket(s) => s.borrow().poll_ready() & (events | 0x18),
-                        // Everything else is always ready (POLLIN | POLLOUT as asked).
-                        _ => events & 5,
-                    },
-                }
-            };
-            out[i * 8 + 6..i * 8 + 8].copy_from_slice(&revents.to_le_bytes());
-            if revents != 0 {
-                ready += 1;
-            }
-        }
-        if ready == 0 && timeout_ms != 0 {
-            // Nothing ready: wait for another task to change something, or for the timeout (a negative one is
-            // infinite). The descriptors' revents are written when the call completes.
-            let deadline = self.timeout_deadline_ms(timeout_ms);
-            if deadline.is_none_or(|d| self.guest_time() < d) {
-                return Err(self.would_block(deadline));
-            }
-        }
-        self.write_mem(fds, &out)?;
-        Ok(ready)
     }
 }

@@ -4,7 +4,8 @@
 //! io.rs (bytes through descriptors, descriptor management, poll), paths.rs (open, stat, directories),
 //! memory.rs (mmap, brk), time.rs (clocks), system.rs (uname, limits, prctl), signals.rs (actions, sending,
 //! waiting), tasks.rs (threads, futex, sleeps, exit), processes.rs (fork, vfork, execve, wait, groups),
-//! sockets.rs (socket, bind, listen, accept, connect, send and receive, options).
+//! sockets.rs (socket, bind, listen, accept, connect, send and receive, options), ready.rs (poll, select,
+//! epoll, eventfd), timers.rs (alarm, itimers, timer_create, timerfd).
 //!
 //! Convention (x86-64 ABI, A.2.1): number in rax, arguments in rdi, rsi, rdx, r10, r8, r9; the result or -errno in
 //! rax; the SYSCALL instruction leaves the return address in rcx and rflags in r11. An unknown number returns
@@ -24,11 +25,13 @@ mod io;
 mod memory;
 mod paths;
 pub(super) mod processes;
+mod ready;
 mod signals;
 mod sockets;
 mod system;
 pub(super) mod tasks;
 mod time;
+mod timers;
 
 use super::abi::*;
 use super::fd::{FileKind, OpenFile, Pipe, PIPE_BUF, PIPE_BYTES_MAX};
@@ -243,6 +246,8 @@ impl<H: Host> LinuxMachine<H> {
         self.host.syscall_entry(icount, self.thread.tid.0, nr);
         // Stores through shared file mappings reach their files before any syscall can look (files.rs).
         self.flush_shared_maps();
+        self.block_wake_at = None;
+        let mut blocked = false;
         let result = match self.dispatch(nr, a) {
             Outcome::Return(r) => {
                 self.machine.cpu.regs.gpr[RAX] = match r {
@@ -259,6 +264,7 @@ impl<H: Host> LinuxMachine<H> {
             }
             Outcome::Block(wait, deadline) => {
                 self.block_current(wait, deadline, nr, a);
+                blocked = true;
                 BLOCKED_RESULT
             }
         };
@@ -266,6 +272,28 @@ impl<H: Host> LinuxMachine<H> {
             self.trace_syscall(icount, nr, a, result);
         }
         self.host.syscall_exit(result);
+        if blocked {
+            self.interrupt_if_signal_ready();
+        }
+    }
+
+    /// The running thread just blocked with a signal already pending that its mask (perhaps the one
+    /// sigsuspend, ppoll, pselect6 or epoll_pwait just installed) lets through: the wait is interrupted at
+    /// once, as Linux checks signal_pending before it sleeps, instead of waiting for a signal that came.
+    fn interrupt_if_signal_ready(&mut self) {
+        let tid = self.thread.tid;
+        let ready = (self.thread.sig.pending | self.proc.shared_pending) & !self.thread.sig.blocked;
+        let interruptible = self
+            .blocked
+            .get(&tid)
+            .is_some_and(|b| !matches!(b.wait, Wait::Vfork { .. }));
+        if ready == 0 || !interruptible {
+            return;
+        }
+        self.wake(tid, None);
+        if let Some(r) = self.thread.restart.take() {
+            self.restart_syscall(r);
+        }
     }
 
     fn unknown(&mut self, nr: u64) -> Outcome {
@@ -299,6 +327,8 @@ impl<H: Host> LinuxMachine<H> {
             .or_else(|| self.dispatch_signals(nr, a))
             .or_else(|| self.dispatch_processes(nr, a))
             .or_else(|| self.dispatch_sockets(nr, a))
+            .or_else(|| self.dispatch_ready(nr, a))
+            .or_else(|| self.dispatch_timers(nr, a))
         {
             Some(outcome) => outcome,
             None => self.dispatch_files_and_rest(nr, a),
@@ -324,7 +354,6 @@ impl<H: Host> LinuxMachine<H> {
             4 => self.sys_fstatat(AT_FDCWD, a[0], a[1], 0),
             5 => self.sys_fstatat(fd0, 0, a[1], AT_EMPTY_PATH),
             6 => self.sys_fstatat(AT_FDCWD, a[0], a[1], AT_SYMLINK_NOFOLLOW),
-            7 => self.sys_poll(a[0], a[1], a[2] as i32 as i64),
             8 => self.sys_lseek(fd0, a[1] as i64, a[2] as u32),
             9 => self.sys_mmap(a[0], a[1], a[2], a[3], a[4] as i32, a[5]),
             10 => self.sys_mprotect(a[0], a[1], a[2]),
@@ -350,18 +379,6 @@ impl<H: Host> LinuxMachine<H> {
             28 => Ok(0), // madvise: advice only
             32 => self.sys_dup(fd0, 0, None),
             33 => self.sys_dup2(fd0, a[1] as i32, 0, true),
-            37 => {
-                return self.unsupported(
-                    nr,
-                    "alarm is not implemented yet (timers arrive with the guest kernel): answered -ENOSYS",
-                )
-            }
-            38 => {
-                return self.unsupported(
-                    nr,
-                    "setitimer is not implemented yet (timers arrive with the guest kernel): answered -ENOSYS",
-                )
-            }
             40 => self.sys_sendfile(fd0, a[1] as i32, a[2], a[3]),
             39 => Ok(self.proc.pid.0 as u64),
             63 => self.sys_uname(a[0]),
@@ -399,7 +416,7 @@ impl<H: Host> LinuxMachine<H> {
             104 | 108 => Ok(GUEST_GID),
             105 | 106 => Ok(0), // setuid, setgid: to the one uid and gid there is
             110 => Ok(self.proc.ppid.0 as u64),
-            115 => Ok(0),                             // getgroups: no supplementary groups
+            115 => Ok(0), // getgroups: no supplementary groups
             118 | 120 => self.sys_getresid(a, GUEST_UID),
             131 => self.sys_sigaltstack(a[0], a[1]),
             132 => self.sys_utime(a[0], a[1]),
@@ -423,7 +440,6 @@ impl<H: Host> LinuxMachine<H> {
             267 => self.sys_readlinkat(fd0, a[1], a[2], a[3]),
             268 => self.sys_fchmodat(fd0, a[1], a[2], 0),
             269 | 439 => self.sys_faccessat(fd0, a[1], a[2] as u32),
-            271 => self.sys_poll(a[0], a[1], -1),
             280 => self.sys_utimensat(fd0, a[1], a[2], a[3] as u32),
             292 => self.sys_dup2(fd0, a[1] as i32, a[2] as u32, false),
             293 => self.sys_pipe2(a[0], a[1] as u32),
@@ -464,22 +480,21 @@ impl<H: Host> LinuxMachine<H> {
         self.host.trace(&line);
     }
 
-    /// The deadline of a timeout of `ms` milliseconds begun by this syscall's first attempt (kept across its
-    /// re-runs); None for a negative timeout (wait for ever).
-    pub(super) fn timeout_deadline_ms(&self, ms: i64) -> Option<GuestNs> {
-        if ms < 0 {
-            return None;
-        }
-        Some(
-            self.restart_deadline
-                .unwrap_or_else(|| self.guest_time().saturating_add(ms as u64 * 1_000_000)),
-        )
-    }
-
     /// A file-family syscall that cannot complete yet: it is re-run when another task did something, or at
     /// `deadline` (returned as the syscall's error; `dispatch` turns it into `Outcome::Block`).
     pub(super) fn would_block(&mut self, deadline: Option<GuestNs>) -> Errno {
+        self.would_block_until(deadline, None)
+    }
+
+    /// The same, also re-run at `wake_at` (a timerfd it waits on expires then) without that being its
+    /// timeout: the deadline its re-runs see stays `deadline`.
+    pub(super) fn would_block_until(
+        &mut self,
+        deadline: Option<GuestNs>,
+        wake_at: Option<GuestNs>,
+    ) -> Errno {
         self.block_deadline = deadline;
+        self.block_wake_at = wake_at;
         WOULD_BLOCK
     }
 }

@@ -156,6 +156,10 @@ impl<H: Host> LinuxMachine<H> {
                     FileKind::Socket(_) => {
                         Some(fixed(0x5_0000 + dirfd as u64, S_IFSOCK | 0o777, 0))
                     }
+                    // anon_inodefs: mode 0600 and no file type.
+                    FileKind::EventFd(_) | FileKind::TimerFd(_) | FileKind::Epoll(_) => {
+                        Some(fixed(0x6_0000 + dirfd as u64, 0o600, 0))
+                    }
                     _ => None,
                 };
                 if let Some(st) = special {

@@ -218,6 +218,8 @@ impl<H: Host> LinuxMachine<H> {
             shared_pending: 0,
             shared_info: Default::default(),
             shared_maps: p.shared_maps.clone(),
+            // fork(2): the child's timers and alarm are not inherited.
+            timers: Default::default(),
             space,
             exited: false,
             exit_signal: (exit_signal & 0xff) as i32,
@@ -649,6 +651,7 @@ impl<H: Host> LinuxMachine<H> {
         p.brk_start = loaded.brk_start;
         p.brk_current = loaded.brk_start;
         p.shared_maps.clear();
+        p.timers.exec();
         p.fds.close_on_exec();
         for a in p.sigactions.iter_mut() {
             if a.handler != SIG_IGN {

@@ -643,6 +643,7 @@ impl<H: Host> LinuxMachine<H> {
         c.peer_pid = Some(l.cred_pid);
         if let State::Listening { pending, .. } = &mut l.state {
             pending.push_back(server.shared());
+            l.connections_queued += 1;
         }
     }
 
