@@ -159,8 +159,16 @@ pub fn signal_for(e: Exception, rip: u64) -> SigInfo {
 
 /// The 512-byte FXSAVE image of the FPU, MXCSR and XMM registers.
 pub fn fxsave(cpu: &Cpu) -> [u8; 512] {
+    fxsave_of(&cpu.regs.x87, cpu.regs.mxcsr, &cpu.regs.xmm)
+}
+
+/// The FXSAVE image of a thread's registers, running or not (core dumps write one per thread).
+pub fn fxsave_registers(r: &crate::cpu::Registers) -> [u8; 512] {
+    fxsave_of(&r.x87, r.mxcsr, &r.xmm)
+}
+
+fn fxsave_of(x: &crate::cpu::X87, mxcsr: u32, xmm: &[u128; 16]) -> [u8; 512] {
     let mut b = [0u8; 512];
-    let x = &cpu.regs.x87;
     b[0..2].copy_from_slice(&x.control.to_le_bytes());
     b[2..4].copy_from_slice(&x.status_word().to_le_bytes());
     let mut abridged = 0u8;
@@ -173,7 +181,7 @@ pub fn fxsave(cpu: &Cpu) -> [u8; 512] {
     b[6..8].copy_from_slice(&x.last_opcode.to_le_bytes());
     b[8..16].copy_from_slice(&x.last_ip.to_le_bytes());
     b[16..24].copy_from_slice(&x.last_dp.to_le_bytes());
-    b[24..28].copy_from_slice(&cpu.regs.mxcsr.to_le_bytes());
+    b[24..28].copy_from_slice(&mxcsr.to_le_bytes());
     b[28..32].copy_from_slice(&0xffffu32.to_le_bytes());
     for i in 0..8 {
         let r = x.regs[(x.top as usize + i) & 7];
@@ -183,7 +191,7 @@ pub fn fxsave(cpu: &Cpu) -> [u8; 512] {
     }
     for i in 0..16 {
         let at = 160 + 16 * i;
-        b[at..at + 16].copy_from_slice(&cpu.regs.xmm[i].to_le_bytes());
+        b[at..at + 16].copy_from_slice(&xmm[i].to_le_bytes());
     }
     b
 }
