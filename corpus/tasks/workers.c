@@ -1,10 +1,12 @@
 /* Worker threads, each running in a function of its own, for the debuggers' views of threads (`tandem debug`'s
    `threads` and `thread TID`, the gdb server's `info threads`, cores with one NT_PRSTATUS per thread).
    Usage: workers [crash].
-   Without an argument: alpha, beta and gamma each call their step function ROUNDS times; main joins them and
-   prints what each returned. With `crash`: once alpha and beta loop in their step functions for good, gamma
-   writes through a null pointer (SIGSEGV), so the core holds gamma in worker_gamma, alpha and beta in their
-   loops and main in pthread_join. Built with symbols (not stripped) so that gdb names the functions. */
+   The workers start together (a barrier). Without an argument: alpha, beta and gamma each call their step
+   function ROUNDS times and wait for each other at a second barrier (so all are alive while any steps); main
+   joins them and prints what each returned. With `crash`: alpha and beta loop in their step functions for
+   good; gamma steps ROUNDS times, waits until both have stepped a hundred times and writes through a null
+   pointer (SIGSEGV), so the core holds gamma in worker_gamma, alpha and beta in their loops and main in
+   pthread_join. Built with symbols (not stripped) so that gdb names the functions. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -12,8 +14,10 @@
 
 #define ROUNDS 2000
 
-static int started;
+static pthread_barrier_t start, finish;
 static volatile long sink;
+/* Steps taken so far by alpha and beta: in crash mode gamma waits until both loop for good. */
+static volatile long alpha_steps, beta_steps;
 static int crash;
 
 __attribute__((noinline)) static long alpha_step(long i) {
@@ -34,38 +38,41 @@ __attribute__((noinline)) static long gamma_step(long i) {
 static void *worker_alpha(void *arg) {
     (void)arg;
     long total = 0;
-    __atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
+    pthread_barrier_wait(&start);
     for (long i = 0; crash || i < ROUNDS; i++)
-        total += alpha_step(i);
+        total += alpha_step(i), alpha_steps++;
+    pthread_barrier_wait(&finish);
     return (void *)total;
 }
 
 static void *worker_beta(void *arg) {
     (void)arg;
     long total = 0;
-    __atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
+    pthread_barrier_wait(&start);
     for (long i = 0; crash || i < ROUNDS; i++)
-        total += beta_step(i);
+        total += beta_step(i), beta_steps++;
+    pthread_barrier_wait(&finish);
     return (void *)total;
 }
 
 static void *worker_gamma(void *arg) {
     (void)arg;
     long total = 0;
-    if (crash) {
-        while (__atomic_load_n(&started, __ATOMIC_SEQ_CST) < 2)
-            sched_yield();
-        for (long i = 0; i < ROUNDS; i++)
-            total += gamma_step(i);
-        *(volatile long *)0 = total; /* SIGSEGV: the whole process dies with this thread's fault */
-    }
+    pthread_barrier_wait(&start);
     for (long i = 0; i < ROUNDS; i++)
         total += gamma_step(i);
+    while (crash && (alpha_steps < 100 || beta_steps < 100))
+        sched_yield();
+    if (crash)
+        *(volatile long *)0 = total; /* SIGSEGV: the whole process dies with this thread's fault */
+    pthread_barrier_wait(&finish);
     return (void *)total;
 }
 
 int main(int argc, char **argv) {
     crash = argc > 1 && strcmp(argv[1], "crash") == 0;
+    pthread_barrier_init(&start, NULL, 3);
+    pthread_barrier_init(&finish, NULL, 3);
     void *(*workers[3])(void *) = {worker_alpha, worker_beta, worker_gamma};
     const char *names[3] = {"alpha", "beta", "gamma"};
     pthread_t threads[3];
