@@ -401,7 +401,7 @@ fn watch_lengths_are_honoured_or_refused() {
 }
 
 /// The `threads` line of `tid` in a transcript ("* thread TID process PID rip ADDR <sym> STATE").
-fn thread_line<'a>(transcript: &'a str, tid: i32) -> &'a str {
+fn thread_line(transcript: &str, tid: i32) -> &str {
     transcript
         .lines()
         .find(|l| {

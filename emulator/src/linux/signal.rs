@@ -189,9 +189,9 @@ fn fxsave_of(x: &crate::cpu::X87, mxcsr: u32, xmm: &[u128; 16]) -> [u8; 512] {
         b[at..at + 8].copy_from_slice(&r.significand.to_le_bytes());
         b[at + 8..at + 10].copy_from_slice(&r.sign_exponent.to_le_bytes());
     }
-    for i in 0..16 {
+    for (i, x) in xmm.iter().enumerate() {
         let at = 160 + 16 * i;
-        b[at..at + 16].copy_from_slice(&xmm[i].to_le_bytes());
+        b[at..at + 16].copy_from_slice(&x.to_le_bytes());
     }
     b
 }
