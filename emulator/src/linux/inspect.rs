@@ -254,3 +254,88 @@ impl<H: Host> LinuxMachine<H> {
             .collect();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::abi::SIGSEGV;
+    use super::super::*;
+    use crate::cpu::RBX;
+
+    fn workers(args: &[&str]) -> LinuxMachine<MemoryHost> {
+        let path = format!("{}/../corpus/bin/workers-musl", env!("CARGO_MANIFEST_DIR"));
+        let program = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let config = LinuxConfig {
+            argv: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            ..LinuxConfig::default()
+        };
+        LinuxMachine::new(config, &program, MemoryHost::new(0)).unwrap()
+    }
+
+    /// While the workers run: every thread by tid, one of them running (the current one), each with its own
+    /// registers and its process's memory; a register write to a waiting thread is what it is read back as;
+    /// a core lists the running thread first, then the others by tid.
+    #[test]
+    fn threads_registers_and_core_threads_follow_the_kernel() {
+        let mut m = workers(&["workers"]);
+        let mut chunks = 0;
+        while m.threads().len() < 4 {
+            assert_eq!(m.run(1_000), Progress::BudgetExhausted);
+            chunks += 1;
+            assert!(chunks < 1_000, "the workers start");
+        }
+        let threads = m.threads();
+        let tids: Vec<i32> = threads.iter().map(|t| t.tid.0).collect();
+        assert_eq!(tids, vec![1000, 1001, 1002, 1003]);
+        assert!(threads.iter().all(|t| t.pid == Pid(1000)));
+        let running: Vec<Tid> = threads
+            .iter()
+            .filter(|t| t.state == ThreadState::Running)
+            .map(|t| t.tid)
+            .collect();
+        assert_eq!(running, vec![m.current_tid()]);
+        for t in &threads {
+            assert_eq!(m.thread_registers(t.tid).unwrap().rip, t.rip);
+            assert!(std::ptr::eq(m.thread_memory(t.tid).unwrap(), m.memory()));
+        }
+        let other = threads.iter().find(|t| t.tid != m.current_tid()).unwrap().tid;
+        let saved = m.thread_registers(other).unwrap();
+        let mut changed = saved.clone();
+        changed.gpr[RBX] ^= 0x5555;
+        assert!(m.set_thread_registers(other, &changed));
+        assert_eq!(m.thread_registers(other), Some(changed));
+        assert!(m.set_thread_registers(other, &saved));
+        assert_eq!(m.thread_registers(Tid(4242)), None);
+        assert!(!m.set_thread_registers(Tid(4242), &saved));
+        let core: Vec<i32> = m.core_threads().iter().map(|t| t.tid.0).collect();
+        assert_eq!(core[0], m.current_tid().0);
+        let mut rest = core[1..].to_vec();
+        rest.sort_unstable();
+        assert_eq!(rest, core[1..]);
+        assert_eq!(core.len(), 4);
+    }
+
+    /// After a thread's fault killed the process, the kernel has dropped its threads but a debugger and a
+    /// core still see them as they were: the crashing thread current and first, the others by tid, each
+    /// with the registers it had.
+    #[test]
+    fn a_crashed_run_keeps_its_threads_for_cores_and_debuggers() {
+        let mut m = workers(&["workers", "crash"]);
+        assert_eq!(m.run_to_completion(500_000_000), Progress::Finished);
+        assert!(
+            matches!(m.termination(), Some(Termination::Signaled { signal, .. }) if *signal == SIGSEGV)
+        );
+        assert_eq!(m.current_tid(), Tid(1003), "gamma crashed");
+        let threads = m.threads();
+        assert_eq!(threads.len(), 4);
+        assert!(threads.iter().all(|t| t.state == ThreadState::Exited));
+        let core = m.core_threads();
+        let tids: Vec<i32> = core.iter().map(|t| t.tid.0).collect();
+        assert_eq!(tids, vec![1003, 1000, 1001, 1002]);
+        assert_eq!(core[0].regs, m.registers());
+        for t in &core[1..] {
+            assert_eq!(m.thread_registers(t.tid).as_ref(), Some(&t.regs));
+            assert_ne!(t.regs.rip, core[0].regs.rip);
+        }
+        assert!(!m.set_thread_registers(Tid(1001), &core[1].regs));
+    }
+}
