@@ -297,7 +297,11 @@ mod tests {
             assert_eq!(m.thread_registers(t.tid).unwrap().rip, t.rip);
             assert!(std::ptr::eq(m.thread_memory(t.tid).unwrap(), m.memory()));
         }
-        let other = threads.iter().find(|t| t.tid != m.current_tid()).unwrap().tid;
+        let other = threads
+            .iter()
+            .find(|t| t.tid != m.current_tid())
+            .unwrap()
+            .tid;
         let saved = m.thread_registers(other).unwrap();
         let mut changed = saved.clone();
         changed.gpr[RBX] ^= 0x5555;
