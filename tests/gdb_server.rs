@@ -1349,3 +1349,54 @@ fn gdb_sees_every_thread_and_stops_in_the_one_that_hit_the_breakpoint() {
         .unwrap_or_else(|| panic!("no `thread` answer:\n{g}"));
     assert!(last.contains("Thread 1.1002"), "{last}\n{g}");
 }
+
+/// At the fatal signal of a multi-thread crash, gdb sees every thread the process had as it died (the
+/// kernel has ended them, the replay keeps them): the crashing thread (gamma) current, and each thread's
+/// backtrace through its own function, as native gdb shows the same crash; a reverse step stays in the
+/// crashing thread.
+#[test]
+fn gdb_sees_every_thread_at_the_crash_of_a_multi_thread_program() {
+    let dir = scratch("workers-crash");
+    let trace = dir.join("crash.trace");
+    let out = record_trace(&trace, &[], &corpus_bin("workers-glibc"), &["crash"], b"");
+    assert!(
+        text(&out.stderr).contains("guest killed by SIGSEGV"),
+        "{}",
+        text(&out.stderr)
+    );
+    let commands = ["info threads", "thread apply all bt"];
+    let server = Server::start(&trace);
+    let mut ours = vec!["continue"];
+    ours.extend(commands);
+    ours.extend(["reverse-stepi", "thread", "detach"]);
+    let g = run_gdb_on(&server.address, "workers-glibc", &ours);
+    drop(server);
+    let native = run_native_gdb("workers-glibc", &["crash"], &commands);
+    for output in [&g, &native] {
+        assert!(
+            output.contains("received signal SIGSEGV"),
+            "the crash:\n{output}"
+        );
+        let current = output
+            .lines()
+            .find(|l| l.starts_with("* "))
+            .unwrap_or_else(|| panic!("no current thread:\n{output}"));
+        assert!(current.contains("worker_gamma"), "{current}\n{output}");
+        let all = &output[output.find("\nThread ").unwrap_or(0)..];
+        for function in ["worker_alpha", "worker_beta", "worker_gamma", "in main ("] {
+            assert!(all.contains(function), "no {function} in\n{output}");
+        }
+        assert_eq!(
+            output
+                .lines()
+                .filter(|l| l.starts_with("Thread ") && l.ends_with("):"))
+                .count(),
+            4,
+            "{output}"
+        );
+    }
+    let after = &g[g
+        .rfind("[Current thread is")
+        .unwrap_or_else(|| panic!("{g}"))..];
+    assert!(after.contains("Thread 1.1003"), "{g}");
+}
