@@ -11,11 +11,12 @@
 //! action plus the default continue, thread selections only of threads the guest has), so that gdbstub sees
 //! only what it was written for.
 //!
-//! What it answers itself: packets that need only the protocol (thread queries, `H`, `T`, unsupported and
-//! unknown packets with the empty reply that means "not supported"), memory and register writes (a replay is
-//! read-only), `?` and `qXfer:siginfo:read` (they depend on the fatal signal the guest may be stopped with,
+//! What it answers itself: packets that need only the protocol (`Hc`, `Hg` of any or all threads, unsupported
+//! and unknown packets with the empty reply that means "not supported"), memory and register writes (a replay
+//! is read-only), `?` and `qXfer:siginfo:read` (they depend on the fatal signal the guest may be stopped with,
 //! which gdbstub 0.7 has no notion of), and a resume with a signal other than the fatal one (a replay cannot
 //! deliver a signal the recorded run did not receive; gdb shows the error reply as "Remote failure reply").
+//! `T TID` and `Hg TID` go to the server, which answers or forwards them only for a thread the guest has.
 //! The framing follows "Overview" and "Packet Acknowledgment": a packet with a bad checksum is answered with `-`
 //! (a request to send it again) while acknowledgments are on, and with an error reply once they are off.
 
@@ -555,7 +556,7 @@ fn xfer(rest: &[u8]) -> Request {
 fn vcont(actions: &[u8]) -> Request {
     let list: Vec<&[u8]> = actions.split(|&b| b == b';').collect();
     if list.len() > 2 {
-        return Request::Reply("E.one thread: at most two vCont actions".into());
+        return Request::Reply("E.one schedule: at most two vCont actions".into());
     }
     let mut parsed = Vec::new();
     for a in &list {
@@ -565,7 +566,7 @@ fn vcont(actions: &[u8]) -> Request {
         }
     }
     if parsed.len() == 2 && parsed[1] != Action::Continue {
-        return Request::Reply("E.one thread: a second vCont action must be c".into());
+        return Request::Reply("E.one schedule: a second vCont action must be c".into());
     }
     match parsed[0] {
         Action::Continue => Request::Forward("vCont;c".into()),
