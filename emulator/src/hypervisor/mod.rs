@@ -619,6 +619,8 @@ impl<H: Host> Hypervisor<H> {
                 self.log_report(&report);
                 self.reports.push(report);
                 let early = if lost_action == Action::SigbusNow {
+                    // Every process that shares the lost frame is told at once, as the one running is.
+                    self.guest.send_memory_error_to_sharers(frame);
                     Some(self.guest.send_memory_error(vaddrs[0]))
                 } else {
                     None

@@ -707,3 +707,51 @@ fn an_error_on_a_frame_shared_after_fork_poisons_every_process_mapping_it() {
     hv.run_to_completion(200_000_000);
     assert!(hv.guest.termination().is_some());
 }
+
+/// With early kill, a lost dirty frame that a forked child still shares with its parent signals both at
+/// once: the child, running, dies of SIGBUS BUS_MCEERR_AO there and then, and the parent (the first process)
+/// takes its own when it next runs, so the run ends killed by SIGBUS instead of the parent reaping a child
+/// and going on.
+#[test]
+fn early_kill_reaches_every_process_sharing_the_lost_frame() {
+    use crate::linux::ids::{Pid, Tid};
+    use crate::memory::FrameClass;
+    let mut hv = guest("procs-musl", &["procs"], "", true, 0);
+    let mut steps = 0;
+    let frame = loop {
+        assert_eq!(hv.run(100), Progress::BudgetExhausted, "procs forks");
+        steps += 1;
+        assert!(steps < 200_000, "no forked child ran");
+        if hv.guest.current_pid() == Pid(1000) {
+            continue;
+        }
+        let Some(parent) = hv.guest.thread_memory(Tid(1000)) else {
+            continue;
+        };
+        let here = hv.guest.memory();
+        if std::ptr::eq(parent, here) {
+            continue; // a vfork child borrows its parent's memory
+        }
+        let shared_dirty = here.page_entries().into_iter().find(|&(_, f, _)| {
+            here.frame_class(f) == Some(FrameClass::AnonDirty) && here.shares_frame(f, parent)
+        });
+        if let Some((_, f, _)) = shared_dirty {
+            break f;
+        }
+    };
+    hv.inject(FaultKind::Ue, frame, 0, 0, false);
+    assert_eq!(
+        hv.reports().last().map(|r| r.action),
+        Some(Action::SigbusNow)
+    );
+    hv.run_to_completion(200_000_000);
+    match hv.guest.termination() {
+        Some(Termination::Signaled { signal, cause, .. }) => {
+            assert_eq!(*signal, SIGBUS, "{cause}")
+        }
+        other => panic!("the parent must die of the early kill, not {other:?}"),
+    }
+    // Of the early kill (action optional), not of touching the poisoned page later (action required).
+    let info = hv.guest.stats().last_fault.expect("a SIGBUS");
+    assert_eq!((info.signo, info.code), (SIGBUS, 5), "BUS_MCEERR_AO");
+}

@@ -351,6 +351,43 @@ impl<H: Host> LinuxMachine<H> {
         }
     }
 
+    /// The early kill of the other processes whose address space shares `frame` with the running one
+    /// copy-on-write (`Memory::shares_frame`): each is sent SIGBUS with BUS_MCEERR_AO for its own first page
+    /// mapping the frame, as kill_procs signals every process that maps a failed page. A process takes it
+    /// when it next runs (its handler, or the default action that kills it). Returns the processes signalled,
+    /// in pid order.
+    pub fn send_memory_error_to_sharers(&mut self, frame: crate::memory::FrameId) -> Vec<Pid> {
+        if self.termination.is_some() {
+            return Vec::new();
+        }
+        let running = &self.machine.cpu.mem;
+        let targets: Vec<(Pid, u64)> = self
+            .procs
+            .values()
+            .filter(|p| !p.exited && p.space != self.proc.space)
+            .filter_map(|p| {
+                let mem = &self.spaces.get(&p.space)?.cpu.mem;
+                if !running.shares_frame(frame, mem) {
+                    return None;
+                }
+                Some((p.pid, *mem.reverse_map(frame).first()?))
+            })
+            .collect();
+        let mut signalled = Vec::new();
+        for (pid, addr) in targets {
+            let info = SigInfo {
+                signo: SIGBUS,
+                code: BUS_MCEERR_AO,
+                addr,
+                value: 0,
+            };
+            if !self.ignores(pid, SIGBUS) && self.send_to_process(pid, info).is_ok() {
+                signalled.push(pid);
+            }
+        }
+        signalled
+    }
+
     /// Delivers the lowest-numbered signal pending for the running thread (its own first, then its
     /// process's) that it does not block, if any: runs its handler, or its default action.
     pub(super) fn deliver_pending(&mut self) {
