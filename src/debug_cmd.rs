@@ -35,7 +35,9 @@ const REFUSALS_MAX: usize = 16;
         reader of stdout went away.\n\n\
         Commands: stepi [N], reverse-stepi [N], continue, reverse-continue, goto ICOUNT, when, \
         break ADDR|SYMBOL, watch ADDR|SYMBOL LEN, rwatch ADDR|SYMBOL LEN, awatch ADDR|SYMBOL LEN, delete [N], \
-        regs, x ADDR LEN, disas [ADDR [N]], syscalls, checkpoints, quit\n\n\
+        regs, x ADDR LEN, disas [ADDR [N]], threads, thread [TID], syscalls, checkpoints, quit\n\n\
+        `threads` lists every thread (tid, process, rip, state); `thread TID` selects one for `regs` and `x` \
+        until the next step or continue.\n\n\
         With --gdb, gdb sessions are served one after another (a second gdb while one is connected is refused \
         with a message); gdb's `kill` ends the server."
 )]

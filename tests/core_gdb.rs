@@ -186,3 +186,57 @@ fn a_core_on_request_at_a_normal_exit() {
     assert!(g.contains("rip"), "{g}");
     std::fs::remove_file(&core).unwrap();
 }
+
+/// The core of a multi-thread crash holds every thread of the process (one NT_PRSTATUS and one NT_PRFPREG
+/// each, the crashing thread first, as Linux writes it): gdb lists four threads, stops in the crashing one
+/// (gamma, in worker_gamma), and `thread apply all bt` names each thread's own function: alpha's and beta's
+/// loops, main's pthread_join.
+#[test]
+fn thread_apply_all_bt_reads_every_thread_of_a_multi_thread_crash() {
+    for libc in ["glibc", "musl"] {
+        let binary = corpus_bin(&format!("workers-{libc}"));
+        let core = core_path(&format!("workers-{libc}"));
+        let out = emulate(
+            &["--core", core.to_str().unwrap()],
+            &binary,
+            &["crash"],
+            b"",
+        );
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("guest killed by SIGSEGV"), "{stderr}");
+        let notes = Command::new("readelf")
+            .args(["-n"])
+            .arg(&core)
+            .output()
+            .expect("readelf (binutils)");
+        let notes = text(&notes.stdout);
+        assert_eq!(notes.matches("NT_PRSTATUS").count(), 4, "{notes}");
+        assert_eq!(notes.matches("NT_FPREGSET").count(), 4, "{notes}");
+        let g = gdb(
+            &binary,
+            &core,
+            &["info threads", "bt", "thread apply all bt"],
+        );
+        assert!(
+            g.contains("Program terminated with signal SIGSEGV"),
+            "{libc}:\n{g}"
+        );
+        let listed = g.lines().filter(|l| l.contains("LWP 10")).count();
+        assert!(listed >= 4, "{libc}: four threads in `info threads`:\n{g}");
+        let frame0 = g.lines().find(|l| l.starts_with("#0")).unwrap();
+        assert!(
+            frame0.contains("worker_gamma"),
+            "{libc}: the crashing thread is current:\n{g}"
+        );
+        let all = &g[g
+            .find("\nThread ")
+            .unwrap_or_else(|| panic!("{libc}:\n{g}"))..];
+        for function in ["worker_alpha", "worker_beta", "worker_gamma"] {
+            assert!(all.contains(function), "{libc}: no {function} in\n{g}");
+        }
+        if libc == "glibc" {
+            assert!(all.contains("in main ("), "{libc}: main's frame in\n{g}");
+        }
+        let _ = std::fs::remove_file(&core);
+    }
+}

@@ -426,3 +426,80 @@ fn goto_early_then_continue_reaches_the_same_end() {
     assert_eq!(answer(&t, "when", 3), end, "{t}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The `threads` line of `tid` in a transcript ("* thread TID process PID rip ADDR <sym> STATE").
+fn thread_line(transcript: &str, tid: i32) -> &str {
+    transcript
+        .lines()
+        .find(|l| {
+            l.get(1..)
+                .is_some_and(|rest| rest.starts_with(&format!(" thread {tid} process 1000 rip ")))
+        })
+        .unwrap_or_else(|| panic!("no thread {tid} in\n{transcript}"))
+}
+
+/// `threads` lists every thread of a multi-thread replay with its process, rip and state, the one stopped at
+/// a breakpoint in a worker's function marked; `thread TID` selects another for `regs` and `x` until the
+/// next move, and an unknown tid is an error.
+#[test]
+fn threads_lists_every_thread_and_thread_selects_one_for_regs() {
+    let dir = scratch("debug-cli-threads");
+    let trace = dir.join("workers.trace");
+    let out = record_trace(&trace, &[], &corpus_bin("workers-glibc"), &[], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let script = "\
+break beta_step
+continue
+threads
+regs
+thread 1000
+regs
+thread 1234
+stepi
+regs
+";
+    let (t, status) = debug(&trace, script);
+    assert_eq!(status, Some(1), "`thread 1234` must fail the script:\n{t}");
+    // main (1000) and the three workers in creation order: alpha 1001, beta 1002, gamma 1003.
+    for tid in 1000..=1003 {
+        thread_line(&t, tid);
+    }
+    assert!(!t.contains("thread 1004 process"), "{t}");
+    let beta = thread_line(&t, 1002);
+    assert!(
+        beta.starts_with('*') && beta.contains("<beta_step>") && beta.ends_with("running"),
+        "the thread stopped at the breakpoint is beta, marked: {beta}\n{t}"
+    );
+    for tid in [1000, 1001, 1003] {
+        assert!(thread_line(&t, tid).starts_with(' '), "{t}");
+    }
+    let rip_of_regs = |n: usize| -> String {
+        let lines: Vec<&str> = t.lines().collect();
+        let at = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| **l == "(tandem) regs")
+            .nth(n)
+            .unwrap_or_else(|| panic!("no regs #{n} in\n{t}"))
+            .0;
+        lines[at + 1..]
+            .iter()
+            .find(|l| l.starts_with("rip "))
+            .unwrap()
+            .to_string()
+    };
+    assert!(rip_of_regs(0).contains("<beta_step>"), "{t}");
+    // Thread 1000 (main) waits in pthread_join: its rip is its own, and what `threads` shows for it.
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+    let rip_value = |line: String| hex(line.split_whitespace().nth(1).unwrap());
+    assert!(!rip_of_regs(1).contains("<beta_step>"), "{t}");
+    let listed = hex(thread_line(&t, 1000).split_whitespace().nth(5).unwrap());
+    assert_eq!(rip_value(rip_of_regs(1)), listed, "{t}");
+    assert!(t.contains("no thread 1234"), "{t}");
+    // A step ends the selection: regs shows the running thread again.
+    assert_ne!(rip_value(rip_of_regs(2)), listed, "{t}");
+    assert_eq!(
+        answer(&t, "thread 1000", 0).split_whitespace().nth(1),
+        Some("1000")
+    );
+}

@@ -1276,3 +1276,127 @@ fn random_packets_never_end_the_session() {
     assert!(!server_stderr.contains("failed"), "{server_stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A multi-thread replay in real gdb: `info threads` lists the guest's four threads by tid; a breakpoint in
+/// beta's step function stops in beta's thread (gdb's current thread, whose `bt` runs through worker_beta);
+/// `thread N` selects another thread, whose registers and backtrace are its own (main, in pthread_join); a
+/// second hit and a reverse-continue come back to the first hit's icount, in beta's thread again.
+#[test]
+fn gdb_sees_every_thread_and_stops_in_the_one_that_hit_the_breakpoint() {
+    let dir = scratch("workers");
+    let trace = dir.join("workers.trace");
+    let out = record_trace(&trace, &[], &corpus_bin("workers-glibc"), &[], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let server = Server::start(&trace);
+    let g = run_gdb_on(
+        &server.address,
+        "workers-glibc",
+        &[
+            "break beta_step",
+            "continue",
+            "monitor when",
+            "info threads",
+            "bt",
+            "info registers rip",
+            "thread 1",
+            "bt",
+            "info registers rip",
+            "continue",
+            "monitor when",
+            "reverse-continue",
+            "monitor when",
+            "thread",
+            "detach",
+        ],
+    );
+    drop(server);
+    let threads: Vec<&str> = g.lines().filter(|l| l.contains("Thread 1.10")).collect();
+    for tid in 1000..=1003 {
+        assert!(
+            threads
+                .iter()
+                .any(|l| l.contains(&format!("Thread 1.{tid} "))),
+            "thread {tid} in `info threads`:\n{g}"
+        );
+    }
+    let current = threads
+        .iter()
+        .find(|l| l.starts_with('*'))
+        .unwrap_or_else(|| panic!("no current thread:\n{g}"));
+    assert!(
+        current.contains("Thread 1.1002 ") && current.contains("beta_step"),
+        "beta (1002) stopped at its breakpoint: {current}\n{g}"
+    );
+    assert!(g.contains("in worker_beta"), "beta's bt:\n{g}");
+    assert!(
+        g.contains("in main ()") || g.contains("in main ("),
+        "main's bt:\n{g}"
+    );
+    let rips = rip_of(&g);
+    assert_eq!(rips.len(), 2, "{g}");
+    assert_ne!(rips[0], rips[1], "each thread has its own rip:\n{g}");
+    let w = whens(&g);
+    assert_eq!(w.len(), 3, "{g}");
+    assert!(w[1] > w[0], "the second hit is later:\n{g}");
+    assert_eq!(
+        w[2], w[0],
+        "reverse-continue returns to the first hit:\n{g}"
+    );
+    let last = g
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("[Current thread is"))
+        .unwrap_or_else(|| panic!("no `thread` answer:\n{g}"));
+    assert!(last.contains("Thread 1.1002"), "{last}\n{g}");
+}
+
+/// At the fatal signal of a multi-thread crash, gdb sees every thread the process had as it died (the
+/// kernel has ended them, the replay keeps them): the crashing thread (gamma) current, and each thread's
+/// backtrace through its own function, as native gdb shows the same crash; a reverse step stays in the
+/// crashing thread.
+#[test]
+fn gdb_sees_every_thread_at_the_crash_of_a_multi_thread_program() {
+    let dir = scratch("workers-crash");
+    let trace = dir.join("crash.trace");
+    let out = record_trace(&trace, &[], &corpus_bin("workers-glibc"), &["crash"], b"");
+    assert!(
+        text(&out.stderr).contains("guest killed by SIGSEGV"),
+        "{}",
+        text(&out.stderr)
+    );
+    let commands = ["info threads", "thread apply all bt"];
+    let server = Server::start(&trace);
+    let mut ours = vec!["continue"];
+    ours.extend(commands);
+    ours.extend(["reverse-stepi", "thread", "detach"]);
+    let g = run_gdb_on(&server.address, "workers-glibc", &ours);
+    drop(server);
+    let native = run_native_gdb("workers-glibc", &["crash"], &commands);
+    for output in [&g, &native] {
+        assert!(
+            output.contains("received signal SIGSEGV"),
+            "the crash:\n{output}"
+        );
+        let current = output
+            .lines()
+            .find(|l| l.starts_with("* "))
+            .unwrap_or_else(|| panic!("no current thread:\n{output}"));
+        assert!(current.contains("worker_gamma"), "{current}\n{output}");
+        let all = &output[output.find("\nThread ").unwrap_or(0)..];
+        for function in ["worker_alpha", "worker_beta", "worker_gamma", "in main ("] {
+            assert!(all.contains(function), "no {function} in\n{output}");
+        }
+        assert_eq!(
+            output
+                .lines()
+                .filter(|l| l.starts_with("Thread ") && l.ends_with("):"))
+                .count(),
+            4,
+            "{output}"
+        );
+    }
+    let after = &g[g
+        .rfind("[Current thread is")
+        .unwrap_or_else(|| panic!("{g}"))..];
+    assert!(after.contains("Thread 1.1003"), "{g}");
+}

@@ -680,6 +680,19 @@ impl Memory {
         self.frames.len()
     }
 
+    /// Whether `other` (a fork's parent or child) holds `frame` as the same physical frame as this memory:
+    /// the same frame number backed by the same bytes, because neither has written the page since the fork
+    /// (copy-on-write not broken). An error on such a frame reaches both.
+    pub fn shares_frame(&self, frame: FrameId, other: &Memory) -> bool {
+        match (
+            self.frames.get(frame.0 as usize),
+            other.frames.get(frame.0 as usize),
+        ) {
+            (Some(a), Some(b)) => Arc::ptr_eq(&a.bytes, &b.bytes),
+            _ => false,
+        }
+    }
+
     /// Every virtual page address mapping `frame`, in address order (the reverse map of memory-failure handling).
     pub fn reverse_map(&self, frame: FrameId) -> Vec<u64> {
         self.pages

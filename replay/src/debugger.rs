@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use tandem_emulator::cpu::GPR_NAMES;
 use tandem_emulator::linux::abi::signal_name;
+use tandem_emulator::linux::ids::Tid;
 use tandem_emulator::linux::sysnames::syscall_name;
 use tandem_emulator::linux::{Progress, SigInfo, Termination, GUEST_PID, GUEST_UID};
 use tandem_emulator::memory::{WatchHits, WatchRange};
@@ -154,6 +155,9 @@ pub struct Debugger {
     watchpoints: BTreeMap<u32, Watchpoint>,
     next_id: u32,
     armed: Armed,
+    /// The thread `thread TID` selected for `regs` and `x` (None: the running thread). A move (step, continue,
+    /// goto) clears it, as gdb switches to the thread that stopped.
+    selected: Option<Tid>,
 }
 
 impl Debugger {
@@ -189,6 +193,7 @@ impl Debugger {
             watchpoints: BTreeMap::new(),
             next_id: 1,
             armed: Armed::default(),
+            selected: None,
         }
     }
 
@@ -788,7 +793,20 @@ impl Debugger {
                 Some(s) => parse_u64(s).ok_or_else(|| format!("{cmd}: {s:?} is not a number")),
             }
         };
+        if MOVES.contains(&cmd) {
+            self.selected = None;
+        }
         match cmd {
+            "threads" => Ok(self.threads_text()),
+            "thread" => {
+                let Some(arg) = args.first() else {
+                    return Ok(format!("current thread {}", self.thread()));
+                };
+                let tid = arg
+                    .parse::<i32>()
+                    .map_err(|_| format!("thread TID: {arg:?} is not a thread id"))?;
+                self.select_thread(Tid(tid))
+            }
             "stepi" | "si" => {
                 let n = count(0)?;
                 Ok(self.stepi(n))
@@ -877,8 +895,52 @@ impl Debugger {
         }
     }
 
+    /// The thread `regs` and `x` show: the selected one, or the running one.
+    pub fn thread(&self) -> Tid {
+        self.selected
+            .unwrap_or_else(|| self.timeline.replayer.hv.guest.current_tid())
+    }
+
+    /// Selects a thread for `regs` and `x` (until the next move).
+    pub fn select_thread(&mut self, tid: Tid) -> Result<String, String> {
+        let guest = &self.timeline.replayer.hv.guest;
+        let Some(info) = guest.threads().into_iter().find(|t| t.tid == tid) else {
+            return Err(format!("no thread {tid}; `threads` lists them"));
+        };
+        self.selected = Some(tid);
+        Ok(format!(
+            "thread {tid} (process {}) rip {:#x}{} {}",
+            info.pid,
+            info.rip,
+            self.symbolize(info.rip),
+            info.state
+        ))
+    }
+
+    /// `threads`: every thread by tid (tid, process, rip, state), the selected one marked with `*`.
+    pub fn threads_text(&self) -> String {
+        let current = self.thread();
+        let mut s = String::new();
+        for t in self.timeline.replayer.hv.guest.threads() {
+            let marker = if t.tid == current { '*' } else { ' ' };
+            let _ = writeln!(
+                s,
+                "{marker} thread {} process {} rip {:#x}{} {}",
+                t.tid,
+                t.pid,
+                t.rip,
+                self.symbolize(t.rip),
+                t.state
+            );
+        }
+        s.trim_end().to_string()
+    }
+
     pub fn registers_text(&self) -> String {
-        let regs = self.timeline.replayer.hv.guest.registers();
+        let guest = &self.timeline.replayer.hv.guest;
+        let regs = guest
+            .thread_registers(self.thread())
+            .unwrap_or_else(|| guest.registers());
         let mut s = String::new();
         for (i, name) in GPR_NAMES.iter().enumerate() {
             let _ = writeln!(s, "{name:<8} {:#018x}", regs.gpr[i]);
@@ -897,7 +959,10 @@ impl Debugger {
     }
 
     fn examine(&self, addr: u64, len: u64) -> String {
-        let mem = self.timeline.replayer.hv.guest.memory();
+        let guest = &self.timeline.replayer.hv.guest;
+        let mem = guest
+            .thread_memory(self.thread())
+            .unwrap_or_else(|| guest.memory());
         let mut s = String::new();
         let mut a = addr;
         while a < addr + len {
@@ -1010,7 +1075,20 @@ impl Debugger {
 /// The commands, for `help` (and `tandem debug --help`).
 pub const HELP: &str = "stepi [N], reverse-stepi [N], continue, reverse-continue, goto ICOUNT, when, \
     break ADDR|SYMBOL, watch ADDR|SYMBOL LEN, rwatch ADDR|SYMBOL LEN, awatch ADDR|SYMBOL LEN, delete [N], regs, \
-    x ADDR LEN, disas [ADDR [N]], syscalls, checkpoints, quit";
+    x ADDR LEN, disas [ADDR [N]], threads, thread [TID], syscalls, checkpoints, quit";
+
+/// The commands that move in time (they end a `thread TID` selection).
+const MOVES: [&str; 9] = [
+    "stepi",
+    "si",
+    "reverse-stepi",
+    "rsi",
+    "continue",
+    "c",
+    "reverse-continue",
+    "rc",
+    "goto",
+];
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

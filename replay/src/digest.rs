@@ -254,8 +254,30 @@ fn page_term(address: u64, perms: u8, digest: u64) -> u64 {
 }
 
 /// The incremental memory digest: the recorder and the replayer each keep one and update it at every checkpoint.
+///
+/// Per address space: each process's memory is digested on its own, its pages keyed by their address tagged
+/// with the space's key in bits 48 and up (`space_tag`; space 0, the first program's, untagged, so a
+/// single-process run digests exactly as before processes existed and older traces verify). An update
+/// brings the running space up to date (the others are brought up to date when they next run: their own dirty
+/// epochs keep what they wrote meanwhile) and drops the spaces that no longer exist, listing their pages as
+/// unmapped. The digest is the mix of the sum over every space's pages, so it is `digest_of_pages` of the
+/// tagged page map.
 pub struct MemoryDigest {
     scheme: DigestScheme,
+    /// By address-space key.
+    spaces: BTreeMap<u32, SpaceDigest>,
+}
+
+/// The tag of a space's page addresses: its key in bits 48 and up (guest addresses are below 2^47). Keys
+/// wrap at 2^16, after as many processes and execs.
+pub fn space_tag(space: u32) -> u64 {
+    ((space & 0xffff) as u64) << 48
+}
+
+/// One address space's part of the digest.
+struct SpaceDigest {
+    /// `space_tag` of the space.
+    tag: u64,
     /// Every mapped page as of the last update, in address order: (virtual page number, frame, permission bits,
     /// digest of the page's bytes).
     pages: Vec<(u64, u32, u8, u64)>,
@@ -273,6 +295,92 @@ impl MemoryDigest {
     pub fn new(scheme: DigestScheme) -> MemoryDigest {
         MemoryDigest {
             scheme,
+            spaces: BTreeMap::new(),
+        }
+    }
+
+    /// Forgets every page: the next update lists every page as changed.
+    pub fn reset(&mut self) {
+        self.spaces.clear();
+    }
+
+    /// `update_space` for a guest with one address space, key 0.
+    pub fn update(&mut self, mem: &mut Memory, icount: u64) -> (u64, PageChanges) {
+        self.update_space(mem, 0, &[0], icount)
+    }
+
+    /// Brings the digest of the running address space `space` (whose memory is `mem`) up to date and starts a
+    /// new dirty epoch in it; forgets the spaces not in `live`. Returns the digest of all pages of every space
+    /// and what changed since the previous update (every page, the first time), for checkpoint `icount`.
+    ///
+    /// Cost: when the page table did not change since the previous update (the usual case), a digest of each
+    /// page whose frame was written and nothing else; otherwise one walk of the page table beside the previous
+    /// update's pages. The `Ordered` scheme (old traces) also walks every page to combine them.
+    ///
+    /// Listed as changed: the pages hashed again because their frame was written, replaced or newly mapped,
+    /// and the pages whose permissions changed; as unmapped, those no longer mapped, and every page of a space
+    /// that is gone. If the dirty epoch was broken since the previous update (the memory was restored), every
+    /// page is hashed again and those whose digest or permissions differ are listed.
+    pub fn update_space(
+        &mut self,
+        mem: &mut Memory,
+        space: u32,
+        live: &[u32],
+        icount: u64,
+    ) -> (u64, PageChanges) {
+        debug_assert!(live.contains(&space), "the running space is live");
+        let mut changes = PageChanges {
+            icount,
+            changed: Vec::new(),
+            unmapped: Vec::new(),
+        };
+        let gone: Vec<u32> = self
+            .spaces
+            .keys()
+            .copied()
+            .filter(|k| !live.contains(k))
+            .collect();
+        for key in gone {
+            if let Some(d) = self.spaces.remove(&key) {
+                changes
+                    .unmapped
+                    .extend(d.page_entries().map(|(address, ..)| address));
+            }
+        }
+        let scheme = self.scheme;
+        self.spaces
+            .entry(space)
+            .or_insert_with(|| SpaceDigest::new(space_tag(space)))
+            .update(mem, scheme, &mut changes);
+        changes.changed.sort_unstable_by_key(|p| p.address);
+        changes.unmapped.sort_unstable();
+        let digest = match self.scheme {
+            DigestScheme::Summed => mix64(
+                self.spaces
+                    .values()
+                    .fold(0u64, |sum, d| sum.wrapping_add(d.sum)),
+            ),
+            DigestScheme::Ordered => combine_pages(self.scheme, self.page_entries()),
+        };
+        (digest, changes)
+    }
+
+    /// Every page as of the last update (addresses tagged with their space).
+    pub fn page_map(&self) -> PageMap {
+        self.page_entries().map(|(a, p, d)| (a, (p, d))).collect()
+    }
+
+    /// (tagged address, permission bits, bytes' digest) of every page as of the last update, in address order
+    /// (spaces in key order, so tags ascend).
+    fn page_entries(&self) -> impl Iterator<Item = (u64, u8, u64)> + '_ {
+        self.spaces.values().flat_map(SpaceDigest::page_entries)
+    }
+}
+
+impl SpaceDigest {
+    fn new(tag: u64) -> SpaceDigest {
+        SpaceDigest {
+            tag,
             pages: Vec::new(),
             by_frame: Vec::new(),
             sum: 0,
@@ -280,25 +388,8 @@ impl MemoryDigest {
         }
     }
 
-    /// Forgets every page: the next update lists every page as changed.
-    pub fn reset(&mut self) {
-        self.pages.clear();
-        self.by_frame.clear();
-        self.sum = 0;
-        self.seen = None;
-    }
-
-    /// Brings the digest up to date and starts a new dirty epoch. Returns the digest of all mapped pages and
-    /// what changed since the previous update (every page, the first time), for checkpoint `icount`.
-    ///
-    /// Cost: when the page table did not change since the previous update (the usual case), a digest of each
-    /// page whose frame was written and nothing else; otherwise one walk of the page table beside the previous
-    /// update's pages. The `Ordered` scheme (old traces) also walks every page to combine them.
-    ///
-    /// Listed as changed: the pages hashed again because their frame was written, replaced or newly mapped,
-    /// and the pages whose permissions changed. If the dirty epoch was broken since the previous update (the
-    /// memory was restored), every page is hashed again and those whose digest or permissions differ are listed.
-    pub fn update(&mut self, mem: &mut Memory, icount: u64) -> (u64, PageChanges) {
+    /// See `MemoryDigest::update_space`: this space's part.
+    fn update(&mut self, mem: &mut Memory, scheme: DigestScheme, changes: &mut PageChanges) {
         // In frame order (`Memory::dirty_frames`), so a binary search answers membership.
         let dirty: Vec<u32> = mem.dirty_frames().into_iter().map(|f| f.0).collect();
         debug_assert!(dirty.windows(2).all(|w| w[0] < w[1]));
@@ -306,11 +397,6 @@ impl MemoryDigest {
         let same_map = same_epoch && self.seen.is_some_and(|(_, g)| g == mem.map_generation());
         // Start a new epoch: the next update sees only frames written after this one.
         mem.begin_epoch();
-        let mut changes = PageChanges {
-            icount,
-            changed: Vec::new(),
-            unmapped: Vec::new(),
-        };
         if same_map {
             for frame in dirty {
                 let first = self.by_frame.partition_point(|&(f, _)| f < frame);
@@ -319,8 +405,8 @@ impl MemoryDigest {
                         break;
                     }
                     let page = &mut self.pages[index as usize];
-                    let (addr, perms) = (page.0 << 12, page.2);
-                    let digest = digest_frame(mem, frame, self.scheme);
+                    let (addr, perms) = ((page.0 << 12) | self.tag, page.2);
+                    let digest = digest_frame(mem, frame, scheme);
                     self.sum = self
                         .sum
                         .wrapping_sub(page_term(addr, perms, page.3))
@@ -333,31 +419,32 @@ impl MemoryDigest {
                     });
                 }
             }
-            changes.changed.sort_unstable_by_key(|p| p.address);
         } else {
-            self.walk(mem, same_epoch.then_some(&dirty[..]), &mut changes);
+            self.walk(mem, scheme, same_epoch.then_some(&dirty[..]), changes);
         }
         self.seen = Some((mem.epoch(), mem.map_generation()));
-        let digest = match self.scheme {
-            DigestScheme::Summed => mix64(self.sum),
-            DigestScheme::Ordered => combine_pages(self.scheme, self.page_entries()),
-        };
-        (digest, changes)
     }
 
     /// The update after a change of the page table: walks it beside the previous update's pages. `dirty` is
     /// the frames written since then, or None if that is unknown (every page is hashed again).
-    fn walk(&mut self, mem: &Memory, dirty: Option<&[u32]>, changes: &mut PageChanges) {
+    fn walk(
+        &mut self,
+        mem: &Memory,
+        scheme: DigestScheme,
+        dirty: Option<&[u32]>,
+        changes: &mut PageChanges,
+    ) {
+        let tag = self.tag;
         let mut pages = Vec::with_capacity(self.pages.len());
         // The previous update's pages not yet passed.
         let mut old = self.pages.iter().peekable();
         for (vpn, frame, perms) in mem.page_entries() {
-            let (perms, frame, addr) = (perms.0, frame.0, vpn << 12);
+            let (perms, frame, addr) = (perms.0, frame.0, (vpn << 12) | tag);
             while let Some(&&(v, ..)) = old.peek() {
                 if v >= vpn {
                     break;
                 }
-                changes.unmapped.push(v << 12);
+                changes.unmapped.push((v << 12) | tag);
                 old.next();
             }
             let before = old.next_if(|&&(v, ..)| v == vpn).copied();
@@ -374,7 +461,7 @@ impl MemoryDigest {
                     d
                 }
                 _ => {
-                    let d = digest_frame(mem, frame, self.scheme);
+                    let d = digest_frame(mem, frame, scheme);
                     // Unknown history: list the page only if it is not what it was.
                     let same = dirty.is_none()
                         && before.is_some_and(|(_, _, p, old)| p == perms && old == d);
@@ -390,7 +477,7 @@ impl MemoryDigest {
             };
             pages.push((vpn, frame, perms, digest));
         }
-        changes.unmapped.extend(old.map(|&(v, ..)| v << 12));
+        changes.unmapped.extend(old.map(|&(v, ..)| (v << 12) | tag));
         self.pages = pages;
         self.sum = sum_of_terms(self.page_entries());
         self.by_frame = self
@@ -402,16 +489,12 @@ impl MemoryDigest {
         self.by_frame.sort_unstable();
     }
 
-    /// Every page as of the last update.
-    pub fn page_map(&self) -> PageMap {
-        self.page_entries().map(|(a, p, d)| (a, (p, d))).collect()
-    }
-
-    /// (address, permission bits, bytes' digest) of every page as of the last update, in address order.
+    /// (tagged address, permission bits, bytes' digest) of every page as of the last update, in address order.
     fn page_entries(&self) -> impl Iterator<Item = (u64, u8, u64)> + '_ {
+        let tag = self.tag;
         self.pages
             .iter()
-            .map(|&(vpn, _, perms, digest)| (vpn << 12, perms, digest))
+            .map(move |&(vpn, _, perms, digest)| ((vpn << 12) | tag, perms, digest))
     }
 }
 
@@ -558,6 +641,49 @@ mod tests {
         let addresses: Vec<u64> = remapped.changed.iter().map(|p| p.address).collect();
         assert_eq!(addresses, vec![0x20000]);
         assert_eq!(remapped.unmapped, vec![0x10000]);
+    }
+
+    /// Two address spaces with the same pages (a fork before either writes) are digested apart: their pages
+    /// are keyed by space, so the digest of both is not that of one, and a write in the child is seen at the
+    /// child's update even though the parent's memory (with the same epoch numbers) was updated in between.
+    /// Space 0 alone digests as `update` always has; a space that ends has its pages listed as unmapped.
+    #[test]
+    fn address_spaces_are_digested_apart_and_space_zero_is_untagged() {
+        use tandem_emulator::memory::Perms;
+        for scheme in [DigestScheme::Ordered, DigestScheme::Summed] {
+            let mut parent = Memory::new();
+            parent.map_anonymous(0x10000, 0x2000, Perms::RW).unwrap();
+            parent.write_bytes(0x10008, b"parent").unwrap();
+            let mut child = parent.fork();
+            let alone = MemoryDigest::new(scheme).update(&mut parent.fork(), 1).0;
+            let mut digest = MemoryDigest::new(scheme);
+            let (d0, c0) = digest.update_space(&mut parent, 0, &[0, 3], 1);
+            assert_eq!(d0, alone, "space 0 is untagged");
+            assert!(c0.changed.iter().all(|p| p.address < 1 << 48));
+            let (both, c1) = digest.update_space(&mut child, 3, &[0, 3], 2);
+            assert_ne!(both, d0);
+            assert_eq!(
+                c1.changed.iter().map(|p| p.address).collect::<Vec<_>>(),
+                vec![space_tag(3) | 0x10000, space_tag(3) | 0x11000]
+            );
+            assert_eq!(digest_of_pages(&digest.page_map(), scheme), both);
+            // The child writes; the parent is updated first (nothing changed there), then the child.
+            child.write_bytes(0x11000, b"child").unwrap();
+            let (same, quiet) = digest.update_space(&mut parent, 0, &[0, 3], 3);
+            assert_eq!(same, both);
+            assert!(quiet.changed.is_empty() && quiet.unmapped.is_empty());
+            let (written, c) = digest.update_space(&mut child, 3, &[0, 3], 4);
+            assert_ne!(written, both);
+            assert_eq!(c.changed.len(), 1);
+            assert_eq!(c.changed[0].address, space_tag(3) | 0x11000);
+            // The child is gone.
+            let (end, gone) = digest.update_space(&mut parent, 0, &[0], 5);
+            assert_eq!(end, alone);
+            assert_eq!(
+                gone.unmapped,
+                vec![space_tag(3) | 0x10000, space_tag(3) | 0x11000]
+            );
+        }
     }
 
     proptest::proptest! {

@@ -32,6 +32,13 @@
 //! features/i386/64bit-*.xml) adds `orig_rax`, `fs_base` and `gs_base` to gdbstub_arch's X86_64_SSE register
 //! file, so `info registers fs_base` works as it does against a live Linux process.
 //!
+//! Threads: the target is gdbstub's multi-thread one. gdb sees every guest thread by its tid (`info threads`,
+//! `thread N`; after a crash, the threads the process had as it died), reads each one's registers and the
+//! memory of its process, and every stop names the thread that runs at that position: a breakpoint or
+//! watchpoint hit by any thread stops the whole guest in that thread. A replay has one schedule, so threads
+//! are not resumed one by one: a continue runs them all, a step retires the next instruction of whichever
+//! thread runs now (gdb says so when that is another thread than the one it stepped).
+//!
 //! Interrupts: during `continue` and `reverse-continue` the server looks at the connection every
 //! `debugger::POLL_INTERVAL_INSNS` instructions or so; gdb's interrupt byte (Ctrl-C) stops the move at an exact
 //! icount and is reported as SIGINT, after which every command works from there (a reverse-continue that is
@@ -45,15 +52,15 @@ mod gate;
 
 use crate::debugger::{Debugger, Stop, WatchKind};
 use gate::{Frame, Reader, Request, Writer};
-use gdbstub::common::Signal;
+use gdbstub::common::{Signal, Tid as GdbTid};
 use gdbstub::stub::state_machine::GdbStubStateMachine;
-use gdbstub::stub::{DisconnectReason, GdbStub, GdbStubError, SingleThreadStopReason};
+use gdbstub::stub::{DisconnectReason, GdbStub, GdbStubError, MultiThreadStopReason};
+use gdbstub::target::ext::base::multithread::{
+    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSingleStep,
+    MultiThreadSingleStepOps,
+};
 use gdbstub::target::ext::base::reverse_exec::{
     ReplayLogPosition, ReverseCont, ReverseContOps, ReverseStep, ReverseStepOps,
-};
-use gdbstub::target::ext::base::singlethread::{
-    SingleThreadBase, SingleThreadResume, SingleThreadResumeOps, SingleThreadSingleStep,
-    SingleThreadSingleStepOps,
 };
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
@@ -64,6 +71,7 @@ use gdbstub::target::ext::monitor_cmd::{outputln, ConsoleOutput, MonitorCmd, Mon
 use gdbstub::target::{Target, TargetError, TargetResult};
 use std::net::TcpStream;
 use tandem_emulator::cpu::{RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP};
+use tandem_emulator::linux::ids::Tid;
 
 pub use arch::{TandemX86_64, TandemX86_64Regs};
 
@@ -151,11 +159,34 @@ impl<'a> GdbTarget<'a> {
             .is_some_and(|s| gdb_signal(s).0 == signal)
     }
 
-    /// The stop reply for `?`.
+    /// The stop reply for `?`: the running thread (the one at the current position) stopped.
     fn stop_status(&self, multiprocess: bool) -> String {
         let signal = self.stopped_with_signal().map_or(5, |s| gdb_signal(s).0);
-        let thread = if multiprocess { "p01.01" } else { "01" };
+        let tid = self.current_tid().get();
+        let thread = if multiprocess {
+            format!("p01.{tid:x}")
+        } else {
+            format!("{tid:x}")
+        };
         format!("T{signal:02x}thread:{thread};")
+    }
+
+    /// The thread running at the current position, as gdb numbers it (the guest's tid): every stop reports
+    /// it, since it is the one whose instruction is next.
+    fn current_tid(&self) -> GdbTid {
+        gdb_tid(self.debugger.timeline.replayer.hv.guest.current_tid())
+    }
+
+    /// Whether the guest has (or, at the end of a run, had) this thread.
+    fn has_thread(&self, tid: u64) -> bool {
+        self.debugger
+            .timeline
+            .replayer
+            .hv
+            .guest
+            .threads()
+            .iter()
+            .any(|t| t.tid.0 as u64 == tid)
     }
 
     /// The reply to `qXfer:siginfo:read::OFFSET,LENGTH`: Linux's 128-byte x86-64 siginfo_t of the fatal signal
@@ -183,9 +214,10 @@ impl<'a> GdbTarget<'a> {
         reply
     }
 
-    fn stop_reason(&self, stop: Stop) -> SingleThreadStopReason<u64> {
+    fn stop_reason(&self, stop: Stop) -> MultiThreadStopReason<u64> {
+        let tid = self.current_tid();
         match stop {
-            Stop::Breakpoint(_) => SingleThreadStopReason::SwBreak(()),
+            Stop::Breakpoint(_) => MultiThreadStopReason::SwBreak(tid),
             Stop::Watchpoint(hit) => {
                 let addr = self.debugger.watchpoint(hit.id).map_or(0, |w| w.addr);
                 let kind = match hit.kind {
@@ -193,23 +225,34 @@ impl<'a> GdbTarget<'a> {
                     WatchKind::Read => GdbWatchKind::Read,
                     WatchKind::Access => GdbWatchKind::ReadWrite,
                 };
-                SingleThreadStopReason::Watch {
-                    tid: (),
-                    kind,
-                    addr,
-                }
+                MultiThreadStopReason::Watch { tid, kind, addr }
             }
-            Stop::End => SingleThreadStopReason::ReplayLog {
-                tid: None,
+            Stop::End => MultiThreadStopReason::ReplayLog {
+                tid: Some(tid),
                 pos: ReplayLogPosition::End,
             },
-            Stop::Start => SingleThreadStopReason::ReplayLog {
-                tid: None,
+            Stop::Start => MultiThreadStopReason::ReplayLog {
+                tid: Some(tid),
                 pos: ReplayLogPosition::Begin,
             },
-            Stop::Interrupted => SingleThreadStopReason::Signal(Signal::SIGINT),
-            Stop::Signal(signal) => SingleThreadStopReason::Signal(gdb_signal(signal)),
-            Stop::Killed(signal) => SingleThreadStopReason::Terminated(gdb_signal(signal)),
+            Stop::Interrupted => MultiThreadStopReason::SignalWithThread {
+                tid,
+                signal: Signal::SIGINT,
+            },
+            Stop::Signal(signal) => MultiThreadStopReason::SignalWithThread {
+                tid,
+                signal: gdb_signal(signal),
+            },
+            Stop::Killed(signal) => MultiThreadStopReason::Terminated(gdb_signal(signal)),
+        }
+    }
+
+    /// A finished step: SIGTRAP in the thread that runs now (a step can end in another thread when the
+    /// scheduler switched; gdb then says so).
+    fn done_step(&self) -> MultiThreadStopReason<u64> {
+        MultiThreadStopReason::SignalWithThread {
+            tid: self.current_tid(),
+            signal: Signal::SIGTRAP,
         }
     }
 
@@ -227,10 +270,10 @@ impl<'a> GdbTarget<'a> {
 
     /// Performs the pending move; the stop to report, or None when `poll` interrupted it (the position is
     /// then the exact icount where the move stopped, and the caller reports the interrupt).
-    fn perform(&mut self, poll: &mut dyn FnMut() -> bool) -> Option<SingleThreadStopReason<u64>> {
+    fn perform(&mut self, poll: &mut dyn FnMut() -> bool) -> Option<MultiThreadStopReason<u64>> {
         let action = std::mem::replace(&mut self.action, Action::None);
         let stop = match action {
-            Action::None => return Some(SingleThreadStopReason::DoneStep),
+            Action::None => return Some(self.done_step()),
             Action::Continue { deliver } => match self.stopped_with_signal() {
                 Some(signal) => self.resume_from_signal(signal, deliver),
                 None => self.debugger.continue_forward_polling(poll),
@@ -239,7 +282,7 @@ impl<'a> GdbTarget<'a> {
                 Some(signal) => self.resume_from_signal(signal, deliver),
                 None => match self.debugger.step_forward() {
                     Some(stop) => stop,
-                    None => return Some(SingleThreadStopReason::DoneStep),
+                    None => return Some(self.done_step()),
                 },
             },
             Action::ReverseContinue => self.debugger.continue_backward_polling(poll),
@@ -249,7 +292,7 @@ impl<'a> GdbTarget<'a> {
                     return Some(self.stop_reason(Stop::Start));
                 }
                 self.debugger.progress_to(icount - 1);
-                return Some(SingleThreadStopReason::DoneStep);
+                return Some(self.done_step());
             }
         };
         match stop {
@@ -274,7 +317,7 @@ impl Target for GdbTarget<'_> {
     type Error = &'static str;
 
     fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
-        BaseOps::SingleThread(self)
+        BaseOps::MultiThread(self)
     }
 
     fn support_breakpoints(&mut self) -> Option<BreakpointsOps<'_, Self>> {
@@ -286,9 +329,31 @@ impl Target for GdbTarget<'_> {
     }
 }
 
-impl SingleThreadBase for GdbTarget<'_> {
-    fn read_registers(&mut self, regs: &mut TandemX86_64Regs) -> TargetResult<(), Self> {
-        let r = self.debugger.timeline.replayer.hv.guest.registers();
+/// gdb's thread id for a guest tid (tids start at 1000, so never 0).
+fn gdb_tid(tid: Tid) -> GdbTid {
+    GdbTid::new(tid.0.max(1) as usize).expect("at least 1")
+}
+
+/// The guest thread gdb names. gdbstub starts out naming thread 1 (its single-thread default) until a stop
+/// reply it wrote names one, and the gate answers `?` itself: 1 is no guest tid, so it means the thread that
+/// runs now.
+fn guest_tid(tid: GdbTid, current: Tid) -> Tid {
+    match tid.get() {
+        1 => current,
+        n => Tid(i32::try_from(n).unwrap_or(i32::MAX)),
+    }
+}
+
+impl MultiThreadBase for GdbTarget<'_> {
+    fn read_registers(
+        &mut self,
+        regs: &mut TandemX86_64Regs,
+        tid: GdbTid,
+    ) -> TargetResult<(), Self> {
+        let guest = &self.debugger.timeline.replayer.hv.guest;
+        let Some(r) = guest.thread_registers(guest_tid(tid, guest.current_tid())) else {
+            return Err(TargetError::NonFatal);
+        };
         for (slot, &index) in regs.core.regs.iter_mut().zip(GDB_GPR_ORDER.iter()) {
             *slot = r.gpr[index];
         }
@@ -323,13 +388,25 @@ impl SingleThreadBase for GdbTarget<'_> {
         Ok(())
     }
 
-    fn write_registers(&mut self, _regs: &TandemX86_64Regs) -> TargetResult<(), Self> {
+    fn write_registers(
+        &mut self,
+        _regs: &TandemX86_64Regs,
+        _tid: GdbTid,
+    ) -> TargetResult<(), Self> {
         // A replay follows its trace; a changed register would make it diverge.
         Err(TargetError::NonFatal)
     }
 
-    fn read_addrs(&mut self, start_addr: u64, data: &mut [u8]) -> TargetResult<usize, Self> {
-        let mem = self.debugger.timeline.replayer.hv.guest.memory();
+    fn read_addrs(
+        &mut self,
+        start_addr: u64,
+        data: &mut [u8],
+        tid: GdbTid,
+    ) -> TargetResult<usize, Self> {
+        let guest = &self.debugger.timeline.replayer.hv.guest;
+        let Some(mem) = guest.thread_memory(guest_tid(tid, guest.current_tid())) else {
+            return Err(TargetError::NonFatal);
+        };
         for (i, byte) in data.iter_mut().enumerate() {
             let mut one = [0u8];
             if mem
@@ -347,39 +424,78 @@ impl SingleThreadBase for GdbTarget<'_> {
         Ok(data.len())
     }
 
-    fn write_addrs(&mut self, _start_addr: u64, _data: &[u8]) -> TargetResult<(), Self> {
+    fn write_addrs(
+        &mut self,
+        _start_addr: u64,
+        _data: &[u8],
+        _tid: GdbTid,
+    ) -> TargetResult<(), Self> {
         Err(TargetError::NonFatal)
     }
 
-    fn support_resume(&mut self) -> Option<SingleThreadResumeOps<'_, Self>> {
-        Some(self)
-    }
-}
-
-impl SingleThreadResume for GdbTarget<'_> {
-    fn resume(&mut self, signal: Option<Signal>) -> Result<(), Self::Error> {
-        // The gate lets through only the fatal signal the guest is stopped with.
-        self.action = Action::Continue {
-            deliver: signal.is_some_and(|s| self.accepts_signal(s.0)),
-        };
+    /// Every thread by tid: the live ones, or at the end of a run the ones its first process had as it ended
+    /// (so `info threads` at a crash shows them all).
+    fn list_active_threads(&mut self, active: &mut dyn FnMut(GdbTid)) -> Result<(), Self::Error> {
+        for t in self.debugger.timeline.replayer.hv.guest.threads() {
+            active(gdb_tid(t.tid));
+        }
         Ok(())
     }
 
-    fn support_single_step(&mut self) -> Option<SingleThreadSingleStepOps<'_, Self>> {
-        Some(self)
-    }
-
-    fn support_reverse_cont(&mut self) -> Option<ReverseContOps<'_, (), Self>> {
-        Some(self)
-    }
-
-    fn support_reverse_step(&mut self) -> Option<ReverseStepOps<'_, (), Self>> {
+    fn support_resume(&mut self) -> Option<MultiThreadResumeOps<'_, Self>> {
         Some(self)
     }
 }
 
-impl SingleThreadSingleStep for GdbTarget<'_> {
-    fn step(&mut self, signal: Option<Signal>) -> Result<(), Self::Error> {
+/// Resuming: the threads are not resumed one by one. A replay moves the whole guest along its recorded
+/// schedule, so a continue runs every thread and a step retires the next instruction of whichever thread runs
+/// now (the gate adds the default continue for the others, so scheduler locking is never asked for).
+impl MultiThreadResume for GdbTarget<'_> {
+    fn resume(&mut self) -> Result<(), Self::Error> {
+        if self.action == Action::None {
+            self.action = Action::Continue { deliver: false };
+        }
+        Ok(())
+    }
+
+    fn clear_resume_actions(&mut self) -> Result<(), Self::Error> {
+        self.action = Action::None;
+        Ok(())
+    }
+
+    fn set_resume_action_continue(
+        &mut self,
+        _tid: GdbTid,
+        signal: Option<Signal>,
+    ) -> Result<(), Self::Error> {
+        // The gate lets through only the fatal signal the guest is stopped with.
+        if !matches!(self.action, Action::Step { .. }) {
+            self.action = Action::Continue {
+                deliver: signal.is_some_and(|s| self.accepts_signal(s.0)),
+            };
+        }
+        Ok(())
+    }
+
+    fn support_single_step(&mut self) -> Option<MultiThreadSingleStepOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_reverse_cont(&mut self) -> Option<ReverseContOps<'_, GdbTid, Self>> {
+        Some(self)
+    }
+
+    fn support_reverse_step(&mut self) -> Option<ReverseStepOps<'_, GdbTid, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadSingleStep for GdbTarget<'_> {
+    fn set_resume_action_step(
+        &mut self,
+        _tid: GdbTid,
+        signal: Option<Signal>,
+    ) -> Result<(), Self::Error> {
         self.action = Action::Step {
             deliver: signal.is_some_and(|s| self.accepts_signal(s.0)),
         };
@@ -387,15 +503,15 @@ impl SingleThreadSingleStep for GdbTarget<'_> {
     }
 }
 
-impl ReverseCont<()> for GdbTarget<'_> {
+impl ReverseCont<GdbTid> for GdbTarget<'_> {
     fn reverse_cont(&mut self) -> Result<(), Self::Error> {
         self.action = Action::ReverseContinue;
         Ok(())
     }
 }
 
-impl ReverseStep<()> for GdbTarget<'_> {
-    fn reverse_step(&mut self, _tid: ()) -> Result<(), Self::Error> {
+impl ReverseStep<GdbTid> for GdbTarget<'_> {
+    fn reverse_step(&mut self, _tid: GdbTid) -> Result<(), Self::Error> {
         self.action = Action::ReverseStep;
         Ok(())
     }
@@ -599,10 +715,14 @@ pub fn serve(debugger: &mut Debugger, stream: TcpStream) -> Result<SessionEnd, G
             }
             GdbStubStateMachine::CtrlCInterrupt(ctrl_c) => {
                 target.action = Action::None;
+                let tid = target.current_tid();
                 ctrl_c
                     .interrupt_handled(
                         &mut target,
-                        Some(SingleThreadStopReason::Signal(Signal::SIGINT)),
+                        Some(MultiThreadStopReason::SignalWithThread {
+                            tid,
+                            signal: Signal::SIGINT,
+                        }),
                     )
                     .map_err(stub_error)?
             }
@@ -696,10 +816,36 @@ fn on_frame<'a, 'd>(
             reply(&mut idle, &data)?;
             idle.into()
         }
+        Request::SelectThread(tid) => {
+            if target.has_thread(tid) {
+                feed(idle.into(), target, &format!("Hg{tid:x}"))?
+            } else {
+                reply(&mut idle, b"E01")?;
+                idle.into()
+            }
+        }
+        Request::ThreadAlive(tid) => {
+            let answer: &[u8] = if target.has_thread(tid) {
+                b"OK"
+            } else {
+                b"E01"
+            };
+            reply(&mut idle, answer)?;
+            idle.into()
+        }
+        Request::Step => {
+            let tid = target.current_tid();
+            feed(idle.into(), target, &format!("vCont;s:{tid:x};c"))?
+        }
         Request::ResumeWithSignal { step, signal } => {
             if target.accepts_signal(signal) {
                 let letter = if step { 'S' } else { 'C' };
-                feed(idle.into(), target, &format!("vCont;{letter}{signal:02x}"))?
+                let tid = target.current_tid();
+                feed(
+                    idle.into(),
+                    target,
+                    &format!("vCont;{letter}{signal:02x}:{tid:x};c"),
+                )?
             } else {
                 reply(
                     &mut idle,

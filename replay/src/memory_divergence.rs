@@ -18,7 +18,7 @@
 //! bookkeeping, not guest state.
 
 use crate::digest::{
-    apply_page_changes, digest_of_pages, page_differences, PageDifference, PageMap,
+    apply_page_changes, digest_of_pages, page_differences, space_tag, PageDifference, PageMap,
 };
 use crate::replay::{ReplaySnapshot, Replayer, Writer};
 use crate::trace::{Checkpoint, PageChanges};
@@ -263,12 +263,21 @@ impl Replayer {
         report
     }
 
+    /// The guest address of a page of the digests' page maps (tagged with its address space, see
+    /// `digest::space_tag`) when that space is the running one: the only memory the writer search reads.
+    fn running_address(&self, tagged: u64) -> Option<u64> {
+        let untagged = tagged & (space_tag(1) - 1);
+        (tagged - untagged == space_tag(self.hv.guest.space_key())).then_some(untagged)
+    }
+
     fn page_state(&self, address: u64) -> PageState {
+        let address = self.running_address(address)?;
         let mem = self.hv.guest.memory();
         Some((mem.frame_of(address)?.0, mem.perms(address)?.0))
     }
 
     fn page_bytes(&self, address: u64) -> Option<Vec<u8>> {
+        let address = self.running_address(address)?;
         let mut buf = vec![0u8; PAGE_SIZE];
         self.hv
             .guest

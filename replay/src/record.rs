@@ -65,7 +65,9 @@ pub fn record<H: Host, S: ChunkSink>(
         }
         if icount % header.hash_interval == 0 {
             let registers = register_file(&machine.registers(), scheme);
-            let (memory_digest, pages) = memory.update(machine.memory_mut(), icount);
+            let (space, live) = (machine.space_key(), machine.space_keys());
+            let (memory_digest, pages) =
+                memory.update_space(machine.memory_mut(), space, &live, icount);
             let pending = &mut machine.host.pending;
             pending.push(Record::Checkpoint(Box::new(Checkpoint {
                 icount,

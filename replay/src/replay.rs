@@ -361,7 +361,10 @@ impl Replayer {
                 return self.report(verified, Some(d));
             }
             let registers = self.registers();
-            let (memory_digest, changes) = memory.update(self.hv.guest.memory_mut(), c.icount);
+            let guest = &mut self.hv.guest;
+            let (space, live) = (guest.space_key(), guest.space_keys());
+            let (memory_digest, changes) =
+                memory.update_space(guest.memory_mut(), space, &live, c.icount);
             if registers != c.registers || memory_digest != c.memory_digest {
                 let pages =
                     (memory_digest != c.memory_digest).then(|| (memory.page_map(), changes));

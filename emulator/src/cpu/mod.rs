@@ -385,6 +385,35 @@ impl Default for CpuState {
     }
 }
 
+impl CpuState {
+    /// The registers in their canonical form (rflags computed): what a debugger or a core dump shows of a
+    /// thread, running or not.
+    pub fn registers(&self) -> Registers {
+        Registers {
+            gpr: self.gpr,
+            rip: self.rip,
+            rflags: self.flags.rflags(),
+            fs_base: self.fs_base,
+            gs_base: self.gs_base,
+            xmm: self.xmm,
+            mxcsr: self.mxcsr,
+            x87: self.x87.clone(),
+        }
+    }
+
+    /// Loads the registers from their canonical form (every rflags bit from `r`).
+    pub fn set_registers(&mut self, r: &Registers) {
+        self.gpr = r.gpr;
+        self.rip = r.rip;
+        self.flags.set_rflags(r.rflags, !0);
+        self.fs_base = r.fs_base;
+        self.gs_base = r.gs_base;
+        self.xmm = r.xmm;
+        self.mxcsr = r.mxcsr;
+        self.x87 = r.x87.clone();
+    }
+}
+
 /// The engine of one address space: the running thread's registers, the memory they run on, and the
 /// instruction counters.
 pub struct Cpu {
@@ -504,27 +533,11 @@ impl Cpu {
     }
 
     pub fn registers(&self) -> Registers {
-        Registers {
-            gpr: self.regs.gpr,
-            rip: self.regs.rip,
-            rflags: self.rflags(),
-            fs_base: self.regs.fs_base,
-            gs_base: self.regs.gs_base,
-            xmm: self.regs.xmm,
-            mxcsr: self.regs.mxcsr,
-            x87: self.regs.x87.clone(),
-        }
+        self.regs.registers()
     }
 
     pub fn set_registers(&mut self, r: &Registers) {
-        self.regs.gpr = r.gpr;
-        self.regs.rip = r.rip;
-        self.regs.flags.set_rflags(r.rflags, !0);
-        self.regs.fs_base = r.fs_base;
-        self.regs.gs_base = r.gs_base;
-        self.regs.xmm = r.xmm;
-        self.regs.mxcsr = r.mxcsr;
-        self.regs.x87 = r.x87.clone();
+        self.regs.set_registers(r);
     }
 
     /// A digest of registers and memory, stable across platforms: the "final state hash" of a run.

@@ -12,6 +12,11 @@
 //! | anonymous, dirty          | lost: SIGBUS BUS_MCEERR_AR on next touch  | delayed, then killed or recovered        |
 //! |                           | (early kill: BUS_MCEERR_AO at once)       | by the guest's handler                   |
 //!
+//! A frame that processes still share copy-on-write after a fork (neither has written the page since) is one
+//! physical frame: it is poisoned in every one of them, recovered in every one (zero or binary pages), and an
+//! early kill signals every one, as the kernel's rmap walk (collect_procs, kill_procs) reaches every process
+//! that maps the page.
+//!
 //! A clean file-backed page that is not part of the binary (a mapped data file) has no source the hypervisor
 //! knows, so it is handled as lost, like a dirty page; `Action::LostNoSource` says so in the report.
 //!

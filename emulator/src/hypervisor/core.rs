@@ -1,8 +1,10 @@
 //! ELF core files of a guest, in the layout Linux's fs/binfmt_elf.c writes and gdb reads.
 //!
 //! ET_CORE for EM_X86_64; one PT_NOTE segment, then one PT_LOAD per mapping, page-aligned in the file. Notes named
-//! "CORE": NT_PRSTATUS (signal, pid, the 27 registers in user_regs_struct order), NT_PRPSINFO, NT_SIGINFO,
-//! NT_AUXV, NT_FILE (the binary's file-backed mappings) and NT_PRFPREG (the 512-byte FXSAVE area). Poisoned pages
+//! "CORE": NT_PRSTATUS (signal, tid, the 27 registers in user_regs_struct order), NT_PRPSINFO, NT_SIGINFO,
+//! NT_AUXV, NT_FILE (the binary's file-backed mappings) and NT_PRFPREG (the 512-byte FXSAVE area); then an
+//! NT_PRSTATUS and an NT_PRFPREG for each other thread of the process (`LinuxMachine::core_threads`: the
+//! crashing thread first, as Linux writes it), so gdb's `info threads` and `thread apply all bt` read them. Poisoned pages
 //! are left out of the PT_LOADs (a mapping is split around them; gdb then reports them unreadable, which is the
 //! truth) and listed in a note named "TANDEM" of type `NT_TANDEM_POISONED_PAGES` (their page addresses).
 //! Pages without read permission are dumped with p_filesz 0, as Linux does.
@@ -18,7 +20,8 @@ use super::Hypervisor;
 use crate::cpu::{RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP};
 use crate::linux::abi::SIGBUS;
 use crate::linux::{
-    fxsave, Host, SigInfo, Termination, GUEST_GID, GUEST_PID, GUEST_PPID, GUEST_UID,
+    fxsave_registers, CoreThread, Host, SigInfo, Termination, GUEST_GID, GUEST_PID, GUEST_PPID,
+    GUEST_UID,
 };
 use crate::memory::{Perms, PAGE_SIZE};
 use object::elf;
@@ -69,6 +72,59 @@ fn put<const N: usize>(buf: &mut [u8], at: usize, bytes: [u8; N]) {
     buf[at..at + N].copy_from_slice(&bytes);
 }
 
+/// NT_PRSTATUS of one thread: struct elf_prstatus, 336 bytes on x86-64 (the signal, the ids, the 27
+/// registers in user_regs_struct order). Every thread carries the signal that caused the dump, as Linux's.
+fn prstatus(t: &CoreThread, info: &SigInfo) -> Vec<u8> {
+    let mut prstatus = vec![0u8; 336];
+    put(&mut prstatus, 0, info.signo.to_le_bytes());
+    put(&mut prstatus, 4, info.code.to_le_bytes());
+    put(&mut prstatus, 12, (info.signo as i16).to_le_bytes());
+    put(&mut prstatus, 16, t.signals.pending.to_le_bytes());
+    put(&mut prstatus, 24, t.signals.blocked.to_le_bytes());
+    put(&mut prstatus, 32, t.tid.0.to_le_bytes());
+    let ppid = if t.pid.0 == GUEST_PID { GUEST_PPID } else { 0 };
+    put(&mut prstatus, 36, ppid.to_le_bytes());
+    put(&mut prstatus, 40, t.pid.0.to_le_bytes());
+    put(&mut prstatus, 44, t.pid.0.to_le_bytes());
+    let r = &t.regs;
+    let g = &r.gpr;
+    // user_regs_struct (arch/x86/include/asm/user_64.h).
+    let regs: [u64; 27] = [
+        g[15],
+        g[14],
+        g[13],
+        g[12],
+        g[RBP],
+        g[RBX],
+        g[11],
+        g[10],
+        g[9],
+        g[8],
+        g[RAX],
+        g[RCX],
+        g[RDX],
+        g[RSI],
+        g[RDI],
+        u64::MAX, // orig_rax: not in a syscall
+        r.rip,
+        0x33,
+        r.rflags,
+        g[RSP],
+        0x2b,
+        r.fs_base,
+        r.gs_base,
+        0,
+        0,
+        0,
+        0,
+    ];
+    for (i, v) in regs.iter().enumerate() {
+        put(&mut prstatus, 112 + 8 * i, v.to_le_bytes());
+    }
+    put(&mut prstatus, 328, 1i32.to_le_bytes()); // pr_fpvalid
+    prstatus
+}
+
 /// One PT_LOAD: a run of pages with equal permissions and no poisoned page.
 struct Load {
     start: u64,
@@ -96,57 +152,12 @@ impl<H: Host> Hypervisor<H> {
 
     /// Writes an ELF core of the guest as it is now.
     pub fn core_dump(&self) -> Result<CoreDump, CoreError> {
-        let cpu = &self.guest.machine.cpu;
-        let mem = &cpu.mem;
+        let mem = self.guest.memory();
+
         let info = self.core_siginfo();
 
-        // NT_PRSTATUS: struct elf_prstatus, 336 bytes on x86-64.
-        let mut prstatus = vec![0u8; 336];
-        put(&mut prstatus, 0, info.signo.to_le_bytes());
-        put(&mut prstatus, 4, info.code.to_le_bytes());
-        put(&mut prstatus, 12, (info.signo as i16).to_le_bytes());
-        let signals = self.guest.thread_signals();
-        put(&mut prstatus, 16, signals.pending.to_le_bytes());
-        put(&mut prstatus, 24, signals.blocked.to_le_bytes());
-        put(&mut prstatus, 32, GUEST_PID.to_le_bytes());
-        put(&mut prstatus, 36, GUEST_PPID.to_le_bytes());
-        put(&mut prstatus, 40, GUEST_PID.to_le_bytes());
-        put(&mut prstatus, 44, GUEST_PID.to_le_bytes());
-        let g = &cpu.regs.gpr;
-        // user_regs_struct (arch/x86/include/asm/user_64.h).
-        let regs: [u64; 27] = [
-            g[15],
-            g[14],
-            g[13],
-            g[12],
-            g[RBP],
-            g[RBX],
-            g[11],
-            g[10],
-            g[9],
-            g[8],
-            g[RAX],
-            g[RCX],
-            g[RDX],
-            g[RSI],
-            g[RDI],
-            u64::MAX, // orig_rax: not in a syscall
-            cpu.regs.rip,
-            0x33,
-            cpu.rflags(),
-            g[RSP],
-            0x2b,
-            cpu.regs.fs_base,
-            cpu.regs.gs_base,
-            0,
-            0,
-            0,
-            0,
-        ];
-        for (i, r) in regs.iter().enumerate() {
-            put(&mut prstatus, 112 + 8 * i, r.to_le_bytes());
-        }
-        put(&mut prstatus, 328, 1i32.to_le_bytes()); // pr_fpvalid
+        let threads = self.guest.core_threads();
+        debug_assert!(!threads.is_empty(), "the running thread is always there");
 
         // NT_PRPSINFO: struct elf_prpsinfo, 136 bytes.
         let mut prpsinfo = vec![0u8; 136];
@@ -248,13 +259,19 @@ impl<H: Host> Hypervisor<H> {
             }
         }
 
+        // As fs/binfmt_elf.c writes them: the dumping thread's NT_PRSTATUS, the process notes, its NT_PRFPREG;
+        // then each other thread's NT_PRSTATUS and NT_PRFPREG.
         let mut notes = Vec::new();
-        note(&mut notes, "CORE", NT_PRSTATUS, &prstatus);
-        note(&mut notes, "CORE", NT_PRPSINFO, &prpsinfo);
-        note(&mut notes, "CORE", NT_SIGINFO, &siginfo);
-        note(&mut notes, "CORE", NT_AUXV, &auxv);
-        note(&mut notes, "CORE", NT_FILE, &nt_file);
-        note(&mut notes, "CORE", NT_PRFPREG, &fxsave(cpu));
+        for (i, t) in threads.iter().enumerate() {
+            note(&mut notes, "CORE", NT_PRSTATUS, &prstatus(t, &info));
+            if i == 0 {
+                note(&mut notes, "CORE", NT_PRPSINFO, &prpsinfo);
+                note(&mut notes, "CORE", NT_SIGINFO, &siginfo);
+                note(&mut notes, "CORE", NT_AUXV, &auxv);
+                note(&mut notes, "CORE", NT_FILE, &nt_file);
+            }
+            note(&mut notes, "CORE", NT_PRFPREG, &fxsave_registers(&t.regs));
+        }
         if !poisoned_pages.is_empty() {
             let list: Vec<u8> = poisoned_pages
                 .iter()

@@ -578,7 +578,11 @@ impl<H: Host> Hypervisor<H> {
             self.push_report(report);
             return;
         }
-        // Poison first: from here on nothing reads the frame, the hypervisor included.
+        // Poison first: from here on nothing reads the frame, the hypervisor included. Every address space
+        // that shares the frame copy-on-write (a fork's parent and child before either wrote the page) has the
+        // same physical frame: it is poisoned there too, and there too a touch raises a machine check.
+        self.guest
+            .with_spaces_sharing_frame(frame, |other| other.poison(frame));
         self.guest.machine.cpu.mem.poison(frame);
         let sources: Option<Vec<Box<[u8; PAGE_SIZE]>>> = match class {
             Some(PageState::FileClean) => vaddrs.iter().map(|&a| self.binary_page(a)).collect(),
@@ -589,12 +593,14 @@ impl<H: Host> Hypervisor<H> {
             _ if vaddrs.is_empty() => (Action::Retired, Outcome::Recovered),
             Some(PageState::AnonZero) => {
                 let zero = [0u8; PAGE_SIZE];
+                self.replace_in_sharing_spaces(frame, &zero, FrameClass::AnonZero);
                 for &a in &vaddrs {
                     self.replace(a, &zero, FrameClass::AnonZero);
                 }
                 (Action::Zeroed, Outcome::Recovered)
             }
             Some(PageState::FileClean) if sources.is_some() => {
+                self.reread_in_sharing_spaces(frame);
                 for (a, bytes) in vaddrs.iter().zip(sources.unwrap_or_default()) {
                     self.replace(*a, &bytes, FrameClass::FileClean);
                 }
@@ -613,6 +619,8 @@ impl<H: Host> Hypervisor<H> {
                 self.log_report(&report);
                 self.reports.push(report);
                 let early = if lost_action == Action::SigbusNow {
+                    // Every process that shares the lost frame is told at once, as the one running is.
+                    self.guest.send_memory_error_to_sharers(frame);
                     Some(self.guest.send_memory_error(vaddrs[0]))
                 } else {
                     None
@@ -630,6 +638,43 @@ impl<H: Host> Hypervisor<H> {
     /// the page stays poisoned (and the report says recovered only when the replacement happened).
     fn replace(&mut self, addr: u64, bytes: &[u8; PAGE_SIZE], class: FrameClass) {
         let _ = self.guest.machine.cpu.mem.replace_frame(addr, bytes, class);
+    }
+
+    /// Recovers the pages of the other address spaces that mapped the poisoned `frame` (their own reverse map)
+    /// with fresh frames holding `bytes`: a clean page is recovered in every process that shared it.
+    fn replace_in_sharing_spaces(
+        &mut self,
+        frame: FrameId,
+        bytes: &[u8; PAGE_SIZE],
+        class: FrameClass,
+    ) {
+        // After poisoning, `shares_frame` still holds: the poisoned frame's bytes stay shared.
+        self.guest.with_spaces_sharing_frame(frame, |other| {
+            for addr in other.reverse_map(frame) {
+                let _ = other.replace_frame(addr, bytes, class);
+            }
+        });
+    }
+
+    /// Re-reads from the binary the pages of the other address spaces that mapped the poisoned clean `frame`
+    /// (a page the binary has no bytes for stays poisoned there: a touch is a SIGBUS).
+    fn reread_in_sharing_spaces(&mut self, frame: FrameId) {
+        let mut maps: Vec<Vec<u64>> = Vec::new();
+        self.guest
+            .with_spaces_sharing_frame(frame, |other| maps.push(other.reverse_map(frame)));
+        let sources: Vec<Vec<Option<Box<[u8; PAGE_SIZE]>>>> = maps
+            .iter()
+            .map(|addrs| addrs.iter().map(|&a| self.binary_page(a)).collect())
+            .collect();
+        let mut space = 0;
+        self.guest.with_spaces_sharing_frame(frame, |other| {
+            for (&addr, bytes) in maps[space].iter().zip(&sources[space]) {
+                if let Some(bytes) = bytes {
+                    let _ = other.replace_frame(addr, bytes, FrameClass::FileClean);
+                }
+            }
+            space += 1;
+        });
     }
 
     /// The bytes the loader placed at page `addr` from the binary, if the page is part of the binary's image.

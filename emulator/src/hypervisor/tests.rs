@@ -647,3 +647,111 @@ fn stuck_bits_hold_against_string_stores_reads_and_compiled_stores() {
         }
     }
 }
+
+/// `f` of the memory of another process than the running one (with its own address space), if there is one.
+fn in_other_process<T>(hv: &Hypervisor<MemoryHost>, f: impl FnOnce(&Memory) -> T) -> Option<T> {
+    let running = hv.guest.current_pid();
+    let here = hv.guest.memory();
+    hv.guest
+        .threads()
+        .into_iter()
+        .filter(|t| t.pid != running)
+        .filter_map(|t| hv.guest.thread_memory(t.tid))
+        .find(|m| !std::ptr::eq(*m, here))
+        .map(f)
+}
+
+/// An uncorrectable error on a frame a fork's parent and child still share (copy-on-write not broken)
+/// poisons it in both, as Linux's memory-failure reaches every process that maps the page; a frame with the
+/// same number that one of them has since written (its own copy) is poisoned in that process only.
+#[test]
+fn an_error_on_a_frame_shared_after_fork_poisons_every_process_mapping_it() {
+    let mut hv = guest("procs-musl", &["procs"], "", false, 0);
+    // Run until a forked child exists beside the parent.
+    let mut chunks = 0;
+    while in_other_process(&hv, |_| ()).is_none() {
+        assert_eq!(hv.run(1_000), Progress::BudgetExhausted, "procs forks");
+        chunks += 1;
+        assert!(chunks < 20_000, "no fork");
+    }
+    let pages = hv.guest.memory().page_entries();
+    let mut shared = None;
+    let mut own = None;
+    for &(_, frame, _) in &pages {
+        let elsewhere = hv.guest.with_spaces_sharing_frame(frame, |_| {});
+        let in_other = in_other_process(&hv, |m| m.frame_class(frame).is_some()).unwrap();
+        if elsewhere > 0 {
+            shared.get_or_insert(frame);
+        } else if in_other {
+            own.get_or_insert(frame);
+        }
+    }
+    let shared = shared.expect("after a fork most frames are shared");
+    let own = own.expect("the stack at least has been written since the fork");
+    hv.inject(FaultKind::Ue, own, 0, 0, false);
+    assert!(hv.guest.memory().frame_is_poisoned(own));
+    assert_eq!(
+        in_other_process(&hv, |m| m.frame_is_poisoned(own)),
+        Some(false),
+        "the other process's frame {own:?} is its own copy, another physical frame"
+    );
+    hv.inject(FaultKind::Ue, shared, 0, 0, false);
+    assert!(hv.guest.memory().frame_is_poisoned(shared));
+    let mut poisoned_elsewhere = 0;
+    hv.guest.with_spaces_sharing_frame(shared, |m| {
+        assert!(m.frame_is_poisoned(shared));
+        poisoned_elsewhere += 1;
+    });
+    assert!(poisoned_elsewhere >= 1);
+    // The run goes on to its end whatever the poison does to either process: no panic, a termination.
+    hv.run_to_completion(200_000_000);
+    assert!(hv.guest.termination().is_some());
+}
+
+/// With early kill, a lost dirty frame that a forked child still shares with its parent signals both at
+/// once: the child, running, dies of SIGBUS BUS_MCEERR_AO there and then, and the parent (the first process)
+/// takes its own when it next runs, so the run ends killed by SIGBUS instead of the parent reaping a child
+/// and going on.
+#[test]
+fn early_kill_reaches_every_process_sharing_the_lost_frame() {
+    use crate::linux::ids::{Pid, Tid};
+    use crate::memory::FrameClass;
+    let mut hv = guest("procs-musl", &["procs"], "", true, 0);
+    let mut steps = 0;
+    let frame = loop {
+        assert_eq!(hv.run(100), Progress::BudgetExhausted, "procs forks");
+        steps += 1;
+        assert!(steps < 200_000, "no forked child ran");
+        if hv.guest.current_pid() == Pid(1000) {
+            continue;
+        }
+        let Some(parent) = hv.guest.thread_memory(Tid(1000)) else {
+            continue;
+        };
+        let here = hv.guest.memory();
+        if std::ptr::eq(parent, here) {
+            continue; // a vfork child borrows its parent's memory
+        }
+        let shared_dirty = here.page_entries().into_iter().find(|&(_, f, _)| {
+            here.frame_class(f) == Some(FrameClass::AnonDirty) && here.shares_frame(f, parent)
+        });
+        if let Some((_, f, _)) = shared_dirty {
+            break f;
+        }
+    };
+    hv.inject(FaultKind::Ue, frame, 0, 0, false);
+    assert_eq!(
+        hv.reports().last().map(|r| r.action),
+        Some(Action::SigbusNow)
+    );
+    hv.run_to_completion(200_000_000);
+    match hv.guest.termination() {
+        Some(Termination::Signaled { signal, cause, .. }) => {
+            assert_eq!(*signal, SIGBUS, "{cause}")
+        }
+        other => panic!("the parent must die of the early kill, not {other:?}"),
+    }
+    // Of the early kill (action optional), not of touching the poisoned page later (action required).
+    let info = hv.guest.stats().last_fault.expect("a SIGBUS");
+    assert_eq!((info.signo, info.code), (SIGBUS, 5), "BUS_MCEERR_AO");
+}

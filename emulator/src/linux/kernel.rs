@@ -446,21 +446,28 @@ impl<H: Host> LinuxMachine<H> {
             } else {
                 self.threads.get(tid).map_or(Pid(0), |t| t.pid)
             };
-            let what = match &b.wait {
-                Wait::Futex { key, .. } => format!("futex_wait on the word at {:#x}", key.addr),
-                Wait::Sleep => "a sleep or pause".to_string(),
-                Wait::Vfork { child } => format!("vfork, for child {child} to exec or exit"),
-                Wait::Retry => format!(
-                    "{}({:#x}, {:#x}, {:#x})",
-                    syscall_name(b.nr),
-                    b.args[0],
-                    b.args[1],
-                    b.args[2]
-                ),
-            };
+            let what = b.describe();
             let _ = writeln!(s, "  task {tid} (process {pid}) waits in {what}");
         }
         s
+    }
+}
+
+impl Blocked {
+    /// What the task waits in, for people: the deadlock report, the debugger's thread list.
+    pub fn describe(&self) -> String {
+        match &self.wait {
+            Wait::Futex { key, .. } => format!("futex_wait on the word at {:#x}", key.addr),
+            Wait::Sleep => "a sleep or pause".to_string(),
+            Wait::Vfork { child } => format!("vfork, for child {child} to exec or exit"),
+            Wait::Retry => format!(
+                "{}({:#x}, {:#x}, {:#x})",
+                syscall_name(self.nr),
+                self.args[0],
+                self.args[1],
+                self.args[2]
+            ),
+        }
     }
 }
 

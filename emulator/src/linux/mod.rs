@@ -28,6 +28,7 @@ pub mod fd;
 mod files;
 pub mod host;
 pub mod ids;
+mod inspect;
 mod kernel;
 mod net;
 pub mod procfs;
@@ -46,9 +47,10 @@ use crate::memory::Memory;
 use abi::*;
 pub use host::{Host, HostKind, HostMetadata, HostStat, MemoryHost, SeededEntropy, Timespec};
 use ids::{Pid, Tid};
+pub use inspect::{CoreThread, FinalThread, ThreadInfo, ThreadState};
 pub use sched::SchedPolicy;
 use sched::Scheduler;
-pub use signal::{fxsave, EarlyKill, SigInfo};
+pub use signal::{fxsave, fxsave_registers, EarlyKill, SigInfo};
 pub use snapshot::LinuxSnapshot;
 use std::collections::BTreeMap;
 pub use task::ThreadSignals;
@@ -194,6 +196,9 @@ pub struct Stats {
     pub tasks_created: u64,
     /// Programs started by execve.
     pub execs: u64,
+    /// The other threads of the first process as it ended (exit_group, a fatal signal), by tid: what a core
+    /// dump and a debugger show of them once the run is over (the thread that ended it stays the running one).
+    pub final_threads: Vec<inspect::FinalThread>,
 }
 
 /// What `run` did.
@@ -357,6 +362,26 @@ impl<H: Host> LinuxMachine<H> {
     /// hypervisor-level changes (poison, replaced frames).
     pub fn memory_mut(&mut self) -> &mut Memory {
         &mut self.machine.cpu.mem
+    }
+
+    /// Runs `f` on the memory of every other address space that shares `frame` with the running one
+    /// copy-on-write (`Memory::shares_frame`: a fork's parent or child before either wrote the page), in key
+    /// order; returns how many. Memory failure handling reaches them all, as Linux's rmap walk reaches every
+    /// process mapping a page.
+    pub fn with_spaces_sharing_frame(
+        &mut self,
+        frame: crate::memory::FrameId,
+        mut f: impl FnMut(&mut Memory),
+    ) -> usize {
+        let running = &self.machine.cpu.mem;
+        let mut n = 0;
+        for m in self.spaces.values_mut() {
+            if running.shares_frame(frame, &m.cpu.mem) {
+                f(&mut m.cpu.mem);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// The bytes and the text of the instruction at `addr` in the running thread's address space.

@@ -159,8 +159,16 @@ pub fn signal_for(e: Exception, rip: u64) -> SigInfo {
 
 /// The 512-byte FXSAVE image of the FPU, MXCSR and XMM registers.
 pub fn fxsave(cpu: &Cpu) -> [u8; 512] {
+    fxsave_of(&cpu.regs.x87, cpu.regs.mxcsr, &cpu.regs.xmm)
+}
+
+/// The FXSAVE image of a thread's registers, running or not (core dumps write one per thread).
+pub fn fxsave_registers(r: &crate::cpu::Registers) -> [u8; 512] {
+    fxsave_of(&r.x87, r.mxcsr, &r.xmm)
+}
+
+fn fxsave_of(x: &crate::cpu::X87, mxcsr: u32, xmm: &[u128; 16]) -> [u8; 512] {
     let mut b = [0u8; 512];
-    let x = &cpu.regs.x87;
     b[0..2].copy_from_slice(&x.control.to_le_bytes());
     b[2..4].copy_from_slice(&x.status_word().to_le_bytes());
     let mut abridged = 0u8;
@@ -173,7 +181,7 @@ pub fn fxsave(cpu: &Cpu) -> [u8; 512] {
     b[6..8].copy_from_slice(&x.last_opcode.to_le_bytes());
     b[8..16].copy_from_slice(&x.last_ip.to_le_bytes());
     b[16..24].copy_from_slice(&x.last_dp.to_le_bytes());
-    b[24..28].copy_from_slice(&cpu.regs.mxcsr.to_le_bytes());
+    b[24..28].copy_from_slice(&mxcsr.to_le_bytes());
     b[28..32].copy_from_slice(&0xffffu32.to_le_bytes());
     for i in 0..8 {
         let r = x.regs[(x.top as usize + i) & 7];
@@ -181,9 +189,9 @@ pub fn fxsave(cpu: &Cpu) -> [u8; 512] {
         b[at..at + 8].copy_from_slice(&r.significand.to_le_bytes());
         b[at + 8..at + 10].copy_from_slice(&r.sign_exponent.to_le_bytes());
     }
-    for i in 0..16 {
+    for (i, x) in xmm.iter().enumerate() {
         let at = 160 + 16 * i;
-        b[at..at + 16].copy_from_slice(&cpu.regs.xmm[i].to_le_bytes());
+        b[at..at + 16].copy_from_slice(&x.to_le_bytes());
     }
     b
 }
@@ -341,6 +349,43 @@ impl<H: Host> LinuxMachine<H> {
         } else {
             EarlyKill::HandlerRuns
         }
+    }
+
+    /// The early kill of the other processes whose address space shares `frame` with the running one
+    /// copy-on-write (`Memory::shares_frame`): each is sent SIGBUS with BUS_MCEERR_AO for its own first page
+    /// mapping the frame, as kill_procs signals every process that maps a failed page. A process takes it
+    /// when it next runs (its handler, or the default action that kills it). Returns the processes signalled,
+    /// in pid order.
+    pub fn send_memory_error_to_sharers(&mut self, frame: crate::memory::FrameId) -> Vec<Pid> {
+        if self.termination.is_some() {
+            return Vec::new();
+        }
+        let running = &self.machine.cpu.mem;
+        let targets: Vec<(Pid, u64)> = self
+            .procs
+            .values()
+            .filter(|p| !p.exited && p.space != self.proc.space)
+            .filter_map(|p| {
+                let mem = &self.spaces.get(&p.space)?.cpu.mem;
+                if !running.shares_frame(frame, mem) {
+                    return None;
+                }
+                Some((p.pid, *mem.reverse_map(frame).first()?))
+            })
+            .collect();
+        let mut signalled = Vec::new();
+        for (pid, addr) in targets {
+            let info = SigInfo {
+                signo: SIGBUS,
+                code: BUS_MCEERR_AO,
+                addr,
+                value: 0,
+            };
+            if !self.ignores(pid, SIGBUS) && self.send_to_process(pid, info).is_ok() {
+                signalled.push(pid);
+            }
+        }
+        signalled
     }
 
     /// Delivers the lowest-numbered signal pending for the running thread (its own first, then its

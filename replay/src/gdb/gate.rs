@@ -7,14 +7,16 @@
 //! errors are not recoverable by design. A gdb client that sends one of those, by mistake or on purpose, must
 //! get an answer and keep its session. So no byte from the client reaches gdbstub unchecked: the gate parses
 //! each packet against the grammar of the GDB remote protocol ("Packets", "General Query Packets" in gdb's
-//! manual) and re-encodes the ones it forwards (addresses as 16 hexadecimal digits, thread ids dropped where the
-//! target has one thread), so that gdbstub sees only what it was written for.
+//! manual) and re-encodes the ones it forwards (addresses as 16 hexadecimal digits, a resume as one vCont
+//! action plus the default continue, thread selections only of threads the guest has), so that gdbstub sees
+//! only what it was written for.
 //!
-//! What it answers itself: packets that need only the protocol (thread queries, `H`, `T`, unsupported and
-//! unknown packets with the empty reply that means "not supported"), memory and register writes (a replay is
-//! read-only), `?` and `qXfer:siginfo:read` (they depend on the fatal signal the guest may be stopped with,
+//! What it answers itself: packets that need only the protocol (`Hc`, `Hg` of any or all threads, unsupported
+//! and unknown packets with the empty reply that means "not supported"), memory and register writes (a replay
+//! is read-only), `?` and `qXfer:siginfo:read` (they depend on the fatal signal the guest may be stopped with,
 //! which gdbstub 0.7 has no notion of), and a resume with a signal other than the fatal one (a replay cannot
 //! deliver a signal the recorded run did not receive; gdb shows the error reply as "Remote failure reply").
+//! `T TID` and `Hg TID` go to the server, which answers or forwards them only for a thread the guest has.
 //! The framing follows "Overview" and "Packet Acknowledgment": a packet with a bad checksum is answered with `-`
 //! (a request to send it again) while acknowledgments are on, and with an error reply once they are off.
 
@@ -304,6 +306,13 @@ pub enum Request {
     NoAckMode,
     /// `k`, or `vKill;PID` (`reply_ok`): gdbstub is handed `k`, which it does not answer; vKill is answered OK.
     Kill { reply_ok: bool },
+    /// `Hg TID`: the thread whose registers and memory gdb reads next; forwarded when the guest has it.
+    SelectThread(u64),
+    /// `T TID`: is the thread alive?
+    ThreadAlive(u64),
+    /// A step without a signal (`s`, `vCont;s[:TID]`): forwarded as a step of the thread that runs now, the
+    /// others continuing (a replay has one schedule).
+    Step,
 }
 
 /// The error reply for a write: a replay follows its trace (the server keeps going).
@@ -351,9 +360,9 @@ fn thread_id(s: &[u8]) -> Option<(Option<Id>, Id)> {
     }
 }
 
-/// The one thread there is (pid 1, tid 1), as a thread id names it.
-fn is_the_thread(pid: Option<Id>, tid: Id) -> bool {
-    matches!(pid, None | Some(Id::Number(1))) && tid == Id::Number(1)
+/// The one process gdb is told of (pid 1; gdbstub's), as a thread id names it.
+fn is_the_process(pid: Option<Id>) -> bool {
+    matches!(pid, None | Some(Id::Number(1)))
 }
 
 /// A `vCont` action's kind.
@@ -438,12 +447,20 @@ pub fn classify(body: &[u8]) -> Request {
                 _ => Reply("E.bad m packet: m ADDR,LENGTH in hexadecimal".into()),
             }
         }
-        [b'H', b'g' | b'c', thread @ ..] => match thread_id(thread) {
+        [b'H', b'g', thread @ ..] => match thread_id(thread) {
+            Some((pid, Id::Number(tid))) if is_the_process(pid) => Request::SelectThread(tid),
+            Some((_, Id::Number(_))) => Reply("E01".into()),
+            // Any thread, or all: the one selected stays.
+            Some(_) => Reply("OK".into()),
+            None => Reply("E.bad thread id".into()),
+        },
+        // The thread of `c` and `s` packets: gdb resumes with vCont, which names its threads.
+        [b'H', b'c', thread @ ..] => match thread_id(thread) {
             Some(_) => Reply("OK".into()),
             None => Reply("E.bad thread id".into()),
         },
         [b'T', thread @ ..] => match thread_id(thread) {
-            Some((pid, tid)) if is_the_thread(pid, tid) => Reply("OK".into()),
+            Some((pid, Id::Number(tid))) if is_the_process(pid) => Request::ThreadAlive(tid),
             _ => Reply("E01".into()),
         },
         b"qfThreadInfo" => Forward("qfThreadInfo".into()),
@@ -472,8 +489,8 @@ pub fn classify(body: &[u8]) -> Request {
         }
         b"vCont?" => Forward("vCont?".into()),
         [b'v', b'C', b'o', b'n', b't', b';', actions @ ..] => vcont(actions),
-        b"c" => Forward("c".into()),
-        b"s" => Forward("s".into()),
+        b"c" => Forward("vCont;c".into()),
+        b"s" => Request::Step,
         [b'c', ..] | [b's', ..] => {
             Reply("E.resuming at another address is not supported by a replay".into())
         }
@@ -534,12 +551,12 @@ fn xfer(rest: &[u8]) -> Request {
     }
 }
 
-/// `vCont;ACTION[:TID][;ACTION[:TID]]`: one target thread, so one action counts; a second may only be the
-/// default continue that gdb adds for the other threads.
+/// `vCont;ACTION[:TID][;ACTION[:TID]]`: a replay has one schedule, so one action counts (a step is a step of
+/// the thread that runs now); a second may only be the default continue that gdb adds for the other threads.
 fn vcont(actions: &[u8]) -> Request {
     let list: Vec<&[u8]> = actions.split(|&b| b == b';').collect();
     if list.len() > 2 {
-        return Request::Reply("E.one thread: at most two vCont actions".into());
+        return Request::Reply("E.one schedule: at most two vCont actions".into());
     }
     let mut parsed = Vec::new();
     for a in &list {
@@ -549,11 +566,11 @@ fn vcont(actions: &[u8]) -> Request {
         }
     }
     if parsed.len() == 2 && parsed[1] != Action::Continue {
-        return Request::Reply("E.one thread: a second vCont action must be c".into());
+        return Request::Reply("E.one schedule: a second vCont action must be c".into());
     }
     match parsed[0] {
         Action::Continue => Request::Forward("vCont;c".into()),
-        Action::Step => Request::Forward("vCont;s".into()),
+        Action::Step => Request::Step,
         Action::ContinueWith(signal) => Request::ResumeWithSignal {
             step: false,
             signal,
@@ -593,7 +610,15 @@ mod tests {
             "z2,0000000000407240,0000000000000008"
         );
         assert_eq!(forwarded("vCont;c:p1.-1"), "vCont;c");
-        assert_eq!(forwarded("vCont;s:p1.1;c:p1.-1"), "vCont;s");
+        assert_eq!(classify(b"vCont;s:p1.3e9;c:p1.-1"), Request::Step);
+        assert_eq!(classify(b"s"), Request::Step);
+        assert_eq!(forwarded("c"), "vCont;c");
+        assert_eq!(classify(b"Hgp1.3e9"), Request::SelectThread(0x3e9));
+        assert_eq!(classify(b"Hg3ea"), Request::SelectThread(0x3ea));
+        assert_eq!(replied("Hgp2.3e9"), "E01");
+        assert_eq!(replied("Hg0"), "OK");
+        assert_eq!(replied("Hc-1"), "OK");
+        assert_eq!(classify(b"Tp1.3e8"), Request::ThreadAlive(0x3e8));
         assert_eq!(forwarded("qRcmd,7768656E"), "qRcmd,7768656e");
         assert_eq!(
             forwarded("qXfer:features:read:target.xml:fdb,ffb"),
@@ -614,8 +639,8 @@ mod tests {
         assert!(replied("Z2,11223344556677889,8").starts_with('E'));
         assert_eq!(replied("Hg-1"), "OK");
         assert!(replied("Hgp").starts_with('E'));
-        assert_eq!(replied("Tp1.1"), "OK");
-        assert_eq!(replied("T2"), "E01");
+        assert_eq!(replied("Tp1.-1"), "E01");
+        assert_eq!(replied("Tp2.1"), "E01");
         assert_eq!(replied("M1000,1:00"), "E01");
         assert_eq!(replied("vMustReplyEmpty"), "");
         assert_eq!(replied("qXfer:features:read:other.xml:0,10"), "E00");

@@ -643,9 +643,11 @@ impl<H: Host> LinuxMachine<H> {
         if self.proc.vfork_parent.is_some() {
             // The parent's address space goes back to it; the child has its own from now on.
             self.spaces.insert(self.proc.space, old);
-            self.proc.space = self.space_next;
-            self.space_next += 1;
         }
+        // A new key for the new address space, as for a fork's: a key names one address space for its whole
+        // life (memory digests and futex keys rely on it).
+        self.proc.space = self.space_next;
+        self.space_next += 1;
         self.release_vfork_parent();
         let p = &mut self.proc;
         p.brk_start = loaded.brk_start;

@@ -256,6 +256,9 @@ impl<H: Host> LinuxMachine<H> {
     /// The first process's end is the end of the run.
     pub(in crate::linux) fn end_process(&mut self, how: Termination) {
         let pid = self.proc.pid;
+        if pid == Pid(GUEST_PID) {
+            self.keep_final_threads();
+        }
         let others: Vec<Tid> = self
             .threads
             .values()
