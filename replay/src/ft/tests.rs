@@ -94,8 +94,8 @@ fn same_as_single(
 #[test]
 fn a_fault_free_pair_agrees_every_epoch_and_releases_the_single_runs_output() {
     let w = same_as_single(
-        "sha256-musl",
-        &["abc", "tandem"],
+        "sigbus-glibc",
+        &["20"],
         b"",
         20_000,
         vec![Default::default(); 2],
@@ -103,7 +103,7 @@ fn a_fault_free_pair_agrees_every_epoch_and_releases_the_single_runs_output() {
     let s = w.stats();
     assert!(s.epochs > 3, "{s:?}");
     assert_eq!((s.mismatches, s.resyncs, s.reexecutions), (0, 0, 0));
-    let (stdout, ..) = single("sha256-musl", &["abc", "tandem"], b"");
+    let (stdout, ..) = single("sigbus-glibc", &["20"], b"");
     assert_eq!(s.released_bytes, stdout.len() as u64);
     assert!(s.latency_insns_max > 0 && s.latency_insns_max < 20_000);
 }
@@ -132,7 +132,7 @@ fn stdin_is_shipped_to_the_backup_through_the_log() {
 /// A flip in the secondary's registers' memory at a time it matters: the backup is wrong, the primary right.
 #[test]
 fn a_flip_in_the_secondary_is_corrected_from_the_primary() {
-    let (.., icount, _) = single("sha256-musl", &["abc"], b"");
+    let (.., icount, _) = single("sigbus-glibc", &["20"], b"");
     let spec = format!("mem.flip:count=20,within={icount},class=anon-dirty");
     let w = same_as_single(
         "sha256-musl",
@@ -149,7 +149,7 @@ fn a_flip_in_the_secondary_is_corrected_from_the_primary() {
 
 #[test]
 fn a_flip_in_the_primary_is_found_by_re_execution_and_corrected() {
-    let (.., icount, _) = single("sha256-musl", &["abc"], b"");
+    let (.., icount, _) = single("sigbus-glibc", &["20"], b"");
     let spec = format!("mem.flip:count=20,within={icount},class=anon-dirty");
     let w = same_as_single(
         "sha256-musl",
@@ -167,12 +167,12 @@ fn a_flip_in_the_primary_is_found_by_re_execution_and_corrected() {
 
 #[test]
 fn a_triple_outvotes_the_faulty_replica_without_re_execution() {
-    let (.., icount, _) = single("sha256-musl", &["abc"], b"");
+    let (.., icount, _) = single("sigbus-glibc", &["20"], b"");
     let spec = format!("mem.flip:count=20,within={icount},class=anon-dirty");
     for faulty in 0..3 {
         let mut faults = vec![ReplicaFaults::default(); 3];
         faults[faulty] = plan(&spec);
-        let w = same_as_single("sha256-musl", &["abc"], b"", 10_000, faults);
+        let w = same_as_single("sigbus-glibc", &["20"], b"", 10_000, faults);
         let s = w.stats();
         assert!(s.mismatches > 0, "{s:?}");
         assert_eq!(s.wrong[faulty], s.mismatches, "replica {faulty}: {s:?}");
