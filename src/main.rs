@@ -6,6 +6,8 @@
 //! - `replay`: 0 verified, 3 divergence, 4 damaged trace, 125 tandem's own failure.
 //! - `debug`: 0, 1 when a command of the script failed, 125 tandem's own failure.
 //! - `faults`: 0 when no run was silently corrupted, 1 when some run was, 125 tandem's own failure.
+//! - `ft`: the agreed guest's status (as `run`); with --seeds (a campaign) 0 when no run was silently corrupted, 1
+//!   when some run was.
 //! - `scenario ...`: 0 every run passed, 1 a checker failed, 2 bad input (its statuses predate the others).
 //!
 //! 125 is tandem's own failure (bad input, unreadable file, usage error, internal error), as env(1) and timeout(1)
@@ -19,6 +21,8 @@ use clap::{Parser, Subcommand};
 mod debug_cmd;
 mod faults_cmd;
 mod install_cmd;
+
+mod ft_cmd;
 mod mount_fs;
 mod output;
 mod record_cmd;
@@ -51,6 +55,8 @@ enum Command {
     Faults(faults_cmd::FaultsArgs),
     Completions(install_cmd::CompletionsArgs),
     Man(install_cmd::ManArgs),
+
+    Ft(ft_cmd::FtArgs),
 }
 
 /// Exit status of tandem's own failure: bad input, an unreadable file, a usage error, an internal error. 125 as
@@ -74,6 +80,8 @@ fn main() {
         Command::Faults(args) => faults_cmd::run(args),
         Command::Completions(args) => install_cmd::completions(args),
         Command::Man(args) => install_cmd::man(args),
+
+        Command::Ft(args) => ft_cmd::run(args),
     };
     match result {
         Ok(()) => match output::flush_stdout() {

@@ -20,7 +20,7 @@ use tandem_emulator::linux::sysnames::syscall_name;
 use tandem_emulator::linux::{Host, HostKind, HostMetadata, HostStat, Timespec};
 use tandem_emulator::memory::Fnv;
 
-fn kind_code(k: HostKind) -> u8 {
+pub(crate) fn kind_code(k: HostKind) -> u8 {
     match k {
         HostKind::File => 0,
         HostKind::Dir => 1,
@@ -29,7 +29,7 @@ fn kind_code(k: HostKind) -> u8 {
     }
 }
 
-fn kind_of(code: u8) -> HostKind {
+pub(crate) fn kind_of(code: u8) -> HostKind {
     match code {
         0 => HostKind::File,
         1 => HostKind::Dir,
@@ -39,7 +39,7 @@ fn kind_of(code: u8) -> HostKind {
 }
 
 /// The trace's form of a host answer with the whole of stat(2).
-fn stat_meta(m: &HostMetadata, s: &HostStat) -> StatMeta {
+pub(crate) fn stat_meta(m: &HostMetadata, s: &HostStat) -> StatMeta {
     let t = |t: Timespec| (t.sec, t.nsec);
     StatMeta {
         kind: kind_code(m.kind),
@@ -60,7 +60,7 @@ fn stat_meta(m: &HostMetadata, s: &HostStat) -> StatMeta {
 
 /// A recorded stat(2) answer as the host interface gives it (nanoseconds out of range are clamped: a trace is
 /// data, never a reason to panic).
-fn host_metadata(m: &StatMeta) -> HostMetadata {
+pub(crate) fn host_metadata(m: &StatMeta) -> HostMetadata {
     let t = |(sec, nsec): (i64, u32)| Timespec {
         sec,
         nsec: nsec.min(999_999_999),
@@ -84,7 +84,7 @@ fn host_metadata(m: &StatMeta) -> HostMetadata {
     }
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv(bytes: &[u8]) -> u64 {
     let mut h = Fnv::new();
     h.write_bytes(bytes);
     h.finish()

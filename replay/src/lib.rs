@@ -14,6 +14,7 @@
 
 pub mod debugger;
 pub mod digest;
+pub mod ft;
 pub mod gdb;
 pub mod hosts;
 pub mod memory_divergence;

@@ -1,0 +1,494 @@
+//! The hosts of a fault-tolerant world: one `FtHost` per replica over one shared input log, and the live
+//! source behind the log.
+//!
+//! The leader (the primary) asks the live source whenever its position reaches the end of the log and appends
+//! the question and its answer to the log, as `RecordingHost` does in a recording (the log holds the trace's own
+//! `Event`s: a pair's log is a recording). Every other replica answers from the log at its own position and
+//! checks that it asks the same questions at the same instruction counts; a replica that asks something else
+//! has diverged: it is answered with errors and asks to pause, and the world compares and arbitrates.
+//!
+//! Output is never passed on here: each replica holds its stdout and stderr writes for the epoch (`held`), and
+//! the world releases only what the replicas agree on. Writes are answered Ok, so a replica's run never depends
+//! on the state of the real stdout.
+//!
+//! Invariant: everything a replica's future depends on besides its guest is in its `Cursor` (log position, stdin
+//! offset, entropy stream), which the world checkpoints and restores with the guest. The live source is
+//! position-addressed (stdin by offset, files by path), so an epoch re-executed from a checkpoint as leader gets
+//! the answers the first execution got, even when that execution was faulty and took them first.
+
+use crate::hosts::{fnv, host_metadata, kind_code, kind_of, stat_meta};
+use crate::trace::{blob_id, BlobId, Event, HostCall, Meta};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use tandem_emulator::linux::abi::{Errno, EIO};
+use tandem_emulator::linux::{Host, HostMetadata, SeededEntropy};
+
+/// Longest text of a logged event quoted in a divergence message.
+const QUOTE_CHARS_MAX: usize = 160;
+
+/// Largest stdin read the live source makes at once (a guest asking for more gets a short read, as from a pipe).
+const STDIN_READ_BYTES_MAX: usize = 1 << 20;
+
+/// The live host behind the log: real stdin, mounted files and the real stdout and stderr (where released output
+/// goes). Stdin is kept from the start so that any reader at any offset gets the same bytes.
+pub struct LiveSource<L: Host> {
+    pub inner: L,
+    stdin: Vec<u8>,
+    stdin_eof: bool,
+}
+
+impl<L: Host> LiveSource<L> {
+    pub fn new(inner: L) -> LiveSource<L> {
+        LiveSource {
+            inner,
+            stdin: Vec::new(),
+            stdin_eof: false,
+        }
+    }
+
+    /// Up to `len` bytes of stdin from `offset`: what is kept, or one read of the live stdin when the reader is
+    /// past it (an empty answer is end of file).
+    fn read_stdin_at(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, Errno> {
+        let offset = offset as usize;
+        assert!(
+            offset <= self.stdin.len(),
+            "a reader past the stdin read so far"
+        );
+        if offset == self.stdin.len() && !self.stdin_eof && len > 0 {
+            let mut buf = vec![0; len.min(STDIN_READ_BYTES_MAX)];
+            let n = self.inner.read_stdin(&mut buf)?;
+            if n == 0 {
+                self.stdin_eof = true;
+            }
+            self.stdin.extend_from_slice(&buf[..n]);
+        }
+        let end = self.stdin.len().min(offset + len);
+        Ok(self.stdin[offset..end].to_vec())
+    }
+}
+
+/// The input log the leader writes and the other replicas read: events at absolute positions from `base` on
+/// (a re-execution writes a log of its own that starts where the epoch started), and the files read, by content.
+#[derive(Default)]
+pub struct Log {
+    base: usize,
+    events: Vec<Event>,
+    blobs: BTreeMap<BlobId, Arc<Vec<u8>>>,
+}
+
+impl Log {
+    /// A log whose first event will be at position `base` (the positions before it are someone else's).
+    pub fn starting_at(base: usize, blobs: BTreeMap<BlobId, Arc<Vec<u8>>>) -> Log {
+        Log {
+            base,
+            events: Vec::new(),
+            blobs,
+        }
+    }
+
+    /// The position after the last event.
+    pub fn end(&self) -> usize {
+        self.base + self.events.len()
+    }
+
+    fn get(&self, position: usize) -> Option<&Event> {
+        position
+            .checked_sub(self.base)
+            .and_then(|i| self.events.get(i))
+    }
+
+    /// Drops the events from `position` on (what a replica found wrong wrote).
+    pub fn truncate(&mut self, position: usize) {
+        assert!(position >= self.base, "truncating before the log's base");
+        self.events.truncate(position - self.base);
+    }
+
+    /// Appends what another log holds from this log's end on.
+    pub fn append_from(&mut self, other: &Log) {
+        assert_eq!(
+            other.base,
+            self.end(),
+            "a log appended where it does not start"
+        );
+        self.events.extend(other.events.iter().cloned());
+        for (id, bytes) in &other.blobs {
+            self.blobs.entry(*id).or_insert_with(|| bytes.clone());
+        }
+    }
+
+    pub fn blobs(&self) -> &BTreeMap<BlobId, Arc<Vec<u8>>> {
+        &self.blobs
+    }
+
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+}
+
+/// A write a replica made during the current epoch, held until the world releases it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldWrite {
+    /// 1 stdout, 2 stderr.
+    pub fd: u8,
+    pub bytes: Vec<u8>,
+    /// The icount of the write(2) that produced it.
+    pub icount: u64,
+}
+
+/// What a replica's future depends on besides its guest: saved and restored with the guest's snapshot.
+#[derive(Clone)]
+pub struct Cursor {
+    /// The position of the next log event to take.
+    pub position: usize,
+    /// Bytes of stdin consumed.
+    pub stdin_offset: u64,
+    entropy: SeededEntropy,
+    /// The first question the log did not answer (the replica stops soon after).
+    pub diverged: Option<String>,
+    current_syscall: u64,
+}
+
+impl Cursor {
+    pub fn new(seed: u64) -> Cursor {
+        Cursor {
+            position: 0,
+            stdin_offset: 0,
+            entropy: SeededEntropy::new(seed),
+            diverged: None,
+            current_syscall: 0,
+        }
+    }
+}
+
+/// The host of one replica (or of a re-execution).
+pub struct FtHost<L: Host> {
+    log: Rc<RefCell<Log>>,
+    live: Rc<RefCell<LiveSource<L>>>,
+    /// May extend the log from the live source (the primary, or a re-execution).
+    pub leader: bool,
+    pub cursor: Cursor,
+    /// The epoch's stdout and stderr writes, in order.
+    pub held: Vec<HeldWrite>,
+}
+
+impl<L: Host> FtHost<L> {
+    pub fn new(
+        log: Rc<RefCell<Log>>,
+        live: Rc<RefCell<LiveSource<L>>>,
+        leader: bool,
+        cursor: Cursor,
+    ) -> FtHost<L> {
+        FtHost {
+            log,
+            live,
+            leader,
+            cursor,
+            held: Vec::new(),
+        }
+    }
+
+    pub fn log(&self) -> &Rc<RefCell<Log>> {
+        &self.log
+    }
+
+    /// Replaces the log this host reads and writes (a re-execution gets one of its own).
+    pub fn set_log(&mut self, log: Rc<RefCell<Log>>) {
+        self.log = log;
+    }
+
+    fn diverge(&mut self, message: String) {
+        if self.cursor.diverged.is_none() {
+            self.cursor.diverged = Some(format!(
+                "at icount {}: {message}",
+                self.cursor.current_syscall
+            ));
+        }
+    }
+
+    /// One exchange with the outside: the answer from the log at this replica's position (`from_log` accepts
+    /// the logged event or not), or, for the leader at the end of the log, from the live source (`live` gives
+    /// the answer and the event to log). `failed` answers a replica that has diverged.
+    fn exchange<T>(
+        &mut self,
+        asked: &dyn Fn() -> String,
+        from_log: impl FnOnce(&Event, &Log, &mut Cursor) -> Option<T>,
+        live: impl FnOnce(&mut LiveSource<L>, &mut Log, &mut Cursor) -> (T, Event),
+        failed: T,
+    ) -> T {
+        if self.cursor.diverged.is_some() {
+            return failed;
+        }
+        let position = self.cursor.position;
+        let logged = self.log.borrow().get(position).cloned();
+        match logged {
+            Some(event) => {
+                let answer = from_log(&event, &self.log.borrow(), &mut self.cursor);
+                match answer {
+                    Some(t) => {
+                        self.cursor.position += 1;
+                        t
+                    }
+                    None => {
+                        let mut text = format!("{event:?}");
+                        text.truncate(QUOTE_CHARS_MAX);
+                        self.diverge(format!(
+                            "the guest asked for {}; the log has {text}",
+                            asked()
+                        ));
+                        failed
+                    }
+                }
+            }
+            None if self.leader => {
+                let mut log = self.log.borrow_mut();
+                assert_eq!(log.end(), position, "the leader is behind the log's end");
+                let (t, event) = live(&mut self.live.borrow_mut(), &mut log, &mut self.cursor);
+                log.events.push(event);
+                self.cursor.position += 1;
+                t
+            }
+            None => {
+                self.diverge(format!(
+                    "the guest asked for {} past the end of the primary's log",
+                    asked()
+                ));
+                failed
+            }
+        }
+    }
+
+    fn write(&mut self, fd: u8, bytes: &[u8]) -> Result<(), Errno> {
+        let icount = self.cursor.current_syscall;
+        // Followers take any write to the same descriptor: what was written is compared at the output boundary,
+        // so that a wrong primary's bytes do not stop the replicas that vote against it.
+        self.exchange(
+            &|| format!("a write of {} bytes to fd {fd}", bytes.len()),
+            |e, _, _| {
+                matches!(e, Event::Host(HostCall::Write { fd: f, .. }) if *f == fd).then_some(())
+            },
+            |_, _, _| {
+                let event = Event::Host(HostCall::Write {
+                    fd,
+                    len: bytes.len() as u64,
+                    fnv: fnv(bytes),
+                    result: Ok(()),
+                });
+                ((), event)
+            },
+            (),
+        );
+        if self.cursor.diverged.is_some() {
+            return Err(EIO);
+        }
+        self.held.push(HeldWrite {
+            fd,
+            bytes: bytes.to_vec(),
+            icount,
+        });
+        Ok(())
+    }
+}
+
+fn path_bytes(path: &Path) -> Vec<u8> {
+    path.as_os_str().as_bytes().to_vec()
+}
+
+impl<L: Host> Host for FtHost<L> {
+    fn read_stdin(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
+        let requested = buf.len() as u64;
+        let result = self.exchange(
+            &|| format!("a read of up to {requested} bytes of stdin"),
+            |e, _, _| match e {
+                Event::Host(HostCall::ReadStdin {
+                    requested: r,
+                    result,
+                }) if *r == requested => match result {
+                    Ok(bytes) if bytes.len() as u64 <= requested => Some(Ok(bytes.clone())),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(Errno(*e))),
+                },
+                _ => None,
+            },
+            |live, _, cursor| {
+                let r = live.read_stdin_at(cursor.stdin_offset, buf.len());
+                let event = Event::Host(HostCall::ReadStdin {
+                    requested,
+                    result: r.clone().map_err(|e| e.0),
+                });
+                (r, event)
+            },
+            Err(EIO),
+        );
+        let bytes = result?;
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        self.cursor.stdin_offset += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+    fn write_stdout(&mut self, bytes: &[u8]) -> Result<(), Errno> {
+        self.write(1, bytes)
+    }
+    fn write_stderr(&mut self, bytes: &[u8]) -> Result<(), Errno> {
+        self.write(2, bytes)
+    }
+    fn metadata(&mut self, path: &Path) -> Result<HostMetadata, Errno> {
+        let p = path_bytes(path);
+        self.exchange(
+            &|| format!("the metadata of {}", path.display()),
+            |e, _, _| match e {
+                Event::Host(HostCall::Stat { path, result }) if *path == p => {
+                    Some(result.as_ref().map(host_metadata).map_err(|e| Errno(*e)))
+                }
+                Event::Host(HostCall::Metadata { path, result }) if *path == p => Some(
+                    result
+                        .as_ref()
+                        .map(|m| HostMetadata {
+                            kind: kind_of(m.kind),
+                            size_bytes: m.size_bytes,
+                            mode: m.mode,
+                            stat: None,
+                        })
+                        .map_err(|e| Errno(*e)),
+                ),
+                _ => None,
+            },
+            |live, _, _| {
+                let r = live.inner.metadata(path);
+                let path = p.clone();
+                let event = match &r {
+                    Ok(m) => match &m.stat {
+                        Some(s) => HostCall::Stat {
+                            path,
+                            result: Ok(stat_meta(m, s)),
+                        },
+                        None => HostCall::Metadata {
+                            path,
+                            result: Ok(Meta {
+                                kind: kind_code(m.kind),
+                                size_bytes: m.size_bytes,
+                                mode: m.mode,
+                            }),
+                        },
+                    },
+                    Err(e) => HostCall::Stat {
+                        path,
+                        result: Err(e.0),
+                    },
+                };
+                (r, Event::Host(event))
+            },
+            Err(EIO),
+        )
+    }
+    fn read_file(&mut self, path: &Path) -> Result<Arc<Vec<u8>>, Errno> {
+        let p = path_bytes(path);
+        self.exchange(
+            &|| format!("the contents of {}", path.display()),
+            |e, log, _| match e {
+                Event::Host(HostCall::ReadFile { path, result }) if *path == p => match result {
+                    Ok(id) => log.blobs.get(id).map(|b| Ok(b.clone())),
+                    Err(e) => Some(Err(Errno(*e))),
+                },
+                _ => None,
+            },
+            |live, log, _| {
+                let r = live.inner.read_file(path);
+                let result = match &r {
+                    Ok(bytes) => {
+                        let id = blob_id(bytes);
+                        log.blobs.entry(id).or_insert_with(|| bytes.clone());
+                        Ok(id)
+                    }
+                    Err(e) => Err(e.0),
+                };
+                (
+                    r,
+                    Event::Host(HostCall::ReadFile {
+                        path: p.clone(),
+                        result,
+                    }),
+                )
+            },
+            Err(EIO),
+        )
+    }
+    fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {
+        let p = path_bytes(path);
+        self.exchange(
+            &|| format!("the entries of {}", path.display()),
+            |e, _, _| match e {
+                Event::Host(HostCall::ReadDir { path, result }) if *path == p => {
+                    Some(result.clone().map_err(Errno))
+                }
+                _ => None,
+            },
+            |live, _, _| {
+                // The host's order is arbitrary; the log holds a sorted list, as a recording does.
+                let r = live.inner.read_dir(path).map(|mut names| {
+                    names.sort();
+                    names
+                });
+                let event = HostCall::ReadDir {
+                    path: p.clone(),
+                    result: r.clone().map_err(|e| e.0),
+                };
+                (r, Event::Host(event))
+            },
+            Err(EIO),
+        )
+    }
+    fn read_link(&mut self, path: &Path) -> Result<Vec<u8>, Errno> {
+        let p = path_bytes(path);
+        self.exchange(
+            &|| format!("the target of link {}", path.display()),
+            |e, _, _| match e {
+                Event::Host(HostCall::ReadLink { path, result }) if *path == p => {
+                    Some(result.clone().map_err(Errno))
+                }
+                _ => None,
+            },
+            |live, _, _| {
+                let r = live.inner.read_link(path);
+                let event = HostCall::ReadLink {
+                    path: p.clone(),
+                    result: r.clone().map_err(|e| e.0),
+                };
+                (r, Event::Host(event))
+            },
+            Err(EIO),
+        )
+    }
+    fn fill_random(&mut self, out: &mut [u8]) {
+        self.cursor.entropy.fill(out);
+    }
+    fn syscall_entry(&mut self, icount: u64, tid: i32, number: u64) {
+        self.cursor.current_syscall = icount;
+        let expected = Event::TaskSyscallEntry {
+            icount,
+            tid,
+            number,
+        };
+        self.exchange(
+            &|| format!("syscall {number} of task {tid} at icount {icount}"),
+            |e, _, _| (*e == expected).then_some(()),
+            |_, _, _| ((), expected.clone()),
+            (),
+        );
+    }
+    fn syscall_exit(&mut self, result: u64) {
+        let expected = Event::SyscallExit { result };
+        self.exchange(
+            &|| format!("the syscall to return {result:#x}"),
+            |e, _, _| (*e == expected).then_some(()),
+            |_, _, _| ((), expected.clone()),
+            (),
+        );
+    }
+    /// A replica that diverged stops at its next syscall: what it does from then on is not compared.
+    fn pause_requested(&self) -> bool {
+        self.cursor.diverged.is_some()
+    }
+}

@@ -1,0 +1,181 @@
+//! The world against a single fault-free guest: released output, exit and final state must be the same bytes
+//! whatever fault one replica meets, and the mismatch must be blamed on the replica that had it.
+
+use super::*;
+use tandem_emulator::hypervisor::plan::FaultPlan;
+use tandem_emulator::linux::{LinuxMachine, MemoryHost, Progress};
+
+fn corpus(name: &str) -> Arc<[u8]> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/bin/");
+    std::fs::read(format!("{path}{name}"))
+        .expect("corpus binary")
+        .into()
+}
+
+fn config(name: &str, args: &[&str]) -> LinuxConfig {
+    let mut argv = vec![name.as_bytes().to_vec()];
+    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+    LinuxConfig {
+        seed: 3,
+        argv,
+        ..LinuxConfig::default()
+    }
+}
+
+/// The fault-free run: stdout, stderr, termination, icount, state hash.
+fn single(name: &str, args: &[&str], stdin: &[u8]) -> (Vec<u8>, Vec<u8>, Termination, u64, u64) {
+    let mut host = MemoryHost::new(3);
+    host.stdin = stdin.to_vec();
+    let mut g = LinuxMachine::new(config(name, args), &corpus(name), host).unwrap();
+    assert_eq!(g.run(u64::MAX), Progress::Finished);
+    (
+        g.host.stdout.clone(),
+        g.host.stderr.clone(),
+        g.termination().unwrap().clone(),
+        g.icount(),
+        g.state_hash(),
+    )
+}
+
+fn world(
+    name: &str,
+    args: &[&str],
+    stdin: &[u8],
+    epoch_insns: u64,
+    faults: Vec<ReplicaFaults>,
+) -> World<MemoryHost> {
+    let mut host = MemoryHost::new(3);
+    host.stdin = stdin.to_vec();
+    let config = FtConfig {
+        epoch_insns,
+        ..FtConfig::default()
+    };
+    World::new(
+        config,
+        self::config(name, args),
+        corpus(name),
+        host,
+        faults,
+        Policy::default(),
+    )
+    .unwrap()
+}
+
+fn plan(spec: &str) -> ReplicaFaults {
+    ReplicaFaults {
+        plan: FaultPlan::parse_spec(spec, "test").unwrap(),
+        fault_seed: 0,
+    }
+}
+
+/// Runs a world and checks it against the single run; returns it for more checks.
+fn same_as_single(
+    name: &str,
+    args: &[&str],
+    stdin: &[u8],
+    epoch: u64,
+    faults: Vec<ReplicaFaults>,
+) -> World<MemoryHost> {
+    let (stdout, stderr, termination, icount, hash) = single(name, args, stdin);
+    let mut w = world(name, args, stdin, epoch, faults);
+    assert_eq!(w.run(), FtEnd::Finished(termination));
+    w.with_live(|h| {
+        assert_eq!(
+            String::from_utf8_lossy(&h.stdout),
+            String::from_utf8_lossy(&stdout)
+        );
+        assert_eq!(h.stderr, stderr);
+    });
+    assert_eq!(w.icount(), icount);
+    assert_eq!(w.state_hash(), hash);
+    w
+}
+
+#[test]
+fn a_fault_free_pair_agrees_every_epoch_and_releases_the_single_runs_output() {
+    let w = same_as_single(
+        "sigbus-glibc",
+        &["20"],
+        b"",
+        20_000,
+        vec![Default::default(); 2],
+    );
+    let s = w.stats();
+    assert!(s.epochs > 3, "{s:?}");
+    assert_eq!((s.mismatches, s.resyncs, s.reexecutions), (0, 0, 0));
+    let (stdout, ..) = single("sigbus-glibc", &["20"], b"");
+    assert_eq!(s.released_bytes, stdout.len() as u64);
+    assert!(s.latency_insns_max > 0 && s.latency_insns_max < 20_000);
+}
+
+#[test]
+fn stdin_is_shipped_to_the_backup_through_the_log() {
+    let input = b"one\ntwo\nthree\n".repeat(50);
+    let w = same_as_single(
+        "rewind-musl",
+        &[],
+        b"5\n",
+        5_000,
+        vec![Default::default(); 3],
+    );
+    assert_eq!(w.stats().mismatches, 0);
+    let w = same_as_single(
+        "hello-glibc",
+        &[],
+        &input,
+        5_000,
+        vec![Default::default(); 2],
+    );
+    assert_eq!(w.stats().mismatches, 0);
+}
+
+/// A flip in the secondary's registers' memory at a time it matters: the backup is wrong, the primary right.
+#[test]
+fn a_flip_in_the_secondary_is_corrected_from_the_primary() {
+    let (.., icount, _) = single("sigbus-glibc", &["20"], b"");
+    let spec = format!("mem.flip:count=20,within={icount},class=anon-dirty");
+    let w = same_as_single(
+        "sha256-musl",
+        &["abc"],
+        b"",
+        10_000,
+        vec![Default::default(), plan(&spec)],
+    );
+    let s = w.stats();
+    assert!(s.mismatches > 0, "{s:?}");
+    assert_eq!(s.wrong, vec![0, s.mismatches], "{s:?}");
+    assert!(s.resyncs > 0 && s.pages_moved > 0, "{s:?}");
+}
+
+#[test]
+fn a_flip_in_the_primary_is_found_by_re_execution_and_corrected() {
+    let (.., icount, _) = single("sigbus-glibc", &["20"], b"");
+    let spec = format!("mem.flip:count=20,within={icount},class=anon-dirty");
+    let w = same_as_single(
+        "sha256-musl",
+        &["abc"],
+        b"",
+        10_000,
+        vec![plan(&spec), Default::default()],
+    );
+    let s = w.stats();
+    assert!(s.mismatches > 0, "{s:?}");
+    assert_eq!(s.reexecutions, s.mismatches);
+    assert_eq!(s.wrong[0], s.mismatches, "{s:?}");
+    assert_eq!(w.leader(), 0);
+}
+
+#[test]
+fn a_triple_outvotes_the_faulty_replica_without_re_execution() {
+    let (.., icount, _) = single("sigbus-glibc", &["20"], b"");
+    let spec = format!("mem.flip:count=20,within={icount},class=anon-dirty");
+    for faulty in 0..3 {
+        let mut faults = vec![ReplicaFaults::default(); 3];
+        faults[faulty] = plan(&spec);
+        let w = same_as_single("sigbus-glibc", &["20"], b"", 10_000, faults);
+        let s = w.stats();
+        assert!(s.mismatches > 0, "{s:?}");
+        assert_eq!(s.wrong[faulty], s.mismatches, "replica {faulty}: {s:?}");
+        assert_eq!(s.wrong.iter().sum::<u64>(), s.mismatches, "{s:?}");
+    }
+}

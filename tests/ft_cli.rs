@@ -1,0 +1,231 @@
+//! End-to-end tests of `tandem ft`: whatever replica a fault hits, the released stdout is byte for byte what
+//! `tandem run` of the same program prints without faults, the exit status is the guest's, the mismatch is blamed
+//! on the replica that had the fault, a killed primary fails over with nothing lost or doubled, and a campaign's
+//! table is the same at any --jobs.
+
+mod common;
+use common::*;
+use std::process::{Command, Output};
+
+/// A stack page of the sigbus program: an uncorrectable error there cannot be recovered, and kills the guest
+/// when it touches the page (at icount 538051, after the error at 300000).
+const STACK_PAGE: &str = "0x7fffffffe000";
+/// Page 1 of the sigbus program's table: the program's SIGBUS handler rebuilds it.
+const TABLE_PAGE1: &str = "0x7ffff7ff8000";
+
+fn ft(flags: &[&str], program: &str, args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(tandem())
+        .arg("ft")
+        .args(flags)
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .current_dir(repo())
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tandem ft");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("tandem ft")
+}
+
+/// The line of the report that starts with `prefix` (after "tandem: ft: ").
+fn report_line(out: &Output, prefix: &str) -> String {
+    let stderr = text(&out.stderr);
+    stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("tandem: ft: ")
+                .filter(|l| l.starts_with(prefix))
+        })
+        .unwrap_or_else(|| panic!("no report line {prefix:?} in:\n{stderr}"))
+        .to_string()
+}
+
+/// Runs `tandem ft` with these faults and checks stdout and status against the fault-free `tandem run`.
+fn same_as_run(flags: &[&str], program: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let clean = emulate(&[], program, args, stdin);
+    assert!(!clean.stdout.is_empty());
+    let out = ft(flags, program, args, stdin);
+    assert_eq!(
+        text(&out.stdout),
+        text(&clean.stdout),
+        "{flags:?}: released output\n{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), clean.status.code(), "{flags:?}");
+    out
+}
+
+#[test]
+fn a_fault_free_pair_and_triple_release_what_tandem_run_prints() {
+    let program = corpus_bin("sha256-musl");
+    for replicas in ["2", "3"] {
+        let out = same_as_run(&["--replicas", replicas], &program, &["abc", ""], b"");
+        assert!(report_line(&out, &format!("{replicas} replicas")).contains(" 0 mismatches"));
+    }
+    // stdin goes to the primary and reaches the backup through the log.
+    let input = b"line one\nline two\n".repeat(300);
+    let out = same_as_run(
+        &["--epoch", "50000"],
+        "/bin/busybox",
+        &["sha256sum"],
+        &input,
+    );
+    assert!(report_line(&out, "2 replicas").contains(" 0 mismatches"));
+}
+
+#[test]
+fn a_fault_in_the_primary_or_the_secondary_is_blamed_on_it_and_corrected() {
+    let program = corpus_bin("sigbus-glibc");
+    for faulty in 0..2 {
+        let spec = format!("{faulty}:mem.ue:icount=300000,addr={TABLE_PAGE1}");
+        let out = same_as_run(
+            &["--epoch", "100000", "--faults-on", &spec],
+            &program,
+            &["20"],
+            b"",
+        );
+        let wrong = report_line(&out, "epochs found wrong");
+        let expected = if faulty == 0 {
+            "replica 0: 1, replica 1: 0"
+        } else {
+            "replica 0: 0, replica 1: 1"
+        };
+        assert!(wrong.ends_with(expected), "{wrong}");
+        let counts = report_line(&out, "2 replicas");
+        assert!(
+            counts.contains("1 mismatches, 1 re-executions, 1 resyncs"),
+            "{counts}"
+        );
+        assert!(report_line(&out, "primary at the end").contains("alive: [0, 1]"));
+    }
+}
+
+#[test]
+fn a_triple_outvotes_a_flipped_replica_whichever_it_is() {
+    let program = corpus_bin("sha256-musl");
+    let clean = emulate(&["--stats"], &program, &["abc"], b"");
+    let icount = text(&clean.stderr)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("tandem: ")?
+                .split_once(" instructions in ")?
+                .0
+                .parse::<u64>()
+                .ok()
+        })
+        .expect("--stats gives the instruction count");
+    for faulty in 0..3 {
+        let spec = format!("{faulty}:mem.flip:count=30,within={icount},class=anon-dirty");
+        let out = same_as_run(
+            &[
+                "--replicas",
+                "3",
+                "--epoch",
+                "2000000",
+                "--faults-on",
+                &spec,
+            ],
+            &program,
+            &["abc"],
+            b"",
+        );
+        let counts = report_line(&out, "3 replicas");
+        assert!(
+            counts.contains(" 0 re-executions"),
+            "a majority decides: {counts}"
+        );
+        let wrong = report_line(&out, "epochs found wrong");
+        for r in 0..3 {
+            let n: u64 = wrong
+                .split(&format!("replica {r}: "))
+                .nth(1)
+                .and_then(|s| s.split(',').next()?.trim().parse().ok())
+                .expect("a count per replica");
+            assert_eq!(n > 0, r == faulty, "replica {r}: {wrong}");
+        }
+    }
+}
+
+#[test]
+fn a_killed_primary_fails_over_with_nothing_lost_or_released_twice() {
+    let program = corpus_bin("sigbus-glibc");
+    // Without FT the error kills the guest.
+    let spec = format!("mem.ue:icount=300000,addr={STACK_PAGE}");
+    let alone = emulate(&["--faults", &spec], &program, &["20"], b"");
+    assert_eq!(alone.status.code(), Some(128 + 7));
+    for replicas in ["2", "3"] {
+        let on = format!("0:{spec}");
+        let out = same_as_run(
+            &["--replicas", replicas, "--faults-on", &on],
+            &program,
+            &["20"],
+            b"",
+        );
+        assert!(report_line(&out, &format!("{replicas} replicas")).ends_with(" 1 failovers"));
+        assert!(report_line(&out, "epoch 1: replica 1 promoted").contains("in place of replica 0"));
+        assert!(
+            report_line(&out, "primary at the end").starts_with("primary at the end: replica 1")
+        );
+    }
+}
+
+#[test]
+fn campaign_tables_are_the_same_at_any_jobs_and_a_pair_has_no_silent_corruption() {
+    let program = corpus_bin("sigbus-glibc");
+    let run = |flags: &[&str]| {
+        let mut all = vec![
+            "--seeds",
+            "0..12",
+            "--faults",
+            "mem.flip:count=1,class=anon-dirty",
+        ];
+        all.extend(flags);
+        ft(&all, &program, &["20"], b"")
+    };
+    let one = run(&["--replicas", "2", "--jobs", "1"]);
+    let two = run(&["--replicas", "2", "--jobs", "2"]);
+    assert_eq!(text(&one.stdout), text(&two.stdout));
+    assert_eq!(one.status.code(), Some(0), "{}", text(&one.stdout));
+    let table = text(&one.stdout);
+    let corrupted = table
+        .lines()
+        .find(|l| l.starts_with("silently-corrupted"))
+        .expect("a row per verdict");
+    assert!(corrupted.ends_with(" 0"), "{table}");
+    let masked = table.lines().find(|l| l.starts_with("masked")).unwrap();
+    assert!(masked.ends_with(" 12"), "{table}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let program = corpus_bin("hello-musl");
+    for (flags, needle) in [
+        (
+            vec!["--faults-on", "2:mem.flip:icount=5,addr=0x1000"],
+            "replica 2 does not exist",
+        ),
+        (vec!["--faults-on", "mem.flip"], "expected REPLICA:SPEC"),
+        (
+            vec!["--faults-on", "x:mem.flip:icount=5,addr=0x1000"],
+            "is not a number",
+        ),
+        (vec!["--faults-on", "0:mem.flip:count=1"], "needs within"),
+        (vec!["--replicas", "4"], "4"),
+        (vec!["--seeds", "5..5"], "--seeds 5..5"),
+    ] {
+        let out = ft(&flags, &program, &[], b"");
+        assert_eq!(out.status.code(), Some(125), "{flags:?}");
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{flags:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
