@@ -90,6 +90,8 @@ pub struct LinuxConfig {
     /// CPUs the guest is told it has (sched_getaffinity, sysinfo, /proc/cpuinfo): programs size their worker
     /// pools from it. Whatever the number, the guest's tasks run one at a time on one host thread.
     pub cpus: u32,
+    /// What CPUID, AT_HWCAP and /proc/cpuinfo report (`Format6` for traces of format 6 and older).
+    pub cpuid: crate::cpu::cpuid::CpuidModel,
 }
 
 /// CPUs the guest sees by default: enough that programs start their worker threads.
@@ -114,6 +116,7 @@ impl Default for LinuxConfig {
             sched: SchedPolicy::default(),
             trace_syscalls: false,
             cpus: CPUS_DEFAULT,
+            cpuid: crate::cpu::cpuid::CpuidModel::default(),
         }
     }
 }
@@ -252,10 +255,20 @@ pub struct LinuxMachine<H: Host> {
 }
 
 impl<H: Host> LinuxMachine<H> {
-    /// Loads `program` (the bytes of a static ELF executable) and prepares its first instruction.
-    pub fn new(config: LinuxConfig, program: &[u8], host: H) -> Result<Self, elf::LoadError> {
+    /// Loads `program` (the bytes of an ELF executable) and prepares its first instruction. A dynamically
+    /// linked program's interpreter is read through the guest's file system (its root and mounts), by `host`.
+    pub fn new(config: LinuxConfig, program: &[u8], mut host: H) -> Result<Self, elf::LoadError> {
+        let mut vfs = Vfs::new(
+            config.mounts.clone(),
+            config.exe_path.clone(),
+            config.epoch_ns,
+        );
+        let interpreter = syscalls::processes::read_interpreter(&mut vfs, &mut host, program)?;
         let loaded = syscalls::processes::load_program(
             program,
+            interpreter
+                .as_ref()
+                .map(|(p, b)| (p.as_str(), b.as_slice())),
             &config.argv,
             &config.envp,
             &config.exe_path,
@@ -263,15 +276,11 @@ impl<H: Host> LinuxMachine<H> {
                 seed: config.seed,
                 rdrand_stream: crate::cpu::RDRAND_STREAM.to_string(),
                 tsc_per_insn: config.ns_per_insn,
+                cpuid: config.cpuid,
             },
             config.frames_max,
             "linux.at_random",
         )?;
-        let vfs = Vfs::new(
-            config.mounts.clone(),
-            config.exe_path.clone(),
-            config.epoch_ns,
-        );
         let cwd = vfs.path_of(&config.cwd);
         let pid = Pid(GUEST_PID);
         let name = config

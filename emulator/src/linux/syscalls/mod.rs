@@ -402,6 +402,8 @@ impl<H: Host> LinuxMachine<H> {
             115 => Ok(0),                             // getgroups: no supplementary groups
             118 | 120 => self.sys_getresid(a, GUEST_UID),
             131 => self.sys_sigaltstack(a[0], a[1]),
+            137 => self.sys_statfs(a[0], a[1]),
+            138 => self.sys_fstatfs(fd0, a[1]),
             132 => self.sys_utime(a[0], a[1]),
             157 => self.sys_prctl(a[0], a[1]),
             158 => self.sys_arch_prctl(a[0], a[1]),
