@@ -15,7 +15,9 @@
 //! mounted file or a file under a mounted directory, the fault file).
 
 use crate::output::Lossy;
-use crate::run_cmd::{exe_guest_path, guest_mounts, read_fault_plan, LiveHost, RunArgs};
+use crate::run_cmd::{
+    exe_guest_path, guest_cwd, guest_mounts, read_fault_plan, LiveHost, RunArgs,
+};
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -158,7 +160,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         );
     }
     let r = &args.run;
-    let program = PathBuf::from(&r.command[0]);
+    let program = crate::run_cmd::program_path(&r.command[0]);
     let partial = partial_path(&args.output);
     let bytes = read_input(&program, InputKind::Program)?;
     let mounts = guest_mounts(r, &bytes)?;
@@ -172,6 +174,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         argv: r.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
         envp: r.env.iter().map(|e| e.as_bytes().to_vec()).collect(),
         exe_path: exe_guest_path(&program, &mounts),
+        cwd: guest_cwd(&mounts),
         mounts,
         strict: r.strict,
         frames_max: r.memory_max,

@@ -277,6 +277,40 @@ pub(crate) fn guest_mounts(args: &RunArgs, program: &[u8]) -> anyhow::Result<Vec
     Ok(mounts)
 }
 
+/// The host file of the program named on the command line: a name without a slash is looked up in the
+/// directories of the host's PATH, as a shell does (`tandem run -- ls`); anything else is a path.
+pub(crate) fn program_path(name: &std::ffi::OsStr) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    if name.as_bytes().contains(&b'/') {
+        return PathBuf::from(name);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// The guest's working directory: with a root (`--root`, or the default root of a dynamic program), the host's
+/// working directory seen through the mounts, so that `tandem run -- ls` lists what `ls` would; else /.
+/// An input of the run like the others (traces record it).
+pub(crate) fn guest_cwd(mounts: &[Mount]) -> Vec<u8> {
+    let has_root = mounts.iter().any(|m| m.guest.is_empty());
+    match std::env::current_dir() {
+        Ok(dir) if has_root => {
+            let guest = exe_guest_path(&dir, mounts);
+            if guest.first() == Some(&b'/') {
+                guest
+            } else {
+                b"/".to_vec()
+            }
+        }
+        _ => b"/".to_vec(),
+    }
+}
+
 /// Parses --memory-max: a byte count with an optional K, M or G suffix (powers of 1024), a whole number of pages
 /// from one page to `Memory::FRAMES_MAX_LIMIT` pages; gives the limit in pages (frames).
 pub(crate) fn parse_memory_size(text: &str) -> Result<usize, String> {
@@ -328,7 +362,7 @@ pub(crate) fn exe_guest_path(program: &Path, mounts: &[Mount]) -> Vec<u8> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let program = PathBuf::from(&args.command[0]);
+    let program = program_path(&args.command[0]);
     let bytes = read_input(&program, InputKind::Program)?;
     let mounts = guest_mounts(&args, &bytes)?;
     for e in &args.env {
@@ -341,6 +375,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         argv: args.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
         envp: args.env.iter().map(|e| e.as_bytes().to_vec()).collect(),
         exe_path: exe_guest_path(&program, &mounts),
+        cwd: guest_cwd(&mounts),
         mounts,
         strict: args.strict,
         frames_max: args.memory_max,

@@ -49,12 +49,18 @@ fn dynamic_runs_are_deterministic() {
     assert_eq!(a.stdout, b.stdout);
 }
 
+/// ls of a directory, by absolute path and relative to the working directory (the host's, seen through the
+/// root); sort, grep and gzip over a corpus file.
 #[test]
-fn coreutils_ls_of_a_directory_as_natively() {
+fn coreutils_as_natively() {
     let dir = repo().join("corpus/src");
     let dir = dir.to_str().unwrap();
     same_as_native("ls", &[], "/bin/ls", &[dir]);
-    same_as_native("ls -1aF", &[], "/bin/ls", &["-1aF", dir]);
+    same_as_native("ls -1aF", &[], "/bin/ls", &["-1aF", "corpus/src"]);
+    same_as_native("sort", &[], "/usr/bin/sort", &["-r", "corpus/src/hello.c"]);
+    same_as_native("grep", &[], "/bin/grep", &["-n", "include", "corpus/src/sha256.c"]);
+    let gz = same_as_native("gzip", &[], "/bin/gzip", &["-9nc", "corpus/src/sha256.c"]);
+    assert!(gz.stdout.starts_with(&[0x1f, 0x8b]));
 }
 
 #[test]

@@ -348,6 +348,7 @@ impl<H: Host> LinuxMachine<H> {
                 .inspect(|&new| self.shared_maps_moved(a[0], a[1], new, a[2])),
             26 => self.sys_msync(a[0], a[1], a[2]),
             28 => Ok(0), // madvise: advice only
+            221 => self.proc.fds.get(fd0).map(|_| 0), // fadvise64: advice only (sort, cat and cp give it)
             32 => self.sys_dup(fd0, 0, None),
             33 => self.sys_dup2(fd0, a[1] as i32, 0, true),
             37 => {
