@@ -278,13 +278,15 @@ pub(crate) fn guest_mounts(args: &RunArgs, program: &[u8]) -> anyhow::Result<Vec
 }
 
 /// The host file of the program named on the command line: a name without a slash is looked up in the
-/// directories of the host's PATH, as a shell does (`tandem run -- ls`); anything else is a path.
+/// directories of the host's PATH (or /usr/local/bin, /usr/bin, /bin without one), as a shell does
+/// (`tandem run -- ls`); anything else is a path.
 pub(crate) fn program_path(name: &std::ffi::OsStr) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     if name.as_bytes().contains(&b'/') {
         return PathBuf::from(name);
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
+    // execvp's default search path when PATH is unset (glibc: confstr(_CS_PATH) with /usr/local/bin first).
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|p| {

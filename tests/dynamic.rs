@@ -93,14 +93,16 @@ fn shell_scripts_exec_installed_dynamic_programs() {
         dir.display()
     );
     same_as_native("dash", &[], "/bin/sh", &["-c", &script]);
-    let n = native("/bin/sh", &["-c", &script], &[], b"");
-    let e = emulate(
-        &["--root", "/"],
-        "/bin/busybox",
-        &["sh", "-c", &script],
-        b"",
-    );
+    // Compared with busybox run natively: its sh exports SHLVL and a default PATH, which dash does not.
+    let args = ["sh", "-c", &script];
+    let n = native("/bin/busybox", &args, &[], b"");
+    let e = emulate(&["--root", "/"], "/bin/busybox", &args, b"");
     assert_same("busybox sh", &n, &e);
+    assert!(text(&e.stdout).contains("SHLVL=1\n"), "{}", text(&e.stdout));
+    // find lists a directory in the host file system's order natively and in name order under tandem (the
+    // guest's listings are sorted, so they do not depend on the host): compared sorted.
+    let find = "/usr/bin/find corpus/src -name '*.c' | /usr/bin/sort; /usr/bin/awk '{ n += NF } END { print n }' corpus/src/hello.c";
+    same_as_native("find and awk", &[], "/bin/sh", &["-c", find]);
 }
 
 /// Without a root that holds the loader, a dynamic program is refused with a message naming the interpreter
@@ -184,4 +186,21 @@ fn a_dynamic_recording_replays_with_its_root_gone() {
         err.contains(&format!("replayed {icount} instructions")),
         "{err}"
     );
+}
+
+/// sqlite3 creates, fills and queries a database file: natively on the host, under tandem in the overlay over
+/// the (read-only) root, at the same path; the host's directory stays empty.
+#[test]
+fn sqlite3_on_a_new_database_file_as_natively() {
+    let dir = scratch("dynamic-sqlite");
+    let db = dir.join("db");
+    let db = db.to_str().unwrap();
+    let sql = "create table t(a integer, b text); insert into t values (1, 'x'), (2, 'y'), (3, 'z'); \
+               select sum(a), group_concat(b, '-') from t; select count(*) from t where b > 'x';";
+    let n = native("/usr/bin/sqlite3", &[db, sql], &[], b"");
+    assert_eq!(text(&n.stdout), "6|x-y-z\n2\n", "{}", text(&n.stderr));
+    std::fs::remove_file(db).unwrap();
+    let e = emulate(&[], "/usr/bin/sqlite3", &[db, sql], b"");
+    assert_same("sqlite3", &n, &e);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the guest wrote to the host");
 }
