@@ -1498,4 +1498,47 @@ mod tests {
         assert_eq!(vfs.path_of(b"/data/../tmp").text(), b"/tmp");
         assert_eq!(vfs.root().parent().text(), b"/");
     }
+
+    /// A mount at / is the guest's root: the host's files show through it, but /dev, /proc, /sys and /tmp stay
+    /// the guest's own (the host's /tmp/x and /dev/sda are not seen), and a mount inside them still applies.
+    #[test]
+    fn a_root_mount_leaves_the_guests_own_directories_alone() {
+        let mut h = MemoryHost::new(1);
+        h.add_file("/host/etc/passwd", b"root");
+        h.add_file("/host/tmp/x", b"host tmp");
+        h.add_file("/host/dev/sda", b"disk");
+        h.add_file("/host/proc/version", b"host kernel");
+        h.add_file("/elsewhere/tmp-data", b"mounted");
+        let mut vfs = Vfs::new(
+            vec![
+                Mount {
+                    guest: Vec::new(),
+                    host: PathBuf::from("/host"),
+                },
+                Mount {
+                    guest: split(b"/tmp/in").into(),
+                    host: PathBuf::from("/elsewhere"),
+                },
+            ],
+            b"/bin/prog".to_vec(),
+            0,
+        );
+        assert_eq!(read(&mut vfs, &mut h, "/etc/passwd").unwrap(), b"root");
+        assert_eq!(read(&mut vfs, &mut h, "/tmp/x"), Err(ENOENT));
+        assert_eq!(read(&mut vfs, &mut h, "/dev/sda"), Err(ENOENT));
+        assert_eq!(read(&mut vfs, &mut h, "/proc/version"), Err(ENOENT));
+        assert_eq!(read(&mut vfs, &mut h, "/tmp/in/tmp-data").unwrap(), b"mounted");
+        assert_eq!(vfs.path_of(b"/tmp/x").0.mount, None);
+        assert!(vfs.path_of(b"/etc/passwd").0.mount.is_some());
+        // The root's listing has the host's names and the guest's own directories, once each.
+        let root = vfs.root();
+        let names: Vec<Vec<u8>> = vfs
+            .list_dir(&mut h, &root)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let expected: Vec<&[u8]> = vec![b"dev", b"etc", b"proc", b"sys", b"tmp"];
+        assert_eq!(names, expected);
+    }
 }
