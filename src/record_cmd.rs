@@ -15,9 +15,7 @@
 //! mounted file or a file under a mounted directory, the fault file).
 
 use crate::output::Lossy;
-use crate::run_cmd::{
-    exe_guest_path, guest_cwd, guest_mounts, read_fault_plan, LiveHost, RunArgs,
-};
+use crate::run_cmd::{exe_guest_path, guest_cwd, guest_mounts, read_fault_plan, LiveHost, RunArgs};
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;

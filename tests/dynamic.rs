@@ -58,7 +58,12 @@ fn coreutils_as_natively() {
     same_as_native("ls", &[], "/bin/ls", &[dir]);
     same_as_native("ls -1aF", &[], "/bin/ls", &["-1aF", "corpus/src"]);
     same_as_native("sort", &[], "/usr/bin/sort", &["-r", "corpus/src/hello.c"]);
-    same_as_native("grep", &[], "/bin/grep", &["-n", "include", "corpus/src/sha256.c"]);
+    same_as_native(
+        "grep",
+        &[],
+        "/bin/grep",
+        &["-n", "include", "corpus/src/sha256.c"],
+    );
     let gz = same_as_native("gzip", &[], "/bin/gzip", &["-9nc", "corpus/src/sha256.c"]);
     assert!(gz.stdout.starts_with(&[0x1f, 0x8b]));
 }
@@ -195,12 +200,17 @@ fn sqlite3_on_a_new_database_file_as_natively() {
     let dir = scratch("dynamic-sqlite");
     let db = dir.join("db");
     let db = db.to_str().unwrap();
-    let sql = "create table t(a integer, b text); insert into t values (1, 'x'), (2, 'y'), (3, 'z'); \
+    let sql =
+        "create table t(a integer, b text); insert into t values (1, 'x'), (2, 'y'), (3, 'z'); \
                select sum(a), group_concat(b, '-') from t; select count(*) from t where b > 'x';";
     let n = native("/usr/bin/sqlite3", &[db, sql], &[], b"");
     assert_eq!(text(&n.stdout), "6|x-y-z\n2\n", "{}", text(&n.stderr));
     std::fs::remove_file(db).unwrap();
     let e = emulate(&[], "/usr/bin/sqlite3", &[db, sql], b"");
     assert_same("sqlite3", &n, &e);
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the guest wrote to the host");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "the guest wrote to the host"
+    );
 }

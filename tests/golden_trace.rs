@@ -23,13 +23,15 @@ const GOLDENS: [Golden; 2] = [
     Golden {
         path: "tests/data/faults-sigbus-v6.trace",
         format: 6,
-        end: "replayed 540421 instructions, 8 checkpoints verified, state hash 0xd8eaae58e3bd0444; \
+        end:
+            "replayed 540421 instructions, 8 checkpoints verified, state hash 0xd8eaae58e3bd0444; \
               the guest's exit status 0, as recorded",
     },
     Golden {
         path: "tests/data/faults-sigbus-v7.trace",
         format: 7,
-        end: "replayed 540421 instructions, 8 checkpoints verified, state hash 0x2cce1cbb66d1f243; \
+        end:
+            "replayed 540421 instructions, 8 checkpoints verified, state hash 0x2cce1cbb66d1f243; \
               the guest's exit status 0, as recorded",
     },
 ];

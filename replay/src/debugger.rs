@@ -289,6 +289,11 @@ impl Debugger {
         self.timeline.replayer.hv.guest.rip()
     }
 
+    /// The auxiliary vector of the program being debugged (see `LinuxMachine::auxv_bytes`).
+    pub fn auxv_bytes(&self) -> Vec<u8> {
+        self.timeline.replayer.hv.guest.auxv_bytes()
+    }
+
     fn bytes_at(&self, addr: u64, len: u64) -> Vec<u8> {
         let mem = self.timeline.replayer.hv.guest.memory();
         let mut b = vec![0u8; len as usize];

@@ -766,6 +766,30 @@ pub fn build_stack(
     Ok(start)
 }
 
+/// The auxiliary vector of the initial stack at `rsp` (argc, argv, NULL, envp, NULL, auxv): its pairs up to and
+/// including AT_NULL. None when the stack is not readable as one.
+pub fn read_auxv(mem: &Memory, rsp: u64) -> Option<Vec<(u64, u64)>> {
+    let word = |at: u64| mem.peek_u64(at).ok();
+    let argc = word(rsp)?;
+    let mut at = rsp.checked_add(argc.checked_add(2)?.checked_mul(8)?)?;
+    while word(at)? != 0 {
+        at = at.checked_add(8)?;
+    }
+    at += 8;
+    let mut out = Vec::new();
+    loop {
+        let (k, v) = (word(at)?, word(at.checked_add(8)?)?);
+        out.push((k, v));
+        if k == AT_NULL {
+            return Some(out);
+        }
+        if out.len() > 64 {
+            return None;
+        }
+        at = at.checked_add(16)?;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -939,23 +963,9 @@ mod tests {
         assert!(matches!(e, LoadError::Interpreter { .. }), "{e}");
     }
 
-    /// The auxiliary vector of the stack at `rsp`.
+    /// The auxiliary vector of the stack at `rsp`, by key.
     fn auxv_of(mem: &Memory, rsp: u64) -> std::collections::BTreeMap<u64, u64> {
-        let argc = mem.peek_u64(rsp).unwrap();
-        let mut at = rsp + 8 * (argc + 2);
-        while mem.peek_u64(at).unwrap() != 0 {
-            at += 8;
-        }
-        at += 8;
-        let mut out = std::collections::BTreeMap::new();
-        loop {
-            let (k, v) = (mem.peek_u64(at).unwrap(), mem.peek_u64(at + 8).unwrap());
-            if k == AT_NULL {
-                return out;
-            }
-            out.insert(k, v);
-            at += 16;
-        }
+        read_auxv(mem, rsp).unwrap().into_iter().collect()
     }
 
     /// Replays every file kept under corpus/regressions/elf/ (inputs that once made the loader misbehave).

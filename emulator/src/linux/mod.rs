@@ -303,6 +303,7 @@ impl<H: Host> LinuxMachine<H> {
                 loaded.brk_start,
                 exe_path,
                 std::sync::Arc::new(program.to_vec()),
+                loaded.auxv.into(),
             ),
             thread: Thread::new(pid.leader(), pid, name),
             thread_exited: false,
@@ -433,6 +434,17 @@ impl<H: Host> LinuxMachine<H> {
             h.write_u64(m.cpu.mem.digest());
         }
         h.finish()
+    }
+
+    /// The auxiliary vector the running process's program started with, as Linux's /proc/PID/auxv holds it:
+    /// 8-byte key and value pairs, little-endian, the AT_NULL pair last (for debuggers: gdb finds a PIE's load
+    /// address and the dynamic loader from AT_ENTRY, AT_PHDR and AT_BASE).
+    pub fn auxv_bytes(&self) -> Vec<u8> {
+        self.proc
+            .auxv
+            .iter()
+            .flat_map(|&(k, v)| k.to_le_bytes().into_iter().chain(v.to_le_bytes()))
+            .collect()
     }
 
     /// The running thread's signal mask and pending set (for core dumps: NT_PRSTATUS pr_sigpend and

@@ -1527,7 +1527,10 @@ mod tests {
         assert_eq!(read(&mut vfs, &mut h, "/tmp/x"), Err(ENOENT));
         assert_eq!(read(&mut vfs, &mut h, "/dev/sda"), Err(ENOENT));
         assert_eq!(read(&mut vfs, &mut h, "/proc/version"), Err(ENOENT));
-        assert_eq!(read(&mut vfs, &mut h, "/tmp/in/tmp-data").unwrap(), b"mounted");
+        assert_eq!(
+            read(&mut vfs, &mut h, "/tmp/in/tmp-data").unwrap(),
+            b"mounted"
+        );
         assert_eq!(vfs.path_of(b"/tmp/x").0.mount, None);
         assert!(vfs.path_of(b"/etc/passwd").0.mount.is_some());
         // The root's listing has the host's names and the guest's own directories, once each.

@@ -47,6 +47,8 @@ const P_PGID: u64 = 2;
 pub(in crate::linux) struct LoadedProgram {
     pub machine: Machine,
     pub brk_start: u64,
+    /// The auxiliary vector on its initial stack.
+    pub auxv: Vec<(u64, u64)>,
 }
 
 /// Loads an ELF executable into a fresh address space with its initial stack: what the first process and every
@@ -88,12 +90,14 @@ pub(in crate::linux) fn load_program(
         gid: GUEST_GID,
     };
     let rsp = elf::build_stack(&mut mem, &image, &inputs, file.executable_stack())?;
+    let auxv = elf::read_auxv(&mem, rsp).expect("the stack just built holds an auxiliary vector");
     let mut cpu = Cpu::new(mem, cpu_config);
     cpu.regs.rip = interp.as_ref().map_or(image.entry, |i| i.entry);
     cpu.regs.gpr[RSP] = rsp;
     Ok(LoadedProgram {
         machine: Machine::new(cpu),
         brk_start: image.brk_start,
+        auxv,
     })
 }
 
@@ -287,6 +291,7 @@ impl<H: Host> LinuxMachine<H> {
             vfork_parent: vfork.then_some(self.thread.tid),
             exe_path: p.exe_path.clone(),
             exe: p.exe.clone(),
+            auxv: p.auxv.clone(),
             insns_dead_threads: 0,
         }
     }
@@ -720,6 +725,7 @@ impl<H: Host> LinuxMachine<H> {
         }
         p.exe_path = exe_path.clone();
         p.exe = bytes;
+        p.auxv = loaded.auxv.into();
         self.vfs.exe_path = exe_path.clone();
         let t = &mut self.thread;
         t.sig.altstack_sp = 0;
