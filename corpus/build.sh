@@ -17,9 +17,9 @@ for src in src/*.c; do
     musl-gcc -static -O2 $strip -o "bin/$name-musl" "$src" -lm
     gcc -static -O2 $strip -o "bin/$name-glibc" "$src" -lm
 done
-for name in hello sha256 qsort fileio; do
+for name in hello crash sha256 qsort fileio; do
     strip=-s
-    [ "$name" = hello ] && strip=-g
+    case "$name" in hello|crash) strip=-g ;; esac
     gcc -O2 $strip -o "bin/$name-dyn" "src/$name.c" -lm
 done
 # C++ exceptions and Rust panics unwind through libgcc's unwinder, which runs rdsspq on every throw. glibc only (no
