@@ -266,12 +266,8 @@ impl<H: Host> LinuxMachine<H> {
         let interpreter = syscalls::processes::read_interpreter(&mut vfs, &mut host, program)?;
         let loaded = syscalls::processes::load_program(
             program,
-            interpreter
-                .as_ref()
-                .map(|(p, b)| (p.as_str(), b.as_slice())),
-            &config.argv,
-            &config.envp,
-            &config.exe_path,
+            interpreter.as_ref(),
+            (&config.argv, &config.envp, &config.exe_path),
             CpuConfig {
                 seed: config.seed,
                 rdrand_stream: crate::cpu::RDRAND_STREAM.to_string(),

@@ -52,14 +52,12 @@ pub(in crate::linux) struct LoadedProgram {
 }
 
 /// Loads an ELF executable into a fresh address space with its initial stack: what the first process and every
-/// execve start from. A dynamically linked program comes with its interpreter's bytes (`interpreter`: the path
-/// PT_INTERP names and the file there); it then starts at the interpreter's entry.
+/// execve start from, with its argv, envp and AT_EXECFN. A dynamically linked program comes with the interpreter
+/// its PT_INTERP names (`read_interpreter`); it then starts at the interpreter's entry.
 pub(in crate::linux) fn load_program(
     program: &[u8],
-    interpreter: Option<(&str, &[u8])>,
-    argv: &[Vec<u8>],
-    envp: &[Vec<u8>],
-    execfn: &[u8],
+    interpreter: Option<&Interpreter>,
+    (argv, envp, execfn): (&[Vec<u8>], &[Vec<u8>], &[u8]),
     cpu_config: CpuConfig,
     frames_max: usize,
     random_stream: &str,
@@ -74,7 +72,7 @@ pub(in crate::linux) fn load_program(
         "the caller reads the interpreter a program names"
     );
     let interp = match interpreter {
-        Some((path, bytes)) => Some(elf::load_interpreter(bytes, path, &mut mem)?),
+        Some(i) => Some(elf::load_interpreter(&i.bytes, &i.path, &mut mem)?),
         None => None,
     };
     let mut random = [0u8; 16];
@@ -124,13 +122,20 @@ pub(in crate::linux) fn executable_file(
     Ok((r.path.text(), bytes))
 }
 
-/// The interpreter a program's PT_INTERP names, read from the guest's file system: (its path, its bytes).
-/// None for a static program (or bytes that are no ELF file, which the loader then refuses).
+/// A program interpreter (the dynamic loader), read from the guest's file system.
+pub(in crate::linux) struct Interpreter {
+    /// The path PT_INTERP names.
+    pub path: String,
+    pub bytes: std::sync::Arc<Vec<u8>>,
+}
+
+/// The interpreter a program's PT_INTERP names, read from the guest's file system. None for a static program
+/// (or bytes that are no ELF file, which the loader then refuses).
 pub(in crate::linux) fn read_interpreter(
     vfs: &mut Vfs,
     host: &mut dyn Host,
     program: &[u8],
-) -> Result<Option<(String, std::sync::Arc<Vec<u8>>)>, elf::LoadError> {
+) -> Result<Option<Interpreter>, elf::LoadError> {
     let Some(path) = elf::ElfFile::parse(program)
         .ok()
         .and_then(|f| f.interpreter)
@@ -139,7 +144,7 @@ pub(in crate::linux) fn read_interpreter(
     };
     let root = vfs.root();
     match executable_file(vfs, host, &root, path.as_bytes()) {
-        Ok((_, bytes)) => Ok(Some((path, bytes))),
+        Ok((_, bytes)) => Ok(Some(Interpreter { path, bytes })),
         Err(e) => Err(elf::LoadError::Interpreter {
             reason: format!(
                 "cannot be read from the guest's file system (errno {}); run with --root DIR for a \
@@ -682,12 +687,8 @@ impl<H: Host> LinuxMachine<H> {
         let stream = format!("linux.at_random.{}.{}", self.proc.pid.0, self.exec_count);
         let loaded = load_program(
             &bytes,
-            interpreter
-                .as_ref()
-                .map(|(p, b)| (p.as_str(), b.as_slice())),
-            &argv,
-            &envp,
-            &path,
+            interpreter.as_ref(),
+            (&argv, &envp, &path),
             config,
             self.config.frames_max,
             &stream,
