@@ -152,7 +152,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub(crate) no_jit: bool,
 
-    /// The program to run (a host path) and its arguments. Example: -- corpus/bin/args-musl one two
+    /// The program to run (a host path; a name without a slash is looked up on PATH) and its arguments.
+    /// Example: -- corpus/bin/args-musl one two
     ///
     /// Options of tandem go before it: an unknown option there is a usage error, never taken for the program.
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM ARGS")]
