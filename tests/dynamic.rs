@@ -42,11 +42,25 @@ fn gcc_built_programs_run_as_natively() {
 #[test]
 fn dynamic_runs_are_deterministic() {
     let flags = ["--report-state"];
-    let a = emulate(&flags, &corpus_bin("hello-dyn"), &[], b"");
-    let b = emulate(&flags, &corpus_bin("hello-dyn"), &[], b"");
-    assert_eq!(a.status.code(), Some(0), "{}", text(&a.stderr));
-    assert_eq!(state_line(&a), state_line(&b));
-    assert_eq!(a.stdout, b.stdout);
+    let python = [
+        "-c",
+        "import random, os; print(random.random(), os.urandom(4).hex(), hash('x'))",
+    ];
+    for (program, args) in [
+        (corpus_bin("hello-dyn"), &[][..]),
+        (corpus_bin("threads-dyn"), &["4"][..]),
+        ("/usr/bin/python3".to_string(), &python[..]),
+    ] {
+        let a = emulate(&flags, &program, args, b"");
+        let b = emulate(&flags, &program, args, b"");
+        assert_eq!(a.status.code(), Some(0), "{program}: {}", text(&a.stderr));
+        assert_eq!(state_line(&a), state_line(&b), "{program}");
+        assert_eq!(a.stdout, b.stdout, "{program}");
+    }
+    // Python's randomness comes from the seed: another seed, other numbers.
+    let c = emulate(&["--seed", "1"], "/usr/bin/python3", &python, b"");
+    let a = emulate(&[], "/usr/bin/python3", &python, b"");
+    assert_ne!(a.stdout, c.stdout);
 }
 
 /// ls of a directory, by absolute path and relative to the working directory (the host's, seen through the

@@ -1164,6 +1164,32 @@ mod tests {
             .. ProptestConfig::default()
         })]
 
+        /// Mutated interpreters (an ET_DYN whose header and program header take arbitrary values) load below
+        /// INTERP_TOP or are refused, never a panic.
+        #[test]
+        fn mutated_interpreters_load_below_the_top_or_are_refused(
+            wide in proptest::collection::vec((0usize..15, any::<u64>()), 1..4),
+            cut in 0usize..200,
+        ) {
+            let mut data = tiny_elf(&[0xeb, 0xfe]);
+            data[16..18].copy_from_slice(&ET_DYN.to_le_bytes());
+            for (slot, v) in wide {
+                let at = 16 + slot * 8;
+                if at + 8 <= data.len() {
+                    data[at..at + 8].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            if cut % 4 == 0 {
+                data.truncate(cut);
+            }
+            let mut mem = Memory::new();
+            mem.set_frames_max(1 << 16);
+            if let Ok(image) = load_interpreter(&data, "/ld.so", &mut mem) {
+                prop_assert!(mem.regions().iter().all(|r| r.end <= INTERP_TOP));
+                prop_assert_eq!(image.bias & PAGE_MASK, 0);
+            }
+        }
+
         /// Mutating bytes of a valid executable (and truncating it) gives an error or a loaded image, never a panic.
         #[test]
         fn mutated_elf_never_panics(
