@@ -15,7 +15,7 @@
 //! mounted file or a file under a mounted directory, the fault file).
 
 use crate::output::Lossy;
-use crate::run_cmd::{exe_guest_path, parse_mount, read_fault_plan, LiveHost, RunArgs};
+use crate::run_cmd::{exe_guest_path, guest_cwd, guest_mounts, read_fault_plan, LiveHost, RunArgs};
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -31,7 +31,7 @@ use tandem_scenarios::input::{read_input, InputKind};
 #[derive(clap::Args, Debug)]
 #[command(
     about = "Run a program and record a trace that `tandem replay` reproduces bit for bit",
-    long_about = "Run a static x86-64 Linux program exactly as `tandem run` does (same options, same output, same \
+    long_about = "Run an x86-64 Linux program exactly as `tandem run` does (same options, same output, same \
         exit status) and write a trace to -o FILE: the program, its arguments and environment, every byte it read \
         from stdin and from mounted files, the memory faults that fired, state hashes every --hash-interval \
         instructions and the outcome. `tandem replay FILE` reproduces the run from the trace alone, on any machine, \
@@ -158,14 +158,10 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         );
     }
     let r = &args.run;
-    let program = PathBuf::from(&r.command[0]);
+    let program = crate::run_cmd::program_path(&r.command[0]);
     let partial = partial_path(&args.output);
     let bytes = read_input(&program, InputKind::Program)?;
-    let mounts = r
-        .mounts
-        .iter()
-        .map(|m| parse_mount(m))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mounts = guest_mounts(r, &bytes)?;
     for e in &r.env {
         if !e.contains('=') {
             bail!("--env {e}: expected K=V, such as --env LANG=C");
@@ -176,6 +172,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         argv: r.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
         envp: r.env.iter().map(|e| e.as_bytes().to_vec()).collect(),
         exe_path: exe_guest_path(&program, &mounts),
+        cwd: guest_cwd(&mounts),
         mounts,
         strict: r.strict,
         frames_max: r.memory_max,

@@ -28,8 +28,10 @@ pub const EXIT_INSTRUCTION_LIMIT: i32 = 124;
 
 #[derive(clap::Args, Debug)]
 #[command(
-    about = "Run a static x86-64 Linux program deterministically",
-    long_about = "Run a static x86-64 Linux program (musl or glibc, ET_EXEC or static-PIE) under the emulator.\n\n\
+    about = "Run an x86-64 Linux program deterministically",
+    long_about = "Run an x86-64 Linux program (static or dynamically linked, musl or glibc) under the emulator. \
+        A dynamically linked program is started by its loader from the guest's root (--root, by default the \
+        host's / read-only).\n\n\
         The run is a function of its inputs: the program, its arguments, the --env variables (the host's \
         environment is not passed), the mounted files, stdin and the seed. Guest time starts at 2024-01-01 \
         and advances with the instruction count; getrandom and AT_RANDOM come from the seed.\n\n\
@@ -57,6 +59,14 @@ pub struct RunArgs {
     /// in-memory overlay. Repeatable. Example: --mount ./data:/data
     #[arg(long = "mount", value_name = "HOST[:GUEST]")]
     pub(crate) mounts: Vec<String>,
+
+    /// The guest's root file system: a host directory shown read-only at / (writes go to the in-memory
+    /// overlay), where a dynamically linked program's loader finds itself, /etc/ld.so.cache and the libraries.
+    /// The guest's /dev, /proc, /sys and /tmp stay its own. Default: the host's / for a dynamically linked
+    /// program, none for a static one. Every file read through it is recorded in traces, like mounted files.
+    /// --mount adds mounts on top of it. Example: --root /srv/debian-chroot
+    #[arg(long, value_name = "DIR")]
+    pub(crate) root: Option<PathBuf>,
 
     /// Show mounted files with fixed owners (the guest's uid and gid, 1000), times (2024-01-01), inode numbers
     /// (a hash of the guest path) and block counts, so that `ls -l`, `stat`, `tar` and `du` print the same on
@@ -142,7 +152,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub(crate) no_jit: bool,
 
-    /// The program to run (a host path) and its arguments. Example: -- corpus/bin/args-musl one two
+    /// The program to run (a host path; a name without a slash is looked up on PATH) and its arguments.
+    /// Example: -- corpus/bin/args-musl one two
     ///
     /// Options of tandem go before it: an unknown option there is a usage error, never taken for the program.
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM ARGS")]
@@ -235,6 +246,74 @@ pub(crate) fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
     })
 }
 
+/// The mounts of a run: the guest's root (`--root`, or the host's / for a dynamically linked program), then
+/// each --mount.
+pub(crate) fn guest_mounts(args: &RunArgs, program: &[u8]) -> anyhow::Result<Vec<Mount>> {
+    let dynamic = tandem_emulator::linux::elf::ElfFile::parse(program)
+        .is_ok_and(|elf| elf.interpreter.is_some());
+    let root = match &args.root {
+        Some(dir) => Some(dir.clone()),
+        None if dynamic => Some(PathBuf::from("/")),
+        None => None,
+    };
+    let mut mounts = Vec::new();
+    if let Some(dir) = root {
+        let host = std::fs::canonicalize(&dir).with_context(|| {
+            format!(
+                "--root {}: cannot be used as the guest's root",
+                dir.display()
+            )
+        })?;
+        if !host.is_dir() {
+            bail!("--root {}: not a directory", dir.display());
+        }
+        mounts.push(Mount {
+            guest: Vec::new(),
+            host,
+        });
+    }
+    for m in &args.mounts {
+        mounts.push(parse_mount(m)?);
+    }
+    Ok(mounts)
+}
+
+/// The host file of the program named on the command line: a name without a slash is looked up in the
+/// directories of the host's PATH (or /usr/local/bin, /usr/bin, /bin without one), as a shell does
+/// (`tandem run -- ls`); anything else is a path.
+pub(crate) fn program_path(name: &std::ffi::OsStr) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    if name.as_bytes().contains(&b'/') {
+        return PathBuf::from(name);
+    }
+    // execvp's default search path when PATH is unset (glibc: confstr(_CS_PATH) with /usr/local/bin first).
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// The guest's working directory: with a root (`--root`, or the default root of a dynamic program), the host's
+/// working directory seen through the mounts, so that `tandem run -- ls` lists what `ls` would; else /.
+/// An input of the run like the others (traces record it).
+pub(crate) fn guest_cwd(mounts: &[Mount]) -> Vec<u8> {
+    let has_root = mounts.iter().any(|m| m.guest.is_empty());
+    match std::env::current_dir() {
+        Ok(dir) if has_root => {
+            let guest = exe_guest_path(&dir, mounts);
+            if guest.first() == Some(&b'/') {
+                guest
+            } else {
+                b"/".to_vec()
+            }
+        }
+        _ => b"/".to_vec(),
+    }
+}
+
 /// Parses --memory-max: a byte count with an optional K, M or G suffix (powers of 1024), a whole number of pages
 /// from one page to `Memory::FRAMES_MAX_LIMIT` pages; gives the limit in pages (frames).
 pub(crate) fn parse_memory_size(text: &str) -> Result<usize, String> {
@@ -269,10 +348,12 @@ pub(crate) fn parse_memory_size(text: &str) -> Result<usize, String> {
     Ok(pages as usize)
 }
 
-/// The guest path of the program: where a mount shows it, else the path as given.
+/// The guest path of the program: where a mount shows it (the innermost), else the path as given.
 pub(crate) fn exe_guest_path(program: &Path, mounts: &[Mount]) -> Vec<u8> {
     if let Ok(canon) = std::fs::canonicalize(program) {
-        for m in mounts {
+        let mut by_depth: Vec<&Mount> = mounts.iter().collect();
+        by_depth.sort_by_key(|m| std::cmp::Reverse(m.host.as_os_str().len()));
+        for m in by_depth {
             if let Ok(rest) = canon.strip_prefix(&m.host) {
                 let mut p: Vec<Vec<u8>> = m.guest.clone();
                 p.extend(rest.iter().map(|c| c.as_bytes().to_vec()));
@@ -284,13 +365,9 @@ pub(crate) fn exe_guest_path(program: &Path, mounts: &[Mount]) -> Vec<u8> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let program = PathBuf::from(&args.command[0]);
+    let program = program_path(&args.command[0]);
     let bytes = read_input(&program, InputKind::Program)?;
-    let mounts = args
-        .mounts
-        .iter()
-        .map(|m| parse_mount(m))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mounts = guest_mounts(&args, &bytes)?;
     for e in &args.env {
         if !e.contains('=') {
             bail!("--env {e}: expected K=V, such as --env LANG=C");
@@ -301,6 +378,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         argv: args.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
         envp: args.env.iter().map(|e| e.as_bytes().to_vec()).collect(),
         exe_path: exe_guest_path(&program, &mounts),
+        cwd: guest_cwd(&mounts),
         mounts,
         strict: args.strict,
         frames_max: args.memory_max,

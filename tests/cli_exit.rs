@@ -167,7 +167,7 @@ fn faults_help_explains_the_verdicts() {
 fn record_help_describes_record_not_run() {
     let help = text(&run(&["record", "--help"]).stdout);
     assert!(
-        help.starts_with("Run a static x86-64 Linux program exactly as `tandem run` does"),
+        help.starts_with("Run an x86-64 Linux program exactly as `tandem run` does"),
         "{help}"
     );
     assert!(help.contains("write a trace to -o FILE"), "{help}");

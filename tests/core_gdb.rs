@@ -240,3 +240,34 @@ fn thread_apply_all_bt_reads_every_thread_of_a_multi_thread_crash() {
         let _ = std::fs::remove_file(&core);
     }
 }
+
+/// The core of a dynamically linked program: gdb finds the libraries from the core's auxv (AT_BASE names where
+/// ld.so is) and the loader's list in the dumped memory, and shows the abort inside libc down to main, as it
+/// does for the same crash run natively.
+#[test]
+fn gdb_reads_the_core_of_a_dynamic_program_with_its_libraries() {
+    let binary = corpus_bin("crash-dyn");
+    let core = core_path("dyn-abort");
+    let out = emulate(
+        &["--core", core.to_str().unwrap()],
+        &binary,
+        &["abort"],
+        b"",
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("guest killed by SIGABRT"), "{stderr}");
+    let g = gdb(&binary, &core, &["bt", "info sharedlibrary"]);
+    std::fs::remove_file(&core).unwrap();
+    assert!(g.contains("/lib/x86_64-linux-gnu/libc.so.6"), "{g}");
+    let frames: Vec<&str> = g
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .filter_map(|l| l.split(" in ").nth(1))
+        .map(|f| f.split(" (").next().unwrap_or(f))
+        .collect();
+    assert!(
+        frames.contains(&"__GI_abort") && frames.ends_with(&["descend", "main"]),
+        "{g}"
+    );
+    assert!(frames.contains(&"crash_here"), "{g}");
+}

@@ -1,7 +1,8 @@
 //! End-to-end test of `tandem debug --gdb`: Debian's gdb, in batch mode, drives the replay of a recorded
 //! corpus program (corpus/src/rewind.c, built with symbols) through the GDB remote protocol, and the test
 //! checks gdb's own output: the breakpoint stop, registers, memory, a global, a watchpoint, stepping and
-//! reverse execution back to an earlier breakpoint hit, the edges of history and the monitor commands.
+//! reverse execution back to an earlier breakpoint hit, the edges of history and the monitor commands; and a
+//! dynamically linked program (corpus/bin/hello-dyn), stopped in a libc function with native gdb's backtrace.
 //!
 //! The expected values come from elsewhere than the server: addresses and the icount of the first hit from
 //! the command-line debugger (`tandem debug -x`), the global's values from the program's source. Every wait is
@@ -1399,4 +1400,57 @@ fn gdb_sees_every_thread_at_the_crash_of_a_multi_thread_program() {
         .rfind("[Current thread is")
         .unwrap_or_else(|| panic!("{g}"))..];
     assert!(after.contains("Thread 1.1003"), "{g}");
+}
+
+/// The frames of a `bt` in gdb's output.
+fn frames(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A dynamically linked program under gdb: the server gives gdb the auxiliary vector, from which gdb relocates
+/// the PIE and finds the dynamic loader, and through it the shared libraries. A breakpoint on a libc function
+/// stops there with the backtrace native gdb shows.
+#[test]
+fn gdb_breaks_on_a_shared_library_function_of_a_dynamic_program() {
+    let dir = scratch("gdb-dynamic");
+    let trace = dir.join("hello-dyn.trace");
+    let rec = record_trace(&trace, &[], &corpus_bin("hello-dyn"), &[], b"");
+    assert_eq!(rec.status.code(), Some(0), "{}", text(&rec.stderr));
+    let server = Server::start(&trace);
+    let commands = ["break puts", "continue", "bt", "info sharedlibrary", "kill"];
+    let emulated = run_gdb_on(&server.address, "hello-dyn", &commands);
+    drop(server);
+    assert!(
+        emulated.contains("Breakpoint 1, ") && emulated.contains("puts (str="),
+        "{emulated}"
+    );
+    assert!(
+        emulated.contains("/lib/x86_64-linux-gnu/libc.so.6"),
+        "the library list: {emulated}"
+    );
+    let mut native = Command::new("gdb");
+    native
+        .args(["-batch", "-nx", "-iex", "set debuginfod enabled off"])
+        .args([
+            "-ex",
+            "break puts",
+            "-ex",
+            "run",
+            "-ex",
+            "bt",
+            "-ex",
+            "kill",
+        ])
+        .arg(corpus_bin("hello-dyn"));
+    let native = gdb_output(&mut native);
+    assert_eq!(
+        frames(&emulated),
+        frames(&native),
+        "{emulated}\n---\n{native}"
+    );
+    assert_eq!(frames(&emulated).len(), 2, "{emulated}");
 }

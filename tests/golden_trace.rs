@@ -1,6 +1,7 @@
-//! A golden trace with memory faults in it (tests/data/faults-sigbus-v6.trace, format 6): today's tandem must
-//! replay it verified with the same faults, output and state hash, and recording the same run again must give
-//! the same bytes. Any change to how a stored digest, hash or chunk link is computed, or to how an event is
+//! Golden traces with memory faults in them (tests/data/faults-sigbus-v6.trace, format 6, and
+//! faults-sigbus-v7.trace, format 7: the same run on the CPU model that reports MMX): today's tandem must replay
+//! each verified with the same faults, output and state hash, and recording the same run again must give the
+//! bytes of the golden of the current format. Any change to how a stored digest, hash or chunk link is computed, or to how an event is
 //! encoded, fails here instead of passing every test that records and replays with the same build.
 
 mod common;
@@ -9,8 +10,31 @@ use std::path::PathBuf;
 use std::process::Command;
 use tandem_replay::trace::{Event, Record, Trace, FORMAT_VERSION};
 
-const GOLDEN: &str = "tests/data/faults-sigbus-v6.trace";
-const GOLDEN_FORMAT: u32 = 6;
+/// A golden trace: its file, its format and the end of its replay report.
+struct Golden {
+    path: &'static str,
+    format: u32,
+    end: &'static str,
+}
+
+/// Every golden trace, oldest first. A format 6 trace replays with the CPUID of format 6 (no MMX, and AT_HWCAP
+/// without it), hence its own state hash.
+const GOLDENS: [Golden; 2] = [
+    Golden {
+        path: "tests/data/faults-sigbus-v6.trace",
+        format: 6,
+        end:
+            "replayed 540421 instructions, 8 checkpoints verified, state hash 0xd8eaae58e3bd0444; \
+              the guest's exit status 0, as recorded",
+    },
+    Golden {
+        path: "tests/data/faults-sigbus-v7.trace",
+        format: 7,
+        end:
+            "replayed 540421 instructions, 8 checkpoints verified, state hash 0x2cce1cbb66d1f243; \
+              the guest's exit status 0, as recorded",
+    },
+];
 /// The command that recorded it (see tests/data/README.md), from the repository root with an empty environment.
 const FAULTS: &str =
     "mem.ue:icount=300000,addr=0x7ffff7ff8000,mem.flip:rate=1e-5,class=anon-dirty,\
@@ -32,12 +56,16 @@ const FAULT_LINES: [&str; 6] = [
     "memory-error v1 icount=508852 kind=flip frame=2081 vaddrs=0x7ffff7ff8000 class=anon-dirty action=flipped-bit outcome=undetected",
     "memory-error v1 icount=515696 kind=flip frame=2077 vaddrs=0x7ffff7ffb000 class=anon-dirty action=flipped-bit outcome=undetected",
 ];
-const END: &str =
-    "replayed 540421 instructions, 8 checkpoints verified, state hash 0xd8eaae58e3bd0444; \
-                   the guest's exit status 0, as recorded";
+fn golden(g: &Golden) -> PathBuf {
+    repo().join(g.path)
+}
 
-fn golden() -> PathBuf {
-    repo().join(GOLDEN)
+/// The golden of the format this tandem writes.
+fn current() -> &'static Golden {
+    GOLDENS
+        .iter()
+        .find(|g| g.format == FORMAT_VERSION)
+        .expect("a golden trace of the current format: record one (tests/data/README.md)")
 }
 
 /// The memory-error lines of a run's stderr, without tandem's prefix.
@@ -51,53 +79,59 @@ fn fault_lines(stderr: &[u8]) -> Vec<String> {
 }
 
 #[test]
-fn the_golden_fault_trace_replays_verified_with_its_faults() {
-    let bytes = std::fs::read(golden()).unwrap();
-    assert_eq!(
-        bytes[8..12],
-        GOLDEN_FORMAT.to_le_bytes(),
-        "the golden trace must stay in format {GOLDEN_FORMAT}: record a new file for a new format"
-    );
-    let rep = Command::new(tandem())
-        .current_dir(repo())
-        .env_clear()
-        .args(["replay", GOLDEN])
-        .output()
-        .unwrap();
-    let err = text(&rep.stderr);
-    assert_eq!(rep.status.code(), Some(0), "{err}");
-    assert_eq!(text(&rep.stdout), STDOUT, "{err}");
-    assert_eq!(fault_lines(&rep.stderr), FAULT_LINES, "{err}");
-    assert!(err.contains(END), "{err}");
+fn the_golden_fault_traces_replay_verified_with_their_faults() {
+    for g in &GOLDENS {
+        let bytes = std::fs::read(golden(g)).unwrap();
+        assert_eq!(
+            bytes[8..12],
+            g.format.to_le_bytes(),
+            "{} must stay in format {}: record a new file for a new format",
+            g.path,
+            g.format
+        );
+        let rep = Command::new(tandem())
+            .current_dir(repo())
+            .env_clear()
+            .args(["replay", g.path])
+            .output()
+            .unwrap();
+        let err = text(&rep.stderr);
+        assert_eq!(rep.status.code(), Some(0), "{}: {err}", g.path);
+        assert_eq!(text(&rep.stdout), STDOUT, "{}: {err}", g.path);
+        assert_eq!(fault_lines(&rep.stderr), FAULT_LINES, "{}: {err}", g.path);
+        assert!(err.contains(g.end), "{}: {err}", g.path);
+    }
 }
 
-/// The trace holds the six faults as events at the icounts the report names, in the order they fired.
+/// Each trace holds the six faults as events at the icounts the report names, in the order they fired.
 #[test]
-fn the_golden_trace_holds_every_fault_as_an_event() {
-    let trace = Trace::read(std::fs::File::open(golden()).unwrap()).unwrap();
-    let icounts: Vec<u64> = trace
-        .records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Event(Event::Fault(f)) => Some(f.report.icount),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(
-        icounts,
-        [100000, 188641, 300000, 353952, 508852, 515696],
-        "faults of the golden trace"
-    );
+fn the_golden_traces_hold_every_fault_as_an_event() {
+    for g in &GOLDENS {
+        let trace = Trace::read(std::fs::File::open(golden(g)).unwrap()).unwrap();
+        let icounts: Vec<u64> = trace
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Event(Event::Fault(f)) => Some(f.report.icount),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            icounts,
+            [100000, 188641, 300000, 353952, 508852, 515696],
+            "faults of {}",
+            g.path
+        );
+    }
 }
 
-/// Recording the same run today gives the golden bytes: the encoding, every digest (pages, registers, the
-/// memory digest, the state hash) and every chunk link are unchanged. When the format changes on purpose,
-/// FORMAT_VERSION moves past 6 and this comparison stops applying; keep the file, it still must replay.
+/// Recording the same run today gives the bytes of the current format's golden: the encoding, every digest
+/// (pages, registers, the memory digest, the state hash) and every chunk link are unchanged. When the format
+/// changes on purpose, FORMAT_VERSION moves on and a golden of the new format joins `GOLDENS`; the old files
+/// stay, and must still replay.
 #[test]
 fn recording_the_golden_run_again_gives_the_same_bytes() {
-    if FORMAT_VERSION != GOLDEN_FORMAT {
-        return;
-    }
+    let g = current();
     let dir = std::env::temp_dir().join(format!("tandem-golden-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let again = dir.join("again.trace");
@@ -109,13 +143,14 @@ fn recording_the_golden_run_again_gives_the_same_bytes() {
     assert_eq!(fault_lines(&rec.stderr), FAULT_LINES);
     let (a, b) = (
         std::fs::read(&again).unwrap(),
-        std::fs::read(golden()).unwrap(),
+        std::fs::read(golden(g)).unwrap(),
     );
     let first_difference = a.iter().zip(&b).position(|(x, y)| x != y);
     assert!(
         a == b,
-        "a new recording differs from {GOLDEN} (lengths {} and {}, first differing byte {first_difference:?}): \
+        "a new recording differs from {} (lengths {} and {}, first differing byte {first_difference:?}): \
          a stored digest or encoding changed without a new format version",
+        g.path,
         a.len(),
         b.len()
     );

@@ -2,7 +2,8 @@
 # Rebuilds the committed binaries of the multi-task corpus (processes, threads, blocking calls, timers, sockets),
 # the programs the guest kernel must run byte for byte as Linux does. Separate from ../build.sh so that
 # rebuilding these never changes the single-task binaries other tests depend on.
-# Output: ../bin/NAME-musl and ../bin/NAME-glibc for each C program (workers keeps its symbols; xzmt: glibc only, with Debian's static
+# Output: ../bin/NAME-musl and ../bin/NAME-glibc for each C program (workers keeps its symbols; threads also
+# ../bin/threads-dyn, built with plain gcc: dynamically linked against the system's glibc; xzmt: glibc only, with Debian's static
 # liblzma), ../bin/go-NAME (Debian's golang-go, CGO_ENABLED=0), ../bin/rust-threads (rustc, musl target).
 # Needs: musl-tools, gcc, liblzma-dev, golang-go, rustc with the x86_64-unknown-linux-musl target.
 # Usage: corpus/tasks/build.sh [NAME...]     (default: all)
@@ -26,7 +27,8 @@ for name in $names; do
         rustc -O --edition 2021 --target x86_64-unknown-linux-musl -C strip=symbols -o "$out/rust-threads" rust/threads.rs ;;
     *)
         musl-gcc -static -O2 -s -o "$out/$name-musl" "$name.c" -lpthread
-        gcc -static -O2 -s -o "$out/$name-glibc" "$name.c" -lpthread ;;
+        gcc -static -O2 -s -o "$out/$name-glibc" "$name.c" -lpthread
+        if [ "$name" = threads ]; then gcc -O2 -s -o "$out/threads-dyn" threads.c -lpthread; fi ;;
     esac
 done
 ls -l $out | grep -E "$(echo $names | tr ' ' '|')"

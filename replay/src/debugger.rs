@@ -147,7 +147,8 @@ struct Armed {
 
 pub struct Debugger {
     pub timeline: Timeline,
-    /// Symbol name -> address, and address -> name, from the embedded program's ELF symbol table.
+    /// Symbol name -> address, and address -> name, from the embedded program's ELF symbol table (at the load
+    /// bias of a PIE).
     symbols: BTreeMap<String, u64>,
     /// Function start -> (name, size in bytes; 0 when unknown).
     by_address: BTreeMap<u64, (String, u64)>,
@@ -164,6 +165,11 @@ impl Debugger {
     pub fn new(replayer: Replayer) -> Debugger {
         let mut symbols = BTreeMap::new();
         let mut by_address = BTreeMap::new();
+        // A PIE (dynamically linked or static) runs at the loader's bias; its symbols are relative to 0.
+        let bias = tandem_emulator::linux::elf::ElfFile::parse(&replayer.header.program)
+            .ok()
+            .filter(|elf| elf.is_pie())
+            .map_or(0, |_| tandem_emulator::linux::elf::PIE_BASE);
         {
             use object::{Object, ObjectSymbol, SymbolKind};
             if let Ok(file) = object::File::parse(&*replayer.header.program) {
@@ -174,10 +180,11 @@ impl Debugger {
                             && matches!(sym.kind(), SymbolKind::Text | SymbolKind::Data)
                             && !name.starts_with('.')
                         {
-                            symbols.insert(name.to_string(), sym.address());
+                            let address = sym.address().wrapping_add(bias);
+                            symbols.insert(name.to_string(), address);
                             if sym.kind() == SymbolKind::Text {
                                 by_address
-                                    .entry(sym.address())
+                                    .entry(address)
                                     .or_insert((name.to_string(), sym.size()));
                             }
                         }
@@ -285,6 +292,11 @@ impl Debugger {
 
     fn rip(&self) -> u64 {
         self.timeline.replayer.hv.guest.rip()
+    }
+
+    /// The auxiliary vector of the program being debugged (see `LinuxMachine::auxv_bytes`).
+    pub fn auxv_bytes(&self) -> Vec<u8> {
+        self.timeline.replayer.hv.guest.auxv_bytes()
     }
 
     fn bytes_at(&self, addr: u64, len: u64) -> Vec<u8> {

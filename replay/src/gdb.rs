@@ -619,8 +619,18 @@ fn parse_icount(s: &str) -> Option<u64> {
 /// What gdb sends to interrupt a running target (Ctrl-C; the GDB remote protocol's "Interrupts").
 const INTERRUPT_BYTE: u8 = 0x03;
 
-/// The feature the gate adds to gdbstub's `qSupported` reply.
-const SIGINFO_FEATURE: &str = ";qXfer:siginfo:read+";
+/// The features the gate adds to gdbstub's `qSupported` reply.
+const SIGINFO_FEATURE: &str = ";qXfer:siginfo:read+;qXfer:auxv:read+";
+
+/// A `qXfer` read reply: `m` and the part of `bytes` at `offset`, or `l` with the last part (escaped binary).
+fn xfer_reply(bytes: &[u8], offset: u64, length: u64) -> Vec<u8> {
+    let length = length.min(gate::PACKET_BODY_BYTES_MAX as u64 / 2);
+    let start = (offset as usize).min(bytes.len());
+    let end = start.saturating_add(length as usize).min(bytes.len());
+    let mut reply = vec![if end < bytes.len() { b'm' } else { b'l' }];
+    reply.extend_from_slice(&gate::escape_binary(&bytes[start..end]));
+    reply
+}
 
 type Machine<'a, 'd> = GdbStubStateMachine<'a, GdbTarget<'d>, Writer>;
 
@@ -836,6 +846,11 @@ fn on_frame<'a, 'd>(
         Request::Step => {
             let tid = target.current_tid();
             feed(idle.into(), target, &format!("vCont;s:{tid:x};c"))?
+        }
+        Request::Auxv { offset, length } => {
+            let data = xfer_reply(&target.debugger.auxv_bytes(), offset, length);
+            reply(&mut idle, &data)?;
+            idle.into()
         }
         Request::ResumeWithSignal { step, signal } => {
             if target.accepts_signal(signal) {

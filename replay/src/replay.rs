@@ -34,6 +34,7 @@ use crate::hosts::{OutputSink, ReplayHost};
 use crate::memory_divergence::MemoryReport;
 use crate::trace::{
     BlobId, Checkpoint, Event, Header, PageChanges, Record, Summary, Trace, TraceError,
+    FORMAT_VERSION_BASELINE_CPUID,
 };
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -41,6 +42,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
+use tandem_emulator::cpu::cpuid::CpuidModel;
 use tandem_emulator::hypervisor::{FaultRecord, FaultSnapshot, Hypervisor, Policy};
 use tandem_emulator::linux::vfs::{split, Mount};
 use tandem_emulator::linux::{LinuxConfig, LinuxSnapshot, Progress, SchedPolicy};
@@ -216,8 +218,9 @@ pub struct Replayer {
     final_state_hash: Option<u64>,
 }
 
-/// The machine configuration a header describes.
-pub fn config_of(header: &Header) -> LinuxConfig {
+/// The machine configuration a header of a trace of format `format_version` describes. The format decides the
+/// CPUID model: traces up to format 6 were recorded on a CPU without the MMX bit (`CpuidModel::Format6`).
+pub fn config_of(header: &Header, format_version: u32) -> LinuxConfig {
     use std::os::unix::ffi::OsStrExt;
     LinuxConfig {
         seed: header.seed,
@@ -240,7 +243,17 @@ pub fn config_of(header: &Header) -> LinuxConfig {
         frames_max: header.frames_max as usize,
         sched: SchedPolicy::parse(&header.tasks.sched).unwrap_or_default(),
         cpus: header.tasks.cpus,
+        cpuid: cpuid_model_of(format_version),
         ..LinuxConfig::default()
+    }
+}
+
+/// The CPUID model a trace of `format_version` was recorded with.
+pub fn cpuid_model_of(format_version: u32) -> CpuidModel {
+    if format_version >= FORMAT_VERSION_BASELINE_CPUID {
+        CpuidModel::Baseline
+    } else {
+        CpuidModel::Format6
     }
 }
 
@@ -283,7 +296,7 @@ impl Replayer {
                 stuck_period_insns: f.stuck_period_insns,
             });
         let hv = Hypervisor::replaying(
-            config_of(&header),
+            config_of(&header, format_version),
             header.program.clone().into(),
             host,
             faults.clone(),

@@ -22,7 +22,8 @@
 //! it. It is tamper evidence, not a signature: whoever rewrites every later chunk as well can forge it, and the
 //! last chunk has no successor to vouch for it (an edited summary is a divergence of the replay anyway).
 //!
-//! Versions read: 5 (written), 4, 3 and 2. Version 3 only appended a variant to `Record` (`Record::Pages`, the
+//! Versions read: 7 (written), 6, 5, 4, 3 and 2. Versions 6 and 7 encode alike; a version-7 trace was recorded
+//! on the CPU model that reports MMX (`replay::cpuid_model_of`), which a replay must present again. Version 3 only appended a variant to `Record` (`Record::Pages`, the
 //! digest of every page that changed since the previous checkpoint, right after each checkpoint). bincode numbers
 //! enum variants in declaration order, so a version-2 chunk decodes with these types unchanged; a version-2 trace
 //! simply has no `Record::Pages` (and may not have one). Version 4 encodes exactly as version 3; what changed is
@@ -51,8 +52,11 @@ pub const MAGIC: [u8; 8] = *b"TANDEMTR";
 /// Version of the encoding of everything in this file (2: memory-fault plans in the header, `Event::Fault`,
 /// final fault reports in the summary; 3: `Record::Pages` after every checkpoint; 4: the same encoding, but
 /// digests computed another way, see `digest::DigestScheme`, and embedded files named by BLAKE3; 5: chunks
-/// numbered and chained, see the module doc).
-pub const FORMAT_VERSION: u32 = 6;
+/// numbered and chained, see the module doc; 6: task options; 7: the same encoding, recorded on the
+/// `CpuidModel::Baseline` CPU, which reports MMX, so that dynamically linked glibc programs load).
+pub const FORMAT_VERSION: u32 = 7;
+/// The first version recorded with `CpuidModel::Baseline` (older ones replay with `CpuidModel::Format6`).
+pub const FORMAT_VERSION_BASELINE_CPUID: u32 = 7;
 /// The first version whose header carries the task options (`Header::tasks`) and whose syscall entries name
 /// their task (`Event::TaskSyscallEntry`).
 pub const FORMAT_VERSION_TASKS: u32 = 6;

@@ -327,6 +327,8 @@ pub struct CpuConfig {
     pub rdrand_stream: String,
     /// Time-stamp counter ticks per retired instruction (RDTSC reads `icount * tsc_per_insn`).
     pub tsc_per_insn: u64,
+    /// What CPUID answers.
+    pub cpuid: cpuid::CpuidModel,
 }
 
 impl Default for CpuConfig {
@@ -335,6 +337,7 @@ impl Default for CpuConfig {
             seed: 0,
             rdrand_stream: RDRAND_STREAM.to_string(),
             tsc_per_insn: 1,
+            cpuid: cpuid::CpuidModel::default(),
         }
     }
 }

@@ -35,7 +35,11 @@ fn int3(_: &mut Cpu, _: &Insn) -> Result<(), Stop> {
 }
 
 fn cpuid_insn(cpu: &mut Cpu, _: &Insn) -> Result<(), Stop> {
-    let [a, b, c, d] = cpuid::cpuid(cpu.regs.gpr[RAX] as u32, cpu.regs.gpr[RCX] as u32);
+    let [a, b, c, d] = cpuid::cpuid_of(
+        cpu.config.cpuid,
+        cpu.regs.gpr[RAX] as u32,
+        cpu.regs.gpr[RCX] as u32,
+    );
     cpu.regs.gpr[RAX] = a as u64;
     cpu.regs.gpr[super::RBX] = b as u64;
     cpu.regs.gpr[RCX] = c as u64;

@@ -1,15 +1,21 @@
-//! The static ELF loader: parses an ELF64 x86-64 executable (ET_EXEC, or ET_DYN without PT_INTERP: static-PIE),
-//! maps its PT_LOAD segments into guest memory and builds the initial process stack (argc, argv, envp, auxv) the
-//! way Linux's fs/binfmt_elf.c does, without a vDSO.
+//! The ELF loader: parses an ELF64 x86-64 executable (ET_EXEC, or ET_DYN: static-PIE without PT_INTERP, PIE
+//! with it), maps its PT_LOAD segments into guest memory, maps the program interpreter (the dynamic loader named
+//! by PT_INTERP) when there is one, and builds the initial process stack (argc, argv, envp, auxv) the way
+//! Linux's fs/binfmt_elf.c does, without a vDSO.
 //!
 //! Key decisions:
 //! - Only the ELF header and the program headers are read (a loader needs nothing else), by a small parser here
 //!   whose every read is bounds-checked: a malformed or truncated file is a `LoadError` naming the field and the
 //!   byte offset, never a panic. A proptest in this file throws mutated and truncated binaries at it; the cases it
 //!   found live under corpus/regressions/elf/.
-//! - Addresses are what Linux picks with address-space randomisation off: a static-PIE is loaded at
-//!   `PIE_BASE` (ELF_ET_DYN_BASE), the stack ends at `STACK_TOP`, brk starts at the page after the highest
-//!   segment. Randomness (AT_RANDOM) comes from the seed.
+//! - Addresses are what Linux picks with address-space randomisation off: a PIE or static-PIE is loaded at
+//!   `PIE_BASE` (ELF_ET_DYN_BASE), the interpreter just below `INTERP_TOP` (the top of the mmap area, where
+//!   Linux's first mmap puts it), the stack ends at `STACK_TOP`, brk starts at the page after the program's
+//!   highest segment. Randomness (AT_RANDOM) comes from the seed.
+//! - A dynamically linked program starts at the interpreter's entry with AT_BASE the interpreter's load address
+//!   and AT_PHDR, AT_PHNUM and AT_ENTRY the program's, which is all ld.so needs to map the rest itself through
+//!   mmap. The caller reads the interpreter's bytes (through the guest's file system, so that it comes from the
+//!   guest's root and is recorded like any file a run reads).
 //! - Segments that share a page are merged into one page whose permissions are the union of theirs, as the page
 //!   cache would show both segments' bytes there.
 //! - Only pages that hold bytes of the file cost a page of host memory at load: the rest of a segment's p_memsz
@@ -24,8 +30,13 @@
 
 use crate::memory::{MapError, Memory, Perms, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE};
 
-/// Where a static-PIE is loaded (Linux's ELF_ET_DYN_BASE on x86-64 with randomisation off).
+/// Where a PIE or static-PIE is loaded (Linux's ELF_ET_DYN_BASE on x86-64 with randomisation off).
 pub const PIE_BASE: u64 = 0x5555_5555_4000;
+/// The interpreter ends just below this address: the top of the mmap area (`syscalls::MMAP_TOP`), where
+/// Linux's mmap of the interpreter lands with randomisation off.
+pub const INTERP_TOP: u64 = 0x7fff_f7ff_f000;
+/// Longest PT_INTERP path accepted (PATH_MAX).
+pub const INTERP_PATH_BYTES_MAX: u64 = 4096;
 /// One past the highest stack address (Linux's STACK_TOP with randomisation off).
 pub const STACK_TOP: u64 = 0x7fff_ffff_f000;
 /// Size of the stack mapping.
@@ -88,10 +99,12 @@ pub enum LoadError {
     #[error("unsupported ELF: {0}")]
     Unsupported(String),
     #[error(
-        "dynamically linked executable (interpreter {interpreter}): tandem runs static binaries only; \
-         rebuild with `gcc -static` or `musl-gcc -static` (static-PIE: `-static-pie`)"
+        "an ET_EXEC executable with a PT_DYNAMIC segment but no PT_INTERP: Linux would run it without relocating \
+         it; relink it with an interpreter (plain `gcc`) or statically (`gcc -static`)"
     )]
-    Dynamic { interpreter: String },
+    DynamicWithoutInterpreter,
+    #[error("the program interpreter {path}: {reason}")]
+    Interpreter { path: String, reason: String },
     #[error("program header {index} at offset {offset:#x}: {reason}")]
     BadSegment {
         index: usize,
@@ -164,6 +177,8 @@ pub struct ElfFile {
     pub phentsize: u16,
     pub phnum: u16,
     pub headers: Vec<ProgramHeader>,
+    /// The path in PT_INTERP: the dynamic loader that starts the program (None for a static program).
+    pub interpreter: Option<String>,
 }
 
 fn read_bytes<'a>(
@@ -244,6 +259,8 @@ impl ElfFile {
         }
         let table = read_bytes(data, phoff, phnum as u64 * 56, "program header table")?;
         let mut headers = Vec::with_capacity(phnum as usize);
+        let mut interpreter = None;
+        let mut has_dynamic = false;
         for (index, ph) in table.chunks_exact(56).enumerate() {
             let header = ProgramHeader {
                 p_type: u32_at(ph, 0),
@@ -262,18 +279,12 @@ impl ElfFile {
             };
             match header.p_type {
                 PT_INTERP => {
-                    let raw = read_bytes(data, header.offset, header.filesz.min(4096), "PT_INTERP")
-                        .unwrap_or(b"?");
-                    let name = raw.split(|&b| b == 0).next().unwrap_or(b"?");
-                    return Err(LoadError::Dynamic {
-                        interpreter: String::from_utf8_lossy(name).into_owned(),
-                    });
+                    if interpreter.is_some() {
+                        return Err(bad("a second PT_INTERP".into()));
+                    }
+                    interpreter = Some(interpreter_path(data, &header).map_err(bad)?);
                 }
-                PT_DYNAMIC if e_type == ET_EXEC => {
-                    return Err(LoadError::Dynamic {
-                        interpreter: "none, but it has a PT_DYNAMIC segment".into(),
-                    })
-                }
+                PT_DYNAMIC => has_dynamic = true,
                 PT_LOAD => {
                     if header.filesz > header.memsz {
                         return Err(bad(format!(
@@ -297,6 +308,9 @@ impl ElfFile {
             }
             headers.push(header);
         }
+        if has_dynamic && e_type == ET_EXEC && interpreter.is_none() {
+            return Err(LoadError::DynamicWithoutInterpreter);
+        }
         Ok(ElfFile {
             e_type,
             entry,
@@ -304,6 +318,7 @@ impl ElfFile {
             phentsize,
             phnum,
             headers,
+            interpreter,
         })
     }
 
@@ -324,6 +339,24 @@ impl ElfFile {
     }
 }
 
+/// The interpreter's path in a PT_INTERP segment: NUL-terminated (fs/binfmt_elf.c refuses it otherwise), not
+/// empty, at most `INTERP_PATH_BYTES_MAX` bytes, valid UTF-8 (no loader is named otherwise).
+fn interpreter_path(data: &[u8], h: &ProgramHeader) -> Result<String, String> {
+    if h.filesz < 2 || h.filesz > INTERP_PATH_BYTES_MAX {
+        return Err(format!(
+            "PT_INTERP is {} bytes (a path of 1 to {} bytes with its NUL)",
+            h.filesz,
+            INTERP_PATH_BYTES_MAX - 1
+        ));
+    }
+    let raw = read_bytes(data, h.offset, h.filesz, "PT_INTERP").map_err(|e| e.to_string())?;
+    let (last, path) = raw.split_last().expect("at least 2 bytes");
+    if *last != 0 || path.contains(&0) {
+        return Err("the PT_INTERP path is not one NUL-terminated string".into());
+    }
+    String::from_utf8(path.to_vec()).map_err(|_| "the PT_INTERP path is not UTF-8".into())
+}
+
 fn segment_perms(flags: u32) -> Perms {
     let mut p = Perms::NONE;
     if flags & 4 != 0 {
@@ -341,7 +374,7 @@ fn segment_perms(flags: u32) -> Perms {
 /// What the loader placed in memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadedImage {
-    /// The load bias (0 for ET_EXEC, `PIE_BASE` for a static-PIE).
+    /// The load bias (0 for ET_EXEC, `PIE_BASE` for a PIE, the load address of an interpreter).
     pub bias: u64,
     pub entry: u64,
     /// The guest address of the program headers (AT_PHDR).
@@ -351,13 +384,72 @@ pub struct LoadedImage {
     pub brk_start: u64,
 }
 
-/// Maps the PT_LOAD segments of `elf` (parsed from `data`) into `mem`.
+/// Maps the PT_LOAD segments of the program `elf` (parsed from `data`) into `mem`: at its addresses, or a
+/// (static-)PIE at `PIE_BASE`.
 pub fn load_segments(
     elf: &ElfFile,
     data: &[u8],
     mem: &mut Memory,
 ) -> Result<LoadedImage, LoadError> {
     let bias = if elf.is_pie() { PIE_BASE } else { 0 };
+    load_segments_at(elf, data, mem, bias)
+}
+
+/// Maps the program interpreter (`data`, the file PT_INTERP names at `path`) so that its image ends at
+/// `INTERP_TOP`, as Linux's load_elf_interp maps it with a first mmap. It must be an ET_DYN without an
+/// interpreter of its own (Linux refuses a chain of interpreters too).
+pub fn load_interpreter(
+    data: &[u8],
+    path: &str,
+    mem: &mut Memory,
+) -> Result<LoadedImage, LoadError> {
+    let bad = |reason: String| LoadError::Interpreter {
+        path: path.to_string(),
+        reason,
+    };
+    let elf = ElfFile::parse(data).map_err(|e| bad(e.to_string()))?;
+    if !elf.is_pie() {
+        return Err(bad("not a shared object (e_type ET_DYN)".into()));
+    }
+    if elf.interpreter.is_some() {
+        return Err(bad("it names an interpreter of its own".into()));
+    }
+    let loads = || {
+        elf.headers
+            .iter()
+            .filter(|h| h.p_type == PT_LOAD && h.memsz > 0)
+    };
+    let lo = loads()
+        .map(|h| h.vaddr & !PAGE_MASK)
+        .min()
+        .ok_or(LoadError::NoLoadSegments);
+    let hi = loads()
+        .map(|h| {
+            h.vaddr
+                .checked_add(h.memsz)
+                .and_then(|e| e.checked_add(PAGE_MASK))
+        })
+        .try_fold(0u64, |m, e| e.map(|e| m.max(e & !PAGE_MASK)));
+    let (lo, hi) = match (lo, hi) {
+        (Ok(lo), Some(hi)) if hi > lo && hi - lo <= IMAGE_SIZE_BYTES_MAX => (lo, hi),
+        (Err(e), _) => return Err(bad(e.to_string())),
+        _ => return Err(bad("its segments span more than 4 GiB".into())),
+    };
+    let start = INTERP_TOP - (hi - lo);
+    let bias = start.wrapping_sub(lo);
+    load_segments_at(&elf, data, mem, bias).map_err(|e| match e {
+        e @ (LoadError::TooLarge { .. } | LoadError::Map(_)) => e,
+        other => bad(other.to_string()),
+    })
+}
+
+/// Maps the PT_LOAD segments of `elf` (parsed from `data`) into `mem`, each at its p_vaddr plus `bias`.
+fn load_segments_at(
+    elf: &ElfFile,
+    data: &[u8],
+    mem: &mut Memory,
+    bias: u64,
+) -> Result<LoadedImage, LoadError> {
     /// A PT_LOAD segment, checked: its page range, file bytes and permissions.
     struct Segment<'a> {
         start: u64,
@@ -531,6 +623,8 @@ pub struct StackInputs<'a> {
     pub execfn: &'a [u8],
     /// AT_RANDOM's 16 bytes (from the seed).
     pub random: [u8; 16],
+    /// AT_BASE: where the interpreter was loaded (0 for a static program).
+    pub interp_base: u64,
     pub hwcap: u64,
     pub uid: u64,
     pub gid: u64,
@@ -629,7 +723,7 @@ pub fn build_stack(
         (AT_PHDR, image.phdr),
         (AT_PHENT, 56),
         (AT_PHNUM, image.phnum as u64),
-        (AT_BASE, 0),
+        (AT_BASE, inputs.interp_base),
         (AT_FLAGS, 0),
         (AT_ENTRY, image.entry),
         (AT_UID, inputs.uid),
@@ -670,6 +764,30 @@ pub fn build_stack(
     put(mem, AT_NULL)?;
     put(mem, 0)?;
     Ok(start)
+}
+
+/// The auxiliary vector of the initial stack at `rsp` (argc, argv, NULL, envp, NULL, auxv): its pairs up to and
+/// including AT_NULL. None when the stack is not readable as one.
+pub fn read_auxv(mem: &Memory, rsp: u64) -> Option<Vec<(u64, u64)>> {
+    let word = |at: u64| mem.peek_u64(at).ok();
+    let argc = word(rsp)?;
+    let mut at = rsp.checked_add(argc.checked_add(2)?.checked_mul(8)?)?;
+    while word(at)? != 0 {
+        at = at.checked_add(8)?;
+    }
+    at += 8;
+    let mut out = Vec::new();
+    loop {
+        let (k, v) = (word(at)?, word(at.checked_add(8)?)?);
+        out.push((k, v));
+        if k == AT_NULL {
+            return Some(out);
+        }
+        if out.len() > 64 {
+            return None;
+        }
+        at = at.checked_add(16)?;
+    }
 }
 
 #[cfg(test)]
@@ -715,6 +833,7 @@ mod tests {
             envp: &[],
             execfn: b"prog",
             random: [7; 16],
+            interp_base: 0,
             hwcap: 0,
             uid: 0,
             gid: 0,
@@ -756,10 +875,97 @@ mod tests {
                 ..
             })
         ));
+        // The only program header made PT_INTERP: its bytes (the ELF header...) are no NUL-terminated path.
         let mut interp = data.clone();
         interp[64..68].copy_from_slice(&PT_INTERP.to_le_bytes());
         let err = ElfFile::parse(&interp).unwrap_err();
-        assert!(err.to_string().contains("-static"), "{err}");
+        assert!(err.to_string().contains("PT_INTERP"), "{err}");
+    }
+
+    /// A copy of `tiny_elf` with a second program header: PT_INTERP naming `path` (with its NUL), its bytes
+    /// appended to the file.
+    fn with_interp(path: &[u8]) -> Vec<u8> {
+        let mut f = tiny_elf(&[0x0f, 0x05]);
+        let at = f.len() as u64;
+        f.extend_from_slice(path);
+        let mut ph = [0u8; 56];
+        ph[0..4].copy_from_slice(&PT_INTERP.to_le_bytes());
+        ph[4..8].copy_from_slice(&4u32.to_le_bytes());
+        ph[8..16].copy_from_slice(&at.to_le_bytes());
+        ph[32..40].copy_from_slice(&(path.len() as u64).to_le_bytes());
+        let phoff = f.len() as u64;
+        f.extend_from_slice(&f[64..120].to_vec());
+        f.extend_from_slice(&ph);
+        f[32..40].copy_from_slice(&phoff.to_le_bytes());
+        f[56..58].copy_from_slice(&2u16.to_le_bytes());
+        f
+    }
+
+    #[test]
+    fn pt_interp_is_parsed_and_checked() {
+        let elf = ElfFile::parse(&with_interp(b"/lib/ld.so\0")).unwrap();
+        assert_eq!(elf.interpreter.as_deref(), Some("/lib/ld.so"));
+        assert_eq!(
+            ElfFile::parse(&tiny_elf(&[0x90])).unwrap().interpreter,
+            None
+        );
+        for bad in [&b"/lib/ld.so"[..], b"\0", b"/a\0b\0", b"/\xff\0"] {
+            let e = ElfFile::parse(&with_interp(bad)).unwrap_err();
+            assert!(
+                matches!(e, LoadError::BadSegment { index: 1, .. })
+                    && e.to_string().contains("PT_INTERP"),
+                "{bad:?}: {e}"
+            );
+        }
+        // PT_DYNAMIC in an ET_EXEC without an interpreter is still refused (nothing would relocate it).
+        let mut dynamic = with_interp(b"/lib/ld.so\0");
+        let second = u64_at(&dynamic, 32) as usize + 56;
+        dynamic[second..second + 4].copy_from_slice(&PT_DYNAMIC.to_le_bytes());
+        assert_eq!(
+            ElfFile::parse(&dynamic),
+            Err(LoadError::DynamicWithoutInterpreter)
+        );
+    }
+
+    /// The interpreter lands just below INTERP_TOP, AT_BASE says where, and the program's own values stay in
+    /// AT_PHDR and AT_ENTRY; a static program's AT_BASE is 0.
+    #[test]
+    fn the_interpreter_is_mapped_below_the_mmap_top_and_named_in_auxv() {
+        // An ET_DYN of one page whose segment starts at 0x400000: lands at INTERP_TOP - 0x1000.
+        let mut interp = tiny_elf(&[0xeb, 0xfe]);
+        interp[16..18].copy_from_slice(&ET_DYN.to_le_bytes());
+        let mut mem = Memory::new();
+        let program = tiny_elf(&[0x0f, 0x05]);
+        let elf = ElfFile::parse(&program).unwrap();
+        let image = load_segments(&elf, &program, &mut mem).unwrap();
+        let loaded = load_interpreter(&interp, "/lib/ld.so", &mut mem).unwrap();
+        assert_eq!(loaded.bias, INTERP_TOP - 0x1000 - 0x40_0000);
+        let top = mem.regions().last().unwrap().end;
+        assert_eq!(top, INTERP_TOP, "the interpreter ends at INTERP_TOP");
+        assert_eq!(
+            loaded.entry,
+            ElfFile::parse(&interp).unwrap().entry + loaded.bias
+        );
+        let argv = [b"prog".to_vec()];
+        let inputs = StackInputs {
+            interp_base: loaded.bias,
+            ..stack_inputs(&argv, &[])
+        };
+        let rsp = build_stack(&mut mem, &image, &inputs, false).unwrap();
+        let auxv = auxv_of(&mem, rsp);
+        assert_eq!(auxv[&AT_BASE], loaded.bias);
+        assert_eq!(auxv[&AT_ENTRY], 0x40_0078);
+        assert_eq!(auxv[&AT_PHDR], 0x40_0040);
+        // A static executable is no interpreter; neither is a file that is no ELF.
+        let e = load_interpreter(&program, "/x", &mut mem).unwrap_err();
+        assert!(e.to_string().contains("ET_DYN"), "{e}");
+        let e = load_interpreter(b"#!/bin/sh", "/x", &mut mem).unwrap_err();
+        assert!(matches!(e, LoadError::Interpreter { .. }), "{e}");
+    }
+
+    /// The auxiliary vector of the stack at `rsp`, by key.
+    fn auxv_of(mem: &Memory, rsp: u64) -> std::collections::BTreeMap<u64, u64> {
+        read_auxv(mem, rsp).unwrap().into_iter().collect()
     }
 
     /// Replays every file kept under corpus/regressions/elf/ (inputs that once made the loader misbehave).
@@ -782,6 +988,7 @@ mod tests {
             envp,
             execfn: b"prog",
             random: [7; 16],
+            interp_base: 0,
             hwcap: 0,
             uid: 0,
             gid: 0,
@@ -956,6 +1163,32 @@ mod tests {
             ))),
             .. ProptestConfig::default()
         })]
+
+        /// Mutated interpreters (an ET_DYN whose header and program header take arbitrary values) load below
+        /// INTERP_TOP or are refused, never a panic.
+        #[test]
+        fn mutated_interpreters_load_below_the_top_or_are_refused(
+            wide in proptest::collection::vec((0usize..15, any::<u64>()), 1..4),
+            cut in 0usize..200,
+        ) {
+            let mut data = tiny_elf(&[0xeb, 0xfe]);
+            data[16..18].copy_from_slice(&ET_DYN.to_le_bytes());
+            for (slot, v) in wide {
+                let at = 16 + slot * 8;
+                if at + 8 <= data.len() {
+                    data[at..at + 8].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            if cut % 4 == 0 {
+                data.truncate(cut);
+            }
+            let mut mem = Memory::new();
+            mem.set_frames_max(1 << 16);
+            if let Ok(image) = load_interpreter(&data, "/ld.so", &mut mem) {
+                prop_assert!(mem.regions().iter().all(|r| r.end <= INTERP_TOP));
+                prop_assert_eq!(image.bias & PAGE_MASK, 0);
+            }
+        }
 
         /// Mutating bytes of a valid executable (and truncating it) gives an error or a loaded image, never a panic.
         #[test]

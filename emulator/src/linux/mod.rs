@@ -95,6 +95,8 @@ pub struct LinuxConfig {
     /// CPUs the guest is told it has (sched_getaffinity, sysinfo, /proc/cpuinfo): programs size their worker
     /// pools from it. Whatever the number, the guest's tasks run one at a time on one host thread.
     pub cpus: u32,
+    /// What CPUID, AT_HWCAP and /proc/cpuinfo report (`Format6` for traces of format 6 and older).
+    pub cpuid: crate::cpu::cpuid::CpuidModel,
 }
 
 /// CPUs the guest sees by default: enough that programs start their worker threads.
@@ -119,6 +121,7 @@ impl Default for LinuxConfig {
             sched: SchedPolicy::default(),
             trace_syscalls: false,
             cpus: CPUS_DEFAULT,
+            cpuid: crate::cpu::cpuid::CpuidModel::default(),
         }
     }
 }
@@ -265,26 +268,28 @@ pub struct LinuxMachine<H: Host> {
 }
 
 impl<H: Host> LinuxMachine<H> {
-    /// Loads `program` (the bytes of a static ELF executable) and prepares its first instruction.
-    pub fn new(config: LinuxConfig, program: &[u8], host: H) -> Result<Self, elf::LoadError> {
-        let loaded = syscalls::processes::load_program(
-            program,
-            &config.argv,
-            &config.envp,
-            &config.exe_path,
-            CpuConfig {
-                seed: config.seed,
-                rdrand_stream: crate::cpu::RDRAND_STREAM.to_string(),
-                tsc_per_insn: config.ns_per_insn,
-            },
-            config.frames_max,
-            "linux.at_random",
-        )?;
-        let vfs = Vfs::new(
+    /// Loads `program` (the bytes of an ELF executable) and prepares its first instruction. A dynamically
+    /// linked program's interpreter is read through the guest's file system (its root and mounts), by `host`.
+    pub fn new(config: LinuxConfig, program: &[u8], mut host: H) -> Result<Self, elf::LoadError> {
+        let mut vfs = Vfs::new(
             config.mounts.clone(),
             config.exe_path.clone(),
             config.epoch_ns,
         );
+        let interpreter = syscalls::processes::read_interpreter(&mut vfs, &mut host, program)?;
+        let loaded = syscalls::processes::load_program(
+            program,
+            interpreter.as_ref(),
+            (&config.argv, &config.envp, &config.exe_path),
+            CpuConfig {
+                seed: config.seed,
+                rdrand_stream: crate::cpu::RDRAND_STREAM.to_string(),
+                tsc_per_insn: config.ns_per_insn,
+                cpuid: config.cpuid,
+            },
+            config.frames_max,
+            "linux.at_random",
+        )?;
         let cwd = vfs.path_of(&config.cwd);
         let pid = Pid(GUEST_PID);
         let name = config
@@ -307,6 +312,7 @@ impl<H: Host> LinuxMachine<H> {
                 loaded.brk_start,
                 exe_path,
                 std::sync::Arc::new(program.to_vec()),
+                loaded.auxv.into(),
             ),
             thread: Thread::new(pid.leader(), pid, name),
             thread_exited: false,
@@ -459,6 +465,17 @@ impl<H: Host> LinuxMachine<H> {
             h.write_u64(m.cpu.mem.digest());
         }
         h.finish()
+    }
+
+    /// The auxiliary vector the running process's program started with, as Linux's /proc/PID/auxv holds it:
+    /// 8-byte key and value pairs, little-endian, the AT_NULL pair last (for debuggers: gdb finds a PIE's load
+    /// address and the dynamic loader from AT_ENTRY, AT_PHDR and AT_BASE).
+    pub fn auxv_bytes(&self) -> Vec<u8> {
+        self.proc
+            .auxv
+            .iter()
+            .flat_map(|&(k, v)| k.to_le_bytes().into_iter().chain(v.to_le_bytes()))
+            .collect()
     }
 
     /// The running thread's signal mask and pending set (for core dumps: NT_PRSTATUS pr_sigpend and

@@ -15,7 +15,7 @@
 //! - /proc/self/stat, /proc/self/status, /proc/self/comm: the calling process and thread (proc(5) layouts);
 //! - /sys/devices/system/cpu/online and possible: `0-N` for N+1 CPUs (glibc's get_nprocs reads it first).
 
-use crate::cpu::cpuid::{cpuid, EXT1_ECX, EXT1_EDX, LEAF1_ECX, LEAF1_EDX, LEAF7_EBX};
+use crate::cpu::cpuid::{cpuid_of, CpuidModel, EXT1_ECX, EXT1_EDX, LEAF1_ECX, LEAF7_EBX};
 
 /// A generated file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -27,12 +27,13 @@ pub enum InfoFile {
     SelfStat,
     SelfStatus,
     SelfComm,
+    SelfMaps,
     CpusOnline,
     CpusPossible,
 }
 
 /// Every generated file by guest path.
-pub const INFO_FILES: [(&[u8], InfoFile); 9] = [
+pub const INFO_FILES: [(&[u8], InfoFile); 10] = [
     (b"/proc/cpuinfo", InfoFile::CpuInfo),
     (b"/proc/stat", InfoFile::Stat),
     (b"/proc/meminfo", InfoFile::MemInfo),
@@ -40,6 +41,7 @@ pub const INFO_FILES: [(&[u8], InfoFile); 9] = [
     (b"/proc/self/stat", InfoFile::SelfStat),
     (b"/proc/self/status", InfoFile::SelfStatus),
     (b"/proc/self/comm", InfoFile::SelfComm),
+    (b"/proc/self/maps", InfoFile::SelfMaps),
     (b"/sys/devices/system/cpu/online", InfoFile::CpusOnline),
     (b"/sys/devices/system/cpu/possible", InfoFile::CpusPossible),
 ];
@@ -51,6 +53,8 @@ pub const CLK_TCK: u64 = 100;
 #[derive(Clone, Debug, Default)]
 pub struct InfoView {
     pub cpus: u32,
+    /// The CPUID model the guest's CPU answers with (the flags of /proc/cpuinfo follow it).
+    pub cpuid: CpuidModel,
     pub memory_max_bytes: u64,
     pub mapped_bytes: u64,
     /// The virtual clock since boot (CLOCK_MONOTONIC), and the guest's CPU time (every task's instructions).
@@ -80,13 +84,15 @@ pub struct InfoView {
     pub sig_caught: u64,
     pub brk_start: u64,
     pub brk_current: u64,
+    /// The caller's address space: (start, end, permissions) in address order (only for /proc/self/maps).
+    pub regions: Vec<(u64, u64, crate::memory::Perms)>,
 }
 
 /// The contents of `file` as `view` shows it.
 pub fn render(file: InfoFile, v: &InfoView) -> Vec<u8> {
     assert!(v.cpus >= 1, "a machine has a CPU");
     let text = match file {
-        InfoFile::CpuInfo => cpuinfo(v.cpus),
+        InfoFile::CpuInfo => cpuinfo(v.cpus, v.cpuid),
         InfoFile::Stat => stat(v),
         InfoFile::MemInfo => meminfo(v),
         InfoFile::Uptime => {
@@ -96,6 +102,7 @@ pub fn render(file: InfoFile, v: &InfoView) -> Vec<u8> {
         InfoFile::SelfStat => self_stat(v),
         InfoFile::SelfStatus => self_status(v),
         InfoFile::SelfComm => format!("{}\n", String::from_utf8_lossy(&v.comm)),
+        InfoFile::SelfMaps => self_maps(v),
         InfoFile::CpusOnline | InfoFile::CpusPossible => match v.cpus {
             1 => "0\n".to_string(),
             n => format!("0-{}\n", n - 1),
@@ -114,57 +121,84 @@ fn ticks(ns: u64) -> u64 {
     ns / (1_000_000_000 / CLK_TCK)
 }
 
+/// The CPUID words /proc/cpuinfo's flags come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Word {
+    Leaf1Edx,
+    Ext1Edx,
+    Leaf1Ecx,
+    Ext1Ecx,
+    Leaf7Ebx,
+}
+
+/// The value of a CPUID word in a model.
+fn word(model: CpuidModel, w: Word) -> u32 {
+    match w {
+        Word::Leaf1Edx => model.leaf1_edx(),
+        Word::Ext1Edx => EXT1_EDX,
+        Word::Leaf1Ecx => LEAF1_ECX,
+        Word::Ext1Ecx => EXT1_ECX,
+        Word::Leaf7Ebx => LEAF7_EBX,
+    }
+}
+
 /// The CPUID feature bits by Linux's flag names, in Linux's order (cpufeatures words 0, 1, 4, 6, 9).
-const FLAGS: [(&str, u32, u32); 20] = [
-    ("fpu", LEAF1_EDX, 0),
-    ("tsc", LEAF1_EDX, 4),
-    ("cx8", LEAF1_EDX, 8),
-    ("cmov", LEAF1_EDX, 15),
-    ("clflush", LEAF1_EDX, 19),
-    ("fxsr", LEAF1_EDX, 24),
-    ("sse", LEAF1_EDX, 25),
-    ("sse2", LEAF1_EDX, 26),
-    ("syscall", EXT1_EDX, 11),
-    ("nx", EXT1_EDX, 20),
-    ("rdtscp", EXT1_EDX, 27),
-    ("lm", EXT1_EDX, 29),
-    ("pni", LEAF1_ECX, 0),
-    ("ssse3", LEAF1_ECX, 9),
-    ("cx16", LEAF1_ECX, 13),
-    ("popcnt", LEAF1_ECX, 23),
-    ("rdrand", LEAF1_ECX, 30),
-    ("lahf_lm", EXT1_ECX, 0),
-    ("abm", EXT1_ECX, 5),
-    ("rdseed", LEAF7_EBX, 18),
+const FLAGS: [(&str, Word, u32); 21] = [
+    ("fpu", Word::Leaf1Edx, 0),
+    ("tsc", Word::Leaf1Edx, 4),
+    ("cx8", Word::Leaf1Edx, 8),
+    ("cmov", Word::Leaf1Edx, 15),
+    ("clflush", Word::Leaf1Edx, 19),
+    ("mmx", Word::Leaf1Edx, 23),
+    ("fxsr", Word::Leaf1Edx, 24),
+    ("sse", Word::Leaf1Edx, 25),
+    ("sse2", Word::Leaf1Edx, 26),
+    ("syscall", Word::Ext1Edx, 11),
+    ("nx", Word::Ext1Edx, 20),
+    ("rdtscp", Word::Ext1Edx, 27),
+    ("lm", Word::Ext1Edx, 29),
+    ("pni", Word::Leaf1Ecx, 0),
+    ("ssse3", Word::Leaf1Ecx, 9),
+    ("cx16", Word::Leaf1Ecx, 13),
+    ("popcnt", Word::Leaf1Ecx, 23),
+    ("rdrand", Word::Leaf1Ecx, 30),
+    ("lahf_lm", Word::Ext1Ecx, 0),
+    ("abm", Word::Ext1Ecx, 5),
+    ("rdseed", Word::Leaf7Ebx, 18),
 ];
 
 /// The brand string of CPUID leaves 0x80000002-4.
-fn brand() -> String {
+fn brand(model: CpuidModel) -> String {
     let bytes: Vec<u8> = (0x8000_0002..=0x8000_0004u32)
-        .flat_map(|leaf| cpuid(leaf, 0))
+        .flat_map(|leaf| cpuid_of(model, leaf, 0))
         .flat_map(u32::to_le_bytes)
         .take_while(|&b| b != 0)
         .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-fn cpuinfo(cpus: u32) -> String {
-    let sig = cpuid(1, 0)[0];
-    let (family, model, stepping) = (
+/// The flags line of /proc/cpuinfo in a model.
+fn flags(model: CpuidModel) -> Vec<&'static str> {
+    FLAGS
+        .iter()
+        .filter(|(_, w, b)| word(model, *w) & (1 << b) != 0)
+        .map(|(name, _, _)| *name)
+        .collect()
+}
+
+fn cpuinfo(cpus: u32, model: CpuidModel) -> String {
+    let sig = cpuid_of(model, 1, 0)[0];
+    let (family, model_number, stepping) = (
         (sig >> 8) & 0xf,
         ((sig >> 12) & 0xf0) | ((sig >> 4) & 0xf),
         sig & 0xf,
     );
-    let flags: Vec<&str> = FLAGS
-        .iter()
-        .filter(|(_, word, b)| word & (1 << b) != 0)
-        .map(|(name, _, _)| *name)
-        .collect();
-    let brand = brand();
+    let flags = flags(model);
+    let brand = brand(model);
     let mut out = String::new();
     for n in 0..cpus {
         out += &format!(
-            "processor\t: {n}\nvendor_id\t: GenuineIntel\ncpu family\t: {family}\nmodel\t\t: {model}\n\
+            "processor\t: {n}\nvendor_id\t: GenuineIntel\ncpu family\t: {family}\nmodel\t\t: {model_number}\n\
              model name\t: {brand}\nstepping\t: {stepping}\ncpu MHz\t\t: 1000.000\ncache size\t: 8192 KB\n\
              physical id\t: 0\nsiblings\t: {cpus}\ncore id\t\t: {n}\ncpu cores\t: {cpus}\napicid\t\t: {n}\n\
              fpu\t\t: yes\nfpu_exception\t: yes\ncpuid level\t: 13\nwp\t\t: yes\nflags\t\t: {}\n\
@@ -172,6 +206,32 @@ fn cpuinfo(cpus: u32) -> String {
              address sizes\t: 48 bits physical, 48 bits virtual\npower management:\n\n",
             flags.join(" ")
         );
+    }
+    out
+}
+
+/// /proc/self/maps (proc(5)): one line per run of pages with equal permissions. Every mapping shows as private
+/// and anonymous (offset 0, device 00:00, inode 0) except the program break ("[heap]") and the stack
+/// ("[stack]"): tandem does not keep which file a mapping came from. glibc reads the file for the main
+/// thread's stack (pthread_getattr_np), which the names given here are enough for.
+fn self_maps(v: &InfoView) -> String {
+    let heap_end = (v.brk_current + 0xfff) & !0xfff;
+    let mut out = String::new();
+    for &(start, end, perms) in &v.regions {
+        let name = if end == super::elf::STACK_TOP {
+            "[stack]"
+        } else if start >= v.brk_start && end <= heap_end && heap_end > v.brk_start {
+            "[heap]"
+        } else {
+            ""
+        };
+        let line = format!("{start:08x}-{end:08x} {perms}p 00000000 00:00 0 ");
+        if name.is_empty() {
+            out += &format!("{line}\n");
+        } else {
+            // Linux pads the line to 73 columns before the name (fs/proc/task_mmu.c, show_map_vma).
+            out += &format!("{line:<72} {name}\n");
+        }
     }
     out
 }
@@ -308,6 +368,7 @@ impl<H: super::Host> super::LinuxMachine<H> {
         let ns = self.config.ns_per_insn;
         InfoView {
             cpus: self.config.cpus,
+            cpuid: self.config.cpuid,
             memory_max_bytes: self.config.frames_max as u64 * crate::memory::PAGE_SIZE as u64,
             mapped_bytes: self.machine.cpu.mem.mapped_page_count() as u64
                 * crate::memory::PAGE_SIZE as u64,
@@ -337,6 +398,14 @@ impl<H: super::Host> super::LinuxMachine<H> {
             sig_caught: caught,
             brk_start: self.proc.brk_start,
             brk_current: self.proc.brk_current,
+            regions: self
+                .machine
+                .cpu
+                .mem
+                .regions()
+                .into_iter()
+                .map(|r| (r.start, r.end, r.perms))
+                .collect(),
         }
     }
 }
@@ -345,20 +414,34 @@ impl<H: super::Host> super::LinuxMachine<H> {
 mod tests {
     use super::*;
 
-    /// Every flag /proc/cpuinfo names is a CPUID bit the model sets, and every bit the model sets is named.
+    /// Every flag /proc/cpuinfo names is a CPUID bit the model sets, and every bit the model sets is named, in
+    /// both models.
     #[test]
     fn cpuinfo_flags_are_the_cpuid_bits() {
-        let words = [LEAF1_EDX, LEAF1_ECX, EXT1_EDX, EXT1_ECX, LEAF7_EBX];
-        let named: u32 = FLAGS.len() as u32;
-        let set: u32 = words.iter().map(|w| w.count_ones()).sum();
-        assert_eq!(named, set, "a CPUID bit without a name in /proc/cpuinfo");
-        assert_eq!(cpuid(1, 0)[2], LEAF1_ECX);
-        assert_eq!(cpuid(1, 0)[3], LEAF1_EDX);
-        assert_eq!(cpuid(7, 0)[1], LEAF7_EBX);
-        assert_eq!(cpuid(0x8000_0001, 0)[2..], [EXT1_ECX, EXT1_EDX]);
-        for (name, word, b) in FLAGS {
-            assert!(word & (1 << b) != 0, "{name} is named but not set");
+        for model in [CpuidModel::Format6, CpuidModel::Baseline] {
+            let words = [
+                Word::Leaf1Edx,
+                Word::Ext1Edx,
+                Word::Leaf1Ecx,
+                Word::Ext1Ecx,
+                Word::Leaf7Ebx,
+            ];
+            let set: u32 = words.iter().map(|&w| word(model, w).count_ones()).sum();
+            assert_eq!(
+                flags(model).len() as u32,
+                set,
+                "a CPUID bit without a name in /proc/cpuinfo"
+            );
+            assert_eq!(cpuid_of(model, 1, 0)[2], word(model, Word::Leaf1Ecx));
+            assert_eq!(cpuid_of(model, 1, 0)[3], word(model, Word::Leaf1Edx));
+            assert_eq!(cpuid_of(model, 7, 0)[1], word(model, Word::Leaf7Ebx));
+            assert_eq!(
+                cpuid_of(model, 0x8000_0001, 0)[2..],
+                [word(model, Word::Ext1Ecx), word(model, Word::Ext1Edx)]
+            );
         }
+        assert!(flags(CpuidModel::Baseline).contains(&"mmx"));
+        assert!(!flags(CpuidModel::Format6).contains(&"mmx"));
         let text = String::from_utf8(render(
             InfoFile::CpuInfo,
             &InfoView {

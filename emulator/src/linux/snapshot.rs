@@ -324,6 +324,7 @@ impl CloneMap {
             vfork_parent: p.vfork_parent,
             exe_path: p.exe_path.clone(),
             exe: p.exe.clone(),
+            auxv: p.auxv.clone(),
             insns_dead_threads: p.insns_dead_threads,
         }
     }

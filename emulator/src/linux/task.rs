@@ -61,6 +61,9 @@ pub struct Process {
     /// The guest path of its program (/proc/self/exe) and the program's bytes (what execve of it reads).
     pub exe_path: Vec<u8>,
     pub exe: Arc<Vec<u8>>,
+    /// The auxiliary vector its program started with (key, value pairs, AT_NULL last): what
+    /// /proc/self/auxv and a debugger's qXfer:auxv show. Set at exec, inherited by fork.
+    pub auxv: Arc<[(u64, u64)]>,
     /// Instructions retired by its threads that have ended (its CPU time, with the live threads').
     pub insns_dead_threads: u64,
 }
@@ -90,6 +93,7 @@ impl Process {
         brk_start: u64,
         exe_path: Vec<u8>,
         exe: Arc<Vec<u8>>,
+        auxv: Arc<[(u64, u64)]>,
     ) -> Process {
         Process {
             pid,
@@ -112,6 +116,7 @@ impl Process {
             vfork_parent: None,
             exe_path,
             exe,
+            auxv,
             insns_dead_threads: 0,
         }
     }

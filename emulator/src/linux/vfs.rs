@@ -42,6 +42,9 @@ pub const NAME_BYTES_MAX: usize = 255;
 /// The first inode number the overlay hands out (far from the small numbers real file systems use).
 const OVERLAY_INO_FIRST: u64 = 0x7a00_0000_0000_0001;
 
+/// The directories that stay the guest's own under a mount of the root (`PathEntry::hides_mount`).
+pub const GUEST_OWN_DIRS: [&[u8]; 4] = [b"/dev", b"/proc", b"/sys", b"/tmp"];
+
 /// An interned guest path (see `PathTable`). 0 is the root.
 pub type PathId = u32;
 
@@ -200,6 +203,10 @@ struct PathEntry {
     children: BTreeMap<Box<[u8]>, PathId>,
     /// The mount whose root this path is.
     mount_here: Option<u32>,
+    /// The guest's own directories (/dev, /proc, /sys, /tmp): a mount above them (the guest's root) does not
+    /// reach into them, so the host's devices, processes and temporary files stay out of the guest, and the
+    /// guest's /tmp is writable whatever the root holds. A mount at the path itself still applies.
+    hides_mount: bool,
     synthetic: Option<Synthetic>,
 }
 
@@ -217,6 +224,7 @@ impl PathTable {
             entries: vec![PathEntry {
                 children: BTreeMap::new(),
                 mount_here: None,
+                hides_mount: false,
                 synthetic: Some(Synthetic::Dir),
             }],
         }
@@ -234,6 +242,7 @@ impl PathTable {
         self.entries.push(PathEntry {
             children: BTreeMap::new(),
             mount_here: None,
+            hides_mount: false,
             synthetic: None,
         });
         self.entries[parent as usize]
@@ -458,6 +467,11 @@ impl Vfs {
             let path: Vec<Vec<u8>> = split(text).into();
             intern(&mut table, &path, Some(Synthetic::Info(file)));
         }
+        for text in GUEST_OWN_DIRS {
+            let path: Vec<Vec<u8>> = split(text).into();
+            let id = intern(&mut table, &path, Some(Synthetic::Dir));
+            table.entries[id as usize].hides_mount = true;
+        }
         let root = GuestPath(Rc::new(Link {
             parent: None,
             name: Box::default(),
@@ -521,9 +535,15 @@ impl Vfs {
             .id
             .get()
             .and_then(|p| self.table.borrow().child(p, name));
-        let mount = id
-            .and_then(|id| self.table.borrow().entries[id as usize].mount_here)
-            .or(parent.0.mount);
+        let mount = match id.map(|id| {
+            let table = self.table.borrow();
+            let e = &table.entries[id as usize];
+            (e.mount_here, e.hides_mount)
+        }) {
+            Some((Some(m), _)) => Some(m),
+            Some((None, true)) => None,
+            _ => parent.0.mount,
+        };
         GuestPath(Rc::new(Link {
             parent: Some(parent.clone()),
             name: name.into(),
@@ -1477,5 +1497,51 @@ mod tests {
         assert_eq!(vfs.path_of(b"/tmp/x").0.mount, None);
         assert_eq!(vfs.path_of(b"/data/../tmp").text(), b"/tmp");
         assert_eq!(vfs.root().parent().text(), b"/");
+    }
+
+    /// A mount at / is the guest's root: the host's files show through it, but /dev, /proc, /sys and /tmp stay
+    /// the guest's own (the host's /tmp/x and /dev/sda are not seen), and a mount inside them still applies.
+    #[test]
+    fn a_root_mount_leaves_the_guests_own_directories_alone() {
+        let mut h = MemoryHost::new(1);
+        h.add_file("/host/etc/passwd", b"root");
+        h.add_file("/host/tmp/x", b"host tmp");
+        h.add_file("/host/dev/sda", b"disk");
+        h.add_file("/host/proc/version", b"host kernel");
+        h.add_file("/elsewhere/tmp-data", b"mounted");
+        let mut vfs = Vfs::new(
+            vec![
+                Mount {
+                    guest: Vec::new(),
+                    host: PathBuf::from("/host"),
+                },
+                Mount {
+                    guest: split(b"/tmp/in").into(),
+                    host: PathBuf::from("/elsewhere"),
+                },
+            ],
+            b"/bin/prog".to_vec(),
+            0,
+        );
+        assert_eq!(read(&mut vfs, &mut h, "/etc/passwd").unwrap(), b"root");
+        assert_eq!(read(&mut vfs, &mut h, "/tmp/x"), Err(ENOENT));
+        assert_eq!(read(&mut vfs, &mut h, "/dev/sda"), Err(ENOENT));
+        assert_eq!(read(&mut vfs, &mut h, "/proc/version"), Err(ENOENT));
+        assert_eq!(
+            read(&mut vfs, &mut h, "/tmp/in/tmp-data").unwrap(),
+            b"mounted"
+        );
+        assert_eq!(vfs.path_of(b"/tmp/x").0.mount, None);
+        assert!(vfs.path_of(b"/etc/passwd").0.mount.is_some());
+        // The root's listing has the host's names and the guest's own directories, once each.
+        let root = vfs.root();
+        let names: Vec<Vec<u8>> = vfs
+            .list_dir(&mut h, &root)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let expected: Vec<&[u8]> = vec![b"dev", b"etc", b"proc", b"sys", b"tmp"];
+        assert_eq!(names, expected);
     }
 }

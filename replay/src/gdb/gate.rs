@@ -13,7 +13,9 @@
 //!
 //! What it answers itself: packets that need only the protocol (`Hc`, `Hg` of any or all threads, unsupported
 //! and unknown packets with the empty reply that means "not supported"), memory and register writes (a replay
-//! is read-only), `?` and `qXfer:siginfo:read` (they depend on the fatal signal the guest may be stopped with,
+//! is read-only), `qXfer:auxv:read` (the program's auxiliary vector, from which gdb learns where a PIE and the
+//! dynamic loader were loaded, and so finds the shared libraries through the loader's r_debug), `?` and
+//! `qXfer:siginfo:read` (they depend on the fatal signal the guest may be stopped with,
 //! which gdbstub 0.7 has no notion of), and a resume with a signal other than the fatal one (a replay cannot
 //! deliver a signal the recorded run did not receive; gdb shows the error reply as "Remote failure reply").
 //! `T TID` and `Hg TID` go to the server, which answers or forwards them only for a thread the guest has.
@@ -297,6 +299,8 @@ pub enum Request {
     StopStatus,
     /// `qXfer:siginfo:read::OFFSET,LENGTH`.
     SigInfo { offset: u64, length: u64 },
+    /// `qXfer:auxv:read::OFFSET,LENGTH`.
+    Auxv { offset: u64, length: u64 },
     /// A continue (`step` false) or a step with a signal (gdb's number): only the fatal signal the guest is
     /// stopped with can be given.
     ResumeWithSignal { step: bool, signal: u8 },
@@ -547,6 +551,8 @@ fn xfer(rest: &[u8]) -> Request {
         b"features" => Request::Reply("E00".into()),
         b"siginfo" if annex.is_empty() => Request::SigInfo { offset, length },
         b"siginfo" => Request::Reply("E00".into()),
+        b"auxv" if annex.is_empty() => Request::Auxv { offset, length },
+        b"auxv" => Request::Reply("E00".into()),
         _ => Request::Reply(String::new()),
     }
 }
@@ -673,6 +679,17 @@ mod tests {
                 offset: 0,
                 length: 0xfff
             }
+        );
+        assert_eq!(
+            classify(b"qXfer:auxv:read::10,200"),
+            Request::Auxv {
+                offset: 0x10,
+                length: 0x200
+            }
+        );
+        assert_eq!(
+            classify(b"qXfer:auxv:read:x:0,10"),
+            Request::Reply("E00".into())
         );
         assert_eq!(
             classify(b"qSupported:multiprocess+;swbreak+"),

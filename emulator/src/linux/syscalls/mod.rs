@@ -376,7 +376,8 @@ impl<H: Host> LinuxMachine<H> {
                 .sys_mremap(a[0], a[1], a[2], a[3], a[4])
                 .inspect(|&new| self.shared_maps_moved(a[0], a[1], new, a[2])),
             26 => self.sys_msync(a[0], a[1], a[2]),
-            28 => Ok(0), // madvise: advice only
+            28 => Ok(0),                              // madvise: advice only
+            221 => self.proc.fds.get(fd0).map(|_| 0), // fadvise64: advice only (sort, cat and cp give it)
             32 => self.sys_dup(fd0, 0, None),
             33 => self.sys_dup2(fd0, a[1] as i32, 0, true),
             40 => self.sys_sendfile(fd0, a[1] as i32, a[2], a[3]),
@@ -419,6 +420,8 @@ impl<H: Host> LinuxMachine<H> {
             115 => Ok(0), // getgroups: no supplementary groups
             118 | 120 => self.sys_getresid(a, GUEST_UID),
             131 => self.sys_sigaltstack(a[0], a[1]),
+            137 => self.sys_statfs(a[0], a[1]),
+            138 => self.sys_fstatfs(fd0, a[1]),
             132 => self.sys_utime(a[0], a[1]),
             157 => self.sys_prctl(a[0], a[1]),
             158 => self.sys_arch_prctl(a[0], a[1]),

@@ -201,6 +201,30 @@ impl<H: Host> LinuxMachine<H> {
         }
     }
 
+    /// statfs(2): the file system of a path, as `statfs_of` describes it.
+    pub(in crate::linux) fn sys_statfs(&mut self, path: u64, buf: u64) -> SysResult {
+        let path = self.read_path(path)?;
+        let r = self.resolve_at(AT_FDCWD, &path, true)?;
+        if r.node.is_none() {
+            return Err(ENOENT);
+        }
+        self.write_mem(buf, &statfs_of(&r.path))?;
+        Ok(0)
+    }
+
+    /// fstatfs(2): the file system of a descriptor's file (pipes and sockets are on one of their own).
+    pub(in crate::linux) fn sys_fstatfs(&mut self, fd: i32, buf: u64) -> SysResult {
+        let path = match self.fd_target(fd) {
+            Ok((path, _)) => path,
+            Err(_) => {
+                self.proc.fds.get(fd)?;
+                self.vfs.path_of(b"/proc")
+            }
+        };
+        self.write_mem(buf, &statfs_of(&path))?;
+        Ok(0)
+    }
+
     pub(in crate::linux) fn sys_fstatat(
         &mut self,
         dirfd: i32,
@@ -546,4 +570,42 @@ impl<H: Host> LinuxMachine<H> {
         let data = self.vfs.copy_up(&mut self.host, &r.path, &node)?;
         self.truncate_data(&data, len)
     }
+}
+
+/// struct statfs (x86-64, 120 bytes) of the file system a guest path is on. Fixed answers, so that nothing of the
+/// host's disks reaches the guest: /proc and /sys are procfs and sysfs, /dev and /tmp tmpfs, everything else
+/// (mounts, the root, the overlay) one ext4 file system of 4 KiB blocks, 16 GiB, half free.
+fn statfs_of(path: &GuestPath) -> [u8; 120] {
+    const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+    const SYSFS_MAGIC: u64 = 0x6265_6572;
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    const EXT4_SUPER_MAGIC: u64 = 0xef53;
+    let first = path.components().into_iter().next().unwrap_or_default();
+    let f_type = match first.as_slice() {
+        b"proc" => PROC_SUPER_MAGIC,
+        b"sys" => SYSFS_MAGIC,
+        b"dev" | b"tmp" => TMPFS_MAGIC,
+        _ => EXT4_SUPER_MAGIC,
+    };
+    let block_bytes = 4096u64;
+    let blocks = (16u64 << 30) / block_bytes;
+    let files = 1u64 << 20;
+    let fields: [u64; 11] = [
+        f_type,
+        block_bytes,
+        blocks,
+        blocks / 2,
+        blocks / 2,
+        files,
+        files / 2,
+        GUEST_DEV,
+        vfs::NAME_BYTES_MAX as u64,
+        block_bytes,
+        0x20, // ST_RELATIME (f_flags); 4 spare words follow
+    ];
+    let mut out = [0u8; 120];
+    for (i, v) in fields.iter().enumerate() {
+        out[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    out
 }

@@ -11,19 +11,20 @@
 //!   second process in one address space) is not supported: EINVAL.
 //! - The first process is the run: when it ends, the run ends, whatever other processes still live (as when a
 //!   container's init ends). Orphans are adopted by an init outside the guest (ppid 1), which reaps them.
-//! - execve runs static ELF executables and `#!` scripts (up to 4 interpreters deep); a dynamically linked
-//!   program is ENOEXEC until the dynamic-binaries work lands.
+//! - execve runs ELF executables, static or dynamically linked (the interpreter PT_INTERP names is read
+//!   through the guest's file system, ENOENT when it is missing), and `#!` scripts (up to 4 interpreters deep).
 
 use super::tasks::{CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_PARENT, CLONE_PARENT_SETTID};
 use super::tasks::{CLONE_SETTLS, CLONE_VFORK, CLONE_VM};
 use super::Outcome;
-use crate::cpu::{cpuid, named_stream, Cpu, CpuConfig, Machine, RAX, RSP};
+use crate::cpu::{named_stream, Cpu, CpuConfig, Machine, RAX, RSP};
 use crate::linux::abi::*;
 use crate::linux::fd::FdTable;
 use crate::linux::ids::{Pid, Tid};
 use crate::linux::kernel::Wait;
 use crate::linux::signal::{SigAction, SigInfo, CLD_EXITED, CLD_KILLED, SIG_IGN};
 use crate::linux::task::{Process, Thread, Zombie};
+use crate::linux::vfs::{GuestPath, Vfs};
 use crate::linux::{elf, Host, LinuxMachine, Termination, GUEST_GID, GUEST_UID};
 use crate::memory::Memory;
 use rand::RngCore;
@@ -46,15 +47,17 @@ const P_PGID: u64 = 2;
 pub(in crate::linux) struct LoadedProgram {
     pub machine: Machine,
     pub brk_start: u64,
+    /// The auxiliary vector on its initial stack.
+    pub auxv: Vec<(u64, u64)>,
 }
 
-/// Loads a static ELF executable into a fresh address space with its initial stack: what the first process
-/// and every execve start from.
+/// Loads an ELF executable into a fresh address space with its initial stack: what the first process and every
+/// execve start from, with its argv, envp and AT_EXECFN. A dynamically linked program comes with the interpreter
+/// its PT_INTERP names (`read_interpreter`); it then starts at the interpreter's entry.
 pub(in crate::linux) fn load_program(
     program: &[u8],
-    argv: &[Vec<u8>],
-    envp: &[Vec<u8>],
-    execfn: &[u8],
+    interpreter: Option<&Interpreter>,
+    (argv, envp, execfn): (&[Vec<u8>], &[Vec<u8>], &[u8]),
     cpu_config: CpuConfig,
     frames_max: usize,
     random_stream: &str,
@@ -63,6 +66,15 @@ pub(in crate::linux) fn load_program(
     let mut mem = Memory::new();
     mem.set_frames_max(frames_max);
     let image = elf::load_segments(&file, program, &mut mem)?;
+    assert_eq!(
+        file.interpreter.is_some(),
+        interpreter.is_some(),
+        "the caller reads the interpreter a program names"
+    );
+    let interp = match interpreter {
+        Some(i) => Some(elf::load_interpreter(&i.bytes, &i.path, &mut mem)?),
+        None => None,
+    };
     let mut random = [0u8; 16];
     named_stream(cpu_config.seed, random_stream).fill_bytes(&mut random);
     let inputs = elf::StackInputs {
@@ -70,18 +82,78 @@ pub(in crate::linux) fn load_program(
         envp,
         execfn,
         random,
-        hwcap: cpuid::LEAF1_EDX as u64,
+        interp_base: interp.as_ref().map_or(0, |i| i.bias),
+        hwcap: cpu_config.cpuid.leaf1_edx() as u64,
         uid: GUEST_UID,
         gid: GUEST_GID,
     };
     let rsp = elf::build_stack(&mut mem, &image, &inputs, file.executable_stack())?;
+    let auxv = elf::read_auxv(&mem, rsp).expect("the stack just built holds an auxiliary vector");
     let mut cpu = Cpu::new(mem, cpu_config);
-    cpu.regs.rip = image.entry;
+    cpu.regs.rip = interp.as_ref().map_or(image.entry, |i| i.entry);
     cpu.regs.gpr[RSP] = rsp;
     Ok(LoadedProgram {
         machine: Machine::new(cpu),
         brk_start: image.brk_start,
+        auxv,
     })
+}
+
+/// The bytes of the executable file at `path` (resolved from `base`, links followed) and its canonical guest
+/// path: a regular file with an execute bit, read through the guest's file system (so through the guest's root
+/// and mounts, and recorded in traces like every file a run reads).
+pub(in crate::linux) fn executable_file(
+    vfs: &mut Vfs,
+    host: &mut dyn Host,
+    base: &GuestPath,
+    path: &[u8],
+) -> Result<(Vec<u8>, std::sync::Arc<Vec<u8>>), Errno> {
+    let r = vfs.resolve(host, base, path, true)?;
+    let node = r.node.ok_or(ENOENT)?;
+    if node.is_dir() {
+        return Err(EACCES);
+    }
+    let st = vfs.stat(&r.path, &node);
+    if st.mode & 0o111 == 0 || st.mode & S_IFMT != S_IFREG {
+        return Err(EACCES);
+    }
+    let file = vfs.contents(host, &node)?;
+    let bytes = file.borrow().bytes.clone();
+    Ok((r.path.text(), bytes))
+}
+
+/// A program interpreter (the dynamic loader), read from the guest's file system.
+pub(in crate::linux) struct Interpreter {
+    /// The path PT_INTERP names.
+    pub path: String,
+    pub bytes: std::sync::Arc<Vec<u8>>,
+}
+
+/// The interpreter a program's PT_INTERP names, read from the guest's file system. None for a static program
+/// (or bytes that are no ELF file, which the loader then refuses).
+pub(in crate::linux) fn read_interpreter(
+    vfs: &mut Vfs,
+    host: &mut dyn Host,
+    program: &[u8],
+) -> Result<Option<Interpreter>, elf::LoadError> {
+    let Some(path) = elf::ElfFile::parse(program)
+        .ok()
+        .and_then(|f| f.interpreter)
+    else {
+        return Ok(None);
+    };
+    let root = vfs.root();
+    match executable_file(vfs, host, &root, path.as_bytes()) {
+        Ok((_, bytes)) => Ok(Some(Interpreter { path, bytes })),
+        Err(e) => Err(elf::LoadError::Interpreter {
+            reason: format!(
+                "cannot be read from the guest's file system (errno {}); run with --root DIR for a \
+                 system root that has it",
+                e.0
+            ),
+            path,
+        }),
+    }
 }
 
 /// The wait status word of a process that ended (wait(2)'s WIFEXITED/WIFSIGNALED encoding).
@@ -226,6 +298,7 @@ impl<H: Host> LinuxMachine<H> {
             vfork_parent: vfork.then_some(self.thread.tid),
             exe_path: p.exe_path.clone(),
             exe: p.exe.clone(),
+            auxv: p.auxv.clone(),
             insns_dead_threads: 0,
         }
     }
@@ -587,18 +660,12 @@ impl<H: Host> LinuxMachine<H> {
         if path == b"/proc/self/exe" {
             return Ok((self.proc.exe_path.clone(), self.proc.exe.clone()));
         }
-        let r = self.resolve_at(AT_FDCWD, path, true)?;
-        let node = r.node.ok_or(ENOENT)?;
-        if node.is_dir() {
-            return Err(EACCES);
-        }
-        let st = self.vfs.stat(&r.path, &node);
-        if st.mode & 0o111 == 0 || st.mode & S_IFMT != S_IFREG {
-            return Err(EACCES);
-        }
-        let file = self.vfs.contents(&mut self.host, &node)?;
-        let bytes = file.borrow().bytes.clone();
-        Ok((r.path.text(), bytes))
+        let base = if path.first() == Some(&b'/') {
+            self.vfs.root()
+        } else {
+            self.dir_of(AT_FDCWD)?
+        };
+        executable_file(&mut self.vfs, &mut self.host, &base, path)
     }
 
     /// Replaces the running process's program (execve(2)): a new address space, the other threads gone,
@@ -613,15 +680,17 @@ impl<H: Host> LinuxMachine<H> {
         if elf::ElfFile::parse(&bytes).is_err() {
             return Err(ENOEXEC);
         }
+        // Linux opens the interpreter before the point of no return: a missing one is execve's ENOENT.
+        let interpreter =
+            read_interpreter(&mut self.vfs, &mut self.host, &bytes).map_err(|_| ENOENT)?;
         self.exec_count += 1;
         let mut config = self.machine.cpu.config.clone();
         config.rdrand_stream = format!("cpu.rdrand.{}.{}", self.proc.pid.0, self.exec_count);
         let stream = format!("linux.at_random.{}.{}", self.proc.pid.0, self.exec_count);
         let loaded = load_program(
             &bytes,
-            &argv,
-            &envp,
-            &path,
+            interpreter.as_ref(),
+            (&argv, &envp, &path),
             config,
             self.config.frames_max,
             &stream,
@@ -662,6 +731,7 @@ impl<H: Host> LinuxMachine<H> {
         }
         p.exe_path = exe_path.clone();
         p.exe = bytes;
+        p.auxv = loaded.auxv.into();
         self.vfs.exe_path = exe_path.clone();
         let t = &mut self.thread;
         t.sig.altstack_sp = 0;
