@@ -384,16 +384,13 @@ fn node_index(node_names: &[String], name: &str) -> NodeId {
 impl FaultPlan {
     /// Parses a plan file, checking its format, version and every event against the model's nodes.
     pub fn parse(path: &str, text: &str, node_names: &[String]) -> Result<FaultPlan, PlanError> {
+        // `FILE:LINE: message`, as template errors and compilers put it.
         let plan: FaultPlan = toml::from_str(text).map_err(|e| PlanError::Invalid {
-            path: path.into(),
-            message: match e.span() {
-                Some(span) => format!(
-                    "line {}: {}",
-                    crate::template::line_of(text, span.start),
-                    e.message()
-                ),
-                None => e.message().to_string(),
+            path: match e.span() {
+                Some(span) => format!("{path}:{}", crate::template::line_of(text, span.start)),
+                None => path.into(),
             },
+            message: e.message().to_string(),
         })?;
         if plan.format != PLAN_FORMAT || plan.version != PLAN_VERSION {
             return Err(PlanError::Invalid {
@@ -975,6 +972,6 @@ mod tests {
         let error = FaultPlan::parse("p.toml", "format = 3", &t.node_names)
             .unwrap_err()
             .to_string();
-        assert!(error.contains("line 1"), "{error}");
+        assert!(error.starts_with("p.toml:1: "), "{error}");
     }
 }
