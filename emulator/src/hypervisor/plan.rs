@@ -420,7 +420,9 @@ impl FaultPlan {
         let file: File = toml::from_str(text).map_err(|e| PlanError {
             input: input.to_string(),
             place: "TOML".into(),
-            message: e.to_string().trim_end().replace('\n', " | "),
+            // toml's diagnostic is several lines (the line, a caret under the column, the message): kept as it
+            // is, since squashed onto one line the caret points nowhere.
+            message: e.to_string().trim_end().to_string(),
         })?;
         let mut plan = FaultPlan::default();
         for (table, list, explicit) in [
@@ -620,6 +622,14 @@ mod tests {
         .to_string();
         assert!(e.starts_with("plan.toml: TOML: "), "{e}");
         assert!(e.contains("line 4"), "{e}");
+        // The caret diagram keeps its lines: the caret sits under the key, one line below it.
+        let lines: Vec<&str> = e.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.contains("4 | adress = 1"))
+            .expect(&e);
+        let caret = lines[at + 1];
+        assert_eq!(caret.find('^'), lines[at].find("adress"), "{e}");
         assert!(e.contains("adress"), "{e}");
         let e = FaultPlan::parse_toml("[[random]]\nkind = \"ue\"\n", "plan.toml")
             .unwrap_err()
