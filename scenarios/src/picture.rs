@@ -43,15 +43,24 @@ fn short(text: &str, chars: usize) -> String {
     text.chars().take(chars - 1).collect::<String>() + "…"
 }
 
+/// Whether an entry shows on these lanes: a message needs both ends on them, a note its node; the rest always.
+fn drawn(entry: &Entry, lanes: &[NodeId]) -> bool {
+    match &entry.what {
+        What::Message { from, to, .. } => lanes.contains(from) && lanes.contains(to),
+        What::Note { node, .. } => lanes.contains(node),
+        What::Fault { .. } | What::Violation { .. } => true,
+    }
+}
+
 /// Rows of the picture: every instant the entries mention, in order, each mapped to its row.
 struct Rows {
     row_of: BTreeMap<u64, u64>,
 }
 
 impl Rows {
-    fn new(entries: &[Entry], end_ns: u64) -> Rows {
+    fn new(entries: &[Entry], lanes: &[NodeId], end_ns: u64) -> Rows {
         let mut instants: Vec<u64> = Vec::new();
-        for e in entries {
+        for e in entries.iter().filter(|e| drawn(e, lanes)) {
             instants.push(e.at_ns);
             match &e.what {
                 What::Message {
@@ -96,7 +105,7 @@ pub fn render_svg(
     lanes: &[NodeId],
     end_ns: u64,
 ) -> String {
-    let rows = Rows::new(entries, end_ns);
+    let rows = Rows::new(entries, lanes, end_ns);
     let width = MARGIN_LEFT + LANE_WIDTH * lanes.len() as u64 + 40;
     let height = MARGIN_TOP + (rows.count() + 2) * ROW_HEIGHT;
     let x_of = |node: NodeId| {
@@ -292,23 +301,28 @@ fn draw_fault(
     end_ns: u64,
 ) {
     let y = rows.y(at_ns);
-    let label = format!("{}{}", if ending { "end of " } else { "" }, text);
-    let _ = writeln!(
-        out,
-        r##"<text class="fault-label" x="{}" y="{}" fill="#a60">{}</text>"##,
-        MARGIN_LEFT - 100,
-        y - 2,
-        escape(&short(&label, 14))
-    );
     if ending {
-        return;
+        return; // the shaded span's end shows it
     }
+    let width = MARGIN_LEFT + LANE_WIDTH * lanes.len() as u64 + 40;
+    let label = |x: u64, anchor: &str| {
+        format!(
+            r##"<text class="fault-label" x="{x}" y="{}" fill="#a60" text-anchor="{anchor}">{}</text>"##,
+            y + 10,
+            escape(&short(text, 24))
+        )
+    };
     // A span: until the fault's duration ends, or for a crash without one, to the end of the run.
     let until = match (until_ns, action) {
         (Some(t), _) => t.min(end_ns),
         (None, "crash" | "pause") => end_ns,
-        _ => return,
+        _ => {
+            // No span (start, heal, restart, check...): its label at the right edge, out of the lanes' way.
+            let _ = writeln!(out, "{}", label(width - 4, "end"));
+            return;
+        }
     };
+    let mut labelled = false;
     let shown: Vec<NodeId> = if nodes.is_empty() {
         lanes.to_vec()
     } else {
@@ -326,5 +340,9 @@ fn draw_fault(
             LANE_WIDTH - 12,
             y2 - y
         );
+        if !labelled {
+            let _ = writeln!(out, "{}", label(x - LANE_WIDTH / 2 + 8, "start"));
+            labelled = true;
+        }
     }
 }
