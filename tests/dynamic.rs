@@ -8,18 +8,6 @@ use common::*;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn same_as_native(name: &str, flags: &[&str], program: &str, args: &[&str]) -> Output {
-    let n = native(program, args, &[], b"");
-    let e = emulate(flags, program, args, b"");
-    assert!(
-        !n.stdout.is_empty(),
-        "{name}: the native run printed nothing: {}",
-        text(&n.stderr)
-    );
-    assert_same(name, &n, &e);
-    e
-}
-
 /// The line `--report-state` prints: instruction count and final state hash.
 fn state_line(out: &Output) -> String {
     text(&out.stderr)

@@ -9,17 +9,6 @@ mod common;
 use common::*;
 use std::process::Output;
 
-fn same_as_native(name: &str, flags: &[&str], program: &str, args: &[&str]) {
-    let n = native(program, args, &[], b"");
-    let e = emulate(flags, program, args, b"");
-    assert!(
-        !n.stdout.is_empty(),
-        "{name}: the native run printed nothing: {}",
-        text(&n.stderr)
-    );
-    assert_same(name, &n, &e);
-}
-
 macro_rules! both_libcs {
     ($test:ident, $prog:literal, $args:expr) => {
         mod $test {
@@ -65,23 +54,7 @@ fn readiness_and_timer_recordings_replay_verified() {
         ("go-chan", vec![]),
     ] {
         let trace = dir.join(format!("{program}.trace"));
-        let rec = record_trace(&trace, &flags, &corpus_bin(program), &[], b"");
-        assert_eq!(
-            rec.status.code(),
-            Some(0),
-            "{program}: {}",
-            text(&rec.stderr)
-        );
-        let rep = std::process::Command::new(tandem())
-            .args(["replay", "--quiet"])
-            .arg(&trace)
-            .current_dir(repo())
-            .env_clear()
-            .output()
-            .unwrap();
-        let err = text(&rep.stderr);
-        assert_eq!(rep.status.code(), Some(0), "{program}: {err}");
-        assert!(err.contains(": verified: "), "{program}: {err}");
+        records_and_replays_verified(&trace, &flags, &corpus_bin(program), &[]);
     }
 }
 
@@ -291,23 +264,7 @@ fn multi_task_recordings_replay_verified() {
         ("rust-threads", vec![], vec!["--cpus", "8"]),
     ] {
         let trace = dir.join(format!("{program}.trace"));
-        let rec = record_trace(&trace, &flags, &corpus_bin(program), &args, b"");
-        assert_eq!(
-            rec.status.code(),
-            Some(0),
-            "{program}: {}",
-            text(&rec.stderr)
-        );
-        let rep = std::process::Command::new(tandem())
-            .args(["replay", "--quiet"])
-            .arg(&trace)
-            .current_dir(repo())
-            .env_clear()
-            .output()
-            .unwrap();
-        let err = text(&rep.stderr);
-        assert_eq!(rep.status.code(), Some(0), "{program}: {err}");
-        assert!(err.contains(": verified: "), "{program}: {err}");
+        records_and_replays_verified(&trace, &flags, &corpus_bin(program), &args);
     }
 }
 
@@ -430,23 +387,7 @@ fn socket_recordings_replay_verified() {
         ("sockets-musl", ["dgram", "thread"]),
     ] {
         let trace = dir.join(format!("{program}-{}.trace", args[0]));
-        let rec = record_trace(&trace, &[], &corpus_bin(program), &args, b"");
-        assert_eq!(
-            rec.status.code(),
-            Some(0),
-            "{program}: {}",
-            text(&rec.stderr)
-        );
-        let rep = std::process::Command::new(tandem())
-            .args(["replay", "--quiet"])
-            .arg(&trace)
-            .current_dir(repo())
-            .env_clear()
-            .output()
-            .unwrap();
-        let err = text(&rep.stderr);
-        assert_eq!(rep.status.code(), Some(0), "{program}: {err}");
-        assert!(err.contains(": verified: "), "{program}: {err}");
+        records_and_replays_verified(&trace, &[], &corpus_bin(program), &args);
     }
 }
 

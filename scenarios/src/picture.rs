@@ -10,6 +10,7 @@
 //! seconds of quiet. The left margin prints each row's virtual time.
 
 use crate::kernel::NodeId;
+use crate::report::xml_escape as escape;
 use crate::timeline::{Entry, Fate, What};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,21 +21,6 @@ const MARGIN_TOP: u64 = 70;
 const ROW_HEIGHT: u64 = 16;
 /// Most rows one picture draws; a longer timeline is cut with a note (filter it with --node or a time window).
 pub const ROWS_MAX: usize = 50_000;
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn short(text: &str, chars: usize) -> String {
     if text.chars().count() <= chars {

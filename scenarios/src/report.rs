@@ -686,7 +686,8 @@ pub fn merge(reports: &[(String, String)]) -> Result<Summary, String> {
     Ok(Summary::new(header, &seeds_label(&seeds), records))
 }
 
-fn xml_escape(text: &str) -> String {
+/// Text made safe for XML attributes and content (control characters other than tab and newlines dropped).
+pub fn xml_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

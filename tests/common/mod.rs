@@ -97,3 +97,39 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Runs `program` natively and under `tandem run FLAGS`: the native run must print something, and stdout and the
+/// exit status must be the same. Returns the emulated run.
+pub fn same_as_native(name: &str, flags: &[&str], program: &str, args: &[&str]) -> Output {
+    let n = native(program, args, &[], b"");
+    let e = emulate(flags, program, args, b"");
+    assert!(
+        !n.stdout.is_empty(),
+        "{name}: the native run printed nothing: {}",
+        text(&n.stderr)
+    );
+    assert_same(name, &n, &e);
+    e
+}
+
+/// Records `program` with `flags` into `trace` (it must exit 0) and replays the trace: `tandem replay` must say
+/// verified.
+pub fn records_and_replays_verified(trace: &Path, flags: &[&str], program: &str, args: &[&str]) {
+    let rec = record_trace(trace, flags, program, args, b"");
+    assert_eq!(
+        rec.status.code(),
+        Some(0),
+        "{program}: {}",
+        text(&rec.stderr)
+    );
+    let rep = Command::new(tandem())
+        .args(["replay", "--quiet"])
+        .arg(trace)
+        .current_dir(repo())
+        .env_clear()
+        .output()
+        .unwrap();
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(0), "{program}: {err}");
+    assert!(err.contains(": verified: "), "{program}: {err}");
+}
