@@ -114,6 +114,18 @@ impl Image {
         self.functions.contains(&addr)
     }
 
+    /// Where the function at `entry` can extend to: up to the next function symbol (switch-table targets stay
+    /// inside their function), or anywhere without symbols.
+    pub fn function_range(&self, entry: u64) -> std::ops::Range<u64> {
+        let end = self
+            .functions
+            .range(entry + 1..)
+            .next()
+            .copied()
+            .unwrap_or(u64::MAX);
+        entry..end
+    }
+
     /// Whether the file had function symbols at all.
     pub fn has_symbols(&self) -> bool {
         !self.functions.is_empty()

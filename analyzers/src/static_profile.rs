@@ -25,6 +25,8 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Block interpretations allowed per function before it is declared incomplete (a guard against pathological
 /// control flow; real functions need a few times their block count).
 const BLOCK_RUNS_PER_FUNCTION: usize = 20_000;
+/// Joins of a block's state that change it before its stack is forgotten (widening).
+const WIDEN_AFTER: u32 = 8;
 /// Entries read of one switch table at most.
 const JUMP_TABLE_MAX: usize = 4096;
 /// Stack arguments recorded at a call site (8-byte slots above the return address).
@@ -106,6 +108,8 @@ struct State {
     regs: [Val; 16],
     /// Stack slots written by the function, by offset from the entry rsp.
     stack: BTreeMap<i64, Val>,
+    /// Widened: slots not in `stack` are unknown (not the entry's stack arguments).
+    stack_lost: bool,
 }
 
 impl State {
@@ -118,13 +122,14 @@ impl State {
         State {
             regs,
             stack: BTreeMap::new(),
+            stack_lost: false,
         }
     }
 
     fn load(&self, slot: i64) -> Val {
         match self.stack.get(&slot) {
             Some(v) => *v,
-            None if slot > 0 => Val::StackArg(slot),
+            None if slot > 0 && !self.stack_lost => Val::StackArg(slot),
             None => Val::Unknown,
         }
     }
@@ -159,7 +164,29 @@ impl State {
             .into_iter()
             .map(|k| (k, self.load(k).join(other.load(k))))
             .collect();
-        State { regs, stack }
+        let mut joined = State {
+            regs,
+            stack,
+            stack_lost: self.stack_lost || other.stack_lost,
+        };
+        joined.normalize();
+        joined
+    }
+
+    /// Drops the slots that hold what an absent slot reads as, so that equal states compare equal.
+    fn normalize(&mut self) {
+        let lost = self.stack_lost;
+        self.stack.retain(|&slot, v| match *v {
+            Val::Unknown => !(lost || slot <= 0),
+            Val::StackArg(s) => lost || s != slot,
+            _ => true,
+        });
+    }
+
+    /// Forgets the stack, so that a block joined many times reaches its fixed point at once.
+    fn widen(&mut self) {
+        self.stack.clear();
+        self.stack_lost = true;
     }
 }
 
@@ -351,12 +378,14 @@ fn propagate(facts: &BTreeMap<u64, FunctionFacts>, roots: &BTreeSet<u64>) -> Sta
 fn interpret_function(image: &Image, entry: u64) -> FunctionFacts {
     let mut facts = FunctionFacts::default();
     let mut states: BTreeMap<u64, State> = BTreeMap::new();
-    let mut work = vec![entry];
+    let mut visits: BTreeMap<u64, u32> = BTreeMap::new();
+    // In address order: most blocks are then run after their predecessors, and joined less often.
+    let mut work = BTreeSet::from([entry]);
     let mut tables: BTreeSet<u64> = BTreeSet::new();
     states.insert(entry, State::entry());
     let mut runs = 0;
     let mut info = InstructionInfoFactory::new();
-    while let Some(block) = work.pop() {
+    while let Some(block) = work.pop_first() {
         runs += 1;
         if runs > BLOCK_RUNS_PER_FUNCTION {
             facts.incomplete = true;
@@ -378,15 +407,20 @@ fn interpret_function(image: &Image, entry: u64) -> FunctionFacts {
             }
             match states.get(&target) {
                 Some(old) => {
-                    let joined = old.join(&out);
+                    let mut joined = old.join(&out);
                     if &joined != old {
+                        let n = visits.entry(target).or_default();
+                        *n += 1;
+                        if *n > WIDEN_AFTER {
+                            joined.widen();
+                        }
                         states.insert(target, joined);
-                        work.push(target);
+                        work.insert(target);
                     }
                 }
                 None => {
                     states.insert(target, out);
-                    work.push(target);
+                    work.insert(target);
                 }
             }
         }
@@ -458,7 +492,8 @@ fn run_block(
                 } else {
                     &block_tables.iter().copied().collect()
                 };
-                let targets = jump_table_targets(image, &insn, candidates);
+                let within = image.function_range(function);
+                let targets = jump_table_targets(image, &insn, candidates, within);
                 return targets.into_iter().map(|t| (t, state.clone())).collect();
             }
             FlowControl::Call => {
@@ -582,7 +617,13 @@ fn note_taken_addresses(
 
 /// The targets of an indirect jump through a switch table: `jmp [table + index*8]` with absolute entries, or a
 /// jump to a register computed from 32-bit offsets relative to a table whose base was LEA'd.
-fn jump_table_targets(image: &Image, insn: &Instruction, bases: &BTreeSet<u64>) -> Vec<u64> {
+fn jump_table_targets(
+    image: &Image,
+    insn: &Instruction,
+    bases: &BTreeSet<u64>,
+    within: std::ops::Range<u64>,
+) -> Vec<u64> {
+    let ok = |t: u64| image.is_code(t) && within.contains(&t);
     let mut out = Vec::new();
     if insn.op0_kind() == OpKind::Memory
         && insn.memory_base() == Register::None
@@ -594,7 +635,7 @@ fn jump_table_targets(image: &Image, insn: &Instruction, bases: &BTreeSet<u64>) 
                 break;
             };
             let target = u64::from_le_bytes(entry.try_into().expect("8 bytes"));
-            if !image.is_code(target) {
+            if !ok(target) {
                 break;
             }
             out.push(target);
@@ -608,7 +649,7 @@ fn jump_table_targets(image: &Image, insn: &Instruction, bases: &BTreeSet<u64>) 
             };
             let offset = i32::from_le_bytes(entry.try_into().expect("4 bytes"));
             let target = base.wrapping_add(offset as i64 as u64);
-            if !image.is_code(target) {
+            if !ok(target) {
                 break;
             }
             out.push(target);
