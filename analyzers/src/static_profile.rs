@@ -452,6 +452,10 @@ fn run_block(
         let last_compare = compared.take();
         compared = equality_test(&insn);
         note_taken_addresses(image, &insn, facts, &mut block_tables);
+        if insn.mnemonic() == Mnemonic::Hlt {
+            // The end of a path (user mode faults on it): what follows is other code.
+            return Vec::new();
+        }
         if insn.code() == Code::Syscall {
             on_syscall(&insn, &mut state, facts);
             continue;
@@ -863,6 +867,96 @@ fn transfer(insn: &Instruction, state: &mut State, info: &mut InstructionInfoFac
                 }
             }
             state.stack.insert(slot, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal ELF64 x86-64 executable: one RX PT_LOAD at 0x400000 holding `code`, entry at its start.
+    fn tiny_elf(code: &[u8]) -> Vec<u8> {
+        let base = 0x40_0000u64;
+        let code_off = 64 + 56;
+        let mut f = vec![0u8; code_off];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2; // ELFCLASS64
+        f[5] = 1; // little-endian
+        f[6] = 1;
+        f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        f[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+        f[20..24].copy_from_slice(&1u32.to_le_bytes());
+        f[24..32].copy_from_slice(&(base + code_off as u64).to_le_bytes()); // e_entry
+        f[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        f[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+        f[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        f[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+        let ph = &mut f[64..120];
+        ph[0..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        ph[4..8].copy_from_slice(&5u32.to_le_bytes()); // R+X
+        ph[16..24].copy_from_slice(&base.to_le_bytes());
+        ph[24..32].copy_from_slice(&base.to_le_bytes());
+        let size = (code_off + code.len()) as u64;
+        ph[32..40].copy_from_slice(&size.to_le_bytes());
+        ph[40..48].copy_from_slice(&size.to_le_bytes());
+        f.extend_from_slice(code);
+        f
+    }
+
+    const SYSCALL: [u8; 2] = [0x0f, 0x05];
+
+    #[test]
+    fn a_syscall_in_unreachable_code_is_excluded() {
+        let mut code = vec![0xb8, 60, 0, 0, 0]; // mov eax, 60 (exit)
+        code.extend(SYSCALL);
+        code.push(0xf4); // hlt
+        code.extend([0xb8, 169, 0, 0, 0]); // unreachable: mov eax, 169 (reboot)
+        code.extend(SYSCALL);
+        let p = analyze(&tiny_elf(&code)).unwrap();
+        assert_eq!(p.syscalls, [60].into());
+        assert!(p.unresolved.is_empty(), "{:?}", p.unresolved);
+    }
+
+    #[test]
+    fn a_wrapper_taking_the_number_in_rdi_gets_its_callers_constants() {
+        // _start: mov edi, 39; call w; mov edi, 231; call w; hlt;  w: mov rax, rdi; syscall; ret
+        let mut code = vec![0xbf, 39, 0, 0, 0, 0xe8, 11, 0, 0, 0];
+        code.extend([0xbf, 231, 0, 0, 0, 0xe8, 1, 0, 0, 0, 0xf4]);
+        code.extend([0x48, 0x89, 0xf8]);
+        code.extend(SYSCALL);
+        code.push(0xc3);
+        let p = analyze(&tiny_elf(&code)).unwrap();
+        assert_eq!(p.syscalls, [39, 231].into());
+        assert_eq!(p.wrappers.len(), 1);
+    }
+
+    #[test]
+    fn musl_clone_sets_the_number_in_al() {
+        // xor eax, eax; mov al, 56; syscall; hlt
+        let mut code = vec![0x31, 0xc0, 0xb0, 56];
+        code.extend(SYSCALL);
+        code.push(0xf4);
+        assert_eq!(analyze(&tiny_elf(&code)).unwrap().syscalls, [56].into());
+    }
+
+    #[test]
+    fn malformed_files_are_errors_not_panics() {
+        assert!(matches!(analyze(b"not an elf"), Err(ImageError::Parse(_))));
+        let good = tiny_elf(&[0xf4]);
+        for cut in [0, 10, 63, 64, 100] {
+            assert!(analyze(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut arm = good.clone();
+        arm[18] = 183; // EM_AARCH64
+        assert!(matches!(analyze(&arm), Err(ImageError::Machine(183))));
+        // Every single-byte corruption of the headers is an answer, never a panic.
+        for i in 0..120 {
+            for b in [0x00, 0xff, 0x80] {
+                let mut m = good.clone();
+                m[i] = b;
+                let _ = analyze(&m);
+            }
         }
     }
 }
