@@ -8,6 +8,7 @@
 //! - `faults`: 0 when no run was silently corrupted, 1 when some run was, 125 tandem's own failure.
 //! - `ft`: the agreed guest's status (as `run`); with --seeds (a campaign) 0 when no run was silently corrupted, 1
 //!   when some run was.
+//! - `profile`: 0 when the profile was printed, 125 tandem's own failure.
 //! - `scenario ...`: 0 every run passed, 1 a checker failed, 2 bad input (its statuses predate the others).
 //!
 //! 125 is tandem's own failure (bad input, unreadable file, usage error, internal error), as env(1) and timeout(1)
@@ -25,6 +26,7 @@ mod install_cmd;
 mod ft_cmd;
 mod mount_fs;
 mod output;
+mod profile_cmd;
 mod record_cmd;
 mod replay_cmd;
 mod run_cmd;
@@ -57,6 +59,7 @@ enum Command {
     Man(install_cmd::ManArgs),
 
     Ft(ft_cmd::FtArgs),
+    Profile(profile_cmd::ProfileArgs),
 }
 
 /// Exit status of tandem's own failure: bad input, an unreadable file, a usage error, an internal error. 125 as
@@ -82,6 +85,7 @@ fn main() {
         Command::Man(args) => install_cmd::man(args),
 
         Command::Ft(args) => ft_cmd::run(args),
+        Command::Profile(args) => profile_cmd::run(args),
     };
     match result {
         Ok(()) => match output::flush_stdout() {

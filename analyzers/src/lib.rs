@@ -1,0 +1,30 @@
+//! tandem-analyzers: analyses of programs and of their runs.
+//!
+//! Part 1 of issue 16, container profiles: which system calls a program can make, found statically from its
+//! binary (`static_profile`), what it did make in recorded runs (`dynamic`), how the two compare (`score`) and a
+//! profile exported as an OCI/Docker seccomp file (`seccomp`). The layering: this crate reads ELF files and traces
+//! and never runs a guest itself.
+
+pub mod dynamic;
+pub mod image;
+pub mod score;
+pub mod seccomp;
+pub mod static_profile;
+
+use std::collections::BTreeSet;
+
+/// A set of system-call numbers (x86-64), in ascending order.
+pub type SyscallSet = BTreeSet<u64>;
+
+/// The x86-64 name of syscall `nr` ("unknown" for a number Linux does not have).
+pub fn syscall_name(nr: u64) -> &'static str {
+    tandem_emulator::linux::sysnames::syscall_name(nr)
+}
+
+/// The number of the syscall named `name`, if x86-64 Linux has one.
+pub fn syscall_number(name: &str) -> Option<u64> {
+    tandem_emulator::linux::sysnames::SYSCALL_NAMES
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(nr, _)| *nr)
+}

@@ -1,0 +1,962 @@
+//! The static profile: the system calls a program's code can make, from its binary alone.
+//!
+//! How: every function reachable from the entry point is interpreted abstractly, block by block, with a small
+//! value domain per register and per stack slot (a constant, the value a register or stack argument had at the
+//! function's entry, a stack address, or unknown). At each `syscall` the value of rax is either a constant (the
+//! number) or one of the function's parameters: the function is then a wrapper (musl's `syscall` and
+//! `__syscall_cp_asm`, glibc's `syscall`), and the numbers are those its direct callers pass in that parameter,
+//! found by propagating through the call graph to a fixed point (wrappers of wrappers included).
+//!
+//! Reachability policy: a function is reachable when the entry point reaches it through direct calls and jumps,
+//! or when its address is taken anywhere it could be called from: an immediate or RIP-relative LEA in reachable
+//! code, a pointer-sized word in the program's data, or a relocation's addend (static-PIE pointers, IFUNC
+//! resolvers). Indirect calls and jumps through unknown pointers therefore land only on address-taken code;
+//! switch tables (absolute, or 32-bit offsets from a LEA'd base) are followed. A syscall whose number cannot be
+//! recovered is reported as unresolved, never silently dropped: the profile is then not known to be complete.
+
+use crate::image::{relocation_targets, Image, ImageError};
+use crate::SyscallSet;
+use iced_x86::{
+    Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic,
+    OpAccess, OpKind, Register,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Block interpretations allowed per function before it is declared incomplete (a guard against pathological
+/// control flow; real functions need a few times their block count).
+const BLOCK_RUNS_PER_FUNCTION: usize = 20_000;
+/// Joins of a block's state that change it before its stack is forgotten (widening).
+const WIDEN_AFTER: u32 = 8;
+/// Entries read of one switch table at most.
+const JUMP_TABLE_MAX: usize = 4096;
+/// Stack arguments recorded at a call site (8-byte slots above the return address).
+const STACK_ARGS: i64 = 8;
+
+const RSP: usize = 4;
+
+/// What a register or stack slot holds, as far as the analysis knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Val {
+    Unknown,
+    Const(u64),
+    /// The value general-purpose register `n` had at the function's entry.
+    Param(u8),
+    /// The 8 bytes at this offset from the entry rsp (8: the first stack argument) as they were at entry.
+    StackArg(i64),
+    /// The address entry rsp + offset.
+    Sp(i64),
+}
+
+impl Val {
+    fn join(self, other: Val) -> Val {
+        if self == other {
+            self
+        } else {
+            Val::Unknown
+        }
+    }
+}
+
+/// Where a wrapper function takes the syscall number from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NumberSource {
+    Register(u8),
+    /// Stack argument at this offset from the entry rsp.
+    Stack(i64),
+}
+
+impl std::fmt::Display for NumberSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NumberSource::Register(n) => write!(f, "{:?}", gpr(*n)),
+            NumberSource::Stack(off) => write!(f, "stack argument at rsp+{off}"),
+        }
+    }
+}
+
+fn gpr(n: u8) -> Register {
+    const GPRS: [Register; 16] = [
+        Register::RAX,
+        Register::RCX,
+        Register::RDX,
+        Register::RBX,
+        Register::RSP,
+        Register::RBP,
+        Register::RSI,
+        Register::RDI,
+        Register::R8,
+        Register::R9,
+        Register::R10,
+        Register::R11,
+        Register::R12,
+        Register::R13,
+        Register::R14,
+        Register::R15,
+    ];
+    GPRS[usize::from(n) & 15]
+}
+
+/// Index 0..16 of a general-purpose register of any width (AL, AX, EAX and RAX are all 0).
+fn gpr_index(reg: Register) -> Option<usize> {
+    let full = reg.full_register();
+    (full.is_gpr64()).then(|| full as usize - Register::RAX as usize)
+}
+
+/// The abstract machine state at a program point.
+#[derive(Clone, Debug, PartialEq)]
+struct State {
+    regs: [Val; 16],
+    /// Stack slots written by the function, by offset from the entry rsp.
+    stack: BTreeMap<i64, Val>,
+    /// Widened: slots not in `stack` are unknown (not the entry's stack arguments).
+    stack_lost: bool,
+}
+
+impl State {
+    fn entry() -> State {
+        let mut regs = [Val::Unknown; 16];
+        for (i, r) in regs.iter_mut().enumerate() {
+            *r = Val::Param(i as u8);
+        }
+        regs[RSP] = Val::Sp(0);
+        State {
+            regs,
+            stack: BTreeMap::new(),
+            stack_lost: false,
+        }
+    }
+
+    fn load(&self, slot: i64) -> Val {
+        match self.stack.get(&slot) {
+            Some(v) => *v,
+            None if slot > 0 && !self.stack_lost => Val::StackArg(slot),
+            None => Val::Unknown,
+        }
+    }
+
+    fn sp(&self) -> Option<i64> {
+        match self.regs[RSP] {
+            Val::Sp(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    fn set_reg(&mut self, n: usize, v: Val) {
+        self.regs[n] = v;
+        if n == RSP && !matches!(v, Val::Sp(_)) {
+            // Lost track of the stack: no slot can be named any more.
+            self.stack.clear();
+        }
+    }
+
+    fn join(&self, other: &State) -> State {
+        let mut regs = [Val::Unknown; 16];
+        for (i, r) in regs.iter_mut().enumerate() {
+            *r = self.regs[i].join(other.regs[i]);
+        }
+        let keys: BTreeSet<i64> = self
+            .stack
+            .keys()
+            .chain(other.stack.keys())
+            .copied()
+            .collect();
+        let stack = keys
+            .into_iter()
+            .map(|k| (k, self.load(k).join(other.load(k))))
+            .collect();
+        let mut joined = State {
+            regs,
+            stack,
+            stack_lost: self.stack_lost || other.stack_lost,
+        };
+        joined.normalize();
+        joined
+    }
+
+    /// Drops the slots that hold what an absent slot reads as, so that equal states compare equal.
+    fn normalize(&mut self) {
+        let lost = self.stack_lost;
+        self.stack.retain(|&slot, v| match *v {
+            Val::Unknown => !(lost || slot <= 0),
+            Val::StackArg(s) => lost || s != slot,
+            _ => true,
+        });
+    }
+
+    /// Forgets the stack, so that a block joined many times reaches its fixed point at once.
+    fn widen(&mut self) {
+        self.stack.clear();
+        self.stack_lost = true;
+    }
+}
+
+/// A direct call (or tail jump) and the values its arguments had there.
+#[derive(Clone, Debug)]
+struct CallSite {
+    at: u64,
+    callee: u64,
+    regs: [Val; 16],
+    /// The caller's values of the callee's stack arguments 8, 16, ... (empty when rsp was lost).
+    stack_args: Vec<Val>,
+}
+
+impl CallSite {
+    fn value(&self, source: NumberSource) -> Val {
+        match source {
+            NumberSource::Register(n) => self.regs[usize::from(n)],
+            NumberSource::Stack(off) => {
+                let i = off / 8 - 1;
+                if off % 8 != 0 || i < 0 {
+                    return Val::Unknown;
+                }
+                self.stack_args
+                    .get(i as usize)
+                    .copied()
+                    .unwrap_or(Val::Unknown)
+            }
+        }
+    }
+}
+
+/// What one function's interpretation found.
+#[derive(Default, Debug)]
+struct FunctionFacts {
+    /// (number, address of the syscall instruction).
+    constants: Vec<(u64, u64)>,
+    sources: BTreeSet<NumberSource>,
+    calls: Vec<CallSite>,
+    /// Syscall instructions whose rax is unknown.
+    unknown_sites: Vec<u64>,
+    syscall_sites: usize,
+    /// Code addresses the function takes (immediates and RIP-relative LEAs).
+    taken: BTreeSet<u64>,
+    incomplete: bool,
+}
+
+/// Something that keeps the profile from being known complete.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Unresolved {
+    /// The syscall instruction, or the call of a wrapper, where the number is lost.
+    pub at: u64,
+    pub why: String,
+}
+
+/// The static profile of a program.
+#[derive(Clone, Debug, Default)]
+pub struct StaticProfile {
+    pub syscalls: SyscallSet,
+    /// For each number, the syscall instructions or wrapper calls that supply it (first few).
+    pub evidence: BTreeMap<u64, Vec<u64>>,
+    pub unresolved: Vec<Unresolved>,
+    /// Functions found reachable, and how many of them are wrappers (take the number as an argument).
+    pub functions: usize,
+    pub wrappers: BTreeMap<u64, BTreeSet<NumberSource>>,
+    pub syscall_sites: usize,
+}
+
+/// Analyses the ELF executable in `bytes`.
+pub fn analyze(bytes: &[u8]) -> Result<StaticProfile, ImageError> {
+    let image = Image::parse(bytes)?;
+    let mut roots: BTreeSet<u64> = image.data_code_pointers();
+    roots.extend(relocation_targets(bytes, &image));
+    roots.insert(image.entry);
+    Ok(analyze_image(&image, roots))
+}
+
+fn analyze_image(image: &Image, roots: BTreeSet<u64>) -> StaticProfile {
+    let mut facts: BTreeMap<u64, FunctionFacts> = BTreeMap::new();
+    let mut work: Vec<u64> = roots.iter().rev().copied().collect();
+    while let Some(f) = work.pop() {
+        if facts.contains_key(&f) {
+            continue;
+        }
+        let found = interpret_function(image, f);
+        for c in &found.calls {
+            if !facts.contains_key(&c.callee) {
+                work.push(c.callee);
+            }
+        }
+        work.extend(found.taken.iter().filter(|a| !facts.contains_key(a)));
+        facts.insert(f, found);
+    }
+    let mut profile = propagate(&facts, &roots);
+    profile.functions = facts.len();
+    profile.syscall_sites = facts.values().map(|f| f.syscall_sites).sum();
+    for (f, ff) in &facts {
+        if ff.incomplete {
+            profile.unresolved.push(Unresolved {
+                at: *f,
+                why: "function too complex to interpret whole".into(),
+            });
+        }
+    }
+    profile.unresolved.sort();
+    profile.unresolved.dedup();
+    profile
+}
+
+/// Resolves wrapper numbers through the call graph to a fixed point.
+fn propagate(facts: &BTreeMap<u64, FunctionFacts>, roots: &BTreeSet<u64>) -> StaticProfile {
+    let mut profile = StaticProfile::default();
+    let add = |profile: &mut StaticProfile, nr: u64, at: u64| {
+        profile.syscalls.insert(nr);
+        let ev = profile.evidence.entry(nr).or_default();
+        if ev.len() < 4 && !ev.contains(&at) {
+            ev.push(at);
+        }
+    };
+    let mut sources: BTreeMap<u64, BTreeSet<NumberSource>> = BTreeMap::new();
+    for (f, ff) in facts {
+        for &(nr, at) in &ff.constants {
+            add(&mut profile, nr, at);
+        }
+        for &at in &ff.unknown_sites {
+            profile.unresolved.push(Unresolved {
+                at,
+                why: "syscall number computed or loaded from memory".into(),
+            });
+        }
+        if !ff.sources.is_empty() {
+            sources.insert(*f, ff.sources.clone());
+        }
+    }
+    let mut lost = BTreeSet::new();
+    loop {
+        let mut changed = false;
+        for (f, ff) in facts {
+            for call in &ff.calls {
+                let Some(wanted) = sources.get(&call.callee).cloned() else {
+                    continue;
+                };
+                for source in wanted {
+                    let new = match call.value(source) {
+                        Val::Const(nr) => {
+                            add(&mut profile, nr, call.at);
+                            None
+                        }
+                        Val::Param(n) => Some(NumberSource::Register(n)),
+                        Val::StackArg(off) => Some(NumberSource::Stack(off)),
+                        Val::Unknown | Val::Sp(_) => {
+                            lost.insert((call.at, call.callee, source));
+                            None
+                        }
+                    };
+                    if let Some(s) = new {
+                        changed |= sources.entry(*f).or_default().insert(s);
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (at, callee, source) in lost {
+        profile.unresolved.push(Unresolved {
+            at,
+            why: format!("call of the wrapper {callee:#x} with an unknown number in {source}"),
+        });
+    }
+    // A wrapper reached without a direct caller (the entry, an address-taken function) can be given any number.
+    for (f, s) in &sources {
+        if roots.contains(f) || facts.values().any(|ff| ff.taken.contains(f)) {
+            let listed: Vec<String> = s.iter().map(|s| s.to_string()).collect();
+            profile.unresolved.push(Unresolved {
+                at: *f,
+                why: format!(
+                    "wrapper (number in {}) whose address is taken",
+                    listed.join(", ")
+                ),
+            });
+        }
+    }
+    profile.wrappers = sources;
+    profile
+}
+
+/// Interprets the function at `entry` over its intraprocedural control flow.
+fn interpret_function(image: &Image, entry: u64) -> FunctionFacts {
+    let mut facts = FunctionFacts::default();
+    let mut states: BTreeMap<u64, State> = BTreeMap::new();
+    let mut visits: BTreeMap<u64, u32> = BTreeMap::new();
+    // In address order: most blocks are then run after their predecessors, and joined less often.
+    let mut work = BTreeSet::from([entry]);
+    let mut tables: BTreeSet<u64> = BTreeSet::new();
+    states.insert(entry, State::entry());
+    let mut runs = 0;
+    let mut info = InstructionInfoFactory::new();
+    while let Some(block) = work.pop_first() {
+        runs += 1;
+        if runs > BLOCK_RUNS_PER_FUNCTION {
+            facts.incomplete = true;
+            break;
+        }
+        let state = states[&block].clone();
+        let exits = run_block(
+            image,
+            entry,
+            block,
+            state,
+            &mut facts,
+            &mut tables,
+            &mut info,
+        );
+        for (target, out) in exits {
+            if !image.is_code(target) {
+                continue;
+            }
+            match states.get(&target) {
+                Some(old) => {
+                    let mut joined = old.join(&out);
+                    if &joined != old {
+                        let n = visits.entry(target).or_default();
+                        *n += 1;
+                        if *n > WIDEN_AFTER {
+                            joined.widen();
+                        }
+                        states.insert(target, joined);
+                        work.insert(target);
+                    }
+                }
+                None => {
+                    states.insert(target, out);
+                    work.insert(target);
+                }
+            }
+        }
+    }
+    facts
+}
+
+/// Runs one block from `start` to its first branch; returns the successors with their states.
+fn run_block(
+    image: &Image,
+    function: u64,
+    start: u64,
+    mut state: State,
+    facts: &mut FunctionFacts,
+    tables: &mut BTreeSet<u64>,
+    info: &mut InstructionInfoFactory,
+) -> Vec<(u64, State)> {
+    let Some(code) = image.code_at(start) else {
+        return Vec::new();
+    };
+    let mut decoder = Decoder::with_ip(64, code, start, DecoderOptions::NONE);
+    let mut block_tables: Vec<u64> = Vec::new();
+    let mut compared: Option<(usize, u64)> = None;
+    while decoder.can_decode() {
+        let insn = decoder.decode();
+        if insn.is_invalid() {
+            return Vec::new();
+        }
+        let last_compare = compared.take();
+        compared = equality_test(&insn);
+        note_taken_addresses(image, &insn, facts, &mut block_tables);
+        if insn.mnemonic() == Mnemonic::Hlt {
+            // The end of a path (user mode faults on it): what follows is other code.
+            return Vec::new();
+        }
+        if insn.code() == Code::Syscall {
+            on_syscall(&insn, &mut state, facts);
+            continue;
+        }
+        match insn.flow_control() {
+            FlowControl::Next | FlowControl::Interrupt | FlowControl::XbeginXabortXend => {
+                transfer(&insn, &mut state, info)
+            }
+            FlowControl::ConditionalBranch => {
+                transfer(&insn, &mut state, info);
+                let (mut taken, mut fallthrough) = (state.clone(), state);
+                // After `test r, r` or `cmp r, imm`, the equal edge knows the register's value (musl's read
+                // reaches its syscall through `test rax, rax; je`, with rax = 0 = SYS_read).
+                if let Some((n, v)) = last_compare {
+                    match insn.mnemonic() {
+                        Mnemonic::Je => taken.set_reg(n, Val::Const(v)),
+                        Mnemonic::Jne => fallthrough.set_reg(n, Val::Const(v)),
+                        _ => {}
+                    }
+                }
+                return vec![
+                    (insn.near_branch_target(), taken),
+                    (insn.next_ip(), fallthrough),
+                ];
+            }
+            FlowControl::UnconditionalBranch => {
+                let target = insn.near_branch_target();
+                if target != function && image.is_function_start(target) {
+                    record_call(&insn, target, &state, 0, facts);
+                    return Vec::new();
+                }
+                return vec![(target, state)];
+            }
+            FlowControl::IndirectBranch => {
+                tables.extend(block_tables.iter().copied());
+                let candidates = if block_tables.is_empty() {
+                    &*tables
+                } else {
+                    &block_tables.iter().copied().collect()
+                };
+                let within = image.function_range(function);
+                let targets = jump_table_targets(image, &insn, candidates, within);
+                return targets.into_iter().map(|t| (t, state.clone())).collect();
+            }
+            FlowControl::Call => {
+                let target = insn.near_branch_target();
+                if image.is_code(target) {
+                    record_call(&insn, target, &state, -8, facts);
+                }
+                clobber_after_call(&mut state);
+            }
+            FlowControl::IndirectCall => clobber_after_call(&mut state),
+            FlowControl::Return | FlowControl::Exception => return Vec::new(),
+        }
+    }
+    Vec::new()
+}
+
+/// The register and value a `test r, r` (0) or `cmp r, imm` compares for equality, for the jump after it.
+fn equality_test(insn: &Instruction) -> Option<(usize, u64)> {
+    if insn.op0_kind() != OpKind::Register || insn.op_count() != 2 {
+        return None;
+    }
+    let reg = insn.op0_register();
+    let n = gpr_index(reg).filter(|_| reg.size() >= 4 && reg.full_register() != Register::RSP)?;
+    match (insn.mnemonic(), insn.op1_kind()) {
+        (Mnemonic::Test, OpKind::Register) if insn.op1_register() == reg => Some((n, 0)),
+        (
+            Mnemonic::Cmp,
+            OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32
+            | OpKind::Immediate32to64,
+        ) => {
+            let mask = if reg.size() == 4 {
+                0xffff_ffff
+            } else {
+                u64::MAX
+            };
+            Some((n, insn.immediate(1) & mask))
+        }
+        _ => None,
+    }
+}
+
+fn on_syscall(insn: &Instruction, state: &mut State, facts: &mut FunctionFacts) {
+    match state.regs[0] {
+        Val::Const(nr) => facts.constants.push((nr, insn.ip())),
+        Val::Param(n) => {
+            facts.sources.insert(NumberSource::Register(n));
+        }
+        Val::StackArg(off) => {
+            facts.sources.insert(NumberSource::Stack(off));
+        }
+        Val::Unknown | Val::Sp(_) => facts.unknown_sites.push(insn.ip()),
+    }
+    facts.syscall_sites += 1;
+    for r in [0, 1, 11] {
+        state.set_reg(r, Val::Unknown);
+    }
+}
+
+/// Records a direct call or tail jump; `ret_offset` is where the callee's entry rsp is relative to ours (-8
+/// for a call, which pushes the return address, 0 for a jump).
+fn record_call(
+    insn: &Instruction,
+    callee: u64,
+    state: &State,
+    ret_offset: i64,
+    facts: &mut FunctionFacts,
+) {
+    let stack_args = match state.sp() {
+        Some(d) => (1..=STACK_ARGS)
+            .map(|i| state.load(d + ret_offset + 8 * i))
+            .collect(),
+        None => Vec::new(),
+    };
+    facts.calls.push(CallSite {
+        at: insn.ip(),
+        callee,
+        regs: state.regs,
+        stack_args,
+    });
+}
+
+fn clobber_after_call(state: &mut State) {
+    for r in [0, 1, 2, 6, 7, 8, 9, 10, 11] {
+        state.set_reg(r, Val::Unknown);
+    }
+}
+
+/// Code addresses the instruction names (address-taken functions), and data it LEAs (switch-table bases).
+fn note_taken_addresses(
+    image: &Image,
+    insn: &Instruction,
+    facts: &mut FunctionFacts,
+    tables: &mut Vec<u64>,
+) {
+    if insn.mnemonic() == Mnemonic::Lea && insn.is_ip_rel_memory_operand() {
+        let addr = insn.ip_rel_memory_address();
+        if image.is_code(addr) {
+            facts.taken.insert(addr);
+        } else if image.read(addr, 4).is_some() {
+            tables.push(addr);
+        }
+        return;
+    }
+    if insn.flow_control() != FlowControl::Next {
+        return;
+    }
+    for i in 0..insn.op_count() {
+        if matches!(
+            insn.op_kind(i),
+            OpKind::Immediate32 | OpKind::Immediate64 | OpKind::Immediate32to64
+        ) {
+            let v = insn.immediate(i);
+            if image.is_code(v) {
+                facts.taken.insert(v);
+            }
+        }
+    }
+}
+
+/// The targets of an indirect jump through a switch table: `jmp [table + index*8]` with absolute entries, or a
+/// jump to a register computed from 32-bit offsets relative to a table whose base was LEA'd.
+fn jump_table_targets(
+    image: &Image,
+    insn: &Instruction,
+    bases: &BTreeSet<u64>,
+    within: std::ops::Range<u64>,
+) -> Vec<u64> {
+    let ok = |t: u64| image.is_code(t) && within.contains(&t);
+    let mut out = Vec::new();
+    if insn.op0_kind() == OpKind::Memory
+        && insn.memory_base() == Register::None
+        && insn.memory_index_scale() == 8
+    {
+        let table = insn.memory_displacement64();
+        for i in 0..JUMP_TABLE_MAX as u64 {
+            let Some(entry) = image.read(table.wrapping_add(8 * i), 8) else {
+                break;
+            };
+            let target = u64::from_le_bytes(entry.try_into().expect("8 bytes"));
+            if !ok(target) {
+                break;
+            }
+            out.push(target);
+        }
+        return out;
+    }
+    for &base in bases {
+        for i in 0..JUMP_TABLE_MAX as u64 {
+            let Some(entry) = image.read(base.wrapping_add(4 * i), 4) else {
+                break;
+            };
+            let offset = i32::from_le_bytes(entry.try_into().expect("4 bytes"));
+            let target = base.wrapping_add(offset as i64 as u64);
+            if !ok(target) {
+                break;
+            }
+            out.push(target);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The stack slot a memory operand names, when its base holds a stack address and it has no index.
+fn stack_slot(insn: &Instruction, state: &State) -> Option<i64> {
+    if insn.memory_index() != Register::None {
+        return None;
+    }
+    match state.regs[gpr_index(insn.memory_base())?] {
+        Val::Sp(d) => Some(d.wrapping_add(insn.memory_displacement64() as i64)),
+        _ => None,
+    }
+}
+
+/// The value of operand `i` (a register, an immediate or a stack slot).
+fn operand(insn: &Instruction, i: u32, state: &State) -> Val {
+    match insn.op_kind(i) {
+        OpKind::Register => {
+            let reg = insn.op_register(i);
+            match (gpr_index(reg), reg.size()) {
+                (Some(n), 8) => state.regs[n],
+                (Some(n), 4) => match state.regs[n] {
+                    Val::Const(c) => Val::Const(c & 0xffff_ffff),
+                    // A number passed in a 64-bit register and read as 32 bits is the same number.
+                    v @ (Val::Param(_) | Val::StackArg(_)) => v,
+                    _ => Val::Unknown,
+                },
+                _ => Val::Unknown,
+            }
+        }
+        OpKind::Immediate8
+        | OpKind::Immediate16
+        | OpKind::Immediate32
+        | OpKind::Immediate64
+        | OpKind::Immediate8to16
+        | OpKind::Immediate8to32
+        | OpKind::Immediate8to64
+        | OpKind::Immediate32to64 => Val::Const(insn.immediate(i)),
+        OpKind::Memory if insn.memory_size().size() == 8 || insn.memory_size().size() == 4 => {
+            match stack_slot(insn, state) {
+                Some(slot) => state.load(slot),
+                None => Val::Unknown,
+            }
+        }
+        _ => Val::Unknown,
+    }
+}
+
+/// The value an instruction leaves in its destination register, for the forms the domain models; None for
+/// every other instruction (its written registers become unknown).
+fn modelled_result(insn: &Instruction, state: &State) -> Option<Val> {
+    let width = insn.op0_register().size();
+    let fit = |v: Val| match (v, width) {
+        (Val::Const(c), 4) => Val::Const(c & 0xffff_ffff),
+        (Val::Const(c), 1 | 2) => Val::Const(c),
+        (v, 8) | (v @ (Val::Param(_) | Val::StackArg(_)), 4) => v,
+        _ => Val::Unknown,
+    };
+    let same_reg = insn.op_count() == 2
+        && insn.op1_kind() == OpKind::Register
+        && insn.op0_register() == insn.op1_register();
+    match insn.mnemonic() {
+        Mnemonic::Mov => Some(fit(operand(insn, 1, state))),
+        Mnemonic::Xor | Mnemonic::Sub if same_reg => Some(Val::Const(0)),
+        Mnemonic::Lea if insn.is_ip_rel_memory_operand() => {
+            Some(fit(Val::Const(insn.ip_rel_memory_address())))
+        }
+        Mnemonic::Lea if insn.memory_index() == Register::None => {
+            let disp = insn.memory_displacement64();
+            Some(fit(match state.regs[gpr_index(insn.memory_base())?] {
+                Val::Sp(d) => Val::Sp(d.wrapping_add(disp as i64)),
+                Val::Const(c) => Val::Const(c.wrapping_add(disp)),
+                _ => Val::Unknown,
+            }))
+        }
+        Mnemonic::Add | Mnemonic::Sub => {
+            let Val::Const(k) = operand(insn, 1, state) else {
+                return Some(Val::Unknown);
+            };
+            let k = if insn.mnemonic() == Mnemonic::Sub {
+                k.wrapping_neg()
+            } else {
+                k
+            };
+            Some(fit(match operand(insn, 0, state) {
+                Val::Sp(d) => Val::Sp(d.wrapping_add(k as i64)),
+                Val::Const(c) => Val::Const(c.wrapping_add(k)),
+                _ => Val::Unknown,
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// A write of `v` to the 8- or 16-bit low part `reg` of a register holding `prior` (musl's `xor eax, eax;
+/// mov al, 56` before clone's syscall). The high-byte registers (AH...) and unknown parts give unknown.
+fn merge_low_bits(prior: Val, reg: Register, v: Val) -> Val {
+    let high_byte = matches!(
+        reg,
+        Register::AH | Register::CH | Register::DH | Register::BH
+    );
+    let mask: u64 = if reg.size() == 1 { 0xff } else { 0xffff };
+    match (prior, v) {
+        (Val::Const(old), Val::Const(new)) if !high_byte => {
+            Val::Const((old & !mask) | (new & mask))
+        }
+        _ => Val::Unknown,
+    }
+}
+
+/// The effect of one instruction on the abstract state.
+fn transfer(insn: &Instruction, state: &mut State, info: &mut InstructionInfoFactory) {
+    match insn.mnemonic() {
+        Mnemonic::Push => {
+            let v = operand(insn, 0, state);
+            match state.sp() {
+                Some(d) => {
+                    state.stack.insert(d - 8, v);
+                    state.set_reg(RSP, Val::Sp(d - 8));
+                }
+                None => state.set_reg(RSP, Val::Unknown),
+            }
+            return;
+        }
+        Mnemonic::Pop if insn.op0_kind() == OpKind::Register => {
+            let (v, sp) = match state.sp() {
+                Some(d) => (state.load(d), Val::Sp(d + 8)),
+                None => (Val::Unknown, Val::Unknown),
+            };
+            state.set_reg(RSP, sp);
+            if let Some(n) = gpr_index(insn.op0_register()) {
+                let v = if insn.op0_register().size() == 8 {
+                    v
+                } else {
+                    Val::Unknown
+                };
+                state.set_reg(n, v);
+            }
+            return;
+        }
+        _ => {}
+    }
+    let result = if insn.op0_kind() == OpKind::Register && gpr_index(insn.op0_register()).is_some()
+    {
+        modelled_result(insn, state)
+    } else {
+        None
+    };
+    let stored = if insn.op0_kind() == OpKind::Memory && insn.mnemonic() == Mnemonic::Mov {
+        Some(operand(insn, 1, state))
+    } else {
+        None
+    };
+    let slot = if insn.op0_kind() == OpKind::Memory {
+        stack_slot(insn, state)
+    } else {
+        None
+    };
+    let prior = match gpr_index(insn.op0_register()) {
+        Some(n) if insn.op0_kind() == OpKind::Register => state.regs[n],
+        _ => Val::Unknown,
+    };
+    let written = info.info(insn);
+    let mut writes_memory = false;
+    for used in written.used_registers() {
+        if matches!(
+            used.access(),
+            OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+        ) {
+            if let Some(n) = gpr_index(used.register()) {
+                state.set_reg(n, Val::Unknown);
+            }
+        }
+    }
+    for mem in written.used_memory() {
+        if matches!(
+            mem.access(),
+            OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+        ) {
+            writes_memory = true;
+        }
+    }
+    if let Some(v) = result {
+        let reg = insn.op0_register();
+        let n = gpr_index(reg).expect("checked above");
+        let v = if reg.size() >= 4 {
+            v
+        } else {
+            merge_low_bits(prior, reg, v)
+        };
+        state.set_reg(n, v);
+    }
+    if writes_memory {
+        if let Some(slot) = slot {
+            // A narrower store leaves the slot's 8 bytes unknown; slots it overlaps become unknown too.
+            let v = if insn.memory_size().size() == 8 {
+                stored.unwrap_or(Val::Unknown)
+            } else {
+                Val::Unknown
+            };
+            for k in slot - 7..slot + 8 {
+                if k != slot && state.stack.contains_key(&k) {
+                    state.stack.insert(k, Val::Unknown);
+                }
+            }
+            state.stack.insert(slot, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal ELF64 x86-64 executable: one RX PT_LOAD at 0x400000 holding `code`, entry at its start.
+    fn tiny_elf(code: &[u8]) -> Vec<u8> {
+        let base = 0x40_0000u64;
+        let code_off = 64 + 56;
+        let mut f = vec![0u8; code_off];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2; // ELFCLASS64
+        f[5] = 1; // little-endian
+        f[6] = 1;
+        f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        f[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+        f[20..24].copy_from_slice(&1u32.to_le_bytes());
+        f[24..32].copy_from_slice(&(base + code_off as u64).to_le_bytes()); // e_entry
+        f[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        f[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+        f[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        f[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+        let ph = &mut f[64..120];
+        ph[0..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        ph[4..8].copy_from_slice(&5u32.to_le_bytes()); // R+X
+        ph[16..24].copy_from_slice(&base.to_le_bytes());
+        ph[24..32].copy_from_slice(&base.to_le_bytes());
+        let size = (code_off + code.len()) as u64;
+        ph[32..40].copy_from_slice(&size.to_le_bytes());
+        ph[40..48].copy_from_slice(&size.to_le_bytes());
+        f.extend_from_slice(code);
+        f
+    }
+
+    const SYSCALL: [u8; 2] = [0x0f, 0x05];
+
+    #[test]
+    fn a_syscall_in_unreachable_code_is_excluded() {
+        let mut code = vec![0xb8, 60, 0, 0, 0]; // mov eax, 60 (exit)
+        code.extend(SYSCALL);
+        code.push(0xf4); // hlt
+        code.extend([0xb8, 169, 0, 0, 0]); // unreachable: mov eax, 169 (reboot)
+        code.extend(SYSCALL);
+        let p = analyze(&tiny_elf(&code)).unwrap();
+        assert_eq!(p.syscalls, [60].into());
+        assert!(p.unresolved.is_empty(), "{:?}", p.unresolved);
+    }
+
+    #[test]
+    fn a_wrapper_taking_the_number_in_rdi_gets_its_callers_constants() {
+        // _start: mov edi, 39; call w; mov edi, 231; call w; hlt;  w: mov rax, rdi; syscall; ret
+        let mut code = vec![0xbf, 39, 0, 0, 0, 0xe8, 11, 0, 0, 0];
+        code.extend([0xbf, 231, 0, 0, 0, 0xe8, 1, 0, 0, 0, 0xf4]);
+        code.extend([0x48, 0x89, 0xf8]);
+        code.extend(SYSCALL);
+        code.push(0xc3);
+        let p = analyze(&tiny_elf(&code)).unwrap();
+        assert_eq!(p.syscalls, [39, 231].into());
+        assert_eq!(p.wrappers.len(), 1);
+    }
+
+    #[test]
+    fn musl_clone_sets_the_number_in_al() {
+        // xor eax, eax; mov al, 56; syscall; hlt
+        let mut code = vec![0x31, 0xc0, 0xb0, 56];
+        code.extend(SYSCALL);
+        code.push(0xf4);
+        assert_eq!(analyze(&tiny_elf(&code)).unwrap().syscalls, [56].into());
+    }
+
+    #[test]
+    fn malformed_files_are_errors_not_panics() {
+        assert!(matches!(analyze(b"not an elf"), Err(ImageError::Parse(_))));
+        let good = tiny_elf(&[0xf4]);
+        for cut in [0, 10, 63, 64, 100] {
+            assert!(analyze(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut arm = good.clone();
+        arm[18] = 183; // EM_AARCH64
+        assert!(matches!(analyze(&arm), Err(ImageError::Machine(183))));
+        // Every single-byte corruption of the headers is an answer, never a panic.
+        for i in 0..120 {
+            for b in [0x00, 0xff, 0x80] {
+                let mut m = good.clone();
+                m[i] = b;
+                let _ = analyze(&m);
+            }
+        }
+    }
+}
