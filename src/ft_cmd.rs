@@ -21,6 +21,7 @@ use tandem_emulator::linux::{
 };
 use tandem_replay::ft::{
     Arbiter, FtConfig, FtEnd, FtStats, ReplicaFaults, World, EPOCH_INSNS_DEFAULT, REPLICAS_MAX,
+    VERIFY_EPOCHS_DEFAULT,
 };
 use tandem_scenarios::input::{read_input, InputKind};
 
@@ -65,6 +66,13 @@ pub struct FtArgs {
     #[arg(long = "epoch", default_value_t = EPOCH_INSNS_DEFAULT, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     epoch_insns: u64,
+
+    /// Epochs between full comparisons of the replicas' states (every mismatch compares them too); between
+    /// them only the pages written are compared, and a fault elsewhere is caught when it reaches output.
+    /// Example: --verify-every 16
+    #[arg(long = "verify-every", default_value_t = VERIFY_EPOCHS_DEFAULT, value_name = "EPOCHS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    verify_epochs: u64,
 
     /// Memory faults for one replica (0 is the primary), with the syntax of tandem run --faults. Repeatable.
     /// Example: --faults-on 1:mem.flip:icount=50000,addr=0x7ffff7ff8000
@@ -214,6 +222,7 @@ fn ft_config(args: &FtArgs) -> FtConfig {
     FtConfig {
         epoch_insns: args.epoch_insns,
         instructions_max: args.max_insns.unwrap_or(u64::MAX),
+        verify_epochs: args.verify_epochs,
         arbiter: if args.trust_primary {
             Arbiter::TrustPrimary
         } else {
