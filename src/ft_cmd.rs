@@ -74,6 +74,11 @@ pub struct FtArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     verify_epochs: u64,
 
+    /// Run all replicas one after another on one host thread instead of each backup on a thread of its own
+    /// (identical results; a campaign with --jobs above 1 always does, its runs filling the cores).
+    #[arg(long)]
+    no_threads: bool,
+
     /// Memory faults for one replica (0 is the primary), with the syntax of tandem run --faults. Repeatable.
     /// Example: --faults-on 1:mem.flip:icount=50000,addr=0x7ffff7ff8000
     #[arg(long = "faults-on", value_name = "REPLICA:SPEC")]
@@ -223,6 +228,7 @@ fn ft_config(args: &FtArgs) -> FtConfig {
         epoch_insns: args.epoch_insns,
         instructions_max: args.max_insns.unwrap_or(u64::MAX),
         verify_epochs: args.verify_epochs,
+        threads: !args.no_threads,
         arbiter: if args.trust_primary {
             Arbiter::TrustPrimary
         } else {
@@ -402,6 +408,7 @@ fn campaign(args: FtArgs) -> anyhow::Result<()> {
         .unwrap_or(baseline.icount.saturating_mul(2).saturating_add(1_000_000));
     let ft = FtConfig {
         instructions_max,
+        threads: !args.no_threads && args.jobs == 1,
         ..ft_config(&args)
     };
     let next = AtomicU64::new(seeds.start);

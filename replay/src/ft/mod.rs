@@ -29,13 +29,11 @@ mod host;
 #[cfg(test)]
 mod tests;
 
-pub use host::{Cursor, FtHost, HeldWrite, LiveSource, Log};
+pub use host::{Cursor, FtHost, HeldWrite, LiveSource, Log, SharedLive, SharedLog};
 
 use crate::digest::{DigestScheme, MemoryDigest};
 
-use std::cell::RefCell;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tandem_emulator::hypervisor::plan::FaultPlan;
 use tandem_emulator::hypervisor::{Hypervisor, Policy};
 use tandem_emulator::linux::elf::LoadError;
@@ -77,6 +75,9 @@ pub struct FtConfig {
     /// reaches output, whichever is first, and is re-executed from the last verified checkpoint, which it cannot
     /// be in.
     pub verify_epochs: u64,
+    /// Runs each backup on a host thread of its own beside the primary (they follow its log as it grows), or
+    /// all replicas one after another on the calling thread. The results are identical.
+    pub threads: bool,
 }
 
 impl Default for FtConfig {
@@ -86,6 +87,7 @@ impl Default for FtConfig {
             instructions_max: u64::MAX,
             arbiter: Arbiter::ReExecute,
             verify_epochs: VERIFY_EPOCHS_DEFAULT,
+            threads: true,
         }
     }
 }
@@ -229,12 +231,31 @@ enum Source {
     Reexecution,
 }
 
+/// Closes a log when dropped (see `SharedLog::set_open`).
+struct CloseOnDrop<'a>(&'a SharedLog);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set_open(false);
+    }
+}
+
 struct Replica<L: Host> {
     hv: Hypervisor<FtHost<L>>,
     /// The digest of the pages this replica wrote, brought up to date at each epoch's end. The world is the
     /// only consumer of the replicas' dirty-page epochs (it neither records nor debugs them).
     digest: MemoryDigest,
     alive: bool,
+}
+
+impl<L: Host> Replica<L> {
+    /// Runs to the epoch's end (see `run_epoch`) and digests what it wrote.
+    fn run_epoch(&mut self, end: u64, log_start: usize) -> Outcome {
+        assert_eq!(self.hv.guest.host.cursor.position, log_start);
+        let mut o = run_epoch(&mut self.hv, end);
+        o.digest = epoch_digest(&mut self.hv.guest, &mut self.digest);
+        o
+    }
 }
 
 /// The last state whose full hash every live replica agreed on: one copy serves every replica. Re-executions
@@ -251,8 +272,8 @@ pub struct World<L: Host> {
     leader: usize,
     /// The fresh copy that re-executes an epoch (no faults).
     scratch: Hypervisor<FtHost<L>>,
-    log: Rc<RefCell<Log>>,
-    live: Rc<RefCell<LiveSource<L>>>,
+    log: Arc<SharedLog>,
+    live: SharedLive<L>,
     checkpoint: Checkpoint,
     /// Epochs since the checkpoint.
     unverified_epochs: u64,
@@ -338,7 +359,7 @@ fn pages_differing(to: &Memory, from: &Memory) -> u64 {
     count
 }
 
-impl<L: Host> World<L> {
+impl<L: Host + Send> World<L> {
     /// Loads one replica per entry of `faults` (the first is the primary) and the re-execution copy.
     pub fn new(
         config: FtConfig,
@@ -354,8 +375,8 @@ impl<L: Host> World<L> {
             faults.len()
         );
         assert!(config.epoch_insns > 0, "an epoch of no instructions");
-        let log = Rc::new(RefCell::new(Log::default()));
-        let live = Rc::new(RefCell::new(LiveSource::new(live)));
+        let log = SharedLog::new(Log::default());
+        let live = Arc::new(Mutex::new(LiveSource::new(live)));
         let seed = linux.seed;
         let host = |leader| FtHost::new(log.clone(), live.clone(), leader, Cursor::new(seed));
         let mut replicas = Vec::new();
@@ -442,12 +463,12 @@ impl<L: Host> World<L> {
 
     /// A look at the live host (where the released output went).
     pub fn with_live<R>(&self, f: impl FnOnce(&L) -> R) -> R {
-        f(&self.live.borrow().inner)
+        f(&self.live.lock().expect("no replica panicked").inner)
     }
 
     /// The input log so far: the primary's inputs, as the trace's events.
-    pub fn log(&self) -> std::cell::Ref<'_, Log> {
-        self.log.borrow()
+    pub fn log(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.log.lock()
     }
 
     /// Runs epochs until the agreed guest finishes or the instruction limit.
@@ -471,19 +492,10 @@ impl<L: Host> World<L> {
     /// compared, the right outcome is chosen, wrong replicas are resynchronised or dropped, and the agreed
     /// output is released. An epoch whose full state hashes were compared becomes the new checkpoint.
     fn epoch(&mut self, end: u64) {
-        let log_start = self.log.borrow().end();
+        let log_start = self.log.lock().end();
         let start_icount = self.icount();
         let alive = self.alive();
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; self.replicas.len()];
-        let order =
-            std::iter::once(self.leader).chain(alive.iter().copied().filter(|&i| i != self.leader));
-        for i in order {
-            let r = &mut self.replicas[i];
-            assert_eq!(r.hv.guest.host.cursor.position, log_start);
-            let mut o = run_epoch(&mut r.hv, end);
-            o.digest = epoch_digest(&mut r.hv.guest, &mut r.digest);
-            outcomes[i] = Some(o);
-        }
+        let mut outcomes = self.run_replicas(end, log_start);
         self.stats.epochs += 1;
         self.unverified_epochs += 1;
         // The last epoch compares the full state too, so that the agreed final state is the fault-free one.
@@ -567,6 +579,49 @@ impl<L: Host> World<L> {
         }
     }
 
+    /// Runs every live replica to `end`: the backups on threads of their own beside the primary, waiting for
+    /// its log where they catch up with it, or one after another with the primary first.
+    fn run_replicas(&mut self, end: u64, log_start: usize) -> Vec<Option<Outcome>> {
+        let leader = self.leader;
+        let threaded = self.config.threads && self.alive().len() > 1;
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; self.replicas.len()];
+        let log = &self.log;
+        log.set_open(threaded);
+        let (before, rest) = self.replicas.split_at_mut(leader);
+        let (primary, after) = rest.split_first_mut().expect("the leader exists");
+        let backups = before
+            .iter_mut()
+            .enumerate()
+            .chain(
+                after
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, r)| (i + leader + 1, r)),
+            )
+            .filter(|(_, r)| r.alive);
+        if !threaded {
+            outcomes[leader] = Some(primary.run_epoch(end, log_start));
+            for (i, r) in backups {
+                outcomes[i] = Some(r.run_epoch(end, log_start));
+            }
+            return outcomes;
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = backups
+                .map(|(i, r)| (i, scope.spawn(move || r.run_epoch(end, log_start))))
+                .collect();
+            {
+                // Closed even if the primary panics, so that no backup waits for it forever.
+                let _close = CloseOnDrop(log);
+                outcomes[leader] = Some(primary.run_epoch(end, log_start));
+            }
+            for (i, h) in handles {
+                outcomes[i] = Some(h.join().expect("a backup's thread panicked"));
+            }
+        });
+        outcomes
+    }
+
     /// Gives every live replica's outcome its full state hash (once per epoch).
     fn hash_fully(&mut self, alive: &[usize], outcomes: &mut [Option<Outcome>]) {
         let mut counted = false;
@@ -626,12 +681,12 @@ impl<L: Host> World<L> {
     /// epochs back: the copy first catches up to `start_icount`, its output there already released), as a leader
     /// with a log of its own: its inputs come from the live source, not from a primary that may have been wrong.
     fn reexecute(&mut self, start_icount: u64, end: u64) -> Outcome {
-        let blobs = self.log.borrow().blobs().clone();
+        let blobs = self.log.lock().blobs().clone();
         let base = self.checkpoint.cursor.position;
         let s = &mut self.scratch.guest;
         s.restore(&self.checkpoint.guest);
         s.host
-            .set_log(Rc::new(RefCell::new(Log::starting_at(base, blobs))));
+            .set_log(SharedLog::new(Log::starting_at(base, blobs)));
         s.host.leader = true;
         s.host.cursor = self.checkpoint.cursor.clone();
         assert!(self.checkpoint.icount <= start_icount);
@@ -650,13 +705,13 @@ impl<L: Host> World<L> {
     /// From now on the log holds what the right execution read: the re-execution's log (from the checkpoint
     /// on), or the shared log up to where the right replica stopped reading.
     fn adopt_log(&mut self, source: Source, truth: &Outcome, log_start: usize) {
-        let mut log = self.log.borrow_mut();
+        let mut log = self.log.lock();
         match source {
             Source::Reexecution => {
                 let base = self.checkpoint.cursor.position;
                 assert!(base <= log_start);
                 log.truncate(base);
-                log.append_from(&self.scratch.guest.host.log().borrow());
+                log.append_from(&self.scratch.guest.host.log().lock());
             }
             Source::Replica(_) => log.truncate(truth.position),
         }
@@ -685,7 +740,7 @@ impl<L: Host> World<L> {
 
     /// Passes the agreed writes on to the live host, in order, and counts their latency.
     fn release(&mut self, truth: &Outcome) {
-        let mut live = self.live.borrow_mut();
+        let mut live = self.live.lock().expect("no replica panicked");
         for w in &truth.held {
             // The live host's own failure (a closed pipe) is not the guest's: its writes were answered already.
             let _ = match w.fd {

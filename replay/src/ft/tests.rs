@@ -255,3 +255,38 @@ fn the_epoch_digest_catches_a_flip_in_a_page_written_in_the_epoch() {
     assert_ne!(second[0], second[1]);
     assert_ne!(first[0], second[0], "a write changes the digest");
 }
+
+/// Backups on threads of their own, following the primary's log as it grows, give exactly what one thread
+/// gives: the same stats (mismatches, blame, pages moved, events) and the same released bytes, fault-free, with a
+/// faulty primary, and with a faulty backup, in a pair and a triple.
+#[test]
+fn replicas_on_threads_give_what_one_thread_gives() {
+    let (.., icount, _) = single("sigbus-glibc", &["20"], b"");
+    let spec = format!("mem.flip:count=20,within={icount},class=anon-dirty");
+    let input = b"one\ntwo\nthree\n".repeat(50);
+    for replicas in 2..=3 {
+        for faulty in [None, Some(0), Some(replicas - 1)] {
+            let mut faults = vec![ReplicaFaults::default(); replicas];
+            if let Some(f) = faulty {
+                faults[f] = plan(&spec);
+            }
+            let run = |threads: bool| {
+                let config = FtConfig {
+                    epoch_insns: 7_000,
+                    verify_epochs: 5,
+                    threads,
+                    ..FtConfig::default()
+                };
+                let mut w = world_with("sigbus-glibc", &["20"], &input, config, faults.clone());
+                let end = w.run();
+                let out = w.with_live(|h| (h.stdout.clone(), h.stderr.clone()));
+                (end, out, w.stats().clone(), w.icount(), w.state_hash())
+            };
+            let (one, many) = (run(false), run(true));
+            assert_eq!(one, many, "{replicas} replicas, faulty {faulty:?}");
+            if faulty.is_some() {
+                assert!(one.2.mismatches > 0, "{:?}", one.2);
+            }
+        }
+    }
+}
