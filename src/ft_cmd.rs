@@ -325,9 +325,9 @@ fn write_report(
 ) -> std::io::Result<()> {
     writeln!(
         out,
-        "tandem: ft: {replicas} replicas, {} epochs of {epoch_insns} instructions, {} mismatches, {} re-executions, \
-         {} resyncs ({} pages, {} bytes moved), {} failovers",
-        s.epochs, s.mismatches, s.reexecutions, s.resyncs, s.pages_moved, s.bytes_moved, s.failovers
+        "tandem: ft: {replicas} replicas, {} epochs of {epoch_insns} instructions ({} with full state comparisons), \
+         {} mismatches, {} re-executions, {} resyncs ({} pages, {} bytes moved), {} failovers",
+        s.epochs, s.verifications, s.mismatches, s.reexecutions, s.resyncs, s.pages_moved, s.bytes_moved, s.failovers
     )?;
     let wrong: Vec<String> = s
         .wrong
