@@ -153,9 +153,10 @@ fn a_triple_outvotes_a_flipped_replica_whichever_it_is() {
     }
 }
 
-/// A flip in the table the program sums (a page it does not write again): the epoch's digest of written pages
-/// misses it, so it is caught when the sum reaches output and re-executed from the last full comparison, which
-/// blames the primary. Backups on threads and all replicas on one thread report the same, byte for byte.
+/// A flip in the table the program sums, with full state comparisons only at mismatches and at the end: the
+/// digest of the pages written finds it, the re-execution from the last full comparison (here the start, several
+/// epochs back) blames the primary, and the released output is the fault-free one. Backups on threads and all
+/// replicas on one thread report the same, byte for byte.
 #[test]
 fn a_latent_flip_is_caught_at_output_and_threads_change_nothing() {
     let program = corpus_bin("sigbus-glibc");
