@@ -4,10 +4,16 @@
 //! The primary (the leader) runs with the live host; every input it takes is appended to a log that the other
 //! replicas replay (host.rs), as VMware FT ships its log to the backup. Each replica holds its stdout and stderr
 //! writes for the epoch; at the epoch's end the world compares the replicas' outcomes: the writes, how the guest
-//! ended, the instruction count and the state hash (registers and memory). Comparing the state and not only the
-//! output is what makes an agreed checkpoint trustworthy: a fault that corrupts memory without changing this
-//! epoch's output is caught in the epoch where it happened, so the checkpoint every replica restarts from is
-//! one that all of them reached.
+//! ended, the instruction count, the registers and a digest of the pages written in the epoch (`epoch_digest`,
+//! incremental: it costs what the epoch wrote, not what the guest mapped). Every `FtConfig::verify_epochs`
+//! epochs, at every mismatch and at the end, the full state hashes are compared instead, and the state they agree
+//! on becomes the checkpoint that re-executions start from.
+//!
+//! The guarantee: a fault in a page written during an epoch is caught at that epoch's end; a fault in a page
+//! not written again (a bit flip the guest never touches) is caught when it reaches output or at the next full
+//! comparison, whichever is first. No output is released that not every replica produced, and since the
+//! checkpoint is a state whose full hashes agreed, the fault is not in it and a re-execution from it finds the
+//! right replica.
 //!
 //! On a mismatch the world decides who is right. With three replicas a strict majority wins (triple modular
 //! redundancy); otherwise the epoch is re-executed from the last agreed checkpoint on a fresh copy that takes its
@@ -19,8 +25,10 @@
 //! is cut back to what the right execution read, so the next epoch starts from one agreed log.
 //!
 //! Invariants: output is released once, in order, and only after every live replica produced the same bytes (or
-//! the arbiter decided); the released output never depends on which replica was faulty. Replicas run one after
-//! another on one host thread, each against the log, so how they are interleaved changes nothing.
+//! the arbiter decided); the released output never depends on which replica was faulty. The backups run on host
+//! threads of their own beside the primary (`FtConfig::threads`; the guest is `Send`), each against the log: a
+//! backup that catches up with the primary waits for its next entry, and once the primary's epoch is over a
+//! backup gets the answers it would have got running after it, so how they are interleaved changes nothing.
 //!
 //! What it must not do: read the clock or draw randomness (the guests' entropy is seeded; the live clock and live
 //! entropy of `tandem record` are not supported here), or pass any output on before it is agreed.
