@@ -21,6 +21,7 @@ use tandem_emulator::linux::{
 };
 use tandem_replay::ft::{
     Arbiter, FtConfig, FtEnd, FtStats, ReplicaFaults, World, EPOCH_INSNS_DEFAULT, REPLICAS_MAX,
+    VERIFY_EPOCHS_DEFAULT,
 };
 use tandem_scenarios::input::{read_input, InputKind};
 
@@ -65,6 +66,18 @@ pub struct FtArgs {
     #[arg(long = "epoch", default_value_t = EPOCH_INSNS_DEFAULT, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     epoch_insns: u64,
+
+    /// Epochs between full comparisons of the replicas' states (every mismatch compares them too); between
+    /// them only the pages written are compared, and a fault elsewhere is caught when it reaches output.
+    /// Example: --verify-every 16
+    #[arg(long = "verify-every", default_value_t = VERIFY_EPOCHS_DEFAULT, value_name = "EPOCHS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    verify_epochs: u64,
+
+    /// Run all replicas one after another on one host thread instead of each backup on a thread of its own
+    /// (identical results; a campaign with --jobs above 1 always does, its runs filling the cores).
+    #[arg(long)]
+    no_threads: bool,
 
     /// Memory faults for one replica (0 is the primary), with the syntax of tandem run --faults. Repeatable.
     /// Example: --faults-on 1:mem.flip:icount=50000,addr=0x7ffff7ff8000
@@ -214,6 +227,8 @@ fn ft_config(args: &FtArgs) -> FtConfig {
     FtConfig {
         epoch_insns: args.epoch_insns,
         instructions_max: args.max_insns.unwrap_or(u64::MAX),
+        verify_epochs: args.verify_epochs,
+        threads: !args.no_threads,
         arbiter: if args.trust_primary {
             Arbiter::TrustPrimary
         } else {
@@ -310,9 +325,9 @@ fn write_report(
 ) -> std::io::Result<()> {
     writeln!(
         out,
-        "tandem: ft: {replicas} replicas, {} epochs of {epoch_insns} instructions, {} mismatches, {} re-executions, \
-         {} resyncs ({} pages, {} bytes moved), {} failovers",
-        s.epochs, s.mismatches, s.reexecutions, s.resyncs, s.pages_moved, s.bytes_moved, s.failovers
+        "tandem: ft: {replicas} replicas, {} epochs of {epoch_insns} instructions ({} with full state comparisons), \
+         {} mismatches, {} re-executions, {} resyncs ({} pages, {} bytes moved), {} failovers",
+        s.epochs, s.verifications, s.mismatches, s.reexecutions, s.resyncs, s.pages_moved, s.bytes_moved, s.failovers
     )?;
     let wrong: Vec<String> = s
         .wrong
@@ -393,6 +408,7 @@ fn campaign(args: FtArgs) -> anyhow::Result<()> {
         .unwrap_or(baseline.icount.saturating_mul(2).saturating_add(1_000_000));
     let ft = FtConfig {
         instructions_max,
+        threads: !args.no_threads && args.jobs == 1,
         ..ft_config(&args)
     };
     let next = AtomicU64::new(seeds.start);

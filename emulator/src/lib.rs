@@ -11,3 +11,4 @@ pub mod cpu;
 pub mod hypervisor;
 pub mod linux;
 pub mod memory;
+pub mod shared;

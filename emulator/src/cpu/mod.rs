@@ -545,6 +545,18 @@ impl Cpu {
 
     /// A digest of registers and memory, stable across platforms: the "final state hash" of a run.
     pub fn state_hash(&self) -> u64 {
+        let mut h = self.registers_fnv();
+        h.write_u64(self.mem.digest());
+        h.finish()
+    }
+
+    /// A digest of what `state_hash` covers except memory (registers and icount), for callers that digest
+    /// memory incrementally themselves (fault-tolerant replicas).
+    pub fn registers_hash(&self) -> u64 {
+        self.registers_fnv().finish()
+    }
+
+    fn registers_fnv(&self) -> crate::memory::Fnv {
         let mut h = crate::memory::Fnv::new();
         for g in self.regs.gpr {
             h.write_u64(g);
@@ -564,8 +576,7 @@ impl Cpu {
             h.write_u64((x >> 64) as u64);
         }
         self.regs.x87.hash_into(&mut h);
-        h.write_u64(self.mem.digest());
-        h.finish()
+        h
     }
 
     // -------------------------------------------------------------------------------------------------------------

@@ -12,9 +12,8 @@ use super::net::SharedSocket;
 use super::ready::{Epoll, EventFd};
 use super::timer::TimerFd;
 use super::vfs::{Device, GuestPath, SharedFile};
-use std::cell::RefCell;
+use crate::shared::Shared;
 use std::collections::{BTreeMap, VecDeque};
-use std::rc::Rc;
 
 /// Most open descriptors (RLIMIT_NOFILE's soft limit).
 pub const FDS_MAX: i32 = 1024;
@@ -48,7 +47,7 @@ impl Pipe {
     }
 }
 
-pub type SharedPipe = Rc<RefCell<Pipe>>;
+pub type SharedPipe = Shared<Pipe>;
 
 #[derive(Debug)]
 pub enum FileKind {
@@ -91,11 +90,11 @@ impl OpenFile {
             FileKind::Socket(s) => s.borrow_mut().open_count += 1,
             _ => {}
         }
-        Rc::new(RefCell::new(OpenFile {
+        Shared::new(OpenFile {
             kind,
             offset: 0,
             flags,
-        }))
+        })
     }
 
     pub fn readable(&self) -> bool {
@@ -124,7 +123,7 @@ impl Drop for OpenFile {
     }
 }
 
-pub type Description = Rc<RefCell<OpenFile>>;
+pub type Description = Shared<OpenFile>;
 
 #[derive(Clone, Debug)]
 pub struct FdEntry {

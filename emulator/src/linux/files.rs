@@ -26,7 +26,7 @@ use super::host::Timespec;
 use super::vfs::{GuestPath, Node, Origin, SharedFile};
 use super::{Host, LinuxMachine, GUEST_GID, GUEST_UID};
 use crate::memory::{Memory, Perms, PAGE_SIZE};
-use std::rc::Rc;
+use crate::shared::Shared;
 use std::sync::Arc;
 
 type SysResult = Result<u64, Errno>;
@@ -163,7 +163,7 @@ impl<H: Host> LinuxMachine<H> {
     fn refresh_maps(&mut self, file: &SharedFile, from: u64, to: u64, except: Option<usize>) {
         for i in 0..self.proc.shared_maps.len() {
             let m = &self.proc.shared_maps[i];
-            if Some(i) == except || !Rc::ptr_eq(&m.file, file) {
+            if Some(i) == except || !Shared::ptr_eq(&m.file, file) {
                 continue;
             }
             let (lo, hi) = (from.max(m.offset), to.min(m.offset + m.len));

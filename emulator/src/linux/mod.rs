@@ -447,6 +447,37 @@ impl<H: Host> LinuxMachine<H> {
         if self.threads.is_empty() && self.spaces.is_empty() {
             return running;
         }
+        let mut h = self.threads_fnv(running);
+        for (id, m) in &self.spaces {
+            h.write_u64(*id as u64);
+            h.write_u64(m.cpu.mem.digest());
+        }
+        h.finish()
+    }
+
+    /// What `state_hash` covers except memory: the running thread's registers and icount and every other
+    /// thread's registers. For callers that digest every address space's memory incrementally themselves
+    /// (`address_spaces_mut`), as fault-tolerant replicas do at each epoch.
+    pub fn registers_hash(&self) -> u64 {
+        self.threads_fnv(self.machine.cpu.registers_hash()).finish()
+    }
+
+    /// Every address space's memory (the running one included) by key, in key order.
+    pub fn address_spaces_mut(&mut self) -> Vec<(u32, &mut Memory)> {
+        let running = self.proc.space;
+        let mut out: Vec<(u32, &mut Memory)> = self
+            .spaces
+            .iter_mut()
+            .map(|(&k, m)| (k, &mut m.cpu.mem))
+            .collect();
+        debug_assert!(out.iter().all(|(k, _)| *k != running));
+        let at = out.partition_point(|(k, _)| *k < running);
+        out.insert(at, (running, &mut self.machine.cpu.mem));
+        out
+    }
+
+    /// The running thread's hash `running` followed by every other thread's registers, by tid.
+    fn threads_fnv(&self, running: u64) -> crate::memory::Fnv {
         let mut h = crate::memory::Fnv::new();
         h.write_u64(running);
         for (tid, t) in &self.threads {
@@ -460,11 +491,7 @@ impl<H: Host> LinuxMachine<H> {
             cpu_state.write_u64(t.regs.fs_base);
             h.write_u64(cpu_state.finish());
         }
-        for (id, m) in &self.spaces {
-            h.write_u64(*id as u64);
-            h.write_u64(m.cpu.mem.digest());
-        }
-        h.finish()
+        h
     }
 
     /// The auxiliary vector the running process's program started with, as Linux's /proc/PID/auxv holds it:

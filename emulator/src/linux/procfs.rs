@@ -341,9 +341,7 @@ impl<H: super::Host> super::LinuxMachine<H> {
     pub(super) fn info_file(&mut self, file: InfoFile) -> super::vfs::SharedFile {
         let bytes = render(file, &self.info_view());
         let attrs = self.vfs.new_attrs(0o444, self.now());
-        std::rc::Rc::new(std::cell::RefCell::new(super::vfs::FileData::new(
-            bytes, attrs,
-        )))
+        crate::shared::Shared::new(super::vfs::FileData::new(bytes, attrs))
     }
 
     fn info_view(&self) -> InfoView {

@@ -13,9 +13,8 @@
 
 use super::fd::{Description, FileKind, OpenFile, PIPE_BUF, PIPE_BYTES_MAX};
 use super::ids::GuestNs;
-use std::cell::RefCell;
+use crate::shared::{Shared, WeakShared};
 use std::collections::BTreeMap;
-use std::rc::{Rc, Weak};
 
 pub const POLLIN: u32 = 0x1;
 pub const POLLPRI: u32 = 0x2;
@@ -97,7 +96,7 @@ impl EventFd {
 #[derive(Clone, Debug)]
 pub struct EpollItem {
     /// The open file description, weakly: closing its last descriptor removes the item, as in Linux.
-    pub file: Weak<RefCell<OpenFile>>,
+    pub file: WeakShared<OpenFile>,
     /// The events asked for, with EPOLLERR and EPOLLHUP always, and the flags (EPOLLET, EPOLLONESHOT).
     pub events: u32,
     pub data: u64,
@@ -199,7 +198,7 @@ impl Epoll {
     /// Whether `target` is this instance or reaches it through nested instances (adding it would make a
     /// loop), or nests deeper than Linux allows.
     pub fn would_loop(me: &Description, target: &Description, depth: u32) -> bool {
-        if Rc::ptr_eq(me, target) || depth > EPOLL_NESTS_MAX {
+        if Shared::ptr_eq(me, target) || depth > EPOLL_NESTS_MAX {
             return true;
         }
         let Ok(t) = target.try_borrow() else {
@@ -341,7 +340,7 @@ mod tests {
     use crate::linux::fd::Pipe;
 
     fn pipe() -> (Description, Description) {
-        let p = Rc::new(RefCell::new(Pipe::default()));
+        let p = Shared::new(Pipe::default());
         (
             OpenFile::new(FileKind::PipeRead(p.clone()), O_RDONLY),
             OpenFile::new(FileKind::PipeWrite(p), O_WRONLY),
@@ -371,7 +370,7 @@ mod tests {
             ep.items.insert(
                 fd,
                 EpollItem {
-                    file: Rc::downgrade(d),
+                    file: Shared::downgrade(d),
                     events: events | POLLERR | POLLHUP,
                     data: fd as u64 * 10,
                     seen: None,

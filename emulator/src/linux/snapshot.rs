@@ -33,10 +33,9 @@ use super::vfs::{FileData, SharedFile, Vfs};
 use super::{Host, LinuxMachine, Stats, Termination};
 use crate::cpu::{Cpu, CpuConfig, CpuState, Machine};
 use crate::memory::{Memory, MemorySnapshot};
+use crate::shared::Shared;
 use rand_chacha::ChaCha20Rng;
-use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
-use std::rc::Rc;
 
 /// One address space's engine state (the registers aside: they belong to threads).
 struct SpaceSnapshot {
@@ -148,8 +147,8 @@ impl LinuxSnapshot {
 #[derive(Default)]
 struct CloneMap {
     files: BTreeMap<usize, SharedFile>,
-    pipes: BTreeMap<usize, Rc<RefCell<Pipe>>>,
-    descriptions: BTreeMap<usize, Rc<RefCell<OpenFile>>>,
+    pipes: BTreeMap<usize, Shared<Pipe>>,
+    descriptions: BTreeMap<usize, Shared<OpenFile>>,
     sockets: BTreeMap<usize, SharedSocket>,
     channels: BTreeMap<usize, SharedChannel>,
     bytes: usize,
@@ -157,24 +156,24 @@ struct CloneMap {
 
 impl Remap for CloneMap {
     fn socket(&mut self, s: &SharedSocket) -> SharedSocket {
-        let key = Rc::as_ptr(s) as usize;
+        let key = Shared::as_ptr(s) as usize;
         if let Some(c) = self.sockets.get(&key) {
             return c.clone();
         }
         // Its open count is copied as it is, as a pipe's (see `pipe`).
-        let c = Rc::new(RefCell::new(s.borrow().copy_with(self)));
+        let c = Shared::new(s.borrow().copy_with(self));
         self.sockets.insert(key, c.clone());
         c
     }
 
     fn channel(&mut self, ch: &SharedChannel) -> SharedChannel {
-        let key = Rc::as_ptr(ch) as usize;
+        let key = Shared::as_ptr(ch) as usize;
         if let Some(c) = self.channels.get(&key) {
             return c.clone();
         }
         let copy = ch.borrow().clone();
         self.bytes += copy.queued_bytes();
-        let c = Rc::new(RefCell::new(copy));
+        let c = Shared::new(copy);
         self.channels.insert(key, c.clone());
         c
     }
@@ -182,24 +181,24 @@ impl Remap for CloneMap {
 
 impl CloneMap {
     fn file(&mut self, f: &SharedFile) -> SharedFile {
-        let key = Rc::as_ptr(f) as usize;
+        let key = Shared::as_ptr(f) as usize;
         if let Some(c) = self.files.get(&key) {
             return c.clone();
         }
         let data = f.borrow();
         // The contents are shared copy-on-write: no bytes are copied here.
-        let c = Rc::new(RefCell::new(FileData {
+        let c = Shared::new(FileData {
             bytes: data.bytes.clone(),
             attrs: data.attrs,
             nlink: data.nlink,
             host: data.host,
-        }));
+        });
         self.files.insert(key, c.clone());
         c
     }
 
-    fn pipe(&mut self, p: &Rc<RefCell<Pipe>>) -> Rc<RefCell<Pipe>> {
-        let key = Rc::as_ptr(p) as usize;
+    fn pipe(&mut self, p: &Shared<Pipe>) -> Shared<Pipe> {
+        let key = Shared::as_ptr(p) as usize;
         if let Some(c) = self.pipes.get(&key) {
             return c.clone();
         }
@@ -207,19 +206,19 @@ impl CloneMap {
         self.bytes += pipe.buf.len();
         // The counts are copied as they are: every description that holds an end is copied too (below, without
         // going through `OpenFile::new`, which would count it again), and dropping a copy decrements the copy.
-        let c = Rc::new(RefCell::new(Pipe {
+        let c = Shared::new(Pipe {
             buf: pipe.buf.clone(),
             readers: pipe.readers,
             writers: pipe.writers,
             written: pipe.written,
             read: pipe.read,
-        }));
+        });
         self.pipes.insert(key, c.clone());
         c
     }
 
-    fn description(&mut self, d: &Rc<RefCell<OpenFile>>) -> Rc<RefCell<OpenFile>> {
-        let key = Rc::as_ptr(d) as usize;
+    fn description(&mut self, d: &Shared<OpenFile>) -> Shared<OpenFile> {
+        let key = Shared::as_ptr(d) as usize;
         if let Some(c) = self.descriptions.get(&key) {
             return c.clone();
         }
@@ -241,11 +240,11 @@ impl CloneMap {
             FileKind::TimerFd(t) => FileKind::TimerFd(t.clone()),
             FileKind::Epoll(ep) => FileKind::Epoll(self.epoll(ep)),
         };
-        let c = Rc::new(RefCell::new(OpenFile {
+        let c = Shared::new(OpenFile {
             kind,
             offset: open.offset,
             flags: open.flags,
-        }));
+        });
         self.descriptions.insert(key, c.clone());
         c
     }
@@ -265,7 +264,7 @@ impl CloneMap {
             out.items.insert(
                 fd,
                 EpollItem {
-                    file: Rc::downgrade(&copy),
+                    file: Shared::downgrade(&copy),
                     ..item.clone()
                 },
             );

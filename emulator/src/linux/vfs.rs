@@ -27,11 +27,10 @@
 use super::abi::*;
 use super::host::{Host, HostKind, HostMetadata, Timespec, GUEST_DEV};
 use super::procfs::{InfoFile, INFO_FILES};
-use std::cell::{Cell, RefCell};
+use crate::shared::Shared;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::Arc;
 
 /// Most symbolic links followed while resolving one path (Linux's MAXSYMLINKS).
@@ -79,7 +78,7 @@ pub fn inode_of(text: &[u8]) -> u64 {
 /// A canonical path in the guest's name space (no `.`, `..` or links), as a persistent list from the leaf up: a
 /// child shares its parent, so pushing a name, taking the parent and cloning cost O(1) at any depth.
 #[derive(Clone)]
-pub struct GuestPath(Rc<Link>);
+pub struct GuestPath(Arc<Link>);
 
 struct Link {
     /// None for the root.
@@ -90,7 +89,7 @@ struct Link {
     /// on its parent's mount unless it is a mount point itself.
     mount: Option<u32>,
     /// The interned id, once known. Ids never change (the table only grows), so caching them is always right.
-    id: Cell<Option<PathId>>,
+    id: std::sync::OnceLock<PathId>,
 }
 
 impl Drop for Link {
@@ -99,7 +98,7 @@ impl Drop for Link {
     fn drop(&mut self) {
         let mut parent = self.parent.take();
         while let Some(GuestPath(rc)) = parent {
-            match Rc::try_unwrap(rc) {
+            match Arc::try_unwrap(rc) {
                 Ok(mut link) => parent = link.parent.take(),
                 Err(_) => break,
             }
@@ -165,7 +164,7 @@ impl PartialEq for GuestPath {
             return false;
         }
         loop {
-            if Rc::ptr_eq(&a.0, &b.0) {
+            if Arc::ptr_eq(&a.0, &b.0) {
                 return true;
             }
             if a.0.name != b.0.name {
@@ -321,7 +320,7 @@ impl FileData {
     }
 }
 
-pub type SharedFile = Rc<RefCell<FileData>>;
+pub type SharedFile = Shared<FileData>;
 
 /// Where the metadata of a directory or symbolic link comes from.
 #[derive(Clone, Copy, Debug)]
@@ -406,7 +405,7 @@ pub struct Stat {
 
 pub struct Vfs {
     pub(super) mounts: Vec<Mount>,
-    table: Rc<RefCell<PathTable>>,
+    table: Shared<PathTable>,
     root: GuestPath,
     pub(super) overlay: BTreeMap<PathId, OverlayEntry>,
     /// Host metadata already asked for (mounts are read-only, so answers do not change during a run).
@@ -472,16 +471,16 @@ impl Vfs {
             let id = intern(&mut table, &path, Some(Synthetic::Dir));
             table.entries[id as usize].hides_mount = true;
         }
-        let root = GuestPath(Rc::new(Link {
+        let root = GuestPath(Arc::new(Link {
             parent: None,
             name: Box::default(),
             depth: 0,
             mount: table.entries[0].mount_here,
-            id: Cell::new(Some(0)),
+            id: std::sync::OnceLock::from(0),
         }));
         Vfs {
             mounts,
-            table: Rc::new(RefCell::new(table)),
+            table: Shared::new(table),
             root,
             overlay: BTreeMap::new(),
             host_cache: BTreeMap::new(),
@@ -534,7 +533,7 @@ impl Vfs {
             .0
             .id
             .get()
-            .and_then(|p| self.table.borrow().child(p, name));
+            .and_then(|&p| self.table.borrow().child(p, name));
         let mount = match id.map(|id| {
             let table = self.table.borrow();
             let e = &table.entries[id as usize];
@@ -544,12 +543,12 @@ impl Vfs {
             Some((None, true)) => None,
             _ => parent.0.mount,
         };
-        GuestPath(Rc::new(Link {
+        GuestPath(Arc::new(Link {
             parent: Some(parent.clone()),
             name: name.into(),
             depth: parent.depth() + 1,
             mount,
-            id: Cell::new(id),
+            id: id.map_or_else(std::sync::OnceLock::new, std::sync::OnceLock::from),
         }))
     }
 
@@ -568,14 +567,14 @@ impl Vfs {
 
     /// The interned id of `path`, if it has one (no path is interned by asking).
     fn id_of(&self, path: &GuestPath) -> Option<PathId> {
-        if let Some(id) = path.0.id.get() {
+        if let Some(id) = path.0.id.get().copied() {
             return Some(id);
         }
         // Up to the nearest ancestor whose id is known (the root's always is), then down by name.
         let mut chain = Vec::new();
         let mut p = path.clone();
         let mut id = loop {
-            if let Some(id) = p.0.id.get() {
+            if let Some(id) = p.0.id.get().copied() {
                 break id;
             }
             chain.push(p.clone());
@@ -584,7 +583,7 @@ impl Vfs {
         let table = self.table.borrow();
         for q in chain.iter().rev() {
             id = table.child(id, q.name())?;
-            q.0.id.set(Some(id));
+            q.0.id.get_or_init(|| id);
         }
         Some(id)
     }
@@ -606,7 +605,7 @@ impl Vfs {
         let mut table = self.table.borrow_mut();
         for q in chain.iter().rev() {
             id = table.intern_child(id, q.name());
-            q.0.id.set(Some(id));
+            q.0.id.get_or_init(|| id);
         }
         id
     }
@@ -1090,7 +1089,7 @@ impl Vfs {
     pub fn contents(&mut self, host: &mut dyn Host, node: &Node) -> Result<SharedFile, Errno> {
         match node {
             Node::MemoryFile(f) => Ok(f.clone()),
-            Node::HostFile { host: hp, md } => Ok(Rc::new(RefCell::new(FileData {
+            Node::HostFile { host: hp, md } => Ok(Shared::new(FileData {
                 bytes: host.read_file(hp)?,
                 attrs: Attrs {
                     mode: md.mode,
@@ -1098,7 +1097,7 @@ impl Vfs {
                 },
                 nlink: 1,
                 host: Some(*md),
-            }))),
+            })),
             Node::Dir(_) => Err(EISDIR),
             _ => Err(EINVAL),
         }
@@ -1116,12 +1115,12 @@ impl Vfs {
             Node::MemoryFile(f) if f.borrow().host.is_none() => Ok(f.clone()),
             Node::HostFile { host: hp, md } => {
                 let bytes = host.read_file(hp)?;
-                let f = Rc::new(RefCell::new(FileData {
+                let f = Shared::new(FileData {
                     bytes,
                     attrs: Attrs::of_host(md, || self.legacy_attrs(path, md.mode)),
                     nlink: 1,
                     host: None,
-                }));
+                });
                 self.put_file(path, f.clone());
                 Ok(f)
             }
@@ -1258,7 +1257,7 @@ impl Vfs {
             Node::MemoryFile(_) | Node::HostFile { .. } => {
                 let f = self.copy_up(host, from, &node)?;
                 if let Some(Node::MemoryFile(old)) = &replaced {
-                    if !Rc::ptr_eq(old, &f) {
+                    if !Shared::ptr_eq(old, &f) {
                         let mut old = old.borrow_mut();
                         old.nlink = old.nlink.saturating_sub(1);
                         old.attrs.ctime = now;
@@ -1403,7 +1402,7 @@ mod tests {
         assert_eq!(read(&mut vfs, &mut h, "/data/a.txt"), Err(ENOENT));
         let tmp = vfs.path_of(b"/tmp/x");
         let a = attrs(&mut vfs);
-        vfs.put_file(&tmp, Rc::new(RefCell::new(FileData::new(b"x".to_vec(), a))));
+        vfs.put_file(&tmp, Shared::new(FileData::new(b"x".to_vec(), a)));
         let y = vfs.path_of(b"/tmp/y");
         vfs.rename(&mut h, &tmp, &y, Timespec::default()).unwrap();
         assert_eq!(read(&mut vfs, &mut h, "/tmp/y").unwrap(), b"x");
@@ -1429,10 +1428,7 @@ mod tests {
         let a = attrs(&mut vfs);
         vfs.make_dir(&inner.parent(), a);
         let a = attrs(&mut vfs);
-        vfs.put_file(
-            &inner,
-            Rc::new(RefCell::new(FileData::new(b"deep".to_vec(), a))),
-        );
+        vfs.put_file(&inner, Shared::new(FileData::new(b"deep".to_vec(), a)));
         let moved = vfs.path_of(b"/tmp/m");
         vfs.rename(&mut h, &d, &moved, Timespec::default()).unwrap();
         assert_eq!(read(&mut vfs, &mut h, "/tmp/m/e/f").unwrap(), b"deep");
@@ -1468,10 +1464,7 @@ mod tests {
             p = vfs.child(&p, b"d");
         }
         let a = attrs(&mut vfs);
-        vfs.put_file(
-            &p,
-            Rc::new(RefCell::new(FileData::new(b"leaf".to_vec(), a))),
-        );
+        vfs.put_file(&p, Shared::new(FileData::new(b"leaf".to_vec(), a)));
         let moved = vfs.path_of(b"/tmp/moved");
         vfs.rename(&mut h, &top, &moved, Timespec::default())
             .unwrap();

@@ -18,12 +18,10 @@
 
 use crate::hosts::{fnv, host_metadata, kind_code, kind_of, stat_meta};
 use crate::trace::{blob_id, BlobId, Event, HostCall, Meta};
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use tandem_emulator::linux::abi::{Errno, EIO};
 use tandem_emulator::linux::{Host, HostMetadata, SeededEntropy};
 
@@ -78,7 +76,60 @@ pub struct Log {
     base: usize,
     events: Vec<Event>,
     blobs: BTreeMap<BlobId, Arc<Vec<u8>>>,
+    /// The leader is still running its epoch on another thread: a follower at the end of the log waits for it
+    /// instead of diverging. Either way a follower gets the answers the finished log holds, so its run does not
+    /// depend on how the threads were interleaved.
+    open: bool,
 }
+
+/// A log shared between the replicas' threads, with a signal for the followers waiting at its end.
+pub struct SharedLog {
+    log: Mutex<Log>,
+    grown: Condvar,
+}
+
+impl SharedLog {
+    pub fn new(log: Log) -> Arc<SharedLog> {
+        Arc::new(SharedLog {
+            log: Mutex::new(log),
+            grown: Condvar::new(),
+        })
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Log> {
+        self.log
+            .lock()
+            .expect("no replica panicked holding the log")
+    }
+
+    /// Opens the log for an epoch whose followers run beside the leader, or closes it (the leader finished:
+    /// waiting followers find out that the log holds no more).
+    pub fn set_open(&self, open: bool) {
+        self.lock().open = open;
+        self.grown.notify_all();
+    }
+
+    /// The event at `position`, waiting for the leader while the log is open and ends there (a leader never
+    /// waits: it is the one that extends the log).
+    fn event_at(&self, position: usize, leader: bool) -> Option<Event> {
+        let mut log = self.lock();
+        loop {
+            if let Some(e) = log.get(position) {
+                return Some(e.clone());
+            }
+            if leader || !log.open {
+                return None;
+            }
+            log = self
+                .grown
+                .wait(log)
+                .expect("no replica panicked holding the log");
+        }
+    }
+}
+
+/// The live source as the replicas' threads share it (only the leader asks it).
+pub type SharedLive<L> = Arc<Mutex<LiveSource<L>>>;
 
 impl Log {
     /// A log whose first event will be at position `base` (the positions before it are someone else's).
@@ -87,6 +138,7 @@ impl Log {
             base,
             events: Vec::new(),
             blobs,
+            open: false,
         }
     }
 
@@ -166,8 +218,8 @@ impl Cursor {
 
 /// The host of one replica (or of a re-execution).
 pub struct FtHost<L: Host> {
-    log: Rc<RefCell<Log>>,
-    live: Rc<RefCell<LiveSource<L>>>,
+    log: Arc<SharedLog>,
+    live: SharedLive<L>,
     /// May extend the log from the live source (the primary, or a re-execution).
     pub leader: bool,
     pub cursor: Cursor,
@@ -177,8 +229,8 @@ pub struct FtHost<L: Host> {
 
 impl<L: Host> FtHost<L> {
     pub fn new(
-        log: Rc<RefCell<Log>>,
-        live: Rc<RefCell<LiveSource<L>>>,
+        log: Arc<SharedLog>,
+        live: SharedLive<L>,
         leader: bool,
         cursor: Cursor,
     ) -> FtHost<L> {
@@ -191,12 +243,12 @@ impl<L: Host> FtHost<L> {
         }
     }
 
-    pub fn log(&self) -> &Rc<RefCell<Log>> {
+    pub fn log(&self) -> &Arc<SharedLog> {
         &self.log
     }
 
     /// Replaces the log this host reads and writes (a re-execution gets one of its own).
-    pub fn set_log(&mut self, log: Rc<RefCell<Log>>) {
+    pub fn set_log(&mut self, log: Arc<SharedLog>) {
         self.log = log;
     }
 
@@ -223,10 +275,10 @@ impl<L: Host> FtHost<L> {
             return failed;
         }
         let position = self.cursor.position;
-        let logged = self.log.borrow().get(position).cloned();
+        let logged = self.log.event_at(position, self.leader);
         match logged {
             Some(event) => {
-                let answer = from_log(&event, &self.log.borrow(), &mut self.cursor);
+                let answer = from_log(&event, &self.log.lock(), &mut self.cursor);
                 match answer {
                     Some(t) => {
                         self.cursor.position += 1;
@@ -244,10 +296,13 @@ impl<L: Host> FtHost<L> {
                 }
             }
             None if self.leader => {
-                let mut log = self.log.borrow_mut();
+                let mut log = self.log.lock();
                 assert_eq!(log.end(), position, "the leader is behind the log's end");
-                let (t, event) = live(&mut self.live.borrow_mut(), &mut log, &mut self.cursor);
+                let mut live_source = self.live.lock().expect("no replica panicked holding it");
+                let (t, event) = live(&mut live_source, &mut log, &mut self.cursor);
                 log.events.push(event);
+                drop(log);
+                self.log.grown.notify_all();
                 self.cursor.position += 1;
                 t
             }

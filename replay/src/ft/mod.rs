@@ -4,10 +4,16 @@
 //! The primary (the leader) runs with the live host; every input it takes is appended to a log that the other
 //! replicas replay (host.rs), as VMware FT ships its log to the backup. Each replica holds its stdout and stderr
 //! writes for the epoch; at the epoch's end the world compares the replicas' outcomes: the writes, how the guest
-//! ended, the instruction count and the state hash (registers and memory). Comparing the state and not only the
-//! output is what makes an agreed checkpoint trustworthy: a fault that corrupts memory without changing this
-//! epoch's output is caught in the epoch where it happened, so the checkpoint every replica restarts from is
-//! one that all of them reached.
+//! ended, the instruction count, the registers and a digest of the pages written in the epoch (`epoch_digest`,
+//! incremental: it costs what the epoch wrote, not what the guest mapped). Every `FtConfig::verify_epochs`
+//! epochs, at every mismatch and at the end, the full state hashes are compared instead, and the state they agree
+//! on becomes the checkpoint that re-executions start from.
+//!
+//! The guarantee: a fault in a page written during an epoch is caught at that epoch's end; a fault in a page
+//! not written again (a bit flip the guest never touches) is caught when it reaches output or at the next full
+//! comparison, whichever is first. No output is released that not every replica produced, and since the
+//! checkpoint is a state whose full hashes agreed, the fault is not in it and a re-execution from it finds the
+//! right replica.
 //!
 //! On a mismatch the world decides who is right. With three replicas a strict majority wins (triple modular
 //! redundancy); otherwise the epoch is re-executed from the last agreed checkpoint on a fresh copy that takes its
@@ -19,8 +25,10 @@
 //! is cut back to what the right execution read, so the next epoch starts from one agreed log.
 //!
 //! Invariants: output is released once, in order, and only after every live replica produced the same bytes (or
-//! the arbiter decided); the released output never depends on which replica was faulty. Replicas run one after
-//! another on one host thread, each against the log, so how they are interleaved changes nothing.
+//! the arbiter decided); the released output never depends on which replica was faulty. The backups run on host
+//! threads of their own beside the primary (`FtConfig::threads`; the guest is `Send`), each against the log: a
+//! backup that catches up with the primary waits for its next entry, and once the primary's epoch is over a
+//! backup gets the answers it would have got running after it, so how they are interleaved changes nothing.
 //!
 //! What it must not do: read the clock or draw randomness (the guests' entropy is seeded; the live clock and live
 //! entropy of `tandem record` are not supported here), or pass any output on before it is agreed.
@@ -29,21 +37,23 @@ mod host;
 #[cfg(test)]
 mod tests;
 
-pub use host::{Cursor, FtHost, HeldWrite, LiveSource, Log};
+pub use host::{Cursor, FtHost, HeldWrite, LiveSource, Log, SharedLive, SharedLog};
 
-use std::cell::RefCell;
-use std::rc::Rc;
-use std::sync::Arc;
+use crate::digest::{DigestScheme, MemoryDigest};
+
+use std::sync::{Arc, Mutex};
 use tandem_emulator::hypervisor::plan::FaultPlan;
 use tandem_emulator::hypervisor::{Hypervisor, Policy};
 use tandem_emulator::linux::elf::LoadError;
-use tandem_emulator::linux::{Host, LinuxConfig, LinuxSnapshot, Termination};
-use tandem_emulator::memory::{Memory, PAGE_SIZE};
+use tandem_emulator::linux::{Host, LinuxConfig, LinuxMachine, LinuxSnapshot, Termination};
+use tandem_emulator::memory::{Fnv, Memory, PAGE_SIZE};
 
 /// Most replicas a world runs (a primary and two backups: enough for a majority).
 pub const REPLICAS_MAX: usize = 3;
 /// Instructions per epoch unless told otherwise: about a millisecond of guest time at the default rate.
 pub const EPOCH_INSNS_DEFAULT: u64 = 1_000_000;
+/// Epochs between full state comparisons unless told otherwise (see `FtConfig::verify_epochs`).
+pub const VERIFY_EPOCHS_DEFAULT: u64 = 64;
 /// Most lines of the world's event list (mismatches, resyncs, failovers); the counters go on past it.
 pub const EVENTS_MAX: usize = 1000;
 /// Most calls to `Hypervisor::run` within one epoch (each call ends at the epoch's end, the guest's end, or a
@@ -67,6 +77,15 @@ pub struct FtConfig {
     /// The run stops at this icount if the guest has not finished.
     pub instructions_max: u64,
     pub arbiter: Arbiter,
+    /// Every this many epochs (and at every mismatch) the replicas' full state hashes are compared and, when
+    /// they agree, the state becomes the checkpoint that re-executions start from. Between them only the pages
+    /// written in each epoch are digested; a fault elsewhere is caught at the next full comparison or when it
+    /// reaches output, whichever is first, and is re-executed from the last verified checkpoint, which it cannot
+    /// be in.
+    pub verify_epochs: u64,
+    /// Runs each backup on a host thread of its own beside the primary (they follow its log as it grows), or
+    /// all replicas one after another on the calling thread. The results are identical.
+    pub threads: bool,
 }
 
 impl Default for FtConfig {
@@ -75,6 +94,8 @@ impl Default for FtConfig {
             epoch_insns: EPOCH_INSNS_DEFAULT,
             instructions_max: u64::MAX,
             arbiter: Arbiter::ReExecute,
+            verify_epochs: VERIFY_EPOCHS_DEFAULT,
+            threads: true,
         }
     }
 }
@@ -91,6 +112,8 @@ pub struct ReplicaFaults {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FtStats {
     pub epochs: u64,
+    /// Epochs whose end compared the replicas' full state hashes (periodic, and at mismatches).
+    pub verifications: u64,
     /// Epochs at whose end the live replicas did not all agree.
     pub mismatches: u64,
     /// Epochs re-executed from a checkpoint to decide a mismatch.
@@ -145,7 +168,10 @@ struct Outcome {
     held: Vec<HeldWrite>,
     icount: u64,
     termination: Option<Termination>,
-    state_hash: u64,
+    /// The registers and the incremental digest of the memory written (`epoch_digest`); 0 for a re-execution.
+    digest: u64,
+    /// The full state hash, when this epoch's end compares them (`LinuxMachine::state_hash`).
+    full: Option<u64>,
     diverged: Option<String>,
     /// The log position it reached.
     position: usize,
@@ -156,9 +182,17 @@ impl Outcome {
         self.diverged.is_none()
             && other.diverged.is_none()
             && self.icount == other.icount
-            && self.state_hash == other.state_hash
+            && self.same_state(other)
             && self.termination == other.termination
             && self.held == other.held
+    }
+
+    /// The full hashes when both have one, else the incremental digests.
+    fn same_state(&self, other: &Outcome) -> bool {
+        match (self.full, other.full) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.digest == other.digest,
+        }
     }
 
     /// Why this outcome is not `right`.
@@ -185,7 +219,10 @@ impl Outcome {
         if self.icount != right.icount {
             return format!("stopped at icount {}", self.icount);
         }
-        format!("state differs (hash {:#018x})", self.state_hash)
+        match self.full {
+            Some(h) => format!("state differs (hash {h:#018x})"),
+            None => format!("state differs (digest {:#018x})", self.digest),
+        }
     }
 
     /// A fault killed this replica: a signal ended it that did not end the right execution.
@@ -202,15 +239,39 @@ enum Source {
     Reexecution,
 }
 
+/// Closes a log when dropped (see `SharedLog::set_open`).
+struct CloseOnDrop<'a>(&'a SharedLog);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set_open(false);
+    }
+}
+
 struct Replica<L: Host> {
     hv: Hypervisor<FtHost<L>>,
+    /// The digest of the pages this replica wrote, brought up to date at each epoch's end. The world is the
+    /// only consumer of the replicas' dirty-page epochs (it neither records nor debugs them).
+    digest: MemoryDigest,
     alive: bool,
 }
 
-/// The last agreed state: one copy serves every replica, since agreeing replicas have the same state hash.
+impl<L: Host> Replica<L> {
+    /// Runs to the epoch's end (see `run_epoch`) and digests what it wrote.
+    fn run_epoch(&mut self, end: u64, log_start: usize) -> Outcome {
+        assert_eq!(self.hv.guest.host.cursor.position, log_start);
+        let mut o = run_epoch(&mut self.hv, end);
+        o.digest = epoch_digest(&mut self.hv.guest, &mut self.digest);
+        o
+    }
+}
+
+/// The last state whose full hash every live replica agreed on: one copy serves every replica. Re-executions
+/// start here, so a fault that no incremental digest saw is not in it.
 struct Checkpoint {
     guest: LinuxSnapshot,
     cursor: Cursor,
+    icount: u64,
 }
 
 /// N replicas of one guest, the log they share and the live host behind it.
@@ -219,9 +280,11 @@ pub struct World<L: Host> {
     leader: usize,
     /// The fresh copy that re-executes an epoch (no faults).
     scratch: Hypervisor<FtHost<L>>,
-    log: Rc<RefCell<Log>>,
-    live: Rc<RefCell<LiveSource<L>>>,
+    log: Arc<SharedLog>,
+    live: SharedLive<L>,
     checkpoint: Checkpoint,
+    /// Epochs since the checkpoint.
+    unverified_epochs: u64,
     config: FtConfig,
     stats: FtStats,
 }
@@ -243,10 +306,28 @@ fn run_epoch<L: Host>(hv: &mut Hypervisor<FtHost<L>>, end: u64) -> Outcome {
         held: std::mem::take(&mut guest.host.held),
         icount: guest.icount(),
         termination: guest.termination().cloned(),
-        state_hash: guest.state_hash(),
+        digest: 0,
+        full: None,
         diverged: guest.host.cursor.diverged.clone(),
         position: guest.host.cursor.position,
     }
+}
+
+/// The registers and the memory of every address space, digesting only the pages written since the previous
+/// call (a restored guest's pages all again: the caller resets `digest` after a restore). Equal for two replicas
+/// that ran the same epochs from the same state, and different when their registers, or a page that either of
+/// them wrote, differ; a page changed without a write (a bit flip) is seen only once it is written again.
+fn epoch_digest<H: Host>(guest: &mut LinuxMachine<H>, digest: &mut MemoryDigest) -> u64 {
+    let icount = guest.icount();
+    let live = guest.space_keys();
+    let mut h = Fnv::new();
+    h.write_u64(guest.registers_hash());
+    let mut memory = 0;
+    for (key, mem) in guest.address_spaces_mut() {
+        memory = digest.update_space(mem, key, &live, icount).0;
+    }
+    h.write_u64(memory);
+    h.finish()
 }
 
 /// The pages of `from`'s address space that `to` must receive to equal it: mapped in one only, mapped with
@@ -286,7 +367,7 @@ fn pages_differing(to: &Memory, from: &Memory) -> u64 {
     count
 }
 
-impl<L: Host> World<L> {
+impl<L: Host + Send> World<L> {
     /// Loads one replica per entry of `faults` (the first is the primary) and the re-execution copy.
     pub fn new(
         config: FtConfig,
@@ -302,8 +383,8 @@ impl<L: Host> World<L> {
             faults.len()
         );
         assert!(config.epoch_insns > 0, "an epoch of no instructions");
-        let log = Rc::new(RefCell::new(Log::default()));
-        let live = Rc::new(RefCell::new(LiveSource::new(live)));
+        let log = SharedLog::new(Log::default());
+        let live = Arc::new(Mutex::new(LiveSource::new(live)));
         let seed = linux.seed;
         let host = |leader| FtHost::new(log.clone(), live.clone(), leader, Cursor::new(seed));
         let mut replicas = Vec::new();
@@ -316,12 +397,17 @@ impl<L: Host> World<L> {
                 policy.clone(),
                 f.fault_seed,
             )?;
-            replicas.push(Replica { hv, alive: true });
+            replicas.push(Replica {
+                hv,
+                digest: MemoryDigest::new(DigestScheme::Summed),
+                alive: true,
+            });
         }
         let scratch = Hypervisor::new(linux, program, host(true), FaultPlan::default(), policy, 0)?;
         let checkpoint = Checkpoint {
             guest: replicas[0].hv.guest.snapshot(),
             cursor: replicas[0].hv.guest.host.cursor.clone(),
+            icount: replicas[0].hv.guest.icount(),
         };
         let stats = FtStats {
             wrong: vec![0; replicas.len()],
@@ -334,6 +420,7 @@ impl<L: Host> World<L> {
             log,
             live,
             checkpoint,
+            unverified_epochs: 0,
             config,
             stats,
         })
@@ -384,12 +471,12 @@ impl<L: Host> World<L> {
 
     /// A look at the live host (where the released output went).
     pub fn with_live<R>(&self, f: impl FnOnce(&L) -> R) -> R {
-        f(&self.live.borrow().inner)
+        f(&self.live.lock().expect("no replica panicked").inner)
     }
 
     /// The input log so far: the primary's inputs, as the trace's events.
-    pub fn log(&self) -> std::cell::Ref<'_, Log> {
-        self.log.borrow()
+    pub fn log(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.log.lock()
     }
 
     /// Runs epochs until the agreed guest finishes or the instruction limit.
@@ -410,21 +497,23 @@ impl<L: Host> World<L> {
     }
 
     /// One epoch: every live replica runs to `end` (the primary first, extending the log), then they are
-    /// compared, the right outcome is chosen, wrong replicas are resynchronised or dropped, the agreed output
-    /// is released and the new state checkpointed.
+    /// compared, the right outcome is chosen, wrong replicas are resynchronised or dropped, and the agreed
+    /// output is released. An epoch whose full state hashes were compared becomes the new checkpoint.
     fn epoch(&mut self, end: u64) {
-        let log_start = self.log.borrow().end();
-        assert_eq!(self.checkpoint.cursor.position, log_start);
+        let log_start = self.log.lock().end();
+        let start_icount = self.icount();
         let alive = self.alive();
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; self.replicas.len()];
-        let order =
-            std::iter::once(self.leader).chain(alive.iter().copied().filter(|&i| i != self.leader));
-        for i in order {
-            outcomes[i] = Some(run_epoch(&mut self.replicas[i].hv, end));
-        }
+        let mut outcomes = self.run_replicas(end, log_start);
         self.stats.epochs += 1;
+        self.unverified_epochs += 1;
+        // The last epoch compares the full state too, so that the agreed final state is the fault-free one.
+        let last = end >= self.config.instructions_max
+            || outcomes.iter().flatten().any(|o| o.termination.is_some());
+        if last || self.unverified_epochs >= self.config.verify_epochs {
+            self.hash_fully(&alive, &mut outcomes);
+        }
+        let (source, truth) = self.decide(&alive, &mut outcomes, start_icount, end);
         let outcome = |i: usize| outcomes[i].as_ref().expect("every live replica ran");
-        let (source, truth) = self.decide(&alive, &outcomes, log_start, end);
         self.adopt_log(source, &truth, log_start);
         let leader_wrong = !outcome(self.leader).agrees(&truth);
         let mut snapshot = None;
@@ -457,6 +546,8 @@ impl<L: Host> World<L> {
             let pages = pages_differing(self.replicas[i].hv.guest.memory(), from);
             let bytes = pages * PAGE_SIZE as u64 + snap.fixed_bytes() as u64;
             self.replicas[i].hv.guest.restore(snap);
+            // The restored pages were not written, but the digest's cache holds the wrong replica's.
+            self.replicas[i].digest.reset();
             self.stats.resyncs += 1;
             self.stats.pages_moved += pages;
             self.stats.bytes_moved += bytes;
@@ -483,28 +574,99 @@ impl<L: Host> World<L> {
         }
         self.fail_over();
         self.release(&truth);
-        let leader = &mut self.replicas[self.leader].hv.guest;
-        debug_assert_eq!(leader.state_hash(), truth.state_hash);
-        self.checkpoint = Checkpoint {
-            guest: leader.snapshot(),
-            cursor,
-        };
+        if let Some(full) = truth.full {
+            // Every live replica holds the right state now: it agreed, or it was resynchronised.
+            let leader = &mut self.replicas[self.leader].hv.guest;
+            debug_assert_eq!(leader.state_hash(), full);
+            self.checkpoint = Checkpoint {
+                guest: leader.snapshot(),
+                cursor,
+                icount: leader.icount(),
+            };
+            self.unverified_epochs = 0;
+        }
     }
 
-    /// The right outcome of the epoch and where its state is.
+    /// Runs every live replica to `end`: the backups on threads of their own beside the primary, waiting for
+    /// its log where they catch up with it, or one after another with the primary first.
+    fn run_replicas(&mut self, end: u64, log_start: usize) -> Vec<Option<Outcome>> {
+        let leader = self.leader;
+        let threaded = self.config.threads && self.alive().len() > 1;
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; self.replicas.len()];
+        let log = &self.log;
+        log.set_open(threaded);
+        let (before, rest) = self.replicas.split_at_mut(leader);
+        let (primary, after) = rest.split_first_mut().expect("the leader exists");
+        let backups = before
+            .iter_mut()
+            .enumerate()
+            .chain(
+                after
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, r)| (i + leader + 1, r)),
+            )
+            .filter(|(_, r)| r.alive);
+        if !threaded {
+            outcomes[leader] = Some(primary.run_epoch(end, log_start));
+            for (i, r) in backups {
+                outcomes[i] = Some(r.run_epoch(end, log_start));
+            }
+            return outcomes;
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = backups
+                .map(|(i, r)| (i, scope.spawn(move || r.run_epoch(end, log_start))))
+                .collect();
+            {
+                // Closed even if the primary panics, so that no backup waits for it forever.
+                let _close = CloseOnDrop(log);
+                outcomes[leader] = Some(primary.run_epoch(end, log_start));
+            }
+            for (i, h) in handles {
+                outcomes[i] = Some(h.join().expect("a backup's thread panicked"));
+            }
+        });
+        outcomes
+    }
+
+    /// Gives every live replica's outcome its full state hash (once per epoch).
+    fn hash_fully(&mut self, alive: &[usize], outcomes: &mut [Option<Outcome>]) {
+        let mut counted = false;
+        for &i in alive {
+            let o = outcomes[i].as_mut().expect("every live replica ran");
+            if o.full.is_none() {
+                o.full = Some(self.replicas[i].hv.guest.state_hash());
+                counted = true;
+            }
+        }
+        if counted {
+            self.stats.verifications += 1;
+        }
+    }
+
+    /// The right outcome of the epoch and where its state is. A mismatch is decided on full state hashes.
     fn decide(
         &mut self,
         alive: &[usize],
-        outcomes: &[Option<Outcome>],
-        log_start: usize,
+        outcomes: &mut [Option<Outcome>],
+        start_icount: u64,
         end: u64,
     ) -> (Source, Outcome) {
-        let outcome = |i: usize| outcomes[i].as_ref().expect("every live replica ran");
-        let primary = outcome(self.leader);
-        if alive.iter().all(|&i| outcome(i).agrees(primary)) {
-            return (Source::Replica(self.leader), primary.clone());
+        let agreed = |outcomes: &[Option<Outcome>], leader: usize| {
+            let outcome = |i: usize| outcomes[i].as_ref().expect("every live replica ran");
+            alive.iter().all(|&i| outcome(i).agrees(outcome(leader)))
+        };
+        if agreed(outcomes, self.leader) {
+            return (
+                Source::Replica(self.leader),
+                outcomes[self.leader].clone().expect("ran"),
+            );
         }
         self.stats.mismatches += 1;
+        self.hash_fully(alive, outcomes);
+        let outcome = |i: usize| outcomes[i].as_ref().expect("every live replica ran");
+        let primary = outcome(self.leader);
         if alive.len() >= 3 {
             for &i in alive {
                 let votes = alive
@@ -520,30 +682,44 @@ impl<L: Host> World<L> {
             return (Source::Replica(self.leader), primary.clone());
         }
         self.stats.reexecutions += 1;
-        (Source::Reexecution, self.reexecute(log_start, end))
+        (Source::Reexecution, self.reexecute(start_icount, end))
     }
 
-    /// Runs the epoch again from the last agreed checkpoint on the fresh copy, as a leader with a log of its
-    /// own: its inputs come from the live source, not from a primary that may have been wrong.
-    fn reexecute(&mut self, log_start: usize, end: u64) -> Outcome {
-        let blobs = self.log.borrow().blobs().clone();
+    /// Runs the epoch again on the fresh copy, from the checkpoint (the last verified state, which may be some
+    /// epochs back: the copy first catches up to `start_icount`, its output there already released), as a leader
+    /// with a log of its own: its inputs come from the live source, not from a primary that may have been wrong.
+    fn reexecute(&mut self, start_icount: u64, end: u64) -> Outcome {
+        let blobs = self.log.lock().blobs().clone();
+        let base = self.checkpoint.cursor.position;
         let s = &mut self.scratch.guest;
         s.restore(&self.checkpoint.guest);
         s.host
-            .set_log(Rc::new(RefCell::new(Log::starting_at(log_start, blobs))));
+            .set_log(SharedLog::new(Log::starting_at(base, blobs)));
         s.host.leader = true;
         s.host.cursor = self.checkpoint.cursor.clone();
-        run_epoch(&mut self.scratch, end)
+        assert!(self.checkpoint.icount <= start_icount);
+        if self.checkpoint.icount < start_icount {
+            let caught_up = run_epoch(&mut self.scratch, start_icount);
+            assert!(
+                caught_up.icount == start_icount && caught_up.termination.is_none(),
+                "a fault-free re-execution that did not reach the epoch's start"
+            );
+        }
+        let mut o = run_epoch(&mut self.scratch, end);
+        o.full = Some(self.scratch.guest.state_hash());
+        o
     }
 
-    /// From now on the log holds what the right execution read: the re-execution's log, or the shared log up
-    /// to where the right replica stopped reading.
+    /// From now on the log holds what the right execution read: the re-execution's log (from the checkpoint
+    /// on), or the shared log up to where the right replica stopped reading.
     fn adopt_log(&mut self, source: Source, truth: &Outcome, log_start: usize) {
-        let mut log = self.log.borrow_mut();
+        let mut log = self.log.lock();
         match source {
             Source::Reexecution => {
-                log.truncate(log_start);
-                log.append_from(&self.scratch.guest.host.log().borrow());
+                let base = self.checkpoint.cursor.position;
+                assert!(base <= log_start);
+                log.truncate(base);
+                log.append_from(&self.scratch.guest.host.log().lock());
             }
             Source::Replica(_) => log.truncate(truth.position),
         }
@@ -572,7 +748,7 @@ impl<L: Host> World<L> {
 
     /// Passes the agreed writes on to the live host, in order, and counts their latency.
     fn release(&mut self, truth: &Outcome) {
-        let mut live = self.live.borrow_mut();
+        let mut live = self.live.lock().expect("no replica panicked");
         for w in &truth.held {
             // The live host's own failure (a closed pipe) is not the guest's: its writes were answered already.
             let _ = match w.fd {

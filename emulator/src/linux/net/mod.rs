@@ -7,7 +7,7 @@
 //! abstract names start with a NUL byte), AF_INET and AF_INET6 on the guest's own loopback (unix.rs, inet.rs).
 //!
 //! Decisions worth knowing:
-//! - A socket is shared (`Rc<RefCell<Socket>>`) by the open file descriptions that hold it and by the name
+//! - A socket is shared (`Shared<Socket>`) by the open file descriptions that hold it and by the name
 //!   space; `open_count` counts the descriptions (like a pipe's reader and writer counts), and the last one
 //!   closing closes the socket: its peer reads end of file and its writes fail with EPIPE.
 //! - connect on a stream socket completes at once, as on Linux's loopback: the server's end is created then and
@@ -22,9 +22,8 @@ pub mod inet;
 pub mod transport;
 pub mod unix;
 
-use std::cell::RefCell;
+use crate::shared::Shared;
 use std::collections::{BTreeMap, VecDeque};
-use std::rc::Rc;
 use transport::SharedChannel;
 
 pub const AF_UNSPEC: u16 = 0;
@@ -143,7 +142,7 @@ pub struct Socket {
     pub closed: bool,
 }
 
-pub type SharedSocket = Rc<RefCell<Socket>>;
+pub type SharedSocket = Shared<Socket>;
 
 impl Socket {
     pub fn new(family: Family, kind: SockType, protocol: i32) -> Socket {
@@ -168,7 +167,7 @@ impl Socket {
     }
 
     pub fn shared(self) -> SharedSocket {
-        Rc::new(RefCell::new(self))
+        Shared::new(self)
     }
 
     pub fn is_listening(&self) -> bool {

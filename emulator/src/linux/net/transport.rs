@@ -13,9 +13,8 @@
 //! datagram never bigger than the capacity is ever refused for want of room alone, see `fits`).
 
 use super::Addr;
-use std::cell::RefCell;
+use crate::shared::Shared;
 use std::collections::VecDeque;
-use std::rc::Rc;
 
 /// Bytes a channel holds at most: Linux's default socket buffer (net.core.wmem_default, 212992 bytes).
 pub const CHANNEL_BYTES_MAX: usize = 212_992;
@@ -47,11 +46,11 @@ pub struct Channel {
     pub takes: u64,
 }
 
-pub type SharedChannel = Rc<RefCell<Channel>>;
+pub type SharedChannel = Shared<Channel>;
 
 impl Channel {
     pub fn shared() -> SharedChannel {
-        Rc::new(RefCell::new(Channel {
+        Shared::new(Channel {
             bytes: VecDeque::new(),
             messages: VecDeque::new(),
             queued_bytes: 0,
@@ -60,7 +59,7 @@ impl Channel {
             receiver_gone: false,
             pushes: 0,
             takes: 0,
-        }))
+        })
     }
 
     pub fn queued_bytes(&self) -> usize {

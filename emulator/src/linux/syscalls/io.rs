@@ -368,7 +368,7 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     pub(in crate::linux) fn sys_pipe2(&mut self, fds: u64, flags: u32) -> SysResult {
-        let pipe = Rc::new(RefCell::new(Pipe::default()));
+        let pipe = Shared::new(Pipe::default());
         let cloexec = flags & O_CLOEXEC != 0;
         let r = self.proc.fds.insert(
             OpenFile::new(FileKind::PipeRead(pipe.clone()), O_RDONLY),

@@ -45,8 +45,7 @@ use super::vfs::{self, Device, FileData, GuestPath, Node, Resolved};
 use super::{Host, LinuxMachine, Termination, GUEST_GID, GUEST_UID};
 use crate::cpu::{RAX, RCX, RDI, RDX, RSI};
 use crate::memory::{Perms, PAGE_MASK, PAGE_SIZE};
-use std::cell::RefCell;
-use std::rc::Rc;
+use crate::shared::Shared;
 use std::sync::Arc;
 
 /// Lowest and highest (exclusive) addresses the kernel picks for mmap without a usable hint.

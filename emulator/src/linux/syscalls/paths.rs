@@ -53,7 +53,7 @@ impl<H: Host> LinuxMachine<H> {
             None if flags & O_CREAT != 0 => {
                 self.check_parent_dir(&r.path)?;
                 let attrs = self.vfs.new_attrs(mode & !self.proc.umask, now);
-                let f = Rc::new(RefCell::new(FileData::new(Vec::new(), attrs)));
+                let f = Shared::new(FileData::new(Vec::new(), attrs));
                 self.vfs.put_file(&r.path, f.clone());
                 Node::MemoryFile(f)
             }
@@ -485,7 +485,7 @@ impl<H: Host> LinuxMachine<H> {
         }
         // Two names of one file: rename does nothing (rename(2)).
         if let (Node::MemoryFile(a), Some(Node::MemoryFile(b))) = (from_node, &to.node) {
-            if Rc::ptr_eq(a, b) {
+            if Shared::ptr_eq(a, b) {
                 return Ok(0);
             }
         }

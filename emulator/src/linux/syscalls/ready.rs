@@ -327,7 +327,7 @@ impl<H: Host> LinuxMachine<H> {
     fn sys_epoll_ctl(&mut self, epfd: i32, op: i32, fd: i32, event: u64) -> SysResult {
         let ep = self.epoll_desc(epfd)?;
         let target = self.proc.fds.get(fd)?;
-        if fd == epfd || Rc::ptr_eq(&ep, &target) {
+        if fd == epfd || Shared::ptr_eq(&ep, &target) {
             return Err(EINVAL);
         }
         if !ready::epoll_can_watch(&target.borrow()) {
@@ -346,7 +346,7 @@ impl<H: Host> LinuxMachine<H> {
             ep.items
                 .get(&fd)
                 .and_then(|i| i.file.upgrade())
-                .is_some_and(|f| Rc::ptr_eq(&f, &target))
+                .is_some_and(|f| Shared::ptr_eq(&f, &target))
         };
         if op == EPOLL_CTL_ADD && Epoll::would_loop(&ep, &target, 0) {
             return Err(ELOOP);
@@ -358,7 +358,7 @@ impl<H: Host> LinuxMachine<H> {
         set.prune();
         let present = watching(&*set);
         let item = EpollItem {
-            file: Rc::downgrade(&target),
+            file: Shared::downgrade(&target),
             events: events | POLLERR | POLLHUP,
             data,
             seen: None,

@@ -370,7 +370,7 @@ impl<H: Host> LinuxMachine<H> {
         let mine_v6only = v6only(&me);
         drop(me);
         self.port_bindings(proto, port).iter().any(|other| {
-            if Rc::ptr_eq(other, sock) {
+            if Shared::ptr_eq(other, sock) {
                 return false;
             }
             let o = other.borrow();
