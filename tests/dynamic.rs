@@ -37,6 +37,15 @@ fn gcc_built_programs_run_as_natively() {
     same_as_native("threads-dyn", &[], &corpus_bin("threads-dyn"), &["4"]);
 }
 
+/// CPUID reports MMX (glibc's loader requires it), so programs may use it: every MMX arithmetic, logic, compare,
+/// unpack, pack and shift form on saturation-edge inputs, then x87 long double code after EMMS, print what the
+/// host CPU prints (the static musl build too, which no loader checks for).
+#[test]
+fn mmx_programs_run_as_natively() {
+    same_as_native("mmx-dyn", &[], &corpus_bin("mmx-dyn"), &[]);
+    same_as_native("mmx-musl", &[], &corpus_bin("mmx-musl"), &[]);
+}
+
 /// The same dynamic run twice gives the same instruction count and state hash (the loader's choices, the
 /// libraries' ifuncs and their CPUID probes are all functions of the inputs).
 #[test]
