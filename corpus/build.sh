@@ -17,7 +17,7 @@ for src in src/*.c; do
     musl-gcc -static -O2 $strip -o "bin/$name-musl" "$src" -lm
     gcc -static -O2 $strip -o "bin/$name-glibc" "$src" -lm
 done
-for name in hello crash sha256 qsort fileio; do
+for name in hello crash sha256 qsort fileio mmx; do
     strip=-s
     case "$name" in hello|crash) strip=-g ;; esac
     gcc -O2 $strip -o "bin/$name-dyn" "src/$name.c" -lm

@@ -25,6 +25,15 @@ fn gcc_built_programs_run_as_natively() {
     same_as_native("threads-dyn", &[], &corpus_bin("threads-dyn"), &["4"]);
 }
 
+/// CPUID reports MMX (glibc's loader requires it), so programs may use it: every MMX arithmetic, logic, compare,
+/// unpack, pack and shift form on saturation-edge inputs, then x87 long double code after EMMS, print what the
+/// host CPU prints (the static musl build too, which no loader checks for).
+#[test]
+fn mmx_programs_run_as_natively() {
+    same_as_native("mmx-dyn", &[], &corpus_bin("mmx-dyn"), &[]);
+    same_as_native("mmx-musl", &[], &corpus_bin("mmx-musl"), &[]);
+}
+
 /// The same dynamic run twice gives the same instruction count and state hash (the loader's choices, the
 /// libraries' ifuncs and their CPUID probes are all functions of the inputs).
 #[test]
@@ -214,5 +223,57 @@ fn sqlite3_on_a_new_database_file_as_natively() {
         std::fs::read_dir(&dir).unwrap().count(),
         0,
         "the guest wrote to the host"
+    );
+}
+
+/// The file-backed lines of /proc/self/maps, as (permissions, offset, path): what does not depend on where
+/// things were placed (addresses) or on the machine's devices.
+fn file_lines(maps: &str) -> Vec<(String, String, String)> {
+    let mut lines: Vec<_> = maps
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 6 && f[5].starts_with('/') && !f[5].contains("/locale/"))
+                .then(|| (f[1].to_string(), f[2].to_string(), f[5].to_string()))
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// /proc/self/maps names the file of every file-backed mapping, as Linux does: the program's segments, the
+/// loader's and each library's (mapped by ld.so with mmap, split by mprotect, with the offsets Linux shows for
+/// each part), and the libraries' inode numbers are the files'. A wrong offset after a split, a missing RELRO
+/// line or an unnamed library segment makes the sets differ.
+#[test]
+fn proc_self_maps_names_the_mapped_files_as_linux_does() {
+    let n = native("/bin/cat", &["/proc/self/maps"], &[], b"");
+    let e = emulate(&[], "/bin/cat", &["/proc/self/maps"], b"");
+    assert!(e.status.success(), "{}", text(&e.stderr));
+    let (native_lines, emulated_lines) =
+        (file_lines(&text(&n.stdout)), file_lines(&text(&e.stdout)));
+    assert!(
+        native_lines.iter().any(|l| l.2.ends_with("/libc.so.6")),
+        "{native_lines:?}"
+    );
+    assert_eq!(
+        native_lines,
+        emulated_lines,
+        "native:\n{}\nemulated:\n{}",
+        text(&n.stdout),
+        text(&e.stdout)
+    );
+    use std::os::unix::fs::MetadataExt;
+    let libc_line = text(&e.stdout)
+        .lines()
+        .find(|l| l.ends_with("/libc.so.6"))
+        .map(str::to_string)
+        .unwrap();
+    let path = libc_line.split_whitespace().nth(5).unwrap();
+    let ino = std::fs::metadata(path).unwrap().ino();
+    assert_eq!(
+        libc_line.split_whitespace().nth(4),
+        Some(ino.to_string().as_str()),
+        "{libc_line}"
     );
 }

@@ -142,7 +142,16 @@ fn x87_form(code: Code) -> bool {
 }
 
 fn is_excluded(code: Code) -> bool {
-    EXCLUDED.iter().any(|&(c, _)| c == code)
+    EXCLUDED.iter().any(|&(c, _)| c == code) || mmx_form(code)
+}
+
+/// The MMX forms (an `mm` operand, and EMMS) are not run on unicorn: what they change is the aliased x87 state
+/// (TOP, the tag word, the registers' exponents), whose comparison with unicorn is not triaged yet (see
+/// `x87_form`). They are compared with the host CPU instead, that state included (cpu/sse/mmx_native_tests.rs).
+fn mmx_form(code: Code) -> bool {
+    let op = code.op_code();
+    code == Code::Emms
+        || (0..op.op_count()).any(|k| matches!(op.op_kind(k), K::mm_reg | K::mm_rm | K::mm_or_mem))
 }
 
 // =====================================================================================================================

@@ -443,6 +443,26 @@ pub fn load_interpreter(
     })
 }
 
+/// The file-backed page ranges of `elf`'s PT_LOAD segments loaded at `bias`: (start, end, file offset of start),
+/// as Linux's mappings of them show in /proc/self/maps (the pages past a segment's file bytes are anonymous).
+pub fn file_ranges(elf: &ElfFile, bias: u64) -> Vec<(u64, u64, u64)> {
+    elf.headers
+        .iter()
+        .filter(|h| h.p_type == PT_LOAD && h.filesz > 0)
+        .filter_map(|h| {
+            let start = h.vaddr.wrapping_add(bias) & !PAGE_MASK;
+            let end = h
+                .vaddr
+                .wrapping_add(bias)
+                .checked_add(h.filesz)?
+                .checked_add(PAGE_MASK)?
+                & !PAGE_MASK;
+            let offset = h.offset.checked_sub(h.vaddr.wrapping_add(bias) - start)?;
+            (start < end).then_some((start, end, offset))
+        })
+        .collect()
+}
+
 /// Maps the PT_LOAD segments of `elf` (parsed from `data`) into `mem`, each at its p_vaddr plus `bias`.
 fn load_segments_at(
     elf: &ElfFile,

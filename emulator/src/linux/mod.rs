@@ -30,6 +30,7 @@ pub mod host;
 pub mod ids;
 mod inspect;
 mod kernel;
+pub mod mapnames;
 mod net;
 pub mod procfs;
 mod ready;
@@ -301,7 +302,7 @@ impl<H: Host> LinuxMachine<H> {
         let mut sched = Scheduler::new(config.seed, config.sched);
         sched.add(pid.leader());
         let exe_path = vfs.exe_path.clone();
-        Ok(LinuxMachine {
+        let mut m = LinuxMachine {
             machine: loaded.machine,
             host,
             vfs,
@@ -338,7 +339,14 @@ impl<H: Host> LinuxMachine<H> {
             termination: None,
             stats: Stats::default(),
             config,
-        })
+        };
+        let interpreter_path = interpreter.map(|i| i.canonical);
+        m.name_image(
+            &loaded.program_ranges,
+            &loaded.interpreter_ranges,
+            interpreter_path.as_deref(),
+        );
+        Ok(m)
     }
 
     pub fn config(&self) -> &LinuxConfig {

@@ -84,8 +84,18 @@ pub struct InfoView {
     pub sig_caught: u64,
     pub brk_start: u64,
     pub brk_current: u64,
-    /// The caller's address space: (start, end, permissions) in address order (only for /proc/self/maps).
-    pub regions: Vec<(u64, u64, crate::memory::Perms)>,
+    /// The caller's address space in address order (only for /proc/self/maps).
+    pub regions: Vec<MapsLine>,
+}
+
+/// One line of /proc/self/maps: a run of pages with equal permissions and the same backing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapsLine {
+    pub start: u64,
+    pub end: u64,
+    pub perms: crate::memory::Perms,
+    /// The file and the offset of `start` in it, for a file-backed mapping.
+    pub file: Option<(u64, super::mapnames::MapFile)>,
 }
 
 /// The contents of `file` as `view` shows it.
@@ -210,22 +220,38 @@ fn cpuinfo(cpus: u32, model: CpuidModel) -> String {
     out
 }
 
-/// /proc/self/maps (proc(5)): one line per run of pages with equal permissions. Every mapping shows as private
-/// and anonymous (offset 0, device 00:00, inode 0) except the program break ("[heap]") and the stack
-/// ("[stack]"): tandem does not keep which file a mapping came from. glibc reads the file for the main
-/// thread's stack (pthread_getattr_np), which the names given here are enough for.
+/// /proc/self/maps (proc(5)): one line per run of pages with equal permissions and backing. A file mapping
+/// names its file (the program's and the interpreter's segments, and what mmap mapped: the libraries) with its
+/// offset, device and inode; the program break is "[heap]" and the stack "[stack]"; the rest is anonymous.
+/// Every mapping shows as private ("p"). glibc reads the file for the main thread's stack
+/// (pthread_getattr_np); debuggers and sanitizers find the loaded libraries in it.
 fn self_maps(v: &InfoView) -> String {
     let heap_end = (v.brk_current + 0xfff) & !0xfff;
     let mut out = String::new();
-    for &(start, end, perms) in &v.regions {
-        let name = if end == super::elf::STACK_TOP {
+    for l in &v.regions {
+        let (start, end, perms) = (l.start, l.end, l.perms);
+        let file_name;
+        let name = if let Some((_, f)) = &l.file {
+            file_name = String::from_utf8_lossy(&f.path).into_owned();
+            file_name.as_str()
+        } else if end == super::elf::STACK_TOP {
             "[stack]"
         } else if start >= v.brk_start && end <= heap_end && heap_end > v.brk_start {
             "[heap]"
         } else {
             ""
         };
-        let line = format!("{start:08x}-{end:08x} {perms}p 00000000 00:00 0 ");
+        let (offset, dev, ino) = l
+            .file
+            .as_ref()
+            .map_or((0, 0, 0), |(o, f)| (*o, f.dev, f.ino));
+        // The device as Linux prints it: MAJOR:MINOR of the kernel's encoding (new_decode_dev).
+        let (major, minor) = (
+            (dev >> 8) & 0xfff | (dev >> 32) & !0xfff,
+            dev & 0xff | (dev >> 12) & !0xff,
+        );
+        let line =
+            format!("{start:08x}-{end:08x} {perms}p {offset:08x} {major:02x}:{minor:02x} {ino} ");
         if name.is_empty() {
             out += &format!("{line}\n");
         } else {
@@ -402,7 +428,16 @@ impl<H: super::Host> super::LinuxMachine<H> {
                 .mem
                 .regions()
                 .into_iter()
-                .map(|r| (r.start, r.end, r.perms))
+                .flat_map(|r| {
+                    self.proc.map_names.pieces(r.start, r.end).into_iter().map(
+                        move |(start, end, file)| MapsLine {
+                            start,
+                            end,
+                            perms: r.perms,
+                            file: file.map(|(o, f)| (o, f.clone())),
+                        },
+                    )
+                })
                 .collect(),
         }
     }

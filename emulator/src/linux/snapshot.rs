@@ -316,6 +316,7 @@ impl CloneMap {
             shared_pending: p.shared_pending,
             shared_info: p.shared_info.clone(),
             shared_maps: self.shared_maps(&p.shared_maps),
+            map_names: p.map_names.clone(),
             timers: p.timers.clone(),
             space: p.space,
             exited: p.exited,

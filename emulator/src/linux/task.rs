@@ -47,6 +47,8 @@ pub struct Process {
     pub shared_info: BTreeMap<i32, SigInfo>,
     /// MAP_SHARED mappings of files in its address space, kept coherent with the files (files.rs).
     pub shared_maps: Vec<SharedMap>,
+    /// The file each file-backed mapping came from (/proc/self/maps): copied by fork, replaced by execve.
+    pub map_names: super::mapnames::MapNames,
     /// alarm, ITIMER_REAL and timer_create's timers (timer.rs): not inherited by fork; execve keeps the first two.
     pub timers: ProcessTimers,
     /// Its address space: the key of its engine among the kernel's (shared with the parent by a vfork child
@@ -109,6 +111,7 @@ impl Process {
             shared_pending: 0,
             shared_info: BTreeMap::new(),
             shared_maps: Vec::new(),
+            map_names: Default::default(),
             timers: ProcessTimers::default(),
             space: 0,
             exited: false,

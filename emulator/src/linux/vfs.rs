@@ -862,6 +862,26 @@ impl Vfs {
         n.max(1) as u64
     }
 
+    /// What stat(2) shows for the regular file at the canonical `path` if the file system already knows it (an
+    /// overlay file, or a host file looked up before), without asking the host: a caller that must not add host
+    /// calls to a run (they are inputs, replayed in order) uses it.
+    pub fn stat_known(&self, path: &GuestPath) -> Option<Stat> {
+        let id = self.id_of(path)?;
+        if let Some(OverlayEntry::File(f)) = self.overlay.get(&id) {
+            return Some(self.stat(path, &Node::MemoryFile(f.clone())));
+        }
+        match self.host_cache.get(&id)? {
+            Ok(md) if md.kind == HostKind::File => Some(self.stat(
+                path,
+                &Node::HostFile {
+                    host: PathBuf::new(),
+                    md: *md,
+                },
+            )),
+            _ => None,
+        }
+    }
+
     /// What stat(2) shows for `node` at `path`.
     pub fn stat(&self, path: &GuestPath, node: &Node) -> Stat {
         let overlay = |a: &Attrs, type_bits: u32, nlink: u64, size: u64, blocks: u64| Stat {

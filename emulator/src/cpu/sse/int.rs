@@ -41,17 +41,30 @@ fn sat_u(v: i64, bits: u32) -> u64 {
     v.clamp(0, (1i64 << bits) - 1) as u64
 }
 
-/// Defines a handler `dst = f(dst, src)` for each `name = |a, b| expression` on two u128 values.
+/// Defines, for each `name = |a, b| expression` on two u128 values, the pure function `lanes::name` and a handler
+/// `dst = lanes::name(dst, src)`. The MMX handlers (mmx.rs) reuse the pure functions on 64-bit registers.
 macro_rules! binary {
-    ($($name:ident = |$a:ident, $b:ident| $body:expr;)*) => {$(
-        fn $name(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
-            let $b = src(cpu, i, 1)?;
-            let d = xreg(i, 0);
-            let $a = cpu.regs.xmm[d];
-            cpu.regs.xmm[d] = $body;
-            Ok(())
+    ($($name:ident = |$a:ident, $b:ident| $body:expr;)*) => {
+        /// The lane arithmetic of each binary instruction, on whole 128-bit values.
+        pub(super) mod lanes {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[inline(always)]
+                pub(in crate::cpu::sse) fn $name($a: u128, $b: u128) -> u128 {
+                    $body
+                }
+            )*
         }
-    )*};
+        $(
+            fn $name(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
+                let b = src(cpu, i, 1)?;
+                let d = xreg(i, 0);
+                cpu.regs.xmm[d] = lanes::$name(cpu.regs.xmm[d], b);
+                Ok(())
+            }
+        )*
+    };
 }
 
 binary! {
@@ -195,9 +208,9 @@ fn horizontal<const BITS: u32>(a: u128, b: u128, f: impl Fn(u64, u64) -> u64) ->
     r
 }
 
-const SHL: u8 = 0;
-const SHR: u8 = 1;
-const SAR: u8 = 2;
+pub(super) const SHL: u8 = 0;
+pub(super) const SHR: u8 = 1;
+pub(super) const SAR: u8 = 2;
 
 /// PSLL/PSRL/PSRA with an XMM/m128 count (its low quadword) or an imm8 count. A count at least the lane width
 /// zeroes the lane, or fills it with the sign for PSRA.
@@ -208,13 +221,19 @@ fn shift<const BITS: u32, const KIND: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(),
         src(cpu, i, 1)? as u64
     };
     let d = xreg(i, 0);
-    cpu.regs.xmm[d] = zip::<BITS>(cpu.regs.xmm[d], 0, |x, _| match KIND {
+    cpu.regs.xmm[d] = shift_lanes::<BITS, KIND>(cpu.regs.xmm[d], count);
+    Ok(())
+}
+
+/// The lanes of `v` shifted by `count` (the arithmetic of `shift`, shared with the MMX forms).
+#[inline(always)]
+pub(super) fn shift_lanes<const BITS: u32, const KIND: u8>(v: u128, count: u64) -> u128 {
+    zip::<BITS>(v, 0, |x, _| match KIND {
         SHL if count < BITS as u64 => x << count,
         SHR if count < BITS as u64 => x >> count,
         SAR => (sx(x, BITS) >> count.min(BITS as u64 - 1)) as u64,
         _ => 0,
-    });
-    Ok(())
+    })
 }
 
 /// PSLLDQ (LEFT) and PSRLDQ: a byte shift of the whole register by imm8 (16 or more zeroes it).

@@ -1,6 +1,6 @@
 //! SSE, SSE2, SSE3 and SSSE3 in their legacy (non-VEX) encodings (SDM Vol. 1, chapters 10 to 12; Vol. 2 for each
 //! instruction): the moves (moves.rs), packed integer arithmetic and shuffles (int.rs), scalar and packed floating
-//! point with MXCSR (float.rs) and the conversions (convert.rs). softfloat.rs computes every floating-point result
+//! point with MXCSR (float.rs), the conversions (convert.rs) and the MMX forms of the integer instructions (mmx.rs). softfloat.rs computes every floating-point result
 //! and exception flag in software, identically on every host; see its doc for why.
 //!
 //! Invariants:
@@ -11,15 +11,18 @@
 //! - Alignment: every legacy SSE instruction with a 16-byte memory operand requires 16-byte alignment and raises #GP
 //!   otherwise, except the explicitly unaligned MOVUPS, MOVUPD, MOVDQU and LDDQU (SDM Vol. 1, 11.6.7). Scalar and
 //!   64-bit operands have no alignment requirement.
-//! - No MMX: the forms with an `mm` operand stay unregistered, a guest #UD (CPUID reports no MMX).
+//! - MMX forms (an `mm` operand) are mmx.rs's, which keeps the x87 aliasing rules; `sse_forms` leaves them out.
 //! - Nothing here reads host floating-point state.
 
 mod convert;
 mod float;
 mod int;
+mod mmx;
 mod moves;
 pub(crate) mod softfloat;
 
+#[cfg(all(test, target_arch = "x86_64", target_os = "linux"))]
+mod mmx_native_tests;
 #[cfg(all(test, target_arch = "x86_64", target_os = "linux"))]
 mod native_tests;
 
@@ -34,6 +37,7 @@ pub(crate) fn register(t: &mut Table) {
     int::register(t);
     float::register(t);
     convert::register(t);
+    mmx::register(t);
 }
 
 /// The legacy-encoded forms of `mnemonic` valid in 64-bit mode, without the MMX ones.

@@ -113,6 +113,39 @@ impl X87 {
         );
     }
 
+    /// MMn: the significand of physical register Rn (MMX registers alias the x87 registers' mantissas, SDM Vol. 1,
+    /// 9.5), independent of TOP.
+    pub fn mm(&self, n: usize) -> u64 {
+        self.regs[n & 7].significand
+    }
+
+    /// Writes MMn: the significand, and all ones in the sign and exponent (SDM Vol. 1, 9.5.1), which makes the
+    /// register a NaN to x87 code.
+    pub fn set_mm(&mut self, n: usize, v: u64) {
+        self.regs[n & 7] = F80 {
+            significand: v,
+            sign_exponent: 0xffff,
+        };
+        self.enter_mmx();
+    }
+
+    /// What every MMX instruction but EMMS does (SDM Vol. 1, Table 9-3): TOP becomes 0 and every register is
+    /// tagged non-empty. The full tag word of each is its contents' class, as FNSTENV reports it on hardware.
+    pub fn enter_mmx(&mut self) {
+        self.top = 0;
+        self.retag(0xff);
+    }
+
+    /// EMMS: every register tagged empty.
+    pub fn emms(&mut self) {
+        self.tag = 0xffff;
+    }
+
+    /// An unmasked x87 exception is pending: the next waiting x87 or MMX instruction raises #MF.
+    pub fn exception_pending(&self) -> bool {
+        self.status & ES != 0
+    }
+
     fn physical(&self, i: usize) -> usize {
         (self.top as usize + i) & 7
     }

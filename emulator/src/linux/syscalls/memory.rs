@@ -2,6 +2,7 @@
 //! brk(2). Every mapped page counts against the guest memory limit, checked before anything changes.
 
 use super::*;
+use crate::linux::mapnames::MapFile;
 
 impl<H: Host> LinuxMachine<H> {
     // ---------------------------------------------------------------------------------------------------------
@@ -73,12 +74,15 @@ impl<H: Host> LinuxMachine<H> {
                 .map_anonymous(target, len, perms)
                 .map_err(|_| ENOMEM)?;
             self.forget_shared_maps(target, len);
+            self.proc.map_names.forget(target, target + len);
             return Ok(target);
         }
         let desc = self.proc.fds.get(fd)?;
         let mut shared = None;
+        let mut name = None;
         let bytes = match &desc.borrow().kind {
-            FileKind::Regular { data, .. } => {
+            FileKind::Regular { data, path } => {
+                name = Some((path.clone(), data.clone()));
                 let d = desc.borrow();
                 // A file mapping needs read access, and a shared writable one write access (mmap(2) EACCES).
                 if !d.readable() {
@@ -104,6 +108,19 @@ impl<H: Host> LinuxMachine<H> {
             .map_file_bytes(target, len, &bytes, perms)
             .map_err(|_| ENOMEM)?;
         self.forget_shared_maps(target, len);
+        match name {
+            Some((path, data)) => {
+                // What fstat of the descriptor shows (also for a file unlinked since it was opened).
+                let st = self.vfs.stat(&path, &vfs::Node::MemoryFile(data));
+                let file = MapFile {
+                    path: path.text(),
+                    dev: st.dev,
+                    ino: st.ino,
+                };
+                self.proc.map_names.name(target, target + len, offset, file);
+            }
+            None => self.proc.map_names.forget(target, target + len),
+        }
         // Shared: stores reach the file and file changes reach the pages (files.rs).
         if let Some((file, writable)) = shared {
             self.proc.shared_maps.push(crate::linux::files::SharedMap {
@@ -117,6 +134,54 @@ impl<H: Host> LinuxMachine<H> {
         Ok(target)
     }
 
+    /// Names the segments of a program just loaded and of its interpreter (canonical guest paths). Device and
+    /// inode come from what the file system already knows (`Vfs::stat_known`; 0 otherwise): a lookup here would
+    /// be a host call that traces recorded before did not make.
+    pub(in crate::linux) fn name_image(
+        &mut self,
+        program: &[(u64, u64, u64)],
+        interpreter: &[(u64, u64, u64)],
+        interpreter_path: Option<&[u8]>,
+    ) {
+        let exe = self.proc.exe_path.clone();
+        let mut images = vec![(program, exe)];
+        if let Some(p) = interpreter_path {
+            images.push((interpreter, p.to_vec()));
+        }
+        for (ranges, path) in images {
+            let guest = self.vfs.path_of(&path);
+            let (dev, ino) = self
+                .vfs
+                .stat_known(&guest)
+                .map_or((0, 0), |st| (st.dev, st.ino));
+            let file = MapFile { path, dev, ino };
+            for &(start, end, offset) in ranges {
+                self.proc.map_names.name(start, end, offset, file.clone());
+            }
+        }
+    }
+
+    /// mremap moved or resized [old, old + old_len) to [new, new + new_len) (lengths as the guest gave them).
+    pub(in crate::linux) fn map_names_moved(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        new: u64,
+        new_len: u64,
+    ) {
+        let (Some(old_len), Some(new_len)) = (page_up(old_len), page_up(new_len)) else {
+            return;
+        };
+        if new == old {
+            // Shrunk in place (the cut pages are unmapped) or grown with anonymous pages.
+            if new_len < old_len {
+                self.proc.map_names.forget(old + new_len, old + old_len);
+            }
+            return;
+        }
+        self.proc.map_names.moved(old, old_len, new);
+    }
+
     pub(in crate::linux) fn sys_munmap(&mut self, addr: u64, len: u64) -> SysResult {
         let len = page_up(len).ok_or(EINVAL)?;
         if addr & PAGE_MASK != 0 || len == 0 {
@@ -124,6 +189,7 @@ impl<H: Host> LinuxMachine<H> {
         }
         self.machine.cpu.mem.unmap(addr, len).map_err(|_| EINVAL)?;
         self.forget_shared_maps(addr, len);
+        self.proc.map_names.forget(addr, addr + len);
         Ok(0)
     }
 

@@ -373,7 +373,10 @@ impl<H: Host> LinuxMachine<H> {
             22 => self.sys_pipe2(a[0], 0),
             25 => self
                 .sys_mremap(a[0], a[1], a[2], a[3], a[4])
-                .inspect(|&new| self.shared_maps_moved(a[0], a[1], new, a[2])),
+                .inspect(|&new| {
+                    self.shared_maps_moved(a[0], a[1], new, a[2]);
+                    self.map_names_moved(a[0], a[1], new, a[2]);
+                }),
             26 => self.sys_msync(a[0], a[1], a[2]),
             28 => Ok(0),                              // madvise: advice only
             221 => self.proc.fds.get(fd0).map(|_| 0), // fadvise64: advice only (sort, cat and cp give it)

@@ -49,6 +49,9 @@ pub(in crate::linux) struct LoadedProgram {
     pub brk_start: u64,
     /// The auxiliary vector on its initial stack.
     pub auxv: Vec<(u64, u64)>,
+    /// The file-backed ranges of the program and of its interpreter (`elf::file_ranges`), to be named.
+    pub program_ranges: Vec<(u64, u64, u64)>,
+    pub interpreter_ranges: Vec<(u64, u64, u64)>,
 }
 
 /// Loads an ELF executable into a fresh address space with its initial stack: what the first process and every
@@ -88,6 +91,13 @@ pub(in crate::linux) fn load_program(
         gid: GUEST_GID,
     };
     let rsp = elf::build_stack(&mut mem, &image, &inputs, file.executable_stack())?;
+    let program_ranges = elf::file_ranges(&file, image.bias);
+    let interpreter_ranges = match (interpreter, &interp) {
+        (Some(i), Some(loaded)) => elf::ElfFile::parse(&i.bytes)
+            .map(|f| elf::file_ranges(&f, loaded.bias))
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
     let auxv = elf::read_auxv(&mem, rsp).expect("the stack just built holds an auxiliary vector");
     let mut cpu = Cpu::new(mem, cpu_config);
     cpu.regs.rip = interp.as_ref().map_or(image.entry, |i| i.entry);
@@ -96,6 +106,8 @@ pub(in crate::linux) fn load_program(
         machine: Machine::new(cpu),
         brk_start: image.brk_start,
         auxv,
+        program_ranges,
+        interpreter_ranges,
     })
 }
 
@@ -126,6 +138,8 @@ pub(in crate::linux) fn executable_file(
 pub(in crate::linux) struct Interpreter {
     /// The path PT_INTERP names.
     pub path: String,
+    /// Its canonical guest path (links followed): what /proc/self/maps names.
+    pub canonical: Vec<u8>,
     pub bytes: std::sync::Arc<Vec<u8>>,
 }
 
@@ -144,7 +158,11 @@ pub(in crate::linux) fn read_interpreter(
     };
     let root = vfs.root();
     match executable_file(vfs, host, &root, path.as_bytes()) {
-        Ok((_, bytes)) => Ok(Some(Interpreter { path, bytes })),
+        Ok((canonical, bytes)) => Ok(Some(Interpreter {
+            path,
+            canonical,
+            bytes,
+        })),
         Err(e) => Err(elf::LoadError::Interpreter {
             reason: format!(
                 "cannot be read from the guest's file system (errno {}); run with --root DIR for a \
@@ -290,6 +308,7 @@ impl<H: Host> LinuxMachine<H> {
             shared_pending: 0,
             shared_info: Default::default(),
             shared_maps: p.shared_maps.clone(),
+            map_names: p.map_names.clone(),
             // fork(2): the child's timers and alarm are not inherited.
             timers: Default::default(),
             space,
@@ -722,6 +741,7 @@ impl<H: Host> LinuxMachine<H> {
         p.brk_start = loaded.brk_start;
         p.brk_current = loaded.brk_start;
         p.shared_maps.clear();
+        p.map_names = Default::default();
         p.timers.exec();
         p.fds.close_on_exec();
         for a in p.sigactions.iter_mut() {
@@ -732,6 +752,12 @@ impl<H: Host> LinuxMachine<H> {
         p.exe_path = exe_path.clone();
         p.exe = bytes;
         p.auxv = loaded.auxv.into();
+        let interpreter_path = interpreter.map(|i| i.canonical);
+        self.name_image(
+            &loaded.program_ranges,
+            &loaded.interpreter_ranges,
+            interpreter_path.as_deref(),
+        );
         self.vfs.exe_path = exe_path.clone();
         let t = &mut self.thread;
         t.sig.altstack_sp = 0;
