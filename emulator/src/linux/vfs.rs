@@ -41,8 +41,10 @@ pub const NAME_BYTES_MAX: usize = 255;
 /// The first inode number the overlay hands out (far from the small numbers real file systems use).
 const OVERLAY_INO_FIRST: u64 = 0x7a00_0000_0000_0001;
 
-/// The directories that stay the guest's own under a mount of the root (`PathEntry::hides_mount`).
-pub const GUEST_OWN_DIRS: [&[u8]; 4] = [b"/dev", b"/proc", b"/sys", b"/tmp"];
+/// The directories that stay the guest's own under a mount of the root (`PathEntry::hides_mount`). Not /tmp: a
+/// program or its working directory may live under the host's /tmp (a checkout in /tmp), and the root mount's
+/// overlay already keeps the guest's writes there from reaching the host.
+pub const GUEST_OWN_DIRS: [&[u8]; 3] = [b"/dev", b"/proc", b"/sys"];
 
 /// An interned guest path (see `PathTable`). 0 is the root.
 pub type PathId = u32;
@@ -1537,14 +1539,14 @@ mod tests {
             0,
         );
         assert_eq!(read(&mut vfs, &mut h, "/etc/passwd").unwrap(), b"root");
-        assert_eq!(read(&mut vfs, &mut h, "/tmp/x"), Err(ENOENT));
+        assert_eq!(read(&mut vfs, &mut h, "/tmp/x").unwrap(), b"host tmp");
         assert_eq!(read(&mut vfs, &mut h, "/dev/sda"), Err(ENOENT));
         assert_eq!(read(&mut vfs, &mut h, "/proc/version"), Err(ENOENT));
         assert_eq!(
             read(&mut vfs, &mut h, "/tmp/in/tmp-data").unwrap(),
             b"mounted"
         );
-        assert_eq!(vfs.path_of(b"/tmp/x").0.mount, None);
+        assert!(vfs.path_of(b"/tmp/x").0.mount.is_some());
         assert!(vfs.path_of(b"/etc/passwd").0.mount.is_some());
         // The root's listing has the host's names and the guest's own directories, once each.
         let root = vfs.root();
