@@ -58,6 +58,31 @@ pub(crate) fn stat_meta(m: &HostMetadata, s: &HostStat) -> StatMeta {
     }
 }
 
+/// The trace's form of a metadata answer: a host that gives the whole stat(2) has it recorded; one that does not,
+/// the three fields.
+pub(crate) fn metadata_call(path: Vec<u8>, r: &Result<HostMetadata, Errno>) -> HostCall {
+    match r {
+        Ok(m) => match &m.stat {
+            Some(s) => HostCall::Stat {
+                path,
+                result: Ok(stat_meta(m, s)),
+            },
+            None => HostCall::Metadata {
+                path,
+                result: Ok(Meta {
+                    kind: kind_code(m.kind),
+                    size_bytes: m.size_bytes,
+                    mode: m.mode,
+                }),
+            },
+        },
+        Err(e) => HostCall::Stat {
+            path,
+            result: Err(e.0),
+        },
+    }
+}
+
 /// A recorded stat(2) answer as the host interface gives it (nanoseconds out of range are clamped: a trace is
 /// data, never a reason to panic).
 pub(crate) fn host_metadata(m: &StatMeta) -> HostMetadata {
@@ -194,27 +219,7 @@ impl<H: Host> Host for RecordingHost<H> {
     fn metadata(&mut self, path: &Path) -> Result<HostMetadata, Errno> {
         let r = self.inner.metadata(path);
         let path = path.as_os_str().as_bytes().to_vec();
-        self.log(match r {
-            // A host that gives the whole stat(2) has it recorded; one that does not, the three fields.
-            Ok(m) => match &m.stat {
-                Some(s) => HostCall::Stat {
-                    path,
-                    result: Ok(stat_meta(&m, s)),
-                },
-                None => HostCall::Metadata {
-                    path,
-                    result: Ok(Meta {
-                        kind: kind_code(m.kind),
-                        size_bytes: m.size_bytes,
-                        mode: m.mode,
-                    }),
-                },
-            },
-            Err(e) => HostCall::Stat {
-                path,
-                result: Err(e.0),
-            },
-        });
+        self.log(metadata_call(path, &r));
         r
     }
     fn read_file(&mut self, path: &Path) -> Result<Arc<Vec<u8>>, Errno> {

@@ -16,8 +16,8 @@
 //! position-addressed (stdin by offset, files by path), so an epoch re-executed from a checkpoint as leader gets
 //! the answers the first execution got, even when that execution was faulty and took them first.
 
-use crate::hosts::{fnv, host_metadata, kind_code, kind_of, stat_meta};
-use crate::trace::{blob_id, BlobId, Event, HostCall, Meta};
+use crate::hosts::{fnv, host_metadata, kind_of};
+use crate::trace::{blob_id, BlobId, Event, HostCall};
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -413,26 +413,7 @@ impl<L: Host> Host for FtHost<L> {
             |live, _, _| {
                 let r = live.inner.metadata(path);
                 let path = p.clone();
-                let event = match &r {
-                    Ok(m) => match &m.stat {
-                        Some(s) => HostCall::Stat {
-                            path,
-                            result: Ok(stat_meta(m, s)),
-                        },
-                        None => HostCall::Metadata {
-                            path,
-                            result: Ok(Meta {
-                                kind: kind_code(m.kind),
-                                size_bytes: m.size_bytes,
-                                mode: m.mode,
-                            }),
-                        },
-                    },
-                    Err(e) => HostCall::Stat {
-                        path,
-                        result: Err(e.0),
-                    },
-                };
+                let event = crate::hosts::metadata_call(path, &r);
                 (r, Event::Host(event))
             },
             Err(EIO),
