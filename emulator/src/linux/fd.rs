@@ -206,10 +206,27 @@ impl FdTable {
         self.fds.remove(&fd).map(|_| ()).ok_or(EBADF)
     }
 
+    /// Closes every descriptor in `first..=last`. Precondition: `first <= last` (the syscall checks it: Linux
+    /// answers EINVAL).
     pub fn close_range(&mut self, first: i32, last: i32) {
+        assert!(
+            first <= last,
+            "close_range({first}, {last}): the caller checks the order"
+        );
         let doomed: Vec<i32> = self.fds.range(first..=last).map(|(k, _)| *k).collect();
         for fd in doomed {
             self.fds.remove(&fd);
+        }
+    }
+
+    /// Marks every open descriptor in `first..=last` close-on-exec. Precondition: `first <= last`.
+    pub fn set_cloexec_range(&mut self, first: i32, last: i32) {
+        assert!(
+            first <= last,
+            "set_cloexec_range({first}, {last}): the caller checks the order"
+        );
+        for (_, entry) in self.fds.range_mut(first..=last) {
+            entry.cloexec = true;
         }
     }
 }

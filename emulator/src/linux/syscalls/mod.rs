@@ -455,15 +455,29 @@ impl<H: Host> LinuxMachine<H> {
             332 => self.sys_statx(fd0, a[1], a[2] as u32, a[4]),
             334 => Err(ENOSYS), // rseq: glibc copes without it
             452 => self.sys_fchmodat(fd0, a[1], a[2], a[3] as u32),
-            436 => {
-                self.proc
-                    .fds
-                    .close_range(a[0] as i32, a[1].min(i32::MAX as u64) as i32);
-                Ok(0)
-            }
+            436 => self.sys_close_range(a[0] as u32, a[1] as u32, a[2] as u32),
             _ => return self.unknown(nr),
         };
         Outcome::Return(r)
+    }
+
+    /// close_range(2): `first > last` and unknown flags are EINVAL (as Linux checks them); CLOSE_RANGE_CLOEXEC
+    /// marks the range close-on-exec instead of closing it; CLOSE_RANGE_UNSHARE changes nothing here, since the
+    /// descriptor table is copied, not shared, at fork.
+    fn sys_close_range(&mut self, first: u32, last: u32, flags: u32) -> Result<u64, Errno> {
+        const CLOSE_RANGE_UNSHARE: u32 = 1 << 1;
+        const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+        if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
+            return Err(EINVAL);
+        }
+        let clamp = |fd: u32| fd.min(i32::MAX as u32) as i32;
+        let (first, last) = (clamp(first), clamp(last));
+        if flags & CLOSE_RANGE_CLOEXEC != 0 {
+            self.proc.fds.set_cloexec_range(first, last);
+        } else {
+            self.proc.fds.close_range(first, last);
+        }
+        Ok(0)
     }
 
     /// One line of the syscall trace: `[tid] icount name(args) = result`.
