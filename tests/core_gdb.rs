@@ -271,3 +271,47 @@ fn gdb_reads_the_core_of_a_dynamic_program_with_its_libraries() {
     );
     assert!(frames.contains(&"crash_here"), "{g}");
 }
+
+/// A process that called execve dumps the new program's core: its auxv (AT_ENTRY is the new program's entry, as
+/// /proc/PID/auxv says after an exec), so gdb with the new binary names the crashing function.
+#[test]
+fn the_core_after_an_execve_is_the_new_programs() {
+    let core = core_path("execve");
+    let bin = repo().join("corpus/bin");
+    let mount = format!("{}:/c", bin.display());
+    let out = emulate(
+        &["--core", core.to_str().unwrap(), "--mount", &mount],
+        "/bin/busybox",
+        &["sh", "-c", "exec /c/crash-musl"],
+        b"",
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("guest killed by SIGSEGV"), "{stderr}");
+    let entry = Command::new("readelf")
+        .args(["-h", "corpus/bin/crash-musl"])
+        .current_dir(repo())
+        .output()
+        .expect("readelf");
+    let entry = text(&entry.stdout)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Entry point address:")
+                .map(|v| v.trim().to_string())
+        })
+        .expect("readelf -h names the entry point");
+    let g = gdb(&corpus_bin("crash-musl"), &core, &["info auxv", "bt"]);
+    let at_entry = g
+        .lines()
+        .find(|l| l.contains("AT_ENTRY"))
+        .unwrap_or_else(|| panic!("gdb shows no AT_ENTRY:\n{g}"));
+    assert!(
+        at_entry.ends_with(&entry),
+        "AT_ENTRY is the new program's entry {entry}: {at_entry}\n{g}"
+    );
+    assert!(
+        g.contains("crash_here"),
+        "gdb names the crashing function:\n{g}"
+    );
+    std::fs::remove_file(&core).unwrap();
+}

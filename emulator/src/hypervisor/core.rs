@@ -169,7 +169,9 @@ impl<H: Host> Hypervisor<H> {
         put(&mut prpsinfo, 32, GUEST_PID.to_le_bytes());
         put(&mut prpsinfo, 36, GUEST_PID.to_le_bytes());
         let config = self.guest.config();
-        let exe = &config.exe_path;
+        // pr_fname: the running program's name (the new one after an execve). FIXME: pr_psargs is still the
+        // first program's argv; the kernel does not keep an exec'd program's arguments.
+        let exe = self.guest.exe_path();
         let fname = exe.rsplit(|&b| b == b'/').next().unwrap_or(exe);
         let n = fname.len().min(15);
         prpsinfo[40..40 + n].copy_from_slice(&fname[..n]);
@@ -186,11 +188,8 @@ impl<H: Host> Hypervisor<H> {
             put(&mut siginfo, 24, 12i16.to_le_bytes());
         }
 
-        let mut auxv = Vec::new();
-        for (k, v) in &self.auxv {
-            auxv.extend_from_slice(&k.to_le_bytes());
-            auxv.extend_from_slice(&v.to_le_bytes());
-        }
+        // NT_AUXV: the running process's, so after an execve the new program's (as /proc/PID/auxv).
+        let auxv = self.guest.auxv_bytes();
 
         // NT_FILE: the binary's file-backed mappings (start, end, offset in pages), then the names.
         let bias = if self.elf.is_pie() {

@@ -94,9 +94,6 @@ impl Default for Policy {
     }
 }
 
-/// Most auxv entries kept for core dumps (Linux's AT_VECTOR_SIZE is 2 * (2 + 20 + 1) words).
-const AUXV_ENTRIES_MAX: usize = 64;
-
 struct RandomState {
     spec: RandomFaults,
     /// The icount of this spec's next rate-drawn fault (u64::MAX: none).
@@ -121,7 +118,6 @@ pub struct Hypervisor<H: Host> {
     reports: Vec<ErrorReport>,
     /// For each report of a lost page: the early-kill result, if one was sent.
     early: Vec<Option<EarlyKill>>,
-    auxv: Vec<(u64, u64)>,
     /// One record per report line, in order (what a recording writes).
     log: Vec<FaultRecord>,
     /// The injection being made, for the log entry of its report.
@@ -156,10 +152,6 @@ impl<H: Host> Hypervisor<H> {
     ) -> Result<Self, LoadError> {
         let elf = ElfFile::parse(&program)?;
         let guest = LinuxMachine::new(config, &program, host)?;
-        let auxv = read_auxv(
-            &guest.machine.cpu.mem,
-            guest.machine.cpu.regs.gpr[crate::cpu::RSP],
-        );
         let mut rng = named_stream(fault_seed, "faults.mem");
         let mut scheduled: Vec<(u64, Scheduled)> = plan
             .events
@@ -204,7 +196,6 @@ impl<H: Host> Hypervisor<H> {
             injections: Vec::new(),
             reports: Vec::new(),
             early: Vec::new(),
-            auxv,
             log: Vec::new(),
             firing: None,
             replaying: Vec::new(),
@@ -295,11 +286,6 @@ impl<H: Host> Hypervisor<H> {
             r.outcome = self.final_outcome(i);
         }
         out
-    }
-
-    /// The auxiliary vector the guest started with.
-    pub fn auxv(&self) -> &[(u64, u64)] {
-        &self.auxv
     }
 
     pub fn elf(&self) -> &ElfFile {
@@ -732,34 +718,6 @@ fn draw_gap(rng: &mut ChaCha20Rng, rate: f64) -> u64 {
     }
     let span = (2.0 / rate).min(u64::MAX as f64 / 2.0) as u64;
     rng.random_range(1..=span.max(1))
-}
-
-/// The auxv on the initial stack at `rsp`: argc, argv, NULL, envp, NULL, then (key, value) pairs to AT_NULL.
-fn read_auxv(mem: &Memory, rsp: u64) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    let Ok(argc) = mem.peek_u64(rsp) else {
-        return out;
-    };
-    let mut at = rsp.wrapping_add(8 * (argc.min(1 << 20) + 2));
-    for _ in 0..(1 << 20) {
-        match mem.peek_u64(at) {
-            Ok(0) => break,
-            Ok(_) => at += 8,
-            Err(_) => return out,
-        }
-    }
-    at += 8;
-    while out.len() < AUXV_ENTRIES_MAX {
-        let (Ok(key), Ok(value)) = (mem.peek_u64(at), mem.peek_u64(at + 8)) else {
-            break;
-        };
-        out.push((key, value));
-        if key == elf::AT_NULL {
-            break;
-        }
-        at += 16;
-    }
-    out
 }
 
 #[cfg(test)]

@@ -513,6 +513,11 @@ impl<H: Host> LinuxMachine<H> {
             .collect()
     }
 
+    /// The guest path of the running process's program (/proc/self/exe): after an execve, the new program's.
+    pub fn exe_path(&self) -> &[u8] {
+        &self.proc.exe_path
+    }
+
     /// The running thread's signal mask and pending set (for core dumps: NT_PRSTATUS pr_sigpend and
     /// pr_sighold).
     pub fn thread_signals(&self) -> &ThreadSignals {
