@@ -352,7 +352,11 @@ impl<H: Host> LinuxMachine<H> {
                 },
             );
         }
-        if self.proc.exit_signal != 0 && self.process_ref(parent).is_some() {
+        // Linux's do_notify_parent sends the exit signal only if it is a valid one: legacy clone takes any low
+        // byte of its flags as the exit signal, 65 to 255 included.
+        let exit_signal_valid =
+            (1..=crate::linux::abi::NSIG as i32).contains(&self.proc.exit_signal);
+        if exit_signal_valid && self.process_ref(parent).is_some() {
             let (code, value) = match &how {
                 Termination::Exited { code } => (CLD_EXITED, (*code & 0xff) as u64),
                 Termination::Signaled { signal, .. } => (CLD_KILLED, *signal as u64),

@@ -130,6 +130,10 @@ impl<H: Host> LinuxMachine<H> {
         if b[64..].iter().any(|&x| x != 0) {
             return Outcome::Return(Err(EINVAL)); // set_tid, cgroup
         }
+        // clone3 checks the exit signal (legacy clone takes any low byte; one above NSIG is never sent).
+        if word(4) > crate::linux::abi::NSIG as u64 {
+            return Outcome::Return(Err(EINVAL));
+        }
         let (stack, stack_size) = (word(5), word(6));
         if (stack == 0) != (stack_size == 0) {
             return Outcome::Return(Err(EINVAL));
