@@ -360,3 +360,77 @@ impl<H: Host> LinuxMachine<H> {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::super::{LinuxConfig, LinuxMachine, MemoryHost, Progress};
+    use crate::storage::{IoOp, TreeNode, VolumeSpec};
+
+    fn corpus_volume_program() -> Vec<u8> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/bin/volume-musl");
+        std::fs::read(path).expect("corpus/bin/volume-musl (corpus/build.sh builds it)")
+    }
+
+    fn machine(args: &[&str]) -> LinuxMachine<MemoryHost> {
+        let mut host = MemoryHost::new(1);
+        host.add_file("/h/keep.txt", b"keep\n");
+        host.add_file("/h/old.txt", b"old content\n");
+        host.add_file("/h/in/data.bin", &[7u8; 3000]);
+        let mut argv = vec![b"volume".to_vec()];
+        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+        let config = LinuxConfig {
+            argv,
+            volumes: vec![VolumeSpec {
+                host: "/h".into(),
+                guest: vec![b"vol".to_vec()],
+            }],
+            ..LinuxConfig::default()
+        };
+        LinuxMachine::new(config, &corpus_volume_program(), host).expect("loads")
+    }
+
+    /// The I/O filter misses nothing: at every stop of a run, the disk model's view (durable image plus pending
+    /// operations) is exactly the tree the guest sees; and after the program's final sync() nothing is pending.
+    #[test]
+    fn the_disk_model_sees_every_change_the_guest_sees() {
+        for args in [&["/vol", "script"][..], &["/vol", "churn", "300", "11"][..]] {
+            let mut m = machine(args);
+            let mut stops = 0;
+            while m.run(3_000) == Progress::BudgetExhausted {
+                let seen = m.volume_image(0).tree();
+                let disk = m.volume_disk(0).expect("one volume");
+                assert_eq!(disk.cached().tree(), seen, "{args:?} at icount {}", m.icount());
+                stops += 1;
+            }
+            assert!(stops > 20, "{args:?}: {stops} stops");
+            assert!(m.host.stdout.ends_with(b"done\n"), "{}", String::from_utf8_lossy(&m.host.stdout));
+            let seen = m.volume_image(0).tree();
+            assert_eq!(m.volume_disk(0).unwrap().cached().tree(), seen);
+            if args[1] == "script" {
+                assert!(m.volume_disk(0).unwrap().pending().is_empty());
+                assert_eq!(m.volume_disk(0).unwrap().durable().tree(), seen);
+            }
+        }
+    }
+
+    /// Before its fsync a file's data is in the page cache only; before the fsync of its directory its name is.
+    #[test]
+    fn names_and_data_become_durable_at_their_syncs() {
+        let mut m = machine(&["/vol", "script"]);
+        // Run until the first fsync of a.txt completed: a.txt's 50 lines are durable, its name is not.
+        let mut fsynced = false;
+        while m.run(500) == Progress::BudgetExhausted && !fsynced {
+            let disk = m.volume_disk(0).unwrap();
+            fsynced = !disk.durable().files.is_empty()
+                && disk.durable().files.values().any(|f| f.bytes.starts_with(b"line 0 of a.txt"));
+        }
+        assert!(fsynced, "the fsync of a.txt made its data durable");
+        let disk = m.volume_disk(0).unwrap();
+        assert!(!disk.durable().names.contains_key(&b"a.txt"[..]), "the name waits for a directory fsync");
+        assert!(matches!(
+            disk.cached().tree().get(&b"a.txt"[..]),
+            Some(TreeNode::File { bytes, .. }) if bytes.len() > 800
+        ));
+        assert!(disk.pending().iter().any(|op| matches!(op, IoOp::Create { path, .. } if path == b"a.txt")));
+    }
+}

@@ -83,6 +83,21 @@ impl Disk {
         im
     }
 
+    /// One crash state: the durable image with the pending operations `survives` picks applied in completion
+    /// order (a crash after the kernel wrote back those and not the others). Every subset is a state some
+    /// write-back order could leave under the pessimistic model; `survives = |i, _| i < k` gives the states of an
+    /// ordered file system (a prefix of the pending operations). The base of crash-consistency search (issue 14,
+    /// part 5).
+    pub fn crash_state(&self, mut survives: impl FnMut(usize, &IoOp) -> bool) -> VolumeImage {
+        let mut im = self.durable.clone();
+        for (i, op) in self.pending.iter().enumerate() {
+            if survives(i, op) {
+                im.apply(op);
+            }
+        }
+        im
+    }
+
     /// Takes one completed operation under the persistence rules.
     pub fn completed(&mut self, op: &IoOp) {
         match op {
@@ -213,6 +228,20 @@ mod tests {
         assert_eq!(content(disk.durable(), "cfg").as_deref(), Some(&b"new"[..]));
         assert!(disk.pending().is_empty());
         assert_eq!(disk.durable().tree(), disk.cached().tree());
+    }
+
+    #[test]
+    fn crash_states_range_from_the_durable_image_to_the_page_cache() {
+        let mut disk = Disk::new(VolumeImage::new(0o755));
+        for op in [create("a", 1), write(1, "data", false), create("b", 2)] {
+            disk.completed(&op);
+        }
+        assert_eq!(disk.crash_state(|_, _| false).tree(), disk.durable().tree());
+        assert_eq!(disk.crash_state(|_, _| true).tree(), disk.cached().tree());
+        // The name without its data: what a crash after a directory write-back and before the data's leaves.
+        let torn = disk.crash_state(|i, _| i == 0);
+        assert_eq!(content(&torn, "a").as_deref(), Some(&b""[..]));
+        assert!(content(&torn, "b").is_none());
     }
 
     #[test]

@@ -368,6 +368,12 @@ impl JournalWriter {
         if folded == 0 {
             return;
         }
+        // Files no name reaches any more (unlinked, renamed over) would otherwise pile up in the bases. The
+        // operations are in the guest's order, so such a file is one the guest deleted (a write to it through a
+        // descriptor still open shows in no tree either).
+        for base in &mut self.bases {
+            base.3.collect_orphans();
+        }
         self.compactions += 1;
         let tmp = self.path.with_extension("compacting");
         let result = (|| -> std::io::Result<std::fs::File> {
