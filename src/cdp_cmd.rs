@@ -106,8 +106,8 @@ fn restore(
         );
     }
     let j = read(journal)?;
-    let restored = cdp::restore(&j, volume, &at)
-        .with_context(|| format!("{}", journal.display()))?;
+    let restored =
+        cdp::restore(&j, volume, &at).with_context(|| format!("{}", journal.display()))?;
     cdp::materialize(&restored.image, output)
         .with_context(|| format!("-o {}: cannot write the volume", output.display()))?;
     eprintln!(

@@ -18,10 +18,10 @@ use tandem_emulator::linux::abi::{Errno, EIO};
 use tandem_emulator::linux::abi::{SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGSEGV};
 use tandem_emulator::linux::sysnames::syscall_name;
 use tandem_emulator::linux::vfs::{split, Mount};
-use tandem_emulator::storage::VolumeSpec;
 use tandem_emulator::linux::{
     Host, HostMetadata, LinuxConfig, Progress, SchedPolicy, SeededEntropy, Termination,
 };
+use tandem_emulator::storage::VolumeSpec;
 use tandem_scenarios::input::{read_input, read_input_text, InputKind};
 
 /// Exit status of a run stopped by --max-insns (the convention of timeout(1)).
@@ -296,7 +296,9 @@ pub(crate) fn parse_volume(spec: &str) -> anyhow::Result<VolumeSpec> {
         bail!("--volume {spec}: {} is not a directory", host.display());
     }
     if !guest.starts_with('/') || split(guest.as_bytes()).is_empty() {
-        bail!("--volume {spec}: the guest path {guest:?} must be absolute and not /, such as /data");
+        bail!(
+            "--volume {spec}: the guest path {guest:?} must be absolute and not /, such as /data"
+        );
     }
     Ok(VolumeSpec {
         host,
@@ -316,13 +318,19 @@ pub(crate) fn guest_volumes(args: &RunArgs, mounts: &[Mount]) -> anyhow::Result<
     let nested = |a: &[Vec<u8>], b: &[Vec<u8>]| a.starts_with(b) || b.starts_with(a);
     for (i, v) in volumes.iter().enumerate() {
         if volumes[..i].iter().any(|w| nested(&v.guest, &w.guest)) {
-            bail!("--volume {}: overlaps another volume's guest path", args.volumes[i]);
+            bail!(
+                "--volume {}: overlaps another volume's guest path",
+                args.volumes[i]
+            );
         }
         if mounts
             .iter()
             .any(|m| !m.guest.is_empty() && m.guest.starts_with(&v.guest))
         {
-            bail!("--volume {}: a --mount lies inside it; mount elsewhere", args.volumes[i]);
+            bail!(
+                "--volume {}: a --mount lies inside it; mount elsewhere",
+                args.volumes[i]
+            );
         }
     }
     if args.exports.len() > volumes.len() {
@@ -376,7 +384,10 @@ pub(crate) fn install_journal<H: Host>(
         return Ok(());
     };
     if guest.volume_count() == 0 {
-        bail!("--cdp-journal {}: the guest has no --volume to protect", path.display());
+        bail!(
+            "--cdp-journal {}: the guest has no --volume to protect",
+            path.display()
+        );
     }
     let retention = tandem_replay::cdp::Retention {
         window_insns: args.cdp_window_insns,

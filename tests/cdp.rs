@@ -32,11 +32,7 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
                 format!("dir {mode:o}")
             } else {
                 let bytes = std::fs::read(&p).unwrap();
-                format!(
-                    "file {mode:o} {} bytes {:016x}",
-                    bytes.len(),
-                    fnv(&bytes)
-                )
+                format!("file {mode:o} {} bytes {:016x}", bytes.len(), fnv(&bytes))
             };
             out.insert(rel, what);
         }
@@ -54,7 +50,11 @@ fn assert_same_tree(what: &str, expected: &Path, got: &Path) {
     let (e, g) = (tree(expected), tree(got));
     if e != g {
         let mut diff = String::new();
-        for k in e.keys().chain(g.keys()).collect::<std::collections::BTreeSet<_>>() {
+        for k in e
+            .keys()
+            .chain(g.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
             if e.get(k) != g.get(k) {
                 diff.push_str(&format!(
                     "  {k}: expected {:?}, got {:?}\n",
@@ -148,7 +148,11 @@ fn busybox_applets_change_a_volume_as_they_change_a_native_directory() {
     copy_tree(&input, &native_dir);
     let n = native(
         BUSYBOX,
-        &["sh", "-c", &format!("cd {} && {script}", native_dir.display())],
+        &[
+            "sh",
+            "-c",
+            &format!("cd {} && {script}", native_dir.display()),
+        ],
         &[],
         b"",
     );
@@ -166,7 +170,12 @@ fn busybox_applets_change_a_volume_as_they_change_a_native_directory() {
 }
 
 /// Runs `volume DIR churn N SEED` on a fresh input with a journal; returns (journal, export, stderr).
-fn churn_with_journal(name: &str, rounds: u32, seed: u64, extra: &[&str]) -> (PathBuf, PathBuf, String) {
+fn churn_with_journal(
+    name: &str,
+    rounds: u32,
+    seed: u64,
+    extra: &[&str],
+) -> (PathBuf, PathBuf, String) {
     let input = input_tree(&format!("{name}-input"));
     let out = scratch(&format!("{name}-out"));
     let journal = out.join("run.cdp");
@@ -208,7 +217,14 @@ fn every_completed_operation_is_in_the_journal() {
     assert_eq!(list.status.code(), Some(0));
     let listing = text(&list.stdout);
     assert!(listing.starts_with("base volume 0 at /vol"), "{listing}");
-    for kind in ["write file", "rename", "truncate file", "remove", "fsync file", "fsync dir"] {
+    for kind in [
+        "write file",
+        "rename",
+        "truncate file",
+        "remove",
+        "fsync file",
+        "fsync dir",
+    ] {
         assert!(listing.contains(kind), "no {kind} in\n{listing}");
     }
 }
@@ -225,7 +241,10 @@ fn a_damaged_journal_names_the_entry_and_restores_up_to_its_last_valid_one() {
     let list = tandem_cmd(&["cdp", "list", s(&cut)]);
     assert_eq!(list.status.code(), Some(4));
     let err = text(&list.stderr);
-    assert!(err.contains("is damaged at entry") && err.contains("torn"), "{err}");
+    assert!(
+        err.contains("is damaged at entry") && err.contains("torn"),
+        "{err}"
+    );
     let entries = text(&list.stdout).lines().count();
     let last_valid_seq = entries - 2; // one base line, sequence numbers from 0
     let at_end = restore(&cut, "end", &dir.join("end"));
@@ -243,7 +262,10 @@ fn a_damaged_journal_names_the_entry_and_restores_up_to_its_last_valid_one() {
     let list = tandem_cmd(&["cdp", "list", s(&bad)]);
     assert_eq!(list.status.code(), Some(4));
     let err = text(&list.stderr);
-    assert!(err.contains("at byte offset") && err.contains("entry"), "{err}");
+    assert!(
+        err.contains("at byte offset") && err.contains("entry"),
+        "{err}"
+    );
     let early = restore(&bad, "seq:0", &dir.join("early"));
     assert_eq!(early.status.code(), Some(0), "{}", text(&early.stderr));
     // Not a journal at all: 125 naming the file.
@@ -277,18 +299,26 @@ fn a_guest_mark_names_a_point_to_restore_to() {
     assert!(out.join("r/keep.txt").exists());
     let r = restore(&journal, "mark:never", &out.join("r2"));
     assert_eq!(r.status.code(), Some(125));
-    assert!(text(&r.stderr).contains("no mark named"), "{}", text(&r.stderr));
+    assert!(
+        text(&r.stderr).contains("no mark named"),
+        "{}",
+        text(&r.stderr)
+    );
 }
 
 #[test]
 fn compaction_bounds_the_journal_and_keeps_the_end_state() {
     let (full, _, _) = churn_with_journal("cdp-full", 400, 3, &[]);
-    let (bounded, export, err) = churn_with_journal("cdp-bounded", 400, 3, &["--cdp-size-max", "8K"]);
+    let (bounded, export, err) =
+        churn_with_journal("cdp-bounded", 400, 3, &["--cdp-size-max", "8K"]);
     let (full_len, bounded_len) = (
         std::fs::metadata(&full).unwrap().len(),
         std::fs::metadata(&bounded).unwrap().len(),
     );
-    assert!(err.contains("compactions") && !err.contains(" 0 compactions"), "{err}");
+    assert!(
+        err.contains("compactions") && !err.contains(" 0 compactions"),
+        "{err}"
+    );
     assert!(bounded_len < full_len, "{bounded_len} >= {full_len}");
     let out = scratch("cdp-bounded-restored").join("r");
     let r = restore(&bounded, "end", &out);
@@ -296,7 +326,11 @@ fn compaction_bounds_the_journal_and_keeps_the_end_state() {
     assert_same_tree("compacted journal at the end", &export, &out);
     let r = restore(&bounded, "icount:1", &out.with_extension("early"));
     assert_eq!(r.status.code(), Some(125));
-    assert!(text(&r.stderr).contains("before the journal's base"), "{}", text(&r.stderr));
+    assert!(
+        text(&r.stderr).contains("before the journal's base"),
+        "{}",
+        text(&r.stderr)
+    );
 }
 
 /// The icounts of a journal's operations, from `tandem cdp list`.

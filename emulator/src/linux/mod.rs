@@ -57,9 +57,9 @@ pub use signal::{fxsave, fxsave_registers, EarlyKill, SigInfo};
 pub use snapshot::LinuxSnapshot;
 use std::collections::BTreeMap;
 pub use task::ThreadSignals;
-pub use volume::VolumeError;
 use task::{Process, Thread};
 use vfs::{Mount, Vfs};
+pub use volume::VolumeError;
 
 /// 2024-01-01T00:00:00Z, the default guest epoch.
 pub const EPOCH_NS_DEFAULT: u64 = 1_704_067_200 * 1_000_000_000;

@@ -543,7 +543,11 @@ impl Vfs {
     /// Makes `guest` the root of a volume whose disk starts as `disk`: the path and its ancestors exist as
     /// directories, and no mount above reaches into it (as for the guest's own /dev and /proc). The caller fills
     /// the overlay below it.
-    pub(super) fn add_volume(&mut self, guest: &[Vec<u8>], disk: crate::storage::Disk) -> GuestPath {
+    pub(super) fn add_volume(
+        &mut self,
+        guest: &[Vec<u8>],
+        disk: crate::storage::Disk,
+    ) -> GuestPath {
         let mut table = self.table.borrow_mut();
         let mut id = 0;
         for c in guest {

@@ -124,7 +124,9 @@ impl<H: Host> LinuxMachine<H> {
                     }
                     HostKind::Dir => {
                         self.vfs.make_dir(&guest, attrs);
-                        image.names.insert(rel.clone(), Entry::Dir { mode: attrs.mode });
+                        image
+                            .names
+                            .insert(rel.clone(), Entry::Dir { mode: attrs.mode });
                         queue.push_back(Pending { host, guest, rel });
                     }
                     HostKind::Symlink => {
@@ -212,7 +214,11 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// EXDEV unless `a` and `b` are on the same volume or both on none: a volume is a file system of its own.
-    pub(super) fn same_volume(&self, a: &GuestPath, b: &GuestPath) -> Result<(), super::abi::Errno> {
+    pub(super) fn same_volume(
+        &self,
+        a: &GuestPath,
+        b: &GuestPath,
+    ) -> Result<(), super::abi::Errno> {
         let volume = |p| self.vfs.volume_of(p).map(|(v, _)| v);
         if volume(a) != volume(b) {
             return Err(super::abi::EXDEV);
@@ -272,7 +278,11 @@ impl<H: Host> LinuxMachine<H> {
         drop(d);
         if flags & WAIT_AFTER != 0 {
             // A length of 0 means "to the end of the file".
-            let len_bytes = if len_bytes == 0 { u64::MAX } else { len_bytes as u64 };
+            let len_bytes = if len_bytes == 0 {
+                u64::MAX
+            } else {
+                len_bytes as u64
+            };
             self.volume_data_op(&path, &data, |file| IoOp::SyncRange {
                 file,
                 offset: offset as u64,
@@ -360,7 +370,6 @@ impl<H: Host> LinuxMachine<H> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::super::{LinuxConfig, LinuxMachine, MemoryHost, Progress};
@@ -399,11 +408,20 @@ mod tests {
             while m.run(3_000) == Progress::BudgetExhausted {
                 let seen = m.volume_image(0).tree();
                 let disk = m.volume_disk(0).expect("one volume");
-                assert_eq!(disk.cached().tree(), seen, "{args:?} at icount {}", m.icount());
+                assert_eq!(
+                    disk.cached().tree(),
+                    seen,
+                    "{args:?} at icount {}",
+                    m.icount()
+                );
                 stops += 1;
             }
             assert!(stops > 20, "{args:?}: {stops} stops");
-            assert!(m.host.stdout.ends_with(b"done\n"), "{}", String::from_utf8_lossy(&m.host.stdout));
+            assert!(
+                m.host.stdout.ends_with(b"done\n"),
+                "{}",
+                String::from_utf8_lossy(&m.host.stdout)
+            );
             let seen = m.volume_image(0).tree();
             assert_eq!(m.volume_disk(0).unwrap().cached().tree(), seen);
             if args[1] == "script" {
@@ -422,15 +440,25 @@ mod tests {
         while m.run(500) == Progress::BudgetExhausted && !fsynced {
             let disk = m.volume_disk(0).unwrap();
             fsynced = !disk.durable().files.is_empty()
-                && disk.durable().files.values().any(|f| f.bytes.starts_with(b"line 0 of a.txt"));
+                && disk
+                    .durable()
+                    .files
+                    .values()
+                    .any(|f| f.bytes.starts_with(b"line 0 of a.txt"));
         }
         assert!(fsynced, "the fsync of a.txt made its data durable");
         let disk = m.volume_disk(0).unwrap();
-        assert!(!disk.durable().names.contains_key(&b"a.txt"[..]), "the name waits for a directory fsync");
+        assert!(
+            !disk.durable().names.contains_key(&b"a.txt"[..]),
+            "the name waits for a directory fsync"
+        );
         assert!(matches!(
             disk.cached().tree().get(&b"a.txt"[..]),
             Some(TreeNode::File { bytes, .. }) if bytes.len() > 800
         ));
-        assert!(disk.pending().iter().any(|op| matches!(op, IoOp::Create { path, .. } if path == b"a.txt")));
+        assert!(disk
+            .pending()
+            .iter()
+            .any(|op| matches!(op, IoOp::Create { path, .. } if path == b"a.txt")));
     }
 }

@@ -330,9 +330,13 @@ mod tests {
             size_bytes: 4,
         });
         assert_eq!(im.tree()[&b"b"[..]], im.tree()[&b"a"[..]]);
-        im.apply(&IoOp::Remove { path: b"a".to_vec() });
+        im.apply(&IoOp::Remove {
+            path: b"a".to_vec(),
+        });
         assert_eq!(im.files.len(), 1);
-        im.apply(&IoOp::Remove { path: b"b".to_vec() });
+        im.apply(&IoOp::Remove {
+            path: b"b".to_vec(),
+        });
         assert!(im.names.is_empty() && im.tree().is_empty());
         assert_eq!(im.files.len(), 1, "kept until collected");
         im.collect_orphans();

@@ -51,7 +51,10 @@ pub enum IoOp {
         durable: bool,
     },
     /// The file's size set (truncate, ftruncate, O_TRUNC).
-    Truncate { file: FileId, size_bytes: u64 },
+    Truncate {
+        file: FileId,
+        size_bytes: u64,
+    },
     /// A new, empty regular file made at `path` (open with O_CREAT, creat).
     Create {
         path: Vec<u8>,
@@ -59,19 +62,41 @@ pub enum IoOp {
         mode: u32,
     },
     /// Another name for an existing file (link, linkat).
-    Link { path: Vec<u8>, file: FileId },
-    Mkdir { path: Vec<u8>, mode: u32 },
-    Symlink { path: Vec<u8>, target: Vec<u8> },
+    Link {
+        path: Vec<u8>,
+        file: FileId,
+    },
+    Mkdir {
+        path: Vec<u8>,
+        mode: u32,
+    },
+    Symlink {
+        path: Vec<u8>,
+        target: Vec<u8>,
+    },
     /// A name removed (unlink, or rmdir of an empty directory).
-    Remove { path: Vec<u8> },
+    Remove {
+        path: Vec<u8>,
+    },
     /// rename(2): `to` is replaced if it exists; a directory moves with everything below it.
-    Rename { from: Vec<u8>, to: Vec<u8> },
+    Rename {
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
     /// Permission bits set (chmod, fchmod, fchmodat).
-    Chmod { path: Vec<u8>, mode: u32 },
+    Chmod {
+        path: Vec<u8>,
+        mode: u32,
+    },
     /// fsync (`data_only`: fdatasync) of a file returned: its data and inode are durable.
-    SyncFile { file: FileId, data_only: bool },
+    SyncFile {
+        file: FileId,
+        data_only: bool,
+    },
     /// fsync of a directory returned: the names in it are durable.
-    SyncDir { path: Vec<u8> },
+    SyncDir {
+        path: Vec<u8>,
+    },
     /// sync_file_range with SYNC_FILE_RANGE_WAIT_AFTER returned: the data of that range is durable.
     SyncRange {
         file: FileId,
@@ -81,7 +106,9 @@ pub enum IoOp {
     /// sync or syncfs returned: everything is durable.
     SyncAll,
     /// A mark the guest named (a write to `MARK_DEVICE_PATH`); it changes nothing on the volume.
-    Mark { name: Vec<u8> },
+    Mark {
+        name: Vec<u8>,
+    },
 }
 
 impl IoOp {

@@ -23,9 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tandem_emulator::storage::{
-    CompletedIo, Entry, FileImage, IoObserver, IoOp, VolumeImage,
-};
+use tandem_emulator::storage::{CompletedIo, Entry, FileImage, IoObserver, IoOp, VolumeImage};
 
 pub const MAGIC: [u8; 10] = *b"TANDEMCDP\0";
 pub const JOURNAL_VERSION: u32 = 1;
@@ -399,9 +397,8 @@ impl JournalWriter {
         match result {
             Ok(f) => self.file = Some(f),
             Err(e) => {
-                self.error.get_or_insert_with(|| {
-                    format!("{}: cannot compact: {e}", self.path.display())
-                });
+                self.error
+                    .get_or_insert_with(|| format!("{}: cannot compact: {e}", self.path.display()));
                 self.file = None;
             }
         }
@@ -457,7 +454,11 @@ pub struct JournalStats {
 
 impl IoObserver for JournalWriter {
     fn volume_base(&mut self, volume: u32, guest_root: &[u8], image: &VolumeImage) {
-        debug_assert_eq!(volume as usize, self.bases.len(), "bases come in volume order");
+        debug_assert_eq!(
+            volume as usize,
+            self.bases.len(),
+            "bases come in volume order"
+        );
         self.append(&Record::Base {
             volume,
             guest_root: guest_root.to_vec(),
@@ -465,8 +466,12 @@ impl IoObserver for JournalWriter {
             marks: Vec::new(),
             image: BaseImage::of(image),
         });
-        self.bases
-            .push((guest_root.to_vec(), Point::default(), Vec::new(), image.clone()));
+        self.bases.push((
+            guest_root.to_vec(),
+            Point::default(),
+            Vec::new(),
+            image.clone(),
+        ));
     }
 
     fn completed(&mut self, io: &CompletedIo) {
