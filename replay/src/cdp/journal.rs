@@ -294,14 +294,24 @@ pub struct Retention {
     pub size_bytes_max: Option<u64>,
 }
 
+/// A volume's base as the writer keeps it: what the next compaction writes as its `Record::Base`.
+struct VolumeBase {
+    guest_root: Vec<u8>,
+    /// The point of the last operation folded in.
+    at: Point,
+    /// The marks folded in.
+    marks: Vec<Vec<u8>>,
+    image: VolumeImage,
+}
+
 /// The journal being written: an `IoObserver` installed on the machine.
 pub struct JournalWriter {
     path: PathBuf,
     file: Option<std::fs::File>,
     retention: Retention,
     seq_next: u64,
-    /// The base of each volume: (guest root, the point it stands at, folded marks, image).
-    bases: Vec<(Vec<u8>, Point, Vec<Vec<u8>>, VolumeImage)>,
+    /// The base of each volume, in volume order.
+    bases: Vec<VolumeBase>,
     /// Operations after the bases with their framed sizes, kept only when the retention needs them.
     kept: std::collections::VecDeque<(Record, u64)>,
     bytes: u64,
@@ -354,10 +364,10 @@ impl JournalWriter {
             }
             if let Some((Record::Op { at, volume, op, .. }, _)) = self.kept.pop_front() {
                 if let Some(base) = self.bases.get_mut(volume as usize) {
-                    base.3.apply(&op);
-                    base.1 = at;
+                    base.image.apply(&op);
+                    base.at = at;
                     if let IoOp::Mark { name } = op {
-                        base.2.push(name);
+                        base.marks.push(name);
                     }
                 }
                 folded += 1;
@@ -370,20 +380,20 @@ impl JournalWriter {
         // operations are in the guest's order, so such a file is one the guest deleted (a write to it through a
         // descriptor still open shows in no tree either).
         for base in &mut self.bases {
-            base.3.collect_orphans();
+            base.image.collect_orphans();
         }
         self.compactions += 1;
         let tmp = self.path.with_extension("compacting");
         let result = (|| -> std::io::Result<std::fs::File> {
             let mut f = std::fs::File::create(&tmp)?;
             let mut out = preamble();
-            for (i, (root, at, marks, image)) in self.bases.iter().enumerate() {
+            for (i, base) in self.bases.iter().enumerate() {
                 out.extend(frame(&Record::Base {
                     volume: i as u32,
-                    guest_root: root.clone(),
-                    at: *at,
-                    marks: marks.clone(),
-                    image: BaseImage::of(image),
+                    guest_root: base.guest_root.clone(),
+                    at: base.at,
+                    marks: base.marks.clone(),
+                    image: BaseImage::of(&base.image),
                 }));
             }
             for (record, _) in &self.kept {
@@ -466,12 +476,12 @@ impl IoObserver for JournalWriter {
             marks: Vec::new(),
             image: BaseImage::of(image),
         });
-        self.bases.push((
-            guest_root.to_vec(),
-            Point::default(),
-            Vec::new(),
-            image.clone(),
-        ));
+        self.bases.push(VolumeBase {
+            guest_root: guest_root.to_vec(),
+            at: Point::default(),
+            marks: Vec::new(),
+            image: image.clone(),
+        });
     }
 
     fn completed(&mut self, io: &CompletedIo) {
