@@ -9,6 +9,8 @@
 //! - `ft`: the agreed guest's status (as `run`); with --seeds (a campaign) 0 when no run was silently corrupted, 1
 //!   when some run was.
 //! - `profile`: 0 when the profile was printed, 125 tandem's own failure.
+//! - `cdp list`, `cdp restore`: 0, 4 when the journal is damaged and the listing or the point reaches past its
+//!   valid part, 125 tandem's own failure.
 //! - `scenario ...`: 0 every run passed, 1 a checker failed, 2 bad input (its statuses predate the others).
 //!
 //! 125 is tandem's own failure (bad input, unreadable file, usage error, internal error), as env(1) and timeout(1)
@@ -19,6 +21,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod cdp_cmd;
 mod debug_cmd;
 mod faults_cmd;
 mod install_cmd;
@@ -60,6 +63,7 @@ enum Command {
 
     Ft(ft_cmd::FtArgs),
     Profile(profile_cmd::ProfileArgs),
+    Cdp(cdp_cmd::CdpArgs),
 }
 
 /// Exit status of tandem's own failure: bad input, an unreadable file, a usage error, an internal error. 125 as
@@ -86,6 +90,7 @@ fn main() {
 
         Command::Ft(args) => ft_cmd::run(args),
         Command::Profile(args) => profile_cmd::run(args),
+        Command::Cdp(args) => cdp_cmd::run(args),
     };
     match result {
         Ok(()) => match output::flush_stdout() {

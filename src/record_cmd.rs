@@ -162,6 +162,11 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let partial = partial_path(&args.output);
     let bytes = read_input(&program, InputKind::Program)?;
     let mounts = guest_mounts(r, &bytes)?;
+    if !r.volumes.is_empty() || !r.exports.is_empty() || r.cdp_journal.is_some() {
+        bail!(
+            "--volume, --export and --cdp-journal are not recorded in traces yet; use them with tandem run"
+        );
+    }
     for e in &r.env {
         if !e.contains('=') {
             bail!("--env {e}: expected K=V, such as --env LANG=C");

@@ -21,6 +21,7 @@ use tandem_emulator::linux::vfs::{split, Mount};
 use tandem_emulator::linux::{
     Host, HostMetadata, LinuxConfig, Progress, SchedPolicy, SeededEntropy, Termination,
 };
+use tandem_emulator::storage::VolumeSpec;
 use tandem_scenarios::input::{read_input, read_input_text, InputKind};
 
 /// Exit status of a run stopped by --max-insns (the convention of timeout(1)).
@@ -142,6 +143,34 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_memory_size)]
     pub(crate) memory_max: usize,
 
+    /// Give the guest a writable volume at GUEST whose initial content is read from the host directory HOST
+    /// (which is never written). The guest's writes go to a page cache over a simulated disk with Linux's
+    /// persistence rules; rename and link across a volume's boundary fail with EXDEV, as between file systems.
+    /// Repeatable. Example: --volume ./data:/data
+    #[arg(long = "volume", value_name = "HOST:GUEST")]
+    pub(crate) volumes: Vec<String>,
+
+    /// Write the final content of a volume, as the guest sees it, to DIR (a new or empty host directory); the
+    /// first --export is the first --volume's, and so on. Example: --export /tmp/after
+    #[arg(long = "export", value_name = "DIR")]
+    pub(crate) exports: Vec<PathBuf>,
+
+    /// Journal every completed operation on the volumes (writes, fsyncs, renames, truncates, unlinks...) with
+    /// its icount, guest time and task into FILE, for `tandem cdp list` and `tandem cdp restore`. A write of
+    /// NAME to /dev/tandem-mark in the guest records a mark. Example: --cdp-journal run.cdp
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cdp_journal: Option<PathBuf>,
+
+    /// Keep only the operations of the last N instructions in the journal; older ones are folded into its base
+    /// images (compaction). Example: --cdp-window-insns 100000000
+    #[arg(long, value_name = "N", requires = "cdp_journal")]
+    pub(crate) cdp_window_insns: Option<u64>,
+
+    /// Bound the journal's operations to SIZE bytes (K, M, G): the oldest half is folded into the base images
+    /// when they grow past it. Example: --cdp-size-max 64M
+    #[arg(long, value_name = "SIZE", requires = "cdp_journal", value_parser = parse_byte_size)]
+    pub(crate) cdp_size_max: Option<u64>,
+
     /// Print the instruction count and the final state hash to stderr (deterministic, for tests).
     #[arg(long, hide = true)]
     pub(crate) report_state: bool,
@@ -227,6 +256,16 @@ impl LiveHost {
     }
 }
 
+/// What the live host may read: the mounts, and each volume's host directory (read once, at the start).
+pub(crate) fn host_mounts(mounts: &[Mount], volumes: &[VolumeSpec]) -> Vec<Mount> {
+    let mut all = mounts.to_vec();
+    all.extend(volumes.iter().map(|v| Mount {
+        guest: v.guest.clone(),
+        host: v.host.clone(),
+    }));
+    all
+}
+
 /// Parses `HOST[:GUEST]` into a mount of the host path (made absolute) at a guest path.
 pub(crate) fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
     let (host, guest) = match spec.split_once(':') {
@@ -244,6 +283,137 @@ pub(crate) fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
         guest: split(guest.as_bytes()).into_iter().collect(),
         host,
     })
+}
+
+/// Parses `HOST:GUEST` into a volume: an existing host directory (made absolute) and an absolute guest path.
+pub(crate) fn parse_volume(spec: &str) -> anyhow::Result<VolumeSpec> {
+    let Some((host, guest)) = spec.split_once(':') else {
+        bail!("--volume {spec}: expected HOST:GUEST, such as --volume ./data:/data");
+    };
+    let host = std::fs::canonicalize(host)
+        .with_context(|| format!("--volume {spec}: host directory {host} cannot be used"))?;
+    if !host.is_dir() {
+        bail!("--volume {spec}: {} is not a directory", host.display());
+    }
+    if !guest.starts_with('/') || split(guest.as_bytes()).is_empty() {
+        bail!(
+            "--volume {spec}: the guest path {guest:?} must be absolute and not /, such as /data"
+        );
+    }
+    Ok(VolumeSpec {
+        host,
+        guest: split(guest.as_bytes()).into_iter().collect(),
+    })
+}
+
+/// The volumes of a run, checked: no two at the same or nested guest paths, no mount inside one, as many
+/// --export as volumes at most, and no export directory inside a volume's host directory (the input is never
+/// written).
+pub(crate) fn guest_volumes(args: &RunArgs, mounts: &[Mount]) -> anyhow::Result<Vec<VolumeSpec>> {
+    let volumes: Vec<VolumeSpec> = args
+        .volumes
+        .iter()
+        .map(|v| parse_volume(v))
+        .collect::<anyhow::Result<_>>()?;
+    let nested = |a: &[Vec<u8>], b: &[Vec<u8>]| a.starts_with(b) || b.starts_with(a);
+    for (i, v) in volumes.iter().enumerate() {
+        if volumes[..i].iter().any(|w| nested(&v.guest, &w.guest)) {
+            bail!(
+                "--volume {}: overlaps another volume's guest path",
+                args.volumes[i]
+            );
+        }
+        if mounts
+            .iter()
+            .any(|m| !m.guest.is_empty() && m.guest.starts_with(&v.guest))
+        {
+            bail!(
+                "--volume {}: a --mount lies inside it; mount elsewhere",
+                args.volumes[i]
+            );
+        }
+    }
+    if args.exports.len() > volumes.len() {
+        bail!(
+            "--export given {} times for {} volumes: each --export is the volume of the same position",
+            args.exports.len(),
+            volumes.len()
+        );
+    }
+    for dir in &args.exports {
+        let at = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        if let Some(v) = volumes.iter().find(|v| at.starts_with(&v.host)) {
+            bail!(
+                "--export {}: inside the volume's host directory {}, which is never written; export elsewhere",
+                dir.display(),
+                v.host.display()
+            );
+        }
+    }
+    Ok(volumes)
+}
+
+/// After the run: ends the journal, then writes each exported volume. Lines for the user go to `err`.
+pub(crate) fn finish_volumes<H: Host>(
+    guest: &mut tandem_emulator::linux::LinuxMachine<H>,
+    exports: &[PathBuf],
+    err: &mut impl Write,
+) -> anyhow::Result<()> {
+    if let Some(mut observer) = guest.take_io_observer() {
+        match observer.finish() {
+            Ok(line) if !line.is_empty() => writeln!(err, "tandem: {line}")?,
+            Ok(_) => {}
+            Err(e) => bail!("--cdp-journal: {e}"),
+        }
+    }
+    for (i, dir) in exports.iter().enumerate() {
+        let mut image = guest.volume_image(i as u32);
+        image.collect_orphans();
+        tandem_replay::cdp::materialize(&image, dir)
+            .with_context(|| format!("--export {}: cannot write the volume", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Installs the CDP journal of --cdp-journal, if given.
+pub(crate) fn install_journal<H: Host>(
+    guest: &mut tandem_emulator::linux::LinuxMachine<H>,
+    args: &RunArgs,
+) -> anyhow::Result<()> {
+    let Some(path) = &args.cdp_journal else {
+        return Ok(());
+    };
+    if guest.volume_count() == 0 {
+        bail!(
+            "--cdp-journal {}: the guest has no --volume to protect",
+            path.display()
+        );
+    }
+    let retention = tandem_replay::cdp::Retention {
+        window_insns: args.cdp_window_insns,
+        size_bytes_max: args.cdp_size_max,
+    };
+    let writer = tandem_replay::cdp::JournalWriter::create(path, retention)
+        .with_context(|| format!("--cdp-journal {}: cannot create", path.display()))?;
+    guest.set_io_observer(Box::new(writer));
+    Ok(())
+}
+
+/// Parses a byte count with an optional K, M or G suffix (powers of 1024).
+pub(crate) fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{text:?}: expected a size such as 64M"))
 }
 
 /// The mounts of a run: the guest's root (`--root`, or the host's / for a dynamically linked program), then
@@ -373,6 +543,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             bail!("--env {e}: expected K=V, such as --env LANG=C");
         }
     }
+    let volumes = guest_volumes(&args, &mounts)?;
     let config = LinuxConfig {
         seed: args.seed,
         argv: args.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
@@ -380,6 +551,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         exe_path: exe_guest_path(&program, &mounts),
         cwd: guest_cwd(&mounts),
         mounts,
+        volumes,
         strict: args.strict,
         frames_max: args.memory_max,
         trace_syscalls: args.strace,
@@ -398,7 +570,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         early_kill: args.early_kill,
         ..Policy::default()
     };
-    let host = LiveHost::new(args.seed, &config.mounts, args.normalize_metadata)?;
+    let host = LiveHost::new(
+        args.seed,
+        &host_mounts(&config.mounts, &config.volumes),
+        args.normalize_metadata,
+    )?;
     let mut hv = Hypervisor::new(
         config,
         bytes.into(),
@@ -409,6 +585,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     )
     .with_context(|| format!("cannot load {}", program.display()))?;
     hv.guest.set_jit(!args.no_jit);
+    install_journal(&mut hv.guest, &args)?;
 
     // A report about the emulator's speed, not an input of the guest.
     #[allow(clippy::disallowed_methods)]
@@ -442,6 +619,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     for report in hv.reports() {
         writeln!(err, "tandem: {}", report.line())?;
     }
+    finish_volumes(&mut hv.guest, &args.exports, &mut err)?;
     if let Some(path) = &args.core {
         write_core(&hv, path, &mut err)?;
     }

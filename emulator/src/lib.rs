@@ -12,3 +12,4 @@ pub mod hypervisor;
 pub mod linux;
 pub mod memory;
 pub mod shared;
+pub mod storage;

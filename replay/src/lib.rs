@@ -6,12 +6,13 @@
 //! trace replays on another machine, and a replay that differs from its recording is reported at the first
 //! checkpoint that shows it and narrowed by re-execution (replay.rs).
 //!
-//! Layout: trace.rs (the format, writer and reader), sink.rs (where a recording's chunks go: a writer on a
+//! Layout: cdp/ (the CDP journal of completed guest I/O and point-in-time recovery), trace.rs (the format, writer and reader), sink.rs (where a recording's chunks go: a writer on a
 //! thread of its own), hosts.rs (the recording and replaying hosts),
 //! digest.rs (register files and the incremental memory digest), record.rs, replay.rs and
 //! memory_divergence.rs (which pages differ, who wrote them), timeline.rs
 //! (checkpoints, seeking), debugger.rs (the command-line debugger) and gdb.rs (its GDB remote-protocol front end).
 
+pub mod cdp;
 pub mod debugger;
 pub mod digest;
 pub mod ft;

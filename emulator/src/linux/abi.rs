@@ -63,6 +63,11 @@ pub const O_EXCL: u32 = 0o200;
 pub const O_TRUNC: u32 = 0o1000;
 pub const O_APPEND: u32 = 0o2000;
 pub const O_NONBLOCK: u32 = 0o4000;
+/// O_DSYNC: each write is durable (its data) when it returns; O_SYNC adds the inode (it includes O_DSYNC's bit).
+pub const O_DSYNC: u32 = 0o10000;
+pub const O_SYNC: u32 = 0o4010000;
+/// O_DIRECT: writes bypass the page cache.
+pub const O_DIRECT: u32 = 0o40000;
 pub const O_DIRECTORY: u32 = 0o200000;
 pub const O_NOFOLLOW: u32 = 0o400000;
 pub const O_CLOEXEC: u32 = 0o2000000;

@@ -111,6 +111,9 @@ pub enum LoadError {
         offset: u64,
         reason: String,
     },
+    /// A writable volume could not be read from the host (storage/).
+    #[error("{0}")]
+    Volume(String),
     #[error("the executable has no PT_LOAD segment")]
     NoLoadSegments,
     #[error("entry point {entry:#x} is not inside an executable segment")]

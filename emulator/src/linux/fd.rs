@@ -97,6 +97,15 @@ impl OpenFile {
         })
     }
 
+    /// The guest path a file or directory was opened at (volumes use it to find the volume of a descriptor: a
+    /// file never leaves its volume, rename and link across one fail with EXDEV).
+    pub fn path(&self) -> Option<&GuestPath> {
+        match &self.kind {
+            FileKind::Regular { path, .. } | FileKind::Dir { path } => Some(path),
+            _ => None,
+        }
+    }
+
     pub fn readable(&self) -> bool {
         self.flags & O_ACCMODE != O_WRONLY
     }

@@ -27,6 +27,7 @@ use super::vfs::{GuestPath, Node, Origin, SharedFile};
 use super::{Host, LinuxMachine, GUEST_GID, GUEST_UID};
 use crate::memory::{Memory, Perms, PAGE_SIZE};
 use crate::shared::Shared;
+use crate::storage::IoOp;
 use std::sync::Arc;
 
 type SysResult = Result<u64, Errno>;
@@ -380,19 +381,20 @@ impl<H: Host> LinuxMachine<H> {
             return Err(EOPNOTSUPP);
         }
         let now = self.now();
+        let mut set = mode & 0o7777;
         self.vfs.change_attrs(&path, &node, |a| {
             if a.uid != GUEST_UID as u32 {
                 return Err(EPERM);
             }
-            let mut mode = mode & 0o7777;
             // Setting the set-group-ID bit needs membership of the file's group (else it is dropped silently).
             if a.gid != GUEST_GID as u32 {
-                mode &= !S_ISGID;
+                set &= !S_ISGID;
             }
-            a.mode = mode;
+            a.mode = set;
             a.ctime = now;
             Ok(())
         })?;
+        self.volume_name_op(&path, |path| IoOp::Chmod { path, mode: set });
         Ok(0)
     }
 
@@ -620,17 +622,49 @@ impl<H: Host> LinuxMachine<H> {
             return Err(EEXIST);
         }
         self.check_parent_dir(&to.path)?;
+        if !node.is_dir() {
+            self.same_volume(&from_path, &to.path)?;
+        }
         let now = self.now();
-        match node {
+        let linked = self.link_node(&from_path, &to.path, node, now)?;
+        match linked {
+            Node::Symlink { target, .. } => {
+                self.volume_name_op(&to.path, |path| IoOp::Symlink { path, target })
+            }
+            Node::MemoryFile(f) => {
+                let file = f.borrow().attrs.ino;
+                self.volume_name_op(&to.path, |path| IoOp::Link { path, file });
+            }
+            _ => {}
+        }
+        Ok(0)
+    }
+
+    /// Makes `to` a new name of `node` (found at `from`); returns what `to` names now.
+    fn link_node(
+        &mut self,
+        from_path: &GuestPath,
+        to: &GuestPath,
+        node: Node,
+        now: Timespec,
+    ) -> Result<Node, Errno> {
+        let linked = match node {
             Node::Dir(_) => return Err(EPERM),
             Node::Device(_) => return Err(EXDEV),
-            Node::Socket(a) => self.vfs.make_socket(&to.path, a),
+            Node::Socket(a) => {
+                self.vfs.make_socket(to, a);
+                Node::Socket(a)
+            }
             Node::Symlink { target, origin } => {
                 let attrs = match origin {
                     Origin::Overlay(a) => a,
                     _ => self.vfs.new_attrs(0o777, now),
                 };
-                self.vfs.make_symlink(&to.path, target, attrs);
+                self.vfs.make_symlink(to, target.clone(), attrs);
+                Node::Symlink {
+                    target,
+                    origin: Origin::Overlay(attrs),
+                }
             }
             Node::MemoryFile(ref f) if f.borrow().host.is_none() => {
                 let f = f.clone();
@@ -639,21 +673,23 @@ impl<H: Host> LinuxMachine<H> {
                     d.nlink += 1;
                     d.attrs.ctime = now;
                 }
-                self.vfs.put_file(&to.path, f);
+                self.vfs.put_file(to, f.clone());
+                Node::MemoryFile(f)
             }
             _ => {
                 // A file still on its mount is copied up first; then both names share the copy.
-                let node = self.vfs.lookup(&mut self.host, &from_path).ok_or(ENOENT)?;
-                let f = self.vfs.copy_up(&mut self.host, &from_path, &node)?;
+                let node = self.vfs.lookup(&mut self.host, from_path).ok_or(ENOENT)?;
+                let f = self.vfs.copy_up(&mut self.host, from_path, &node)?;
                 {
                     let mut d = f.borrow_mut();
                     d.nlink += 1;
                     d.attrs.ctime = now;
                 }
-                self.vfs.put_file(&to.path, f);
+                self.vfs.put_file(to, f.clone());
+                Node::MemoryFile(f)
             }
-        }
-        Ok(0)
+        };
+        Ok(linked)
     }
 
     // ---------------------------------------------------------------------------------------------------------

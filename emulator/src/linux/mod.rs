@@ -19,7 +19,8 @@
 //! (blocked pool, context switches, clock, deadlock report), sched.rs (the scheduling policies), ready.rs (what
 //! poll, select and epoll call ready; eventfd, epoll), timer.rs (alarm, itimers, POSIX timers, timerfd), task.rs (what a
 //! process and a thread hold), ids.rs (typed ids and times), signal.rs (queueing, frames, default actions),
-//! files.rs (metadata changes, links, sendfile, shared file mappings), vfs.rs (paths and the overlay), fd.rs
+//! files.rs (metadata changes, links, sendfile, shared file mappings), vfs.rs (paths and the overlay), volume.rs
+//! (writable volumes and the I/O filter feeding storage/'s disk model and the IoObserver), fd.rs
 //! (descriptors and pipes), net/ (sockets: addresses, name space, transport), snapshot.rs, host.rs, abi.rs (kernel constants), sysnames.rs (syscall names).
 
 pub mod abi;
@@ -42,6 +43,7 @@ pub mod sysnames;
 mod task;
 mod timer;
 pub mod vfs;
+mod volume;
 
 use crate::cpu::{CacheStats, CpuConfig, Exit, Machine, Registers};
 use crate::memory::Memory;
@@ -57,6 +59,7 @@ use std::collections::BTreeMap;
 pub use task::ThreadSignals;
 use task::{Process, Thread};
 use vfs::{Mount, Vfs};
+pub use volume::VolumeError;
 
 /// 2024-01-01T00:00:00Z, the default guest epoch.
 pub const EPOCH_NS_DEFAULT: u64 = 1_704_067_200 * 1_000_000_000;
@@ -74,6 +77,8 @@ pub struct LinuxConfig {
     pub argv: Vec<Vec<u8>>,
     pub envp: Vec<Vec<u8>>,
     pub mounts: Vec<Mount>,
+    /// Writable volumes (storage/): read from the host at the start, then the guest's own.
+    pub volumes: Vec<crate::storage::VolumeSpec>,
     /// An unknown syscall ends the run (as SIGSYS) instead of returning -ENOSYS.
     pub strict: bool,
     /// Guest wall-clock time at icount 0.
@@ -112,6 +117,7 @@ impl Default for LinuxConfig {
             argv: vec![b"program".to_vec()],
             envp: Vec::new(),
             mounts: Vec::new(),
+            volumes: Vec::new(),
             strict: false,
             epoch_ns: EPOCH_NS_DEFAULT,
             ns_per_insn: 1,
@@ -266,6 +272,9 @@ pub struct LinuxMachine<H: Host> {
     net: net::Net,
     termination: Option<Termination>,
     stats: Stats,
+    /// Receives every completed operation on a volume (volume.rs). Outside the guest's state: snapshots do not
+    /// hold it.
+    io_observer: Option<Box<dyn crate::storage::IoObserver>>,
 }
 
 impl<H: Host> LinuxMachine<H> {
@@ -338,8 +347,11 @@ impl<H: Host> LinuxMachine<H> {
             net: net::Net::new(config.seed),
             termination: None,
             stats: Stats::default(),
+            io_observer: None,
             config,
         };
+        m.mount_volumes()
+            .map_err(|e| elf::LoadError::Volume(e.to_string()))?;
         let interpreter_path = interpreter.map(|i| i.canonical);
         m.name_image(
             &loaded.program_ranges,

@@ -22,6 +22,10 @@
 //!   normalised form of it); names in listings are sorted; overlay inode numbers come from a counter and times
 //!   from the guest's virtual clock, so nothing of the host's order or clocks reaches the guest unrecorded.
 //!
+//! - Writable volumes (volume.rs, storage/) live in the overlay too: their whole tree is read from the host at
+//!   the start, their root hides any mount above it (like /dev), and `volume_of` tells which operations the
+//!   I/O filter reports.
+//!
 //! It must not: call the host for anything but the `Host` methods, or follow host symbolic links on the host side.
 
 use super::abi::*;
@@ -258,6 +262,9 @@ pub enum Device {
     Null,
     Zero,
     Random,
+    /// /dev/tandem-mark (present when the guest has a volume): each write names a CDP mark
+    /// (`storage::MARK_DEVICE_PATH`); reads see end of file.
+    Mark,
 }
 
 /// Owner, permissions, times and identity of an overlay node (host nodes show the host's metadata instead).
@@ -405,8 +412,18 @@ pub struct Stat {
     pub ctime: Timespec,
 }
 
+/// A writable volume in the guest's name space (storage/): its root directory and the simulated disk under it.
+/// The volume's files are overlay files (the page cache); the disk holds what is durable.
+#[derive(Clone)]
+pub(super) struct Volume {
+    pub root: GuestPath,
+    pub disk: crate::storage::Disk,
+}
+
 pub struct Vfs {
     pub(super) mounts: Vec<Mount>,
+    /// The writable volumes, in the order of `LinuxConfig::volumes`.
+    pub(super) volumes: Vec<Volume>,
     table: Shared<PathTable>,
     root: GuestPath,
     pub(super) overlay: BTreeMap<PathId, OverlayEntry>,
@@ -482,6 +499,7 @@ impl Vfs {
         }));
         Vfs {
             mounts,
+            volumes: Vec::new(),
             table: Shared::new(table),
             root,
             overlay: BTreeMap::new(),
@@ -498,6 +516,7 @@ impl Vfs {
     pub(super) fn copy_with(&self, mut file: impl FnMut(&SharedFile) -> SharedFile) -> Vfs {
         Vfs {
             mounts: self.mounts.clone(),
+            volumes: self.volumes.clone(),
             table: self.table.clone(),
             root: self.root.clone(),
             overlay: self
@@ -516,6 +535,55 @@ impl Vfs {
             epoch: self.epoch,
             next_ino: self.next_ino,
         }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Volumes.
+
+    /// Makes `guest` the root of a volume whose disk starts as `disk`: the path and its ancestors exist as
+    /// directories, and no mount above reaches into it (as for the guest's own /dev and /proc). The caller fills
+    /// the overlay below it.
+    pub(super) fn add_volume(
+        &mut self,
+        guest: &[Vec<u8>],
+        disk: crate::storage::Disk,
+    ) -> GuestPath {
+        let mut table = self.table.borrow_mut();
+        let mut id = 0;
+        for c in guest {
+            id = table.intern_child(id, c);
+            let e = &mut table.entries[id as usize];
+            if e.synthetic.is_none() {
+                e.synthetic = Some(Synthetic::Dir);
+            }
+        }
+        table.entries[id as usize].hides_mount = true;
+        let dev = table.intern_child(0, b"dev");
+        let mark = table.intern_child(dev, b"tandem-mark");
+        table.entries[mark as usize].synthetic = Some(Synthetic::Device(Device::Mark));
+        drop(table);
+        let root = self.path_of(&join(guest));
+        self.volumes.push(Volume {
+            root: root.clone(),
+            disk,
+        });
+        root
+    }
+
+    /// The volume `path` is on and the path relative to its root ("a/b", empty for the root itself).
+    pub fn volume_of(&self, path: &GuestPath) -> Option<(u32, Vec<u8>)> {
+        let (i, v) = self
+            .volumes
+            .iter()
+            .enumerate()
+            .find(|(_, v)| path.starts_with(&v.root))?;
+        let rest = &path.components()[v.root.depth()..];
+        Some((i as u32, rest.join(&b'/')))
+    }
+
+    /// Whether `path` is the root of a volume (which, like a mount point, cannot be renamed or removed).
+    pub fn is_volume_root(&self, path: &GuestPath) -> bool {
+        self.volumes.iter().any(|v| v.root == *path)
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -998,6 +1066,8 @@ impl Vfs {
                     Device::Null => 3,
                     Device::Zero => 5,
                     Device::Random => 9,
+                    // Beside /dev/kmsg (1:11): a minor that Linux's mem driver does not use.
+                    Device::Mark => 12,
                 };
                 Stat {
                     rdev: (1 << 8) | minor,

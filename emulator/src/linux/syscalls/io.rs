@@ -59,7 +59,7 @@ impl<H: Host> LinuxMachine<H> {
                 data.bytes[start..end].to_vec()
             }
             FileKind::Dir { .. } => return Err(EISDIR),
-            FileKind::Device(Device::Null) => Vec::new(),
+            FileKind::Device(Device::Null | Device::Mark) => Vec::new(),
             FileKind::Device(Device::Zero) => vec![0u8; len.min(1 << 20)],
             FileKind::Device(Device::Random) => {
                 let mut b = vec![0u8; len.min(1 << 20)];
@@ -132,6 +132,10 @@ impl<H: Host> LinuxMachine<H> {
             FileKind::EventFd(_) | FileKind::TimerFd(_) | FileKind::Epoll(_) => {
                 unreachable!("written above")
             }
+            FileKind::Device(Device::Mark) => {
+                drop(d);
+                self.mark_written(bytes);
+            }
             FileKind::Device(_) => {}
             FileKind::PipeWrite(p) => {
                 let mut p = p.borrow_mut();
@@ -185,8 +189,17 @@ impl<H: Host> LinuxMachine<H> {
                 if offset.is_none() {
                     d.offset = end;
                 }
+                let (path, durable) = (d.path().cloned(), d.flags & (O_DSYNC | O_DIRECT) != 0);
                 drop(d);
                 self.file_changed(&data, pos, end);
+                if let Some(path) = path {
+                    self.volume_data_op(&path, &data, |file| IoOp::Write {
+                        file,
+                        offset: pos,
+                        data: bytes.to_vec(),
+                        durable,
+                    });
+                }
             }
         }
         Ok(bytes.len() as u64)

@@ -46,6 +46,7 @@ use super::{Host, LinuxMachine, Termination, GUEST_GID, GUEST_UID};
 use crate::cpu::{RAX, RCX, RDI, RDX, RSI};
 use crate::memory::{Perms, PAGE_MASK, PAGE_SIZE};
 use crate::shared::Shared;
+use crate::storage::IoOp;
 use std::sync::Arc;
 
 /// Lowest and highest (exclusive) addresses the kernel picks for mmap without a usable hint.
@@ -386,7 +387,11 @@ impl<H: Host> LinuxMachine<H> {
             39 => Ok(self.proc.pid.0 as u64),
             63 => self.sys_uname(a[0]),
             72 => self.sys_fcntl(fd0, a[1] as u32, a[2]),
-            74 | 75 => self.proc.fds.get(fd0).map(|_| 0), // fsync, fdatasync
+            74 => self.sys_fsync(fd0, false),
+            75 => self.sys_fsync(fd0, true),
+            162 => self.sys_sync(None),
+            277 => self.sys_sync_file_range(fd0, a[1] as i64, a[2] as i64, a[3]),
+            306 => self.sys_sync(Some(fd0)),
             76 => self.sys_truncate_path(a[0], a[1] as i64),
             77 => self.sys_ftruncate(fd0, a[1] as i64),
             79 => self.sys_getcwd(a[0], a[1]),

@@ -55,6 +55,11 @@ impl<H: Host> LinuxMachine<H> {
                 let attrs = self.vfs.new_attrs(mode & !self.proc.umask, now);
                 let f = Shared::new(FileData::new(Vec::new(), attrs));
                 self.vfs.put_file(&r.path, f.clone());
+                self.volume_name_op(&r.path, |path| IoOp::Create {
+                    path,
+                    file: attrs.ino,
+                    mode: attrs.mode,
+                });
                 Node::MemoryFile(f)
             }
             None => return Err(ENOENT),
@@ -90,6 +95,10 @@ impl<H: Host> LinuxMachine<H> {
                             old_len
                         };
                         self.file_changed(&data, 0, old_len);
+                        self.volume_data_op(&r.path, &data, |file| IoOp::Truncate {
+                            file,
+                            size_bytes: 0,
+                        });
                     }
                     data
                 } else {
@@ -98,7 +107,10 @@ impl<H: Host> LinuxMachine<H> {
                 FileKind::Regular { data, path: r.path }
             }
         };
-        let desc = OpenFile::new(kind, flags & (O_ACCMODE | O_APPEND | O_NONBLOCK));
+        // O_DSYNC (part of O_SYNC) and O_DIRECT are kept: they decide when a write is durable (storage/disk.rs),
+        // and F_GETFL shows them as Linux does.
+        let kept = O_ACCMODE | O_APPEND | O_NONBLOCK | O_SYNC | O_DIRECT;
+        let desc = OpenFile::new(kind, flags & kept);
         self.proc.fds.insert(desc, cloexec).map(|fd| fd as u64)
     }
 
@@ -436,6 +448,10 @@ impl<H: Host> LinuxMachine<H> {
         self.check_parent_dir(&r.path)?;
         let attrs = self.vfs.new_attrs(mode & !self.proc.umask, self.now());
         self.vfs.make_dir(&r.path, attrs);
+        self.volume_name_op(&r.path, |path| IoOp::Mkdir {
+            path,
+            mode: attrs.mode,
+        });
         Ok(0)
     }
 
@@ -461,8 +477,12 @@ impl<H: Host> LinuxMachine<H> {
         } else if node.is_dir() {
             return Err(EISDIR);
         }
+        if self.vfs.is_volume_root(&r.path) {
+            return Err(EBUSY);
+        }
         let now = self.now();
         self.vfs.remove(&r.path, now);
+        self.volume_name_op(&r.path, |path| IoOp::Remove { path });
         Ok(0)
     }
 
@@ -483,6 +503,7 @@ impl<H: Host> LinuxMachine<H> {
         if from.path == to.path {
             return Ok(0);
         }
+        self.same_volume(&from.path, &to.path)?;
         // Two names of one file: rename does nothing (rename(2)).
         if let (Node::MemoryFile(a), Some(Node::MemoryFile(b))) = (from_node, &to.node) {
             if Shared::ptr_eq(a, b) {
@@ -503,6 +524,11 @@ impl<H: Host> LinuxMachine<H> {
         }
         let now = self.now();
         self.vfs.rename(&mut self.host, &from.path, &to.path, now)?;
+        if let (Some((volume, from)), Some((_, to))) =
+            (self.vfs.volume_of(&from.path), self.vfs.volume_of(&to.path))
+        {
+            self.io_completed(volume, IoOp::Rename { from, to });
+        }
         Ok(0)
     }
 
@@ -520,12 +546,14 @@ impl<H: Host> LinuxMachine<H> {
         }
         self.check_parent_dir(&r.path)?;
         let attrs = self.vfs.new_attrs(0o777, self.now());
-        self.vfs.make_symlink(&r.path, target, attrs);
+        self.vfs.make_symlink(&r.path, target.clone(), attrs);
+        self.volume_name_op(&r.path, |path| IoOp::Symlink { path, target });
         Ok(0)
     }
 
     pub(in crate::linux) fn truncate_data(
         &mut self,
+        path: &GuestPath,
         data: &vfs::SharedFile,
         len: i64,
     ) -> SysResult {
@@ -543,6 +571,10 @@ impl<H: Host> LinuxMachine<H> {
         };
         let new_len = len as u64;
         self.file_changed(data, old_len.min(new_len), old_len.max(new_len));
+        self.volume_data_op(path, data, |file| IoOp::Truncate {
+            file,
+            size_bytes: new_len,
+        });
         Ok(0)
     }
 
@@ -552,12 +584,12 @@ impl<H: Host> LinuxMachine<H> {
         if !d.writable() {
             return Err(EINVAL);
         }
-        let data = match &d.kind {
-            FileKind::Regular { data, .. } => data.clone(),
+        let (data, path) = match &d.kind {
+            FileKind::Regular { data, path } => (data.clone(), path.clone()),
             _ => return Err(EINVAL),
         };
         drop(d);
-        self.truncate_data(&data, len)
+        self.truncate_data(&path, &data, len)
     }
 
     pub(in crate::linux) fn sys_truncate_path(&mut self, path: u64, len: i64) -> SysResult {
@@ -568,7 +600,7 @@ impl<H: Host> LinuxMachine<H> {
             return Err(EISDIR);
         }
         let data = self.vfs.copy_up(&mut self.host, &r.path, &node)?;
-        self.truncate_data(&data, len)
+        self.truncate_data(&r.path, &data, len)
     }
 }
 
