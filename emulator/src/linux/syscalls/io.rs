@@ -3,6 +3,7 @@
 //! ioctl_tty(2). Reads and writes of eventfds and timerfds are ready.rs's and timers.rs's. A read of an empty pipe and a write to a full one block (`would_block`).
 
 use super::*;
+use crate::linux::FileOutput;
 
 impl<H: Host> LinuxMachine<H> {
     // ---------------------------------------------------------------------------------------------------------
@@ -162,8 +163,8 @@ impl<H: Host> LinuxMachine<H> {
                 p.push(&bytes[..fits]);
                 return Ok(fits as u64);
             }
-            FileKind::Regular { data, .. } => {
-                let data = data.clone();
+            FileKind::Regular { data, path } => {
+                let (data, path) = (data.clone(), path.text());
                 let mut f = data.borrow_mut();
                 let pos = if d.flags & O_APPEND != 0 {
                     f.bytes.len() as u64
@@ -187,6 +188,8 @@ impl<H: Host> LinuxMachine<H> {
                 }
                 drop(d);
                 self.file_changed(&data, pos, end);
+                let change = FileOutput::Write { offset: pos, bytes };
+                self.host.file_output(&path, change);
             }
         }
         Ok(bytes.len() as u64)

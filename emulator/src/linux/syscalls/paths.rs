@@ -3,6 +3,7 @@
 //! (section 2).
 
 use super::*;
+use crate::linux::FileOutput;
 
 impl<H: Host> LinuxMachine<H> {
     // ---------------------------------------------------------------------------------------------------------
@@ -90,6 +91,8 @@ impl<H: Host> LinuxMachine<H> {
                             old_len
                         };
                         self.file_changed(&data, 0, old_len);
+                        let change = FileOutput::Truncate { len: 0 };
+                        self.host.file_output(&r.path.text(), change);
                     }
                     data
                 } else {
@@ -527,6 +530,7 @@ impl<H: Host> LinuxMachine<H> {
     pub(in crate::linux) fn truncate_data(
         &mut self,
         data: &vfs::SharedFile,
+        path: &vfs::GuestPath,
         len: i64,
     ) -> SysResult {
         if len < 0 || len as u64 > crate::linux::elf::IMAGE_SIZE_BYTES_MAX {
@@ -543,6 +547,8 @@ impl<H: Host> LinuxMachine<H> {
         };
         let new_len = len as u64;
         self.file_changed(data, old_len.min(new_len), old_len.max(new_len));
+        let change = FileOutput::Truncate { len: new_len };
+        self.host.file_output(&path.text(), change);
         Ok(0)
     }
 
@@ -552,12 +558,12 @@ impl<H: Host> LinuxMachine<H> {
         if !d.writable() {
             return Err(EINVAL);
         }
-        let data = match &d.kind {
-            FileKind::Regular { data, .. } => data.clone(),
+        let (data, path) = match &d.kind {
+            FileKind::Regular { data, path } => (data.clone(), path.clone()),
             _ => return Err(EINVAL),
         };
         drop(d);
-        self.truncate_data(&data, len)
+        self.truncate_data(&data, &path, len)
     }
 
     pub(in crate::linux) fn sys_truncate_path(&mut self, path: u64, len: i64) -> SysResult {
@@ -568,7 +574,7 @@ impl<H: Host> LinuxMachine<H> {
             return Err(EISDIR);
         }
         let data = self.vfs.copy_up(&mut self.host, &r.path, &node)?;
-        self.truncate_data(&data, len)
+        self.truncate_data(&data, &r.path, len)
     }
 }
 
