@@ -21,8 +21,8 @@ use tandem_emulator::linux::{
     LinuxConfig, LinuxMachine, MemoryHost, Progress, SchedPolicy, Termination,
 };
 use tandem_replay::ft::{
-    record_agreed, Arbiter, FtConfig, FtEnd, FtStats, ReplicaFaults, World, EPOCH_INSNS_DEFAULT, REPLICAS_MAX,
-    VERIFY_EPOCHS_DEFAULT,
+    record_agreed, Arbiter, FtConfig, FtEnd, FtStats, ReplicaFaults, World, EPOCH_INSNS_DEFAULT,
+    REPLICAS_MAX, VERIFY_EPOCHS_DEFAULT,
 };
 use tandem_scenarios::input::{read_input, InputKind};
 

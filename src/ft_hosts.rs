@@ -14,10 +14,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tandem_emulator::linux::abi::Errno;
-use tandem_emulator::linux::vfs::Mount;
 use tandem_emulator::linux::host::MemoryNode;
-use tandem_emulator::memory::Fnv;
+use tandem_emulator::linux::vfs::Mount;
 use tandem_emulator::linux::{FileOutput, Host, HostMetadata, MemoryHost};
+use tandem_emulator::memory::Fnv;
 
 /// Most files and directories a campaign reads from its mounts, and most bytes in all.
 const CAMPAIGN_NODES_MAX: usize = 100_000;

@@ -288,13 +288,26 @@ fn file_writes_are_output_released_beneath_the_release_directory() {
     assert_eq!(clean.status.code(), Some(0), "{}", text(&clean.stderr));
     for faults in [
         vec![],
-        vec!["--faults-on", "1:mem.flip:count=20,within=14000,class=anon-dirty"],
-        vec!["--faults-on", "0:mem.flip:count=20,within=14000,class=anon-dirty"],
+        vec![
+            "--faults-on",
+            "1:mem.flip:count=20,within=14000,class=anon-dirty",
+        ],
+        vec![
+            "--faults-on",
+            "0:mem.flip:count=20,within=14000,class=anon-dirty",
+        ],
     ] {
         let out_dir = dir.join("released");
         let _ = std::fs::remove_dir_all(&out_dir);
         let release = out_dir.display().to_string();
-        let mut flags = vec!["--epoch", "2000", "--mount", &mount, "--release-files", &release];
+        let mut flags = vec![
+            "--epoch",
+            "2000",
+            "--mount",
+            &mount,
+            "--release-files",
+            &release,
+        ];
         flags.extend(&faults);
         let out = ft(&flags, &program, &args, b"");
         assert_eq!(text(&out.stdout), text(&clean.stdout), "{faults:?}");
@@ -303,7 +316,10 @@ fn file_writes_are_output_released_beneath_the_release_directory() {
         assert_eq!(text(&released), text(&expected), "{faults:?}");
         // O_TRUNC and two writes.
         let line = report_line(&out, "released ");
-        assert!(line.ends_with("3 of them file changes, 969 bytes"), "{line}");
+        assert!(
+            line.ends_with("3 of them file changes, 969 bytes"),
+            "{line}"
+        );
         if !faults.is_empty() {
             let counts = report_line(&out, "2 replicas");
             assert!(!counts.contains(" 0 mismatches"), "{counts}");
@@ -366,7 +382,10 @@ fn debug_mismatch_shows_the_flipped_byte_of_the_wrong_replica() {
         b"",
     );
     let first = report_line(&out, "first mismatch: ");
-    assert!(first.ends_with("the right state: the re-execution"), "{first}");
+    assert!(
+        first.ends_with("the right state: the re-execution"),
+        "{first}"
+    );
     assert!(report_line(&out, "replica 1 at icount ").ends_with(": right"));
     let page = report_line(&out, &format!("  page {TABLE_PAGE1}: first differing byte"));
     let byte = |s: &str| u8::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();

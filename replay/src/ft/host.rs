@@ -188,9 +188,15 @@ pub enum OutputTarget {
     Stdout,
     Stderr,
     /// The bytes at `offset` of the guest file `path` (the guest path it was opened as).
-    FileWrite { path: Vec<u8>, offset: u64 },
+    FileWrite {
+        path: Vec<u8>,
+        offset: u64,
+    },
     /// The guest file `path` cut (or extended with zeros) to `len` bytes; no bytes.
-    FileTruncate { path: Vec<u8>, len: u64 },
+    FileTruncate {
+        path: Vec<u8>,
+        len: u64,
+    },
 }
 
 impl OutputTarget {

@@ -61,7 +61,8 @@ pub(super) fn view<A: Host, B: Host>(
         .map(|&address| {
             let mut a = vec![0u8; PAGE_SIZE];
             let mut b = vec![0u8; PAGE_SIZE];
-            let readable = mine.peek(address, &mut a).is_ok() && theirs.peek(address, &mut b).is_ok();
+            let readable =
+                mine.peek(address, &mut a).is_ok() && theirs.peek(address, &mut b).is_ok();
             let first_byte = readable
                 .then(|| a.iter().zip(&b).position(|(x, y)| x != y))
                 .flatten()
@@ -83,8 +84,8 @@ pub(super) fn view<A: Host, B: Host>(
 }
 
 const GPR_NAMES: [&str; 16] = [
-    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
-    "r15",
+    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15",
 ];
 
 impl MismatchView {

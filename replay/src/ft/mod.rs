@@ -630,7 +630,12 @@ impl<L: Host + Send> World<L> {
             let o = outcomes[i].as_ref().expect("every live replica ran");
             let difference = (!o.agrees(truth)).then(|| o.difference(truth));
             let guest = &self.replicas[i].hv.guest;
-            replicas.push(mismatch::view(format!("replica {i}"), guest, right, difference));
+            replicas.push(mismatch::view(
+                format!("replica {i}"),
+                guest,
+                right,
+                difference,
+            ));
         }
         MismatchView {
             epoch: self.stats.epochs,

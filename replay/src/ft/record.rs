@@ -30,7 +30,10 @@ pub fn record_agreed<S: ChunkSink>(
     header: &Header,
     writer: &mut S,
 ) -> Result<std::io::Result<Summary>, LoadError> {
-    assert!(header.faults.is_none(), "the agreed execution has no faults");
+    assert!(
+        header.faults.is_none(),
+        "the agreed execution has no faults"
+    );
     log.set_open(false);
     // Never asked: a follower answers from the log only.
     let live = Arc::new(Mutex::new(LiveSource::new(MemoryHost::new(linux.seed))));
