@@ -5,6 +5,7 @@
 //! Exit status: the agreed guest's (as `tandem run`), 124 at --max-insns, 125 for tandem's own failure; a
 //! campaign exits 0 when no run was silently corrupted, 1 when some run was.
 
+use crate::ft_hosts::{campaign_host, ReleasingHost};
 use crate::run_cmd::{exe_guest_path, parse_memory_size, parse_mount, parse_sched, LiveHost};
 use anyhow::{bail, Context};
 use std::ffi::OsString;
@@ -20,8 +21,8 @@ use tandem_emulator::linux::{
     LinuxConfig, LinuxMachine, MemoryHost, Progress, SchedPolicy, Termination,
 };
 use tandem_replay::ft::{
-    Arbiter, FtConfig, FtEnd, FtStats, ReplicaFaults, World, EPOCH_INSNS_DEFAULT, REPLICAS_MAX,
-    VERIFY_EPOCHS_DEFAULT,
+    record_agreed, Arbiter, FtConfig, FtEnd, FtStats, ReplicaFaults, World, EPOCH_INSNS_DEFAULT,
+    REPLICAS_MAX, VERIFY_EPOCHS_DEFAULT,
 };
 use tandem_scenarios::input::{read_input, InputKind};
 
@@ -123,9 +124,26 @@ pub struct FtArgs {
     #[arg(long, value_name = "N")]
     max_insns: Option<u64>,
 
-    /// Mount a host file or directory read-only at GUEST, as tandem run --mount. Example: --mount ./data:/data
+    /// Mount a host file or directory read-only at GUEST, as tandem run --mount. A campaign reads the mounted
+    /// files once, into memory, and shows them with fixed metadata. Example: --mount ./data:/data
     #[arg(long = "mount", value_name = "HOST[:GUEST]")]
     mounts: Vec<String>,
+
+    /// Apply the guest's agreed file changes (writes and truncations of files it opened, as guest paths)
+    /// beneath DIR on the host, each when its epoch is released. Without it they stay in the guest.
+    /// Example: --release-files ./out
+    #[arg(long, value_name = "DIR", conflicts_with = "seeds")]
+    release_files: Option<PathBuf>,
+
+    /// Write a trace of the agreed execution to FILE, recorded from the pair's input log after the run;
+    /// tandem replay and tandem debug read it as any recording. Example: --record pair.trace
+    #[arg(long, value_name = "FILE", conflicts_with = "seeds")]
+    record: Option<PathBuf>,
+
+    /// At the end, print every replica at the first mismatch, before any was corrected: registers that
+    /// differ from the right state and the pages that differ, with their first differing byte.
+    #[arg(long, conflicts_with = "seeds")]
+    debug_mismatch: bool,
 
     /// Show mounted files with fixed metadata, as tandem run --normalize-metadata.
     #[arg(long)]
@@ -259,13 +277,14 @@ pub fn run(args: FtArgs) -> anyhow::Result<()> {
         faults[index].plan.random.extend(plan.random);
     }
     let program = PathBuf::from(&args.command[0]);
-    let bytes = read_input(&program, InputKind::Program)?;
+    let bytes: Arc<[u8]> = read_input(&program, InputKind::Program)?.into();
     let config = linux_config(&args)?;
-    let host = LiveHost::new(args.seed, &config.mounts, args.normalize_metadata)?;
+    let live = LiveHost::new(args.seed, &config.mounts, args.normalize_metadata)?;
+    let host = ReleasingHost::new(live, args.release_files.clone());
     let mut world = World::new(
         ft_config(&args),
-        config,
-        bytes.into(),
+        config.clone(),
+        bytes.clone(),
         host,
         faults,
         policy(&args),
@@ -273,8 +292,15 @@ pub fn run(args: FtArgs) -> anyhow::Result<()> {
     .with_context(|| format!("cannot load {}", program.display()))?;
     world.set_jit(!args.no_jit);
     let end = world.run();
-    world.with_live(|_| ());
     let _ = std::io::stdout().flush();
+    if let Some(failure) = world.with_live(|h| h.failure.clone()) {
+        bail!("--release-files: {failure}");
+    }
+    if let Some(path) = &args.record {
+        let mut header = crate::record_cmd::header_of(&config, &program, &bytes);
+        header.instructions_max = args.max_insns;
+        record_pair(&world, config, bytes, &header, path)?;
+    }
 
     let mut err = crate::output::Lossy(std::io::stderr().lock());
     let status = match &end {
@@ -298,6 +324,21 @@ pub fn run(args: FtArgs) -> anyhow::Result<()> {
         }
     }
     write_report(&mut err, world.stats(), replicas, args.epoch_insns)?;
+    if args.debug_mismatch {
+        let lines = world
+            .first_mismatch()
+            .map_or_else(|| vec!["no mismatch".to_string()], |v| v.lines());
+        for line in lines {
+            writeln!(err, "tandem: ft: {line}")?;
+        }
+    }
+    if let Some(path) = &args.record {
+        writeln!(
+            err,
+            "tandem: ft: recorded the agreed execution to {}",
+            path.display()
+        )?;
+    }
     writeln!(
         err,
         "tandem: ft: primary at the end: replica {}, replicas alive: {:?}",
@@ -314,6 +355,40 @@ pub fn run(args: FtArgs) -> anyhow::Result<()> {
     }
     err.flush()?;
     std::process::exit(status);
+}
+
+/// Writes the trace of the world's agreed execution to `path` (see `tandem_replay::ft::record_agreed`) and
+/// checks that it ended where the world did.
+fn record_pair<L: tandem_emulator::linux::Host + Send>(
+    world: &World<L>,
+    config: LinuxConfig,
+    bytes: Arc<[u8]>,
+    header: &tandem_replay::trace::Header,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let cannot_write = || format!("--record: cannot write the trace {}", path.display());
+    let file = std::fs::File::create(path).with_context(cannot_write)?;
+    let mut writer = tandem_replay::trace::TraceWriter::new(std::io::BufWriter::new(file))
+        .with_context(cannot_write)?;
+    let summary = record_agreed(world.shared_log(), config, bytes, header, &mut writer)
+        .context("--record: cannot load the program again")?
+        .with_context(cannot_write)?;
+    writer
+        .into_inner()
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|file| file.sync_all())
+        .with_context(cannot_write)?;
+    if summary.icount != world.icount() || summary.state_hash != world.state_hash() {
+        bail!(
+            "--record: the recorded run ended at icount {} (state {:#018x}), the pair at icount {} (state              {:#018x}); this is a bug of tandem ft",
+            summary.icount,
+            summary.state_hash,
+            world.icount(),
+            world.state_hash()
+        );
+    }
+    Ok(())
 }
 
 /// The report of one world's run.
@@ -339,11 +414,13 @@ fn write_report(
     writeln!(
         out,
         "tandem: ft: released {} writes, {} bytes; output latency mean {} max {} instructions (x ns_per_insn = \
-         virtual ns)",
+         virtual ns); {} of them file changes, {} bytes",
         s.released_writes,
         s.released_bytes,
         s.latency_insns_mean(),
-        s.latency_insns_max
+        s.latency_insns_max,
+        s.released_file_changes,
+        s.released_file_bytes
     )?;
     for line in &s.events {
         writeln!(out, "tandem: ft: {line}")?;
@@ -383,13 +460,17 @@ fn campaign(args: FtArgs) -> anyhow::Result<()> {
             replicas - 1
         );
     }
-    if !args.mounts.is_empty() || !args.faults_on.is_empty() {
-        bail!("a campaign (--seeds) takes neither --mount nor --faults-on; give the faults with --faults");
+    if !args.faults_on.is_empty() {
+        bail!("a campaign (--seeds) does not take --faults-on; give the faults with --faults");
     }
     let program = PathBuf::from(&args.command[0]);
     let bytes: Arc<[u8]> = read_input(&program, InputKind::Program)?.into();
     let config = linux_config(&args)?;
-    let mut guest = LinuxMachine::new(config.clone(), &bytes, MemoryHost::new(args.seed))
+    let host = ReleasingHost::new(
+        campaign_host(&config.mounts, campaign_stdin()?, args.seed)?,
+        None,
+    );
+    let mut guest = LinuxMachine::new(config.clone(), &bytes, host.clone())
         .with_context(|| format!("cannot load {}", program.display()))?;
     let baseline_max = args.max_insns.unwrap_or(u64::MAX / 4);
     if guest.run_to_completion(baseline_max) != Progress::Finished {
@@ -398,7 +479,7 @@ fn campaign(args: FtArgs) -> anyhow::Result<()> {
     let t = guest.termination().expect("finished").clone();
     let baseline = Baseline {
         end: end_of(&FtEnd::Finished(t.clone())),
-        stdout: guest.host.stdout.clone(),
+        stdout: released_output(&guest.host),
         icount: guest.icount(),
         diagnostic: t.diagnostic(),
     };
@@ -430,7 +511,7 @@ fn campaign(args: FtArgs) -> anyhow::Result<()> {
                     ft.clone(),
                     config.clone(),
                     bytes.clone(),
-                    MemoryHost::new(args.seed),
+                    host.clone(),
                     faults,
                     policy(&args),
                 )
@@ -438,7 +519,7 @@ fn campaign(args: FtArgs) -> anyhow::Result<()> {
                 .map(|mut world| {
                     world.set_jit(!args.no_jit);
                     let end = end_of(&world.run());
-                    let verdict = world.with_live(|h| judge(&baseline, end, &h.stdout));
+                    let verdict = world.with_live(|h| judge(&baseline, end, &released_output(h)));
                     CampaignRow {
                         verdict,
                         stats: world.stats().clone(),
@@ -455,6 +536,28 @@ fn campaign(args: FtArgs) -> anyhow::Result<()> {
         .map(|r| r.expect("every seed ran"))
         .collect::<anyhow::Result<_>>()?;
     render_campaign(&args, &seeds, &plan, &baseline, &rows)
+}
+
+/// What a campaign compares with the fault-free run: stdout, then the digest of the file changes.
+fn released_output(host: &ReleasingHost<MemoryHost>) -> Vec<u8> {
+    let mut out = host.inner.stdout.clone();
+    out.extend_from_slice(&host.file_output_digest.finish().to_le_bytes());
+    out
+}
+
+/// A campaign's stdin: all of tandem's own stdin read once (every run gets the same bytes), or none from a
+/// terminal.
+fn campaign_stdin() -> anyhow::Result<Vec<u8>> {
+    use std::io::{IsTerminal, Read};
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(Vec::new());
+    }
+    let mut bytes = Vec::new();
+    stdin
+        .read_to_end(&mut bytes)
+        .context("cannot read stdin for the campaign's runs")?;
+    Ok(bytes)
 }
 
 fn render_campaign(
@@ -486,7 +589,7 @@ fn render_campaign(
         "fault-free run: {}, {} instructions, {} bytes of stdout",
         baseline.end.describe(),
         baseline.icount,
-        baseline.stdout.len()
+        baseline.stdout.len().saturating_sub(8)
     )?;
     writeln!(out, "{:<20} {:>8}", "verdict", "runs")?;
     for v in Verdict::ALL {

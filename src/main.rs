@@ -27,6 +27,7 @@ mod faults_cmd;
 mod install_cmd;
 
 mod ft_cmd;
+mod ft_hosts;
 mod mount_fs;
 mod output;
 mod profile_cmd;

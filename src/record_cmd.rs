@@ -54,7 +54,7 @@ pub struct RecordArgs {
     output: PathBuf,
 
     /// Instructions between state hashes (checkpoints that replay verifies). Example: --hash-interval 65536
-    #[arg(long, default_value_t = 1 << 20, value_name = "N")]
+    #[arg(long, default_value_t = HASH_INTERVAL_DEFAULT, value_name = "N")]
     hash_interval: u64,
 
     /// Instructions between the register hashes that narrow a divergence; 1 narrows to the exact instruction
@@ -149,8 +149,53 @@ impl LiveClock for HostClock {
     }
 }
 
+/// The header of a trace of a run of `config` on the program at `program` (its `bytes`): no instruction limit,
+/// the default hash intervals, the guest's own clock and entropy, no faults. `tandem ft --record` writes it as
+/// is; `tandem record` sets its options over it.
+pub(crate) fn header_of(config: &LinuxConfig, program: &Path, bytes: &[u8]) -> Header {
+    Header {
+        emulator_version: tandem_replay::EMULATOR_VERSION.to_string(),
+        program_path: program.as_os_str().as_bytes().to_vec(),
+        program_id: blob_id(bytes),
+        program: bytes.to_vec(),
+        argv: config.argv.clone(),
+        envp: config.envp.clone(),
+        mounts: config
+            .mounts
+            .iter()
+            .map(|m| {
+                (
+                    tandem_emulator::linux::vfs::join(&m.guest),
+                    m.host.as_os_str().as_bytes().to_vec(),
+                )
+            })
+            .collect(),
+        seed: config.seed,
+        strict: config.strict,
+        epoch_ns: config.epoch_ns,
+        ns_per_insn: config.ns_per_insn,
+        stdout_is_terminal: config.stdout_is_terminal,
+        exe_path: config.exe_path.clone(),
+        cwd: config.cwd.clone(),
+        frames_max: config.frames_max as u64,
+        instructions_max: None,
+        hash_interval: HASH_INTERVAL_DEFAULT,
+        fine_interval: FINE_INTERVAL_DEFAULT,
+        live_clock: false,
+        live_entropy: false,
+        tasks: TaskOptions::of(config),
+        faults: None,
+    }
+}
+
+/// Instructions between checkpoints, and between fine register hashes, unless told otherwise.
+pub(crate) const HASH_INTERVAL_DEFAULT: u64 = 1 << 20;
+pub(crate) const FINE_INTERVAL_DEFAULT: u64 = 65536;
+
 pub fn run(args: RecordArgs) -> anyhow::Result<()> {
-    let fine_interval = args.fine_interval.unwrap_or(65536.min(args.hash_interval));
+    let fine_interval = args
+        .fine_interval
+        .unwrap_or(FINE_INTERVAL_DEFAULT.min(args.hash_interval));
     if fine_interval == 0 || args.hash_interval == 0 || args.hash_interval % fine_interval != 0 {
         bail!(
             "--fine-interval {fine_interval} must be at least 1 and divide --hash-interval {}",
@@ -200,42 +245,18 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let fault_seed = r.fault_seed.unwrap_or(r.seed);
     let has_faults = !plan.events.is_empty() || !plan.random.is_empty();
     let header = Header {
-        emulator_version: tandem_replay::EMULATOR_VERSION.to_string(),
-        program_path: program.as_os_str().as_bytes().to_vec(),
-        program_id: blob_id(&bytes),
-        program: bytes.clone(),
-        argv: config.argv.clone(),
-        envp: config.envp.clone(),
-        mounts: config
-            .mounts
-            .iter()
-            .map(|m| {
-                (
-                    tandem_emulator::linux::vfs::join(&m.guest),
-                    m.host.as_os_str().as_bytes().to_vec(),
-                )
-            })
-            .collect(),
-        seed: config.seed,
-        strict: config.strict,
-        epoch_ns: config.epoch_ns,
-        ns_per_insn: config.ns_per_insn,
-        stdout_is_terminal: config.stdout_is_terminal,
-        exe_path: config.exe_path.clone(),
-        cwd: config.cwd.clone(),
-        frames_max: config.frames_max as u64,
         instructions_max: r.max_insns,
         hash_interval: args.hash_interval,
         fine_interval,
         live_clock: args.live_clock,
         live_entropy: args.live_entropy,
-        tasks: TaskOptions::of(&config),
         faults: has_faults.then(|| FaultOptions {
             plan: plan.clone(),
             fault_seed,
             early_kill: policy.early_kill,
             stuck_period_insns: policy.stuck_period_insns,
         }),
+        ..header_of(&config, &program, &bytes)
     };
     // The live clock is an input of the guest, recorded in the trace: the one permitted host-clock read.
     #[allow(clippy::disallowed_methods)]

@@ -260,3 +260,187 @@ fn bad_input_is_a_clear_error() {
         );
     }
 }
+
+/// The "tandem: icount N state_hash H" line of --report-state.
+fn state_line(out: &Output) -> String {
+    text(&out.stderr)
+        .lines()
+        .find(|l| l.starts_with("tandem: icount "))
+        .unwrap_or_else(|| panic!("no state line in:\n{}", text(&out.stderr)))
+        .to_string()
+}
+
+/// A corpus program that writes a file (fileio: a copy of its input plus a line, in the overlay): the file
+/// changes are held with the epoch's output and released beneath --release-files only as agreed, so the host
+/// gets exactly the bytes the program wrote, even with a flipped replica; without the flag nothing is written.
+#[test]
+fn file_writes_are_output_released_beneath_the_release_directory() {
+    let dir = scratch("ft-file-output");
+    let input: Vec<u8> = b"first line of the input\n".repeat(40);
+    std::fs::create_dir(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/in.txt"), &input).unwrap();
+    let mount = format!("{}:/data", dir.join("data").display());
+    let program = corpus_bin("fileio-musl");
+    let args = ["/data/in.txt", "/tmp/copy.txt", "/data"];
+    let mut expected = input.clone();
+    expected.extend_from_slice(b"appended\n");
+    let clean = emulate(&["--mount", &mount], &program, &args, b"");
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean.stderr));
+    for faults in [
+        vec![],
+        vec![
+            "--faults-on",
+            "1:mem.flip:count=20,within=14000,class=anon-dirty",
+        ],
+        vec![
+            "--faults-on",
+            "0:mem.flip:count=20,within=14000,class=anon-dirty",
+        ],
+    ] {
+        let out_dir = dir.join("released");
+        let _ = std::fs::remove_dir_all(&out_dir);
+        let release = out_dir.display().to_string();
+        let mut flags = vec![
+            "--epoch",
+            "2000",
+            "--mount",
+            &mount,
+            "--release-files",
+            &release,
+        ];
+        flags.extend(&faults);
+        let out = ft(&flags, &program, &args, b"");
+        assert_eq!(text(&out.stdout), text(&clean.stdout), "{faults:?}");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let released = std::fs::read(out_dir.join("tmp/copy.txt")).expect("the released copy");
+        assert_eq!(text(&released), text(&expected), "{faults:?}");
+        // O_TRUNC and two writes.
+        let line = report_line(&out, "released ");
+        assert!(
+            line.ends_with("3 of them file changes, 969 bytes"),
+            "{line}"
+        );
+        if !faults.is_empty() {
+            let counts = report_line(&out, "2 replicas");
+            assert!(!counts.contains(" 0 mismatches"), "{counts}");
+        }
+    }
+    // Without --release-files the changes are still held and compared, and stay in the guest.
+    let out = ft(&["--mount", &mount], &program, &args, b"");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(report_line(&out, "released ").ends_with("3 of them file changes, 969 bytes"));
+}
+
+/// A pair's trace (--record) is the agreed execution: tandem replay verifies it, and it ends in the fault-free
+/// run's state although the primary met a fault that the pair corrected.
+#[test]
+fn a_recorded_pair_replays_verified_and_ends_in_the_fault_free_state() {
+    let program = corpus_bin("sigbus-glibc");
+    let dir = scratch("ft-record");
+    let trace = dir.join("pair.trace");
+    let spec = format!("0:mem.ue:icount=300000,addr={TABLE_PAGE1}");
+    let trace_arg = trace.display().to_string();
+    let out = same_as_run(
+        &[
+            "--epoch",
+            "100000",
+            "--faults-on",
+            &spec,
+            "--record",
+            &trace_arg,
+            "--report-state",
+        ],
+        &program,
+        &["20"],
+        b"",
+    );
+    assert!(report_line(&out, "2 replicas").contains("1 mismatches"));
+    let clean = emulate(&["--report-state"], &program, &["20"], b"");
+    assert_eq!(state_line(&out), state_line(&clean));
+    let rep = Command::new(tandem())
+        .args(["replay", "--quiet"])
+        .arg(&trace)
+        .current_dir(repo())
+        .env_clear()
+        .output()
+        .unwrap();
+    let err = text(&rep.stderr);
+    assert_eq!(rep.status.code(), Some(0), "{err}");
+    assert!(err.contains(": verified: "), "{err}");
+}
+
+/// --debug-mismatch shows both replicas at the first mismatch: the flipped page of the primary with the very
+/// bit that was flipped, against the right execution's byte.
+#[test]
+fn debug_mismatch_shows_the_flipped_byte_of_the_wrong_replica() {
+    let program = corpus_bin("sigbus-glibc");
+    let spec = format!("0:mem.flip:icount=300000,addr={TABLE_PAGE1},bit=3");
+    let out = same_as_run(
+        &["--epoch", "50000", "--faults-on", &spec, "--debug-mismatch"],
+        &program,
+        &["20"],
+        b"",
+    );
+    let first = report_line(&out, "first mismatch: ");
+    assert!(
+        first.ends_with("the right state: the re-execution"),
+        "{first}"
+    );
+    assert!(report_line(&out, "replica 1 at icount ").ends_with(": right"));
+    let page = report_line(&out, &format!("  page {TABLE_PAGE1}: first differing byte"));
+    let byte = |s: &str| u8::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+    let (mine, right) = page
+        .rsplit_once(": ")
+        .and_then(|(_, v)| v.split_once(" (right "))
+        .map(|(m, r)| (byte(m), byte(r.trim_end_matches(')'))))
+        .expect("two bytes");
+    assert_eq!(mine ^ right, 1 << 3, "{page}");
+    let clean = ft(&["--debug-mismatch"], &program, &["20"], b"");
+    assert_eq!(report_line(&clean, "no mismatch"), "no mismatch");
+}
+
+/// A campaign on Debian's busybox with a mounted file and with stdin: every seed's guest reads the same input
+/// (the fault-free run's stdout is the digest line of the file, the head of stdin), tables are the same at any
+/// --jobs, and a pair lets no run be silently corrupted.
+#[test]
+fn a_campaign_takes_mounts_and_stdin() {
+    let dir = scratch("ft-campaign-mount");
+    std::fs::write(dir.join("in"), b"some data to digest\n".repeat(500)).unwrap();
+    let mount = format!("{}:/data", dir.display());
+    let campaign = |extra: &[&str], args: &[&str], stdin: &[u8]| {
+        let mut flags = vec![
+            "--seeds",
+            "0..6",
+            "--faults",
+            "mem.flip:count=1,class=anon-dirty",
+        ];
+        flags.extend(extra);
+        ft(&flags, "/bin/busybox", args, stdin)
+    };
+    let one = campaign(&["--mount", &mount], &["sha256sum", "/data/in"], b"");
+    let two = campaign(
+        &["--mount", &mount, "--jobs", "2"],
+        &["sha256sum", "/data/in"],
+        b"",
+    );
+    assert_eq!(one.status.code(), Some(0), "{}", text(&one.stderr));
+    assert_eq!(text(&one.stdout), text(&two.stdout));
+    // 64 hex digits, two spaces, the name, a newline.
+    assert!(
+        text(&one.stdout).contains("exit 0, ") && text(&one.stdout).contains(" 75 bytes of stdout"),
+        "{}",
+        text(&one.stdout)
+    );
+    let table = text(&one.stdout);
+    let corrupted = table
+        .lines()
+        .find(|l| l.starts_with("silently-corrupted"))
+        .unwrap();
+    assert!(corrupted.ends_with(" 0"), "{table}");
+    let head = campaign(&[], &["head", "-c", "100"], &b"x".repeat(1000));
+    assert!(
+        text(&head.stdout).contains(" 100 bytes of stdout"),
+        "{}",
+        text(&head.stdout)
+    );
+}

@@ -1,8 +1,8 @@
 //! Guest memory: 4 KiB guest-virtual pages mapped onto guest-physical frames.
 //!
 //! What it owns: the page table (virtual page number to frame and permissions), the frame table (each frame's
-//! bytes, class and poison bit), the dirty set of the current epoch, a generation count of page-table changes,
-//! and a software TLB.
+//! bytes, class and poison bit), the write generation of each frame (dirty tracking), a generation count of
+//! page-table changes, and a software TLB.
 //!
 //! Key decisions:
 //! - A frame's bytes live in an `Arc<[u8; 4096]>`. A snapshot clones the Arcs, so after it every frame is shared
@@ -10,13 +10,17 @@
 //!   the pages written since. Pages that were never written all share one zero frame.
 //! - The software TLB is direct-mapped, one array for reads and one for writes. A write entry is installed only for
 //!   a frame this memory owns alone, that holds no cached code and is not poisoned, so a hit on it never needs a
-//!   check. The first write to a page in an epoch goes through the slow path, which is where the page is copied,
-//!   classified as anonymous dirty and added to the dirty set.
-//! - Dirty epochs serve incremental digests (replay/src/digest.rs): an epoch begins only at `begin_epoch` (and at
-//!   `restore`, which makes the dirty set meaningless); a snapshot does not end one, so a digest may take
-//!   snapshots between its updates. Frame ids never move under a page except through page-table changes, which
-//!   all bump `map_generation`: with the same epoch and generation as at its last update, a digest need look
-//!   only at the dirty frames.
+//!   check. The first write to a page in a write generation goes through the slow path, which is where the page
+//!   is copied, classified as anonymous dirty and stamped with the generation.
+//! - Dirty tracking has a cursor per consumer (`DirtyCursor`): digests (replay/src/digest.rs), the timeline's
+//!   checkpoints, the divergence search and FT each take their own with `dirty_cursor` and ask
+//!   `dirty_since(&cursor)`, so one consumer never disturbs another (there is no shared epoch to restart).
+//!   Taking a cursor starts a new write generation (and empties the write TLB, so the next write to every page
+//!   stamps its frame); the frames written since a cursor are those stamped after it. A `restore` or `fork`
+//!   makes every earlier cursor unknowing (`dirty_since` answers None: treat every frame as written). A snapshot
+//!   ends nothing. Frame ids never move under a page except through page-table changes, which all bump
+//!   `map_generation`: with the same generation as at its last update, a digest need look only at the frames
+//!   written since its cursor.
 //! - Faults are guest exceptions (`Exception::PageFault`), never Rust errors or panics: an access that crosses into an
 //!   unmapped or protected page faults before any byte is written.
 //! - Debugger watches (`set_watches`): a page holding a watched byte range is never cached in the TLB of the
@@ -157,6 +161,141 @@ pub struct WatchHits {
     pub writes: u64,
 }
 
+/// One consumer's place in a memory's dirty tracking (`Memory::dirty_cursor`): the frames written since it was
+/// taken are `Memory::dirty_since(&cursor)`. Plain data: a consumer keeps as many as it likes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirtyCursor {
+    /// The history it belongs to: a memory starts a new one at `restore` and `fork`.
+    lineage: u64,
+    /// The write generation that was current when it was taken; frames stamped later were written since.
+    generation: u64,
+}
+
+/// Hands out lineages: a process-wide counter, compared only for equality (it never reaches an output).
+static LINEAGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn new_lineage() -> u64 {
+    LINEAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Dirty tracking for any number of consumers: each frame carries the write generation of its last write (its
+/// stamp), and a log of stampings in generation order lets a cursor find what was written since it in time
+/// proportional to that, not to the frames mapped.
+///
+/// Invariants: `generation` is greater than every stamp and every cursor of this lineage handed out; `written`
+/// is in ascending generation order, holds an entry `(stamps[f], f)` for every stamped frame `f`, and is at most
+/// `WRITTEN_SLACK` entries longer than twice the frame count (older entries are dropped by `compact`).
+#[derive(Clone)]
+struct DirtyLog {
+    lineage: u64,
+    generation: u64,
+    /// By frame id: the generation of its last write, 0 for none since the lineage began (or freed since).
+    stamps: Vec<u64>,
+    /// (generation, frame) per stamping; an entry is current while the frame's stamp still equals it.
+    written: Vec<(u64, u32)>,
+}
+
+/// Entries `DirtyLog::written` may hold beyond twice the frame count before it is compacted.
+const WRITTEN_SLACK: usize = 64;
+
+impl Default for DirtyLog {
+    fn default() -> Self {
+        DirtyLog {
+            lineage: new_lineage(),
+            generation: 1,
+            stamps: Vec::new(),
+            written: Vec::new(),
+        }
+    }
+}
+
+impl DirtyLog {
+    /// Frame `id` was written (or handed out with new contents) in the current generation.
+    fn stamp(&mut self, id: u32) {
+        let i = id as usize;
+        if i >= self.stamps.len() {
+            self.stamps.resize(i + 1, 0);
+        }
+        if self.stamps[i] == self.generation {
+            return;
+        }
+        self.stamps[i] = self.generation;
+        self.written.push((self.generation, id));
+        if self.written.len() > 2 * self.stamps.len() + WRITTEN_SLACK {
+            self.compact();
+        }
+    }
+
+    /// Frame `id` was freed: it holds nothing any consumer needs to look at.
+    fn unstamp(&mut self, id: u32) {
+        if let Some(s) = self.stamps.get_mut(id as usize) {
+            *s = 0;
+        }
+    }
+
+    /// Drops the entries that are no longer current (a later stamping or a free replaced them).
+    fn compact(&mut self) {
+        let stamps = &self.stamps;
+        self.written.retain(|&(g, f)| stamps[f as usize] == g);
+        // Sorting by (generation, frame) keeps the generation order and brings together the two current entries
+        // of a frame freed and handed out again within one generation.
+        self.written.sort_unstable();
+        self.written.dedup();
+        assert!(
+            self.written.len() <= self.stamps.len(),
+            "one current entry per frame at most"
+        );
+    }
+
+    fn cursor(&mut self) -> DirtyCursor {
+        let cursor = DirtyCursor {
+            lineage: self.lineage,
+            generation: self.generation,
+        };
+        self.generation += 1;
+        cursor
+    }
+
+    fn since(&self, cursor: &DirtyCursor) -> Option<Vec<FrameId>> {
+        if cursor.lineage != self.lineage {
+            return None;
+        }
+        debug_assert!(cursor.generation < self.generation);
+        let first = self
+            .written
+            .partition_point(|&(g, _)| g <= cursor.generation);
+        let mut frames: Vec<u32> = self.written[first..]
+            .iter()
+            .filter(|&&(g, f)| self.stamps[f as usize] == g)
+            .map(|&(_, f)| f)
+            .collect();
+        frames.sort_unstable();
+        // A frame freed and handed out again within one generation has two current entries.
+        frames.dedup();
+        Some(frames.into_iter().map(FrameId).collect())
+    }
+
+    /// A new lineage over `frame_count` frames of unknown history (after a restore): earlier cursors answer None.
+    fn forget(&mut self, frame_count: usize) {
+        self.lineage = new_lineage();
+        self.generation += 1;
+        self.stamps = vec![0; frame_count];
+        self.written.clear();
+    }
+
+    /// The tracking of a fork: a lineage of its own, so that no cursor of this memory is taken for one of it.
+    fn forked(&self) -> DirtyLog {
+        let mut copy = DirtyLog {
+            lineage: 0,
+            generation: self.generation,
+            stamps: Vec::new(),
+            written: Vec::new(),
+        };
+        copy.forget(self.stamps.len());
+        copy
+    }
+}
+
 #[derive(Clone)]
 struct Frame {
     bytes: Arc<PageBytes>,
@@ -224,15 +363,14 @@ pub struct Memory {
     code_pages: BTreeSet<u64>,
     /// Pages with cached code that were written since the CPU last looked; the CPU drops their blocks.
     pub(crate) code_writes: Vec<u64>,
-    /// Frames written since the current epoch began.
-    dirty: BTreeSet<u32>,
+    /// Which frames were written in which write generation (see `DirtyLog`).
+    dirty: DirtyLog,
     /// Bumped by every change of the page table (a page mapped, unmapped, moved, re-protected or given another
     /// frame) and by `restore`.
     map_generation: u64,
     /// Stuck bits by frame. A frame listed here is never cached in the write TLB, so every write to it goes
     /// through the slow path, which re-forces its bits: exact, at no cost to other frames.
     stuck_bits: BTreeMap<u32, Vec<StuckBit>>,
-    epoch: u64,
     read_tlb: Box<[TlbEntry; TLB_ENTRIES]>,
     write_tlb: Box<[TlbEntry; TLB_ENTRIES]>,
     /// The debugger's watched ranges and their hit counts, in the order `set_watches` gave them. Not part of a
@@ -359,10 +497,9 @@ impl Memory {
             frames_max: Self::FRAMES_MAX_DEFAULT,
             code_pages: BTreeSet::new(),
             code_writes: Vec::new(),
-            dirty: BTreeSet::new(),
+            dirty: DirtyLog::default(),
             map_generation: 0,
             stuck_bits: BTreeMap::new(),
-            epoch: 0,
             read_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
             write_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
             watches: Vec::new(),
@@ -384,10 +521,9 @@ impl Memory {
             frames_max: self.frames_max,
             code_pages: BTreeSet::new(),
             code_writes: Vec::new(),
-            dirty: self.dirty.clone(),
+            dirty: self.dirty.forked(),
             map_generation: self.map_generation,
             stuck_bits: self.stuck_bits.clone(),
-            epoch: self.epoch,
             read_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
             write_tlb: Box::new([TLB_EMPTY; TLB_ENTRIES]),
             watches: Vec::new(),
@@ -470,7 +606,7 @@ impl Memory {
             if let Some(index) = &mut self.frame_index {
                 index.moved(id as usize, before, after);
             }
-            self.dirty.insert(id);
+            self.dirty.stamp(id);
             // A stuck bit is a defect of the physical frame: it outlives the mapping.
             self.force_stuck_bits(id);
             return Ok(id);
@@ -483,7 +619,7 @@ impl Memory {
         let after = frame_slot(&frame);
         self.frames.push(frame);
         let id = (self.frames.len() - 1) as u32;
-        self.dirty.insert(id);
+        self.dirty.stamp(id);
         match &mut self.frame_index {
             Some(index) if (id as usize) < index.capacity => index.moved(id as usize, None, after),
             Some(_) => self.frame_index = None,
@@ -504,7 +640,7 @@ impl Memory {
         if !f.poisoned {
             self.free_frames.push(id);
         }
-        self.dirty.remove(&id);
+        self.dirty.unstamp(id);
     }
 
     /// Maps `[addr, addr+len)` as fresh zero-filled anonymous memory, replacing whatever was mapped there.
@@ -855,13 +991,19 @@ impl Memory {
         }
     }
 
-    /// The frames written since the current epoch began, in frame order.
-    pub fn dirty_frames(&self) -> Vec<FrameId> {
-        self.dirty.iter().map(|&f| FrameId(f)).collect()
+    /// A new cursor for one consumer of dirty tracking: `dirty_since` it lists the frames written from now on.
+    /// Starts a new write generation; other consumers' cursors are not affected.
+    pub fn dirty_cursor(&mut self) -> DirtyCursor {
+        let cursor = self.dirty.cursor();
+        // The first write to each page from now on must go through the slow path, which stamps its frame.
+        self.write_tlb.fill(TLB_EMPTY);
+        cursor
     }
 
-    pub fn epoch(&self) -> u64 {
-        self.epoch
+    /// The frames written since `cursor` was taken, in frame order; None when this memory cannot tell (a
+    /// `restore` or `fork` came between, or the cursor is another memory's): every frame may have changed.
+    pub fn dirty_since(&self, cursor: &DirtyCursor) -> Option<Vec<FrameId>> {
+        self.dirty.since(cursor)
     }
 
     /// How many times the page table changed (see the field): equal values mean the same page-to-frame mapping
@@ -870,7 +1012,7 @@ impl Memory {
         self.map_generation
     }
 
-    /// Takes a copy-on-write snapshot. The dirty epoch goes on: a digest updated before the snapshot still sees
+    /// Takes a copy-on-write snapshot. Dirty cursors go on: a digest updated before the snapshot still sees
     /// every frame written since.
     pub fn snapshot(&mut self) -> MemorySnapshot {
         let snap = MemorySnapshot {
@@ -891,8 +1033,7 @@ impl Memory {
         self.frames = snap.frames.clone();
         self.free_frames = snap.free_frames.clone();
         self.stuck_bits = snap.stuck_bits.clone();
-        self.dirty.clear();
-        self.epoch += 1;
+        self.dirty.forget(self.frames.len());
         self.map_generation += 1;
         self.flush_tlb();
         let code: Vec<u64> = std::mem::take(&mut self.code_pages).into_iter().collect();
@@ -911,15 +1052,6 @@ impl Memory {
             h.write_u64(page_digest(&f.bytes[..]));
         }
         h.finish()
-    }
-
-    /// Starts a new dirty epoch without taking a snapshot: `dirty_frames` will list only frames written from now
-    /// on. For incremental digests, which need the epochs but not the copy.
-    pub fn begin_epoch(&mut self) {
-        self.dirty.clear();
-        self.epoch += 1;
-        // The first write to each page from now on must go through the slow path, which marks the frame dirty.
-        self.write_tlb.fill(TLB_EMPTY);
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -1111,7 +1243,7 @@ impl Memory {
             }
         }
         let host = Arc::make_mut(&mut f.bytes).as_mut_ptr();
-        self.dirty.insert(e.frame);
+        self.dirty.stamp(e.frame);
         // The copy may have moved the bytes: the read entry must not keep pointing at the shared original.
         let i = (vpn as usize) % TLB_ENTRIES;
         let watched = !self.watches.is_empty();
@@ -1407,7 +1539,7 @@ impl Memory {
                 index.moved(e.frame as usize, before, frame_slot(f));
             }
             self.force_stuck_bits(e.frame);
-            self.dirty.insert(e.frame);
+            self.dirty.stamp(e.frame);
             self.flush_page(vpn);
             self.note_code_change(vpn);
         }
@@ -1689,19 +1821,19 @@ mod tests {
         m.map_anonymous(0x10000, 0x4000, Perms::RW).unwrap();
         m.write_u64(0x10000, 1).unwrap();
         m.write_u64(0x11000, 2).unwrap();
-        m.begin_epoch();
+        let cursor = m.dirty_cursor();
         let snap = m.snapshot();
-        assert!(m.dirty_frames().is_empty());
+        assert_eq!(m.dirty_since(&cursor), Some(vec![]));
         let generation = m.map_generation();
         m.write_u64(0x10000, 111).unwrap();
         assert_eq!(
-            m.dirty_frames().len(),
-            1,
-            "only the page written since the epoch began is dirty"
+            m.dirty_since(&cursor).map(|d| d.len()),
+            Some(1),
+            "only the page written since the cursor is dirty"
         );
-        // A second snapshot does not end the epoch.
+        // A second snapshot ends nothing.
         let _again = m.snapshot();
-        assert_eq!(m.dirty_frames().len(), 1);
+        assert_eq!(m.dirty_since(&cursor).map(|d| d.len()), Some(1));
         assert_eq!(
             m.map_generation(),
             generation,
@@ -1711,6 +1843,57 @@ mod tests {
         m.restore(&snap);
         assert_eq!(m.read_u64(0x10000), Ok(1));
         assert_eq!(m.read_u64(0x11000), Ok(2));
+        assert_eq!(
+            m.dirty_since(&cursor),
+            None,
+            "after a restore a cursor cannot tell what changed"
+        );
+    }
+
+    #[test]
+    fn each_dirty_cursor_sees_exactly_the_pages_written_since_it() {
+        let mut m = Memory::new();
+        m.map_anonymous(0x10000, 0x8000, Perms::RW).unwrap();
+        let frame = |m: &Memory, page: u64| m.frame_of(0x10000 + page * 0x1000).unwrap();
+        let frames = |m: &Memory, pages: &[u64]| {
+            let mut f: Vec<FrameId> = pages.iter().map(|&p| frame(m, p)).collect();
+            f.sort();
+            Some(f)
+        };
+        let first = m.dirty_cursor();
+        m.write_u64(0x10000, 1).unwrap();
+        m.write_u64(0x11000, 2).unwrap();
+        // The second consumer starts here; taking its cursor must not change what the first one sees.
+        let second = m.dirty_cursor();
+        m.write_u64(0x11008, 3).unwrap();
+        m.write_u64(0x13000, 4).unwrap();
+        assert_eq!(m.dirty_since(&first), frames(&m, &[0, 1, 3]));
+        assert_eq!(m.dirty_since(&second), frames(&m, &[1, 3]));
+        // The first consumer moves on; the second still sees everything since its own cursor.
+        let first = m.dirty_cursor();
+        m.write_u64(0x17000, 5).unwrap();
+        assert_eq!(m.dirty_since(&first), frames(&m, &[7]));
+        assert_eq!(m.dirty_since(&second), frames(&m, &[1, 3, 7]));
+        // A cursor of another memory (here a fork) is not taken for one of this memory.
+        let mut child = m.fork();
+        assert_eq!(child.dirty_since(&second), None);
+        let own = child.dirty_cursor();
+        child.write_u64(0x12000, 6).unwrap();
+        assert_eq!(child.dirty_since(&own), frames(&child, &[2]));
+        assert_eq!(
+            m.dirty_since(&first),
+            frames(&m, &[7]),
+            "the child's writes are its own"
+        );
+        // An unmapped page's frame is no longer listed; many generations keep the log bounded.
+        m.unmap(0x17000, 0x1000).unwrap();
+        assert_eq!(m.dirty_since(&first), Some(vec![]));
+        for i in 0..10_000u64 {
+            let _ = m.dirty_cursor();
+            m.write_u64(0x10000 + (i % 6) * 0x1000, i).unwrap();
+        }
+        assert_eq!(m.dirty_since(&second), frames(&m, &[0, 1, 2, 3, 4, 5]));
+        assert!(m.dirty.written.len() <= 2 * m.dirty.stamps.len() + WRITTEN_SLACK);
     }
 
     #[test]

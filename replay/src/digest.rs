@@ -2,7 +2,7 @@
 //! them (the fine hashes between checkpoints), and an incremental digest of memory.
 //!
 //! `MemoryDigest` hashes each mapped page once and then only the pages whose frame changed or was written
-//! (the memory's dirty-frame epochs, `Memory::dirty_frames`), so a checkpoint costs in proportion to what the
+//! (through a dirty cursor of its own per space, `Memory::dirty_since`), so a checkpoint costs in proportion to what the
 //! guest wrote, not to what it mapped. Its value is a function of the run's history: the recorder and the
 //! replayer update it at the same icounts, so they compute the same values for the same run. After a restore
 //! the cache is stale and must be reset (`MemoryDigest::reset`).
@@ -15,7 +15,9 @@
 use crate::trace::{PageChanges, PageDigest, RegisterFile};
 use std::collections::{BTreeMap, BTreeSet};
 use tandem_emulator::cpu::Registers;
-use tandem_emulator::memory::{page_digest, page_digest_lanes, Fnv, FrameId, Memory, WordDigest};
+use tandem_emulator::memory::{
+    page_digest, page_digest_lanes, DirtyCursor, Fnv, FrameId, Memory, WordDigest,
+};
 
 /// The registers as a trace stores them, the x87 state as a digest in the trace's scheme.
 pub fn register_file(r: &Registers, scheme: DigestScheme) -> RegisterFile {
@@ -286,9 +288,10 @@ struct SpaceDigest {
     by_frame: Vec<(u32, u32)>,
     /// The wrapping sum of `page_term` over `pages`.
     sum: u64,
-    /// The memory's (epoch, map generation) right after the last update. When both are unchanged at the next
-    /// one, only the dirty frames' pages can have changed.
-    seen: Option<(u64, u64)>,
+    /// This digest's dirty cursor on the memory and its map generation, taken at the last update. When the
+    /// cursor still knows and the generation is unchanged at the next one, only the pages of the frames written
+    /// since can have changed.
+    seen: Option<(DirtyCursor, u64)>,
 }
 
 impl MemoryDigest {
@@ -390,14 +393,19 @@ impl SpaceDigest {
 
     /// See `MemoryDigest::update_space`: this space's part.
     fn update(&mut self, mem: &mut Memory, scheme: DigestScheme, changes: &mut PageChanges) {
-        // In frame order (`Memory::dirty_frames`), so a binary search answers membership.
-        let dirty: Vec<u32> = mem.dirty_frames().into_iter().map(|f| f.0).collect();
-        debug_assert!(dirty.windows(2).all(|w| w[0] < w[1]));
-        let same_epoch = self.seen.is_some_and(|(e, _)| e == mem.epoch());
-        let same_map = same_epoch && self.seen.is_some_and(|(_, g)| g == mem.map_generation());
-        // Start a new epoch: the next update sees only frames written after this one.
-        mem.begin_epoch();
-        if same_map {
+        // In frame order (`Memory::dirty_since`), so a binary search answers membership. None: unknown (a restore
+        // or the first update), every page is hashed again.
+        let dirty: Option<Vec<u32>> = self
+            .seen
+            .and_then(|(cursor, _)| mem.dirty_since(&cursor))
+            .map(|d| d.into_iter().map(|f| f.0).collect());
+        let same_map = dirty.is_some() && self.seen.is_some_and(|(_, g)| g == mem.map_generation());
+        // This digest's new cursor: the next update sees only frames written after this one. Other consumers'
+        // cursors are not affected.
+        let cursor = mem.dirty_cursor();
+        if let (true, Some(dirty)) = (same_map, &dirty) {
+            debug_assert!(dirty.windows(2).all(|w| w[0] < w[1]));
+            let dirty = dirty.iter().copied();
             for frame in dirty {
                 let first = self.by_frame.partition_point(|&(f, _)| f < frame);
                 for &(f, index) in &self.by_frame[first..] {
@@ -420,9 +428,9 @@ impl SpaceDigest {
                 }
             }
         } else {
-            self.walk(mem, scheme, same_epoch.then_some(&dirty[..]), changes);
+            self.walk(mem, scheme, dirty.as_deref(), changes);
         }
-        self.seen = Some((mem.epoch(), mem.map_generation()));
+        self.seen = Some((cursor, mem.map_generation()));
     }
 
     /// The update after a change of the page table: walks it beside the previous update's pages. `dirty` is
@@ -742,8 +750,8 @@ mod tests {
         },
         Snapshot,
         Restore,
-        /// Someone else starts a dirty epoch: the digest can no longer trust the dirty set.
-        ForeignEpoch,
+        /// Another consumer of dirty tracking takes a cursor: the digest's own must be unaffected.
+        ForeignCursor,
         Update,
     }
 
@@ -758,7 +766,7 @@ mod tests {
             1 => (0..24u64, 0..24u64).prop_map(|(from, to)| Step::Remap { from, to }),
             1 => Just(Step::Snapshot),
             1 => Just(Step::Restore),
-            1 => Just(Step::ForeignEpoch),
+            1 => Just(Step::ForeignCursor),
             3 => Just(Step::Update),
         ]
     }
@@ -814,9 +822,9 @@ mod tests {
                     }
                 }
                 Step::Snapshot => snapshot = Some(mem.snapshot()),
-                Step::ForeignEpoch => {
-                    mem.begin_epoch();
-                    restored = true;
+                Step::ForeignCursor => {
+                    // Another consumer of dirty tracking moves on: the digest must still see every write.
+                    let _ = mem.dirty_cursor();
                 }
                 Step::Restore => {
                     if let Some(snap) = &snapshot {
@@ -826,7 +834,7 @@ mod tests {
                 }
                 Step::Update => {
                     let (d, changes) = digest.update(&mut mem, icount as u64);
-                    // From scratch, on a copy: an update starts a new dirty epoch of its memory.
+                    // From scratch, on a copy (a fork: a memory of its own, whose cursors are its own).
                     let mut copy = mem.fork();
                     let mut fresh = MemoryDigest::new(scheme);
                     let (expected, _) = fresh.update(&mut copy, icount as u64);

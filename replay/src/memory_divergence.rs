@@ -24,7 +24,7 @@ use crate::replay::{ReplaySnapshot, Replayer, Writer};
 use crate::trace::{Checkpoint, PageChanges};
 use std::collections::BTreeSet;
 use tandem_emulator::linux::Progress;
-use tandem_emulator::memory::{Perms, PAGE_SIZE};
+use tandem_emulator::memory::{DirtyCursor, Perms, PAGE_SIZE};
 
 /// Differing pages listed by address in a report (the rest are counted).
 pub const PAGES_LISTED_MAX: usize = 32;
@@ -287,16 +287,17 @@ impl Replayer {
             .map(|_| buf)
     }
 
-    /// Which of `addresses` changed since `states` was taken and the current dirty epoch began.
-    fn pages_changed(&self, addresses: &[u64], states: &[PageState]) -> Vec<bool> {
-        let dirty: BTreeSet<u32> = self
-            .hv
-            .guest
-            .memory()
-            .dirty_frames()
-            .into_iter()
-            .map(|f| f.0)
-            .collect();
+    /// Which of `addresses` changed since `states` and `cursor` were taken (a cursor that cannot tell: all).
+    fn pages_changed(
+        &self,
+        addresses: &[u64],
+        states: &[PageState],
+        cursor: &DirtyCursor,
+    ) -> Vec<bool> {
+        let Some(dirty) = self.hv.guest.memory().dirty_since(cursor) else {
+            return vec![true; addresses.len()];
+        };
+        let dirty: BTreeSet<u32> = dirty.into_iter().map(|f| f.0).collect();
         addresses
             .iter()
             .zip(states)
@@ -325,13 +326,13 @@ impl Replayer {
         while self.hv.guest.icount() < icount {
             let from = self.hv.guest.icount();
             let states: Vec<PageState> = addresses.iter().map(|&a| self.page_state(a)).collect();
-            self.hv.guest.memory_mut().begin_epoch();
+            let cursor = self.hv.guest.memory_mut().dirty_cursor();
             let progress = self
                 .hv
                 .run_to_completion((from + WRITER_SEARCH_CHUNK_INSNS).min(icount));
             for (slot, changed) in last_chunk
                 .iter_mut()
-                .zip(self.pages_changed(addresses, &states))
+                .zip(self.pages_changed(addresses, &states, &cursor))
             {
                 if changed {
                     *slot = Some(from);
@@ -355,9 +356,9 @@ impl Replayer {
                 let rax = self.hv.guest.registers().gpr[0];
                 let states: Vec<PageState> =
                     addresses.iter().map(|&a| self.page_state(a)).collect();
-                self.hv.guest.memory_mut().begin_epoch();
+                let cursor = self.hv.guest.memory_mut().dirty_cursor();
                 let progress = self.hv.run(1);
-                let changed = self.pages_changed(addresses, &states);
+                let changed = self.pages_changed(addresses, &states, &cursor);
                 for (i, changed) in changed.into_iter().enumerate() {
                     if changed && last_chunk[i] == Some(start) {
                         writers[i] = Some((at, rip, rax));

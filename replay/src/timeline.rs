@@ -15,6 +15,7 @@
 use crate::replay::{ReplaySnapshot, Replayer};
 use std::collections::BTreeMap;
 use tandem_emulator::linux::Progress;
+use tandem_emulator::memory::DirtyCursor;
 
 /// Default spacing of new checkpoints.
 pub const INTERVAL_BASE_DEFAULT: u64 = 1 << 20;
@@ -28,11 +29,14 @@ pub struct Timeline {
     pub per_level: usize,
     /// Guest frames written since each checkpoint was taken (what it holds privately), by icount.
     private_frames: BTreeMap<u64, usize>,
+    /// The timeline's own dirty cursor, taken at the last checkpoint or restore (other consumers have theirs).
+    dirty: DirtyCursor,
 }
 
 impl Timeline {
     pub fn new(mut replayer: Replayer) -> Timeline {
         let first = replayer.snapshot();
+        let dirty = replayer.hv.guest.memory_mut().dirty_cursor();
         let mut checkpoints = BTreeMap::new();
         checkpoints.insert(0, first);
         Timeline {
@@ -41,6 +45,7 @@ impl Timeline {
             interval_base: INTERVAL_BASE_DEFAULT,
             per_level: PER_LEVEL_DEFAULT,
             private_frames: BTreeMap::new(),
+            dirty,
         }
     }
 
@@ -108,14 +113,13 @@ impl Timeline {
             return;
         }
         // The frames written since the previous checkpoint are the ones it now holds privately.
-        let dirty = self.replayer.hv.guest.memory_mut().dirty_frames().len();
+        let dirty = self.frames_written_since_checkpoint().unwrap_or(0);
         if let Some((&previous, _)) = self.checkpoints.range(..icount).next_back() {
             *self.private_frames.entry(previous).or_default() += dirty;
         }
         let snap = self.replayer.snapshot();
-        // A snapshot does not end the dirty epoch (digests span snapshots): the next checkpoint must count only
-        // the frames written from here on.
-        self.replayer.hv.guest.memory_mut().begin_epoch();
+        // The next checkpoint counts only the frames written from here on.
+        self.dirty = self.replayer.hv.guest.memory_mut().dirty_cursor();
         self.checkpoints.insert(icount, snap);
         self.thin();
     }
@@ -149,6 +153,17 @@ impl Timeline {
         }
     }
 
+    /// Guest frames written since the last checkpoint taken or restored (None: the running address space is
+    /// not the one the timeline's cursor was taken on).
+    pub fn frames_written_since_checkpoint(&self) -> Option<usize> {
+        self.replayer
+            .hv
+            .guest
+            .memory()
+            .dirty_since(&self.dirty)
+            .map(|d| d.len())
+    }
+
     /// Goes to `target`, backwards by restoring the latest checkpoint at or before it.
     pub fn seek(&mut self, target: u64) -> Progress {
         let target = target.min(self.icount_end());
@@ -162,6 +177,7 @@ impl Timeline {
             // Taken out and put back so that the restore can borrow the replayer mutably.
             let snap = self.checkpoints.remove(&key).expect("present");
             self.replayer.restore(&snap);
+            self.dirty = self.replayer.hv.guest.memory_mut().dirty_cursor();
             self.checkpoints.insert(key, snap);
         }
         self.forward_to(target)

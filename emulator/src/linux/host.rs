@@ -151,6 +151,18 @@ pub trait Host {
     }
     /// A line of the syscall trace (`LinuxConfig::trace_syscalls`), for the user: not an input of the run.
     fn trace(&mut self, _line: &str) {}
+    /// The guest changed the regular file it opened as `path` (a guest path, as opened): output leaving the
+    /// guest as a file. The guest's file system has already applied the change and keeps it; nothing is
+    /// answered. A fault-tolerant host holds it until the replicas agree (replay/src/ft), the others ignore it.
+    fn file_output(&mut self, _path: &[u8], _change: FileOutput<'_>) {}
+}
+
+/// A change of a regular file's contents by write(2) and its family or by truncation (O_TRUNC, truncate(2),
+/// ftruncate(2)), in the order the guest made them. Stores through a shared file mapping are not reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileOutput<'a> {
+    Write { offset: u64, bytes: &'a [u8] },
+    Truncate { len: u64 },
 }
 
 /// Entropy from the seed: the named stream "linux.getrandom", independent of every other stream of the run.

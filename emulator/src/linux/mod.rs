@@ -48,7 +48,9 @@ mod volume;
 use crate::cpu::{CacheStats, CpuConfig, Exit, Machine, Registers};
 use crate::memory::Memory;
 use abi::*;
-pub use host::{Host, HostKind, HostMetadata, HostStat, MemoryHost, SeededEntropy, Timespec};
+pub use host::{
+    FileOutput, Host, HostKind, HostMetadata, HostStat, MemoryHost, SeededEntropy, Timespec,
+};
 use ids::{Pid, Tid};
 pub use inspect::{CoreThread, FinalThread, ThreadInfo, ThreadState};
 pub use sched::SchedPolicy;

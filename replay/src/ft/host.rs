@@ -7,9 +7,10 @@
 //! checks that it asks the same questions at the same instruction counts; a replica that asks something else
 //! has diverged: it is answered with errors and asks to pause, and the world compares and arbitrates.
 //!
-//! Output is never passed on here: each replica holds its stdout and stderr writes for the epoch (`held`), and
-//! the world releases only what the replicas agree on. Writes are answered Ok, so a replica's run never depends
-//! on the state of the real stdout.
+//! Output is never passed on here: each replica holds its stdout and stderr writes and its file changes
+//! (`Host::file_output`) for the epoch (`held`), and the world releases only what the replicas agree on. Writes
+//! are answered Ok, so a replica's run never depends on the state of the real stdout. File changes are not
+//! inputs: they are held without a log entry (the guest's file system already has them).
 //!
 //! Invariant: everything a replica's future depends on besides its guest is in its `Cursor` (log position, stdin
 //! offset, entropy stream), which the world checkpoints and restores with the guest. The live source is
@@ -23,7 +24,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use tandem_emulator::linux::abi::{Errno, EIO};
-use tandem_emulator::linux::{Host, HostMetadata, SeededEntropy};
+use tandem_emulator::linux::{FileOutput, Host, HostMetadata, SeededEntropy};
 
 /// Longest text of a logged event quoted in a divergence message.
 const QUOTE_CHARS_MAX: usize = 160;
@@ -181,13 +182,55 @@ impl Log {
     }
 }
 
-/// A write a replica made during the current epoch, held until the world releases it.
+/// Where a held write goes when it is released.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputTarget {
+    Stdout,
+    Stderr,
+    /// The bytes at `offset` of the guest file `path` (the guest path it was opened as).
+    FileWrite {
+        path: Vec<u8>,
+        offset: u64,
+    },
+    /// The guest file `path` cut (or extended with zeros) to `len` bytes; no bytes.
+    FileTruncate {
+        path: Vec<u8>,
+        len: u64,
+    },
+}
+
+impl OutputTarget {
+    pub fn is_file(&self) -> bool {
+        matches!(
+            self,
+            OutputTarget::FileWrite { .. } | OutputTarget::FileTruncate { .. }
+        )
+    }
+
+    /// The change as the `Host` interface passes it on.
+    pub fn file_output<'a>(&'a self, bytes: &'a [u8]) -> Option<(&'a [u8], FileOutput<'a>)> {
+        match self {
+            OutputTarget::FileWrite { path, offset } => Some((
+                path,
+                FileOutput::Write {
+                    offset: *offset,
+                    bytes,
+                },
+            )),
+            OutputTarget::FileTruncate { path, len } => {
+                Some((path, FileOutput::Truncate { len: *len }))
+            }
+            OutputTarget::Stdout | OutputTarget::Stderr => None,
+        }
+    }
+}
+
+/// Output a replica produced during the current epoch, held until the world releases it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeldWrite {
-    /// 1 stdout, 2 stderr.
-    pub fd: u8,
+    pub target: OutputTarget,
     pub bytes: Vec<u8>,
-    /// The icount of the write(2) that produced it.
+    /// The icount of the syscall that produced it.
     pub icount: u64,
 }
 
@@ -223,8 +266,11 @@ pub struct FtHost<L: Host> {
     /// May extend the log from the live source (the primary, or a re-execution).
     pub leader: bool,
     pub cursor: Cursor,
-    /// The epoch's stdout and stderr writes, in order.
+    /// The epoch's output (stdout and stderr writes, file changes), in order.
     pub held: Vec<HeldWrite>,
+    /// Answers inputs only: the syscall events of the log are passed over, not checked (for a host in front of
+    /// which another host logs the syscalls itself: the recorder of a pair, record.rs).
+    pub inputs_only: bool,
 }
 
 impl<L: Host> FtHost<L> {
@@ -240,6 +286,7 @@ impl<L: Host> FtHost<L> {
             leader,
             cursor,
             held: Vec::new(),
+            inputs_only: false,
         }
     }
 
@@ -273,6 +320,9 @@ impl<L: Host> FtHost<L> {
     ) -> T {
         if self.cursor.diverged.is_some() {
             return failed;
+        }
+        if self.inputs_only {
+            self.pass_syscall_events();
         }
         let position = self.cursor.position;
         let logged = self.log.event_at(position, self.leader);
@@ -316,6 +366,16 @@ impl<L: Host> FtHost<L> {
         }
     }
 
+    /// Moves the cursor past the syscall events at its position (`inputs_only`).
+    fn pass_syscall_events(&mut self) {
+        let log = self.log.lock();
+        while let Some(Event::TaskSyscallEntry { .. } | Event::SyscallExit { .. }) =
+            log.get(self.cursor.position)
+        {
+            self.cursor.position += 1;
+        }
+    }
+
     fn write(&mut self, fd: u8, bytes: &[u8]) -> Result<(), Errno> {
         let icount = self.cursor.current_syscall;
         // Followers take any write to the same descriptor: what was written is compared at the output boundary,
@@ -339,8 +399,13 @@ impl<L: Host> FtHost<L> {
         if self.cursor.diverged.is_some() {
             return Err(EIO);
         }
+        let target = if fd == 1 {
+            OutputTarget::Stdout
+        } else {
+            OutputTarget::Stderr
+        };
         self.held.push(HeldWrite {
-            fd,
+            target,
             bytes: bytes.to_vec(),
             icount,
         });
@@ -502,6 +567,9 @@ impl<L: Host> Host for FtHost<L> {
     }
     fn syscall_entry(&mut self, icount: u64, tid: i32, number: u64) {
         self.cursor.current_syscall = icount;
+        if self.inputs_only {
+            return;
+        }
         let expected = Event::TaskSyscallEntry {
             icount,
             tid,
@@ -515,6 +583,9 @@ impl<L: Host> Host for FtHost<L> {
         );
     }
     fn syscall_exit(&mut self, result: u64) {
+        if self.inputs_only {
+            return;
+        }
         let expected = Event::SyscallExit { result };
         self.exchange(
             &|| format!("the syscall to return {result:#x}"),
@@ -526,5 +597,19 @@ impl<L: Host> Host for FtHost<L> {
     /// A replica that diverged stops at its next syscall: what it does from then on is not compared.
     fn pause_requested(&self) -> bool {
         self.cursor.diverged.is_some()
+    }
+    fn file_output(&mut self, path: &[u8], change: FileOutput<'_>) {
+        let path = path.to_vec();
+        let (target, bytes) = match change {
+            FileOutput::Write { offset, bytes } => {
+                (OutputTarget::FileWrite { path, offset }, bytes.to_vec())
+            }
+            FileOutput::Truncate { len } => (OutputTarget::FileTruncate { path, len }, Vec::new()),
+        };
+        self.held.push(HeldWrite {
+            target,
+            bytes,
+            icount: self.cursor.current_syscall,
+        });
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! The primary (the leader) runs with the live host; every input it takes is appended to a log that the other
 //! replicas replay (host.rs), as VMware FT ships its log to the backup. Each replica holds its stdout and stderr
-//! writes for the epoch; at the epoch's end the world compares the replicas' outcomes: the writes, how the guest
+//! writes and its file changes for the epoch; at the epoch's end the world compares the replicas' outcomes: the writes, how the guest
 //! ended, the instruction count, the registers and a digest of the pages written in the epoch (`epoch_digest`,
 //! incremental: it costs what the epoch wrote, not what the guest mapped). Every `FtConfig::verify_epochs`
 //! epochs, at every mismatch and at the end, the full state hashes are compared instead, and the state they agree
@@ -34,10 +34,14 @@
 //! entropy of `tandem record` are not supported here), or pass any output on before it is agreed.
 
 mod host;
+mod mismatch;
+mod record;
 #[cfg(test)]
 mod tests;
 
-pub use host::{Cursor, FtHost, HeldWrite, LiveSource, Log, SharedLive, SharedLog};
+pub use host::{Cursor, FtHost, HeldWrite, LiveSource, Log, OutputTarget, SharedLive, SharedLog};
+pub use mismatch::{MismatchView, PageDifference, ReplicaView, PAGES_SHOWN_MAX};
+pub use record::record_agreed;
 
 use crate::digest::{DigestScheme, MemoryDigest};
 
@@ -46,7 +50,7 @@ use tandem_emulator::hypervisor::plan::FaultPlan;
 use tandem_emulator::hypervisor::{Hypervisor, Policy};
 use tandem_emulator::linux::elf::LoadError;
 use tandem_emulator::linux::{Host, LinuxConfig, LinuxMachine, LinuxSnapshot, Termination};
-use tandem_emulator::memory::{Fnv, Memory, PAGE_SIZE};
+use tandem_emulator::memory::{Fnv, Memory, PAGE_SHIFT, PAGE_SIZE};
 
 /// Most replicas a world runs (a primary and two backups: enough for a majority).
 pub const REPLICAS_MAX: usize = 3;
@@ -131,6 +135,9 @@ pub struct FtStats {
     pub failovers: u64,
     pub released_writes: u64,
     pub released_bytes: u64,
+    /// Of the released writes, the file changes (writes and truncations of guest files) and their bytes.
+    pub released_file_changes: u64,
+    pub released_file_bytes: u64,
     /// Output latency: instructions from each released write to its release (the end of its epoch).
     pub latency_insns_sum: u64,
     pub latency_insns_max: u64,
@@ -239,6 +246,15 @@ enum Source {
     Reexecution,
 }
 
+impl Source {
+    fn name(self) -> String {
+        match self {
+            Source::Replica(j) => format!("replica {j}"),
+            Source::Reexecution => "the re-execution".into(),
+        }
+    }
+}
+
 /// Closes a log when dropped (see `SharedLog::set_open`).
 struct CloseOnDrop<'a>(&'a SharedLog);
 
@@ -250,8 +266,8 @@ impl Drop for CloseOnDrop<'_> {
 
 struct Replica<L: Host> {
     hv: Hypervisor<FtHost<L>>,
-    /// The digest of the pages this replica wrote, brought up to date at each epoch's end. The world is the
-    /// only consumer of the replicas' dirty-page epochs (it neither records nor debugs them).
+    /// The digest of the pages this replica wrote, brought up to date at each epoch's end (it follows the
+    /// replica's dirty pages with cursors of its own, so other consumers may follow them too).
     digest: MemoryDigest,
     alive: bool,
 }
@@ -287,6 +303,8 @@ pub struct World<L: Host> {
     unverified_epochs: u64,
     config: FtConfig,
     stats: FtStats,
+    /// Every replica at the first mismatch, before any was corrected.
+    first_mismatch: Option<MismatchView>,
 }
 
 /// Runs one replica (or the re-execution) to the epoch's end, its end, or a divergence from the log.
@@ -330,12 +348,13 @@ fn epoch_digest<H: Host>(guest: &mut LinuxMachine<H>, digest: &mut MemoryDigest)
     h.finish()
 }
 
-/// The pages of `from`'s address space that `to` must receive to equal it: mapped in one only, mapped with
-/// other permissions, or holding other bytes (a shared frame is compared by pointer first).
-fn pages_differing(to: &Memory, from: &Memory) -> u64 {
+/// The pages of `from`'s address space that `to` must receive to equal it, by address: mapped in one only,
+/// mapped with other permissions, or holding other bytes (a shared frame is compared by pointer first).
+fn pages_differing(to: &Memory, from: &Memory) -> Vec<u64> {
     let a = to.page_entries();
     let b = from.page_entries();
-    let (mut i, mut j, mut count) = (0, 0, 0);
+    let (mut i, mut j) = (0, 0);
+    let mut pages = Vec::new();
     while i < a.len() || j < b.len() {
         match (a.get(i), b.get(j)) {
             (Some(pa), Some(pb)) if pa.0 == pb.0 => {
@@ -344,27 +363,27 @@ fn pages_differing(to: &Memory, from: &Memory) -> u64 {
                     _ => false,
                 };
                 if pa.2 != pb.2 || !same_bytes {
-                    count += 1;
+                    pages.push(pa.0 << PAGE_SHIFT);
                 }
                 i += 1;
                 j += 1;
             }
             (Some(pa), Some(pb)) if pa.0 < pb.0 => {
-                count += 1;
+                pages.push(pa.0 << PAGE_SHIFT);
                 i += 1;
             }
-            (Some(_), Some(_)) | (None, Some(_)) => {
-                count += 1;
+            (Some(_), Some(pb)) | (None, Some(pb)) => {
+                pages.push(pb.0 << PAGE_SHIFT);
                 j += 1;
             }
-            (Some(_), None) => {
-                count += 1;
+            (Some(pa), None) => {
+                pages.push(pa.0 << PAGE_SHIFT);
                 i += 1;
             }
             (None, None) => unreachable!(),
         }
     }
-    count
+    pages
 }
 
 impl<L: Host + Send> World<L> {
@@ -423,6 +442,7 @@ impl<L: Host + Send> World<L> {
             unverified_epochs: 0,
             config,
             stats,
+            first_mismatch: None,
         })
     }
 
@@ -512,7 +532,12 @@ impl<L: Host + Send> World<L> {
         if last || self.unverified_epochs >= self.config.verify_epochs {
             self.hash_fully(&alive, &mut outcomes);
         }
+        let mismatches_before = self.stats.mismatches;
         let (source, truth) = self.decide(&alive, &mut outcomes, start_icount, end);
+        if self.first_mismatch.is_none() && self.stats.mismatches > mismatches_before {
+            let view = self.mismatch_view(source, &alive, &outcomes, &truth, start_icount);
+            self.first_mismatch = Some(view);
+        }
         let outcome = |i: usize| outcomes[i].as_ref().expect("every live replica ran");
         self.adopt_log(source, &truth, log_start);
         let leader_wrong = !outcome(self.leader).agrees(&truth);
@@ -543,7 +568,7 @@ impl<L: Host + Send> World<L> {
                 Source::Replica(j) => self.replicas[j].hv.guest.memory(),
                 Source::Reexecution => self.scratch.guest.memory(),
             };
-            let pages = pages_differing(self.replicas[i].hv.guest.memory(), from);
+            let pages = pages_differing(self.replicas[i].hv.guest.memory(), from).len() as u64;
             let bytes = pages * PAGE_SIZE as u64 + snap.fixed_bytes() as u64;
             self.replicas[i].hv.guest.restore(snap);
             // The restored pages were not written, but the digest's cache holds the wrong replica's.
@@ -551,10 +576,7 @@ impl<L: Host + Send> World<L> {
             self.stats.resyncs += 1;
             self.stats.pages_moved += pages;
             self.stats.bytes_moved += bytes;
-            let whence = match source {
-                Source::Replica(j) => format!("replica {j}"),
-                Source::Reexecution => "the re-execution".into(),
-            };
+            let whence = source.name();
             let blame = if followed_wrong_primary {
                 " (it followed the wrong primary's log)"
             } else {
@@ -585,6 +607,52 @@ impl<L: Host + Send> World<L> {
             };
             self.unverified_epochs = 0;
         }
+    }
+
+    /// Every live replica against the right execution (see mismatch.rs).
+    fn mismatch_view(
+        &self,
+        source: Source,
+        alive: &[usize],
+        outcomes: &[Option<Outcome>],
+        truth: &Outcome,
+        start_icount: u64,
+    ) -> MismatchView {
+        let right = match source {
+            Source::Replica(j) => &self.replicas[j].hv.guest,
+            Source::Reexecution => &self.scratch.guest,
+        };
+        let mut replicas = vec![mismatch::view(source.name(), right, right, None)];
+        for &i in alive {
+            if source == Source::Replica(i) {
+                continue;
+            }
+            let o = outcomes[i].as_ref().expect("every live replica ran");
+            let difference = (!o.agrees(truth)).then(|| o.difference(truth));
+            let guest = &self.replicas[i].hv.guest;
+            replicas.push(mismatch::view(
+                format!("replica {i}"),
+                guest,
+                right,
+                difference,
+            ));
+        }
+        MismatchView {
+            epoch: self.stats.epochs,
+            icount_start: start_icount,
+            right: source.name(),
+            replicas,
+        }
+    }
+
+    /// Every replica at the first mismatch of the run so far, before any was corrected.
+    pub fn first_mismatch(&self) -> Option<&MismatchView> {
+        self.first_mismatch.as_ref()
+    }
+
+    /// The shared input log (to record the agreed execution from it: `record_agreed`).
+    pub fn shared_log(&self) -> Arc<SharedLog> {
+        self.log.clone()
     }
 
     /// Runs every live replica to `end`: the backups on threads of their own beside the primary, waiting for
@@ -751,9 +819,17 @@ impl<L: Host + Send> World<L> {
         let mut live = self.live.lock().expect("no replica panicked");
         for w in &truth.held {
             // The live host's own failure (a closed pipe) is not the guest's: its writes were answered already.
-            let _ = match w.fd {
-                1 => live.inner.write_stdout(&w.bytes),
-                _ => live.inner.write_stderr(&w.bytes),
+            let _ = match &w.target {
+                OutputTarget::Stdout => live.inner.write_stdout(&w.bytes),
+                OutputTarget::Stderr => live.inner.write_stderr(&w.bytes),
+                file => {
+                    if let Some((path, change)) = file.file_output(&w.bytes) {
+                        live.inner.file_output(path, change);
+                    }
+                    self.stats.released_file_changes += 1;
+                    self.stats.released_file_bytes += w.bytes.len() as u64;
+                    Ok(())
+                }
             };
             let latency = truth.icount.saturating_sub(w.icount);
             self.stats.released_writes += 1;

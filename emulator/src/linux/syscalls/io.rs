@@ -3,6 +3,7 @@
 //! ioctl_tty(2). Reads and writes of eventfds and timerfds are ready.rs's and timers.rs's. A read of an empty pipe and a write to a full one block (`would_block`).
 
 use super::*;
+use crate::linux::FileOutput;
 
 impl<H: Host> LinuxMachine<H> {
     // ---------------------------------------------------------------------------------------------------------
@@ -166,8 +167,8 @@ impl<H: Host> LinuxMachine<H> {
                 p.push(&bytes[..fits]);
                 return Ok(fits as u64);
             }
-            FileKind::Regular { data, .. } => {
-                let data = data.clone();
+            FileKind::Regular { data, path } => {
+                let (data, path_text) = (data.clone(), path.text());
                 let mut f = data.borrow_mut();
                 let pos = if d.flags & O_APPEND != 0 {
                     f.bytes.len() as u64
@@ -200,6 +201,8 @@ impl<H: Host> LinuxMachine<H> {
                         durable,
                     });
                 }
+                let change = FileOutput::Write { offset: pos, bytes };
+                self.host.file_output(&path_text, change);
             }
         }
         Ok(bytes.len() as u64)

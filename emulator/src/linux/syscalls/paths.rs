@@ -3,6 +3,7 @@
 //! (section 2).
 
 use super::*;
+use crate::linux::FileOutput;
 
 impl<H: Host> LinuxMachine<H> {
     // ---------------------------------------------------------------------------------------------------------
@@ -99,6 +100,8 @@ impl<H: Host> LinuxMachine<H> {
                             file,
                             size_bytes: 0,
                         });
+                        let change = FileOutput::Truncate { len: 0 };
+                        self.host.file_output(&r.path.text(), change);
                     }
                     data
                 } else {
@@ -575,6 +578,8 @@ impl<H: Host> LinuxMachine<H> {
             file,
             size_bytes: new_len,
         });
+        let change = FileOutput::Truncate { len: new_len };
+        self.host.file_output(&path.text(), change);
         Ok(0)
     }
 
