@@ -266,6 +266,14 @@ mod tests {
             ("split-brain-no-epoch-fencing.toml", "epoch-monotonic"),
             ("hpo-no-lease-fencing.toml", "single-holder"),
             ("hpo-no-lease-fencing.toml", "exactly-one-result"),
+            (
+                "cdp-ack-before-journal.toml",
+                "no-acked-write-lost-beyond-rpo",
+            ),
+            (
+                "warm-pool-available-before-warm.toml",
+                "served-only-when-warm",
+            ),
         ];
         for (name, checker) in caught {
             let seed = first_failure(name, checker);

@@ -210,7 +210,12 @@ struct Site {
     confirmed: u64,
     lease_until_ns: u64,
     held: BTreeSet<u64>,
+    /// site-b: shipped entries that arrived ahead of a missing one, by LSN.
+    reorder: BTreeMap<u64, u64>,
 }
+
+/// Entries site-b buffers out of order at most (the bound on one run's memory).
+const REORDER_MAX: usize = 4_096;
 
 impl Site {
     fn crash(&mut self) {
@@ -220,6 +225,7 @@ impl Site {
         self.confirmed = 0;
         self.lease_until_ns = 0;
         self.held.clear();
+        self.reorder.clear();
     }
 
     fn append(&mut self, id: u64, now_ns: u64) {
@@ -338,7 +344,11 @@ impl Cdp {
         let mean_us = (self.p.write_interval_ms * 1_000) as f64;
         let u: f64 = k.rng.random();
         let gap_us = (-mean_us * (1.0 - u).ln()) as u64 + 1;
-        k.set_timer(CLIENT, gap_us.min(mean_us as u64 * 20) * 1_000, Timer::ClientWrite);
+        k.set_timer(
+            CLIENT,
+            gap_us.min(mean_us as u64 * 20) * 1_000,
+            Timer::ClientWrite,
+        );
     }
 
     fn client_retry(&mut self, k: &mut K) {
@@ -461,9 +471,15 @@ impl Cdp {
         if b.switched {
             return;
         }
-        if lsn == b.image.len() as u64 {
+        // Entries that overtook a missing one wait in the reorder buffer; the image grows only by its next LSN.
+        if lsn >= b.image.len() as u64 && b.reorder.len() < REORDER_MAX {
+            b.reorder.insert(lsn, id);
+        }
+        while let Some(id) = b.reorder.remove(&(b.image.len() as u64)) {
             b.append(id, now);
         }
+        let stale = b.image.len() as u64;
+        b.reorder.retain(|&lsn, _| lsn >= stale);
         let applied = b.image.len() as u64;
         k.send(SITE_B, SITE_A, Msg::ShipAck { applied });
     }
@@ -471,9 +487,11 @@ impl Cdp {
     fn on_ship_ack(&mut self, k: &mut K, applied: u64) {
         let a = &mut self.sites[0];
         a.confirmed = a.confirmed.max(applied);
-        let held = std::mem::take(&mut a.held);
-        for id in held {
-            self.try_ack(k, SITE_A, id);
+        if a.held.is_empty() || !self.serving(k, SITE_A) || !self.guard_allows(k.now_ns()) {
+            return;
+        }
+        for id in std::mem::take(&mut self.sites[0].held) {
+            self.send_ack(k, SITE_A, id);
         }
     }
 
@@ -482,7 +500,8 @@ impl Cdp {
         if !a.switched {
             let from = a.confirmed.min(a.log.len() as u64);
             let to = (from + self.p.ship_window).min(a.log.len() as u64);
-            let resend: Vec<(u64, u64)> = (from..to).map(|lsn| (lsn, a.log[lsn as usize])).collect();
+            let resend: Vec<(u64, u64)> =
+                (from..to).map(|lsn| (lsn, a.log[lsn as usize])).collect();
             for (lsn, id) in resend {
                 k.send(SITE_A, SITE_B, Msg::Ship { lsn, id });
             }
@@ -497,7 +516,9 @@ impl Cdp {
         let w = &mut self.witness;
         if !w.promoted && now > w.last_heard_ns + ms(self.p.failover_after_ms) {
             w.promoted = true;
-            k.log(WITNESS, || "site-a silent: fails over to site-b".to_string());
+            k.log(WITNESS, || {
+                "site-a silent: fails over to site-b".to_string()
+            });
         }
         if w.promoted && !w.promote_acked {
             k.send(WITNESS, SITE_B, Msg::Promote);
@@ -652,10 +673,13 @@ impl Model for Cdp {
             (SITE_B, Msg::Ship { lsn, id }) if from == SITE_A => self.on_ship(k, lsn, id),
             (SITE_B, Msg::Promote) => self.on_promote(k),
             (SITE_A, Msg::ShipAck { applied }) => self.on_ship_ack(k, applied),
-            (SITE_A, Msg::HeartbeatAck {
-                sent_ns,
-                failed_over,
-            }) => {
+            (
+                SITE_A,
+                Msg::HeartbeatAck {
+                    sent_ns,
+                    failed_over,
+                },
+            ) => {
                 let a = &mut self.sites[0];
                 if failed_over {
                     a.switched = true;
@@ -668,7 +692,14 @@ impl Model for Cdp {
                 if !failed_over {
                     self.witness.last_heard_ns = k.now_ns();
                 }
-                k.send(WITNESS, from, Msg::HeartbeatAck { sent_ns, failed_over });
+                k.send(
+                    WITNESS,
+                    from,
+                    Msg::HeartbeatAck {
+                        sent_ns,
+                        failed_over,
+                    },
+                );
             }
             (WITNESS, Msg::PromoteAck) => self.witness.promote_acked = true,
             (WITNESS, Msg::NewPrimaryAck) => self.witness.client_informed = true,
@@ -757,17 +788,26 @@ impl Model for Cdp {
                     "lag_at_failover_ms",
                     std::mem::take(&mut self.lag_at_failover_ms),
                 ),
-                ("recovery_time_ms", std::mem::take(&mut self.recovery_time_ms)),
+                (
+                    "recovery_time_ms",
+                    std::mem::take(&mut self.recovery_time_ms),
+                ),
             ],
             coverage: vec![
-                ("failover with journal entries in flight", self.coverage_in_flight),
+                (
+                    "failover with journal entries in flight",
+                    self.coverage_in_flight,
+                ),
                 ("link down at the site failure", self.coverage_link_down),
                 (
                     "failover lost acknowledged writes within the RPO",
                     self.coverage_lost_within_rpo,
                 ),
                 ("acknowledgement held by the RPO guard", self.coverage_held),
-                ("protected site restarted from its journal", self.coverage_primary_restart),
+                (
+                    "protected site restarted from its journal",
+                    self.coverage_primary_restart,
+                ),
             ],
         }
     }

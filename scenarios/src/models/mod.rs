@@ -44,6 +44,16 @@ impl ModelKind {
         ModelKind::WarmPool,
     ];
 
+    /// The variants the model's `variant` parameter accepts; the first is the correct one.
+    pub fn variants(self) -> &'static [&'static str] {
+        match self {
+            ModelKind::SplitBrain => &["correct", "ignore-isolation", "no-epoch-fencing"],
+            ModelKind::Hpo => &["correct", "no-lease-fencing"],
+            ModelKind::Cdp => &["correct", "ack-before-journal"],
+            ModelKind::WarmPool => &["correct", "available-before-warm"],
+        }
+    }
+
     pub fn names() -> Vec<&'static str> {
         ModelKind::ALL.iter().map(|m| m.name()).collect()
     }

@@ -102,8 +102,8 @@ impl Default for Params {
             burst_factor: 6,
             kinds: 12,
             warm_ops_max: 4,
-            boot_ms: 150,
-            warm_op_ms: 80,
+            boot_ms: 300,
+            warm_op_ms: 150,
             serve_ms: 15,
             serve_cold_ms: 60,
             serve_timeout_ms: 1_000,
@@ -392,7 +392,12 @@ impl WarmPool {
             self.next_req += 1;
         }
         self.dispatch(k);
-        let rate = self.p.rate_per_s * if self.bursting { self.p.burst_factor } else { 1 };
+        let rate = self.p.rate_per_s
+            * if self.bursting {
+                self.p.burst_factor
+            } else {
+                1
+            };
         let gap = exponential_ns(k, 1_000_000_000 / rate);
         k.set_timer(BALANCER, gap, Timer::Arrival);
     }
@@ -471,7 +476,10 @@ impl WarmPool {
         };
         let (boot, ops) = (view.boot, self.profile);
         k.log(BALANCER, || {
-            format!("creates instance {gen} on host-{} warming {ops:#x}", host + 1)
+            format!(
+                "creates instance {gen} on host-{} warming {ops:#x}",
+                host + 1
+            )
         });
         k.send(BALANCER, Self::node(host), Msg::Create { gen, boot, ops });
     }
@@ -570,30 +578,43 @@ impl WarmPool {
         view.boot = boot;
         match view.slot {
             Slot::Down => self.release(host, Slot::Free),
-            Slot::Warming { gen: g, since_ns, .. } if g == gen && warm => {
+            Slot::Warming {
+                gen: g, since_ns, ..
+            } if g == gen && warm => {
                 self.cold_start_ms.push((now - since_ns) as f64 / 1e6);
                 view.slot = Slot::Available {
                     gen,
                     idle_since_ns: now,
                     served: 0,
                 };
-                k.log(BALANCER, || format!("instance {gen} on host-{} is available", host + 1));
+                k.log(BALANCER, || {
+                    format!("instance {gen} on host-{} is available", host + 1)
+                });
             }
             Slot::Available { gen: g, .. } if g != gen => match self.p.variant {
                 Variant::Correct => self.release(host, Slot::Free),
                 // The broken balancer believes in its instance and only repeats the Create.
                 Variant::AvailableBeforeWarm => {
                     let ops = self.profile;
-                    k.send(BALANCER, Self::node(host), Msg::Create { gen: g, boot, ops });
+                    k.send(
+                        BALANCER,
+                        Self::node(host),
+                        Msg::Create { gen: g, boot, ops },
+                    );
                 }
             },
-            Slot::Available { gen: g, .. } if g == gen && !warm && self.p.variant == Variant::Correct => {
+            Slot::Available { gen: g, .. }
+                if g == gen && !warm && self.p.variant == Variant::Correct =>
+            {
                 // The instance was recreated from a duplicate Create: it must warm again.
-                self.release(host, Slot::Warming {
-                    gen,
-                    since_ns: now,
-                    sent_ns: now,
-                });
+                self.release(
+                    host,
+                    Slot::Warming {
+                        gen,
+                        since_ns: now,
+                        sent_ns: now,
+                    },
+                );
             }
             _ => {}
         }
@@ -659,7 +680,15 @@ impl WarmPool {
         if instance.plan == 0 {
             instance.warm = true;
             let boot = h.boot;
-            k.send(Self::node(host), BALANCER, Msg::Heartbeat { gen, boot, warm: true });
+            k.send(
+                Self::node(host),
+                BALANCER,
+                Msg::Heartbeat {
+                    gen,
+                    boot,
+                    warm: true,
+                },
+            );
             return;
         }
         let op = instance.plan.trailing_zeros();
@@ -693,25 +722,52 @@ impl WarmPool {
             self.misses += 1;
             self.coverage_miss += 1;
         }
-        let base = if cold { self.p.serve_cold_ms } else { self.p.serve_ms };
+        let base = if cold {
+            self.p.serve_cold_ms
+        } else {
+            self.p.serve_ms
+        };
         k.hash_value(req << 8 | u64::from(kind));
-        k.set_timer(Self::node(host), ms(base) * h.slow, Timer::ServeDone { gen, req });
+        k.set_timer(
+            Self::node(host),
+            ms(base) * h.slow,
+            Timer::ServeDone { gen, req },
+        );
     }
 
     fn host_heartbeat(&mut self, k: &mut K, host: usize) {
         let h = &self.hosts[host];
         let (gen, warm) = h.instance.map_or((0, false), |i| (i.gen, i.warm));
         let boot = h.boot;
-        k.send(Self::node(host), BALANCER, Msg::Heartbeat { gen, boot, warm });
-        k.set_timer(Self::node(host), ms(self.p.heartbeat_ms), Timer::HostHeartbeat);
+        k.send(
+            Self::node(host),
+            BALANCER,
+            Msg::Heartbeat { gen, boot, warm },
+        );
+        k.set_timer(
+            Self::node(host),
+            ms(self.p.heartbeat_ms),
+            Timer::HostHeartbeat,
+        );
     }
 
     fn report(&mut self, k: &mut K, host: usize) {
         let usage = std::mem::replace(&mut self.hosts[host].usage, [0; KINDS_MAX as usize]);
         for (kind, &count) in usage.iter().enumerate().filter(|(_, c)| **c > 0) {
-            k.send(Self::node(host), METRICS, Msg::Usage { kind: kind as u8, count });
+            k.send(
+                Self::node(host),
+                METRICS,
+                Msg::Usage {
+                    kind: kind as u8,
+                    count,
+                },
+            );
         }
-        k.set_timer(Self::node(host), ms(self.p.metrics_report_ms), Timer::Report);
+        k.set_timer(
+            Self::node(host),
+            ms(self.p.metrics_report_ms),
+            Timer::Report,
+        );
     }
 
     // --- metrics store ---
@@ -730,7 +786,9 @@ impl WarmPool {
                 counts[kind as usize] += count;
             }
         }
-        let mut order: Vec<usize> = (0..self.p.kinds as usize).filter(|&i| counts[i] > 0).collect();
+        let mut order: Vec<usize> = (0..self.p.kinds as usize)
+            .filter(|&i| counts[i] > 0)
+            .collect();
         order.sort_by_key(|&i| (std::cmp::Reverse(counts[i]), i));
         order
             .into_iter()
@@ -788,7 +846,9 @@ impl Model for WarmPool {
                 self.on_done(k, from - FIRST_HOST, gen, req)
             }
             (BALANCER, Msg::ProfileAnswer { top }) => self.profile = top,
-            (METRICS, Msg::Usage { kind, count }) => self.reports.push_back((k.now_ns(), kind, count)),
+            (METRICS, Msg::Usage { kind, count }) => {
+                self.reports.push_back((k.now_ns(), kind, count))
+            }
             (METRICS, Msg::ProfileQuery) => {
                 let top = self.top_ops(k.now_ns());
                 k.send(METRICS, from, Msg::ProfileAnswer { top });
@@ -822,7 +882,8 @@ impl Model for WarmPool {
                 k.set_timer(BALANCER, next, Timer::Burst { start: !start });
             }
             Timer::Shift => {
-                self.rotation = (self.rotation + k.rng.random_range(1..self.p.kinds.max(2))) % self.p.kinds;
+                self.rotation =
+                    (self.rotation + k.rng.random_range(1..self.p.kinds.max(2))) % self.p.kinds;
                 let next = exponential_ns(k, ms(self.p.popularity_shift_ms));
                 k.set_timer(BALANCER, next, Timer::Shift);
             }
@@ -914,11 +975,20 @@ impl Model for WarmPool {
             ],
             coverage: vec![
                 ("crash during warmup", self.coverage_crash_warming),
-                ("warmup abandoned (slow or lost host)", self.coverage_abandoned),
+                (
+                    "warmup abandoned (slow or lost host)",
+                    self.coverage_abandoned,
+                ),
                 ("burst scaled the pool out", self.coverage_scaled_out),
-                ("request used an operation the warmup missed", self.coverage_miss),
+                (
+                    "request used an operation the warmup missed",
+                    self.coverage_miss,
+                ),
                 ("pool below its target size", self.coverage_below_target),
-                ("recovery deadline after a fault checked", self.coverage_recover_checked),
+                (
+                    "recovery deadline after a fault checked",
+                    self.coverage_recover_checked,
+                ),
             ],
         }
     }
