@@ -2,29 +2,24 @@
 //! reach their dangerous states, the broken variants are caught within 1,000 seeds at a known first seed, the output is
 //! byte-identical at --jobs 1 and 2, each failure's reproduce line reproduces it, and a failing plan shrinks.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Output};
 
 fn tandem(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tandem"))
+    Command::new(common::tandem())
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(common::repo())
         .output()
         .expect("the tandem binary runs")
 }
 
 fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
+    common::text(&output.stdout)
 }
 
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "tandem-scenario-models-{}-{test}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(test: &str) -> std::path::PathBuf {
+    common::scratch(&format!("scenario-models-{test}"))
 }
 
 const CDP: &str = "scenarios/templates/cdp.toml";
