@@ -75,6 +75,18 @@ enum ScenarioCommand {
     ///   tandem scenario merge shard-0.json shard-1.json shard-2.json shard-3.json --json all.json --junit all.xml
     #[command(verbatim_doc_comment)]
     Merge(MergeArgs),
+    /// List the scenario models (nodes, checkers, variants) and the templates in a directory.
+    ///
+    /// Example: tandem scenario list scenarios/templates
+    #[command(verbatim_doc_comment)]
+    List(ListArgs),
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// The directory whose `.toml` templates to list.
+    #[arg(default_value = "scenarios/templates")]
+    dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -216,6 +228,7 @@ pub fn run(args: ScenarioArgs) -> Result<()> {
         ScenarioCommand::Plan(args) => plan_cmd(args).map(|()| true),
         ScenarioCommand::Bench(args) => bench_cmd(args).map(|()| true),
         ScenarioCommand::Merge(args) => merge_cmd(args),
+        ScenarioCommand::List(args) => list_cmd(args).map(|()| true),
     };
     let result = result.and_then(|passed| {
         crate::output::flush_stdout()?;
@@ -236,6 +249,48 @@ pub fn run(args: ScenarioArgs) -> Result<()> {
 fn print_out(text: &str) -> Result<()> {
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// The models with their nodes, checkers and variants, then each template of `dir` (sorted by file name) with its model,
+/// variant and description. A template that does not load is an error naming it.
+fn list_cmd(args: ListArgs) -> Result<()> {
+    use tandem_scenarios::models::{ModelKind, ModelParams};
+    let mut text = String::from("models:\n");
+    for kind in ModelKind::ALL {
+        let params = ModelParams::defaults(kind);
+        text.push_str(&format!(
+            "  {:<12} nodes {}\n  {:<12} checkers {}\n  {:<12} variants {}\n",
+            kind.name(),
+            params.node_names().join(", "),
+            "",
+            params.checker_names().join(", "),
+            "",
+            kind.variants().join(", ")
+        ));
+    }
+    let entries = std::fs::read_dir(&args.dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the template directory {}: {e}",
+            args.dir.display()
+        )
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    paths.sort();
+    text.push_str(&format!("templates in {}:\n", args.dir.display()));
+    for path in paths {
+        let template = load_template(&path)?;
+        text.push_str(&format!(
+            "  {:<36} {:<12} {:<22} {}\n",
+            template.name,
+            template.model.name(),
+            template.params.variant(),
+            template.description
+        ));
+    }
+    print_out(&text)
 }
 
 fn load_template(path: &Path) -> Result<Template> {

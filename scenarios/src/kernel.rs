@@ -327,11 +327,13 @@ impl<M: Copy + Debug, T: Copy + Debug> Kernel<M, T> {
     /// Whether a message sent now from `from` to `to` would arrive promptly: both nodes up, the link neither
     /// partitioned nor clogged. Loss is not considered: it is a per-message draw.
     pub fn link_usable(&self, from: NodeId, to: NodeId) -> bool {
+        self.is_up(from) && self.is_up(to) && self.link_open(from, to)
+    }
+
+    /// Whether the link itself is neither partitioned nor clogged now, whatever the state of its two nodes.
+    pub fn link_open(&self, from: NodeId, to: NodeId) -> bool {
         let index = from * self.nodes.len() + to;
-        self.is_up(from)
-            && self.is_up(to)
-            && self.blocks[index] == 0
-            && self.clog_until_ns[index] <= self.now_ns
+        self.blocks[index] == 0 && self.clog_until_ns[index] <= self.now_ns
     }
 
     /// True when no partition, isolation or clog is in force anywhere.

@@ -7,7 +7,7 @@
 //! Every failure carries the one-line command that reproduces it.
 
 use crate::kernel::Limits;
-use crate::models::{hpo, simulate, split_brain, ModelParams, RunReport};
+use crate::models::{cdp, hpo, simulate, split_brain, warm_pool, ModelParams, RunReport};
 use crate::plan::{plan_for_seed, FaultPlan};
 pub use crate::report::{JunitCases, ReportHeader, SeedRecord, Summary};
 use crate::template::Template;
@@ -30,6 +30,20 @@ pub fn run_plan(template: &Template, plan: &FaultPlan, record_timeline: bool) ->
         ),
         ModelParams::Hpo(p) => simulate(
             hpo::Hpo::new(p.clone()),
+            names,
+            plan,
+            limits,
+            record_timeline,
+        ),
+        ModelParams::Cdp(p) => simulate(
+            cdp::Cdp::new(p.clone()),
+            names,
+            plan,
+            limits,
+            record_timeline,
+        ),
+        ModelParams::WarmPool(p) => simulate(
+            warm_pool::WarmPool::new(p.clone()),
             names,
             plan,
             limits,
@@ -252,6 +266,14 @@ mod tests {
             ("split-brain-no-epoch-fencing.toml", "epoch-monotonic"),
             ("hpo-no-lease-fencing.toml", "single-holder"),
             ("hpo-no-lease-fencing.toml", "exactly-one-result"),
+            (
+                "cdp-ack-before-journal.toml",
+                "no-acked-write-lost-beyond-rpo",
+            ),
+            (
+                "warm-pool-available-before-warm.toml",
+                "served-only-when-warm",
+            ),
         ];
         for (name, checker) in caught {
             let seed = first_failure(name, checker);

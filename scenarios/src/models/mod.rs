@@ -5,8 +5,10 @@
 //! Each model reports, per run: one result per checker (violations and the first one's description), metric samples,
 //! and coverage counters that show the dangerous states were reached.
 
+pub mod cdp;
 pub mod hpo;
 pub mod split_brain;
+pub mod warm_pool;
 
 use crate::kernel::{Event, Kernel, Limits, NodeId};
 use crate::plan::{CompiledEvent, Fault, FaultPlan};
@@ -17,6 +19,8 @@ use crate::timeline::What;
 pub enum ModelKind {
     SplitBrain,
     Hpo,
+    Cdp,
+    WarmPool,
 }
 
 impl ModelKind {
@@ -24,17 +28,34 @@ impl ModelKind {
         match self {
             ModelKind::SplitBrain => "split-brain",
             ModelKind::Hpo => "hpo",
+            ModelKind::Cdp => "cdp",
+            ModelKind::WarmPool => "warm-pool",
         }
     }
 
     pub fn from_name(name: &str) -> Option<ModelKind> {
-        [ModelKind::SplitBrain, ModelKind::Hpo]
-            .into_iter()
-            .find(|m| m.name() == name)
+        ModelKind::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    pub const ALL: [ModelKind; 4] = [
+        ModelKind::SplitBrain,
+        ModelKind::Hpo,
+        ModelKind::Cdp,
+        ModelKind::WarmPool,
+    ];
+
+    /// The variants the model's `variant` parameter accepts; the first is the correct one.
+    pub fn variants(self) -> &'static [&'static str] {
+        match self {
+            ModelKind::SplitBrain => &["correct", "ignore-isolation", "no-epoch-fencing"],
+            ModelKind::Hpo => &["correct", "no-lease-fencing"],
+            ModelKind::Cdp => &["correct", "ack-before-journal"],
+            ModelKind::WarmPool => &["correct", "available-before-warm"],
+        }
     }
 
     pub fn names() -> Vec<&'static str> {
-        vec![ModelKind::SplitBrain.name(), ModelKind::Hpo.name()]
+        ModelKind::ALL.iter().map(|m| m.name()).collect()
     }
 }
 
@@ -43,6 +64,8 @@ impl ModelKind {
 pub enum ModelParams {
     SplitBrain(split_brain::Params),
     Hpo(hpo::Params),
+    Cdp(cdp::Params),
+    WarmPool(warm_pool::Params),
 }
 
 impl ModelParams {
@@ -50,6 +73,8 @@ impl ModelParams {
         match kind {
             ModelKind::SplitBrain => ModelParams::SplitBrain(split_brain::Params::default()),
             ModelKind::Hpo => ModelParams::Hpo(hpo::Params::default()),
+            ModelKind::Cdp => ModelParams::Cdp(cdp::Params::default()),
+            ModelKind::WarmPool => ModelParams::WarmPool(warm_pool::Params::default()),
         }
     }
 
@@ -58,6 +83,8 @@ impl ModelParams {
         match self {
             ModelParams::SplitBrain(p) => p.set(key, value),
             ModelParams::Hpo(p) => p.set(key, value),
+            ModelParams::Cdp(p) => p.set(key, value),
+            ModelParams::WarmPool(p) => p.set(key, value),
         }
     }
 
@@ -65,6 +92,8 @@ impl ModelParams {
         match self {
             ModelParams::SplitBrain(_) => split_brain::node_names(),
             ModelParams::Hpo(p) => p.node_names(),
+            ModelParams::Cdp(_) => cdp::node_names(),
+            ModelParams::WarmPool(p) => p.node_names(),
         }
     }
 
@@ -72,6 +101,8 @@ impl ModelParams {
         match self {
             ModelParams::SplitBrain(_) => split_brain::CHECKERS.to_vec(),
             ModelParams::Hpo(_) => hpo::CHECKERS.to_vec(),
+            ModelParams::Cdp(_) => cdp::CHECKERS.to_vec(),
+            ModelParams::WarmPool(_) => warm_pool::CHECKERS.to_vec(),
         }
     }
 
@@ -79,6 +110,8 @@ impl ModelParams {
         match self {
             ModelParams::SplitBrain(p) => p.variant.name(),
             ModelParams::Hpo(p) => p.variant.name(),
+            ModelParams::Cdp(p) => p.variant.name(),
+            ModelParams::WarmPool(p) => p.variant.name(),
         }
     }
 }
