@@ -21,6 +21,7 @@ pub mod memory_divergence;
 pub mod record;
 pub mod replay;
 pub mod sink;
+pub mod symbols;
 pub mod timeline;
 pub mod trace;
 

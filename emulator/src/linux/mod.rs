@@ -30,6 +30,7 @@ pub mod host;
 pub mod ids;
 mod inspect;
 mod kernel;
+pub mod linkmap;
 pub mod mapnames;
 mod net;
 pub mod procfs;
@@ -48,7 +49,7 @@ use crate::memory::Memory;
 use abi::*;
 pub use host::{Host, HostKind, HostMetadata, HostStat, MemoryHost, SeededEntropy, Timespec};
 use ids::{Pid, Tid};
-pub use inspect::{CoreThread, FinalThread, ThreadInfo, ThreadState};
+pub use inspect::{CoreThread, FinalThread, MappedFile, ThreadInfo, ThreadState};
 pub use sched::SchedPolicy;
 use sched::Scheduler;
 pub use signal::{fxsave, fxsave_registers, EarlyKill, SigInfo};
@@ -340,11 +341,10 @@ impl<H: Host> LinuxMachine<H> {
             stats: Stats::default(),
             config,
         };
-        let interpreter_path = interpreter.map(|i| i.canonical);
         m.name_image(
             &loaded.program_ranges,
             &loaded.interpreter_ranges,
-            interpreter_path.as_deref(),
+            interpreter.as_ref(),
         );
         Ok(m)
     }

@@ -38,6 +38,7 @@ use super::fd::{FileKind, OpenFile, Pipe, PIPE_BUF, PIPE_BYTES_MAX};
 use super::host::{Timespec, GUEST_DEV};
 use super::ids::GuestNs;
 use super::kernel::{Restart, Wait};
+use crate::linux::elf;
 use super::net;
 use super::signal::{bit, SigAction, SS_DISABLE, SS_ONSTACK};
 use super::sysnames::syscall_name;
