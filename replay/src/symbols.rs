@@ -126,9 +126,13 @@ impl Symbols {
         let image = image_span(bytes, bias);
         for sym in file.symbols().chain(file.dynamic_symbols()) {
             let Ok(name) = sym.name() else { continue };
+            let ifunc = sym.elf_symbol().st_type() == object::elf::STT_GNU_IFUNC;
+            // object's is_definition counts functions and objects only; an indirect function defined in a
+            // section is a definition too.
+            let defined = sym.is_definition() || (ifunc && sym.section_index().is_some());
             if name.is_empty()
                 || sym.address() == 0
-                || !sym.is_definition()
+                || !defined
                 || !matches!(sym.kind(), SymbolKind::Text | SymbolKind::Data)
                 || name.starts_with('.')
             {
@@ -138,7 +142,7 @@ impl Symbols {
             let known = self.by_name.contains_key(name)
                 || self.ifuncs.contains_key(name)
                 || !(locals || sym.is_global());
-            if sym.elf_symbol().st_type() == object::elf::STT_GNU_IFUNC {
+            if ifunc {
                 if !known {
                     let slots = irelative.get(&sym.address()).cloned().unwrap_or_default();
                     let ifunc = Ifunc {
