@@ -488,7 +488,10 @@ fn a_campaign_over_a_dynamic_program_rereads_clean_pages_at_any_jobs() {
     let two = faults(&args("2"));
     let table = text(&one.stdout);
     assert_eq!(one.status.code(), Some(0), "{table}{}", text(&one.stderr));
-    assert_eq!(one.stdout, two.stdout, "tables differ between --jobs 1 and 2");
+    assert_eq!(
+        one.stdout, two.stdout,
+        "tables differ between --jobs 1 and 2"
+    );
     assert!(table.contains("containment violations: 0"), "{table}");
     assert!(table.contains("runs: 12"), "{table}");
     let clean = table

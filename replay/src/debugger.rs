@@ -27,9 +27,9 @@
 //! works from there as from anywhere.
 
 use crate::replay::Replayer;
+use crate::symbols::{Resolved, Symbols};
 use crate::timeline::Timeline;
 use crate::trace::Event;
-use crate::symbols::{Resolved, Symbols};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

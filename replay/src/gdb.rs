@@ -69,11 +69,11 @@ use gdbstub::target::ext::breakpoints::{
 };
 use gdbstub::target::ext::monitor_cmd::{outputln, ConsoleOutput, MonitorCmd, MonitorCmdOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
+use std::fmt::Write as _;
 use std::net::TcpStream;
 use tandem_emulator::cpu::{RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP};
 use tandem_emulator::linux::ids::Tid;
 use tandem_emulator::linux::linkmap::LinkMapEntry;
-use std::fmt::Write as _;
 
 pub use arch::{TandemX86_64, TandemX86_64Regs};
 
@@ -622,8 +622,7 @@ fn parse_icount(s: &str) -> Option<u64> {
 const INTERRUPT_BYTE: u8 = 0x03;
 
 /// The features the gate adds to gdbstub's `qSupported` reply.
-const SIGINFO_FEATURE: &str =
-    ";qXfer:siginfo:read+;qXfer:auxv:read+;qXfer:libraries-svr4:read+";
+const SIGINFO_FEATURE: &str = ";qXfer:siginfo:read+;qXfer:auxv:read+;qXfer:libraries-svr4:read+";
 
 /// The loaded shared objects in gdb's "Library List Format for SVR4 Targets", as gdbserver writes it
 /// (linux-low.cc): the program's link_map entry is `main-lm`, each later entry with a name a `library`. While

@@ -118,7 +118,11 @@ impl Symbols {
         };
         let mut irelative: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
         for (offset, r) in file.dynamic_relocations().into_iter().flatten() {
-            if r.flags() == (RelocationFlags::Elf { r_type: R_X86_64_IRELATIVE }) {
+            if r.flags()
+                == (RelocationFlags::Elf {
+                    r_type: R_X86_64_IRELATIVE,
+                })
+            {
                 let slots = irelative.entry(r.addend() as u64).or_default();
                 slots.push(offset.wrapping_add(bias));
             }

@@ -79,7 +79,11 @@ fn r_debug_address(mem: &Memory, auxv: &[(u64, u64)]) -> Option<u64> {
         .iter()
         .find(|h| h.0 == PT_PHDR)
         .map_or(0, |h| phdr.wrapping_sub(h.1));
-    let dynamic = headers.iter().find(|h| h.0 == PT_DYNAMIC)?.1.wrapping_add(bias);
+    let dynamic = headers
+        .iter()
+        .find(|h| h.0 == PT_DYNAMIC)?
+        .1
+        .wrapping_add(bias);
     (0..DYNAMIC_MAX)
         .map_while(|i| {
             let at = dynamic.checked_add(16 * i)?;
