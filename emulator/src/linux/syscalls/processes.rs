@@ -587,7 +587,7 @@ impl<H: Host> LinuxMachine<H> {
     ) -> Outcome {
         const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
         let at_empty_path = u64::from(AT_EMPTY_PATH);
-        let r = (|| {
+        let path = (|| {
             if flags & !(at_empty_path | AT_SYMLINK_NOFOLLOW) != 0 {
                 return Err(EINVAL);
             }
@@ -605,10 +605,19 @@ impl<H: Host> LinuxMachine<H> {
                     r.path.text()
                 }
             };
+            Ok(path)
+        })();
+        self.exec_from_guest(path, argv, envp)
+    }
+
+    /// execve's and execveat's common end: reads argv and envp from the guest and replaces the program with the
+    /// one at `path` (or fails with `path`'s error).
+    fn exec_from_guest(&mut self, path: Result<Vec<u8>, Errno>, argv: u64, envp: u64) -> Outcome {
+        let r = path.and_then(|path| {
             let argv = self.read_string_array(argv)?;
             let envp = self.read_string_array(envp)?;
             self.exec(path, argv, envp)
-        })();
+        });
         match r {
             Ok(()) => Outcome::NoReturn,
             Err(e) => Outcome::Return(Err(e)),
@@ -650,16 +659,8 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     pub(in crate::linux) fn sys_execve(&mut self, path: u64, argv: u64, envp: u64) -> Outcome {
-        let r = (|| {
-            let path = self.read_path(path)?;
-            let argv = self.read_string_array(argv)?;
-            let envp = self.read_string_array(envp)?;
-            self.exec(path, argv, envp)
-        })();
-        match r {
-            Ok(()) => Outcome::NoReturn,
-            Err(e) => Outcome::Return(Err(e)),
-        }
+        let path = self.read_path(path);
+        self.exec_from_guest(path, argv, envp)
     }
 
     /// The bytes of an executable at a guest path and the absolute guest path they came from, following `#!`
