@@ -1,7 +1,8 @@
 #!/bin/sh
 # Rebuilds the committed corpus binaries: each C program in src/ with musl-gcc -static and with gcc -static (glibc).
 # Output: bin/NAME-musl and bin/NAME-glibc; bin/NAME-dyn for a few of them, built with plain gcc (dynamically
-# linked against the system's glibc, a PIE: the dynamic-loader tests, hello-dyn with symbols for gdb); also bin/throw-glibc (src/throw.cpp, g++) and bin/unwind-rust
+# linked against the system's glibc, a PIE: the dynamic-loader tests, hello-dyn with symbols for gdb; maps only
+# so); also bin/throw-glibc (src/throw.cpp, g++) and bin/unwind-rust
 # (src/unwind.rs, rustc). Stripped (-s) to keep the repository small, except hello and rewind, which
 # keep their symbols for the gdb and replay-debugger tests, crash and sigbus, which keep theirs for the core-dump and
 # fault tests, and overflow, which keeps its for the reverse-watchpoint tests. Needs musl-tools (musl-gcc), gcc, g++
@@ -13,11 +14,11 @@ mkdir -p bin
 for src in src/*.c; do
     name=$(basename "$src" .c)
     strip=-s
-    case "$name" in hello|rewind|crash|sigbus|overflow) strip=-g ;; esac
+    case "$name" in hello|rewind|crash|sigbus|overflow) strip=-g ;; maps) continue ;; esac
     musl-gcc -static -O2 $strip -o "bin/$name-musl" "$src" -lm
     gcc -static -O2 $strip -o "bin/$name-glibc" "$src" -lm
 done
-for name in hello crash sha256 qsort fileio mmx; do
+for name in hello crash sha256 qsort fileio mmx maps; do
     strip=-s
     case "$name" in hello|crash) strip=-g ;; esac
     gcc -O2 $strip -o "bin/$name-dyn" "src/$name.c" -lm

@@ -15,12 +15,13 @@ use serde_json::json;
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tandem_emulator::hypervisor::campaign::{
     run_campaign, CampaignResult, CampaignSpec, End, RunResult, Verdict, JOBS_MAX,
 };
 use tandem_emulator::hypervisor::plan::FaultPlan;
 use tandem_emulator::hypervisor::Policy;
+use tandem_emulator::linux::host::SharedFiles;
 use tandem_emulator::linux::LinuxConfig;
 use tandem_scenarios::input::{read_input, InputKind};
 
@@ -151,12 +152,28 @@ pub fn run(args: FaultsArgs) -> anyhow::Result<()> {
         Some(path) => crate::run_cmd::read_fault_plan(None, Some(path))?,
         None => FaultPlan::parse_spec(&args.faults, "--faults")?,
     };
-    let program = Path::new(&args.command[0]);
+    let program = crate::run_cmd::program_path(&args.command[0]);
+    let program = program.as_path();
     let bytes = read_input(program, InputKind::Program)?;
     let argv: Vec<Vec<u8>> = args.command.iter().map(|a| a.as_bytes().to_vec()).collect();
+    // A dynamically linked program gets the default root (the host's / read-only), as `tandem record` of a
+    // reproduce line gives it: every run reads the loader and the libraries from there.
+    let mounts = crate::run_cmd::guest_mounts_of(None, &[], &bytes)?;
+    let (exe_path, cwd, files) = if mounts.is_empty() {
+        (argv[0].clone(), b"/".to_vec(), None)
+    } else {
+        let roots = crate::mount_fs::SharedMountRoots::open(&mounts)?;
+        (
+            crate::run_cmd::exe_guest_path(program, &mounts),
+            crate::run_cmd::guest_cwd(&mounts),
+            Some(SharedFiles(std::sync::Arc::new(roots))),
+        )
+    };
     let config = LinuxConfig {
         seed: args.guest_seed,
-        exe_path: argv[0].clone(),
+        exe_path,
+        cwd,
+        mounts,
         argv,
         ..LinuxConfig::default()
     };
@@ -171,6 +188,7 @@ pub fn run(args: FaultsArgs) -> anyhow::Result<()> {
         seeds: seeds.clone(),
         jobs: args.jobs,
         instructions_max: args.max_insns,
+        files,
     };
     let result =
         run_campaign(&spec).with_context(|| format!("campaign over {}", program.display()))?;

@@ -414,6 +414,38 @@ impl MountRoots {
     }
 }
 
+/// The mounts as the files of a fault campaign's runs (`FileSource`): every thread reads through the same roots,
+/// one at a time. The files must not change during the campaign (as for `tandem record` of a reproduce line).
+pub(crate) struct SharedMountRoots(std::sync::Mutex<MountRoots>);
+
+impl SharedMountRoots {
+    pub(crate) fn open(mounts: &[Mount]) -> anyhow::Result<SharedMountRoots> {
+        Ok(SharedMountRoots(std::sync::Mutex::new(MountRoots::open(
+            mounts, false,
+        )?)))
+    }
+
+    fn roots(&self) -> std::sync::MutexGuard<'_, MountRoots> {
+        // A thread that panicked while reading left no half-made state behind (each call opens and reads anew).
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl tandem_emulator::linux::host::FileSource for SharedMountRoots {
+    fn metadata(&self, path: &Path) -> Result<HostMetadata, Errno> {
+        self.roots().metadata(path)
+    }
+    fn read_file(&self, path: &Path) -> Result<Arc<Vec<u8>>, Errno> {
+        self.roots().read_file(path)
+    }
+    fn read_dir(&self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {
+        self.roots().read_dir(path)
+    }
+    fn read_link(&self, path: &Path) -> Result<Vec<u8>, Errno> {
+        self.roots().read_link(path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -419,9 +419,18 @@ pub(crate) fn parse_byte_size(text: &str) -> Result<u64, String> {
 /// The mounts of a run: the guest's root (`--root`, or the host's / for a dynamically linked program), then
 /// each --mount.
 pub(crate) fn guest_mounts(args: &RunArgs, program: &[u8]) -> anyhow::Result<Vec<Mount>> {
+    guest_mounts_of(args.root.as_ref(), &args.mounts, program)
+}
+
+/// `guest_mounts` of a root (`--root`) and mount specifications (`--mount`).
+pub(crate) fn guest_mounts_of(
+    root: Option<&PathBuf>,
+    mount_specs: &[String],
+    program: &[u8],
+) -> anyhow::Result<Vec<Mount>> {
     let dynamic = tandem_emulator::linux::elf::ElfFile::parse(program)
         .is_ok_and(|elf| elf.interpreter.is_some());
-    let root = match &args.root {
+    let root = match root {
         Some(dir) => Some(dir.clone()),
         None if dynamic => Some(PathBuf::from("/")),
         None => None,
@@ -442,7 +451,7 @@ pub(crate) fn guest_mounts(args: &RunArgs, program: &[u8]) -> anyhow::Result<Vec
             host,
         });
     }
-    for m in &args.mounts {
+    for m in mount_specs {
         mounts.push(parse_mount(m)?);
     }
     Ok(mounts)

@@ -315,3 +315,39 @@ fn the_core_after_an_execve_is_the_new_programs() {
     );
     std::fs::remove_file(&core).unwrap();
 }
+
+/// NT_FILE of a dynamic program's core names every file-backed mapping as /proc/self/maps does (the program,
+/// the loader, libc, each split part with its offset), so gdb's `info proc mappings` on the core lists the
+/// lines the program printed from its own /proc/self/maps (corpus/bin/maps-dyn, a core taken at its exit).
+#[test]
+fn the_core_of_a_dynamic_program_names_its_libraries_as_the_maps_do() {
+    let binary = corpus_bin("maps-dyn");
+    let core = core_path("dyn-maps");
+    let out = emulate(&["--core", core.to_str().unwrap()], &binary, &["xyz"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+    let mut printed: Vec<(u64, u64, u64, String)> = text(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() == 6 && f[5].starts_with('/'))
+        .map(|f| {
+            let (lo, hi) = f[0].split_once('-').unwrap();
+            (hex(lo), hex(hi), hex(f[2]), f[5].to_string())
+        })
+        .collect();
+    let g = gdb(&binary, &core, &["info proc mappings"]);
+    std::fs::remove_file(&core).unwrap();
+    let mut listed: Vec<(u64, u64, u64, String)> = g
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() >= 5 && f[0].starts_with("0x") && f[f.len() - 1].starts_with('/'))
+        .map(|f| (hex(f[0]), hex(f[1]), hex(f[3]), f[f.len() - 1].to_string()))
+        .collect();
+    printed.sort();
+    listed.sort();
+    assert!(
+        printed.iter().any(|l| l.3.ends_with("/libc.so.6")),
+        "{printed:?}"
+    );
+    assert_eq!(listed, printed, "{g}");
+}

@@ -503,3 +503,68 @@ regs
         Some("1000")
     );
 }
+
+/// The value of register `name` in a `regs` listing.
+fn register(transcript: &str, name: &str) -> u64 {
+    let line = transcript
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} in\n{transcript}"));
+    let hex = line.split_whitespace().nth(1).unwrap();
+    u64::from_str_radix(hex.trim_start_matches("0x"), 16).unwrap()
+}
+
+/// Records corpus/bin/maps-dyn (a plain gcc build that prints its /proc/self/maps and calls puts and strlen);
+/// returns the trace and the recorded stdout.
+fn record_maps_dyn(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let trace = dir.join("maps-dyn.trace");
+    let out = record_trace(&trace, &[], &corpus_bin("maps-dyn"), &["xyz"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    (trace, text(&out.stdout))
+}
+
+/// `break puts` before libc is mapped is pending, and set when the loader maps libc; the stop is at libc's base
+/// (from the run's own /proc/self/maps) plus puts's value in `nm -D` of libc, named `<puts>`. `break strlen`
+/// (an indirect function) stops in the implementation the loader chose, not in its resolver: inside libc's
+/// code, with the first line the program prints as its argument (fputs measures it).
+#[test]
+fn breakpoints_on_shared_library_symbols_of_a_dynamic_program() {
+    let dir = scratch("debug-dynamic");
+    let (trace, stdout) = record_maps_dyn(&dir);
+    let (base, libc, (text_lo, text_hi)) = libc_mapping(&stdout);
+    let (puts, kind) = nm_dynamic(&libc, "puts");
+    assert!(matches!(kind, 'T' | 'W'), "{kind}");
+    let (t, code) = debug(&trace, "break puts\ncontinue\nregs\n");
+    assert_eq!(code, Some(0), "{t}");
+    assert!(
+        answer(&t, "break puts", 0).contains("pending"),
+        "libc is not mapped at icount 0: {t}"
+    );
+    assert_eq!(register(&t, "rip"), base + puts, "{t}");
+    assert!(answer(&t, "continue", 0).contains("<puts>"), "{t}");
+
+    let (resolver, kind) = nm_dynamic(&libc, "strlen");
+    assert_eq!(kind, 'i', "glibc's strlen is an indirect function");
+    let (t, code) = debug(&trace, "break strlen\ncontinue\nregs\nwhen\n");
+    assert_eq!(code, Some(0), "{t}");
+    let rip = register(&t, "rip");
+    assert!(
+        rip != base + resolver && (text_lo..text_hi).contains(&rip),
+        "rip {rip:#x}, resolver {:#x}, libc code {text_lo:#x}-{text_hi:#x}\n{t}",
+        base + resolver
+    );
+    let rdi = register(&t, "rdi");
+    let when = answer(&t, "when", 0);
+    let (x, _) = debug(&trace, &format!("goto {}\nx {rdi:#x} 32\n", &when[7..]));
+    let shown: Vec<u8> = answer(&x, &format!("x {rdi:#x} 32"), 0)
+        .split_whitespace()
+        .skip(1)
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .take_while(|&b| b != 0)
+        .collect();
+    assert!(
+        !shown.is_empty() && stdout.contains(&text(&shown)),
+        "strlen's argument {:?} is no text the program printed\n{x}",
+        text(&shown)
+    );
+}

@@ -277,3 +277,12 @@ fn proc_self_maps_names_the_mapped_files_as_linux_does() {
         "{libc_line}"
     );
 }
+
+/// fexecve(3) (execveat with AT_EMPTY_PATH on a descriptor) runs the file the descriptor is open on: python3's
+/// os.execve with a descriptor prints what it prints natively.
+#[test]
+fn fexecve_runs_the_file_the_descriptor_is_open_on() {
+    let script =
+        "import os; os.execve(os.open('/bin/echo', os.O_RDONLY), ['echo', 'by descriptor'], {})";
+    same_as_native("fexecve", &[], "/usr/bin/python3", &["-c", script]);
+}

@@ -424,3 +424,89 @@ fn jobs_are_bounded() {
         );
     }
 }
+
+/// The icount `--report-state` prints for a run.
+fn icount_of(out: &std::process::Output) -> u64 {
+    let stderr = text(&out.stderr);
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("tandem: icount "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no icount in {stderr}"))
+}
+
+/// An uncorrectable error on a clean page of libc's code (the page of puts, which the program calls after the
+/// error) is contained as Linux contains it for a clean page-cache page: the page is re-read from the library
+/// file, and the run prints exactly what the fault-free run printed. Without a source the page would be lost
+/// and the call to puts a SIGBUS.
+#[test]
+fn a_clean_library_page_that_takes_an_error_is_reread_from_the_library() {
+    let program = corpus_bin("maps-dyn");
+    let clean = emulate(&["--report-state"], &program, &["xyz"], b"");
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean.stderr));
+    let stdout = text(&clean.stdout);
+    let (base, libc, _) = libc_mapping(&stdout);
+    let page = (base + nm_dynamic(&libc, "puts").0) & !0xfff;
+    // Two thirds in: libc is loaded and printing the maps, puts not called yet.
+    let at = icount_of(&clean) * 2 / 3;
+    let spec = format!("mem.ue:icount={at},addr={page:#x}");
+    let out = emulate(&["--faults", &spec], &program, &["xyz"], b"");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(text(&out.stdout), stdout, "{stderr}");
+    let report = stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("tandem: memory-error v1 icount={at} kind=ue")))
+        .unwrap_or_else(|| panic!("no report line: {stderr}"));
+    assert!(
+        report.ends_with(&format!(
+            "vaddrs={page:#x} class=file-clean action=reread-from-file outcome=recovered"
+        )),
+        "{report}"
+    );
+}
+
+/// A campaign over a dynamically linked program (plain gcc) runs with the default root, as `tandem record` of a
+/// reproduce line does: every uncorrectable error on a clean file page (the program's, the loader's, libc's) is
+/// re-read and masked, and the tables are the same at any --jobs.
+#[test]
+fn a_campaign_over_a_dynamic_program_rereads_clean_pages_at_any_jobs() {
+    let args = |jobs: &'static str| {
+        vec![
+            "--seeds",
+            "0..12",
+            "--jobs",
+            jobs,
+            "--faults",
+            "mem.ue:count=1,class=file-clean",
+            "--",
+            "corpus/bin/hello-dyn",
+        ]
+    };
+    let one = faults(&args("1"));
+    let two = faults(&args("2"));
+    let table = text(&one.stdout);
+    assert_eq!(one.status.code(), Some(0), "{table}{}", text(&one.stderr));
+    assert_eq!(
+        one.stdout, two.stdout,
+        "tables differ between --jobs 1 and 2"
+    );
+    assert!(table.contains("containment violations: 0"), "{table}");
+    assert!(table.contains("runs: 12"), "{table}");
+    let clean = table
+        .lines()
+        .find(|l| l.starts_with("ue     file-clean"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let counts: Vec<u64> = clean
+        .split_whitespace()
+        .skip(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(
+        (counts[0], counts[1]),
+        (12, 12),
+        "one error per run, every one recovered: {clean}\n{table}"
+    );
+    assert!(!table.contains("silently-corrupted runs"), "{table}");
+}

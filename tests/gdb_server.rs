@@ -1454,3 +1454,87 @@ fn gdb_breaks_on_a_shared_library_function_of_a_dynamic_program() {
     );
     assert_eq!(frames(&emulated).len(), 2, "{emulated}");
 }
+
+/// The values of gdb's `p/x` lines ("$N = 0x...").
+fn printed_hex(output: &str) -> Vec<u64> {
+    output
+        .lines()
+        .filter_map(|l| l.strip_prefix('$')?.split_once(" = 0x"))
+        .filter_map(|(_, h)| u64::from_str_radix(h.trim(), 16).ok())
+        .collect()
+}
+
+/// gdb attached to the replay of a plain gcc build (corpus/bin/maps-dyn, which prints its /proc/self/maps)
+/// reads the loaded libraries from the server's `qXfer:libraries-svr4:read` list, as from gdbserver, and stops
+/// in `puts` at libc's base in that run's maps plus puts's value in `nm -D` of libc; `break strlen` (an
+/// indirect function) set there stops in libc's code, in the implementation `tandem debug` stops in too.
+#[test]
+fn gdb_reads_the_library_list_and_breaks_on_puts_and_strlen() {
+    let dir = scratch("gdb-libraries");
+    let trace = dir.join("maps-dyn.trace");
+    let rec = record_trace(&trace, &[], &corpus_bin("maps-dyn"), &["xyz"], b"");
+    assert_eq!(rec.status.code(), Some(0), "{}", text(&rec.stderr));
+    let stdout = text(&rec.stdout);
+    let (base, libc, (text_lo, text_hi)) = libc_mapping(&stdout);
+    let (puts, _) = nm_dynamic(&libc, "puts");
+
+    let server = Server::start(&trace);
+    let commands = [
+        "set breakpoint pending on",
+        "set debug remote 1",
+        "break puts",
+        "continue",
+        "set debug remote 0",
+        "p/x $pc",
+        "info sharedlibrary",
+        "kill",
+    ];
+    let g = run_gdb_on(&server.address, "maps-dyn", &commands);
+    drop(server);
+    // The loader names libc by the path it found (/lib/...), the maps by the file's canonical path.
+    assert!(
+        g.contains("qXfer:libraries-svr4:read::") && g.contains("/libc.so.6\" lm=\"0x"),
+        "gdb did not read the server's library list:\n{g}"
+    );
+    assert!(g.contains("Breakpoint 1, "), "{g}");
+    assert_eq!(printed_hex(&g), vec![base + puts], "{g}");
+    assert!(
+        g.lines()
+            .any(|l| l.ends_with("/libc.so.6") && l.starts_with("0x")),
+        "info sharedlibrary: {g}"
+    );
+
+    // Once libc is relocated (at puts), gdb finds strlen's implementation through the GOT it reads from the
+    // server; puts measures its argument first.
+    let server = Server::start(&trace);
+    let commands = [
+        "set breakpoint pending on",
+        "break puts",
+        "continue",
+        "break strlen",
+        "continue",
+        "p/x $pc",
+        "x/s $rdi",
+        "kill",
+    ];
+    let g = run_gdb_on(&server.address, "maps-dyn", &commands);
+    drop(server);
+    let pc = printed_hex(&g);
+    assert!(
+        pc.len() == 1 && (text_lo..text_hi).contains(&pc[0]),
+        "strlen's stop is not in libc's code {text_lo:#x}-{text_hi:#x}:\n{g}"
+    );
+    let argument = g
+        .lines()
+        .find_map(|l| l.split_once(":\t\"").map(|(_, s)| s.trim_end_matches('"')))
+        .unwrap_or_else(|| panic!("no x/s line in\n{g}"));
+    assert_eq!(argument, "called puts", "{g}");
+    // The command-line debugger resolves the indirect function its own way (the IRELATIVE slots of libc): the
+    // same implementation.
+    let transcript = debug_transcript(&trace, "break strlen\ncontinue\n");
+    assert!(
+        transcript.contains(&format!("rip {:#x}", pc[0])),
+        "gdb stopped at {:#x}:\n{transcript}",
+        pc[0]
+    );
+}

@@ -27,13 +27,16 @@
 //! works from there as from anywhere.
 
 use crate::replay::Replayer;
+use crate::symbols::{Resolved, Symbols};
 use crate::timeline::Timeline;
 use crate::trace::Event;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use tandem_emulator::cpu::GPR_NAMES;
 use tandem_emulator::linux::abi::signal_name;
 use tandem_emulator::linux::ids::Tid;
+use tandem_emulator::linux::linkmap::LinkMapEntry;
 use tandem_emulator::linux::sysnames::syscall_name;
 use tandem_emulator::linux::{Progress, SigInfo, Termination, GUEST_PID, GUEST_UID};
 use tandem_emulator::memory::{WatchHits, WatchRange};
@@ -122,6 +125,16 @@ fn interrupted(icount: u64, next_poll: &mut u64, poll: &mut dyn FnMut() -> bool)
     poll()
 }
 
+/// Whether `s` can name a symbol (a C or C++ identifier, possibly versioned or mangled), so that a breakpoint
+/// on it may wait for a library to define it.
+fn is_symbol_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '$'))
+}
+
 fn parse_u64(s: &str) -> Option<u64> {
     if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         u64::from_str_radix(h, 16).ok()
@@ -147,12 +160,14 @@ struct Armed {
 
 pub struct Debugger {
     pub timeline: Timeline,
-    /// Symbol name -> address, and address -> name, from the embedded program's ELF symbol table (at the load
-    /// bias of a PIE).
-    symbols: BTreeMap<String, u64>,
-    /// Function start -> (name, size in bytes; 0 when unknown).
-    by_address: BTreeMap<u64, (String, u64)>,
+    /// The program's symbols and those of the shared objects mapped so far (symbols.rs), read on demand (a
+    /// stop's description names a library function once the library is mapped).
+    symbols: RefCell<Symbols>,
+    /// The map generation of the guest's memory when `symbols` last looked at the mappings.
+    symbols_generation: Cell<u64>,
     breakpoints: BTreeMap<u32, u64>,
+    /// Breakpoints on symbols no mapped object defines yet (a library the loader maps later): id -> name.
+    pending: BTreeMap<u32, String>,
     watchpoints: BTreeMap<u32, Watchpoint>,
     next_id: u32,
     armed: Armed,
@@ -163,40 +178,13 @@ pub struct Debugger {
 
 impl Debugger {
     pub fn new(replayer: Replayer) -> Debugger {
-        let mut symbols = BTreeMap::new();
-        let mut by_address = BTreeMap::new();
-        // A PIE (dynamically linked or static) runs at the loader's bias; its symbols are relative to 0.
-        let bias = tandem_emulator::linux::elf::ElfFile::parse(&replayer.header.program)
-            .ok()
-            .filter(|elf| elf.is_pie())
-            .map_or(0, |_| tandem_emulator::linux::elf::PIE_BASE);
-        {
-            use object::{Object, ObjectSymbol, SymbolKind};
-            if let Ok(file) = object::File::parse(&*replayer.header.program) {
-                for sym in file.symbols() {
-                    if let Ok(name) = sym.name() {
-                        if !name.is_empty()
-                            && sym.address() != 0
-                            && matches!(sym.kind(), SymbolKind::Text | SymbolKind::Data)
-                            && !name.starts_with('.')
-                        {
-                            let address = sym.address().wrapping_add(bias);
-                            symbols.insert(name.to_string(), address);
-                            if sym.kind() == SymbolKind::Text {
-                                by_address
-                                    .entry(address)
-                                    .or_insert((name.to_string(), sym.size()));
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let symbols = Symbols::of_program(&replayer.header.program);
         Debugger {
             timeline: Timeline::new(replayer),
-            symbols,
-            by_address,
+            symbols: RefCell::new(symbols),
+            symbols_generation: Cell::new(u64::MAX),
             breakpoints: BTreeMap::new(),
+            pending: BTreeMap::new(),
             watchpoints: BTreeMap::new(),
             next_id: 1,
             armed: Armed::default(),
@@ -205,22 +193,57 @@ impl Debugger {
     }
 
     pub fn symbol(&self, name: &str) -> Option<u64> {
-        self.symbols.get(name).copied()
+        match self.resolve_symbol(name) {
+            Resolved::At(a) => Some(a),
+            Resolved::NotYetChosen | Resolved::Unknown => None,
+        }
+    }
+
+    fn resolve_symbol(&self, name: &str) -> Resolved {
+        self.load_symbols();
+        let memory = self.timeline.replayer.hv.guest.memory();
+        self.symbols.borrow().resolve(name, memory)
+    }
+
+    /// Reads the symbols of the objects mapped since the last look (the loader, the libraries); true when the
+    /// mappings changed since (a library mapped, or relocated and protected).
+    fn load_symbols(&self) -> bool {
+        let guest = &self.timeline.replayer.hv.guest;
+        let generation = guest.memory().map_generation();
+        if generation == self.symbols_generation.replace(generation) {
+            return false;
+        }
+        self.symbols.borrow_mut().add_mapped(&guest.mapped_files());
+        true
+    }
+
+    /// Sets the pending breakpoints whose symbols resolve by now; true when one was set.
+    fn resolve_pending(&mut self) -> bool {
+        if self.pending.is_empty() || !self.load_symbols() {
+            return false;
+        }
+        let resolved: Vec<(u32, u64)> = self
+            .pending
+            .iter()
+            .filter_map(|(&id, name)| match self.resolve_symbol(name) {
+                Resolved::At(a) => Some((id, a)),
+                _ => None,
+            })
+            .collect();
+        for &(id, addr) in &resolved {
+            self.pending.remove(&id);
+            self.breakpoints.insert(id, addr);
+        }
+        !resolved.is_empty()
     }
 
     /// `name+offset` for an address inside a known function.
     pub fn symbolize(&self, addr: u64) -> String {
-        match self.by_address.range(..=addr).next_back() {
-            Some((a, (n, size)))
-                if addr - a < (*size).max(1) || (*size == 0 && addr - a < 0x100) =>
-            {
-                if *a == addr {
-                    format!(" <{n}>")
-                } else {
-                    format!(" <{n}+{}>", addr - a)
-                }
-            }
-            _ => String::new(),
+        self.load_symbols();
+        match self.symbols.borrow().function_at(addr) {
+            Some((a, n, _)) if a == addr => format!(" <{n}>"),
+            Some((a, n, _)) => format!(" <{n}+{}>", addr - a),
+            None => String::new(),
         }
     }
 
@@ -287,6 +310,7 @@ impl Debugger {
     /// Deletes every breakpoint and watchpoint (a new gdb session sets its own).
     pub fn clear_breakpoints_and_watchpoints(&mut self) {
         self.breakpoints.clear();
+        self.pending.clear();
         self.watchpoints.clear();
     }
 
@@ -295,6 +319,11 @@ impl Debugger {
     }
 
     /// The auxiliary vector of the program being debugged (see `LinuxMachine::auxv_bytes`).
+    /// The dynamic loader's list of loaded objects (`LinuxMachine::link_map`), the program first.
+    pub fn link_map(&self) -> Option<Vec<LinkMapEntry>> {
+        self.timeline.replayer.hv.guest.link_map()
+    }
+
     pub fn auxv_bytes(&self) -> Vec<u8> {
         self.timeline.replayer.hv.guest.auxv_bytes()
     }
@@ -481,7 +510,8 @@ impl Debugger {
     pub fn run_forward(&mut self, limit: u64, poll: &mut dyn FnMut() -> bool) -> Option<Stop> {
         self.arm_watches();
         let watching = !self.armed.ids.is_empty();
-        let stops: BTreeSet<u64> = self.breakpoints.values().copied().collect();
+        self.resolve_pending();
+        let mut stops: BTreeSet<u64> = self.breakpoints.values().copied().collect();
         let mut next_poll = self.timeline.icount().saturating_add(POLL_INTERVAL_INSNS);
         loop {
             let icount = self.timeline.icount();
@@ -534,6 +564,10 @@ impl Debugger {
             if touched {
                 // Nothing stopped: the bytes as they are now are the ones the next block changes or not.
                 self.refresh_watched_bytes();
+            }
+            // A block that mapped a library may define a pending breakpoint's symbol (its code runs later).
+            if !self.pending.is_empty() && self.resolve_pending() {
+                stops = self.breakpoints.values().copied().collect();
             }
             if let Some(s) = self.breakpoint_here() {
                 return Some(s);
@@ -848,12 +882,28 @@ impl Debugger {
             "when" => Ok(format!("icount {}", self.timeline.icount())),
             "break" | "b" => {
                 let a = args.first().ok_or("break ADDR|SYMBOL")?;
-                let addr = self.address(a)?;
-                let id = self.add_breakpoint(addr);
-                Ok(format!(
-                    "breakpoint {id} at {addr:#x}{}",
-                    self.symbolize(addr)
-                ))
+                match self.address(a) {
+                    Ok(addr) => {
+                        let id = self.add_breakpoint(addr);
+                        Ok(format!(
+                            "breakpoint {id} at {addr:#x}{}",
+                            self.symbolize(addr)
+                        ))
+                    }
+                    Err(_) if is_symbol_name(a) => {
+                        let id = self.next_id;
+                        self.next_id += 1;
+                        self.pending.insert(id, a.to_string());
+                        let why = match self.resolve_symbol(a) {
+                            Resolved::NotYetChosen => {
+                                "an indirect function whose implementation the loader has not chosen yet"
+                            }
+                            _ => "no object mapped yet defines it",
+                        };
+                        Ok(format!("breakpoint {id} ({a}) pending: {why}"))
+                    }
+                    Err(e) => Err(e),
+                }
             }
             "watch" => self.watch_command(args, WatchKind::Write),
             "rwatch" => self.watch_command(args, WatchKind::Read),
@@ -866,6 +916,7 @@ impl Debugger {
                 Some(s) => {
                     let id = parse_u64(s).ok_or("delete [N]")? as u32;
                     if self.breakpoints.remove(&id).is_some()
+                        || self.pending.remove(&id).is_some()
                         || self.watchpoints.remove(&id).is_some()
                     {
                         Ok(format!("deleted {id}"))

@@ -69,9 +69,11 @@ use gdbstub::target::ext::breakpoints::{
 };
 use gdbstub::target::ext::monitor_cmd::{outputln, ConsoleOutput, MonitorCmd, MonitorCmdOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
+use std::fmt::Write as _;
 use std::net::TcpStream;
 use tandem_emulator::cpu::{RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP};
 use tandem_emulator::linux::ids::Tid;
+use tandem_emulator::linux::linkmap::LinkMapEntry;
 
 pub use arch::{TandemX86_64, TandemX86_64Regs};
 
@@ -620,7 +622,49 @@ fn parse_icount(s: &str) -> Option<u64> {
 const INTERRUPT_BYTE: u8 = 0x03;
 
 /// The features the gate adds to gdbstub's `qSupported` reply.
-const SIGINFO_FEATURE: &str = ";qXfer:siginfo:read+;qXfer:auxv:read+";
+const SIGINFO_FEATURE: &str = ";qXfer:siginfo:read+;qXfer:auxv:read+;qXfer:libraries-svr4:read+";
+
+/// The loaded shared objects in gdb's "Library List Format for SVR4 Targets", as gdbserver writes it
+/// (linux-low.cc): the program's link_map entry is `main-lm`, each later entry with a name a `library`. While
+/// the loader has not published its list (before it sets DT_DEBUG, and for a static program) the list is empty,
+/// and gdb finds the loader through AT_BASE as it does with gdbserver.
+fn libraries_svr4_xml(link_map: Option<Vec<LinkMapEntry>>) -> String {
+    let mut xml = String::from("<library-list-svr4 version=\"1.0\"");
+    let entries = link_map.unwrap_or_default();
+    let Some((main, rest)) = entries.split_first() else {
+        xml.push_str("/>");
+        return xml;
+    };
+    let _ = write!(xml, " main-lm=\"{:#x}\">", main.lm);
+    for e in rest.iter().filter(|e| !e.name.is_empty()) {
+        let _ = write!(
+            xml,
+            "<library name=\"{}\" lm=\"{:#x}\" l_addr=\"{:#x}\" l_ld=\"{:#x}\" lmid=\"0x0\"/>",
+            xml_escape(&e.name),
+            e.lm,
+            e.l_addr,
+            e.l_ld
+        );
+    }
+    xml.push_str("</library-list-svr4>");
+    xml
+}
+
+/// `bytes` as XML attribute text (not UTF-8: each invalid byte as U+FFFD).
+fn xml_escape(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for c in String::from_utf8_lossy(bytes).chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// A `qXfer` read reply: `m` and the part of `bytes` at `offset`, or `l` with the last part (escaped binary).
 fn xfer_reply(bytes: &[u8], offset: u64, length: u64) -> Vec<u8> {
@@ -849,6 +893,12 @@ fn on_frame<'a, 'd>(
         }
         Request::Auxv { offset, length } => {
             let data = xfer_reply(&target.debugger.auxv_bytes(), offset, length);
+            reply(&mut idle, &data)?;
+            idle.into()
+        }
+        Request::LibrariesSvr4 { offset, length } => {
+            let xml = libraries_svr4_xml(target.debugger.link_map());
+            let data = xfer_reply(xml.as_bytes(), offset, length);
             reply(&mut idle, &data)?;
             idle.into()
         }

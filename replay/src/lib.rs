@@ -22,6 +22,7 @@ pub mod memory_divergence;
 pub mod record;
 pub mod replay;
 pub mod sink;
+pub mod symbols;
 pub mod timeline;
 pub mod trace;
 

@@ -133,3 +133,46 @@ pub fn records_and_replays_verified(trace: &Path, flags: &[&str], program: &str,
     assert_eq!(rep.status.code(), Some(0), "{program}: {err}");
     assert!(err.contains(": verified: "), "{program}: {err}");
 }
+
+/// Where the loader put libc in a run, from that run's /proc/self/maps lines: (the start of libc's mapping at
+/// file offset 0, libc's path, the end of its executable mapping's range as [start, end)).
+pub fn libc_mapping(maps: &str) -> (u64, String, (u64, u64)) {
+    let hex = |s: &str| u64::from_str_radix(s, 16).unwrap();
+    let lines: Vec<Vec<&str>> = maps
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() == 6 && f[5].ends_with("/libc.so.6"))
+        .collect();
+    let first = lines
+        .iter()
+        .find(|f| f[2] == "00000000")
+        .unwrap_or_else(|| panic!("no libc mapping at offset 0 in\n{maps}"));
+    let base = hex(first[0].split('-').next().unwrap());
+    let text = lines
+        .iter()
+        .find(|f| f[1].contains('x'))
+        .unwrap_or_else(|| panic!("no executable libc mapping in\n{maps}"));
+    let (lo, hi) = text[0].split_once('-').unwrap();
+    (base, first[5].to_string(), (hex(lo), hex(hi)))
+}
+
+/// The value `nm -D --defined-only` gives the dynamic symbol `name` of the shared object at `path`, with its
+/// type letter (`T`, `W`, `i` for an indirect function).
+pub fn nm_dynamic(path: &str, name: &str) -> (u64, char) {
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only", path])
+        .output()
+        .expect("cannot run nm (Debian package binutils)");
+    let listing = text(&out.stdout);
+    listing
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let symbol = f.get(2)?.split('@').next()?;
+            (f.len() == 3 && symbol == name).then(|| {
+                let value = u64::from_str_radix(f[0], 16).unwrap();
+                (value, f[1].chars().next().unwrap())
+            })
+        })
+        .unwrap_or_else(|| panic!("nm -D {path} has no {name}"))
+}

@@ -23,6 +23,7 @@ use super::containment::{allowed_outcomes, Action, ErrorReport, Outcome};
 use super::plan::{FaultKind, FaultPlan, PageState};
 use super::{Hypervisor, Policy};
 use crate::linux::abi::signal_name;
+use crate::linux::host::SharedFiles;
 use crate::linux::{LinuxConfig, LinuxMachine, MemoryHost, Progress, Termination};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -63,6 +64,19 @@ pub struct CampaignSpec {
     pub jobs: usize,
     /// Instruction limit of each run (default: twice the baseline plus a million).
     pub instructions_max: Option<u64>,
+    /// The files every run sees through its mounts (a dynamically linked program's loader and libraries, from
+    /// the guest's root); None: no files.
+    pub files: Option<SharedFiles>,
+}
+
+impl CampaignSpec {
+    /// A host for one run: no stdin, output captured, the spec's files.
+    fn host(&self) -> MemoryHost {
+        match &self.files {
+            Some(files) => MemoryHost::with_files(self.config.seed, files.clone()),
+            None => MemoryHost::new(self.config.seed),
+        }
+    }
 }
 
 /// How a run ended. Unlike a shell's status, an exit with 139 and a SIGSEGV are different ends.
@@ -201,7 +215,7 @@ fn run_one(
     seed: u64,
     instructions_max: u64,
 ) -> Result<RunResult, CampaignError> {
-    let host = MemoryHost::new(spec.config.seed);
+    let host = spec.host();
     let mut hv = Hypervisor::new(
         spec.config.clone(),
         spec.program.clone(),
@@ -236,11 +250,7 @@ pub fn run_campaign(spec: &CampaignSpec) -> Result<CampaignResult, CampaignError
         return Err(CampaignError::BadJobs { jobs: spec.jobs });
     }
     let baseline_max = spec.instructions_max.unwrap_or(u64::MAX / 4);
-    let mut guest = LinuxMachine::new(
-        spec.config.clone(),
-        &spec.program,
-        MemoryHost::new(spec.config.seed),
-    )?;
+    let mut guest = LinuxMachine::new(spec.config.clone(), &spec.program, spec.host())?;
     let progress = guest.run_to_completion(baseline_max);
     if progress != Progress::Finished {
         return Err(CampaignError::BaselineHung {
@@ -520,6 +530,7 @@ mod tests {
             seeds,
             jobs: 2,
             instructions_max: None,
+            files: None,
         }
     }
 

@@ -8,6 +8,7 @@
 //! |---------------------------|-------------------------------------------|------------------------------------------|
 //! | free                      | retired (off the free list)               | recovered                                |
 //! | clean, from the binary    | a fresh frame re-read from the binary     | recovered, invisible to the guest        |
+//! | clean, from another file  | a fresh frame re-read from the file       | recovered, invisible to the guest        |
 //! | anonymous, never written  | a fresh zero frame                        | recovered                                |
 //! | anonymous, dirty          | lost: SIGBUS BUS_MCEERR_AR on next touch  | delayed, then killed or recovered        |
 //! |                           | (early kill: BUS_MCEERR_AO at once)       | by the guest's handler                   |
@@ -17,8 +18,11 @@
 //! early kill signals every one, as the kernel's rmap walk (collect_procs, kill_procs) reaches every process
 //! that maps the page.
 //!
-//! A clean file-backed page that is not part of the binary (a mapped data file) has no source the hypervisor
-//! knows, so it is handled as lost, like a dirty page; `Action::LostNoSource` says so in the report.
+//! Another file is the dynamic loader, a shared library or any file mapped private: the kernel keeps the bytes
+//! each mapping was made from (`linux::mapnames`), so a clean page is re-read exactly (zeros past the end of
+//! the file and past an ELF segment's file bytes, as they were mapped). A page of a MAP_SHARED mapping, or of a
+//! mapping whose bytes are not known, has no source: it is handled as lost, like a dirty page;
+//! `Action::LostNoSource` says so in the report.
 //!
 //! Invariants: the outcome is a function of the page state and the policy; the set of poisoned frames only grows;
 //! every error gets exactly one report line.
@@ -34,6 +38,9 @@ pub enum Action {
     Retired,
     /// Clean pages replaced by fresh frames re-read from the binary.
     Reread,
+    /// Clean pages of another mapped file (the dynamic loader, a shared library, a data file mapped private)
+    /// replaced by fresh frames re-read from that file, as Linux drops a clean page-cache page and reads it again.
+    RereadFile,
     /// Never-written anonymous pages replaced by fresh zero frames.
     Zeroed,
     /// Dirty pages left poisoned: the guest gets SIGBUS BUS_MCEERR_AR when it touches them (late kill).
@@ -59,6 +66,7 @@ impl Action {
         match self {
             Action::Retired => "retired",
             Action::Reread => "reread-from-binary",
+            Action::RereadFile => "reread-from-file",
             Action::Zeroed => "zero-filled",
             Action::SigbusOnTouch => "sigbus-ar-on-touch",
             Action::SigbusNow => "sigbus-ao-now",
@@ -155,7 +163,7 @@ pub fn allowed_outcomes(class: Option<PageState>, action: Action) -> &'static [O
             &[Outcome::Ignored]
         }
         (Some(PageState::Free), _) => &[Outcome::Recovered],
-        (Some(PageState::FileClean), Action::Reread) => &[Outcome::Recovered],
+        (Some(PageState::FileClean), Action::Reread | Action::RereadFile) => &[Outcome::Recovered],
         (Some(PageState::AnonZero), _) => &[Outcome::Recovered],
         (Some(PageState::AnonDirty | PageState::FileClean), _) => &[
             Outcome::Killed,

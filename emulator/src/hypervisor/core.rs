@@ -2,8 +2,8 @@
 //!
 //! ET_CORE for EM_X86_64; one PT_NOTE segment, then one PT_LOAD per mapping, page-aligned in the file. Notes named
 //! "CORE": NT_PRSTATUS (signal, tid, the 27 registers in user_regs_struct order), NT_PRPSINFO, NT_SIGINFO,
-//! NT_AUXV, NT_FILE (the binary's file-backed mappings) and NT_PRFPREG (the 512-byte FXSAVE area); then an
-//! NT_PRSTATUS and an NT_PRFPREG for each other thread of the process (`LinuxMachine::core_threads`: the
+//! NT_AUXV, NT_FILE (every file-backed mapping: the program, the loader, the libraries) and NT_PRFPREG (the
+//! 512-byte FXSAVE area); then an NT_PRSTATUS and an NT_PRFPREG for each other thread of the process (`LinuxMachine::core_threads`: the
 //! crashing thread first, as Linux writes it), so gdb's `info threads` and `thread apply all bt` read them. Poisoned pages
 //! are left out of the PT_LOADs (a mapping is split around them; gdb then reports them unreadable, which is the
 //! truth) and listed in a note named "TANDEM" of type `NT_TANDEM_POISONED_PAGES` (their page addresses).
@@ -191,34 +191,20 @@ impl<H: Host> Hypervisor<H> {
         // NT_AUXV: the running process's, so after an execve the new program's (as /proc/PID/auxv).
         let auxv = self.guest.auxv_bytes();
 
-        // NT_FILE: the binary's file-backed mappings (start, end, offset in pages), then the names.
-        let bias = if self.elf.is_pie() {
-            crate::linux::elf::PIE_BASE
-        } else {
-            0
-        };
+        // NT_FILE: every file-backed mapping (start, end, offset in pages), then the names, as
+        // fs/binfmt_elf.c's fill_files_note writes them: gdb finds the program and the shared libraries there.
         let page = PAGE_SIZE as u64;
-        let files: Vec<(u64, u64, u64)> = self
-            .elf
-            .headers
-            .iter()
-            .filter(|h| h.p_type == 1 && h.filesz > 0)
-            .map(|h| {
-                let start = (h.vaddr + bias) & !(page - 1);
-                let end = (h.vaddr + bias + h.filesz + page - 1) & !(page - 1);
-                (start, end, (h.offset & !(page - 1)) / page)
-            })
-            .collect();
+        let files = self.guest.mapped_files();
         let mut nt_file = Vec::new();
         nt_file.extend_from_slice(&(files.len() as u64).to_le_bytes());
         nt_file.extend_from_slice(&page.to_le_bytes());
-        for (s, e, o) in &files {
-            for v in [s, e, o] {
+        for f in &files {
+            for v in [f.start, f.end, f.offset / page] {
                 nt_file.extend_from_slice(&v.to_le_bytes());
             }
         }
-        for _ in &files {
-            nt_file.extend_from_slice(exe);
+        for f in &files {
+            nt_file.extend_from_slice(&f.path);
             nt_file.push(0);
         }
 

@@ -570,9 +570,14 @@ impl<H: Host> Hypervisor<H> {
         self.guest
             .with_spaces_sharing_frame(frame, |other| other.poison(frame));
         self.guest.machine.cpu.mem.poison(frame);
-        let sources: Option<Vec<Box<[u8; PAGE_SIZE]>>> = match class {
-            Some(PageState::FileClean) => vaddrs.iter().map(|&a| self.binary_page(a)).collect(),
+        // One physical frame holds one content, wherever it is mapped: one source re-reads it everywhere.
+        let source = match class {
+            Some(PageState::FileClean) => vaddrs.iter().find_map(|&a| self.clean_page(a)),
             _ => None,
+        };
+        let reread = match &source {
+            Some((_, CleanSource::Binary)) => Action::Reread,
+            _ => Action::RereadFile,
         };
         let (action, outcome) = match class {
             None | Some(PageState::Free) => (Action::Retired, Outcome::Recovered),
@@ -585,12 +590,13 @@ impl<H: Host> Hypervisor<H> {
                 }
                 (Action::Zeroed, Outcome::Recovered)
             }
-            Some(PageState::FileClean) if sources.is_some() => {
-                self.reread_in_sharing_spaces(frame);
-                for (a, bytes) in vaddrs.iter().zip(sources.unwrap_or_default()) {
-                    self.replace(*a, &bytes, FrameClass::FileClean);
+            Some(PageState::FileClean) if source.is_some() => {
+                let bytes = source.map_or_else(|| Box::new([0; PAGE_SIZE]), |s| s.0);
+                self.replace_in_sharing_spaces(frame, &bytes, FrameClass::FileClean);
+                for &a in &vaddrs {
+                    self.replace(a, &bytes, FrameClass::FileClean);
                 }
-                (Action::Reread, Outcome::Recovered)
+                (reread, Outcome::Recovered)
             }
             Some(PageState::FileClean | PageState::AnonDirty) => {
                 let lost_action = if class == Some(PageState::FileClean) {
@@ -642,25 +648,16 @@ impl<H: Host> Hypervisor<H> {
         });
     }
 
-    /// Re-reads from the binary the pages of the other address spaces that mapped the poisoned clean `frame`
-    /// (a page the binary has no bytes for stays poisoned there: a touch is a SIGBUS).
-    fn reread_in_sharing_spaces(&mut self, frame: FrameId) {
-        let mut maps: Vec<Vec<u64>> = Vec::new();
+    /// The bytes a clean file-backed page at `addr` held: from the program's image (the first program, loaded
+    /// again), else from the file the page was mapped from (a library, the dynamic loader, a mapped data file,
+    /// an execve'd program), as Linux re-reads a clean page-cache page.
+    fn clean_page(&mut self, addr: u64) -> Option<(Box<[u8; PAGE_SIZE]>, CleanSource)> {
+        if let Some(page) = self.binary_page(addr) {
+            return Some((page, CleanSource::Binary));
+        }
         self.guest
-            .with_spaces_sharing_frame(frame, |other| maps.push(other.reverse_map(frame)));
-        let sources: Vec<Vec<Option<Box<[u8; PAGE_SIZE]>>>> = maps
-            .iter()
-            .map(|addrs| addrs.iter().map(|&a| self.binary_page(a)).collect())
-            .collect();
-        let mut space = 0;
-        self.guest.with_spaces_sharing_frame(frame, |other| {
-            for (&addr, bytes) in maps[space].iter().zip(&sources[space]) {
-                if let Some(bytes) = bytes {
-                    let _ = other.replace_frame(addr, bytes, FrameClass::FileClean);
-                }
-            }
-            space += 1;
-        });
+            .clean_file_page(addr)
+            .map(|page| (page, CleanSource::File))
     }
 
     /// The bytes the loader placed at page `addr` from the binary, if the page is part of the binary's image.
@@ -709,6 +706,14 @@ impl<H: Host> Hypervisor<H> {
             (false, _, _) => Outcome::Delayed,
         }
     }
+}
+
+/// Where a clean page is re-read from.
+enum CleanSource {
+    /// The program's image as loaded.
+    Binary,
+    /// The file a mapping was made from.
+    File,
 }
 
 /// A gap until the next rate-drawn fault: uniform on [1, 2/rate], mean about 1/rate.

@@ -432,6 +432,7 @@ fn campaigns_are_identical_at_any_thread_count() {
         seeds: 0..16,
         jobs,
         instructions_max: None,
+        files: None,
     };
     let one = run_campaign(&spec(1)).unwrap();
     let three = run_campaign(&spec(3)).unwrap();

@@ -56,7 +56,7 @@ pub const ARG_STRLEN_MAX: usize = 32 * PAGE_SIZE;
 const ET_EXEC: u16 = 2;
 const ET_DYN: u16 = 3;
 const EM_X86_64: u16 = 62;
-const PT_LOAD: u32 = 1;
+pub const PT_LOAD: u32 = 1;
 const PT_DYNAMIC: u32 = 2;
 const PT_INTERP: u32 = 3;
 const PT_PHDR: u32 = 6;
@@ -446,22 +446,34 @@ pub fn load_interpreter(
     })
 }
 
-/// The file-backed page ranges of `elf`'s PT_LOAD segments loaded at `bias`: (start, end, file offset of start),
-/// as Linux's mappings of them show in /proc/self/maps (the pages past a segment's file bytes are anonymous).
-pub fn file_ranges(elf: &ElfFile, bias: u64) -> Vec<(u64, u64, u64)> {
+/// One file-backed page range of a loaded image (`file_ranges`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileRange {
+    pub start: u64,
+    pub end: u64,
+    /// The file offset of `start`.
+    pub offset: u64,
+    /// Where the segment's file bytes end: the loader zero-fills the rest of the last page.
+    pub bytes_end: u64,
+}
+
+/// The file-backed page ranges of `elf`'s PT_LOAD segments loaded at `bias`, as Linux's mappings of them show
+/// in /proc/self/maps (the pages past a segment's file bytes are anonymous).
+pub fn file_ranges(elf: &ElfFile, bias: u64) -> Vec<FileRange> {
     elf.headers
         .iter()
         .filter(|h| h.p_type == PT_LOAD && h.filesz > 0)
         .filter_map(|h| {
             let start = h.vaddr.wrapping_add(bias) & !PAGE_MASK;
-            let end = h
-                .vaddr
-                .wrapping_add(bias)
-                .checked_add(h.filesz)?
-                .checked_add(PAGE_MASK)?
-                & !PAGE_MASK;
+            let bytes_end = h.vaddr.wrapping_add(bias).checked_add(h.filesz)?;
+            let end = bytes_end.checked_add(PAGE_MASK)? & !PAGE_MASK;
             let offset = h.offset.checked_sub(h.vaddr.wrapping_add(bias) - start)?;
-            (start < end).then_some((start, end, offset))
+            (start < end).then_some(FileRange {
+                start,
+                end,
+                offset,
+                bytes_end,
+            })
         })
         .collect()
 }

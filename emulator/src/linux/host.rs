@@ -179,6 +179,26 @@ impl SeededEntropy {
     }
 }
 
+/// The file part of `Host`, from a source that many hosts share (the threads of a fault campaign read the same
+/// tree: the CLI's mounts, the guest's root). A source must answer the same question the same way for as long as
+/// it is used: the runs that read it are compared with each other.
+pub trait FileSource: Send + Sync {
+    fn metadata(&self, path: &Path) -> Result<HostMetadata, Errno>;
+    fn read_file(&self, path: &Path) -> Result<Arc<Vec<u8>>, Errno>;
+    fn read_dir(&self, path: &Path) -> Result<Vec<Vec<u8>>, Errno>;
+    fn read_link(&self, path: &Path) -> Result<Vec<u8>, Errno>;
+}
+
+/// A shared `FileSource` (`Debug` names it only).
+#[derive(Clone)]
+pub struct SharedFiles(pub Arc<dyn FileSource>);
+
+impl std::fmt::Debug for SharedFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedFiles")
+    }
+}
+
 /// A node of `MemoryHost`'s file tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MemoryNode {
@@ -201,6 +221,8 @@ pub struct MemoryHost {
     pub files: BTreeMap<PathBuf, MemoryNode>,
     /// stat(2) answers for some paths; the others get normalised metadata.
     pub stats: BTreeMap<PathBuf, HostStat>,
+    /// Where the files come from instead of `files` and `stats` (None: from those).
+    pub files_from: Option<SharedFiles>,
     entropy: SeededEntropy,
 }
 
@@ -213,7 +235,16 @@ impl MemoryHost {
             stderr: Vec::new(),
             files: BTreeMap::new(),
             stats: BTreeMap::new(),
+            files_from: None,
             entropy: SeededEntropy::new(seed),
+        }
+    }
+
+    /// A host whose files are `files`'s (stdin empty, output captured, entropy from `seed`).
+    pub fn with_files(seed: u64, files: SharedFiles) -> MemoryHost {
+        MemoryHost {
+            files_from: Some(files),
+            ..MemoryHost::new(seed)
         }
     }
 
@@ -251,6 +282,9 @@ impl Host for MemoryHost {
         Ok(())
     }
     fn metadata(&mut self, path: &Path) -> Result<HostMetadata, Errno> {
+        if let Some(source) = &self.files_from {
+            return source.0.metadata(path);
+        }
         let (kind, size_bytes, mode) = match self.files.get(path) {
             Some(MemoryNode::File(b)) => (HostKind::File, b.len() as u64, 0o644),
             Some(MemoryNode::Dir) => (HostKind::Dir, 4096, 0o755),
@@ -274,6 +308,9 @@ impl Host for MemoryHost {
         Ok(md.normalized(h.finish() | 1))
     }
     fn read_file(&mut self, path: &Path) -> Result<Arc<Vec<u8>>, Errno> {
+        if let Some(source) = &self.files_from {
+            return source.0.read_file(path);
+        }
         match self.files.get(path) {
             Some(MemoryNode::File(b)) => Ok(Arc::new(b.clone())),
             Some(_) => Err(super::abi::EISDIR),
@@ -282,6 +319,9 @@ impl Host for MemoryHost {
     }
     fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {
         use std::os::unix::ffi::OsStrExt;
+        if let Some(source) = &self.files_from {
+            return source.0.read_dir(path);
+        }
         Ok(self
             .files
             .keys()
@@ -290,6 +330,9 @@ impl Host for MemoryHost {
             .collect())
     }
     fn read_link(&mut self, path: &Path) -> Result<Vec<u8>, Errno> {
+        if let Some(source) = &self.files_from {
+            return source.0.read_link(path);
+        }
         match self.files.get(path) {
             Some(MemoryNode::Symlink(t)) => Ok(t.clone()),
             _ => Err(super::abi::EINVAL),

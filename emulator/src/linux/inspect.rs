@@ -51,6 +51,18 @@ pub struct ThreadInfo {
     pub name: Vec<u8>,
 }
 
+/// One file-backed mapping (`LinuxMachine::mapped_files`): [start, end) shows the file from `offset` on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MappedFile {
+    pub start: u64,
+    pub end: u64,
+    pub offset: u64,
+    /// The guest path when it was mapped.
+    pub path: Vec<u8>,
+    /// The file's bytes as mapped (None when not known).
+    pub contents: Option<std::sync::Arc<Vec<u8>>>,
+}
+
 /// A thread of the first process as that process ended (kept in `Stats::final_threads`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FinalThread {
@@ -241,6 +253,52 @@ impl<H: Host> LinuxMachine<H> {
         keys.sort_unstable();
         keys.dedup();
         keys
+    }
+
+    /// The running process's file-backed mappings in address order (what NT_FILE of a core lists, and where
+    /// the debugger finds the libraries' symbols).
+    /// One entry per line of /proc/self/maps that names a file (a mapping split by mprotect is several).
+    pub fn mapped_files(&self) -> Vec<MappedFile> {
+        let names = &self.proc.map_names;
+        self.machine
+            .cpu
+            .mem
+            .regions()
+            .into_iter()
+            .flat_map(|r| names.pieces(r.start, r.end))
+            .filter_map(|(start, end, file)| {
+                let (offset, f) = file?;
+                Some(MappedFile {
+                    start,
+                    end,
+                    offset,
+                    path: f.path.clone(),
+                    contents: f.contents.as_ref().map(|c| c.0.clone()),
+                })
+            })
+            .collect()
+    }
+
+    /// The bytes a clean page of a private file mapping of the running process held when mapped, re-read from
+    /// the file (as Linux drops a clean page-cache page that takes a memory error and reads it again). None for a
+    /// page that is not file-backed, whose file is not known, or that a MAP_SHARED mapping holds (its bytes
+    /// follow the file since).
+    pub fn clean_file_page(&self, addr: u64) -> Option<Box<[u8; crate::memory::PAGE_SIZE]>> {
+        let shared = self
+            .proc
+            .shared_maps
+            .iter()
+            .any(|m| addr >= m.start && addr - m.start < m.len);
+        if shared {
+            return None;
+        }
+        self.proc.map_names.file_page(addr)
+    }
+
+    /// The dynamic loader's list of loaded objects of the running process (`linkmap::read`), the program's
+    /// entry first; None before the loader publishes it and for a static program.
+    pub fn link_map(&self) -> Option<Vec<super::linkmap::LinkMapEntry>> {
+        super::linkmap::read(&self.machine.cpu.mem, &self.proc.auxv)
     }
 
     /// Keeps the other threads of the running process as it ends (see `Stats::final_threads`).

@@ -6,10 +6,26 @@
 //! the ELF loader (the program's and the interpreter's segments). A range keeps the file offset of its first
 //! byte, so the part of a mapping left after a split shows the offset Linux shows (vm_pgoff advanced).
 //!
+//! A range also keeps the file's bytes as they were mapped (the copy-on-write `Arc` of the file's contents, so
+//! keeping them costs nothing until the file changes) and where those bytes end in memory: a clean page can be
+//! re-read from them exactly (memory-error containment, as Linux drops and re-reads a clean page-cache page),
+//! and the debugger and gdb server read the mapped libraries' symbols from them.
+//!
 //! Invariants: ranges are page-aligned, non-empty and disjoint. Fork copies the record, execve replaces it.
 //! Snapshots hold it as part of the process.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A file's bytes as they were when mapped (shared with the file system's copy-on-write contents).
+#[derive(Clone, PartialEq, Eq)]
+pub struct FileBytes(pub Arc<Vec<u8>>);
+
+impl std::fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileBytes({} bytes)", self.0.len())
+    }
+}
 
 /// The file a mapping came from, as /proc/self/maps names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +35,8 @@ pub struct MapFile {
     /// st_dev and st_ino of the file.
     pub dev: u64,
     pub ino: u64,
+    /// The file's bytes when it was mapped (None: not known, e.g. a device).
+    pub contents: Option<FileBytes>,
 }
 
 /// One named range: [start, end) shows `file` from byte `offset` on.
@@ -26,6 +44,9 @@ pub struct MapFile {
 struct Named {
     end: u64,
     offset: u64,
+    /// Memory from this address on holds zeros, not file bytes (the rest of a segment's last page past its
+    /// file size, as the ELF loader fills it; u64::MAX for mmap, which zero-fills past the end of the file).
+    bytes_end: u64,
     file: MapFile,
 }
 
@@ -35,15 +56,50 @@ pub struct MapNames {
     ranges: BTreeMap<u64, Named>,
 }
 
+/// Bytes in a page (the memory layer's page size).
+const PAGE_BYTES: usize = crate::memory::PAGE_SIZE;
+
 /// A piece of a region as /proc/self/maps shows it: [start, end), and the file and offset if file-backed.
 pub type Piece<'a> = (u64, u64, Option<(u64, &'a MapFile)>);
 
 impl MapNames {
     /// [start, end) now shows `file` from `offset`, whatever it showed before.
     pub fn name(&mut self, start: u64, end: u64, offset: u64, file: MapFile) {
+        self.name_bytes(start, end, offset, u64::MAX, file);
+    }
+
+    /// As `name`, with the memory from `bytes_end` on holding zeros instead of the file's bytes (an ELF
+    /// segment's last page).
+    pub fn name_bytes(&mut self, start: u64, end: u64, offset: u64, bytes_end: u64, file: MapFile) {
         assert!(start < end, "an empty named range");
         self.forget(start, end);
-        self.ranges.insert(start, Named { end, offset, file });
+        self.ranges.insert(
+            start,
+            Named {
+                end,
+                offset,
+                bytes_end,
+                file,
+            },
+        );
+    }
+
+    /// The bytes the page at `addr` held when it was mapped, re-read from the file's bytes (zeros past the
+    /// file's end and past `bytes_end`); None when the page is not file-backed or its bytes are not known.
+    pub fn file_page(&self, addr: u64) -> Option<Box<[u8; PAGE_BYTES]>> {
+        let (&start, n) = self.ranges.range(..=addr).next_back()?;
+        if addr >= n.end {
+            return None;
+        }
+        let contents = &n.file.contents.as_ref()?.0;
+        let mut page = Box::new([0u8; PAGE_BYTES]);
+        let valid = n.bytes_end.saturating_sub(addr).min(PAGE_BYTES as u64) as usize;
+        let from = n.offset.checked_add(addr - start)?;
+        if let Some(bytes) = usize::try_from(from).ok().and_then(|f| contents.get(f..)) {
+            let len = bytes.len().min(valid);
+            page[..len].copy_from_slice(&bytes[..len]);
+        }
+        Some(page)
     }
 
     /// [start, end) is no longer file-backed (unmapped, or mapped anew): ranges overlapping it are cut.
@@ -83,6 +139,7 @@ impl MapNames {
                 let named = Named {
                     end: n.end.min(old + len),
                     offset: n.offset + (start - s),
+                    bytes_end: n.bytes_end,
                     file: n.file.clone(),
                 };
                 (start, named)
@@ -91,7 +148,11 @@ impl MapNames {
         self.forget(old, old + len);
         for (s, n) in moving {
             let (start, end) = (s - old + new, n.end - old + new);
-            self.name(start, end, n.offset, n.file);
+            let bytes_end = match n.bytes_end {
+                u64::MAX => u64::MAX,
+                b => b.saturating_sub(old).saturating_add(new),
+            };
+            self.name_bytes(start, end, n.offset, bytes_end, n.file);
         }
     }
 
@@ -127,6 +188,7 @@ mod tests {
             path: p.as_bytes().to_vec(),
             dev: 0x801,
             ino: 7,
+            contents: None,
         }
     }
 
@@ -167,5 +229,35 @@ mod tests {
             (0x80000, 0x82000, 0x2000)
         );
         assert_eq!(p[1], (0x82000, 0x83000, None));
+    }
+
+    /// A clean page re-read from the mapped bytes: the file's bytes at the page's offset, zeros past the end of
+    /// the file and past an ELF segment's file bytes, after a split and after mremap as before.
+    #[test]
+    fn a_page_is_reread_from_the_bytes_it_was_mapped_from() {
+        let bytes: Vec<u8> = (0..3 * 4096 + 100).map(|i| (i % 251) as u8 + 1).collect();
+        let mut f = file("/lib/x.so");
+        f.contents = Some(FileBytes(std::sync::Arc::new(bytes.clone())));
+        let mut m = MapNames::default();
+        m.name(0x10000, 0x14000, 0x1000, f.clone());
+        let page = m.file_page(0x11000).unwrap();
+        assert_eq!(page[..], bytes[0x2000..0x3000]);
+        let last = m.file_page(0x12000).unwrap();
+        assert_eq!(last[..100], bytes[0x3000..]);
+        assert!(last[100..].iter().all(|&b| b == 0));
+        assert!(m.file_page(0x13000).unwrap().iter().all(|&b| b == 0));
+        assert!(m.file_page(0x14000).is_none());
+        // An ELF segment whose file bytes end inside its last page.
+        m.name_bytes(0x20000, 0x22000, 0, 0x21010, f.clone());
+        let seg = m.file_page(0x21000).unwrap();
+        assert_eq!(seg[..0x10], bytes[0x1000..0x1010]);
+        assert!(seg[0x10..].iter().all(|&b| b == 0));
+        m.forget(0x20000, 0x21000);
+        assert_eq!(m.file_page(0x21000).unwrap(), seg);
+        m.moved(0x21000, 0x1000, 0x40000);
+        assert_eq!(m.file_page(0x40000).unwrap(), seg);
+        // No bytes known: no source.
+        m.name(0x50000, 0x51000, 0, file("/dev/thing"));
+        assert!(m.file_page(0x50000).is_none());
     }
 }

@@ -31,6 +31,7 @@ pub mod host;
 pub mod ids;
 mod inspect;
 mod kernel;
+pub mod linkmap;
 pub mod mapnames;
 mod net;
 pub mod procfs;
@@ -52,7 +53,7 @@ pub use host::{
     FileOutput, Host, HostKind, HostMetadata, HostStat, MemoryHost, SeededEntropy, Timespec,
 };
 use ids::{Pid, Tid};
-pub use inspect::{CoreThread, FinalThread, ThreadInfo, ThreadState};
+pub use inspect::{CoreThread, FinalThread, MappedFile, ThreadInfo, ThreadState};
 pub use sched::SchedPolicy;
 use sched::Scheduler;
 pub use signal::{fxsave, fxsave_registers, EarlyKill, SigInfo};
@@ -354,11 +355,10 @@ impl<H: Host> LinuxMachine<H> {
         };
         m.mount_volumes()
             .map_err(|e| elf::LoadError::Volume(e.to_string()))?;
-        let interpreter_path = interpreter.map(|i| i.canonical);
         m.name_image(
             &loaded.program_ranges,
             &loaded.interpreter_ranges,
-            interpreter_path.as_deref(),
+            interpreter.as_ref(),
         );
         Ok(m)
     }

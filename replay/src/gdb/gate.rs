@@ -14,7 +14,8 @@
 //! What it answers itself: packets that need only the protocol (`Hc`, `Hg` of any or all threads, unsupported
 //! and unknown packets with the empty reply that means "not supported"), memory and register writes (a replay
 //! is read-only), `qXfer:auxv:read` (the program's auxiliary vector, from which gdb learns where a PIE and the
-//! dynamic loader were loaded, and so finds the shared libraries through the loader's r_debug), `?` and
+//! dynamic loader were loaded), `qXfer:libraries-svr4:read` (the shared objects the loader has loaded, as
+//! gdbserver lists them), `?` and
 //! `qXfer:siginfo:read` (they depend on the fatal signal the guest may be stopped with,
 //! which gdbstub 0.7 has no notion of), and a resume with a signal other than the fatal one (a replay cannot
 //! deliver a signal the recorded run did not receive; gdb shows the error reply as "Remote failure reply").
@@ -301,6 +302,9 @@ pub enum Request {
     SigInfo { offset: u64, length: u64 },
     /// `qXfer:auxv:read::OFFSET,LENGTH`.
     Auxv { offset: u64, length: u64 },
+    /// `qXfer:libraries-svr4:read::OFFSET,LENGTH`: the loaded shared objects (no annex: the server does not
+    /// offer gdb's incremental `augmented-libraries-svr4-read`).
+    LibrariesSvr4 { offset: u64, length: u64 },
     /// A continue (`step` false) or a step with a signal (gdb's number): only the fatal signal the guest is
     /// stopped with can be given.
     ResumeWithSignal { step: bool, signal: u8 },
@@ -553,6 +557,8 @@ fn xfer(rest: &[u8]) -> Request {
         b"siginfo" => Request::Reply("E00".into()),
         b"auxv" if annex.is_empty() => Request::Auxv { offset, length },
         b"auxv" => Request::Reply("E00".into()),
+        b"libraries-svr4" if annex.is_empty() => Request::LibrariesSvr4 { offset, length },
+        b"libraries-svr4" => Request::Reply("E00".into()),
         _ => Request::Reply(String::new()),
     }
 }
@@ -686,6 +692,17 @@ mod tests {
                 offset: 0x10,
                 length: 0x200
             }
+        );
+        assert_eq!(
+            classify(b"qXfer:libraries-svr4:read::0,fff"),
+            Request::LibrariesSvr4 {
+                offset: 0,
+                length: 0xfff
+            }
+        );
+        assert_eq!(
+            classify(b"qXfer:libraries-svr4:read:start=0:0,fff"),
+            Request::Reply("E00".into())
         );
         assert_eq!(
             classify(b"qXfer:auxv:read:x:0,10"),

@@ -2,7 +2,7 @@
 //! brk(2). Every mapped page counts against the guest memory limit, checked before anything changes.
 
 use super::*;
-use crate::linux::mapnames::MapFile;
+use crate::linux::mapnames::{FileBytes, MapFile};
 
 impl<H: Host> LinuxMachine<H> {
     // ---------------------------------------------------------------------------------------------------------
@@ -111,11 +111,13 @@ impl<H: Host> LinuxMachine<H> {
         match name {
             Some((path, data)) => {
                 // What fstat of the descriptor shows (also for a file unlinked since it was opened).
+                let contents = Some(FileBytes(data.borrow().bytes.clone()));
                 let st = self.vfs.stat(&path, &vfs::Node::MemoryFile(data));
                 let file = MapFile {
                     path: path.text(),
                     dev: st.dev,
                     ino: st.ino,
+                    contents,
                 };
                 self.proc.map_names.name(target, target + len, offset, file);
             }
@@ -134,29 +136,37 @@ impl<H: Host> LinuxMachine<H> {
         Ok(target)
     }
 
-    /// Names the segments of a program just loaded and of its interpreter (canonical guest paths). Device and
-    /// inode come from what the file system already knows (`Vfs::stat_known`; 0 otherwise): a lookup here would
-    /// be a host call that traces recorded before did not make.
+    /// Names the segments of a program just loaded and of its interpreter (canonical guest paths), with the
+    /// bytes they were loaded from. Device and inode come from what the file system already knows
+    /// (`Vfs::stat_known`; 0 otherwise): a lookup here would be a host call that traces recorded before did not
+    /// make.
     pub(in crate::linux) fn name_image(
         &mut self,
-        program: &[(u64, u64, u64)],
-        interpreter: &[(u64, u64, u64)],
-        interpreter_path: Option<&[u8]>,
+        program: &[elf::FileRange],
+        interpreter_ranges: &[elf::FileRange],
+        interpreter: Option<&super::processes::Interpreter>,
     ) {
-        let exe = self.proc.exe_path.clone();
+        let exe = (self.proc.exe_path.clone(), self.proc.exe.clone());
         let mut images = vec![(program, exe)];
-        if let Some(p) = interpreter_path {
-            images.push((interpreter, p.to_vec()));
+        if let Some(i) = interpreter {
+            images.push((interpreter_ranges, (i.canonical.clone(), i.bytes.clone())));
         }
-        for (ranges, path) in images {
+        for (ranges, (path, bytes)) in images {
             let guest = self.vfs.path_of(&path);
             let (dev, ino) = self
                 .vfs
                 .stat_known(&guest)
                 .map_or((0, 0), |st| (st.dev, st.ino));
-            let file = MapFile { path, dev, ino };
-            for &(start, end, offset) in ranges {
-                self.proc.map_names.name(start, end, offset, file.clone());
+            let file = MapFile {
+                path,
+                dev,
+                ino,
+                contents: Some(FileBytes(bytes)),
+            };
+            for r in ranges {
+                self.proc
+                    .map_names
+                    .name_bytes(r.start, r.end, r.offset, r.bytes_end, file.clone());
             }
         }
     }

@@ -44,6 +44,7 @@ use super::sysnames::syscall_name;
 use super::vfs::{self, Device, FileData, GuestPath, Node, Resolved};
 use super::{Host, LinuxMachine, Termination, GUEST_GID, GUEST_UID};
 use crate::cpu::{RAX, RCX, RDI, RDX, RSI};
+use crate::linux::elf;
 use crate::memory::{Perms, PAGE_MASK, PAGE_SIZE};
 use crate::shared::Shared;
 use crate::storage::IoOp;

@@ -19,12 +19,12 @@ use super::tasks::{CLONE_SETTLS, CLONE_VFORK, CLONE_VM};
 use super::Outcome;
 use crate::cpu::{named_stream, Cpu, CpuConfig, Machine, RAX, RSP};
 use crate::linux::abi::*;
-use crate::linux::fd::FdTable;
+use crate::linux::fd::{FdTable, FileKind};
 use crate::linux::ids::{Pid, Tid};
 use crate::linux::kernel::Wait;
 use crate::linux::signal::{SigAction, SigInfo, CLD_EXITED, CLD_KILLED, SIG_IGN};
 use crate::linux::task::{Process, Thread, Zombie};
-use crate::linux::vfs::{GuestPath, Vfs};
+use crate::linux::vfs::{self, GuestPath, Vfs};
 use crate::linux::{elf, Host, LinuxMachine, Termination, GUEST_GID, GUEST_UID};
 use crate::memory::Memory;
 use rand::RngCore;
@@ -50,8 +50,8 @@ pub(in crate::linux) struct LoadedProgram {
     /// The auxiliary vector on its initial stack.
     pub auxv: Vec<(u64, u64)>,
     /// The file-backed ranges of the program and of its interpreter (`elf::file_ranges`), to be named.
-    pub program_ranges: Vec<(u64, u64, u64)>,
-    pub interpreter_ranges: Vec<(u64, u64, u64)>,
+    pub program_ranges: Vec<elf::FileRange>,
+    pub interpreter_ranges: Vec<elf::FileRange>,
 }
 
 /// Loads an ELF executable into a fresh address space with its initial stack: what the first process and every
@@ -589,11 +589,54 @@ impl<H: Host> LinuxMachine<H> {
         envp: u64,
         flags: u64,
     ) -> Outcome {
-        const AT_EMPTY_PATH: u64 = 0x1000;
-        if dirfd != AT_FDCWD || flags & AT_EMPTY_PATH != 0 {
-            return Outcome::Return(Err(ENOSYS));
+        const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+        let at_empty_path = u64::from(AT_EMPTY_PATH);
+        let path = (|| {
+            if flags & !(at_empty_path | AT_SYMLINK_NOFOLLOW) != 0 {
+                return Err(EINVAL);
+            }
+            let path = self.read_cstring(path, vfs::PATH_BYTES_MAX)?;
+            let path = match (path.is_empty(), path.first() == Some(&b'/')) {
+                // fexecve(3): the file the descriptor is open on.
+                (true, _) if flags & at_empty_path != 0 => self.fd_file_path(dirfd)?,
+                (true, _) => return Err(ENOENT),
+                (false, true) if flags & AT_SYMLINK_NOFOLLOW == 0 => path,
+                _ => {
+                    let r = self.resolve_at(dirfd, &path, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+                    if matches!(r.node, Some(vfs::Node::Symlink { .. })) {
+                        return Err(ELOOP);
+                    }
+                    r.path.text()
+                }
+            };
+            Ok(path)
+        })();
+        self.exec_from_guest(path, argv, envp)
+    }
+
+    /// execve's and execveat's common end: reads argv and envp from the guest and replaces the program with the
+    /// one at `path` (or fails with `path`'s error).
+    fn exec_from_guest(&mut self, path: Result<Vec<u8>, Errno>, argv: u64, envp: u64) -> Outcome {
+        let r = path.and_then(|path| {
+            let argv = self.read_string_array(argv)?;
+            let envp = self.read_string_array(envp)?;
+            self.exec(path, argv, envp)
+        });
+        match r {
+            Ok(()) => Outcome::NoReturn,
+            Err(e) => Outcome::Return(Err(e)),
         }
-        self.sys_execve(path, argv, envp)
+    }
+
+    /// The guest path of the regular file descriptor `fd` is open on (EACCES for anything else, as execveat
+    /// of a directory or a pipe fails).
+    fn fd_file_path(&self, fd: i32) -> Result<Vec<u8>, Errno> {
+        let desc = self.proc.fds.get(fd)?;
+        let d = desc.borrow();
+        match &d.kind {
+            FileKind::Regular { path, .. } => Ok(path.text()),
+            _ => Err(EACCES),
+        }
     }
 
     /// A NULL-terminated array of string pointers (argv, envp), bounded as Linux bounds them.
@@ -620,16 +663,8 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     pub(in crate::linux) fn sys_execve(&mut self, path: u64, argv: u64, envp: u64) -> Outcome {
-        let r = (|| {
-            let path = self.read_path(path)?;
-            let argv = self.read_string_array(argv)?;
-            let envp = self.read_string_array(envp)?;
-            self.exec(path, argv, envp)
-        })();
-        match r {
-            Ok(()) => Outcome::NoReturn,
-            Err(e) => Outcome::Return(Err(e)),
-        }
+        let path = self.read_path(path);
+        self.exec_from_guest(path, argv, envp)
     }
 
     /// The bytes of an executable at a guest path and the absolute guest path they came from, following `#!`
@@ -756,11 +791,10 @@ impl<H: Host> LinuxMachine<H> {
         p.exe_path = exe_path.clone();
         p.exe = bytes;
         p.auxv = loaded.auxv.into();
-        let interpreter_path = interpreter.map(|i| i.canonical);
         self.name_image(
             &loaded.program_ranges,
             &loaded.interpreter_ranges,
-            interpreter_path.as_deref(),
+            interpreter.as_ref(),
         );
         self.vfs.exe_path = exe_path.clone();
         let t = &mut self.thread;
