@@ -9,6 +9,7 @@
 //! - `ft`: the agreed guest's status (as `run`); with --seeds (a campaign) 0 when no run was silently corrupted, 1
 //!   when some run was.
 //! - `profile`: 0 when the profile was printed, 125 tandem's own failure.
+//! - `fuzz`: 0 when nothing was found, 1 when crashes or hangs were saved, 125 tandem's own failure.
 //! - `scenario ...`: 0 every run passed, 1 a checker failed, 2 bad input (its statuses predate the others).
 //!
 //! 125 is tandem's own failure (bad input, unreadable file, usage error, internal error), as env(1) and timeout(1)
@@ -24,6 +25,7 @@ mod faults_cmd;
 mod install_cmd;
 
 mod ft_cmd;
+mod fuzz_cmd;
 mod mount_fs;
 mod output;
 mod profile_cmd;
@@ -60,6 +62,7 @@ enum Command {
 
     Ft(ft_cmd::FtArgs),
     Profile(profile_cmd::ProfileArgs),
+    Fuzz(fuzz_cmd::FuzzArgs),
 }
 
 /// Exit status of tandem's own failure: bad input, an unreadable file, a usage error, an internal error. 125 as
@@ -86,6 +89,7 @@ fn main() {
 
         Command::Ft(args) => ft_cmd::run(args),
         Command::Profile(args) => profile_cmd::run(args),
+        Command::Fuzz(args) => fuzz_cmd::run(args),
     };
     match result {
         Ok(()) => match output::flush_stdout() {

@@ -225,6 +225,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         live_clock: args.live_clock,
         live_entropy: args.live_entropy,
         tasks: TaskOptions::of(&config),
+        syscall_faults: Vec::new(),
         faults: has_faults.then(|| FaultOptions {
             plan: plan.clone(),
             fault_seed,
