@@ -18,6 +18,10 @@ for src in src/*.c; do
     musl-gcc -static -O2 $strip -o "bin/$name-musl" "$src" -lm
     gcc -static -O2 $strip -o "bin/$name-glibc" "$src" -lm
 done
+# The planted-bug targets of `tandem fuzz` (tests/fuzz_cli.rs): musl only, bin/fuzz-NAME-musl.
+for src in src/fuzz/*.c; do
+    musl-gcc -static -O2 -s -o "bin/fuzz-$(basename "$src" .c)-musl" "$src"
+done
 for name in hello crash sha256 qsort fileio mmx maps; do
     strip=-s
     case "$name" in hello|crash) strip=-g ;; esac

@@ -11,6 +11,7 @@
 //! - `profile`: 0 when the profile was printed, 125 tandem's own failure.
 //! - `cdp list`, `cdp restore`: 0, 4 when the journal is damaged and the listing or the point reaches past its
 //!   valid part, 125 tandem's own failure.
+//! - `fuzz`: 0 when nothing was found, 1 when crashes or hangs were saved, 125 tandem's own failure.
 //! - `scenario ...`: 0 every run passed, 1 a checker failed, 2 bad input (its statuses predate the others).
 //!
 //! 125 is tandem's own failure (bad input, unreadable file, usage error, internal error), as env(1) and timeout(1)
@@ -28,6 +29,7 @@ mod install_cmd;
 
 mod ft_cmd;
 mod ft_hosts;
+mod fuzz_cmd;
 mod mount_fs;
 mod output;
 mod profile_cmd;
@@ -65,6 +67,7 @@ enum Command {
     Ft(ft_cmd::FtArgs),
     Profile(profile_cmd::ProfileArgs),
     Cdp(cdp_cmd::CdpArgs),
+    Fuzz(fuzz_cmd::FuzzArgs),
 }
 
 /// Exit status of tandem's own failure: bad input, an unreadable file, a usage error, an internal error. 125 as
@@ -92,6 +95,7 @@ fn main() {
         Command::Ft(args) => ft_cmd::run(args),
         Command::Profile(args) => profile_cmd::run(args),
         Command::Cdp(args) => cdp_cmd::run(args),
+        Command::Fuzz(args) => fuzz_cmd::run(args),
     };
     match result {
         Ok(()) => match output::flush_stdout() {

@@ -184,6 +184,7 @@ pub(crate) fn header_of(config: &LinuxConfig, program: &Path, bytes: &[u8]) -> H
         live_clock: false,
         live_entropy: false,
         tasks: TaskOptions::of(config),
+        syscall_faults: Vec::new(),
         faults: None,
     }
 }

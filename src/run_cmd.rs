@@ -181,6 +181,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub(crate) no_jit: bool,
 
+    /// Collect edge coverage as `tandem fuzz` does (changes nothing in the run; for measuring its cost, see
+    /// BENCHMARKS.md).
+    #[arg(long, hide = true)]
+    pub(crate) coverage: bool,
+
     /// The program to run (a host path; a name without a slash is looked up on PATH) and its arguments.
     /// Example: -- corpus/bin/args-musl one two
     ///
@@ -595,6 +600,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     .with_context(|| format!("cannot load {}", program.display()))?;
     hv.guest.set_jit(!args.no_jit);
     install_journal(&mut hv.guest, &args)?;
+    if args.coverage {
+        hv.guest.set_coverage(Some(Box::new(
+            tandem_emulator::cpu::coverage::Coverage::new(),
+        )));
+    }
 
     // A report about the emulator's speed, not an input of the guest.
     #[allow(clippy::disallowed_methods)]

@@ -6,6 +6,7 @@
 //! and never runs a guest itself.
 
 pub mod dynamic;
+pub mod fuzz;
 pub mod image;
 pub mod score;
 pub mod seccomp;

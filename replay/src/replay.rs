@@ -295,7 +295,7 @@ impl Replayer {
                 early_kill: f.early_kill,
                 stuck_period_insns: f.stuck_period_insns,
             });
-        let hv = Hypervisor::replaying(
+        let mut hv = Hypervisor::replaying(
             config_of(&header, format_version),
             header.program.clone().into(),
             host,
@@ -303,6 +303,12 @@ impl Replayer {
             policy,
         )
         .map_err(|e| ReplayError::Load(e.to_string()))?;
+        if !header.syscall_faults.is_empty() {
+            let plan: Vec<_> = header.syscall_faults.iter().map(|f| f.fault()).collect();
+            hv.guest.set_syscall_faults(Some(
+                tandem_emulator::linux::syscall_faults::SyscallFaults::new(&plan),
+            ));
+        }
         Ok(Replayer {
             header,
             summary: trace.summary,

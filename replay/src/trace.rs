@@ -154,6 +154,53 @@ pub struct Header {
     /// `Chunk::HeaderTasks`, beside the header, so that the header of older formats decodes unchanged).
     #[serde(skip)]
     pub tasks: TaskOptions,
+    /// Syscall results overridden at given calls (`tandem fuzz` findings; on the wire in
+    /// `Chunk::HeaderSyscallFaults`, written only when there are some, so other traces encode as before).
+    #[serde(skip)]
+    pub syscall_faults: Vec<SyscallFaultRecord>,
+}
+
+/// One syscall fault of a recorded run: the `call`th call (from 1) of syscall `nr` failed with `errno` (when
+/// non-zero) or moved at most `short_bytes` bytes. The trace's own copy of the emulator's `SyscallFault`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyscallFaultRecord {
+    pub nr: u64,
+    pub call: u64,
+    pub errno: u16,
+    pub short_bytes: u32,
+}
+
+impl From<&tandem_emulator::linux::syscall_faults::SyscallFault> for SyscallFaultRecord {
+    fn from(f: &tandem_emulator::linux::syscall_faults::SyscallFault) -> Self {
+        use tandem_emulator::linux::syscall_faults::SyscallFaultAction;
+        let (errno, short_bytes) = match f.action {
+            SyscallFaultAction::Errno(e) => (e, 0),
+            SyscallFaultAction::Short(n) => (0, n),
+        };
+        SyscallFaultRecord {
+            nr: f.nr,
+            call: f.call,
+            errno,
+            short_bytes,
+        }
+    }
+}
+
+impl SyscallFaultRecord {
+    /// The emulator's fault (a record with neither an errno nor a byte count is a one-byte transfer).
+    pub fn fault(&self) -> tandem_emulator::linux::syscall_faults::SyscallFault {
+        use tandem_emulator::linux::syscall_faults::{SyscallFault, SyscallFaultAction};
+        let action = if self.errno != 0 {
+            SyscallFaultAction::Errno(self.errno)
+        } else {
+            SyscallFaultAction::Short(self.short_bytes.max(1))
+        };
+        SyscallFault {
+            nr: self.nr,
+            call: self.call,
+            action,
+        }
+    }
 }
 
 /// The guest kernel's options of a recorded run (`tandem record --sched/--cpus`).
@@ -392,12 +439,22 @@ pub enum Chunk {
     /// Format 6: the header with its task options (`Header::tasks`). Only on the wire: the reader gives
     /// `Chunk::Header` with `tasks` filled in, and the writer turns `Chunk::Header` into this.
     HeaderTasks(Box<Header>, TaskOptions),
+    /// A format 6/7 header of a run with syscall faults (`Header::syscall_faults`, `tandem fuzz`): only on the
+    /// wire, like `HeaderTasks`; a trace without syscall faults never holds it.
+    HeaderSyscallFaults(Box<Header>, TaskOptions, Vec<SyscallFaultRecord>),
 }
 
 impl Chunk {
     /// The chunk as a trace of `version` encodes it.
     fn on_the_wire(&self, version: u32) -> std::borrow::Cow<'_, Chunk> {
         match self {
+            Chunk::Header(h) if version >= FORMAT_VERSION_TASKS && !h.syscall_faults.is_empty() => {
+                std::borrow::Cow::Owned(Chunk::HeaderSyscallFaults(
+                    h.clone(),
+                    h.tasks.clone(),
+                    h.syscall_faults.clone(),
+                ))
+            }
             Chunk::Header(h) if version >= FORMAT_VERSION_TASKS => {
                 std::borrow::Cow::Owned(Chunk::HeaderTasks(h.clone(), h.tasks.clone()))
             }
@@ -410,6 +467,11 @@ impl Chunk {
         match self {
             Chunk::HeaderTasks(mut h, tasks) => {
                 h.tasks = tasks;
+                Chunk::Header(h)
+            }
+            Chunk::HeaderSyscallFaults(mut h, tasks, faults) => {
+                h.tasks = tasks;
+                h.syscall_faults = faults;
                 Chunk::Header(h)
             }
             other => other,
@@ -977,7 +1039,9 @@ impl Trace {
                     trace.chunk_count = chunk + 1;
                     return Ok(trace);
                 }
-                Ok(Some(Chunk::Header(_) | Chunk::HeaderTasks(..))) => {
+                Ok(Some(
+                    Chunk::Header(_) | Chunk::HeaderTasks(..) | Chunk::HeaderSyscallFaults(..),
+                )) => {
                     trace.damage = Some(TraceError::Invalid {
                         chunk,
                         offset: here,
@@ -1154,6 +1218,7 @@ mod tests {
                 sched: "chaos:300".into(),
                 cpus: 8,
             },
+            syscall_faults: Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@
 //! - Exceptions are precise: a handler reads and checks everything before it writes, so a faulting instruction
 //!   leaves the state as it was (rip on the instruction, icount not advanced).
 
+pub mod coverage;
 pub mod cpuid;
 mod dispatch;
 pub mod flags;
@@ -950,6 +951,8 @@ pub(crate) struct Decoded {
 struct Block {
     insns: Box<[Decoded]>,
     jit: JitState,
+    /// How the block ends: in a control transfer (an edge when it retires: coverage.rs), and which kind.
+    transfer: coverage::Transfer,
 }
 
 /// Whether a block has been compiled to host code (jit.rs).
@@ -1065,6 +1068,7 @@ impl BlockCache {
                     }
                     self.slab[slot as usize].insns = Box::new([]);
                     self.slab[slot as usize].jit = JitState::Never;
+                    self.slab[slot as usize].transfer = coverage::Transfer::None;
                     self.free_slots.push(slot);
                 }
             }
@@ -1092,6 +1096,12 @@ pub struct Machine {
     /// Static exits of compiled blocks by target address. Lookup only, never iterated into an output.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     jit_links: FxHashMap<u64, Vec<jit::Link>>,
+    /// Edge coverage and comparison constants, collected while set (coverage.rs); compiled blocks do not chain
+    /// then, so that every edge passes the run loop.
+    coverage: Option<Box<coverage::Coverage>>,
+    /// `cache_stats.pages_invalidated` when the cache was last emptied or kept across a restore: unchanged
+    /// means no cached code page was written or unmapped since.
+    invalidated_at_restore: u64,
 }
 
 impl Machine {
@@ -1105,7 +1115,56 @@ impl Machine {
             jit_code: None,
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
             jit_links: FxHashMap::default(),
+            coverage: None,
+            invalidated_at_restore: 0,
         }
+    }
+
+    /// The frame under each page that holds cached blocks, in page order: a restore that leaves every one of
+    /// them in place (and no code page was written since the last restore) may keep the cache.
+    pub(crate) fn code_page_frames(&self) -> Vec<(u64, Option<FrameId>)> {
+        self.cache
+            .by_page
+            .keys()
+            .map(|&vpn| (vpn, self.cpu.mem.frame_of(vpn << PAGE_SHIFT)))
+            .collect()
+    }
+
+    /// No cached code page was written or unmapped since the cache was last emptied or kept.
+    pub(crate) fn code_unchanged_since_restore(&self) -> bool {
+        self.cache_stats.pages_invalidated == self.invalidated_at_restore
+    }
+
+    /// Keeps the cached and compiled blocks across a restore of memory that left the same frames under every
+    /// code page (`code_page_frames` equal before and after): the pages are marked as code again, so that a
+    /// write to one drops its blocks as before.
+    pub(crate) fn keep_code_after_restore(&mut self) {
+        self.cpu.mem.code_writes.clear();
+        for &vpn in self.cache.by_page.keys() {
+            self.cpu.mem.mark_code_page(vpn << PAGE_SHIFT);
+        }
+        self.invalidated_at_restore = self.cache_stats.pages_invalidated;
+    }
+
+    /// Starts (Some) or stops (None) collecting edge coverage; returns what was collected so far. Starting drops
+    /// the compiled blocks' chains (the code cache), so that every edge passes the run loop.
+    pub fn set_coverage(
+        &mut self,
+        coverage: Option<Box<coverage::Coverage>>,
+    ) -> Option<Box<coverage::Coverage>> {
+        if coverage.is_some() && self.coverage.is_none() {
+            self.flush_code_cache();
+        }
+        std::mem::replace(&mut self.coverage, coverage)
+    }
+
+    /// The coverage being collected, if any.
+    pub fn coverage(&self) -> Option<&coverage::Coverage> {
+        self.coverage.as_deref()
+    }
+
+    pub fn coverage_mut(&mut self) -> Option<&mut coverage::Coverage> {
+        self.coverage.as_deref_mut()
     }
 
     /// Turns the block compiler on or off. Results are identical either way (tests hold it to that); off, every
@@ -1128,6 +1187,7 @@ impl Machine {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         self.jit_links.clear();
         self.cpu.mem.code_writes.clear();
+        self.invalidated_at_restore = self.cache_stats.pages_invalidated;
     }
 
     fn apply_code_writes(&mut self) {
@@ -1234,11 +1294,20 @@ impl Machine {
                 .push(rip);
         }
         self.cache_stats.blocks_translated += 1;
+        if let Some(c) = &mut self.coverage {
+            for d in &insns {
+                c.note_comparison(&d.instr);
+            }
+        }
+        let transfer = insns.last().map_or(coverage::Transfer::None, |d| {
+            coverage::Transfer::of(&d.instr)
+        });
         Ok(self.cache.insert(
             rip,
             Block {
                 insns: insns.into_boxed_slice(),
                 jit: JitState::Cold(0),
+                transfer,
             },
         ))
     }
@@ -1319,6 +1388,13 @@ impl Machine {
                     break;
                 }
             }
+            // The block ran whole and ended in a control transfer: an edge (coverage.rs).
+            if stop.is_none() && k == block.insns.len() && block.transfer.is_some() {
+                if let Some(c) = &mut self.coverage {
+                    let last = &block.insns[k - 1].instr;
+                    c.record(block.transfer, self.cpu.regs.rip, last.next_ip());
+                }
+            }
             if !self.cpu.mem.code_writes.is_empty() {
                 self.apply_code_writes();
             }
@@ -1344,6 +1420,7 @@ impl Machine {
             },
         };
         let cpu = &mut self.cpu;
+        let icount_start = cpu.icount;
         cpu.jit_flags = cpu.regs.flags.status();
         let (read_tlb, write_tlb) = cpu.mem.tlb_pointers();
         // SAFETY: `f` was compiled from a block of this cache for the `JitFn` ABI; it and the blocks it chains to
@@ -1351,6 +1428,18 @@ impl Machine {
         // instructions of live blocks (links to a dropped block are undone when it is dropped).
         let kind = unsafe { f(cpu as *mut Cpu, read_tlb, write_tlb) };
         cpu.regs.flags.set_status(cpu.jit_flags);
+        // Unchained (coverage on), a block that retired whole is the only one that ran: its edge, as the
+        // interpreter records it.
+        if let Some(c) = &mut self.coverage {
+            let block = &self.cache.slab[slot as usize];
+            if (kind == jit::EXIT_END || kind == jit::EXIT_CODE_WRITE)
+                && block.transfer.is_some()
+                && self.cpu.icount - icount_start == block.insns.len() as u64
+            {
+                let next_ip = block.insns[block.insns.len() - 1].instr.next_ip();
+                c.record(block.transfer, self.cpu.regs.rip, next_ip);
+            }
+        }
         if !self.cpu.mem.code_writes.is_empty() {
             self.apply_code_writes();
         }
@@ -1396,6 +1485,10 @@ impl Machine {
         };
         block.jit = JitState::Compiled(c.entry, c.chain_entry);
         let rip = block.insns[0].instr.ip();
+        if self.coverage.is_some() {
+            // Unchained: every block returns to the run loop, which records its edge.
+            return Some(c.entry);
+        }
         for link in c.links {
             if let Some(target) = self.cache.lookup(link.target) {
                 if let JitState::Compiled(_, entry) = self.cache.slab[target as usize].jit {

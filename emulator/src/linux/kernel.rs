@@ -322,7 +322,9 @@ impl<H: Host> LinuxMachine<H> {
                 .spaces
                 .remove(&self.proc.space)
                 .expect("a process's address space exists while it has threads");
-            let old = std::mem::replace(&mut self.machine, machine);
+            let mut old = std::mem::replace(&mut self.machine, machine);
+            // Coverage follows the CPU, not the address space: every process's edges go into one map.
+            self.machine.set_coverage(old.set_coverage(None));
             let shared = self.procs.values().any(|p| p.space == previous.space);
             if !previous.exited || shared {
                 self.spaces.insert(previous.space, old);

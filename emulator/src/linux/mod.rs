@@ -39,6 +39,7 @@ mod ready;
 pub mod sched;
 mod signal;
 mod snapshot;
+pub mod syscall_faults;
 mod syscalls;
 pub mod sysnames;
 mod task;
@@ -278,6 +279,8 @@ pub struct LinuxMachine<H: Host> {
     /// Receives every completed operation on a volume (volume.rs). Outside the guest's state: snapshots do not
     /// hold it.
     io_observer: Option<Box<dyn crate::storage::IoObserver>>,
+    /// Syscall results to override (syscall_faults.rs) with the calls counted so far; part of snapshots.
+    syscall_faults: Option<syscall_faults::SyscallFaults>,
 }
 
 impl<H: Host> LinuxMachine<H> {
@@ -351,6 +354,7 @@ impl<H: Host> LinuxMachine<H> {
             termination: None,
             stats: Stats::default(),
             io_observer: None,
+            syscall_faults: None,
             config,
         };
         m.mount_volumes()
@@ -424,6 +428,34 @@ impl<H: Host> LinuxMachine<H> {
 
     pub fn jit_enabled(&self) -> bool {
         self.machine.jit_enabled()
+    }
+
+    /// Starts (Some) or stops (None) collecting edge coverage and comparison constants (cpu/coverage.rs);
+    /// returns what was collected until now. The map follows the CPU from process to process.
+    pub fn set_coverage(
+        &mut self,
+        coverage: Option<Box<crate::cpu::coverage::Coverage>>,
+    ) -> Option<Box<crate::cpu::coverage::Coverage>> {
+        self.machine.set_coverage(coverage)
+    }
+
+    /// Installs (Some) or removes a plan of syscall results to override (syscall_faults.rs); calls are counted
+    /// from now. Returns the plan that was installed, with the faults that fired.
+    pub fn set_syscall_faults(
+        &mut self,
+        faults: Option<syscall_faults::SyscallFaults>,
+    ) -> Option<syscall_faults::SyscallFaults> {
+        std::mem::replace(&mut self.syscall_faults, faults)
+    }
+
+    /// The coverage being collected, if any.
+    pub fn coverage(&self) -> Option<&crate::cpu::coverage::Coverage> {
+        self.machine.coverage()
+    }
+
+    /// The coverage being collected, to clear its map between runs.
+    pub fn coverage_mut(&mut self) -> Option<&mut crate::cpu::coverage::Coverage> {
+        self.machine.coverage_mut()
     }
 
     pub fn cache_stats(&self) -> CacheStats {

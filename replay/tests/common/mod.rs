@@ -101,6 +101,7 @@ pub fn record_in_memory(mut r: Recording) -> (Vec<u8>, Summary) {
             stuck_period_insns: Policy::default().stuck_period_insns,
         }),
         tasks: TaskOptions::of(&config),
+        syscall_faults: Vec::new(),
     };
     let mut host = MemoryHost::new(0);
     host.stdin = std::mem::take(&mut r.stdin);

@@ -40,6 +40,7 @@ use super::ids::GuestNs;
 use super::kernel::{Restart, Wait};
 use super::net;
 use super::signal::{bit, SigAction, SS_DISABLE, SS_ONSTACK};
+use super::syscall_faults::SyscallFaultAction;
 use super::sysnames::syscall_name;
 use super::vfs::{self, Device, FileData, GuestPath, Node, Resolved};
 use super::{Host, LinuxMachine, Termination, GUEST_GID, GUEST_UID};
@@ -70,6 +71,9 @@ const MREMAP_MAYMOVE: u64 = 1;
 const MREMAP_FIXED: u64 = 2;
 
 type SysResult = Result<u64, Errno>;
+
+/// brk's number: its failure is a result, not an errno (see `syscall`).
+const SYS_BRK: u64 = 12;
 
 /// What a syscall did to the register file.
 pub(super) enum Outcome {
@@ -216,7 +220,18 @@ impl<H: Host> LinuxMachine<H> {
         cpu.regs.gpr[11] = cpu.rflags();
         *self.stats.syscalls.entry(syscall_name(nr)).or_insert(0) += 1;
         self.restart_deadline = None;
-        self.attempt_syscall(nr, a);
+        let mut a = a;
+        let mut forced = None;
+        if let Some(action) = self.syscall_faults.as_mut().and_then(|f| f.on_call(nr)) {
+            match action {
+                // brk(2) does not return an errno: it fails by leaving the break where it is (what brk(0)
+                // answers), which the C library turns into ENOMEM.
+                SyscallFaultAction::Errno(_) if nr == SYS_BRK => a[0] = 0,
+                SyscallFaultAction::Errno(_) => forced = action.errno(),
+                SyscallFaultAction::Short(n) => a[2] = a[2].min(n.max(1) as u64),
+            }
+        }
+        self.attempt_syscall(nr, a, forced);
     }
 
     /// Re-runs the syscall a woken thread was blocked in. A signal that arrived meanwhile interrupts it first:
@@ -236,20 +251,24 @@ impl<H: Host> LinuxMachine<H> {
             return;
         }
         self.restart_deadline = r.deadline;
-        self.attempt_syscall(r.nr, r.args);
+        self.attempt_syscall(r.nr, r.args, None);
     }
 
     /// One attempt at a syscall, bracketed by the host's entry and exit calls (a recording logs both, so a
     /// syscall that blocks and is re-run appears once per attempt, with `BLOCKED_RESULT` for the ones that
-    /// blocked).
-    fn attempt_syscall(&mut self, nr: u64, a: [u64; 6]) {
+    /// blocked). A `forced` errno (an injected fault, syscall_faults.rs) is the result without running the call.
+    fn attempt_syscall(&mut self, nr: u64, a: [u64; 6], forced: Option<Errno>) {
         let icount = self.machine.cpu.icount;
         self.host.syscall_entry(icount, self.thread.tid.0, nr);
         // Stores through shared file mappings reach their files before any syscall can look (files.rs).
         self.flush_shared_maps();
         self.block_wake_at = None;
         let mut blocked = false;
-        let result = match self.dispatch(nr, a) {
+        let outcome = match forced {
+            Some(e) => Outcome::Return(Err(e)),
+            None => self.dispatch(nr, a),
+        };
+        let result = match outcome {
             Outcome::Return(r) => {
                 self.machine.cpu.regs.gpr[RAX] = match r {
                     Ok(v) => v,

@@ -766,7 +766,8 @@ impl<H: Host> LinuxMachine<H> {
         let mut machine = loaded.machine;
         machine.set_jit(jit);
         machine.cpu.icount = icount;
-        let old = std::mem::replace(&mut self.machine, machine);
+        let mut old = std::mem::replace(&mut self.machine, machine);
+        self.machine.set_coverage(old.set_coverage(None));
         if self.proc.vfork_parent.is_some() {
             // The parent's address space goes back to it; the child has its own from now on.
             self.spaces.insert(self.proc.space, old);

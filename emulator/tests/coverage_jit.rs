@@ -1,0 +1,139 @@
+//! Edge coverage (cpu/coverage.rs) is a function of the guest's path alone: the same corpus programs, run with
+//! compiled blocks and interpreted only, and each in budget slices of a prime number of instructions (so blocks
+//! are entered part-way), give identical maps; a different input gives a different map; coverage changes
+//! nothing the run does (instruction count and state hash equal to a run without it).
+
+use std::path::PathBuf;
+use tandem_emulator::cpu::coverage::Coverage;
+use tandem_emulator::linux::{LinuxConfig, LinuxMachine, MemoryHost, Progress};
+
+fn corpus(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../corpus/bin")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Runs `name` with `stdin` in slices of `slice` instructions; returns the map (if collected), icount and
+/// state hash.
+fn run(
+    name: &str,
+    args: &[&str],
+    stdin: &[u8],
+    jit: bool,
+    slice: u64,
+    coverage: bool,
+) -> (Option<Vec<u8>>, u64, u64) {
+    let mut argv = vec![name.as_bytes().to_vec()];
+    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+    let config = LinuxConfig {
+        argv,
+        ..LinuxConfig::default()
+    };
+    let mut host = MemoryHost::new(3);
+    host.stdin = stdin.to_vec();
+    let mut m = LinuxMachine::new(config, &corpus(name), host).expect("loads");
+    m.set_jit(jit);
+    if coverage {
+        m.set_coverage(Some(Box::new(Coverage::new())));
+    }
+    let mut slices = 0u64;
+    while m.run(slice) != Progress::Finished {
+        slices += 1;
+        assert!(slices < 1 << 24, "{name} did not finish");
+    }
+    let map = m.set_coverage(None).map(|c| c.map().to_vec());
+    (map, m.icount(), m.state_hash())
+}
+
+fn edges(map: &[u8]) -> usize {
+    map.iter().filter(|&&c| c != 0).count()
+}
+
+#[test]
+fn jit_and_interpreter_maps_are_identical() {
+    let cases: [(&str, &[&str], &[u8]); 5] = [
+        ("sha256-musl", &[], b""),
+        ("qsort-musl", &[], b""),
+        ("malloc-glibc", &[], b""),
+        (
+            "fuzz-messages-musl",
+            &[],
+            b"HELO\0\0\0\0AUTH\x39\x05\0\0DATA",
+        ),
+        ("fuzz-checksum-musl", &[], b"X\x02\xa5\x01\xa4"),
+    ];
+    for (name, args, stdin) in cases {
+        let (reference, icount, hash) = run(name, args, stdin, false, u64::MAX, true);
+        let reference = reference.unwrap();
+        assert!(
+            edges(&reference) > 20,
+            "{name}: {} edges",
+            edges(&reference)
+        );
+        for (jit, slice) in [(true, u64::MAX), (true, 997), (false, 997), (true, 1)] {
+            if slice == 1 && icount > 2_000_000 {
+                continue;
+            }
+            let (map, i, h) = run(name, args, stdin, jit, slice, true);
+            let map = map.unwrap();
+            let differing = map.iter().zip(&reference).filter(|(a, b)| a != b).count();
+            assert_eq!(
+                differing, 0,
+                "{name}: jit {jit}, slices of {slice}: {differing} map bytes differ from the interpreter's"
+            );
+            assert_eq!(
+                (i, h),
+                (icount, hash),
+                "{name}: jit {jit}, slices of {slice}"
+            );
+        }
+        let (none, i, h) = run(name, args, stdin, true, u64::MAX, false);
+        assert!(none.is_none());
+        assert_eq!((i, h), (icount, hash), "{name}: coverage changed the run");
+    }
+}
+
+#[test]
+fn another_path_gives_another_map() {
+    let (a, ..) = run(
+        "fuzz-messages-musl",
+        &[],
+        b"HELO\0\0\0\0",
+        true,
+        u64::MAX,
+        true,
+    );
+    let (b, ..) = run(
+        "fuzz-messages-musl",
+        &[],
+        b"HELO\0\0\0\0AUTH\x39\x05\0\0",
+        true,
+        u64::MAX,
+        true,
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(
+        a.iter().zip(&b).any(|(x, y)| *x == 0 && *y != 0),
+        "the AUTH message reaches an edge the HELO message alone does not"
+    );
+}
+
+#[test]
+fn comparison_constants_reach_the_dictionary() {
+    let config = LinuxConfig {
+        argv: vec![b"fuzz-magic-musl".to_vec()],
+        ..LinuxConfig::default()
+    };
+    let mut host = MemoryHost::new(3);
+    host.stdin = b"FZ\0\0\0\0".to_vec();
+    let mut m = LinuxMachine::new(config, &corpus("fuzz-magic-musl"), host).expect("loads");
+    m.set_coverage(Some(Box::new(Coverage::new())));
+    assert_eq!(m.run(u64::MAX), Progress::Finished);
+    let c = m.coverage().unwrap();
+    assert!(
+        c.dictionary().contains(&(0x5eed_f00d, 4)),
+        "the magic compared against is in the dictionary: {:x?}",
+        c.dictionary()
+    );
+}
