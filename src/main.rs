@@ -26,6 +26,7 @@ mod install_cmd;
 mod ft_cmd;
 mod mount_fs;
 mod output;
+mod pool_cmd;
 mod profile_cmd;
 mod record_cmd;
 mod replay_cmd;
@@ -60,6 +61,7 @@ enum Command {
 
     Ft(ft_cmd::FtArgs),
     Profile(profile_cmd::ProfileArgs),
+    Pool(pool_cmd::PoolArgs),
 }
 
 /// Exit status of tandem's own failure: bad input, an unreadable file, a usage error, an internal error. 125 as
@@ -86,6 +88,7 @@ fn main() {
 
         Command::Ft(args) => ft_cmd::run(args),
         Command::Profile(args) => profile_cmd::run(args),
+        Command::Pool(args) => pool_cmd::run(args),
     };
     match result {
         Ok(()) => match output::flush_stdout() {
