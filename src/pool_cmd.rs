@@ -131,8 +131,13 @@ impl EntropyHost for PoolHost {
 struct Ran {
     outcome: String,
     ready_ns: u64,
+    /// Of `ready_ns`, the time the warmup operations took (warm instances).
+    warmup_ns: u64,
     measure_ns: Option<u64>,
 }
+
+/// Most outcome lines printed; the rest are counted.
+const OUTCOME_LINES_MAX: usize = 20;
 
 struct Setup {
     config: LinuxConfig,
@@ -192,6 +197,7 @@ pub fn run(args: PoolArgs) -> anyhow::Result<()> {
     let mut recorded = UsageProfile::new(&setup.program, &point_text);
     let mut groups: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut ready = Vec::new();
+    let mut warmups = Vec::new();
     let mut measured = Vec::new();
     for i in 0..args.instances {
         let seeding = if args.run.no_reseed {
@@ -206,6 +212,7 @@ pub fn run(args: PoolArgs) -> anyhow::Result<()> {
         };
         groups.entry(ran.outcome).or_default().push(i);
         ready.push(ran.ready_ns);
+        warmups.push(ran.warmup_ns);
         measured.extend(ran.measure_ns);
     }
     let mut out = std::io::stdout().lock();
@@ -221,8 +228,15 @@ pub fn run(args: PoolArgs) -> anyhow::Result<()> {
         pool.warmup.pages.len(),
         pool.warmup.files.len()
     )?;
-    for (outcome, who) in &groups {
+    for (outcome, who) in groups.iter().take(OUTCOME_LINES_MAX) {
         writeln!(out, "{outcome}: {} instances ({})", who.len(), ranges(who))?;
+    }
+    if groups.len() > OUTCOME_LINES_MAX {
+        writeln!(
+            out,
+            "... and {} other outcomes (re-seeded clones differ; --no-reseed keeps the snapshot's entropy)",
+            groups.len() - OUTCOME_LINES_MAX
+        )?;
     }
     out.flush()?;
     if let Some(path) = &args.record_profile {
@@ -230,7 +244,7 @@ pub fn run(args: PoolArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--record-profile: cannot write {}", path.display()))?;
     }
     if args.timings {
-        print_timings(&args, &mut ready, &mut measured)?;
+        print_timings(&args, &mut ready, &mut warmups, &mut measured)?;
     }
     Ok(())
 }
@@ -296,6 +310,7 @@ fn run_cold(setup: &Setup, args: &PoolArgs) -> anyhow::Result<Ran> {
     Ok(Ran {
         outcome: outcome(&guest, &guest.host.io.stdout),
         ready_ns,
+        warmup_ns: 0,
         measure_ns,
     })
 }
@@ -309,8 +324,11 @@ fn run_warm(
     recorded: &mut UsageProfile,
 ) -> Ran {
     let started = now();
-    let instance = pool.create(setup.host(), seeding).finish(&pool.warmup);
+    let warming = pool.create(setup.host(), seeding);
+    let restored = now();
+    let instance = warming.finish(&pool.warmup);
     let ready_ns = started.elapsed().as_nanos() as u64;
+    let warmup_ns = restored.elapsed().as_nanos() as u64;
     let mut guest = instance.guest;
     guest.set_jit(!args.run.no_jit);
     let measure_ns = finish(&mut guest, setup, args);
@@ -324,6 +342,7 @@ fn run_warm(
     Ran {
         outcome: outcome(&guest, &guest.host.inner.io.stdout),
         ready_ns,
+        warmup_ns,
         measure_ns,
     }
 }
@@ -390,8 +409,14 @@ fn quantile(v: &[u64], q: f64) -> u64 {
     v[rank - 1]
 }
 
-fn print_timings(args: &PoolArgs, ready: &mut [u64], measured: &mut [u64]) -> anyhow::Result<()> {
+fn print_timings(
+    args: &PoolArgs,
+    ready: &mut [u64],
+    warmups: &mut [u64],
+    measured: &mut [u64],
+) -> anyhow::Result<()> {
     ready.sort_unstable();
+    warmups.sort_unstable();
     measured.sort_unstable();
     let mut err = crate::output::Lossy(std::io::stderr().lock());
     writeln!(
@@ -401,6 +426,14 @@ fn print_timings(args: &PoolArgs, ready: &mut [u64], measured: &mut [u64]) -> an
         quantile(ready, 0.99) as f64 / 1e6,
         ready.len()
     )?;
+    if !args.cold {
+        writeln!(
+            err,
+            "tandem: timings (host time): of which warmup operations: median {:.3} ms, p99 {:.3} ms",
+            quantile(warmups, 0.5) as f64 / 1e6,
+            quantile(warmups, 0.99) as f64 / 1e6
+        )?;
+    }
     if !measured.is_empty() {
         let mips = |ns: u64| args.measure_insns as f64 / (ns.max(1) as f64 / 1e9) / 1e6;
         writeln!(
