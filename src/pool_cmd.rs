@@ -21,8 +21,8 @@ use tandem_emulator::linux::{
     Host, HostMetadata, LinuxConfig, LinuxMachine, MemoryHost, Progress, SeededEntropy,
 };
 use tandem_replay::pools::{
-    locate, run_to, touched_pages, EntropyHost, Pool, Seeding, UsageProfile, WarmPoint,
-    WarmTarget, WarmupPlan,
+    locate, run_to, touched_pages, EntropyHost, Pool, Seeding, UsageProfile, WarmPoint, WarmTarget,
+    WarmupPlan,
 };
 use tandem_scenarios::input::{read_input, read_input_text, InputKind};
 
@@ -163,7 +163,10 @@ impl Setup {
 
 pub fn run(args: PoolArgs) -> anyhow::Result<()> {
     if args.instances == 0 || args.instances > INSTANCES_MAX {
-        bail!("--instances {}: give between 1 and {INSTANCES_MAX}", args.instances);
+        bail!(
+            "--instances {}: give between 1 and {INSTANCES_MAX}",
+            args.instances
+        );
     }
     let Some(point_text) = args.run.warm_at.clone() else {
         bail!("tandem pool needs --warm-at POINT (where instances start, or with --cold where real work starts)");
@@ -255,7 +258,12 @@ fn setup(args: &PoolArgs, point_text: &str) -> anyhow::Result<Setup> {
     let mounts = run_cmd::guest_mounts(&args.run, &program)?;
     let config = LinuxConfig {
         seed: args.run.seed,
-        argv: args.run.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        argv: args
+            .run
+            .command
+            .iter()
+            .map(|a| a.as_bytes().to_vec())
+            .collect(),
         envp: args.run.env.iter().map(|e| e.as_bytes().to_vec()).collect(),
         exe_path: run_cmd::exe_guest_path(&program_path, &mounts),
         cwd: run_cmd::guest_cwd(&mounts),
@@ -304,7 +312,12 @@ fn run_cold(setup: &Setup, args: &PoolArgs) -> anyhow::Result<Ran> {
     let started = now();
     let mut guest = LinuxMachine::new(setup.config.clone(), &setup.program, setup.host())?;
     guest.set_jit(!args.run.no_jit);
-    run_to(&mut guest, setup.target, &setup.point, setup.instructions_max)?;
+    run_to(
+        &mut guest,
+        setup.target,
+        &setup.point,
+        setup.instructions_max,
+    )?;
     let ready_ns = started.elapsed().as_nanos() as u64;
     let measure_ns = finish(&mut guest, setup, args);
     Ok(Ran {
@@ -353,7 +366,9 @@ fn finish<H: Host>(guest: &mut LinuxMachine<H>, setup: &Setup, args: &PoolArgs) 
     if args.timings {
         let started = now();
         let start = guest.icount();
-        let end = start.saturating_add(args.measure_insns).min(setup.instructions_max);
+        let end = start
+            .saturating_add(args.measure_insns)
+            .min(setup.instructions_max);
         while guest.icount() < end && guest.run_to_completion(end) != Progress::Finished {}
         if guest.icount() - start >= args.measure_insns {
             measure_ns = Some(started.elapsed().as_nanos() as u64);

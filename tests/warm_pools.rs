@@ -35,7 +35,11 @@ fn warm_equals_cold(program: &str, args: &[&str], point: &str, stdin: &[u8]) {
         text(&cold.stdout),
         "{what}: stdout differs"
     );
-    assert_eq!(warm.status.code(), cold.status.code(), "{what}: exit differs");
+    assert_eq!(
+        warm.status.code(),
+        cold.status.code(),
+        "{what}: exit differs"
+    );
 }
 
 #[test]
@@ -48,10 +52,25 @@ fn a_warm_instance_without_reseeding_runs_as_the_cold_run() {
     warm_equals_cold(&corpus_bin("clock-glibc"), &[], "20000", b"");
     warm_equals_cold(&corpus_bin("clock-musl"), &[], "0x400", b"");
     let input = b"the quick brown fox jumps over the lazy dog\n".repeat(200);
-    warm_equals_cold(&corpus_bin("rewind-musl"), &[], "first-read-of-stdin", b"41\n");
+    warm_equals_cold(
+        &corpus_bin("rewind-musl"),
+        &[],
+        "first-read-of-stdin",
+        b"41\n",
+    );
     warm_equals_cold(&corpus_bin("rewind-glibc"), &[], "step", b"41\n");
-    warm_equals_cold("/bin/busybox", &["sha256sum"], "first-read-of-stdin", &input);
-    warm_equals_cold("/bin/busybox", &["sort", "-r"], "first-read-of-stdin", &input);
+    warm_equals_cold(
+        "/bin/busybox",
+        &["sha256sum"],
+        "first-read-of-stdin",
+        &input,
+    );
+    warm_equals_cold(
+        "/bin/busybox",
+        &["sort", "-r"],
+        "first-read-of-stdin",
+        &input,
+    );
 }
 
 /// The getrandom line of corpus program clock.
@@ -162,7 +181,11 @@ fn warm_pool_instances_from_a_recorded_profile_end_as_cold_ones() {
     assert!(text_profile.contains("\nruns 3\n"), "{text_profile}");
     assert!(text_profile.contains("\nblock 0x"), "{text_profile}");
     assert!(text_profile.contains("\npage 0x"), "{text_profile}");
-    let (warm, _) = pool(&[&base[..], &["--profile", profile]].concat(), &program, &[]);
+    let (warm, _) = pool(
+        &[&base[..], &["--profile", profile]].concat(),
+        &program,
+        &[],
+    );
     let (cold, _) = pool(&[&base[..], &["--cold"]].concat(), &program, &[]);
     let header = warm.lines().next().unwrap_or_default();
     assert!(
@@ -187,7 +210,11 @@ fn a_profile_of_another_program_or_a_malformed_one_is_refused() {
     );
     for (program, contents, what) in [
         ("hello-glibc", None, "another program"),
-        ("hello-musl", Some("tandem-usage-profile 2\n"), "line 1: version"),
+        (
+            "hello-musl",
+            Some("tandem-usage-profile 2\n"),
+            "line 1: version",
+        ),
     ] {
         if let Some(c) = contents {
             std::fs::write(&profile, c).unwrap();
@@ -210,7 +237,13 @@ fn a_profile_of_another_program_or_a_malformed_one_is_refused() {
 fn faults(flags: &[&str]) -> String {
     let out = Command::new(tandem())
         .current_dir(repo())
-        .args(["faults", "--seeds", "0..48", "--faults", "mem.ue:count=1,mem.flip:count=1"])
+        .args([
+            "faults",
+            "--seeds",
+            "0..48",
+            "--faults",
+            "mem.ue:count=1,mem.flip:count=1",
+        ])
         .args(flags)
         .args(["--", &corpus_bin("sha256-musl")])
         .env_clear()
@@ -230,5 +263,9 @@ fn campaign_tables_are_identical_cold_and_warm_at_any_jobs() {
     assert!(cold.contains("masked"), "{cold}");
     assert_eq!(faults(&["--jobs", "1"]), cold, "warm, one thread");
     assert_eq!(faults(&["--jobs", "2"]), cold, "warm, two threads");
-    assert_eq!(faults(&["--cold", "--jobs", "2"]), cold, "cold, two threads");
+    assert_eq!(
+        faults(&["--cold", "--jobs", "2"]),
+        cold,
+        "cold, two threads"
+    );
 }

@@ -311,10 +311,7 @@ fn run_one(
 
 /// Runs the program without faults to its end or `instructions_max`, taking checkpoints on the way when the
 /// campaign starts warm.
-fn run_baseline(
-    spec: &CampaignSpec,
-    instructions_max: u64,
-) -> Result<BaselineRun, CampaignError> {
+fn run_baseline(spec: &CampaignSpec, instructions_max: u64) -> Result<BaselineRun, CampaignError> {
     let mut guest = LinuxMachine::new(
         spec.config.clone(),
         &spec.program,

@@ -440,7 +440,8 @@ fn campaigns_are_identical_at_any_thread_count_cold_and_warm() {
     assert_eq!(one.runs, warm_one.runs);
     assert_eq!(one.instructions_skipped, 0);
     assert!(
-        three.instructions_skipped > 0 && three.instructions_skipped == warm_one.instructions_skipped,
+        three.instructions_skipped > 0
+            && three.instructions_skipped == warm_one.instructions_skipped,
         "warm runs start from checkpoints: {} and {} instructions skipped",
         three.instructions_skipped,
         warm_one.instructions_skipped

@@ -19,7 +19,9 @@ pub mod warm;
 
 pub use pool::{touched_pages, Instance, Pool, UsageHost, Warming, WarmupDone, WarmupPlan};
 pub use profile::UsageProfile;
-pub use warm::{locate, run_to, symbol_address, EntropyHost, Seeding, WarmImage, WarmPoint, WarmTarget};
+pub use warm::{
+    locate, run_to, symbol_address, EntropyHost, Seeding, WarmImage, WarmPoint, WarmTarget,
+};
 
 /// Errors of warm points, images and profiles.
 #[derive(Debug, thiserror::Error)]
@@ -34,10 +36,17 @@ pub enum PoolError {
          first-read-of-stdin instead"
     )]
     NoSymbol { name: String },
-    #[error("warm point {point}: the program ended after {icount} instructions without reaching it")]
+    #[error(
+        "warm point {point}: the program ended after {icount} instructions without reaching it"
+    )]
     Ended { point: String, icount: u64 },
-    #[error("warm point {point}: not reached within {instructions_max} instructions; raise --max-insns")]
-    NotReached { point: String, instructions_max: u64 },
+    #[error(
+        "warm point {point}: not reached within {instructions_max} instructions; raise --max-insns"
+    )]
+    NotReached {
+        point: String,
+        instructions_max: u64,
+    },
     #[error("cannot load the program: {0}")]
     Load(String),
     #[error("line {line}: {message}")]

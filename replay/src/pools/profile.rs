@@ -239,7 +239,10 @@ mod tests {
         let p = sample();
         assert_eq!(p.runs, 2);
         assert_eq!(p.blocks.get(&0x401000), Some(&64));
-        assert!(!p.blocks.contains_key(&0x401040), "a block that never ran whole is not kept");
+        assert!(
+            !p.blocks.contains_key(&0x401040),
+            "a block that never ran whole is not kept"
+        );
         assert_eq!(UsageProfile::parse(&p.render()).unwrap(), p);
     }
 
@@ -247,8 +250,16 @@ mod tests {
     fn malformed_profiles_name_the_line() {
         let good = sample().render();
         let cases = [
-            (good.replace("tandem-usage-profile 1", "tandem-usage-profile 9"), 1, "version"),
-            (good.replace("block 0x401020 3", "block 0x401020 x"), 6, "not a number"),
+            (
+                good.replace("tandem-usage-profile 1", "tandem-usage-profile 9"),
+                1,
+                "version",
+            ),
+            (
+                good.replace("block 0x401020 3", "block 0x401020 x"),
+                6,
+                "not a number",
+            ),
             (good.replace("page 0x4c6000", "page 0x4c6001"), 7, "aligned"),
             (good.replace("file /etc/passwd", "file etc"), 9, "absolute"),
             (format!("{good}frobnicate 1\n"), 10, "unknown record"),

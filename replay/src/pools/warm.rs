@@ -170,13 +170,9 @@ pub fn locate<H: EntropyHost>(
 ) -> Result<WarmTarget, PoolError> {
     match point {
         WarmPoint::Icount(n) => Ok(WarmTarget::Icount(*n)),
-        WarmPoint::Symbol(name) => {
-            symbol_address(program, name)
-                .map(WarmTarget::Address)
-                .ok_or_else(|| PoolError::NoSymbol {
-                    name: name.clone(),
-                })
-        }
+        WarmPoint::Symbol(name) => symbol_address(program, name)
+            .map(WarmTarget::Address)
+            .ok_or_else(|| PoolError::NoSymbol { name: name.clone() }),
         WarmPoint::FirstReadOfStdin => {
             let entropy = host.entropy();
             let probe = ProbeHost {
