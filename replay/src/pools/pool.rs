@@ -9,6 +9,7 @@
 //!   that would turn a page's frame class from zero or clean to dirty, which fault campaigns draw on;
 //! - read the host files the runs read into the instance host's cache (`UsageHost`), so the first open of each
 //!   does not wait for the host's disk.
+//!
 //! Running the program to its warm point is the image's part: every instance starts there.
 //!
 //! Invariants: a `Warming` instance gives no access to its guest; only `Warming::finish` makes an `Instance`,

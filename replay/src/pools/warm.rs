@@ -12,6 +12,7 @@
 //!   are not values a program reads as randomness, and keeping them keeps the clones' schedules alike;
 //! - a program image executed after the warm point (execve) gets AT_RANDOM and RDRAND streams keyed by the root
 //!   seed and the exec count, as in a cold run, so clones that exec share those too.
+//!
 //! With `Seeding::Shared` (`--no-reseed`) an instance continues exactly as the run that made the snapshot would
 //! have: same output, instruction count and state hash as a cold run (tests/warm_pools.rs).
 //!
