@@ -84,7 +84,7 @@ pub enum Start {
 /// doubles, so they stay spread evenly over the run however long it is.
 pub const CHECKPOINTS_MAX: usize = 64;
 /// The first interval between checkpoints, in instructions.
-const CHECKPOINT_INTERVAL_START: u64 = 1 << 12;
+const CHECKPOINT_INTERVAL_START: u64 = 1 << 9;
 
 /// The fault-free run at one instruction count: the guest and its host (stdout so far, entropy position).
 struct Checkpoint {
