@@ -17,7 +17,7 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use tandem_emulator::hypervisor::campaign::{
-    run_campaign, CampaignResult, CampaignSpec, End, RunResult, Verdict, JOBS_MAX,
+    run_campaign, CampaignResult, CampaignSpec, End, RunResult, Start, Verdict, JOBS_MAX,
 };
 use tandem_emulator::hypervisor::plan::FaultPlan;
 use tandem_emulator::hypervisor::Policy;
@@ -93,6 +93,12 @@ pub struct FaultsArgs {
     /// Example: --max-insns 5000000
     #[arg(long, value_name = "N")]
     max_insns: Option<u64>,
+
+    /// Start every faulty run from the program's ELF. By default a run starts from the fault-free run's latest
+    /// checkpoint before its first fault (until then it is the fault-free run, instruction for instruction);
+    /// the tables and the JSON report are the same either way, byte for byte. Example: --cold
+    #[arg(long)]
+    cold: bool,
 
     /// How many example seeds to list per verdict. Example: --examples 20
     #[arg(long, default_value_t = 5, value_name = "N")]
@@ -189,6 +195,7 @@ pub fn run(args: FaultsArgs) -> anyhow::Result<()> {
         jobs: args.jobs,
         instructions_max: args.max_insns,
         files,
+        start: if args.cold { Start::Cold } else { Start::Warm },
     };
     let result =
         run_campaign(&spec).with_context(|| format!("campaign over {}", program.display()))?;

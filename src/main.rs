@@ -32,6 +32,7 @@ mod ft_hosts;
 mod fuzz_cmd;
 mod mount_fs;
 mod output;
+mod pool_cmd;
 mod profile_cmd;
 mod record_cmd;
 mod replay_cmd;
@@ -68,6 +69,7 @@ enum Command {
     Profile(profile_cmd::ProfileArgs),
     Cdp(cdp_cmd::CdpArgs),
     Fuzz(fuzz_cmd::FuzzArgs),
+    Pool(pool_cmd::PoolArgs),
 }
 
 /// Exit status of tandem's own failure: bad input, an unreadable file, a usage error, an internal error. 125 as
@@ -96,6 +98,7 @@ fn main() {
         Command::Profile(args) => profile_cmd::run(args),
         Command::Cdp(args) => cdp_cmd::run(args),
         Command::Fuzz(args) => fuzz_cmd::run(args),
+        Command::Pool(args) => pool_cmd::run(args),
     };
     match result {
         Ok(()) => match output::flush_stdout() {

@@ -204,6 +204,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         );
     }
     let r = &args.run;
+    if r.warm_at.is_some() {
+        bail!("tandem record records a run from its start; --warm-at is for tandem run and tandem pool");
+    }
     let program = crate::run_cmd::program_path(&r.command[0]);
     let partial = partial_path(&args.output);
     let bytes = read_input(&program, InputKind::Program)?;

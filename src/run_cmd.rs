@@ -19,9 +19,11 @@ use tandem_emulator::linux::abi::{SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGSEGV};
 use tandem_emulator::linux::sysnames::syscall_name;
 use tandem_emulator::linux::vfs::{split, Mount};
 use tandem_emulator::linux::{
-    Host, HostMetadata, LinuxConfig, Progress, SchedPolicy, SeededEntropy, Termination,
+    Host, HostMetadata, LinuxConfig, LinuxMachine, Progress, SchedPolicy, SeededEntropy,
+    Termination,
 };
 use tandem_emulator::storage::VolumeSpec;
+use tandem_replay::pools::{locate, run_to, Seeding, WarmImage, WarmPoint};
 use tandem_scenarios::input::{read_input, read_input_text, InputKind};
 
 /// Exit status of a run stopped by --max-insns (the convention of timeout(1)).
@@ -186,6 +188,25 @@ pub struct RunArgs {
     #[arg(long, hide = true)]
     pub(crate) coverage: bool,
 
+    /// Start the program from a warm snapshot taken at POINT: an ELF symbol of the program (main), an instruction
+    /// count (250000) or first-read-of-stdin (just before its first read of stdin). The run up to the point is
+    /// made once, snapshotted, and the program goes on in a new guest restored from it; from there on it draws
+    /// random values of its own (see --no-reseed and `tandem pool`). Example: --warm-at main
+    #[arg(long, value_name = "POINT")]
+    pub(crate) warm_at: Option<String>,
+
+    /// With --warm-at: the restored guest keeps the snapshot's entropy streams, so the run is the cold run bit
+    /// for bit (same output, instruction count and state hash). Without it, the guest is re-seeded from the
+    /// warm point on (getrandom, /dev/urandom and RDRAND draw from streams of clone --clone); AT_RANDOM and
+    /// every value drawn before the point stay shared. Example: --warm-at main --no-reseed
+    #[arg(long, requires = "warm_at")]
+    pub(crate) no_reseed: bool,
+
+    /// With --warm-at: which clone of the snapshot this run is (it keys the re-seeded entropy streams), 0 by
+    /// default. Example: --warm-at 100000 --clone 3
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "warm_at")]
+    pub(crate) clone: u64,
+
     /// The program to run (a host path; a name without a slash is looked up on PATH) and its arguments.
     /// Example: -- corpus/bin/args-musl one two
     ///
@@ -241,6 +262,15 @@ impl Host for LiveHost {
     }
     fn fill_random(&mut self, out: &mut [u8]) {
         self.entropy.fill(out);
+    }
+}
+
+impl tandem_replay::pools::EntropyHost for LiveHost {
+    fn entropy(&self) -> SeededEntropy {
+        self.entropy.clone()
+    }
+    fn set_entropy(&mut self, entropy: SeededEntropy) {
+        self.entropy = entropy;
     }
 }
 
@@ -589,14 +619,29 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         &host_mounts(&config.mounts, &config.volumes),
         args.normalize_metadata,
     )?;
-    let mut hv = Hypervisor::new(
-        config,
-        bytes.into(),
-        host,
-        plan,
-        policy,
-        args.fault_seed.unwrap_or(args.seed),
-    )
+    let fault_seed = args.fault_seed.unwrap_or(args.seed);
+    let mut hv = match &args.warm_at {
+        Some(point) => {
+            if !plan.describe().is_empty() {
+                bail!("--warm-at cannot be combined with --faults: a fault before the warm point would be lost");
+            }
+            let seeding = if args.no_reseed {
+                Seeding::Shared
+            } else {
+                Seeding::Own { clone: args.clone }
+            };
+            let warm = WarmStart {
+                point,
+                seeding,
+                instructions_max: args.max_insns.unwrap_or(u64::MAX),
+                jit: !args.no_jit,
+            };
+            let guest = warm_start(config, &bytes, host, &warm)
+                .with_context(|| format!("--warm-at {point}: {}", program.display()))?;
+            Hypervisor::with_guest(guest, bytes.into(), plan, policy, fault_seed)
+        }
+        None => Hypervisor::new(config, bytes.into(), host, plan, policy, fault_seed),
+    }
     .with_context(|| format!("cannot load {}", program.display()))?;
     hv.guest.set_jit(!args.no_jit);
     install_journal(&mut hv.guest, &args)?;
@@ -708,6 +753,42 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     err.flush()?;
     std::process::exit(status);
+}
+
+/// How `tandem run --warm-at` (and `tandem pool`) start a guest warm.
+pub(crate) struct WarmStart<'a> {
+    pub(crate) point: &'a str,
+    pub(crate) seeding: Seeding,
+    pub(crate) instructions_max: u64,
+    pub(crate) jit: bool,
+}
+
+/// Runs the program to the warm point on `host`, snapshots it there and gives a new guest restored from the
+/// snapshot, with `host` (and the output the run wrote so far on it).
+pub(crate) fn warm_start<H: tandem_replay::pools::EntropyHost>(
+    config: LinuxConfig,
+    program: &[u8],
+    host: H,
+    warm: &WarmStart,
+) -> anyhow::Result<LinuxMachine<H>> {
+    let (image, host) = warm_image(config, program, host, warm)?;
+    Ok(image.instance(host, warm.seeding))
+}
+
+/// The warm image of the program at `warm.point`, and the host it ran on.
+pub(crate) fn warm_image<H: tandem_replay::pools::EntropyHost>(
+    config: LinuxConfig,
+    program: &[u8],
+    mut host: H,
+    warm: &WarmStart,
+) -> anyhow::Result<(WarmImage, H)> {
+    let point = WarmPoint::parse(warm.point)?;
+    let target = locate(&point, &config, program, &mut host, warm.instructions_max)?;
+    let mut guest = LinuxMachine::new(config, program, host)?;
+    guest.set_jit(warm.jit);
+    run_to(&mut guest, target, &point, warm.instructions_max)?;
+    let image = WarmImage::take(&mut guest, point);
+    Ok((image, guest.host))
 }
 
 /// The fault plan of --faults or --faults-file (empty without either).

@@ -10,7 +10,8 @@
 //! thread of its own), hosts.rs (the recording and replaying hosts),
 //! digest.rs (register files and the incremental memory digest), record.rs, replay.rs and
 //! memory_divergence.rs (which pages differ, who wrote them), timeline.rs
-//! (checkpoints, seeking), debugger.rs (the command-line debugger) and gdb.rs (its GDB remote-protocol front end).
+//! (checkpoints, seeking), debugger.rs (the command-line debugger) and gdb.rs (its GDB remote-protocol front end);
+//! pools/ (warm snapshots, usage profiles, pools of warmed instances).
 
 pub mod cdp;
 pub mod debugger;
@@ -19,6 +20,7 @@ pub mod ft;
 pub mod gdb;
 pub mod hosts;
 pub mod memory_divergence;
+pub mod pools;
 pub mod record;
 pub mod replay;
 pub mod sink;

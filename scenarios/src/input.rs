@@ -32,6 +32,8 @@ pub enum InputKind {
     Seeds,
     /// A JSON report of `tandem scenario run` (`tandem scenario merge`).
     Report,
+    /// A usage profile of a warm pool (`tandem pool --profile`).
+    Profile,
 }
 
 /// Largest program: a static busybox is about 2 MB and glibc programs a few MB; 256 MiB leaves room for any real one.
@@ -50,6 +52,8 @@ pub const FAULTS_FILE_BYTES_MAX: u64 = 4 << 20;
 pub const SEEDS_FILE_BYTES_MAX: u64 = 2 << 30;
 /// Largest scenario report: a few hundred bytes per seed.
 pub const REPORT_BYTES_MAX: u64 = 4 << 30;
+/// Largest usage profile: its block and page lines are bounded by 2^20 each, about 30 bytes a line.
+pub const PROFILE_BYTES_MAX: u64 = 64 << 20;
 
 impl InputKind {
     /// The kind as the error messages name it.
@@ -63,6 +67,7 @@ impl InputKind {
             InputKind::FaultsFile => "faults file",
             InputKind::Seeds => "seeds file",
             InputKind::Report => "scenario report",
+            InputKind::Profile => "usage profile",
         }
     }
 
@@ -76,6 +81,7 @@ impl InputKind {
             InputKind::FaultsFile => FAULTS_FILE_BYTES_MAX,
             InputKind::Seeds => SEEDS_FILE_BYTES_MAX,
             InputKind::Report => REPORT_BYTES_MAX,
+            InputKind::Profile => PROFILE_BYTES_MAX,
         }
     }
 }

@@ -24,7 +24,7 @@ use super::plan::{FaultKind, FaultPlan, PageState};
 use super::{Hypervisor, Policy};
 use crate::linux::abi::signal_name;
 use crate::linux::host::SharedFiles;
-use crate::linux::{LinuxConfig, LinuxMachine, MemoryHost, Progress, Termination};
+use crate::linux::{LinuxConfig, LinuxMachine, LinuxSnapshot, MemoryHost, Progress, Termination};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -67,6 +67,9 @@ pub struct CampaignSpec {
     /// The files every run sees through its mounts (a dynamically linked program's loader and libraries, from
     /// the guest's root); None: no files.
     pub files: Option<SharedFiles>,
+    /// Start each run from the fault-free run's latest checkpoint before its first fault (warm) instead of
+    /// from the ELF (cold). Either way the results are the same, byte for byte.
+    pub start: Start,
 }
 
 impl CampaignSpec {
@@ -76,6 +79,67 @@ impl CampaignSpec {
             Some(files) => MemoryHost::with_files(self.config.seed, files.clone()),
             None => MemoryHost::new(self.config.seed),
         }
+    }
+}
+
+/// Where each run of a campaign starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Start {
+    /// From the program's ELF, as a run of `tandem run` does.
+    Cold,
+    /// From the fault-free run's latest checkpoint at or before the run's first fault: until its first fault a
+    /// run is the fault-free run, instruction for instruction, so that part is not run again.
+    #[default]
+    Warm,
+}
+
+/// Most checkpoints of the fault-free run a warm campaign keeps. They are copy-on-write snapshots, so they cost
+/// the pages written between them; when there are this many, every other one is dropped and the interval
+/// doubles, so they stay spread evenly over the run however long it is.
+pub const CHECKPOINTS_MAX: usize = 64;
+/// The first interval between checkpoints, in instructions.
+const CHECKPOINT_INTERVAL_START: u64 = 1 << 9;
+
+/// The fault-free run at one instruction count: the guest and its host (stdout so far, entropy position).
+struct Checkpoint {
+    guest: LinuxSnapshot,
+    host: MemoryHost,
+}
+
+/// Checkpoints of the fault-free run in icount order, the first at the start.
+struct Checkpoints {
+    at: Vec<Checkpoint>,
+    interval: u64,
+}
+
+impl Checkpoints {
+    fn new() -> Checkpoints {
+        Checkpoints {
+            at: Vec::new(),
+            interval: CHECKPOINT_INTERVAL_START,
+        }
+    }
+
+    fn take(&mut self, guest: &mut LinuxMachine<MemoryHost>) {
+        if self.at.len() == CHECKPOINTS_MAX {
+            let mut index = 0;
+            self.at.retain(|_| {
+                index += 1;
+                index % 2 == 1
+            });
+            self.interval = self.interval.saturating_mul(2);
+        }
+        self.at.push(Checkpoint {
+            guest: guest.snapshot(),
+            host: guest.host.clone(),
+        });
+        debug_assert!(self.at.len() <= CHECKPOINTS_MAX);
+    }
+
+    /// The latest checkpoint at or before `icount`.
+    fn before(&self, icount: u64) -> Option<&Checkpoint> {
+        let after = self.at.partition_point(|c| c.guest.icount() <= icount);
+        after.checked_sub(1).map(|i| &self.at[i])
     }
 }
 
@@ -206,30 +270,46 @@ pub struct CampaignResult {
     /// The instruction limit of each faulty run.
     pub instructions_max: u64,
     pub runs: Vec<RunResult>,
+    /// Instructions the faulty runs did not run because they started from a checkpoint of the fault-free run
+    /// (0 for a cold campaign). Not part of any table: those are the same cold and warm.
+    pub instructions_skipped: u64,
 }
 
 fn run_one(
     spec: &CampaignSpec,
     plan: &FaultPlan,
     baseline: &Baseline,
+    checkpoints: &Checkpoints,
     seed: u64,
     instructions_max: u64,
-) -> Result<RunResult, CampaignError> {
-    let host = spec.host();
-    let mut hv = Hypervisor::new(
-        spec.config.clone(),
-        spec.program.clone(),
-        host,
-        plan.clone(),
-        spec.policy.clone(),
-        seed,
-    )?;
+) -> Result<(RunResult, u64), CampaignError> {
+    let start = match spec.start {
+        Start::Warm => checkpoints.before(super::first_fault_icount(plan, seed)),
+        Start::Cold => None,
+    };
+    let mut hv = match start {
+        Some(c) => Hypervisor::with_guest(
+            LinuxMachine::from_snapshot(spec.config.clone(), &c.guest, c.host.clone()),
+            spec.program.clone(),
+            plan.clone(),
+            spec.policy.clone(),
+            seed,
+        )?,
+        None => Hypervisor::new(
+            spec.config.clone(),
+            spec.program.clone(),
+            spec.host(),
+            plan.clone(),
+            spec.policy.clone(),
+            seed,
+        )?,
+    };
     let progress = hv.run_to_completion(instructions_max);
     let reports = hv.reports();
     let guest = &hv.guest;
     let end = End::of(progress, guest.termination());
     let stdout = &guest.host.stdout;
-    Ok(RunResult {
+    let result = RunResult {
         seed,
         verdict: judge(baseline, end, stdout),
         end,
@@ -237,8 +317,31 @@ fn run_one(
         stdout_bytes: stdout.len() as u64,
         diagnostic: guest.termination().and_then(Termination::diagnostic),
         reports,
-    })
+    };
+    Ok((result, start.map_or(0, |c| c.guest.icount())))
 }
+
+/// Runs the program without faults to its end or `instructions_max`, taking checkpoints on the way when the
+/// campaign starts warm.
+fn run_baseline(spec: &CampaignSpec, instructions_max: u64) -> Result<BaselineRun, CampaignError> {
+    let mut guest = LinuxMachine::new(spec.config.clone(), &spec.program, spec.host())?;
+    let mut checkpoints = Checkpoints::new();
+    if spec.start == Start::Cold {
+        let progress = guest.run_to_completion(instructions_max);
+        return Ok((guest, progress, checkpoints));
+    }
+    loop {
+        checkpoints.take(&mut guest);
+        let left = instructions_max.saturating_sub(guest.icount());
+        let progress = guest.run(left.min(checkpoints.interval));
+        if progress == Progress::Finished || guest.icount() >= instructions_max {
+            return Ok((guest, progress, checkpoints));
+        }
+    }
+}
+
+/// The fault-free run as it ended, its checkpoints and the auxiliary vector it started with.
+type BaselineRun = (LinuxMachine<MemoryHost>, Progress, Checkpoints);
 
 /// Runs the campaign.
 pub fn run_campaign(spec: &CampaignSpec) -> Result<CampaignResult, CampaignError> {
@@ -250,8 +353,7 @@ pub fn run_campaign(spec: &CampaignSpec) -> Result<CampaignResult, CampaignError
         return Err(CampaignError::BadJobs { jobs: spec.jobs });
     }
     let baseline_max = spec.instructions_max.unwrap_or(u64::MAX / 4);
-    let mut guest = LinuxMachine::new(spec.config.clone(), &spec.program, spec.host())?;
-    let progress = guest.run_to_completion(baseline_max);
+    let (mut guest, progress, checkpoints) = run_baseline(spec, baseline_max)?;
     if progress != Progress::Finished {
         return Err(CampaignError::BaselineHung {
             instructions_max: baseline_max,
@@ -275,17 +377,19 @@ pub fn run_campaign(spec: &CampaignSpec) -> Result<CampaignResult, CampaignError
             message: e.to_string(),
         })?;
     // Each run is judged where it ran, so only its verdict and sizes are kept, never every run's stdout at once.
-    let runs: Result<Vec<RunResult>, CampaignError> = pool.install(|| {
+    let runs: Result<Vec<(RunResult, u64)>, CampaignError> = pool.install(|| {
         (start..end)
             .into_par_iter()
-            .map(|seed| run_one(spec, &plan, &baseline, seed, instructions_max))
+            .map(|seed| run_one(spec, &plan, &baseline, &checkpoints, seed, instructions_max))
             .collect()
     });
+    let (runs, skipped): (Vec<RunResult>, Vec<u64>) = runs?.into_iter().unzip();
     Ok(CampaignResult {
         baseline,
         plan,
         instructions_max,
-        runs: runs?,
+        runs,
+        instructions_skipped: skipped.iter().sum(),
     })
 }
 
@@ -531,6 +635,7 @@ mod tests {
             jobs: 2,
             instructions_max: None,
             files: None,
+            start: Start::Warm,
         }
     }
 

@@ -150,38 +150,23 @@ impl<H: Host> Hypervisor<H> {
         policy: Policy,
         fault_seed: u64,
     ) -> Result<Self, LoadError> {
-        let elf = ElfFile::parse(&program)?;
         let guest = LinuxMachine::new(config, &program, host)?;
-        let mut rng = named_stream(fault_seed, "faults.mem");
-        let mut scheduled: Vec<(u64, Scheduled)> = plan
-            .events
-            .iter()
-            .map(|e| (e.icount, Scheduled::Event(*e)))
-            .collect();
-        let mut random = Vec::new();
-        for (index, spec) in plan.random.iter().enumerate() {
-            let mut next_icount = u64::MAX;
-            if let (Some(count), Some(within)) = (spec.count, spec.within) {
-                for _ in 0..count {
-                    let at = rng.random_range(0..within.max(1));
-                    scheduled.push((
-                        at,
-                        Scheduled::Drawn {
-                            index,
-                            kind: spec.kind,
-                        },
-                    ));
-                }
-            }
-            if let Some(rate) = spec.rate {
-                next_icount = draw_gap(&mut rng, rate);
-            }
-            random.push(RandomState {
-                spec: spec.clone(),
-                next_icount,
-            });
-        }
-        scheduled.sort_by_key(|(at, _)| *at);
+        Hypervisor::with_guest(guest, program, plan, policy, fault_seed)
+    }
+
+    /// A guest that is already running (restored from a warm snapshot, replay/src/pools; a fault campaign's
+    /// checkpoint) under the plan. The plan's schedule is drawn exactly as `new` draws it, so faults at or after
+    /// the guest's icount fire as they would have in a run from the start. Faults the plan puts before the guest's icount fire at once: the caller starts from a
+    /// point before the first fault (`first_fault_icount`).
+    pub fn with_guest(
+        guest: LinuxMachine<H>,
+        program: Arc<[u8]>,
+        plan: FaultPlan,
+        policy: Policy,
+        fault_seed: u64,
+    ) -> Result<Self, LoadError> {
+        let elf = ElfFile::parse(&program)?;
+        let drawn = DrawnSchedule::draw(&plan, fault_seed);
         Ok(Hypervisor {
             guest,
             program,
@@ -189,10 +174,10 @@ impl<H: Host> Hypervisor<H> {
             clean_image: None,
             policy,
             plan,
-            scheduled,
+            scheduled: drawn.scheduled,
             scheduled_next: 0,
-            random,
-            rng,
+            random: drawn.random,
+            rng: drawn.rng,
             injections: Vec::new(),
             reports: Vec::new(),
             early: Vec::new(),
@@ -723,6 +708,67 @@ fn draw_gap(rng: &mut ChaCha20Rng, rate: f64) -> u64 {
     }
     let span = (2.0 / rate).min(u64::MAX as f64 / 2.0) as u64;
     rng.random_range(1..=span.max(1))
+}
+
+/// The icount of the first fault a plan fires under `fault_seed` (u64::MAX: none), drawn as `Hypervisor::new`
+/// draws it. A run is identical to the fault-free run until then, which is what lets a campaign start it from
+/// the fault-free run's latest checkpoint before it (campaign.rs).
+pub fn first_fault_icount(plan: &FaultPlan, fault_seed: u64) -> u64 {
+    let drawn = DrawnSchedule::draw(plan, fault_seed);
+    let scheduled = drawn.scheduled.first().map_or(u64::MAX, |(at, _)| *at);
+    drawn
+        .random
+        .iter()
+        .map(|r| r.next_icount)
+        .fold(scheduled, u64::min)
+}
+
+/// A plan's faults as drawn when a run starts: explicit events and `count=` draws by icount, the first gap of
+/// each `rate=` spec, and the stream's position after those draws.
+struct DrawnSchedule {
+    scheduled: Vec<(u64, Scheduled)>,
+    random: Vec<RandomState>,
+    rng: ChaCha20Rng,
+}
+
+impl DrawnSchedule {
+    fn draw(plan: &FaultPlan, fault_seed: u64) -> DrawnSchedule {
+        let mut rng = named_stream(fault_seed, "faults.mem");
+        let mut scheduled: Vec<(u64, Scheduled)> = plan
+            .events
+            .iter()
+            .map(|e| (e.icount, Scheduled::Event(*e)))
+            .collect();
+        let mut random = Vec::new();
+        for (index, spec) in plan.random.iter().enumerate() {
+            let mut next_icount = u64::MAX;
+            if let (Some(count), Some(within)) = (spec.count, spec.within) {
+                for _ in 0..count {
+                    let at = rng.random_range(0..within.max(1));
+                    scheduled.push((
+                        at,
+                        Scheduled::Drawn {
+                            index,
+                            kind: spec.kind,
+                        },
+                    ));
+                }
+            }
+            if let Some(rate) = spec.rate {
+                next_icount = draw_gap(&mut rng, rate);
+            }
+            random.push(RandomState {
+                spec: spec.clone(),
+                next_icount,
+            });
+        }
+        scheduled.sort_by_key(|(at, _)| *at);
+        DrawnSchedule {
+            scheduled,
+            random,
+            rng,
+        }
+    }
 }
 
 #[cfg(test)]

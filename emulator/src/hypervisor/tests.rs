@@ -423,8 +423,8 @@ fn a_core_dump_leaves_the_state_unchanged() {
 }
 
 #[test]
-fn campaigns_are_identical_at_any_thread_count() {
-    let spec = |jobs| CampaignSpec {
+fn campaigns_are_identical_at_any_thread_count_cold_and_warm() {
+    let spec = |jobs, start| CampaignSpec {
         program: corpus("jmp-musl"),
         config: config(&["jmp"]),
         plan: FaultPlan::parse_spec("mem.ue:count=1,mem.flip:count=1", "test").unwrap(),
@@ -433,10 +433,21 @@ fn campaigns_are_identical_at_any_thread_count() {
         jobs,
         instructions_max: None,
         files: None,
+        start,
     };
-    let one = run_campaign(&spec(1)).unwrap();
-    let three = run_campaign(&spec(3)).unwrap();
+    let one = run_campaign(&spec(1, campaign::Start::Cold)).unwrap();
+    let three = run_campaign(&spec(3, campaign::Start::Warm)).unwrap();
+    let warm_one = run_campaign(&spec(1, campaign::Start::Warm)).unwrap();
     assert_eq!(one.runs, three.runs);
+    assert_eq!(one.runs, warm_one.runs);
+    assert_eq!(one.instructions_skipped, 0);
+    assert!(
+        three.instructions_skipped > 0
+            && three.instructions_skipped == warm_one.instructions_skipped,
+        "warm runs start from checkpoints: {} and {} instructions skipped",
+        three.instructions_skipped,
+        warm_one.instructions_skipped
+    );
     let render = |r: &campaign::CampaignResult| r.render(&|s| format!("seed {s}"), 3);
     assert_eq!(render(&one), render(&three));
     assert_eq!(one.runs.len(), 16);

@@ -174,6 +174,15 @@ impl SeededEntropy {
     pub fn new(seed: u64) -> SeededEntropy {
         SeededEntropy(crate::cpu::named_stream(seed, "linux.getrandom"))
     }
+    /// The stream of clone `clone` of a warm snapshot ("linux.getrandom/clone/N"): clones of one snapshot draw
+    /// different values from here on, and none draws what the uncloned run would have (see
+    /// `LinuxMachine::reseed_clone`).
+    pub fn for_clone(seed: u64, clone: u64) -> SeededEntropy {
+        SeededEntropy(crate::cpu::named_stream(
+            seed,
+            &format!("linux.getrandom/clone/{clone}"),
+        ))
+    }
     pub fn fill(&mut self, out: &mut [u8]) {
         self.0.fill_bytes(out);
     }
@@ -227,6 +236,16 @@ pub struct MemoryHost {
 }
 
 impl MemoryHost {
+    /// The entropy stream at its current position (what a warm snapshot keeps beside the guest).
+    pub fn entropy(&self) -> &SeededEntropy {
+        &self.entropy
+    }
+
+    /// Replaces the entropy stream (a warm clone's own, `SeededEntropy::for_clone`).
+    pub fn set_entropy(&mut self, entropy: SeededEntropy) {
+        self.entropy = entropy;
+    }
+
     pub fn new(seed: u64) -> MemoryHost {
         MemoryHost {
             stdin: Vec::new(),

@@ -426,6 +426,18 @@ impl<H: Host> LinuxMachine<H> {
         self.machine.set_jit(on);
     }
 
+    /// The running address space's blocks with their run counts up to the compile threshold, in address order
+    /// (`Machine::hot_blocks`): what a usage profile records as hot.
+    pub fn hot_blocks(&self) -> Vec<(u64, u32)> {
+        self.machine.hot_blocks()
+    }
+
+    /// Compiles the blocks at `rips` of the running address space now (`Machine::precompile`): a warm
+    /// instance's warmup. Changes nothing observable. Returns the blocks compiled.
+    pub fn precompile_blocks(&mut self, rips: &[u64]) -> usize {
+        self.machine.precompile(rips)
+    }
+
     pub fn jit_enabled(&self) -> bool {
         self.machine.jit_enabled()
     }

@@ -31,7 +31,7 @@ use super::sched::Scheduler;
 use super::syscall_faults::SyscallFaults;
 use super::task::{Process, Thread, Zombie};
 use super::vfs::{FileData, SharedFile, Vfs};
-use super::{Host, LinuxMachine, Stats, Termination};
+use super::{Host, LinuxConfig, LinuxMachine, Stats, Termination};
 use crate::cpu::{Cpu, CpuConfig, CpuState, Machine};
 use crate::memory::{Memory, MemorySnapshot};
 use crate::shared::Shared;
@@ -399,7 +399,8 @@ impl<H: Host> LinuxMachine<H> {
         }
     }
 
-    /// Puts the guest back exactly as it was when `snap` was taken (the host is left alone).
+    /// Puts the guest back exactly as it was when `snap` was taken (the host is left alone). The engine of the
+    /// running space is kept (its code buffer is reused); its cached blocks are dropped.
     pub fn restore(&mut self, snap: &LinuxSnapshot) {
         self.restore_with(snap, false);
     }
@@ -415,31 +416,22 @@ impl<H: Host> LinuxMachine<H> {
         // Frame numbers compare only within one address space: after an execve or in another process the
         // engine's cache is of other code.
         let keep_code = keep_code && self.proc.space == snap.process.space;
-        let mut map = CloneMap::default();
-        self.vfs = map.vfs(&snap.vfs);
-        self.proc = map.process(&snap.process);
-        self.procs = snap
-            .procs
-            .iter()
-            .map(|(&pid, p)| (pid, map.process(p)))
-            .collect();
         snap.running_space
             .restore_into(&mut self.machine, keep_code);
         self.machine.cpu.regs = snap.regs.clone();
         self.machine.cpu.icount = snap.icount;
-        let frames_max = self.config.frames_max;
-        self.spaces = snap
-            .spaces
-            .iter()
-            .map(|(&id, s)| (id, s.rebuild(frames_max)))
-            .collect();
-        self.thread = snap.thread.clone();
+        let k = KernelParts::of(snap, self.config.frames_max);
+        self.vfs = k.vfs;
+        self.proc = k.proc;
+        self.procs = k.procs;
+        self.spaces = k.spaces;
+        self.thread = k.thread;
         self.thread_exited = snap.thread_exited;
-        self.threads = snap.threads.clone();
-        self.zombies = snap.zombies.clone();
-        self.blocked = snap.blocked.clone();
-        self.futex_waiters = snap.futex_waiters.clone();
-        self.sched = snap.sched.clone();
+        self.threads = k.threads;
+        self.zombies = k.zombies;
+        self.blocked = k.blocked;
+        self.futex_waiters = k.futex_waiters;
+        self.sched = k.sched;
         let c = snap.counters;
         self.generation = c.generation;
         self.slice_end = c.slice_end;
@@ -452,11 +444,119 @@ impl<H: Host> LinuxMachine<H> {
         self.death_seq = c.death_seq;
         self.space_next = c.space_next;
         self.exec_count = c.exec_count;
-        self.net = snap.net.copy_with(&mut map);
-        self.vfs.exe_path = self.proc.exe_path.clone();
+        self.net = k.net;
         self.termination = snap.termination.clone();
         self.stats = snap.stats.clone();
         self.syscall_faults = snap.syscall_faults.clone();
+    }
+
+    /// A new guest in the state of `snap`, talking to `host`, without loading any program: what a warm pool's
+    /// instances start from (replay/src/pools). `config` must be the configuration the snapshot's guest ran
+    /// with (the caller keeps it beside the snapshot). Memory frames are shared copy-on-write with the
+    /// snapshot, so this costs the page table and the kernel's tables, not the guest's bytes.
+    pub fn from_snapshot(config: LinuxConfig, snap: &LinuxSnapshot, host: H) -> Self {
+        let mut machine = snap.running_space.rebuild(config.frames_max);
+        machine.cpu.regs = snap.regs.clone();
+        machine.cpu.icount = snap.icount;
+        let k = KernelParts::of(snap, config.frames_max);
+        let c = snap.counters;
+        LinuxMachine {
+            machine,
+            host,
+            config,
+            vfs: k.vfs,
+            proc: k.proc,
+            thread: k.thread,
+            thread_exited: snap.thread_exited,
+            threads: k.threads,
+            procs: k.procs,
+            spaces: k.spaces,
+            blocked: k.blocked,
+            futex_waiters: k.futex_waiters,
+            sched: k.sched,
+            generation: c.generation,
+            slice_end: c.slice_end,
+            restart_deadline: c.restart_deadline,
+            block_deadline: c.block_deadline,
+            block_wake_at: c.block_wake_at,
+            idle_timer_skips: c.idle_timer_skips,
+            skipped_ns: c.skipped_ns,
+            tid_next: c.tid_next,
+            zombies: k.zombies,
+            death_seq: c.death_seq,
+            space_next: c.space_next,
+            exec_count: c.exec_count,
+            net: k.net,
+            termination: snap.termination.clone(),
+            stats: snap.stats.clone(),
+            // The observer of volume operations is outside the guest's state: a new guest has none until its
+            // owner installs one.
+            io_observer: None,
+            syscall_faults: snap.syscall_faults.clone(),
+        }
+    }
+
+    /// Gives this guest entropy of its own from now on: every address space's RDRAND stream is replaced by the
+    /// stream "cpu.rdrand/clone/N" of the root seed. What was drawn before (AT_RANDOM, values already in
+    /// memory) stays as it is. getrandom(2) and /dev/urandom come from the host, whose stream the caller
+    /// replaces (`SeededEntropy::for_clone`). The scheduler's, the socket ports' and the fault streams are
+    /// left alone: they are not values a program can read as randomness, and keeping them keeps the schedule.
+    pub fn reseed_clone(&mut self, clone: u64) {
+        let seed = self.config.seed;
+        let mut streams = vec![&mut self.machine];
+        streams.extend(self.spaces.values_mut());
+        for (i, m) in streams.into_iter().enumerate() {
+            let name = format!("{}/clone/{clone}/space/{i}", crate::cpu::RDRAND_STREAM);
+            m.cpu.rdrand = crate::cpu::named_stream(seed, &name);
+        }
+    }
+}
+
+/// The kernel's tables rebuilt from a snapshot, sharing nothing with it (see `CloneMap`).
+struct KernelParts {
+    vfs: Vfs,
+    proc: Process,
+    procs: BTreeMap<Pid, Process>,
+    spaces: BTreeMap<u32, Machine>,
+    thread: Thread,
+    threads: BTreeMap<Tid, Thread>,
+    zombies: BTreeMap<Pid, Zombie>,
+    blocked: BTreeMap<Tid, Blocked>,
+    futex_waiters: BTreeMap<FutexKey, VecDeque<Tid>>,
+    sched: Scheduler,
+    net: Net,
+}
+
+impl KernelParts {
+    fn of(snap: &LinuxSnapshot, frames_max: usize) -> KernelParts {
+        let mut map = CloneMap::default();
+        // Files first through the overlay, then descriptors, so that all see the same copies.
+        let vfs = map.vfs(&snap.vfs);
+        let proc = map.process(&snap.process);
+        let procs = snap
+            .procs
+            .iter()
+            .map(|(&pid, p)| (pid, map.process(p)))
+            .collect();
+        let mut vfs = vfs;
+        vfs.exe_path = proc.exe_path.clone();
+        KernelParts {
+            vfs,
+            proc,
+            procs,
+            spaces: snap
+                .spaces
+                .iter()
+                .map(|(&id, s)| (id, s.rebuild(frames_max)))
+                .collect(),
+            thread: snap.thread.clone(),
+            threads: snap.threads.clone(),
+            zombies: snap.zombies.clone(),
+            blocked: snap.blocked.clone(),
+            futex_waiters: snap.futex_waiters.clone(),
+            sched: snap.sched.clone(),
+            net: snap.net.copy_with(&mut map),
+        }
     }
 }
 
