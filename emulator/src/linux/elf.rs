@@ -929,7 +929,8 @@ mod tests {
         ph[8..16].copy_from_slice(&at.to_le_bytes());
         ph[32..40].copy_from_slice(&(path.len() as u64).to_le_bytes());
         let phoff = f.len() as u64;
-        f.extend_from_slice(&f[64..120].to_vec());
+        let first_header = f[64..120].to_vec();
+        f.extend_from_slice(&first_header);
         f.extend_from_slice(&ph);
         f[32..40].copy_from_slice(&phoff.to_le_bytes());
         f[56..58].copy_from_slice(&2u16.to_le_bytes());
