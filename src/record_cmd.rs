@@ -25,7 +25,7 @@ use tandem_emulator::linux::LinuxConfig;
 use tandem_replay::hosts::{LiveClock, LiveEntropy, RecordingHost};
 use tandem_replay::record::record;
 use tandem_replay::sink::BackgroundWriter;
-use tandem_replay::trace::{blob_id, FaultOptions, Header, TaskOptions, TraceWriter};
+use tandem_replay::trace::{FaultOptions, Header, TraceWriter};
 use tandem_scenarios::input::{read_input, InputKind};
 
 #[derive(clap::Args, Debug)]
@@ -153,45 +153,10 @@ impl LiveClock for HostClock {
 /// the default hash intervals, the guest's own clock and entropy, no faults. `tandem ft --record` writes it as
 /// is; `tandem record` sets its options over it.
 pub(crate) fn header_of(config: &LinuxConfig, program: &Path, bytes: &[u8]) -> Header {
-    Header {
-        emulator_version: tandem_replay::EMULATOR_VERSION.to_string(),
-        program_path: program.as_os_str().as_bytes().to_vec(),
-        program_id: blob_id(bytes),
-        program: bytes.to_vec(),
-        argv: config.argv.clone(),
-        envp: config.envp.clone(),
-        mounts: config
-            .mounts
-            .iter()
-            .map(|m| {
-                (
-                    tandem_emulator::linux::vfs::join(&m.guest),
-                    m.host.as_os_str().as_bytes().to_vec(),
-                )
-            })
-            .collect(),
-        seed: config.seed,
-        strict: config.strict,
-        epoch_ns: config.epoch_ns,
-        ns_per_insn: config.ns_per_insn,
-        stdout_is_terminal: config.stdout_is_terminal,
-        exe_path: config.exe_path.clone(),
-        cwd: config.cwd.clone(),
-        frames_max: config.frames_max as u64,
-        instructions_max: None,
-        hash_interval: HASH_INTERVAL_DEFAULT,
-        fine_interval: FINE_INTERVAL_DEFAULT,
-        live_clock: false,
-        live_entropy: false,
-        tasks: TaskOptions::of(config),
-        syscall_faults: Vec::new(),
-        faults: None,
-    }
+    Header::of_run(config, program.as_os_str().as_bytes().to_vec(), bytes)
 }
 
-/// Instructions between checkpoints, and between fine register hashes, unless told otherwise.
-pub(crate) const HASH_INTERVAL_DEFAULT: u64 = 1 << 20;
-pub(crate) const FINE_INTERVAL_DEFAULT: u64 = 65536;
+pub(crate) use tandem_replay::trace::{FINE_INTERVAL_DEFAULT, HASH_INTERVAL_DEFAULT};
 
 pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let fine_interval = args

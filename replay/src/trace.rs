@@ -160,6 +160,54 @@ pub struct Header {
     pub syscall_faults: Vec<SyscallFaultRecord>,
 }
 
+/// Instructions between checkpoints, and between fine register hashes, unless a recording says otherwise.
+pub const HASH_INTERVAL_DEFAULT: u64 = 1 << 20;
+pub const FINE_INTERVAL_DEFAULT: u64 = 65536;
+
+impl Header {
+    /// The header of a recording of `program` (its bytes; `program_path` for messages) run with `config`: the
+    /// run's inputs as the configuration has them, the default intervals, no instruction limit, no live host
+    /// answers and no faults. Callers change what differs.
+    pub fn of_run(
+        config: &tandem_emulator::linux::LinuxConfig,
+        program_path: Vec<u8>,
+        program: &[u8],
+    ) -> Header {
+        Header {
+            emulator_version: crate::EMULATOR_VERSION.to_string(),
+            program_path,
+            program_id: blob_id(program),
+            program: program.to_vec(),
+            argv: config.argv.clone(),
+            envp: config.envp.clone(),
+            mounts: config
+                .mounts
+                .iter()
+                .map(|m| {
+                    let guest = tandem_emulator::linux::vfs::join(&m.guest);
+                    (guest, m.host.as_os_str().as_encoded_bytes().to_vec())
+                })
+                .collect(),
+            seed: config.seed,
+            strict: config.strict,
+            epoch_ns: config.epoch_ns,
+            ns_per_insn: config.ns_per_insn,
+            stdout_is_terminal: config.stdout_is_terminal,
+            exe_path: config.exe_path.clone(),
+            cwd: config.cwd.clone(),
+            frames_max: config.frames_max as u64,
+            instructions_max: None,
+            hash_interval: HASH_INTERVAL_DEFAULT,
+            fine_interval: FINE_INTERVAL_DEFAULT,
+            live_clock: false,
+            live_entropy: false,
+            faults: None,
+            tasks: TaskOptions::of(config),
+            syscall_faults: Vec::new(),
+        }
+    }
+}
+
 /// One syscall fault of a recorded run: the `call`th call (from 1) of syscall `nr` failed with `errno` (when
 /// non-zero) or moved at most `short_bytes` bytes. The trace's own copy of the emulator's `SyscallFault`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,7 +30,7 @@ use tandem_emulator::linux::syscall_faults::SyscallFaults;
 use tandem_emulator::linux::MemoryHost;
 use tandem_replay::hosts::RecordingHost;
 use tandem_replay::record::record;
-use tandem_replay::trace::{blob_id, Header, TaskOptions, TraceWriter};
+use tandem_replay::trace::{Header, TraceWriter};
 
 /// Version of `stats.json`'s layout.
 pub const STATS_VERSION: u32 = 1;
@@ -118,29 +118,9 @@ pub fn write_finding(out: &Path, target: &Target, f: &Finding) -> std::io::Resul
 pub fn record_trace(target: &Target, genome: &Genome, path: &Path) -> std::io::Result<()> {
     let config = &target.config;
     let header = Header {
-        emulator_version: tandem_replay::EMULATOR_VERSION.to_string(),
-        program_path: config.exe_path.clone(),
-        program_id: blob_id(&target.program),
-        program: target.program.clone(),
-        argv: config.argv.clone(),
-        envp: config.envp.clone(),
-        mounts: Vec::new(),
-        seed: config.seed,
-        strict: config.strict,
-        epoch_ns: config.epoch_ns,
-        ns_per_insn: config.ns_per_insn,
-        stdout_is_terminal: config.stdout_is_terminal,
-        exe_path: config.exe_path.clone(),
-        cwd: config.cwd.clone(),
-        frames_max: config.frames_max as u64,
         instructions_max: Some(target.instructions_max),
-        hash_interval: 1 << 20,
-        fine_interval: 1 << 16,
-        live_clock: false,
-        live_entropy: false,
-        faults: None,
-        tasks: TaskOptions::of(config),
         syscall_faults: genome.faults.iter().map(Into::into).collect(),
+        ..Header::of_run(config, config.exe_path.clone(), &target.program)
     };
     let mut host = MemoryHost::new(config.seed);
     host.stdin = genome.stdin.clone();

@@ -9,9 +9,7 @@ use tandem_emulator::linux::{LinuxConfig, MemoryHost};
 use tandem_replay::hosts::RecordingHost;
 use tandem_replay::record::record;
 use tandem_replay::sink::ChunkSink;
-use tandem_replay::trace::{
-    blob_id, Chunk, FaultOptions, Header, Summary, TaskOptions, TraceWriter,
-};
+use tandem_replay::trace::{Chunk, FaultOptions, Header, Summary, TraceWriter};
 
 /// The bytes of `corpus/bin/NAME`.
 pub fn corpus(name: &str) -> Vec<u8> {
@@ -74,34 +72,16 @@ pub fn record_in_memory(mut r: Recording) -> (Vec<u8>, Summary) {
     };
     let has_faults = !r.plan.events.is_empty() || !r.plan.random.is_empty();
     let header = Header {
-        emulator_version: tandem_replay::EMULATOR_VERSION.to_string(),
-        program_path: b"corpus/bin/program".to_vec(),
-        program_id: blob_id(&r.program),
-        program: r.program.clone(),
-        argv: config.argv.clone(),
-        envp: config.envp.clone(),
-        mounts: Vec::new(),
-        seed: config.seed,
-        strict: config.strict,
-        epoch_ns: config.epoch_ns,
-        ns_per_insn: config.ns_per_insn,
-        stdout_is_terminal: config.stdout_is_terminal,
-        exe_path: config.exe_path.clone(),
-        cwd: config.cwd.clone(),
-        frames_max: config.frames_max as u64,
         instructions_max: Some(50_000_000),
         hash_interval: r.hash_interval,
         fine_interval: r.fine_interval,
-        live_clock: false,
-        live_entropy: false,
         faults: has_faults.then(|| FaultOptions {
             plan: r.plan.clone(),
             fault_seed: 0,
             early_kill: false,
             stuck_period_insns: Policy::default().stuck_period_insns,
         }),
-        tasks: TaskOptions::of(&config),
-        syscall_faults: Vec::new(),
+        ..Header::of_run(&config, b"corpus/bin/program".to_vec(), &r.program)
     };
     let mut host = MemoryHost::new(0);
     host.stdin = std::mem::take(&mut r.stdin);
