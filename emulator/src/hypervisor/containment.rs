@@ -30,7 +30,8 @@
 use super::plan::{FaultKind, PageState};
 use serde::{Deserialize, Serialize};
 
-/// What the hypervisor did about a fault.
+/// What the hypervisor did about a fault. Traces hold it by variant index (bincode): a new variant goes last, or
+/// every recorded fault after it decodes as another action (tests/golden_trace.rs catches it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
@@ -38,9 +39,6 @@ pub enum Action {
     Retired,
     /// Clean pages replaced by fresh frames re-read from the binary.
     Reread,
-    /// Clean pages of another mapped file (the dynamic loader, a shared library, a data file mapped private)
-    /// replaced by fresh frames re-read from that file, as Linux drops a clean page-cache page and reads it again.
-    RereadFile,
     /// Never-written anonymous pages replaced by fresh zero frames.
     Zeroed,
     /// Dirty pages left poisoned: the guest gets SIGBUS BUS_MCEERR_AR when it touches them (late kill).
@@ -59,6 +57,9 @@ pub enum Action {
     FlippedBit,
     /// A bit was forced to a value and will be re-asserted.
     StuckBit,
+    /// Clean pages of another mapped file (the dynamic loader, a shared library, a data file mapped private)
+    /// replaced by fresh frames re-read from that file, as Linux drops a clean page-cache page and reads it again.
+    RereadFile,
 }
 
 impl Action {
