@@ -1019,10 +1019,38 @@ fn the_hint_nop_space_matches_the_host() {
         (None, 0),
         "rdsspq must run as a NOP on the host (shadow stacks off for this process) for the host to be the oracle"
     );
-    check_hint_walk(
-        &hint_space_encodings(),
-        "the_hint_nop_space_matches_the_host",
-    );
+    // 0F 0D with a register operand is where vendors part: AMD's CPUs raise #UD (as tandem does, and QEMU), Intel's
+    // run it as a NOP. The walk compares those forms only on an AMD host; elsewhere they are left out, and
+    // tandem's #UD for them stays held by AMD hosts and by the unicorn-engine suite.
+    let amd = host_vendor() == *b"AuthenticAMD";
+    let encodings: Vec<Vec<u8>> = hint_space_encodings()
+        .into_iter()
+        .filter(|e| amd || !is_register_0f0d(e))
+        .collect();
+    check_hint_walk(&encodings, "the_hint_nop_space_matches_the_host");
+}
+
+/// The host CPU's vendor string (CPUID leaf 0: EBX, EDX, ECX).
+fn host_vendor() -> [u8; 12] {
+    // SAFETY: CPUID exists on every x86-64 CPU and only reads identification registers.
+    #[allow(unused_unsafe)]
+    let r = unsafe { std::arch::x86_64::__cpuid(0) };
+    let mut v = [0u8; 12];
+    v[..4].copy_from_slice(&r.ebx.to_le_bytes());
+    v[4..8].copy_from_slice(&r.edx.to_le_bytes());
+    v[8..].copy_from_slice(&r.ecx.to_le_bytes());
+    v
+}
+
+/// An encoding of 0F 0D (prefetch group) with a register operand, whatever its prefixes.
+fn is_register_0f0d(bytes: &[u8]) -> bool {
+    let mut decoder = iced_x86::Decoder::new(64, bytes, iced_x86::DecoderOptions::NONE);
+    let insn = decoder.decode();
+    let op = insn.op_code();
+    op.encoding() == iced_x86::EncodingKind::Legacy
+        && op.table() == iced_x86::OpCodeTableKind::T0F
+        && op.op_code() == 0x0d
+        && insn.op0_kind() == iced_x86::OpKind::Register
 }
 
 #[test]

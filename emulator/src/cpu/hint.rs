@@ -20,8 +20,9 @@
 //!   (tandem's CPUID does not report MPX, leaf 7 EBX bit 14); iced decodes them as `Reservednop_*` unless asked
 //!   for MPX, so they need no code of their own here.
 //!
-//! Not NOPs: 0F 0D with a register operand raises #UD (the host CPU the suites compare against, an AMD one,
-//! does so, as AMD's APM says for PREFETCH/PREFETCHW; QEMU agrees), and the CET instructions outside this
+//! Not NOPs: 0F 0D with a register operand raises #UD (AMD's CPUs do so, as AMD's APM says for
+//! PREFETCH/PREFETCHW, and QEMU agrees; Intel's run it as a NOP, so the native walk compares these forms on AMD
+//! hosts only. FIXME: tandem's CPUID says GenuineIntel, whose NOP would be the more faithful answer), and the CET instructions outside this
 //! space (INCSSP, RSTORSSP, SAVEPREVSSP, SETSSBSY, CLRSSBSY, WRSS, WRUSS) raise #UD without CET (Vol. 2A/2B,
 //! their "#UD If CR4.CET = 0" rows): none of them has a handler, so dispatch makes them #UD.
 //!
