@@ -89,3 +89,11 @@ fn close_range_with_first_after_last_is_einval() {
         "no close_range answered EINVAL:\n{stdout}"
     );
 }
+
+#[test]
+fn close_range_answers_as_linux_does() {
+    // Reversed ranges, unknown flags, CLOSE_RANGE_CLOEXEC and an open-ended range, against the native run.
+    for program in ["closerange-musl", "closerange-glibc"] {
+        common::same_as_native(program, &[], &corpus_bin(program), &[]);
+    }
+}
