@@ -220,7 +220,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         live_clock: args.live_clock,
         live_entropy: args.live_entropy,
         faults: has_faults.then(|| FaultOptions {
-            plan: plan.clone(),
+            plan: (&plan).into(),
             fault_seed,
             early_kill: policy.early_kill,
             stuck_period_insns: policy.stuck_period_insns,

@@ -6,10 +6,10 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use tandem_emulator::hypervisor::containment::{Action, Outcome};
-use tandem_emulator::hypervisor::plan::{FaultKind, PageState};
-use tandem_emulator::hypervisor::FaultRecord;
 use tandem_replay::trace::{Chunk, Event, Header, Record, Summary, Trace, TraceWriter};
+use tandem_replay::trace_faults::{
+    ActionRecord, FaultKindRecord, MemoryFaultRecord, OutcomeRecord, PageStateRecord,
+};
 
 const FAULTS: &[&str] = &[
     "--faults",
@@ -51,7 +51,7 @@ fn lines_with(stderr: &[u8], prefix: &str) -> Vec<String> {
         .collect()
 }
 
-fn fault_events(t: &Trace) -> Vec<FaultRecord> {
+fn fault_events(t: &Trace) -> Vec<MemoryFaultRecord> {
     t.records
         .iter()
         .filter_map(|r| match r {
@@ -87,7 +87,7 @@ fn rewrite(
     std::fs::write(to, w.into_inner()).unwrap();
 }
 
-fn edit_fault(records: &mut [Record], edit: impl Fn(&mut FaultRecord)) {
+fn edit_fault(records: &mut [Record], edit: impl Fn(&mut MemoryFaultRecord)) {
     let f = records
         .iter_mut()
         .find_map(|r| match r {
@@ -150,7 +150,10 @@ fn a_recorded_uncorrectable_error_replays_identically() {
     assert_eq!(options.fault_seed, 3);
     assert!(!options.early_kill);
     assert_eq!(options.plan.random.len(), 1);
-    assert_eq!(options.plan.random[0].class, Some(PageState::AnonDirty));
+    assert_eq!(
+        options.plan.random[0].class,
+        Some(PageStateRecord::AnonDirty)
+    );
     let events = fault_events(&t);
     assert_eq!(events.len(), 1, "{events:?}");
     let f = &events[0];
@@ -159,16 +162,16 @@ fn a_recorded_uncorrectable_error_replays_identically() {
         "{line} / {f:?}"
     );
     let injection = f.injection.expect("the fault was injected");
-    assert_eq!(injection.kind, FaultKind::Ue);
+    assert_eq!(injection.kind, FaultKindRecord::Ue);
     assert_eq!(injection.icount, f.report.icount);
     assert_eq!(f.report.frame, Some(injection.frame));
-    assert_eq!(f.report.class, Some(PageState::AnonDirty));
-    assert_eq!(f.report.action, Action::SigbusOnTouch);
+    assert_eq!(f.report.class, Some(PageStateRecord::AnonDirty));
+    assert_eq!(f.report.action, ActionRecord::SigbusOnTouch);
     // When it fired, the loss was latent; the summary has the final outcome.
-    assert_eq!(f.report.outcome, Outcome::Delayed);
+    assert_eq!(f.report.outcome, OutcomeRecord::Delayed);
     let summary = t.summary.as_ref().unwrap();
     assert_eq!(summary.faults.len(), 1);
-    assert_eq!(summary.faults[0].outcome, Outcome::Recovered);
+    assert_eq!(summary.faults[0].outcome, OutcomeRecord::Recovered);
     assert_eq!(&format!("tandem: {}", summary.faults[0].line()), line);
 
     // A recording without faults has none in its header or events.
@@ -192,7 +195,7 @@ fn replay_applies_the_recorded_faults_not_the_seed() {
         |h| {
             let f = h.faults.as_mut().unwrap();
             f.fault_seed = 999;
-            f.plan.random[0].class = Some(PageState::FileClean);
+            f.plan.random[0].class = Some(PageStateRecord::FileClean);
         },
         |_| {},
         |_| {},
@@ -330,7 +333,7 @@ fn an_edited_fault_event_is_a_divergence_or_an_error() {
         &outcome,
         |_| {},
         |_| {},
-        |s| s.faults[0].outcome = Outcome::Killed,
+        |s| s.faults[0].outcome = OutcomeRecord::Killed,
     );
     let rep = replay(&outcome);
     let err = text(&rep.stderr);

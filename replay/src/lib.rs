@@ -27,6 +27,7 @@ pub mod sink;
 pub mod symbols;
 pub mod timeline;
 pub mod trace;
+pub mod trace_faults;
 
 /// The version written into every trace header.
 pub const EMULATOR_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -82,7 +82,7 @@ pub fn record<H: Host, S: ChunkSink>(
             flush(machine, writer)?;
         }
     }
-    let faults = hv.reports();
+    let faults = hv.reports().iter().map(Into::into).collect();
     let machine = &mut hv.guest;
     flush(machine, writer)?;
     let (exit_status, stopped_by_limit, diagnostic) = match progress {
@@ -114,7 +114,7 @@ pub fn record<H: Host, S: ChunkSink>(
 fn log_faults<H: Host>(hv: &mut Hypervisor<RecordingHost<H>>, logged: usize) -> usize {
     let new: Vec<Record> = hv.fault_log()[logged..]
         .iter()
-        .map(|f| Record::Event(Event::Fault(Box::new(f.clone()))))
+        .map(|f| Record::Event(Event::Fault(Box::new(f.into()))))
         .collect();
     let n = logged + new.len();
     hv.guest.host.pending.extend(new);

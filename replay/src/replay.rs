@@ -33,8 +33,8 @@ use crate::digest::{
 use crate::hosts::{OutputSink, ReplayHost};
 use crate::memory_divergence::MemoryReport;
 use crate::trace::{
-    BlobId, Checkpoint, Event, Header, PageChanges, Record, Summary, Trace, TraceError,
-    FORMAT_VERSION_BASELINE_CPUID,
+    BlobId, Checkpoint, ErrorReportRecord, Event, Header, PageChanges, Record, Summary, Trace,
+    TraceError, FORMAT_VERSION_BASELINE_CPUID,
 };
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -269,7 +269,7 @@ impl Replayer {
                 Record::Blob { id, bytes } => {
                     blobs.insert(id, bytes);
                 }
-                Record::Event(Event::Fault(f)) => faults.push(*f),
+                Record::Event(Event::Fault(f)) => faults.push(FaultRecord::from(&*f)),
                 Record::Event(e) => events.push(e),
                 Record::Checkpoint(c) => checkpoints.push(*c),
                 Record::Pages(p) => page_changes.push(*p),
@@ -428,11 +428,10 @@ impl Replayer {
                 self.hv.fault_log().len()
             ));
         }
-        let reports = self.hv.reports();
+        let reports: Vec<ErrorReportRecord> = self.hv.reports().iter().map(Into::into).collect();
         if reports != summary.faults {
-            let line = |r: &[tandem_emulator::hypervisor::containment::ErrorReport]| {
-                r.iter().map(|r| r.line()).collect::<Vec<_>>().join("; ")
-            };
+            let line =
+                |r: &[ErrorReportRecord]| r.iter().map(|r| r.line()).collect::<Vec<_>>().join("; ");
             problems.push(format!(
                 "the memory faults end differently: recorded [{}], replayed [{}]",
                 line(&summary.faults),

@@ -40,13 +40,11 @@
 //! memory limit beyond `Memory::FRAMES_MAX_LIMIT`) is refused before a replay loads anything.
 //! A change to any type below that changes its encoding must bump `FORMAT_VERSION`.
 
+pub use crate::trace_faults::{ErrorReportRecord, FaultPlanRecord, MemoryFaultRecord};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::sync::Arc;
-use tandem_emulator::hypervisor::containment::ErrorReport;
-use tandem_emulator::hypervisor::plan::FaultPlan;
-use tandem_emulator::hypervisor::FaultRecord;
 
 pub const MAGIC: [u8; 8] = *b"TANDEMTR";
 /// Version of the encoding of everything in this file (2: memory-fault plans in the header, `Event::Fault`,
@@ -110,7 +108,7 @@ pub fn blob_name(id: &BlobId) -> String {
 /// A replay does not draw from them: it re-applies the `Event::Fault` records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FaultOptions {
-    pub plan: FaultPlan,
+    pub plan: FaultPlanRecord,
     pub fault_seed: u64,
     pub early_kill: bool,
     /// `Policy::stuck_period_insns`: how often stuck bits are re-asserted (replay re-asserts them the same way).
@@ -363,7 +361,7 @@ pub enum Event {
     SyscallExit { result: u64 },
     /// A memory fault fired when `report.icount` instructions had retired (after any syscall at that icount):
     /// the resolved injection, its report line as it stood then, and the guest's position.
-    Fault(Box<FaultRecord>),
+    Fault(Box<MemoryFaultRecord>),
     /// Format 6: task `tid` made a syscall (the SYSCALL retired at `icount`, counting every task's
     /// instructions) with rax = `number`. Each attempt of a syscall that blocks is one entry.
     TaskSyscallEntry { icount: u64, tid: i32, number: u64 },
@@ -471,7 +469,7 @@ pub struct Summary {
     pub stderr_len: u64,
     pub stderr_fnv: u64,
     /// The memory-fault report lines with their final outcomes (`Hypervisor::reports`).
-    pub faults: Vec<ErrorReport>,
+    pub faults: Vec<ErrorReportRecord>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -30,8 +30,8 @@
 use super::plan::{FaultKind, PageState};
 use serde::{Deserialize, Serialize};
 
-/// What the hypervisor did about a fault. Traces hold it by variant index (bincode): a new variant goes last, or
-/// every recorded fault after it decodes as another action (tests/golden_trace.rs catches it).
+/// What the hypervisor did about a fault. Traces hold their own twin of it (`tandem_replay::trace_faults`), so
+/// variants here may be added anywhere; the twin's conversion then asks for its trace variant (appended last).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {

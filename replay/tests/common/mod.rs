@@ -76,7 +76,7 @@ pub fn record_in_memory(mut r: Recording) -> (Vec<u8>, Summary) {
         hash_interval: r.hash_interval,
         fine_interval: r.fine_interval,
         faults: has_faults.then(|| FaultOptions {
-            plan: r.plan.clone(),
+            plan: (&r.plan).into(),
             fault_seed: 0,
             early_kill: false,
             stuck_period_insns: Policy::default().stuck_period_insns,
