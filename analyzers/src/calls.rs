@@ -274,7 +274,11 @@ fn capture(replayer: &mut Replayer, e: &Entry) -> Call {
         let value = args[i];
         shown.push(match (kind, memory) {
             (Kind::Out, _) => {
-                out_buffer = Some(value);
+                out_buffer = Some((value, None));
+                "ptr".to_string()
+            }
+            (Kind::OutIov(count_arg), _) => {
+                out_buffer = Some((value, Some(args[*count_arg])));
                 "ptr".to_string()
             }
             (Kind::In(len_arg), Some(m)) => {
@@ -282,7 +286,7 @@ fn capture(replayer: &mut Replayer, e: &Entry) -> Call {
                 format!("<{} bytes>", args[*len_arg])
             }
             (Kind::Iov(count_arg), Some(m)) => {
-                let data = read_iov(m, value, args[*count_arg]);
+                let data = read_iov(m, value, args[*count_arg], u64::MAX, Direction::In);
                 let text = format!("<{} bytes>", data.len);
                 call.data = Some(data);
                 text
@@ -298,15 +302,21 @@ fn capture(replayer: &mut Replayer, e: &Entry) -> Call {
             (kind, _) => render_scalar(*kind, value),
         });
     }
+    // The mode of an open that creates nothing is not read by the kernel (whatever the register holds).
+    if !creates(e.nr, &args) && matches!(e.nr, 2 | 257) {
+        shown.pop();
+    }
     call.args = shown.join(", ");
     run_to(replayer, e.icount);
-    if let Some(address) = out_buffer {
-        let written = e.result as i64;
-        if written >= 0 && written < (1 << 40) {
-            if let Some(m) = replayer.hv.guest.thread_memory(tid) {
-                call.data = Some(read_data(m, address, written as u64, Direction::Out));
-            }
-        }
+    let written = e.result as i64;
+    let memory = replayer.hv.guest.thread_memory(tid);
+    if let (Some((address, iov_count)), Some(m), true) =
+        (out_buffer, memory, (0..1 << 40).contains(&written))
+    {
+        call.data = Some(match iov_count {
+            None => read_data(m, address, written as u64, Direction::Out),
+            Some(count) => read_iov(m, address, count, written as u64, Direction::Out),
+        });
     }
     call
 }
@@ -335,6 +345,8 @@ enum Kind {
     Out,
     /// An iovec array passed in, its count in argument N.
     Iov(usize),
+    /// An iovec array the kernel fills, its count in argument N; the bytes filled are the result.
+    OutIov(usize),
     /// A socket address, its length in argument N.
     Sockaddr(usize),
 }
@@ -353,10 +365,13 @@ fn signature(nr: u64) -> (&'static [Kind], ResultKind) {
     use Kind::*;
     use ResultKind::*;
     let kinds: &'static [Kind] = match nr {
-        0 | 17 => &[Int, Out, Num, Num],                     // read, pread64
-        1 | 18 => &[Int, In(2), Num, Num],                   // write, pwrite64
+        0 => &[Int, Out, Num],                               // read
+        17 => &[Int, Out, Num, Num],                         // pread64
+        1 => &[Int, In(2), Num],                             // write
+        18 => &[Int, In(2), Num, Num],                       // pwrite64
         2 => &[Str, Flags, Flags],                           // open
-        3 | 32 | 50 | 81 | 306 | 74 | 75 => &[Int, Int],     // close, dup, listen, fchdir, syncfs, fsync
+        3 | 32 | 81 | 306 | 74 | 75 => &[Int],               // close, dup, fchdir, syncfs, fsync, fdatasync
+        50 => &[Int, Int],                                   // listen
         4 | 6 => &[Str, Ptr],                                // stat, lstat
         5 => &[Int, Ptr],                                    // fstat
         8 => &[Int, Int, Int],                               // lseek
@@ -365,7 +380,7 @@ fn signature(nr: u64) -> (&'static [Kind], ResultKind) {
         11 => &[Ptr, Num],                                   // munmap
         12 => &[Ptr],                                        // brk
         16 => &[Int, Flags, Ptr],                            // ioctl
-        19 => &[Int, Ptr, Num],                              // readv
+        19 => &[Int, OutIov(2), Num],                        // readv
         20 => &[Int, Iov(2), Num],                           // writev
         21 => &[Str, Flags],                                 // access
         33 => &[Int, Int],                                   // dup2
@@ -411,6 +426,16 @@ fn opens_for_writing(nr: u64, args: &[u64; 6]) -> bool {
         2 => args[1] & WRITE_FLAGS != 0,
         257 => args[2] & WRITE_FLAGS != 0,
         85 => true,
+        _ => false,
+    }
+}
+
+/// Whether an open or openat creates a file (O_CREAT or O_TMPFILE), so that its mode argument counts.
+fn creates(nr: u64, args: &[u64; 6]) -> bool {
+    const CREATE_FLAGS: u64 = 0o100 | 0o20000000;
+    match nr {
+        2 => args[1] & CREATE_FLAGS != 0,
+        257 => args[2] & CREATE_FLAGS != 0,
         _ => false,
     }
 }
@@ -520,8 +545,9 @@ fn read_data(m: &Memory, address: u64, len: u64, direction: Direction) -> Data {
     data_of(&peek_bytes(m, address, len), len, direction)
 }
 
-/// The bytes an iovec array points to, in order (bounded like one buffer).
-fn read_iov(m: &Memory, address: u64, count: u64) -> Data {
+/// The bytes an iovec array points to, in order, at most `limit` in all (what the kernel filled, for a read);
+/// bounded like one buffer.
+fn read_iov(m: &Memory, address: u64, count: u64, limit: u64, direction: Direction) -> Data {
     let mut bytes = Vec::new();
     let mut total = 0u64;
     for i in 0..count.min(IOV_MAX) {
@@ -529,13 +555,14 @@ fn read_iov(m: &Memory, address: u64, count: u64) -> Data {
         let (Ok(base), Ok(len)) = (m.peek_u64(entry), m.peek_u64(entry.wrapping_add(8))) else {
             break;
         };
+        let len = len.min(limit - total);
         total = total.saturating_add(len);
         if bytes.len() < DATA_BYTES_MAX {
             let room = (DATA_BYTES_MAX - bytes.len()) as u64;
             bytes.extend(peek_bytes(m, base, len.min(room)));
         }
     }
-    data_of(&bytes, total, Direction::In)
+    data_of(&bytes, total, direction)
 }
 
 /// A NUL-terminated string at `address` (None when unreadable), lossily as UTF-8.

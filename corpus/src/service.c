@@ -42,10 +42,6 @@ static int copy_file(const char *path, int out) {
 
 #ifdef NET
 static void send_away(const char *path) {
-    int fd = open(path, O_RDONLY);
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
-    if (fd >= 0)
-        close(fd);
     int s = socket(AF_INET, SOCK_STREAM, 0);
     if (s < 0)
         return;
@@ -53,8 +49,14 @@ static void send_away(const char *path) {
     to.sin_family = AF_INET;
     to.sin_port = htons(4444);
     to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(s, (struct sockaddr *)&to, sizeof to) == 0 && n > 0)
-        send(s, buf, (size_t)n, 0);
+    if (connect(s, (struct sockaddr *)&to, sizeof to) == 0) {
+        int fd = open(path, O_RDONLY);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
+        if (n > 0)
+            send(s, buf, (size_t)n, 0);
+        if (fd >= 0)
+            close(fd);
+    }
     close(s);
 }
 #endif
