@@ -26,8 +26,8 @@
 
 use clap::{Parser, Subcommand};
 
-mod cdp_cmd;
 mod baseline_cmd;
+mod cdp_cmd;
 mod debug_cmd;
 mod diff_cmd;
 mod faults_cmd;

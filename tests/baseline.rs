@@ -73,11 +73,7 @@ fn check(dir: &Path, extra: &[&str]) -> (String, Option<i32>) {
 }
 
 fn build(name: &str) -> String {
-    repo()
-        .join("corpus/bin")
-        .join(name)
-        .display()
-        .to_string()
+    repo().join("corpus/bin").join(name).display().to_string()
 }
 
 #[test]
@@ -87,7 +83,10 @@ fn an_unchanged_service_passes() {
     assert!(dir.join("service.baseline.json").exists());
     let (report, status) = check(&dir, &[]);
     assert_eq!(status, Some(0), "{report}");
-    assert!(report.starts_with("4 operations: 4 same, 0 changed, 0 failed"), "{report}");
+    assert!(
+        report.starts_with("4 operations: 4 same, 0 changed, 0 failed"),
+        "{report}"
+    );
     // The baseline holds what each operation did.
     let file: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("service.baseline.json")).unwrap()).unwrap();
@@ -110,8 +109,14 @@ fn a_build_that_leaks_a_file_is_named_with_the_open_of_the_secret() {
     assert!(report.contains("CHANGED get-readme"), "{report}");
     assert!(report.contains("first differing system call #"), "{report}");
     assert!(report.contains("now: icount"), "{report}");
-    assert!(report.contains("open(\"/data/secret\", 0x8000) = 3"), "{report}");
-    assert!(report.contains("files read: added [\"/data/secret\"]"), "{report}");
+    assert!(
+        report.contains("open(\"/data/secret\", 0x8000) = 3"),
+        "{report}"
+    );
+    assert!(
+        report.contains("files read: added [\"/data/secret\"]"),
+        "{report}"
+    );
     assert!(report.contains("s3cr3t-token"), "{report}");
     // The other operations do not reach the leak.
     for same in ["same list", "same sum", "same put"] {
@@ -127,7 +132,11 @@ fn a_build_that_adds_a_network_call_is_named_with_its_socket() {
     let spec_program = build("service-musl");
     let (report, status) = check(
         &dir,
-        &["--json", "--program-override", &format!("{spec_program}={net}")],
+        &[
+            "--json",
+            "--program-override",
+            &format!("{spec_program}={net}"),
+        ],
     );
     assert_eq!(status, Some(1), "{report}");
     let json: serde_json::Value = serde_json::from_str(&report).unwrap();
@@ -138,7 +147,10 @@ fn a_build_that_adds_a_network_call_is_named_with_its_socket() {
     assert_eq!(get["first"]["b"]["name"], "socket", "{report}");
     assert_eq!(get["first"]["b"]["args"], "2, 0x1, 0");
     let findings = get["findings"].to_string();
-    assert!(findings.contains("least access: socket is not in the operation's syscalls"), "{findings}");
+    assert!(
+        findings.contains("least access: socket is not in the operation's syscalls"),
+        "{findings}"
+    );
     assert!(findings.contains("least access: connect"), "{findings}");
     assert!(findings.contains("AF_INET 127.0.0.1:4444"), "{findings}");
     assert_eq!(
@@ -153,7 +165,10 @@ fn a_tampered_or_missing_baseline_fails_closed() {
     let dir = service("tamper");
     let (report, status) = check(&dir, &[]);
     assert_eq!(status, Some(2), "{report}");
-    assert!(report.contains("no baseline at service.baseline.json"), "{report}");
+    assert!(
+        report.contains("no baseline at service.baseline.json"),
+        "{report}"
+    );
     record(&dir, &[]);
     let path = dir.join("service.baseline.json");
     let original = std::fs::read_to_string(&path).unwrap();
@@ -163,7 +178,10 @@ fn a_tampered_or_missing_baseline_fails_closed() {
     std::fs::write(&path, &tampered).unwrap();
     let (report, status) = check(&dir, &[]);
     assert_eq!(status, Some(2), "{report}");
-    assert!(report.contains("does not match its sha256 digest"), "{report}");
+    assert!(
+        report.contains("does not match its sha256 digest"),
+        "{report}"
+    );
     // A baseline cut short is not valid JSON: also a failure.
     std::fs::write(&path, &original[..original.len() / 2]).unwrap();
     let (report, status) = check(&dir, &[]);
@@ -198,9 +216,13 @@ fn operations_added_removed_or_unable_to_run_fail_closed() {
     let (report, status) = check(&dir, &[]);
     assert_eq!(status, Some(2), "{report}");
     assert!(report.contains("FAILED put"), "{report}");
-    assert!(report.contains("the spec does not (it was removed)"), "{report}");
+    assert!(
+        report.contains("the spec does not (it was removed)"),
+        "{report}"
+    );
     // Added, and an input changed.
-    let added = spec.replace("1 2 3 4", "x") + "\n[[operation]]\nname = \"extra\"\nargs = [\"list\"]\n";
+    let added =
+        spec.replace("1 2 3 4", "x") + "\n[[operation]]\nname = \"extra\"\nargs = [\"list\"]\n";
     std::fs::write(dir.join("service.toml"), &added).unwrap();
     std::fs::write(dir.join("numbers.txt"), "5 6\n").unwrap();
     let (report, status) = check(&dir, &[]);
@@ -215,12 +237,30 @@ fn operations_added_removed_or_unable_to_run_fail_closed() {
     assert_eq!(status, Some(2), "{report}");
     assert!(report.contains("cannot run"), "{report}");
     // And record writes nothing when an operation cannot run.
-    let out = baseline(&dir, &["record", "service.toml", "-o", "new.json", "--program-override", "/nonexistent/x"]);
+    let out = baseline(
+        &dir,
+        &[
+            "record",
+            "service.toml",
+            "-o",
+            "new.json",
+            "--program-override",
+            "/nonexistent/x",
+        ],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(!dir.join("new.json").exists());
     // A bad spec is a usage error naming the spec.
-    std::fs::write(dir.join("bad.toml"), "[[operation]]\nname = \"a b\"\nprogram = \"x\"\n").unwrap();
+    std::fs::write(
+        dir.join("bad.toml"),
+        "[[operation]]\nname = \"a b\"\nprogram = \"x\"\n",
+    )
+    .unwrap();
     let out = baseline(&dir, &["check", "bad.toml"]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(text(&out.stderr).contains("spec bad.toml"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("spec bad.toml"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -87,12 +87,18 @@ fn different_stdin_parts_at_the_read_and_the_debugger_lands_on_it() {
     for (trace, side) in [(&a, "a"), (&b, "b")] {
         let icount = first[side]["icount"].as_u64().unwrap();
         let shown = instruction_at(trace, icount);
-        assert!(shown.contains(&format!("icount {icount} rip")), "goto {icount}: {shown}");
+        assert!(
+            shown.contains(&format!("icount {icount} rip")),
+            "goto {icount}: {shown}"
+        );
         assert!(shown.contains(": syscall"), "goto {icount}: {shown}");
     }
     let out = diff(&[&a, &b], &[]);
     let report = text(&out.stdout);
-    assert!(report.contains("the runs part at system call #"), "{report}");
+    assert!(
+        report.contains("the runs part at system call #"),
+        "{report}"
+    );
     assert!(report.contains("read(0, ptr, 1024) = 6"), "{report}");
     assert!(report.contains("\"1 2 4\\n\""), "{report}");
 }
@@ -105,16 +111,34 @@ fn a_build_with_an_added_network_call_parts_at_socket() {
     let data = data_dir(&dir);
     let mount = format!("{}:/data", data.display());
     let (a, b) = (dir.join("a.trace"), dir.join("b.trace"));
-    record(&a, &["--mount", &mount], "service-musl", &["get", "readme"], b"");
-    record(&b, &["--mount", &mount], "service-net-musl", &["get", "readme"], b"");
+    record(
+        &a,
+        &["--mount", &mount],
+        "service-musl",
+        &["get", "readme"],
+        b"",
+    );
+    record(
+        &b,
+        &["--mount", &mount],
+        "service-net-musl",
+        &["get", "readme"],
+        b"",
+    );
     let out = diff(&[&a, &b], &[]);
     let report = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{report}{}", text(&out.stderr));
     assert!(report.contains("(the system call;"), "{report}");
     assert!(report.contains("socket(2, 0x1, 0) = 3"), "{report}");
-    assert!(report.contains("connect(3, {AF_INET 127.0.0.1:4444}, 16) = -ECONNREFUSED"), "{report}");
+    assert!(
+        report.contains("connect(3, {AF_INET 127.0.0.1:4444}, 16) = -ECONNREFUSED"),
+        "{report}"
+    );
     // The A side at the parting point is the open of the document, which B makes later: one inserted hunk.
-    assert!(report.contains("open(\"/data/readme\", 0x8000) = 3"), "{report}");
+    assert!(
+        report.contains("open(\"/data/readme\", 0x8000) = 3"),
+        "{report}"
+    );
     assert!(report.contains("later differences: 1 hunk(s)"), "{report}");
     // Same output, same exit status: those are not differences.
     assert!(!report.contains("\nstdout:"), "{report}");

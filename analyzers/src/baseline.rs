@@ -139,7 +139,9 @@ pub fn parse_spec(text: &str) -> Result<Spec, BaselineError> {
         }
         for name in op.syscalls.iter().flatten() {
             if crate::syscall_number(name).is_none() {
-                return Err(bad(format!("syscalls: {name:?} is not an x86-64 system call")));
+                return Err(bad(format!(
+                    "syscalls: {name:?} is not an x86-64 system call"
+                )));
             }
         }
         if let Some(e) = op.env.iter().find(|e| !e.contains('=')) {
@@ -170,7 +172,11 @@ pub fn inputs_digest(op: &OperationSpec, stdin: &[u8]) -> String {
         field(e.as_bytes());
     }
     field(&op.seed.to_le_bytes());
-    field(&op.max_insns.unwrap_or(INSTRUCTIONS_MAX_DEFAULT).to_le_bytes());
+    field(
+        &op.max_insns
+            .unwrap_or(INSTRUCTIONS_MAX_DEFAULT)
+            .to_le_bytes(),
+    );
     hex(&h.finalize())
 }
 
@@ -345,9 +351,11 @@ pub fn read_baseline(text: &str, key: Option<&[u8]>) -> Result<Body, BaselineErr
     let expected = seal(&file.body, key)?;
     if file.digest.algorithm != expected.algorithm {
         return Err(BaselineError::Baseline(match key {
-            Some(_) => "is not sealed with a key (sha256), but --key-file was given: it was not recorded \
+            Some(_) => {
+                "is not sealed with a key (sha256), but --key-file was given: it was not recorded \
                         with a key, or its seal was replaced"
-                .into(),
+                    .into()
+            }
             None => "is sealed with a key (hmac-sha256): give its --key-file".into(),
         }));
     }
@@ -355,7 +363,11 @@ pub fn read_baseline(text: &str, key: Option<&[u8]>) -> Result<Body, BaselineErr
         return Err(BaselineError::Baseline(format!(
             "does not match its {} digest: it was changed after it was recorded{}",
             expected.algorithm,
-            if key.is_some() { " (or the key differs)" } else { "" }
+            if key.is_some() {
+                " (or the key differs)"
+            } else {
+                ""
+            }
         )));
     }
     Ok(file.body)
@@ -472,14 +484,28 @@ pub fn check_operation(
             ));
         }
     }
-    set_changes(&mut findings, "files read", &base.files_read, &now.files_read);
-    set_changes(&mut findings, "files written", &base.files_written, &now.files_written);
+    set_changes(
+        &mut findings,
+        "files read",
+        &base.files_read,
+        &now.files_read,
+    );
+    set_changes(
+        &mut findings,
+        "files written",
+        &base.files_written,
+        &now.files_written,
+    );
     if let Some(allowed) = allowed {
         least_access(&mut findings, &now.calls, allowed);
     }
     for (what, b, n) in [
         ("icount", base.icount.to_string(), now.icount.to_string()),
-        ("final state hash", base.state_hash.clone(), now.state_hash.clone()),
+        (
+            "final state hash",
+            base.state_hash.clone(),
+            now.state_hash.clone(),
+        ),
     ] {
         if b != n {
             notes.push(format!("{what} {n} (baseline {b})"));
@@ -511,9 +537,7 @@ fn set_changes(findings: &mut Vec<String>, what: &str, base: &[String], now: &[S
     let added: Vec<&str> = n.difference(&b).map(|s| s.as_str()).collect();
     let removed: Vec<&str> = b.difference(&n).map(|s| s.as_str()).collect();
     if !added.is_empty() || !removed.is_empty() {
-        findings.push(format!(
-            "{what}: added {added:?}, no longer {removed:?}"
-        ));
+        findings.push(format!("{what}: added {added:?}, no longer {removed:?}"));
     }
 }
 
@@ -537,7 +561,11 @@ fn least_access(findings: &mut Vec<String>, calls: &[Call], allowed: &crate::Sys
 /// is a failure (fail closed).
 pub fn operation_set_failures(spec: &Spec, baseline: &Body) -> Vec<OperationCheck> {
     let in_spec: BTreeSet<&str> = spec.operations.iter().map(|o| o.name.as_str()).collect();
-    let in_base: BTreeSet<&str> = baseline.operations.iter().map(|o| o.name.as_str()).collect();
+    let in_base: BTreeSet<&str> = baseline
+        .operations
+        .iter()
+        .map(|o| o.name.as_str())
+        .collect();
     let mut out = Vec::new();
     for name in in_spec.difference(&in_base) {
         out.push(OperationCheck::failed(
@@ -614,14 +642,24 @@ mod tests {
 
     #[test]
     fn specs_are_checked_and_errors_name_the_operation() {
-        let ok = "program = \"p\"\n[[operation]]\nname = \"a\"\nargs = [\"x\"]\nsyscalls = [\"read\"]\n";
+        let ok =
+            "program = \"p\"\n[[operation]]\nname = \"a\"\nargs = [\"x\"]\nsyscalls = [\"read\"]\n";
         assert_eq!(parse_spec(ok).unwrap().operations.len(), 1);
         let twice = "program = \"p\"\n[[operation]]\nname = \"a\"\n[[operation]]\nname = \"a\"\n";
-        assert!(parse_spec(twice).unwrap_err().to_string().contains("operation a"));
+        assert!(parse_spec(twice)
+            .unwrap_err()
+            .to_string()
+            .contains("operation a"));
         let bad_call = "program = \"p\"\n[[operation]]\nname = \"a\"\nsyscalls = [\"nosuch\"]\n";
-        assert!(parse_spec(bad_call).unwrap_err().to_string().contains("nosuch"));
+        assert!(parse_spec(bad_call)
+            .unwrap_err()
+            .to_string()
+            .contains("nosuch"));
         let unknown = "program = \"p\"\n[[operation]]\nname = \"a\"\nstdn = \"x\"\n";
-        assert!(parse_spec(unknown).unwrap_err().to_string().contains("stdn"));
+        assert!(parse_spec(unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("stdn"));
         assert!(parse_spec("").is_err());
     }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tandem_emulator::cpu::Registers;
 use tandem_emulator::linux::ids::Tid;
 use tandem_emulator::linux::Progress;
-use tandem_emulator::memory::Memory;
+use tandem_emulator::memory::{Fnv, Memory};
 use tandem_replay::hosts::OutputSink;
 use tandem_replay::replay::Replayer;
 use tandem_replay::trace::{Event, Record, Trace};
@@ -96,15 +96,15 @@ impl Call {
     /// A hash of what `same_as` compares, for alignment.
     pub fn key(&self) -> u64 {
         let mut h = Fnv::new();
-        h.bytes(&self.nr.to_le_bytes());
-        h.bytes(self.args.as_bytes());
-        h.bytes(&[0]);
-        h.bytes(self.result.as_bytes());
+        h.write_u64(self.nr);
+        h.write_bytes(self.args.as_bytes());
+        h.write_bytes(&[0]);
+        h.write_bytes(self.result.as_bytes());
         if let Some((len, fnv)) = data_key(&self.data) {
-            h.bytes(&len.to_le_bytes());
-            h.bytes(&fnv.to_le_bytes());
+            h.write_u64(len);
+            h.write_u64(fnv);
         }
-        h.0
+        h.finish()
     }
 
     /// What differs between two calls, in words ("the result", "the arguments and the bytes written").
@@ -362,9 +362,21 @@ enum ResultKind {
 /// The arguments of the syscalls the log decodes (x86-64 numbers). Others show no arguments: their registers
 /// may hold pointers, which differ between builds.
 fn signature(nr: u64) -> (&'static [Kind], ResultKind) {
-    use Kind::*;
     use ResultKind::*;
-    let kinds: &'static [Kind] = match nr {
+    let kinds = argument_kinds(nr);
+    let result = if matches!(nr, 9 | 12 | 25) {
+        Address
+    } else {
+        Value
+    };
+    (kinds, result)
+}
+
+/// The argument kinds of syscall `nr` (the x86-64 numbers).
+#[rustfmt::skip]
+fn argument_kinds(nr: u64) -> &'static [Kind] {
+    use Kind::*;
+    match nr {
         0 => &[Int, Out, Num],                               // read
         17 => &[Int, Out, Num, Num],                         // pread64
         1 => &[Int, In(2), Num],                             // write
@@ -410,13 +422,7 @@ fn signature(nr: u64) -> (&'static [Kind], ResultKind) {
         332 => &[Int, Str, Flags, Flags, Ptr],               // statx
         439 => &[Int, Str, Flags, Flags],                    // faccessat2
         _ => &[],
-    };
-    let result = if matches!(nr, 9 | 12 | 25) {
-        Address
-    } else {
-        Value
-    };
-    (kinds, result)
+    }
 }
 
 /// Whether an open-family call opens its path for writing: O_WRONLY, O_RDWR, O_CREAT or O_TRUNC, or creat.
@@ -532,11 +538,11 @@ fn peek_bytes(m: &Memory, address: u64, len: u64) -> Vec<u8> {
 
 fn data_of(bytes: &[u8], len: u64, direction: Direction) -> Data {
     let mut h = Fnv::new();
-    h.bytes(bytes);
+    h.write_bytes(bytes);
     Data {
         direction,
         len,
-        fnv: h.0,
+        fnv: h.finish(),
         excerpt: bytes[..bytes.len().min(EXCERPT_BYTES)].to_vec(),
     }
 }
@@ -628,20 +634,6 @@ pub fn quoted(bytes: &[u8]) -> String {
     format!("\"{}\"", bytes.escape_ascii())
 }
 
-/// FNV-1a, 64 bits.
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-    fn bytes(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
 /// Byte strings in JSON as ASCII-escaped text (`\xNN` for the rest), read back exactly.
 pub mod escaped {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -695,9 +687,15 @@ mod tests {
     #[test]
     fn results_name_errnos_and_hide_addresses() {
         assert_eq!(render_result((-2i64) as u64, ResultKind::Value), "-ENOENT");
-        assert_eq!(render_result((-111i64) as u64, ResultKind::Value), "-ECONNREFUSED");
+        assert_eq!(
+            render_result((-111i64) as u64, ResultKind::Value),
+            "-ECONNREFUSED"
+        );
         assert_eq!(render_result(0x7fff_0000, ResultKind::Address), "addr");
-        assert_eq!(render_result((-12i64) as u64, ResultKind::Address), "-ENOMEM");
+        assert_eq!(
+            render_result((-12i64) as u64, ResultKind::Address),
+            "-ENOMEM"
+        );
         assert_eq!(render_result(3, ResultKind::Value), "3");
     }
 

@@ -224,8 +224,18 @@ fn end_differences(a: &RunLog, b: &RunLog) -> Vec<EndDifference> {
         b.exit_status.to_string(),
         true,
     );
-    add("stdout", output_summary(&a.stdout), output_summary(&b.stdout), true);
-    add("stderr", output_summary(&a.stderr), output_summary(&b.stderr), true);
+    add(
+        "stdout",
+        output_summary(&a.stdout),
+        output_summary(&b.stdout),
+        true,
+    );
+    add(
+        "stderr",
+        output_summary(&a.stderr),
+        output_summary(&b.stderr),
+        true,
+    );
     add("icount", a.icount.to_string(), b.icount.to_string(), false);
     add(
         "final state hash",
@@ -303,7 +313,9 @@ pub fn render(c: &Comparison, a: &RunLog, b: &RunLog, names: (&str, &str)) -> St
                 p.index, p.what, p.index
             );
             for (name, call) in [(na, &p.a), (nb, &p.b)] {
-                let line = call.as_ref().map_or("no more system calls".into(), describe_call);
+                let line = call
+                    .as_ref()
+                    .map_or("no more system calls".into(), describe_call);
                 let _ = writeln!(out, "  A/B {name}: {line}");
             }
             if let (Some(x), Some(y)) = (&p.a, &p.b) {
@@ -381,7 +393,11 @@ mod tests {
         let (mut ia, mut ib) = (0, 0);
         for h in hunks {
             assert!(h.a_start >= ia && h.b_start >= ib, "hunks in order");
-            assert_eq!(h.a_start - ia, h.b_start - ib, "equal stretches between hunks");
+            assert_eq!(
+                h.a_start - ia,
+                h.b_start - ib,
+                "equal stretches between hunks"
+            );
             assert_eq!(&a[ia..h.a_start], &b[ib..h.b_start]);
             rebuilt.extend_from_slice(&a[ia..h.a_start]);
             rebuilt.extend_from_slice(&b[h.b_start..h.b_end]);
