@@ -18,6 +18,10 @@ for src in src/*.c; do
     musl-gcc -static -O2 $strip -o "bin/$name-musl" "$src" -lm
     gcc -static -O2 $strip -o "bin/$name-glibc" "$src" -lm
 done
+# The modified builds of the service (src/service.c) that `tandem baseline check` must catch (tests/baseline.rs):
+# one leaks a file, one adds a network call. musl only, bin/service-leak-musl and bin/service-net-musl.
+musl-gcc -static -O2 -s -DLEAK -o bin/service-leak-musl src/service.c
+musl-gcc -static -O2 -s -DNET -o bin/service-net-musl src/service.c
 # The planted-bug targets of `tandem fuzz` (tests/fuzz_cli.rs): musl only, bin/fuzz-NAME-musl.
 for src in src/fuzz/*.c; do
     musl-gcc -static -O2 -s -o "bin/fuzz-$(basename "$src" .c)-musl" "$src"

@@ -12,6 +12,10 @@
 //! - `cdp list`, `cdp restore`: 0, 4 when the journal is damaged and the listing or the point reaches past its
 //!   valid part, 125 tandem's own failure.
 //! - `fuzz`: 0 when nothing was found, 1 when crashes or hangs were saved, 125 tandem's own failure.
+//! - `diff`: 0 when the two runs behave alike, 1 when they differ, 125 tandem's own failure (a bad trace).
+//! - `baseline record`: 0 written, 2 an operation could not run, 125 usage or bad spec; `baseline check`: 0 every
+//!   operation behaves as its baseline, 1 some changed, 2 fail-closed (an operation cannot run, the baseline is
+//!   missing or tampered with, operations added or removed), 125 usage or bad spec.
 //! - `scenario ...`: 0 every run passed, 1 a checker failed, 2 bad input (its statuses predate the others).
 //!
 //! 125 is tandem's own failure (bad input, unreadable file, usage error, internal error), as env(1) and timeout(1)
@@ -22,8 +26,10 @@
 
 use clap::{Parser, Subcommand};
 
+mod baseline_cmd;
 mod cdp_cmd;
 mod debug_cmd;
+mod diff_cmd;
 mod faults_cmd;
 mod install_cmd;
 
@@ -70,6 +76,8 @@ enum Command {
     Cdp(cdp_cmd::CdpArgs),
     Fuzz(fuzz_cmd::FuzzArgs),
     Pool(pool_cmd::PoolArgs),
+    Diff(diff_cmd::DiffArgs),
+    Baseline(baseline_cmd::BaselineArgs),
 }
 
 /// Exit status of tandem's own failure: bad input, an unreadable file, a usage error, an internal error. 125 as
@@ -99,6 +107,8 @@ fn main() {
         Command::Cdp(args) => cdp_cmd::run(args),
         Command::Fuzz(args) => fuzz_cmd::run(args),
         Command::Pool(args) => pool_cmd::run(args),
+        Command::Diff(args) => diff_cmd::run(args),
+        Command::Baseline(args) => baseline_cmd::run(args),
     };
     match result {
         Ok(()) => match output::flush_stdout() {

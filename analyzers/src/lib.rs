@@ -2,9 +2,14 @@
 //!
 //! Part 1 of issue 16, container profiles: which system calls a program can make, found statically from its
 //! binary (`static_profile`), what it did make in recorded runs (`dynamic`), how the two compare (`score`) and a
-//! profile exported as an OCI/Docker seccomp file (`seccomp`). The layering: this crate reads ELF files and traces
-//! and never runs a guest itself.
+//! profile exported as an OCI/Docker seccomp file (`seccomp`). Parts 2 and 3: the system calls of a recorded run
+//! (`calls`, by replaying its trace), where two runs part (`diff`) and integrity baselines of a service's
+//! operations (`baseline`). The layering: this crate reads ELF files and traces and runs guests only on hosts its
+//! callers give it (the fuzzer, a baseline's operations); it does no file IO of its own.
 
+pub mod baseline;
+pub mod calls;
+pub mod diff;
 pub mod dynamic;
 pub mod fuzz;
 pub mod image;

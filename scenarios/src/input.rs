@@ -34,6 +34,10 @@ pub enum InputKind {
     Report,
     /// A usage profile of a warm pool (`tandem pool --profile`).
     Profile,
+    /// The operations of a service (`tandem baseline SPEC`), and the stdin files they name.
+    BaselineSpec,
+    /// A baseline written by `tandem baseline record`, or its key file (`--key-file`).
+    Baseline,
 }
 
 /// Largest program: a static busybox is about 2 MB and glibc programs a few MB; 256 MiB leaves room for any real one.
@@ -54,6 +58,10 @@ pub const SEEDS_FILE_BYTES_MAX: u64 = 2 << 30;
 pub const REPORT_BYTES_MAX: u64 = 4 << 30;
 /// Largest usage profile: its block and page lines are bounded by 2^20 each, about 30 bytes a line.
 pub const PROFILE_BYTES_MAX: u64 = 64 << 20;
+/// Largest baseline spec or stdin file of an operation.
+pub const BASELINE_SPEC_BYTES_MAX: u64 = 64 << 20;
+/// Largest baseline: a million calls of about a hundred bytes each, and the operations' bounded outputs.
+pub const BASELINE_BYTES_MAX: u64 = 1 << 30;
 
 impl InputKind {
     /// The kind as the error messages name it.
@@ -68,6 +76,8 @@ impl InputKind {
             InputKind::Seeds => "seeds file",
             InputKind::Report => "scenario report",
             InputKind::Profile => "usage profile",
+            InputKind::BaselineSpec => "baseline spec",
+            InputKind::Baseline => "baseline",
         }
     }
 
@@ -82,6 +92,8 @@ impl InputKind {
             InputKind::Seeds => SEEDS_FILE_BYTES_MAX,
             InputKind::Report => REPORT_BYTES_MAX,
             InputKind::Profile => PROFILE_BYTES_MAX,
+            InputKind::BaselineSpec => BASELINE_SPEC_BYTES_MAX,
+            InputKind::Baseline => BASELINE_BYTES_MAX,
         }
     }
 }
