@@ -5,6 +5,7 @@
 //! profile exported as an OCI/Docker seccomp file (`seccomp`). The layering: this crate reads ELF files and traces
 //! and never runs a guest itself.
 
+pub mod crashtest;
 pub mod dynamic;
 pub mod fuzz;
 pub mod image;
