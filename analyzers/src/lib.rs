@@ -2,8 +2,9 @@
 //!
 //! Part 1 of issue 16, container profiles: which system calls a program can make, found statically from its
 //! binary (`static_profile`), what it did make in recorded runs (`dynamic`), how the two compare (`score`) and a
-//! profile exported as an OCI/Docker seccomp file (`seccomp`). The layering: this crate reads ELF files and traces
-//! and never runs a guest itself.
+//! profile exported as an OCI/Docker seccomp file (`seccomp`). Fuzzing (`fuzz`) and crash-consistency search
+//! (`crashtest`, issue 14 part 5) run guests through the emulator's `Host` interface; none of this crate does IO of
+//! its own beyond what the caller's hosts and file sources do.
 
 pub mod crashtest;
 pub mod dynamic;

@@ -350,3 +350,113 @@ fn random_state(
 pub fn point_stream(seed: u64, point: usize) -> ChaCha20Rng {
     tandem_emulator::cpu::named_stream(seed, &format!("crashtest.states/{point}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tandem_emulator::storage::TreeNode;
+
+    fn create(path: &str, file: u64) -> IoOp {
+        IoOp::Create {
+            path: path.as_bytes().to_vec(),
+            file,
+            mode: 0o644,
+        }
+    }
+
+    fn write(file: u64, offset: u64, data: &[u8]) -> IoOp {
+        IoOp::Write {
+            file,
+            offset,
+            data: data.to_vec(),
+            durable: false,
+        }
+    }
+
+    fn content(im: &VolumeImage, path: &str) -> Option<Vec<u8>> {
+        match im.tree().get(path.as_bytes()) {
+            Some(TreeNode::File { bytes, .. }) => Some(bytes.to_vec()),
+            _ => None,
+        }
+    }
+
+    /// A disk with "doc" durable as 1024 'a's, and pending: O_TRUNC, a 1024-byte rewrite, a new name.
+    fn disk() -> Disk {
+        let mut base = VolumeImage::new(0o755);
+        base.apply(&create("doc", 1));
+        base.apply(&write(1, 0, &[b'a'; 1024]));
+        let mut disk = Disk::new(base);
+        disk.completed(&IoOp::Truncate {
+            file: 1,
+            size_bytes: 0,
+        });
+        disk.completed(&write(1, 0, &[b'b'; 1024]));
+        disk.completed(&create("other", 2));
+        disk
+    }
+
+    #[test]
+    fn the_first_states_are_the_durable_image_and_the_page_cache() {
+        let disk = disk();
+        let list = enumerate(disk.pending(), 64, &mut point_stream(0, 0));
+        assert_eq!(list[0].image(&disk).tree(), disk.durable().tree());
+        assert_eq!(list[1].image(&disk).tree(), disk.cached().tree());
+        // Every data subset with every name prefix (2 * 4), the two torn halves of the rewrite, and random ones.
+        assert!(list.len() >= 10, "{list:?}");
+        let docs: BTreeSet<Vec<u8>> = list
+            .iter()
+            .filter_map(|s| content(&s.image(&disk), "doc"))
+            .collect();
+        // The systematic states: old, truncated, new, and the rewrite torn after the truncate.
+        let systematic = BTreeSet::from([
+            vec![b'a'; 1024],
+            vec![],
+            vec![b'b'; 1024],
+            vec![b'b'; 512],
+            [vec![0; 512], vec![b'b'; 512]].concat(),
+        ]);
+        assert!(docs.is_superset(&systematic), "{docs:?}");
+        // With the truncate lost, a torn rewrite mixes old and new sectors; nothing else is possible.
+        let mut possible = systematic;
+        possible.insert([vec![b'b'; 512], vec![b'a'; 512]].concat());
+        possible.insert([vec![b'a'; 512], vec![b'b'; 512]].concat());
+        assert!(docs.is_subset(&possible), "{docs:?}");
+    }
+
+    #[test]
+    fn names_survive_in_order_and_synced_data_always_survives() {
+        let mut disk = Disk::new(VolumeImage::new(0o755));
+        disk.completed(&create("a", 1));
+        disk.completed(&create("b", 2));
+        disk.completed(&write(2, 0, b"x"));
+        disk.completed(&IoOp::SyncFile {
+            file: 2,
+            data_only: false,
+        });
+        for s in enumerate(disk.pending(), 64, &mut point_stream(1, 0)) {
+            let im = s.image(&disk);
+            assert!(
+                im.names.contains_key(&b"a"[..]) || !im.names.contains_key(&b"b"[..]),
+                "b without a: {s:?}"
+            );
+            assert_eq!(im.files[&2].bytes.as_slice(), b"x", "{s:?}");
+        }
+    }
+
+    #[test]
+    fn the_bound_holds_and_the_same_seed_gives_the_same_states() {
+        let mut disk = Disk::new(VolumeImage::new(0o755));
+        for i in 0..40u64 {
+            disk.completed(&create(&format!("f{i}"), i));
+            disk.completed(&write(i, i * 300, &[i as u8; 1500]));
+        }
+        let a = enumerate(disk.pending(), 16, &mut point_stream(7, 3));
+        let b = enumerate(disk.pending(), 16, &mut point_stream(7, 3));
+        let c = enumerate(disk.pending(), 16, &mut point_stream(8, 3));
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, b);
+        assert_ne!(a, c, "another seed samples other states");
+        assert_eq!(a[0], CrashState::prefix(disk.pending(), 0));
+        assert_eq!(enumerate(&[], 16, &mut point_stream(0, 0)).len(), 1);
+    }
+}

@@ -1,7 +1,8 @@
 /* Commits numbered transactions to an SQLite database, for `tandem crashtest` (tests/crashtest.rs), and checks what
    a crash left. Linked statically against Debian's libsqlite3 (glibc).
-   Usage: sqlite-txn run DB journal|wal full|off N
-              opens DB with PRAGMA journal_mode=DELETE (rollback journal) or WAL, synchronous=FULL or OFF,
+   Usage: sqlite-txn run DB journal|wal full|extra|off N
+              opens DB with PRAGMA journal_mode=DELETE (rollback journal) or WAL, synchronous=FULL, EXTRA or OFF
+              (EXTRA: FULL plus an fsync of the directory after the journal's unlink, which commits in DELETE mode),
               locking_mode=EXCLUSIVE (no shared-memory index: one process) and mmap_size=0, then commits
               transactions 1..N, each inserting row N with a 600-byte payload and updating a running total;
               prints "committed N" after each COMMIT returned
@@ -43,7 +44,8 @@ static int run(const char *mode, const char *sync, int count) {
     exec("PRAGMA mmap_size=0");
     snprintf(sql, sizeof sql, "PRAGMA journal_mode=%s", strcmp(mode, "wal") == 0 ? "WAL" : "DELETE");
     exec(sql);
-    snprintf(sql, sizeof sql, "PRAGMA synchronous=%s", strcmp(sync, "off") == 0 ? "OFF" : "FULL");
+    snprintf(sql, sizeof sql, "PRAGMA synchronous=%s",
+             strcmp(sync, "off") == 0 ? "OFF" : strcmp(sync, "extra") == 0 ? "EXTRA" : "FULL");
     exec(sql);
     exec("CREATE TABLE IF NOT EXISTS t(n INTEGER PRIMARY KEY, v TEXT NOT NULL)");
     exec("CREATE TABLE IF NOT EXISTS total(id INTEGER PRIMARY KEY, sum INTEGER NOT NULL)");
@@ -70,6 +72,8 @@ static int check(void) {
         if (sscanf(line, "committed %d", &n) == 1)
             acked = n;
     sqlite3_stmt *st;
+    /* As the workload: one process, the WAL index in heap memory (no -shm mapping). */
+    exec("PRAGMA locking_mode=EXCLUSIVE");
     if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) != SQLITE_OK)
         fail("cannot run integrity_check");
     int rc = sqlite3_step(st);
@@ -127,7 +131,7 @@ static int check(void) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: sqlite-txn run DB journal|wal full|off N | sqlite-txn check DB\n");
+        fprintf(stderr, "usage: sqlite-txn run DB journal|wal full|extra|off N | sqlite-txn check DB\n");
         return 2;
     }
     if (sqlite3_open(argv[2], &db) != SQLITE_OK)
@@ -136,6 +140,6 @@ int main(int argc, char **argv) {
         return check();
     if (strcmp(argv[1], "run") == 0 && argc >= 6)
         return run(argv[3], argv[4], atoi(argv[5]));
-    fprintf(stderr, "usage: sqlite-txn run DB journal|wal full|off N | sqlite-txn check DB\n");
+    fprintf(stderr, "usage: sqlite-txn run DB journal|wal full|extra|off N | sqlite-txn check DB\n");
     return 2;
 }
