@@ -146,7 +146,9 @@ pub fn run(args: CrashtestArgs) -> anyhow::Result<()> {
         None => args.command.clone(),
     };
     if checker_argv.is_empty() {
-        bail!("--checker: empty; give a program and its arguments, such as --checker 'check /data'");
+        bail!(
+            "--checker: empty; give a program and its arguments, such as --checker 'check /data'"
+        );
     }
     let checker = GuestChecker::new(
         guest_run(&args, &checker_argv, &volume, args.checker_max_insns).context("--checker")?,

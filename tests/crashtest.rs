@@ -41,7 +41,10 @@ fn summary(lines: &[serde_json::Value]) -> &serde_json::Value {
 }
 
 fn vulnerabilities(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
-    lines.iter().filter(|l| l["type"] == "vulnerability").collect()
+    lines
+        .iter()
+        .filter(|l| l["type"] == "vulnerability")
+        .collect()
 }
 
 const SAVE: &str = "corpus/bin/save-musl";
@@ -55,16 +58,22 @@ fn a_save_in_place_without_fsync_is_caught_and_its_reproduction_reproduces() {
     let s = summary(&lines);
     assert!(s["states"].as_u64().unwrap() >= 20, "{s}");
     let found = vulnerabilities(&lines);
-    let kinds: Vec<&str> = found.iter().map(|v| v["checker"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = found
+        .iter()
+        .map(|v| v["checker"].as_str().unwrap())
+        .collect();
     // Nothing was ever synced: after "saved 1" a crash can leave no document, or the empty file O_TRUNC left, or a
     // document of which some sectors are new, or the previous version.
     assert!(
-        kinds.iter().any(|k| k.contains("an acknowledged save was lost")
-            || k.contains("document missing")),
+        kinds
+            .iter()
+            .any(|k| k.contains("an acknowledged save was lost") || k.contains("document missing")),
         "{kinds:?}"
     );
     assert!(
-        kinds.iter().any(|k| k.contains("torn or mixed") || k.contains("not a version")),
+        kinds
+            .iter()
+            .any(|k| k.contains("torn or mixed") || k.contains("not a version")),
         "{kinds:?}"
     );
     // The reproduction line checks that one state again and finds it inconsistent.
@@ -77,7 +86,11 @@ fn a_save_in_place_without_fsync_is_caught_and_its_reproduction_reproduces() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("(inconsistent)"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("(inconsistent)"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(
         text(&out.stdout).contains(found[0]["checker"].as_str().unwrap()),
         "{}",
@@ -124,11 +137,21 @@ fn bad_input_is_exit_125_with_a_message() {
     assert_eq!(out.status.code(), Some(125));
     let out = Command::new(tandem())
         .current_dir(repo())
-        .args(["crashtest", "--volume", "/nonexistent-dir:/data", "--", SAVE])
+        .args([
+            "crashtest",
+            "--volume",
+            "/nonexistent-dir:/data",
+            "--",
+            SAVE,
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(125));
-    assert!(text(&out.stderr).contains("--volume"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--volume"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 fn sqlite(mode: &str, sync: &str) -> (Output, Vec<serde_json::Value>) {

@@ -181,7 +181,10 @@ impl StateFiles {
 impl FileSource for StateFiles {
     fn metadata(&self, path: &Path) -> Result<HostMetadata, Errno> {
         let Some(rel) = StateFiles::relative(path) else {
-            return self.rest.as_ref().map_or(Err(ENOENT), |r| r.0.metadata(path));
+            return self
+                .rest
+                .as_ref()
+                .map_or(Err(ENOENT), |r| r.0.metadata(path));
         };
         let (kind, size_bytes, mode) = match self.tree.get(&rel) {
             _ if rel.is_empty() => (HostKind::Dir, 4096, self.root_mode),
@@ -199,7 +202,10 @@ impl FileSource for StateFiles {
     }
     fn read_file(&self, path: &Path) -> Result<Arc<Vec<u8>>, Errno> {
         let Some(rel) = StateFiles::relative(path) else {
-            return self.rest.as_ref().map_or(Err(ENOENT), |r| r.0.read_file(path));
+            return self
+                .rest
+                .as_ref()
+                .map_or(Err(ENOENT), |r| r.0.read_file(path));
         };
         match self.tree.get(&rel) {
             Some(TreeNode::File { bytes, .. }) => Ok(bytes.clone()),
@@ -210,7 +216,10 @@ impl FileSource for StateFiles {
     }
     fn read_dir(&self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {
         let Some(rel) = StateFiles::relative(path) else {
-            return self.rest.as_ref().map_or(Err(ENOENT), |r| r.0.read_dir(path));
+            return self
+                .rest
+                .as_ref()
+                .map_or(Err(ENOENT), |r| r.0.read_dir(path));
         };
         if !rel.is_empty() && !matches!(self.tree.get(&rel), Some(TreeNode::Dir { .. })) {
             return Err(ENOTDIR);
@@ -231,7 +240,10 @@ impl FileSource for StateFiles {
     }
     fn read_link(&self, path: &Path) -> Result<Vec<u8>, Errno> {
         let Some(rel) = StateFiles::relative(path) else {
-            return self.rest.as_ref().map_or(Err(ENOENT), |r| r.0.read_link(path));
+            return self
+                .rest
+                .as_ref()
+                .map_or(Err(ENOENT), |r| r.0.read_link(path));
         };
         match self.tree.get(&rel) {
             Some(TreeNode::Symlink { target }) => Ok(target.clone()),
