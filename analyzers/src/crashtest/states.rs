@@ -266,7 +266,7 @@ fn halves(i: usize, op: &IoOp) -> Vec<Torn> {
         return Vec::new();
     };
     let (_, count) = sectors_of(*offset, data.len());
-    if count < 2 || count > u32::MAX / 2 {
+    if count < 2 {
         return Vec::new();
     }
     let half = count.div_ceil(2);
