@@ -26,6 +26,10 @@ musl-gcc -static -O2 -s -DNET -o bin/service-net-musl src/service.c
 for src in src/fuzz/*.c; do
     musl-gcc -static -O2 -s -o "bin/fuzz-$(basename "$src" .c)-musl" "$src"
 done
+# The crash-consistency programs of `tandem crashtest` (tests/crashtest.rs): save (musl) and sqlite-txn, linked
+# against Debian's libsqlite3-dev (glibc: apt-get install libsqlite3-dev).
+musl-gcc -static -O2 -s -o bin/save-musl src/crash/save.c
+gcc -static -O2 -s -o bin/sqlite-txn-glibc src/crash/sqlite-txn.c -lsqlite3 -lm -lpthread
 for name in hello crash sha256 qsort fileio mmx maps; do
     strip=-s
     case "$name" in hello|crash) strip=-g ;; esac

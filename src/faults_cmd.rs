@@ -135,7 +135,7 @@ fn parse_seeds(s: &str) -> anyhow::Result<std::ops::Range<u64>> {
     Ok(a..b)
 }
 
-fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@".contains(&b))

@@ -11,6 +11,8 @@
 //! - `profile`: 0 when the profile was printed, 125 tandem's own failure.
 //! - `cdp list`, `cdp restore`: 0, 4 when the journal is damaged and the listing or the point reaches past its
 //!   valid part, 125 tandem's own failure.
+//! - `crashtest`: 0 when every crash state checked is consistent, 1 when vulnerabilities were found, 125 tandem's
+//!   own failure.
 //! - `fuzz`: 0 when nothing was found, 1 when crashes or hangs were saved, 125 tandem's own failure.
 //! - `diff`: 0 when the two runs behave alike, 1 when they differ, 125 tandem's own failure (a bad trace).
 //! - `baseline record`: 0 written, 2 an operation could not run, 125 usage or bad spec; `baseline check`: 0 every
@@ -28,6 +30,7 @@ use clap::{Parser, Subcommand};
 
 mod baseline_cmd;
 mod cdp_cmd;
+mod crashtest_cmd;
 mod debug_cmd;
 mod diff_cmd;
 mod faults_cmd;
@@ -74,6 +77,7 @@ enum Command {
     Ft(ft_cmd::FtArgs),
     Profile(profile_cmd::ProfileArgs),
     Cdp(cdp_cmd::CdpArgs),
+    Crashtest(crashtest_cmd::CrashtestArgs),
     Fuzz(fuzz_cmd::FuzzArgs),
     Pool(pool_cmd::PoolArgs),
     Diff(diff_cmd::DiffArgs),
@@ -105,6 +109,7 @@ fn main() {
         Command::Ft(args) => ft_cmd::run(args),
         Command::Profile(args) => profile_cmd::run(args),
         Command::Cdp(args) => cdp_cmd::run(args),
+        Command::Crashtest(args) => crashtest_cmd::run(args),
         Command::Fuzz(args) => fuzz_cmd::run(args),
         Command::Pool(args) => pool_cmd::run(args),
         Command::Diff(args) => diff_cmd::run(args),

@@ -4,11 +4,13 @@
 //! binary (`static_profile`), what it did make in recorded runs (`dynamic`), how the two compare (`score`) and a
 //! profile exported as an OCI/Docker seccomp file (`seccomp`). Parts 2 and 3: the system calls of a recorded run
 //! (`calls`, by replaying its trace), where two runs part (`diff`) and integrity baselines of a service's
-//! operations (`baseline`). The layering: this crate reads ELF files and traces and runs guests only on hosts its
-//! callers give it (the fuzzer, a baseline's operations); it does no file IO of its own.
+//! operations (`baseline`). Fuzzing (`fuzz`) and crash-consistency search (`crashtest`, issue 14 part 5).
+//! The layering: this crate reads ELF files and traces and runs guests only through the emulator's `Host`
+//! interface, on hosts its callers give it; it does no file IO of its own beyond what those hosts and file sources do.
 
 pub mod baseline;
 pub mod calls;
+pub mod crashtest;
 pub mod diff;
 pub mod dynamic;
 pub mod fuzz;

@@ -377,8 +377,24 @@ impl<H: Host> LinuxMachine<H> {
                 d.flags = (d.flags & O_ACCMODE) | (arg as u32 & (O_APPEND | O_NONBLOCK));
                 Ok(0)
             }
-            // One process: every lock is granted.
-            F_GETLK | F_SETLK | F_SETLKW => self.proc.fds.get(fd).map(|_| 0),
+            // Every lock is granted: locks between the guest's processes are not modelled.
+            F_SETLK | F_SETLKW => self.proc.fds.get(fd).map(|_| 0),
+            // fcntl(2): with no conflicting lock, F_GETLK sets l_type to F_UNLCK and leaves the rest. Without
+            // the answer the caller's own l_type stays, and SQLite, for one, takes it for another process's lock
+            // and leaves a hot journal unrolled.
+            F_GETLK => {
+                const F_RDLCK: u16 = 0;
+                const F_WRLCK: u16 = 1;
+                const F_UNLCK: u16 = 2;
+                self.proc.fds.get(fd)?;
+                let l_type = self.read_mem(arg, 2)?;
+                match u16::from_le_bytes([l_type[0], l_type[1]]) {
+                    F_RDLCK | F_WRLCK | F_UNLCK => {}
+                    _ => return Err(EINVAL),
+                }
+                self.write_mem(arg, &F_UNLCK.to_le_bytes())?;
+                Ok(0)
+            }
             _ => Err(EINVAL),
         }
     }
