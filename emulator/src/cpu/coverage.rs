@@ -82,6 +82,14 @@ impl Default for Coverage {
     }
 }
 
+/// The coverage state a run restored from a snapshot starts with (`Coverage::run_start`): a snapshot taken after
+/// start-up (at the first read of stdin) is inside calls, and the crash stacks of its runs include them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunStart {
+    prev_loc: u16,
+    call_stack: Vec<u64>,
+}
+
 /// AFL's location of a block: a hash of its address, spread over the map.
 #[inline(always)]
 fn location(rip: u64) -> u16 {
@@ -122,9 +130,22 @@ impl Coverage {
 
     /// Clears the map, the previous location and the call stack for the next run (the dictionary stays).
     pub fn reset_map(&mut self) {
+        self.reset_map_to(&RunStart::default());
+    }
+
+    /// Where a run restored from a snapshot taken now starts: the previous location and the calls in progress.
+    pub fn run_start(&self) -> RunStart {
+        RunStart {
+            prev_loc: self.prev_loc,
+            call_stack: self.call_stack.clone(),
+        }
+    }
+
+    /// Clears the map for the next run, which starts at `start` (the dictionary stays).
+    pub fn reset_map_to(&mut self, start: &RunStart) {
         self.map.fill(0);
-        self.prev_loc = 0;
-        self.call_stack.clear();
+        self.prev_loc = start.prev_loc;
+        self.call_stack.clone_from(&start.call_stack);
     }
 
     /// Return addresses of the calls in progress, innermost first.
