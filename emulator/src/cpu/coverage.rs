@@ -10,9 +10,10 @@
 //! map is a function of the guest's path alone (held to it by `tests::jit_and_interpreter_maps_are_identical`
 //! and tests/jit_lockstep.rs). SYSCALL, INT3 and faulting instructions stop the run loop and record nothing.
 //!
-//! Compiled blocks chain into each other without the run loop; while coverage is on, `Machine` does not chain
-//! them, so each compiled block returns to the run loop, which records its edge. Off, nothing is recorded and
-//! the run loop pays one well-predicted branch per block.
+//! Compiled blocks chain into each other without the run loop, so a block compiled while coverage is on
+//! records its own edge: its exit calls `jit::record_edge` once the block retired whole (and a helper whose
+//! instruction ends the block and writes code, which leaves the block early, records it there). Off, nothing is
+//! recorded, compiled code has no such calls, and the run loop pays one well-predicted branch per block.
 //!
 //! The dictionary: immediates of CMP, SUB and TEST (and the displacement-free constants they compare against)
 //! are collected once per translated block, never per executed instruction, so it costs nothing while the
@@ -32,6 +33,7 @@ pub const CALL_STACK_DEPTH_MAX: usize = 1024;
 
 /// How a block ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Transfer {
     /// Not in a control transfer (the page or the block's length ended it, or a REP string instruction).
     None,
@@ -56,6 +58,16 @@ impl Transfer {
     #[inline(always)]
     pub(crate) fn is_some(self) -> bool {
         self != Transfer::None
+    }
+
+    /// The transfer whose `as u8` is `code` (compiled code passes it as a number).
+    pub(crate) fn from_code(code: u64) -> Transfer {
+        match code {
+            1 => Transfer::Branch,
+            2 => Transfer::Call,
+            3 => Transfer::Return,
+            _ => Transfer::None,
+        }
     }
 }
 
