@@ -13,7 +13,8 @@
 # saved (AFL++'s crash name execs:N; tandem's stats.json); cpu s is user + system CPU of the whole run
 # (/usr/bin/time, children included); exec/s per core = all executions / cpu s. The load average is printed:
 # the machine is shared, so wall times mean little and CPU times are the figures.
-# Usage: cargo build --release -p tandem && corpus/bench-afl.sh [afl|tandem|both]
+# Usage: cargo build --release -p tandem && corpus/bench-afl.sh [afl|tandem|both|summary]
+# (summary: only the table, from the results file of an earlier run kept in WORK.)
 # Environment: SEEDS (10), EXECS (200000), FAULT_EXECS (50000), TARGETS ("magic checksum messages uaf
 # shortread"), WORK (a kept directory; default a temporary one).
 set -eu
@@ -57,7 +58,8 @@ median() {
 }
 
 # CPU seconds (user + system) from a /usr/bin/time -f '%U %S' file.
-cpu_of() { awk '{ printf "%.2f", $1 + $2 }' "$1"; }
+# (The last line: a "Command exited with non-zero status" line comes first when the fuzzer found something.)
+cpu_of() { tail -1 "$1" | awk '{ printf "%.2f", $1 + $2 }'; }
 
 # The execution cap of target $1.
 cap_of() {
@@ -98,8 +100,9 @@ run_tandem() {
 }
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-: > "$dir/results"
-for t in $targets; do
+[ "$which" = summary ] && targets_run= || targets_run=$targets
+[ "$which" = summary ] || : > "$dir/results"
+for t in $targets_run; do
     seed_corpus "$t"
     case $which in
         afl | both)
