@@ -9,7 +9,9 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tandem_analyzers::fuzz::{self, genome, Campaign, CheckedRun, Checker, Genome, Options, Target};
+use tandem_analyzers::fuzz::{
+    self, genome, Campaign, CheckedRun, Checker, Genome, Options, Target,
+};
 use tandem_emulator::linux::LinuxConfig;
 use tandem_scenarios::input::{read_input, InputKind};
 
@@ -294,9 +296,9 @@ fn shell_checker(cmd: String, dir: PathBuf) -> Checker {
             .wait()
             .map_err(|e| failed(format!("cannot wait for it: {e}")))?;
         match status.code() {
-            Some(c @ (126 | 127)) => Err(failed(format!(
-                "the shell could not run it (status {c})"
-            ))),
+            Some(c @ (126 | 127)) => {
+                Err(failed(format!("the shell could not run it (status {c})")))
+            }
             Some(c) => Ok(c),
             None => Err(failed(format!("killed ({status})"))),
         }

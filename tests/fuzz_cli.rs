@@ -89,7 +89,10 @@ fn finds_with(
     signal: &str,
 ) -> PathBuf {
     let target = command[0];
-    let name = format!("{target}{}", options.join("").replace(['-', ' ', '\'', '/'], ""));
+    let name = format!(
+        "{target}{}",
+        options.join("").replace(['-', ' ', '\'', '/'], "")
+    );
     let seeds = seed_dir(&format!("fuzz-seeds-{name}"), seeds);
     let out = scratch(&format!("fuzz-out-{name}"));
     let o = fuzz_with(options, command, 1, 1, execs, Some(&seeds), &out);

@@ -80,7 +80,10 @@ fn jit_and_interpreter_maps_are_identical() {
             }
             let (map, i, h) = run(name, args, stdin, jit, slice, true);
             let (map, s) = map.unwrap();
-            assert_eq!(s, stack, "{name}: jit {jit}, slices of {slice}: call stacks");
+            assert_eq!(
+                s, stack,
+                "{name}: jit {jit}, slices of {slice}: call stacks"
+            );
             let differing = map.iter().zip(&reference).filter(|(a, b)| a != b).count();
             assert_eq!(
                 differing, 0,

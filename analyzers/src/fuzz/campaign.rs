@@ -146,7 +146,12 @@ impl Campaign {
         };
         for (name, mut genome) in seeds {
             genome.normalise();
-            let candidate = run_one(&mut c.workers[0].executor, genome, format!("orig:{name}"), 1);
+            let candidate = run_one(
+                &mut c.workers[0].executor,
+                genome,
+                format!("orig:{name}"),
+                1,
+            );
             c.progress.execs += 1;
             // Seeds join the queue whatever they cover, as afl-fuzz keeps its inputs.
             c.merge(candidate, c.progress.execs - 1, true);

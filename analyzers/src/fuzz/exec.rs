@@ -207,12 +207,21 @@ impl Executor {
         if let Some(point) = &target.snapshot_at {
             let budget = target.instructions_max;
             let mut probe_host = machine.host.clone();
-            let at = warm::locate(point, &target.config, &target.program, &mut probe_host, budget)?;
+            let at = warm::locate(
+                point,
+                &target.config,
+                &target.program,
+                &mut probe_host,
+                budget,
+            )?;
             warm::run_to(&mut machine, at, point, budget)?;
         }
         let snapshot = machine.snapshot();
         let host = machine.host.clone();
-        let start = machine.coverage().map(Coverage::run_start).unwrap_or_default();
+        let start = machine
+            .coverage()
+            .map(Coverage::run_start)
+            .unwrap_or_default();
         Ok(Executor {
             target: target.clone(),
             worker,

@@ -1290,7 +1290,11 @@ fn encodable(i: &Instruction) -> bool {
 
 /// Compiles a decoded block. `None` when nothing in it would run natively (then the interpreter keeps it).
 /// `coverage`: the block records its edge (`record_edge`).
-pub(crate) fn compile(insns: &[Decoded], buffer: &mut CodeBuffer, coverage: bool) -> Option<Compiled> {
+pub(crate) fn compile(
+    insns: &[Decoded],
+    buffer: &mut CodeBuffer,
+    coverage: bool,
+) -> Option<Compiled> {
     let n = insns.len();
     // Stop before a REP string instruction: its handler counts its own iterations.
     let m = insns
