@@ -14,6 +14,9 @@ fn corpus(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// A run's coverage map and its shadow call stack at the end.
+type MapAndStack = (Vec<u8>, Vec<u64>);
+
 /// Runs `name` with `stdin` in slices of `slice` instructions; returns the map and the shadow call stack at the
 /// end (if collected), icount and state hash.
 fn run(
@@ -23,7 +26,7 @@ fn run(
     jit: bool,
     slice: u64,
     coverage: bool,
-) -> (Option<(Vec<u8>, Vec<u64>)>, u64, u64) {
+) -> (Option<MapAndStack>, u64, u64) {
     let mut argv = vec![name.as_bytes().to_vec()];
     argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
     let config = LinuxConfig {
