@@ -6,7 +6,7 @@
 # (src/unwind.rs, rustc). Stripped (-s) to keep the repository small, except hello and rewind, which
 # keep their symbols for the gdb and replay-debugger tests, crash and sigbus, which keep theirs for the core-dump and
 # fault tests, and overflow, which keeps its for the reverse-watchpoint tests. Needs musl-tools (musl-gcc), gcc, g++
-# and rustc.
+# rustc and libexpat1-dev.
 # Usage: corpus/build.sh            (from anywhere)
 set -eu
 cd "$(dirname "$0")"
@@ -30,6 +30,8 @@ done
 # against Debian's libsqlite3-dev (glibc: apt-get install libsqlite3-dev).
 musl-gcc -static -O2 -s -o bin/save-musl src/crash/save.c
 gcc -static -O2 -s -o bin/sqlite-txn-glibc src/crash/sqlite-txn.c -lsqlite3 -lm -lpthread
+# A real library as a fuzz target (BENCHMARKS.md): Debian's libexpat, static with glibc (needs libexpat1-dev).
+gcc -static -O2 -s -o bin/fuzz-expat-glibc src/realfuzz/expat.c -lexpat
 for name in hello crash sha256 qsort fileio mmx maps; do
     strip=-s
     case "$name" in hello|crash) strip=-g ;; esac

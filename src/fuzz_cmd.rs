@@ -8,7 +8,10 @@ use anyhow::{bail, Context};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use tandem_analyzers::fuzz::{self, genome, Campaign, Genome, Options, Target};
+use std::sync::Arc;
+use tandem_analyzers::fuzz::{
+    self, genome, Campaign, CheckedRun, Checker, Genome, Options, Target,
+};
 use tandem_emulator::linux::LinuxConfig;
 use tandem_scenarios::input::{read_input, InputKind};
 
@@ -24,13 +27,17 @@ const SEED_FILES_MAX: usize = 10_000;
         map, from the interpreter and compiled code alike) decides what joins the queue; comparison constants \
         the program tests its input against feed the mutations. Crashes (a fatal signal), aborts and hangs (the \
         --max-insns budget) are deduplicated by their stack, minimised, and saved with a trace that `tandem \
-        replay` and `tandem debug` open. The output directory has AFL++'s layout: queue/, crashes/, hangs/, \
+        replay` and `tandem debug` open. An argument @@ makes the test case a file instead of stdin (as in \
+        AFL++); --checker judges the output of runs that exit; --snapshot-at first-read-of-stdin skips the \
+        program's start-up in every execution. The output directory has AFL++'s layout: queue/, crashes/, hangs/, \
         fuzzer_stats, plot_data, and stats.json (deterministic: the same --seed and --jobs give the same \
         findings in the same order).",
     after_help = "Exit status:\n  0    no crash or hang found\n  1    findings were saved (crashes/ or hangs/)\n  \
         125  tandem's own failure: bad input, an unreadable program or seed, an unwritable output directory\n\n\
         Examples:\n  tandem fuzz -i seeds -o out --execs 100000 -- corpus/bin/fuzz-magic-musl\n  \
         tandem fuzz --jobs 2 --seed 7 --time-budget 60 -i seeds -o out -- ./parser --strict\n  \
+        tandem fuzz --execs 50000 -i seeds -o out -- ./xmlcheck @@\n  \
+        tandem fuzz --execs 50000 --checker 'grep -q ^ok' -o out -- ./calc\n  \
         tandem replay 'out/crashes/id:000000,sig:11,src:000000,op:havoc,execs:5120.trace'"
 )]
 pub struct FuzzArgs {
@@ -69,6 +76,25 @@ pub struct FuzzArgs {
     #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = crate::run_cmd::parse_memory_size)]
     memory_max: usize,
 
+    /// Where every execution starts: `start` (the program's first instruction) or `first-read-of-stdin` (just
+    /// before it, found by a probe run as `tandem run --warm-at` does: start-up runs once, not per execution;
+    /// faults at the syscalls start-up made cannot fire). Example: --snapshot-at first-read-of-stdin
+    #[arg(long, default_value = "start", value_name = "POINT",
+          value_parser = clap::builder::PossibleValuesParser::new(["start", "first-read-of-stdin"]))]
+    snapshot_at: String,
+
+    /// A shell command that judges the output of each run that exits: it reads the program's stdout on its
+    /// stdin, with the test case's path in $TANDEM_FUZZ_INPUT and the exit status in $TANDEM_FUZZ_STATUS; its
+    /// status 0 means right, another (not 126 or 127: the command could not run) wrong output, saved in
+    /// crashes/ as a "checker" finding. It must be deterministic. It costs a process per execution.
+    /// Example: --checker 'grep -qx 42'
+    #[arg(long, value_name = "CMD")]
+    checker: Option<String>,
+
+    /// Stop after the round of executions that made the first finding (as AFL_BENCH_UNTIL_CRASH).
+    #[arg(long)]
+    until_crash: bool,
+
     /// Interpret every instruction (coverage is the same; slower).
     #[arg(long)]
     no_jit: bool,
@@ -77,7 +103,8 @@ pub struct FuzzArgs {
     #[arg(long, short = 'q')]
     quiet: bool,
 
-    /// The program (a static x86-64 ELF) and its arguments. Example: -- corpus/bin/fuzz-magic-musl
+    /// The program (a static x86-64 ELF) and its arguments; an argument with @@ in it names the test case as a
+    /// file (/fuzz/input; stdin is then empty). Example: -- corpus/bin/fuzz-magic-musl
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM ARGS")]
     command: Vec<OsString>,
 }
@@ -113,12 +140,11 @@ pub fn run(args: FuzzArgs) -> anyhow::Result<()> {
         frames_max: args.memory_max,
         ..LinuxConfig::default()
     };
-    let target = Target {
-        program: bytes,
-        config,
-        instructions_max: args.max_insns,
-        jit: !args.no_jit,
-    };
+    let mut target = Target::new(bytes, config, args.max_insns, !args.no_jit);
+    target.use_file_input();
+    if args.snapshot_at == "first-read-of-stdin" {
+        target.snapshot_at = Some(tandem_replay::pools::WarmPoint::FirstReadOfStdin);
+    }
     let options = Options {
         seed: args.seed,
         jobs: args.jobs,
@@ -127,6 +153,12 @@ pub fn run(args: FuzzArgs) -> anyhow::Result<()> {
     let out = &args.output;
     fuzz::create_layout(out)
         .with_context(|| format!("-o {}: cannot create the output directory", out.display()))?;
+    if let Some(cmd) = &args.checker {
+        let dir = out.join(".checker");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("-o {}: cannot create {}", out.display(), dir.display()))?;
+        target.checker = Some(shell_checker(cmd.clone(), dir));
+    }
     let mut campaign = Campaign::new(target, options, seeds)
         .with_context(|| format!("cannot fuzz {}", program.display()))?;
     // Progress and --time-budget only: nothing the campaign finds depends on this clock.
@@ -196,6 +228,9 @@ pub fn run(args: FuzzArgs) -> anyhow::Result<()> {
             );
             let _ = err.flush();
         }
+        if args.until_crash && !c.findings.is_empty() {
+            return false;
+        }
         args.time_budget
             .is_none_or(|t| start.elapsed().as_secs() < t)
     };
@@ -204,6 +239,9 @@ pub fn run(args: FuzzArgs) -> anyhow::Result<()> {
     campaign.run(&mut observe);
     if let Some(e) = failure {
         return Err(e);
+    }
+    if let Some(why) = &campaign.failure {
+        bail!("{why}");
     }
     if !args.quiet && terminal {
         let _ = writeln!(err);
@@ -229,6 +267,42 @@ pub fn run(args: FuzzArgs) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// `--checker CMD`: `sh -c CMD` with the run's stdout on its stdin, the test case in `dir/input-WORKER`
+/// ($TANDEM_FUZZ_INPUT) and the exit status in $TANDEM_FUZZ_STATUS; its exit status is the judgement.
+fn shell_checker(cmd: String, dir: PathBuf) -> Checker {
+    Arc::new(move |run: &CheckedRun| {
+        use std::process::{Command, Stdio};
+        let failed = |what: String| format!("--checker {cmd:?}: {what}");
+        let input = dir.join(format!("input-{}", run.worker));
+        std::fs::write(&input, run.input)
+            .map_err(|e| failed(format!("cannot write {}: {e}", input.display())))?;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .env("TANDEM_FUZZ_INPUT", &input)
+            .env("TANDEM_FUZZ_STATUS", run.status.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| failed(format!("cannot start sh: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A checker that does not read all of it closes the pipe early: not an error.
+            let _ = stdin.write_all(run.stdout);
+        }
+        let status = child
+            .wait()
+            .map_err(|e| failed(format!("cannot wait for it: {e}")))?;
+        match status.code() {
+            Some(c @ (126 | 127)) => {
+                Err(failed(format!("the shell could not run it (status {c})")))
+            }
+            Some(c) => Ok(c),
+            None => Err(failed(format!("killed ({status})"))),
+        }
+    })
 }
 
 /// AFL++'s fuzzer_stats (key : value lines), with the fields tandem has.

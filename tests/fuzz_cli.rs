@@ -1,7 +1,8 @@
 //! End-to-end tests of `tandem fuzz` on the planted-bug targets (corpus/src/fuzz/): each bug is found within a
 //! stated number of executions at a fixed seed (the fault-only ones through the fault plan), a finding's trace
 //! replays verified and ends in the crash, the same seed and --jobs give the same findings, the output has
-//! AFL++'s layout, and bad input is a clear error with status 125.
+//! AFL++'s layout, and bad input is a clear error with status 125. The features around the genome: a file input
+//! (`@@`), a checker of output, a snapshot at the first read of stdin.
 
 mod common;
 use common::*;
@@ -17,9 +18,23 @@ fn fuzz(
     seeds: Option<&Path>,
     out: &Path,
 ) -> Output {
+    fuzz_with(&[], &[target], seed, jobs, execs, seeds, out)
+}
+
+/// `tandem fuzz -q OPTIONS ... -- corpus/bin/COMMAND[0] COMMAND[1..]`.
+fn fuzz_with(
+    options: &[&str],
+    command: &[&str],
+    seed: u64,
+    jobs: usize,
+    execs: u64,
+    seeds: Option<&Path>,
+    out: &Path,
+) -> Output {
     let mut cmd = std::process::Command::new(tandem());
     cmd.arg("fuzz")
         .arg("-q")
+        .args(options)
         .args(["--seed", &seed.to_string()])
         .args(["--jobs", &jobs.to_string()])
         .args(["--execs", &execs.to_string()])
@@ -30,7 +45,8 @@ fn fuzz(
     cmd.arg("-o")
         .arg(out)
         .arg("--")
-        .arg(corpus_bin(target))
+        .arg(corpus_bin(command[0]))
+        .args(&command[1..])
         .current_dir(repo())
         .env_clear();
     cmd.output().unwrap()
@@ -61,9 +77,25 @@ fn files_ending(dir: &Path, suffix: &str) -> Vec<String> {
 /// Fuzzes `target` and asserts a crash with `signal` was saved; returns the first such crash's path (without
 /// suffix).
 fn finds(target: &str, execs: u64, seeds: &[(&str, &[u8])], signal: &str) -> PathBuf {
-    let seeds = seed_dir(&format!("fuzz-seeds-{target}"), seeds);
-    let out = scratch(&format!("fuzz-out-{target}"));
-    let o = fuzz(target, 1, 1, execs, Some(&seeds), &out);
+    finds_with(&[], &[target], execs, seeds, signal)
+}
+
+/// `finds` with options and arguments: `command[0]` is the target.
+fn finds_with(
+    options: &[&str],
+    command: &[&str],
+    execs: u64,
+    seeds: &[(&str, &[u8])],
+    signal: &str,
+) -> PathBuf {
+    let target = command[0];
+    let name = format!(
+        "{target}{}",
+        options.join("").replace(['-', ' ', '\'', '/'], "")
+    );
+    let seeds = seed_dir(&format!("fuzz-seeds-{name}"), seeds);
+    let out = scratch(&format!("fuzz-out-{name}"));
+    let o = fuzz_with(options, command, 1, 1, execs, Some(&seeds), &out);
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -238,4 +270,108 @@ fn bad_input_is_a_clear_error() {
     assert!(err.contains("a.faults") && err.contains("line 2"), "{err}");
     let o = fuzz("fuzz-magic-musl", 1, 0, 10, None, &out);
     assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
+}
+
+#[test]
+fn a_file_input_is_the_file_named_by_the_at_at_argument() {
+    // filemagic never reads stdin: only a genome written to the file its argument names reaches the bug.
+    let f = finds_with(
+        &[],
+        &["fuzz-filemagic-musl", "@@"],
+        20_000,
+        &[("a", b"FZ....")],
+        "sig:11",
+    );
+    let input = std::fs::read(&f).unwrap();
+    assert_eq!(&input[2..6], &0x5eed_f00du32.to_le_bytes(), "{input:x?}");
+    // The trace holds the file: the replay reads it from there and crashes the same way.
+    replays_the_crash(&f, "SIGSEGV");
+}
+
+#[test]
+fn a_checker_judges_the_output_and_its_findings_are_minimised() {
+    // uaf prints "session 7: N bytes" for N input bytes; this checker calls a run that exited 0 with any N of
+    // two digits or more wrong (it reads the program's stdout and the status it is given).
+    let checker = r#"test "$TANDEM_FUZZ_STATUS" != 0 || ! grep -q '[0-9][0-9] bytes'"#;
+    let f = finds_with(
+        &["--checker", checker],
+        &["fuzz-uaf-musl"],
+        20_000,
+        &[("a", b"hi\n")],
+        ",checker,",
+    );
+    let input = std::fs::read(&f).unwrap();
+    assert_eq!(
+        input.len(),
+        10,
+        "minimised to the shortest wrong input (10 bytes): {input:x?}"
+    );
+    let txt = std::fs::read_to_string(format!("{}.txt", f.display())).unwrap();
+    assert!(txt.contains("verdict: checker"), "{txt}");
+    // A checker that cannot run stops the campaign with tandem's own status.
+    let out = scratch("fuzz-checker-missing");
+    let o = fuzz_with(
+        &["--checker", "/no/such/checker"],
+        &["fuzz-uaf-musl"],
+        1,
+        1,
+        1000,
+        None,
+        &out,
+    );
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(err.contains("--checker") && err.contains("127"), "{err}");
+}
+
+#[test]
+fn a_snapshot_at_the_first_read_of_stdin_skips_start_up_and_finds_the_same() {
+    let seeds = seed_dir("fuzz-firstread-seeds", &[("a", b"FZ....")]);
+    let run = |name: &str, at: &str| {
+        let out = scratch(name);
+        let o = fuzz_with(
+            &["--snapshot-at", at],
+            &["fuzz-magic-musl"],
+            3,
+            1,
+            5_000,
+            Some(&seeds),
+            &out,
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+        let stats = std::fs::read_to_string(out.join("stats.json")).unwrap();
+        let icount: u64 = stats
+            .split("\"snapshot_icount\":")
+            .nth(1)
+            .and_then(|r| r.split([',', '}']).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no snapshot_icount: {stats}"));
+        let crashes = files_ending(&out.join("crashes"), "");
+        (icount, files_ending(&out.join("queue"), ""), crashes, out)
+    };
+    let (start, queue_a, crashes_a, _) = run("fuzz-firstread-start", "start");
+    let (warm, queue_b, crashes_b, out) = run("fuzz-firstread-warm", "first-read-of-stdin");
+    assert_eq!(start, 0);
+    assert!(warm > 100, "the snapshot is after musl's start-up: {warm}");
+    // Start-up is the same in every run and reads no input: the campaign decides the same from either point.
+    assert_eq!(queue_a, queue_b);
+    assert_eq!(crashes_a, crashes_b);
+    // The finding's trace is recorded from the program's start and replays the crash.
+    let trace = crashes_b.iter().find(|n| n.ends_with(".trace")).unwrap();
+    let f = out.join("crashes").join(trace.trim_end_matches(".trace"));
+    replays_the_crash(&f, "SIGSEGV");
+    // A program that ends without reading stdin has no such point: a clear error.
+    let out = scratch("fuzz-firstread-none");
+    let o = fuzz_with(
+        &["--snapshot-at", "first-read-of-stdin"],
+        &["fuzz-filemagic-musl", "@@"],
+        1,
+        1,
+        1000,
+        None,
+        &out,
+    );
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(err.contains("first-read-of-stdin"), "{err}");
 }

@@ -1,6 +1,6 @@
 //! Edge coverage (cpu/coverage.rs) is a function of the guest's path alone: the same corpus programs, run with
-//! compiled blocks and interpreted only, and each in budget slices of a prime number of instructions (so blocks
-//! are entered part-way), give identical maps; a different input gives a different map; coverage changes
+//! compiled blocks (which chain and record their own edges) and interpreted only, and each in budget slices of
+//! a prime number of instructions (so blocks are entered part-way), give identical maps and shadow call stacks; a different input gives a different map; coverage changes
 //! nothing the run does (instruction count and state hash equal to a run without it).
 
 use std::path::PathBuf;
@@ -14,8 +14,11 @@ fn corpus(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Runs `name` with `stdin` in slices of `slice` instructions; returns the map (if collected), icount and
-/// state hash.
+/// A run's coverage map and its shadow call stack at the end.
+type MapAndStack = (Vec<u8>, Vec<u64>);
+
+/// Runs `name` with `stdin` in slices of `slice` instructions; returns the map and the shadow call stack at the
+/// end (if collected), icount and state hash.
 fn run(
     name: &str,
     args: &[&str],
@@ -23,7 +26,7 @@ fn run(
     jit: bool,
     slice: u64,
     coverage: bool,
-) -> (Option<Vec<u8>>, u64, u64) {
+) -> (Option<MapAndStack>, u64, u64) {
     let mut argv = vec![name.as_bytes().to_vec()];
     argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
     let config = LinuxConfig {
@@ -42,7 +45,9 @@ fn run(
         slices += 1;
         assert!(slices < 1 << 24, "{name} did not finish");
     }
-    let map = m.set_coverage(None).map(|c| c.map().to_vec());
+    let map = m
+        .set_coverage(None)
+        .map(|c| (c.map().to_vec(), c.call_stack().collect()));
     (map, m.icount(), m.state_hash())
 }
 
@@ -65,7 +70,8 @@ fn jit_and_interpreter_maps_are_identical() {
     ];
     for (name, args, stdin) in cases {
         let (reference, icount, hash) = run(name, args, stdin, false, u64::MAX, true);
-        let reference = reference.unwrap();
+        let (reference, stack) = reference.unwrap();
+        assert!(!stack.is_empty(), "{name}: exit is called from inside main");
         assert!(
             edges(&reference) > 20,
             "{name}: {} edges",
@@ -76,7 +82,11 @@ fn jit_and_interpreter_maps_are_identical() {
                 continue;
             }
             let (map, i, h) = run(name, args, stdin, jit, slice, true);
-            let map = map.unwrap();
+            let (map, s) = map.unwrap();
+            assert_eq!(
+                s, stack,
+                "{name}: jit {jit}, slices of {slice}: call stacks"
+            );
             let differing = map.iter().zip(&reference).filter(|(a, b)| a != b).count();
             assert_eq!(
                 differing, 0,
@@ -112,7 +122,7 @@ fn another_path_gives_another_map() {
         u64::MAX,
         true,
     );
-    let (a, b) = (a.unwrap(), b.unwrap());
+    let (a, b) = (a.unwrap().0, b.unwrap().0);
     assert!(
         a.iter().zip(&b).any(|(x, y)| *x == 0 && *y != 0),
         "the AUTH message reaches an edge the HELO message alone does not"

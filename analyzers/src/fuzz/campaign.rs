@@ -40,7 +40,7 @@ pub struct Entry {
     pub genome: Genome,
     /// Where it came from: "orig:NAME" or "src:000012,op:havoc".
     pub origin: String,
-    /// The total executions when it was found.
+    /// The execution that found it (counted as a finding's `execs`).
     pub execs: u64,
     /// Its run's calls per syscall, where fault mutations aim.
     pub syscall_calls: Vec<(u64, u64)>,
@@ -55,6 +55,8 @@ pub struct Finding {
     pub stack: Vec<u64>,
     pub diagnostic: Option<String>,
     pub origin: String,
+    /// The execution that found it: the executions before its round (minimisations included) plus its number
+    /// in the round (its minimisation's are not counted).
     pub execs: u64,
     /// Executions of the minimisation.
     pub minimise_execs: u64,
@@ -77,6 +79,8 @@ pub struct Progress {
 
 /// What a child run found, before merging.
 struct Candidate {
+    /// Its number among the round's executions (worker by worker, from 1).
+    number: u64,
     genome: Genome,
     origin: String,
     /// Index and bucket of every edge hit.
@@ -101,6 +105,8 @@ pub struct Campaign {
     seen: Box<[u8; MAP_BYTES]>,
     dictionary: BTreeSet<(u64, u8)>,
     pub progress: Progress,
+    /// Why the campaign stopped early (a checker that failed).
+    pub failure: Option<String>,
 }
 
 /// The target failed to load.
@@ -117,8 +123,8 @@ impl Campaign {
     ) -> Result<Campaign, LoadFailed> {
         assert!(options.jobs >= 1 && options.jobs <= JOBS_MAX);
         let mut workers = Vec::new();
-        for _ in 0..options.jobs {
-            let executor = Executor::new(&target).map_err(|e| LoadFailed(e.to_string()))?;
+        for w in 0..options.jobs {
+            let executor = Executor::new(&target, w).map_err(|e| LoadFailed(e.to_string()))?;
             workers.push(Worker { executor });
         }
         let mut c = Campaign {
@@ -131,6 +137,7 @@ impl Campaign {
             seen: Box::new([0; MAP_BYTES]),
             dictionary: BTreeSet::new(),
             progress: Progress::default(),
+            failure: None,
         };
         let seeds = if seeds.is_empty() {
             vec![("empty".to_string(), Genome::default())]
@@ -139,10 +146,15 @@ impl Campaign {
         };
         for (name, mut genome) in seeds {
             genome.normalise();
-            let candidate = run_one(&mut c.workers[0].executor, genome, format!("orig:{name}"));
+            let candidate = run_one(
+                &mut c.workers[0].executor,
+                genome,
+                format!("orig:{name}"),
+                1,
+            );
             c.progress.execs += 1;
             // Seeds join the queue whatever they cover, as afl-fuzz keeps its inputs.
-            c.merge(candidate, true);
+            c.merge(candidate, c.progress.execs - 1, true);
         }
         c.dictionary.extend(
             c.workers[0]
@@ -159,6 +171,11 @@ impl Campaign {
     /// The target this campaign runs.
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// The instruction count each execution starts at (0: the program's first instruction).
+    pub fn snapshot_icount(&self) -> u64 {
+        self.workers[0].executor.snapshot_icount()
     }
 
     /// Runs one round on every worker and merges it; returns the findings added this round (indices into
@@ -179,7 +196,9 @@ impl Campaign {
                     let dictionary = &dictionary;
                     s.spawn(move || {
                         let name = format!("fuzz.round.{round}.worker.{w}");
-                        worker.run_round(queue, dictionary, seen, named_stream(seed, &name))
+                        let first = w as u64 * ROUND_EXECS + 1;
+                        let rng = named_stream(seed, &name);
+                        worker.run_round(queue, dictionary, seen, rng, first)
                     })
                 })
                 .collect();
@@ -188,10 +207,11 @@ impl Campaign {
                 .map(|h| h.join().expect("a fuzz worker panicked"))
                 .collect()
         });
+        let base = self.progress.execs;
         self.progress.execs += ROUND_EXECS * self.workers.len() as u64;
         self.progress.rounds += 1;
         for candidate in results.into_iter().flatten() {
-            self.merge(candidate, false);
+            self.merge(candidate, base, false);
         }
         for worker in &self.workers {
             let d = worker.executor.coverage().dictionary();
@@ -203,7 +223,7 @@ impl Campaign {
 
     /// Rounds until `execs_max` executions, calling `observe` after each; it returns false to stop early.
     pub fn run(&mut self, observe: &mut dyn FnMut(&Campaign, std::ops::Range<usize>) -> bool) {
-        while self.progress.execs < self.options.execs_max {
+        while self.progress.execs < self.options.execs_max && self.failure.is_none() {
             let new = self.round();
             if !observe(self, new) {
                 break;
@@ -212,8 +232,13 @@ impl Campaign {
     }
 
     /// Adds a candidate's coverage to the map seen; queues it if it added something (or `always`); keeps and
-    /// minimises it if it is a new finding.
-    fn merge(&mut self, candidate: Candidate, always: bool) {
+    /// minimises it if it is a new finding. `base` is the executions before its round.
+    fn merge(&mut self, candidate: Candidate, base: u64, always: bool) {
+        if let Some(why) = &candidate.execution.checker_failed {
+            self.failure.get_or_insert_with(|| why.clone());
+            return;
+        }
+        let execs = base + candidate.number;
         let mut new = false;
         for &(i, b) in &candidate.buckets {
             let s = &mut self.seen[i as usize];
@@ -227,7 +252,7 @@ impl Campaign {
             let key = e.finding_key();
             if !self.finding_keys.contains(&key) {
                 self.finding_keys.insert(key);
-                self.keep_finding(&candidate);
+                self.keep_finding(&candidate, execs);
             }
             return;
         }
@@ -236,14 +261,15 @@ impl Campaign {
                 id: self.queue.len(),
                 genome: candidate.genome,
                 origin: candidate.origin,
-                execs: self.progress.execs,
+                execs,
                 syscall_calls: candidate.execution.syscall_calls,
             });
-            self.progress.last_new_execs = self.progress.execs;
+            self.progress.last_new_execs = execs;
         }
     }
 
-    fn keep_finding(&mut self, candidate: &Candidate) {
+    /// Keeps a new finding made at execution `execs`, minimised.
+    fn keep_finding(&mut self, candidate: &Candidate, execs: u64) {
         let e = &candidate.execution;
         let executor = &mut self.workers[0].executor;
         let (genome, minimise_execs) = if e.verdict == Verdict::Hang {
@@ -260,7 +286,7 @@ impl Campaign {
             stack: e.stack.clone(),
             diagnostic: e.diagnostic.clone(),
             origin: candidate.origin.clone(),
-            execs: self.progress.execs,
+            execs,
             minimise_execs,
         });
     }
@@ -286,12 +312,13 @@ impl Worker {
         dictionary: &[(u64, u8)],
         seen: &[u8; MAP_BYTES],
         mut rng: rand_chacha::ChaCha20Rng,
+        first: u64,
     ) -> Vec<Candidate> {
         use rand::Rng;
         let mut local_seen = Box::new(*seen);
         let mut out = Vec::new();
         let mut keys = BTreeSet::new();
-        for _ in 0..ROUND_EXECS {
+        for k in 0..ROUND_EXECS {
             // Newer entries more often: they are where the frontier is.
             let n = queue.len();
             let i = if rng.random_bool(0.5) {
@@ -308,7 +335,11 @@ impl Worker {
             };
             let (genome, op) = mutate::mutate(&parent.genome, &ctx, &mut rng);
             let origin = format!("src:{:06},op:{}", parent.id, op_name(op));
-            let candidate = run_one(&mut self.executor, genome, origin);
+            let candidate = run_one(&mut self.executor, genome, origin, first + k);
+            if candidate.execution.checker_failed.is_some() {
+                out.push(candidate);
+                break;
+            }
             let mut new = false;
             for &(i, b) in &candidate.buckets {
                 let s = &mut local_seen[i as usize];
@@ -332,7 +363,7 @@ fn op_name(op: Operator) -> &'static str {
 }
 
 /// Runs `genome` and collects its coverage as (index, bucket) pairs.
-fn run_one(executor: &mut Executor, genome: Genome, origin: String) -> Candidate {
+fn run_one(executor: &mut Executor, genome: Genome, origin: String, number: u64) -> Candidate {
     let execution = executor.run(&genome);
     let buckets = executor
         .coverage()
@@ -343,6 +374,7 @@ fn run_one(executor: &mut Executor, genome: Genome, origin: String) -> Candidate
         .map(|(i, &c)| (i as u16, bucket(c)))
         .collect();
     Candidate {
+        number,
         genome,
         origin,
         buckets,

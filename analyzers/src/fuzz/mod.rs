@@ -1,6 +1,7 @@
 //! Coverage-guided fault-injection fuzzing of real binaries (`tandem fuzz`, issue 17).
 //!
-//! A test case is a genome (genome.rs): the program's stdin and a plan of syscall faults. Each execution restores
+//! A test case is a genome (genome.rs): the program's input (stdin, or a file named by `@@` in its arguments)
+//! and a plan of syscall faults. Each execution restores
 //! the target from a snapshot and runs it with edge coverage on (exec.rs, over the emulator's
 //! `cpu::coverage`); children come from havoc, splicing, comparison constants and fault-plan edits (mutate.rs);
 //! the campaign keeps what adds coverage and what crashes, deduplicated by stack and minimised, in rounds that
@@ -18,7 +19,7 @@ pub mod genome;
 pub mod mutate;
 
 pub use campaign::{Campaign, Entry, Finding, Options, Progress};
-pub use exec::{Execution, Executor, Target, Verdict};
+pub use exec::{CheckedRun, Checker, Execution, Executor, Target, Verdict, FILE_INPUT_PATH};
 pub use genome::Genome;
 
 use std::fmt::Write as _;
@@ -122,8 +123,7 @@ pub fn record_trace(target: &Target, genome: &Genome, path: &Path) -> std::io::R
         syscall_faults: genome.faults.iter().map(Into::into).collect(),
         ..Header::of_run(config, config.exe_path.clone(), &target.program)
     };
-    let mut host = MemoryHost::new(config.seed);
-    host.stdin = genome.stdin.clone();
+    let host = target.host_for(MemoryHost::new(config.seed), genome);
     let host = RecordingHost::new(host, None, None);
     let mut hv = Hypervisor::new(
         config.clone(),
@@ -165,7 +165,8 @@ pub fn stats_json(c: &Campaign, seed: u64, jobs: usize) -> String {
         .collect();
     format!(
         "{{\"version\":{STATS_VERSION},\"seed\":{seed},\"jobs\":{jobs},\"execs\":{},\"rounds\":{},\"queue\":{},\
-         \"edges\":{},\"crashes\":{},\"hangs\":{},\"dictionary\":{},\"last_new_execs\":{},\"findings\":[{}]}}\n",
+         \"edges\":{},\"crashes\":{},\"hangs\":{},\"dictionary\":{},\"last_new_execs\":{},\
+         \"snapshot_icount\":{},\"findings\":[{}]}}\n",
         p.execs,
         p.rounds,
         p.queue_len,
@@ -174,6 +175,7 @@ pub fn stats_json(c: &Campaign, seed: u64, jobs: usize) -> String {
         p.hangs,
         p.dictionary_len,
         p.last_new_execs,
+        c.snapshot_icount(),
         findings.join(",")
     )
 }

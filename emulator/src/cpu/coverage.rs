@@ -10,9 +10,10 @@
 //! map is a function of the guest's path alone (held to it by `tests::jit_and_interpreter_maps_are_identical`
 //! and tests/jit_lockstep.rs). SYSCALL, INT3 and faulting instructions stop the run loop and record nothing.
 //!
-//! Compiled blocks chain into each other without the run loop; while coverage is on, `Machine` does not chain
-//! them, so each compiled block returns to the run loop, which records its edge. Off, nothing is recorded and
-//! the run loop pays one well-predicted branch per block.
+//! Compiled blocks chain into each other without the run loop, so a block compiled while coverage is on
+//! records its own edge: its exit calls `jit::record_edge` once the block retired whole (and a helper whose
+//! instruction ends the block and writes code, which leaves the block early, records it there). Off, nothing is
+//! recorded, compiled code has no such calls, and the run loop pays one well-predicted branch per block.
 //!
 //! The dictionary: immediates of CMP, SUB and TEST (and the displacement-free constants they compare against)
 //! are collected once per translated block, never per executed instruction, so it costs nothing while the
@@ -32,6 +33,7 @@ pub const CALL_STACK_DEPTH_MAX: usize = 1024;
 
 /// How a block ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Transfer {
     /// Not in a control transfer (the page or the block's length ended it, or a REP string instruction).
     None,
@@ -57,6 +59,16 @@ impl Transfer {
     pub(crate) fn is_some(self) -> bool {
         self != Transfer::None
     }
+
+    /// The transfer whose `as u8` is `code` (compiled code passes it as a number).
+    pub(crate) fn from_code(code: u64) -> Transfer {
+        match code {
+            1 => Transfer::Branch,
+            2 => Transfer::Call,
+            3 => Transfer::Return,
+            _ => Transfer::None,
+        }
+    }
 }
 
 /// The edge map of one run, the run's shadow call stack, and the comparison constants seen so far.
@@ -80,6 +92,14 @@ impl Default for Coverage {
             dictionary: BTreeSet::new(),
         }
     }
+}
+
+/// The coverage state a run restored from a snapshot starts with (`Coverage::run_start`): a snapshot taken after
+/// start-up (at the first read of stdin) is inside calls, and the crash stacks of its runs include them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunStart {
+    prev_loc: u16,
+    call_stack: Vec<u64>,
 }
 
 /// AFL's location of a block: a hash of its address, spread over the map.
@@ -122,9 +142,22 @@ impl Coverage {
 
     /// Clears the map, the previous location and the call stack for the next run (the dictionary stays).
     pub fn reset_map(&mut self) {
+        self.reset_map_to(&RunStart::default());
+    }
+
+    /// Where a run restored from a snapshot taken now starts: the previous location and the calls in progress.
+    pub fn run_start(&self) -> RunStart {
+        RunStart {
+            prev_loc: self.prev_loc,
+            call_stack: self.call_stack.clone(),
+        }
+    }
+
+    /// Clears the map for the next run, which starts at `start` (the dictionary stays).
+    pub fn reset_map_to(&mut self, start: &RunStart) {
         self.map.fill(0);
-        self.prev_loc = 0;
-        self.call_stack.clear();
+        self.prev_loc = start.prev_loc;
+        self.call_stack.clone_from(&start.call_stack);
     }
 
     /// Return addresses of the calls in progress, innermost first.

@@ -27,10 +27,14 @@
 //!   run loop. The run loop patches cells when a target is compiled and resets them when it is dropped
 //!   (self-modifying code), so a chain never enters stale code.
 //!
+//! Edge coverage (coverage.rs): a block compiled while coverage is on calls `record_edge` at its end, once it
+//! retired whole, before it chains or exits, so the map is the interpreter's with chaining kept.
+//!
 //! Exact counting: a compiled block runs only when the whole block fits in the budget (a chained entry checks
 //! `icount_end - icount` first); every exit keeps `icount`, rip and the flags exact, so the state is the
 //! interpreter's at every instruction boundary the outside sees.
 
+use super::coverage::Transfer;
 use super::{Cpu, Decoded};
 use iced_x86::code_asm::*;
 use iced_x86::{
@@ -199,8 +203,14 @@ unsafe extern "sysv64" fn helper(cpu: *mut Cpu, d: *const Decoded, k: u64) -> u6
         }
         Ok(()) => {
             cpu.icount = base + k + 1;
-            // A control transfer is last in its block and set rip itself (the fall-through was preset).
-            if d.instr.flow_control() == FlowControl::Next {
+            // A control transfer is last in its block and set rip itself (the fall-through was preset): the
+            // block retired whole, and this early exit skips its end, where its edge is recorded.
+            let transfer = Transfer::of(&d.instr);
+            if transfer.is_some() {
+                if let Some(c) = &mut cpu.coverage {
+                    c.record(transfer, cpu.regs.rip, d.instr.next_ip());
+                }
+            } else {
                 cpu.regs.rip = d.instr.next_ip();
             }
             EXIT_CODE_WRITE
@@ -215,6 +225,17 @@ unsafe extern "sysv64" fn helper(cpu: *mut Cpu, d: *const Decoded, k: u64) -> u6
             cpu.jit_stop = Some(stop);
             EXIT_STOP
         }
+    }
+}
+
+/// Records the edge of a compiled block that retired whole and ends in a control transfer (`transfer`, a
+/// `Transfer as u8`) to `rip`, `next_ip` following its last instruction: what the run loop records for an
+/// interpreted block. Compiled only while coverage is on; does nothing if it was taken away since.
+unsafe extern "sysv64" fn record_edge(cpu: *mut Cpu, transfer: u64, rip: u64, next_ip: u64) {
+    // SAFETY: the compiled block passes the `Cpu` it was entered with (exclusively borrowed for the whole run).
+    let cpu = unsafe { &mut *cpu };
+    if let Some(c) = &mut cpu.coverage {
+        c.record(Transfer::from_code(transfer), rip, next_ip);
     }
 }
 
@@ -669,6 +690,8 @@ struct Translator<'a> {
     /// The first guest instruction's code, and the entry from other blocks (checks the budget first).
     body: CodeLabel,
     chain_entry: CodeLabel,
+    /// Record the block's edge at its end (`record_edge`).
+    coverage: bool,
 }
 
 type R<T = ()> = Result<T, IcedError>;
@@ -894,6 +917,27 @@ impl<'a> Translator<'a> {
             self.a.lea(rax, rax + n as i32)?;
             self.a.mov(q(rbx, at), rax)?;
         }
+        Ok(())
+    }
+
+    /// With coverage on, records the block's edge to `rip` (None: the rip the last instruction stored) if it
+    /// ends in a control transfer. Called once the block retired and wrote back its registers and flags (the
+    /// call clobbers the host's caller-saved registers and rflags).
+    fn record_edge(&mut self, rip: Option<u64>) -> R {
+        let last = &self.insns[self.insns.len() - 1].instr;
+        let transfer = Transfer::of(last);
+        if !self.coverage || !transfer.is_some() {
+            return Ok(());
+        }
+        self.a.mov(rdi, rbx)?;
+        self.a.mov(esi, transfer as u32)?;
+        match rip {
+            Some(rip) => self.a.mov(rdx, rip)?,
+            None => self.a.mov(rdx, q(rbx, offset_of!(Cpu, regs.rip) as i32))?,
+        }
+        self.a.mov(rcx, last.next_ip())?;
+        self.a.mov(rax, record_edge as *const () as u64)?;
+        self.a.call(rax)?;
         Ok(())
     }
 
@@ -1245,7 +1289,12 @@ fn encodable(i: &Instruction) -> bool {
 }
 
 /// Compiles a decoded block. `None` when nothing in it would run natively (then the interpreter keeps it).
-pub(crate) fn compile(insns: &[Decoded], buffer: &mut CodeBuffer) -> Option<Compiled> {
+/// `coverage`: the block records its edge (`record_edge`).
+pub(crate) fn compile(
+    insns: &[Decoded],
+    buffer: &mut CodeBuffer,
+    coverage: bool,
+) -> Option<Compiled> {
     let n = insns.len();
     // Stop before a REP string instruction: its handler counts its own iterations.
     let m = insns
@@ -1298,6 +1347,7 @@ pub(crate) fn compile(insns: &[Decoded], buffer: &mut CodeBuffer) -> Option<Comp
         epilogue,
         body,
         chain_entry,
+        coverage,
     };
     let chains = emit(&mut t, m, &live_out).ok()?;
     let address = buffer.next_address();
@@ -1356,17 +1406,25 @@ fn emit(t: &mut Translator<'_>, m: usize, live_out: &[u8]) -> R<Vec<Chain>> {
             t.add_icount(n)?;
             let mut taken = t.a.create_label();
             t.jcc(last.condition_code(), taken)?;
+            t.record_edge(Some(last.next_ip()))?;
             t.chain(last.next_ip())?;
             t.a.set_label(&mut taken)?;
+            t.record_edge(Some(last.near_branch_target()))?;
             t.chain(last.near_branch_target())?;
         } else {
             t.writeback_all()?;
             t.save_flags()?;
             t.add_icount(n)?;
             match kind {
-                Kind::JmpRel | Kind::CallRel => t.chain(last.near_branch_target())?,
+                Kind::JmpRel | Kind::CallRel => {
+                    t.record_edge(Some(last.near_branch_target()))?;
+                    t.chain(last.near_branch_target())?
+                }
                 // Returns, indirect branches and helpers for control transfers stored rip themselves.
-                _ if last.flow_control() != FlowControl::Next => t.exit(EXIT_END)?,
+                _ if last.flow_control() != FlowControl::Next => {
+                    t.record_edge(None)?;
+                    t.exit(EXIT_END)?
+                }
                 _ => t.chain(last.next_ip())?,
             }
         }

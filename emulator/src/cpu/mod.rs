@@ -434,6 +434,10 @@ pub struct Cpu {
     pub(crate) jit_flags: u64,
     /// Why a helper called from compiled code stopped.
     pub(crate) jit_stop: Option<Stop>,
+    /// Edge coverage and comparison constants, collected while set (coverage.rs). Here rather than in
+    /// `Machine` so that compiled code, which has only the `Cpu`, records its blocks' edges itself
+    /// (`jit::record_edge`) and compiled blocks keep chaining while coverage is on.
+    pub(crate) coverage: Option<Box<coverage::Coverage>>,
 }
 
 /// A copy of the CPU registers (not memory), for checkpoints and divergence reports.
@@ -529,6 +533,7 @@ impl Cpu {
             rdrand,
             jit_flags: 0,
             jit_stop: None,
+            coverage: None,
         }
     }
 
@@ -1096,9 +1101,6 @@ pub struct Machine {
     /// Static exits of compiled blocks by target address. Lookup only, never iterated into an output.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     jit_links: FxHashMap<u64, Vec<jit::Link>>,
-    /// Edge coverage and comparison constants, collected while set (coverage.rs); compiled blocks do not chain
-    /// then, so that every edge passes the run loop.
-    coverage: Option<Box<coverage::Coverage>>,
     /// `cache_stats.pages_invalidated` when the cache was last emptied or kept across a restore: unchanged
     /// means no cached code page was written or unmapped since.
     invalidated_at_restore: u64,
@@ -1115,7 +1117,6 @@ impl Machine {
             jit_code: None,
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
             jit_links: FxHashMap::default(),
-            coverage: None,
             invalidated_at_restore: 0,
         }
     }
@@ -1146,25 +1147,25 @@ impl Machine {
         self.invalidated_at_restore = self.cache_stats.pages_invalidated;
     }
 
-    /// Starts (Some) or stops (None) collecting edge coverage; returns what was collected so far. Starting drops
-    /// the compiled blocks' chains (the code cache), so that every edge passes the run loop.
+    /// Starts (Some) or stops (None) collecting edge coverage; returns what was collected so far. Starting or
+    /// stopping drops the code cache: compiled blocks record their edges only when compiled with coverage on.
     pub fn set_coverage(
         &mut self,
         coverage: Option<Box<coverage::Coverage>>,
     ) -> Option<Box<coverage::Coverage>> {
-        if coverage.is_some() && self.coverage.is_none() {
+        if coverage.is_some() != self.cpu.coverage.is_some() {
             self.flush_code_cache();
         }
-        std::mem::replace(&mut self.coverage, coverage)
+        std::mem::replace(&mut self.cpu.coverage, coverage)
     }
 
     /// The coverage being collected, if any.
     pub fn coverage(&self) -> Option<&coverage::Coverage> {
-        self.coverage.as_deref()
+        self.cpu.coverage.as_deref()
     }
 
     pub fn coverage_mut(&mut self) -> Option<&mut coverage::Coverage> {
-        self.coverage.as_deref_mut()
+        self.cpu.coverage.as_deref_mut()
     }
 
     /// Turns the block compiler on or off. Results are identical either way (tests hold it to that); off, every
@@ -1344,7 +1345,7 @@ impl Machine {
                 .push(rip);
         }
         self.cache_stats.blocks_translated += 1;
-        if let Some(c) = &mut self.coverage {
+        if let Some(c) = &mut self.cpu.coverage {
             for d in &insns {
                 c.note_comparison(&d.instr);
             }
@@ -1440,7 +1441,7 @@ impl Machine {
             }
             // The block ran whole and ended in a control transfer: an edge (coverage.rs).
             if stop.is_none() && k == block.insns.len() && block.transfer.is_some() {
-                if let Some(c) = &mut self.coverage {
+                if let Some(c) = &mut self.cpu.coverage {
                     let last = &block.insns[k - 1].instr;
                     c.record(block.transfer, self.cpu.regs.rip, last.next_ip());
                 }
@@ -1470,7 +1471,6 @@ impl Machine {
             },
         };
         let cpu = &mut self.cpu;
-        let icount_start = cpu.icount;
         cpu.jit_flags = cpu.regs.flags.status();
         let (read_tlb, write_tlb) = cpu.mem.tlb_pointers();
         // SAFETY: `f` was compiled from a block of this cache for the `JitFn` ABI; it and the blocks it chains to
@@ -1478,18 +1478,6 @@ impl Machine {
         // instructions of live blocks (links to a dropped block are undone when it is dropped).
         let kind = unsafe { f(cpu as *mut Cpu, read_tlb, write_tlb) };
         cpu.regs.flags.set_status(cpu.jit_flags);
-        // Unchained (coverage on), a block that retired whole is the only one that ran: its edge, as the
-        // interpreter records it.
-        if let Some(c) = &mut self.coverage {
-            let block = &self.cache.slab[slot as usize];
-            if (kind == jit::EXIT_END || kind == jit::EXIT_CODE_WRITE)
-                && block.transfer.is_some()
-                && self.cpu.icount - icount_start == block.insns.len() as u64
-            {
-                let next_ip = block.insns[block.insns.len() - 1].instr.next_ip();
-                c.record(block.transfer, self.cpu.regs.rip, next_ip);
-            }
-        }
         if !self.cpu.mem.code_writes.is_empty() {
             self.apply_code_writes();
         }
@@ -1529,16 +1517,12 @@ impl Machine {
             }
         }
         let block = &mut self.cache.slab[slot as usize];
-        let Some(c) = jit::compile(&block.insns, code) else {
+        let Some(c) = jit::compile(&block.insns, code, self.cpu.coverage.is_some()) else {
             block.jit = JitState::Never;
             return None;
         };
         block.jit = JitState::Compiled(c.entry, c.chain_entry);
         let rip = block.insns[0].instr.ip();
-        if self.coverage.is_some() {
-            // Unchained: every block returns to the run loop, which records its edge.
-            return Some(c.entry);
-        }
         for link in c.links {
             if let Some(target) = self.cache.lookup(link.target) {
                 if let JitState::Compiled(_, entry) = self.cache.slab[target as usize].jit {

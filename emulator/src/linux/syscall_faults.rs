@@ -59,6 +59,17 @@ impl SyscallFaults {
         }
     }
 
+    /// This plan's calls counted so far, with `faults` as the plan from here on (none fired yet): a plan
+    /// installed in a snapshot taken after start-up keeps counting from the calls start-up made, so that a
+    /// fault names the same call whether the run starts from the snapshot or from the program's start. A fault
+    /// at a call already made never fires.
+    pub fn replanned(&self, faults: &[SyscallFault]) -> SyscallFaults {
+        SyscallFaults {
+            calls: self.calls.clone(),
+            ..SyscallFaults::new(faults)
+        }
+    }
+
     /// Counts a first attempt of syscall `nr`; the action for it, if the plan has one.
     pub(super) fn on_call(&mut self, nr: u64) -> Option<SyscallFaultAction> {
         let n = self.calls.entry(nr).or_insert(0);
@@ -103,6 +114,21 @@ mod tests {
         assert_eq!(f.on_call(9), Some(SyscallFaultAction::Errno(12)));
         assert_eq!(f.on_call(9), None);
         assert_eq!(f.fired().len(), 1);
+    }
+
+    #[test]
+    fn a_replanned_plan_keeps_the_counts() {
+        let mut f = SyscallFaults::new(&[]);
+        assert_eq!(f.on_call(9), None);
+        let fault = |call| SyscallFault {
+            nr: 9,
+            call,
+            action: SyscallFaultAction::Errno(12),
+        };
+        let mut g = f.replanned(&[fault(1), fault(3)]);
+        assert_eq!(g.on_call(9), None, "call 2: call 1 was made before");
+        assert_eq!(g.on_call(9), Some(SyscallFaultAction::Errno(12)));
+        assert_eq!(g.fired(), [fault(3)]);
     }
 
     #[test]
