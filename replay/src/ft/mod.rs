@@ -38,12 +38,14 @@ mod mismatch;
 mod record;
 #[cfg(test)]
 mod tests;
+mod workers;
 
 pub use host::{Cursor, FtHost, HeldWrite, LiveSource, Log, OutputTarget, SharedLive, SharedLog};
 pub use mismatch::{MismatchView, PageDifference, ReplicaView, PAGES_SHOWN_MAX};
 pub use record::record_agreed;
 
 use crate::digest::{DigestScheme, MemoryDigest};
+use workers::{Replicas, Worker};
 
 use std::sync::{Arc, Mutex};
 use tandem_emulator::hypervisor::plan::FaultPlan;
@@ -292,7 +294,7 @@ struct Checkpoint {
 
 /// N replicas of one guest, the log they share and the live host behind it.
 pub struct World<L: Host> {
-    replicas: Vec<Replica<L>>,
+    replicas: Replicas<L>,
     leader: usize,
     /// The fresh copy that re-executes an epoch (no faults).
     scratch: Hypervisor<FtHost<L>>,
@@ -433,7 +435,7 @@ impl<L: Host + Send> World<L> {
             ..FtStats::default()
         };
         Ok(World {
-            replicas,
+            replicas: Replicas::new(replicas),
             leader: 0,
             scratch,
             log,
@@ -448,7 +450,7 @@ impl<L: Host + Send> World<L> {
 
     /// Compiles hot blocks to host code in every replica (the default) or interprets; results are identical.
     pub fn set_jit(&mut self, on: bool) {
-        for r in &mut self.replicas {
+        for r in self.replicas.iter_mut() {
             r.hv.guest.set_jit(on);
         }
         self.scratch.guest.set_jit(on);
@@ -499,8 +501,22 @@ impl<L: Host + Send> World<L> {
         self.log.lock()
     }
 
-    /// Runs epochs until the agreed guest finishes or the instruction limit.
+    /// Runs epochs until the agreed guest finishes or the instruction limit: with `FtConfig::threads`, each
+    /// backup on a thread of its own kept for the whole run (workers.rs).
     pub fn run(&mut self) -> FtEnd {
+        if !self.config.threads || self.replicas.len() == 1 {
+            return self.run_epochs(&[]);
+        }
+        std::thread::scope(|scope| {
+            // The leader is the first live replica, so backups are never replica 0.
+            let workers: Vec<Option<Worker<L>>> = (0..self.replicas.len())
+                .map(|i| (i > 0).then(|| Worker::spawn(scope)))
+                .collect();
+            self.run_epochs(&workers)
+        })
+    }
+
+    fn run_epochs(&mut self, workers: &[Option<Worker<L>>]) -> FtEnd {
         loop {
             if let Some(t) = self.replicas[self.leader].hv.guest.termination() {
                 return FtEnd::Finished(t.clone());
@@ -512,18 +528,18 @@ impl<L: Host + Send> World<L> {
             let end = icount
                 .saturating_add(self.config.epoch_insns)
                 .min(self.config.instructions_max);
-            self.epoch(end);
+            self.epoch(end, workers);
         }
     }
 
     /// One epoch: every live replica runs to `end` (the primary first, extending the log), then they are
     /// compared, the right outcome is chosen, wrong replicas are resynchronised or dropped, and the agreed
     /// output is released. An epoch whose full state hashes were compared becomes the new checkpoint.
-    fn epoch(&mut self, end: u64) {
+    fn epoch(&mut self, end: u64, workers: &[Option<Worker<L>>]) {
         let log_start = self.log.lock().end();
         let start_icount = self.icount();
         let alive = self.alive();
-        let mut outcomes = self.run_replicas(end, log_start);
+        let mut outcomes = self.run_replicas(end, log_start, workers);
         self.stats.epochs += 1;
         self.unverified_epochs += 1;
         // The last epoch compares the full state too, so that the agreed final state is the fault-free one.
@@ -655,46 +671,39 @@ impl<L: Host + Send> World<L> {
         self.log.clone()
     }
 
-    /// Runs every live replica to `end`: the backups on threads of their own beside the primary, waiting for
-    /// its log where they catch up with it, or one after another with the primary first.
-    fn run_replicas(&mut self, end: u64, log_start: usize) -> Vec<Option<Outcome>> {
+    /// Runs every live replica to `end`: the backups on their threads (`workers`, one per replica index but
+    /// the first) beside the primary, waiting for its log where they catch up with it, or, without workers,
+    /// one after another with the primary first.
+    fn run_replicas(
+        &mut self,
+        end: u64,
+        log_start: usize,
+        workers: &[Option<Worker<L>>],
+    ) -> Vec<Option<Outcome>> {
         let leader = self.leader;
-        let threaded = self.config.threads && self.alive().len() > 1;
         let mut outcomes: Vec<Option<Outcome>> = vec![None; self.replicas.len()];
-        let log = &self.log;
-        log.set_open(threaded);
-        let (before, rest) = self.replicas.split_at_mut(leader);
-        let (primary, after) = rest.split_first_mut().expect("the leader exists");
-        let backups = before
-            .iter_mut()
-            .enumerate()
-            .chain(
-                after
-                    .iter_mut()
-                    .enumerate()
-                    .map(|(i, r)| (i + leader + 1, r)),
-            )
-            .filter(|(_, r)| r.alive);
+        let backups: Vec<usize> = self.alive().into_iter().filter(|&i| i != leader).collect();
+        let threaded = !workers.is_empty() && !backups.is_empty();
+        self.log.set_open(threaded);
         if !threaded {
-            outcomes[leader] = Some(primary.run_epoch(end, log_start));
-            for (i, r) in backups {
-                outcomes[i] = Some(r.run_epoch(end, log_start));
+            outcomes[leader] = Some(self.replicas[leader].run_epoch(end, log_start));
+            for i in backups {
+                outcomes[i] = Some(self.replicas[i].run_epoch(end, log_start));
             }
             return outcomes;
         }
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = backups
-                .map(|(i, r)| (i, scope.spawn(move || r.run_epoch(end, log_start))))
-                .collect();
-            {
-                // Closed even if the primary panics, so that no backup waits for it forever.
-                let _close = CloseOnDrop(log);
-                outcomes[leader] = Some(primary.run_epoch(end, log_start));
-            }
-            for (i, h) in handles {
-                outcomes[i] = Some(h.join().expect("a backup's thread panicked"));
-            }
-        });
+        let worker = |i: usize| workers[i].as_ref().expect("a worker for every backup");
+        for &i in &backups {
+            worker(i).start(&mut self.replicas, i, end, log_start);
+        }
+        {
+            // Closed even if the primary panics, so that no backup waits for it forever.
+            let _close = CloseOnDrop(&self.log);
+            outcomes[leader] = Some(self.replicas[leader].run_epoch(end, log_start));
+        }
+        for i in backups {
+            outcomes[i] = Some(worker(i).finish(&mut self.replicas, i));
+        }
         outcomes
     }
 
