@@ -388,6 +388,32 @@ fn pages_differing(to: &Memory, from: &Memory) -> Vec<u64> {
     pages
 }
 
+/// A fault-free world between two epochs, from which worlds with faults start (`World::from_snapshot`): a warm
+/// FT campaign starts each run from the fault-free world's latest snapshot before its first fault, since until
+/// then the run is the fault-free one, epoch for epoch (its stats included).
+pub struct WorldSnapshot<L: Host> {
+    /// Every replica's guest and host cursor (they agree: the world was fault-free).
+    guest: LinuxSnapshot,
+    cursor: Cursor,
+    replicas: usize,
+    log: Log,
+    live: LiveSource<L>,
+    checkpoint: LinuxSnapshot,
+    checkpoint_cursor: Cursor,
+    checkpoint_icount: u64,
+    unverified_epochs: u64,
+    stats: FtStats,
+}
+
+impl<L: Host> WorldSnapshot<L> {
+    pub fn icount(&self) -> u64 {
+        self.guest.icount()
+    }
+}
+
+/// Where a world's re-execution checkpoint comes from: its replicas' start, or a snapshot's checkpoint.
+type CheckpointStart<'a> = Option<(&'a LinuxSnapshot, &'a Cursor)>;
+
 impl<L: Host + Send> World<L> {
     /// Loads one replica per entry of `faults` (the first is the primary) and the re-execution copy.
     pub fn new(
@@ -398,22 +424,113 @@ impl<L: Host + Send> World<L> {
         faults: Vec<ReplicaFaults>,
         policy: Policy,
     ) -> Result<World<L>, LoadError> {
+        let log = SharedLog::new(Log::default());
+        let live = Arc::new(Mutex::new(LiveSource::new(live)));
+        let cursor = Cursor::new(linux.seed);
+        let load = |host| LinuxMachine::new(linux.clone(), &program, host);
+        World::assemble(
+            config,
+            &program,
+            (log, live, cursor),
+            faults,
+            policy,
+            &load,
+            None,
+        )
+    }
+
+    /// A world whose replicas start from `snap` (taken from a fault-free world of as many replicas and the same
+    /// configuration), each with its own faults: until the first of them it runs as that world ran.
+    pub fn from_snapshot(
+        config: FtConfig,
+        linux: LinuxConfig,
+        program: Arc<[u8]>,
+        snap: &WorldSnapshot<L>,
+        faults: Vec<ReplicaFaults>,
+        policy: Policy,
+    ) -> Result<World<L>, LoadError>
+    where
+        L: Clone,
+    {
+        assert_eq!(faults.len(), snap.replicas, "a snapshot of another world");
+        let log = SharedLog::new(snap.log.clone());
+        let live = Arc::new(Mutex::new(snap.live.clone()));
+        let shared = (log, live, snap.cursor.clone());
+        let start = |host| {
+            Ok(LinuxMachine::from_snapshot(
+                linux.clone(),
+                &snap.guest,
+                host,
+            ))
+        };
+        let checkpoint = Some((&snap.checkpoint, &snap.checkpoint_cursor));
+        let mut world =
+            World::assemble(config, &program, shared, faults, policy, &start, checkpoint)?;
+        assert_eq!(world.checkpoint.icount, snap.checkpoint_icount);
+        // The digests start from the snapshot's pages, as the fault-free world's held them there: a page not
+        // written after it keeps that digest, so a flip in it is caught when the cold world would catch it
+        // (at output or the next full comparison), not at the first epoch's end.
+        for r in world.replicas.iter_mut() {
+            epoch_digest(&mut r.hv.guest, &mut r.digest);
+        }
+        world.unverified_epochs = snap.unverified_epochs;
+        world.stats = snap.stats.clone();
+        Ok(world)
+    }
+
+    /// A snapshot of this world between epochs, for `from_snapshot`; only of a world that has had no mismatch.
+    pub fn snapshot(&mut self) -> WorldSnapshot<L>
+    where
+        L: Clone,
+    {
+        assert!(
+            self.stats.mismatches == 0
+                && self.alive().len() == self.replicas.len()
+                && self.leader == 0,
+            "a snapshot of a world that met a fault"
+        );
+        // The checkpoint is copied through the re-execution copy, which is restored before every use.
+        self.scratch.guest.restore(&self.checkpoint.guest);
+        let checkpoint = self.scratch.guest.snapshot();
+        let primary = &mut self.replicas[0].hv.guest;
+        WorldSnapshot {
+            guest: primary.snapshot(),
+            cursor: primary.host.cursor.clone(),
+            replicas: self.replicas.len(),
+            log: self.log.lock().clone(),
+            live: self.live.lock().expect("no replica panicked").clone(),
+            checkpoint,
+            checkpoint_cursor: self.checkpoint.cursor.clone(),
+            checkpoint_icount: self.checkpoint.icount,
+            unverified_epochs: self.unverified_epochs,
+            stats: self.stats.clone(),
+        }
+    }
+
+    /// The replicas (each started by `start` with its host), the re-execution copy and the first checkpoint:
+    /// the replicas' start, or `checkpoint`.
+    fn assemble(
+        config: FtConfig,
+        program: &Arc<[u8]>,
+        (log, live, cursor): (Arc<SharedLog>, SharedLive<L>, Cursor),
+        faults: Vec<ReplicaFaults>,
+        policy: Policy,
+        start: &dyn Fn(FtHost<L>) -> Result<LinuxMachine<FtHost<L>>, LoadError>,
+        checkpoint: CheckpointStart<'_>,
+    ) -> Result<World<L>, LoadError> {
         assert!(
             (1..=REPLICAS_MAX).contains(&faults.len()),
             "a world of {} replicas",
             faults.len()
         );
         assert!(config.epoch_insns > 0, "an epoch of no instructions");
-        let log = SharedLog::new(Log::default());
-        let live = Arc::new(Mutex::new(LiveSource::new(live)));
-        let seed = linux.seed;
-        let host = |leader| FtHost::new(log.clone(), live.clone(), leader, Cursor::new(seed));
+        let host = |leader| FtHost::new(log.clone(), live.clone(), leader, cursor.clone());
         let mut replicas = Vec::new();
         for (i, f) in faults.into_iter().enumerate() {
-            let hv = Hypervisor::new(
-                linux.clone(),
+            let guest = start(host(i == 0))?;
+            let hv = Hypervisor::with_guest(
+                guest,
                 program.clone(),
-                host(i == 0),
                 f.plan,
                 policy.clone(),
                 f.fault_seed,
@@ -424,11 +541,31 @@ impl<L: Host + Send> World<L> {
                 alive: true,
             });
         }
-        let scratch = Hypervisor::new(linux, program, host(true), FaultPlan::default(), policy, 0)?;
-        let checkpoint = Checkpoint {
-            guest: replicas[0].hv.guest.snapshot(),
-            cursor: replicas[0].hv.guest.host.cursor.clone(),
-            icount: replicas[0].hv.guest.icount(),
+        let scratch_guest = match checkpoint {
+            None => start(host(true))?,
+            Some((snap, _)) => {
+                let config = replicas[0].hv.guest.config().clone();
+                LinuxMachine::from_snapshot(config, snap, host(true))
+            }
+        };
+        let mut scratch = Hypervisor::with_guest(
+            scratch_guest,
+            program.clone(),
+            FaultPlan::default(),
+            policy,
+            0,
+        )?;
+        let checkpoint = match checkpoint {
+            None => Checkpoint {
+                guest: replicas[0].hv.guest.snapshot(),
+                cursor: replicas[0].hv.guest.host.cursor.clone(),
+                icount: replicas[0].hv.guest.icount(),
+            },
+            Some((_, cursor)) => Checkpoint {
+                guest: scratch.guest.snapshot(),
+                cursor: cursor.clone(),
+                icount: scratch.guest.icount(),
+            },
         };
         let stats = FtStats {
             wrong: vec![0; replicas.len()],
@@ -518,18 +655,35 @@ impl<L: Host + Send> World<L> {
 
     fn run_epochs(&mut self, workers: &[Option<Worker<L>>]) -> FtEnd {
         loop {
-            if let Some(t) = self.replicas[self.leader].hv.guest.termination() {
-                return FtEnd::Finished(t.clone());
+            if let Some(end) = self.ended() {
+                return end;
             }
-            let icount = self.icount();
-            if icount >= self.config.instructions_max {
-                return FtEnd::Limit { icount };
-            }
-            let end = icount
-                .saturating_add(self.config.epoch_insns)
-                .min(self.config.instructions_max);
-            self.epoch(end, workers);
+            self.epoch(self.next_epoch_end(), workers);
         }
+    }
+
+    /// Runs one epoch, every replica on the calling thread, or, when the run is over, says how it ended.
+    pub fn step(&mut self) -> Option<FtEnd> {
+        if let Some(end) = self.ended() {
+            return Some(end);
+        }
+        self.epoch(self.next_epoch_end(), &[]);
+        None
+    }
+
+    /// How the run ended, if it did: the agreed guest finished or reached the instruction limit.
+    fn ended(&self) -> Option<FtEnd> {
+        if let Some(t) = self.replicas[self.leader].hv.guest.termination() {
+            return Some(FtEnd::Finished(t.clone()));
+        }
+        let icount = self.icount();
+        (icount >= self.config.instructions_max).then_some(FtEnd::Limit { icount })
+    }
+
+    fn next_epoch_end(&self) -> u64 {
+        self.icount()
+            .saturating_add(self.config.epoch_insns)
+            .min(self.config.instructions_max)
     }
 
     /// One epoch: every live replica runs to `end` (the primary first, extending the log), then they are

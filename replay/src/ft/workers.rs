@@ -102,10 +102,7 @@ impl<L: Host + Send> Worker<L> {
 
     /// Waits for replica `i`'s epoch and puts it back home.
     pub(super) fn finish(&self, replicas: &mut Replicas<L>, i: usize) -> Outcome {
-        let (replica, outcome) = self
-            .done
-            .recv()
-            .expect("a backup's thread panicked");
+        let (replica, outcome) = self.done.recv().expect("a backup's thread panicked");
         replicas.put(i, replica);
         outcome
     }
