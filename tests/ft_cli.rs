@@ -445,6 +445,9 @@ fn a_campaign_takes_mounts_and_stdin() {
     );
 }
 
+/// Extra flags, program, its arguments, stdin.
+type Case<'a> = (&'a [&'a str], &'a str, &'a [&'a str], &'a [u8]);
+
 /// A warm campaign (the default: each run starts from the fault-free world's latest snapshot before its first
 /// fault) prints the cold campaign's table byte for byte: faults in the primary, in the backup and in one of
 /// three, with epochs short enough that runs start deep in the run, between full comparisons (a snapshot's
@@ -453,7 +456,7 @@ fn a_campaign_takes_mounts_and_stdin() {
 fn warm_campaign_tables_equal_cold_ones() {
     let sigbus = corpus_bin("sigbus-glibc");
     let input = b"to digest\n".repeat(2000);
-    let cases: [(&[&str], &str, &[&str], &[u8]); 4] = [
+    let cases: [Case; 4] = [
         (&["--faults-in", "0"], &sigbus, &["20"], b""),
         (&["--faults-in", "1"], &sigbus, &["20"], b""),
         (
