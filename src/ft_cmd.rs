@@ -15,19 +15,26 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tandem_emulator::hypervisor::campaign::{judge, Baseline, End, Verdict, JOBS_MAX};
+use tandem_emulator::hypervisor::first_fault_icount;
 use tandem_emulator::hypervisor::plan::FaultPlan;
 use tandem_emulator::hypervisor::Policy;
 use tandem_emulator::linux::{
     LinuxConfig, LinuxMachine, MemoryHost, Progress, SchedPolicy, Termination,
 };
 use tandem_replay::ft::{
-    record_agreed, Arbiter, FtConfig, FtEnd, FtStats, ReplicaFaults, World, EPOCH_INSNS_DEFAULT,
-    REPLICAS_MAX, VERIFY_EPOCHS_DEFAULT,
+    record_agreed, Arbiter, FtConfig, FtEnd, FtStats, ReplicaFaults, World, WorldSnapshot,
+    EPOCH_INSNS_DEFAULT, REPLICAS_MAX, VERIFY_EPOCHS_DEFAULT,
 };
 use tandem_scenarios::input::{read_input, InputKind};
 
 /// Most seeds one campaign runs.
 const SEEDS_MAX: u64 = 1_000_000;
+/// Most snapshots of the fault-free world a warm campaign keeps (copy-on-write: they cost the pages written
+/// between them), spread evenly over its epochs.
+const WORLD_SNAPSHOTS_MAX: u64 = 64;
+
+/// The live host of a campaign's runs.
+type CampaignHost = ReleasingHost<MemoryHost>;
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -107,6 +114,11 @@ pub struct FtArgs {
     /// Campaign: the replica that meets the faults. Example: --faults-in 1
     #[arg(long, default_value_t = 0, value_name = "REPLICA", requires = "seeds")]
     faults_in: usize,
+
+    /// Campaign: start every run from the program's ELF instead of from the fault-free world's latest
+    /// snapshot before the run's first fault (the table is the same either way; for comparison).
+    #[arg(long, requires = "seeds")]
+    cold: bool,
 
     /// Campaign: worker threads, 1 to 256 (the table does not depend on it). Example: --jobs 2
     #[arg(long, default_value_t = 1, value_name = "N", requires = "seeds")]
@@ -492,6 +504,20 @@ fn campaign(args: FtArgs) -> anyhow::Result<()> {
         threads: !args.no_threads && args.jobs == 1,
         ..ft_config(&args)
     };
+    let snapshots = if args.cold {
+        Vec::new()
+    } else {
+        let fault_free = || vec![ReplicaFaults::default(); replicas];
+        let world = World::new(
+            ft.clone(),
+            config.clone(),
+            bytes.clone(),
+            host.clone(),
+            fault_free(),
+            policy(&args),
+        )?;
+        fault_free_snapshots(world, &args, baseline.icount)
+    };
     let next = AtomicU64::new(seeds.start);
     let rows: Mutex<Vec<Option<anyhow::Result<CampaignRow>>>> =
         Mutex::new((seeds.start..seeds.end).map(|_| None).collect());
@@ -507,16 +533,28 @@ fn campaign(args: FtArgs) -> anyhow::Result<()> {
                     plan: plan.clone(),
                     fault_seed: seed,
                 };
-                let row = World::new(
-                    ft.clone(),
-                    config.clone(),
-                    bytes.clone(),
-                    host.clone(),
-                    faults,
-                    policy(&args),
-                )
-                .map_err(anyhow::Error::from)
-                .map(|mut world| {
+                // The latest snapshot before the first fault: until then the run is the fault-free world's.
+                let first = first_fault_icount(&plan, seed);
+                let start = snapshots.iter().rev().find(|s| s.icount() < first);
+                let world = match start {
+                    Some(snap) => World::from_snapshot(
+                        ft.clone(),
+                        config.clone(),
+                        bytes.clone(),
+                        snap,
+                        faults,
+                        policy(&args),
+                    ),
+                    None => World::new(
+                        ft.clone(),
+                        config.clone(),
+                        bytes.clone(),
+                        host.clone(),
+                        faults,
+                        policy(&args),
+                    ),
+                };
+                let row = world.map_err(anyhow::Error::from).map(|mut world| {
                     world.set_jit(!args.no_jit);
                     let end = end_of(&world.run());
                     let verdict = world.with_live(|h| judge(&baseline, end, &released_output(h)));
@@ -538,8 +576,30 @@ fn campaign(args: FtArgs) -> anyhow::Result<()> {
     render_campaign(&args, &seeds, &plan, &baseline, &rows)
 }
 
+/// The fault-free world's snapshots at the start and at evenly spread epoch ends (at most
+/// `WORLD_SNAPSHOTS_MAX`), in icount order; `icount` is the fault-free single run's length (a pair's too).
+fn fault_free_snapshots(
+    mut world: World<CampaignHost>,
+    args: &FtArgs,
+    icount: u64,
+) -> Vec<WorldSnapshot<CampaignHost>> {
+    world.set_jit(!args.no_jit);
+    let epochs = icount.div_ceil(args.epoch_insns).max(1);
+    let every = epochs.div_ceil(WORLD_SNAPSHOTS_MAX).max(1);
+    let mut snapshots = Vec::new();
+    for epoch in 0.. {
+        if epoch % every == 0 {
+            snapshots.push(world.snapshot());
+        }
+        if world.step().is_some() {
+            break;
+        }
+    }
+    snapshots
+}
+
 /// What a campaign compares with the fault-free run: stdout, then the digest of the file changes.
-fn released_output(host: &ReleasingHost<MemoryHost>) -> Vec<u8> {
+fn released_output(host: &CampaignHost) -> Vec<u8> {
     let mut out = host.inner.stdout.clone();
     out.extend_from_slice(&host.file_output_digest.finish().to_le_bytes());
     out

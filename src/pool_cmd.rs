@@ -15,7 +15,9 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tandem_emulator::hypervisor::campaign::JOBS_MAX;
 use tandem_emulator::linux::abi::Errno;
 use tandem_emulator::linux::{
     Host, HostMetadata, LinuxConfig, LinuxMachine, MemoryHost, Progress, SeededEntropy,
@@ -70,6 +72,11 @@ pub struct PoolArgs {
     /// Every instance's stdin (default: empty). Example: --stdin input.txt
     #[arg(long, value_name = "FILE")]
     stdin: Option<PathBuf>,
+
+    /// Worker threads, 1 to 256, each with a pool of its own (the output does not depend on it; --timings
+    /// measures instances that share the cores). Example: --jobs 2
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    jobs: usize,
 
     /// Print timings to stderr: create-to-warm-point and the first --measure-insns instructions' speed, median
     /// and p99 over the instances.
@@ -136,6 +143,79 @@ struct Ran {
     measure_ns: Option<u64>,
 }
 
+/// What one instance used after the warm point, for --record-profile: its blocks with their counts, the pages
+/// it wrote, the files it read.
+type Usage = (Vec<(u64, u32)>, Vec<u64>, Vec<PathBuf>);
+
+/// One instance's result, kept by its index until all are in.
+type Done = anyhow::Result<DoneRun>;
+
+struct DoneRun {
+    ran: Ran,
+    usage: Option<Usage>,
+}
+
+/// One thread's pool: its setup (mounts, stdin), its warm image and warmup, and the reference instance that
+/// --record-profile compares pages with.
+struct Worker {
+    setup: Setup,
+    pool: Pool,
+    reference: LinuxMachine<PoolHost>,
+}
+
+impl Worker {
+    fn prepare(
+        setup: Setup,
+        args: &PoolArgs,
+        point_text: &str,
+        plan: &WarmupPlan,
+    ) -> anyhow::Result<Worker> {
+        let warm = WarmStart {
+            point: point_text,
+            seeding: Seeding::Shared,
+            instructions_max: setup.instructions_max,
+            jit: !args.run.no_jit,
+        };
+        let (image, _) =
+            run_cmd::warm_image(setup.config.clone(), &setup.program, setup.host(), &warm)
+                .with_context(|| format!("--warm-at {point_text}"))?;
+        let pool = Pool::new(image, plan.clone());
+        let reference = pool.image.instance(setup.host(), Seeding::Shared);
+        Ok(Worker {
+            setup,
+            pool,
+            reference,
+        })
+    }
+
+    /// Runs instances, taking the next index each time, until all are taken.
+    fn serve(&self, args: &PoolArgs, next: &AtomicU64, done: &Mutex<Vec<Option<Done>>>) {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= args.instances {
+                return;
+            }
+            let seeding = if args.run.no_reseed {
+                Seeding::Shared
+            } else {
+                Seeding::Own { clone: i }
+            };
+            let result = if args.cold {
+                run_cold(&self.setup, args).map(|ran| DoneRun { ran, usage: None })
+            } else {
+                Ok(run_warm(
+                    &self.setup,
+                    &self.pool,
+                    seeding,
+                    args,
+                    &self.reference,
+                ))
+            };
+            done.lock().expect("no pool thread panicked")[i as usize] = Some(result);
+        }
+    }
+}
+
 /// Most outcome lines printed; the rest are counted.
 const OUTCOME_LINES_MAX: usize = 20;
 
@@ -168,56 +248,69 @@ pub fn run(args: PoolArgs) -> anyhow::Result<()> {
             args.instances
         );
     }
+    if args.jobs == 0 || args.jobs > JOBS_MAX {
+        bail!(
+            "--jobs {}: give between 1 and {JOBS_MAX} worker threads",
+            args.jobs
+        );
+    }
     let Some(point_text) = args.run.warm_at.clone() else {
         bail!("tandem pool needs --warm-at POINT (where instances start, or with --cold where real work starts)");
     };
     if args.run.faults.is_some() || args.run.faults_file.is_some() {
         bail!("tandem pool does not inject faults; use tandem faults");
     }
-    let setup = setup(&args, &point_text)?;
+    let first = setup(&args, &point_text)?;
     let profile = match &args.profile {
         Some(path) => {
             let text = read_input_text(path, InputKind::Profile)?;
             let p = UsageProfile::parse(&text)
                 .with_context(|| format!("--profile {}", path.display()))?;
-            p.check_program(&setup.program)
+            p.check_program(&first.program)
                 .with_context(|| format!("--profile {}", path.display()))?;
             Some(p)
         }
         None => None,
     };
     let plan = profile.as_ref().map(WarmupPlan::choose).unwrap_or_default();
-    let warm = WarmStart {
-        point: &point_text,
-        seeding: Seeding::Shared,
-        instructions_max: setup.instructions_max,
-        jit: !args.run.no_jit,
-    };
-    let (image, _) = run_cmd::warm_image(setup.config.clone(), &setup.program, setup.host(), &warm)
-        .with_context(|| format!("--warm-at {point_text}"))?;
-    let pool = Pool::new(image, plan);
-    let reference = pool.image.instance(setup.host(), Seeding::Shared);
-    let mut recorded = UsageProfile::new(&setup.program, &point_text);
+    let here = Worker::prepare(first, &args, &point_text, &plan)?;
+    let next = AtomicU64::new(0);
+    let done: Mutex<Vec<Option<Done>>> = Mutex::new((0..args.instances).map(|_| None).collect());
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        // Each thread makes its own pool (guests and their hosts stay on the thread that made them); the
+        // calling thread serves too. An instance's run depends only on its index, not on the thread.
+        let others: Vec<_> = (1..args.jobs)
+            .map(|_| {
+                scope.spawn(|| {
+                    let setup = setup(&args, &point_text)?;
+                    Worker::prepare(setup, &args, &point_text, &plan)?.serve(&args, &next, &done);
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        here.serve(&args, &next, &done);
+        for t in others {
+            t.join().expect("a pool thread panicked")?;
+        }
+        Ok(())
+    })?;
+    let mut recorded = UsageProfile::new(&here.setup.program, &point_text);
     let mut groups: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut ready = Vec::new();
     let mut warmups = Vec::new();
     let mut measured = Vec::new();
-    for i in 0..args.instances {
-        let seeding = if args.run.no_reseed {
-            Seeding::Shared
-        } else {
-            Seeding::Own { clone: i }
-        };
-        let ran = if args.cold {
-            run_cold(&setup, &args)?
-        } else {
-            run_warm(&setup, &pool, seeding, &args, &reference, &mut recorded)
-        };
+    let done = done.into_inner().expect("no pool thread panicked");
+    for (i, d) in (0u64..).zip(done) {
+        let DoneRun { ran, usage } = d.expect("every instance ran")?;
+        if let Some((blocks, pages, files)) = usage {
+            recorded.add_run(&blocks, pages, files);
+        }
         groups.entry(ran.outcome).or_default().push(i);
         ready.push(ran.ready_ns);
         warmups.push(ran.warmup_ns);
         measured.extend(ran.measure_ns);
     }
+    let pool = &here.pool;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -334,8 +427,7 @@ fn run_warm(
     seeding: Seeding,
     args: &PoolArgs,
     reference: &LinuxMachine<PoolHost>,
-    recorded: &mut UsageProfile,
-) -> Ran {
+) -> DoneRun {
     let started = now();
     let warming = pool.create(setup.host(), seeding);
     let restored = now();
@@ -345,19 +437,20 @@ fn run_warm(
     let mut guest = instance.guest;
     guest.set_jit(!args.run.no_jit);
     let measure_ns = finish(&mut guest, setup, args);
-    if args.record_profile.is_some() {
-        recorded.add_run(
-            &guest.hot_blocks(),
+    let usage = args.record_profile.is_some().then(|| {
+        (
+            guest.hot_blocks(),
             touched_pages(reference.memory(), guest.memory()),
-            guest.host.files_read().iter().cloned(),
-        );
-    }
-    Ran {
+            guest.host.files_read().iter().cloned().collect(),
+        )
+    });
+    let ran = Ran {
         outcome: outcome(&guest, &guest.host.inner.io.stdout),
         ready_ns,
         warmup_ns,
         measure_ns,
-    }
+    };
+    DoneRun { ran, usage }
 }
 
 /// Runs the guest to its end; with --timings, times its first --measure-insns instructions.

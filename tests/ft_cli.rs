@@ -444,3 +444,56 @@ fn a_campaign_takes_mounts_and_stdin() {
         text(&head.stdout)
     );
 }
+
+/// Extra flags, program, its arguments, stdin.
+type Case<'a> = (&'a [&'a str], &'a str, &'a [&'a str], &'a [u8]);
+
+/// A warm campaign (the default: each run starts from the fault-free world's latest snapshot before its first
+/// fault) prints the cold campaign's table byte for byte: faults in the primary, in the backup and in one of
+/// three, with epochs short enough that runs start deep in the run, between full comparisons (a snapshot's
+/// digests and checkpoint must be the cold world's there), and a guest that reads stdin.
+#[test]
+fn warm_campaign_tables_equal_cold_ones() {
+    let sigbus = corpus_bin("sigbus-glibc");
+    let input = b"to digest\n".repeat(2000);
+    let cases: [Case; 4] = [
+        (&["--faults-in", "0"], &sigbus, &["20"], b""),
+        (&["--faults-in", "1"], &sigbus, &["20"], b""),
+        (
+            &["--replicas", "3", "--faults-in", "2"],
+            &sigbus,
+            &["20"],
+            b"",
+        ),
+        (
+            &["--faults-in", "0"],
+            "/bin/busybox",
+            &["sha256sum"],
+            &input,
+        ),
+    ];
+    for (extra, program, args, stdin) in cases {
+        let run = |cold: &[&str]| {
+            let mut flags = vec![
+                "--seeds",
+                "0..40",
+                "--jobs",
+                "2",
+                "--epoch",
+                "20000",
+                "--verify-every",
+                "3",
+                "--faults",
+                "mem.flip:count=1,class=anon-dirty",
+            ];
+            flags.extend(extra);
+            flags.extend(cold);
+            ft(&flags, program, args, stdin)
+        };
+        let (warm, cold) = (run(&[]), run(&["--cold"]));
+        let table = text(&warm.stdout);
+        assert_eq!(table, text(&cold.stdout), "{extra:?} {program}");
+        assert!(table.contains("runs with a mismatch: "), "{table}");
+        assert!(!table.contains("runs with a mismatch: 0;"), "{table}");
+    }
+}

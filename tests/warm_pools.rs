@@ -269,3 +269,30 @@ fn campaign_tables_are_identical_cold_and_warm_at_any_jobs() {
         "cold, two threads"
     );
 }
+
+/// `tandem pool --jobs N`: re-seeded clones (each draws its own random values, so which instance got which
+/// index shows) give the same outcome lines and the same recorded profile on one thread and on three.
+#[test]
+fn a_pool_is_the_same_at_any_jobs() {
+    let dir = scratch("warm-pool-jobs");
+    let clock = corpus_bin("clock-musl");
+    let run = |jobs: &str| {
+        let profile = dir.join(format!("clock-{jobs}.prof"));
+        let profile = profile.to_str().unwrap().to_string();
+        let flags = [
+            "--instances",
+            "12",
+            "--warm-at",
+            "1000",
+            "--jobs",
+            jobs,
+            "--record-profile",
+            &profile,
+        ];
+        let (out, _) = pool(&flags, &clock, &[]);
+        (out, std::fs::read_to_string(&profile).unwrap())
+    };
+    let one = run("1");
+    assert!(outcomes(&one.0).len() > 1, "clones differ: {}", one.0);
+    assert_eq!(run("3"), one);
+}

@@ -34,6 +34,7 @@ const STDIN_READ_BYTES_MAX: usize = 1 << 20;
 
 /// The live host behind the log: real stdin, mounted files and the real stdout and stderr (where released output
 /// goes). Stdin is kept from the start so that any reader at any offset gets the same bytes.
+#[derive(Clone)]
 pub struct LiveSource<L: Host> {
     pub inner: L,
     stdin: Vec<u8>,
@@ -72,7 +73,7 @@ impl<L: Host> LiveSource<L> {
 
 /// The input log the leader writes and the other replicas read: events at absolute positions from `base` on
 /// (a re-execution writes a log of its own that starts where the epoch started), and the files read, by content.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Log {
     base: usize,
     events: Vec<Event>,

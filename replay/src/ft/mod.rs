@@ -38,12 +38,14 @@ mod mismatch;
 mod record;
 #[cfg(test)]
 mod tests;
+mod workers;
 
 pub use host::{Cursor, FtHost, HeldWrite, LiveSource, Log, OutputTarget, SharedLive, SharedLog};
 pub use mismatch::{MismatchView, PageDifference, ReplicaView, PAGES_SHOWN_MAX};
 pub use record::record_agreed;
 
 use crate::digest::{DigestScheme, MemoryDigest};
+use workers::{Replicas, Worker};
 
 use std::sync::{Arc, Mutex};
 use tandem_emulator::hypervisor::plan::FaultPlan;
@@ -292,7 +294,7 @@ struct Checkpoint {
 
 /// N replicas of one guest, the log they share and the live host behind it.
 pub struct World<L: Host> {
-    replicas: Vec<Replica<L>>,
+    replicas: Replicas<L>,
     leader: usize,
     /// The fresh copy that re-executes an epoch (no faults).
     scratch: Hypervisor<FtHost<L>>,
@@ -386,6 +388,32 @@ fn pages_differing(to: &Memory, from: &Memory) -> Vec<u64> {
     pages
 }
 
+/// A fault-free world between two epochs, from which worlds with faults start (`World::from_snapshot`): a warm
+/// FT campaign starts each run from the fault-free world's latest snapshot before its first fault, since until
+/// then the run is the fault-free one, epoch for epoch (its stats included).
+pub struct WorldSnapshot<L: Host> {
+    /// Every replica's guest and host cursor (they agree: the world was fault-free).
+    guest: LinuxSnapshot,
+    cursor: Cursor,
+    replicas: usize,
+    log: Log,
+    live: LiveSource<L>,
+    checkpoint: LinuxSnapshot,
+    checkpoint_cursor: Cursor,
+    checkpoint_icount: u64,
+    unverified_epochs: u64,
+    stats: FtStats,
+}
+
+impl<L: Host> WorldSnapshot<L> {
+    pub fn icount(&self) -> u64 {
+        self.guest.icount()
+    }
+}
+
+/// Where a world's re-execution checkpoint comes from: its replicas' start, or a snapshot's checkpoint.
+type CheckpointStart<'a> = Option<(&'a LinuxSnapshot, &'a Cursor)>;
+
 impl<L: Host + Send> World<L> {
     /// Loads one replica per entry of `faults` (the first is the primary) and the re-execution copy.
     pub fn new(
@@ -396,22 +424,113 @@ impl<L: Host + Send> World<L> {
         faults: Vec<ReplicaFaults>,
         policy: Policy,
     ) -> Result<World<L>, LoadError> {
+        let log = SharedLog::new(Log::default());
+        let live = Arc::new(Mutex::new(LiveSource::new(live)));
+        let cursor = Cursor::new(linux.seed);
+        let load = |host| LinuxMachine::new(linux.clone(), &program, host);
+        World::assemble(
+            config,
+            &program,
+            (log, live, cursor),
+            faults,
+            policy,
+            &load,
+            None,
+        )
+    }
+
+    /// A world whose replicas start from `snap` (taken from a fault-free world of as many replicas and the same
+    /// configuration), each with its own faults: until the first of them it runs as that world ran.
+    pub fn from_snapshot(
+        config: FtConfig,
+        linux: LinuxConfig,
+        program: Arc<[u8]>,
+        snap: &WorldSnapshot<L>,
+        faults: Vec<ReplicaFaults>,
+        policy: Policy,
+    ) -> Result<World<L>, LoadError>
+    where
+        L: Clone,
+    {
+        assert_eq!(faults.len(), snap.replicas, "a snapshot of another world");
+        let log = SharedLog::new(snap.log.clone());
+        let live = Arc::new(Mutex::new(snap.live.clone()));
+        let shared = (log, live, snap.cursor.clone());
+        let start = |host| {
+            Ok(LinuxMachine::from_snapshot(
+                linux.clone(),
+                &snap.guest,
+                host,
+            ))
+        };
+        let checkpoint = Some((&snap.checkpoint, &snap.checkpoint_cursor));
+        let mut world =
+            World::assemble(config, &program, shared, faults, policy, &start, checkpoint)?;
+        assert_eq!(world.checkpoint.icount, snap.checkpoint_icount);
+        // The digests start from the snapshot's pages, as the fault-free world's held them there: a page not
+        // written after it keeps that digest, so a flip in it is caught when the cold world would catch it
+        // (at output or the next full comparison), not at the first epoch's end.
+        for r in world.replicas.iter_mut() {
+            epoch_digest(&mut r.hv.guest, &mut r.digest);
+        }
+        world.unverified_epochs = snap.unverified_epochs;
+        world.stats = snap.stats.clone();
+        Ok(world)
+    }
+
+    /// A snapshot of this world between epochs, for `from_snapshot`; only of a world that has had no mismatch.
+    pub fn snapshot(&mut self) -> WorldSnapshot<L>
+    where
+        L: Clone,
+    {
+        assert!(
+            self.stats.mismatches == 0
+                && self.alive().len() == self.replicas.len()
+                && self.leader == 0,
+            "a snapshot of a world that met a fault"
+        );
+        // The checkpoint is copied through the re-execution copy, which is restored before every use.
+        self.scratch.guest.restore(&self.checkpoint.guest);
+        let checkpoint = self.scratch.guest.snapshot();
+        let primary = &mut self.replicas[0].hv.guest;
+        WorldSnapshot {
+            guest: primary.snapshot(),
+            cursor: primary.host.cursor.clone(),
+            replicas: self.replicas.len(),
+            log: self.log.lock().clone(),
+            live: self.live.lock().expect("no replica panicked").clone(),
+            checkpoint,
+            checkpoint_cursor: self.checkpoint.cursor.clone(),
+            checkpoint_icount: self.checkpoint.icount,
+            unverified_epochs: self.unverified_epochs,
+            stats: self.stats.clone(),
+        }
+    }
+
+    /// The replicas (each started by `start` with its host), the re-execution copy and the first checkpoint:
+    /// the replicas' start, or `checkpoint`.
+    fn assemble(
+        config: FtConfig,
+        program: &Arc<[u8]>,
+        (log, live, cursor): (Arc<SharedLog>, SharedLive<L>, Cursor),
+        faults: Vec<ReplicaFaults>,
+        policy: Policy,
+        start: &dyn Fn(FtHost<L>) -> Result<LinuxMachine<FtHost<L>>, LoadError>,
+        checkpoint: CheckpointStart<'_>,
+    ) -> Result<World<L>, LoadError> {
         assert!(
             (1..=REPLICAS_MAX).contains(&faults.len()),
             "a world of {} replicas",
             faults.len()
         );
         assert!(config.epoch_insns > 0, "an epoch of no instructions");
-        let log = SharedLog::new(Log::default());
-        let live = Arc::new(Mutex::new(LiveSource::new(live)));
-        let seed = linux.seed;
-        let host = |leader| FtHost::new(log.clone(), live.clone(), leader, Cursor::new(seed));
+        let host = |leader| FtHost::new(log.clone(), live.clone(), leader, cursor.clone());
         let mut replicas = Vec::new();
         for (i, f) in faults.into_iter().enumerate() {
-            let hv = Hypervisor::new(
-                linux.clone(),
+            let guest = start(host(i == 0))?;
+            let hv = Hypervisor::with_guest(
+                guest,
                 program.clone(),
-                host(i == 0),
                 f.plan,
                 policy.clone(),
                 f.fault_seed,
@@ -422,18 +541,38 @@ impl<L: Host + Send> World<L> {
                 alive: true,
             });
         }
-        let scratch = Hypervisor::new(linux, program, host(true), FaultPlan::default(), policy, 0)?;
-        let checkpoint = Checkpoint {
-            guest: replicas[0].hv.guest.snapshot(),
-            cursor: replicas[0].hv.guest.host.cursor.clone(),
-            icount: replicas[0].hv.guest.icount(),
+        let scratch_guest = match checkpoint {
+            None => start(host(true))?,
+            Some((snap, _)) => {
+                let config = replicas[0].hv.guest.config().clone();
+                LinuxMachine::from_snapshot(config, snap, host(true))
+            }
+        };
+        let mut scratch = Hypervisor::with_guest(
+            scratch_guest,
+            program.clone(),
+            FaultPlan::default(),
+            policy,
+            0,
+        )?;
+        let checkpoint = match checkpoint {
+            None => Checkpoint {
+                guest: replicas[0].hv.guest.snapshot(),
+                cursor: replicas[0].hv.guest.host.cursor.clone(),
+                icount: replicas[0].hv.guest.icount(),
+            },
+            Some((_, cursor)) => Checkpoint {
+                guest: scratch.guest.snapshot(),
+                cursor: cursor.clone(),
+                icount: scratch.guest.icount(),
+            },
         };
         let stats = FtStats {
             wrong: vec![0; replicas.len()],
             ..FtStats::default()
         };
         Ok(World {
-            replicas,
+            replicas: Replicas::new(replicas),
             leader: 0,
             scratch,
             log,
@@ -448,7 +587,7 @@ impl<L: Host + Send> World<L> {
 
     /// Compiles hot blocks to host code in every replica (the default) or interprets; results are identical.
     pub fn set_jit(&mut self, on: bool) {
-        for r in &mut self.replicas {
+        for r in self.replicas.iter_mut() {
             r.hv.guest.set_jit(on);
         }
         self.scratch.guest.set_jit(on);
@@ -499,31 +638,62 @@ impl<L: Host + Send> World<L> {
         self.log.lock()
     }
 
-    /// Runs epochs until the agreed guest finishes or the instruction limit.
+    /// Runs epochs until the agreed guest finishes or the instruction limit: with `FtConfig::threads`, each
+    /// backup on a thread of its own kept for the whole run (workers.rs).
     pub fn run(&mut self) -> FtEnd {
-        loop {
-            if let Some(t) = self.replicas[self.leader].hv.guest.termination() {
-                return FtEnd::Finished(t.clone());
-            }
-            let icount = self.icount();
-            if icount >= self.config.instructions_max {
-                return FtEnd::Limit { icount };
-            }
-            let end = icount
-                .saturating_add(self.config.epoch_insns)
-                .min(self.config.instructions_max);
-            self.epoch(end);
+        if !self.config.threads || self.replicas.len() == 1 {
+            return self.run_epochs(&[]);
         }
+        std::thread::scope(|scope| {
+            // The leader is the first live replica, so backups are never replica 0.
+            let workers: Vec<Option<Worker<L>>> = (0..self.replicas.len())
+                .map(|i| (i > 0).then(|| Worker::spawn(scope)))
+                .collect();
+            self.run_epochs(&workers)
+        })
+    }
+
+    fn run_epochs(&mut self, workers: &[Option<Worker<L>>]) -> FtEnd {
+        loop {
+            if let Some(end) = self.ended() {
+                return end;
+            }
+            self.epoch(self.next_epoch_end(), workers);
+        }
+    }
+
+    /// Runs one epoch, every replica on the calling thread, or, when the run is over, says how it ended.
+    pub fn step(&mut self) -> Option<FtEnd> {
+        if let Some(end) = self.ended() {
+            return Some(end);
+        }
+        self.epoch(self.next_epoch_end(), &[]);
+        None
+    }
+
+    /// How the run ended, if it did: the agreed guest finished or reached the instruction limit.
+    fn ended(&self) -> Option<FtEnd> {
+        if let Some(t) = self.replicas[self.leader].hv.guest.termination() {
+            return Some(FtEnd::Finished(t.clone()));
+        }
+        let icount = self.icount();
+        (icount >= self.config.instructions_max).then_some(FtEnd::Limit { icount })
+    }
+
+    fn next_epoch_end(&self) -> u64 {
+        self.icount()
+            .saturating_add(self.config.epoch_insns)
+            .min(self.config.instructions_max)
     }
 
     /// One epoch: every live replica runs to `end` (the primary first, extending the log), then they are
     /// compared, the right outcome is chosen, wrong replicas are resynchronised or dropped, and the agreed
     /// output is released. An epoch whose full state hashes were compared becomes the new checkpoint.
-    fn epoch(&mut self, end: u64) {
+    fn epoch(&mut self, end: u64, workers: &[Option<Worker<L>>]) {
         let log_start = self.log.lock().end();
         let start_icount = self.icount();
         let alive = self.alive();
-        let mut outcomes = self.run_replicas(end, log_start);
+        let mut outcomes = self.run_replicas(end, log_start, workers);
         self.stats.epochs += 1;
         self.unverified_epochs += 1;
         // The last epoch compares the full state too, so that the agreed final state is the fault-free one.
@@ -655,46 +825,39 @@ impl<L: Host + Send> World<L> {
         self.log.clone()
     }
 
-    /// Runs every live replica to `end`: the backups on threads of their own beside the primary, waiting for
-    /// its log where they catch up with it, or one after another with the primary first.
-    fn run_replicas(&mut self, end: u64, log_start: usize) -> Vec<Option<Outcome>> {
+    /// Runs every live replica to `end`: the backups on their threads (`workers`, one per replica index but
+    /// the first) beside the primary, waiting for its log where they catch up with it, or, without workers,
+    /// one after another with the primary first.
+    fn run_replicas(
+        &mut self,
+        end: u64,
+        log_start: usize,
+        workers: &[Option<Worker<L>>],
+    ) -> Vec<Option<Outcome>> {
         let leader = self.leader;
-        let threaded = self.config.threads && self.alive().len() > 1;
         let mut outcomes: Vec<Option<Outcome>> = vec![None; self.replicas.len()];
-        let log = &self.log;
-        log.set_open(threaded);
-        let (before, rest) = self.replicas.split_at_mut(leader);
-        let (primary, after) = rest.split_first_mut().expect("the leader exists");
-        let backups = before
-            .iter_mut()
-            .enumerate()
-            .chain(
-                after
-                    .iter_mut()
-                    .enumerate()
-                    .map(|(i, r)| (i + leader + 1, r)),
-            )
-            .filter(|(_, r)| r.alive);
+        let backups: Vec<usize> = self.alive().into_iter().filter(|&i| i != leader).collect();
+        let threaded = !workers.is_empty() && !backups.is_empty();
+        self.log.set_open(threaded);
         if !threaded {
-            outcomes[leader] = Some(primary.run_epoch(end, log_start));
-            for (i, r) in backups {
-                outcomes[i] = Some(r.run_epoch(end, log_start));
+            outcomes[leader] = Some(self.replicas[leader].run_epoch(end, log_start));
+            for i in backups {
+                outcomes[i] = Some(self.replicas[i].run_epoch(end, log_start));
             }
             return outcomes;
         }
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = backups
-                .map(|(i, r)| (i, scope.spawn(move || r.run_epoch(end, log_start))))
-                .collect();
-            {
-                // Closed even if the primary panics, so that no backup waits for it forever.
-                let _close = CloseOnDrop(log);
-                outcomes[leader] = Some(primary.run_epoch(end, log_start));
-            }
-            for (i, h) in handles {
-                outcomes[i] = Some(h.join().expect("a backup's thread panicked"));
-            }
-        });
+        let worker = |i: usize| workers[i].as_ref().expect("a worker for every backup");
+        for &i in &backups {
+            worker(i).start(&mut self.replicas, i, end, log_start);
+        }
+        {
+            // Closed even if the primary panics, so that no backup waits for it forever.
+            let _close = CloseOnDrop(&self.log);
+            outcomes[leader] = Some(self.replicas[leader].run_epoch(end, log_start));
+        }
+        for i in backups {
+            outcomes[i] = Some(worker(i).finish(&mut self.replicas, i));
+        }
         outcomes
     }
 

@@ -236,7 +236,7 @@ fn the_epoch_digest_catches_a_flip_in_a_page_written_in_the_epoch() {
             .map(|r| epoch_digest(&mut r.hv.guest, &mut r.digest))
             .collect()
     };
-    for r in &mut a.replicas {
+    for r in a.replicas.iter_mut() {
         r.hv.run(50_000);
     }
     let first = digests(&mut a);
