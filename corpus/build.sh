@@ -6,7 +6,7 @@
 # (src/unwind.rs, rustc). Stripped (-s) to keep the repository small, except hello and rewind, which
 # keep their symbols for the gdb and replay-debugger tests, crash and sigbus, which keep theirs for the core-dump and
 # fault tests, and overflow, which keeps its for the reverse-watchpoint tests. Needs musl-tools (musl-gcc), gcc, g++
-# rustc and libexpat1-dev.
+# rustc, libsqlite3-dev and libexpat1-dev.
 # Usage: corpus/build.sh            (from anywhere)
 set -eu
 cd "$(dirname "$0")"
