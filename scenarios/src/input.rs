@@ -34,6 +34,8 @@ pub enum InputKind {
     Report,
     /// A usage profile of a warm pool (`tandem pool --profile`).
     Profile,
+    /// A container profile (`tandem run --profile`, written by `tandem profile -o`).
+    SyscallProfile,
 }
 
 /// Largest program: a static busybox is about 2 MB and glibc programs a few MB; 256 MiB leaves room for any real one.
@@ -68,6 +70,7 @@ impl InputKind {
             InputKind::Seeds => "seeds file",
             InputKind::Report => "scenario report",
             InputKind::Profile => "usage profile",
+            InputKind::SyscallProfile => "container profile",
         }
     }
 
@@ -81,7 +84,7 @@ impl InputKind {
             InputKind::FaultsFile => FAULTS_FILE_BYTES_MAX,
             InputKind::Seeds => SEEDS_FILE_BYTES_MAX,
             InputKind::Report => REPORT_BYTES_MAX,
-            InputKind::Profile => PROFILE_BYTES_MAX,
+            InputKind::Profile | InputKind::SyscallProfile => PROFILE_BYTES_MAX,
         }
     }
 }
