@@ -227,6 +227,14 @@ impl Image {
                 self.add_pointer(at, value);
             }
         }
+        for offset in relr_offsets(file, bytes) {
+            // SHT_RELR: the word in the file is the link-time address (an implicit addend).
+            let at = offset.wrapping_add(base);
+            if let Some(word) = self.read(at, 8) {
+                let value = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+                self.add_pointer(at, value.wrapping_add(base));
+            }
+        }
         for (offset, kind, addend) in relative_relocations(file, bytes) {
             let value = addend.wrapping_add(base);
             self.add_pointer(offset.wrapping_add(base), value);
@@ -390,6 +398,37 @@ fn relative_relocations(file: &ElfFile64<Endianness>, bytes: &[u8]) -> Vec<(u64,
             let kind = (word(8) & 0xffff_ffff) as u32;
             if kind == elf::R_X86_64_RELATIVE || kind == elf::R_X86_64_IRELATIVE {
                 out.push((word(0), kind, word(16)));
+            }
+        }
+    }
+    out
+}
+
+/// The offsets that the packed relative relocations of the SHT_RELR sections (DT_RELR, glibc 2.36's libraries)
+/// relocate: an even entry is an address, an odd one a bitmap of the 63 words after the last address.
+fn relr_offsets(file: &ElfFile64<Endianness>, bytes: &[u8]) -> Vec<u64> {
+    let endian = file.endian();
+    let mut out = Vec::new();
+    for section in file.elf_section_table().iter() {
+        if section.sh_type(endian) != elf::SHT_RELR {
+            continue;
+        }
+        let Ok(data) = section.data(endian, bytes) else {
+            continue;
+        };
+        let mut next = 0u64;
+        for entry in data.chunks_exact(8) {
+            let entry = u64::from_le_bytes(entry.try_into().expect("8 bytes"));
+            if entry & 1 == 0 {
+                out.push(entry);
+                next = entry.wrapping_add(8);
+            } else {
+                for bit in 1..64 {
+                    if entry >> bit & 1 != 0 {
+                        out.push(next.wrapping_add(8 * (bit - 1)));
+                    }
+                }
+                next = next.wrapping_add(8 * 63);
             }
         }
     }
