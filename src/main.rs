@@ -64,7 +64,7 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    Run(run_cmd::RunArgs),
+    Run(run_cmd::RunCommand),
     Record(record_cmd::RecordArgs),
     Replay(replay_cmd::ReplayArgs),
     Debug(debug_cmd::DebugArgs),

@@ -12,10 +12,12 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use tandem_analyzers::profile_file::ProfileFile;
 use tandem_emulator::hypervisor::plan::FaultPlan;
 use tandem_emulator::hypervisor::{Hypervisor, Policy};
 use tandem_emulator::linux::abi::{Errno, EIO};
 use tandem_emulator::linux::abi::{SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGSEGV};
+use tandem_emulator::linux::syscall_policy::{DenyAction, SyscallPolicy};
 use tandem_emulator::linux::sysnames::syscall_name;
 use tandem_emulator::linux::vfs::{split, Mount};
 use tandem_emulator::linux::{
@@ -213,6 +215,70 @@ pub struct RunArgs {
     /// Options of tandem go before it: an unknown option there is a usage error, never taken for the program.
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM ARGS")]
     pub(crate) command: Vec<OsString>,
+}
+
+// `tandem run`: the options it shares with record and pool (`RunArgs`, whose about text is the command's), and
+// the container profile it enforces (pool has a --profile of its own, a usage profile, so this one is not among
+// the shared options). A plain comment: a doc comment here would replace the command's about text.
+#[derive(clap::Args, Debug)]
+pub struct RunCommand {
+    /// Enforce a container profile written by `tandem profile -o FILE`: a syscall it does not list gets the
+    /// --profile-action answer, reported on stderr with the thread, rip, icount and syscall. Example:
+    /// --profile hello.profile
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
+
+    /// What a syscall the profile denies gets, as seccomp answers it: `eperm` (fails with EPERM, Docker's
+    /// default), `enosys` (fails with ENOSYS, as an unknown call) or `kill` (the process is killed by SIGSYS,
+    /// SECCOMP_RET_KILL_PROCESS: exit status 159). Example: --profile-action kill
+    #[arg(long, value_name = "ACTION", default_value = "eperm", requires = "profile",
+          value_parser = ["eperm", "enosys", "kill"])]
+    profile_action: String,
+
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// The policy `--profile FILE --profile-action ACTION` asks for.
+fn read_syscall_policy(path: &Path, action: &str) -> anyhow::Result<SyscallPolicy> {
+    let text = read_input_text(path, InputKind::SyscallProfile)?;
+    let profile =
+        ProfileFile::parse(&text).with_context(|| format!("--profile {}", path.display()))?;
+    let action = match action {
+        "eperm" => DenyAction::Errno(1),
+        "enosys" => DenyAction::Errno(38),
+        _ => DenyAction::Kill,
+    };
+    Ok(SyscallPolicy::new(profile.syscalls, action))
+}
+
+/// One stderr line per call the enforced profile denied (the kill itself is the termination's diagnostic).
+fn report_denials(policy: &SyscallPolicy, err: &mut impl Write) -> std::io::Result<()> {
+    let answer = match policy.action() {
+        DenyAction::Errno(1) => "answered -EPERM".to_string(),
+        DenyAction::Errno(38) => "answered -ENOSYS".to_string(),
+        DenyAction::Errno(e) => format!("answered -{e}"),
+        DenyAction::Kill => "process killed by SIGSYS".to_string(),
+    };
+    for d in policy.denials() {
+        writeln!(
+            err,
+            "tandem: profile denied {} (number {}) to tid {} at rip {:#x}, icount {}: {answer}",
+            syscall_name(d.nr),
+            d.nr,
+            d.tid,
+            d.rip,
+            d.icount
+        )?;
+    }
+    let unlisted = policy.denied_count() - policy.denials().len() as u64;
+    if unlisted > 0 {
+        writeln!(
+            err,
+            "tandem: ... and {unlisted} more calls denied by the profile"
+        )?;
+    }
+    Ok(())
 }
 
 /// The live host: real stdio and read-only access to the mounted host files, each opened beneath its mount's
@@ -578,7 +644,15 @@ pub(crate) fn exe_guest_path(program: &Path, mounts: &[Mount]) -> Vec<u8> {
     program.as_os_str().as_bytes().to_vec()
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<()> {
+pub fn run(command: RunCommand) -> anyhow::Result<()> {
+    let syscall_policy = match &command.profile {
+        Some(path) => Some(read_syscall_policy(path, &command.profile_action)?),
+        None => None,
+    };
+    let args = command.run;
+    if syscall_policy.is_some() && args.warm_at.is_some() {
+        bail!("--profile cannot be combined with --warm-at: the calls before the warm point would not be checked");
+    }
     let program = program_path(&args.command[0]);
     let bytes = read_input(&program, InputKind::Program)?;
     let mounts = guest_mounts(&args, &bytes)?;
@@ -644,6 +718,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     .with_context(|| format!("cannot load {}", program.display()))?;
     hv.guest.set_jit(!args.no_jit);
+    hv.guest.set_syscall_policy(syscall_policy);
     install_journal(&mut hv.guest, &args)?;
     if args.coverage {
         hv.guest.set_coverage(Some(Box::new(
@@ -682,6 +757,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     for report in hv.reports() {
         writeln!(err, "tandem: {}", report.line())?;
+    }
+    if let Some(policy) = hv.guest.syscall_policy() {
+        report_denials(policy, &mut err)?;
     }
     finish_volumes(&mut hv.guest, &args.exports, &mut err)?;
     if let Some(path) = &args.core {

@@ -15,6 +15,8 @@ pub mod diff;
 pub mod dynamic;
 pub mod fuzz;
 pub mod image;
+pub mod profile_file;
+pub mod program;
 pub mod score;
 pub mod seccomp;
 pub mod static_profile;

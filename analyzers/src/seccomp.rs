@@ -1,12 +1,21 @@
 //! Export of a profile as an OCI/Docker seccomp file: everything not listed fails with EPERM
 //! (`SCMP_ACT_ERRNO`, errno 1), the profile's syscalls are allowed by name, x86-64 only.
+//!
+//! execve is always allowed: a container runtime (runc, crun) installs the filter in its own process and then
+//! executes the container's program, so that execve is checked by the filter too; without it no container
+//! would start. tests/data/seccomp_exec.py loads the file with libseccomp the same way.
 
 use crate::{syscall_name, SyscallSet};
+
+/// The runtime's execve of the container's program, checked by the filter it installed just before.
+const SYS_EXECVE: u64 = 59;
 
 /// The seccomp JSON document for `syscalls` (numbers Linux has no name for are left out: they cannot be
 /// named, and a kernel without them answers ENOSYS anyway).
 pub fn to_json(syscalls: &SyscallSet) -> serde_json::Value {
-    let names: Vec<&str> = syscalls
+    let mut with_exec = syscalls.clone();
+    with_exec.insert(SYS_EXECVE);
+    let names: Vec<&str> = with_exec
         .iter()
         .map(|&nr| syscall_name(nr))
         .filter(|n| *n != "unknown")
@@ -45,7 +54,7 @@ mod tests {
             .iter()
             .map(|n| n.as_str().unwrap())
             .collect();
-        assert_eq!(names, ["read", "write", "exit", "exit_group"]);
+        assert_eq!(names, ["read", "write", "execve", "exit", "exit_group"]);
         assert_eq!(doc["syscalls"][0]["action"], "SCMP_ACT_ALLOW");
     }
 }

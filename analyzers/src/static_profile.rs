@@ -14,7 +14,7 @@
 //! switch tables (absolute, or 32-bit offsets from a LEA'd base) are followed. A syscall whose number cannot be
 //! recovered is reported as unresolved, never silently dropped: the profile is then not known to be complete.
 
-use crate::image::{relocation_targets, Image, ImageError};
+use crate::image::{Image, ImageError};
 use crate::SyscallSet;
 use iced_x86::{
     Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic,
@@ -230,6 +230,9 @@ struct FunctionFacts {
     syscall_sites: usize,
     /// Code addresses the function takes (immediates and RIP-relative LEAs).
     taken: BTreeSet<u64>,
+    /// Data addresses the function refers to (RIP-relative and absolute operands, immediates): the objects
+    /// there are reachable, and so are the pointers they hold.
+    data_refs: BTreeSet<u64>,
     incomplete: bool,
 }
 
@@ -257,15 +260,25 @@ pub struct StaticProfile {
 /// Analyses the ELF executable in `bytes`.
 pub fn analyze(bytes: &[u8]) -> Result<StaticProfile, ImageError> {
     let image = Image::parse(bytes)?;
-    let mut roots: BTreeSet<u64> = image.data_code_pointers();
-    roots.extend(relocation_targets(bytes, &image));
-    roots.insert(image.entry);
-    Ok(analyze_image(&image, roots))
+    Ok(analyze_image(&image))
 }
 
-fn analyze_image(image: &Image, roots: BTreeSet<u64>) -> StaticProfile {
+/// Analyses the program in `bytes`, static or dynamically linked: a dynamic one with its interpreter and
+/// libraries, found beneath `root` as the loader finds them (program.rs). Returns the libraries' host paths.
+pub fn analyze_program(
+    bytes: &[u8],
+    root: &std::path::Path,
+) -> Result<(StaticProfile, Vec<std::path::PathBuf>), crate::program::ProgramError> {
+    let (image, libraries) = crate::program::load(bytes, root)?;
+    Ok((analyze_image(&image), libraries))
+}
+
+/// The functions reachable from the image's roots, and the data objects they reach, to a fixed point.
+fn analyze_image(image: &Image) -> StaticProfile {
+    let roots = image.roots().clone();
     let mut facts: BTreeMap<u64, FunctionFacts> = BTreeMap::new();
     let mut work: Vec<u64> = roots.iter().rev().copied().collect();
+    let mut objects = DataReach::default();
     while let Some(f) = work.pop() {
         if facts.contains_key(&f) {
             continue;
@@ -277,6 +290,9 @@ fn analyze_image(image: &Image, roots: BTreeSet<u64>) -> StaticProfile {
             }
         }
         work.extend(found.taken.iter().filter(|a| !facts.contains_key(a)));
+        for &r in &found.data_refs {
+            work.extend(objects.reach(image, r));
+        }
         facts.insert(f, found);
     }
     let mut profile = propagate(&facts, &roots);
@@ -293,6 +309,41 @@ fn analyze_image(image: &Image, roots: BTreeSet<u64>) -> StaticProfile {
     profile.unresolved.sort();
     profile.unresolved.dedup();
     profile
+}
+
+/// The data reached so far, each byte followed once: by the end of its object, the lowest start reached
+/// (objects that share an end are the same gap between boundaries, entered at different addresses).
+#[derive(Default)]
+struct DataReach {
+    covered: BTreeMap<u64, u64>,
+}
+
+impl DataReach {
+    /// Marks the object at `addr` reached, and every object its pointers (and theirs) name; returns the code
+    /// addresses those pointers hold.
+    fn reach(&mut self, image: &Image, addr: u64) -> Vec<u64> {
+        let mut code = Vec::new();
+        let mut pending = vec![addr];
+        while let Some(a) = pending.pop() {
+            let Some(object) = image.object_at(a) else {
+                continue;
+            };
+            let new = match self.covered.get(&object.end) {
+                Some(&start) if start <= object.start => continue,
+                Some(&start) => object.start..start,
+                None => object.clone(),
+            };
+            self.covered.insert(object.end, object.start);
+            for (_, value) in image.pointers_in(new) {
+                if image.is_code(value) {
+                    code.push(value);
+                } else {
+                    pending.push(value);
+                }
+            }
+        }
+        code
+    }
 }
 
 /// Resolves wrapper numbers through the call graph to a fixed point.
@@ -482,12 +533,18 @@ fn run_block(
                 ];
             }
             FlowControl::UnconditionalBranch => {
-                let target = insn.near_branch_target();
-                if target != function && image.is_function_start(target) {
-                    record_call(&insn, target, &state, 0, facts);
-                    return Vec::new();
-                }
-                return vec![(target, state)];
+                return jump(
+                    image,
+                    function,
+                    &insn,
+                    insn.near_branch_target(),
+                    state,
+                    facts,
+                );
+            }
+            FlowControl::IndirectBranch if known_target(image, &insn, &state).is_some() => {
+                let target = known_target(image, &insn, &state).expect("checked");
+                return jump(image, function, &insn, target, state, facts);
             }
             FlowControl::IndirectBranch => {
                 tables.extend(block_tables.iter().copied());
@@ -507,11 +564,32 @@ fn run_block(
                 }
                 clobber_after_call(&mut state);
             }
-            FlowControl::IndirectCall => clobber_after_call(&mut state),
+            FlowControl::IndirectCall => {
+                if let Some(target) = known_target(image, &insn, &state) {
+                    record_call(&insn, target, &state, -8, facts);
+                }
+                clobber_after_call(&mut state)
+            }
             FlowControl::Return | FlowControl::Exception => return Vec::new(),
         }
     }
     Vec::new()
+}
+
+/// A jump to `target`: a tail call when it starts another function, else an edge within this one.
+fn jump(
+    image: &Image,
+    function: u64,
+    insn: &Instruction,
+    target: u64,
+    state: State,
+    facts: &mut FunctionFacts,
+) -> Vec<(u64, State)> {
+    if target != function && image.is_function_start(target) {
+        record_call(insn, target, &state, 0, facts);
+        return Vec::new();
+    }
+    vec![(target, state)]
 }
 
 /// The register and value a `test r, r` (0) or `cmp r, imm` compares for equality, for the jump after it.
@@ -587,24 +665,26 @@ fn clobber_after_call(state: &mut State) {
     }
 }
 
-/// Code addresses the instruction names (address-taken functions), and data it LEAs (switch-table bases).
+/// Code addresses the instruction names (address-taken functions), the data it refers to (reachable objects),
+/// and data it LEAs (switch-table bases).
 fn note_taken_addresses(
     image: &Image,
     insn: &Instruction,
     facts: &mut FunctionFacts,
     tables: &mut Vec<u64>,
 ) {
-    if insn.mnemonic() == Mnemonic::Lea && insn.is_ip_rel_memory_operand() {
-        let addr = insn.ip_rel_memory_address();
-        if image.is_code(addr) {
-            facts.taken.insert(addr);
-        } else if image.read(addr, 4).is_some() {
-            tables.push(addr);
+    if let Some(addr) = memory_address(insn) {
+        let lea = insn.mnemonic() == Mnemonic::Lea;
+        if lea && insn.is_ip_rel_memory_operand() {
+            if image.is_code(addr) {
+                facts.taken.insert(addr);
+            } else if image.read(addr, 4).is_some() {
+                tables.push(addr);
+            }
         }
-        return;
-    }
-    if insn.flow_control() != FlowControl::Next {
-        return;
+        if image.is_data(addr) {
+            facts.data_refs.insert(addr);
+        }
     }
     for i in 0..insn.op_count() {
         if matches!(
@@ -612,11 +692,45 @@ fn note_taken_addresses(
             OpKind::Immediate32 | OpKind::Immediate64 | OpKind::Immediate32to64
         ) {
             let v = insn.immediate(i);
-            if image.is_code(v) {
+            if image.is_code(v) && insn.flow_control() == FlowControl::Next {
                 facts.taken.insert(v);
+            } else if image.is_data(v) {
+                facts.data_refs.insert(v);
             }
         }
     }
+}
+
+/// The address a memory operand names statically: RIP-relative, or its displacement (an absolute address, or
+/// a table indexed by registers in a non-PIE program).
+fn memory_address(insn: &Instruction) -> Option<u64> {
+    (0..insn.op_count()).find(|&i| insn.op_kind(i) == OpKind::Memory)?;
+    if insn.is_ip_rel_memory_operand() {
+        Some(insn.ip_rel_memory_address())
+    } else {
+        Some(insn.memory_displacement64()).filter(|&d| d != 0)
+    }
+}
+
+/// The target of an indirect call or jump when the analysis knows it: a register holding a code constant (a
+/// function address LEA'd into a callee-saved register before a loop, as Rust's std does with glibc's
+/// `syscall`), or a pointer in the program's data at a fixed address (a GOT slot).
+fn known_target(image: &Image, insn: &Instruction, state: &State) -> Option<u64> {
+    let target = match insn.op0_kind() {
+        OpKind::Register => match state.regs[gpr_index(insn.op0_register())?] {
+            Val::Const(t) => t,
+            _ => return None,
+        },
+        OpKind::Memory
+            if insn.is_ip_rel_memory_operand()
+                || (insn.memory_base() == Register::None
+                    && insn.memory_index() == Register::None) =>
+        {
+            image.pointer_at(memory_address(insn)?)?
+        }
+        _ => return None,
+    };
+    image.is_code(target).then_some(target)
 }
 
 /// The targets of an indirect jump through a switch table: `jmp [table + index*8]` with absolute entries, or a

@@ -38,6 +38,8 @@ pub enum InputKind {
     BaselineSpec,
     /// A baseline written by `tandem baseline record`, or its key file (`--key-file`).
     Baseline,
+    /// A container profile (`tandem run --profile`, written by `tandem profile -o`).
+    SyscallProfile,
 }
 
 /// Largest program: a static busybox is about 2 MB and glibc programs a few MB; 256 MiB leaves room for any real one.
@@ -78,6 +80,7 @@ impl InputKind {
             InputKind::Profile => "usage profile",
             InputKind::BaselineSpec => "baseline spec",
             InputKind::Baseline => "baseline",
+            InputKind::SyscallProfile => "container profile",
         }
     }
 
@@ -94,6 +97,7 @@ impl InputKind {
             InputKind::Profile => PROFILE_BYTES_MAX,
             InputKind::BaselineSpec => BASELINE_SPEC_BYTES_MAX,
             InputKind::Baseline => BASELINE_BYTES_MAX,
+            InputKind::SyscallProfile => PROFILE_BYTES_MAX,
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod sched;
 mod signal;
 mod snapshot;
 pub mod syscall_faults;
+pub mod syscall_policy;
 mod syscalls;
 pub mod sysnames;
 mod task;
@@ -281,6 +282,8 @@ pub struct LinuxMachine<H: Host> {
     io_observer: Option<Box<dyn crate::storage::IoObserver>>,
     /// Syscall results to override (syscall_faults.rs) with the calls counted so far; part of snapshots.
     syscall_faults: Option<syscall_faults::SyscallFaults>,
+    /// The container profile being enforced (syscall_policy.rs) with its denials; part of snapshots.
+    syscall_policy: Option<syscall_policy::SyscallPolicy>,
 }
 
 impl<H: Host> LinuxMachine<H> {
@@ -355,6 +358,7 @@ impl<H: Host> LinuxMachine<H> {
             stats: Stats::default(),
             io_observer: None,
             syscall_faults: None,
+            syscall_policy: None,
             config,
         };
         m.mount_volumes()
@@ -458,6 +462,20 @@ impl<H: Host> LinuxMachine<H> {
         faults: Option<syscall_faults::SyscallFaults>,
     ) -> Option<syscall_faults::SyscallFaults> {
         std::mem::replace(&mut self.syscall_faults, faults)
+    }
+
+    /// Installs (Some) or removes the container profile the kernel enforces (syscall_policy.rs); returns the one
+    /// that was installed, with its denials.
+    pub fn set_syscall_policy(
+        &mut self,
+        policy: Option<syscall_policy::SyscallPolicy>,
+    ) -> Option<syscall_policy::SyscallPolicy> {
+        std::mem::replace(&mut self.syscall_policy, policy)
+    }
+
+    /// The container profile being enforced, with the calls it denied so far.
+    pub fn syscall_policy(&self) -> Option<&syscall_policy::SyscallPolicy> {
+        self.syscall_policy.as_ref()
     }
 
     /// The coverage being collected, if any.

@@ -29,6 +29,7 @@ use super::net::{Net, Remap, SharedSocket};
 use super::ready::{Epoll, EpollItem};
 use super::sched::Scheduler;
 use super::syscall_faults::SyscallFaults;
+use super::syscall_policy::SyscallPolicy;
 use super::task::{Process, Thread, Zombie};
 use super::vfs::{FileData, SharedFile, Vfs};
 use super::{Host, LinuxConfig, LinuxMachine, Stats, Termination};
@@ -116,6 +117,8 @@ pub struct LinuxSnapshot {
     stats: Stats,
     /// The syscall fault plan with its calls counted so far.
     syscall_faults: Option<SyscallFaults>,
+    /// The enforced profile with its denials so far.
+    syscall_policy: Option<SyscallPolicy>,
     /// Bytes held in overlay files and pipe buffers (copied whole).
     file_bytes: usize,
 }
@@ -395,6 +398,7 @@ impl<H: Host> LinuxMachine<H> {
             termination: self.termination.clone(),
             stats: self.stats.clone(),
             syscall_faults: self.syscall_faults.clone(),
+            syscall_policy: self.syscall_policy.clone(),
             file_bytes: map.bytes,
         }
     }
@@ -448,6 +452,7 @@ impl<H: Host> LinuxMachine<H> {
         self.termination = snap.termination.clone();
         self.stats = snap.stats.clone();
         self.syscall_faults = snap.syscall_faults.clone();
+        self.syscall_policy = snap.syscall_policy.clone();
     }
 
     /// A new guest in the state of `snap`, talking to `host`, without loading any program: what a warm pool's
@@ -493,6 +498,7 @@ impl<H: Host> LinuxMachine<H> {
             // owner installs one.
             io_observer: None,
             syscall_faults: snap.syscall_faults.clone(),
+            syscall_policy: snap.syscall_policy.clone(),
         }
     }
 

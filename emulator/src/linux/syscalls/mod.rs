@@ -41,6 +41,7 @@ use super::kernel::{Restart, Wait};
 use super::net;
 use super::signal::{bit, SigAction, SS_DISABLE, SS_ONSTACK};
 use super::syscall_faults::SyscallFaultAction;
+use super::syscall_policy::DenyAction;
 use super::sysnames::syscall_name;
 use super::vfs::{self, Device, FileData, GuestPath, Node, Resolved};
 use super::{Host, LinuxMachine, Termination, GUEST_GID, GUEST_UID};
@@ -83,6 +84,14 @@ pub(super) enum Outcome {
     NoReturn,
     /// The syscall cannot complete yet: the thread waits (see kernel.rs), until this deadline at the latest.
     Block(Wait, Option<GuestNs>),
+}
+
+/// A syscall's answer decided before its handler: an injected fault or a denial by the enforced profile.
+enum Forced {
+    /// The call fails with this errno without running.
+    Errno(Errno),
+    /// The process is killed by SIGSYS (a profile's kill action), for this reason.
+    Kill { cause: String },
 }
 
 /// Not an errno the guest ever sees: a file-family handler's way of saying "block" (see `would_block`).
@@ -222,12 +231,16 @@ impl<H: Host> LinuxMachine<H> {
         self.restart_deadline = None;
         let mut a = a;
         let mut forced = None;
+        if let Some(denied) = self.denied_by_policy(nr) {
+            self.attempt_syscall(nr, a, Some(denied));
+            return;
+        }
         if let Some(action) = self.syscall_faults.as_mut().and_then(|f| f.on_call(nr)) {
             match action {
                 // brk(2) does not return an errno: it fails by leaving the break where it is (what brk(0)
                 // answers), which the C library turns into ENOMEM.
                 SyscallFaultAction::Errno(_) if nr == SYS_BRK => a[0] = 0,
-                SyscallFaultAction::Errno(_) => forced = action.errno(),
+                SyscallFaultAction::Errno(_) => forced = action.errno().map(Forced::Errno),
                 SyscallFaultAction::Short(n) => a[2] = a[2].min(n.max(1) as u64),
             }
         }
@@ -257,7 +270,7 @@ impl<H: Host> LinuxMachine<H> {
     /// One attempt at a syscall, bracketed by the host's entry and exit calls (a recording logs both, so a
     /// syscall that blocks and is re-run appears once per attempt, with `BLOCKED_RESULT` for the ones that
     /// blocked). A `forced` errno (an injected fault, syscall_faults.rs) is the result without running the call.
-    fn attempt_syscall(&mut self, nr: u64, a: [u64; 6], forced: Option<Errno>) {
+    fn attempt_syscall(&mut self, nr: u64, a: [u64; 6], forced: Option<Forced>) {
         let icount = self.machine.cpu.icount;
         self.host.syscall_entry(icount, self.thread.tid.0, nr);
         // Stores through shared file mappings reach their files before any syscall can look (files.rs).
@@ -265,7 +278,16 @@ impl<H: Host> LinuxMachine<H> {
         self.block_wake_at = None;
         let mut blocked = false;
         let outcome = match forced {
-            Some(e) => Outcome::Return(Err(e)),
+            Some(Forced::Errno(e)) => Outcome::Return(Err(e)),
+            Some(Forced::Kill { cause }) => {
+                self.end_process(Termination::Signaled {
+                    signal: SIGSYS,
+                    rip: self.machine.cpu.regs.rip.wrapping_sub(2),
+                    icount,
+                    cause,
+                });
+                Outcome::NoReturn
+            }
             None => self.dispatch(nr, a),
         };
         let result = match outcome {
@@ -295,6 +317,25 @@ impl<H: Host> LinuxMachine<H> {
         if blocked {
             self.interrupt_if_signal_ready();
         }
+    }
+
+    /// The answer of the enforced profile (syscall_policy.rs) to syscall `nr`, when it denies it.
+    fn denied_by_policy(&mut self, nr: u64) -> Option<Forced> {
+        let rip = self.machine.cpu.regs.rip.wrapping_sub(2);
+        let icount = self.machine.cpu.icount;
+        let action = self
+            .syscall_policy
+            .as_mut()?
+            .check(nr, self.thread.tid.0, rip, icount)?;
+        Some(match action {
+            DenyAction::Errno(e) => Forced::Errno(Errno(i32::from(e))),
+            DenyAction::Kill => Forced::Kill {
+                cause: format!(
+                    "{} (number {nr}) denied by the profile (--profile-action kill)",
+                    syscall_name(nr)
+                ),
+            },
+        })
     }
 
     /// The running thread just blocked with a signal already pending that its mask (perhaps the one
