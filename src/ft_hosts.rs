@@ -12,11 +12,9 @@ use anyhow::{bail, Context};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use tandem_emulator::linux::abi::Errno;
 use tandem_emulator::linux::host::MemoryNode;
 use tandem_emulator::linux::vfs::Mount;
-use tandem_emulator::linux::{FileOutput, Host, HostMetadata, MemoryHost};
+use tandem_emulator::linux::{FileOutput, Host, MemoryHost};
 use tandem_emulator::memory::Fnv;
 
 /// Most files and directories a campaign reads from its mounts, and most bytes in all.
@@ -86,30 +84,7 @@ impl<H: Host> ReleasingHost<H> {
 }
 
 impl<H: Host> Host for ReleasingHost<H> {
-    fn read_stdin(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
-        self.inner.read_stdin(buf)
-    }
-    fn write_stdout(&mut self, bytes: &[u8]) -> Result<(), Errno> {
-        self.inner.write_stdout(bytes)
-    }
-    fn write_stderr(&mut self, bytes: &[u8]) -> Result<(), Errno> {
-        self.inner.write_stderr(bytes)
-    }
-    fn metadata(&mut self, path: &Path) -> Result<HostMetadata, Errno> {
-        self.inner.metadata(path)
-    }
-    fn read_file(&mut self, path: &Path) -> Result<Arc<Vec<u8>>, Errno> {
-        self.inner.read_file(path)
-    }
-    fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {
-        self.inner.read_dir(path)
-    }
-    fn read_link(&mut self, path: &Path) -> Result<Vec<u8>, Errno> {
-        self.inner.read_link(path)
-    }
-    fn fill_random(&mut self, out: &mut [u8]) {
-        self.inner.fill_random(out)
-    }
+    tandem_emulator::forward_host!(inner: read_stdin, write_stdout, write_stderr, metadata, read_file, read_dir, read_link, fill_random);
     fn file_output(&mut self, path: &[u8], change: FileOutput<'_>) {
         let h = &mut self.file_output_digest;
         h.write_u64(path.len() as u64);

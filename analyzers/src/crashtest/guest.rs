@@ -49,32 +49,12 @@ struct CountingHost {
 }
 
 impl Host for CountingHost {
-    fn read_stdin(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
-        self.inner.read_stdin(buf)
-    }
+    tandem_emulator::forward_host!(inner: read_stdin, write_stderr, metadata, read_file, read_dir, read_link, fill_random);
     fn write_stdout(&mut self, bytes: &[u8]) -> Result<(), Errno> {
         self.inner.write_stdout(bytes)?;
         self.stdout_bytes
             .store(self.inner.stdout.len(), Ordering::Relaxed);
         Ok(())
-    }
-    fn write_stderr(&mut self, bytes: &[u8]) -> Result<(), Errno> {
-        self.inner.write_stderr(bytes)
-    }
-    fn metadata(&mut self, path: &Path) -> Result<HostMetadata, Errno> {
-        self.inner.metadata(path)
-    }
-    fn read_file(&mut self, path: &Path) -> Result<Arc<Vec<u8>>, Errno> {
-        self.inner.read_file(path)
-    }
-    fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {
-        self.inner.read_dir(path)
-    }
-    fn read_link(&mut self, path: &Path) -> Result<Vec<u8>, Errno> {
-        self.inner.read_link(path)
-    }
-    fn fill_random(&mut self, out: &mut [u8]) {
-        self.inner.fill_random(out)
     }
 }
 

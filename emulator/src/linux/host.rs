@@ -157,6 +157,62 @@ pub trait Host {
     fn file_output(&mut self, _path: &[u8], _change: FileOutput<'_>) {}
 }
 
+/// Implements the named `Host` methods of a wrapper host by forwarding each, unchanged, to its field `$inner`
+/// (another `Host`); the wrapper writes out only the methods it changes. Example, inside `impl Host for W`:
+/// `tandem_emulator::forward_host!(inner: read_stdin, write_stderr, metadata, read_file, read_dir, read_link);`
+#[macro_export]
+macro_rules! forward_host {
+    ($inner:ident: $($method:ident),+ $(,)?) => {
+        $( $crate::forward_host!(@one $inner $method); )+
+    };
+    (@one $inner:ident read_stdin) => {
+        fn read_stdin(&mut self, buf: &mut [u8]) -> Result<usize, $crate::linux::abi::Errno> {
+            self.$inner.read_stdin(buf)
+        }
+    };
+    (@one $inner:ident write_stdout) => {
+        fn write_stdout(&mut self, bytes: &[u8]) -> Result<(), $crate::linux::abi::Errno> {
+            self.$inner.write_stdout(bytes)
+        }
+    };
+    (@one $inner:ident write_stderr) => {
+        fn write_stderr(&mut self, bytes: &[u8]) -> Result<(), $crate::linux::abi::Errno> {
+            self.$inner.write_stderr(bytes)
+        }
+    };
+    (@one $inner:ident metadata) => {
+        fn metadata(
+            &mut self,
+            path: &std::path::Path,
+        ) -> Result<$crate::linux::host::HostMetadata, $crate::linux::abi::Errno> {
+            self.$inner.metadata(path)
+        }
+    };
+    (@one $inner:ident read_file) => {
+        fn read_file(
+            &mut self,
+            path: &std::path::Path,
+        ) -> Result<std::sync::Arc<Vec<u8>>, $crate::linux::abi::Errno> {
+            self.$inner.read_file(path)
+        }
+    };
+    (@one $inner:ident read_dir) => {
+        fn read_dir(&mut self, path: &std::path::Path) -> Result<Vec<Vec<u8>>, $crate::linux::abi::Errno> {
+            self.$inner.read_dir(path)
+        }
+    };
+    (@one $inner:ident read_link) => {
+        fn read_link(&mut self, path: &std::path::Path) -> Result<Vec<u8>, $crate::linux::abi::Errno> {
+            self.$inner.read_link(path)
+        }
+    };
+    (@one $inner:ident fill_random) => {
+        fn fill_random(&mut self, out: &mut [u8]) {
+            self.$inner.fill_random(out)
+        }
+    };
+}
+
 /// A change of a regular file's contents by write(2) and its family or by truncation (O_TRUNC, truncate(2),
 /// ftruncate(2)), in the order the guest made them. Stores through a shared file mapping are not reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tandem_emulator::linux::abi::Errno;
-use tandem_emulator::linux::{Host, HostMetadata, LinuxMachine, SeededEntropy};
+use tandem_emulator::linux::{Host, LinuxMachine, SeededEntropy};
 use tandem_emulator::memory::{Memory, PAGE_SIZE};
 
 /// Runs of a block per profiled run above which compiling it ahead pays (the compiler's own threshold).
@@ -112,18 +112,7 @@ impl<H: Host> UsageHost<H> {
 }
 
 impl<H: Host> Host for UsageHost<H> {
-    fn read_stdin(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
-        self.inner.read_stdin(buf)
-    }
-    fn write_stdout(&mut self, bytes: &[u8]) -> Result<(), Errno> {
-        self.inner.write_stdout(bytes)
-    }
-    fn write_stderr(&mut self, bytes: &[u8]) -> Result<(), Errno> {
-        self.inner.write_stderr(bytes)
-    }
-    fn metadata(&mut self, path: &Path) -> Result<HostMetadata, Errno> {
-        self.inner.metadata(path)
-    }
+    tandem_emulator::forward_host!(inner: read_stdin, write_stdout, write_stderr, metadata, read_dir, read_link, fill_random);
     fn read_file(&mut self, path: &Path) -> Result<Arc<Vec<u8>>, Errno> {
         self.files_read.insert(path.to_path_buf());
         match self.cache.remove(path) {
@@ -131,17 +120,8 @@ impl<H: Host> Host for UsageHost<H> {
             None => self.inner.read_file(path),
         }
     }
-    fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {
-        self.inner.read_dir(path)
-    }
-    fn read_link(&mut self, path: &Path) -> Result<Vec<u8>, Errno> {
-        self.inner.read_link(path)
-    }
     fn clock_ns(&mut self, virtual_ns: u64) -> u64 {
         self.inner.clock_ns(virtual_ns)
-    }
-    fn fill_random(&mut self, out: &mut [u8]) {
-        self.inner.fill_random(out)
     }
     fn syscall_entry(&mut self, icount: u64, tid: i32, number: u64) {
         self.inner.syscall_entry(icount, tid, number)

@@ -23,12 +23,9 @@
 
 use super::PoolError;
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::sync::Arc;
 use tandem_emulator::linux::abi::Errno;
 use tandem_emulator::linux::{
-    Host, HostMetadata, LinuxConfig, LinuxMachine, LinuxSnapshot, MemoryHost, Progress,
-    SeededEntropy,
+    Host, LinuxConfig, LinuxMachine, LinuxSnapshot, MemoryHost, Progress, SeededEntropy,
 };
 
 /// Where a warm snapshot is taken (`--warm-at`).
@@ -277,6 +274,7 @@ struct ProbeHost<'a, H: Host> {
 }
 
 impl<H: Host> Host for ProbeHost<'_, H> {
+    tandem_emulator::forward_host!(inner: metadata, read_file, read_dir, read_link);
     fn read_stdin(&mut self, _buf: &mut [u8]) -> Result<usize, Errno> {
         self.stdin_read_at.get_or_insert(self.syscall_icount);
         Ok(0)
@@ -286,18 +284,6 @@ impl<H: Host> Host for ProbeHost<'_, H> {
     }
     fn write_stderr(&mut self, _bytes: &[u8]) -> Result<(), Errno> {
         Ok(())
-    }
-    fn metadata(&mut self, path: &Path) -> Result<HostMetadata, Errno> {
-        self.inner.metadata(path)
-    }
-    fn read_file(&mut self, path: &Path) -> Result<Arc<Vec<u8>>, Errno> {
-        self.inner.read_file(path)
-    }
-    fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {
-        self.inner.read_dir(path)
-    }
-    fn read_link(&mut self, path: &Path) -> Result<Vec<u8>, Errno> {
-        self.inner.read_link(path)
     }
     fn fill_random(&mut self, out: &mut [u8]) {
         self.entropy.fill(out);
