@@ -67,7 +67,8 @@ pub struct RunArgs {
 
     /// The guest's root file system: a host directory shown read-only at / (writes go to the in-memory
     /// overlay), where a dynamically linked program's loader finds itself, /etc/ld.so.cache and the libraries.
-    /// The guest's /dev, /proc, /sys and /tmp stay its own. Default: the host's / for a dynamically linked
+    /// The guest's /dev, /proc and /sys stay its own; the root's /tmp is shown like the rest of it (a program
+    /// may live there), and guest writes to it stay in the overlay. Default: the host's / for a dynamically linked
     /// program, none for a static one. Every file read through it is recorded in traces, like mounted files.
     /// --mount adds mounts on top of it. Example: --root /srv/debian-chroot
     #[arg(long, value_name = "DIR")]

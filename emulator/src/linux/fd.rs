@@ -176,6 +176,11 @@ impl FdTable {
         self.fds.get(&fd).map(|e| e.desc.clone()).ok_or(EBADF)
     }
 
+    /// The open descriptors, in increasing order.
+    pub fn open_fds(&self) -> impl Iterator<Item = i32> + '_ {
+        self.fds.keys().copied()
+    }
+
     pub fn entry_mut(&mut self, fd: i32) -> Result<&mut FdEntry, Errno> {
         self.fds.get_mut(&fd).ok_or(EBADF)
     }

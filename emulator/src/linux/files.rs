@@ -14,9 +14,13 @@
 //! indistinguishable to it: at every syscall entry the pages of each writable shared mapping that differ from
 //! the file are copied into it (`flush_shared_maps`), bytes a syscall writes into mapped memory are copied the
 //! same way at once, and every change of a file's bytes (write, truncate, sendfile, another mapping's stores) is
-//! copied into the pages of its shared mappings at once (`file_changed`). What this does not give is
-//! coherence between two shared mappings of the same bytes between two syscalls (Linux maps one page twice); a
-//! store to one is seen by the other at the next syscall. Also not done yet: a page wholly past the end of the
+//! copied into the pages of its shared mappings at once (`file_changed`). Between processes: one process runs
+//! at a time, so flushing the one that stops at every process switch and reloading the pages of the one that
+//! resumes (`reload_shared_maps`) makes their shared mappings behave as one memory, stores and atomics
+//! included (a fork's child shares its parent's mappings; MAP_SHARED|MAP_ANONYMOUS memory is a nameless file of
+//! this kind). The cost is a comparison of every shared page at each switch between processes. What this does
+//! not give is coherence between two shared mappings of the same bytes in one process between two syscalls
+//! (Linux maps one page twice); a store to one is seen by the other at the next syscall. Also not done yet: a page wholly past the end of the
 //! file reads zeros instead of raising SIGBUS, and an mremap of part of a shared mapping leaves that part
 //! unshared.
 
@@ -118,6 +122,16 @@ impl<H: Host> LinuxMachine<H> {
         }
     }
 
+    /// Makes the pages of every shared mapping of the running process show their files' bytes (called when the
+    /// process resumes after another ran: the others' stores reached the files, not these pages).
+    pub(super) fn reload_shared_maps(&mut self) {
+        for i in 0..self.proc.shared_maps.len() {
+            let m = &self.proc.shared_maps[i];
+            let (file, from, to) = (m.file.clone(), m.offset, m.offset + m.len);
+            self.refresh_map(i, &file, from, to);
+        }
+    }
+
     /// After a syscall wrote guest memory `[addr, addr+len)`: the part inside writable shared mappings reaches
     /// their files now.
     pub(super) fn memory_written(&mut self, addr: u64, len: u64) {
@@ -163,34 +177,40 @@ impl<H: Host> LinuxMachine<H> {
     /// of the file read as zeros).
     fn refresh_maps(&mut self, file: &SharedFile, from: u64, to: u64, except: Option<usize>) {
         for i in 0..self.proc.shared_maps.len() {
-            let m = &self.proc.shared_maps[i];
-            if Some(i) == except || !Shared::ptr_eq(&m.file, file) {
-                continue;
+            if Some(i) != except && Shared::ptr_eq(&self.proc.shared_maps[i].file, file) {
+                self.refresh_map(i, file, from, to);
             }
-            let (lo, hi) = (from.max(m.offset), to.min(m.offset + m.len));
-            if lo >= hi {
-                continue;
-            }
-            let f = m.file.borrow();
-            let mut want = vec![0u8; (hi - lo) as usize];
+        }
+    }
+
+    /// Copies the file range `[from, to)` into the pages of shared mapping `i` of `file`, where they differ.
+    fn refresh_map(&mut self, i: usize, file: &SharedFile, from: u64, to: u64) {
+        let m = &self.proc.shared_maps[i];
+        debug_assert!(Shared::ptr_eq(&m.file, file));
+        let (lo, hi) = (from.max(m.offset), to.min(m.offset + m.len));
+        if lo >= hi {
+            return;
+        }
+        let mut want = vec![0u8; (hi - lo) as usize];
+        {
+            let f = file.borrow();
             let size = f.bytes.len() as u64;
             if lo < size {
                 let n = (hi.min(size) - lo) as usize;
                 want[..n].copy_from_slice(&f.bytes[lo as usize..lo as usize + n]);
             }
-            drop(f);
-            let addr = m.start + (lo - m.offset);
-            let mem = &mut self.machine.cpu.mem;
-            let mut have = vec![0u8; want.len()];
-            if mem.peek(addr, &mut have).is_err() {
-                continue;
-            }
-            if let (Some(first), Some(last)) = (
-                (0..want.len()).find(|&k| want[k] != have[k]),
-                (0..want.len()).rfind(|&k| want[k] != have[k]),
-            ) {
-                let _ = mem.poke(addr + first as u64, &want[first..=last]);
-            }
+        }
+        let addr = m.start + (lo - m.offset);
+        let mem = &mut self.machine.cpu.mem;
+        let mut have = vec![0u8; want.len()];
+        if mem.peek(addr, &mut have).is_err() {
+            return;
+        }
+        if let (Some(first), Some(last)) = (
+            (0..want.len()).find(|&k| want[k] != have[k]),
+            (0..want.len()).rfind(|&k| want[k] != have[k]),
+        ) {
+            let _ = mem.poke(addr + first as u64, &want[first..=last]);
         }
     }
 

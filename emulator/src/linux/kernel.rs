@@ -46,12 +46,18 @@ pub enum Wait {
     Vfork { child: Pid },
 }
 
-/// A futex word: the address space and the address (private and shared futexes of one process alike; a word
-/// in memory shared between processes is keyed by each process's own view).
+/// A futex word: the address space and the address, or for a word in a shared mapping the mapped file (its
+/// inode number) and the offset in it, whichever process maps it (`space` is then `FutexKey::SHARED`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FutexKey {
     pub space: u32,
+    pub object: u64,
     pub addr: u64,
+}
+
+impl FutexKey {
+    /// The `space` of a key of a word in a shared mapping.
+    pub const SHARED: u32 = u32::MAX;
 }
 
 /// A task in the blocked pool.
@@ -312,6 +318,9 @@ impl<H: Host> LinuxMachine<H> {
     /// it (a vfork child's parent).
     fn switch_process(&mut self, pid: Pid) {
         let icount = self.icount();
+        // Shared mappings are coherent across processes at every switch: what this process stored reaches the
+        // files before another runs, and the next one's pages show the files when it resumes (files.rs).
+        self.flush_shared_maps();
         let next = self
             .procs
             .remove(&pid)
@@ -331,6 +340,7 @@ impl<H: Host> LinuxMachine<H> {
             }
         }
         self.machine.cpu.icount = icount;
+        self.reload_shared_maps();
         self.vfs.exe_path = self.proc.exe_path.clone();
         if !previous.exited {
             self.procs.insert(previous.pid, previous);
@@ -459,6 +469,10 @@ impl Blocked {
     /// What the task waits in, for people: the deadlock report, the debugger's thread list.
     pub fn describe(&self) -> String {
         match &self.wait {
+            Wait::Futex { key, .. } if key.space == FutexKey::SHARED => format!(
+                "futex_wait on the word at offset {:#x} of shared file {:#x}",
+                key.addr, key.object
+            ),
             Wait::Futex { key, .. } => format!("futex_wait on the word at {:#x}", key.addr),
             Wait::Sleep => "a sleep or pause".to_string(),
             Wait::Vfork { child } => format!("vfork, for child {child} to exec or exit"),

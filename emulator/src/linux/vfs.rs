@@ -50,6 +50,19 @@ const OVERLAY_INO_FIRST: u64 = 0x7a00_0000_0000_0001;
 /// overlay already keeps the guest's writes there from reaching the host.
 pub const GUEST_OWN_DIRS: [&[u8]; 3] = [b"/dev", b"/proc", b"/sys"];
 
+/// Whether an unprivileged process may create names in the directory `dir`, as far as the guest's own kernel
+/// file systems decide: procfs has nothing to create (ENOENT); sysfs and devtmpfs belong to root (EACCES),
+/// except /dev/shm, the tmpfs of POSIX shared memory that anyone may create in.
+pub fn may_create_in(dir: &GuestPath) -> Result<(), Errno> {
+    let components = dir.components();
+    match components.first().map(Vec::as_slice) {
+        Some(b"proc") => Err(ENOENT),
+        Some(b"sys") => Err(EACCES),
+        Some(b"dev") if components.get(1).map(Vec::as_slice) != Some(b"shm") => Err(EACCES),
+        _ => Ok(()),
+    }
+}
+
 /// An interned guest path (see `PathTable`). 0 is the root.
 pub type PathId = u32;
 
@@ -200,6 +213,8 @@ enum Synthetic {
     Device(Device),
     /// /proc/self/exe.
     ExeLink,
+    /// A link with a fixed target: /dev/fd, /dev/stdin, /dev/stdout, /dev/stderr (into /proc/self/fd).
+    Link(&'static [u8]),
     /// A file whose contents the kernel makes at the open (procfs.rs).
     Info(InfoFile),
 }
@@ -359,6 +374,21 @@ pub enum Node {
     Info(InfoFile),
     /// An AF_UNIX socket bound to this path (net/unix.rs finds the socket by the inode number).
     Socket(Attrs),
+    /// /proc/self/fd/N: the calling process's descriptor N, a link that `resolve_with_fds` follows to the file's
+    /// path. Left unfollowed it stands for the open description itself: a descriptor without a path (a pipe, a
+    /// socket, a standard stream), or the link that readlink and lstat see.
+    Fd(i32),
+}
+
+/// What /proc/self/fd/N leads to, as the kernel tells `Vfs::resolve_with_fds`.
+#[derive(Clone, Debug)]
+pub enum FdLink {
+    /// N is not open.
+    Closed,
+    /// An open file or directory, followed by its path.
+    Path(GuestPath),
+    /// An open description without a path (a pipe, a socket, a device, a standard stream).
+    Anonymous,
 }
 
 impl Node {
@@ -435,6 +465,8 @@ pub struct Vfs {
     epoch: Timespec,
     /// The next inode number of an overlay node.
     next_ino: u64,
+    /// The interned id of /proc/self/fd, whose entries are the calling process's descriptors.
+    fd_dir: PathId,
 }
 
 impl Vfs {
@@ -477,6 +509,13 @@ impl Vfs {
             (b"/dev/urandom", Synthetic::Device(Device::Random)),
             (b"/dev/random", Synthetic::Device(Device::Random)),
             (b"/proc/self/exe", Synthetic::ExeLink),
+            (b"/proc/self/fd", Synthetic::Dir),
+            (b"/dev/fd", Synthetic::Link(b"/proc/self/fd")),
+            (b"/dev/stdin", Synthetic::Link(b"/proc/self/fd/0")),
+            (b"/dev/stdout", Synthetic::Link(b"/proc/self/fd/1")),
+            (b"/dev/stderr", Synthetic::Link(b"/proc/self/fd/2")),
+            // POSIX shared memory and semaphores (shm_open, sem_open): a tmpfs anyone may create in.
+            (b"/dev/shm", Synthetic::Dir),
         ] {
             let path: Vec<Vec<u8>> = split(text).into();
             intern(&mut table, &path, Some(kind));
@@ -497,6 +536,10 @@ impl Vfs {
             mount: table.entries[0].mount_here,
             id: std::sync::OnceLock::from(0),
         }));
+        let fd_dir = [&b"proc"[..], b"self", b"fd"]
+            .iter()
+            .try_fold(0, |id, name| table.child(id, name))
+            .expect("/proc/self/fd is interned above");
         Vfs {
             mounts,
             volumes: Vec::new(),
@@ -508,6 +551,7 @@ impl Vfs {
             exe_path: join(&split(&exe_path).into_iter().collect::<Vec<_>>()),
             epoch: Timespec::from_ns(epoch_ns),
             next_ino: OVERLAY_INO_FIRST,
+            fd_dir,
         }
     }
 
@@ -534,6 +578,7 @@ impl Vfs {
             exe_path: self.exe_path.clone(),
             epoch: self.epoch,
             next_ino: self.next_ino,
+            fd_dir: self.fd_dir,
         }
     }
 
@@ -684,6 +729,23 @@ impl Vfs {
         id.and_then(|id| self.table.borrow().entries[id as usize].synthetic)
     }
 
+    /// N if `path` is /proc/self/fd/N (N in decimal, as Linux names the entries: no sign, no leading zero).
+    fn fd_entry(&self, path: &GuestPath) -> Option<i32> {
+        let name = path.name();
+        let canonical = !name.is_empty()
+            && name.iter().all(u8::is_ascii_digit)
+            && (name == b"0" || name[0] != b'0');
+        if !canonical || self.id_of(&path.parent()) != Some(self.fd_dir) {
+            return None;
+        }
+        std::str::from_utf8(name).ok()?.parse().ok()
+    }
+
+    /// Whether `path` is /proc/self/fd (its entries come from the caller's descriptor table, not from here).
+    pub fn is_fd_dir(&self, path: &GuestPath) -> bool {
+        self.id_of(path) == Some(self.fd_dir)
+    }
+
     // ---------------------------------------------------------------------------------------------------------
     // Host answers.
 
@@ -762,7 +824,16 @@ impl Vfs {
                     origin: Origin::Synthetic,
                 })
             }
+            Some(Synthetic::Link(target)) => {
+                return Some(Node::Symlink {
+                    target: target.to_vec(),
+                    origin: Origin::Synthetic,
+                })
+            }
             _ => {}
+        }
+        if let Some(fd) = self.fd_entry(path) {
+            return Some(Node::Fd(fd));
         }
         if let Some(Ok(md)) = self.host_meta(host, path) {
             let m = path
@@ -794,12 +865,27 @@ impl Vfs {
 
     /// Resolves `path` relative to the directory `base`. With `follow_last`, a link in the final component is
     /// followed too (stat, open); without it, the link itself is returned (lstat, readlink, unlink).
+    /// /proc/self/fd/N resolves to nothing: there is no calling process (the kernel uses `resolve_with_fds`).
     pub fn resolve(
         &mut self,
         host: &mut dyn Host,
         base: &GuestPath,
         path: &[u8],
         follow_last: bool,
+    ) -> Result<Resolved, Errno> {
+        self.resolve_with_fds(host, base, path, follow_last, &|_| FdLink::Closed)
+    }
+
+    /// `resolve` for a process whose descriptor N `fds(N)` describes: /proc/self/fd/N (and /dev/stdin and the
+    /// other links into it) leads to the descriptor's file by its path, as a link would; a descriptor without a
+    /// path ends the walk at `Node::Fd(N)` (the caller opens or stats the description itself).
+    pub fn resolve_with_fds(
+        &mut self,
+        host: &mut dyn Host,
+        base: &GuestPath,
+        path: &[u8],
+        follow_last: bool,
+        fds: &dyn Fn(i32) -> FdLink,
     ) -> Result<Resolved, Errno> {
         if path.is_empty() {
             return Err(ENOENT);
@@ -833,6 +919,27 @@ impl Vfs {
             let last = todo.iter().all(|c| c == b".");
             node = self.lookup(host, &cur);
             looked_up = true;
+            let fd_link = match &node {
+                Some(Node::Fd(n)) => Some(fds(*n)),
+                _ => None,
+            };
+            match fd_link {
+                Some(FdLink::Closed) => node = None,
+                Some(FdLink::Path(target)) if !last || follow_last || must_be_dir => {
+                    links += 1;
+                    if links > SYMLINKS_MAX {
+                        return Err(ELOOP);
+                    }
+                    cur = self.root();
+                    let mut spliced = split(&target.text());
+                    spliced.extend(todo);
+                    todo = spliced;
+                    looked_up = false;
+                    continue;
+                }
+                Some(FdLink::Anonymous) if !last => return Err(ENOTDIR),
+                _ => {}
+            }
             match &node {
                 None if last => {
                     return Ok(Resolved {
@@ -1061,6 +1168,12 @@ impl Vfs {
                 }
             }
             Node::Socket(a) => overlay(a, S_IFSOCK, 1, 0, 0),
+            // The link itself (lstat): Linux shows these owned by the process, mode 0700, size 64.
+            Node::Fd(_) => Stat {
+                uid: super::GUEST_UID as u32,
+                gid: super::GUEST_GID as u32,
+                ..synthetic(S_IFLNK | 0o700, 64)
+            },
             Node::Device(d) => {
                 let minor = match d {
                     Device::Null => 3,
@@ -1107,7 +1220,8 @@ impl Vfs {
                 ..
             }
             | Node::Device(_)
-            | Node::Info(_) => Err(EPERM),
+            | Node::Info(_)
+            | Node::Fd(_) => Err(EPERM),
             Node::Dir(Origin::Overlay(_))
             | Node::Socket(_)
             | Node::Symlink {
@@ -1340,7 +1454,7 @@ impl Vfs {
                 };
                 self.make_symlink(to, target.clone(), attrs);
             }
-            Node::Device(_) | Node::Info(_) => return Err(EXDEV),
+            Node::Device(_) | Node::Info(_) | Node::Fd(_) => return Err(EXDEV),
             // The node keeps its inode, so the socket bound to it stays reachable under the new name.
             Node::Socket(a) => {
                 let a = Attrs { ctime: now, ..*a };

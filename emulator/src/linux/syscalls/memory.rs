@@ -75,6 +75,30 @@ impl<H: Host> LinuxMachine<H> {
                 .map_err(|_| ENOMEM)?;
             self.forget_shared_maps(target, len);
             self.proc.map_names.forget(target, target + len);
+            if flags & MAP_SHARED != 0 {
+                // Shared anonymous memory (shmem): a nameless file the mapping is kept coherent with, which a
+                // fork's child maps too, so parent and child see each other's stores (files.rs).
+                let now = self.now();
+                let attrs = vfs::Attrs {
+                    mode: 0o600,
+                    uid: GUEST_UID as u32,
+                    gid: GUEST_GID as u32,
+                    atime: now,
+                    mtime: now,
+                    ctime: now,
+                    // Unique among the run's shared objects (one syscall per instruction count), and far from
+                    // the overlay's inode numbers: the futex key of its words.
+                    ino: 1 << 63 | self.icount(),
+                };
+                let file = Shared::new(vfs::FileData::new(vec![0; len as usize], attrs));
+                self.proc.shared_maps.push(crate::linux::files::SharedMap {
+                    start: target,
+                    len,
+                    file,
+                    offset: 0,
+                    writable: true,
+                });
+            }
             return Ok(target);
         }
         let desc = self.proc.fds.get(fd)?;

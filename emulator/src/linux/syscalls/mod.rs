@@ -522,6 +522,7 @@ impl<H: Host> LinuxMachine<H> {
             334 => Err(ENOSYS), // rseq: glibc copes without it
             452 => self.sys_fchmodat(fd0, a[1], a[2], a[3] as u32),
             436 => self.sys_close_range(a[0] as u32, a[1] as u32, a[2] as u32),
+            188..=199 => self.sys_xattr(nr, a[0]),
             _ => return self.unknown(nr),
         };
         Outcome::Return(r)

@@ -33,7 +33,86 @@ impl<H: Host> LinuxMachine<H> {
         } else {
             self.dir_of(dirfd)?
         };
-        self.vfs.resolve(&mut self.host, &base, path, follow)
+        let fds = &self.proc.fds;
+        let link = |fd: i32| match fds.get(fd) {
+            Err(_) => vfs::FdLink::Closed,
+            Ok(desc) => match desc.borrow().path() {
+                Some(path) => vfs::FdLink::Path(path.clone()),
+                None => vfs::FdLink::Anonymous,
+            },
+        };
+        self.vfs
+            .resolve_with_fds(&mut self.host, &base, path, follow, &link)
+    }
+
+    /// The extended-attribute calls (setxattr(2), getxattr(2), listxattr(2), removexattr(2) and their l- and
+    /// f- forms, numbers 188-199): the guest's file systems keep no extended attributes and support none, so
+    /// once the path or descriptor is found each answers EOPNOTSUPP, as a file system mounted without xattr
+    /// support does (ls and cp take that as "no ACLs, no labels").
+    pub(in crate::linux) fn sys_xattr(&mut self, nr: u64, target: u64) -> SysResult {
+        assert!((188..=199).contains(&nr), "xattr call number {nr}");
+        match (nr - 188) % 3 {
+            2 => {
+                self.proc.fds.get(target as i32)?;
+            }
+            form => {
+                let path = self.read_path(target)?;
+                let r = self.resolve_at(AT_FDCWD, &path, form == 0)?;
+                r.node.ok_or(ENOENT)?;
+            }
+        }
+        Err(EOPNOTSUPP)
+    }
+
+    /// open(2) of /proc/self/fd/N for a descriptor without a path: a new descriptor for the same open
+    /// description when the description allows the access asked for (a standard stream, a pipe, a device). Linux
+    /// opens the object anew; with one description per stream here, sharing it is the nearest. A socket is
+    /// ENXIO, as on Linux; the anonymous inodes (eventfd, timerfd, epoll) likewise here.
+    fn reopen_fd(&mut self, fd: i32, flags: u32) -> SysResult {
+        let desc = self.proc.fds.get(fd)?;
+        {
+            let d = desc.borrow();
+            let reopenable = matches!(
+                d.kind,
+                FileKind::Stdin
+                    | FileKind::Stdout
+                    | FileKind::Stderr
+                    | FileKind::PipeRead(_)
+                    | FileKind::PipeWrite(_)
+                    | FileKind::Device(_)
+            );
+            if !reopenable {
+                return Err(ENXIO);
+            }
+            let wants_read = flags & O_ACCMODE != O_WRONLY;
+            let wants_write = flags & O_ACCMODE != O_RDONLY;
+            if (wants_read && !d.readable()) || (wants_write && !d.writable()) {
+                return Err(EACCES);
+            }
+        }
+        let n = self.proc.fds.insert(desc, flags & O_CLOEXEC != 0)?;
+        Ok(n as u64)
+    }
+
+    /// What readlink shows for /proc/self/fd/N: the path of a file or directory, else the kind of object
+    /// (fs/proc/fd.c and the pseudo file systems' d_dname: "pipe:[INO]", "socket:[INO]", "anon_inode:[eventfd]").
+    fn fd_link_text(&mut self, fd: i32) -> Result<Vec<u8>, Errno> {
+        let ino = self.stat_fd(fd)?.ino;
+        let desc = self.proc.fds.get(fd)?;
+        let d = desc.borrow();
+        Ok(match &d.kind {
+            FileKind::Regular { path, .. } | FileKind::Dir { path } => path.text(),
+            FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => b"/dev/tty".to_vec(),
+            FileKind::Device(vfs::Device::Null) => b"/dev/null".to_vec(),
+            FileKind::Device(vfs::Device::Zero) => b"/dev/zero".to_vec(),
+            FileKind::Device(vfs::Device::Random) => b"/dev/urandom".to_vec(),
+            FileKind::Device(vfs::Device::Mark) => crate::storage::MARK_DEVICE_PATH.to_vec(),
+            FileKind::PipeRead(_) | FileKind::PipeWrite(_) => format!("pipe:[{ino}]").into_bytes(),
+            FileKind::Socket(_) => format!("socket:[{ino}]").into_bytes(),
+            FileKind::EventFd(_) => b"anon_inode:[eventfd]".to_vec(),
+            FileKind::TimerFd(_) => b"anon_inode:[timerfd]".to_vec(),
+            FileKind::Epoll(_) => b"anon_inode:[eventpoll]".to_vec(),
+        })
     }
 
     pub(in crate::linux) fn sys_openat(
@@ -73,6 +152,7 @@ impl<H: Host> LinuxMachine<H> {
                 FileKind::Dir { path: r.path }
             }
             _ if flags & O_DIRECTORY != 0 => return Err(ENOTDIR),
+            Node::Fd(fd) => return self.reopen_fd(fd, flags),
             Node::Symlink { .. } => return Err(ELOOP),
             // open(2): "ENXIO: The file is a UNIX domain socket."
             Node::Socket(_) => return Err(ENXIO),
@@ -118,8 +198,9 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     pub(in crate::linux) fn check_parent_dir(&mut self, path: &GuestPath) -> Result<(), Errno> {
-        match self.vfs.lookup(&mut self.host, &path.parent()) {
-            Some(n) if n.is_dir() => Ok(()),
+        let dir = path.parent();
+        match self.vfs.lookup(&mut self.host, &dir) {
+            Some(n) if n.is_dir() => vfs::may_create_in(&dir),
             Some(_) => Err(ENOTDIR),
             None => Err(ENOENT),
         }
@@ -141,52 +222,70 @@ impl<H: Host> LinuxMachine<H> {
             if flags & AT_EMPTY_PATH == 0 {
                 return Err(ENOENT);
             }
-            if dirfd != AT_FDCWD {
-                let desc = self.proc.fds.get(dirfd)?;
-                let epoch = Timespec::from_ns(self.config.epoch_ns);
-                // Standard streams and pipes: a character device or a FIFO with a fixed identity.
-                let fixed = |ino: u64, mode: u32, rdev: u64| vfs::Stat {
-                    dev: GUEST_DEV,
-                    ino,
-                    mode,
-                    nlink: 1,
-                    uid: GUEST_UID as u32,
-                    gid: GUEST_GID as u32,
-                    rdev,
-                    size_bytes: 0,
-                    blksize: 4096,
-                    blocks: 0,
-                    atime: epoch,
-                    mtime: epoch,
-                    ctime: epoch,
-                };
-                let special = match &desc.borrow().kind {
-                    FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => {
-                        Some(fixed(vfs::inode_of(b"/dev/tty"), S_IFCHR | 0o666, 0x103))
-                    }
-                    FileKind::PipeRead(_) | FileKind::PipeWrite(_) => {
-                        Some(fixed(0x9999 + dirfd as u64, S_IFIFO | 0o600, 0))
-                    }
-                    // sockfs: S_IFSOCK | 0777.
-                    FileKind::Socket(_) => {
-                        Some(fixed(0x5_0000 + dirfd as u64, S_IFSOCK | 0o777, 0))
-                    }
-                    // anon_inodefs: mode 0600 and no file type.
-                    FileKind::EventFd(_) | FileKind::TimerFd(_) | FileKind::Epoll(_) => {
-                        Some(fixed(0x6_0000 + dirfd as u64, 0o600, 0))
-                    }
-                    _ => None,
-                };
-                if let Some(st) = special {
-                    return Ok(st);
-                }
-            }
-            let (p, node) = self.fd_target(dirfd)?;
-            return Ok(self.vfs.stat(&p, &node));
+            return self.stat_fd(dirfd);
         }
-        let r = self.resolve_at(dirfd, &path, flags & AT_SYMLINK_NOFOLLOW == 0)?;
-        let node = r.node.ok_or(ENOENT)?;
-        Ok(self.vfs.stat(&r.path, &node))
+        let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+        let r = self.resolve_at(dirfd, &path, follow)?;
+        match r.node.ok_or(ENOENT)? {
+            Node::Fd(fd) if follow => self.stat_fd(fd),
+            Node::Fd(fd) => {
+                // The link's permissions are the descriptor's access (fs/proc/fd.c): r-x, -wx or rwx.
+                let node = Node::Fd(fd);
+                let mut st = self.vfs.stat(&r.path, &node);
+                let desc = self.proc.fds.get(fd)?;
+                let d = desc.borrow();
+                st.mode = S_IFLNK
+                    | if d.readable() { 0o500 } else { 0 }
+                    | if d.writable() { 0o300 } else { 0 };
+                Ok(st)
+            }
+            node => Ok(self.vfs.stat(&r.path, &node)),
+        }
+    }
+
+    /// What fstat shows for descriptor `fd` (or the working directory for AT_FDCWD).
+    pub(in crate::linux) fn stat_fd(&mut self, fd: i32) -> Result<vfs::Stat, Errno> {
+        if fd != AT_FDCWD {
+            let desc = self.proc.fds.get(fd)?;
+            let epoch = Timespec::from_ns(self.config.epoch_ns);
+            // Standard streams and pipes: a character device or a FIFO with a fixed identity. The streams are
+            // /dev/tty's node (5:0), not /dev/null's: cmp and others skip writing to an output that is /dev/null.
+            let fixed = |ino: u64, mode: u32, rdev: u64| vfs::Stat {
+                dev: GUEST_DEV,
+                ino,
+                mode,
+                nlink: 1,
+                uid: GUEST_UID as u32,
+                gid: GUEST_GID as u32,
+                rdev,
+                size_bytes: 0,
+                blksize: 4096,
+                blocks: 0,
+                atime: epoch,
+                mtime: epoch,
+                ctime: epoch,
+            };
+            let special = match &desc.borrow().kind {
+                FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => {
+                    Some(fixed(vfs::inode_of(b"/dev/tty"), S_IFCHR | 0o666, 0x500))
+                }
+                FileKind::PipeRead(_) | FileKind::PipeWrite(_) => {
+                    Some(fixed(0x9999 + fd as u64, S_IFIFO | 0o600, 0))
+                }
+                // sockfs: S_IFSOCK | 0777.
+                FileKind::Socket(_) => Some(fixed(0x5_0000 + fd as u64, S_IFSOCK | 0o777, 0)),
+                // anon_inodefs: mode 0600 and no file type.
+                FileKind::EventFd(_) | FileKind::TimerFd(_) | FileKind::Epoll(_) => {
+                    Some(fixed(0x6_0000 + fd as u64, 0o600, 0))
+                }
+                _ => None,
+            };
+            if let Some(st) = special {
+                return Ok(st);
+            }
+        }
+        let (p, node) = self.fd_target(fd)?;
+        Ok(self.vfs.stat(&p, &node))
     }
 
     /// The path and node behind a descriptor of a file, a directory or a device (or the working directory).
@@ -335,11 +434,19 @@ impl<H: Host> LinuxMachine<H> {
             entries.push((Vec::new(), 0, 0));
             entries.push((Vec::new(), 0, 0));
         }
-        for (name, node) in self.vfs.list_dir(&mut self.host, &path)? {
+        let listed = if self.vfs.is_fd_dir(&path) {
+            let fds: Vec<i32> = self.proc.fds.open_fds().collect();
+            fds.into_iter()
+                .map(|fd| (fd.to_string().into_bytes(), Node::Fd(fd)))
+                .collect()
+        } else {
+            self.vfs.list_dir(&mut self.host, &path)?
+        };
+        for (name, node) in listed {
             let child = self.vfs.child(&path, &name);
             let d_type = match node {
                 Node::Dir(_) => 4,
-                Node::Symlink { .. } => 10,
+                Node::Symlink { .. } | Node::Fd(_) => 10,
                 Node::Device(_) => 2,
                 Node::Socket(_) => 12,
                 _ => 8,
@@ -399,15 +506,15 @@ impl<H: Host> LinuxMachine<H> {
     ) -> SysResult {
         let path = self.read_path(path)?;
         let r = self.resolve_at(dirfd, &path, false)?;
-        match r.node {
-            Some(Node::Symlink { target, .. }) => {
-                let n = target.len().min(len as usize);
-                self.write_mem(buf, &target[..n])?;
-                Ok(n as u64)
-            }
-            Some(_) => Err(EINVAL),
-            None => Err(ENOENT),
-        }
+        let target = match r.node {
+            Some(Node::Symlink { target, .. }) => target,
+            Some(Node::Fd(fd)) => self.fd_link_text(fd)?,
+            Some(_) => return Err(EINVAL),
+            None => return Err(ENOENT),
+        };
+        let n = target.len().min(len as usize);
+        self.write_mem(buf, &target[..n])?;
+        Ok(n as u64)
     }
 
     pub(in crate::linux) fn sys_getcwd(&mut self, buf: u64, len: u64) -> SysResult {

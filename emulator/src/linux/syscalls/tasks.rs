@@ -346,10 +346,28 @@ impl<H: Host> LinuxMachine<H> {
     // ---------------------------------------------------------------------------------------------------------
     // Futexes.
 
+    /// The key of the futex word at `addr`. A word in a shared mapping is the mapped file's (its identity and
+    /// the offset), so processes that map it at any address wait and wake on one key, as Linux keys a shared
+    /// futex by its page; every other word is its address space's. FUTEX_PRIVATE_FLAG is not consulted: a
+    /// private futex in a shared mapping is reached only by its own process either way (Linux would also tell
+    /// apart two mappings of one file in one process).
     pub(in crate::linux) fn futex_key(&self, addr: u64) -> FutexKey {
-        FutexKey {
-            space: self.proc.space,
-            addr,
+        let shared = self
+            .proc
+            .shared_maps
+            .iter()
+            .find(|m| (m.start..m.start + m.len).contains(&addr));
+        match shared {
+            Some(m) => FutexKey {
+                space: FutexKey::SHARED,
+                object: m.file.borrow().attrs.ino,
+                addr: m.offset + (addr - m.start),
+            },
+            None => FutexKey {
+                space: self.proc.space,
+                object: 0,
+                addr,
+            },
         }
     }
 
