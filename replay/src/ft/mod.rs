@@ -29,6 +29,8 @@
 //! threads of their own beside the primary (`FtConfig::threads`; the guest is `Send`), each against the log: a
 //! backup that catches up with the primary waits for its next entry, and once the primary's epoch is over a
 //! backup gets the answers it would have got running after it, so how they are interleaved changes nothing.
+//! With threads the primary also runs ahead by default: the next epoch while the previous one is run by the
+//! backups and settled, rewound if settling needs its state at the epoch's end (ahead.rs).
 //!
 //! What it must not do: read the clock or draw randomness (the guests' entropy is seeded; the live clock and live
 //! entropy of `tandem record` are not supported here), or pass any output on before it is agreed.
