@@ -1,6 +1,8 @@
 #!/bin/sh
 # Wall and CPU time of a fault-tolerant pair (`tandem ft`) against one guest (`tandem run`) on two cores, at three
 # epoch lengths: the median of ROUNDS runs of each, measured with /usr/bin/time. Reports, never asserts.
+# Modes: run-ahead (the default: backups on threads, the primary running the next epoch while the last is
+# compared), lockstep (--no-run-ahead: the primary waits for each comparison), no-threads (one host thread).
 # Usage: cargo build --release -p tandem && corpus/bench-ft.sh [ROUNDS] -- PROGRAM ARGS
 # (default: 5 rounds of corpus/bin/sha256-musl abc).
 set -eu
@@ -9,7 +11,7 @@ rounds=${1:-5}
 [ $# -gt 0 ] && shift
 [ "${1:-}" = "--" ] && shift
 [ $# -eq 0 ] && set -- corpus/bin/sha256-musl abc
-tandem=./target/release/tandem
+tandem=${TANDEM:-./target/release/tandem}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
@@ -29,16 +31,17 @@ measure() { # prints "wall cpu" medians of ROUNDS runs of "$@"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 set -- "$@"
 one=$(measure "$tandem" run -- "$@")
-printf '%-28s %8s %8s %10s\n' run wall_s cpu_s wall_ratio
-printf '%-28s %8s %8s %10s\n' "one guest" $one 1.00
+printf '%-30s %8s %8s %10s\n' run wall_s cpu_s wall_ratio
+printf '%-30s %8s %8s %10s\n' "one guest" $one 1.00
 w1=${one%% *}
 for epoch in 10000000 1000000 100000; do
-    for mode in threads no-threads; do
+    for mode in run-ahead lockstep no-threads; do
         flag=""
+        [ $mode = lockstep ] && flag=--no-run-ahead
         [ $mode = no-threads ] && flag=--no-threads
         r=$(measure "$tandem" ft $flag --epoch $epoch -- "$@")
         w=${r%% *}
-        printf '%-28s %8s %8s %10s\n' "pair, epoch $epoch, $mode" $r "$(echo "scale=2; $w / $w1" | bc)"
+        printf '%-30s %8s %8s %10s\n' "pair, epoch $epoch, $mode" $r "$(echo "scale=2; $w / $w1" | bc)"
     done
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -87,6 +87,11 @@ pub struct FtArgs {
     #[arg(long)]
     no_threads: bool,
 
+    /// Keep the primary in lockstep with the backups: it waits at every epoch's end for the comparison instead of
+    /// running the next epoch meanwhile (identical results; output is released when agreed either way).
+    #[arg(long)]
+    no_run_ahead: bool,
+
     /// Memory faults for one replica (0 is the primary), with the syntax of tandem run --faults. Repeatable.
     /// Example: --faults-on 1:mem.flip:icount=50000,addr=0x7ffff7ff8000
     #[arg(long = "faults-on", value_name = "REPLICA:SPEC")]
@@ -259,6 +264,7 @@ fn ft_config(args: &FtArgs) -> FtConfig {
         instructions_max: args.max_insns.unwrap_or(u64::MAX),
         verify_epochs: args.verify_epochs,
         threads: !args.no_threads,
+        run_ahead: !args.no_run_ahead,
         arbiter: if args.trust_primary {
             Arbiter::TrustPrimary
         } else {

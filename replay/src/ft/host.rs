@@ -82,6 +82,9 @@ pub struct Log {
     /// instead of diverging. Either way a follower gets the answers the finished log holds, so its run does not
     /// depend on how the threads were interleaved.
     open: bool,
+    /// Followers read no event at or past this position: the end of the primary's epoch that they run while
+    /// the primary runs on into the next (ahead.rs). None: no limit.
+    follow_limit: Option<usize>,
 }
 
 /// A log shared between the replicas' threads, with a signal for the followers waiting at its end.
@@ -107,7 +110,21 @@ impl SharedLog {
     /// Opens the log for an epoch whose followers run beside the leader, or closes it (the leader finished:
     /// waiting followers find out that the log holds no more).
     pub fn set_open(&self, open: bool) {
-        self.lock().open = open;
+        let mut log = self.lock();
+        log.open = open;
+        log.follow_limit = None;
+        drop(log);
+        self.grown.notify_all();
+    }
+
+    /// Closes the log for the followers at `position`, the end of the primary's epoch that they run: they
+    /// read nothing at or past it, while the primary goes on appending its next epoch's events (ahead.rs).
+    pub(super) fn seal(&self, position: usize) {
+        let mut log = self.lock();
+        assert!(position <= log.end(), "a seal past the log's end");
+        log.open = false;
+        log.follow_limit = Some(position);
+        drop(log);
         self.grown.notify_all();
     }
 
@@ -116,6 +133,9 @@ impl SharedLog {
     fn event_at(&self, position: usize, leader: bool) -> Option<Event> {
         let mut log = self.lock();
         loop {
+            if !leader && log.follow_limit.is_some_and(|limit| position >= limit) {
+                return None;
+            }
             if let Some(e) = log.get(position) {
                 return Some(e.clone());
             }
@@ -141,6 +161,7 @@ impl Log {
             events: Vec::new(),
             blobs,
             open: false,
+            follow_limit: None,
         }
     }
 

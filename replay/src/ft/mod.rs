@@ -29,10 +29,13 @@
 //! threads of their own beside the primary (`FtConfig::threads`; the guest is `Send`), each against the log: a
 //! backup that catches up with the primary waits for its next entry, and once the primary's epoch is over a
 //! backup gets the answers it would have got running after it, so how they are interleaved changes nothing.
+//! With threads the primary also runs ahead by default: the next epoch while the previous one is run by the
+//! backups and settled, rewound if settling needs its state at the epoch's end (ahead.rs).
 //!
 //! What it must not do: read the clock or draw randomness (the guests' entropy is seeded; the live clock and live
 //! entropy of `tandem record` are not supported here), or pass any output on before it is agreed.
 
+mod ahead;
 mod host;
 mod mismatch;
 mod record;
@@ -49,7 +52,7 @@ use workers::{Replicas, Worker};
 
 use std::sync::{Arc, Mutex};
 use tandem_emulator::hypervisor::plan::FaultPlan;
-use tandem_emulator::hypervisor::{Hypervisor, Policy};
+use tandem_emulator::hypervisor::{FaultSnapshot, Hypervisor, Policy};
 use tandem_emulator::linux::elf::LoadError;
 use tandem_emulator::linux::{Host, LinuxConfig, LinuxMachine, LinuxSnapshot, Termination};
 use tandem_emulator::memory::{Fnv, Memory, PAGE_SHIFT, PAGE_SIZE};
@@ -92,6 +95,10 @@ pub struct FtConfig {
     /// Runs each backup on a host thread of its own beside the primary (they follow its log as it grows), or
     /// all replicas one after another on the calling thread. The results are identical.
     pub threads: bool,
+    /// With `threads`: the primary runs the next epoch while the backups run and compare the previous one
+    /// (at most `ahead::RUN_AHEAD_EPOCHS` epochs uncompared), and is rewound on a mismatch. Output is released
+    /// as late as ever (when its epoch is agreed); the results are identical either way.
+    pub run_ahead: bool,
 }
 
 impl Default for FtConfig {
@@ -102,6 +109,7 @@ impl Default for FtConfig {
             arbiter: Arbiter::ReExecute,
             verify_epochs: VERIFY_EPOCHS_DEFAULT,
             threads: true,
+            run_ahead: true,
         }
     }
 }
@@ -307,6 +315,34 @@ pub struct World<L: Host> {
     stats: FtStats,
     /// Every replica at the first mismatch, before any was corrected.
     first_mismatch: Option<MismatchView>,
+    /// `unverified_epochs` as it will be once the epochs the primary ran ahead are compared (ahead.rs).
+    lead_unverified: u64,
+    /// Times the primary was put back to an epoch it had run past (not in `FtStats`: the run is the same
+    /// without running ahead).
+    rewinds: u64,
+}
+
+/// Whether every live replica's outcome agrees with the leader's.
+fn agreed(alive: &[usize], outcomes: &[Option<Outcome>], leader: usize) -> bool {
+    let outcome = |i: usize| outcomes[i].as_ref().expect("every live replica ran");
+    alive.iter().all(|&i| outcome(i).agrees(outcome(leader)))
+}
+
+/// Where an epoch started and where it ends.
+#[derive(Clone, Copy, Debug)]
+struct EpochStart {
+    end: u64,
+    /// The log's end (the primary's position) at the epoch's start.
+    log_start: usize,
+    icount: u64,
+}
+
+/// The primary at the end of an epoch it ran past before the epoch was compared (ahead.rs): its guest, the
+/// hypervisor's fault state and its host cursor, all it needs to be put back there.
+struct Rewind {
+    guest: LinuxSnapshot,
+    faults: FaultSnapshot,
+    cursor: Cursor,
 }
 
 /// Runs one replica (or the re-execution) to the epoch's end, its end, or a divergence from the log.
@@ -582,6 +618,8 @@ impl<L: Host + Send> World<L> {
             config,
             stats,
             first_mismatch: None,
+            lead_unverified: 0,
+            rewinds: 0,
         })
     }
 
@@ -649,7 +687,11 @@ impl<L: Host + Send> World<L> {
             let workers: Vec<Option<Worker<L>>> = (0..self.replicas.len())
                 .map(|i| (i > 0).then(|| Worker::spawn(scope)))
                 .collect();
-            self.run_epochs(&workers)
+            if self.config.run_ahead {
+                self.run_ahead(&workers)
+            } else {
+                self.run_epochs(&workers)
+            }
         })
     }
 
@@ -687,43 +729,128 @@ impl<L: Host + Send> World<L> {
     }
 
     /// One epoch: every live replica runs to `end` (the primary first, extending the log), then they are
-    /// compared, the right outcome is chosen, wrong replicas are resynchronised or dropped, and the agreed
-    /// output is released. An epoch whose full state hashes were compared becomes the new checkpoint.
+    /// compared (`settle`).
     fn epoch(&mut self, end: u64, workers: &[Option<Worker<L>>]) {
-        let log_start = self.log.lock().end();
-        let start_icount = self.icount();
+        let start = EpochStart {
+            end,
+            log_start: self.log.lock().end(),
+            icount: self.icount(),
+        };
         let alive = self.alive();
-        let mut outcomes = self.run_replicas(end, log_start, workers);
+        let outcomes = self.run_replicas(end, start.log_start, workers);
+        self.settle(start, &alive, outcomes, None);
+    }
+
+    /// The end of an epoch that every live replica ran: they are compared, the right outcome is chosen, wrong
+    /// replicas are resynchronised or dropped, and the agreed output is released. An epoch whose full state
+    /// hashes were compared becomes the new checkpoint.
+    ///
+    /// `ahead`: the primary's state at the epoch's end when it has run on past it (ahead.rs); the primary is
+    /// rewound to it first if the epoch needs more of it than its outcome (a mismatch, or a full comparison
+    /// it did not foresee), and from then on everything happens as if it had never run ahead. Returns whether
+    /// it was rewound (its later epochs are void).
+    fn settle(
+        &mut self,
+        start: EpochStart,
+        alive: &[usize],
+        mut outcomes: Vec<Option<Outcome>>,
+        mut ahead: Option<Rewind>,
+    ) -> bool {
+        let (end, log_start, start_icount) = (start.end, start.log_start, start.icount);
+        let mut rewound = false;
         self.stats.epochs += 1;
         self.unverified_epochs += 1;
         // The last epoch compares the full state too, so that the agreed final state is the fault-free one.
         let last = end >= self.config.instructions_max
             || outcomes.iter().flatten().any(|o| o.termination.is_some());
-        if last || self.unverified_epochs >= self.config.verify_epochs {
-            self.hash_fully(&alive, &mut outcomes);
+        let verify = last || self.unverified_epochs >= self.config.verify_epochs;
+        let leader = self.leader;
+        let leader_full =
+            move |o: &[Option<Outcome>]| o[leader].as_ref().is_some_and(|o| o.full.is_some());
+        if verify && !leader_full(&outcomes) {
+            rewound |= self.rewind(ahead.take());
         }
+        if verify {
+            self.hash_fully(alive, &mut outcomes);
+        }
+        if ahead.is_some() && !agreed(alive, &outcomes, self.leader) {
+            rewound |= self.rewind(ahead.take());
+        }
+        // The primary foresaw the full comparisons of the epochs it ran past (`World::run_primary`).
+        assert!(
+            ahead.is_none() || leader_full(&outcomes) == verify,
+            "the primary foresaw the full comparisons wrongly"
+        );
         let mismatches_before = self.stats.mismatches;
-        let (source, truth) = self.decide(&alive, &mut outcomes, start_icount, end);
+        let (source, truth) = self.decide(alive, &mut outcomes, start_icount, end);
         if self.first_mismatch.is_none() && self.stats.mismatches > mismatches_before {
-            let view = self.mismatch_view(source, &alive, &outcomes, &truth, start_icount);
+            let view = self.mismatch_view(source, alive, &outcomes, &truth, start_icount);
             self.first_mismatch = Some(view);
         }
+        match &ahead {
+            // The log goes on with the primary's next epochs.
+            Some(_) => assert!(
+                source == Source::Replica(self.leader) && self.log.lock().end() >= truth.position
+            ),
+            None => self.adopt_log(source, &truth, log_start),
+        }
+        self.correct_wrong(source, alive, &outcomes, &truth);
+        let cursor = match (source, &ahead) {
+            (_, Some(r)) => r.cursor.clone(),
+            (Source::Replica(j), None) => self.replicas[j].hv.guest.host.cursor.clone(),
+            (Source::Reexecution, None) => self.scratch.guest.host.cursor.clone(),
+        };
+        assert!(cursor.diverged.is_none(), "a right execution that diverged");
+        for &i in alive {
+            if ahead.is_none() || i != self.leader {
+                self.replicas[i].hv.guest.host.cursor = cursor.clone();
+            }
+        }
+        self.fail_over();
+        self.release(&truth);
+        if let Some(full) = truth.full {
+            // Every live replica holds the right state now: it agreed, or it was resynchronised.
+            let guest = match ahead {
+                Some(r) => r.guest,
+                None => {
+                    let leader = &mut self.replicas[self.leader].hv.guest;
+                    debug_assert_eq!(leader.state_hash(), full);
+                    leader.snapshot()
+                }
+            };
+            self.checkpoint = Checkpoint {
+                icount: guest.icount(),
+                guest,
+                cursor,
+            };
+            self.unverified_epochs = 0;
+        }
+        rewound
+    }
+
+    /// Resynchronises or drops every live replica whose outcome is not the right one.
+    fn correct_wrong(
+        &mut self,
+        source: Source,
+        alive: &[usize],
+        outcomes: &[Option<Outcome>],
+        truth: &Outcome,
+    ) {
         let outcome = |i: usize| outcomes[i].as_ref().expect("every live replica ran");
-        self.adopt_log(source, &truth, log_start);
-        let leader_wrong = !outcome(self.leader).agrees(&truth);
+        let leader_wrong = !outcome(self.leader).agrees(truth);
         let mut snapshot = None;
-        for &i in &alive {
+        for &i in alive {
             let o = outcome(i);
-            if o.agrees(&truth) {
+            if o.agrees(truth) {
                 continue;
             }
             let followed_wrong_primary = i != self.leader && leader_wrong && o.diverged.is_some();
             if !followed_wrong_primary {
                 self.stats.wrong[i] += 1;
             }
-            let why = o.difference(&truth);
+            let why = o.difference(truth);
             let epoch = self.stats.epochs;
-            if o.killed(&truth) && self.alive().len() > 1 {
+            if o.killed(truth) && self.alive().len() > 1 {
                 self.replicas[i].alive = false;
                 self.stats.failovers += 1;
                 self.stats
@@ -756,27 +883,30 @@ impl<L: Host + Send> World<L> {
                 "epoch {epoch}: replica {i} {why}{blame}: resynchronised from {whence}, {pages} pages, {bytes} bytes"
             ));
         }
-        let cursor = match source {
-            Source::Replica(j) => self.replicas[j].hv.guest.host.cursor.clone(),
-            Source::Reexecution => self.scratch.guest.host.cursor.clone(),
+    }
+
+    /// Puts the primary back at the end of the epoch being settled, which it had run past (`ahead`: None when
+    /// it was put back already): its later epochs' log entries go, and its digest starts over (the rewound
+    /// state agrees with the right one whenever it is kept: its full hash was compared). Returns whether it
+    /// was put back.
+    fn rewind(&mut self, ahead: Option<Rewind>) -> bool {
+        let Some(r) = ahead else {
+            return false;
         };
-        assert!(cursor.diverged.is_none(), "a right execution that diverged");
-        for &i in &alive {
-            self.replicas[i].hv.guest.host.cursor = cursor.clone();
-        }
-        self.fail_over();
-        self.release(&truth);
-        if let Some(full) = truth.full {
-            // Every live replica holds the right state now: it agreed, or it was resynchronised.
-            let leader = &mut self.replicas[self.leader].hv.guest;
-            debug_assert_eq!(leader.state_hash(), full);
-            self.checkpoint = Checkpoint {
-                guest: leader.snapshot(),
-                cursor,
-                icount: leader.icount(),
-            };
-            self.unverified_epochs = 0;
-        }
+        let primary = &mut self.replicas[self.leader];
+        primary.hv.guest.restore_keeping_code(&r.guest);
+        primary.hv.restore_faults(&r.faults);
+        primary.hv.guest.host.held.clear();
+        primary.digest.reset();
+        self.log.lock().truncate(r.cursor.position);
+        primary.hv.guest.host.cursor = r.cursor;
+        self.rewinds += 1;
+        true
+    }
+
+    /// Times the primary was put back to an epoch it had run past, to settle a mismatch there.
+    pub fn rewinds(&self) -> u64 {
+        self.rewinds
     }
 
     /// Every live replica against the right execution (see mismatch.rs).
@@ -884,11 +1014,7 @@ impl<L: Host + Send> World<L> {
         start_icount: u64,
         end: u64,
     ) -> (Source, Outcome) {
-        let agreed = |outcomes: &[Option<Outcome>], leader: usize| {
-            let outcome = |i: usize| outcomes[i].as_ref().expect("every live replica ran");
-            alive.iter().all(|&i| outcome(i).agrees(outcome(leader)))
-        };
-        if agreed(outcomes, self.leader) {
+        if agreed(alive, outcomes, self.leader) {
             return (
                 Source::Replica(self.leader),
                 outcomes[self.leader].clone().expect("ran"),

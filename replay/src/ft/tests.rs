@@ -290,3 +290,64 @@ fn replicas_on_threads_give_what_one_thread_gives() {
         }
     }
 }
+
+/// The primary running ahead of the comparisons (the default with threads) is rewound when a mismatch is found
+/// at an epoch it has already run past, and nothing a user sees changes: with a flip planted in the primary or
+/// in a backup, an uncorrectable error that kills the primary (failover), and random flips, in a pair and a
+/// triple, the released bytes equal the fault-free run's, and the end, stats, events, first mismatch, final
+/// icount and state are those of the replicas run in lockstep on threads and one after another on one thread.
+#[test]
+fn the_primary_running_ahead_is_rewound_and_changes_nothing() {
+    let (stdout, stderr, termination, icount, hash) = single("sigbus-glibc", &["20"], b"");
+    let random = format!("mem.flip:count=20,within={icount},class=anon-dirty");
+    let planted = [
+        "mem.flip:icount=300000,addr=0x7ffff7ff8000,bit=3",
+        "mem.flip:icount=300000,addr=0x7fffffffe000,bit=5",
+        "mem.ue:icount=300000,addr=0x7fffffffe000",
+        random.as_str(),
+    ];
+    for replicas in 2..=3 {
+        for spec in planted {
+            for faulty in [0, replicas - 1] {
+                let mut faults = vec![ReplicaFaults::default(); replicas];
+                faults[faulty] = plan(spec);
+                let run = |threads: bool, run_ahead: bool| {
+                    let config = FtConfig {
+                        epoch_insns: 20_000,
+                        verify_epochs: 4,
+                        threads,
+                        run_ahead,
+                        ..FtConfig::default()
+                    };
+                    let mut w = world_with("sigbus-glibc", &["20"], b"", config, faults.clone());
+                    let end = w.run();
+                    let out = w.with_live(|h| (h.stdout.clone(), h.stderr.clone()));
+                    let mismatch = w.first_mismatch().cloned();
+                    let seen = (
+                        end,
+                        out,
+                        w.stats().clone(),
+                        w.icount(),
+                        w.state_hash(),
+                        mismatch,
+                    );
+                    (seen, w.rewinds())
+                };
+                let what = format!("{replicas} replicas, {spec} in replica {faulty}");
+                let (ahead, rewinds) = run(true, true);
+                assert_eq!(ahead.0, FtEnd::Finished(termination.clone()), "{what}");
+                assert_eq!(ahead.1, (stdout.clone(), stderr.clone()), "{what}");
+                assert_eq!((ahead.3, ahead.4), (icount, hash), "{what}");
+                assert!(ahead.2.mismatches > 0, "{what}: {:?}", ahead.2);
+                assert!(
+                    rewinds > 0,
+                    "{what}: the primary was never ahead of a mismatch"
+                );
+                let (lockstep, no_rewinds) = run(true, false);
+                assert_eq!(no_rewinds, 0);
+                assert_eq!(ahead, lockstep, "{what}");
+                assert_eq!(ahead, run(false, false).0, "{what}");
+            }
+        }
+    }
+}
