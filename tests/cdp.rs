@@ -169,14 +169,15 @@ fn busybox_applets_change_a_volume_as_they_change_a_native_directory() {
     assert_same_tree("busybox on a volume", &native_dir, &export);
 }
 
-/// Runs `volume DIR churn N SEED` on a fresh input with a journal; returns (journal, export, stderr).
-fn churn_with_journal(
+/// Runs `PROGRAM ARGS` with the volume `input` at /vol, exporting it and journaling into a fresh directory
+/// `NAME-out`; returns (journal, export, the run).
+fn journaled_run(
     name: &str,
-    rounds: u32,
-    seed: u64,
+    input: &Path,
     extra: &[&str],
-) -> (PathBuf, PathBuf, String) {
-    let input = input_tree(&format!("{name}-input"));
+    program: &str,
+    args: &[&str],
+) -> (PathBuf, PathBuf, Output) {
     let out = scratch(&format!("{name}-out"));
     let journal = out.join("run.cdp");
     let export = out.join("export");
@@ -190,14 +191,23 @@ fn churn_with_journal(
         s(&journal),
     ];
     flags.extend_from_slice(extra);
+    let e = emulate(&flags, program, args, b"");
+    (journal, export, e)
+}
+
+/// Runs `volume DIR churn N SEED` on a fresh input with a journal; returns (journal, export, stderr).
+fn churn_with_journal(
+    name: &str,
+    rounds: u32,
+    seed: u64,
+    extra: &[&str],
+) -> (PathBuf, PathBuf, String) {
+    let input = input_tree(&format!("{name}-input"));
     let rounds = rounds.to_string();
     let seed = seed.to_string();
-    let e = emulate(
-        &flags,
-        &corpus_bin("volume-musl"),
-        &["/vol", "churn", &rounds, &seed],
-        b"",
-    );
+    let args = ["/vol", "churn", &rounds, &seed];
+    let (journal, export, e) =
+        journaled_run(name, &input, extra, &corpus_bin("volume-musl"), &args);
     assert_eq!(e.status.code(), Some(0), "{}", text(&e.stderr));
     (journal, export, text(&e.stderr))
 }
@@ -347,25 +357,11 @@ fn stores_through_shared_mappings_reach_the_volume_and_the_journal() {
         let n = native(&program, &[s(&native_dir), "mmap"], &[], b"");
         assert!(n.status.success(), "{}", text(&n.stderr));
         assert!(text(&n.stdout).contains("read after msync: stored through the mapping"));
-        let out = scratch(&format!("vol-mmap-{libc}-out"));
-        let (export, journal) = (out.join("export"), out.join("run.cdp"));
-        let volume = format!("{}:/vol", input.display());
-        let e = emulate(
-            &[
-                "--volume",
-                &volume,
-                "--export",
-                s(&export),
-                "--cdp-journal",
-                s(&journal),
-            ],
-            &program,
-            &["/vol", "mmap"],
-            b"",
-        );
+        let name = format!("vol-mmap-{libc}");
+        let (journal, export, e) = journaled_run(&name, &input, &[], &program, &["/vol", "mmap"]);
         assert_same(&format!("volume mmap ({libc})"), &n, &e);
         assert_same_tree(&format!("volume mmap ({libc})"), &native_dir, &export);
-        let restored = out.join("restored");
+        let restored = journal.with_file_name("restored");
         let r = restore(&journal, "end", &restored);
         assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
         assert_same_tree(
@@ -500,7 +496,7 @@ fn a_damaged_volume_chunk_is_a_clear_error() {
 /// mark's instruction count; a second mark at the end restores the end; a damaged journal is refused.
 #[test]
 fn a_mark_added_to_a_journal_is_found_by_restore() {
-    let (journal, export, _) = churn_with_journal("cdp-mark", 150, 4, &[]);
+    let (journal, export, _) = churn_with_journal("cdp-user-mark", 150, 4, &[]);
     let icounts = op_icounts(&journal);
     let before = icounts.len();
     let x = icounts[before / 2];
@@ -523,7 +519,7 @@ fn a_mark_added_to_a_journal_is_found_by_restore() {
         "{listing}"
     );
     assert_eq!(op_icounts(&journal).len(), before + 2);
-    let dir = scratch("cdp-mark-restored");
+    let dir = scratch("cdp-user-mark-restored");
     for (at, expected) in [
         ("mark:middle", format!("icount:{x}")),
         ("mark:last", "end".into()),

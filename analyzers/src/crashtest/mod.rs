@@ -243,24 +243,32 @@ impl PointStates {
             .collect()
     }
 
-    /// What crash state `s` loses, volume by volume when there are several.
+    /// What crash state `s` loses; with several volumes, volume by volume, leaving out those with nothing
+    /// pending.
     pub fn describe(&self, disks: &[Disk], s: usize) -> String {
-        let parts: Vec<String> = self.combos[s]
+        let parts: Vec<(usize, String)> = self.combos[s]
             .iter()
             .enumerate()
             .map(|(v, &k)| {
-                self.lists[v][k].describe(disks[v].pending(), tandem_replay::cdp::describe_op)
+                let pending = disks[v].pending();
+                (
+                    v,
+                    self.lists[v][k].describe(pending, tandem_replay::cdp::describe_op),
+                )
             })
             .collect();
         if parts.len() == 1 {
-            return parts.into_iter().next().unwrap_or_default();
+            return parts.into_iter().map(|(_, d)| d).next().unwrap_or_default();
         }
-        parts
+        let busy: Vec<String> = parts
             .iter()
-            .enumerate()
+            .filter(|(v, _)| !disks[*v].pending().is_empty())
             .map(|(v, d)| format!("volume {v}: {d}"))
-            .collect::<Vec<_>>()
-            .join("; ")
+            .collect();
+        if busy.is_empty() {
+            return "volume 0: ".to_string() + &parts[0].1;
+        }
+        busy.join("; ")
     }
 }
 
