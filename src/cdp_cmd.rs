@@ -1,5 +1,6 @@
 //! `tandem cdp`: the CDP journal a run wrote with --cdp-journal. `list` shows its entries; `restore` writes a
-//! volume as it was at a point (an icount, a guest time, a mark, an entry) into a new host directory.
+//! volume as it was at a point (an icount, a guest time, a mark, an entry) into a new host directory; `mark`
+//! adds a named mark to an existing journal.
 //! Rendering only: the journal and recovery are tandem_replay::cdp's.
 
 use anyhow::{bail, Context};
@@ -22,7 +23,8 @@ pub const EXIT_DAMAGED: i32 = 4;
         tandem run --volume ./data:/data --cdp-journal run.cdp -- prog\n  \
         tandem cdp list run.cdp\n  \
         tandem cdp restore run.cdp --at 1200000 -o /tmp/at-1.2M\n  \
-        tandem cdp restore run.cdp --at mark:before-upgrade -o /tmp/before"
+        tandem cdp restore run.cdp --at mark:before-upgrade -o /tmp/before\n  \
+        tandem cdp mark run.cdp checkpoint-1 --at 1200000"
 )]
 pub struct CdpArgs {
     #[command(subcommand)]
@@ -52,6 +54,19 @@ enum CdpCommand {
         #[arg(long, value_name = "N", default_value_t = 0)]
         volume: u32,
     },
+    /// Add a mark named NAME to a journal at a point of the run, after the operations completed by then, so
+    /// that `restore --at mark:NAME` finds it. The journal is rewritten whole (beside itself, then renamed
+    /// over it) and stays valid and checksummed; a damaged journal is refused.
+    Mark {
+        /// The journal file.
+        journal: PathBuf,
+        /// The mark's name (1 to 255 bytes, no newline).
+        name: String,
+        /// The point: ICOUNT or icount:N (after every operation whose syscall was at or before it), or
+        /// time:NS (guest nanoseconds since 1970).
+        #[arg(long, value_name = "ICOUNT|TIME")]
+        at: String,
+    },
 }
 
 pub fn run(args: CdpArgs) -> anyhow::Result<()> {
@@ -63,6 +78,7 @@ pub fn run(args: CdpArgs) -> anyhow::Result<()> {
             output,
             volume,
         } => restore(&journal, &at, &output, volume)?,
+        CdpCommand::Mark { journal, name, at } => mark(&journal, &name, &at)?,
     };
     if status != 0 {
         crate::output::flush_stdout()?;
@@ -90,6 +106,29 @@ fn list(journal: &std::path::Path) -> anyhow::Result<i32> {
         writeln!(out, "{}", cdp::describe(r))?;
     }
     Ok(if j.damage.is_some() { EXIT_DAMAGED } else { 0 })
+}
+
+fn mark(journal: &std::path::Path, name: &str, at: &str) -> anyhow::Result<i32> {
+    let at = match At::parse(at).map_err(anyhow::Error::msg)? {
+        At::Icount(n) => cdp::MarkAt::Icount(n),
+        At::TimeNs(t) => cdp::MarkAt::TimeNs(t),
+        _ => bail!("--at {at}: a mark goes at ICOUNT, icount:N or time:NS"),
+    };
+    let placed = cdp::add_mark(journal, name.as_bytes(), at)?;
+    match placed {
+        Some(p) => eprintln!(
+            "tandem: marked {name:?} in {} at icount {} (guest time {} ns)",
+            journal.display(),
+            p.icount,
+            p.time_ns
+        ),
+        None => eprintln!(
+            "tandem: marked {name:?} in {}: the point lies before the journal's base images, so the mark names \
+             them (compaction folded the operations up to there)",
+            journal.display()
+        ),
+    }
+    Ok(0)
 }
 
 fn restore(

@@ -24,14 +24,16 @@ pub const EXIT_VULNERABLE: i32 = 1;
 #[derive(clap::Args, Debug)]
 #[command(
     about = "Find crash-consistency bugs: check every crash state a program's volume can be left in",
-    long_about = "Run PROGRAM once on a writable volume (--volume HOST:GUEST, the host directory is never \
-        written), keeping every completed operation on it. At each persistence point (fsync, fdatasync, fsync \
+    long_about = "Run PROGRAM once on writable volumes (--volume HOST:GUEST, repeatable; the host directories \
+        are never written), keeping every completed operation on them. At each persistence point (fsync, fdatasync, fsync \
         of a directory, sync_file_range, sync, an O_SYNC write), just before and just after it, at the end of \
         the run and at seeded points between, build the crash states the disk model allows: operations not yet \
-        durable lost (names in order, data in any order) and writes torn at 512-byte sectors. For each state run \
-        the checker: a guest program (static, or dynamic from --root) that sees the crashed volume at GUEST and \
+        durable lost (names in order, data in any order) and writes torn at 512-byte sectors; several volumes \
+        crash together, each as its own rules allow. For each state run \
+        the checker: a guest program (static, or dynamic from --root) that sees the crashed volumes at their GUEST paths and \
         reads on stdin what PROGRAM had printed by the crash (its acknowledgements); exit status 0 means the \
-        state is consistent. Without --checker the checker is PROGRAM itself with the same arguments (a \
+        state is consistent. --checker is one command line, split into words as a POSIX shell splits it \
+        (quotes, backslashes). Without --checker the checker is PROGRAM itself with the same arguments (a \
         restart that must recover).\n\n\
         Each distinct vulnerability (a kind of persistence point and the checker's exit status and stdout) is \
         reported once, with what the crash lost and a command that reproduces it. The search is a function of \
@@ -58,10 +60,14 @@ pub struct CrashtestArgs {
     /// Seeded points drawn between two persistence points.
     #[arg(long, default_value_t = 1, value_name = "N")]
     between: usize,
-    /// The volume (exactly one): HOST directory, read once and never written, seen by the guest at GUEST.
+    /// A volume: HOST directory, read once and never written, seen by the guest at GUEST. Repeatable: the
+    /// volumes crash together, each losing what its own persistence rules allow, and the checker sees them all
+    /// at the same guest paths.
     #[arg(long = "volume", value_name = "HOST:GUEST", required = true)]
-    volume: String,
-    /// The checker, a command line split at spaces: PROGRAM ARGS (default: the workload itself).
+    volumes: Vec<String>,
+    /// The checker: PROGRAM ARGS as one command line, split into words as a POSIX shell splits them (single
+    /// and double quotes, backslash escapes; no variables, globs or redirections), so an argument may hold
+    /// spaces: --checker 'check "/data/my file"'. Default: the workload itself.
     #[arg(long, value_name = "CMD")]
     checker: Option<String>,
     /// Mount a host path read-only for the workload and the checker (as `tandem run --mount`). Repeatable.
@@ -101,17 +107,17 @@ fn parse_only(text: &str) -> anyhow::Result<(usize, usize)> {
 fn guest_run(
     args: &CrashtestArgs,
     argv: &[OsString],
-    volume: &VolumeSpec,
+    volumes: &[VolumeSpec],
     instructions_max: u64,
 ) -> anyhow::Result<GuestRun> {
     let program = crate::run_cmd::program_path(&argv[0]);
     let bytes = read_input(&program, InputKind::Program)?;
     let mounts = crate::run_cmd::guest_mounts_of(args.root.as_ref(), &args.mounts, &bytes)?;
     let mut readable: Vec<Mount> = mounts.clone();
-    readable.push(Mount {
-        guest: volume.guest.clone(),
-        host: volume.host.clone(),
-    });
+    readable.extend(volumes.iter().map(|v| Mount {
+        guest: v.guest.clone(),
+        host: v.host.clone(),
+    }));
     let files = crate::mount_fs::SharedMountRoots::open(&readable)?;
     let config = LinuxConfig {
         seed: args.seed,
@@ -120,7 +126,7 @@ fn guest_run(
         exe_path: crate::run_cmd::exe_guest_path(&program, &mounts),
         cwd: crate::run_cmd::guest_cwd(&mounts),
         mounts,
-        volumes: vec![volume.clone()],
+        volumes: volumes.to_vec(),
         ..LinuxConfig::default()
     };
     Ok(GuestRun {
@@ -139,10 +145,16 @@ pub fn run(args: CrashtestArgs) -> anyhow::Result<()> {
         }
     }
     let only = args.only.as_deref().map(parse_only).transpose()?;
-    let volume = crate::run_cmd::parse_volume(&args.volume)?;
-    let workload = guest_run(&args, &args.command, &volume, args.max_insns)?;
+    let volumes = parse_volumes(&args.volumes)?;
+    let workload = guest_run(&args, &args.command, &volumes, args.max_insns)?;
     let checker_argv: Vec<OsString> = match &args.checker {
-        Some(cmd) => cmd.split_whitespace().map(OsString::from).collect(),
+        Some(cmd) => shlex::split(cmd)
+            .with_context(|| {
+                format!("--checker {cmd:?}: an unterminated quote or a trailing backslash")
+            })?
+            .into_iter()
+            .map(OsString::from)
+            .collect(),
         None => args.command.clone(),
     };
     if checker_argv.is_empty() {
@@ -151,7 +163,7 @@ pub fn run(args: CrashtestArgs) -> anyhow::Result<()> {
         );
     }
     let checker = GuestChecker::new(
-        guest_run(&args, &checker_argv, &volume, args.checker_max_insns).context("--checker")?,
+        guest_run(&args, &checker_argv, &volumes, args.checker_max_insns).context("--checker")?,
     );
     let recording = record_workload(&workload)?;
     if recording.exit_status.is_none() {
@@ -183,6 +195,26 @@ pub fn run(args: CrashtestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The --volume flags, parsed; two at the same or nested guest paths are refused.
+fn parse_volumes(specs: &[String]) -> anyhow::Result<Vec<VolumeSpec>> {
+    let volumes: Vec<VolumeSpec> = specs
+        .iter()
+        .map(|v| crate::run_cmd::parse_volume(v))
+        .collect::<anyhow::Result<_>>()?;
+    for (i, v) in volumes.iter().enumerate() {
+        if volumes[..i]
+            .iter()
+            .any(|w| v.guest.starts_with(&w.guest) || w.guest.starts_with(&v.guest))
+        {
+            bail!(
+                "--volume {}: overlaps another volume's guest path",
+                specs[i]
+            );
+        }
+    }
+    Ok(volumes)
+}
+
 fn quoted(args: &[OsString]) -> String {
     args.iter()
         .map(|a| crate::faults_cmd::shell_quote(&a.to_string_lossy()))
@@ -194,12 +226,12 @@ fn quoted(args: &[OsString]) -> String {
 fn reproduce_line(args: &CrashtestArgs, point: usize, state: usize) -> String {
     let q = crate::faults_cmd::shell_quote;
     let mut line = format!(
-        "tandem crashtest --seed {} --states-per-point {} --between {} --only {point}:{state} --volume {}",
-        args.seed,
-        args.states_per_point,
-        args.between,
-        q(&args.volume)
+        "tandem crashtest --seed {} --states-per-point {} --between {} --only {point}:{state}",
+        args.seed, args.states_per_point, args.between,
     );
+    for v in &args.volumes {
+        line.push_str(&format!(" --volume {}", q(v)));
+    }
     for m in &args.mounts {
         line.push_str(&format!(" --mount {}", q(m)));
     }

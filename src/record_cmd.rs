@@ -9,19 +9,28 @@
 //! --fault-seed, --early-kill): the plan and options go into the header, each fault that fires into the event
 //! stream (`Event::Fault`), and its report line to stderr as `tandem run` prints it.
 //!
+//! Volumes (--volume) are read from their host directories before the guest starts and kept whole in the trace
+//! (one volume chunk each, after the header): they are inputs like stdin. --export writes the volumes as the
+//! run left them and --cdp-journal journals their operations, as under `tandem run`.
+//!
 //! The trace is written to FILE.partial beside FILE and renamed over FILE only when the recording is complete:
 //! a recording that is killed or fails (a full disk) never destroys an earlier FILE, and what it leaves in
 //! FILE.partial replays up to its last complete chunk. -o may not name an input of the run (the program, a
 //! mounted file or a file under a mounted directory, the fault file).
 
 use crate::output::Lossy;
-use crate::run_cmd::{exe_guest_path, guest_cwd, guest_mounts, read_fault_plan, LiveHost, RunArgs};
+use crate::run_cmd::{
+    exe_guest_path, finish_volumes, guest_cwd, guest_mounts, guest_volumes, host_mounts,
+    install_journal, read_fault_plan, LiveHost, RunArgs,
+};
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use tandem_emulator::hypervisor::{Hypervisor, Policy};
-use tandem_emulator::linux::LinuxConfig;
+use tandem_emulator::linux::vfs::Mount;
+use tandem_emulator::linux::{read_volume, LinuxConfig};
+use tandem_emulator::storage::VolumeSpec;
 use tandem_replay::hosts::{LiveClock, LiveEntropy, RecordingHost};
 use tandem_replay::record::record;
 use tandem_replay::sink::BackgroundWriter;
@@ -114,6 +123,10 @@ fn refuse_output_over_an_input(
         let host = m.split_once(':').map_or(m.as_str(), |(h, _)| h);
         inputs.push((format!("the mount {m}"), PathBuf::from(host)));
     }
+    for v in &r.volumes {
+        let host = v.split_once(':').map_or(v.as_str(), |(h, _)| h);
+        inputs.push((format!("the volume {v}"), PathBuf::from(host)));
+    }
     if let Some(f) = &r.faults_file {
         inputs.push(("the fault file".into(), f.clone()));
     }
@@ -138,6 +151,19 @@ fn refuse_output_over_an_input(
         }
     }
     Ok(())
+}
+
+/// The run's volumes with their initial content read now, from the host directories, before the guest starts:
+/// the trace keeps the content (its volume chunks), so the recorded run and its replays install the same bytes
+/// the same way, and the recording host logs no volume reads.
+fn recorded_volumes(r: &RunArgs, mounts: &[Mount]) -> anyhow::Result<Vec<VolumeSpec>> {
+    let mut volumes = guest_volumes(r, mounts)?;
+    let mut host = LiveHost::new(r.seed, &host_mounts(&[], &volumes), r.normalize_metadata)?;
+    for (v, arg) in volumes.iter_mut().zip(&r.volumes) {
+        let content = read_volume(&mut host, v).with_context(|| format!("--volume {arg}"))?;
+        v.content = Some(std::sync::Arc::new(content));
+    }
+    Ok(volumes)
 }
 
 /// The host clock since the recording started.
@@ -176,16 +202,12 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let partial = partial_path(&args.output);
     let bytes = read_input(&program, InputKind::Program)?;
     let mounts = guest_mounts(r, &bytes)?;
-    if !r.volumes.is_empty() || !r.exports.is_empty() || r.cdp_journal.is_some() {
-        bail!(
-            "--volume, --export and --cdp-journal are not recorded in traces yet; use them with tandem run"
-        );
-    }
     for e in &r.env {
         if !e.contains('=') {
             bail!("--env {e}: expected K=V, such as --env LANG=C");
         }
     }
+    let volumes = recorded_volumes(r, &mounts)?;
     let config = LinuxConfig {
         seed: r.seed,
         argv: r.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
@@ -193,6 +215,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         exe_path: exe_guest_path(&program, &mounts),
         cwd: guest_cwd(&mounts),
         mounts,
+        volumes,
         strict: r.strict,
         frames_max: r.memory_max,
         trace_syscalls: r.strace,
@@ -249,6 +272,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let mut hv = Hypervisor::new(config, bytes.into(), host, plan, policy, fault_seed)
         .with_context(|| format!("cannot load {}", program.display()))?;
     hv.guest.set_jit(!r.no_jit);
+    install_journal(&mut hv.guest, r)?;
     refuse_output_over_an_input(&args.output, &partial, &program, r)?;
     let file = std::fs::File::create(&partial)
         .with_context(|| format!("cannot create the trace {}", partial.display()))?;
@@ -286,6 +310,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     // Report lines are best-effort: a closed stderr must not turn the guest's status into tandem's.
     let mut err = Lossy(std::io::stderr().lock());
+    finish_volumes(&mut hv.guest, &r.exports, &mut err)?;
     if let Some(line) = &summary.diagnostic {
         writeln!(err, "tandem: {line}")?;
     }

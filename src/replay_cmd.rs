@@ -30,7 +30,8 @@ pub const EXIT_DAMAGED_TRACE: i32 = 4;
         4    damaged trace: truncated or corrupt after its header; replayed and verified up to its last complete \
         chunk\n  \
         125  tandem's own failure: not a trace, unreadable, wrong version, damaged header, usage error\n\n\
-        Examples:\n  tandem replay run.trace\n  tandem replay --quiet run.trace"
+        Examples:\n  tandem replay run.trace\n  tandem replay --quiet run.trace\n  \
+        tandem replay --export /tmp/after vol.trace"
 )]
 pub struct ReplayArgs {
     /// The trace to replay. Example: run.trace
@@ -45,6 +46,13 @@ pub struct ReplayArgs {
     /// and `tandem record` do. A divergence or a damaged trace still exits 3 or 4.
     #[arg(long)]
     guest_status: bool,
+
+    /// Write the final content of a volume of the recorded run (`tandem record --volume`), as the replay left
+    /// it, to DIR (a new or empty host directory); the first --export is the first volume's, and so on. The
+    /// volumes come from the trace: the recording machine's directories are not read.
+    /// Example: --export /tmp/after
+    #[arg(long = "export", value_name = "DIR")]
+    exports: Vec<PathBuf>,
 
     /// Print the instruction count and the final state hash to stderr (deterministic, for tests).
     #[arg(long, hide = true)]
@@ -84,6 +92,15 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Trace> {
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let trace = load(&args.trace)?;
+    if args.exports.len() > trace.header.volumes.len() {
+        anyhow::bail!(
+            "--export given {} times, but {} holds {} volumes: each --export is the recorded volume of the same \
+             position",
+            args.exports.len(),
+            args.trace.display(),
+            trace.header.volumes.len()
+        );
+    }
     let sink = OutputSink {
         passthrough: !args.quiet,
         keep: false,
@@ -94,6 +111,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot replay {}", args.trace.display()))?;
     let report = replayer.replay();
     let _ = std::io::stdout().flush();
+    crate::run_cmd::export_volumes(&mut replayer.hv.guest, &args.exports)?;
     let mut err = crate::output::Lossy(std::io::stderr().lock());
     let name = args.trace.display();
     let status = if let Some(d) = &report.divergence {

@@ -405,6 +405,7 @@ pub(crate) fn parse_volume(spec: &str) -> anyhow::Result<VolumeSpec> {
     Ok(VolumeSpec {
         host,
         guest: split(guest.as_bytes()).into_iter().collect(),
+        content: None,
     })
 }
 
@@ -468,6 +469,14 @@ pub(crate) fn finish_volumes<H: Host>(
             Err(e) => bail!("--cdp-journal: {e}"),
         }
     }
+    export_volumes(guest, exports)
+}
+
+/// Writes volume i, as the guest sees it now, to `exports[i]` (`--export`).
+pub(crate) fn export_volumes<H: Host>(
+    guest: &mut tandem_emulator::linux::LinuxMachine<H>,
+    exports: &[PathBuf],
+) -> anyhow::Result<()> {
     for (i, dir) in exports.iter().enumerate() {
         let mut image = guest.volume_image(i as u32);
         image.collect_orphans();

@@ -169,14 +169,15 @@ fn busybox_applets_change_a_volume_as_they_change_a_native_directory() {
     assert_same_tree("busybox on a volume", &native_dir, &export);
 }
 
-/// Runs `volume DIR churn N SEED` on a fresh input with a journal; returns (journal, export, stderr).
-fn churn_with_journal(
+/// Runs `PROGRAM ARGS` with the volume `input` at /vol, exporting it and journaling into a fresh directory
+/// `NAME-out`; returns (journal, export, the run).
+fn journaled_run(
     name: &str,
-    rounds: u32,
-    seed: u64,
+    input: &Path,
     extra: &[&str],
-) -> (PathBuf, PathBuf, String) {
-    let input = input_tree(&format!("{name}-input"));
+    program: &str,
+    args: &[&str],
+) -> (PathBuf, PathBuf, Output) {
     let out = scratch(&format!("{name}-out"));
     let journal = out.join("run.cdp");
     let export = out.join("export");
@@ -190,14 +191,23 @@ fn churn_with_journal(
         s(&journal),
     ];
     flags.extend_from_slice(extra);
+    let e = emulate(&flags, program, args, b"");
+    (journal, export, e)
+}
+
+/// Runs `volume DIR churn N SEED` on a fresh input with a journal; returns (journal, export, stderr).
+fn churn_with_journal(
+    name: &str,
+    rounds: u32,
+    seed: u64,
+    extra: &[&str],
+) -> (PathBuf, PathBuf, String) {
+    let input = input_tree(&format!("{name}-input"));
     let rounds = rounds.to_string();
     let seed = seed.to_string();
-    let e = emulate(
-        &flags,
-        &corpus_bin("volume-musl"),
-        &["/vol", "churn", &rounds, &seed],
-        b"",
-    );
+    let args = ["/vol", "churn", &rounds, &seed];
+    let (journal, export, e) =
+        journaled_run(name, &input, extra, &corpus_bin("volume-musl"), &args);
     assert_eq!(e.status.code(), Some(0), "{}", text(&e.stderr));
     (journal, export, text(&e.stderr))
 }
@@ -334,6 +344,210 @@ fn compaction_bounds_the_journal_and_keeps_the_end_state() {
 }
 
 /// The icounts of a journal's operations, from `tandem cdp list`.
+/// MAP_SHARED stores into volume files: the program reads them back after msync and after munmap as natively,
+/// the exported volume holds them (also those of a mapping left in place at exit), and the journal has them as
+/// completed writes at the msync, munmap and exit points, so a restore at the end equals the export.
+#[test]
+fn stores_through_shared_mappings_reach_the_volume_and_the_journal() {
+    for libc in ["musl", "glibc"] {
+        let program = corpus_bin(&format!("volume-{libc}"));
+        let input = input_tree(&format!("vol-mmap-{libc}-input"));
+        let native_dir = scratch(&format!("vol-mmap-{libc}-native")).join("v");
+        copy_tree(&input, &native_dir);
+        let n = native(&program, &[s(&native_dir), "mmap"], &[], b"");
+        assert!(n.status.success(), "{}", text(&n.stderr));
+        assert!(text(&n.stdout).contains("read after msync: stored through the mapping"));
+        let name = format!("vol-mmap-{libc}");
+        let (journal, export, e) = journaled_run(&name, &input, &[], &program, &["/vol", "mmap"]);
+        assert_same(&format!("volume mmap ({libc})"), &n, &e);
+        assert_same_tree(&format!("volume mmap ({libc})"), &native_dir, &export);
+        let restored = journal.with_file_name("restored");
+        let r = restore(&journal, "end", &restored);
+        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+        assert_same_tree(
+            &format!("journal of volume mmap ({libc})"),
+            &export,
+            &restored,
+        );
+        let listing = text(&tandem_cmd(&["cdp", "list", s(&journal)]).stdout);
+        let writes = listing.lines().filter(|l| l.contains("write file")).count();
+        assert!(writes >= 4, "{writes} writes in\n{listing}");
+    }
+}
+
+/// Records `volume DIR script` on a fresh input volume, exporting it; returns (input, trace, export, record run).
+fn record_volume_script(name: &str) -> (PathBuf, PathBuf, PathBuf, Output) {
+    let input = input_tree(&format!("{name}-input"));
+    let out = scratch(&format!("{name}-out"));
+    let trace = out.join("vol.trace");
+    let export = out.join("recorded");
+    let volume = format!("{}:/vol", input.display());
+    let rec = record_trace(
+        &trace,
+        &["--volume", &volume, "--export", s(&export)],
+        &corpus_bin("volume-musl"),
+        &["/vol", "script"],
+        b"",
+    );
+    assert_eq!(rec.status.code(), Some(0), "{}", text(&rec.stderr));
+    (input, trace, export, rec)
+}
+
+/// A recording holds its volumes' initial content: with the host directory altered, then deleted, the replay
+/// is verified (same output, exit status, icount and final state hash) and leaves the same volume as the
+/// recorded run, which is the tree the native run leaves. `tandem debug` rebuilds the volume too.
+#[test]
+fn a_recorded_volume_replays_without_its_host_directory() {
+    let (input, trace, recorded, rec) = record_volume_script("vol-trace");
+    let native_dir = scratch("vol-trace-native").join("v");
+    copy_tree(&input, &native_dir);
+    let n = native(
+        &corpus_bin("volume-musl"),
+        &[s(&native_dir), "script"],
+        &[],
+        b"",
+    );
+    assert_same("volume script recorded", &n, &rec);
+    assert_same_tree("the recorded run's volume", &native_dir, &recorded);
+    // The replay must not read the host directory: change what it holds, then remove it.
+    std::fs::write(input.join("keep.txt"), "changed after the recording\n").unwrap();
+    std::fs::remove_file(input.join("in/data.bin")).unwrap();
+    for (round, gone) in [("altered", false), ("deleted", true)] {
+        if gone {
+            std::fs::remove_dir_all(&input).unwrap();
+        }
+        let replayed = scratch(&format!("vol-trace-replay-{round}")).join("v");
+        let rep = tandem_cmd(&["replay", "--export", s(&replayed), s(&trace)]);
+        let err = text(&rep.stderr);
+        assert_eq!(rep.status.code(), Some(0), "{round}: {err}");
+        assert!(err.contains(": verified: "), "{round}: {err}");
+        assert_eq!(text(&rep.stdout), text(&rec.stdout), "{round}");
+        assert_same_tree(
+            &format!("the volume replayed ({round})"),
+            &recorded,
+            &replayed,
+        );
+    }
+    // The debugger runs the recorded history to its end: the same instruction count as the recording, which a
+    // guest that found a different volume would not reach.
+    let recorded_icount = text(&rec.stderr)
+        .split("recorded ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_default()
+        .to_string();
+    let script = trace.parent().unwrap().join("debug.txt");
+    std::fs::write(&script, "continue\n").unwrap();
+    let d = tandem_cmd(&["debug", s(&trace), "-x", s(&script)]);
+    let transcript = text(&d.stdout) + &text(&d.stderr);
+    assert!(
+        !recorded_icount.is_empty()
+            && transcript.contains(&format!("end of history, icount {recorded_icount} "))
+            && transcript.contains("the guest has exited"),
+        "recorded {recorded_icount:?}: {transcript}"
+    );
+}
+
+/// Byte offset and length of chunk `n` of a trace (its frame included), walking the frames.
+fn chunk_span(bytes: &[u8], n: usize) -> (usize, usize) {
+    let mut at = 12;
+    for _ in 0..n {
+        at += 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    }
+    let len = 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    (at, len)
+}
+
+/// A truncated or corrupt volume chunk (chunk 1, right after the header) is an error naming the trace, the
+/// chunk, its offset and the volume, with tandem's status 125: the run's input is damaged, so nothing replays.
+#[test]
+fn a_damaged_volume_chunk_is_a_clear_error() {
+    let (_, trace, _, _) = record_volume_script("vol-trace-damage");
+    let bytes = std::fs::read(&trace).unwrap();
+    let (at, len) = chunk_span(&bytes, 1);
+    let dir = trace.parent().unwrap();
+    let mut flipped = bytes.clone();
+    flipped[at + len / 2] ^= 0x40;
+    let cases = [
+        ("cut", bytes[..at + len / 2].to_vec(), "truncated"),
+        ("cut-frame", bytes[..at + 5].to_vec(), "truncated"),
+        ("flipped", flipped, "checksum mismatch"),
+    ];
+    for (name, damaged, expected) in cases {
+        let path = dir.join(format!("{name}.trace"));
+        std::fs::write(&path, damaged).unwrap();
+        let rep = tandem_cmd(&["replay", "--quiet", s(&path)]);
+        let err = text(&rep.stderr);
+        assert_eq!(rep.status.code(), Some(125), "{name}: {err}");
+        for part in [
+            s(&path).to_string(),
+            format!("chunk 1 at byte offset {at}"),
+            "volume 0 of 1".to_string(),
+            expected.to_string(),
+        ] {
+            assert!(err.contains(&part), "{name}: no {part:?} in {err}");
+        }
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+}
+
+/// `tandem cdp mark` adds a named mark to a finished journal: the journal stays valid (listed without damage,
+/// every entry checksummed), the operations keep their order, and restoring at the mark gives the volume at the
+/// mark's instruction count; a second mark at the end restores the end; a damaged journal is refused.
+#[test]
+fn a_mark_added_to_a_journal_is_found_by_restore() {
+    let (journal, export, _) = churn_with_journal("cdp-user-mark", 150, 4, &[]);
+    let icounts = op_icounts(&journal);
+    let before = icounts.len();
+    let x = icounts[before / 2];
+    let m = tandem_cmd(&["cdp", "mark", s(&journal), "middle", "--at", &x.to_string()]);
+    assert_eq!(m.status.code(), Some(0), "{}", text(&m.stderr));
+    let m = tandem_cmd(&[
+        "cdp",
+        "mark",
+        s(&journal),
+        "last",
+        "--at",
+        "icount:99999999999",
+    ]);
+    assert_eq!(m.status.code(), Some(0), "{}", text(&m.stderr));
+    let list = tandem_cmd(&["cdp", "list", s(&journal)]);
+    assert_eq!(list.status.code(), Some(0), "{}", text(&list.stderr));
+    let listing = text(&list.stdout);
+    assert!(
+        listing.contains("mark middle") && listing.contains("mark last"),
+        "{listing}"
+    );
+    assert_eq!(op_icounts(&journal).len(), before + 2);
+    let dir = scratch("cdp-user-mark-restored");
+    for (at, expected) in [
+        ("mark:middle", format!("icount:{x}")),
+        ("mark:last", "end".into()),
+    ] {
+        let (a, b) = (dir.join(format!("{at}-a")), dir.join(format!("{at}-b")));
+        let r = restore(&journal, at, &a);
+        assert_eq!(r.status.code(), Some(0), "{at}: {}", text(&r.stderr));
+        let r = restore(&journal, &expected, &b);
+        assert_eq!(r.status.code(), Some(0), "{expected}: {}", text(&r.stderr));
+        assert_same_tree(&format!("restore at {at}"), &b, &a);
+    }
+    assert_same_tree(
+        "restore at the last mark",
+        &export,
+        &dir.join("mark:last-a"),
+    );
+    let bytes = std::fs::read(&journal).unwrap();
+    let cut = dir.join("cut.cdp");
+    std::fs::write(&cut, &bytes[..bytes.len() - 2]).unwrap();
+    let m = tandem_cmd(&["cdp", "mark", s(&cut), "late", "--at", "5"]);
+    assert_eq!(m.status.code(), Some(125), "{}", text(&m.stderr));
+    assert!(
+        text(&m.stderr).contains("damaged at entry"),
+        "{}",
+        text(&m.stderr)
+    );
+}
+
 fn op_icounts(journal: &Path) -> Vec<u64> {
     let list = tandem_cmd(&["cdp", "list", s(journal)]);
     text(&list.stdout)

@@ -191,3 +191,78 @@ fn sqlite_with_synchronous_off_loses_committed_transactions() {
         );
     }
 }
+
+/// Several volumes crash together, and --checker is split into words as a shell splits it: with a second
+/// volume at a guest path holding a space, a save in place there is caught (the crash states are that volume's)
+/// and its reproduction line, naming both volumes, reproduces it; an atomic save there is clean.
+#[test]
+fn several_volumes_crash_together_and_the_checker_is_split_like_a_shell() {
+    let first = scratch("crashtest-two-volumes-first");
+    std::fs::write(first.join("note.txt"), "untouched\n").unwrap();
+    for (mode, status) in [("inplace", 1), ("atomic", 0)] {
+        let second = scratch(&format!("crashtest-two-volumes-{mode}"));
+        let out = Command::new(tandem())
+            .current_dir(repo())
+            .arg("crashtest")
+            .arg("--volume")
+            .arg(format!("{}:/first", first.display()))
+            .arg("--volume")
+            .arg(format!("{}:/my data", second.display()))
+            .args(["--checker", &format!("{SAVE} check '/my data'"), "--json"])
+            .args(["--", SAVE, mode, "/my data", "3"])
+            .output()
+            .unwrap();
+        let lines: Vec<serde_json::Value> = text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(
+            out.status.code(),
+            Some(status),
+            "{mode}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let found = vulnerabilities(&lines);
+        if status == 0 {
+            assert!(found.is_empty(), "{mode}: {found:?}");
+            assert!(summary(&lines)["checks"].as_u64().unwrap() >= 10);
+            continue;
+        }
+        let line = found[0]["reproduce"].as_str().unwrap();
+        assert_eq!(line.matches(" --volume ").count(), 2, "{line}");
+        let again = Command::new("sh")
+            .current_dir(repo())
+            .arg("-c")
+            .arg(line.replacen("tandem", tandem(), 1))
+            .output()
+            .unwrap();
+        assert_eq!(again.status.code(), Some(1), "{}", text(&again.stderr));
+        assert!(
+            text(&again.stdout).contains("(inconsistent)"),
+            "{}",
+            text(&again.stdout)
+        );
+    }
+    let unterminated = Command::new(tandem())
+        .current_dir(repo())
+        .args(["crashtest", "--volume"])
+        .arg(format!("{}:/first", first.display()))
+        .args([
+            "--checker",
+            "check 'open",
+            "--",
+            SAVE,
+            "atomic",
+            "/first",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(unterminated.status.code(), Some(125));
+    assert!(
+        text(&unterminated.stderr).contains("unterminated quote"),
+        "{}",
+        text(&unterminated.stderr)
+    );
+}

@@ -470,3 +470,34 @@ fn nested_directories_cost_linear_time_and_memory() {
         text(&e.stderr)
     );
 }
+
+/// fcntl record locks (POSIX and OFD) and flock(2) between a parent and the children it forks answer as on
+/// Linux, byte for byte (corpus/src/locks.c prints return values, errno names and what F_GETLK reports, never a
+/// pid): conflicts, splits and merges, release on any close and at exit, F_SETLKW waiting and EDEADLK, OFD locks
+/// per description, flock per description and apart from fcntl's. Under both scheduling policies and several
+/// seeds (the waits and the deadlock happen in whatever order the schedule gives), and recorded and replayed.
+#[test]
+fn file_locks_between_processes_answer_as_on_linux() {
+    for libc in ["musl", "glibc"] {
+        let program = corpus_bin(&format!("locks-{libc}"));
+        let dir = scratch(&format!("locks-{libc}"));
+        let n = native(&program, &[dir.to_str().unwrap()], &[], b"");
+        assert!(
+            n.status.success() && text(&n.stdout).ends_with("done\n"),
+            "{libc} native: {}{}",
+            text(&n.stdout),
+            text(&n.stderr)
+        );
+        for flags in [
+            &[][..],
+            &["--sched", "chaos", "--seed", "3"][..],
+            &["--sched", "chaos", "--seed", "11"][..],
+            &["--sched", "fair:700", "--seed", "5"][..],
+        ] {
+            let e = emulate(flags, &program, &["/tmp"], b"");
+            assert_same(&format!("locks-{libc} {flags:?}"), &n, &e);
+        }
+        let trace = scratch(&format!("locks-{libc}-trace")).join("locks.trace");
+        records_and_replays_verified(&trace, &["--sched", "chaos"], &program, &["/tmp"]);
+    }
+}

@@ -4,6 +4,7 @@
                                   ftruncate, truncate, rename (files and directories, over existing names), link,
                                   symlink, unlink, rmdir, chmod, fsync, fdatasync, sync_file_range, O_SYNC, sync;
                                   expects DIR to hold keep.txt, old.txt and in/data.bin
+          volume DIR mmap         stores through MAP_SHARED mappings, msync, munmap, and a mapping left to exit
           volume DIR churn N SEED  N rounds of writes, renames, truncates, unlinks and fsyncs on a few files,
                                   chosen by a generator seeded with SEED (the same on every machine)
    Prints one line per step with what the step returned, so a differing errno shows in the output too. */
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -143,7 +145,43 @@ static int churn(int rounds) {
     return 0;
 }
 
+/* MAP_SHARED stores into volume files: read(2) sees them after msync (and at once, as on Linux), munmap and exit
+   write them back, and the tree the run leaves holds them. */
+static int mapped(void) {
+    int fd = open(at("m.bin"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+    step("create m.bin", fd);
+    step("ftruncate 12288", ftruncate(fd, 12288));
+    char *p = mmap(0, 12288, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    step("mmap", p == MAP_FAILED ? -1 : 0);
+    memcpy(p + 10, "stored through the mapping", 26);
+    memcpy(p + 8200, "page three", 10);
+    step("msync MS_SYNC", msync(p, 12288, MS_SYNC));
+    char buf[32] = {0};
+    step("pread 10", pread(fd, buf, 26, 10));
+    printf("read after msync: %s\n", buf);
+    memcpy(p + 4096, "page two, before munmap", 23);
+    step("msync MS_ASYNC first page", msync(p, 4096, MS_ASYNC));
+    step("munmap", munmap(p, 12288));
+    memset(buf, 0, sizeof buf);
+    step("pread 4096", pread(fd, buf, 23, 4096));
+    printf("read after munmap: %s\n", buf);
+    step("fsync", fsync(fd));
+    close(fd);
+    fd = open(at("keep.txt"), O_RDWR);
+    p = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    step("mmap keep.txt", p == MAP_FAILED ? -1 : 0);
+    memcpy(p, "KEEP", 4);
+    close(fd);
+    printf("done\n");
+    /* Exit with the last mapping still in place: the exit writes it back. */
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 3 && strcmp(argv[2], "mmap") == 0) {
+        dir = argv[1];
+        return mapped();
+    }
     if (argc >= 3 && strcmp(argv[2], "script") == 0) {
         dir = argv[1];
         return script();
@@ -153,6 +191,6 @@ int main(int argc, char **argv) {
         state = strtoull(argv[4], 0, 10);
         return churn(atoi(argv[3]));
     }
-    fprintf(stderr, "usage: volume DIR script | volume DIR churn N SEED\n");
+    fprintf(stderr, "usage: volume DIR script | volume DIR churn N SEED | volume DIR mmap\n");
     return 2;
 }

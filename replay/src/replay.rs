@@ -244,6 +244,8 @@ pub fn config_of(header: &Header, format_version: u32) -> LinuxConfig {
         sched: SchedPolicy::parse(&header.tasks.sched).unwrap_or_default(),
         cpus: header.tasks.cpus,
         cpuid: cpuid_model_of(format_version),
+        // Installed from the trace's volume chunks: a replay reads no host directory.
+        volumes: header.volumes.iter().map(|v| v.spec()).collect(),
         ..LinuxConfig::default()
     }
 }

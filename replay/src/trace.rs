@@ -156,6 +156,10 @@ pub struct Header {
     /// `Chunk::HeaderSyscallFaults`, written only when there are some, so other traces encode as before).
     #[serde(skip)]
     pub syscall_faults: Vec<SyscallFaultRecord>,
+    /// The run's writable volumes with their initial content (`tandem record --volume`; on the wire as
+    /// `Chunk::HeaderVolumes` and one `Chunk::Volume` each right after it, written only when there are some).
+    #[serde(skip)]
+    pub volumes: Vec<Arc<VolumeRecord>>,
 }
 
 /// Instructions between checkpoints, and between fine register hashes, unless a recording says otherwise.
@@ -202,7 +206,129 @@ impl Header {
             faults: None,
             tasks: TaskOptions::of(config),
             syscall_faults: Vec::new(),
+            volumes: config
+                .volumes
+                .iter()
+                .filter_map(|v| Some(Arc::new(VolumeRecord::of(v, v.content.as_deref()?))))
+                .collect(),
         }
+    }
+}
+
+/// Most volumes a trace may declare (a forged count is refused before anything is read for it).
+pub const VOLUMES_MAX: u32 = 64;
+
+/// A writable volume of a recorded run: where the guest saw it, the host directory it was read from (for
+/// messages: a replay never reads it) and its initial content in the order the machine installs it. The trace's
+/// twin of the emulator's `VolumeSpec` with its `VolumeContent`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeRecord {
+    /// The absolute guest path ("/data").
+    pub guest: Vec<u8>,
+    pub host: Vec<u8>,
+    pub root_mode: u32,
+    pub entries: Vec<VolumeEntryRecord>,
+}
+
+/// One entry of a volume's initial content: its path relative to the volume's root, permission bits, what it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeEntryRecord {
+    pub path: Vec<u8>,
+    pub mode: u32,
+    pub node: VolumeNodeRecord,
+}
+
+/// Appending variants keeps older traces decodable; never reorder them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VolumeNodeRecord {
+    File {
+        #[serde(with = "shared_bytes")]
+        bytes: Arc<Vec<u8>>,
+    },
+    Dir,
+    Symlink {
+        target: Vec<u8>,
+    },
+}
+
+impl VolumeRecord {
+    /// The record of a volume and the content it was read with.
+    pub fn of(
+        spec: &tandem_emulator::storage::VolumeSpec,
+        content: &tandem_emulator::storage::VolumeContent,
+    ) -> VolumeRecord {
+        use tandem_emulator::storage::ContentNode;
+        VolumeRecord {
+            guest: tandem_emulator::linux::vfs::join(&spec.guest),
+            host: spec.host.as_os_str().as_encoded_bytes().to_vec(),
+            root_mode: content.root_mode,
+            entries: content
+                .entries
+                .iter()
+                .map(|e| VolumeEntryRecord {
+                    path: e.path.clone(),
+                    mode: e.mode,
+                    node: match &e.node {
+                        ContentNode::File(bytes) => VolumeNodeRecord::File {
+                            bytes: bytes.clone(),
+                        },
+                        ContentNode::Dir => VolumeNodeRecord::Dir,
+                        ContentNode::Symlink(target) => VolumeNodeRecord::Symlink {
+                            target: target.clone(),
+                        },
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    /// The emulator's volume: the guest path split, the content attached (so the machine reads no host).
+    pub fn spec(&self) -> tandem_emulator::storage::VolumeSpec {
+        use std::os::unix::ffi::OsStrExt;
+        use tandem_emulator::storage::{ContentEntry, ContentNode, VolumeContent, VolumeSpec};
+        let content = VolumeContent {
+            root_mode: self.root_mode,
+            entries: self
+                .entries
+                .iter()
+                .map(|e| ContentEntry {
+                    path: e.path.clone(),
+                    mode: e.mode,
+                    node: match &e.node {
+                        VolumeNodeRecord::File { bytes } => ContentNode::File(bytes.clone()),
+                        VolumeNodeRecord::Dir => ContentNode::Dir,
+                        VolumeNodeRecord::Symlink { target } => {
+                            ContentNode::Symlink(target.clone())
+                        }
+                    },
+                })
+                .collect(),
+        };
+        VolumeSpec {
+            host: std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&self.host)),
+            guest: tandem_emulator::linux::vfs::split(&self.guest)
+                .into_iter()
+                .collect(),
+            content: Some(Arc::new(content)),
+        }
+    }
+
+    /// What a recording could have written: an absolute guest path of plain names other than /, and content
+    /// that passes `VolumeContent::check`.
+    fn check(&self) -> Result<(), String> {
+        let guest = &self.guest;
+        let plain = guest.len() > 1
+            && guest.len() <= 4096
+            && guest[1..]
+                .split(|&b| b == b'/')
+                .all(|n| !n.is_empty() && n != b"." && n != b".." && !n.contains(&0));
+        if !guest.starts_with(b"/") || !plain {
+            return Err(format!(
+                "guest path {:?} is not an absolute path of plain names other than /",
+                String::from_utf8_lossy(guest)
+            ));
+        }
+        self.spec().content.as_deref().map_or(Ok(()), |c| c.check())
     }
 }
 
@@ -488,12 +614,26 @@ pub enum Chunk {
     /// A format 6/7 header of a run with syscall faults (`Header::syscall_faults`, `tandem fuzz`): only on the
     /// wire, like `HeaderTasks`; a trace without syscall faults never holds it.
     HeaderSyscallFaults(Box<Header>, TaskOptions, Vec<SyscallFaultRecord>),
+    /// A format 6/7 header of a run with volumes (`Header::volumes`): the header, its task options, its syscall
+    /// faults and how many `Volume` chunks follow it. Only on the wire; the reader gives `Chunk::Header` with the
+    /// volumes filled in. A trace without volumes never holds it.
+    HeaderVolumes(Box<Header>, TaskOptions, Vec<SyscallFaultRecord>, u32),
+    /// One volume's initial content, right after `HeaderVolumes`, in the order of the run's volumes.
+    Volume(Box<VolumeRecord>),
 }
 
 impl Chunk {
     /// The chunk as a trace of `version` encodes it.
     fn on_the_wire(&self, version: u32) -> std::borrow::Cow<'_, Chunk> {
         match self {
+            Chunk::Header(h) if version >= FORMAT_VERSION_TASKS && !h.volumes.is_empty() => {
+                std::borrow::Cow::Owned(Chunk::HeaderVolumes(
+                    h.clone(),
+                    h.tasks.clone(),
+                    h.syscall_faults.clone(),
+                    h.volumes.len() as u32,
+                ))
+            }
             Chunk::Header(h) if version >= FORMAT_VERSION_TASKS && !h.syscall_faults.is_empty() => {
                 std::borrow::Cow::Owned(Chunk::HeaderSyscallFaults(
                     h.clone(),
@@ -716,8 +856,26 @@ impl<W: Write> TraceWriter<W> {
         })
     }
 
+    /// Writes a chunk; a header with volumes is followed by one `Chunk::Volume` for each.
     pub fn write_chunk(&mut self, chunk: &Chunk) -> std::io::Result<()> {
-        let chunk = &*chunk.on_the_wire(self.version);
+        let volumes = match chunk {
+            Chunk::Header(h) => &h.volumes[..],
+            _ => &[],
+        };
+        if !volumes.is_empty() && self.version < FORMAT_VERSION_TASKS {
+            return Err(std::io::Error::other(format!(
+                "a trace of format {} cannot hold volumes (format {FORMAT_VERSION_TASKS} or later can)",
+                self.version
+            )));
+        }
+        self.write_one(&chunk.on_the_wire(self.version))?;
+        for v in volumes {
+            self.write_one(&Chunk::Volume(Box::new((**v).clone())))?;
+        }
+        Ok(())
+    }
+
+    fn write_one(&mut self, chunk: &Chunk) -> std::io::Result<()> {
         if self.version >= FORMAT_VERSION_CHAINED {
             self.write_payload(&ChainedRef(self.chunk_count as u64, self.link, chunk))
         } else {
@@ -1014,8 +1172,13 @@ impl Trace {
             offset: PREAMBLE_BYTES,
             message,
         };
-        let header = match reader.next()? {
-            Some(Chunk::Header(h)) => *h,
+        let (mut header, volume_count) = match reader.next()? {
+            Some(Chunk::Header(h)) => (*h, 0),
+            Some(Chunk::HeaderVolumes(mut h, tasks, faults, count)) => {
+                h.tasks = tasks;
+                h.syscall_faults = faults;
+                (*h, count)
+            }
             Some(_) => return Err(header_error("the first chunk is not the header".into())),
             None => {
                 return Err(TraceError::Truncated {
@@ -1033,6 +1196,12 @@ impl Trace {
             )));
         }
         check_header(&header).map_err(header_error)?;
+        if volume_count > VOLUMES_MAX {
+            return Err(header_error(format!(
+                "it declares {volume_count} volumes (at most {VOLUMES_MAX} are possible)"
+            )));
+        }
+        header.volumes = read_volumes(&mut reader, volume_count)?;
         let mut trace = Trace {
             format_version: found,
             header,
@@ -1086,12 +1255,24 @@ impl Trace {
                     return Ok(trace);
                 }
                 Ok(Some(
-                    Chunk::Header(_) | Chunk::HeaderTasks(..) | Chunk::HeaderSyscallFaults(..),
+                    Chunk::Header(_)
+                    | Chunk::HeaderTasks(..)
+                    | Chunk::HeaderSyscallFaults(..)
+                    | Chunk::HeaderVolumes(..),
                 )) => {
                     trace.damage = Some(TraceError::Invalid {
                         chunk,
                         offset: here,
                         message: "a second header".into(),
+                    });
+                    break chunk;
+                }
+                Ok(Some(Chunk::Volume(_))) => {
+                    trace.damage = Some(TraceError::Invalid {
+                        chunk,
+                        offset: here,
+                        message: "a volume's content after the records (it belongs right after the header)"
+                            .into(),
                     });
                     break chunk;
                 }
@@ -1115,6 +1296,49 @@ impl Trace {
         trace.chunk_count = good_chunks;
         Ok(trace)
     }
+}
+
+/// Reads the `count` volume chunks that follow a header. They define the run like the header does, so any
+/// damage to them is an error (naming the chunk, its offset and the volume), not a trace to replay in part.
+fn read_volumes<R: std::io::Read>(
+    reader: &mut ChunkReader<R>,
+    count: u32,
+) -> Result<Vec<Arc<VolumeRecord>>, TraceError> {
+    let mut volumes: Vec<Arc<VolumeRecord>> = Vec::new();
+    for index in 0..count {
+        let (chunk, offset) = (reader.chunk, reader.offset);
+        let invalid = |message: String| TraceError::Invalid {
+            chunk,
+            offset,
+            message: format!("volume {index} of {count}: {message}"),
+        };
+        let volume = match reader.next() {
+            Ok(Some(Chunk::Volume(v))) => v,
+            Ok(Some(_)) => return Err(invalid("another chunk stands where its content belongs".into())),
+            Ok(None) => {
+                return Err(invalid(
+                    "the trace ends before its content (truncated); a trace whose volumes are damaged cannot                      be replayed"
+                        .into(),
+                ))
+            }
+            Err(e @ TraceError::Edited { .. }) => return Err(e),
+            Err(e) => {
+                return Err(invalid(format!(
+                    "its content is damaged ({e}); a trace whose volumes are damaged cannot be replayed"
+                )))
+            }
+        };
+        volume.check().map_err(&invalid)?;
+        let nested = |a: &[u8], b: &[u8]| {
+            let under = |x: &[u8], y: &[u8]| x.starts_with(y) && x.get(y.len()) == Some(&b'/');
+            a == b || under(a, b) || under(b, a)
+        };
+        if volumes.iter().any(|w| nested(&w.guest, &volume.guest)) {
+            return Err(invalid("its guest path overlaps another volume's".into()));
+        }
+        volumes.push(Arc::new(*volume));
+    }
+    Ok(volumes)
 }
 
 /// Checks the invariants of a records chunk against what came before: icounts only grow, blobs match their
@@ -1265,7 +1489,97 @@ mod tests {
                 cpus: 8,
             },
             syscall_faults: Vec::new(),
+            volumes: Vec::new(),
         }
+    }
+
+    fn sample_volume(guest: &str) -> Arc<VolumeRecord> {
+        let file = |path: &str, bytes: &[u8]| VolumeEntryRecord {
+            path: path.as_bytes().to_vec(),
+            mode: 0o644,
+            node: VolumeNodeRecord::File {
+                bytes: Arc::new(bytes.to_vec()),
+            },
+        };
+        Arc::new(VolumeRecord {
+            guest: guest.as_bytes().to_vec(),
+            host: b"/host/data".to_vec(),
+            root_mode: 0o755,
+            entries: vec![
+                VolumeEntryRecord {
+                    path: b"d".to_vec(),
+                    mode: 0o700,
+                    node: VolumeNodeRecord::Dir,
+                },
+                file("a.txt", b"hello"),
+                file("d/b.bin", &[7u8; 3000]),
+                VolumeEntryRecord {
+                    path: b"d/l".to_vec(),
+                    mode: 0o777,
+                    node: VolumeNodeRecord::Symlink {
+                        target: b"b.bin".to_vec(),
+                    },
+                },
+            ],
+        })
+    }
+
+    fn trace_with_volumes(volumes: Vec<Arc<VolumeRecord>>) -> Vec<u8> {
+        let mut w = TraceWriter::new(Vec::new()).unwrap();
+        let header = Header {
+            volumes,
+            ..sample_header()
+        };
+        w.write_chunk(&Chunk::Header(Box::new(header))).unwrap();
+        w.into_inner()
+    }
+
+    /// A run's volumes travel in chunks of their own after the header and read back whole; a truncated, corrupt
+    /// or missing volume chunk is an error (not damage to replay around) naming the chunk, its offset and the
+    /// volume; overlapping or forged volumes are refused; a format without volume chunks cannot be written.
+    #[test]
+    fn volumes_round_trip_and_a_damaged_volume_chunk_is_an_error() {
+        let volumes = vec![sample_volume("/data"), sample_volume("/other")];
+        let bytes = trace_with_volumes(volumes.clone());
+        let t = Trace::parse(&bytes).unwrap();
+        assert_eq!(t.header.volumes, volumes);
+        assert_eq!(t.chunk_count, 3);
+        let spec = t.header.volumes[0].spec();
+        assert_eq!(spec.guest, vec![b"data".to_vec()]);
+        assert_eq!(spec.content.as_ref().unwrap().entries.len(), 4);
+        // Chunk 1 starts after the header's frame.
+        let header_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+        let at = PREAMBLE_BYTES + FRAME_BYTES + header_len;
+        let mut flipped = bytes.clone();
+        flipped[at + 40] ^= 1;
+        for (damaged, expected) in [
+            (bytes[..at + 30].to_vec(), "truncated"),
+            (bytes[..at].to_vec(), "truncated"),
+            (flipped, "checksum mismatch"),
+        ] {
+            let e = Trace::parse(&damaged).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("chunk 1 at byte offset {at}"))
+                    && e.contains("volume 0 of 2")
+                    && e.contains(expected),
+                "{e}"
+            );
+        }
+        let nested = trace_with_volumes(vec![sample_volume("/data"), sample_volume("/data/x")]);
+        let e = Trace::parse(&nested).unwrap_err().to_string();
+        assert!(e.contains("volume 1 of 2") && e.contains("overlaps"), "{e}");
+        let mut forged = (*sample_volume("/data")).clone();
+        forged.entries[1].path = b"../escape".to_vec();
+        let e = Trace::parse(&trace_with_volumes(vec![Arc::new(forged)]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("plain names"), "{e}");
+        let mut w = TraceWriter::with_version(Vec::new(), 5).unwrap();
+        let header = Header {
+            volumes,
+            ..sample_header()
+        };
+        assert!(w.write_chunk(&Chunk::Header(Box::new(header))).is_err());
     }
 
     /// Format 6 carries the task options beside the header; an older format reads as one CPU, fair.

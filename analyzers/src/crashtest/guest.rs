@@ -1,8 +1,8 @@
 //! The guests of a crash-consistency search: the workload, run once with an observer of its volume's
 //! operations, and the checker, a guest program run on each crash state.
 //!
-//! The checker sees the crash state as its volume, at the workload's guest path, read through a `FileSource`
-//! made from the state's image (nothing is written to the host), and reads on stdin what the workload had
+//! The checker sees the crash state as its volumes, at the workload's guest paths, read through a `FileSource`
+//! made from the state's images (nothing is written to the host), and reads on stdin what the workload had
 //! printed by the crash: the acknowledgements it must find. Its exit status is the verdict (0: the state is
 //! consistent), its stdout the summary vulnerabilities are deduplicated by, its stderr the detail.
 //!
@@ -38,8 +38,8 @@ pub struct GuestRun {
 pub enum GuestError {
     #[error("cannot start the {what}: {message}")]
     Load { what: &'static str, message: String },
-    #[error("the workload must have exactly one --volume (it has {0})")]
-    Volumes(usize),
+    #[error("the workload needs at least one --volume")]
+    NoVolume,
 }
 
 /// A host that counts the stdout bytes written, for the observer to read at each operation.
@@ -61,11 +61,11 @@ impl Host for CountingHost {
 /// What the observer keeps, shared with the caller after the run.
 #[derive(Default)]
 struct Observed {
-    base: Option<VolumeImage>,
+    bases: Vec<VolumeImage>,
     steps: Vec<Step>,
 }
 
-/// The observer of the workload's volume 0: its base image and every operation with the stdout count then.
+/// The observer of the workload's volumes: their base images and every operation with the stdout count then.
 struct Recorder {
     observed: Arc<Mutex<Observed>>,
     stdout_bytes: Arc<AtomicUsize>,
@@ -79,16 +79,20 @@ impl Recorder {
 
 impl IoObserver for Recorder {
     fn volume_base(&mut self, volume: u32, _guest_root: &[u8], image: &VolumeImage) {
-        if volume == 0 {
-            self.observed().base = Some(image.clone());
+        let mut observed = self.observed();
+        let at = volume as usize;
+        if observed.bases.len() <= at {
+            observed.bases.resize(at + 1, VolumeImage::default());
         }
+        observed.bases[at] = image.clone();
     }
     fn completed(&mut self, io: &CompletedIo) {
-        if io.volume != 0 || matches!(io.op, IoOp::Mark { .. }) {
+        if matches!(io.op, IoOp::Mark { .. }) {
             return;
         }
         let stdout_bytes = self.stdout_bytes.load(Ordering::Relaxed);
         self.observed().steps.push(Step {
+            volume: io.volume,
             icount: io.icount,
             tid: io.tid,
             op: io.op.clone(),
@@ -106,8 +110,8 @@ fn host_of(seed: u64, files: &Option<SharedFiles>) -> MemoryHost {
 
 /// Runs the workload once and keeps what the search needs.
 pub fn record_workload(run: &GuestRun) -> Result<Recording, GuestError> {
-    if run.config.volumes.len() != 1 {
-        return Err(GuestError::Volumes(run.config.volumes.len()));
+    if run.config.volumes.is_empty() {
+        return Err(GuestError::NoVolume);
     }
     let stdout_bytes = Arc::new(AtomicUsize::new(0));
     let host = CountingHost {
@@ -130,7 +134,7 @@ pub fn record_workload(run: &GuestRun) -> Result<Recording, GuestError> {
     drop(guest.take_io_observer());
     let mut observed = std::mem::take(&mut *observed.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(Recording {
-        base: observed.base.take().unwrap_or_default(),
+        bases: std::mem::take(&mut observed.bases),
         steps: observed.steps,
         exit_status: match progress {
             Progress::Finished => guest.exit_status(),
@@ -142,32 +146,46 @@ pub fn record_workload(run: &GuestRun) -> Result<Recording, GuestError> {
     })
 }
 
-/// A crash state as a host directory tree at `STATE_HOST_ROOT`, everything else from `rest`.
-struct StateFiles {
+/// One crashed volume as a tree.
+struct StateTree {
     tree: std::collections::BTreeMap<Vec<u8>, TreeNode>,
     root_mode: u32,
+}
+
+/// A crash state as host directory trees, volume N at `STATE_HOST_ROOT/N`, everything else from `rest`.
+struct StateFiles {
+    volumes: Vec<StateTree>,
     rest: Option<SharedFiles>,
 }
 
+/// The host directory a checker's volume `index` is read from.
+fn state_root(index: usize) -> PathBuf {
+    Path::new(STATE_HOST_ROOT).join(index.to_string())
+}
+
 impl StateFiles {
-    /// The relative path of a host path inside the state ("" for its root), or None outside it.
-    fn relative(path: &Path) -> Option<Vec<u8>> {
+    /// The volume and the relative path of a host path inside the state ("" for a volume's root), or None
+    /// outside it.
+    fn locate(&self, path: &Path) -> Option<(&StateTree, Vec<u8>)> {
         use std::os::unix::ffi::OsStrExt;
         let rest = path.strip_prefix(STATE_HOST_ROOT).ok()?;
-        Some(rest.as_os_str().as_bytes().to_vec())
+        let mut parts = rest.components();
+        let index: usize = parts.next()?.as_os_str().to_str()?.parse().ok()?;
+        let volume = self.volumes.get(index)?;
+        Some((volume, parts.as_path().as_os_str().as_bytes().to_vec()))
     }
 }
 
 impl FileSource for StateFiles {
     fn metadata(&self, path: &Path) -> Result<HostMetadata, Errno> {
-        let Some(rel) = StateFiles::relative(path) else {
+        let Some((state, rel)) = self.locate(path) else {
             return self
                 .rest
                 .as_ref()
                 .map_or(Err(ENOENT), |r| r.0.metadata(path));
         };
-        let (kind, size_bytes, mode) = match self.tree.get(&rel) {
-            _ if rel.is_empty() => (HostKind::Dir, 4096, self.root_mode),
+        let (kind, size_bytes, mode) = match state.tree.get(&rel) {
+            _ if rel.is_empty() => (HostKind::Dir, 4096, state.root_mode),
             Some(TreeNode::File { bytes, mode }) => (HostKind::File, bytes.len() as u64, *mode),
             Some(TreeNode::Dir { mode }) => (HostKind::Dir, 4096, *mode),
             Some(TreeNode::Symlink { target }) => (HostKind::Symlink, target.len() as u64, 0o777),
@@ -181,13 +199,13 @@ impl FileSource for StateFiles {
         })
     }
     fn read_file(&self, path: &Path) -> Result<Arc<Vec<u8>>, Errno> {
-        let Some(rel) = StateFiles::relative(path) else {
+        let Some((state, rel)) = self.locate(path) else {
             return self
                 .rest
                 .as_ref()
                 .map_or(Err(ENOENT), |r| r.0.read_file(path));
         };
-        match self.tree.get(&rel) {
+        match state.tree.get(&rel) {
             Some(TreeNode::File { bytes, .. }) => Ok(bytes.clone()),
             Some(_) => Err(EISDIR),
             None if rel.is_empty() => Err(EISDIR),
@@ -195,13 +213,13 @@ impl FileSource for StateFiles {
         }
     }
     fn read_dir(&self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {
-        let Some(rel) = StateFiles::relative(path) else {
+        let Some((state, rel)) = self.locate(path) else {
             return self
                 .rest
                 .as_ref()
                 .map_or(Err(ENOENT), |r| r.0.read_dir(path));
         };
-        if !rel.is_empty() && !matches!(self.tree.get(&rel), Some(TreeNode::Dir { .. })) {
+        if !rel.is_empty() && !matches!(state.tree.get(&rel), Some(TreeNode::Dir { .. })) {
             return Err(ENOTDIR);
         }
         let prefix = if rel.is_empty() {
@@ -209,7 +227,7 @@ impl FileSource for StateFiles {
         } else {
             [rel.as_slice(), b"/"].concat()
         };
-        Ok(self
+        Ok(state
             .tree
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
@@ -219,13 +237,13 @@ impl FileSource for StateFiles {
             .collect())
     }
     fn read_link(&self, path: &Path) -> Result<Vec<u8>, Errno> {
-        let Some(rel) = StateFiles::relative(path) else {
+        let Some((state, rel)) = self.locate(path) else {
             return self
                 .rest
                 .as_ref()
                 .map_or(Err(ENOENT), |r| r.0.read_link(path));
         };
-        match self.tree.get(&rel) {
+        match state.tree.get(&rel) {
             Some(TreeNode::Symlink { target }) => Ok(target.clone()),
             _ => Err(EINVAL),
         }
@@ -239,10 +257,11 @@ pub struct GuestChecker {
 }
 
 impl GuestChecker {
-    /// A checker running `run`'s program; its volume's host path is replaced by the state's.
+    /// A checker running `run`'s program; its volumes' host paths are replaced by the state's.
     pub fn new(mut run: GuestRun) -> GuestChecker {
-        for v in &mut run.config.volumes {
-            v.host = PathBuf::from(STATE_HOST_ROOT);
+        for (i, v) in run.config.volumes.iter_mut().enumerate() {
+            v.host = state_root(i);
+            v.content = None;
         }
         GuestChecker { run }
     }
@@ -255,10 +274,15 @@ fn text(bytes: &[u8], bytes_max: usize) -> String {
 }
 
 impl super::Checker for GuestChecker {
-    fn check(&self, image: &VolumeImage, acked: &[u8]) -> Verdict {
+    fn check(&self, images: &[VolumeImage], acked: &[u8]) -> Verdict {
         let files = StateFiles {
-            tree: image.tree(),
-            root_mode: image.root_mode,
+            volumes: images
+                .iter()
+                .map(|image| StateTree {
+                    tree: image.tree(),
+                    root_mode: image.root_mode,
+                })
+                .collect(),
             rest: self.run.files.clone(),
         };
         let mut host = MemoryHost::with_files(self.run.config.seed, SharedFiles(Arc::new(files)));

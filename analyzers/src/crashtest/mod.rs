@@ -1,7 +1,9 @@
 //! Crash-consistency search (`tandem crashtest`, issue 14 part 5): which states a crash could leave a program's
 //! volume in, and whether the program's recovery accepts each of them.
 //!
-//! The workload runs once (guest.rs) with an observer that keeps every completed operation on its volume and how
+//! Several volumes crash together: a state is one state of each volume's own list (`PointStates`).
+//!
+//! The workload runs once (guest.rs) with an observer that keeps every completed operation on its volumes and how
 //! much the program had printed when it completed (its acknowledgements: "committed 7"). Replaying those
 //! operations through the disk model (`tandem_emulator::storage::Disk`) gives, at any point of the run, the
 //! durable image and the pending operations; states.rs turns them into the crash states the persistence model
@@ -30,9 +32,11 @@ pub const POINTS_MAX: usize = 100_000;
 /// Most crash states per point.
 pub const STATES_PER_POINT_MAX: usize = 1 << 16;
 
-/// One completed operation on the volume, and how many bytes of stdout the program had written by then.
+/// One completed operation on a volume, and how many bytes of stdout the program had written by then.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
+    /// Which volume (the order of the workload's volumes).
+    pub volume: u32,
     pub icount: u64,
     pub tid: i32,
     pub op: IoOp,
@@ -42,8 +46,8 @@ pub struct Step {
 /// What the one run of the workload leaves for the search.
 #[derive(Clone, Debug, Default)]
 pub struct Recording {
-    /// The volume's content at the start.
-    pub base: VolumeImage,
+    /// Each volume's content at the start, in the order of the workload's volumes.
+    pub bases: Vec<VolumeImage>,
     /// Operations that changed content or synced, in completion order (marks left out).
     pub steps: Vec<Step>,
     pub stdout: Vec<u8>,
@@ -176,9 +180,96 @@ pub struct Verdict {
     pub detail: String,
 }
 
-/// Recovers a crash state and judges it: given the volume a crash left and what the program had acknowledged.
+/// Recovers a crash state and judges it: given the volumes a crash left (in the workload's order) and what the
+/// program had acknowledged.
 pub trait Checker: Sync {
-    fn check(&self, image: &VolumeImage, acked: &[u8]) -> Verdict;
+    fn check(&self, images: &[VolumeImage], acked: &[u8]) -> Verdict;
+}
+
+/// The crash states of one point over every volume. A crash strikes all volumes at once, each losing what its
+/// own persistence rules allow, so a state is one state of each volume's list: every combination when there are
+/// at most `states_per_point` (with one volume, its list), else that many combinations drawn from the point's
+/// stream after the lists.
+pub struct PointStates {
+    lists: Vec<Vec<states::CrashState>>,
+    combos: Vec<Vec<usize>>,
+}
+
+impl PointStates {
+    pub fn of(disks: &[Disk], states_per_point: usize, seed: u64, point: usize) -> PointStates {
+        use rand::Rng;
+        let mut rng = states::point_stream(seed, point);
+        let lists: Vec<Vec<states::CrashState>> = disks
+            .iter()
+            .map(|d| states::enumerate(d.pending(), states_per_point, &mut rng))
+            .collect();
+        let total = lists
+            .iter()
+            .try_fold(1usize, |a, l| a.checked_mul(l.len()))
+            .unwrap_or(usize::MAX);
+        let combos = if total <= states_per_point {
+            (0..total)
+                .map(|mut i| {
+                    let mut picks = vec![0; lists.len()];
+                    for (v, l) in lists.iter().enumerate().rev() {
+                        picks[v] = i % l.len();
+                        i /= l.len();
+                    }
+                    picks
+                })
+                .collect()
+        } else {
+            (0..states_per_point)
+                .map(|_| lists.iter().map(|l| rng.random_range(0..l.len())).collect())
+                .collect()
+        };
+        PointStates { lists, combos }
+    }
+
+    pub fn len(&self) -> usize {
+        self.combos.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.combos.is_empty()
+    }
+
+    /// The volumes crash state `s` leaves.
+    pub fn images(&self, disks: &[Disk], s: usize) -> Vec<VolumeImage> {
+        self.combos[s]
+            .iter()
+            .enumerate()
+            .map(|(v, &k)| self.lists[v][k].image(&disks[v]))
+            .collect()
+    }
+
+    /// What crash state `s` loses; with several volumes, volume by volume, leaving out those with nothing
+    /// pending.
+    pub fn describe(&self, disks: &[Disk], s: usize) -> String {
+        let parts: Vec<(usize, String)> = self.combos[s]
+            .iter()
+            .enumerate()
+            .map(|(v, &k)| {
+                let pending = disks[v].pending();
+                (
+                    v,
+                    self.lists[v][k].describe(pending, tandem_replay::cdp::describe_op),
+                )
+            })
+            .collect();
+        if parts.len() == 1 {
+            return parts.into_iter().map(|(_, d)| d).next().unwrap_or_default();
+        }
+        let busy: Vec<String> = parts
+            .iter()
+            .filter(|(v, _)| !disks[*v].pending().is_empty())
+            .map(|(v, d)| format!("volume {v}: {d}"))
+            .collect();
+        if busy.is_empty() {
+            return "volume 0: ".to_string() + &parts[0].1;
+        }
+        busy.join("; ")
+    }
 }
 
 /// The bounds and the seed of a search.
@@ -241,8 +332,8 @@ pub enum SearchError {
     BadStates(usize),
 }
 
-/// A 128-bit FNV-1a digest of a volume's tree and an acknowledged output: the key of the check cache.
-fn digest(image: &VolumeImage, acked: &[u8]) -> u128 {
+/// A 128-bit FNV-1a digest of the volumes' trees and an acknowledged output: the key of the check cache.
+fn digest(images: &[VolumeImage], acked: &[u8]) -> u128 {
     const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013B;
     let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
     let mut eat = |bytes: &[u8]| {
@@ -251,24 +342,27 @@ fn digest(image: &VolumeImage, acked: &[u8]) -> u128 {
             h = h.wrapping_mul(PRIME);
         }
     };
-    eat(&image.root_mode.to_le_bytes());
-    for (path, node) in image.tree() {
-        eat(&path);
-        match node {
-            TreeNode::File { bytes, mode } => {
-                eat(b"f");
-                eat(&mode.to_le_bytes());
-                eat(&bytes);
-            }
-            TreeNode::Dir { mode } => {
-                eat(b"d");
-                eat(&mode.to_le_bytes());
-            }
-            TreeNode::Symlink { target } => {
-                eat(b"l");
-                eat(&target);
+    for image in images {
+        eat(&image.root_mode.to_le_bytes());
+        for (path, node) in image.tree() {
+            eat(&path);
+            match node {
+                TreeNode::File { bytes, mode } => {
+                    eat(b"f");
+                    eat(&mode.to_le_bytes());
+                    eat(&bytes);
+                }
+                TreeNode::Dir { mode } => {
+                    eat(b"d");
+                    eat(&mode.to_le_bytes());
+                }
+                TreeNode::Symlink { target } => {
+                    eat(b"l");
+                    eat(&target);
+                }
             }
         }
+        eat(b"/");
     }
     eat(acked);
     h
@@ -284,7 +378,7 @@ struct Checked {
 /// Runs `checker` on `items` over `jobs` threads; the verdicts come back in the items' order.
 fn run_checks(
     checker: &dyn Checker,
-    items: &[(VolumeImage, Vec<u8>)],
+    items: &[(Vec<VolumeImage>, Vec<u8>)],
     jobs: usize,
 ) -> Vec<Verdict> {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -296,10 +390,10 @@ fn run_checks(
                     let mut mine = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((image, acked)) = items.get(i) else {
+                        let Some((images, acked)) = items.get(i) else {
                             break;
                         };
-                        mine.push((i, checker.check(image, acked)));
+                        mine.push((i, checker.check(images, acked)));
                     }
                     mine
                 })
@@ -318,11 +412,18 @@ fn run_checks(
     done.into_iter().map(|(_, v)| v).collect()
 }
 
-/// The disk of a recording after its first `ops_done` operations, advanced from `disk` at `done`.
-fn advance(disk: &mut Disk, done: &mut usize, recording: &Recording, ops_done: usize) {
+/// The disks of a recording's volumes at the start.
+fn disks_of(recording: &Recording) -> Vec<Disk> {
+    recording.bases.iter().cloned().map(Disk::new).collect()
+}
+
+/// The disks of a recording after its first `ops_done` operations, advanced from `disks` at `done`.
+fn advance(disks: &mut [Disk], done: &mut usize, recording: &Recording, ops_done: usize) {
     assert!(*done <= ops_done, "points are visited in run order");
     for step in &recording.steps[*done..ops_done] {
-        disk.completed(&step.op);
+        if let Some(disk) = disks.get_mut(step.volume as usize) {
+            disk.completed(&step.op);
+        }
     }
     *done = ops_done;
 }
@@ -347,26 +448,22 @@ pub fn search(
         points: points.len(),
         ..Report::default()
     };
-    let mut disk = Disk::new(recording.base.clone());
+    let mut disks = disks_of(recording);
     let mut done = 0;
     let mut cache: BTreeMap<u128, usize> = BTreeMap::new();
     let mut verdicts: Vec<Verdict> = Vec::new();
     let mut checked: Vec<Checked> = Vec::new();
     for (p, point) in points.iter().enumerate() {
-        advance(&mut disk, &mut done, recording, point.ops_done);
+        advance(&mut disks, &mut done, recording, point.ops_done);
         let acked = &recording.stdout[..point.acked_bytes];
-        let list = states::enumerate(
-            disk.pending(),
-            spec.states_per_point,
-            &mut states::point_stream(spec.seed, p),
-        );
+        let list = PointStates::of(&disks, spec.states_per_point, spec.seed, p);
         let mut batch = Vec::new();
-        for (s, state) in list.iter().enumerate() {
-            let image = state.image(&disk);
-            let key = digest(&image, acked);
+        for s in 0..list.len() {
+            let images = list.images(&disks, s);
+            let key = digest(&images, acked);
             let next = verdicts.len() + batch.len();
             let check = *cache.entry(key).or_insert_with(|| {
-                batch.push((image, acked.to_vec()));
+                batch.push((images, acked.to_vec()));
                 next
             });
             checked.push(Checked {
@@ -418,21 +515,15 @@ fn collect_vulnerabilities(
             occurrences: 1,
         });
     }
-    let mut disk = Disk::new(recording.base.clone());
+    let mut disks = disks_of(recording);
     let mut done = 0;
     let mut order: Vec<usize> = (0..report.vulnerabilities.len()).collect();
     order.sort_by_key(|&i| report.vulnerabilities[i].point);
     for i in order {
         let p = report.vulnerabilities[i].point;
-        advance(&mut disk, &mut done, recording, points[p].ops_done);
-        let list = states::enumerate(
-            disk.pending(),
-            spec.states_per_point,
-            &mut states::point_stream(spec.seed, p),
-        );
-        let state = &list[report.vulnerabilities[i].state];
-        report.vulnerabilities[i].lost =
-            state.describe(disk.pending(), tandem_replay::cdp::describe_op);
+        advance(&mut disks, &mut done, recording, points[p].ops_done);
+        let list = PointStates::of(&disks, spec.states_per_point, spec.seed, p);
+        report.vulnerabilities[i].lost = list.describe(&disks, report.vulnerabilities[i].state);
     }
 }
 
@@ -452,24 +543,20 @@ fn search_one(
             points: points.len(),
         });
     };
-    let mut disk = Disk::new(recording.base.clone());
+    let mut disks = disks_of(recording);
     let mut done = 0;
-    advance(&mut disk, &mut done, recording, at.ops_done);
-    let list = states::enumerate(
-        disk.pending(),
-        spec.states_per_point,
-        &mut states::point_stream(spec.seed, point),
-    );
-    let Some(chosen) = list.get(state) else {
+    advance(&mut disks, &mut done, recording, at.ops_done);
+    let list = PointStates::of(&disks, spec.states_per_point, spec.seed, point);
+    if state >= list.len() {
         return Err(SearchError::NoState {
             point,
             state,
             states: list.len(),
         });
-    };
+    }
     let acked = &recording.stdout[..at.acked_bytes];
-    let verdict = checker.check(&chosen.image(&disk), acked);
-    let lost = chosen.describe(disk.pending(), tandem_replay::cdp::describe_op);
+    let verdict = checker.check(&list.images(&disks, state), acked);
+    let lost = list.describe(&disks, state);
     let mut report = Report {
         points: points.len(),
         states_tried: 1,

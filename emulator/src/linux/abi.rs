@@ -33,9 +33,12 @@ pub const EROFS: Errno = Errno(30);
 pub const EPIPE: Errno = Errno(32);
 pub const ERANGE: Errno = Errno(34);
 pub const ENAMETOOLONG: Errno = Errno(36);
+pub const EDEADLK: Errno = Errno(35);
+pub const ENOLCK: Errno = Errno(37);
 pub const ENOSYS: Errno = Errno(38);
 pub const ENOTEMPTY: Errno = Errno(39);
 pub const ELOOP: Errno = Errno(40);
+pub const EOVERFLOW: Errno = Errno(75);
 pub const ENOTSOCK: Errno = Errno(88);
 pub const EDESTADDRREQ: Errno = Errno(89);
 pub const EMSGSIZE: Errno = Errno(90);
@@ -153,3 +156,8 @@ pub fn signal_name(sig: i32) -> String {
     };
     name.to_string()
 }
+
+/// lseek(2) and `struct flock`'s l_whence.
+pub const SEEK_SET: u32 = 0;
+pub const SEEK_CUR: u32 = 1;
+pub const SEEK_END: u32 = 2;

@@ -8,6 +8,8 @@
 //! timer.rs).
 
 use super::abi::*;
+use super::ids::Pid;
+use super::locks::LockOwner;
 use super::net::SharedSocket;
 use super::ready::{Epoll, EventFd};
 use super::timer::TimerFd;
@@ -80,6 +82,8 @@ pub struct OpenFile {
     pub offset: u64,
     /// Access mode and status flags (O_APPEND, O_NONBLOCK) as given to open(2).
     pub flags: u32,
+    /// Its owner id in its file's locks once it took an OFD or flock lock (locks.rs); 0 before.
+    pub lock_id: u64,
 }
 
 impl OpenFile {
@@ -94,6 +98,7 @@ impl OpenFile {
             kind,
             offset: 0,
             flags,
+            lock_id: 0,
         })
     }
 
@@ -116,8 +121,14 @@ impl OpenFile {
 }
 
 impl Drop for OpenFile {
+    /// The last descriptor of the description is gone: pipe and socket ends close, and its OFD and flock
+    /// locks go (fcntl(2), flock(2)).
     fn drop(&mut self) {
         match &self.kind {
+            FileKind::Regular { data, .. } if self.lock_id != 0 => data
+                .borrow_mut()
+                .locks
+                .release(LockOwner::Description(self.lock_id)),
             FileKind::PipeRead(p) => p.borrow_mut().readers -= 1,
             FileKind::PipeWrite(p) => p.borrow_mut().writers -= 1,
             FileKind::Socket(s) => {
@@ -140,14 +151,43 @@ pub struct FdEntry {
     pub cloexec: bool,
 }
 
-#[derive(Default)]
+/// A process's descriptors. Closing one of a regular file releases the process's POSIX locks on that file
+/// (fcntl(2): "if a process closes any file descriptor referring to a file, then all of the process's locks on
+/// that file are released"), and so does dropping the table (exit, and execve's close-on-exec).
 pub struct FdTable {
     pub(super) fds: BTreeMap<i32, FdEntry>,
+    /// The process whose POSIX locks its closes release.
+    pub(super) owner: Pid,
+}
+
+impl Drop for FdTable {
+    fn drop(&mut self) {
+        for (_, e) in std::mem::take(&mut self.fds) {
+            release_posix_locks(&e.desc, self.owner);
+        }
+    }
+}
+
+/// Releases `owner`'s POSIX locks on the file of `desc`, if it is a regular file.
+fn release_posix_locks(desc: &Description, owner: Pid) {
+    let d = desc.borrow();
+    if let FileKind::Regular { data, .. } = &d.kind {
+        data.borrow_mut().locks.release(LockOwner::Process(owner));
+    }
 }
 
 impl FdTable {
-    pub fn with_stdio() -> FdTable {
-        let mut t = FdTable::default();
+    /// An empty table of process `owner`.
+    pub fn new(owner: Pid) -> FdTable {
+        FdTable {
+            fds: BTreeMap::new(),
+            owner,
+        }
+    }
+
+    /// The first process's table: stdin, stdout and stderr.
+    pub fn with_stdio(owner: Pid) -> FdTable {
+        let mut t = FdTable::new(owner);
         t.fds.insert(
             0,
             FdEntry {
@@ -212,12 +252,16 @@ impl FdTable {
         if !(0..FDS_MAX).contains(&fd) {
             return Err(EBADF);
         }
-        self.fds.insert(fd, FdEntry { desc, cloexec });
+        if let Some(old) = self.fds.insert(fd, FdEntry { desc, cloexec }) {
+            release_posix_locks(&old.desc, self.owner);
+        }
         Ok(fd)
     }
 
     pub fn close(&mut self, fd: i32) -> Result<(), Errno> {
-        self.fds.remove(&fd).map(|_| ()).ok_or(EBADF)
+        let old = self.fds.remove(&fd).ok_or(EBADF)?;
+        release_posix_locks(&old.desc, self.owner);
+        Ok(())
     }
 
     /// Closes every descriptor in `first..=last`. Precondition: `first <= last` (the syscall checks it: Linux
@@ -229,7 +273,7 @@ impl FdTable {
         );
         let doomed: Vec<i32> = self.fds.range(first..=last).map(|(k, _)| *k).collect();
         for fd in doomed {
-            self.fds.remove(&fd);
+            let _ = self.close(fd);
         }
     }
 

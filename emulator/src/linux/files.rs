@@ -54,6 +54,9 @@ pub(super) struct SharedMap {
     pub offset: u64,
     /// The descriptor was open for writing, so stores through the mapping reach the file.
     pub writable: bool,
+    /// Where the file was opened: a file on a volume has its mapped stores written back to the volume's disk
+    /// (volume.rs `write_back_mapped`) at msync, fsync, munmap and exit.
+    pub path: super::vfs::GuestPath,
 }
 
 impl SharedMap {
@@ -220,6 +223,17 @@ impl<H: Host> LinuxMachine<H> {
             return;
         }
         let end = addr.saturating_add(len);
+        // Linux writes the dirty pages of a shared mapping back when it goes (munmap, a mapping over it).
+        let going: Vec<SharedMap> = self
+            .proc
+            .shared_maps
+            .iter()
+            .filter(|m| m.writable && m.start < end && addr < m.end())
+            .cloned()
+            .collect();
+        for m in going {
+            self.write_back_mapped(&m.path, &m.file);
+        }
         let mut kept = Vec::new();
         for m in self.proc.shared_maps.drain(..) {
             if m.end() <= addr || m.start >= end {
@@ -319,8 +333,52 @@ impl<H: Host> LinuxMachine<H> {
             }
             page += PAGE_SIZE as u64;
         }
-        // The stores already reached the files at this syscall's entry (`flush_shared_maps`).
+        // The stores already reached the files at this syscall's entry (`flush_shared_maps`); a file on a volume
+        // has them written back to its disk now, durable with MS_SYNC (the range's data, as sync_file_range
+        // with SYNC_FILE_RANGE_WAIT_AFTER).
+        let synced: Vec<(SharedMap, u64, u64)> = self
+            .proc
+            .shared_maps
+            .iter()
+            .filter(|m| m.writable && m.start < end && addr < m.end())
+            .map(|m| {
+                let (a, b) = (addr.max(m.start), end.min(m.end()));
+                (m.clone(), m.offset + (a - m.start), b - a)
+            })
+            .collect();
+        for (m, offset, len_bytes) in synced {
+            self.write_back_mapped(&m.path, &m.file);
+            if flags & MS_SYNC != 0 {
+                self.volume_data_op(&m.path, &m.file, |file| IoOp::SyncRange {
+                    file,
+                    offset,
+                    len_bytes,
+                });
+            }
+        }
         Ok(0)
+    }
+
+    /// Writes back every writable shared mapping of the process whose file is `data` (before an fsync of it).
+    pub(super) fn write_back_maps_of(&mut self, data: &SharedFile) {
+        let maps: Vec<SharedMap> = self
+            .proc
+            .shared_maps
+            .iter()
+            .filter(|m| m.writable && Shared::as_ptr(&m.file) == Shared::as_ptr(data))
+            .cloned()
+            .collect();
+        for m in maps {
+            self.write_back_mapped(&m.path, &m.file);
+        }
+    }
+
+    /// Writes back every writable shared mapping of the process (exit, execve).
+    pub(super) fn write_back_all_maps(&mut self) {
+        let maps: Vec<SharedMap> = self.proc.shared_maps.to_vec();
+        for m in maps.iter().filter(|m| m.writable) {
+            self.write_back_mapped(&m.path, &m.file);
+        }
     }
 
     // ---------------------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ pub mod ids;
 mod inspect;
 mod kernel;
 pub mod linkmap;
+pub mod locks;
 pub mod mapnames;
 mod net;
 pub mod procfs;
@@ -64,7 +65,7 @@ use std::collections::BTreeMap;
 pub use task::ThreadSignals;
 use task::{Process, Thread};
 use vfs::{Mount, Vfs};
-pub use volume::VolumeError;
+pub use volume::{read_volume, VolumeError};
 
 /// 2024-01-01T00:00:00Z, the default guest epoch.
 pub const EPOCH_NS_DEFAULT: u64 = 1_704_067_200 * 1_000_000_000;
@@ -82,7 +83,8 @@ pub struct LinuxConfig {
     pub argv: Vec<Vec<u8>>,
     pub envp: Vec<Vec<u8>>,
     pub mounts: Vec<Mount>,
-    /// Writable volumes (storage/): read from the host at the start, then the guest's own.
+    /// Writable volumes (storage/): read from the host at the start (or installed from the content a spec
+    /// carries), then the guest's own.
     pub volumes: Vec<crate::storage::VolumeSpec>,
     /// An unknown syscall ends the run (as SIGSYS) instead of returning -ENOSYS.
     pub strict: bool,

@@ -209,6 +209,7 @@ impl CloneMap {
             attrs: data.attrs,
             nlink: data.nlink,
             host: data.host,
+            locks: data.locks.clone(),
         });
         self.files.insert(key, c.clone());
         c
@@ -261,6 +262,7 @@ impl CloneMap {
             kind,
             offset: open.offset,
             flags: open.flags,
+            lock_id: open.lock_id,
         });
         self.descriptions.insert(key, c.clone());
         c
@@ -290,7 +292,7 @@ impl CloneMap {
     }
 
     fn fd_table(&mut self, t: &FdTable) -> FdTable {
-        let mut out = FdTable::default();
+        let mut out = FdTable::new(t.owner);
         for (&fd, e) in &t.fds {
             out.fds.insert(
                 fd,

@@ -102,7 +102,7 @@ impl Process {
             ppid,
             pgid: ppid,
             sid: ppid,
-            fds: FdTable::with_stdio(),
+            fds: FdTable::with_stdio(pid),
             cwd,
             umask: 0o022,
             brk_start,
@@ -179,6 +179,9 @@ pub struct Thread {
     pub pending_info: BTreeMap<i32, SigInfo>,
     /// rt_sigsuspend: the mask to restore when the handler returns (the frame saves it).
     pub saved_mask: Option<u64>,
+    /// The process holding the POSIX lock this thread's F_SETLKW last waited for (deadlock detection follows
+    /// these; meaningful only while the thread is blocked in that fcntl).
+    pub lock_blocker: Option<Pid>,
 }
 
 impl Thread {
@@ -195,6 +198,7 @@ impl Thread {
             restart: None,
             pending_info: BTreeMap::new(),
             saved_mask: None,
+            lock_blocker: None,
         }
     }
 }

@@ -330,6 +330,8 @@ pub struct FileData {
     /// The host's metadata when these are the contents of a mounted file opened without copying it up: such a
     /// file is read-only, and stat shows the host's answer. None for an overlay file.
     pub host: Option<HostMetadata>,
+    /// The advisory locks the guest's processes and descriptions hold on it (locks.rs).
+    pub locks: super::locks::FileLocks,
 }
 
 impl FileData {
@@ -340,6 +342,7 @@ impl FileData {
             attrs,
             nlink: 1,
             host: None,
+            locks: Default::default(),
         }
     }
 }
@@ -1303,6 +1306,7 @@ impl Vfs {
                 },
                 nlink: 1,
                 host: Some(*md),
+                locks: Default::default(),
             })),
             Node::Dir(_) => Err(EISDIR),
             _ => Err(EINVAL),
@@ -1326,6 +1330,7 @@ impl Vfs {
                     attrs: Attrs::of_host(md, || self.legacy_attrs(path, md.mode)),
                     nlink: 1,
                     host: None,
+                    locks: Default::default(),
                 });
                 self.put_file(path, f.clone());
                 Ok(f)

@@ -2,8 +2,10 @@
 //! machine starts, the I/O filter that reports each completed operation on a volume to its disk model and to the
 //! machine's observer, and the volume as the guest sees it (for `--export` and the CDP oracle).
 //!
-//! Invariants: a volume is read from the host once, in sorted order, through `Host` only (a recording host logs
-//! it, a replaying one answers it); the guest then sees only the overlay, never the host directory again.
+//! Invariants: a volume is read from the host once, in sorted order, through `Host` only (`read_volume`), or
+//! installed from the content its spec carries (a recording reads it before the run and keeps it in the trace's
+//! volume chunks; a replay installs it from there), the same way in both cases; the guest then sees only the
+//! overlay, never the host directory again.
 //! Every operation reported completed is one the guest's syscall has made visible, reported before the syscall
 //! returns, in the order the guest made them.
 //!
@@ -14,8 +16,8 @@ use super::vfs::{Attrs, FileData, GuestPath, Node, Origin, SharedFile};
 use super::{Host, LinuxMachine};
 use crate::shared::Shared;
 use crate::storage::{
-    CompletedIo, Disk, Entry, FileImage, IoObserver, IoOp, VolumeImage, VolumeSpec,
-    MARK_NAME_BYTES_MAX, VOLUME_ENTRIES_MAX,
+    CompletedIo, ContentEntry, ContentNode, Disk, Entry, FileImage, IoObserver, IoOp,
+    VolumeContent, VolumeImage, VolumeSpec, MARK_NAME_BYTES_MAX, VOLUME_ENTRIES_MAX,
 };
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -28,10 +30,9 @@ pub struct VolumeError {
     pub reason: String,
 }
 
-/// One directory still to read while filling a volume: its host path, guest path and relative path.
+/// One directory still to read: its host path and its path relative to the volume.
 struct Pending {
     host: PathBuf,
-    guest: GuestPath,
     rel: Vec<u8>,
 }
 
@@ -42,28 +43,110 @@ fn rel_child(rel: &[u8], name: &[u8]) -> Vec<u8> {
     [rel, b"/", name].concat()
 }
 
+/// Reads the tree of the host directory `spec.host` through `host`, breadth first with the names of each
+/// directory sorted: the order in which the machine installs it (and assigns inode numbers).
+pub fn read_volume<H: Host>(host: &mut H, spec: &VolumeSpec) -> Result<VolumeContent, VolumeError> {
+    let fail = |reason: String| VolumeError {
+        host: spec.host.display().to_string(),
+        reason,
+    };
+    let root_md = host
+        .metadata(&spec.host)
+        .map_err(|e| fail(format!("cannot be read ({e:?})")))?;
+    if root_md.kind != HostKind::Dir {
+        return Err(fail("not a directory".into()));
+    }
+    let mut content = VolumeContent {
+        root_mode: root_md.mode & 0o7777,
+        entries: Vec::new(),
+    };
+    let mut queue = std::collections::VecDeque::from([Pending {
+        host: spec.host.clone(),
+        rel: Vec::new(),
+    }]);
+    while let Some(dir) = queue.pop_front() {
+        let mut names = host
+            .read_dir(&dir.host)
+            .map_err(|e| fail(format!("{}: cannot list ({e:?})", dir.host.display())))?;
+        names.sort();
+        for name in names {
+            if content.entries.len() >= VOLUME_ENTRIES_MAX {
+                return Err(fail(format!(
+                    "more than {VOLUME_ENTRIES_MAX} entries; give the guest a smaller tree"
+                )));
+            }
+            let path = dir.host.join(std::ffi::OsStr::from_bytes(&name));
+            let rel = rel_child(&dir.rel, &name);
+            let read_err = |e| fail(format!("{}: cannot be read ({e:?})", path.display()));
+            let md = host.metadata(&path).map_err(read_err)?;
+            let node = match md.kind {
+                HostKind::File => ContentNode::File(host.read_file(&path).map_err(read_err)?),
+                HostKind::Dir => {
+                    queue.push_back(Pending {
+                        host: path.clone(),
+                        rel: rel.clone(),
+                    });
+                    ContentNode::Dir
+                }
+                HostKind::Symlink => ContentNode::Symlink(host.read_link(&path).map_err(read_err)?),
+                // Devices, sockets and FIFOs are not data a volume keeps.
+                HostKind::Other => continue,
+            };
+            content.entries.push(ContentEntry {
+                path: rel,
+                mode: md.mode & 0o7777,
+                node,
+            });
+        }
+    }
+    Ok(content)
+}
+
+/// The runs of whole pages where `now` differs from `seen` (and `now`'s bytes past `seen`'s end): (file offset,
+/// the bytes of `now` there).
+fn differing_runs(seen: &[u8], now: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    const PAGE: usize = crate::memory::PAGE_SIZE;
+    let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut run_start: Option<usize> = None;
+    let mut at = 0;
+    while at < now.len() {
+        let end = (at + PAGE).min(now.len());
+        let differs = seen.get(at..end) != Some(&now[at..end]);
+        match (differs, run_start) {
+            (true, None) => run_start = Some(at),
+            (false, Some(s)) => {
+                runs.push((s as u64, now[s..at].to_vec()));
+                run_start = None;
+            }
+            _ => {}
+        }
+        at = end;
+    }
+    if let Some(s) = run_start {
+        runs.push((s as u64, now[s..].to_vec()));
+    }
+    runs
+}
+
 impl<H: Host> LinuxMachine<H> {
-    /// Reads every volume of the configuration from the host into the overlay, each with a disk whose durable
-    /// content is what was read.
+    /// Installs every volume of the configuration in the overlay, each with a disk whose durable content is its
+    /// initial content: the one the configuration carries (a recording's, a trace's), else read from the host.
     pub(super) fn mount_volumes(&mut self) -> Result<(), VolumeError> {
         for spec in self.config.volumes.clone() {
-            let fail = |reason: String| VolumeError {
+            let content = match &spec.content {
+                Some(c) => c.clone(),
+                None => std::sync::Arc::new(read_volume(&mut self.host, &spec)?),
+            };
+            content.check().map_err(|reason| VolumeError {
                 host: spec.host.display().to_string(),
                 reason,
-            };
-            let root_md = self
-                .host
-                .metadata(&spec.host)
-                .map_err(|e| fail(format!("cannot be read ({e:?})")))?;
-            if root_md.kind != HostKind::Dir {
-                return Err(fail("not a directory".into()));
-            }
+            })?;
             let root = self
                 .vfs
                 .add_volume(&spec.guest, Disk::new(VolumeImage::default()));
-            let attrs = self.vfs.new_attrs(root_md.mode & 0o7777, self.now());
+            let attrs = self.vfs.new_attrs(content.root_mode, self.now());
             self.vfs.make_dir(&root, attrs);
-            let image = self.fill_volume(&spec, &root, attrs.mode).map_err(fail)?;
+            let image = self.install_volume(&content, &root, attrs.mode);
             if let Some(v) = self.vfs.volumes.last_mut() {
                 v.disk = Disk::new(image);
             }
@@ -71,75 +154,54 @@ impl<H: Host> LinuxMachine<H> {
         Ok(())
     }
 
-    /// Reads a volume's tree breadth-first in sorted order, putting each node into the overlay and the image.
-    fn fill_volume(
+    /// Puts a volume's checked content into the overlay under `root`, in its order, and returns it as an image.
+    fn install_volume(
         &mut self,
-        spec: &VolumeSpec,
+        content: &VolumeContent,
         root: &GuestPath,
         root_mode: u32,
-    ) -> Result<VolumeImage, String> {
+    ) -> VolumeImage {
         let now = self.now();
         let mut image = VolumeImage::new(root_mode);
-        let mut queue = std::collections::VecDeque::from([Pending {
-            host: spec.host.clone(),
-            guest: root.clone(),
-            rel: Vec::new(),
-        }]);
-        while let Some(dir) = queue.pop_front() {
-            let mut names = self
-                .host
-                .read_dir(&dir.host)
-                .map_err(|e| format!("{}: cannot list ({e:?})", dir.host.display()))?;
-            names.sort();
-            for name in names {
-                if image.names.len() >= VOLUME_ENTRIES_MAX {
-                    return Err(format!(
-                        "more than {VOLUME_ENTRIES_MAX} entries; give the guest a smaller tree"
-                    ));
+        for e in &content.entries {
+            let guest = e
+                .path
+                .split(|&b| b == b'/')
+                .fold(root.clone(), |dir, name| self.vfs.child(&dir, name));
+            let attrs = self.vfs.new_attrs(e.mode, now);
+            match &e.node {
+                ContentNode::File(bytes) => {
+                    let file = FileData {
+                        bytes: bytes.clone(),
+                        attrs,
+                        nlink: 1,
+                        host: None,
+                        locks: Default::default(),
+                    };
+                    self.vfs.put_file(&guest, Shared::new(file));
+                    let file = FileImage {
+                        bytes: bytes.clone(),
+                        mode: attrs.mode,
+                    };
+                    image.files.insert(attrs.ino, file);
+                    image.names.insert(e.path.clone(), Entry::File(attrs.ino));
                 }
-                let host = dir.host.join(std::ffi::OsStr::from_bytes(&name));
-                let guest = self.vfs.child(&dir.guest, &name);
-                let rel = rel_child(&dir.rel, &name);
-                let read_err = |e| format!("{}: cannot be read ({e:?})", host.display());
-                let md = self.host.metadata(&host).map_err(read_err)?;
-                let attrs = self.vfs.new_attrs(md.mode & 0o7777, now);
-                match md.kind {
-                    HostKind::File => {
-                        let bytes = self.host.read_file(&host).map_err(read_err)?;
-                        let file = FileData {
-                            bytes: bytes.clone(),
-                            attrs,
-                            nlink: 1,
-                            host: None,
-                        };
-                        self.vfs.put_file(&guest, Shared::new(file));
-                        image.files.insert(
-                            attrs.ino,
-                            FileImage {
-                                bytes,
-                                mode: attrs.mode,
-                            },
-                        );
-                        image.names.insert(rel, Entry::File(attrs.ino));
-                    }
-                    HostKind::Dir => {
-                        self.vfs.make_dir(&guest, attrs);
-                        image
-                            .names
-                            .insert(rel.clone(), Entry::Dir { mode: attrs.mode });
-                        queue.push_back(Pending { host, guest, rel });
-                    }
-                    HostKind::Symlink => {
-                        let target = self.host.read_link(&host).map_err(read_err)?;
-                        self.vfs.make_symlink(&guest, target.clone(), attrs);
-                        image.names.insert(rel, Entry::Symlink { target });
-                    }
-                    // Devices, sockets and FIFOs are not data a volume keeps.
-                    HostKind::Other => {}
+                ContentNode::Dir => {
+                    self.vfs.make_dir(&guest, attrs);
+                    image
+                        .names
+                        .insert(e.path.clone(), Entry::Dir { mode: attrs.mode });
+                }
+                ContentNode::Symlink(target) => {
+                    self.vfs.make_symlink(&guest, target.clone(), attrs);
+                    let target = target.clone();
+                    image
+                        .names
+                        .insert(e.path.clone(), Entry::Symlink { target });
                 }
             }
         }
-        Ok(image)
+        image
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -213,6 +275,40 @@ impl<H: Host> LinuxMachine<H> {
         }
     }
 
+    /// Writes back the stores made through shared mappings of the volume file `data` (opened at `path`) that
+    /// the disk model has not seen: the byte runs (whole pages) where the file differs from the disk's view of
+    /// it are reported as completed writes, as Linux's writeback of dirty shared pages completes them (msync,
+    /// fsync, munmap, exit). Every other change of a volume file reaches the disk as it completes, so the
+    /// difference is exactly the mapped stores.
+    pub(super) fn write_back_mapped(&mut self, path: &GuestPath, data: &SharedFile) {
+        let Some((volume, _)) = self.vfs.volume_of(path) else {
+            return;
+        };
+        let (ino, now) = {
+            let f = data.borrow();
+            (f.attrs.ino, f.bytes.clone())
+        };
+        let seen = self
+            .vfs
+            .volumes
+            .get(volume as usize)
+            .and_then(|v| v.disk.cached().files.get(&ino).map(|f| f.bytes.clone()));
+        let Some(seen) = seen else {
+            return;
+        };
+        for (offset, bytes) in differing_runs(&seen, &now) {
+            self.io_completed(
+                volume,
+                IoOp::Write {
+                    file: ino,
+                    offset,
+                    data: bytes,
+                    durable: false,
+                },
+            );
+        }
+    }
+
     /// EXDEV unless `a` and `b` are on the same volume or both on none: a volume is a file system of its own.
     pub(super) fn same_volume(
         &self,
@@ -244,6 +340,7 @@ impl<H: Host> LinuxMachine<H> {
             super::fd::FileKind::Regular { data, path } => {
                 let (data, path) = (data.clone(), path.clone());
                 drop(d);
+                self.write_back_maps_of(&data);
                 self.volume_data_op(&path, &data, |file| IoOp::SyncFile { file, data_only });
             }
             super::fd::FileKind::Dir { path } => {
@@ -392,6 +489,7 @@ mod tests {
             volumes: vec![VolumeSpec {
                 host: "/h".into(),
                 guest: vec![b"vol".to_vec()],
+                content: None,
             }],
             ..LinuxConfig::default()
         };
@@ -429,6 +527,25 @@ mod tests {
                 assert_eq!(m.volume_disk(0).unwrap().durable().tree(), seen);
             }
         }
+    }
+
+    /// Stores through shared mappings reach the disk model as written-back writes: after the run (msync,
+    /// munmap, and a mapping left to exit) the disk's view is the guest's, the mapped stores included.
+    #[test]
+    fn mapped_stores_are_written_back_to_the_disk() {
+        let mut m = machine(&["/vol", "mmap"]);
+        assert_eq!(m.run(u64::MAX), Progress::Finished);
+        assert!(
+            m.host.stdout.ends_with(b"done\n"),
+            "{}",
+            String::from_utf8_lossy(&m.host.stdout)
+        );
+        let seen = m.volume_image(0).tree();
+        assert!(matches!(
+            seen.get(&b"keep.txt"[..]),
+            Some(TreeNode::File { bytes, .. }) if bytes.starts_with(b"KEEP")
+        ));
+        assert_eq!(m.volume_disk(0).unwrap().cached().tree(), seen);
     }
 
     /// Before its fsync a file's data is in the page cache only; before the fsync of its directory its name is.

@@ -21,9 +21,11 @@
 //!
 //! It must not: do IO. The observer does what it likes with what it is given, outside the emulator.
 
+pub mod content;
 pub mod disk;
 pub mod image;
 
+pub use content::{ContentEntry, ContentNode, VolumeContent};
 pub use disk::Disk;
 pub use image::{Entry, FileImage, TreeNode, VolumeImage};
 
@@ -157,6 +159,9 @@ pub struct VolumeSpec {
     pub host: std::path::PathBuf,
     /// The guest path's components.
     pub guest: Vec<Vec<u8>>,
+    /// The initial content, when it was read already (by a recording, before the run) or comes from a trace:
+    /// the machine installs it and asks the host nothing. None: the machine reads `host` through `Host`.
+    pub content: Option<std::sync::Arc<VolumeContent>>,
 }
 
 /// Most entries (files, directories, links) a volume holds when it is read from the host: a named limit, so a

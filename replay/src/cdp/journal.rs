@@ -283,6 +283,155 @@ pub fn read_from(mut input: impl Read, name: &str) -> Result<Journal, JournalErr
     })
 }
 
+/// Where `tandem cdp mark` puts a mark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkAt {
+    /// After every operation whose syscall was at or before this instruction count.
+    Icount(u64),
+    /// After every operation completed at or before this guest time (nanoseconds since 1970).
+    TimeNs(u64),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MarkError {
+    #[error(transparent)]
+    Read(#[from] JournalError),
+    #[error("{path}: damaged at {damage}; a mark is added only to a valid journal (restore what it holds first)")]
+    Damaged { path: String, damage: Damage },
+    #[error("mark name {0:?}: give 1 to {MARK_NAME_BYTES_MAX} bytes, no NUL and no newline")]
+    BadName(String),
+    #[error("{path}: cannot be rewritten: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+use tandem_emulator::storage::MARK_NAME_BYTES_MAX;
+
+/// The records of `journal` with a mark named `name` added at `at`: in completion order, after the operations
+/// at or before the point (a point before the bases' is folded into them, as compaction folds marks). The mark
+/// takes the sequence number of its place; the operations after it move up by one, so numbers stay unique and
+/// in order. Returns the records and where the mark went (its point; None: folded into the bases).
+pub fn with_mark(records: &[Record], name: &[u8], at: MarkAt) -> (Vec<Record>, Option<Point>) {
+    let reached = |p: &Point| match at {
+        MarkAt::Icount(n) => p.icount <= n,
+        MarkAt::TimeNs(t) => p.time_ns <= t,
+    };
+    let bases_after = records.iter().any(|r| match r {
+        Record::Base { at: base, .. } => base.icount > 0 && !reached(base),
+        _ => false,
+    });
+    let mut out: Vec<Record> = records.to_vec();
+    if bases_after {
+        for r in &mut out {
+            if let Record::Base { marks, .. } = r {
+                marks.push(name.to_vec());
+            }
+        }
+        return (out, None);
+    }
+    // The place: after the last operation the point reached (operations are in completion order).
+    let bases_end = out
+        .iter()
+        .rposition(|r| matches!(r, Record::Base { .. }))
+        .map_or(0, |i| i + 1);
+    let mut place = bases_end;
+    let mut last = out[..bases_end]
+        .iter()
+        .fold(Point::default(), |l, r| match r {
+            Record::Base { at: p, .. } => Point {
+                icount: l.icount.max(p.icount),
+                time_ns: l.time_ns.max(p.time_ns),
+            },
+            _ => l,
+        });
+    for (i, r) in out.iter().enumerate().skip(bases_end) {
+        match r {
+            Record::Op { at: p, .. } if reached(p) => {
+                place = i + 1;
+                last = *p;
+            }
+            _ => break,
+        }
+    }
+    // It takes the number of the operation it comes before (or the next one after the last).
+    let seq_of = |r: &Record| match r {
+        Record::Op { seq, .. } => Some(*seq),
+        _ => None,
+    };
+    let seq = match out[place..].iter().find_map(seq_of) {
+        Some(s) => s,
+        None => out.iter().rev().find_map(seq_of).map_or(0, |s| s + 1),
+    };
+    let point = match at {
+        MarkAt::Icount(n) => Point {
+            icount: n,
+            time_ns: last.time_ns,
+        },
+        MarkAt::TimeNs(t) => Point {
+            icount: last.icount,
+            time_ns: t,
+        },
+    };
+    for r in &mut out[place..] {
+        if let Record::Op { seq: s, .. } = r {
+            *s += 1;
+        }
+    }
+    let mark = Record::Op {
+        seq,
+        at: point,
+        tid: 0,
+        volume: 0,
+        op: IoOp::Mark {
+            name: name.to_vec(),
+        },
+    };
+    out.insert(place, mark);
+    (out, Some(point))
+}
+
+/// `tandem cdp mark`: adds a mark to the journal at `path`, rewriting it beside itself and renaming it over the
+/// original, so the journal is whole and checksummed whatever happens. Refuses a damaged journal.
+pub fn add_mark(path: &Path, name: &[u8], at: MarkAt) -> Result<Option<Point>, MarkError> {
+    if name.is_empty()
+        || name.len() > MARK_NAME_BYTES_MAX
+        || name.contains(&0)
+        || name.contains(&b'\n')
+    {
+        return Err(MarkError::BadName(
+            String::from_utf8_lossy(name).into_owned(),
+        ));
+    }
+    let display = path.display().to_string();
+    let journal = read_journal(path)?;
+    if let Some(damage) = journal.damage {
+        return Err(MarkError::Damaged {
+            path: display,
+            damage,
+        });
+    }
+    let (records, point) = with_mark(&journal.records, name, at);
+    let mut bytes = preamble();
+    for r in &records {
+        bytes.extend_from_slice(&frame(r));
+    }
+    let mut partial = path.as_os_str().to_os_string();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let write = |source| MarkError::Write {
+        path: display.clone(),
+        source,
+    };
+    std::fs::write(&partial, &bytes).map_err(write)?;
+    std::fs::File::open(&partial)
+        .and_then(|f| f.sync_all())
+        .map_err(write)?;
+    std::fs::rename(&partial, path).map_err(write)?;
+    Ok(point)
+}
+
 /// How a journal is kept.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Retention {

@@ -11,7 +11,9 @@
 pub mod journal;
 pub mod restore;
 
-pub use journal::{read_journal, Journal, JournalWriter, Record, Retention};
+pub use journal::{
+    add_mark, read_journal, with_mark, Journal, JournalWriter, MarkAt, Record, Retention,
+};
 pub use restore::{materialize, restore, At, Restored};
 
 use tandem_emulator::storage::IoOp;

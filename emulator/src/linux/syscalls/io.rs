@@ -358,9 +358,6 @@ impl<H: Host> LinuxMachine<H> {
         const F_SETFD: u32 = 2;
         const F_GETFL: u32 = 3;
         const F_SETFL: u32 = 4;
-        const F_GETLK: u32 = 5;
-        const F_SETLK: u32 = 6;
-        const F_SETLKW: u32 = 7;
         const F_DUPFD_CLOEXEC: u32 = 1030;
         match cmd {
             F_DUPFD => self.sys_dup(fd, arg as i32, Some(false)),
@@ -377,24 +374,8 @@ impl<H: Host> LinuxMachine<H> {
                 d.flags = (d.flags & O_ACCMODE) | (arg as u32 & (O_APPEND | O_NONBLOCK));
                 Ok(0)
             }
-            // Every lock is granted: locks between the guest's processes are not modelled.
-            F_SETLK | F_SETLKW => self.proc.fds.get(fd).map(|_| 0),
-            // fcntl(2): with no conflicting lock, F_GETLK sets l_type to F_UNLCK and leaves the rest. Without
-            // the answer the caller's own l_type stays, and SQLite, for one, takes it for another process's lock
-            // and leaves a hot journal unrolled.
-            F_GETLK => {
-                const F_RDLCK: u16 = 0;
-                const F_WRLCK: u16 = 1;
-                const F_UNLCK: u16 = 2;
-                self.proc.fds.get(fd)?;
-                let l_type = self.read_mem(arg, 2)?;
-                match u16::from_le_bytes([l_type[0], l_type[1]]) {
-                    F_RDLCK | F_WRLCK | F_UNLCK => {}
-                    _ => return Err(EINVAL),
-                }
-                self.write_mem(arg, &F_UNLCK.to_le_bytes())?;
-                Ok(0)
-            }
+            // Record locks, POSIX and OFD (locks.rs).
+            cmd if super::locks::is_lock_command(cmd) => self.sys_fcntl_lock(fd, cmd, arg),
             _ => Err(EINVAL),
         }
     }

@@ -103,7 +103,7 @@ impl<H: Host> LinuxMachine<H> {
         }
         let desc = self.proc.fds.get(fd)?;
         let mut shared = None;
-        let mut name = None;
+        let mut name: Option<(vfs::GuestPath, crate::linux::vfs::SharedFile)> = None;
         let bytes = match &desc.borrow().kind {
             FileKind::Regular { data, path } => {
                 name = Some((path.clone(), data.clone()));
@@ -132,6 +132,7 @@ impl<H: Host> LinuxMachine<H> {
             .map_file_bytes(target, len, &bytes, perms)
             .map_err(|_| ENOMEM)?;
         self.forget_shared_maps(target, len);
+        let path = name.as_ref().map(|(p, _)| p.clone());
         match name {
             Some((path, data)) => {
                 // What fstat of the descriptor shows (also for a file unlinked since it was opened).
@@ -148,13 +149,14 @@ impl<H: Host> LinuxMachine<H> {
             None => self.proc.map_names.forget(target, target + len),
         }
         // Shared: stores reach the file and file changes reach the pages (files.rs).
-        if let Some((file, writable)) = shared {
+        if let (Some((file, writable)), Some(path)) = (shared, path) {
             self.proc.shared_maps.push(crate::linux::files::SharedMap {
                 start: target,
                 len,
                 file,
                 offset,
                 writable,
+                path,
             });
         }
         Ok(target)

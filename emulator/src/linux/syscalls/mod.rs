@@ -22,6 +22,7 @@
 //!   block.
 
 mod io;
+mod locks;
 mod memory;
 mod paths;
 pub(super) mod processes;
@@ -448,6 +449,7 @@ impl<H: Host> LinuxMachine<H> {
             39 => Ok(self.proc.pid.0 as u64),
             63 => self.sys_uname(a[0]),
             72 => self.sys_fcntl(fd0, a[1] as u32, a[2]),
+            73 => self.sys_flock(fd0, a[1] as u32),
             74 => self.sys_fsync(fd0, false),
             75 => self.sys_fsync(fd0, true),
             162 => self.sys_sync(None),

@@ -299,7 +299,7 @@ impl<H: Host> LinuxMachine<H> {
             },
             pgid: p.pgid,
             sid: p.sid,
-            fds: p.fds.fork_copy(),
+            fds: p.fds.fork_copy(pid),
             cwd: p.cwd.clone(),
             umask: p.umask,
             brk_start: p.brk_start,
@@ -777,6 +777,7 @@ impl<H: Host> LinuxMachine<H> {
         self.proc.space = self.space_next;
         self.space_next += 1;
         self.release_vfork_parent();
+        self.write_back_all_maps();
         let p = &mut self.proc;
         p.brk_start = loaded.brk_start;
         p.brk_current = loaded.brk_start;
@@ -834,14 +835,25 @@ impl<H: Host> LinuxMachine<H> {
 
 impl FdTable {
     /// The child's table after fork: the same open file descriptions, shared (offsets and status flags).
-    pub fn fork_copy(&self) -> FdTable {
+    /// The child's table after fork: the same open file descriptions, shared (offsets and status flags); the
+    /// child holds none of its parent's POSIX locks.
+    pub fn fork_copy(&self, child: Pid) -> FdTable {
         FdTable {
             fds: self.fds.clone(),
+            owner: child,
         }
     }
 
     /// Closes every close-on-exec descriptor (execve).
     pub fn close_on_exec(&mut self) {
-        self.fds.retain(|_, e| !e.cloexec);
+        let doomed: Vec<i32> = self
+            .fds
+            .iter()
+            .filter(|(_, e)| e.cloexec)
+            .map(|(fd, _)| *fd)
+            .collect();
+        for fd in doomed {
+            let _ = self.close(fd);
+        }
     }
 }

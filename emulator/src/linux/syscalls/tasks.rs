@@ -260,6 +260,10 @@ impl<H: Host> LinuxMachine<H> {
     /// The first process's end is the end of the run.
     pub(in crate::linux) fn end_process(&mut self, how: Termination) {
         let pid = self.proc.pid;
+        // Its shared mappings' dirty pages reach their files and are written back as the address space goes
+        // (a fatal signal may come between syscalls, after stores no syscall entry has copied yet).
+        self.flush_shared_maps();
+        self.write_back_all_maps();
         if pid == Pid(GUEST_PID) {
             self.keep_final_threads();
         }
@@ -277,7 +281,7 @@ impl<H: Host> LinuxMachine<H> {
         self.drop_running_thread();
         self.proc.exited = true;
         // Closing the descriptors now lets readers of its pipes see the end of file at once.
-        self.proc.fds = crate::linux::fd::FdTable::default();
+        self.proc.fds = crate::linux::fd::FdTable::new(pid);
         if pid == Pid(GUEST_PID) {
             self.terminate(how);
         } else {
