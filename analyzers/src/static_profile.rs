@@ -34,7 +34,9 @@ const STACK_ARGS: i64 = 8;
 
 const RSP: usize = 4;
 /// Rounds of the no-return analysis at most (each is a whole reachability pass; each is sound on its own).
-const NORETURN_ROUNDS_MAX: usize = 6;
+const NORETURN_ROUNDS_MAX: usize = 0;
+/// Whether a syscall of exit or exit_group ends its path (see the FIXME in `run_block`).
+const ENDS_THREAD_CUT: bool = false;
 /// exit(2) and exit_group(2): they never return.
 const SYS_EXIT: u64 = 60;
 const SYS_EXIT_GROUP: u64 = 231;
@@ -713,7 +715,11 @@ fn run_block(
             return Vec::new();
         }
         if insn.code() == Code::Syscall {
-            let ends_thread = matches!(state.regs[0], Val::Const(SYS_EXIT | SYS_EXIT_GROUP));
+            // FIXME: ending the path after exit/exit_group (and at calls of functions found never to return,
+            // NORETURN_ROUNDS_MAX > 0) lost popen-glibc's dup2 (recall 0.952 in corpus/bench-profile.sh):
+            // disabled until the unsound case is found.
+            let ends_thread =
+                ENDS_THREAD_CUT && matches!(state.regs[0], Val::Const(SYS_EXIT | SYS_EXIT_GROUP));
             on_syscall(&insn, &mut state, facts);
             if ends_thread {
                 // exit and exit_group never return (exit(2), exit_group(2)): what follows is not on this path.
