@@ -1,45 +1,120 @@
 #!/bin/sh
-# The profile scores table of BENCHMARKS.md (issue 16, part 1): each program is recorded once with no arguments
-# and stdin from /dev/null, then `tandem profile --from TRACE -- PROG` scores the static profile of the binary
-# against the syscalls the run entered. Prints one markdown row per program and the means. Reports, never asserts.
-# Traces are kept in TRACES (default /tmp/tandem-profile-traces) and reused when present (delete them after a
-# change that alters what runs do).
+# The profile scores table of BENCHMARKS.md (issue 16, part 1): the static profile of each program's binary
+# (`tandem profile -- PROG`) scored against two dynamic profiles:
+#   usage-only  the program recorded once with no arguments and stdin from /dev/null (most corpus programs then
+#               print a usage line or run their one fixed job)
+#   exercised   the union of that run and every run corpus/profile-runs.txt lists for the program (real
+#               arguments, inputs, mounts and volumes, as the tests use them)
+# Prints one markdown row per program and the means of both. Reports, never asserts. Traces are kept in TRACES
+# (default /tmp/tandem-profile-traces) and reused when present (delete them after a change that alters runs).
 # Usage: cargo build --release -p tandem && corpus/bench-profile.sh [PROGRAM...]
-#        (default: every program of corpus/bin, and the Debian busybox applets below)
+#        (default: every program of corpus/bin, and `busybox`, Debian's /bin/busybox with the applet runs listed)
 set -eu
 cd "$(dirname "$0")/.."
 tandem=${TANDEM:-./target/release/tandem}
 traces=${TRACES:-/tmp/tandem-profile-traces}
+runs=corpus/profile-runs.txt
 mkdir -p "$traces"
 if [ $# -eq 0 ]; then
-    set -- $(ls corpus/bin)
+    set -- $(ls corpus/bin) busybox
 fi
-echo '| program | static | observed | precision | recall | F1 | unresolved | missed |'
-echo '|---|---|---|---|---|---|---|---|'
-for p in "$@"; do
-    case $p in
-        */*) prog=$p ;;
-        *) prog=corpus/bin/$p ;;
-    esac
-    name=$(basename "$prog")
-    trace=$traces/$name.trace
-    if [ ! -s "$trace" ]; then
-        $tandem record --max-insns 2000000000 -o "$trace" -- "$prog" </dev/null >/dev/null 2>&1 || true
+tab=$(printf '\t')
+
+# A fresh scratch directory: the inputs the runs of profile-runs.txt name through @DIR.
+fill_scratch() {
+    rm -rf "$1"
+    mkdir -p "$1/data" "$1/vol/in"
+    printf 'first line\nsecond line\nthird line\n' >"$1/in.txt"
+    printf 'the readme\n' >"$1/data/readme"
+    printf 's3cr3t\n' >"$1/data/secret"
+    printf 'keep\n' >"$1/vol/keep.txt"
+    printf 'old\n' >"$1/vol/old.txt"
+    printf '0123456789' >"$1/vol/in/data.bin"
+}
+
+# record TRACE PROGRAM OPTIONS ARGUMENTS STDIN: one run, unless its trace is there already.
+record() {
+    [ -s "$1" ] && return 0
+    scratch=$traces/scratch
+    fill_scratch "$scratch"
+    options=$(printf '%s' "$3" | sed "s|@DIR|$scratch|g")
+    arguments=$(printf '%s' "$4" | sed "s|@DIR|$scratch|g")
+    # shellcheck disable=SC2086 # options and arguments are split at spaces on purpose (see profile-runs.txt)
+    if [ -n "$5" ]; then
+        printf '%b' "$5" | $tandem record --max-insns 2000000000 $options -o "$1" -- "$2" $arguments \
+            >/dev/null 2>&1 || true
+    else
+        $tandem record --max-insns 2000000000 $options -o "$1" -- "$2" $arguments </dev/null \
+            >/dev/null 2>&1 || true
     fi
-    if [ ! -s "$trace" ]; then
-        echo "| $name | (no trace) | | | | | | |"
-        continue
-    fi
-    out=$($tandem profile --from "$trace" -- "$prog" 2>"$traces/$name.err") || {
-        echo "| $name | (error: $(head -1 "$traces/$name.err")) | | | | | | |"
-        continue
-    }
-    echo "$out" | awk -v name="$name" '
+}
+
+# score PROGRAM TRACE...: the `# static`, `# compared` and `# missed` lines as "static unresolved observed
+# precision recall F1 missed".
+score() {
+    prog=$1
+    shift
+    $tandem profile --from "$@" -- "$prog" 2>/dev/null | awk '
         /^# static profile/ { for (i = 1; i <= NF; i++) { if ($i == "syscalls") st = $(i - 1); if ($i == "unresolved)") un = $(i - 1) } }
         /^# compared/ { for (i = 1; i <= NF; i++) { if ($i == "observed,") ob = $(i - 1); if ($i == "precision") p = $(i + 1); if ($i == "recall") r = $(i + 1); if ($i == "F1") f = $(i + 1) } }
         /^# missed:/ { sub(/^# missed: /, ""); m = $0 }
-        END { printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", name, st, ob, p, r, f, un, m }'
+        END { if (st != "") printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st, un, ob, p, r, f, m }'
+}
+
+echo '| program | static | runs | observed: usage-only | F1 | observed: exercised | precision | recall | F1 | unresolved | missed (exercised) |'
+echo '|---|---|---|---|---|---|---|---|---|---|---|'
+for p in "$@"; do
+    case $p in
+        busybox) prog=/bin/busybox ;;
+        */*) prog=$p ;;
+        *) prog=corpus/bin/$p ;;
+    esac
+    name=$(basename "$p")
+    usage=$traces/$name.0.trace
+    if [ "$name" = busybox ]; then
+        record "$usage" "$prog" "" "--help" ""
+    else
+        record "$usage" "$prog" "" "" ""
+    fi
+    set -- "$usage"
+    n=0
+    # The program's lines of the runs table, fields separated by tabs, spaces around them trimmed.
+    lines=$(awk -F'|' -v name="$name" '
+        /^#/ || NF < 4 { next }
+        { for (i = 1; i <= 4; i++) gsub(/^[ \t]+|[ \t]+$/, "", $i) }
+        $1 == name { printf "%s\t%s\t%s\n", ($2 == "" ? "-" : $2), ($3 == "" ? "-" : $3), ($4 == "" ? "-" : $4) }' "$runs")
+    if [ -n "$lines" ]; then
+        while IFS="$tab" read -r options arguments stdin; do
+            n=$((n + 1))
+            [ "$options" = - ] && options=
+            [ "$arguments" = - ] && arguments=
+            [ "$stdin" = - ] && stdin=
+            record "$traces/$name.$n.trace" "$prog" "$options" "$arguments" "$stdin"
+        done <<LINES
+$lines
+LINES
+    fi
+    all=$usage
+    i=1
+    while [ $i -le $n ]; do
+        [ -s "$traces/$name.$i.trace" ] && all="$all $traces/$name.$i.trace"
+        i=$((i + 1))
+    done
+    if [ ! -s "$usage" ]; then
+        echo "| $name | (no trace) | | | | | | | | | |"
+        continue
+    fi
+    u=$(score "$prog" "$usage")
+    # shellcheck disable=SC2086 # the trace paths have no spaces
+    e=$(score "$prog" $all)
+    if [ -z "$u" ] || [ -z "$e" ]; then
+        echo "| $name | (error: $($tandem profile -- "$prog" 2>&1 >/dev/null | head -1)) | | | | | | | | | |"
+        continue
+    fi
+    runs_count=$(echo "$all" | wc -w)
+    printf '%s\t%s\n' "$u" "$e" | awk -F'\t' -v name="$name" -v runs="$runs_count" '
+        { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, $1, runs, $3, $6, $10, $11, $12, $13, $9, $14 }'
 done | tee "$traces/table.md"
-awk -F'|' '$4 ~ /[0-9]/ { n++; p += $5; r += $6; f += $7 }
-    END { if (n) printf "\n%d programs: mean precision %.3f, recall %.3f, F1 %.3f\n", n, p / n, r / n, f / n }' \
+awk -F'|' '$3 ~ /[0-9]/ { n++; fu += $6; p += $8; r += $9; f += $10 }
+    END { if (n) printf "\n%d programs: usage-only mean F1 %.3f; exercised mean precision %.3f, recall %.3f, F1 %.3f\n", n, fu / n, p / n, r / n, f / n }' \
     "$traces/table.md"

@@ -5,7 +5,8 @@ use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
 use tandem_analyzers::dynamic::DynamicProfile;
-use tandem_analyzers::profile_file::ProfileFile;
+use tandem_analyzers::profile_file::{Phase, ProfileFile, Rules};
+use tandem_analyzers::static_paths::StaticPaths;
 use tandem_analyzers::{score, seccomp, static_profile, syscall_name, SyscallSet};
 use tandem_scenarios::input::{read_input, InputKind};
 
@@ -47,6 +48,21 @@ pub struct ProfileArgs {
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
 
+    /// Also list, in the profile file (-o), the constant paths the program passes to the calls that name files
+    /// (open, stat, execve and their *at forms): `tandem run --profile` then denies a call that names another
+    /// path (EACCES, or the kill action), reported with the path. Paths the program computes (from its
+    /// arguments, a directory walk) cannot be known from the binary: add them to the file by hand (`path P`, or
+    /// `path DIR/*` for a prefix). Example: --paths -o service.profile
+    #[arg(long)]
+    paths: bool,
+
+    /// Split the static profile into two phases at the first time the program reaches this function: start-up
+    /// (the code that can run before it) and serving (the code that can run from it on). The profile file
+    /// holds both; `tandem run --profile` switches from the first to the second at that point. Example:
+    /// --phase-at serve_requests
+    #[arg(long, value_name = "SYMBOL", requires = "program")]
+    phase_at: Option<String>,
+
     /// Where a dynamically linked program's interpreter and libraries are found (as `tandem run --root`).
     /// Example: --root /srv/debian-chroot
     #[arg(long, value_name = "DIR", default_value = "/")]
@@ -67,6 +83,9 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<()> {
         );
     }
     let mut out = std::io::stdout().lock();
+    if let Some(symbol) = &args.phase_at {
+        return phases(&args, symbol, &mut out);
+    }
     let predicted = match args.program.first() {
         Some(program) => Some(static_side(program, &args.root, &mut out)?),
         None => None,
@@ -76,11 +95,11 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<()> {
     } else {
         Some(dynamic_side(&args.from, predicted.is_none(), &mut out)?)
     };
-    if let (Some(p), Some(o)) = (&predicted, &observed) {
+    if let (Some((p, _)), Some(o)) = (&predicted, &observed) {
         compare(p, o, &mut out)?;
     }
     let (set, origin) = match (&predicted, &observed, args.program.first()) {
-        (Some(p), _, Some(program)) => (p, format!("static profile of {}", program.display())),
+        (Some((p, _)), _, Some(program)) => (p, format!("static profile of {}", program.display())),
         (_, Some(o), _) => (
             o,
             format!("dynamic profile of {} trace(s)", args.from.len()),
@@ -92,9 +111,74 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write the seccomp profile {}", path.display()))?;
     }
     if let Some(path) = &args.output {
-        let file = ProfileFile {
-            syscalls: set.clone(),
-        };
+        let mut file = ProfileFile::of_syscalls(set.clone());
+        if args.paths {
+            let Some((_, paths)) = &predicted else {
+                anyhow::bail!("--paths needs a program: paths come from its static analysis");
+            };
+            file.rules.paths = Some(path_rules(paths));
+        }
+        std::fs::write(path, file.to_text(&origin))
+            .with_context(|| format!("cannot write the profile {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The profile file's path entries of a static profile's constant paths.
+fn path_rules(paths: &StaticPaths) -> std::collections::BTreeSet<Vec<u8>> {
+    paths.paths.iter().map(|p| p.as_bytes().to_vec()).collect()
+}
+
+/// `--phase-at SYMBOL`: the start-up and serving profiles, printed, and written as one two-phase profile file.
+fn phases(args: &ProfileArgs, symbol: &str, out: &mut impl Write) -> anyhow::Result<()> {
+    if !args.from.is_empty() || args.seccomp.is_some() {
+        anyhow::bail!(
+            "--phase-at makes a two-phase profile file (-o); it takes neither --from nor --seccomp"
+        );
+    }
+    let program = args
+        .program
+        .first()
+        .context("--phase-at needs a program: -- PROGRAM")?;
+    let bytes = read_input(program, InputKind::Program)?;
+    let at = tandem_replay::pools::warm::symbol_address(&bytes, symbol).with_context(|| {
+        format!(
+            "--phase-at {symbol}: no such symbol in {} (a stripped binary has none)",
+            program.display()
+        )
+    })?;
+    let split = static_profile::analyze_phases(&bytes, &args.root, at)
+        .with_context(|| format!("{}", program.display()))?;
+    let rules = |profile: &static_profile::StaticProfile| Rules {
+        syscalls: profile.syscalls.clone(),
+        paths: args.paths.then(|| path_rules(&profile.paths)),
+    };
+    for (name, profile) in [("start-up", &split.startup), ("serving", &split.serving)] {
+        writeln!(
+            out,
+            "# phase {name} of {} (boundary {symbol} at {at:#x}): {} syscalls ({} functions reachable, {} \
+             unresolved)",
+            program.display(),
+            profile.syscalls.len(),
+            profile.functions,
+            profile.unresolved.len()
+        )?;
+        for &nr in &profile.syscalls {
+            writeln!(out, "{nr:>4} {}", syscall_name(nr))?;
+        }
+    }
+    let file = ProfileFile {
+        rules: rules(&split.startup),
+        serving: Some(Phase {
+            at: symbol.to_string(),
+            rules: rules(&split.serving),
+        }),
+    };
+    if let Some(path) = &args.output {
+        let origin = format!(
+            "static profile of {} in two phases at {symbol}",
+            program.display()
+        );
         std::fs::write(path, file.to_text(&origin))
             .with_context(|| format!("cannot write the profile {}", path.display()))?;
     }
@@ -105,7 +189,7 @@ fn static_side(
     program: &std::path::Path,
     root: &std::path::Path,
     out: &mut impl Write,
-) -> anyhow::Result<SyscallSet> {
+) -> anyhow::Result<(SyscallSet, StaticPaths)> {
     let bytes = read_input(program, InputKind::Program)?;
     let (profile, libraries) = static_profile::analyze_program(&bytes, root)
         .with_context(|| format!("{}", program.display()))?;
@@ -131,6 +215,15 @@ fn static_side(
     for &nr in &profile.syscalls {
         writeln!(out, "{nr:>4} {}", syscall_name(nr))?;
     }
+    writeln!(
+        out,
+        "# constant paths: {} ({} path arguments computed at run time)",
+        profile.paths.paths.len(),
+        profile.paths.computed_count
+    )?;
+    for p in &profile.paths.paths {
+        writeln!(out, "# path {p}")?;
+    }
     for u in profile.unresolved.iter().take(UNRESOLVED_SHOWN) {
         crate::output::note!("tandem: unresolved at {:#x}: {}", u.at, u.why);
     }
@@ -140,7 +233,7 @@ fn static_side(
             profile.unresolved.len() - UNRESOLVED_SHOWN
         );
     }
-    Ok(profile.syscalls)
+    Ok((profile.syscalls, profile.paths))
 }
 
 fn dynamic_side(

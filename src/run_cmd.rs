@@ -12,7 +12,7 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use tandem_analyzers::profile_file::ProfileFile;
+use tandem_analyzers::profile_file::{Phase, ProfileFile};
 use tandem_emulator::hypervisor::plan::FaultPlan;
 use tandem_emulator::hypervisor::{Hypervisor, Policy};
 use tandem_emulator::linux::abi::{Errno, EIO};
@@ -240,8 +240,12 @@ pub struct RunCommand {
     run: RunArgs,
 }
 
-/// The policy `--profile FILE --profile-action ACTION` asks for.
-fn read_syscall_policy(path: &Path, action: &str) -> anyhow::Result<SyscallPolicy> {
+/// The policy `--profile FILE --profile-action ACTION` asks for, and the serving phase's boundary and rules
+/// when the profile has two phases.
+fn read_syscall_policy(
+    path: &Path,
+    action: &str,
+) -> anyhow::Result<(SyscallPolicy, Option<Phase>)> {
     let text = read_input_text(path, InputKind::SyscallProfile)?;
     let profile =
         ProfileFile::parse(&text).with_context(|| format!("--profile {}", path.display()))?;
@@ -250,7 +254,55 @@ fn read_syscall_policy(path: &Path, action: &str) -> anyhow::Result<SyscallPolic
         "enosys" => DenyAction::Errno(38),
         _ => DenyAction::Kill,
     };
-    Ok(SyscallPolicy::new(profile.syscalls, action))
+    Ok((
+        SyscallPolicy::with_rules(profile.rules, action),
+        profile.serving,
+    ))
+}
+
+/// The address of the serving phase's boundary symbol in `program`.
+fn serving_boundary(program: &[u8], phase: &Phase, path: &Path) -> anyhow::Result<u64> {
+    tandem_replay::pools::warm::symbol_address(program, &phase.at).with_context(|| {
+        format!(
+            "--profile: the phase boundary `{}` is not a symbol of {} (a stripped binary has none: make the \
+             profile with --phase-at at a symbol it has)",
+            phase.at,
+            path.display()
+        )
+    })
+}
+
+/// Runs the guest under its start-up rules until it first reaches the serving phase's symbol, then installs the
+/// serving rules (the denials so far kept). Returns the run's progress when it ended (or ran out of its budget)
+/// before the boundary. Stops are exact: the guest is run up to the address as `--warm-at SYMBOL` runs it.
+fn run_to_serving_phase<H: Host>(
+    hv: &mut Hypervisor<H>,
+    (at, phase): (u64, Phase),
+    instructions_max: u64,
+    err: &mut impl Write,
+) -> anyhow::Result<Option<Progress>> {
+    let stops: std::collections::BTreeSet<u64> = [at].into();
+    while hv.guest.rip() != at {
+        let left = instructions_max.saturating_sub(hv.guest.icount());
+        if left == 0 {
+            return Ok(Some(Progress::BudgetExhausted));
+        }
+        let n = hv.guest.instructions_until(&stops).clamp(1, left);
+        if hv.run(n) == Progress::Finished {
+            return Ok(Some(Progress::Finished));
+        }
+    }
+    if let Some(mut policy) = hv.guest.set_syscall_policy(None) {
+        policy.set_rules(phase.rules);
+        hv.guest.set_syscall_policy(Some(policy));
+    }
+    writeln!(
+        err,
+        "tandem: profile phase `serving` from {} ({at:#x}) at icount {}",
+        phase.at,
+        hv.guest.icount()
+    )?;
+    Ok(None)
 }
 
 /// One stderr line per call the enforced profile denied (the kill itself is the termination's diagnostic).
@@ -262,9 +314,20 @@ fn report_denials(policy: &SyscallPolicy, err: &mut impl Write) -> std::io::Resu
         DenyAction::Kill => "process killed by SIGSYS".to_string(),
     };
     for d in policy.denials() {
+        let (what, answer) = match (&d.path, policy.action()) {
+            (Some(p), DenyAction::Errno(_)) => (
+                format!(" the path {}", String::from_utf8_lossy(p)),
+                "answered -EACCES".to_string(),
+            ),
+            (Some(p), _) => (
+                format!(" the path {}", String::from_utf8_lossy(p)),
+                answer.clone(),
+            ),
+            (None, _) => (String::new(), answer.clone()),
+        };
         writeln!(
             err,
-            "tandem: profile denied {} (number {}) to tid {} at rip {:#x}, icount {}: {answer}",
+            "tandem: profile denied {} (number {}){what} to tid {} at rip {:#x}, icount {}: {answer}",
             syscall_name(d.nr),
             d.nr,
             d.tid,
@@ -655,9 +718,12 @@ pub(crate) fn exe_guest_path(program: &Path, mounts: &[Mount]) -> Vec<u8> {
 }
 
 pub fn run(command: RunCommand) -> anyhow::Result<()> {
-    let syscall_policy = match &command.profile {
-        Some(path) => Some(read_syscall_policy(path, &command.profile_action)?),
-        None => None,
+    let (syscall_policy, serving) = match &command.profile {
+        Some(path) => {
+            let (policy, serving) = read_syscall_policy(path, &command.profile_action)?;
+            (Some(policy), serving)
+        }
+        None => (None, None),
     };
     let args = command.run;
     if syscall_policy.is_some() && args.warm_at.is_some() {
@@ -665,6 +731,10 @@ pub fn run(command: RunCommand) -> anyhow::Result<()> {
     }
     let program = program_path(&args.command[0]);
     let bytes = read_input(&program, InputKind::Program)?;
+    let serving = match serving {
+        Some(phase) => Some((serving_boundary(&bytes, &phase, &program)?, phase)),
+        None => None,
+    };
     let mounts = guest_mounts(&args, &bytes)?;
     for e in &args.env {
         if !e.contains('=') {
@@ -739,7 +809,20 @@ pub fn run(command: RunCommand) -> anyhow::Result<()> {
     // A report about the emulator's speed, not an input of the guest.
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
-    let progress = hv.run_to_completion(args.max_insns.unwrap_or(u64::MAX));
+    let instructions_max = args.max_insns.unwrap_or(u64::MAX);
+    let ended_before = match serving {
+        Some(serving) => run_to_serving_phase(
+            &mut hv,
+            serving,
+            instructions_max,
+            &mut Lossy(std::io::stderr().lock()),
+        )?,
+        None => None,
+    };
+    let progress = match ended_before {
+        Some(progress) => progress,
+        None => hv.run_to_completion(instructions_max),
+    };
     let seconds = started.elapsed().as_secs_f64();
     let guest = &mut hv.guest;
     let _ = guest.host.stdout.flush();

@@ -19,6 +19,7 @@ pub mod profile_file;
 pub mod program;
 pub mod score;
 pub mod seccomp;
+pub mod static_paths;
 pub mod static_profile;
 
 use std::collections::BTreeSet;

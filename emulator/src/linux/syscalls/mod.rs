@@ -42,7 +42,7 @@ use super::kernel::{Restart, Wait};
 use super::net;
 use super::signal::{bit, SigAction, SS_DISABLE, SS_ONSTACK};
 use super::syscall_faults::SyscallFaultAction;
-use super::syscall_policy::DenyAction;
+use super::syscall_policy::{path_argument, Denial, DenyAction};
 use super::sysnames::syscall_name;
 use super::vfs::{self, Device, FileData, GuestPath, Node, Resolved};
 use super::{Host, LinuxMachine, Termination, GUEST_GID, GUEST_UID};
@@ -232,7 +232,7 @@ impl<H: Host> LinuxMachine<H> {
         self.restart_deadline = None;
         let mut a = a;
         let mut forced = None;
-        if let Some(denied) = self.denied_by_policy(nr) {
+        if let Some(denied) = self.denied_by_policy(nr, &a) {
             self.attempt_syscall(nr, a, Some(denied));
             return;
         }
@@ -321,20 +321,40 @@ impl<H: Host> LinuxMachine<H> {
     }
 
     /// The answer of the enforced profile (syscall_policy.rs) to syscall `nr`, when it denies it.
-    fn denied_by_policy(&mut self, nr: u64) -> Option<Forced> {
+    fn denied_by_policy(&mut self, nr: u64, a: &[u64; 6]) -> Option<Forced> {
         let rip = self.machine.cpu.regs.rip.wrapping_sub(2);
         let icount = self.machine.cpu.icount;
-        let action = self
-            .syscall_policy
-            .as_mut()?
-            .check(nr, self.thread.tid.0, rip, icount)?;
+        let tid = self.thread.tid.0;
+        let policy = self.syscall_policy.as_mut()?;
+        let (action, path) = match policy.check(nr, tid, rip, icount) {
+            Some(action) => (action, None),
+            None => {
+                let k = path_argument(nr).filter(|_| policy.checks_paths())?;
+                // A path that cannot be read is the handler's EFAULT (or ENAMETOOLONG), not a denial.
+                let path = self.read_cstring(a[k], vfs::PATH_BYTES_MAX).ok()?;
+                let denial = Denial {
+                    nr,
+                    tid,
+                    rip,
+                    icount,
+                    path: Some(path.clone()),
+                };
+                let action = self.syscall_policy.as_mut()?.check_path(denial)?;
+                (action, Some(path))
+            }
+        };
+        let what = match &path {
+            Some(p) => format!(
+                "{} (number {nr}) of {} denied by the profile's paths",
+                syscall_name(nr),
+                String::from_utf8_lossy(p)
+            ),
+            None => format!("{} (number {nr}) denied by the profile", syscall_name(nr)),
+        };
         Some(match action {
             DenyAction::Errno(e) => Forced::Errno(Errno(i32::from(e))),
             DenyAction::Kill => Forced::Kill {
-                cause: format!(
-                    "{} (number {nr}) denied by the profile (--profile-action kill)",
-                    syscall_name(nr)
-                ),
+                cause: format!("{what} (--profile-action kill)"),
             },
         })
     }
