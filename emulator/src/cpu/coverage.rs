@@ -102,12 +102,26 @@ pub struct RunStart {
     call_stack: Vec<u64>,
 }
 
-/// AFL's location of a block: a hash of its address, spread over the map.
+/// The multiplier of `location`'s hash (Fibonacci hashing: the golden ratio in 64 bits).
+pub(crate) const LOCATION_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+/// `location` keeps the top 16 bits of the product.
+pub(crate) const LOCATION_SHIFT: u32 = 48;
+
+/// AFL's location of a block: a hash of its address, spread over the map. Compiled code computes the same
+/// (jit.rs: a constant for a direct branch, the multiplication inline for an indirect one).
 #[inline(always)]
-fn location(rip: u64) -> u16 {
-    let h = rip.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (h >> 48) as u16
+pub(crate) fn location(rip: u64) -> u16 {
+    let h = rip.wrapping_mul(LOCATION_MULTIPLIER);
+    (h >> LOCATION_SHIFT) as u16
 }
+
+/// Where compiled code finds the map's address and the previous location inside a `Coverage`: a branch's edge
+/// is recorded inline (jit.rs `record_branch_inline`), which reads and writes exactly what `record` does for a
+/// `Transfer::Branch`.
+pub(crate) const MAP_POINTER_OFFSET: usize = std::mem::offset_of!(Coverage, map);
+pub(crate) const PREV_LOC_OFFSET: usize = std::mem::offset_of!(Coverage, prev_loc);
+// The inline update loads the map's address as one pointer and indexes it by a 16-bit location.
+const _: () = assert!(std::mem::size_of::<Box<[u8; MAP_BYTES]>>() == 8 && MAP_BYTES == 1 << 16);
 
 impl Coverage {
     pub fn new() -> Coverage {
