@@ -1054,7 +1054,11 @@ impl Memory {
     /// Restores a snapshot exactly. The pages with cached code are all reported as written.
     pub fn restore(&mut self, snap: &MemorySnapshot) {
         self.frame_index = None;
-        self.pages.clone_from(&snap.pages);
+        // A run that mapped and unmapped nothing (or unmapped what it mapped) left the page table as it was:
+        // comparing allocates nothing, cloning allocates every node.
+        if self.pages != snap.pages {
+            self.pages.clone_from(&snap.pages);
+        }
         restore_frames(&mut self.frames, &snap.frames);
         self.free_frames.clone_from(&snap.free_frames);
         self.stuck_bits.clone_from(&snap.stuck_bits);

@@ -159,7 +159,8 @@ fn comparison_constants_reach_the_dictionary() {
 /// times, then `hlt`. Returns the code and the starts of the blocks the loop runs.
 fn loop_program(rounds: u32) -> (Vec<u8>, Vec<u64>) {
     let mut a = CodeAssembler::new(64).unwrap();
-    let (mut top, mut after_call, mut func) = (a.create_label(), a.create_label(), a.create_label());
+    let (mut top, mut after_call, mut func) =
+        (a.create_label(), a.create_label(), a.create_label());
     let (mut inner, mut back, mut done) = (a.create_label(), a.create_label(), a.create_label());
     a.mov(ebx, rounds).unwrap();
     a.mov(ecx, rounds).unwrap();
@@ -182,7 +183,10 @@ fn loop_program(rounds: u32) -> (Vec<u8>, Vec<u64>) {
     a.set_label(&mut done).unwrap();
     a.hlt().unwrap();
     let r = a
-        .assemble_options(CODE_BASE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)
+        .assemble_options(
+            CODE_BASE,
+            BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
+        )
         .unwrap();
     let starts = [top, after_call, func, inner, back]
         .iter()
@@ -203,7 +207,11 @@ fn run_loop(rounds: u32, jit: bool, slice: u64) -> (Vec<u8>, [u64; 16]) {
     m.set_jit(jit);
     m.set_coverage(Some(Box::new(Coverage::new())));
     if jit {
-        assert_eq!(m.precompile(&starts), starts.len(), "every loop block compiles");
+        assert_eq!(
+            m.precompile(&starts),
+            starts.len(),
+            "every loop block compiles"
+        );
     }
     let mut slices = 0u64;
     loop {
@@ -245,7 +253,15 @@ fn compiled_branches_count_and_wrap_like_the_interpreter() {
     }
     // 256 more rounds add 256 to every loop counter: the same map, compiled and interpreted; one more does not.
     for jit in [false, true] {
-        assert_eq!(run_loop(rounds + 256, jit, u64::MAX).0, reference, "jit {jit}: +256 rounds");
-        assert_ne!(run_loop(rounds + 1, jit, u64::MAX).0, reference, "jit {jit}: +1 round");
+        assert_eq!(
+            run_loop(rounds + 256, jit, u64::MAX).0,
+            reference,
+            "jit {jit}: +256 rounds"
+        );
+        assert_ne!(
+            run_loop(rounds + 1, jit, u64::MAX).0,
+            reference,
+            "jit {jit}: +1 round"
+        );
     }
 }

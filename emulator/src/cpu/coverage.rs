@@ -275,7 +275,14 @@ mod tests {
     #[test]
     fn hits_are_the_counters_not_zero_in_index_order() {
         let mut c = Coverage::new();
-        for rip in [0x401000u64, 0x402000, 0x401000, 0x7fff_0000, 0x401000, 0x402000] {
+        for rip in [
+            0x401000u64,
+            0x402000,
+            0x401000,
+            0x7fff_0000,
+            0x401000,
+            0x402000,
+        ] {
             c.record(Transfer::Branch, rip, 0);
         }
         c.map[MAP_BYTES - 1] = 3;

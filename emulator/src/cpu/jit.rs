@@ -970,7 +970,8 @@ impl<'a> Translator<'a> {
         let prev_loc = word_ptr(rax + coverage::PREV_LOC_OFFSET as i32);
         self.a.movzx(ecx, prev_loc)?;
         self.a.xor(ecx, edx)?;
-        self.a.mov(r11, q(rax, coverage::MAP_POINTER_OFFSET as i32))?;
+        self.a
+            .mov(r11, q(rax, coverage::MAP_POINTER_OFFSET as i32))?;
         self.a.add(byte_ptr(r11 + rcx), 1)?;
         self.a.shr(edx, 1)?;
         self.a.mov(prev_loc, dx)?;
