@@ -3,8 +3,14 @@
 //! a prime number of instructions (so blocks are entered part-way), give identical maps and shadow call stacks; a different input gives a different map; coverage changes
 //! nothing the run does (instruction count and state hash equal to a run without it).
 
+mod common;
+
+use common::*;
+use iced_x86::code_asm::*;
+use iced_x86::BlockEncoderOptions;
 use std::path::PathBuf;
 use tandem_emulator::cpu::coverage::Coverage;
+use tandem_emulator::cpu::{Exception, Exit};
 use tandem_emulator::linux::{LinuxConfig, LinuxMachine, MemoryHost, Progress};
 
 fn corpus(name: &str) -> Vec<u8> {
@@ -146,4 +152,116 @@ fn comparison_constants_reach_the_dictionary() {
         "the magic compared against is in the dictionary: {:x?}",
         c.dictionary()
     );
+}
+
+/// A hand-made loop program on a bare machine (tests/common's layout): per round a direct CALL and RET, a
+/// direct conditional branch back (the block chains to itself), an indirect JMP and a direct JMP, `rounds`
+/// times, then `hlt`. Returns the code and the starts of the blocks the loop runs.
+fn loop_program(rounds: u32) -> (Vec<u8>, Vec<u64>) {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let (mut top, mut after_call, mut func) =
+        (a.create_label(), a.create_label(), a.create_label());
+    let (mut inner, mut back, mut done) = (a.create_label(), a.create_label(), a.create_label());
+    a.mov(ebx, rounds).unwrap();
+    a.mov(ecx, rounds).unwrap();
+    a.lea(r8, ptr(back)).unwrap();
+    a.set_label(&mut top).unwrap();
+    a.call(func).unwrap();
+    a.set_label(&mut after_call).unwrap();
+    a.dec(ebx).unwrap();
+    a.jnz(top).unwrap();
+    a.set_label(&mut inner).unwrap();
+    a.add(edx, 1).unwrap();
+    a.jmp(r8).unwrap();
+    a.set_label(&mut back).unwrap();
+    a.dec(ecx).unwrap();
+    a.jnz(inner).unwrap();
+    a.jmp(done).unwrap();
+    a.set_label(&mut func).unwrap();
+    a.add(eax, 1).unwrap();
+    a.ret().unwrap();
+    a.set_label(&mut done).unwrap();
+    a.hlt().unwrap();
+    let r = a
+        .assemble_options(
+            CODE_BASE,
+            BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
+        )
+        .unwrap();
+    let starts = [top, after_call, func, inner, back]
+        .iter()
+        .map(|l| r.label_ip(l).unwrap())
+        .collect();
+    (r.inner.code_buffer, starts)
+}
+
+/// Runs the loop program to its `hlt` with coverage, in slices of `slice` instructions, its loop blocks
+/// compiled before the first run when `jit`. Returns the map and the registers.
+fn run_loop(rounds: u32, jit: bool, slice: u64) -> (Vec<u8>, [u64; 16]) {
+    let (code, starts) = loop_program(rounds);
+    let mut image = Image::new();
+    image.write(CODE_BASE, &code);
+    let mut state = State::default();
+    state.gpr[4] = STACK_BASE + STACK_SIZE - 0x100;
+    let mut m = machine_with(&image, &state);
+    m.set_jit(jit);
+    m.set_coverage(Some(Box::new(Coverage::new())));
+    if jit {
+        assert_eq!(
+            m.precompile(&starts),
+            starts.len(),
+            "every loop block compiles"
+        );
+    }
+    let mut slices = 0u64;
+    loop {
+        match m.run(slice) {
+            Exit::BudgetExhausted => slices += 1,
+            Exit::Exception(Exception::GeneralProtection) => break,
+            other => panic!("rounds {rounds}: stopped by {other:?}"),
+        }
+        assert!(slices < 1 << 24, "rounds {rounds}: the loop did not end");
+    }
+    let map = m.set_coverage(None).unwrap().map().to_vec();
+    (map, m.cpu.registers().gpr)
+}
+
+#[test]
+fn compiled_branches_count_and_wrap_like_the_interpreter() {
+    // 300 rounds: every loop edge is hit 299 or 300 times, so its 8-bit counter has wrapped once.
+    let rounds = 300;
+    let (reference, regs) = run_loop(rounds, false, u64::MAX);
+    assert_eq!(
+        edges(&reference),
+        9,
+        "the loop's edges: {:?}",
+        reference.iter().filter(|&&c| c != 0).collect::<Vec<_>>()
+    );
+    assert!(
+        reference.contains(&((rounds - 1) as u8)) && reference.contains(&(rounds as u8)),
+        "the loop edges' counters wrapped: {:?}",
+        reference.iter().filter(|&&c| c != 0).collect::<Vec<_>>()
+    );
+    for slice in [u64::MAX, 997, 7] {
+        let (map, r) = run_loop(rounds, true, slice);
+        assert_eq!(r, regs, "compiled, slices of {slice}: registers");
+        let differing: Vec<usize> = (0..map.len()).filter(|&k| map[k] != reference[k]).collect();
+        assert!(
+            differing.is_empty(),
+            "compiled, slices of {slice}: map bytes {differing:?} differ from the interpreter's"
+        );
+    }
+    // 256 more rounds add 256 to every loop counter: the same map, compiled and interpreted; one more does not.
+    for jit in [false, true] {
+        assert_eq!(
+            run_loop(rounds + 256, jit, u64::MAX).0,
+            reference,
+            "jit {jit}: +256 rounds"
+        );
+        assert_ne!(
+            run_loop(rounds + 1, jit, u64::MAX).0,
+            reference,
+            "jit {jit}: +1 round"
+        );
+    }
 }

@@ -367,11 +367,8 @@ fn run_one(executor: &mut Executor, genome: Genome, origin: String, number: u64)
     let execution = executor.run(&genome);
     let buckets = executor
         .coverage()
-        .map()
-        .iter()
-        .enumerate()
-        .filter(|(_, &c)| c != 0)
-        .map(|(i, &c)| (i as u16, bucket(c)))
+        .hits()
+        .map(|(i, c)| (i, bucket(c)))
         .collect();
     Candidate {
         number,

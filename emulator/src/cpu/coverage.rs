@@ -102,12 +102,26 @@ pub struct RunStart {
     call_stack: Vec<u64>,
 }
 
-/// AFL's location of a block: a hash of its address, spread over the map.
+/// The multiplier of `location`'s hash (Fibonacci hashing: the golden ratio in 64 bits).
+pub(crate) const LOCATION_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+/// `location` keeps the top 16 bits of the product.
+pub(crate) const LOCATION_SHIFT: u32 = 48;
+
+/// AFL's location of a block: a hash of its address, spread over the map. Compiled code computes the same
+/// (jit.rs: a constant for a direct branch, the multiplication inline for an indirect one).
 #[inline(always)]
-fn location(rip: u64) -> u16 {
-    let h = rip.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (h >> 48) as u16
+pub(crate) fn location(rip: u64) -> u16 {
+    let h = rip.wrapping_mul(LOCATION_MULTIPLIER);
+    (h >> LOCATION_SHIFT) as u16
 }
+
+/// Where compiled code finds the map's address and the previous location inside a `Coverage`: a branch's edge
+/// is recorded inline (jit.rs `record_branch_inline`), which reads and writes exactly what `record` does for a
+/// `Transfer::Branch`.
+pub(crate) const MAP_POINTER_OFFSET: usize = std::mem::offset_of!(Coverage, map);
+pub(crate) const PREV_LOC_OFFSET: usize = std::mem::offset_of!(Coverage, prev_loc);
+// The inline update loads the map's address as one pointer and indexes it by a 16-bit location.
+const _: () = assert!(std::mem::size_of::<Box<[u8; MAP_BYTES]>>() == 8 && MAP_BYTES == 1 << 16);
 
 impl Coverage {
     pub fn new() -> Coverage {
@@ -168,6 +182,24 @@ impl Coverage {
     /// The raw counters.
     pub fn map(&self) -> &[u8; MAP_BYTES] {
         &self.map
+    }
+
+    /// The counters that are not zero, as (index, count) in index order. Reads the map a 64-bit word at a time
+    /// and skips zero words: a run of a small program hits a few hundred of the 65,536 counters, and a fuzzer
+    /// reads them after every execution.
+    pub fn hits(&self) -> impl Iterator<Item = (u16, u8)> + '_ {
+        let (words, rest) = self.map.as_chunks::<8>();
+        debug_assert!(rest.is_empty());
+        words
+            .iter()
+            .enumerate()
+            .filter(|(_, &word)| u64::from_ne_bytes(word) != 0)
+            .flat_map(|(w, word)| {
+                word.iter()
+                    .enumerate()
+                    .filter(|(_, &c)| c != 0)
+                    .map(move |(k, &c)| ((w * 8 + k) as u16, c))
+            })
     }
 
     /// The constants compared against so far, in value order.
@@ -238,6 +270,29 @@ mod tests {
             .map(|&c| bucket(c))
             .collect();
         assert_eq!(got, [0, 1, 2, 4, 8, 8, 16, 16, 32, 32, 64, 64, 128, 128]);
+    }
+
+    #[test]
+    fn hits_are_the_counters_not_zero_in_index_order() {
+        let mut c = Coverage::new();
+        for rip in [
+            0x401000u64,
+            0x402000,
+            0x401000,
+            0x7fff_0000,
+            0x401000,
+            0x402000,
+        ] {
+            c.record(Transfer::Branch, rip, 0);
+        }
+        c.map[MAP_BYTES - 1] = 3;
+        c.map[0] = 255;
+        let expected: Vec<(u16, u8)> = (0..MAP_BYTES)
+            .filter(|&i| c.map[i] != 0)
+            .map(|i| (i as u16, c.map[i]))
+            .collect();
+        assert!(expected.len() >= 6, "{expected:?}");
+        assert_eq!(c.hits().collect::<Vec<_>>(), expected);
     }
 
     #[test]

@@ -34,7 +34,7 @@
 //! `icount_end - icount` first); every exit keeps `icount`, rip and the flags exact, so the state is the
 //! interpreter's at every instruction boundary the outside sees.
 
-use super::coverage::Transfer;
+use super::coverage::{self, Transfer};
 use super::{Cpu, Decoded};
 use iced_x86::code_asm::*;
 use iced_x86::{
@@ -42,6 +42,9 @@ use iced_x86::{
     OpCodeOperandKind, OpKind, Register,
 };
 use std::mem::offset_of;
+
+// Compiled code reads `Cpu::coverage` as one pointer, null for None (std's guarantee for `Option<Box<T>>`).
+const _: () = assert!(std::mem::size_of::<Option<Box<coverage::Coverage>>>() == 8);
 
 /// A compiled block: `(cpu, read TLB, write TLB) -> exit kind`. Compiled code keeps `Cpu::icount`, `Cpu::rip`
 /// and `Cpu::jit_flags` exact at every exit, so the caller only reads the kind.
@@ -921,23 +924,58 @@ impl<'a> Translator<'a> {
     }
 
     /// With coverage on, records the block's edge to `rip` (None: the rip the last instruction stored) if it
-    /// ends in a control transfer. Called once the block retired and wrote back its registers and flags (the
-    /// call clobbers the host's caller-saved registers and rflags).
+    /// ends in a control transfer. Called once the block retired and wrote back its registers and flags (both
+    /// ways clobber the host's scratch registers and rflags). A branch updates the map inline; a call or a
+    /// return moves the shadow call stack and calls `record_edge`.
     fn record_edge(&mut self, rip: Option<u64>) -> R {
         let last = &self.insns[self.insns.len() - 1].instr;
         let transfer = Transfer::of(last);
         if !self.coverage || !transfer.is_some() {
             return Ok(());
         }
+        if transfer == Transfer::Branch {
+            return self.record_branch_inline(rip);
+        }
+        let next_ip = last.next_ip();
         self.a.mov(rdi, rbx)?;
         self.a.mov(esi, transfer as u32)?;
         match rip {
             Some(rip) => self.a.mov(rdx, rip)?,
             None => self.a.mov(rdx, q(rbx, offset_of!(Cpu, regs.rip) as i32))?,
         }
-        self.a.mov(rcx, last.next_ip())?;
+        self.a.mov(rcx, next_ip)?;
         self.a.mov(rax, record_edge as *const () as u64)?;
         self.a.call(rax)?;
+        Ok(())
+    }
+
+    /// `Coverage::record` of a `Transfer::Branch` to `rip` (None: the rip the last instruction stored), inline:
+    /// `map[location(rip) ^ prev_loc] += 1` (wrapping, as `wrapping_add`), `prev_loc = location(rip) >> 1`. The
+    /// location of a direct branch is a constant; an indirect one's is hashed here as `location` does. Nothing is
+    /// recorded when coverage was taken away since (`Cpu::coverage` is None: a null `Box`).
+    fn record_branch_inline(&mut self, rip: Option<u64>) -> R {
+        let mut skip = self.a.create_label();
+        self.a.mov(rax, q(rbx, offset_of!(Cpu, coverage) as i32))?;
+        self.a.test(rax, rax)?;
+        self.a.jz(skip)?;
+        match rip {
+            Some(rip) => self.a.mov(edx, coverage::location(rip) as u32)?,
+            None => {
+                self.a.mov(rdx, q(rbx, offset_of!(Cpu, regs.rip) as i32))?;
+                self.a.mov(rcx, coverage::LOCATION_MULTIPLIER)?;
+                self.a.imul_2(rdx, rcx)?;
+                self.a.shr(rdx, coverage::LOCATION_SHIFT)?;
+            }
+        }
+        let prev_loc = word_ptr(rax + coverage::PREV_LOC_OFFSET as i32);
+        self.a.movzx(ecx, prev_loc)?;
+        self.a.xor(ecx, edx)?;
+        self.a
+            .mov(r11, q(rax, coverage::MAP_POINTER_OFFSET as i32))?;
+        self.a.add(byte_ptr(r11 + rcx), 1)?;
+        self.a.shr(edx, 1)?;
+        self.a.mov(prev_loc, dx)?;
+        self.a.set_label(&mut skip)?;
         Ok(())
     }
 
