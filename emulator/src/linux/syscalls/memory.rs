@@ -97,6 +97,8 @@ impl<H: Host> LinuxMachine<H> {
                     file,
                     offset: 0,
                     writable: true,
+                    // As Linux names shmem mappings ("/dev/zero (deleted)"): on no volume.
+                    path: self.vfs.path_of(b"/dev/zero"),
                 });
             }
             return Ok(target);
