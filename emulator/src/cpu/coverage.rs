@@ -188,12 +188,15 @@ impl Coverage {
     /// and skips zero words: a run of a small program hits a few hundred of the 65,536 counters, and a fuzzer
     /// reads them after every execution.
     pub fn hits(&self) -> impl Iterator<Item = (u16, u8)> + '_ {
-        let (words, rest) = self.map.as_chunks::<8>();
-        debug_assert!(rest.is_empty());
+        let words = self.map.chunks_exact(8);
+        debug_assert!(words.remainder().is_empty());
         words
-            .iter()
             .enumerate()
-            .filter(|(_, &word)| u64::from_ne_bytes(word) != 0)
+            .filter(|(_, word)| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(word);
+                u64::from_ne_bytes(w) != 0
+            })
             .flat_map(|(w, word)| {
                 word.iter()
                     .enumerate()
