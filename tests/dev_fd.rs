@@ -7,15 +7,7 @@ use common::*;
 
 /// Runs `program args` natively and under tandem with the same stdin; stdout and exit status must agree.
 fn agree(name: &str, program: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
-    let n = native(program, args, &[], stdin);
-    let e = emulate(&[], program, args, stdin);
-    assert!(
-        !n.stdout.is_empty(),
-        "{name}: the native run printed nothing: {}",
-        text(&n.stderr)
-    );
-    assert_same(name, &n, &e);
-    e
+    same_as_native_given(name, &[], program, args, stdin)
 }
 
 /// Programs that name their standard streams by path read and write them as Linux gives them.

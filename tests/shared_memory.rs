@@ -6,14 +6,7 @@ mod common;
 use common::*;
 
 fn agree(name: &str, script: &str) {
-    let n = native("/usr/bin/python3", &["-c", script], &[], b"");
-    let e = emulate(&[], "/usr/bin/python3", &["-c", script], b"");
-    assert!(
-        !n.stdout.is_empty(),
-        "{name}: the native run printed nothing: {}",
-        text(&n.stderr)
-    );
-    assert_same(name, &n, &e);
+    same_as_native(name, &[], "/usr/bin/python3", &["-c", script]);
 }
 
 /// Two children store into shared anonymous memory the parent mapped before forking; the parent sees every

@@ -101,8 +101,19 @@ pub fn scratch(name: &str) -> PathBuf {
 /// Runs `program` natively and under `tandem run FLAGS`: the native run must print something, and stdout and the
 /// exit status must be the same. Returns the emulated run.
 pub fn same_as_native(name: &str, flags: &[&str], program: &str, args: &[&str]) -> Output {
-    let n = native(program, args, &[], b"");
-    let e = emulate(flags, program, args, b"");
+    same_as_native_given(name, flags, program, args, b"")
+}
+
+/// `same_as_native` with `stdin` given to both runs.
+pub fn same_as_native_given(
+    name: &str,
+    flags: &[&str],
+    program: &str,
+    args: &[&str],
+    stdin: &[u8],
+) -> Output {
+    let n = native(program, args, &[], stdin);
+    let e = emulate(flags, program, args, stdin);
     assert!(
         !n.stdout.is_empty(),
         "{name}: the native run printed nothing: {}",
