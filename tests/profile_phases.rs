@@ -205,26 +205,7 @@ fn a_two_phase_profile_switches_at_its_symbol_and_each_phase_holds() {
         .rsplit_once("syscall 20 writev\n")
         .map(|(a, b)| format!("{a}{b}"))
         .unwrap();
-    let tight = dir.join("no-writev-serving.profile");
-    std::fs::write(&tight, &cut).unwrap();
-    let killed = emulate(
-        &[
-            "--profile",
-            tight.to_str().unwrap(),
-            "--profile-action",
-            "kill",
-        ],
-        &program,
-        &[],
-        b"",
-    );
-    assert_eq!(
-        killed.status.code(),
-        Some(128 + 31),
-        "{}",
-        text(&killed.stderr)
-    );
-    let report = text(&killed.stderr);
+    let report = killed_under(&dir.join("no-writev-serving.profile"), &cut, &program);
     assert!(
         report.contains("profile denied writev (number 20)"),
         "{report}"
@@ -236,26 +217,7 @@ fn a_two_phase_profile_switches_at_its_symbol_and_each_phase_holds() {
     // The start-up phase's rules apply before the boundary: without set_tid_address there, the run is killed
     // before main (no phase line).
     let early = listed.replacen("syscall 218 set_tid_address\n", "", 1);
-    let early_file = dir.join("no-tid-startup.profile");
-    std::fs::write(&early_file, early).unwrap();
-    let killed = emulate(
-        &[
-            "--profile",
-            early_file.to_str().unwrap(),
-            "--profile-action",
-            "kill",
-        ],
-        &program,
-        &[],
-        b"",
-    );
-    assert_eq!(
-        killed.status.code(),
-        Some(128 + 31),
-        "{}",
-        text(&killed.stderr)
-    );
-    let report = text(&killed.stderr);
+    let report = killed_under(&dir.join("no-tid-startup.profile"), &early, &program);
     assert!(
         report.contains("profile denied set_tid_address"),
         "{report}"
@@ -280,4 +242,20 @@ fn a_two_phase_profile_switches_at_its_symbol_and_each_phase_holds() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Writes `profile` to `file`, runs `program` under it with the kill action, and returns the report on stderr
+/// after checking that the run was killed by SIGSYS (exit status 128 + 31).
+fn killed_under(file: &std::path::Path, profile: &str, program: &str) -> String {
+    std::fs::write(file, profile).unwrap();
+    let flags = [
+        "--profile",
+        file.to_str().unwrap(),
+        "--profile-action",
+        "kill",
+    ];
+    let killed = emulate(&flags, program, &[], b"");
+    let report = text(&killed.stderr);
+    assert_eq!(killed.status.code(), Some(128 + 31), "{report}");
+    report
 }
