@@ -1072,13 +1072,19 @@ impl Memory {
     /// A digest of the mapped pages (address, permissions, bytes), for state hashes. FNV-1a over 64-bit words:
     /// stable across platforms and releases, which std's hashers do not promise.
     pub fn digest(&self) -> u64 {
+        self.digest_with(|bytes| page_digest(bytes))
+    }
+
+    /// `digest`'s walk over every mapped page with another page digest: for digests that are compared
+    /// within one run and never stored (fault-tolerant replicas' full comparisons use `page_digest_lanes`).
+    pub fn digest_with(&self, page: impl Fn(&PageBytes) -> u64) -> u64 {
         let mut h = Fnv::new();
         for (&vpn, e) in &self.pages {
             h.write_u64(vpn);
             h.write_u64(e.perms.0 as u64);
             let f = &self.frames[e.frame as usize];
             h.write_u64(f.poisoned as u64);
-            h.write_u64(page_digest(&f.bytes[..]));
+            h.write_u64(page(&f.bytes));
         }
         h.finish()
     }

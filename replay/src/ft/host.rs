@@ -17,11 +17,13 @@
 //! position-addressed (stdin by offset, files by path), so an epoch re-executed from a checkpoint as leader gets
 //! the answers the first execution got, even when that execution was faulty and took them first.
 
+use super::workers::{pause, SPIN_POLLS};
 use crate::hosts::{fnv, host_metadata, kind_of};
 use crate::trace::{blob_id, BlobId, Event, HostCall};
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use tandem_emulator::linux::abi::{Errno, EIO};
 use tandem_emulator::linux::{FileOutput, Host, HostMetadata, SeededEntropy};
@@ -91,6 +93,9 @@ pub struct Log {
 pub struct SharedLog {
     log: Mutex<Log>,
     grown: Condvar,
+    /// Followers blocked on `grown` (changed and read under `log`'s lock): the leader signals only when
+    /// there are some, since a signal is a system call.
+    waiting: AtomicUsize,
 }
 
 impl SharedLog {
@@ -98,6 +103,7 @@ impl SharedLog {
         Arc::new(SharedLog {
             log: Mutex::new(log),
             grown: Condvar::new(),
+            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -132,6 +138,7 @@ impl SharedLog {
     /// waits: it is the one that extends the log).
     fn event_at(&self, position: usize, leader: bool) -> Option<Event> {
         let mut log = self.lock();
+        let mut polls = 0;
         loop {
             if !leader && log.follow_limit.is_some_and(|limit| position >= limit) {
                 return None;
@@ -142,10 +149,30 @@ impl SharedLog {
             if leader || !log.open {
                 return None;
             }
+            // The leader is usually a few microseconds from its next event: poll for it a while before
+            // blocking (see `workers::SPIN_POLLS`).
+            if polls < SPIN_POLLS {
+                drop(log);
+                pause(polls);
+                polls += 1;
+                log = self.lock();
+                continue;
+            }
+            self.waiting.fetch_add(1, Ordering::Relaxed);
             log = self
                 .grown
                 .wait(log)
                 .expect("no replica panicked holding the log");
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// After the leader appended to `log`: wakes the followers blocked at its end, if any.
+    fn appended(&self, log: MutexGuard<'_, Log>) {
+        let blocked = self.waiting.load(Ordering::Relaxed) > 0;
+        drop(log);
+        if blocked {
+            self.grown.notify_all();
         }
     }
 }
@@ -373,8 +400,7 @@ impl<L: Host> FtHost<L> {
                 let mut live_source = self.live.lock().expect("no replica panicked holding it");
                 let (t, event) = live(&mut live_source, &mut log, &mut self.cursor);
                 log.events.push(event);
-                drop(log);
-                self.log.grown.notify_all();
+                self.log.appended(log);
                 self.cursor.position += 1;
                 t
             }

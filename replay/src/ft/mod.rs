@@ -55,7 +55,7 @@ use tandem_emulator::hypervisor::plan::FaultPlan;
 use tandem_emulator::hypervisor::{FaultSnapshot, Hypervisor, Policy};
 use tandem_emulator::linux::elf::LoadError;
 use tandem_emulator::linux::{Host, LinuxConfig, LinuxMachine, LinuxSnapshot, Termination};
-use tandem_emulator::memory::{Fnv, Memory, PAGE_SHIFT, PAGE_SIZE};
+use tandem_emulator::memory::{page_digest_lanes, Fnv, Memory, PAGE_SHIFT, PAGE_SIZE};
 
 /// Most replicas a world runs (a primary and two backups: enough for a majority).
 pub const REPLICAS_MAX: usize = 3;
@@ -97,7 +97,8 @@ pub struct FtConfig {
     pub threads: bool,
     /// With `threads`: the primary runs the next epoch while the backups run and compare the previous one
     /// (at most `ahead::RUN_AHEAD_EPOCHS` epochs uncompared), and is rewound on a mismatch. Output is released
-    /// as late as ever (when its epoch is agreed); the results are identical either way.
+    /// as late as ever (when its epoch is agreed); the results are identical either way. Off by default:
+    /// lockstep measured faster (BENCHMARKS.md).
     pub run_ahead: bool,
 }
 
@@ -109,7 +110,7 @@ impl Default for FtConfig {
             arbiter: Arbiter::ReExecute,
             verify_epochs: VERIFY_EPOCHS_DEFAULT,
             threads: true,
-            run_ahead: true,
+            run_ahead: false,
         }
     }
 }
@@ -187,7 +188,7 @@ struct Outcome {
     termination: Option<Termination>,
     /// The registers and the incremental digest of the memory written (`epoch_digest`); 0 for a re-execution.
     digest: u64,
-    /// The full state hash, when this epoch's end compares them (`LinuxMachine::state_hash`).
+    /// The full state hash, when this epoch's end compares them (`full_hash`).
     full: Option<u64>,
     diverged: Option<String>,
     /// The log position it reached.
@@ -283,11 +284,13 @@ struct Replica<L: Host> {
 }
 
 impl<L: Host> Replica<L> {
-    /// Runs to the epoch's end (see `run_epoch`) and digests what it wrote.
-    fn run_epoch(&mut self, end: u64, log_start: usize) -> Outcome {
+    /// Runs to the epoch's end (see `run_epoch`) and digests what it wrote, and, when the epoch's end will
+    /// compare the full states (`full`), its full state too, on the thread that ran it.
+    fn run_epoch(&mut self, end: u64, log_start: usize, full: bool) -> Outcome {
         assert_eq!(self.hv.guest.host.cursor.position, log_start);
         let mut o = run_epoch(&mut self.hv, end);
         o.digest = epoch_digest(&mut self.hv.guest, &mut self.digest);
+        o.full = full.then(|| full_hash(&mut self.hv.guest));
         o
     }
 }
@@ -298,6 +301,11 @@ struct Checkpoint {
     guest: LinuxSnapshot,
     cursor: Cursor,
     icount: u64,
+    /// The leader's fault state there: a primary that ran ahead is re-run from here (`Rewind::Rerun`). A
+    /// failover or a resync happens only at a mismatch, whose full comparison makes a new checkpoint, so the
+    /// leader is the same and was not corrected since.
+    faults: FaultSnapshot,
+    leader: usize,
 }
 
 /// N replicas of one guest, the log they share and the live host behind it.
@@ -317,9 +325,9 @@ pub struct World<L: Host> {
     first_mismatch: Option<MismatchView>,
     /// `unverified_epochs` as it will be once the epochs the primary ran ahead are compared (ahead.rs).
     lead_unverified: u64,
-    /// Times the primary was put back to an epoch it had run past (not in `FtStats`: the run is the same
-    /// without running ahead).
-    rewinds: u64,
+    /// Times the primary was put back to an epoch it had run past, from a snapshot and by a re-run (not in
+    /// `FtStats`: the run is the same without running ahead).
+    rewinds: [u64; 2],
 }
 
 /// Whether every live replica's outcome agrees with the leader's.
@@ -337,12 +345,28 @@ struct EpochStart {
     icount: u64,
 }
 
-/// The primary at the end of an epoch it ran past before the epoch was compared (ahead.rs): its guest, the
-/// hypervisor's fault state and its host cursor, all it needs to be put back there.
-struct Rewind {
-    guest: LinuxSnapshot,
-    faults: FaultSnapshot,
-    cursor: Cursor,
+/// What puts the primary back at the end of an epoch it ran past before the epoch was compared (ahead.rs).
+enum Rewind {
+    /// Its state there: a copy-on-write snapshot of its guest, the hypervisor's fault state and its host
+    /// cursor. Kept only at the ends whose settling compares full states (they become checkpoints), since a
+    /// snapshot costs in proportion to the pages mapped.
+    Snapshot {
+        guest: Box<LinuxSnapshot>,
+        faults: Box<FaultSnapshot>,
+        cursor: Cursor,
+    },
+    /// Its cursor there (`icount`): it is re-run to there from the checkpoint, from the log and with the fault
+    /// state it had at the checkpoint, which reaches the same state (the run is a function of them).
+    Rerun { icount: u64, cursor: Cursor },
+}
+
+impl Rewind {
+    /// The primary's host cursor at the epoch's end.
+    fn cursor(&self) -> &Cursor {
+        match self {
+            Rewind::Snapshot { cursor, .. } | Rewind::Rerun { cursor, .. } => cursor,
+        }
+    }
 }
 
 /// Runs one replica (or the re-execution) to the epoch's end, its end, or a divergence from the log.
@@ -367,6 +391,19 @@ fn run_epoch<L: Host>(hv: &mut Hypervisor<FtHost<L>>, end: u64) -> Outcome {
         diverged: guest.host.cursor.diverged.clone(),
         position: guest.host.cursor.position,
     }
+}
+
+/// A replica's full state for the comparisons between replicas: what `LinuxMachine::state_hash` covers (every
+/// thread's registers, every address space's pages), each page read whole, with `page_digest_lanes` (about
+/// four times faster than the digest a trace stores; this one is only compared within the run).
+fn full_hash<H: Host>(guest: &mut LinuxMachine<H>) -> u64 {
+    let mut h = Fnv::new();
+    h.write_u64(guest.registers_hash());
+    for (key, mem) in guest.address_spaces_mut() {
+        h.write_u64(key as u64);
+        h.write_u64(mem.digest_with(page_digest_lanes));
+    }
+    h.finish()
 }
 
 /// The registers and the memory of every address space, digesting only the pages written since the previous
@@ -596,11 +633,16 @@ impl<L: Host + Send> World<L> {
                 guest: replicas[0].hv.guest.snapshot(),
                 cursor: replicas[0].hv.guest.host.cursor.clone(),
                 icount: replicas[0].hv.guest.icount(),
+                faults: replicas[0].hv.snapshot_faults(),
+                leader: 0,
             },
+            // No fault is planned before the snapshot (see `from_snapshot`): the start's fault state holds there.
             Some((_, cursor)) => Checkpoint {
                 guest: scratch.guest.snapshot(),
                 cursor: cursor.clone(),
                 icount: scratch.guest.icount(),
+                faults: replicas[0].hv.snapshot_faults(),
+                leader: 0,
             },
         };
         let stats = FtStats {
@@ -619,7 +661,7 @@ impl<L: Host + Send> World<L> {
             stats,
             first_mismatch: None,
             lead_unverified: 0,
-            rewinds: 0,
+            rewinds: [0; 2],
         })
     }
 
@@ -722,6 +764,12 @@ impl<L: Host + Send> World<L> {
         (icount >= self.config.instructions_max).then_some(FtEnd::Limit { icount })
     }
 
+    /// Whether the next epoch's end compares the full states on its period (`settle` also does at the last
+    /// epoch and at mismatches, which cannot be foreseen): then each replica hashes its own on its thread.
+    fn foresees_full_comparison(&self) -> bool {
+        self.unverified_epochs + 1 >= self.config.verify_epochs
+    }
+
     fn next_epoch_end(&self) -> u64 {
         self.icount()
             .saturating_add(self.config.epoch_insns)
@@ -737,7 +785,8 @@ impl<L: Host + Send> World<L> {
             icount: self.icount(),
         };
         let alive = self.alive();
-        let outcomes = self.run_replicas(end, start.log_start, workers);
+        let full = self.foresees_full_comparison();
+        let outcomes = self.run_replicas(end, start.log_start, full, workers);
         self.settle(start, &alive, outcomes, None);
     }
 
@@ -796,7 +845,7 @@ impl<L: Host + Send> World<L> {
         }
         self.correct_wrong(source, alive, &outcomes, &truth);
         let cursor = match (source, &ahead) {
-            (_, Some(r)) => r.cursor.clone(),
+            (_, Some(r)) => r.cursor().clone(),
             (Source::Replica(j), None) => self.replicas[j].hv.guest.host.cursor.clone(),
             (Source::Reexecution, None) => self.scratch.guest.host.cursor.clone(),
         };
@@ -810,18 +859,25 @@ impl<L: Host + Send> World<L> {
         self.release(&truth);
         if let Some(full) = truth.full {
             // Every live replica holds the right state now: it agreed, or it was resynchronised.
-            let guest = match ahead {
-                Some(r) => r.guest,
+            let (guest, faults) = match ahead {
+                Some(Rewind::Snapshot { guest, faults, .. }) => (*guest, *faults),
+                // An end it did not foresee comparing in full: it was rewound above.
+                Some(Rewind::Rerun { .. }) => {
+                    panic!("a primary run past a full comparison kept no snapshot")
+                }
                 None => {
-                    let leader = &mut self.replicas[self.leader].hv.guest;
-                    debug_assert_eq!(leader.state_hash(), full);
-                    leader.snapshot()
+                    let leader = &mut self.replicas[self.leader].hv;
+                    debug_assert_eq!(full_hash(&mut leader.guest), full);
+                    (leader.guest.snapshot(), leader.snapshot_faults())
                 }
             };
+            self.stats.verifications += 1;
             self.checkpoint = Checkpoint {
                 icount: guest.icount(),
                 guest,
                 cursor,
+                faults,
+                leader: self.leader,
             };
             self.unverified_epochs = 0;
         }
@@ -894,18 +950,49 @@ impl<L: Host + Send> World<L> {
             return false;
         };
         let primary = &mut self.replicas[self.leader];
-        primary.hv.guest.restore_keeping_code(&r.guest);
-        primary.hv.restore_faults(&r.faults);
+        match r {
+            Rewind::Snapshot {
+                guest,
+                faults,
+                cursor,
+            } => {
+                primary.hv.guest.restore_keeping_code(&guest);
+                primary.hv.restore_faults(&faults);
+                self.log.lock().truncate(cursor.position);
+                primary.hv.guest.host.cursor = cursor;
+                self.rewinds[0] += 1;
+            }
+            Rewind::Rerun { icount, cursor } => {
+                let c = &self.checkpoint;
+                assert!(
+                    c.icount <= icount && c.leader == self.leader,
+                    "a checkpoint after the epoch rewound to, or of another leader"
+                );
+                primary.hv.guest.restore_keeping_code(&c.guest);
+                primary.hv.restore_faults(&c.faults);
+                self.log.lock().truncate(cursor.position);
+                primary.hv.guest.host.cursor = c.cursor.clone();
+                // Every input it reads is in the log, so the live source is not asked.
+                let rerun = run_epoch(&mut primary.hv, icount);
+                assert!(
+                    rerun.icount == icount
+                        && rerun.position == cursor.position
+                        && rerun.diverged.is_none()
+                        && rerun.termination.is_none(),
+                    "the primary re-run from the checkpoint did not come back where it had been"
+                );
+                primary.hv.guest.host.cursor = cursor;
+                self.rewinds[1] += 1;
+            }
+        }
         primary.hv.guest.host.held.clear();
         primary.digest.reset();
-        self.log.lock().truncate(r.cursor.position);
-        primary.hv.guest.host.cursor = r.cursor;
-        self.rewinds += 1;
         true
     }
 
-    /// Times the primary was put back to an epoch it had run past, to settle a mismatch there.
-    pub fn rewinds(&self) -> u64 {
+    /// Times the primary was put back to an epoch it had run past, to settle a mismatch there: from a
+    /// snapshot kept there, and by a re-run from the checkpoint.
+    pub fn rewinds(&self) -> [u64; 2] {
         self.rewinds
     }
 
@@ -962,6 +1049,7 @@ impl<L: Host + Send> World<L> {
         &mut self,
         end: u64,
         log_start: usize,
+        full: bool,
         workers: &[Option<Worker<L>>],
     ) -> Vec<Option<Outcome>> {
         let leader = self.leader;
@@ -970,20 +1058,25 @@ impl<L: Host + Send> World<L> {
         let threaded = !workers.is_empty() && !backups.is_empty();
         self.log.set_open(threaded);
         if !threaded {
-            outcomes[leader] = Some(self.replicas[leader].run_epoch(end, log_start));
+            outcomes[leader] = Some(self.replicas[leader].run_epoch(end, log_start, full));
             for i in backups {
-                outcomes[i] = Some(self.replicas[i].run_epoch(end, log_start));
+                outcomes[i] = Some(self.replicas[i].run_epoch(end, log_start, full));
             }
             return outcomes;
         }
         let worker = |i: usize| workers[i].as_ref().expect("a worker for every backup");
         for &i in &backups {
-            worker(i).start(&mut self.replicas, i, end, log_start);
+            worker(i).start(&mut self.replicas, i, end, log_start, full);
         }
         {
             // Closed even if the primary panics, so that no backup waits for it forever.
             let _close = CloseOnDrop(&self.log);
-            outcomes[leader] = Some(self.replicas[leader].run_epoch(end, log_start));
+            outcomes[leader] = Some(self.replicas[leader].run_epoch(end, log_start, false));
+        }
+        if full {
+            // After the log is closed, so that no backup waits for the hash.
+            let primary = &mut self.replicas[leader].hv.guest;
+            outcomes[leader].as_mut().expect("the primary ran").full = Some(full_hash(primary));
         }
         for i in backups {
             outcomes[i] = Some(worker(i).finish(&mut self.replicas, i));
@@ -993,16 +1086,11 @@ impl<L: Host + Send> World<L> {
 
     /// Gives every live replica's outcome its full state hash (once per epoch).
     fn hash_fully(&mut self, alive: &[usize], outcomes: &mut [Option<Outcome>]) {
-        let mut counted = false;
         for &i in alive {
             let o = outcomes[i].as_mut().expect("every live replica ran");
             if o.full.is_none() {
-                o.full = Some(self.replicas[i].hv.guest.state_hash());
-                counted = true;
+                o.full = Some(full_hash(&mut self.replicas[i].hv.guest));
             }
-        }
-        if counted {
-            self.stats.verifications += 1;
         }
     }
 
@@ -1063,7 +1151,7 @@ impl<L: Host + Send> World<L> {
             );
         }
         let mut o = run_epoch(&mut self.scratch, end);
-        o.full = Some(self.scratch.guest.state_hash());
+        o.full = Some(full_hash(&mut self.scratch.guest));
         o
     }
 
