@@ -6,12 +6,15 @@
 //! campaign exits 0 when no run was silently corrupted, 1 when some run was.
 
 use crate::ft_hosts::{campaign_host, ReleasingHost};
-use crate::run_cmd::{exe_guest_path, parse_memory_size, parse_mount, parse_sched, LiveHost};
+use crate::run_cmd::{
+    exe_guest_path, guest_cwd, guest_mounts_of, parse_memory_size, parse_sched, program_path,
+    LiveHost,
+};
 use anyhow::{bail, Context};
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tandem_emulator::hypervisor::campaign::{judge, Baseline, End, Verdict, JOBS_MAX};
@@ -39,9 +42,10 @@ type CampaignHost = ReleasingHost<MemoryHost>;
 #[derive(clap::Args, Debug)]
 #[command(
     about = "Run a program as a fault-tolerant pair or triple of guests, releasing only the output they agree on",
-    long_about = "Run a static program as 2 or 3 replicas of one guest. The primary runs with the live host \
-        (stdin, --mount files); every input it takes is logged and replayed by the others. Each replica's stdout \
-        and stderr writes are held, and at the end of every epoch (--epoch instructions) the replicas are \
+    long_about = "Run a program as 2 or 3 replicas of one guest (a dynamically linked one with its root, --root, \
+        the host's / by default). The primary runs with the live host (stdin, --mount files, the root's \
+        files); every input it takes is logged and replayed by the others. Each replica's stdout and stderr \
+        writes are held, and at the end of every epoch (--epoch instructions) the replicas are \
         compared: output, how the guest ended, instruction count, registers and memory. Only agreed output \
         reaches the real stdout and stderr. On a mismatch a majority of three decides, or else the epoch is \
         re-executed from the last agreed checkpoint on a fresh copy, so a fault in the primary is corrected \
@@ -147,6 +151,12 @@ pub struct FtArgs {
     #[arg(long, value_name = "N")]
     max_insns: Option<u64>,
 
+    /// The guest's root file system, as tandem run --root (default: the host's / for a dynamically linked
+    /// program, none for a static one). A campaign reads it into memory, so it needs a small root.
+    /// Example: --root /srv/debian-chroot
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+
     /// Mount a host file or directory read-only at GUEST, as tandem run --mount. A campaign reads the mounted
     /// files once, into memory, and shows them with fixed metadata. Example: --mount ./data:/data
     #[arg(long = "mount", value_name = "HOST[:GUEST]")]
@@ -239,13 +249,11 @@ fn parse_seeds(s: &str) -> anyhow::Result<std::ops::Range<u64>> {
     }
 }
 
-fn linux_config(args: &FtArgs) -> anyhow::Result<LinuxConfig> {
-    let program = PathBuf::from(&args.command[0]);
-    let mounts = args
-        .mounts
-        .iter()
-        .map(|m| parse_mount(m))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+/// The guest's configuration; `program` is the ELF (a dynamically linked one gets the host's / as its root
+/// unless --root names another, as in tandem run).
+fn linux_config(args: &FtArgs, program: &[u8]) -> anyhow::Result<LinuxConfig> {
+    let path = program_path(&args.command[0]);
+    let mounts = guest_mounts_of(args.root.as_ref(), &args.mounts, program)?;
     for e in &args.env {
         if !e.contains('=') {
             bail!("--env {e}: expected K=V, such as --env LANG=C");
@@ -255,7 +263,8 @@ fn linux_config(args: &FtArgs) -> anyhow::Result<LinuxConfig> {
         seed: args.seed,
         argv: args.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
         envp: args.env.iter().map(|e| e.as_bytes().to_vec()).collect(),
-        exe_path: exe_guest_path(&program, &mounts),
+        exe_path: exe_guest_path(&path, &mounts),
+        cwd: guest_cwd(&mounts),
         mounts,
         frames_max: args.memory_max,
         sched: args.sched,
@@ -300,9 +309,9 @@ pub fn run(args: FtArgs) -> anyhow::Result<()> {
         faults[index].plan.events.extend(plan.events);
         faults[index].plan.random.extend(plan.random);
     }
-    let program = PathBuf::from(&args.command[0]);
+    let program = program_path(&args.command[0]);
     let bytes: Arc<[u8]> = read_input(&program, InputKind::Program)?.into();
-    let config = linux_config(&args)?;
+    let config = linux_config(&args, &bytes)?;
     let live = LiveHost::new(args.seed, &config.mounts, args.normalize_metadata)?;
     let host = ReleasingHost::new(live, args.release_files.clone());
     let mut world = World::new(
@@ -487,9 +496,20 @@ fn campaign(args: FtArgs) -> anyhow::Result<()> {
     if !args.faults_on.is_empty() {
         bail!("a campaign (--seeds) does not take --faults-on; give the faults with --faults");
     }
-    let program = PathBuf::from(&args.command[0]);
+    let program = program_path(&args.command[0]);
     let bytes: Arc<[u8]> = read_input(&program, InputKind::Program)?.into();
-    let config = linux_config(&args)?;
+    let config = linux_config(&args, &bytes)?;
+    if config
+        .mounts
+        .iter()
+        .any(|m| m.guest.is_empty() && m.host == Path::new("/"))
+    {
+        bail!(
+            "a campaign (--seeds) reads its root and mounts into memory, and the host's / (the default root of a \
+             dynamically linked program) is far too large: give --root DIR with a small system root holding \
+             the program's loader and libraries"
+        );
+    }
     let host = ReleasingHost::new(
         campaign_host(&config.mounts, campaign_stdin()?, args.seed)?,
         None,

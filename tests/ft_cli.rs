@@ -497,3 +497,38 @@ fn warm_campaign_tables_equal_cold_ones() {
         assert!(!table.contains("runs with a mismatch: 0;"), "{table}");
     }
 }
+
+#[test]
+fn a_dynamically_linked_program_runs_as_a_pair_with_its_loader_and_libraries_shipped_through_the_log(
+) {
+    // The host's / is its root: the loader, ld.so.cache and libc are read by the primary and logged.
+    let program = corpus_bin("sha256-dyn");
+    let linux = native(&program, &["abc"], &[], b"");
+    assert!(linux.status.success());
+    for faulty in [0, 1] {
+        // Flips while the loader maps and relocates libc, and after.
+        let spec = format!("{faulty}:mem.flip:count=3,within=1000000,class=anon-dirty");
+        let out = same_as_run(
+            &["--epoch", "100000", "--faults-on", &spec],
+            &program,
+            &["abc"],
+            b"",
+        );
+        assert_eq!(text(&out.stdout), text(&linux.stdout), "replica {faulty}");
+        let line = report_line(&out, "2 replicas");
+        assert!(!line.contains(" 0 mismatches"), "{line}");
+        let wrong = report_line(&out, "epochs found wrong");
+        assert!(
+            !wrong.contains(&format!("replica {faulty}: 0")),
+            "the faulty replica {faulty} was not blamed: {wrong}"
+        );
+    }
+    // A campaign reads its root into memory: the host's / is refused with a way out.
+    let out = ft(&["--seeds", "0..2"], &program, &["abc"], b"");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("give --root DIR"),
+        "{}",
+        text(&out.stderr)
+    );
+}
