@@ -79,6 +79,13 @@ pub struct FtArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     epoch_insns: u64,
 
+    /// End an epoch also right after the syscall that makes its Nth output (a stdout or stderr write, a file
+    /// change), so that output waits at most for N of its kind instead of a whole epoch of instructions: 1
+    /// releases each write once the replicas agree on it (more comparisons, less output latency).
+    /// Example: --epoch-outputs 1
+    #[arg(long = "epoch-outputs", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    epoch_outputs: Option<u64>,
+
     /// Epochs between full comparisons of the replicas' states (every mismatch compares them too); between
     /// them only the pages written are compared, and a fault elsewhere is caught when it reaches output.
     /// Example: --verify-every 16
@@ -276,6 +283,9 @@ fn linux_config(args: &FtArgs, program: &[u8]) -> anyhow::Result<LinuxConfig> {
 fn ft_config(args: &FtArgs) -> FtConfig {
     FtConfig {
         epoch_insns: args.epoch_insns,
+        epoch_outputs: args
+            .epoch_outputs
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         instructions_max: args.max_insns.unwrap_or(u64::MAX),
         verify_epochs: args.verify_epochs,
         threads: !args.no_threads,
@@ -356,7 +366,7 @@ pub fn run(args: FtArgs) -> anyhow::Result<()> {
             writeln!(err, "tandem: replica {i}: {line}")?;
         }
     }
-    write_report(&mut err, world.stats(), replicas, args.epoch_insns)?;
+    write_report(&mut err, world.stats(), replicas, &epoch_bound(&args))?;
     if args.debug_mismatch {
         let lines = world
             .first_mismatch()
@@ -424,18 +434,33 @@ fn record_pair<L: tandem_emulator::linux::Host + Send>(
     Ok(())
 }
 
+/// What ends an epoch: "N instructions", and ", or M outputs" with --epoch-outputs.
+fn epoch_bound(args: &FtArgs) -> String {
+    match args.epoch_outputs {
+        Some(n) => format!("{} instructions or {n} outputs", args.epoch_insns),
+        None => format!("{} instructions", args.epoch_insns),
+    }
+}
+
 /// The report of one world's run.
 fn write_report(
     out: &mut impl Write,
     s: &FtStats,
     replicas: usize,
-    epoch_insns: u64,
+    epoch: &str,
 ) -> std::io::Result<()> {
     writeln!(
         out,
-        "tandem: ft: {replicas} replicas, {} epochs of {epoch_insns} instructions ({} with full state comparisons), \
+        "tandem: ft: {replicas} replicas, {} epochs of {epoch} ({} with full state comparisons), \
          {} mismatches, {} re-executions, {} resyncs ({} pages, {} bytes moved), {} failovers",
-        s.epochs, s.verifications, s.mismatches, s.reexecutions, s.resyncs, s.pages_moved, s.bytes_moved, s.failovers
+        s.epochs,
+        s.verifications,
+        s.mismatches,
+        s.reexecutions,
+        s.resyncs,
+        s.pages_moved,
+        s.bytes_moved,
+        s.failovers
     )?;
     let wrong: Vec<String> = s
         .wrong
@@ -667,14 +692,14 @@ fn render_campaign(
         .collect();
     writeln!(
         out,
-        "ft campaign: {}, seeds {}..{}, {} replicas, faults {} in replica {}, epochs of {} instructions",
+        "ft campaign: {}, seeds {}..{}, {} replicas, faults {} in replica {}, epochs of {}",
         command.join(" "),
         seeds.start,
         seeds.end,
         args.replicas,
         plan.to_spec(),
         args.faults_in,
-        args.epoch_insns
+        epoch_bound(args)
     )?;
     writeln!(
         out,

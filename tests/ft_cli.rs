@@ -532,3 +532,59 @@ fn a_dynamically_linked_program_runs_as_a_pair_with_its_loader_and_libraries_shi
         text(&out.stderr)
     );
 }
+
+#[test]
+fn epochs_bounded_by_outputs_release_each_write_sooner_and_still_correct_faults() {
+    // procs-musl: 17 writes from several processes; within one epoch of instructions they wait for its end.
+    let program = corpus_bin("procs-musl");
+    let latency = |out: &Output| {
+        let line = report_line(out, "released");
+        let mean = line
+            .split("latency mean ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        mean.unwrap_or_else(|| panic!("no latency in {line:?}"))
+    };
+    let epochs = |out: &Output| {
+        let line = report_line(out, "2 replicas");
+        let n = line.split(", ").nth(1).and_then(|t| t.split(' ').next());
+        n.and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no epoch count in {line:?}"))
+    };
+    let whole = same_as_run(&[], &program, &[], b"");
+    let each = same_as_run(&["--epoch-outputs", "1"], &program, &[], b"");
+    assert!(latency(&whole) > 0);
+    // Each write ends its epoch: it is released at the end of the syscall that made it.
+    assert_eq!(latency(&each), 0);
+    assert!(report_line(&each, "released").starts_with("released 17 writes"));
+    assert!(epochs(&each) >= 17 && epochs(&whole) < 17);
+    assert!(report_line(&each, "2 replicas").contains("instructions or 1 outputs"));
+    // A flipped primary still mismatches and is corrected; a triple ends its epochs at the same writes.
+    let sigbus = corpus_bin("sigbus-glibc");
+    for flags in [
+        vec![
+            "--epoch-outputs",
+            "1",
+            "--faults-on",
+            "0:mem.flip:count=5,within=2000000,class=anon-dirty",
+        ],
+        vec![
+            "--epoch-outputs",
+            "2",
+            "--replicas",
+            "3",
+            "--faults-on",
+            "2:mem.flip:count=5,within=2000000,class=anon-dirty",
+        ],
+    ] {
+        let out = same_as_run(&flags, &sigbus, &[], b"");
+        let wrong = report_line(&out, "epochs found wrong");
+        let faulty = if flags.contains(&"3") {
+            "replica 2: 0"
+        } else {
+            "replica 0: 0"
+        };
+        assert!(!wrong.contains(faulty), "{flags:?}: {wrong}");
+    }
+}

@@ -320,6 +320,8 @@ pub struct FtHost<L: Host> {
     /// Answers inputs only: the syscall events of the log are passed over, not checked (for a host in front of
     /// which another host logs the syscalls itself: the recorder of a pair, record.rs).
     pub inputs_only: bool,
+    /// Pauses the guest after the syscall that made this many outputs in the epoch (`FtConfig::epoch_outputs`).
+    pub epoch_outputs: Option<usize>,
 }
 
 impl<L: Host> FtHost<L> {
@@ -336,7 +338,13 @@ impl<L: Host> FtHost<L> {
             cursor,
             held: Vec::new(),
             inputs_only: false,
+            epoch_outputs: None,
         }
+    }
+
+    /// The epoch made as many outputs as end it (`epoch_outputs`).
+    pub fn epoch_output_reached(&self) -> bool {
+        self.epoch_outputs.is_some_and(|n| self.held.len() >= n)
     }
 
     pub fn log(&self) -> &Arc<SharedLog> {
@@ -642,9 +650,10 @@ impl<L: Host> Host for FtHost<L> {
             (),
         );
     }
-    /// A replica that diverged stops at its next syscall: what it does from then on is not compared.
+    /// A replica that diverged stops at its next syscall: what it does from then on is not compared. One
+    /// whose epoch made its outputs stops too: the epoch ends there.
     fn pause_requested(&self) -> bool {
-        self.cursor.diverged.is_some()
+        self.cursor.diverged.is_some() || self.epoch_output_reached()
     }
     fn file_output(&mut self, path: &[u8], change: FileOutput<'_>) {
         let path = path.to_vec();

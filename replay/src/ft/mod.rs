@@ -83,6 +83,11 @@ pub enum Arbiter {
 pub struct FtConfig {
     /// Instructions per epoch: replicas are compared, and output released, at each epoch's end.
     pub epoch_insns: u64,
+    /// Ends an epoch early, right after the syscall that made this many outputs in it (stdout and stderr
+    /// writes, file changes: `FtHost::held`), so that output waits less for its release. A function of each
+    /// replica's own execution, so healthy replicas end together and a faulty one that ends elsewhere
+    /// mismatches. None: epochs end at `epoch_insns` only.
+    pub epoch_outputs: Option<usize>,
     /// The run stops at this icount if the guest has not finished.
     pub instructions_max: u64,
     pub arbiter: Arbiter,
@@ -106,6 +111,7 @@ impl Default for FtConfig {
     fn default() -> Self {
         FtConfig {
             epoch_insns: EPOCH_INSNS_DEFAULT,
+            epoch_outputs: None,
             instructions_max: u64::MAX,
             arbiter: Arbiter::ReExecute,
             verify_epochs: VERIFY_EPOCHS_DEFAULT,
@@ -376,6 +382,7 @@ fn run_epoch<L: Host>(hv: &mut Hypervisor<FtHost<L>>, end: u64) -> Outcome {
     while hv.guest.termination().is_none()
         && hv.guest.icount() < end
         && hv.guest.host.cursor.diverged.is_none()
+        && !hv.guest.host.epoch_output_reached()
     {
         calls += 1;
         assert!(calls <= RUN_CALLS_MAX, "an epoch that makes no progress");
@@ -390,6 +397,18 @@ fn run_epoch<L: Host>(hv: &mut Hypervisor<FtHost<L>>, end: u64) -> Outcome {
         full: None,
         diverged: guest.host.cursor.diverged.clone(),
         position: guest.host.cursor.position,
+    }
+}
+
+/// Runs a replica (or the re-execution) to `target` through as many epochs as it takes (`run_epoch` ends one
+/// early at `FtConfig::epoch_outputs`), for catching up with output that was released already. The outcome
+/// is the last epoch's.
+fn run_epochs_to<L: Host>(hv: &mut Hypervisor<FtHost<L>>, target: u64) -> Outcome {
+    loop {
+        let o = run_epoch(hv, target);
+        if o.icount >= target || o.termination.is_some() || o.diverged.is_some() {
+            return o;
+        }
     }
 }
 
@@ -597,7 +616,12 @@ impl<L: Host + Send> World<L> {
             faults.len()
         );
         assert!(config.epoch_insns > 0, "an epoch of no instructions");
-        let host = |leader| FtHost::new(log.clone(), live.clone(), leader, cursor.clone());
+        assert!(config.epoch_outputs != Some(0), "an epoch of no outputs");
+        let host = |leader| {
+            let mut h = FtHost::new(log.clone(), live.clone(), leader, cursor.clone());
+            h.epoch_outputs = config.epoch_outputs;
+            h
+        };
         let mut replicas = Vec::new();
         for (i, f) in faults.into_iter().enumerate() {
             let guest = start(host(i == 0))?;
@@ -973,7 +997,7 @@ impl<L: Host + Send> World<L> {
                 self.log.lock().truncate(cursor.position);
                 primary.hv.guest.host.cursor = c.cursor.clone();
                 // Every input it reads is in the log, so the live source is not asked.
-                let rerun = run_epoch(&mut primary.hv, icount);
+                let rerun = run_epochs_to(&mut primary.hv, icount);
                 assert!(
                     rerun.icount == icount
                         && rerun.position == cursor.position
@@ -1144,7 +1168,7 @@ impl<L: Host + Send> World<L> {
         s.host.cursor = self.checkpoint.cursor.clone();
         assert!(self.checkpoint.icount <= start_icount);
         if self.checkpoint.icount < start_icount {
-            let caught_up = run_epoch(&mut self.scratch, start_icount);
+            let caught_up = run_epochs_to(&mut self.scratch, start_icount);
             assert!(
                 caught_up.icount == start_icount && caught_up.termination.is_none(),
                 "a fault-free re-execution that did not reach the epoch's start"
