@@ -588,3 +588,33 @@ fn epochs_bounded_by_outputs_release_each_write_sooner_and_still_correct_faults(
         assert!(!wrong.contains(faulty), "{flags:?}: {wrong}");
     }
 }
+
+#[test]
+fn multi_threaded_guests_run_as_pairs_and_triples_and_a_flipped_replica_is_corrected() {
+    // threads-musl (pthreads) and go-chan (the Go runtime's threads and goroutines), against Linux itself.
+    for (name, within) in [("threads-musl", 5_800_000), ("go-chan", 500_000)] {
+        let program = corpus_bin(name);
+        let linux = native(&program, &[], &[], b"");
+        assert!(linux.status.success(), "{name} natively");
+        for (replicas, faulty) in [("2", 0), ("2", 1), ("3", 2)] {
+            let spec = format!("{faulty}:mem.flip:count=5,within={within},class=anon-dirty");
+            let flags = [
+                "--replicas",
+                replicas,
+                "--epoch",
+                "100000",
+                "--faults-on",
+                &spec,
+            ];
+            let out = same_as_run(&flags, &program, &[], b"");
+            assert_eq!(text(&out.stdout), text(&linux.stdout), "{name} {flags:?}");
+            let line = report_line(&out, &format!("{replicas} replicas"));
+            assert!(!line.contains(" 0 mismatches"), "{name} {flags:?}: {line}");
+            let wrong = report_line(&out, "epochs found wrong");
+            assert!(
+                !wrong.contains(&format!("replica {faulty}: 0")),
+                "{name} {flags:?}: the faulty replica was not blamed: {wrong}"
+            );
+        }
+    }
+}
