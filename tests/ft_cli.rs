@@ -261,6 +261,17 @@ fn bad_input_is_a_clear_error() {
     }
 }
 
+/// The report shows a mismatch and blames `faulty` for at least one epoch.
+fn assert_caught_and_blamed(out: &Output, replicas: usize, faulty: usize, what: &str) {
+    let line = report_line(out, &format!("{replicas} replicas"));
+    assert!(!line.contains(" 0 mismatches"), "{what}: {line}");
+    let wrong = report_line(out, "epochs found wrong");
+    assert!(
+        !wrong.contains(&format!("replica {faulty}: 0")),
+        "{what}: the faulty replica {faulty} was not blamed: {wrong}"
+    );
+}
+
 /// The "tandem: icount N state_hash H" line of --report-state.
 fn state_line(out: &Output) -> String {
     text(&out.stderr)
@@ -515,13 +526,7 @@ fn a_dynamically_linked_program_runs_as_a_pair_with_its_loader_and_libraries_shi
             b"",
         );
         assert_eq!(text(&out.stdout), text(&linux.stdout), "replica {faulty}");
-        let line = report_line(&out, "2 replicas");
-        assert!(!line.contains(" 0 mismatches"), "{line}");
-        let wrong = report_line(&out, "epochs found wrong");
-        assert!(
-            !wrong.contains(&format!("replica {faulty}: 0")),
-            "the faulty replica {faulty} was not blamed: {wrong}"
-        );
+        assert_caught_and_blamed(&out, 2, faulty, "sha256-dyn");
     }
     // A campaign reads its root into memory: the host's / is refused with a way out.
     let out = ft(&["--seeds", "0..2"], &program, &["abc"], b"");
@@ -579,13 +584,8 @@ fn epochs_bounded_by_outputs_release_each_write_sooner_and_still_correct_faults(
         ],
     ] {
         let out = same_as_run(&flags, &sigbus, &[], b"");
-        let wrong = report_line(&out, "epochs found wrong");
-        let faulty = if flags.contains(&"3") {
-            "replica 2: 0"
-        } else {
-            "replica 0: 0"
-        };
-        assert!(!wrong.contains(faulty), "{flags:?}: {wrong}");
+        let (replicas, faulty) = if flags.contains(&"3") { (3, 2) } else { (2, 0) };
+        assert_caught_and_blamed(&out, replicas, faulty, "sigbus-glibc");
     }
 }
 
@@ -608,13 +608,7 @@ fn multi_threaded_guests_run_as_pairs_and_triples_and_a_flipped_replica_is_corre
             ];
             let out = same_as_run(&flags, &program, &[], b"");
             assert_eq!(text(&out.stdout), text(&linux.stdout), "{name} {flags:?}");
-            let line = report_line(&out, &format!("{replicas} replicas"));
-            assert!(!line.contains(" 0 mismatches"), "{name} {flags:?}: {line}");
-            let wrong = report_line(&out, "epochs found wrong");
-            assert!(
-                !wrong.contains(&format!("replica {faulty}: 0")),
-                "{name} {flags:?}: the faulty replica was not blamed: {wrong}"
-            );
+            assert_caught_and_blamed(&out, replicas.parse().unwrap(), faulty, name);
         }
     }
 }
