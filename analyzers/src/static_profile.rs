@@ -357,14 +357,16 @@ fn reach(
     excluded: Option<u64>,
 ) -> Reached {
     let mut noreturn = BTreeSet::new();
-    let mut reached = reach_once(image, roots, resumed, excluded, &noreturn);
+    let mut reached = reach_once(image, roots, resumed, excluded, &noreturn, None);
     for _ in 0..NORETURN_ROUNDS_MAX {
         let found = noreturn_functions(&reached.facts);
         if found.is_subset(&noreturn) {
             break;
         }
+        let fresh: BTreeSet<u64> = found.difference(&noreturn).copied().collect();
         noreturn.extend(found);
-        reached = reach_once(image, roots, resumed, excluded, &noreturn);
+        let previous = (reached.facts, &fresh);
+        reached = reach_once(image, roots, resumed, excluded, &noreturn, Some(previous));
     }
     reached
 }
@@ -402,14 +404,21 @@ fn noreturn_functions(facts: &BTreeMap<u64, FunctionFacts>) -> BTreeSet<u64> {
         .collect()
 }
 
-/// One reachability pass, the calls of `noreturn` functions ending their paths.
+/// One reachability pass, the calls of `noreturn` functions ending their paths. `previous`: the facts of the
+/// pass before and the functions added to `noreturn` since; a function none of whose calls goes to one of those
+/// would be interpreted exactly as then (its paths end where they ended), so its facts are taken over.
 fn reach_once(
     image: &Image,
     roots: &BTreeSet<u64>,
     resumed: &BTreeSet<u64>,
     excluded: Option<u64>,
     noreturn: &BTreeSet<u64>,
+    previous: Option<(BTreeMap<u64, FunctionFacts>, &BTreeSet<u64>)>,
 ) -> Reached {
+    let (mut previous, fresh) = match previous {
+        Some((facts, fresh)) => (facts, fresh),
+        None => (BTreeMap::new(), noreturn),
+    };
     let context = Context { image, noreturn };
     let mut facts: BTreeMap<u64, FunctionFacts> = BTreeMap::new();
     let mut taken = BTreeSet::new();
@@ -424,7 +433,10 @@ fn reach_once(
         } else {
             State::entry()
         };
-        let found = interpret_function(&context, f, state);
+        let found = match previous.remove(&f) {
+            Some(old) if !old.calls.iter().any(|c| fresh.contains(&c.callee)) => old,
+            _ => interpret_function(&context, f, state),
+        };
         for c in &found.calls {
             if !facts.contains_key(&c.callee) {
                 work.push(c.callee);
@@ -635,7 +647,7 @@ fn interpret_function(context: &Context, entry: u64, entry_state: State) -> Func
     let mut visits: BTreeMap<u64, u32> = BTreeMap::new();
     // In address order: most blocks are then run after their predecessors, and joined less often.
     let mut work = BTreeSet::from([entry]);
-    let mut tables: BTreeSet<u64> = BTreeSet::new();
+    let mut tables = Switches::default();
     states.insert(entry, entry_state);
     let mut runs = 0;
     let mut info = InstructionInfoFactory::new();
@@ -682,6 +694,15 @@ fn interpret_function(context: &Context, entry: u64, entry_state: State) -> Func
     facts
 }
 
+/// The switch tables of a function: the bases LEA'd by blocks that end in an indirect jump, and the targets
+/// each jump was found to have from its candidate bases (a block is run again each time its state changes: the
+/// tables are read once).
+#[derive(Default)]
+struct Switches {
+    bases: BTreeSet<u64>,
+    targets: BTreeMap<(u64, Vec<u64>), Vec<u64>>,
+}
+
 /// Runs one block from `start` to its first branch; returns the successors with their states.
 fn run_block(
     context: &Context,
@@ -689,7 +710,7 @@ fn run_block(
     start: u64,
     mut state: State,
     facts: &mut FunctionFacts,
-    tables: &mut BTreeSet<u64>,
+    tables: &mut Switches,
     info: &mut InstructionInfoFactory,
 ) -> Vec<(u64, State)> {
     let image = context.image;
@@ -760,15 +781,20 @@ fn run_block(
             FlowControl::IndirectBranch => {
                 // A switch table read from the image may be incomplete: the function may return through it.
                 facts.may_return = true;
-                tables.extend(block_tables.iter().copied());
-                let candidates = if block_tables.is_empty() {
-                    &*tables
+                tables.bases.extend(block_tables.iter().copied());
+                let candidates: BTreeSet<u64> = if block_tables.is_empty() {
+                    tables.bases.clone()
                 } else {
-                    &block_tables.iter().copied().collect()
+                    block_tables.iter().copied().collect()
                 };
-                let within = image.function_range(function);
-                let targets = jump_table_targets(image, &insn, candidates, within);
-                return targets.into_iter().map(|t| (t, state.clone())).collect();
+                let targets = tables
+                    .targets
+                    .entry((insn.ip(), candidates.into_iter().collect()))
+                    .or_insert_with_key(|(_, candidates)| {
+                        let within = image.function_range(function);
+                        jump_table_targets(image, &insn, candidates, within)
+                    });
+                return targets.iter().map(|&t| (t, state.clone())).collect();
             }
             FlowControl::Call | FlowControl::IndirectCall => {
                 let target = if insn.flow_control() == FlowControl::Call {
@@ -987,7 +1013,7 @@ fn known_target(image: &Image, insn: &Instruction, state: &State) -> Option<u64>
 fn jump_table_targets(
     image: &Image,
     insn: &Instruction,
-    bases: &BTreeSet<u64>,
+    bases: &[u64],
     within: std::ops::Range<u64>,
 ) -> Vec<u64> {
     let ok = |t: u64| image.is_code(t) && within.contains(&t);
@@ -1278,7 +1304,8 @@ mod tests {
         f.extend_from_slice(data);
         f[24..32].copy_from_slice(&CODE_WITH_DATA.to_le_bytes()); // e_entry
         f[56..58].copy_from_slice(&2u16.to_le_bytes()); // e_phnum
-        f[64 + 32..64 + 48].copy_from_slice(&[data_off.to_le_bytes(), data_off.to_le_bytes()].concat());
+        f[64 + 32..64 + 48]
+            .copy_from_slice(&[data_off.to_le_bytes(), data_off.to_le_bytes()].concat());
         let ph = &mut f[120..headers];
         ph[0..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
         ph[4..8].copy_from_slice(&4u32.to_le_bytes()); // R
