@@ -32,21 +32,32 @@ fill_scratch() {
     printf '0123456789' >"$1/vol/in/data.bin"
 }
 
-# record TRACE PROGRAM OPTIONS ARGUMENTS STDIN: one run, unless its trace is there already.
+# record TRACE PROGRAM OPTIONS ARGUMENTS STDIN: one run, unless its trace is there already. Each run gets a
+# scratch directory and a stdin file of its own, named after its trace and removed once the run is over (never
+# a pipe: a program that exits without reading its stdin would leave the writer with EPIPE, which dash reports
+# as an I/O error). The trace is written beside its place and moved there when the recording ends, so that an
+# interrupted run is not reused; a run that leaves no trace is reported on stderr.
 record() {
     [ -s "$1" ] && return 0
-    scratch=$traces/scratch
+    scratch=$1.scratch
+    input=/dev/null
     fill_scratch "$scratch"
     options=$(printf '%s' "$3" | sed "s|@DIR|$scratch|g")
     arguments=$(printf '%s' "$4" | sed "s|@DIR|$scratch|g")
-    # shellcheck disable=SC2086 # options and arguments are split at spaces on purpose (see profile-runs.txt)
     if [ -n "$5" ]; then
-        printf '%b' "$5" | $tandem record --max-insns 2000000000 $options -o "$1" -- "$2" $arguments \
-            >/dev/null 2>&1 || true
-    else
-        $tandem record --max-insns 2000000000 $options -o "$1" -- "$2" $arguments </dev/null \
-            >/dev/null 2>&1 || true
+        input=$1.stdin
+        printf '%b' "$5" >"$input"
     fi
+    # A guest that fails still leaves its trace (tandem record's status is the guest's).
+    # shellcheck disable=SC2086 # options and arguments are split at spaces on purpose (see profile-runs.txt)
+    $tandem record --max-insns 2000000000 $options -o "$1.part" -- "$2" $arguments <"$input" \
+        >/dev/null 2>"$1.log" || true
+    if [ -s "$1.part" ]; then
+        mv "$1.part" "$1"
+    else
+        echo "bench-profile: no trace from $2 $4: $(head -c 300 "$1.log")" >&2
+    fi
+    rm -rf "$scratch" "$1.stdin" "$1.part" "$1.log"
 }
 
 # score PROGRAM TRACE...: the `# static`, `# compared` and `# missed` lines as "static unresolved observed
@@ -54,7 +65,7 @@ record() {
 score() {
     prog=$1
     shift
-    $tandem profile --from "$@" -- "$prog" 2>/dev/null | awk '
+    $tandem profile --from "$@" -- "$prog" 2>/dev/null </dev/null | awk '
         /^# static profile/ { for (i = 1; i <= NF; i++) { if ($i == "syscalls") st = $(i - 1); if ($i == "unresolved)") un = $(i - 1) } }
         /^# compared/ { for (i = 1; i <= NF; i++) { if ($i == "observed,") ob = $(i - 1); if ($i == "precision") p = $(i + 1); if ($i == "recall") r = $(i + 1); if ($i == "F1") f = $(i + 1) } }
         /^# missed:/ { sub(/^# missed: /, ""); m = $0 }
@@ -70,6 +81,7 @@ for p in "$@"; do
         *) prog=corpus/bin/$p ;;
     esac
     name=$(basename "$p")
+    echo "bench-profile: $name" >&2
     usage=$traces/$name.0.trace
     if [ "$name" = busybox ]; then
         record "$usage" "$prog" "" "--help" ""
@@ -108,7 +120,7 @@ LINES
     # shellcheck disable=SC2086 # the trace paths have no spaces
     e=$(score "$prog" $all)
     if [ -z "$u" ] || [ -z "$e" ]; then
-        echo "| $name | (error: $($tandem profile -- "$prog" 2>&1 >/dev/null | head -1)) | | | | | | | | | |"
+        echo "| $name | (error: $($tandem profile -- "$prog" 2>&1 >/dev/null </dev/null | head -1)) | | | | | | | | | |"
         continue
     fi
     runs_count=$(echo "$all" | wc -w)

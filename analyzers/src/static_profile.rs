@@ -34,9 +34,7 @@ const STACK_ARGS: i64 = 8;
 
 const RSP: usize = 4;
 /// Rounds of the no-return analysis at most (each is a whole reachability pass; each is sound on its own).
-const NORETURN_ROUNDS_MAX: usize = 0;
-/// Whether a syscall of exit or exit_group ends its path (see the FIXME in `run_block`).
-const ENDS_THREAD_CUT: bool = false;
+const NORETURN_ROUNDS_MAX: usize = 6;
 /// exit(2) and exit_group(2): they never return.
 const SYS_EXIT: u64 = 60;
 const SYS_EXIT_GROUP: u64 = 231;
@@ -352,8 +350,6 @@ struct Reached {
 /// The functions reachable from `roots` without entering `excluded` (a phase boundary: the code that runs
 /// before it is first reached never enters it), each interpreted from its entry state, or, for the addresses in
 /// `resumed`, from the state after a call returned there (see `resumed_state`).
-// NORETURN_ROUNDS_MAX is 0 while the no-return cut is unsound (see its FIXME), which makes the loop empty.
-#[allow(clippy::reversed_empty_ranges)]
 fn reach(
     image: &Image,
     roots: &BTreeSet<u64>,
@@ -361,14 +357,16 @@ fn reach(
     excluded: Option<u64>,
 ) -> Reached {
     let mut noreturn = BTreeSet::new();
-    let mut reached = reach_once(image, roots, resumed, excluded, &noreturn);
+    let mut reached = reach_once(image, roots, resumed, excluded, &noreturn, None);
     for _ in 0..NORETURN_ROUNDS_MAX {
         let found = noreturn_functions(&reached.facts);
         if found.is_subset(&noreturn) {
             break;
         }
+        let fresh: BTreeSet<u64> = found.difference(&noreturn).copied().collect();
         noreturn.extend(found);
-        reached = reach_once(image, roots, resumed, excluded, &noreturn);
+        let previous = (reached.facts, &fresh);
+        reached = reach_once(image, roots, resumed, excluded, &noreturn, Some(previous));
     }
     reached
 }
@@ -406,14 +404,21 @@ fn noreturn_functions(facts: &BTreeMap<u64, FunctionFacts>) -> BTreeSet<u64> {
         .collect()
 }
 
-/// One reachability pass, the calls of `noreturn` functions ending their paths.
+/// One reachability pass, the calls of `noreturn` functions ending their paths. `previous`: the facts of the
+/// pass before and the functions added to `noreturn` since; a function none of whose calls goes to one of those
+/// would be interpreted exactly as then (its paths end where they ended), so its facts are taken over.
 fn reach_once(
     image: &Image,
     roots: &BTreeSet<u64>,
     resumed: &BTreeSet<u64>,
     excluded: Option<u64>,
     noreturn: &BTreeSet<u64>,
+    previous: Option<(BTreeMap<u64, FunctionFacts>, &BTreeSet<u64>)>,
 ) -> Reached {
+    let (mut previous, fresh) = match previous {
+        Some((facts, fresh)) => (facts, fresh),
+        None => (BTreeMap::new(), noreturn),
+    };
     let context = Context { image, noreturn };
     let mut facts: BTreeMap<u64, FunctionFacts> = BTreeMap::new();
     let mut taken = BTreeSet::new();
@@ -428,7 +433,10 @@ fn reach_once(
         } else {
             State::entry()
         };
-        let found = interpret_function(&context, f, state);
+        let found = match previous.remove(&f) {
+            Some(old) if !old.calls.iter().any(|c| fresh.contains(&c.callee)) => old,
+            _ => interpret_function(&context, f, state),
+        };
         for c in &found.calls {
             if !facts.contains_key(&c.callee) {
                 work.push(c.callee);
@@ -639,7 +647,7 @@ fn interpret_function(context: &Context, entry: u64, entry_state: State) -> Func
     let mut visits: BTreeMap<u64, u32> = BTreeMap::new();
     // In address order: most blocks are then run after their predecessors, and joined less often.
     let mut work = BTreeSet::from([entry]);
-    let mut tables: BTreeSet<u64> = BTreeSet::new();
+    let mut tables = Switches::default();
     states.insert(entry, entry_state);
     let mut runs = 0;
     let mut info = InstructionInfoFactory::new();
@@ -686,6 +694,15 @@ fn interpret_function(context: &Context, entry: u64, entry_state: State) -> Func
     facts
 }
 
+/// The switch tables of a function: the bases LEA'd by blocks that end in an indirect jump, and the targets
+/// each jump was found to have from its candidate bases (a block is run again each time its state changes: the
+/// tables are read once).
+#[derive(Default)]
+struct Switches {
+    bases: BTreeSet<u64>,
+    targets: BTreeMap<(u64, Vec<u64>), Vec<u64>>,
+}
+
 /// Runs one block from `start` to its first branch; returns the successors with their states.
 fn run_block(
     context: &Context,
@@ -693,7 +710,7 @@ fn run_block(
     start: u64,
     mut state: State,
     facts: &mut FunctionFacts,
-    tables: &mut BTreeSet<u64>,
+    tables: &mut Switches,
     info: &mut InstructionInfoFactory,
 ) -> Vec<(u64, State)> {
     let image = context.image;
@@ -712,16 +729,13 @@ fn run_block(
         let last_compare = compared.take();
         compared = equality_test(&insn);
         note_taken_addresses(image, &insn, facts, &mut block_tables);
+        block_tables.extend(table_base_in_register(image, &insn, &state));
         if insn.mnemonic() == Mnemonic::Hlt {
             // The end of a path (user mode faults on it): what follows is other code.
             return Vec::new();
         }
         if insn.code() == Code::Syscall {
-            // FIXME: ending the path after exit/exit_group (and at calls of functions found never to return,
-            // NORETURN_ROUNDS_MAX > 0) lost popen-glibc's dup2 (recall 0.952 in corpus/bench-profile.sh):
-            // disabled until the unsound case is found.
-            let ends_thread =
-                ENDS_THREAD_CUT && matches!(state.regs[0], Val::Const(SYS_EXIT | SYS_EXIT_GROUP));
+            let ends_thread = matches!(state.regs[0], Val::Const(SYS_EXIT | SYS_EXIT_GROUP));
             on_syscall(&insn, &mut state, facts);
             if ends_thread {
                 // exit and exit_group never return (exit(2), exit_group(2)): what follows is not on this path.
@@ -767,15 +781,20 @@ fn run_block(
             FlowControl::IndirectBranch => {
                 // A switch table read from the image may be incomplete: the function may return through it.
                 facts.may_return = true;
-                tables.extend(block_tables.iter().copied());
-                let candidates = if block_tables.is_empty() {
-                    &*tables
+                tables.bases.extend(block_tables.iter().copied());
+                let candidates: BTreeSet<u64> = if block_tables.is_empty() {
+                    tables.bases.clone()
                 } else {
-                    &block_tables.iter().copied().collect()
+                    block_tables.iter().copied().collect()
                 };
-                let within = image.function_range(function);
-                let targets = jump_table_targets(image, &insn, candidates, within);
-                return targets.into_iter().map(|t| (t, state.clone())).collect();
+                let targets = tables
+                    .targets
+                    .entry((insn.ip(), candidates.into_iter().collect()))
+                    .or_insert_with_key(|(_, candidates)| {
+                        let within = image.function_range(function);
+                        jump_table_targets(image, &insn, candidates, within)
+                    });
+                return targets.iter().map(|&t| (t, state.clone())).collect();
             }
             FlowControl::Call | FlowControl::IndirectCall => {
                 let target = if insn.flow_control() == FlowControl::Call {
@@ -940,6 +959,23 @@ fn note_taken_addresses(
     }
 }
 
+/// The base of a switch table read through a register the analysis knows the value of: `movsxd rax, [rbx +
+/// rcx*4]` with rbx holding a data address LEA'd before a loop. GCC hoists that LEA out of the loop (glibc's
+/// `__spawni_child` runs its file actions so), leaving no LEA in the block of the jump: missing the table
+/// lost every case of the switch (popen's dup2), which only a spurious fall-through past a call of `_exit`
+/// used to reach.
+fn table_base_in_register(image: &Image, insn: &Instruction, state: &State) -> Option<u64> {
+    (0..insn.op_count()).find(|&i| insn.op_kind(i) == OpKind::Memory)?;
+    if insn.memory_index() == Register::None || insn.memory_index_scale() != 4 {
+        return None;
+    }
+    let Val::Const(base) = state.regs[gpr_index(insn.memory_base())?] else {
+        return None;
+    };
+    let table = base.wrapping_add(insn.memory_displacement64());
+    (!image.is_code(table) && image.read(table, 4).is_some()).then_some(table)
+}
+
 /// The address a memory operand names statically: RIP-relative, or its displacement (an absolute address, or
 /// a table indexed by registers in a non-PIE program).
 fn memory_address(insn: &Instruction) -> Option<u64> {
@@ -977,7 +1013,7 @@ fn known_target(image: &Image, insn: &Instruction, state: &State) -> Option<u64>
 fn jump_table_targets(
     image: &Image,
     insn: &Instruction,
-    bases: &BTreeSet<u64>,
+    bases: &[u64],
     within: std::ops::Range<u64>,
 ) -> Vec<u64> {
     let ok = |t: u64| image.is_code(t) && within.contains(&t);
@@ -1257,7 +1293,85 @@ mod tests {
         f
     }
 
+    /// `tiny_elf` with a second program header, a read-only PT_LOAD of `data` at `DATA_BASE` (the file's bytes
+    /// after the code, which starts one header later: at `CODE_WITH_DATA`).
+    fn tiny_elf_with_data(code: &[u8], data: &[u8]) -> Vec<u8> {
+        let headers = 64 + 2 * 56;
+        let mut f = tiny_elf(&[]);
+        f.extend([0u8; 56]);
+        f.extend_from_slice(code);
+        let data_off = f.len() as u64;
+        f.extend_from_slice(data);
+        f[24..32].copy_from_slice(&CODE_WITH_DATA.to_le_bytes()); // e_entry
+        f[56..58].copy_from_slice(&2u16.to_le_bytes()); // e_phnum
+        f[64 + 32..64 + 48]
+            .copy_from_slice(&[data_off.to_le_bytes(), data_off.to_le_bytes()].concat());
+        let ph = &mut f[120..headers];
+        ph[0..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        ph[4..8].copy_from_slice(&4u32.to_le_bytes()); // R
+        ph[8..16].copy_from_slice(&data_off.to_le_bytes());
+        ph[16..24].copy_from_slice(&DATA_BASE.to_le_bytes());
+        ph[24..32].copy_from_slice(&DATA_BASE.to_le_bytes());
+        ph[32..40].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        ph[40..48].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        f
+    }
+
+    const DATA_BASE: u64 = 0x60_0000;
+    /// Where `tiny_elf_with_data` puts the code.
+    const CODE_WITH_DATA: u64 = 0x40_0000 + 64 + 2 * 56;
+
     const SYSCALL: [u8; 2] = [0x0f, 0x05];
+
+    #[test]
+    fn a_switch_whose_table_base_was_loaded_before_the_loop_reaches_its_cases() {
+        // _start: lea rbx, [rip + table]; xor ecx, ecx; jmp loop
+        // loop:   movsxd rax, [rbx + rcx*4]; add rax, rbx; jmp rax
+        // case0:  mov eax, 33 (dup2); syscall; hlt
+        // case1:  mov eax, 60 (exit); syscall; hlt
+        let lea_end = CODE_WITH_DATA + 7;
+        let disp = (DATA_BASE - lea_end) as u32;
+        let mut code = vec![0x48, 0x8d, 0x1d];
+        code.extend(disp.to_le_bytes());
+        code.extend([0x31, 0xc9, 0xeb, 0x00]);
+        code.extend([0x48, 0x63, 0x04, 0x8b, 0x48, 0x01, 0xd8, 0xff, 0xe0]);
+        let case0 = CODE_WITH_DATA + code.len() as u64;
+        code.extend([0xb8, 33, 0, 0, 0]);
+        code.extend(SYSCALL);
+        code.push(0xf4);
+        let case1 = CODE_WITH_DATA + code.len() as u64;
+        code.extend([0xb8, 60, 0, 0, 0]);
+        code.extend(SYSCALL);
+        code.push(0xf4);
+        let mut table = Vec::new();
+        for case in [case0, case1] {
+            table.extend((case.wrapping_sub(DATA_BASE) as u32).to_le_bytes());
+        }
+        let p = analyze(&tiny_elf_with_data(&code, &table)).unwrap();
+        assert_eq!(p.syscalls, [33, 60].into());
+    }
+
+    #[test]
+    fn no_path_goes_on_after_exit_or_a_call_of_a_function_that_never_returns() {
+        // _start: call f; mov eax, 39 (getpid: after f, never reached); syscall; hlt
+        // f:      mov edi, 1; call g; mov eax, 102 (getuid: after g, never reached); syscall; ret
+        // g:      mov eax, 231 (exit_group); syscall; mov eax, 110 (getppid: after exit_group); syscall; ret
+        let mut code = vec![0xe8, 8, 0, 0, 0];
+        code.extend([0xb8, 39, 0, 0, 0]);
+        code.extend(SYSCALL);
+        code.push(0xf4);
+        code.extend([0xbf, 1, 0, 0, 0, 0xe8, 8, 0, 0, 0]);
+        code.extend([0xb8, 102, 0, 0, 0]);
+        code.extend(SYSCALL);
+        code.push(0xc3);
+        code.extend([0xb8, 231, 0, 0, 0]);
+        code.extend(SYSCALL);
+        code.extend([0xb8, 110, 0, 0, 0]);
+        code.extend(SYSCALL);
+        code.push(0xc3);
+        let p = analyze(&tiny_elf(&code)).unwrap();
+        assert_eq!(p.syscalls, [231].into());
+    }
 
     #[test]
     fn a_syscall_in_unreachable_code_is_excluded() {
