@@ -25,8 +25,8 @@ use tandem_emulator::linux::{
     LinuxConfig, LinuxMachine, MemoryHost, Progress, SchedPolicy, Termination,
 };
 use tandem_replay::ft::{
-    record_agreed, Arbiter, FtConfig, FtEnd, FtStats, ReplicaFaults, World, WorldSnapshot,
-    EPOCH_INSNS_DEFAULT, REPLICAS_MAX, VERIFY_EPOCHS_DEFAULT,
+    record_agreed, verify_epochs_for, Arbiter, FtConfig, FtEnd, FtStats, ReplicaFaults, World,
+    WorldSnapshot, EPOCH_INSNS_DEFAULT, REPLICAS_MAX,
 };
 use tandem_scenarios::input::{read_input, InputKind};
 
@@ -88,10 +88,10 @@ pub struct FtArgs {
 
     /// Epochs between full comparisons of the replicas' states (every mismatch compares them too); between
     /// them only the pages written are compared, and a fault elsewhere is caught when it reaches output.
+    /// Default: as many epochs as make 64,000,000 instructions (64 at the default --epoch, 640 at 100000).
     /// Example: --verify-every 16
-    #[arg(long = "verify-every", default_value_t = VERIFY_EPOCHS_DEFAULT, value_name = "EPOCHS",
-          value_parser = clap::value_parser!(u64).range(1..))]
-    verify_epochs: u64,
+    #[arg(long = "verify-every", value_name = "EPOCHS", value_parser = clap::value_parser!(u64).range(1..))]
+    verify_epochs: Option<u64>,
 
     /// Run all replicas one after another on one host thread instead of each backup on a thread of its own
     /// (identical results; a campaign with --jobs above 1 always does, its runs filling the cores).
@@ -287,7 +287,9 @@ fn ft_config(args: &FtArgs) -> FtConfig {
             .epoch_outputs
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         instructions_max: args.max_insns.unwrap_or(u64::MAX),
-        verify_epochs: args.verify_epochs,
+        verify_epochs: args
+            .verify_epochs
+            .unwrap_or_else(|| verify_epochs_for(args.epoch_insns)),
         threads: !args.no_threads,
         run_ahead: args.run_ahead,
         arbiter: if args.trust_primary {

@@ -612,3 +612,24 @@ fn multi_threaded_guests_run_as_pairs_and_triples_and_a_flipped_replica_is_corre
         }
     }
 }
+
+#[test]
+fn full_comparisons_come_every_64_million_instructions_whatever_the_epoch() {
+    // sha256-musl abc: 70.9 M instructions, so a full comparison at 64 M and one at the end, at any epoch
+    // length (in epochs, 100,000-instruction epochs would compare 12 times, and spend much of their time
+    // hashing); --verify-every still counts epochs.
+    let program = corpus_bin("sha256-musl");
+    for (flags, full) in [
+        (vec![], 2),
+        (vec!["--epoch", "100000"], 2),
+        (vec!["--epoch", "10000000"], 2),
+        (vec!["--epoch", "100000", "--verify-every", "64"], 12),
+    ] {
+        let out = same_as_run(&flags, &program, &["abc"], b"");
+        let line = report_line(&out, "2 replicas");
+        assert!(
+            line.contains(&format!("({full} with full state comparisons)")),
+            "{flags:?}: {line}"
+        );
+    }
+}

@@ -61,8 +61,19 @@ use tandem_emulator::memory::{page_digest_lanes, Fnv, Memory, PAGE_SHIFT, PAGE_S
 pub const REPLICAS_MAX: usize = 3;
 /// Instructions per epoch unless told otherwise: about a millisecond of guest time at the default rate.
 pub const EPOCH_INSNS_DEFAULT: u64 = 1_000_000;
-/// Epochs between full state comparisons unless told otherwise (see `FtConfig::verify_epochs`).
+/// Epochs between full state comparisons unless told otherwise (see `FtConfig::verify_epochs`), at the
+/// default epoch length; other lengths get as many as make `VERIFY_INSNS_DEFAULT` (`verify_epochs_for`).
 pub const VERIFY_EPOCHS_DEFAULT: u64 = 64;
+/// Instructions between full state comparisons unless told otherwise. A full hash reads every mapped page
+/// (0.8 ms for 10.5 MB): counted in epochs, 100,000-instruction epochs spent 40% of their time on it.
+pub const VERIFY_INSNS_DEFAULT: u64 = VERIFY_EPOCHS_DEFAULT * EPOCH_INSNS_DEFAULT;
+
+/// The default `FtConfig::verify_epochs` for epochs of `epoch_insns`: a full comparison every
+/// `VERIFY_INSNS_DEFAULT` instructions (epochs that end early at their outputs make them more frequent).
+pub fn verify_epochs_for(epoch_insns: u64) -> u64 {
+    assert!(epoch_insns > 0, "an epoch of no instructions");
+    (VERIFY_INSNS_DEFAULT / epoch_insns).max(1)
+}
 /// Most lines of the world's event list (mismatches, resyncs, failovers); the counters go on past it.
 pub const EVENTS_MAX: usize = 1000;
 /// Most calls to `Hypervisor::run` within one epoch (each call ends at the epoch's end, the guest's end, or a
