@@ -744,6 +744,17 @@ fn run_block(
             continue;
         }
         match insn.flow_control() {
+            FlowControl::XbeginXabortXend if insn.mnemonic() == Mnemonic::Xbegin => {
+                // A transaction that aborts resumes at the abort target with the registers and memory as they
+                // were at the `xbegin`, except rax (the abort status): glibc's lock elision takes its locking
+                // path so. Both the transaction and the abort are successors.
+                let mut aborted = state.clone();
+                aborted.set_reg(0, Val::Unknown);
+                return vec![
+                    (insn.near_branch_target(), aborted),
+                    (insn.next_ip(), state),
+                ];
+            }
             FlowControl::Next | FlowControl::Interrupt | FlowControl::XbeginXabortXend => {
                 transfer(&insn, &mut state, info)
             }
@@ -1371,6 +1382,21 @@ mod tests {
         code.push(0xc3);
         let p = analyze(&tiny_elf(&code)).unwrap();
         assert_eq!(p.syscalls, [231].into());
+    }
+
+    #[test]
+    fn the_abort_target_of_xbegin_is_a_successor() {
+        // _start: xbegin abort; mov eax, 39 (getpid); syscall; hlt
+        // abort:  mov eax, 102 (getuid); syscall; hlt
+        let mut code = vec![0xc7, 0xf8, 8, 0, 0, 0];
+        code.extend([0xb8, 39, 0, 0, 0]);
+        code.extend(SYSCALL);
+        code.push(0xf4);
+        code.extend([0xb8, 102, 0, 0, 0]);
+        code.extend(SYSCALL);
+        code.push(0xf4);
+        let p = analyze(&tiny_elf(&code)).unwrap();
+        assert_eq!(p.syscalls, [39, 102].into());
     }
 
     #[test]
