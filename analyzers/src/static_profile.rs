@@ -285,7 +285,8 @@ pub(crate) struct FunctionFacts {
     pub(crate) calls: Vec<CallSite>,
     /// Syscall instructions whose rax is unknown.
     unknown_sites: Vec<u64>,
-    syscall_sites: usize,
+    /// The syscall instructions interpreted (a block is run again each time its state changes).
+    syscall_sites: BTreeSet<u64>,
     /// Whether some path of the function reaches a `ret` (or an indirect jump it cannot follow, or a switch
     /// whose table may be incomplete): false means it can only end the thread, loop or tail-call.
     may_return: bool,
@@ -350,7 +351,7 @@ fn profile_of(image: &Image, reached: &Reached, roots: &BTreeSet<u64>) -> Static
     let mut profile = propagate(facts, roots);
     profile.paths = crate::static_paths::collect(image, facts);
     profile.functions = facts.len();
-    profile.syscall_sites = facts.values().map(|f| f.syscall_sites).sum();
+    profile.syscall_sites = facts.values().map(|f| f.syscall_sites.len()).sum();
     for (f, ff) in facts {
         if ff.incomplete {
             profile.unresolved.push(Unresolved {
@@ -925,7 +926,7 @@ fn on_syscall(insn: &Instruction, state: &mut State, facts: &mut FunctionFacts) 
         }
         Val::Unknown | Val::Sp(_) => facts.unknown_sites.push(insn.ip()),
     }
-    facts.syscall_sites += 1;
+    facts.syscall_sites.insert(insn.ip());
     // The kernel writes through pointer arguments (read into a stack buffer).
     state.forget_escaped_stack();
     for r in [0, 1, 11] {
