@@ -115,6 +115,10 @@ struct State {
     stack: BTreeMap<i64, Val>,
     /// Widened: slots not in `stack` are unknown (not the entry's stack arguments).
     stack_lost: bool,
+    /// A stack address may be held where the analysis does not follow it (passed to a callee, stored in memory
+    /// other than a known slot, changed by an instruction the domain does not model): from then on a call, a
+    /// syscall or a store through an unknown address may change any slot.
+    exposed: bool,
 }
 
 impl State {
@@ -128,6 +132,7 @@ impl State {
             regs,
             stack: BTreeMap::new(),
             stack_lost: false,
+            exposed: false,
         }
     }
 
@@ -173,6 +178,7 @@ impl State {
             regs,
             stack,
             stack_lost: self.stack_lost || other.stack_lost,
+            exposed: self.exposed || other.exposed,
         };
         joined.normalize();
         joined
@@ -192,6 +198,24 @@ impl State {
     fn widen(&mut self) {
         self.stack.clear();
         self.stack_lost = true;
+    }
+
+    /// Before a call or a syscall: when a stack address reaches the callee (or the kernel), in a caller-saved
+    /// register or a stack slot, or was exposed before, every slot may change (`fstat(fd, &st)`, a callee
+    /// filling a local through the pointer it was given, `va_start` over the stack arguments): all are
+    /// forgotten. The callee-saved registers (rbx, rbp, r12-r15) are not arguments: a frame pointer in rbp
+    /// does not expose the frame.
+    fn forget_escaped_stack(&mut self) {
+        const CALLER_SAVED: [usize; 9] = [0, 1, 2, 6, 7, 8, 9, 10, 11];
+        let escapes = self.exposed
+            || CALLER_SAVED
+                .iter()
+                .any(|&r| matches!(self.regs[r], Val::Sp(_)))
+            || self.stack.values().any(|v| matches!(v, Val::Sp(_)));
+        if escapes {
+            self.exposed = true;
+            self.widen();
+        }
     }
 }
 
@@ -261,7 +285,8 @@ pub(crate) struct FunctionFacts {
     pub(crate) calls: Vec<CallSite>,
     /// Syscall instructions whose rax is unknown.
     unknown_sites: Vec<u64>,
-    syscall_sites: usize,
+    /// The syscall instructions interpreted (a block is run again each time its state changes).
+    syscall_sites: BTreeSet<u64>,
     /// Whether some path of the function reaches a `ret` (or an indirect jump it cannot follow, or a switch
     /// whose table may be incomplete): false means it can only end the thread, loop or tail-call.
     may_return: bool,
@@ -326,7 +351,7 @@ fn profile_of(image: &Image, reached: &Reached, roots: &BTreeSet<u64>) -> Static
     let mut profile = propagate(facts, roots);
     profile.paths = crate::static_paths::collect(image, facts);
     profile.functions = facts.len();
-    profile.syscall_sites = facts.values().map(|f| f.syscall_sites).sum();
+    profile.syscall_sites = facts.values().map(|f| f.syscall_sites.len()).sum();
     for (f, ff) in facts {
         if ff.incomplete {
             profile.unresolved.push(Unresolved {
@@ -463,6 +488,8 @@ fn resumed_state() -> State {
         regs,
         stack: BTreeMap::new(),
         stack_lost: true,
+        // A stack address may have escaped before the call returned here.
+        exposed: true,
     }
 }
 
@@ -744,6 +771,17 @@ fn run_block(
             continue;
         }
         match insn.flow_control() {
+            FlowControl::XbeginXabortXend if insn.mnemonic() == Mnemonic::Xbegin => {
+                // A transaction that aborts resumes at the abort target with the registers and memory as they
+                // were at the `xbegin`, except rax (the abort status): glibc's lock elision takes its locking
+                // path so. Both the transaction and the abort are successors.
+                let mut aborted = state.clone();
+                aborted.set_reg(0, Val::Unknown);
+                return vec![
+                    (insn.near_branch_target(), aborted),
+                    (insn.next_ip(), state),
+                ];
+            }
             FlowControl::Next | FlowControl::Interrupt | FlowControl::XbeginXabortXend => {
                 transfer(&insn, &mut state, info)
             }
@@ -808,6 +846,7 @@ fn run_block(
                         return Vec::new();
                     }
                 }
+                state.forget_escaped_stack();
                 clobber_after_call(&mut state);
             }
             FlowControl::Return => {
@@ -887,7 +926,9 @@ fn on_syscall(insn: &Instruction, state: &mut State, facts: &mut FunctionFacts) 
         }
         Val::Unknown | Val::Sp(_) => facts.unknown_sites.push(insn.ip()),
     }
-    facts.syscall_sites += 1;
+    facts.syscall_sites.insert(insn.ip());
+    // The kernel writes through pointer arguments (read into a stack buffer).
+    state.forget_escaped_stack();
     for r in [0, 1, 11] {
         state.set_reg(r, Val::Unknown);
     }
@@ -1213,6 +1254,26 @@ fn transfer(insn: &Instruction, state: &mut State, info: &mut InstructionInfoFac
         _ => Val::Unknown,
     };
     let written = info.info(insn);
+    // A stack address read other than as the base of a known slot, and not kept as a stack address in the
+    // destination register or slot (`add rdi, rax`, `lea rdi, [rsp + rax]`, a store to the heap, `rep stos`
+    // into a local): the analysis loses sight of it.
+    let known_base = (0..insn.op_count())
+        .any(|i| insn.op_kind(i) == OpKind::Memory)
+        .then(|| stack_slot(insn, state))
+        .flatten()
+        .map(|_| insn.memory_base().full_register());
+    let reads_stack_address = written.used_registers().iter().any(|used| {
+        matches!(
+            used.access(),
+            OpAccess::Read | OpAccess::CondRead | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+        ) && Some(used.register().full_register()) != known_base
+            && gpr_index(used.register()).is_some_and(|n| matches!(state.regs[n], Val::Sp(_)))
+    });
+    let kept = matches!(result, Some(Val::Sp(_)))
+        || (slot.is_some() && matches!(stored, Some(Val::Sp(_))));
+    if reads_stack_address && !kept {
+        state.exposed = true;
+    }
     let mut writes_memory = false;
     for used in written.used_registers() {
         if matches!(
@@ -1244,18 +1305,24 @@ fn transfer(insn: &Instruction, state: &mut State, info: &mut InstructionInfoFac
     }
     if writes_memory {
         if let Some(slot) = slot {
-            // A narrower store leaves the slot's 8 bytes unknown; slots it overlaps become unknown too.
-            let v = if insn.memory_size().size() == 8 {
+            // A narrower store leaves the slot's 8 bytes unknown; slots it overlaps become unknown too (a
+            // 16-byte store covers the next slot as well).
+            let size = insn.memory_size().size() as i64;
+            let v = if size == 8 {
                 stored.unwrap_or(Val::Unknown)
             } else {
                 Val::Unknown
             };
-            for k in slot - 7..slot + 8 {
+            for k in slot - 7..slot + size.max(8) {
                 if k != slot && state.stack.contains_key(&k) {
                     state.stack.insert(k, Val::Unknown);
                 }
             }
             state.stack.insert(slot, v);
+        } else if state.exposed {
+            // A store through an address the analysis does not know may land on any slot once one escaped.
+            state.stack.clear();
+            state.stack_lost = true;
         }
     }
 }
@@ -1371,6 +1438,44 @@ mod tests {
         code.push(0xc3);
         let p = analyze(&tiny_elf(&code)).unwrap();
         assert_eq!(p.syscalls, [231].into());
+    }
+
+    #[test]
+    fn a_stack_slot_whose_address_a_callee_got_is_not_known_after_the_call() {
+        // _start: sub rsp, 16; mov qword [rsp], 39 (getpid); mov rdi, rsp; call f; mov rax, [rsp]; syscall; hlt
+        // f:      mov qword [rdi], 102 (getuid); ret
+        // The syscall makes getuid: the analysis must not claim it is getpid.
+        let mut code = vec![0x48, 0x83, 0xec, 0x10, 0x48, 0xc7, 0x04, 0x24, 39, 0, 0, 0];
+        code.extend([0x48, 0x89, 0xe7, 0xe8, 7, 0, 0, 0, 0x48, 0x8b, 0x04, 0x24]);
+        code.extend(SYSCALL);
+        code.push(0xf4);
+        code.extend([0x48, 0xc7, 0x07, 102, 0, 0, 0, 0xc3]);
+        let p = analyze(&tiny_elf(&code)).unwrap();
+        assert!(!p.syscalls.contains(&39), "{:?}", p.syscalls);
+        assert_eq!(p.unresolved.len(), 1, "{:?}", p.unresolved);
+        // A callee that gets no stack address leaves the slot known: the same without `mov rdi, rsp`, f: ret.
+        let mut code = vec![0x48, 0x83, 0xec, 0x10, 0x48, 0xc7, 0x04, 0x24, 39, 0, 0, 0];
+        code.extend([0xe8, 7, 0, 0, 0, 0x48, 0x8b, 0x04, 0x24]);
+        code.extend(SYSCALL);
+        code.extend([0xf4, 0xc3]);
+        let p = analyze(&tiny_elf(&code)).unwrap();
+        assert_eq!(p.syscalls, [39].into());
+        assert!(p.unresolved.is_empty(), "{:?}", p.unresolved);
+    }
+
+    #[test]
+    fn the_abort_target_of_xbegin_is_a_successor() {
+        // _start: xbegin abort; mov eax, 39 (getpid); syscall; hlt
+        // abort:  mov eax, 102 (getuid); syscall; hlt
+        let mut code = vec![0xc7, 0xf8, 8, 0, 0, 0];
+        code.extend([0xb8, 39, 0, 0, 0]);
+        code.extend(SYSCALL);
+        code.push(0xf4);
+        code.extend([0xb8, 102, 0, 0, 0]);
+        code.extend(SYSCALL);
+        code.push(0xf4);
+        let p = analyze(&tiny_elf(&code)).unwrap();
+        assert_eq!(p.syscalls, [39, 102].into());
     }
 
     #[test]
