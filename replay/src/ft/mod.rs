@@ -984,42 +984,37 @@ impl<L: Host + Send> World<L> {
         let Some(r) = ahead else {
             return false;
         };
-        let primary = &mut self.replicas[self.leader];
-        match r {
-            Rewind::Snapshot {
-                guest,
-                faults,
-                cursor,
-            } => {
-                primary.hv.guest.restore_keeping_code(&guest);
-                primary.hv.restore_faults(&faults);
-                self.log.lock().truncate(cursor.position);
-                primary.hv.guest.host.cursor = cursor;
-                self.rewinds[0] += 1;
-            }
-            Rewind::Rerun { icount, cursor } => {
-                let c = &self.checkpoint;
+        let c = &self.checkpoint;
+        // Where the primary's state comes from, and the icount to re-run to from there (None: it is there).
+        let (guest, faults, rerun_to) = match &r {
+            Rewind::Snapshot { guest, faults, .. } => (&**guest, &**faults, None),
+            Rewind::Rerun { icount, .. } => {
                 assert!(
-                    c.icount <= icount && c.leader == self.leader,
+                    c.icount <= *icount && c.leader == self.leader,
                     "a checkpoint after the epoch rewound to, or of another leader"
                 );
-                primary.hv.guest.restore_keeping_code(&c.guest);
-                primary.hv.restore_faults(&c.faults);
-                self.log.lock().truncate(cursor.position);
-                primary.hv.guest.host.cursor = c.cursor.clone();
-                // Every input it reads is in the log, so the live source is not asked.
-                let rerun = run_epochs_to(&mut primary.hv, icount);
-                assert!(
-                    rerun.icount == icount
-                        && rerun.position == cursor.position
-                        && rerun.diverged.is_none()
-                        && rerun.termination.is_none(),
-                    "the primary re-run from the checkpoint did not come back where it had been"
-                );
-                primary.hv.guest.host.cursor = cursor;
-                self.rewinds[1] += 1;
+                (&c.guest, &c.faults, Some(*icount))
             }
+        };
+        let cursor = r.cursor().clone();
+        let primary = &mut self.replicas[self.leader];
+        primary.hv.guest.restore_keeping_code(guest);
+        primary.hv.restore_faults(faults);
+        self.log.lock().truncate(cursor.position);
+        if let Some(icount) = rerun_to {
+            primary.hv.guest.host.cursor = c.cursor.clone();
+            // Every input it reads is in the log, so the live source is not asked.
+            let rerun = run_epochs_to(&mut primary.hv, icount);
+            assert!(
+                rerun.icount == icount
+                    && rerun.position == cursor.position
+                    && rerun.diverged.is_none()
+                    && rerun.termination.is_none(),
+                "the primary re-run from the checkpoint did not come back where it had been"
+            );
         }
+        primary.hv.guest.host.cursor = cursor;
+        self.rewinds[usize::from(rerun_to.is_some())] += 1;
         primary.hv.guest.host.held.clear();
         primary.digest.reset();
         true
