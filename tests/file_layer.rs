@@ -501,3 +501,38 @@ fn file_locks_between_processes_answer_as_on_linux() {
         records_and_replays_verified(&trace, &["--sched", "chaos"], &program, &["/tmp"]);
     }
 }
+
+/// sendfile(2) reads its input through the input's splice_read, which a pipe lacks: Linux answers EINVAL and
+/// busybox cat falls back to read(2) (what `strace -f` shows natively). tandem copied between any readable and
+/// writable descriptors, so the guest took a path Linux never takes.
+#[test]
+fn sendfile_from_a_pipe_fails_as_on_linux() {
+    let script = "echo abc | cat";
+    let native = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=sendfile",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            script,
+        ])
+        .env_clear()
+        .output()
+        .expect("strace (apt install strace)");
+    let native_err = text(&native.stderr);
+    assert!(native_err.contains("= -1 EINVAL"), "native: {native_err}");
+    let e = emulate(&["--strace"], "/bin/busybox", &["sh", "-c", script], b"");
+    assert_eq!(text(&e.stdout), "abc\n");
+    let sendfiles: Vec<&str> = text(&e.stderr)
+        .lines()
+        .filter(|l| l.contains(" sendfile("))
+        .map(|l| l.rsplit(" = ").next().unwrap())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|r| if r == "-22" { "EINVAL" } else { "copied" })
+        .collect();
+    assert_eq!(sendfiles, ["EINVAL"], "{}", text(&e.stderr));
+}

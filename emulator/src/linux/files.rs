@@ -774,7 +774,9 @@ impl<H: Host> LinuxMachine<H> {
     // sendfile.
 
     /// sendfile(2): copies up to `count` bytes from `in_fd` (at `*offset` if given, which is advanced, else at
-    /// its position) to `out_fd`, between any readable and any writable descriptors.
+    /// its position) to `out_fd`. The input must be a file or a device: Linux reads it through its splice_read,
+    /// which pipes, sockets, eventfds, timerfds, epoll instances and directories lack (EINVAL, as measured on
+    /// Linux 6.18; busybox cat then falls back to read(2)). The output may be any writable descriptor.
     pub(super) fn sys_sendfile(
         &mut self,
         out_fd: i32,
@@ -788,6 +790,17 @@ impl<H: Host> LinuxMachine<H> {
             return Err(EBADF);
         }
         if out_desc.borrow().flags & O_APPEND != 0 {
+            return Err(EINVAL);
+        }
+        if matches!(
+            in_desc.borrow().kind,
+            FileKind::PipeRead(_)
+                | FileKind::Socket(_)
+                | FileKind::EventFd(_)
+                | FileKind::TimerFd(_)
+                | FileKind::Epoll(_)
+                | FileKind::Dir { .. }
+        ) {
             return Err(EINVAL);
         }
         let seekable = matches!(
