@@ -257,7 +257,10 @@ pub fn run(args: PoolArgs) -> anyhow::Result<()> {
     let Some(point_text) = args.run.warm_at.clone() else {
         bail!("tandem pool needs --warm-at POINT (where instances start, or with --cold where real work starts)");
     };
-    if args.run.faults.is_some() || args.run.faults_file.is_some() {
+    if args.run.faults.is_some()
+        || args.run.faults_file.is_some()
+        || !args.run.syscall_faults.is_empty()
+    {
         bail!("tandem pool does not inject faults; use tandem faults");
     }
     let first = setup(&args, &point_text)?;

@@ -21,7 +21,7 @@
 use crate::output::Lossy;
 use crate::run_cmd::{
     exe_guest_path, finish_volumes, guest_cwd, guest_mounts, guest_volumes, host_mounts,
-    install_journal, read_fault_plan, LiveHost, RunArgs,
+    install_journal, read_fault_plan, syscall_fault_plan, LiveHost, RunArgs,
 };
 use anyhow::{bail, Context};
 use std::io::Write;
@@ -234,6 +234,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         early_kill: r.early_kill,
         ..Policy::default()
     };
+    let syscall_faults = syscall_fault_plan(r)?;
     let fault_seed = r.fault_seed.unwrap_or(r.seed);
     let has_faults = !plan.events.is_empty() || !plan.random.is_empty();
     let header = Header {
@@ -248,6 +249,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
             early_kill: policy.early_kill,
             stuck_period_insns: policy.stuck_period_insns,
         }),
+        syscall_faults: syscall_faults.iter().map(Into::into).collect(),
         ..header_of(&config, &program, &bytes)
     };
     // The live clock is an input of the guest, recorded in the trace: the one permitted host-clock read.
@@ -272,6 +274,11 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let mut hv = Hypervisor::new(config, bytes.into(), host, plan, policy, fault_seed)
         .with_context(|| format!("cannot load {}", program.display()))?;
     hv.guest.set_jit(!r.no_jit);
+    if !syscall_faults.is_empty() {
+        hv.guest.set_syscall_faults(Some(
+            tandem_emulator::linux::syscall_faults::SyscallFaults::new(&syscall_faults),
+        ));
+    }
     install_journal(&mut hv.guest, r)?;
     refuse_output_over_an_input(&args.output, &partial, &program, r)?;
     let file = std::fs::File::create(&partial)
@@ -310,6 +317,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     // Report lines are best-effort: a closed stderr must not turn the guest's status into tandem's.
     let mut err = Lossy(std::io::stderr().lock());
+    crate::run_cmd::report_unfired_syscall_faults(&mut hv.guest, &mut err)?;
     finish_volumes(&mut hv.guest, &r.exports, &mut err)?;
     if let Some(line) = &summary.diagnostic {
         writeln!(err, "tandem: {line}")?;

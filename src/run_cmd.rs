@@ -17,6 +17,7 @@ use tandem_emulator::hypervisor::plan::FaultPlan;
 use tandem_emulator::hypervisor::{Hypervisor, Policy};
 use tandem_emulator::linux::abi::{Errno, EIO};
 use tandem_emulator::linux::abi::{SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGSEGV};
+use tandem_emulator::linux::syscall_faults::SyscallFaults;
 use tandem_emulator::linux::syscall_policy::{DenyAction, SyscallPolicy};
 use tandem_emulator::linux::sysnames::syscall_name;
 use tandem_emulator::linux::vfs::{split, Mount};
@@ -131,6 +132,15 @@ pub struct RunArgs {
     /// Seed of the "faults.mem" stream that draws faults (default: --seed). Example: --fault-seed 17
     #[arg(long, value_name = "N")]
     pub(crate) fault_seed: Option<u64>,
+
+    /// Make the Nth call of a syscall fail with an errno, or move fewer bytes (read, write, pread64, pwrite64),
+    /// without running it, as a kernel under memory pressure, a full disk or a failing device would: `SYSCALL
+    /// CALL errno NAME` (NAME: EINTR, EIO, ENOMEM, ENOSPC, EAGAIN or a number) or `SYSCALL CALL short BYTES`,
+    /// the lines of a `tandem fuzz` finding's .faults file. Calls count from 1, per syscall, from the start.
+    /// Repeatable, or `;`-separated. An input of the run (recorded in traces). Example: --syscall-faults
+    /// 'write 1 errno EIO' --syscall-faults 'mmap 3 errno ENOMEM'
+    #[arg(long = "syscall-faults", value_name = "FAULT")]
+    pub(crate) syscall_faults: Vec<String>,
 
     /// Early kill: send SIGBUS BUS_MCEERR_AO as soon as a dirty page is lost, instead of BUS_MCEERR_AR when the
     /// guest touches it (Linux's vm.memory_failure_early_kill). Example: --early-kill
@@ -475,6 +485,41 @@ pub(crate) fn parse_volume(spec: &str) -> anyhow::Result<VolumeSpec> {
 /// The volumes of a run, checked: no two at the same or nested guest paths, no mount inside one, as many
 /// --export as volumes at most, and no export directory inside a volume's host directory (the input is never
 /// written).
+/// Reports each planned syscall fault that never fired (its call was never made): a plan that did nothing
+/// must not pass for one that was survived. Removes the plan from the guest.
+pub(crate) fn report_unfired_syscall_faults<H: tandem_emulator::linux::Host>(
+    guest: &mut tandem_emulator::linux::LinuxMachine<H>,
+    err: &mut impl Write,
+) -> std::io::Result<()> {
+    let Some(faults) = guest.set_syscall_faults(None) else {
+        return Ok(());
+    };
+    for f in faults.planned().filter(|f| !faults.fired().contains(f)) {
+        writeln!(
+            err,
+            "tandem: --syscall-faults '{}' never fired: the run made fewer {} calls",
+            tandem_analyzers::fuzz::genome::fault_text(&f),
+            syscall_name(f.nr)
+        )?;
+    }
+    Ok(())
+}
+
+/// The --syscall-faults plan: each value a fault, or several separated by `;`.
+pub(crate) fn syscall_fault_plan(
+    args: &RunArgs,
+) -> anyhow::Result<Vec<tandem_emulator::linux::syscall_faults::SyscallFault>> {
+    let text = args.syscall_faults.join(";").replace(';', "\n");
+    let plan = tandem_analyzers::fuzz::genome::parse_faults(&text).map_err(|e| {
+        let spec = text.lines().nth(e.line - 1).unwrap_or_default();
+        anyhow::anyhow!(
+            "--syscall-faults '{spec}': {} (expected `SYSCALL CALL errno NAME` or `SYSCALL CALL short BYTES`)",
+            e.message
+        )
+    })?;
+    Ok(plan)
+}
+
 pub(crate) fn guest_volumes(args: &RunArgs, mounts: &[Mount]) -> anyhow::Result<Vec<VolumeSpec>> {
     let volumes: Vec<VolumeSpec> = args
         .volumes
@@ -758,6 +803,10 @@ pub fn run(command: RunCommand) -> anyhow::Result<()> {
         ..LinuxConfig::default()
     };
     let plan = read_fault_plan(args.faults.as_deref(), args.faults_file.as_deref())?;
+    let syscall_faults = syscall_fault_plan(&args)?;
+    if args.warm_at.is_some() && !syscall_faults.is_empty() {
+        bail!("--warm-at cannot be combined with --syscall-faults: calls are counted from the program's start");
+    }
     if plan.missing_horizon() {
         bail!(
             "--faults: a count= fault needs within=ICOUNT in tandem run, such as \
@@ -799,6 +848,10 @@ pub fn run(command: RunCommand) -> anyhow::Result<()> {
     .with_context(|| format!("cannot load {}", program.display()))?;
     hv.guest.set_jit(!args.no_jit);
     hv.guest.set_syscall_policy(syscall_policy);
+    if !syscall_faults.is_empty() {
+        hv.guest
+            .set_syscall_faults(Some(SyscallFaults::new(&syscall_faults)));
+    }
     install_journal(&mut hv.guest, &args)?;
     if args.coverage {
         hv.guest.set_coverage(Some(Box::new(
@@ -854,6 +907,7 @@ pub fn run(command: RunCommand) -> anyhow::Result<()> {
     if let Some(policy) = hv.guest.syscall_policy() {
         report_denials(policy, &mut err)?;
     }
+    report_unfired_syscall_faults(&mut hv.guest, &mut err)?;
     finish_volumes(&mut hv.guest, &args.exports, &mut err)?;
     if let Some(path) = &args.core {
         write_core(&hv, path, &mut err)?;

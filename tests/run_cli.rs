@@ -147,3 +147,117 @@ fn errors_are_one_line_with_status_125_even_with_backtraces_enabled() {
         "{err}"
     );
 }
+
+/// `--syscall-faults` fails the Nth call of a syscall as Linux itself does when strace injects the same error
+/// (`strace -e inject=SYSCALL:error=E:when=N`, the oracle): the same output, error message and exit status. The
+/// plan is an input of the run: a recording holds it and replays verified. A fault whose call is never made is
+/// reported; a malformed one is refused before the guest starts.
+#[test]
+fn syscall_faults_fail_calls_as_linux_does_under_strace_injection() {
+    for (fault, inject, args, stdin) in [
+        (
+            "write 1 errno EIO",
+            "write:error=EIO:when=1",
+            &["echo", "hi"][..],
+            &b""[..],
+        ),
+        (
+            "read 1 errno EIO",
+            "read:error=EIO:when=1",
+            &["head", "-n", "1"][..],
+            &b"abc\n"[..],
+        ),
+        (
+            "read 1 errno EIO",
+            "read:error=EIO:when=1",
+            &["md5sum"][..],
+            &b"abc\n"[..],
+        ),
+        (
+            "write 1 errno ENOSPC",
+            "write:error=ENOSPC:when=1",
+            &["seq", "3"][..],
+            &b""[..],
+        ),
+    ] {
+        let mut cmd = Command::new("strace");
+        cmd.args([
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            &format!("inject={inject}"),
+            "/bin/busybox",
+        ])
+        .args(args)
+        .env_clear()
+        .current_dir(repo())
+        .stdin(std::process::Stdio::piped());
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("strace (apt install strace)");
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let native = child.wait_with_output().unwrap();
+        assert_ne!(
+            native.status.code(),
+            Some(0),
+            "{fault}: the fault shows natively"
+        );
+        let flags = ["--syscall-faults", fault];
+        let e = emulate(&flags, "/bin/busybox", args, stdin);
+        assert_same(&format!("{fault} {args:?}"), &native, &e);
+        let trace = scratch("syscall-faults").join(format!("{}.trace", args[0]));
+        let rec = record_trace(&trace, &flags, "/bin/busybox", args, stdin);
+        assert_eq!(rec.stdout, e.stdout, "{fault}: recorded as run");
+        assert_eq!(rec.status.code(), e.status.code(), "{fault}");
+        let replay = Command::new(tandem())
+            .arg("replay")
+            .arg(&trace)
+            .output()
+            .unwrap();
+        assert!(
+            replay.status.code() == Some(0)
+                && text(&replay.stderr).contains(&format!(
+                    "the guest's exit status {}, as recorded",
+                    e.status.code().unwrap()
+                )),
+            "{fault}: {}",
+            text(&replay.stderr)
+        );
+        assert_eq!(replay.stdout, e.stdout, "{fault}: replayed with the fault");
+    }
+    let e = emulate(
+        &["--syscall-faults", "write 1 errno EIO;write 7 errno EIO"],
+        "/bin/busybox",
+        &["echo", "hi"],
+        b"",
+    );
+    assert!(
+        text(&e.stderr).contains("--syscall-faults 'write 7 errno EIO' never fired"),
+        "{}",
+        text(&e.stderr)
+    );
+    for bad in [
+        "write 0 errno EIO",
+        "frobnicate 1 errno EIO",
+        "write 1 errno",
+        "read 1 short 0",
+    ] {
+        let e = emulate(
+            &["--syscall-faults", bad],
+            &corpus_bin("hello-musl"),
+            &[],
+            b"",
+        );
+        assert_eq!(e.status.code(), Some(125), "{bad}");
+        assert!(e.stdout.is_empty(), "{bad}: the guest ran");
+        assert!(
+            text(&e.stderr).contains(&format!("--syscall-faults '{bad}'")),
+            "{bad}: {}",
+            text(&e.stderr)
+        );
+    }
+}

@@ -83,6 +83,13 @@ impl SyscallFaults {
         Some(action)
     }
 
+    /// The faults of the plan, in (syscall, call) order.
+    pub fn planned(&self) -> impl Iterator<Item = SyscallFault> + '_ {
+        self.faults
+            .iter()
+            .map(|(&(nr, call), &action)| SyscallFault { nr, call, action })
+    }
+
     /// The faults that fired so far, in the order they fired.
     pub fn fired(&self) -> &[SyscallFault] {
         &self.fired
