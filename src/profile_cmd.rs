@@ -63,6 +63,19 @@ pub struct ProfileArgs {
     #[arg(long, value_name = "SYMBOL", requires = "program")]
     phase_at: Option<String>,
 
+    /// Explain why the static profile holds these syscalls (names or numbers, comma-separated; `all`, or
+    /// `extra` for those the traces of --from did not make): for each, a shortest chain of functions from a
+    /// root (the entry point, an init/fini function) to the syscall instruction or wrapper call that supplies the
+    /// number, with how each function was found reachable (called at, address taken in, pointer held in data).
+    /// Example: --why lseek,futex
+    #[arg(
+        long,
+        value_name = "SYSCALLS",
+        value_delimiter = ',',
+        requires = "program"
+    )]
+    why: Vec<String>,
+
     /// Where a dynamically linked program's interpreter and libraries are found (as `tandem run --root`).
     /// Example: --root /srv/debian-chroot
     #[arg(long, value_name = "DIR", default_value = "/")]
@@ -82,6 +95,21 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<()> {
             "nothing to profile: give a program (`-- PROGRAM`), traces (`--from TRACE`) or both"
         );
     }
+    for word in &args.why {
+        match word.as_str() {
+            "all" => {}
+            "extra" if args.from.is_empty() => anyhow::bail!(
+                "--why extra: the calls the runs did not make need traces (--from TRACE)"
+            ),
+            "extra" => {}
+            name => {
+                parse_syscall(name)?;
+            }
+        }
+    }
+    if !args.why.is_empty() && args.phase_at.is_some() {
+        anyhow::bail!("--why explains one profile; it does not take --phase-at");
+    }
     let mut out = std::io::stdout().lock();
     if let Some(symbol) = &args.phase_at {
         return phases(&args, symbol, &mut out);
@@ -95,11 +123,16 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<()> {
     } else {
         Some(dynamic_side(&args.from, predicted.is_none(), &mut out)?)
     };
-    if let (Some((p, _)), Some(o)) = (&predicted, &observed) {
+    if let (Some((p, _, _)), Some(o)) = (&predicted, &observed) {
         compare(p, o, &mut out)?;
     }
+    if let Some((p, _, why)) = &predicted {
+        explain(&args.why, p, observed.as_ref(), why, &mut out)?;
+    }
     let (set, origin) = match (&predicted, &observed, args.program.first()) {
-        (Some((p, _)), _, Some(program)) => (p, format!("static profile of {}", program.display())),
+        (Some((p, _, _)), _, Some(program)) => {
+            (p, format!("static profile of {}", program.display()))
+        }
         (_, Some(o), _) => (
             o,
             format!("dynamic profile of {} trace(s)", args.from.len()),
@@ -113,7 +146,7 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.output {
         let mut file = ProfileFile::of_syscalls(set.clone());
         if args.paths {
-            let Some((_, paths)) = &predicted else {
+            let Some((_, paths, _)) = &predicted else {
                 anyhow::bail!("--paths needs a program: paths come from its static analysis");
             };
             file.rules.paths = Some(path_rules(paths));
@@ -189,9 +222,9 @@ fn static_side(
     program: &std::path::Path,
     root: &std::path::Path,
     out: &mut impl Write,
-) -> anyhow::Result<(SyscallSet, StaticPaths)> {
+) -> anyhow::Result<(SyscallSet, StaticPaths, Why)> {
     let bytes = read_input(program, InputKind::Program)?;
-    let (profile, libraries) = static_profile::analyze_program(&bytes, root)
+    let (profile, loaded) = static_profile::analyze_program(&bytes, root)
         .with_context(|| format!("{}", program.display()))?;
     writeln!(
         out,
@@ -204,12 +237,21 @@ fn static_side(
         profile.wrappers.len(),
         profile.unresolved.len()
     )?;
-    if !libraries.is_empty() {
-        let listed: Vec<String> = libraries.iter().map(|p| p.display().to_string()).collect();
+    let listed = |paths: &[PathBuf]| -> Vec<String> {
+        paths.iter().map(|p| p.display().to_string()).collect()
+    };
+    if !loaded.libraries.is_empty() {
         writeln!(
             out,
             "# with its interpreter and libraries: {}",
-            listed.join(" ")
+            listed(&loaded.libraries).join(" ")
+        )?;
+    }
+    if !loaded.debug_files.is_empty() {
+        writeln!(
+            out,
+            "# with the symbols of their debug files: {}",
+            listed(&loaded.debug_files).join(" ")
         )?;
     }
     for &nr in &profile.syscalls {
@@ -233,7 +275,63 @@ fn static_side(
             profile.unresolved.len() - UNRESOLVED_SHOWN
         );
     }
-    Ok((profile.syscalls, profile.paths))
+    Ok((profile.syscalls, profile.paths, profile.why))
+}
+
+/// Why each number is in a static profile, a line per step (static_profile.rs `why`).
+type Why = std::collections::BTreeMap<u64, Vec<String>>;
+
+/// `--why`: the chain that puts each asked-for syscall in the static profile `predicted`.
+fn explain(
+    asked: &[String],
+    predicted: &SyscallSet,
+    observed: Option<&SyscallSet>,
+    why: &Why,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut numbers = SyscallSet::new();
+    for word in asked {
+        match word.as_str() {
+            "all" => numbers.extend(predicted.iter().copied()),
+            "extra" => {
+                let observed = observed.context("--why extra needs --from (checked in run)")?;
+                numbers.extend(predicted.difference(observed).copied());
+            }
+            name => {
+                numbers.insert(parse_syscall(name)?);
+            }
+        }
+    }
+    for nr in numbers {
+        if !predicted.contains(&nr) {
+            writeln!(
+                out,
+                "# why {nr} {}: not in the static profile",
+                syscall_name(nr)
+            )?;
+            continue;
+        }
+        match why.get(&nr) {
+            Some(lines) => {
+                writeln!(out, "# why {nr} {}:", syscall_name(nr))?;
+                for line in lines {
+                    writeln!(out, "#   {line}")?;
+                }
+            }
+            None => writeln!(out, "# why {nr} {}: no chain recorded", syscall_name(nr))?,
+        }
+    }
+    Ok(())
+}
+
+/// A syscall given by name (`lseek`) or number (`8`).
+fn parse_syscall(word: &str) -> anyhow::Result<u64> {
+    if let Ok(nr) = word.parse::<u64>() {
+        return Ok(nr);
+    }
+    tandem_analyzers::syscall_number(word).with_context(|| {
+        format!("--why {word}: not an x86-64 syscall name or number (nor `all`, `extra`)")
+    })
 }
 
 fn dynamic_side(

@@ -309,3 +309,338 @@ fn the_seccomp_export_loads_into_libseccomp_and_the_program_runs_under_it() {
         .unwrap();
     assert!(filtered.stdout.is_empty(), "{}", text(&filtered.stdout));
 }
+
+/// The function symbols of `program` (nm's T and t), sorted by address.
+fn text_symbols(program: &str) -> Vec<(u64, String)> {
+    let out = Command::new("nm").arg(program).output().unwrap();
+    assert!(out.status.success(), "nm {program}: {}", text(&out.stderr));
+    let mut symbols: Vec<(u64, String)> = text(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (addr, kind, name) = (w.next()?, w.next()?, w.next()?);
+            matches!(kind, "T" | "t")
+                .then(|| (u64::from_str_radix(addr, 16).ok(), name.to_string()))
+        })
+        .filter_map(|(a, n)| Some((a?, n)))
+        .collect();
+    symbols.sort();
+    symbols
+}
+
+/// The mnemonic objdump gives the instruction at `addr` of `program` (after prefixes such as addr32 and bnd).
+fn mnemonic_at(program: &str, addr: u64) -> String {
+    let out = Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn"])
+        .arg(format!("--start-address={addr:#x}"))
+        .arg(format!("--stop-address={:#x}", addr + 16))
+        .arg(program)
+        .output()
+        .unwrap();
+    let listing = text(&out.stdout);
+    let line = listing
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{addr:x}:")))
+        .unwrap_or_else(|| panic!("no instruction at {addr:#x} in {program}:\n{listing}"));
+    let words = line.split(':').nth(1).unwrap().split_whitespace();
+    let mut words =
+        words.skip_while(|w| matches!(*w, "addr32" | "data16" | "bnd" | "notrack" | "cs" | "ds"));
+    words.next().unwrap().to_string()
+}
+
+/// `--why` explains each asked-for syscall by a chain that binutils confirms: it starts at the ELF entry point,
+/// each `called at` address is a call or jump instruction inside the function of the step before (by nm's
+/// symbols), and it ends at a syscall instruction (or a call passing the number) inside the last function.
+/// `--why extra` explains exactly the calls the traces did not make; a bad name is refused before any work.
+#[test]
+fn why_explains_a_syscall_by_a_chain_the_binary_confirms() {
+    let dir = scratch("profile-why");
+    for program in ["hello-musl", "hello-glibc"] {
+        let bin = corpus_bin(program);
+        let symbols = text_symbols(&bin);
+        let containing = |addr: u64| {
+            symbols
+                .iter()
+                .rev()
+                .find(|(a, _)| *a <= addr)
+                .map(|(a, _)| *a)
+                .unwrap()
+        };
+        let out = Command::new(tandem())
+            .args(["profile", "--why", "lseek,writev,exit_group", "--"])
+            .arg(&bin)
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        let report = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{program}: {}",
+            text(&out.stderr)
+        );
+        for name in ["lseek", "writev", "exit_group"] {
+            let head = report
+                .lines()
+                .position(|l| l.starts_with("# why ") && l.ends_with(&format!(" {name}:")))
+                .unwrap_or_else(|| panic!("{program}: no chain for {name}:\n{report}"));
+            let steps: Vec<&str> = report
+                .lines()
+                .skip(head + 1)
+                .take_while(|l| l.starts_with("#   "))
+                .collect();
+            let addr = |l: &str| {
+                let hex = l.split("0x").nth(1).unwrap();
+                let hex: String = hex.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+                u64::from_str_radix(&hex, 16).unwrap()
+            };
+            assert!(
+                steps[0].ends_with("the entry point"),
+                "{program} {name}: {steps:?}"
+            );
+            let entry = Command::new("readelf")
+                .args(["-h"])
+                .arg(&bin)
+                .output()
+                .unwrap();
+            let entry_line = text(&entry.stdout);
+            let entry_line = entry_line
+                .lines()
+                .find(|l| l.contains("Entry point"))
+                .unwrap();
+            assert_eq!(
+                addr(steps[0]),
+                addr(entry_line),
+                "{program} {name}: {steps:?}"
+            );
+            let mut function = addr(steps[0]);
+            for step in &steps[1..steps.len() - 1] {
+                let callee = addr(step);
+                if let Some(rest) = step.split("called at ").nth(1) {
+                    let site = addr(rest);
+                    assert_eq!(
+                        containing(site),
+                        containing(function),
+                        "{program} {name}: {step}"
+                    );
+                    let m = mnemonic_at(&bin, site);
+                    assert!(
+                        m.starts_with("call") || m.starts_with("jmp"),
+                        "{program} {name}: {step}: {m}"
+                    );
+                }
+                function = callee;
+            }
+            let last = steps.last().unwrap();
+            let site = addr(last.split("number supplied at ").nth(1).unwrap());
+            assert_eq!(
+                containing(site),
+                containing(function),
+                "{program} {name}: {last}"
+            );
+            let m = mnemonic_at(&bin, site);
+            assert!(
+                m == "syscall" || m.starts_with("call") || m.starts_with("jmp"),
+                "{program} {name}: {m}"
+            );
+        }
+    }
+    // --why extra lists the calls the run did not make, and only those.
+    let trace = dir.join("hello.trace");
+    let rec = record_trace(&trace, &[], &corpus_bin("hello-musl"), &[], b"");
+    assert!(rec.status.success(), "{}", text(&rec.stderr));
+    let out = Command::new(tandem())
+        .args(["profile", "--why", "extra", "--from"])
+        .arg(&trace)
+        .arg("--")
+        .arg(corpus_bin("hello-musl"))
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let report = text(&out.stdout);
+    let observed = Command::new(tandem())
+        .args(["profile", "--from"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    let observed: Vec<String> = text(&observed.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect();
+    let predicted: Vec<String> = report
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect();
+    let explained: Vec<String> = report
+        .lines()
+        .filter_map(|l| l.strip_prefix("# why "))
+        .filter_map(|l| {
+            l.trim_end_matches(':')
+                .split_whitespace()
+                .nth(1)
+                .map(str::to_string)
+        })
+        .collect();
+    let extra: Vec<String> = predicted
+        .iter()
+        .filter(|n| !observed.contains(n))
+        .cloned()
+        .collect();
+    assert!(!extra.is_empty() && !observed.is_empty(), "{report}");
+    assert_eq!(explained, extra, "{report}");
+    for (args, message) in [
+        (
+            vec!["--why", "frobnicate"],
+            "--why frobnicate: not an x86-64 syscall",
+        ),
+        (
+            vec!["--why", "extra"],
+            "--why extra: the calls the runs did not make need traces",
+        ),
+    ] {
+        let out = Command::new(tandem())
+            .arg("profile")
+            .args(&args)
+            .arg("--")
+            .arg(corpus_bin("hello-musl"))
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: printed before refusing");
+        assert!(
+            text(&out.stderr).contains(message),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+/// `tandem profile` of `program` beneath `root` (with traces to score against); its report.
+fn profile_report(
+    program: &str,
+    root: &std::path::Path,
+    traces: &[&std::path::Path],
+    why: &str,
+) -> String {
+    let mut cmd = Command::new(tandem());
+    cmd.arg("profile").arg("--root").arg(root);
+    if !traces.is_empty() {
+        cmd.arg("--from").args(traces);
+    }
+    if !why.is_empty() {
+        cmd.args(["--why", why]);
+    }
+    let out = cmd
+        .arg("--")
+        .arg(corpus_bin(program))
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{program}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The syscall names a report lists.
+fn listed(report: &str) -> std::collections::BTreeSet<String> {
+    report
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect()
+}
+
+/// Debian's libc.so.6 and ld.so are stripped: only their exported symbols remain, so the analysis knew neither
+/// where their internal functions end nor how large their data objects are. With the detached debug files of
+/// libc6-dbg (found by build ID beneath --root, where gdb finds them) the profile is smaller and still holds
+/// every call the run made; a root without them gives the coarser profile, a superset. The chain `--why`
+/// prints names libc's internal functions, which its dynamic symbol table does not have.
+#[test]
+fn debug_files_of_stripped_libraries_sharpen_the_profile_and_never_lose_a_call() {
+    let dir = scratch("profile-debug-files");
+    let bare = dir.join("root");
+    std::fs::create_dir_all(bare.join("usr/lib")).unwrap();
+    for (link, target) in [
+        ("lib64", "/lib64"),
+        ("lib", "/lib"),
+        ("usr/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"),
+    ] {
+        let _ = std::fs::remove_file(bare.join(link));
+        std::os::unix::fs::symlink(target, bare.join(link)).unwrap();
+    }
+    for program in ["hello-dyn", "threads-dyn"] {
+        let trace = dir.join(format!("{program}.trace"));
+        let rec = record_trace(&trace, &[], &corpus_bin(program), &[], b"");
+        assert_eq!(
+            rec.status.code(),
+            Some(0),
+            "{program}: {}",
+            text(&rec.stderr)
+        );
+        let host = std::path::Path::new("/");
+        let with = profile_report(program, host, &[&trace], "");
+        let without = profile_report(program, &bare, &[&trace], "");
+        let debug_line = with
+            .lines()
+            .find(|l| l.starts_with("# with the symbols of their debug files: "))
+            .unwrap_or_else(|| {
+                panic!("{program}: no debug files read (apt install libc6-dbg):\n{with}")
+            });
+        assert!(
+            debug_line.contains("/usr/lib/debug/.build-id/"),
+            "{debug_line}"
+        );
+        assert!(!without.contains("debug files"), "{without}");
+        for report in [&with, &without] {
+            assert!(report.contains("# missed: none"), "{program}:\n{report}");
+        }
+        let (sharp, coarse) = (listed(&with), listed(&without));
+        assert!(
+            sharp.is_subset(&coarse),
+            "{program}: {:?}",
+            sharp.difference(&coarse)
+        );
+        assert!(
+            sharp.len() < coarse.len(),
+            "{program}: {} vs {}",
+            sharp.len(),
+            coarse.len()
+        );
+    }
+    let why = profile_report("hello-dyn", std::path::Path::new("/"), &[], "write");
+    let exported = Command::new("nm")
+        .args(["-D", "/lib/x86_64-linux-gnu/libc.so.6"])
+        .output()
+        .unwrap();
+    let exported: std::collections::BTreeSet<String> = text(&exported.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .last()?
+                .split('@')
+                .next()
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(
+        exported.contains("write"),
+        "nm -D libc.so.6 lists its exports"
+    );
+    let internal: Vec<&str> = why
+        .lines()
+        .filter(|l| l.starts_with("#   "))
+        .filter_map(|l| l.split('<').nth(1)?.split(['>', '+']).next())
+        .filter(|name| !exported.contains(*name))
+        .collect();
+    assert!(
+        !internal.is_empty(),
+        "no step names a libc-internal function:\n{why}"
+    );
+}

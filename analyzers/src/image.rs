@@ -48,6 +48,8 @@ pub struct Image {
     segments: Vec<Segment>,
     /// Start addresses of the function symbols (STT_FUNC), when the file has a symbol table.
     functions: BTreeSet<u64>,
+    /// A name of each function symbol (the first one the symbol tables give), for explanations.
+    names: BTreeMap<u64, String>,
     /// Sized data symbols: start -> end (exclusive).
     objects: BTreeMap<u64, u64>,
     /// Data sections named like C identifiers (`__libc_IO_vtables`, `__libc_atexit`): start -> end. The
@@ -112,6 +114,7 @@ impl Image {
             entry: 0,
             segments: Vec::new(),
             functions: BTreeSet::new(),
+            names: BTreeMap::new(),
             objects: BTreeMap::new(),
             named_sections: BTreeMap::new(),
             boundaries: BTreeSet::new(),
@@ -152,19 +155,15 @@ impl Image {
                 executable: ph.p_flags(endian) & elf::PF_X != 0,
             });
         }
-        for s in file.symbols().chain(file.dynamic_symbols()) {
-            if s.kind() == SymbolKind::Text && s.address() != 0 {
-                self.functions.insert(s.address().wrapping_add(base));
-            }
-        }
         self.read_data_layout(file, base);
+        self.add_symbols(file, base);
         self.read_pointers(file, bytes, base);
         self.read_roots(file, base);
         Ok(())
     }
 
-    /// The sized data symbols and the boundaries of the unsized rest. Each GOT slot is an object of its own
-    /// (code loads one slot at a time).
+    /// The data sections' boundaries and named sections (symbols add theirs: `add_symbols`). Each GOT slot is an
+    /// object of its own (code loads one slot at a time).
     fn read_data_layout(&mut self, file: &ElfFile64<Endianness>, base: u64) {
         for section in file.sections() {
             if !self.is_data_section(&section) {
@@ -186,14 +185,33 @@ impl Image {
                 self.named_sections.insert(start, end);
             }
         }
-        for symbol in file.symbols().chain(file.dynamic_symbols()) {
-            let addr = symbol.address().wrapping_add(base);
-            if symbol.address() == 0 || !self.is_data(addr) {
+    }
+
+    /// The symbols of `file` (its symbol table and dynamic one), `base` bytes above their link addresses:
+    /// function starts and names, data objects and boundaries. `file` is the object itself, or its detached
+    /// debug file (program.rs), whose symbol table a stripped library lacks.
+    pub(crate) fn add_symbols(&mut self, file: &ElfFile64<Endianness>, base: u64) {
+        for s in file.symbols().chain(file.dynamic_symbols()) {
+            if s.address() == 0 {
+                continue;
+            }
+            let addr = s.address().wrapping_add(base);
+            if s.kind() == SymbolKind::Text && self.is_code(addr) {
+                self.functions.insert(addr);
+            }
+            // Names for explanations: functions, and the untyped labels assembly leaves (musl's `_start`).
+            let named = matches!(s.kind(), SymbolKind::Text | SymbolKind::Unknown)
+                && s.name().is_ok_and(|n| !n.is_empty() && !n.starts_with('.'));
+            if named && self.is_code(addr) {
+                let name = s.name().unwrap_or_default().to_string();
+                self.names.entry(addr).or_insert(name);
+            }
+            if !self.is_data(addr) {
                 continue;
             }
             self.boundaries.insert(addr);
-            if symbol.kind() == SymbolKind::Data && symbol.size() > 0 {
-                let end = addr.saturating_add(symbol.size());
+            if s.kind() == SymbolKind::Data && s.size() > 0 {
+                let end = addr.saturating_add(s.size());
                 let old = self.objects.entry(addr).or_insert(end);
                 *old = (*old).max(end);
             }
@@ -365,6 +383,26 @@ impl Image {
             .copied()
             .unwrap_or(u64::MAX);
         entry..end
+    }
+
+    /// `addr` for a person: `0x401000 <main+0x12>` after the function symbol at or below it, or the bare
+    /// address in a stripped file.
+    pub fn describe(&self, addr: u64) -> String {
+        match self.names.range(..=addr).next_back() {
+            Some((&start, name)) if addr == start => format!("{addr:#x} <{name}>"),
+            // Not past the start of another function (a stripped one's bytes are not its neighbour's).
+            Some((&start, name)) if self.functions.range(start + 1..=addr).next().is_none() => {
+                format!("{addr:#x} <{name}+{:#x}>", addr - start)
+            }
+            _ => format!("{addr:#x}"),
+        }
+    }
+
+    /// Adds a function symbol (tests build images without symbol tables).
+    #[cfg(test)]
+    pub(crate) fn add_function(&mut self, addr: u64, name: &str) {
+        self.functions.insert(addr);
+        self.names.insert(addr, name.to_string());
     }
 
     /// Whether the file had function symbols at all.

@@ -21,6 +21,7 @@ pub mod score;
 pub mod seccomp;
 pub mod static_paths;
 pub mod static_profile;
+pub mod why;
 
 use std::collections::BTreeSet;
 

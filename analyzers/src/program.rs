@@ -6,6 +6,12 @@
 //! imports (PLT stubs and GOT slots hold the bound addresses, which the analysis follows as calls), through
 //! the libraries' init and fini arrays, and through the interpreter's entry.
 //!
+//! A stripped library (Debian's libc.so.6 and ld.so keep only their dynamic symbols) is read with its detached
+//! debug file when `root` holds one where gdb looks for it, by build ID (/usr/lib/debug/.build-id/xx/yyyy.debug,
+//! Debian's -dbg packages): its symbol table gives every function's start and every data object's extent, so
+//! that a path cannot run from one function into the next and a reference to one stdio vtable does not reach
+//! the whole section of them. Without one, the analysis is coarser (more syscalls), never less complete.
+//!
 //! Libraries are found as the guest's loader finds them (ld.so(8)): DT_RPATH (when there is no DT_RUNPATH),
 //! DT_RUNPATH ($ORIGIN expanded), then the trusted directories Debian's ld.so.cache lists for x86-64, all
 //! beneath `root` (the host's / for `tandem run`'s default guest root). Symbol versions are not compared: a
@@ -62,11 +68,24 @@ pub enum ProgramError {
     TooMany,
 }
 
-/// The image of the program in `bytes` and the host paths of the objects loaded with it (interpreter first).
-pub fn load(bytes: &[u8], root: &Path) -> Result<(Image, Vec<PathBuf>), ProgramError> {
+/// A program's image and the files it was built from.
+pub struct Loaded {
+    pub image: Image,
+    /// The host paths of the objects loaded with the program (interpreter first).
+    pub libraries: Vec<PathBuf>,
+    /// The detached debug files whose symbols were read (see the module doc).
+    pub debug_files: Vec<PathBuf>,
+}
+
+/// The image of the program in `bytes`, with its libraries found beneath `root`.
+pub fn load(bytes: &[u8], root: &Path) -> Result<Loaded, ProgramError> {
     let (file, interpreter) = open(bytes)?;
     let Some(interpreter) = interpreter else {
-        return Ok((Image::parse(bytes)?, Vec::new()));
+        return Ok(Loaded {
+            image: Image::parse(bytes)?,
+            libraries: Vec::new(),
+            debug_files: Vec::new(),
+        });
     };
     let endian = file.endian();
     let main_base = if file.elf_header().e_type(endian) == elf::ET_DYN {
@@ -122,6 +141,8 @@ pub fn load(bytes: &[u8], root: &Path) -> Result<(Image, Vec<PathBuf>), ProgramE
         .collect::<Result<_, ProgramError>>()?;
     let mut image = Image::empty();
     image.add_object(&file, bytes, main_base)?;
+    let mut debug_files = Vec::new();
+    debug_files.extend(add_debug_symbols(&mut image, root, &file, main_base));
     let mut order: Vec<(&ElfFile64<Endianness>, u64)> = vec![(&file, main_base)];
     let parsed: Vec<(ElfFile64<Endianness>, u64)> = libraries
         .iter()
@@ -141,6 +162,7 @@ pub fn load(bytes: &[u8], root: &Path) -> Result<(Image, Vec<PathBuf>), ProgramE
                 path: path.clone(),
                 source,
             })?;
+        debug_files.extend(add_debug_symbols(&mut image, root, f, *base));
     }
     // The interpreter is paths[0]; binding scope puts it after the libraries.
     order.extend(parsed.iter().skip(1).map(|(f, b)| (f, *b)));
@@ -149,7 +171,37 @@ pub fn load(bytes: &[u8], root: &Path) -> Result<(Image, Vec<PathBuf>), ProgramE
     image.set_entry(file.elf_header().e_entry(endian).wrapping_add(main_base))?;
     let (ld, ld_base) = &parsed[0];
     image.add_root(ld.elf_header().e_entry(ld.endian()).wrapping_add(*ld_base));
-    Ok((image, paths))
+    Ok(Loaded {
+        image,
+        libraries: paths,
+        debug_files,
+    })
+}
+
+/// Adds the symbols of `file`'s detached debug file, found beneath `root` by its build ID, when there is one
+/// for this very build (an x86-64 ELF file; the build ID names the build). Returns its host path.
+fn add_debug_symbols(
+    image: &mut Image,
+    root: &Path,
+    file: &ElfFile64<Endianness>,
+    base: u64,
+) -> Option<PathBuf> {
+    let id = file.build_id().ok()??;
+    if id.len() < 2 {
+        return None;
+    }
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let path = beneath(
+        root,
+        &format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..]),
+    );
+    let bytes = std::fs::read(&path).ok()?;
+    let (debug, _) = open(&bytes).ok()?;
+    if debug.build_id().ok()? != Some(id) {
+        return None;
+    }
+    image.add_symbols(&debug, base);
+    Some(path)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ProgramError> {

@@ -280,7 +280,7 @@ pub(crate) struct FunctionFacts {
     /// The syscall instructions that may name a path: number and path arguments (see static_paths.rs).
     pub(crate) sites: Vec<SiteFact>,
     /// (number, address of the syscall instruction).
-    constants: Vec<(u64, u64)>,
+    pub(crate) constants: Vec<(u64, u64)>,
     sources: BTreeSet<NumberSource>,
     pub(crate) calls: Vec<CallSite>,
     /// Syscall instructions whose rax is unknown.
@@ -291,10 +291,10 @@ pub(crate) struct FunctionFacts {
     /// whose table may be incomplete): false means it can only end the thread, loop or tail-call.
     may_return: bool,
     /// Code addresses the function takes (immediates and RIP-relative LEAs).
-    taken: BTreeSet<u64>,
+    pub(crate) taken: BTreeSet<u64>,
     /// Data addresses the function refers to (RIP-relative and absolute operands, immediates): the objects
     /// there are reachable, and so are the pointers they hold.
-    data_refs: BTreeSet<u64>,
+    pub(crate) data_refs: BTreeSet<u64>,
     incomplete: bool,
 }
 
@@ -319,6 +319,9 @@ pub struct StaticProfile {
     pub syscall_sites: usize,
     /// The constant paths passed to calls that name files (static_paths.rs).
     pub paths: crate::static_paths::StaticPaths,
+    /// For each number, why it is in the profile, a line per step (why.rs): a shortest chain of functions from
+    /// a root to the place that supplies the number.
+    pub why: BTreeMap<u64, Vec<String>>,
 }
 
 /// Analyses the ELF executable in `bytes`.
@@ -328,13 +331,14 @@ pub fn analyze(bytes: &[u8]) -> Result<StaticProfile, ImageError> {
 }
 
 /// Analyses the program in `bytes`, static or dynamically linked: a dynamic one with its interpreter and
-/// libraries, found beneath `root` as the loader finds them (program.rs). Returns the libraries' host paths.
+/// libraries, found beneath `root` as the loader finds them (program.rs). Returns what was loaded besides the
+/// profile: the libraries' and debug files' host paths.
 pub fn analyze_program(
     bytes: &[u8],
     root: &std::path::Path,
-) -> Result<(StaticProfile, Vec<std::path::PathBuf>), crate::program::ProgramError> {
-    let (image, libraries) = crate::program::load(bytes, root)?;
-    Ok((analyze_image(&image), libraries))
+) -> Result<(StaticProfile, crate::program::Loaded), crate::program::ProgramError> {
+    let loaded = crate::program::load(bytes, root)?;
+    Ok((analyze_image(&loaded.image), loaded))
 }
 
 /// The functions reachable from the image's roots, and the data objects they reach, to a fixed point.
@@ -350,6 +354,10 @@ fn profile_of(image: &Image, reached: &Reached, roots: &BTreeSet<u64>) -> Static
     let facts = &reached.facts;
     let mut profile = propagate(facts, roots);
     profile.paths = crate::static_paths::collect(image, facts);
+    profile.why = crate::why::reasons(image, facts, roots, &profile.evidence)
+        .iter()
+        .map(|(&nr, reason)| (nr, crate::why::describe(image, reason)))
+        .collect();
     profile.functions = facts.len();
     profile.syscall_sites = facts.values().map(|f| f.syscall_sites.len()).sum();
     for (f, ff) in facts {
@@ -511,7 +519,7 @@ pub fn analyze_phases(
     root: &std::path::Path,
     boundary: u64,
 ) -> Result<PhaseProfiles, crate::program::ProgramError> {
-    let (image, _) = crate::program::load(bytes, root)?;
+    let image = crate::program::load(bytes, root)?.image;
     let roots = image.roots().clone();
     let whole = reach(&image, &roots, &BTreeSet::new(), None);
     let before = reach(&image, &roots, &BTreeSet::new(), Some(boundary));
@@ -555,14 +563,14 @@ fn continuations(facts: &BTreeMap<u64, FunctionFacts>, boundary: u64) -> BTreeSe
 /// The data reached so far, each byte followed once: by the end of its object, the lowest start reached
 /// (objects that share an end are the same gap between boundaries, entered at different addresses).
 #[derive(Default)]
-struct DataReach {
+pub(crate) struct DataReach {
     covered: BTreeMap<u64, u64>,
 }
 
 impl DataReach {
     /// Marks the object at `addr` reached, and every object its pointers (and theirs) name; returns the code
     /// addresses those pointers hold.
-    fn reach(&mut self, image: &Image, addr: u64) -> Vec<u64> {
+    pub(crate) fn reach(&mut self, image: &Image, addr: u64) -> Vec<u64> {
         let mut code = Vec::new();
         let mut pending = vec![addr];
         while let Some(a) = pending.pop() {
@@ -846,6 +854,9 @@ fn run_block(
                         return Vec::new();
                     }
                 }
+                if returns_into_another_function(image, function, insn.next_ip()) {
+                    return Vec::new();
+                }
                 state.forget_escaped_stack();
                 clobber_after_call(&mut state);
             }
@@ -859,6 +870,33 @@ fn run_block(
     // The end of the executable bytes, or an instruction iced-x86 cannot decode: assume the worst.
     facts.may_return = true;
     Vec::new()
+}
+
+/// Whether a call returning to `ret` would run into another function: only padding (nops, int3) lies between
+/// `ret` and the start of a function other than `function`. The compiler put no code after the call because the
+/// callee does not return there (glibc's `malloc_printerr` calls `__libc_message (do_abort, ...)`, which
+/// returns for other actions: only the compiler knew it does not for this one). Following the bytes would
+/// interpret the next function as part of this one, with this one's state.
+fn returns_into_another_function(image: &Image, function: u64, ret: u64) -> bool {
+    const PADDING_MAX: usize = 16;
+    let Some(code) = image.code_at(ret) else {
+        return false;
+    };
+    let mut decoder = Decoder::with_ip(64, code, ret, DecoderOptions::NONE);
+    for _ in 0..PADDING_MAX {
+        let at = decoder.ip();
+        if at != function && image.is_function_start(at) {
+            return true;
+        }
+        if !decoder.can_decode() {
+            return false;
+        }
+        let insn = decoder.decode();
+        if !matches!(insn.mnemonic(), Mnemonic::Nop | Mnemonic::Int3) {
+            return false;
+        }
+    }
+    false
 }
 
 /// A jump to `target`: a tail call when it starts another function, else an edge within this one.
@@ -1438,6 +1476,42 @@ mod tests {
         code.push(0xc3);
         let p = analyze(&tiny_elf(&code)).unwrap();
         assert_eq!(p.syscalls, [231].into());
+    }
+
+    #[test]
+    fn a_call_followed_only_by_another_function_does_not_return_there() {
+        // _start: call f; mov eax, 39 (getpid); syscall; hlt
+        // f:      mov edi, 1; call g                 (nothing after: the compiler knew g(1) does not return)
+        // h:      mov eax, 102 (getuid); syscall; ret
+        // g:      test edi, edi; je out; mov eax, 231 (exit_group); syscall; out: ret
+        let mut code = vec![0xe8, 8, 0, 0, 0, 0xb8, 39, 0, 0, 0];
+        code.extend(SYSCALL);
+        code.push(0xf4);
+        code.extend([0xbf, 1, 0, 0, 0, 0xe8, 8, 0, 0, 0]);
+        code.extend([0xb8, 102, 0, 0, 0]);
+        code.extend(SYSCALL);
+        code.push(0xc3);
+        code.extend([0x85, 0xff, 0x74, 0x07, 0xb8, 231, 0, 0, 0]);
+        code.extend(SYSCALL);
+        code.push(0xc3);
+        let mut image = Image::parse(&tiny_elf(&code)).unwrap();
+        let start = image.entry;
+        // Without symbols nothing marks where f ends: its path runs on into h, returns, and reaches getpid.
+        assert_eq!(analyze_image(&image).syscalls, [39, 102, 231].into());
+        for (at, name) in [(0, "_start"), (13, "f"), (23, "h"), (31, "g")] {
+            image.add_function(start + at, name);
+        }
+        let p = analyze_image(&image);
+        assert_eq!(p.syscalls, [231].into());
+        assert_eq!(
+            p.why[&231],
+            [
+                format!("{start:#x} <_start>: the entry point"),
+                format!("{:#x} <f>: called at {start:#x} <_start>", start + 13),
+                format!("{:#x} <g>: called at {:#x} <f+0x5>", start + 31, start + 18),
+                format!("number supplied at {:#x} <g+0x9>", start + 40),
+            ]
+        );
     }
 
     #[test]
