@@ -5,6 +5,9 @@
 #               print a usage line or run their one fixed job)
 #   exercised   the union of that run and every run corpus/profile-runs.txt lists for the program (real
 #               arguments, inputs, mounts and volumes, as the tests use them)
+#   perturbed   (PERTURB=1) the union of the exercised runs and, for each of them and each syscall it made, the
+#               same run with the first call of that syscall failing (`--syscall-faults 'NAME 1 errno E'`,
+#               ENOMEM for the memory calls, EIO for the others): the error paths a sound profile must also allow
 # Prints one markdown row per program and the means of both. Reports, never asserts. Traces are kept in TRACES
 # (default /tmp/tandem-profile-traces) and reused when present (delete them after a change that alters runs).
 # Usage: cargo build --release -p tandem && corpus/bench-profile.sh [PROGRAM...]
@@ -32,7 +35,7 @@ fill_scratch() {
     printf '0123456789' >"$1/vol/in/data.bin"
 }
 
-# record TRACE PROGRAM OPTIONS ARGUMENTS STDIN: one run, unless its trace is there already. Each run gets a
+# record TRACE PROGRAM OPTIONS ARGUMENTS STDIN [FAULT]: one run (with FAULT, a --syscall-faults line), unless its trace is there already. Each run gets a
 # scratch directory and a stdin file of its own, named after its trace and removed once the run is over (never
 # a pipe: a program that exits without reading its stdin would leave the writer with EPIPE, which dash reports
 # as an I/O error). The trace is written beside its place and moved there when the recording ends, so that an
@@ -50,8 +53,15 @@ record() {
     fi
     # A guest that fails still leaves its trace (tandem record's status is the guest's).
     # shellcheck disable=SC2086 # options and arguments are split at spaces on purpose (see profile-runs.txt)
-    $tandem record --max-insns 2000000000 $options -o "$1.part" -- "$2" $arguments <"$input" \
-        >/dev/null 2>"$1.log" || true
+    if [ -n "${6:-}" ]; then
+        # shellcheck disable=SC2086
+        $tandem record --max-insns 2000000000 $options --syscall-faults "$6" -o "$1.part" -- "$2" $arguments \
+            <"$input" >/dev/null 2>"$1.log" || true
+    else
+        # shellcheck disable=SC2086
+        $tandem record --max-insns 2000000000 $options -o "$1.part" -- "$2" $arguments <"$input" \
+            >/dev/null 2>"$1.log" || true
+    fi
     if [ -s "$1.part" ]; then
         mv "$1.part" "$1"
     else
@@ -72,8 +82,28 @@ score() {
         END { if (st != "") printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st, un, ob, p, r, f, m }'
 }
 
-echo '| program | static | runs | observed: usage-only | F1 | observed: exercised | precision | recall | F1 | unresolved | missed (exercised) |'
-echo '|---|---|---|---|---|---|---|---|---|---|---|'
+# perturb TRACE PROGRAM OPTIONS ARGUMENTS STDIN: with PERTURB=1, records the run once for each syscall TRACE
+# made, its first call failing; prints the traces made.
+perturb() {
+    [ "${PERTURB:-0}" = 1 ] && [ -s "$1" ] || return 0
+    for call in $($tandem profile --from "$1" 2>/dev/null | awk '!/^#/ { print $2 }'); do
+        case $call in
+            mmap | mremap | munmap | mprotect | madvise | brk) errno=ENOMEM ;;
+            exit | exit_group) continue ;;
+            *) errno=EIO ;;
+        esac
+        record "${1%.trace}.f-$call.trace" "$2" "$3" "$4" "$5" "$call 1 errno $errno"
+        [ -s "${1%.trace}.f-$call.trace" ] && printf '%s ' "${1%.trace}.f-$call.trace"
+    done
+}
+
+if [ "${PERTURB:-0}" = 1 ]; then
+    echo '| program | static | runs | observed: usage-only | F1 | observed: exercised | precision | recall | F1 | unresolved | missed (exercised) | runs: perturbed | observed: perturbed | precision | recall | F1 | missed (perturbed) |'
+    echo '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'
+else
+    echo '| program | static | runs | observed: usage-only | F1 | observed: exercised | precision | recall | F1 | unresolved | missed (exercised) |'
+    echo '|---|---|---|---|---|---|---|---|---|---|---|'
+fi
 for p in "$@"; do
     case $p in
         busybox) prog=/bin/busybox ;;
@@ -85,8 +115,10 @@ for p in "$@"; do
     usage=$traces/$name.0.trace
     if [ "$name" = busybox ]; then
         record "$usage" "$prog" "" "--help" ""
+        perturbed=$(perturb "$usage" "$prog" "" "--help" "")
     else
         record "$usage" "$prog" "" "" ""
+        perturbed=$(perturb "$usage" "$prog" "" "" "")
     fi
     set -- "$usage"
     n=0
@@ -102,6 +134,7 @@ for p in "$@"; do
             [ "$arguments" = - ] && arguments=
             [ "$stdin" = - ] && stdin=
             record "$traces/$name.$n.trace" "$prog" "$options" "$arguments" "$stdin"
+            perturbed="$perturbed $(perturb "$traces/$name.$n.trace" "$prog" "$options" "$arguments" "$stdin")"
         done <<LINES
 $lines
 LINES
@@ -124,9 +157,17 @@ LINES
         continue
     fi
     runs_count=$(echo "$all" | wc -w)
-    printf '%s\t%s\n' "$u" "$e" | awk -F'\t' -v name="$name" -v runs="$runs_count" '
-        { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, $1, runs, $3, $6, $10, $11, $12, $13, $9, $14 }'
+    row=$(printf '%s\t%s\n' "$u" "$e" | awk -F'\t' -v name="$name" -v runs="$runs_count" '
+        { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", name, $1, runs, $3, $6, $10, $11, $12, $13, $9, $14 }')
+    if [ "${PERTURB:-0}" = 1 ]; then
+        # shellcheck disable=SC2086 # the trace paths have no spaces
+        f=$(score "$prog" $all $perturbed)
+        row="$row$(printf '%s\n' "$f" | awk -F'\t' -v runs="$(echo "$perturbed" | wc -w)" '
+            { printf " %s | %s | %s | %s | %s | %s |", runs, $3, $4, $5, $6, $7 }')"
+    fi
+    echo "$row"
 done | tee "$traces/table.md"
-awk -F'|' '$3 ~ /[0-9]/ { n++; fu += $6; p += $8; r += $9; f += $10 }
-    END { if (n) printf "\n%d programs: usage-only mean F1 %.3f; exercised mean precision %.3f, recall %.3f, F1 %.3f\n", n, fu / n, p / n, r / n, f / n }' \
+awk -F'|' '$3 ~ /[0-9]/ { n++; fu += $6; p += $8; r += $9; f += $10; pp += $15; pr += $16; pf += $17 }
+    END { if (n) printf "\n%d programs: usage-only mean F1 %.3f; exercised mean precision %.3f, recall %.3f, F1 %.3f\n", n, fu / n, p / n, r / n, f / n
+          if (n && pp + pr > 0) printf "perturbed: mean precision %.3f, recall %.3f, F1 %.3f\n", pp / n, pr / n, pf / n }' \
     "$traces/table.md"
