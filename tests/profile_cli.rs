@@ -4,6 +4,7 @@
 
 mod common;
 use common::*;
+use std::path::Path;
 use std::process::Command;
 
 #[test]
@@ -366,19 +367,7 @@ fn why_explains_a_syscall_by_a_chain_the_binary_confirms() {
                 .map(|(a, _)| *a)
                 .unwrap()
         };
-        let out = Command::new(tandem())
-            .args(["profile", "--why", "lseek,writev,exit_group", "--"])
-            .arg(&bin)
-            .current_dir(repo())
-            .output()
-            .unwrap();
-        let report = text(&out.stdout);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{program}: {}",
-            text(&out.stderr)
-        );
+        let report = profile_report(program, Path::new("/"), &[], "lseek,writev,exit_group");
         for name in ["lseek", "writev", "exit_group"] {
             let head = report
                 .lines()
@@ -449,31 +438,14 @@ fn why_explains_a_syscall_by_a_chain_the_binary_confirms() {
     let trace = dir.join("hello.trace");
     let rec = record_trace(&trace, &[], &corpus_bin("hello-musl"), &[], b"");
     assert!(rec.status.success(), "{}", text(&rec.stderr));
-    let out = Command::new(tandem())
-        .args(["profile", "--why", "extra", "--from"])
-        .arg(&trace)
-        .arg("--")
-        .arg(corpus_bin("hello-musl"))
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    let report = text(&out.stdout);
+    let report = profile_report("hello-musl", Path::new("/"), &[&trace], "extra");
     let observed = Command::new(tandem())
         .args(["profile", "--from"])
         .arg(&trace)
         .output()
         .unwrap();
-    let observed: Vec<String> = text(&observed.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
-        .collect();
-    let predicted: Vec<String> = report
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
-        .collect();
-    let explained: Vec<String> = report
+    let observed = listed(&text(&observed.stdout));
+    let explained: std::collections::BTreeSet<String> = report
         .lines()
         .filter_map(|l| l.strip_prefix("# why "))
         .filter_map(|l| {
@@ -483,11 +455,8 @@ fn why_explains_a_syscall_by_a_chain_the_binary_confirms() {
                 .map(str::to_string)
         })
         .collect();
-    let extra: Vec<String> = predicted
-        .iter()
-        .filter(|n| !observed.contains(n))
-        .cloned()
-        .collect();
+    let extra: std::collections::BTreeSet<String> =
+        listed(&report).difference(&observed).cloned().collect();
     assert!(!extra.is_empty() && !observed.is_empty(), "{report}");
     assert_eq!(explained, extra, "{report}");
     for (args, message) in [
@@ -519,12 +488,7 @@ fn why_explains_a_syscall_by_a_chain_the_binary_confirms() {
 }
 
 /// `tandem profile` of `program` beneath `root` (with traces to score against); its report.
-fn profile_report(
-    program: &str,
-    root: &std::path::Path,
-    traces: &[&std::path::Path],
-    why: &str,
-) -> String {
+fn profile_report(program: &str, root: &Path, traces: &[&Path], why: &str) -> String {
     let mut cmd = Command::new(tandem());
     cmd.arg("profile").arg("--root").arg(root);
     if !traces.is_empty() {
@@ -584,7 +548,7 @@ fn debug_files_of_stripped_libraries_sharpen_the_profile_and_never_lose_a_call()
             "{program}: {}",
             text(&rec.stderr)
         );
-        let host = std::path::Path::new("/");
+        let host = Path::new("/");
         let with = profile_report(program, host, &[&trace], "");
         let without = profile_report(program, &bare, &[&trace], "");
         let debug_line = with
@@ -614,7 +578,7 @@ fn debug_files_of_stripped_libraries_sharpen_the_profile_and_never_lose_a_call()
             coarse.len()
         );
     }
-    let why = profile_report("hello-dyn", std::path::Path::new("/"), &[], "write");
+    let why = profile_report("hello-dyn", Path::new("/"), &[], "write");
     let exported = Command::new("nm")
         .args(["-D", "/lib/x86_64-linux-gnu/libc.so.6"])
         .output()
