@@ -3,8 +3,8 @@
 //! On disk (AFL++'s layout), a queue or crash entry is the raw stdin bytes, so afl-cmin, afl-showmap-style tools
 //! and seed corpora carry over; a genome with faults has them beside it in `NAME.faults`, one per line:
 //! `SYSCALL CALL errno ERRNO` or `SYSCALL CALL short BYTES` (`mmap 3 errno ENOMEM`, `read 1 short 1`), the
-//! syntax `tandem run --syscall-faults` would take. A line that does not parse is an error naming the file and the
-//! line.
+//! syntax `tandem run --syscall-faults` takes (each line one value of it). A line that does not parse is an
+//! error naming the file and the line.
 
 use crate::{syscall_name, syscall_number};
 use std::fmt::Write as _;
