@@ -119,6 +119,10 @@ struct State {
     /// other than a known slot, changed by an instruction the domain does not model): from then on a call, a
     /// syscall or a store through an unknown address may change any slot.
     exposed: bool,
+    /// An unsigned upper bound (inclusive) of each register's value, from a `cmp r, imm` and the unsigned
+    /// branch after it (`ja default` of a switch): the number of entries its table can have. Dropped when the
+    /// register is written.
+    bounds: [Option<u64>; 16],
 }
 
 impl State {
@@ -133,6 +137,7 @@ impl State {
             stack: BTreeMap::new(),
             stack_lost: false,
             exposed: false,
+            bounds: [None; 16],
         }
     }
 
@@ -153,6 +158,7 @@ impl State {
 
     fn set_reg(&mut self, n: usize, v: Val) {
         self.regs[n] = v;
+        self.bounds[n] = None;
         if n == RSP && !matches!(v, Val::Sp(_)) {
             // Lost track of the stack: no slot can be named any more.
             self.stack.clear();
@@ -174,11 +180,16 @@ impl State {
             .into_iter()
             .map(|k| (k, self.load(k).join(other.load(k))))
             .collect();
+        let mut bounds = [None; 16];
+        for (i, b) in bounds.iter_mut().enumerate() {
+            *b = self.bounds[i].zip(other.bounds[i]).map(|(a, b)| a.max(b));
+        }
         let mut joined = State {
             regs,
             stack,
             stack_lost: self.stack_lost || other.stack_lost,
             exposed: self.exposed || other.exposed,
+            bounds,
         };
         joined.normalize();
         joined
@@ -498,6 +509,7 @@ fn resumed_state() -> State {
         stack_lost: true,
         // A stack address may have escaped before the call returned here.
         exposed: true,
+        bounds: [None; 16],
     }
 }
 
@@ -735,7 +747,8 @@ fn interpret_function(context: &Context, entry: u64, entry_state: State) -> Func
 #[derive(Default)]
 struct Switches {
     bases: BTreeSet<u64>,
-    targets: BTreeMap<(u64, Vec<u64>), Vec<u64>>,
+    /// (jump, candidate bases, bound of the index) -> targets.
+    targets: BTreeMap<(u64, Vec<u64>, Option<u64>), Vec<u64>>,
 }
 
 /// Runs one block from `start` to its first branch; returns the successors with their states.
@@ -754,6 +767,8 @@ fn run_block(
     };
     let mut decoder = Decoder::with_ip(64, code, start, DecoderOptions::NONE);
     let mut block_tables: Vec<u64> = Vec::new();
+    // The bound of the index of the last table read of the block (`movsxd rax, [rbx + rcx*4]`).
+    let mut table_limit: Option<u64> = None;
     let mut compared: Option<(usize, u64)> = None;
     while decoder.can_decode() {
         let insn = decoder.decode();
@@ -763,6 +778,9 @@ fn run_block(
         }
         let last_compare = compared.take();
         compared = equality_test(&insn);
+        if let Some(index) = table_index(&insn) {
+            table_limit = state.bounds[index];
+        }
         note_taken_addresses(image, &insn, facts, &mut block_tables);
         block_tables.extend(table_base_in_register(image, &insn, &state));
         if insn.mnemonic() == Mnemonic::Hlt {
@@ -804,6 +822,17 @@ fn run_block(
                         Mnemonic::Jne => fallthrough.set_reg(n, Val::Const(v)),
                         _ => {}
                     }
+                    // The unsigned bound a switch's range check leaves on the path to its table.
+                    let (edge, bound) = match insn.mnemonic() {
+                        Mnemonic::Ja => (&mut fallthrough, Some(v)),
+                        Mnemonic::Jbe => (&mut taken, Some(v)),
+                        Mnemonic::Jae => (&mut fallthrough, v.checked_sub(1)),
+                        Mnemonic::Jb => (&mut taken, v.checked_sub(1)),
+                        _ => (&mut taken, None),
+                    };
+                    if bound.is_some() {
+                        edge.bounds[n] = bound;
+                    }
                 }
                 return vec![
                     (insn.near_branch_target(), taken),
@@ -833,12 +862,16 @@ fn run_block(
                 } else {
                     block_tables.iter().copied().collect()
                 };
+                let limit = match table_index(&insn) {
+                    Some(index) => state.bounds[index],
+                    None => table_limit,
+                };
                 let targets = tables
                     .targets
-                    .entry((insn.ip(), candidates.into_iter().collect()))
-                    .or_insert_with_key(|(_, candidates)| {
+                    .entry((insn.ip(), candidates.into_iter().collect(), limit))
+                    .or_insert_with_key(|(_, candidates, limit)| {
                         let within = image.function_range(function);
-                        jump_table_targets(image, &insn, candidates, within)
+                        jump_table_targets(image, &insn, candidates, within, *limit)
                     });
                 return targets.iter().map(|&t| (t, state.clone())).collect();
             }
@@ -1087,22 +1120,43 @@ fn known_target(image: &Image, insn: &Instruction, state: &State) -> Option<u64>
     image.is_code(target).then_some(target)
 }
 
+/// The register indexing a switch table in `insn`: `movsxd rax, [rbx + rcx*4]` (32-bit offsets) or `jmp [table
+/// + rcx*8]` (absolute entries).
+fn table_index(insn: &Instruction) -> Option<usize> {
+    (0..insn.op_count()).find(|&i| insn.op_kind(i) == OpKind::Memory)?;
+    let scale = insn.memory_index_scale();
+    let reads_entry = matches!(
+        insn.mnemonic(),
+        Mnemonic::Movsxd | Mnemonic::Mov | Mnemonic::Jmp
+    );
+    if !reads_entry || !(scale == 4 || scale == 8) {
+        return None;
+    }
+    gpr_index(insn.memory_index())
+}
+
 /// The targets of an indirect jump through a switch table: `jmp [table + index*8]` with absolute entries, or a
-/// jump to a register computed from 32-bit offsets relative to a table whose base was LEA'd.
+/// jump to a register computed from 32-bit offsets relative to a table whose base was LEA'd. `limit`: the
+/// largest index, when the range check before the jump bounds it (the table's end; else the entries are read
+/// up to the first that is not code of the function).
 fn jump_table_targets(
     image: &Image,
     insn: &Instruction,
     bases: &[u64],
     within: std::ops::Range<u64>,
+    limit: Option<u64>,
 ) -> Vec<u64> {
     let ok = |t: u64| image.is_code(t) && within.contains(&t);
+    let entries = limit.map_or(JUMP_TABLE_MAX as u64, |l| {
+        l.saturating_add(1).min(JUMP_TABLE_MAX as u64)
+    });
     let mut out = Vec::new();
     if insn.op0_kind() == OpKind::Memory
         && insn.memory_base() == Register::None
         && insn.memory_index_scale() == 8
     {
         let table = insn.memory_displacement64();
-        for i in 0..JUMP_TABLE_MAX as u64 {
+        for i in 0..entries {
             let Some(entry) = image.read(table.wrapping_add(8 * i), 8) else {
                 break;
             };
@@ -1115,7 +1169,7 @@ fn jump_table_targets(
         return out;
     }
     for &base in bases {
-        for i in 0..JUMP_TABLE_MAX as u64 {
+        for i in 0..entries {
             let Some(entry) = image.read(base.wrapping_add(4 * i), 4) else {
                 break;
             };
@@ -1239,6 +1293,20 @@ fn merge_low_bits(prior: Val, reg: Register, v: Val) -> Val {
     }
 }
 
+/// A register copy (`mov edi, edi` after a switch's range check zero-extends the index) keeps the source's bound:
+/// the destination and its bound.
+fn copied_bound(insn: &Instruction, state: &State) -> Option<(usize, u64)> {
+    if insn.mnemonic() != Mnemonic::Mov
+        || insn.op0_kind() != OpKind::Register
+        || insn.op1_kind() != OpKind::Register
+        || insn.op1_register().size() < 4
+    {
+        return None;
+    }
+    let from = gpr_index(insn.op1_register())?;
+    Some((gpr_index(insn.op0_register())?, state.bounds[from]?))
+}
+
 /// The effect of one instruction on the abstract state.
 fn transfer(insn: &Instruction, state: &mut State, info: &mut InstructionInfoFactory) {
     match insn.mnemonic() {
@@ -1291,6 +1359,7 @@ fn transfer(insn: &Instruction, state: &mut State, info: &mut InstructionInfoFac
         Some(n) if insn.op0_kind() == OpKind::Register => state.regs[n],
         _ => Val::Unknown,
     };
+    let copied_bound = copied_bound(insn, state);
     let written = info.info(insn);
     // A stack address read other than as the base of a known slot, and not kept as a stack address in the
     // destination register or slot (`add rdi, rax`, `lea rdi, [rsp + rax]`, a store to the heap, `rep stos`
@@ -1340,6 +1409,9 @@ fn transfer(insn: &Instruction, state: &mut State, info: &mut InstructionInfoFac
             merge_low_bits(prior, reg, v)
         };
         state.set_reg(n, v);
+    }
+    if let Some((n, bound)) = copied_bound {
+        state.bounds[n] = Some(bound);
     }
     if writes_memory {
         if let Some(slot) = slot {
@@ -1454,6 +1526,40 @@ mod tests {
         }
         let p = analyze(&tiny_elf_with_data(&code, &table)).unwrap();
         assert_eq!(p.syscalls, [33, 60].into());
+    }
+
+    #[test]
+    fn a_switch_table_is_read_up_to_the_bound_its_range_check_gives() {
+        // _start:  cmp edi, 1; ja default; mov edi, edi; lea rbx, [rip + table]
+        //          movsxd rax, [rbx + rdi*4]; add rax, rbx; jmp rax
+        // default: hlt
+        // case0:   mov eax, 33 (dup2); syscall; hlt
+        // case1:   mov eax, 60 (exit); syscall; hlt
+        // other:   mov eax, 102 (getuid); syscall; hlt   (the next table's case: past this table's 2 entries)
+        let mut code = vec![0x83, 0xff, 0x01, 0x77, 0x00, 0x89, 0xff, 0x48, 0x8d, 0x1d];
+        let lea_end = CODE_WITH_DATA + code.len() as u64 + 4;
+        code.extend(((DATA_BASE - lea_end) as u32).to_le_bytes());
+        code.extend([0x48, 0x63, 0x04, 0xbb, 0x48, 0x01, 0xd8, 0xff, 0xe0]);
+        code[4] = (code.len() - 5) as u8; // ja default
+        code.push(0xf4);
+        let mut cases = Vec::new();
+        for nr in [33u8, 60, 102] {
+            cases.push(CODE_WITH_DATA + code.len() as u64);
+            code.extend([0xb8, nr, 0, 0, 0]);
+            code.extend(SYSCALL);
+            code.push(0xf4);
+        }
+        let mut table = Vec::new();
+        for case in &cases {
+            table.extend((case.wrapping_sub(DATA_BASE) as u32).to_le_bytes());
+        }
+        let p = analyze(&tiny_elf_with_data(&code, &table)).unwrap();
+        assert_eq!(p.syscalls, [33, 60].into());
+        // Without the range check (`cmp` and `ja` made nops), every entry that is code is a case.
+        let mut unchecked = code.clone();
+        unchecked[..5].fill(0x90);
+        let p = analyze(&tiny_elf_with_data(&unchecked, &table)).unwrap();
+        assert_eq!(p.syscalls, [33, 60, 102].into());
     }
 
     #[test]
