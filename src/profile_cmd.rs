@@ -95,18 +95,7 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<()> {
             "nothing to profile: give a program (`-- PROGRAM`), traces (`--from TRACE`) or both"
         );
     }
-    for word in &args.why {
-        match word.as_str() {
-            "all" => {}
-            "extra" if args.from.is_empty() => anyhow::bail!(
-                "--why extra: the calls the runs did not make need traces (--from TRACE)"
-            ),
-            "extra" => {}
-            name => {
-                parse_syscall(name)?;
-            }
-        }
-    }
+    let asked = parse_why(&args.why, !args.from.is_empty())?;
     if !args.why.is_empty() && args.phase_at.is_some() {
         anyhow::bail!("--why explains one profile; it does not take --phase-at");
     }
@@ -127,7 +116,7 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<()> {
         compare(p, o, &mut out)?;
     }
     if let Some((p, _, why)) = &predicted {
-        explain(&args.why, p, observed.as_ref(), why, &mut out)?;
+        explain(&asked, p, observed.as_ref(), why, &mut out)?;
     }
     let (set, origin) = match (&predicted, &observed, args.program.first()) {
         (Some((p, _, _)), _, Some(program)) => {
@@ -281,24 +270,48 @@ fn static_side(
 /// Why each number is in a static profile, a line per step (static_profile.rs `why`).
 type Why = std::collections::BTreeMap<u64, Vec<String>>;
 
+/// What `--why` asks about.
+enum Asked {
+    All,
+    /// The calls the traces of --from did not make.
+    Extra,
+    Syscall(u64),
+}
+
+/// The values of `--why`, checked before any work: names or numbers, `all`, `extra` (which needs traces).
+fn parse_why(words: &[String], traces: bool) -> anyhow::Result<Vec<Asked>> {
+    words
+        .iter()
+        .map(|word| match word.as_str() {
+            "all" => Ok(Asked::All),
+            "extra" if !traces => anyhow::bail!(
+                "--why extra: the calls the runs did not make need traces (--from TRACE)"
+            ),
+            "extra" => Ok(Asked::Extra),
+            name => parse_syscall(name).map(Asked::Syscall),
+        })
+        .collect()
+}
+
 /// `--why`: the chain that puts each asked-for syscall in the static profile `predicted`.
 fn explain(
-    asked: &[String],
+    asked: &[Asked],
     predicted: &SyscallSet,
     observed: Option<&SyscallSet>,
     why: &Why,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let mut numbers = SyscallSet::new();
-    for word in asked {
-        match word.as_str() {
-            "all" => numbers.extend(predicted.iter().copied()),
-            "extra" => {
-                let observed = observed.context("--why extra needs --from (checked in run)")?;
-                numbers.extend(predicted.difference(observed).copied());
+    for a in asked {
+        match (a, observed) {
+            (Asked::All, _) => numbers.extend(predicted.iter().copied()),
+            (Asked::Extra, Some(observed)) => {
+                numbers.extend(predicted.difference(observed).copied())
             }
-            name => {
-                numbers.insert(parse_syscall(name)?);
+            // parse_why refuses `extra` without traces.
+            (Asked::Extra, None) => {}
+            (Asked::Syscall(nr), _) => {
+                numbers.insert(*nr);
             }
         }
     }

@@ -274,11 +274,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let mut hv = Hypervisor::new(config, bytes.into(), host, plan, policy, fault_seed)
         .with_context(|| format!("cannot load {}", program.display()))?;
     hv.guest.set_jit(!r.no_jit);
-    if !syscall_faults.is_empty() {
-        hv.guest.set_syscall_faults(Some(
-            tandem_emulator::linux::syscall_faults::SyscallFaults::new(&syscall_faults),
-        ));
-    }
+    crate::run_cmd::install_syscall_faults(&mut hv.guest, &syscall_faults);
     install_journal(&mut hv.guest, r)?;
     refuse_output_over_an_input(&args.output, &partial, &program, r)?;
     let file = std::fs::File::create(&partial)

@@ -505,6 +505,16 @@ pub(crate) fn report_unfired_syscall_faults<H: tandem_emulator::linux::Host>(
     Ok(())
 }
 
+/// Installs the --syscall-faults plan in a guest about to start (none when it is empty).
+pub(crate) fn install_syscall_faults<H: tandem_emulator::linux::Host>(
+    guest: &mut tandem_emulator::linux::LinuxMachine<H>,
+    plan: &[tandem_emulator::linux::syscall_faults::SyscallFault],
+) {
+    if !plan.is_empty() {
+        guest.set_syscall_faults(Some(SyscallFaults::new(plan)));
+    }
+}
+
 /// The --syscall-faults plan: each value a fault, or several separated by `;`.
 pub(crate) fn syscall_fault_plan(
     args: &RunArgs,
@@ -848,10 +858,7 @@ pub fn run(command: RunCommand) -> anyhow::Result<()> {
     .with_context(|| format!("cannot load {}", program.display()))?;
     hv.guest.set_jit(!args.no_jit);
     hv.guest.set_syscall_policy(syscall_policy);
-    if !syscall_faults.is_empty() {
-        hv.guest
-            .set_syscall_faults(Some(SyscallFaults::new(&syscall_faults)));
-    }
+    install_syscall_faults(&mut hv.guest, &syscall_faults);
     install_journal(&mut hv.guest, &args)?;
     if args.coverage {
         hv.guest.set_coverage(Some(Box::new(

@@ -823,15 +823,15 @@ fn run_block(
                         _ => {}
                     }
                     // The unsigned bound a switch's range check leaves on the path to its table.
-                    let (edge, bound) = match insn.mnemonic() {
-                        Mnemonic::Ja => (&mut fallthrough, Some(v)),
-                        Mnemonic::Jbe => (&mut taken, Some(v)),
-                        Mnemonic::Jae => (&mut fallthrough, v.checked_sub(1)),
-                        Mnemonic::Jb => (&mut taken, v.checked_sub(1)),
-                        _ => (&mut taken, None),
+                    let bounded = match insn.mnemonic() {
+                        Mnemonic::Ja => Some((&mut fallthrough, v)),
+                        Mnemonic::Jbe => Some((&mut taken, v)),
+                        Mnemonic::Jae => v.checked_sub(1).map(|b| (&mut fallthrough, b)),
+                        Mnemonic::Jb => v.checked_sub(1).map(|b| (&mut taken, b)),
+                        _ => None,
                     };
-                    if bound.is_some() {
-                        edge.bounds[n] = bound;
+                    if let Some((edge, bound)) = bounded {
+                        edge.bounds[n] = Some(bound);
                     }
                 }
                 return vec![
