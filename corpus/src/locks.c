@@ -201,9 +201,11 @@ static void waiting(void) {
     }
     char c;
     read(sync_pipe[0], &c, 1);
-    show("unlock 0+10", lock(fd, F_SETLK, F_UNLCK, SEEK_SET, 0, 10));
+    /* Printed once the child is gone: the child, woken by the unlock, prints too, in either order natively. */
+    int unlocked = lock(fd, F_SETLK, F_UNLCK, SEEK_SET, 0, 10);
     int status;
     waitpid(pid, &status, 0);
+    show("unlock 0+10", unlocked);
     printf("child: %d\n", WEXITSTATUS(status));
 
     show("setlk write 0+1", lock(fd, F_SETLK, F_WRLCK, SEEK_SET, 0, 1));
