@@ -344,7 +344,8 @@ impl MountRoots {
         Ok(Arc::new(out))
     }
 
-    /// The names in a host directory beneath its mount (without "." and ".."), in the host's order.
+    /// The names in a host directory beneath its mount, "." and ".." among them, in the host's order (what
+    /// getdents gives natively), or sorted without "." and ".." when the metadata is normalised.
     pub(crate) fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {
         let (root, names) = self.locate(path)?;
         if !self.roots[root].is_dir {
@@ -378,11 +379,15 @@ impl MountRoots {
                 }
                 let name = &buf[at + 19..at + reclen];
                 let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-                if name != b"." && name != b".." {
-                    out.push(name.to_vec());
-                }
+                out.push(name.to_vec());
                 at += reclen;
             }
+        }
+        if self.normalize {
+            // The host's order depends on its file system (ext4's is a hash with a per-volume seed). Sorted,
+            // without "." and "..", which the guest then sees first.
+            out.retain(|n| n != b"." && n != b"..");
+            out.sort();
         }
         Ok(out)
     }
@@ -507,7 +512,11 @@ mod tests {
         assert_eq!(r.read_link(&host.join("sub/link")).unwrap(), b"file.txt");
         let mut names = r.read_dir(&host.join("sub")).unwrap();
         names.sort();
-        assert_eq!(names, [b"file.txt".to_vec(), b"link".to_vec()]);
+        assert_eq!(
+            names,
+            [&b"."[..], b"..", b"file.txt", b"link"].map(|n| n.to_vec()),
+            "the host's names, \".\" and \"..\" among them"
+        );
         assert_eq!(r.metadata(&host).unwrap().kind, HostKind::Dir);
         // Links inside the mount are the guest's to follow, never the host's.
         assert_eq!(

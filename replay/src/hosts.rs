@@ -245,11 +245,8 @@ impl<H: Host> Host for RecordingHost<H> {
         r
     }
     fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno> {
-        let r = self.inner.read_dir(path).map(|mut names| {
-            // The host's order is arbitrary; the trace holds a sorted list (the caller sorts anyway).
-            names.sort();
-            names
-        });
+        // In the host's order, which the guest sees: the trace holds the list as given.
+        let r = self.inner.read_dir(path);
         self.log(HostCall::ReadDir {
             path: path.as_os_str().as_bytes().to_vec(),
             result: r.clone().map_err(|e| e.0),

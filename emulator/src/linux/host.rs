@@ -126,7 +126,9 @@ pub trait Host {
     /// The whole contents of a regular host file.
     /// Shared: the guest's file system keeps the same bytes, copied only if the guest writes them.
     fn read_file(&mut self, path: &Path) -> Result<Arc<Vec<u8>>, Errno>;
-    /// The names in a host directory, without "." and "..", in any order (the caller sorts).
+    /// The names in a host directory in the host's order, the order the guest sees. "." and ".." may be among
+    /// them, where the host lists them (ext4 lists them at their hash's place); without them, the guest sees
+    /// them first.
     fn read_dir(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, Errno>;
     /// The target of a host symbolic link.
     fn read_link(&mut self, path: &Path) -> Result<Vec<u8>, Errno>;

@@ -357,6 +357,17 @@ pub enum Origin {
     Synthetic,
 }
 
+/// One entry of a directory as getdents lists it.
+#[derive(Clone, Debug)]
+pub enum DirEntry {
+    /// ".", the directory itself.
+    Dot,
+    /// "..", its parent.
+    DotDot,
+    /// A name in the directory and what it names.
+    Named(Vec<u8>, Node),
+}
+
 /// What a guest path names.
 #[derive(Clone, Debug)]
 pub enum Node {
@@ -1245,47 +1256,83 @@ impl Vfs {
     // ---------------------------------------------------------------------------------------------------------
     // Directories.
 
-    /// The names in a directory (without "." and ".."), sorted, each with its node.
+    /// The names in a directory (without "." and ".."), each with its node, in the order `listing` gives.
     pub fn list_dir(
         &mut self,
         host: &mut dyn Host,
         path: &GuestPath,
     ) -> Result<Vec<(Vec<u8>, Node)>, Errno> {
+        Ok(self
+            .listing(host, path)?
+            .into_iter()
+            .filter_map(|entry| match entry {
+                DirEntry::Named(name, node) => Some((name, node)),
+                DirEntry::Dot | DirEntry::DotDot => None,
+            })
+            .collect())
+    }
+
+    /// A directory's entries in the order getdents gives them: a host directory's in the order the host lists
+    /// them (its getdents order, which `find`, `ls -U` and `tar` show; "." and ".." where the host puts them, or
+    /// first; sorted under `--normalize-metadata`), then the names only the guest made or the kernel provides,
+    /// sorted.
+    pub fn listing(
+        &mut self,
+        host: &mut dyn Host,
+        path: &GuestPath,
+    ) -> Result<Vec<DirEntry>, Errno> {
         match self.lookup(host, path) {
             Some(n) if n.is_dir() => {}
             Some(_) => return Err(ENOTDIR),
             None => return Err(ENOENT),
         }
-        let mut names: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut names: Vec<Vec<u8>> = Vec::new();
         if let Some(Ok(md)) = self.host_meta(host, path) {
             if md.kind == HostKind::Dir {
                 let m = path
                     .0
                     .mount
                     .expect("a host answer is for a path on a mount");
-                names.extend(
-                    host.read_dir(&self.host_path_of(path, m))
-                        .unwrap_or_default(),
-                );
+                names = host
+                    .read_dir(&self.host_path_of(path, m))
+                    .unwrap_or_default();
             }
         }
+        if !names.iter().any(|n| n == b".") {
+            names.insert(0, b".".to_vec());
+        }
+        if !names.iter().any(|n| n == b"..") {
+            let after_dot = names.iter().position(|n| n == b".").map_or(0, |i| i + 1);
+            names.insert(after_dot, b"..".to_vec());
+        }
+        // A host never lists a name twice, but a crafted trace might: keep the first of each.
+        let mut seen: BTreeSet<Vec<u8>> = BTreeSet::new();
+        names.retain(|n| seen.insert(n.clone()));
         if let Some(id) = self.id_of(path) {
             let table = self.table.borrow();
+            // `children` is ordered by name, so what the guest added comes after the host's names, sorted.
             for (name, &child) in &table.entries[id as usize].children {
                 let e = &table.entries[child as usize];
-                if e.synthetic.is_some()
+                if (e.synthetic.is_some()
                     || e.mount_here.is_some()
-                    || matches!(self.overlay.get(&child), Some(e) if !matches!(e, OverlayEntry::Whiteout))
+                    || matches!(self.overlay.get(&child), Some(e) if !matches!(e, OverlayEntry::Whiteout)))
+                    && seen.insert(name.to_vec())
                 {
-                    names.insert(name.to_vec());
+                    names.push(name.to_vec());
                 }
             }
         }
         let mut out = Vec::new();
         for name in names {
-            let child = self.child(path, &name);
-            if let Some(node) = self.lookup(host, &child) {
-                out.push((name, node));
+            match &name[..] {
+                b"." => out.push(DirEntry::Dot),
+                b".." => out.push(DirEntry::DotDot),
+                _ => {
+                    let child = self.child(path, &name);
+                    if let Some(node) = self.lookup(host, &child) {
+                        out.push(DirEntry::Named(name, node));
+                    }
+                }
             }
         }
         Ok(out)

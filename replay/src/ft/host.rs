@@ -583,11 +583,8 @@ impl<L: Host> Host for FtHost<L> {
                 _ => None,
             },
             |live, _, _| {
-                // The host's order is arbitrary; the log holds a sorted list, as a recording does.
-                let r = live.inner.read_dir(path).map(|mut names| {
-                    names.sort();
-                    names
-                });
+                // In the host's order, which the guest sees (as a recording holds it).
+                let r = live.inner.read_dir(path);
                 let event = HostCall::ReadDir {
                     path: p.clone(),
                     result: r.clone().map_err(|e| e.0),

@@ -407,6 +407,36 @@ impl<H: Host> LinuxMachine<H> {
         Ok(0)
     }
 
+    /// A directory entry's name, inode number and d_type, as getdents64 writes them.
+    fn dirent_of(&mut self, dir: &GuestPath, entry: vfs::DirEntry) -> (Vec<u8>, u64, u8) {
+        let ino_of = |vfs: &mut vfs::Vfs, host: &mut H, p: &GuestPath| {
+            vfs.lookup(host, p).map_or(0, |n| vfs.stat(p, &n).ino)
+        };
+        match entry {
+            vfs::DirEntry::Dot => (b".".to_vec(), ino_of(&mut self.vfs, &mut self.host, dir), 4),
+            vfs::DirEntry::DotDot => {
+                let parent = dir.parent();
+                (
+                    b"..".to_vec(),
+                    ino_of(&mut self.vfs, &mut self.host, &parent),
+                    4,
+                )
+            }
+            vfs::DirEntry::Named(name, node) => {
+                let child = self.vfs.child(dir, &name);
+                let d_type = match node {
+                    Node::Dir(_) => 4,
+                    Node::Symlink { .. } | Node::Fd(_) => 10,
+                    Node::Device(_) => 2,
+                    Node::Socket(_) => 12,
+                    _ => 8,
+                };
+                let ino = self.vfs.stat(&child, &node).ino;
+                (name, ino, d_type)
+            }
+        }
+    }
+
     pub(in crate::linux) fn sys_getdents64(&mut self, fd: i32, buf: u64, len: u64) -> SysResult {
         let desc = self.proc.fds.get(fd)?;
         let path = match &desc.borrow().kind {
@@ -414,49 +444,22 @@ impl<H: Host> LinuxMachine<H> {
             _ => return Err(ENOTDIR),
         };
         let start = desc.borrow().offset as usize;
-        let ino_of = |vfs: &mut vfs::Vfs, host: &mut H, p: &GuestPath| {
-            vfs.lookup(host, p).map_or(0, |n| vfs.stat(p, &n).ino)
-        };
-        let mut entries: Vec<(Vec<u8>, u64, u8)> = Vec::new();
-        if start < 2 {
-            let parent = path.parent();
-            entries.push((
-                b".".to_vec(),
-                ino_of(&mut self.vfs, &mut self.host, &path),
-                4,
-            ));
-            entries.push((
-                b"..".to_vec(),
-                ino_of(&mut self.vfs, &mut self.host, &parent),
-                4,
-            ));
-        } else {
-            entries.push((Vec::new(), 0, 0));
-            entries.push((Vec::new(), 0, 0));
-        }
         let listed = if self.vfs.is_fd_dir(&path) {
             let fds: Vec<i32> = self.proc.fds.open_fds().collect();
-            fds.into_iter()
-                .map(|fd| (fd.to_string().into_bytes(), Node::Fd(fd)))
-                .collect()
+            let mut entries = vec![vfs::DirEntry::Dot, vfs::DirEntry::DotDot];
+            entries.extend(
+                fds.into_iter()
+                    .map(|fd| vfs::DirEntry::Named(fd.to_string().into_bytes(), Node::Fd(fd))),
+            );
+            entries
         } else {
-            self.vfs.list_dir(&mut self.host, &path)?
+            self.vfs.listing(&mut self.host, &path)?
         };
-        for (name, node) in listed {
-            let child = self.vfs.child(&path, &name);
-            let d_type = match node {
-                Node::Dir(_) => 4,
-                Node::Symlink { .. } | Node::Fd(_) => 10,
-                Node::Device(_) => 2,
-                Node::Socket(_) => 12,
-                _ => 8,
-            };
-            let ino = self.vfs.stat(&child, &node).ino;
-            entries.push((name, ino, d_type));
-        }
+        let total = listed.len();
         let mut out = Vec::new();
         let mut index = start;
-        for (name, ino, d_type) in entries.iter().skip(start) {
+        for entry in listed.into_iter().skip(start) {
+            let (name, ino, d_type) = self.dirent_of(&path, entry);
             let reclen = (19 + name.len() + 1).div_ceil(8) * 8;
             if out.len() + reclen > len as usize {
                 break;
@@ -465,12 +468,12 @@ impl<H: Host> LinuxMachine<H> {
             rec[0..8].copy_from_slice(&ino.to_le_bytes());
             rec[8..16].copy_from_slice(&((index + 1) as u64).to_le_bytes());
             rec[16..18].copy_from_slice(&(reclen as u16).to_le_bytes());
-            rec[18] = *d_type;
-            rec[19..19 + name.len()].copy_from_slice(name);
+            rec[18] = d_type;
+            rec[19..19 + name.len()].copy_from_slice(&name);
             out.extend_from_slice(&rec);
             index += 1;
         }
-        if out.is_empty() && index < entries.len() {
+        if out.is_empty() && index < total {
             return Err(EINVAL);
         }
         self.write_mem(buf, &out)?;
