@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{corpus_bin, emulate};
+use common::{corpus_bin, emulate, native};
 
 const CALLS: &str = "3000";
 const BUDGET: &str = "--max-insns=30000000";
@@ -95,5 +95,42 @@ fn close_range_answers_as_linux_does() {
     // Reversed ranges, unknown flags, CLOSE_RANGE_CLOEXEC and an open-ended range, against the native run.
     for program in ["closerange-musl", "closerange-glibc"] {
         common::same_as_native(program, &[], &corpus_bin(program), &[]);
+    }
+}
+
+#[test]
+fn memory_locks_capabilities_and_protection_keys_answer_as_linux_does() {
+    // mlock, munlock, mlock2, mlockall (ranges over a hole, unaligned ends, bad flags), capget and capset (every
+    // version, unknown versions written back, bad pids, raising a set), pkey_alloc, pkey_free and pkey_mprotect:
+    // against the native run, which drops its capabilities first. A host CPU with protection keys gives keys
+    // that tandem's CPU does not have: the pkey lines are compared only on a host without them.
+    let host_has_pkeys = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|flag| flag == "ospke");
+    for program in ["memlock-musl", "memlock-glibc"] {
+        let bin = corpus_bin(program);
+        let n = native(&bin, &[], &[], b"");
+        let e = emulate(&[], &bin, &[], b"");
+        let lines = |out: &std::process::Output| -> Vec<String> {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !(host_has_pkeys && l.starts_with("pkey")))
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(n.status.code(), Some(0), "{program} native");
+        assert!(lines(&n).len() > 30, "{program}: {:?}", lines(&n));
+        assert_eq!(
+            lines(&n),
+            lines(&e),
+            "{program}: {}",
+            String::from_utf8_lossy(&e.stderr)
+        );
+        assert!(
+            e.stderr.is_empty(),
+            "{program}: {}",
+            String::from_utf8_lossy(&e.stderr)
+        );
     }
 }

@@ -461,7 +461,17 @@ impl<H: Host> LinuxMachine<H> {
                     self.map_names_moved(a[0], a[1], new, a[2]);
                 }),
             26 => self.sys_msync(a[0], a[1], a[2]),
-            28 => Ok(0),                              // madvise: advice only
+            28 => Ok(0), // madvise: advice only
+            149 => self.sys_mlock(a[0], a[1], 0),
+            150 => self.sys_mlock(a[0], a[1], 0), // munlock: checks what mlock checks
+            151 => self.sys_mlockall(a[0]),
+            152 => Ok(0),                            // munlockall
+            325 => self.sys_mlock(a[0], a[1], a[2]), // mlock2
+            125 => self.sys_capget(a[0], a[1]),
+            126 => self.sys_capset(a[0], a[1]),
+            329 => self.sys_pkey_mprotect(a[0], a[1], a[2], a[3] as i32),
+            330 => self.sys_pkey_alloc(a[0], a[1]),
+            331 => Err(EINVAL), // pkey_free: no key was ever given
             221 => self.proc.fds.get(fd0).map(|_| 0), // fadvise64: advice only (sort, cat and cp give it)
             32 => self.sys_dup(fd0, 0, None),
             33 => self.sys_dup2(fd0, a[1] as i32, 0, true),

@@ -1,7 +1,8 @@
-//! Syscalls about the system and the process's identity and limits: uname, getres[ug]id, prlimit, sysinfo,
-//! prctl, arch_prctl, getrandom.
+//! Syscalls about the system and the process's identity and limits: uname, getres[ug]id, capget and capset,
+//! prlimit, sysinfo, the memory locks (mlock and its kin), protection keys, prctl, arch_prctl, getrandom.
 
 use super::*;
+use crate::linux::{Pid, Tid};
 
 impl<H: Host> LinuxMachine<H> {
     // ---------------------------------------------------------------------------------------------------------
@@ -63,6 +64,114 @@ impl<H: Host> LinuxMachine<H> {
         // New limits are accepted and not enforced.
         let _ = new;
         Ok(0)
+    }
+
+    /// capget(2): the guest runs as an unprivileged user (uid 1000), so its capability sets are empty. An unknown
+    /// version is answered with the one the kernel prefers (3), and EINVAL unless `data` is null (the probe libcap
+    /// makes); a null `data` asks nothing more (kernel/capability.c).
+    pub(in crate::linux) fn sys_capget(&mut self, header: u64, data: u64) -> SysResult {
+        let words = match self.capability_words(header)? {
+            Some(words) => words,
+            None if data == 0 => return Ok(0),
+            None => return Err(EINVAL),
+        };
+        if data == 0 {
+            return Ok(0);
+        }
+        let pid = self.read_u32_guest(header + 4)? as i32;
+        if pid < 0 {
+            return Err(EINVAL);
+        }
+        if pid != 0 && self.process_ref(Pid(pid)).is_none() && self.thread_ref(Tid(pid)).is_none() {
+            return Err(ESRCH);
+        }
+        self.write_mem(data, &vec![0u8; 12 * words])?;
+        Ok(0)
+    }
+
+    /// capset(2): a process sets only its own sets, and an unprivileged one can only keep them empty.
+    pub(in crate::linux) fn sys_capset(&mut self, header: u64, data: u64) -> SysResult {
+        let words = self.capability_words(header)?.ok_or(EINVAL)?;
+        let pid = self.read_u32_guest(header + 4)? as i32;
+        if pid != 0 && pid != self.proc.pid.0 {
+            return Err(EPERM);
+        }
+        let sets = self.read_mem(data, 12 * words as u64)?;
+        if sets.iter().any(|&b| b != 0) {
+            return Err(EPERM);
+        }
+        Ok(0)
+    }
+
+    /// The number of {effective, permitted, inheritable} words a capability header's version asks for; None for
+    /// an unknown version, after writing the preferred one into the header.
+    fn capability_words(&mut self, header: u64) -> Result<Option<usize>, Errno> {
+        const V1: u32 = 0x1998_0330;
+        const V2: u32 = 0x2007_1026;
+        const V3: u32 = 0x2008_0522;
+        match self.read_u32_guest(header)? {
+            V1 => Ok(Some(1)),
+            V2 | V3 => Ok(Some(2)),
+            _ => {
+                self.write_u32(header, V3)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// mlock(2), mlock2(2) and munlock(2): nothing is ever paged out here, so locking only checks its range
+    /// (rounded out to pages) is mapped, as the kernel does (ENOMEM otherwise). RLIMIT_MEMLOCK is unlimited.
+    pub(in crate::linux) fn sys_mlock(&mut self, addr: u64, len: u64, flags: u64) -> SysResult {
+        const MLOCK_ONFAULT: u64 = 1;
+        if flags & !MLOCK_ONFAULT != 0 {
+            return Err(EINVAL);
+        }
+        let start = addr & !(PAGE_SIZE as u64 - 1);
+        let end = addr
+            .checked_add(len)
+            .and_then(|e| e.checked_next_multiple_of(PAGE_SIZE as u64))
+            .ok_or(ENOMEM)?;
+        let mut page = start;
+        while page < end {
+            if !self.machine.cpu.mem.is_mapped(page) {
+                return Err(ENOMEM);
+            }
+            page += PAGE_SIZE as u64;
+        }
+        Ok(0)
+    }
+
+    /// mlockall(2): MCL_CURRENT or MCL_FUTURE, optionally with MCL_ONFAULT.
+    pub(in crate::linux) fn sys_mlockall(&mut self, flags: u64) -> SysResult {
+        const MCL_CURRENT: u64 = 1;
+        const MCL_FUTURE: u64 = 2;
+        const MCL_ONFAULT: u64 = 4;
+        if flags & !(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0
+            || flags & (MCL_CURRENT | MCL_FUTURE) == 0
+        {
+            return Err(EINVAL);
+        }
+        Ok(0)
+    }
+
+    /// pkey_alloc(2): the emulated CPU has no protection keys (CPUID leaf 7 says no PKU), and Linux on such a
+    /// CPU finds a key but cannot set its rights: EINVAL, as for bad arguments (measured on Linux 6.x).
+    pub(in crate::linux) fn sys_pkey_alloc(&mut self, _flags: u64, _access: u64) -> SysResult {
+        Err(EINVAL)
+    }
+
+    /// pkey_mprotect(2) with key -1 is mprotect(2); any other key was never allocated.
+    pub(in crate::linux) fn sys_pkey_mprotect(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        pkey: i32,
+    ) -> SysResult {
+        if pkey != -1 {
+            return Err(EINVAL);
+        }
+        self.sys_mprotect(addr, len, prot)
     }
 
     pub(in crate::linux) fn sys_sysinfo(&mut self, buf: u64) -> SysResult {
