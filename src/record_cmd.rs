@@ -184,7 +184,7 @@ pub(crate) fn header_of(config: &LinuxConfig, program: &Path, bytes: &[u8]) -> H
 
 pub(crate) use tandem_replay::trace::{FINE_INTERVAL_DEFAULT, HASH_INTERVAL_DEFAULT};
 
-pub fn run(args: RecordArgs) -> anyhow::Result<()> {
+pub fn run(mut args: RecordArgs) -> anyhow::Result<()> {
     let fine_interval = args
         .fine_interval
         .unwrap_or(FINE_INTERVAL_DEFAULT.min(args.hash_interval));
@@ -194,6 +194,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
             args.hash_interval
         );
     }
+    let command = crate::run_cmd::script_command(&args.run.command, args.run.root.as_deref())?;
+    args.run.command = command;
     let r = &args.run;
     if r.warm_at.is_some() {
         bail!("tandem record records a run from its start; --warm-at is for tandem run and tandem pool");

@@ -704,6 +704,78 @@ pub(crate) fn program_path(name: &std::ffi::OsStr) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// Longest `#!` line Linux reads (BINPRM_BUF_SIZE), and how many interpreters it follows (BINPRM_MAX_RECURSION).
+const SHEBANG_BYTES_MAX: usize = 256;
+const INTERPRETERS_MAX: usize = 4;
+
+/// The command line of a program that is a script (`#!INTERPRETER [ARG]`), as Linux's binfmt_script runs it:
+/// INTERPRETER [ARG] SCRIPT ARGS..., SCRIPT being the path the program was found at (`tandem run -- ldd /bin/ls`
+/// runs `/bin/bash /usr/bin/ldd /bin/ls`). The interpreter is a path in the guest's root (`root`, by default
+/// the host's /). Any other program's command line is returned unchanged; a file that cannot be read is left to
+/// the loader to report.
+pub(crate) fn script_command(
+    command: &[OsString],
+    root: Option<&Path>,
+) -> anyhow::Result<Vec<OsString>> {
+    assert!(!command.is_empty(), "clap requires the program");
+    let mut command = command.to_vec();
+    for _ in 0..=INTERPRETERS_MAX {
+        let program = program_path(&command[0]);
+        let mut head = Vec::with_capacity(SHEBANG_BYTES_MAX);
+        let read = std::fs::File::open(&program)
+            .and_then(|f| f.take(SHEBANG_BYTES_MAX as u64).read_to_end(&mut head));
+        if read.is_err() || !head.starts_with(b"#!") {
+            return Ok(command);
+        }
+        let line = head[2..].split(|&b| b == b'\n').next().unwrap_or_default();
+        let line = line.trim_ascii();
+        let mut parts = line.splitn(2, |b| *b == b' ' || *b == b'\t');
+        let interpreter = parts.next().unwrap_or_default();
+        if interpreter.is_empty() {
+            bail!("{}: its #! line names no interpreter", program.display());
+        }
+        let arg = parts
+            .next()
+            .map(|a| a.trim_ascii())
+            .filter(|a| !a.is_empty());
+        let interpreter = std::ffi::OsStr::from_bytes(interpreter);
+        let on_host = match root {
+            Some(dir) if interpreter.as_bytes().starts_with(b"/") => dir.join(
+                Path::new(interpreter)
+                    .strip_prefix("/")
+                    .unwrap_or(Path::new(interpreter)),
+            ),
+            _ => PathBuf::from(interpreter),
+        };
+        let script = guest_path_in_root(&program, root);
+        let mut next = vec![on_host.into_os_string()];
+        next.extend(arg.map(|a| std::ffi::OsStr::from_bytes(a).to_os_string()));
+        next.push(script);
+        next.extend(command.drain(1..));
+        command = next;
+    }
+    bail!(
+        "{}: more than {INTERPRETERS_MAX} #! interpreters in a row (Linux answers ELOOP)",
+        command[0].to_string_lossy()
+    )
+}
+
+/// A host path as the guest names it when `root` is the guest's root: the path beneath the root, if it is
+/// there; else the path as given.
+fn guest_path_in_root(path: &Path, root: Option<&Path>) -> OsString {
+    let beneath = root.and_then(|dir| {
+        let dir = std::fs::canonicalize(dir).ok()?;
+        let canon = std::fs::canonicalize(path).ok()?;
+        canon
+            .strip_prefix(&dir)
+            .ok()
+            .map(|rest| Path::new("/").join(rest))
+    });
+    beneath
+        .unwrap_or_else(|| path.to_path_buf())
+        .into_os_string()
+}
+
 /// The guest's working directory: with a root (`--root`, or the default root of a dynamic program), the host's
 /// working directory seen through the mounts, so that `tandem run -- ls` lists what `ls` would; else /.
 /// An input of the run like the others (traces record it).
@@ -780,7 +852,8 @@ pub fn run(command: RunCommand) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
-    let args = command.run;
+    let mut args = command.run;
+    args.command = script_command(&args.command, args.root.as_deref())?;
     if syscall_policy.is_some() && args.warm_at.is_some() {
         bail!("--profile cannot be combined with --warm-at: the calls before the warm point would not be checked");
     }

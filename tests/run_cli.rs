@@ -261,3 +261,72 @@ fn syscall_faults_fail_calls_as_linux_does_under_strace_injection() {
         );
     }
 }
+
+/// A program that is a script runs as Linux's binfmt_script runs it: its `#!` interpreter (with the line's one
+/// argument) gets the script's path and the arguments, whatever the user named (a path, or a name looked up on
+/// PATH). Compared with the native run, and recorded and replayed; a `#!` line without an interpreter is a clear
+/// error.
+#[test]
+fn a_script_runs_under_its_interpreter_as_on_linux() {
+    let dir = scratch("script-program");
+    let script = dir.join("show.sh");
+    // `-e` reaches the interpreter as its one argument: the script stops at `false` with status 1.
+    std::fs::write(
+        &script,
+        "#!/bin/sh -e\necho \"0=$0 n=$# 1=$1 2=$2\"\nread line; echo \"stdin: $line\"\nfalse\necho not reached\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = script.to_str().unwrap();
+    let n = native(s, &["one", "two words"], &[], b"typed\n");
+    assert_eq!(n.status.code(), Some(1), "{}", text(&n.stderr));
+    assert!(
+        text(&n.stdout).contains("n=2 1=one 2=two words"),
+        "{}",
+        text(&n.stdout)
+    );
+    let e = emulate(&[], s, &["one", "two words"], b"typed\n");
+    assert_same("#!/bin/sh -e script", &n, &e);
+    let trace = dir.join("script.trace");
+    let rec = record_trace(&trace, &[], s, &["one", "two words"], b"typed\n");
+    assert_eq!(rec.stdout, n.stdout, "{}", text(&rec.stderr));
+    let rep = Command::new(tandem())
+        .args(["replay", "--quiet"])
+        .arg(&trace)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        text(&rep.stderr).contains(": verified: "),
+        "{}",
+        text(&rep.stderr)
+    );
+    // ldd is a bash script found on PATH: it runs bash, which runs the loader in a child.
+    let n = Command::new("ldd").arg("/bin/true").output().unwrap();
+    let e = Command::new(tandem())
+        .args(["run", "--", "ldd", "/bin/true"])
+        .output()
+        .unwrap();
+    let without_vdso_and_addresses = |out: &[u8]| -> Vec<String> {
+        text(out)
+            .lines()
+            .filter(|l| !l.contains("linux-vdso"))
+            .map(|l| l.split(" (0x").next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(e.status.code(), Some(0), "{}", text(&e.stderr));
+    assert_eq!(
+        without_vdso_and_addresses(&n.stdout),
+        without_vdso_and_addresses(&e.stdout)
+    );
+    let bad = dir.join("bad.sh");
+    std::fs::write(&bad, "#!  \necho hi\n").unwrap();
+    let e = emulate(&[], bad.to_str().unwrap(), &[], b"");
+    assert_eq!(e.status.code(), Some(125));
+    assert!(
+        text(&e.stderr).contains("bad.sh: its #! line names no interpreter"),
+        "{}",
+        text(&e.stderr)
+    );
+}
