@@ -56,6 +56,12 @@ fn chmod_chown_utimensat_link_and_sendfile_change_what_linux_changes() {
     same_as_native("meta");
 }
 
+/// copy_file_range(2) as cp (coreutils 9) uses it: offsets, short copies, one file, and every refusal.
+#[test]
+fn copy_file_range_copies_and_refuses_as_linux_does() {
+    same_as_native("copy-range");
+}
+
 #[test]
 fn read_only_mounts_refuse_metadata_changes_and_chown_needs_privilege() {
     let dir = scratch("fsops-readonly");

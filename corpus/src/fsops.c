@@ -1,5 +1,5 @@
 /* File-system semantics that a user trusts without checking: MAP_SHARED coherence, metadata changes (chmod,
-   chown, utimensat, link), sendfile, deep directory nesting, and opens separated by a read of stdin (the window in
+   chown, utimensat, link), sendfile, copy_file_range, deep directory nesting, and opens separated by a read of stdin (the window in
    which a host process may rename a mounted directory). Each subcommand prints what it observes, so the output
    is compared with the same program run natively (or, for what only an unprivileged process on a read-only
    mount sees, with fixed expectations). Usage: fsops COMMAND DIR [N|FILE]; DIR is a writable directory. */
@@ -38,6 +38,7 @@ static const char *errname(int e) {
     case ELOOP: return "ELOOP";
     case ENOSYS: return "ENOSYS";
     case ENAMETOOLONG: return "ENAMETOOLONG";
+    case EOVERFLOW: return "EOVERFLOW";
     default: return "other";
     }
 }
@@ -224,6 +225,50 @@ static int meta(const char *dir) {
     return 0;
 }
 
+/* copy_file_range(2): through the files' positions or offset pointers (which move instead), short at the end of
+   the input, within one file (EINVAL where the ranges overlap), and its refusals: flags, O_APPEND, a write-only
+   input, a directory, a pipe, a negative offset. */
+static int copy_range(const char *dir) {
+    int src = open(at(dir, "src"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+    write(src, "0123456789abcdefghij", 20);
+    int dst = open(at(dir, "dst"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+    lseek(src, 2, SEEK_SET);
+    report("from the positions", copy_file_range(src, NULL, dst, NULL, 5, 0));
+    printf("positions %lld %lld\n", (long long)lseek(src, 0, SEEK_CUR), (long long)lseek(dst, 0, SEEK_CUR));
+    loff_t in_off = 15, out_off = 30;
+    report("from the pointers, past the end", copy_file_range(src, &in_off, dst, &out_off, 100, 0));
+    printf("pointers %lld %lld, positions %lld %lld\n", (long long)in_off, (long long)out_off,
+           (long long)lseek(src, 0, SEEK_CUR), (long long)lseek(dst, 0, SEEK_CUR));
+    show_file("dst", dst, 40);
+    in_off = 20;
+    report("at the end of the input", copy_file_range(src, &in_off, dst, NULL, 10, 0));
+    report("length 0", copy_file_range(src, NULL, dst, NULL, 0, 0));
+    in_off = 0, out_off = 10;
+    report("one file, apart", copy_file_range(src, &in_off, src, &out_off, 5, 0));
+    in_off = 0, out_off = 3;
+    report("one file, overlapping", copy_file_range(src, &in_off, src, &out_off, 5, 0));
+    show_file("src", src, 40);
+    report("flags 1", copy_file_range(src, NULL, dst, NULL, 5, 1));
+    in_off = -1;
+    report("negative offset", copy_file_range(src, &in_off, dst, NULL, 5, 0));
+    int app = open(at(dir, "dst"), O_WRONLY | O_APPEND);
+    report("to O_APPEND", copy_file_range(src, NULL, app, NULL, 5, 0));
+    int wo = open(at(dir, "src"), O_WRONLY);
+    report("from write-only", copy_file_range(wo, NULL, dst, NULL, 5, 0));
+    int ro = open(at(dir, "dst"), O_RDONLY);
+    report("to read-only", copy_file_range(src, NULL, ro, NULL, 5, 0));
+    int d = open(dir, O_RDONLY | O_DIRECTORY);
+    report("from a directory", copy_file_range(d, NULL, dst, NULL, 5, 0));
+    int p[2];
+    pipe(p);
+    write(p[1], "xyz", 3);
+    report("from a pipe", copy_file_range(p[0], NULL, dst, NULL, 3, 0));
+    report("to a pipe", copy_file_range(src, NULL, p[1], NULL, 3, 0));
+    report("bad descriptor", copy_file_range(99, NULL, dst, NULL, 3, 0));
+    close(src), close(dst), close(app), close(wo), close(ro), close(d), close(p[0]), close(p[1]);
+    return 0;
+}
+
 /* What an unprivileged process on a read-only file system gets: DIR holds host.txt and hostdir/ on a read-only
    mount; new files go to a writable layer. Run under tandem (uid 1000, mounts read-only), compared with fixed
    expectations rather than a native run as root. */
@@ -315,13 +360,15 @@ static int twice(const char *dir, const char *name, const char *second) {
 int main(int argc, char **argv) {
     setvbuf(stdout, 0, _IOLBF, 0);
     if (argc < 3) {
-        fprintf(stderr, "usage: fsops mmap-shared|meta|readonly|timers|nest|twice DIR [N|FILE]\n");
+        fprintf(stderr, "usage: fsops mmap-shared|meta|copy-range|readonly|timers|nest|twice DIR [N|FILE]\n");
         return 2;
     }
     if (!strcmp(argv[1], "mmap-shared"))
         return mmap_shared(argv[2]);
     if (!strcmp(argv[1], "meta"))
         return meta(argv[2]);
+    if (!strcmp(argv[1], "copy-range"))
+        return copy_range(argv[2]);
     if (!strcmp(argv[1], "readonly"))
         return readonly(argv[2]);
     if (!strcmp(argv[1], "timers"))

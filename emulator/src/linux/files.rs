@@ -855,4 +855,80 @@ impl<H: Host> LinuxMachine<H> {
         }
         Ok(total)
     }
+
+    /// copy_file_range(2): between two regular files (a directory is EISDIR, anything else EINVAL), the input
+    /// open for reading and the output for writing without O_APPEND (EBADF), from each file's own offset or from
+    /// `*off_in` / `*off_out`, which are advanced instead (vfs_copy_file_range and generic_copy_file_checks).
+    /// Overlapping ranges of one file are EINVAL; an offset that wraps with the length (a negative one) EOVERFLOW.
+    pub(super) fn sys_copy_file_range(
+        &mut self,
+        in_fd: i32,
+        off_in: u64,
+        out_fd: i32,
+        off_out: u64,
+        len: u64,
+        flags: u64,
+    ) -> SysResult {
+        if flags != 0 {
+            return Err(EINVAL);
+        }
+        let in_desc = self.proc.fds.get(in_fd)?;
+        let out_desc = self.proc.fds.get(out_fd)?;
+        let at_in = self.read_offset_arg(off_in)?;
+        let at_out = self.read_offset_arg(off_out)?;
+        let (in_file, out_file) = match (&in_desc.borrow().kind, &out_desc.borrow().kind) {
+            (FileKind::Dir { .. }, _) | (_, FileKind::Dir { .. }) => return Err(EISDIR),
+            (FileKind::Regular { data: a, .. }, FileKind::Regular { data: b, .. }) => {
+                (a.clone(), b.clone())
+            }
+            _ => return Err(EINVAL),
+        };
+        if !in_desc.borrow().readable()
+            || !out_desc.borrow().writable()
+            || out_desc.borrow().flags & O_APPEND != 0
+        {
+            return Err(EBADF);
+        }
+        let pos_in = at_in.unwrap_or(in_desc.borrow().offset);
+        let pos_out = at_out.unwrap_or(out_desc.borrow().offset);
+        let size_in = in_file.borrow().bytes.len() as u64;
+        let len = len.min(super::syscalls::RW_BYTES_MAX);
+        if pos_in.checked_add(len).is_none() || pos_out.checked_add(len).is_none() {
+            return Err(EOVERFLOW);
+        }
+        let count = len.min(size_in.saturating_sub(pos_in));
+        if Shared::ptr_eq(&in_file, &out_file)
+            && pos_out + count > pos_in
+            && pos_out < pos_in + count
+        {
+            return Err(EINVAL);
+        }
+        if count == 0 {
+            return Ok(0);
+        }
+        let data = self.read_desc(in_fd, count as usize, Some(pos_in))?;
+        let written = self.write_desc(out_fd, &data, Some(pos_out))?;
+        match at_in {
+            Some(at) => self.write_mem(off_in, &(at + written).to_le_bytes())?,
+            None => in_desc.borrow_mut().offset = pos_in + written,
+        }
+        match at_out {
+            Some(at) => self.write_mem(off_out, &(at + written).to_le_bytes())?,
+            None => out_desc.borrow_mut().offset = pos_out + written,
+        }
+        Ok(written)
+    }
+
+    /// The loff_t an optional offset argument points to (None for a null pointer), as the unsigned number the
+    /// kernel's overflow check sees: a negative offset is EOVERFLOW there.
+    fn read_offset_arg(&mut self, ptr: u64) -> Result<Option<u64>, Errno> {
+        if ptr == 0 {
+            return Ok(None);
+        }
+        let bytes = self.read_mem(ptr, 8)?;
+        Ok(Some(u64::from_le_bytes(
+            bytes.try_into().expect("8 bytes were read"),
+        )))
+    }
+
 }

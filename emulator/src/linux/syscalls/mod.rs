@@ -476,6 +476,7 @@ impl<H: Host> LinuxMachine<H> {
             32 => self.sys_dup(fd0, 0, None),
             33 => self.sys_dup2(fd0, a[1] as i32, 0, true),
             40 => self.sys_sendfile(fd0, a[1] as i32, a[2], a[3]),
+            326 => self.sys_copy_file_range(fd0, a[1], a[2] as i32, a[3], a[4], a[5]),
             39 => Ok(self.proc.pid.0 as u64),
             63 => self.sys_uname(a[0]),
             72 => self.sys_fcntl(fd0, a[1] as u32, a[2]),
