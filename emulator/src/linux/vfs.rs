@@ -1784,7 +1784,8 @@ mod tests {
         );
         assert!(vfs.path_of(b"/tmp/x").0.mount.is_some());
         assert!(vfs.path_of(b"/etc/passwd").0.mount.is_some());
-        // The root's listing has the host's names and the guest's own directories, once each.
+        // The root's listing has the host's names (in the host's order) and then the guest's own directories the
+        // host lacks, once each.
         let root = vfs.root();
         let names: Vec<Vec<u8>> = vfs
             .list_dir(&mut h, &root)
@@ -1792,7 +1793,7 @@ mod tests {
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        let expected: Vec<&[u8]> = vec![b"dev", b"etc", b"proc", b"sys", b"tmp"];
+        let expected: Vec<&[u8]> = vec![b"dev", b"etc", b"proc", b"tmp", b"sys"];
         assert_eq!(names, expected);
     }
 }
