@@ -1009,6 +1009,18 @@ pub fn run(command: RunCommand) -> anyhow::Result<()> {
     for why in stats.unsupported.values() {
         writeln!(err, "tandem: warning: {why}")?;
     }
+    if !stats.unimplemented_instructions.is_empty() {
+        let list: Vec<String> = stats
+            .unimplemented_instructions
+            .iter()
+            .map(|(what, n)| format!("{what} x{n}"))
+            .collect();
+        writeln!(
+            err,
+            "tandem: instructions tandem does not implement raised #UD, and the guest handled its SIGILL: {}",
+            list.join(", ")
+        )?;
+    }
     if args.stats {
         let icount = guest.icount();
         writeln!(

@@ -1582,6 +1582,25 @@ pub fn describe_instruction(mem: &Memory, addr: u64) -> (Vec<u8>, String) {
     (buf[..instr.len()].to_vec(), text)
 }
 
+/// The bytes and disassembly of the instruction at `addr` if it is a valid x86-64 instruction the emulator does
+/// not implement (its #UD is tandem's, not the program's); None for one it implements or bytes that do not decode.
+pub fn unimplemented_at(mem: &Memory, addr: u64) -> Option<(Vec<u8>, String)> {
+    let mut buf = [0u8; 15];
+    let mut n = 0;
+    while n < 15
+        && mem
+            .peek(addr.wrapping_add(n as u64), &mut buf[n..n + 1])
+            .is_ok()
+    {
+        n += 1;
+    }
+    let instr = Decoder::with_ip(64, &buf[..n], addr, DecoderOptions::NONE).decode();
+    if instr.is_invalid() || is_implemented(instr.code()) {
+        return None;
+    }
+    Some(describe_instruction(mem, addr))
+}
+
 /// Whether the emulator implements `code` (a handler other than #UD is registered).
 pub fn is_implemented(code: Code) -> bool {
     dispatch::is_implemented(code)

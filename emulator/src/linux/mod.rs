@@ -201,6 +201,9 @@ pub struct Stats {
     pub unknown_syscalls: BTreeMap<u64, u64>,
     /// Of those, the ones tandem knows but cannot honour yet (alarm, setitimer): number -> what to tell the user.
     pub unsupported: BTreeMap<u64, &'static str>,
+    /// Valid instructions the emulator does not implement that raised #UD in a guest which handled the SIGILL
+    /// (one that did not ends with a message naming the instruction): "bytes (disassembly)" -> times.
+    pub unimplemented_instructions: BTreeMap<String, u64>,
     pub signals_delivered: u64,
     /// Guest accesses that touched a poisoned frame (machine checks), by frame number: the hypervisor layer
     /// (hypervisor/containment.rs) reads it to tell a consumed memory error from a latent one.

@@ -266,6 +266,17 @@ impl<H: Host> LinuxMachine<H> {
             *self.stats.machine_checks.entry(frame.0).or_insert(0) += 1;
         }
         self.stats.last_fault = Some(info);
+        if e == Exception::InvalidOpcode {
+            if let Some((bytes, text)) = crate::cpu::unimplemented_at(&self.machine.cpu.mem, rip) {
+                let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                let key = format!("{} ({text})", hex.join(" "));
+                *self
+                    .stats
+                    .unimplemented_instructions
+                    .entry(key)
+                    .or_insert(0) += 1;
+            }
+        }
         let action = self.proc.sigactions[info.signo as usize];
         let blocked = self.thread.sig.blocked & bit(info.signo) != 0;
         if blocked || action.handler == SIG_IGN || action.handler == SIG_DFL {
