@@ -5,8 +5,14 @@
 //!
 //! Arithmetic goes through softfloat.rs lane by lane; the flags of all lanes are gathered and committed before the
 //! destination is written, so an unmasked exception (#XM) leaves the destination untouched. Scalar forms change
-//! only the low lane of the destination. RCPPS/RSQRTPS are not implemented: their approximations differ between
-//! processor generations, so no fixed answer matches "the hardware".
+//! only the low lane of the destination.
+//!
+//! RCPPS, RCPSS, RSQRTPS and RSQRTSS give approximations whose low bits differ between processor generations
+//! and vendors (the SDM bounds the relative error by 1.5 * 2^-12 and fixes only the special cases), so no answer
+//! is "the hardware's". tandem gives one every processor could: the correctly rounded reciprocal (square root),
+//! with the documented special cases (a zero or denormal input gives an infinity of its sign, an infinity zero,
+//! a NaN its quiet self, RSQRT of a negative number the default NaN, and a tiny RCP result is flushed to a zero
+//! of its sign). They raise no exception and leave MXCSR alone.
 
 use super::softfloat::{Format, Fp, F32, F64};
 use super::{commit_flags, src, xreg};
@@ -218,6 +224,48 @@ fn movmsk<F: Format>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     Ok(())
 }
 
+/// One lane of RCPPS/RCPSS (`SQRT` false) or RSQRTPS/RSQRTSS (`SQRT` true), binary32 bits in and out.
+fn approximate_reciprocal<const SQRT: bool>(x: u32) -> u32 {
+    const SIGN: u32 = 0x8000_0000;
+    const EXPONENT: u32 = 0x7f80_0000;
+    const QUIET: u32 = 0x0040_0000;
+    const DEFAULT_NAN: u32 = 0xffc0_0000;
+    let sign = x & SIGN;
+    let exponent = x & EXPONENT;
+    let fraction = x & !(SIGN | EXPONENT);
+    match (exponent, fraction) {
+        (EXPONENT, f) if f != 0 => x | QUIET,
+        (EXPONENT, _) if SQRT && sign != 0 => DEFAULT_NAN,
+        (EXPONENT, _) => sign,
+        // Zeros and denormals (read as zeros): an infinity of the operand's sign, also for RSQRT of -0.
+        (0, _) => sign | EXPONENT,
+        _ if SQRT && sign != 0 => DEFAULT_NAN,
+        _ => {
+            let v = f64::from(f32::from_bits(x));
+            let r = if SQRT { 1.0 / v.sqrt() } else { 1.0 / v } as f32;
+            if r.is_subnormal() {
+                sign
+            } else {
+                r.to_bits()
+            }
+        }
+    }
+}
+
+/// RCPPS/RSQRTPS (every lane) and RCPSS/RSQRTSS (lane 0; the others stay the destination's).
+fn approximate<const SQRT: bool, const PACKED: bool>(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
+    let b = src(cpu, i, 1)?;
+    let d = xreg(i, 0);
+    let lanes = if PACKED { 4 } else { 1 };
+    let mut r = cpu.regs.xmm[d];
+    for l in 0..lanes {
+        let lane = get::<F32>(b, l) as u32;
+        r = put::<F32>(r, l, u64::from(approximate_reciprocal::<SQRT>(lane)));
+    }
+    cpu.regs.xmm[d] = r;
+    Ok(())
+}
+
 /// LDMXCSR m32: setting a reserved bit (31..16) is #GP (SDM Vol. 2, LDMXCSR; MXCSR_MASK is 0xffff with DAZ).
 fn ldmxcsr(cpu: &mut Cpu, i: &Insn) -> Result<(), Stop> {
     let a = cpu.ea(i);
@@ -286,6 +334,10 @@ pub(super) fn register(t: &mut Table) {
         (Code::Movmskps_r64_xmm, movmsk::<F32>),
         (Code::Movmskpd_r32_xmm, movmsk::<F64>),
         (Code::Movmskpd_r64_xmm, movmsk::<F64>),
+        (Code::Rcpps_xmm_xmmm128, approximate::<false, true>),
+        (Code::Rcpss_xmm_xmmm32, approximate::<false, false>),
+        (Code::Rsqrtps_xmm_xmmm128, approximate::<true, true>),
+        (Code::Rsqrtss_xmm_xmmm32, approximate::<true, false>),
         (Code::Ldmxcsr_m32, ldmxcsr),
         (Code::Stmxcsr_m32, stmxcsr),
     ] {
