@@ -87,6 +87,7 @@ impl<H: Host> LinuxMachine<H> {
             202 => return Some(self.sys_futex(a)),
             203 => Ok(0), // sched_setaffinity: every task runs on the one emulated CPU anyway
             204 => self.sys_sched_getaffinity(a[1], a[2]),
+            309 => self.sys_getcpu(a[0], a[1]),
             218 => {
                 self.thread.clear_child_tid = a[0];
                 Ok(self.thread.tid.0 as u64)
@@ -584,6 +585,19 @@ impl<H: Host> LinuxMachine<H> {
         };
         self.write_u64(mask, bits)?;
         Ok(8)
+    }
+
+    /// getcpu(2): the CPU and NUMA node the caller runs on. Every task runs on the one emulated CPU, CPU 0 of
+    /// node 0 (the JVM asks, and falls back to the legacy vsyscall page, which this machine does not map). Either
+    /// pointer may be null; the third argument is unused since Linux 2.6.24.
+    pub(in crate::linux) fn sys_getcpu(&mut self, cpu: u64, node: u64) -> Result<u64, Errno> {
+        if cpu != 0 {
+            self.write_u32(cpu, 0)?;
+        }
+        if node != 0 {
+            self.write_u32(node, 0)?;
+        }
+        Ok(0)
     }
 
     /// membarrier(2): every task runs on one emulated CPU, one at a time, so every barrier is already there.
