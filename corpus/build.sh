@@ -6,7 +6,7 @@
 # (src/unwind.rs, rustc). Stripped (-s) to keep the repository small, except hello and rewind, which
 # keep their symbols for the gdb and replay-debugger tests, crash and sigbus, which keep theirs for the core-dump and
 # fault tests, and overflow, which keeps its for the reverse-watchpoint tests. Needs musl-tools (musl-gcc), gcc, g++
-# rustc, libsqlite3-dev and libexpat1-dev.
+# rustc, libsqlite3-dev, libexpat1-dev and a JDK (javac).
 # Usage: corpus/build.sh            (from anywhere)
 set -eu
 cd "$(dirname "$0")"
@@ -45,4 +45,6 @@ if rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-mus
 else
     rustc --edition 2021 -O -C strip=symbols -C target-feature=+crt-static -o bin/unwind-rust src/unwind.rs
 fi
+# The JVM's end-to-end test (tests/dynamic.rs): class files for Java 11 and later.
+javac --release 11 -d bin/java src/java/Tasks.java
 ls -l bin

@@ -99,6 +99,22 @@ fn perl_runs_as_natively() {
     same_as_native("perl", &[], "/usr/bin/perl", &["-e", script]);
 }
 
+/// The JVM (OpenJDK, as Debian installs it) runs a class as on Linux: its JIT (whose stubs use RCPPS and ask
+/// getcpu), its garbage collector and a pool of threads, many of them; recorded and replayed verified.
+#[test]
+fn java_runs_a_class_as_natively() {
+    let args = ["-cp", "corpus/bin/java", "Tasks"];
+    let out = same_as_native("java", &[], "/usr/bin/java", &args);
+    assert!(
+        text(&out.stdout).contains("400! has 869 digits"),
+        "{}",
+        text(&out.stdout)
+    );
+    let trace = scratch("java-trace").join("java.trace");
+    records_and_replays_verified(&trace, &["--sched", "chaos", "--seed", "3"], "/usr/bin/java", &args);
+    let _ = std::fs::remove_file(&trace);
+}
+
 /// A shell script runs installed dynamic programs through execve: dash (itself dynamic) runs env, ls and sort;
 /// a static busybox sh does the same with --root giving it the system's programs.
 #[test]
