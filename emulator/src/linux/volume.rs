@@ -68,6 +68,7 @@ pub fn read_volume<H: Host>(host: &mut H, spec: &VolumeSpec) -> Result<VolumeCon
         let mut names = host
             .read_dir(&dir.host)
             .map_err(|e| fail(format!("{}: cannot list ({e:?})", dir.host.display())))?;
+        names.retain(|n| n != b"." && n != b"..");
         names.sort();
         for name in names {
             if content.entries.len() >= VOLUME_ENTRIES_MAX {
