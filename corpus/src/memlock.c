@@ -1,7 +1,9 @@
-/* mlock(2) and its kin, capget(2)/capset(2) and the protection-key calls, compared with Linux by
+/* mlock(2) and its kin, capget(2)/capset(2), the protection-key calls, the scheduling-policy queries and the NUMA
+   memory-policy calls, compared with Linux by
    tests/syscall_fuzz.rs. Prints return values and errno numbers only. The capability sets are dropped to empty
    first (capset), so a run as root and tandem's unprivileged guest then answer alike. The pkey lines hold only on a
-   CPU without protection keys (tandem's; the test drops them where the host has PKU). */
+   CPU without protection keys (tandem's; the test drops them where the host has PKU), the numa lines only on a
+   host with one NUMA node (the test drops them elsewhere). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -73,5 +75,52 @@ int main(void) {
     show("pkey_free", syscall(SYS_pkey_free, 1));
     show("pkey_mprotect -1", syscall(SYS_pkey_mprotect, m, page, PROT_READ, -1));
     show("pkey_mprotect 1", syscall(SYS_pkey_mprotect, m, page, PROT_READ, 1));
+
+    struct { unsigned size, policy; unsigned long long flags; int nice; unsigned prio;
+             unsigned long long runtime, deadline, period; unsigned util_min, util_max; } sa;
+    show("sched_getscheduler", syscall(SYS_sched_getscheduler, 0));
+    show("sched_getscheduler no such pid", syscall(SYS_sched_getscheduler, 999999));
+    show("sched_getscheduler pid -1", syscall(SYS_sched_getscheduler, -1));
+    int prio = -1;
+    show("sched_getparam", syscall(SYS_sched_getparam, 0, &prio));
+    printf("priority %d\n", prio);
+    for (int policy = -1; policy <= 7; policy++) {
+        printf("policy %d: ", policy);
+        show("max", syscall(SYS_sched_get_priority_max, policy));
+        printf("policy %d: ", policy);
+        show("min", syscall(SYS_sched_get_priority_min, policy));
+    }
+    memset(&sa, 0xee, sizeof sa);
+    show("sched_getattr 56", syscall(SYS_sched_getattr, 0, &sa, 56, 0));
+    /* Not sched_runtime: Linux reports the fair scheduler's slice there, which depends on the kernel and the CPUs. */
+    printf("attr size %u policy %u flags %llu nice %d prio %u deadline %llu period %llu util %u %u\n", sa.size,
+           sa.policy, sa.flags, sa.nice, sa.prio, sa.deadline, sa.period, sa.util_min, sa.util_max);
+    memset(&sa, 0xee, sizeof sa);
+    show("sched_getattr 48", syscall(SYS_sched_getattr, 0, &sa, 48, 0));
+    printf("attr size %u util %x\n", sa.size, sa.util_min);
+    show("sched_getattr 40", syscall(SYS_sched_getattr, 0, &sa, 40, 0));
+    show("sched_getattr flags", syscall(SYS_sched_getattr, 0, &sa, 56, 1));
+    show("sched_getattr no such pid", syscall(SYS_sched_getattr, 999999, &sa, 56, 0));
+    show("getpriority bad which", syscall(SYS_getpriority, 3, 0));
+    show("getpriority no such pid", syscall(SYS_getpriority, 0, 999999));
+
+    int mode = -1;
+    unsigned long mask[2] = {~0ul, ~0ul};
+    show("numa get_mempolicy", syscall(SYS_get_mempolicy, &mode, mask, 128, NULL, 0));
+    printf("numa mode %d mask %lx %lx\n", mode, mask[0], mask[1]);
+    mask[0] = mask[1] = ~0ul;
+    show("numa get_mempolicy mems allowed", syscall(SYS_get_mempolicy, &mode, mask, 65, NULL, 4));
+    printf("numa mode %d mask %lx %lx\n", mode, mask[0], mask[1]);
+    show("numa get_mempolicy addr", syscall(SYS_get_mempolicy, &mode, NULL, 0, m, 2));
+    show("numa get_mempolicy node of addr", syscall(SYS_get_mempolicy, &mode, NULL, 0, m, 3));
+    printf("numa node %d\n", mode);
+    show("numa get_mempolicy node", syscall(SYS_get_mempolicy, &mode, NULL, 0, NULL, 1));
+    show("numa get_mempolicy unmapped addr", syscall(SYS_get_mempolicy, &mode, NULL, 0, m + 2 * page, 2));
+    show("numa get_mempolicy bad flags", syscall(SYS_get_mempolicy, &mode, NULL, 0, NULL, 8));
+    show("numa get_mempolicy mems allowed and node", syscall(SYS_get_mempolicy, &mode, NULL, 0, NULL, 5));
+    show("numa get_mempolicy maxnode 0", syscall(SYS_get_mempolicy, &mode, mask, 0, NULL, 0));
+    show("numa set_mempolicy default", syscall(SYS_set_mempolicy, 0, NULL, 0));
+    show("numa set_mempolicy bad mode", syscall(SYS_set_mempolicy, 9, NULL, 0));
+    show("numa mbind default", syscall(SYS_mbind, m, page, 0, NULL, 0, 0));
     return 0;
 }

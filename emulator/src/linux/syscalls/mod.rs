@@ -467,6 +467,15 @@ impl<H: Host> LinuxMachine<H> {
             151 => self.sys_mlockall(a[0]),
             152 => Ok(0),                            // munlockall
             325 => self.sys_mlock(a[0], a[1], a[2]), // mlock2
+            140 => self.sys_getpriority(a[0], a[1]),
+            143 => self.sys_sched_getparam(a[0], a[1]),
+            145 => self.sys_sched_getscheduler(a[0]),
+            146 => self.sys_sched_priority_bound(a[0], true),
+            147 => self.sys_sched_priority_bound(a[0], false),
+            315 => self.sys_sched_getattr(a[0], a[1], a[2], a[3]),
+            237 => self.sys_set_mempolicy(a[2]), // mbind(addr, len, mode, ...)
+            238 => self.sys_set_mempolicy(a[0]),
+            239 => self.sys_get_mempolicy(a[0], a[1], a[2], a[3], a[4]),
             125 => self.sys_capget(a[0], a[1]),
             126 => self.sys_capset(a[0], a[1]),
             329 => self.sys_pkey_mprotect(a[0], a[1], a[2], a[3] as i32),

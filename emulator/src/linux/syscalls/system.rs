@@ -119,6 +119,151 @@ impl<H: Host> LinuxMachine<H> {
         }
     }
 
+    /// The pid a scheduling or priority call names: 0 is the caller; another must be a live process or thread.
+    fn check_sched_target(&self, pid: i64) -> Result<(), Errno> {
+        if pid < 0 || pid > i64::from(i32::MAX) {
+            return Err(EINVAL);
+        }
+        let pid = pid as i32;
+        if pid != 0 && self.process_ref(Pid(pid)).is_none() && self.thread_ref(Tid(pid)).is_none() {
+            return Err(ESRCH);
+        }
+        Ok(())
+    }
+
+    /// sched_getscheduler(2): every task is SCHED_OTHER (0) here.
+    pub(in crate::linux) fn sys_sched_getscheduler(&mut self, pid: u64) -> SysResult {
+        self.check_sched_target(pid as i32 as i64)?;
+        Ok(0)
+    }
+
+    /// sched_getparam(2): SCHED_OTHER's static priority, 0.
+    pub(in crate::linux) fn sys_sched_getparam(&mut self, pid: u64, param: u64) -> SysResult {
+        if param == 0 {
+            return Err(EINVAL);
+        }
+        self.check_sched_target(pid as i32 as i64)?;
+        self.write_u32(param, 0)?;
+        Ok(0)
+    }
+
+    /// sched_get_priority_max(2) and sched_get_priority_min(2): 1..99 for the real-time policies (FIFO 1, RR 2),
+    /// 0 for OTHER, BATCH, IDLE, DEADLINE and EXT (0, 3, 5, 6, 7; EXT since Linux 6.12).
+    pub(in crate::linux) fn sys_sched_priority_bound(
+        &mut self,
+        policy: u64,
+        max: bool,
+    ) -> SysResult {
+        match policy as i32 {
+            1 | 2 => Ok(if max { 99 } else { 1 }),
+            0 | 3 | 5..=7 => Ok(0),
+            _ => Err(EINVAL),
+        }
+    }
+
+    /// sched_getattr(2): SCHED_OTHER, nice 0, no flags, no utilisation clamps, in as much of `struct sched_attr` as
+    /// the caller's size holds (SCHED_ATTR_SIZE_VER0, 48 bytes, up to VER1's 56; larger sizes get 56 and the size
+    /// field says so). sched_runtime is 0, where Linux may report its fair scheduler's slice.
+    pub(in crate::linux) fn sys_sched_getattr(
+        &mut self,
+        pid: u64,
+        attr: u64,
+        size: u64,
+        flags: u64,
+    ) -> SysResult {
+        const VER0: u64 = 48;
+        const VER1: u64 = 56;
+        if attr == 0 || flags != 0 || !(VER0..=PAGE_SIZE as u64).contains(&size) {
+            return Err(EINVAL);
+        }
+        self.check_sched_target(pid as i32 as i64)?;
+        let len = size.min(VER1);
+        let mut b = vec![0u8; len as usize];
+        b[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+        self.write_mem(attr, &b)?;
+        Ok(0)
+    }
+
+    /// getpriority(2): the raw syscall answers 20 - nice, and every task's nice value is 0 here.
+    pub(in crate::linux) fn sys_getpriority(&mut self, which: u64, who: u64) -> SysResult {
+        const PRIO_PROCESS: u64 = 0;
+        const PRIO_USER: u64 = 2;
+        if which > PRIO_USER {
+            return Err(EINVAL);
+        }
+        if which == PRIO_PROCESS {
+            self.check_sched_target(who as i32 as i64)?;
+        }
+        Ok(20)
+    }
+
+    /// get_mempolicy(2): one NUMA node (0) and the default policy everywhere (MPOL_DEFAULT, 0, whose node mask is
+    /// empty); MPOL_F_MEMS_ALLOWED gives the node mask {0}, MPOL_F_ADDR asks about a mapped address (EFAULT
+    /// otherwise), with MPOL_F_NODE the node it is on. mm/mempolicy.c, do_get_mempolicy and copy_nodes_to_user.
+    pub(in crate::linux) fn sys_get_mempolicy(
+        &mut self,
+        mode: u64,
+        nodemask: u64,
+        maxnode: u64,
+        addr: u64,
+        flags: u64,
+    ) -> SysResult {
+        const MPOL_F_NODE: u64 = 1;
+        const MPOL_F_ADDR: u64 = 2;
+        const MPOL_F_MEMS_ALLOWED: u64 = 4;
+        if flags & !(MPOL_F_NODE | MPOL_F_ADDR | MPOL_F_MEMS_ALLOWED) != 0 {
+            return Err(EINVAL);
+        }
+        if nodemask != 0 && maxnode < 1 {
+            return Err(EINVAL);
+        }
+        let mut mask_bits = 0u64;
+        if flags & MPOL_F_MEMS_ALLOWED != 0 {
+            if flags & (MPOL_F_NODE | MPOL_F_ADDR) != 0 {
+                return Err(EINVAL);
+            }
+            mask_bits = 1;
+        } else if flags & MPOL_F_ADDR != 0 {
+            if !self
+                .machine
+                .cpu
+                .mem
+                .is_mapped(addr & !(PAGE_SIZE as u64 - 1))
+            {
+                return Err(EFAULT);
+            }
+        } else if flags & MPOL_F_NODE != 0 || addr != 0 {
+            // MPOL_F_NODE alone asks for the next interleave node, and there is no interleave policy.
+            return Err(EINVAL);
+        }
+        if mode != 0 {
+            self.write_u32(mode, 0)?;
+        }
+        if nodemask != 0 {
+            let bytes = (maxnode - 1).div_ceil(64) * 8;
+            if bytes > PAGE_SIZE as u64 {
+                return Err(EINVAL);
+            }
+            let mut b = vec![0u8; bytes as usize];
+            if let Some(first) = b.get_mut(0..8) {
+                first.copy_from_slice(&mask_bits.to_le_bytes());
+            }
+            self.write_mem(nodemask, &b)?;
+        }
+        Ok(0)
+    }
+
+    /// set_mempolicy(2) and mbind(2): with one node every policy places memory alike, so a valid mode (DEFAULT
+    /// through PREFERRED_MANY, 0..=5, with the mode flags STATIC_NODES, RELATIVE_NODES, NUMA_BALANCING) is
+    /// accepted and nothing changes; get_mempolicy keeps answering MPOL_DEFAULT.
+    pub(in crate::linux) fn sys_set_mempolicy(&mut self, mode: u64) -> SysResult {
+        const MODE_FLAGS: u64 = (1 << 15) | (1 << 14) | (1 << 13);
+        if (mode & !MODE_FLAGS) > 5 {
+            return Err(EINVAL);
+        }
+        Ok(0)
+    }
+
     /// mlock(2), mlock2(2) and munlock(2): nothing is ever paged out here, so locking only checks its range
     /// (rounded out to pages) is mapped, as the kernel does (ENOMEM otherwise). RLIMIT_MEMLOCK is unlimited.
     pub(in crate::linux) fn sys_mlock(&mut self, addr: u64, len: u64, flags: u64) -> SysResult {
