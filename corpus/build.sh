@@ -45,6 +45,7 @@ if rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-mus
 else
     rustc --edition 2021 -O -C strip=symbols -C target-feature=+crt-static -o bin/unwind-rust src/unwind.rs
 fi
-# The JVM's end-to-end test (tests/dynamic.rs): class files for Java 11 and later.
-javac --release 11 -d bin/java src/java/Tasks.java
+# The JVM's end-to-end test (tests/dynamic.rs): class files for Java 11 and later, in java/ (not bin/, whose
+# files are all ELF programs).
+javac --release 11 -d java src/java/Tasks.java
 ls -l bin

@@ -711,8 +711,8 @@ const INTERPRETERS_MAX: usize = 4;
 /// The command line of a program that is a script (`#!INTERPRETER [ARG]`), as Linux's binfmt_script runs it:
 /// INTERPRETER [ARG] SCRIPT ARGS..., SCRIPT being the path the program was found at (`tandem run -- ldd /bin/ls`
 /// runs `/bin/bash /usr/bin/ldd /bin/ls`). The interpreter is a path in the guest's root (`root`, by default
-/// the host's /). Any other program's command line is returned unchanged; a file that cannot be read is left to
-/// the loader to report.
+/// the host's /). Any other program's command line is returned unchanged; a file that cannot be read, or is not a
+/// regular file, is left to the loader.
 pub(crate) fn script_command(
     command: &[OsString],
     root: Option<&Path>,
@@ -721,6 +721,11 @@ pub(crate) fn script_command(
     let mut command = command.to_vec();
     for _ in 0..=INTERPRETERS_MAX {
         let program = program_path(&command[0]);
+        // Only a regular file is looked at: reading the head of a pipe (`tandem run -- /dev/stdin`) would take
+        // it from the loader.
+        if !std::fs::metadata(&program).is_ok_and(|m| m.is_file()) {
+            return Ok(command);
+        }
         let mut head = Vec::with_capacity(SHEBANG_BYTES_MAX);
         let read = std::fs::File::open(&program)
             .and_then(|f| f.take(SHEBANG_BYTES_MAX as u64).read_to_end(&mut head));

@@ -103,7 +103,7 @@ fn perl_runs_as_natively() {
 /// getcpu), its garbage collector and a pool of threads, many of them; recorded and replayed verified.
 #[test]
 fn java_runs_a_class_as_natively() {
-    let args = ["-cp", "corpus/bin/java", "Tasks"];
+    let args = ["-cp", "corpus/java", "Tasks"];
     let out = same_as_native("java", &[], "/usr/bin/java", &args);
     assert!(
         text(&out.stdout).contains("400! has 869 digits"),
@@ -111,7 +111,12 @@ fn java_runs_a_class_as_natively() {
         text(&out.stdout)
     );
     let trace = scratch("java-trace").join("java.trace");
-    records_and_replays_verified(&trace, &["--sched", "chaos", "--seed", "3"], "/usr/bin/java", &args);
+    records_and_replays_verified(
+        &trace,
+        &["--sched", "chaos", "--seed", "3"],
+        "/usr/bin/java",
+        &args,
+    );
     let _ = std::fs::remove_file(&trace);
 }
 

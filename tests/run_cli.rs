@@ -90,8 +90,9 @@ fn malformed_and_missing_programs_are_clear_errors_not_panics() {
     let truncated = dir.join("truncated");
     let hello = std::fs::read(repo().join("corpus/bin/hello-musl")).unwrap();
     std::fs::write(&truncated, &hello[..100]).unwrap();
+    // Text without a `#!` line: Linux's execve answers ENOEXEC (a script with one runs under its interpreter).
     let script = dir.join("script.sh");
-    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::write(&script, "echo hi\n").unwrap();
     for (path, expected) in [
         (
             truncated.to_str().unwrap(),

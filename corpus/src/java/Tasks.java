@@ -1,7 +1,7 @@
 // A Java program for tandem's end-to-end test of the JVM (tests/dynamic.rs): the JIT (a hot loop, Math's
 // intrinsics), the garbage collector (many short-lived objects), threads that hand work to each other, and
 // BigInteger. Its output is the same on every run, natively and under tandem. Built by corpus/build.sh
-// (javac --release 11) into corpus/bin/java/Tasks.class.
+// (javac --release 11) into corpus/java/Tasks.class.
 import java.math.BigInteger;
 import java.util.ArrayList;
 import java.util.Collections;
