@@ -930,5 +930,4 @@ impl<H: Host> LinuxMachine<H> {
             bytes.try_into().expect("8 bytes were read"),
         )))
     }
-
 }
