@@ -1563,15 +1563,7 @@ fn undecodable_at(rip: u64) -> Instruction {
 
 /// The bytes and Intel-syntax disassembly of the instruction at `addr` (read without permission checks).
 pub fn describe_instruction(mem: &Memory, addr: u64) -> (Vec<u8>, String) {
-    let mut buf = [0u8; 15];
-    let mut n = 0;
-    while n < 15
-        && mem
-            .peek(addr.wrapping_add(n as u64), &mut buf[n..n + 1])
-            .is_ok()
-    {
-        n += 1;
-    }
+    let (buf, n) = instruction_bytes(mem, addr);
     let mut decoder = Decoder::with_ip(64, &buf[..n], addr, DecoderOptions::NONE);
     let instr = decoder.decode();
     if instr.is_invalid() {
@@ -1585,6 +1577,16 @@ pub fn describe_instruction(mem: &Memory, addr: u64) -> (Vec<u8>, String) {
 /// The bytes and disassembly of the instruction at `addr` if it is a valid x86-64 instruction the emulator does
 /// not implement (its #UD is tandem's, not the program's); None for one it implements or bytes that do not decode.
 pub fn unimplemented_at(mem: &Memory, addr: u64) -> Option<(Vec<u8>, String)> {
+    let (buf, n) = instruction_bytes(mem, addr);
+    let instr = Decoder::with_ip(64, &buf[..n], addr, DecoderOptions::NONE).decode();
+    if instr.is_invalid() || is_implemented(instr.code()) {
+        return None;
+    }
+    Some(describe_instruction(mem, addr))
+}
+
+/// Up to 15 bytes at `addr` (an instruction's longest), as many as are mapped, read without permission checks.
+fn instruction_bytes(mem: &Memory, addr: u64) -> ([u8; 15], usize) {
     let mut buf = [0u8; 15];
     let mut n = 0;
     while n < 15
@@ -1594,11 +1596,7 @@ pub fn unimplemented_at(mem: &Memory, addr: u64) -> Option<(Vec<u8>, String)> {
     {
         n += 1;
     }
-    let instr = Decoder::with_ip(64, &buf[..n], addr, DecoderOptions::NONE).decode();
-    if instr.is_invalid() || is_implemented(instr.code()) {
-        return None;
-    }
-    Some(describe_instruction(mem, addr))
+    (buf, n)
 }
 
 /// Whether the emulator implements `code` (a handler other than #UD is registered).
