@@ -780,6 +780,14 @@ impl Memory {
         self.pages.get(&(addr >> PAGE_SHIFT)).map(|e| e.perms)
     }
 
+    /// True if every page that `[addr, addr+len)` touches is mapped (a zero-length range at an unaligned address
+    /// touches none).
+    pub fn range_is_mapped(&self, addr: u64, len: u64) -> bool {
+        let first = addr >> PAGE_SHIFT;
+        let last = (addr.saturating_add(len).saturating_add(PAGE_MASK)) >> PAGE_SHIFT;
+        self.pages.range(first..last).count() as u64 == last.saturating_sub(first)
+    }
+
     /// True if no page in `[addr, addr+len)` is mapped.
     pub fn range_is_free(&self, addr: u64, len: u64) -> bool {
         let first = addr >> PAGE_SHIFT;
@@ -1783,6 +1791,27 @@ mod tests {
                 reads: 1,
                 writes: 1
             }
+        );
+    }
+
+    #[test]
+    fn range_is_mapped_needs_every_page_the_range_touches() {
+        let mut m = Memory::new();
+        m.map_anonymous(0x1000, 0x3000, Perms::RW).unwrap();
+        m.unmap(0x2000, 0x1000).unwrap();
+        assert!(m.range_is_mapped(0x1000, 0x1000));
+        assert!(m.range_is_mapped(0x1ffc, 4), "within one page");
+        assert!(!m.range_is_mapped(0x1ffc, 5), "into the hole");
+        assert!(!m.range_is_mapped(0x1000, 0x3000), "over the hole");
+        assert!(m.range_is_mapped(0x3000, 0x1000));
+        assert!(!m.range_is_mapped(0x3800, 0x1000), "past the end");
+        assert!(
+            m.range_is_mapped(0x9000, 0),
+            "an aligned empty range touches no page"
+        );
+        assert!(
+            !m.range_is_mapped(0x9001, 0),
+            "an unaligned one touches its page"
         );
     }
 

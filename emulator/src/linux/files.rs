@@ -326,12 +326,8 @@ impl<H: Host> LinuxMachine<H> {
             return Err(EINVAL);
         }
         let end = addr.checked_add(len).ok_or(ENOMEM)?;
-        let mut page = addr;
-        while page < end {
-            if !self.machine.cpu.mem.is_mapped(page) {
-                return Err(ENOMEM);
-            }
-            page += PAGE_SIZE as u64;
+        if !self.machine.cpu.mem.range_is_mapped(addr, len) {
+            return Err(ENOMEM);
         }
         // The stores already reached the files at this syscall's entry (`flush_shared_maps`); a file on a volume
         // has them written back to its disk now, durable with MS_SYNC (the range's data, as sync_file_range
@@ -925,9 +921,6 @@ impl<H: Host> LinuxMachine<H> {
         if ptr == 0 {
             return Ok(None);
         }
-        let bytes = self.read_mem(ptr, 8)?;
-        Ok(Some(u64::from_le_bytes(
-            bytes.try_into().expect("8 bytes were read"),
-        )))
+        Ok(Some(self.read_u64(ptr)?))
     }
 }

@@ -79,12 +79,7 @@ impl<H: Host> LinuxMachine<H> {
             return Ok(0);
         }
         let pid = self.read_u32_guest(header + 4)? as i32;
-        if pid < 0 {
-            return Err(EINVAL);
-        }
-        if pid != 0 && self.process_ref(Pid(pid)).is_none() && self.thread_ref(Tid(pid)).is_none() {
-            return Err(ESRCH);
-        }
+        self.check_task_target(pid)?;
         self.write_mem(data, &vec![0u8; 12 * words])?;
         Ok(0)
     }
@@ -119,12 +114,12 @@ impl<H: Host> LinuxMachine<H> {
         }
     }
 
-    /// The pid a scheduling or priority call names: 0 is the caller; another must be a live process or thread.
-    fn check_sched_target(&self, pid: i64) -> Result<(), Errno> {
-        if pid < 0 || pid > i64::from(i32::MAX) {
+    /// The pid a capability, scheduling or priority call names: negative is EINVAL, 0 is the caller, another
+    /// must be a live process or thread (ESRCH).
+    fn check_task_target(&self, pid: i32) -> Result<(), Errno> {
+        if pid < 0 {
             return Err(EINVAL);
         }
-        let pid = pid as i32;
         if pid != 0 && self.process_ref(Pid(pid)).is_none() && self.thread_ref(Tid(pid)).is_none() {
             return Err(ESRCH);
         }
@@ -133,7 +128,7 @@ impl<H: Host> LinuxMachine<H> {
 
     /// sched_getscheduler(2): every task is SCHED_OTHER (0) here.
     pub(in crate::linux) fn sys_sched_getscheduler(&mut self, pid: u64) -> SysResult {
-        self.check_sched_target(pid as i32 as i64)?;
+        self.check_task_target(pid as i32)?;
         Ok(0)
     }
 
@@ -142,7 +137,7 @@ impl<H: Host> LinuxMachine<H> {
         if param == 0 {
             return Err(EINVAL);
         }
-        self.check_sched_target(pid as i32 as i64)?;
+        self.check_task_target(pid as i32)?;
         self.write_u32(param, 0)?;
         Ok(0)
     }
@@ -176,7 +171,7 @@ impl<H: Host> LinuxMachine<H> {
         if attr == 0 || flags != 0 || !(VER0..=PAGE_SIZE as u64).contains(&size) {
             return Err(EINVAL);
         }
-        self.check_sched_target(pid as i32 as i64)?;
+        self.check_task_target(pid as i32)?;
         let len = size.min(VER1);
         let mut b = vec![0u8; len as usize];
         b[0..4].copy_from_slice(&(len as u32).to_le_bytes());
@@ -192,7 +187,7 @@ impl<H: Host> LinuxMachine<H> {
             return Err(EINVAL);
         }
         if which == PRIO_PROCESS {
-            self.check_sched_target(who as i32 as i64)?;
+            self.check_task_target(who as i32)?;
         }
         Ok(20)
     }
@@ -276,12 +271,8 @@ impl<H: Host> LinuxMachine<H> {
             .checked_add(len)
             .and_then(|e| e.checked_next_multiple_of(PAGE_SIZE as u64))
             .ok_or(ENOMEM)?;
-        let mut page = start;
-        while page < end {
-            if !self.machine.cpu.mem.is_mapped(page) {
-                return Err(ENOMEM);
-            }
-            page += PAGE_SIZE as u64;
+        if !self.machine.cpu.mem.range_is_mapped(start, end - start) {
+            return Err(ENOMEM);
         }
         Ok(0)
     }
