@@ -106,20 +106,9 @@ fn static_profiles_cover_the_recorded_runs_and_export_as_seccomp() {
 
 /// `tandem profile -o FILE -- PROGRAM`: the profile file of a program's static profile.
 fn write_profile(program: &str, path: &std::path::Path) -> String {
-    let out = Command::new(tandem())
-        .args(["profile", "-o"])
-        .arg(path)
-        .arg("--")
-        .arg(program)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{program}: {}",
-        text(&out.stderr)
-    );
+    let mut cmd = Command::new(tandem());
+    cmd.args(["profile", "-o"]).arg(path).arg("--").arg(program);
+    succeeds(cmd, program);
     std::fs::read_to_string(path).unwrap()
 }
 
@@ -497,19 +486,8 @@ fn profile_report(program: &str, root: &Path, traces: &[&Path], why: &str) -> St
     if !why.is_empty() {
         cmd.args(["--why", why]);
     }
-    let out = cmd
-        .arg("--")
-        .arg(corpus_bin(program))
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{program}: {}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+    cmd.arg("--").arg(corpus_bin(program));
+    text(&succeeds(cmd, program).stdout)
 }
 
 /// The syscall names a report lists.

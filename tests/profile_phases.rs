@@ -8,21 +8,9 @@ use std::process::Command;
 
 /// `tandem profile FLAGS -- PROGRAM`: its stdout (the run must succeed).
 fn profile(flags: &[&str], program: &str) -> String {
-    let out = Command::new(tandem())
-        .arg("profile")
-        .args(flags)
-        .arg("--")
-        .arg(program)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{program}: {}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+    let mut cmd = Command::new(tandem());
+    cmd.arg("profile").args(flags).arg("--").arg(program);
+    text(&succeeds(cmd, program).stdout)
 }
 
 /// The icount of the first `NAME icount N` match in `report` after `marker`.

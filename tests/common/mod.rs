@@ -73,6 +73,14 @@ pub fn native(program: &str, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) 
     finish(cmd, stdin)
 }
 
+/// Runs `cmd` (a tandem command) from the repository and asserts it exits 0; its output. `what` names it in the
+/// failure message.
+pub fn succeeds(mut cmd: Command, what: &str) -> Output {
+    let out = cmd.current_dir(repo()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out.stderr));
+    out
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
